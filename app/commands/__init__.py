@@ -1,0 +1,111 @@
+"""The `meshstep` command: one Typer app; each module in this package adds its commands to it.
+
+Adding a command is adding a module here (registered by existing, like features)."""
+from __future__ import annotations
+
+import enum
+import getpass
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+cli = typer.Typer(
+    name="meshstep",
+    help="Staged adoption planner and feature-flag manager for Istio.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@cli.callback()
+def _group() -> None:
+    """Staged adoption planner and feature-flag manager for Istio."""
+
+
+class Format(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+SourceOpt = Annotated[
+    str | None,
+    typer.Option("--source", "-s", help="demo | live | context:NAME | a snapshot file, directory or .tar.gz "
+                 "(default: live when a kubeconfig exists, else demo)"),
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-o", help="Output format.")]
+DbOpt = Annotated[str | None, typer.Option(
+    "--db", help="SQLAlchemy URL of the state database (default: $MESHSTEP_DATABASE_URL, else meshstep.db in "
+                 "the user data directory).")]
+ClusterOpt = Annotated[str, typer.Option("--cluster", help="The cluster the record is about.")]
+ActorOpt = Annotated[str | None, typer.Option(
+    "--actor", envvar="MESHSTEP_ACTOR", help="Who makes the change (default: $MESHSTEP_ACTOR, else the OS user).")]
+
+if TYPE_CHECKING:
+    from state.store import Store
+
+
+@contextmanager
+def open_store(db: str | None) -> Iterator[Store]:
+    """The state database, closed afterwards (imported here, not at start-up: commands without state stay fast)."""
+    from state.store import Store
+
+    store = Store.open(db)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def actor_name(actor: str | None) -> str:
+    return actor or getpass.getuser()
+
+
+def parse_param(item: str) -> tuple[str, Any]:
+    """k=v, with v read as JSON when it is JSON (10, true, 0.5, [..]) so it compares with observed values."""
+    from planner.errors import MeshstepError
+
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise MeshstepError(f"--set {item!r}: write it as key=value")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+def load_inventory(source: str | None):
+    """The inventory for a --source value; errors surface as MeshstepError."""
+    from planner.inventory import build_inventory
+    from planner.sources import load_snapshot
+
+    return build_inventory(load_snapshot(source))
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def emit_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    """A plain aligned text table; empty input prints a dash line."""
+    if not rows:
+        typer.echo("(none)")
+        return
+    columns = columns or list(rows[0])
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (list, tuple, set)):
+        return ",".join(map(str, value)) or "-"
+    return str(value)

@@ -1,0 +1,546 @@
+"""The Inventory: an immutable, indexed model of one cluster (or set of manifests), built in one pass over a
+Snapshot. Pods are compacted as they stream in, so a 10,000-pod cluster is never held as raw JSON at once."""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+import yaml
+
+from planner import components
+from planner.errors import SourceError
+from planner.model import (
+    CRD,
+    GATEWAY_API_GROUP,
+    ISTIO_GROUPS,
+    ComponentInstance,
+    Container,
+    ContainerPort,
+    KubeObject,
+    Namespace,
+    Pod,
+    PodSpecSummary,
+    Probe,
+    Ref,
+    Revision,
+    Service,
+    ServicePort,
+    Sidecar,
+    Workload,
+)
+from planner.sources import CRD_KIND, Snapshot, Visibility
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+DEFAULT_ROOT_NAMESPACE = "istio-system"
+
+# Istio's protocol selection: appProtocol, else the port name's prefix before the first '-'.
+_PROTOCOLS = {
+    "http": "HTTP", "http2": "HTTP2", "https": "HTTPS", "grpc": "GRPC", "grpc-web": "GRPC-Web", "tcp": "TCP",
+    "tls": "TLS", "udp": "UDP", "mongo": "Mongo", "redis": "Redis", "mysql": "MySQL",
+    "kubernetes.io/h2c": "HTTP2", "kubernetes.io/ws": "HTTP", "kubernetes.io/wss": "HTTPS",
+}
+
+
+def istio_protocol(name: str | None, app_protocol: str | None, l4: str = "TCP") -> str:
+    """The protocol Istio selects for a service port; UNKNOWN means Istio must sniff (auto-detect) it."""
+    if l4 == "UDP":
+        return "UDP"
+    if l4 == "SCTP":
+        return "SCTP"
+    if app_protocol:
+        p = _PROTOCOLS.get(app_protocol.lower())
+        if p:
+            return p
+    if name:
+        p = _PROTOCOLS.get(name.lower().split("-", 1)[0])
+        if p:
+            return p
+    return "UNKNOWN"
+
+
+def injection_mode(labels: dict[str, str]) -> tuple[str, str | None]:
+    """(sidecar | ambient | disabled | none, revision) of a namespace, from its labels as Istio reads them."""
+    inj, rev = labels.get("istio-injection"), labels.get("istio.io/rev")
+    # Revisioned injectors select `istio.io/rev` only where `istio-injection` is absent: with both labels the
+    # default injector wins (istioctl warns about it, IST0123).
+    if inj == "enabled":
+        return "sidecar", "default"
+    if rev and inj != "disabled":
+        return "sidecar", rev
+    if labels.get("istio.io/dataplane-mode") == "ambient":
+        return "ambient", rev
+    if inj == "disabled" or labels.get("istio.io/dataplane-mode") == "none":
+        return "disabled", None
+    return "none", None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    source: str
+    cluster: bool  # a whole cluster (live, demo) rather than a set of manifests
+    visibility: Visibility
+    namespaces: dict[str, Namespace]
+    pods: tuple[Pod, ...]
+    services: tuple[Service, ...]
+    workloads: tuple[Workload, ...]
+    objects: dict[str, tuple[KubeObject, ...]]  # by kind: everything but Pods, Services and Namespaces
+    crds: dict[str, CRD]  # Istio and Gateway API CRDs, by plural.group
+    mesh_configs: dict[str, dict[str, Any]]  # by revision ("default" for the `istio` ConfigMap)
+    mesh_networks: dict[str, Any] = field(default_factory=dict)
+    # Raw non-pod objects, to rebuild from when changes are applied in memory.
+    raw: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
+
+    # ------------------------------------------------------------ indexes (computed once, on first use)
+
+    @cached_property
+    def pods_by_namespace(self) -> dict[str, tuple[Pod, ...]]:
+        out: dict[str, list[Pod]] = defaultdict(list)
+        for p in self.pods:
+            out[p.namespace].append(p)
+        return {k: tuple(v) for k, v in out.items()}
+
+    @cached_property
+    def services_by_namespace(self) -> dict[str, tuple[Service, ...]]:
+        out: dict[str, list[Service]] = defaultdict(list)
+        for s in self.services:
+            out[s.namespace].append(s)
+        return {k: tuple(v) for k, v in out.items()}
+
+    @cached_property
+    def _by_key(self) -> dict[tuple[str, str | None, str], KubeObject]:
+        return {(o.kind, o.namespace, o.name): o for objs in self.objects.values() for o in objs}
+
+    @cached_property
+    def _pods_by_label(self) -> dict[tuple[str, str, str], list[Pod]]:
+        out: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
+        for p in self.pods:
+            for k, v in p.labels.items():
+                out[(p.namespace, k, v)].append(p)
+        return out
+
+    @cached_property
+    def components(self) -> tuple[ComponentInstance, ...]:
+        """One entry per Istio component pod; per workload where the source has no pods of that workload."""
+        found = []
+        with_pods = set()
+        for p in self.pods:
+            hit = components.recognise(p.spec)
+            with_pods.add((p.namespace, p.workload_kind, p.workload_name))
+            if hit:
+                found.append(ComponentInstance(hit[0], components.PLANES[hit[0]], "Pod", p.namespace, p.name, hit[1]))
+        for w in self.workloads:
+            if w.template is None or (w.namespace, w.kind, w.name) in with_pods or w.kind == "ReplicaSet":
+                continue
+            hit = components.recognise(w.template)
+            if hit:
+                found.append(ComponentInstance(hit[0], components.PLANES[hit[0]], w.kind, w.namespace, w.name, hit[1]))
+        return tuple(found)
+
+    @cached_property
+    def revisions(self) -> tuple[Revision, ...]:
+        """The istiod revisions, with their version (image tag) and the tags pointing at them."""
+        tags: dict[str, list[str]] = defaultdict(list)
+        for wh in self.of_kind("MutatingWebhookConfiguration"):
+            tag = wh.labels.get("istio.io/tag")
+            if tag:
+                tags[wh.labels.get("istio.io/rev", "default")].append(tag)
+        groups: dict[tuple[str, str], list[Any]] = {}  # (namespace, revision) → [pods, ready, version]
+        for c in self.components:
+            if c.component != "istiod":
+                continue
+            pod = self.pod(c.namespace, c.name) if c.kind == "Pod" else None
+            spec = pod.spec if pod else self.workload(c.namespace, c.kind, c.name).template  # type: ignore[union-attr]
+            g = groups.setdefault((c.namespace, spec.labels.get("istio.io/rev") or "default"), [0, 0, None])
+            g[0] += pod is not None
+            g[1] += bool(pod and pod.ready)
+            g[2] = g[2] or _pilot_version(spec)
+        out = [Revision(rev, version, ns, n, ready, tuple(sorted(tags[rev])))
+               for (ns, rev), (n, ready, version) in sorted(groups.items())]
+        return tuple(out)
+
+    # ------------------------------------------------------------ lookups
+
+    def of_kind(self, kind: str) -> tuple[KubeObject, ...]:
+        return self.objects.get(kind, ())
+
+    def get(self, kind: str, namespace: str | None, name: str) -> KubeObject | None:
+        return self._by_key.get((kind, namespace, name))
+
+    def pod(self, namespace: str, name: str) -> Pod | None:
+        return next((p for p in self.pods_by_namespace.get(namespace, ()) if p.name == name), None)
+
+    def workload(self, namespace: str, kind: str, name: str) -> Workload | None:
+        return next((w for w in self.workloads if (w.namespace, w.kind, w.name) == (namespace, kind, name)), None)
+
+    def pods_matching(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
+        """Pods of a namespace whose labels match every key of a (non-empty) selector."""
+        if not selector:
+            return []
+        items = iter(selector.items())
+        k, v = next(items)
+        return [p for p in self._pods_by_label.get((namespace, k, v), ()) if all(p.labels.get(a) == b for a, b in items)]
+
+    def pods_of_service(self, svc: Service) -> list[Pod]:
+        return self.pods_matching(svc.namespace, svc.selector)
+
+    def service(self, namespace: str, name: str) -> Service | None:
+        return next((s for s in self.services_by_namespace.get(namespace, ()) if s.name == name), None)
+
+    def istio_config(self) -> list[KubeObject]:
+        """Every Istio and Gateway API config object, in a stable order."""
+        return [o for kind in sorted(self.objects) for o in self.objects[kind]
+                if o.group in ISTIO_GROUPS or o.group == GATEWAY_API_GROUP]
+
+    def namespace_names(self) -> list[str]:
+        """Namespaces present, plus those only referred to by objects (manifests often omit the Namespace)."""
+        names = set(self.namespaces) | {p.namespace for p in self.pods} | {s.namespace for s in self.services}
+        names |= {o.namespace for objs in self.objects.values() for o in objs if o.namespace}
+        return sorted(names)
+
+    # ------------------------------------------------------------ mesh
+
+    @property
+    def mesh_config(self) -> dict[str, Any]:
+        """The mesh config of the default revision (what `istio` or the default tag's ConfigMap says)."""
+        if "default" in self.mesh_configs:
+            return self.mesh_configs["default"]
+        for r in self.revisions:
+            if "default" in r.tags and r.revision in self.mesh_configs:
+                return self.mesh_configs[r.revision]
+        return next(iter(self.mesh_configs.values()), {})
+
+    @property
+    def root_namespace(self) -> str:
+        return self.mesh_config.get("rootNamespace") or DEFAULT_ROOT_NAMESPACE
+
+    @property
+    def istio_installed(self) -> bool:
+        return any(c.group in ISTIO_GROUPS for c in self.crds.values()) or bool(self.revisions)
+
+    @property
+    def istio_version(self) -> str | None:
+        versions = sorted({r.version for r in self.revisions if r.version})
+        return versions[-1] if versions else None
+
+    def api_version(self, group: str, kind: str) -> str:
+        """The apiVersion to write a kind in: v1 where the cluster serves it, else the newest served beta."""
+        served = next((c.served_versions for c in self.crds.values() if c.group == group and c.kind == kind), ())
+        for v in ("v1", "v1beta1", "v1alpha3", "v1alpha1"):
+            if v in served:
+                return f"{group}/{v}"
+        return f"{group}/v1"
+
+    def in_mesh(self, pod: Pod) -> bool:
+        """Whether a pod's traffic goes through Istio: a sidecar, or ambient redirection."""
+        return pod.sidecar is not None or pod.annotations.get("ambient.istio.io/redirection") == "enabled"
+
+    def namespace_rows(self) -> list[dict[str, Any]]:
+        """Per namespace: injection mode, revision, pods and pods with a sidecar."""
+        rows = []
+        for name in self.namespace_names():
+            ns = self.namespaces.get(name)
+            pods = self.pods_by_namespace.get(name, ())
+            rows.append({"name": name, "injection": ns.injection if ns else "none", "revision": ns.revision if ns else None,
+                         "pods": len(pods), "pods_with_sidecar": sum(p.sidecar is not None for p in pods)})
+        return rows
+
+    def report(self) -> dict[str, Any]:
+        """The JSON-ready inventory report (`meshstep inventory --format json`)."""
+        return {
+            "source": self.source,
+            "istio": {"installed": self.istio_installed, "version": self.istio_version,
+                      "root_namespace": self.root_namespace},
+            "control_plane": {"revisions": [
+                {"revision": r.revision, "version": r.version, "namespace": r.namespace, "istiod_pods": r.istiod_pods,
+                 "ready_pods": r.ready_pods, "tags": list(r.tags)} for r in self.revisions]},
+            "namespaces": self.namespace_rows(),
+            "components": [{"component": c.component, "plane": c.plane, "kind": c.kind, "namespace": c.namespace,
+                            "name": c.name} for c in self.components],
+            "counts": {"pods": len(self.pods), "pods_in_mesh": sum(map(self.in_mesh, self.pods)),
+                       "workloads": len(self.workloads), "services": len(self.services),
+                       "istio_config": {k: len(v) for k, v in sorted(self.objects.items())
+                                        if v and (v[0].group in ISTIO_GROUPS or v[0].group == GATEWAY_API_GROUP)}},
+            "crds": sorted(f"{c.name} ({','.join(c.served_versions)})" for c in self.crds.values()),
+            "visibility": {"forbidden": sorted(self.visibility.forbidden),
+                           "not_installed": sorted(self.visibility.not_installed)},
+        }
+
+    # ------------------------------------------------------------ in-memory change
+
+    def with_changes(self, apply: Iterable[dict[str, Any]] = (), delete: Iterable[Ref] = (),
+                     pods: Iterable[dict[str, Any]] = ()) -> Inventory:
+        """A new inventory with objects applied (created or replaced), deleted, and raw pods added or replaced."""
+        gone = {(r.kind, r.namespace, r.name) for r in delete}
+        applied = {_key(o): o for o in apply}
+        raw = [o for o in self.raw if _key(o) not in gone and _key(o) not in applied] + list(applied.values())
+        new_pods = {(p["metadata"].get("namespace"), p["metadata"]["name"]): _pod(p) for p in pods}
+        kept = [p for p in self.pods if (p.namespace, p.name) not in new_pods and ("Pod", p.namespace, p.name) not in gone]
+        builder = _Builder(self.source, self.cluster, self.visibility, self.mesh_networks)
+        builder.pods = kept + list(new_pods.values())
+        for o in raw:
+            builder.add(o)
+        return builder.finish()
+
+
+def build_inventory(snapshot: Snapshot, mesh_config: dict[str, Any] | None = None,
+                    mesh_networks: dict[str, Any] | None = None) -> Inventory:
+    """Build the inventory in one pass; `mesh_config` (as `--mesh-config` gives it) overrides the cluster's."""
+    builder = _Builder(snapshot.label, snapshot.cluster, snapshot.visibility, mesh_networks or {})
+    for obj in snapshot.objects():
+        builder.add(obj)
+    if mesh_config is not None:
+        builder.mesh_override = mesh_config
+    return builder.finish()
+
+
+def _key(o: dict[str, Any]) -> tuple[str, str | None, str]:
+    meta = o.get("metadata") or {}
+    return o.get("kind", ""), meta.get("namespace"), meta.get("name", "")
+
+
+class _Builder:
+    def __init__(self, source: str, cluster: bool, visibility: Visibility, mesh_networks: dict[str, Any]):
+        self.source, self.cluster, self.visibility, self.mesh_networks = source, cluster, visibility, mesh_networks
+        self.pods: list[Pod] = []
+        self.namespaces: dict[str, Namespace] = {}
+        self.services: list[Service] = []
+        self.objects: dict[str, list[KubeObject]] = defaultdict(list)
+        self.crds: dict[str, CRD] = {}
+        self.raw: list[dict[str, Any]] = []
+        self.mesh_override: dict[str, Any] | None = None
+
+    def add(self, o: dict[str, Any]) -> None:
+        kind = o.get("kind")
+        if kind == "Pod":
+            self.pods.append(_pod(o))
+            return
+        if kind == "CustomResourceDefinition":
+            crd = _crd(o)
+            if crd is None:
+                return  # not Istio's nor Gateway API's: nothing meshstep reads
+            self.crds[crd.name] = crd
+        elif kind == "Namespace":
+            labels = _meta(o, "labels")
+            mode, rev = injection_mode(labels)
+            self.namespaces[o["metadata"]["name"]] = Namespace(o["metadata"]["name"], labels, _meta(o, "annotations"),
+                                                                mode, rev)
+        elif kind == "Service":
+            self.services.append(_service(o))
+        meta = o.get("metadata") or {}
+        self.objects[kind].append(KubeObject(o.get("apiVersion", ""), kind, meta.get("namespace"), meta["name"], o))
+        self.raw.append(o)
+
+    def finish(self) -> Inventory:
+        objects = {k: tuple(sorted(v, key=lambda x: (x.namespace or "", x.name))) for k, v in self.objects.items()}
+        return Inventory(
+            source=self.source,
+            cluster=self.cluster,
+            visibility=self._visibility(),
+            namespaces=dict(sorted(self.namespaces.items())),
+            pods=tuple(sorted(self.pods, key=lambda p: (p.namespace, p.name))),
+            services=tuple(sorted(self.services, key=lambda s: (s.namespace, s.name))),
+            workloads=_workloads(self.pods, objects),
+            objects=objects,
+            crds=self.crds,
+            mesh_configs=({"default": self.mesh_override} if self.mesh_override is not None
+                          else _mesh_configs(objects.get("ConfigMap", ()))),
+            mesh_networks=self.mesh_networks,
+            raw=tuple(self.raw),
+        )
+
+
+    def _visibility(self) -> Visibility:
+        """What the source did not show; for a whole cluster whose CRDs were readable, also which APIs are not
+        installed (a set of manifests lacking CRDs says nothing about that)."""
+        not_installed = set(self.visibility.not_installed)
+        if self.cluster and CRD_KIND.label not in self.visibility.forbidden:
+            groups = {c.group for c in self.crds.values()}
+            if not groups & set(ISTIO_GROUPS):
+                not_installed.add("istio")
+            if GATEWAY_API_GROUP not in groups:
+                not_installed.add("gateway-api")
+        return Visibility(list(self.visibility.forbidden), sorted(not_installed))
+
+
+def _meta(o: dict[str, Any], key: str) -> dict[str, str]:
+    return (o.get("metadata") or {}).get(key) or {}
+
+
+# ---------------------------------------------------------------- pods and pod specs
+
+
+def _containers(items: list[dict[str, Any]] | None) -> tuple[Container, ...]:
+    out = []
+    for c in items or ():
+        probes = tuple(
+            _probe(t, c[key]) for t, key in (("readiness", "readinessProbe"), ("liveness", "livenessProbe"),
+                                              ("startup", "startupProbe")) if c.get(key)
+        )
+        ports = tuple(ContainerPort(p.get("name"), p.get("containerPort", 0), p.get("protocol", "TCP"))
+                      for p in c.get("ports") or ())
+        out.append(Container(c.get("name", ""), c.get("image", ""), tuple(map(str, c.get("command") or ())),
+                             tuple(map(str, c.get("args") or ())), ports, probes, c.get("restartPolicy") == "Always",
+                             (c.get("securityContext") or {}).get("runAsUser")))
+    return tuple(out)
+
+
+def _probe(type_: str, p: dict[str, Any]) -> Probe:
+    for handler in ("httpGet", "tcpSocket", "grpc"):
+        if handler in p:
+            h = p[handler] or {}
+            return Probe(type_, handler, h.get("port"), h.get("path"))
+    return Probe(type_, "exec" if "exec" in p else "unknown")
+
+
+def pod_spec_summary(meta: dict[str, Any], spec: dict[str, Any]) -> PodSpecSummary:
+    return PodSpecSummary(
+        labels=meta.get("labels") or {},
+        annotations=meta.get("annotations") or {},
+        containers=_containers(spec.get("containers")),
+        init_containers=_containers(spec.get("initContainers")),
+        service_account=spec.get("serviceAccountName") or spec.get("serviceAccount") or "default",
+        host_network=bool(spec.get("hostNetwork")),
+        run_as_user=(spec.get("securityContext") or {}).get("runAsUser"),
+    )
+
+
+def _pod(o: dict[str, Any]) -> Pod:
+    meta = o.get("metadata") or {}
+    spec = o.get("spec") or {}
+    status = o.get("status") or {}
+    summary = pod_spec_summary(meta, spec)
+    wkind, wname = _owner(meta)
+    proxy = components.find_sidecar(summary)
+    sidecar = None
+    if proxy is not None:
+        sidecar = Sidecar(
+            shape="native" if proxy.restart_always else "classic",
+            image=proxy.image,
+            version=_version_of(proxy.image_tag),
+            revision=_injected_revision(summary),
+        )
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
+    return Pod(meta.get("namespace") or "default", meta["name"], summary, wkind, wname, spec.get("nodeName"),
+               status.get("phase"), ready, status.get("podIP"), meta.get("creationTimestamp"), sidecar,
+               namespace_given=bool(meta.get("namespace")))
+
+
+def _owner(meta: dict[str, Any]) -> tuple[str, str]:
+    """The workload that owns a pod. A ReplicaSet named `<deployment>-<pod-template-hash>` is a Deployment's."""
+    owner = next((r for r in meta.get("ownerReferences") or () if r.get("controller")), None)
+    owner = owner or next(iter(meta.get("ownerReferences") or ()), None)
+    if not owner:
+        return "Pod", meta["name"]
+    kind, name = owner.get("kind", ""), owner.get("name", "")
+    if kind == "ReplicaSet":
+        h = (meta.get("labels") or {}).get("pod-template-hash")
+        if h and name.endswith("-" + h):
+            return "Deployment", name[: -len(h) - 1]
+    return kind, name
+
+
+def _injected_revision(spec: PodSpecSummary) -> str | None:
+    status = spec.annotations.get("sidecar.istio.io/status")
+    if status:
+        try:
+            rev = yaml.load(status, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)).get("revision")
+            if rev:
+                return str(rev)
+        except (yaml.YAMLError, AttributeError):
+            pass
+    return spec.labels.get("istio.io/rev") or spec.annotations.get("istio.io/rev")
+
+
+def _version_of(tag: str | None) -> str | None:
+    """`1.27.3-distroless` → `1.27.3`; tags that are not versions (latest, a digest) → None."""
+    if not tag:
+        return None
+    v = tag.split("-", 1)[0]
+    return v if v[:1].isdigit() else None
+
+
+def _pilot_version(spec: PodSpecSummary) -> str | None:
+    c = next((c for c in spec.containers if c.image_name == "pilot" or c.args[:1] == ("discovery",)), None)
+    return _version_of(c.image_tag) if c else None
+
+
+# ---------------------------------------------------------------- other kinds
+
+
+def _service(o: dict[str, Any]) -> Service:
+    meta, spec = o["metadata"], o.get("spec") or {}
+    ports = tuple(
+        ServicePort(p.get("name"), p.get("port", 0), p.get("targetPort"), p.get("protocol", "TCP"),
+                    p.get("appProtocol"), istio_protocol(p.get("name"), p.get("appProtocol"), p.get("protocol", "TCP")))
+        for p in spec.get("ports") or ()
+    )
+    return Service(meta.get("namespace") or "default", meta["name"], spec.get("type", "ClusterIP"),
+                   spec.get("selector") or {}, ports, spec.get("clusterIP"), spec.get("externalName"),
+                   meta.get("labels") or {}, meta.get("annotations") or {})
+
+
+def _crd(o: dict[str, Any]) -> CRD | None:
+    spec = o.get("spec") or {}
+    group = spec.get("group", "")
+    if group not in ISTIO_GROUPS and group != GATEWAY_API_GROUP:
+        return None
+    versions = spec.get("versions") or []
+    names = spec.get("names") or {}
+    return CRD(
+        name=o["metadata"]["name"], group=group, kind=names.get("kind", ""), plural=names.get("plural", ""),
+        served_versions=tuple(v["name"] for v in versions if v.get("served")),
+        storage_version=next((v["name"] for v in versions if v.get("storage")), None),
+        schemas={v["name"]: (v.get("schema") or {}).get("openAPIV3Schema") or {} for v in versions},
+    )
+
+
+def _workloads(pods: list[Pod], objects: dict[str, tuple[KubeObject, ...]]) -> tuple[Workload, ...]:
+    """Controllers from their objects, plus groupings of pods whose controller object the source lacks."""
+    by_key: dict[tuple[str, str, str], Workload] = {}
+    for kind in WORKLOAD_KINDS:
+        for o in objects.get(kind, ()):
+            owners = o.metadata.get("ownerReferences") or ()
+            if any(r.get("controller") and r.get("kind") in WORKLOAD_KINDS for r in owners):
+                continue  # a Deployment's ReplicaSet, a CronJob's Job: the owner is the workload
+            spec = o.spec
+            tmpl = spec.get("template") or {}
+            if kind == "CronJob":
+                tmpl = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
+            sel = (spec.get("selector") or {}).get("matchLabels") or {}
+            by_key[(o.namespace or "default", kind, o.name)] = Workload(
+                kind, o.namespace or "default", o.name, o.labels, sel,
+                pod_spec_summary(tmpl.get("metadata") or {}, tmpl.get("spec") or {}), spec.get("replicas"))
+    members: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
+    for p in pods:
+        members[(p.namespace, p.workload_kind, p.workload_name)].append(p)
+    for key, ps in members.items():
+        names = tuple(sorted(p.name for p in ps))
+        w = by_key.get(key)
+        if w is not None:
+            by_key[key] = replace(w, pods=names)
+        else:
+            by_key[key] = Workload(key[1], key[0], key[2], {}, {}, None, None, names)
+    return tuple(by_key[k] for k in sorted(by_key))
+
+
+def _mesh_configs(configmaps: Iterable[KubeObject]) -> dict[str, dict[str, Any]]:
+    """Mesh config per revision from the `istio` / `istio-<rev>` ConfigMaps (data.mesh, YAML)."""
+    out = {}
+    for cm in configmaps:
+        if cm.name != "istio" and not cm.name.startswith("istio-"):
+            continue
+        mesh = (cm.raw.get("data") or {}).get("mesh")
+        if mesh is None:
+            continue
+        rev = "default" if cm.name == "istio" else cm.name[len("istio-"):]
+        try:
+            parsed = yaml.safe_load(mesh) or {}
+        except yaml.YAMLError as e:
+            raise SourceError(f"ConfigMap {cm.namespace}/{cm.name}: data.mesh is not valid YAML: {e}") from e
+        if not isinstance(parsed, dict):
+            raise SourceError(f"ConfigMap {cm.namespace}/{cm.name}: data.mesh must be a mapping")
+        out[rev] = parsed
+    return out

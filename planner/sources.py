@@ -1,0 +1,412 @@
+"""Where raw Kubernetes objects come from: the bundled demo, a snapshot (file, directory, .tar.gz), or a live
+cluster read-only through the official client. Objects are plain dicts; nothing past this module sees dicts
+of Pods."""
+from __future__ import annotations
+
+import io
+import os
+import queue
+import re
+import tarfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from planner.errors import SourceError
+from planner.model import GATEWAY_API_GROUP, ISTIO_GROUPS
+
+DEMO_DIR = Path(__file__).parent / "demo"
+SNAPSHOT_SUFFIXES = (".yaml", ".yml", ".json")
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DOC_SEPARATOR = re.compile(r"^---(\s|$)")
+
+# A secret's values are never kept, whatever the source gives.
+_SECRET_VALUE_KEYS = ("data", "stringData")
+
+
+@dataclass
+class Visibility:
+    """What the source could not show: kinds the API refused (403), and what is not installed (the inventory
+    fills that in from the CRDs of a whole-cluster source)."""
+
+    forbidden: list[str] = field(default_factory=list)
+    not_installed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Snapshot:
+    """Raw objects of one source, produced lazily by `objects()` (a live cluster streams page by page)."""
+
+    label: str
+    produce: Callable[[Visibility], Iterable[dict[str, Any]]]
+    visibility: Visibility = field(default_factory=Visibility)
+    # Whether the source is a whole cluster (live, demo) rather than a set of manifests.
+    cluster: bool = True
+
+    def objects(self) -> Iterator[dict[str, Any]]:
+        for obj in self.produce(self.visibility):
+            if obj.get("kind") == "Secret":
+                for k in _SECRET_VALUE_KEYS:
+                    obj.pop(k, None)
+            yield obj
+
+
+def default_source() -> str:
+    """`live` when a kubeconfig or in-cluster credentials exist, else the bundled `demo`."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return "live"
+    if any(Path(p).is_file() for p in _kubeconfig_paths().split(os.pathsep) if p):
+        return "live"
+    return "demo"
+
+
+def _kubeconfig_paths() -> str:
+    """$KUBECONFIG (paths joined by os.pathsep, as kubectl takes them), else ~/.kube/config."""
+    return os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+
+
+def load_snapshot(source: str | None = None) -> Snapshot:
+    """The Snapshot for a `--source` value: demo | live | context:NAME | a path."""
+    source = source or default_source()
+    if source == "demo":
+        return Snapshot("demo", lambda _v: read_paths(sorted(DEMO_DIR.glob("*.yaml"))))
+    if source == "live":
+        return live_snapshot(None)
+    if source.startswith("context:"):
+        return live_snapshot(source.split(":", 1)[1])
+    path = Path(source)
+    if not path.exists():
+        raise SourceError(
+            f"source {source!r}: no such file or directory "
+            "(--source takes demo, live, context:NAME, or a snapshot file, directory or .tar.gz)"
+        )
+    return Snapshot(str(path), lambda _v: read_paths([path]), cluster=False)
+
+
+def files_snapshot(paths: list[str | Path], label: str | None = None) -> Snapshot:
+    """A Snapshot of several manifest files (as `meshstep analyze FILE...` takes them)."""
+    for p in paths:
+        if not Path(p).exists():
+            raise SourceError(f"{p}: no such file or directory")
+    return Snapshot(label or ", ".join(map(str, paths)), lambda _v: read_paths([Path(p) for p in paths]), cluster=False)
+
+
+# ---------------------------------------------------------------- snapshot files
+
+
+def read_paths(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
+    """Objects of files, directories (recursively) and .tar.gz archives, in a stable order."""
+    for path in paths:
+        if path.is_dir():
+            yield from read_paths(sorted(p for p in path.rglob("*") if p.is_file() and _is_snapshot_file(p.name)))
+        elif path.name.endswith((".tar.gz", ".tgz")):
+            yield from _read_archive(path)
+        else:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise SourceError(f"{path}: cannot read: {e}") from e
+            yield from parse_text(text, str(path))
+
+
+def _is_snapshot_file(name: str) -> bool:
+    return name.endswith(SNAPSHOT_SUFFIXES) or name.endswith((".tar.gz", ".tgz"))
+
+
+def _read_archive(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith(SNAPSHOT_SUFFIXES)),
+                             key=lambda m: m.name)
+            for m in members:
+                data = tar.extractfile(m)
+                assert data is not None  # isfile() members always have content
+                text = io.TextIOWrapper(data, encoding="utf-8").read()
+                yield from parse_text(text, f"{path}:{m.name}")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise SourceError(f"{path}: not a readable .tar.gz archive: {e}") from e
+
+
+def parse_text(text: str, name: str) -> Iterator[dict[str, Any]]:
+    """Objects of one JSON or (multi-document) YAML text; errors name the file and line."""
+    if text.lstrip().startswith(("{", "[")) and name.endswith(".json"):
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError as e:
+            raise SourceError(f"{name}:{e.lineno}: malformed JSON: {e.msg}") from e
+        yield from _flatten(doc, name, 1)
+        return
+    for start, chunk in _yaml_documents(text):
+        try:
+            doc = yaml.load(chunk, Loader=_YAML_LOADER)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = start + (mark.line if mark else 0)
+            problem = getattr(e, "problem", None) or str(e)
+            raise SourceError(f"{name}:{line}: malformed YAML: {problem}") from e
+        if doc is not None:
+            yield from _flatten(doc, name, start)
+
+
+def _yaml_documents(text: str) -> Iterator[tuple[int, str]]:
+    """(first line number, text) of each YAML document, so that errors can be placed in the whole file."""
+    lines = text.splitlines(keepends=True)
+    start, buf = 1, []
+    for i, line in enumerate(lines, 1):
+        if _DOC_SEPARATOR.match(line):
+            if buf:
+                yield start, "".join(buf)
+            start, buf = i, ["\n"]  # keep line numbers: the separator line becomes empty
+        else:
+            buf.append(line)
+    if buf:
+        yield start, "".join(buf)
+
+
+def _flatten(doc: Any, name: str, line: int) -> Iterator[dict[str, Any]]:
+    if isinstance(doc, list):  # a bare JSON array of objects
+        for item in doc:
+            yield from _flatten(item, name, line)
+        return
+    if not isinstance(doc, dict):
+        raise SourceError(f"{name}:{line}: expected a Kubernetes object (a mapping), got {type(doc).__name__}")
+    kind = doc.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list):
+        item_kind = kind[: -len("List")] if kind != "List" else None
+        for item in doc["items"]:
+            if isinstance(item, dict):
+                if item_kind and "kind" not in item:
+                    item["kind"] = item_kind
+                    item.setdefault("apiVersion", doc.get("apiVersion", "v1"))
+            yield from _flatten(item, name, line)
+        return
+    if not kind or not doc.get("apiVersion") or not (doc.get("metadata") or {}).get("name"):
+        raise SourceError(f"{name}:{line}: not a Kubernetes object: apiVersion, kind and metadata.name are required")
+    yield doc
+
+
+# ---------------------------------------------------------------- live cluster
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A listable resource: `path` is the collection URL; `label` how visibility reports name it."""
+
+    label: str
+    path: str
+    kind: str
+    api_version: str
+    label_selector: str | None = None
+    metadata_only: bool = False
+
+
+# What meshstep reads of every cluster. ConfigMaps only where Istio keeps its own (labelled istio.io/rev);
+# Secrets as metadata only: meshstep never reads a secret's values.
+CORE_KINDS = (
+    Kind("namespaces", "/api/v1/namespaces", "Namespace", "v1"),
+    Kind("pods", "/api/v1/pods", "Pod", "v1"),
+    Kind("services", "/api/v1/services", "Service", "v1"),
+    Kind("nodes", "/api/v1/nodes", "Node", "v1"),
+    Kind("configmaps", "/api/v1/configmaps", "ConfigMap", "v1", label_selector="istio.io/rev"),
+    Kind("secrets", "/api/v1/secrets", "Secret", "v1", metadata_only=True),
+    Kind("deployments", "/apis/apps/v1/deployments", "Deployment", "apps/v1"),
+    Kind("statefulsets", "/apis/apps/v1/statefulsets", "StatefulSet", "apps/v1"),
+    Kind("daemonsets", "/apis/apps/v1/daemonsets", "DaemonSet", "apps/v1"),
+    Kind("mutatingwebhookconfigurations", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+         "MutatingWebhookConfiguration", "admissionregistration.k8s.io/v1"),
+    Kind("validatingwebhookconfigurations", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
+         "ValidatingWebhookConfiguration", "admissionregistration.k8s.io/v1"),
+)
+CRD_KIND = Kind("customresourcedefinitions", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                "CustomResourceDefinition", "apiextensions.k8s.io/v1")
+
+PAGE_SIZE = 500
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 60.0
+WORKERS = 6
+_END = object()
+
+
+def live_snapshot(context: str | None, api_client: Any = None, page_size: int = PAGE_SIZE) -> Snapshot:
+    """A live cluster through kubeconfig (optionally a named context) or in-cluster config; read-only."""
+    client, server, where = api_client or _api_client(context), None, None
+    server = client.configuration.host
+    where = f"kubeconfig context {context!r}" if context else "the current kubeconfig context"
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not context and api_client is None:
+        where = "in-cluster configuration"
+    reader = _LiveReader(client, server, where, page_size)
+    label = f"context:{context}" if context else "live"
+    return Snapshot(label, reader.read)
+
+
+def _api_client(context: str | None) -> Any:
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    try:
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and not context:
+            config.load_incluster_config(client_configuration=cfg)
+        else:
+            # The client reads $KUBECONFIG once, at import; read it now, as kubectl would.
+            config.load_kube_config(config_file=_kubeconfig_paths(), context=context, client_configuration=cfg,
+                                    persist_config=False)
+    except (config.ConfigException, OSError, ValueError) as e:
+        raise SourceError(f"cannot load kubeconfig{f' context {context!r}' if context else ''}: {e}") from e
+    cfg.retries = 0  # an unreachable server must fail within the timeout, not after urllib3's retries
+    return client.ApiClient(cfg)
+
+
+class _LiveReader:
+    """Lists every kind meshstep needs, in pages, kinds concurrently; JSON parsed raw with orjson."""
+
+    def __init__(self, client: Any, server: str, where: str, page_size: int):
+        self.client, self.server, self.where, self.page_size = client, server, where, page_size
+
+    def read(self, visibility: Visibility) -> Iterator[dict[str, Any]]:
+        self._preflight()
+        pages: queue.Queue[Any] = queue.Queue(maxsize=WORKERS * 2)
+        stop = threading.Event()
+
+        def put(item: Any) -> None:
+            while not stop.is_set():
+                try:
+                    pages.put(item, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+
+        def run() -> None:
+            try:
+                with ThreadPoolExecutor(WORKERS) as pool:
+                    futures = [pool.submit(self._list, k, visibility, put) for k in CORE_KINDS]
+                    # Which Istio kinds exist is known only once the CRDs are read.
+                    crds = self._list(CRD_KIND, visibility, put, keep=True)
+                    futures += [pool.submit(self._list, k, visibility, put) for k in _custom_kinds(crds or [])]
+                    for f in futures:
+                        f.result()
+                put(_END)
+            except BaseException as e:  # handed to the consumer, who raises it
+                put(e)
+
+        threading.Thread(target=run, name="meshstep-live-read", daemon=True).start()
+        try:
+            while True:
+                item = pages.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield from item
+        finally:
+            stop.set()
+
+    def _preflight(self) -> None:
+        try:
+            self._get("/version", [])
+        except SourceError:
+            raise
+        except Exception as e:
+            raise SourceError(f"cannot reach the Kubernetes API server at {self.server} ({self.where}): "
+                              f"{_reason(e)}") from e
+
+    def _get(self, path: str, query: list[tuple[str, Any]], metadata_only: bool = False) -> Any:
+        """One GET through the client's auth and connection pool; the body is parsed with orjson, not the
+        client's typed models."""
+        accept = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+                  if metadata_only else "application/json")
+        method, url, headers, _body, _post = self.client.param_serialize(
+            "GET", path, query_params=query, header_params={"Accept": accept}, auth_settings=["BearerToken"])
+        resp = self.client.call_api(method, url, header_params=headers,
+                                    _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+        data = resp.read()
+        if not 200 <= resp.status < 300:
+            raise _HTTPStatus(resp.status, resp.reason)
+        return orjson.loads(data)
+
+    def _list(self, kind: Kind, visibility: Visibility, put: Callable[[Any], None],
+              keep: bool = False) -> list[dict[str, Any]] | None:
+        """Pages through one kind; 403 → forbidden, 404 → not served; others raise with server and kind."""
+        kept: list[dict[str, Any]] = []
+        token = None
+        while True:
+            query: list[tuple[str, Any]] = [("limit", self.page_size)]
+            if token:
+                query.append(("continue", token))
+            if kind.label_selector:
+                query.append(("labelSelector", kind.label_selector))
+            try:
+                page = self._get(kind.path, query, kind.metadata_only)
+            except _HTTPStatus as e:
+                if e.status == 403:
+                    visibility.forbidden.append(kind.label)
+                    return None
+                if e.status == 404:
+                    return None
+                if e.status == 410:  # the continue token expired: Kubernetes asks for a fresh list
+                    raise SourceError(f"listing {kind.label} on {self.server}: the list changed too fast to page "
+                                      "through (continue token expired); retry") from e
+                raise SourceError(f"listing {kind.label} on {self.server} ({self.where}): HTTP {e.status} "
+                                  f"{e.reason}") from e
+            except Exception as e:
+                raise SourceError(f"listing {kind.label} on {self.server} ({self.where}): {_reason(e)}") from e
+            items = page.get("items") or []
+            for item in items:  # list items carry no kind/apiVersion of their own
+                item["kind"] = kind.kind
+                item["apiVersion"] = kind.api_version
+            if keep:
+                kept.extend(items)
+            put(items)
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return kept
+
+
+class _HTTPStatus(Exception):
+    """A non-2xx answer of the API server."""
+
+    def __init__(self, status: int, reason: str | None):
+        super().__init__(f"HTTP {status} {reason or ''}".strip())
+        self.status, self.reason = status, reason
+
+
+def _custom_kinds(crds: list[dict[str, Any]]) -> list[Kind]:
+    """One listable Kind per installed Istio or Gateway API CRD, at the version Kubernetes prefers (the most
+    stable served one: Istio still stores some kinds, e.g. Telemetry, as v1alpha1 while serving v1)."""
+    kinds = []
+    for crd in crds:
+        spec = crd.get("spec") or {}
+        group = spec.get("group", "")
+        if group not in ISTIO_GROUPS and group != GATEWAY_API_GROUP:
+            continue
+        versions = [v for v in spec.get("versions") or [] if v.get("served")]
+        if not versions:
+            continue
+        version = max((v["name"] for v in versions), key=version_priority)
+        names = spec.get("names") or {}
+        plural = names.get("plural", "")
+        kinds.append(Kind(f"{plural}.{group}", f"/apis/{group}/{version}/{plural}", names.get("kind", ""),
+                          f"{group}/{version}"))
+    return kinds
+
+
+_KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+
+
+def version_priority(name: str) -> tuple[int, int, int]:
+    """Kubernetes' version order as a sort key: v2 > v1 > v1beta2 > v1beta1 > v1alpha1 > anything else."""
+    m = _KUBE_VERSION.match(name)
+    if not m:
+        return (-1, 0, 0)
+    stability = {"alpha": 0, "beta": 1, None: 2}[m.group(2)]
+    return (stability, int(m.group(1)), int(m.group(3) or 0))
+
+
+def _reason(e: Exception) -> str:
+    text = str(getattr(e, "reason", None) or e)
+    return text.splitlines()[0][:300] if text else type(e).__name__

@@ -1,0 +1,271 @@
+"""Sources: snapshot files in every shape kubectl writes them, and the live path against a Kubernetes API on
+loopback (tests/kube.py) — pages, 403s, missing Istio, unreachable servers, contexts, Secrets."""
+from __future__ import annotations
+
+import json
+import socket
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner import sources
+from planner.errors import SourceError
+from planner.inventory import build_inventory
+from planner.sources import files_snapshot, live_snapshot, load_snapshot
+from tests.kube import serve, write_kubeconfig
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "inventory" / "cluster.yaml"
+
+
+def _keys(objects) -> set[tuple[str, str | None, str]]:
+    return {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects}
+
+
+def _fixture_objects() -> list[dict]:
+    return [d for d in yaml.safe_load_all(FIXTURE.read_text()) if d]
+
+
+def _pod(name: str, ns: str = "default") -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+            "spec": {"containers": [{"name": "app", "image": "example.com/app:1"}]}}
+
+
+# ---------------------------------------------------------------- snapshot files
+
+
+def test_json_list_items_take_the_lists_kind(tmp_path: Path) -> None:
+    # `kubectl get --raw /api/v1/pods` writes a PodList whose items carry no kind of their own.
+    raw = {"apiVersion": "v1", "kind": "PodList", "items": [{k: v for k, v in _pod(n).items() if k != "kind"}
+                                                           for n in ("a", "b")]}
+    path = tmp_path / "pods.json"
+    path.write_text(json.dumps(raw))
+    objects = list(load_snapshot(str(path)).objects())
+    assert [(o["kind"], o["apiVersion"], o["metadata"]["name"]) for o in objects] == [("Pod", "v1", "a"),
+                                                                                     ("Pod", "v1", "b")]
+
+
+def test_yaml_list_of_mixed_kinds(tmp_path: Path) -> None:
+    # `kubectl get pods,svc -o yaml` writes a `List` whose items name their own kinds.
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}}
+    path = tmp_path / "dump.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [_pod("a"), svc]}))
+    assert _keys(load_snapshot(str(path)).objects()) == {("Pod", "default", "a"), ("Service", "default", "web")}
+
+
+def test_multi_document_yaml_with_empty_documents(tmp_path: Path) -> None:
+    path = tmp_path / "many.yaml"
+    path.write_text("---\n" + "\n---\n".join(yaml.safe_dump(_pod(n)) for n in ("a", "b", "c")) + "\n---\n")
+    assert [o["metadata"]["name"] for o in load_snapshot(str(path)).objects()] == ["a", "b", "c"]
+
+
+def test_directory_recursive_and_tar_gz(tmp_path: Path) -> None:
+    root = tmp_path / "dump"
+    (root / "ns" / "shop").mkdir(parents=True)
+    (root / "pods.yaml").write_text(yaml.safe_dump(_pod("a")))
+    (root / "ns" / "shop" / "pods.json").write_text(json.dumps(_pod("b", "shop")))
+    (root / "README.md").write_text("# not a manifest: ignored\n")
+    expected = {("Pod", "default", "a"), ("Pod", "shop", "b")}
+    assert _keys(load_snapshot(str(root)).objects()) == expected
+
+    archive = tmp_path / "dump.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="dump")
+    assert _keys(load_snapshot(str(archive)).objects()) == expected
+
+
+def test_the_fixture_cluster_reads_whole() -> None:
+    assert _keys(load_snapshot(str(FIXTURE)).objects()) == _keys(_fixture_objects())
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    good = yaml.safe_dump(_pod("a"))
+    # The second document breaks on its third line: a mapping value where a sequence entry was.
+    bad = "apiVersion: v1\nkind: Pod\nmetadata: {name: b\n  namespace: x\n"
+    path.write_text(good + "---\n" + bad)
+    bad_start = good.count("\n") + 2  # the line after the separator
+    with pytest.raises(SourceError) as e:
+        list(load_snapshot(str(path)).objects())
+    message = str(e.value)
+    assert message.startswith(f"{path}:")
+    line = int(message.split(":")[1])
+    assert bad_start + 2 <= line <= bad_start + 4, message
+    assert "malformed YAML" in message
+
+
+def test_malformed_json_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{\n  "apiVersion": "v1",\n  "kind": "Pod",\n  "metadata": {"name": "a",}\n}\n')
+    with pytest.raises(SourceError, match=rf"^{path}:4: malformed JSON"):
+        list(load_snapshot(str(path)).objects())
+
+
+@pytest.mark.parametrize("text, what", [
+    ("just a string\n", "str"),
+    ("- 1\n- 2\n", "int"),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {}\n", "metadata.name"),
+])
+def test_a_document_that_is_not_an_object(tmp_path: Path, text: str, what: str) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_text(yaml.safe_dump(_pod("a")) + "---\n" + text)
+    with pytest.raises(SourceError, match=rf"^{path}:\d+: .*{what}") as e:
+        list(load_snapshot(str(path)).objects())
+    assert int(str(e.value).split(":")[1]) == yaml.safe_dump(_pod("a")).count("\n") + 1
+
+
+def test_missing_path_and_unreadable_archive(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no such file or directory.*demo, live, context:NAME"):
+        load_snapshot(str(tmp_path / "nope.yaml"))
+    with pytest.raises(SourceError, match=r"nope\.yaml: no such file"):
+        files_snapshot([tmp_path / "nope.yaml"])
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(b"not gzip at all")
+    with pytest.raises(SourceError, match=rf"^{broken}: not a readable \.tar\.gz"):
+        list(load_snapshot(str(broken)).objects())
+
+
+def test_secret_values_are_never_kept_from_files() -> None:
+    secret = next(o for o in load_snapshot(str(FIXTURE)).objects() if o["kind"] == "Secret")
+    assert secret["metadata"]["name"] == "cacerts"
+    assert "data" not in secret and "stringData" not in secret
+
+
+# ---------------------------------------------------------------- live cluster
+
+
+@pytest.fixture
+def kubeconfig_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Point KUBECONFIG at a file in tmp_path; returns a function writing the servers' contexts there."""
+    path = tmp_path / "kubeconfig"
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return lambda servers, current: write_kubeconfig(path, servers, current)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_live_pages_through_every_kind(kubeconfig_env) -> None:
+    objects = _fixture_objects() + [_pod(f"p{i:02}", "shop") for i in range(11)]
+    with serve(objects) as cluster:
+        kubeconfig_env({"test": cluster.url}, "test")
+        got = list(live_snapshot("test", page_size=3).objects())
+        pod_lists = cluster.list_requests("/api/v1/pods")
+    # Every object meshshtep reads arrived, once (no CRDs served: Istio kinds are not listed at all).
+    istio = {k for k in _keys(objects) if k[0] == "PeerAuthentication"}
+    assert sorted(_keys(got)) == sorted(_keys(objects) - istio)
+    assert len(got) == len(objects) - len(istio)
+    # 13 pods in pages of 3: five requests, four of them continuing the list.
+    assert len(pod_lists) == 5
+    assert all(r.params["limit"] == "3" for r in pod_lists)
+    assert sorted(r.params.get("continue", "") for r in pod_lists) == ["", "12", "3", "6", "9"]
+
+
+def test_live_forbidden_kind_is_noted_and_the_rest_is_read(kubeconfig_env) -> None:
+    objects = _fixture_objects()
+    with serve(objects, forbidden={"secrets"}) as cluster:
+        kubeconfig_env({"test": cluster.url}, "test")
+        snapshot = live_snapshot("test")
+        got = list(snapshot.objects())
+    assert snapshot.visibility.forbidden == ["secrets"]
+    kinds = {k for k, _, _ in _keys(got)}
+    assert "Secret" not in kinds
+    assert {"Namespace", "Pod", "Service", "ConfigMap", "MutatingWebhookConfiguration"} <= kinds
+
+
+def test_live_without_istio_crds_says_istio_is_not_installed(kubeconfig_env, reference: Path) -> None:
+    objects = _fixture_objects()
+    with serve(objects) as cluster:
+        kubeconfig_env({"test": cluster.url}, "test")
+        bare = build_inventory(live_snapshot("test"))
+    assert bare.visibility.not_installed == ["gateway-api", "istio"]
+
+    crds = [d for d in yaml.safe_load_all((reference / "crds" / "crd-all.gen.yaml").read_text()) if d]
+    with serve(objects + crds) as cluster:
+        kubeconfig_env({"test": cluster.url}, "test")
+        installed = build_inventory(live_snapshot("test"))
+        listed = {r.url.path for r in cluster.emulator}
+    assert installed.visibility.not_installed == ["gateway-api"]
+    assert installed.get("PeerAuthentication", "istio-system", "default") is not None
+    # Each Istio kind is listed at the version Kubernetes prefers: Telemetry is stored as v1alpha1, served as v1.
+    assert "/apis/networking.istio.io/v1/virtualservices" in listed
+    assert "/apis/telemetry.istio.io/v1/telemetries" in listed
+    assert "/apis/telemetry.istio.io/v1alpha1/telemetries" not in listed
+    assert "/apis/extensions.istio.io/v1alpha1/wasmplugins" in listed  # served as v1alpha1 only
+
+
+def test_live_forbidden_crds_claim_nothing_about_installation(kubeconfig_env) -> None:
+    with serve(_fixture_objects(), forbidden={"customresourcedefinitions"}) as cluster:
+        kubeconfig_env({"test": cluster.url}, "test")
+        inv = build_inventory(live_snapshot("test"))
+    assert inv.visibility.forbidden == ["customresourcedefinitions"]
+    assert inv.visibility.not_installed == []
+
+
+def test_manifests_claim_nothing_about_installation() -> None:
+    # A set of manifests without CRDs is not a cluster without Istio.
+    assert build_inventory(load_snapshot(str(FIXTURE))).visibility.not_installed == []
+
+
+def test_live_unreachable_server_fails_fast_naming_server_and_context(kubeconfig_env) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    kubeconfig_env({"gone": url}, "gone")
+    started = time.monotonic()
+    with pytest.raises(SourceError) as e:
+        list(load_snapshot("context:gone").objects())
+    assert time.monotonic() - started < sources.CONNECT_TIMEOUT + 2
+    assert url in str(e.value) and "'gone'" in str(e.value)
+
+
+def test_live_context_is_chosen_from_kubeconfig(kubeconfig_env) -> None:
+    with serve(_fixture_objects()) as cluster:
+        # The current context points nowhere; `context:staging` must be used instead.
+        kubeconfig_env({"broken": f"http://127.0.0.1:{_closed_port()}", "staging": cluster.url}, "broken")
+        snapshot = load_snapshot("context:staging")
+        got = list(snapshot.objects())
+    assert snapshot.label == "context:staging"
+    assert ("Namespace", None, "shop") in _keys(got)
+    with pytest.raises(SourceError, match="'nowhere'"):
+        load_snapshot("context:nowhere")
+
+
+@pytest.mark.parametrize("server_honours_accept", [True, False])
+def test_live_secrets_are_read_as_metadata_only(kubeconfig_env, server_honours_accept: bool) -> None:
+    with serve(_fixture_objects()) as cluster:
+        cluster.emulator.honour_metadata_only = server_honours_accept
+        kubeconfig_env({"test": cluster.url}, "test")
+        got = list(live_snapshot("test").objects())
+        secret_lists = cluster.list_requests("/api/v1/secrets")
+    assert secret_lists and all("as=PartialObjectMetadataList" in r.headers["Accept"] for r in secret_lists)
+    secret = next(o for o in got if o["kind"] == "Secret")
+    assert secret["metadata"]["name"] == "cacerts"
+    # Whatever the server sends, no value is kept.
+    assert "data" not in secret and "stringData" not in secret
+
+
+def test_live_configmaps_only_istios_own(kubeconfig_env) -> None:
+    other = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-settings", "namespace": "shop"},
+             "data": {"password": "x"}}
+    with serve(_fixture_objects() + [other]) as cluster:
+        kubeconfig_env({"test": cluster.url}, "test")
+        got = list(live_snapshot("test").objects())
+    assert [o["metadata"]["name"] for o in got if o["kind"] == "ConfigMap"] == ["istio-1-27"]
+
+
+def test_live_kinds_are_listed_concurrently(kubeconfig_env) -> None:
+    with serve(_fixture_objects()) as cluster:
+        cluster.emulator.delay = 0.2
+        kubeconfig_env({"test": cluster.url}, "test")
+        started = time.monotonic()
+        list(live_snapshot("test").objects())
+        elapsed = time.monotonic() - started
+        lists = sum(1 for r in cluster.emulator if r.params.get("limit"))
+    assert cluster.emulator.most_in_flight >= 4
+    # 12 lists of 0.2 s each: one after the other would take 2.4 s.
+    assert lists == 12 and elapsed < lists * 0.2 / 2
