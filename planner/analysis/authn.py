@@ -1,0 +1,32 @@
+"""Request authentication checks (istioctl's authn analyzers): istiod fetching JWKS from any address."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from planner.analysis.base import Context, check
+from planner.analysis.common import istio_objects, ns_of, spec
+from planner.model import Ref
+
+_BLOCKED_CIDRS = "BLOCKED_CIDRS_IN_JWKS_URIS"
+
+
+@check("IST0175", "JwksUriFetchUnrestricted", "warning",
+       "Set BLOCKED_CIDRS_IN_JWKS_URIS on istiod (e.g. the cluster's pod, service and metadata CIDRs) so a "
+       "RequestAuthentication's jwksUri cannot make istiod fetch from internal addresses.")
+def jwks_fetch_unrestricted(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    inv = ctx.inventory
+    with_uri = [ra for ra in istio_objects(inv, "RequestAuthentication")
+                if any(r.get("jwksUri") for r in spec(ra).get("jwtRules") or ())]
+    if not with_uri:
+        return
+    names = ", ".join(f"{ns_of(ra)}/{ra.name}" for ra in with_uri)
+    for d in inv.of_kind("Deployment"):
+        containers = ((spec(d).get("template") or {}).get("spec") or {}).get("containers") or ()
+        discovery = next((c for c in containers if c.get("name") == "discovery"), None)
+        if discovery is None:
+            continue  # not an istiod
+        if any(e.get("name") == _BLOCKED_CIDRS and e.get("value") for e in discovery.get("env") or ()):
+            continue
+        yield Ref("Deployment", d.namespace, d.name), (
+            f"BLOCKED_CIDRS_IN_JWKS_URIS is not configured but {len(with_uri)} RequestAuthentication resource(s) "
+            f"exist ({names}). Consider configuring it to restrict JWKS URI fetches")

@@ -1,0 +1,256 @@
+"""The one catalog of meshstep's own check codes (MST0xxx): what istioctl analyze has no code for.
+
+Each entry is a check's identity: code, name, level, the stages (feature ids) whose gate it belongs to, what the
+finding means, why it matters before that stage, and the hint. A hint is a template: a check fills in the
+resource names (`{namespace}`, `{workload}`, …); the registered default and docs/checks.md show them as
+`<namespace>`. docs/checks.md is generated from this file (`python -m planner.analysis.catalog > docs/checks.md`).
+
+Numbering groups codes by stage: 00xx install, 01xx injection, 02xx routing, 03xx PERMISSIVE, 04xx STRICT,
+05xx authorization, 06xx egress, 07xx the other features; 0001-0003 are raised by the plan and the features
+themselves (the install gate, dependencies), not by a registered check."""
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+# Stages that hold a policy in the caller's sidecar: calls from a pod without one ignore it.
+CALLER_SIDE = ("request-routing", "traffic-shifting", "timeouts-retries", "circuit-breaking", "fault-injection")
+# Stages whose policy the server's sidecar enforces: a pod without one is not protected by it.
+SERVER_SIDE = ("authorization-policy", "request-authentication", "local-rate-limit")
+
+
+@dataclass(frozen=True)
+class Entry:
+    code: str
+    name: str
+    level: str
+    gates: tuple[str, ...]
+    summary: str  # what the finding means, one line
+    why: str  # why it matters before the stages it gates
+    hint: str  # what to do; {fields} are filled in by the check
+    raised_by: str = ""  # for a code no registered check raises: which gate does
+
+    @property
+    def stages(self) -> str:
+        return ", ".join(self.gates) or self.raised_by
+
+    def fields(self) -> list[str]:
+        return [f for _, f, _, _ in string.Formatter().parse(self.hint) if f]
+
+    def hint_for(self, **values: str) -> str:
+        """The hint with this finding's resource names filled in."""
+        return self.hint.format(**values)
+
+    @property
+    def generic_hint(self) -> str:
+        """The hint with `<field>` where a check fills in names (the registered default and the docs)."""
+        return self.hint.format(**{f: f"<{f}>" for f in self.fields()})
+
+
+_ENTRIES = (
+    # ---------------------------------------------------------------- install (the plan's first stage)
+    Entry("MST0001", "IstioNotInstalled", "error", (),
+          "The cluster has neither Istio's CRDs nor an istiod.",
+          "Every later stage configures Istio: without it nothing meshstep renders is acted on.",
+          "Install Istio (istioctl install --set profile=default) and re-read the cluster.",
+          "the install stage (planner/plan.py)"),
+    Entry("MST0002", "IstiodNotReady", "error", (),
+          "An istiod revision has pods, none of them ready.",
+          "istiod injects sidecars, pushes config and signs certificates: a stage applied now does nothing, and "
+          "new pods in injected namespaces fail to start.",
+          "Find out why with kubectl -n {namespace} describe pods -l app=istiod, and fix it before any stage.",
+          "the install stage (planner/plan.py)"),
+    Entry("MST0003", "DependencyNotOn", "error", (),
+          "A stage turns on a feature whose prerequisite is not on in its scope (nor mesh-wide).",
+          "Features build on each other (STRICT mTLS needs sidecars, traffic shifting needs routing): without the "
+          "prerequisite the new config has nothing to act on, or breaks traffic.",
+          "Turn on {dependency} in {scope} first (meshstep render {dependency} --scope {scope}).",
+          "every stage, for each feature's depends_on (features/base.py)"),
+
+    # ---------------------------------------------------------------- sidecar injection
+    Entry("MST0101", "WorkloadRestartsToJoinMesh", "info", ("sidecar-injection",),
+          "A workload's pods have no sidecar yet: they get one only when they are re-created.",
+          "Labelling a namespace changes nothing for running pods; each workload must be restarted, which is a "
+          "rollout the team should schedule.",
+          "After labelling the namespace, restart it: {restart}."),
+    Entry("MST0102", "HostNetworkPod", "warning", ("sidecar-injection",),
+          "A pod uses the node's network (hostNetwork: true): the injector skips it and no sidecar can capture its "
+          "traffic.",
+          "It stays outside the mesh after injection: it sends and receives plaintext, and will be refused once "
+          "its peers are STRICT.",
+          "Keep {workload} out of the mesh knowingly (its callers and servers must accept plaintext), or drop "
+          "hostNetwork from its pod template if it does not need the node's network."),
+    Entry("MST0103", "InitContainerNeedsNetwork", "warning", ("sidecar-injection",),
+          "An init container calls the network, and the injected pod would capture its traffic before any proxy "
+          "runs.",
+          "With the classic sidecar (istio-proxy among containers), istio-init or istio-cni redirect all traffic "
+          "to port 15001 before the app's init containers run, when Envoy is not up yet: their calls fail and the "
+          "pod never starts.",
+          "Use native sidecars (Kubernetes 1.29+, ENABLE_NATIVE_SIDECARS=true on istiod) so istio-proxy starts "
+          "before {container}; or exclude its destinations with the pod annotation "
+          "traffic.sidecar.istio.io/excludeOutboundPorts (or excludeOutboundIPRanges); or run {container} as "
+          "uid 1337 (runAsUser: 1337), whose traffic is never captured."),
+    Entry("MST0104", "PortProtocolNotDeclared", "warning",
+          ("sidecar-injection", "request-routing", "traffic-shifting"),
+          "A Service port's protocol cannot be told from its name or appProtocol: Istio must sniff it.",
+          "Sniffing adds a delay to each new connection, fails for protocols where the server speaks first, and a "
+          "port that is not known to be HTTP gets no HTTP routing, retries or request metrics.",
+          "Name port {port} of Service {service} for its protocol (http-…, grpc-…, tcp-…; e.g. `kubectl -n "
+          "{namespace} edit service {name}`) or set its appProtocol."),
+    Entry("MST0105", "ServerFirstProtocolPort", "warning", ("sidecar-injection", "mtls-permissive"),
+          "A Service port on a server-first protocol's port (MySQL, MongoDB, SMTP, …) does not declare its protocol.",
+          "The server speaks first, so protocol sniffing waits for client bytes that never come; and under "
+          "PERMISSIVE mTLS plaintext clients of a server-first port fail.",
+          "Declare port {port} of Service {service} as TCP: name it tcp-{protocol} (or appProtocol: tcp)."),
+    Entry("MST0106", "NoIstiodForRevision", "error", ("sidecar-injection",),
+          "The istiod revision the stage injects with is not running (or no istiod runs at all).",
+          "That revision's injector does not answer: pods created in the namespace get no sidecar, or are "
+          "rejected if the webhook fails closed.",
+          "Install or repair {istiod} ({install}; kubectl -n {root} get pods -l app=istiod shows its "
+          "pods), or give the stage a revision that runs (revision=<running revision>)."),
+    Entry("MST0107", "PodOptedOutOfInjection", "info", ("sidecar-injection",),
+          "A pod says sidecar.istio.io/inject: \"false\": it stays out of the mesh when its namespace is injected.",
+          "It keeps talking plaintext, and will be refused once its servers are STRICT: the team should know it is "
+          "out on purpose.",
+          "Nothing to do if {workload} stays out on purpose; to bring it in, remove sidecar.istio.io/inject from "
+          "its pod template and restart it."),
+
+    # ---------------------------------------------------------------- routing
+    Entry("MST0201", "ServiceWithoutVersionLabels", "warning", ("request-routing", "traffic-shifting"),
+          "Pods behind a Service have no `version` label.",
+          "DestinationRule subsets select pods by labels, `version` by convention: without it a subset cannot "
+          "tell one version's pods from another's, and Istio's metrics report the version as unknown.",
+          "Add a version label to the pod template of {workloads} (e.g. version: v1) and restart them."),
+    Entry("MST0202", "CallerWithoutSidecar", "warning", CALLER_SIDE,
+          "Pods in scope have no sidecar: calls they make skip the caller-side policy.",
+          "Routing, traffic shifting, timeouts, retries, circuit breaking and fault injection are applied by the "
+          "calling pod's sidecar: a caller without one goes straight to the service's pods.",
+          "Inject {workload} ({inject}), or accept that its calls are not routed."),
+
+    # ---------------------------------------------------------------- mTLS PERMISSIVE
+    Entry("MST0301", "PlaintextWorkload", "info", ("mtls-permissive",),
+          "A workload has no sidecar: it keeps sending and receiving plaintext.",
+          "PERMISSIVE accepts plaintext, so nothing breaks; but these are the workloads that must be injected "
+          "before STRICT.",
+          "Inject {workload} before the STRICT stage: {inject}."),
+
+    # ---------------------------------------------------------------- mTLS STRICT
+    Entry("MST0401", "PodWithoutSidecarUnderStrict", "error", ("mtls-strict",),
+          "A pod in a namespace about to be STRICT has no sidecar.",
+          "Without a sidecar it cannot present a certificate: its calls to STRICT servers are refused, and it "
+          "serves plaintext that the mesh's callers no longer send to it.",
+          "Inject {workload} ({inject}), or exclude it: set sidecar.istio.io/inject: \"false\" "
+          "and a PeerAuthentication with a selector for it in mode PERMISSIVE."),
+    Entry("MST0402", "PlaintextCallerOutsideMesh", "error", ("mtls-strict",),
+          "Something outside the mesh calls a service in the scope: a workload of a namespace without sidecars, a "
+          "Kubernetes Ingress' controller, or a Service/Endpoints of another namespace pointing here.",
+          "Under STRICT these callers' plaintext is refused: the calls fail with connection resets.",
+          "Bring {caller} into the mesh ({inject}) before STRICT, or keep the port it calls PERMISSIVE with a "
+          "PeerAuthentication portLevelMtls for {target}."),
+    Entry("MST0403", "DestinationRuleDisablesTLS", "error", ("mtls-strict",),
+          "A DestinationRule sets TLS mode DISABLE for a host in the scope.",
+          "Callers that use it send plaintext, which STRICT servers refuse.",
+          "Remove trafficPolicy.tls (or set mode: ISTIO_MUTUAL) in DestinationRule {rule}: "
+          "kubectl -n {namespace} edit destinationrule {name}."),
+    Entry("MST0404", "HealthProbesNotRewritten", "error", ("mtls-strict",),
+          "Pods keep their httpGet health probes as they are (sidecar.istio.io/rewriteAppHTTPProbers: \"false\").",
+          "The kubelet probes without a certificate: under STRICT its plaintext probes are refused, the pods turn "
+          "unready and are restarted.",
+          "Remove sidecar.istio.io/rewriteAppHTTPProbers: \"false\" from the pod template of {workload} so the "
+          "injector redirects its probes through the sidecar (port 15020), then restart it."),
+    Entry("MST0405", "PermissiveNotInPlace", "warning", ("mtls-strict",),
+          "No PeerAuthentication puts the scope in PERMISSIVE first.",
+          "The safe path to STRICT is PERMISSIVE, then checking that traffic is mutual TLS "
+          "(istio_requests_total{connection_security_policy=\"mutual_tls\"}), then STRICT.",
+          "Do the PERMISSIVE stage first: a PeerAuthentication named default, mode PERMISSIVE, in {namespace}, "
+          "and watch the traffic before going STRICT."),
+
+    # ---------------------------------------------------------------- authorization
+    Entry("MST0501", "StrictMtlsNotInPlace", "error", ("authorization-policy",),
+          "The workloads in scope still accept plaintext (mTLS is not STRICT there).",
+          "Policies that allow callers by principal or namespace only mean something when the peer proved its "
+          "identity with mTLS: a plaintext caller has no principal.",
+          "Do the mTLS STRICT stage for {namespace} first: a PeerAuthentication with mode STRICT ({fix})."),
+    Entry("MST0502", "SharedServiceAccount", "warning", ("authorization-policy",),
+          "Several workloads run as the same service account, so they share one identity.",
+          "A policy that allows a principal (cluster.local/ns/<namespace>/sa/<account>) allows every workload "
+          "that runs as it: the policy cannot tell them apart.",
+          "Give each of {workloads} its own ServiceAccount (kubectl -n {namespace} create serviceaccount <name>; "
+          "set serviceAccountName in its pod template) before writing policies by principal."),
+    Entry("MST0503", "DefaultServiceAccount", "warning", ("authorization-policy",),
+          "A workload runs as its namespace's `default` service account.",
+          "Every workload without an account of its own is `default`: a policy that allows it allows all of them.",
+          "Create a ServiceAccount for {workload} (kubectl -n {namespace} create serviceaccount {name}) and set "
+          "serviceAccountName: {name} in its pod template."),
+    Entry("MST0504", "PolicyNotEnforcedWithoutSidecar", "warning", SERVER_SIDE,
+          "Pods in scope have no sidecar: the server-side policy is not enforced for them.",
+          "Authorization, request authentication and local rate limits are enforced by the serving pod's sidecar: "
+          "a pod without one accepts every request.",
+          "Inject {workload} ({inject}) before relying on the policy."),
+
+    # ---------------------------------------------------------------- egress
+    Entry("MST0601", "ExternalHostWithoutServiceEntry", "warning", ("egress-service-entry", "egress-registry-only"),
+          "A workload is configured to call an external host that no ServiceEntry registers.",
+          "Calls to unregistered hosts are opaque PassthroughCluster traffic today, and are refused once "
+          "outboundTrafficPolicy is REGISTRY_ONLY.",
+          "Register {host} with a ServiceEntry (hosts: [{host}], location: MESH_EXTERNAL, resolution: DNS, its "
+          "ports) in {namespace} or the root namespace."),
+    Entry("MST0602", "RegistryOnlyAlreadySet", "info", ("egress-registry-only",),
+          "The mesh config already sets outboundTrafficPolicy REGISTRY_ONLY.",
+          "The stage would change nothing mesh-wide; unregistered hosts are already refused.",
+          "Nothing to apply: check that calls to external hosts go through ServiceEntries (istioctl proxy-config "
+          "cluster <pod> | grep BlackHole)."),
+
+    # ---------------------------------------------------------------- other features
+    Entry("MST0701", "NoTracingProvider", "warning", ("tracing",),
+          "The mesh config names no tracing provider.",
+          "A Telemetry resource that turns tracing on needs an extensionProviders entry to send spans to; "
+          "without one the proxies trace nothing.",
+          "Add a tracing provider to the mesh config's extensionProviders ({provider}) and reference it from the "
+          "Telemetry resource."),
+    Entry("MST0702", "NoIngressGateway", "warning", ("ingress-gateway",),
+          "No ingress gateway deployment was found.",
+          "An Istio Gateway resource configures gateway pods that select it: without any, it routes nothing.",
+          "Deploy one (helm install istio-ingressgateway istio/gateway -n {namespace}), or use a Kubernetes "
+          "Gateway with gatewayClassName: istio, for which istiod deploys one."),
+    Entry("MST0703", "AmbientComponentMissing", "error", ("ambient-mode",),
+          "A component ambient mode needs (ztunnel, istio-cni) is not running.",
+          "istio-cni redirects ambient pods' traffic and ztunnel carries it: without both, labelling a namespace "
+          "ambient does nothing, or cuts its pods off.",
+          "Install it: istioctl install --set profile=ambient (or helm install {component} istio/{component} "
+          "-n {namespace})."),
+    Entry("MST0704", "SidecarScopeCutsCalls", "warning", ("sidecar-scope",),
+          "A workload calls a service of a namespace that the Sidecar's egress hosts would not include.",
+          "A Sidecar resource limits the services its proxies know: a call to a host outside its egress hosts "
+          "goes to the PassthroughCluster or is refused under REGISTRY_ONLY, and loses routing and mTLS.",
+          "Add {host} to the egress hosts of the Sidecar for {namespace} (e.g. \"{target}/*\")."),
+    Entry("MST0705", "NoMetricsBackend", "info", ("metrics",),
+          "No Prometheus was found to scrape the proxies' metrics.",
+          "Proxies export metrics on port 15020 regardless; without a scraper nobody sees them.",
+          "Install Prometheus (kubectl apply -f samples/addons/prometheus.yaml from the Istio release) or point "
+          "your own at the proxies' prometheus.io annotations."),
+)
+
+CATALOG: dict[str, Entry] = {e.code: e for e in _ENTRIES}
+
+
+def markdown() -> str:
+    """docs/checks.md: one section per code, with the anchor Message.url links to."""
+    intro = ("meshstep's own readiness checks: findings that gate an adoption stage and that `istioctl analyze` has "
+             "no code for. Findings that istioctl has are reported with its IST code and documented on "
+             "[istio.io](https://istio.io/latest/docs/reference/config/analysis/).")
+    generated = ("Generated from `planner/analysis/catalog.py` by `python -m planner.analysis.catalog > "
+                 "docs/checks.md`: edit the catalog, not this page.")
+    lines = ["# meshstep checks", "", intro, "", generated, "", "| code | name | level | gates |", "| --- | --- | --- | --- |"]
+    for e in _ENTRIES:
+        lines.append(f"| [{e.code}](#{e.code.lower()}) | {e.name} | {e.level} | {e.stages} |")
+    for e in _ENTRIES:
+        lines += ["", f'<a id="{e.code.lower()}"></a>', f"## {e.code} {e.name}", "",
+                  f"**Level:** {e.level}. **Gates:** {e.stages}.", "",
+                  f"**What it means.** {e.summary}", "", f"**Why it matters at this stage.** {e.why}", "",
+                  f"**What to do.** {e.generic_hint}"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

@@ -1,0 +1,347 @@
+"""Helpers shared by the istioctl-compatible check families: namespaces as Istio resolves them, host matching,
+label selectors, exportTo visibility, service and port lookup, and the inputs `istioctl analyze` adds for local
+files. Every family uses these, so that a host or a selector means the same thing in every check."""
+from __future__ import annotations
+
+import copy
+import weakref
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+from planner.analysis.base import Context, Message, Suppression, registry, run, suppress
+from planner.components import PROXY_CONTAINER
+from planner.inventory import Inventory
+from planner.model import (
+    Container,
+    KubeObject,
+    Pod,
+    PodSpecSummary,
+    Ref,
+    Service,
+    ServicePort,
+)
+from planner.sources import Snapshot
+
+DOMAIN = "svc.cluster.local"
+# Namespaces Kubernetes and cluster tooling own; istioctl skips their services and pods.
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "local-path-storage"})
+DEFAULT_NAMESPACE = "default"
+INJECT_KEY = "sidecar.istio.io/inject"
+
+
+# ---------------------------------------------------------------- objects
+
+
+def ns_of(obj: KubeObject) -> str:
+    """The namespace an object lives in: Kubernetes puts an object without one in `default`."""
+    return obj.namespace or DEFAULT_NAMESPACE
+
+
+def spec(obj: KubeObject) -> dict[str, Any]:
+    return obj.raw.get("spec") or {}
+
+
+def ref(obj: KubeObject) -> Ref:
+    """How istioctl names an object: without a namespace when its YAML gives none."""
+    return Ref(obj.kind, obj.namespace, obj.name)
+
+
+def annotations(obj: KubeObject) -> dict[str, str]:
+    return obj.metadata.get("annotations") or {}
+
+
+def lookup(inv: Inventory, kind: str, namespace: str, name: str) -> KubeObject | None:
+    """The object `namespace/name` of a kind; in `default` that includes objects whose YAML names no namespace."""
+    return inv.get(kind, namespace, name) or (inv.get(kind, None, name) if namespace == DEFAULT_NAMESPACE else None)
+
+
+def istio_objects(inv: Inventory, kind: str) -> tuple[KubeObject, ...]:
+    """Objects of an Istio kind; the kind name alone is ambiguous (Gateway is also a Gateway API kind)."""
+    return tuple(o for o in inv.of_kind(kind) if o.group.endswith(".istio.io"))
+
+
+# ---------------------------------------------------------------- hosts
+
+
+def fqdn(host: str, namespace: str) -> str:
+    """A short host (`reviews`) is a service of the object's own namespace; dotted and wildcard hosts stay."""
+    if host.startswith("*") or "." in host:
+        return host
+    return f"{host}.{namespace}.{DOMAIN}"
+
+
+def host_matches(host: str, pattern: str) -> bool:
+    """Whether `host` is covered by `pattern` (`*`, `*.example.com` or an exact name)."""
+    if pattern == "*":
+        return True
+    if pattern.startswith("*"):
+        return host.endswith(pattern[1:]) or (host.startswith("*") and host[1:].endswith(pattern[1:]))
+    return host == pattern
+
+
+def hosts_overlap(a: str, b: str) -> bool:
+    return host_matches(a, b) or host_matches(b, a)
+
+
+def exported_to(export_to: Iterable[str] | None, owner_ns: str, reader_ns: str) -> bool:
+    """Whether an object of `owner_ns` with this exportTo is visible from `reader_ns` (empty: everywhere)."""
+    targets = list(export_to or ())
+    if not targets or "*" in targets:
+        return True
+    return ("." in targets and reader_ns == owner_ns) or reader_ns in targets
+
+
+def audience(obj: KubeObject) -> frozenset[str] | None:
+    """The namespaces an object's spec.exportTo exports it to; None for all of them."""
+    targets = spec(obj).get("exportTo") or ["*"]
+    if "*" in targets:
+        return None
+    return frozenset(ns_of(obj) if t == "." else t for t in targets)
+
+
+def seen_together(a: KubeObject, b: KubeObject) -> bool:
+    """Whether some namespace sees both objects (so that their configuration meets in one proxy)."""
+    x, y = audience(a), audience(b)
+    return x is None or y is None or bool(x & y)
+
+
+# ---------------------------------------------------------------- selectors
+
+
+def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """A Kubernetes LabelSelector (matchLabels and matchExpressions) against labels; no selector matches all."""
+    if not selector:
+        return True
+    if not labels_match(selector.get("matchLabels") or {}, labels):
+        return False
+    for e in selector.get("matchExpressions") or ():
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def match_labels(obj: KubeObject, field: str = "workloadSelector", key: str = "labels") -> dict[str, str] | None:
+    """A selector of an Istio spec (`workloadSelector.labels`, `selector.matchLabels`); None when absent."""
+    sel = spec(obj).get(field)
+    if sel is None:
+        return None
+    return (sel or {}).get(key) or {}
+
+
+def selected_pods(inv: Inventory, namespace: str, selector: dict[str, str] | None) -> list[Pod]:
+    """Pods of a namespace a selector picks; no selector (or an empty one) picks every pod there."""
+    if not selector:
+        return list(inv.pods_by_namespace.get(namespace, ()))
+    return inv.pods_matching(namespace, selector)
+
+
+def proxy_container(template: PodSpecSummary) -> Container | None:
+    """The istio-proxy container as istioctl finds it: by name, among containers or init containers (a native
+    sidecar), whatever its args; a gateway's proxy counts too."""
+    return template.container(PROXY_CONTAINER)
+
+
+def injection_requested(inv: Inventory, namespace: str, template: PodSpecSummary) -> bool:
+    """Whether pods of this template are (or will be) in the mesh as istioctl decides: an istio-proxy container,
+    else the pod's sidecar.istio.io/inject annotation or label, else its namespace's injection labels."""
+    if proxy_container(template) is not None:
+        return True
+    asked = template.annotations.get(INJECT_KEY) or template.labels.get(INJECT_KEY)
+    if asked is not None:
+        return asked == "true"
+    ns = inv.namespaces.get(namespace)
+    return bool(ns and ns.injection == "sidecar")
+
+
+def pods_anywhere(inv: Inventory, selector: dict[str, str]) -> list[Pod]:
+    """Pods of any namespace matching a non-empty selector (gateways select their workload mesh-wide)."""
+    return [p for ns in inv.pods_by_namespace for p in inv.pods_matching(ns, selector)]
+
+
+# ---------------------------------------------------------------- services
+
+
+class ServiceIndex:
+    """Services by host, built once per inventory: Kubernetes Services (`name.ns.svc.cluster.local`) and the hosts
+    of ServiceEntries, each with the namespaces it is exported to."""
+
+    def __init__(self, inv: Inventory):
+        self.kube: dict[str, Service] = {s.host: s for s in inv.services}
+        self.entries: dict[str, list[KubeObject]] = defaultdict(list)
+        self.wildcard_entries: list[tuple[str, KubeObject]] = []
+        for se in istio_objects(inv, "ServiceEntry"):
+            for h in spec(se).get("hosts") or ():
+                if h.startswith("*"):
+                    self.wildcard_entries.append((h, se))
+                else:
+                    self.entries[h].append(se)
+
+    def known(self, host: str, reader_ns: str) -> bool:
+        """Whether a (fully qualified) host is a service visible from `reader_ns`."""
+        svc = self.kube.get(host)
+        if svc is not None and exported_to(_csv(svc.annotations.get("networking.istio.io/exportTo")),
+                                           svc.namespace, reader_ns):
+            return True
+        visible = lambda se: exported_to(spec(se).get("exportTo"), ns_of(se), reader_ns)
+        if any(visible(se) for se in self.entries.get(host, ())):
+            return True
+        return any(host_matches(host, h) and visible(se) for h, se in self.wildcard_entries)
+
+    def ports(self, host: str) -> list[int] | None:
+        """The ports a host exposes (a Kubernetes Service's or its ServiceEntries'); None when unknown."""
+        svc = self.kube.get(host)
+        if svc is not None:
+            return [p.port for p in svc.ports]
+        entries = self.entries.get(host)
+        if entries:
+            return [p.get("number") for se in entries for p in spec(se).get("ports") or ()]
+        return None
+
+
+# Inventories are immutable but not hashable (they hold dicts): indexes are kept by identity, and dropped with
+# the inventory they index.
+_INDEXES: dict[tuple[int, str], Any] = {}
+
+
+def per_inventory(inv: Inventory, name: str, build: Callable[[Inventory], Any]) -> Any:
+    """An index of `inv`, built once on first use: checks share it instead of re-scanning the inventory."""
+    key = (id(inv), name)
+    if key not in _INDEXES:
+        _INDEXES[key] = build(inv)
+        weakref.finalize(inv, _INDEXES.pop, key, None)
+    return _INDEXES[key]
+
+
+def service_index(inv: Inventory) -> ServiceIndex:
+    return per_inventory(inv, "services", ServiceIndex)
+
+
+def _services_by_label(inv: Inventory) -> dict[tuple[str, str, str], list[Service]]:
+    """Services with a selector, by (namespace, key, value) of one selector label: any pod a Service selects has
+    that label, so looking up a pod's labels finds every candidate without scanning the namespace."""
+    out: dict[tuple[str, str, str], list[Service]] = defaultdict(list)
+    for svc in inv.services:
+        if svc.selector:
+            k, v = next(iter(sorted(svc.selector.items())))
+            out[(svc.namespace, k, v)].append(svc)
+    return out
+
+
+def services_selecting(inv: Inventory, namespace: str, labels: dict[str, str]) -> list[Service]:
+    """Services of a namespace whose selector selects pods with these labels."""
+    index = per_inventory(inv, "services-by-label", _services_by_label)
+    return [svc for k, v in labels.items() for svc in index.get((namespace, k, v), ())
+            if labels_match(svc.selector, labels)]
+
+
+def service_port(svc: Service, number: int) -> ServicePort | None:
+    return next((p for p in svc.ports if p.port == number), None)
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+# ---------------------------------------------------------------- local files
+
+# istioctl analyze adds an ingress gateway to every analysis of local files (pkg/config/analysis/local), so that
+# Gateways selecting `istio: ingressgateway` have a workload to check against.
+_DUMMY_INGRESS = (
+    {"apiVersion": "v1", "kind": "Pod",
+     "metadata": {"name": "istio-ingressgateway-dummypod", "namespace": "istio-system",
+                  "labels": {"istio": "ingressgateway"}},
+     "spec": {"containers": [{"name": "istio-proxy", "image": "proxyv2"}]}},
+    {"apiVersion": "v1", "kind": "Service",
+     "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
+     "spec": {"selector": {"istio": "ingressgateway"},
+              "ports": [{"name": "http2", "port": 80, "targetPort": 80, "protocol": "TCP"},
+                        {"name": "https", "port": 443, "targetPort": 443, "protocol": "TCP"},
+                        {"name": "tcp", "port": 31400, "targetPort": 31400, "protocol": "TCP"},
+                        {"name": "tls", "port": 15443, "targetPort": 15443, "protocol": "TCP"}]}},
+)
+
+
+def with_dummy_ingress(snapshot: Snapshot) -> Snapshot:
+    """The snapshot plus istioctl's dummy ingress gateway Pod and Service, as `istioctl analyze FILE` sees it."""
+    def produce(visibility: Any) -> Iterator[dict[str, Any]]:
+        return chain(snapshot.produce(visibility), copy.deepcopy(_DUMMY_INGRESS))
+
+    return Snapshot(snapshot.label, produce, snapshot.visibility, snapshot.cluster)
+
+
+# ---------------------------------------------------------------- running
+
+def annotations_of(inv: Inventory, r: Ref) -> dict[str, str]:
+    """The annotations of the resource a message blames (where analyze-suppress is read)."""
+    ns = r.namespace or DEFAULT_NAMESPACE
+    if r.kind == "Pod":
+        pod = inv.pod(ns, r.name)
+        return pod.annotations if pod else {}
+    if r.kind == "Namespace":
+        nsobj = inv.namespaces.get(r.name)
+        return nsobj.annotations if nsobj else {}
+    obj = inv.get(r.kind, r.namespace, r.name)
+    return annotations(obj) if obj else {}
+
+
+def analyze(inv: Inventory, suppressions: Iterable[Suppression] = ()) -> list[Message]:
+    """What `meshstep analyze` reports: every check that is not a stage gate, less what is suppressed."""
+    checks = [c for c in registry() if not c.gates]
+    return suppress(run(checks, Context(inv)), suppressions, lambda r: annotations_of(inv, r))
+
+
+# ---------------------------------------------------------------- workload selectors of namespaced policies
+
+
+@dataclass
+class SelectorScan:
+    """How the objects of one kind (Sidecar, Telemetry, …) select workloads in their namespaces."""
+
+    unmatched: list[tuple[KubeObject, dict[str, str]]]  # a selector that selects no pod of its namespace
+    conflicts: list[tuple[KubeObject, list[KubeObject], Pod]]  # a pod that several selectors select
+    unselective: dict[str, list[KubeObject]]  # per namespace, the objects with no selector (if more than one)
+
+
+def scan_selectors(inv: Inventory, objs: Iterable[KubeObject],
+                   selector_of: Callable[[KubeObject], dict[str, str] | None]) -> SelectorScan:
+    """One pass over a kind's objects: which select nothing, which select the same pod, which select all."""
+    scan = SelectorScan([], [], {})
+    selecting: dict[tuple[str, str], list[KubeObject]] = defaultdict(list)
+    pods: dict[tuple[str, str], Pod] = {}
+    no_selector: dict[str, list[KubeObject]] = defaultdict(list)
+    for o in objs:
+        sel = selector_of(o)
+        if not sel:
+            no_selector[ns_of(o)].append(o)
+            continue
+        matched = inv.pods_matching(ns_of(o), sel)
+        if not matched:
+            scan.unmatched.append((o, sel))
+        for p in matched:
+            selecting[(p.namespace, p.name)].append(o)
+            pods[(p.namespace, p.name)] = p
+    for key, owners in selecting.items():
+        if len(owners) > 1:
+            for o in owners:
+                scan.conflicts.append((o, [x for x in owners if x is not o], pods[key]))
+    scan.unselective = {ns: objs_ for ns, objs_ in no_selector.items() if len(objs_) > 1}
+    return scan
+
+
+def selector_text(sel: dict[str, str]) -> str:
+    """A selector as istioctl prints it: `k=v,k2=v2`."""
+    return ",".join(f"{k}={v}" for k, v in sorted(sel.items()))

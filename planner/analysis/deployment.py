@@ -1,0 +1,71 @@
+"""Deployment checks (istioctl's deployment analyzers): a workload behind several Services that disagree on a
+port's protocol or on which port reaches a target port."""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from planner.analysis.base import Context, check
+from planner.analysis.common import (
+    SYSTEM_NAMESPACES,
+    injection_requested,
+    per_inventory,
+    services_selecting,
+)
+from planner.inventory import Inventory
+from planner.model import Ref, Service, Workload
+
+
+def _meshed_deployments(inv: Inventory) -> list[tuple[Workload, list[Service]]]:
+    """Deployments in the mesh behind more than one Service of their namespace (computed once per inventory)."""
+    def build(inv: Inventory) -> list[tuple[Workload, list[Service]]]:
+        out = []
+        for w in inv.workloads:
+            if w.kind != "Deployment" or w.template is None or w.namespace in SYSTEM_NAMESPACES:
+                continue
+            if not injection_requested(inv, w.namespace, w.template):
+                continue
+            services = services_selecting(inv, w.namespace, w.template.labels)
+            if len(services) > 1:
+                out.append((w, sorted(services, key=lambda s: s.name)))
+        return out
+
+    return per_inventory(inv, "meshed-deployments", build)
+
+
+def _ref(inv: Inventory, w: Workload) -> Ref:
+    obj = inv.get("Deployment", w.namespace, w.name)
+    return Ref("Deployment", obj.namespace if obj else w.namespace, w.name)
+
+
+@check("IST0116", "DeploymentAssociatedToMultipleServices", "warning",
+       "Give the port the same protocol (port name or appProtocol) in every Service that selects the deployment; "
+       "Istio can serve one protocol per port.")
+def multiple_protocols(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    for w, services in _meshed_deployments(ctx.inventory):
+        protocols: dict[int, set[str]] = defaultdict(set)
+        for s in services:
+            for p in s.ports:
+                protocols[p.port].add(p.istio_protocol)
+        for port, seen in sorted(protocols.items()):
+            if len(seen) > 1:
+                yield _ref(ctx.inventory, w), (f"This deployment {w.name} is associated with multiple services using "
+                                               f"port {port} but different protocols: {sorted(seen)}")
+
+
+@check("IST0137", "DeploymentConflictingPorts", "warning",
+       "Make every Service that selects the deployment use the same port for a given targetPort.")
+def conflicting_ports(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    for w, services in _meshed_deployments(ctx.inventory):
+        ports: dict[str, set[int]] = defaultdict(set)
+        names: dict[str, set[str]] = defaultdict(set)
+        for s in services:
+            for p in s.ports:
+                target = str(p.target_port if p.target_port is not None else p.port)
+                ports[target].add(p.port)
+                names[target].add(s.name)
+        for target, seen in sorted(ports.items()):
+            if len(seen) > 1:
+                yield _ref(ctx.inventory, w), (f"This deployment {w.name} is associated with multiple services "
+                                               f"{sorted(names[target])} using targetPort {target!r} but different "
+                                               f"ports: {sorted(seen)}.")

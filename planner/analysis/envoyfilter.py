@@ -1,0 +1,83 @@
+"""EnvoyFilter checks (istioctl's envoyfilter.EnvoyPatchAnalyzer): patch operations whose effect depends on the
+order EnvoyFilters are applied in, and operations Envoy ignores for the part of the config they patch."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from planner.analysis.base import Context, check
+from planner.analysis.common import istio_objects, ref, spec
+from planner.model import KubeObject, Ref
+
+# Operations placed relative to another filter: the result depends on which EnvoyFilters ran first.
+_RELATIVE = ("INSERT_BEFORE", "INSERT_AFTER", "REPLACE", "REMOVE")
+_REPLACEABLE = ("HTTP_FILTER", "NETWORK_FILTER")
+_ROUTE_LEVEL = ("ROUTE_CONFIGURATION", "HTTP_ROUTE")
+
+
+def _finding(ef: KubeObject, patch: dict[str, Any]) -> str | None:
+    """The code a config patch earns, if any. REMOVE of route config is ignored whatever the order; a relative
+    operation without priority is order-dependent before anything else can be said of it."""
+    op = (patch.get("patch") or {}).get("operation")
+    apply_to = patch.get("applyTo")
+    if op == "ADD":
+        return "IST0153" if apply_to in _ROUTE_LEVEL else None
+    if op == "REMOVE" and apply_to in _ROUTE_LEVEL:
+        return "IST0154"
+    if op in _RELATIVE and not spec(ef).get("priority"):
+        with_version = bool(((patch.get("match") or {}).get("proxy") or {}).get("proxyVersion"))
+        return "IST0155" if with_version else "IST0151"
+    if op == "REPLACE" and apply_to not in _REPLACEABLE:
+        return "IST0152"
+    return None
+
+
+def _filters_with(inv, code: str) -> Iterator[KubeObject]:
+    """EnvoyFilters with at least one patch earning `code` (one message per filter, as istioctl dedupes them)."""
+    for ef in istio_objects(inv, "EnvoyFilter"):
+        if any(_finding(ef, p or {}) == code for p in spec(ef).get("configPatches") or ()):
+            yield ef
+
+
+@check("IST0151", "EnvoyFilterUsesRelativeOperation", "warning",
+       "Set spec.priority on the EnvoyFilter, or use INSERT_FIRST / ADD, so it applies whatever other "
+       "EnvoyFilters exist.")
+def relative_operation(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    for ef in _filters_with(ctx.inventory, "IST0151"):
+        yield ref(ef), ("This EnvoyFilter does not have a priority and has a relative patch operation set which can "
+                        "cause the EnvoyFilter not to be applied. Using the INSERT_FIRST or ADD option or setting the "
+                        "priority may help in ensuring the EnvoyFilter is applied correctly.")
+
+
+@check("IST0155", "EnvoyFilterUsesRelativeOperationWithProxyVersion", "warning",
+       "Set spec.priority: with a proxyVersion match the filter may apply before the filter it is placed relative "
+       "to after an upgrade.")
+def relative_operation_with_version(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    for ef in _filters_with(ctx.inventory, "IST0155"):
+        yield ref(ef), ("This EnvoyFilter does not have a priority and has a relative patch operation (INSERT_BEFORE/"
+                        "AFTER, REPLACE, MERGE, DELETE) and proxyVersion set which can cause the EnvoyFilter not to "
+                        "be applied during an upgrade. Using the INSERT_FIRST or ADD option or setting the priority "
+                        "may help in ensuring the EnvoyFilter is applied correctly.")
+
+
+@check("IST0152", "EnvoyFilterUsesReplaceOperationIncorrectly", "error",
+       "Use MERGE (or REMOVE then ADD) for this applyTo: REPLACE works only on HTTP_FILTER and NETWORK_FILTER.")
+def replace_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    for ef in _filters_with(ctx.inventory, "IST0152"):
+        yield ref(ef), "The REPLACE operation is only valid for HTTP_FILTER and NETWORK_FILTER."
+
+
+@check("IST0153", "EnvoyFilterUsesAddOperationIncorrectly", "error",
+       "Use MERGE for ROUTE_CONFIGURATION, or ADD on VIRTUAL_HOST; Envoy ignores ADD here.")
+def add_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    for ef in _filters_with(ctx.inventory, "IST0153"):
+        yield ref(ef), "The ADD operation will be ignored when applyTo is set to ROUTE_CONFIGURATION, or HTTP_ROUTE."
+
+
+@check("IST0154", "EnvoyFilterUsesRemoveOperationIncorrectly", "error",
+       "Remove the virtual host or route with a MERGE that drops it, or REMOVE at VIRTUAL_HOST level; Envoy "
+       "ignores REMOVE here.")
+def remove_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    for ef in _filters_with(ctx.inventory, "IST0154"):
+        yield ref(ef), ("The REMOVE operation will be ignored when applyTo is set to ROUTE_CONFIGURATION, or "
+                        "HTTP_ROUTE.")

@@ -1,0 +1,50 @@
+"""Service checks (istioctl's service.PortNameAnalyzer): ports whose protocol Istio cannot tell from the name."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from planner.analysis.base import Context, check
+from planner.analysis.common import SYSTEM_NAMESPACES
+from planner.model import Ref, Service
+
+# Protocols that are plain TCP to an ExternalName service's proxy: it cannot route them by name.
+_TCP_LIKE = ("TCP", "UNKNOWN")
+
+
+def _skipped(svc: Service) -> bool:
+    """Kubernetes' own namespaces and Istio's own services (labelled istio=… or release=istio, or deployed by Istio
+    for a gateway or waypoint) are not checked."""
+    return (svc.namespace in SYSTEM_NAMESPACES or "istio" in svc.labels or svc.labels.get("release") == "istio"
+            or "gateway.istio.io/managed" in svc.labels)
+
+
+def _ref(inv, svc: Service) -> Ref:
+    obj = inv.get("Service", svc.namespace, svc.name) or inv.get("Service", None, svc.name)
+    return Ref("Service", obj.namespace if obj else svc.namespace, svc.name)
+
+
+@check("IST0118", "PortNameIsNotUnderNamingConvention", "info",
+       "Name the port <protocol>[-<suffix>] (http, http2, grpc, tcp, tls, …) or set appProtocol, so Istio does "
+       "not have to sniff the protocol.")
+def port_name_convention(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    for svc in ctx.inventory.services:
+        if svc.type == "ExternalName" or _skipped(svc):
+            continue
+        for p in svc.ports:
+            if p.istio_protocol == "UNKNOWN":
+                target = p.target_port if p.target_port is not None else p.port
+                yield _ref(ctx.inventory, svc), (f"Port name {p.name or ''} (port: {p.port}, targetPort: {target}) "
+                                                 f"doesn't follow the naming convention of Istio port.")
+
+
+@check("IST0150", "ExternalNameServiceTypeInvalidPortName", "warning",
+       "Name the ExternalName service's port for its real protocol (http-…, https-…, tls-…) so the proxy can route "
+       "it by host; tcp and unnamed ports are forwarded by port only.")
+def external_name_port(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    for svc in ctx.inventory.services:
+        if svc.type != "ExternalName" or _skipped(svc):
+            continue
+        if any(p.istio_protocol in _TCP_LIKE for p in svc.ports):
+            yield _ref(ctx.inventory, svc), ("Port name for ExternalName service is invalid. Proxy may prevent tcp "
+                                             "named ports and unmatched traffic for ports serving TCP protocol from "
+                                             "being forwarded correctly")

@@ -1,0 +1,65 @@
+"""Sidecar resource checks (istioctl's sidecar.SelectorAnalyzer): selectors that select nothing or the same pod,
+several namespace-wide Sidecars, and Sidecars in ambient namespaces, where there is no sidecar to configure."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from planner.analysis.base import Context, check
+from planner.analysis.common import (
+    istio_objects,
+    match_labels,
+    ns_of,
+    proxy_container,
+    ref,
+    scan_selectors,
+    selector_text,
+)
+from planner.inventory import Inventory
+from planner.model import Ref
+
+
+def _scan(inv: Inventory):
+    return scan_selectors(inv, istio_objects(inv, "Sidecar"), match_labels)
+
+
+@check("IST0101", "ReferencedResourceNotFound", "error",
+       "Fix the Sidecar's workloadSelector to match labels of pods in its own namespace.")
+def selector_not_found(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    for sc, sel in _scan(ctx.inventory).unmatched:
+        yield ref(sc), f'Referenced selector not found: "{selector_text(sel)}"'
+
+
+@check("IST0110", "ConflictingSidecarWorkloadSelectors", "error",
+       "Make the Sidecars' workloadSelectors disjoint (or merge them): a pod gets one Sidecar, chosen arbitrarily.")
+def conflicting_selectors(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    for sc, others, pod in _scan(ctx.inventory).conflicts:
+        names = sorted(o.name for o in [sc, *others])
+        yield ref(sc), (f"The Sidecars {names} in namespace {ns_of(sc)!r} select the same workload pod "
+                        f"{pod.name!r}, which can lead to undefined behavior.")
+
+
+@check("IST0111", "MultipleSidecarsWithoutWorkloadSelectors", "error",
+       "Keep one Sidecar without workloadSelector per namespace; give the others a workloadSelector.")
+def multiple_without_selector(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    for ns, sidecars in _scan(ctx.inventory).unselective.items():
+        names = sorted(s.name for s in sidecars)
+        for sc in sidecars:
+            yield ref(sc), (f"The Sidecars {names} in namespace {ns!r} have no workload selector, which can lead to "
+                            f"undefined behavior.")
+
+
+@check("IST0167", "IneffectivePolicy", "warning",
+       "Delete the Sidecar, or move its workloads to sidecar mode: ambient workloads have no sidecar to configure "
+       "(use a waypoint for L7 policy).")
+def sidecar_in_ambient(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    inv = ctx.inventory
+    for sc in istio_objects(inv, "Sidecar"):
+        sel = match_labels(sc)
+        if not sel:
+            ns = inv.namespaces.get(ns_of(sc))
+            if ns is not None and ns.injection == "ambient":
+                yield ref(sc), "The policy has no impact: namespace is in ambient mode, the policy has no impact."
+            continue
+        pods = inv.pods_matching(ns_of(sc), sel)
+        if pods and all(inv.in_mesh(p) and proxy_container(p.spec) is None for p in pods):
+            yield ref(sc), "The policy has no impact: selected workloads are in ambient mode, the policy has no impact."

@@ -1,0 +1,101 @@
+"""The istioctl-compatible checks, table-driven over small clusters in tests/fixtures/analysis: each `<name>.yaml`
+has `<name>.expected` beside it, one `CODE Kind namespace/name` line per message analyze must report."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from planner.analysis.base import LEVELS, Suppression, registry
+from planner.analysis.common import analyze, with_dummy_ingress
+from planner.inventory import build_inventory
+from planner.sources import files_snapshot
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "analysis"
+SCENARIOS = sorted(p.stem for p in FIXTURES.glob("*.expected"))
+
+
+def inventory(*names: str, mesh_config: dict | None = None):
+    snapshot = with_dummy_ingress(files_snapshot([FIXTURES / f"{n}.yaml" for n in names]))
+    return build_inventory(snapshot, mesh_config=mesh_config)
+
+
+def found(messages) -> Counter:
+    return Counter(f"{m.code} {m.ref}" for m in messages)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario_reports_exactly_the_expected_messages(scenario):
+    expected = Counter(line.strip() for line in (FIXTURES / f"{scenario}.expected").read_text().splitlines()
+                       if line.strip())
+    assert found(analyze(inventory(scenario))) == expected
+
+
+def test_every_ist_check_uses_istioctls_level_for_its_code():
+    catalog = {}
+    ref = Path(__file__).resolve().parents[3] / "shared" / "istio-reference" / "analyzer" / "messages.yaml"
+    import yaml
+
+    for m in yaml.safe_load(ref.read_text())["messages"]:
+        catalog[m["code"]] = m["level"].lower()
+    ist = [c for c in registry() if c.code.startswith("IST")]
+    assert ist, "no IST checks registered"
+    for c in ist:
+        assert c.level == catalog[c.code], f"{c.code} ({c.family}.{c.fn.__name__}) is {c.level}, istioctl says {catalog[c.code]}"
+        assert c.level in LEVELS and c.hint, f"{c.code} has no hint"
+
+
+def test_messages_link_their_istio_io_page():
+    m = next(iter(analyze(inventory("routing"))))
+    assert m.url == f"https://istio.io/latest/docs/reference/config/analysis/{m.code.lower()}/"
+
+
+# ---------------------------------------------------------------- suppression
+
+
+def test_suppress_rule_with_wildcards_hides_only_what_it_names():
+    inv = inventory("mesh")
+    before = found(analyze(inv))
+    after = found(analyze(inv, [Suppression.parse("IST01*=Sidecar web/*"), Suppression.parse("IST0102=Namespace batch")]))
+    assert before - after == Counter({"IST0111 Sidecar web/default": 1, "IST0111 Sidecar web/restrictive": 1,
+                                      "IST0102 Namespace batch": 1})
+
+
+def test_suppress_accepts_istioctls_name_dot_namespace_form():
+    inv = inventory("mesh")
+    after = found(analyze(inv, [Suppression.parse("IST0103=Pod worker-*.web")]))
+    assert "IST0103 Pod web/worker-1" not in after and "IST0123 Namespace legacy" in after
+
+
+def test_analyze_suppress_annotation_silences_the_annotated_resource():
+    # Namespace `quiet` is unlabelled like `batch`, but its annotation suppresses IST0102.
+    codes = found(analyze(inventory("mesh")))
+    assert "IST0102 Namespace batch" in codes and "IST0102 Namespace quiet" not in codes
+
+
+@pytest.mark.parametrize("bad", ["IST0102", "IST0102=Namespace", "=Namespace foo", "IST0102 Namespace foo"])
+def test_malformed_suppress_rule_is_an_input_error(bad):
+    from planner.errors import MeshstepError
+
+    with pytest.raises(MeshstepError, match="CODE=Kind name"):
+        Suppression.parse(bad)
+
+
+# ---------------------------------------------------------------- mesh config
+
+
+def test_mesh_config_default_providers_make_an_empty_telemetry_entry_valid():
+    codes = found(analyze(inventory("mesh", mesh_config={"defaultProviders": {"accessLogging": ["envoy"]}})))
+    assert "IST0157 Telemetry web/access-logs" not in codes
+
+
+def test_mesh_config_dns_auto_allocation_gives_tcp_service_entries_addresses():
+    meta = {"ISTIO_META_DNS_CAPTURE": "true", "ISTIO_META_DNS_AUTO_ALLOCATE": "true"}
+    codes = found(analyze(inventory("mesh", mesh_config={"defaultConfig": {"proxyMetadata": meta}})))
+    assert "IST0134 ServiceEntry web/database" not in codes
+
+
+def test_stage_gate_checks_do_not_run_in_analyze():
+    gated = {c.code for c in registry() if c.gates}
+    assert not gated & {m.code for m in analyze(inventory("mesh"))}
