@@ -1,0 +1,45 @@
+"""Ambient mode: a namespace label hands its pods' traffic to the node's ztunnel instead of sidecars."""
+from __future__ import annotations
+
+from features._istio import label_notes, namespace_labelled
+from features.base import Feature, Observation
+from planner.analysis.base import Message
+from planner.inventory import Inventory
+from planner.model import Ref
+
+_ADD = {"istio.io/dataplane-mode": "ambient"}
+# Sidecar injection labels: a pod that gets a sidecar is left out of ambient, so they go.
+_REMOVED = ("istio-injection", "istio.io/rev")
+
+
+class AmbientMode(Feature):
+    id = "ambient-mode"
+    title = "Ambient mode"
+    category = "install"
+    problem = "Do we want mTLS and L4 telemetry without a sidecar per pod (and add waypoints only where L7 is needed)?"
+    scopes = ("namespace",)
+    pitfalls = ("Needs the ambient profile: ztunnel on every node and istio-cni.",
+                "L7 features (routing, retries, L7 authorization) need a waypoint proxy in ambient.",
+                "Pods that still have a sidecar are not captured by ztunnel: restart them after the label change.")
+    docs = "https://istio.io/latest/docs/ambient/usage/add-workloads/"
+
+    def build(self, p, scope, inv):
+        return [namespace_labelled(inv, scope, _ADD, _REMOVED)]
+
+    def notes(self, p, scope, inv, rollback):
+        return label_notes(inv, scope, _ADD, _REMOVED, rollback)
+
+    def checks(self, inv: Inventory, scope: str, params) -> list[Message]:
+        msgs = super().checks(inv, scope, params)
+        if not any(c.component == "ztunnel" for c in inv.components):
+            msgs.append(Message("MST0004", "error", Ref("Namespace", None, scope),
+                                f"{self.id}: no ztunnel runs in the cluster, so labelled pods would lose traffic",
+                                "install Istio with the ambient profile (istioctl install --set profile=ambient)"))
+        return msgs
+
+    def detect(self, inv: Inventory) -> list[Observation]:
+        return [Observation(self.id, name, [f"Namespace {name}"], {})
+                for name, ns in sorted(inv.namespaces.items()) if ns.injection == "ambient"]
+
+
+FEATURE = AmbientMode()

@@ -1,0 +1,410 @@
+"""The feature: meshstep's unit of adoption and its feature flag. One module per feature in this package; a
+module registers its feature by defining a `Feature` subclass instance named `FEATURE`.
+
+A feature explains itself (problem, pitfalls, docs), gates itself (checks), renders the objects that turn it on
+for one scope of one cluster, rolls them back, and detects where it is really on."""
+from __future__ import annotations
+
+import importlib
+import re
+import pkgutil
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import yaml
+
+from planner.analysis import base as analysis
+from planner.errors import MeshstepError
+from planner.inventory import Inventory
+from planner.model import Ref
+
+CATEGORIES = ("install", "traffic", "observability", "security")
+MESH = "mesh"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type  # str, int, float or bool
+    default: Any
+    help: str
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None  # a regular expression the whole (string) value must match, e.g. a duration
+
+    def parse(self, feature: str, raw: Any) -> Any:
+        """The value of a --set (a string, or JSON-read already), checked; a MeshstepError names what is wrong."""
+        try:
+            if self.type is bool and isinstance(raw, str):
+                if raw.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                    raise ValueError(raw)
+                value: Any = raw.lower() in ("true", "yes", "1")
+            else:
+                value = self.type(raw)
+        except (TypeError, ValueError):
+            raise MeshstepError(f"{feature}: {self.name}={raw!r} is not a valid {self.type.__name__} ({self.help})")
+        if self.choices and value not in self.choices:
+            raise MeshstepError(f"{feature}: {self.name}={value!r}: choose one of {', '.join(map(str, self.choices))}")
+        if self.pattern and not re.fullmatch(self.pattern, str(value)):
+            raise MeshstepError(f"{feature}: {self.name}={value!r} is not valid ({self.help})")
+        if self.minimum is not None and value < self.minimum or self.maximum is not None and value > self.maximum:
+            raise MeshstepError(f"{feature}: {self.name}={value!r} must be between {self.minimum} and {self.maximum}")
+        return value
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type.__name__, "default": self.default, "help": self.help,
+                "choices": list(self.choices)}
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Where a feature is really on, with the objects that show it and the params read back from them."""
+
+    feature: str
+    scope: str
+    evidence: list[str]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"feature": self.feature, "scope": self.scope, "evidence": self.evidence, "params": self.params}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What to apply for one feature in one scope (or, for a rollback, what to apply and delete)."""
+
+    feature: str
+    scope: str
+    params: dict[str, Any]
+    objects: tuple[dict[str, Any], ...]
+    delete: tuple[Ref, ...] = ()
+    notes: tuple[str, ...] = ()  # commands to run (label changes) and reminders (restart pods)
+    rollback: bool = False
+
+    @property
+    def yaml(self) -> str:
+        """Multi-document YAML, in a stable order, each object headed by what produced it."""
+        what = "rollback of " if self.rollback else ""
+        params = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items())) or "defaults"
+        docs = ["".join(f"# {n}\n" for n in self.notes)] if self.notes else []
+        for obj in self.objects:
+            docs.append(f"# meshstep: {what}{self.feature}, scope {self.scope}, params: {params}\n"
+                        + yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
+        for ref in self.delete:
+            ns = f" -n {ref.namespace}" if ref.namespace else ""
+            docs.append(f"# meshstep: {what}{self.feature}, scope {self.scope}: delete {ref}\n"
+                        f"# kubectl delete {ref.kind.lower()} {ref.name}{ns}\n")
+        return "---\n".join(docs)
+
+
+class Feature:
+    """Base of every feature; subclasses set the class attributes and implement `build` and `detect`."""
+
+    id: str
+    title: str
+    category: str
+    problem: str  # the question a team answers before turning it on
+    depends_on: tuple[str, ...] = ()
+    params: tuple[Param, ...] = ()
+    scopes: tuple[str, ...] = (MESH, "namespace")
+    pitfalls: tuple[str, ...] = ()
+    docs: str = ""
+
+    # ---------------------------------------------------------------- to implement
+
+    def build(self, p: dict[str, Any], scope: str, inv: Inventory) -> list[dict[str, Any]]:
+        """The objects that turn the feature on in `scope`; MeshstepError when the cluster cannot have it."""
+        raise NotImplementedError
+
+    def detect(self, inv: Inventory) -> list[Observation]:
+        raise NotImplementedError
+
+    def notes(self, p: dict[str, Any], scope: str, inv: Inventory, rollback: bool) -> list[str]:
+        """Commands and reminders that go with the objects (label changes override this)."""
+        return []
+
+    # ---------------------------------------------------------------- shared behaviour
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def check_scope(self, scope: str, inv: Inventory) -> None:
+        if scope == MESH:
+            if MESH not in self.scopes:
+                raise MeshstepError(f"{self.id} is turned on per namespace: pass --scope NAMESPACE")
+        else:
+            if "namespace" not in self.scopes:
+                raise MeshstepError(f"{self.id} is mesh-wide only: pass --scope mesh")
+            if scope not in inv.namespace_names():
+                raise MeshstepError(f"{self.id}: namespace {scope!r} is not in the cluster "
+                                    f"(namespaces: {', '.join(inv.namespace_names())})")
+
+    def render(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
+        """Validated objects that turn the feature on; refused with the reason when analysis would flag them."""
+        p = validate_params(self, params)
+        self.check_scope(scope, inv)
+        objects = self.build(p, scope, inv)
+        for obj in objects:
+            validate_object(obj, inv)
+        refuse_errors(self.id, objects, inv)
+        return Rendered(self.id, scope, _shown(self, p), tuple(objects), notes=tuple(self.notes(p, scope, inv, False)))
+
+    def rollback(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
+        """What undoes `render` on this cluster: objects it would create are deleted, those it would change are
+        restored as they are now."""
+        p = validate_params(self, params)
+        self.check_scope(scope, inv)
+        restore, delete = [], []
+        for obj in self.build(p, scope, inv):
+            meta = obj["metadata"]
+            current = inv.get(obj["kind"], meta.get("namespace"), meta["name"])
+            if current is None:
+                delete.append(Ref(obj["kind"], meta.get("namespace"), meta["name"]))
+            else:
+                restore.append(clean(current.raw))
+        return Rendered(self.id, scope, _shown(self, p), tuple(restore), tuple(delete),
+                        tuple(self.notes(p, scope, inv, True)), rollback=True)
+
+    def checks(self, inv: Inventory, scope: str, params: dict[str, Any]) -> list[analysis.Message]:
+        """The gate: dependencies on in this scope (or mesh-wide), and the readiness checks that gate this feature."""
+        msgs = []
+        observed = {(o.feature, o.scope) for f in registry().values() if f.id in self.depends_on for o in f.detect(inv)}
+        for dep in self.depends_on:
+            if scope == MESH:
+                ok = any(f == dep for f, _ in observed)
+            else:
+                ok = (dep, scope) in observed or (dep, MESH) in observed
+            if not ok:
+                msgs.append(analysis.Message(
+                    "MST0003", "error", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
+                    f"{self.id} depends on {dep}, which is not on in {scope}",
+                    f"turn on {dep} in {scope} first (meshstep render {dep} --scope {scope})"))
+        msgs += analysis.run(analysis.gate_checks(self.id), analysis.Context(inv, scope, dict(params)))
+        return msgs
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "category": self.category, "problem": self.problem,
+                "depends_on": list(self.depends_on), "scopes": list(self.scopes),
+                "params": [p.to_json() for p in self.params], "pitfalls": list(self.pitfalls), "docs": self.docs}
+
+
+def _shown(feature: Feature, p: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in p.items() if v not in (None, "")}
+
+
+@cache
+def registry() -> dict[str, Feature]:
+    """Every feature, by id: each module of this package that defines FEATURE."""
+    import features
+
+    found = {}
+    for mod in pkgutil.iter_modules(features.__path__):
+        if mod.name.startswith("_") or mod.name == "base":
+            continue
+        feature = getattr(importlib.import_module(f"features.{mod.name}"), "FEATURE", None)
+        if feature is not None:
+            if feature.category not in CATEGORIES:
+                raise ValueError(f"feature {feature.id}: category must be one of {CATEGORIES}")
+            found[feature.id] = feature
+    return dict(sorted(found.items()))
+
+
+def get(feature_id: str) -> Feature:
+    feats = registry()
+    if feature_id not in feats:
+        raise MeshstepError(f"unknown feature {feature_id!r}: choose one of {', '.join(feats)}")
+    return feats[feature_id]
+
+
+def validate_params(feature: Feature, raw: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overlaid with `raw`, each value checked; unknown keys are errors that list the known ones."""
+    known = {p.name: p for p in feature.params}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise MeshstepError(f"{feature.id}: unknown parameter(s) {', '.join(unknown)}; it takes: "
+                            f"{', '.join(known) or 'no parameters'}")
+    return feature.defaults() | {k: known[k].parse(feature.id, v) for k, v in raw.items() if v is not None}
+
+
+def apply(rendered: Rendered, inv: Inventory) -> Inventory:
+    """The inventory as it would be once `rendered` is applied (objects created or replaced, deletions done)."""
+    return inv.with_changes(apply=rendered.objects, delete=rendered.delete)
+
+
+def clean(raw: dict[str, Any]) -> dict[str, Any]:
+    """An object as one would apply it: without status and server-set metadata."""
+    meta = {k: v for k, v in (raw.get("metadata") or {}).items()
+            if k in ("name", "namespace", "labels", "annotations")}
+    # apiVersion, kind and metadata first, as kubectl shows an object
+    return {"apiVersion": raw.get("apiVersion"), "kind": raw.get("kind"), "metadata": meta} | {
+        k: v for k, v in raw.items() if k not in ("apiVersion", "kind", "status", "metadata")}
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _typed_model(api_version: str, kind: str) -> Any:
+    group, _, version = api_version.rpartition("/")
+    pkg = group.split(".")[0]
+    try:
+        mod = importlib.import_module(f"cloudcoil.models.istio.{pkg}.{version}")
+    except ImportError:
+        return None
+    return getattr(mod, kind, None)
+
+
+def validate_object(obj: dict[str, Any], inv: Inventory) -> None:
+    """Typed Istio models offline (cloudcoil), and the cluster's own CRD schema where it has a real one.
+
+    The cloudcoil models check types and enums but accept unknown fields, so a misspelt field only fails against
+    the CRD schema; kinds the models lack (none today) fall through to the schema alone."""
+    from pydantic import ValidationError
+
+    ref = f"{obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+    model = _typed_model(obj["apiVersion"], obj["kind"]) if "istio.io/" in obj["apiVersion"] else None
+    if model is not None:
+        try:
+            model.model_validate(obj)
+        except ValidationError as e:
+            raise MeshstepError(f"rendered {ref} is not valid {obj['apiVersion']}: {e.errors()[0]['loc']}: "
+                                f"{e.errors()[0]['msg']}") from e
+    group, _, version = obj["apiVersion"].rpartition("/")
+    crd = next((c for c in inv.crds.values() if c.group == group and c.kind == obj["kind"]), None)
+    if crd is not None:
+        if version not in crd.served_versions:
+            raise MeshstepError(f"rendered {ref}: the cluster does not serve {obj['apiVersion']} "
+                                f"(served: {', '.join(crd.served_versions)})")
+        problem = schema_problem(obj, crd.schemas.get(version) or {}, "")
+        if problem:
+            raise MeshstepError(f"rendered {ref} does not match the cluster's CRD schema: {problem}")
+
+
+_IMPLICIT = ("apiVersion", "kind", "metadata")  # at the root, CRD schemas often leave these out
+
+
+def schema_problem(value: Any, schema: dict[str, Any], path: str) -> str | None:
+    """The first place where `value` breaks an openAPIV3Schema (types, enums, required, unknown fields)."""
+    if not schema or schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
+        return None
+    kind = schema.get("type")
+    types = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": (int, float)}
+    if schema.get("x-kubernetes-int-or-string"):
+        if not isinstance(value, (int, str)):
+            return f"{path or '.'}: expected an integer or a string"
+        return None
+    if kind in types and not isinstance(value, types[kind]) or kind in ("integer", "number") and isinstance(value, bool):
+        return f"{path or '.'}: expected {kind}, got {type(value).__name__}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"{path}: {value!r} is not one of {schema['enum']}"
+    if kind == "object" and isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for req in schema.get("required") or ():
+            if req not in value:
+                return f"{path}.{req}: required"
+        for k, v in value.items():
+            if k in props:
+                problem = schema_problem(v, props[k], f"{path}.{k}")
+                if problem:
+                    return problem
+            elif props and not schema.get("additionalProperties") and not (path == "" and k in _IMPLICIT):
+                return f"{path}.{k}: unknown field"
+        if "additionalProperties" in schema and isinstance(schema["additionalProperties"], dict):
+            for k, v in value.items():
+                problem = schema_problem(v, schema["additionalProperties"], f"{path}.{k}")
+                if problem:
+                    return problem
+    if kind == "array" and isinstance(value, list) and "items" in schema:
+        for i, v in enumerate(value):
+            problem = schema_problem(v, schema["items"], f"{path}[{i}]")
+            if problem:
+                return problem
+    return None
+
+
+def refuse_errors(feature: str, objects: list[dict[str, Any]], inv: Inventory) -> None:
+    """Refuse a rendering that the analysis flags with an error blaming one of its objects."""
+    if not objects:
+        return
+    after = inv.with_changes(apply=objects)
+    mine = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects}
+    checks = [c for c in analysis.registry() if not c.gates]
+    for m in analysis.run(checks, analysis.Context(after)):
+        if m.level == "error" and (m.ref.kind, m.ref.namespace, m.ref.name) in mine:
+            raise MeshstepError(f"{feature}: the rendered {m.ref} would be flagged by analysis: {m.code} {m.message}"
+                                f" — {m.hint}")
+
+
+# ---------------------------------------------------------------- helpers shared by the feature modules
+
+
+def obj(inv: Inventory, group: str, kind: str, namespace: str, name: str, spec: dict[str, Any],
+        labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """An Istio object in the API version the cluster serves, labelled as meshstep's."""
+    return {"apiVersion": inv.api_version(group, kind), "kind": kind,
+            "metadata": {"name": name, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "meshstep", **(labels or {})}},
+            "spec": spec}
+
+
+def target_namespace(scope: str, inv: Inventory) -> str:
+    """Where an object for `scope` lives: the namespace, or the root namespace for mesh-wide config."""
+    return inv.root_namespace if scope == MESH else scope
+
+
+def scope_of(o: Any, inv: Inventory) -> str:
+    """The scope an Istio config object governs: mesh for root-namespace objects without a selector."""
+    if o.namespace == inv.root_namespace and not (o.spec.get("selector") or o.spec.get("workloadSelector")
+                                                   or o.spec.get("targetRefs")):
+        return MESH
+    return o.namespace or MESH
+
+
+def services_in(scope: str, inv: Inventory) -> list[Any]:
+    """Services of the namespace (mesh: of every namespace with injection) that select pods."""
+    names = [scope] if scope != MESH else [n for n, ns in inv.namespaces.items() if ns.injection != "none"]
+    return [s for n in names for s in inv.services_by_namespace.get(n, ()) if s.selector and inv.pods_of_service(s)]
+
+
+def versioned_service(scope: str, inv: Inventory, name: str | None) -> tuple[Any, list[str]]:
+    """A service of the namespace whose pods run two or more `version` labels, and those versions."""
+    for svc in services_in(scope, inv):
+        if name and svc.name != name:
+            continue
+        versions = sorted({p.labels["version"] for p in inv.pods_of_service(svc) if "version" in p.labels})
+        if len(versions) >= 2 or name and versions:
+            return svc, versions
+    what = f"service {name!r}" if name else "a service"
+    raise MeshstepError(f"no {what} in {scope} has pods with two `version` labels: deploy the new version "
+                        "beside the old one (label pods version=v1/v2), or pass --set service=NAME")
+
+
+def http_service(scope: str, inv: Inventory, name: str | None) -> Any:
+    """The named service of the namespace (else its first, by name) that serves HTTP; L7 policy needs HTTP."""
+    for svc in services_in(scope, inv):
+        if (not name or svc.name == name) and any(p.istio_protocol in HTTP_PROTOCOLS for p in svc.ports):
+            return svc
+    what = f"service {name!r}" if name else "a service"
+    raise MeshstepError(f"no {what} in {scope} with pods and an HTTP port (name it http-*, or set appProtocol: http)")
+
+
+HTTP_PROTOCOLS = ("HTTP", "HTTP2", "GRPC")
+DURATION = r"\d+(\.\d+)?(ms|s|m|h)"  # as Istio's protobuf durations are written in YAML
+
+
+def http_port(svc: Any) -> int:
+    port = next((p for p in svc.ports if p.istio_protocol in HTTP_PROTOCOLS), None) or svc.ports[0]
+    return port.port
+
+
+def selector_labels(o: Any) -> dict[str, str]:
+    sel = o.spec.get("selector") or o.spec.get("workloadSelector") or {}
+    return sel.get("matchLabels") or sel.get("labels") or {}
+
+
+def evidence_ref(evidence: str) -> Ref:
+    """The Ref an evidence string (`Kind ns/name`) names: what a test or the planner deletes to turn a feature off."""
+    kind, _, rest = evidence.partition(" ")
+    ns, _, name = rest.rpartition("/")
+    return Ref(kind, ns or None, name)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from features._istio import destination_rule
+from features.base import Feature, Observation, Param, services_in
+from planner.errors import MeshstepError
+
+
+class CircuitBreaking(Feature):
+    id = "circuit-breaking"
+    title = "Circuit breaking and outlier detection"
+    category = "traffic"
+    depends_on = ("sidecar-injection",)
+    scopes = ("namespace",)
+    params = (
+        Param("service", str, "", "only this service (default: every service of the namespace)"),
+        Param("max_connections", int, 100, "TCP connections per caller sidecar", minimum=1),
+        Param("max_pending", int, 100, "queued HTTP requests per caller sidecar", minimum=1),
+        Param("consecutive_5xx", int, 5, "errors before a pod is ejected", minimum=1),
+        Param("interval", str, "10s", "how often pods are scanned"),
+        Param("base_ejection_time", str, "30s", "how long an ejected pod stays out"),
+    )
+    problem = "When one service slows down or fails, should its callers fail fast instead of piling up requests?"
+    pitfalls = (
+        "Limits are per caller sidecar, not per service: N callers × max_connections reach the service.",
+        "Overflow shows as 503 with response flag UO; ejection as UH/NR when every pod is out.",
+        "maxEjectionPercent defaults to 10%: small services may eject nothing.",
+    )
+    docs = "https://istio.io/latest/docs/tasks/traffic-management/circuit-breaking/"
+
+    def build(self, p, scope, inv):
+        objs = []
+        for svc in services_in(scope, inv):
+            if p["service"] and svc.name != p["service"]:
+                continue
+            dr = destination_rule(inv, svc)
+            policy = dr["spec"].setdefault("trafficPolicy", {})
+            policy["connectionPool"] = {"tcp": {"maxConnections": p["max_connections"]},
+                                        "http": {"http1MaxPendingRequests": p["max_pending"]}}
+            policy["outlierDetection"] = {"consecutive5xxErrors": p["consecutive_5xx"], "interval": p["interval"],
+                                          "baseEjectionTime": p["base_ejection_time"]}
+            objs.append(dr)
+        if not objs:
+            raise MeshstepError(f"circuit-breaking: no service {p['service'] or ''} with pods in {scope}")
+        return objs
+
+    def detect(self, inv):
+        out: dict[str, list[str]] = {}
+        for dr in inv.of_kind("DestinationRule"):
+            tp = dr.spec.get("trafficPolicy") or {}
+            if tp.get("connectionPool") or tp.get("outlierDetection"):
+                out.setdefault(dr.namespace or "mesh", []).append(str(dr.ref))
+        return [Observation(self.id, ns, ev) for ns, ev in sorted(out.items())]
+
+
+FEATURE = CircuitBreaking()

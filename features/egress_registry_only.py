@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import copy
+
+import yaml
+
+from features.base import MESH, Feature, Observation, clean, scope_of
+from planner.errors import MeshstepError
+
+
+class EgressRegistryOnly(Feature):
+    id = "egress-registry-only"
+    title = "Egress lock-down (REGISTRY_ONLY)"
+    category = "security"
+    depends_on = ("egress-service-entry",)
+    scopes = (MESH,)
+    problem = "Should workloads reach only the external hosts we registered, and nothing else?"
+    pitfalls = (
+        "Every external host not covered by a ServiceEntry starts failing (502/BlackHoleCluster): register first.",
+        "Changing the mesh ConfigMap by hand is undone by the next `istioctl install`: set "
+        "meshConfig.outboundTrafficPolicy.mode in the install too.",
+        "Workloads outside the mesh are not restricted at all.",
+    )
+    docs = "https://istio.io/latest/docs/tasks/traffic-management/egress/egress-control/"
+
+    def build(self, p, scope, inv):
+        cm = next((c for c in inv.of_kind("ConfigMap") if c.namespace == inv.root_namespace
+                   and (c.name == "istio" or c.name.startswith("istio-")) and "mesh" in (c.raw.get("data") or {})),
+                  None)
+        if cm is None:
+            raise MeshstepError(f"egress-registry-only: no mesh config ConfigMap (istio or istio-<rev>) in "
+                                f"{inv.root_namespace}; set meshConfig.outboundTrafficPolicy.mode=REGISTRY_ONLY in "
+                                "the install instead")
+        raw = copy.deepcopy(clean(cm.raw))
+        mesh = yaml.safe_load(raw["data"]["mesh"]) or {}
+        mesh["outboundTrafficPolicy"] = {"mode": "REGISTRY_ONLY"}
+        raw["data"] = {**raw["data"], "mesh": yaml.safe_dump(mesh, sort_keys=True)}
+        return [raw]
+
+    def notes(self, p, scope, inv, rollback):
+        return ["also set it in the install so upgrades keep it: istioctl install --set "
+                f"meshConfig.outboundTrafficPolicy.mode={'ALLOW_ANY' if rollback else 'REGISTRY_ONLY'}"]
+
+    def detect(self, inv):
+        out = []
+        if (inv.mesh_config.get("outboundTrafficPolicy") or {}).get("mode") == "REGISTRY_ONLY":
+            cms = [str(c.ref) for c in inv.of_kind("ConfigMap") if c.namespace == inv.root_namespace
+                   and (c.name == "istio" or c.name.startswith("istio-")) and "mesh" in (c.raw.get("data") or {})]
+            out.append(Observation(self.id, MESH, cms or ["mesh config"]))
+        for sc in inv.of_kind("Sidecar"):
+            if (sc.spec.get("outboundTrafficPolicy") or {}).get("mode") == "REGISTRY_ONLY":
+                out.append(Observation(self.id, scope_of(sc, inv), [str(sc.ref)]))
+        return out
+
+
+FEATURE = EgressRegistryOnly()

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from features.base import Feature, Observation, Param, obj, scope_of
+from planner.errors import MeshstepError
+
+
+class RequestAuthenticationFeature(Feature):
+    id = "request-authentication"
+    title = "End-user authentication (JWT)"
+    category = "security"
+    scopes = ("namespace",)
+    params = (
+        Param("issuer", str, "", "the JWT issuer (iss), e.g. https://accounts.example.com"),
+        Param("jwks_uri", str, "", "where the issuer publishes its keys (JWKS)"),
+        Param("require", bool, True, "also deny requests without a valid token"),
+    )
+    problem = "Which services must only be reached by requests carrying a valid token from our identity provider?"
+    pitfalls = (
+        "A RequestAuthentication alone only rejects invalid tokens: requests without a token pass unless an "
+        "AuthorizationPolicy requires requestPrincipals.",
+        "istiod fetches the JWKS: it must reach jwks_uri (egress, DNS).",
+    )
+    docs = "https://istio.io/latest/docs/tasks/security/authentication/authn-policy/#end-user-authentication"
+
+    def build(self, p, scope, inv):
+        if not p["issuer"] or not p["jwks_uri"]:
+            raise MeshstepError("request-authentication needs --set issuer=URL --set jwks_uri=URL")
+        objs = [obj(inv, "security.istio.io", "RequestAuthentication", scope, "jwt",
+                    {"jwtRules": [{"issuer": p["issuer"], "jwksUri": p["jwks_uri"], "forwardOriginalToken": True}]})]
+        if p["require"]:
+            objs.append(obj(inv, "security.istio.io", "AuthorizationPolicy", scope, "require-jwt",
+                            {"action": "DENY", "rules": [{"from": [{"source": {"notRequestPrincipals": ["*"]}}]}]}))
+        return objs
+
+    def detect(self, inv):
+        return [Observation(self.id, scope_of(ra, inv), [str(ra.ref)],
+                            {"issuer": ((ra.spec.get("jwtRules") or [{}])[0]).get("issuer", "")})
+                for ra in inv.of_kind("RequestAuthentication")]
+
+
+FEATURE = RequestAuthenticationFeature()

@@ -1,0 +1,60 @@
+"""Sidecar injection: a namespace label makes istiod's webhook add istio-proxy to every new pod."""
+from __future__ import annotations
+
+from typing import Any
+
+from features._istio import label_notes, namespace_labelled
+from features.base import Feature, Observation, Param
+from planner.errors import MeshstepError
+from planner.inventory import Inventory
+
+# Labels that would contradict a sidecar: the legacy switch is replaced by the revision label, ambient is dropped.
+_REMOVED = ("istio-injection", "istio.io/dataplane-mode")
+
+
+class SidecarInjection(Feature):
+    id = "sidecar-injection"
+    title = "Sidecar injection"
+    category = "install"
+    problem = "Which namespaces should have their traffic go through an Envoy sidecar, and under which revision?"
+    params = (Param("revision", str, "", "istiod revision or tag to inject from (default: the default tag's "
+                                         "revision, or the only one)"),)
+    scopes = ("namespace",)
+    pitfalls = ("Only pods created after the label get a sidecar: restart the workloads.",
+                "Ports must be named (http-*, grpc-*) or carry appProtocol, else Istio treats traffic as opaque TCP.",
+                "Init containers that call the network run before the sidecar is up (native sidecars fix this).",
+                "istio-injection=enabled and istio.io/rev together: the legacy label wins.")
+    docs = "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/"
+
+    def _labels(self, p: dict[str, Any], inv: Inventory) -> dict[str, str]:
+        revs = {r.revision: r for r in inv.revisions}
+        tags = {t: r.revision for r in inv.revisions for t in r.tags}
+        want = p["revision"]
+        if want:
+            if want not in revs and want not in tags:
+                raise MeshstepError(f"{self.id}: no istiod revision or tag {want!r} in the cluster "
+                                    f"(revisions: {', '.join(revs) or 'none'}; tags: {', '.join(tags) or 'none'})")
+        elif "default" in tags:
+            want = "default"
+        elif len(revs) == 1:
+            want = next(iter(revs))
+        else:
+            raise MeshstepError(f"{self.id}: {len(revs)} istiod revisions and no default tag: "
+                                "pass --set revision=NAME" if revs else f"{self.id}: istiod is not installed")
+        # The unnamed revision answers the legacy label; any named one (tags included) the revision label.
+        return {"istio-injection": "enabled"} if want == "default" and "default" in revs else {"istio.io/rev": want}
+
+    def build(self, p, scope, inv):
+        return [namespace_labelled(inv, scope, self._labels(p, inv), _REMOVED)]
+
+    def notes(self, p, scope, inv, rollback):
+        return label_notes(inv, scope, self._labels(p, inv), _REMOVED, rollback)
+
+    def detect(self, inv: Inventory) -> list[Observation]:
+        return [Observation(self.id, name, [f"Namespace {name}"],
+                            {"revision": "" if ns.revision == "default" and "istio-injection" in ns.labels
+                             else ns.revision})
+                for name, ns in sorted(inv.namespaces.items()) if ns.injection == "sidecar"]
+
+
+FEATURE = SidecarInjection()

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from features._istio import destination_rule, virtual_service, with_subsets
+from features.base import Feature, Observation, Param, versioned_service
+from planner.errors import MeshstepError
+
+
+class TrafficShifting(Feature):
+    id = "traffic-shifting"
+    title = "Canary, blue/green and tester routing"
+    category = "traffic"
+    depends_on = ("request-routing",)
+    scopes = ("namespace",)
+    params = (
+        Param("service", str, "", "the service to release (default: the first one running two versions)"),
+        Param("strategy", str, "canary", "canary: a weight to the new version; blue-green: switch all traffic; "
+                                         "header: only requests with the header (testers) reach the new version",
+              choices=("canary", "blue-green", "header")),
+        Param("stable", str, "", "the version serving users now (default: the oldest)"),
+        Param("canary", str, "", "the new version (default: the newest)"),
+        Param("weight", int, 10, "percent of requests to the new version (canary)", minimum=0, maximum=100),
+        Param("header", str, "x-canary", "request header that marks testers (header)"),
+        Param("header_value", str, "true", "its value (header)"),
+    )
+    problem = ("Deploy is not release: who should see the new version first — testers, a small share of users, or "
+               "everyone at once with an instant switch back?")
+    pitfalls = (
+        "Weights only apply to callers in the mesh; traffic from outside must come through the gateway.",
+        "Sticky sessions and weights fight: consistent-hash load balancing ignores the split.",
+        "Watch the new version's error rate and latency before raising the weight.",
+    )
+    docs = "https://istio.io/latest/docs/tasks/traffic-management/traffic-shifting/"
+
+    def build(self, p, scope, inv):
+        svc, versions = versioned_service(scope, inv, p["service"] or None)
+        stable, canary = p["stable"] or versions[0], p["canary"] or versions[-1]
+        for v in (stable, canary):
+            if v not in versions:
+                raise MeshstepError(f"traffic-shifting: {svc.name} has no pods labelled version={v} "
+                                    f"(versions: {', '.join(versions)})")
+        if stable == canary:
+            raise MeshstepError("traffic-shifting: stable and canary are the same version")
+        dr = with_subsets(destination_rule(inv, svc), [stable, canary])
+        vs = virtual_service(inv, svc)
+        host = vs["spec"]["hosts"][0]
+
+        def to(subset, weight=None):
+            d = {"destination": {"host": host, "subset": subset}}
+            return d | ({"weight": weight} if weight is not None else {})
+
+        if p["strategy"] == "canary":
+            http = [{"route": [to(stable, 100 - p["weight"]), to(canary, p["weight"])]}]
+        elif p["strategy"] == "blue-green":
+            http = [{"route": [to(canary, 100), to(stable, 0)]}]
+        else:
+            http = [{"match": [{"headers": {p["header"]: {"exact": p["header_value"]}}}], "route": [to(canary)]},
+                    {"route": [to(stable)]}]
+        vs["spec"]["http"] = http
+        return [dr, vs]
+
+    def detect(self, inv):
+        out = []
+        for vs in inv.of_kind("VirtualService"):
+            for r in vs.spec.get("http") or []:
+                dests = [d for d in r.get("route") or [] if d.get("destination", {}).get("subset")]
+                split = len(dests) > 1 and all("weight" in d for d in dests)
+                header = any("headers" in m for m in r.get("match") or []) and dests
+                if split or header:
+                    params = {"strategy": "header"} if header else {
+                        "weight": dests[-1].get("weight", 0), "canary": dests[-1]["destination"]["subset"]}
+                    out.append(Observation(self.id, vs.namespace or "mesh", [str(vs.ref)], params))
+                    break
+        return out
+
+
+FEATURE = TrafficShifting()
