@@ -1,0 +1,103 @@
+"""`meshstep flags` and `meshstep audit`: what the team decided, and the trail of who decided it."""
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+import typer
+
+from app.commands import (ActorOpt, ClusterOpt, DbOpt, Format, FormatOpt, actor_name, cli, emit_json, emit_table,
+                          open_store, parse_param)
+from planner.errors import MeshstepError
+
+ScopeOpt = Annotated[str, typer.Option("--scope", help="'mesh' or a namespace.")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail.")]
+ExpectOpt = Annotated[int | None, typer.Option(
+    "--expect-version", help="Refuse (exit 3) unless the flag is at this version; 0: not recorded yet.")]
+
+flags_app = typer.Typer(help="Feature flags: which features the team wants on, where.", no_args_is_help=True)
+cli.add_typer(flags_app, name="flags")
+
+
+class Export(str, enum.Enum):
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+def _check_feature(feature: str) -> None:
+    """Refuse names the feature catalog does not know, once there is a catalog to ask."""
+    try:
+        from features.base import registry
+    except ImportError:  # the catalog is not wired in yet: any name goes
+        return
+    known = registry()
+    if feature not in known:
+        raise MeshstepError(f"unknown feature {feature!r}: choose one of {', '.join(sorted(known))}")
+
+
+@flags_app.command("list")
+def flags_list(cluster: ClusterOpt = "demo", db: DbOpt = None, format: FormatOpt = Format.table) -> None:
+    """The flags recorded for a cluster."""
+    with open_store(db) as store:
+        rows = [f.model_dump(mode="json") for f in store.list_flags(cluster)]
+    if format == Format.json:
+        emit_json(rows)
+        return
+    emit_table([r | {"params": [f"{k}={v}" for k, v in sorted(r["params"].items())]} for r in rows],
+               ["feature", "scope", "state", "params", "version", "changed_by", "changed_at", "reason"])
+
+
+@flags_app.command("set")
+def flags_set(feature: str, scope: ScopeOpt, reason: ReasonOpt,
+              set_: Annotated[list[str] | None, typer.Option("--set", help="A parameter, key=value (repeatable).")
+                              ] = None,
+              state: Annotated[str, typer.Option("--state", help="off | enabling | on | disabling")] = "on",
+              cluster: ClusterOpt = "demo", actor: ActorOpt = None, expect_version: ExpectOpt = None,
+              db: DbOpt = None) -> None:
+    """Record that FEATURE should be in a state (default on) in a scope, with its parameters."""
+    _check_feature(feature)
+    params = dict(parse_param(item) for item in set_ or [])
+    with open_store(db) as store:
+        flag = store.set_flag(cluster, feature, scope, params, state, actor_name(actor), reason, expect_version)
+    typer.echo(f"{feature} in {scope} on {cluster}: {flag.state} (version {flag.version})")
+
+
+@flags_app.command("unset")
+def flags_unset(feature: str, scope: ScopeOpt, reason: ReasonOpt, cluster: ClusterOpt = "demo",
+                actor: ActorOpt = None, expect_version: ExpectOpt = None, db: DbOpt = None) -> None:
+    """Remove a recorded flag."""
+    with open_store(db) as store:
+        store.unset_flag(cluster, feature, scope, actor_name(actor), reason, expect_version)
+    typer.echo(f"{feature} in {scope} on {cluster}: no longer recorded")
+
+
+@cli.command("audit")
+def audit_cmd(verify: Annotated[bool, typer.Option(
+                  "--verify", help="Recompute the hash chain; exit 1 naming the first altered or removed event.")
+              ] = False,
+              export: Annotated[Export | None, typer.Option("--export", help="Print the trail as a report/file.")
+                                ] = None,
+              since: Annotated[str | None, typer.Option("--since", help="Only events from this date (UTC) on.")
+                               ] = None,
+              db: DbOpt = None) -> None:
+    """The audit trail: who changed what, when and why."""
+    from state import audit
+
+    start = audit.parse_since(since) if since else None
+    with open_store(db) as store:
+        if verify:
+            broken = audit.verify(store)
+            if broken:
+                typer.echo(f"audit chain broken: {broken}", err=True)
+                raise typer.Exit(1)
+            typer.echo("audit chain verified", err=export is not None)  # an export owns stdout
+        if export == Export.markdown:
+            typer.echo(audit.export_markdown(store, start), nl=False)
+        elif export is not None:
+            events = store.audit_events(start)
+            typer.echo(audit.export_csv(events) if export == Export.csv else audit.export_json(events), nl=False)
+        elif not verify:
+            emit_table([{"seq": ev.seq, "at": f"{ev.at:%Y-%m-%d %H:%M:%S}", "actor": ev.actor,
+                         "action": ev.action, "target": ev.target, "reason": ev.reason}
+                        for ev in store.audit_events(start)])

@@ -1,0 +1,176 @@
+"""The audit trail: a sha256 hash chain over the events, its verification, and its exports.
+
+Each event's hash covers its fields and the previous event's hash, and the chain head row names the last event,
+so editing, removing or adding an event anywhere — including at the end — is detected by `verify`."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import select
+
+from planner.errors import MeshstepError
+from state.models import GENESIS_HASH, AuditEvent, AuditHead, Flag, flag_target, utcnow
+
+if TYPE_CHECKING:
+    from state.drift import Drift
+    from state.store import Store
+
+HASHED_FIELDS = ("seq", "actor", "at", "action", "target", "before", "after", "reason", "prev_hash")
+EXPORT_FIELDS = ("seq", "at", "actor", "action", "target", "reason", "before", "after", "prev_hash", "hash")
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(event: AuditEvent) -> str:
+    """sha256 of the canonical JSON of the event's fields, its prev_hash included."""
+    fields = {k: getattr(event, k) for k in HASHED_FIELDS} | {"at": event.at.isoformat()}
+    return hashlib.sha256(_canonical(fields).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Break:
+    """Where the chain stops holding: the first event (by seq) that was altered, removed or added."""
+
+    seq: int
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def verify(store: Store) -> Break | None:
+    """Recompute the chain; None when it holds."""
+    with store.reader() as s:
+        head = s.get(AuditHead, 1)
+        if head is None:
+            return Break(0, "the chain head (table audit_head) was removed")
+        prev_seq, prev_hash = 0, GENESIS_HASH
+        for ev in s.exec(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=1000)):
+            if ev.seq != prev_seq + 1:
+                return Break(prev_seq + 1, f"event {prev_seq + 1} was removed")
+            if chain_hash(ev) != ev.hash:
+                return Break(ev.seq, f"event {ev.seq} was altered")
+            if ev.prev_hash != prev_hash:  # the previous event was altered, then re-hashed to hide it
+                return Break(prev_seq, f"event {prev_seq} was altered")
+            prev_seq, prev_hash = ev.seq, ev.hash
+        if head.seq > prev_seq:
+            return Break(prev_seq + 1, f"event {prev_seq + 1} was removed (the trail should end at {head.seq})")
+        if head.seq < prev_seq:
+            return Break(head.seq + 1, f"event {head.seq + 1} was added outside meshstep (the trail ends at "
+                                       f"{head.seq})")
+        if head.hash != prev_hash:
+            return Break(prev_seq, f"event {prev_seq} was altered")
+    return None
+
+
+def parse_since(value: str) -> datetime:
+    """A --since value (ISO date or date-time; UTC unless it says otherwise) as an aware datetime."""
+    try:
+        since = datetime.fromisoformat(value)
+    except ValueError:
+        raise MeshstepError(f"--since {value!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+    return since if since.tzinfo else since.replace(tzinfo=UTC)
+
+
+def _event_json(ev: AuditEvent) -> dict[str, Any]:
+    row = ev.model_dump(mode="json")
+    return {k: row[k] for k in EXPORT_FIELDS}
+
+
+def export_json(events: Iterable[AuditEvent]) -> str:
+    return json.dumps([_event_json(ev) for ev in events], indent=2, ensure_ascii=False) + "\n"
+
+
+def export_csv(events: Iterable[AuditEvent]) -> str:
+    """One row per event; before and after as canonical JSON."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, EXPORT_FIELDS)
+    writer.writeheader()
+    for ev in events:
+        row = _event_json(ev)
+        writer.writerow(row | {"before": _canonical(row["before"]), "after": _canonical(row["after"])})
+    return out.getvalue()
+
+
+def export_markdown(store: Store, since: datetime | None = None,
+                    drift: Mapping[str, Sequence[Drift]] | None = None) -> str:
+    """An audit report to hand over: which features are on where, since when and by whom, the other recorded
+    flags, drift per cluster (when given), whether the chain holds, and the events (from `since` on)."""
+    events = store.audit_events()
+    flags = store.list_flags()
+    broken = verify(store)
+    turned_on = _turned_on(events)
+    listed = [ev for ev in events if since is None or ev.at >= since]
+    lines = [
+        "# meshstep audit report", "",
+        f"- Database: `{store.url}`",
+        f"- Generated: {_time(utcnow())} UTC",
+        f"- Audit trail: {len(events)} events, "
+        + (f"**hash chain broken: {broken}**" if broken else "hash chain verified"),
+        f"- Events listed: {'since ' + _time(since) + ' UTC' if since else 'all'}",
+        "", "## Features on", "",
+    ]
+    lines += _table(["Cluster", "Feature", "Scope", "Parameters", "On since (UTC)", "Turned on by", "Reason"],
+                    [[f.cluster, f.feature, f.scope, _params(f.params), *_on_since(f, turned_on)]
+                     for f in flags if f.state == "on"])
+    lines += ["", "## Other recorded flags", ""]
+    lines += _table(["Cluster", "Feature", "Scope", "State", "Changed (UTC)", "By", "Reason"],
+                    [[f.cluster, f.feature, f.scope, f.state, _time(f.changed_at), f.changed_by, f.reason]
+                     for f in flags if f.state != "on"])
+    for cluster, items in (drift or {}).items():
+        lines += ["", f"## Drift in {cluster}", ""]
+        lines += _table(["Kind", "Feature", "Scope", "Detail", "Evidence"],
+                        [[d.kind, d.feature, d.scope, d.detail, "; ".join(d.evidence)] for d in items]
+                        ) if items else ["What is recorded is what is observed."]
+    lines += ["", "## Events", ""]
+    lines += _table(["#", "Time (UTC)", "Actor", "Action", "Target", "Reason"],
+                    [[ev.seq, _time(ev.at), ev.actor, ev.action, ev.target, ev.reason] for ev in listed])
+    return "\n".join(lines) + "\n"
+
+
+def _turned_on(events: Iterable[AuditEvent]) -> dict[str, AuditEvent]:
+    """For each flag target now on: the event that last turned it on (parameter changes while on don't count)."""
+    since: dict[str, AuditEvent] = {}
+    for ev in events:
+        if not ev.action.startswith("flag."):
+            continue
+        if (ev.after or {}).get("state") != "on":
+            since.pop(ev.target, None)
+        elif (ev.before or {}).get("state") != "on":
+            since[ev.target] = ev
+    return since
+
+
+def _on_since(flag: Flag, turned_on: Mapping[str, AuditEvent]) -> list[str]:
+    event = turned_on.get(flag_target(flag.cluster, flag.feature, flag.scope))
+    if event is None:  # the trail lost it (edited by hand): the flag's own last change is the best we know
+        return [_time(flag.changed_at), flag.changed_by, flag.reason]
+    return [_time(event.at), event.actor, event.reason]
+
+
+def _time(at: datetime) -> str:
+    return f"{at:%Y-%m-%d %H:%M}"
+
+
+def _params(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "defaults"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows)]
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ") or "-"

@@ -1,0 +1,136 @@
+"""Tables of what the team decided: clusters, feature flags, plans and their stages, the audit chain, and the
+inventory history. Only `state.store` writes them.
+
+Times are aware UTC: SQLModel (>= 0.0.45) stores and returns them so on SQLite and PostgreSQL alike, which keeps an
+audit event's hash stable across a round trip through either. No `from __future__ import annotations` here:
+SQLModel resolves relationship annotations when the class is created."""
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, UniqueConstraint
+from sqlmodel import Field, Relationship, SQLModel
+
+FLAG_STATES = ("off", "enabling", "on", "disabling")
+PLAN_STATUSES = ("active", "done", "abandoned")
+STAGE_STATUSES = ("planned", "ready", "applied", "verified", "done", "rolled_back", "blocked")
+GENESIS_HASH = "0" * 64  # prev_hash of the first audit event
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def flag_target(cluster: str, feature: str, scope: str) -> str:
+    """How audit events name a flag."""
+    return f"flag:{cluster}/{feature}/{scope}"
+
+
+class Cluster(SQLModel, table=True):
+    __tablename__ = "clusters"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    source: str | None = None  # how to reach it: a --source value (context:NAME, snapshot path, demo)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Flag(SQLModel, table=True):
+    """A feature the team wants in a state for one scope ("mesh" or a namespace) of one cluster."""
+
+    __tablename__ = "flags"
+    __table_args__ = (UniqueConstraint("cluster", "feature", "scope"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cluster: str = Field(foreign_key="clusters.name", index=True)
+    feature: str
+    scope: str
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    state: str = "on"
+    version: int = 1  # bumped on every change; writers pass the version they read (optimistic concurrency)
+    changed_by: str
+    changed_at: datetime = Field(default_factory=utcnow)
+    reason: str = ""
+
+
+class Plan(SQLModel, table=True):
+    __tablename__ = "plans"
+    __table_args__ = (UniqueConstraint("cluster", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    cluster: str = Field(foreign_key="clusters.name", index=True)
+    template: str
+    status: str = "active"
+    version: int = 1
+    created_by: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+    # Loaded with the plan, so a plan handed out by the store still has its stages after the session ends.
+    stages: list["Stage"] = Relationship(
+        back_populates="plan",
+        sa_relationship_kwargs={"lazy": "selectin", "order_by": "Stage.order", "cascade": "all, delete-orphan"})
+
+
+class Stage(SQLModel, table=True):
+    __tablename__ = "stages"
+    __table_args__ = (UniqueConstraint("plan_id", "order"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plans.id", index=True)
+    order: int  # 1-based position in the plan
+    title: str
+    goal: str = ""
+    features: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)  # [{feature, scope, params}]
+    status: str = "planned"
+    override_reason: str | None = None  # why someone moved it past a failing gate
+    # Kept between transitions: gate results, the YAML taken when the gate passed, baseline errors, prior flags.
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    version: int = 1
+    updated_by: str
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    plan: Plan | None = Relationship(back_populates="stages")
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only; `hash` covers every other field and the previous event's hash (see state.audit)."""
+
+    __tablename__ = "audit_events"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    actor: str
+    at: datetime
+    action: str  # flag.set, flag.unset, plan.create, stage.status, …
+    target: str = Field(index=True)  # flag:CLUSTER/FEATURE/SCOPE, plan:ID, stage:ID, cluster:NAME
+    before: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    after: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    reason: str = ""
+    prev_hash: str
+    hash: str
+
+
+class AuditHead(SQLModel, table=True):
+    """The one row naming the last event of the chain. Writers lock it to append in order, and verify compares
+    it with the last event, so removing events from the end of the chain is noticed too."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
+    hash: str = GENESIS_HASH
+
+
+class InventorySnapshot(SQLModel, table=True):
+    """A summary of one inventory taken, for the adoption-progress chart."""
+
+    __tablename__ = "inventory_snapshots"
+
+    id: int | None = Field(default=None, primary_key=True)
+    cluster: str = Field(foreign_key="clusters.name", index=True)
+    taken_at: datetime = Field(default_factory=utcnow)
+    source: str = ""
+    namespaces_in_mesh: int = 0
+    namespaces_total: int = 0
+    pods_in_mesh: int = 0
+    pods_total: int = 0
+    features_observed: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)  # [{feature, scope}]

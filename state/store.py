@@ -1,0 +1,410 @@
+"""The only writer of the state database.
+
+Every change runs in one transaction that first takes the audit chain head (BEGIN IMMEDIATE on SQLite, a row
+lock on PostgreSQL), so writers are serialised, version checks see the latest committed row, and the audit event
+is appended in order and committed with the change — or neither is."""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from alembic import command
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, SQLModel, select
+
+from planner.errors import ConflictError, MeshstepError
+from state.audit import chain_hash
+from state.models import (
+    FLAG_STATES,
+    PLAN_STATUSES,
+    STAGE_STATUSES,
+    AuditEvent,
+    AuditHead,
+    Cluster,
+    Flag,
+    InventorySnapshot,
+    Plan,
+    Stage,
+    flag_target,
+    utcnow,
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x6D657368  # any constant; PostgreSQL advisory lock id for "a migration is running"
+# An execution option on the writer engine: its SQLite transactions start with BEGIN IMMEDIATE.
+_IMMEDIATE = "meshstep_begin_immediate"
+_SCOPE = re.compile(r"^(mesh|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$")
+
+
+def default_url() -> str:
+    """The SQLite file in the user's data directory (created on first use)."""
+    path = platformdirs.user_data_path("meshstep", appauthor=False) / "meshstep.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for a SQLAlchemy URL; SQLite gets WAL, foreign keys and transactions it begins itself."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url)
+    engine = create_engine(url, connect_args={"timeout": 60})  # wait for the write lock rather than fail
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        # pysqlite would begin transactions lazily, only before a write; we begin them ourselves (below).
+        dbapi_conn.isolation_level = None
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON"):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # A writer takes the write lock up front: a deferred transaction that reads and then writes fails with
+        # "database is locked" when another writer got there in between, instead of waiting its turn.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN")
+
+    return engine
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the schema to `revision`, holding the write lock so that concurrent starts migrate once."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{_IMMEDIATE: True})
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+
+def _snap(row: SQLModel) -> dict[str, Any]:
+    return row.model_dump(mode="json")
+
+
+def _choice(what: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise MeshstepError(f"unknown {what} {value!r}: choose one of {', '.join(allowed)}")
+
+
+def _version(v: int) -> str:
+    return f"version {v}" if v else "absent"
+
+
+@dataclass(frozen=True)
+class FlagChange:
+    """A flag a stage transition moves with it; `state` None removes the flag (it was not recorded before)."""
+
+    feature: str
+    scope: str
+    params: Mapping[str, Any] | None
+    state: str | None
+
+
+@dataclass
+class _Change:
+    """One write transaction: the session, the locked chain head, who is acting, why, and when."""
+
+    session: Session
+    head: AuditHead
+    actor: str
+    reason: str
+    at: datetime
+
+    def record(self, action: str, target: str, before: dict | None, after: dict | None) -> None:
+        """Append the audit event of this change to the chain."""
+        ev = AuditEvent(seq=self.head.seq + 1, actor=self.actor, at=self.at, action=action, target=target,
+                        before=before, after=after, reason=self.reason, prev_hash=self.head.hash, hash="")
+        ev.hash = chain_hash(ev)
+        self.head.seq, self.head.hash = ev.seq, ev.hash
+        self.session.add(ev)
+
+    def check_version(self, target: str, expected: int | None, current: int) -> None:
+        """Raise ConflictError, naming who changed the record last, unless it is at the expected version (0:
+        absent); None expects nothing."""
+        if expected is None or expected == current:
+            return
+        last = self.session.exec(select(AuditEvent).where(AuditEvent.target == target)
+                                 .order_by(AuditEvent.seq.desc()).limit(1)).first()
+        who = (f" by {last.actor} at {last.at:%Y-%m-%d %H:%M:%S} UTC ({last.action}"
+               f"{f': {last.reason}' if last.reason else ''})" if last else "")
+        raise ConflictError(f"{target} was changed{who}: you expected {_version(expected)}, it is now "
+                            f"{_version(current)}; reload it and try again")
+
+    def cluster(self, name: str) -> Cluster:
+        """The cluster row, created (and audited) on first mention."""
+        row = self.session.exec(select(Cluster).where(Cluster.name == name)).first()
+        if row is None:
+            row = Cluster(name=name, created_at=self.at)
+            self.session.add(row)
+            self.session.flush()
+            self.record("cluster.add", f"cluster:{name}", None, _snap(row))
+        return row
+
+
+def _new_stage(ch: _Change, order: int, spec: Mapping[str, Any]) -> Stage:
+    """A stage from its spec: title, goal, features ([{feature, scope, params}]), optionally status."""
+    status = spec.get("status", "planned")
+    _choice("stage status", status, STAGE_STATUSES)
+    return Stage(order=order, title=spec["title"], goal=spec.get("goal", ""), features=list(spec.get("features", [])),
+                 status=status, updated_by=ch.actor, updated_at=ch.at)
+
+
+class Store:
+    """Flags, plans, audit trail and inventory history in one database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = engine.execution_options(**{_IMMEDIATE: True})
+        # Reads see one consistent snapshot (SQLite transactions already do).
+        self._reader = (engine.execution_options(isolation_level="REPEATABLE READ")
+                        if engine.dialect.name == "postgresql" else engine)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> Store:
+        """Open (creating and migrating as needed) the database at `url`, $MESHSTEP_DATABASE_URL, or the
+        default SQLite file."""
+        url = url or os.environ.get("MESHSTEP_DATABASE_URL") or default_url()
+        shown = re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
+        try:
+            engine = create_db_engine(url)
+            migrate(engine)
+        except SQLAlchemyError as e:  # a bad URL or an unreachable server is the user's to fix, not a traceback
+            raise MeshstepError(f"cannot open the state database {shown}: {getattr(e, 'orig', None) or e} "
+                                "(check --db / MESHSTEP_DATABASE_URL)") from e
+        except CommandError as e:  # its schema revision is not one of ours
+            raise MeshstepError(f"the state database {shown} has a schema this meshstep does not know ({e}): "
+                                "it was written by a newer meshstep; upgrade meshstep") from e
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def reader(self) -> Iterator[Session]:
+        """A session reading one consistent snapshot of the database."""
+        with Session(self._reader, expire_on_commit=False) as s, s.begin():
+            yield s
+
+    @contextmanager
+    def _change(self, actor: str, reason: str) -> Iterator[_Change]:
+        if not actor:
+            raise MeshstepError("every change needs an actor: pass --actor or set MESHSTEP_ACTOR")
+        with Session(self._writer, expire_on_commit=False) as s, s.begin():
+            head = s.exec(select(AuditHead).with_for_update()).one()
+            yield _Change(s, head, actor, reason, utcnow())
+
+    # ------------------------------------------------------------------ clusters
+
+    def set_cluster(self, name: str, source: str | None, actor: str, reason: str = "") -> Cluster:
+        """Record how to reach a cluster (a --source value)."""
+        with self._change(actor, reason) as ch:
+            row = ch.cluster(name)
+            before = _snap(row)
+            row.source = source
+            ch.session.add(row)
+            ch.record("cluster.set", f"cluster:{name}", before, _snap(row))
+        return row
+
+    def list_clusters(self) -> list[Cluster]:
+        with self.reader() as s:
+            return list(s.exec(select(Cluster).order_by(Cluster.name)))
+
+    # ------------------------------------------------------------------ flags
+
+    def set_flag(self, cluster: str, feature: str, scope: str, params: Mapping[str, Any], state: str, actor: str,
+                 reason: str, expected_version: int | None = None) -> Flag:
+        """Record that `feature` should be in `state` with `params` in `scope` ("mesh" or a namespace).
+
+        `expected_version` is the version the caller read (0: it must not exist yet); None overwrites."""
+        with self._change(actor, reason) as ch:
+            return self._put_flag(ch, cluster, feature, scope, params, state, expected_version)
+
+    def _put_flag(self, ch: _Change, cluster: str, feature: str, scope: str, params: Mapping[str, Any], state: str,
+                  expected_version: int | None) -> Flag:
+        _choice("flag state", state, FLAG_STATES)
+        if not _SCOPE.match(scope):
+            raise MeshstepError(f"scope {scope!r} is neither 'mesh' nor a namespace name")
+        target = flag_target(cluster, feature, scope)
+        flag = self._flag(ch.session, cluster, feature, scope)
+        ch.check_version(target, expected_version, flag.version if flag else 0)
+        before = _snap(flag) if flag else None
+        if flag is None:  # a flag's cluster exists already (foreign key): look it up for new flags only
+            ch.cluster(cluster)
+            flag = Flag(cluster=cluster, feature=feature, scope=scope, version=0, changed_by=ch.actor)
+        flag.params, flag.state, flag.version = dict(params), state, flag.version + 1
+        flag.changed_by, flag.changed_at, flag.reason = ch.actor, ch.at, ch.reason
+        ch.session.add(flag)
+        ch.session.flush()
+        ch.record("flag.set", target, before, _snap(flag))
+        return flag
+
+    def unset_flag(self, cluster: str, feature: str, scope: str, actor: str, reason: str,
+                   expected_version: int | None = None) -> Flag:
+        """Remove a recorded flag; returns it as it was."""
+        with self._change(actor, reason) as ch:
+            flag = self._drop_flag(ch, cluster, feature, scope, expected_version)
+            if flag is None:
+                raise MeshstepError(f"no flag {feature} in {scope} is recorded for cluster {cluster} "
+                                    "(see meshstep flags list)")
+        return flag
+
+    def _drop_flag(self, ch: _Change, cluster: str, feature: str, scope: str,
+                   expected_version: int | None) -> Flag | None:
+        target = flag_target(cluster, feature, scope)
+        flag = self._flag(ch.session, cluster, feature, scope)
+        ch.check_version(target, expected_version, flag.version if flag else 0)
+        if flag is not None:
+            ch.session.delete(flag)
+            ch.record("flag.unset", target, _snap(flag), None)
+        return flag
+
+    def list_flags(self, cluster: str | None = None) -> list[Flag]:
+        """Recorded flags (of one cluster, or all), by cluster, feature and scope."""
+        q = select(Flag).order_by(Flag.cluster, Flag.feature, Flag.scope)
+        if cluster is not None:
+            q = q.where(Flag.cluster == cluster)
+        with self.reader() as s:
+            return list(s.exec(q))
+
+    @staticmethod
+    def _flag(s: Session, cluster: str, feature: str, scope: str) -> Flag | None:
+        return s.exec(select(Flag).where(Flag.cluster == cluster, Flag.feature == feature,
+                                         Flag.scope == scope)).first()
+
+    # ------------------------------------------------------------------ plans and stages
+
+    def create_plan(self, cluster: str, name: str, template: str, stages: Sequence[Mapping[str, Any]],
+                    actor: str, reason: str = "") -> Plan:
+        """A plan with its stages, in order. Each stage: title, goal, features ([{feature, scope, params}]),
+        optionally status."""
+        with self._change(actor, reason) as ch:
+            ch.cluster(cluster)
+            if ch.session.exec(select(Plan).where(Plan.cluster == cluster, Plan.name == name)).first():
+                raise MeshstepError(f"a plan named {name!r} already exists for cluster {cluster}: "
+                                    "choose another name or delete it")
+            plan = Plan(name=name, cluster=cluster, template=template, created_by=actor, created_at=ch.at)
+            plan.stages = [_new_stage(ch, order, spec) for order, spec in enumerate(stages, 1)]
+            ch.session.add(plan)
+            ch.session.flush()
+            ch.record("plan.create", f"plan:{plan.id}", None, self._plan_snap(plan))
+        return plan
+
+    def get_plan(self, plan_id: int) -> Plan:
+        with self.reader() as s:
+            return self._get(s, Plan, plan_id)
+
+    def list_plans(self, cluster: str | None = None) -> list[Plan]:
+        q = select(Plan).order_by(Plan.cluster, Plan.created_at)
+        if cluster is not None:
+            q = q.where(Plan.cluster == cluster)
+        with self.reader() as s:
+            return list(s.exec(q))
+
+    def set_plan_status(self, plan_id: int, status: str, actor: str, reason: str,
+                        expected_version: int | None = None) -> Plan:
+        _choice("plan status", status, PLAN_STATUSES)
+        target = f"plan:{plan_id}"
+        with self._change(actor, reason) as ch:
+            plan = self._get(ch.session, Plan, plan_id)
+            ch.check_version(target, expected_version, plan.version)
+            before = _snap(plan)
+            plan.status, plan.version = status, plan.version + 1
+            ch.session.add(plan)
+            ch.record("plan.status", target, before, _snap(plan))
+        return plan
+
+    def delete_plan(self, plan_id: int, actor: str, reason: str) -> None:
+        with self._change(actor, reason) as ch:
+            plan = self._get(ch.session, Plan, plan_id)
+            ch.record("plan.delete", f"plan:{plan_id}", self._plan_snap(plan), None)
+            ch.session.delete(plan)
+
+    def transition_stage(self, stage_id: int, status: str, actor: str, reason: str,
+                         expected_version: int | None = None, override_reason: str | None = None,
+                         data: Mapping[str, Any] | None = None, flags: Sequence[FlagChange] = (),
+                         cluster: str | None = None) -> Stage:
+        """Move a stage to `status` and the flags of its features (in the plan's cluster unless `cluster` says
+        otherwise) in one transaction: all are recorded, or none. Which moves are allowed is the planner's call.
+        `override_reason` says why someone went past a failing gate; `data` (None: unchanged) is kept with the
+        stage between transitions."""
+        _choice("stage status", status, STAGE_STATUSES)
+        target = f"stage:{stage_id}"
+        with self._change(actor, reason) as ch:
+            stage = self._get(ch.session, Stage, stage_id)
+            ch.check_version(target, expected_version, stage.version)
+            before = _snap(stage)
+            stage.status, stage.override_reason, stage.version = status, override_reason, stage.version + 1
+            stage.data = dict(data if data is not None else stage.data)
+            stage.updated_by, stage.updated_at = actor, ch.at
+            ch.session.add(stage)
+            ch.session.flush()
+            ch.record("stage.status", target, before, _snap(stage))
+            cluster = cluster or stage.plan.cluster
+            for f in flags:
+                if f.state is None:
+                    self._drop_flag(ch, cluster, f.feature, f.scope, None)
+                else:
+                    self._put_flag(ch, cluster, f.feature, f.scope, f.params or {}, f.state, None)
+        return stage
+
+    def add_stage(self, plan_id: int, spec: Mapping[str, Any], actor: str, reason: str) -> Stage:
+        """Append a stage (title, goal, features) to a plan."""
+        with self._change(actor, reason) as ch:
+            plan = self._get(ch.session, Plan, plan_id)
+            stage = _new_stage(ch, max((st.order for st in plan.stages), default=0) + 1, spec)
+            plan.stages.append(stage)
+            ch.session.flush()
+            ch.record("stage.add", f"stage:{stage.id}", None, _snap(stage))
+        return stage
+
+    @staticmethod
+    def _plan_snap(plan: Plan) -> dict[str, Any]:
+        return _snap(plan) | {"stages": [_snap(st) for st in plan.stages]}
+
+    @staticmethod
+    def _get(s: Session, model: type[SQLModel], row_id: int) -> Any:
+        row = s.get(model, row_id)
+        if row is None:
+            raise MeshstepError(f"no {model.__name__.lower()} with id {row_id}")
+        return row
+
+    # ------------------------------------------------------------------ inventory history and audit trail
+
+    def record_inventory(self, summary: Mapping[str, Any], actor: str) -> InventorySnapshot:
+        """Keep a summary of an inventory: cluster, source, namespaces_in_mesh, namespaces_total, pods_in_mesh,
+        pods_total, features_observed ([{feature, scope}]); taken_at defaults to now."""
+        with self._change(actor, "") as ch:
+            ch.cluster(summary["cluster"])
+            snap = InventorySnapshot.model_validate({"taken_at": ch.at, **summary})
+            ch.session.add(snap)
+            ch.session.flush()
+            ch.record("inventory.record", f"cluster:{snap.cluster}", None, _snap(snap))
+        return snap
+
+    def inventory_history(self, cluster: str) -> list[InventorySnapshot]:
+        with self.reader() as s:
+            return list(s.exec(select(InventorySnapshot).where(InventorySnapshot.cluster == cluster)
+                               .order_by(InventorySnapshot.taken_at)))
+
+    def audit_events(self, since: datetime | None = None) -> list[AuditEvent]:
+        """The trail in order, from `since` (aware UTC) on."""
+        q = select(AuditEvent).order_by(AuditEvent.seq)
+        if since is not None:
+            q = q.where(AuditEvent.at >= since)
+        with self.reader() as s:
+            return list(s.exec(q))
