@@ -1,0 +1,255 @@
+"""Staged adoption plans: one feature at a time, gated, verified, reversible.
+
+This module is pure: it turns a template and an inventory into stages, evaluates a stage's entry gate and exit
+check, and says which lifecycle transition is allowed. Persisting plans and recording who did what is
+`state.planning`'s job."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from features.base import Feature, registry
+from planner.analysis import base as analysis
+from planner.errors import MeshstepError
+from planner.inventory import Inventory
+from planner.model import Ref
+
+# Namespaces a plan never adopts by default: Kubernetes' own and the mesh's control plane.
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "local-path-storage")
+
+# Lifecycle: planned → ready (gate passes) → applied → verified (exit check) → done; or → rolled_back.
+STATUSES = ("planned", "ready", "applied", "verified", "done", "rolled_back")
+IN_FLIGHT = ("ready", "applied", "verified")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One feature turned on in one scope (`mesh` or a namespace) with its parameters."""
+
+    feature: str
+    scope: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"feature": self.feature, "scope": self.scope, "params": dict(self.params)}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    title: str
+    goal: str  # the problem it solves, in the team's words
+    steps: tuple[Step, ...]
+    # Stages recognised as already on when the plan is made start as done.
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class _Blueprint:
+    title: str
+    goal: str
+    features: tuple[str, ...]
+    # mesh: one step at mesh scope; each: one stage per namespace; all: one stage, one step per namespace.
+    spread: str
+
+
+_INSTALL = _Blueprint("Verify the Istio install",
+                      "Is the control plane healthy, so that every later failure is ours and not the install's?",
+                      (), "mesh")
+_INJECT = _Blueprint("Inject sidecars into {ns}",
+                     "Put {ns}'s workloads in the mesh without changing how they talk to each other.",
+                     ("sidecar-injection",), "each")
+_INGRESS = _Blueprint("Enter through the ingress gateway",
+                      "One controlled entry point for traffic from outside the cluster.", ("ingress-gateway",), "all")
+_ROUTING = _Blueprint("Route requests by version",
+                      "Decide which version of a service serves requests, independently of deployments.",
+                      ("request-routing",), "all")
+_RELEASE = _Blueprint("Release with canaries and blue/green",
+                      "Deploy is not release: send testers, then a share of users, to a new version before everyone.",
+                      ("traffic-shifting",), "all")
+_OBSERVE = _Blueprint("See the traffic: metrics, traces, access logs",
+                      "Know what calls what, how fast and how often it fails, inside and out of the cluster.",
+                      ("metrics", "tracing", "access-logging"), "mesh")
+_RESILIENCE = _Blueprint("Resilience: timeouts, retries, circuit breaking",
+                         "Stop one slow or failing service from taking its callers down.",
+                         ("timeouts-retries", "circuit-breaking"), "all")
+_EGRESS = _Blueprint("Make calls out of the cluster visible",
+                     "See and time the external APIs the workloads call.", ("egress-service-entry",), "all")
+_PERMISSIVE = _Blueprint("mTLS PERMISSIVE mesh-wide",
+                         "Encrypt mesh traffic where both sides can, while plaintext callers keep working.",
+                         ("mtls-permissive",), "mesh")
+_STRICT_NS = _Blueprint("mTLS STRICT in {ns}",
+                        "Only mutually authenticated, encrypted traffic reaches {ns}.", ("mtls-strict",), "each")
+_STRICT_MESH = _Blueprint("mTLS STRICT mesh-wide", "No plaintext anywhere in the mesh.", ("mtls-strict",), "mesh")
+_AUTHZ = _Blueprint("Authorization in {ns}",
+                    "Deny by default in {ns}; allow only the callers each service expects.",
+                    ("authorization-policy",), "each")
+_LOCKDOWN = _Blueprint("Lock down egress",
+                       "Only registered external hosts can be reached from the mesh.", ("egress-registry-only",), "mesh")
+
+TEMPLATES: dict[str, tuple[_Blueprint, ...]] = {
+    "routing-first": (_INSTALL, _INJECT, _INGRESS, _ROUTING, _RELEASE, _OBSERVE, _RESILIENCE, _EGRESS,
+                      _PERMISSIVE, _STRICT_NS, _STRICT_MESH, _AUTHZ, _LOCKDOWN),
+    "security-first": (_INSTALL, _INJECT, _PERMISSIVE, _STRICT_NS, _STRICT_MESH, _AUTHZ, _OBSERVE, _INGRESS,
+                       _ROUTING, _RELEASE, _RESILIENCE, _EGRESS, _LOCKDOWN),
+    "custom": (),
+}
+
+
+def default_namespaces(inventory: Inventory) -> list[str]:
+    """Namespaces with workloads that a team would adopt: not Kubernetes' own, not the control plane's."""
+    control = {c.namespace for c in inventory.components if c.plane in ("control", "addon")}
+    control |= {inventory.root_namespace}
+    return [n for n in inventory.namespace_names()
+            if n not in SYSTEM_NAMESPACES and n not in control and inventory.pods_by_namespace.get(n)]
+
+
+def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | None = None) -> list[StageSpec]:
+    """The stages of a template for these namespaces, from what the inventory shows.
+
+    A step whose feature cannot be rendered here (e.g. no service with two versions for a canary) is left out;
+    stages already on (every step detected) are marked done."""
+    if template not in TEMPLATES:
+        raise MeshstepError(f"unknown template {template!r}: choose one of {', '.join(TEMPLATES)}")
+    targets = list(namespaces) if namespaces is not None else default_namespaces(inventory)
+    unknown = [n for n in targets if n not in inventory.namespace_names()]
+    if unknown:
+        raise MeshstepError(f"namespace(s) not in the cluster: {', '.join(unknown)}")
+    feats = registry()
+    observed = observed_steps(inventory)
+    stages: list[StageSpec] = []
+    for bp in TEMPLATES[template]:
+        if bp.spread == "each":
+            groups = [(ns, [Step(f, ns) for f in bp.features]) for ns in targets]
+        elif bp.spread == "all":
+            groups = [(None, [Step(f, ns) for f in bp.features for ns in targets])]
+        else:
+            groups = [(None, [Step(f, "mesh") for f in bp.features])]
+        for ns, steps in groups:
+            steps = [s for s in steps if (s.feature, s.scope) in observed or _renderable(feats[s.feature], s, inventory)]
+            if bp.features and not steps:
+                continue
+            title, goal = bp.title.format(ns=ns), bp.goal.format(ns=ns)
+            done = bool(steps) and all((s.feature, s.scope) in observed for s in steps)
+            stages.append(StageSpec(title, goal, tuple(steps), done))
+    check_order(stages, inventory)
+    return stages
+
+
+def _renderable(feature: Feature, step: Step, inventory: Inventory) -> bool:
+    try:
+        feature.render(step.params, step.scope, inventory)
+    except MeshstepError:
+        return False
+    return True
+
+
+def observed_steps(inventory: Inventory) -> set[tuple[str, str]]:
+    """(feature, scope) pairs that detection finds on in the inventory."""
+    return {(o.feature, o.scope) for f in registry().values() for o in f.detect(inventory)}
+
+
+def check_order(stages: list[StageSpec], inventory: Inventory) -> None:
+    """Raise when a stage comes before a feature it depends on (unless that is already on in the cluster)."""
+    feats = registry()
+    observed = observed_steps(inventory)
+    before: set[tuple[str, str]] = set()
+    for i, stage in enumerate(stages, 1):
+        for step in stage.steps:
+            for dep in feats[step.feature].depends_on:
+                if not _satisfied(dep, step.scope, before | observed):
+                    raise MeshstepError(
+                        f"stage {i} ({stage.title}) turns on {step.feature} in {step.scope}, which depends on {dep}: "
+                        f"add a stage for {dep} in {step.scope} (or mesh-wide) before it")
+        before |= {(s.feature, s.scope) for s in stage.steps}
+
+
+def _satisfied(dep: str, scope: str, on: set[tuple[str, str]]) -> bool:
+    if scope == "mesh":  # a mesh-wide step needs its dependency on somewhere in the mesh at least
+        return any(f == dep for f, _ in on)
+    return (dep, "mesh") in on or (dep, scope) in on
+
+
+# ---------------------------------------------------------------- gate, config, exit check
+
+
+@dataclass(frozen=True)
+class GateResult:
+    messages: tuple[analysis.Message, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not any(m.level == "error" for m in self.messages)
+
+
+def install_messages(inventory: Inventory) -> list[analysis.Message]:
+    """The install stage's gate: Istio's CRDs and a ready istiod."""
+    out = []
+    root = Ref("Namespace", None, inventory.root_namespace)
+    if not inventory.istio_installed:
+        out.append(analysis.Message("MST0001", "error", root, "Istio is not installed: no Istio CRDs and no istiod",
+                                    "install Istio (istioctl install --set profile=default) and re-read the cluster"))
+    for r in inventory.revisions:
+        if r.istiod_pods and not r.ready_pods:
+            out.append(analysis.Message("MST0002", "error", Ref("Namespace", None, r.namespace),
+                                        f"istiod revision {r.revision}: none of its {r.istiod_pods} pods is ready",
+                                        f"kubectl -n {r.namespace} describe pods -l app=istiod"))
+    return out
+
+
+def gate(stage: StageSpec, inventory: Inventory) -> GateResult:
+    """The entry gate: each step's feature checks (readiness analysis included); errors block."""
+    feats = registry()
+    msgs: list[analysis.Message] = install_messages(inventory) if not stage.steps else []
+    for step in stage.steps:
+        msgs.extend(feats[step.feature].checks(inventory, step.scope, step.params))
+    unique = {(m.code, str(m.ref), m.message): m for m in msgs}
+    return GateResult(tuple(sorted(unique.values(), key=lambda m: (analysis.LEVELS.index(m.level), m.code, str(m.ref)))))
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    apply_yaml: str
+    rollback_yaml: str
+    notes: tuple[str, ...]  # commands to run (label patches) and reminders (restart the pods)
+
+
+def config(stage: StageSpec, inventory: Inventory) -> StageConfig:
+    """The YAML to apply for a stage, and the YAML of its rollback."""
+    feats = registry()
+    applied, rolled, notes = [], [], []
+    for step in stage.steps:
+        f = feats[step.feature]
+        r = f.render(step.params, step.scope, inventory)
+        applied.append(r.yaml)
+        notes.extend(r.notes)
+        rolled.append(f.rollback(step.params, step.scope, inventory).yaml)
+    return StageConfig("".join(applied), "".join(rolled), tuple(notes))
+
+
+def error_keys(inventory: Inventory) -> set[str]:
+    """Identities of the analysis errors in an inventory, to tell new errors from old ones."""
+    msgs = analysis.run([c for c in analysis.registry() if not c.gates], analysis.Context(inventory))
+    return {f"{m.code} {m.ref}" for m in msgs if m.level == "error"}
+
+
+@dataclass(frozen=True)
+class ExitResult:
+    missing: tuple[Step, ...]  # steps detection does not show on
+    new_errors: tuple[str, ...]  # analysis errors that were not there before the stage
+
+    @property
+    def passed(self) -> bool:
+        return not self.missing and not self.new_errors
+
+
+def exit_check(stage: StageSpec, inventory: Inventory, baseline_errors: Iterable[str]) -> ExitResult:
+    """Verified means: detection shows every step on, and analysis has no errors that were not there before."""
+    observed = observed_steps(inventory)
+    missing = tuple(s for s in stage.steps if (s.feature, s.scope) not in observed)
+    if not stage.steps:
+        missing = ()
+        new = tuple(m.message for m in install_messages(inventory))
+    else:
+        new = tuple(sorted(error_keys(inventory) - set(baseline_errors)))
+    return ExitResult(missing, new)
