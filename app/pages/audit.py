@@ -1,0 +1,38 @@
+"""Audit: who changed what, when and why — and is the trail intact?"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import ui
+from state import audit
+
+store = ui.store()
+events = store.audit_events()
+
+st.title("Audit trail")
+st.caption(f"{len(events)} events in {store.url}. Each event is chained to the one before it by a hash, so an "
+           "edited or deleted event breaks the chain.")
+
+verify, md, csv, js = st.columns(4)
+if verify.button("Verify the chain", type="primary", icon="🔒"):
+    broken = audit.verify(store)
+    if broken:
+        st.error(f"The audit chain is broken: {broken}. Restore the database from a backup, or keep this report as "
+                 "evidence of the tampering.")
+    else:
+        st.success(f"The audit chain is intact: {len(events)} events verified.")
+md.download_button("Markdown report", audit.export_markdown(store), "meshstep-audit.md", mime="text/markdown",
+                   icon="⬇️")
+csv.download_button("CSV", audit.export_csv(events), "meshstep-audit.csv", mime="text/csv", icon="⬇️")
+js.download_button("JSON", audit.export_json(events), "meshstep-audit.json", mime="application/json", icon="⬇️")
+
+if events:
+    frame = pd.DataFrame([{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "target": e.target,
+                           "reason": e.reason} for e in reversed(events)])
+    actions = st.multiselect("Actions", sorted(frame["action"].unique()), placeholder="all actions")
+    shown = frame[frame["action"].isin(actions)] if actions else frame
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss")})
+else:
+    st.info("Nothing recorded yet: changes made here or with the CLI appear in this trail.")

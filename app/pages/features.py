@@ -1,0 +1,118 @@
+"""Features: what is on where — recorded by the team, observed in the cluster — and changing a flag."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app import ui
+from features.base import MESH, Feature, registry, validate_params
+from state.drift import recorded_and_drift
+
+inv = ui.inventory()
+store = ui.store()
+cluster = ui.cluster(inv)
+feats = registry()
+observed = ui.observations()
+status = recorded_and_drift(store, cluster, observed)
+
+st.title("Features")
+ui.show_flash()
+
+# ---------------------------------------------------------------- the matrix
+
+recorded = {(f["feature"], f["scope"]): f["state"] for f in status["recorded"]}
+seen = {(o.feature, o.scope) for o in observed}
+drifting = {(d["feature"], d["scope"]) for d in status["drift"]}
+scopes = [MESH] + sorted({s for _, s in seen | set(recorded)} - {MESH})
+
+
+def _cell(key: tuple[str, str]) -> str:
+    parts = [f"recorded {recorded[key]}"] if key in recorded else []
+    parts += ["observed"] if key in seen else []
+    parts += ["⚠ drift"] if key in drifting else []
+    return " · ".join(parts)
+
+
+st.subheader("Flag matrix")
+st.caption("Each cell: the flag recorded for that scope, whether detection observes the feature on there, and ⚠ "
+           "where the two disagree (see the Overview for the details).")
+matrix = pd.DataFrame([{"feature": fid, "category": f.category, **{s: _cell((fid, s)) for s in scopes}}
+                       for fid, f in feats.items()])
+st.dataframe(matrix, hide_index=True, width="stretch", height=38 + 35 * len(matrix))
+
+# ---------------------------------------------------------------- one feature
+
+
+def _param_inputs(feature: Feature, defaults: dict[str, Any]) -> dict[str, Any]:
+    """One widget per parameter, typed as the feature declares it; validate_params checks the values."""
+    values = {}
+    for p in feature.params:
+        key, value = f"param-{feature.id}-{p.name}", defaults.get(p.name, p.default)
+        if p.choices:
+            values[p.name] = st.selectbox(p.name, p.choices, index=list(p.choices).index(value)
+                                          if value in p.choices else 0, help=p.help, key=key)
+        elif p.type is bool:
+            values[p.name] = st.checkbox(p.name, bool(value), help=p.help, key=key)
+        elif p.type in (int, float):
+            values[p.name] = st.number_input(p.name, value=p.type(value or 0), help=p.help, key=key)
+        else:
+            values[p.name] = st.text_input(p.name, "" if value is None else str(value), help=p.help, key=key)
+    # An empty text box means "not set": the feature's default applies.
+    return {k: v for k, v in values.items() if v != ""}
+
+
+st.subheader("A feature")
+fid = st.selectbox("Feature", list(feats), format_func=lambda i: f"{feats[i].title} ({i})")
+feature = feats[fid]
+about, change = st.columns([3, 2])
+with about:
+    st.markdown(f"**What do we want Istio to solve?** {feature.problem}")
+    if feature.depends_on:
+        st.markdown("**Needs first:** " + ", ".join(f"`{d}`" for d in feature.depends_on))
+    if feature.pitfalls:
+        st.markdown("**Pitfalls**\n" + "\n".join(f"- {p}" for p in feature.pitfalls))
+    if feature.docs:
+        st.markdown(f"[Istio documentation]({feature.docs})")
+    where = [f"`{o.scope}` — " + "; ".join(o.evidence[:2]) for o in observed if o.feature == fid]
+    st.markdown("**Observed on in:**\n" + "\n".join(f"- {w}" for w in where) if where else "**Observed:** nowhere")
+
+with change:
+    scope = st.selectbox("Scope", [MESH] + inv.namespace_names())
+    current = next((f for f in status["recorded"] if f["feature"] == fid and f["scope"] == scope), None)
+    st.caption(f"Recorded: **{current['state']}** (version {current['version']}, by {current['changed_by']})"
+               if current else "Recorded: nothing yet")
+    with st.form("flag"):
+        params = _param_inputs(feature, current["params"] if current else {})
+        state = st.selectbox("State", ["on", "enabling", "off", "disabling"])
+        reason = st.text_input("Reason", help="Kept in the audit trail.")
+        set_clicked = st.form_submit_button("Set flag", type="primary")
+        unset_clicked = st.form_submit_button("Unset flag")
+        render_clicked = st.form_submit_button("Render YAML")
+
+    if render_clicked:
+        with ui.errors(f"{fid} cannot be rendered for {scope}"):
+            rendered = feature.render(validate_params(feature, params), scope, inv)
+            st.session_state["rendered"] = (fid, scope, rendered.yaml, list(rendered.notes))
+    elif (set_clicked or unset_clicked) and (actor := ui.require_actor()):
+        if not reason:
+            st.error("Give a reason: it is kept in the audit trail with your name.")
+        else:
+            with ui.errors("The flag was not changed"):
+                expected = current["version"] if current else 0  # refuse if someone changed it meanwhile
+                if set_clicked:
+                    flag = store.set_flag(cluster, fid, scope, validate_params(feature, params), state, actor, reason,
+                                          expected)
+                    ui.flash(f"{fid} in {scope}: **{flag.state}** (version {flag.version}).")
+                else:
+                    store.unset_flag(cluster, fid, scope, actor, reason, expected or None)
+                    ui.flash(f"{fid} in {scope}: no longer recorded.")
+                st.rerun()
+
+if (shown := st.session_state.get("rendered")) and shown[:2] == (fid, scope):
+    st.subheader(f"{fid} for {scope}")
+    if shown[3]:
+        st.code("\n".join(shown[3]), language="sh")
+    st.code(shown[2] or "# nothing to apply", language="yaml")
+    st.download_button("Download YAML", shown[2], f"{fid}-{scope}.yaml", mime="application/yaml", icon="⬇️")

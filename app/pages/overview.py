@@ -1,0 +1,81 @@
+"""Overview: where does this cluster stand with Istio?"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import ui
+from planner.errors import MeshstepError
+from state import planning
+from state.drift import recorded_and_drift
+
+inv = ui.inventory()
+store = ui.store()
+cluster = ui.cluster(inv)
+report = inv.report()
+observed = ui.observations()
+status = recorded_and_drift(store, cluster, observed)
+
+st.title(f"Cluster {cluster}")
+istio = report["istio"]
+if istio["installed"]:
+    revisions = ", ".join(r["revision"] for r in report["control_plane"]["revisions"]) or "none running"
+    st.caption(f"Istio {istio['version'] or '(version unknown)'} · control plane revisions: {revisions} · "
+               f"root namespace {istio['root_namespace']}")
+else:
+    st.warning("Istio is not installed in this cluster: the plan's first stage says how to install it.")
+
+history = store.inventory_history(cluster)
+meshed_namespaces = history[-1].namespaces_in_mesh if history else None
+counts = report["counts"]
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Istio version", istio["version"] or "—")
+c2.metric("Namespaces in the mesh", f"{meshed_namespaces if meshed_namespaces is not None else '—'} / "
+          f"{len(report['namespaces'])}")
+c3.metric("Pods in the mesh", f"{counts['pods_in_mesh']} / {counts['pods']}")
+c4.metric("Features observed", len(observed), help="Feature × scope pairs that detection finds on in the cluster.")
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Plan")
+    try:
+        plan = planning.find_plan(store, cluster)
+    except MeshstepError:
+        st.info("No active plan for this cluster yet.")
+        st.page_link("pages/plan.py", label="Make a plan", icon="🪜")
+    else:
+        stage = planning.current_stage(plan)
+        done = sum(s.status == "done" for s in plan.stages)
+        st.progress(done / len(plan.stages) if plan.stages else 1.0,
+                    text=f"**{plan.name}**: {done} of {len(plan.stages)} stages done")
+        if stage is not None:
+            st.markdown(f"Current stage **{stage.order}. {stage.title}** — `{stage.status}`")
+        st.page_link("pages/plan.py", label="Open the plan", icon="🪜")
+
+    st.subheader("Features: observed and recorded")
+    recorded = {(f["feature"], f["scope"]): f["state"] for f in status["recorded"]}
+    seen = {(o.feature, o.scope) for o in observed}
+    drifting = {(d["feature"], d["scope"]) for d in status["drift"]}
+    rows = [{"feature": f, "scope": s, "observed": (f, s) in seen, "recorded": recorded.get((f, s), "—"),
+             "drift": (f, s) in drifting} for f, s in sorted(seen | set(recorded))]
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    else:
+        st.caption("Nothing observed or recorded yet.")
+
+with right:
+    st.subheader("Drift")
+    for d in status["drift"]:
+        st.warning(f"**{d['feature']}** in `{d['scope']}` — {d['kind']}: {d['detail']}")
+    if not status["drift"]:
+        st.success("No drift: what is recorded is what the cluster shows.")
+
+    st.subheader("Adoption over time")
+    if len(history) > 1:
+        chart = pd.DataFrame([{"taken at": h.taken_at, "pods in the mesh": h.pods_in_mesh,
+                               "namespaces in the mesh": h.namespaces_in_mesh} for h in history]).set_index("taken at")
+        st.line_chart(chart)
+    else:
+        st.caption("The chart grows each time the app reads this cluster (one point per session).")
+    if history:
+        st.caption(f"{len(history)} reading(s) recorded, the last at {history[-1].taken_at:%Y-%m-%d %H:%M} UTC.")

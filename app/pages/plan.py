@@ -1,0 +1,117 @@
+"""Plan: what is the next step, is it safe, and what do I apply?"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import ui
+from planner import plan as planner
+from planner.errors import MeshstepError
+from state import planning
+
+inv = ui.inventory()
+store = ui.store()
+cluster = ui.cluster(inv)
+
+# What the Advance button does from each status (planning.advance decides; this only names the step).
+ADVANCE_LABELS = {"planned": "Check the gate", "blocked": "Check the gate again", "rolled_back": "Check the gate",
+                  "ready": "Mark applied", "applied": "Verify", "verified": "Mark done"}
+LEVEL_BOXES = {"error": st.error, "warning": st.warning, "info": st.info}
+
+st.title("Plan")
+ui.show_flash()
+
+try:
+    plan = planning.find_plan(store, cluster)
+except MeshstepError:
+    plan = None
+
+if plan is None:
+    st.info(f"No active plan for **{cluster}**. Make one from a template: stages already on in the cluster start "
+            "as done.")
+    with st.form("new_plan"):
+        template = st.selectbox("Template", list(planner.TEMPLATES),
+                                help="routing-first: injection and traffic management before mTLS; "
+                                     "security-first: mTLS early; custom: start empty and add stages with the CLI.")
+        namespaces = st.multiselect("Namespaces", inv.namespace_names(), default=planner.default_namespaces(inv),
+                                    help="The application namespaces the plan brings into the mesh.")
+        name = st.text_input("Name", placeholder="the template's name")
+        if st.form_submit_button("Create the plan", type="primary") and (actor := ui.require_actor()):
+            with ui.errors("Could not create the plan"):
+                created = planning.create(store, cluster, inv, template, namespaces or None, name or None, actor)
+                ui.flash(f"Plan **{created.name}** created with {len(created.stages)} stages.")
+                st.rerun()
+    st.stop()
+
+done = sum(s.status == "done" for s in plan.stages)
+st.caption(f"Plan **{plan.name}** ({plan.template}) for {cluster} · {done} of {len(plan.stages)} stages done · "
+           f"created by {plan.created_by}")
+
+view = planning.next_view(plan, inv)
+if view is None:
+    st.success("The plan is complete: every stage is done.")
+else:
+    stage = view.stage
+    st.header(f"Stage {stage.order}: {stage.title}")
+    st.markdown(f"**Status:** `{stage.status}`")
+    st.markdown(f"**Goal:** {stage.goal}")
+    if stage.override_reason:
+        st.caption(f"Gate overridden: {stage.override_reason}")
+
+    gate_col, yaml_col = st.columns([2, 3])
+    with gate_col:
+        st.subheader("Gate " + ("✅ passes" if view.gate.passed else "⛔ blocked"))
+        for m in view.gate.messages:
+            LEVEL_BOXES[m.level](f"**{m.code}** {m.ref}: {m.message}" + (f"\n\n→ {m.hint}" if m.hint else ""))
+        if not view.gate.messages:
+            st.success("Every check passes.")
+        if view.config.notes:
+            st.subheader("Run")
+            st.code("\n".join(view.config.notes), language="sh")
+    with yaml_col:
+        st.subheader("Apply")
+        if view.config.apply_yaml:
+            st.code(view.config.apply_yaml, language="yaml")
+            st.download_button("Download YAML", view.config.apply_yaml, f"stage-{stage.order}.yaml",
+                               mime="application/yaml", icon="⬇️")
+            with st.expander("Rollback YAML"):
+                st.code(view.config.rollback_yaml or "# nothing to undo", language="yaml")
+        else:
+            st.info("Nothing to apply: this stage only checks.")
+
+    st.divider()
+    act, back = st.columns(2)
+    with act:
+        needs_override = stage.status in ("planned", "blocked", "rolled_back") and not view.gate.passed
+        with st.form("advance"):
+            override = st.text_input("Override reason", help="Go past the failing gate anyway; the reason is audited."
+                                     ) if needs_override else None
+            if st.form_submit_button(ADVANCE_LABELS.get(stage.status, "Advance"), type="primary") and (
+                    actor := ui.require_actor()):
+                with ui.errors("Not advanced"):
+                    moved = planning.advance(store, plan, inv, actor, override or None)
+                    ui.flash(f"Stage {moved.order} is now **{moved.status}**.")
+                    st.rerun()
+    with back:
+        with st.form("rollback"):
+            reason = st.text_input("Rollback reason", help="Kept in the audit trail.")
+            if st.form_submit_button("Roll back") and (actor := ui.require_actor()):
+                if not reason:
+                    st.error("Say why you roll back: the reason is kept in the audit trail.")
+                else:
+                    with ui.errors("Not rolled back"):
+                        rolled, undo = planning.rollback(store, plan, inv, actor, reason)
+                        st.session_state["rollback_yaml"] = undo
+                        ui.flash(f"Stage {rolled.order} rolled back: apply the YAML below to undo it.", "warning")
+                        st.rerun()
+
+if undo_yaml := st.session_state.pop("rollback_yaml", None):
+    st.subheader("Apply this to undo the stage")
+    st.code(undo_yaml, language="yaml")
+
+st.subheader("Stages")
+current = view.stage.order if view else None
+st.dataframe(pd.DataFrame([{"": "→" if s.order == current else "", "stage": s.order, "title": s.title,
+                            "status": s.status, "features": ", ".join(dict.fromkeys(f["feature"] for f in s.features)),
+                            "scope": ", ".join(sorted({f["scope"] for f in s.features}))} for s in plan.stages]),
+             hide_index=True, width="stretch")

@@ -1,0 +1,54 @@
+"""Settings: which cluster the app looks at, and where its records are kept."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from app import ui
+from planner.errors import MeshstepError
+
+st.title("Settings")
+ui.show_flash()
+
+st.subheader("Source")
+st.markdown(f"Now reading **`{ui.source()}`**.")
+kind = st.radio("Read from", ["The bundled demo cluster", "A snapshot file", "A kube context"], horizontal=True)
+
+
+def _switch(src: str) -> None:
+    """Use `src` if it can be read; otherwise keep the current source and say why."""
+    try:
+        ui.load(src)
+    except MeshstepError as e:
+        st.error(f"Cannot read {src}: {e}")
+        return
+    ui.set_source(src)
+    ui.flash(f"Now reading **{src}**.")
+    st.rerun()
+
+
+if kind == "The bundled demo cluster":
+    st.caption("An Istio 1.27.3 cluster with an injected shop, classic-sidecar payments and a legacy namespace.")
+    if st.button("Use the demo", type="primary"):
+        _switch("demo")
+elif kind == "A snapshot file":
+    st.caption("YAML or JSON of Kubernetes objects (kubectl get -A -o yaml …), or a .tar.gz of such files.")
+    upload = st.file_uploader("Snapshot", type=["yaml", "yml", "json", "gz", "tgz"])
+    if upload is not None and st.button("Read this snapshot", type="primary"):
+        # The sources read paths: keep the upload in a file that outlives this run (the cache refers to it).
+        suffix = ".tar.gz" if upload.name.endswith((".tar.gz", ".tgz")) else Path(upload.name).suffix
+        with tempfile.NamedTemporaryFile(prefix="meshstep-", suffix=suffix, delete=False) as f:
+            f.write(upload.getvalue())
+        _switch(f.name)
+else:
+    st.caption("A context of your kubeconfig; the app reads the cluster with your credentials (read-only).")
+    context = st.text_input("Context name", placeholder="e.g. kind-istio")
+    if st.button("Read this cluster", type="primary", disabled=not context):
+        _switch(f"context:{context}")
+
+st.subheader("State database")
+st.markdown(f"Flags, plans, the audit trail and the inventory history are kept in `{ui.store().url}`.")
+st.caption("Start the app with `meshstep ui --db URL` (or set MESHSTEP_DATABASE_URL) to use another database; "
+           "a PostgreSQL URL lets a team share it.")
