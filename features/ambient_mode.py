@@ -4,6 +4,7 @@ from __future__ import annotations
 from features._istio import label_notes, namespace_labelled
 from features.base import Feature, Observation
 from planner.analysis.base import Message
+from planner.analysis.catalog import CATALOG
 from planner.inventory import Inventory
 from planner.model import Ref
 
@@ -34,7 +35,7 @@ class AmbientMode(Feature):
         if not any(c.component == "ztunnel" for c in inv.components):
             msgs.append(Message("MST0004", "error", Ref("Namespace", None, scope),
                                 f"{self.id}: no ztunnel runs in the cluster, so labelled pods would lose traffic",
-                                "install Istio with the ambient profile (istioctl install --set profile=ambient)"))
+                                CATALOG["MST0004"].hint_for(scope=scope)))
         return msgs
 
     def detect(self, inv: Inventory) -> list[Observation]:

@@ -6,7 +6,7 @@ resource names (`{namespace}`, `{workload}`, …); the registered default and do
 `<namespace>`. docs/checks.md is generated from this file (`python -m planner.analysis.catalog > docs/checks.md`).
 
 Numbering groups codes by stage: 00xx install, 01xx injection, 02xx routing, 03xx PERMISSIVE, 04xx STRICT,
-05xx authorization, 06xx egress, 07xx the other features; 0001-0003 are raised by the plan and the features
+05xx authorization, 06xx egress, 07xx the other features; 0001-0004 are raised by the plan and the features
 themselves (the install gate, dependencies), not by a registered check."""
 from __future__ import annotations
 
@@ -66,6 +66,12 @@ _ENTRIES = (
           "prerequisite the new config has nothing to act on, or breaks traffic.",
           "Turn on {dependency} in {scope} first (meshstep render {dependency} --scope {scope}).",
           "every stage, for each feature's depends_on (features/base.py)"),
+    Entry("MST0004", "AmbientWithoutZtunnel", "error", (),
+          "A namespace is to join the ambient mesh, but no ztunnel runs in the cluster.",
+          "In ambient mode ztunnel on each node carries the pods' traffic: label a namespace without it and its pods "
+          "lose their traffic redirection or are left out of the mesh.",
+          "Install Istio with the ambient profile (istioctl install --set profile=ambient), then label {scope}.",
+          "the ambient-mode feature's gate (features/ambient_mode.py)"),
 
     # ---------------------------------------------------------------- sidecar injection
     Entry("MST0101", "WorkloadRestartsToJoinMesh", "info", ("sidecar-injection",),
