@@ -167,13 +167,18 @@ def rollback(store: Store, plan: Plan, inventory: Inventory, actor: str, reason:
 
 def stage_files(plan: Plan, inventory: Inventory) -> dict[str, str]:
     """Every stage's YAML and its rollback as named files (`01-inject-sidecars-into-shop.yaml`, …) for GitOps.
-    Stages past their gate keep the YAML taken then; the others are rendered for the cluster as it is."""
+    Stages past their gate keep the YAML taken then; stages found already on when the plan was made say so (their
+    config is in the cluster, not in meshstep's hands); the others are rendered for the cluster as it is."""
     files = {}
     for stage in plan.stages:
         if not stage.features:
             continue
         data = stage.data or {}
-        if "apply_yaml" not in data:
+        if "apply_yaml" not in data and stage.status == "done":
+            note = (f"# Stage {stage.order}: {stage.title} was already on in the cluster when the plan was made;\n"
+                    "# its config is the cluster's own objects, so there is nothing to apply or roll back here.\n")
+            data = {"apply_yaml": note, "rollback_yaml": note}
+        elif "apply_yaml" not in data:
             cfg = planner.config(stage_spec(stage), inventory)
             data = {"apply_yaml": cfg.apply_yaml, "rollback_yaml": cfg.rollback_yaml}
         slug = re.sub(r"[^a-z0-9]+", "-", stage.title.lower()).strip("-")

@@ -217,6 +217,11 @@ def test_export_writes_every_stage_and_its_rollback(cli, tmp_path):
     assert cli("plan", "export", str(tmp_path / "gitops"))[0] == 0
     files = sorted(p.name for p in (tmp_path / "gitops").iterdir())
     assert "09-mtls-strict-in-shop.yaml" in files and "09-mtls-strict-in-shop.rollback.yaml" in files
+    strict = list(yaml.safe_load_all((tmp_path / "gitops" / "09-mtls-strict-in-shop.yaml").read_text()))
+    assert [(o["kind"], o["metadata"]["namespace"], o["spec"]["mtls"]["mode"]) for o in strict if o] == [
+        ("PeerAuthentication", "shop", "STRICT")]
+    # The demo's shop already routes through its own Gateway: that stage is not re-rendered (it would conflict).
+    assert "already on" in (tmp_path / "gitops" / "03-enter-through-the-ingress-gateway.yaml").read_text()
     for p in (tmp_path / "gitops").glob("*.yaml"):
         list(yaml.safe_load_all(p.read_text()))  # every file is valid YAML
 
