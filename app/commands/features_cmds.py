@@ -1,0 +1,120 @@
+"""`meshstep features`, `meshstep render` and `meshstep status`: the catalog, the YAML that turns one feature on
+(or off) in one scope, and what is on where — observed in the cluster, recorded by the team, and their drift."""
+from __future__ import annotations
+
+import difflib
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from app.commands import (
+    DbOpt,
+    Format,
+    FormatOpt,
+    SourceOpt,
+    cli,
+    emit_json,
+    emit_table,
+    load_inventory,
+    open_store,
+    parse_param,
+)
+from planner.errors import MeshstepError
+
+if TYPE_CHECKING:
+    from features.base import Feature
+
+ScopeOpt = Annotated[str, typer.Option("--scope", help="'mesh' or a namespace.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="A parameter, key=value (repeatable).")]
+StatusClusterOpt = Annotated[str | None, typer.Option(
+    "--cluster", help="The cluster the records are kept under (default: the source's name, as the app uses; "
+                      "'demo' for the bundled demo).")]
+
+
+def _feature(feature_id: str) -> Feature:
+    """The feature, or an error that suggests the closest ids."""
+    from features.base import registry
+
+    feats = registry()
+    if feature_id in feats:
+        return feats[feature_id]
+    close = difflib.get_close_matches(feature_id, list(feats), n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}?" if close else "see `meshstep features`"
+    raise MeshstepError(f"unknown feature {feature_id!r}: {hint}")
+
+
+@cli.command("features")
+def features_cmd(format: FormatOpt = Format.table) -> None:
+    """The feature catalog: what each feature is, what it needs first and the parameters it takes."""
+    from features.base import registry
+
+    feats = [f.to_json() for f in registry().values()]
+    if format == Format.json:
+        emit_json(feats)
+        return
+    emit_table([f | {"params": [p["name"] for p in f["params"]]} for f in feats],
+               ["id", "title", "category", "depends_on", "params"])
+
+
+@cli.command("render")
+def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, source: SourceOpt = None,
+               rollback: Annotated[bool, typer.Option(
+                   "--rollback", help="What undoes it: objects to restore, and those to delete.")] = False) -> None:
+    """The YAML that turns FEATURE on in a scope (or, with --rollback, off again). Notes (label changes, restarts)
+    are comments at the top of the YAML; gate warnings go to stderr."""
+    from features.base import validate_params
+
+    feat = _feature(feature)
+    params = {}
+    for item in set_ or []:
+        key, _value = parse_param(item)  # checks the key=value shape
+        params[key] = item.partition("=")[2]  # the text as typed: each parameter parses its own type
+    p = validate_params(feat, params)
+    inv = load_inventory(source)
+    feat.check_scope(scope, inv)
+    if rollback:
+        rendered = feat.rollback(params, scope, inv)
+    else:
+        msgs = feat.checks(inv, scope, p)
+        errors = [m for m in msgs if m.level == "error"]
+        if errors:
+            raise MeshstepError(f"{feat.id} cannot be turned on in {scope}: "
+                                + "; ".join(f"{m.code} {m.message} ({m.hint})" for m in errors))
+        for m in msgs:
+            typer.echo(f"{m.level}: {m.code} {m.message} ({m.hint})", err=True)
+        rendered = feat.render(params, scope, inv)
+    if not rendered.objects and not rendered.delete:
+        typer.echo(f"note: nothing to {'undo' if rollback else 'apply'} for {feat.id} in {scope}", err=True)
+    sys.stdout.write(rendered.yaml)
+
+
+@cli.command("status")
+def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: StatusClusterOpt = None,
+               format: FormatOpt = Format.table) -> None:
+    """What is on where: observed in the cluster, recorded as flags, and where the two disagree (drift)."""
+    from features.base import registry
+    from state.drift import recorded_and_drift
+
+    inv = load_inventory(source)
+    observed = [o for f in registry().values() for o in f.detect(inv)]
+    name = cluster or inv.source
+    with open_store(db) as store:
+        status = recorded_and_drift(store, name, observed)
+    report = {"cluster": name,
+              "observed": [{"feature": o.feature, "scope": o.scope, "evidence": list(o.evidence)} for o in observed],
+              **status}
+    if format == Format.json:
+        emit_json(report)
+        return
+    typer.echo(f"cluster: {name}   source: {inv.source}")
+    typer.echo("\nOBSERVED")
+    emit_table(report["observed"])
+    typer.echo("\nRECORDED")
+    emit_table([{"feature": f["feature"], "scope": f["scope"], "state": f["state"],
+                 "params": [f"{k}={v}" for k, v in sorted(f["params"].items())], "version": f["version"]}
+                for f in report["recorded"]])
+    typer.echo("\nDRIFT")
+    emit_table([{"feature": d["feature"], "scope": d["scope"], "kind": d["kind"], "detail": d["detail"]}
+                for d in report["drift"]])
+
