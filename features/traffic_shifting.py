@@ -61,10 +61,16 @@ class TrafficShifting(Feature):
     def detect(self, inv):
         out = []
         for vs in inv.of_kind("VirtualService"):
-            for r in vs.spec.get("http") or []:
+            http = vs.spec.get("http") or []
+            # the subsets everyone else gets: a header route to those same subsets (a fault injected for one
+            # user, say) sends no one to another version
+            default = {d.get("destination", {}).get("subset") for r in http if not r.get("match")
+                       for d in r.get("route") or []}
+            for r in http:
                 dests = [d for d in r.get("route") or [] if d.get("destination", {}).get("subset")]
                 split = len(dests) > 1 and all("weight" in d for d in dests)
-                header = any("headers" in m for m in r.get("match") or []) and dests
+                header = any("headers" in m for m in r.get("match") or []) and any(
+                    d["destination"]["subset"] not in default for d in dests)
                 if split or header:
                     params = {"strategy": "header"} if header else {
                         "weight": dests[-1].get("weight", 0), "canary": dests[-1]["destination"]["subset"]}
