@@ -6,8 +6,9 @@ for one scope of one cluster, rolls them back, and detects where it is really on
 from __future__ import annotations
 
 import importlib
-import re
+import json
 import pkgutil
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -37,6 +38,16 @@ class Param:
     def parse(self, feature: str, raw: Any) -> Any:
         """The value of a --set (a string, or JSON-read already), checked; a MeshstepError names what is wrong."""
         try:
+            # JSON-read values (flags, the app) are not coerced blindly: 2.5 is not an int, 1 is not a bool, and
+            # a string parameter given `true` or `10` means the text as written, not Python's str(True)
+            if isinstance(raw, (list, dict)) or isinstance(raw, bool) and self.type in (int, float):
+                raise ValueError(raw)
+            if self.type is int and isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            if self.type is bool and not isinstance(raw, (bool, str)):
+                raise ValueError(raw)
+            if self.type is str and not isinstance(raw, str):
+                raw = json.dumps(raw)
             if self.type is bool and isinstance(raw, str):
                 if raw.lower() not in ("true", "false", "yes", "no", "1", "0"):
                     raise ValueError(raw)
@@ -375,7 +386,7 @@ def versioned_service(scope: str, inv: Inventory, name: str | None) -> tuple[Any
         versions = sorted({p.labels["version"] for p in inv.pods_of_service(svc) if "version" in p.labels})
         if len(versions) >= 2 or name and versions:
             return svc, versions
-    what = f"service {name!r}" if name else "a service"
+    what = f"service {name!r}" if name else "service"
     raise MeshstepError(f"no {what} in {scope} has pods with two `version` labels: deploy the new version "
                         "beside the old one (label pods version=v1/v2), or pass --set service=NAME")
 
@@ -385,7 +396,7 @@ def http_service(scope: str, inv: Inventory, name: str | None) -> Any:
     for svc in services_in(scope, inv):
         if (not name or svc.name == name) and any(p.istio_protocol in HTTP_PROTOCOLS for p in svc.ports):
             return svc
-    what = f"service {name!r}" if name else "a service"
+    what = f"service {name!r}" if name else "service"
     raise MeshstepError(f"no {what} in {scope} with pods and an HTTP port (name it http-*, or set appProtocol: http)")
 
 
