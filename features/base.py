@@ -151,6 +151,10 @@ class Feature:
             if scope not in inv.namespace_names():
                 raise MeshstepError(f"{self.id}: namespace {scope!r} is not in the cluster "
                                     f"(namespaces: {', '.join(inv.namespace_names())})")
+            if scope == inv.root_namespace:  # its selector-less config governs every namespace
+                raise MeshstepError(f"{self.id}: {scope} is Istio's root namespace, where config applies to the "
+                                    "whole mesh: " + ("pass --scope mesh" if MESH in self.scopes
+                                                      else "turn it on per application namespace"))
 
     def render(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
         """Validated objects that turn the feature on; refused with the reason when analysis would flag them."""
