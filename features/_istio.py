@@ -120,6 +120,9 @@ def label_notes(inv: Inventory, name: str, add: dict[str, str], remove: tuple[st
         parts = [f"{k}={labels[k]}" for k in remove if k in labels] + [f"{k}-" for k in add if k not in labels]
     else:
         parts = [f"{k}={v}" for k, v in add.items()] + [f"{k}-" for k in remove if k in labels]
+    # Restart what really runs there: StatefulSets and DaemonSets keep their old pods as much as Deployments do.
+    kinds = sorted({w.kind.lower() for w in inv.workloads if w.namespace == name
+                    and w.kind in ("Deployment", "StatefulSet", "DaemonSet")}) or ["deployment"]
     return [f"kubectl label namespace {name} {' '.join(parts)} --overwrite",
             f"existing pods in {name} keep their current data plane until restarted: "
-            f"kubectl rollout restart deployment -n {name}"]
+            f"kubectl rollout restart {','.join(kinds)} -n {name}"]
