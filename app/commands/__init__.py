@@ -41,7 +41,9 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-o", help="Output format
 DbOpt = Annotated[str | None, typer.Option(
     "--db", help="SQLAlchemy URL of the state database (default: $MESHSTEP_DATABASE_URL, else meshstep.db in "
                  "the user data directory).")]
-ClusterOpt = Annotated[str, typer.Option("--cluster", help="The cluster the record is about.")]
+ClusterOpt = Annotated[str | None, typer.Option(
+    "--cluster", help="The cluster the records are kept under (default: the source's name: demo, live, "
+                      "context:NAME or the snapshot's path, as the app uses).")]
 ActorOpt = Annotated[str | None, typer.Option(
     "--actor", envvar="MESHSTEP_ACTOR", help="Who makes the change (default: $MESHSTEP_ACTOR, else the OS user).")]
 
@@ -59,6 +61,13 @@ def open_store(db: str | None) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def cluster_name(cluster: str | None, source: str | None = None) -> str:
+    """The cluster records are kept under: as given, else the source's name (the app keys records the same way)."""
+    from planner.sources import default_source
+
+    return cluster or source or default_source()
 
 
 def actor_name(actor: str | None) -> str:

@@ -6,8 +6,22 @@ from typing import Annotated
 
 import typer
 
-from app.commands import (ActorOpt, ClusterOpt, DbOpt, Format, FormatOpt, SourceOpt, actor_name, cli, emit_json,
-                          emit_table, load_inventory, open_store, parse_param)
+from app.commands import (
+    ActorOpt,
+    ClusterOpt,
+    DbOpt,
+    Format,
+    FormatOpt,
+    SourceOpt,
+    actor_name,
+    cli,
+    cluster_name,
+    emit_json,
+    emit_table,
+    load_inventory,
+    open_store,
+    parse_param,
+)
 from planner import plan as planner
 from state import planning
 
@@ -24,23 +38,23 @@ def plan_new(
     namespaces: Annotated[str | None, typer.Option("--namespaces", help="a,b,c (default: every application "
                                                                          "namespace)")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name of the plan (default: the template's).")] = None,
-    source: SourceOpt = None, cluster: ClusterOpt = "demo", db: DbOpt = None, actor: ActorOpt = None,
+    source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None, actor: ActorOpt = None,
     format: FormatOpt = Format.table,
 ) -> None:
     """Make a plan for a cluster from a template; stages already on are recognised as done."""
     inv = load_inventory(source)
     ns = [n.strip() for n in namespaces.split(",") if n.strip()] if namespaces else None
     with open_store(db) as store:
-        p = planning.create(store, cluster, inv, template, ns, name, actor_name(actor))
+        p = planning.create(store, cluster_name(cluster, inv.source), inv, template, ns, name, actor_name(actor))
         _show(p, format)
 
 
 @plan_app.command("show")
-def plan_show(name: NameOpt = None, cluster: ClusterOpt = "demo", db: DbOpt = None,
+def plan_show(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
               format: FormatOpt = Format.table) -> None:
     """The plan's stages and where each stands."""
     with open_store(db) as store:
-        _show(planning.find_plan(store, cluster, name), format)
+        _show(planning.find_plan(store, cluster_name(cluster, source), name), format)
 
 
 def _show(p, format: Format) -> None:
@@ -58,12 +72,12 @@ def _show(p, format: Format) -> None:
 
 
 @plan_app.command("next")
-def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = "demo", db: DbOpt = None,
+def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
               format: FormatOpt = Format.table) -> None:
     """The current stage: its goal, its gate (with hints), and the YAML to apply."""
     inv = load_inventory(source)
     with open_store(db) as store:
-        view = planning.next_view(planning.find_plan(store, cluster, name), inv)
+        view = planning.next_view(planning.find_plan(store, cluster_name(cluster, inv.source), name), inv)
     if view is None:
         typer.echo("the plan is complete: every stage is done")
         return
@@ -97,26 +111,28 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
 def plan_advance(
     override_reason: Annotated[str | None, typer.Option("--override-reason",
                                                         help="Go past a failing gate; the reason is audited.")] = None,
-    name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = "demo", db: DbOpt = None,
+    name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
     actor: ActorOpt = None,
 ) -> None:
     """Move the current stage on: planned → ready (gate) → applied → verified (exit check) → done."""
     inv = load_inventory(source)
     with open_store(db) as store:
-        st = planning.advance(store, planning.find_plan(store, cluster, name), inv, actor_name(actor), override_reason)
+        p = planning.find_plan(store, cluster_name(cluster, inv.source), name)
+        st = planning.advance(store, p, inv, actor_name(actor), override_reason)
     typer.echo(f"stage {st.order} ({st.title}): {st.status}")
 
 
 @plan_app.command("rollback")
 def plan_rollback(
     reason: Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail.")] = "",
-    name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = "demo", db: DbOpt = None,
+    name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
     actor: ActorOpt = None,
 ) -> None:
     """Roll back the stage in flight (else the last done): flags restored; prints the YAML that undoes it."""
     inv = load_inventory(source)
     with open_store(db) as store:
-        st, yaml_text = planning.rollback(store, planning.find_plan(store, cluster, name), inv, actor_name(actor), reason)
+        p = planning.find_plan(store, cluster_name(cluster, inv.source), name)
+        st, yaml_text = planning.rollback(store, p, inv, actor_name(actor), reason)
     typer.echo(f"# stage {st.order} ({st.title}) rolled back; apply this to undo it:", err=True)
     typer.echo(yaml_text)
 
@@ -128,7 +144,7 @@ def plan_add(
     sets: Annotated[list[str] | None, typer.Option("--set", help="key=value parameter")] = None,
     title: Annotated[str | None, typer.Option("--title")] = None,
     goal: Annotated[str, typer.Option("--goal", help="The problem this stage solves, in your words.")] = "",
-    name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = "demo", db: DbOpt = None,
+    name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
     actor: ActorOpt = None,
 ) -> None:
     """Append a stage to a plan (a `custom` plan is built this way); order rules are enforced."""
@@ -138,7 +154,7 @@ def plan_add(
     params = validate_params(feat, dict(parse_param(s) for s in sets or []))
     inv = load_inventory(source)
     with open_store(db) as store:
-        p = planning.find_plan(store, cluster, name)
+        p = planning.find_plan(store, cluster_name(cluster, inv.source), name)
         st = planning.add_stage(store, p, inv, title or f"{feat.title} in {scope}", goal or feat.problem,
                                 [planner.Step(feature, scope, params)], actor_name(actor))
     typer.echo(f"stage {st.order} added: {st.title}")
@@ -146,12 +162,12 @@ def plan_add(
 
 @plan_app.command("export")
 def plan_export(directory: Annotated[Path, typer.Argument(help="Where to write the stages' YAML.")],
-                name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = "demo",
+                name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None,
                 db: DbOpt = None) -> None:
     """Write every stage's YAML and rollback as files, ready for a GitOps repository."""
     inv = load_inventory(source)
     with open_store(db) as store:
-        p = planning.find_plan(store, cluster, name)
+        p = planning.find_plan(store, cluster_name(cluster, inv.source), name)
     directory.mkdir(parents=True, exist_ok=True)
     for fname, text in planning.stage_files(p, inv).items():
         (directory / fname).write_text(text)

@@ -6,8 +6,20 @@ from typing import Annotated
 
 import typer
 
-from app.commands import (ActorOpt, ClusterOpt, DbOpt, Format, FormatOpt, actor_name, cli, emit_json, emit_table,
-                          open_store, parse_param)
+from app.commands import (
+    ActorOpt,
+    ClusterOpt,
+    DbOpt,
+    Format,
+    FormatOpt,
+    actor_name,
+    cli,
+    cluster_name,
+    emit_json,
+    emit_table,
+    open_store,
+    parse_param,
+)
 from planner.errors import MeshstepError
 
 ScopeOpt = Annotated[str, typer.Option("--scope", help="'mesh' or a namespace.")]
@@ -37,10 +49,10 @@ def _check_feature(feature: str) -> None:
 
 
 @flags_app.command("list")
-def flags_list(cluster: ClusterOpt = "demo", db: DbOpt = None, format: FormatOpt = Format.table) -> None:
+def flags_list(cluster: ClusterOpt = None, db: DbOpt = None, format: FormatOpt = Format.table) -> None:
     """The flags recorded for a cluster."""
     with open_store(db) as store:
-        rows = [f.model_dump(mode="json") for f in store.list_flags(cluster)]
+        rows = [f.model_dump(mode="json") for f in store.list_flags(cluster_name(cluster))]
     if format == Format.json:
         emit_json(rows)
         return
@@ -53,21 +65,23 @@ def flags_set(feature: str, scope: ScopeOpt, reason: ReasonOpt,
               set_: Annotated[list[str] | None, typer.Option("--set", help="A parameter, key=value (repeatable).")
                               ] = None,
               state: Annotated[str, typer.Option("--state", help="off | enabling | on | disabling")] = "on",
-              cluster: ClusterOpt = "demo", actor: ActorOpt = None, expect_version: ExpectOpt = None,
+              cluster: ClusterOpt = None, actor: ActorOpt = None, expect_version: ExpectOpt = None,
               db: DbOpt = None) -> None:
     """Record that FEATURE should be in a state (default on) in a scope, with its parameters."""
     _check_feature(feature)
     params = dict(parse_param(item) for item in set_ or [])
     with open_store(db) as store:
+        cluster = cluster_name(cluster)
         flag = store.set_flag(cluster, feature, scope, params, state, actor_name(actor), reason, expect_version)
     typer.echo(f"{feature} in {scope} on {cluster}: {flag.state} (version {flag.version})")
 
 
 @flags_app.command("unset")
-def flags_unset(feature: str, scope: ScopeOpt, reason: ReasonOpt, cluster: ClusterOpt = "demo",
+def flags_unset(feature: str, scope: ScopeOpt, reason: ReasonOpt, cluster: ClusterOpt = None,
                 actor: ActorOpt = None, expect_version: ExpectOpt = None, db: DbOpt = None) -> None:
     """Remove a recorded flag."""
     with open_store(db) as store:
+        cluster = cluster_name(cluster)
         store.unset_flag(cluster, feature, scope, actor_name(actor), reason, expect_version)
     typer.echo(f"{feature} in {scope} on {cluster}: no longer recorded")
 
