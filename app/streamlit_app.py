@@ -8,22 +8,23 @@ import streamlit as st
 from app import ui
 
 PAGES = Path(__file__).parent / "pages"
+# Icons are Material Symbols (bundled with Streamlit): emoji need a font the viewer's machine may not have.
 
-st.set_page_config(page_title="meshstep", page_icon="⛵", layout="wide")
+st.set_page_config(page_title="meshstep", page_icon=":material/sailing:", layout="wide")
 
 pages = st.navigation([
-    st.Page(PAGES / "overview.py", title="Overview", icon="🧭", default=True),
-    st.Page(PAGES / "inventory.py", title="Inventory", icon="📋"),
-    st.Page(PAGES / "plan.py", title="Plan", icon="🪜"),
-    st.Page(PAGES / "features.py", title="Features", icon="🎛️"),
-    st.Page(PAGES / "components.py", title="Components", icon="🕸️"),
-    st.Page(PAGES / "audit.py", title="Audit", icon="📜"),
-    st.Page(PAGES / "settings.py", title="Settings", icon="⚙️"),
+    st.Page(PAGES / "overview.py", title="Overview", icon=":material/explore:", default=True),
+    st.Page(PAGES / "inventory.py", title="Inventory", icon=":material/list_alt:"),
+    st.Page(PAGES / "plan.py", title="Plan", icon=":material/stairs:"),
+    st.Page(PAGES / "features.py", title="Features", icon=":material/toggle_on:"),
+    st.Page(PAGES / "components.py", title="Components", icon=":material/hub:"),
+    st.Page(PAGES / "audit.py", title="Audit", icon=":material/history:"),
+    st.Page(PAGES / "settings.py", title="Settings", icon=":material/settings:"),
 ])
 
 with st.sidebar:
     st.markdown(f"**Source:** `{ui.source()}`")
-    if st.button("Re-read the cluster", icon="🔄", help="Read the source again instead of the cached inventory."):
+    if st.button("Re-read the cluster", icon=":material/refresh:", help="Read the source again instead of the cached inventory."):
         ui.refresh()
     ui.identity_sidebar()
 

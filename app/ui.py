@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import streamlit as st
@@ -87,19 +88,37 @@ def cluster(inv: Inventory) -> str:
     return inv.source
 
 
+def mesh_summary(inv: Inventory) -> dict[str, Any]:
+    """How far the cluster is in the mesh: namespaces and pods in it, out of all (what the Overview shows and the
+    inventory history keeps)."""
+    meshed = [p for p in inv.pods if inv.in_mesh(p)]
+    return {"namespaces_in_mesh": len({p.namespace for p in meshed}), "namespaces_total": len(inv.namespace_names()),
+            "pods_in_mesh": len(meshed), "pods_total": len(inv.pods)}
+
+
+# A reading is kept when the cluster's adoption changed, else at most this often: every browser tab is a session,
+# and one reading per session would fill the audit trail with identical events.
+RECORD_EVERY = timedelta(hours=1)
+
+
 def _record_first_load(inv: Inventory) -> None:
-    """Keep one inventory summary per source and session: the Overview's adoption chart is drawn from them."""
+    """Keep an inventory summary when it changed (or an hour after the last): the Overview's adoption chart."""
     recorded = st.session_state.setdefault("recorded", set())
     if inv.source in recorded or not inv.cluster:  # a set of manifests is not a cluster to follow over time
         return
-    meshed = [p for p in inv.pods if inv.in_mesh(p)]
-    summary = {"cluster": cluster(inv), "source": inv.source,
-               "namespaces_in_mesh": len({p.namespace for p in meshed}), "namespaces_total": len(inv.namespace_names()),
-               "pods_in_mesh": len(meshed), "pods_total": len(inv.pods),
-               "features_observed": [{"feature": o.feature, "scope": o.scope} for o in observations()]}
-    with errors("Could not record this inventory in the history"):
-        store().record_inventory(summary, actor() or "meshstep ui")
     recorded.add(inv.source)
+    summary = {"cluster": cluster(inv), "source": inv.source, **mesh_summary(inv),
+               "features_observed": sorted(({"feature": o.feature, "scope": o.scope} for o in observations()),
+                                           key=lambda f: (f["feature"], f["scope"]))}
+    with errors("Could not record this inventory in the history"):
+        history = store().inventory_history(summary["cluster"])
+        if history:
+            last = history[-1]
+            same = all(getattr(last, k) == v for k, v in summary.items() if k not in ("cluster", "source"))
+            taken = last.taken_at if last.taken_at.tzinfo else last.taken_at.replace(tzinfo=UTC)
+            if same and datetime.now(UTC) - taken < RECORD_EVERY:
+                return
+        store().record_inventory(summary, actor() or "meshstep ui")
 
 
 # ---------------------------------------------------------------- state database
@@ -130,13 +149,27 @@ def actor() -> str | None:
     return st.session_state.get(_ACTOR_KEY) or None
 
 
+def _take_name() -> None:
+    st.session_state[_ACTOR_KEY] = (st.session_state.pop("actor_input", "") or "").strip() or None
+
+
+def _forget_name() -> None:
+    st.session_state.pop(_ACTOR_KEY, None)
+
+
 def identity_sidebar() -> None:
-    """Ask once per session who is making changes (no authentication configured); every change records it."""
+    """Ask once per session who is making changes (without authentication configured); every change records it."""
     if st.user.get("is_logged_in"):
         st.sidebar.caption(f"Signed in as **{actor()}**")
         return
-    st.sidebar.text_input("Your name", key=_ACTOR_KEY, placeholder="recorded with every change",
-                          help="Kept for this session; the audit trail names you for each change.")
+    name = actor()
+    if name:
+        # Kept under a key of its own: a widget's value is dropped on the runs that do not draw it.
+        st.sidebar.markdown(f"Changes are recorded as **{name}**.")
+        st.sidebar.button("Not you?", on_click=_forget_name, type="tertiary", icon=":material/person:")
+        return
+    st.sidebar.text_input("Your name", key="actor_input", on_change=_take_name, placeholder="then press Enter",
+                          help="Asked once per session: the audit trail names you with each change you make.")
 
 
 def require_actor() -> str | None:
@@ -174,7 +207,7 @@ def run_page(page: Any) -> None:
     """Run a page; an unexpected failure is shown as an error (the traceback goes to the server log only)."""
     try:
         page.run()
-    except Exception as e:  # noqa: BLE001 — the user gets a message; the log keeps the traceback for a report
+    except Exception as e:  # the user gets a message; the log keeps the traceback for a report
         if type(e).__module__.startswith("streamlit"):  # st.stop / st.rerun / page switches are control flow
             raise
         log.exception("page failed")

@@ -14,18 +14,21 @@ st.title("Audit trail")
 st.caption(f"{len(events)} events in {store.url}. Each event is chained to the one before it by a hash, so an "
            "edited or deleted event breaks the chain.")
 
-verify, md, csv, js = st.columns(4)
-if verify.button("Verify the chain", type="primary", icon="🔒"):
+bar = st.container(horizontal=True)
+verify_clicked = bar.button("Verify the chain", type="primary", icon=":material/lock:")
+bar.download_button("Markdown report", audit.export_markdown(store), "meshstep-audit.md", mime="text/markdown",
+                    icon=":material/download:")
+bar.download_button("CSV", audit.export_csv(events), "meshstep-audit.csv", mime="text/csv",
+                    icon=":material/download:")
+bar.download_button("JSON", audit.export_json(events), "meshstep-audit.json", mime="application/json",
+                    icon=":material/download:")
+if verify_clicked:
     broken = audit.verify(store)
     if broken:
         st.error(f"The audit chain is broken: {broken}. Restore the database from a backup, or keep this report as "
-                 "evidence of the tampering.")
+                 "evidence of the tampering.", icon=":material/gpp_bad:")
     else:
-        st.success(f"The audit chain is intact: {len(events)} events verified.")
-md.download_button("Markdown report", audit.export_markdown(store), "meshstep-audit.md", mime="text/markdown",
-                   icon="⬇️")
-csv.download_button("CSV", audit.export_csv(events), "meshstep-audit.csv", mime="text/csv", icon="⬇️")
-js.download_button("JSON", audit.export_json(events), "meshstep-audit.json", mime="application/json", icon="⬇️")
+        st.success(f"The audit chain is intact: {len(events)} events verified.", icon=":material/verified:")
 
 if events:
     frame = pd.DataFrame([{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "target": e.target,

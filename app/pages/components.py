@@ -1,6 +1,7 @@
 """Components: what Istio runs in this cluster, how the parts talk, and what each one is for."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import streamlit as st
@@ -16,6 +17,20 @@ def _overview(src: str) -> tuple[str, list[str]]:
     """The communication graph (DOT) and the component ids present, once per source."""
     report = explain.explain(ui.load(src))
     return explain.to_dot(report.graph), [s.component.id for s in report.summaries]
+
+
+def _demoted(markdown: str) -> str:
+    """The report's markdown under this page's headings: its title is the page's own, its sections go two levels
+    down (a report's "# …" would otherwise be larger than the page title)."""
+    lines = markdown.splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    out, fenced = [], False
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+        out.append("##" + line if not fenced and re.match(r"#{1,4} ", line) else line)  # not a shell comment
+    return "\n".join(out)
 
 
 st.title("Components")
@@ -36,4 +51,5 @@ name = st.selectbox("A component, or any pod", components + pods,
 with ui.errors():
     report = explain.explain(inv, name)
     # The graph is already drawn above; the markdown's own copy of it would repeat it as text.
-    st.markdown(explain.to_markdown(replace(report, graph=explain.Graph((), ()))))
+    text = explain.to_markdown(replace(report, graph=explain.Graph((), ())))
+    st.markdown(_demoted(text))

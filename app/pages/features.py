@@ -45,11 +45,12 @@ st.dataframe(matrix, hide_index=True, width="stretch", height=38 + 35 * len(matr
 # ---------------------------------------------------------------- one feature
 
 
-def _param_inputs(feature: Feature, defaults: dict[str, Any]) -> dict[str, Any]:
+def _param_inputs(feature: Feature, scope: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """One widget per parameter, typed as the feature declares it; validate_params checks the values."""
     values = {}
     for p in feature.params:
-        key, value = f"param-{feature.id}-{p.name}", defaults.get(p.name, p.default)
+        # Keyed by scope too: another scope's recorded values must not linger in the widgets.
+        key, value = f"param-{feature.id}-{scope}-{p.name}", defaults.get(p.name, p.default)
         if p.choices:
             values[p.name] = st.selectbox(p.name, p.choices, index=list(p.choices).index(value)
                                           if value in p.choices else 0, help=p.help, key=key)
@@ -79,17 +80,24 @@ with about:
     st.markdown("**Observed on in:**\n" + "\n".join(f"- {w}" for w in where) if where else "**Observed:** nowhere")
 
 with change:
-    scope = st.selectbox("Scope", [MESH] + inv.namespace_names())
+    scopes_allowed = ([MESH] if MESH in feature.scopes else []) + (
+        inv.namespace_names() if "namespace" in feature.scopes else [])
+    scope = st.selectbox("Scope", scopes_allowed, help="mesh: the whole mesh (config in the root namespace); "
+                                                       "a namespace: that namespace only.")
     current = next((f for f in status["recorded"] if f["feature"] == fid and f["scope"] == scope), None)
     st.caption(f"Recorded: **{current['state']}** (version {current['version']}, by {current['changed_by']})"
                if current else "Recorded: nothing yet")
     with st.form("flag"):
-        params = _param_inputs(feature, current["params"] if current else {})
-        state = st.selectbox("State", ["on", "enabling", "off", "disabling"])
-        reason = st.text_input("Reason", help="Kept in the audit trail.")
-        set_clicked = st.form_submit_button("Set flag", type="primary")
-        unset_clicked = st.form_submit_button("Unset flag")
-        render_clicked = st.form_submit_button("Render YAML")
+        params = _param_inputs(feature, scope, current["params"] if current else {})
+        states = ["on", "enabling", "off", "disabling"]
+        state = st.selectbox("State", states, index=states.index(current["state"]) if current else 0,
+                             help="on / off: what the cluster should have; enabling / disabling: on the way there.")
+        reason = st.text_input("Reason", help="Kept in the audit trail with your name.")
+        buttons = st.container(horizontal=True)
+        with buttons:
+            set_clicked = st.form_submit_button("Set flag", type="primary")
+            unset_clicked = st.form_submit_button("Unset flag", disabled=current is None)
+            render_clicked = st.form_submit_button("Render YAML")
 
     if render_clicked:
         with ui.errors(f"{fid} cannot be rendered for {scope}"):
@@ -115,4 +123,4 @@ if (shown := st.session_state.get("rendered")) and shown[:2] == (fid, scope):
     if shown[3]:
         st.code("\n".join(shown[3]), language="sh")
     st.code(shown[2] or "# nothing to apply", language="yaml")
-    st.download_button("Download YAML", shown[2], f"{fid}-{scope}.yaml", mime="application/yaml", icon="⬇️")
+    st.download_button("Download YAML", shown[2], f"{fid}-{scope}.yaml", mime="application/yaml", icon=":material/download:")

@@ -34,7 +34,8 @@ def _tables(src: str) -> dict[str, pd.DataFrame]:
         services.append({"namespace": s.namespace, "service": s.name, "type": s.type,
                          "ports": ", ".join(f"{p.port}/{p.istio_protocol}" for p in s.ports),
                          "pods": len(selected), "pods in mesh": sum(in_mesh[(p.namespace, p.name)] for p in selected)})
-    return {"Namespaces": pd.DataFrame(namespaces).rename(columns={"name": "namespace"}),
+    return {"Namespaces": pd.DataFrame(namespaces).rename(columns={"name": "namespace",
+                                                                    "pods_with_sidecar": "pods with a sidecar"}),
             "Workloads": pd.DataFrame(workloads), "Pods": pod_frame, "Services": pd.DataFrame(services)}
 
 

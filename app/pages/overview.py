@@ -7,7 +7,7 @@ import streamlit as st
 from app import ui
 from planner.errors import MeshstepError
 from state import planning
-from state.drift import recorded_and_drift
+from state.drift import OBSERVED_NOT_RECORDED, recorded_and_drift
 
 inv = ui.inventory()
 store = ui.store()
@@ -26,13 +26,12 @@ else:
     st.warning("Istio is not installed in this cluster: the plan's first stage says how to install it.")
 
 history = store.inventory_history(cluster)
-meshed_namespaces = history[-1].namespaces_in_mesh if history else None
-counts = report["counts"]
+mesh = ui.mesh_summary(inv)
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Istio version", istio["version"] or "—")
-c2.metric("Namespaces in the mesh", f"{meshed_namespaces if meshed_namespaces is not None else '—'} / "
-          f"{len(report['namespaces'])}")
-c3.metric("Pods in the mesh", f"{counts['pods_in_mesh']} / {counts['pods']}")
+c2.metric("Namespaces in the mesh", f"{mesh['namespaces_in_mesh']} / {mesh['namespaces_total']}",
+          help="Namespaces with at least one pod in the mesh (sidecar or ambient), out of all namespaces.")
+c3.metric("Pods in the mesh", f"{mesh['pods_in_mesh']} / {mesh['pods_total']}")
 c4.metric("Features observed", len(observed), help="Feature × scope pairs that detection finds on in the cluster.")
 
 left, right = st.columns([3, 2])
@@ -42,7 +41,7 @@ with left:
         plan = planning.find_plan(store, cluster)
     except MeshstepError:
         st.info("No active plan for this cluster yet.")
-        st.page_link("pages/plan.py", label="Make a plan", icon="🪜")
+        st.page_link("pages/plan.py", label="Make a plan", icon=":material/stairs:")
     else:
         stage = planning.current_stage(plan)
         done = sum(s.status == "done" for s in plan.stages)
@@ -50,7 +49,7 @@ with left:
                     text=f"**{plan.name}**: {done} of {len(plan.stages)} stages done")
         if stage is not None:
             st.markdown(f"Current stage **{stage.order}. {stage.title}** — `{stage.status}`")
-        st.page_link("pages/plan.py", label="Open the plan", icon="🪜")
+        st.page_link("pages/plan.py", label="Open the plan", icon=":material/stairs:")
 
     st.subheader("Features: observed and recorded")
     recorded = {(f["feature"], f["scope"]): f["state"] for f in status["recorded"]}
@@ -59,16 +58,30 @@ with left:
     rows = [{"feature": f, "scope": s, "observed": (f, s) in seen, "recorded": recorded.get((f, s), "—"),
              "drift": (f, s) in drifting} for f, s in sorted(seen | set(recorded))]
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                     column_config={"observed": st.column_config.CheckboxColumn(help="Detection finds it on"),
+                                    "recorded": st.column_config.TextColumn(help="The flag recorded for it"),
+                                    "drift": st.column_config.CheckboxColumn(help="Recorded and observed disagree")})
     else:
         st.caption("Nothing observed or recorded yet.")
 
 with right:
     st.subheader("Drift")
-    for d in status["drift"]:
-        st.warning(f"**{d['feature']}** in `{d['scope']}` — {d['kind']}: {d['detail']}")
-    if not status["drift"]:
-        st.success("No drift: what is recorded is what the cluster shows.")
+    drift = status["drift"]
+    if not drift:
+        st.success("No drift: what is recorded is what the cluster shows.", icon=":material/check_circle:")
+    else:
+        kinds = pd.Series([d["kind"] for d in drift]).value_counts()
+        st.warning(" · ".join(f"**{n}** {kind}" for kind, n in kinds.items()), icon=":material/warning:")
+        if OBSERVED_NOT_RECORDED in kinds:
+            st.caption("*Observed, not recorded*: on in the cluster before anyone recorded a flag for it. Record "
+                       "it on the Features page (state **on**) once the team owns it.")
+        frame = pd.DataFrame([{"feature": d["feature"], "scope": d["scope"], "kind": d["kind"],
+                               "detail": d["detail"]} for d in drift])
+        if set(kinds.index) == {OBSERVED_NOT_RECORDED}:  # the caption above says it all: no detail to add
+            frame = frame.drop(columns="detail")
+        st.dataframe(frame, hide_index=True, width="stretch")
+        st.page_link("pages/features.py", label="Record flags on the Features page", icon=":material/toggle_on:")
 
     st.subheader("Adoption over time")
     if len(history) > 1:
@@ -76,6 +89,7 @@ with right:
                                "namespaces in the mesh": h.namespaces_in_mesh} for h in history]).set_index("taken at")
         st.line_chart(chart)
     else:
-        st.caption("The chart grows each time the app reads this cluster (one point per session).")
+        st.caption("The chart grows as the app reads this cluster: a point when adoption changed, else at most one "
+                   "an hour.")
     if history:
         st.caption(f"{len(history)} reading(s) recorded, the last at {history[-1].taken_at:%Y-%m-%d %H:%M} UTC.")

@@ -15,7 +15,18 @@ cluster = ui.cluster(inv)
 
 # What the Advance button does from each status (planning.advance decides; this only names the step).
 ADVANCE_LABELS = {"planned": "Check the gate", "blocked": "Check the gate again", "rolled_back": "Check the gate",
-                  "ready": "Mark applied", "applied": "Verify", "verified": "Mark done"}
+                  "ready": "I applied it: mark applied", "applied": "Verify on the cluster", "verified": "Mark done"}
+ADVANCE_HELP = {
+    "planned": "Runs the gate's checks on the cluster as it is now; when they pass the stage becomes ready.",
+    "blocked": "Runs the gate's checks again, once you have fixed what they found.",
+    "rolled_back": "Runs the gate's checks again before the stage is retried.",
+    "ready": "Apply the YAML (and run the commands) above on the cluster, then record it here: the stage's flags "
+             "become 'enabling'.",
+    "applied": "Reads the cluster again and checks that every feature of the stage is on and that no new analysis "
+               "error appeared.",
+    "verified": "Closes the stage; the next one becomes current.",
+}
+LIFECYCLE = ("planned", "ready", "applied", "verified", "done")
 LEVEL_BOXES = {"error": st.error, "warning": st.warning, "info": st.info}
 
 st.title("Plan")
@@ -47,20 +58,30 @@ done = sum(s.status == "done" for s in plan.stages)
 st.caption(f"Plan **{plan.name}** ({plan.template}) for {cluster} · {done} of {len(plan.stages)} stages done · "
            f"created by {plan.created_by}")
 
-view = planning.next_view(plan, inv)
+try:
+    view = planning.next_view(plan, inv)
+except MeshstepError as e:  # the stage's config cannot be rendered for this cluster (the message says why)
+    view, failing = None, planning.current_stage(plan)
+    st.error(f"Stage {failing.order} ({failing.title}) cannot be prepared for this cluster: {e}\n\nFix the cluster "
+             "as the message says and press **Re-read the cluster**, or roll the plan back below.")
 if view is None:
-    st.success("The plan is complete: every stage is done.")
+    if planning.current_stage(plan) is None:
+        st.success("The plan is complete: every stage is done.", icon=":material/celebration:")
 else:
     stage = view.stage
     st.header(f"Stage {stage.order}: {stage.title}")
-    st.markdown(f"**Status:** `{stage.status}`")
+    steps = [f"**:blue-background[{x}]**" if x == stage.status else x for x in LIFECYCLE]
+    if stage.status not in LIFECYCLE:
+        steps[0] = f"**:orange-background[{stage.status}]**"
+    st.markdown(" → ".join(steps))
     st.markdown(f"**Goal:** {stage.goal}")
     if stage.override_reason:
         st.caption(f"Gate overridden: {stage.override_reason}")
 
     gate_col, yaml_col = st.columns([2, 3])
     with gate_col:
-        st.subheader("Gate " + ("✅ passes" if view.gate.passed else "⛔ blocked"))
+        st.subheader("Gate: " + (":green[:material/check_circle: passes]" if view.gate.passed
+                                 else ":red[:material/block: blocked]"))
         for m in view.gate.messages:
             LEVEL_BOXES[m.level](f"**{m.code}** {m.ref}: {m.message}" + (f"\n\n→ {m.hint}" if m.hint else ""))
         if not view.gate.messages:
@@ -73,37 +94,44 @@ else:
         if view.config.apply_yaml:
             st.code(view.config.apply_yaml, language="yaml")
             st.download_button("Download YAML", view.config.apply_yaml, f"stage-{stage.order}.yaml",
-                               mime="application/yaml", icon="⬇️")
+                               mime="application/yaml", icon=":material/download:")
             with st.expander("Rollback YAML"):
                 st.code(view.config.rollback_yaml or "# nothing to undo", language="yaml")
         else:
             st.info("Nothing to apply: this stage only checks.")
 
     st.divider()
-    act, back = st.columns(2)
-    with act:
-        needs_override = stage.status in ("planned", "blocked", "rolled_back") and not view.gate.passed
-        with st.form("advance"):
-            override = st.text_input("Override reason", help="Go past the failing gate anyway; the reason is audited."
-                                     ) if needs_override else None
-            if st.form_submit_button(ADVANCE_LABELS.get(stage.status, "Advance"), type="primary") and (
-                    actor := ui.require_actor()):
-                with ui.errors("Not advanced"):
-                    moved = planning.advance(store, plan, inv, actor, override or None)
-                    ui.flash(f"Stage {moved.order} is now **{moved.status}**.")
+    needs_override = stage.status in ("planned", "blocked", "rolled_back") and not view.gate.passed
+    with st.form("advance", border=False):
+        nothing = stage.status == "ready" and not view.config.apply_yaml and not view.config.notes
+        st.caption("Nothing to apply: record the stage as applied to go on to its verification." if nothing
+                   else ADVANCE_HELP.get(stage.status, ""))
+        override = st.text_input("Override reason", help="Go past the failing gate anyway; the reason is audited.",
+                                 placeholder="why it is safe to go on anyway") if needs_override else None
+        if st.form_submit_button(ADVANCE_LABELS.get(stage.status, "Advance"), type="primary",
+                                 icon=":material/arrow_forward:") and (actor := ui.require_actor()):
+            with ui.errors("Not advanced"):
+                moved = planning.advance(store, plan, inv, actor, override or None)
+                ui.flash(f"Stage {moved.order} is now **{moved.status}**.")
+                st.rerun()
+
+# What a rollback undoes (as planning.rollback picks it): the stage in flight, else the last one done.
+target = next((s for s in plan.stages if s.status in planner.IN_FLIGHT), None) or next(
+    (s for s in reversed(plan.stages) if s.status == "done"), None)
+if target is not None:
+    with st.expander(f"Roll back stage {target.order}: {target.title}", icon=":material/undo:"), \
+            st.form("rollback", border=False):
+        st.caption("Its flags go back to what they were before it; you get the YAML that undoes it on the cluster.")
+        reason = st.text_input("Rollback reason", help="Kept in the audit trail.")
+        if st.form_submit_button("Roll back") and (actor := ui.require_actor()):
+            if not reason:
+                st.error("Say why you roll back: the reason is kept in the audit trail.")
+            else:
+                with ui.errors("Not rolled back"):
+                    rolled, undo = planning.rollback(store, plan, inv, actor, reason)
+                    st.session_state["rollback_yaml"] = undo
+                    ui.flash(f"Stage {rolled.order} rolled back: apply the YAML below to undo it.", "warning")
                     st.rerun()
-    with back:
-        with st.form("rollback"):
-            reason = st.text_input("Rollback reason", help="Kept in the audit trail.")
-            if st.form_submit_button("Roll back") and (actor := ui.require_actor()):
-                if not reason:
-                    st.error("Say why you roll back: the reason is kept in the audit trail.")
-                else:
-                    with ui.errors("Not rolled back"):
-                        rolled, undo = planning.rollback(store, plan, inv, actor, reason)
-                        st.session_state["rollback_yaml"] = undo
-                        ui.flash(f"Stage {rolled.order} rolled back: apply the YAML below to undo it.", "warning")
-                        st.rerun()
 
 if undo_yaml := st.session_state.pop("rollback_yaml", None):
     st.subheader("Apply this to undo the stage")
@@ -114,4 +142,4 @@ current = view.stage.order if view else None
 st.dataframe(pd.DataFrame([{"": "→" if s.order == current else "", "stage": s.order, "title": s.title,
                             "status": s.status, "features": ", ".join(dict.fromkeys(f["feature"] for f in s.features)),
                             "scope": ", ".join(sorted({f["scope"] for f in s.features}))} for s in plan.stages]),
-             hide_index=True, width="stretch")
+             hide_index=True, width="stretch", height=38 + 35 * len(plan.stages))

@@ -17,15 +17,17 @@ st.markdown(f"Now reading **`{ui.source()}`**.")
 kind = st.radio("Read from", ["The bundled demo cluster", "A snapshot file", "A kube context"], horizontal=True)
 
 
-def _switch(src: str) -> None:
-    """Use `src` if it can be read; otherwise keep the current source and say why."""
+def _switch(src: str, shown: str | None = None) -> None:
+    """Use `src` if it can be read; otherwise keep the current source and say why (`shown`: what the user calls
+    it, e.g. the name of an uploaded file)."""
     try:
         ui.load(src)
     except MeshstepError as e:
-        st.error(f"Cannot read {src}: {e}")
+        st.error(f"Cannot read **{shown or src}**: {e}\n\nStill reading **{ui.source()}**: fix the file, or choose "
+                 "another source.", icon=":material/error:")
         return
     ui.set_source(src)
-    ui.flash(f"Now reading **{src}**.")
+    ui.flash(f"Now reading **{shown or src}**.")
     st.rerun()
 
 
@@ -35,13 +37,18 @@ if kind == "The bundled demo cluster":
         _switch("demo")
 elif kind == "A snapshot file":
     st.caption("YAML or JSON of Kubernetes objects (kubectl get -A -o yaml …), or a .tar.gz of such files.")
-    upload = st.file_uploader("Snapshot", type=["yaml", "yml", "json", "gz", "tgz"])
+    upload = st.file_uploader("Upload a snapshot", type=["yaml", "yml", "json", "gz", "tgz"])
     if upload is not None and st.button("Read this snapshot", type="primary"):
         # The sources read paths: keep the upload in a file that outlives this run (the cache refers to it).
         suffix = ".tar.gz" if upload.name.endswith((".tar.gz", ".tgz")) else Path(upload.name).suffix
         with tempfile.NamedTemporaryFile(prefix="meshstep-", suffix=suffix, delete=False) as f:
             f.write(upload.getvalue())
-        _switch(f.name)
+        _switch(f.name, upload.name)
+    # The app runs where the files are (`meshstep ui` is local): a path also reads a directory of manifests.
+    path = st.text_input("…or a file or directory on the machine running meshstep ui",
+                         placeholder="/path/to/snapshot.yaml")
+    if st.button("Read this path", disabled=not path.strip()):
+        _switch(path.strip())
 else:
     st.caption("A context of your kubeconfig; the app reads the cluster with your credentials (read-only).")
     context = st.text_input("Context name", placeholder="e.g. kind-istio")
