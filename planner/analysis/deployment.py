@@ -1,5 +1,5 @@
 """Deployment checks (istioctl's deployment analyzers): a workload behind several Services that disagree on a
-port's protocol or on which port reaches a target port."""
+port's protocol or on which port reaches a target port, and application pods running as the proxy's UID."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -13,7 +13,7 @@ from planner.analysis.common import (
     services_selecting,
 )
 from planner.inventory import Inventory
-from planner.model import Ref, Service, Workload
+from planner.model import PodSpecSummary, Ref, Service, Workload
 
 
 def _meshed_deployments(inv: Inventory) -> list[tuple[Workload, list[Service]]]:
@@ -69,3 +69,36 @@ def conflicting_ports(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 yield _ref(ctx.inventory, w), (f"This deployment {w.name} is associated with multiple services "
                                                f"{sorted(names[target])} using targetPort {target!r} but different "
                                                f"ports: {sorted(seen)}.")
+
+
+# The UID the sidecar proxy runs as: iptables lets this UID's traffic out unredirected, so an app running as it
+# bypasses the proxy entirely.
+PROXY_UID = 1337
+_NOT_APPS = frozenset({"istio-proxy", "istio-operator"})
+
+
+def _istio_control_plane(labels: dict[str, str]) -> bool:
+    """Istio's own components (istioctl skips them): labelled `istio: …` or `release: istio`."""
+    return "istio" in labels or labels.get("release") == "istio"
+
+
+def _runs_as_proxy_uid(template: PodSpecSummary) -> bool:
+    """The pod's securityContext, or one of its app containers' (not the proxy's own), sets runAsUser 1337."""
+    return template.run_as_user == PROXY_UID or any(
+        c.run_as_user == PROXY_UID for c in template.containers if c.name not in _NOT_APPS)
+
+
+@check("IST0144", "InvalidApplicationUID", "warning",
+       "Run the application as another user (securityContext.runAsUser of the pod and its containers): UID 1337 is "
+       "the sidecar proxy's, and traffic from it bypasses the proxy.")
+def application_uid(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    inv = ctx.inventory
+    text = "User ID (UID) 1337 is reserved for the sidecar proxy."
+    for pod in inv.pods:
+        if not _istio_control_plane(pod.labels) and _runs_as_proxy_uid(pod.spec):
+            yield Ref("Pod", pod.namespace if pod.namespace_given else None, pod.name), text
+    for d in inv.of_kind("Deployment"):
+        w = inv.workload(d.namespace or "default", "Deployment", d.name)
+        if w is not None and w.template is not None and not _istio_control_plane(d.labels) \
+                and _runs_as_proxy_uid(w.template):
+            yield Ref("Deployment", d.namespace, d.name), text

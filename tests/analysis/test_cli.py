@@ -80,5 +80,5 @@ def test_input_errors_exit_2_with_a_clear_message(capsys, tmp_path, argv, says):
     listing = tmp_path / "list.yaml"
     listing.write_text("- a\n- b\n")
     subst = {"FILE": str(FIXTURES / "mesh.yaml"), "MISSING": str(tmp_path / "nope.yaml"), "LIST": str(listing)}
-    code, out, err = run(capsys, *[subst.get(a, a) for a in argv])
+    code, _out, err = run(capsys, *[subst.get(a, a) for a in argv])
     assert code == 2 and says in err and "Traceback" not in err

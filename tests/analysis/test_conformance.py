@@ -21,7 +21,7 @@ def test_istioctl_conformance_does_not_drop(tmp_path):
     rows_file = tmp_path / "rows.json"
     proc = subprocess.run(
         [sys.executable, str(TOOL), "--cmd", f"{sys.executable} -m app.cli", "--jobs", "8", "--json", str(rows_file)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
     score = proc.stdout.strip().splitlines()[-1]
     m = re.search(r"(\d+)/(\d+) cases pass; messages precision ([\d.]+) recall ([\d.]+)", score)
     assert m, f"no score line in the tool's output: {proc.stdout[-500:]} {proc.stderr[-500:]}"
