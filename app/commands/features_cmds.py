@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from app.commands import (
+    ClusterOpt,
     DbOpt,
     Format,
     FormatOpt,
     SourceOpt,
     cli,
+    cluster_name,
     emit_json,
     emit_table,
     load_inventory,
@@ -27,9 +29,6 @@ if TYPE_CHECKING:
 
 ScopeOpt = Annotated[str, typer.Option("--scope", help="'mesh' or a namespace.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="A parameter, key=value (repeatable).")]
-StatusClusterOpt = Annotated[str | None, typer.Option(
-    "--cluster", help="The cluster the records are kept under (default: the source's name, as the app uses; "
-                      "'demo' for the bundled demo).")]
 
 
 def _feature(feature_id: str) -> Feature:
@@ -90,7 +89,7 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
 
 
 @cli.command("status")
-def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: StatusClusterOpt = None,
+def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt = None,
                format: FormatOpt = Format.table) -> None:
     """What is on where: observed in the cluster, recorded as flags, and where the two disagree (drift)."""
     from features.base import registry
@@ -98,7 +97,7 @@ def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: StatusCluste
 
     inv = load_inventory(source)
     observed = [o for f in registry().values() for o in f.detect(inv)]
-    name = cluster or inv.source
+    name = cluster_name(cluster, source)  # as `meshstep flags` and the app key records
     with open_store(db) as store:
         status = recorded_and_drift(store, name, observed)
     report = {"cluster": name,

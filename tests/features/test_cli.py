@@ -1,0 +1,211 @@
+"""`meshstep features`, `meshstep render` and `meshstep status` through the real entry point (app.cli.main)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from app.cli import main
+from features.base import registry
+from state.drift import OBSERVED_NOT_RECORDED, PARAMS_DIFFER, RECORDED_NOT_OBSERVED
+
+
+@pytest.fixture
+def run(capsys, monkeypatch, tmp_path):
+    """`meshstep ARGS` → (exit status, stdout, stderr), on a machine without a cluster (default source: demo)."""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("MESHSTEP_DATABASE_URL", raising=False)
+    monkeypatch.delenv("MESHSTEP_ACTOR", raising=False)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+@pytest.fixture
+def db(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'x.db'}"
+
+
+def objects(text: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(text) if d is not None]
+
+
+# ---------------------------------------------------------------- features
+
+
+def test_features_json_is_the_catalog(run):
+    code, out, err = run("features", "--format", "json")
+    assert (code, err) == (0, "")
+    feats = json.loads(out)
+    assert [f["id"] for f in feats] == list(registry())
+    for f in feats:
+        assert {"id", "title", "category", "depends_on", "params"} <= set(f)
+        assert f["category"] in ("install", "traffic", "observability", "security")
+        assert all(d in registry() for d in f["depends_on"])
+        assert all({"name", "type", "default", "help"} <= set(p) for p in f["params"])
+    shifting = next(f for f in feats if f["id"] == "traffic-shifting")
+    assert shifting["depends_on"] == ["request-routing"]
+    weight = next(p for p in shifting["params"] if p["name"] == "weight")
+    assert (weight["type"], weight["default"]) == ("int", 10)
+
+
+def test_features_table_lists_every_feature_with_its_dependencies(run):
+    code, out, _ = run("features")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["ID", "TITLE", "CATEGORY"]
+    row = next(line for line in lines if line.startswith("authorization-policy "))
+    assert "mtls-strict" in row and "allow_namespaces" in row
+    assert len(lines) == 1 + len(registry())
+
+
+# ---------------------------------------------------------------- render
+
+
+def test_render_prints_the_objects_as_yaml(run):
+    code, out, err = run("render", "traffic-shifting", "--scope", "shop", "--set", "weight=25", "--source", "demo")
+    assert code == 0, err
+    docs = objects(out)
+    assert sorted((d["kind"], d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs) == [
+        ("DestinationRule", "shop", "reviews"), ("VirtualService", "shop", "reviews")]
+    vs = next(d for d in docs if d["kind"] == "VirtualService")
+    assert [(r["destination"]["subset"], r["weight"]) for r in vs["spec"]["http"][0]["route"]] == [("v1", 75),
+                                                                                                    ("v2", 25)]
+    assert "# meshstep: traffic-shifting, scope shop" in out and "weight=25" in out
+
+
+def test_render_label_change_has_its_kubectl_command_as_comments(run):
+    code, out, _ = run("render", "sidecar-injection", "--scope", "legacy", "--source", "demo")
+    assert code == 0
+    (ns,) = objects(out)
+    assert (ns["kind"], ns["metadata"]["name"], ns["metadata"]["labels"]["istio.io/rev"]) == (
+        "Namespace", "legacy", "default")
+    assert "# kubectl label namespace legacy istio.io/rev=default --overwrite" in out.splitlines()
+    assert "# existing pods in legacy keep their current data plane until restarted" in out
+
+
+def test_render_rollback_deletes_what_render_creates_and_restores_what_it_changes(run, demo_inventory):
+    code, out, _ = run("render", "mtls-strict", "--scope", "shop", "--source", "demo", "--rollback")
+    assert code == 0
+    assert objects(out) == []
+    assert "# kubectl delete peerauthentication default -n shop" in out
+    code, out, _ = run("render", "traffic-shifting", "--scope", "shop", "--source", "demo", "--rollback")
+    assert code == 0
+    vs = next(d for d in objects(out) if d["kind"] == "VirtualService")
+    # the reviews VirtualService as the demo has it (planner/demo/config.yaml): every request to v1
+    assert vs["spec"] == demo_inventory.get("VirtualService", "shop", "reviews").raw["spec"]
+    assert vs["spec"]["http"] == [{"route": [{"destination": {"host": "reviews", "subset": "v1"}, "weight": 100}]}]
+    assert "rollback of traffic-shifting" in out
+
+
+def test_render_prints_gate_warnings_on_stderr_not_in_the_yaml(run):
+    code, out, err = run("render", "sidecar-injection", "--scope", "legacy", "--source", "demo")
+    assert code == 0
+    assert "MST0101" in err and "MST0101" not in out
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["render", "trafic-shifting", "--scope", "shop"], "unknown feature 'trafic-shifting': did you mean traffic-shifting"),
+    (["render", "nothing-like-it", "--scope", "shop"], "unknown feature 'nothing-like-it': see `meshstep features`"),
+    (["render", "traffic-shifting", "--scope", "shop", "--set", "wieght=5"],
+     "traffic-shifting: unknown parameter(s) wieght; it takes: service, strategy, stable, canary, weight"),
+    (["render", "traffic-shifting", "--scope", "shop", "--set", "weight=abc"],
+     "traffic-shifting: weight='abc' is not a valid int"),
+    (["render", "traffic-shifting", "--scope", "shop", "--set", "weight=150"],
+     "traffic-shifting: weight=150 must be between 0 and 100"),
+    (["render", "traffic-shifting", "--scope", "shop", "--set", "strategy=big-bang"],
+     "traffic-shifting: strategy='big-bang': choose one of canary, blue-green, header"),
+    (["render", "traffic-shifting", "--scope", "shop", "--set", "weight"], "--set 'weight': write it as key=value"),
+    (["render", "traffic-shifting", "--scope", "nope"], "traffic-shifting: namespace 'nope' is not in the cluster"),
+    (["render", "traffic-shifting"], "traffic-shifting is turned on per namespace: pass --scope NAMESPACE"),
+    (["render", "traffic-shifting", "--scope", "payments"],
+     ("traffic-shifting cannot be turned on in payments: MST0003 traffic-shifting depends on request-routing, "
+      "which is not on in payments")),
+    (["render", "authorization-policy", "--scope", "shop"],
+     "authorization-policy cannot be turned on in shop: MST0003 authorization-policy depends on mtls-strict"),
+    (["render", "ingress-gateway", "--scope", "shop"],
+     "ingress-gateway: the rendered Gateway shop/shop-ingress would be flagged by analysis: IST0145"),
+    (["render", "egress-service-entry", "--scope", "shop"], "egress-service-entry needs --set host=NAME"),
+])
+def test_render_refusals_are_one_clear_line_and_exit_2(run, argv, says):
+    code, out, err = run(*argv, "--source", "demo")
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"error: {says}"), err
+    assert err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- status
+
+
+def test_status_json_shape(run, db, demo_inventory):
+    code, out, err = run("status", "--source", "demo", "--db", db, "--format", "json")
+    assert (code, err) == (0, "")
+    status = json.loads(out)
+    assert {"observed", "recorded", "drift"} <= set(status)
+    assert status["recorded"] == []
+    for o in status["observed"]:
+        assert set(o) == {"feature", "scope", "evidence"} and o["feature"] in registry()
+        assert o["evidence"] and all(isinstance(e, str) for e in o["evidence"])
+    want = [{"feature": o.feature, "scope": o.scope, "evidence": o.evidence}
+            for f in registry().values() for o in f.detect(demo_inventory)]
+    assert status["observed"] == want
+    assert {"feature": "sidecar-injection", "scope": "shop", "evidence": ["Namespace shop"]} in status["observed"]
+    # nothing recorded yet: everything observed is drift of one kind
+    assert {(d["feature"], d["scope"]) for d in status["drift"]} == {(o["feature"], o["scope"])
+                                                                    for o in status["observed"]}
+    assert {d["kind"] for d in status["drift"]} == {OBSERVED_NOT_RECORDED}
+
+
+def test_status_after_flags_set_shows_recorded_and_drift(run, db):
+    assert run("flags", "set", "mtls-strict", "--scope", "shop", "--reason", "encrypt", "--db", db)[0] == 0
+    assert run("flags", "set", "sidecar-injection", "--scope", "shop", "--reason", "mesh it", "--db", db)[0] == 0
+    assert run("flags", "set", "egress-service-entry", "--scope", "payments", "--set", "host=api.paypal.com",
+               "--reason", "switch provider", "--db", db)[0] == 0
+
+    code, out, _ = run("status", "--source", "demo", "--db", db, "--format", "json")
+    assert code == 0
+    status = json.loads(out)
+    assert status["cluster"] == "demo"  # what `meshstep flags` records under by default
+    assert sorted((f["feature"], f["scope"], f["state"]) for f in status["recorded"]) == [
+        ("egress-service-entry", "payments", "on"), ("mtls-strict", "shop", "on"),
+        ("sidecar-injection", "shop", "on")]
+    drift = {(d["feature"], d["scope"]): d for d in status["drift"]}
+    assert drift[("mtls-strict", "shop")]["kind"] == RECORDED_NOT_OBSERVED
+    assert drift[("egress-service-entry", "payments")]["kind"] == PARAMS_DIFFER
+    assert "recorded 'api.paypal.com', observed 'api.stripe.com'" in drift[("egress-service-entry", "payments")]["detail"]
+    assert ("sidecar-injection", "shop") not in drift  # recorded and observed: no drift
+    assert drift[("sidecar-injection", "payments")]["kind"] == OBSERVED_NOT_RECORDED
+
+
+def test_status_cluster_option_reads_another_clusters_records(run, db):
+    assert run("flags", "set", "mtls-strict", "--scope", "shop", "--reason", "x", "--cluster", "prod",
+               "--db", db)[0] == 0
+    _, out, _ = run("status", "--source", "demo", "--db", db, "--format", "json")
+    assert json.loads(out)["recorded"] == []
+    _, out, _ = run("status", "--source", "demo", "--db", db, "--cluster", "prod", "--format", "json")
+    assert [(f["feature"], f["scope"]) for f in json.loads(out)["recorded"]] == [("mtls-strict", "shop")]
+
+
+def test_status_table(run, db):
+    assert run("flags", "set", "mtls-strict", "--scope", "shop", "--reason", "x", "--db", db)[0] == 0
+    code, out, _ = run("status", "--source", "demo", "--db", db)
+    assert code == 0
+    sections = out.split("\n\n")
+    assert [s.splitlines()[0] for s in sections[1:]] == ["OBSERVED", "RECORDED", "DRIFT"]
+    assert "mtls-strict" in sections[2] and RECORDED_NOT_OBSERVED in sections[3]
+
+
+def test_status_and_flags_default_to_the_same_cluster(run, db):
+    """Neither --source nor --cluster: both fall back to the default source (demo without a kubeconfig)."""
+    assert run("flags", "set", "mtls-strict", "--scope", "shop", "--reason", "x", "--db", db)[1].endswith(
+        "on demo: on (version 1)\n")
+    _, out, _ = run("status", "--db", db, "--format", "json")
+    assert json.loads(out)["cluster"] == "demo"
+    assert [(f["feature"], f["scope"]) for f in json.loads(out)["recorded"]] == [("mtls-strict", "shop")]
