@@ -23,6 +23,9 @@ def _switch(src: str, shown: str | None = None) -> None:
     try:
         ui.load(src)
     except MeshstepError as e:
+        if shown:  # an upload: its temporary copy is of no further use, and its path means nothing to the user
+            Path(src).unlink(missing_ok=True)
+            e = str(e).replace(src, shown)
         st.error(f"Cannot read **{shown or src}**: {e}\n\nStill reading **{ui.source()}**: fix the file, or choose "
                  "another source.", icon=":material/error:")
         return
