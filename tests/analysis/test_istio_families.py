@@ -76,3 +76,93 @@ def test_application_uid_1337_is_reported_once_per_pod_or_deployment(tmp_path):
     assert found(msgs) == Counter({"Pod pod-level": 1, "Deployment shop/both-levels": 1})
     assert all(m.level == "warning" and m.message == "User ID (UID) 1337 is reserved for the sidecar proxy."
                and m.hint for m in msgs)
+
+
+# ---------------------------------------------------------------- annotations (IST0107, IST0108, IST0125, IST0135)
+
+ANNOTATED = """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  annotations: {kubernetes.io/ingress.class: istio, galley.istio.io/analyze-suppress: IST0102}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+  annotations: {networking.istio.io/exportTo: ".", networking.istio.io/exportToo: "*", example.com/x: "1"}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  annotations: {sidecar.istio.io/proxyCPU: 100m}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations: {sidecar.istio.io/proxyCPU: lots}
+    spec: {containers: [{name: web, image: web}]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-1
+  namespace: shop
+  labels: {app: web}
+  annotations:
+    sidecar.istio.io/proxyCPU: lots
+    traffic.sidecar.istio.io/includeOutboundIPRanges: "10.0.0.0/8,10.1.2.3"
+    traffic.sidecar.istio.io/excludeInboundPorts: "15020, 8080"
+    sidecar.istio.io/interceptionMode: TPROXY
+    sidecar.istio.io/inject: "true"
+    sidecar.istio.io/status: "{}"
+    istio.io/rev: canary
+spec: {containers: [{name: web, image: web}]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-2
+  namespace: shop
+  labels: {app: web, sidecar.istio.io/inject: "true"}
+  annotations: {sidecar.istio.io/inject: "true", readiness.status.sidecar.istio.io/periodSeconds: "-1"}
+spec: {containers: [{name: web, image: web}]}
+"""
+
+
+def test_unknown_annotation_only_in_istios_namespace(tmp_path):
+    msgs = run(tmp_path, ANNOTATED, "IST0108")
+    assert [(str(m.ref), m.message) for m in msgs] == [
+        ("Service shop/web", "Unknown annotation: networking.istio.io/exportToo")]
+
+
+def test_misplaced_annotation_names_the_kinds_it_belongs_on(tmp_path):
+    msgs = run(tmp_path, ANNOTATED, "IST0107")
+    assert sorted((str(m.ref), m.message) for m in msgs) == [
+        ("Deployment shop/web", "Misplaced annotation: sidecar.istio.io/proxyCPU can only be applied to Pod"),
+        ("Namespace shop", "Misplaced annotation: kubernetes.io/ingress.class can only be applied to Ingress")]
+
+
+def test_invalid_annotation_values_as_the_injector_validates_them(tmp_path):
+    msgs = run(tmp_path, ANNOTATED, "IST0125")
+    # The Deployment's own (misplaced) annotation is not validated; its pod template is not a Pod the analyzer
+    # reads. A CIDR without a prefix length and a negative period are rejected, spaced port lists are not.
+    got = sorted((str(m.ref), m.message.split(":", 1)[0]) for m in msgs)
+    assert got == [
+        ("Pod shop/web-1", "Invalid annotation sidecar.istio.io/proxyCPU"),
+        ("Pod shop/web-1", "Invalid annotation traffic.sidecar.istio.io/includeOutboundIPRanges"),
+        ("Pod shop/web-2", "Invalid annotation readiness.status.sidecar.istio.io/periodSeconds")]
+    assert any("10.1.2.3" in m.message for m in msgs)
+
+
+def test_deprecated_inject_annotation_is_quiet_when_the_label_is_also_set(tmp_path):
+    msgs = run(tmp_path, ANNOTATED, "IST0135")
+    assert [(str(m.ref), m.level, m.message) for m in msgs] == [
+        ("Pod shop/web-1", "info", ('Annotation "sidecar.istio.io/inject" has been deprecated in favor of the '
+                                   '"sidecar.istio.io/inject" label and may not work in future Istio versions.'))]
