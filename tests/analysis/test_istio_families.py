@@ -166,3 +166,47 @@ def test_deprecated_inject_annotation_is_quiet_when_the_label_is_also_set(tmp_pa
     assert [(str(m.ref), m.level, m.message) for m in msgs] == [
         ("Pod shop/web-1", "info", ('Annotation "sidecar.istio.io/inject" has been deprecated in favor of the '
                                    '"sidecar.istio.io/inject" label and may not work in future Istio versions.'))]
+
+
+# ---------------------------------------------------------------- IST0002 Deprecated (fields)
+
+DEPRECATED = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: old-delay, namespace: shop}
+spec:
+  hosts: [web]
+  http:
+  - fault: {delay: {percent: 10, fixedDelay: 1s}}
+    route: [{destination: {host: web}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: new-delay, namespace: shop}
+spec:
+  hosts: [web]
+  http:
+  - fault: {delay: {percentage: {value: 10}, fixedDelay: 1s}}
+    route: [{destination: {host: web}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: egress, namespace: shop}
+spec:
+  outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: proxy.example.com, port: {number: 3128}}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: plain, namespace: other}
+spec:
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+"""
+
+
+def test_deprecated_fields_of_virtual_services_and_sidecars(tmp_path):
+    msgs = run(tmp_path, DEPRECATED, "IST0002")
+    assert sorted((str(m.ref), m.message) for m in msgs) == [
+        ("Sidecar shop/egress", "Deprecated: OutboundTrafficPolicy.EgressProxy ignored"),
+        ("VirtualService shop/old-delay",
+         "Deprecated: HTTPRoute.fault.delay.percent is deprecated; use HTTPRoute.fault.delay.percentage")]
+    assert all(m.level == "warning" and m.hint for m in msgs)
