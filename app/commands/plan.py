@@ -23,7 +23,6 @@ from app.commands import (
     parse_param,
 )
 from planner import plan as planner
-from state import planning
 
 plan_app = typer.Typer(help="Staged adoption: one Istio feature at a time, gated, verified, reversible.",
                        no_args_is_help=True)
@@ -42,6 +41,8 @@ def plan_new(
     format: FormatOpt = Format.table,
 ) -> None:
     """Make a plan for a cluster from a template; stages already on are recognised as done."""
+    from state import planning  # sqlmodel and alembic: loaded only by the commands that use them
+
     inv = load_inventory(source)
     ns = [n.strip() for n in namespaces.split(",") if n.strip()] if namespaces else None
     with open_store(db) as store:
@@ -53,11 +54,15 @@ def plan_new(
 def plan_show(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
               format: FormatOpt = Format.table) -> None:
     """The plan's stages and where each stands."""
+    from state import planning
+
     with open_store(db) as store:
         _show(planning.find_plan(store, cluster_name(cluster, source), name), format)
 
 
 def _show(p, format: Format) -> None:
+    from state import planning
+
     stages = [{"order": s.order, "title": s.title, "features": list(dict.fromkeys(f["feature"] for f in s.features)),
                "scope": sorted({f["scope"] for f in s.features}), "status": s.status} for s in p.stages]
     if format == Format.json:
@@ -75,6 +80,8 @@ def _show(p, format: Format) -> None:
 def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
               format: FormatOpt = Format.table) -> None:
     """The current stage: its goal, its gate (with hints), and the YAML to apply."""
+    from state import planning
+
     inv = load_inventory(source)
     with open_store(db) as store:
         view = planning.next_view(planning.find_plan(store, cluster_name(cluster, inv.source), name), inv)
@@ -115,6 +122,8 @@ def plan_advance(
     actor: ActorOpt = None,
 ) -> None:
     """Move the current stage on: planned → ready (gate) → applied → verified (exit check) → done."""
+    from state import planning
+
     inv = load_inventory(source)
     with open_store(db) as store:
         p = planning.find_plan(store, cluster_name(cluster, inv.source), name)
@@ -129,6 +138,8 @@ def plan_rollback(
     actor: ActorOpt = None,
 ) -> None:
     """Roll back the stage in flight (else the last done): flags restored; prints the YAML that undoes it."""
+    from state import planning
+
     inv = load_inventory(source)
     with open_store(db) as store:
         p = planning.find_plan(store, cluster_name(cluster, inv.source), name)
@@ -149,6 +160,7 @@ def plan_add(
 ) -> None:
     """Append a stage to a plan (a `custom` plan is built this way); order rules are enforced."""
     from features.base import get, validate_params
+    from state import planning
 
     feat = get(feature)
     params = validate_params(feat, dict(parse_param(s) for s in sets or []))
@@ -165,6 +177,8 @@ def plan_export(directory: Annotated[Path, typer.Argument(help="Where to write t
                 name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None,
                 db: DbOpt = None) -> None:
     """Write every stage's YAML and rollback as files, ready for a GitOps repository."""
+    from state import planning
+
     inv = load_inventory(source)
     with open_store(db) as store:
         p = planning.find_plan(store, cluster_name(cluster, inv.source), name)
