@@ -51,7 +51,7 @@ def test_table_groups_by_kind_with_hint_and_reference_page(capsys):
     assert "Warning" in lines[i] and "(DestinationRule shop/payments)" in lines[i]
     assert lines[i + 1].strip().startswith("hint: ")
     assert lines[i + 2].strip() == "see https://istio.io/latest/docs/reference/config/analysis/ist0174/"
-    assert lines[-1].startswith("8 errors, 2 warnings")
+    assert lines[-1].startswith("8 errors, 3 warnings")
 
 
 def test_suppress_flag_hides_matching_messages_and_can_clear_errors(capsys):

@@ -210,3 +210,65 @@ def test_deprecated_fields_of_virtual_services_and_sidecars(tmp_path):
         ("VirtualService shop/old-delay",
          "Deprecated: HTTPRoute.fault.delay.percent is deprecated; use HTTPRoute.fault.delay.percentage")]
     assert all(m.level == "warning" and m.hint for m in msgs)
+
+
+# ---------------------------------------------------------------- IST0130 / IST0131 unreachable rules and matches
+
+ROUTES = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api, namespace: shop}
+spec:
+  hosts: [api]
+  http:
+  - name: v1
+    match:
+    - {name: first, uri: {prefix: /api/v1}}
+    route: [{destination: {host: api, subset: v1}}]
+  - name: v1-products
+    match:
+    - uri: {prefix: /api/v1/products}
+    - uri: {prefix: /api/v1/products}
+      method: {exact: POST}
+    route: [{destination: {host: api, subset: v2}}]
+  - name: again
+    match:
+    - {name: renamed, uri: {prefix: /api/v1}}
+    route: [{destination: {host: api, subset: v3}}]
+  - route: [{destination: {host: api}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ordered, namespace: shop}
+spec:
+  hosts: [api]
+  http:
+  - match: [{uri: {prefix: /api/v1/products}}]
+    route: [{destination: {host: api, subset: v2}}]
+  - match: [{uri: {prefix: /api/v1}}]
+    route: [{destination: {host: api, subset: v1}}]
+  - match: [{uri: {prefix: /api/v1/products}, headers: {x-canary: {exact: "1"}}}]
+    route: [{destination: {host: api, subset: v3}}]
+  tcp:
+  - route: [{destination: {host: db}}]
+  - route: [{destination: {host: db2}}]
+"""
+
+
+def test_rule_whose_matches_all_come_earlier_is_unreachable(tmp_path):
+    msgs = run(tmp_path, ROUTES, "IST0130")
+    assert sorted((str(m.ref), m.message) for m in msgs) == [
+        ("VirtualService shop/api", 'VirtualService rule "again" not used (all matches used by prior rules).'),
+        ("VirtualService shop/ordered", "VirtualService rule #1 not used (only the last rule can have no matches).")]
+
+
+def test_duplicate_and_prefix_covered_matches_are_ineffective(tmp_path):
+    msgs = run(tmp_path, ROUTES, "IST0131")
+    # A match's name does not make it a different match; a longer prefix after a shorter one with the same method
+    # is covered, one with another method or after it in the list (the `ordered` VirtualService) is not.
+    assert sorted((str(m.ref), m.message) for m in msgs) == [
+        ("VirtualService shop/api", ('VirtualService rule "again" match "renamed" is not used (duplicate/overlapping '
+                                    'match in rule "v1").')),
+        ("VirtualService shop/api", ('VirtualService rule "v1-products" match #0 of prefix /api/v1/products is not '
+                                    'used (duplicate/overlapping match in rule "first" of prefix /api/v1 on "v1").'))]
+    assert all(m.level == "info" for m in msgs)
