@@ -272,3 +272,85 @@ def test_duplicate_and_prefix_covered_matches_are_ineffective(tmp_path):
         ("VirtualService shop/api", ('VirtualService rule "v1-products" match #0 of prefix /api/v1/products is not '
                                     'used (duplicate/overlapping match in rule "first" of prefix /api/v1 on "v1").'))]
     assert all(m.level == "info" for m in msgs)
+
+
+# ---------------------------------------------------------------- IST0166 / IST0176 Kubernetes Gateway API
+
+K8S_GATEWAY = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-gw-istio-1
+  namespace: shop
+  labels: {gateway.networking.k8s.io/gateway-name: web-gw, app: gw}
+spec: {containers: [{name: istio-proxy, image: proxyv2}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: by-selector, namespace: shop}
+spec: {selector: {matchLabels: {app: gw}}, action: DENY, rules: [{}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: by-target, namespace: shop}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: web-gw}]
+  action: DENY
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: other-namespace, namespace: other}
+spec: {selector: {matchLabels: {app: gw}}}
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: other-app, namespace: shop}
+spec: {selector: {matchLabels: {app: web}}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: grpcroutes.gateway.networking.k8s.io
+  annotations: {gateway.networking.k8s.io/bundle-version: v1.0.0-rc1}
+spec:
+  group: gateway.networking.k8s.io
+  names: {kind: GRPCRoute, plural: grpcroutes}
+  versions: [{name: v1alpha2, served: true, storage: true}]
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: httproutes.gateway.networking.k8s.io
+  annotations: {gateway.networking.k8s.io/bundle-version: v0.1.0}
+spec:
+  group: gateway.networking.k8s.io
+  names: {kind: HTTPRoute, plural: httproutes}
+  versions: [{name: v1, served: true, storage: true}]
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: tlsroutes.gateway.networking.k8s.io
+  annotations: {gateway.networking.k8s.io/bundle-version: v1.5.0}
+spec:
+  group: gateway.networking.k8s.io
+  names: {kind: TLSRoute, plural: tlsroutes}
+  versions: [{name: v1, served: true, storage: true}]
+"""
+
+
+def test_selector_picking_a_kubernetes_gateway_pod_is_ineffective(tmp_path):
+    msgs = run(tmp_path, K8S_GATEWAY, "IST0166")
+    assert [(str(m.ref), m.message) for m in msgs] == [
+        ("AuthorizationPolicy shop/by-selector",
+         "Ineffective selector on Kubernetes Gateway web-gw. Use the TargetRef field instead.")]
+
+
+def test_gateway_api_crd_below_istios_minimum_bundle_version(tmp_path):
+    msgs = run(tmp_path, K8S_GATEWAY, "IST0176")
+    # httproutes has no minimum; tlsroutes is at it; grpcroutes' pre-release of 1.0.0 is below 1.1.0.
+    assert [(str(m.ref), m.message.split(";")[0]) for m in msgs] == [
+        ("CustomResourceDefinition grpcroutes.gateway.networking.k8s.io",
+         ('Gateway API CRD "grpcroutes.gateway.networking.k8s.io" is at version "1.0.0-rc1" but Istio requires at '
+         'least "1.1.0"'))]
