@@ -11,9 +11,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from features.base import Observation, registry
+from planner import explain
 from planner.errors import MeshstepError
 from planner.inventory import Inventory, build_inventory
 from planner.sources import default_source, load_snapshot
@@ -41,15 +43,22 @@ def set_source(value: str) -> None:
     st.session_state[_SOURCE_KEY] = value
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
+# cache_resource, not cache_data: an Inventory is immutable (changes make a new one), and cache_data would pickle
+# it on every hit — 3 s for a 10,000-pod cluster, on every page of every rerun (benchmarks/app.py).
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _inventory(src: str) -> Inventory:
     return build_inventory(load_snapshot(src))
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def _observations(src: str) -> list[Observation]:
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _observations(src: str) -> tuple[Observation, ...]:
     inv = _inventory(src)
-    return [o for f in registry().values() for o in f.detect(inv)]
+    return tuple(o for f in registry().values() for o in f.detect(inv))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _report(src: str) -> dict[str, Any]:
+    return _inventory(src).report()
 
 
 def load(src: str) -> Inventory:
@@ -57,6 +66,53 @@ def load(src: str) -> Inventory:
     # Reading a live cluster of thousands of pods takes seconds: say so while it happens.
     with st.spinner(f"Reading {src}…"):
         return _inventory(src)
+
+
+# Kept here, not in the page: `meshstep ui` makes them while the server starts (warm_up).
+@st.cache_resource(show_spinner=False, max_entries=4)  # shared, never changed: not copied on each hit
+def _inventory_tables(reading: tuple[str, int]) -> dict[str, pd.DataFrame]:
+    """The Inventory page's four tables for one reading of the source, built once: a 10,000-pod cluster is not
+    re-tabulated on every click."""
+    inv = _inventory(reading[0])
+    pods = []
+    for p in inv.pods:
+        mesh = explain.mesh_status(inv, p.spec, p.namespace, p)
+        pods.append({"namespace": p.namespace, "pod": p.name, "workload": f"{p.workload_kind}/{p.workload_name}",
+                     "phase": p.phase, "ready": p.ready, "in mesh": mesh.in_mesh, "mode": mesh.mode,
+                     "proxy": p.sidecar.version if p.sidecar else None, "node": p.node, "why": mesh.reason})
+    pod_frame = pd.DataFrame(pods)
+    meshed = pod_frame.groupby("namespace")["in mesh"].sum() if pods else pd.Series(dtype=int)
+    namespaces = [r | {"pods in mesh": int(meshed.get(r["name"], 0))} for r in inv.namespace_rows()]
+    in_mesh = {(p.namespace, p.name): m for p, m in zip(inv.pods, pod_frame["in mesh"] if pods else ())}
+    workloads = [{"namespace": w.namespace, "kind": w.kind, "workload": w.name, "pods": len(w.pods),
+                  "pods in mesh": sum(in_mesh.get((w.namespace, n), False) for n in w.pods)}
+                 for w in inv.workloads]
+    services = []
+    for s in inv.services:
+        selected = inv.pods_of_service(s)
+        services.append({"namespace": s.namespace, "service": s.name, "type": s.type,
+                         "ports": ", ".join(f"{p.port}/{p.istio_protocol}" for p in s.ports),
+                         "pods": len(selected), "pods in mesh": sum(in_mesh[(p.namespace, p.name)] for p in selected)})
+    return {"Namespaces": pd.DataFrame(namespaces).rename(columns={"name": "namespace",
+                                                                    "pods_with_sidecar": "pods with a sidecar"}),
+            "Workloads": pd.DataFrame(workloads), "Pods": pod_frame, "Services": pd.DataFrame(services)}
+
+
+def inventory_tables() -> dict[str, pd.DataFrame]:
+    """The Inventory page's tables (Namespaces, Workloads, Pods, Services) for the current source; read them, do
+    not change them (they are shared by every session)."""
+    return _inventory_tables(reading())
+
+
+def warm_up(src: str | None, db: str | None) -> None:
+    """Open the database and read `src` (default: as source() would choose) into the caches the pages use (what
+    `meshstep ui` does while the server starts); raises MeshstepError."""
+    _store(db)
+    src = src or default_source()
+    _inventory(src)
+    _observations(src)
+    _report(src)
+    _inventory_tables((src, _readings()["count"]))
 
 
 def inventory() -> Inventory:
@@ -71,15 +127,35 @@ def inventory() -> Inventory:
     return inv
 
 
-def observations() -> list[Observation]:
+def observations() -> tuple[Observation, ...]:
     """Where detection finds each feature on, for the current source."""
     return _observations(source())
 
 
+def report() -> dict[str, Any]:
+    """The current source's inventory report (`meshstep inventory --format json`), made once per source; read
+    it, do not change it (it is shared by every session)."""
+    return _report(source())
+
+
+@st.cache_resource(show_spinner=False)
+def _readings() -> dict[str, int]:
+    return {"count": 0}
+
+
+def reading() -> tuple[str, int]:
+    """The current source and how many times the cluster was re-read: what a page keys its own caches on, so that
+    **Re-read the cluster** refreshes them too."""
+    return source(), _readings()["count"]
+
+
 def refresh() -> None:
     """Forget every cached inventory, so the next page reads the source again."""
+    _readings()["count"] += 1
     _inventory.clear()
     _observations.clear()
+    _report.clear()
+    _inventory_tables.clear()
     st.session_state.pop("recorded", None)
 
 

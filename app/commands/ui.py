@@ -1,10 +1,10 @@
 """`meshstep ui`: the web app (Streamlit) on this machine, reading the same source and database as the CLI."""
 from __future__ import annotations
 
+import importlib
+import logging
 import os
-import signal
-import subprocess
-import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -15,23 +15,29 @@ from app.commands import DbOpt, SourceOpt, cli
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
 
-def streamlit_command(port: int, address: str) -> list[str]:
-    """The `streamlit run` command line: headless (no browser opened), no usage statistics sent anywhere."""
-    return [sys.executable, "-m", "streamlit", "run", str(APP),
-            "--server.port", str(port), "--server.address", address, "--server.headless", "true",
+def streamlit_args(port: int, address: str) -> list[str]:
+    """`streamlit run` arguments: headless (no browser opened), no usage statistics sent anywhere."""
+    return ["run", str(APP), "--server.port", str(port), "--server.address", address, "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
             # A viewer's toolbar (no Deploy button); the installed app's files do not change while it runs.
             "--client.toolbarMode", "viewer", "--server.fileWatcherType", "none"]
 
 
-def streamlit_env(source: str | None, db: str | None) -> dict[str, str]:
-    """This process's environment, with the source and the database the app reads (app/ui.py)."""
-    env = dict(os.environ)
-    if source:
-        env["MESHSTEP_SOURCE"] = source
-    if db:
-        env["MESHSTEP_DATABASE_URL"] = db
-    return env
+def _warm_up() -> None:
+    """Import what the pages need and read the source while the server starts, so that the first page does not
+    wait for it (on a 10,000-pod cluster that is seconds: benchmarks/app.py). A page that asks meanwhile waits for
+    this reading instead of making its own (Streamlit locks a cached value while it is computed)."""
+    # Outside a script run, Streamlit warns on every st call; these calls only fill caches.
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
+    try:
+        # What the pages import, and pyarrow, which st.dataframe loads on first use (a second, cold).
+        for module in ("pandas", "pyarrow", "planner.explain", "state.audit", "state.drift", "state.planning"):
+            importlib.import_module(module)
+        from app import ui
+
+        ui.warm_up(os.environ.get(ui.SOURCE_ENV), os.environ.get("MESHSTEP_DATABASE_URL"))
+    except Exception:  # the page that needs it reads it again and shows the error the user can act on
+        logging.getLogger("meshstep.ui").debug("warm-up failed", exc_info=True)
 
 
 @cli.command()
@@ -43,14 +49,14 @@ def ui(
     source: SourceOpt = None, db: DbOpt = None,
 ) -> None:
     """Run the web app: overview, inventory, plan, features, components, audit (Ctrl-C stops it)."""
+    from streamlit.web import cli as streamlit_cli
+
+    # The app (app/ui.py) reads them from the environment: Streamlit passes no arguments to pages.
+    if source:
+        os.environ["MESHSTEP_SOURCE"] = source
+    if db:
+        os.environ["MESHSTEP_DATABASE_URL"] = db
     typer.echo(f"meshstep ui on http://{address}:{port}  (Ctrl-C to stop)", err=True)
-    proc = subprocess.Popen(streamlit_command(port, address), env=streamlit_env(source, db))
-    # Stopping `meshstep ui` stops the server: a service manager or a test sends SIGTERM to this process only.
-    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
-    while True:
-        try:
-            rc = proc.wait()
-            break
-        except KeyboardInterrupt:  # Streamlit got the same Ctrl-C and is stopping on its own
-            continue
-    raise typer.Exit(0 if rc in (0, -signal.SIGTERM, -signal.SIGINT) else rc)
+    threading.Thread(target=_warm_up, name="meshstep-warm-up", daemon=True).start()
+    # In this process (not a child): SIGTERM and Ctrl-C reach Streamlit's own handlers, which stop the server.
+    streamlit_cli.main(args=streamlit_args(port, address), prog_name="streamlit", standalone_mode=False)

@@ -12,10 +12,10 @@ from planner import explain
 inv = ui.inventory()
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def _overview(src: str) -> tuple[str, list[str]]:
-    """The communication graph (DOT) and the component ids present, once per source."""
-    report = explain.explain(ui.load(src))
+@st.cache_resource(show_spinner=False, max_entries=4)  # shared, never changed: not copied on each hit
+def _overview(reading: tuple[str, int]) -> tuple[str, list[str]]:
+    """The communication graph (DOT) and the component ids present, once per reading of the source."""
+    report = explain.explain(ui.load(reading[0]))
     return explain.to_dot(report.graph), [s.component.id for s in report.summaries]
 
 
@@ -34,7 +34,7 @@ def _demoted(markdown: str) -> str:
 
 
 st.title("Components")
-dot, components = _overview(ui.source())
+dot, components = _overview(ui.reading())
 if not components:
     st.info("No Istio component in this source: install Istio, or choose another source on the Settings page.")
     st.stop()

@@ -12,7 +12,7 @@ from state.drift import OBSERVED_NOT_RECORDED, recorded_and_drift
 inv = ui.inventory()
 store = ui.store()
 cluster = ui.cluster(inv)
-report = inv.report()
+report = ui.report()
 observed = ui.observations()
 status = recorded_and_drift(store, cluster, observed)
 

@@ -1,0 +1,132 @@
+"""Seconds from the HTTP request to the Overview and the Inventory pages fully rendered in headless Chromium, on
+the 10,000-pod synthetic cluster. Prints figures, not pass/fail (the target is under 3 s each).
+
+    python -m benchmarks.app [--snapshot FILE] [--pods 10000] [--runs 3]
+
+For each page, `meshstep ui` is started afresh on a free loopback port, with that snapshot as its source and a
+throwaway database, and a new browser profile opens the page:
+- cold: the first load, sent as soon as the server answers — nothing cached anywhere: the server reads and
+  builds the inventory (`meshstep ui` starts that at once; the page waits for it) and the page's tables, the
+  browser downloads the app's JavaScript;
+- new visitor: another browser profile then opens it: the server's caches are full, the browser's are empty;
+- warm: that browser loads it again (a new session: a reload, or a second visit): every cache is full.
+Each figure runs from `page.goto` until the page's content is drawn and the script run is over; "shell" is the
+part of it spent before Streamlit's frontend is up (JavaScript download and start, no server work).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+# What each page shows once it is drawn (the tables are canvases drawn after the script's run).
+PAGES = {"Overview": ("", '[data-testid="stMetric"]', 4), "Inventory": ("inventory", '[data-testid="stDataFrame"]', 1)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(snapshot: Path, tmp: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    log = (tmp / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "ui", "--port", str(port), "--source", str(snapshot),
+                             "--db", f"sqlite:///{tmp / 'state.db'}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
+                return proc, url
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit(f"meshstep ui exited:\n{(tmp / 'server.log').read_text()}")
+            time.sleep(0.2)
+    sys.exit("meshstep ui did not start within 60 s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()  # meshstep ui passes it on to streamlit
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+
+
+def _load(page: Page, url: str, selector: str, count: int) -> tuple[float, float]:
+    """Seconds from the request to `count` elements matching `selector` shown and the script run over, and the
+    seconds of it before the frontend was up."""
+    start = time.perf_counter()
+    page.goto(url, wait_until="commit")
+    page.wait_for_selector('[data-testid="stApp"]', timeout=300_000)
+    shell = time.perf_counter() - start
+    page.wait_for_function(f"() => document.querySelectorAll('{selector}').length >= {count}", timeout=300_000,
+                           polling=20)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=300_000,
+                           polling=20)
+    elapsed = time.perf_counter() - start
+    if page.get_by_test_id("stException").count() or page.get_by_test_id("stAlertContentError").count():
+        sys.exit(f"{url} shows an error: " + page.locator('[data-testid="stMain"]').inner_text()[:2000])
+    return elapsed, shell
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--snapshot", type=Path, help="a snapshot to read (default: generate the synthetic cluster)")
+    parser.add_argument("--pods", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3, help="warm loads per page (the median is printed)")
+    args = parser.parse_args(argv)
+    if not Path(CHROMIUM).exists():
+        sys.exit(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+
+    with tempfile.TemporaryDirectory(prefix="meshstep-bench-") as d:
+        tmp = Path(d)
+        snapshot = args.snapshot
+        if snapshot is None:
+            snapshot = tmp / "cluster.json"
+            subprocess.run([sys.executable, "-m", "benchmarks.synthetic", "--out", str(snapshot), "--pods",
+                            str(args.pods)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        print(f"snapshot {snapshot} ({snapshot.stat().st_size / 1e6:.0f} MB), {os.cpu_count()} CPUs")
+        results = {}
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            for name, (path, selector, count) in PAGES.items():
+                proc, url = _start(snapshot, tmp)
+                try:
+                    loads = []
+                    for _ in range(2):  # the first browser profile loads it cold, the second as a new visitor
+                        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                        page = context.new_page()
+                        loads.append(_load(page, f"{url}/{path}", selector, count))
+                    loads += [_load(page, f"{url}/{path}", selector, count) for _ in range(args.runs)]
+                    context.close()
+                    results[name] = loads
+                finally:
+                    _stop(proc)
+            browser.close()
+    print(f"{'seconds':<10}{'cold':>16}{'new visitor':>16}{'warm':>16}   (in brackets: the frontend's start; "
+          f"warm: median of {args.runs})")
+    for name, (cold, visitor, *warm) in results.items():
+        row = [cold, visitor, sorted(warm)[len(warm) // 2]]
+        print(f"{name:<10}" + "".join(f"{f'{total:.2f} ({shell:.2f})':>16}" for total, shell in row))
+    print("target < 3 s. cold: the server's first request, right after it started (it is still reading the "
+          "cluster);\nnew visitor: server caches full, browser cache empty; warm: the same browser loads it again.")
+
+
+if __name__ == "__main__":
+    main()
