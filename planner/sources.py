@@ -302,7 +302,10 @@ class _LiveReader:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                yield from item
+                if isinstance(item, tuple):  # (kind, page body): parsed here, one page at a time
+                    yield from self._items(*item)
+                else:
+                    yield from item
         finally:
             stop.set()
 
@@ -315,9 +318,9 @@ class _LiveReader:
             raise SourceError(f"cannot reach the Kubernetes API server at {self.server} ({self.where}): "
                               f"{_reason(e)}") from e
 
-    def _get(self, path: str, query: list[tuple[str, Any]], metadata_only: bool = False) -> Any:
-        """One GET through the client's auth and connection pool; the body is parsed with orjson, not the
-        client's typed models."""
+    def _get(self, path: str, query: list[tuple[str, Any]], metadata_only: bool = False) -> bytes:
+        """One GET through the client's auth and connection pool; the body is returned unparsed (orjson reads
+        it, not the client's typed models)."""
         accept = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
                   if metadata_only else "application/json")
         method, url, headers, _body, _post = self.client.param_serialize(
@@ -327,7 +330,7 @@ class _LiveReader:
         data = resp.read()
         if not 200 <= resp.status < 300:
             raise _HTTPStatus(resp.status, resp.reason)
-        return orjson.loads(data)
+        return data
 
     def _list(self, kind: Kind, visibility: Visibility, put: Callable[[Any], None],
               keep: bool = False) -> list[dict[str, Any]] | None:
@@ -341,7 +344,18 @@ class _LiveReader:
             if kind.label_selector:
                 query.append(("labelSelector", kind.label_selector))
             try:
-                page = self._get(kind.path, query, kind.metadata_only)
+                data = self._get(kind.path, query, kind.metadata_only)
+                if keep:
+                    page = orjson.loads(data)
+                    items = self._stamp(kind, page.get("items") or [])
+                    kept.extend(items)
+                    put(items)
+                    token = (page.get("metadata") or {}).get("continue")
+                else:
+                    # Pages wait in the queue as bytes and are parsed by the consumer as it reaches them: parsed,
+                    # a page takes ~8x its JSON size, and a slower consumer would otherwise hold a queue of them.
+                    token = _continue_token(data)
+                    put((kind, data))
             except _HTTPStatus as e:
                 if e.status == 403:
                     visibility.forbidden.append(kind.label)
@@ -355,16 +369,36 @@ class _LiveReader:
                                   f"{e.reason}") from e
             except Exception as e:
                 raise SourceError(f"listing {kind.label} on {self.server} ({self.where}): {_reason(e)}") from e
-            items = page.get("items") or []
-            for item in items:  # list items carry no kind/apiVersion of their own
-                item["kind"] = kind.kind
-                item["apiVersion"] = kind.api_version
-            if keep:
-                kept.extend(items)
-            put(items)
-            token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return kept
+
+    def _items(self, kind: Kind, data: bytes) -> list[dict[str, Any]]:
+        try:
+            page = orjson.loads(data)
+        except orjson.JSONDecodeError as e:
+            raise SourceError(f"listing {kind.label} on {self.server} ({self.where}): malformed JSON: {e}") from e
+        return self._stamp(kind, page.get("items") or [])
+
+    @staticmethod
+    def _stamp(kind: Kind, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for item in items:  # list items carry no kind/apiVersion of their own
+            item["kind"] = kind.kind
+            item["apiVersion"] = kind.api_version
+        return items
+
+
+def _continue_token(data: bytes) -> str | None:
+    """A list page's continue token, read from the list metadata that precedes `items` (where the API server
+    writes it) without parsing the items; the whole page is parsed when the metadata is not found there."""
+    i = data.find(b'"items"')
+    if i > 0:
+        try:
+            meta = orjson.loads(data[:i].rstrip().rstrip(b",") + b"}").get("metadata")
+        except orjson.JSONDecodeError:
+            meta = None
+        if isinstance(meta, dict):
+            return meta.get("continue") or None
+    return (orjson.loads(data).get("metadata") or {}).get("continue") or None
 
 
 class _HTTPStatus(Exception):
