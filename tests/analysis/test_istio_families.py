@@ -354,3 +354,58 @@ def test_gateway_api_crd_below_istios_minimum_bundle_version(tmp_path):
         ("CustomResourceDefinition grpcroutes.gateway.networking.k8s.io",
          ('Gateway API CRD "grpcroutes.gateway.networking.k8s.io" is at version "1.0.0-rc1" but Istio requires at '
          'least "1.1.0"'))]
+
+
+# ---------------------------------------------------------------- IST0163 / IST0164 external control plane webhooks
+
+EXTERNAL_ISTIOD = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: istio-validator-external-istiod}
+webhooks:
+- name: rev.validation.istio.io
+  clientConfig: {url: "https://istiod.example.com:15017/validate"}
+- name: blank.validation.istio.io
+  clientConfig: {caBundle: ""}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: istiod-default-validator}
+webhooks:
+- name: validation.istio.io
+  clientConfig: {service: {name: istiod, namespace: istio-system, path: /validate}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: istio-sidecar-injector-external-istiod}
+webhooks:
+- name: rev.namespace.sidecar-injector.istio.io
+  clientConfig: {url: "https://10.1.2.3:15017/inject"}
+- name: rev.object.sidecar-injector.istio.io
+  clientConfig: {url: "https://[fd00::1/inject"}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: another-injector}
+webhooks:
+- name: other.example.com
+  clientConfig: {}
+"""
+
+
+def test_external_control_plane_webhook_without_usable_url(tmp_path):
+    msgs = run(tmp_path, EXTERNAL_ISTIOD, "IST0163")
+    assert sorted((str(m.ref), m.message.split(" to reach")[0], m.message.split("cluster ")[1]) for m in msgs) == [
+        ("MutatingWebhookConfiguration istio-sidecar-injector-external-istiod",
+         "The hostname (https://[fd00::1/inject) that was provided for the webhook (rev.object.sidecar-injector.istio.io)",
+         "was provided in an invalid format. Traffic may not flow properly."),
+        ("ValidatingWebhookConfiguration istio-validator-external-istiod",
+         "The hostname () that was provided for the webhook (blank.validation.istio.io)",
+         "is blank. Traffic may not flow properly.")]
+
+
+def test_external_control_plane_webhook_at_an_ip_address(tmp_path):
+    msgs = run(tmp_path, EXTERNAL_ISTIOD, "IST0164")
+    assert [(str(m.ref), m.level) for m in msgs] == [
+        ("MutatingWebhookConfiguration istio-sidecar-injector-external-istiod", "info")]
+    assert "(https://10.1.2.3:15017/inject)" in msgs[0].message
