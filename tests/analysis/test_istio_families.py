@@ -409,3 +409,38 @@ def test_external_control_plane_webhook_at_an_ip_address(tmp_path):
     assert [(str(m.ref), m.level) for m in msgs] == [
         ("MutatingWebhookConfiguration istio-sidecar-injector-external-istiod", "info")]
     assert "(https://10.1.2.3:15017/inject)" in msgs[0].message
+
+
+# ---------------------------------------------------------------- IST0126 MeshNetworks registries
+
+REMOTE_SECRET = """
+apiVersion: v1
+kind: Secret
+metadata:
+  name: istio-remote-secret-west
+  namespace: istio-system
+  labels: {istio/multiCluster: "true"}
+stringData: {west: "kubeconfig"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: not-a-remote-secret, namespace: istio-system}
+stringData: {east: "kubeconfig"}
+"""
+
+
+def test_mesh_networks_from_a_registry_istiod_does_not_have(tmp_path):
+    networks = {"networks": {
+        "net1": {"endpoints": [{"fromRegistry": "Kubernetes"}, {"fromCidr": "10.0.0.0/8"}]},
+        "net2": {"endpoints": [{"fromRegistry": "west"}, {"fromRegistry": "kubernetes"}]},
+        "net3": {"endpoints": [{"fromRegistry": "east"}]},
+    }}
+    msgs = run(tmp_path, REMOTE_SECRET, "IST0126", mesh_networks=networks)
+    # Cluster IDs are case-sensitive; a Secret without the multi-cluster label adds no cluster.
+    assert [(str(m.ref), m.level, m.message) for m in msgs] == [
+        ("MeshNetworks istio-system/meshnetworks", "error", "Unknown service registry kubernetes in network net2"),
+        ("MeshNetworks istio-system/meshnetworks", "error", "Unknown service registry east in network net3")]
+
+
+def test_no_mesh_networks_no_message(tmp_path):
+    assert run(tmp_path, REMOTE_SECRET, "IST0126") == []

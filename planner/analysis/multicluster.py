@@ -1,0 +1,43 @@
+"""Multi-cluster MeshNetworks checks (istioctl's multicluster.MeshNetworksAnalyzer): a network whose endpoints come
+`fromRegistry` a registry istiod does not have, so the network gets no endpoints and cross-network traffic fails.
+
+A registry is a cluster ID: Istio's built-in ones (the primary cluster is `Kubernetes` unless installed with
+another clusterName), or the cluster of a remote secret (a Secret labelled istio/multiCluster=true, one key per
+cluster)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from planner.analysis.base import Context, check
+from planner.inventory import Inventory
+from planner.model import Ref
+
+BUILTIN_REGISTRIES = ("Mock", "Kubernetes", "External")
+MULTICLUSTER_SECRET_LABEL = "istio/multiCluster"
+# istioctl names the mesh networks it analyzes as this resource, wherever they came from.
+MESH_NETWORKS_REF = Ref("MeshNetworks", "istio-system", "meshnetworks")
+
+
+def known_registries(inv: Inventory) -> set[str]:
+    """Built-in registries plus the clusters of remote secrets (their data keys; stringData becomes data)."""
+    known = set(BUILTIN_REGISTRIES)
+    for secret in inv.of_kind("Secret"):
+        if secret.labels.get(MULTICLUSTER_SECRET_LABEL) == "true":
+            known.update(secret.raw.get("data") or {})
+            known.update(secret.raw.get("stringData") or {})
+    return known
+
+
+@check("IST0126", "UnknownMeshNetworksServiceRegistry", "error",
+       "Set fromRegistry to a cluster ID istiod knows: the primary cluster's clusterName (default `Kubernetes`, "
+       "case-sensitive) or the cluster name of a remote secret (istioctl create-remote-secret --name).")
+def unknown_service_registry(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    networks = (ctx.inventory.mesh_networks or {}).get("networks") or {}
+    if not isinstance(networks, dict):
+        return
+    known = known_registries(ctx.inventory)
+    for name, network in sorted(networks.items()):
+        for endpoint in (network or {}).get("endpoints") or ():
+            registry = (endpoint or {}).get("fromRegistry")
+            if registry is not None and registry not in known:
+                yield MESH_NETWORKS_REF, f"Unknown service registry {registry} in network {name}"
