@@ -2,8 +2,9 @@
 `fromRegistry` a registry istiod does not have, so the network gets no endpoints and cross-network traffic fails.
 
 A registry is a cluster ID: Istio's built-in ones (the primary cluster is `Kubernetes` unless installed with
-another clusterName), or the cluster of a remote secret (a Secret labelled istio/multiCluster=true, one key per
-cluster)."""
+another clusterName), or the cluster of a remote secret (a Secret labelled istio/multiCluster=true, one data key per
+cluster). meshstep never keeps a secret's data, so it takes the cluster from what `istioctl create-remote-secret`
+writes beside it: the networking.istio.io/cluster annotation and the name istio-remote-secret-<cluster>."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -14,17 +15,21 @@ from planner.model import Ref
 
 BUILTIN_REGISTRIES = ("Mock", "Kubernetes", "External")
 MULTICLUSTER_SECRET_LABEL = "istio/multiCluster"
+CLUSTER_ANNOTATION = "networking.istio.io/cluster"
+REMOTE_SECRET_PREFIX = "istio-remote-secret-"
 # istioctl names the mesh networks it analyzes as this resource, wherever they came from.
 MESH_NETWORKS_REF = Ref("MeshNetworks", "istio-system", "meshnetworks")
 
 
 def known_registries(inv: Inventory) -> set[str]:
-    """Built-in registries plus the clusters of remote secrets (their data keys; stringData becomes data)."""
+    """Built-in registries plus the clusters of remote secrets (by annotation and by name)."""
     known = set(BUILTIN_REGISTRIES)
     for secret in inv.of_kind("Secret"):
         if secret.labels.get(MULTICLUSTER_SECRET_LABEL) == "true":
-            known.update(secret.raw.get("data") or {})
-            known.update(secret.raw.get("stringData") or {})
+            if secret.annotations.get(CLUSTER_ANNOTATION):
+                known.add(secret.annotations[CLUSTER_ANNOTATION])
+            if secret.name.startswith(REMOTE_SECRET_PREFIX):
+                known.add(secret.name[len(REMOTE_SECRET_PREFIX):])
     return known
 
 

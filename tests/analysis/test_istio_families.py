@@ -424,6 +424,14 @@ stringData: {west: "kubeconfig"}
 ---
 apiVersion: v1
 kind: Secret
+metadata:
+  name: remote-south
+  namespace: istio-system
+  labels: {istio/multiCluster: "true"}
+  annotations: {networking.istio.io/cluster: south}
+---
+apiVersion: v1
+kind: Secret
 metadata: {name: not-a-remote-secret, namespace: istio-system}
 stringData: {east: "kubeconfig"}
 """
@@ -432,14 +440,15 @@ stringData: {east: "kubeconfig"}
 def test_mesh_networks_from_a_registry_istiod_does_not_have(tmp_path):
     networks = {"networks": {
         "net1": {"endpoints": [{"fromRegistry": "Kubernetes"}, {"fromCidr": "10.0.0.0/8"}]},
-        "net2": {"endpoints": [{"fromRegistry": "west"}, {"fromRegistry": "kubernetes"}]},
+        "net2": {"endpoints": [{"fromRegistry": "west"}, {"fromRegistry": "kubernetes"}, {"fromRegistry": "south"}]},
         "net3": {"endpoints": [{"fromRegistry": "east"}]},
     }}
     msgs = run(tmp_path, REMOTE_SECRET, "IST0126", mesh_networks=networks)
-    # Cluster IDs are case-sensitive; a Secret without the multi-cluster label adds no cluster.
-    assert [(str(m.ref), m.level, m.message) for m in msgs] == [
-        ("MeshNetworks istio-system/meshnetworks", "error", "Unknown service registry kubernetes in network net2"),
-        ("MeshNetworks istio-system/meshnetworks", "error", "Unknown service registry east in network net3")]
+    # Remote secrets name their cluster (istio-remote-secret-<cluster>, or the cluster annotation); cluster IDs are
+    # case-sensitive; a Secret without the multi-cluster label adds no cluster.
+    assert sorted((str(m.ref), m.level, m.message) for m in msgs) == [
+        ("MeshNetworks istio-system/meshnetworks", "error", "Unknown service registry east in network net3"),
+        ("MeshNetworks istio-system/meshnetworks", "error", "Unknown service registry kubernetes in network net2")]
 
 
 def test_no_mesh_networks_no_message(tmp_path):
