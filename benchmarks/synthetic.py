@@ -875,7 +875,7 @@ def write(objects: list[dict[str, Any]], out: Path) -> None:
     for o in objects:
         by_kind[o["kind"]].append(o)
     for kind, items in sorted(by_kind.items()):
-        (out / f"{kind.lower()}s.json").write_bytes(orjson.dumps({"apiVersion": "v1", "kind": "List",
+        (out / f"{kind}.json").write_bytes(orjson.dumps({"apiVersion": "v1", "kind": "List",
                                                                   "metadata": {"resourceVersion": ""},
                                                                   "items": items}))
 
