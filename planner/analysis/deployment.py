@@ -97,8 +97,8 @@ def application_uid(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for pod in inv.pods:
         if not _istio_control_plane(pod.labels) and _runs_as_proxy_uid(pod.spec):
             yield Ref("Pod", pod.namespace if pod.namespace_given else None, pod.name), text
+    templates = {(w.namespace, w.name): w.template for w in inv.workloads if w.kind == "Deployment"}
     for d in inv.of_kind("Deployment"):
-        w = inv.workload(d.namespace or "default", "Deployment", d.name)
-        if w is not None and w.template is not None and not _istio_control_plane(d.labels) \
-                and _runs_as_proxy_uid(w.template):
+        template = templates.get((d.namespace or "default", d.name))
+        if template is not None and not _istio_control_plane(d.labels) and _runs_as_proxy_uid(template):
             yield Ref("Deployment", d.namespace, d.name), text
