@@ -47,7 +47,8 @@ class Drift:
 def compute_drift(flags: Iterable[Recorded], observed: Iterable[Observed]) -> list[Drift]:
     """Drift of one cluster's flags against its observations. Flags on their way (enabling, disabling) drift
     neither way: either observation is expected mid-change. Only parameters the observation reports and the
-    flag records are compared (defaults are the feature's business, not the store's)."""
+    flag records are compared (defaults are the feature's business, not the store's), and a recorded empty value
+    is "let the feature choose" (e.g. the default revision), so whatever the cluster shows for it matches."""
     recorded = {(f.feature, f.scope): f for f in flags}
     seen: dict[tuple[str, str], Observed] = {}
     for o in observed:
@@ -61,7 +62,8 @@ def compute_drift(flags: Iterable[Recorded], observed: Iterable[Observed]) -> li
             out.append(Drift(RECORDED_NOT_OBSERVED, feature, scope,
                              "recorded on, but detection finds no sign of it in the cluster", dict(f.params), None))
             continue
-        differ = {k: (f.params[k], v) for k, v in o.params.items() if k in f.params and f.params[k] != v}
+        differ = {k: (f.params[k], v) for k, v in o.params.items()
+                  if f.params.get(k) not in (None, "") and f.params[k] != v}
         if differ:
             detail = "; ".join(f"{k}: recorded {r!r}, observed {v!r}" for k, (r, v) in sorted(differ.items()))
             out.append(Drift(PARAMS_DIFFER, feature, scope, detail, dict(f.params), dict(o.params),

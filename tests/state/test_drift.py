@@ -49,6 +49,14 @@ def test_no_drift_when_recorded_matches_observed():
     assert compute_drift([_flag("mtls-strict", mode="STRICT")], [_seen("mtls-strict", mode="STRICT")]) == []
 
 
+def test_a_recorded_empty_value_lets_the_feature_choose():
+    # sidecar-injection recorded with its default revision '' (the default tag's): any observed revision matches
+    flags = [_flag("sidecar-injection", "shop", revision=""), _flag("sidecar-injection", "cart", revision="1-26")]
+    observed = [_seen("sidecar-injection", "shop", revision="1-27"), _seen("sidecar-injection", "cart", revision="1-27")]
+    assert [(d.scope, d.detail) for d in compute_drift(flags, observed)] == [
+        ("cart", "revision: recorded '1-26', observed '1-27'")]
+
+
 def test_recorded_and_drift_for_status(store):
     store.set_flag("demo", "tracing", "mesh", {"sampling": 1.0}, "on", "alice", "see calls")
     store.set_flag("prod", "metrics", "mesh", {}, "on", "alice", "other cluster")
