@@ -5,6 +5,7 @@ A feature explains itself (problem, pitfalls, docs), gates itself (checks), rend
 for one scope of one cluster, rolls them back, and detects where it is really on."""
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import pkgutil
@@ -227,10 +228,13 @@ def registry() -> dict[str, Feature]:
 
 
 def get(feature_id: str) -> Feature:
+    """The feature, or an error that suggests the closest ids."""
     feats = registry()
-    if feature_id not in feats:
-        raise MeshstepError(f"unknown feature {feature_id!r}: choose one of {', '.join(feats)}")
-    return feats[feature_id]
+    if feature_id in feats:
+        return feats[feature_id]
+    close = difflib.get_close_matches(feature_id, list(feats), n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}?" if close else "see `meshstep features`"
+    raise MeshstepError(f"unknown feature {feature_id!r}: {hint}")
 
 
 def validate_params(feature: Feature, raw: dict[str, Any]) -> dict[str, Any]:

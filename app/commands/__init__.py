@@ -74,17 +74,20 @@ def actor_name(actor: str | None) -> str:
     return actor or getpass.getuser()
 
 
-def parse_param(item: str) -> tuple[str, Any]:
-    """k=v, with v read as JSON when it is JSON (10, true, 0.5, [..]) so it compares with observed values."""
+def feature_params(feature_id: str, sets: list[str] | None) -> tuple[Any, dict[str, Any]]:
+    """The feature and its parameters from --set key=value items: defaults overlaid with the values as typed,
+    each parsed and checked by the parameter itself (unknown feature, unknown key or bad value: MeshstepError)."""
+    from features.base import get, validate_params
     from planner.errors import MeshstepError
 
-    key, sep, raw = item.partition("=")
-    if not sep or not key:
-        raise MeshstepError(f"--set {item!r}: write it as key=value")
-    try:
-        return key, json.loads(raw)
-    except ValueError:
-        return key, raw
+    feature = get(feature_id)
+    raw = {}
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MeshstepError(f"--set {item!r}: write it as key=value")
+        raw[key] = value
+    return feature, validate_params(feature, raw)
 
 
 def load_inventory(source: str | None):

@@ -2,9 +2,8 @@
 (or off) in one scope, and what is on where — observed in the cluster, recorded by the team, and their drift."""
 from __future__ import annotations
 
-import difflib
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -18,29 +17,14 @@ from app.commands import (
     cluster_name,
     emit_json,
     emit_table,
+    feature_params,
     load_inventory,
     open_store,
-    parse_param,
 )
 from planner.errors import MeshstepError
 
-if TYPE_CHECKING:
-    from features.base import Feature
-
 ScopeOpt = Annotated[str, typer.Option("--scope", help="'mesh' or a namespace.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="A parameter, key=value (repeatable).")]
-
-
-def _feature(feature_id: str) -> Feature:
-    """The feature, or an error that suggests the closest ids."""
-    from features.base import registry
-
-    feats = registry()
-    if feature_id in feats:
-        return feats[feature_id]
-    close = difflib.get_close_matches(feature_id, list(feats), n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(close)}?" if close else "see `meshstep features`"
-    raise MeshstepError(f"unknown feature {feature_id!r}: {hint}")
 
 
 @cli.command("features")
@@ -62,18 +46,11 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
                    "--rollback", help="What undoes it: objects to restore, and those to delete.")] = False) -> None:
     """The YAML that turns FEATURE on in a scope (or, with --rollback, off again). Notes (label changes, restarts)
     are comments at the top of the YAML; gate warnings go to stderr."""
-    from features.base import validate_params
-
-    feat = _feature(feature)
-    params = {}
-    for item in set_ or []:
-        key, _value = parse_param(item)  # checks the key=value shape
-        params[key] = item.partition("=")[2]  # the text as typed: each parameter parses its own type
-    p = validate_params(feat, params)
+    feat, p = feature_params(feature, set_)
     inv = load_inventory(source)
     feat.check_scope(scope, inv)
     if rollback:
-        rendered = feat.rollback(params, scope, inv)
+        rendered = feat.rollback(p, scope, inv)
     else:
         msgs = feat.checks(inv, scope, p)
         errors = [m for m in msgs if m.level == "error"]
@@ -82,7 +59,7 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
                                 + "; ".join(f"{m.code} {m.message} ({m.hint})" for m in errors))
         for m in msgs:
             typer.echo(f"{m.level}: {m.code} {m.message} ({m.hint})", err=True)
-        rendered = feat.render(params, scope, inv)
+        rendered = feat.render(p, scope, inv)
     if not rendered.objects and not rendered.delete:
         typer.echo(f"note: nothing to {'undo' if rollback else 'apply'} for {feat.id} in {scope}", err=True)
     sys.stdout.write(rendered.yaml)

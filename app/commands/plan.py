@@ -18,9 +18,9 @@ from app.commands import (
     cluster_name,
     emit_json,
     emit_table,
+    feature_params,
     load_inventory,
     open_store,
-    parse_param,
 )
 from planner import plan as planner
 
@@ -159,11 +159,9 @@ def plan_add(
     actor: ActorOpt = None,
 ) -> None:
     """Append a stage to a plan (a `custom` plan is built this way); order rules are enforced."""
-    from features.base import get, validate_params
     from state import planning
 
-    feat = get(feature)
-    params = validate_params(feat, dict(parse_param(s) for s in sets or []))
+    feat, params = feature_params(feature, sets)
     inv = load_inventory(source)
     with open_store(db) as store:
         p = planning.find_plan(store, cluster_name(cluster, inv.source), name)

@@ -17,8 +17,9 @@ from app.commands import (
     cluster_name,
     emit_json,
     emit_table,
+    feature_params,
+    load_inventory,
     open_store,
-    parse_param,
 )
 from planner.errors import MeshstepError
 
@@ -35,17 +36,6 @@ class Export(str, enum.Enum):
     markdown = "markdown"
     csv = "csv"
     json = "json"
-
-
-def _check_feature(feature: str) -> None:
-    """Refuse names the feature catalog does not know, once there is a catalog to ask."""
-    try:
-        from features.base import registry
-    except ImportError:  # the catalog is not wired in yet: any name goes
-        return
-    known = registry()
-    if feature not in known:
-        raise MeshstepError(f"unknown feature {feature!r}: choose one of {', '.join(sorted(known))}")
 
 
 @flags_app.command("list")
@@ -68,8 +58,7 @@ def flags_set(feature: str, scope: ScopeOpt, reason: ReasonOpt,
               cluster: ClusterOpt = None, actor: ActorOpt = None, expect_version: ExpectOpt = None,
               db: DbOpt = None) -> None:
     """Record that FEATURE should be in a state (default on) in a scope, with its parameters."""
-    _check_feature(feature)
-    params = dict(parse_param(item) for item in set_ or [])
+    _, params = feature_params(feature, set_)
     with open_store(db) as store:
         cluster = cluster_name(cluster)
         flag = store.set_flag(cluster, feature, scope, params, state, actor_name(actor), reason, expect_version)
@@ -94,7 +83,10 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
                                 ] = None,
               since: Annotated[str | None, typer.Option("--since", help="Only events from this date (UTC) on.")
                                ] = None,
-              db: DbOpt = None) -> None:
+              source: Annotated[str | None, typer.Option(
+                  "--source", "-s", help="With --export markdown: the cluster whose drift the report shows "
+                                         "(default: as every command's --source)")] = None,
+              cluster: ClusterOpt = None, db: DbOpt = None) -> None:
     """The audit trail: who changed what, when and why."""
     from state import audit
 
@@ -107,7 +99,7 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
                 raise typer.Exit(1)
             typer.echo("audit chain verified", err=export is not None)  # an export owns stdout
         if export == Export.markdown:
-            typer.echo(audit.export_markdown(store, start), nl=False)
+            typer.echo(audit.export_markdown(store, start, _drift(store, source, cluster)), nl=False)
         elif export is not None:
             events = store.audit_events(start)
             typer.echo(audit.export_csv(events) if export == Export.csv else audit.export_json(events), nl=False)
@@ -115,3 +107,18 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
             emit_table([{"seq": ev.seq, "at": f"{ev.at:%Y-%m-%d %H:%M:%S}", "actor": ev.actor,
                          "action": ev.action, "target": ev.target, "reason": ev.reason}
                         for ev in store.audit_events(start)])
+
+
+def _drift(store, source: str | None, cluster: str | None) -> dict[str, list] | None:
+    """The drift of the source's cluster for the report; a source that cannot be read leaves it out, and says so."""
+    from features.base import registry
+    from state.drift import compute_drift
+
+    try:
+        inv = load_inventory(source)
+    except MeshstepError as e:
+        typer.echo(f"warning: the report has no drift section: {e}", err=True)
+        return None
+    name = cluster_name(cluster, inv.source)
+    observed = [o for f in registry().values() for o in f.detect(inv)]
+    return {name: compute_drift(store.list_flags(name), observed)}

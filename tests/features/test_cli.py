@@ -209,3 +209,20 @@ def test_status_and_flags_default_to_the_same_cluster(run, db):
     _, out, _ = run("status", "--db", db, "--format", "json")
     assert json.loads(out)["cluster"] == "demo"
     assert [(f["feature"], f["scope"]) for f in json.loads(out)["recorded"]] == [("mtls-strict", "shop")]
+
+
+def test_audit_report_shows_the_drift_of_the_sources_cluster(run, db):
+    run("flags", "set", "mtls-strict", "--scope", "shop", "--reason", "encrypt shop", "--actor", "alice", "--db", db)
+    code, out, err = run("audit", "--export", "markdown", "--db", db)
+    assert code == 0 and err == ""
+    drift = out.split("## Drift in demo\n", 1)[1].split("\n## ", 1)[0]
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:4]) for line in drift.splitlines() if line.startswith("| ")}
+    assert ("recorded on, not observed", "mtls-strict", "shop") in rows
+    assert ("observed, not recorded", "mtls-permissive", "mesh") in rows
+
+
+def test_audit_report_without_a_readable_source_still_prints_and_says_why(run, db, tmp_path):
+    run("flags", "set", "tracing", "--scope", "mesh", "--reason", "see calls", "--actor", "bob", "--db", db)
+    code, out, err = run("audit", "--export", "markdown", "--source", str(tmp_path / "gone.yaml"), "--db", db)
+    assert code == 0 and "## Features on" in out and "## Drift" not in out
+    assert err.startswith("warning: the report has no drift section:") and "gone.yaml" in err
