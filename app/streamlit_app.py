@@ -7,19 +7,21 @@ import streamlit as st
 
 from app import ui
 
-PAGES = Path(__file__).parent / "pages"
+# Not "pages/": Streamlit treats a pages/ directory beside the main script as an old-style multipage app, and a
+# server's first session that opens /inventory (a bookmark) would run that file alone, without this navigation.
+VIEWS = Path(__file__).parent / "views"
 # Icons are Material Symbols (bundled with Streamlit): emoji need a font the viewer's machine may not have.
 
 st.set_page_config(page_title="meshstep", page_icon=":material/sailing:", layout="wide")
 
 pages = st.navigation([
-    st.Page(PAGES / "overview.py", title="Overview", icon=":material/explore:", default=True),
-    st.Page(PAGES / "inventory.py", title="Inventory", icon=":material/list_alt:"),
-    st.Page(PAGES / "plan.py", title="Plan", icon=":material/stairs:"),
-    st.Page(PAGES / "features.py", title="Features", icon=":material/toggle_on:"),
-    st.Page(PAGES / "components.py", title="Components", icon=":material/hub:"),
-    st.Page(PAGES / "audit.py", title="Audit", icon=":material/history:"),
-    st.Page(PAGES / "settings.py", title="Settings", icon=":material/settings:"),
+    st.Page(VIEWS / "overview.py", title="Overview", icon=":material/explore:", default=True),
+    st.Page(VIEWS / "inventory.py", title="Inventory", icon=":material/list_alt:"),
+    st.Page(VIEWS / "plan.py", title="Plan", icon=":material/stairs:"),
+    st.Page(VIEWS / "features.py", title="Features", icon=":material/toggle_on:"),
+    st.Page(VIEWS / "components.py", title="Components", icon=":material/hub:"),
+    st.Page(VIEWS / "audit.py", title="Audit", icon=":material/history:"),
+    st.Page(VIEWS / "settings.py", title="Settings", icon=":material/settings:"),
 ])
 
 with st.sidebar:

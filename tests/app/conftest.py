@@ -38,8 +38,8 @@ def app(db_url: str) -> AppTest:
 
 
 def open_page(at: AppTest, page: str) -> AppTest:
-    """Switch to pages/<page>.py and check it ran without an exception or an error box."""
-    at.switch_page(f"pages/{page}.py").run()
+    """Switch to views/<page>.py and check it ran without an exception or an error box."""
+    at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

@@ -165,6 +165,10 @@ def test_audit_page_reports_a_broken_chain(app, store: Store):
     assert any("The audit chain is broken" in e for e in _errors(app))
 
 
+def _text_input(app, label: str):
+    return next(t for t in app.text_input if t.label == label)
+
+
 @pytest.mark.parametrize("bad", ["file", "context"])
 def test_settings_keeps_the_old_source_when_the_new_one_cannot_be_read(app, tmp_path, bad):
     open_page(app, "settings")
@@ -172,12 +176,12 @@ def test_settings_keeps_the_old_source_when_the_new_one_cannot_be_read(app, tmp_
         path = tmp_path / "snapshot.yaml"
         path.write_text("kind: [unclosed\n")
         app.radio[0].set_value("A snapshot file").run()
-        app.text_input[-1].input(str(path)).run()
+        _text_input(app, "…or a file or directory on the machine running meshstep ui").input(str(path)).run()
         next(b for b in app.button if b.label == "Read this path").click().run()
         expected = "malformed YAML"
     else:
         app.radio[0].set_value("A kube context").run()
-        app.text_input[-1].input("no-such-context").run()
+        _text_input(app, "Context name").input("no-such-context").run()
         next(b for b in app.button if b.label == "Read this cluster").click().run()
         expected = "no-such-context"
     assert not app.exception
@@ -194,7 +198,7 @@ def test_settings_switches_to_a_readable_snapshot(app, tmp_path, demo_inventory)
                     "    istio-injection: enabled\n")
     open_page(app, "settings")
     app.radio[0].set_value("A snapshot file").run()
-    app.text_input[-1].input(str(path)).run()
+    _text_input(app, "…or a file or directory on the machine running meshstep ui").input(str(path)).run()
     next(b for b in app.button if b.label == "Read this path").click().run()
     assert not app.exception and not _errors(app)
     assert app.session_state["source"] == str(path)

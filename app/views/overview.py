@@ -41,7 +41,7 @@ with left:
         plan = planning.find_plan(store, cluster)
     except MeshstepError:
         st.info("No active plan for this cluster yet.")
-        st.page_link("pages/plan.py", label="Make a plan", icon=":material/stairs:")
+        st.page_link("views/plan.py", label="Make a plan", icon=":material/stairs:")
     else:
         stage = planning.current_stage(plan)
         done = sum(s.status == "done" for s in plan.stages)
@@ -49,7 +49,7 @@ with left:
                     text=f"**{plan.name}**: {done} of {len(plan.stages)} stages done")
         if stage is not None:
             st.markdown(f"Current stage **{stage.order}. {stage.title}** — `{stage.status}`")
-        st.page_link("pages/plan.py", label="Open the plan", icon=":material/stairs:")
+        st.page_link("views/plan.py", label="Open the plan", icon=":material/stairs:")
 
     st.subheader("Features: observed and recorded")
     recorded = {(f["feature"], f["scope"]): f["state"] for f in status["recorded"]}
@@ -81,7 +81,7 @@ with right:
         if set(kinds.index) == {OBSERVED_NOT_RECORDED}:  # the caption above says it all: no detail to add
             frame = frame.drop(columns="detail")
         st.dataframe(frame, hide_index=True, width="stretch")
-        st.page_link("pages/features.py", label="Record flags on the Features page", icon=":material/toggle_on:")
+        st.page_link("views/features.py", label="Record flags on the Features page", icon=":material/toggle_on:")
 
     st.subheader("Adoption over time")
     if len(history) > 1:
