@@ -1,7 +1,7 @@
 """PeerAuthentication features: PERMISSIVE then STRICT, mesh-wide (root namespace) or per namespace."""
 from __future__ import annotations
 
-from features.base import MESH, Feature, Observation, obj, scope_of, target_namespace
+from features.base import Feature, Observation, obj, scope_of, target_namespace
 
 
 class PeerAuthenticationMode(Feature):

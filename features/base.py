@@ -56,7 +56,8 @@ class Param:
             else:
                 value = self.type(raw)
         except (TypeError, ValueError):
-            raise MeshstepError(f"{feature}: {self.name}={raw!r} is not a valid {self.type.__name__} ({self.help})")
+            raise MeshstepError(
+                f"{feature}: {self.name}={raw!r} is not a valid {self.type.__name__} ({self.help})") from None
         if self.choices and value not in self.choices:
             raise MeshstepError(f"{feature}: {self.name}={value!r}: choose one of {', '.join(map(str, self.choices))}")
         if self.pattern and not re.fullmatch(self.pattern, str(value)):

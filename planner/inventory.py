@@ -402,10 +402,8 @@ def _containers(items: list[dict[str, Any]] | None, cache: dict[Any, Any] | None
             bucket = cache.setdefault(raw[:2], []) if cache is not None else []
         except TypeError:  # a name or image that is not a string (a malformed manifest): not shared
             bucket = []
-        for seen, container in bucket:
-            if seen == raw:
-                break
-        else:
+        container = next((built for seen, built in bucket if seen == raw), None)
+        if container is None:
             container = _container(c)
             if len(bucket) < 8:  # many variants of one name and image: build them, do not search a long list
                 bucket.append((raw, container))

@@ -191,7 +191,7 @@ def test_catalog_has_one_entry_per_component_id_of_the_vocabulary():
     assert set(CATALOG) == {
         "istiod", "ingress-gateway", "egress-gateway", "east-west-gateway", "istio-cni", "ztunnel", "waypoint",
         "sidecar", "kiali", "prometheus", "grafana", "jaeger", "zipkin", "loki", "otel-collector"}
-    assert PLANES == {cid: c.plane for cid, c in CATALOG.items()}
+    assert {cid: c.plane for cid, c in CATALOG.items()} == PLANES
 
 
 @pytest.mark.parametrize("cid", sorted(CATALOG))

@@ -99,7 +99,7 @@ def test_istiod_names_its_dependents_for_its_revision(inv):
         "cross-network-istio-8b7a6c5d4-w1x2y", "waypoint-5f4e3d2c1-z9y8x", "ztunnel-4kx7p", "ztunnel-9qw3e"}
     (canary,) = ex.explain(inv, "istiod-canary-6b9f8d7c5-t5r2w").subjects
     assert [r.name for r in canary.dependents] == ["billing-8f9e7d6c5-b4c5d"]
-    assert any("injects new pods of namespaces: legacy" == f for f in canary.facts)
+    assert any(f == "injects new pods of namespaces: legacy" for f in canary.facts)
     xds = next(li for li in canary.links if li.peer == "sidecar")
     assert xds.peer_instances == ("legacy/billing-8f9e7d6c5-b4c5d",) and xds.port == 15012
 
