@@ -54,7 +54,7 @@ def test_user_errors_exit_2_without_traceback(run):
     for args, message in [
         (("flags", "set", "metrics", "--scope", "mesh", "--set", "novalue", "--reason", "r"), "write it as key=value"),
         (("flags", "set", "metrics", "--scope", "mesh", "--state", "half", "--reason", "r"), "unknown flag state"),
-        (("flags", "set", "mtls-strictt", "--scope", "mesh", "--reason", "typo"), "did you mean mtls-strict?"),
+        (("flags", "set", "mtls-strictt", "--scope", "mesh", "--reason", "typo"), "did you mean mtls-strict or"),
         (("flags", "set", "tracing", "--scope", "mesh", "--set", "rate=1", "--reason", "r"),
          "tracing: unknown parameter(s) rate"),
         (("flags", "set", "tracing", "--scope", "mesh", "--set", "sampling=lots", "--reason", "r"),
@@ -78,7 +78,7 @@ def test_audit_list_exports_and_verify(run, db_url, tmp_path):
 
     code, out, _ = run("audit")
     assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["SEQ", "1", "2", "3"]
-    assert json.loads(run("audit", "--export", "json")[1])[2]["after"]["params"] == {"sampling": 0.5}
+    assert json.loads(run("audit", "--export", "json")[1])[2]["after"]["params"] == {"provider": "", "sampling": 0.5}
     assert [r["actor"] for r in csv.DictReader(io.StringIO(run("audit", "--export", "csv")[1]))] == [
         "alice", "alice", "bob"]
     assert json.loads(run("audit", "--export", "json", "--since", "2999-01-01")[1]) == []
