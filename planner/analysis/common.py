@@ -342,6 +342,29 @@ def scan_selectors(inv: Inventory, objs: Iterable[KubeObject],
     return scan
 
 
+def unmatched_selectors(scan: SelectorScan) -> Iterator[tuple[Ref, str]]:
+    """IST0101 for each selector that selects no pod of its namespace."""
+    for o, sel in scan.unmatched:
+        yield ref(o), f'Referenced selector not found: "{selector_text(sel)}"'
+
+
+def conflicting_selectors(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref, str]]:
+    """A message for each object whose selector selects a pod another one selects too (`plural`: "Sidecars")."""
+    for o, others, pod in scan.conflicts:
+        names = sorted(x.name for x in [o, *others])
+        yield ref(o), (f"The {plural} {names} in namespace {ns_of(o)!r} select the same workload pod "
+                       f"{pod.name!r}, which can lead to undefined behavior.")
+
+
+def unselective_objects(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref, str]]:
+    """A message for each object of a namespace that has more than one without a selector."""
+    for ns, objs in scan.unselective.items():
+        names = sorted(o.name for o in objs)
+        for o in objs:
+            yield ref(o), (f"The {plural} {names} in namespace {ns!r} have no workload selector, which can lead "
+                           f"to undefined behavior.")
+
+
 def selector_text(sel: dict[str, str]) -> str:
     """A selector as istioctl prints it: `k=v,k2=v2`."""
     return ",".join(f"{k}={v}" for k, v in sorted(sel.items()))

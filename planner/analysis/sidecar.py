@@ -6,13 +6,15 @@ from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
 from planner.analysis.common import (
+    conflicting_selectors,
     istio_objects,
     match_labels,
     ns_of,
     proxy_container,
     ref,
     scan_selectors,
-    selector_text,
+    unmatched_selectors,
+    unselective_objects,
 )
 from planner.inventory import Inventory
 from planner.model import Ref
@@ -25,27 +27,19 @@ def _scan(inv: Inventory):
 @check("IST0101", "ReferencedResourceNotFound", "error",
        "Fix the Sidecar's workloadSelector to match labels of pods in its own namespace.")
 def selector_not_found(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    for sc, sel in _scan(ctx.inventory).unmatched:
-        yield ref(sc), f'Referenced selector not found: "{selector_text(sel)}"'
+    return unmatched_selectors(_scan(ctx.inventory))
 
 
 @check("IST0110", "ConflictingSidecarWorkloadSelectors", "error",
        "Make the Sidecars' workloadSelectors disjoint (or merge them): a pod gets one Sidecar, chosen arbitrarily.")
-def conflicting_selectors(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    for sc, others, pod in _scan(ctx.inventory).conflicts:
-        names = sorted(o.name for o in [sc, *others])
-        yield ref(sc), (f"The Sidecars {names} in namespace {ns_of(sc)!r} select the same workload pod "
-                        f"{pod.name!r}, which can lead to undefined behavior.")
+def conflicting_sidecars(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    return conflicting_selectors(_scan(ctx.inventory), "Sidecars")
 
 
 @check("IST0111", "MultipleSidecarsWithoutWorkloadSelectors", "error",
        "Keep one Sidecar without workloadSelector per namespace; give the others a workloadSelector.")
 def multiple_without_selector(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    for ns, sidecars in _scan(ctx.inventory).unselective.items():
-        names = sorted(s.name for s in sidecars)
-        for sc in sidecars:
-            yield ref(sc), (f"The Sidecars {names} in namespace {ns!r} have no workload selector, which can lead to "
-                            f"undefined behavior.")
+    return unselective_objects(_scan(ctx.inventory), "Sidecars")
 
 
 @check("IST0167", "IneffectivePolicy", "warning",

@@ -6,13 +6,15 @@ from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
 from planner.analysis.common import (
+    conflicting_selectors,
     istio_objects,
     match_labels,
     ns_of,
     ref,
     scan_selectors,
-    selector_text,
     spec,
+    unmatched_selectors,
+    unselective_objects,
 )
 from planner.inventory import Inventory
 from planner.model import KubeObject, Ref
@@ -33,27 +35,19 @@ def _scan(inv: Inventory):
 @check("IST0101", "ReferencedResourceNotFound", "error",
        "Fix the Telemetry's selector to match labels of pods in its own namespace.")
 def selector_not_found(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    for t, sel in _scan(ctx.inventory).unmatched:
-        yield ref(t), f'Referenced selector not found: "{selector_text(sel)}"'
+    return unmatched_selectors(_scan(ctx.inventory))
 
 
 @check("IST0159", "ConflictingTelemetryWorkloadSelectors", "error",
        "Make the Telemetries' selectors disjoint (or merge them): a pod gets one Telemetry, chosen arbitrarily.")
-def conflicting_selectors(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    for t, others, pod in _scan(ctx.inventory).conflicts:
-        names = sorted(o.name for o in [t, *others])
-        yield ref(t), (f"The Telemetries {names} in namespace {ns_of(t)!r} select the same workload pod "
-                       f"{pod.name!r}, which can lead to undefined behavior.")
+def conflicting_telemetries(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    return conflicting_selectors(_scan(ctx.inventory), "Telemetries")
 
 
 @check("IST0160", "MultipleTelemetriesWithoutWorkloadSelectors", "error",
        "Keep one Telemetry without selector per namespace; give the others a selector.")
 def multiple_without_selector(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    for ns, items in _scan(ctx.inventory).unselective.items():
-        names = sorted(t.name for t in items)
-        for t in items:
-            yield ref(t), (f"The Telemetries {names} in namespace {ns!r} have no workload selector, which can lead "
-                           f"to undefined behavior.")
+    return unselective_objects(_scan(ctx.inventory), "Telemetries")
 
 
 @check("IST0157", "InvalidTelemetryProvider", "warning",
