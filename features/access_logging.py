@@ -18,8 +18,5 @@ class AccessLogging(TelemetrySection):
     )
     docs = "https://istio.io/latest/docs/tasks/observability/logs/access-log/"
 
-    def section_value(self, p, inv):
-        return [{"providers": [{"name": p["provider"]}]}]
-
 
 FEATURE = AccessLogging()

@@ -18,9 +18,6 @@ class Metrics(TelemetrySection):
     )
     docs = "https://istio.io/latest/docs/tasks/observability/metrics/"
 
-    def section_value(self, p, inv):
-        return [{"providers": [{"name": p["provider"]}]}]
-
     def mesh_config_on(self, inv):
         return bool((inv.mesh_config.get("defaultProviders") or {}).get("metrics"))
 
