@@ -26,7 +26,8 @@ pages = st.navigation([
 
 with st.sidebar:
     st.markdown(f"**Source:** `{ui.source()}`")
-    if st.button("Re-read the cluster", icon=":material/refresh:", help="Read the source again instead of the cached inventory."):
+    if st.button("Re-read the cluster", icon=":material/refresh:",
+                 help="Read the source again instead of the cached inventory."):
         ui.refresh()
     ui.identity_sidebar()
 

@@ -71,7 +71,8 @@ class _Store:
     """Objects by collection path (sorted as Kubernetes lists them) and their pages, serialized once."""
 
     def __init__(self, objects: list[dict[str, Any]]):
-        self.collections: dict[str, tuple[str, str, bool, list[dict[str, Any]]]] = {}  # path → (apiVersion, kind, custom, items)
+        # path → (apiVersion, kind, custom, items)
+        self.collections: dict[str, tuple[str, str, bool, list[dict[str, Any]]]] = {}
         custom: dict[tuple[str, str], tuple[str, list[str]]] = {}  # (group, kind) → (plural, served versions)
         for o in objects:
             if o["kind"] == "CustomResourceDefinition":
@@ -84,7 +85,8 @@ class _Store:
                 plural, versions = custom[(group, o["kind"])]
                 paths = [(f"{group}/{v}", _collection(f"{group}/{v}", plural)) for v in versions]
             elif (o["apiVersion"], o["kind"]) in _BUILTIN_PLURALS:
-                paths = [(o["apiVersion"], _collection(o["apiVersion"], _BUILTIN_PLURALS[(o["apiVersion"], o["kind"])]))]
+                paths = [(o["apiVersion"],
+                          _collection(o["apiVersion"], _BUILTIN_PLURALS[(o["apiVersion"], o["kind"])]))]
             else:
                 continue
             for api, path in paths:

@@ -312,7 +312,8 @@ class _Cluster:
         self.service_count = 1
         # kube-proxy and istio-cni on every node.
         for ds, image, labels in (("kube-proxy", "registry.k8s.io/kube-proxy:v1.31.2", {"k8s-app": "kube-proxy"}),
-                                  ("istio-cni-node", f"{HUB}/install-cni:{NEW_VERSION}", {"k8s-app": "istio-cni-node"})):
+                                  ("istio-cni-node", f"{HUB}/install-cni:{NEW_VERSION}",
+                                   {"k8s-app": "istio-cni-node"})):
             ns = "kube-system" if ds == "kube-proxy" else "istio-system"
             cname = "kube-proxy" if ds == "kube-proxy" else "install-cni"
             container = {"name": cname, "image": image, "imagePullPolicy": "IfNotPresent",
@@ -345,7 +346,8 @@ class _Cluster:
         if kind == "DaemonSet":
             body["updateStrategy"] = {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}, "type": "RollingUpdate"}
             status.update({"currentNumberScheduled": replicas, "desiredNumberScheduled": replicas,
-                           "numberAvailable": replicas, "numberMisscheduled": 0, "numberReady": replicas, "updatedNumberScheduled": replicas})
+                           "numberAvailable": replicas, "numberMisscheduled": 0, "numberReady": replicas,
+                           "updatedNumberScheduled": replicas})
         else:
             body = {"replicas": replicas, "revisionHistoryLimit": 10, **body}
             status.update({"availableReplicas": replicas, "readyReplicas": replicas, "replicas": replicas,
@@ -595,7 +597,8 @@ class _Cluster:
             self.namespaces.append((name, mode))
             self.add({"apiVersion": "v1", "kind": "ConfigMap", "metadata": g.meta("istio-ca-root-cert", name, labels={
                 "istio.io/config": "true"}), "data": {"root-cert.pem": "-----BEGIN CERTIFICATE-----\n"
-                                                                       + g.suffix(64) + "\n-----END CERTIFICATE-----\n"}})
+                                                                       + g.suffix(64)
+                                                                       + "\n-----END CERTIFICATE-----\n"}})
         # Replicas: every app at least one pod, the rest spread unevenly (a few big apps, many small ones).
         replicas = [1] * n_apps
         for _ in range(app_pods - n_apps):
@@ -826,7 +829,8 @@ class _Cluster:
         """The certificate a Gateway names (credentialName), where the gateway's pods read it."""
         self.add({"apiVersion": "v1", "kind": "Secret", "metadata": self.g.meta(name, "istio-system"),
                   "type": "kubernetes.io/tls",
-                  "data": {"tls.crt": "LS0tLS1CRUdJTi" + self.g.suffix(60), "tls.key": "LS0tLS1CRUdJTi" + self.g.suffix(60)}})
+                  "data": {"tls.crt": "LS0tLS1CRUdJTi" + self.g.suffix(60),
+                           "tls.key": "LS0tLS1CRUdJTi" + self.g.suffix(60)}})
 
     def _gateway(self, i: int, _a: Any, ns: list[str], _by: Any) -> dict[str, Any]:
         namespace = ns[i % len(ns)]

@@ -28,7 +28,8 @@ class AuthorizationPolicyFeature(Feature):
             allowed = [scope, *gateways]
         unknown = [n for n in allowed if n not in inv.namespace_names()]
         if unknown:
-            raise MeshstepError(f"authorization-policy: allow_namespaces names unknown namespace(s) {', '.join(unknown)}")
+            raise MeshstepError("authorization-policy: allow_namespaces names unknown namespace(s) "
+                                f"{', '.join(unknown)}")
         return [
             obj(inv, "security.istio.io", "AuthorizationPolicy", scope, "allow-nothing", {}),
             obj(inv, "security.istio.io", "AuthorizationPolicy", scope, "allow-from-expected-namespaces",

@@ -314,7 +314,8 @@ def schema_problem(value: Any, schema: dict[str, Any], path: str) -> str | None:
         if not isinstance(value, (int, str)):
             return f"{path or '.'}: expected an integer or a string"
         return None
-    if kind in types and not isinstance(value, types[kind]) or kind in ("integer", "number") and isinstance(value, bool):
+    if (kind in types and not isinstance(value, types[kind])
+            or kind in ("integer", "number") and isinstance(value, bool)):
         return f"{path or '.'}: expected {kind}, got {type(value).__name__}"
     if "enum" in schema and value not in schema["enum"]:
         return f"{path}: {value!r} is not one of {schema['enum']}"

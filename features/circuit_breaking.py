@@ -40,7 +40,8 @@ class CircuitBreaking(Feature):
                                           "baseEjectionTime": p["base_ejection_time"]}
             objs.append(dr)
         if not objs:
-            raise MeshstepError(f"circuit-breaking: no service {p['service'] + ' ' if p['service'] else ''}with pods in {scope}")
+            raise MeshstepError(f"circuit-breaking: no service {p['service'] + ' ' if p['service'] else ''}"
+                                f"with pods in {scope}")
         return objs
 
     def detect(self, inv):

@@ -37,7 +37,8 @@ class EgressServiceEntry(Feature):
         name = host.replace("*.", "wildcard-").replace(".", "-")
         objs = [obj(inv, "networking.istio.io", "ServiceEntry", ns, name, {
             "hosts": [host], "location": "MESH_EXTERNAL", "resolution": "NONE" if host.startswith("*.") else "DNS",
-            "ports": [{"number": p["port"], "name": f"{p['protocol'].lower()}-{p['port']}", "protocol": p["protocol"]}]})]
+            "ports": [{"number": p["port"], "name": f"{p['protocol'].lower()}-{p['port']}",
+                       "protocol": p["protocol"]}]})]
         if p["protocol"] == "HTTP":
             objs.append(obj(inv, "networking.istio.io", "VirtualService", ns, name, {
                 "hosts": [host], "http": [{"timeout": p["timeout"], "route": [{"destination": {"host": host}}]}]}))

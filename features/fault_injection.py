@@ -29,7 +29,8 @@ class FaultInjection(Feature):
         svcs = [s for s in services_in(scope, inv) if (s.name == p["service"] if p["service"] else any(
             port.istio_protocol in ("HTTP", "HTTP2", "GRPC") for port in s.ports))]
         if not svcs:
-            raise MeshstepError(f"fault-injection: no HTTP service {p['service'] + ' ' if p['service'] else ''}with pods in {scope}")
+            raise MeshstepError(f"fault-injection: no HTTP service {p['service'] + ' ' if p['service'] else ''}"
+                                f"with pods in {scope}")
         if not p["delay"] and not p["abort_status"]:
             raise MeshstepError("fault-injection: set a delay or an abort_status")
         fault = {}

@@ -29,7 +29,8 @@ class IngressGateway(Feature):
             raise MeshstepError("ingress-gateway: no ingress gateway runs in this cluster: install one "
                                 "(istioctl install --set profile=default) first")
         pod = inv.pod(gateways[0].namespace, gateways[0].name) if gateways[0].kind == "Pod" else None
-        labels = pod.labels if pod else inv.workload(gateways[0].namespace, gateways[0].kind, gateways[0].name).template.labels
+        labels = (pod.labels if pod
+                  else inv.workload(gateways[0].namespace, gateways[0].kind, gateways[0].name).template.labels)
         selector = {"istio": labels["istio"]} if "istio" in labels else {"app": labels.get("app", "")}
         svcs = [s for s in services_in(scope, inv) if not p["service"] or s.name == p["service"]]
         if not svcs:

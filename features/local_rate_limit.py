@@ -33,12 +33,14 @@ class LocalRateLimit(Feature):
             "configPatches": [{
                 "applyTo": "HTTP_FILTER",
                 "match": {"context": "SIDECAR_INBOUND",
-                          "listener": {"filterChain": {"filter": {"name": "envoy.filters.network.http_connection_manager"}}}},
+                          "listener": {"filterChain": {"filter": {
+                              "name": "envoy.filters.network.http_connection_manager"}}}},
                 "patch": {"operation": "INSERT_BEFORE", "value": {
                     "name": _FILTER,
                     "typed_config": {
                         "@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
-                        "type_url": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                        "type_url": ("type.googleapis.com/"
+                                     "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"),
                         "value": {"stat_prefix": "http_local_rate_limiter", "token_bucket": bucket,
                                   "filter_enabled": enabled, "filter_enforced": enabled}}}}}]})]
 

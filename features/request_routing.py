@@ -44,7 +44,8 @@ class RequestRouting(Feature):
     def detect(self, inv):
         out: dict[str, list[str]] = {}
         for vs in inv.of_kind("VirtualService"):
-            if any(d.get("destination", {}).get("subset") for r in vs.spec.get("http") or [] for d in r.get("route") or []):
+            if any(d.get("destination", {}).get("subset")
+                   for r in vs.spec.get("http") or [] for d in r.get("route") or []):
                 out.setdefault(vs.namespace or "mesh", []).append(str(vs.ref))
         return [Observation(self.id, ns, ev) for ns, ev in sorted(out.items())]
 

@@ -39,7 +39,8 @@ class TimeoutsRetries(Feature):
                                     "retryOn": p["retry_on"]}
             objs.append(vs)
         if not objs:
-            raise MeshstepError(f"timeouts-retries: no HTTP service {p['service'] + ' ' if p['service'] else ''}with pods in {scope}")
+            raise MeshstepError(f"timeouts-retries: no HTTP service {p['service'] + ' ' if p['service'] else ''}"
+                                f"with pods in {scope}")
         return objs
 
     def detect(self, inv):

@@ -484,7 +484,8 @@ def graph(inv: Inventory, focus: set[str] | None = None) -> Graph:
     inv = _indexed(inv)
     present = _present(inv)
     known = set(present) | set(PEERS)
-    edges = [e for e in EDGES if e.source in known and e.target in known and (e.source in present or e.target in present)
+    edges = [e for e in EDGES if e.source in known and e.target in known
+             and (e.source in present or e.target in present)
              and (focus is None or e.source in focus or e.target in focus)]
     used = {e.source for e in edges} | {e.target for e in edges} | (set(focus or ()) & set(present))
     if focus is None:
@@ -593,7 +594,8 @@ def sections(report: Report) -> list[tuple[str, list[Section]]]:
             *_parts(c),
             Section("In this cluster", _capped([f"{i.kind} {i.namespace}/{i.name} — {i.reason}" for i in s.instances])),
             *_common(c, s.links, s.commands, "How to debug it",
-                     f"# for {s.instances[0].namespace}/{s.instances[0].name}; the others alike" if s.instances else ""),
+                     f"# for {s.instances[0].namespace}/{s.instances[0].name}; the others alike"
+                     if s.instances else ""),
         ]))
     for e in report.subjects:
         heading = f"{e.ref}: " + (e.component.title if e.component else "not an Istio component")

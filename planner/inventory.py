@@ -183,7 +183,8 @@ class Inventory:
             return []
         items = iter(selector.items())
         k, v = next(items)
-        return [p for p in self._pods_by_label.get((namespace, k, v), ()) if all(p.labels.get(a) == b for a, b in items)]
+        return [p for p in self._pods_by_label.get((namespace, k, v), ())
+                if all(p.labels.get(a) == b for a, b in items)]
 
     def pods_of_service(self, svc: Service) -> list[Pod]:
         return self.pods_matching(svc.namespace, svc.selector)
@@ -245,7 +246,8 @@ class Inventory:
         for name in self.namespace_names():
             ns = self.namespaces.get(name)
             pods = self.pods_by_namespace.get(name, ())
-            rows.append({"name": name, "injection": ns.injection if ns else "none", "revision": ns.revision if ns else None,
+            rows.append({"name": name, "injection": ns.injection if ns else "none",
+                         "revision": ns.revision if ns else None,
                          "pods": len(pods), "pods_with_sidecar": sum(p.sidecar is not None for p in pods)})
         return rows
 
@@ -279,7 +281,8 @@ class Inventory:
         applied = {_key(o): o for o in apply}
         raw = [o for o in self.raw if _key(o) not in gone and _key(o) not in applied] + list(applied.values())
         new_pods = {(p["metadata"].get("namespace"), p["metadata"]["name"]): _pod(p) for p in pods}
-        kept = [p for p in self.pods if (p.namespace, p.name) not in new_pods and ("Pod", p.namespace, p.name) not in gone]
+        kept = [p for p in self.pods
+                if (p.namespace, p.name) not in new_pods and ("Pod", p.namespace, p.name) not in gone]
         builder = _Builder(self.source, self.cluster, self.visibility, self.mesh_networks)
         builder.pods = kept + list(new_pods.values())
         for o in raw:

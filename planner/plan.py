@@ -85,7 +85,8 @@ _AUTHZ = _Blueprint("Authorization in {ns}",
                     "Deny by default in {ns}; allow only the callers each service expects.",
                     ("authorization-policy",), "each")
 _LOCKDOWN = _Blueprint("Lock down egress",
-                       "Only registered external hosts can be reached from the mesh.", ("egress-registry-only",), "mesh")
+                       "Only registered external hosts can be reached from the mesh.", ("egress-registry-only",),
+                       "mesh")
 
 TEMPLATES: dict[str, tuple[_Blueprint, ...]] = {
     "routing-first": (_INSTALL, _INJECT, _INGRESS, _ROUTING, _RELEASE, _OBSERVE, _RESILIENCE, _EGRESS,
@@ -126,7 +127,8 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
         else:
             groups = [(None, [Step(f, "mesh") for f in bp.features])]
         for ns, steps in groups:
-            steps = [s for s in steps if (s.feature, s.scope) in observed or _renderable(feats[s.feature], s, inventory)]
+            steps = [s for s in steps
+                     if (s.feature, s.scope) in observed or _renderable(feats[s.feature], s, inventory)]
             if bp.features and not steps:
                 continue
             title, goal = bp.title.format(ns=ns), bp.goal.format(ns=ns)
@@ -204,7 +206,8 @@ def gate(stage: StageSpec, inventory: Inventory) -> GateResult:
     for step in stage.steps:
         msgs.extend(feats[step.feature].checks(inventory, step.scope, step.params))
     unique = {(m.code, str(m.ref), m.message): m for m in msgs}
-    return GateResult(tuple(sorted(unique.values(), key=lambda m: (analysis.LEVELS.index(m.level), m.code, str(m.ref)))))
+    return GateResult(tuple(sorted(unique.values(),
+                                   key=lambda m: (analysis.LEVELS.index(m.level), m.code, str(m.ref)))))
 
 
 @dataclass(frozen=True)

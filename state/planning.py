@@ -36,8 +36,9 @@ class NotVerified(MeshstepError):
 
 
 def stage_spec(stage: Stage) -> planner.StageSpec:
-    return planner.StageSpec(stage.title, stage.goal, tuple(planner.Step(f["feature"], f["scope"], f.get("params") or {})
-                                                           for f in stage.features))
+    return planner.StageSpec(stage.title, stage.goal,
+                             tuple(planner.Step(f["feature"], f["scope"], f.get("params") or {})
+                                   for f in stage.features))
 
 
 def create(store: Store, cluster: str, inventory: Inventory, template: str, namespaces: list[str] | None,
@@ -63,7 +64,8 @@ def find_plan(store: Store, cluster: str, name: str | None = None) -> Plan:
     plans = [p for p in store.list_plans(cluster) if (p.name == name if name else p.status == "active")]
     if not plans:
         what = f"no plan named {name!r}" if name else "no active plan"
-        raise MeshstepError(f"{what} for cluster {cluster}: start one with `meshstep plan new --template routing-first`")
+        raise MeshstepError(f"{what} for cluster {cluster}: "
+                            "start one with `meshstep plan new --template routing-first`")
     return plans[-1]
 
 

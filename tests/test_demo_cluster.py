@@ -152,7 +152,8 @@ def test_every_replicaset_is_owned_by_a_deployment_and_counts_its_pods():
         assert re.fullmatch(rf"{SAFE}{{9,10}}", h)
         assert rs["spec"]["replicas"] == dep["spec"]["replicas"] == pods_of[_key(rs)]
     for d in of_kind("Deployment"):
-        assert any(_owner(rs)["uid"] == d["metadata"]["uid"] for rs in of_kind("ReplicaSet", d["metadata"]["namespace"]))
+        assert any(_owner(rs)["uid"] == d["metadata"]["uid"]
+                   for rs in of_kind("ReplicaSet", d["metadata"]["namespace"]))
     for kind in ("DaemonSet", "StatefulSet"):
         for w in of_kind(kind):
             want = len(of_kind("Node")) if kind == "DaemonSet" else w["spec"]["replicas"]

@@ -19,7 +19,8 @@ class ExplainFormat(str, enum.Enum):
 @cli.command()
 def explain(
     name: Annotated[str | None, typer.Argument(help="A pod or a workload (name, or namespace/name), or a component "
-                                                    "id (istiod, sidecar, ztunnel, …). Omit for every component.")] = None,
+                                                    "id (istiod, sidecar, ztunnel, …). Omit for every "
+                                                    "component.")] = None,
     source: SourceOpt = None,
     format: Annotated[ExplainFormat, typer.Option("--format", "-o", help="Output format; dot draws the "
                                                   "communication graph.")] = ExplainFormat.table,

@@ -19,8 +19,8 @@ bar = st.container(horizontal=True)
 verify_clicked = bar.button("Verify the chain", type="primary", icon=":material/lock:")
 cluster = ui.cluster(ui.inventory())
 drift = {cluster: compute_drift(store.list_flags(cluster), ui.observations())}
-bar.download_button("Markdown report", audit.export_markdown(store, drift=drift), "meshstep-audit.md", mime="text/markdown",
-                    icon=":material/download:")
+bar.download_button("Markdown report", audit.export_markdown(store, drift=drift), "meshstep-audit.md",
+                    mime="text/markdown", icon=":material/download:")
 bar.download_button("CSV", audit.export_csv(events), "meshstep-audit.csv", mime="text/csv",
                     icon=":material/download:")
 bar.download_button("JSON", audit.export_json(events), "meshstep-audit.json", mime="application/json",

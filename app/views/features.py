@@ -123,4 +123,5 @@ if (shown := st.session_state.get("rendered")) and shown[:2] == (fid, scope):
     if shown[3]:
         st.code("\n".join(shown[3]), language="sh")
     st.code(shown[2] or "# nothing to apply", language="yaml")
-    st.download_button("Download YAML", shown[2], f"{fid}-{scope}.yaml", mime="application/yaml", icon=":material/download:")
+    st.download_button("Download YAML", shown[2], f"{fid}-{scope}.yaml", mime="application/yaml",
+                       icon=":material/download:")

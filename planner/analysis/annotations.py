@@ -128,7 +128,8 @@ def _status_port(value: str) -> str | None:
 
 
 def _interception_mode(value: str) -> str | None:
-    return None if value in ("REDIRECT", "TPROXY", "NONE") else f"interceptionMode invalid, use REDIRECT,TPROXY,NONE: {value}"
+    return (None if value in ("REDIRECT", "TPROXY", "NONE")
+            else f"interceptionMode invalid, use REDIRECT,TPROXY,NONE: {value}")
 
 
 _BOOLS = {"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"}

@@ -247,7 +247,8 @@ def markdown() -> str:
              "[istio.io](https://istio.io/latest/docs/reference/config/analysis/).")
     generated = ("Generated from `planner/analysis/catalog.py` by `python -m planner.analysis.catalog > "
                  "docs/checks.md`: edit the catalog, not this page.")
-    lines = ["# meshstep checks", "", intro, "", generated, "", "| code | name | level | gates |", "| --- | --- | --- | --- |"]
+    lines = ["# meshstep checks", "", intro, "", generated, "", "| code | name | level | gates |",
+             "| --- | --- | --- | --- |"]
     for e in _ENTRIES:
         lines.append(f"| [{e.code}](#{e.code.lower()}) | {e.name} | {e.level} | {e.stages} |")
     for e in _ENTRIES:

@@ -107,7 +107,8 @@ class Unit:
         if kind in ("Deployment", "StatefulSet", "DaemonSet"):
             return f"kubectl -n {ns} rollout restart {kind.lower()}/{name}"
         if kind == "CronJob":
-            return f"its next run is injected; for a run now: kubectl -n {ns} create job --from=cronjob/{name} {name}-now"
+            return (f"its next run is injected; for a run now: kubectl -n {ns} create job --from=cronjob/{name} "
+                    f"{name}-now")
         if kind == "Job":
             return f"re-run it: kubectl -n {ns} get job {name} -o yaml | kubectl replace --force -f -"
         return f"kubectl -n {ns} delete pod {name} and create it again from its manifest (no controller re-creates it)"
@@ -119,7 +120,8 @@ class Unit:
         if _opted_out(self.spec):
             return f"remove sidecar.istio.io/inject: \"false\" from its pod template, then {self.restart()}"
         ns = inv.namespaces.get(self.namespace)
-        if not (ns and ns.injection in ("sidecar", "ambient")) and not injection_requested(inv, self.namespace, self.spec):
+        if (not (ns and ns.injection in ("sidecar", "ambient"))
+                and not injection_requested(inv, self.namespace, self.spec)):
             return f"kubectl label namespace {self.namespace} istio-injection=enabled, then {self.restart()}"
         return self.restart()
 
@@ -579,7 +581,8 @@ def strict_not_in_place(ctx: Context) -> Iterator[Found]:
                                                           for p in (s.get("portLevelMtls") or {}).values()}
             weak = sorted(m for m in modes & {"PERMISSIVE", "DISABLE"})
             if weak:
-                yield ref(pa), f"PeerAuthentication {n}/{pa.name} keeps {'/'.join(weak)} for the workloads it selects", \
+                yield ref(pa), (f"PeerAuthentication {n}/{pa.name} keeps {'/'.join(weak)} "
+                                "for the workloads it selects"), \
                     hint("MST0501", namespace=n, fix=f"set STRICT in PeerAuthentication {n}/{pa.name}, or delete it")
 
 
@@ -689,7 +692,8 @@ def sidecar_scope_cuts(ctx: Context) -> Iterator[Found]:
         for u in units(inv, [n]):
             for svc, where in service_calls(inv, u):
                 if not any(_egress_allows(h, n, svc) for h in allowed):
-                    text = f"{u.ref} calls {svc.name}.{svc.namespace} (in its {where}), outside the Sidecar's egress hosts"
+                    text = (f"{u.ref} calls {svc.name}.{svc.namespace} (in its {where}), "
+                            "outside the Sidecar's egress hosts")
                     yield u.ref, text, hint("MST0704", host=f"{svc.namespace}/{svc.host}", namespace=n,
                                             target=svc.namespace)
 

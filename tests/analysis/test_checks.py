@@ -42,7 +42,8 @@ def test_every_ist_check_uses_istioctls_level_for_its_code():
     ist = [c for c in registry() if c.code.startswith("IST")]
     assert ist, "no IST checks registered"
     for c in ist:
-        assert c.level == catalog[c.code], f"{c.code} ({c.family}.{c.fn.__name__}) is {c.level}, istioctl says {catalog[c.code]}"
+        assert c.level == catalog[c.code], (f"{c.code} ({c.family}.{c.fn.__name__}) is {c.level}, "
+                                            f"istioctl says {catalog[c.code]}")
         assert c.level in LEVELS and c.hint, f"{c.code} has no hint"
 
 
@@ -57,7 +58,8 @@ def test_messages_link_their_istio_io_page():
 def test_suppress_rule_with_wildcards_hides_only_what_it_names():
     inv = inventory("mesh")
     before = found(analyze(inv))
-    after = found(analyze(inv, [Suppression.parse("IST01*=Sidecar web/*"), Suppression.parse("IST0102=Namespace batch")]))
+    after = found(analyze(inv, [Suppression.parse("IST01*=Sidecar web/*"),
+                                Suppression.parse("IST0102=Namespace batch")]))
     assert before - after == Counter({"IST0111 Sidecar web/default": 1, "IST0111 Sidecar web/restrictive": 1,
                                       "IST0102 Namespace batch": 1})
 

@@ -397,7 +397,8 @@ def test_external_control_plane_webhook_without_usable_url(tmp_path):
     msgs = run(tmp_path, EXTERNAL_ISTIOD, "IST0163")
     assert sorted((str(m.ref), m.message.split(" to reach")[0], m.message.split("cluster ")[1]) for m in msgs) == [
         ("MutatingWebhookConfiguration istio-sidecar-injector-external-istiod",
-         "The hostname (https://[fd00::1/inject) that was provided for the webhook (rev.object.sidecar-injector.istio.io)",
+         "The hostname (https://[fd00::1/inject) that was provided for the webhook "
+         "(rev.object.sidecar-injector.istio.io)",
          "was provided in an invalid format. Traffic may not flow properly."),
         ("ValidatingWebhookConfiguration istio-validator-external-istiod",
          "The hostname () that was provided for the webhook (blank.validation.istio.io)",

@@ -132,7 +132,8 @@ def _pod(template: dict, name: str, *, init_containers: list | None = None) -> d
 def _hello_cluster(*pods: dict, istiod_ready: bool | None = True):
     """Namespace hello, injected, with these pods; istiod ready, not ready, or (None) absent."""
     objects = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "hello", "labels": {"istio-injection": "enabled"}}},
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": "hello", "labels": {"istio-injection": "enabled"}}},
         *pods,
     ]
     if istiod_ready is not None:

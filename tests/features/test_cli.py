@@ -111,7 +111,8 @@ def test_render_prints_gate_warnings_on_stderr_not_in_the_yaml(run):
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["render", "trafic-shifting", "--scope", "shop"], "unknown feature 'trafic-shifting': did you mean traffic-shifting"),
+    (["render", "trafic-shifting", "--scope", "shop"],
+     "unknown feature 'trafic-shifting': did you mean traffic-shifting"),
     (["render", "nothing-like-it", "--scope", "shop"], "unknown feature 'nothing-like-it': see `meshstep features`"),
     (["render", "traffic-shifting", "--scope", "shop", "--set", "wieght=5"],
      "traffic-shifting: unknown parameter(s) wieght; it takes: service, strategy, stable, canary, weight"),
@@ -179,7 +180,8 @@ def test_status_after_flags_set_shows_recorded_and_drift(run, db):
     drift = {(d["feature"], d["scope"]): d for d in status["drift"]}
     assert drift[("mtls-strict", "shop")]["kind"] == RECORDED_NOT_OBSERVED
     assert drift[("egress-service-entry", "payments")]["kind"] == PARAMS_DIFFER
-    assert "recorded 'api.paypal.com', observed 'api.stripe.com'" in drift[("egress-service-entry", "payments")]["detail"]
+    assert ("recorded 'api.paypal.com', observed 'api.stripe.com'"
+            in drift[("egress-service-entry", "payments")]["detail"])
     assert ("sidecar-injection", "shop") not in drift  # recorded and observed: no drift
     assert drift[("sidecar-injection", "payments")]["kind"] == OBSERVED_NOT_RECORDED
 
@@ -216,7 +218,8 @@ def test_audit_report_shows_the_drift_of_the_sources_cluster(run, db):
     code, out, err = run("audit", "--export", "markdown", "--db", db)
     assert code == 0 and err == ""
     drift = out.split("## Drift in demo\n", 1)[1].split("\n## ", 1)[0]
-    rows = {tuple(cell.strip() for cell in line.split("|")[1:4]) for line in drift.splitlines() if line.startswith("| ")}
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:4])
+            for line in drift.splitlines() if line.startswith("| ")}
     assert ("recorded on, not observed", "mtls-strict", "shop") in rows
     assert ("observed, not recorded", "mtls-permissive", "mesh") in rows
 

@@ -45,7 +45,8 @@ class Cluster:
                                           "annotations": p.annotations | {"sidecar.istio.io/status": json.dumps(
                                               {"revision": donor.sidecar.revision})},
                                           "ownerReferences": [{"kind": "ReplicaSet", "controller": True,
-                                                               "name": f"{p.workload_name}-{p.labels.get('pod-template-hash', 'x')}"}]},
+                                                               "name": f"{p.workload_name}-"
+                                                                       f"{p.labels.get('pod-template-hash', 'x')}"}]},
                              "spec": {"serviceAccountName": p.spec.service_account,
                                       "containers": [{"name": c.name, "image": c.image} for c in p.spec.containers],
                                       "initContainers": [{"name": sidecar.name, "image": sidecar.image,
@@ -137,7 +138,8 @@ def test_gate_override_is_recorded(cli):
     store = Store.open(None)
     try:
         ev = [e for e in store.audit_events() if e.action == "stage.status"][-1]
-        assert ev.reason == "entry gate overridden" and ev.after["override_reason"] == "catalog is being retired this week"
+        assert (ev.reason == "entry gate overridden"
+                and ev.after["override_reason"] == "catalog is being retired this week")
     finally:
         store.close()
 
@@ -184,7 +186,8 @@ def test_templates_respect_the_order_rules(demo, template):
 
 
 @pytest.mark.parametrize("bad, good, message", [
-    (["request-routing", "sidecar-injection"], ["sidecar-injection", "request-routing"], "depends on sidecar-injection"),
+    (["request-routing", "sidecar-injection"], ["sidecar-injection", "request-routing"],
+     "depends on sidecar-injection"),
     (["mtls-strict", "mtls-permissive"], ["mtls-permissive", "mtls-strict"], "depends on mtls-permissive"),
     (["mtls-permissive", "authorization-policy", "mtls-strict"], ["mtls-permissive", "mtls-strict",
                                                                   "authorization-policy"], "depends on mtls-strict"),

@@ -52,7 +52,8 @@ def test_no_drift_when_recorded_matches_observed():
 def test_a_recorded_empty_value_lets_the_feature_choose():
     # sidecar-injection recorded with its default revision '' (the default tag's): any observed revision matches
     flags = [_flag("sidecar-injection", "shop", revision=""), _flag("sidecar-injection", "cart", revision="1-26")]
-    observed = [_seen("sidecar-injection", "shop", revision="1-27"), _seen("sidecar-injection", "cart", revision="1-27")]
+    observed = [_seen("sidecar-injection", "shop", revision="1-27"),
+                _seen("sidecar-injection", "cart", revision="1-27")]
     assert [(d.scope, d.detail) for d in compute_drift(flags, observed)] == [
         ("cart", "revision: recorded '1-26', observed '1-27'")]
 
