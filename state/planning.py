@@ -43,11 +43,15 @@ def stage_spec(stage: Stage) -> planner.StageSpec:
 
 def create(store: Store, cluster: str, inventory: Inventory, template: str, namespaces: list[str] | None,
            name: str | None, actor: str) -> Plan:
-    """A new plan for a cluster from a template; stages already on in the cluster start as done."""
+    """A new plan for a cluster from a template; stages already on in the cluster start as done, and their
+    features are recorded on (where the team has recorded nothing for them yet), so that the flags say what the
+    plan takes as done."""
     specs = planner.new_plan(template, inventory, namespaces)
     stages = [{"title": s.title, "goal": s.goal, "features": [st.to_json() for st in s.steps],
                "status": "done" if s.done else "planned"} for s in specs]
-    return store.create_plan(cluster, name or template, template, stages, actor, reason=f"template {template}")
+    flags = [FlagChange(st.feature, st.scope, st.params, "on") for s in specs if s.done for st in s.steps]
+    reason = f"template {template}" + ("; features already on in the cluster recorded on" if flags else "")
+    return store.create_plan(cluster, name or template, template, stages, actor, reason=reason, flags=flags)
 
 
 def add_stage(store: Store, plan: Plan, inventory: Inventory, title: str, goal: str, steps: list[planner.Step],

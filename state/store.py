@@ -289,9 +289,10 @@ class Store:
     # ------------------------------------------------------------------ plans and stages
 
     def create_plan(self, cluster: str, name: str, template: str, stages: Sequence[Mapping[str, Any]],
-                    actor: str, reason: str = "") -> Plan:
+                    actor: str, reason: str = "", flags: Sequence[FlagChange] = ()) -> Plan:
         """A plan with its stages, in order. Each stage: title, goal, features ([{feature, scope, params}]),
-        optionally status."""
+        optionally status. `flags` (those of stages done from the start) are recorded in the same transaction,
+        each one only where nothing is recorded for its feature and scope yet: what the team recorded stands."""
         with self._change(actor, reason) as ch:
             ch.cluster(cluster)
             if ch.session.exec(select(Plan).where(Plan.cluster == cluster, Plan.name == name)).first():
@@ -302,6 +303,9 @@ class Store:
             ch.session.add(plan)
             ch.session.flush()
             ch.record("plan.create", f"plan:{plan.id}", None, self._plan_snap(plan))
+            for f in flags:
+                if f.state is not None and self._flag(ch.session, cluster, f.feature, f.scope) is None:
+                    self._put_flag(ch, cluster, f.feature, f.scope, f.params or {}, f.state, 0)
         return plan
 
     def get_plan(self, plan_id: int) -> Plan:

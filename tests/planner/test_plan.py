@@ -126,6 +126,27 @@ def test_full_walk_up_to_strict_mtls(cli):
     assert cli("audit", "--verify")[0] == 0
 
 
+def test_stages_done_from_the_start_record_their_flags_once(cli):
+    # The team had recorded PERMISSIVE mesh-wide as off (say, meaning to remove it): that record stands.
+    assert cli("flags", "set", "mtls-permissive", "--scope", "mesh", "--state", "off", "--reason", "to remove")[0] == 0
+    rc, out, _ = cli("plan", "new", "--namespaces", "shop", "--format", "json")
+    done = {(f["feature"], f["scope"]) for s in json.loads(out)["stages"] if s["status"] == "done"
+            for f in s["features"]}
+    assert ("sidecar-injection", "shop") in done and ("mtls-permissive", "mesh") in done
+    flags = {(f["feature"], f["scope"]): f for f in json.loads(cli("flags", "list", "--format", "json")[1])}
+    assert set(flags) == done
+    assert flags["sidecar-injection", "shop"]["state"] == "on" and flags["sidecar-injection", "shop"]["version"] == 1
+    assert flags["sidecar-injection", "shop"]["reason"] == (
+        "template routing-first; features already on in the cluster recorded on")
+    assert (flags["mtls-permissive", "mesh"]["state"], flags["mtls-permissive", "mesh"]["version"]) == ("off", 1)
+    # One transaction: the plan and its flags are audited together, at one time.
+    events = json.loads(cli("audit", "--export", "json")[1])
+    created = events[[e["action"] for e in events].index("plan.create"):]
+    assert [e["action"] for e in created] == ["plan.create"] + ["flag.set"] * (len(done) - 1)
+    assert len({e["at"] for e in created}) == 1
+    assert cli("audit", "--verify")[0] == 0
+
+
 def test_gate_override_is_recorded(cli):
     cli("plan", "new", "--namespaces", "shop")
     for _ in range(40):  # walk to the STRICT stage
