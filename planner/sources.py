@@ -1,6 +1,6 @@
 """Where raw Kubernetes objects come from: the bundled demo, a snapshot (file, directory, .tar.gz), or a live
-cluster read-only through the official client. Objects are plain dicts; nothing past this module sees dicts
-of Pods."""
+cluster read-only through the official client. Objects are plain dicts; a live list's pages may also be handed on
+unparsed (RawPage), for the inventory to parse a big cluster's pods in other processes."""
 from __future__ import annotations
 
 import io
@@ -9,9 +9,9 @@ import queue
 import re
 import tarfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +50,28 @@ class Snapshot:
     cluster: bool = True
 
     def objects(self) -> Iterator[dict[str, Any]]:
-        for obj in self.produce(self.visibility):
-            if obj.get("kind") == "Secret":
-                for k in _SECRET_VALUE_KEYS:
-                    obj.pop(k, None)
-            yield obj
+        """Every object, as a dict."""
+        return self.stream()  # type: ignore[return-value]  (no raw kinds: dicts only)
+
+    def stream(self, raw_kinds: Collection[str] = ()) -> Iterator[dict[str, Any] | RawPage]:
+        """Every object as a dict, except that a live list's pages of `raw_kinds` (e.g. "Pod") come as RawPages, for
+        the consumer to parse where it likes (the inventory hands a big cluster's pods to other processes)."""
+        for item in self.produce(self.visibility):
+            if type(item) is RawPage:
+                if item.kind.kind in raw_kinds:
+                    yield item
+                    continue
+                for obj in item.parse():
+                    yield _without_secret_values(obj)
+            else:
+                yield _without_secret_values(item)
+
+
+def _without_secret_values(obj: dict[str, Any]) -> dict[str, Any]:
+    if obj.get("kind") == "Secret":
+        for k in _SECRET_VALUE_KEYS:
+            obj.pop(k, None)
+    return obj
 
 
 def default_source() -> str:
@@ -206,6 +223,30 @@ class Kind:
     metadata_only: bool = False
 
 
+@dataclass(frozen=True)
+class RawPage:
+    """One page of a live list as the server sent it (JSON bytes), parsed when and where the consumer chooses."""
+
+    kind: Kind
+    data: bytes
+    remaining: int | None  # how many items the server says follow this page (remainingItemCount), when it says
+    where: str  # the server and how it was reached, for errors
+
+    def parse(self) -> list[dict[str, Any]]:
+        try:
+            page = orjson.loads(self.data)
+        except orjson.JSONDecodeError as e:
+            raise SourceError(f"listing {self.kind.label} on {self.where}: malformed JSON: {e}") from e
+        return _stamp(self.kind, page.get("items") or [])
+
+
+def _stamp(kind: Kind, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for item in items:  # list items carry no kind/apiVersion of their own
+        item["kind"] = kind.kind
+        item["apiVersion"] = kind.api_version
+    return items
+
+
 # What meshstep reads of every cluster. ConfigMaps only where Istio keeps its own (labelled istio.io/rev);
 # Secrets as metadata only: meshstep never reads a secret's values.
 CORE_KINDS = (
@@ -302,8 +343,8 @@ class _LiveReader:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                if isinstance(item, tuple):  # (kind, page body): parsed here, one page at a time
-                    yield from self._items(*item)
+                if isinstance(item, RawPage):  # parsed by the consumer, one page at a time
+                    yield item
                 else:
                     yield from item
         finally:
@@ -345,17 +386,19 @@ class _LiveReader:
                 query.append(("labelSelector", kind.label_selector))
             try:
                 data = self._get(kind.path, query, kind.metadata_only)
+                page = RawPage(kind, data, None, f"{self.server} ({self.where})")
                 if keep:
-                    page = orjson.loads(data)
-                    items = self._stamp(kind, page.get("items") or [])
+                    items = page.parse()
                     kept.extend(items)
                     put(items)
-                    token = (page.get("metadata") or {}).get("continue")
+                    token = (orjson.loads(data).get("metadata") or {}).get("continue")
                 else:
                     # Pages wait in the queue as bytes and are parsed by the consumer as it reaches them: parsed,
                     # a page takes ~8x its JSON size, and a slower consumer would otherwise hold a queue of them.
-                    token = _continue_token(data)
-                    put((kind, data))
+                    meta = _list_metadata(data)
+                    token = meta.get("continue") or None
+                    remaining = meta.get("remainingItemCount")
+                    put(replace(page, remaining=remaining if isinstance(remaining, int) else None))
             except _HTTPStatus as e:
                 if e.status == 403:
                     visibility.forbidden.append(kind.label)
@@ -372,24 +415,9 @@ class _LiveReader:
             if not token:
                 return kept
 
-    def _items(self, kind: Kind, data: bytes) -> list[dict[str, Any]]:
-        try:
-            page = orjson.loads(data)
-        except orjson.JSONDecodeError as e:
-            raise SourceError(f"listing {kind.label} on {self.server} ({self.where}): malformed JSON: {e}") from e
-        return self._stamp(kind, page.get("items") or [])
-
-    @staticmethod
-    def _stamp(kind: Kind, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for item in items:  # list items carry no kind/apiVersion of their own
-            item["kind"] = kind.kind
-            item["apiVersion"] = kind.api_version
-        return items
-
-
-def _continue_token(data: bytes) -> str | None:
-    """A list page's continue token, read from the list metadata that precedes `items` (where the API server
-    writes it) without parsing the items; the whole page is parsed when the metadata is not found there."""
+def _list_metadata(data: bytes) -> dict[str, Any]:
+    """A list page's metadata (continue token, remainingItemCount), read from what precedes `items` (where the API
+    server writes it) without parsing the items; the whole page is parsed when the metadata is not found there."""
     i = data.find(b'"items"')
     if i > 0:
         try:
@@ -397,8 +425,8 @@ def _continue_token(data: bytes) -> str | None:
         except orjson.JSONDecodeError:
             meta = None
         if isinstance(meta, dict):
-            return meta.get("continue") or None
-    return (orjson.loads(data).get("metadata") or {}).get("continue") or None
+            return meta
+    return orjson.loads(data).get("metadata") or {}
 
 
 class _HTTPStatus(Exception):

@@ -83,9 +83,11 @@ class PagingEmulator(KubernetesEmulator):
         start = int(request.params.get("continue") or 0)
         limit = int(request.params.get("limit") or 0)
         end = start + limit if limit else len(items)
-        meta = {"resourceVersion": "1"}
+        meta: dict[str, Any] = {"resourceVersion": "1"}
         if end < len(items):
             meta["continue"] = str(end)
+            if not selector:  # as the API server: the count of what follows, except for filtered lists
+                meta["remainingItemCount"] = len(items) - end
         items = items[start:end]
         if self.honour_metadata_only and "as=PartialObjectMetadataList" in request.headers.get("Accept", ""):
             return {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": meta,
