@@ -3,6 +3,7 @@ loopback (tests/kube.py) — pages, 403s, missing Istio, unreachable servers, co
 from __future__ import annotations
 
 import json
+import os
 import socket
 import tarfile
 import time
@@ -11,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner import sources
+from planner import inventory, sources
 from planner.errors import SourceError
 from planner.inventory import build_inventory
-from planner.sources import files_snapshot, live_snapshot, load_snapshot
+from planner.sources import RawPage, files_snapshot, live_snapshot, load_snapshot
 from tests.kube import serve, write_kubeconfig
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "inventory" / "cluster.yaml"
@@ -269,3 +270,82 @@ def test_live_kinds_are_listed_concurrently(kubeconfig_env) -> None:
     assert cluster.emulator.most_in_flight >= 4
     # 12 lists of 0.2 s each: one after the other would take 2.4 s.
     assert lists == 12 and elapsed < lists * 0.2 / 2
+
+
+# ---------------------------------------------------------------- big clusters: pods read in worker processes
+
+
+def _crash(page) -> list:
+    """A worker that dies mid-read, as one the kernel's OOM killer takes."""
+    os._exit(1)
+
+
+def _spy_on_take(monkeypatch, sent: list[bool], here: list[RawPage] | None = None) -> None:
+    """Record whether each pod page went to a worker (`sent`), and which ones were read here after all (`here`);
+    assume two CPUs, whatever this machine has."""
+    take, read_here = inventory._PodPages.take, inventory._PodPages._here
+    monkeypatch.setattr(inventory._PodPages, "take", lambda self, page: sent.append(take(self, page)) or sent[-1])
+    if here is not None:
+        monkeypatch.setattr(inventory._PodPages, "_here", lambda self, page: here.append(page) or read_here(self, page))
+    monkeypatch.setattr(inventory.os, "cpu_count", lambda: 2)
+
+
+@pytest.fixture
+def pod_pages(kubeconfig_env, monkeypatch):
+    """Read a 50-pod cluster in pages of 5 twice: in this process, then with pod pages in worker processes (the
+    threshold lowered to 10 pods, two CPUs assumed); returns both inventories, whether each page went out, and the
+    pages read here after all."""
+    objects = _fixture_objects() + [_pod(f"p{i:03}", "shop") for i in range(45)]
+
+    def read(worker=None, per_worker=100):
+        with serve(objects) as cluster:
+            kubeconfig_env({"test": cluster.url}, "test")
+            here = build_inventory(live_snapshot("test", page_size=5))
+            sent: list[bool] = []
+            fallback: list[RawPage] = []
+            _spy_on_take(monkeypatch, sent, fallback)
+            monkeypatch.setattr(inventory, "PARALLEL_PODS", 10)
+            monkeypatch.setattr(inventory, "PAGES_PER_WORKER", per_worker)
+            if worker is not None:
+                monkeypatch.setattr(inventory, "_pods_of", worker)
+            return here, build_inventory(live_snapshot("test", page_size=5)), sent, fallback
+
+    return read
+
+
+def test_live_pods_of_a_big_cluster_are_read_in_worker_processes(pod_pages) -> None:
+    here, parallel, sent, fallback = pod_pages()
+    assert len(here.pods) == 49 and len(sent) == 10 and all(sent)  # every pod page went out (from the first)
+    assert fallback == []  # and came back from a worker
+    assert parallel.pods == here.pods  # the same Pods, in the same order
+    assert parallel.report() == here.report()
+
+
+def test_live_pod_pages_read_here_while_the_workers_are_busy_keep_their_order(pod_pages) -> None:
+    here, parallel, sent, read_here = pod_pages(per_worker=1)  # one page in flight per worker, the rest read here
+    assert len(sent) == 10 and all(sent) and 0 < len(read_here) < 10
+    assert parallel.pods == here.pods
+
+
+def test_live_pods_are_read_here_when_the_workers_die(pod_pages) -> None:
+    here, parallel, sent, fallback = pod_pages(_crash)
+    assert len(sent) == 10 and all(sent) and len(fallback) == 10
+    assert parallel.pods == here.pods
+
+
+def test_live_pages_say_how_many_items_follow_and_small_clusters_stay_here(kubeconfig_env, monkeypatch) -> None:
+    pages, sent = [], []
+    _spy_on_take(monkeypatch, sent)
+    objects = _fixture_objects() + [_pod(f"p{i:03}", "shop") for i in range(45)]
+    total = sum(o["kind"] == "Pod" for o in objects)
+    with serve(objects) as cluster:
+        kubeconfig_env({"test": cluster.url}, "test")
+        for item in live_snapshot("test", page_size=5).stream(("Pod", "ConfigMap")):
+            if isinstance(item, sources.RawPage):
+                pages.append((item.kind.kind, item.remaining))
+        build_inventory(live_snapshot("test", page_size=5))
+    pods = [r for k, r in pages if k == "Pod"]
+    # remainingItemCount: what follows each page (none after the last); a filtered list has none at all
+    assert pods[:-1] == list(range(total - 5, 0, -5)) and pods[-1] is None
+    assert all(r is None for k, r in pages if k == "ConfigMap")
+    assert len(sent) == len(pods) and not any(sent)  # 50 pods: under the threshold, read in this process
