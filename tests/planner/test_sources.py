@@ -280,6 +280,12 @@ def _crash(page) -> list:
     os._exit(1)
 
 
+def _slow(page) -> list:
+    """A worker that takes its time, so that the pages after its first are read by the reader itself."""
+    time.sleep(2)
+    return inventory._pods_of(page)
+
+
 def _spy_on_take(monkeypatch, sent: list[bool], here: list[RawPage] | None = None) -> None:
     """Record whether each pod page went to a worker (`sent`), and which ones were read here after all (`here`);
     assume two CPUs, whatever this machine has."""
@@ -322,7 +328,7 @@ def test_live_pods_of_a_big_cluster_are_read_in_worker_processes(pod_pages) -> N
 
 
 def test_live_pod_pages_read_here_while_the_workers_are_busy_keep_their_order(pod_pages) -> None:
-    here, parallel, sent, read_here = pod_pages(per_worker=1)  # one page in flight per worker, the rest read here
+    here, parallel, sent, read_here = pod_pages(_slow, per_worker=1)  # a page in flight per worker, the rest here
     assert len(sent) == 10 and all(sent) and 0 < len(read_here) < 10
     assert parallel.pods == here.pods
 
