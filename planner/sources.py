@@ -26,8 +26,12 @@ SNAPSHOT_SUFFIXES = (".yaml", ".yml", ".json")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DOC_SEPARATOR = re.compile(r"^---(\s|$)")
 
-# A secret's values are never kept, whatever the source gives.
+# A secret's values are never kept, whatever the source gives. What a check needs to know of a TLS credential is
+# kept instead, under CREDENTIAL (see credential_facts): which keys it has, and its certificate's validity.
 _SECRET_VALUE_KEYS = ("data", "stringData")
+CREDENTIAL = "_meshstep_credential"
+# The key pairs Istio's gateways read a credential from: a kubernetes.io/tls Secret's, or a generic Secret's.
+CREDENTIAL_KEYS = (("tls.crt", "tls.key"), ("cert", "key"))
 
 
 @dataclass
@@ -69,9 +73,43 @@ class Snapshot:
 
 def _without_secret_values(obj: dict[str, Any]) -> dict[str, Any]:
     if obj.get("kind") == "Secret":
+        if any(obj.get(k) for k in _SECRET_VALUE_KEYS):
+            obj[CREDENTIAL] = credential_facts(obj.get("data") or {}, obj.get("stringData") or {})
         for k in _SECRET_VALUE_KEYS:
             obj.pop(k, None)
     return obj
+
+
+def credential_facts(data: dict[str, Any], string_data: dict[str, Any]) -> dict[str, Any]:
+    """What can be said of a Secret as a TLS credential without keeping its values: its keys, and either the
+    certificate's expiry (`not_after`, ISO 8601) or why it cannot serve (`problem`), as Istio's gateways read it."""
+    import base64
+    import binascii
+    import warnings
+
+    from cryptography import x509
+
+    values: dict[str, bytes] = {}
+    for k, v in data.items():
+        try:
+            values[k] = base64.b64decode(str(v), validate=True)
+        except (binascii.Error, ValueError):
+            values[k] = b""
+    values.update({k: str(v).encode() for k, v in string_data.items()})
+    facts: dict[str, Any] = {"keys": sorted(values)}
+    pair = next((p for p in CREDENTIAL_KEYS if all(values.get(k) for k in p)), None)
+    if pair is None:
+        facts["problem"] = "it has neither tls.crt and tls.key nor cert and key"
+        return facts
+    try:
+        with warnings.catch_warnings():  # e.g. a non-positive serial number: judged below, not worth a warning
+            warnings.simplefilter("ignore")
+            cert = x509.load_pem_x509_certificate(values[pair[0]])
+    except ValueError:
+        facts["problem"] = f"its {pair[0]} is not a PEM certificate"
+        return facts
+    facts["not_after"] = cert.not_valid_after_utc.isoformat()
+    return facts
 
 
 def default_source() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from planner.analysis.base import Context, check
 from planner.analysis.common import (
@@ -20,6 +21,7 @@ from planner.analysis.common import (
 )
 from planner.inventory import Inventory
 from planner.model import KubeObject, Pod, Ref
+from planner.sources import CREDENTIAL
 
 
 def _selector(gw: KubeObject) -> dict[str, str]:
@@ -65,6 +67,33 @@ def gateway_references(ctx: Context) -> Iterator[tuple[Ref, str]]:
             for ns in sorted({p.namespace for p in pods}):
                 if (ns, cred) not in secrets:
                     yield ref(gw), f'Referenced credentialName not found: "{cred}"'
+
+
+@check("IST0161", "InvalidGatewayCredential", "error",
+       "Fix the Secret the Gateway's credentialName names: a kubernetes.io/tls Secret with tls.crt and tls.key (or a "
+       "generic one with cert and key), holding a PEM certificate that has not expired (kubectl create secret tls …).")
+def gateway_credentials(ctx: Context) -> Iterator[tuple[Ref, str]]:
+    """Only Secrets read with their values (snapshot files) can be judged: meshstep reads a live cluster's Secrets
+    as metadata only, and keeps of any Secret only what credential_facts says of it."""
+    inv = ctx.inventory
+    now = datetime.now(UTC).isoformat()
+    for gw in istio_objects(inv, "Gateway"):
+        namespaces = sorted({p.namespace for p in gateway_pods(inv, gw)})
+        problems = []
+        for server in spec(gw).get("servers") or ():
+            cred = (server.get("tls") or {}).get("credentialName")
+            for ns in namespaces if cred else ():
+                secret = inv.get("Secret", ns, cred)
+                facts = secret.raw.get(CREDENTIAL) if secret is not None else None
+                if not facts:
+                    continue
+                if facts.get("problem"):
+                    problems.append(f"Secret {ns}/{cred}: {facts['problem']}")
+                elif facts.get("not_after", now) < now:
+                    problems.append(f"Secret {ns}/{cred}: its certificate expired on {facts['not_after'][:10]}")
+        if problems:
+            yield ref(gw), (f"The credential referenced by the Gateway {gw.name} in namespace {ns_of(gw)} is invalid, "
+                            f"which can cause the traffic not to work as expected ({'; '.join(problems)}).")
 
 
 @check("IST0162", "GatewayPortNotDefinedOnService", "warning",

@@ -454,3 +454,67 @@ def test_mesh_networks_from_a_registry_istiod_does_not_have(tmp_path):
 
 def test_no_mesh_networks_no_message(tmp_path):
     assert run(tmp_path, REMOTE_SECRET, "IST0126") == []
+
+
+# ---------------------------------------------------------------- IST0161 InvalidGatewayCredential
+
+
+def _pem_cert(days: int) -> str:
+    """A self-signed certificate valid from a year ago until `days` from now (negative: already expired)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shop.example.com")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=365))
+            .not_valid_after(now + timedelta(days=days)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _credential_input(secrets: dict[str, dict[str, str]]) -> str:
+    """A Gateway per Secret, each naming it as its credential; the Secrets given as stringData."""
+    docs = []
+    for name, values in secrets.items():
+        data = "\n".join(f"  {k}: |\n" + "\n".join(f"    {line}" for line in v.splitlines()) for k, v in values.items())
+        docs.append(f"apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: istio-system}}\n"
+                    f"type: kubernetes.io/tls\nstringData:\n{data}")
+        docs.append(f"apiVersion: networking.istio.io/v1\nkind: Gateway\n"
+                    f"metadata: {{name: gw-{name}, namespace: shop}}\n"
+                    f"spec:\n  selector: {{istio: ingressgateway}}\n  servers:\n"
+                    f"  - port: {{number: 443, name: https, protocol: HTTPS}}\n    hosts: ['{name}.example.com']\n"
+                    f"    tls: {{mode: SIMPLE, credentialName: {name}}}")
+    return "\n---\n".join(docs)
+
+
+def test_gateway_credentials_that_cannot_serve_are_reported(tmp_path):
+    text = _credential_input({
+        "good": {"tls.crt": _pem_cert(30), "tls.key": "a key"},
+        "generic": {"cert": _pem_cert(30), "key": "a key"},
+        "expired": {"tls.crt": _pem_cert(-1), "tls.key": "a key"},
+        "not-pem": {"tls.crt": "hush hush", "tls.key": "a key"},
+        "no-key": {"tls.crt": _pem_cert(30)},
+    })
+    messages = {m.ref.name: m.message for m in run(tmp_path, text, "IST0161")}
+    assert sorted(messages) == ["gw-expired", "gw-no-key", "gw-not-pem"]
+    assert "Secret istio-system/expired: its certificate expired on" in messages["gw-expired"]
+    assert "neither tls.crt and tls.key nor cert and key" in messages["gw-no-key"]
+    assert "its tls.crt is not a PEM certificate" in messages["gw-not-pem"]
+    assert messages["gw-expired"].startswith("The credential referenced by the Gateway gw-expired in namespace shop")
+
+
+def test_gateway_credentials_keep_no_secret_values_and_live_secrets_are_not_judged(tmp_path):
+    f = tmp_path / "input.yaml"
+    f.write_text(_credential_input({"expired": {"tls.crt": _pem_cert(-1), "tls.key": "a key"}}))
+    secret = next(o for o in files_snapshot([f]).objects() if o["kind"] == "Secret")
+    assert "stringData" not in secret and "data" not in secret and "a key" not in str(secret)
+    assert secret["_meshstep_credential"]["keys"] == ["tls.crt", "tls.key"]
+    # A Secret as a live cluster gives it to meshstep (metadata only): nothing to judge, nothing reported.
+    metadata_only = "\n---\n".join(d for d in _credential_input({"x": {}}).split("\n---\n") if "kind: Secret" not in d)
+    assert run(tmp_path, metadata_only + "\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: "
+               "istio-system}", "IST0161") == []
