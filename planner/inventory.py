@@ -325,7 +325,7 @@ def build_inventory(snapshot: Snapshot, mesh_config: dict[str, Any] | None = Non
 # A live list with at least this many pods still to come has its pod pages parsed and summarised in other
 # processes while this one reads the rest (parsing is most of the cost of reading a cluster, and it holds the GIL).
 PARALLEL_PODS = 2000
-PAGES_PER_WORKER = 2  # pages sent to a worker and not yet done, at most
+PAGES_PER_WORKER = 1  # pages sent to a worker and not yet done, at most
 
 
 class _PodPages:
@@ -447,7 +447,7 @@ class _Builder:
             namespaces=dict(sorted(self.namespaces.items())),
             pods=tuple(sorted(self.pods, key=lambda p: (p.namespace, p.name))),
             services=tuple(sorted(self.services, key=lambda s: (s.namespace, s.name))),
-            workloads=_workloads(self.pods, objects),
+            workloads=_workloads(self.pods, objects, self.cache),
             objects=objects,
             crds=self.crds,
             mesh_configs=({"default": self.mesh_override} if self.mesh_override is not None
@@ -630,8 +630,10 @@ def _crd(o: dict[str, Any]) -> CRD | None:
     )
 
 
-def _workloads(pods: list[Pod], objects: dict[str, tuple[KubeObject, ...]]) -> tuple[Workload, ...]:
-    """Controllers from their objects, plus groupings of pods whose controller object the source lacks."""
+def _workloads(pods: list[Pod], objects: dict[str, tuple[KubeObject, ...]],
+               cache: dict[Any, Any] | None = None) -> tuple[Workload, ...]:
+    """Controllers from their objects, plus groupings of pods whose controller object the source lacks (`cache`:
+    containers shared with the pods', see _containers)."""
     by_key: dict[tuple[str, str, str], Workload] = {}
     for kind in WORKLOAD_KINDS:
         for o in objects.get(kind, ()):
@@ -645,7 +647,7 @@ def _workloads(pods: list[Pod], objects: dict[str, tuple[KubeObject, ...]]) -> t
             sel = (spec.get("selector") or {}).get("matchLabels") or {}
             by_key[(o.namespace or "default", kind, o.name)] = Workload(
                 kind, o.namespace or "default", o.name, o.labels, sel,
-                pod_spec_summary(tmpl.get("metadata") or {}, tmpl.get("spec") or {}), spec.get("replicas"))
+                pod_spec_summary(tmpl.get("metadata") or {}, tmpl.get("spec") or {}, cache), spec.get("replicas"))
     members: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
     for p in pods:
         members[(p.namespace, p.workload_kind, p.workload_name)].append(p)
