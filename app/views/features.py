@@ -121,7 +121,7 @@ with change:
 if (shown := st.session_state.get("rendered")) and shown[:2] == (fid, scope):
     st.subheader(f"{fid} for {scope}")
     if shown[3]:
-        st.code("\n".join(shown[3]), language="sh")
+        st.code("\n".join(shown[3]), language="sh", wrap_lines=True)
     st.code(shown[2] or "# nothing to apply", language="yaml")
     st.download_button("Download YAML", shown[2], f"{fid}-{scope}.yaml", mime="application/yaml",
                        icon=":material/download:")

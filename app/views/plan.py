@@ -88,7 +88,7 @@ else:
             st.success("Every check passes.")
         if view.config.notes:
             st.subheader("Run")
-            st.code("\n".join(view.config.notes), language="sh")
+            st.code("\n".join(view.config.notes), language="sh", wrap_lines=True)
     with yaml_col:
         st.subheader("Apply")
         if view.config.apply_yaml:
