@@ -120,7 +120,7 @@ def export_markdown(store: Store, since: datetime | None = None,
         "", "## Features on", "",
     ]
     lines += _table(["Cluster", "Feature", "Scope", "Parameters", "On since (UTC)", "Turned on by", "Reason"],
-                    [[f.cluster, f.feature, f.scope, _params(f.params), *_on_since(f, turned_on)]
+                    [[f.cluster, f.feature, f.scope, params_text(f.params), *_on_since(f, turned_on)]
                      for f in flags if f.state == "on"])
     lines += ["", "## Other recorded flags", ""]
     lines += _table(["Cluster", "Feature", "Scope", "State", "Changed (UTC)", "By", "Reason"],
@@ -161,8 +161,9 @@ def _time(at: datetime) -> str:
     return f"{at:%Y-%m-%d %H:%M}"
 
 
-def _params(params: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "defaults"
+def params_text(params: Mapping[str, Any]) -> str:
+    """A flag's parameters as a person reads them; empty values (the feature chooses) are left out."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if v not in (None, "")) or "defaults"
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:

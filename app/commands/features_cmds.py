@@ -70,6 +70,7 @@ def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt =
                format: FormatOpt = Format.table) -> None:
     """What is on where: observed in the cluster, recorded as flags, and where the two disagree (drift)."""
     from features.base import registry
+    from state.audit import params_text
     from state.drift import recorded_and_drift
 
     inv = load_inventory(source)
@@ -88,7 +89,7 @@ def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt =
     emit_table(report["observed"])
     typer.echo("\nRECORDED")
     emit_table([{"feature": f["feature"], "scope": f["scope"], "state": f["state"],
-                 "params": [f"{k}={v}" for k, v in sorted(f["params"].items())], "version": f["version"]}
+                 "params": params_text(f["params"]), "version": f["version"]}
                 for f in report["recorded"]])
     typer.echo("\nDRIFT")
     emit_table([{"feature": d["feature"], "scope": d["scope"], "kind": d["kind"], "detail": d["detail"]}

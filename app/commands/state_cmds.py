@@ -46,7 +46,9 @@ def flags_list(cluster: ClusterOpt = None, db: DbOpt = None, format: FormatOpt =
     if format == Format.json:
         emit_json(rows)
         return
-    emit_table([r | {"params": [f"{k}={v}" for k, v in sorted(r["params"].items())]} for r in rows],
+    from state.audit import params_text
+
+    emit_table([r | {"params": params_text(r["params"])} for r in rows],
                ["feature", "scope", "state", "params", "version", "changed_by", "changed_at", "reason"])
 
 
