@@ -21,11 +21,8 @@ def virtual_service(inv: Inventory, svc: Service) -> dict[str, Any]:
         if vs.namespace == svc.namespace and not vs.spec.get("gateways") and any(
                 _matches_host(h, svc) for h in vs.spec.get("hosts") or ()):
             return copy.deepcopy(clean(vs.raw))
-    dest: dict[str, Any] = {"host": svc.name}
-    if len(svc.ports) > 1:  # a route to a multi-port service must say which port
-        dest["port"] = {"number": http_port(svc)}
     return obj(inv, "networking.istio.io", "VirtualService", svc.namespace, svc.name,
-               {"hosts": [svc.name], "http": [{"route": [{"destination": dest}]}]})
+               {"hosts": [svc.name], "http": [{"route": [destination(svc)]}]})
 
 
 def destination_rule(inv: Inventory, svc: Service) -> dict[str, Any]:
@@ -63,30 +60,15 @@ def telemetry_scopes(inv: Inventory, section: str) -> dict[str, list[str]]:
     return out
 
 
-def mesh_routes(inv: Inventory):
-    """(VirtualService, its http route) for every mesh-internal route (not bound to a gateway) of the inventory."""
-    for vs in inv.of_kind("VirtualService"):
-        if vs.raw.get("spec", {}).get("gateways"):
-            continue
-        for route in vs.raw.get("spec", {}).get("http") or ():
-            yield vs, route
-
-
-def default_route(vs: dict[str, Any]) -> dict[str, Any]:
-    """The VirtualService's catch-all http route (the last one, without match), added when it has none."""
-    http = vs["spec"].setdefault("http", [])
-    if not http or http[-1].get("match"):
-        http.append({"route": [{"destination": {"host": vs["spec"]["hosts"][0]}}]})
-    return http[-1]
-
-
-def destination(svc: Service, subset: str | None = None, weight: int | None = None) -> dict[str, Any]:
-    """A route destination for `svc`: the port is named only when the service has several."""
-    dest: dict[str, Any] = {"host": svc.name}
+def destination(svc: Service, subset: str | None = None, weight: int | None = None,
+                host: str | None = None) -> dict[str, Any]:
+    """A route destination for `svc` (as `host` names it, default its name): the port is named only when the
+    service has several, as Istio requires then (IST0112)."""
+    dest: dict[str, Any] = {"host": host or svc.name}
     if subset:
         dest["subset"] = subset
     if len(svc.ports) > 1:
-        dest["port"] = {"number": next(p.port for p in svc.ports if p.istio_protocol in ("HTTP", "HTTP2", "GRPC"))}
+        dest["port"] = {"number": http_port(svc)}
     out: dict[str, Any] = {"destination": dest}
     if weight is not None:
         out["weight"] = weight

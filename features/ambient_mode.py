@@ -3,10 +3,7 @@ from __future__ import annotations
 
 from features._istio import label_notes, namespace_labelled
 from features.base import Feature, Observation
-from planner.analysis.base import Message
-from planner.analysis.catalog import CATALOG
 from planner.inventory import Inventory
-from planner.model import Ref
 
 _ADD = {"istio.io/dataplane-mode": "ambient"}
 # Sidecar injection labels: a pod that gets a sidecar is left out of ambient, so they go.
@@ -29,14 +26,6 @@ class AmbientMode(Feature):
 
     def notes(self, p, scope, inv, rollback):
         return label_notes(inv, scope, _ADD, _REMOVED, rollback)
-
-    def checks(self, inv: Inventory, scope: str, params) -> list[Message]:
-        msgs = super().checks(inv, scope, params)
-        if not any(c.component == "ztunnel" for c in inv.components):
-            msgs.append(Message("MST0004", "error", Ref("Namespace", None, scope),
-                                f"{self.id}: no ztunnel runs in the cluster, so labelled pods would lose traffic",
-                                CATALOG["MST0004"].hint_for(scope=scope)))
-        return msgs
 
     def detect(self, inv: Inventory) -> list[Observation]:
         return [Observation(self.id, name, [f"Namespace {name}"], {})

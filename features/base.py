@@ -10,6 +10,7 @@ import importlib
 import json
 import pkgutil
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -166,7 +167,7 @@ class Feature:
         for obj in objects:
             validate_object(obj, inv)
         refuse_errors(self.id, objects, inv)
-        return Rendered(self.id, scope, _shown(self, p), tuple(objects), notes=tuple(self.notes(p, scope, inv, False)))
+        return Rendered(self.id, scope, _shown(p), tuple(objects), notes=tuple(self.notes(p, scope, inv, False)))
 
     def rollback(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
         """What undoes `render` on this cluster: objects it would create are deleted, those it would change are
@@ -181,19 +182,15 @@ class Feature:
                 delete.append(Ref(obj["kind"], meta.get("namespace"), meta["name"]))
             else:
                 restore.append(clean(current.raw))
-        return Rendered(self.id, scope, _shown(self, p), tuple(restore), tuple(delete),
+        return Rendered(self.id, scope, _shown(p), tuple(restore), tuple(delete),
                         tuple(self.notes(p, scope, inv, True)), rollback=True)
 
     def checks(self, inv: Inventory, scope: str, params: dict[str, Any]) -> list[analysis.Message]:
         """The gate: dependencies on in this scope (or mesh-wide), and the readiness checks that gate this feature."""
         msgs = []
-        observed = {(o.feature, o.scope) for f in registry().values() if f.id in self.depends_on for o in f.detect(inv)}
+        on = {(o.feature, o.scope) for o in observe(inv, self.depends_on)}
         for dep in self.depends_on:
-            if scope == MESH:
-                ok = any(f == dep for f, _ in observed)
-            else:
-                ok = (dep, scope) in observed or (dep, MESH) in observed
-            if not ok:
+            if not dependency_met(dep, scope, on):
                 msgs.append(analysis.Message(
                     "MST0003", "error", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
                     f"{self.id} depends on {dep}, which is not on in {scope}",
@@ -207,8 +204,22 @@ class Feature:
                 "params": [p.to_json() for p in self.params], "pitfalls": list(self.pitfalls), "docs": self.docs}
 
 
-def _shown(feature: Feature, p: dict[str, Any]) -> dict[str, Any]:
+def _shown(p: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in p.items() if v not in (None, "")}
+
+
+def observe(inv: Inventory, features: Iterable[str] | None = None) -> list[Observation]:
+    """Where each feature (of `features`, default all) is on in the inventory, by detection."""
+    wanted = set(features) if features is not None else None
+    return [o for f in registry().values() if wanted is None or f.id in wanted for o in f.detect(inv)]
+
+
+def dependency_met(dep: str, scope: str, on: set[tuple[str, str]]) -> bool:
+    """Whether `dep` is on for a feature in `scope`, given the (feature, scope) pairs that are on: in that namespace
+    or mesh-wide; for a mesh-wide feature, anywhere in the mesh."""
+    if scope == MESH:
+        return any(f == dep for f, _ in on)
+    return (dep, MESH) in on or (dep, scope) in on
 
 
 @cache
@@ -382,6 +393,14 @@ def scope_of(o: Any, inv: Inventory) -> str:
     return o.namespace or MESH
 
 
+def observations_by_scope(feature_id: str, objs: Iterable[Any], inv: Inventory) -> list[Observation]:
+    """One Observation per scope (see scope_of) that `objs` configure, with the objects as evidence."""
+    by_scope: dict[str, list[str]] = {}
+    for o in objs:
+        by_scope.setdefault(scope_of(o, inv), []).append(str(o.ref))
+    return [Observation(feature_id, scope, ev) for scope, ev in sorted(by_scope.items())]
+
+
 def services_in(scope: str, inv: Inventory) -> list[Any]:
     """Services of the namespace (mesh: of every namespace with injection) that select pods."""
     names = [scope] if scope != MESH else [n for n, ns in inv.namespaces.items() if ns.injection != "none"]
@@ -401,13 +420,20 @@ def versioned_service(scope: str, inv: Inventory, name: str | None) -> tuple[Any
                         "beside the old one (label pods version=v1/v2), or pass --set service=NAME")
 
 
+def http_services(scope: str, inv: Inventory, name: str | None) -> list[Any]:
+    """The services of the scope with pods and an HTTP port (only the one named, if `name`); L7 config needs HTTP."""
+    found = [svc for svc in services_in(scope, inv)
+             if (not name or svc.name == name) and any(p.istio_protocol in HTTP_PROTOCOLS for p in svc.ports)]
+    if not found:
+        what = f"service {name!r}" if name else "service"
+        raise MeshstepError(f"no {what} in {scope} with pods and an HTTP port (name it http-*, or set appProtocol: "
+                            "http)")
+    return found
+
+
 def http_service(scope: str, inv: Inventory, name: str | None) -> Any:
-    """The named service of the namespace (else its first, by name) that serves HTTP; L7 policy needs HTTP."""
-    for svc in services_in(scope, inv):
-        if (not name or svc.name == name) and any(p.istio_protocol in HTTP_PROTOCOLS for p in svc.ports):
-            return svc
-    what = f"service {name!r}" if name else "service"
-    raise MeshstepError(f"no {what} in {scope} with pods and an HTTP port (name it http-*, or set appProtocol: http)")
+    """The named service of the namespace (else its first, by name) that serves HTTP."""
+    return http_services(scope, inv, name)[0]
 
 
 HTTP_PROTOCOLS = ("HTTP", "HTTP2", "GRPC")
@@ -419,13 +445,3 @@ def http_port(svc: Any) -> int:
     return port.port
 
 
-def selector_labels(o: Any) -> dict[str, str]:
-    sel = o.spec.get("selector") or o.spec.get("workloadSelector") or {}
-    return sel.get("matchLabels") or sel.get("labels") or {}
-
-
-def evidence_ref(evidence: str) -> Ref:
-    """The Ref an evidence string (`Kind ns/name`) names: what a test or the planner deletes to turn a feature off."""
-    kind, _, rest = evidence.partition(" ")
-    ns, _, name = rest.rpartition("/")
-    return Ref(kind, ns or None, name)

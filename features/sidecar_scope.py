@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from features.base import Feature, Observation, Param, obj, scope_of, target_namespace
+from features._istio import sidecar
+from features.base import Feature, Observation, Param, scope_of
 from planner.errors import MeshstepError
 
 
@@ -26,8 +27,9 @@ class SidecarScope(Feature):
             if "/" not in h:
                 raise MeshstepError(f"sidecar-scope: host {h!r} must be written namespace/host (e.g. payments/*)")
             hosts.append(h)
-        return [obj(inv, "networking.istio.io", "Sidecar", target_namespace(scope, inv), "default",
-                    {"egress": [{"hosts": sorted(set(hosts), key=hosts.index)}]})]
+        sc = sidecar(inv, scope)  # the namespace's own, if it has one: a second selector-less Sidecar is IST0111
+        sc["spec"]["egress"] = [{"hosts": sorted(set(hosts), key=hosts.index)}]
+        return [sc]
 
     def detect(self, inv):
         return [Observation(self.id, scope_of(sc, inv), [str(sc.ref)]) for sc in inv.of_kind("Sidecar")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from features._istio import destination_rule, virtual_service, with_subsets
-from features.base import Feature, Observation, Param, versioned_service
+from features._istio import destination, destination_rule, virtual_service, with_subsets
+from features.base import Feature, Observation, Param, scope_of, versioned_service
 from planner.errors import MeshstepError
 
 
@@ -45,8 +45,7 @@ class TrafficShifting(Feature):
         host = vs["spec"]["hosts"][0]
 
         def to(subset, weight=None):
-            d = {"destination": {"host": host, "subset": subset}}
-            return d | ({"weight": weight} if weight is not None else {})
+            return destination(svc, subset, weight, host)
 
         if p["strategy"] == "canary":
             http = [{"route": [to(stable, 100 - p["weight"]), to(canary, p["weight"])]}]
@@ -74,7 +73,7 @@ class TrafficShifting(Feature):
                 if split or header:
                     params = {"strategy": "header"} if header else {
                         "weight": dests[-1].get("weight", 0), "canary": dests[-1]["destination"]["subset"]}
-                    out.append(Observation(self.id, vs.namespace or "mesh", [str(vs.ref)], params))
+                    out.append(Observation(self.id, scope_of(vs, inv), [str(vs.ref)], params))
                     break
         return out
 

@@ -66,12 +66,6 @@ _ENTRIES = (
           "prerequisite the new config has nothing to act on, or breaks traffic.",
           "Turn on {dependency} in {scope} first (meshstep render {dependency} --scope {scope}).",
           "every stage, for each feature's depends_on (features/base.py)"),
-    Entry("MST0004", "AmbientWithoutZtunnel", "error", (),
-          "A namespace is to join the ambient mesh, but no ztunnel runs in the cluster.",
-          "In ambient mode ztunnel on each node carries the pods' traffic: label a namespace without it and its pods "
-          "lose their traffic redirection or are left out of the mesh.",
-          "Install Istio with the ambient profile (istioctl install --set profile=ambient), then label {scope}.",
-          "the ambient-mode feature's gate (features/ambient_mode.py)"),
 
     # ---------------------------------------------------------------- sidecar injection
     Entry("MST0101", "WorkloadRestartsToJoinMesh", "info", ("sidecar-injection",),
