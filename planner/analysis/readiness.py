@@ -133,15 +133,14 @@ def _proxy_pods(inv: Inventory) -> set[tuple[str, str]]:
 
 
 def _units(inv: Inventory) -> dict[str, list[Unit]]:
+    """Units by namespace: inv.workloads already leaves out what a workload owns (a Deployment's ReplicaSets, a
+    CronJob's Jobs), and keeps a workload whose controller is something else (an operator's custom resource)."""
     out: dict[str, list[Unit]] = defaultdict(list)
     proxies = _proxy_pods(inv)
     by_name = {(p.namespace, p.name): p for p in inv.pods}
     for w in inv.workloads:
         if w.template is None and not w.pods:
             continue
-        obj = inv.get(w.kind, w.namespace, w.name) or inv.get(w.kind, None, w.name)
-        if obj is not None and any(o.get("controller") for o in obj.metadata.get("ownerReferences") or ()):
-            continue  # a Deployment's ReplicaSet, a CronJob's Job: the owner is the unit
         pods = tuple(by_name[(w.namespace, n)] for n in w.pods if (w.namespace, n) in by_name)
         if any((p.namespace, p.name) in proxies for p in pods):
             continue

@@ -215,3 +215,21 @@ def test_demo_legacy_caller_blocks_strict(demo):
     callers = [m for m in gate(demo, "mtls-strict", "shop") if m.code == "MST0402"]
     assert callers and all(m.ref.namespace == "legacy" and "orders.shop" in m.message for m in callers)
     assert all(m.code != "MST0405" for m in gate(demo, "mtls-strict", "shop"))  # PERMISSIVE is in place
+
+
+def _deployment(rel: str, name: str, **metadata) -> dict:
+    """The Deployment of an Istio reference manifest, renamed, in namespace hello unless `metadata` says otherwise."""
+    doc = copy.deepcopy(next(d for d in yaml.safe_load_all((REFERENCE / "inject" / rel).read_text()) if d))
+    doc["metadata"] = {"name": name, "namespace": "hello", **metadata}
+    return doc
+
+
+def test_deployment_owned_by_a_custom_resource_is_gated():
+    """An operator's Deployment (its controller a custom kind, not a workload kind) is the unit: it must not drop
+    out of the gates as a Deployment's ReplicaSet does."""
+    owner = {"apiVersion": "apps.example.com/v1", "kind": "HelloApp", "name": "hello", "uid": "1",
+             "controller": True}
+    inv = _hello_cluster(_deployment("hello.yaml", "hello", ownerReferences=[owner]),
+                         _pod(_template("hello.yaml"), "hello"))
+    assert [f"{m.code} {m.ref}" for m in gate(inv, "mtls-strict", "hello") if m.code == "MST0401"] == \
+        ["MST0401 Deployment hello/hello"]
