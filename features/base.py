@@ -159,15 +159,31 @@ class Feature:
                                     "whole mesh: " + ("pass --scope mesh" if MESH in self.scopes
                                                       else "turn it on per application namespace"))
 
-    def render(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
-        """Validated objects that turn the feature on; refused with the reason when analysis would flag them."""
+    def candidate(self, params: dict[str, Any], scope: str, inv: Inventory) -> tuple[dict[str, Any], list[dict]]:
+        """The checked parameters and the schema-validated objects, before analysis is asked about them (render
+        asks it for one feature; a new plan asks it once for all its candidate steps)."""
         p = validate_params(self, params)
         self.check_scope(scope, inv)
         objects = self.build(p, scope, inv)
         for obj in objects:
             validate_object(obj, inv)
+        return p, objects
+
+    def render(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
+        """Validated objects that turn the feature on; refused with the reason when analysis would flag them."""
+        p, objects = self.candidate(params, scope, inv)
         refuse_errors(self.id, objects, inv)
         return Rendered(self.id, scope, _shown(p), tuple(objects), notes=tuple(self.notes(p, scope, inv, False)))
+
+    def render_gated(self, params: dict[str, Any], scope: str, inv: Inventory) -> tuple[Rendered, list[Any]]:
+        """`render` behind the feature's gate: refused (MeshstepError) when a gate check fails at error level;
+        returns the rendering and the gate's warnings and infos."""
+        msgs = self.checks(inv, scope, validate_params(self, params))
+        errors = [m for m in msgs if m.level == "error"]
+        if errors:
+            raise MeshstepError(f"{self.id} cannot be turned on in {scope}: "
+                                + "; ".join(f"{m.code} {m.message} ({m.hint})" for m in errors))
+        return self.render(params, scope, inv), msgs
 
     def rollback(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
         """What undoes `render` on this cluster: objects it would create are deleted, those it would change are
@@ -355,17 +371,25 @@ def schema_problem(value: Any, schema: dict[str, Any], path: str) -> str | None:
     return None
 
 
+def object_key(o: dict[str, Any]) -> tuple[str, str | None, str]:
+    return o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]
+
+
+def flagged(objects: list[dict[str, Any]], inv: Inventory) -> list[analysis.Message]:
+    """The analysis errors that blame one of `objects` once they are applied to the cluster."""
+    if not objects:
+        return []
+    mine = {object_key(o) for o in objects}
+    checks = [c for c in analysis.registry() if not c.gates]
+    return [m for m in analysis.run(checks, analysis.Context(inv.with_changes(apply=objects)))
+            if m.level == "error" and (m.ref.kind, m.ref.namespace, m.ref.name) in mine]
+
+
 def refuse_errors(feature: str, objects: list[dict[str, Any]], inv: Inventory) -> None:
     """Refuse a rendering that the analysis flags with an error blaming one of its objects."""
-    if not objects:
-        return
-    after = inv.with_changes(apply=objects)
-    mine = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects}
-    checks = [c for c in analysis.registry() if not c.gates]
-    for m in analysis.run(checks, analysis.Context(after)):
-        if m.level == "error" and (m.ref.kind, m.ref.namespace, m.ref.name) in mine:
-            raise MeshstepError(f"{feature}: the rendered {m.ref} would be flagged by analysis: {m.code} {m.message}"
-                                f" — {m.hint}")
+    for m in flagged(objects, inv)[:1]:
+        raise MeshstepError(f"{feature}: the rendered {m.ref} would be flagged by analysis: {m.code} {m.message}"
+                            f" — {m.hint}")
 
 
 # ---------------------------------------------------------------- helpers shared by the feature modules

@@ -255,3 +255,16 @@ def test_every_feature_in_a_template_is_in_the_catalog():
     for blueprints in planner.TEMPLATES.values():
         for bp in blueprints:
             assert set(bp.features) <= set(feats)
+
+
+def test_steps_sharing_an_object_extend_it_instead_of_overwriting_it(demo):
+    # metrics, tracing and access logs all live in the root namespace's selector-less Telemetry
+    stage = next(s for s in planner.new_plan("routing-first", demo, ["shop"]) if "See the traffic" in s.title)
+    cfg = planner.config(stage, demo)
+    docs = [d for d in yaml.safe_load_all(cfg.apply_yaml) if d]
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("Telemetry", "mesh-default")]
+    assert set(docs[0]["spec"]) == {"metrics", "tracing", "accessLogging"}
+    assert cfg.rollback_yaml.count("kubectl delete telemetry mesh-default") == 1
+    after = Cluster(demo)
+    after.apply(cfg.apply_yaml)
+    assert planner.exit_check(stage, after.inv, planner.error_keys(demo)).passed
