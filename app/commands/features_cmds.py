@@ -21,7 +21,6 @@ from app.commands import (
     load_inventory,
     open_store,
 )
-from planner.errors import MeshstepError
 
 ScopeOpt = Annotated[str, typer.Option("--scope", help="'mesh' or a namespace.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="A parameter, key=value (repeatable).")]
@@ -52,14 +51,9 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
     if rollback:
         rendered = feat.rollback(p, scope, inv)
     else:
-        msgs = feat.checks(inv, scope, p)
-        errors = [m for m in msgs if m.level == "error"]
-        if errors:
-            raise MeshstepError(f"{feat.id} cannot be turned on in {scope}: "
-                                + "; ".join(f"{m.code} {m.message} ({m.hint})" for m in errors))
+        rendered, msgs = feat.render_gated(p, scope, inv)
         for m in msgs:
             typer.echo(f"{m.level}: {m.code} {m.message} ({m.hint})", err=True)
-        rendered = feat.render(p, scope, inv)
     if not rendered.objects and not rendered.delete:
         typer.echo(f"note: nothing to {'undo' if rollback else 'apply'} for {feat.id} in {scope}", err=True)
     sys.stdout.write(rendered.yaml)

@@ -101,8 +101,9 @@ with change:
 
     if render_clicked:
         with ui.errors(f"{fid} cannot be rendered for {scope}"):
-            rendered = feature.render(validate_params(feature, params), scope, inv)
-            st.session_state["rendered"] = (fid, scope, rendered.yaml, list(rendered.notes))
+            rendered, gate = feature.render_gated(params, scope, inv)
+            warnings = [f"{m.level}: {m.code} {m.message} ({m.hint})" for m in gate]
+            st.session_state["rendered"] = (fid, scope, rendered.yaml, list(rendered.notes), warnings)
     elif (set_clicked or unset_clicked) and (actor := ui.require_actor()):
         if not reason:
             st.error("Give a reason: it is kept in the audit trail with your name.")
@@ -120,6 +121,8 @@ with change:
 
 if (shown := st.session_state.get("rendered")) and shown[:2] == (fid, scope):
     st.subheader(f"{fid} for {scope}")
+    for w in shown[4]:
+        st.warning(w, icon=":material/warning:")
     if shown[3]:
         st.code("\n".join(shown[3]), language="sh", wrap_lines=True)
     st.code(shown[2] or "# nothing to apply", language="yaml")

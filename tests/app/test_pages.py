@@ -138,10 +138,20 @@ def test_flag_without_a_reason_is_refused(app, store: Store):
 def test_render_yaml(app):
     open_page(app, "features")
     app.selectbox[0].set_value("mtls-strict").run()
-    app.selectbox[1].set_value("shop").run()
+    app.selectbox[1].set_value("payments").run()  # every pod there has its sidecar: the gate passes
     app.button(key="FormSubmitter:flag-Render YAML").click().run()
     assert not app.exception
     assert any("kind: PeerAuthentication" in c.value and "STRICT" in c.value for c in app.code)
+
+
+def test_render_yaml_is_refused_behind_a_failing_gate_as_on_the_command_line(app):
+    open_page(app, "features")
+    app.selectbox[0].set_value("mtls-strict").run()
+    app.selectbox[1].set_value("shop").run()  # catalog's pod predates injection: STRICT would cut it off
+    app.button(key="FormSubmitter:flag-Render YAML").click().run()
+    assert not app.exception
+    assert any("mtls-strict cannot be turned on in shop" in e and "MST0401" in e for e in _errors(app))
+    assert not any("kind: PeerAuthentication" in c.value for c in app.code)
 
 
 def test_audit_page_verifies_the_chain(app, store: Store):
