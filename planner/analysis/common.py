@@ -155,12 +155,23 @@ def proxy_container(template: PodSpecSummary) -> Container | None:
     return template.container(PROXY_CONTAINER)
 
 
+def inject_asked(template: PodSpecSummary) -> str | None:
+    """A pod's own word on injection, sidecar.istio.io/inject: the label wins over the annotation, as the injector
+    reads them; None when the pod says nothing (an empty value leaves it to the namespace, as for the injector)."""
+    return template.labels.get(INJECT_KEY, template.annotations.get(INJECT_KEY)) or None
+
+
+def opted_out(template: PodSpecSummary) -> bool:
+    """Whether the pod says sidecar.istio.io/inject: "false" (it stays out even in an injected namespace)."""
+    return inject_asked(template) == "false"
+
+
 def injection_requested(inv: Inventory, namespace: str, template: PodSpecSummary) -> bool:
     """Whether pods of this template are (or will be) in the mesh as istioctl decides: an istio-proxy container,
-    else the pod's sidecar.istio.io/inject annotation or label, else its namespace's injection labels."""
+    else the pod's own word (inject_asked), else its namespace's injection labels."""
     if proxy_container(template) is not None:
         return True
-    asked = template.annotations.get(INJECT_KEY) or template.labels.get(INJECT_KEY)
+    asked = inject_asked(template)
     if asked is not None:
         return asked == "true"
     ns = inv.namespaces.get(namespace)

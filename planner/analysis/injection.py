@@ -11,10 +11,10 @@ import yaml
 
 from planner.analysis.base import Context, check
 from planner.analysis.common import (
-    INJECT_KEY,
     SYSTEM_NAMESPACES,
     istio_objects,
     ns_of,
+    opted_out,
     proxy_container,
     selector_matches,
     spec,
@@ -111,12 +111,6 @@ def multiple_injection_labels(ctx: Context) -> Iterator[tuple[Ref, str]]:
                                                     f"one injection label exists.")
 
 
-def _opted_out(spec_: PodSpecSummary) -> bool:
-    """A pod's own word on injection: the label wins over the annotation, as the injector reads them."""
-    asked = spec_.labels.get(INJECT_KEY, spec_.annotations.get(INJECT_KEY))
-    return asked == "false"
-
-
 @check("IST0103", "PodMissingProxy", "warning",
        "Restart the workload (kubectl rollout restart) so the injector adds the sidecar; if it still has none, "
        "check the injector webhook (kubectl get mutatingwebhookconfigurations) and istiod's logs.")
@@ -126,7 +120,7 @@ def pod_missing_proxy(ctx: Context) -> Iterator[tuple[Ref, str]]:
         if ns.injection != "sidecar" or "istio.io/dataplane-mode" in _labels_requesting(ns):
             continue
         for pod in inv.pods_by_namespace.get(ns.name, ()):
-            if proxy_container(pod.spec) is None and not pod.spec.host_network and not _opted_out(pod.spec):
+            if proxy_container(pod.spec) is None and not pod.spec.host_network and not opted_out(pod.spec):
                 yield pod.ref, (f"The pod {pod.name} is missing the Istio proxy. This can often be resolved by "
                                 f"restarting or redeploying the workload.")
 

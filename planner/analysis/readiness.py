@@ -23,12 +23,12 @@ from planner.analysis.common import (
     injection_requested,
     istio_objects,
     ns_of,
+    opted_out,
     per_inventory,
     ref,
     service_index,
     spec,
 )
-from planner.analysis.injection import _opted_out
 from planner.inventory import Inventory
 from planner.model import Pod, PodSpecSummary, Ref, Service
 
@@ -117,7 +117,7 @@ class Unit:
         """What gets its pods a sidecar: whatever keeps them out removed first, then a restart."""
         if self.spec.host_network:
             return f"drop hostNetwork from its pod template, then {self.restart()}"
-        if _opted_out(self.spec):
+        if opted_out(self.spec):
             return f"remove sidecar.istio.io/inject: \"false\" from its pod template, then {self.restart()}"
         ns = inv.namespaces.get(self.namespace)
         if (not (ns and ns.injection in ("sidecar", "ambient"))
@@ -247,7 +247,7 @@ def external_hosts(inv: Inventory, unit: Unit) -> Iterator[tuple[str, str]]:
 def restarts_to_join(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     for u in units(inv, scope_namespaces(ctx)):
-        if u.spec.host_network or _opted_out(u.spec) or not u.pods:
+        if u.spec.host_network or opted_out(u.spec) or not u.pods:
             continue  # host network and opted-out pods stay out (MST0102, MST0107); templates inject on creation
         out = outside_mesh(inv, u)
         if out:
@@ -290,7 +290,7 @@ def _uses_network(argv: tuple[str, ...], image: str) -> bool:
 def init_container_network(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     for u in units(inv, scope_namespaces(ctx)):
-        if u.spec.host_network or _opted_out(u.spec) or (u.pods and not outside_mesh(inv, u)):
+        if u.spec.host_network or opted_out(u.spec) or (u.pods and not outside_mesh(inv, u)):
             continue  # never injected, or injected and running: only pods still to be injected can break
         ns = inv.namespaces.get(u.namespace)
         if _native_shape(inv, ns.revision if ns else None):
@@ -366,9 +366,9 @@ def no_istiod_for_revision(ctx: Context) -> Iterator[Found]:
 
 
 @readiness("MST0107")
-def opted_out(ctx: Context) -> Iterator[Found]:
+def workloads_opted_out(ctx: Context) -> Iterator[Found]:
     for u in units(ctx.inventory, scope_namespaces(ctx)):
-        if _opted_out(u.spec):
+        if opted_out(u.spec):
             yield u.ref, f"{u.ref} sets sidecar.istio.io/inject: \"false\": it stays out of the mesh", \
                 hint("MST0107", workload=str(u.ref))
 

@@ -3,7 +3,18 @@ from __future__ import annotations
 
 import pytest
 
-from planner.analysis.common import exported_to, fqdn, host_matches, hosts_overlap, selector_matches
+from planner.analysis.common import (
+    exported_to,
+    fqdn,
+    host_matches,
+    hosts_overlap,
+    inject_asked,
+    injection_requested,
+    opted_out,
+    selector_matches,
+)
+from planner.inventory import build_inventory, pod_spec_summary
+from planner.sources import Snapshot
 
 
 @pytest.mark.parametrize("host,pattern,ok", [
@@ -53,3 +64,20 @@ def test_exported_to(export_to, reader, ok):
 ])
 def test_selector_matches(selector, labels, ok):
     assert selector_matches(selector, labels) is ok
+
+
+@pytest.mark.parametrize("labels,annotations,asked", [
+    ({"sidecar.istio.io/inject": "true"}, {"sidecar.istio.io/inject": "false"}, "true"),
+    ({"sidecar.istio.io/inject": "false"}, {"sidecar.istio.io/inject": "true"}, "false"),
+    ({}, {"sidecar.istio.io/inject": "false"}, "false"),
+    ({"sidecar.istio.io/inject": ""}, {"sidecar.istio.io/inject": "false"}, None),
+    ({}, {}, None),
+])
+def test_the_inject_label_wins_over_the_annotation(labels, annotations, asked):
+    """As the injector reads sidecar.istio.io/inject: the label, when the pod has it, else the annotation."""
+    template = pod_spec_summary({"labels": labels, "annotations": annotations}, {"containers": [{"name": "app"}]})
+    assert inject_asked(template) == asked
+    assert opted_out(template) is (asked == "false")
+    inv = build_inventory(Snapshot("test", lambda _v: iter([
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "plain"}}])))
+    assert injection_requested(inv, "plain", template) is (asked == "true")

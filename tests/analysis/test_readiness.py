@@ -233,3 +233,16 @@ def test_deployment_owned_by_a_custom_resource_is_gated():
                          _pod(_template("hello.yaml"), "hello"))
     assert [f"{m.code} {m.ref}" for m in gate(inv, "mtls-strict", "hello") if m.code == "MST0401"] == \
         ["MST0401 Deployment hello/hello"]
+
+
+@pytest.mark.parametrize("label,annotation,out", [("true", "false", False), ("false", "true", True)])
+def test_the_inject_label_wins_over_the_annotation(label, annotation, out):
+    """A pod template whose sidecar.istio.io/inject label and annotation disagree: the label decides (MST0107 and
+    whether a namespace without injection labels leaves it out), as the injector decides."""
+    deployment = _deployment("hello.yaml", "hello", namespace="plain")
+    meta = deployment["spec"]["template"]["metadata"]
+    meta["labels"]["sidecar.istio.io/inject"] = label
+    meta["annotations"] = {"sidecar.istio.io/inject": annotation}
+    inv = _hello_cluster(deployment, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "plain"}})
+    assert bool([m for m in gate(inv, "sidecar-injection", "plain") if m.code == "MST0107"]) is out
+    assert bool([m for m in gate(inv, "mtls-strict", "plain") if m.code == "MST0401"]) is out
