@@ -104,9 +104,8 @@ class Report:
 def explain(inv: Inventory, name: str | None = None) -> Report:
     """Every Istio component of the inventory, or one NAME in depth: a pod, a workload (namespace/name allowed)
     or a component id."""
-    inv = _indexed(inv)
     if name is None:
-        present = _present(inv)
+        present = inv.components_by_id
         return Report(inv.source, tuple(summarise(inv, cid) for cid in CATALOG if cid in present), (), graph(inv))
     ns, _, short = name.rpartition("/")
     pods = [p for p in inv.pods if p.name == short and ns in ("", p.namespace)]
@@ -116,9 +115,9 @@ def explain(inv: Inventory, name: str | None = None) -> Report:
     if workloads:
         return _subjects(inv, [explain_workload(inv, w) for w in workloads])
     if name in CATALOG:
-        if name not in _present(inv):
+        if name not in inv.components_by_id:
             raise NameNotFound(f"no {name} in {inv.source}: present components are "
-                               f"{', '.join(sorted(_present(inv))) or 'none'}")
+                               f"{', '.join(sorted(inv.components_by_id)) or 'none'}")
         return Report(inv.source, (summarise(inv, name),), (), graph(inv, {name}))
     candidates = sorted({p.name for p in inv.pods} | {w.name for w in inv.workloads} | set(CATALOG))
     close = difflib.get_close_matches(short, candidates, n=5, cutoff=0.5)
@@ -132,39 +131,10 @@ def _subjects(inv: Inventory, subjects: list[Explanation]) -> Report:
     return Report(inv.source, (), tuple(subjects), graph(inv, ids) if ids else Graph((), ()))
 
 
-class _Indexed:
-    """An inventory whose per-pod lookups are dict lookups; every other attribute is the inventory's own.
-
-    Inventory.pod() scans a namespace: fine once, quadratic when istiod's 10,000 dependents are each looked up."""
-
-    def __init__(self, inv: Inventory):
-        self._inv = inv
-        self._pods = {(p.namespace, p.name): p for p in inv.pods}
-        self.instances = {(c.kind, c.namespace, c.name): c for c in inv.components}
-        self.present: dict[str, list[ComponentInstance]] = defaultdict(list)
-        for c in inv.components:
-            self.present[c.component].append(c)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inv, name)
-
-    def pod(self, namespace: str, name: str) -> Pod | None:
-        return self._pods.get((namespace, name))
-
-
-def _indexed(inv: Inventory | _Indexed) -> _Indexed:
-    return inv if isinstance(inv, _Indexed) else _Indexed(inv)
-
-
-def _present(inv: Inventory) -> dict[str, list[ComponentInstance]]:
-    return _indexed(inv).present
-
-
 def summarise(inv: Inventory, component_id: str) -> ComponentSummary:
     """A component id as found in this inventory."""
-    inv = _indexed(inv)
     comp = CATALOG[component_id]
-    instances = tuple(_present(inv).get(component_id, ()))
+    instances = tuple(inv.components_by_id.get(component_id, ()))
     first = instances[0] if instances else None
     commands: tuple[RenderedCommand, ...] = ()
     if first is not None:
@@ -175,29 +145,23 @@ def summarise(inv: Inventory, component_id: str) -> ComponentSummary:
 
 def explain_pod(inv: Inventory, pod: Pod) -> Explanation:
     """A pod: the component it is (if any), whether it is in the mesh and why, and how to debug it."""
-    inv = _indexed(inv)
-    instance = _instance(inv, "Pod", pod.namespace, pod.name)
+    instance = inv.component("Pod", pod.namespace, pod.name)
     return _explain(inv, pod.ref, pod.spec, pod.namespace, instance, pod)
 
 
 def explain_workload(inv: Inventory, w: Workload) -> Explanation:
     """A workload: from its first pod when the source has pods, else from its pod template."""
-    inv = _indexed(inv)
     pods = [p for n in w.pods if (p := inv.pod(w.namespace, n))]
     spec = pods[0].spec if pods else w.template
     if spec is None:
         raise NameNotFound(f"{w.ref}: the source has neither its pod template nor its pods")
-    instance = (_instance(inv, "Pod", w.namespace, pods[0].name) if pods
-                else _instance(inv, w.kind, w.namespace, w.name))
+    instance = (inv.component("Pod", w.namespace, pods[0].name) if pods
+                else inv.component(w.kind, w.namespace, w.name))
     e = _explain(inv, w.ref, spec, w.namespace, instance, pods[0] if pods else None)
     if pods:
         e = Explanation(e.ref, e.component, e.recognised_by, e.mesh,
                         (f"pods: {', '.join(p.name for p in pods)}",) + e.facts, e.dependents, e.links, e.commands)
     return e
-
-
-def _instance(inv: Inventory, kind: str, namespace: str, name: str) -> ComponentInstance | None:
-    return _indexed(inv).instances.get((kind, namespace, name))
 
 
 def _explain(inv: Inventory, ref: Ref, spec: PodSpecSummary, namespace: str, instance: ComponentInstance | None,
@@ -306,7 +270,6 @@ def _spec_of(inv: Inventory, c: ComponentInstance) -> tuple[PodSpecSummary, Pod 
 
 def dependents(inv: Inventory, revision: str) -> tuple[ComponentInstance, ...]:
     """The proxies (sidecars, gateways, waypoints, ztunnels) that get config and certificates from a revision."""
-    inv = _indexed(inv)
     return tuple(c for c in inv.components if c.component in XDS_CLIENTS and _instance_revision(inv, c) == revision)
 
 
@@ -342,7 +305,7 @@ def _istiod_facts(inv: Inventory, spec: PodSpecSummary, namespace: str, pod: Pod
 
 def _proxy_facts(inv: Inventory, spec: PodSpecSummary, namespace: str, pod: Pod | None):
     rev = revision_of(inv, spec, pod)
-    istiods = [c for c in inv.components if c.component == "istiod" and _instance_revision(inv, c) == rev]
+    istiods = [c for c in inv.components_by_id.get("istiod", ()) if _instance_revision(inv, c) == rev]
     facts = []
     if pod is not None and pod.sidecar is not None:
         facts.append(f"sidecar: {pod.sidecar.shape}, version {pod.sidecar.version or 'unknown'}")
@@ -397,7 +360,7 @@ def _waypoint_facts(inv: Inventory, spec: PodSpecSummary, namespace: str, pod: P
 def _ambient_facts(inv: Inventory, spec: PodSpecSummary, namespace: str, pod: Pod | None) -> tuple[str, ...]:
     facts = []
     if pod is not None:
-        tunnels = [f"{c.namespace}/{c.name}" for c in _present(inv).get("ztunnel", ())
+        tunnels = [f"{c.namespace}/{c.name}" for c in inv.components_by_id.get("ztunnel", ())
                    if (p := inv.pod(c.namespace, c.name)) and p.node == pod.node]
         facts.append(f"its traffic goes through ztunnel {', '.join(tunnels)} on node {pod.node}" if tunnels
                      else f"no ztunnel runs on node {pod.node} in this source: its traffic cannot flow")
@@ -441,7 +404,7 @@ _FACTS = {
 def _links(inv: Inventory, comp: Component, revision: str | None = None) -> tuple[Link, ...]:
     """The component's edges whose peer is present; with a revision, istiod and proxies are matched by it (a
     proxy talks only to the istiod of its revision)."""
-    present = _present(inv)
+    present = inv.components_by_id
     out = []
     for e in comp.edges:
         for outgoing in (True, False):
@@ -460,7 +423,7 @@ def _links(inv: Inventory, comp: Component, revision: str | None = None) -> tupl
 
 def _commands(inv: Inventory, comp: Component, kind: str, namespace: str, name: str, spec: PodSpecSummary,
               pod: Pod | None) -> tuple[RenderedCommand, ...]:
-    istiod = next((c for c in inv.components if c.component == "istiod"), None)
+    istiod = next(iter(inv.components_by_id.get("istiod", ())), None)
     values = {
         "target": pod.name if pod else f"{kind.lower()}/{name}",
         "pod": pod.name if pod else "",
@@ -481,8 +444,7 @@ def _commands(inv: Inventory, comp: Component, kind: str, namespace: str, name: 
 def graph(inv: Inventory, focus: set[str] | None = None) -> Graph:
     """Components present as nodes, catalog edges between present ends as edges; `focus` keeps only the edges
     that touch those component ids."""
-    inv = _indexed(inv)
-    present = _present(inv)
+    present = inv.components_by_id
     known = set(present) | set(PEERS)
     edges = [e for e in EDGES if e.source in known and e.target in known
              and (e.source in present or e.target in present)

@@ -120,6 +120,28 @@ class Inventory:
         return {(o.kind, o.namespace, o.name): o for objs in self.objects.values() for o in objs}
 
     @cached_property
+    def _pods_by_key(self) -> dict[tuple[str, str], Pod]:
+        return _first_by_key(((p.namespace, p.name), p) for p in self.pods)
+
+    @cached_property
+    def _services_by_key(self) -> dict[tuple[str, str], Service]:
+        return _first_by_key(((s.namespace, s.name), s) for s in self.services)
+
+    @cached_property
+    def _workloads_by_key(self) -> dict[tuple[str, str, str], Workload]:
+        return _first_by_key(((w.namespace, w.kind, w.name), w) for w in self.workloads)
+
+    @cached_property
+    def _components_by_ref(self) -> dict[tuple[str, str, str], ComponentInstance]:
+        return _first_by_key(((c.kind, c.namespace, c.name), c) for c in self.components)
+
+    @cached_property
+    def _namespace_names(self) -> tuple[str, ...]:
+        names = set(self.namespaces) | set(self.pods_by_namespace) | set(self.services_by_namespace)
+        names |= {o.namespace for objs in self.objects.values() for o in objs if o.namespace}
+        return tuple(sorted(names))
+
+    @cached_property
     def _pods_by_label(self) -> dict[tuple[str, str, str], list[Pod]]:
         out: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
         for p in self.pods:
@@ -144,6 +166,14 @@ class Inventory:
             if hit:
                 found.append(ComponentInstance(hit[0], components.PLANES[hit[0]], w.kind, w.namespace, w.name, hit[1]))
         return tuple(found)
+
+    @cached_property
+    def components_by_id(self) -> dict[str, list[ComponentInstance]]:
+        """The component instances of each component id present, in `components` order."""
+        out: dict[str, list[ComponentInstance]] = defaultdict(list)
+        for c in self.components:
+            out[c.component].append(c)
+        return dict(out)
 
     @cached_property
     def revisions(self) -> tuple[Revision, ...]:
@@ -176,10 +206,14 @@ class Inventory:
         return self._by_key.get((kind, namespace, name))
 
     def pod(self, namespace: str, name: str) -> Pod | None:
-        return next((p for p in self.pods_by_namespace.get(namespace, ()) if p.name == name), None)
+        return self._pods_by_key.get((namespace, name))
 
     def workload(self, namespace: str, kind: str, name: str) -> Workload | None:
-        return next((w for w in self.workloads if (w.namespace, w.kind, w.name) == (namespace, kind, name)), None)
+        return self._workloads_by_key.get((namespace, kind, name))
+
+    def component(self, kind: str, namespace: str, name: str) -> ComponentInstance | None:
+        """The Istio component a pod (kind "Pod") or a pod-less workload is, if any."""
+        return self._components_by_ref.get((kind, namespace, name))
 
     def pods_matching(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
         """Pods of a namespace whose labels match every key of a (non-empty) selector."""
@@ -194,7 +228,7 @@ class Inventory:
         return self.pods_matching(svc.namespace, svc.selector)
 
     def service(self, namespace: str, name: str) -> Service | None:
-        return next((s for s in self.services_by_namespace.get(namespace, ()) if s.name == name), None)
+        return self._services_by_key.get((namespace, name))
 
     def istio_config(self) -> list[KubeObject]:
         """Every Istio and Gateway API config object, in a stable order."""
@@ -203,9 +237,7 @@ class Inventory:
 
     def namespace_names(self) -> list[str]:
         """Namespaces present, plus those only referred to by objects (manifests often omit the Namespace)."""
-        names = set(self.namespaces) | {p.namespace for p in self.pods} | {s.namespace for s in self.services}
-        names |= {o.namespace for objs in self.objects.values() for o in objs if o.namespace}
-        return sorted(names)
+        return list(self._namespace_names)
 
     # ------------------------------------------------------------ mesh
 
@@ -398,6 +430,15 @@ _WORKER_CACHE: dict[Any, Any] = {}  # a worker's shared containers and sidecars 
 def _pods_of(page: RawPage) -> list[Pod]:
     """In a worker process: the page's pods, summarised (pickled back to the reader)."""
     return [_pod(o, _WORKER_CACHE) for o in page.parse()]
+
+
+def _first_by_key(items: Iterable[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A lookup index; where a source repeats a key (the same manifest given twice), the first one, as a scan
+    would find it."""
+    out: dict[Any, Any] = {}
+    for k, v in items:
+        out.setdefault(k, v)
+    return out
 
 
 def _key(o: dict[str, Any]) -> tuple[str, str | None, str]:

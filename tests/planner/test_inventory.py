@@ -153,6 +153,23 @@ def test_small_cluster_control_plane(small: Inventory) -> None:
         "legacy": ("sidecar", "default", 0, 0), "shop": ("sidecar", "1-27", 2, 1), "tools": ("none", None, 0, 0)}
 
 
+def test_lookups_find_what_the_lists_hold(demo_inventory: Inventory) -> None:
+    inv = demo_inventory
+    assert all(inv.pod(p.namespace, p.name) is p for p in inv.pods)
+    assert all(inv.service(s.namespace, s.name) is s for s in inv.services)
+    assert all(inv.workload(w.namespace, w.kind, w.name) is w for w in inv.workloads)
+    assert all(inv.component(c.kind, c.namespace, c.name) is c for c in inv.components)
+    assert inv.pod("no-such-namespace", inv.pods[0].name) is None and inv.service("shop", "no-such") is None
+    assert inv.workload(inv.workloads[0].namespace, "CronJob", inv.workloads[0].name) is None
+    assert inv.components_by_id == {cid: [c for c in inv.components if c.component == cid]
+                                    for cid in dict.fromkeys(c.component for c in inv.components)}
+    names = inv.namespace_names()
+    assert names == sorted(set(inv.namespaces) | {p.namespace for p in inv.pods} | {s.namespace for s in inv.services}
+                           | {o.namespace for os in inv.objects.values() for o in os if o.namespace})
+    names.append("mutated")  # a caller's list: the inventory's own is unchanged
+    assert "mutated" not in inv.namespace_names()
+
+
 def test_secret_metadata_kept_values_not(small: Inventory) -> None:
     secret = small.get("Secret", "istio-system", "cacerts")
     assert secret is not None
