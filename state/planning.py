@@ -86,13 +86,35 @@ class NextView:
     config: planner.StageConfig
 
 
+def stage_config(stage: Stage, inventory: Inventory) -> planner.StageConfig:
+    """A stage's YAML and rollback: as taken when its gate passed (before anything was applied: re-rendered on the
+    changed cluster, the rollback would restore the stage's own objects), else rendered for the cluster now."""
+    data = stage.data or {}
+    if "apply_yaml" in data:
+        return planner.StageConfig(data["apply_yaml"], data["rollback_yaml"], tuple(data.get("notes", ())))
+    return planner.config(stage_spec(stage), inventory)
+
+
+def rollback_target(plan: Plan) -> Stage | None:
+    """The stage a rollback undoes: the one in flight, else the last one done."""
+    return next((s for s in plan.stages if s.status in planner.IN_FLIGHT), None) or next(
+        (s for s in reversed(plan.stages) if s.status == "done"), None)
+
+
+def stage_rows(plan: Plan) -> list[dict[str, Any]]:
+    """One row per stage, as `plan show` and the app list them: `now` marks the current one."""
+    current = current_stage(plan)
+    return [{"now": "→" if current is not None and s.order == current.order else "", "order": s.order,
+             "title": s.title, "features": list(dict.fromkeys(f["feature"] for f in s.features)),
+             "scope": sorted({f["scope"] for f in s.features}), "status": s.status} for s in plan.stages]
+
+
 def next_view(plan: Plan, inventory: Inventory) -> NextView | None:
     """The current stage with its gate results and its YAML, or None when the plan is complete."""
     stage = current_stage(plan)
     if stage is None:
         return None
-    spec = stage_spec(stage)
-    return NextView(stage, planner.gate(spec, inventory), planner.config(spec, inventory))
+    return NextView(stage, planner.gate(stage_spec(stage), inventory), stage_config(stage, inventory))
 
 
 def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override_reason: str | None = None) -> Stage:
@@ -149,8 +171,7 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
 def rollback(store: Store, plan: Plan, inventory: Inventory, actor: str, reason: str) -> tuple[Stage, str]:
     """Roll back the stage in flight (else the last one done): its flags return to what they were before it, and
     the rollback YAML (taken when its gate passed, before anything was applied) is returned for the team to apply."""
-    stage = next((s for s in plan.stages if s.status in planner.IN_FLIGHT), None) or next(
-        (s for s in reversed(plan.stages) if s.status == "done"), None)
+    stage = rollback_target(plan)
     if stage is None:
         raise MeshstepError(f"plan {plan.name!r} has no applied or done stage to roll back")
     if not reason:
@@ -163,7 +184,7 @@ def rollback(store: Store, plan: Plan, inventory: Inventory, actor: str, reason:
             prev = before.get((s.feature, s.scope))
             flags.append(FlagChange(s.feature, s.scope, prev["params"], prev["state"]) if prev
                          else FlagChange(s.feature, s.scope, None, None))
-    yaml_text = (stage.data or {}).get("rollback_yaml") or planner.config(spec, inventory).rollback_yaml
+    yaml_text = stage_config(stage, inventory).rollback_yaml
     stage = store.transition_stage(stage.id, "rolled_back", actor, reason, stage.version, data=stage.data,
                                    flags=flags, cluster=plan.cluster)
     if plan.status == "done":
@@ -185,7 +206,7 @@ def stage_files(plan: Plan, inventory: Inventory) -> dict[str, str]:
                     "# its config is the cluster's own objects, so there is nothing to apply or roll back here.\n")
             data = {"apply_yaml": note, "rollback_yaml": note}
         elif "apply_yaml" not in data:
-            cfg = planner.config(stage_spec(stage), inventory)
+            cfg = stage_config(stage, inventory)
             data = {"apply_yaml": cfg.apply_yaml, "rollback_yaml": cfg.rollback_yaml}
         slug = re.sub(r"[^a-z0-9]+", "-", stage.title.lower()).strip("-")
         files[f"{stage.order:02d}-{slug}.yaml"] = data["apply_yaml"]

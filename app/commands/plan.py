@@ -63,16 +63,13 @@ def plan_show(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
 def _show(p, format: Format) -> None:
     from state import planning
 
-    stages = [{"order": s.order, "title": s.title, "features": list(dict.fromkeys(f["feature"] for f in s.features)),
-               "scope": sorted({f["scope"] for f in s.features}), "status": s.status} for s in p.stages]
+    stages = planning.stage_rows(p)
     if format == Format.json:
         emit_json({"name": p.name, "template": p.template, "cluster": p.cluster, "status": p.status,
-                   "stages": [st | {"features": s.features, "goal": s.goal} for st, s in zip(stages, p.stages)]})
+                   "stages": [{k: v for k, v in row.items() if k != "now"} | {"features": s.features, "goal": s.goal}
+                              for row, s in zip(stages, p.stages)]})
         return
-    current = planning.current_stage(p)
     typer.echo(f"plan {p.name} ({p.template}) for cluster {p.cluster}: {p.status}")
-    for row in stages:
-        row["now"] = "→" if current is not None and row["order"] == current.order else ""
     emit_table(stages, ["now", "order", "status", "title", "features", "scope"])
 
 

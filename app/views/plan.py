@@ -115,10 +115,7 @@ else:
                 ui.flash(f"Stage {moved.order} is now **{moved.status}**.")
                 st.rerun()
 
-# What a rollback undoes (as planning.rollback picks it): the stage in flight, else the last one done.
-target = next((s for s in plan.stages if s.status in planner.IN_FLIGHT), None) or next(
-    (s for s in reversed(plan.stages) if s.status == "done"), None)
-if target is not None:
+if (target := planning.rollback_target(plan)) is not None:
     with st.expander(f"Roll back stage {target.order}: {target.title}", icon=":material/undo:"), \
             st.form("rollback", border=False):
         st.caption("Its flags go back to what they were before it; you get the YAML that undoes it on the cluster.")
@@ -138,8 +135,7 @@ if undo_yaml := st.session_state.pop("rollback_yaml", None):
     st.code(undo_yaml, language="yaml")
 
 st.subheader("Stages")
-current = view.stage.order if view else None
-st.dataframe(pd.DataFrame([{"": "→" if s.order == current else "", "stage": s.order, "title": s.title,
-                            "status": s.status, "features": ", ".join(dict.fromkeys(f["feature"] for f in s.features)),
-                            "scope": ", ".join(sorted({f["scope"] for f in s.features}))} for s in plan.stages]),
+st.dataframe(pd.DataFrame([{"": r["now"], "stage": r["order"], "title": r["title"], "status": r["status"],
+                            "features": ", ".join(r["features"]), "scope": ", ".join(r["scope"])}
+                           for r in planning.stage_rows(plan)]),
              hide_index=True, width="stretch", height=38 + 35 * len(plan.stages))

@@ -176,6 +176,9 @@ def test_not_verified_until_applied_then_rollback_restores_flags(cli):
     rc, _, err = cli("plan", "advance")
     assert rc == 1 and "traffic-shifting is not observed on in shop" in err
     cli.cluster.apply(stage["apply_yaml"])
+    # Once applied, `plan next` shows the rollback taken before (re-rendered now, it would restore the canary).
+    shown = json.loads(cli("plan", "next", "--format", "json")[1])
+    assert shown["rollback_yaml"] == stage["rollback_yaml"] and "weight: 10\n" not in shown["rollback_yaml"]
     assert cli("plan", "advance")[1].strip().endswith("verified")
 
     rc, out, err = cli("plan", "rollback", "--reason", "v2 error rate too high")
