@@ -9,7 +9,9 @@ from planner.analysis.base import Context, check
 from planner.analysis.common import (
     SYSTEM_NAMESPACES,
     injection_requested,
+    lookup,
     per_inventory,
+    ref,
     services_selecting,
 )
 from planner.inventory import Inventory
@@ -34,8 +36,9 @@ def _meshed_deployments(inv: Inventory) -> list[tuple[Workload, list[Service]]]:
 
 
 def _ref(inv: Inventory, w: Workload) -> Ref:
-    obj = inv.get("Deployment", w.namespace, w.name)
-    return Ref("Deployment", obj.namespace if obj else w.namespace, w.name)
+    """The Deployment as its YAML names it (without a namespace when it gives none), as istioctl does."""
+    obj = lookup(inv, "Deployment", w.namespace, w.name)
+    return ref(obj) if obj is not None else w.ref
 
 
 @check("IST0116", "DeploymentAssociatedToMultipleServices", "warning",

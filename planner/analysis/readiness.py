@@ -22,6 +22,7 @@ from planner.analysis.common import (
     host_matches,
     injection_requested,
     istio_objects,
+    lookup,
     ns_of,
     opted_out,
     per_inventory,
@@ -207,7 +208,7 @@ def texts(inv: Inventory, unit: Unit) -> list[tuple[str, str]]:
     out = [(f"{'command' if i < len(c.command) else 'args'} of container {c.name}", t)
            for c in unit.spec.containers + unit.spec.init_containers if c.name not in _ISTIO_INIT
            for i, t in enumerate(c.command + c.args)]
-    obj = inv.get(unit.ref.kind, unit.ref.namespace, unit.ref.name)
+    obj = lookup(inv, unit.ref.kind, unit.namespace, unit.ref.name)
     if obj is not None:
         out.extend(_object_texts(obj))
     return out

@@ -4,7 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import SYSTEM_NAMESPACES
+from planner.analysis.common import SYSTEM_NAMESPACES, lookup, ref
+from planner.inventory import Inventory
 from planner.model import Ref, Service
 
 # Protocols that are plain TCP to an ExternalName service's proxy: it cannot route them by name.
@@ -18,9 +19,10 @@ def _skipped(svc: Service) -> bool:
             or "gateway.istio.io/managed" in svc.labels)
 
 
-def _ref(inv, svc: Service) -> Ref:
-    obj = inv.get("Service", svc.namespace, svc.name) or inv.get("Service", None, svc.name)
-    return Ref("Service", obj.namespace if obj else svc.namespace, svc.name)
+def _ref(inv: Inventory, svc: Service) -> Ref:
+    """The Service as its YAML names it (without a namespace when it gives none), as istioctl does."""
+    obj = lookup(inv, "Service", svc.namespace, svc.name)
+    return ref(obj) if obj is not None else svc.ref
 
 
 @check("IST0118", "PortNameIsNotUnderNamingConvention", "info",

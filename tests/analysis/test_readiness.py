@@ -246,3 +246,18 @@ def test_the_inject_label_wins_over_the_annotation(label, annotation, out):
     inv = _hello_cluster(deployment, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "plain"}})
     assert bool([m for m in gate(inv, "sidecar-injection", "plain") if m.code == "MST0107"]) is out
     assert bool([m for m in gate(inv, "mtls-strict", "plain") if m.code == "MST0401"]) is out
+
+
+@pytest.mark.parametrize("namespace", ["default", None])
+def test_env_of_a_deployment_without_namespace_is_read(namespace):
+    """A Deployment whose YAML names no namespace is in `default`: its env is read as with `namespace: default`."""
+    deployment = _deployment("hello.yaml", "client", **({"namespace": namespace} if namespace else {}))
+    if namespace is None:
+        del deployment["metadata"]["namespace"]
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "API_URL", "value": "https://api.example.com/v1"}]
+    inv = _hello_cluster(deployment, {"apiVersion": "v1", "kind": "Namespace",
+                                      "metadata": {"name": "default", "labels": {"istio-injection": "enabled"}}})
+    found = [m for m in gate(inv, "egress-registry-only", "default") if m.code == "MST0601"]
+    assert [f"{m.code} {m.ref.name}" for m in found] == ["MST0601 client"]
+    assert "api.example.com" in found[0].message
