@@ -8,7 +8,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import select
 
 from planner.errors import MeshstepError
+from state.drift import Observed, compute_drift
 from state.models import GENESIS_HASH, AuditEvent, AuditHead, Flag, flag_target, utcnow
 
 if TYPE_CHECKING:
-    from state.drift import Drift
     from state.store import Store
 
 HASHED_FIELDS = ("seq", "actor", "at", "action", "target", "before", "after", "reason", "prev_hash")
@@ -50,25 +50,30 @@ class Break:
 def verify(store: Store) -> Break | None:
     """Recompute the chain; None when it holds."""
     with store.reader() as s:
-        head = s.get(AuditHead, 1)
-        if head is None:
-            return Break(0, "the chain head (table audit_head) was removed")
-        prev_seq, prev_hash = 0, GENESIS_HASH
-        for ev in s.exec(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=1000)):
-            if ev.seq != prev_seq + 1:
-                return Break(prev_seq + 1, f"event {prev_seq + 1} was removed")
-            if chain_hash(ev) != ev.hash:
-                return Break(ev.seq, f"event {ev.seq} was altered")
-            if ev.prev_hash != prev_hash:  # the previous event was altered, then re-hashed to hide it
-                return Break(prev_seq, f"event {prev_seq} was altered")
-            prev_seq, prev_hash = ev.seq, ev.hash
-        if head.seq > prev_seq:
-            return Break(prev_seq + 1, f"event {prev_seq + 1} was removed (the trail should end at {head.seq})")
-        if head.seq < prev_seq:
-            return Break(head.seq + 1, f"event {head.seq + 1} was added outside meshstep (the trail ends at "
-                                       f"{head.seq})")
-        if head.hash != prev_hash:
+        return check_chain(s.get(AuditHead, 1),
+                           s.exec(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=1000)))
+
+
+def check_chain(head: AuditHead | None, events: Iterable[AuditEvent]) -> Break | None:
+    """Whether `events` (the whole trail, in order) form the chain `head` closes; None when they do."""
+    if head is None:
+        return Break(0, "the chain head (table audit_head) was removed")
+    prev_seq, prev_hash = 0, GENESIS_HASH
+    for ev in events:
+        if ev.seq != prev_seq + 1:
+            return Break(prev_seq + 1, f"event {prev_seq + 1} was removed")
+        if chain_hash(ev) != ev.hash:
+            return Break(ev.seq, f"event {ev.seq} was altered")
+        if ev.prev_hash != prev_hash:  # the previous event was altered, then re-hashed to hide it
             return Break(prev_seq, f"event {prev_seq} was altered")
+        prev_seq, prev_hash = ev.seq, ev.hash
+    if head.seq > prev_seq:
+        return Break(prev_seq + 1, f"event {prev_seq + 1} was removed (the trail should end at {head.seq})")
+    if head.seq < prev_seq:
+        return Break(head.seq + 1, f"event {head.seq + 1} was added outside meshstep (the trail ends at "
+                                   f"{head.seq})")
+    if head.hash != prev_hash:
+        return Break(prev_seq, f"event {prev_seq} was altered")
     return None
 
 
@@ -102,12 +107,15 @@ def export_csv(events: Iterable[AuditEvent]) -> str:
 
 
 def export_markdown(store: Store, since: datetime | None = None,
-                    drift: Mapping[str, Sequence[Drift]] | None = None) -> str:
+                    observed: Mapping[str, Iterable[Observed]] | None = None) -> str:
     """An audit report to hand over: which features are on where, since when and by whom, the other recorded
-    flags, drift per cluster (when given), whether the chain holds, and the events (from `since` on)."""
-    events = store.audit_events()
-    flags = store.list_flags()
-    broken = verify(store)
+    flags, the drift of each cluster whose observations are given, whether the chain holds, and the events (from
+    `since` on) — all read in one snapshot of the database."""
+    with store.reader() as s:
+        head = s.get(AuditHead, 1)
+        events = list(s.exec(select(AuditEvent).order_by(AuditEvent.seq)))
+        flags = list(s.exec(select(Flag).order_by(Flag.cluster, Flag.feature, Flag.scope)))
+    broken = check_chain(head, events)
     turned_on = _turned_on(events)
     listed = [ev for ev in events if since is None or ev.at >= since]
     lines = [
@@ -126,7 +134,8 @@ def export_markdown(store: Store, since: datetime | None = None,
     lines += _table(["Cluster", "Feature", "Scope", "State", "Changed (UTC)", "By", "Reason"],
                     [[f.cluster, f.feature, f.scope, f.state, _time(f.changed_at), f.changed_by, f.reason]
                      for f in flags if f.state != "on"])
-    for cluster, items in (drift or {}).items():
+    for cluster, seen in (observed or {}).items():
+        items = compute_drift([f for f in flags if f.cluster == cluster], seen)
         lines += ["", f"## Drift in {cluster}", ""]
         lines += _table(["Kind", "Feature", "Scope", "Detail", "Evidence"],
                         [[d.kind, d.feature, d.scope, d.detail, "; ".join(d.evidence)] for d in items]

@@ -101,7 +101,7 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
                 raise typer.Exit(1)
             typer.echo("audit chain verified", err=export is not None)  # an export owns stdout
         if export == Export.markdown:
-            typer.echo(audit.export_markdown(store, start, _drift(store, source, cluster)), nl=False)
+            typer.echo(audit.export_markdown(store, start, _observed(source, cluster)), nl=False)
         elif export is not None:
             events = store.audit_events(start)
             typer.echo(audit.export_csv(events) if export == Export.csv else audit.export_json(events), nl=False)
@@ -111,16 +111,14 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
                         for ev in store.audit_events(start)])
 
 
-def _drift(store, source: str | None, cluster: str | None) -> dict[str, list] | None:
-    """The drift of the source's cluster for the report; a source that cannot be read leaves it out, and says so."""
-    from features.base import registry
-    from state.drift import compute_drift
+def _observed(source: str | None, cluster: str | None) -> dict[str, list] | None:
+    """What the source's cluster shows, for the report's drift; a source that cannot be read leaves it out, and
+    says so."""
+    from features.base import observe
 
     try:
         inv = load_inventory(source)
     except MeshstepError as e:
         typer.echo(f"warning: the report has no drift section: {e}", err=True)
         return None
-    name = cluster_name(cluster, inv.source)
-    observed = [o for f in registry().values() for o in f.detect(inv)]
-    return {name: compute_drift(store.list_flags(name), observed)}
+    return {cluster_name(cluster, inv.source): observe(inv)}

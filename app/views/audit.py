@@ -6,7 +6,6 @@ import streamlit as st
 
 from app import ui
 from state import audit
-from state.drift import compute_drift
 
 store = ui.store()
 events = store.audit_events()
@@ -17,13 +16,13 @@ st.caption(f"{len(events)} events in {store.url}. Each event is chained to the o
 
 bar = st.container(horizontal=True)
 verify_clicked = bar.button("Verify the chain", type="primary", icon=":material/lock:")
-cluster = ui.cluster(ui.inventory())
-drift = {cluster: compute_drift(store.list_flags(cluster), ui.observations())}
-bar.download_button("Markdown report", audit.export_markdown(store, drift=drift), "meshstep-audit.md",
+# Built when clicked, not on every rerun (the report re-verifies the whole chain).
+observed = {ui.cluster(ui.inventory()): ui.observations()}
+bar.download_button("Markdown report", lambda: audit.export_markdown(store, observed=observed), "meshstep-audit.md",
                     mime="text/markdown", icon=":material/download:")
-bar.download_button("CSV", audit.export_csv(events), "meshstep-audit.csv", mime="text/csv",
+bar.download_button("CSV", lambda: audit.export_csv(events), "meshstep-audit.csv", mime="text/csv",
                     icon=":material/download:")
-bar.download_button("JSON", audit.export_json(events), "meshstep-audit.json", mime="application/json",
+bar.download_button("JSON", lambda: audit.export_json(events), "meshstep-audit.json", mime="application/json",
                     icon=":material/download:")
 if verify_clicked:
     broken = audit.verify(store)

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import text
@@ -11,7 +12,7 @@ from sqlmodel import Session, select
 
 from planner.errors import MeshstepError
 from state import audit
-from state.drift import OBSERVED_NOT_RECORDED, Drift
+from state.drift import OBSERVED_NOT_RECORDED
 from state.models import AuditEvent
 
 
@@ -110,15 +111,16 @@ def test_since_filters_events(trail):
 def test_markdown_report(trail):
     trail.set_flag("demo", "mtls-strict", "mesh", {"mode": "STRICT", "port": 9090}, "on", "erin", "move port")
     trail.set_flag("demo", "egress-registry-only", "mesh", {}, "disabling", "erin", "blocks payments")
-    drift = {"demo": [Drift(OBSERVED_NOT_RECORDED, "tracing", "mesh", "on in the cluster, but no flag recorded",
-                            None, {"sampling": 1.0}, ("Telemetry istio-system/mesh-default",))]}
-    report = audit.export_markdown(trail, drift=drift)
+    observed = {"demo": [SimpleNamespace(feature="tracing", scope="mesh", params={"sampling": 1.0},
+                                         evidence=["Telemetry istio-system/mesh-default"])]}
+    report = audit.export_markdown(trail, observed=observed)
     assert "hash chain verified" in report and "7 events" in report
     on = next(line for line in report.splitlines() if line.startswith("| demo | mtls-strict"))
     # On since the event that turned it on (alice's), not the later parameter changes.
     assert "mode=STRICT, port=9090" in on and "| alice | encrypt everything |" in on
     assert "| demo | egress-registry-only | mesh | disabling |" in report
     assert "## Drift in demo" in report and "Telemetry istio-system/mesh-default" in report
+    assert f"| {OBSERVED_NOT_RECORDED} | tracing | mesh |" in report
 
     later = audit.export_markdown(trail, since=datetime.now(UTC) + timedelta(hours=1))
     assert "## Events\n\n(none)" in later and "| demo | mtls-strict" in later
