@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from features.base import Observation, registry
+from features.base import Observation, observe
 from planner import explain
 from planner.errors import MeshstepError
 from planner.inventory import Inventory, build_inventory
@@ -52,8 +52,7 @@ def _inventory(src: str) -> Inventory:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _observations(src: str) -> tuple[Observation, ...]:
-    inv = _inventory(src)
-    return tuple(o for f in registry().values() for o in f.detect(inv))
+    return tuple(observe(_inventory(src)))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

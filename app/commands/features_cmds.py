@@ -63,13 +63,13 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
 def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt = None,
                format: FormatOpt = Format.table) -> None:
     """What is on where: observed in the cluster, recorded as flags, and where the two disagree (drift)."""
-    from features.base import registry
+    from features.base import observe
     from state.audit import params_text
     from state.drift import recorded_and_drift
 
     inv = load_inventory(source)
-    observed = [o for f in registry().values() for o in f.detect(inv)]
-    name = cluster_name(cluster, source)  # as `meshstep flags` and the app key records
+    observed = observe(inv)
+    name = cluster_name(cluster, inv.source)  # as `meshstep flags` and the app key records
     with open_store(db) as store:
         status = recorded_and_drift(store, name, observed)
     report = {"cluster": name,

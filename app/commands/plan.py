@@ -1,8 +1,10 @@
 """`meshstep plan`: the staged adoption plan — one feature at a time, gated, verified, reversible."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,6 +31,17 @@ plan_app = typer.Typer(help="Staged adoption: one Istio feature at a time, gated
 cli.add_typer(plan_app, name="plan")
 
 NameOpt = Annotated[str | None, typer.Option("--name", help="The plan (default: the cluster's active plan).")]
+
+
+@contextmanager
+def _plan(name: str | None, source: str | None, cluster: str | None, db: str | None) -> Iterator[tuple[Any, ...]]:
+    """What a plan command works on: the source's inventory, the store, and the plan (named, else the active one of
+    the source's cluster)."""
+    from state import planning
+
+    inv = load_inventory(source)
+    with open_store(db) as store:
+        yield inv, store, planning.find_plan(store, cluster_name(cluster, inv.source), name)
 
 
 @plan_app.command("new")
@@ -79,9 +92,8 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
     """The current stage: its goal, its gate (with hints), and the YAML to apply."""
     from state import planning
 
-    inv = load_inventory(source)
-    with open_store(db) as store:
-        view = planning.next_view(planning.find_plan(store, cluster_name(cluster, inv.source), name), inv)
+    with _plan(name, source, cluster, db) as (inv, _store, p):
+        view = planning.next_view(p, inv)
     if view is None:
         typer.echo("the plan is complete: every stage is done")
         return
@@ -121,9 +133,7 @@ def plan_advance(
     """Move the current stage on: planned → ready (gate) → applied → verified (exit check) → done."""
     from state import planning
 
-    inv = load_inventory(source)
-    with open_store(db) as store:
-        p = planning.find_plan(store, cluster_name(cluster, inv.source), name)
+    with _plan(name, source, cluster, db) as (inv, store, p):
         st = planning.advance(store, p, inv, actor_name(actor), override_reason)
     typer.echo(f"stage {st.order} ({st.title}): {st.status}")
 
@@ -137,9 +147,7 @@ def plan_rollback(
     """Roll back the stage in flight (else the last done): flags restored; prints the YAML that undoes it."""
     from state import planning
 
-    inv = load_inventory(source)
-    with open_store(db) as store:
-        p = planning.find_plan(store, cluster_name(cluster, inv.source), name)
+    with _plan(name, source, cluster, db) as (inv, store, p):
         st, yaml_text = planning.rollback(store, p, inv, actor_name(actor), reason)
     typer.echo(f"# stage {st.order} ({st.title}) rolled back; apply this to undo it:", err=True)
     typer.echo(yaml_text)
@@ -159,9 +167,7 @@ def plan_add(
     from state import planning
 
     feat, params = feature_params(feature, sets)
-    inv = load_inventory(source)
-    with open_store(db) as store:
-        p = planning.find_plan(store, cluster_name(cluster, inv.source), name)
+    with _plan(name, source, cluster, db) as (inv, store, p):
         st = planning.add_stage(store, p, inv, title or f"{feat.title} in {scope}", goal or feat.problem,
                                 [planner.Step(feature, scope, params)], actor_name(actor))
     typer.echo(f"stage {st.order} added: {st.title}")
@@ -174,10 +180,9 @@ def plan_export(directory: Annotated[Path, typer.Argument(help="Where to write t
     """Write every stage's YAML and rollback as files, ready for a GitOps repository."""
     from state import planning
 
-    inv = load_inventory(source)
-    with open_store(db) as store:
-        p = planning.find_plan(store, cluster_name(cluster, inv.source), name)
+    with _plan(name, source, cluster, db) as (inv, _store, p):
+        files = planning.stage_files(p, inv)
     directory.mkdir(parents=True, exist_ok=True)
-    for fname, text in planning.stage_files(p, inv).items():
+    for fname, text in files.items():
         (directory / fname).write_text(text)
         typer.echo(directory / fname)

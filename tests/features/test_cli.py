@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -229,3 +230,15 @@ def test_audit_report_without_a_readable_source_still_prints_and_says_why(run, d
     code, out, err = run("audit", "--export", "markdown", "--source", str(tmp_path / "gone.yaml"), "--db", db)
     assert code == 0 and "## Features on" in out and "## Drift" not in out
     assert err.startswith("warning: the report has no drift section:") and "gone.yaml" in err
+
+
+def test_status_finds_the_records_of_a_snapshot_written_with_a_trailing_slash(run, db, tmp_path):
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    for f in (Path(__file__).parents[2] / "planner" / "demo").glob("*.yaml"):
+        (snap / f.name).write_text(f.read_text())
+    assert run("plan", "new", "--namespaces", "shop", "--source", f"{snap}/", "--db", db)[0] == 0
+    code, out, _ = run("status", "--source", f"{snap}/", "--db", db, "--format", "json")
+    status = json.loads(out)
+    assert code == 0 and status["cluster"] == str(snap)  # the key plan new recorded under
+    assert ("sidecar-injection", "shop") in {(f["feature"], f["scope"]) for f in status["recorded"]}
