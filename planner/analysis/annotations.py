@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import yaml
 
 from planner.analysis.base import Context, check
+from planner.analysis.common import per_inventory
 from planner.inventory import Inventory
 from planner.model import Ref
 
@@ -199,11 +200,15 @@ def _annotated(inv: Inventory) -> Iterator[Annotated]:
                             p.annotations)
 
 
-def _istio_annotations(inv: Inventory) -> Iterator[tuple[Annotated, str, str, Annotation | None]]:
-    for obj in _annotated(inv):
-        for name, value in sorted(obj.annotations.items()):
-            if istio_annotation(name) and name not in _SET_BY_ISTIO:
-                yield obj, name, str(value), ANNOTATIONS.get(name)
+def _istio_annotations(inv: Inventory) -> list[tuple[Annotated, str, str, Annotation | None]]:
+    """(object, name, value, what Istio documents for it) of every Istio annotation, found once per inventory for
+    the four checks that read them."""
+    def build(inv: Inventory) -> list[tuple[Annotated, str, str, Annotation | None]]:
+        return [(obj, name, str(value), ANNOTATIONS.get(name)) for obj in _annotated(inv)
+                for name, value in sorted(obj.annotations.items())
+                if istio_annotation(name) and name not in _SET_BY_ISTIO]
+
+    return per_inventory(inv, "istio-annotations", build)
 
 
 def _placed(a: Annotation, kind: str) -> bool:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import istio_objects, ref, spec
+from planner.analysis.common import istio_objects, per_inventory, ref, spec
+from planner.inventory import Inventory
 from planner.model import KubeObject, Ref
 
 _UNREACHABLE = "unreachable"
@@ -139,12 +140,20 @@ def _findings(vs: KubeObject) -> Iterator[tuple[str, tuple[str, ...]]]:
         yield from unreachable_rules(list(s.get(field) or ()), http=field == "http")
 
 
+def _all_findings(inv: Inventory) -> list[tuple[KubeObject, str, tuple[str, ...]]]:
+    """(VirtualService, unreachable|ineffective, details) of every VirtualService, found once per inventory for
+    both checks."""
+    return per_inventory(inv, "route-match-findings", lambda inv: [
+        (vs, what, about) for vs in istio_objects(inv, "VirtualService") for what, about in _findings(vs)])
+
+
 @check("IST0130", "VirtualServiceUnreachableRule", "warning",
        "Remove the rule or give it a match no earlier rule has: routes are tried in order and the first match wins, "
        "so this rule never receives traffic (only the last rule may have no match).")
 def unreachable_rule(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    for vs in istio_objects(ctx.inventory, "VirtualService"):
-        for _, (rule, reason) in ((w, a) for w, a in _findings(vs) if w == _UNREACHABLE):
+    for vs, what, about in _all_findings(ctx.inventory):
+        if what == _UNREACHABLE:
+            rule, reason = about
             yield ref(vs), f"VirtualService rule {rule} not used ({reason})."
 
 
@@ -152,7 +161,8 @@ def unreachable_rule(ctx: Context) -> Iterator[tuple[Ref, str]]:
        "Remove the match, or move the more specific rule before the one that already takes its requests "
        "(a longer URI prefix must come before a shorter one).")
 def ineffective_match(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    for vs in istio_objects(ctx.inventory, "VirtualService"):
-        for _, (rule, match, earlier) in ((w, a) for w, a in _findings(vs) if w == _INEFFECTIVE):
+    for vs, what, about in _all_findings(ctx.inventory):
+        if what == _INEFFECTIVE:
+            rule, match, earlier = about
             yield ref(vs), (f"VirtualService rule {rule} match {match} is not used (duplicate/overlapping match in "
                             f"rule {earlier}).")

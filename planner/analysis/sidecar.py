@@ -6,10 +6,12 @@ from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
 from planner.analysis.common import (
+    SelectorScan,
     conflicting_selectors,
     istio_objects,
     match_labels,
     ns_of,
+    per_inventory,
     proxy_container,
     ref,
     scan_selectors,
@@ -20,8 +22,10 @@ from planner.inventory import Inventory
 from planner.model import Ref
 
 
-def _scan(inv: Inventory):
-    return scan_selectors(inv, istio_objects(inv, "Sidecar"), match_labels)
+def _scan(inv: Inventory) -> SelectorScan:
+    """How the Sidecars select workloads, scanned once per inventory for the three checks that read it."""
+    return per_inventory(inv, "sidecar-selectors",
+                         lambda inv: scan_selectors(inv, istio_objects(inv, "Sidecar"), match_labels))
 
 
 @check("IST0101", "ReferencedResourceNotFound", "error",

@@ -6,10 +6,12 @@ from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
 from planner.analysis.common import (
+    SelectorScan,
     conflicting_selectors,
     istio_objects,
     match_labels,
     ns_of,
+    per_inventory,
     ref,
     scan_selectors,
     spec,
@@ -28,8 +30,10 @@ def _selector(t: KubeObject) -> dict[str, str] | None:
     return match_labels(t, "selector", "matchLabels")
 
 
-def _scan(inv: Inventory):
-    return scan_selectors(inv, istio_objects(inv, "Telemetry"), _selector)
+def _scan(inv: Inventory) -> SelectorScan:
+    """How the Telemetries select workloads, scanned once per inventory for the three checks that read it."""
+    return per_inventory(inv, "telemetry-selectors",
+                         lambda inv: scan_selectors(inv, istio_objects(inv, "Telemetry"), _selector))
 
 
 @check("IST0101", "ReferencedResourceNotFound", "error",
