@@ -96,6 +96,9 @@ class Inventory:
     crds: dict[str, CRD]  # Istio and Gateway API CRDs, by plural.group
     mesh_configs: dict[str, dict[str, Any]]  # by revision ("default" for the `istio` ConfigMap)
     mesh_networks: dict[str, Any] = field(default_factory=dict)
+    # The mesh config `--mesh-config` gave in place of the cluster's (mesh_configs holds it as "default"); kept so
+    # that with_changes keeps it too.
+    mesh_override: dict[str, Any] | None = field(default=None, repr=False)
     # Raw non-pod objects, to rebuild from when changes are applied in memory.
     raw: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
 
@@ -312,14 +315,20 @@ class Inventory:
 
     def with_changes(self, apply: Iterable[dict[str, Any]] = (), delete: Iterable[Ref] = (),
                      pods: Iterable[dict[str, Any]] = ()) -> Inventory:
-        """A new inventory with objects applied (created or replaced), deleted, and raw pods added or replaced."""
+        """A new inventory with objects applied (created or replaced), deleted, and raw pods added or replaced (pods
+        may come in `apply` too)."""
+        apply = list(apply)
         gone = {(r.kind, r.namespace, r.name) for r in delete}
-        applied = {_key(o): o for o in apply}
+        applied = {_key(o): o for o in apply if o.get("kind") != "Pod"}
         raw = [o for o in self.raw if _key(o) not in gone and _key(o) not in applied] + list(applied.values())
-        new_pods = {(p["metadata"].get("namespace"), p["metadata"]["name"]): _pod(p) for p in pods}
-        kept = [p for p in self.pods
-                if (p.namespace, p.name) not in new_pods and ("Pod", p.namespace, p.name) not in gone]
+        # Keyed as Pod keys them: a pod whose manifest names no namespace is in `default`.
+        new_pods = {(p.namespace, p.name): p
+                    for p in map(_pod, [*pods, *(o for o in apply if o.get("kind") == "Pod")])}
+        gone_pods = {(r.namespace or "default", r.name) for r in delete if r.kind == "Pod"}
+        replaced = new_pods.keys() | gone_pods
+        kept = [p for p in self.pods if (p.namespace, p.name) not in replaced]
         builder = _Builder(self.source, self.cluster, self.visibility, self.mesh_networks)
+        builder.mesh_override = self.mesh_override
         builder.pods = kept + list(new_pods.values())
         for o in raw:
             builder.add(o)
@@ -494,6 +503,7 @@ class _Builder:
             mesh_configs=({"default": self.mesh_override} if self.mesh_override is not None
                           else _mesh_configs(objects.get("ConfigMap", ()))),
             mesh_networks=self.mesh_networks,
+            mesh_override=self.mesh_override,
             raw=tuple(self.raw),
         )
 

@@ -231,6 +231,41 @@ def test_with_changes_applies_and_deletes(small: Inventory) -> None:
     assert only.spec["host"] == "cart.shop.svc.cluster.local"
 
 
+def _pod_manifest(name: str, namespace: str | None, image: str) -> dict:
+    meta = {"name": name} | ({"namespace": namespace} if namespace else {})
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+            "spec": {"containers": [{"name": "c", "image": image}]}}
+
+
+def test_with_changes_a_pod_applied_replaces_the_pod(small: Inventory) -> None:
+    old = small.pods[0]
+    changed = small.with_changes(apply=[_pod_manifest(old.name, old.namespace, "busybox:1.36")])
+    assert len(changed.pods) == len(small.pods)
+    (pod,) = [p for p in changed.pods if (p.namespace, p.name) == (old.namespace, old.name)]
+    assert pod.spec.containers[0].image == "busybox:1.36"
+    again = changed.with_changes(apply=[_pod_manifest(old.name, old.namespace, "busybox:1.37")])
+    assert len(again.pods) == len(small.pods)
+    assert again.pod(old.namespace, old.name).spec.containers[0].image == "busybox:1.37"
+
+
+def test_with_changes_a_pod_without_namespace_replaces_the_one_in_default(small: Inventory) -> None:
+    once = small.with_changes(pods=[_pod_manifest("debug", None, "busybox:1.36")])
+    twice = once.with_changes(pods=[_pod_manifest("debug", None, "busybox:1.37")])
+    assert [(p.namespace, p.spec.containers[0].image) for p in twice.pods if p.name == "debug"] == [
+        ("default", "busybox:1.37")]
+    named = twice.with_changes(pods=[_pod_manifest("debug", "default", "busybox:1.38")])
+    assert [p.spec.containers[0].image for p in named.pods if p.name == "debug"] == ["busybox:1.38"]
+    assert named.with_changes(delete=[Ref("Pod", None, "debug")]).pod("default", "debug") is None
+
+
+def test_with_changes_keeps_the_mesh_config_override() -> None:
+    override = {"rootNamespace": "mesh-root"}
+    inv = build_inventory(load_snapshot(str(FIXTURE)), mesh_config=override)
+    changed = inv.with_changes(apply=[{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "new"}}])
+    assert changed.mesh_configs == inv.mesh_configs == {"default": override}
+    assert changed.root_namespace == "mesh-root"
+
+
 # ---------------------------------------------------------------- live == files
 
 
