@@ -72,6 +72,9 @@ class Check:
 
 
 _REGISTRY: dict[str, Check] = {}
+# The same checks by function, for a module that reuses another's check (its identity, its findings) without
+# loading the whole package while it is itself being imported.
+_BY_FN: dict[CheckFn, Check] = {}
 
 
 def check(code: str, name: str, level: str, hint: str, gates: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
@@ -81,7 +84,7 @@ def check(code: str, name: str, level: str, hint: str, gates: tuple[str, ...] = 
 
     def register(fn: CheckFn) -> CheckFn:
         key = f"{code}:{fn.__module__}.{fn.__qualname__}"
-        _REGISTRY[key] = Check(code, name, level, fn.__module__.rsplit(".", 1)[-1], hint, fn, gates)
+        _REGISTRY[key] = _BY_FN[fn] = Check(code, name, level, fn.__module__.rsplit(".", 1)[-1], hint, fn, gates)
         return fn
 
     return register
@@ -95,6 +98,11 @@ def registry() -> list[Check]:
         if mod.name != "base":
             importlib.import_module(f"{analysis.__name__}.{mod.name}")
     return sorted(_REGISTRY.values(), key=lambda c: (c.code, c.family, c.name))
+
+
+def registered(fn: CheckFn) -> Check:
+    """The Check that `check()` registered for a function of an imported module."""
+    return _BY_FN[fn]
 
 
 def gate_checks(feature: str) -> list[Check]:

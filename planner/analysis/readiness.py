@@ -13,7 +13,7 @@ from typing import Any
 
 from planner import components
 from planner.analysis import destinationrule
-from planner.analysis.base import Check, CheckFn, Context, check, registry
+from planner.analysis.base import Context, check, registered
 from planner.analysis.catalog import CATALOG
 from planner.analysis.common import (
     DOMAIN,
@@ -394,11 +394,7 @@ def caller_without_sidecar(ctx: Context) -> Iterator[Found]:
     yield from _without_sidecar(ctx, "MST0202", "its calls are not routed, retried or limited by the mesh")
 
 
-def _istioctl_check(fn: CheckFn) -> Check:
-    return next(c for c in registry() if c.fn is fn and not c.gates)
-
-
-_SUBSETS = _istioctl_check(destinationrule.subset_selects_no_pods)
+_SUBSETS = registered(destinationrule.subset_selects_no_pods)
 
 
 # istioctl's own finding, run for the routing stages on their scope only: a subset with no pods fails with 503s.

@@ -2,6 +2,8 @@
 has `<name>.expected` beside it, one `CODE Kind namespace/name` line per message analyze must report."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -101,3 +103,13 @@ def test_mesh_config_dns_auto_allocation_gives_tcp_service_entries_addresses():
 def test_stage_gate_checks_do_not_run_in_analyze():
     gated = {c.code for c in registry() if c.gates}
     assert not gated & {m.code for m in analyze(inventory("mesh"))}
+
+
+def test_importing_a_check_module_does_not_load_the_whole_package():
+    """readiness reuses destinationrule's check by function (base.registered): importing it must not import every
+    other module while it is itself half imported."""
+    code = ("import sys, planner.analysis.readiness as r; from planner.analysis import destinationrule; "
+            "assert r._SUBSETS.fn is destinationrule.subset_selects_no_pods and not r._SUBSETS.gates; "
+            "print(sorted(m for m in sys.modules if m.startswith('planner.analysis.')))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert "planner.analysis.telemetry" not in out and "planner.analysis.destinationrule" in out
