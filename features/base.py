@@ -444,20 +444,13 @@ def versioned_service(scope: str, inv: Inventory, name: str | None) -> tuple[Any
                         "beside the old one (label pods version=v1/v2), or pass --set service=NAME")
 
 
-def http_services(scope: str, inv: Inventory, name: str | None) -> list[Any]:
-    """The services of the scope with pods and an HTTP port (only the one named, if `name`); L7 config needs HTTP."""
-    found = [svc for svc in services_in(scope, inv)
-             if (not name or svc.name == name) and any(p.istio_protocol in HTTP_PROTOCOLS for p in svc.ports)]
-    if not found:
-        what = f"service {name!r}" if name else "service"
-        raise MeshstepError(f"no {what} in {scope} with pods and an HTTP port (name it http-*, or set appProtocol: "
-                            "http)")
-    return found
-
-
 def http_service(scope: str, inv: Inventory, name: str | None) -> Any:
-    """The named service of the namespace (else its first, by name) that serves HTTP."""
-    return http_services(scope, inv, name)[0]
+    """The named service of the namespace (else its first, by name) that serves HTTP; L7 policy needs HTTP."""
+    for svc in services_in(scope, inv):
+        if (not name or svc.name == name) and any(p.istio_protocol in HTTP_PROTOCOLS for p in svc.ports):
+            return svc
+    what = f"service {name!r}" if name else "service"
+    raise MeshstepError(f"no {what} in {scope} with pods and an HTTP port (name it http-*, or set appProtocol: http)")
 
 
 HTTP_PROTOCOLS = ("HTTP", "HTTP2", "GRPC")

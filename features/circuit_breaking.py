@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from features._istio import destination_rule
-from features.base import Feature, Observation, Param, services_in
+from features.base import DURATION, Feature, Param, observations_by_scope, services_in
 from planner.errors import MeshstepError
 
 
@@ -16,8 +16,9 @@ class CircuitBreaking(Feature):
         Param("max_connections", int, 100, "TCP connections per caller sidecar", minimum=1),
         Param("max_pending", int, 100, "queued HTTP requests per caller sidecar", minimum=1),
         Param("consecutive_5xx", int, 5, "errors before a pod is ejected", minimum=1),
-        Param("interval", str, "10s", "how often pods are scanned"),
-        Param("base_ejection_time", str, "30s", "how long an ejected pod stays out"),
+        Param("interval", str, "10s", "how often pods are scanned (a duration: 10s, 500ms, 1m)", pattern=DURATION),
+        Param("base_ejection_time", str, "30s", "how long an ejected pod stays out (a duration)",
+              pattern=DURATION),
     )
     problem = "When one service slows down or fails, should its callers fail fast instead of piling up requests?"
     pitfalls = (
@@ -45,12 +46,10 @@ class CircuitBreaking(Feature):
         return objs
 
     def detect(self, inv):
-        out: dict[str, list[str]] = {}
-        for dr in inv.of_kind("DestinationRule"):
-            tp = dr.spec.get("trafficPolicy") or {}
-            if tp.get("connectionPool") or tp.get("outlierDetection"):
-                out.setdefault(dr.namespace or "mesh", []).append(str(dr.ref))
-        return [Observation(self.id, ns, ev) for ns, ev in sorted(out.items())]
+        return observations_by_scope(self.id, [
+            dr for dr in inv.of_kind("DestinationRule")
+            if (dr.spec.get("trafficPolicy") or {}).get("connectionPool")
+            or (dr.spec.get("trafficPolicy") or {}).get("outlierDetection")], inv)
 
 
 FEATURE = CircuitBreaking()

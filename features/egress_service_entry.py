@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 
-from features.base import Feature, Observation, Param, obj, scope_of, target_namespace
+from features.base import DURATION, Feature, Observation, Param, obj, scope_of, target_namespace
 from planner.errors import MeshstepError
 
 _HOST = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
@@ -17,7 +17,7 @@ class EgressServiceEntry(Feature):
         Param("port", int, 443, "its port", minimum=1, maximum=65535),
         Param("protocol", str, "TLS", "TLS for HTTPS the app encrypts itself; HTTP lets Istio time and retry",
               choices=("TLS", "HTTP", "HTTPS", "TCP")),
-        Param("timeout", str, "10s", "request timeout for HTTP hosts"),
+        Param("timeout", str, "10s", "request timeout for HTTP hosts (a duration)", pattern=DURATION),
     )
     problem = "Which external APIs do our workloads call, and how long do those calls take when they fail?"
     pitfalls = (

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from features._istio import virtual_service
-from features.base import Feature, Observation, Param, services_in
+from features.base import DURATION, Feature, Param, http_service, observations_by_scope
 from planner.errors import MeshstepError
 
 
@@ -13,7 +13,7 @@ class FaultInjection(Feature):
     scopes = ("namespace",)
     params = (
         Param("service", str, "", "the service to make misbehave (default: the namespace's first HTTP service)"),
-        Param("delay", str, "5s", "delay added to requests ('' for none)"),
+        Param("delay", str, "5s", "delay added to requests, a duration ('' for none)", pattern=rf"({DURATION})?"),
         Param("percent", float, 10.0, "share of requests affected", minimum=0, maximum=100),
         Param("abort_status", int, 0, "HTTP status to abort with (0: no abort)", minimum=0, maximum=599),
     )
@@ -26,11 +26,7 @@ class FaultInjection(Feature):
     docs = "https://istio.io/latest/docs/tasks/traffic-management/fault-injection/"
 
     def build(self, p, scope, inv):
-        svcs = [s for s in services_in(scope, inv) if (s.name == p["service"] if p["service"] else any(
-            port.istio_protocol in ("HTTP", "HTTP2", "GRPC") for port in s.ports))]
-        if not svcs:
-            raise MeshstepError(f"fault-injection: no HTTP service {p['service'] + ' ' if p['service'] else ''}"
-                                f"with pods in {scope}")
+        svc = http_service(scope, inv, p["service"] or None)
         if not p["delay"] and not p["abort_status"]:
             raise MeshstepError("fault-injection: set a delay or an abort_status")
         fault = {}
@@ -38,14 +34,14 @@ class FaultInjection(Feature):
             fault["delay"] = {"fixedDelay": p["delay"], "percentage": {"value": p["percent"]}}
         if p["abort_status"]:
             fault["abort"] = {"httpStatus": p["abort_status"], "percentage": {"value": p["percent"]}}
-        vs = virtual_service(inv, svcs[0])
+        vs = virtual_service(inv, svc)
         for route in vs["spec"]["http"]:
             route["fault"] = fault
         return [vs]
 
     def detect(self, inv):
-        return [Observation(self.id, vs.namespace or "mesh", [str(vs.ref)]) for vs in inv.of_kind("VirtualService")
-                if any("fault" in r for r in vs.spec.get("http") or [])]
+        return observations_by_scope(self.id, [vs for vs in inv.of_kind("VirtualService")
+                                               if any("fault" in r for r in vs.spec.get("http") or [])], inv)
 
 
 FEATURE = FaultInjection()

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from features.base import Feature, Observation, Param, http_port, obj, services_in
+from features.base import Feature, Observation, Param, http_port, obj, scope_of, services_in
 from planner.errors import MeshstepError
 
 
@@ -54,7 +54,7 @@ class IngressGateway(Feature):
             bound = [str(vs.ref) for vs in inv.of_kind("VirtualService") if any(
                 g in (gw.name, f"{gw.namespace}/{gw.name}") for g in vs.spec.get("gateways") or ())]
             if bound:
-                out.append(Observation(self.id, gw.namespace or "mesh", [str(gw.ref), *bound],
+                out.append(Observation(self.id, scope_of(gw, inv), [str(gw.ref), *bound],
                                        {"host": ((gw.spec.get("servers") or [{}])[0].get("hosts") or [""])[0]}))
         return out
 

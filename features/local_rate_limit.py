@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from features.base import Feature, Observation, Param, http_service, obj
+from features.base import DURATION, Feature, Param, http_service, obj, observations_by_scope
 
 _FILTER = "envoy.filters.http.local_ratelimit"
 
@@ -14,7 +14,7 @@ class LocalRateLimit(Feature):
     params = (
         Param("service", str, "", "the service to protect (default: the namespace's first HTTP service)"),
         Param("requests", int, 100, "requests allowed per interval, per pod", minimum=1),
-        Param("interval", str, "1s", "the refill interval"),
+        Param("interval", str, "1s", "the refill interval (a duration)", pattern=DURATION),
     )
     problem = "Should each pod of a service refuse (429) what it cannot handle, instead of falling over?"
     pitfalls = (
@@ -45,8 +45,8 @@ class LocalRateLimit(Feature):
                                   "filter_enabled": enabled, "filter_enforced": enabled}}}}}]})]
 
     def detect(self, inv):
-        return [Observation(self.id, ef.namespace or "mesh", [str(ef.ref)]) for ef in inv.of_kind("EnvoyFilter")
-                if _FILTER in str(ef.spec)]
+        limiting = [ef for ef in inv.of_kind("EnvoyFilter") if _FILTER in str(ef.spec)]
+        return observations_by_scope(self.id, limiting, inv)
 
 
 FEATURE = LocalRateLimit()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from features._istio import destination_rule, virtual_service, with_subsets
-from features.base import Feature, Observation, Param, services_in
+from features.base import Feature, Param, observations_by_scope, services_in
 from planner.errors import MeshstepError
 
 
@@ -42,12 +42,9 @@ class RequestRouting(Feature):
         return objs
 
     def detect(self, inv):
-        out: dict[str, list[str]] = {}
-        for vs in inv.of_kind("VirtualService"):
-            if any(d.get("destination", {}).get("subset")
-                   for r in vs.spec.get("http") or [] for d in r.get("route") or []):
-                out.setdefault(vs.namespace or "mesh", []).append(str(vs.ref))
-        return [Observation(self.id, ns, ev) for ns, ev in sorted(out.items())]
+        routed = [vs for vs in inv.of_kind("VirtualService") if any(
+            d.get("destination", {}).get("subset") for r in vs.spec.get("http") or [] for d in r.get("route") or [])]
+        return observations_by_scope(self.id, routed, inv)
 
 
 FEATURE = RequestRouting()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from features._istio import virtual_service
-from features.base import Feature, Observation, Param, services_in
+from features.base import DURATION, HTTP_PROTOCOLS, Feature, Observation, Param, scope_of, services_in
 from planner.errors import MeshstepError
 
 
@@ -13,9 +13,9 @@ class TimeoutsRetries(Feature):
     scopes = ("namespace",)
     params = (
         Param("service", str, "", "only this service (default: every HTTP service of the namespace)"),
-        Param("timeout", str, "10s", "overall request timeout"),
+        Param("timeout", str, "10s", "overall request timeout (a duration: 10s, 500ms, 1m)", pattern=DURATION),
         Param("attempts", int, 3, "retry attempts", minimum=0, maximum=10),
-        Param("per_try_timeout", str, "2s", "timeout of each attempt"),
+        Param("per_try_timeout", str, "2s", "timeout of each attempt (a duration)", pattern=DURATION),
         Param("retry_on", str, "5xx,reset,connect-failure,refused-stream", "conditions that trigger a retry"),
     )
     problem = "How long should callers wait for each service, and which failures are safe to retry?"
@@ -30,7 +30,7 @@ class TimeoutsRetries(Feature):
         objs = []
         for svc in services_in(scope, inv):
             if p["service"] and svc.name != p["service"] or not any(
-                    port.istio_protocol in ("HTTP", "HTTP2", "GRPC") for port in svc.ports):
+                    port.istio_protocol in HTTP_PROTOCOLS for port in svc.ports):
                 continue
             vs = virtual_service(inv, svc)
             for route in vs["spec"].setdefault("http", [{"route": [{"destination": {"host": svc.name}}]}]):
@@ -49,8 +49,8 @@ class TimeoutsRetries(Feature):
         for vs in inv.of_kind("VirtualService"):
             for r in vs.spec.get("http") or []:
                 if "timeout" in r or "retries" in r:
-                    out.setdefault(vs.namespace or "mesh", []).append(str(vs.ref))
-                    params.setdefault(vs.namespace or "mesh", {"timeout": r.get("timeout", "")})
+                    out.setdefault(scope_of(vs, inv), []).append(str(vs.ref))
+                    params.setdefault(scope_of(vs, inv), {"timeout": r.get("timeout", "")})
                     break
         return [Observation(self.id, ns, ev, params[ns]) for ns, ev in sorted(out.items())]
 

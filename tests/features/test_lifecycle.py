@@ -3,6 +3,7 @@ scope → rolled back, detection finds it off again. A new feature module is pic
 case below when its defaults cannot render in the default scope."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -141,3 +142,23 @@ def test_the_root_namespace_is_not_a_namespace_scope(feature: Feature, demo_inve
 
     with pytest.raises(MeshstepError, match="root namespace"):
         feature.render(case(feature)[1], demo_inventory.root_namespace, demo_inventory)
+
+
+def test_sidecar_scope_extends_the_namespaces_own_sidecar(demo_inventory: Inventory):
+    # shop already limits its egress to registered hosts with a selector-less Sidecar of its own name
+    own = {"apiVersion": "networking.istio.io/v1", "kind": "Sidecar", "metadata": {"name": "team", "namespace": "shop"},
+           "spec": {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}}
+    inv = demo_inventory.with_changes(apply=[own])
+    (sc,) = registry()["sidecar-scope"].render({}, "shop", inv).objects
+    assert sc["metadata"]["name"] == "team" and sc["spec"]["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"}
+    assert sc["spec"]["egress"] == [{"hosts": ["./*", "istio-system/*"]}]
+
+
+def test_traffic_shifting_names_the_port_of_a_multi_port_service(demo_inventory: Inventory):
+    raw = copy.deepcopy(demo_inventory.get("Service", "shop", "reviews").raw)
+    raw["spec"]["ports"] = [*raw["spec"]["ports"], {"name": "grpc-admin", "port": 9555, "targetPort": 9555}]
+    inv = demo_inventory.with_changes(apply=[raw])
+    assert len(inv.service("shop", "reviews").ports) == 2
+    rendered = registry()["traffic-shifting"].render({}, "shop", inv)  # refused (IST0112) if a route lacks the port
+    vs = next(o for o in rendered.objects if o["kind"] == "VirtualService")
+    assert {d["destination"]["port"]["number"] for r in vs["spec"]["http"] for d in r["route"]} == {9080}

@@ -59,3 +59,16 @@ def test_what_a_scope_lacks_is_said_plainly(feature, scope, says, demo_inventory
     with pytest.raises(MeshstepError) as e:
         registry()[feature].render({}, scope, demo_inventory)
     assert says in str(e.value)
+
+
+@pytest.mark.parametrize("feature, key, ok", [
+    ("timeouts-retries", "timeout", "1.5s"), ("timeouts-retries", "per_try_timeout", "500ms"),
+    ("circuit-breaking", "interval", "1m"), ("circuit-breaking", "base_ejection_time", "2h"),
+    ("local-rate-limit", "interval", "10s"), ("egress-service-entry", "timeout", "30s"),
+    ("fault-injection", "delay", ""),  # no delay at all
+])
+def test_durations_are_checked_before_anything_is_rendered(feature, key, ok):
+    feat = registry()[feature]
+    assert validate_params(feat, {key: ok})[key] == ok
+    with pytest.raises(MeshstepError, match=rf"^{feature}: {key}='ten' is not valid \(.*a duration"):
+        validate_params(feat, {key: "ten"})
