@@ -178,6 +178,22 @@ def injection_requested(inv: Inventory, namespace: str, template: PodSpecSummary
     return bool(ns and ns.injection == "sidecar")
 
 
+# Istio's injector webhooks are named `[rev.]namespace.` / `[rev.]object.sidecar-injector.istio.io`.
+INJECTOR_WEBHOOK_SUFFIX = "sidecar-injector.istio.io"
+
+
+def injector_webhooks(inv: Inventory) -> list[tuple[KubeObject, dict[str, Any]]]:
+    """(MutatingWebhookConfiguration, webhook) of every Istio sidecar injector webhook."""
+    return [(cfg, wh) for cfg in inv.of_kind("MutatingWebhookConfiguration") for wh in cfg.raw.get("webhooks") or ()
+            if (wh.get("name") or "").endswith(INJECTOR_WEBHOOK_SUFFIX)]
+
+
+def webhook_selects(wh: dict[str, Any], ns_labels: dict[str, str], obj_labels: dict[str, str]) -> bool:
+    """Whether a webhook is called for a pod with these labels in a namespace with these labels."""
+    return (selector_matches(wh.get("namespaceSelector"), ns_labels)
+            and selector_matches(wh.get("objectSelector"), obj_labels))
+
+
 def pods_anywhere(inv: Inventory, selector: dict[str, str]) -> list[Pod]:
     """Pods of any namespace matching a non-empty selector (gateways select their workload mesh-wide)."""
     return [p for ns in inv.pods_by_namespace for p in inv.pods_matching(ns, selector)]

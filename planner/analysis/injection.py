@@ -12,12 +12,13 @@ import yaml
 from planner.analysis.base import Context, check
 from planner.analysis.common import (
     SYSTEM_NAMESPACES,
+    injector_webhooks,
     istio_objects,
     ns_of,
     opted_out,
     proxy_container,
-    selector_matches,
     spec,
+    webhook_selects,
 )
 from planner.inventory import Inventory
 from planner.model import Namespace, Pod, PodSpecSummary, Ref
@@ -187,23 +188,13 @@ def proxy_image_mismatch(ctx: Context) -> Iterator[tuple[Ref, str]]:
 # ---------------------------------------------------------------- image: auto
 
 
-def _webhook_selectors(inv: Inventory) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
-    """(namespaceSelector, objectSelector) of every Istio injector webhook."""
-    out = []
-    for cfg in inv.of_kind("MutatingWebhookConfiguration"):
-        for wh in cfg.raw.get("webhooks") or ():
-            if "sidecar-injector.istio.io" in (wh.get("name") or ""):
-                out.append((wh.get("namespaceSelector"), wh.get("objectSelector")))
-    return out
-
-
 def _auto_without_injector(inv: Inventory, namespace: str, template: PodSpecSummary,
-                           selectors: list[tuple[dict[str, Any] | None, dict[str, Any] | None]]) -> bool:
+                           webhooks: list[dict[str, Any]]) -> bool:
     if not any(c.image == "auto" for c in template.containers + template.init_containers):
         return False
     ns = inv.namespaces.get(namespace)
     ns_labels = ns.labels if ns else {}
-    return not any(selector_matches(n, ns_labels) and selector_matches(o, template.labels) for n, o in selectors)
+    return not any(webhook_selects(wh, ns_labels, template.labels) for wh in webhooks)
 
 
 _AUTO = ("contains `image: auto` but does not match any Istio injection webhook selectors.")
@@ -214,18 +205,18 @@ _AUTO_HINT = ("Label the namespace (istio-injection=enabled or istio.io/rev) or 
 @check("IST0146", "ImageAutoWithoutInjectionWarning", "warning", _AUTO_HINT)
 def image_auto_deployment(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
-    selectors = _webhook_selectors(inv)
+    webhooks = [wh for _, wh in injector_webhooks(inv)]
     deployments = {(w.namespace, w.name): w for w in inv.workloads if w.kind == "Deployment"}
     for d in inv.of_kind("Deployment"):
         w = deployments.get((ns_of(d), d.name))
-        if w and w.template and _auto_without_injector(inv, w.namespace, w.template, selectors):
+        if w and w.template and _auto_without_injector(inv, w.namespace, w.template, webhooks):
             yield Ref("Deployment", d.namespace, d.name), f"Deployment {d.name} {_AUTO}"
 
 
 @check("IST0147", "ImageAutoWithoutInjectionError", "error", _AUTO_HINT)
 def image_auto_pod(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
-    selectors = _webhook_selectors(inv)
+    webhooks = [wh for _, wh in injector_webhooks(inv)]
     for pod in inv.pods:
-        if _auto_without_injector(inv, pod.namespace, pod.spec, selectors):
+        if _auto_without_injector(inv, pod.namespace, pod.spec, webhooks):
             yield pod.ref, f"Pod {pod.name} {_AUTO}"

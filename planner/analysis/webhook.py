@@ -3,19 +3,10 @@ injector webhooks of different revisions that would both inject the same pod."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import selector_matches
-from planner.inventory import Inventory
+from planner.analysis.common import injector_webhooks, webhook_selects
 from planner.model import KubeObject, Ref
-
-_INJECTOR_SUFFIX = "sidecar-injector.istio.io"
-
-
-def _injector_webhooks(inv: Inventory) -> list[tuple[KubeObject, dict[str, Any]]]:
-    return [(cfg, wh) for cfg in inv.of_kind("MutatingWebhookConfiguration") for wh in cfg.raw.get("webhooks") or ()
-            if (wh.get("name") or "").endswith(_INJECTOR_SUFFIX)]
 
 
 def _ref(cfg: KubeObject) -> Ref:
@@ -27,7 +18,7 @@ def _ref(cfg: KubeObject) -> Ref:
        "injector webhook per set of namespaces (istioctl tag list shows which revision each serves).")
 def invalid_webhook(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
-    hooks = _injector_webhooks(inv)
+    hooks = injector_webhooks(inv)
     for cfg, wh in hooks:
         svc = (wh.get("clientConfig") or {}).get("service")
         if svc and inv.service(svc.get("namespace") or "default", svc.get("name") or "") is None:
@@ -42,13 +33,8 @@ def invalid_webhook(ctx: Context) -> Iterator[tuple[Ref, str]]:
             if cfg_a is cfg_b:
                 continue  # one configuration's webhooks are written together to be disjoint
             both = next(((n, o) for n in ns_candidates for o in obj_candidates
-                         if _selects(a, n, o) and _selects(b, n, o)), None)
+                         if webhook_selects(a, n, o) and webhook_selects(b, n, o)), None)
             if both is not None:
                 for me, other in ((cfg_a, cfg_b), (cfg_b, cfg_a)):
                     yield _ref(me), (f"Webhooks {cfg_a.name} and {cfg_b.name} both inject pods with namespace "
                                      f"labels {both[0]} and object labels {both[1]} (webhook of {other.name})")
-
-
-def _selects(wh: dict[str, Any], ns_labels: dict[str, str], obj_labels: dict[str, str]) -> bool:
-    return selector_matches(wh.get("namespaceSelector"), ns_labels) and selector_matches(wh.get("objectSelector"),
-                                                                                        obj_labels)
