@@ -142,11 +142,6 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
         data.update(apply_yaml=cfg.apply_yaml, rollback_yaml=cfg.rollback_yaml, notes=list(cfg.notes),
                     baseline_errors=sorted(planner.error_keys(inventory)))
     elif stage.status == "ready":
-        # What the flags were before, so that a rollback can put them back.
-        recorded = {(f.feature, f.scope): f for f in store.list_flags(plan.cluster)}
-        data["flags_before"] = [
-            {"feature": s.feature, "scope": s.scope, "params": recorded[(s.feature, s.scope)].params,
-             "state": recorded[(s.feature, s.scope)].state} for s in spec.steps if (s.feature, s.scope) in recorded]
         flags = [FlagChange(s.feature, s.scope, s.params, "enabling") for s in spec.steps]
         new, reason = "applied", "config applied"
     elif stage.status == "applied":
@@ -161,11 +156,12 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
         new, reason = "verified", "exit check passed"
     else:  # verified
         new, reason = "done", "stage done"
-    stage = store.transition_stage(stage.id, new, actor, reason, stage.version, override_reason=override,
-                                   data=data, flags=flags, cluster=plan.cluster)
-    if new == "done" and all(s.status == "done" or s.id == stage.id for s in plan.stages):
-        store.set_plan_status(plan.id, "done", actor, "every stage done", plan.version)
-    return stage
+    # Applied: the flags as they were go with the stage, so that a rollback can put them back. Done, the last stage
+    # closes the plan in the same change.
+    last = new == "done" and all(s.status == "done" or s.id == stage.id for s in plan.stages)
+    return store.transition_stage(stage.id, new, actor, reason, stage.version, override_reason=override,
+                                  data=data, flags=flags, keep_flags_before=new == "applied",
+                                  plan_status="done" if last else None)
 
 
 def rollback(store: Store, plan: Plan, inventory: Inventory, actor: str, reason: str) -> tuple[Stage, str]:
@@ -186,9 +182,7 @@ def rollback(store: Store, plan: Plan, inventory: Inventory, actor: str, reason:
                          else FlagChange(s.feature, s.scope, None, None))
     yaml_text = stage_config(stage, inventory).rollback_yaml
     stage = store.transition_stage(stage.id, "rolled_back", actor, reason, stage.version, data=stage.data,
-                                   flags=flags, cluster=plan.cluster)
-    if plan.status == "done":
-        store.set_plan_status(plan.id, "active", actor, f"stage {stage.order} rolled back", plan.version)
+                                   flags=flags, plan_status="active" if plan.status == "done" else None)
     return stage, yaml_text
 
 

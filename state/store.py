@@ -326,11 +326,15 @@ class Store:
         with self._change(actor, reason) as ch:
             plan = self._get(ch.session, Plan, plan_id)
             ch.check_version(target, expected_version, plan.version)
-            before = _snap(plan)
-            plan.status, plan.version = status, plan.version + 1
-            ch.session.add(plan)
-            ch.record("plan.status", target, before, _snap(plan))
+            self._put_plan_status(ch, plan, status)
         return plan
+
+    @staticmethod
+    def _put_plan_status(ch: _Change, plan: Plan, status: str) -> None:
+        before = _snap(plan)
+        plan.status, plan.version = status, plan.version + 1
+        ch.session.add(plan)
+        ch.record("plan.status", f"plan:{plan.id}", before, _snap(plan))
 
     def delete_plan(self, plan_id: int, actor: str, reason: str) -> None:
         with self._change(actor, reason) as ch:
@@ -341,11 +345,12 @@ class Store:
     def transition_stage(self, stage_id: int, status: str, actor: str, reason: str,
                          expected_version: int | None = None, override_reason: str | None = None,
                          data: Mapping[str, Any] | None = None, flags: Sequence[FlagChange] = (),
-                         cluster: str | None = None) -> Stage:
-        """Move a stage to `status` and the flags of its features (in the plan's cluster unless `cluster` says
-        otherwise) in one transaction: all are recorded, or none. Which moves are allowed is the planner's call.
+                         keep_flags_before: bool = False, plan_status: str | None = None) -> Stage:
+        """Move a stage to `status`, the flags of its features (in its plan's cluster) and, when given, its plan's
+        status, in one transaction: all are recorded, or none. Which moves are allowed is the planner's call.
         `override_reason` says why someone went past a failing gate; `data` (None: unchanged) is kept with the
-        stage between transitions."""
+        stage between transitions; with `keep_flags_before`, the recorded flags that `flags` replace are kept in it
+        as `flags_before` (read in the same transaction, so a rollback restores what really was)."""
         _choice("stage status", status, STAGE_STATUSES)
         target = f"stage:{stage_id}"
         with self._change(actor, reason) as ch:
@@ -354,11 +359,18 @@ class Store:
             before = _snap(stage)
             stage.status, stage.override_reason, stage.version = status, override_reason, stage.version + 1
             stage.data = dict(data if data is not None else stage.data)
+            cluster = stage.plan.cluster
+            if keep_flags_before:
+                was = [(f, self._flag(ch.session, cluster, f.feature, f.scope)) for f in flags]
+                stage.data["flags_before"] = [{"feature": f.feature, "scope": f.scope, "params": old.params,
+                                               "state": old.state} for f, old in was if old is not None]
             stage.updated_by, stage.updated_at = actor, ch.at
             ch.session.add(stage)
             ch.session.flush()
             ch.record("stage.status", target, before, _snap(stage))
-            cluster = cluster or stage.plan.cluster
+            if plan_status is not None:
+                _choice("plan status", plan_status, PLAN_STATUSES)
+                self._put_plan_status(ch, stage.plan, plan_status)
             for f in flags:
                 if f.state is None:
                     self._drop_flag(ch, cluster, f.feature, f.scope, None)

@@ -269,3 +269,22 @@ def test_a_stage_transition_moves_its_flags_in_the_same_transaction(store, monke
                                flags=[FlagChange("mtls-strict", "shop", {}, "on"), FlagChange("x", "shop", {}, "half")])
     assert _dump(store) == before and store.get_plan(plan.id).stages[0].status == "applied"
     assert audit.verify(store) is None
+
+
+def test_a_transition_keeps_the_flags_it_replaces_and_moves_the_plan_in_the_same_change(store):
+    plan = store.create_plan("demo", "p", "custom", [{"title": "STRICT in shop",
+                                                      "features": [{"feature": "mtls-strict", "scope": "shop"}]}],
+                             "alice", "")
+    stage = plan.stages[0]
+    store.set_flag("demo", "mtls-strict", "shop", {"mode": "PERMISSIVE"}, "off", "carol", "not yet")
+    moved = store.transition_stage(stage.id, "applied", "bob", "config applied", 1,
+                                   flags=[FlagChange("mtls-strict", "shop", {}, "enabling")], keep_flags_before=True)
+    assert moved.data["flags_before"] == [{"feature": "mtls-strict", "scope": "shop",
+                                           "params": {"mode": "PERMISSIVE"}, "state": "off"}]
+    before = _dump(store)
+    with pytest.raises(MeshstepError, match="unknown plan status"):  # the plan cannot move: neither does the stage
+        store.transition_stage(stage.id, "done", "bob", "stage done", 2, plan_status="finished")
+    assert _dump(store) == before
+    store.transition_stage(stage.id, "done", "bob", "stage done", 2, plan_status="done")
+    assert store.get_plan(plan.id).status == "done"
+    assert [e.action for e in store.audit_events()][-2:] == ["stage.status", "plan.status"]
