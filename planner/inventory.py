@@ -92,15 +92,13 @@ class Inventory:
     pods: tuple[Pod, ...]
     services: tuple[Service, ...]
     workloads: tuple[Workload, ...]
-    objects: dict[str, tuple[KubeObject, ...]]  # by kind: everything but Pods, Services and Namespaces
+    objects: dict[str, tuple[KubeObject, ...]]  # by kind: every object but Pods (Services and Namespaces too)
     crds: dict[str, CRD]  # Istio and Gateway API CRDs, by plural.group
     mesh_configs: dict[str, dict[str, Any]]  # by revision ("default" for the `istio` ConfigMap)
     mesh_networks: dict[str, Any] = field(default_factory=dict)
     # The mesh config `--mesh-config` gave in place of the cluster's (mesh_configs holds it as "default"); kept so
     # that with_changes keeps it too.
     mesh_override: dict[str, Any] | None = field(default=None, repr=False)
-    # Raw non-pod objects, to rebuild from when changes are applied in memory.
-    raw: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
 
     # ------------------------------------------------------------ indexes (computed once, on first use)
 
@@ -320,7 +318,10 @@ class Inventory:
         apply = list(apply)
         gone = {(r.kind, r.namespace, r.name) for r in delete}
         applied = {_key(o): o for o in apply if o.get("kind") != "Pod"}
-        raw = [o for o in self.raw if _key(o) not in gone and _key(o) not in applied] + list(applied.values())
+        # Every non-pod object keeps its raw dict: the inventory is rebuilt from those.
+        raw = [o.raw for objs in self.objects.values() for o in objs
+               if (key := (o.kind, o.namespace, o.name)) not in gone and key not in applied]
+        raw += applied.values()
         # Keyed as Pod keys them: a pod whose manifest names no namespace is in `default`.
         new_pods = {(p.namespace, p.name): p
                     for p in map(_pod, [*pods, *(o for o in apply if o.get("kind") == "Pod")])}
@@ -463,7 +464,6 @@ class _Builder:
         self.services: list[Service] = []
         self.objects: dict[str, list[KubeObject]] = defaultdict(list)
         self.crds: dict[str, CRD] = {}
-        self.raw: list[dict[str, Any]] = []
         self.mesh_override: dict[str, Any] | None = None
         self.cache: dict[Any, Any] = {}  # equal containers and sidecars, shared (see _containers)
 
@@ -486,7 +486,6 @@ class _Builder:
             self.services.append(_service(o))
         meta = o.get("metadata") or {}
         self.objects[kind].append(KubeObject(o.get("apiVersion", ""), kind, meta.get("namespace"), meta["name"], o))
-        self.raw.append(o)
 
     def finish(self) -> Inventory:
         objects = {k: tuple(sorted(v, key=lambda x: (x.namespace or "", x.name))) for k, v in self.objects.items()}
@@ -504,7 +503,6 @@ class _Builder:
                           else _mesh_configs(objects.get("ConfigMap", ()))),
             mesh_networks=self.mesh_networks,
             mesh_override=self.mesh_override,
-            raw=tuple(self.raw),
         )
 
 
