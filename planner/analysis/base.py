@@ -105,6 +105,11 @@ def registered(fn: CheckFn) -> Check:
     return _BY_FN[fn]
 
 
+def analyze_checks() -> list[Check]:
+    """The checks `analyze` runs: every check that gates no stage."""
+    return [c for c in registry() if not c.gates]
+
+
 def gate_checks(feature: str) -> list[Check]:
     """The readiness checks that gate enabling `feature`."""
     return [c for c in registry() if feature in c.gates]

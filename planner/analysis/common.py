@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
-from planner.analysis.base import Context, Message, Suppression, registry, run, suppress
+from planner.analysis.base import Context, Message, Suppression, analyze_checks, run, suppress
 from planner.components import PROXY_CONTAINER
 from planner.inventory import Inventory
 from planner.model import (
@@ -327,8 +327,7 @@ def annotations_of(inv: Inventory, r: Ref) -> dict[str, str]:
 
 def analyze(inv: Inventory, suppressions: Iterable[Suppression] = ()) -> list[Message]:
     """What `meshstep analyze` reports: every check that is not a stage gate, less what is suppressed."""
-    checks = [c for c in registry() if not c.gates]
-    return suppress(run(checks, Context(inv)), suppressions, lambda r: annotations_of(inv, r))
+    return suppress(run(analyze_checks(), Context(inv)), suppressions, lambda r: annotations_of(inv, r))
 
 
 # ---------------------------------------------------------------- workload selectors of namespaced policies

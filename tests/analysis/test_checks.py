@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.analysis.base import LEVELS, Suppression, registry
+from planner.analysis.base import LEVELS, Suppression, analyze_checks, gate_checks, registry
 from planner.analysis.common import analyze, with_dummy_ingress
 from planner.inventory import build_inventory
 from planner.sources import files_snapshot
@@ -103,6 +103,13 @@ def test_mesh_config_dns_auto_allocation_gives_tcp_service_entries_addresses():
 def test_stage_gate_checks_do_not_run_in_analyze():
     gated = {c.code for c in registry() if c.gates}
     assert not gated & {m.code for m in analyze(inventory("mesh"))}
+
+
+def test_every_check_runs_in_analyze_or_in_a_stage_gate():
+    gates = {f for c in registry() for f in c.gates}
+    in_gates = {id(c) for f in gates for c in gate_checks(f)}
+    assert {id(c) for c in analyze_checks()}.isdisjoint(in_gates)
+    assert len(analyze_checks()) + len(in_gates) == len(registry())
 
 
 def test_importing_a_check_module_does_not_load_the_whole_package():
