@@ -21,7 +21,6 @@ from planner.model import (
     PodSpecSummary,
     Ref,
     Service,
-    ServicePort,
 )
 from planner.sources import Snapshot
 
@@ -47,10 +46,6 @@ def spec(obj: KubeObject) -> dict[str, Any]:
 def ref(obj: KubeObject) -> Ref:
     """How istioctl names an object: without a namespace when its YAML gives none."""
     return Ref(obj.kind, obj.namespace, obj.name)
-
-
-def annotations(obj: KubeObject) -> dict[str, str]:
-    return obj.metadata.get("annotations") or {}
 
 
 def lookup(inv: Inventory, kind: str, namespace: str, name: str) -> KubeObject | None:
@@ -275,10 +270,6 @@ def services_selecting(inv: Inventory, namespace: str, labels: dict[str, str]) -
             if labels_match(svc.selector, labels)]
 
 
-def service_port(svc: Service, number: int) -> ServicePort | None:
-    return next((p for p in svc.ports if p.port == number), None)
-
-
 def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
@@ -322,7 +313,7 @@ def annotations_of(inv: Inventory, r: Ref) -> dict[str, str]:
         nsobj = inv.namespaces.get(r.name)
         return nsobj.annotations if nsobj else {}
     obj = inv.get(r.kind, r.namespace, r.name)
-    return annotations(obj) if obj else {}
+    return obj.annotations if obj else {}
 
 
 def analyze(inv: Inventory, suppressions: Iterable[Suppression] = ()) -> list[Message]:
