@@ -37,7 +37,7 @@ from planner.model import (
     Sidecar,
     Workload,
 )
-from planner.sources import CRD_KIND, RawPage, Snapshot, Visibility
+from planner.sources import CRD_KIND, RawPage, Snapshot, Visibility, version_priority
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
 DEFAULT_ROOT_NAMESPACE = "istio-system"
@@ -266,12 +266,10 @@ class Inventory:
         return versions[-1] if versions else None
 
     def api_version(self, group: str, kind: str) -> str:
-        """The apiVersion to write a kind in: v1 where the cluster serves it, else the newest served beta."""
+        """The apiVersion to write a kind in: the most stable version the cluster serves (as Kubernetes orders them);
+        v1 where the source has not the kind's CRD."""
         served = next((c.served_versions for c in self.crds.values() if c.group == group and c.kind == kind), ())
-        for v in ("v1", "v1beta1", "v1alpha3", "v1alpha1"):
-            if v in served:
-                return f"{group}/{v}"
-        return f"{group}/v1"
+        return f"{group}/{max(served, key=version_priority, default='v1')}"
 
     def in_mesh(self, pod: Pod) -> bool:
         """Whether a pod's traffic goes through Istio: a sidecar, or ambient redirection."""

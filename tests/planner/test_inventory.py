@@ -3,6 +3,7 @@ them, the control plane, the report's JSON shape on the demo cluster, in-memory 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import yaml
 
 from app.cli import main
 from planner.inventory import Inventory, build_inventory, injection_mode, istio_protocol
-from planner.model import Ref
+from planner.model import CRD, Ref
 from planner.sources import files_snapshot, load_snapshot
 from tests.kube import serve, write_kubeconfig
 
@@ -168,6 +169,17 @@ def test_lookups_find_what_the_lists_hold(demo_inventory: Inventory) -> None:
                            | {o.namespace for os in inv.objects.values() for o in os if o.namespace})
     names.append("mutated")  # a caller's list: the inventory's own is unchanged
     assert "mutated" not in inv.namespace_names()
+
+
+@pytest.mark.parametrize("served, expected", [
+    (("v1", "v1beta1"), "v1"), (("v1alpha3", "v1beta1"), "v1beta1"), (("v1alpha2",), "v1alpha2"),
+    (("v1beta1", "v1beta2"), "v1beta2"), (("v1", "v2"), "v2"), ((), "v1"),
+])
+def test_api_version_is_the_most_stable_served(small: Inventory, served: tuple[str, ...], expected: str) -> None:
+    group = "gateway.networking.k8s.io"
+    crd = CRD(f"tlsroutes.{group}", group, "TLSRoute", "tlsroutes", served, None, {})
+    inv = dataclasses.replace(small, crds={crd.name: crd})
+    assert inv.api_version(group, "TLSRoute") == f"{group}/{expected}"
 
 
 def test_secret_metadata_kept_values_not(small: Inventory) -> None:
