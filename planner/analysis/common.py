@@ -39,6 +39,11 @@ def ns_of(obj: KubeObject) -> str:
     return obj.namespace or DEFAULT_NAMESPACE
 
 
+def application_namespace(inv: Inventory, name: str) -> bool:
+    """Whether a namespace is one of applications: not Kubernetes' own, not Istio's root namespace."""
+    return name not in SYSTEM_NAMESPACES and name != inv.root_namespace
+
+
 def spec(obj: KubeObject) -> dict[str, Any]:
     return obj.raw.get("spec") or {}
 

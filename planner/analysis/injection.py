@@ -11,7 +11,7 @@ import yaml
 
 from planner.analysis.base import Context, check
 from planner.analysis.common import (
-    SYSTEM_NAMESPACES,
+    application_namespace,
     injector_webhooks,
     istio_objects,
     ns_of,
@@ -29,10 +29,7 @@ _PROXY_IMAGE_ANNOTATION = "sidecar.istio.io/proxyImage"
 
 
 def _checked_namespaces(inv: Inventory) -> Iterator[Namespace]:
-    """Namespaces of applications: not Kubernetes' own, not Istio's root namespace."""
-    for ns in inv.namespaces.values():
-        if ns.name not in SYSTEM_NAMESPACES and ns.name != inv.root_namespace:
-            yield ns
+    return (ns for ns in inv.namespaces.values() if application_namespace(inv, ns.name))
 
 
 def _injector_values(inv: Inventory) -> dict[str, dict[str, Any]]:

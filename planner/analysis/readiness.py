@@ -17,11 +17,12 @@ from planner.analysis.base import Context, check, registered
 from planner.analysis.catalog import CATALOG
 from planner.analysis.common import (
     DOMAIN,
-    SYSTEM_NAMESPACES,
+    application_namespace,
     fqdn,
     host_matches,
     injection_requested,
     istio_objects,
+    labels_match,
     lookup,
     ns_of,
     opted_out,
@@ -31,7 +32,7 @@ from planner.analysis.common import (
     spec,
 )
 from planner.inventory import Inventory
-from planner.model import Pod, PodSpecSummary, Ref, Service
+from planner.model import Container, Pod, PodSpecSummary, Ref, Service
 
 Found = tuple[Ref, str, str]
 
@@ -80,8 +81,7 @@ def mesh_namespaces(inv: Inventory) -> list[str]:
             return True
         return any(inv.in_mesh(p) for p in inv.pods_by_namespace.get(name, ()))
 
-    return [n for n in inv.namespace_names()
-            if n not in SYSTEM_NAMESPACES and n != inv.root_namespace and meshed(n)]
+    return [n for n in inv.namespace_names() if application_namespace(inv, n) and meshed(n)]
 
 
 def scope_namespaces(ctx: Context) -> list[str]:
@@ -281,9 +281,11 @@ def _native_shape(inv: Inventory, revision: str | None) -> bool:
     return seen == {"native"}
 
 
-def _uses_network(argv: tuple[str, ...], image: str) -> bool:
+def _uses_network(c: Container) -> bool:
+    """Whether a container runs a network tool (by its command, args or image) or names a URL or host:port."""
+    argv = c.command + c.args
     words = {w.rsplit("/", 1)[-1] for a in argv for w in a.split()}
-    return bool(words & _NETWORK_TOOLS) or image.rsplit("/", 1)[-1].split(":")[0] in _NETWORK_TOOLS or any(
+    return bool(words & _NETWORK_TOOLS) or c.image_name in _NETWORK_TOOLS or any(
         _URL.search(a) or _HOST_PORT.search(a) for a in argv)
 
 
@@ -297,7 +299,7 @@ def init_container_network(ctx: Context) -> Iterator[Found]:
         if _native_shape(inv, ns.revision if ns else None):
             continue
         for c in u.spec.init_containers:
-            if c.name not in _ISTIO_INIT and not c.restart_always and _uses_network(c.command + c.args, c.image):
+            if c.name not in _ISTIO_INIT and not c.restart_always and _uses_network(c):
                 yield u.ref, (f"init container {c.name} of {u.ref} calls the network: with the classic sidecar its "
                               f"traffic is captured before Envoy runs and fails"), hint("MST0103", container=c.name)
 
@@ -430,8 +432,7 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
     inv = ctx.inventory
     scope = set(scope_namespaces(ctx))
     meshed = set(mesh_namespaces(inv))
-    outside_ns = [n for n in inv.namespace_names() if n not in scope and n != inv.root_namespace
-                  and n not in SYSTEM_NAMESPACES]
+    outside_ns = [n for n in inv.namespace_names() if n not in scope and application_namespace(inv, n)]
     for u in units(inv, outside_ns):
         if not outside_mesh(inv, u):
             continue
@@ -656,7 +657,7 @@ def _provider_example(inv: Inventory) -> str:
         port, kind = _TRACING_BACKENDS[c.component]
         pod = inv.pod(c.namespace, c.name)
         for svc in inv.services_by_namespace.get(c.namespace, ()):
-            if pod and svc.selector and all(pod.labels.get(k) == v for k, v in svc.selector.items()) \
+            if pod and svc.selector and labels_match(svc.selector, pod.labels) \
                     and any(p.port == port for p in svc.ports):
                 return f"{{name: {c.component}, {kind}: {{service: {svc.host}, port: {port}}}}}"
     return "{name: otel-tracing, opentelemetry: {service: <collector>.<namespace>.svc.cluster.local, port: 4317}}"

@@ -261,3 +261,13 @@ def test_env_of_a_deployment_without_namespace_is_read(namespace):
     found = [m for m in gate(inv, "egress-registry-only", "default") if m.code == "MST0601"]
     assert [f"{m.code} {m.ref.name}" for m in found] == ["MST0601 client"]
     assert "api.example.com" in found[0].message
+
+
+@pytest.mark.parametrize("image", ["bitnami/kubectl:1.30", "docker.io/bitnami/kubectl@sha256:" + "0" * 64])
+def test_init_container_running_a_network_tool_image_is_found_by_its_image_name(image):
+    """A network tool known by its image alone (no command), tagged or pinned by digest."""
+    init = {"name": "wait-for-crd", "image": image, "args": ["wait", "--for=condition=established", "crd/x"]}
+    waiting = _pod(_template("hello.yaml"), "worker", init_containers=[init])
+    inv = _hello_cluster(_pod(_template("hello-old-version.yaml.injected"), "hello"), waiting)
+    found = [f"{m.code} {m.ref}" for m in gate(inv, "sidecar-injection", "hello") if m.code == "MST0103"]
+    assert found == ["MST0103 Deployment hello/worker"]
