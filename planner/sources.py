@@ -11,7 +11,7 @@ import tarfile
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -314,12 +314,11 @@ _END = object()
 
 def live_snapshot(context: str | None, api_client: Any = None, page_size: int = PAGE_SIZE) -> Snapshot:
     """A live cluster through kubeconfig (optionally a named context) or in-cluster config; read-only."""
-    client, server, where = api_client or _api_client(context), None, None
-    server = client.configuration.host
+    client = api_client or _api_client(context)
     where = f"kubeconfig context {context!r}" if context else "the current kubeconfig context"
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not context and api_client is None:
         where = "in-cluster configuration"
-    reader = _LiveReader(client, server, where, page_size)
+    reader = _LiveReader(client, client.configuration.host, where, page_size)
     label = f"context:{context}" if context else "live"
     return Snapshot(label, reader.read)
 
@@ -424,19 +423,19 @@ class _LiveReader:
                 query.append(("labelSelector", kind.label_selector))
             try:
                 data = self._get(kind.path, query, kind.metadata_only)
-                page = RawPage(kind, data, None, f"{self.server} ({self.where})")
+                meta = _list_metadata(data)
+                token = meta.get("continue") or None
+                remaining = meta.get("remainingItemCount")
+                page = RawPage(kind, data, remaining if isinstance(remaining, int) else None,
+                               f"{self.server} ({self.where})")
                 if keep:
                     items = page.parse()
                     kept.extend(items)
                     put(items)
-                    token = (orjson.loads(data).get("metadata") or {}).get("continue")
                 else:
                     # Pages wait in the queue as bytes and are parsed by the consumer as it reaches them: parsed,
                     # a page takes ~8x its JSON size, and a slower consumer would otherwise hold a queue of them.
-                    meta = _list_metadata(data)
-                    token = meta.get("continue") or None
-                    remaining = meta.get("remainingItemCount")
-                    put(replace(page, remaining=remaining if isinstance(remaining, int) else None))
+                    put(page)
             except _HTTPStatus as e:
                 if e.status == 403:
                     visibility.forbidden.append(kind.label)
@@ -452,6 +451,7 @@ class _LiveReader:
                 raise SourceError(f"listing {kind.label} on {self.server} ({self.where}): {_reason(e)}") from e
             if not token:
                 return kept
+
 
 def _list_metadata(data: bytes) -> dict[str, Any]:
     """A list page's metadata (continue token, remainingItemCount), read from what precedes `items` (where the API

@@ -201,6 +201,20 @@ def test_live_without_istio_crds_says_istio_is_not_installed(kubeconfig_env, ref
     assert "/apis/extensions.istio.io/v1alpha1/wasmplugins" in listed  # served as v1alpha1 only
 
 
+def test_live_crds_are_paged_through_and_every_istio_kind_listed(kubeconfig_env, reference: Path) -> None:
+    crds = [d for d in yaml.safe_load_all((reference / "crds" / "crd-all.gen.yaml").read_text()) if d]
+    with serve(_fixture_objects() + crds) as cluster:
+        kubeconfig_env({"test": cluster.url}, "test")
+        inv = build_inventory(live_snapshot("test", page_size=4))
+        crd_lists = cluster.list_requests(sources.CRD_KIND.path)
+        listed = {r.url.path for r in cluster.emulator}
+    pages = -(-len(crds) // 4)
+    assert len(crd_lists) == pages and sum("continue" in r.params for r in crd_lists) == pages - 1
+    assert len(inv.crds) == len(crds)
+    for c in inv.crds.values():  # the kinds of the CRDs of every page are listed
+        assert any(p.startswith(f"/apis/{c.group}/") and p.endswith(f"/{c.plural}") for p in listed), c.name
+
+
 def test_live_forbidden_crds_claim_nothing_about_installation(kubeconfig_env) -> None:
     with serve(_fixture_objects(), forbidden={"customresourcedefinitions"}) as cluster:
         kubeconfig_env({"test": cluster.url}, "test")
