@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from planner.analysis.common import labels_match, services_selecting
 from planner.components import CATALOG, EDGES, PEERS, XDS_CLIENTS, Component, Edge, find_sidecar
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
@@ -324,18 +325,16 @@ def _proxy_facts(inv: Inventory, spec: PodSpecSummary, namespace: str, pod: Pod 
 
 def _services_selecting(inv: Inventory, spec: PodSpecSummary, namespace: str) -> list[str]:
     out = []
-    for s in inv.services_by_namespace.get(namespace, ()):
-        if s.selector and all(spec.labels.get(k) == v for k, v in s.selector.items()):
-            ports = ", ".join(f"{p.port}/{p.name or p.istio_protocol}" for p in s.ports)
-            out.append(f"exposed by Service {s.name} ({s.type}): {ports}")
+    for s in sorted(services_selecting(inv, namespace, spec.labels), key=lambda s: s.name):
+        ports = ", ".join(f"{p.port}/{p.name or p.istio_protocol}" for p in s.ports)
+        out.append(f"exposed by Service {s.name} ({s.type}): {ports}")
     return out
 
 
 def _gateway_facts(inv: Inventory, spec: PodSpecSummary, namespace: str, pod: Pod | None):
     facts, _ = _proxy_facts(inv, spec, namespace, pod)
     served = [str(g.ref) for g in inv.of_kind("Gateway") if g.group == "networking.istio.io"
-              and (g.spec.get("selector") or {})
-              and all(spec.labels.get(k) == v for k, v in (g.spec.get("selector") or {}).items())]
+              and (selector := g.spec.get("selector") or {}) and labels_match(selector, spec.labels)]
     name = spec.labels.get("gateway.networking.k8s.io/gateway-name")
     if name:
         served.append(f"Gateway {namespace}/{name} (Gateway API)")

@@ -125,6 +125,23 @@ def test_sidecar_facts_flag_version_skew_and_its_istiod(inv):
     assert "gets config from istiod revision canary: istio-system/istiod-canary-6b9f8d7c5-t5r2w" in billing.facts
 
 
+def test_sidecar_facts_name_the_services_selecting_it_by_name(inv):
+    def service(name: str, namespace: str, selector: dict[str, str]) -> dict:
+        return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+                "spec": {"selector": selector, "ports": [{"name": "http", "port": 9080}]}}
+
+    changed = inv.with_changes(apply=[
+        service("zz-reviews", "bookinfo", {"version": "v1"}),
+        service("aa-reviews", "bookinfo", {"app": "reviews", "version": "v1"}),
+        service("reviews-v2", "bookinfo", {"app": "reviews", "version": "v2"}),  # another version's
+        service("reviews", "other", {"app": "reviews"}),  # another namespace's
+        service("headless", "bookinfo", {}),  # selects nothing
+    ])
+    (e,) = ex.explain(changed, "reviews-v1-5b5d6494f4-7xkqz").subjects
+    assert [f for f in e.facts if f.startswith("exposed by")] == [
+        "exposed by Service aa-reviews (ClusterIP): 9080/http", "exposed by Service zz-reviews (ClusterIP): 9080/http"]
+
+
 def test_debug_commands_carry_the_real_pod_and_the_right_init_container(inv):
     (e,) = ex.explain(inv, "billing-8f9e7d6c5-b4c5d").subjects
     commands = [c.command for c in e.commands]
