@@ -37,7 +37,7 @@ from planner.model import (
     Sidecar,
     Workload,
 )
-from planner.sources import CRD_KIND, RawPage, Snapshot, Visibility, version_priority
+from planner.sources import CRD_KIND, YAML_LOADER, RawPage, Snapshot, Visibility, version_priority
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
 DEFAULT_ROOT_NAMESPACE = "istio-system"
@@ -625,7 +625,7 @@ def _injected_revision(spec: PodSpecSummary) -> str | None:
             parsed = orjson.loads(status)
         except orjson.JSONDecodeError:
             try:
-                parsed = yaml.load(status, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+                parsed = yaml.load(status, Loader=YAML_LOADER)
             except yaml.YAMLError:
                 parsed = None
         rev = parsed.get("revision") if isinstance(parsed, dict) else None

@@ -23,7 +23,7 @@ from planner.model import GATEWAY_API_GROUP, ISTIO_GROUPS
 
 DEMO_DIR = Path(__file__).parent / "demo"
 SNAPSHOT_SUFFIXES = (".yaml", ".yml", ".json")
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # safe either way; the C one is ~10x faster
 _DOC_SEPARATOR = re.compile(r"^---(\s|$)")
 
 # A secret's values are never kept, whatever the source gives. What a check needs to know of a TLS credential is
@@ -199,7 +199,7 @@ def parse_text(text: str, name: str) -> Iterator[dict[str, Any]]:
         return
     for start, chunk in _yaml_documents(text):
         try:
-            doc = yaml.load(chunk, Loader=_YAML_LOADER)
+            doc = yaml.load(chunk, Loader=YAML_LOADER)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = start + (mark.line if mark else 0)
