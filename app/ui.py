@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -186,14 +186,7 @@ def _record_first_load(inv: Inventory) -> None:
                "features_observed": sorted(({"feature": o.feature, "scope": o.scope} for o in observations()),
                                            key=lambda f: (f["feature"], f["scope"]))}
     with errors("Could not record this inventory in the history"):
-        history = store().inventory_history(summary["cluster"])
-        if history:
-            last = history[-1]
-            same = all(getattr(last, k) == v for k, v in summary.items() if k not in ("cluster", "source"))
-            taken = last.taken_at if last.taken_at.tzinfo else last.taken_at.replace(tzinfo=UTC)
-            if same and datetime.now(UTC) - taken < RECORD_EVERY:
-                return
-        store().record_inventory(summary, actor() or "meshstep ui")
+        store().record_inventory(summary, actor() or "meshstep ui", unless_same_within=RECORD_EVERY)
 
 
 # ---------------------------------------------------------------- state database

@@ -380,8 +380,7 @@ def flagged(objects: list[dict[str, Any]], inv: Inventory) -> list[analysis.Mess
     if not objects:
         return []
     mine = {object_key(o) for o in objects}
-    checks = [c for c in analysis.registry() if not c.gates]
-    return [m for m in analysis.run(checks, analysis.Context(inv.with_changes(apply=objects)))
+    return [m for m in analysis.run(analysis.analyze_checks(), analysis.Context(inv.with_changes(apply=objects)))
             if m.level == "error" and (m.ref.kind, m.ref.namespace, m.ref.name) in mine]
 
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -401,9 +401,19 @@ class Store:
 
     # ------------------------------------------------------------------ inventory history and audit trail
 
-    def record_inventory(self, summary: Mapping[str, Any], actor: str) -> InventorySnapshot:
+    def record_inventory(self, summary: Mapping[str, Any], actor: str,
+                         unless_same_within: timedelta | None = None) -> InventorySnapshot | None:
         """Keep a summary of an inventory: cluster, source, namespaces_in_mesh, namespaces_total, pods_in_mesh,
-        pods_total, features_observed ([{feature, scope}]); taken_at defaults to now."""
+        pods_total, features_observed ([{feature, scope}]); taken_at defaults to now. With `unless_same_within`,
+        nothing is kept (None) when the cluster's last summary says the same and is younger than that."""
+        if unless_same_within is not None:
+            history = self.inventory_history(summary["cluster"])
+            if history:
+                last = history[-1]
+                taken = last.taken_at if last.taken_at.tzinfo else last.taken_at.replace(tzinfo=UTC)
+                if (all(getattr(last, k) == v for k, v in summary.items() if k not in ("cluster", "source"))
+                        and utcnow() - taken < unless_same_within):
+                    return None
         with self._change(actor, "") as ch:
             ch.cluster(summary["cluster"])
             snap = InventorySnapshot.model_validate({"taken_at": ch.at, **summary})

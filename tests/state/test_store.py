@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from datetime import timedelta
 
 import pytest
 from alembic.script import ScriptDirectory
@@ -288,3 +289,13 @@ def test_a_transition_keeps_the_flags_it_replaces_and_moves_the_plan_in_the_same
     store.transition_stage(stage.id, "done", "bob", "stage done", 2, plan_status="done")
     assert store.get_plan(plan.id).status == "done"
     assert [e.action for e in store.audit_events()][-2:] == ["stage.status", "plan.status"]
+
+
+def test_an_unchanged_inventory_is_kept_at_most_once_within_the_interval(store):
+    summary = {"cluster": "demo", "source": "demo", "pods_in_mesh": 2, "pods_total": 3}
+    hour = timedelta(hours=1)
+    assert store.record_inventory(summary, "bob", unless_same_within=hour) is not None
+    assert store.record_inventory(summary, "bob", unless_same_within=hour) is None  # the same, just now
+    assert store.record_inventory(summary | {"pods_in_mesh": 3}, "bob", unless_same_within=hour) is not None
+    assert store.record_inventory(summary | {"pods_in_mesh": 3}, "bob", unless_same_within=timedelta(0)) is not None
+    assert [s.pods_in_mesh for s in store.inventory_history("demo")] == [2, 3, 3]
