@@ -126,6 +126,13 @@ def _kubeconfig_paths() -> str:
     return os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
 
 
+def source_label(source: str | None) -> str:
+    """The name a `--source` value gives its snapshot (and records key its cluster by), without reading it: demo,
+    live, context:NAME, or the path as the system writes it (`./snap/` is `snap`)."""
+    source = source or default_source()
+    return source if source in ("demo", "live") or source.startswith("context:") else str(Path(source))
+
+
 def load_snapshot(source: str | None = None) -> Snapshot:
     """The Snapshot for a `--source` value: demo | live | context:NAME | a path."""
     source = source or default_source()
@@ -141,7 +148,7 @@ def load_snapshot(source: str | None = None) -> Snapshot:
             f"source {source!r}: no such file or directory "
             "(--source takes demo, live, context:NAME, or a snapshot file, directory or .tar.gz)"
         )
-    return Snapshot(str(path), lambda _v: read_paths([path]), cluster=False)
+    return Snapshot(source_label(source), lambda _v: read_paths([path]), cluster=False)
 
 
 def files_snapshot(paths: list[str | Path], label: str | None = None) -> Snapshot:

@@ -65,9 +65,9 @@ def open_store(db: str | None) -> Iterator[Store]:
 
 def cluster_name(cluster: str | None, source: str | None = None) -> str:
     """The cluster records are kept under: as given, else the source's name (the app keys records the same way)."""
-    from planner.sources import default_source
+    from planner.sources import source_label
 
-    return cluster or source or default_source()
+    return cluster or source_label(source)
 
 
 def actor_name(actor: str | None) -> str:

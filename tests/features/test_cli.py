@@ -242,3 +242,13 @@ def test_status_finds_the_records_of_a_snapshot_written_with_a_trailing_slash(ru
     status = json.loads(out)
     assert code == 0 and status["cluster"] == str(snap)  # the key plan new recorded under
     assert ("sidecar-injection", "shop") in {(f["feature"], f["scope"]) for f in status["recorded"]}
+
+
+def test_plan_show_finds_the_plan_of_a_snapshot_written_with_a_trailing_slash(run, db, tmp_path):
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    for f in (Path(__file__).parents[2] / "planner" / "demo").glob("*.yaml"):
+        (snap / f.name).write_text(f.read_text())
+    assert run("plan", "new", "--namespaces", "shop", "--source", str(snap), "--db", db)[0] == 0
+    code, out, err = run("plan", "show", "--source", f"{snap}/", "--db", db, "--format", "json")
+    assert code == 0 and json.loads(out)["cluster"] == str(snap), err
