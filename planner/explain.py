@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from planner.analysis.common import labels_match, services_selecting
+from planner.analysis.common import labels_match, opted_out, services_selecting
 from planner.components import CATALOG, EDGES, PEERS, XDS_CLIENTS, Component, Edge, find_sidecar
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
@@ -204,9 +204,9 @@ def mesh_status(inv: Inventory, spec: PodSpecSummary, namespace: str, pod: Pod |
                           f"istio-cni and ztunnel on node {pod.node or '(unknown)'}")
     if spec.host_network:
         return MeshStatus(False, "none", "runs in the host network: Istio never injects such pods")
-    for where, values in (("label", labels), ("annotation", annotations)):
-        if values.get("sidecar.istio.io/inject") == "false":
-            return MeshStatus(False, "none", f"opted out: the pod has the {where} sidecar.istio.io/inject=false")
+    if opted_out(spec):  # the label wins over the annotation, as the injector reads them
+        where = "label" if "sidecar.istio.io/inject" in labels else "annotation"
+        return MeshStatus(False, "none", f"opted out: the pod has the {where} sidecar.istio.io/inject=false")
     if namespace in _NEVER_INJECTED:
         return MeshStatus(False, "none", f"Istio never injects pods in {namespace}")
     # The injector webhook matches a namespace label, or a pod label in any namespace that does not disable it.

@@ -345,3 +345,16 @@ def test_long_dependent_lists_are_capped_in_text_but_complete_in_json(capsys, tm
     assert "… and 159 more (--format json lists them all)" in out
     code, out, _ = run(capsys, "explain", "istiod-7d4f9c6b8-x2k9p", "--source", str(big), "-o", "json")
     assert len(json.loads(out)["subjects"][0]["dependents"]) == 209
+
+
+def test_the_inject_label_wins_over_the_annotation_as_for_the_injector(demo_inventory):
+    from planner.model import PodSpecSummary
+
+    def template(labels, annotations):
+        return PodSpecSummary(labels, annotations, (), (), "default", False)
+
+    both = ex.mesh_status(demo_inventory, template({"sidecar.istio.io/inject": "true"},
+                                                        {"sidecar.istio.io/inject": "false"}), "shop")
+    assert both.in_mesh and "opted out" not in both.reason
+    only_annotation = ex.mesh_status(demo_inventory, template({}, {"sidecar.istio.io/inject": "false"}), "shop")
+    assert not only_annotation.in_mesh and "annotation sidecar.istio.io/inject=false" in only_annotation.reason
