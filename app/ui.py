@@ -163,14 +163,6 @@ def cluster(inv: Inventory) -> str:
     return inv.source
 
 
-def mesh_summary(inv: Inventory) -> dict[str, Any]:
-    """How far the cluster is in the mesh: namespaces and pods in it, out of all (what the Overview shows and the
-    inventory history keeps)."""
-    meshed = [p for p in inv.pods if inv.in_mesh(p)]
-    return {"namespaces_in_mesh": len({p.namespace for p in meshed}), "namespaces_total": len(inv.namespace_names()),
-            "pods_in_mesh": len(meshed), "pods_total": len(inv.pods)}
-
-
 # A reading is kept when the cluster's adoption changed, else at most this often: every browser tab is a session,
 # and one reading per session would fill the audit trail with identical events.
 RECORD_EVERY = timedelta(hours=1)
@@ -182,7 +174,7 @@ def _record_first_load(inv: Inventory) -> None:
     if inv.source in recorded or not inv.cluster:  # a set of manifests is not a cluster to follow over time
         return
     recorded.add(inv.source)
-    summary = {"cluster": cluster(inv), "source": inv.source, **mesh_summary(inv),
+    summary = {"cluster": cluster(inv), "source": inv.source, **inv.mesh_summary,
                "features_observed": sorted(({"feature": o.feature, "scope": o.scope} for o in observations()),
                                            key=lambda f: (f["feature"], f["scope"]))}
     with errors("Could not record this inventory in the history"):

@@ -24,9 +24,7 @@ class EgressRegistryOnly(Feature):
     docs = "https://istio.io/latest/docs/tasks/traffic-management/egress/egress-control/"
 
     def build(self, p, scope, inv):
-        cm = next((c for c in inv.of_kind("ConfigMap") if c.namespace == inv.root_namespace
-                   and (c.name == "istio" or c.name.startswith("istio-")) and "mesh" in (c.raw.get("data") or {})),
-                  None)
+        cm = inv.mesh_config_map  # the one detection (and istiod's default revision) reads
         if cm is None:
             raise MeshstepError(f"egress-registry-only: no mesh config ConfigMap (istio or istio-<rev>) in "
                                 f"{inv.root_namespace}; set meshConfig.outboundTrafficPolicy.mode=REGISTRY_ONLY in "
@@ -44,9 +42,8 @@ class EgressRegistryOnly(Feature):
     def detect(self, inv):
         out = []
         if (inv.mesh_config.get("outboundTrafficPolicy") or {}).get("mode") == "REGISTRY_ONLY":
-            cms = [str(c.ref) for c in inv.of_kind("ConfigMap") if c.namespace == inv.root_namespace
-                   and (c.name == "istio" or c.name.startswith("istio-")) and "mesh" in (c.raw.get("data") or {})]
-            out.append(Observation(self.id, MESH, cms or ["mesh config"]))
+            cm = inv.mesh_config_map
+            out.append(Observation(self.id, MESH, [str(cm.ref) if cm else "mesh config"]))
         for sc in inv.of_kind("Sidecar"):
             if (sc.spec.get("outboundTrafficPolicy") or {}).get("mode") == "REGISTRY_ONLY":
                 out.append(Observation(self.id, scope_of(sc, inv), [str(sc.ref)]))

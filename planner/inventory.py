@@ -243,14 +243,37 @@ class Inventory:
     # ------------------------------------------------------------ mesh
 
     @property
-    def mesh_config(self) -> dict[str, Any]:
-        """The mesh config of the default revision (what `istio` or the default tag's ConfigMap says)."""
+    def _mesh_config_revision(self) -> str | None:
+        """Whose mesh config is the default revision's: `default` (the `istio` ConfigMap), the default tag's
+        revision, else the first there is."""
         if "default" in self.mesh_configs:
-            return self.mesh_configs["default"]
+            return "default"
         for r in self.revisions:
             if "default" in r.tags and r.revision in self.mesh_configs:
-                return self.mesh_configs[r.revision]
-        return next(iter(self.mesh_configs.values()), {})
+                return r.revision
+        return next(iter(self.mesh_configs), None)
+
+    @property
+    def mesh_config(self) -> dict[str, Any]:
+        """The mesh config of the default revision (what `istio` or the default tag's ConfigMap says)."""
+        rev = self._mesh_config_revision
+        return self.mesh_configs[rev] if rev is not None else {}
+
+    @property
+    def mesh_config_map(self) -> KubeObject | None:
+        """The ConfigMap `mesh_config` was read from (None for a --mesh-config file, or a cluster without one)."""
+        rev = self._mesh_config_revision
+        name = "istio" if rev == "default" else f"istio-{rev}"
+        return next((cm for cm in self.of_kind("ConfigMap") if cm.name == name
+                     and "mesh" in (cm.raw.get("data") or {})), None) if rev is not None else None
+
+    @cached_property
+    def mesh_summary(self) -> dict[str, int]:
+        """How far the cluster is in the mesh: namespaces and pods in it, out of all (read it, do not change it)."""
+        meshed = [p for p in self.pods if self.in_mesh(p)]
+        return {"namespaces_in_mesh": len({p.namespace for p in meshed}),
+                "namespaces_total": len(self.namespace_names()), "pods_in_mesh": len(meshed),
+                "pods_total": len(self.pods)}
 
     @property
     def root_namespace(self) -> str:

@@ -26,7 +26,7 @@ else:
     st.warning("Istio is not installed in this cluster: the plan's first stage says how to install it.")
 
 history = store.inventory_history(cluster)
-mesh = ui.mesh_summary(inv)
+mesh = inv.mesh_summary
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Istio version", istio["version"] or "—")
 c2.metric("Namespaces in the mesh", f"{mesh['namespaces_in_mesh']} / {mesh['namespaces_total']}",

@@ -630,11 +630,17 @@ def unregistered_external_hosts(ctx: Context) -> Iterator[Found]:
 def registry_only_already(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     if (inv.mesh_config.get("outboundTrafficPolicy") or {}).get("mode") == "REGISTRY_ONLY":
-        yield Ref("ConfigMap", inv.root_namespace, "istio"), \
+        yield _mesh_config_ref(inv), \
             "the mesh config already sets outboundTrafficPolicy mode REGISTRY_ONLY", hint("MST0602")
 
 
 # ---------------------------------------------------------------- other features
+
+
+def _mesh_config_ref(inv: Inventory) -> Ref:
+    """The ConfigMap the mesh config comes from, as findings about it name it."""
+    cm = inv.mesh_config_map
+    return cm.ref if cm is not None else Ref("ConfigMap", inv.root_namespace, "istio")
 
 
 def _components(inv: Inventory, *ids: str) -> list[Any]:
@@ -647,7 +653,7 @@ def no_tracing_provider(ctx: Context) -> Iterator[Found]:
     providers = inv.mesh_config.get("extensionProviders") or ()
     if any(k in (p or {}) for p in providers for k in _TRACERS):
         return
-    yield Ref("ConfigMap", inv.root_namespace, "istio"), "the mesh config has no tracing extensionProvider", \
+    yield _mesh_config_ref(inv), "the mesh config has no tracing extensionProvider", \
         hint("MST0701", provider=_provider_example(inv))
 
 

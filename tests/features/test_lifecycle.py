@@ -162,3 +162,19 @@ def test_traffic_shifting_names_the_port_of_a_multi_port_service(demo_inventory:
     rendered = registry()["traffic-shifting"].render({}, "shop", inv)  # refused (IST0112) if a route lacks the port
     vs = next(o for o in rendered.objects if o["kind"] == "VirtualService")
     assert {d["destination"]["port"]["number"] for r in vs["spec"]["http"] for d in r["route"]} == {9080}
+
+
+def test_egress_registry_only_patches_the_mesh_config_istiod_reads(tmp_path):
+    from planner.inventory import build_inventory
+    from planner.sources import files_snapshot
+
+    f = tmp_path / "mesh.yaml"
+    f.write_text("\n---\n".join(
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: istio-system}}\n"
+        f"data: {{mesh: 'rootNamespace: istio-system'}}" for name in ("istio-canary", "istio")))
+    inv = build_inventory(files_snapshot([f]))
+    assert inv.mesh_config_map.name == "istio"  # the default revision's, though the canary's comes first
+    (cm,) = registry()["egress-registry-only"].render({}, MESH, inv).objects
+    assert cm["metadata"]["name"] == "istio" and "REGISTRY_ONLY" in cm["data"]["mesh"]
+    after = apply(registry()["egress-registry-only"].render({}, MESH, inv), inv)
+    assert [o.evidence for o in registry()["egress-registry-only"].detect(after)] == [["ConfigMap istio-system/istio"]]
