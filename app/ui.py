@@ -72,29 +72,7 @@ def load(src: str) -> Inventory:
 def _inventory_tables(reading: tuple[str, int]) -> dict[str, pd.DataFrame]:
     """The Inventory page's four tables for one reading of the source, built once: a 10,000-pod cluster is not
     re-tabulated on every click."""
-    inv = _inventory(reading[0])
-    pods = []
-    for p in inv.pods:
-        mesh = explain.mesh_status(inv, p.spec, p.namespace, p)
-        pods.append({"namespace": p.namespace, "pod": p.name, "workload": f"{p.workload_kind}/{p.workload_name}",
-                     "phase": p.phase, "ready": p.ready, "in mesh": mesh.in_mesh, "mode": mesh.mode,
-                     "proxy": p.sidecar.version if p.sidecar else None, "node": p.node, "why": mesh.reason})
-    pod_frame = pd.DataFrame(pods)
-    meshed = pod_frame.groupby("namespace")["in mesh"].sum() if pods else pd.Series(dtype=int)
-    namespaces = [r | {"pods in mesh": int(meshed.get(r["name"], 0))} for r in inv.namespace_rows()]
-    in_mesh = {(p.namespace, p.name): m for p, m in zip(inv.pods, pod_frame["in mesh"] if pods else ())}
-    workloads = [{"namespace": w.namespace, "kind": w.kind, "workload": w.name, "pods": len(w.pods),
-                  "pods in mesh": sum(in_mesh.get((w.namespace, n), False) for n in w.pods)}
-                 for w in inv.workloads]
-    services = []
-    for s in inv.services:
-        selected = inv.pods_of_service(s)
-        services.append({"namespace": s.namespace, "service": s.name, "type": s.type,
-                         "ports": ", ".join(f"{p.port}/{p.istio_protocol}" for p in s.ports),
-                         "pods": len(selected), "pods in mesh": sum(in_mesh[(p.namespace, p.name)] for p in selected)})
-    return {"Namespaces": pd.DataFrame(namespaces).rename(columns={"name": "namespace",
-                                                                    "pods_with_sidecar": "pods with a sidecar"}),
-            "Workloads": pd.DataFrame(workloads), "Pods": pod_frame, "Services": pd.DataFrame(services)}
+    return {name: pd.DataFrame(rows) for name, rows in explain.inventory_rows(_inventory(reading[0])).items()}
 
 
 def inventory_tables() -> dict[str, pd.DataFrame]:

@@ -649,3 +649,30 @@ def to_text(report: Report) -> str:
                 out += [f"  {part}" for part in line.split("\n")]
             out.append("")
     return "\n".join(out)
+
+
+def inventory_rows(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
+    """The inventory as tables a person reads (the app's Inventory page): namespaces, workloads, pods and services,
+    each with how much of it is in the mesh; a pod with whether it is, and why (mesh_status)."""
+    pods, in_mesh = [], {}
+    for p in inv.pods:
+        mesh = mesh_status(inv, p.spec, p.namespace, p)
+        in_mesh[p.namespace, p.name] = mesh.in_mesh
+        pods.append({"namespace": p.namespace, "pod": p.name, "workload": f"{p.workload_kind}/{p.workload_name}",
+                     "phase": p.phase, "ready": p.ready, "in mesh": mesh.in_mesh, "mode": mesh.mode,
+                     "proxy": p.sidecar.version if p.sidecar else None, "node": p.node, "why": mesh.reason})
+    meshed_in: dict[str, int] = {}
+    for (ns, _), meshed in in_mesh.items():
+        meshed_in[ns] = meshed_in.get(ns, 0) + meshed
+    namespaces = [{"namespace": r["name"], "injection": r["injection"], "revision": r["revision"], "pods": r["pods"],
+                   "pods with a sidecar": r["pods_with_sidecar"], "pods in mesh": meshed_in.get(r["name"], 0)}
+                  for r in inv.namespace_rows()]
+    workloads = [{"namespace": w.namespace, "kind": w.kind, "workload": w.name, "pods": len(w.pods),
+                  "pods in mesh": sum(in_mesh.get((w.namespace, n), False) for n in w.pods)} for w in inv.workloads]
+    services = []
+    for s in inv.services:
+        selected = inv.pods_of_service(s)
+        services.append({"namespace": s.namespace, "service": s.name, "type": s.type,
+                         "ports": ", ".join(f"{p.port}/{p.istio_protocol}" for p in s.ports), "pods": len(selected),
+                         "pods in mesh": sum(in_mesh[p.namespace, p.name] for p in selected)})
+    return {"Namespaces": namespaces, "Workloads": workloads, "Pods": pods, "Services": services}

@@ -358,3 +358,14 @@ def test_the_inject_label_wins_over_the_annotation_as_for_the_injector(demo_inve
     assert both.in_mesh and "opted out" not in both.reason
     only_annotation = ex.mesh_status(demo_inventory, template({}, {"sidecar.istio.io/inject": "false"}), "shop")
     assert not only_annotation.in_mesh and "annotation sidecar.istio.io/inject=false" in only_annotation.reason
+
+
+def test_inventory_rows_say_what_of_each_thing_is_in_the_mesh(demo_inventory):
+    rows = ex.inventory_rows(demo_inventory)
+    assert sum(r["in mesh"] for r in rows["Pods"]) == demo_inventory.report()["counts"]["pods_in_mesh"]
+    shop = next(r for r in rows["Namespaces"] if r["namespace"] == "shop")
+    assert shop["pods in mesh"] == sum(r["in mesh"] for r in rows["Pods"] if r["namespace"] == "shop") > 0
+    catalog = next(r for r in rows["Pods"] if r["pod"].startswith("catalog-"))
+    assert not catalog["in mesh"] and catalog["why"].startswith("predates injection")
+    reviews = next(r for r in rows["Services"] if (r["namespace"], r["service"]) == ("shop", "reviews"))
+    assert reviews["pods in mesh"] == reviews["pods"] > 0
