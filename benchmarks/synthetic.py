@@ -22,6 +22,8 @@ from typing import Any
 import orjson
 import yaml
 
+from planner.sources import YAML_LOADER
+
 CRDS = Path(__file__).resolve().parent.parent / "planner" / "demo" / "crds.yaml"
 
 NEW_REV, NEW_VERSION = "1-27", "1.27.3"  # native sidecars, istio-cni (istio-validation)
@@ -847,7 +849,7 @@ def synthetic_cluster(pods: int = 10_000, services: int = 2_000, istio_objects: 
     """Kubernetes objects of a meshed cluster with exactly `pods` Pods, `services` Services and `istio_objects`
     Istio config objects (CRDs not counted), the same for the same arguments."""
     c = _Cluster(pods, services, istio_objects, seed)
-    crds = [d for d in yaml.load_all(CRDS.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if d]
+    crds = [d for d in yaml.load_all(CRDS.read_text(), Loader=YAML_LOADER) if d]
     c.out.extend(crds)
     c.infrastructure()
     c.control_plane()

@@ -26,7 +26,8 @@ class AuthorizationPolicyFeature(Feature):
         if not allowed:
             gateways = sorted({c.namespace for c in inv.components if c.component == "ingress-gateway"})
             allowed = [scope, *gateways]
-        unknown = [n for n in allowed if n not in inv.namespace_names()]
+        known = set(inv.namespace_names())
+        unknown = [n for n in allowed if n not in known]
         if unknown:
             raise MeshstepError("authorization-policy: allow_namespaces names unknown namespace(s) "
                                 f"{', '.join(unknown)}")

@@ -112,7 +112,8 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
     if template not in TEMPLATES:
         raise MeshstepError(f"unknown template {template!r}: choose one of {', '.join(TEMPLATES)}")
     targets = list(namespaces) if namespaces is not None else default_namespaces(inventory)
-    unknown = [n for n in targets if n not in inventory.namespace_names()]
+    known = set(inventory.namespace_names())
+    unknown = [n for n in targets if n not in known]
     if unknown:
         raise MeshstepError(f"namespace(s) not in the cluster: {', '.join(unknown)}")
     feats = registry()

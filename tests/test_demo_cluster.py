@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 import pytest
 import yaml
 
-from planner.sources import DEMO_DIR
+from planner.sources import DEMO_DIR, YAML_LOADER
 
 REVISION = "1-27"
 VERSION = "1.27.3"
@@ -22,12 +22,11 @@ ISTIO_GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io"
 UID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 SAFE = r"[bcdfghjklmnpqrstvwxz2456789]"  # the alphabet Kubernetes generates names from
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # safe either way; the C one is 10x faster
 
 
 def _load() -> dict[str, list[dict]]:
     files = sorted(DEMO_DIR.glob("*.yaml"))
-    return {f.name: [d for d in yaml.load_all(f.read_text(encoding="utf-8"), Loader=_LOADER) if d is not None]
+    return {f.name: [d for d in yaml.load_all(f.read_text(encoding="utf-8"), Loader=YAML_LOADER) if d is not None]
             for f in files}
 
 
