@@ -77,14 +77,16 @@ _REGISTRY: dict[str, Check] = {}
 _BY_FN: dict[CheckFn, Check] = {}
 
 
-def check(code: str, name: str, level: str, hint: str, gates: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
-    """Register the decorated function as a check; its family is its module's name."""
+def check(code: str, name: str, level: str, hint: str, gates: tuple[str, ...] = (),
+          family: str | None = None) -> Callable[[CheckFn], CheckFn]:
+    """Register the decorated function as a check; its family is `family`, else its module's name."""
     if level not in LEVELS:
         raise ValueError(f"{code}: level must be one of {LEVELS}")
 
     def register(fn: CheckFn) -> CheckFn:
-        key = f"{code}:{fn.__module__}.{fn.__qualname__}"
-        _REGISTRY[key] = _BY_FN[fn] = Check(code, name, level, fn.__module__.rsplit(".", 1)[-1], hint, fn, gates)
+        fam = family or fn.__module__.rsplit(".", 1)[-1]
+        key = f"{code}:{fam}:{fn.__module__}.{fn.__qualname__}"
+        _REGISTRY[key] = _BY_FN[fn] = Check(code, name, level, fam, hint, fn, gates)
         return fn
 
     return register

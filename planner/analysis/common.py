@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
-from planner.analysis.base import Context, Message, Suppression, analyze_checks, run, suppress
+from planner.analysis.base import Context, Message, Suppression, analyze_checks, check, run, suppress
 from planner.components import PROXY_CONTAINER
 from planner.inventory import Inventory
 from planner.model import (
@@ -364,13 +364,13 @@ def scan_selectors(inv: Inventory, objs: Iterable[KubeObject],
     return scan
 
 
-def unmatched_selectors(scan: SelectorScan) -> Iterator[tuple[Ref, str]]:
+def _unmatched_selectors(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref, str]]:
     """IST0101 for each selector that selects no pod of its namespace."""
     for o, sel in scan.unmatched:
         yield ref(o), f'Referenced selector not found: "{selector_text(sel)}"'
 
 
-def conflicting_selectors(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref, str]]:
+def _conflicting_selectors(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref, str]]:
     """A message for each object whose selector selects a pod another one selects too (`plural`: "Sidecars")."""
     for o, others, pod in scan.conflicts:
         names = sorted(x.name for x in [o, *others])
@@ -378,13 +378,31 @@ def conflicting_selectors(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref
                        f"{pod.name!r}, which can lead to undefined behavior.")
 
 
-def unselective_objects(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref, str]]:
+def _unselective_objects(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref, str]]:
     """A message for each object of a namespace that has more than one without a selector."""
     for ns, objs in scan.unselective.items():
         names = sorted(o.name for o in objs)
         for o in objs:
             yield ref(o), (f"The {plural} {names} in namespace {ns!r} have no workload selector, which can lead "
                            f"to undefined behavior.")
+
+
+def selector_checks(kind: str, plural: str, selector_of: Callable[[KubeObject], dict[str, str] | None], *,
+                    family: str, unmatched: tuple[str, str, str], conflicting: tuple[str, str, str],
+                    unselective: tuple[str, str, str]) -> None:
+    """Register the three error-level checks of how a kind's objects (Sidecar, Telemetry) select workloads, each
+    given as (code, name, hint): a selector that selects no pod of its namespace, several objects that select
+    one pod, several objects of a namespace without a selector. The objects are scanned once per inventory."""
+    def scan(inv: Inventory) -> SelectorScan:
+        return per_inventory(inv, f"{kind}-selectors",
+                             lambda inv: scan_selectors(inv, istio_objects(inv, kind), selector_of))
+
+    for (code, name, hint), report in ((unmatched, _unmatched_selectors), (conflicting, _conflicting_selectors),
+                                       (unselective, _unselective_objects)):
+        def fn(ctx: Context, report=report) -> Iterator[tuple[Ref, str]]:
+            return report(scan(ctx.inventory), plural)
+        fn.__qualname__ = f"{kind}.{report.__name__.lstrip('_')}"
+        check(code, name, "error", hint, family=family)(fn)
 
 
 def selector_text(sel: dict[str, str]) -> str:

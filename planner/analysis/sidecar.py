@@ -5,45 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import (
-    SelectorScan,
-    conflicting_selectors,
-    istio_objects,
-    match_labels,
-    ns_of,
-    per_inventory,
-    proxy_container,
-    ref,
-    scan_selectors,
-    unmatched_selectors,
-    unselective_objects,
-)
-from planner.inventory import Inventory
+from planner.analysis.common import istio_objects, match_labels, ns_of, proxy_container, ref, selector_checks
 from planner.model import Ref
 
-
-def _scan(inv: Inventory) -> SelectorScan:
-    """How the Sidecars select workloads, scanned once per inventory for the three checks that read it."""
-    return per_inventory(inv, "sidecar-selectors",
-                         lambda inv: scan_selectors(inv, istio_objects(inv, "Sidecar"), match_labels))
-
-
-@check("IST0101", "ReferencedResourceNotFound", "error",
-       "Fix the Sidecar's workloadSelector to match labels of pods in its own namespace.")
-def selector_not_found(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    return unmatched_selectors(_scan(ctx.inventory))
-
-
-@check("IST0110", "ConflictingSidecarWorkloadSelectors", "error",
-       "Make the Sidecars' workloadSelectors disjoint (or merge them): a pod gets one Sidecar, chosen arbitrarily.")
-def conflicting_sidecars(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    return conflicting_selectors(_scan(ctx.inventory), "Sidecars")
-
-
-@check("IST0111", "MultipleSidecarsWithoutWorkloadSelectors", "error",
-       "Keep one Sidecar without workloadSelector per namespace; give the others a workloadSelector.")
-def multiple_without_selector(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    return unselective_objects(_scan(ctx.inventory), "Sidecars")
+selector_checks(
+    "Sidecar", "Sidecars", match_labels, family="sidecar",
+    unmatched=("IST0101", "ReferencedResourceNotFound",
+               "Fix the Sidecar's workloadSelector to match labels of pods in its own namespace."),
+    conflicting=("IST0110", "ConflictingSidecarWorkloadSelectors",
+                 "Make the Sidecars' workloadSelectors disjoint (or merge them): a pod gets one Sidecar, chosen "
+                 "arbitrarily."),
+    unselective=("IST0111", "MultipleSidecarsWithoutWorkloadSelectors",
+                 "Keep one Sidecar without workloadSelector per namespace; give the others a workloadSelector."),
+)
 
 
 @check("IST0167", "IneffectivePolicy", "warning",

@@ -5,20 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import (
-    SelectorScan,
-    conflicting_selectors,
-    istio_objects,
-    match_labels,
-    ns_of,
-    per_inventory,
-    ref,
-    scan_selectors,
-    spec,
-    unmatched_selectors,
-    unselective_objects,
-)
-from planner.inventory import Inventory
+from planner.analysis.common import istio_objects, match_labels, ns_of, ref, selector_checks, spec
 from planner.model import KubeObject, Ref
 
 _CATEGORIES = ("accessLogging", "tracing", "metrics")
@@ -30,28 +17,16 @@ def _selector(t: KubeObject) -> dict[str, str] | None:
     return match_labels(t, "selector", "matchLabels")
 
 
-def _scan(inv: Inventory) -> SelectorScan:
-    """How the Telemetries select workloads, scanned once per inventory for the three checks that read it."""
-    return per_inventory(inv, "telemetry-selectors",
-                         lambda inv: scan_selectors(inv, istio_objects(inv, "Telemetry"), _selector))
-
-
-@check("IST0101", "ReferencedResourceNotFound", "error",
-       "Fix the Telemetry's selector to match labels of pods in its own namespace.")
-def selector_not_found(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    return unmatched_selectors(_scan(ctx.inventory))
-
-
-@check("IST0159", "ConflictingTelemetryWorkloadSelectors", "error",
-       "Make the Telemetries' selectors disjoint (or merge them): a pod gets one Telemetry, chosen arbitrarily.")
-def conflicting_telemetries(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    return conflicting_selectors(_scan(ctx.inventory), "Telemetries")
-
-
-@check("IST0160", "MultipleTelemetriesWithoutWorkloadSelectors", "error",
-       "Keep one Telemetry without selector per namespace; give the others a selector.")
-def multiple_without_selector(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    return unselective_objects(_scan(ctx.inventory), "Telemetries")
+selector_checks(
+    "Telemetry", "Telemetries", _selector, family="telemetry",
+    unmatched=("IST0101", "ReferencedResourceNotFound",
+               "Fix the Telemetry's selector to match labels of pods in its own namespace."),
+    conflicting=("IST0159", "ConflictingTelemetryWorkloadSelectors",
+                 "Make the Telemetries' selectors disjoint (or merge them): a pod gets one Telemetry, chosen "
+                 "arbitrarily."),
+    unselective=("IST0160", "MultipleTelemetriesWithoutWorkloadSelectors",
+                 "Keep one Telemetry without selector per namespace; give the others a selector."),
+)
 
 
 @check("IST0157", "InvalidTelemetryProvider", "warning",
