@@ -44,6 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from benchmarks.kubeapi import list_page, metadata_list, write_kubeconfig
 from planner import sources
 from planner.sources import CORE_KINDS, CRD_KIND, PAGE_SIZE, WORKERS, Kind
 
@@ -124,19 +125,9 @@ class _Store:
     def _render(self, entry: tuple[str, str, bool, list[dict[str, Any]]], selector: str, metadata_only: bool,
                 limit: int, start: int) -> bytes:
         api, kind, custom, items = entry
-        if selector:
-            items = [o for o in items if _selects(selector, o["metadata"].get("labels") or {})]
-        end = start + limit if limit else len(items)
-        meta: dict[str, Any] = {"resourceVersion": "424242"}
-        if end < len(items):
-            meta["continue"] = str(end)
-            if not selector:  # as the API server: the count of what follows, except for filtered lists
-                meta["remainingItemCount"] = len(items) - end
-        page = items[start:end]
+        page, meta = list_page(items, selector, start, limit, "424242")
         if metadata_only:
-            return orjson.dumps({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": meta,
-                                 "items": [{"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-                                            "metadata": o["metadata"]} for o in page]})
+            return orjson.dumps(metadata_list(page, meta))
         if custom:  # custom resources carry apiVersion and kind; built-in list items do not
             page = [{**o, "apiVersion": api} for o in page]
         else:
@@ -154,14 +145,6 @@ class _Store:
                         body = self.page(path, selector or "", metadata_only, limit, start)
                         token = orjson.loads(body)["metadata"].get("continue") if body else None
                         start = int(token) if token else None
-
-
-def _selects(selector: str, labels: dict[str, str]) -> bool:
-    for term in selector.split(","):
-        key, eq, value = term.partition("=")
-        if key not in labels or (eq and labels[key] != value):
-            return False
-    return True
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -462,13 +445,7 @@ def main() -> None:
                   f"{expected['services']} services, {expected['istio_config']} Istio objects; "
                   f"{_mb(cluster_file.stat().st_size)} as one JSON List; served at {url} "
                   f"(ready in {time.perf_counter() - start:.1f} s)")
-            kubeconfig = Path(tmp) / "kubeconfig"
-            kubeconfig.write_text(orjson.dumps({
-                "apiVersion": "v1", "kind": "Config", "current-context": CONTEXT,
-                "clusters": [{"name": CONTEXT, "cluster": {"server": url}}],
-                "users": [{"name": CONTEXT, "user": {"token": "bench"}}],
-                "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT}}],
-            }).decode())
+            kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", {CONTEXT: url}, CONTEXT)
             os.environ["KUBECONFIG"] = str(kubeconfig)
             run(url, kubeconfig, expected, args.runs, args.skip_naive, server.pid)
         finally:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kmock import KubernetesEmulator, KubernetesError, ResourceInfo, Server, resource
 from kmock._internal import parsing
+
+from benchmarks.kubeapi import list_page, metadata_list, write_kubeconfig
 
 # The built-in resources every cluster serves (group/version, plural, kind); custom ones come from CRDs.
 _BUILTIN = (
@@ -77,32 +78,11 @@ class PagingEmulator(KubernetesEmulator):
         page = await super()._serve_list(request)
         # The emulator keeps objects unordered; Kubernetes lists in key order, which continue tokens rely on.
         items = sorted(page["items"], key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
-        selector = request.params.get("labelSelector")
-        if selector:
-            items = [o for o in items if _selects(selector, (o["metadata"].get("labels") or {}))]
-        start = int(request.params.get("continue") or 0)
-        limit = int(request.params.get("limit") or 0)
-        end = start + limit if limit else len(items)
-        meta: dict[str, Any] = {"resourceVersion": "1"}
-        if end < len(items):
-            meta["continue"] = str(end)
-            if not selector:  # as the API server: the count of what follows, except for filtered lists
-                meta["remainingItemCount"] = len(items) - end
-        items = items[start:end]
+        items, meta = list_page(items, request.params.get("labelSelector") or "",
+                                int(request.params.get("continue") or 0), int(request.params.get("limit") or 0), "1")
         if self.honour_metadata_only and "as=PartialObjectMetadataList" in request.headers.get("Accept", ""):
-            return {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": meta,
-                    "items": [{"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-                               "metadata": o["metadata"]} for o in items]}
+            return metadata_list(items, meta)
         return {"metadata": meta, "items": items}
-
-
-def _selects(selector: str, labels: dict[str, str]) -> bool:
-    """Equality and existence terms, comma-separated (what meshstep sends)."""
-    for term in selector.split(","):
-        key, eq, value = term.partition("=")
-        if key not in labels or (eq and labels[key] != value):
-            return False
-    return True
 
 
 @dataclass
@@ -119,17 +99,6 @@ class Cluster:
     def list_requests(self, path: str) -> list[Any]:
         """The requests that listed the collection at `path` (e.g. /api/v1/pods)."""
         return [r for r in self.emulator if r.method == "GET" and r.url.path == path]
-
-
-def write_kubeconfig(path: Path, servers: dict[str, str], current: str) -> Path:
-    """A kubeconfig with one context per entry of `servers` (context name → server URL)."""
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": current,
-        "clusters": [{"name": f"{c}-cluster", "cluster": {"server": url}} for c, url in servers.items()],
-        "users": [{"name": f"{c}-user", "user": {"token": "test-token"}} for c in servers],
-        "contexts": [{"name": c, "context": {"cluster": f"{c}-cluster", "user": f"{c}-user"}} for c in servers],
-    }))
-    return path
 
 
 def install(emulator: PagingEmulator, objects: Iterable[dict[str, Any]]) -> None:

@@ -46,6 +46,7 @@ ClusterOpt = Annotated[str | None, typer.Option(
                       "context:NAME or the snapshot's path, as the app uses).")]
 ActorOpt = Annotated[str | None, typer.Option(
     "--actor", envvar="MESHSTEP_ACTOR", help="Who makes the change (default: $MESHSTEP_ACTOR, else the OS user).")]
+ScopeOpt = Annotated[str, typer.Option("--scope", help="'mesh' or a namespace.")]
 
 if TYPE_CHECKING:
     from state.store import Store

@@ -12,6 +12,7 @@ from app.commands import (
     DbOpt,
     Format,
     FormatOpt,
+    ScopeOpt,
     SourceOpt,
     cli,
     cluster_name,
@@ -22,7 +23,6 @@ from app.commands import (
     open_store,
 )
 
-ScopeOpt = Annotated[str, typer.Option("--scope", help="'mesh' or a namespace.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="A parameter, key=value (repeatable).")]
 
 

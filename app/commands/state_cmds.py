@@ -12,6 +12,7 @@ from app.commands import (
     DbOpt,
     Format,
     FormatOpt,
+    ScopeOpt,
     actor_name,
     cli,
     cluster_name,
@@ -23,7 +24,6 @@ from app.commands import (
 )
 from planner.errors import MeshstepError
 
-ScopeOpt = Annotated[str, typer.Option("--scope", help="'mesh' or a namespace.")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail.")]
 ExpectOpt = Annotated[int | None, typer.Option(
     "--expect-version", help="Refuse (exit 3) unless the flag is at this version; 0: not recorded yet.")]

@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from app.cli import main
+from benchmarks.kubeapi import write_kubeconfig
 from planner.inventory import Inventory, build_inventory, injection_mode, istio_protocol
 from planner.model import CRD, Ref
 from planner.sources import files_snapshot, load_snapshot
-from tests.kube import serve, write_kubeconfig
+from tests.kube import serve
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "inventory" / "cluster.yaml"
 

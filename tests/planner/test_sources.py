@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks.kubeapi import write_kubeconfig
 from planner import inventory, sources
 from planner.errors import SourceError
 from planner.inventory import build_inventory
 from planner.sources import RawPage, files_snapshot, live_snapshot, load_snapshot
-from tests.kube import serve, write_kubeconfig
+from tests.kube import serve
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "inventory" / "cluster.yaml"
 
