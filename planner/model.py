@@ -213,6 +213,7 @@ class KubeObject:
 
     @property
     def ref(self) -> Ref:
+        """How istioctl names the object: without a namespace when its YAML gives none."""
         return Ref(self.kind, self.namespace, self.name)
 
 

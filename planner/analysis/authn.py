@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import istio_objects, ns_of, spec
+from planner.analysis.common import istio_objects, ns_of
 from planner.model import Ref
 
 _BLOCKED_CIDRS = "BLOCKED_CIDRS_IN_JWKS_URIS"
@@ -16,12 +16,12 @@ _BLOCKED_CIDRS = "BLOCKED_CIDRS_IN_JWKS_URIS"
 def jwks_fetch_unrestricted(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     with_uri = [ra for ra in istio_objects(inv, "RequestAuthentication")
-                if any(r.get("jwksUri") for r in spec(ra).get("jwtRules") or ())]
+                if any(r.get("jwksUri") for r in ra.spec.get("jwtRules") or ())]
     if not with_uri:
         return
     names = ", ".join(f"{ns_of(ra)}/{ra.name}" for ra in with_uri)
     for d in inv.of_kind("Deployment"):
-        containers = ((spec(d).get("template") or {}).get("spec") or {}).get("containers") or ()
+        containers = ((d.spec.get("template") or {}).get("spec") or {}).get("containers") or ()
         discovery = next((c for c in containers if c.get("name") == "discovery"), None)
         if discovery is None:
             continue  # not an istiod

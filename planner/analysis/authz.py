@@ -10,10 +10,8 @@ from planner.analysis.common import (
     match_labels,
     ns_of,
     pods_anywhere,
-    ref,
     selected_pods,
     selector_text,
-    spec,
 )
 from planner.model import Ref
 
@@ -24,7 +22,7 @@ from planner.model import Ref
 def no_matching_workloads(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     for ap in istio_objects(inv, "AuthorizationPolicy"):
-        if spec(ap).get("targetRef") or spec(ap).get("targetRefs"):
+        if ap.spec.get("targetRef") or ap.spec.get("targetRefs"):
             continue  # bound to a Gateway or Service by reference, not to pods by labels
         sel = match_labels(ap, "selector", "matchLabels")
         if ns_of(ap) == inv.root_namespace:
@@ -32,7 +30,7 @@ def no_matching_workloads(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 continue  # a root-namespace policy without selector applies to the whole mesh
         elif selected_pods(inv, ns_of(ap), sel):
             continue
-        yield ref(ap), f"No matching workloads for this resource with the following labels: {selector_text(sel or {})}"
+        yield ap.ref, f"No matching workloads for this resource with the following labels: {selector_text(sel or {})}"
 
 
 def _namespace_pattern_matches(pattern: str, namespace: str) -> bool:
@@ -51,9 +49,9 @@ def _namespace_pattern_matches(pattern: str, namespace: str) -> bool:
 def unknown_source_namespace(ctx: Context) -> Iterator[tuple[Ref, str]]:
     namespaces = ctx.inventory.namespace_names()
     for ap in istio_objects(ctx.inventory, "AuthorizationPolicy"):
-        for rule in spec(ap).get("rules") or ():
+        for rule in ap.spec.get("rules") or ():
             for f in rule.get("from") or ():
                 source = (f or {}).get("source") or {}
                 for pattern in (source.get("namespaces") or []) + (source.get("notNamespaces") or []):
                     if not any(_namespace_pattern_matches(pattern, n) for n in namespaces):
-                        yield ref(ap), f'Referenced namespace not found: "{pattern}"'
+                        yield ap.ref, f'Referenced namespace not found: "{pattern}"'

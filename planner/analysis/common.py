@@ -44,15 +44,6 @@ def application_namespace(inv: Inventory, name: str) -> bool:
     return name not in SYSTEM_NAMESPACES and name != inv.root_namespace
 
 
-def spec(obj: KubeObject) -> dict[str, Any]:
-    return obj.raw.get("spec") or {}
-
-
-def ref(obj: KubeObject) -> Ref:
-    """How istioctl names an object: without a namespace when its YAML gives none."""
-    return Ref(obj.kind, obj.namespace, obj.name)
-
-
 def lookup(inv: Inventory, kind: str, namespace: str, name: str) -> KubeObject | None:
     """The object `namespace/name` of a kind; in `default` that includes objects whose YAML names no namespace."""
     return inv.get(kind, namespace, name) or (inv.get(kind, None, name) if namespace == DEFAULT_NAMESPACE else None)
@@ -96,7 +87,7 @@ def exported_to(export_to: Iterable[str] | None, owner_ns: str, reader_ns: str) 
 
 def audience(obj: KubeObject) -> frozenset[str] | None:
     """The namespaces an object's spec.exportTo exports it to; None for all of them."""
-    targets = spec(obj).get("exportTo") or ["*"]
+    targets = obj.spec.get("exportTo") or ["*"]
     if "*" in targets:
         return None
     return frozenset(ns_of(obj) if t == "." else t for t in targets)
@@ -136,7 +127,7 @@ def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) ->
 
 def match_labels(obj: KubeObject, field: str = "workloadSelector", key: str = "labels") -> dict[str, str] | None:
     """A selector of an Istio spec (`workloadSelector.labels`, `selector.matchLabels`); None when absent."""
-    sel = spec(obj).get(field)
+    sel = obj.spec.get(field)
     if sel is None:
         return None
     return (sel or {}).get(key) or {}
@@ -211,7 +202,7 @@ class ServiceIndex:
         self.entries: dict[str, list[KubeObject]] = defaultdict(list)
         self.wildcard_entries: list[tuple[str, KubeObject]] = []
         for se in istio_objects(inv, "ServiceEntry"):
-            for h in spec(se).get("hosts") or ():
+            for h in se.spec.get("hosts") or ():
                 if h.startswith("*"):
                     self.wildcard_entries.append((h, se))
                 else:
@@ -223,7 +214,7 @@ class ServiceIndex:
         if svc is not None and exported_to(_csv(svc.annotations.get("networking.istio.io/exportTo")),
                                            svc.namespace, reader_ns):
             return True
-        visible = lambda se: exported_to(spec(se).get("exportTo"), ns_of(se), reader_ns)
+        visible = lambda se: exported_to(se.spec.get("exportTo"), ns_of(se), reader_ns)
         if any(visible(se) for se in self.entries.get(host, ())):
             return True
         return any(host_matches(host, h) and visible(se) for h, se in self.wildcard_entries)
@@ -235,7 +226,7 @@ class ServiceIndex:
             return [p.port for p in svc.ports]
         entries = self.entries.get(host)
         if entries:
-            return [p.get("number") for se in entries for p in spec(se).get("ports") or ()]
+            return [p.get("number") for se in entries for p in se.spec.get("ports") or ()]
         return None
 
 
@@ -367,14 +358,14 @@ def scan_selectors(inv: Inventory, objs: Iterable[KubeObject],
 def _unmatched_selectors(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref, str]]:
     """IST0101 for each selector that selects no pod of its namespace."""
     for o, sel in scan.unmatched:
-        yield ref(o), f'Referenced selector not found: "{selector_text(sel)}"'
+        yield o.ref, f'Referenced selector not found: "{selector_text(sel)}"'
 
 
 def _conflicting_selectors(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref, str]]:
     """A message for each object whose selector selects a pod another one selects too (`plural`: "Sidecars")."""
     for o, others, pod in scan.conflicts:
         names = sorted(x.name for x in [o, *others])
-        yield ref(o), (f"The {plural} {names} in namespace {ns_of(o)!r} select the same workload pod "
+        yield o.ref, (f"The {plural} {names} in namespace {ns_of(o)!r} select the same workload pod "
                        f"{pod.name!r}, which can lead to undefined behavior.")
 
 
@@ -383,7 +374,7 @@ def _unselective_objects(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref,
     for ns, objs in scan.unselective.items():
         names = sorted(o.name for o in objs)
         for o in objs:
-            yield ref(o), (f"The {plural} {names} in namespace {ns!r} have no workload selector, which can lead "
+            yield o.ref, (f"The {plural} {names} in namespace {ns!r} have no workload selector, which can lead "
                            f"to undefined behavior.")
 
 

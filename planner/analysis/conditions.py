@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import ref
 from planner.model import GATEWAY_API_GROUP, ISTIO_GROUPS, Ref
 
 # Reasons that report a partial failure under a True status.
@@ -37,5 +36,5 @@ def negative_condition(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 if not _istio_written(c.get("type") or ""):
                     continue
                 if c.get("status") == "False" or c.get("reason") in _NEGATIVE_REASONS:
-                    yield ref(o), (f"A condition with a negative status is present: type={c.get('type')}, "
+                    yield o.ref, (f"A condition with a negative status is present: type={c.get('type')}, "
                                    f"reason={c.get('reason')}, message={c.get('message')}.")

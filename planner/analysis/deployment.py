@@ -11,7 +11,6 @@ from planner.analysis.common import (
     injection_requested,
     lookup,
     per_inventory,
-    ref,
     services_selecting,
 )
 from planner.inventory import Inventory
@@ -38,7 +37,7 @@ def _meshed_deployments(inv: Inventory) -> list[tuple[Workload, list[Service]]]:
 def _ref(inv: Inventory, w: Workload) -> Ref:
     """The Deployment as its YAML names it (without a namespace when it gives none), as istioctl does."""
     obj = lookup(inv, "Deployment", w.namespace, w.name)
-    return ref(obj) if obj is not None else w.ref
+    return obj.ref if obj is not None else w.ref
 
 
 @check("IST0116", "DeploymentAssociatedToMultipleServices", "warning",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import istio_objects, ref, spec
+from planner.analysis.common import istio_objects
 from planner.model import Ref
 
 
@@ -15,16 +15,16 @@ from planner.model import Ref
 def deprecated_fields(ctx: Context) -> Iterator[tuple[Ref, str] | tuple[Ref, str, str]]:
     inv = ctx.inventory
     for vs in istio_objects(inv, "VirtualService"):
-        for route in spec(vs).get("http") or ():
+        for route in vs.spec.get("http") or ():
             delay = ((route or {}).get("fault") or {}).get("delay") or {}
             percent = delay.get("percent")
             if isinstance(percent, (int, float)) and percent > 0:
-                yield ref(vs), ("Deprecated: HTTPRoute.fault.delay.percent is deprecated; use "
+                yield vs.ref, ("Deprecated: HTTPRoute.fault.delay.percent is deprecated; use "
                                 "HTTPRoute.fault.delay.percentage"), \
                     (f"Write the delay's share as percentage: {{value: {percent}}} instead of percent: {percent}.")
     for sc in istio_objects(inv, "Sidecar"):
-        policy = spec(sc).get("outboundTrafficPolicy") or {}
+        policy = sc.spec.get("outboundTrafficPolicy") or {}
         if policy.get("egressProxy") is not None:
-            yield ref(sc), "Deprecated: OutboundTrafficPolicy.EgressProxy ignored", \
+            yield sc.ref, "Deprecated: OutboundTrafficPolicy.EgressProxy ignored", \
                 ("Remove outboundTrafficPolicy.egressProxy: Istio ignores it; route unknown destinations through an "
                  "egress gateway with a ServiceEntry and VirtualService instead.")

@@ -12,9 +12,7 @@ from planner.analysis.common import (
     istio_objects,
     labels_match,
     ns_of,
-    ref,
     service_index,
-    spec,
 )
 from planner.model import Pod, Ref
 
@@ -38,10 +36,10 @@ def _unverified(tls: dict[str, Any] | None, has_selector: bool) -> str | None:
        "proxy verifies the server's certificate.")
 def no_verification_destination(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for dr in istio_objects(ctx.inventory, "DestinationRule"):
-        s = spec(dr)
+        s = dr.spec
         mode = _unverified((s.get("trafficPolicy") or {}).get("tls"), bool(s.get("workloadSelector")))
         if mode:
-            yield ref(dr), (f"DestinationRule {dr.name} in namespace {ns_of(dr)} has TLS mode set to {mode} but no "
+            yield dr.ref, (f"DestinationRule {dr.name} in namespace {ns_of(dr)} has TLS mode set to {mode} but no "
                             f"caCertificates are set to validate server identity for host: {s.get('host')}")
 
 
@@ -49,12 +47,12 @@ def no_verification_destination(ctx: Context) -> Iterator[tuple[Ref, str]]:
        "Set caCertificates in the portLevelSettings' tls so the proxy verifies the server's certificate.")
 def no_verification_port(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for dr in istio_objects(ctx.inventory, "DestinationRule"):
-        s = spec(dr)
+        s = dr.spec
         for pls in (s.get("trafficPolicy") or {}).get("portLevelSettings") or ():
             mode = _unverified(pls.get("tls"), bool(s.get("workloadSelector")))
             if mode:
                 port = (pls.get("port") or {}).get("number")
-                yield ref(dr), (f"DestinationRule {dr.name} in namespace {ns_of(dr)} has TLS mode set to {mode} but "
+                yield dr.ref, (f"DestinationRule {dr.name} in namespace {ns_of(dr)} has TLS mode set to {mode} but "
                                 f"no caCertificates are set to validate server identity for host: {s.get('host')} "
                                 f"at port {port}")
 
@@ -65,7 +63,7 @@ def no_verification_port(ctx: Context) -> Iterator[tuple[Ref, str]]:
 def unknown_host(ctx: Context) -> Iterator[tuple[Ref, str]]:
     index = service_index(ctx.inventory)
     for dr in istio_objects(ctx.inventory, "DestinationRule"):
-        host = spec(dr).get("host")
+        host = dr.spec.get("host")
         if not host:
             continue
         full = fqdn(host, ns_of(dr))
@@ -74,7 +72,7 @@ def unknown_host(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 continue
         elif index.known(full, ns_of(dr)):
             continue
-        yield ref(dr), f"The host {host} defined in the DestinationRule does not match any services in the mesh."
+        yield dr.ref, f"The host {host} defined in the DestinationRule does not match any services in the mesh."
 
 
 @check("IST0173", "DestinationRuleSubsetNotSelectPods", "error",
@@ -84,14 +82,14 @@ def subset_selects_no_pods(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     nodes = {n.name: n.labels for n in inv.of_kind("Node")}
     for dr in istio_objects(inv, "DestinationRule"):
-        s = spec(dr)
+        s = dr.spec
         svc = service_index(inv).kube.get(fqdn(s.get("host") or "", ns_of(dr)))
         if svc is None:
             continue  # subsets of ServiceEntries and unknown hosts select workloads this check cannot see
         pods = inv.pods_of_service(svc)
         for subset in s.get("subsets") or ():
             if not any(_subset_selects(subset.get("labels") or {}, p, nodes) for p in pods):
-                yield ref(dr), (f"The Subset {subset.get('name')} defined in the DestinationRule does not select any "
+                yield dr.ref, (f"The Subset {subset.get('name')} defined in the DestinationRule does not select any "
                                 f"pods. Which may lead to 503 UH (NoHealthyUpstream).")
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import istio_objects, ref, spec
+from planner.analysis.common import istio_objects
 from planner.model import KubeObject, Ref
 
 # Operations placed relative to another filter: the result depends on which EnvoyFilters ran first.
@@ -24,7 +24,7 @@ def _finding(ef: KubeObject, patch: dict[str, Any]) -> str | None:
         return "IST0153" if apply_to in _ROUTE_LEVEL else None
     if op == "REMOVE" and apply_to in _ROUTE_LEVEL:
         return "IST0154"
-    if op in _RELATIVE and not spec(ef).get("priority"):
+    if op in _RELATIVE and not ef.spec.get("priority"):
         with_version = bool(((patch.get("match") or {}).get("proxy") or {}).get("proxyVersion"))
         return "IST0155" if with_version else "IST0151"
     if op == "REPLACE" and apply_to not in _REPLACEABLE:
@@ -35,7 +35,7 @@ def _finding(ef: KubeObject, patch: dict[str, Any]) -> str | None:
 def _filters_with(inv, code: str) -> Iterator[KubeObject]:
     """EnvoyFilters with at least one patch earning `code` (one message per filter, as istioctl dedupes them)."""
     for ef in istio_objects(inv, "EnvoyFilter"):
-        if any(_finding(ef, p or {}) == code for p in spec(ef).get("configPatches") or ()):
+        if any(_finding(ef, p or {}) == code for p in ef.spec.get("configPatches") or ()):
             yield ef
 
 
@@ -44,7 +44,7 @@ def _filters_with(inv, code: str) -> Iterator[KubeObject]:
        "EnvoyFilters exist.")
 def relative_operation(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ef in _filters_with(ctx.inventory, "IST0151"):
-        yield ref(ef), ("This EnvoyFilter does not have a priority and has a relative patch operation set which can "
+        yield ef.ref, ("This EnvoyFilter does not have a priority and has a relative patch operation set which can "
                         "cause the EnvoyFilter not to be applied. Using the INSERT_FIRST or ADD option or setting the "
                         "priority may help in ensuring the EnvoyFilter is applied correctly.")
 
@@ -54,7 +54,7 @@ def relative_operation(ctx: Context) -> Iterator[tuple[Ref, str]]:
        "to after an upgrade.")
 def relative_operation_with_version(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ef in _filters_with(ctx.inventory, "IST0155"):
-        yield ref(ef), ("This EnvoyFilter does not have a priority and has a relative patch operation (INSERT_BEFORE/"
+        yield ef.ref, ("This EnvoyFilter does not have a priority and has a relative patch operation (INSERT_BEFORE/"
                         "AFTER, REPLACE, MERGE, DELETE) and proxyVersion set which can cause the EnvoyFilter not to "
                         "be applied during an upgrade. Using the INSERT_FIRST or ADD option or setting the priority "
                         "may help in ensuring the EnvoyFilter is applied correctly.")
@@ -64,14 +64,14 @@ def relative_operation_with_version(ctx: Context) -> Iterator[tuple[Ref, str]]:
        "Use MERGE (or REMOVE then ADD) for this applyTo: REPLACE works only on HTTP_FILTER and NETWORK_FILTER.")
 def replace_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ef in _filters_with(ctx.inventory, "IST0152"):
-        yield ref(ef), "The REPLACE operation is only valid for HTTP_FILTER and NETWORK_FILTER."
+        yield ef.ref, "The REPLACE operation is only valid for HTTP_FILTER and NETWORK_FILTER."
 
 
 @check("IST0153", "EnvoyFilterUsesAddOperationIncorrectly", "error",
        "Use MERGE for ROUTE_CONFIGURATION, or ADD on VIRTUAL_HOST; Envoy ignores ADD here.")
 def add_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ef in _filters_with(ctx.inventory, "IST0153"):
-        yield ref(ef), "The ADD operation will be ignored when applyTo is set to ROUTE_CONFIGURATION, or HTTP_ROUTE."
+        yield ef.ref, "The ADD operation will be ignored when applyTo is set to ROUTE_CONFIGURATION, or HTTP_ROUTE."
 
 
 @check("IST0154", "EnvoyFilterUsesRemoveOperationIncorrectly", "error",
@@ -79,5 +79,5 @@ def add_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
        "ignores REMOVE here.")
 def remove_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ef in _filters_with(ctx.inventory, "IST0154"):
-        yield ref(ef), ("The REMOVE operation will be ignored when applyTo is set to ROUTE_CONFIGURATION, or "
+        yield ef.ref, ("The REMOVE operation will be ignored when applyTo is set to ROUTE_CONFIGURATION, or "
                         "HTTP_ROUTE.")

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import ref
 from planner.inventory import Inventory
 from planner.model import KubeObject, Ref
 
@@ -61,7 +60,7 @@ def invalid_external_control_plane(ctx: Context) -> Iterator[tuple[Ref, str]]:
             problem, shown = "was provided in an invalid format", str(url)
         else:
             continue
-        yield ref(cfg), (f"The hostname ({shown}) that was provided for the webhook ({hook}) to reach the ingress "
+        yield cfg.ref, (f"The hostname ({shown}) that was provided for the webhook ({hook}) to reach the ingress "
                          f"gateway on the external control plane cluster {problem}. Traffic may not flow properly.")
 
 
@@ -73,6 +72,6 @@ def external_control_plane_ip(ctx: Context) -> Iterator[tuple[Ref, str]]:
         url = client.get("url")
         host = _host(str(url)) if url is not None else None
         if host and _is_ip(host):
-            yield ref(cfg), (f"The address ({url}) that was provided for the webhook ({hook}) to reach the ingress "
+            yield cfg.ref, (f"The address ({url}) that was provided for the webhook ({hook}) to reach the ingress "
                              f"gateway on the external control plane cluster is an IP address. This is not "
                              f"recommended for a production environment.")

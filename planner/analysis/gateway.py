@@ -14,10 +14,8 @@ from planner.analysis.common import (
     ns_of,
     per_inventory,
     pods_anywhere,
-    ref,
     selector_text,
     services_selecting,
-    spec,
 )
 from planner.inventory import Inventory
 from planner.model import KubeObject, Pod, Ref
@@ -25,7 +23,7 @@ from planner.sources import CREDENTIAL
 
 
 def _selector(gw: KubeObject) -> dict[str, str]:
-    return spec(gw).get("selector") or {}
+    return gw.spec.get("selector") or {}
 
 
 def _workloads(inv: Inventory) -> dict[tuple[str, str | None, str], list[Pod]]:
@@ -57,16 +55,16 @@ def gateway_references(ctx: Context) -> Iterator[tuple[Ref, str]]:
         pods = gateway_pods(inv, gw)
         if not pods:
             # One message per Gateway: its credentials cannot be resolved without a workload either.
-            yield ref(gw), f'Referenced selector not found: "{selector_text(sel)}"'
+            yield gw.ref, f'Referenced selector not found: "{selector_text(sel)}"'
             continue
-        for server in spec(gw).get("servers") or ():
+        for server in gw.spec.get("servers") or ():
             cred = (server.get("tls") or {}).get("credentialName")
             if not cred:
                 continue
             # The gateway pods read the Secret from their own namespace.
             for ns in sorted({p.namespace for p in pods}):
                 if (ns, cred) not in secrets:
-                    yield ref(gw), f'Referenced credentialName not found: "{cred}"'
+                    yield gw.ref, f'Referenced credentialName not found: "{cred}"'
 
 
 @check("IST0161", "InvalidGatewayCredential", "error",
@@ -80,7 +78,7 @@ def gateway_credentials(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for gw in istio_objects(inv, "Gateway"):
         namespaces = sorted({p.namespace for p in gateway_pods(inv, gw)})
         problems = []
-        for server in spec(gw).get("servers") or ():
+        for server in gw.spec.get("servers") or ():
             cred = (server.get("tls") or {}).get("credentialName")
             for ns in namespaces if cred else ():
                 secret = inv.get("Secret", ns, cred)
@@ -92,7 +90,7 @@ def gateway_credentials(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 elif facts.get("not_after", now) < now:
                     problems.append(f"Secret {ns}/{cred}: its certificate expired on {facts['not_after'][:10]}")
         if problems:
-            yield ref(gw), (f"The credential referenced by the Gateway {gw.name} in namespace {ns_of(gw)} is invalid, "
+            yield gw.ref, (f"The credential referenced by the Gateway {gw.name} in namespace {ns_of(gw)} is invalid, "
                             f"which can cause the traffic not to work as expected ({'; '.join(problems)}).")
 
 
@@ -113,10 +111,10 @@ def gateway_port_on_service(ctx: Context) -> Iterator[tuple[Ref, str]]:
                         exposed.add(port.port)
                         if isinstance(port.target_port, int):
                             exposed.add(port.target_port)
-        for server in spec(gw).get("servers") or ():
+        for server in gw.spec.get("servers") or ():
             number = (server.get("port") or {}).get("number")
             if number is not None and number not in exposed:
-                yield ref(gw), (f"The gateway is listening on a target port (port {number}) that is not defined in "
+                yield gw.ref, (f"The gateway is listening on a target port (port {number}) that is not defined in "
                                 f"the Service associated with its workload instances (Pod selector "
                                 f"{selector_text(_selector(gw))}).")
 
@@ -127,7 +125,7 @@ def gateway_port_on_service(ctx: Context) -> Iterator[tuple[Ref, str]]:
 def conflicting_gateways(ctx: Context) -> Iterator[tuple[Ref, str]]:
     by_port: dict[int, list[tuple[KubeObject, str]]] = defaultdict(list)
     for gw in istio_objects(ctx.inventory, "Gateway"):
-        for server in spec(gw).get("servers") or ():
+        for server in gw.spec.get("servers") or ():
             number = (server.get("port") or {}).get("number")
             if number is None:
                 continue
@@ -148,7 +146,7 @@ def conflicting_gateways(ctx: Context) -> Iterator[tuple[Ref, str]]:
                     entry[2].add(number)
                     entry[3].update((ha, hb))
     for gw, others, ports, hosts in conflicts.values():
-        yield ref(gw), (f"Conflict with gateways {','.join(sorted(others))} (workload selector "
+        yield gw.ref, (f"Conflict with gateways {','.join(sorted(others))} (workload selector "
                         f"{selector_text(_selector(gw))}, port {','.join(map(str, sorted(ports)))}, "
                         f"hosts {sorted(hosts)}).")
 
@@ -160,7 +158,7 @@ def duplicate_certificate(ctx: Context) -> Iterator[tuple[Ref, str]]:
     by_cert: dict[tuple[str, ...], list[KubeObject]] = defaultdict(list)
     for gw in istio_objects(ctx.inventory, "Gateway"):
         certs = set()
-        for server in spec(gw).get("servers") or ():
+        for server in gw.spec.get("servers") or ():
             tls = server.get("tls") or {}
             if tls.get("credentialName"):
                 certs.add(("credential", tls["credentialName"]))
@@ -175,5 +173,5 @@ def duplicate_certificate(ctx: Context) -> Iterator[tuple[Ref, str]]:
             dupes = [o for o in gateways if o is not gw and _selects_subset(_selector(gw), _selector(o))]
             if dupes:
                 names = sorted(f"{ns_of(o)}/{o.name}" for o in [gw, *dupes])
-                yield ref(gw), (f"Duplicate certificate in multiple gateways {names} may cause 404s if clients "
+                yield gw.ref, (f"Duplicate certificate in multiple gateways {names} may cause 404s if clients "
                                 f"re-use HTTP2 connections.")

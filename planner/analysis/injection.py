@@ -17,7 +17,6 @@ from planner.analysis.common import (
     ns_of,
     opted_out,
     proxy_container,
-    spec,
     webhook_selects,
 )
 from planner.inventory import Inventory
@@ -157,7 +156,7 @@ def _image_type(inv: Inventory, pod: Pod, proxy_configs: dict[str, str]) -> str 
 def proxy_image_mismatch(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     injectors = _injector_values(inv)
-    proxy_configs = {pc.namespace or "default": ((spec(pc).get("image") or {}).get("imageType") or "")
+    proxy_configs = {pc.namespace or "default": ((pc.spec.get("image") or {}).get("imageType") or "")
                      for pc in istio_objects(inv, "ProxyConfig")}
     for ns in _checked_namespaces(inv):
         if ns.injection != "sidecar":

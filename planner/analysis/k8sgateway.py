@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import istio_objects, labels_match, ns_of, ref, spec
+from planner.analysis.common import istio_objects, labels_match, ns_of
 from planner.model import Ref
 
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
@@ -32,13 +32,13 @@ def ineffective_selector(ctx: Context) -> Iterator[tuple[Ref, str]]:
         return
     for kind in _POLICY_KINDS:
         for policy in istio_objects(inv, kind):
-            s = spec(policy)
+            s = policy.spec
             if s.get("targetRef") or s.get("targetRefs") or s.get("selector") is None:
                 continue
             wanted = (s.get("selector") or {}).get("matchLabels") or {}
             for pod in gateway_pods:
                 if pod.namespace == ns_of(policy) and labels_match(wanted, pod.labels):
-                    yield ref(policy), (f"Ineffective selector on Kubernetes Gateway {pod.labels[GATEWAY_NAME_LABEL]}. "
+                    yield policy.ref, (f"Ineffective selector on Kubernetes Gateway {pod.labels[GATEWAY_NAME_LABEL]}. "
                                         f"Use the TargetRef field instead.")
 
 
@@ -63,6 +63,6 @@ def crd_version_below_minimum(ctx: Context) -> Iterator[tuple[Ref, str]]:
         installed = _bundle_version(str(crd.annotations.get(BUNDLE_VERSION, ""))) if minimum else None
         if installed is not None and installed[0] < minimum:
             wanted = ".".join(map(str, minimum))
-            yield ref(crd), (f'Gateway API CRD "{crd.name}" is at version "{installed[1]}" but Istio requires at '
+            yield crd.ref, (f'Gateway API CRD "{crd.name}" is at version "{installed[1]}" but Istio requires at '
                              f'least "{wanted}"; resources of this kind will not be processed. Upgrade the Gateway '
                              f"API CRDs to satisfy the minimum version.")

@@ -27,9 +27,7 @@ from planner.analysis.common import (
     ns_of,
     opted_out,
     per_inventory,
-    ref,
     service_index,
-    spec,
 )
 from planner.inventory import Inventory
 from planner.model import Container, Pod, PodSpecSummary, Ref, Service
@@ -403,7 +401,7 @@ _SUBSETS = registered(destinationrule.subset_selects_no_pods)
 @check(_SUBSETS.code, _SUBSETS.name, _SUBSETS.level, _SUBSETS.hint, ("request-routing", "traffic-shifting"))
 def subsets_without_pods(ctx: Context) -> Iterator[Found]:
     namespaces = set(scope_namespaces(ctx))
-    hosts = {dr.ref: fqdn(spec(dr).get("host") or "", ns_of(dr))
+    hosts = {dr.ref: fqdn(dr.spec.get("host") or "", ns_of(dr))
              for dr in istio_objects(ctx.inventory, "DestinationRule")}
     for r, text, *h in _SUBSETS.fn(ctx):
         host = hosts.get(r, "")
@@ -442,10 +440,10 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
                     f"Service {svc.namespace}/{svc.name}", str(u.ref), u.inject(inv)
     for ing in inv.of_kind("Ingress"):
         n = ns_of(ing)
-        cls = spec(ing).get("ingressClassName") or ing.annotations.get("kubernetes.io/ingress.class") or "default"
+        cls = ing.spec.get("ingressClassName") or ing.annotations.get("kubernetes.io/ingress.class") or "default"
         if n not in scope or cls == "istio":
             continue
-        for name in sorted(_ingress_backends(spec(ing))):
+        for name in sorted(_ingress_backends(ing.spec)):
             yield ing.ref, f"Ingress {n}/{ing.name} (class {cls}) sends its traffic to Service {n}/{name}", \
                 f"Service {n}/{name}", f"the {cls} ingress controller", \
                 "inject the controller's pods, or route through an Istio Gateway instead"
@@ -512,12 +510,12 @@ def tls_disabled(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     hosts = [s.host for n in scope_namespaces(ctx) for s in inv.services_by_namespace.get(n, ())]
     for dr in istio_objects(inv, "DestinationRule"):
-        if "DISABLE" not in _tls_modes(spec(dr)):
+        if "DISABLE" not in _tls_modes(dr.spec):
             continue
-        host = fqdn(spec(dr).get("host") or "", ns_of(dr))
+        host = fqdn(dr.spec.get("host") or "", ns_of(dr))
         hit = [h for h in hosts if host_matches(h, host)]
         if hit:
-            yield ref(dr), f"DestinationRule {ns_of(dr)}/{dr.name} sets TLS mode DISABLE for {', '.join(hit)}", \
+            yield dr.ref, f"DestinationRule {ns_of(dr)}/{dr.name} sets TLS mode DISABLE for {', '.join(hit)}", \
                 hint("MST0403", rule=f"{ns_of(dr)}/{dr.name}", namespace=ns_of(dr), name=dr.name)
 
 
@@ -537,12 +535,12 @@ def peer_mode(inv: Inventory, namespace: str) -> tuple[str | None, Ref | None]:
     """The namespace-wide mTLS mode as Istio resolves it (the namespace's PeerAuthentication without selector,
     else the root namespace's), with the policy that sets it; (None, None) when none does (Istio then behaves as
     PERMISSIVE)."""
-    policies = [pa for pa in istio_objects(inv, "PeerAuthentication") if not spec(pa).get("selector")]
+    policies = [pa for pa in istio_objects(inv, "PeerAuthentication") if not pa.spec.get("selector")]
     for where in (namespace, inv.root_namespace):
         for pa in policies:
-            mode = (spec(pa).get("mtls") or {}).get("mode")
+            mode = (pa.spec.get("mtls") or {}).get("mode")
             if ns_of(pa) == where and mode and mode != "UNSET":
-                return mode, ref(pa)
+                return mode, pa.ref
     return None, None
 
 
@@ -571,14 +569,14 @@ def strict_not_in_place(ctx: Context) -> Iterator[Found]:
             yield Ref("Namespace", None, n), f"mTLS is not STRICT in namespace {n} ({state})", \
                 hint("MST0501", namespace=n, fix=fix)
         for pa in istio_objects(inv, "PeerAuthentication"):
-            s = spec(pa)
+            s = pa.spec
             if ns_of(pa) != n or not s.get("selector"):
                 continue
             modes = {(s.get("mtls") or {}).get("mode")} | {(p or {}).get("mode")
                                                           for p in (s.get("portLevelMtls") or {}).values()}
             weak = sorted(m for m in modes & {"PERMISSIVE", "DISABLE"})
             if weak:
-                yield ref(pa), (f"PeerAuthentication {n}/{pa.name} keeps {'/'.join(weak)} "
+                yield pa.ref, (f"PeerAuthentication {n}/{pa.name} keeps {'/'.join(weak)} "
                                 "for the workloads it selects"), \
                     hint("MST0501", namespace=n, fix=f"set STRICT in PeerAuthentication {n}/{pa.name}, or delete it")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import istio_objects, per_inventory, ref, spec
+from planner.analysis.common import istio_objects, per_inventory
 from planner.inventory import Inventory
 from planner.model import KubeObject, Ref
 
@@ -135,7 +135,7 @@ def unreachable_rules(routes: list[Any], http: bool) -> Iterator[tuple[str, tupl
 
 
 def _findings(vs: KubeObject) -> Iterator[tuple[str, tuple[str, ...]]]:
-    s = spec(vs)
+    s = vs.spec
     for field in ("http", "tcp", "tls"):
         yield from unreachable_rules(list(s.get(field) or ()), http=field == "http")
 
@@ -154,7 +154,7 @@ def unreachable_rule(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for vs, what, about in _all_findings(ctx.inventory):
         if what == _UNREACHABLE:
             rule, reason = about
-            yield ref(vs), f"VirtualService rule {rule} not used ({reason})."
+            yield vs.ref, f"VirtualService rule {rule} not used ({reason})."
 
 
 @check("IST0131", "VirtualServiceIneffectiveMatch", "info",
@@ -164,5 +164,5 @@ def ineffective_match(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for vs, what, about in _all_findings(ctx.inventory):
         if what == _INEFFECTIVE:
             rule, match, earlier = about
-            yield ref(vs), (f"VirtualService rule {rule} match {match} is not used (duplicate/overlapping match in "
+            yield vs.ref, (f"VirtualService rule {rule} match {match} is not used (duplicate/overlapping match in "
                             f"rule {earlier}).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import SYSTEM_NAMESPACES, lookup, ref
+from planner.analysis.common import SYSTEM_NAMESPACES, lookup
 from planner.inventory import Inventory
 from planner.model import Ref, Service
 
@@ -22,7 +22,7 @@ def _skipped(svc: Service) -> bool:
 def _ref(inv: Inventory, svc: Service) -> Ref:
     """The Service as its YAML names it (without a namespace when it gives none), as istioctl does."""
     obj = lookup(inv, "Service", svc.namespace, svc.name)
-    return ref(obj) if obj is not None else svc.ref
+    return obj.ref if obj is not None else svc.ref
 
 
 @check("IST0118", "PortNameIsNotUnderNamingConvention", "info",

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import istio_objects, ns_of, ref, seen_together, spec
+from planner.analysis.common import istio_objects, ns_of, seen_together
 from planner.model import KubeObject, Ref
 
 # Protocols a proxy can only tell apart by destination address: without addresses, every such entry on a port
@@ -27,11 +27,11 @@ def addresses_required(ctx: Context) -> Iterator[tuple[Ref, str]]:
     if _auto_allocates(ctx.inventory.mesh_config):
         return
     for se in istio_objects(ctx.inventory, "ServiceEntry"):
-        s = spec(se)
+        s = se.spec
         if s.get("addresses") or (se.raw.get("status") or {}).get("addresses"):
             continue  # given, or allocated by istiod (status.addresses)
         if any((p.get("protocol") or "").upper() in _ADDRESS_PROTOCOLS for p in s.get("ports") or ()):
-            yield ref(se), "ServiceEntry addresses are required for this protocol."
+            yield se.ref, "ServiceEntry addresses are required for this protocol."
 
 
 @check("IST0177", "ConflictingServiceEntryProtocol", "warning",
@@ -39,8 +39,8 @@ def addresses_required(ctx: Context) -> Iterator[tuple[Ref, str]]:
 def conflicting_protocol(ctx: Context) -> Iterator[tuple[Ref, str]]:
     by_key: dict[tuple[str, int], list[tuple[KubeObject, str]]] = defaultdict(list)
     for se in istio_objects(ctx.inventory, "ServiceEntry"):
-        for host in spec(se).get("hosts") or ():
-            for p in spec(se).get("ports") or ():
+        for host in se.spec.get("hosts") or ():
+            for p in se.spec.get("ports") or ():
                 by_key[(host, p.get("number"))].append((se, (p.get("protocol") or "").upper()))
     blamed: dict[int, tuple[KubeObject, str, int, set[str], set[str]]] = {}
     for (host, number), entries in by_key.items():
@@ -53,5 +53,5 @@ def conflicting_protocol(ctx: Context) -> Iterator[tuple[Ref, str]]:
                     names.update((f"{ns_of(a)}/{a.name}", f"{ns_of(b)}/{b.name}"))
                     protocols.update((pa, pb))
     for se, host, number, names, protocols in blamed.values():
-        yield ref(se), (f"Multiple ServiceEntries ({', '.join(sorted(names))}) define the same host {host!r} and "
+        yield se.ref, (f"Multiple ServiceEntries ({', '.join(sorted(names))}) define the same host {host!r} and "
                         f"port {number} with conflicting protocols ({', '.join(sorted(protocols))}).")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import istio_objects, match_labels, ns_of, proxy_container, ref, selector_checks
+from planner.analysis.common import istio_objects, match_labels, ns_of, proxy_container, selector_checks
 from planner.model import Ref
 
 selector_checks(
@@ -30,8 +30,8 @@ def sidecar_in_ambient(ctx: Context) -> Iterator[tuple[Ref, str]]:
         if not sel:
             ns = inv.namespaces.get(ns_of(sc))
             if ns is not None and ns.injection == "ambient":
-                yield ref(sc), "The policy has no impact: namespace is in ambient mode, the policy has no impact."
+                yield sc.ref, "The policy has no impact: namespace is in ambient mode, the policy has no impact."
             continue
         pods = inv.pods_matching(ns_of(sc), sel)
         if pods and all(inv.in_mesh(p) and proxy_container(p.spec) is None for p in pods):
-            yield ref(sc), "The policy has no impact: selected workloads are in ambient mode, the policy has no impact."
+            yield sc.ref, "The policy has no impact: selected workloads are in ambient mode, the policy has no impact."

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import istio_objects, match_labels, ns_of, ref, selector_checks, spec
+from planner.analysis.common import istio_objects, match_labels, ns_of, selector_checks
 from planner.model import KubeObject, Ref
 
 _CATEGORIES = ("accessLogging", "tracing", "metrics")
@@ -35,10 +35,10 @@ selector_checks(
 def empty_providers(ctx: Context) -> Iterator[tuple[Ref, str]]:
     defaults = ctx.inventory.mesh_config.get("defaultProviders") or {}
     for t in istio_objects(ctx.inventory, "Telemetry"):
-        s = spec(t)
+        s = t.spec
         if any(not e.get("providers") and not e.get("disabled") and not defaults.get(cat)
                for cat in _CATEGORIES for e in s.get(cat) or ()):
-            yield ref(t), f"The Telemetry {t.name} in namespace {ns_of(t)!r} with empty providers will be ignored."
+            yield t.ref, f"The Telemetry {t.name} in namespace {ns_of(t)!r} with empty providers will be ignored."
 
 
 @check("IST0002", "Deprecated", "warning",
@@ -47,7 +47,7 @@ def deprecated_provider(ctx: Context) -> Iterator[tuple[Ref, str]]:
     kinds = {p.get("name"): next((k for k in p if k in _DEPRECATED_PROVIDERS), None)
              for p in ctx.inventory.mesh_config.get("extensionProviders") or ()}
     for t in istio_objects(ctx.inventory, "Telemetry"):
-        used = {p.get("name") for cat in _CATEGORIES for e in spec(t).get(cat) or () for p in e.get("providers") or ()}
+        used = {p.get("name") for cat in _CATEGORIES for e in t.spec.get(cat) or () for p in e.get("providers") or ()}
         for name in sorted(n for n in used if kinds.get(n)):
-            yield ref(t), (f"Deprecated: The {kinds[name]} provider ({name}) is deprecated, please migrate to "
+            yield t.ref, (f"Deprecated: The {kinds[name]} provider ({name}) is deprecated, please migrate to "
                            f"{_DEPRECATED_PROVIDERS[kinds[name]]} provider.")

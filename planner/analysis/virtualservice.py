@@ -18,10 +18,8 @@ from planner.analysis.common import (
     match_labels,
     ns_of,
     per_inventory,
-    ref,
     seen_together,
     service_index,
-    spec,
 )
 from planner.analysis.gateway import gateway_pods
 from planner.inventory import Inventory
@@ -36,7 +34,7 @@ _JWT_CLAIM_HEADER = "@request.auth.claims."
 def _routes(vs: KubeObject) -> Iterator[tuple[str, dict[str, Any]]]:
     """(kind, destination) of every destination and mirror of an http, tcp and tls route. A route entry without
     a destination yields an empty one, which names no host."""
-    s = spec(vs)
+    s = vs.spec
     for kind in ("http", "tcp", "tls"):
         for rule in s.get(kind) or ():
             for r in rule.get("route") or ():
@@ -49,7 +47,7 @@ def _routes(vs: KubeObject) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _gateways(vs: KubeObject) -> list[str]:
-    return list(spec(vs).get("gateways") or ())
+    return list(vs.spec.get("gateways") or ())
 
 
 def _bound_to_mesh(vs: KubeObject) -> bool:
@@ -59,7 +57,7 @@ def _bound_to_mesh(vs: KubeObject) -> bool:
 
 def _readers(obj: KubeObject) -> list[str]:
     """The namespaces whose view of the mesh an object's exportTo must hold for: its own unless it names others."""
-    targets = [ns_of(obj) if t == "." else t for t in spec(obj).get("exportTo") or () if t not in ("*", "~")]
+    targets = [ns_of(obj) if t == "." else t for t in obj.spec.get("exportTo") or () if t not in ("*", "~")]
     return targets or [ns_of(obj)]
 
 
@@ -84,24 +82,24 @@ def destination_not_found(ctx: Context) -> Iterator[tuple[Ref, str]]:
             host = dest.get("host") or ""
             full = fqdn(host, ns_of(vs))
             if not host or not all(index.known(full, ns) for ns in _readers(vs)):
-                yield ref(vs), f'Referenced host not found: "{host}"'
+                yield vs.ref, f'Referenced host not found: "{host}"'
                 continue
             port = (dest.get("port") or {}).get("number")
             ports = index.ports(full)
             if port is not None and ports is not None and port not in ports:
-                yield ref(vs), f'Referenced host:port not found: "{host}:{port}"'
+                yield vs.ref, f'Referenced host:port not found: "{host}:{port}"'
             subset = dest.get("subset")
             if subset and subset not in subsets.get(full, ()):
-                yield ref(vs), f'Referenced host+subset in destinationrule not found: "{host}+{subset}"'
+                yield vs.ref, f'Referenced host+subset in destinationrule not found: "{host}+{subset}"'
 
 
 def _subsets(inv: Inventory) -> dict[str, set[str]]:
     """Subset names by fully qualified host, from every DestinationRule."""
     out: dict[str, set[str]] = defaultdict(set)
     for dr in istio_objects(inv, "DestinationRule"):
-        host = spec(dr).get("host")
+        host = dr.spec.get("host")
         if host:
-            out[fqdn(host, ns_of(dr))].update(s.get("name") for s in spec(dr).get("subsets") or ())
+            out[fqdn(host, ns_of(dr))].update(s.get("name") for s in dr.spec.get("subsets") or ())
     return out
 
 
@@ -115,7 +113,7 @@ def destination_port_required(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 continue
             ports = index.ports(fqdn(dest["host"], ns_of(vs)))
             if ports is not None and len(ports) > 1:
-                yield ref(vs), (f"This VirtualService routes to a service {dest['host']!r} that exposes multiple "
+                yield vs.ref, (f"This VirtualService routes to a service {dest['host']!r} that exposes multiple "
                                 f"ports {ports}. Specifying a port in the destination is required to disambiguate.")
 
 
@@ -129,9 +127,9 @@ def _gateway_hosts(inv: Inventory, namespace: str, name: str) -> list[tuple[str,
     if gw is None:
         return None
     if gw.group == GATEWAY_API_GROUP:
-        return [("*", lst.get("hostname") or "*") for lst in spec(gw).get("listeners") or ()]
+        return [("*", lst.get("hostname") or "*") for lst in gw.spec.get("listeners") or ()]
     out = []
-    for server in spec(gw).get("servers") or ():
+    for server in gw.spec.get("servers") or ():
         for h in server.get("hosts") or ():
             ns, _, host = h.rpartition("/")
             out.append((ns_of(gw) if ns == "." else (ns or "*"), host))
@@ -146,7 +144,7 @@ def gateway_not_found(ctx: Context) -> Iterator[tuple[Ref, str]]:
             if name == MESH or _INTERNAL_GATEWAY in name:
                 continue
             if _gateway_hosts(ctx.inventory, *_split_ref(name, ns_of(vs))) is None:
-                yield ref(vs), f'Referenced gateway not found: "{name}"'
+                yield vs.ref, f'Referenced gateway not found: "{name}"'
 
 
 @check("IST0132", "VirtualServiceHostNotFoundInGateway", "warning",
@@ -154,14 +152,14 @@ def gateway_not_found(ctx: Context) -> Iterator[tuple[Ref, str]]:
        "namespace), or fix the VirtualService's hosts.")
 def host_not_in_gateway(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for vs in istio_objects(ctx.inventory, "VirtualService"):
-        hosts = list(spec(vs).get("hosts") or ())
+        hosts = list(vs.spec.get("hosts") or ())
         for name in _gateways(vs):
             if name == MESH or _INTERNAL_GATEWAY in name:
                 continue
             gw_ns, gw_name = _split_ref(name, ns_of(vs))
             served = _gateway_hosts(ctx.inventory, gw_ns, gw_name) or []
             if not any(ns in ("*", ns_of(vs)) and hosts_overlap(h, gh) for h in hosts for ns, gh in served):
-                yield ref(vs), (f"one or more host {hosts} defined in VirtualService {ns_of(vs)}/{vs.name} not "
+                yield vs.ref, (f"one or more host {hosts} defined in VirtualService {ns_of(vs)}/{vs.name} not "
                                 f"found in Gateway {gw_ns}/{gw_name}.")
 
 
@@ -172,7 +170,7 @@ def internal_gateway(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for vs in istio_objects(ctx.inventory, "VirtualService"):
         for name in _gateways(vs):
             if _INTERNAL_GATEWAY in name:
-                yield ref(vs), (f"Gateway reference in VirtualService {vs.name} is to an implementation-generated "
+                yield vs.ref, (f"Gateway reference in VirtualService {vs.name} is to an implementation-generated "
                                 f"internal Gateway: {name}.")
 
 
@@ -188,7 +186,7 @@ def conflicting_mesh_hosts(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for vs in istio_objects(ctx.inventory, "VirtualService"):
         if not _bound_to_mesh(vs):
             continue
-        for h in spec(vs).get("hosts") or ():
+        for h in vs.spec.get("hosts") or ():
             full = fqdn(h, ns_of(vs))
             exact[full].append(vs)
             if full.startswith("*"):
@@ -216,7 +214,7 @@ def conflicting_mesh_hosts(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for key, others in blamed.items():
         vs = objs[key]
         names = sorted(others | {f"{ns_of(vs)}/{vs.name}"})
-        yield ref(vs), (f"The VirtualServices {','.join(names)} associated with mesh gateway define the same host "
+        yield vs.ref, (f"The VirtualServices {','.join(names)} associated with mesh gateway define the same host "
                         f"{','.join(sorted(hosts_of[key]))} which can lead to undefined behavior. This can be fixed "
                         f"by merging the conflicting VirtualServices into a single resource.")
 
@@ -231,7 +229,7 @@ def ingress_bypasses_subsets(ctx: Context) -> Iterator[tuple[Ref, str]]:
     subset_routed: dict[str, list[KubeObject]] = defaultdict(list)
     for vs in istio_objects(ctx.inventory, "VirtualService"):
         if _bound_to_mesh(vs) and any(d.get("subset") for _k, d in _routes(vs)):
-            for h in spec(vs).get("hosts") or ():
+            for h in vs.spec.get("hosts") or ():
                 subset_routed[fqdn(h, ns_of(vs))].append(vs)
     for vs in istio_objects(ctx.inventory, "VirtualService"):
         if _bound_to_mesh(vs):
@@ -240,7 +238,7 @@ def ingress_bypasses_subsets(ctx: Context) -> Iterator[tuple[Ref, str]]:
             if not dest.get("host") or dest.get("subset"):
                 continue
             for mesh_vs in subset_routed.get(fqdn(dest["host"], ns_of(vs)), ()):
-                yield ref(vs), (f"Subset in virtual service {ns_of(mesh_vs)}/{mesh_vs.name} has no effect on "
+                yield vs.ref, (f"Subset in virtual service {ns_of(mesh_vs)}/{mesh_vs.name} has no effect on "
                                 f"ingress gateway {ns_of(vs)}/{vs.name} requests")
 
 
@@ -249,7 +247,7 @@ def ingress_bypasses_subsets(ctx: Context) -> Iterator[tuple[Ref, str]]:
 
 def _claim_keys(vs: KubeObject) -> list[str]:
     keys = []
-    for rule in spec(vs).get("http") or ():
+    for rule in vs.spec.get("http") or ():
         for m in rule.get("match") or ():
             for header in (m or {}).get("headers") or {}:
                 if header.startswith(_JWT_CLAIM_HEADER):
@@ -280,7 +278,7 @@ def jwt_claim_routing(ctx: Context) -> Iterator[tuple[Ref, str]]:
                     for ra in request_authns
                 )
                 if not covered:
-                    yield ref(vs), (f"The virtual service uses the JWT claim based routing (key: {keys[0]}) but "
+                    yield vs.ref, (f"The virtual service uses the JWT claim based routing (key: {keys[0]}) but "
                                     f"found no request authentication for the gateway ({ns_of(gw)}/{gw.name}) pod "
                                     f"({pod.namespace}/{pod.name}). The request authentication must first be applied "
                                     f"for the gateway pods to validate the JWT token and make the claims available "
