@@ -49,6 +49,13 @@ def lookup(inv: Inventory, kind: str, namespace: str, name: str) -> KubeObject |
     return inv.get(kind, namespace, name) or (inv.get(kind, None, name) if namespace == DEFAULT_NAMESPACE else None)
 
 
+def as_named(inv: Inventory, r: Ref) -> Ref:
+    """A workload's or Service's Ref as its YAML names it (without a namespace when it gives none), as istioctl
+    names it."""
+    obj = lookup(inv, r.kind, r.namespace or DEFAULT_NAMESPACE, r.name)
+    return obj.ref if obj is not None else r
+
+
 def istio_objects(inv: Inventory, kind: str) -> tuple[KubeObject, ...]:
     """Objects of an Istio kind; the kind name alone is ambiguous (Gateway is also a Gateway API kind)."""
     return tuple(o for o in inv.of_kind(kind) if o.group.endswith(".istio.io"))

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from planner.analysis.base import Context, check
 from planner.analysis.common import (
     SYSTEM_NAMESPACES,
+    as_named,
     injection_requested,
-    lookup,
     per_inventory,
     services_selecting,
 )
@@ -34,12 +34,6 @@ def _meshed_deployments(inv: Inventory) -> list[tuple[Workload, list[Service]]]:
     return per_inventory(inv, "meshed-deployments", build)
 
 
-def _ref(inv: Inventory, w: Workload) -> Ref:
-    """The Deployment as its YAML names it (without a namespace when it gives none), as istioctl does."""
-    obj = lookup(inv, "Deployment", w.namespace, w.name)
-    return obj.ref if obj is not None else w.ref
-
-
 @check("IST0116", "DeploymentAssociatedToMultipleServices", "warning",
        "Give the port the same protocol (port name or appProtocol) in every Service that selects the deployment; "
        "Istio can serve one protocol per port.")
@@ -51,8 +45,9 @@ def multiple_protocols(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 protocols[p.port].add(p.istio_protocol)
         for port, seen in sorted(protocols.items()):
             if len(seen) > 1:
-                yield _ref(ctx.inventory, w), (f"This deployment {w.name} is associated with multiple services using "
-                                               f"port {port} but different protocols: {sorted(seen)}")
+                yield as_named(ctx.inventory, w.ref), (
+                    f"This deployment {w.name} is associated with multiple services using port {port} but different "
+                    f"protocols: {sorted(seen)}")
 
 
 @check("IST0137", "DeploymentConflictingPorts", "warning",
@@ -68,9 +63,9 @@ def conflicting_ports(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 names[target].add(s.name)
         for target, seen in sorted(ports.items()):
             if len(seen) > 1:
-                yield _ref(ctx.inventory, w), (f"This deployment {w.name} is associated with multiple services "
-                                               f"{sorted(names[target])} using targetPort {target!r} but different "
-                                               f"ports: {sorted(seen)}.")
+                yield as_named(ctx.inventory, w.ref), (
+                    f"This deployment {w.name} is associated with multiple services {sorted(names[target])} using "
+                    f"targetPort {target!r} but different ports: {sorted(seen)}.")
 
 
 # The UID the sidecar proxy runs as: iptables lets this UID's traffic out unredirected, so an app running as it

@@ -4,8 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
-from planner.analysis.common import SYSTEM_NAMESPACES, lookup
-from planner.inventory import Inventory
+from planner.analysis.common import SYSTEM_NAMESPACES, as_named
 from planner.model import Ref, Service
 
 # Protocols that are plain TCP to an ExternalName service's proxy: it cannot route them by name.
@@ -19,12 +18,6 @@ def _skipped(svc: Service) -> bool:
             or "gateway.istio.io/managed" in svc.labels)
 
 
-def _ref(inv: Inventory, svc: Service) -> Ref:
-    """The Service as its YAML names it (without a namespace when it gives none), as istioctl does."""
-    obj = lookup(inv, "Service", svc.namespace, svc.name)
-    return obj.ref if obj is not None else svc.ref
-
-
 @check("IST0118", "PortNameIsNotUnderNamingConvention", "info",
        "Name the port <protocol>[-<suffix>] (http, http2, grpc, tcp, tls, …) or set appProtocol, so Istio does "
        "not have to sniff the protocol.")
@@ -35,8 +28,9 @@ def port_name_convention(ctx: Context) -> Iterator[tuple[Ref, str]]:
         for p in svc.ports:
             if p.istio_protocol == "UNKNOWN":
                 target = p.target_port if p.target_port is not None else p.port
-                yield _ref(ctx.inventory, svc), (f"Port name {p.name or ''} (port: {p.port}, targetPort: {target}) "
-                                                 f"doesn't follow the naming convention of Istio port.")
+                yield as_named(ctx.inventory, svc.ref), (
+                    f"Port name {p.name or ''} (port: {p.port}, targetPort: {target}) doesn't follow the naming "
+                    f"convention of Istio port.")
 
 
 @check("IST0150", "ExternalNameServiceTypeInvalidPortName", "warning",
@@ -47,6 +41,6 @@ def external_name_port(ctx: Context) -> Iterator[tuple[Ref, str]]:
         if svc.type != "ExternalName" or _skipped(svc):
             continue
         if any(p.istio_protocol in _TCP_LIKE for p in svc.ports):
-            yield _ref(ctx.inventory, svc), ("Port name for ExternalName service is invalid. Proxy may prevent tcp "
-                                             "named ports and unmatched traffic for ports serving TCP protocol from "
-                                             "being forwarded correctly")
+            yield as_named(ctx.inventory, svc.ref), (
+                "Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched "
+                "traffic for ports serving TCP protocol from being forwarded correctly")
