@@ -37,4 +37,4 @@ def negative_condition(ctx: Context) -> Iterator[tuple[Ref, str]]:
                     continue
                 if c.get("status") == "False" or c.get("reason") in _NEGATIVE_REASONS:
                     yield o.ref, (f"A condition with a negative status is present: type={c.get('type')}, "
-                                   f"reason={c.get('reason')}, message={c.get('message')}.")
+                                  f"reason={c.get('reason')}, message={c.get('message')}.")

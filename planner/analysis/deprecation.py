@@ -20,7 +20,7 @@ def deprecated_fields(ctx: Context) -> Iterator[tuple[Ref, str] | tuple[Ref, str
             percent = delay.get("percent")
             if isinstance(percent, (int, float)) and percent > 0:
                 yield vs.ref, ("Deprecated: HTTPRoute.fault.delay.percent is deprecated; use "
-                                "HTTPRoute.fault.delay.percentage"), \
+                               "HTTPRoute.fault.delay.percentage"), \
                     (f"Write the delay's share as percentage: {{value: {percent}}} instead of percent: {percent}.")
     for sc in istio_objects(inv, "Sidecar"):
         policy = sc.spec.get("outboundTrafficPolicy") or {}

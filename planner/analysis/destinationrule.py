@@ -40,7 +40,7 @@ def no_verification_destination(ctx: Context) -> Iterator[tuple[Ref, str]]:
         mode = _unverified((s.get("trafficPolicy") or {}).get("tls"), bool(s.get("workloadSelector")))
         if mode:
             yield dr.ref, (f"DestinationRule {dr.name} in namespace {ns_of(dr)} has TLS mode set to {mode} but no "
-                            f"caCertificates are set to validate server identity for host: {s.get('host')}")
+                           f"caCertificates are set to validate server identity for host: {s.get('host')}")
 
 
 @check("IST0129", "NoServerCertificateVerificationPortLevel", "warning",
@@ -53,8 +53,8 @@ def no_verification_port(ctx: Context) -> Iterator[tuple[Ref, str]]:
             if mode:
                 port = (pls.get("port") or {}).get("number")
                 yield dr.ref, (f"DestinationRule {dr.name} in namespace {ns_of(dr)} has TLS mode set to {mode} but "
-                                f"no caCertificates are set to validate server identity for host: {s.get('host')} "
-                                f"at port {port}")
+                               f"no caCertificates are set to validate server identity for host: {s.get('host')} "
+                               f"at port {port}")
 
 
 @check("IST0174", "UnknownDestinationRuleHost", "warning",
@@ -90,7 +90,7 @@ def subset_selects_no_pods(ctx: Context) -> Iterator[tuple[Ref, str]]:
         for subset in s.get("subsets") or ():
             if not any(_subset_selects(subset.get("labels") or {}, p, nodes) for p in pods):
                 yield dr.ref, (f"The Subset {subset.get('name')} defined in the DestinationRule does not select any "
-                                f"pods. Which may lead to 503 UH (NoHealthyUpstream).")
+                               f"pods. Which may lead to 503 UH (NoHealthyUpstream).")
 
 
 def _subset_selects(labels: dict[str, str], pod: Pod, nodes: dict[str, dict[str, str]]) -> bool:

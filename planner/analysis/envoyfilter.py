@@ -45,8 +45,8 @@ def _filters_with(inv, code: str) -> Iterator[KubeObject]:
 def relative_operation(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ef in _filters_with(ctx.inventory, "IST0151"):
         yield ef.ref, ("This EnvoyFilter does not have a priority and has a relative patch operation set which can "
-                        "cause the EnvoyFilter not to be applied. Using the INSERT_FIRST or ADD option or setting the "
-                        "priority may help in ensuring the EnvoyFilter is applied correctly.")
+                       "cause the EnvoyFilter not to be applied. Using the INSERT_FIRST or ADD option or setting the "
+                       "priority may help in ensuring the EnvoyFilter is applied correctly.")
 
 
 @check("IST0155", "EnvoyFilterUsesRelativeOperationWithProxyVersion", "warning",
@@ -55,9 +55,9 @@ def relative_operation(ctx: Context) -> Iterator[tuple[Ref, str]]:
 def relative_operation_with_version(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ef in _filters_with(ctx.inventory, "IST0155"):
         yield ef.ref, ("This EnvoyFilter does not have a priority and has a relative patch operation (INSERT_BEFORE/"
-                        "AFTER, REPLACE, MERGE, DELETE) and proxyVersion set which can cause the EnvoyFilter not to "
-                        "be applied during an upgrade. Using the INSERT_FIRST or ADD option or setting the priority "
-                        "may help in ensuring the EnvoyFilter is applied correctly.")
+                       "AFTER, REPLACE, MERGE, DELETE) and proxyVersion set which can cause the EnvoyFilter not to "
+                       "be applied during an upgrade. Using the INSERT_FIRST or ADD option or setting the priority "
+                       "may help in ensuring the EnvoyFilter is applied correctly.")
 
 
 @check("IST0152", "EnvoyFilterUsesReplaceOperationIncorrectly", "error",
@@ -80,4 +80,4 @@ def add_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
 def remove_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ef in _filters_with(ctx.inventory, "IST0154"):
         yield ef.ref, ("The REMOVE operation will be ignored when applyTo is set to ROUTE_CONFIGURATION, or "
-                        "HTTP_ROUTE.")
+                       "HTTP_ROUTE.")

@@ -61,7 +61,7 @@ def invalid_external_control_plane(ctx: Context) -> Iterator[tuple[Ref, str]]:
         else:
             continue
         yield cfg.ref, (f"The hostname ({shown}) that was provided for the webhook ({hook}) to reach the ingress "
-                         f"gateway on the external control plane cluster {problem}. Traffic may not flow properly.")
+                        f"gateway on the external control plane cluster {problem}. Traffic may not flow properly.")
 
 
 @check("IST0164", "ExternalControlPlaneAddressIsNotAHostname", "info",
@@ -73,5 +73,5 @@ def external_control_plane_ip(ctx: Context) -> Iterator[tuple[Ref, str]]:
         host = _host(str(url)) if url is not None else None
         if host and _is_ip(host):
             yield cfg.ref, (f"The address ({url}) that was provided for the webhook ({hook}) to reach the ingress "
-                             f"gateway on the external control plane cluster is an IP address. This is not "
-                             f"recommended for a production environment.")
+                            f"gateway on the external control plane cluster is an IP address. This is not "
+                            f"recommended for a production environment.")

@@ -91,7 +91,7 @@ def gateway_credentials(ctx: Context) -> Iterator[tuple[Ref, str]]:
                     problems.append(f"Secret {ns}/{cred}: its certificate expired on {facts['not_after'][:10]}")
         if problems:
             yield gw.ref, (f"The credential referenced by the Gateway {gw.name} in namespace {ns_of(gw)} is invalid, "
-                            f"which can cause the traffic not to work as expected ({'; '.join(problems)}).")
+                           f"which can cause the traffic not to work as expected ({'; '.join(problems)}).")
 
 
 @check("IST0162", "GatewayPortNotDefinedOnService", "warning",
@@ -115,8 +115,8 @@ def gateway_port_on_service(ctx: Context) -> Iterator[tuple[Ref, str]]:
             number = (server.get("port") or {}).get("number")
             if number is not None and number not in exposed:
                 yield gw.ref, (f"The gateway is listening on a target port (port {number}) that is not defined in "
-                                f"the Service associated with its workload instances (Pod selector "
-                                f"{selector_text(_selector(gw))}).")
+                               f"the Service associated with its workload instances (Pod selector "
+                               f"{selector_text(_selector(gw))}).")
 
 
 @check("IST0145", "ConflictingGateways", "error",
@@ -147,8 +147,8 @@ def conflicting_gateways(ctx: Context) -> Iterator[tuple[Ref, str]]:
                     entry[3].update((ha, hb))
     for gw, others, ports, hosts in conflicts.values():
         yield gw.ref, (f"Conflict with gateways {','.join(sorted(others))} (workload selector "
-                        f"{selector_text(_selector(gw))}, port {','.join(map(str, sorted(ports)))}, "
-                        f"hosts {sorted(hosts)}).")
+                       f"{selector_text(_selector(gw))}, port {','.join(map(str, sorted(ports)))}, "
+                       f"hosts {sorted(hosts)}).")
 
 
 @check("IST0138", "GatewayDuplicateCertificate", "warning",
@@ -174,4 +174,4 @@ def duplicate_certificate(ctx: Context) -> Iterator[tuple[Ref, str]]:
             if dupes:
                 names = sorted(f"{ns_of(o)}/{o.name}" for o in [gw, *dupes])
                 yield gw.ref, (f"Duplicate certificate in multiple gateways {names} may cause 404s if clients "
-                                f"re-use HTTP2 connections.")
+                               f"re-use HTTP2 connections.")

@@ -39,7 +39,7 @@ def ineffective_selector(ctx: Context) -> Iterator[tuple[Ref, str]]:
             for pod in gateway_pods:
                 if pod.namespace == ns_of(policy) and labels_match(wanted, pod.labels):
                     yield policy.ref, (f"Ineffective selector on Kubernetes Gateway {pod.labels[GATEWAY_NAME_LABEL]}. "
-                                        f"Use the TargetRef field instead.")
+                                       f"Use the TargetRef field instead.")
 
 
 _SEMVER = re.compile(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
@@ -64,5 +64,5 @@ def crd_version_below_minimum(ctx: Context) -> Iterator[tuple[Ref, str]]:
         if installed is not None and installed[0] < minimum:
             wanted = ".".join(map(str, minimum))
             yield crd.ref, (f'Gateway API CRD "{crd.name}" is at version "{installed[1]}" but Istio requires at '
-                             f'least "{wanted}"; resources of this kind will not be processed. Upgrade the Gateway '
-                             f"API CRDs to satisfy the minimum version.")
+                            f'least "{wanted}"; resources of this kind will not be processed. Upgrade the Gateway '
+                            f"API CRDs to satisfy the minimum version.")

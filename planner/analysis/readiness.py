@@ -577,7 +577,7 @@ def strict_not_in_place(ctx: Context) -> Iterator[Found]:
             weak = sorted(m for m in modes & {"PERMISSIVE", "DISABLE"})
             if weak:
                 yield pa.ref, (f"PeerAuthentication {n}/{pa.name} keeps {'/'.join(weak)} "
-                                "for the workloads it selects"), \
+                               "for the workloads it selects"), \
                     hint("MST0501", namespace=n, fix=f"set STRICT in PeerAuthentication {n}/{pa.name}, or delete it")
 
 

@@ -165,4 +165,4 @@ def ineffective_match(ctx: Context) -> Iterator[tuple[Ref, str]]:
         if what == _INEFFECTIVE:
             rule, match, earlier = about
             yield vs.ref, (f"VirtualService rule {rule} match {match} is not used (duplicate/overlapping match in "
-                            f"rule {earlier}).")
+                           f"rule {earlier}).")

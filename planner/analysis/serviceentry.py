@@ -54,4 +54,4 @@ def conflicting_protocol(ctx: Context) -> Iterator[tuple[Ref, str]]:
                     protocols.update((pa, pb))
     for se, host, number, names, protocols in blamed.values():
         yield se.ref, (f"Multiple ServiceEntries ({', '.join(sorted(names))}) define the same host {host!r} and "
-                        f"port {number} with conflicting protocols ({', '.join(sorted(protocols))}).")
+                       f"port {number} with conflicting protocols ({', '.join(sorted(protocols))}).")

@@ -50,4 +50,4 @@ def deprecated_provider(ctx: Context) -> Iterator[tuple[Ref, str]]:
         used = {p.get("name") for cat in _CATEGORIES for e in t.spec.get(cat) or () for p in e.get("providers") or ()}
         for name in sorted(n for n in used if kinds.get(n)):
             yield t.ref, (f"Deprecated: The {kinds[name]} provider ({name}) is deprecated, please migrate to "
-                           f"{_DEPRECATED_PROVIDERS[kinds[name]]} provider.")
+                          f"{_DEPRECATED_PROVIDERS[kinds[name]]} provider.")

@@ -114,7 +114,7 @@ def destination_port_required(ctx: Context) -> Iterator[tuple[Ref, str]]:
             ports = index.ports(fqdn(dest["host"], ns_of(vs)))
             if ports is not None and len(ports) > 1:
                 yield vs.ref, (f"This VirtualService routes to a service {dest['host']!r} that exposes multiple "
-                                f"ports {ports}. Specifying a port in the destination is required to disambiguate.")
+                               f"ports {ports}. Specifying a port in the destination is required to disambiguate.")
 
 
 # ---------------------------------------------------------------- gateways
@@ -160,7 +160,7 @@ def host_not_in_gateway(ctx: Context) -> Iterator[tuple[Ref, str]]:
             served = _gateway_hosts(ctx.inventory, gw_ns, gw_name) or []
             if not any(ns in ("*", ns_of(vs)) and hosts_overlap(h, gh) for h in hosts for ns, gh in served):
                 yield vs.ref, (f"one or more host {hosts} defined in VirtualService {ns_of(vs)}/{vs.name} not "
-                                f"found in Gateway {gw_ns}/{gw_name}.")
+                               f"found in Gateway {gw_ns}/{gw_name}.")
 
 
 @check("IST0165", "ReferencedInternalGateway", "warning",
@@ -171,7 +171,7 @@ def internal_gateway(ctx: Context) -> Iterator[tuple[Ref, str]]:
         for name in _gateways(vs):
             if _INTERNAL_GATEWAY in name:
                 yield vs.ref, (f"Gateway reference in VirtualService {vs.name} is to an implementation-generated "
-                                f"internal Gateway: {name}.")
+                               f"internal Gateway: {name}.")
 
 
 # ---------------------------------------------------------------- mesh hosts
@@ -215,8 +215,8 @@ def conflicting_mesh_hosts(ctx: Context) -> Iterator[tuple[Ref, str]]:
         vs = objs[key]
         names = sorted(others | {f"{ns_of(vs)}/{vs.name}"})
         yield vs.ref, (f"The VirtualServices {','.join(names)} associated with mesh gateway define the same host "
-                        f"{','.join(sorted(hosts_of[key]))} which can lead to undefined behavior. This can be fixed "
-                        f"by merging the conflicting VirtualServices into a single resource.")
+                       f"{','.join(sorted(hosts_of[key]))} which can lead to undefined behavior. This can be fixed "
+                       f"by merging the conflicting VirtualServices into a single resource.")
 
 
 # ---------------------------------------------------------------- ingress and subsets
@@ -239,7 +239,7 @@ def ingress_bypasses_subsets(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 continue
             for mesh_vs in subset_routed.get(fqdn(dest["host"], ns_of(vs)), ()):
                 yield vs.ref, (f"Subset in virtual service {ns_of(mesh_vs)}/{mesh_vs.name} has no effect on "
-                                f"ingress gateway {ns_of(vs)}/{vs.name} requests")
+                               f"ingress gateway {ns_of(vs)}/{vs.name} requests")
 
 
 # ---------------------------------------------------------------- JWT claims
@@ -279,7 +279,7 @@ def jwt_claim_routing(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 )
                 if not covered:
                     yield vs.ref, (f"The virtual service uses the JWT claim based routing (key: {keys[0]}) but "
-                                    f"found no request authentication for the gateway ({ns_of(gw)}/{gw.name}) pod "
-                                    f"({pod.namespace}/{pod.name}). The request authentication must first be applied "
-                                    f"for the gateway pods to validate the JWT token and make the claims available "
-                                    f"for routing.")
+                                   f"found no request authentication for the gateway ({ns_of(gw)}/{gw.name}) pod "
+                                   f"({pod.namespace}/{pod.name}). The request authentication must first be applied "
+                                   f"for the gateway pods to validate the JWT token and make the claims available "
+                                   f"for routing.")
