@@ -19,7 +19,7 @@ import yaml
 
 from planner.analysis import base as analysis
 from planner.errors import MeshstepError
-from planner.inventory import Inventory
+from planner.inventory import Inventory, gc_paused
 from planner.model import Ref
 
 CATEGORIES = ("install", "traffic", "observability", "security")
@@ -224,6 +224,7 @@ def _shown(p: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in p.items() if v not in (None, "")}
 
 
+@gc_paused()
 def observe(inv: Inventory, features: Iterable[str] | None = None) -> list[Observation]:
     """Where each feature (of `features`, default all) is on in the inventory, by detection."""
     wanted = set(features) if features is not None else None

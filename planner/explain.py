@@ -12,7 +12,7 @@ from typing import Any
 from planner.analysis.common import labels_match, opted_out, services_selecting
 from planner.components import CATALOG, EDGES, PEERS, XDS_CLIENTS, Component, Edge, find_sidecar
 from planner.errors import MeshstepError
-from planner.inventory import Inventory
+from planner.inventory import Inventory, gc_paused
 from planner.model import ComponentInstance, Pod, PodSpecSummary, Ref, Workload
 
 # The API server's admission webhooks skip these namespaces, so Istio never injects there.
@@ -651,6 +651,7 @@ def to_text(report: Report) -> str:
     return "\n".join(out)
 
 
+@gc_paused()
 def inventory_rows(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
     """The inventory as tables a person reads (the app's Inventory page): namespaces, workloads, pods and services,
     each with how much of it is in the mesh; a pod with whether it is, and why (mesh_status)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from planner.analysis.base import Context, Message, Suppression, analyze_checks, check, run, suppress
 from planner.components import PROXY_CONTAINER
-from planner.inventory import Inventory
+from planner.inventory import Inventory, gc_paused
 from planner.model import (
     Container,
     KubeObject,
@@ -319,6 +319,7 @@ def annotations_of(inv: Inventory, r: Ref) -> dict[str, str]:
     return obj.annotations if obj else {}
 
 
+@gc_paused()
 def analyze(inv: Inventory, suppressions: Iterable[Suppression] = ()) -> list[Message]:
     """What `meshstep analyze` reports: every check that is not a stage gate, less what is suppressed."""
     return suppress(run(analyze_checks(), Context(inv)), suppressions, lambda r: annotations_of(inv, r))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gc
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import yaml
 
 from app.cli import main
 from benchmarks.kubeapi import write_kubeconfig
-from planner.inventory import Inventory, build_inventory, injection_mode, istio_protocol
+from planner.inventory import Inventory, build_inventory, gc_paused, injection_mode, istio_protocol
 from planner.model import CRD, Ref
 from planner.sources import files_snapshot, load_snapshot
 from tests.kube import serve
@@ -318,3 +319,21 @@ def test_cli_malformed_snapshot_is_an_error_not_a_traceback(tmp_path: Path,
     err = capsys.readouterr().err
     assert f"{bad}:1: malformed JSON" in err
     assert "Traceback" not in err
+
+
+def test_gc_paused_restores_the_collector_as_it_found_it():
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():  # nested: the inner pause leaves it to the outer one
+            pass
+        assert not gc.isenabled()
+        raise RuntimeError("a check failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled(), "a collector paused by the caller stays paused"
+    finally:
+        gc.enable()
