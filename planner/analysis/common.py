@@ -374,7 +374,7 @@ def _conflicting_selectors(scan: SelectorScan, plural: str) -> Iterator[tuple[Re
     for o, others, pod in scan.conflicts:
         names = sorted(x.name for x in [o, *others])
         yield o.ref, (f"The {plural} {names} in namespace {ns_of(o)!r} select the same workload pod "
-                       f"{pod.name!r}, which can lead to undefined behavior.")
+                      f"{pod.name!r}, which can lead to undefined behavior.")
 
 
 def _unselective_objects(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref, str]]:
@@ -383,7 +383,7 @@ def _unselective_objects(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref,
         names = sorted(o.name for o in objs)
         for o in objs:
             yield o.ref, (f"The {plural} {names} in namespace {ns!r} have no workload selector, which can lead "
-                           f"to undefined behavior.")
+                          f"to undefined behavior.")
 
 
 def selector_checks(kind: str, plural: str, selector_of: Callable[[KubeObject], dict[str, str] | None], *,
@@ -398,10 +398,9 @@ def selector_checks(kind: str, plural: str, selector_of: Callable[[KubeObject], 
 
     for (code, name, hint), report in ((unmatched, _unmatched_selectors), (conflicting, _conflicting_selectors),
                                        (unselective, _unselective_objects)):
+        @check(code, name, "error", hint, family=family)
         def fn(ctx: Context, report=report) -> Iterator[tuple[Ref, str]]:
             return report(scan(ctx.inventory), plural)
-        fn.__qualname__ = f"{kind}.{report.__name__.lstrip('_')}"
-        check(code, name, "error", hint, family=family)(fn)
 
 
 def selector_text(sel: dict[str, str]) -> str:
