@@ -106,5 +106,5 @@ def label_notes(inv: Inventory, name: str, add: dict[str, str], remove: tuple[st
     kinds = sorted({w.kind.lower() for w in inv.workloads if w.namespace == name
                     and w.kind in ("Deployment", "StatefulSet", "DaemonSet")}) or ["deployment"]
     return [f"kubectl label namespace {name} {' '.join(parts)} --overwrite",
-            f"existing pods in {name} keep their current data plane until restarted: "
+            f"# existing pods in {name} keep their current data plane until restarted:",
             f"kubectl rollout restart {','.join(kinds)} -n {name}"]

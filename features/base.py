@@ -94,7 +94,7 @@ class Rendered:
     params: dict[str, Any]
     objects: tuple[dict[str, Any], ...]
     delete: tuple[Ref, ...] = ()
-    notes: tuple[str, ...] = ()  # commands to run (label changes) and reminders (restart pods)
+    notes: tuple[str, ...] = ()  # shell lines that go with the objects: commands, and reminders as `# ` comments
     rollback: bool = False
 
     @property
@@ -102,7 +102,7 @@ class Rendered:
         """Multi-document YAML, in a stable order, each object headed by what produced it."""
         what = "rollback of " if self.rollback else ""
         params = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items())) or "defaults"
-        docs = ["".join(f"# {n}\n" for n in self.notes)] if self.notes else []
+        docs = ["".join(f"{n}\n" if n.startswith("#") else f"# {n}\n" for n in self.notes)] if self.notes else []
         for obj in self.objects:
             docs.append(f"# meshstep: {what}{self.feature}, scope {self.scope}, params: {params}\n"
                         + yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
@@ -136,7 +136,7 @@ class Feature:
         raise NotImplementedError
 
     def notes(self, p: dict[str, Any], scope: str, inv: Inventory, rollback: bool) -> list[str]:
-        """Commands and reminders that go with the objects (label changes override this)."""
+        """Shell lines that go with the objects: commands to run, reminders as `# ` comments."""
         return []
 
     # ---------------------------------------------------------------- shared behaviour

@@ -36,8 +36,9 @@ class EgressRegistryOnly(Feature):
         return [raw]
 
     def notes(self, p, scope, inv, rollback):
-        return ["also set it in the install so upgrades keep it: istioctl install --set "
-                f"meshConfig.outboundTrafficPolicy.mode={'ALLOW_ANY' if rollback else 'REGISTRY_ONLY'}"]
+        mode = "ALLOW_ANY" if rollback else "REGISTRY_ONLY"
+        return [f"# also set meshConfig.outboundTrafficPolicy.mode={mode} in your install's values (IstioOperator or "
+                "Helm), so that an upgrade keeps it"]
 
     def detect(self, inv):
         out = []

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from app.cli import main
-from features.base import registry
+from features.base import MESH, registry
 from state.drift import OBSERVED_NOT_RECORDED, PARAMS_DIFFER, RECORDED_NOT_OBSERVED
 
 
@@ -89,6 +89,16 @@ def test_render_label_change_has_its_kubectl_command_as_comments(run):
         "Namespace", "legacy", "default")
     assert "# kubectl label namespace legacy istio.io/rev=default --overwrite" in out.splitlines()
     assert "# existing pods in legacy keep their current data plane until restarted" in out
+    assert "# kubectl rollout restart deployment,statefulset -n legacy" in out.splitlines()
+
+
+def test_notes_are_shell_lines_a_person_can_paste(demo_inventory):
+    """The Run block (plan next, the app's Plan page) holds commands, and reminders only as shell comments."""
+    for fid, scope in (("sidecar-injection", "legacy"), ("ambient-mode", "legacy"), ("egress-registry-only", MESH)):
+        for rollback in (False, True):
+            notes = registry()[fid].notes(registry()[fid].defaults(), scope, demo_inventory, rollback)
+            assert notes
+            assert all(n.startswith(("kubectl ", "# ")) for n in notes), notes
 
 
 def test_render_rollback_deletes_what_render_creates_and_restores_what_it_changes(run, demo_inventory):
