@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from planner.analysis import base as analysis
+from planner.changes import clean
 from planner.errors import MeshstepError
 from planner.inventory import Inventory, gc_paused
 from planner.model import Ref
@@ -279,15 +280,6 @@ def validate_params(feature: Feature, raw: dict[str, Any]) -> dict[str, Any]:
 def apply(rendered: Rendered, inv: Inventory) -> Inventory:
     """The inventory as it would be once `rendered` is applied (objects created or replaced, deletions done)."""
     return inv.with_changes(apply=rendered.objects, delete=rendered.delete)
-
-
-def clean(raw: dict[str, Any]) -> dict[str, Any]:
-    """An object as one would apply it: without status and server-set metadata."""
-    meta = {k: v for k, v in (raw.get("metadata") or {}).items()
-            if k in ("name", "namespace", "labels", "annotations")}
-    # apiVersion, kind and metadata first, as kubectl shows an object
-    return {"apiVersion": raw.get("apiVersion"), "kind": raw.get("kind"), "metadata": meta} | {
-        k: v for k, v in raw.items() if k not in ("apiVersion", "kind", "status", "metadata")}
 
 
 # ---------------------------------------------------------------- validation
