@@ -1,22 +1,74 @@
-"""The one catalog of meshstep's own check codes (MST0xxx): what istioctl analyze has no code for.
+"""The one catalog of check codes: istioctl analyze's IST messages and meshstep's own MST codes.
 
-Each entry is a check's identity: code, name, level, the stages (feature ids) whose gate it belongs to, what the
-finding means, why it matters before that stage, and the hint. A hint is a template: a check fills in the
-resource names (`{namespace}`, `{workload}`, …); the registered default and docs/checks.md show them as
-`<namespace>`. docs/checks.md is generated from this file (`python -m planner.analysis.catalog > docs/checks.md`).
+IST entries (code, name, level, template) are Istio's own, read from Istio's `msg/messages.yaml` at development
+time into `istio_messages.py` (`python -m planner.analysis.catalog --istio-messages PATH > \
+planner/analysis/istio_messages.py`; a test compares the table with the file). A check names only its code; its
+name and level come from here, and its text is Istio's template filled in (`IstioEntry.text`).
 
-Numbering groups codes by stage: 00xx install, 01xx injection, 02xx routing, 03xx PERMISSIVE, 04xx STRICT,
-05xx authorization, 06xx egress, 07xx the other features; 0001-0004 are raised by the plan and the features
-themselves (the install gate, dependencies), not by a registered check."""
+MST entries are what istioctl analyze has no code for. Each is a check's identity: code, name, level, the stages
+(feature ids) whose gate it belongs to, what the finding means, why it matters before that stage, and the hint. A
+hint is a template: a check fills in the resource names (`{namespace}`, `{workload}`, …); the registered default
+and docs/checks.md show them as `<namespace>`. docs/checks.md is generated from this file (`python -m
+planner.analysis.catalog > docs/checks.md`).
+
+Numbering groups MST codes by stage: 00xx install, 01xx injection, 02xx routing, 03xx PERMISSIVE, 04xx STRICT,
+05xx authorization, 06xx egress, 07xx the other features; 0001-0005 are raised by the plan, the features and
+analyze themselves (the install gate, dependencies, skipped checks), not by a registered check."""
 from __future__ import annotations
 
+import argparse
+import json
+import re
 import string
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from planner.analysis.istio_messages import MESSAGES
 
 # Stages that hold a policy in the caller's sidecar: calls from a pod without one ignore it.
 CALLER_SIDE = ("request-routing", "traffic-shifting", "timeouts-retries", "circuit-breaking", "fault-injection")
 # Stages whose policy the server's sidecar enforces: a pod without one is not protected by it.
 SERVER_SIDE = ("authorization-policy", "request-authentication", "local-rate-limit")
+
+
+# Go's fmt verbs in Istio's templates, as Istio's analyzers fill them in.
+_VERB = re.compile(r"%([svdq%])")
+
+
+@dataclass(frozen=True)
+class IstioEntry:
+    """One of istioctl analyze's messages: its code, name, level and Go fmt template."""
+
+    code: str
+    name: str
+    level: str  # error | warning | info
+    template: str
+
+    def text(self, *args: Any) -> str:
+        """The template filled in as Go's fmt does: %s and %v as text, %d a number, %q a quoted string."""
+        values = iter(args)
+
+        def fill(m: re.Match[str]) -> str:
+            verb = m.group(1)
+            if verb == "%":
+                return "%"
+            value = next(values)
+            if verb == "q":
+                return json.dumps(str(value), ensure_ascii=False)
+            if isinstance(value, (list, tuple)):  # Go prints a slice as [a b]
+                return "[" + " ".join(map(str, value)) + "]"
+            return str(value)
+
+        out = _VERB.sub(fill, self.template)
+        if next(values, None) is not None:
+            raise TypeError(f"{self.code}: more arguments than its template takes")
+        return out
+
+
+ISTIO: dict[str, IstioEntry] = {code: IstioEntry(code, name, level, template)
+                                for code, name, level, template in MESSAGES}
 
 
 @dataclass(frozen=True)
@@ -66,6 +118,20 @@ _ENTRIES = (
           "prerequisite the new config has nothing to act on, or breaks traffic.",
           "Turn on {dependency} in {scope} first (meshstep render {dependency} --scope {scope}).",
           "every stage, for each feature's depends_on (features/base.py)"),
+
+    Entry("MST0004", "KindForbidden", "warning", (),
+          "The source refused to list a kind (403 Forbidden): the checks that read it were skipped.",
+          "A check that cannot see a kind's objects would report what it cannot see as missing (a subset that "
+          "selects no pod, a selector that matches nothing): meshstep skips it and says so instead.",
+          "Grant the identity meshstep reads with list on {resource} (kubectl auth can-i list {resource} -A), "
+          "or analyze a snapshot that includes them.",
+          "meshstep analyze, for the checks it skips (planner/analysis/base.py)"),
+    Entry("MST0005", "KindNotInstalled", "info", (),
+          "The cluster does not have an API installed (Istio's or the Gateway API's CRDs): the checks that read "
+          "its kinds were skipped.",
+          "Nothing can be wrong with objects the cluster cannot hold; the checks run once the API is installed.",
+          "Nothing to do unless you use {api}: install its CRDs, then analyze again.",
+          "meshstep analyze, for the checks it skips (planner/analysis/base.py)"),
 
     # ---------------------------------------------------------------- sidecar injection
     Entry("MST0101", "WorkloadRestartsToJoinMesh", "info", ("sidecar-injection",),
@@ -253,5 +319,49 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def text(code: str, *args: Any) -> str:
+    """Istio's message for an IST code, its template filled in with `args`."""
+    return ISTIO[code].text(*args)
+
+
+def identity(code: str) -> tuple[str, str]:
+    """(name, level) of a code of either family; KeyError for a code the catalog does not hold."""
+    e = ISTIO.get(code) or CATALOG.get(code)
+    if e is None:
+        raise KeyError(f"{code} is in neither Istio's messages (istio_messages.py) nor meshstep's catalog")
+    return e.name, e.level
+
+
+def istio_table(messages_yaml: Path) -> str:
+    """istio_messages.py: the (code, name, level, template) of every message in Istio's messages.yaml."""
+    import yaml
+
+    rows = [(m["code"], m["name"], m["level"].lower(), m["template"])
+            for m in yaml.safe_load(messages_yaml.read_text(encoding="utf-8"))["messages"]]
+    lines = ['"""istioctl analyze\'s messages: (code, name, level, Go fmt template), in code order.',
+             "",
+             "Generated from Istio's pkg/config/analysis/msg/messages.yaml by `python -m planner.analysis.catalog "
+             "--istio-messages",
+             'PATH > planner/analysis/istio_messages.py`: regenerate it, do not edit it."""',
+             "", "MESSAGES = ("]
+    for code, name, level, template in sorted(rows):
+        pieces = "\n     ".join(json.dumps(piece, ensure_ascii=False) for piece in _wrapped(template, 100))
+        lines.append(f"    ({code!r}, {name!r}, {level!r},\n     {pieces}),")
+    return "\n".join(lines + [")", ""])
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    """Text cut after spaces into pieces of at most about `width` characters (joined, they are the text)."""
+    pieces = [""]
+    for word in re.findall(r"\S*\s*", text):
+        if pieces[-1] and len(pieces[-1]) + len(word) > width:
+            pieces.append("")
+        pieces[-1] += word
+    return [p for p in pieces if p] or [""]
+
+
 if __name__ == "__main__":
-    print(markdown(), end="")
+    parser = argparse.ArgumentParser(description="Print docs/checks.md, or with --istio-messages the IST table.")
+    parser.add_argument("--istio-messages", type=Path, help="Istio's messages.yaml: print istio_messages.py")
+    args = parser.parse_args()
+    sys.stdout.write(istio_table(args.istio_messages) if args.istio_messages else markdown())

@@ -57,10 +57,13 @@ _TRACING_BACKENDS = {"zipkin": (9411, "zipkin"), "jaeger": (9411, "zipkin"), "ot
 _REWRITE_PROBES = "sidecar.istio.io/rewriteAppHTTPProbers"
 
 
-def readiness(code: str) -> Any:
-    """Register a readiness check under its catalog identity."""
-    e = CATALOG[code]
-    return check(code, e.name, e.level, e.generic_hint, e.gates)
+# What most readiness checks read: the scope's namespaces, their workloads and pods.
+_WORKLOADS = ("Namespace", "Deployment", "StatefulSet", "DaemonSet", "Pod")
+
+
+def readiness(code: str, *more: str) -> Any:
+    """Register a readiness check under its catalog identity; it reads the scope's workloads and `more` kinds."""
+    return check(code, reads=_WORKLOADS + more)
 
 
 def hint(code: str, **values: str) -> str:
@@ -320,7 +323,7 @@ def _server_first(port: Any) -> str | None:
                                            else None)
 
 
-@readiness("MST0104")
+@readiness("MST0104", "Service")
 def protocol_not_declared(ctx: Context) -> Iterator[Found]:
     for svc in _services_in_scope(ctx):
         for p in svc.ports:
@@ -331,7 +334,7 @@ def protocol_not_declared(ctx: Context) -> Iterator[Found]:
                          name=svc.name)
 
 
-@readiness("MST0105")
+@readiness("MST0105", "Service")
 def server_first_port(ctx: Context) -> Iterator[Found]:
     for svc in _services_in_scope(ctx):
         for p in svc.ports:
@@ -342,7 +345,7 @@ def server_first_port(ctx: Context) -> Iterator[Found]:
                     hint("MST0105", port=str(p.port), service=f"{svc.namespace}/{svc.name}", protocol=protocol)
 
 
-@readiness("MST0106")
+@readiness("MST0106", "ConfigMap")
 def no_istiod_for_revision(ctx: Context) -> Iterator[Found]:
     # The stage labels the namespace with the revision it is given, else with one the cluster runs (the default
     # tag's, or the only one): without a revision param, any running istiod will do.
@@ -377,7 +380,7 @@ def workloads_opted_out(ctx: Context) -> Iterator[Found]:
 # ---------------------------------------------------------------- before routing
 
 
-@readiness("MST0201")
+@readiness("MST0201", "Service")
 def without_version_labels(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     for svc in _services_in_scope(ctx):
@@ -398,7 +401,7 @@ _SUBSETS = registered(destinationrule.subset_selects_no_pods)
 
 
 # istioctl's own finding, run for the routing stages on their scope only: a subset with no pods fails with 503s.
-@check(_SUBSETS.code, _SUBSETS.name, _SUBSETS.level, _SUBSETS.hint, ("request-routing", "traffic-shifting"))
+@check(_SUBSETS.code, _SUBSETS.hint, reads=_SUBSETS.reads, gates=("request-routing", "traffic-shifting"))
 def subsets_without_pods(ctx: Context) -> Iterator[Found]:
     namespaces = set(scope_namespaces(ctx))
     hosts = {dr.ref: fqdn(dr.spec.get("host") or "", ns_of(dr))
@@ -490,7 +493,7 @@ def _ingress_backends(s: dict[str, Any]) -> set[str]:
     return {(b.get("service") or {}).get("name") or b.get("serviceName") for b in backends} - {None}
 
 
-@readiness("MST0402")
+@readiness("MST0402", "Service")
 def plaintext_callers(ctx: Context) -> Iterator[Found]:
     for r, text, target, caller, inject in _callers_outside(ctx):
         yield r, f"{text}: STRICT refuses its plaintext", \
@@ -505,7 +508,7 @@ def _tls_modes(s: dict[str, Any]) -> Iterator[str]:
             yield (pls.get("tls") or {}).get("mode") or ""
 
 
-@readiness("MST0403")
+@readiness("MST0403", "DestinationRule")
 def tls_disabled(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     hosts = [s.host for n in scope_namespaces(ctx) for s in inv.services_by_namespace.get(n, ())]
@@ -544,7 +547,7 @@ def peer_mode(inv: Inventory, namespace: str) -> tuple[str | None, Ref | None]:
     return None, None
 
 
-@readiness("MST0405")
+@readiness("MST0405", "PeerAuthentication")
 def permissive_not_in_place(ctx: Context) -> Iterator[Found]:
     for n in scope_namespaces(ctx):
         mode, by = peer_mode(ctx.inventory, n)
@@ -558,7 +561,7 @@ def permissive_not_in_place(ctx: Context) -> Iterator[Found]:
 # ---------------------------------------------------------------- before authorization
 
 
-@readiness("MST0501")
+@readiness("MST0501", "PeerAuthentication")
 def strict_not_in_place(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     for n in scope_namespaces(ctx):
@@ -613,7 +616,7 @@ def policy_not_enforced(ctx: Context) -> Iterator[Found]:
 # ---------------------------------------------------------------- before egress
 
 
-@readiness("MST0601")
+@readiness("MST0601", "ServiceEntry")
 def unregistered_external_hosts(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     index = service_index(inv)
@@ -624,7 +627,7 @@ def unregistered_external_hosts(ctx: Context) -> Iterator[Found]:
                     hint("MST0601", host=host, namespace=u.namespace)
 
 
-@readiness("MST0602")
+@readiness("MST0602", "ConfigMap")
 def registry_only_already(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     if (inv.mesh_config.get("outboundTrafficPolicy") or {}).get("mode") == "REGISTRY_ONLY":
@@ -645,7 +648,7 @@ def _components(inv: Inventory, *ids: str) -> list[Any]:
     return [c for c in inv.components if c.component in ids]
 
 
-@readiness("MST0701")
+@readiness("MST0701", "ConfigMap", "Service")
 def no_tracing_provider(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     providers = inv.mesh_config.get("extensionProviders") or ()
@@ -667,7 +670,7 @@ def _provider_example(inv: Inventory) -> str:
     return "{name: otel-tracing, opentelemetry: {service: <collector>.<namespace>.svc.cluster.local, port: 4317}}"
 
 
-@readiness("MST0702")
+@readiness("MST0702", "Gateway")
 def no_ingress_gateway(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     if not _components(inv, "ingress-gateway"):
@@ -684,7 +687,7 @@ def ambient_components(ctx: Context) -> Iterator[Found]:
                 hint("MST0703", component=component, namespace=inv.root_namespace)
 
 
-@readiness("MST0704")
+@readiness("MST0704", "Sidecar", "Service")
 def sidecar_scope_cuts(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     for n in scope_namespaces(ctx):
@@ -707,7 +710,7 @@ def _egress_allows(host: str, namespace: str, svc: Service) -> bool:
     return ns_ok and host_matches(svc.host, dns)
 
 
-@readiness("MST0705")
+@readiness("MST0705", "Service")
 def no_metrics_backend(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     if not _components(inv, "prometheus"):
