@@ -208,10 +208,9 @@ class Feature:
         on = {(o.feature, o.scope) for o in observe(inv, self.depends_on)}
         for dep in self.depends_on:
             if not dependency_met(dep, scope, on):
-                msgs.append(analysis.Message(
-                    "MST0003", "error", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
-                    f"{self.id} depends on {dep}, which is not on in {scope}",
-                    f"turn on {dep} in {scope} first (meshstep render {dep} --scope {scope})"))
+                msgs.append(analysis.catalog_message(
+                    "MST0003", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
+                    f"{self.id} depends on {dep}, which is not on in {scope}", dependency=dep, scope=scope))
         msgs += analysis.run(analysis.gate_checks(self.id), analysis.Context(inv, scope, dict(params)))
         return msgs
 
@@ -242,7 +241,8 @@ def dependency_met(dep: str, scope: str, on: set[tuple[str, str]]) -> bool:
 
 @cache
 def registry() -> dict[str, Feature]:
-    """Every feature, by id: each module of this package that defines FEATURE."""
+    """Every feature, by id: each module of this package defines FEATURE (helpers are named `_…`); a module that
+    defines none is an error, not a feature silently missing."""
     import features
 
     found = {}
@@ -250,10 +250,12 @@ def registry() -> dict[str, Feature]:
         if mod.name.startswith("_") or mod.name == "base":
             continue
         feature = getattr(importlib.import_module(f"features.{mod.name}"), "FEATURE", None)
-        if feature is not None:
-            if feature.category not in CATEGORIES:
-                raise ValueError(f"feature {feature.id}: category must be one of {CATEGORIES}")
-            found[feature.id] = feature
+        if not isinstance(feature, Feature):
+            raise RuntimeError(f"features/{mod.name}.py defines no FEATURE = SomeFeature(): a feature module "
+                               f"registers one (a helper module's name starts with _)")
+        if feature.category not in CATEGORIES:
+            raise ValueError(f"feature {feature.id}: category must be one of {CATEGORIES}")
+        found[feature.id] = feature
     return dict(sorted(found.items()))
 
 

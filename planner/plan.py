@@ -187,13 +187,12 @@ def install_messages(inventory: Inventory) -> list[analysis.Message]:
     out = []
     root = Ref("Namespace", None, inventory.root_namespace)
     if not inventory.istio_installed:
-        out.append(analysis.Message("MST0001", "error", root, "Istio is not installed: no Istio CRDs and no istiod",
-                                    "install Istio (istioctl install --set profile=default) and re-read the cluster"))
+        out.append(analysis.catalog_message("MST0001", root, "no Istio CRDs and no istiod"))
     for r in inventory.revisions:
         if r.istiod_pods and not r.ready_pods:
-            out.append(analysis.Message("MST0002", "error", Ref("Namespace", None, r.namespace),
-                                        f"istiod revision {r.revision}: none of its {r.istiod_pods} pods is ready",
-                                        f"kubectl -n {r.namespace} describe pods -l app=istiod"))
+            out.append(analysis.catalog_message("MST0002", Ref("Namespace", None, r.namespace),
+                                                f"istiod revision {r.revision}: none of its {r.istiod_pods} pods is "
+                                                f"ready", namespace=r.namespace))
     return out
 
 

@@ -46,6 +46,13 @@ class Message:
                 "name": self.ref.name, "message": self.message, "hint": self.hint, "url": self.url}
 
 
+def catalog_message(code: str, ref: Ref, text: str, **names: str) -> Message:
+    """A message of an MST code raised outside a registered check (the plan's install gate, a feature's
+    dependencies): its level and hint, filled in with `names`, from the catalog."""
+    entry = CATALOG[code]
+    return Message(code, entry.level, ref, text, entry.hint_for(**names))
+
+
 @dataclass(frozen=True)
 class Context:
     """What a check runs on: the inventory, and for stage gates the scope (`mesh` or a namespace) and params."""
