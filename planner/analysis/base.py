@@ -121,7 +121,7 @@ MODULES = ("annotations", "authn", "authz", "conditions", "deployment", "depreca
            "envoyfilter", "externalcontrolplane", "gateway", "injection", "k8sgateway", "multicluster", "readiness",
            "routematches", "service", "serviceentry", "sidecar", "telemetry", "virtualservice", "webhook")
 # Modules of the package that hold no checks.
-SUPPORT_MODULES = ("base", "catalog", "common", "istio_messages")
+SUPPORT_MODULES = ("base", "catalog", "common", "findings", "istio_messages")
 
 
 def registry() -> list[Check]:

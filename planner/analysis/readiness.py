@@ -183,7 +183,7 @@ def _without_sidecar(ctx: Context, code: str, effect: str) -> Iterator[Found]:
     for u in units(inv, scope_namespaces(ctx)):
         out = outside_mesh(inv, u)
         if out:
-            yield u.ref, f"{u.ref} has {_pods_text(out)} without a sidecar: {effect}", \
+            yield u.ref, f"{_pods_text(out)} without a sidecar: {effect}", \
                 hint(code, workload=str(u.ref), inject=u.inject(inv))
 
 
@@ -253,7 +253,7 @@ def restarts_to_join(ctx: Context) -> Iterator[Found]:
             continue  # host network and opted-out pods stay out (MST0102, MST0107); templates inject on creation
         out = outside_mesh(inv, u)
         if out:
-            yield u.ref, f"{u.ref} has {_pods_text(out)} without a sidecar until re-created", \
+            yield u.ref, f"{_pods_text(out)} without a sidecar until re-created", \
                 hint("MST0101", restart=u.restart())
 
 
@@ -261,7 +261,7 @@ def restarts_to_join(ctx: Context) -> Iterator[Found]:
 def host_network(ctx: Context) -> Iterator[Found]:
     for u in units(ctx.inventory, scope_namespaces(ctx)):
         if u.spec.host_network:
-            yield u.ref, f"{u.ref} uses hostNetwork: it gets no sidecar and its traffic is not captured", \
+            yield u.ref, "uses hostNetwork: it gets no sidecar and its traffic is not captured", \
                 hint("MST0102", workload=str(u.ref))
 
 
@@ -301,7 +301,7 @@ def init_container_network(ctx: Context) -> Iterator[Found]:
             continue
         for c in u.spec.init_containers:
             if c.name not in _ISTIO_INIT and not c.restart_always and _uses_network(c):
-                yield u.ref, (f"init container {c.name} of {u.ref} calls the network: with the classic sidecar its "
+                yield u.ref, (f"init container {c.name} calls the network: with the classic sidecar its "
                               f"traffic is captured before Envoy runs and fails"), hint("MST0103", container=c.name)
 
 
@@ -329,7 +329,7 @@ def protocol_not_declared(ctx: Context) -> Iterator[Found]:
         for p in svc.ports:
             if p.istio_protocol == "UNKNOWN" and not _server_first(p):
                 name = f"{p.port} ({p.name})" if p.name else f"{p.port} (unnamed)"
-                yield svc.ref, f"{svc.ref} port {name}: Istio cannot tell its protocol and will sniff it", \
+                yield svc.ref, f"port {name}: Istio cannot tell its protocol and will sniff it", \
                     hint("MST0104", port=str(p.port), service=f"{svc.namespace}/{svc.name}", namespace=svc.namespace,
                          name=svc.name)
 
@@ -340,7 +340,7 @@ def server_first_port(ctx: Context) -> Iterator[Found]:
         for p in svc.ports:
             protocol = _server_first(p)
             if p.istio_protocol == "UNKNOWN" and protocol:
-                yield svc.ref, (f"{svc.ref} port {p.port} is {protocol.upper()}'s port (a server-first protocol) "
+                yield svc.ref, (f"port {p.port} is {protocol.upper()}'s port (a server-first protocol) "
                                 f"and does not declare it"), \
                     hint("MST0105", port=str(p.port), service=f"{svc.namespace}/{svc.name}", protocol=protocol)
 
@@ -373,7 +373,7 @@ def no_istiod_for_revision(ctx: Context) -> Iterator[Found]:
 def workloads_opted_out(ctx: Context) -> Iterator[Found]:
     for u in units(ctx.inventory, scope_namespaces(ctx)):
         if opted_out(u.spec):
-            yield u.ref, f"{u.ref} sets sidecar.istio.io/inject: \"false\": it stays out of the mesh", \
+            yield u.ref, "sets sidecar.istio.io/inject: \"false\": it stays out of the mesh", \
                 hint("MST0107", workload=str(u.ref))
 
 
@@ -388,7 +388,7 @@ def without_version_labels(ctx: Context) -> Iterator[Found]:
                       if "version" not in p.labels and "app.kubernetes.io/version" not in p.labels]
         if unlabelled:
             workloads = sorted({f"{p.workload_kind} {p.namespace}/{p.workload_name}" for p in unlabelled})
-            yield svc.ref, f"{svc.ref} selects {_pods_text([p.name for p in unlabelled])} without a version label", \
+            yield svc.ref, f"selects {_pods_text([p.name for p in unlabelled])} without a version label", \
                 hint("MST0201", workloads=", ".join(workloads))
 
 
@@ -439,7 +439,7 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
             continue
         for svc, where in service_calls(inv, u):
             if svc.namespace in scope:
-                yield u.ref, f"{u.ref} (no sidecar) names {svc.name}.{svc.namespace} in its {where}", \
+                yield u.ref, f"has no sidecar and names {svc.name}.{svc.namespace} in its {where}", \
                     f"Service {svc.namespace}/{svc.name}", str(u.ref), u.inject(inv)
     for ing in inv.of_kind("Ingress"):
         n = ns_of(ing)
@@ -447,7 +447,7 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
         if n not in scope or cls == "istio":
             continue
         for name in sorted(_ingress_backends(ing.spec)):
-            yield ing.ref, f"Ingress {n}/{ing.name} (class {cls}) sends its traffic to Service {n}/{name}", \
+            yield ing.ref, f"class {cls}: sends its traffic to Service {n}/{name}", \
                 f"Service {n}/{name}", f"the {cls} ingress controller", \
                 "inject the controller's pods, or route through an Istio Gateway instead"
     scope_hosts = {s.host: s for n in scope for s in inv.services_by_namespace.get(n, ())}
@@ -456,7 +456,7 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
             continue
         target = scope_hosts.get(_cluster_host(svc.external_name or "", svc.namespace))
         if target is not None:
-            yield svc.ref, f"{svc.ref} (ExternalName) aliases {target.host} for namespace {svc.namespace}", \
+            yield svc.ref, f"an ExternalName alias of {target.host} for namespace {svc.namespace}", \
                 f"Service {target.namespace}/{target.name}", f"the workloads of namespace {svc.namespace}", \
                 f"kubectl label namespace {svc.namespace} istio-injection=enabled, then restart its workloads"
     ips = {p.ip: p for n in scope for p in inv.pods_by_namespace.get(n, ()) if p.ip}
@@ -466,7 +466,7 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
         hit = [ips[ip] for ip in _endpoint_ips(ep) if ip in ips]
         if hit:
             names = ", ".join(sorted({p.name for p in hit}))
-            yield ep.ref, f"Endpoints {ns_of(ep)}/{ep.name} point at pods of {hit[0].namespace} ({names})", \
+            yield ep.ref, f"points at pods of {hit[0].namespace} ({names})", \
                 f"Pod {hit[0].namespace}/{hit[0].name}", f"the workloads of namespace {ns_of(ep)}", \
                 f"kubectl label namespace {ns_of(ep)} istio-injection=enabled, then restart its workloads"
 
@@ -518,7 +518,7 @@ def tls_disabled(ctx: Context) -> Iterator[Found]:
         host = fqdn(dr.spec.get("host") or "", ns_of(dr))
         hit = [h for h in hosts if host_matches(h, host)]
         if hit:
-            yield dr.ref, f"DestinationRule {ns_of(dr)}/{dr.name} sets TLS mode DISABLE for {', '.join(hit)}", \
+            yield dr.ref, f"sets TLS mode DISABLE for {', '.join(hit)}", \
                 hint("MST0403", rule=f"{ns_of(dr)}/{dr.name}", namespace=ns_of(dr), name=dr.name)
 
 
@@ -530,7 +530,7 @@ def probes_not_rewritten(ctx: Context) -> Iterator[Found]:
         probes = [f"{p.type} {p.path or '/'} on port {p.port} of {c.name}" for c in u.spec.containers
                   if c.name != components.PROXY_CONTAINER for p in c.probes if p.handler == "httpGet"]
         if probes:
-            yield u.ref, f"{u.ref} keeps its httpGet probes ({'; '.join(probes)}) out of the sidecar", \
+            yield u.ref, f"keeps its httpGet probes ({'; '.join(probes)}) out of the sidecar", \
                 hint("MST0404", workload=str(u.ref))
 
 
@@ -579,7 +579,7 @@ def strict_not_in_place(ctx: Context) -> Iterator[Found]:
                                                           for p in (s.get("portLevelMtls") or {}).values()}
             weak = sorted(m for m in modes & {"PERMISSIVE", "DISABLE"})
             if weak:
-                yield pa.ref, (f"PeerAuthentication {n}/{pa.name} keeps {'/'.join(weak)} "
+                yield pa.ref, (f"keeps {'/'.join(weak)} "
                                "for the workloads it selects"), \
                     hint("MST0501", namespace=n, fix=f"set STRICT in PeerAuthentication {n}/{pa.name}, or delete it")
 
@@ -604,7 +604,7 @@ def shared_service_account(ctx: Context) -> Iterator[Found]:
 def default_service_account(ctx: Context) -> Iterator[Found]:
     for u in units(ctx.inventory, scope_namespaces(ctx)):
         if u.spec.service_account == "default":
-            yield u.ref, f"{u.ref} runs as service account {u.namespace}/default", \
+            yield u.ref, f"runs as service account {u.namespace}/default", \
                 hint("MST0503", workload=str(u.ref), namespace=u.namespace, name=u.ref.name)
 
 
@@ -623,7 +623,7 @@ def unregistered_external_hosts(ctx: Context) -> Iterator[Found]:
     for u in units(inv, scope_namespaces(ctx)):
         for host, where in external_hosts(inv, u):
             if not index.known(host, u.namespace):
-                yield u.ref, f"{u.ref} names external host {host} in its {where}, and no ServiceEntry registers it", \
+                yield u.ref, f"names external host {host} in its {where}, and no ServiceEntry registers it", \
                     hint("MST0601", host=host, namespace=u.namespace)
 
 
@@ -696,7 +696,7 @@ def sidecar_scope_cuts(ctx: Context) -> Iterator[Found]:
         for u in units(inv, [n]):
             for svc, where in service_calls(inv, u):
                 if not any(_egress_allows(h, n, svc) for h in allowed):
-                    text = (f"{u.ref} calls {svc.name}.{svc.namespace} (in its {where}), "
+                    text = (f"calls {svc.name}.{svc.namespace} (in its {where}), "
                             "outside the Sidecar's egress hosts")
                     yield u.ref, text, hint("MST0704", host=f"{svc.namespace}/{svc.host}", namespace=n,
                                             target=svc.namespace)
