@@ -158,3 +158,10 @@ def test_importing_a_check_module_does_not_load_the_whole_package():
             "print(sorted(m for m in sys.modules if m.startswith('planner.analysis.')))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert "planner.analysis.telemetry" not in out and "planner.analysis.destinationrule" in out
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_messages_do_not_name_their_resource_again(scenario):
+    """The renderers show the resource beside the code; a message that starts with it again reads twice."""
+    for m in analyze(inventory(scenario)):
+        assert not m.message.startswith((str(m.ref), f"{m.ref.kind} ")), m
