@@ -162,6 +162,7 @@ def test_importing_a_check_module_does_not_load_the_whole_package():
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_messages_do_not_name_their_resource_again(scenario):
-    """The renderers show the resource beside the code; a message that starts with it again reads twice."""
+    """The renderers show the resource beside the code; a message that starts with it again reads twice. (Some
+    of Istio's own templates name it further on, e.g. IST0132's "… defined in VirtualService %s …": kept.)"""
     for m in analyze(inventory(scenario)):
-        assert str(m.ref) not in m.message, m
+        assert not m.message.startswith(str(m.ref)), m
