@@ -266,3 +266,261 @@ def headline(inv: Inventory) -> str:
     return (f"Istio {up.from_version or '?'} → {up.to_version or '?'} (upgrading revision {up.from_revision} → "
             f"{up.to_revision}: {up.done} of {len(up.namespaces)} namespaces done, default tag on "
             f"{up.default_tag or 'no revision'})")
+
+
+# ---------------------------------------------------------------- the upgrade's target and its objects
+
+
+def target(inv: Inventory, requested: str = "") -> Revision:
+    """The revision an upgrade step moves to: the one requested (a revision or a tag), else the newest installed."""
+    if requested:
+        r = revision(inv, resolve(inv, requested))
+        if r is None:
+            raise MeshstepError(f"no istiod revision or tag {requested!r} in the cluster (revisions: "
+                                f"{', '.join(r.revision for r in installed(inv)) or 'none'}; tags: "
+                                f"{', '.join(tags(inv)) or 'none'})")
+        return r
+    revs = installed(inv)
+    if not revs:
+        raise MeshstepError("istiod is not installed: there is no revision to upgrade")
+    return revs[-1]
+
+
+def old_revisions(inv: Inventory, to: Revision) -> list[Revision]:
+    return [r for r in installed(inv) if r.revision != to.revision]
+
+
+def ready(r: Revision) -> bool:
+    return r.ready_pods > 0
+
+
+def uses(inv: Inventory, rev: str) -> list[str]:
+    """What still needs a revision: namespaces injecting from it, tags pointing at it, proxies connected to it."""
+    out = [f"namespace {n.namespace} ({n.label})" for n in namespace_revisions(inv).values() if n.revision == rev]
+    out += [f"tag {t}" for t, r in sorted(tags(inv).items()) if r == rev]
+    out += [f"{p.kind} {p.pod.namespace}/{p.pod.name}" for p in proxies(inv) if p.revision == rev]
+    return out
+
+
+def control_plane_objects(inv: Inventory, rev: str) -> list[KubeObject]:
+    """The objects of one istiod revision (what `istioctl uninstall --revision` removes): its Deployment, Service,
+    ConfigMaps, webhooks, autoscaler and disruption budget, named after the revision. Gateways and tags labelled
+    with the revision are not the control plane's."""
+    names = {f"istiod-{rev}", f"istio-{rev}", f"istio-sidecar-injector-{rev}"}
+    out = []
+    for kind in ("Deployment", "Service", "ConfigMap", "MutatingWebhookConfiguration",
+                 "ValidatingWebhookConfiguration", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceAccount"):
+        for o in inv.of_kind(kind):
+            if o.labels.get("istio.io/rev") == rev and "istio.io/tag" not in o.labels and (
+                    o.name in names or o.name.startswith(f"istio-validator-{rev}-")):
+                out.append(o)
+    return out
+
+
+def gateway_workloads(inv: Inventory) -> list[Proxy]:
+    """The gateway proxies (ingress, egress, east-west), by pod."""
+    return [p for p in proxies(inv) if p.kind == "gateway"]
+
+
+# ---------------------------------------------------------------- how Istio was installed, and the commands
+
+
+@dataclass(frozen=True)
+class InstallMethod:
+    method: str  # helm | istioctl | unknown
+    evidence: str
+    release: str | None = None  # the Helm release of istiod
+    namespace: str = "istio-system"
+
+
+def install_method(inv: Inventory) -> InstallMethod:
+    """How istiod was installed, from its Deployment's marks: Helm records its release in the meta.helm.sh
+    annotations; istioctl labels what it installs install.operator.istio.io/owning-resource (the charts label
+    their objects app.kubernetes.io/managed-by: Helm under istioctl too, so that label alone decides nothing)."""
+    deployments = [o for o in inv.of_kind("Deployment") if o.labels.get("app") == "istiod"]
+    for d in deployments:
+        release = d.annotations.get("meta.helm.sh/release-name")
+        if release:
+            return InstallMethod("helm", f"Deployment {d.namespace}/{d.name} annotation meta.helm.sh/release-name="
+                                 f"{release}", release, d.annotations.get("meta.helm.sh/release-namespace")
+                                 or d.namespace or "istio-system")
+    for d in deployments:
+        if "install.operator.istio.io/owning-resource" in d.labels:
+            return InstallMethod("istioctl", f"Deployment {d.namespace}/{d.name} label "
+                                 "install.operator.istio.io/owning-resource", None, d.namespace or "istio-system")
+    return InstallMethod("unknown", "no istiod Deployment carries Helm's or istioctl's marks",
+                         None, deployments[0].namespace if deployments else "istio-system")
+
+
+def install_commands(inv: Inventory, rev: str, version: str | None) -> list[str]:
+    """The commands that install revision `rev` beside the running one, for this cluster's install method."""
+    how = install_method(inv)
+    v = version or "<version>"
+    lines = [f"# Istio was installed with {how.method} ({how.evidence})"]
+    if how.method == "helm":
+        lines += [f"helm upgrade istio-base istio/base -n {how.namespace} --version {v}",
+                  f"helm install istiod-{rev} istio/istiod -n {how.namespace} --version {v} --set revision={rev} "
+                  f"-f <the values of release {how.release}>"]
+    else:
+        lines += [f"istioctl x precheck  # with istioctl {v}",
+                  f"istioctl install -f <the IstioOperator file you installed with> --set revision={rev} "
+                  f"--set components.ingressGateways[0].enabled=false -y  # istioctl {v}: istiod only, gateways later"]
+    lines.append(f"kubectl rollout status deployment/istiod-{rev} -n {how.namespace}")
+    return lines
+
+
+def uninstall_commands(inv: Inventory, rev: str) -> list[str]:
+    how = install_method(inv)
+    if how.method == "helm":
+        return [f"helm delete istiod-{rev} -n {how.namespace}"]
+    return [f"istioctl uninstall --revision {rev} -y"]
+
+
+def default_tag_commands(inv: Inventory, rev: str) -> list[str]:
+    how = install_method(inv)
+    if how.method == "helm":  # Helm renders tags from the istiod chart's revisionTags
+        return [f"helm template istiod istio/istiod -s templates/revision-tags.yaml --set revisionTags={{default}} "
+                f"--set revision={rev} -n {how.namespace} | kubectl apply -f -"]
+    return [f"istioctl tag set default --revision {rev} --overwrite"]
+
+
+# ---------------------------------------------------------------- restarts, as an overlay sees them
+
+
+def _raw_container(c: Container) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": c.name, "image": c.image}
+    if c.command:
+        out["command"] = list(c.command)
+    if c.args:
+        out["args"] = list(c.args)
+    if c.ports:
+        out["ports"] = [{"name": p.name, "containerPort": p.port, "protocol": p.protocol} for p in c.ports]
+    for probe in c.probes:
+        handler = {"port": probe.port} | ({"path": probe.path} if probe.path else {})
+        out[f"{probe.type}Probe"] = {probe.handler: handler} if probe.handler != "unknown" else {}
+    if c.restart_always:
+        out["restartPolicy"] = "Always"
+    if c.run_as_user is not None:
+        out["securityContext"] = {"runAsUser": c.run_as_user}
+    return out
+
+
+def with_tag(image: str, version: str) -> str:
+    """`docker.io/istio/proxyv2:1.26.4-distroless` at 1.27.3 → `docker.io/istio/proxyv2:1.27.3-distroless`."""
+    ref = image.rsplit("@", 1)[0]
+    repo, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:
+        return f"{ref}:{version}"
+    suffix = tag.split("-", 1)[1] if "-" in tag else ""
+    return f"{repo}:{version}" + (f"-{suffix}" if suffix else "")
+
+
+def restarted(inv: Inventory, proxy: Proxy, rev: Revision) -> dict[str, Any]:
+    """The proxy's pod as it comes back from a restart connected to `rev`: the injector's (or the gateway
+    template's) proxy at that revision's version, everything else as it was. For overlays, which run no
+    controllers: a rehearsal of an upgrade stage applies these in place of `kubectl rollout restart`."""
+    pod = proxy.pod
+    labels = dict(pod.labels)
+    annotations = dict(pod.annotations)
+    for where in (labels, annotations):
+        if "istio.io/rev" in where:
+            where["istio.io/rev"] = rev.revision
+    status = annotations.get("sidecar.istio.io/status")
+    if status:
+        try:
+            parsed = json.loads(status)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            annotations["sidecar.istio.io/status"] = json.dumps(parsed | {"revision": rev.revision},
+                                                                separators=(",", ":"))
+    istio_images = ("proxyv2", "ztunnel")
+
+    def moved(c: Container) -> dict[str, Any]:
+        raw = _raw_container(c)
+        if rev.version and (c.image_name in istio_images or c.name in (PROXY_CONTAINER, "istio-init",
+                                                                        "istio-validation")):
+            raw["image"] = with_tag(c.image, rev.version)
+        return raw
+
+    spec = pod.spec
+    owner = ({"kind": "ReplicaSet", "name": f"{pod.workload_name}-{labels['pod-template-hash']}"}
+             if pod.workload_kind == "Deployment" and "pod-template-hash" in labels
+             else {"kind": pod.workload_kind, "name": pod.workload_name})
+    meta: dict[str, Any] = {"name": pod.name, "namespace": pod.namespace, "labels": labels,
+                            "annotations": annotations}
+    if pod.workload_kind != "Pod":
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "controller": True, **owner}]
+    raw_spec: dict[str, Any] = {"serviceAccountName": spec.service_account,
+                                "containers": [moved(c) for c in spec.containers],
+                                "initContainers": [moved(c) for c in spec.init_containers]}
+    if pod.node:
+        raw_spec["nodeName"] = pod.node
+    if spec.host_network:
+        raw_spec["hostNetwork"] = True
+    if spec.run_as_user is not None:
+        raw_spec["securityContext"] = {"runAsUser": spec.run_as_user}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": raw_spec,
+            "status": {"phase": pod.phase, "podIP": pod.ip,
+                       "conditions": [{"type": "Ready", "status": "True" if pod.ready else "False"}]}}
+
+
+def restart_namespace(inv: Inventory, namespace: str) -> list[dict[str, Any]]:
+    """`kubectl rollout restart` of a namespace's injected workloads, as the overlay sees it: each sidecar pod back
+    with what the namespace injects now."""
+    ns = namespace_revisions(inv).get(namespace)
+    rev = revision(inv, ns.revision) if ns and ns.revision else None
+    if rev is None:
+        return []
+    return [restarted(inv, p, rev) for p in proxies(inv) if p.kind == "sidecar" and p.pod.namespace == namespace]
+
+
+def restart_gateways(inv: Inventory) -> list[dict[str, Any]]:
+    """The gateway pods back from their rollout, connected to the revision their Deployment's template names."""
+    out = []
+    for p in gateway_workloads(inv):
+        w = inv.workload(p.pod.namespace, p.pod.workload_kind, p.pod.workload_name)
+        named = w.template.labels.get("istio.io/rev") if w is not None and w.template is not None else None
+        rev = revision(inv, resolve(inv, named)) if named else None
+        if rev is not None:
+            out.append(restarted(inv, p, rev))
+    return out
+
+
+def copy_of(o: KubeObject) -> dict[str, Any]:
+    from planner.changes import clean
+
+    return copy.deepcopy(clean(o.raw))
+
+
+def with_revisions(inv: Inventory, report: dict[str, Any]) -> dict[str, Any]:
+    """The inventory report (`meshstep inventory --format json`) with what this module knows: per namespace its
+    label as written and the revision and version it resolves to, every proxy's version and revision, the pods to
+    restart, and an `upgrade` block while more than one revision runs."""
+    nss = namespace_revisions(inv)
+    for row in report["namespaces"]:
+        ns = nss.get(row["name"])
+        row.update({"label": ns.label, "resolved_revision": ns.revision, "version": ns.version} if ns
+                   else {"label": None, "resolved_revision": None, "version": None})
+    report["proxies"] = [p.to_json() for p in proxies(inv)]
+    report["stale_pods"] = [p.to_json() | {"namespace_injects": nss[p.pod.namespace].revision}
+                            for p in stale_pods(inv)]
+    up = upgrade(inv)
+    if up is not None:
+        report["upgrade"] = up.to_json()
+    return report
+
+
+def pod_proxy_facts(inv: Inventory, pods: list[Pod]) -> tuple[str, ...]:
+    """For `explain` of a workload whose pods run different proxy versions or revisions: one line per pod."""
+    found = [(p, proxy_of(inv, p)) for p in pods]
+    if len({(x.version, x.revision) if x else None for _, x in found}) < 2:
+        return ()
+    ns = namespace_revisions(inv).get(pods[0].namespace)
+    now = f" (namespace {ns.namespace} injects {ns.revision}, {ns.version or 'version unknown'})" if ns and \
+        ns.revision else ""
+    return (f"its pods run different proxies{now}:",) + tuple(
+        f"  {p.name}: " + (f"proxy {x.version or 'version unknown'}, revision {x.revision}"
+                           + (" — restart it to move it" if ns and ns.revision and x.revision != ns.revision else "")
+                           if x else "no proxy")
+        for p, x in found)
