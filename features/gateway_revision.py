@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from features._upgrade import CANARY_DOCS, REVISION, target
+from features._upgrade import REVISION, target
 from features.base import MESH, Feature, Observation
 from planner import revisions
 from planner.components import PROXY_CONTAINER

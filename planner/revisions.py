@@ -125,8 +125,9 @@ def proxies(inv: Inventory) -> tuple[Proxy, ...]:
 
 
 def proxy_of(inv: Inventory, pod: Pod) -> Proxy | None:
-    return per_inventory(inv, "revisions.proxy_by_pod",
-                         lambda i: {(p.pod.namespace, p.pod.name): p for p in proxies(i)}).get((pod.namespace, pod.name))
+    by_pod = per_inventory(inv, "revisions.proxy_by_pod", lambda i: {(p.pod.namespace, p.pod.name): p
+                                                                      for p in proxies(i)})
+    return by_pod.get((pod.namespace, pod.name))
 
 
 # ---------------------------------------------------------------- namespaces

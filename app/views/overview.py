@@ -28,7 +28,8 @@ else:
 
 upgrade = revisions.upgrade(inv)
 if upgrade is not None:  # two revisions side by side: how far the move from the old one has gone
-    st.subheader(f"Upgrade {upgrade.from_version or upgrade.from_revision} → {upgrade.to_version or upgrade.to_revision}")
+    st.subheader(f"Upgrade {upgrade.from_version or upgrade.from_revision} → "
+                 f"{upgrade.to_version or upgrade.to_revision}")
     st.progress(upgrade.done / len(upgrade.namespaces) if upgrade.namespaces else 1.0,
                 text=f"revision {upgrade.from_revision} → {upgrade.to_revision}: {upgrade.done} of "
                      f"{len(upgrade.namespaces)} namespaces done · default tag on {upgrade.default_tag or 'none'}")

@@ -6,8 +6,8 @@ resource names (`{namespace}`, `{workload}`, …); the registered default and do
 `<namespace>`. docs/checks.md is generated from this file (`python -m planner.analysis.catalog > docs/checks.md`).
 
 Numbering groups codes by stage: 00xx install, 01xx injection, 02xx routing, 03xx PERMISSIVE, 04xx STRICT,
-05xx authorization, 06xx egress, 07xx the other features, 09xx revisions and upgrades; 0001-0004 are raised by the plan and the features
-themselves (the install gate, dependencies), not by a registered check."""
+05xx authorization, 06xx egress, 07xx the other features, 09xx revisions and upgrades; 0001-0004 are raised
+by the plan and the features themselves (the install gate, dependencies), not by a registered check."""
 from __future__ import annotations
 
 import string
