@@ -16,9 +16,9 @@ class RevisionInstall(Feature):
     category = "install"
     problem = "How do we try a new Istio release on a few namespaces while the others keep the one they run?"
     params = (Param("revision", str, "", "the new revision's name, e.g. 1-28 (default: the newest installed)",
-                    pattern=r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"),
+                    pattern=r"([a-z0-9]([-a-z0-9]*[a-z0-9])?)?"),
               Param("version", str, "", "the Istio version to install, e.g. 1.28.0 (default: the revision's own)",
-                    pattern=r"\d+\.\d+\.\d+(-[\w.]+)?"))
+                    pattern=r"(\d+\.\d+\.\d+(-[\w.]+)?)?"))
     scopes = (MESH,)
     pitfalls = ("Reinstalling without your IstioOperator file or Helm values installs the default profile's settings.",
                 "Install only istiod with the revision: gateways are moved in their own stage.",

@@ -5,7 +5,7 @@ from typing import Any
 
 from features._istio import label_notes, namespace_labelled
 from features._upgrade import CANARY_DOCS, REVISION, target
-from features.base import Feature, Observation
+from features.base import Feature, Observation, Rendered, validate_params
 from planner import revisions
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
@@ -49,6 +49,23 @@ class RevisionLabel(Feature):
         return lines + [f"# verify: every proxy in {scope} on revision {rev}",
                         f"kubectl get pods -n {scope} -L istio.io/rev",
                         f"istioctl proxy-status --revision {rev}"]
+
+    def rollback(self, params, scope, inv) -> Rendered:
+        """Back to the old revision. A namespace that injected from another revision gets its labels back as they
+        are now; one that already injected from the target (this stage only restarted it) is labelled with the
+        revision its other proxies run (else the upgrade's old one): restoring its label would move nothing."""
+        p = validate_params(self, params)
+        ns = revisions.namespace_revisions(inv).get(scope)
+        to = target(p, inv)
+        if ns is None or ns.revision != to.revision:
+            return super().rollback(params, scope, inv)
+        back = next((r for r in sorted(ns.proxies, key=lambda r: -ns.proxies[r]) if r != to.revision), None)
+        back = back or next((r.revision for r in revisions.old_revisions(inv, to)), None)
+        if back is None:
+            raise MeshstepError(f"{self.id}: {scope} has no older revision to go back to")
+        change = ({"istio.io/rev": back}, _REMOVED)
+        return Rendered(self.id, scope, {"revision": back}, (namespace_labelled(inv, scope, *change),),
+                        notes=tuple(label_notes(inv, scope, *change, False)), rollback=True)
 
     def detect(self, inv: Inventory) -> list[Observation]:
         up = revisions.upgrade(inv)

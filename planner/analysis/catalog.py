@@ -32,7 +32,7 @@ class Entry:
 
     @property
     def stages(self) -> str:
-        return ", ".join(self.gates) or self.raised_by
+        return ", ".join(self.gates) or self.raised_by or "meshstep analyze"
 
     def fields(self) -> list[str]:
         return [f for _, f, _, _ in string.Formatter().parse(self.hint) if f]
@@ -279,9 +279,9 @@ CATALOG: dict[str, Entry] = {e.code: e for e in _ENTRIES}
 
 def markdown() -> str:
     """docs/checks.md: one section per code, with the anchor Message.url links to."""
-    intro = ("meshstep's own readiness checks: findings that gate an adoption stage and that `istioctl analyze` has "
-             "no code for. Findings that istioctl has are reported with its IST code and documented on "
-             "[istio.io](https://istio.io/latest/docs/reference/config/analysis/).")
+    intro = ("meshstep's own checks: findings that gate an adoption stage, or that `meshstep analyze` reports (the "
+             "upgrade's, 09xx), and that `istioctl analyze` has no code for. Findings that istioctl has are reported "
+             "with its IST code and documented on [istio.io](https://istio.io/latest/docs/reference/config/analysis/).")
     generated = ("Generated from `planner/analysis/catalog.py` by `python -m planner.analysis.catalog > "
                  "docs/checks.md`: edit the catalog, not this page.")
     lines = ["# meshstep checks", "", intro, "", generated, "", "| code | name | level | gates |",

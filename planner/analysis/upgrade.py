@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from planner import istio_releases, revisions
 from planner.analysis.base import Context
 from planner.analysis.readiness import Found, hint, readiness
+from planner.errors import MeshstepError
 from planner.model import Ref
 
 
@@ -85,7 +86,10 @@ def proxy_revision_missing(ctx: Context) -> Iterator[Found]:
 @readiness("MST0906")
 def upgrade_target_not_ready(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
-    r = revisions.target(inv, ctx.params.get("revision", ""))
+    try:
+        r = revisions.target(inv, ctx.params.get("revision", ""))
+    except MeshstepError:
+        return  # no such revision: the stage's rendering says so
     if not revisions.ready(r):
         yield (Ref("Deployment", r.namespace, f"istiod-{r.revision}"),
                f"istiod revision {r.revision}: {r.ready_pods} of {r.istiod_pods} pods ready",
