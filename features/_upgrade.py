@@ -1,8 +1,8 @@
 """Shared by the upgrade's features (revision-install, revision-label, gateway-revision, default-tag,
-revision-uninstall): each is one stage of Istio's canary upgrade, and reads the cluster through planner.revisions.
+single-revision): each is one stage of Istio's canary upgrade, and reads the cluster through planner.revisions.
 
 Their detection reports the upgrade's progress: a step is on while two revisions run and the cluster shows it
-done for the newest one (revision-uninstall: once one revision serves every proxy)."""
+done for the newest one (single-revision: once one revision serves every proxy)."""
 from __future__ import annotations
 
 from typing import Any

@@ -97,7 +97,7 @@ _UPGRADE = (
                ("gateway-revision",), "mesh"),
     _Blueprint("Point the default tag at the new revision",
                "New and istio-injection=enabled namespaces get the new release.", ("default-tag",), "mesh"),
-    _Blueprint("Remove the old revision", "One release to run and patch again.", ("revision-uninstall",), "mesh"),
+    _Blueprint("Remove the old revision", "One release to run and patch again.", ("single-revision",), "mesh"),
 )
 
 TEMPLATES: dict[str, tuple[_Blueprint, ...]] = {

@@ -16,7 +16,7 @@ from typing import Any
 from planner.analysis.common import per_inventory
 from planner.components import PROXY_CONTAINER, find_sidecar
 from planner.errors import MeshstepError
-from planner.inventory import Inventory
+from planner.inventory import Inventory, _injected_revision, _version_of
 from planner.model import Container, KubeObject, Pod, Revision
 
 # Component ids of the proxies that connect to an istiod revision, and the kind of proxy each is.
@@ -94,17 +94,11 @@ def _proxy_container(pod: Pod) -> Container | None:
 def _connected_revision(inv: Inventory, pod: Pod) -> str:
     """The injector's record (sidecar.istio.io/status), else the pod's istio.io/rev label (gateways and ztunnel
     installed by istioctl or Helm carry it), else the default revision."""
-    rev = (pod.sidecar.revision if pod.sidecar else None) or pod.labels.get("istio.io/rev")
-    if rev is None and pod.annotations.get("sidecar.istio.io/status"):
-        from planner.inventory import _injected_revision  # the injector's JSON, as the inventory reads it
-
-        rev = _injected_revision(pod.spec)
+    rev = pod.sidecar.revision if pod.sidecar else _injected_revision(pod.spec)
     return resolve(inv, rev)
 
 
 def _proxies(inv: Inventory) -> tuple[Proxy, ...]:
-    from planner.inventory import _version_of
-
     out = []
     for c in inv.components:
         kind = PROXY_KINDS.get(c.component)
@@ -173,11 +167,16 @@ def _namespace_revisions(inv: Inventory) -> dict[str, NamespaceRevision]:
         mine = by_ns.get(name, [])
         if not mine and injects is None:
             continue
-        stale = tuple(p.pod.name for p in mine if p.kind == "sidecar" and rev is not None
-                      and (p.revision != rev or version is not None and p.version not in (None, version)))
+        stale = tuple(p.pod.name for p in mine if _differs(p, rev, version))
         out[name] = NamespaceRevision(name, _label(ns.labels) if ns else None, injects, rev, version,
                                       dict(sorted(Counter(p.revision for p in mine).items())), stale)
     return out
+
+
+def _differs(p: Proxy, rev: str | None, version: str | None) -> bool:
+    """A sidecar that a restart would change: on another revision, or at another version of the same one."""
+    return p.kind == "sidecar" and rev is not None and (
+        p.revision != rev or version is not None and p.version not in (None, version))
 
 
 def namespace_revisions(inv: Inventory) -> dict[str, NamespaceRevision]:
@@ -188,11 +187,7 @@ def namespace_revisions(inv: Inventory) -> dict[str, NamespaceRevision]:
 def stale_pods(inv: Inventory) -> list[Proxy]:
     """Sidecars whose revision or version differs from what their namespace injects now: a restart moves them."""
     nss = namespace_revisions(inv)
-    return [p for p in proxies(inv) if p.kind == "sidecar" and p.pod.name in (nss.get(p.pod.namespace)
-                                                                              or _NONE).stale]
-
-
-_NONE = NamespaceRevision("", None, None, None, None, {}, ())
+    return [p for p in proxies(inv) if (ns := nss.get(p.pod.namespace)) and _differs(p, ns.revision, ns.version)]
 
 
 # ---------------------------------------------------------------- the upgrade in progress
@@ -307,13 +302,14 @@ def control_plane_objects(inv: Inventory, rev: str) -> list[KubeObject]:
     """The objects of one istiod revision (what `istioctl uninstall --revision` removes): its Deployment, Service,
     ConfigMaps, webhooks, autoscaler and disruption budget, named after the revision. Gateways and tags labelled
     with the revision are not the control plane's."""
-    names = {f"istiod-{rev}", f"istio-{rev}", f"istio-sidecar-injector-{rev}"}
+    suffix = "" if rev == "default" else f"-{rev}"  # an unrevisioned install names its objects without one
+    names = {f"istiod{suffix}", f"istio{suffix}", f"istio-sidecar-injector{suffix}"}
     out = []
     for kind in ("Deployment", "Service", "ConfigMap", "MutatingWebhookConfiguration",
                  "ValidatingWebhookConfiguration", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceAccount"):
         for o in inv.of_kind(kind):
             if o.labels.get("istio.io/rev") == rev and "istio.io/tag" not in o.labels and (
-                    o.name in names or o.name.startswith(f"istio-validator-{rev}-")):
+                    o.name in names or o.name.startswith(f"istio-validator{suffix}-")):
                 out.append(o)
     return out
 

@@ -255,7 +255,7 @@ _UPGRADE_ENTRIES = (
           "An istiod revision has no namespace injecting from it and no proxy connected to it.",
           "It is ready to remove: an unused revision still validates and injects what names it, and is one more "
           "release to patch.",
-          "Remove it: meshstep render revision-uninstall --scope mesh --set revision={revision}."),
+          "Remove it: meshstep render single-revision --scope mesh --set revision={revision}."),
     Entry("MST0905", "ProxyRevisionMissing", "error", (),
           "A proxy is connected to an istiod revision that is not in the cluster.",
           "Its revision was removed (or never installed): the proxy gets no new config and its certificate is "
@@ -266,7 +266,7 @@ _UPGRADE_ENTRIES = (
           "The revision an upgrade stage moves to has no ready istiod.",
           "Pods restarted onto a revision without a ready istiod are not injected, or start without config.",
           "Wait for it: kubectl rollout status deployment/istiod-{revision} -n {namespace}."),
-    Entry("MST0907", "RevisionStillInUse", "error", ("revision-uninstall",),
+    Entry("MST0907", "RevisionStillInUse", "error", ("single-revision",),
           "The revision to remove still has namespaces, tags or proxies using it.",
           "Removing it leaves those proxies without config and certificates, and pods of those namespaces "
           "without injection.",

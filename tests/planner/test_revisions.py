@@ -165,7 +165,7 @@ def test_a_revision_with_no_namespace_and_no_pods_is_ready_to_remove(inv):
 def test_removing_a_revision_with_proxies_left_on_it_is_refused_and_found(inv):
     stage = next(s for s in plan.new_plan("upgrade", inv) if s.title == "Remove the old revision")
     assert {"MST0907", "MST0003"} <= {m.code for m in plan.gate(stage, inv).messages if m.level == "error"}
-    rendered = registry()["revision-uninstall"].render({}, "mesh", inv)
+    rendered = registry()["single-revision"].render({}, "mesh", inv)
     orphaned = {m.ref.name for m in codes(apply(rendered, inv))["MST0905"]}
     assert orphaned == {"istio-ingressgateway-6b7c8-zt5mn", "orders-7f9c8-old01", "frontend-5c7f9-abcde"}
 

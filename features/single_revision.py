@@ -1,5 +1,6 @@
-"""Remove the old revision once nothing uses it: no namespace injects from it, no tag names it, no proxy is
-connected to it."""
+"""One istiod revision serves the mesh: the upgrade's last stage removes the old revision once nothing uses it (no
+namespace injects from it, no tag names it, no proxy is connected to it). Detection sees it on wherever a single
+revision serves every proxy, upgraded or not: a state a team can record and keep."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -13,9 +14,9 @@ from planner.inventory import Inventory
 from planner.model import KubeObject
 
 
-class RevisionUninstall(Feature):
-    id = "revision-uninstall"
-    title = "Remove the old revision"
+class SingleRevision(Feature):
+    id = "single-revision"
+    title = "One revision serves the mesh (the old one removed)"
     category = "install"
     problem = "When is the old Istio release no longer needed, so that it stops being patched and watched?"
     depends_on = ("default-tag", "gateway-revision")
@@ -78,7 +79,7 @@ class RevisionUninstall(Feature):
         if any(p.revision != only for p in pods):
             return []
         return [Observation(self.id, MESH, [f"Deployment {revs[0].namespace}/istiod-{only}: the only revision, "
-                                            f"{len(pods)} proxies on it"], {"revision": only})]
+                                            f"{len(pods)} proxies on it"])]
 
 
-FEATURE = RevisionUninstall()
+FEATURE = SingleRevision()
