@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from planner.analysis.common import per_inventory
+from planner.changes import clean
 from planner.components import PROXY_CONTAINER, find_sidecar
 from planner.errors import MeshstepError
 from planner.inventory import Inventory, _injected_revision, _version_of
@@ -485,8 +486,7 @@ def restart_gateways(inv: Inventory) -> list[dict[str, Any]]:
 
 
 def copy_of(o: KubeObject) -> dict[str, Any]:
-    from planner.changes import clean
-
+    """An object as one would apply it, to be changed: a feature's patch starts from what the cluster has."""
     return copy.deepcopy(clean(o.raw))
 
 
