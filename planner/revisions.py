@@ -15,7 +15,7 @@ from typing import Any
 
 from planner.analysis.common import per_inventory
 from planner.changes import clean
-from planner.components import PROXY_CONTAINER, find_sidecar
+from planner.components import PROXY_CONTAINER
 from planner.errors import MeshstepError
 from planner.inventory import Inventory, _injected_revision, _version_of
 from planner.model import Container, KubeObject, Pod, Revision
@@ -87,19 +87,12 @@ class Proxy:
 
 
 def _proxy_container(pod: Pod) -> Container | None:
-    spec = pod.spec
-    return find_sidecar(spec) or next(
-        (c for c in spec.containers if c.name == PROXY_CONTAINER or c.image_name in ("proxyv2", "ztunnel")), None)
-
-
-def _connected_revision(inv: Inventory, pod: Pod) -> str:
-    """The injector's record (sidecar.istio.io/status), else the pod's istio.io/rev label (gateways and ztunnel
-    installed by istioctl or Helm carry it), else the default revision."""
-    rev = pod.sidecar.revision if pod.sidecar else _injected_revision(pod.spec)
-    return resolve(inv, rev)
+    return next((c for c in pod.spec.containers if c.name == PROXY_CONTAINER or c.image_name in ("proxyv2", "ztunnel")),
+                None)
 
 
 def _proxies(inv: Inventory) -> tuple[Proxy, ...]:
+    resolved: dict[str | None, str] = {}  # a cluster's pods name a handful of revisions: resolve each name once
     out = []
     for c in inv.components:
         kind = PROXY_KINDS.get(c.component)
@@ -108,9 +101,15 @@ def _proxies(inv: Inventory) -> tuple[Proxy, ...]:
         pod = inv.pod(c.namespace, c.name)
         if pod is None:
             continue
-        container = _proxy_container(pod)
-        version = pod.sidecar.version if pod.sidecar else _version_of(container.image_tag) if container else None
-        out.append(Proxy(kind, c.component, pod, version, _connected_revision(inv, pod)))
+        if pod.sidecar is not None:
+            version, rev = pod.sidecar.version, pod.sidecar.revision
+        else:  # gateways, waypoints, ztunnel: the injector's record if injected, else their istio.io/rev label
+            container = _proxy_container(pod)
+            version = _version_of(container.image_tag) if container else None
+            rev = _injected_revision(pod.spec)
+        if rev not in resolved:
+            resolved[rev] = resolve(inv, rev)
+        out.append(Proxy(kind, c.component, pod, version, resolved[rev]))
     return tuple(out)
 
 
