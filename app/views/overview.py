@@ -27,6 +27,16 @@ else:
     st.warning("Istio is not installed in this cluster: the plan's first stage says how to install it.")
 
 upgrade = revisions.upgrade(inv)
+history = store.inventory_history(cluster)
+mesh = inv.mesh_summary
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Istio version", f"{upgrade.from_version} → {upgrade.to_version}" if upgrade is not None
+          else istio["version"] or "—", help="During an upgrade: the oldest and the newest revision's versions.")
+c2.metric("Namespaces in the mesh", f"{mesh['namespaces_in_mesh']} / {mesh['namespaces_total']}",
+          help="Namespaces with at least one pod in the mesh (sidecar or ambient), out of all namespaces.")
+c3.metric("Pods in the mesh", f"{mesh['pods_in_mesh']} / {mesh['pods_total']}")
+c4.metric("Features observed", len(observed), help="Feature × scope pairs that detection finds on in the cluster.")
+
 if upgrade is not None:  # two revisions side by side: how far the move from the old one has gone
     st.subheader(f"Upgrade {upgrade.from_version or upgrade.from_revision} → "
                  f"{upgrade.to_version or upgrade.to_revision}")
@@ -38,15 +48,6 @@ if upgrade is not None:  # two revisions side by side: how far the move from the
                                 "on_new": st.column_config.NumberColumn(help="Proxies on the new revision"),
                                 "on_old": st.column_config.NumberColumn(help="Proxies on an older revision")})
     st.caption("`meshstep plan new --template upgrade` walks the rest, one gated stage at a time.")
-
-history = store.inventory_history(cluster)
-mesh = inv.mesh_summary
-c1, c2, c3, c4 = st.columns(4)
-c1.metric("Istio version", istio["version"] or "—")
-c2.metric("Namespaces in the mesh", f"{mesh['namespaces_in_mesh']} / {mesh['namespaces_total']}",
-          help="Namespaces with at least one pod in the mesh (sidecar or ambient), out of all namespaces.")
-c3.metric("Pods in the mesh", f"{mesh['pods_in_mesh']} / {mesh['pods_total']}")
-c4.metric("Features observed", len(observed), help="Feature × scope pairs that detection finds on in the cluster.")
 
 left, right = st.columns([3, 2])
 with left:

@@ -17,6 +17,7 @@ def test_overview_shows_the_upgrade_in_progress(db_url, monkeypatch):
     assert not at.exception, at.exception
     assert any("Istio 1.26.4 → 1.27.3" in c.value for c in at.caption)
     assert any(s.value == "Upgrade 1.26.4 → 1.27.3" for s in at.subheader)
+    assert at.metric[0].value == "1.26.4 → 1.27.3"
     progress = next(f for f in at.dataframe if "on_old" in f.value.columns).value
     assert dict(zip(progress["namespace"], progress["state"])) == {
         "orders": "restart pending", "payments": "done", "shop": "not started"}
