@@ -45,8 +45,11 @@ def _order(r: Revision) -> tuple[Any, ...]:
 
 
 def tags(inv: Inventory) -> dict[str, str]:
-    """Revision tag → the istiod revision it points at (from the tag webhooks' istio.io/tag and istio.io/rev)."""
-    return {t: r.revision for r in inv.revisions for t in r.tags}
+    """Revision tag → the istiod revision it points at, from the tag webhooks' istio.io/tag and istio.io/rev labels
+    (read from the webhooks themselves: a tag left pointing at a removed revision is still a tag)."""
+    return per_inventory(inv, "revisions.tags", lambda i: {
+        wh.labels["istio.io/tag"]: wh.labels.get("istio.io/rev", "default")
+        for wh in i.of_kind("MutatingWebhookConfiguration") if wh.labels.get("istio.io/tag")})
 
 
 def resolve(inv: Inventory, name: str | None) -> str:
@@ -138,11 +141,6 @@ class NamespaceRevision:
     version: str | None
     proxies: dict[str, int]  # revision → sidecars and waypoints of the namespace connected to it
     stale: tuple[str, ...]  # pods whose proxy differs from what the namespace injects now (restart them)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"namespace": self.namespace, "label": self.label, "injects": self.injects,
-                "revision": self.revision, "version": self.version, "proxies": dict(self.proxies),
-                "stale_pods": list(self.stale)}
 
 
 def _label(labels: dict[str, str]) -> str | None:

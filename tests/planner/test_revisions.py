@@ -118,14 +118,33 @@ def test_gateway_left_on_the_old_revision_is_flagged(inv):
     assert "kubectl rollout restart deployment/istio-ingressgateway -n istio-system" in m.hint
 
 
-def test_ztunnel_left_on_the_old_revision_is_flagged(inv):
+def _node_proxies() -> list[dict[str, Any]]:
+    """A ztunnel left on 1-26 (as its Helm chart labels it) and a waypoint istiod 1-27 deployed."""
     ztunnel = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": "ztunnel-abcde", "namespace": "istio-system",
                             "labels": {"app": "ztunnel", "istio.io/rev": "1-26"},
                             "ownerReferences": [{"kind": "DaemonSet", "name": "ztunnel", "controller": True}]},
                "spec": {"containers": [{"name": "istio-proxy", "image": "docker.io/istio/ztunnel:1.26.4-distroless",
                                         "args": ["proxy", "ztunnel"]}]}}
-    refs = {m.ref.name for m in codes(inv.with_changes(pods=[ztunnel]))["MST0901"]}
+    waypoint = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "waypoint-7c9d-k2m4p", "namespace": "payments",
+                             "labels": {"gateway.networking.k8s.io/gateway-name": "waypoint",
+                                        "istio.io/waypoint-for": "service", "istio.io/rev": "1-27"},
+                             "ownerReferences": [{"kind": "ReplicaSet", "name": "waypoint-7c9d", "controller": True}]},
+                "spec": {"containers": [{"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.27.3",
+                                         "args": ["proxy", "waypoint", "--domain", "payments.svc.cluster.local"]}]}}
+    return [ztunnel, waypoint]
+
+
+def test_ztunnel_and_waypoint_proxies_have_their_version_and_revision(inv):
+    got = {(p.kind, p.pod.name): (p.version, p.revision) for p in revisions.proxies(inv.with_changes(
+        pods=_node_proxies())) if p.kind in ("ztunnel", "waypoint")}
+    assert got == {("ztunnel", "ztunnel-abcde"): ("1.26.4", "1-26"), ("waypoint", "waypoint-7c9d-k2m4p"):
+                   ("1.27.3", "1-27")}
+
+
+def test_ztunnel_left_on_the_old_revision_is_flagged(inv):
+    refs = {m.ref.name for m in codes(inv.with_changes(pods=_node_proxies()))["MST0901"]}
     assert refs == {"istio-ingressgateway-6b7c8-zt5mn", "ztunnel-abcde"}
 
 
@@ -272,3 +291,13 @@ def test_each_stage_is_detected_once_applied_and_rolls_back_to_where_it_started(
 def test_upgrade_features_report_nothing_on_a_cluster_with_one_revision(demo_inventory):
     for fid in ("revision-install", "revision-label", "gateway-revision", "default-tag"):
         assert registry()[fid].detect(demo_inventory) == [], fid
+
+
+def test_a_tag_left_on_a_removed_revision_still_resolves_to_it(inv):
+    """Removing 1-26 before moving the default tag: shop's label still resolves to 1-26, whose proxies are now
+    connected to nothing (MST0905)."""
+    removed = apply(registry()["single-revision"].render({}, "mesh", inv), inv)
+    assert [r.revision for r in removed.revisions] == ["1-27"]
+    shop = revisions.namespace_revisions(removed)["shop"]
+    assert (shop.injects, shop.revision, shop.version) == ("default", "1-26", None)
+    assert "frontend-5c7f9-abcde" in {m.ref.name for m in codes(removed)["MST0905"]}
