@@ -490,13 +490,17 @@ def copy_of(o: KubeObject) -> dict[str, Any]:
 def with_revisions(inv: Inventory, report: dict[str, Any]) -> dict[str, Any]:
     """The inventory report (`meshstep inventory --format json`) with what this module knows: per namespace its
     label as written and the revision and version it resolves to, every proxy's version and revision, the pods to
-    restart, and an `upgrade` block while more than one revision runs."""
+    restart, and an `upgrade` block while more than one revision runs. Proxy rows of `components` get their version
+    and revision."""
     nss = namespace_revisions(inv)
     for row in report["namespaces"]:
         ns = nss.get(row["name"])
         row.update({"label": ns.label, "resolved_revision": ns.revision, "version": ns.version} if ns
                    else {"label": None, "resolved_revision": None, "version": None})
     report["proxies"] = [p.to_json() for p in proxies(inv)]
+    for row in report["components"]:  # the proxy pods' version and revision, in the component list too
+        proxy = proxy_of(inv, inv.pod(row["namespace"], row["name"])) if row["kind"] == "Pod" else None
+        row.update(version=proxy.version if proxy else None, revision=proxy.revision if proxy else None)
     report["stale_pods"] = [p.to_json() | {"namespace_injects": nss[p.pod.namespace].revision}
                             for p in stale_pods(inv)]
     up = upgrade(inv)

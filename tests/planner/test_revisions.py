@@ -76,6 +76,8 @@ def test_inventory_json_has_an_upgrade_block_with_per_namespace_progress(capsys)
     row = next(r for r in report["namespaces"] if r["name"] == "orders")
     assert (row["label"], row["resolved_revision"], row["version"]) == ("istio.io/rev=canary", "1-27", "1.27.3")
     assert [p["pod"] for p in report["stale_pods"]] == ["orders-7f9c8-old01"]
+    versions = {(c["name"], c["version"], c["revision"]) for c in report["components"]}
+    assert {("istio-ingressgateway-6b7c8-zt5mn", "1.26.4", "1-26"), ("istiod-1-27-7d4b9c-x7", None, None)} <= versions
 
 
 def test_no_upgrade_block_with_one_revision(capsys):
