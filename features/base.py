@@ -140,6 +140,11 @@ class Feature:
         """Shell lines that go with the objects: commands to run, reminders as `# ` comments."""
         return []
 
+    def restarted_pods(self, p: dict[str, Any], scope: str, inv: Inventory) -> list[dict[str, Any]]:
+        """The pods that the notes' `kubectl rollout restart` lines bring back, as they come back on `inv` (the
+        cluster with the objects applied): an overlay runs no controllers, so a rehearsal applies these too."""
+        return []
+
     # ---------------------------------------------------------------- shared behaviour
 
     def defaults(self) -> dict[str, Any]:

@@ -56,6 +56,10 @@ class DefaultTag(Feature):
             lines += [f"kubectl rollout restart deployment -n {ns}" for ns in following]
         return lines
 
+    def restarted_pods(self, p, scope, inv):
+        return [pod for n in revisions.namespace_revisions(inv).values() if n.injects == "default"
+                for pod in revisions.restart_namespace(inv, n.namespace)]
+
     def detect(self, inv: Inventory) -> list[Observation]:
         up = revisions.upgrade(inv)
         if up is None or up.default_tag != up.to_revision:

@@ -68,6 +68,9 @@ class GatewayRevision(Feature):
                          f"{rev.version or 'of the revision'}")
         return lines
 
+    def restarted_pods(self, p, scope, inv):
+        return revisions.restart_gateways(inv)
+
     def detect(self, inv: Inventory) -> list[Observation]:
         up = revisions.upgrade(inv)
         gateways = revisions.gateway_workloads(inv)

@@ -50,6 +50,9 @@ class RevisionLabel(Feature):
                         f"kubectl get pods -n {scope} -L istio.io/rev",
                         f"istioctl proxy-status --revision {rev}"]
 
+    def restarted_pods(self, p, scope, inv):
+        return revisions.restart_namespace(inv, scope)
+
     def rollback(self, params, scope, inv) -> Rendered:
         """Back to the old revision. A namespace that injected from another revision gets its labels back as they
         are now; one that already injected from the target (this stage only restarted it) is labelled with the

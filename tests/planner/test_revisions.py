@@ -196,16 +196,7 @@ def test_removing_a_revision_with_proxies_left_on_it_is_refused_and_found(inv):
 
 def _restarts(stage: plan.StageSpec, inv: Inventory) -> list[dict[str, Any]]:
     """What `kubectl rollout restart` in the stage's notes does, as the overlay sees it."""
-    pods: list[dict[str, Any]] = []
-    for step in stage.steps:
-        if step.feature == "revision-label":
-            pods += revisions.restart_namespace(inv, step.scope)
-        elif step.feature == "gateway-revision":
-            pods += revisions.restart_gateways(inv)
-        elif step.feature == "default-tag":
-            pods += [p for n in revisions.namespace_revisions(inv).values() if n.injects == "default"
-                     for p in revisions.restart_namespace(inv, n.namespace)]
-    return pods
+    return [pod for s in stage.steps for pod in registry()[s.feature].restarted_pods(s.params, s.scope, inv)]
 
 
 def _walk(inv: Inventory, until: str | None = None) -> Inventory:
