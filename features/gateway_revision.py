@@ -15,7 +15,7 @@ from planner.model import Revision
 def _moved(deployment: dict[str, Any], rev: Revision) -> dict[str, Any]:
     """The gateway Deployment with its pods labelled for `rev`; a gateway installed with its own proxy image (not
     injected: image `auto`) gets that revision's image too."""
-    if "istio.io/rev" in deployment["metadata"].get("labels") or {}:
+    if "istio.io/rev" in (deployment["metadata"].get("labels") or {}):
         deployment["metadata"]["labels"]["istio.io/rev"] = rev.revision
     meta = deployment["spec"]["template"].setdefault("metadata", {})
     for key in ("labels", "annotations"):

@@ -294,3 +294,19 @@ def test_a_tag_left_on_a_removed_revision_still_resolves_to_it(inv):
     shop = revisions.namespace_revisions(removed)["shop"]
     assert (shop.injects, shop.revision, shop.version) == ("default", "1-26", None)
     assert "frontend-5c7f9-abcde" in {m.ref.name for m in codes(removed)["MST0905"]}
+
+
+def test_an_injected_gateway_is_moved_by_its_label_and_keeps_image_auto(inv):
+    """A gateway installed with Helm's gateway chart is injected (image `auto`): only its revision label moves;
+    one installed with its own proxy image (istioctl) also gets the new revision's image."""
+    istioctl = registry()["gateway-revision"].render({}, "mesh", inv).objects[0]["spec"]["template"]
+    assert istioctl["metadata"]["labels"]["istio.io/rev"] == "1-27"
+    assert istioctl["spec"]["containers"][0]["image"] == "docker.io/istio/proxyv2:1.27.3"
+    d = clean(inv.get("Deployment", "istio-system", "istio-ingressgateway").raw)
+    template = d["spec"]["template"]
+    template["metadata"]["annotations"] = {"inject.istio.io/templates": "gateway"}
+    template["metadata"]["labels"]["sidecar.istio.io/inject"] = "true"
+    template["spec"]["containers"][0]["image"] = "auto"
+    helm = registry()["gateway-revision"].render({}, "mesh", inv.with_changes(apply=[d])).objects[0]
+    assert helm["spec"]["template"]["metadata"]["labels"]["istio.io/rev"] == "1-27"
+    assert helm["spec"]["template"]["spec"]["containers"][0]["image"] == "auto"
