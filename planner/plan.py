@@ -86,7 +86,8 @@ _LOCKDOWN = _Blueprint("Lock down egress",
                        "Only registered external hosts can be reached from the mesh.", ("egress-registry-only",),
                        "mesh")
 
-# Istio's canary upgrade, one revision to the next (features/revision_*.py, gateway_revision.py, default_tag.py).
+# Istio's canary upgrade, one revision to the next: revision-install, revision-label, gateway-revision, default-tag and
+# single-revision (features/, reading the cluster through planner.revisions).
 _UPGRADE = (
     _Blueprint("Install the new revision", "Run the new release's istiod beside the old one, serving nobody yet.",
                ("revision-install",), "mesh"),
