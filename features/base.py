@@ -126,6 +126,9 @@ class Feature:
     scopes: tuple[str, ...] = (MESH, "namespace")
     pitfalls: tuple[str, ...] = ()
     docs: str = ""
+    # A step of an operation (a canary upgrade's relabel, tag move, removal) rather than a feature that stays on:
+    # a plan verifies it by detection, but status, drift and the flag matrix do not list it as on.
+    operation: bool = False
 
     # ---------------------------------------------------------------- to implement
 
@@ -138,6 +141,11 @@ class Feature:
 
     def notes(self, p: dict[str, Any], scope: str, inv: Inventory, rollback: bool) -> list[str]:
         """Shell lines that go with the objects: commands to run, reminders as `# ` comments."""
+        return []
+
+    def restarted_pods(self, p: dict[str, Any], scope: str, inv: Inventory) -> list[dict[str, Any]]:
+        """The pods that the notes' `kubectl rollout restart` lines bring back, as they come back on `inv` (the
+        cluster with the objects applied): an overlay runs no controllers, so a rehearsal applies these too."""
         return []
 
     # ---------------------------------------------------------------- shared behaviour
@@ -226,9 +234,11 @@ def _shown(p: dict[str, Any]) -> dict[str, Any]:
 
 @gc_paused()
 def observe(inv: Inventory, features: Iterable[str] | None = None) -> list[Observation]:
-    """Where each feature (of `features`, default all) is on in the inventory, by detection."""
-    wanted = set(features) if features is not None else None
-    return [o for f in registry().values() if wanted is None or f.id in wanted for o in f.detect(inv)]
+    """Where each feature (of `features`, default every one that stays on: no operation's step) is on in the
+    inventory, by detection."""
+    feats = registry().values()
+    wanted = set(features) if features is not None else {f.id for f in feats if not f.operation}
+    return [o for f in feats if f.id in wanted for o in f.detect(inv)]
 
 
 def dependency_met(dep: str, scope: str, on: set[tuple[str, str]]) -> bool:

@@ -119,7 +119,7 @@ def check(code: str, hint: str | None = None, *, reads: tuple[str, ...], gates: 
 # registers nothing is an error rather than silently missing checks.
 MODULES = ("annotations", "authn", "authz", "conditions", "deployment", "deprecation", "destinationrule",
            "envoyfilter", "externalcontrolplane", "gateway", "injection", "k8sgateway", "multicluster", "readiness",
-           "routematches", "service", "serviceentry", "sidecar", "telemetry", "virtualservice", "webhook")
+           "routematches", "service", "serviceentry", "sidecar", "telemetry", "upgrade", "virtualservice", "webhook")
 # Modules of the package that hold no checks.
 SUPPORT_MODULES = ("base", "catalog", "common", "findings", "istio_messages")
 

@@ -12,8 +12,9 @@ and docs/checks.md show them as `<namespace>`. docs/checks.md is generated from 
 planner.analysis.catalog > docs/checks.md`).
 
 Numbering groups MST codes by stage: 00xx install, 01xx injection, 02xx routing, 03xx PERMISSIVE, 04xx STRICT,
-05xx authorization, 06xx egress, 07xx the other features; 0001-0005 are raised by the plan, the features and
-analyze themselves (the install gate, dependencies, skipped checks), not by a registered check."""
+05xx authorization, 06xx egress, 07xx the other features, 09xx revisions and upgrades; 0001-0005 are raised by
+the plan, the features and analyze themselves (the install gate, dependencies, skipped checks), not by a registered
+check."""
 from __future__ import annotations
 
 import argparse
@@ -84,7 +85,7 @@ class Entry:
 
     @property
     def stages(self) -> str:
-        return ", ".join(self.gates) or self.raised_by
+        return ", ".join(self.gates) or self.raised_by or "meshstep analyze"
 
     def fields(self) -> list[str]:
         return [f for _, f, _, _ in string.Formatter().parse(self.hint) if f]
@@ -297,14 +298,57 @@ _ENTRIES = (
           "your own at the proxies' prometheus.io annotations."),
 )
 
+_UPGRADE_ENTRIES = (
+    # ---------------------------------------------------------------- revisions and upgrades (planner/revisions.py)
+    Entry("MST0901", "GatewayOnOldRevision", "warning", (),
+          "Two istiod revisions run, and a gateway or ztunnel is still connected to an older one.",
+          "Gateways and ztunnel carry every namespace's traffic: left on the old revision, they keep its version "
+          "and its config, and removing that revision cuts them off from config and certificates.",
+          "Move it with the upgrade's gateway stage (meshstep render gateway-revision --scope mesh), then "
+          "`kubectl rollout restart {kind}/{workload} -n {namespace}`."),
+    Entry("MST0902", "DefaultTagOnOldRevision", "warning", (),
+          "Namespaces already inject from the new revision while the `default` tag still points at the old one.",
+          "Namespaces labelled istio-injection=enabled (and new ones) follow the default tag: they stay on the old "
+          "release, and the old revision cannot be removed while the tag names it.",
+          "Once the moved namespaces are verified: istioctl tag set default --revision {revision} --overwrite, "
+          "then restart the namespaces that follow the tag."),
+    Entry("MST0903", "ProxyVersionSkew", "warning", (),
+          "A proxy's version is outside the skew Istio supports with the istiod it is connected to.",
+          "Istio supports a control plane one minor version ahead of its data plane, never behind it "
+          "(istio.io supported releases): outside that, config the proxy cannot read is pushed to it.",
+          "Restart {workload} in {namespace} so that it is injected at the version of its istiod "
+          "(kubectl rollout restart {kind}/{workload} -n {namespace})."),
+    Entry("MST0904", "RevisionUnused", "info", (),
+          "An istiod revision has no namespace injecting from it and no proxy connected to it.",
+          "It is ready to remove: an unused revision still validates and injects what names it, and is one more "
+          "release to patch.",
+          "Remove it: meshstep render single-revision --scope mesh --set revision={revision}."),
+    Entry("MST0905", "ProxyRevisionMissing", "error", (),
+          "A proxy is connected to an istiod revision that is not in the cluster.",
+          "Its revision was removed (or never installed): the proxy gets no new config and its certificate is "
+          "not renewed, so it fails once the certificate expires.",
+          "Restart {workload} in {namespace} onto an installed revision (kubectl rollout restart "
+          "{kind}/{workload} -n {namespace})."),
+    Entry("MST0906", "UpgradeTargetNotReady", "error", ("revision-label", "gateway-revision", "default-tag"),
+          "The revision an upgrade stage moves to has no ready istiod.",
+          "Pods restarted onto a revision without a ready istiod are not injected, or start without config.",
+          "Wait for it: kubectl rollout status deployment/istiod-{revision} -n {namespace}."),
+    Entry("MST0907", "RevisionStillInUse", "error", ("single-revision",),
+          "The revision to remove still has namespaces, tags or proxies using it.",
+          "Removing it leaves those proxies without config and certificates, and pods of those namespaces "
+          "without injection.",
+          "Move what still uses {revision} first: {uses}."),
+)
+
+_ENTRIES += _UPGRADE_ENTRIES
 CATALOG: dict[str, Entry] = {e.code: e for e in _ENTRIES}
 
 
 def markdown() -> str:
     """docs/checks.md: one section per code, with the anchor Message.url links to."""
-    intro = ("meshstep's own readiness checks: findings that gate an adoption stage and that `istioctl analyze` has "
-             "no code for. Findings that istioctl has are reported with its IST code and documented on "
-             "[istio.io](https://istio.io/latest/docs/reference/config/analysis/).")
+    intro = ("meshstep's own checks: findings that gate an adoption stage, or that `meshstep analyze` reports (the "
+             "upgrade's, 09xx), and that `istioctl analyze` has no code for. Findings that istioctl has are reported "
+             "with its IST code and documented on [istio.io](https://istio.io/latest/docs/reference/config/analysis/).")
     generated = ("Generated from `planner/analysis/catalog.py` by `python -m planner.analysis.catalog > "
                  "docs/checks.md`: edit the catalog, not this page.")
     lines = ["# meshstep checks", "", intro, "", generated, "", "| code | name | level | gates |",
