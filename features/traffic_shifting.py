@@ -63,8 +63,8 @@ class TrafficShifting(Feature):
             default["route"] = [to(canary, 100), to(stable, 0)]
         else:
             default["route"] = [to(stable)]
-            http.insert(http.index(default), {"match": header} | {k: v for k, v in default.items() if k not in ("route", "name")}
-                        | {"route": [to(canary)]})
+            kept = {k: v for k, v in default.items() if k not in ("route", "name")}  # its timeout, retries…
+            http.insert(http.index(default), {"match": header} | kept | {"route": [to(canary)]})
         return [dr, vs]
 
     def detect(self, inv):

@@ -150,7 +150,8 @@ def _server_side(inv: Inventory, call: Call) -> str | None:
                 if ns_of(ap) in (svc.namespace, inv.root_namespace) and not ap.spec.get("targetRefs")
                 and _selects(ap.spec.get("selector"), labels)]
     for ap in policies:
-        if ap.spec.get("action") == "DENY" and any(_rule_matches(r, call, deny=True) for r in ap.spec.get("rules") or []):
+        rules = ap.spec.get("rules") or []
+        if ap.spec.get("action") == "DENY" and any(_rule_matches(r, call, deny=True) for r in rules):
             return f"AuthorizationPolicy {ns_of(ap)}/{ap.name} (DENY) matches it"
     allows = [ap for ap in policies if ap.spec.get("action", "ALLOW") == "ALLOW"]
     if allows and not any(_rule_matches(r, call, deny=False) for ap in allows for r in ap.spec.get("rules") or []):

@@ -7,8 +7,8 @@ resource names (`{namespace}`, `{workload}`, …); the registered default and do
 
 Numbering groups codes by stage: 00xx install, 01xx injection, 02xx routing, 03xx PERMISSIVE, 04xx STRICT,
 05xx authorization, 06xx egress, 07xx the other features, 08xx what a change keeps working (the evidence of
-callers, and the invariants checked on the cluster with a rendering applied); 0001-0004 are raised by the plan and the features
-themselves (the install gate, dependencies), not by a registered check."""
+callers, and the invariants checked on the cluster with a rendering applied); 0001-0004 are raised by the plan and
+the features themselves (the install gate, dependencies), not by a registered check."""
 from __future__ import annotations
 
 import string
@@ -245,8 +245,8 @@ _ENTRIES = (
           "Meshed workloads name no external host in their config: meshstep cannot tell whether they call one.",
           "Under REGISTRY_ONLY a call to an unregistered host fails (502, BlackHoleCluster); hosts read from a "
           "database or built at run time are not in any evidence meshstep has.",
-          "Look at today's PassthroughCluster traffic (istio_requests_total{{destination_service_name="
-          "\"PassthroughCluster\"}}, or the proxies' access logs) and register each host it shows with a "
+          "Look at today's PassthroughCluster traffic (istio_requests_total whose destination_service_name is "
+          "PassthroughCluster, or the proxies' access logs) and register each host it shows with a "
           "ServiceEntry before the stage."),
     Entry("MST0810", "WorkingConfigLost", "error", (),
           "A rendering drops a host, a gateway binding, a route destination or a traffic-policy field that the "
