@@ -12,6 +12,13 @@ from planner.inventory import Inventory
 from planner.model import Service
 
 
+def _copy(o: Any) -> dict[str, Any]:
+    """An object of the cluster as one would apply it, to extend (with a spec, which a manifest may leave out)."""
+    out = copy.deepcopy(clean(o.raw))
+    out.setdefault("spec", {})
+    return out
+
+
 def matches_host(host: str, svc: Service) -> bool:
     """Whether a host as config names it (short, `svc.ns`, FQDN) is the service."""
     return host in (svc.name, f"{svc.name}.{svc.namespace}", f"{svc.name}.{svc.namespace}.svc",
@@ -62,7 +69,7 @@ def virtual_service(inv: Inventory, svc: Service) -> dict[str, Any]:
     for vs in inv.of_kind("VirtualService"):
         if vs.namespace == svc.namespace and mesh_bound(vs) and any(
                 matches_host(h, svc) for h in vs.spec.get("hosts") or ()):
-            return copy.deepcopy(clean(vs.raw))
+            return _copy(vs)
     name = free_name(inv, "VirtualService", svc.namespace, svc.name, f"{svc.name}-mesh")
     return obj(inv, "networking.istio.io", "VirtualService", svc.namespace, name,
                {"hosts": [svc.name], "http": [{"route": [destination(svc)]}]})
@@ -78,7 +85,7 @@ def destination_rule(inv: Inventory, svc: Service) -> dict[str, Any]:
     """The DestinationRule of `svc` (a copy of the existing one), else a new one under a free name."""
     for dr in inv.of_kind("DestinationRule"):
         if dr.namespace == svc.namespace and matches_host(dr.spec.get("host", ""), svc):
-            return copy.deepcopy(clean(dr.raw))
+            return _copy(dr)
     name = free_name(inv, "DestinationRule", svc.namespace, svc.name, f"{svc.name}-traffic")
     return obj(inv, "networking.istio.io", "DestinationRule", svc.namespace, name, {"host": svc.name})
 
@@ -103,7 +110,7 @@ def telemetry(inv: Inventory, scope: str) -> dict[str, Any]:
     ns = target_namespace(scope, inv)
     for t in inv.of_kind("Telemetry"):
         if t.namespace == ns and not t.spec.get("selector") and not t.spec.get("targetRefs"):
-            return copy.deepcopy(clean(t.raw))
+            return _copy(t)
     return obj(inv, "telemetry.istio.io", "Telemetry", ns,
                free_name(inv, "Telemetry", ns, "mesh-default" if scope == MESH else "namespace-default"), {})
 
@@ -138,7 +145,7 @@ def sidecar(inv: Inventory, scope: str) -> dict[str, Any]:
     ns = target_namespace(scope, inv)
     for s in inv.of_kind("Sidecar"):
         if s.namespace == ns and not s.raw.get("spec", {}).get("workloadSelector"):
-            return copy.deepcopy(clean(s.raw))
+            return _copy(s)
     return obj(inv, "networking.istio.io", "Sidecar", ns, free_name(inv, "Sidecar", ns, "default"), {})
 
 

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from planner.analysis import base as analysis
-from planner.changes import clean, normalized_yaml, ref_of
+from planner.analysis.common import per_inventory
+from planner.changes import clean, ref_of
 from planner.errors import MeshstepError
 from planner.inventory import Inventory, gc_paused
 from planner.model import Ref
@@ -214,10 +215,12 @@ class Feature:
         p = validate_params(self, params)
         self.check_scope(scope, inv)
         try:
-            built = self.candidate(p, scope, inv)[1]
+            built = [recorded(self.id, o, inv) for o in self.build(p, scope, inv)]
         except MeshstepError:
             built = []  # the cluster moved on so that it no longer renders: its records still say what to undo
-        after = inv.with_changes(apply=built) if built else inv
+        # on the cluster with the feature applied, the rendering is the cluster's own objects: no overlay needed
+        changed = [o for o in built if (c := inv.get(*object_key(o))) is None or clean(c.raw) != o]
+        after = overlay(inv, changed) if changed else inv
         key = ROLLBACK + self.id
         refs = dict.fromkeys([ref_of(o) for o in built] + [
             o.ref for o in recorded_objects(after, target_namespace(scope, inv), scope) if key in o.annotations])
@@ -292,7 +295,7 @@ def merge_diff(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     for k, v in old.items():
         if k not in new:
             patch[k] = v
-        elif isinstance(v, dict) and isinstance(new[k], dict) and v:
+        elif isinstance(v, dict) and isinstance(new[k], dict):  # an empty map too: its new keys are removed
             sub = merge_diff(new[k], v)
             if sub:
                 patch[k] = sub
@@ -320,7 +323,7 @@ def recorded(feature: str, new: dict[str, Any], inv: Inventory) -> dict[str, Any
     current = inv.get(*object_key(new))
     if current is not None:
         now = clean(current.raw)
-        if normalized_yaml(without_record(now, key)) == normalized_yaml(new):
+        if without_record(now, key) == new:  # equal dicts: equal normalised YAML
             return now
         record = now["metadata"].get("annotations", {}).get(key)
         if record is None:
@@ -404,7 +407,21 @@ def validate_params(feature: Feature, raw: dict[str, Any]) -> dict[str, Any]:
 
 def apply(rendered: Rendered, inv: Inventory) -> Inventory:
     """The inventory as it would be once `rendered` is applied (objects created or replaced, deletions done)."""
-    return inv.with_changes(apply=rendered.objects, delete=rendered.delete)
+    return overlay(inv, rendered.objects, rendered.delete)
+
+
+def overlay(inv: Inventory, objects: Iterable[dict[str, Any]], delete: Iterable[Ref] = ()) -> Inventory:
+    """`inv.with_changes`, built once per inventory and change: the gate, the analysis of a rendering and the
+    invariants all look at the same overlay."""
+    objects, delete = list(objects), list(delete)
+    key = json.dumps([objects, [str(r) for r in delete]], sort_keys=True, default=str)
+    return per_inventory(inv, f"overlay {key}", lambda i: i.with_changes(apply=objects, delete=delete))
+
+
+def analysis_errors(inv: Inventory) -> list[analysis.Message]:
+    """The error-level analysis findings of an inventory, found once."""
+    return per_inventory(inv, "analysis-errors", lambda i: [
+        m for m in analysis.run(analysis.analyze_checks(), analysis.Context(i)) if m.level == "error"])
 
 
 # ---------------------------------------------------------------- validation
@@ -498,8 +515,7 @@ def flagged(objects: list[dict[str, Any]], inv: Inventory) -> list[analysis.Mess
     if not objects:
         return []
     mine = {object_key(o) for o in objects}
-    return [m for m in analysis.run(analysis.analyze_checks(), analysis.Context(inv.with_changes(apply=objects)))
-            if m.level == "error" and (m.ref.kind, m.ref.namespace, m.ref.name) in mine]
+    return [m for m in analysis_errors(overlay(inv, objects)) if (m.ref.kind, m.ref.namespace, m.ref.name) in mine]
 
 
 def refuse_errors(feature: str, objects: list[dict[str, Any]], inv: Inventory) -> None:

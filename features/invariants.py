@@ -11,21 +11,18 @@ cluster as it is: the DESIGN's "changes are merges, proved on a copy".
   normalised."""
 from __future__ import annotations
 
-import fnmatch
 import json
+import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from features.base import Feature, Rendered, analysis_errors, apply
 from planner.analysis import base as analysis
 from planner.analysis.callers import calls, refusal
 from planner.analysis.catalog import CATALOG
-from planner.analysis.common import per_inventory
 from planner.changes import clean, normalized_yaml, ref_of
 from planner.inventory import Inventory
 from planner.model import Ref
-
-if TYPE_CHECKING:
-    from features.base import Feature, Rendered
 
 _ROLLBACK = "rollback.meshstep.io/"
 
@@ -38,7 +35,7 @@ def _message(code: str, ref: Ref, text: str, **values: str) -> analysis.Message:
 def check(feature: Feature, params: dict[str, Any], scope: str, before: Inventory,
           rendered: Rendered) -> list[analysis.Message]:
     """Every invariant the rendering breaks (an empty list when it keeps them all)."""
-    after = before.with_changes(apply=rendered.objects, delete=rendered.delete)
+    after = apply(rendered, before)
     return [*config_lost(feature, before, rendered),
             *http_to_other_ports(before, after, rendered),
             *callers_refused(before, after),
@@ -96,6 +93,12 @@ def _leaves(d: dict[str, Any], path: str) -> dict[str, Any]:
     return out
 
 
+def _owned(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """A feature's `owns` patterns as one expression: `*` stands for anything, every other character for itself
+    (facts have brackets in them, which shell patterns would read as classes)."""
+    return re.compile("|".join(re.escape(p).replace(r"\*", ".*") for p in patterns) or "(?!)")
+
+
 def config_lost(feature: Feature, before: Inventory, rendered: Rendered) -> Iterator[analysis.Message]:
     for o in rendered.objects:
         ref = ref_of(o)
@@ -103,8 +106,8 @@ def config_lost(feature: Feature, before: Inventory, rendered: Rendered) -> Iter
         if current is None:
             continue
         was, now = facts(clean(current.raw)), facts(o)
-        lost = [k for k, v in was.items()
-                if (k not in now or now[k] != v) and not any(fnmatch.fnmatchcase(k, p) for p in feature.owns)]
+        owned = _owned(feature.owns)
+        lost = [k for k, v in was.items() if (k not in now or now[k] != v) and not owned.fullmatch(k)]
         if lost:
             shown = ", ".join(lost[:4]) + (f" and {len(lost) - 4} more" if len(lost) > 4 else "")
             yield _message("MST0810", ref, f"{feature.id} would drop or change {shown} of {ref}",
@@ -161,16 +164,10 @@ def callers_refused(before: Inventory, after: Inventory) -> Iterator[analysis.Me
 # ---------------------------------------------------------------- MST0813: analysis
 
 
-def _errors(inv: Inventory) -> dict[tuple[str, str, str], analysis.Message]:
-    return per_inventory(inv, "invariants-errors", lambda i: {
-        (m.code, str(m.ref), m.message): m
-        for m in analysis.run(analysis.analyze_checks(), analysis.Context(i)) if m.level == "error"})
-
-
 def new_analysis_errors(before: Inventory, after: Inventory) -> Iterator[analysis.Message]:
-    was = _errors(before)
-    for key, m in _errors(after).items():
-        if key not in was:
+    was = {(m.code, str(m.ref), m.message) for m in analysis_errors(before)}
+    for m in analysis_errors(after):
+        if (m.code, str(m.ref), m.message) not in was:
             yield _message("MST0813", m.ref, f"analysis would report {m.code} {m.message}",
                            finding=f"{m.code}: {m.hint}")
 
@@ -181,7 +178,7 @@ def new_analysis_errors(before: Inventory, after: Inventory) -> Iterator[analysi
 def rollback_not_exact(feature: Feature, params: dict[str, Any], scope: str, before: Inventory, after: Inventory,
                        rendered: Rendered) -> Iterator[analysis.Message]:
     undo = feature.rollback(params, scope, after)
-    back = after.with_changes(apply=undo.objects, delete=undo.delete)
+    back = apply(undo, after)
     refs = dict.fromkeys([*map(ref_of, rendered.objects), *rendered.delete, *map(ref_of, undo.objects), *undo.delete])
     for ref in refs:
         was, now = before.get(ref.kind, ref.namespace, ref.name), back.get(ref.kind, ref.namespace, ref.name)

@@ -44,9 +44,6 @@ class TrafficShifting(Feature):
         vs = virtual_service(inv, svc)
         host = vs["spec"]["hosts"][0]
 
-        def to(subset, weight=None):
-            return destination(svc, subset, weight, host)
-
         # The release changes where the service's catch-all route sends requests, and nothing else: its timeout,
         # retries, fault, mirror and headers stay, as do the routes with matches and those to other hosts.
         http = vs["spec"].setdefault("http", [])
@@ -57,6 +54,15 @@ class TrafficShifting(Feature):
         if default is None:
             default = {"route": []}
             http.append(default)
+        # the port the route names today, if it names one, stays named
+        port = next((d["destination"]["port"] for d in default["route"] if d.get("destination", {}).get("port")),
+                    None)
+
+        def to(subset, weight=None):
+            dest = destination(svc, subset, weight, host)
+            if port:
+                dest["destination"]["port"] = port
+            return dest
         if p["strategy"] == "canary":
             default["route"] = [to(stable, 100 - p["weight"]), to(canary, p["weight"])]
         elif p["strategy"] == "blue-green":

@@ -374,3 +374,18 @@ def test_every_invariant_holds_for_a_plain_rendering(demo_inventory):
     f = feature("circuit-breaking")
     rendered = f.render({}, "shop", demo_inventory)
     assert invariants.check(f, f.defaults(), "shop", demo_inventory, rendered) == []
+
+
+def test_the_rollback_record_restores_an_empty_map(demo_inventory):
+    """Found by the property test: a namespace with `labels: {}` came back without its map emptied (an RFC 7386
+    patch cannot set {} over a map, it must delete each key)."""
+    from features.base import merge_diff, merge_patch
+
+    old = {"metadata": {"name": "alpha", "labels": {}}}
+    new = {"metadata": {"name": "alpha", "labels": {"istio.io/dataplane-mode": "ambient"}}}
+    assert merge_patch(new, merge_diff(new, old)) == old
+    inv = demo_inventory.with_changes(apply=[{"apiVersion": "v1", "kind": "Namespace",
+                                              "metadata": {"name": "alpha", "labels": {}}}])
+    f = feature("ambient-mode")
+    after = apply(f.render({}, "alpha", inv), inv)
+    assert same(inv, apply(f.rollback({}, "alpha", after), after), Ref("Namespace", None, "alpha"))
