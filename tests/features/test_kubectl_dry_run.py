@@ -1,0 +1,32 @@
+"""Every feature's rendered YAML, and its rollback, through `kubectl apply --dry-run=client -f` (Debian's
+kubernetes-client; tests/kubectl.py serves the discovery kubectl needs): the files a person applies parse as kubectl
+parses them, one object per `---` document, every kind known to an Istio 1.27 cluster."""
+from __future__ import annotations
+
+import re
+
+from features.base import apply, registry
+from planner.inventory import Inventory
+from tests.features.test_lifecycle import case, with_dependencies
+from tests.kubectl import kubectl
+
+
+def test_every_rendering_and_rollback_passes_kubectl_dry_run(demo_inventory: Inventory, tmp_path):
+    files = []
+    for feature in registry().values():
+        scope, params = case(feature)
+        before = with_dependencies(feature, demo_inventory, scope)
+        rendered = feature.render(params, scope, before)
+        undo = feature.rollback(params, scope, apply(rendered, before))
+        for what, r in (("render", rendered), ("rollback", undo)):
+            if r.objects:
+                path = tmp_path / f"{feature.id}-{what}.yaml"
+                path.write_text(r.yaml)
+                files.append((path, len(r.objects)))
+    # every rendering; a rollback that only deletes what the rendering created has no object to apply
+    assert len([p for p, _ in files if p.name.endswith("-render.yaml")]) == len(registry())
+    with kubectl(tmp_path) as dry_run:
+        for path, count in files:
+            code, output = dry_run(path)
+            assert code == 0, f"{path.name}: {output}"
+            assert len(re.findall(r" (?:created|configured|unchanged) \(dry run\)", output)) == count, output
