@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import yaml
 
-from app.cli import main
 from features import invariants
 from features.base import MESH, Feature, Refused, apply, registry
 from planner.analysis import base as analysis
@@ -39,19 +38,6 @@ def env_of(raw: dict[str, Any], container: str) -> list[dict[str, Any]]:
 def same(a: Inventory, b: Inventory, ref: Ref) -> bool:
     x, y = a.get(ref.kind, ref.namespace, ref.name), b.get(ref.kind, ref.namespace, ref.name)
     return normalized_yaml(x and x.raw) == normalized_yaml(y and y.raw)
-
-
-@pytest.fixture
-def run(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
-    monkeypatch.delenv("MESHSTEP_DATABASE_URL", raising=False)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 # ---------------------------------------------------------------- 2: the ingress VirtualService is never taken
