@@ -5,7 +5,7 @@ from typing import Any
 
 from features._istio import label_notes, namespace_labelled
 from features._upgrade import CANARY_DOCS, REVISION, target
-from features.base import Feature, Observation, Rendered, validate_params
+from features.base import Feature, Observation
 from planner import revisions
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
@@ -27,10 +27,14 @@ class RevisionLabel(Feature):
                 "istio-injection=enabled wins over istio.io/rev: remove it, or the namespace stays on the default tag.",
                 "Pods of a StatefulSet restart one by one: wait for the rollout before verifying.")
     docs = CANARY_DOCS
+    owns = ("labels/istio.io/rev", *(f"labels/{k}" for k in _REMOVED))
 
     def _change(self, p: dict[str, Any], scope: str, inv: Inventory) -> tuple[dict[str, str], tuple[str, ...]]:
         """The labels to add and remove. A namespace whose label already resolves to the target keeps it (a tag
         stays a tag, so that moving the tag moves it); the others get istio.io/rev=<revision> as given."""
+        if revisions.upgrade(inv) is None:
+            raise MeshstepError(f"{self.id}: one istiod revision runs: there is no other revision to move {scope} to "
+                                "(install the new one first: meshstep render revision-install)")
         ns = revisions.namespace_revisions(inv).get(scope)
         if ns is None or ns.injects is None:
             raise MeshstepError(f"{self.id}: namespace {scope} is not labelled for sidecar injection: nothing to "
@@ -53,23 +57,6 @@ class RevisionLabel(Feature):
 
     def restarted_pods(self, p, scope, inv):
         return revisions.restart_namespace(inv, scope)
-
-    def rollback(self, params, scope, inv) -> Rendered:
-        """Back to the old revision. A namespace that injected from another revision gets its labels back as they
-        are now; one that already injected from the target (this stage only restarted it) is labelled with the
-        revision its other proxies run (else the upgrade's old one): restoring its label would move nothing."""
-        p = validate_params(self, params)
-        ns = revisions.namespace_revisions(inv).get(scope)
-        to = target(p, inv)
-        if ns is None or ns.revision != to.revision:
-            return super().rollback(params, scope, inv)
-        back = next((r for r in sorted(ns.proxies, key=lambda r: -ns.proxies[r]) if r != to.revision), None)
-        back = back or next((r.revision for r in revisions.old_revisions(inv, to)), None)
-        if back is None:
-            raise MeshstepError(f"{self.id}: {scope} has no older revision to go back to")
-        change = ({"istio.io/rev": back}, _REMOVED)
-        return Rendered(self.id, scope, {"revision": back}, (namespace_labelled(inv, scope, *change),),
-                        notes=tuple(label_notes(inv, scope, *change, False)), rollback=True)
 
     def detect(self, inv: Inventory) -> list[Observation]:
         up = revisions.upgrade(inv)

@@ -779,7 +779,8 @@ def _mesh_configs(configmaps: Iterable[KubeObject]) -> dict[str, dict[str, Any]]
             continue
         rev = "default" if cm.name == "istio" else cm.name[len("istio-"):]
         try:
-            parsed = yaml.safe_load(mesh) or {}
+            # the C loader: an overlay rebuilds the inventory, and with it this, once per rendering it checks
+            parsed = yaml.load(mesh, Loader=YAML_LOADER) or {}
         except yaml.YAMLError as e:
             raise SourceError(f"ConfigMap {cm.namespace}/{cm.name}: data.mesh is not valid YAML: {e}") from e
         if not isinstance(parsed, dict):

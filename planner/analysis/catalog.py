@@ -12,9 +12,10 @@ and docs/checks.md show them as `<namespace>`. docs/checks.md is generated from 
 planner.analysis.catalog > docs/checks.md`).
 
 Numbering groups MST codes by stage: 00xx install, 01xx injection, 02xx routing, 03xx PERMISSIVE, 04xx STRICT,
-05xx authorization, 06xx egress, 07xx the other features, 09xx revisions and upgrades; 0001-0005 are raised by
-the plan, the features and analyze themselves (the install gate, dependencies, skipped checks), not by a registered
-check."""
+05xx authorization, 06xx egress, 07xx the other features, 08xx what a change keeps working (the evidence of
+callers, and the invariants checked on the cluster with a rendering applied), 09xx revisions and upgrades;
+0001-0005 are raised by the plan, the features and analyze themselves (the install gate, dependencies, skipped
+checks), not by a registered check."""
 from __future__ import annotations
 
 import argparse
@@ -226,11 +227,12 @@ _ENTRIES = (
           "Remove sidecar.istio.io/rewriteAppHTTPProbers: \"false\" from the pod template of {workload} so the "
           "injector redirects its probes through the sidecar (port 15020), then restart it."),
     Entry("MST0405", "PermissiveNotInPlace", "warning", ("mtls-strict",),
-          "No PeerAuthentication puts the scope in PERMISSIVE first.",
+          "A PeerAuthentication sets the scope's mTLS mode to DISABLE: it is neither PERMISSIVE nor STRICT (with no "
+          "PeerAuthentication at all, Istio is PERMISSIVE already).",
           "The safe path to STRICT is PERMISSIVE, then checking that traffic is mutual TLS "
           "(istio_requests_total{connection_security_policy=\"mutual_tls\"}), then STRICT.",
-          "Do the PERMISSIVE stage first: a PeerAuthentication named default, mode PERMISSIVE, in {namespace}, "
-          "and watch the traffic before going STRICT."),
+          "Do the PERMISSIVE stage first: set mode PERMISSIVE in {policy} (or a PeerAuthentication of its own in "
+          "{namespace}), and watch the traffic before going STRICT."),
 
     # ---------------------------------------------------------------- authorization
     Entry("MST0501", "StrictMtlsNotInPlace", "error", ("authorization-policy",),
@@ -296,6 +298,57 @@ _ENTRIES = (
           "Proxies export metrics on port 15020 regardless; without a scraper nobody sees them.",
           "Install Prometheus (kubectl apply -f samples/addons/prometheus.yaml from the Istio release) or point "
           "your own at the proxies' prometheus.io annotations."),
+
+    # ---------------------------------------------------------------- what a change keeps working
+    Entry("MST0801", "CallersNotVisible", "warning", ("mtls-strict", "authorization-policy"),
+          "Namespaces outside the scope run pods without sidecars: meshstep knows only the calls their config "
+          "names (URLs, host:port in command, args and env; Ingresses).",
+          "A pod without a sidecar that calls into the scope by a name built at run time is not in the evidence: "
+          "STRICT or an authorization policy refuses it and no check here said so.",
+          "Before the stage, find out who calls the scope from {namespaces}: istio_requests_total by "
+          "source_workload_namespace in Prometheus, or the servers' access logs; inject those callers or allow them "
+          "explicitly."),
+    Entry("MST0802", "ExternalCallsNotVisible", "warning", ("egress-registry-only",),
+          "Meshed workloads name no external host in their config: meshstep cannot tell whether they call one.",
+          "Under REGISTRY_ONLY a call to an unregistered host fails (502, BlackHoleCluster); hosts read from a "
+          "database or built at run time are not in any evidence meshstep has.",
+          "Look at today's PassthroughCluster traffic (istio_requests_total whose destination_service_name is "
+          "PassthroughCluster, or the proxies' access logs) and register each host it shows with a "
+          "ServiceEntry before the stage."),
+    Entry("MST0810", "WorkingConfigLost", "error", (),
+          "A rendering drops a host, a gateway binding, a route destination or a traffic-policy field that the "
+          "cluster has today, and that the feature is not there to change.",
+          "What worked before the change stops working after it: a site behind a gateway, a route, a timeout or a "
+          "connection limit the team set.",
+          "Report it as a meshstep bug ({feature} should merge into {object}); until then, edit the rendered "
+          "YAML so that it keeps {lost}.",
+          "the invariants checked after every rendering (features/invariants.py)"),
+    Entry("MST0811", "HttpRouteToNonHttpPort", "error", (),
+          "A rendering sends an HTTP route or an ingress host to a Service port that is not declared HTTP, HTTP2 or "
+          "gRPC.",
+          "HTTP routing to a database or opaque TCP port breaks its protocol; Istio treats undeclared ports as TCP "
+          "or sniffs them.",
+          "Name the port for its protocol (http-…, grpc-…) or set appProtocol if it really serves HTTP; otherwise "
+          "choose another service ({service}).",
+          "the invariants checked after every rendering (features/invariants.py)"),
+    Entry("MST0812", "CallerNewlyRefused", "error", (),
+          "With the rendering applied, a call that meshstep has evidence of is refused: by STRICT mTLS, an "
+          "AuthorizationPolicy (a RequestAuthentication's DENY among them), REGISTRY_ONLY or a Sidecar's egress.",
+          "A caller that works today would fail once the stage is applied.",
+          "{fix}",
+          "the invariants checked after every rendering (features/invariants.py)"),
+    Entry("MST0813", "NewAnalysisError", "error", (),
+          "With the rendering applied, analysis reports an error that the cluster does not have today.",
+          "Istio would accept the config and then misroute or refuse traffic: the error is the rendering's.",
+          "Read the finding ({finding}) and change the parameters or the cluster before this stage.",
+          "the invariants checked after every rendering (features/invariants.py)"),
+    Entry("MST0814", "RollbackNotExact", "error", (),
+          "The rendering's rollback, applied to the cluster with the rendering applied, does not give back the "
+          "objects the cluster has today.",
+          "A stage must be reversible: a rollback that leaves a field behind or removes one the team set is a "
+          "second, unplanned change.",
+          "Report it as a meshstep bug; keep a copy of {object} (kubectl get -o yaml) before applying the stage.",
+          "the invariants checked after every rendering (features/invariants.py)"),
 )
 
 _UPGRADE_ENTRIES = (

@@ -551,11 +551,10 @@ def peer_mode(inv: Inventory, namespace: str) -> tuple[str | None, Ref | None]:
 def permissive_not_in_place(ctx: Context) -> Iterator[Found]:
     for n in scope_namespaces(ctx):
         mode, by = peer_mode(ctx.inventory, n)
-        if mode in ("PERMISSIVE", "STRICT"):
+        if mode != "DISABLE":  # no PeerAuthentication at all is PERMISSIVE: Istio's auto mTLS default
             continue
-        why = f"{by} sets mode {mode}" if by else "no PeerAuthentication sets a mode"
-        yield Ref("Namespace", None, n), f"namespace {n} is not in PERMISSIVE yet ({why})", \
-            hint("MST0405", namespace=n)
+        yield Ref("Namespace", None, n), f"namespace {n} is not in PERMISSIVE yet ({by} sets mode DISABLE)", \
+            hint("MST0405", namespace=n, policy=str(by))
 
 
 # ---------------------------------------------------------------- before authorization
@@ -691,8 +690,10 @@ def ambient_components(ctx: Context) -> Iterator[Found]:
 def sidecar_scope_cuts(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     for n in scope_namespaces(ctx):
-        # The Sidecar's egress hosts: the ones the stage is given, else its own namespace and the root namespace.
-        allowed = ctx.params.get("egress_hosts") or ["./*", f"{inv.root_namespace}/*"]
+        # The Sidecar's egress hosts: its own namespace, the root namespace and the ones the stage is given
+        # (sidecar-scope's `hosts`, comma-separated).
+        given = [h.strip() for h in str(ctx.params.get("hosts") or "").split(",") if h.strip()]
+        allowed = ["./*", f"{inv.root_namespace}/*", *given]
         for u in units(inv, [n]):
             for svc, where in service_calls(inv, u):
                 if not any(_egress_allows(h, n, svc) for h in allowed):

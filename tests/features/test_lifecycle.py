@@ -39,7 +39,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
 
 # The canary upgrade's stages need two istiod revisions, which the demo has not: their render → apply → detect →
 # rollback runs on the mid-upgrade fixture (tests/planner/test_revisions.py).
-UPGRADE_STAGES = ("revision-install", "revision-label", "gateway-revision", "default-tag", "single-revision")
+UPGRADE_STAGES = tuple(f.id for f in registry().values() if f.operation)
 
 
 def case(feature: Feature) -> tuple[str, dict[str, Any]]:

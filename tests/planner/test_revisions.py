@@ -268,16 +268,14 @@ def test_each_stage_is_detected_once_applied_and_rolls_back_to_where_it_started(
             assert any(o.scope == step.scope for o in feature.detect(after)), step
             restored = after.with_changes(apply=back.objects, delete=back.delete)
             restored = restored.with_changes(pods=_restarts(stage, restored))
-            already = step.feature == "revision-label" and revisions.namespace_revisions(now)[step.scope].revision \
-                == "1-27"
-            if already:  # only restarted by the stage: its rollback labels it back to the old revision
-                assert back.objects[0]["metadata"]["labels"]["istio.io/rev"] == "1-26"
-                assert revisions.namespace_revisions(restored)[step.scope].proxies == {"1-26": 2}
-            for o in back.objects if not already else ():
+            # every object it touched is as it was (a namespace the stage only restarted keeps its label: its
+            # pods go back only when relabelled, a change of its own)
+            for o in back.objects:
                 key = (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
                 assert clean(restored.get(*key).raw) == clean(now.get(*key).raw), key
             assert {(r.revision, r.tags) for r in restored.revisions} == {(r.revision, r.tags) for r in now.revisions}
-            assert not any(o.scope == step.scope for o in feature.detect(restored)), step
+            if step.feature != "revision-label" or revisions.namespace_revisions(now)[step.scope].revision != "1-27":
+                assert not any(o.scope == step.scope for o in feature.detect(restored)), step
         now = _applied(stage, now)
 
 
