@@ -3,10 +3,10 @@ cluster read-only through the official client. Objects are plain dicts; a live l
 unparsed (RawPage), for the inventory to parse a big cluster's pods in other processes."""
 from __future__ import annotations
 
-import io
 import os
 import queue
 import re
+import stat
 import tarfile
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -143,7 +143,7 @@ def load_snapshot(source: str | None = None) -> Snapshot:
     if source.startswith("context:"):
         return live_snapshot(source.split(":", 1)[1])
     path = Path(source)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise SourceError(
             f"source {source!r}: no such file or directory "
             "(--source takes demo, live, context:NAME, or a snapshot file, directory or .tar.gz)"
@@ -154,7 +154,7 @@ def load_snapshot(source: str | None = None) -> Snapshot:
 def files_snapshot(paths: list[str | Path], label: str | None = None) -> Snapshot:
     """A Snapshot of several manifest files (as `meshstep analyze FILE...` takes them)."""
     for p in paths:
-        if not Path(p).exists():
+        if not os.path.lexists(p):
             raise SourceError(f"{p}: no such file or directory")
     return Snapshot(label or ", ".join(map(str, paths)), lambda _v: read_paths([Path(p) for p in paths]), cluster=False)
 
@@ -162,37 +162,175 @@ def files_snapshot(paths: list[str | Path], label: str | None = None) -> Snapsho
 # ---------------------------------------------------------------- snapshot files
 
 
+@dataclass(frozen=True)
+class Limit:
+    """A bound on what one snapshot may make meshstep read or build, settable through its environment variable:
+    a hostile or broken file (a gzip of gigabytes of spaces, a YAML alias bomb, /dev/zero) must end in an error
+    that says which bound it hit, not in an exhausted machine."""
+
+    env: str
+    default: int
+    what: str  # "a snapshot file may hold", in "larger than the 256 MiB a snapshot file may hold"
+    unit: str = "MiB"
+
+    @property
+    def value(self) -> int:
+        raw = os.environ.get(self.env)
+        try:
+            return int(raw) if raw else self.default
+        except ValueError:
+            raise SourceError(f"{self.env}={raw!r} is not a whole number") from None
+
+    @property
+    def bytes(self) -> int:
+        return self.value * (1 << 20) if self.unit == "MiB" else self.value
+
+    def exceeded(self, where: str, what: str) -> SourceError:
+        return SourceError(f"{where}: {what}, more than the {self.value:,} {self.unit} {self.what} "
+                           f"(raise it with {self.env}=N if the snapshot is genuine)")
+
+
+FILE_LIMIT = Limit("MESHSTEP_MAX_FILE_MB", 256, "a snapshot file or archive member may hold")
+SOURCE_LIMIT = Limit("MESHSTEP_MAX_SOURCE_MB", 1024, "one source may hold in all (a directory's files, an "
+                     "archive's members expanded)")
+FILES_LIMIT = Limit("MESHSTEP_MAX_FILES", 20_000, "one directory or archive may hold", unit="entries")
+# A YAML alias is a reference: loading it costs nothing, but whatever walks the document (str() of a container's
+# args, a copy, JSON) expands it. The nodes aliases add, beyond the document's own, may be at most this many.
+ALIAS_LIMIT = Limit("MESHSTEP_MAX_ALIAS_NODES", 100_000, "aliases may add to a YAML document", unit="nodes")
+# Directories that are the system's, not anyone's snapshot: reading them either never ends or means nothing.
+_SYSTEM_DIRS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+class _Budget:
+    """What one source has read so far, against SOURCE_LIMIT and FILES_LIMIT."""
+
+    def __init__(self, root: Path):
+        self.root, self.bytes, self.files = root, 0, 0
+
+    def file(self, where: str) -> None:
+        self.files += 1
+        if self.files > FILES_LIMIT.value:
+            raise FILES_LIMIT.exceeded(str(self.root), f"more than {FILES_LIMIT.value:,} files")
+
+    def read(self, where: str, n: int) -> None:
+        self.bytes += n
+        if self.bytes > SOURCE_LIMIT.bytes:
+            raise SOURCE_LIMIT.exceeded(where, f"{self.root} holds more than {SOURCE_LIMIT.value:,} MiB")
+
+
 def read_paths(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
-    """Objects of files, directories (recursively) and .tar.gz archives, in a stable order."""
+    """Objects of files, directories (recursively) and .tar.gz archives, in a stable order, within the limits."""
     for path in paths:
-        if path.is_dir():
-            yield from read_paths(sorted(p for p in path.rglob("*") if p.is_file() and _is_snapshot_file(p.name)))
-        elif path.name.endswith((".tar.gz", ".tgz")):
-            yield from _read_archive(path)
-        else:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise SourceError(f"{path}: cannot read: {e}") from e
-            yield from parse_text(text, str(path))
+        budget = _Budget(path)
+        for file in _snapshot_files(path, budget):
+            if file.name.endswith((".tar.gz", ".tgz")):
+                yield from _read_archive(file, budget)
+            else:
+                yield from parse_text(_decode(_read_file(file, budget), str(file)), str(file))
+
+
+def _snapshot_files(path: Path, budget: _Budget) -> list[Path]:
+    """The regular files a path names: itself, or the snapshot files under a directory (sorted). Anything else —
+    a FIFO, a device, a socket, the system's own directories — is refused, and so is a subdirectory that cannot
+    be read (a snapshot silently missing part of a cluster would mislead)."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise SourceError(f"{path}: cannot read: {e.strerror or e}") from e
+    real = path.resolve()
+    system = "the root directory" if real == Path(real.anchor) else next(
+        (f"in {d}, the system's own" for d in _SYSTEM_DIRS if real == d or d in real.parents), None)
+    if system:
+        raise SourceError(f"{path}: {system}, not a snapshot: give a snapshot file, a directory of them or a "
+                          ".tar.gz")
+    if stat.S_ISREG(st.st_mode):
+        return [path]
+    if not stat.S_ISDIR(st.st_mode):
+        raise SourceError(f"{path}: {_file_type(st.st_mode)}, not a snapshot: give a regular file, a directory of "
+                          "them or a .tar.gz")
+
+    def unreadable(e: OSError) -> None:
+        raise SourceError(f"{e.filename}: cannot read this directory ({e.strerror}): the snapshot would be "
+                          "incomplete; fix its permissions or leave it out") from e
+
+    found = []
+    for top, dirs, names in os.walk(path, onerror=unreadable):
+        dirs.sort()
+        for name in names:
+            if _is_snapshot_file(name):
+                budget.file(str(path))
+                found.append(Path(top) / name)
+    if not found:
+        raise SourceError(f"{path}: no snapshot files in this directory (.yaml, .yml, .json, .tar.gz)")
+    return sorted(found)
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _read_file(path: Path, budget: _Budget) -> bytes:
+    """A regular file's bytes, at most FILE_LIMIT of them. Opened without blocking and checked again once open:
+    a FIFO put in the file's place meanwhile must not hang the read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise SourceError(f"{path}: cannot read: {e.strerror or e}") from e
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SourceError(f"{path}: {_file_type(mode)}, not a snapshot file")
+        try:
+            data = f.read(FILE_LIMIT.bytes + 1)
+        except OSError as e:
+            raise SourceError(f"{path}: cannot read: {e.strerror or e}") from e
+    if len(data) > FILE_LIMIT.bytes:
+        raise FILE_LIMIT.exceeded(str(path), "larger than that")
+    budget.read(str(path), len(data))
+    return data
+
+
+def _decode(data: bytes, name: str) -> str:
+    if not data.strip():
+        raise SourceError(f"{name}: empty: no Kubernetes objects in it")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise SourceError(f"{name}:{line}: not UTF-8 text (byte {e.start}): a snapshot is YAML or JSON") from None
 
 
 def _is_snapshot_file(name: str) -> bool:
     return name.endswith(SNAPSHOT_SUFFIXES) or name.endswith((".tar.gz", ".tgz"))
 
 
-def _read_archive(path: Path) -> Iterator[dict[str, Any]]:
+def _read_archive(path: Path, budget: _Budget) -> Iterator[dict[str, Any]]:
+    """The snapshot files of a .tar.gz, in name order. Read as a stream, member by member: every member's size
+    (any type, matched or not) counts against the limits before a byte of it is expanded."""
+    members: list[tuple[str, bytes]] = []
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith(SNAPSHOT_SUFFIXES)),
-                             key=lambda m: m.name)
-            for m in members:
+        with tarfile.open(path, "r|gz") as tar:
+            for m in tar:
+                budget.file(f"{path}:{m.name}")
+                if m.size > FILE_LIMIT.bytes:
+                    raise FILE_LIMIT.exceeded(f"{path}:{m.name}", f"{m.size >> 20:,} MiB expanded")
+                budget.read(f"{path}:{m.name}", m.size)
+                if not (m.isfile() and m.name.endswith(SNAPSHOT_SUFFIXES)):
+                    continue
                 data = tar.extractfile(m)
                 assert data is not None  # isfile() members always have content
-                text = io.TextIOWrapper(data, encoding="utf-8").read()
-                yield from parse_text(text, f"{path}:{m.name}")
+                members.append((m.name, data.read(m.size)))
     except (tarfile.TarError, OSError, EOFError) as e:
         raise SourceError(f"{path}: not a readable .tar.gz archive: {e}") from e
+    if not members:
+        raise SourceError(f"{path}: no snapshot files in this archive (.yaml, .yml, .json)")
+    for name, data in sorted(members):
+        where = f"{path}:{name}"
+        yield from parse_text(_decode(data, where), where)
 
 
 def parse_text(text: str, name: str) -> Iterator[dict[str, Any]]:
@@ -207,13 +345,49 @@ def parse_text(text: str, name: str) -> Iterator[dict[str, Any]]:
     for start, chunk in _yaml_documents(text):
         try:
             doc = yaml.load(chunk, Loader=YAML_LOADER)
+        except RecursionError:
+            raise SourceError(f"{name}:{start}: the YAML document is nested too deeply") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = start + (mark.line if mark else 0)
             problem = getattr(e, "problem", None) or str(e)
             raise SourceError(f"{name}:{line}: malformed YAML: {problem}") from e
-        if doc is not None:
-            yield from _flatten(doc, name, start)
+        if doc is None:
+            continue
+        if "&" in chunk and "*" in chunk:  # an anchor and an alias: what would expanding them cost?
+            _check_aliases(doc, f"{name}:{start}")
+        yield from _flatten(doc, name, start)
+
+
+def _check_aliases(doc: Any, where: str) -> None:
+    """Refuse a document whose aliases, expanded, add more than ALIAS_LIMIT nodes to it (a "billion laughs": a
+    few lines that expand to gigabytes), or that contains itself. Counted over the shared structure: each
+    distinct node once."""
+    sizes: dict[int, int] = {}
+    own = 0  # nodes as written: each distinct mapping or list, and each of its entries
+
+    def size(node: Any) -> int:
+        nonlocal own
+        if not isinstance(node, (dict, list)):
+            return 1
+        known = sizes.get(id(node))
+        if known is not None:
+            if known < 0:
+                raise SourceError(f"{where}: a YAML alias refers to a node that contains it (a cycle)")
+            return known
+        sizes[id(node)] = -1
+        children = node.values() if isinstance(node, dict) else node
+        own += 1 + len(children)
+        n = 1 + sum(size(c) for c in children)
+        sizes[id(node)] = n
+        return n
+
+    try:
+        expanded = size(doc)
+    except RecursionError:
+        raise SourceError(f"{where}: the YAML document is nested too deeply") from None
+    if expanded - own > ALIAS_LIMIT.value:
+        raise ALIAS_LIMIT.exceeded(where, f"its YAML aliases expand it by {expanded - own:,} nodes")
 
 
 def _yaml_documents(text: str) -> Iterator[tuple[int, str]]:

@@ -370,3 +370,153 @@ def test_live_pages_say_how_many_items_follow_and_small_clusters_stay_here(kubec
     assert pods[:-1] == list(range(total - 5, 0, -5)) and pods[-1] is None
     assert all(r is None for k, r in pages if k == "ConfigMap")
     assert len(sent) == len(pods) and not any(sent)  # 50 pods: under the threshold, read in this process
+
+
+# ---------------------------------------------------------------- hostile and broken files: bounded, refused cleanly
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """A few hundred bytes whose aliases expand to 9**levels strings, in a container's args."""
+    anchors = ["x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    anchors += [f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    pod = ("apiVersion: v1\nkind: Pod\nmetadata: {name: x, namespace: shop}\n"
+           f"spec:\n  containers:\n  - {{name: app, image: app, args: *a{levels - 1}}}\n")
+    return "\n".join(anchors) + "\n" + pod
+
+
+def test_a_yaml_alias_bomb_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+    with pytest.raises(SourceError, match=rf"^{path}:1: its YAML aliases expand it by [\d,]+ nodes, more than the "
+                                          r"100,000 nodes .*MESHSTEP_MAX_ALIAS_NODES"):
+        list(load_snapshot(str(path)).objects())
+
+
+def test_aliases_within_the_limit_are_read_and_the_limit_can_be_raised(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "anchors.yaml"
+    path.write_text(_alias_bomb(levels=6))  # 9**6 = 531,441 strings
+    with pytest.raises(SourceError, match="MESHSTEP_MAX_ALIAS_NODES"):
+        list(load_snapshot(str(path)).objects())
+    monkeypatch.setenv("MESHSTEP_MAX_ALIAS_NODES", "2000000")
+    (pod,) = [o for o in load_snapshot(str(path)).objects() if o.get("kind") == "Pod"]
+    assert pod["metadata"]["name"] == "x"
+
+
+def test_a_self_referencing_alias_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cycle.yaml"
+    path.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: &d {self: *d}\n")
+    with pytest.raises(SourceError, match=rf"^{path}:1: a YAML alias refers to a node that contains it"):
+        list(load_snapshot(str(path)).objects())
+
+
+def test_a_file_over_the_size_limit_is_refused_without_reading_it_all(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MESHSTEP_MAX_FILE_MB", "1")
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(SourceError, match=rf"^{path}: larger than that, more than the 1 MiB a snapshot file .*"
+                                          "MESHSTEP_MAX_FILE_MB"):
+        list(load_snapshot(str(path)).objects())
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    import io
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_an_archive_expanding_past_the_limits_is_refused_before_it_is_expanded(tmp_path: Path, monkeypatch) -> None:
+    # 64 MiB of spaces compress to ~64 KiB: the member's declared size is refused before a byte is expanded.
+    monkeypatch.setenv("MESHSTEP_MAX_FILE_MB", "16")
+    bomb = _tar(tmp_path / "bomb.tar.gz", {"spaces.yaml": b" " * (64 << 20)})
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(SourceError, match=rf"^{bomb}:spaces.yaml: 64 MiB expanded, more than the 16 MiB"):
+        list(load_snapshot(str(bomb)).objects())
+    # Many members each under the per-file limit: the whole source's limit holds.
+    monkeypatch.setenv("MESHSTEP_MAX_SOURCE_MB", "20")
+    many = _tar(tmp_path / "many.tar.gz", {f"m{i}.yaml": b"#" * (8 << 20) for i in range(3)})
+    with pytest.raises(SourceError, match=r"more than 20 MiB.*MESHSTEP_MAX_SOURCE_MB"):
+        list(load_snapshot(str(many)).objects())
+
+
+def test_an_archive_with_too_many_members_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MESHSTEP_MAX_FILES", "50")
+    many = _tar(tmp_path / "many.tar.gz", {f"m{i}.txt": b"" for i in range(51)})
+    with pytest.raises(SourceError, match=r"more than 50 files.*MESHSTEP_MAX_FILES"):
+        list(load_snapshot(str(many)).objects())
+
+
+def test_a_non_utf8_archive_member_names_the_member(tmp_path: Path) -> None:
+    archive = _tar(tmp_path / "snap.tar.gz", {"ok.yaml": yaml.safe_dump(_pod("a")).encode(),
+                                             "bad.yaml": b"kind: Pod\nname: \xff\xfe\n"})
+    with pytest.raises(SourceError, match=rf"^{archive}:bad.yaml:2: not UTF-8 text"):
+        list(load_snapshot(str(archive)).objects())
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/null", "/proc", "/proc/self/environ", "/", "/sys"])
+def test_system_paths_are_refused(path: str) -> None:
+    with pytest.raises(SourceError, match=rf"^{path}: .*not a snapshot"):
+        list(load_snapshot(path).objects())
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "snap.yaml"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=rf"^{fifo}: a named pipe \(FIFO\), not a snapshot"):
+        list(load_snapshot(str(fifo)).objects())
+    # In a directory too (and a symlink to a device).
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    with pytest.raises(SourceError, match="not a snapshot"):
+        list(load_snapshot(str(tmp_path)).objects())
+    assert time.monotonic() - started < 5
+
+
+def test_an_empty_file_and_an_empty_directory_are_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("\n  \n")
+    with pytest.raises(SourceError, match=rf"^{empty}: empty"):
+        list(load_snapshot(str(empty)).objects())
+    (tmp_path / "d").mkdir()
+    with pytest.raises(SourceError, match="no snapshot files in this directory"):
+        list(load_snapshot(str(tmp_path / "d")).objects())
+
+
+def test_an_unreadable_subdirectory_is_an_error() -> None:
+    import shutil
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="meshstep-unreadable-"))  # not under root's private pytest directory
+    tmp_path.chmod(0o755)
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(_pod("a")))
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "b.yaml").write_text(yaml.safe_dump(_pod("b")))
+    hidden.chmod(0)
+    # Root reads every directory: the reading then runs in a child process that has become nobody.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        message = "read without error"
+        try:
+            if os.geteuid() == 0:
+                os.setuid(65534)
+            list(load_snapshot(str(tmp_path)).objects())
+        except SourceError as e:
+            message = str(e)
+        except BaseException as e:
+            message = repr(e)
+        finally:
+            os.write(write, message.encode())
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as f:
+        message = f.read()
+    hidden.chmod(0o755)
+    shutil.rmtree(tmp_path)
+    assert message.startswith(f"{hidden}: cannot read this directory"), message
