@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import yaml
 
+from planner import shapes
 from planner.errors import SourceError
 from planner.model import GATEWAY_API_GROUP, ISTIO_GROUPS
 
@@ -422,6 +423,9 @@ def _flatten(doc: Any, name: str, line: int) -> Iterator[dict[str, Any]]:
                     item.setdefault("apiVersion", doc.get("apiVersion", "v1"))
             yield from _flatten(item, name, line)
         return
+    found = shapes.problem(doc)
+    if found:
+        raise SourceError(f"{name}:{line}: {shapes.ref(doc)}: {found}")
     if not kind or not doc.get("apiVersion") or not (doc.get("metadata") or {}).get("name"):
         raise SourceError(f"{name}:{line}: not a Kubernetes object: apiVersion, kind and metadata.name are required")
     yield doc
@@ -456,13 +460,19 @@ class RawPage:
             page = orjson.loads(self.data)
         except orjson.JSONDecodeError as e:
             raise SourceError(f"listing {self.kind.label} on {self.where}: malformed JSON: {e}") from e
-        return _stamp(self.kind, page.get("items") or [])
+        return _stamp(self.kind, page.get("items") or [], self.where)
 
 
-def _stamp(kind: Kind, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for item in items:  # list items carry no kind/apiVersion of their own
+def _stamp(kind: Kind, items: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    """A live list's items with their kind and apiVersion (list items carry none of their own), shapes checked."""
+    for item in items:
+        if not isinstance(item, dict):
+            raise SourceError(f"listing {kind.label} on {where}: an item is {shapes.describe(item)}, not an object")
         item["kind"] = kind.kind
         item["apiVersion"] = kind.api_version
+        found = shapes.problem(item)
+        if found:
+            raise SourceError(f"listing {kind.label} on {where}: {shapes.ref(item)}: {found}")
     return items
 
 

@@ -375,12 +375,13 @@ def test_live_pages_say_how_many_items_follow_and_small_clusters_stay_here(kubec
 # ---------------------------------------------------------------- hostile and broken files: bounded, refused cleanly
 
 
-def _alias_bomb(levels: int = 9) -> str:
-    """A few hundred bytes whose aliases expand to 9**levels strings, in a container's args."""
+def _alias_bomb(levels: int = 9, in_args: bool = True) -> str:
+    """A few hundred bytes whose aliases expand to 9**levels strings, in a container's args (else only in fields
+    of the document no one reads)."""
     anchors = ["x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     anchors += [f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
     pod = ("apiVersion: v1\nkind: Pod\nmetadata: {name: x, namespace: shop}\n"
-           f"spec:\n  containers:\n  - {{name: app, image: app, args: *a{levels - 1}}}\n")
+           f"spec:\n  containers:\n  - {{name: app, image: app, args: {f'*a{levels - 1}' if in_args else '[a]'}}}\n")
     return "\n".join(anchors) + "\n" + pod
 
 
@@ -394,7 +395,7 @@ def test_a_yaml_alias_bomb_is_refused_naming_the_limit(tmp_path: Path) -> None:
 
 def test_aliases_within_the_limit_are_read_and_the_limit_can_be_raised(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "anchors.yaml"
-    path.write_text(_alias_bomb(levels=6))  # 9**6 = 531,441 strings
+    path.write_text(_alias_bomb(levels=6, in_args=False))  # 9**6 = 531,441 strings
     with pytest.raises(SourceError, match="MESHSTEP_MAX_ALIAS_NODES"):
         list(load_snapshot(str(path)).objects())
     monkeypatch.setenv("MESHSTEP_MAX_ALIAS_NODES", "2000000")
@@ -520,3 +521,58 @@ def test_an_unreadable_subdirectory_is_an_error() -> None:
     hidden.chmod(0o755)
     shutil.rmtree(tmp_path)
     assert message.startswith(f"{hidden}: cannot read this directory"), message
+
+
+# ---------------------------------------------------------------- wrong types: checked at the edge
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p["metadata"].update(labels=["a", "b"]), "Pod shop/x: metadata.labels is a list, not a map"),
+    (lambda p: p["spec"].update(containers="app"), "Pod shop/x: spec.containers is a string, not a list"),
+    (lambda p: p["spec"]["containers"][0].update(args=[["deep"]]),
+     r"Pod shop/x: spec.containers\[0\].args\[0\] is a list, not a string"),
+    (lambda p: p["spec"]["containers"][0].update(ports=[{"containerPort": "80"}]),
+     r"spec.containers\[0\].ports\[0\].containerPort is a string, not an integer"),
+    (lambda p: p["metadata"].update(ownerReferences=[True]), r"metadata.ownerReferences\[0\] is a boolean"),
+    (lambda p: p.update(kind=7), "kind is an integer, not a string"),
+])
+def test_a_field_of_the_wrong_type_names_file_line_object_and_field(tmp_path: Path, change, message: str) -> None:
+    pod = _pod("x", "shop")
+    change(pod)
+    path = tmp_path / "snap.yaml"
+    path.write_text("---\n" + yaml.safe_dump(_pod("ok")) + "---\n" + yaml.safe_dump(pod))
+    with pytest.raises(SourceError, match=rf"^{path}:\d+: .*{message}"):
+        list(load_snapshot(str(path)).objects())
+
+
+def test_istio_kinds_are_checked_against_the_typed_models_shapes(tmp_path: Path) -> None:
+    gw = {"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": "shop"},
+          "spec": {"servers": [{"port": {"number": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}}
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(gw))
+    with pytest.raises(SourceError, match=r"Gateway shop/gw: spec.servers\[0\].port.number is a string, not an "
+                                          "integer"):
+        list(load_snapshot(str(path)).objects())
+    gw["spec"]["servers"][0]["port"]["number"] = 80
+    gw["spec"]["servers"][0]["tls"] = None  # dropped, as the API server drops a null
+    path.write_text(yaml.safe_dump(gw))
+    (read,) = load_snapshot(str(path)).objects()
+    assert "tls" not in read["spec"]["servers"][0]
+
+
+def test_the_istio_shapes_are_generated_from_the_installed_models() -> None:
+    from planner import shapes
+
+    assert json.loads(shapes.ISTIO_SHAPES.read_text()) == shapes.generate(), \
+        "stale: python -m planner.shapes > planner/istio_shapes.json"
+
+
+def test_live_items_of_the_wrong_type_name_the_server_and_object() -> None:
+    from planner.sources import CORE_KINDS
+
+    pods = next(k for k in CORE_KINDS if k.kind == "Pod")
+    bad = _pod("x", "shop") | {"metadata": {"name": "x", "namespace": "shop", "annotations": {"a": 1}}}
+    page = RawPage(pods, json.dumps({"items": [bad]}).encode(), None, "https://k8s (ctx)")
+    with pytest.raises(SourceError, match=r"^listing pods on https://k8s \(ctx\): Pod shop/x: metadata.annotations.a "
+                                          "is an integer, not a string"):
+        page.parse()
