@@ -23,3 +23,13 @@ def reference() -> Path:
 def demo_inventory() -> Inventory:
     """The bundled demo cluster's inventory, built once per test session (treat it as read-only)."""
     return build_inventory(load_snapshot("demo"))
+
+
+@pytest.fixture(autouse=True)
+def _private_audit_key_and_checkpoints(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """Each test's audit key and checkpoints in a directory of its own, never the user's (state.audit)."""
+    home = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    monkeypatch.delenv("MESHSTEP_AUDIT_KEY", raising=False)
+    monkeypatch.delenv("MESHSTEP_AUDIT_CHECKPOINTS", raising=False)

@@ -91,15 +91,26 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
               cluster: ClusterOpt = None, db: DbOpt = None) -> None:
     """The audit trail: who changed what, when and why."""
     from state import audit
+    from state.store import Store
 
     start = audit.parse_since(since) if since else None
-    with open_store(db) as store:
+    store = Store.open(db, create=False)  # reading the trail never makes a database
+    try:
         if verify:
             broken = audit.verify(store)
+            key = store.audit_key
             if broken:
-                typer.echo(f"audit chain broken: {broken}", err=True)
+                typer.echo(f"audit chain broken: {broken}\n(verified with the audit key {key.fingerprint} from "
+                           f"{key.origin}: if the trail was written with another, set ${audit.KEY_ENV} to it)",
+                           err=True)
                 raise typer.Exit(1)
-            typer.echo("audit chain verified", err=export is not None)  # an export owns stdout
+            events = len(store.audit_events())
+            point = audit.read_checkpoint(store.identity)
+            typer.echo(f"audit chain verified: {events} events, hash keys {key.fingerprint} ({key.origin}), "
+                       "flags, plans and stages agree with it; "
+                       + (f"checkpoint at event {point['seq']} ({audit.checkpoint_path()})" if point else
+                          "no checkpoint of this database on this machine"),
+                       err=export is not None)  # an export owns stdout
         if export == Export.markdown:
             typer.echo(audit.export_markdown(store, start, _observed(source, cluster)), nl=False)
         elif export is not None:
@@ -109,6 +120,8 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
             emit_table([{"seq": ev.seq, "at": f"{ev.at:%Y-%m-%d %H:%M:%S}", "actor": ev.actor,
                          "action": ev.action, "target": ev.target, "reason": ev.reason}
                         for ev in store.audit_events(start)])
+    finally:
+        store.close()
 
 
 def _observed(source: str | None, cluster: str | None) -> dict[str, list] | None:
