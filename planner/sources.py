@@ -7,8 +7,10 @@ import os
 import queue
 import re
 import stat
+import sys
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -499,19 +501,36 @@ CRD_KIND = Kind("customresourcedefinitions", "/apis/apiextensions.k8s.io/v1/cust
 PAGE_SIZE = 500
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
+# One deadline for the whole read: a server that answers slowly, or drips its answers a byte at a time, would
+# otherwise keep every per-request timeout happy for ever.
+DEADLINE = Limit("MESHSTEP_READ_TIMEOUT", 300, "a live read may take in all", unit="seconds")
+PROGRESS_AFTER = 2.0  # seconds: a read that takes longer says how far it is (on stderr, when that is a terminal)
 WORKERS = 6
 _END = object()
 
 
-def live_snapshot(context: str | None, api_client: Any = None, page_size: int = PAGE_SIZE) -> Snapshot:
-    """A live cluster through kubeconfig (optionally a named context) or in-cluster config; read-only."""
+def live_snapshot(context: str | None, api_client: Any = None, page_size: int = PAGE_SIZE,
+                  progress: Callable[[str], None] | None = None) -> Snapshot:
+    """A live cluster through kubeconfig (optionally a named context) or in-cluster config; read-only. A read
+    that takes a while reports how far it is to `progress` (default: stderr, when it is a terminal; "" ends it)."""
     client = api_client or _api_client(context)
     where = f"kubeconfig context {context!r}" if context else "the current kubeconfig context"
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not context and api_client is None:
         where = "in-cluster configuration"
-    reader = _LiveReader(client, client.configuration.host, where, page_size)
+    reader = _LiveReader(client, client.configuration.host, where, page_size, progress)
     label = f"context:{context}" if context else "live"
     return Snapshot(label, reader.read)
+
+
+def _stderr_progress() -> Callable[[str], None]:
+    """Progress on one line of stderr when a person watches it (a terminal); nothing otherwise."""
+    if not sys.stderr.isatty():
+        return lambda _line: None
+
+    def show(line: str) -> None:
+        sys.stderr.write(f"\r\x1b[K{line}" if line else "\r\x1b[K")
+        sys.stderr.flush()
+    return show
 
 
 def _api_client(context: str | None) -> Any:
@@ -534,10 +553,27 @@ def _api_client(context: str | None) -> Any:
 class _LiveReader:
     """Lists every kind meshstep needs, in pages, kinds concurrently; JSON parsed raw with orjson."""
 
-    def __init__(self, client: Any, server: str, where: str, page_size: int):
+    def __init__(self, client: Any, server: str, where: str, page_size: int,
+                 progress: Callable[[str], None] | None = None):
         self.client, self.server, self.where, self.page_size = client, server, where, page_size
+        self.progress = progress if progress is not None else _stderr_progress()
+        self.deadline = self.started = self.shown = 0.0
+        self.showing = False
+        self.pages = self.bytes = 0
+        self.lock = threading.Lock()
 
     def read(self, visibility: Visibility) -> Iterator[dict[str, Any]]:
+        self.started = time.monotonic()
+        self.deadline = self.started + DEADLINE.value
+        self.shown = self.started + PROGRESS_AFTER  # when progress is next due
+        self.showing = False
+        try:
+            yield from self._read(visibility)
+        finally:
+            if self.showing:  # end its line
+                self.progress("")
+
+    def _read(self, visibility: Visibility) -> Iterator[dict[str, Any]]:
         self._preflight()
         pages: queue.Queue[Any] = queue.Queue(maxsize=WORKERS * 2)
         stop = threading.Event()
@@ -594,12 +630,43 @@ class _LiveReader:
                   if metadata_only else "application/json")
         method, url, headers, _body, _post = self.client.param_serialize(
             "GET", path, query_params=query, header_params={"Accept": accept}, auth_settings=["BearerToken"])
+        left = self._left()
         resp = self.client.call_api(method, url, header_params=headers,
-                                    _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
-        data = resp.read()
+                                    _request_timeout=(min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left)))
+        # Read as it arrives (read1: whatever the socket has), against the deadline and the size limit.
+        body, size = [], 0
+        while chunk := resp.response.read1(1 << 16):
+            body.append(chunk)
+            size += len(chunk)
+            if size > FILE_LIMIT.bytes:
+                raise FILE_LIMIT.exceeded(f"{self.server}{path}", "an answer larger than that")
+            self._left()
+            self._count(len(chunk))
+        resp.response.release_conn()
         if not 200 <= resp.status < 300:
             raise _HTTPStatus(resp.status, resp.reason)
-        return data
+        with self.lock:
+            self.pages += 1
+        return b"".join(body)
+
+    def _left(self) -> float:
+        """Seconds left before the read's deadline; past it, the error that says so."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise SourceError(f"reading the cluster at {self.server} ({self.where}) took longer than "
+                              f"{DEADLINE.value} s ({self.pages} lists, {self.bytes >> 20} MiB read so far): "
+                              f"retry, or allow more with {DEADLINE.env}=SECONDS")
+        return left
+
+    def _count(self, n: int) -> None:
+        with self.lock:
+            self.bytes += n
+            now = time.monotonic()
+            if now < self.shown:
+                return
+            self.shown, self.showing = now + 1.0, True
+        self.progress(f"reading {self.server} ({self.where}): {self.pages} pages, {self.bytes / (1 << 20):.1f} MiB, "
+                      f"{now - self.started:.0f} s of at most {DEADLINE.value} s")
 
     def _list(self, kind: Kind, visibility: Visibility, put: Callable[[Any], None],
               keep: bool = False) -> list[dict[str, Any]] | None:
@@ -638,6 +705,8 @@ class _LiveReader:
                                       "through (continue token expired); retry") from e
                 raise SourceError(f"listing {kind.label} on {self.server} ({self.where}): HTTP {e.status} "
                                   f"{e.reason}") from e
+            except SourceError:
+                raise
             except Exception as e:
                 raise SourceError(f"listing {kind.label} on {self.server} ({self.where}): {_reason(e)}") from e
             if not token:

@@ -7,6 +7,8 @@ import os
 import socket
 import tarfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -576,3 +578,62 @@ def test_live_items_of_the_wrong_type_name_the_server_and_object() -> None:
     with pytest.raises(SourceError, match=r"^listing pods on https://k8s \(ctx\): Pod shop/x: metadata.annotations.a "
                                           "is an integer, not a string"):
         page.parse()
+
+
+# ---------------------------------------------------------------- a live read has one deadline
+
+
+@contextmanager
+def _dripping_server(drip: float = 0.05) -> Iterator[str]:
+    """A real HTTP server on loopback that answers /version at once and every list a byte at a time, each byte
+    well within any per-read timeout: only an overall deadline ends such a read."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    stop = threading.Event()
+
+    class Drip(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = json.dumps({"major": "1", "minor": "31"} if self.path == "/version" else
+                              {"kind": "List", "metadata": {}, "items": []}).encode() + b" " * 100_000
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.path == "/version":
+                self.wfile.write(body)
+                return
+            for i in range(len(body)):
+                if stop.wait(drip):
+                    return
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_dripping_server_is_cut_off_at_the_read_deadline_with_progress_shown(kubeconfig_env, monkeypatch) -> None:
+    monkeypatch.setenv("MESHSTEP_READ_TIMEOUT", "3")
+    monkeypatch.setattr(sources, "PROGRESS_AFTER", 1.0)
+    lines: list[str] = []
+    with _dripping_server() as url:
+        kubeconfig_env({"drip": url}, "drip")
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=rf"^reading the cluster at {url} \(kubeconfig context 'drip'\) took "
+                                              r"longer than 3 s .*MESHSTEP_READ_TIMEOUT=SECONDS"):
+            list(live_snapshot("drip", progress=lines.append).objects())
+        took = time.monotonic() - started
+    assert 3 <= took < 8, took
+    assert lines and lines[0].startswith(f"reading {url} (kubeconfig context 'drip'): ") and lines[-1] == ""
+    assert "of at most 3 s" in lines[0]
