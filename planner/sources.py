@@ -136,8 +136,9 @@ def source_label(source: str | None) -> str:
     return source if source in ("demo", "live") or source.startswith("context:") else str(Path(source))
 
 
-def load_snapshot(source: str | None = None) -> Snapshot:
-    """The Snapshot for a `--source` value: demo | live | context:NAME | a path."""
+def load_snapshot(source: str | None = None, roots: Collection[Path] | None = None) -> Snapshot:
+    """The Snapshot for a `--source` value: demo | live | context:NAME | a path (with `roots`, only files whose
+    real path lies under one of them are read)."""
     source = source or default_source()
     if source == "demo":
         return Snapshot("demo", lambda _v: read_paths(sorted(DEMO_DIR.glob("*.yaml"))))
@@ -151,7 +152,7 @@ def load_snapshot(source: str | None = None) -> Snapshot:
             f"source {source!r}: no such file or directory "
             "(--source takes demo, live, context:NAME, or a snapshot file, directory or .tar.gz)"
         )
-    return Snapshot(source_label(source), lambda _v: read_paths([path]), cluster=False)
+    return Snapshot(source_label(source), lambda _v: read_paths([path], roots), cluster=False)
 
 
 def files_snapshot(paths: list[str | Path], label: str | None = None) -> Snapshot:
@@ -221,11 +222,16 @@ class _Budget:
             raise SOURCE_LIMIT.exceeded(where, f"{self.root} holds more than {SOURCE_LIMIT.value:,} MiB")
 
 
-def read_paths(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
-    """Objects of files, directories (recursively) and .tar.gz archives, in a stable order, within the limits."""
+def read_paths(paths: Iterable[Path], roots: Collection[Path] | None = None) -> Iterator[dict[str, Any]]:
+    """Objects of files, directories (recursively) and .tar.gz archives, in a stable order, within the limits
+    (and, given `roots`, only of files whose real path lies under one of them)."""
     for path in paths:
         budget = _Budget(path)
         for file in _snapshot_files(path, budget):
+            if roots is not None:
+                real = file.resolve()
+                if not any(real == r or r in real.parents for r in roots):
+                    raise SourceError(f"{file}: leads outside the directories this server allows")
             if file.name.endswith((".tar.gz", ".tgz")):
                 yield from _read_archive(file, budget)
             else:

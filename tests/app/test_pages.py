@@ -180,7 +180,8 @@ def _text_input(app, label: str):
 
 
 @pytest.mark.parametrize("bad", ["file", "context"])
-def test_settings_keeps_the_old_source_when_the_new_one_cannot_be_read(app, tmp_path, bad):
+def test_settings_keeps_the_old_source_when_the_new_one_cannot_be_read(app, tmp_path, bad, monkeypatch):
+    monkeypatch.setenv("MESHSTEP_ALLOW_PATHS", str(tmp_path))
     open_page(app, "settings")
     if bad == "file":
         path = tmp_path / "snapshot.yaml"
@@ -202,7 +203,8 @@ def test_settings_keeps_the_old_source_when_the_new_one_cannot_be_read(app, tmp_
     assert app.title[0].value == "Cluster demo"
 
 
-def test_settings_switches_to_a_readable_snapshot(app, tmp_path, demo_inventory):
+def test_settings_switches_to_a_readable_snapshot(app, tmp_path, demo_inventory, monkeypatch):
+    monkeypatch.setenv("MESHSTEP_ALLOW_PATHS", str(tmp_path))
     path = tmp_path / "shop.yaml"
     path.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels:\n"
                     "    istio-injection: enabled\n")
@@ -226,3 +228,55 @@ def test_an_unreadable_source_shows_what_to_do(db_url, monkeypatch):
     at.run()
     assert not at.exception
     assert any("Choose another source on the Settings page" in e for e in _errors(at))
+
+
+def _read_path(app, path: str) -> list[str]:
+    open_page(app, "settings")
+    app.radio[0].set_value("A snapshot file").run()
+    _text_input(app, "…or a file or directory on the machine running meshstep ui").input(path).run()
+    next(b for b in app.button if b.label == "Read this path").click().run()
+    assert not app.exception
+    return _errors(app)
+
+
+def test_server_paths_are_off_unless_the_operator_allows_a_directory(app, tmp_path):
+    (tmp_path / "shop.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
+    (error,) = _read_path(app, str(tmp_path / "shop.yaml"))
+    assert "reading files of the server is off" in error and "--allow-path DIR" in error
+    assert app.session_state["source"] == "demo"
+
+
+def test_server_paths_outside_the_allowed_directories_reveal_nothing(app, tmp_path, monkeypatch):
+    allowed = tmp_path / "snapshots"
+    allowed.mkdir()
+    monkeypatch.setenv("MESHSTEP_ALLOW_PATHS", str(allowed))
+    (tmp_path / "secret.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n")
+    said = {}
+    for path in (tmp_path / "secret.yaml", tmp_path / "missing.yaml", "/dev/zero", "/root", allowed / ".." / "x"):
+        (error,) = _read_path(app, str(path))
+        said[str(path)] = error.replace(str(path), "PATH")
+    # The same words whether the path exists or not: nothing outside can be probed.
+    assert len(set(said.values())) == 1, said
+    assert f"is not under a directory this server allows ({allowed})" in next(iter(said.values()))
+    # A symlink inside an allowed directory does not lead out of it.
+    (allowed / "link.yaml").symlink_to(tmp_path / "secret.yaml")
+    (error,) = _read_path(app, str(allowed))
+    assert "leads outside the directories this server allows" in error
+    assert app.session_state["source"] == "demo"
+
+
+def test_an_upload_is_recorded_under_its_name_and_leaves_no_file(app, tmp_path, monkeypatch):
+    import tempfile
+
+    from app import ui
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the upload's temporary copy goes
+    good = ("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels: {istio-injection: enabled}\n"
+            ).encode()
+    src = ui.upload_source("shop-snapshot.yaml", good)
+    inv = ui._inventory(src)
+    assert inv.source == "shop-snapshot.yaml" and list(inv.namespaces) == ["shop"]
+    bad = ui.upload_source("broken.yaml", b"kind: [unclosed\n")
+    with pytest.raises(Exception, match=r"^broken.yaml:\d+: malformed YAML"):
+        ui._inventory(bad)
+    assert list(tmp_path.iterdir()) == []  # both temporary copies removed, read or refused
