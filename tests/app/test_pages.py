@@ -270,9 +270,11 @@ def test_an_upload_is_recorded_under_its_name_and_leaves_no_file(app, tmp_path, 
 
     from app import ui
 
+    tmp_path = tmp_path / "tmp"
+    tmp_path.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the upload's temporary copy goes
-    good = ("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels: {istio-injection: enabled}\n"
-            ).encode()
+    good = (b"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels: {istio-injection: enabled}\n"
+            )
     src = ui.upload_source("shop-snapshot.yaml", good)
     inv = ui._inventory(src)
     assert inv.source == "shop-snapshot.yaml" and list(inv.namespaces) == ["shop"]
