@@ -26,7 +26,8 @@ from planner.errors import MeshstepError
 
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail.")]
 ExpectOpt = Annotated[int | None, typer.Option(
-    "--expect-version", help="Refuse (exit 3) unless the flag is at this version; 0: not recorded yet.")]
+    "--expect-version", help="Refuse (exit 3) unless the flag is at this version (as `flags list` showed it); 0: "
+                             "not recorded yet. Without it, the change replaces whatever version is recorded.")]
 
 flags_app = typer.Typer(help="Feature flags: which features the team wants on, where.", no_args_is_help=True)
 cli.add_typer(flags_app, name="flags")
@@ -65,6 +66,13 @@ def flags_set(feature: str, scope: ScopeOpt, reason: ReasonOpt,
         cluster = cluster_name(cluster)
         flag = store.set_flag(cluster, feature, scope, params, state, actor_name(actor), reason, expect_version)
     typer.echo(f"{feature} in {scope} on {cluster}: {flag.state} (version {flag.version})")
+    if expect_version is None and flag.version > 1:
+        _replaced(flag.version - 1)
+
+
+def _replaced(version: int) -> None:
+    typer.echo(f"note: this replaced version {version} as it stood, whoever wrote it: pass --expect-version with "
+               "the version you looked at to refuse a change made since", err=True)
 
 
 @flags_app.command("unset")
@@ -73,8 +81,10 @@ def flags_unset(feature: str, scope: ScopeOpt, reason: ReasonOpt, cluster: Clust
     """Remove a recorded flag."""
     with open_store(db) as store:
         cluster = cluster_name(cluster)
-        store.unset_flag(cluster, feature, scope, actor_name(actor), reason, expect_version)
+        flag = store.unset_flag(cluster, feature, scope, actor_name(actor), reason, expect_version)
     typer.echo(f"{feature} in {scope} on {cluster}: no longer recorded")
+    if expect_version is None:
+        _replaced(flag.version)
 
 
 @cli.command("audit")

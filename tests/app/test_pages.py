@@ -127,6 +127,23 @@ def test_flag_set_on_the_features_page_is_stored_and_audited(app, store: Store):
     assert "recorded on" in matrix.set_index("feature").loc["access-logging", "shop"]
 
 
+def test_flag_changed_by_someone_else_after_the_form_was_drawn_is_a_conflict(app, store: Store):
+    sign_in(app, "bob")
+    open_page(app, "features")
+    app.selectbox[0].set_value("access-logging").run()
+    app.selectbox[1].set_value("shop").run()
+    # Meanwhile, someone else records the flag (the form says "nothing yet": bob expects it not to exist).
+    store.set_flag("demo", "access-logging", "shop", {}, "off", "alice", "not yet")
+    next(t for t in app.text_input if t.label == "Reason").input("we want to see failed calls")
+    app.button(key="FormSubmitter:flag-Set flag").click().run()
+    assert not app.exception
+    (error,) = _errors(app)
+    assert error.startswith("The flag was not changed: flag:demo/access-logging/shop was changed by alice")
+    assert "you expected absent, it is now version 1" in error
+    (flag,) = store.list_flags("demo")
+    assert (flag.state, flag.changed_by) == ("off", "alice")
+
+
 def test_flag_without_a_reason_is_refused(app, store: Store):
     sign_in(app)
     open_page(app, "features")

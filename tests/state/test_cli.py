@@ -51,6 +51,15 @@ def test_flags_round_trip(run, monkeypatch):
     assert run("flags", "list") == (0, "(none)\n", "")
 
 
+def test_without_expect_version_the_last_writer_wins_and_is_told(run):
+    assert run("flags", "set", "metrics", "--scope", "mesh", "--reason", "a", "--actor", "alice")[2] == ""
+    code, out, err = run("flags", "set", "metrics", "--scope", "mesh", "--reason", "b", "--actor", "bob")
+    assert (code, out) == (0, "metrics in mesh on demo: on (version 2)\n")
+    assert err == ("note: this replaced version 1 as it stood, whoever wrote it: pass --expect-version with the "
+                   "version you looked at to refuse a change made since\n")
+    assert run("flags", "set", "metrics", "--scope", "mesh", "--reason", "c", "--expect-version", "2")[2] == ""
+
+
 def test_user_errors_exit_2_without_traceback(run):
     for args, message in [
         (("flags", "set", "metrics", "--scope", "mesh", "--set", "novalue", "--reason", "r"), "write it as key=value"),
