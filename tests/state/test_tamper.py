@@ -33,21 +33,38 @@ def _sql(store: Store, statement: str, **params) -> None:
         c.execute(text(statement), params)
 
 
-def test_an_event_edited_and_rehashed_without_the_key_is_seen(trail):
-    # The writer recomputes the whole chain from the edit on, with the plain hash (all they can compute).
-    with Session(trail.engine) as s:
-        events = list(s.exec(select(AuditEvent).order_by(AuditEvent.seq)))
-        events[1].reason = "approved by the CISO"
-        prev = events[0].hash
-        for ev in events[1:]:
+def _rehash(store: Store, key: audit.AuditKey | None = None, edit=lambda ev: None, start: int = 1) -> None:
+    """Rewrite the chain from event `start` on as a database writer can: each event edited by `edit`, then
+    re-hashed (with `key`, else the plain sha256) onto the one before, and the head moved to the new last hash."""
+    with Session(store.engine) as s:
+        prev = "0" * 64
+        for ev in s.exec(select(AuditEvent).order_by(AuditEvent.seq)):
+            if ev.seq < start:
+                prev = ev.hash
+                continue
+            edit(ev)
             ev.prev_hash = prev
-            ev.hash = prev = audit.chain_hash(ev)
+            ev.hash = prev = audit.chain_hash(ev, key)
             s.add(ev)
         head = s.get(AuditHead, 1)
         head.hash = prev
         s.add(head)
         s.commit()
+
+
+def test_an_event_edited_and_rehashed_without_the_key_is_seen(trail):
+    # The writer recomputes the chain from the edit on, with the plain hash (all they can compute).
+    _rehash(trail, edit=lambda ev: setattr(ev, "reason", "approved by the CISO") if ev.seq == 2 else None, start=2)
     assert str(audit.verify(trail)) == "event 2 was altered"
+
+
+def test_a_whole_chain_rehashed_without_the_key_is_seen_by_the_checkpoint(trail):
+    # Re-hashed from the first event, the trail looks like one written before keys existed: the checkpoint of the
+    # head, kept outside the database, is what tells.
+    _rehash(trail, edit=lambda ev: setattr(ev, "reason", "approved by the CISO") if ev.seq == 2 else None)
+    last = trail.audit_events()[-1].seq
+    assert str(audit.verify(trail)).startswith(f"event {last} is not the one the checkpoint in "
+                                               f"{audit.checkpoint_path()}")
 
 
 def test_the_last_event_deleted_and_the_head_rewound_is_seen(trail):
@@ -89,20 +106,9 @@ def test_everything_deleted_is_seen(trail):
     assert str(audit.verify(trail)).startswith("the trail was cut back to 0 events")
 
 
-def test_the_trail_cannot_be_rewritten_with_a_key_of_ones_own(trail, monkeypatch):
+def test_the_trail_cannot_be_rewritten_with_a_key_of_ones_own(trail):
     # The writer re-signs the whole trail with a key they made: it is not this machine's key.
-    mallory = audit.AuditKey(b"mallory's key", "mallory")
-    with Session(trail.engine) as s:
-        prev = "0" * 64
-        for ev in s.exec(select(AuditEvent).order_by(AuditEvent.seq)):
-            ev.reason = ev.reason or "forged"
-            ev.prev_hash = prev
-            ev.hash = prev = audit.chain_hash(ev, mallory)
-            s.add(ev)
-        head = s.get(AuditHead, 1)
-        head.hash = prev
-        s.add(head)
-        s.commit()
+    _rehash(trail, audit.AuditKey(b"mallory's key", "mallory"), edit=lambda ev: setattr(ev, "reason", "forged"))
     assert str(audit.verify(trail)) == "event 1 was altered"
 
 
@@ -131,16 +137,7 @@ def test_the_key_is_made_once_private_and_shown_by_its_fingerprint(db_url, capsy
 def test_a_database_of_plain_hashes_verifies_and_goes_on_keyed(store):
     # Events written before keys (plain sha256) verify up to the first keyed one.
     store.set_flag("demo", "tracing", "mesh", {}, "on", "alice", "see calls")
-    with Session(store.engine) as s:
-        prev = "0" * 64
-        for ev in s.exec(select(AuditEvent).order_by(AuditEvent.seq)):
-            ev.prev_hash = prev
-            ev.hash = prev = audit.chain_hash(ev)
-            s.add(ev)
-        head = s.get(AuditHead, 1)
-        head.hash = prev
-        s.add(head)
-        s.commit()
+    _rehash(store)
     with audit._checkpoints() as points:  # the checkpoint of the keyed trail this test replaced
         points.clear()
     assert audit.verify(store) is None
