@@ -12,6 +12,7 @@ import typer
 
 from app.commands import DbOpt, SourceOpt, cli
 from planner.errors import MeshstepError
+from planner.sources import FILE_LIMIT
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
@@ -21,7 +22,9 @@ def streamlit_args(port: int, address: str) -> list[str]:
     return ["run", str(APP), "--server.port", str(port), "--server.address", address, "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
             # A viewer's toolbar (no Deploy button); the installed app's files do not change while it runs.
-            "--client.toolbarMode", "viewer", "--server.fileWatcherType", "none"]
+            "--client.toolbarMode", "viewer", "--server.fileWatcherType", "none",
+            # An upload is a snapshot file: no larger than meshstep would read one (MESHSTEP_MAX_FILE_MB).
+            "--server.maxUploadSize", str(FILE_LIMIT.value)]
 
 
 def _warm_up() -> None:
