@@ -28,6 +28,7 @@ DEMO_DIR = Path(__file__).parent / "demo"
 SNAPSHOT_SUFFIXES = (".yaml", ".yml", ".json")
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # safe either way; the C one is ~10x faster
 _DOC_SEPARATOR = re.compile(r"^---(\s|$)")
+_ANCHOR = re.compile(r"(?:^|[\s\[{,:-])&[^\s\[\]{},]", re.MULTILINE)  # `&name`, not a `&` inside a scalar
 
 # A secret's values are never kept, whatever the source gives. What a check needs to know of a TLS credential is
 # kept instead, under CREDENTIAL (see credential_facts): which keys it has, and its certificate's validity.
@@ -363,7 +364,7 @@ def parse_text(text: str, name: str) -> Iterator[dict[str, Any]]:
             raise SourceError(f"{name}:{line}: malformed YAML: {problem}") from e
         if doc is None:
             continue
-        if "&" in chunk and "*" in chunk:  # an anchor and an alias: what would expanding them cost?
+        if "&" in chunk and _ANCHOR.search(chunk):  # aliases need an anchor: what would expanding them cost?
             _check_aliases(doc, f"{name}:{start}")
         yield from _flatten(doc, name, start)
 
