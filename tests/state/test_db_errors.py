@@ -85,3 +85,15 @@ def test_a_database_url_meshstep_cannot_use(url, says, capsys):
     assert main(["flags", "list", "--db", url]) == 2
     err = _one_clean_line(capsys.readouterr().err)
     assert err.startswith(f"error: cannot open the state database {url}: ") and says in err
+
+
+@pytest.mark.postgres
+def test_verify_of_a_postgres_database_without_meshstep_tables_does_not_make_them(pg_url, capsys):
+    assert main(["audit", "--verify", "--db", pg_url]) == 2
+    err = _one_clean_line(capsys.readouterr().err)
+    assert err.startswith("error: the state database postgresql+psycopg://") and "has no meshstep tables" in err
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(pg_url)
+    assert inspect(engine).get_table_names() == []
+    engine.dispose()
