@@ -299,3 +299,10 @@ def test_an_upload_is_recorded_under_its_name_and_leaves_no_file(app, tmp_path, 
     with pytest.raises(Exception, match=r"^broken.yaml:\d+: malformed YAML"):
         ui._inventory(bad)
     assert list(tmp_path.iterdir()) == []  # both temporary copies removed, read or refused
+
+
+def test_ui_allow_path_must_be_a_directory(tmp_path, capsys):
+    from app.cli import main
+
+    assert main(["ui", "--allow-path", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"error: --allow-path {tmp_path / 'nope'}: not a directory\n"
