@@ -4,11 +4,14 @@ making changes, and errors shown as st.error instead of tracebacks.
 `meshstep ui` passes its --source and --db through MESHSTEP_SOURCE and MESHSTEP_DATABASE_URL."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,7 +19,7 @@ import streamlit as st
 
 from features.base import Observation, observe
 from planner import explain
-from planner.errors import MeshstepError
+from planner.errors import MeshstepError, SourceError
 from planner.inventory import Inventory, build_inventory
 from planner.sources import default_source, load_snapshot
 from state.store import Store
@@ -43,11 +46,74 @@ def set_source(value: str) -> None:
     st.session_state[_SOURCE_KEY] = value
 
 
+# ---------------------------------------------------------------- what a visitor may read on the server
+
+ALLOW_ENV = "MESHSTEP_ALLOW_PATHS"  # `meshstep ui --allow-path DIR`, joined with os.pathsep
+UPLOAD_PREFIX = "upload:"
+_UPLOADS_KEPT = 4  # as many as inventories are cached
+_uploads: dict[str, tuple[str, bytes]] = {}  # upload source → (the file's name, its bytes)
+
+
+def allowed_roots() -> list[Path]:
+    """The directories under which a visitor may name a file or directory of the server (none by default)."""
+    return [Path(p).resolve() for p in os.environ.get(ALLOW_ENV, "").split(os.pathsep) if p]
+
+
+def server_path(text: str) -> str:
+    """A path a visitor typed, if it lies under an allowed directory (symlinks resolved); otherwise an error that
+    says the same whether or not the path exists, so that nothing outside the allowed directories can be probed."""
+    roots = allowed_roots()
+    if not roots:
+        raise MeshstepError("reading files of the server is off: the operator allows it with `meshstep ui "
+                            "--allow-path DIR`; upload the snapshot instead")
+    real = Path(os.path.realpath(Path(text).expanduser()))
+    if not any(real == r or r in real.parents for r in roots):
+        raise MeshstepError(f"{text} is not under a directory this server allows ({', '.join(map(str, roots))})")
+    return str(real)
+
+
+def upload_source(name: str, data: bytes) -> str:
+    """The source an uploaded snapshot is read as; its bytes are kept (the last few) so that a re-read needs no
+    file: the upload is read from a temporary directory removed as soon as it is read, however that ends."""
+    key = f"{UPLOAD_PREFIX}{hashlib.sha256(data).hexdigest()[:12]}:{name}"
+    _uploads.pop(key, None)
+    _uploads[key] = (name, data)
+    while len(_uploads) > _UPLOADS_KEPT:
+        _uploads.pop(next(iter(_uploads)))
+    return key
+
+
+def _read_upload(src: str) -> Inventory:
+    if src not in _uploads:
+        raise SourceError(f"the upload {src.split(':', 2)[-1]} is no longer kept by the server: upload it again")
+    name, data = _uploads[src]
+    suffix = ".tar.gz" if name.endswith((".tar.gz", ".tgz")) else Path(name).suffix
+    with tempfile.TemporaryDirectory(prefix="meshstep-upload-") as tmp:
+        path = Path(tmp) / f"snapshot{suffix}"
+        path.write_bytes(data)
+        try:
+            snapshot = load_snapshot(str(path))
+            snapshot.label = name  # recorded under the uploaded file's name, not the temporary path
+            return build_inventory(snapshot)
+        except MeshstepError as e:
+            raise SourceError(str(e).replace(str(path), name)) from None
+
+
+def _roots_for(src: str) -> list[Path] | None:
+    """Where a path source may read: anywhere for the one the operator started the app with, else only under the
+    allowed directories (a symlink inside them must not lead out)."""
+    if src in ("demo", "live") or src.startswith("context:") or src == os.environ.get(SOURCE_ENV):
+        return None
+    return allowed_roots()
+
+
 # cache_resource, not cache_data: an Inventory is immutable (changes make a new one), and cache_data would pickle
 # it on every hit — 3 s for a 10,000-pod cluster, on every page of every rerun (benchmarks/app.py).
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _inventory(src: str) -> Inventory:
-    return build_inventory(load_snapshot(src))
+    if src.startswith(UPLOAD_PREFIX):
+        return _read_upload(src)
+    return build_inventory(load_snapshot(src, roots=_roots_for(src)))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -3,12 +3,14 @@ cluster read-only through the official client. Objects are plain dicts; a live l
 unparsed (RawPage), for the inventory to parse a big cluster's pods in other processes."""
 from __future__ import annotations
 
-import io
 import os
 import queue
 import re
+import stat
+import sys
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from typing import Any
 import orjson
 import yaml
 
+from planner import shapes
 from planner.errors import SourceError
 from planner.model import GATEWAY_API_GROUP, ISTIO_GROUPS
 
@@ -25,6 +28,7 @@ DEMO_DIR = Path(__file__).parent / "demo"
 SNAPSHOT_SUFFIXES = (".yaml", ".yml", ".json")
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # safe either way; the C one is ~10x faster
 _DOC_SEPARATOR = re.compile(r"^---(\s|$)")
+_ANCHOR = re.compile(r"(?:^|[\s\[{,:-])&[^\s\[\]{},]", re.MULTILINE)  # `&name`, not a `&` inside a scalar
 
 # A secret's values are never kept, whatever the source gives. What a check needs to know of a TLS credential is
 # kept instead, under CREDENTIAL (see credential_facts): which keys it has, and its certificate's validity.
@@ -133,8 +137,9 @@ def source_label(source: str | None) -> str:
     return source if source in ("demo", "live") or source.startswith("context:") else str(Path(source))
 
 
-def load_snapshot(source: str | None = None) -> Snapshot:
-    """The Snapshot for a `--source` value: demo | live | context:NAME | a path."""
+def load_snapshot(source: str | None = None, roots: Collection[Path] | None = None) -> Snapshot:
+    """The Snapshot for a `--source` value: demo | live | context:NAME | a path (with `roots`, only files whose
+    real path lies under one of them are read)."""
     source = source or default_source()
     if source == "demo":
         return Snapshot("demo", lambda _v: read_paths(sorted(DEMO_DIR.glob("*.yaml"))))
@@ -143,18 +148,18 @@ def load_snapshot(source: str | None = None) -> Snapshot:
     if source.startswith("context:"):
         return live_snapshot(source.split(":", 1)[1])
     path = Path(source)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise SourceError(
             f"source {source!r}: no such file or directory "
             "(--source takes demo, live, context:NAME, or a snapshot file, directory or .tar.gz)"
         )
-    return Snapshot(source_label(source), lambda _v: read_paths([path]), cluster=False)
+    return Snapshot(source_label(source), lambda _v: read_paths([path], roots), cluster=False)
 
 
 def files_snapshot(paths: list[str | Path], label: str | None = None) -> Snapshot:
     """A Snapshot of several manifest files (as `meshstep analyze FILE...` takes them)."""
     for p in paths:
-        if not Path(p).exists():
+        if not os.path.lexists(p):
             raise SourceError(f"{p}: no such file or directory")
     return Snapshot(label or ", ".join(map(str, paths)), lambda _v: read_paths([Path(p) for p in paths]), cluster=False)
 
@@ -162,37 +167,180 @@ def files_snapshot(paths: list[str | Path], label: str | None = None) -> Snapsho
 # ---------------------------------------------------------------- snapshot files
 
 
-def read_paths(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
-    """Objects of files, directories (recursively) and .tar.gz archives, in a stable order."""
+@dataclass(frozen=True)
+class Limit:
+    """A bound on what one snapshot may make meshstep read or build, settable through its environment variable:
+    a hostile or broken file (a gzip of gigabytes of spaces, a YAML alias bomb, /dev/zero) must end in an error
+    that says which bound it hit, not in an exhausted machine."""
+
+    env: str
+    default: int
+    what: str  # "a snapshot file may hold", in "larger than the 256 MiB a snapshot file may hold"
+    unit: str = "MiB"
+
+    @property
+    def value(self) -> int:
+        raw = os.environ.get(self.env)
+        try:
+            return int(raw) if raw else self.default
+        except ValueError:
+            raise SourceError(f"{self.env}={raw!r} is not a whole number") from None
+
+    @property
+    def bytes(self) -> int:
+        return self.value * (1 << 20) if self.unit == "MiB" else self.value
+
+    def exceeded(self, where: str, what: str) -> SourceError:
+        return SourceError(f"{where}: {what}, more than the {self.value:,} {self.unit} {self.what} "
+                           f"(raise it with {self.env}=N if the snapshot is genuine)")
+
+
+FILE_LIMIT = Limit("MESHSTEP_MAX_FILE_MB", 256, "a snapshot file or archive member may hold")
+SOURCE_LIMIT = Limit("MESHSTEP_MAX_SOURCE_MB", 1024, "one source may hold in all (a directory's files, an "
+                     "archive's members expanded)")
+FILES_LIMIT = Limit("MESHSTEP_MAX_FILES", 20_000, "one directory or archive may hold", unit="entries")
+# A YAML alias is a reference: loading it costs nothing, but whatever walks the document (str() of a container's
+# args, a copy, JSON) expands it. The nodes aliases add, beyond the document's own, may be at most this many.
+ALIAS_LIMIT = Limit("MESHSTEP_MAX_ALIAS_NODES", 100_000, "aliases may add to a YAML document", unit="nodes")
+# Directories that are the system's, not anyone's snapshot: reading them either never ends or means nothing.
+_SYSTEM_DIRS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+class _Budget:
+    """What one source has read so far, against SOURCE_LIMIT and FILES_LIMIT."""
+
+    def __init__(self, root: Path):
+        self.root, self.bytes, self.files = root, 0, 0
+
+    def file(self, where: str) -> None:
+        self.files += 1
+        if self.files > FILES_LIMIT.value:
+            raise FILES_LIMIT.exceeded(str(self.root), f"more than {FILES_LIMIT.value:,} files")
+
+    def read(self, where: str, n: int) -> None:
+        self.bytes += n
+        if self.bytes > SOURCE_LIMIT.bytes:
+            raise SOURCE_LIMIT.exceeded(where, f"{self.root} holds more than {SOURCE_LIMIT.value:,} MiB")
+
+
+def read_paths(paths: Iterable[Path], roots: Collection[Path] | None = None) -> Iterator[dict[str, Any]]:
+    """Objects of files, directories (recursively) and .tar.gz archives, in a stable order, within the limits
+    (and, given `roots`, only of files whose real path lies under one of them)."""
     for path in paths:
-        if path.is_dir():
-            yield from read_paths(sorted(p for p in path.rglob("*") if p.is_file() and _is_snapshot_file(p.name)))
-        elif path.name.endswith((".tar.gz", ".tgz")):
-            yield from _read_archive(path)
-        else:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise SourceError(f"{path}: cannot read: {e}") from e
-            yield from parse_text(text, str(path))
+        budget = _Budget(path)
+        for file in _snapshot_files(path, budget):
+            if roots is not None:
+                real = file.resolve()
+                if not any(real == r or r in real.parents for r in roots):
+                    raise SourceError(f"{file}: leads outside the directories this server allows")
+            if file.name.endswith((".tar.gz", ".tgz")):
+                yield from _read_archive(file, budget)
+            else:
+                yield from parse_text(_decode(_read_file(file, budget), str(file)), str(file))
+
+
+def _snapshot_files(path: Path, budget: _Budget) -> list[Path]:
+    """The regular files a path names: itself, or the snapshot files under a directory (sorted). Anything else —
+    a FIFO, a device, a socket, the system's own directories — is refused, and so is a subdirectory that cannot
+    be read (a snapshot silently missing part of a cluster would mislead)."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise SourceError(f"{path}: cannot read: {e.strerror or e}") from e
+    real = path.resolve()
+    system = "the root directory" if real == Path(real.anchor) else next(
+        (f"in {d}, the system's own" for d in _SYSTEM_DIRS if real == d or d in real.parents), None)
+    if system:
+        raise SourceError(f"{path}: {system}, not a snapshot: give a snapshot file, a directory of them or a "
+                          ".tar.gz")
+    if stat.S_ISREG(st.st_mode):
+        return [path]
+    if not stat.S_ISDIR(st.st_mode):
+        raise SourceError(f"{path}: {_file_type(st.st_mode)}, not a snapshot: give a regular file, a directory of "
+                          "them or a .tar.gz")
+
+    def unreadable(e: OSError) -> None:
+        raise SourceError(f"{e.filename}: cannot read this directory ({e.strerror}): the snapshot would be "
+                          "incomplete; fix its permissions or leave it out") from e
+
+    found = []
+    for top, dirs, names in os.walk(path, onerror=unreadable):
+        dirs.sort()
+        for name in names:
+            if _is_snapshot_file(name):
+                budget.file(str(path))
+                found.append(Path(top) / name)
+    if not found:
+        raise SourceError(f"{path}: no snapshot files in this directory (.yaml, .yml, .json, .tar.gz)")
+    return sorted(found)
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _read_file(path: Path, budget: _Budget) -> bytes:
+    """A regular file's bytes, at most FILE_LIMIT of them. Opened without blocking and checked again once open:
+    a FIFO put in the file's place meanwhile must not hang the read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise SourceError(f"{path}: cannot read: {e.strerror or e}") from e
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SourceError(f"{path}: {_file_type(mode)}, not a snapshot file")
+        try:
+            data = f.read(FILE_LIMIT.bytes + 1)
+        except OSError as e:
+            raise SourceError(f"{path}: cannot read: {e.strerror or e}") from e
+    if len(data) > FILE_LIMIT.bytes:
+        raise FILE_LIMIT.exceeded(str(path), "larger than that")
+    budget.read(str(path), len(data))
+    return data
+
+
+def _decode(data: bytes, name: str) -> str:
+    if not data.strip():
+        raise SourceError(f"{name}: empty: no Kubernetes objects in it")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise SourceError(f"{name}:{line}: not UTF-8 text (byte {e.start}): a snapshot is YAML or JSON") from None
 
 
 def _is_snapshot_file(name: str) -> bool:
     return name.endswith(SNAPSHOT_SUFFIXES) or name.endswith((".tar.gz", ".tgz"))
 
 
-def _read_archive(path: Path) -> Iterator[dict[str, Any]]:
+def _read_archive(path: Path, budget: _Budget) -> Iterator[dict[str, Any]]:
+    """The snapshot files of a .tar.gz, in name order. Read as a stream, member by member: every member's size
+    (any type, matched or not) counts against the limits before a byte of it is expanded."""
+    members: list[tuple[str, bytes]] = []
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith(SNAPSHOT_SUFFIXES)),
-                             key=lambda m: m.name)
-            for m in members:
+        with tarfile.open(path, "r|gz") as tar:
+            for m in tar:
+                budget.file(f"{path}:{m.name}")
+                if m.size > FILE_LIMIT.bytes:
+                    raise FILE_LIMIT.exceeded(f"{path}:{m.name}", f"{m.size >> 20:,} MiB expanded")
+                budget.read(f"{path}:{m.name}", m.size)
+                if not (m.isfile() and m.name.endswith(SNAPSHOT_SUFFIXES)):
+                    continue
                 data = tar.extractfile(m)
                 assert data is not None  # isfile() members always have content
-                text = io.TextIOWrapper(data, encoding="utf-8").read()
-                yield from parse_text(text, f"{path}:{m.name}")
+                members.append((m.name, data.read(m.size)))
     except (tarfile.TarError, OSError, EOFError) as e:
         raise SourceError(f"{path}: not a readable .tar.gz archive: {e}") from e
+    if not members:
+        raise SourceError(f"{path}: no snapshot files in this archive (.yaml, .yml, .json)")
+    for name, data in sorted(members):
+        where = f"{path}:{name}"
+        yield from parse_text(_decode(data, where), where)
 
 
 def parse_text(text: str, name: str) -> Iterator[dict[str, Any]]:
@@ -207,13 +355,49 @@ def parse_text(text: str, name: str) -> Iterator[dict[str, Any]]:
     for start, chunk in _yaml_documents(text):
         try:
             doc = yaml.load(chunk, Loader=YAML_LOADER)
+        except RecursionError:
+            raise SourceError(f"{name}:{start}: the YAML document is nested too deeply") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = start + (mark.line if mark else 0)
             problem = getattr(e, "problem", None) or str(e)
             raise SourceError(f"{name}:{line}: malformed YAML: {problem}") from e
-        if doc is not None:
-            yield from _flatten(doc, name, start)
+        if doc is None:
+            continue
+        if "&" in chunk and _ANCHOR.search(chunk):  # aliases need an anchor: what would expanding them cost?
+            _check_aliases(doc, f"{name}:{start}")
+        yield from _flatten(doc, name, start)
+
+
+def _check_aliases(doc: Any, where: str) -> None:
+    """Refuse a document whose aliases, expanded, add more than ALIAS_LIMIT nodes to it (a "billion laughs": a
+    few lines that expand to gigabytes), or that contains itself. Counted over the shared structure: each
+    distinct node once."""
+    sizes: dict[int, int] = {}
+    own = 0  # nodes as written: each distinct mapping or list, and each of its entries
+
+    def size(node: Any) -> int:
+        nonlocal own
+        if not isinstance(node, (dict, list)):
+            return 1
+        known = sizes.get(id(node))
+        if known is not None:
+            if known < 0:
+                raise SourceError(f"{where}: a YAML alias refers to a node that contains it (a cycle)")
+            return known
+        sizes[id(node)] = -1
+        children = node.values() if isinstance(node, dict) else node
+        own += 1 + len(children)
+        n = 1 + sum(size(c) for c in children)
+        sizes[id(node)] = n
+        return n
+
+    try:
+        expanded = size(doc)
+    except RecursionError:
+        raise SourceError(f"{where}: the YAML document is nested too deeply") from None
+    if expanded - own > ALIAS_LIMIT.value:
+        raise ALIAS_LIMIT.exceeded(where, f"its YAML aliases expand it by {expanded - own:,} nodes")
 
 
 def _yaml_documents(text: str) -> Iterator[tuple[int, str]]:
@@ -248,6 +432,9 @@ def _flatten(doc: Any, name: str, line: int) -> Iterator[dict[str, Any]]:
                     item.setdefault("apiVersion", doc.get("apiVersion", "v1"))
             yield from _flatten(item, name, line)
         return
+    found = shapes.problem(doc)
+    if found:
+        raise SourceError(f"{name}:{line}: {shapes.ref(doc)}: {found}")
     if not kind or not doc.get("apiVersion") or not (doc.get("metadata") or {}).get("name"):
         raise SourceError(f"{name}:{line}: not a Kubernetes object: apiVersion, kind and metadata.name are required")
     yield doc
@@ -282,13 +469,19 @@ class RawPage:
             page = orjson.loads(self.data)
         except orjson.JSONDecodeError as e:
             raise SourceError(f"listing {self.kind.label} on {self.where}: malformed JSON: {e}") from e
-        return _stamp(self.kind, page.get("items") or [])
+        return _stamp(self.kind, page.get("items") or [], self.where)
 
 
-def _stamp(kind: Kind, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for item in items:  # list items carry no kind/apiVersion of their own
+def _stamp(kind: Kind, items: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    """A live list's items with their kind and apiVersion (list items carry none of their own), shapes checked."""
+    for item in items:
+        if not isinstance(item, dict):
+            raise SourceError(f"listing {kind.label} on {where}: an item is {shapes.describe(item)}, not an object")
         item["kind"] = kind.kind
         item["apiVersion"] = kind.api_version
+        found = shapes.problem(item)
+        if found:
+            raise SourceError(f"listing {kind.label} on {where}: {shapes.ref(item)}: {found}")
     return items
 
 
@@ -315,19 +508,36 @@ CRD_KIND = Kind("customresourcedefinitions", "/apis/apiextensions.k8s.io/v1/cust
 PAGE_SIZE = 500
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
+# One deadline for the whole read: a server that answers slowly, or drips its answers a byte at a time, would
+# otherwise keep every per-request timeout happy for ever.
+DEADLINE = Limit("MESHSTEP_READ_TIMEOUT", 300, "a live read may take in all", unit="seconds")
+PROGRESS_AFTER = 2.0  # seconds: a read that takes longer says how far it is (on stderr, when that is a terminal)
 WORKERS = 6
 _END = object()
 
 
-def live_snapshot(context: str | None, api_client: Any = None, page_size: int = PAGE_SIZE) -> Snapshot:
-    """A live cluster through kubeconfig (optionally a named context) or in-cluster config; read-only."""
+def live_snapshot(context: str | None, api_client: Any = None, page_size: int = PAGE_SIZE,
+                  progress: Callable[[str], None] | None = None) -> Snapshot:
+    """A live cluster through kubeconfig (optionally a named context) or in-cluster config; read-only. A read
+    that takes a while reports how far it is to `progress` (default: stderr, when it is a terminal; "" ends it)."""
     client = api_client or _api_client(context)
     where = f"kubeconfig context {context!r}" if context else "the current kubeconfig context"
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not context and api_client is None:
         where = "in-cluster configuration"
-    reader = _LiveReader(client, client.configuration.host, where, page_size)
+    reader = _LiveReader(client, client.configuration.host, where, page_size, progress)
     label = f"context:{context}" if context else "live"
     return Snapshot(label, reader.read)
+
+
+def _stderr_progress() -> Callable[[str], None]:
+    """Progress on one line of stderr when a person watches it (a terminal); nothing otherwise."""
+    if not sys.stderr.isatty():
+        return lambda _line: None
+
+    def show(line: str) -> None:
+        sys.stderr.write(f"\r\x1b[K{line}" if line else "\r\x1b[K")
+        sys.stderr.flush()
+    return show
 
 
 def _api_client(context: str | None) -> Any:
@@ -350,10 +560,27 @@ def _api_client(context: str | None) -> Any:
 class _LiveReader:
     """Lists every kind meshstep needs, in pages, kinds concurrently; JSON parsed raw with orjson."""
 
-    def __init__(self, client: Any, server: str, where: str, page_size: int):
+    def __init__(self, client: Any, server: str, where: str, page_size: int,
+                 progress: Callable[[str], None] | None = None):
         self.client, self.server, self.where, self.page_size = client, server, where, page_size
+        self.progress = progress if progress is not None else _stderr_progress()
+        self.deadline = self.started = self.shown = 0.0
+        self.showing = False
+        self.pages = self.bytes = 0
+        self.lock = threading.Lock()
 
     def read(self, visibility: Visibility) -> Iterator[dict[str, Any]]:
+        self.started = time.monotonic()
+        self.deadline = self.started + DEADLINE.value
+        self.shown = self.started + PROGRESS_AFTER  # when progress is next due
+        self.showing = False
+        try:
+            yield from self._read(visibility)
+        finally:
+            if self.showing:  # end its line
+                self.progress("")
+
+    def _read(self, visibility: Visibility) -> Iterator[dict[str, Any]]:
         self._preflight()
         pages: queue.Queue[Any] = queue.Queue(maxsize=WORKERS * 2)
         stop = threading.Event()
@@ -410,12 +637,43 @@ class _LiveReader:
                   if metadata_only else "application/json")
         method, url, headers, _body, _post = self.client.param_serialize(
             "GET", path, query_params=query, header_params={"Accept": accept}, auth_settings=["BearerToken"])
+        left = self._left()
         resp = self.client.call_api(method, url, header_params=headers,
-                                    _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
-        data = resp.read()
+                                    _request_timeout=(min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left)))
+        # Read as it arrives (read1: whatever the socket has), against the deadline and the size limit.
+        body, size = [], 0
+        while chunk := resp.response.read1(1 << 16):
+            body.append(chunk)
+            size += len(chunk)
+            if size > FILE_LIMIT.bytes:
+                raise FILE_LIMIT.exceeded(f"{self.server}{path}", "an answer larger than that")
+            self._left()
+            self._count(len(chunk))
+        resp.response.release_conn()
         if not 200 <= resp.status < 300:
             raise _HTTPStatus(resp.status, resp.reason)
-        return data
+        with self.lock:
+            self.pages += 1
+        return b"".join(body)
+
+    def _left(self) -> float:
+        """Seconds left before the read's deadline; past it, the error that says so."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise SourceError(f"reading the cluster at {self.server} ({self.where}) took longer than "
+                              f"{DEADLINE.value} s ({self.pages} lists, {self.bytes >> 20} MiB read so far): "
+                              f"retry, or allow more with {DEADLINE.env}=SECONDS")
+        return left
+
+    def _count(self, n: int) -> None:
+        with self.lock:
+            self.bytes += n
+            now = time.monotonic()
+            if now < self.shown:
+                return
+            self.shown, self.showing = now + 1.0, True
+        self.progress(f"reading {self.server} ({self.where}): {self.pages} pages, {self.bytes / (1 << 20):.1f} MiB, "
+                      f"{now - self.started:.0f} s of at most {DEADLINE.value} s")
 
     def _list(self, kind: Kind, visibility: Visibility, put: Callable[[Any], None],
               keep: bool = False) -> list[dict[str, Any]] | None:
@@ -454,6 +712,8 @@ class _LiveReader:
                                       "through (continue token expired); retry") from e
                 raise SourceError(f"listing {kind.label} on {self.server} ({self.where}): HTTP {e.status} "
                                   f"{e.reason}") from e
+            except SourceError:
+                raise
             except Exception as e:
                 raise SourceError(f"listing {kind.label} on {self.server} ({self.where}): {_reason(e)}") from e
             if not token:

@@ -1,23 +1,36 @@
-"""The audit trail: a sha256 hash chain over the events, its verification, and its exports.
+"""The audit trail: a keyed hash chain over the events, its verification, and its exports.
 
 Each event's hash covers its fields and the previous event's hash, and the chain head row names the last event,
-so editing, removing or adding an event anywhere — including at the end — is detected by `verify`."""
+so editing, removing or adding an event anywhere — including at the end — is detected by `verify`. Against someone
+who can write the database (and so recompute a plain hash chain), the hashes are HMACs with a key kept outside it
+(MESHSTEP_AUDIT_KEY, else a file in the user's config directory made on first use), and every change leaves a
+checkpoint of the head outside the database (a file in the user's state directory): rewinding the head, or
+emptying the trail, is then seen too. `verify` also replays the trail and checks that the flags, plans and
+stages tables say what it says. Events written before the key existed (plain sha256) still verify, up to the
+first keyed one."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
+import hmac
 import io
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import os
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import platformdirs
 from sqlmodel import select
 
 from planner.errors import MeshstepError
 from state.drift import Observed, compute_drift
-from state.models import GENESIS_HASH, AuditEvent, AuditHead, Flag, flag_target, utcnow
+from state.models import GENESIS_HASH, AuditEvent, AuditHead, Flag, Plan, Stage, flag_target, utcnow
 
 if TYPE_CHECKING:
     from state.store import Store
@@ -30,15 +43,57 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def chain_hash(event: AuditEvent) -> str:
-    """sha256 of the canonical JSON of the event's fields, its prev_hash included."""
-    fields = {k: getattr(event, k) for k in HASHED_FIELDS} | {"at": event.at.isoformat()}
-    return hashlib.sha256(_canonical(fields).encode()).hexdigest()
+KEY_ENV = "MESHSTEP_AUDIT_KEY"
+CHECKPOINTS_ENV = "MESHSTEP_AUDIT_CHECKPOINTS"
+
+
+@dataclass(frozen=True)
+class AuditKey:
+    """The secret the chain's HMACs are made with; `origin` says where it was read from."""
+
+    secret: bytes = field(repr=False)
+    origin: str
+
+    @property
+    def fingerprint(self) -> str:
+        """What to compare between machines (the key itself is never shown)."""
+        digest = hashlib.sha256(b"meshstep audit key\0" + self.secret).hexdigest()[:16]
+        return ":".join(digest[i:i + 4] for i in range(0, 16, 4))
+
+
+def audit_key() -> AuditKey:
+    """$MESHSTEP_AUDIT_KEY, else the key file in the user's config directory, made (mode 0600) on first use."""
+    if os.environ.get(KEY_ENV):
+        return AuditKey(os.environ[KEY_ENV].encode(), f"${KEY_ENV}")
+    path = platformdirs.user_config_path("meshstep", appauthor=False) / "audit.key"
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_hex(32) + "\n")
+        secret = path.read_bytes().strip()
+    except OSError as e:
+        raise MeshstepError(f"cannot read or make the audit key {path}: {e.strerror or e} (or set {KEY_ENV})") from e
+    if not secret:
+        raise MeshstepError(f"the audit key {path} is empty: restore it from a backup, or set {KEY_ENV}")
+    return AuditKey(secret, str(path))
+
+
+def chain_hash(event: AuditEvent, key: AuditKey | None = None) -> str:
+    """The HMAC-SHA256 under `key` of the canonical JSON of the event's fields, its prev_hash included; without a
+    key, their plain sha256 (how events were hashed before keys, and all a database writer can compute)."""
+    fields = _canonical({k: getattr(event, k) for k in HASHED_FIELDS} | {"at": event.at.isoformat()}).encode()
+    if key is None:
+        return hashlib.sha256(fields).hexdigest()
+    return hmac.new(key.secret, fields, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
 class Break:
-    """Where the chain stops holding: the first event (by seq) that was altered, removed or added."""
+    """Where the trail stops holding: the first event (by seq) that was altered, removed or added, or a table that
+    disagrees with it (seq 0)."""
 
     seq: int
     message: str
@@ -48,21 +103,33 @@ class Break:
 
 
 def verify(store: Store) -> Break | None:
-    """Recompute the chain; None when it holds."""
+    """Recompute the chain, compare its head with the checkpoint kept outside the database, and replay it against
+    the flags, plans and stages tables; None when all hold."""
+    key = store.audit_key
     with store.reader() as s:
-        return check_chain(s.get(AuditHead, 1),
-                           s.exec(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=1000)))
+        head = s.get(AuditHead, 1)
+        broken = check_chain(head, s.exec(select(AuditEvent).order_by(AuditEvent.seq)
+                                          .execution_options(yield_per=1000)), key)
+        if broken is None:
+            broken = check_checkpoint(store.identity, head, s)  # type: ignore[arg-type]
+        if broken is None:
+            broken = check_tables(s)
+    return broken
 
 
-def check_chain(head: AuditHead | None, events: Iterable[AuditEvent]) -> Break | None:
-    """Whether `events` (the whole trail, in order) form the chain `head` closes; None when they do."""
+def check_chain(head: AuditHead | None, events: Iterable[AuditEvent], key: AuditKey | None = None) -> Break | None:
+    """Whether `events` (the whole trail, in order) form the chain `head` closes; None when they do. Unkeyed
+    (sha256) events are accepted only before the first keyed one."""
     if head is None:
         return Break(0, "the chain head (table audit_head) was removed")
     prev_seq, prev_hash = 0, GENESIS_HASH
+    keyed = False
     for ev in events:
         if ev.seq != prev_seq + 1:
             return Break(prev_seq + 1, f"event {prev_seq + 1} was removed")
-        if chain_hash(ev) != ev.hash:
+        if key is not None and hmac.compare_digest(chain_hash(ev, key), ev.hash):
+            keyed = True
+        elif keyed or chain_hash(ev) != ev.hash:
             return Break(ev.seq, f"event {ev.seq} was altered")
         if ev.prev_hash != prev_hash:  # the previous event was altered, then re-hashed to hide it
             return Break(prev_seq, f"event {prev_seq} was altered")
@@ -74,6 +141,112 @@ def check_chain(head: AuditHead | None, events: Iterable[AuditEvent]) -> Break |
                                    f"{head.seq})")
     if head.hash != prev_hash:
         return Break(prev_seq, f"event {prev_seq} was altered")
+    return None
+
+
+# ---------------------------------------------------------------- checkpoints of the head, outside the database
+
+
+def checkpoint_path() -> Path:
+    """$MESHSTEP_AUDIT_CHECKPOINTS, else audit-checkpoints.json in the user's state directory."""
+    return Path(os.environ.get(CHECKPOINTS_ENV) or
+                platformdirs.user_state_path("meshstep", appauthor=False) / "audit-checkpoints.json")
+
+
+@contextlib.contextmanager
+def _checkpoints() -> Iterator[dict[str, Any]]:
+    """The checkpoints (by database), locked against this machine's other writers; changes are written back."""
+    path = checkpoint_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        text = f.read()
+        try:
+            points = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as e:
+            raise MeshstepError(f"the audit checkpoints {path} are not JSON ({e}): restore the file, or move it "
+                                "away to start again") from e
+        before = json.dumps(points, sort_keys=True)
+        yield points
+        if json.dumps(points, sort_keys=True) != before:
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps(points, indent=1, sort_keys=True) + "\n")
+
+
+def write_checkpoint(database: str, seq: int, hash_: str) -> None:
+    """Note that `database`'s trail reached event `seq` with hash `hash_` (never moving a checkpoint back)."""
+    with _checkpoints() as points:
+        if points.get(database, {}).get("seq", -1) < seq:
+            points[database] = {"seq": seq, "hash": hash_, "at": utcnow().isoformat(timespec="seconds")}
+
+
+def read_checkpoint(database: str) -> dict[str, Any] | None:
+    """The last head of `database`'s trail this machine saw written: {seq, hash, at}."""
+    with _checkpoints() as points:
+        return points.get(database)
+
+
+def check_checkpoint(database: str, head: AuditHead, session: Any) -> Break | None:
+    """Whether the trail still holds the last event this machine saw written: a rewound head or an emptied trail
+    hold together as a chain, but not against the checkpoint."""
+    point = read_checkpoint(database)
+    if point is None:
+        return None
+    where = f"the checkpoint in {checkpoint_path()} (written {point['at']})"
+    if head.seq < point["seq"]:
+        return Break(head.seq + 1, f"the trail was cut back to {head.seq} events: {where} saw it reach event "
+                                   f"{point['seq']}")
+    event = session.get(AuditEvent, point["seq"])
+    if event is None or event.hash != point["hash"]:
+        return Break(point["seq"], f"event {point['seq']} is not the one {where} saw")
+    return None
+
+
+# ---------------------------------------------------------------- the tables, replayed from the trail
+
+# What the tables must agree with the trail on, by the prefix of an event's target.
+_REPLAYED = {"flag": ("state", "params", "version"), "plan": ("status", "version"), "stage": ("status", "version")}
+
+
+def check_tables(session: Any) -> Break | None:
+    """Replay the trail (each flag, plan and stage as its last event left it) and compare with the tables: an
+    edit to them outside meshstep leaves no event, so the two disagree."""
+    expected: dict[str, tuple[int, dict[str, Any] | None]] = {}
+    for ev in session.exec(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=1000)):
+        kind = ev.target.split(":", 1)[0]
+        if kind not in _REPLAYED:
+            continue
+        expected[ev.target] = (ev.seq, ev.after)
+        if kind == "plan":  # a plan's creation and deletion carry its stages
+            for stage in (ev.after or ev.before or {}).get("stages", ()):
+                expected[f"stage:{stage['id']}"] = (ev.seq, stage if ev.after else None)
+    actual: dict[str, dict[str, Any]] = {}
+    for f in session.exec(select(Flag)):
+        actual[flag_target(f.cluster, f.feature, f.scope)] = f.model_dump(mode="json")
+    for p in session.exec(select(Plan)):
+        actual[f"plan:{p.id}"] = p.model_dump(mode="json")
+    for st in session.exec(select(Stage)):
+        actual[f"stage:{st.id}"] = st.model_dump(mode="json")
+    for target in sorted(expected.keys() | actual.keys()):
+        seq, want = expected.get(target, (0, None))
+        have = actual.get(target)
+        fields = _REPLAYED[target.split(":", 1)[0]]
+        if want is None and have is None:
+            continue
+        table = {"flag": "flags", "plan": "plans", "stage": "stages"}[target.split(":", 1)[0]]
+        if want is None:
+            return Break(0, f"{target} is in the {table} table but not in the trail: it was written outside "
+                            "meshstep")
+        if have is None:
+            return Break(seq, f"{target} is in the trail (event {seq}) but not in the {table} table: it was removed "
+                              "outside meshstep")
+        if any(want.get(k) != have.get(k) for k in fields):
+            says = ", ".join(f"{k} {have.get(k)!r}" for k in fields if want.get(k) != have.get(k))
+            told = ", ".join(f"{k} {want.get(k)!r}" for k in fields if want.get(k) != have.get(k))
+            return Break(seq, f"{target} disagrees with the trail: the {table} table says {says}, event {seq} says "
+                              f"{told}: it was changed outside meshstep")
     return None
 
 
@@ -115,7 +288,7 @@ def export_markdown(store: Store, since: datetime | None = None,
         head = s.get(AuditHead, 1)
         events = list(s.exec(select(AuditEvent).order_by(AuditEvent.seq)))
         flags = list(s.exec(select(Flag).order_by(Flag.cluster, Flag.feature, Flag.scope)))
-    broken = check_chain(head, events)
+    broken = check_chain(head, events, store.audit_key)
     turned_on = _turned_on(events)
     listed = [ev for ev in events if since is None or ev.at >= since]
     lines = [

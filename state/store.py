@@ -18,12 +18,12 @@ import platformdirs
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, select
 
 from planner.errors import ConflictError, MeshstepError
-from state.audit import chain_hash
+from state.audit import AuditKey, audit_key, chain_hash, write_checkpoint
 from state.models import (
     FLAG_STATES,
     PLAN_STATUSES,
@@ -88,6 +88,37 @@ def migrate(engine: Engine, revision: str = "head") -> None:
             command.upgrade(cfg, revision)
 
 
+def _must_exist(engine: Engine, shown: str) -> None:
+    """Refuse a database that is not there (rather than make an empty one): a SQLite file that does not exist, or a
+    database without meshstep's tables."""
+    u = engine.url
+    if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") and not Path(u.database).exists():
+        raise MeshstepError(f"no state database at {u.database} (check --db / MESHSTEP_DATABASE_URL)")
+    if not inspect(engine).has_table("audit_head"):
+        raise MeshstepError(f"the state database {shown} has no meshstep tables (check --db / MESHSTEP_DATABASE_URL)")
+
+
+# What a failure means, by words of the driver's message: the fix to suggest.
+_HINTS = (
+    ("readonly", "it is read-only: check the file's and its directory's permissions"),
+    ("read-only", "it is read-only: check the permissions"),
+    ("malformed", "the file is damaged: restore it from a backup"),
+    ("not a database", "the file is not a SQLite database, or is damaged: restore it from a backup"),
+    ("no such table", "a table is missing: the database was changed outside meshstep; restore it from a backup"),
+    ("does not exist", "a table is missing: the database was changed outside meshstep; restore it from a backup"),
+    ("locked", "another process holds it locked: retry"),
+)
+
+
+def _reason(e: SQLAlchemyError) -> str:
+    """The driver's own message (its first line: SQLAlchemy's adds the statement and its parameters), and a fix."""
+    orig = getattr(e, "orig", None)
+    text_ = (str(orig) if orig is not None else str(e)).strip().splitlines()
+    first = text_[0] if text_ else type(e).__name__
+    hint = next((h for word, h in _HINTS if word in first.lower()), None)
+    return f"{first} ({hint})" if hint else first
+
+
 def _snap(row: SQLModel) -> dict[str, Any]:
     return row.model_dump(mode="json")
 
@@ -120,12 +151,13 @@ class _Change:
     actor: str
     reason: str
     at: datetime
+    key: AuditKey
 
     def record(self, action: str, target: str, before: dict | None, after: dict | None) -> None:
         """Append the audit event of this change to the chain."""
         ev = AuditEvent(seq=self.head.seq + 1, actor=self.actor, at=self.at, action=action, target=target,
                         before=before, after=after, reason=self.reason, prev_hash=self.head.hash, hash="")
-        ev.hash = chain_hash(ev)
+        ev.hash = chain_hash(ev, self.key)
         self.head.seq, self.head.hash = ev.seq, ev.hash
         self.session.add(ev)
 
@@ -165,23 +197,31 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._key: AuditKey | None = None
         self._writer = engine.execution_options(**{_IMMEDIATE: True})
         # Reads see one consistent snapshot (SQLite transactions already do).
         self._reader = (engine.execution_options(isolation_level="REPEATABLE READ")
                         if engine.dialect.name == "postgresql" else engine)
 
     @classmethod
-    def open(cls, url: str | None = None) -> Store:
+    def open(cls, url: str | None = None, create: bool = True) -> Store:
         """Open (creating and migrating as needed) the database at `url`, $MESHSTEP_DATABASE_URL, or the
-        default SQLite file."""
+        default SQLite file; with `create` False, one that does not exist yet (or has no meshstep tables) is an
+        error, not made."""
         url = url or os.environ.get("MESHSTEP_DATABASE_URL") or default_url()
         shown = re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
         try:
             engine = create_db_engine(url)
+            if not create:
+                _must_exist(engine, shown)
             migrate(engine)
         except SQLAlchemyError as e:  # a bad URL or an unreachable server is the user's to fix, not a traceback
-            raise MeshstepError(f"cannot open the state database {shown}: {getattr(e, 'orig', None) or e} "
-                                "(check --db / MESHSTEP_DATABASE_URL)") from e
+            raise MeshstepError(f"cannot open the state database {shown}: {_reason(e)} "
+                                "(check --db / MESHSTEP_DATABASE_URL)") from None
+        except ImportError as e:  # a dialect SQLAlchemy knows, without its driver (mysql://, oracle://)
+            raise MeshstepError(f"cannot open the state database {shown}: its driver is not installed ({e}); "
+                                "meshstep keeps state in SQLite (sqlite:///PATH) or PostgreSQL "
+                                "(postgresql+psycopg://USER@HOST/DB)") from None
         except CommandError as e:  # its schema revision is not one of ours
             raise MeshstepError(f"the state database {shown} has a schema this meshstep does not know ({e}): "
                                 "it was written by a newer meshstep; upgrade meshstep") from e
@@ -194,19 +234,47 @@ class Store:
     def url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
 
+    @property
+    def identity(self) -> str:
+        """The database as checkpoints name it: its URL, a SQLite file's path made absolute."""
+        u = self.engine.url
+        if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
+            return f"sqlite:///{Path(u.database).resolve()}"
+        return self.url
+
+    @property
+    def audit_key(self) -> AuditKey:
+        """The key of the chain's HMACs (read once, on first use)."""
+        if self._key is None:
+            self._key = audit_key()
+        return self._key
+
     @contextmanager
     def reader(self) -> Iterator[Session]:
         """A session reading one consistent snapshot of the database."""
-        with Session(self._reader, expire_on_commit=False) as s, s.begin():
+        with self._errors(), Session(self._reader, expire_on_commit=False) as s, s.begin():
             yield s
 
     @contextmanager
     def _change(self, actor: str, reason: str) -> Iterator[_Change]:
         if not actor:
             raise MeshstepError("every change needs an actor: pass --actor or set MESHSTEP_ACTOR")
-        with Session(self._writer, expire_on_commit=False) as s, s.begin():
+        key = self.audit_key
+        with self._errors(), Session(self._writer, expire_on_commit=False) as s, s.begin():
             head = s.exec(select(AuditHead).with_for_update()).one()
-            yield _Change(s, head, actor, reason, utcnow())
+            seq = head.seq
+            ch = _Change(s, head, actor, reason, utcnow(), key)
+            yield ch
+        if ch.head.seq != seq:  # committed: a checkpoint outside the database (see state.audit)
+            write_checkpoint(self.identity, ch.head.seq, ch.head.hash)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A database failure as one line naming the database and what to do, never the SQL and its parameters."""
+        try:
+            yield
+        except SQLAlchemyError as e:
+            raise MeshstepError(f"the state database {self.url}: {_reason(e)}") from None
 
     # ------------------------------------------------------------------ clusters
 

@@ -26,6 +26,16 @@ def demo_inventory() -> Inventory:
     return build_inventory(load_snapshot("demo"))
 
 
+@pytest.fixture(autouse=True)
+def _private_audit_key_and_checkpoints(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """Each test's audit key and checkpoints in a directory of its own, never the user's (state.audit)."""
+    home = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    monkeypatch.delenv("MESHSTEP_AUDIT_KEY", raising=False)
+    monkeypatch.delenv("MESHSTEP_AUDIT_CHECKPOINTS", raising=False)
+
+
 # ---------------------------------------------------------------- the property test's count of cases
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -27,7 +27,8 @@ from planner.errors import MeshstepError
 
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail.")]
 ExpectOpt = Annotated[int | None, typer.Option(
-    "--expect-version", help="Refuse (exit 3) unless the flag is at this version; 0: not recorded yet.")]
+    "--expect-version", help="Refuse (exit 3) unless the flag is at this version (as `flags list` showed it); 0: "
+                             "not recorded yet. Without it, the change replaces whatever version is recorded.")]
 
 flags_app = typer.Typer(help="Feature flags: which features the team wants on, where.", no_args_is_help=True)
 cli.add_typer(flags_app, name="flags")
@@ -72,6 +73,13 @@ def flags_set(feature: str, scope: ScopeOpt, reason: ReasonOpt,
         cluster = cluster_name(cluster, source)
         flag = store.set_flag(cluster, feature, scope, params, state, actor_name(actor), reason, expect_version)
     typer.echo(f"{feature} in {scope} on {cluster}: {flag.state} (version {flag.version})")
+    if expect_version is None and flag.version > 1:
+        _replaced(flag.version - 1)
+
+
+def _replaced(version: int) -> None:
+    typer.echo(f"note: this replaced version {version} as it stood, whoever wrote it: pass --expect-version with "
+               "the version you looked at to refuse a change made since", err=True)
 
 
 @flags_app.command("unset")
@@ -80,8 +88,10 @@ def flags_unset(feature: str, scope: ScopeOpt, reason: ReasonOpt, cluster: Clust
     """Remove a recorded flag."""
     with open_store(db) as store:
         cluster = cluster_name(cluster)
-        store.unset_flag(cluster, feature, scope, actor_name(actor), reason, expect_version)
+        flag = store.unset_flag(cluster, feature, scope, actor_name(actor), reason, expect_version)
     typer.echo(f"{feature} in {scope} on {cluster}: no longer recorded")
+    if expect_version is None:
+        _replaced(flag.version)
 
 
 @cli.command("audit")
@@ -98,15 +108,26 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
               cluster: ClusterOpt = None, db: DbOpt = None) -> None:
     """The audit trail: who changed what, when and why."""
     from state import audit
+    from state.store import Store
 
     start = audit.parse_since(since) if since else None
-    with open_store(db) as store:
+    store = Store.open(db, create=False)  # reading the trail never makes a database
+    try:
         if verify:
             broken = audit.verify(store)
+            key = store.audit_key
             if broken:
-                typer.echo(f"audit chain broken: {broken}", err=True)
+                typer.echo(f"audit chain broken: {broken}\n(verified with the audit key {key.fingerprint} from "
+                           f"{key.origin}: if the trail was written with another, set ${audit.KEY_ENV} to it)",
+                           err=True)
                 raise typer.Exit(1)
-            typer.echo("audit chain verified", err=export is not None)  # an export owns stdout
+            events = len(store.audit_events())
+            point = audit.read_checkpoint(store.identity)
+            typer.echo(f"audit chain verified: {events} events, hash keys {key.fingerprint} ({key.origin}), "
+                       "flags, plans and stages agree with it; "
+                       + (f"checkpoint at event {point['seq']} ({audit.checkpoint_path()})" if point else
+                          "no checkpoint of this database on this machine"),
+                       err=export is not None)  # an export owns stdout
         if export == Export.markdown:
             typer.echo(audit.export_markdown(store, start, _observed(source, cluster)), nl=False)
         elif export is not None:
@@ -116,6 +137,8 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
             emit_table([{"seq": ev.seq, "at": f"{ev.at:%Y-%m-%d %H:%M:%S}", "actor": ev.actor,
                          "action": ev.action, "target": ev.target, "reason": ev.reason}
                         for ev in store.audit_events(start)])
+    finally:
+        store.close()
 
 
 def _observed(source: str | None, cluster: str | None) -> dict[str, list] | None:

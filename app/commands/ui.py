@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 
 from app.commands import DbOpt, SourceOpt, cli
+from planner.errors import MeshstepError
+from planner.sources import FILE_LIMIT
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
@@ -20,7 +22,9 @@ def streamlit_args(port: int, address: str) -> list[str]:
     return ["run", str(APP), "--server.port", str(port), "--server.address", address, "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
             # A viewer's toolbar (no Deploy button); the installed app's files do not change while it runs.
-            "--client.toolbarMode", "viewer", "--server.fileWatcherType", "none"]
+            "--client.toolbarMode", "viewer", "--server.fileWatcherType", "none",
+            # An upload is a snapshot file: no larger than meshstep would read one (MESHSTEP_MAX_FILE_MB).
+            "--server.maxUploadSize", str(FILE_LIMIT.value)]
 
 
 def _warm_up() -> None:
@@ -47,6 +51,9 @@ def ui(
                                                             "network: it has no authentication of its own).")]
     = "127.0.0.1",
     source: SourceOpt = None, db: DbOpt = None,
+    allow_path: Annotated[list[Path] | None, typer.Option(
+        "--allow-path", help="A directory whose files and subdirectories visitors may read as a source "
+                             "(repeatable; none by default: they can upload a snapshot).")] = None,
 ) -> None:
     """Run the web app: overview, inventory, plan, features, components, audit (Ctrl-C stops it)."""
     from streamlit.web import cli as streamlit_cli
@@ -56,6 +63,10 @@ def ui(
         os.environ["MESHSTEP_SOURCE"] = source
     if db:
         os.environ["MESHSTEP_DATABASE_URL"] = db
+    for p in allow_path or ():
+        if not p.is_dir():
+            raise MeshstepError(f"--allow-path {p}: not a directory")
+    os.environ["MESHSTEP_ALLOW_PATHS"] = os.pathsep.join(str(p.resolve()) for p in allow_path or ())
     typer.echo(f"meshstep ui on http://{address}:{port}  (Ctrl-C to stop)", err=True)
     threading.Thread(target=_warm_up, name="meshstep-warm-up", daemon=True).start()
     # In this process (not a child): SIGTERM and Ctrl-C reach Streamlit's own handlers, which stop the server.

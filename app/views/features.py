@@ -86,6 +86,11 @@ with change:
     scope = st.selectbox("Scope", scopes_allowed, help="mesh: the whole mesh (config in the root namespace); "
                                                        "a namespace: that namespace only.")
     current = next((f for f in status["recorded"] if f["feature"] == fid and f["scope"] == scope), None)
+    # The version this form was drawn with: a change is refused (conflict) if someone changed the flag since, even
+    # between drawing the form and submitting it (this run has already re-read the flags).
+    seen_key = f"flag_version_seen:{fid}:{scope}"
+    seen = st.session_state.get(seen_key)
+    st.session_state[seen_key] = current["version"] if current else 0
     st.caption(f"Recorded: **{current['state']}** (version {current['version']}, by {current['changed_by']})"
                if current else "Recorded: nothing yet")
     with st.form("flag"):
@@ -117,7 +122,7 @@ with change:
             st.error("Give a reason: it is kept in the audit trail with your name.")
         else:
             with ui.errors("The flag was not changed"):
-                expected = current["version"] if current else 0  # refuse if someone changed it meanwhile
+                expected = st.session_state[seen_key] if seen is None else seen
                 if set_clicked:
                     checked = (feature.validate(params, scope, inv) if state in ("on", "enabling")
                                else validate_params(feature, params))  # as `meshstep flags set` checks it

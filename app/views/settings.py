@@ -1,9 +1,6 @@
 """Settings: which cluster the app looks at, and where its records are kept."""
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import streamlit as st
 
 from app import ui
@@ -23,9 +20,6 @@ def _switch(src: str, shown: str | None = None) -> None:
     try:
         ui.load(src)
     except MeshstepError as e:
-        if shown:  # an upload: its temporary copy is of no further use, and its path means nothing to the user
-            Path(src).unlink(missing_ok=True)
-            e = str(e).replace(src, shown)
         st.error(f"Cannot read **{shown or src}**: {e}\n\nStill reading **{ui.source()}**: fix the file, or choose "
                  "another source.", icon=":material/error:")
         return
@@ -42,16 +36,19 @@ elif kind == "A snapshot file":
     st.caption("YAML or JSON of Kubernetes objects (kubectl get -A -o yaml …), or a .tar.gz of such files.")
     upload = st.file_uploader("Upload a snapshot", type=["yaml", "yml", "json", "gz", "tgz"])
     if upload is not None and st.button("Read this snapshot", type="primary"):
-        # The sources read paths: keep the upload in a file that outlives this run (the cache refers to it).
-        suffix = ".tar.gz" if upload.name.endswith((".tar.gz", ".tgz")) else Path(upload.name).suffix
-        with tempfile.NamedTemporaryFile(prefix="meshstep-", suffix=suffix, delete=False) as f:
-            f.write(upload.getvalue())
-        _switch(f.name, upload.name)
-    # The app runs where the files are (`meshstep ui` is local): a path also reads a directory of manifests.
+        _switch(ui.upload_source(upload.name, upload.getvalue()), upload.name)
+    # Only under the directories the operator allowed (`meshstep ui --allow-path DIR`): a visitor must not read,
+    # or learn of, anything else the server can.
+    roots = ui.allowed_roots()
     path = st.text_input("…or a file or directory on the machine running meshstep ui",
-                         placeholder="/path/to/snapshot.yaml")
+                         placeholder=f"{roots[0]}/snapshot.yaml" if roots else "off: meshstep ui --allow-path DIR",
+                         help="Under " + ", ".join(map(str, roots)) if roots else
+                         "The operator allows it with `meshstep ui --allow-path DIR`.")
     if st.button("Read this path", disabled=not path.strip()):
-        _switch(path.strip())
+        try:
+            _switch(ui.server_path(path.strip()), path.strip())
+        except MeshstepError as e:
+            st.error(f"Cannot read **{path.strip()}**: {e}", icon=":material/error:")
 else:
     st.caption("A context of your kubeconfig; the app reads the cluster with your credentials (read-only).")
     context = st.text_input("Context name", placeholder="e.g. kind-istio")

@@ -23,7 +23,7 @@ def test_overview_metrics_are_the_inventory_s(app, demo_inventory: Inventory):
     assert metrics["Pods in the mesh"] == f"{report['counts']['pods_in_mesh']} / {report['counts']['pods']}"
     meshed = sum(r["pods_with_sidecar"] > 0 for r in report["namespaces"])  # the demo has no ambient pods
     assert metrics["Namespaces in the mesh"] == f"{meshed} / {len(report['namespaces'])}"
-    observed = [o for f in registry().values() for o in f.detect(demo_inventory)]
+    observed = [o for f in registry().values() if not f.operation for o in f.detect(demo_inventory)]
     assert metrics["Features observed"] == str(len(observed))
     assert app.title[0].value == f"Cluster {report['source']}"
     assert not _errors(app)
@@ -127,6 +127,23 @@ def test_flag_set_on_the_features_page_is_stored_and_audited(app, store: Store):
     assert "recorded on" in matrix.set_index("feature").loc["access-logging", "shop"]
 
 
+def test_flag_changed_by_someone_else_after_the_form_was_drawn_is_a_conflict(app, store: Store):
+    sign_in(app, "bob")
+    open_page(app, "features")
+    app.selectbox[0].set_value("access-logging").run()
+    app.selectbox[1].set_value("shop").run()
+    # Meanwhile, someone else records the flag (the form says "nothing yet": bob expects it not to exist).
+    store.set_flag("demo", "access-logging", "shop", {}, "off", "alice", "not yet")
+    next(t for t in app.text_input if t.label == "Reason").input("we want to see failed calls")
+    app.button(key="FormSubmitter:flag-Set flag").click().run()
+    assert not app.exception
+    (error,) = _errors(app)
+    assert error.startswith("The flag was not changed: flag:demo/access-logging/shop was changed by alice")
+    assert "you expected absent, it is now version 1" in error
+    (flag,) = store.list_flags("demo")
+    assert (flag.state, flag.changed_by) == ("off", "alice")
+
+
 def test_flag_without_a_reason_is_refused(app, store: Store):
     sign_in(app)
     open_page(app, "features")
@@ -184,7 +201,8 @@ def _text_input(app, label: str):
 
 
 @pytest.mark.parametrize("bad", ["file", "context"])
-def test_settings_keeps_the_old_source_when_the_new_one_cannot_be_read(app, tmp_path, bad):
+def test_settings_keeps_the_old_source_when_the_new_one_cannot_be_read(app, tmp_path, bad, monkeypatch):
+    monkeypatch.setenv("MESHSTEP_ALLOW_PATHS", str(tmp_path))
     open_page(app, "settings")
     if bad == "file":
         path = tmp_path / "snapshot.yaml"
@@ -206,7 +224,8 @@ def test_settings_keeps_the_old_source_when_the_new_one_cannot_be_read(app, tmp_
     assert app.title[0].value == "Cluster demo"
 
 
-def test_settings_switches_to_a_readable_snapshot(app, tmp_path, demo_inventory):
+def test_settings_switches_to_a_readable_snapshot(app, tmp_path, demo_inventory, monkeypatch):
+    monkeypatch.setenv("MESHSTEP_ALLOW_PATHS", str(tmp_path))
     path = tmp_path / "shop.yaml"
     path.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels:\n"
                     "    istio-injection: enabled\n")
@@ -230,3 +249,64 @@ def test_an_unreadable_source_shows_what_to_do(db_url, monkeypatch):
     at.run()
     assert not at.exception
     assert any("Choose another source on the Settings page" in e for e in _errors(at))
+
+
+def _read_path(app, path: str) -> list[str]:
+    open_page(app, "settings")
+    app.radio[0].set_value("A snapshot file").run()
+    _text_input(app, "…or a file or directory on the machine running meshstep ui").input(path).run()
+    next(b for b in app.button if b.label == "Read this path").click().run()
+    assert not app.exception
+    return _errors(app)
+
+
+def test_server_paths_are_off_unless_the_operator_allows_a_directory(app, tmp_path):
+    (tmp_path / "shop.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
+    (error,) = _read_path(app, str(tmp_path / "shop.yaml"))
+    assert "reading files of the server is off" in error and "--allow-path DIR" in error
+    assert app.session_state["source"] == "demo"
+
+
+def test_server_paths_outside_the_allowed_directories_reveal_nothing(app, tmp_path, monkeypatch):
+    allowed = tmp_path / "snapshots"
+    allowed.mkdir()
+    monkeypatch.setenv("MESHSTEP_ALLOW_PATHS", str(allowed))
+    (tmp_path / "secret.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n")
+    said = {}
+    for path in (tmp_path / "secret.yaml", tmp_path / "missing.yaml", "/dev/zero", "/root", allowed / ".." / "x"):
+        (error,) = _read_path(app, str(path))
+        said[str(path)] = error.replace(str(path), "PATH")
+    # The same words whether the path exists or not: nothing outside can be probed.
+    assert len(set(said.values())) == 1, said
+    assert f"is not under a directory this server allows ({allowed})" in next(iter(said.values()))
+    # A symlink inside an allowed directory does not lead out of it.
+    (allowed / "link.yaml").symlink_to(tmp_path / "secret.yaml")
+    (error,) = _read_path(app, str(allowed))
+    assert "leads outside the directories this server allows" in error
+    assert app.session_state["source"] == "demo"
+
+
+def test_an_upload_is_recorded_under_its_name_and_leaves_no_file(app, tmp_path, monkeypatch):
+    import tempfile
+
+    from app import ui
+
+    tmp_path = tmp_path / "tmp"
+    tmp_path.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the upload's temporary copy goes
+    good = (b"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels: {istio-injection: enabled}\n"
+            )
+    src = ui.upload_source("shop-snapshot.yaml", good)
+    inv = ui._inventory(src)
+    assert inv.source == "shop-snapshot.yaml" and list(inv.namespaces) == ["shop"]
+    bad = ui.upload_source("broken.yaml", b"kind: [unclosed\n")
+    with pytest.raises(Exception, match=r"^broken.yaml:\d+: malformed YAML"):
+        ui._inventory(bad)
+    assert list(tmp_path.iterdir()) == []  # both temporary copies removed, read or refused
+
+
+def test_ui_allow_path_must_be_a_directory(tmp_path, capsys):
+    from app.cli import main
+
+    assert main(["ui", "--allow-path", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"error: --allow-path {tmp_path / 'nope'}: not a directory\n"

@@ -7,6 +7,8 @@ import os
 import socket
 import tarfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -370,3 +372,268 @@ def test_live_pages_say_how_many_items_follow_and_small_clusters_stay_here(kubec
     assert pods[:-1] == list(range(total - 5, 0, -5)) and pods[-1] is None
     assert all(r is None for k, r in pages if k == "ConfigMap")
     assert len(sent) == len(pods) and not any(sent)  # 50 pods: under the threshold, read in this process
+
+
+# ---------------------------------------------------------------- hostile and broken files: bounded, refused cleanly
+
+
+def _alias_bomb(levels: int = 9, in_args: bool = True) -> str:
+    """A few hundred bytes whose aliases expand to 9**levels strings, in a container's args (else only in fields
+    of the document no one reads)."""
+    anchors = ["x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    anchors += [f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    pod = ("apiVersion: v1\nkind: Pod\nmetadata: {name: x, namespace: shop}\n"
+           f"spec:\n  containers:\n  - {{name: app, image: app, args: {f'*a{levels - 1}' if in_args else '[a]'}}}\n")
+    return "\n".join(anchors) + "\n" + pod
+
+
+def test_a_yaml_alias_bomb_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+    with pytest.raises(SourceError, match=rf"^{path}:1: its YAML aliases expand it by [\d,]+ nodes, more than the "
+                                          r"100,000 nodes .*MESHSTEP_MAX_ALIAS_NODES"):
+        list(load_snapshot(str(path)).objects())
+
+
+def test_aliases_within_the_limit_are_read_and_the_limit_can_be_raised(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "anchors.yaml"
+    path.write_text(_alias_bomb(levels=6, in_args=False))  # 9**6 = 531,441 strings
+    with pytest.raises(SourceError, match="MESHSTEP_MAX_ALIAS_NODES"):
+        list(load_snapshot(str(path)).objects())
+    monkeypatch.setenv("MESHSTEP_MAX_ALIAS_NODES", "2000000")
+    (pod,) = [o for o in load_snapshot(str(path)).objects() if o.get("kind") == "Pod"]
+    assert pod["metadata"]["name"] == "x"
+
+
+def test_a_self_referencing_alias_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cycle.yaml"
+    path.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: &d {self: *d}\n")
+    with pytest.raises(SourceError, match=rf"^{path}:1: a YAML alias refers to a node that contains it"):
+        list(load_snapshot(str(path)).objects())
+
+
+def test_a_file_over_the_size_limit_is_refused_without_reading_it_all(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MESHSTEP_MAX_FILE_MB", "1")
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(SourceError, match=rf"^{path}: larger than that, more than the 1 MiB a snapshot file .*"
+                                          "MESHSTEP_MAX_FILE_MB"):
+        list(load_snapshot(str(path)).objects())
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    import io
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_an_archive_expanding_past_the_limits_is_refused_before_it_is_expanded(tmp_path: Path, monkeypatch) -> None:
+    # 64 MiB of spaces compress to ~64 KiB: the member's declared size is refused before a byte is expanded.
+    monkeypatch.setenv("MESHSTEP_MAX_FILE_MB", "16")
+    bomb = _tar(tmp_path / "bomb.tar.gz", {"spaces.yaml": b" " * (64 << 20)})
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(SourceError, match=rf"^{bomb}:spaces.yaml: 64 MiB expanded, more than the 16 MiB"):
+        list(load_snapshot(str(bomb)).objects())
+    # Many members each under the per-file limit: the whole source's limit holds.
+    monkeypatch.setenv("MESHSTEP_MAX_SOURCE_MB", "20")
+    many = _tar(tmp_path / "many.tar.gz", {f"m{i}.yaml": b"#" * (8 << 20) for i in range(3)})
+    with pytest.raises(SourceError, match=r"more than 20 MiB.*MESHSTEP_MAX_SOURCE_MB"):
+        list(load_snapshot(str(many)).objects())
+
+
+def test_an_archive_with_too_many_members_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MESHSTEP_MAX_FILES", "50")
+    many = _tar(tmp_path / "many.tar.gz", {f"m{i}.txt": b"" for i in range(51)})
+    with pytest.raises(SourceError, match=r"more than 50 files.*MESHSTEP_MAX_FILES"):
+        list(load_snapshot(str(many)).objects())
+
+
+def test_a_non_utf8_archive_member_names_the_member(tmp_path: Path) -> None:
+    archive = _tar(tmp_path / "snap.tar.gz", {"ok.yaml": yaml.safe_dump(_pod("a")).encode(),
+                                             "bad.yaml": b"kind: Pod\nname: \xff\xfe\n"})
+    with pytest.raises(SourceError, match=rf"^{archive}:bad.yaml:2: not UTF-8 text"):
+        list(load_snapshot(str(archive)).objects())
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/null", "/proc", "/proc/self/environ", "/", "/sys"])
+def test_system_paths_are_refused(path: str) -> None:
+    with pytest.raises(SourceError, match=rf"^{path}: .*not a snapshot"):
+        list(load_snapshot(path).objects())
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "snap.yaml"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=rf"^{fifo}: a named pipe \(FIFO\), not a snapshot"):
+        list(load_snapshot(str(fifo)).objects())
+    # In a directory too (and a symlink to a device).
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    with pytest.raises(SourceError, match="not a snapshot"):
+        list(load_snapshot(str(tmp_path)).objects())
+    assert time.monotonic() - started < 5
+
+
+def test_an_empty_file_and_an_empty_directory_are_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("\n  \n")
+    with pytest.raises(SourceError, match=rf"^{empty}: empty"):
+        list(load_snapshot(str(empty)).objects())
+    (tmp_path / "d").mkdir()
+    with pytest.raises(SourceError, match="no snapshot files in this directory"):
+        list(load_snapshot(str(tmp_path / "d")).objects())
+
+
+def test_an_unreadable_subdirectory_is_an_error() -> None:
+    import shutil
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="meshstep-unreadable-"))  # not under root's private pytest directory
+    tmp_path.chmod(0o755)
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(_pod("a")))
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "b.yaml").write_text(yaml.safe_dump(_pod("b")))
+    hidden.chmod(0)
+    # Root reads every directory: the reading then runs in a child process that has become nobody.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        message = "read without error"
+        try:
+            if os.geteuid() == 0:
+                os.setuid(65534)
+            list(load_snapshot(str(tmp_path)).objects())
+        except SourceError as e:
+            message = str(e)
+        except BaseException as e:
+            message = repr(e)
+        finally:
+            os.write(write, message.encode())
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as f:
+        message = f.read()
+    hidden.chmod(0o755)
+    shutil.rmtree(tmp_path)
+    assert message.startswith(f"{hidden}: cannot read this directory"), message
+
+
+# ---------------------------------------------------------------- wrong types: checked at the edge
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p["metadata"].update(labels=["a", "b"]), "Pod shop/x: metadata.labels is a list, not a map"),
+    (lambda p: p["spec"].update(containers="app"), "Pod shop/x: spec.containers is a string, not a list"),
+    (lambda p: p["spec"]["containers"][0].update(args=[["deep"]]),
+     r"Pod shop/x: spec.containers\[0\].args\[0\] is a list, not a string"),
+    (lambda p: p["spec"]["containers"][0].update(ports=[{"containerPort": "80"}]),
+     r"spec.containers\[0\].ports\[0\].containerPort is a string, not an integer"),
+    (lambda p: p["metadata"].update(ownerReferences=[True]), r"metadata.ownerReferences\[0\] is a boolean"),
+    (lambda p: p.update(kind=7), "kind is an integer, not a string"),
+])
+def test_a_field_of_the_wrong_type_names_file_line_object_and_field(tmp_path: Path, change, message: str) -> None:
+    pod = _pod("x", "shop")
+    change(pod)
+    path = tmp_path / "snap.yaml"
+    path.write_text("---\n" + yaml.safe_dump(_pod("ok")) + "---\n" + yaml.safe_dump(pod))
+    with pytest.raises(SourceError, match=rf"^{path}:\d+: .*{message}"):
+        list(load_snapshot(str(path)).objects())
+
+
+def test_istio_kinds_are_checked_against_the_typed_models_shapes(tmp_path: Path) -> None:
+    gw = {"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": "shop"},
+          "spec": {"servers": [{"port": {"number": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}}
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(gw))
+    with pytest.raises(SourceError, match=r"Gateway shop/gw: spec.servers\[0\].port.number is a string, not an "
+                                          "integer"):
+        list(load_snapshot(str(path)).objects())
+    gw["spec"]["servers"][0]["port"]["number"] = 80
+    gw["spec"]["servers"][0]["tls"] = None  # dropped, as the API server drops a null
+    path.write_text(yaml.safe_dump(gw))
+    (read,) = load_snapshot(str(path)).objects()
+    assert "tls" not in read["spec"]["servers"][0]
+
+
+def test_the_istio_shapes_are_generated_from_the_installed_models() -> None:
+    from planner import shapes
+
+    assert json.loads(shapes.ISTIO_SHAPES.read_text()) == shapes.generate(), \
+        "stale: python -m planner.shapes > planner/istio_shapes.json"
+
+
+def test_live_items_of_the_wrong_type_name_the_server_and_object() -> None:
+    from planner.sources import CORE_KINDS
+
+    pods = next(k for k in CORE_KINDS if k.kind == "Pod")
+    bad = _pod("x", "shop") | {"metadata": {"name": "x", "namespace": "shop", "annotations": {"a": 1}}}
+    page = RawPage(pods, json.dumps({"items": [bad]}).encode(), None, "https://k8s (ctx)")
+    with pytest.raises(SourceError, match=r"^listing pods on https://k8s \(ctx\): Pod shop/x: metadata.annotations.a "
+                                          "is an integer, not a string"):
+        page.parse()
+
+
+# ---------------------------------------------------------------- a live read has one deadline
+
+
+@contextmanager
+def _dripping_server(drip: float = 0.05) -> Iterator[str]:
+    """A real HTTP server on loopback that answers /version at once and every list a byte at a time, each byte
+    well within any per-read timeout: only an overall deadline ends such a read."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    stop = threading.Event()
+
+    class Drip(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = json.dumps({"major": "1", "minor": "31"} if self.path == "/version" else
+                              {"kind": "List", "metadata": {}, "items": []}).encode() + b" " * 100_000
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.path == "/version":
+                self.wfile.write(body)
+                return
+            for i in range(len(body)):
+                if stop.wait(drip):
+                    return
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_dripping_server_is_cut_off_at_the_read_deadline_with_progress_shown(kubeconfig_env, monkeypatch) -> None:
+    monkeypatch.setenv("MESHSTEP_READ_TIMEOUT", "3")
+    monkeypatch.setattr(sources, "PROGRESS_AFTER", 1.0)
+    lines: list[str] = []
+    with _dripping_server() as url:
+        kubeconfig_env({"drip": url}, "drip")
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=rf"^reading the cluster at {url} \(kubeconfig context 'drip'\) took "
+                                              r"longer than 3 s .*MESHSTEP_READ_TIMEOUT=SECONDS"):
+            list(live_snapshot("drip", progress=lines.append).objects())
+        took = time.monotonic() - started
+    assert 3 <= took < 8, took
+    assert lines and lines[0].startswith(f"reading {url} (kubeconfig context 'drip'): ") and lines[-1] == ""
+    assert "of at most 3 s" in lines[0]

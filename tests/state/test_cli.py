@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from app.cli import main
+from state import audit
 from state.store import Store
 
 
@@ -50,6 +51,15 @@ def test_flags_round_trip(run, monkeypatch):
     assert run("flags", "list") == (0, "(none)\n", "")
 
 
+def test_without_expect_version_the_last_writer_wins_and_is_told(run):
+    assert run("flags", "set", "metrics", "--scope", "mesh", "--reason", "a", "--actor", "alice")[2] == ""
+    code, out, err = run("flags", "set", "metrics", "--scope", "mesh", "--reason", "b", "--actor", "bob")
+    assert (code, out) == (0, "metrics in mesh on demo: on (version 2)\n")
+    assert err == ("note: this replaced version 1 as it stood, whoever wrote it: pass --expect-version with the "
+                   "version you looked at to refuse a change made since\n")
+    assert run("flags", "set", "metrics", "--scope", "mesh", "--reason", "c", "--expect-version", "2")[2] == ""
+
+
 def test_user_errors_exit_2_without_traceback(run):
     for args, message in [
         (("flags", "set", "metrics", "--scope", "mesh", "--set", "novalue", "--reason", "r"), "write it as key=value"),
@@ -84,12 +94,17 @@ def test_audit_list_exports_and_verify(run, db_url, tmp_path):
     assert json.loads(run("audit", "--export", "json", "--since", "2999-01-01")[1]) == []
     # Without a readable source the report leaves its drift section out.
     code, out, err = run("audit", "--verify", "--export", "markdown", "--source", str(tmp_path / "gone.yaml"))
-    assert code == 0 and err.startswith("audit chain verified\nwarning: the report has no drift section")
+    assert code == 0 and err.startswith("audit chain verified: 3 events, hash keys ")
+    assert "\nwarning: the report has no drift section" in err
     assert out.startswith("# meshstep audit report")
-    assert run("audit", "--verify") == (0, "audit chain verified\n", "")
+    code, out, err = run("audit", "--verify")
+    assert (code, err) == (0, "") and out.startswith("audit chain verified: 3 events, hash keys ")
+    assert out.rstrip().endswith(f"checkpoint at event 3 ({audit.checkpoint_path()})")
 
     store = Store.open(db_url)
     with store.engine.begin() as c:
         c.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2"))
     store.close()
-    assert run("audit", "--verify") == (1, "", "audit chain broken: event 2 was altered\n")
+    code, out, err = run("audit", "--verify")
+    assert (code, out) == (1, "") and err.startswith("audit chain broken: event 2 was altered\n(verified with the "
+                                                     "audit key ")

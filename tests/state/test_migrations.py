@@ -30,14 +30,17 @@ def _write_first_revision_data(engine) -> None:
         plan_id = c.execute(t["plans"].insert(), {
             "name": "adopt", "cluster": "demo", "template": "routing-first", "status": "active", "version": 1,
             "created_by": "alice", "created_at": AT}).inserted_primary_key[0]
-        c.execute(t["stages"].insert(), {
+        stage_id = c.execute(t["stages"].insert(), {
             "plan_id": plan_id, "order": 1, "title": "Inject sidecars into shop", "goal": "", "status": "planned",
             "features": [{"feature": "sidecar-injection", "scope": "shop", "params": {}}], "version": 1,
-            "updated_by": "alice", "updated_at": AT})
+            "updated_by": "alice", "updated_at": AT}).inserted_primary_key[0]
         prev = "0" * 64
-        for seq, (action, target) in enumerate([("flag.set", "flag:demo/mtls-strict/mesh"),
-                                                ("plan.create", f"plan:{plan_id}")], 1):
-            ev = AuditEvent(seq=seq, actor="alice", at=AT, action=action, target=target, after={"version": 1},
+        # What meshstep recorded then: each row as the change left it (verify replays them against the tables).
+        flag = {"state": "on", "params": {"mode": "STRICT", "ratio": 0.25}, "version": 1}
+        plan = {"status": "active", "version": 1, "stages": [{"id": stage_id, "status": "planned", "version": 1}]}
+        for seq, (action, target, after) in enumerate([("flag.set", "flag:demo/mtls-strict/mesh", flag),
+                                                       ("plan.create", f"plan:{plan_id}", plan)], 1):
+            ev = AuditEvent(seq=seq, actor="alice", at=AT, action=action, target=target, after=after,
                             reason="setup", prev_hash=prev, hash="")
             ev.hash = prev = audit.chain_hash(ev)
             c.execute(t["audit_events"].insert(), ev.model_dump())
