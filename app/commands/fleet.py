@@ -1,0 +1,49 @@
+"""`meshstep fleet`: where each cluster of the fleet stands, read side by side."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+import typer
+
+from app.commands import DbOpt, Format, FormatOpt, cli, emit_json, emit_table, open_store
+
+
+def _items(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@cli.command()
+def fleet(
+    contexts: Annotated[str | None, typer.Option("--contexts", help="Kubeconfig contexts, comma-separated.")] = None,
+    all_contexts: Annotated[bool, typer.Option("--all-contexts", help="Every context of the kubeconfig.")] = False,
+    sources: Annotated[str | None, typer.Option(
+        "--sources", help="Snapshots (or demo, context:NAME), comma-separated, each as NAME=SOURCE (records kept "
+                          "under NAME) or SOURCE, e.g. staging=./snap1,prod=./snap2.")] = None,
+    deadline: Annotated[float, typer.Option("--deadline", min=0.1, help="Seconds each cluster has to answer.")]
+    = 60.0,
+    format: FormatOpt = Format.table, db: DbOpt = None,
+) -> None:
+    """Per cluster: Istio version and revisions, namespaces and pods in the mesh, features observed and recorded,
+    drift, the active plan and its stage. Exits 1 when any cluster failed (all are still shown)."""
+    from app import fleet as fleet_
+
+    names = _items(contexts)
+    if all_contexts:
+        names += [c for c in fleet_.all_contexts() if c not in names]
+    members = fleet_.members(names, _items(sources))
+    with open_store(db) as store:
+        rows = fleet_.read_fleet(members, store, deadline)
+    if format == Format.json:
+        emit_json([r.to_json() for r in rows])
+    else:
+        emit_table([r.row() for r in rows])
+        for r in rows:
+            if not r.ok:
+                typer.echo(f"\n{r.name}: failed after {r.seconds:.1f} s: {r.error}")
+            elif r.drift:
+                kinds = Counter(d.kind for d in r.drift)
+                typer.echo(f"\n{r.name}: drift: " + "; ".join(f"{n} {kind}" for kind, n in kinds.items())
+                           + f" (meshstep status --source {r.source} --cluster {r.name} lists them)")
+    if not all(r.ok for r in rows):
+        raise typer.Exit(1)

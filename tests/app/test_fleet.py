@@ -1,0 +1,131 @@
+"""`meshstep fleet` over three clusters served by kmock's emulator on loopback (tests/kube.py), one of them
+unreachable; and over snapshots, as the fleet works offline."""
+from __future__ import annotations
+
+import json
+import socket
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from app import fleet
+from app.cli import main
+from benchmarks.kubeapi import write_kubeconfig
+from features.base import observe
+from planner.inventory import build_inventory
+from planner.sources import DEMO_DIR, Snapshot, read_paths
+from state import planning
+from state.store import Store
+from tests.kube import serve
+
+
+def _demo_objects(drop_pods: int = 0) -> list[dict]:
+    """The bundled demo cluster, less its first `drop_pods` pods (a second cluster that differs)."""
+    objects = list(read_paths(sorted(DEMO_DIR.glob("*.yaml"))))
+    dropped = [id(o) for o in objects if o["kind"] == "Pod"][:drop_pods]
+    return [o for o in objects if id(o) not in dropped]
+
+
+def _inventory(objects: list[dict]):
+    return build_inventory(Snapshot("expected", lambda _v: iter(objects)))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    path = tmp_path / "kubeconfig"
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return lambda servers: write_kubeconfig(path, servers, next(iter(servers)))
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+def test_fleet_of_three_clusters_one_unreachable(kubeconfig, db: str, capsys: pytest.CaptureFixture) -> None:
+    staging_objects, prod_objects = _demo_objects(), _demo_objects(drop_pods=3)
+    # The team's records: prod has a plan under way and a flag recorded on that the cluster does not show.
+    prod_inv = _inventory(prod_objects)
+    with closing(Store.open(db)) as store:
+        plan = planning.create(store, "context:prod", prod_inv, "routing-first", None, "adopt", "alice")
+        store.set_flag("context:prod", "mtls-strict", "mesh", {}, "on", "bob", reason="wanted")
+    expected_stage = planning.current_stage(plan)
+    with serve(staging_objects) as staging, serve(prod_objects) as prod:
+        kubeconfig({"staging": staging.url, "prod": prod.url, "east": f"http://127.0.0.1:{_closed_port()}"})
+        started = time.monotonic()
+        assert main(["fleet", "--all-contexts", "--format", "json", "--db", db, "--deadline", "20"]) == 1
+        elapsed = time.monotonic() - started
+        rows = {r["cluster"]: r for r in json.loads(capsys.readouterr().out)}
+        assert main(["fleet", "--contexts", "staging,east,prod", "--db", db]) == 1
+        table = capsys.readouterr().out
+
+    assert list(rows) == ["context:staging", "context:prod", "context:east"]  # the kubeconfig's order
+    east = rows["context:east"]
+    assert not east["ok"] and "cannot reach the Kubernetes API server" in east["error"] and "'east'" in east["error"]
+    assert elapsed < 20  # the unreachable cluster failed fast; it did not wait for the deadline
+    for name, objects in (("context:staging", staging_objects), ("context:prod", prod_objects)):
+        inv, row = _inventory(objects), rows[name]
+        assert row["ok"] and row["error"] is None
+        assert row["istio_version"] == inv.istio_version and row["istio_version"]
+        assert {k: row[k] for k in inv.mesh_summary} == inv.mesh_summary
+        assert sorted((o["feature"], o["scope"]) for o in row["observed"]) == sorted(
+            (o.feature, o.scope) for o in observe(inv))
+    assert rows["context:staging"]["pods_total"] > rows["context:prod"]["pods_total"]
+    assert rows["context:staging"]["plan"] is None and rows["context:staging"]["recorded"] == []
+    prod_row = rows["context:prod"]
+    assert prod_row["plan"] == "adopt" and prod_row["stage"].startswith(f"{expected_stage.order}/")
+    assert "mtls-strict@mesh" in prod_row["recorded"]
+    assert {"feature": "mtls-strict", "scope": "mesh", "kind": "recorded on, not observed"}.items() <= next(
+        d for d in prod_row["drift"] if d["feature"] == "mtls-strict").items()
+
+    lines = table.splitlines()
+    assert lines[0].split()[:3] == ["CLUSTER", "STATUS", "ISTIO"]
+    by_cluster = {line.split()[0]: line.split() for line in lines[1:4]}
+    assert [line.split()[0] for line in lines[1:4]] == ["context:staging", "context:east", "context:prod"]
+    assert by_cluster["context:east"][1] == "failed" and by_cluster["context:prod"][1] == "ok"
+    assert "context:east: failed after" in table and "cannot reach" in table
+
+
+def test_a_cluster_past_its_deadline_is_failed_and_the_others_shown(kubeconfig, db: str) -> None:
+    with serve(_demo_objects()) as fast, serve(_demo_objects()) as slow:
+        slow.emulator.delay = 3.0  # each list answer waits: the whole read takes far longer than the deadline
+        kubeconfig({"fast": fast.url, "slow": slow.url})
+        started = time.monotonic()
+        with closing(Store.open(db)) as store:
+            rows = fleet.read_fleet(fleet.members(["fast", "slow"]), store, deadline=1.5)
+        assert time.monotonic() - started < 3.0
+    assert rows[0].ok and rows[0].reading.mesh["pods_total"] > 0
+    assert not rows[1].ok and "deadline of 1.5 s" in rows[1].error
+
+
+def test_a_cluster_refusing_every_list_is_failed(kubeconfig, db: str) -> None:
+    everything = ["namespaces", "pods", "services", "nodes", "configmaps", "secrets", "deployments", "statefulsets",
+                  "daemonsets", "mutatingwebhookconfigurations", "validatingwebhookconfigurations",
+                  "customresourcedefinitions"]
+    with serve(_demo_objects(), forbidden=everything) as locked:
+        kubeconfig({"locked": locked.url})
+        with closing(Store.open(db)) as store:
+            [row] = fleet.read_fleet(fleet.members(["locked"]), store)
+    assert not row.ok and "every list was refused" in row.error and "pods" in row.error
+
+
+def test_fleet_of_snapshots_works_offline(tmp_path: Path, db: str, capsys: pytest.CaptureFixture) -> None:
+    snap = tmp_path / "prod.json"
+    snap.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": _demo_objects(drop_pods=3)}))
+    assert main(["fleet", "--sources", f"staging=demo,prod={snap}", "--format", "json", "--db", db]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["cluster"], r["source"], r["ok"]) for r in rows] == [("staging", "demo", True),
+                                                                     ("prod", str(snap), True)]
+    assert main(["fleet", "--sources", "a=demo,a=demo", "--db", db]) == 2  # a usage error, not a failed cluster
+    assert "named twice" in capsys.readouterr().err
+    assert main(["fleet", "--db", db]) == 2
+    assert "no clusters" in capsys.readouterr().err
