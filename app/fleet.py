@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from planner import revisions
@@ -98,8 +98,6 @@ def members(contexts: Sequence[str] = (), sources: Sequence[str] = ()) -> list[M
         if m.name in seen:
             raise MeshstepError(f"cluster {m.name!r} is named twice in the fleet: give each source its own NAME=")
         seen.add(m.name)
-    if not out:
-        raise MeshstepError("no clusters: pass --contexts a,b, --all-contexts or --sources NAME=SOURCE,...")
     return out
 
 
@@ -132,20 +130,27 @@ def read(member: Member) -> Reading:
 
 
 def read_fleet(fleet: Sequence[Member], store: Store | None, deadline: float = DEADLINE) -> list[ClusterStatus]:
+    """Every member read (read_all) with the team's records for it (with_records)."""
+    rows = read_all(fleet, deadline)
+    return with_records(rows, store) if store is not None else rows
+
+
+def read_all(fleet: Sequence[Member], deadline: float = DEADLINE) -> list[ClusterStatus]:
     """Every member read concurrently, each within `deadline` seconds of the start; rows in the fleet's order.
     A read still running at its deadline is left to finish in the background (a thread cannot be stopped) and
     its row says it timed out."""
-    results: dict[int, tuple[Reading | None, str | None, float]] = {}
+    results: dict[int, ClusterStatus] = {}
     start = time.monotonic()
 
     def run(i: int, member: Member) -> None:
         t = time.monotonic()
         try:
-            results[i] = (read(member), None, time.monotonic() - t)
+            results[i] = ClusterStatus(member.name, member.source, time.monotonic() - t, read(member))
         except MeshstepError as e:
-            results[i] = (None, str(e), time.monotonic() - t)
+            results[i] = ClusterStatus(member.name, member.source, time.monotonic() - t, error=str(e))
         except Exception as e:  # a cluster's unexpected failure is its row's, not the fleet's
-            results[i] = (None, f"{type(e).__name__}: {e}", time.monotonic() - t)
+            results[i] = ClusterStatus(member.name, member.source, time.monotonic() - t,
+                                       error=f"{type(e).__name__}: {e}")
 
     threads = [threading.Thread(target=run, args=(i, m), name=f"meshstep-fleet-{m.name}", daemon=True)
                for i, m in enumerate(fleet)]
@@ -154,35 +159,43 @@ def read_fleet(fleet: Sequence[Member], store: Store | None, deadline: float = D
     rows = []
     for i, (member, thread) in enumerate(zip(fleet, threads)):
         thread.join(max(0.0, start + deadline - time.monotonic()))
-        if i not in results:
-            rows.append(ClusterStatus(member.name, member.source, deadline,
-                                      error=f"no answer within the deadline of {deadline:g} s (--deadline)"))
-            continue
-        reading, error, seconds = results[i]
-        if reading is None:
-            rows.append(ClusterStatus(member.name, member.source, seconds, error=error))
-        else:
-            rows.append(_with_records(member, reading, seconds, store))
+        rows.append(results.get(i) or ClusterStatus(
+            member.name, member.source, deadline, error=f"no answer within the deadline of {deadline:g} s"))
     return rows
 
 
-def _with_records(member: Member, reading: Reading, seconds: float, store: Store | None) -> ClusterStatus:
+def with_records(rows: Sequence[ClusterStatus], store: Store) -> list[ClusterStatus]:
+    """The rows with each read cluster's recorded flags, drift and active plan from the state database."""
     from state import planning
     from state.drift import compute_drift
 
-    if store is None:
-        return ClusterStatus(member.name, member.source, seconds, reading)
-    flags = store.list_flags(member.name)
-    try:
-        plan = planning.find_plan(store, member.name)
-    except MeshstepError:  # no active plan
-        plan = None
-    stage = None
-    if plan is not None:
-        current = planning.current_stage(plan)
-        stage = (f"{current.order}/{len(plan.stages)} {current.title} ({current.status})" if current is not None
-                 else "complete")
-    return ClusterStatus(member.name, member.source, seconds, reading,
-                         recorded=tuple(f"{f.feature}@{f.scope}" for f in flags if f.state == "on"),
-                         drift=tuple(compute_drift(flags, reading.observed)),
-                         plan=plan.name if plan is not None else None, stage=stage)
+    out = []
+    for row in rows:
+        if row.reading is None:
+            out.append(row)
+            continue
+        flags = store.list_flags(row.name)
+        try:
+            plan = planning.find_plan(store, row.name)
+        except MeshstepError:  # no active plan
+            plan = None
+        stage = None
+        if plan is not None:
+            current = planning.current_stage(plan)
+            stage = (f"{current.order}/{len(plan.stages)} {current.title} ({current.status})"
+                     if current is not None else "complete")
+        out.append(replace(row, recorded=tuple(f"{f.feature}@{f.scope}" for f in flags if f.state == "on"),
+                           drift=tuple(compute_drift(flags, row.reading.observed)),
+                           plan=plan.name if plan is not None else None, stage=stage))
+    return out
+
+
+def known(store: Store) -> list[Member]:
+    """The clusters the team's database knows a source for (recorded with set_cluster): the default fleet."""
+    return [Member(c.name, c.source) for c in store.list_clusters() if c.source]
+
+
+def parse(text: str) -> list[Member]:
+    """A fleet written as the Fleet page and `--sources` take it: NAME=SOURCE or SOURCE items, separated by commas
+    or lines."""
+    return members(sources=[item.strip() for item in text.replace("\n", ",").split(",") if item.strip()])

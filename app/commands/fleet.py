@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from app.commands import DbOpt, Format, FormatOpt, cli, emit_json, emit_table, open_store
+from planner.errors import MeshstepError
 
 
 def _items(value: str | None) -> list[str]:
@@ -25,14 +26,18 @@ def fleet(
     format: FormatOpt = Format.table, db: DbOpt = None,
 ) -> None:
     """Per cluster: Istio version and revisions, namespaces and pods in the mesh, features observed and recorded,
-    drift, the active plan and its stage. Exits 1 when any cluster failed (all are still shown)."""
+    drift, the active plan and its stage. Without clusters named, the ones the state database knows a source for.
+    Exits 1 when any cluster failed (all are still shown)."""
     from app import fleet as fleet_
 
     names = _items(contexts)
     if all_contexts:
         names += [c for c in fleet_.all_contexts() if c not in names]
-    members = fleet_.members(names, _items(sources))
     with open_store(db) as store:
+        members = fleet_.members(names, _items(sources)) or fleet_.known(store)
+        if not members:
+            raise MeshstepError("no clusters: pass --contexts a,b, --all-contexts or --sources NAME=SOURCE,... "
+                                "(or record the team's clusters and their sources in the state database)")
         rows = fleet_.read_fleet(members, store, deadline)
     if format == Format.json:
         emit_json([r.to_json() for r in rows])

@@ -129,3 +129,36 @@ def test_fleet_of_snapshots_works_offline(tmp_path: Path, db: str, capsys: pytes
     assert "named twice" in capsys.readouterr().err
     assert main(["fleet", "--db", db]) == 2
     assert "no clusters" in capsys.readouterr().err
+
+
+def test_fleet_page_shows_the_team_s_clusters_and_the_one_that_failed(tmp_path: Path, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import APP
+
+    db = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("MESHSTEP_SOURCE", "demo")
+    monkeypatch.setenv("MESHSTEP_DATABASE_URL", db)
+    snap = tmp_path / "prod.json"
+    snap.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": _demo_objects(drop_pods=3)}))
+    with closing(Store.open(db)) as store:
+        store.set_cluster("staging", "demo", "alice")
+        store.set_cluster("prod", str(snap), "alice")
+        store.set_cluster("gone", str(tmp_path / "missing"), "alice")
+        store.set_flag("prod", "mtls-strict", "mesh", {}, "on", "bob", reason="wanted")
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    at.switch_page("views/fleet.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value.set_index("cluster")
+    assert list(table.index) == ["gone", "prod", "staging"]  # as the database lists them
+    assert table.loc["gone", "status"] == "failed" and table.loc["prod", "status"] == "ok"
+    demo = _inventory(_demo_objects())
+    assert table.loc["staging", "pods"] == f"{demo.mesh_summary['pods_in_mesh']}/{demo.mesh_summary['pods_total']}"
+    assert table.loc["prod", "recorded"] == 1 and table.loc["staging", "recorded"] == 0
+    assert any("gone" in e.value and "no such file" in e.value for e in at.error)
+    assert at.metric[0].value == "2 / 3"
+
+    at.text_area[0].input("staging=demo")
+    at.button(key="FormSubmitter:fleet-Read the fleet").click().run()
+    assert list(at.dataframe[0].value["cluster"]) == ["staging"] and not at.error
