@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from app.commands import DbOpt, Format, FormatOpt, cli, emit_json, emit_table, open_store
+from app.commands import ActorOpt, DbOpt, Format, FormatOpt, actor_name, cli, emit_json, emit_table, open_store
 from planner.errors import MeshstepError
 
 
@@ -23,7 +23,10 @@ def fleet(
                           "under NAME) or SOURCE, e.g. staging=./snap1,prod=./snap2.")] = None,
     deadline: Annotated[float, typer.Option("--deadline", min=0.1, help="Seconds each cluster has to answer.")]
     = 60.0,
-    format: FormatOpt = Format.table, db: DbOpt = None,
+    remember: Annotated[bool, typer.Option(
+        "--remember", help="Record each named cluster's source in the state database (audited): the team's fleet, "
+                           "what `meshstep fleet` without clusters and the Fleet page read.")] = False,
+    format: FormatOpt = Format.table, db: DbOpt = None, actor: ActorOpt = None,
 ) -> None:
     """Per cluster: Istio version and revisions, namespaces and pods in the mesh, features observed and recorded,
     drift, the active plan and its stage. Without clusters named, the ones the state database knows a source for.
@@ -38,6 +41,9 @@ def fleet(
         if not members:
             raise MeshstepError("no clusters: pass --contexts a,b, --all-contexts or --sources NAME=SOURCE,... "
                                 "(or record the team's clusters and their sources in the state database)")
+        if remember:
+            for m in members:
+                store.set_cluster(m.name, m.source, actor_name(actor), reason="meshstep fleet --remember")
         rows = fleet_.read_fleet(members, store, deadline)
     if format == Format.json:
         emit_json([r.to_json() for r in rows])

@@ -125,9 +125,18 @@ def test_fleet_of_snapshots_works_offline(tmp_path: Path, db: str, capsys: pytes
     rows = json.loads(capsys.readouterr().out)
     assert [(r["cluster"], r["source"], r["ok"]) for r in rows] == [("staging", "demo", True),
                                                                      ("prod", str(snap), True)]
+    # Remembered, the fleet is the team's: `meshstep fleet` alone reads it.
+    assert main(["fleet", "--sources", f"staging=demo,prod={snap}", "--remember", "--actor", "alice", "--db", db]) == 0
+    capsys.readouterr()
+    assert main(["fleet", "--format", "json", "--db", db]) == 0
+    assert [(r["cluster"], r["ok"]) for r in json.loads(capsys.readouterr().out)] == [("prod", True),
+                                                                                      ("staging", True)]
+    with closing(Store.open(db)) as store:
+        assert {(e.actor, e.target) for e in store.audit_events() if e.action == "cluster.set"} == {
+            ("alice", "cluster:staging"), ("alice", "cluster:prod")}
     assert main(["fleet", "--sources", "a=demo,a=demo", "--db", db]) == 2  # a usage error, not a failed cluster
     assert "named twice" in capsys.readouterr().err
-    assert main(["fleet", "--db", db]) == 2
+    assert main(["fleet", "--db", f"sqlite:///{tmp_path / 'empty.db'}"]) == 2
     assert "no clusters" in capsys.readouterr().err
 
 
