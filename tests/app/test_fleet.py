@@ -3,7 +3,6 @@ unreachable; and over snapshots, as the fleet works offline."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from contextlib import closing
 from pathlib import Path
@@ -12,13 +11,14 @@ import pytest
 
 from app import fleet
 from app.cli import main
-from benchmarks.kubeapi import write_kubeconfig
 from features.base import observe
 from planner.inventory import build_inventory
 from planner.sources import DEMO_DIR, Snapshot, read_paths
 from state import planning
 from state.store import Store
+from tests.app.test_browser import _free_port
 from tests.kube import serve
+from tests.planner.test_sources import kubeconfig_env  # noqa: F401  (the fixture)
 
 
 def _demo_objects(drop_pods: int = 0) -> list[dict]:
@@ -32,18 +32,10 @@ def _inventory(objects: list[dict]):
     return build_inventory(Snapshot("expected", lambda _v: iter(objects)))
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    path = tmp_path / "kubeconfig"
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    return lambda servers: write_kubeconfig(path, servers, next(iter(servers)))
+def kubeconfig(kubeconfig_env):  # noqa: F811
+    """Write a kubeconfig of these contexts (name → server URL), the first one current."""
+    return lambda servers: kubeconfig_env(servers, next(iter(servers)))
 
 
 @pytest.fixture
@@ -60,7 +52,7 @@ def test_fleet_of_three_clusters_one_unreachable(kubeconfig, db: str, capsys: py
         store.set_flag("context:prod", "mtls-strict", "mesh", {}, "on", "bob", reason="wanted")
     expected_stage = planning.current_stage(plan)
     with serve(staging_objects) as staging, serve(prod_objects) as prod:
-        kubeconfig({"staging": staging.url, "prod": prod.url, "east": f"http://127.0.0.1:{_closed_port()}"})
+        kubeconfig({"staging": staging.url, "prod": prod.url, "east": f"http://127.0.0.1:{_free_port()}"})
         started = time.monotonic()
         assert main(["fleet", "--all-contexts", "--format", "json", "--db", db, "--deadline", "20"]) == 1
         elapsed = time.monotonic() - started
