@@ -35,7 +35,8 @@ class Member:
 class Reading:
     """What a cluster showed when read: versions, mesh membership and the features detection finds on."""
 
-    istio_version: str | None
+    istio_version: str | None  # the newest revision's
+    versions: tuple[str, ...]  # every revision's, oldest first: two while an upgrade is in progress
     revisions: tuple[str, ...]  # "revision (version)", oldest first
     headline: str
     mesh: dict[str, int]  # Inventory.mesh_summary
@@ -66,7 +67,8 @@ class ClusterStatus:
                                "seconds": round(self.seconds, 3)}
         if self.reading is not None:
             r = self.reading
-            out |= {"istio_version": r.istio_version, "revisions": list(r.revisions), "headline": r.headline,
+            out |= {"istio_version": r.istio_version, "versions": list(r.versions), "revisions": list(r.revisions),
+                    "headline": r.headline,
                     **r.mesh, "observed": [o.to_json() for o in r.observed], "recorded": list(self.recorded),
                     "drift": [d.to_json() for d in self.drift], "plan": self.plan, "stage": self.stage,
                     "forbidden": list(r.forbidden)}
@@ -122,9 +124,11 @@ def read(member: Member) -> Reading:
     if inv.visibility.forbidden and not inv.pods and not inv.namespaces:
         raise SourceError(f"{member.source}: every list was refused (403 on {', '.join(inv.visibility.forbidden)}):"
                           " give the credentials list/watch on pods, namespaces and Istio's config")
+    installed = revisions.installed(inv)
     return Reading(
         istio_version=inv.istio_version,
-        revisions=tuple(f"{r.revision} ({r.version or '?'})" for r in revisions.installed(inv)),
+        versions=tuple(dict.fromkeys(r.version for r in installed if r.version)),
+        revisions=tuple(f"{r.revision} ({r.version or '?'})" for r in installed),
         headline=revisions.headline(inv) if inv.istio_installed else "Istio: not installed",
         mesh=dict(inv.mesh_summary), observed=tuple(observe(inv)), forbidden=tuple(inv.visibility.forbidden))
 

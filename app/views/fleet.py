@@ -11,6 +11,11 @@ from planner.sources import default_source
 store = ui.store()
 
 
+def version_key(version: str) -> list[int]:
+    """`1.27.10` after `1.27.3`."""
+    return [int(x) if x.isdigit() else -1 for x in version.split(".")]
+
+
 @st.cache_resource(show_spinner=False, max_entries=4, ttl=300)
 def _read(members: tuple[fleet.Member, ...], deadline: float, reading: int) -> list[fleet.ClusterStatus]:
     """The fleet's readings, shared by every session until **Re-read the cluster** (or five minutes)."""
@@ -45,7 +50,8 @@ c1, c2, c3, c4 = st.columns(4)
 c1.metric("Clusters read", f"{len(ok)} / {len(rows)}")
 c2.metric("Pods in the mesh", f"{sum(r.reading.mesh['pods_in_mesh'] for r in ok)} / "
                               f"{sum(r.reading.mesh['pods_total'] for r in ok)}")
-c3.metric("Istio versions", ", ".join(sorted({r.reading.istio_version or '?' for r in ok})) or "—")
+c3.metric("Istio versions", ", ".join(sorted({v for r in ok for v in r.reading.versions}, key=version_key)) or "—",
+          help="Every version an istiod revision runs in the fleet (two in a cluster while it upgrades)")
 c4.metric("Clusters drifting", sum(bool(r.drift) for r in ok), help="Recorded and observed disagree")
 
 st.dataframe(pd.DataFrame([r.row() for r in rows]), hide_index=True, width="stretch",

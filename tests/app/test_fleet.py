@@ -12,8 +12,9 @@ import pytest
 from app import fleet
 from app.cli import main
 from features.base import observe
+from planner import revisions
 from planner.inventory import build_inventory
-from planner.sources import DEMO_DIR, Snapshot, read_paths
+from planner.sources import DEMO_DIR, Snapshot, load_snapshot, read_paths
 from state import planning
 from state.store import Store
 from tests.app.test_browser import _free_port
@@ -68,6 +69,7 @@ def test_fleet_of_three_clusters_one_unreachable(kubeconfig, db: str, capsys: py
         inv, row = _inventory(objects), rows[name]
         assert row["ok"] and row["error"] is None
         assert row["istio_version"] == inv.istio_version and row["istio_version"]
+        assert row["versions"] == [r.version for r in revisions.installed(inv)]
         assert {k: row[k] for k in inv.mesh_summary} == inv.mesh_summary
         assert sorted((o["feature"], o["scope"]) for o in row["observed"]) == sorted(
             (o.feature, o.scope) for o in observe(inv))
@@ -140,8 +142,7 @@ def test_fleet_page_shows_the_team_s_clusters_and_the_one_that_failed(tmp_path: 
     db = f"sqlite:///{tmp_path / 'state.db'}"
     monkeypatch.setenv("MESHSTEP_SOURCE", "demo")
     monkeypatch.setenv("MESHSTEP_DATABASE_URL", db)
-    snap = tmp_path / "prod.json"
-    snap.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": _demo_objects(drop_pods=3)}))
+    snap = Path(__file__).resolve().parents[1] / "fixtures" / "upgrade" / "cluster.yaml"  # mid-upgrade: two versions
     with closing(Store.open(db)) as store:
         store.set_cluster("staging", "demo", "alice")
         store.set_cluster("prod", str(snap), "alice")
@@ -159,6 +160,9 @@ def test_fleet_page_shows_the_team_s_clusters_and_the_one_that_failed(tmp_path: 
     assert table.loc["prod", "recorded"] == 1 and table.loc["staging", "recorded"] == 0
     assert any("gone" in e.value and "no such file" in e.value for e in at.error)
     assert at.metric[0].value == "2 / 3"
+    upgrading = build_inventory(load_snapshot(str(snap)))
+    versions = {r.version for inv in (demo, upgrading) for r in revisions.installed(inv)}
+    assert len(versions) == 2 and at.metric[2].value == ", ".join(sorted(versions))
 
     at.text_area[0].input("staging=demo")
     at.button(key="FormSubmitter:fleet-Read the fleet").click().run()
