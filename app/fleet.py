@@ -57,6 +57,7 @@ class ClusterStatus:
     drift: tuple[Any, ...] = ()  # state.drift.Drift
     plan: str | None = None
     stage: str | None = None  # "2/5 Strict mTLS (applied)"; None when no plan, "complete" when done
+    timed_out: bool = False  # its read was left running at the deadline
 
     @property
     def ok(self) -> bool:
@@ -164,7 +165,8 @@ def read_all(fleet: Sequence[Member], deadline: float = DEADLINE) -> list[Cluste
     for i, (member, thread) in enumerate(zip(fleet, threads)):
         thread.join(max(0.0, start + deadline - time.monotonic()))
         rows.append(results.get(i) or ClusterStatus(
-            member.name, member.source, deadline, error=f"no answer within the deadline of {deadline:g} s"))
+            member.name, member.source, deadline, error=f"no answer within the deadline of {deadline:g} s",
+            timed_out=True))
     return rows
 
 

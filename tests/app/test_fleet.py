@@ -3,6 +3,9 @@ unreachable; and over snapshots, as the fleet works offline."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -99,6 +102,20 @@ def test_a_cluster_past_its_deadline_is_failed_and_the_others_shown(kubeconfig, 
         assert time.monotonic() - started < 3.0
     assert rows[0].ok and rows[0].reading.mesh["pods_total"] > 0
     assert not rows[1].ok and "deadline of 1.5 s" in rows[1].error
+
+
+def test_fleet_ends_at_the_deadline_not_when_a_slow_cluster_answers(kubeconfig, tmp_path: Path) -> None:
+    with serve(_demo_objects()) as fast, serve(_demo_objects()) as slow:
+        slow.emulator.delay = 30.0
+        kubeconfig({"fast": fast.url, "slow": slow.url})
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "app.cli", "fleet", "--all-contexts", "--deadline", "2", "--db",
+                               f"sqlite:///{tmp_path / 'state.db'}"], capture_output=True, text=True, timeout=120)
+        elapsed = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    assert "context:slow: failed after 2.0 s: no answer within the deadline of 2 s" in done.stdout
+    assert re.search(r"^context:fast +ok ", done.stdout, re.M)
+    assert elapsed < 25  # the slow cluster's first list alone answers after 30 s
 
 
 def test_a_cluster_refusing_every_list_is_failed(kubeconfig, db: str) -> None:
