@@ -17,6 +17,7 @@ st.set_page_config(page_title="meshstep", page_icon=":material/sailing:", layout
 pages = st.navigation([
     st.Page(VIEWS / "overview.py", title="Overview", icon=":material/explore:", default=True),
     st.Page(VIEWS / "inventory.py", title="Inventory", icon=":material/list_alt:"),
+    st.Page(VIEWS / "fleet.py", title="Fleet", icon=":material/lan:"),
     st.Page(VIEWS / "plan.py", title="Plan", icon=":material/stairs:"),
     st.Page(VIEWS / "features.py", title="Features", icon=":material/toggle_on:"),
     st.Page(VIEWS / "components.py", title="Components", icon=":material/hub:"),

@@ -1,0 +1,69 @@
+"""`meshstep fleet`: where each cluster of the fleet stands, read side by side."""
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from typing import Annotated
+
+import typer
+
+from app.commands import ActorOpt, DbOpt, Format, FormatOpt, actor_name, cli, emit_json, emit_table, open_store
+from planner.errors import MeshstepError
+
+
+def _items(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@cli.command()
+def fleet(
+    contexts: Annotated[str | None, typer.Option("--contexts", help="Kubeconfig contexts, comma-separated.")] = None,
+    all_contexts: Annotated[bool, typer.Option("--all-contexts", help="Every context of the kubeconfig.")] = False,
+    sources: Annotated[str | None, typer.Option(
+        "--sources", help="Snapshots (or demo, context:NAME), comma-separated, each as NAME=SOURCE (records kept "
+                          "under NAME) or SOURCE, e.g. staging=./snap1,prod=./snap2.")] = None,
+    deadline: Annotated[float, typer.Option("--deadline", min=0.1, help="Seconds each cluster has to answer.")]
+    = 60.0,
+    remember: Annotated[bool, typer.Option(
+        "--remember", help="Record each named cluster's source in the state database (audited): the team's fleet, "
+                           "what `meshstep fleet` without clusters and the Fleet page read.")] = False,
+    format: FormatOpt = Format.table, db: DbOpt = None, actor: ActorOpt = None,
+) -> None:
+    """Per cluster: Istio version and revisions, namespaces and pods in the mesh, features observed and recorded,
+    drift, the active plan and its stage. Without clusters named, the ones the state database knows a source for.
+    Exits 1 when any cluster failed (all are still shown)."""
+    from app import fleet as fleet_
+
+    names = _items(contexts)
+    if all_contexts:
+        names += [c for c in fleet_.all_contexts() if c not in names]
+    with open_store(db) as store:
+        members = fleet_.members(names, _items(sources)) or fleet_.known(store)
+        if not members:
+            raise MeshstepError("no clusters: pass --contexts a,b, --all-contexts or --sources NAME=SOURCE,... "
+                                "(or record the team's clusters and their sources in the state database)")
+        if remember:
+            for m in members:
+                store.set_cluster(m.name, m.source, actor_name(actor), reason="meshstep fleet --remember")
+        rows = fleet_.read_fleet(members, store, deadline)
+    if format == Format.json:
+        emit_json([r.to_json() for r in rows])
+    else:
+        emit_table([r.row() for r in rows])
+        for r in rows:
+            if not r.ok:
+                typer.echo(f"\n{r.name}: failed after {r.seconds:.1f} s: {r.error}")
+            elif r.drift:
+                kinds = Counter(d.kind for d in r.drift)
+                typer.echo(f"\n{r.name}: drift: " + "; ".join(f"{n} {kind}" for kind, n in kinds.items())
+                           + f" (meshstep status --source {r.source} --cluster {r.name} lists them)")
+    failed = not all(r.ok for r in rows)
+    if any(r.timed_out for r in rows):
+        # A read past its deadline is still running (its list requests wait up to the client's read timeout) and
+        # Python would wait for it at exit: the answer is out, so end the process now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    if failed:
+        raise typer.Exit(1)
