@@ -17,6 +17,7 @@ from planner.model import Ref
 
 if TYPE_CHECKING:
     from planner.inventory import Inventory
+    from planner.telemetry import Traffic
 
 LEVELS = ("error", "warning", "info")
 MST_DOCS = "https://github.com/meshstep/meshstep/blob/main/docs/checks.md"
@@ -43,11 +44,13 @@ class Message:
 
 @dataclass(frozen=True)
 class Context:
-    """What a check runs on: the inventory, and for stage gates the scope (`mesh` or a namespace) and params."""
+    """What a check runs on: the inventory, and for stage gates the scope (`mesh` or a namespace), params and the
+    traffic observed (`planner.telemetry.Traffic`; None when no telemetry was read)."""
 
     inventory: Inventory
     scope: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    traffic: Traffic | None = None
 
 
 # A check function yields (resource, message text) or (resource, message text, hint overriding the default).

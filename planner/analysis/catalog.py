@@ -6,7 +6,8 @@ resource names (`{namespace}`, `{workload}`, …); the registered default and do
 `<namespace>`. docs/checks.md is generated from this file (`python -m planner.analysis.catalog > docs/checks.md`).
 
 Numbering groups codes by stage: 00xx install, 01xx injection, 02xx routing, 03xx PERMISSIVE, 04xx STRICT,
-05xx authorization, 06xx egress, 07xx the other features; 0001-0004 are raised by the plan and the features
+05xx authorization, 06xx egress, 07xx the other features, 08xx what telemetry shows (planner/analysis/traffic.py);
+0001-0004 are raised by the plan and the features
 themselves (the install gate, dependencies), not by a registered check."""
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 CALLER_SIDE = ("request-routing", "traffic-shifting", "timeouts-retries", "circuit-breaking", "fault-injection")
 # Stages whose policy the server's sidecar enforces: a pod without one is not protected by it.
 SERVER_SIDE = ("authorization-policy", "request-authentication", "local-rate-limit")
+# Stages whose gate asks the telemetry who really calls.
+TRAFFIC_GATED = ("mtls-strict", "authorization-policy", "egress-registry-only", "sidecar-scope")
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,34 @@ _ENTRIES = (
           "Proxies export metrics on port 15020 regardless; without a scraper nobody sees them.",
           "Install Prometheus (kubectl apply -f samples/addons/prometheus.yaml from the Istio release) or point "
           "your own at the proxies' prometheus.io annotations."),
+
+    # ---------------------------------------------------------------- observed traffic (Istio's telemetry)
+    Entry("MST0800", "NoTrafficEvidence", "warning", TRAFFIC_GATED,
+          "No telemetry was read: the gate checked config only, not the callers traffic shows.",
+          "Config says what should happen; only the proxies' metrics show who really calls (a batch job, a caller "
+          "outside the mesh, an external API). istio.io's mTLS migration says to check them before STRICT.",
+          "Give the gate Istio's metrics: --prometheus URL (or MESHSTEP_PROMETHEUS_URL), or --telemetry FILE."),
+    Entry("MST0801", "PlaintextTrafficObserved", "error", ("mtls-strict",),
+          "Plaintext requests into a workload of the scope were observed in the window.",
+          "STRICT refuses plaintext: these callers' requests fail with connection resets the moment it applies.",
+          "Bring {caller} into the mesh (or keep {destination}'s port PERMISSIVE with a PeerAuthentication "
+          "portLevelMtls), and check again until no plaintext is observed: sum by (source_workload) "
+          "(increase(istio_requests_total{{reporter=\"destination\", destination_workload_namespace=\"{namespace}\", "
+          "connection_security_policy!=\"mutual_tls\"}}[{window}]))."),
+    Entry("MST0802", "ObservedCallerRefused", "error", ("authorization-policy",),
+          "A caller observed in the window would be refused by the authorization policies the stage renders.",
+          "Deny-by-default cuts every caller the allow rules do not name: the ones traffic shows are real.",
+          "Allow {caller} (allow_namespaces={namespaces}), or confirm that its calls to {destination} must stop."),
+    Entry("MST0803", "UnregisteredHostObserved", "error", ("egress-registry-only",),
+          "Traffic to an external host that no ServiceEntry registers was observed in the window.",
+          "Under REGISTRY_ONLY calls to unregistered hosts go to the BlackHoleCluster: they fail.",
+          "Register {host} with a ServiceEntry (hosts: [{host}], location: MESH_EXTERNAL, resolution: DNS, its "
+          "ports) in {namespace} or the root namespace (meshstep render egress-service-entry)."),
+    Entry("MST0804", "DestinationOutsideSidecarScope", "error", ("sidecar-scope",),
+          "A workload of the scope was observed calling a host that the Sidecar's egress hosts leave out.",
+          "Its proxy would no longer know the host: calls go to the PassthroughCluster (losing routing and mTLS) "
+          "or fail under REGISTRY_ONLY.",
+          "Add {host} to the Sidecar's egress hosts (hosts={target}/*)."),
 )
 
 CATALOG: dict[str, Entry] = {e.code: e for e in _ENTRIES}
