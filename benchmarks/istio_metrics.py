@@ -42,12 +42,11 @@ class Flow:
         src_ns, src = self.source or (UNKNOWN, UNKNOWN)
         dst_ns, dst = self.destination or (UNKNOWN, UNKNOWN)
         return {"reporter": reporter, "source_workload": src, "source_workload_namespace": src_ns,
-                "source_principal": f"spiffe://cluster.local/ns/{src_ns}/sa/{src}" if self.source else UNKNOWN,
                 "destination_workload": dst, "destination_workload_namespace": dst_ns,
                 "destination_service": self.service,
                 "destination_service_name": self.service_name or self.service.split(".")[0],
                 "connection_security_policy": self.security if reporter == "destination" else UNKNOWN,
-                **({"response_code": self.code, "request_protocol": "http"} if self.protocol == "http" else {})}
+                **({"response_code": self.code} if self.protocol == "http" else {})}
 
 
 def _labels_text(labels: dict[str, str]) -> str:
@@ -87,6 +86,35 @@ def openmetrics(flows: Iterable[Flow], start: float, end: float, step: float = 6
                 if total > 0:
                     yield f"{metric}{{{text}}} {total:.1f} {t:.0f}"
     yield "# EOF"
+
+
+# The bundled demo cluster's traffic (planner/demo): the ingress gateway into frontend, the reviews canary taking a
+# tenth, legacy-billing (no sidecar) calling orders in plaintext, orders calling payments, payments calling Stripe
+# through its ServiceEntry, and frontend calling an exchange-rate API no ServiceEntry registers.
+DEMO_END = 1771588800  # 2026-02-20 12:00 UTC, after the demo's objects were created
+SHOP = "{}.shop.svc.cluster.local"
+DEMO_FLOWS = (
+    Flow(("istio-system", "istio-ingressgateway"), ("shop", "frontend"), SHOP.format("frontend"), 20, latency_ms=40),
+    Flow(("istio-system", "istio-ingressgateway"), ("shop", "frontend"), SHOP.format("frontend"), 0.05, code="503"),
+    Flow(("shop", "frontend"), ("shop", "reviews-v1"), SHOP.format("reviews"), 9),
+    Flow(("shop", "frontend"), ("shop", "reviews-v2"), SHOP.format("reviews"), 1, latency_ms=30),
+    Flow(("shop", "reviews-v1"), ("shop", "ratings"), SHOP.format("ratings"), 9, latency_ms=5),
+    Flow(("shop", "reviews-v2"), ("shop", "ratings"), SHOP.format("ratings"), 1, latency_ms=5),
+    Flow(("shop", "frontend"), ("shop", "orders"), SHOP.format("orders"), 5, latency_ms=60),
+    Flow(("shop", "orders"), ("shop", "catalog"), SHOP.format("catalog"), 3, latency_ms=10),
+    Flow(None, ("shop", "orders"), SHOP.format("orders"), 0.5, security="none", reporters=("destination",)),
+    Flow(("shop", "orders"), ("payments", "payments-api"), "payments-api.payments.svc.cluster.local", 2,
+         latency_ms=200),
+    Flow(("payments", "payments-api"), None, "api.stripe.com", 0.2, protocol="tcp", security="unknown",
+         reporters=("source",)),
+    Flow(("shop", "frontend"), None, "api.exchangerate.example", 0.3, latency_ms=150,
+         service_name="PassthroughCluster", reporters=("source",)),
+)
+
+
+def demo_metrics() -> str:
+    """planner/demo/telemetry.om: the demo's flows over the hour to DEMO_END, every 10 minutes."""
+    return "\n".join(openmetrics(DEMO_FLOWS, DEMO_END - 3600, DEMO_END, step=600)) + "\n"
 
 
 def free_port() -> int:
@@ -151,3 +179,7 @@ class PrometheusServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+if __name__ == "__main__":
+    print(demo_metrics(), end="")

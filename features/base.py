@@ -176,10 +176,11 @@ class Feature:
         refuse_errors(self.id, objects, inv)
         return Rendered(self.id, scope, _shown(p), tuple(objects), notes=tuple(self.notes(p, scope, inv, False)))
 
-    def render_gated(self, params: dict[str, Any], scope: str, inv: Inventory) -> tuple[Rendered, list[Any]]:
+    def render_gated(self, params: dict[str, Any], scope: str, inv: Inventory,
+                     traffic: Any = None) -> tuple[Rendered, list[Any]]:
         """`render` behind the feature's gate: refused (MeshstepError) when a gate check fails at error level;
-        returns the rendering and the gate's warnings and infos."""
-        msgs = self.checks(inv, scope, validate_params(self, params))
+        returns the rendering and the gate's warnings and infos. `traffic`: what telemetry observed, if read."""
+        msgs = self.checks(inv, scope, validate_params(self, params), traffic)
         errors = [m for m in msgs if m.level == "error"]
         if errors:
             raise MeshstepError(f"{self.id} cannot be turned on in {scope}: "
@@ -202,7 +203,7 @@ class Feature:
         return Rendered(self.id, scope, _shown(p), tuple(restore), tuple(delete),
                         tuple(self.notes(p, scope, inv, True)), rollback=True)
 
-    def checks(self, inv: Inventory, scope: str, params: dict[str, Any]) -> list[analysis.Message]:
+    def checks(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> list[analysis.Message]:
         """The gate: dependencies on in this scope (or mesh-wide), and the readiness checks that gate this feature."""
         msgs = []
         on = {(o.feature, o.scope) for o in observe(inv, self.depends_on)}
@@ -212,7 +213,7 @@ class Feature:
                     "MST0003", "error", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
                     f"{self.id} depends on {dep}, which is not on in {scope}",
                     f"turn on {dep} in {scope} first (meshstep render {dep} --scope {scope})"))
-        msgs += analysis.run(analysis.gate_checks(self.id), analysis.Context(inv, scope, dict(params)))
+        msgs += analysis.run(analysis.gate_checks(self.id), analysis.Context(inv, scope, dict(params), traffic))
         return msgs
 
     def to_json(self) -> dict[str, Any]:

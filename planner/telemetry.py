@@ -287,19 +287,15 @@ def _counter_increase(points: tuple[tuple[float, float], ...], start: float, end
 
 def open_telemetry(prometheus: str | None, metrics_file: str | None, inv: Inventory | None = None,
                    timeout: float = DEFAULT_TIMEOUT) -> tuple[Telemetry | None, str]:
-    """The telemetry for the options given, and, when there is none, why: `--telemetry FILE`, else
-    `--prometheus URL`, else the demo's metrics file for the demo, else a live cluster's Prometheus addon."""
+    """The telemetry for the options given, and, when there is none, why: `--telemetry FILE` (`demo`: the demo
+    cluster's), else `--prometheus URL`, else a live cluster's Prometheus addon through the API server."""
     if prometheus and metrics_file:
         raise MeshstepError("give either --prometheus or --telemetry, not both")
     if metrics_file:
-        return MetricsFile(metrics_file), ""
+        return MetricsFile(DEMO_METRICS if metrics_file == "demo" else metrics_file), ""
     if prometheus:
         return Prometheus(HTTPTransport(prometheus, timeout)), ""
-    if inv is None:
-        return None, "no telemetry given (--prometheus URL or --telemetry FILE)"
-    if inv.source == "demo":
-        return MetricsFile(DEMO_METRICS), ""
-    if inv.source == "live" or inv.source.startswith("context:"):
+    if inv is not None and (inv.source == "live" or inv.source.startswith("context:")):
         found = prometheus_addon(inv)
         if found is None:
             return None, "no --prometheus URL given and no Prometheus addon found in the cluster"
@@ -307,7 +303,8 @@ def open_telemetry(prometheus: str | None, metrics_file: str | None, inv: Invent
 
         context = inv.source.split(":", 1)[1] if inv.source.startswith("context:") else None
         return Prometheus(KubeProxyTransport(_api_client(context), *found, timeout=timeout)), ""
-    return None, f"no telemetry given for {inv.source} (--prometheus URL or --telemetry FILE)"
+    hint = " (the demo's: --telemetry demo)" if inv is not None and inv.source == "demo" else ""
+    return None, f"no telemetry given: traffic not checked (--prometheus URL or --telemetry FILE{hint})"
 
 
 def prometheus_addon(inv: Inventory) -> tuple[str, str, int] | None:
@@ -455,8 +452,8 @@ def read_traffic(tel: Telemetry, window: int, end: float | None = None, match: M
             totals[key][0] += value
             if lb.get("response_code", "").startswith("5"):
                 totals[key][1] += value
-    edges = tuple(Edge(s, d, h, p, sec, r, c, err, eg)
-                  for (s, d, h, p, sec, r, eg), (c, err) in sorted(totals.items(), key=lambda kv: tuple(map(str, kv[0]))))
+    ordered = sorted(totals.items(), key=lambda kv: tuple(map(str, kv[0])))
+    edges = tuple(Edge(s, d, h, p, sec, r, c, err, eg) for (s, d, h, p, sec, r, eg), (c, err) in ordered)
     return Traffic(tel.label, window, end, edges)
 
 
@@ -548,6 +545,10 @@ class Verification:
     def passed(self) -> bool:
         return self.status == "passed"
 
+    def blocks(self, override_reason: str | None) -> bool:
+        """A regression always stops `verified`; too little traffic does unless a reason to go on is given."""
+        return self.status == "regressed" or (self.status == "insufficient" and not override_reason)
+
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "lines": list(self.lines),
                 "before": self.before.to_json() if self.before else None,
@@ -606,7 +607,9 @@ def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls
            if f.requests < t.min_requests]
     if low:
         return Verification("insufficient", (*head, f"too little traffic to judge: {' and '.join(low)} (at least "
-                                             f"{t.min_requests} needed; --verify min_requests=N)"), before, after, t)
+                                             f"{t.min_requests} needed; --verify min_requests=N)",
+                                             "  → advance again once the workloads have served traffic, or go on "
+                                             "with --override-reason"), before, after, t)
     problems = []
     drop = before.success_rate - after.success_rate
     if drop > t.max_success_drop:
@@ -624,5 +627,55 @@ def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls
     if mtls_mode == "PERMISSIVE" and after.mtls_share + 1e-9 < before.mtls_share - t.max_success_drop:
         problems.append(f"the mutual-TLS share fell ({before.mtls_share:.1f}% → {after.mtls_share:.1f}%)")
     if problems:
-        return Verification("regressed", (*head, *(f"  ✗ {p}" for p in problems)), before, after, t)
+        return Verification("regressed", (*head, *(f"  ✗ {p}" for p in problems),
+                                          "  → find the cause, or roll the stage back: meshstep plan rollback "
+                                          "--reason \"…\""), before, after, t)
     return Verification("passed", (*head, "  ✓ no regression beyond the thresholds"), before, after, t)
+
+
+# ---------------------------------------------------------------- what a command is given
+
+
+@dataclass
+class Evidence:
+    """What a command knows of traffic: its telemetry (or why it has none), the window, verification thresholds.
+    A Prometheus named on the command line that fails is an error; one found in the cluster that fails is
+    reported and the command goes on without it."""
+
+    telemetry: Telemetry | None
+    missing: str = ""
+    window: int = 3600
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    explicit: bool = True
+    _traffic: Traffic | None = None
+
+    def traffic(self) -> Traffic | None:
+        """The edges of the window, read once."""
+        if self.telemetry is not None and self._traffic is None:
+            try:
+                self._traffic = read_traffic(self.telemetry, self.window)
+            except TelemetryError as e:
+                if self.explicit:
+                    raise
+                self.telemetry, self.missing = None, f"{e}; traffic not checked"
+        return self._traffic
+
+    def verify(self, steps: Iterable[tuple[str, str]], applied_at: datetime) -> Verification:
+        """A stage's verification: the requests its scopes served before `applied_at` and after (mesh: all)."""
+        if self.telemetry is None:
+            return Verification("unavailable", (self.missing.replace("traffic not checked", "traffic not compared"),),
+                                thresholds=self.thresholds)
+        steps = list(steps)
+        scopes = {scope for _, scope in steps}
+        features = {f for f, _ in steps}
+        mode = "STRICT" if "mtls-strict" in features else "PERMISSIVE" if "mtls-permissive" in features else None
+        at = applied_at if applied_at.tzinfo else applied_at.replace(tzinfo=UTC)  # SQLite keeps UTC, naive
+        return verify(self.telemetry, None if not scopes or "mesh" in scopes else sorted(scopes), at.timestamp(),
+                      mode, self.thresholds)
+
+
+def evidence(prometheus: str | None, metrics_file: str | None, inv: Inventory | None, window: str = DEFAULT_WINDOW,
+             verify_items: Iterable[str] = ()) -> Evidence:
+    tel, missing = open_telemetry(prometheus, metrics_file, inv)
+    return Evidence(tel, missing, window_seconds(window), Thresholds.parse(verify_items),
+                    explicit=bool(prometheus or metrics_file))

@@ -12,16 +12,21 @@ from app.commands import (
     DbOpt,
     Format,
     FormatOpt,
+    PrometheusOpt,
     ScopeOpt,
     SourceOpt,
+    TelemetryOpt,
+    WindowOpt,
     cli,
     cluster_name,
     emit_json,
     emit_table,
     feature_params,
+    load_evidence,
     load_inventory,
     open_store,
 )
+from planner.analysis.catalog import TRAFFIC_GATED
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="A parameter, key=value (repeatable).")]
 
@@ -42,7 +47,8 @@ def features_cmd(format: FormatOpt = Format.table) -> None:
 @cli.command("render")
 def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, source: SourceOpt = None,
                rollback: Annotated[bool, typer.Option(
-                   "--rollback", help="What undoes it: objects to restore, and those to delete.")] = False) -> None:
+                   "--rollback", help="What undoes it: objects to restore, and those to delete.")] = False,
+               prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None, window: WindowOpt = "1h") -> None:
     """The YAML that turns FEATURE on in a scope (or, with --rollback, off again). Notes (label changes, restarts)
     are comments at the top of the YAML; gate warnings go to stderr."""
     feat, p = feature_params(feature, set_)
@@ -51,7 +57,12 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
     if rollback:
         rendered = feat.rollback(p, scope, inv)
     else:
-        rendered, msgs = feat.render_gated(p, scope, inv)
+        traffic = None
+        if feat.id in TRAFFIC_GATED:  # a gate that asks who really calls
+            ev = load_evidence(prometheus, telemetry, window, inv)
+            if (traffic := ev.traffic()) is None:
+                typer.echo(f"note: {ev.missing}", err=True)
+        rendered, msgs = feat.render_gated(p, scope, inv, traffic)
         for m in msgs:
             typer.echo(f"{m.level}: {m.code} {m.message} ({m.hint})", err=True)
     if not rendered.objects and not rendered.delete:
