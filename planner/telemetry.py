@@ -679,3 +679,24 @@ def evidence(prometheus: str | None, metrics_file: str | None, inv: Inventory | 
     tel, missing = open_telemetry(prometheus, metrics_file, inv)
     return Evidence(tel, missing, window_seconds(window), Thresholds.parse(verify_items),
                     explicit=bool(prometheus or metrics_file))
+
+
+# ---------------------------------------------------------------- shown
+
+
+def workload_of(inv: Inventory, ref: Any) -> tuple[str, str] | None:
+    """The (namespace, workload) Istio's metrics name a pod or workload by: its controller's name."""
+    if ref.kind == "Pod":
+        pod = inv.pod(ref.namespace, ref.name)
+        return (pod.namespace, pod.workload_name) if pod is not None else None
+    return (ref.namespace, ref.name) if ref.namespace else None
+
+
+def edge_row(e: Edge) -> dict[str, Any]:
+    """An edge as the CLI's tables show it: mTLS or plaintext said per edge."""
+    security = f"leaves the mesh ({e.egress})" if e.egress else {"mutual_tls": "mTLS", "none": "PLAINTEXT"}.get(
+        e.security, f"{e.security} (reported by the caller)")
+    return {"source": str(e.source) if e.source.known else "unknown (outside the mesh)", "destination": e.service,
+            "workload": str(e.destination) if e.destination.known else "-", "protocol": e.protocol,
+            "count": f"{count_text(e.count)} {e.unit}", "5xx": count_text(e.server_errors) if e.server_errors else "",
+            "security": security}
