@@ -190,21 +190,22 @@ class KubeProxyTransport:
                                     "Kubernetes API's service proxy)")
 
     def get(self, path: str, params: dict[str, str]) -> bytes:
-        from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         proxy = f"/api/v1/namespaces/{self.namespace}/services/{self.service}:{self.port}/proxy{path}"
-        try:
-            resp = self.api_client.call_api(proxy, "GET", query_params=list(params.items()),
-                                            auth_settings=["BearerToken"], _preload_content=False,
-                                            _request_timeout=self.timeout, _return_http_data_only=True)
-            return resp.data
-        except ApiException as e:
-            raise TelemetryError(f"{self.label} answered HTTP {e.status}: {_api_error(e.body or b'')} "
-                                 "(give --prometheus URL to reach it another way)") from e
+        try:  # as planner.sources reads: the client's auth and connection pool, the body unparsed
+            method, url, headers, _body, _post = self.api_client.param_serialize(
+                "GET", proxy, query_params=list(params.items()), header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"])
+            resp = self.api_client.call_api(method, url, header_params=headers, _request_timeout=self.timeout)
+            data = resp.read()
         except (HTTPError, OSError) as e:
-            raise TelemetryError(f"{self.label} did not answer within {self.timeout:g} s ({e}): give --prometheus "
-                                 "URL to reach it another way") from e
+            raise TelemetryError(f"{self.label} cannot be reached or did not answer within {self.timeout:g} s "
+                                 f"({e}): give --prometheus URL to reach it another way") from e
+        if not 200 <= resp.status < 300:
+            raise TelemetryError(f"{self.label} answered HTTP {resp.status}: {_api_error(data or b'')} (give "
+                                 "--prometheus URL to reach it another way)")
+        return data
 
 
 @dataclass(frozen=True)
