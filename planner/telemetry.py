@@ -57,10 +57,10 @@ class TelemetryError(MeshstepError):
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def window_seconds(text: str) -> int:
-    """A Prometheus duration (`90s`, `10m`, `1h`, `7d`) in seconds."""
+def window_seconds(text: str, zero: bool = False) -> int:
+    """A Prometheus duration (`90s`, `10m`, `1h`, `7d`) in seconds; 0 only where `zero` allows it."""
     m = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", text or "")
-    if not m or int(m.group(1)) == 0:
+    if not m or (int(m.group(1)) == 0 and not zero):
         raise MeshstepError(f"window {text!r}: write a duration as Prometheus does, e.g. 10m, 1h or 7d")
     return int(m.group(1)) * _UNITS[m.group(2)]
 
@@ -488,7 +488,7 @@ class Thresholds:
             if not sep or key not in names:
                 raise MeshstepError(f"--verify {item!r}: expected key=value with key one of {', '.join(names)}")
             if key in ("window", "settle"):
-                values[key] = window_seconds(value)
+                values[key] = window_seconds(value, zero=key == "settle")
                 continue
             try:
                 values[key] = type(getattr(cls, key))(value)
