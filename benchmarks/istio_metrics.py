@@ -53,9 +53,11 @@ def _labels_text(labels: dict[str, str]) -> str:
     return ",".join(f'{k}="{v}"' for k, v in labels.items())
 
 
-def openmetrics(flows: Iterable[Flow], start: float, end: float, step: float = 60.0) -> Iterator[str]:
+def openmetrics(flows: Iterable[Flow], start: float, end: float, step: float = 60.0,
+                histograms: bool = True) -> Iterator[str]:
     """OpenMetrics lines for the flows sampled every `step` seconds from `start` to `end`: each series from the
-    first request it counts (as a proxy creates it), flat once its flow stops."""
+    first request it counts (as a proxy creates it), flat once its flow stops; `histograms=False` leaves out the
+    latency buckets (edges and gates do not read them)."""
     flows = list(flows)
     times = [start + i * step for i in range(int((end - start) // step) + 1)]
     # Per series, what each step adds: flows with the same labels (one code before and after a change) add up.
@@ -66,7 +68,7 @@ def openmetrics(flows: Iterable[Flow], start: float, end: float, step: float = 6
             base = f.labels(reporter)
             name = "istio_requests_total" if f.protocol == "http" else "istio_tcp_connections_opened_total"
             keys = [(name, tuple(base.items()), True)]
-            if f.protocol == "http":  # every bucket, as a proxy exports them; requests count from their latency's
+            if f.protocol == "http" and histograms:  # every bucket, as a proxy exports them; requests count from their latency's
                 keys += [("istio_request_duration_milliseconds_bucket", tuple({**base, "le": str(le)}.items()),
                           le == "+Inf" or le >= f.latency_ms) for le in (*BUCKETS, "+Inf")]
                 # A bucket below the latency stays zero: it is exported once the series exists.
