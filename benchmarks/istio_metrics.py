@@ -68,7 +68,8 @@ def openmetrics(flows: Iterable[Flow], start: float, end: float, step: float = 6
             base = f.labels(reporter)
             name = "istio_requests_total" if f.protocol == "http" else "istio_tcp_connections_opened_total"
             keys = [(name, tuple(base.items()), True)]
-            if f.protocol == "http" and histograms:  # every bucket, as a proxy exports them; requests count from their latency's
+            # Every bucket, as a proxy exports them; the requests count from their latency's bucket up.
+            if f.protocol == "http" and histograms:
                 keys += [("istio_request_duration_milliseconds_bucket", tuple({**base, "le": str(le)}.items()),
                           le == "+Inf" or le >= f.latency_ms) for le in (*BUCKETS, "+Inf")]
                 # A bucket below the latency stays zero: it is exported once the series exists.
