@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
             codes = sorted({m.code for m in found if m.level == "error"})
             print(f"gate {feature} ({scope}): {len(found):,} findings {codes} in {gate_times[-1]:.2f} s")
         print(f"gates: {sum(gate_times):.2f} s for the four")
+    shutil.rmtree(work)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Both answer one question, `increase(metric, by, start, end, match)`; edges, gate
 it once."""
 from __future__ import annotations
 
-import json
 import math
 import re
 import urllib.error
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
 
 from planner.errors import MeshstepError
 
@@ -108,8 +109,8 @@ class Prometheus:
         body = self.transport.get("/api/v1/query", {"query": promql, "time": f"{at:.3f}",
                                                     "timeout": f"{int(self.transport.timeout)}s"})
         try:
-            data = json.loads(body)
-        except ValueError as e:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
             raise TelemetryError(f"{self.label} did not answer as Prometheus's API does ({body[:80]!r}): is this "
                                  "the Prometheus URL (http://host:9090)?") from e
         if data.get("status") != "success":
@@ -140,8 +141,8 @@ class _Transport(Protocol):
 
 def _api_error(body: bytes) -> str:
     try:
-        return json.loads(body).get("error") or body[:200].decode(errors="replace")
-    except ValueError:
+        return orjson.loads(body).get("error") or body[:200].decode(errors="replace")
+    except (orjson.JSONDecodeError, AttributeError):
         return body[:200].decode(errors="replace")
 
 
@@ -435,8 +436,14 @@ def read_traffic(tel: Telemetry, window: int, end: float | None = None, match: M
     end = tel.now() if end is None else end
     start = end - window
     match = match or {}
-    http = tel.increase(REQUESTS, (*EDGE_LABELS, "response_code"), start, end, match)
-    tcp = tel.increase(TCP_OPENED, EDGE_LABELS, start, end, match)
+    # The caller's reports are asked for only where it has no metadata of the destination (outside the mesh, or
+    # no sidecar there): every other call is the destination's report again, and would double the rows.
+    rows: dict[str, Rows] = {}
+    for protocol, metric, by in (("http", REQUESTS, (*EDGE_LABELS, "response_code")), ("tcp", TCP_OPENED, EDGE_LABELS)):
+        rows[protocol] = (tel.increase(metric, by, start, end, {**match, "reporter": "destination"})
+                          + tel.increase(metric, by, start, end, {**match, "reporter": "source",
+                                                                  "destination_workload": UNKNOWN}))
+    http, tcp = rows["http"], rows["tcp"]
     reported = {(_peer(lb, "source"), lb.get("destination_service", "")) for rows in (http, tcp)
                 for lb, _ in rows if lb.get("reporter") == "destination"}
     totals: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])

@@ -193,21 +193,22 @@ def unregistered_host_traffic(ctx: Context) -> Iterator[Found]:
                     f"{t.window_text}: no ServiceEntry registers {host}"), _hint("MST0803", host=host, namespace=ns)
 
 
-def _service_namespace(inv: Inventory, edge: Edge) -> str | None:
+def _service_namespace(edge: Edge, service_entries: dict[str, str]) -> str | None:
     """The namespace a Sidecar egress host names for a destination: a Service's, or its ServiceEntry's."""
     if edge.destination.known and ".svc" in edge.service:
         return edge.destination.namespace
     parts = edge.service.split(".")
     if len(parts) >= 3 and parts[2] == "svc":
         return parts[1]
-    return next((se.namespace for se in inv.of_kind("ServiceEntry") if edge.service in (se.spec.get("hosts") or ())),
-                None)
+    return service_entries.get(edge.service)
 
 
-def _egress_hosts(ctx: Context) -> list[str]:
-    """The Sidecar's egress hosts as the stage renders them: its namespace, the root namespace, and `hosts`."""
+def _egress_hosts(ctx: Context) -> list[tuple[str, str]]:
+    """The Sidecar's egress hosts as the stage renders them (its namespace, the root namespace, and `hosts`), as
+    (namespace part, host part)."""
     extra = [h.strip() for h in (ctx.params.get("hosts") or "").split(",") if h.strip()]
-    return ["./*", f"{ctx.inventory.root_namespace}/*", *extra]
+    return [(ns, dns) for ns, _, dns in (h.partition("/") for h in
+                                         ["./*", f"{ctx.inventory.root_namespace}/*", *extra])]
 
 
 @_entry("MST0804")
@@ -217,14 +218,15 @@ def destination_outside_sidecar_scope(ctx: Context) -> Iterator[Found]:
         return
     inv = ctx.inventory
     scope = set(scope_namespaces(ctx))
+    egress = _egress_hosts(ctx)
+    service_entries = {h: se.namespace for se in inv.of_kind("ServiceEntry") for h in se.spec.get("hosts") or ()}
     calls = [e for e in t.edges if e.source.known and e.source.namespace in scope and e.egress != "PassthroughCluster"]
     for (src, _dst, host), edges in _grouped(calls):
-        target = _service_namespace(inv, edges[0])
+        target = _service_namespace(edges[0], service_entries)
         if target is None:
             continue
-        allowed = any((ns == "*" or (ns == "." and target == src.namespace) or ns == target) and host_matches(host, dns)
-                      for ns, _, dns in (h.partition("/") for h in _egress_hosts(ctx)))
-        if not allowed:
+        if not any((ns == "*" or (ns == "." and target == src.namespace) or ns == target) and host_matches(host, dns)
+                   for ns, dns in egress):
             yield _ref(inv, src), (f"{_counted(edges)} from {src} to {host} in {t.window_text}: outside the "
                                    "Sidecar's egress hosts"), _hint("MST0804", host=f"{target}/{host}",
                                                                     target=target)
