@@ -109,12 +109,14 @@ def stage_rows(plan: Plan) -> list[dict[str, Any]]:
              "scope": sorted({f["scope"] for f in s.features}), "status": s.status} for s in plan.stages]
 
 
-def next_view(plan: Plan, inventory: Inventory, traffic: Any = None) -> NextView | None:
+def next_view(plan: Plan, inventory: Inventory, evidence: Any = None) -> NextView | None:
     """The current stage with its gate results and its YAML, or None when the plan is complete."""
     stage = current_stage(plan)
     if stage is None:
         return None
-    return NextView(stage, planner.gate(stage_spec(stage), inventory, traffic), stage_config(stage, inventory))
+    spec = stage_spec(stage)
+    traffic = evidence.traffic(s.feature for s in spec.steps) if evidence else None
+    return NextView(stage, planner.gate(spec, inventory, traffic), stage_config(stage, inventory))
 
 
 def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override_reason: str | None = None,
@@ -130,7 +132,7 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
     flags: list[FlagChange] = []
     override = None
     if stage.status in ("planned", "blocked", "rolled_back"):
-        result = planner.gate(spec, inventory, evidence.traffic() if evidence else None)
+        result = planner.gate(spec, inventory, evidence.traffic(s.feature for s in spec.steps) if evidence else None)
         data["gate"] = [m.to_json() for m in result.messages]
         if not result.passed and not override_reason:
             if stage.status != "blocked":

@@ -57,11 +57,10 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
     if rollback:
         rendered = feat.rollback(p, scope, inv)
     else:
-        traffic = None
-        if feat.id in TRAFFIC_GATED:  # a gate that asks who really calls
-            ev = load_evidence(prometheus, telemetry, window, inv)
-            if (traffic := ev.traffic()) is None:
-                typer.echo(f"note: {ev.missing}", err=True)
+        ev = load_evidence(prometheus, telemetry, window, inv)
+        traffic = ev.traffic([feat.id])  # read only for a gate that asks who really calls
+        if traffic is None and feat.id in TRAFFIC_GATED:
+            typer.echo(f"note: {ev.missing}", err=True)
         rendered, msgs = feat.render_gated(p, scope, inv, traffic)
         for m in msgs:
             typer.echo(f"{m.level}: {m.code} {m.message} ({m.hint})", err=True)

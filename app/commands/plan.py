@@ -98,7 +98,7 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
     from state import planning
 
     with _plan(name, source, cluster, db) as (inv, _store, p):
-        view = planning.next_view(p, inv, load_evidence(prometheus, telemetry, window, inv).traffic())
+        view = planning.next_view(p, inv, load_evidence(prometheus, telemetry, window, inv))
     if view is None:
         typer.echo("the plan is complete: every stage is done")
         return

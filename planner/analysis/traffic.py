@@ -41,11 +41,11 @@ def _ref(inv: Inventory, peer: Peer) -> Ref:
 
 
 def _grouped(edges: list[Edge]) -> list[tuple[tuple[Peer, Peer, str], list[Edge]]]:
-    """Edges by caller, destination and host, in a stable order."""
+    """Edges by caller, destination and host, in the traffic's own (sorted) order."""
     out: dict[tuple[Peer, Peer, str], list[Edge]] = defaultdict(list)
     for e in edges:
         out[(e.source, e.destination, e.service)].append(e)
-    return sorted(out.items(), key=lambda kv: tuple(map(str, kv[0])))
+    return list(out.items())
 
 
 def _counted(edges: list[Edge]) -> str:
