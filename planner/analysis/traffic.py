@@ -4,29 +4,31 @@ Config-based checks say what should happen; these say what did. Each finding giv
 without telemetry each gated stage says so (MST0800) instead of passing silently."""
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from planner.analysis.base import Context, check
-from planner.analysis.catalog import CATALOG
+from planner.analysis.base import Context
 from planner.analysis.common import host_matches, selector_matches, service_index
-from planner.analysis.readiness import scope_namespaces
+from planner.analysis.readiness import hint, readiness, scope_namespaces
 from planner.inventory import Inventory
 from planner.model import Ref
-from planner.telemetry import Edge, Peer, count_text, duration_text
+from planner.telemetry import Edge, Peer, Traffic, count_text, duration_text
 
 Found = tuple[Ref, str, str]
 _WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "ReplicaSet", "Pod")
 
 
-def _entry(code: str) -> Any:
-    e = CATALOG[code]
-    return check(code, e.name, e.level, e.generic_hint, e.gates)
-
-
-def _hint(code: str, **values: str) -> str:
-    return CATALOG[code].hint_for(**values)
+def observed(code: str) -> Callable[[Callable[[Context, Traffic], Iterator[Found]]], Any]:
+    """Register a check on the traffic under its catalog identity; without telemetry it finds nothing (MST0800
+    says that the gate could not look)."""
+    def register(fn: Callable[[Context, Traffic], Iterator[Found]]) -> Any:
+        @functools.wraps(fn)
+        def on_traffic(ctx: Context) -> Iterator[Found]:
+            return fn(ctx, ctx.traffic) if ctx.traffic is not None else iter(())
+        return readiness(code)(on_traffic)
+    return register
 
 
 def _workload(inv: Inventory, peer: Peer) -> Any:
@@ -56,25 +58,22 @@ def _counted(edges: list[Edge]) -> str:
     return " and ".join(f"{count_text(n)} {unit}" for unit, n in sorted(by_unit.items(), reverse=True))
 
 
-@_entry("MST0800")
+@readiness("MST0800")
 def no_traffic_evidence(ctx: Context) -> Iterator[Found]:
     if ctx.traffic is None:
         scope = ctx.scope or "mesh"
         ref = Ref("Namespace", None, scope) if scope != "mesh" else Ref("Mesh", None, "mesh")
-        yield ref, f"no telemetry was read: traffic into and out of {scope} was not checked", _hint("MST0800")
+        yield ref, f"no telemetry was read: traffic into and out of {scope} was not checked", hint("MST0800")
 
 
-@_entry("MST0801")
-def plaintext_traffic(ctx: Context) -> Iterator[Found]:
-    t = ctx.traffic
-    if t is None:
-        return
+@observed("MST0801")
+def plaintext_traffic(ctx: Context, t: Traffic) -> Iterator[Found]:
     plain = [e for e in t.into(scope_namespaces(ctx)) if e.reporter == "destination" and not e.mtls]
     for (src, dst, host), edges in _grouped(plain):
         security = "/".join(sorted({e.security for e in edges}))
         yield _ref(ctx.inventory, dst), (
             f"{_counted(edges)} in plaintext (connection_security_policy={security}) from {edges[0].caller} to "
-            f"{dst} ({host}) in {t.window_text}"), _hint(
+            f"{dst} ({host}) in {t.window_text}"), hint(
             "MST0801", caller=str(src) if src.known else "the callers outside the mesh", destination=str(dst),
             namespace=dst.namespace or "", window=duration_text(t.window))
 
@@ -146,10 +145,9 @@ def _policies_for(inv: Inventory, peer: Peer) -> list[Any]:
             and selector_matches(ap.spec.get("selector"), labels)]
 
 
-@_entry("MST0802")
-def observed_caller_refused(ctx: Context) -> Iterator[Found]:
-    t = ctx.traffic
-    if t is None or not ctx.scope or ctx.scope == "mesh":
+@observed("MST0802")
+def observed_caller_refused(ctx: Context, t: Traffic) -> Iterator[Found]:
+    if not ctx.scope or ctx.scope == "mesh":
         return
     from features.base import registry  # the stage's own rendering: the policies as they will be
 
@@ -164,7 +162,7 @@ def observed_caller_refused(ctx: Context) -> Iterator[Found]:
             continue
         plain = " in plaintext (no identity)" if not any(e.mtls for e in edges) else ""
         yield _ref(inv, dst), (f"{_counted(edges)} from {edges[0].caller}{plain} to {dst} ({host}) in "
-                               f"{t.window_text} would be refused by {why}"), _hint(
+                               f"{t.window_text} would be refused by {why}"), hint(
             "MST0802", caller=str(src), destination=str(dst),
             namespaces=",".join(sorted({*allowed, ctx.scope, *([src.namespace] if src.namespace else [])})))
 
@@ -176,11 +174,8 @@ def _external_ns(inv: Inventory, edge: Edge) -> str:
     return edge.source.namespace if edge.source.known and edge.source.namespace else inv.root_namespace
 
 
-@_entry("MST0803")
-def unregistered_host_traffic(ctx: Context) -> Iterator[Found]:
-    t = ctx.traffic
-    if t is None:
-        return
+@observed("MST0803")
+def unregistered_host_traffic(ctx: Context, t: Traffic) -> Iterator[Found]:
     inv = ctx.inventory
     index = service_index(inv)
     leaving = [e for e in t.leaving() if e.egress != "BlackHoleCluster"]
@@ -190,7 +185,7 @@ def unregistered_host_traffic(ctx: Context) -> Iterator[Found]:
             continue
         ref = _ref(inv, src) if src.known else Ref("Namespace", None, ns)
         yield ref, (f"{_counted(edges)} from {edges[0].caller} to {host} through the {edges[0].egress} in "
-                    f"{t.window_text}: no ServiceEntry registers {host}"), _hint("MST0803", host=host, namespace=ns)
+                    f"{t.window_text}: no ServiceEntry registers {host}"), hint("MST0803", host=host, namespace=ns)
 
 
 def _service_namespace(edge: Edge, service_entries: dict[str, str]) -> str | None:
@@ -211,11 +206,8 @@ def _egress_hosts(ctx: Context) -> list[tuple[str, str]]:
                                          ["./*", f"{ctx.inventory.root_namespace}/*", *extra])]
 
 
-@_entry("MST0804")
-def destination_outside_sidecar_scope(ctx: Context) -> Iterator[Found]:
-    t = ctx.traffic
-    if t is None:
-        return
+@observed("MST0804")
+def destination_outside_sidecar_scope(ctx: Context, t: Traffic) -> Iterator[Found]:
     inv = ctx.inventory
     scope = set(scope_namespaces(ctx))
     egress = _egress_hosts(ctx)
@@ -228,6 +220,6 @@ def destination_outside_sidecar_scope(ctx: Context) -> Iterator[Found]:
         if not any((ns == "*" or (ns == "." and target == src.namespace) or ns == target) and host_matches(host, dns)
                    for ns, dns in egress):
             yield _ref(inv, src), (f"{_counted(edges)} from {src} to {host} in {t.window_text}: outside the "
-                                   "Sidecar's egress hosts"), _hint("MST0804", host=f"{target}/{host}",
+                                   "Sidecar's egress hosts"), hint("MST0804", host=f"{target}/{host}",
                                                                     target=target)
 
