@@ -297,7 +297,7 @@ def open_telemetry(prometheus: str | None, metrics_file: str | None, inv: Invent
         return MetricsFile(DEMO_METRICS if metrics_file == "demo" else metrics_file), ""
     if prometheus:
         return Prometheus(HTTPTransport(prometheus, timeout)), ""
-    if inv is not None and (inv.source == "live" or inv.source.startswith("context:")):
+    if inv is not None and live(inv):
         found = prometheus_addon(inv)
         if found is None:
             return None, "no --prometheus URL given and no Prometheus addon found in the cluster"
@@ -307,6 +307,11 @@ def open_telemetry(prometheus: str | None, metrics_file: str | None, inv: Invent
         return Prometheus(KubeProxyTransport(_api_client(context), *found, timeout=timeout)), ""
     hint = " (the demo's: --telemetry demo)" if inv is not None and inv.source == "demo" else ""
     return None, f"no telemetry given: traffic not checked (--prometheus URL or --telemetry FILE{hint})"
+
+
+def live(inv: Inventory) -> bool:
+    """Whether the inventory was read from a cluster's API (whose Prometheus addon can be asked)."""
+    return inv.source == "live" or inv.source.startswith("context:")
 
 
 def prometheus_addon(inv: Inventory) -> tuple[str, str, int] | None:

@@ -27,6 +27,7 @@ from app.commands import (
     open_store,
 )
 from planner.analysis.catalog import TRAFFIC_GATED
+from planner.telemetry import live
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="A parameter, key=value (repeatable).")]
 
@@ -59,7 +60,8 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
     else:
         ev = load_evidence(prometheus, telemetry, window, inv)
         traffic = ev.traffic([feat.id])  # read only for a gate that asks who really calls
-        if traffic is None and feat.id in TRAFFIC_GATED:
+        if traffic is None and feat.id in TRAFFIC_GATED and live(inv):
+            # Why the cluster's own Prometheus gave nothing (the gate's MST0800 warning says only that it did not).
             typer.echo(f"note: {ev.missing}", err=True)
         rendered, msgs = feat.render_gated(p, scope, inv, traffic)
         for m in msgs:
