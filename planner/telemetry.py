@@ -230,6 +230,8 @@ class MetricsFile:
         self.series = self._parse(text)
         stamps = [t for s in self.series.values() for ss in s for t, _ in ss.points if not math.isnan(t)]
         self.last = max(stamps) if stamps else None
+        if self.last is None:
+            self.label += " (no timestamps: counts since each proxy started)"
 
     def _parse(self, text: str) -> dict[str, list[_Series]]:
         if text.rstrip().endswith("# EOF"):

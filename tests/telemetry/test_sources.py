@@ -153,3 +153,17 @@ def test_windows_and_thresholds_are_parsed_or_refused_with_the_fix():
     assert (t.max_success_drop, t.window, t.min_requests) == (0.5, 300, 10)
     with pytest.raises(Exception, match="key one of window, settle"):
         Thresholds.parse(["speed=1"])
+
+
+def test_a_scrape_without_timestamps_is_read_as_counts_since_each_proxy_started(tmp_path):
+    """`curl pod:15020/stats/prometheus` output: Prometheus text, no timestamps, no window to speak of."""
+    scrape = tmp_path / "scrape.prom"
+    scrape.write_text('# TYPE istio_requests_total counter\n'
+                      'istio_requests_total{reporter="destination",source_workload="unknown",'
+                      'source_workload_namespace="unknown",destination_workload="orders",'
+                      'destination_workload_namespace="shop",destination_service="orders.shop.svc.cluster.local",'
+                      'destination_service_name="orders",connection_security_policy="none",response_code="200"} 42\n')
+    traffic = read_traffic(MetricsFile(scrape), 3600)
+    [edge] = traffic.edges
+    assert (str(edge.source), edge.security, edge.count) == ("unknown", "none", 42)
+    assert "counts since each proxy started" in traffic.window_text
