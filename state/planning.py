@@ -159,7 +159,8 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
             lines += [f"  ✗ {s.feature} is not observed on in {s.scope}" for s in result.missing]
             lines += [f"  ✗ new analysis error: {e}" for e in result.new_errors]
             lines += [f"  {line}" for line in traffic.lines] if traffic is not None and not traffic.passed else []
-            lines.append("apply the stage's YAML (meshstep plan next), read the cluster again, then advance")
+            if not result.passed:
+                lines.append("apply the stage's YAML (meshstep plan next), read the cluster again, then advance")
             raise NotVerified("\n".join(lines))
         if traffic is not None and traffic.status == "insufficient":
             override = override_reason
