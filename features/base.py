@@ -126,6 +126,9 @@ class Feature:
     scopes: tuple[str, ...] = (MESH, "namespace")
     pitfalls: tuple[str, ...] = ()
     docs: str = ""
+    # A step of an operation (a canary upgrade's relabel, tag move, removal) rather than a feature that stays on:
+    # a plan verifies it by detection, but status, drift and the flag matrix do not list it as on.
+    operation: bool = False
 
     # ---------------------------------------------------------------- to implement
 
@@ -138,6 +141,11 @@ class Feature:
 
     def notes(self, p: dict[str, Any], scope: str, inv: Inventory, rollback: bool) -> list[str]:
         """Shell lines that go with the objects: commands to run, reminders as `# ` comments."""
+        return []
+
+    def restarted_pods(self, p: dict[str, Any], scope: str, inv: Inventory) -> list[dict[str, Any]]:
+        """The pods that the notes' `kubectl rollout restart` lines bring back, as they come back on `inv` (the
+        cluster with the objects applied): an overlay runs no controllers, so a rehearsal applies these too."""
         return []
 
     # ---------------------------------------------------------------- shared behaviour
@@ -209,10 +217,9 @@ class Feature:
         on = {(o.feature, o.scope) for o in observe(inv, self.depends_on)}
         for dep in self.depends_on:
             if not dependency_met(dep, scope, on):
-                msgs.append(analysis.Message(
-                    "MST0003", "error", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
-                    f"{self.id} depends on {dep}, which is not on in {scope}",
-                    f"turn on {dep} in {scope} first (meshstep render {dep} --scope {scope})"))
+                msgs.append(analysis.catalog_message(
+                    "MST0003", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
+                    f"{self.id} depends on {dep}, which is not on in {scope}", dependency=dep, scope=scope))
         msgs += analysis.run(analysis.gate_checks(self.id), analysis.Context(inv, scope, dict(params), traffic))
         return msgs
 
@@ -228,9 +235,11 @@ def _shown(p: dict[str, Any]) -> dict[str, Any]:
 
 @gc_paused()
 def observe(inv: Inventory, features: Iterable[str] | None = None) -> list[Observation]:
-    """Where each feature (of `features`, default all) is on in the inventory, by detection."""
-    wanted = set(features) if features is not None else None
-    return [o for f in registry().values() if wanted is None or f.id in wanted for o in f.detect(inv)]
+    """Where each feature (of `features`, default every one that stays on: no operation's step) is on in the
+    inventory, by detection."""
+    feats = registry().values()
+    wanted = set(features) if features is not None else {f.id for f in feats if not f.operation}
+    return [o for f in feats if f.id in wanted for o in f.detect(inv)]
 
 
 def dependency_met(dep: str, scope: str, on: set[tuple[str, str]]) -> bool:
@@ -243,7 +252,8 @@ def dependency_met(dep: str, scope: str, on: set[tuple[str, str]]) -> bool:
 
 @cache
 def registry() -> dict[str, Feature]:
-    """Every feature, by id: each module of this package that defines FEATURE."""
+    """Every feature, by id: each module of this package defines FEATURE (helpers are named `_…`); a module that
+    defines none is an error, not a feature silently missing."""
     import features
 
     found = {}
@@ -251,10 +261,12 @@ def registry() -> dict[str, Feature]:
         if mod.name.startswith("_") or mod.name == "base":
             continue
         feature = getattr(importlib.import_module(f"features.{mod.name}"), "FEATURE", None)
-        if feature is not None:
-            if feature.category not in CATEGORIES:
-                raise ValueError(f"feature {feature.id}: category must be one of {CATEGORIES}")
-            found[feature.id] = feature
+        if not isinstance(feature, Feature):
+            raise RuntimeError(f"features/{mod.name}.py defines no FEATURE = SomeFeature(): a feature module "
+                               f"registers one (a helper module's name starts with _)")
+        if feature.category not in CATEGORIES:
+            raise ValueError(f"feature {feature.id}: category must be one of {CATEGORIES}")
+        found[feature.id] = feature
     return dict(sorted(found.items()))
 
 

@@ -113,12 +113,11 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
     typer.echo(f"STAGE {st.order}: {st.title}   [{st.status}]")
     typer.echo(f"goal: {st.goal}")
     typer.echo(f"\nGATE — {'passes' if view.gate.passed else 'BLOCKED'}")
-    for m in view.gate.messages:
-        mark = {"error": "✗", "warning": "!", "info": "·"}[m.level]
-        typer.echo(f"  {mark} {m.code} {m.ref}: {m.message}")
-        if m.hint:
-            typer.echo(f"      → {m.hint}")
-    if not view.gate.messages:
+    if view.gate.messages:
+        from planner.analysis.findings import terminal
+
+        typer.echo(terminal(view.gate.messages, indent="  "))
+    else:
         typer.echo("  ✓ every check passes")
     if view.config.notes:
         typer.echo("\nRUN")

@@ -6,7 +6,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import ui
+from app import findings, ui
 from features.base import MESH, Feature, registry, validate_params
 from state.drift import recorded_and_drift
 
@@ -102,8 +102,7 @@ with change:
     if render_clicked:
         with ui.errors(f"{fid} cannot be rendered for {scope}"):
             rendered, gate = feature.render_gated(params, scope, inv)
-            warnings = [f"{m.level}: {m.code} {m.message} ({m.hint})" for m in gate]
-            st.session_state["rendered"] = (fid, scope, rendered.yaml, list(rendered.notes), warnings)
+            st.session_state["rendered"] = (fid, scope, rendered.yaml, list(rendered.notes), gate)
     elif (set_clicked or unset_clicked) and (actor := ui.require_actor()):
         if not reason:
             st.error("Give a reason: it is kept in the audit trail with your name.")
@@ -121,8 +120,7 @@ with change:
 
 if (shown := st.session_state.get("rendered")) and shown[:2] == (fid, scope):
     st.subheader(f"{fid} for {scope}")
-    for w in shown[4]:
-        st.warning(w, icon=":material/warning:")
+    findings.show(shown[4])
     if shown[3]:
         st.code("\n".join(shown[3]), language="sh", wrap_lines=True)
     st.code(shown[2] or "# nothing to apply", language="yaml")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import ui
+from app import findings, ui
 from planner import plan as planner
 from planner.errors import MeshstepError
 from state import planning
@@ -27,7 +27,6 @@ ADVANCE_HELP = {
     "verified": "Closes the stage; the next one becomes current.",
 }
 LIFECYCLE = ("planned", "ready", "applied", "verified", "done")
-LEVEL_BOXES = {"error": st.error, "warning": st.warning, "info": st.info}
 
 st.title("Plan")
 ui.show_flash()
@@ -82,10 +81,7 @@ else:
     with gate_col:
         st.subheader("Gate: " + (":green[:material/check_circle: passes]" if view.gate.passed
                                  else ":red[:material/block: blocked]"))
-        for m in view.gate.messages:
-            LEVEL_BOXES[m.level](f"**{m.code}** {m.ref}: {m.message}" + (f"\n\n→ {m.hint}" if m.hint else ""))
-        if not view.gate.messages:
-            st.success("Every check passes.")
+        findings.show(view.gate.messages, none="Every check passes.")
         if view.config.notes:
             st.subheader("Run")
             st.code("\n".join(view.config.notes), language="sh", wrap_lines=True)

@@ -20,14 +20,14 @@ Found = tuple[Ref, str, str]
 _WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "ReplicaSet", "Pod")
 
 
-def observed(code: str) -> Callable[[Callable[[Context, Traffic], Iterator[Found]]], Any]:
-    """Register a check on the traffic under its catalog identity; without telemetry it finds nothing (MST0800
-    says that the gate could not look)."""
+def observed(code: str, *more: str) -> Callable[[Callable[[Context, Traffic], Iterator[Found]]], Any]:
+    """Register a check on the traffic under its catalog identity (reading the workloads it names and `more`
+    kinds); without telemetry it finds nothing (MST0800 says that the gate could not look)."""
     def register(fn: Callable[[Context, Traffic], Iterator[Found]]) -> Any:
         @functools.wraps(fn)
         def on_traffic(ctx: Context) -> Iterator[Found]:
             return fn(ctx, ctx.traffic) if ctx.traffic is not None else iter(())
-        return readiness(code)(on_traffic)
+        return readiness(code, *more)(on_traffic)
     return register
 
 
@@ -145,7 +145,7 @@ def _policies_for(inv: Inventory, peer: Peer) -> list[Any]:
             and selector_matches(ap.spec.get("selector"), labels)]
 
 
-@observed("MST0802")
+@observed("MST0802", "AuthorizationPolicy")
 def observed_caller_refused(ctx: Context, t: Traffic) -> Iterator[Found]:
     if not ctx.scope or ctx.scope == "mesh":
         return
@@ -174,7 +174,7 @@ def _external_ns(inv: Inventory, edge: Edge) -> str:
     return edge.source.namespace if edge.source.known and edge.source.namespace else inv.root_namespace
 
 
-@observed("MST0803")
+@observed("MST0803", "ServiceEntry")
 def unregistered_host_traffic(ctx: Context, t: Traffic) -> Iterator[Found]:
     inv = ctx.inventory
     index = service_index(inv)
@@ -206,7 +206,7 @@ def _egress_hosts(ctx: Context) -> list[tuple[str, str]]:
                                          ["./*", f"{ctx.inventory.root_namespace}/*", *extra])]
 
 
-@observed("MST0804")
+@observed("MST0804", "ServiceEntry")
 def destination_outside_sidecar_scope(ctx: Context, t: Traffic) -> Iterator[Found]:
     inv = ctx.inventory
     scope = set(scope_namespaces(ctx))
