@@ -61,7 +61,7 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
         ev = load_evidence(prometheus, telemetry, window, inv)
         traffic = ev.traffic([feat.id])  # read only for a gate that asks who really calls
         if traffic is None and feat.id in TRAFFIC_GATED and live(inv):
-            # Why the cluster's own Prometheus gave nothing (the gate's MST0800 warning says only that it did not).
+            # Why the cluster's own Prometheus gave nothing (the gate's MST0820 warning says only that it did not).
             typer.echo(f"note: {ev.missing}", err=True)
         rendered, msgs = feat.render_gated(p, scope, inv, traffic)
         for m in msgs:

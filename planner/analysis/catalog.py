@@ -301,28 +301,28 @@ _ENTRIES = (
           "your own at the proxies' prometheus.io annotations."),
 
     # ---------------------------------------------------------------- observed traffic (Istio's telemetry)
-    Entry("MST0800", "NoTrafficEvidence", "warning", TRAFFIC_GATED,
+    Entry("MST0820", "NoTrafficEvidence", "warning", TRAFFIC_GATED,
           "No telemetry was read: the gate checked config only, not the callers traffic shows.",
           "Config says what should happen; only the proxies' metrics show who really calls (a batch job, a caller "
           "outside the mesh, an external API). istio.io's mTLS migration says to check them before STRICT.",
           "Give the gate Istio's metrics: --prometheus URL (or MESHSTEP_PROMETHEUS_URL), or --telemetry FILE."),
-    Entry("MST0801", "PlaintextTrafficObserved", "error", ("mtls-strict",),
+    Entry("MST0821", "PlaintextTrafficObserved", "error", ("mtls-strict",),
           "Plaintext requests into a workload of the scope were observed in the window.",
           "STRICT refuses plaintext: these callers' requests fail with connection resets the moment it applies.",
           "Bring {caller} into the mesh (or keep {destination}'s port PERMISSIVE with a PeerAuthentication "
           "portLevelMtls), and check again until no plaintext is observed: sum by (source_workload) "
           "(increase(istio_requests_total{{reporter=\"destination\", destination_workload_namespace=\"{namespace}\", "
           "connection_security_policy!=\"mutual_tls\"}}[{window}]))."),
-    Entry("MST0802", "ObservedCallerRefused", "error", ("authorization-policy",),
+    Entry("MST0822", "ObservedCallerRefused", "error", ("authorization-policy",),
           "A caller observed in the window would be refused by the authorization policies the stage renders.",
           "Deny-by-default cuts every caller the allow rules do not name: the ones traffic shows are real.",
           "Allow {caller} (allow_namespaces={namespaces}), or confirm that its calls to {destination} must stop."),
-    Entry("MST0803", "UnregisteredHostObserved", "error", ("egress-registry-only",),
+    Entry("MST0823", "UnregisteredHostObserved", "error", ("egress-registry-only",),
           "Traffic to an external host that no ServiceEntry registers was observed in the window.",
           "Under REGISTRY_ONLY calls to unregistered hosts go to the BlackHoleCluster: they fail.",
           "Register {host} with a ServiceEntry (hosts: [{host}], location: MESH_EXTERNAL, resolution: DNS, its "
           "ports) in {namespace} or the root namespace (meshstep render egress-service-entry)."),
-    Entry("MST0804", "DestinationOutsideSidecarScope", "error", ("sidecar-scope",),
+    Entry("MST0824", "DestinationOutsideSidecarScope", "error", ("sidecar-scope",),
           "A workload of the scope was observed calling a host that the Sidecar's egress hosts leave out.",
           "Its proxy would no longer know the host: calls go to the PassthroughCluster (losing routing and mTLS) "
           "or fail under REGISTRY_ONLY.",

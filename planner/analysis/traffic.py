@@ -1,7 +1,7 @@
 """Gate checks on observed traffic: callers and destinations Istio's telemetry saw in the window (MST08xx).
 
 Config-based checks say what should happen; these say what did. Each finding gives the count and the window;
-without telemetry each gated stage says so (MST0800) instead of passing silently."""
+without telemetry each gated stage says so (MST0820) instead of passing silently."""
 from __future__ import annotations
 
 import functools
@@ -22,7 +22,7 @@ _WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "
 
 def observed(code: str, *more: str) -> Callable[[Callable[[Context, Traffic], Iterator[Found]]], Any]:
     """Register a check on the traffic under its catalog identity (reading the workloads it names and `more`
-    kinds); without telemetry it finds nothing (MST0800 says that the gate could not look)."""
+    kinds); without telemetry it finds nothing (MST0820 says that the gate could not look)."""
     def register(fn: Callable[[Context, Traffic], Iterator[Found]]) -> Any:
         @functools.wraps(fn)
         def on_traffic(ctx: Context) -> Iterator[Found]:
@@ -58,15 +58,15 @@ def _counted(edges: list[Edge]) -> str:
     return " and ".join(f"{count_text(n)} {unit}" for unit, n in sorted(by_unit.items(), reverse=True))
 
 
-@readiness("MST0800")
+@readiness("MST0820")
 def no_traffic_evidence(ctx: Context) -> Iterator[Found]:
     if ctx.traffic is None:
         scope = ctx.scope or "mesh"
         ref = Ref("Namespace", None, scope) if scope != "mesh" else Ref("Mesh", None, "mesh")
-        yield ref, f"no telemetry was read: traffic into and out of {scope} was not checked", hint("MST0800")
+        yield ref, f"no telemetry was read: traffic into and out of {scope} was not checked", hint("MST0820")
 
 
-@observed("MST0801")
+@observed("MST0821")
 def plaintext_traffic(ctx: Context, t: Traffic) -> Iterator[Found]:
     plain = [e for e in t.into(scope_namespaces(ctx)) if e.reporter == "destination" and not e.mtls]
     for (src, dst, host), edges in _grouped(plain):
@@ -74,7 +74,7 @@ def plaintext_traffic(ctx: Context, t: Traffic) -> Iterator[Found]:
         yield _ref(ctx.inventory, dst), (
             f"{_counted(edges)} in plaintext (connection_security_policy={security}) from {edges[0].caller} to "
             f"{dst} ({host}) in {t.window_text}"), hint(
-            "MST0801", caller=str(src) if src.known else "the callers outside the mesh", destination=str(dst),
+            "MST0821", caller=str(src) if src.known else "the callers outside the mesh", destination=str(dst),
             namespace=dst.namespace or "", window=duration_text(t.window))
 
 
@@ -145,7 +145,7 @@ def _policies_for(inv: Inventory, peer: Peer) -> list[Any]:
             and selector_matches(ap.spec.get("selector"), labels)]
 
 
-@observed("MST0802", "AuthorizationPolicy")
+@observed("MST0822", "AuthorizationPolicy")
 def observed_caller_refused(ctx: Context, t: Traffic) -> Iterator[Found]:
     if not ctx.scope or ctx.scope == "mesh":
         return
@@ -163,7 +163,7 @@ def observed_caller_refused(ctx: Context, t: Traffic) -> Iterator[Found]:
         plain = " in plaintext (no identity)" if not any(e.mtls for e in edges) else ""
         yield _ref(inv, dst), (f"{_counted(edges)} from {edges[0].caller}{plain} to {dst} ({host}) in "
                                f"{t.window_text} would be refused by {why}"), hint(
-            "MST0802", caller=str(src), destination=str(dst),
+            "MST0822", caller=str(src), destination=str(dst),
             namespaces=",".join(sorted({*allowed, ctx.scope, *([src.namespace] if src.namespace else [])})))
 
 
@@ -174,7 +174,7 @@ def _external_ns(inv: Inventory, edge: Edge) -> str:
     return edge.source.namespace if edge.source.known and edge.source.namespace else inv.root_namespace
 
 
-@observed("MST0803", "ServiceEntry")
+@observed("MST0823", "ServiceEntry")
 def unregistered_host_traffic(ctx: Context, t: Traffic) -> Iterator[Found]:
     inv = ctx.inventory
     index = service_index(inv)
@@ -185,7 +185,7 @@ def unregistered_host_traffic(ctx: Context, t: Traffic) -> Iterator[Found]:
             continue
         ref = _ref(inv, src) if src.known else Ref("Namespace", None, ns)
         yield ref, (f"{_counted(edges)} from {edges[0].caller} to {host} through the {edges[0].egress} in "
-                    f"{t.window_text}: no ServiceEntry registers {host}"), hint("MST0803", host=host, namespace=ns)
+                    f"{t.window_text}: no ServiceEntry registers {host}"), hint("MST0823", host=host, namespace=ns)
 
 
 def _service_namespace(edge: Edge, service_entries: dict[str, str]) -> str | None:
@@ -206,7 +206,7 @@ def _egress_hosts(ctx: Context) -> list[tuple[str, str]]:
                                          ["./*", f"{ctx.inventory.root_namespace}/*", *extra])]
 
 
-@observed("MST0804", "ServiceEntry")
+@observed("MST0824", "ServiceEntry")
 def destination_outside_sidecar_scope(ctx: Context, t: Traffic) -> Iterator[Found]:
     inv = ctx.inventory
     scope = set(scope_namespaces(ctx))
@@ -220,6 +220,6 @@ def destination_outside_sidecar_scope(ctx: Context, t: Traffic) -> Iterator[Foun
         if not any((ns == "*" or (ns == "." and target == src.namespace) or ns == target) and host_matches(host, dns)
                    for ns, dns in egress):
             yield _ref(inv, src), (f"{_counted(edges)} from {src} to {host} in {t.window_text}: outside the "
-                                   "Sidecar's egress hosts"), hint("MST0804", host=f"{target}/{host}",
+                                   "Sidecar's egress hosts"), hint("MST0824", host=f"{target}/{host}",
                                                                     target=target)
 

@@ -52,7 +52,7 @@ def render(ready_for_strict, monkeypatch, capsys):
 def test_config_alone_lets_strict_through_but_says_traffic_was_not_checked(render):
     rc, out, err = render("mtls-strict", "--scope", "shop")
     assert rc == 0 and "mode: STRICT" in out
-    assert "MST0800" in err and "traffic into and out of shop was not checked" in err
+    assert "MST0820" in err and "traffic into and out of shop was not checked" in err
 
 
 def test_strict_refused_while_plaintext_from_outside_the_mesh_is_observed_then_passes(render, prometheus):
@@ -62,11 +62,11 @@ def test_strict_refused_while_plaintext_from_outside_the_mesh_is_observed_then_p
     rc, out, err = render("mtls-strict", "--scope", "shop", "--prometheus", url)
     assert rc == 2 and out == ""
     line = err.strip()
-    assert line.startswith("error: mtls-strict cannot be turned on in shop: MST0801")
+    assert line.startswith("error: mtls-strict cannot be turned on in shop: MST0821")
     assert "to shop/orders (orders.shop.svc.cluster.local)" in line
     # 0.5 requests/s over the hour to now; the samples end a minute or two before now (the minute they were
     # written, less one), and increase() extrapolates within a sample interval: 1,800 less up to three minutes'.
-    count = float(line.split("MST0801 ")[1].split(" requests")[0].replace(",", ""))
+    count = float(line.split("MST0821 ")[1].split(" requests")[0].replace(",", ""))
     assert 1700 <= count <= 1830, line
     assert "in the 1h to " in line and "unknown caller outside the mesh" in line
     assert "frontend" not in line.split("(Bring")[0]  # mutual-TLS callers are not blamed
@@ -81,7 +81,7 @@ def test_strict_refused_while_plaintext_from_outside_the_mesh_is_observed_then_p
     assert "MST08" not in err
     # The same series over three hours still hold the plaintext: the window is what the evidence covers.
     rc, _, err = render("mtls-strict", "--scope", "shop", "--prometheus", url, "--window", "3h")
-    assert rc == 2 and "MST0801" in err and "in the 3h to " in err
+    assert rc == 2 and "MST0821" in err and "in the 3h to " in err
 
 
 def test_a_prometheus_that_is_down_is_named_not_waited_on(render):
@@ -96,7 +96,7 @@ def test_egress_lock_down_refused_for_an_unregistered_host_the_demo_calls(demo_i
     traffic = read_traffic(MetricsFile(DEMO_METRICS), 3600)
     feat = registry()["egress-registry-only"]
     msgs = [m for m in feat.checks(demo_inventory, "mesh", feat.defaults(), traffic) if m.code.startswith("MST08")]
-    assert [(m.code, m.level, str(m.ref)) for m in msgs] == [("MST0803", "error", "Deployment shop/frontend")]
+    assert [(m.code, m.level, str(m.ref)) for m in msgs] == [("MST0823", "error", "Deployment shop/frontend")]
     assert "api.exchangerate.example through the PassthroughCluster" in msgs[0].message
     assert "api.stripe.com" not in msgs[0].message  # registered by payments' ServiceEntry
 
@@ -104,11 +104,11 @@ def test_egress_lock_down_refused_for_an_unregistered_host_the_demo_calls(demo_i
 def test_sidecar_scope_refused_for_an_observed_destination_outside_its_hosts(demo_inventory):
     traffic = read_traffic(MetricsFile(DEMO_METRICS), 3600)
     feat = registry()["sidecar-scope"]
-    found = [m for m in feat.checks(demo_inventory, "shop", feat.defaults(), traffic) if m.code == "MST0804"]
+    found = [m for m in feat.checks(demo_inventory, "shop", feat.defaults(), traffic) if m.code == "MST0824"]
     assert [str(m.ref) for m in found] == ["Deployment shop/orders"]
     assert "payments-api.payments.svc.cluster.local" in found[0].message
     allowed = feat.checks(demo_inventory, "shop", {"hosts": "payments/*"}, traffic)
-    assert not [m for m in allowed if m.code == "MST0804"]
+    assert not [m for m in allowed if m.code == "MST0824"]
 
 
 def test_authorization_refuses_the_plaintext_caller_and_allows_the_named_namespaces(demo_inventory):
@@ -117,7 +117,7 @@ def test_authorization_refuses_the_plaintext_caller_and_allows_the_named_namespa
     found = run([registered(observed_caller_refused)], ctx)
     # The default rendering allows shop and the ingress gateway's namespace: the plaintext caller (no identity)
     # is the one refused; frontend (shop) and the gateway (istio-system) are allowed.
-    assert [(m.code, str(m.ref)) for m in found] == [("MST0802", "Deployment shop/orders")]
+    assert [(m.code, str(m.ref)) for m in found] == [("MST0822", "Deployment shop/orders")]
     assert "unknown caller outside the mesh" in found[0].message and "in plaintext (no identity)" in found[0].message
     only_shop = run([registered(observed_caller_refused)],
                     Context(demo_inventory, "shop", {"allow_namespaces": "shop"}, traffic))
