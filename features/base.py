@@ -195,14 +195,16 @@ class Feature:
         refuse_errors(self.id, objects, inv)
         return Rendered(self.id, scope, _shown(p), tuple(objects), notes=tuple(self.notes(p, scope, inv, False)))
 
-    def render_gated(self, params: dict[str, Any], scope: str, inv: Inventory) -> tuple[Rendered, list[Any]]:
-        """`render` behind the feature's gate: the gate's checks before, the invariants on the overlay after
-        (features.invariants). Refused (Refused, a MeshstepError that keeps the rendering and every finding) when
-        one of them fails at error level; returns the rendering and the warnings and infos."""
+    def render_gated(self, params: dict[str, Any], scope: str, inv: Inventory,
+                     traffic: Any = None) -> tuple[Rendered, list[Any]]:
+        """`render` behind the feature's gate: the gate's checks before (with `traffic`, what telemetry observed,
+        if read), the invariants on the overlay after (features.invariants). Refused (Refused, a MeshstepError that
+        keeps the rendering and every finding) when one of them fails at error level; returns the rendering and the
+        warnings and infos."""
         from features import invariants
 
         p = validate_params(self, params)
-        msgs = self.checks(inv, scope, p)
+        msgs = self.checks(inv, scope, p, traffic)
         try:
             rendered = self.render(p, scope, inv)
         except MeshstepError as e:
@@ -245,7 +247,7 @@ class Feature:
         return Rendered(self.id, scope, _shown(p), tuple(restore), tuple(delete),
                         tuple(self.notes(p, scope, inv, True)), rollback=True)
 
-    def checks(self, inv: Inventory, scope: str, params: dict[str, Any]) -> list[analysis.Message]:
+    def checks(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> list[analysis.Message]:
         """The gate: dependencies on in this scope (or mesh-wide), and the readiness checks that gate this feature."""
         msgs = []
         on = {(o.feature, o.scope) for o in observe(inv, self.depends_on)}
@@ -254,7 +256,7 @@ class Feature:
                 msgs.append(analysis.catalog_message(
                     "MST0003", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
                     f"{self.id} depends on {dep}, which is not on in {scope}", dependency=dep, scope=scope))
-        msgs += analysis.run(analysis.gate_checks(self.id), analysis.Context(inv, scope, dict(params)))
+        msgs += analysis.run(analysis.gate_checks(self.id), analysis.Context(inv, scope, dict(params), traffic))
         return msgs
 
     def to_json(self) -> dict[str, Any]:

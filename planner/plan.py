@@ -212,12 +212,13 @@ def install_messages(inventory: Inventory) -> list[analysis.Message]:
     return out
 
 
-def gate(stage: StageSpec, inventory: Inventory) -> GateResult:
-    """The entry gate: each step's feature checks (readiness analysis included); errors block."""
+def gate(stage: StageSpec, inventory: Inventory, traffic: Any = None) -> GateResult:
+    """The entry gate: each step's feature checks (readiness analysis and, given `traffic`, what telemetry
+    observed included); errors block."""
     feats = registry()
     msgs: list[analysis.Message] = install_messages(inventory) if not stage.steps else []
     for step in stage.steps:
-        msgs.extend(feats[step.feature].checks(inventory, step.scope, step.params))
+        msgs.extend(feats[step.feature].checks(inventory, step.scope, step.params, traffic))
     unique = {(m.code, str(m.ref), m.message): m for m in msgs}
     return GateResult(tuple(sorted(unique.values(),
                                    key=lambda m: (analysis.LEVELS.index(m.level), m.code, str(m.ref)))))

@@ -109,16 +109,21 @@ def stage_rows(plan: Plan) -> list[dict[str, Any]]:
              "scope": sorted({f["scope"] for f in s.features}), "status": s.status} for s in plan.stages]
 
 
-def next_view(plan: Plan, inventory: Inventory) -> NextView | None:
+def next_view(plan: Plan, inventory: Inventory, evidence: Any = None) -> NextView | None:
     """The current stage with its gate results and its YAML, or None when the plan is complete."""
     stage = current_stage(plan)
     if stage is None:
         return None
-    return NextView(stage, planner.gate(stage_spec(stage), inventory), stage_config(stage, inventory))
+    spec = stage_spec(stage)
+    traffic = evidence.traffic(s.feature for s in spec.steps) if evidence else None
+    return NextView(stage, planner.gate(spec, inventory, traffic), stage_config(stage, inventory))
 
 
-def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override_reason: str | None = None) -> Stage:
-    """Move the current stage one step: planned → ready (gate) → applied → verified (exit check) → done."""
+def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override_reason: str | None = None,
+            evidence: Any = None) -> Stage:
+    """Move the current stage one step: planned → ready (gate) → applied → verified (exit check) → done.
+    `evidence` (planner.telemetry.Evidence): the traffic the gate sees, and the before/after comparison that
+    verification adds to the exit check."""
     stage = current_stage(plan)
     if stage is None:
         raise MeshstepError(f"plan {plan.name!r} is complete: every stage is done")
@@ -127,7 +132,7 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
     flags: list[FlagChange] = []
     override = None
     if stage.status in ("planned", "blocked", "rolled_back"):
-        result = planner.gate(spec, inventory)
+        result = planner.gate(spec, inventory, evidence.traffic(s.feature for s in spec.steps) if evidence else None)
         data["gate"] = [m.to_json() for m in result.messages]
         if not result.passed and not override_reason:
             if stage.status != "blocked":
@@ -146,12 +151,19 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
         new, reason = "applied", "config applied"
     elif stage.status == "applied":
         result = planner.exit_check(spec, inventory, data.get("baseline_errors", ()))
-        if not result.passed:
+        traffic = evidence.verify([(s.feature, s.scope) for s in spec.steps], stage.updated_at) if evidence else None
+        if traffic is not None:
+            data["verification"] = traffic.to_json()
+        if not result.passed or (traffic is not None and traffic.blocks(override_reason)):
             lines = [f"stage {stage.order} ({stage.title}) is not verified yet:"]
             lines += [f"  ✗ {s.feature} is not observed on in {s.scope}" for s in result.missing]
             lines += [f"  ✗ new analysis error: {e}" for e in result.new_errors]
-            lines.append("apply the stage's YAML (meshstep plan next), read the cluster again, then advance")
+            lines += [f"  {line}" for line in traffic.lines] if traffic is not None and not traffic.passed else []
+            if not result.passed:
+                lines.append("apply the stage's YAML (meshstep plan next), read the cluster again, then advance")
             raise NotVerified("\n".join(lines))
+        if traffic is not None and traffic.status == "insufficient":
+            override = override_reason
         flags = [FlagChange(s.feature, s.scope, s.params, "on") for s in spec.steps]
         new, reason = "verified", "exit check passed"
     else:  # verified

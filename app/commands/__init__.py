@@ -47,6 +47,12 @@ ClusterOpt = Annotated[str | None, typer.Option(
 ActorOpt = Annotated[str | None, typer.Option(
     "--actor", envvar="MESHSTEP_ACTOR", help="Who makes the change (default: $MESHSTEP_ACTOR, else the OS user).")]
 ScopeOpt = Annotated[str, typer.Option("--scope", help="'mesh' or a namespace.")]
+PrometheusOpt = Annotated[str | None, typer.Option(
+    "--prometheus", envvar="MESHSTEP_PROMETHEUS_URL", help="Prometheus holding Istio's metrics (http://host:9090; "
+    "default: $MESHSTEP_PROMETHEUS_URL, else for a live cluster its Prometheus addon through the API server).")]
+TelemetryOpt = Annotated[str | None, typer.Option(
+    "--telemetry", help="An OpenMetrics / Prometheus text file of Istio's metrics instead ('demo': the demo's).")]
+WindowOpt = Annotated[str, typer.Option("--window", help="How far back observed traffic counts (10m, 1h, 7d).")]
 
 if TYPE_CHECKING:
     from state.store import Store
@@ -97,6 +103,14 @@ def load_inventory(source: str | None):
     from planner.sources import load_snapshot
 
     return build_inventory(load_snapshot(source))
+
+
+def load_evidence(prometheus: str | None, telemetry: str | None, window: str, inv: Any,
+                  verify: list[str] | None = None) -> Any:
+    """The traffic evidence for a command (planner.telemetry.Evidence: `ev.missing` says why when it has none)."""
+    from planner.telemetry import evidence
+
+    return evidence(prometheus, telemetry, inv, window, verify or ())
 
 
 def emit_json(data: Any) -> None:

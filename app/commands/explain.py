@@ -6,7 +6,17 @@ from typing import Annotated
 
 import typer
 
-from app.commands import SourceOpt, cli, emit_json, emit_table, load_inventory
+from app.commands import (
+    PrometheusOpt,
+    SourceOpt,
+    TelemetryOpt,
+    WindowOpt,
+    cli,
+    emit_json,
+    emit_table,
+    load_evidence,
+    load_inventory,
+)
 
 
 class ExplainFormat(str, enum.Enum):
@@ -24,13 +34,18 @@ def explain(
     source: SourceOpt = None,
     format: Annotated[ExplainFormat, typer.Option("--format", "-o", help="Output format; dot draws the "
                                                   "communication graph.")] = ExplainFormat.table,
+    prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None, window: WindowOpt = "1h",
 ) -> None:
-    """Every Istio component found, or one pod/workload/component in depth."""
+    """Every Istio component found, or one pod/workload/component in depth; with telemetry, the traffic observed
+    (every edge, or the subject's), mTLS or plaintext per edge."""
     from planner import explain as ex
 
-    report = ex.explain(load_inventory(source), name)
+    inv = load_inventory(source)
+    report = ex.explain(inv, name)
+    edges, missing = _observed(inv, report, prometheus, telemetry, window, name is not None)
     if format == ExplainFormat.json:
-        emit_json(ex.to_dict(report))
+        emit_json(ex.to_dict(report) | {"traffic": [e.to_json() for e in edges] if edges is not None else None,
+                                        **({"traffic_missing": missing} if missing else {})})
     elif format == ExplainFormat.dot:
         typer.echo(ex.to_dot(report.graph), nl=False)
     elif format == ExplainFormat.markdown:
@@ -44,3 +59,34 @@ def explain(
         typer.echo("\n`meshstep explain NAME` explains one of them in depth.")
     else:
         typer.echo(ex.to_text(report), nl=False)
+    if format == ExplainFormat.table:
+        _show_traffic(edges, missing)
+
+
+def _observed(inv, report, prometheus, telemetry, window, subjects_only):
+    """The observed edges to show (all, or the subjects' own) and, when there are none to read, why."""
+    from planner.telemetry import workload_of
+
+    if subjects_only and not report.subjects:  # a component id: its graph is config, not traffic
+        return None, ""
+    ev = load_evidence(prometheus, telemetry, window, inv)
+    traffic = ev.traffic()
+    if traffic is None:
+        return None, ev.missing
+    if not subjects_only:
+        return list(traffic.edges), traffic.window_text
+    wanted = {w for s in report.subjects if (w := workload_of(inv, s.ref))}
+    return [e for w in sorted(wanted) for e in traffic.of_workload(*w)], traffic.window_text
+
+
+def _show_traffic(edges, note) -> None:
+    from planner.telemetry import edge_row
+
+    if edges is None and not note:
+        return
+    typer.echo(f"\nOBSERVED TRAFFIC ({note})" if edges is not None else f"\nobserved traffic: {note}")
+    if edges is not None:
+        emit_table([edge_row(e) for e in edges])
+        if any(not e.source.known for e in edges):
+            typer.echo("unknown sources: callers without a sidecar; only the destination's sidecar reports them, "
+                       "in plaintext and with no source metadata")

@@ -13,16 +13,22 @@ from app.commands import (
     DbOpt,
     Format,
     FormatOpt,
+    PrometheusOpt,
     ScopeOpt,
     SourceOpt,
+    TelemetryOpt,
+    WindowOpt,
     cli,
     cluster_name,
     emit_json,
     emit_table,
     feature_params,
+    load_evidence,
     load_inventory,
     open_store,
 )
+from planner.analysis.catalog import TRAFFIC_GATED
+from planner.telemetry import live
 
 if TYPE_CHECKING:
     from features.base import Refused, Rendered
@@ -55,12 +61,13 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
                    "--rollback", help="What undoes it: objects to restore, and those to delete.")] = False,
                format: Annotated[RenderFormat, typer.Option(
                    "--format", "-o", help="yaml: what to apply; diff: what it changes in the cluster, as kubectl "
-                                          "diff shows it; json: both, with the findings.")] = RenderFormat.yaml
-               ) -> None:
+                                          "diff shows it; json: both, with the findings.")] = RenderFormat.yaml,
+               prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None, window: WindowOpt = "1h") -> None:
     """The YAML that turns FEATURE on in a scope (or, with --rollback, off again), checked by the feature's gate
-    and, on the cluster with it applied, by the invariants. Notes (label changes, restarts) are comments at the top
-    of the YAML; the changes (created, modified, deleted) and gate warnings go to stderr. A refused rendering exits
-    2 with its findings, and its YAML on stderr marked REFUSED."""
+    (with the traffic telemetry shows, where given or found) and, on the cluster with it applied, by the
+    invariants. Notes (label changes, restarts) are comments at the top of the YAML; the changes (created,
+    modified, deleted) and gate warnings go to stderr. A refused rendering exits 2 with its findings, and its YAML
+    on stderr marked REFUSED."""
     from features.base import Refused
 
     feat, p = feature_params(feature, set_)
@@ -70,7 +77,12 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
     try:
         rendered = feat.rollback(p, scope, inv) if rollback else None
         if rendered is None:
-            rendered, msgs = feat.render_gated(p, scope, inv)
+            ev = load_evidence(prometheus, telemetry, window, inv)
+            traffic = ev.traffic([feat.id])  # read only for a gate that asks who really calls
+            if traffic is None and feat.id in TRAFFIC_GATED and live(inv):
+                # Why the cluster's own Prometheus gave nothing (the gate's MST0820 warning says only that it did not).
+                typer.echo(f"note: {ev.missing}", err=True)
+            rendered, msgs = feat.render_gated(p, scope, inv, traffic)
     except Refused as e:
         _refused(e, format, inv)
         raise typer.Exit(2) from None

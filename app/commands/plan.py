@@ -14,13 +14,17 @@ from app.commands import (
     DbOpt,
     Format,
     FormatOpt,
+    PrometheusOpt,
     SourceOpt,
+    TelemetryOpt,
+    WindowOpt,
     actor_name,
     cli,
     cluster_name,
     emit_json,
     emit_table,
     feature_params,
+    load_evidence,
     load_inventory,
     open_store,
 )
@@ -88,12 +92,13 @@ def _show(p, format: Format) -> None:
 
 @plan_app.command("next")
 def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
-              format: FormatOpt = Format.table) -> None:
+              format: FormatOpt = Format.table, prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None,
+              window: WindowOpt = "1h") -> None:
     """The current stage: its goal, its gate (with hints), and the YAML to apply."""
     from state import planning
 
     with _plan(name, source, cluster, db) as (inv, _store, p):
-        view = planning.next_view(p, inv)
+        view = planning.next_view(p, inv, load_evidence(prometheus, telemetry, window, inv))
     if view is None:
         typer.echo("the plan is complete: every stage is done")
         return
@@ -127,13 +132,19 @@ def plan_advance(
     override_reason: Annotated[str | None, typer.Option("--override-reason",
                                                         help="Go past a failing gate; the reason is audited.")] = None,
     name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
-    actor: ActorOpt = None,
+    actor: ActorOpt = None, prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None,
+    window: WindowOpt = "1h",
+    verify: Annotated[list[str] | None, typer.Option("--verify", help="A verification threshold, key=value "
+                                                     "(repeatable; see README, Telemetry).")] = None,
 ) -> None:
     """Move the current stage on: planned → ready (gate) → applied → verified (exit check) → done."""
     from state import planning
 
     with _plan(name, source, cluster, db) as (inv, store, p):
-        st = planning.advance(store, p, inv, actor_name(actor), override_reason)
+        ev = load_evidence(prometheus, telemetry, window, inv, verify)
+        st = planning.advance(store, p, inv, actor_name(actor), override_reason, ev)
+    for line in (st.data or {}).get("verification", {}).get("lines", ()) if st.status == "verified" else ():
+        typer.echo(line, err=True)  # the traffic before and after, or why it was not compared
     typer.echo(f"stage {st.order} ({st.title}): {st.status}")
 
 

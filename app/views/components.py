@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import streamlit as st
 
-from app import ui
-from planner import explain
+from app import traffic, ui
+from planner import explain, telemetry
 
 inv = ui.inventory()
 
@@ -53,3 +53,9 @@ with ui.errors():
     # The graph is already drawn above; the markdown's own copy of it would repeat it as text.
     text = explain.to_markdown(replace(report, graph=explain.Graph((), ())))
     st.markdown(_demoted(text))
+    observed = traffic.observed()  # the Settings page's telemetry, if any
+    wanted = {w for s in report.subjects if (w := telemetry.workload_of(inv, s.ref))}
+    if observed is not None and wanted:
+        st.markdown(f"#### Observed traffic\n{observed.window_text}; mTLS or plaintext per edge.")
+        st.dataframe([telemetry.edge_row(e) for w in sorted(wanted) for e in observed.of_workload(*w)],
+                     hide_index=True)

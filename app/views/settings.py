@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import ui
+from app import traffic, ui
 from planner.errors import MeshstepError
 
 st.title("Settings")
@@ -54,6 +54,23 @@ else:
     context = st.text_input("Context name", placeholder="e.g. kind-istio")
     if st.button("Read this cluster", type="primary", disabled=not context):
         _switch(f"context:{context}")
+
+st.subheader("Telemetry")
+st.markdown(f"Observed traffic is read from **`{traffic.current() or 'nowhere'}`**.")
+st.caption("Istio's metrics, for the traffic shown beside each component: a Prometheus URL (http://host:9090), a "
+           "metrics file on this machine, or `demo` for the demo cluster's. Empty: none.")
+value = st.text_input("Prometheus URL or metrics file", value=traffic.current() or "", key="telemetry_input")
+if st.button("Use this telemetry"):
+    previous = traffic.current()
+    traffic.set_current(value.strip())
+    try:
+        traffic.observed()
+    except MeshstepError as e:
+        traffic.set_current(previous)
+        st.error(f"Cannot read **{value.strip()}**: {e}", icon=":material/error:")
+    else:
+        ui.flash(f"Observed traffic now from **{value.strip() or 'nowhere'}**.")
+        st.rerun()
 
 st.subheader("State database")
 st.markdown(f"Flags, plans, the audit trail and the inventory history are kept in `{ui.store().url}`.")

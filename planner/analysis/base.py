@@ -22,6 +22,7 @@ from planner.sources import CORE_KINDS, CRD_KIND
 
 if TYPE_CHECKING:
     from planner.inventory import Inventory
+    from planner.telemetry import Traffic
 
 LEVELS = ("error", "warning", "info")
 MST_DOCS = "https://github.com/meshstep/meshstep/blob/main/docs/checks.md"
@@ -55,11 +56,13 @@ def catalog_message(code: str, ref: Ref, text: str, **names: str) -> Message:
 
 @dataclass(frozen=True)
 class Context:
-    """What a check runs on: the inventory, and for stage gates the scope (`mesh` or a namespace) and params."""
+    """What a check runs on: the inventory, and for stage gates the scope (`mesh` or a namespace), params and the
+    traffic observed (`planner.telemetry.Traffic`; None when no telemetry was read)."""
 
     inventory: Inventory
     scope: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    traffic: Traffic | None = None
 
 
 # A check function yields (resource, message text) or (resource, message text, hint overriding the default).
@@ -119,7 +122,8 @@ def check(code: str, hint: str | None = None, *, reads: tuple[str, ...], gates: 
 # registers nothing is an error rather than silently missing checks.
 MODULES = ("annotations", "authn", "authz", "callers", "conditions", "deployment", "deprecation", "destinationrule",
            "envoyfilter", "externalcontrolplane", "gateway", "injection", "k8sgateway", "multicluster", "readiness",
-           "routematches", "service", "serviceentry", "sidecar", "telemetry", "upgrade", "virtualservice", "webhook")
+           "routematches", "service", "serviceentry", "sidecar", "telemetry", "traffic", "upgrade", "virtualservice",
+           "webhook")
 # Modules of the package that hold no checks.
 SUPPORT_MODULES = ("base", "catalog", "common", "findings", "istio_messages")
 

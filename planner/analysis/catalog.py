@@ -12,10 +12,10 @@ and docs/checks.md show them as `<namespace>`. docs/checks.md is generated from 
 planner.analysis.catalog > docs/checks.md`).
 
 Numbering groups MST codes by stage: 00xx install, 01xx injection, 02xx routing, 03xx PERMISSIVE, 04xx STRICT,
-05xx authorization, 06xx egress, 07xx the other features, 08xx what a change keeps working (the evidence of
-callers, and the invariants checked on the cluster with a rendering applied), 09xx revisions and upgrades;
-0001-0005 are raised by the plan, the features and analyze themselves (the install gate, dependencies, skipped
-checks), not by a registered check."""
+05xx authorization, 06xx egress, 07xx the other features, 08xx what a change keeps working (the callers config
+shows, 0801-0802; the invariants checked on the cluster with a rendering applied, 0810-0814; what telemetry shows,
+0820-0824, planner/analysis/traffic.py), 09xx revisions and upgrades; 0001-0005 are raised by the plan, the
+features and analyze themselves (the install gate, dependencies, skipped checks), not by a registered check."""
 from __future__ import annotations
 
 import argparse
@@ -33,6 +33,8 @@ from planner.analysis.istio_messages import MESSAGES
 CALLER_SIDE = ("request-routing", "traffic-shifting", "timeouts-retries", "circuit-breaking", "fault-injection")
 # Stages whose policy the server's sidecar enforces: a pod without one is not protected by it.
 SERVER_SIDE = ("authorization-policy", "request-authentication", "local-rate-limit")
+# Stages whose gate asks the telemetry who really calls.
+TRAFFIC_GATED = ("mtls-strict", "authorization-policy", "egress-registry-only", "sidecar-scope")
 
 
 # Go's fmt verbs in Istio's templates, as Istio's analyzers fill them in.
@@ -305,9 +307,9 @@ _ENTRIES = (
           "names (URLs, host:port in command, args and env; Ingresses).",
           "A pod without a sidecar that calls into the scope by a name built at run time is not in the evidence: "
           "STRICT or an authorization policy refuses it and no check here said so.",
-          "Before the stage, find out who calls the scope from {namespaces}: istio_requests_total by "
-          "source_workload_namespace in Prometheus, or the servers' access logs; inject those callers or allow them "
-          "explicitly."),
+          "Before the stage, find out who calls the scope from {namespaces}: give the gate Istio's metrics "
+          "(--prometheus URL or --telemetry FILE), or read the servers' access logs; inject those callers or allow "
+          "them explicitly."),
     Entry("MST0802", "ExternalCallsNotVisible", "warning", ("egress-registry-only",),
           "Meshed workloads name no external host in their config: meshstep cannot tell whether they call one.",
           "Under REGISTRY_ONLY a call to an unregistered host fails (502, BlackHoleCluster); hosts read from a "
@@ -349,6 +351,33 @@ _ENTRIES = (
           "second, unplanned change.",
           "Report it as a meshstep bug; keep a copy of {object} (kubectl get -o yaml) before applying the stage.",
           "the invariants checked after every rendering (features/invariants.py)"),
+    # ---------------------------------------------------------------- observed traffic (Istio's telemetry)
+    Entry("MST0820", "NoTrafficEvidence", "warning", TRAFFIC_GATED,
+          "No telemetry was read: the gate checked config only, not the callers traffic shows.",
+          "Config says what should happen; only the proxies' metrics show who really calls (a batch job, a caller "
+          "outside the mesh, an external API). istio.io's mTLS migration says to check them before STRICT.",
+          "Give the gate Istio's metrics: --prometheus URL (or MESHSTEP_PROMETHEUS_URL), or --telemetry FILE."),
+    Entry("MST0821", "PlaintextTrafficObserved", "error", ("mtls-strict",),
+          "Plaintext requests into a workload of the scope were observed in the window.",
+          "STRICT refuses plaintext: these callers' requests fail with connection resets the moment it applies.",
+          "Bring {caller} into the mesh (or keep {destination}'s port PERMISSIVE with a PeerAuthentication "
+          "portLevelMtls), and check again until no plaintext is observed: sum by (source_workload) "
+          "(increase(istio_requests_total{{reporter=\"destination\", destination_workload_namespace=\"{namespace}\", "
+          "connection_security_policy!=\"mutual_tls\"}}[{window}]))."),
+    Entry("MST0822", "ObservedCallerRefused", "error", ("authorization-policy",),
+          "A caller observed in the window would be refused by the authorization policies the stage renders.",
+          "Deny-by-default cuts every caller the allow rules do not name: the ones traffic shows are real.",
+          "Allow {caller} (allow_namespaces={namespaces}), or confirm that its calls to {destination} must stop."),
+    Entry("MST0823", "UnregisteredHostObserved", "error", ("egress-registry-only",),
+          "Traffic to an external host that no ServiceEntry registers was observed in the window.",
+          "Under REGISTRY_ONLY calls to unregistered hosts go to the BlackHoleCluster: they fail.",
+          "Register {host} with a ServiceEntry (hosts: [{host}], location: MESH_EXTERNAL, resolution: DNS, its "
+          "ports) in {namespace} or the root namespace (meshstep render egress-service-entry)."),
+    Entry("MST0824", "DestinationOutsideSidecarScope", "error", ("sidecar-scope",),
+          "A workload of the scope was observed calling a host that the Sidecar's egress hosts leave out.",
+          "Its proxy would no longer know the host: calls go to the PassthroughCluster (losing routing and mTLS) "
+          "or fail under REGISTRY_ONLY.",
+          "Add {host} to the Sidecar's egress hosts (hosts={target}/*)."),
 )
 
 _UPGRADE_ENTRIES = (

@@ -1,0 +1,110 @@
+"""`plan advance` to verified compares the stage's traffic before and after it was applied, on a real Prometheus.
+
+The stage is marked applied twenty minutes ago (as if the team applied it then): the test moves the recorded time,
+because a Prometheus filled from files cannot hold samples from after the test started."""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from sqlmodel import Session, select
+
+from benchmarks.istio_metrics import Flow
+from planner.telemetry import MetricsFile, verify
+from state.models import Stage
+from state.store import Store
+from tests.planner.test_plan import (
+    cli,  # noqa: F401 (the fixture: the demo cluster the CLI sees, a state db)
+    demo,  # noqa: F401
+)
+from tests.telemetry.conftest import now_minute, write_metrics
+
+ORDERS = "orders.shop.svc.cluster.local"
+
+
+def _healthy(**kw) -> list[Flow]:
+    return [Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 10, latency_ms=40, **kw),
+            Flow(("istio-system", "istio-ingressgateway"), ("shop", "frontend"), "frontend.shop.svc.cluster.local",
+                 10, latency_ms=60, **kw)]
+
+
+def _to_applied(cli, applied_at: float) -> dict:  # noqa: F811
+    """Make a plan, pass the first open stage's gate, apply its YAML, mark it applied at `applied_at`."""
+    assert cli("plan", "new", "--namespaces", "shop")[0] == 0
+    stage = json.loads(cli("plan", "next", "--format", "json")[1])
+    assert cli("plan", "advance")[0] == 0
+    cli.cluster.apply(stage["apply_yaml"])
+    assert cli("plan", "advance")[1].strip().endswith("applied")
+    store = Store.open(None)  # MESHSTEP_DATABASE_URL, as the CLI opens it
+    with Session(store.engine) as s:
+        row = s.exec(select(Stage).where(Stage.status == "applied")).one()
+        row.updated_at = datetime.fromtimestamp(applied_at, UTC)
+        s.add(row)
+        s.commit()
+    store.close()
+    return stage
+
+
+def test_a_5xx_jump_after_the_stage_fails_verification_with_before_and_after(cli, prometheus):  # noqa: F811
+    applied = now_minute() - 1200
+    url = prometheus([*_healthy(), Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 1.5, code="503",
+                                        latency_ms=40, start=applied + 30)])
+    stage = _to_applied(cli, applied)
+    rc, out, err = cli("plan", "advance", "--prometheus", url)
+    assert rc == 1, (out, err)
+    assert f"stage {stage['order']} ({stage['title']}) is not verified yet" in err
+    before = next(line for line in err.splitlines() if "before:" in line)
+    after = next(line for line in err.splitlines() if "after:" in line)
+    assert "success 100.00%" in before and "success 100.00%" not in after
+    assert "✗ success rate fell" in err and "5xx after, 0 before" in err and "at most 1 allowed" in err
+    assert "meshstep plan rollback" in err
+    assert json.loads(cli("plan", "show", "--format", "json")[1])["stages"][stage["order"] - 1]["status"] == "applied"
+    # A team that accepts 10 points of errors says so for this advance: then it is verified, figures shown.
+    rc, out, err = cli("plan", "advance", "--prometheus", url, "--verify", "max_success_drop=10")
+    assert rc == 0 and out.strip().endswith("verified") and "✓ no regression" in err and "before:" in err
+
+
+def test_too_little_traffic_is_said_not_passed(cli, prometheus):  # noqa: F811
+    applied = now_minute() - 1200
+    url = prometheus([Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 0.05)])
+    _to_applied(cli, applied)
+    rc, _, err = cli("plan", "advance", "--prometheus", url)
+    assert rc == 1 and "too little traffic to judge" in err and "at least 100 needed" in err
+    rc, out, err = cli("plan", "advance", "--prometheus", url, "--override-reason", "quiet service, checked by hand")
+    assert rc == 0 and out.strip().endswith("verified")
+
+
+def test_a_healthy_stage_verifies_and_a_window_not_over_waits(cli, prometheus):  # noqa: F811
+    url = prometheus(_healthy())
+    _to_applied(cli, now_minute() - 300)  # the after-window (1m to settle, then 10m) is not over yet
+    rc, _, err = cli("plan", "advance", "--prometheus", url)
+    assert rc == 1 and "the window after the stage ends at" in err and "verify again after it" in err
+    rc, out, err = cli("plan", "advance", "--prometheus", url, "--verify", "window=2m", "--verify", "settle=0s")
+    assert rc == 0 and out.strip().endswith("verified") and "✓ no regression" in err
+
+
+@pytest.mark.parametrize(("mode", "plain_after", "expected"), [
+    ("STRICT", 0.0, "passed"),
+    ("STRICT", 1.0, "regressed"),
+])
+def test_strict_stages_check_the_mutual_tls_share(tmp_path, mode, plain_after, expected):
+    """After STRICT no plaintext should be served: the share of mutual TLS is part of the verification."""
+    applied = now_minute() - 3600
+    flows = [*_healthy(), Flow(None, ("shop", "orders"), ORDERS, 1.0, security="none", reporters=("destination",),
+                               stop=applied)]
+    if plain_after:
+        flows.append(Flow(None, ("shop", "orders"), ORDERS, plain_after, security="none", code="201",
+                          reporters=("destination",), start=applied))
+    tel = MetricsFile(write_metrics(tmp_path / "m.om", flows, applied - 3600, now_minute()))
+    result = verify(tel, ["shop"], applied, mode)
+    assert result.status == expected, result.lines
+    assert result.before.mtls_share < 100
+    if expected == "regressed":
+        assert any("were mutual TLS after STRICT" in line for line in result.lines)
+
+
+def test_a_metrics_file_older_than_the_stage_says_it_cannot_compare(tmp_path):
+    tel = MetricsFile(write_metrics(tmp_path / "m.om", _healthy(), now_minute() - 7200, now_minute() - 3600))
+    result = verify(tel, ["shop"], now_minute() - 600)
+    assert result.status == "unavailable" and "traffic not compared" in result.lines[0]
