@@ -290,6 +290,20 @@ _ENTRIES = (
           "ambient does nothing, or cuts its pods off.",
           "Install it: istioctl install --set profile=ambient (or helm install {component} istio/{component} "
           "-n {namespace})."),
+    Entry("MST0706", "WaypointMissingForL7", "error", ("ambient-mode",),
+          "L7 config in the namespace needs a waypoint in ambient mode, and no waypoint serves it.",
+          "In ambient mode ztunnel carries the traffic at L4: VirtualService routes, DestinationRule subsets and "
+          "L7 AuthorizationPolicy rules apply only at a waypoint. Moved to ambient without one, routing by version "
+          "silently stops and an L7 policy bound to the workloads denies everything it selects.",
+          "Deploy a waypoint first (meshstep render waypoint --scope {namespace}), and bind L7 policies to it "
+          "with targetRefs, then move {namespace} to ambient."),
+    Entry("MST0707", "L7PolicyEnforcedByZtunnel", "error", (),
+          "An AuthorizationPolicy with L7 rules is enforced by ztunnel, which cannot evaluate them.",
+          "ztunnel evaluates only L4 attributes (identities, namespaces, IPs, ports): a policy bound to ambient "
+          "workloads (by selector, or namespace-wide) that uses methods, paths, headers or request principals "
+          "fails safe as a DENY for everything it selects.",
+          "Deploy a waypoint for {namespace} (meshstep render waypoint --scope {namespace}) and bind {policy} to "
+          "it with targetRefs (kind Gateway, group gateway.networking.k8s.io), or keep only L4 attributes."),
     Entry("MST0704", "SidecarScopeCutsCalls", "warning", ("sidecar-scope",),
           "A workload calls a service of a namespace that the Sidecar's egress hosts would not include.",
           "A Sidecar resource limits the services its proxies know: a call to a host outside its egress hosts "

@@ -22,6 +22,9 @@ from planner.inventory import Inventory, build_inventory
 from planner.sources import DEMO_DIR, Snapshot, load_snapshot, read_paths
 from tests.conftest import REFERENCE
 
+GATEWAY_API_CRDS = REFERENCE.parent / "gateway-api-reference" / "crds"
+AMBIENT = Path(__file__).parent.parent / "fixtures" / "ambient" / "cluster.yaml"
+
 BOOKINFO = REFERENCE / "samples" / "bookinfo"
 ANALYZER = REFERENCE / "analyzer" / "testdata"
 # The demo's control plane: CRDs, istiod with its mesh config and webhooks, the ingress gateway, istio-cni.
@@ -90,9 +93,17 @@ def bookinfo(sample: Path | None) -> Inventory:
     return _inventory(f"bookinfo+{sample.name if sample else 'app'}", [*control_plane(), ns, *running(app), *config])
 
 
+def ambient() -> Inventory:
+    """tests/fixtures/ambient on the demo's control plane, with the Gateway API v1.3.0 CRDs Istio 1.27 installs
+    (read from ../shared, so that rendered Gateways and HTTPRoutes are validated against their real schemas)."""
+    crds = list(read_paths(sorted(GATEWAY_API_CRDS.glob("*.yaml"))))
+    return _inventory("ambient", [*control_plane(), *crds, *read_paths([AMBIENT])])
+
+
 def corpus() -> list[Cluster]:
     """Every fixed cluster of the corpus (the Hypothesis-generated ones are `clusters()`)."""
     out = [Cluster("demo", lambda: build_inventory(load_snapshot("demo")))]
+    out.append(Cluster("ambient", ambient))
     out.append(Cluster("bookinfo", lambda: bookinfo(None)))
     for sample in sorted((BOOKINFO / "networking").glob("*.yaml")):
         out.append(Cluster(f"bookinfo+{sample.stem}", lambda s=sample: bookinfo(s)))
