@@ -17,9 +17,15 @@ class AmbientMode(Feature):
     problem = "Do we want mTLS and L4 telemetry without a sidecar per pod (and add waypoints only where L7 is needed)?"
     scopes = ("namespace",)
     pitfalls = ("Needs the ambient profile: ztunnel on every node and istio-cni.",
-                "L7 features (routing, retries, L7 authorization) need a waypoint proxy in ambient.",
+                "L7 features (routing, retries, L7 authorization) need a waypoint proxy in ambient: VirtualServices, "
+                "DestinationRules and L7 AuthorizationPolicies of the namespace stop applying without one (the gate "
+                "lists them, MST0706).",
+                "mTLS between ambient pods is on at once (ztunnel's HBONE tunnels on port 15008); plaintext from "
+                "outside the mesh is still accepted until a STRICT PeerAuthentication.",
                 "Pods that still have a sidecar are not captured by ztunnel: restart them after the label change.")
     docs = "https://istio.io/latest/docs/ambient/usage/add-workloads/"
+    # ztunnel's HBONE tunnels give mutual TLS between ambient pods at once, plaintext from outside still accepted
+    provides = ("mtls-permissive",)
     owns = tuple(f"labels/{k}" for k in (*_ADD, *_REMOVED))
 
     def build(self, p, scope, inv):

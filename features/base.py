@@ -123,6 +123,9 @@ class Feature:
     category: str
     problem: str  # the question a team answers before turning it on
     depends_on: tuple[str, ...] = ()
+    # Dependencies it meets for the features after it, besides its own id: a waypoint is an ambient namespace's L7
+    # proxy as the sidecars are a sidecar namespace's, so routing that depends on sidecar-injection may follow it.
+    provides: tuple[str, ...] = ()
     params: tuple[Param, ...] = ()
     scopes: tuple[str, ...] = (MESH, "namespace")
     pitfalls: tuple[str, ...] = ()
@@ -250,7 +253,7 @@ class Feature:
     def checks(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> list[analysis.Message]:
         """The gate: dependencies on in this scope (or mesh-wide), and the readiness checks that gate this feature."""
         msgs = []
-        on = {(o.feature, o.scope) for o in observe(inv, self.depends_on)}
+        on = {(o.feature, o.scope) for o in observe(inv, [*self.depends_on, *providers(self.depends_on)])}
         for dep in self.depends_on:
             if not dependency_met(dep, scope, on):
                 msgs.append(analysis.catalog_message(
@@ -374,9 +377,16 @@ def observe(inv: Inventory, features: Iterable[str] | None = None) -> list[Obser
 def dependency_met(dep: str, scope: str, on: set[tuple[str, str]]) -> bool:
     """Whether `dep` is on for a feature in `scope`, given the (feature, scope) pairs that are on: in that namespace
     or mesh-wide; for a mesh-wide feature, anywhere in the mesh."""
+    met = {dep, *providers([dep])}
     if scope == MESH:
-        return any(f == dep for f, _ in on)
-    return (dep, MESH) in on or (dep, scope) in on
+        return any(f in met for f, _ in on)
+    return any((f, MESH) in on or (f, scope) in on for f in met)
+
+
+def providers(deps: Iterable[str]) -> list[str]:
+    """The features that provide one of `deps` for the features after them (Feature.provides)."""
+    wanted = set(deps)
+    return [f.id for f in registry().values() if wanted & set(f.provides)]
 
 
 # The modules of this package that make the framework rather than a feature.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from features._gateway_api import API, GATEWAY_API, chosen_api
 from features._istio import routes_to, virtual_service
 from features.base import DURATION, Feature, Param, http_service, observations_by_scope
 from planner.errors import MeshstepError
@@ -16,17 +17,23 @@ class FaultInjection(Feature):
         Param("delay", str, "5s", "delay added to requests, a duration ('' for none)", pattern=rf"({DURATION})?"),
         Param("percent", float, 10.0, "share of requests affected", minimum=0, maximum=100),
         Param("abort_status", int, 0, "HTTP status to abort with (0: no abort)", minimum=0, maximum=599),
+        API,
     )
     problem = "Do our timeouts, retries and fallbacks really work when a dependency is slow or failing?"
     pitfalls = (
         "Faults apply in the caller's sidecar: only callers in the mesh see them.",
         "Retries are not applied to injected faults' requests the way they are to real failures.",
         "Remove it after the test: a forgotten delay is an outage.",
+        "The Gateway API has no fault injection: it is a VirtualService (api=istio) even where routes are "
+        "HTTPRoutes; in ambient mode a waypoint applies it.",
     )
     docs = "https://istio.io/latest/docs/tasks/traffic-management/fault-injection/"
     owns = ("http[*].fault",)
 
     def build(self, p, scope, inv):
+        if chosen_api(self.id, p, scope, inv) == GATEWAY_API:
+            raise MeshstepError(f"fault-injection: the Gateway API has no fault injection (HTTPRoute v1.3.0 has no "
+                                f"delay or abort filter), and {scope} routes with it: pass --set api=istio for a VirtualService fault")
         svc = http_service(scope, inv, p["service"] or None)
         if not p["delay"] and not p["abort_status"]:
             raise MeshstepError("fault-injection: set a delay or an abort_status")

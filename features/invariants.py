@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from features._gateway_api import service_ref
 from features.base import Feature, Rendered, analysis_errors, apply
 from planner.analysis import base as analysis
 from planner.analysis.base import catalog_message
@@ -69,6 +70,18 @@ def facts(o: dict[str, Any]) -> dict[str, Any]:
         for s in spec.get("subsets") or ():
             out[f"subsets/{s.get('name')}"] = json.dumps(s.get("labels"), sort_keys=True)
             out |= _leaves(s.get("trafficPolicy") or {}, f"subsets/{s.get('name')}.trafficPolicy")
+    elif kind == "HTTPRoute":
+        out |= {f"hostnames/{h}": True for h in spec.get("hostnames") or ()}
+        out |= {f"parentRefs/{r.get('kind', 'Gateway')}/{r.get('name')}:{r.get('port', '')}": True
+                for r in spec.get("parentRefs") or ()}
+        for r in spec.get("rules") or ():
+            key = f"rules[{json.dumps(r.get('matches'), sort_keys=True)}]"
+            out[key] = True
+            out |= {f"{key}.{k}": json.dumps(v, sort_keys=True) for k, v in r.items() if k not in ("matches", "name")}
+    elif kind == "Gateway" and "gatewayClassName" in spec:  # the Gateway API's
+        out["gatewayClassName"] = spec["gatewayClassName"]
+        out |= {f"listeners/{li.get('port')}/{li.get('protocol')}/{li.get('hostname', '*')}": True
+                for li in spec.get("listeners") or ()}
     elif kind == "Gateway":
         out |= {f"servers/{(s.get('port') or {}).get('number')}/{h}": True
                 for s in spec.get("servers") or () for h in s.get("hosts") or ()}
@@ -115,7 +128,7 @@ _HTTP = ("HTTP", "HTTP2", "GRPC")
 
 
 def _http_to_other_ports(inv: Inventory) -> set[tuple[Ref, str, int]]:
-    """(VirtualService, service, port) of HTTP routes and ingress hosts that reach a port not declared HTTP."""
+    """(VirtualService or HTTPRoute, service, port) of HTTP routes and ingress hosts that reach a port not declared HTTP."""
     out = set()
     for vs in inv.of_kind("VirtualService"):
         for r in vs.spec.get("http") or ():
@@ -131,6 +144,14 @@ def _http_to_other_ports(inv: Inventory) -> set[tuple[Ref, str, int]]:
                 for p in ports:
                     if p.istio_protocol not in _HTTP:
                         out.add((vs.ref, f"{svc.namespace}/{svc.name}", p.port))
+    for route in inv.of_kind("HTTPRoute"):
+        for r in route.spec.get("rules") or ():
+            for b in r.get("backendRefs") or ():
+                svc = inv.service(b.get("namespace", route.namespace or "default"), b.get("name", ""))
+                if svc is None or not service_ref(b):
+                    continue
+                out |= {(route.ref, f"{svc.namespace}/{svc.name}", p.port) for p in svc.ports
+                        if p.port == b.get("port") and p.istio_protocol not in _HTTP}
     return out
 
 

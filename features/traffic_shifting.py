@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
+from features._gateway_api import API, GATEWAY_API, backend, chosen_api, mesh_route, rules_to, service_ref
+from features._gateway_api import version_services
 from features._istio import destination, destination_rule, routes_to, virtual_service, with_subsets
-from features.base import Feature, Observation, Param, scope_of, versioned_service
+from features.base import Feature, Observation, Param, http_port, scope_of, versioned_service
 from planner.errors import MeshstepError
 
 
@@ -21,6 +25,7 @@ class TrafficShifting(Feature):
         Param("weight", int, 10, "percent of requests to the new version (canary)", minimum=0, maximum=100),
         Param("header", str, "x-canary", "request header that marks testers (header)"),
         Param("header_value", str, "true", "its value (header)"),
+        API,
     )
     problem = ("Deploy is not release: who should see the new version first — testers, a small share of users, or "
                "everyone at once with an instant switch back?")
@@ -30,6 +35,7 @@ class TrafficShifting(Feature):
         "Watch the new version's error rate and latency before raising the weight.",
     )
     docs = "https://istio.io/latest/docs/tasks/traffic-management/traffic-shifting/"
+    owns = ("rules[*].backendRefs",)
 
     def build(self, p, scope, inv):
         svc, versions = versioned_service(scope, inv, p["service"] or None)
@@ -40,6 +46,8 @@ class TrafficShifting(Feature):
                                     f"(versions: {', '.join(versions)})")
         if stable == canary:
             raise MeshstepError("traffic-shifting: stable and canary are the same version")
+        if chosen_api(self.id, p, scope, inv) == GATEWAY_API:
+            return self._http_route(p, svc, stable, canary, inv)
         dr = with_subsets(destination_rule(inv, svc), [stable, canary])
         vs = virtual_service(inv, svc)
         host = vs["spec"]["hosts"][0]
@@ -73,6 +81,30 @@ class TrafficShifting(Feature):
             http.insert(http.index(default), {"match": header} | kept | {"route": [to(canary)]})
         return [dr, vs]
 
+    def _http_route(self, p: dict[str, Any], svc: Any, stable: str, canary: str, inv: Any) -> list[dict[str, Any]]:
+        """The same release as weighted backendRefs: each version a Service of its own (Gateway API has no
+        subsets). The service's catch-all rule changes; its timeouts, filters and other rules stay."""
+        services, names = version_services(inv, svc, [stable, canary], self.id)
+        route = mesh_route(inv, svc)
+        rules = route["spec"].setdefault("rules", [])
+        header = [{"headers": [{"name": p["header"], "value": p["header_value"]}]}]
+        rules[:] = [r for r in rules if r.get("matches") != header]  # a tester rule of an earlier render
+        default = next((r for r in rules_to(route, {svc.name, *names.values()}) if not r.get("matches")), None)
+        if default is None:
+            default = {"backendRefs": []}
+            rules.append(default)
+        port = next((b["port"] for b in default["backendRefs"] if service_ref(b) and b.get("port")), http_port(svc))
+        if p["strategy"] == "canary":
+            default["backendRefs"] = [backend(names[stable], port, 100 - p["weight"]),
+                                      backend(names[canary], port, p["weight"])]
+        elif p["strategy"] == "blue-green":
+            default["backendRefs"] = [backend(names[canary], port, 100), backend(names[stable], port, 0)]
+        else:
+            default["backendRefs"] = [backend(names[stable], port)]
+            kept = {k: v for k, v in default.items() if k not in ("backendRefs", "name")}
+            rules.insert(rules.index(default), {"matches": header} | kept | {"backendRefs": [backend(names[canary], port)]})
+        return [*services, route]
+
     def detect(self, inv):
         out = []
         for vs in inv.of_kind("VirtualService"):
@@ -90,6 +122,18 @@ class TrafficShifting(Feature):
                     params = {"strategy": "header"} if header else {
                         "weight": dests[-1].get("weight", 0), "canary": dests[-1]["destination"]["subset"]}
                     out.append(Observation(self.id, scope_of(vs, inv), [str(vs.ref)], params))
+                    break
+        for route in inv.of_kind("HTTPRoute"):
+            rules = route.spec.get("rules") or []
+            default = {b.get("name") for r in rules if not r.get("matches") for b in r.get("backendRefs") or ()}
+            for r in rules:
+                refs = r.get("backendRefs") or []
+                split = len(refs) > 1 and all("weight" in b for b in refs)
+                header = any(m.get("headers") for m in r.get("matches") or ()) and any(
+                    b.get("name") not in default for b in refs)
+                if split or header:
+                    params = {"strategy": "header"} if header else {"weight": refs[-1]["weight"]}
+                    out.append(Observation(self.id, scope_of(route, inv), [str(route.ref)], params))
                     break
         return out
 

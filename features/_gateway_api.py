@@ -1,0 +1,142 @@
+"""The Kubernetes Gateway API side of the traffic features: which API a rendering uses, and builders that extend
+the HTTPRoute already serving a Service (GAMMA: an HTTPRoute whose parentRef is the Service) rather than replace it.
+
+Gateway API has no subsets: a version is a Service of its own (`reviews-v1`, selecting the service's pods with
+version=v1), as istio.io's Gateway API tasks deploy them, and a route's weighted backendRefs name those Services."""
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from features._istio import _copy, free_name, mesh_bound, serves_http
+from features.base import Param, clean, http_port, obj
+from planner.analysis.ambient import is_waypoint
+from planner.errors import MeshstepError
+from planner.inventory import Inventory
+from planner.model import GATEWAY_API_GROUP, Service
+
+ISTIO, GATEWAY_API = "istio", "gateway-api"
+API = Param("api", str, "", "istio (VirtualService, DestinationRule, Gateway) or gateway-api (Gateway, HTTPRoute); "
+                            "default: gateway-api where the cluster serves the Gateway API and already uses it, or "
+                            "the namespace is in ambient mode (waypoints read HTTPRoutes); else istio",
+            choices=("", ISTIO, GATEWAY_API))
+# Gateway API durations (GEP-2257): no fractions, no `us`; the CRD rejects `1.5s`.
+GATEWAY_DURATION = r"([0-9]{1,5}(h|m|s|ms)){1,4}"
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def installed(inv: Inventory) -> bool:
+    """Whether the cluster serves HTTPRoute (the Gateway API CRDs)."""
+    return any(c.group == GATEWAY_API_GROUP and c.kind == "HTTPRoute" for c in inv.crds.values())
+
+
+def in_use(inv: Inventory) -> bool:
+    """Whether the cluster already routes with the Gateway API: a route, or a Gateway that is not a waypoint."""
+    return bool(inv.of_kind("HTTPRoute") or inv.of_kind("GRPCRoute")) or any(
+        o.group == GATEWAY_API_GROUP and not is_waypoint(o) for o in inv.of_kind("Gateway"))
+
+
+def default_api(inv: Inventory, scope: str) -> str:
+    """The API a traffic feature renders when none is asked for (see API): the one the namespace already routes
+    with (its routes are extended, never doubled by the other API's), else gateway-api for an ambient namespace or
+    a cluster that uses it."""
+    if not installed(inv):
+        return ISTIO
+    if any(r.namespace == scope for r in inv.of_kind("HTTPRoute")):
+        return GATEWAY_API
+    if any(vs.namespace == scope and mesh_bound(vs) for vs in inv.of_kind("VirtualService")):
+        return ISTIO
+    ns = inv.namespaces.get(scope)
+    return GATEWAY_API if in_use(inv) or ns is not None and ns.injection == "ambient" else ISTIO
+
+
+def chosen_api(feature: str, p: dict[str, Any], scope: str, inv: Inventory) -> str:
+    """The `api` parameter, else the cluster's default; gateway-api on a cluster without its CRDs is an error."""
+    if p.get("api") == GATEWAY_API and not installed(inv):
+        raise MeshstepError(
+            f"{feature}: api=gateway-api, but the cluster does not serve the Gateway API's HTTPRoute: install its "
+            "CRDs (kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.3.0/"
+            "standard-install.yaml) or pass --set api=istio")
+    return p.get("api") or default_api(inv, scope)
+
+
+def gateway_api_obj(inv: Inventory, kind: str, namespace: str, name: str, spec: dict[str, Any],
+                    labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return obj(inv, GATEWAY_API_GROUP, kind, namespace, name, spec, labels)
+
+
+def service_ref(ref: dict[str, Any]) -> bool:
+    """Whether a parentRef or backendRef names a core Service (backendRefs default to it)."""
+    return ref.get("group", "") in ("", "core") and ref.get("kind", "Service") == "Service"
+
+
+def parent_services(route: Any) -> list[str]:
+    """The Services an HTTPRoute (object of the inventory) is attached to: a mesh (GAMMA) route's parents."""
+    ns = route.namespace
+    return [r["name"] for r in route.spec.get("parentRefs") or () if r.get("kind") == "Service" and service_ref(r)
+            and r.get("namespace", ns) == ns]
+
+
+def backend(name: str, port: int, weight: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "port": port}
+    if weight is not None:
+        out["weight"] = weight
+    return out
+
+
+def mesh_route(inv: Inventory, svc: Service) -> dict[str, Any]:
+    """The HTTPRoute attached to `svc` (a copy of the existing one), else a new one routing to it: the route the
+    callers' sidecars or the Service's waypoint apply."""
+    if not serves_http(svc):
+        raise MeshstepError(f"service {svc.namespace}/{svc.name} has no port declared HTTP, HTTP2 or gRPC: only "
+                            "those get HTTP routes")
+    for route in inv.of_kind("HTTPRoute"):
+        if route.namespace == svc.namespace and svc.name in parent_services(route):
+            return _copy(route)
+    port = http_port(svc)
+    return gateway_api_obj(inv, "HTTPRoute", svc.namespace,
+                           free_name(inv, "HTTPRoute", svc.namespace, svc.name, f"{svc.name}-mesh"),
+                           {"parentRefs": [{"group": "", "kind": "Service", "name": svc.name, "port": port}],
+                            "rules": [{"backendRefs": [backend(svc.name, port)]}]})
+
+
+def rules_to(route: dict[str, Any], names: set[str]) -> list[dict[str, Any]]:
+    """The rules of a route that send traffic to one of the Services `names`."""
+    return [r for r in route["spec"].get("rules") or []
+            if any(service_ref(b) and b.get("name") in names for b in r.get("backendRefs") or ())]
+
+
+def version_services(inv: Inventory, svc: Service, versions: list[str],
+                     feature: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """A Service per version of `svc` (its selector and version=V, its ports), as backendRefs need them: the one
+    the cluster has for that selector, else a new one. Returns the new Services and version → Service name."""
+    objs, names = [], {}
+    ports = [{k: v for k, v in p.items() if k in ("name", "port", "targetPort", "protocol", "appProtocol")}
+             for p in (clean(inv.get("Service", svc.namespace, svc.name).raw).get("spec") or {}).get("ports") or ()]
+    for v in versions:
+        selector = {**svc.selector, "version": v}
+        have = next((s for s in inv.services_by_namespace.get(svc.namespace, ()) if s.selector == selector), None)
+        if have is not None:
+            names[v] = have.name
+            continue
+        name = free_name(inv, "Service", svc.namespace, f"{svc.name}-{v}", feature=feature)
+        names[v] = name
+        objs.append({"apiVersion": "v1", "kind": "Service",
+                     "metadata": {"name": name, "namespace": svc.namespace,
+                                  "labels": {"app.kubernetes.io/managed-by": "meshstep", "version": v}},
+                     "spec": {"selector": selector, "ports": copy.deepcopy(ports)}})
+    return objs, names
+
+
+def seconds(duration: str) -> float:
+    """A Gateway API duration (`1m30s`, `500ms`) in seconds."""
+    return sum(float(n) * _UNITS[u] for n, u in re.findall(r"([0-9]+)(h|ms|m|s)", duration))
+
+
+def attached(inv: Inventory, gateway: Any) -> list[Any]:
+    """The HTTPRoutes attached to a Gateway API Gateway (a parentRef of kind Gateway naming it)."""
+    return [r for r in inv.of_kind("HTTPRoute") if any(
+        p.get("kind", "Gateway") == "Gateway" and p.get("group", GATEWAY_API_GROUP) == GATEWAY_API_GROUP
+        and p.get("name") == gateway.name and p.get("namespace", r.namespace) == gateway.namespace
+        for p in r.spec.get("parentRefs") or ())]
