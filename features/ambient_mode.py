@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from features._istio import label_notes, namespace_labelled
 from features.base import Feature, Observation
+from planner import revisions
 from planner.inventory import Inventory
 
 _ADD = {"istio.io/dataplane-mode": "ambient"}
 # Sidecar injection labels: a pod that gets a sidecar is left out of ambient, so they go.
 _REMOVED = ("istio-injection", "istio.io/rev")
+_INJECTED = ("istio-proxy", "istio-init", "istio-validation")  # what the sidecar injector adds to a pod
+_CAPTURED = {"ambient.istio.io/redirection": "enabled"}  # istio-cni's mark on a pod it hands to ztunnel
 
 
 class AmbientMode(Feature):
@@ -32,7 +35,32 @@ class AmbientMode(Feature):
         return [namespace_labelled(inv, scope, _ADD, _REMOVED)]
 
     def notes(self, p, scope, inv, rollback):
-        return label_notes(inv, scope, _ADD, _REMOVED, rollback)
+        lines = label_notes(inv, scope, _ADD, _REMOVED, rollback)
+        if rollback:
+            return lines
+        return lines + [f"# verify: every pod of {scope} without a sidecar, carried by ztunnel over HBONE (port 15008)",
+                        f"istioctl ztunnel-config workloads --workload-namespace {scope}"]
+
+    def restarted_pods(self, p, scope, inv):
+        """The namespace's pods as ztunnel carries them: those without a sidecar captured in place by istio-cni
+        (no restart needed), the sidecar pods back from their restart with nothing injected (the injection label
+        is gone)."""
+        out = []
+        for pod in inv.pods_by_namespace.get(scope, ()):
+            if pod.sidecar is None and inv.component("Pod", scope, pod.name) is None and not inv.in_mesh(pod):
+                out.append(revisions.manifest(pod, dict(pod.labels), {**pod.annotations, **_CAPTURED}))
+        for proxy in revisions.proxies(inv):
+            rev = revisions.revision(inv, proxy.revision)
+            if proxy.kind != "sidecar" or proxy.pod.namespace != scope or rev is None:
+                continue
+            pod = revisions.restarted(inv, proxy, rev)
+            spec, meta = pod["spec"], pod["metadata"]
+            for key in ("containers", "initContainers"):
+                spec[key] = [c for c in spec[key] if c["name"] not in _INJECTED]
+            meta["annotations"] = {k: v for k, v in meta["annotations"].items()
+                                   if k != "sidecar.istio.io/status"} | _CAPTURED
+            out.append(pod)
+        return out
 
     def detect(self, inv: Inventory) -> list[Observation]:
         return [Observation(self.id, name, [f"Namespace {name}"], {})

@@ -101,12 +101,43 @@ _UPGRADE = (
     _Blueprint("Remove the old revision", "One release to run and patch again.", ("single-revision",), "mesh"),
 )
 
+# Ambient mode (istio.io's getting-started path): ztunnel gives every pod of a namespace mTLS and L4 policy the
+# moment it is labelled; a waypoint is added only where L7 is needed, and routes are HTTPRoutes (the traffic
+# features' default api in an ambient namespace).
+_AMBIENT_INSTALL = _Blueprint("Verify the ambient install",
+                              "Are istiod, ztunnel on every node and istio-cni healthy, so that a namespace moved to "
+                              "ambient is carried, not cut off?", (), "mesh")
+_AMBIENT_NS = _Blueprint("Move {ns} to ambient mode",
+                         "{ns}'s pods join the mesh without sidecars: ztunnel gives them mutual TLS (HBONE, port "
+                         "15008) and L4 telemetry at once, with no restart of theirs needed for L4.",
+                         ("ambient-mode",), "each")
+_WAYPOINT_NS = _Blueprint("Deploy a waypoint for {ns}",
+                          "An L7 proxy for {ns}'s services, where routing, retries and L7 authorization run.",
+                          ("waypoint",), "each")
+_AMBIENT_ROUTING = _Blueprint("Route requests by version with HTTPRoutes",
+                              "Decide which version of a service serves requests, at its waypoint.",
+                              ("request-routing",), "all")
+_AMBIENT_RELEASE = _Blueprint("Release with weighted HTTPRoutes",
+                              "Send testers, then a share of users, to a new version through weighted backendRefs.",
+                              ("traffic-shifting",), "all")
+_SIDECAR_TO_AMBIENT = (
+    _Blueprint("Deploy a waypoint for {ns} before it leaves sidecars",
+               "{ns}'s VirtualServices, DestinationRules and L7 policies keep applying once its sidecars are gone: "
+               "the waypoint serves them first.", ("waypoint",), "each"),
+    _Blueprint("Switch {ns} from sidecars to ambient",
+               "Relabel {ns} (istio.io/dataplane-mode=ambient, the injection label removed), restart its workloads "
+               "without sidecars, and verify ztunnel carries them.", ("ambient-mode",), "each"),
+)
+
 TEMPLATES: dict[str, tuple[_Blueprint, ...]] = {
     "routing-first": (_INSTALL, _INJECT, _INGRESS, _ROUTING, _RELEASE, _OBSERVE, _RESILIENCE, _EGRESS,
                       _PERMISSIVE, _STRICT_NS, _STRICT_MESH, _AUTHZ, _LOCKDOWN),
     "security-first": (_INSTALL, _INJECT, _PERMISSIVE, _STRICT_NS, _STRICT_MESH, _AUTHZ, _OBSERVE, _INGRESS,
                        _ROUTING, _RELEASE, _RESILIENCE, _EGRESS, _LOCKDOWN),
     "upgrade": _UPGRADE,
+    "ambient-first": (_AMBIENT_INSTALL, _AMBIENT_NS, _OBSERVE, _WAYPOINT_NS, _AMBIENT_ROUTING, _AMBIENT_RELEASE,
+                      _STRICT_NS, _AUTHZ),
+    "sidecar-to-ambient": (_AMBIENT_INSTALL, *_SIDECAR_TO_AMBIENT),
     "custom": (),
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -438,6 +439,13 @@ def restarted(inv: Inventory, proxy: Proxy, rev: Revision) -> dict[str, Any]:
             raw["image"] = with_tag(c.image, rev.version)
         return raw
 
+    return manifest(pod, labels, annotations, moved)
+
+
+def manifest(pod: Pod, labels: dict[str, str], annotations: dict[str, str],
+             container: Callable[[Container], dict[str, Any]] = _raw_container) -> dict[str, Any]:
+    """The pod as a manifest to put on an overlay, with these labels and annotations and each container as
+    `container` writes it: how a pod comes back from a restart, or a capture, that an overlay cannot run."""
     spec = pod.spec
     owner = ({"kind": "ReplicaSet", "name": f"{pod.workload_name}-{labels['pod-template-hash']}"}
              if pod.workload_kind == "Deployment" and "pod-template-hash" in labels
@@ -447,8 +455,8 @@ def restarted(inv: Inventory, proxy: Proxy, rev: Revision) -> dict[str, Any]:
     if pod.workload_kind != "Pod":
         meta["ownerReferences"] = [{"apiVersion": "apps/v1", "controller": True, **owner}]
     raw_spec: dict[str, Any] = {"serviceAccountName": spec.service_account,
-                                "containers": [moved(c) for c in spec.containers],
-                                "initContainers": [moved(c) for c in spec.init_containers]}
+                                "containers": [container(c) for c in spec.containers],
+                                "initContainers": [container(c) for c in spec.init_containers]}
     if pod.node:
         raw_spec["nodeName"] = pod.node
     if spec.host_network:
