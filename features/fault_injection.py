@@ -33,7 +33,8 @@ class FaultInjection(Feature):
     def build(self, p, scope, inv):
         if chosen_api(self.id, p, scope, inv) == GATEWAY_API:
             raise MeshstepError(f"fault-injection: the Gateway API has no fault injection (HTTPRoute v1.3.0 has no "
-                                f"delay or abort filter), and {scope} routes with it: pass --set api=istio for a VirtualService fault")
+                                f"delay or abort filter), and {scope} routes with it: pass --set api=istio for a "
+                                "VirtualService fault")
         svc = http_service(scope, inv, p["service"] or None)
         if not p["delay"] and not p["abort_status"]:
             raise MeshstepError("fault-injection: set a delay or an abort_status")

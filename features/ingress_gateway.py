@@ -6,8 +6,8 @@ from features._gateway_api import API, GATEWAY_API, attached, backend, chosen_ap
 from features._istio import free_name
 from features.base import Feature, Observation, Param, clean, http_port, http_service, obj, scope_of
 from planner.analysis.ambient import is_waypoint
-from planner.model import GATEWAY_API_GROUP
 from planner.errors import MeshstepError
+from planner.model import GATEWAY_API_GROUP
 
 
 class IngressGateway(Feature):

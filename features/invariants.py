@@ -128,7 +128,8 @@ _HTTP = ("HTTP", "HTTP2", "GRPC")
 
 
 def _http_to_other_ports(inv: Inventory) -> set[tuple[Ref, str, int]]:
-    """(VirtualService or HTTPRoute, service, port) of HTTP routes and ingress hosts that reach a port not declared HTTP."""
+    """(VirtualService or HTTPRoute, service, port) of HTTP routes and ingress hosts that reach a port not declared
+    HTTP."""
     out = set()
     for vs in inv.of_kind("VirtualService"):
         for r in vs.spec.get("http") or ():

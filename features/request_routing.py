@@ -1,7 +1,15 @@
 from __future__ import annotations
 
-from features._gateway_api import API, GATEWAY_API, chosen_api, mesh_route, parent_services, rules_to, service_ref
-from features._gateway_api import version_services
+from features._gateway_api import (
+    API,
+    GATEWAY_API,
+    chosen_api,
+    mesh_route,
+    parent_services,
+    rules_to,
+    service_ref,
+    version_services,
+)
 from features._istio import destination_rule, matches_host, routes_to, serves_http, virtual_service, with_subsets
 from features.base import Feature, Param, observations_by_scope, services_in
 from planner.errors import MeshstepError

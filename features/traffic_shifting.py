@@ -2,8 +2,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from features._gateway_api import API, GATEWAY_API, backend, chosen_api, mesh_route, rules_to, service_ref
-from features._gateway_api import version_services
+from features._gateway_api import (
+    API,
+    GATEWAY_API,
+    backend,
+    chosen_api,
+    mesh_route,
+    rules_to,
+    service_ref,
+    version_services,
+)
 from features._istio import destination, destination_rule, routes_to, virtual_service, with_subsets
 from features.base import Feature, Observation, Param, http_port, scope_of, versioned_service
 from planner.errors import MeshstepError
@@ -102,7 +110,8 @@ class TrafficShifting(Feature):
         else:
             default["backendRefs"] = [backend(names[stable], port)]
             kept = {k: v for k, v in default.items() if k not in ("backendRefs", "name")}
-            rules.insert(rules.index(default), {"matches": header} | kept | {"backendRefs": [backend(names[canary], port)]})
+            tester = {"matches": header} | kept | {"backendRefs": [backend(names[canary], port)]}
+            rules.insert(rules.index(default), tester)
         return [*services, route]
 
     def detect(self, inv):

@@ -120,10 +120,10 @@ def check(code: str, hint: str | None = None, *, reads: tuple[str, ...], gates: 
 
 # The check families, listed here so that a module added to the package is registered on purpose, and one that
 # registers nothing is an error rather than silently missing checks.
-MODULES = ("ambient", "annotations", "authn", "authz", "callers", "conditions", "deployment", "deprecation", "destinationrule",
-           "envoyfilter", "externalcontrolplane", "gateway", "injection", "k8sgateway", "multicluster", "readiness",
-           "routematches", "service", "serviceentry", "sidecar", "telemetry", "traffic", "upgrade", "virtualservice",
-           "webhook")
+MODULES = ("ambient", "annotations", "authn", "authz", "callers", "conditions", "deployment", "deprecation",
+           "destinationrule", "envoyfilter", "externalcontrolplane", "gateway", "injection", "k8sgateway",
+           "multicluster", "readiness", "routematches", "service", "serviceentry", "sidecar", "telemetry", "traffic",
+           "upgrade", "virtualservice", "webhook")
 # Modules of the package that hold no checks.
 SUPPORT_MODULES = ("base", "catalog", "common", "findings", "istio_messages")
 
