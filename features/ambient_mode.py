@@ -39,7 +39,7 @@ class AmbientMode(Feature):
         if rollback:
             return lines
         return lines + [f"# verify: every pod of {scope} without a sidecar, carried by ztunnel over HBONE (port 15008)",
-                        f"istioctl ztunnel-config workloads --workload-namespace {scope}"]
+                        f"# istioctl ztunnel-config workloads --workload-namespace {scope}"]
 
     def restarted_pods(self, p, scope, inv):
         """The namespace's pods as ztunnel carries them: those without a sidecar captured in place by istio-cni

@@ -66,7 +66,7 @@ class Waypoint(Feature):
             return [f"# traffic to {p['service'] or scope} goes straight to its pods through ztunnel again (L4 only)"]
         return [f"# istiod deploys the waypoint for Gateway {scope}/{p['name']} (a Deployment and Service of that "
                 "name); the label sends traffic to it:",
-                f"istioctl waypoint status -n {scope} --name {p['name']}"]
+                f"# istioctl waypoint status -n {scope} --name {p['name']}"]
 
     def detect(self, inv: Inventory) -> list[Observation]:
         """A waypoint is on where a namespace or Service is labelled to use one that exists."""

@@ -9,7 +9,8 @@ from features.base import apply, registry
 from planner import plan
 from planner.inventory import Inventory, build_inventory
 from planner.sources import load_snapshot
-from tests.features.test_lifecycle import case, with_dependencies
+from tests.features.corpus import ambient
+from tests.features.test_lifecycle import case, cluster_for, with_dependencies
 from tests.kubectl import kubectl
 from tests.planner.test_revisions import FIXTURE, _applied
 
@@ -18,7 +19,7 @@ def test_every_rendering_and_rollback_passes_kubectl_dry_run(demo_inventory: Inv
     files = []
     for feature in (f for f in registry().values() if not f.operation):
         scope, params = case(feature)
-        before = with_dependencies(feature, demo_inventory, scope)
+        before = with_dependencies(feature, cluster_for(feature, demo_inventory), scope)
         rendered = feature.render(params, scope, before)
         undo = feature.rollback(params, scope, apply(rendered, before))
         for what, r in (("render", rendered), ("rollback", undo)):
@@ -26,6 +27,16 @@ def test_every_rendering_and_rollback_passes_kubectl_dry_run(demo_inventory: Inv
                 path = tmp_path / f"{feature.id}-{what}.yaml"
                 path.write_text(r.yaml)
                 files.append((path, len(r.objects)))
+    # the traffic features' Gateway API renderings (Gateway, HTTPRoute, a version's Service), on the ambient fixture
+    # where ledger has its waypoint
+    cluster = ambient()
+    for fid, params in (("ingress-gateway", {}), ("request-routing", {}), ("traffic-shifting", {}),
+                        ("timeouts-retries", {})):
+        rendered = registry()[fid].render(params | {"api": "gateway-api"}, "ledger", cluster)
+        path = tmp_path / f"{fid}.gateway-api-apply.yaml"
+        path.write_text(rendered.yaml)
+        files.append((path, len(rendered.objects)))
+        cluster = apply(rendered, cluster)
     # the canary upgrade's steps, stage by stage on a cluster in the middle of one
     upgrading = build_inventory(load_snapshot(str(FIXTURE)))
     for stage in (s for s in plan.new_plan("upgrade", upgrading) if not s.done):

@@ -35,11 +35,21 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "timeouts-retries": ("shop", {}),
     "tracing": ("shop", {}),
     "traffic-shifting": ("shop", {}),
+    "waypoint": ("store", {}),
 }
+# Features the demo cannot have, with their case on the ambient fixture (tests/fixtures/ambient): a waypoint is a
+# Gateway API Gateway, and the demo serves no Gateway API.
+ON_AMBIENT = ("waypoint",)
 
 # The canary upgrade's stages need two istiod revisions, which the demo has not: their render → apply → detect →
 # rollback runs on the mid-upgrade fixture (tests/planner/test_revisions.py).
 UPGRADE_STAGES = tuple(f.id for f in registry().values() if f.operation)
+
+
+def cluster_for(feature: Feature, demo: Inventory) -> Inventory:
+    from tests.features.corpus import ambient
+
+    return ambient() if feature.id in ON_AMBIENT else demo
 
 
 def case(feature: Feature) -> tuple[str, dict[str, Any]]:
@@ -76,7 +86,7 @@ def with_dependencies(feature: Feature, inv: Inventory, scope: str) -> Inventory
                          ids=lambda f: f.id)
 def test_render_apply_detect_rollback(feature: Feature, demo_inventory: Inventory):
     scope, params = case(feature)
-    before = with_dependencies(feature, demo_inventory, scope)
+    before = with_dependencies(feature, cluster_for(feature, demo_inventory), scope)
     assert not dependency_errors(feature, before, scope)
     assert not on_in(feature, before, scope), f"{feature.id} is already on in {scope}: pick another scope"
 
@@ -125,9 +135,10 @@ def test_every_scope_that_renders_is_detected_and_rolled_back(feature: Feature, 
     from planner.errors import MeshstepError
 
     tried = []
-    for scope in [MESH, *demo_inventory.namespace_names()]:
+    cluster = cluster_for(feature, demo_inventory)
+    for scope in [MESH, *cluster.namespace_names()]:
         try:
-            before = with_dependencies(feature, demo_inventory, scope)
+            before = with_dependencies(feature, cluster, scope)
             rendered = feature.render(case(feature)[1], scope, before)
         except MeshstepError:
             continue  # this scope cannot have it (wrong kind of scope, nothing to act on): said, not rendered
