@@ -62,7 +62,10 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
                format: Annotated[RenderFormat, typer.Option(
                    "--format", "-o", help="yaml: what to apply; diff: what it changes in the cluster, as kubectl "
                                           "diff shows it; json: both, with the findings.")] = RenderFormat.yaml,
-               prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None, window: WindowOpt = "1h") -> None:
+               prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None, window: WindowOpt = "1h",
+               api: Annotated[str | None, typer.Option(
+                   "--api", help="istio or gateway-api, for a traffic feature (as --set api=…); default: read "
+                                 "from the cluster")] = None) -> None:
     """The YAML that turns FEATURE on in a scope (or, with --rollback, off again), checked by the feature's gate
     (with the traffic telemetry shows, where given or found) and, on the cluster with it applied, by the
     invariants. Notes (label changes, restarts) are comments at the top of the YAML; the changes (created,
@@ -70,7 +73,7 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
     on stderr marked REFUSED."""
     from features.base import Refused
 
-    feat, p = feature_params(feature, set_)
+    feat, p = feature_params(feature, [*(set_ or []), *([f"api={api}"] if api else [])])
     inv = load_inventory(source)
     feat.check_scope(scope, inv)
     msgs: list[Any] = []

@@ -77,26 +77,28 @@ def _services_of_hosts(inv: Inventory, hosts: list[str], namespace: str) -> list
 
 
 def needs_waypoint(inv: Inventory, namespace: str) -> Iterator[tuple[KubeObject, str]]:
-    """The L7 config of a namespace (as ambient reads it) that no waypoint serves: each object with what it does
-    that stops applying."""
+    """The L7 config of a namespace that ambient mode would not apply: VirtualServices and DestinationRules no
+    waypoint serves, and L7 AuthorizationPolicies ztunnel would enforce; each with what happens to it."""
     for vs in istio_objects(inv, "VirtualService"):
         gateways = vs.spec.get("gateways") or []
         if ns_of(vs) != namespace or gateways and "mesh" not in gateways or not vs.spec.get("http"):
             continue
         for svc in _services_of_hosts(inv, vs.spec.get("hosts") or [], namespace):
             if waypoint_for(inv, namespace, svc) is None:
-                yield vs, f"its HTTP routes for {svc.name} (subsets, weights, timeouts, retries, faults)"
+                yield vs, (f"its HTTP routes for {svc.name} (subsets, weights, timeouts, retries, faults) stop "
+                           f"applying: no waypoint serves {svc.name}")
                 break
     for dr in istio_objects(inv, "DestinationRule"):
         if ns_of(dr) != namespace:
             continue
         for svc in _services_of_hosts(inv, [dr.spec.get("host", "")], namespace):
             if waypoint_for(inv, namespace, svc) is None and (dr.spec.get("subsets") or dr.spec.get("trafficPolicy")):
-                yield dr, f"its subsets and traffic policy for {svc.name}"
+                yield dr, f"its subsets and traffic policy for {svc.name} stop applying: no waypoint serves it"
     for ap in istio_objects(inv, "AuthorizationPolicy"):
         attrs = l7_attributes(ap.spec)
         if ns_of(ap) == namespace and attrs and ztunnel_enforced(ap):
-            yield ap, f"its L7 rules ({', '.join(attrs[:3])}), which ztunnel cannot evaluate: it would deny"
+            yield ap, (f"ztunnel would enforce it (bound by selector, not to a waypoint) and cannot evaluate its L7 "
+                       f"rules ({', '.join(attrs[:3])}): it denies the traffic the policy selects instead")
 
 
 @check("MST0706", reads=("VirtualService", "DestinationRule", "AuthorizationPolicy", "Gateway", "Namespace",
@@ -106,7 +108,7 @@ def l7_config_without_waypoint(ctx: Context) -> Iterator[tuple[Ref, str, str]]:
     if not ctx.scope or ctx.scope == "mesh":
         return
     for o, what in needs_waypoint(inv, ctx.scope):
-        yield (o.ref, f"{o.ref} needs a waypoint in ambient mode: {what}; no waypoint serves it in {ctx.scope}",
+        yield (o.ref, f"{o.ref} in ambient mode: {what}",
                CATALOG["MST0706"].hint_for(namespace=ctx.scope))
 
 

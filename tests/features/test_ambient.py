@@ -1,0 +1,260 @@
+"""Ambient mode and the Gateway API, on tests/fixtures/ambient (ztunnel, istio-cni, the Gateway API v1.3.0 CRDs from
+../shared; ledger ambient with a waypoint and an HTTPRoute, store ambient without one, orders on sidecars, web not
+in the mesh) and on the demo (no ztunnel, no Gateway API)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from features.base import Refused, apply, registry, validate_object
+from planner import plan
+from planner.analysis import base as analysis
+from planner.analysis.ambient import waypoint_for
+from planner.errors import MeshstepError
+from planner.inventory import Inventory
+from tests.features.corpus import ambient
+
+TRAFFIC = ("ingress-gateway", "request-routing", "traffic-shifting", "timeouts-retries")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Inventory:
+    return ambient()
+
+
+def codes(msgs) -> list[str]:
+    return [m.code for m in msgs]
+
+
+# ---------------------------------------------------------------- which API
+
+
+@pytest.mark.parametrize(("scope", "api"), [("ledger", "gateway-api"), ("store", "gateway-api"), ("orders", "istio"),
+                                            ("web", "gateway-api")])
+def test_the_default_api_is_read_from_the_cluster(cluster, scope, api):
+    """ledger routes with an HTTPRoute, store is ambient, orders has VirtualServices (extended, never doubled by
+    an HTTPRoute), web is new on a cluster that uses the Gateway API."""
+    from features._gateway_api import default_api
+
+    assert default_api(cluster, scope) == api
+
+
+def test_without_gateway_api_use_a_sidecar_namespace_stays_on_istio_apis(cluster):
+    from features._gateway_api import default_api
+
+    unused = cluster.with_changes(delete=[r.ref for r in cluster.of_kind("HTTPRoute")])
+    assert default_api(unused, "web") == "istio"
+    assert default_api(unused, "store") == "gateway-api"  # ambient: waypoints read HTTPRoutes
+
+
+def test_the_demo_without_gateway_api_crds_renders_istio_apis_and_refuses_gateway_api(demo_inventory):
+    rendered = registry()["request-routing"].render({}, "payments", demo_inventory)
+    assert {o["kind"] for o in rendered.objects} <= {"VirtualService", "DestinationRule"}
+    with pytest.raises(MeshstepError, match="does not serve the Gateway API"):
+        registry()["request-routing"].render({"api": "gateway-api"}, "payments", demo_inventory)
+
+
+@pytest.mark.parametrize("fid", TRAFFIC)
+def test_gateway_api_renderings_validate_detect_and_roll_back(cluster, fid):
+    """Each traffic feature as Gateway API objects in ledger (ambient, with its waypoint): through the gate and
+    the invariants (render_gated: nothing lost, rollback exact), valid against the v1.3.0 CRD schemas, detected,
+    and gone again after the rollback."""
+    feature = registry()[fid]
+    before = cluster
+    for dep in feature.depends_on:  # request-routing before traffic-shifting
+        if not any(o.scope == "ledger" for o in registry()[dep].detect(before)):
+            before = apply(registry()[dep].render({}, "ledger", before), before)
+    rendered, _ = feature.render_gated({"api": "gateway-api"}, "ledger", before)
+    kinds = {o["kind"] for o in rendered.objects}
+    assert kinds & {"HTTPRoute", "Gateway"} and not kinds & {"VirtualService", "DestinationRule"}, kinds
+    for o in rendered.objects:
+        validate_object(o, before)
+    after = apply(rendered, before)
+    assert any(o.scope == "ledger" for o in feature.detect(after))
+    off = apply(feature.rollback({"api": "gateway-api"}, "ledger", after), after)
+    assert not any(o.scope == "ledger" for o in feature.detect(off)) or any(
+        o.scope == "ledger" for o in feature.detect(before))
+
+
+def test_validation_uses_the_gateway_api_crd_schema(cluster):
+    route = copy.deepcopy(cluster.get("HTTPRoute", "ledger", "accounts").raw)
+    route["spec"]["rules"][0]["retry"] = {"attempts": 3}  # experimental channel only, not in v1.3.0 standard
+    with pytest.raises(MeshstepError, match=r"rules\[0\]\.retry: unknown field"):
+        validate_object(route, cluster)
+
+
+def test_an_existing_httproute_is_extended_not_replaced(cluster):
+    """accounts' HTTPRoute keeps its label, parent and 5s request timeout; the release changes its backends."""
+    before = apply(registry()["request-routing"].render({}, "ledger", cluster), cluster)
+    rendered = registry()["traffic-shifting"].render({"weight": 20}, "ledger", before)
+    (route,) = [o for o in rendered.objects if o["kind"] == "HTTPRoute"]
+    assert route["metadata"]["name"] == "accounts" and route["metadata"]["labels"]["team"] == "finance"
+    assert route["spec"]["parentRefs"] == [{"group": "", "kind": "Service", "name": "accounts", "port": 8080}]
+    (rule,) = route["spec"]["rules"]
+    assert rule["timeouts"] == {"request": "5s"}
+    assert rule["backendRefs"] == [{"name": "accounts-v1", "port": 8080, "weight": 80},
+                                   {"name": "accounts-v2", "port": 8080, "weight": 20}]
+    # the version Services select the service's pods of one version each
+    v2 = before.service("ledger", "accounts-v2")
+    assert v2.selector == {"app": "accounts", "version": "v2"}
+    assert [p.name for p in before.pods_of_service(v2)] == ["accounts-v2-8d9e1f-fghij"]
+
+
+def test_header_release_adds_a_tester_rule_before_the_default(cluster):
+    before = apply(registry()["request-routing"].render({}, "ledger", cluster), cluster)
+    rendered = registry()["traffic-shifting"].render({"strategy": "header"}, "ledger", before)
+    (route,) = [o for o in rendered.objects if o["kind"] == "HTTPRoute"]
+    tester, default = route["spec"]["rules"]
+    assert tester["matches"] == [{"headers": [{"name": "x-canary", "value": "true"}]}]
+    assert tester["backendRefs"] == [{"name": "accounts-v2", "port": 8080}]
+    assert tester["timeouts"] == default["timeouts"] == {"request": "5s"}  # the rule's own settings go with it
+    assert [o.params for o in registry()["traffic-shifting"].detect(apply(rendered, before))] == [
+        {"strategy": "header"}]
+
+
+def test_timeouts_under_gateway_api_say_retries_are_not_in_the_standard_channel(cluster):
+    feature = registry()["timeouts-retries"]
+    rendered = feature.render({"timeout": "30s"}, "ledger", cluster)
+    (route,) = rendered.objects
+    assert route["spec"]["rules"][0]["timeouts"] == {"request": "30s", "backendRequest": "2s"}
+    assert any("no HTTPRoute retries" in n for n in rendered.notes)
+    with pytest.raises(MeshstepError, match="not a Gateway API duration"):
+        feature.render({"timeout": "1.5s"}, "ledger", cluster)
+    with pytest.raises(MeshstepError, match="must not exceed"):
+        feature.render({"timeout": "1s"}, "ledger", cluster)
+
+
+def test_fault_injection_has_no_gateway_api_equivalent(cluster):
+    feature = registry()["fault-injection"]
+    with pytest.raises(MeshstepError, match="Gateway API has no fault injection"):
+        feature.render({"abort_status": 503}, "ledger", cluster)
+    rendered = feature.render({"abort_status": 503, "api": "istio"}, "ledger", cluster)
+    assert [o["kind"] for o in rendered.objects] == ["VirtualService"]
+
+
+def test_ingress_under_gateway_api_is_a_gateway_of_class_istio_with_an_attached_route(cluster):
+    rendered = registry()["ingress-gateway"].render({"host": "web.example.com"}, "web", cluster)
+    gw, route = rendered.objects
+    assert gw["kind"] == "Gateway" and gw["spec"]["gatewayClassName"] == "istio"
+    assert gw["spec"]["listeners"] == [{"name": "http", "hostname": "web.example.com", "port": 80,
+                                        "protocol": "HTTP"}]
+    assert route["spec"]["parentRefs"] == [{"name": gw["metadata"]["name"]}]
+    after = apply(rendered, cluster)
+    assert [o.params for o in registry()["ingress-gateway"].detect(after) if o.scope == "web"] == [
+        {"host": "web.example.com"}]
+
+
+# ---------------------------------------------------------------- ambient mode and waypoints
+
+
+def test_the_waypoint_is_what_istioctl_waypoint_apply_creates(cluster):
+    rendered = registry()["waypoint"].render({}, "store", cluster)
+    gw, ns = rendered.objects
+    assert gw["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert gw["spec"] == {"gatewayClassName": "istio-waypoint",
+                          "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}
+    assert ns["metadata"]["labels"]["istio.io/use-waypoint"] == "waypoint"
+    # per service: the Service is labelled, not the namespace
+    gw, svc = registry()["waypoint"].render({"service": "catalog"}, "store", cluster).objects
+    assert svc["kind"] == "Service" and svc["metadata"]["labels"] == {"istio.io/use-waypoint": "waypoint"} | {
+        k: v for k, v in svc["metadata"]["labels"].items() if k != "istio.io/use-waypoint"}
+    after = apply(registry()["waypoint"].render({"service": "catalog"}, "store", cluster), cluster)
+    assert [o.evidence for o in registry()["waypoint"].detect(after) if o.scope == "store"] == [
+        ["Gateway store/waypoint", "Service store/catalog"]]
+
+
+def test_the_waypoint_gate_fires_for_l7_config_without_a_waypoint(cluster):
+    """orders (sidecars) has subset routing: moving it to ambient would silently drop it, so the gate refuses
+    until a waypoint serves it."""
+    feature = registry()["ambient-mode"]
+    with pytest.raises(Refused) as refused:
+        feature.render_gated({}, "orders", cluster)
+    found = {(m.code, str(m.ref)) for m in refused.value.findings}
+    assert found == {("MST0706", "VirtualService orders/orders"), ("MST0706", "DestinationRule orders/orders")}
+    with_waypoint = apply(registry()["waypoint"].render({}, "orders", cluster), cluster)
+    rendered, msgs = feature.render_gated({}, "orders", with_waypoint)
+    assert "MST0706" not in codes(msgs)
+    # the restart brings orders' pods back without sidecars, captured by istio-cni
+    after = apply(rendered, with_waypoint).with_changes(
+        pods=feature.restarted_pods({}, "orders", apply(rendered, with_waypoint)))
+    pods = after.pods_by_namespace["orders"]
+    assert pods and all(p.sidecar is None and after.in_mesh(p) for p in pods)
+
+
+def test_an_l7_policy_in_an_ambient_namespace_is_an_error_ztunnel_would_deny(cluster):
+    policy = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+              "metadata": {"name": "catalog-readers", "namespace": "store"},
+              "spec": {"selector": {"matchLabels": {"app": "catalog"}},
+                       "rules": [{"from": [{"source": {"namespaces": ["store"]}}],
+                                  "to": [{"operation": {"methods": ["GET"], "ports": ["9080"]}}]}]}}
+
+    def mst0707(inv):
+        return [m for m in analysis.run(analysis.analyze_checks(), analysis.Context(inv)) if m.code == "MST0707"]
+
+    assert mst0707(cluster) == []  # store's own policy is L4 only
+    (m,) = mst0707(cluster.with_changes(apply=[policy]))
+    assert m.level == "error" and str(m.ref) == "AuthorizationPolicy store/catalog-readers"
+    assert "to.operation.methods" in m.message and "no waypoint serves store" in m.message
+    # bound to a waypoint with targetRefs, the waypoint enforces it: no finding
+    bound = copy.deepcopy(policy)
+    del bound["spec"]["selector"]
+    bound["spec"]["targetRefs"] = [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "waypoint"}]
+    assert mst0707(cluster.with_changes(apply=[bound])) == []
+    # in a sidecar namespace the sidecar evaluates L7: no finding
+    in_orders = copy.deepcopy(policy) | {"metadata": {"name": "x", "namespace": "orders"}}
+    assert mst0707(cluster.with_changes(apply=[in_orders])) == []
+
+
+def test_on_the_demo_ambient_mode_says_what_stops_applying(demo_inventory):
+    """The demo has no ztunnel (MST0703), and shop's subset routing would stop applying (MST0706)."""
+    with pytest.raises(Refused) as refused:
+        registry()["ambient-mode"].render_gated({}, "shop", demo_inventory)
+    found = {(m.code, str(m.ref)) for m in refused.value.findings}
+    assert ("MST0703", "Namespace istio-system") in found
+    assert ("MST0706", "VirtualService shop/reviews") in found
+
+
+# ---------------------------------------------------------------- templates
+
+
+def rehearse(template: str, inv: Inventory, namespaces: list[str]) -> tuple[list[plan.StageSpec], Inventory]:
+    """Each stage's steps through their gate and the invariants, applied in order on the overlay (with the pods
+    their restarts bring back); detection sees each step on once applied."""
+    stages = plan.new_plan(template, inv, namespaces)
+    for stage in (s for s in stages if not s.done):
+        for step in stage.steps:
+            feature = registry()[step.feature]
+            rendered, msgs = feature.render_gated(step.params, step.scope, inv)
+            assert not [m for m in msgs if m.level == "error"]
+            applied = inv.with_changes(apply=rendered.objects, delete=rendered.delete)
+            inv = applied.with_changes(pods=feature.restarted_pods(step.params, step.scope, applied))
+            assert any(o.scope == step.scope for o in feature.detect(inv)), (stage.title, step)
+    return stages, inv
+
+
+def test_ambient_first_takes_a_new_namespace_to_authorization(cluster):
+    stages, after = rehearse("ambient-first", cluster, ["web"])
+    assert [s.title for s in stages] == [
+        "Verify the ambient install", "Move web to ambient mode", "See the traffic: metrics, traces, access logs",
+        "Deploy a waypoint for web", "Route requests by version with HTTPRoutes",
+        "Release with weighted HTTPRoutes", "mTLS STRICT in web", "Authorization in web"]
+    assert "mutual TLS" in stages[1].goal and "at once" in stages[1].goal
+    assert after.namespaces["web"].injection == "ambient"
+    assert all(after.in_mesh(p) for p in after.pods_by_namespace["web"])
+    # routing went in as HTTPRoutes (one per service with version labels), served by web's waypoint
+    assert {r.name for r in after.of_kind("HTTPRoute") if r.namespace == "web"} == {"shop", "cart"}
+    assert not [vs for vs in after.of_kind("VirtualService") if vs.namespace == "web"]
+    assert waypoint_for(after, "web", after.service("web", "shop")).name == "waypoint"
+
+
+def test_sidecar_to_ambient_deploys_the_waypoint_before_switching(cluster):
+    stages, after = rehearse("sidecar-to-ambient", cluster, ["orders"])
+    assert [[(s.feature, s.scope) for s in st.steps] for st in stages] == [
+        [], [("waypoint", "orders")], [("ambient-mode", "orders")]]
+    labels = after.namespaces["orders"].labels
+    assert labels["istio.io/dataplane-mode"] == "ambient" and "istio.io/rev" not in labels
+    assert not [p for p in after.pods_by_namespace["orders"] if p.sidecar is not None]
+    # the VirtualService keeps applying, at the waypoint
+    assert [m for m in analysis.run(analysis.gate_checks("ambient-mode"), analysis.Context(after, "orders"))
+            if m.code == "MST0706"] == []
