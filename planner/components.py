@@ -345,7 +345,8 @@ _WAYPOINT = Component(
     misconfigured=(
         "Namespace or service not labelled istio.io/use-waypoint: the waypoint is skipped and L7 policy silently "
         "not applied.",
-        "L7 AuthorizationPolicy bound to the workload selector instead of targetRefs: ignored in ambient.",
+        "L7 AuthorizationPolicy bound to the workload selector instead of targetRefs: ztunnel enforces it, "
+        "cannot evaluate its L7 rules and denies the traffic it selects (MST0707).",
     ),
     commands=(
         Command("waypoints of the namespace and their status", "istioctl waypoint status -n {namespace}"),

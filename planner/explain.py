@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from planner import revisions
+from planner.analysis.ambient import HBONE_PORT, USE_WAYPOINT, waypoint_for
 from planner.analysis.common import labels_match, opted_out, services_selecting
 from planner.components import CATALOG, EDGES, PEERS, XDS_CLIENTS, Component, Edge, find_sidecar
 from planner.errors import MeshstepError
@@ -362,11 +363,40 @@ def _ambient_facts(inv: Inventory, spec: PodSpecSummary, namespace: str, pod: Po
                    if (p := inv.pod(c.namespace, c.name)) and p.node == pod.node]
         facts.append(f"its traffic goes through ztunnel {', '.join(tunnels)} on node {pod.node}" if tunnels
                      else f"no ztunnel runs on node {pod.node} in this source: its traffic cannot flow")
+    facts.append(f"mTLS: ztunnel carries its connections in HBONE tunnels to port {HBONE_PORT} of the peer's "
+                 "ztunnel or waypoint")
     ns = inv.namespaces.get(namespace)
-    waypoint = spec.labels.get("istio.io/use-waypoint") or (ns.labels.get("istio.io/use-waypoint") if ns else None)
-    facts.append(f"L7 traffic to it goes through the waypoint named {waypoint} (istio.io/use-waypoint)" if waypoint
-                 else "no waypoint: it gets L4 features only (mTLS, L4 AuthorizationPolicy, TCP metrics)")
+    # A waypoint serves a Service (its istio.io/use-waypoint label, else its namespace's), not a pod.
+    services = services_selecting(inv, namespace, spec.labels) or [None]
+    served = False
+    for svc in services:
+        labels = [*([svc.labels] if svc else []), *([ns.labels] if ns else [])]
+        name = next((lbl[USE_WAYPOINT] for lbl in labels if USE_WAYPOINT in lbl), None)
+        what = f"Service {svc.namespace}/{svc.name}" if svc else "it"
+        if name is None or name == "none":
+            continue
+        waypoint = _waypoint_named(inv, namespace, svc, name)
+        served = True
+        facts.append(f"L7 traffic to {what} goes through waypoint {waypoint} (istio.io/use-waypoint={name}, HBONE "
+                     f"port {HBONE_PORT})" if waypoint else
+                     f"{what} is labelled istio.io/use-waypoint={name}, and no such waypoint is in this source: "
+                     "its VirtualServices and L7 policies are not applied")
+    if not served:
+        facts.append("no waypoint: it gets L4 features only (mTLS, L4 AuthorizationPolicy, TCP metrics)")
     return tuple(facts)
+
+
+def _waypoint_named(inv: Inventory, namespace: str, svc: Any, name: str) -> str | None:
+    """The waypoint serving a Service (or the namespace), as namespace/name: its Gateway of class istio-waypoint,
+    or, in a source that lacks Gateway API kinds, the waypoint pods istiod deployed for it."""
+    gw = waypoint_for(inv, namespace, svc)
+    if gw is not None:
+        return f"{gw.namespace}/{gw.name}"
+    for c in inv.components_by_id.get("waypoint", ()):
+        spec, _ = _spec_of(inv, c)
+        if c.namespace == namespace and spec.labels.get("gateway.networking.k8s.io/gateway-name") == name:
+            return f"{c.namespace}/{name}"
+    return None
 
 
 def _node_agent_facts(inv: Inventory, spec: PodSpecSummary, namespace: str, pod: Pod | None):

@@ -258,3 +258,26 @@ def test_sidecar_to_ambient_deploys_the_waypoint_before_switching(cluster):
     # the VirtualService keeps applying, at the waypoint
     assert [m for m in analysis.run(analysis.gate_checks("ambient-mode"), analysis.Context(after, "orders"))
             if m.code == "MST0706"] == []
+
+
+# ---------------------------------------------------------------- explain
+
+
+def test_explain_names_the_ztunnel_the_hbone_port_and_the_waypoint_of_each_service(cluster):
+    from planner.explain import explain
+
+    (e,) = explain(cluster, "ledger/accounts-v1-6f7c9d-abcde").subjects
+    assert "its traffic goes through ztunnel istio-system/ztunnel-7xk2p on node node-1" in e.facts
+    assert ("L7 traffic to Service ledger/accounts goes through waypoint ledger/waypoint "
+            "(istio.io/use-waypoint=waypoint, HBONE port 15008)") in e.facts
+    (e,) = explain(cluster, "store/catalog-v1-1a2b3c-pqrst").subjects
+    assert "no waypoint: it gets L4 features only (mTLS, L4 AuthorizationPolicy, TCP metrics)" in e.facts
+    # a label naming a waypoint the cluster does not have is said, not taken for one
+    labelled = cluster.with_changes(apply=[registry()["waypoint"].build(
+        {"service": "catalog", "name": "waypoint"}, "store", cluster)[1]])
+    (e,) = explain(labelled, "store/catalog-v1-1a2b3c-pqrst").subjects
+    assert any("Service store/catalog is labelled istio.io/use-waypoint=waypoint, and no such waypoint" in f
+               for f in e.facts)
+    (z,) = explain(cluster, "ztunnel").subjects
+    assert any(p.port == 15008 and "HBONE" in p.protocol for p in z.component.ports)
+    assert {(link.peer, link.port) for link in z.links} >= {("waypoint", 15008), ("istiod", 15012)}

@@ -77,7 +77,9 @@ def test_ordinary_pods_are_said_not_to_be_components(inv, capsys):
 def test_ambient_pods_name_their_ztunnel_and_waypoint(inv):
     (e,) = ex.explain(inv, "cart-6c5d4e3f2-g6h7i").subjects
     assert "its traffic goes through ztunnel istio-system/ztunnel-4kx7p on node node-a" in e.facts
-    assert "L7 traffic to it goes through the waypoint named waypoint (istio.io/use-waypoint)" in e.facts
+    # no Service selects cart: the namespace's label names the waypoint, found by its pods (no Gateway in this source)
+    assert ("L7 traffic to it goes through waypoint shop/waypoint (istio.io/use-waypoint=waypoint, HBONE port "
+            "15008)") in e.facts
 
 
 def test_ambient_label_without_redirection_points_at_the_node_agents(inv):
