@@ -104,9 +104,9 @@ _UPGRADE = (
 # Ambient mode (istio.io's getting-started path): ztunnel gives every pod of a namespace mTLS and L4 policy the
 # moment it is labelled; a waypoint is added only where L7 is needed, and routes are HTTPRoutes (the traffic
 # features' default api in an ambient namespace).
-_AMBIENT_INSTALL = _Blueprint("Verify the ambient install",
-                              "Are istiod, ztunnel on every node and istio-cni healthy, so that a namespace moved to "
-                              "ambient is carried, not cut off?", (), "mesh")
+_AMBIENT_INSTALL = _Blueprint("Install and verify ztunnel and istio-cni",
+                              "Are ztunnel on every node and istio-cni running, so that a namespace moved to ambient "
+                              "is carried, not cut off?", ("ambient-install",), "mesh")
 _AMBIENT_NS = _Blueprint("Move {ns} to ambient mode",
                          "{ns}'s pods join the mesh without sidecars: ztunnel gives them mutual TLS (HBONE, port "
                          "15008) and L4 telemetry at once, with no restart of theirs needed for L4.",

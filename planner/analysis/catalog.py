@@ -284,7 +284,7 @@ _ENTRIES = (
           "An Istio Gateway resource configures gateway pods that select it: without any, it routes nothing.",
           "Deploy one (helm install istio-ingressgateway istio/gateway -n {namespace}), or use a Kubernetes "
           "Gateway with gatewayClassName: istio, for which istiod deploys one."),
-    Entry("MST0703", "AmbientComponentMissing", "error", ("ambient-mode", "waypoint"),
+    Entry("MST0703", "AmbientComponentMissing", "error", ("ambient-install", "ambient-mode", "waypoint"),
           "A component ambient mode needs (ztunnel, istio-cni) is not running.",
           "istio-cni redirects ambient pods' traffic and ztunnel carries it: without both, labelling a namespace "
           "ambient does nothing, or cuts its pods off.",

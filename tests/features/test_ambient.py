@@ -218,6 +218,19 @@ def test_on_the_demo_ambient_mode_says_what_stops_applying(demo_inventory):
 # ---------------------------------------------------------------- templates
 
 
+def test_the_ambient_install_stage_gives_the_missing_parts_install_commands(demo_inventory):
+    """The demo runs istio-cni but no ztunnel: the stage is not done, its gate says why, its commands install
+    only ztunnel."""
+    feature = registry()["ambient-install"]
+    assert feature.detect(demo_inventory) == []
+    assert [(m.code, m.message) for m in feature.checks(demo_inventory, "mesh", {})] == [
+        ("MST0703", "ztunnel is not running: ambient mode needs it")]
+    commands = [n for n in feature.notes({}, "mesh", demo_inventory, False) if not n.startswith("#")]
+    assert commands == ["helm install ztunnel istio/ztunnel -n istio-system --wait"]
+    (stage, *_) = plan.new_plan("ambient-first", demo_inventory)
+    assert stage.title == "Install and verify ztunnel and istio-cni" and not stage.done
+
+
 def rehearse(template: str, inv: Inventory, namespaces: list[str]) -> tuple[list[plan.StageSpec], Inventory]:
     """Each stage's steps through their gate and the invariants, applied in order on the overlay (with the pods
     their restarts bring back); detection sees each step on once applied."""
@@ -236,9 +249,11 @@ def rehearse(template: str, inv: Inventory, namespaces: list[str]) -> tuple[list
 def test_ambient_first_takes_a_new_namespace_to_authorization(cluster):
     stages, after = rehearse("ambient-first", cluster, ["web"])
     assert [s.title for s in stages] == [
-        "Verify the ambient install", "Move web to ambient mode", "See the traffic: metrics, traces, access logs",
-        "Deploy a waypoint for web", "Route requests by version with HTTPRoutes",
-        "Release with weighted HTTPRoutes", "mTLS STRICT in web", "Authorization in web"]
+        "Install and verify ztunnel and istio-cni", "Move web to ambient mode",
+        "See the traffic: metrics, traces, access logs", "Deploy a waypoint for web",
+        "Route requests by version with HTTPRoutes", "Release with weighted HTTPRoutes",
+        "mTLS STRICT in web", "Authorization in web"]
+    assert stages[0].done  # the fixture runs ztunnel and istio-cni
     assert "mutual TLS" in stages[1].goal and "at once" in stages[1].goal
     assert after.namespaces["web"].injection == "ambient"
     assert all(after.in_mesh(p) for p in after.pods_by_namespace["web"])
@@ -251,7 +266,7 @@ def test_ambient_first_takes_a_new_namespace_to_authorization(cluster):
 def test_sidecar_to_ambient_deploys_the_waypoint_before_switching(cluster):
     stages, after = rehearse("sidecar-to-ambient", cluster, ["orders"])
     assert [[(s.feature, s.scope) for s in st.steps] for st in stages] == [
-        [], [("waypoint", "orders")], [("ambient-mode", "orders")]]
+        [("ambient-install", "mesh")], [("waypoint", "orders")], [("ambient-mode", "orders")]]
     labels = after.namespaces["orders"].labels
     assert labels["istio.io/dataplane-mode"] == "ambient" and "istio.io/rev" not in labels
     assert not [p for p in after.pods_by_namespace["orders"] if p.sidecar is not None]
