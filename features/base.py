@@ -258,7 +258,9 @@ class Feature:
             if not dependency_met(dep, scope, on):
                 msgs.append(analysis.catalog_message(
                     "MST0003", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
-                    f"{self.id} depends on {dep}, which is not on in {scope}", dependency=dep, scope=scope))
+                    f"{self.id} depends on {dep}, which is not on in {scope}"
+                    + "".join(f" (nor {alt}, which stands in for it)" for alt in providers([dep])),
+                    dependency=dep, scope=scope))
         msgs += analysis.run(analysis.gate_checks(self.id), analysis.Context(inv, scope, dict(params), traffic))
         return msgs
 

@@ -296,3 +296,13 @@ def test_explain_names_the_ztunnel_the_hbone_port_and_the_waypoint_of_each_servi
     (z,) = explain(cluster, "ztunnel").subjects
     assert any(p.port == 15008 and "HBONE" in p.protocol for p in z.component.ports)
     assert {(link.peer, link.port) for link in z.links} >= {("waypoint", 15008), ("istiod", 15012)}
+
+
+def test_routing_in_an_ambient_namespace_waits_for_its_waypoint(cluster):
+    """A waypoint stands in for sidecar-injection: routing in store (ambient, no waypoint) is gated until one is
+    there, and the gate says which."""
+    feature = registry()["request-routing"]
+    (m,) = [m for m in feature.checks(cluster, "store", {}) if m.code == "MST0003"]
+    assert "nor waypoint, which stands in for it" in m.message
+    with_waypoint = apply(registry()["waypoint"].render({}, "store", cluster), cluster)
+    assert [m for m in feature.checks(with_waypoint, "store", {}) if m.code == "MST0003"] == []
