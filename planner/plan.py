@@ -124,9 +124,9 @@ _SIDECAR_TO_AMBIENT = (
     _Blueprint("Deploy a waypoint for {ns} before it leaves sidecars",
                "{ns}'s VirtualServices, DestinationRules and L7 policies keep applying once its sidecars are gone: "
                "the waypoint serves them first.", ("waypoint",), "each"),
-    _Blueprint("Switch {ns} from sidecars to ambient",
-               "Relabel {ns} (istio.io/dataplane-mode=ambient, the injection label removed), restart its workloads "
-               "without sidecars, and verify ztunnel carries them.", ("ambient-mode",), "each"),
+    _Blueprint("Switch {ns} to ambient mode",
+               "Relabel {ns} (istio.io/dataplane-mode=ambient, the injection label removed), restart its sidecar "
+               "workloads without sidecars, and verify ztunnel carries them.", ("ambient-mode",), "each"),
 )
 
 TEMPLATES: dict[str, tuple[_Blueprint, ...]] = {
