@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 
 from app.commands import DbOpt, SourceOpt, cli
+from planner.errors import MeshstepError
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
@@ -40,6 +42,24 @@ def _warm_up() -> None:
         logging.getLogger("meshstep.ui").debug("warm-up failed", exc_info=True)
 
 
+class PortInUse(MeshstepError):
+    """The address and port `meshstep ui` was asked to serve on cannot be bound."""
+
+
+def check_port(address: str, port: int) -> None:
+    """Raise PortInUse unless `address:port` can be bound now: Streamlit would fail only after the URL is printed
+    (and the warm-up has started reading the source)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        # As Tornado binds it: a port left in TIME_WAIT by a server just stopped is free to take.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError as e:
+            raise PortInUse(f"cannot serve on {address}:{port}: {e.strerror or e} — another program (or meshstep "
+                            f"ui) is using that port; stop it, or choose another with --port") from None
+
+
 @cli.command()
 def ui(
     port: Annotated[int, typer.Option("--port", "-p", help="Port to serve the app on.")] = 8501,
@@ -56,6 +76,7 @@ def ui(
         os.environ["MESHSTEP_SOURCE"] = source
     if db:
         os.environ["MESHSTEP_DATABASE_URL"] = db
+    check_port(address, port)
     typer.echo(f"meshstep ui on http://{address}:{port}  (Ctrl-C to stop)", err=True)
     threading.Thread(target=_warm_up, name="meshstep-warm-up", daemon=True).start()
     # In this process (not a child): SIGTERM and Ctrl-C reach Streamlit's own handlers, which stop the server.

@@ -123,8 +123,6 @@ if (shown := st.session_state.get("rendered")) and shown[:2] == (fid, scope):
     st.subheader(f"{fid} for {scope}")
     for w in shown[4]:
         st.warning(w, icon=":material/warning:")
-    if shown[3]:
-        st.code("\n".join(shown[3]), language="sh", wrap_lines=True)
-    st.code(shown[2] or "# nothing to apply", language="yaml")
+    ui.show_config(shown[3], shown[2])
     st.download_button("Download YAML", shown[2], f"{fid}-{scope}.yaml", mime="application/yaml",
                        icon=":material/download:")
