@@ -688,4 +688,4 @@ def _istio_own(inv: Inventory, pod: Pod) -> MeshStatus | None:
     if instance is None or instance.component == "sidecar" or instance.plane == "addon":
         return None
     comp = CATALOG[instance.component]
-    return MeshStatus(False, "istio", f"an Istio component ({comp.plane} plane): {comp.title}")
+    return MeshStatus(False, "istio", f"Istio itself: {comp.title.split(' — ')[0]}, of the {comp.plane} plane")

@@ -23,8 +23,10 @@ mesh_only = f3.radio("Mesh status", MESH_FILTERS, horizontal=False,
 
 # The pods' "why" is the column people read: wide, and first after the pod's name; the rest is narrow.
 COLUMNS = {
-    "Pods": {"why": st.column_config.TextColumn("why", width="large",
+    "Pods": {"why": st.column_config.TextColumn("why", width=620,
                                                 help="Why the pod is, or is not, in the mesh (as Istio decides)"),
+             "namespace": st.column_config.TextColumn("namespace", width="small"),
+             "pod": st.column_config.TextColumn("pod", pinned=True),  # stays in view as the table scrolls
              "in mesh": st.column_config.CheckboxColumn("in mesh", width="small"),
              "ready": st.column_config.CheckboxColumn("ready", width="small"),
              "proxy": st.column_config.TextColumn("proxy", width="small", help="istio-proxy version"),

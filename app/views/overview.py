@@ -34,7 +34,7 @@ c2.metric("Namespaces in the mesh", f"{mesh['namespaces_in_mesh']} / {mesh['name
 c3.metric("Pods in the mesh", f"{mesh['pods_in_mesh']} / {mesh['pods_total']}")
 c4.metric("Features observed", len(observed), help="Feature × scope pairs that detection finds on in the cluster.")
 
-left, right = st.columns([3, 2])
+left, middle, right = st.columns(3, gap="large")
 with left:
     st.subheader("Plan")
     try:
@@ -53,7 +53,7 @@ with left:
 
 drift = status["drift"]
 kinds = pd.Series([d["kind"] for d in drift], dtype=str).value_counts()
-with right:
+with middle:
     st.subheader("Drift")
     if not drift:
         st.success("No drift: what is recorded is what the cluster shows.", icon=":material/check_circle:")
@@ -63,6 +63,33 @@ with right:
             st.caption("*Observed, not recorded*: on in the cluster before anyone recorded a flag for it. Record "
                        "it on the Features page (state **on**) once the team owns it.")
         st.page_link("views/features.py", label="Record flags on the Features page", icon=":material/toggle_on:")
+
+with right:
+    st.subheader("Adoption over time")
+    if history:
+        # Shares, so pods (thousands) and namespaces (tens) read on one axis; points, so one reading is visible.
+        points = pd.DataFrame([{"taken at": h.taken_at, "share": share, "of": what, "count": f"{n} / {total}"}
+                               for h in history
+                               for what, n, total in (("pods", h.pods_in_mesh, h.pods_total),
+                                                      ("namespaces", h.namespaces_in_mesh,
+                                                       h.namespaces_total))
+                               for share in [n / total if total else 0.0]])
+        st.vega_lite_chart(points, {
+            "mark": {"type": "line", "point": {"size": 80}},
+            "encoding": {"x": {"field": "taken at", "type": "temporal", "title": None,
+                               "axis": {"format": "%b %d %H:%M", "labelAngle": 0, "tickCount": 3}},
+                         "y": {"field": "share", "type": "quantitative", "title": "in the mesh",
+                               "axis": {"format": "%"}, "scale": {"domain": [0, 1]}},
+                         "color": {"field": "of", "type": "nominal", "title": None, "legend": {"orient": "top"},
+                                   "scale": {"domain": ["pods", "namespaces"], "range": ["#1f6fd1", "#e8710a"]}},
+                         "tooltip": [{"field": "of"}, {"field": "count"},
+                                     {"field": "taken at", "type": "temporal", "format": "%Y-%m-%d %H:%M"}]},
+        }, height=220)
+        st.caption(f"{len(history)} reading{'s' * (len(history) != 1)}, the last at "
+                   f"{history[-1].taken_at:%Y-%m-%d %H:%M} UTC: a point is added when adoption changes, else at most "
+                   "one an hour.")
+    else:
+        st.caption("No reading yet: the app keeps one each time adoption changes (at most one an hour otherwise).")
 
 # One table, not three: each feature and scope once, with what detection sees, what the team recorded, and the
 # drift between the two.
@@ -89,26 +116,3 @@ if rows:
 else:
     st.caption("Nothing observed or recorded yet.")
 
-st.subheader("Adoption over time")
-if history:
-    # Shares, so pods (thousands) and namespaces (tens) read on one axis; points, so one reading is visible.
-    points = pd.DataFrame([{"taken at": h.taken_at, "share": share, "of": what, "count": f"{n} / {total}"}
-                           for h in history
-                           for what, n, total in (("pods in the mesh", h.pods_in_mesh, h.pods_total),
-                                                  ("namespaces in the mesh", h.namespaces_in_mesh,
-                                                   h.namespaces_total))
-                           for share in [n / total if total else 0.0]])
-    st.vega_lite_chart(points, {
-        "mark": {"type": "line", "point": {"size": 80}},
-        "encoding": {"x": {"field": "taken at", "type": "temporal", "title": None},
-                     "y": {"field": "share", "type": "quantitative", "title": "in the mesh",
-                           "axis": {"format": "%"}, "scale": {"domain": [0, 1]}},
-                     "color": {"field": "of", "type": "nominal", "title": None, "legend": {"orient": "top"}},
-                     "tooltip": [{"field": "of"}, {"field": "count"},
-                                 {"field": "taken at", "type": "temporal", "format": "%Y-%m-%d %H:%M"}]},
-    }, height=220)
-    st.caption(f"{len(history)} reading{'s' * (len(history) != 1)}, the last at "
-               f"{history[-1].taken_at:%Y-%m-%d %H:%M} UTC: a point is added when adoption changes, else at most "
-               "one an hour.")
-else:
-    st.caption("No reading yet: the app keeps one each time adoption changes (at most one an hour otherwise).")
