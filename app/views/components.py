@@ -5,7 +5,6 @@ import re
 from dataclasses import replace
 
 import streamlit as st
-import streamlit.components.v1 as st_components
 
 from app import meshgraph, ui
 from planner import explain
@@ -58,9 +57,10 @@ f3.download_button("DOT", explain.to_dot(shown), "meshstep-components.dot", mime
                    icon=":material/download:", help="The graph as shown, for Graphviz: dot -Tsvg > mesh.svg "
                                                     "(as `meshstep explain --format dot`).")
 if shown.nodes:
-    # In its own frame (drawn from this page's HTML, nothing fetched): st.html would strip the SVG.
+    # In its own frame (its HTML comes with the page, nothing is fetched): st.html would strip the SVG. Every
+    # text in it is escaped (names come from the cluster).
     html, height = meshgraph.html_widget(shown)
-    st_components.html(html, height=height)
+    st.iframe(html, height=height)
 else:
     st.caption("Nothing of Istio in those planes and namespaces.")
 with st.expander(f"The {len(shown.edges)} connections as a table"):
