@@ -10,9 +10,8 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import streamlit as st
 
 from features.base import Observation, observe
@@ -20,7 +19,11 @@ from planner import explain
 from planner.errors import MeshstepError
 from planner.inventory import Inventory, build_inventory
 from planner.sources import default_source, load_snapshot
-from state.store import Store
+
+if TYPE_CHECKING:  # imported where first used: `meshstep ui` reads the cluster before it spends a second on them
+    import pandas as pd
+
+    from state.store import Store
 
 log = logging.getLogger("meshstep.ui")
 
@@ -73,6 +76,8 @@ def load(src: str) -> Inventory:
 def _inventory_tables(reading: tuple[str, int]) -> dict[str, pd.DataFrame]:
     """The Inventory page's four tables for one reading of the source, built once: a 10,000-pod cluster is not
     re-tabulated on every click."""
+    import pandas as pd
+
     return {name: pd.DataFrame(rows) for name, rows in explain.inventory_rows(_inventory(reading[0])).items()}
 
 
@@ -83,13 +88,14 @@ def inventory_tables() -> dict[str, pd.DataFrame]:
 
 
 def warm_up(src: str | None, db: str | None) -> None:
-    """Open the database and read `src` (default: as source() would choose) into the caches the pages use (what
-    `meshstep ui` does while the server starts); raises MeshstepError."""
-    _store(db)
+    """Read `src` (default: as source() would choose) and open the database into the caches the pages use (what
+    `meshstep ui` does while the server starts); raises MeshstepError. What every page waits for comes first:
+    the inventory, then the database; the Inventory page's tables last."""
     src = src or default_source()
     _inventory(src)
     _observations(src)
     _report(src)
+    _store(db)
     _inventory_tables((src, _readings()["count"]))
 
 
@@ -165,6 +171,8 @@ def _record_first_load(inv: Inventory) -> None:
 
 @st.cache_resource(show_spinner=False)
 def _store(url: str | None) -> Store:
+    from state.store import Store
+
     return Store.open(url)
 
 

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -25,21 +26,36 @@ def streamlit_args(port: int, address: str) -> list[str]:
             "--client.toolbarMode", "viewer", "--server.fileWatcherType", "none"]
 
 
-def _warm_up() -> None:
-    """Import what the pages need and read the source while the server starts, so that the first page does not
-    wait for it (on a 10,000-pod cluster that is seconds: benchmarks/app.py). A page that asks meanwhile waits for
-    this reading instead of making its own (Streamlit locks a cached value while it is computed)."""
+def _listening(address: str, port: int, timeout: float = 60) -> None:
+    """Return once the server accepts connections on address:port (or after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((address, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
+def _warm_up(address: str, port: int) -> None:
+    """Read the source and import what the pages need as soon as the server listens, so that the first page does
+    not wait for it (on a 10,000-pod cluster that is seconds: benchmarks/app.py). A page that asks meanwhile waits
+    for this reading instead of making its own (Streamlit locks a cached value while it is computed). Not before
+    the server listens: both are work for the one interpreter, and the reading would delay the address answering
+    at all (a browser opened on it meanwhile shows "connection refused"), where now it shows the page reading."""
     # Outside a script run, Streamlit warns on every st call; these calls only fill caches.
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
+    _listening("127.0.0.1" if address in ("0.0.0.0", "") else "::1" if address == "::" else address, port)
     try:
-        # What the pages import, and pyarrow, which st.dataframe loads on first use (a second, cold).
-        for module in ("pandas", "pyarrow", "planner.explain", "state.audit", "state.drift", "state.planning"):
-            importlib.import_module(module)
         from app import ui
 
         ui.warm_up(os.environ.get(ui.SOURCE_ENV), os.environ.get("MESHSTEP_DATABASE_URL"))
     except Exception:  # the page that needs it reads it again and shows the error the user can act on
         logging.getLogger("meshstep.ui").debug("warm-up failed", exc_info=True)
+    # Then what the pages import, and pyarrow, which st.dataframe loads on first use (a second, cold); a page that
+    # comes first imports them itself.
+    for module in ("pandas", "pyarrow", "state.audit", "state.drift", "state.planning"):
+        importlib.import_module(module)
 
 
 class PortInUse(MeshstepError):
@@ -78,6 +94,6 @@ def ui(
         os.environ["MESHSTEP_DATABASE_URL"] = db
     check_port(address, port)
     typer.echo(f"meshstep ui on http://{address}:{port}  (Ctrl-C to stop)", err=True)
-    threading.Thread(target=_warm_up, name="meshstep-warm-up", daemon=True).start()
+    threading.Thread(target=_warm_up, args=(address, port), name="meshstep-warm-up", daemon=True).start()
     # In this process (not a child): SIGTERM and Ctrl-C reach Streamlit's own handlers, which stop the server.
     streamlit_cli.main(args=streamlit_args(port, address), prog_name="streamlit", standalone_mode=False)
