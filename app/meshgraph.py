@@ -82,8 +82,11 @@ def layout(g: explain.Graph) -> tuple[list[Box], float, float]:
         for band in bands:
             band.sort(key=lambda n: (sum(x[m] for m in neighbours[n.id] if m in x) / len(have)
                                      if (have := [m for m in neighbours[n.id] if m in x]) else width / 2))
-            for i, n in enumerate(band):
-                x[n.id] = width * (i + 0.5) / len(band)
+            # Side by side, each as wide as its text, the room left shared out evenly between them.
+            gap, left = (width - sum(widths[n.id] for n in band)) / len(band), 0.0
+            for n in band:
+                x[n.id] = left + gap / 2 + widths[n.id] / 2
+                left += widths[n.id] + gap
     top = BAND_HEIGHT / 2 + 4
     boxes = [Box(n, x[n.id], top + row * BAND_HEIGHT, widths[n.id]) for row, band in enumerate(bands) for n in band]
     # Below the last band: room for the edges between its own boxes, which bend downwards.
