@@ -7,6 +7,7 @@ A handful of components and a few dozen catalog edges: the layout is simple geom
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -118,11 +119,11 @@ def svg(g: explain.Graph) -> str:
         src, dst = at[e.source], at[e.target]
         title = html.escape(f"{e.source} → {e.target}: {e.label}, {e.purpose}")
         attrs = f'class="edge" data-ends="{html.escape(e.source)} {html.escape(e.target)}"'
-        if src is dst:  # app to app: a loop on the box's right side
-            x0, y0 = src.x + src.w / 2, src.y
-            path = (f"M{x0:.0f},{y0 - 12:.0f} C{x0 + 70:.0f},{y0 - 50:.0f} {x0 + 70:.0f},{y0 + 50:.0f} "
-                    f"{x0:.0f},{y0 + 12:.0f}")
-            lx, ly = x0 + 60, y0
+        if src is dst:  # app to app: a loop over the box (its neighbours may sit close on either side)
+            x0, y0 = src.x, src.y - src.h / 2
+            path = (f"M{x0 - 14:.0f},{y0:.0f} C{x0 - 60:.0f},{y0 - 75:.0f} {x0 + 60:.0f},{y0 - 75:.0f} "
+                    f"{x0 + 14:.0f},{y0:.0f}")
+            lx, ly = x0, y0 - 56
         else:
             (x1, y1), (x2, y2) = (src.x, src.y), (dst.x, dst.y)
             dx, dy = x2 - x1, y2 - y1
@@ -226,7 +227,7 @@ _SCRIPT = """
 _STYLE = """
 #%(id)s { border: 1px solid #d6d6d9; border-radius: 0.5rem; overflow: hidden; position: relative;
           box-sizing: border-box; }
-#%(id)s svg { display: block; width: 100%%; height: 100%%; cursor: grab; touch-action: none;
+#%(id)s svg { display: block; width: 100%%; height: auto; max-height: %(max)spx; cursor: grab; touch-action: none;
               user-select: none; }
 #%(id)s .bar { position: absolute; top: 8px; right: 8px; display: flex; gap: 4px; }
 #%(id)s .bar button { font: 600 15px sans-serif; min-width: 34px; height: 30px; border: 1px solid #bbb;
@@ -238,21 +239,20 @@ _STYLE = """
 """
 
 
-# The frame's height: the drawing at about 1:1 on a 1440 px screen (the page's main column is some 1,100 px wide),
-# capped so that the graph and the filters above it fit on one screen; zoom shows the rest.
+# The drawing's height on screen, at most: the graph and the filters above it fit on a 1440 × 900 screen; zoom shows
+# the rest.
 MAX_HEIGHT = 820
 
 
-def html_widget(g: explain.Graph, element_id: str = "meshgraph") -> tuple[str, int]:
-    """A page holding the SVG, its zoom buttons, style and script (for a components.html frame), and the frame's
-    height in pixels."""
-    keys = {"id": element_id}
-    _, width, height = layout(g)
-    frame = min(MAX_HEIGHT, round(height * 1100 / width) + 4)
-    page = (f"<!doctype html><html><head><style>body {{ margin: 0; font-family: sans-serif; }}"
-            f"{_STYLE % keys}</style></head><body><div id=\"{element_id}\" style=\"height: {frame - 2}px\">"
-            '<div class="bar"><button data-zoom="in" title="Zoom in">+</button>'
-            '<button data-zoom="out" title="Zoom out">−</button>'
-            '<button data-zoom="fit" title="Fit the whole graph">fit</button></div>'
-            f"{svg(g)}</div><script>{_SCRIPT % keys}</script></body></html>")
-    return page, frame
+def html_widget(g: explain.Graph, element_id: str = "meshgraph") -> str:
+    """The SVG with its zoom buttons, style and script, for st.html: the script puts the SVG in the page (st.html
+    strips SVG from the HTML it is given, not what a script adds), so it is drawn with the page's own font and size,
+    in the page (a frame would be another document to load)."""
+    keys = {"id": element_id, "max": MAX_HEIGHT}
+    # A string in the script, with no "<" in it: Streamlit's sanitizer drops a script whose text looks like markup.
+    drawing = json.dumps(svg(g)).replace("<", "\\u003c")
+    return (f"<style>{_STYLE % keys}</style><div id=\"{element_id}\"><div class=\"bar\">"
+            '<button data-zoom="in" title="Zoom in">+</button><button data-zoom="out" title="Zoom out">−</button>'
+            '<button data-zoom="fit" title="Fit the whole graph">fit</button></div></div>'
+            f"<script>document.getElementById(\"{element_id}\").insertAdjacentHTML(\"beforeend\", {drawing});"
+            f"{_SCRIPT % keys}</script>")

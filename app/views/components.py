@@ -57,10 +57,8 @@ f3.download_button("DOT", explain.to_dot(shown), "meshstep-components.dot", mime
                    icon=":material/download:", help="The graph as shown, for Graphviz: dot -Tsvg > mesh.svg "
                                                     "(as `meshstep explain --format dot`).")
 if shown.nodes:
-    # In its own frame (its HTML comes with the page, nothing is fetched): st.html would strip the SVG. Every
-    # text in it is escaped (names come from the cluster).
-    html, height = meshgraph.html_widget(shown)
-    st.iframe(html, height=height)
+    # Its script runs in the page: every text in it is escaped (names come from the cluster), nothing is fetched.
+    st.html(meshgraph.html_widget(shown), unsafe_allow_javascript=True)
 else:
     st.caption("Nothing of Istio in those planes and namespaces.")
 with st.expander(f"The {len(shown.edges)} connections as a table"):

@@ -3,6 +3,9 @@ browser): what each page shows is checked against the inventory and the store, a
 checked in the store and in the audit trail."""
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from features.base import registry
@@ -64,10 +67,9 @@ def test_inventory_tables(app, demo_inventory: Inventory):
 
 
 def _graph(app) -> str:
-    """The Components page's graph: the HTML of its frame."""
-    frames = app.get("iframe")
-    assert len(frames) == 1
-    return frames[0].proto.srcdoc
+    """The Components page's graph: the SVG its script puts in the page."""
+    (html,) = [h.proto.body for h in app.get("html") if 'id="meshgraph"' in h.proto.body]
+    return json.loads(re.search(r'insertAdjacentHTML\("beforeend", (".*?")\);', html)[1])
 
 
 def test_components_explains_istiod_and_a_pod(app, demo_inventory: Inventory):
