@@ -115,7 +115,8 @@ def svg(g: explain.Graph) -> str:
                    f'fill="#555" letter-spacing="0.04em">{html.escape(BANDS[plane].upper())}</text>')
     taken = [(b.x, b.y, b.w / 2 + 4, b.h / 2 + 4) for b in boxes]  # label boxes must not cover nodes or labels
     labels = []
-    for e in g.edges:
+    # Loops first: their label has one place, the others' labels move along their edges around it.
+    for e in sorted(g.edges, key=lambda e: e.source != e.target):
         src, dst = at[e.source], at[e.target]
         title = html.escape(f"{e.source} → {e.target}: {e.label}, {e.purpose}")
         attrs = f'class="edge" data-ends="{html.escape(e.source)} {html.escape(e.target)}"'

@@ -25,8 +25,9 @@ mesh_only = f3.radio("Mesh status", MESH_FILTERS, horizontal=False,
 COLUMNS = {
     "Pods": {"why": st.column_config.TextColumn("why", width=620,
                                                 help="Why the pod is, or is not, in the mesh (as Istio decides)"),
-             "namespace": st.column_config.TextColumn("namespace", width="small"),
-             "pod": st.column_config.TextColumn("pod", pinned=True),  # stays in view as the table scrolls
+             # Both stay in view as the table scrolls sideways.
+             "namespace": st.column_config.TextColumn("namespace", width=110, pinned=True),
+             "pod": st.column_config.TextColumn("pod", pinned=True),
              "in mesh": st.column_config.CheckboxColumn("in mesh", width="small"),
              "ready": st.column_config.CheckboxColumn("ready", width="small"),
              "proxy": st.column_config.TextColumn("proxy", width="small", help="istio-proxy version"),
