@@ -4,6 +4,7 @@ making changes, and errors shown as st.error instead of tracebacks.
 `meshstep ui` passes its --source and --db through MESHSTEP_SOURCE and MESHSTEP_DATABASE_URL."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -51,7 +52,11 @@ def set_source(value: str) -> None:
 # it on every hit — 3 s for a 10,000-pod cluster, on every page of every rerun (benchmarks/app.py).
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _inventory(src: str) -> Inventory:
-    return build_inventory(load_snapshot(src))
+    inv = build_inventory(load_snapshot(src))
+    # It lives until the cluster is re-read: out of the cyclic collector's sight (it holds no cycles, and is freed
+    # by reference counting all the same), or each full collection during a page's run walks its million objects.
+    gc.freeze()
+    return inv
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -140,6 +140,13 @@ def _settled(pg) -> None:
     assert not pg.get_by_test_id("stException").count(), pg.get_by_test_id("stException").first.inner_text()
 
 
+def _shot(pg, path: Path) -> None:
+    """A screenshot of the page at rest: a change's page runs again after its message (the status widget's "Stop"
+    would be in the picture, and the buttons of the state before)."""
+    _settled(pg)
+    pg.screenshot(path=str(path))
+
+
 def _open(pg, server: str, path: str, title: str) -> None:
     from playwright.sync_api import expect
 
@@ -182,11 +189,11 @@ def test_walk_the_app(server: str, page, shots: Path) -> None:
     _open(pg, server, "inventory", "Inventory")
     pg.get_by_role("tab", name="Pods").click()  # the pods, each with why it is or is not in the mesh
     _settled(pg)
-    pg.screenshot(path=str(shots / "inventory.png"))
+    _shot(pg, shots / "inventory.png")
 
     _open(pg, server, "components", "Components")
     expect(pg.get_by_role("heading", name="Explain")).to_be_visible()
-    pg.screenshot(path=str(shots / "components.png"))
+    _shot(pg, shots / "components.png")
 
     _open(pg, server, "plan", "Plan")
     pg.get_by_role("button", name="Create the plan").click()
@@ -198,7 +205,7 @@ def test_walk_the_app(server: str, page, shots: Path) -> None:
         pg.get_by_role("button", name=button).click()
         expect(pg.get_by_test_id("stAlertContentSuccess").first).to_have_text(f"Stage 1 is now {status}.")
         _settled(pg)
-    pg.screenshot(path=str(shots / "plan.png"))  # the stage verified, its lifecycle shown, the plan's stages below
+    _shot(pg, shots / "plan.png")  # the stage verified, its lifecycle shown, the plan's stages below
     pg.get_by_role("button", name="Mark done").click()
     expect(pg.get_by_test_id("stAlertContentSuccess").first).to_have_text("Stage 1 is now done.")
     _settled(pg)
@@ -206,19 +213,19 @@ def test_walk_the_app(server: str, page, shots: Path) -> None:
 
     _open(pg, server, "features", "Features")
     expect(pg.get_by_role("heading", name="Flag matrix")).to_be_visible()
-    pg.screenshot(path=str(shots / "features.png"))
+    _shot(pg, shots / "features.png")
 
     _open(pg, server, "audit", "Audit")
     pg.get_by_role("button", name="Verify the chain").click()
     expect(pg.get_by_text("The audit chain is intact")).to_be_visible()
     _settled(pg)
     expect(pg.get_by_text("alice").first).to_be_visible()
-    pg.screenshot(path=str(shots / "audit.png"))
+    _shot(pg, shots / "audit.png")
 
     _open(pg, server, "", "Overview")
     expect(pg.get_by_role("heading", name="Cluster demo")).to_be_visible()
     expect(pg.get_by_text(re.compile(r"routing-first: \d+ of \d+ stages done"))).to_be_visible()
-    pg.screenshot(path=str(shots / "overview.png"))
+    _shot(pg, shots / "overview.png")
 
 
 def test_an_unreadable_upload_keeps_the_source(server: str, page, tmp_path: Path) -> None:
