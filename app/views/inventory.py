@@ -56,7 +56,9 @@ for tab, (title, frame) in zip(st.tabs(list(tables), key="inventory_tab", on_cha
             if mesh_only == "outside" and "mode" in shown:
                 meshed = meshed | (shown["mode"] == "istio")  # not "outside": Istio itself
             shown = shown[meshed if mesh_only == "in the mesh" else ~meshed]
-        event = st.dataframe(shown, hide_index=True, width="stretch", column_config=COLUMNS.get(title),
+        # Tall enough for a screenful of rows: the page has nothing else below it.
+        event = st.dataframe(shown, hide_index=True, width="stretch", height=min(600, 38 + 35 * len(shown)),
+                             column_config=COLUMNS.get(title),
                              column_order=ORDER.get(title), key=f"inventory-{title}",
                              on_select="rerun" if title == "Pods" else "ignore", selection_mode="single-row")
         st.caption(f"{len(shown)} of {len(frame)} {title.lower()}")
