@@ -39,12 +39,14 @@ if events:
     shown = frame[frame["action"].isin(actions)] if actions else frame
     event = st.dataframe(
         shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="audit_table",
+        height=min(600, 38 + 35 * len(shown)),
+        # Sized to what they hold at 1440 px, the reason taking the rest.
         column_config={"seq": st.column_config.NumberColumn(width=50),
                        "at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss", width=150),
-                       "actor": st.column_config.TextColumn(width="small"),
-                       "action": st.column_config.TextColumn(width=130),
-                       "target": st.column_config.TextColumn(width=300),
-                       "reason": st.column_config.TextColumn(width="large")})
+                       "actor": st.column_config.TextColumn(width=100),
+                       "action": st.column_config.TextColumn(width=120),
+                       "target": st.column_config.TextColumn(width=250),
+                       "reason": st.column_config.TextColumn(width=400)})
     if event.selection.rows:  # the whole event: its reason in full, and what it changed
         e = next(e for e in events if e.seq == shown.iloc[event.selection.rows[0]]["seq"])
         st.markdown(f"**#{e.seq}** {e.action} on `{e.target}` by **{e.actor}** at {e.at:%Y-%m-%d %H:%M:%S} UTC"
