@@ -180,12 +180,13 @@ def rollback_target(plan: Plan) -> Stage | None:
 
 
 def stage_rows(plan: Plan) -> list[dict[str, Any]]:
-    """One row per stage, as `plan show` and the app list them: `now` marks the current one."""
+    """One row per stage, as `plan show` and the app list them: `now` marks the current one; `found_on`, a stage
+    that was already on when the plan was made."""
     current = current_stage(plan)
     return [{"now": "→" if current is not None and s.order == current.order else "", "order": s.order,
              "title": s.title, "features": list(dict.fromkeys(f["feature"] for f in s.features)),
              "scope": sorted({f["scope"] for f in s.features}),
-             "status": s.status + (" (found on)" if found_on(s) else "")} for s in plan.stages]
+             "status": s.status, "found_on": found_on(s)} for s in plan.stages]
 
 
 @dataclass(frozen=True)
@@ -306,12 +307,13 @@ def rollback(store: Store, plan: Plan, inventory: Inventory, actor: str, reason:
             prev = before.get((s.feature, s.scope))
             flags.append(FlagChange(s.feature, s.scope, prev["params"], prev["state"]) if prev
                          else FlagChange(s.feature, s.scope, None, None))
-    start = overlay_at(plan, inventory, stage)
-    objects = start.config(stage).objects
-    # Nothing to undo when each object the stage applies is, in the cluster now, as the stage found it.
-    was = [c.before for c in changes.diff(objects, (), start.inventory).changes]
-    now = [c.before for c in changes.diff(objects, (), cluster_now(plan, inventory, stage)).changes]
-    undo = "" if was == now else start.config(stage).rollback_yaml
+    cfg = overlay_at(plan, inventory, stage).config(stage)
+    # The rollback restores the objects the stage changed and deletes those it created: nothing to undo when that
+    # changes nothing in the cluster now (the stage's YAML was never applied there).
+    restore = planner.objects_of(cfg.rollback_yaml)
+    restored = {changes.ref_of(o) for o in restore}
+    created = [r for r in map(changes.ref_of, cfg.objects) if r not in restored]
+    undo = cfg.rollback_yaml if not changes.diff(restore, created, cluster_now(plan, inventory, stage)).empty else ""
     if plan.mode == "rehearsal":
         said = f"stage {stage.order} ({stage.title}) rolled back: its changes leave the plan's overlay"
     elif undo:

@@ -84,7 +84,8 @@ def _show(p, format: Format) -> None:
                               for row, s in zip(stages, p.stages)]})
         return
     typer.echo(f"plan {_title(p)} for cluster {p.cluster}: {_standing(p)}")
-    emit_table(stages, ["now", "order", "status", "title", "features", "scope"])
+    emit_table([row | {"found_on": "found on" if row["found_on"] else ""} for row in stages],
+               ["now", "order", "status", "found_on", "title", "features", "scope"])
     if p.left_out:
         typer.echo("\nLEFT OUT (the template has them; this cluster cannot have them yet)")
         for x in p.left_out:
