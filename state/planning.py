@@ -237,8 +237,9 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
         data["gate"] = [m.to_json() for m in result.messages]
         if not result.passed and not override_reason:
             if stage.status != "blocked":
-                store.transition_stage(stage.id, "blocked", actor, "entry gate failed", stage.version, data=data,
-                                       plan_mode=mode)
+                store.transition_stage(stage.id, "blocked", actor,
+                                       ("rehearsal: " if rehearse else "") + "entry gate failed", stage.version,
+                                       data=data, plan_mode=mode)
             raise GateBlocked(stage, result)
         reason = "entry gate passed"
         if not result.passed:
