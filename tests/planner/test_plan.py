@@ -317,6 +317,20 @@ def dry_run(tmp_path):
         yield run
 
 
+def test_a_stage_of_several_steps_is_one_yaml_document_per_object(demo, tmp_path, dry_run):
+    # Two steps, two objects each: the renderings were joined with no `---` between them, so YAML readers kept one
+    # object per step and kubectl refused the file (mapping key "apiVersion" already defined).
+    stage = planner.StageSpec("Ingress", "", (planner.Step("ingress-gateway", "legacy"),
+                                              planner.Step("ingress-gateway", "payments")))
+    for text in (planner.config(stage, demo).apply_yaml, planner.config(stage, demo).rollback_yaml):
+        path = tmp_path / "stage.yaml"
+        path.write_text(text)
+        assert _objects_and_headers(text)[0] == _objects_and_headers(text)[1]
+        if _objects_and_headers(text)[0]:
+            assert dry_run(path)[0] == 0, dry_run(path)[1]
+    assert _objects_and_headers(planner.config(stage, demo).apply_yaml) == (4, 4)
+
+
 def test_export_of_the_demo_is_multi_document_yaml_that_kubectl_accepts(cli, tmp_path, dry_run):
     # Every application namespace: stage 5 brings the ingress to legacy and payments, and finds it on in shop.
     assert cli("plan", "new")[0] == 0
