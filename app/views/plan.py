@@ -25,6 +25,11 @@ except MeshstepError:
     plan = None
 
 if plan is None:
+    for finished in store.list_plans(cluster):
+        if finished.status == "done":
+            st.success(f"Plan **{finished.name}** is complete: every stage is done"
+                       + (" in rehearsal, on its overlay." if finished.mode == "rehearsal" else "."),
+                       icon=":material/celebration:")
     st.info(f"No active plan for **{cluster}**. Make one from a template: stages already on in the cluster start "
             "as done.")
     with st.form("new_plan"):
@@ -39,9 +44,6 @@ if plan is None:
                 created = planning.create(store, cluster, inv, template, namespaces or None, name or None, actor)
                 ui.flash(f"Plan **{created.name}** created with {len(created.stages)} stages.")
                 st.rerun()
-    finished = [p for p in store.list_plans(cluster) if p.status != "active"]
-    if finished:
-        st.caption("Finished plans: " + ", ".join(f"**{p.name}** ({p.mode or 'not started'})" for p in finished))
     st.stop()
 
 done = sum(s.status == "done" for s in plan.stages)
