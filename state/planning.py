@@ -270,6 +270,8 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
         reason = "exit check passed"
     else:
         reason = "stage done"
+    if not lifecycle.allowed(stage.status, new):  # the table and this walk must agree
+        raise MeshstepError(f"stage {stage.order}: {stage.status} → {new} is not a move of the stage lifecycle")
     if rehearse:
         reason = f"rehearsal: {reason}"
     # Applied: the flags as they were go with the stage, so that a rollback can put them back. Done, the last stage
