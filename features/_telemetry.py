@@ -12,6 +12,10 @@ class TelemetrySection(Feature):
     section: str  # tracing | metrics | accessLogging
     mesh_config_key: str  # what turns it on mesh-wide in mesh config, when the Telemetry API is not used
 
+    @property
+    def owns(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (f"spec.{self.section}",)
+
     def section_value(self, p: dict[str, Any], inv: Inventory) -> Any:
         """The section's value: by default one entry naming the `provider` parameter."""
         return [{"providers": [{"name": p["provider"]}]}]

@@ -20,6 +20,7 @@ class AmbientMode(Feature):
                 "L7 features (routing, retries, L7 authorization) need a waypoint proxy in ambient.",
                 "Pods that still have a sidecar are not captured by ztunnel: restart them after the label change.")
     docs = "https://istio.io/latest/docs/ambient/usage/add-workloads/"
+    owns = tuple(f"labels/{k}" for k in (*_ADD, *_REMOVED))
 
     def build(self, p, scope, inv):
         return [namespace_labelled(inv, scope, _ADD, _REMOVED)]

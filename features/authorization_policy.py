@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from features._istio import free_name
 from features.base import Feature, Observation, Param, obj
+from planner.analysis.callers import calls
 from planner.errors import MeshstepError
 
 
@@ -11,7 +13,8 @@ class AuthorizationPolicyFeature(Feature):
     depends_on = ("mtls-strict",)
     scopes = ("namespace",)
     params = (Param("allow_namespaces", str, "", "comma-separated namespaces whose workloads may call this one "
-                                                 "(default: this namespace and the ingress gateway's)"),)
+                                                 "(default: this namespace, the ingress gateway's, and those of "
+                                                 "every meshed caller meshstep has evidence of)"),)
     problem = ("Who should be allowed to call these services? Once mTLS is STRICT, identities are trustworthy and "
                "we can deny everything else.")
     pitfalls = (
@@ -24,16 +27,22 @@ class AuthorizationPolicyFeature(Feature):
     def build(self, p, scope, inv):
         allowed = [n.strip() for n in p["allow_namespaces"].split(",") if n.strip()]
         if not allowed:
-            gateways = sorted({c.namespace for c in inv.components if c.component == "ingress-gateway"})
-            allowed = [scope, *gateways]
+            # Deny by default must not deny what works today: the callers meshstep has evidence of are allowed
+            # (those outside the mesh have no identity to allow; STRICT refuses them already). A list given
+            # explicitly is taken as it is, and the invariants refuse it if it leaves a known caller out.
+            gateways = {c.namespace for c in inv.components if c.component == "ingress-gateway"}
+            callers = {c.namespace for c in calls(inv) if c.meshed and c.service and c.service.namespace == scope}
+            allowed = [scope, *sorted(gateways | callers)]
         known = set(inv.namespace_names())
         unknown = [n for n in allowed if n not in known]
         if unknown:
             raise MeshstepError("authorization-policy: allow_namespaces names unknown namespace(s) "
                                 f"{', '.join(unknown)}")
+        ap = "AuthorizationPolicy"
         return [
-            obj(inv, "security.istio.io", "AuthorizationPolicy", scope, "allow-nothing", {}),
-            obj(inv, "security.istio.io", "AuthorizationPolicy", scope, "allow-from-expected-namespaces",
+            obj(inv, "security.istio.io", ap, scope, free_name(inv, ap, scope, "allow-nothing", feature=self.id), {}),
+            obj(inv, "security.istio.io", ap, scope,
+                free_name(inv, ap, scope, "allow-from-expected-namespaces", feature=self.id),
                 {"action": "ALLOW", "rules": [{"from": [{"source": {"namespaces": sorted(set(allowed))}}]}]}),
         ]
 

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from planner.analysis import base as analysis
-from planner.changes import clean
+from planner.analysis.common import per_inventory
+from planner.changes import clean, ref_of
 from planner.errors import MeshstepError
 from planner.inventory import Inventory, gc_paused
 from planner.model import Ref
@@ -126,6 +127,12 @@ class Feature:
     scopes: tuple[str, ...] = (MESH, "namespace")
     pitfalls: tuple[str, ...] = ()
     docs: str = ""
+    # A step of an operation (a canary upgrade's relabel, tag move, removal) rather than a feature that stays on:
+    # a plan verifies it by detection, but status, drift and the flag matrix do not list it as on.
+    operation: bool = False
+    # What the feature is there to change, as paths of features.invariants.facts (shell patterns): every other
+    # field of an object it extends must come out of the rendering as it went in.
+    owns: tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- to implement
 
@@ -138,6 +145,11 @@ class Feature:
 
     def notes(self, p: dict[str, Any], scope: str, inv: Inventory, rollback: bool) -> list[str]:
         """Shell lines that go with the objects: commands to run, reminders as `# ` comments."""
+        return []
+
+    def restarted_pods(self, p: dict[str, Any], scope: str, inv: Inventory) -> list[dict[str, Any]]:
+        """The pods that the notes' `kubectl rollout restart` lines bring back, as they come back on `inv` (the
+        cluster with the objects applied): an overlay runs no controllers, so a rehearsal applies these too."""
         return []
 
     # ---------------------------------------------------------------- shared behaviour
@@ -162,13 +174,20 @@ class Feature:
 
     def candidate(self, params: dict[str, Any], scope: str, inv: Inventory) -> tuple[dict[str, Any], list[dict]]:
         """The checked parameters and the schema-validated objects, before analysis is asked about them (render
-        asks it for one feature; a new plan asks it once for all its candidate steps)."""
+        asks it for one feature; a new plan asks it once for all its candidate steps). Each object that changes
+        carries what undoes the change (see `recorded`)."""
         p = validate_params(self, params)
         self.check_scope(scope, inv)
-        objects = self.build(p, scope, inv)
+        objects = [recorded(self.id, o, inv) for o in self.build(p, scope, inv)]
         for obj in objects:
             validate_object(obj, inv)
         return p, objects
+
+    def validate(self, params: dict[str, Any], scope: str, inv: Inventory) -> dict[str, Any]:
+        """The checked parameters, refused (MeshstepError) as `render` refuses them: unknown or bad values, a scope
+        the feature does not take or the cluster lacks, a service that is not there, a combination that cannot
+        render. What `flags set` records is what `render` would accept."""
+        return self.candidate(params, scope, inv)[0]
 
     def render(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
         """Validated objects that turn the feature on; refused with the reason when analysis would flag them."""
@@ -177,28 +196,52 @@ class Feature:
         return Rendered(self.id, scope, _shown(p), tuple(objects), notes=tuple(self.notes(p, scope, inv, False)))
 
     def render_gated(self, params: dict[str, Any], scope: str, inv: Inventory) -> tuple[Rendered, list[Any]]:
-        """`render` behind the feature's gate: refused (MeshstepError) when a gate check fails at error level;
-        returns the rendering and the gate's warnings and infos."""
-        msgs = self.checks(inv, scope, validate_params(self, params))
+        """`render` behind the feature's gate: the gate's checks before, the invariants on the overlay after
+        (features.invariants). Refused (Refused, a MeshstepError that keeps the rendering and every finding) when
+        one of them fails at error level; returns the rendering and the warnings and infos."""
+        from features import invariants
+
+        p = validate_params(self, params)
+        msgs = self.checks(inv, scope, p)
+        try:
+            rendered = self.render(p, scope, inv)
+        except MeshstepError as e:
+            errors = [m for m in msgs if m.level == "error"]
+            if errors:  # the gate's reason comes first; the rendering's own is one more
+                raise Refused(self.id, scope, errors, None, str(e)) from e
+            raise
+        msgs += invariants.check(self, p, scope, inv, rendered)
         errors = [m for m in msgs if m.level == "error"]
         if errors:
-            raise MeshstepError(f"{self.id} cannot be turned on in {scope}: "
-                                + "; ".join(f"{m.code} {m.message} ({m.hint})" for m in errors))
-        return self.render(params, scope, inv), msgs
+            raise Refused(self.id, scope, errors, rendered)
+        return rendered, msgs
 
     def rollback(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
-        """What undoes `render` on this cluster: objects it would create are deleted, those it would change are
-        restored as they are now."""
+        """What undoes `render`, on the cluster before it is applied or after: every object the feature changed
+        is restored from the record it carries (`recorded`), every object it created is deleted. Applied to the
+        cluster with the feature on, it gives back the objects as they were, byte for byte once normalised."""
         p = validate_params(self, params)
         self.check_scope(scope, inv)
+        try:
+            built = [recorded(self.id, o, inv) for o in self.build(p, scope, inv)]
+        except MeshstepError:
+            built = []  # the cluster moved on so that it no longer renders: its records still say what to undo
+        # on the cluster with the feature applied, the rendering is the cluster's own objects: no overlay needed
+        changed = [o for o in built if (c := inv.get(*object_key(o))) is None or clean(c.raw) != o]
+        after = overlay(inv, changed) if changed else inv
+        key = ROLLBACK + self.id
+        refs = dict.fromkeys([ref_of(o) for o in built] + [
+            o.ref for o in recorded_objects(after, target_namespace(scope, inv), scope) if key in o.annotations])
         restore, delete = [], []
-        for obj in self.build(p, scope, inv):
-            meta = obj["metadata"]
-            current = inv.get(obj["kind"], meta.get("namespace"), meta["name"])
-            if current is None:
-                delete.append(Ref(obj["kind"], meta.get("namespace"), meta["name"]))
+        for ref in refs:
+            current = after.get(ref.kind, ref.namespace, ref.name)
+            record = current.annotations.get(key) if current is not None else None
+            if record is None:
+                continue  # left as it was
+            if record == CREATED:
+                delete.append(ref)
             else:
-                restore.append(clean(current.raw))
+                restore.append(merge_patch(without_record(clean(current.raw), key), json.loads(record)))
         return Rendered(self.id, scope, _shown(p), tuple(restore), tuple(delete),
                         tuple(self.notes(p, scope, inv, True)), rollback=True)
 
@@ -208,10 +251,9 @@ class Feature:
         on = {(o.feature, o.scope) for o in observe(inv, self.depends_on)}
         for dep in self.depends_on:
             if not dependency_met(dep, scope, on):
-                msgs.append(analysis.Message(
-                    "MST0003", "error", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
-                    f"{self.id} depends on {dep}, which is not on in {scope}",
-                    f"turn on {dep} in {scope} first (meshstep render {dep} --scope {scope})"))
+                msgs.append(analysis.catalog_message(
+                    "MST0003", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
+                    f"{self.id} depends on {dep}, which is not on in {scope}", dependency=dep, scope=scope))
         msgs += analysis.run(analysis.gate_checks(self.id), analysis.Context(inv, scope, dict(params)))
         return msgs
 
@@ -221,15 +263,110 @@ class Feature:
                 "params": [p.to_json() for p in self.params], "pitfalls": list(self.pitfalls), "docs": self.docs}
 
 
+class Refused(MeshstepError):
+    """A rendering the gate or the invariants refuse: the findings, and the YAML that was refused (None when the
+    feature could not render at all)."""
+
+    def __init__(self, feature: str, scope: str, findings: list[analysis.Message], rendered: Rendered | None,
+                 reason: str = "") -> None:
+        self.feature, self.scope, self.findings, self.rendered, self.reason = feature, scope, findings, rendered, reason
+        super().__init__(f"{feature} cannot be turned on in {scope}: "
+                         + "; ".join([f"{m.code} {m.message} ({m.hint})" for m in findings] + [reason][:bool(reason)]))
+
+
+# ---------------------------------------------------------------- changes are merges, and say how to undo them
+
+# rollback.meshstep.io/<feature>: on every object a feature changed, what undoes the change — "created", or the
+# JSON merge patch (RFC 7386) that turns the object back into what it was. The record travels with the object (as
+# kubectl's last-applied-configuration does), so the rollback is exact even once the change is applied.
+ROLLBACK = "rollback.meshstep.io/"
+CREATED = "created"
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """`target` with an RFC 7386 merge patch applied (null deletes a key; lists are replaced whole)."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def merge_diff(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns `new` back into `old`."""
+    patch: dict[str, Any] = {k: None for k in new if k not in old}
+    for k, v in old.items():
+        if k not in new:
+            patch[k] = v
+        elif isinstance(v, dict) and isinstance(new[k], dict):  # an empty map too: its new keys are removed
+            sub = merge_diff(new[k], v)
+            if sub:
+                patch[k] = sub
+        elif new[k] != v:
+            patch[k] = v
+    return patch
+
+
+def without_record(o: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object without one feature's rollback record (and without an annotations map left empty by that)."""
+    notes = (o.get("metadata") or {}).get("annotations") or {}
+    if key not in notes:
+        return o
+    rest = {k: v for k, v in notes.items() if k != key}
+    meta = {k: v for k, v in o["metadata"].items() if k != "annotations"} | ({"annotations": rest} if rest else {})
+    return o | {"metadata": meta}
+
+
+def recorded(feature: str, new: dict[str, Any], inv: Inventory) -> dict[str, Any]:
+    """`new` (a feature's built object) with the record of what undoes it: relative to the object as it was before
+    this feature first changed it, so that rendering again on the changed cluster keeps the first record. An
+    object the rendering leaves as it is comes back as it is."""
+    key = ROLLBACK + feature
+    new = without_record(clean(new), key)
+    current = inv.get(*object_key(new))
+    if current is not None:
+        now = clean(current.raw)
+        if without_record(now, key) == new:  # equal dicts: equal normalised YAML
+            return now
+        record = now["metadata"].get("annotations", {}).get(key)
+        if record is None:
+            original: dict[str, Any] | None = now
+        elif record == CREATED:
+            original = None
+        else:
+            original = merge_patch(without_record(now, key), json.loads(record))
+    else:
+        original = None
+    value = CREATED if original is None else json.dumps(merge_diff(new, original), sort_keys=True,
+                                                         separators=(",", ":"))
+    meta = new["metadata"]
+    return new | {"metadata": meta | {"annotations": {**(meta.get("annotations") or {}), key: value}}}
+
+
+def recorded_objects(inv: Inventory, namespace: str, scope: str) -> Iterable[Any]:
+    """The objects of a scope that may carry rollback records: those of its namespace, and the Namespace itself."""
+    for objs in inv.objects.values():
+        for o in objs:
+            if o.namespace == namespace or o.kind == "Namespace" and o.name == scope:
+                if any(k.startswith(ROLLBACK) for k in o.annotations):
+                    yield o
+
+
 def _shown(p: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in p.items() if v not in (None, "")}
 
 
 @gc_paused()
 def observe(inv: Inventory, features: Iterable[str] | None = None) -> list[Observation]:
-    """Where each feature (of `features`, default all) is on in the inventory, by detection."""
-    wanted = set(features) if features is not None else None
-    return [o for f in registry().values() if wanted is None or f.id in wanted for o in f.detect(inv)]
+    """Where each feature (of `features`, default every one that stays on: no operation's step) is on in the
+    inventory, by detection."""
+    feats = registry().values()
+    wanted = set(features) if features is not None else {f.id for f in feats if not f.operation}
+    return [o for f in feats if f.id in wanted for o in f.detect(inv)]
 
 
 def dependency_met(dep: str, scope: str, on: set[tuple[str, str]]) -> bool:
@@ -240,20 +377,27 @@ def dependency_met(dep: str, scope: str, on: set[tuple[str, str]]) -> bool:
     return (dep, MESH) in on or (dep, scope) in on
 
 
+# The modules of this package that make the framework rather than a feature.
+FRAMEWORK = ("base", "invariants")
+
+
 @cache
 def registry() -> dict[str, Feature]:
-    """Every feature, by id: each module of this package that defines FEATURE."""
+    """Every feature, by id: each module of this package defines FEATURE (helpers are named `_…`, the framework's
+    own modules are FRAMEWORK); a module that defines none is an error, not a feature silently missing."""
     import features
 
     found = {}
     for mod in pkgutil.iter_modules(features.__path__):
-        if mod.name.startswith("_") or mod.name == "base":
+        if mod.name.startswith("_") or mod.name in FRAMEWORK:
             continue
         feature = getattr(importlib.import_module(f"features.{mod.name}"), "FEATURE", None)
-        if feature is not None:
-            if feature.category not in CATEGORIES:
-                raise ValueError(f"feature {feature.id}: category must be one of {CATEGORIES}")
-            found[feature.id] = feature
+        if not isinstance(feature, Feature):
+            raise RuntimeError(f"features/{mod.name}.py defines no FEATURE = SomeFeature(): a feature module "
+                               f"registers one (a helper module's name starts with _)")
+        if feature.category not in CATEGORIES:
+            raise ValueError(f"feature {feature.id}: category must be one of {CATEGORIES}")
+        found[feature.id] = feature
     return dict(sorted(found.items()))
 
 
@@ -279,7 +423,21 @@ def validate_params(feature: Feature, raw: dict[str, Any]) -> dict[str, Any]:
 
 def apply(rendered: Rendered, inv: Inventory) -> Inventory:
     """The inventory as it would be once `rendered` is applied (objects created or replaced, deletions done)."""
-    return inv.with_changes(apply=rendered.objects, delete=rendered.delete)
+    return overlay(inv, rendered.objects, rendered.delete)
+
+
+def overlay(inv: Inventory, objects: Iterable[dict[str, Any]], delete: Iterable[Ref] = ()) -> Inventory:
+    """`inv.with_changes`, built once per inventory and change: the gate, the analysis of a rendering and the
+    invariants all look at the same overlay."""
+    objects, delete = list(objects), list(delete)
+    key = json.dumps([objects, [str(r) for r in delete]], sort_keys=True, default=str)
+    return per_inventory(inv, f"overlay {key}", lambda i: i.with_changes(apply=objects, delete=delete))
+
+
+def analysis_errors(inv: Inventory) -> list[analysis.Message]:
+    """The error-level analysis findings of an inventory, found once."""
+    return per_inventory(inv, "analysis-errors", lambda i: [
+        m for m in analysis.run(analysis.analyze_checks(), analysis.Context(i)) if m.level == "error"])
 
 
 # ---------------------------------------------------------------- validation
@@ -373,8 +531,7 @@ def flagged(objects: list[dict[str, Any]], inv: Inventory) -> list[analysis.Mess
     if not objects:
         return []
     mine = {object_key(o) for o in objects}
-    return [m for m in analysis.run(analysis.analyze_checks(), analysis.Context(inv.with_changes(apply=objects)))
-            if m.level == "error" and (m.ref.kind, m.ref.namespace, m.ref.name) in mine]
+    return [m for m in analysis_errors(overlay(inv, objects)) if (m.ref.kind, m.ref.namespace, m.ref.name) in mine]
 
 
 def refuse_errors(feature: str, objects: list[dict[str, Any]], inv: Inventory) -> None:
@@ -450,7 +607,10 @@ DURATION = r"\d+(\.\d+)?(ms|s|m|h)"  # as Istio's protobuf durations are written
 
 
 def http_port(svc: Any) -> int:
-    port = next((p for p in svc.ports if p.istio_protocol in HTTP_PROTOCOLS), None) or svc.ports[0]
+    """The service's first port declared HTTP (see http_service): HTTP routes never go to another protocol's."""
+    port = next((p for p in svc.ports if p.istio_protocol in HTTP_PROTOCOLS), None)
+    if port is None:
+        raise MeshstepError(f"service {svc.namespace}/{svc.name} has no port declared HTTP, HTTP2 or gRPC")
     return port.port
 
 

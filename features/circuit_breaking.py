@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from features._istio import destination_rule
+from features._istio import destination_rule, kept_or_set
 from features.base import DURATION, Feature, Param, observations_by_scope, services_in
 from planner.errors import MeshstepError
 
@@ -27,6 +27,8 @@ class CircuitBreaking(Feature):
         "maxEjectionPercent defaults to 10%: small services may eject nothing.",
     )
     docs = "https://istio.io/latest/docs/tasks/traffic-management/circuit-breaking/"
+    owns = ("*trafficPolicy.connectionPool.tcp.maxConnections", "*trafficPolicy.connectionPool.http.http1MaxPending*",
+            "*trafficPolicy.outlierDetection.*")
 
     def build(self, p, scope, inv):
         objs = []
@@ -34,11 +36,17 @@ class CircuitBreaking(Feature):
             if p["service"] and svc.name != p["service"]:
                 continue
             dr = destination_rule(inv, svc)
+            # Only the fields it owns, merged into the pool and detection the rule has: connectTimeout,
+            # maxRequestsPerConnection and the rest stay, and an existing limit is kept unless set explicitly.
+            d = self.defaults()
             policy = dr["spec"].setdefault("trafficPolicy", {})
-            policy["connectionPool"] = {"tcp": {"maxConnections": p["max_connections"]},
-                                        "http": {"http1MaxPendingRequests": p["max_pending"]}}
-            policy["outlierDetection"] = {"consecutive5xxErrors": p["consecutive_5xx"], "interval": p["interval"],
-                                          "baseEjectionTime": p["base_ejection_time"]}
+            pool = policy.setdefault("connectionPool", {})
+            kept_or_set(pool.setdefault("tcp", {}), "maxConnections", p["max_connections"], d["max_connections"])
+            kept_or_set(pool.setdefault("http", {}), "http1MaxPendingRequests", p["max_pending"], d["max_pending"])
+            outlier = policy.setdefault("outlierDetection", {})
+            for key, name in (("consecutive5xxErrors", "consecutive_5xx"), ("interval", "interval"),
+                              ("baseEjectionTime", "base_ejection_time")):
+                kept_or_set(outlier, key, p[name], d[name])
             objs.append(dr)
         if not objs:
             raise MeshstepError(f"circuit-breaking: no service {p['service'] + ' ' if p['service'] else ''}"

@@ -22,6 +22,7 @@ class EgressRegistryOnly(Feature):
         "Workloads outside the mesh are not restricted at all.",
     )
     docs = "https://istio.io/latest/docs/tasks/traffic-management/egress/egress-control/"
+    owns = ("data.mesh",)  # its outboundTrafficPolicy; the rest of the mesh config is parsed and kept
 
     def build(self, p, scope, inv):
         cm = inv.mesh_config_map  # the one detection (and istiod's default revision) reads

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 
+from features._istio import free_name
 from features.base import DURATION, Feature, Observation, Param, obj, scope_of, target_namespace
 from planner.errors import MeshstepError
 
@@ -35,12 +36,14 @@ class EgressServiceEntry(Feature):
             raise MeshstepError(f"egress-service-entry: {host!r} is not a DNS host name")
         ns = target_namespace(scope, inv)
         name = host.replace("*.", "wildcard-").replace(".", "-")
+        name = free_name(inv, "ServiceEntry", ns, name, feature=self.id)
         objs = [obj(inv, "networking.istio.io", "ServiceEntry", ns, name, {
             "hosts": [host], "location": "MESH_EXTERNAL", "resolution": "NONE" if host.startswith("*.") else "DNS",
             "ports": [{"number": p["port"], "name": f"{p['protocol'].lower()}-{p['port']}",
                        "protocol": p["protocol"]}]})]
         if p["protocol"] == "HTTP":
-            objs.append(obj(inv, "networking.istio.io", "VirtualService", ns, name, {
+            objs.append(obj(inv, "networking.istio.io", "VirtualService", ns,
+                            free_name(inv, "VirtualService", ns, name, feature=self.id), {
                 "hosts": [host], "http": [{"timeout": p["timeout"], "route": [{"destination": {"host": host}}]}]}))
         return objs
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from features._istio import virtual_service
+from features._istio import routes_to, virtual_service
 from features.base import DURATION, Feature, Param, http_service, observations_by_scope
 from planner.errors import MeshstepError
 
@@ -24,6 +24,7 @@ class FaultInjection(Feature):
         "Remove it after the test: a forgotten delay is an outage.",
     )
     docs = "https://istio.io/latest/docs/tasks/traffic-management/fault-injection/"
+    owns = ("http[*].fault",)
 
     def build(self, p, scope, inv):
         svc = http_service(scope, inv, p["service"] or None)
@@ -35,7 +36,7 @@ class FaultInjection(Feature):
         if p["abort_status"]:
             fault["abort"] = {"httpStatus": p["abort_status"], "percentage": {"value": p["percent"]}}
         vs = virtual_service(inv, svc)
-        for route in vs["spec"]["http"]:
+        for route in routes_to(vs, svc):
             route["fault"] = fault
         return [vs]
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from features._istio import free_name
 from features.base import DURATION, Feature, Param, http_service, obj, observations_by_scope
 
 _FILTER = "envoy.filters.http.local_ratelimit"
@@ -28,7 +29,8 @@ class LocalRateLimit(Feature):
         bucket = {"max_tokens": p["requests"], "tokens_per_fill": p["requests"], "fill_interval": p["interval"]}
         enabled = {"runtime_key": "local_rate_limit_enabled", "default_value": {"numerator": 100,
                                                                                  "denominator": "HUNDRED"}}
-        return [obj(inv, "networking.istio.io", "EnvoyFilter", scope, f"{svc.name}-local-ratelimit", {
+        name = free_name(inv, "EnvoyFilter", scope, f"{svc.name}-local-ratelimit", feature=self.id)
+        return [obj(inv, "networking.istio.io", "EnvoyFilter", scope, name, {
             "workloadSelector": {"labels": dict(svc.selector)},
             "configPatches": [{
                 "applyTo": "HTTP_FILTER",

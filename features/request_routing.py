@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from features._istio import destination_rule, virtual_service, with_subsets
+from features._istio import destination_rule, matches_host, routes_to, serves_http, virtual_service, with_subsets
 from features.base import Feature, Param, observations_by_scope, services_in
 from planner.errors import MeshstepError
 
@@ -25,20 +25,21 @@ class RequestRouting(Feature):
     def build(self, p, scope, inv):
         objs = []
         for svc in services_in(scope, inv):
-            if p["service"] and svc.name != p["service"]:
-                continue
+            if p["service"] and svc.name != p["service"] or not serves_http(svc):
+                continue  # version routes are HTTP routes: a database port gets none
             versions = sorted({pod.labels["version"] for pod in inv.pods_of_service(svc) if "version" in pod.labels})
             if not versions:
                 continue
             dr = with_subsets(destination_rule(inv, svc), versions)
             vs = virtual_service(inv, svc)
-            for route in vs["spec"].get("http") or []:
+            for route in routes_to(vs, svc):  # a route to another host keeps its destination as it is
                 for dest in route.get("route") or []:
-                    dest["destination"].setdefault("subset", versions[0])
+                    if matches_host(dest["destination"].get("host", ""), svc):
+                        dest["destination"].setdefault("subset", versions[0])
             objs += [dr, vs]
         if not objs:
-            raise MeshstepError(f"request-routing: no service in {scope} has pods with a `version` label "
-                                "(label the pod templates version=v1)")
+            raise MeshstepError(f"request-routing: no HTTP service {p['service'] + ' ' if p['service'] else ''}in "
+                                f"{scope} has pods with a `version` label (label the pod templates version=v1)")
         return objs
 
     def detect(self, inv):

@@ -25,11 +25,19 @@ class SidecarInjection(Feature):
                 "Init containers that call the network run before the sidecar is up (native sidecars fix this).",
                 "istio-injection=enabled and istio.io/rev together: the legacy label wins.")
     docs = "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/"
+    owns = tuple(f"labels/{k}" for k in (*_REMOVED, "istio.io/rev"))
 
-    def _labels(self, p: dict[str, Any], inv: Inventory) -> dict[str, str]:
+    def _labels(self, p: dict[str, Any], inv: Inventory, scope: str) -> dict[str, str]:
         revs = {r.revision: r for r in inv.revisions}
         tags = {t: r.revision for r in inv.revisions for t in r.tags}
         want = p["revision"]
+        labels = inv.namespaces[scope].labels if scope in inv.namespaces else {}
+        if not want and labels.get("istio.io/rev"):
+            # Already on a revision (or tag): it stays there. Relabelling it `default` would move it to whatever
+            # control plane the default tag points at, on its next restart.
+            return {"istio.io/rev": labels["istio.io/rev"]}
+        if not want and labels.get("istio-injection") == "enabled":
+            return {"istio-injection": "enabled"}
         if want:
             if want not in revs and want not in tags:
                 raise MeshstepError(f"{self.id}: no istiod revision or tag {want!r} in the cluster "
@@ -45,10 +53,12 @@ class SidecarInjection(Feature):
         return {"istio-injection": "enabled"} if want == "default" and "default" in revs else {"istio.io/rev": want}
 
     def build(self, p, scope, inv):
-        return [namespace_labelled(inv, scope, self._labels(p, inv), _REMOVED)]
+        labels = self._labels(p, inv, scope)
+        return [namespace_labelled(inv, scope, labels, tuple(k for k in _REMOVED if k not in labels))]
 
     def notes(self, p, scope, inv, rollback):
-        return label_notes(inv, scope, self._labels(p, inv), _REMOVED, rollback)
+        labels = self._labels(p, inv, scope)
+        return label_notes(inv, scope, labels, tuple(k for k in _REMOVED if k not in labels), rollback)
 
     def detect(self, inv: Inventory) -> list[Observation]:
         return [Observation(self.id, name, [f"Namespace {name}"],

@@ -20,6 +20,7 @@ class SidecarScope(Feature):
         "Only one selector-less Sidecar per namespace is allowed.",
     )
     docs = "https://istio.io/latest/docs/reference/config/networking/sidecar/"
+    owns = ("spec.egress",)
 
     def build(self, p, scope, inv):
         hosts = ["./*", f"{inv.root_namespace}/*"]

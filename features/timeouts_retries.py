@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from features._istio import virtual_service
-from features.base import DURATION, HTTP_PROTOCOLS, Feature, Observation, Param, scope_of, services_in
+from features._istio import kept_or_set, routes_to, serves_http, virtual_service
+from features.base import DURATION, Feature, Observation, Param, scope_of, services_in
 from planner.errors import MeshstepError
 
 
@@ -25,18 +25,21 @@ class TimeoutsRetries(Feature):
         "Timeouts in the application and in Istio both apply: the shorter wins.",
     )
     docs = "https://istio.io/latest/docs/tasks/traffic-management/request-timeouts/"
+    owns = ("http[*].timeout", "http[*].retries")
 
     def build(self, p, scope, inv):
         objs = []
         for svc in services_in(scope, inv):
-            if p["service"] and svc.name != p["service"] or not any(
-                    port.istio_protocol in HTTP_PROTOCOLS for port in svc.ports):
+            if p["service"] and svc.name != p["service"] or not serves_http(svc):
                 continue
             vs = virtual_service(inv, svc)
-            for route in vs["spec"].setdefault("http", [{"route": [{"destination": {"host": svc.name}}]}]):
-                route["timeout"] = p["timeout"]
-                route["retries"] = {"attempts": p["attempts"], "perTryTimeout": p["per_try_timeout"],
-                                    "retryOn": p["retry_on"]}
+            d = self.defaults()
+            for route in routes_to(vs, svc):  # the team's own timeouts and retries stay unless set explicitly
+                kept_or_set(route, "timeout", p["timeout"], d["timeout"])
+                retries = route.setdefault("retries", {})
+                kept_or_set(retries, "attempts", p["attempts"], d["attempts"])
+                kept_or_set(retries, "perTryTimeout", p["per_try_timeout"], d["per_try_timeout"])
+                kept_or_set(retries, "retryOn", p["retry_on"], d["retry_on"])
             objs.append(vs)
         if not objs:
             raise MeshstepError(f"timeouts-retries: no HTTP service {p['service'] + ' ' if p['service'] else ''}"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from features._istio import destination, destination_rule, virtual_service, with_subsets
+from features._istio import destination, destination_rule, routes_to, virtual_service, with_subsets
 from features.base import Feature, Observation, Param, scope_of, versioned_service
 from planner.errors import MeshstepError
 
@@ -44,17 +44,33 @@ class TrafficShifting(Feature):
         vs = virtual_service(inv, svc)
         host = vs["spec"]["hosts"][0]
 
-        def to(subset, weight=None):
-            return destination(svc, subset, weight, host)
+        # The release changes where the service's catch-all route sends requests, and nothing else: its timeout,
+        # retries, fault, mirror and headers stay, as do the routes with matches and those to other hosts.
+        http = vs["spec"].setdefault("http", [])
+        header = [{"headers": {p["header"]: {"exact": p["header_value"]}}}]
+        http[:] = [r for r in http if r.get("match") != header]  # a tester route of an earlier render
+        ours = routes_to(vs, svc)
+        default = next((r for r in ours if not r.get("match")), None)
+        if default is None:
+            default = {"route": []}
+            http.append(default)
+        # the port the route names today, if it names one, stays named
+        port = next((d["destination"]["port"] for d in default["route"] if d.get("destination", {}).get("port")),
+                    None)
 
+        def to(subset, weight=None):
+            dest = destination(svc, subset, weight, host)
+            if port:
+                dest["destination"]["port"] = port
+            return dest
         if p["strategy"] == "canary":
-            http = [{"route": [to(stable, 100 - p["weight"]), to(canary, p["weight"])]}]
+            default["route"] = [to(stable, 100 - p["weight"]), to(canary, p["weight"])]
         elif p["strategy"] == "blue-green":
-            http = [{"route": [to(canary, 100), to(stable, 0)]}]
+            default["route"] = [to(canary, 100), to(stable, 0)]
         else:
-            http = [{"match": [{"headers": {p["header"]: {"exact": p["header_value"]}}}], "route": [to(canary)]},
-                    {"route": [to(stable)]}]
-        vs["spec"]["http"] = http
+            default["route"] = [to(stable)]
+            kept = {k: v for k, v in default.items() if k not in ("route", "name")}  # its timeout, retries…
+            http.insert(http.index(default), {"match": header} | kept | {"route": [to(canary)]})
         return [dr, vs]
 
     def detect(self, inv):

@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from planner import revisions
 from planner.analysis.common import labels_match, opted_out, services_selecting
 from planner.components import CATALOG, EDGES, PEERS, XDS_CLIENTS, Component, Edge, find_sidecar
 from planner.errors import MeshstepError
@@ -161,7 +162,8 @@ def explain_workload(inv: Inventory, w: Workload) -> Explanation:
     e = _explain(inv, w.ref, spec, w.namespace, instance, pods[0] if pods else None)
     if pods:
         e = Explanation(e.ref, e.component, e.recognised_by, e.mesh,
-                        (f"pods: {', '.join(p.name for p in pods)}",) + e.facts, e.dependents, e.links, e.commands)
+                        (f"pods: {', '.join(p.name for p in pods)}",) + revisions.pod_proxy_facts(inv, pods) + e.facts,
+                        e.dependents, e.links, e.commands)
     return e
 
 
@@ -250,10 +252,7 @@ def _no_facts(inv: Inventory, spec: PodSpecSummary, namespace: str,
 
 def _revision_name(inv: Inventory, rev: str) -> str:
     """The istiod revision a revision or tag name resolves to (tags point at revisions)."""
-    for r in inv.revisions:
-        if rev == r.revision or rev in r.tags:
-            return r.revision
-    return rev
+    return revisions.resolve(inv, rev)
 
 
 def revision_of(inv: Inventory, spec: PodSpecSummary, pod: Pod | None) -> str:

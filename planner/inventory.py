@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -381,20 +382,45 @@ def build_inventory(snapshot: Snapshot, mesh_config: dict[str, Any] | None = Non
             pod_pages.close()
 
 
+class _GCPause:
+    """Who is inside gc_paused, process-wide: the app serves sessions from threads, so one session's analysis can
+    start while another's is still running. The collector is paused by the first to enter and re-enabled by the
+    last to leave, and only if it was enabled when the first entered."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.was_enabled = False
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.users == 0:
+                self.was_enabled = gc.isenabled()
+                gc.disable()
+            self.users += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users == 0 and self.was_enabled:
+                gc.enable()
+
+
+_GC_PAUSE = _GCPause()
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic GC (a context manager, or a decorator for work over a whole inventory: analysis,
     detection, the app's tables). Reading a cluster, or analysing it, allocates millions of small objects and no
     reference cycles worth collecting (parsed JSON, frozen dataclasses, short-lived tuples); the collector would
     walk the whole inventory again and again for nothing (half the CPU time of reading 10,000 pods; half the
-    time of analysing 40,000)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    time of analysing 40,000). Re-entrant and thread-safe: a count of users, not a flag."""
+    _GC_PAUSE.enter()
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        _GC_PAUSE.leave()
 
 
 # A live list with at least this many pods still to come has its pod pages parsed and summarised in other
@@ -754,7 +780,8 @@ def _mesh_configs(configmaps: Iterable[KubeObject]) -> dict[str, dict[str, Any]]
             continue
         rev = "default" if cm.name == "istio" else cm.name[len("istio-"):]
         try:
-            parsed = yaml.safe_load(mesh) or {}
+            # the C loader: an overlay rebuilds the inventory, and with it this, once per rendering it checks
+            parsed = yaml.load(mesh, Loader=YAML_LOADER) or {}
         except yaml.YAMLError as e:
             raise SourceError(f"ConfigMap {cm.namespace}/{cm.name}: data.mesh is not valid YAML: {e}") from e
         if not isinstance(parsed, dict):

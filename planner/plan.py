@@ -108,11 +108,27 @@ _LOCKDOWN = _Blueprint("Lock down egress",
                        "Only registered external hosts can be reached from the mesh.", ("egress-registry-only",),
                        "mesh")
 
+# Istio's canary upgrade, one revision to the next: revision-install, revision-label, gateway-revision, default-tag and
+# single-revision (features/, reading the cluster through planner.revisions).
+_UPGRADE = (
+    _Blueprint("Install the new revision", "Run the new release's istiod beside the old one, serving nobody yet.",
+               ("revision-install",), "mesh"),
+    _Blueprint("Move {ns} to the new revision",
+               "{ns} runs the new release: relabelled, restarted, every proxy verified on it.", ("revision-label",),
+               "each"),
+    _Blueprint("Move the gateways to the new revision", "Traffic enters the mesh through the new release.",
+               ("gateway-revision",), "mesh"),
+    _Blueprint("Point the default tag at the new revision",
+               "New and istio-injection=enabled namespaces get the new release.", ("default-tag",), "mesh"),
+    _Blueprint("Remove the old revision", "One release to run and patch again.", ("single-revision",), "mesh"),
+)
+
 TEMPLATES: dict[str, tuple[_Blueprint, ...]] = {
     "routing-first": (_INSTALL, _INJECT, _INGRESS, _ROUTING, _RELEASE, _OBSERVE, _RESILIENCE, _EGRESS,
                       _PERMISSIVE, _STRICT_NS, _STRICT_MESH, _AUTHZ, _LOCKDOWN),
     "security-first": (_INSTALL, _INJECT, _PERMISSIVE, _STRICT_NS, _STRICT_MESH, _AUTHZ, _OBSERVE, _INGRESS,
                        _ROUTING, _RELEASE, _RESILIENCE, _EGRESS, _LOCKDOWN),
+    "upgrade": _UPGRADE,
     "custom": (),
 }
 
@@ -190,8 +206,8 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
 
 
 def observed_steps(inventory: Inventory) -> set[tuple[str, str]]:
-    """(feature, scope) pairs that detection finds on in the inventory."""
-    return {(o.feature, o.scope) for o in observe(inventory)}
+    """(feature, scope) pairs that detection finds on in the inventory, operations' steps included."""
+    return {(o.feature, o.scope) for o in observe(inventory, registry())}
 
 
 def check_order(stages: list[StageSpec], inventory: Inventory, observed: set[tuple[str, str]] | None = None) -> None:
@@ -232,13 +248,12 @@ def install_messages(inventory: Inventory) -> list[analysis.Message]:
     out = []
     root = Ref("Namespace", None, inventory.root_namespace)
     if not inventory.istio_installed:
-        out.append(analysis.Message("MST0001", "error", root, "Istio is not installed: no Istio CRDs and no istiod",
-                                    "install Istio (istioctl install --set profile=default) and re-read the cluster"))
+        out.append(analysis.catalog_message("MST0001", root, "no Istio CRDs and no istiod"))
     for r in inventory.revisions:
         if r.istiod_pods and not r.ready_pods:
-            out.append(analysis.Message("MST0002", "error", Ref("Namespace", None, r.namespace),
-                                        f"istiod revision {r.revision}: none of its {r.istiod_pods} pods is ready",
-                                        f"kubectl -n {r.namespace} describe pods -l app=istiod"))
+            out.append(analysis.catalog_message("MST0002", Ref("Namespace", None, r.namespace),
+                                                f"istiod revision {r.revision}: none of its {r.istiod_pods} pods is "
+                                                f"ready", namespace=r.namespace))
     return out
 
 

@@ -14,6 +14,7 @@ from planner import plan as planner
 from planner.changes import ChangeSet
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
+from planner.model import Ref
 from state.models import Plan, Stage
 from state.store import FlagChange, Store
 
@@ -282,6 +283,10 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
                                   plan_status="done" if last else None, plan_mode=mode)
 
 
+# A rollback's deletions, as features.base.Rendered heads them: `# meshstep: …: delete Kind [namespace/]name`.
+_DELETED = re.compile(r"^# meshstep: .*: delete (\S+) (?:(\S+)/)?(\S+)$", re.MULTILINE)
+
+
 @dataclass(frozen=True)
 class RolledBack:
     stage: Stage
@@ -314,8 +319,7 @@ def rollback(store: Store, plan: Plan, inventory: Inventory, actor: str, reason:
     # The rollback restores the objects the stage changed and deletes those it created: nothing to undo when that
     # changes nothing in the cluster now (the stage's YAML was never applied there).
     restore = planner.objects_of(cfg.rollback_yaml)
-    restored = {changes.ref_of(o) for o in restore}
-    created = [r for r in map(changes.ref_of, cfg.objects) if r not in restored]
+    created = [Ref(kind, ns or None, name) for kind, ns, name in _DELETED.findall(cfg.rollback_yaml)]
     undo = cfg.rollback_yaml if not changes.diff(restore, created, cluster_now(plan, inventory, stage)).empty else ""
     if plan.mode == "rehearsal":
         said = f"stage {stage.order} ({stage.title}) rolled back: its changes leave the plan's overlay"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,3 +24,24 @@ def reference() -> Path:
 def demo_inventory() -> Inventory:
     """The bundled demo cluster's inventory, built once per test session (treat it as read-only)."""
     return build_inventory(load_snapshot("demo"))
+
+
+# ---------------------------------------------------------------- the property test's count of cases
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Tests that run many cases (tests/features/test_property.py) record their outcomes as the user property
+    `property_cases`; they are summed here, in the process that reports (the controller under xdist)."""
+    if report.when == "call":
+        for name, value in report.user_properties:
+            if name == "property_cases":
+                for outcome, n in value.items():
+                    _CASES[outcome] = _CASES.get(outcome, 0) + n
+
+
+_CASES: dict[str, int] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _CASES:
+        parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(_CASES.items()))
+        terminalreporter.write_line(f"property cases (cluster, feature, scope): {sum(_CASES.values())} — {parts}")

@@ -28,6 +28,8 @@ BUILTIN = {
            ("serviceaccounts", "ServiceAccount", True)],
     "apps/v1": [("deployments", "Deployment", True), ("statefulsets", "StatefulSet", True),
                 ("daemonsets", "DaemonSet", True)],
+    "admissionregistration.k8s.io/v1": [("mutatingwebhookconfigurations", "MutatingWebhookConfiguration", False),
+                                        ("validatingwebhookconfigurations", "ValidatingWebhookConfiguration", False)],
 }
 
 

@@ -62,25 +62,12 @@ def analyze(
         raise typer.Exit(1)
 
 
-_MARK = {"error": "×", "warning": "‼", "info": "ℹ"}
-
-
 def _print_table(messages: list, source: str) -> None:
-    """Grouped by the resource kind, one line per finding, then its hint and reference page (as linkerd check)."""
+    """Every finding (level, code, resource, message, hint, reference page), then the count per level."""
+    from planner.analysis.findings import counts, terminal
+
     if not messages:
         typer.echo(f"√ no validation issues found in {source}")
         return
-    by_kind: dict[str, list] = {}
-    for m in messages:
-        by_kind.setdefault(m.ref.kind, []).append(m)
-    for kind in sorted(by_kind):
-        typer.echo(kind)
-        typer.echo("-" * len(kind))
-        for m in by_kind[kind]:
-            typer.echo(f"{_MARK[m.level]} {m.level.capitalize():7} [{m.code}] ({m.ref}) {m.message}")
-            if m.hint:
-                typer.echo(f"    hint: {m.hint}")
-            typer.echo(f"    see {m.url}")
-        typer.echo("")
-    counts = {lv: sum(m.level == lv for m in messages) for lv in _MARK}
-    typer.echo(", ".join(f"{n} {lv}{'s' if n != 1 else ''}" for lv, n in counts.items()))
+    typer.echo(terminal(messages))
+    typer.echo(f"\n{counts(messages)}")

@@ -2,8 +2,9 @@
 (or off) in one scope, and what is on where — observed in the cluster, recorded by the team, and their drift."""
 from __future__ import annotations
 
+import enum
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,7 +24,16 @@ from app.commands import (
     open_store,
 )
 
+if TYPE_CHECKING:
+    from features.base import Refused, Rendered
+
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="A parameter, key=value (repeatable).")]
+
+
+class RenderFormat(str, enum.Enum):
+    yaml = "yaml"
+    diff = "diff"
+    json = "json"
 
 
 @cli.command("features")
@@ -42,27 +52,84 @@ def features_cmd(format: FormatOpt = Format.table) -> None:
 @cli.command("render")
 def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, source: SourceOpt = None,
                rollback: Annotated[bool, typer.Option(
-                   "--rollback", help="What undoes it: objects to restore, and those to delete.")] = False) -> None:
-    """The YAML that turns FEATURE on in a scope (or, with --rollback, off again). Notes (label changes, restarts)
-    are comments at the top of the YAML; gate warnings go to stderr."""
+                   "--rollback", help="What undoes it: objects to restore, and those to delete.")] = False,
+               format: Annotated[RenderFormat, typer.Option(
+                   "--format", "-o", help="yaml: what to apply; diff: what it changes in the cluster, as kubectl "
+                                          "diff shows it; json: both, with the findings.")] = RenderFormat.yaml
+               ) -> None:
+    """The YAML that turns FEATURE on in a scope (or, with --rollback, off again), checked by the feature's gate
+    and, on the cluster with it applied, by the invariants. Notes (label changes, restarts) are comments at the top
+    of the YAML; the changes (created, modified, deleted) and gate warnings go to stderr. A refused rendering exits
+    2 with its findings, and its YAML on stderr marked REFUSED."""
+    from features.base import Refused
+
     feat, p = feature_params(feature, set_)
     inv = load_inventory(source)
     feat.check_scope(scope, inv)
-    if rollback:
-        rendered = feat.rollback(p, scope, inv)
+    msgs: list[Any] = []
+    try:
+        rendered = feat.rollback(p, scope, inv) if rollback else None
+        if rendered is None:
+            rendered, msgs = feat.render_gated(p, scope, inv)
+    except Refused as e:
+        _refused(e, format, inv)
+        raise typer.Exit(2) from None
+    _emit(rendered, inv, msgs, format)
+
+
+def _changes(rendered: Rendered, inv: Any) -> Any:
+    from planner.changes import diff
+
+    return diff(rendered.objects, rendered.delete, inv)
+
+
+def _emit(rendered: Rendered, inv: Any, msgs: list[Any], format: RenderFormat) -> None:
+    changes = _changes(rendered, inv)
+    if format == RenderFormat.json:
+        emit_json(_json(rendered, changes, msgs, refused=False))
+        return
+    for m in msgs:
+        typer.echo(f"{m.level}: {m.code} {m.message} ({m.hint})", err=True)
+    what = "undo" if rendered.rollback else "apply"
+    if changes.empty:
+        typer.echo(f"note: nothing to {what} for {rendered.feature} in {rendered.scope}: the cluster already has it",
+                   err=True)
     else:
-        rendered, msgs = feat.render_gated(p, scope, inv)
-        for m in msgs:
-            typer.echo(f"{m.level}: {m.code} {m.message} ({m.hint})", err=True)
-    if not rendered.objects and not rendered.delete:
-        typer.echo(f"note: nothing to {'undo' if rollback else 'apply'} for {feat.id} in {scope}", err=True)
-    sys.stdout.write(rendered.yaml)
+        typer.echo(f"changes: {changes.summary()}", err=True)
+    sys.stdout.write(changes.diff if format == RenderFormat.diff else rendered.yaml)
+
+
+def _json(rendered: Rendered | None, changes: Any, msgs: list[Any], refused: bool) -> dict[str, Any]:
+    return {"refused": refused,
+            "findings": [m.to_json() for m in msgs],
+            "changes": [c | {"object": ch.after} for c, ch in zip(changes.to_json(), changes.changes)]
+            if changes else [],
+            "yaml": rendered.yaml if rendered else ""}
+
+
+def _refused(e: Refused, format: RenderFormat, inv: Any) -> None:
+    """The findings as error lines, then the YAML that was refused (on stderr: a pipe to kubectl gets nothing)."""
+    changes = _changes(e.rendered, inv) if e.rendered else None
+    if format == RenderFormat.json:
+        emit_json(_json(e.rendered, changes, e.findings, refused=True))
+        return
+    head, *rest = e.findings
+    typer.echo(f"error: {e.feature} cannot be turned on in {e.scope}: {head.code} {head.message} ({head.hint})",
+               err=True)
+    for line in [f"{m.code} {m.message} ({m.hint})" for m in rest] + [e.reason][:bool(e.reason)]:
+        typer.echo(f"error: {line}", err=True)
+    if e.rendered is not None:
+        typer.echo(f"\n# REFUSED: {e.feature} in {e.scope} — the YAML it would apply, NOT to be applied "
+                   f"({len(e.findings)} finding{'s' if len(e.findings) != 1 else ''} above; changes: "
+                   f"{changes.summary()})", err=True)
+        typer.echo(e.rendered.yaml, err=True, nl=False)
 
 
 @cli.command("status")
 def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt = None,
                format: FormatOpt = Format.table) -> None:
     """What is on where: observed in the cluster, recorded as flags, and where the two disagree (drift)."""
+    from features._mtls import mtls_modes
     from features.base import observe
     from state.audit import params_text
     from state.drift import recorded_and_drift
@@ -74,11 +141,15 @@ def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt =
         status = recorded_and_drift(store, name, observed)
     report = {"cluster": name,
               "observed": [{"feature": o.feature, "scope": o.scope, "evidence": list(o.evidence)} for o in observed],
+              "mtls": [m.to_json() for m in mtls_modes(inv)],
               **status}
     if format == Format.json:
         emit_json(report)
         return
     typer.echo(f"cluster: {name}   source: {inv.source}")
+    typer.echo("\nMTLS (the mode each scope's workloads accept, as Istio resolves it)")
+    emit_table([m | {"explicit": "yes" if m["explicit"] else "no (Istio's default)"} for m in report["mtls"]],
+               ["scope", "mode", "explicit", "by"])
     typer.echo("\nOBSERVED")
     emit_table(report["observed"])
     typer.echo("\nRECORDED")

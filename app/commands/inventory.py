@@ -4,22 +4,32 @@ from __future__ import annotations
 import typer
 
 from app.commands import Format, FormatOpt, SourceOpt, cli, emit_json, emit_table, load_inventory
+from planner import revisions
 
 
 @cli.command()
 def inventory(source: SourceOpt = None, format: FormatOpt = Format.table) -> None:
     """Namespaces, control plane, Istio components and what the source could not show."""
-    report = load_inventory(source).report()
+    inv = load_inventory(source)
+    report = revisions.with_revisions(inv, inv.report())
     if format == Format.json:
         emit_json(report)
         return
     istio = report["istio"]
-    typer.echo(f"source: {report['source']}   Istio: "
-               f"{istio['version'] or 'unknown version' if istio['installed'] else 'not installed'}")
+    typer.echo(f"source: {report['source']}   "
+               + (revisions.headline(inv) if istio["installed"] else "Istio: not installed"))
     typer.echo("\nCONTROL PLANE")
     emit_table(report["control_plane"]["revisions"])
     typer.echo("\nNAMESPACES")
     emit_table(report["namespaces"])
+    if "upgrade" in report:
+        up = report["upgrade"]
+        typer.echo(f"\nUPGRADE {up['from']['revision']} ({up['from']['version']}) → {up['to']['revision']} "
+                   f"({up['to']['version']}): {up['namespaces_done']} of {up['namespaces_total']} namespaces done")
+        emit_table(up["namespaces"])
+    if report["stale_pods"]:
+        typer.echo("\nPODS TO RESTART (their proxy differs from what their namespace injects)")
+        emit_table(report["stale_pods"])
     typer.echo("\nCOMPONENTS")
     emit_table(report["components"])
     vis = report["visibility"]

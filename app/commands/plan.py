@@ -168,12 +168,11 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
     typer.echo(f"\nGATE — {'passes' if view.gate.passed else 'BLOCKED'}: {len(view.gate.ran)} check(s) ran")
     for check in view.gate.ran:
         typer.echo(f"  · {check}")
-    for m in view.gate.messages:
-        mark = {"error": "✗", "warning": "!", "info": "·"}[m.level]
-        typer.echo(f"  {mark} {m.code} {m.ref}: {m.message}")
-        if m.hint:
-            typer.echo(f"      → {m.hint}")
-    if not view.gate.messages:
+    if view.gate.messages:
+        from planner.analysis.findings import terminal
+
+        typer.echo(terminal(view.gate.messages, indent="  "))
+    else:
         typer.echo("  ✓ none found anything")
     if cfg.notes:
         typer.echo("\nRUN")

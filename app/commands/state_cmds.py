@@ -13,6 +13,7 @@ from app.commands import (
     Format,
     FormatOpt,
     ScopeOpt,
+    SourceOpt,
     actor_name,
     cli,
     cluster_name,
@@ -58,11 +59,17 @@ def flags_set(feature: str, scope: ScopeOpt, reason: ReasonOpt,
                               ] = None,
               state: Annotated[str, typer.Option("--state", help="off | enabling | on | disabling")] = "on",
               cluster: ClusterOpt = None, actor: ActorOpt = None, expect_version: ExpectOpt = None,
-              db: DbOpt = None) -> None:
-    """Record that FEATURE should be in a state (default on) in a scope, with its parameters."""
-    _, params = feature_params(feature, set_)
+              db: DbOpt = None, source: SourceOpt = None) -> None:
+    """Record that FEATURE should be in a state (default on) in a scope, with its parameters: checked against the
+    source's cluster as `render` checks them (the scope, the services named, values it cannot render)."""
+    feat, params = feature_params(feature, set_)
+    inv = load_inventory(source)
+    if state in ("on", "enabling"):
+        params = feat.validate(params, scope, inv)
+    else:  # turning it off needs no rendering, but the scope must be one it takes
+        feat.check_scope(scope, inv)
     with open_store(db) as store:
-        cluster = cluster_name(cluster)
+        cluster = cluster_name(cluster, source)
         flag = store.set_flag(cluster, feature, scope, params, state, actor_name(actor), reason, expect_version)
     typer.echo(f"{feature} in {scope} on {cluster}: {flag.state} (version {flag.version})")
 

@@ -6,8 +6,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import ui
-from features.base import MESH, Feature, registry, validate_params
+from app import findings, ui
+from features.base import MESH, Feature, Refused, registry, validate_params
+from planner.changes import diff
 from state.drift import recorded_and_drift
 
 inv = ui.inventory()
@@ -101,9 +102,16 @@ with change:
 
     if render_clicked:
         with ui.errors(f"{fid} cannot be rendered for {scope}"):
-            rendered, gate = feature.render_gated(params, scope, inv)
-            warnings = [f"{m.level}: {m.code} {m.message} ({m.hint})" for m in gate]
-            st.session_state["rendered"] = (fid, scope, rendered.yaml, list(rendered.notes), warnings)
+            try:
+                rendered, gate = feature.render_gated(params, scope, inv)
+                refused = False
+            except Refused as e:
+                if e.rendered is None:
+                    raise
+                rendered, gate, refused = e.rendered, e.findings, True
+            changes = diff(rendered.objects, rendered.delete, inv)
+            st.session_state["rendered"] = (fid, scope, rendered.yaml, list(rendered.notes), gate,
+                                            changes.summary(), changes.diff, refused)
     elif (set_clicked or unset_clicked) and (actor := ui.require_actor()):
         if not reason:
             st.error("Give a reason: it is kept in the audit trail with your name.")
@@ -111,8 +119,9 @@ with change:
             with ui.errors("The flag was not changed"):
                 expected = current["version"] if current else 0  # refuse if someone changed it meanwhile
                 if set_clicked:
-                    flag = store.set_flag(cluster, fid, scope, validate_params(feature, params), state, actor, reason,
-                                          expected)
+                    checked = (feature.validate(params, scope, inv) if state in ("on", "enabling")
+                               else validate_params(feature, params))  # as `meshstep flags set` checks it
+                    flag = store.set_flag(cluster, fid, scope, checked, state, actor, reason, expected)
                     ui.flash(f"{fid} in {scope}: **{flag.state}** (version {flag.version}).")
                 else:
                     store.unset_flag(cluster, fid, scope, actor, reason, expected or None)
@@ -120,11 +129,15 @@ with change:
                 st.rerun()
 
 if (shown := st.session_state.get("rendered")) and shown[:2] == (fid, scope):
-    st.subheader(f"{fid} for {scope}")
-    for w in shown[4]:
-        st.warning(w, icon=":material/warning:")
+    st.subheader(f"{fid} for {scope}" + (" — REFUSED" if shown[7] else ""))
+    if shown[7]:
+        st.error("REFUSED: the gate or the invariants found what this YAML would break (below). Do not apply it.")
+    findings.show(shown[4])
     if shown[3]:
         st.code("\n".join(shown[3]), language="sh", wrap_lines=True)
+    st.markdown(f"**Changes against the cluster:** {shown[5]}")
+    st.code(shown[6] or "# no change", language="diff")
     st.code(shown[2] or "# nothing to apply", language="yaml")
-    st.download_button("Download YAML", shown[2], f"{fid}-{scope}.yaml", mime="application/yaml",
-                       icon=":material/download:")
+    if not shown[7]:
+        st.download_button("Download YAML", shown[2], f"{fid}-{scope}.yaml", mime="application/yaml",
+                           icon=":material/download:")

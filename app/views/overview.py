@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app import ui
+from planner import revisions
 from planner.errors import MeshstepError
 from state import planning
 from state.drift import OBSERVED_NOT_RECORDED, recorded_and_drift
@@ -19,20 +20,34 @@ status = recorded_and_drift(store, cluster, observed)
 st.title(f"Cluster {cluster}")
 istio = report["istio"]
 if istio["installed"]:
-    revisions = ", ".join(r["revision"] for r in report["control_plane"]["revisions"]) or "none running"
-    st.caption(f"Istio {istio['version'] or '(version unknown)'} · control plane revisions: {revisions} · "
-               f"root namespace {istio['root_namespace']}")
+    names = ", ".join(r["revision"] for r in report["control_plane"]["revisions"]) or "none running"
+    headline = revisions.headline(inv)
+    st.caption(f"{headline} · control plane revisions: {names} · root namespace {istio['root_namespace']}")
 else:
     st.warning("Istio is not installed in this cluster: the plan's first stage says how to install it.")
 
+upgrade = revisions.upgrade(inv)
 history = store.inventory_history(cluster)
 mesh = inv.mesh_summary
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Istio version", istio["version"] or "—")
+c1.metric("Istio version", f"{upgrade.from_version} → {upgrade.to_version}" if upgrade is not None
+          else istio["version"] or "—", help="During an upgrade: the oldest and the newest revision's versions.")
 c2.metric("Namespaces in the mesh", f"{mesh['namespaces_in_mesh']} / {mesh['namespaces_total']}",
           help="Namespaces with at least one pod in the mesh (sidecar or ambient), out of all namespaces.")
 c3.metric("Pods in the mesh", f"{mesh['pods_in_mesh']} / {mesh['pods_total']}")
 c4.metric("Features observed", len(observed), help="Feature × scope pairs that detection finds on in the cluster.")
+
+if upgrade is not None:  # two revisions side by side: how far the move from the old one has gone
+    st.subheader(f"Upgrade {upgrade.from_version or upgrade.from_revision} → "
+                 f"{upgrade.to_version or upgrade.to_revision}")
+    st.progress(upgrade.done / len(upgrade.namespaces) if upgrade.namespaces else 1.0,
+                text=f"revision {upgrade.from_revision} → {upgrade.to_revision}: {upgrade.done} of "
+                     f"{len(upgrade.namespaces)} namespaces done · default tag on {upgrade.default_tag or 'none'}")
+    st.dataframe(pd.DataFrame([n.to_json() for n in upgrade.namespaces]), hide_index=True, width="stretch",
+                 column_config={"injects": st.column_config.TextColumn(help="The revision its label resolves to"),
+                                "on_new": st.column_config.NumberColumn(help="Proxies on the new revision"),
+                                "on_old": st.column_config.NumberColumn(help="Proxies on an older revision")})
+    st.caption("`meshstep plan new --template upgrade` walks the rest, one gated stage at a time.")
 
 left, right = st.columns([3, 2])
 with left:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import ui
+from app import findings, ui
 from planner import lifecycle
 from planner import plan as planner
 from planner.errors import MeshstepError
@@ -14,7 +14,6 @@ inv = ui.inventory()
 store = ui.store()
 cluster = ui.cluster(inv)
 
-LEVEL_BOXES = {"error": st.error, "warning": st.warning, "info": st.info}
 
 st.title("Plan")
 ui.show_flash()
@@ -84,10 +83,7 @@ else:
     with gate_col:
         st.subheader("Gate: " + (":green[:material/check_circle: passes]" if view.gate.passed
                                  else ":red[:material/block: blocked]"))
-        for m in view.gate.messages:
-            LEVEL_BOXES[m.level](f"**{m.code}** {m.ref}: {m.message}" + (f"\n\n→ {m.hint}" if m.hint else ""))
-        if not view.gate.messages:
-            st.success(f"None of the {len(view.gate.ran)} checks found anything.")
+        findings.show(view.gate.messages, none=f"None of the {len(view.gate.ran)} checks found anything.")
         with st.expander(f"The {len(view.gate.ran)} checks the gate ran"):
             st.markdown("\n".join(f"- {c}" for c in view.gate.ran) or "none")
         if view.config.notes:

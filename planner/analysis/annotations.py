@@ -215,26 +215,27 @@ def _placed(a: Annotation, kind: str) -> bool:
     return ANY in a.kinds or kind in a.kinds
 
 
-@check("IST0108", "UnknownAnnotation", "warning",
-       "Check the annotation's spelling against istio.io/latest/docs/reference/config/annotations/ and remove it "
-       "if Istio has no such annotation: Istio ignores it.")
+@check("IST0108", "Check the annotation's spelling against istio.io/latest/docs/reference/config/annotations/ and "
+       "remove it if Istio has no such annotation: Istio ignores it.",
+       reads=("Namespace", "Service", "Deployment", "Pod"))
 def unknown_annotation(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for obj, name, _, a in _istio_annotations(ctx.inventory):
         if a is None:
             yield obj.ref, f"Unknown annotation: {name}"
 
 
-@check("IST0107", "MisplacedAnnotation", "warning",
-       "Move the annotation to a resource of the kind it belongs on (a pod annotation goes in a Deployment's "
-       "spec.template.metadata, not its own metadata): Istio ignores it where it is.")
+@check("IST0107", "Move the annotation to a resource of the kind it belongs on (a pod annotation goes in a "
+       "Deployment's spec.template.metadata, not its own metadata): Istio ignores it where it is.",
+       reads=("Namespace", "Service", "Deployment", "Pod"))
 def misplaced_annotation(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for obj, name, _, a in _istio_annotations(ctx.inventory):
         if a is not None and not _placed(a, obj.kind):
             yield obj.ref, f"Misplaced annotation: {name} can only be applied to {', '.join(a.kinds)}"
 
 
-@check("IST0125", "InvalidAnnotation", "warning",
-       "Fix the annotation's value: the sidecar injector rejects it (and the pod may not be injected as intended).")
+@check("IST0125", "Fix the annotation's value: the sidecar injector rejects it (and the pod may not be injected as "
+       "intended).",
+       reads=("Namespace", "Service", "Deployment", "Pod"))
 def invalid_annotation(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for obj, name, value, a in _istio_annotations(ctx.inventory):
         validate = VALIDATORS.get(name)
@@ -245,9 +246,9 @@ def invalid_annotation(ctx: Context) -> Iterator[tuple[Ref, str]]:
             yield obj.ref, f"Invalid annotation {name}: {problem}"
 
 
-@check("IST0135", "DeprecatedAnnotation", "info",
-       "Replace the deprecated annotation with what istio.io/latest/docs/reference/config/annotations/ names "
-       "instead (for sidecar.istio.io/inject, the label of the same name).")
+@check("IST0135", "Replace the deprecated annotation with what istio.io/latest/docs/reference/config/annotations/ "
+       "names instead (for sidecar.istio.io/inject, the label of the same name).",
+       reads=("Namespace", "Service", "Deployment", "Pod"))
 def deprecated_annotation(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for obj, name, _, a in _istio_annotations(ctx.inventory):
         if a is None or not a.deprecated:

@@ -4,15 +4,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
+from planner.analysis.catalog import text
 from planner.analysis.common import istio_objects, ns_of
 from planner.model import Ref
 
 _BLOCKED_CIDRS = "BLOCKED_CIDRS_IN_JWKS_URIS"
 
 
-@check("IST0175", "JwksUriFetchUnrestricted", "warning",
-       "Set BLOCKED_CIDRS_IN_JWKS_URIS on istiod (e.g. the cluster's pod, service and metadata CIDRs) so a "
-       "RequestAuthentication's jwksUri cannot make istiod fetch from internal addresses.")
+@check("IST0175", "Set BLOCKED_CIDRS_IN_JWKS_URIS on istiod (e.g. the cluster's pod, service and metadata CIDRs) so a "
+       "RequestAuthentication's jwksUri cannot make istiod fetch from internal addresses.",
+       reads=("RequestAuthentication", "Deployment"))
 def jwks_fetch_unrestricted(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     with_uri = [ra for ra in istio_objects(inv, "RequestAuthentication")
@@ -27,6 +28,4 @@ def jwks_fetch_unrestricted(ctx: Context) -> Iterator[tuple[Ref, str]]:
             continue  # not an istiod
         if any(e.get("name") == _BLOCKED_CIDRS and e.get("value") for e in discovery.get("env") or ()):
             continue
-        yield Ref("Deployment", d.namespace, d.name), (
-            f"BLOCKED_CIDRS_IN_JWKS_URIS is not configured but {len(with_uri)} RequestAuthentication resource(s) "
-            f"exist ({names}). Consider configuring it to restrict JWKS URI fetches")
+        yield Ref("Deployment", d.namespace, d.name), text("IST0175", len(with_uri), names)

@@ -16,9 +16,9 @@ from planner.analysis.common import (
 from planner.model import Ref
 
 
-@check("IST0127", "NoMatchingWorkloadsFound", "warning",
-       "Fix the policy's selector to match labels of running pods (in its namespace, or anywhere for the root "
-       "namespace), or delete the policy if the workload is gone.")
+@check("IST0127", "Fix the policy's selector to match labels of running pods (in its namespace, or anywhere for the "
+       "root namespace), or delete the policy if the workload is gone.",
+       reads=("AuthorizationPolicy", "Pod"))
 def no_matching_workloads(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     for ap in istio_objects(inv, "AuthorizationPolicy"):
@@ -44,8 +44,9 @@ def _namespace_pattern_matches(pattern: str, namespace: str) -> bool:
     return pattern == namespace
 
 
-@check("IST0101", "ReferencedResourceNotFound", "error",
-       "Fix the namespace name (or pattern) in the rule's source namespaces/notNamespaces: no namespace matches it.")
+@check("IST0101", "Fix the namespace name (or pattern) in the rule's source namespaces/notNamespaces: no namespace "
+       "matches it.",
+       reads=("AuthorizationPolicy", "Namespace"))
 def unknown_source_namespace(ctx: Context) -> Iterator[tuple[Ref, str]]:
     namespaces = ctx.inventory.namespace_names()
     for ap in istio_objects(ctx.inventory, "AuthorizationPolicy"):

@@ -1,22 +1,76 @@
-"""The one catalog of meshstep's own check codes (MST0xxx): what istioctl analyze has no code for.
+"""The one catalog of check codes: istioctl analyze's IST messages and meshstep's own MST codes.
 
-Each entry is a check's identity: code, name, level, the stages (feature ids) whose gate it belongs to, what the
-finding means, why it matters before that stage, and the hint. A hint is a template: a check fills in the
-resource names (`{namespace}`, `{workload}`, …); the registered default and docs/checks.md show them as
-`<namespace>`. docs/checks.md is generated from this file (`python -m planner.analysis.catalog > docs/checks.md`).
+IST entries (code, name, level, template) are Istio's own, read from Istio's `msg/messages.yaml` at development
+time into `istio_messages.py` (`python -m planner.analysis.catalog --istio-messages PATH > \
+planner/analysis/istio_messages.py`; a test compares the table with the file). A check names only its code; its
+name and level come from here, and its text is Istio's template filled in (`IstioEntry.text`).
 
-Numbering groups codes by stage: 00xx install, 01xx injection, 02xx routing, 03xx PERMISSIVE, 04xx STRICT,
-05xx authorization, 06xx egress, 07xx the other features; 0001-0004 are raised by the plan and the features
-themselves (the install gate, dependencies), not by a registered check."""
+MST entries are what istioctl analyze has no code for. Each is a check's identity: code, name, level, the stages
+(feature ids) whose gate it belongs to, what the finding means, why it matters before that stage, and the hint. A
+hint is a template: a check fills in the resource names (`{namespace}`, `{workload}`, …); the registered default
+and docs/checks.md show them as `<namespace>`. docs/checks.md is generated from this file (`python -m
+planner.analysis.catalog > docs/checks.md`).
+
+Numbering groups MST codes by stage: 00xx install, 01xx injection, 02xx routing, 03xx PERMISSIVE, 04xx STRICT,
+05xx authorization, 06xx egress, 07xx the other features, 08xx what a change keeps working (the evidence of
+callers, and the invariants checked on the cluster with a rendering applied), 09xx revisions and upgrades;
+0001-0005 are raised by the plan, the features and analyze themselves (the install gate, dependencies, skipped
+checks), not by a registered check."""
 from __future__ import annotations
 
+import argparse
+import json
+import re
 import string
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from planner.analysis.istio_messages import MESSAGES
 
 # Stages that hold a policy in the caller's sidecar: calls from a pod without one ignore it.
 CALLER_SIDE = ("request-routing", "traffic-shifting", "timeouts-retries", "circuit-breaking", "fault-injection")
 # Stages whose policy the server's sidecar enforces: a pod without one is not protected by it.
 SERVER_SIDE = ("authorization-policy", "request-authentication", "local-rate-limit")
+
+
+# Go's fmt verbs in Istio's templates, as Istio's analyzers fill them in.
+_VERB = re.compile(r"%([svdq%])")
+
+
+@dataclass(frozen=True)
+class IstioEntry:
+    """One of istioctl analyze's messages: its code, name, level and Go fmt template."""
+
+    code: str
+    name: str
+    level: str  # error | warning | info
+    template: str
+
+    def text(self, *args: Any) -> str:
+        """The template filled in as Go's fmt does: %s and %v as text, %d a number, %q a quoted string."""
+        values = iter(args)
+
+        def fill(m: re.Match[str]) -> str:
+            verb = m.group(1)
+            if verb == "%":
+                return "%"
+            value = next(values)
+            if verb == "q":
+                return json.dumps(str(value), ensure_ascii=False)
+            if isinstance(value, (list, tuple)):  # Go prints a slice as [a b]
+                return "[" + " ".join(map(str, value)) + "]"
+            return str(value)
+
+        out = _VERB.sub(fill, self.template)
+        if next(values, None) is not None:
+            raise TypeError(f"{self.code}: more arguments than its template takes")
+        return out
+
+
+ISTIO: dict[str, IstioEntry] = {code: IstioEntry(code, name, level, template)
+                                for code, name, level, template in MESSAGES}
 
 
 @dataclass(frozen=True)
@@ -32,7 +86,7 @@ class Entry:
 
     @property
     def stages(self) -> str:
-        return ", ".join(self.gates) or self.raised_by
+        return ", ".join(self.gates) or self.raised_by or "meshstep analyze"
 
     def fields(self) -> list[str]:
         return [f for _, f, _, _ in string.Formatter().parse(self.hint) if f]
@@ -66,6 +120,20 @@ _ENTRIES = (
           "prerequisite the new config has nothing to act on, or breaks traffic.",
           "Turn on {dependency} in {scope} first (meshstep render {dependency} --scope {scope}).",
           "every stage, for each feature's depends_on (features/base.py)"),
+
+    Entry("MST0004", "KindForbidden", "warning", (),
+          "The source refused to list a kind (403 Forbidden): the checks that read it were skipped.",
+          "A check that cannot see a kind's objects would report what it cannot see as missing (a subset that "
+          "selects no pod, a selector that matches nothing): meshstep skips it and says so instead.",
+          "Grant the identity meshstep reads with list on {resource} (kubectl auth can-i list {resource} -A), "
+          "or analyze a snapshot that includes them.",
+          "meshstep analyze, for the checks it skips (planner/analysis/base.py)"),
+    Entry("MST0005", "KindNotInstalled", "info", (),
+          "The cluster does not have an API installed (Istio's or the Gateway API's CRDs): the checks that read "
+          "its kinds were skipped.",
+          "Nothing can be wrong with objects the cluster cannot hold; the checks run once the API is installed.",
+          "Nothing to do unless you use {api}: install its CRDs, then analyze again.",
+          "meshstep analyze, for the checks it skips (planner/analysis/base.py)"),
 
     # ---------------------------------------------------------------- sidecar injection
     Entry("MST0101", "WorkloadRestartsToJoinMesh", "info", ("sidecar-injection",),
@@ -159,11 +227,12 @@ _ENTRIES = (
           "Remove sidecar.istio.io/rewriteAppHTTPProbers: \"false\" from the pod template of {workload} so the "
           "injector redirects its probes through the sidecar (port 15020), then restart it."),
     Entry("MST0405", "PermissiveNotInPlace", "warning", ("mtls-strict",),
-          "No PeerAuthentication puts the scope in PERMISSIVE first.",
+          "A PeerAuthentication sets the scope's mTLS mode to DISABLE: it is neither PERMISSIVE nor STRICT (with no "
+          "PeerAuthentication at all, Istio is PERMISSIVE already).",
           "The safe path to STRICT is PERMISSIVE, then checking that traffic is mutual TLS "
           "(istio_requests_total{connection_security_policy=\"mutual_tls\"}), then STRICT.",
-          "Do the PERMISSIVE stage first: a PeerAuthentication named default, mode PERMISSIVE, in {namespace}, "
-          "and watch the traffic before going STRICT."),
+          "Do the PERMISSIVE stage first: set mode PERMISSIVE in {policy} (or a PeerAuthentication of its own in "
+          "{namespace}), and watch the traffic before going STRICT."),
 
     # ---------------------------------------------------------------- authorization
     Entry("MST0501", "StrictMtlsNotInPlace", "error", ("authorization-policy",),
@@ -229,16 +298,110 @@ _ENTRIES = (
           "Proxies export metrics on port 15020 regardless; without a scraper nobody sees them.",
           "Install Prometheus (kubectl apply -f samples/addons/prometheus.yaml from the Istio release) or point "
           "your own at the proxies' prometheus.io annotations."),
+
+    # ---------------------------------------------------------------- what a change keeps working
+    Entry("MST0801", "CallersNotVisible", "warning", ("mtls-strict", "authorization-policy"),
+          "Namespaces outside the scope run pods without sidecars: meshstep knows only the calls their config "
+          "names (URLs, host:port in command, args and env; Ingresses).",
+          "A pod without a sidecar that calls into the scope by a name built at run time is not in the evidence: "
+          "STRICT or an authorization policy refuses it and no check here said so.",
+          "Before the stage, find out who calls the scope from {namespaces}: istio_requests_total by "
+          "source_workload_namespace in Prometheus, or the servers' access logs; inject those callers or allow them "
+          "explicitly."),
+    Entry("MST0802", "ExternalCallsNotVisible", "warning", ("egress-registry-only",),
+          "Meshed workloads name no external host in their config: meshstep cannot tell whether they call one.",
+          "Under REGISTRY_ONLY a call to an unregistered host fails (502, BlackHoleCluster); hosts read from a "
+          "database or built at run time are not in any evidence meshstep has.",
+          "Look at today's PassthroughCluster traffic (istio_requests_total whose destination_service_name is "
+          "PassthroughCluster, or the proxies' access logs) and register each host it shows with a "
+          "ServiceEntry before the stage."),
+    Entry("MST0810", "WorkingConfigLost", "error", (),
+          "A rendering drops a host, a gateway binding, a route destination or a traffic-policy field that the "
+          "cluster has today, and that the feature is not there to change.",
+          "What worked before the change stops working after it: a site behind a gateway, a route, a timeout or a "
+          "connection limit the team set.",
+          "Report it as a meshstep bug ({feature} should merge into {object}); until then, edit the rendered "
+          "YAML so that it keeps {lost}.",
+          "the invariants checked after every rendering (features/invariants.py)"),
+    Entry("MST0811", "HttpRouteToNonHttpPort", "error", (),
+          "A rendering sends an HTTP route or an ingress host to a Service port that is not declared HTTP, HTTP2 or "
+          "gRPC.",
+          "HTTP routing to a database or opaque TCP port breaks its protocol; Istio treats undeclared ports as TCP "
+          "or sniffs them.",
+          "Name the port for its protocol (http-…, grpc-…) or set appProtocol if it really serves HTTP; otherwise "
+          "choose another service ({service}).",
+          "the invariants checked after every rendering (features/invariants.py)"),
+    Entry("MST0812", "CallerNewlyRefused", "error", (),
+          "With the rendering applied, a call that meshstep has evidence of is refused: by STRICT mTLS, an "
+          "AuthorizationPolicy (a RequestAuthentication's DENY among them), REGISTRY_ONLY or a Sidecar's egress.",
+          "A caller that works today would fail once the stage is applied.",
+          "{fix}",
+          "the invariants checked after every rendering (features/invariants.py)"),
+    Entry("MST0813", "NewAnalysisError", "error", (),
+          "With the rendering applied, analysis reports an error that the cluster does not have today.",
+          "Istio would accept the config and then misroute or refuse traffic: the error is the rendering's.",
+          "Read the finding ({finding}) and change the parameters or the cluster before this stage.",
+          "the invariants checked after every rendering (features/invariants.py)"),
+    Entry("MST0814", "RollbackNotExact", "error", (),
+          "The rendering's rollback, applied to the cluster with the rendering applied, does not give back the "
+          "objects the cluster has today.",
+          "A stage must be reversible: a rollback that leaves a field behind or removes one the team set is a "
+          "second, unplanned change.",
+          "Report it as a meshstep bug; keep a copy of {object} (kubectl get -o yaml) before applying the stage.",
+          "the invariants checked after every rendering (features/invariants.py)"),
 )
 
+_UPGRADE_ENTRIES = (
+    # ---------------------------------------------------------------- revisions and upgrades (planner/revisions.py)
+    Entry("MST0901", "GatewayOnOldRevision", "warning", (),
+          "Two istiod revisions run, and a gateway or ztunnel is still connected to an older one.",
+          "Gateways and ztunnel carry every namespace's traffic: left on the old revision, they keep its version "
+          "and its config, and removing that revision cuts them off from config and certificates.",
+          "Move it with the upgrade's gateway stage (meshstep render gateway-revision --scope mesh), then "
+          "`kubectl rollout restart {kind}/{workload} -n {namespace}`."),
+    Entry("MST0902", "DefaultTagOnOldRevision", "warning", (),
+          "Namespaces already inject from the new revision while the `default` tag still points at the old one.",
+          "Namespaces labelled istio-injection=enabled (and new ones) follow the default tag: they stay on the old "
+          "release, and the old revision cannot be removed while the tag names it.",
+          "Once the moved namespaces are verified: istioctl tag set default --revision {revision} --overwrite, "
+          "then restart the namespaces that follow the tag."),
+    Entry("MST0903", "ProxyVersionSkew", "warning", (),
+          "A proxy's version is outside the skew Istio supports with the istiod it is connected to.",
+          "Istio supports a control plane one minor version ahead of its data plane, never behind it "
+          "(istio.io supported releases): outside that, config the proxy cannot read is pushed to it.",
+          "Restart {workload} in {namespace} so that it is injected at the version of its istiod "
+          "(kubectl rollout restart {kind}/{workload} -n {namespace})."),
+    Entry("MST0904", "RevisionUnused", "info", (),
+          "An istiod revision has no namespace injecting from it and no proxy connected to it.",
+          "It is ready to remove: an unused revision still validates and injects what names it, and is one more "
+          "release to patch.",
+          "Remove it: meshstep render single-revision --scope mesh --set revision={revision}."),
+    Entry("MST0905", "ProxyRevisionMissing", "error", (),
+          "A proxy is connected to an istiod revision that is not in the cluster.",
+          "Its revision was removed (or never installed): the proxy gets no new config and its certificate is "
+          "not renewed, so it fails once the certificate expires.",
+          "Restart {workload} in {namespace} onto an installed revision (kubectl rollout restart "
+          "{kind}/{workload} -n {namespace})."),
+    Entry("MST0906", "UpgradeTargetNotReady", "error", ("revision-label", "gateway-revision", "default-tag"),
+          "The revision an upgrade stage moves to has no ready istiod.",
+          "Pods restarted onto a revision without a ready istiod are not injected, or start without config.",
+          "Wait for it: kubectl rollout status deployment/istiod-{revision} -n {namespace}."),
+    Entry("MST0907", "RevisionStillInUse", "error", ("single-revision",),
+          "The revision to remove still has namespaces, tags or proxies using it.",
+          "Removing it leaves those proxies without config and certificates, and pods of those namespaces "
+          "without injection.",
+          "Move what still uses {revision} first: {uses}."),
+)
+
+_ENTRIES += _UPGRADE_ENTRIES
 CATALOG: dict[str, Entry] = {e.code: e for e in _ENTRIES}
 
 
 def markdown() -> str:
     """docs/checks.md: one section per code, with the anchor Message.url links to."""
-    intro = ("meshstep's own readiness checks: findings that gate an adoption stage and that `istioctl analyze` has "
-             "no code for. Findings that istioctl has are reported with its IST code and documented on "
-             "[istio.io](https://istio.io/latest/docs/reference/config/analysis/).")
+    intro = ("meshstep's own checks: findings that gate an adoption stage, or that `meshstep analyze` reports (the "
+             "upgrade's, 09xx), and that `istioctl analyze` has no code for. Findings that istioctl has are reported "
+             "with its IST code and documented on [istio.io](https://istio.io/latest/docs/reference/config/analysis/).")
     generated = ("Generated from `planner/analysis/catalog.py` by `python -m planner.analysis.catalog > "
                  "docs/checks.md`: edit the catalog, not this page.")
     lines = ["# meshstep checks", "", intro, "", generated, "", "| code | name | level | gates |",
@@ -253,5 +416,49 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def text(code: str, *args: Any) -> str:
+    """Istio's message for an IST code, its template filled in with `args`."""
+    return ISTIO[code].text(*args)
+
+
+def identity(code: str) -> tuple[str, str]:
+    """(name, level) of a code of either family; KeyError for a code the catalog does not hold."""
+    e = ISTIO.get(code) or CATALOG.get(code)
+    if e is None:
+        raise KeyError(f"{code} is in neither Istio's messages (istio_messages.py) nor meshstep's catalog")
+    return e.name, e.level
+
+
+def istio_table(messages_yaml: Path) -> str:
+    """istio_messages.py: the (code, name, level, template) of every message in Istio's messages.yaml."""
+    import yaml
+
+    rows = [(m["code"], m["name"], m["level"].lower(), m["template"])
+            for m in yaml.safe_load(messages_yaml.read_text(encoding="utf-8"))["messages"]]
+    lines = ['"""istioctl analyze\'s messages: (code, name, level, Go fmt template), in code order.',
+             "",
+             "Generated from Istio's pkg/config/analysis/msg/messages.yaml by `python -m planner.analysis.catalog "
+             "--istio-messages",
+             'PATH > planner/analysis/istio_messages.py`: regenerate it, do not edit it."""',
+             "", "MESSAGES = ("]
+    for code, name, level, template in sorted(rows):
+        pieces = "\n     ".join(json.dumps(piece, ensure_ascii=False) for piece in _wrapped(template, 100))
+        lines.append(f"    ({code!r}, {name!r}, {level!r},\n     {pieces}),")
+    return "\n".join(lines + [")", ""])
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    """Text cut after spaces into pieces of at most about `width` characters (joined, they are the text)."""
+    pieces = [""]
+    for word in re.findall(r"\S*\s*", text):
+        if pieces[-1] and len(pieces[-1]) + len(word) > width:
+            pieces.append("")
+        pieces[-1] += word
+    return [p for p in pieces if p] or [""]
+
+
 if __name__ == "__main__":
-    print(markdown(), end="")
+    parser = argparse.ArgumentParser(description="Print docs/checks.md, or with --istio-messages the IST table.")
+    parser.add_argument("--istio-messages", type=Path, help="Istio's messages.yaml: print istio_messages.py")
+    args = parser.parse_args()
+    sys.stdout.write(istio_table(args.istio_messages) if args.istio_messages else markdown())

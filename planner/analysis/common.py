@@ -11,7 +11,19 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
-from planner.analysis.base import Context, Message, Suppression, analyze_checks, check, run, suppress
+from planner.analysis.base import (
+    Context,
+    Message,
+    Suppression,
+    analyze_checks,
+    check,
+    ordered,
+    run,
+    runnable,
+    skipped_messages,
+    suppress,
+)
+from planner.analysis.catalog import text
 from planner.components import PROXY_CONTAINER
 from planner.inventory import Inventory, gc_paused
 from planner.model import (
@@ -321,8 +333,11 @@ def annotations_of(inv: Inventory, r: Ref) -> dict[str, str]:
 
 @gc_paused()
 def analyze(inv: Inventory, suppressions: Iterable[Suppression] = ()) -> list[Message]:
-    """What `meshstep analyze` reports: every check that is not a stage gate, less what is suppressed."""
-    return suppress(run(analyze_checks(), Context(inv)), suppressions, lambda r: annotations_of(inv, r))
+    """What `meshstep analyze` reports: every check that is not a stage gate and whose kinds the source showed,
+    and what it skipped for each kind it could not show (MST0004, MST0005), less what is suppressed."""
+    checks, skipped = runnable(analyze_checks(), inv)
+    messages = ordered(run(checks, Context(inv)) + skipped_messages(skipped))
+    return suppress(messages, suppressions, lambda r: annotations_of(inv, r))
 
 
 # ---------------------------------------------------------------- workload selectors of namespaced policies
@@ -363,44 +378,42 @@ def scan_selectors(inv: Inventory, objs: Iterable[KubeObject],
     return scan
 
 
-def _unmatched_selectors(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref, str]]:
+def _unmatched_selectors(scan: SelectorScan, code: str) -> Iterator[tuple[Ref, str]]:
     """IST0101 for each selector that selects no pod of its namespace."""
     for o, sel in scan.unmatched:
-        yield o.ref, f'Referenced selector not found: "{selector_text(sel)}"'
+        yield o.ref, text(code, "selector", selector_text(sel))
 
 
-def _conflicting_selectors(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref, str]]:
-    """A message for each object whose selector selects a pod another one selects too (`plural`: "Sidecars")."""
+def _conflicting_selectors(scan: SelectorScan, code: str) -> Iterator[tuple[Ref, str]]:
+    """A message for each object whose selector selects a pod another one selects too."""
     for o, others, pod in scan.conflicts:
-        names = sorted(x.name for x in [o, *others])
-        yield o.ref, (f"The {plural} {names} in namespace {ns_of(o)!r} select the same workload pod "
-                      f"{pod.name!r}, which can lead to undefined behavior.")
+        yield o.ref, text(code, sorted(x.name for x in [o, *others]), ns_of(o), pod.name)
 
 
-def _unselective_objects(scan: SelectorScan, plural: str) -> Iterator[tuple[Ref, str]]:
+def _unselective_objects(scan: SelectorScan, code: str) -> Iterator[tuple[Ref, str]]:
     """A message for each object of a namespace that has more than one without a selector."""
     for ns, objs in scan.unselective.items():
         names = sorted(o.name for o in objs)
         for o in objs:
-            yield o.ref, (f"The {plural} {names} in namespace {ns!r} have no workload selector, which can lead "
-                          f"to undefined behavior.")
+            yield o.ref, text(code, names, ns)
 
 
-def selector_checks(kind: str, plural: str, selector_of: Callable[[KubeObject], dict[str, str] | None], *,
-                    family: str, unmatched: tuple[str, str, str], conflicting: tuple[str, str, str],
-                    unselective: tuple[str, str, str]) -> None:
+def selector_checks(kind: str, selector_of: Callable[[KubeObject], dict[str, str] | None], *,
+                    family: str, unmatched: tuple[str, str], conflicting: tuple[str, str],
+                    unselective: tuple[str, str]) -> None:
     """Register the three error-level checks of how a kind's objects (Sidecar, Telemetry) select workloads, each
-    given as (code, name, hint): a selector that selects no pod of its namespace, several objects that select
-    one pod, several objects of a namespace without a selector. The objects are scanned once per inventory."""
+    given as (code, hint), reading the kind and Pods: a selector that selects no pod of its namespace, several
+    objects that select one pod, several objects of a namespace without a selector. The objects are scanned once
+    per inventory."""
     def scan(inv: Inventory) -> SelectorScan:
         return per_inventory(inv, f"{kind}-selectors",
                              lambda inv: scan_selectors(inv, istio_objects(inv, kind), selector_of))
 
-    for (code, name, hint), report in ((unmatched, _unmatched_selectors), (conflicting, _conflicting_selectors),
-                                       (unselective, _unselective_objects)):
-        @check(code, name, "error", hint, family=family)
-        def fn(ctx: Context, report=report) -> Iterator[tuple[Ref, str]]:
-            return report(scan(ctx.inventory), plural)
+    for (code, hint), report in ((unmatched, _unmatched_selectors), (conflicting, _conflicting_selectors),
+                                 (unselective, _unselective_objects)):
+        @check(code, hint, reads=(kind, "Pod"), family=family)
+        def fn(ctx: Context, report=report, code=code) -> Iterator[tuple[Ref, str]]:
+            return report(scan(ctx.inventory), code)
 
 
 def selector_text(sel: dict[str, str]) -> str:

@@ -24,9 +24,9 @@ def _istio_written(ctype: str) -> bool:
     return not sep or domain == "istio.io" or domain.endswith(".istio.io")
 
 
-@check("IST0171", "NegativeConditionStatus", "warning",
-       "Read the condition's reason and message (kubectl get <kind> <name> -o yaml) and fix what it names, e.g. "
-       "deploy the waypoint, or change the policy to what ztunnel supports.")
+@check("IST0171", "Read the condition's reason and message (kubectl get <kind> <name> -o yaml) and fix what it names, "
+       "e.g. deploy the waypoint, or change the policy to what ztunnel supports.",
+       reads=())
 def negative_condition(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for kind, objs in ctx.inventory.objects.items():
         for o in objs:

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
+from planner.analysis.catalog import text
 from planner.analysis.common import (
     SYSTEM_NAMESPACES,
     as_named,
@@ -34,9 +35,9 @@ def _meshed_deployments(inv: Inventory) -> list[tuple[Workload, list[Service]]]:
     return per_inventory(inv, "meshed-deployments", build)
 
 
-@check("IST0116", "DeploymentAssociatedToMultipleServices", "warning",
-       "Give the port the same protocol (port name or appProtocol) in every Service that selects the deployment; "
-       "Istio can serve one protocol per port.")
+@check("IST0116", "Give the port the same protocol (port name or appProtocol) in every Service that selects the "
+       "deployment; Istio can serve one protocol per port.",
+       reads=("Deployment", "Service", "Namespace"))
 def multiple_protocols(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for w, services in _meshed_deployments(ctx.inventory):
         protocols: dict[int, set[str]] = defaultdict(set)
@@ -50,8 +51,8 @@ def multiple_protocols(ctx: Context) -> Iterator[tuple[Ref, str]]:
                     f"protocols: {sorted(seen)}")
 
 
-@check("IST0137", "DeploymentConflictingPorts", "warning",
-       "Make every Service that selects the deployment use the same port for a given targetPort.")
+@check("IST0137", "Make every Service that selects the deployment use the same port for a given targetPort.",
+       reads=("Deployment", "Service", "Namespace"))
 def conflicting_ports(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for w, services in _meshed_deployments(ctx.inventory):
         ports: dict[str, set[int]] = defaultdict(set)
@@ -63,9 +64,8 @@ def conflicting_ports(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 names[target].add(s.name)
         for target, seen in sorted(ports.items()):
             if len(seen) > 1:
-                yield as_named(ctx.inventory, w.ref), (
-                    f"This deployment {w.name} is associated with multiple services {sorted(names[target])} using "
-                    f"targetPort {target!r} but different ports: {sorted(seen)}.")
+                yield as_named(ctx.inventory, w.ref), text("IST0137", w.name, sorted(names[target]), target,
+                                                           sorted(seen))
 
 
 # The UID the sidecar proxy runs as: iptables lets this UID's traffic out unredirected, so an app running as it
@@ -85,9 +85,9 @@ def _runs_as_proxy_uid(template: PodSpecSummary) -> bool:
         c.run_as_user == PROXY_UID for c in template.containers if c.name not in _NOT_APPS)
 
 
-@check("IST0144", "InvalidApplicationUID", "warning",
-       "Run the application as another user (securityContext.runAsUser of the pod and its containers): UID 1337 is "
-       "the sidecar proxy's, and traffic from it bypasses the proxy.")
+@check("IST0144", "Run the application as another user (securityContext.runAsUser of the pod and its containers): UID "
+       "1337 is the sidecar proxy's, and traffic from it bypasses the proxy.",
+       reads=("Pod", "Deployment"))
 def application_uid(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     text = "User ID (UID) 1337 is reserved for the sidecar proxy."

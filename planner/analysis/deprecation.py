@@ -9,9 +9,9 @@ from planner.analysis.common import istio_objects
 from planner.model import Ref
 
 
-@check("IST0002", "Deprecated", "warning",
-       "Replace the deprecated field with the one the message names (see the resource's reference page on "
-       "istio.io); Istio ignores it or will stop reading it.")
+@check("IST0002", "Replace the deprecated field with the one the message names (see the resource's reference page on "
+       "istio.io); Istio ignores it or will stop reading it.",
+       reads=("VirtualService", "Sidecar"))
 def deprecated_fields(ctx: Context) -> Iterator[tuple[Ref, str] | tuple[Ref, str, str]]:
     inv = ctx.inventory
     for vs in istio_objects(inv, "VirtualService"):

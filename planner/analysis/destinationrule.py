@@ -31,9 +31,9 @@ def _unverified(tls: dict[str, Any] | None, has_selector: bool) -> str | None:
     return tls["mode"]
 
 
-@check("IST0128", "NoServerCertificateVerificationDestinationLevel", "warning",
-       "Set caCertificates (or a credentialName holding ca.crt) in the DestinationRule's trafficPolicy.tls so the "
-       "proxy verifies the server's certificate.")
+@check("IST0128", "Set caCertificates (or a credentialName holding ca.crt) in the DestinationRule's trafficPolicy.tls "
+       "so the proxy verifies the server's certificate.",
+       reads=("DestinationRule",))
 def no_verification_destination(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for dr in istio_objects(ctx.inventory, "DestinationRule"):
         s = dr.spec
@@ -43,8 +43,8 @@ def no_verification_destination(ctx: Context) -> Iterator[tuple[Ref, str]]:
                            f"caCertificates are set to validate server identity for host: {s.get('host')}")
 
 
-@check("IST0129", "NoServerCertificateVerificationPortLevel", "warning",
-       "Set caCertificates in the portLevelSettings' tls so the proxy verifies the server's certificate.")
+@check("IST0129", "Set caCertificates in the portLevelSettings' tls so the proxy verifies the server's certificate.",
+       reads=("DestinationRule",))
 def no_verification_port(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for dr in istio_objects(ctx.inventory, "DestinationRule"):
         s = dr.spec
@@ -57,9 +57,9 @@ def no_verification_port(ctx: Context) -> Iterator[tuple[Ref, str]]:
                                f"at port {port}")
 
 
-@check("IST0174", "UnknownDestinationRuleHost", "warning",
-       "Fix the host (a Service's name, name.namespace.svc.cluster.local, or a ServiceEntry host), or delete the "
-       "DestinationRule if the service is gone.")
+@check("IST0174", "Fix the host (a Service's name, name.namespace.svc.cluster.local, or a ServiceEntry host), or "
+       "delete the DestinationRule if the service is gone.",
+       reads=("DestinationRule", "Service", "ServiceEntry"))
 def unknown_host(ctx: Context) -> Iterator[tuple[Ref, str]]:
     index = service_index(ctx.inventory)
     for dr in istio_objects(ctx.inventory, "DestinationRule"):
@@ -75,9 +75,9 @@ def unknown_host(ctx: Context) -> Iterator[tuple[Ref, str]]:
         yield dr.ref, f"The host {host} defined in the DestinationRule does not match any services in the mesh."
 
 
-@check("IST0173", "DestinationRuleSubsetNotSelectPods", "error",
-       "Fix the subset's labels to match the pods' labels (kubectl get pods --show-labels), or deploy the version "
-       "the subset names; requests routed to it fail with 503 NoHealthyUpstream.")
+@check("IST0173", "Fix the subset's labels to match the pods' labels (kubectl get pods --show-labels), or deploy the "
+       "version the subset names; requests routed to it fail with 503 NoHealthyUpstream.",
+       reads=("DestinationRule", "Service", "Pod", "Node"))
 def subset_selects_no_pods(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     nodes = {n.name: n.labels for n in inv.of_kind("Node")}

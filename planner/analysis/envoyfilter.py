@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from planner.analysis.base import Context, check
+from planner.analysis.catalog import text
 from planner.analysis.common import istio_objects
 from planner.model import KubeObject, Ref
 
@@ -39,44 +40,40 @@ def _filters_with(inv, code: str) -> Iterator[KubeObject]:
             yield ef
 
 
-@check("IST0151", "EnvoyFilterUsesRelativeOperation", "warning",
-       "Set spec.priority on the EnvoyFilter, or use INSERT_FIRST / ADD, so it applies whatever other "
-       "EnvoyFilters exist.")
+@check("IST0151", "Set spec.priority on the EnvoyFilter, or use INSERT_FIRST / ADD, so it applies whatever other "
+       "EnvoyFilters exist.",
+       reads=("EnvoyFilter",))
 def relative_operation(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ef in _filters_with(ctx.inventory, "IST0151"):
-        yield ef.ref, ("This EnvoyFilter does not have a priority and has a relative patch operation set which can "
-                       "cause the EnvoyFilter not to be applied. Using the INSERT_FIRST or ADD option or setting the "
-                       "priority may help in ensuring the EnvoyFilter is applied correctly.")
+        yield ef.ref, text("IST0151")
 
 
-@check("IST0155", "EnvoyFilterUsesRelativeOperationWithProxyVersion", "warning",
-       "Set spec.priority: with a proxyVersion match the filter may apply before the filter it is placed relative "
-       "to after an upgrade.")
+@check("IST0155", "Set spec.priority: with a proxyVersion match the filter may apply before the filter it is placed "
+       "relative to after an upgrade.",
+       reads=("EnvoyFilter",))
 def relative_operation_with_version(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ef in _filters_with(ctx.inventory, "IST0155"):
-        yield ef.ref, ("This EnvoyFilter does not have a priority and has a relative patch operation (INSERT_BEFORE/"
-                       "AFTER, REPLACE, MERGE, DELETE) and proxyVersion set which can cause the EnvoyFilter not to "
-                       "be applied during an upgrade. Using the INSERT_FIRST or ADD option or setting the priority "
-                       "may help in ensuring the EnvoyFilter is applied correctly.")
+        yield ef.ref, text("IST0155")
 
 
-@check("IST0152", "EnvoyFilterUsesReplaceOperationIncorrectly", "error",
-       "Use MERGE (or REMOVE then ADD) for this applyTo: REPLACE works only on HTTP_FILTER and NETWORK_FILTER.")
+@check("IST0152", "Use MERGE (or REMOVE then ADD) for this applyTo: REPLACE works only on HTTP_FILTER and "
+       "NETWORK_FILTER.",
+       reads=("EnvoyFilter",))
 def replace_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ef in _filters_with(ctx.inventory, "IST0152"):
         yield ef.ref, "The REPLACE operation is only valid for HTTP_FILTER and NETWORK_FILTER."
 
 
-@check("IST0153", "EnvoyFilterUsesAddOperationIncorrectly", "error",
-       "Use MERGE for ROUTE_CONFIGURATION, or ADD on VIRTUAL_HOST; Envoy ignores ADD here.")
+@check("IST0153", "Use MERGE for ROUTE_CONFIGURATION, or ADD on VIRTUAL_HOST; Envoy ignores ADD here.",
+       reads=("EnvoyFilter",))
 def add_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ef in _filters_with(ctx.inventory, "IST0153"):
         yield ef.ref, "The ADD operation will be ignored when applyTo is set to ROUTE_CONFIGURATION, or HTTP_ROUTE."
 
 
-@check("IST0154", "EnvoyFilterUsesRemoveOperationIncorrectly", "error",
-       "Remove the virtual host or route with a MERGE that drops it, or REMOVE at VIRTUAL_HOST level; Envoy "
-       "ignores REMOVE here.")
+@check("IST0154", "Remove the virtual host or route with a MERGE that drops it, or REMOVE at VIRTUAL_HOST level; Envoy "
+       "ignores REMOVE here.",
+       reads=("EnvoyFilter",))
 def remove_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ef in _filters_with(ctx.inventory, "IST0154"):
         yield ef.ref, ("The REMOVE operation will be ignored when applyTo is set to ROUTE_CONFIGURATION, or "

@@ -48,9 +48,9 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-@check("IST0163", "InvalidExternalControlPlaneConfig", "warning",
-       "Set the webhook's clientConfig.url to the external control plane's ingress address "
-       "(https://<istiod hostname>:15017/…), as the external-istiod install renders it, or point it at a Service.")
+@check("IST0163", "Set the webhook's clientConfig.url to the external control plane's ingress address (https://<istiod "
+       "hostname>:15017/…), as the external-istiod install renders it, or point it at a Service.",
+       reads=("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"))
 def invalid_external_control_plane(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for cfg, hook, client in _istio_webhooks(ctx.inventory):
         url = client.get("url")
@@ -64,9 +64,9 @@ def invalid_external_control_plane(ctx: Context) -> Iterator[tuple[Ref, str]]:
                         f"gateway on the external control plane cluster {problem}. Traffic may not flow properly.")
 
 
-@check("IST0164", "ExternalControlPlaneAddressIsNotAHostname", "info",
-       "Give the external control plane's ingress gateway a DNS name and use it in the webhook URL: an IP address "
-       "changes when the load balancer is recreated, and its certificate must then carry an IP SAN.")
+@check("IST0164", "Give the external control plane's ingress gateway a DNS name and use it in the webhook URL: an IP "
+       "address changes when the load balancer is recreated, and its certificate must then carry an IP SAN.",
+       reads=("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"))
 def external_control_plane_ip(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for cfg, hook, client in _istio_webhooks(ctx.inventory):
         url = client.get("url")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from planner.analysis.base import Context, check
+from planner.analysis.catalog import text
 from planner.analysis.common import (
     hosts_overlap,
     istio_objects,
@@ -42,9 +43,9 @@ def _selects_subset(a: dict[str, str], b: dict[str, str]) -> bool:
     return labels_match(a, b)
 
 
-@check("IST0101", "ReferencedResourceNotFound", "error",
-       "Fix the Gateway's selector to match the labels of the ingress gateway pods (kubectl get pods -A -l …), "
-       "or create the Secret its credentialName names in the gateway pods' namespace.")
+@check("IST0101", "Fix the Gateway's selector to match the labels of the ingress gateway pods (kubectl get pods -A -l "
+       "…), or create the Secret its credentialName names in the gateway pods' namespace.",
+       reads=("Gateway", "Pod", "Secret"))
 def gateway_references(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     secrets = {(s.namespace, s.name) for s in inv.of_kind("Secret")}
@@ -67,9 +68,12 @@ def gateway_references(ctx: Context) -> Iterator[tuple[Ref, str]]:
                     yield gw.ref, f'Referenced credentialName not found: "{cred}"'
 
 
-@check("IST0161", "InvalidGatewayCredential", "error",
-       "Fix the Secret the Gateway's credentialName names: a kubernetes.io/tls Secret with tls.crt and tls.key (or a "
-       "generic one with cert and key), holding a PEM certificate that has not expired (kubectl create secret tls …).")
+_CREDENTIAL_HINT = ("Fix the Secret the Gateway's credentialName names: a kubernetes.io/tls Secret with tls.crt and "
+                    "tls.key (or a generic one with cert and key), holding a PEM certificate that has not expired "
+                    "(kubectl create secret tls …).")
+
+
+@check("IST0161", _CREDENTIAL_HINT, reads=("Gateway", "Pod", "Secret"))
 def gateway_credentials(ctx: Context) -> Iterator[tuple[Ref, str]]:
     """Only Secrets read with their values (snapshot files) can be judged: meshstep reads a live cluster's Secrets
     as metadata only, and keeps of any Secret only what credential_facts says of it."""
@@ -89,14 +93,13 @@ def gateway_credentials(ctx: Context) -> Iterator[tuple[Ref, str]]:
                     problems.append(f"Secret {ns}/{cred}: {facts['problem']}")
                 elif facts.get("not_after", now) < now:
                     problems.append(f"Secret {ns}/{cred}: its certificate expired on {facts['not_after'][:10]}")
-        if problems:
-            yield gw.ref, (f"The credential referenced by the Gateway {gw.name} in namespace {ns_of(gw)} is invalid, "
-                           f"which can cause the traffic not to work as expected ({'; '.join(problems)}).")
+        if problems:  # Istio's text says that it is invalid; the hint says why, then what to do
+            yield gw.ref, text("IST0161", gw.name, ns_of(gw)), f"{'; '.join(problems)}. {_CREDENTIAL_HINT}"
 
 
-@check("IST0162", "GatewayPortNotDefinedOnService", "warning",
-       "Add the port to the gateway's Service (port or targetPort), or change the Gateway server's port to one the "
-       "Service exposes; otherwise nothing reaches that listener.")
+@check("IST0162", "Add the port to the gateway's Service (port or targetPort), or change the Gateway server's port to "
+       "one the Service exposes; otherwise nothing reaches that listener.",
+       reads=("Gateway", "Pod", "Service"))
 def gateway_port_on_service(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     for gw in istio_objects(inv, "Gateway"):
@@ -114,14 +117,12 @@ def gateway_port_on_service(ctx: Context) -> Iterator[tuple[Ref, str]]:
         for server in gw.spec.get("servers") or ():
             number = (server.get("port") or {}).get("number")
             if number is not None and number not in exposed:
-                yield gw.ref, (f"The gateway is listening on a target port (port {number}) that is not defined in "
-                               f"the Service associated with its workload instances (Pod selector "
-                               f"{selector_text(_selector(gw))}).")
+                yield gw.ref, text("IST0162", number, selector_text(_selector(gw)))
 
 
-@check("IST0145", "ConflictingGateways", "error",
-       "Merge the Gateways' servers into one Gateway, or give them different ports or hosts; the gateway workload "
-       "cannot serve two listeners on one port and host.")
+@check("IST0145", "Merge the Gateways' servers into one Gateway, or give them different ports or hosts; the gateway "
+       "workload cannot serve two listeners on one port and host.",
+       reads=("Gateway",))
 def conflicting_gateways(ctx: Context) -> Iterator[tuple[Ref, str]]:
     by_port: dict[int, list[tuple[KubeObject, str]]] = defaultdict(list)
     for gw in istio_objects(ctx.inventory, "Gateway"):
@@ -151,9 +152,9 @@ def conflicting_gateways(ctx: Context) -> Iterator[tuple[Ref, str]]:
                        f"hosts {sorted(hosts)}).")
 
 
-@check("IST0138", "GatewayDuplicateCertificate", "warning",
-       "Use a distinct certificate per Gateway (or merge the Gateways): browsers re-use an HTTP/2 connection for "
-       "every host of a certificate and get 404s from the other Gateway's routes.")
+@check("IST0138", "Use a distinct certificate per Gateway (or merge the Gateways): browsers re-use an HTTP/2 "
+       "connection for every host of a certificate and get 404s from the other Gateway's routes.",
+       reads=("Gateway",))
 def duplicate_certificate(ctx: Context) -> Iterator[tuple[Ref, str]]:
     by_cert: dict[tuple[str, ...], list[KubeObject]] = defaultdict(list)
     for gw in istio_objects(ctx.inventory, "Gateway"):

@@ -59,9 +59,9 @@ def _labels_requesting(ns: Namespace) -> list[str]:
     return found
 
 
-@check("IST0102", "NamespaceNotInjected", "info",
-       "Label the namespace: istio-injection=enabled (or istio.io/rev=<revision>) to add sidecars, "
-       "istio.io/dataplane-mode=ambient for ambient, or istio-injection=disabled to say it stays out.")
+@check("IST0102", "Label the namespace: istio-injection=enabled (or istio.io/rev=<revision>) to add sidecars, "
+       "istio.io/dataplane-mode=ambient for ambient, or istio-injection=disabled to say it stays out.",
+       reads=("Namespace", "ConfigMap"))
 def namespace_not_injected(ctx: Context) -> Iterator[tuple[Ref, str]]:
     if _enabled_by_default(ctx.inventory):
         return
@@ -73,9 +73,9 @@ def namespace_not_injected(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 f"istio-injection=disabled' to explicitly mark it as not needing injection.")
 
 
-@check("IST0148", "NamespaceInjectionEnabledByDefault", "info",
-       "Nothing to do if intended: the injector injects every unlabelled namespace (enableNamespacesByDefault). "
-       "Label namespaces istio-injection=disabled to keep them out.")
+@check("IST0148", "Nothing to do if intended: the injector injects every unlabelled namespace "
+       "(enableNamespacesByDefault). Label namespaces istio-injection=disabled to keep them out.",
+       reads=("Namespace", "ConfigMap"))
 def namespace_injected_by_default(ctx: Context) -> Iterator[tuple[Ref, str]]:
     if not _enabled_by_default(ctx.inventory):
         return
@@ -94,9 +94,9 @@ def _enabled_by_default(inv: Inventory) -> bool:
     return bool((values.get("sidecarInjectorWebhook") or {}).get("enableNamespacesByDefault"))
 
 
-@check("IST0123", "NamespaceMultipleInjectionLabels", "warning",
-       "Keep one injection label on the namespace: istio-injection=enabled, istio.io/rev=<revision> or "
-       "istio.io/dataplane-mode=ambient.")
+@check("IST0123", "Keep one injection label on the namespace: istio-injection=enabled, istio.io/rev=<revision> or "
+       "istio.io/dataplane-mode=ambient.",
+       reads=("Namespace",))
 def multiple_injection_labels(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for ns in _checked_namespaces(ctx.inventory):
         if ns.labels.get("istio-injection") == "disabled":
@@ -108,9 +108,9 @@ def multiple_injection_labels(ctx: Context) -> Iterator[tuple[Ref, str]]:
                                                     f"one injection label exists.")
 
 
-@check("IST0103", "PodMissingProxy", "warning",
-       "Restart the workload (kubectl rollout restart) so the injector adds the sidecar; if it still has none, "
-       "check the injector webhook (kubectl get mutatingwebhookconfigurations) and istiod's logs.")
+@check("IST0103", "Restart the workload (kubectl rollout restart) so the injector adds the sidecar; if it still has "
+       "none, check the injector webhook (kubectl get mutatingwebhookconfigurations) and istiod's logs.",
+       reads=("Namespace", "Pod"))
 def pod_missing_proxy(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     for ns in _checked_namespaces(inv):
@@ -150,9 +150,9 @@ def _image_type(inv: Inventory, pod: Pod, proxy_configs: dict[str, str]) -> str 
     return t or ((inv.mesh_config.get("defaultConfig") or {}).get("image") or {}).get("imageType")
 
 
-@check("IST0158", "PodsIstioProxyImageMismatchInNamespace", "warning",
-       "Restart the namespace's workloads (kubectl rollout restart deployment -n <namespace>) so their sidecars are "
-       "re-injected with the injector's current proxy image.")
+@check("IST0158", "Restart the namespace's workloads (kubectl rollout restart deployment -n <namespace>) so their "
+       "sidecars are re-injected with the injector's current proxy image.",
+       reads=("Namespace", "Pod", "ProxyConfig", "ConfigMap"))
 def proxy_image_mismatch(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     injectors = _injector_values(inv)
@@ -198,7 +198,8 @@ _AUTO_HINT = ("Label the namespace (istio-injection=enabled or istio.io/rev) or 
               "(sidecar.istio.io/inject=true) so the injector replaces `image: auto` with the proxy image.")
 
 
-@check("IST0146", "ImageAutoWithoutInjectionWarning", "warning", _AUTO_HINT)
+@check("IST0146", _AUTO_HINT,
+       reads=("Deployment", "Namespace", "MutatingWebhookConfiguration"))
 def image_auto_deployment(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     webhooks = [wh for _, wh in injector_webhooks(inv)]
@@ -209,7 +210,8 @@ def image_auto_deployment(ctx: Context) -> Iterator[tuple[Ref, str]]:
             yield Ref("Deployment", d.namespace, d.name), f"Deployment {d.name} {_AUTO}"
 
 
-@check("IST0147", "ImageAutoWithoutInjectionError", "error", _AUTO_HINT)
+@check("IST0147", _AUTO_HINT,
+       reads=("Pod", "Namespace", "MutatingWebhookConfiguration"))
 def image_auto_pod(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     webhooks = [wh for _, wh in injector_webhooks(inv)]

@@ -22,9 +22,9 @@ MINIMUM_CRD_VERSIONS = {
 }
 
 
-@check("IST0166", "IneffectiveSelector", "warning",
-       "Attach the policy to the Gateway with targetRefs (group gateway.networking.k8s.io, kind Gateway, its name) "
-       "instead of a selector: selectors are ignored on Kubernetes Gateway pods.")
+@check("IST0166", "Attach the policy to the Gateway with targetRefs (group gateway.networking.k8s.io, kind Gateway, "
+       "its name) instead of a selector: selectors are ignored on Kubernetes Gateway pods.",
+       reads=("Pod", "AuthorizationPolicy", "RequestAuthentication", "Telemetry", "WasmPlugin"))
 def ineffective_selector(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     gateway_pods = [p for p in inv.pods if GATEWAY_NAME_LABEL in p.labels]
@@ -54,9 +54,9 @@ def _bundle_version(text: str) -> tuple[tuple[int, int, int], str] | None:
     return parts, ".".join(map(str, parts)) + (m[4] or "") + (m[5] or "")
 
 
-@check("IST0176", "GatewayAPICRDVersionBelowMinimum", "warning",
-       "Upgrade the Gateway API CRDs (kubectl apply the release's standard or experimental install) to at least the "
-       "version named; until then istiod ignores this kind's resources.")
+@check("IST0176", "Upgrade the Gateway API CRDs (kubectl apply the release's standard or experimental install) to at "
+       "least the version named; until then istiod ignores this kind's resources.",
+       reads=("CustomResourceDefinition",))
 def crd_version_below_minimum(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for crd in ctx.inventory.of_kind("CustomResourceDefinition"):
         minimum = MINIMUM_CRD_VERSIONS.get(crd.name)

@@ -33,9 +33,10 @@ def known_registries(inv: Inventory) -> set[str]:
     return known
 
 
-@check("IST0126", "UnknownMeshNetworksServiceRegistry", "error",
-       "Set fromRegistry to a cluster ID istiod knows: the primary cluster's clusterName (default `Kubernetes`, "
-       "case-sensitive) or the cluster name of a remote secret (istioctl create-remote-secret --name).")
+@check("IST0126", "Set fromRegistry to a cluster ID istiod knows: the primary cluster's clusterName (default "
+       "`Kubernetes`, case-sensitive) or the cluster name of a remote secret (istioctl create-remote-secret "
+       "--name).",
+       reads=("Secret",))
 def unknown_service_registry(ctx: Context) -> Iterator[tuple[Ref, str]]:
     networks = (ctx.inventory.mesh_networks or {}).get("networks") or {}
     if not isinstance(networks, dict):

@@ -57,10 +57,13 @@ _TRACING_BACKENDS = {"zipkin": (9411, "zipkin"), "jaeger": (9411, "zipkin"), "ot
 _REWRITE_PROBES = "sidecar.istio.io/rewriteAppHTTPProbers"
 
 
-def readiness(code: str) -> Any:
-    """Register a readiness check under its catalog identity."""
-    e = CATALOG[code]
-    return check(code, e.name, e.level, e.generic_hint, e.gates)
+# What most readiness checks read: the scope's namespaces, their workloads and pods.
+_WORKLOADS = ("Namespace", "Deployment", "StatefulSet", "DaemonSet", "Pod")
+
+
+def readiness(code: str, *more: str) -> Any:
+    """Register a readiness check under its catalog identity; it reads the scope's workloads and `more` kinds."""
+    return check(code, reads=_WORKLOADS + more)
 
 
 def hint(code: str, **values: str) -> str:
@@ -180,7 +183,7 @@ def _without_sidecar(ctx: Context, code: str, effect: str) -> Iterator[Found]:
     for u in units(inv, scope_namespaces(ctx)):
         out = outside_mesh(inv, u)
         if out:
-            yield u.ref, f"{u.ref} has {_pods_text(out)} without a sidecar: {effect}", \
+            yield u.ref, f"{_pods_text(out)} without a sidecar: {effect}", \
                 hint(code, workload=str(u.ref), inject=u.inject(inv))
 
 
@@ -250,7 +253,7 @@ def restarts_to_join(ctx: Context) -> Iterator[Found]:
             continue  # host network and opted-out pods stay out (MST0102, MST0107); templates inject on creation
         out = outside_mesh(inv, u)
         if out:
-            yield u.ref, f"{u.ref} has {_pods_text(out)} without a sidecar until re-created", \
+            yield u.ref, f"{_pods_text(out)} without a sidecar until re-created", \
                 hint("MST0101", restart=u.restart())
 
 
@@ -258,7 +261,7 @@ def restarts_to_join(ctx: Context) -> Iterator[Found]:
 def host_network(ctx: Context) -> Iterator[Found]:
     for u in units(ctx.inventory, scope_namespaces(ctx)):
         if u.spec.host_network:
-            yield u.ref, f"{u.ref} uses hostNetwork: it gets no sidecar and its traffic is not captured", \
+            yield u.ref, "uses hostNetwork: it gets no sidecar and its traffic is not captured", \
                 hint("MST0102", workload=str(u.ref))
 
 
@@ -298,7 +301,7 @@ def init_container_network(ctx: Context) -> Iterator[Found]:
             continue
         for c in u.spec.init_containers:
             if c.name not in _ISTIO_INIT and not c.restart_always and _uses_network(c):
-                yield u.ref, (f"init container {c.name} of {u.ref} calls the network: with the classic sidecar its "
+                yield u.ref, (f"init container {c.name} calls the network: with the classic sidecar its "
                               f"traffic is captured before Envoy runs and fails"), hint("MST0103", container=c.name)
 
 
@@ -320,29 +323,29 @@ def _server_first(port: Any) -> str | None:
                                            else None)
 
 
-@readiness("MST0104")
+@readiness("MST0104", "Service")
 def protocol_not_declared(ctx: Context) -> Iterator[Found]:
     for svc in _services_in_scope(ctx):
         for p in svc.ports:
             if p.istio_protocol == "UNKNOWN" and not _server_first(p):
                 name = f"{p.port} ({p.name})" if p.name else f"{p.port} (unnamed)"
-                yield svc.ref, f"{svc.ref} port {name}: Istio cannot tell its protocol and will sniff it", \
+                yield svc.ref, f"port {name}: Istio cannot tell its protocol and will sniff it", \
                     hint("MST0104", port=str(p.port), service=f"{svc.namespace}/{svc.name}", namespace=svc.namespace,
                          name=svc.name)
 
 
-@readiness("MST0105")
+@readiness("MST0105", "Service")
 def server_first_port(ctx: Context) -> Iterator[Found]:
     for svc in _services_in_scope(ctx):
         for p in svc.ports:
             protocol = _server_first(p)
             if p.istio_protocol == "UNKNOWN" and protocol:
-                yield svc.ref, (f"{svc.ref} port {p.port} is {protocol.upper()}'s port (a server-first protocol) "
+                yield svc.ref, (f"port {p.port} is {protocol.upper()}'s port (a server-first protocol) "
                                 f"and does not declare it"), \
                     hint("MST0105", port=str(p.port), service=f"{svc.namespace}/{svc.name}", protocol=protocol)
 
 
-@readiness("MST0106")
+@readiness("MST0106", "ConfigMap")
 def no_istiod_for_revision(ctx: Context) -> Iterator[Found]:
     # The stage labels the namespace with the revision it is given, else with one the cluster runs (the default
     # tag's, or the only one): without a revision param, any running istiod will do.
@@ -370,14 +373,14 @@ def no_istiod_for_revision(ctx: Context) -> Iterator[Found]:
 def workloads_opted_out(ctx: Context) -> Iterator[Found]:
     for u in units(ctx.inventory, scope_namespaces(ctx)):
         if opted_out(u.spec):
-            yield u.ref, f"{u.ref} sets sidecar.istio.io/inject: \"false\": it stays out of the mesh", \
+            yield u.ref, "sets sidecar.istio.io/inject: \"false\": it stays out of the mesh", \
                 hint("MST0107", workload=str(u.ref))
 
 
 # ---------------------------------------------------------------- before routing
 
 
-@readiness("MST0201")
+@readiness("MST0201", "Service")
 def without_version_labels(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     for svc in _services_in_scope(ctx):
@@ -385,7 +388,7 @@ def without_version_labels(ctx: Context) -> Iterator[Found]:
                       if "version" not in p.labels and "app.kubernetes.io/version" not in p.labels]
         if unlabelled:
             workloads = sorted({f"{p.workload_kind} {p.namespace}/{p.workload_name}" for p in unlabelled})
-            yield svc.ref, f"{svc.ref} selects {_pods_text([p.name for p in unlabelled])} without a version label", \
+            yield svc.ref, f"selects {_pods_text([p.name for p in unlabelled])} without a version label", \
                 hint("MST0201", workloads=", ".join(workloads))
 
 
@@ -398,7 +401,7 @@ _SUBSETS = registered(destinationrule.subset_selects_no_pods)
 
 
 # istioctl's own finding, run for the routing stages on their scope only: a subset with no pods fails with 503s.
-@check(_SUBSETS.code, _SUBSETS.name, _SUBSETS.level, _SUBSETS.hint, ("request-routing", "traffic-shifting"))
+@check(_SUBSETS.code, _SUBSETS.hint, reads=_SUBSETS.reads, gates=("request-routing", "traffic-shifting"))
 def subsets_without_pods(ctx: Context) -> Iterator[Found]:
     namespaces = set(scope_namespaces(ctx))
     hosts = {dr.ref: fqdn(dr.spec.get("host") or "", ns_of(dr))
@@ -436,7 +439,7 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
             continue
         for svc, where in service_calls(inv, u):
             if svc.namespace in scope:
-                yield u.ref, f"{u.ref} (no sidecar) names {svc.name}.{svc.namespace} in its {where}", \
+                yield u.ref, f"has no sidecar and names {svc.name}.{svc.namespace} in its {where}", \
                     f"Service {svc.namespace}/{svc.name}", str(u.ref), u.inject(inv)
     for ing in inv.of_kind("Ingress"):
         n = ns_of(ing)
@@ -444,7 +447,7 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
         if n not in scope or cls == "istio":
             continue
         for name in sorted(_ingress_backends(ing.spec)):
-            yield ing.ref, f"Ingress {n}/{ing.name} (class {cls}) sends its traffic to Service {n}/{name}", \
+            yield ing.ref, f"class {cls}: sends its traffic to Service {n}/{name}", \
                 f"Service {n}/{name}", f"the {cls} ingress controller", \
                 "inject the controller's pods, or route through an Istio Gateway instead"
     scope_hosts = {s.host: s for n in scope for s in inv.services_by_namespace.get(n, ())}
@@ -453,7 +456,7 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
             continue
         target = scope_hosts.get(_cluster_host(svc.external_name or "", svc.namespace))
         if target is not None:
-            yield svc.ref, f"{svc.ref} (ExternalName) aliases {target.host} for namespace {svc.namespace}", \
+            yield svc.ref, f"an ExternalName alias of {target.host} for namespace {svc.namespace}", \
                 f"Service {target.namespace}/{target.name}", f"the workloads of namespace {svc.namespace}", \
                 f"kubectl label namespace {svc.namespace} istio-injection=enabled, then restart its workloads"
     ips = {p.ip: p for n in scope for p in inv.pods_by_namespace.get(n, ()) if p.ip}
@@ -463,7 +466,7 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
         hit = [ips[ip] for ip in _endpoint_ips(ep) if ip in ips]
         if hit:
             names = ", ".join(sorted({p.name for p in hit}))
-            yield ep.ref, f"Endpoints {ns_of(ep)}/{ep.name} point at pods of {hit[0].namespace} ({names})", \
+            yield ep.ref, f"points at pods of {hit[0].namespace} ({names})", \
                 f"Pod {hit[0].namespace}/{hit[0].name}", f"the workloads of namespace {ns_of(ep)}", \
                 f"kubectl label namespace {ns_of(ep)} istio-injection=enabled, then restart its workloads"
 
@@ -490,7 +493,7 @@ def _ingress_backends(s: dict[str, Any]) -> set[str]:
     return {(b.get("service") or {}).get("name") or b.get("serviceName") for b in backends} - {None}
 
 
-@readiness("MST0402")
+@readiness("MST0402", "Service")
 def plaintext_callers(ctx: Context) -> Iterator[Found]:
     for r, text, target, caller, inject in _callers_outside(ctx):
         yield r, f"{text}: STRICT refuses its plaintext", \
@@ -505,7 +508,7 @@ def _tls_modes(s: dict[str, Any]) -> Iterator[str]:
             yield (pls.get("tls") or {}).get("mode") or ""
 
 
-@readiness("MST0403")
+@readiness("MST0403", "DestinationRule")
 def tls_disabled(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     hosts = [s.host for n in scope_namespaces(ctx) for s in inv.services_by_namespace.get(n, ())]
@@ -515,7 +518,7 @@ def tls_disabled(ctx: Context) -> Iterator[Found]:
         host = fqdn(dr.spec.get("host") or "", ns_of(dr))
         hit = [h for h in hosts if host_matches(h, host)]
         if hit:
-            yield dr.ref, f"DestinationRule {ns_of(dr)}/{dr.name} sets TLS mode DISABLE for {', '.join(hit)}", \
+            yield dr.ref, f"sets TLS mode DISABLE for {', '.join(hit)}", \
                 hint("MST0403", rule=f"{ns_of(dr)}/{dr.name}", namespace=ns_of(dr), name=dr.name)
 
 
@@ -527,7 +530,7 @@ def probes_not_rewritten(ctx: Context) -> Iterator[Found]:
         probes = [f"{p.type} {p.path or '/'} on port {p.port} of {c.name}" for c in u.spec.containers
                   if c.name != components.PROXY_CONTAINER for p in c.probes if p.handler == "httpGet"]
         if probes:
-            yield u.ref, f"{u.ref} keeps its httpGet probes ({'; '.join(probes)}) out of the sidecar", \
+            yield u.ref, f"keeps its httpGet probes ({'; '.join(probes)}) out of the sidecar", \
                 hint("MST0404", workload=str(u.ref))
 
 
@@ -544,21 +547,20 @@ def peer_mode(inv: Inventory, namespace: str) -> tuple[str | None, Ref | None]:
     return None, None
 
 
-@readiness("MST0405")
+@readiness("MST0405", "PeerAuthentication")
 def permissive_not_in_place(ctx: Context) -> Iterator[Found]:
     for n in scope_namespaces(ctx):
         mode, by = peer_mode(ctx.inventory, n)
-        if mode in ("PERMISSIVE", "STRICT"):
+        if mode != "DISABLE":  # no PeerAuthentication at all is PERMISSIVE: Istio's auto mTLS default
             continue
-        why = f"{by} sets mode {mode}" if by else "no PeerAuthentication sets a mode"
-        yield Ref("Namespace", None, n), f"namespace {n} is not in PERMISSIVE yet ({why})", \
-            hint("MST0405", namespace=n)
+        yield Ref("Namespace", None, n), f"namespace {n} is not in PERMISSIVE yet ({by} sets mode DISABLE)", \
+            hint("MST0405", namespace=n, policy=str(by))
 
 
 # ---------------------------------------------------------------- before authorization
 
 
-@readiness("MST0501")
+@readiness("MST0501", "PeerAuthentication")
 def strict_not_in_place(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     for n in scope_namespaces(ctx):
@@ -576,7 +578,7 @@ def strict_not_in_place(ctx: Context) -> Iterator[Found]:
                                                           for p in (s.get("portLevelMtls") or {}).values()}
             weak = sorted(m for m in modes & {"PERMISSIVE", "DISABLE"})
             if weak:
-                yield pa.ref, (f"PeerAuthentication {n}/{pa.name} keeps {'/'.join(weak)} "
+                yield pa.ref, (f"keeps {'/'.join(weak)} "
                                "for the workloads it selects"), \
                     hint("MST0501", namespace=n, fix=f"set STRICT in PeerAuthentication {n}/{pa.name}, or delete it")
 
@@ -601,7 +603,7 @@ def shared_service_account(ctx: Context) -> Iterator[Found]:
 def default_service_account(ctx: Context) -> Iterator[Found]:
     for u in units(ctx.inventory, scope_namespaces(ctx)):
         if u.spec.service_account == "default":
-            yield u.ref, f"{u.ref} runs as service account {u.namespace}/default", \
+            yield u.ref, f"runs as service account {u.namespace}/default", \
                 hint("MST0503", workload=str(u.ref), namespace=u.namespace, name=u.ref.name)
 
 
@@ -613,18 +615,18 @@ def policy_not_enforced(ctx: Context) -> Iterator[Found]:
 # ---------------------------------------------------------------- before egress
 
 
-@readiness("MST0601")
+@readiness("MST0601", "ServiceEntry")
 def unregistered_external_hosts(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     index = service_index(inv)
     for u in units(inv, scope_namespaces(ctx)):
         for host, where in external_hosts(inv, u):
             if not index.known(host, u.namespace):
-                yield u.ref, f"{u.ref} names external host {host} in its {where}, and no ServiceEntry registers it", \
+                yield u.ref, f"names external host {host} in its {where}, and no ServiceEntry registers it", \
                     hint("MST0601", host=host, namespace=u.namespace)
 
 
-@readiness("MST0602")
+@readiness("MST0602", "ConfigMap")
 def registry_only_already(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     if (inv.mesh_config.get("outboundTrafficPolicy") or {}).get("mode") == "REGISTRY_ONLY":
@@ -645,7 +647,7 @@ def _components(inv: Inventory, *ids: str) -> list[Any]:
     return [c for c in inv.components if c.component in ids]
 
 
-@readiness("MST0701")
+@readiness("MST0701", "ConfigMap", "Service")
 def no_tracing_provider(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     providers = inv.mesh_config.get("extensionProviders") or ()
@@ -667,7 +669,7 @@ def _provider_example(inv: Inventory) -> str:
     return "{name: otel-tracing, opentelemetry: {service: <collector>.<namespace>.svc.cluster.local, port: 4317}}"
 
 
-@readiness("MST0702")
+@readiness("MST0702", "Gateway")
 def no_ingress_gateway(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     if not _components(inv, "ingress-gateway"):
@@ -684,16 +686,18 @@ def ambient_components(ctx: Context) -> Iterator[Found]:
                 hint("MST0703", component=component, namespace=inv.root_namespace)
 
 
-@readiness("MST0704")
+@readiness("MST0704", "Sidecar", "Service")
 def sidecar_scope_cuts(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     for n in scope_namespaces(ctx):
-        # The Sidecar's egress hosts: the ones the stage is given, else its own namespace and the root namespace.
-        allowed = ctx.params.get("egress_hosts") or ["./*", f"{inv.root_namespace}/*"]
+        # The Sidecar's egress hosts: its own namespace, the root namespace and the ones the stage is given
+        # (sidecar-scope's `hosts`, comma-separated).
+        given = [h.strip() for h in str(ctx.params.get("hosts") or "").split(",") if h.strip()]
+        allowed = ["./*", f"{inv.root_namespace}/*", *given]
         for u in units(inv, [n]):
             for svc, where in service_calls(inv, u):
                 if not any(_egress_allows(h, n, svc) for h in allowed):
-                    text = (f"{u.ref} calls {svc.name}.{svc.namespace} (in its {where}), "
+                    text = (f"calls {svc.name}.{svc.namespace} (in its {where}), "
                             "outside the Sidecar's egress hosts")
                     yield u.ref, text, hint("MST0704", host=f"{svc.namespace}/{svc.host}", namespace=n,
                                             target=svc.namespace)
@@ -707,7 +711,7 @@ def _egress_allows(host: str, namespace: str, svc: Service) -> bool:
     return ns_ok and host_matches(svc.host, dns)
 
 
-@readiness("MST0705")
+@readiness("MST0705", "Service")
 def no_metrics_backend(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     if not _components(inv, "prometheus"):

@@ -147,9 +147,9 @@ def _all_findings(inv: Inventory) -> list[tuple[KubeObject, str, tuple[str, ...]
         (vs, what, about) for vs in istio_objects(inv, "VirtualService") for what, about in _findings(vs)])
 
 
-@check("IST0130", "VirtualServiceUnreachableRule", "warning",
-       "Remove the rule or give it a match no earlier rule has: routes are tried in order and the first match wins, "
-       "so this rule never receives traffic (only the last rule may have no match).")
+@check("IST0130", "Remove the rule or give it a match no earlier rule has: routes are tried in order and the first "
+       "match wins, so this rule never receives traffic (only the last rule may have no match).",
+       reads=("VirtualService",))
 def unreachable_rule(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for vs, what, about in _all_findings(ctx.inventory):
         if what == _UNREACHABLE:
@@ -157,9 +157,9 @@ def unreachable_rule(ctx: Context) -> Iterator[tuple[Ref, str]]:
             yield vs.ref, f"VirtualService rule {rule} not used ({reason})."
 
 
-@check("IST0131", "VirtualServiceIneffectiveMatch", "info",
-       "Remove the match, or move the more specific rule before the one that already takes its requests "
-       "(a longer URI prefix must come before a shorter one).")
+@check("IST0131", "Remove the match, or move the more specific rule before the one that already takes its requests (a "
+       "longer URI prefix must come before a shorter one).",
+       reads=("VirtualService",))
 def ineffective_match(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for vs, what, about in _all_findings(ctx.inventory):
         if what == _INEFFECTIVE:

@@ -18,9 +18,9 @@ def _skipped(svc: Service) -> bool:
             or "gateway.istio.io/managed" in svc.labels)
 
 
-@check("IST0118", "PortNameIsNotUnderNamingConvention", "info",
-       "Name the port <protocol>[-<suffix>] (http, http2, grpc, tcp, tls, …) or set appProtocol, so Istio does "
-       "not have to sniff the protocol.")
+@check("IST0118", "Name the port <protocol>[-<suffix>] (http, http2, grpc, tcp, tls, …) or set appProtocol, so Istio "
+       "does not have to sniff the protocol.",
+       reads=("Service",))
 def port_name_convention(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for svc in ctx.inventory.services:
         if svc.type == "ExternalName" or _skipped(svc):
@@ -33,9 +33,9 @@ def port_name_convention(ctx: Context) -> Iterator[tuple[Ref, str]]:
                     f"convention of Istio port.")
 
 
-@check("IST0150", "ExternalNameServiceTypeInvalidPortName", "warning",
-       "Name the ExternalName service's port for its real protocol (http-…, https-…, tls-…) so the proxy can route "
-       "it by host; tcp and unnamed ports are forwarded by port only.")
+@check("IST0150", "Name the ExternalName service's port for its real protocol (http-…, https-…, tls-…) so the proxy "
+       "can route it by host; tcp and unnamed ports are forwarded by port only.",
+       reads=("Service",))
 def external_name_port(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for svc in ctx.inventory.services:
         if svc.type != "ExternalName" or _skipped(svc):

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
+from planner.analysis.catalog import text
 from planner.analysis.common import istio_objects, ns_of, seen_together
 from planner.model import KubeObject, Ref
 
@@ -20,9 +21,9 @@ def _auto_allocates(mesh: dict) -> bool:
     return meta.get("ISTIO_META_DNS_CAPTURE") == "true" and meta.get("ISTIO_META_DNS_AUTO_ALLOCATE") == "true"
 
 
-@check("IST0134", "ServiceEntryAddressesRequired", "warning",
-       "Add spec.addresses (the service's IPs or CIDRs), or turn on DNS auto-allocation "
-       "(ISTIO_META_DNS_CAPTURE and ISTIO_META_DNS_AUTO_ALLOCATE) so TCP traffic can be told apart.")
+@check("IST0134", "Add spec.addresses (the service's IPs or CIDRs), or turn on DNS auto-allocation "
+       "(ISTIO_META_DNS_CAPTURE and ISTIO_META_DNS_AUTO_ALLOCATE) so TCP traffic can be told apart.",
+       reads=("ServiceEntry", "ConfigMap"))
 def addresses_required(ctx: Context) -> Iterator[tuple[Ref, str]]:
     if _auto_allocates(ctx.inventory.mesh_config):
         return
@@ -34,8 +35,9 @@ def addresses_required(ctx: Context) -> Iterator[tuple[Ref, str]]:
             yield se.ref, "ServiceEntry addresses are required for this protocol."
 
 
-@check("IST0177", "ConflictingServiceEntryProtocol", "warning",
-       "Use one protocol for the host and port in every ServiceEntry that defines it (or merge the entries).")
+@check("IST0177", "Use one protocol for the host and port in every ServiceEntry that defines it (or merge the "
+       "entries).",
+       reads=("ServiceEntry",))
 def conflicting_protocol(ctx: Context) -> Iterator[tuple[Ref, str]]:
     by_key: dict[tuple[str, int], list[tuple[KubeObject, str]]] = defaultdict(list)
     for se in istio_objects(ctx.inventory, "ServiceEntry"):
@@ -53,5 +55,4 @@ def conflicting_protocol(ctx: Context) -> Iterator[tuple[Ref, str]]:
                     names.update((f"{ns_of(a)}/{a.name}", f"{ns_of(b)}/{b.name}"))
                     protocols.update((pa, pb))
     for se, host, number, names, protocols in blamed.values():
-        yield se.ref, (f"Multiple ServiceEntries ({', '.join(sorted(names))}) define the same host {host!r} and "
-                       f"port {number} with conflicting protocols ({', '.join(sorted(protocols))}).")
+        yield se.ref, text("IST0177", ", ".join(sorted(names)), host, number, ", ".join(sorted(protocols)))

@@ -9,20 +9,19 @@ from planner.analysis.common import istio_objects, match_labels, ns_of, proxy_co
 from planner.model import Ref
 
 selector_checks(
-    "Sidecar", "Sidecars", match_labels, family="sidecar",
-    unmatched=("IST0101", "ReferencedResourceNotFound",
-               "Fix the Sidecar's workloadSelector to match labels of pods in its own namespace."),
-    conflicting=("IST0110", "ConflictingSidecarWorkloadSelectors",
+    "Sidecar", match_labels, family="sidecar",
+    unmatched=("IST0101", "Fix the Sidecar's workloadSelector to match labels of pods in its own namespace."),
+    conflicting=("IST0110",
                  "Make the Sidecars' workloadSelectors disjoint (or merge them): a pod gets one Sidecar, chosen "
                  "arbitrarily."),
-    unselective=("IST0111", "MultipleSidecarsWithoutWorkloadSelectors",
+    unselective=("IST0111",
                  "Keep one Sidecar without workloadSelector per namespace; give the others a workloadSelector."),
 )
 
 
-@check("IST0167", "IneffectivePolicy", "warning",
-       "Delete the Sidecar, or move its workloads to sidecar mode: ambient workloads have no sidecar to configure "
-       "(use a waypoint for L7 policy).")
+@check("IST0167", "Delete the Sidecar, or move its workloads to sidecar mode: ambient workloads have no sidecar to "
+       "configure (use a waypoint for L7 policy).",
+       reads=("Sidecar", "Namespace", "Pod"))
 def sidecar_in_ambient(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     for sc in istio_objects(inv, "Sidecar"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from planner.analysis.base import Context, check
+from planner.analysis.catalog import text
 from planner.analysis.common import istio_objects, match_labels, ns_of, selector_checks
 from planner.model import KubeObject, Ref
 
@@ -18,31 +19,30 @@ def _selector(t: KubeObject) -> dict[str, str] | None:
 
 
 selector_checks(
-    "Telemetry", "Telemetries", _selector, family="telemetry",
-    unmatched=("IST0101", "ReferencedResourceNotFound",
-               "Fix the Telemetry's selector to match labels of pods in its own namespace."),
-    conflicting=("IST0159", "ConflictingTelemetryWorkloadSelectors",
+    "Telemetry", _selector, family="telemetry",
+    unmatched=("IST0101", "Fix the Telemetry's selector to match labels of pods in its own namespace."),
+    conflicting=("IST0159",
                  "Make the Telemetries' selectors disjoint (or merge them): a pod gets one Telemetry, chosen "
                  "arbitrarily."),
-    unselective=("IST0160", "MultipleTelemetriesWithoutWorkloadSelectors",
+    unselective=("IST0160",
                  "Keep one Telemetry without selector per namespace; give the others a selector."),
 )
 
 
-@check("IST0157", "InvalidTelemetryProvider", "warning",
-       "Name a provider in the entry (providers: [{name: envoy}]) or set defaultProviders in the mesh config; "
-       "an entry with neither is ignored.")
+@check("IST0157", "Name a provider in the entry (providers: [{name: envoy}]) or set defaultProviders in the mesh "
+       "config; an entry with neither is ignored.",
+       reads=("Telemetry", "ConfigMap"))
 def empty_providers(ctx: Context) -> Iterator[tuple[Ref, str]]:
     defaults = ctx.inventory.mesh_config.get("defaultProviders") or {}
     for t in istio_objects(ctx.inventory, "Telemetry"):
         s = t.spec
         if any(not e.get("providers") and not e.get("disabled") and not defaults.get(cat)
                for cat in _CATEGORIES for e in s.get(cat) or ()):
-            yield t.ref, f"The Telemetry {t.name} in namespace {ns_of(t)!r} with empty providers will be ignored."
+            yield t.ref, text("IST0157", t.name, ns_of(t))
 
 
-@check("IST0002", "Deprecated", "warning",
-       "Move the Telemetry to a supported provider (for Lightstep: an OpenTelemetry extension provider).")
+@check("IST0002", "Move the Telemetry to a supported provider (for Lightstep: an OpenTelemetry extension provider).",
+       reads=("Telemetry", "ConfigMap"))
 def deprecated_provider(ctx: Context) -> Iterator[tuple[Ref, str]]:
     kinds = {p.get("name"): next((k for k in p if k in _DEPRECATED_PROVIDERS), None)
              for p in ctx.inventory.mesh_config.get("extensionProviders") or ()}

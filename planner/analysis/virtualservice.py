@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from planner.analysis.base import Context, check
+from planner.analysis.catalog import text
 from planner.analysis.common import (
     fqdn,
     host_matches,
@@ -69,10 +70,10 @@ def _split_ref(name: str, namespace: str) -> tuple[str, str]:
 # ---------------------------------------------------------------- destinations
 
 
-@check("IST0101", "ReferencedResourceNotFound", "error",
-       "Point the destination at an existing Service (name, name.namespace.svc.cluster.local) or ServiceEntry host "
-       "visible from the VirtualService's namespace, with a port the service exposes and a subset a "
-       "DestinationRule defines.")
+@check("IST0101", "Point the destination at an existing Service (name, name.namespace.svc.cluster.local) or "
+       "ServiceEntry host visible from the VirtualService's namespace, with a port the service exposes and "
+       "a subset a DestinationRule defines.",
+       reads=("VirtualService", "Service", "ServiceEntry", "DestinationRule"))
 def destination_not_found(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     index = service_index(inv)
@@ -83,13 +84,15 @@ def destination_not_found(ctx: Context) -> Iterator[tuple[Ref, str]]:
             full = fqdn(host, ns_of(vs))
             if not host or not all(index.known(full, ns) for ns in _readers(vs)):
                 yield vs.ref, f'Referenced host not found: "{host}"'
-                continue
-            port = (dest.get("port") or {}).get("number")
-            ports = index.ports(full)
-            if port is not None and ports is not None and port not in ports:
-                yield vs.ref, f'Referenced host:port not found: "{host}:{port}"'
+            else:
+                port = (dest.get("port") or {}).get("number")
+                ports = index.ports(full)
+                if port is not None and ports is not None and port not in ports:
+                    yield vs.ref, f'Referenced host:port not found: "{host}:{port}"'
+            # istioctl's DestinationRuleAnalyzer checks subsets apart from the host: a subset no DestinationRule
+            # defines is reported whether or not a Service backs the host.
             subset = dest.get("subset")
-            if subset and subset not in subsets.get(full, ()):
+            if host and subset and subset not in subsets.get(full, ()):
                 yield vs.ref, f'Referenced host+subset in destinationrule not found: "{host}+{subset}"'
 
 
@@ -103,8 +106,8 @@ def _subsets(inv: Inventory) -> dict[str, set[str]]:
     return out
 
 
-@check("IST0112", "VirtualServiceDestinationPortSelectorRequired", "error",
-       "Add destination.port.number: the service exposes several ports and the route must say which.")
+@check("IST0112", "Add destination.port.number: the service exposes several ports and the route must say which.",
+       reads=("VirtualService", "Service", "ServiceEntry"))
 def destination_port_required(ctx: Context) -> Iterator[tuple[Ref, str]]:
     index = service_index(ctx.inventory)
     for vs in istio_objects(ctx.inventory, "VirtualService"):
@@ -113,8 +116,7 @@ def destination_port_required(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 continue
             ports = index.ports(fqdn(dest["host"], ns_of(vs)))
             if ports is not None and len(ports) > 1:
-                yield vs.ref, (f"This VirtualService routes to a service {dest['host']!r} that exposes multiple "
-                               f"ports {ports}. Specifying a port in the destination is required to disambiguate.")
+                yield vs.ref, text("IST0112", dest["host"], ports)
 
 
 # ---------------------------------------------------------------- gateways
@@ -136,8 +138,8 @@ def _gateway_hosts(inv: Inventory, namespace: str, name: str) -> list[tuple[str,
     return out
 
 
-@check("IST0101", "ReferencedResourceNotFound", "error",
-       "Create the Gateway, or fix the VirtualService's gateways entry (name or namespace/name).")
+@check("IST0101", "Create the Gateway, or fix the VirtualService's gateways entry (name or namespace/name).",
+       reads=("VirtualService", "Gateway"))
 def gateway_not_found(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for vs in istio_objects(ctx.inventory, "VirtualService"):
         for name in _gateways(vs):
@@ -147,9 +149,9 @@ def gateway_not_found(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 yield vs.ref, f'Referenced gateway not found: "{name}"'
 
 
-@check("IST0132", "VirtualServiceHostNotFoundInGateway", "warning",
-       "Add the host to a server of the Gateway (or a namespace/host entry that admits this VirtualService's "
-       "namespace), or fix the VirtualService's hosts.")
+@check("IST0132", "Add the host to a server of the Gateway (or a namespace/host entry that admits this "
+       "VirtualService's namespace), or fix the VirtualService's hosts.",
+       reads=("VirtualService", "Gateway"))
 def host_not_in_gateway(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for vs in istio_objects(ctx.inventory, "VirtualService"):
         hosts = list(vs.spec.get("hosts") or ())
@@ -163,9 +165,9 @@ def host_not_in_gateway(ctx: Context) -> Iterator[tuple[Ref, str]]:
                                f"found in Gateway {gw_ns}/{gw_name}.")
 
 
-@check("IST0165", "ReferencedInternalGateway", "warning",
-       "Bind the VirtualService to the Kubernetes Gateway itself (namespace/name), not to the Gateway istiod "
-       "generates from it.")
+@check("IST0165", "Bind the VirtualService to the Kubernetes Gateway itself (namespace/name), not to the Gateway "
+       "istiod generates from it.",
+       reads=("VirtualService",))
 def internal_gateway(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for vs in istio_objects(ctx.inventory, "VirtualService"):
         for name in _gateways(vs):
@@ -177,9 +179,9 @@ def internal_gateway(ctx: Context) -> Iterator[tuple[Ref, str]]:
 # ---------------------------------------------------------------- mesh hosts
 
 
-@check("IST0109", "ConflictingMeshGatewayVirtualServiceHosts", "error",
-       "Merge the VirtualServices that define this host for the mesh into one, or narrow their exportTo so no "
-       "namespace sees both.")
+@check("IST0109", "Merge the VirtualServices that define this host for the mesh into one, or narrow their exportTo so "
+       "no namespace sees both.",
+       reads=("VirtualService",))
 def conflicting_mesh_hosts(ctx: Context) -> Iterator[tuple[Ref, str]]:
     exact: dict[str, list[KubeObject]] = defaultdict(list)
     wildcards: list[tuple[str, KubeObject]] = []
@@ -222,9 +224,9 @@ def conflicting_mesh_hosts(ctx: Context) -> Iterator[tuple[Ref, str]]:
 # ---------------------------------------------------------------- ingress and subsets
 
 
-@check("IST0140", "IngressRouteRulesNotAffected", "warning",
-       "Route the ingress VirtualService to the same subsets (destination.subset) as the mesh VirtualService of "
-       "that host; the gateway applies only its own VirtualService's rules.")
+@check("IST0140", "Route the ingress VirtualService to the same subsets (destination.subset) as the mesh "
+       "VirtualService of that host; the gateway applies only its own VirtualService's rules.",
+       reads=("VirtualService",))
 def ingress_bypasses_subsets(ctx: Context) -> Iterator[tuple[Ref, str]]:
     subset_routed: dict[str, list[KubeObject]] = defaultdict(list)
     for vs in istio_objects(ctx.inventory, "VirtualService"):
@@ -255,9 +257,9 @@ def _claim_keys(vs: KubeObject) -> list[str]:
     return keys
 
 
-@check("IST0149", "JwtClaimBasedRoutingWithoutRequestAuthN", "error",
-       "Add a RequestAuthentication that selects the gateway's pods (in their namespace or the root namespace); "
-       "without one the claims are never read and the route never matches.")
+@check("IST0149", "Add a RequestAuthentication that selects the gateway's pods (in their namespace or the root "
+       "namespace); without one the claims are never read and the route never matches.",
+       reads=("VirtualService", "Gateway", "RequestAuthentication", "Pod"))
 def jwt_claim_routing(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     request_authns = istio_objects(inv, "RequestAuthentication")

@@ -13,9 +13,10 @@ def _ref(cfg: KubeObject) -> Ref:
     return Ref(cfg.kind, None, cfg.name)
 
 
-@check("IST0139", "InvalidWebhook", "error",
-       "Point the webhook's clientConfig.service at istiod's Service (kubectl get svc -n istio-system), and keep one "
-       "injector webhook per set of namespaces (istioctl tag list shows which revision each serves).")
+@check("IST0139", "Point the webhook's clientConfig.service at istiod's Service (kubectl get svc -n istio-system), and "
+       "keep one injector webhook per set of namespaces (istioctl tag list shows which revision each "
+       "serves).",
+       reads=("MutatingWebhookConfiguration", "Service", "Namespace"))
 def invalid_webhook(ctx: Context) -> Iterator[tuple[Ref, str]]:
     inv = ctx.inventory
     hooks = injector_webhooks(inv)

@@ -2,6 +2,7 @@
 has `<name>.expected` beside it, one `CODE Kind namespace/name` line per message analyze must report."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from planner.analysis import catalog
 from planner.analysis.base import LEVELS, Suppression, analyze_checks, gate_checks, registry
 from planner.analysis.common import analyze, with_dummy_ingress
 from planner.inventory import build_inventory
@@ -34,19 +36,55 @@ def test_scenario_reports_exactly_the_expected_messages(scenario):
     assert found(analyze(inventory(scenario))) == expected
 
 
-def test_every_ist_check_uses_istioctls_level_for_its_code():
-    catalog = {}
-    ref = Path(__file__).resolve().parents[3] / "shared" / "istio-reference" / "analyzer" / "messages.yaml"
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "istio-reference" / "analyzer"
+needs_reference = pytest.mark.skipif(not REFERENCE.exists(), reason="istio reference data not present")
+
+
+@needs_reference
+def test_the_ist_table_is_generated_from_istios_messages_yaml():
+    table = Path(catalog.__file__).with_name("istio_messages.py").read_text()
+    assert table == catalog.istio_table(REFERENCE / "messages.yaml"), (
+        "run: python -m planner.analysis.catalog --istio-messages ../shared/istio-reference/analyzer/messages.yaml "
+        "> planner/analysis/istio_messages.py")
     import yaml
 
-    for m in yaml.safe_load(ref.read_text())["messages"]:
-        catalog[m["code"]] = m["level"].lower()
+    istio = {m["code"]: (m["name"], m["level"].lower(), m["template"])
+             for m in yaml.safe_load((REFERENCE / "messages.yaml").read_text())["messages"]}
     ist = [c for c in registry() if c.code.startswith("IST")]
     assert ist, "no IST checks registered"
     for c in ist:
-        assert c.level == catalog[c.code], (f"{c.code} ({c.family}.{c.fn.__name__}) is {c.level}, "
-                                            f"istioctl says {catalog[c.code]}")
+        assert (c.name, c.level) == istio[c.code][:2], f"{c.code} ({c.family}.{c.fn.__name__})"
+        assert catalog.ISTIO[c.code].template == istio[c.code][2]
         assert c.level in LEVELS and c.hint, f"{c.code} has no hint"
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """Istio's Go template as a regular expression: each verb stands for any text (%q for a quoted one)."""
+    parts = re.split(r"(%[svdq])", template)
+    return re.compile("".join('".*"' if p == "%q" else ".*" if re.fullmatch(r"%[svd]", p) else re.escape(p)
+                              for p in parts), re.S)
+
+
+@needs_reference
+def test_every_ist_message_meshstep_writes_is_istios_template_filled_in():
+    import json
+
+    cases = json.loads((REFERENCE / "cases.json").read_text())["cases"]
+    inputs = sorted({f for c in cases for f in c["input_files"]})
+    seen = set()
+    for f in inputs:
+        for m in analyze(build_inventory(with_dummy_ingress(files_snapshot([REFERENCE / f])))):
+            if m.code.startswith("IST"):
+                seen.add(m.code)
+                assert _template_pattern(catalog.ISTIO[m.code].template).fullmatch(m.message), (f, m.code, m.message)
+    # The inputs exercise (nearly) every IST code meshstep has a check for.
+    assert len(seen) >= 0.9 * len({c.code for c in registry() if c.code.startswith("IST")})
+
+
+def test_go_verbs_are_filled_in_as_go_fills_them():
+    assert catalog.ISTIO["IST0101"].text("host", "reviews") == 'Referenced host not found: "reviews"'
+    with pytest.raises(TypeError):
+        catalog.ISTIO["IST0101"].text("host", "reviews", "extra")
 
 
 def test_messages_link_their_istio_io_page():
@@ -120,3 +158,11 @@ def test_importing_a_check_module_does_not_load_the_whole_package():
             "print(sorted(m for m in sys.modules if m.startswith('planner.analysis.')))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert "planner.analysis.telemetry" not in out and "planner.analysis.destinationrule" in out
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_messages_do_not_name_their_resource_again(scenario):
+    """The renderers show the resource beside the code; a message that starts with it again reads twice. (Some
+    of Istio's own templates name it further on, e.g. IST0132's "… defined in VirtualService %s …": kept.)"""
+    for m in analyze(inventory(scenario)):
+        assert not m.message.startswith(str(m.ref)), m

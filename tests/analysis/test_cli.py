@@ -42,15 +42,18 @@ def test_exit_zero_and_a_pass_line_when_there_is_nothing_to_say(capsys, tmp_path
     assert code == 0 and "no validation issues" in out
 
 
-def test_table_groups_by_kind_with_hint_and_reference_page(capsys):
+def test_table_lists_level_code_resource_message_hint_and_reference_page(capsys):
     code, out, _ = run(capsys, str(FIXTURES / "routing.yaml"))
     assert code == 1
     lines = out.splitlines()
-    assert "DestinationRule" in lines and "VirtualService" in lines
-    i = next(n for n, line in enumerate(lines) if "[IST0174]" in line)
-    assert "Warning" in lines[i] and "(DestinationRule shop/payments)" in lines[i]
-    assert lines[i + 1].strip().startswith("hint: ")
-    assert lines[i + 2].strip() == "see https://istio.io/latest/docs/reference/config/analysis/ist0174/"
+    i = lines.index("‼ warning IST0174 DestinationRule shop/payments")
+    assert lines[i + 1] == ("    The host payments.shop.svc.cluster.local defined in the DestinationRule does not "
+                            "match any services in the mesh.")
+    assert lines[i + 2].startswith("    hint: ")
+    assert lines[i + 3] == "    see https://istio.io/latest/docs/reference/config/analysis/ist0174/"
+    # Errors first; every finding's head line starts with its level's mark.
+    heads = [line for line in lines if line and not line.startswith(" ")][:-1]
+    assert heads[0].startswith("× error") and all(h[0] in "×‼ℹ" for h in heads)
     assert lines[-1].startswith("8 errors, 3 warnings")
 
 

@@ -500,12 +500,14 @@ def test_gateway_credentials_that_cannot_serve_are_reported(tmp_path):
         "not-pem": {"tls.crt": "hush hush", "tls.key": "a key"},
         "no-key": {"tls.crt": _pem_cert(30)},
     })
-    messages = {m.ref.name: m.message for m in run(tmp_path, text, "IST0161")}
-    assert sorted(messages) == ["gw-expired", "gw-no-key", "gw-not-pem"]
-    assert "Secret istio-system/expired: its certificate expired on" in messages["gw-expired"]
-    assert "neither tls.crt and tls.key nor cert and key" in messages["gw-no-key"]
-    assert "its tls.crt is not a PEM certificate" in messages["gw-not-pem"]
-    assert messages["gw-expired"].startswith("The credential referenced by the Gateway gw-expired in namespace shop")
+    found = {m.ref.name: m for m in run(tmp_path, text, "IST0161")}
+    assert sorted(found) == ["gw-expired", "gw-no-key", "gw-not-pem"]
+    # Istio's text says the credential is invalid; the hint says why, before what to do.
+    assert found["gw-expired"].hint.startswith("Secret istio-system/expired: its certificate expired on")
+    assert "neither tls.crt and tls.key nor cert and key" in found["gw-no-key"].hint
+    assert "its tls.crt is not a PEM certificate" in found["gw-not-pem"].hint
+    assert found["gw-expired"].message == ("The credential referenced by the Gateway gw-expired in namespace shop is "
+                                           "invalid, which can cause the traffic not to work as expected.")
 
 
 def test_gateway_credentials_keep_no_secret_values_and_live_secrets_are_not_judged(tmp_path):

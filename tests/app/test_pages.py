@@ -169,8 +169,12 @@ def test_render_yaml_is_refused_behind_a_failing_gate_as_on_the_command_line(app
     app.selectbox[1].set_value("shop").run()  # catalog's pod predates injection: STRICT would cut it off
     app.button(key="FormSubmitter:flag-Render YAML").click().run()
     assert not app.exception
-    assert any("mtls-strict cannot be turned on in shop" in e and "MST0401" in e for e in _errors(app))
-    assert not any("kind: PeerAuthentication" in c.value for c in app.code)
+    errors = _errors(app)
+    assert any(e.startswith("REFUSED") for e in errors) and any("MST0401" in e for e in errors)
+    # the YAML it would apply is shown, under the REFUSED heading, with no download button
+    assert any("kind: PeerAuthentication" in c.value for c in app.code)
+    assert any("REFUSED" in h.value for h in app.subheader)
+    assert not app.get("download_button")
 
 
 def test_audit_page_verifies_the_chain(app, store: Store):

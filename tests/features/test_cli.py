@@ -2,30 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from app.cli import main
 from features.base import MESH, registry
 from state.drift import OBSERVED_NOT_RECORDED, PARAMS_DIFFER, RECORDED_NOT_OBSERVED
-
-
-@pytest.fixture
-def run(capsys, monkeypatch, tmp_path):
-    """`meshstep ARGS` → (exit status, stdout, stderr), on a machine without a cluster (default source: demo)."""
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("MESHSTEP_DATABASE_URL", raising=False)
-    monkeypatch.delenv("MESHSTEP_ACTOR", raising=False)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 @pytest.fixture
@@ -136,13 +120,6 @@ def test_render_prints_gate_warnings_on_stderr_not_in_the_yaml(run):
     (["render", "traffic-shifting", "--scope", "shop", "--set", "weight"], "--set 'weight': write it as key=value"),
     (["render", "traffic-shifting", "--scope", "nope"], "traffic-shifting: namespace 'nope' is not in the cluster"),
     (["render", "traffic-shifting"], "traffic-shifting is turned on per namespace: pass --scope NAMESPACE"),
-    (["render", "traffic-shifting", "--scope", "payments"],
-     ("traffic-shifting cannot be turned on in payments: MST0003 traffic-shifting depends on request-routing, "
-      "which is not on in payments")),
-    (["render", "authorization-policy", "--scope", "shop"],
-     "authorization-policy cannot be turned on in shop: MST0003 authorization-policy depends on mtls-strict"),
-    (["render", "ingress-gateway", "--scope", "shop"],
-     "ingress-gateway: the rendered Gateway shop/shop-ingress would be flagged by analysis: IST0145"),
     (["render", "egress-service-entry", "--scope", "shop"], "egress-service-entry needs --set host=NAME"),
 ])
 def test_render_refusals_are_one_clear_line_and_exit_2(run, argv, says):
@@ -151,6 +128,54 @@ def test_render_refusals_are_one_clear_line_and_exit_2(run, argv, says):
     assert out == ""
     assert err.startswith(f"error: {says}"), err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, says, also", [
+    (["render", "traffic-shifting", "--scope", "payments"],
+     ("traffic-shifting cannot be turned on in payments: MST0003 traffic-shifting depends on request-routing, "
+      "which is not on in payments"), "error: no service in payments has pods with two `version` labels"),
+    (["render", "authorization-policy", "--scope", "shop"],
+     "authorization-policy cannot be turned on in shop: MST0003 authorization-policy depends on mtls-strict",
+     "error: MST0501 mTLS is not STRICT in namespace shop"),
+])
+def test_a_gate_refusal_lists_every_finding_and_exits_2(run, argv, says, also):
+    code, out, err = run(*argv, "--source", "demo")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"error: {says}"), err
+    assert also in err
+
+
+def test_a_refused_rendering_shows_its_yaml_marked_refused_on_stderr(run):
+    """Refused, but shown: the findings, then the YAML it would apply under a REFUSED banner, never on stdout (a
+    pipe into kubectl apply gets nothing)."""
+    code, out, err = run("render", "mtls-strict", "--scope", "shop", "--source", "demo")
+    assert (code, out) == (2, "")
+    findings, banner_and_yaml = err.split("\n# REFUSED: ", 1)
+    assert all(line.startswith("error: ") for line in findings.splitlines())
+    assert "MST0812 Deployment legacy/legacy-billing → shop/orders" in findings  # the invariant, with its caller
+    assert banner_and_yaml.startswith("mtls-strict in shop — the YAML it would apply, NOT to be applied")
+    docs = objects(banner_and_yaml)
+    assert [(d["kind"], d["spec"]) for d in docs] == [("PeerAuthentication", {"mtls": {"mode": "STRICT"}})]
+    code, out, _ = run("render", "mtls-strict", "--scope", "shop", "--source", "demo", "--format", "json")
+    report = json.loads(out)
+    assert code == 2 and report["refused"] and "MST0812" in {f["code"] for f in report["findings"]}
+    assert [c["action"] for c in report["changes"]] == ["create"]
+
+
+def test_render_diff_tells_created_and_modified_apart(run):
+    code, out, err = run("render", "request-routing", "--scope", "shop", "--source", "demo", "--format", "diff")
+    assert code == 0
+    assert "changes: 5 created (DestinationRule shop/frontend, VirtualService shop/frontend-mesh" in err
+    assert "1 modified (DestinationRule shop/ratings)" in err
+    assert "--- /dev/null\n+++ merged/VirtualService.shop.frontend-mesh" in out  # created
+    assert "--- live/DestinationRule.shop.ratings\n+++ merged/DestinationRule.shop.ratings" in out  # modified
+    assert "+  - name: v1" in out or "+  - labels:" in out
+    assert "VirtualService.shop.frontend\n" not in out  # the ingress VirtualService is not touched
+    code, out, _ = run("render", "request-routing", "--scope", "shop", "--source", "demo", "--format", "json")
+    changes = json.loads(out)["changes"]
+    assert {(c["action"], c["kind"], c["name"]) for c in changes} >= {
+        ("create", "VirtualService", "frontend-mesh"), ("modify", "DestinationRule", "ratings"),
+        ("unchanged", "VirtualService", "reviews")}
 
 
 # ---------------------------------------------------------------- status
@@ -166,7 +191,7 @@ def test_status_json_shape(run, db, demo_inventory):
         assert set(o) == {"feature", "scope", "evidence"} and o["feature"] in registry()
         assert o["evidence"] and all(isinstance(e, str) for e in o["evidence"])
     want = [{"feature": o.feature, "scope": o.scope, "evidence": o.evidence}
-            for f in registry().values() for o in f.detect(demo_inventory)]
+            for f in registry().values() if not f.operation for o in f.detect(demo_inventory)]
     assert status["observed"] == want
     assert {"feature": "sidecar-injection", "scope": "shop", "evidence": ["Namespace shop"]} in status["observed"]
     # nothing recorded yet: everything observed is drift of one kind
@@ -211,8 +236,10 @@ def test_status_table(run, db):
     code, out, _ = run("status", "--source", "demo", "--db", db)
     assert code == 0
     sections = out.split("\n\n")
-    assert [s.splitlines()[0] for s in sections[1:]] == ["OBSERVED", "RECORDED", "DRIFT"]
-    assert "mtls-strict" in sections[2] and RECORDED_NOT_OBSERVED in sections[3]
+    assert [s.splitlines()[0].split(" (")[0] for s in sections[1:]] == ["MTLS", "OBSERVED", "RECORDED", "DRIFT"]
+    assert "mtls-strict" in sections[3] and RECORDED_NOT_OBSERVED in sections[4]
+    # the demo's mesh-wide PeerAuthentication sets shop's mode
+    assert re.search(r"^shop +PERMISSIVE +yes +PeerAuthentication istio-system/default$", sections[1], re.M)
 
 
 def test_status_and_flags_default_to_the_same_cluster(run, db):

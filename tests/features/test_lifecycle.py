@@ -37,6 +37,10 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "traffic-shifting": ("shop", {}),
 }
 
+# The canary upgrade's stages need two istiod revisions, which the demo has not: their render → apply → detect →
+# rollback runs on the mid-upgrade fixture (tests/planner/test_revisions.py).
+UPGRADE_STAGES = tuple(f.id for f in registry().values() if f.operation)
+
 
 def case(feature: Feature) -> tuple[str, dict[str, Any]]:
     return CASES.get(feature.id, (MESH if MESH in feature.scopes else "shop", {}))
@@ -68,7 +72,8 @@ def with_dependencies(feature: Feature, inv: Inventory, scope: str) -> Inventory
     return inv
 
 
-@pytest.mark.parametrize("feature", list(registry().values()), ids=lambda f: f.id)
+@pytest.mark.parametrize("feature", [f for f in registry().values() if f.id not in UPGRADE_STAGES],
+                         ids=lambda f: f.id)
 def test_render_apply_detect_rollback(feature: Feature, demo_inventory: Inventory):
     scope, params = case(feature)
     before = with_dependencies(feature, demo_inventory, scope)
@@ -98,7 +103,7 @@ def test_render_apply_detect_rollback(feature: Feature, demo_inventory: Inventor
 
 def test_every_registered_feature_has_a_case():
     """Default scopes are a fallback; a known, deliberate scope per feature keeps the test above meaningful."""
-    assert sorted(CASES) == sorted(registry())
+    assert sorted([*CASES, *UPGRADE_STAGES]) == sorted(registry())
 
 
 @pytest.mark.parametrize("feature", [f for f in registry().values() if f.depends_on and "namespace" in f.scopes],
@@ -112,7 +117,8 @@ def test_gate_names_a_missing_dependency(feature: Feature, demo_inventory: Inven
     assert len(errors) == len(missing)
 
 
-@pytest.mark.parametrize("feature", list(registry().values()), ids=lambda f: f.id)
+@pytest.mark.parametrize("feature", [f for f in registry().values() if f.id not in UPGRADE_STAGES],
+                         ids=lambda f: f.id)
 def test_every_scope_that_renders_is_detected_and_rolled_back(feature: Feature, demo_inventory: Inventory):
     """Beyond the chosen case: in every scope of the demo where the feature renders (with its dependencies
     applied first) and is off, render and detection agree on the scope, and the rollback undoes it."""

@@ -29,7 +29,7 @@ def run(db_url, capsys, monkeypatch):
 def test_flags_round_trip(run, monkeypatch):
     assert run("flags", "list") == (0, "(none)\n", "")
     code, out, _ = run("flags", "set", "tracing", "--scope", "mesh", "--set", "sampling=2.5",
-                       "--set", "provider=otel", "--reason", "see calls", "--actor", "alice")
+                       "--set", "provider=zipkin", "--reason", "see calls", "--actor", "alice")
     assert (code, out) == (0, "tracing in mesh on demo: on (version 1)\n")
     monkeypatch.setenv("MESHSTEP_ACTOR", "bob")
     assert run("flags", "set", "sidecar-injection", "--scope", "shop", "--state", "enabling", "--reason", "go",
@@ -38,7 +38,7 @@ def test_flags_round_trip(run, monkeypatch):
     code, out, _ = run("flags", "list", "--format", "json")
     (flag,) = json.loads(out)
     # Recorded as the feature takes them: typed, with the defaults of what was not given.
-    assert flag["params"] == {"provider": "otel", "sampling": 2.5} and flag["changed_by"] == "alice"
+    assert flag["params"] == {"provider": "zipkin", "sampling": 2.5} and flag["changed_by"] == "alice"
     code, out, _ = run("flags", "list", "--cluster", "prod")
     assert out.splitlines()[0].split()[:4] == ["FEATURE", "SCOPE", "STATE", "PARAMS"]
     assert out.splitlines()[1].split()[:3] == ["sidecar-injection", "shop", "enabling"] and "bob" in out

@@ -1,0 +1,21 @@
+"""Findings in the app: one coloured box per finding (the level's), with its Markdown rendering."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import streamlit as st
+
+from planner.analysis.base import Message
+from planner.analysis.findings import markdown
+
+BOXES = {"error": st.error, "warning": st.warning, "info": st.info}
+
+
+def show(messages: Iterable[Message], none: str | None = None) -> None:
+    """Each finding in its level's box; `none`, when given, as a success box if there are none."""
+    shown = False
+    for m in messages:
+        BOXES[m.level](markdown(m))
+        shown = True
+    if not shown and none:
+        st.success(none)

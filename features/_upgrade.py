@@ -1,0 +1,22 @@
+"""Shared by the upgrade's features (revision-install, revision-label, gateway-revision, default-tag,
+single-revision): each is one stage of Istio's canary upgrade, and reads the cluster through planner.revisions.
+
+Their detection reports the upgrade's progress: a step is on while two revisions run and the cluster shows it
+done for the newest one (single-revision: once one revision serves every proxy)."""
+from __future__ import annotations
+
+from typing import Any
+
+from features.base import Param
+from planner import revisions
+from planner.inventory import Inventory
+from planner.model import Revision
+
+REVISION = Param("revision", str, "", "the istiod revision (or a tag naming it) to move to (default: the newest "
+                                      "revision installed)")
+CANARY_DOCS = "https://istio.io/latest/docs/setup/upgrade/canary/"
+
+
+def target(p: dict[str, Any], inv: Inventory) -> Revision:
+    return revisions.target(inv, p.get("revision", ""))
+

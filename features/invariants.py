@@ -1,0 +1,184 @@
+"""What every rendering must keep, checked on the overlay (the cluster with the rendering applied) against the
+cluster as it is: the DESIGN's "changes are merges, proved on a copy".
+
+- MST0810: every host, gateway binding, route (by its match), route destination, route field (timeout, retries,
+  fault, mirror, …), traffic-policy field, label and annotation of an object the rendering changes is still there,
+  with its value — unless the feature owns it (`Feature.owns`: what it is there to change).
+- MST0811: no new HTTP route to a port that is not declared HTTP, HTTP2 or gRPC.
+- MST0812: no call meshstep has evidence of (planner.analysis.callers) is newly refused.
+- MST0813: analysis reports no error the cluster does not have today.
+- MST0814: the rollback, applied to the overlay, gives back the objects the cluster has today, byte for byte once
+  normalised."""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from features.base import Feature, Rendered, analysis_errors, apply
+from planner.analysis import base as analysis
+from planner.analysis.base import catalog_message
+from planner.analysis.callers import calls, refusal
+from planner.changes import clean, normalized_yaml, ref_of
+from planner.inventory import Inventory
+from planner.model import Ref
+
+_ROLLBACK = "rollback.meshstep.io/"
+
+
+def check(feature: Feature, params: dict[str, Any], scope: str, before: Inventory,
+          rendered: Rendered) -> list[analysis.Message]:
+    """Every invariant the rendering breaks (an empty list when it keeps them all)."""
+    after = apply(rendered, before)
+    return [*config_lost(feature, before, rendered),
+            *http_to_other_ports(before, after, rendered),
+            *callers_refused(before, after),
+            *new_analysis_errors(before, after),
+            *rollback_not_exact(feature, params, scope, before, after, rendered)]
+
+
+# ---------------------------------------------------------------- MST0810: what the objects had
+
+
+def facts(o: dict[str, Any]) -> dict[str, Any]:
+    """What an object has that something may depend on, as path → value (see the module docstring)."""
+    meta = o.get("metadata") or {}
+    out: dict[str, Any] = {f"labels/{k}": v for k, v in (meta.get("labels") or {}).items()}
+    out |= {f"annotations/{k}": v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(_ROLLBACK)}
+    spec = o.get("spec") or {}
+    kind = o.get("kind")
+    if kind == "VirtualService":
+        ns = meta.get("namespace") or ""
+        out |= {f"hosts/{h}": True for h in spec.get("hosts") or ()}
+        out |= {f"gateways/{g}": True for g in spec.get("gateways") or ()}
+        for proto in ("http", "tcp", "tls"):
+            for r in spec.get(proto) or ():
+                key = f"{proto}[{json.dumps(r.get('match'), sort_keys=True)}]"
+                out[key] = True
+                for d in r.get("route") or ():
+                    dest = d.get("destination") or {}
+                    host = dest.get("host", "")
+                    host = f"{host}.{ns}" if "." not in host else host.removesuffix(".svc.cluster.local")
+                    out[f"destination/{host}:{(dest.get('port') or {}).get('number', '')}"] = True
+                out |= {f"{key}.{k}": json.dumps(v, sort_keys=True) for k, v in r.items()
+                        if k not in ("match", "route", "name")}
+    elif kind == "DestinationRule":
+        out["host"] = spec.get("host")
+        out |= _leaves(spec.get("trafficPolicy") or {}, "trafficPolicy")
+        for s in spec.get("subsets") or ():
+            out[f"subsets/{s.get('name')}"] = json.dumps(s.get("labels"), sort_keys=True)
+            out |= _leaves(s.get("trafficPolicy") or {}, f"subsets/{s.get('name')}.trafficPolicy")
+    elif kind == "Gateway":
+        out |= {f"servers/{(s.get('port') or {}).get('number')}/{h}": True
+                for s in spec.get("servers") or () for h in s.get("hosts") or ()}
+        out |= {f"selector/{k}": v for k, v in (spec.get("selector") or {}).items()}
+    else:
+        out |= _leaves(spec, "spec") | _leaves(o.get("data") or {}, "data")
+    return out
+
+
+def _leaves(d: dict[str, Any], path: str) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out |= _leaves(v, f"{path}.{k}")
+        else:
+            out[f"{path}.{k}"] = json.dumps(v, sort_keys=True)
+    return out
+
+
+def _owned(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """A feature's `owns` patterns as one expression: `*` stands for anything, every other character for itself
+    (facts have brackets in them, which shell patterns would read as classes)."""
+    return re.compile("|".join(re.escape(p).replace(r"\*", ".*") for p in patterns) or "(?!)")
+
+
+def config_lost(feature: Feature, before: Inventory, rendered: Rendered) -> Iterator[analysis.Message]:
+    for o in rendered.objects:
+        ref = ref_of(o)
+        current = before.get(ref.kind, ref.namespace, ref.name)
+        if current is None:
+            continue
+        was, now = facts(clean(current.raw)), facts(o)
+        owned = _owned(feature.owns)
+        lost = [k for k, v in was.items() if (k not in now or now[k] != v) and not owned.fullmatch(k)]
+        if lost:
+            shown = ", ".join(lost[:4]) + (f" and {len(lost) - 4} more" if len(lost) > 4 else "")
+            yield catalog_message("MST0810", ref, f"{feature.id} would drop or change {shown} of {ref}",
+                           feature=feature.id, object=str(ref), lost=shown)
+
+
+# ---------------------------------------------------------------- MST0811: HTTP routes only to HTTP ports
+
+_HTTP = ("HTTP", "HTTP2", "GRPC")
+
+
+def _http_to_other_ports(inv: Inventory) -> set[tuple[Ref, str, int]]:
+    """(VirtualService, service, port) of HTTP routes and ingress hosts that reach a port not declared HTTP."""
+    out = set()
+    for vs in inv.of_kind("VirtualService"):
+        for r in vs.spec.get("http") or ():
+            for d in r.get("route") or ():
+                dest = d.get("destination") or {}
+                parts = (dest.get("host") or "").split(".")
+                ns = vs.namespace or "default"
+                svc = inv.service(parts[1] if len(parts) > 1 else ns, parts[0])
+                if svc is None or not svc.ports:
+                    continue
+                number = (dest.get("port") or {}).get("number")
+                ports = [p for p in svc.ports if p.port == number] if number else list(svc.ports)[:1]
+                for p in ports:
+                    if p.istio_protocol not in _HTTP:
+                        out.add((vs.ref, f"{svc.namespace}/{svc.name}", p.port))
+    return out
+
+
+def http_to_other_ports(before: Inventory, after: Inventory, rendered: Rendered) -> Iterator[analysis.Message]:
+    mine = {ref_of(o) for o in rendered.objects}
+    for ref, svc, port in sorted(_http_to_other_ports(after) - _http_to_other_ports(before), key=str):
+        if ref in mine:
+            yield catalog_message("MST0811", ref,
+                                  f"{ref} sends HTTP to port {port} of Service {svc}, which is not declared HTTP",
+                                  service=svc)
+
+
+# ---------------------------------------------------------------- MST0812: callers with evidence
+
+
+def callers_refused(before: Inventory, after: Inventory) -> Iterator[analysis.Message]:
+    for call in calls(before):
+        if refusal(before, call) is not None:
+            continue  # refused already: not this rendering's doing
+        why = refusal(after, call)
+        if why is not None:
+            fix = (f"keep {call.caller} ({call.evidence}) able to reach {call.target}: change the parameters so the "
+                   f"new config lets it through, or bring it into the mesh first")
+            yield catalog_message("MST0812", call.caller, f"{call} ({call.evidence}) would be refused: {why}", fix=fix)
+
+
+# ---------------------------------------------------------------- MST0813: analysis
+
+
+def new_analysis_errors(before: Inventory, after: Inventory) -> Iterator[analysis.Message]:
+    was = {(m.code, str(m.ref), m.message) for m in analysis_errors(before)}
+    for m in analysis_errors(after):
+        if (m.code, str(m.ref), m.message) not in was:
+            yield catalog_message("MST0813", m.ref, f"analysis would report {m.code} {m.message}",
+                           finding=f"{m.code}: {m.hint}")
+
+
+# ---------------------------------------------------------------- MST0814: rollback
+
+
+def rollback_not_exact(feature: Feature, params: dict[str, Any], scope: str, before: Inventory, after: Inventory,
+                       rendered: Rendered) -> Iterator[analysis.Message]:
+    undo = feature.rollback(params, scope, after)
+    back = apply(undo, after)
+    refs = dict.fromkeys([*map(ref_of, rendered.objects), *rendered.delete, *map(ref_of, undo.objects), *undo.delete])
+    for ref in refs:
+        was, now = before.get(ref.kind, ref.namespace, ref.name), back.get(ref.kind, ref.namespace, ref.name)
+        if normalized_yaml(was and was.raw) != normalized_yaml(now and now.raw):
+            yield catalog_message("MST0814", ref,
+                                  f"the rollback of {feature.id} does not give back {ref} as it is today",
+                                  object=str(ref))

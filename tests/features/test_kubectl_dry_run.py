@@ -1,0 +1,50 @@
+"""Every feature's rendered YAML, and its rollback, through `kubectl apply --dry-run=client -f` (Debian's
+kubernetes-client; tests/kubectl.py serves the discovery kubectl needs): the files a person applies parse as kubectl
+parses them, one object per `---` document, every kind known to an Istio 1.27 cluster."""
+from __future__ import annotations
+
+import re
+
+from features.base import apply, registry
+from planner import plan
+from planner.inventory import Inventory, build_inventory
+from planner.sources import load_snapshot
+from tests.features.test_lifecycle import case, with_dependencies
+from tests.kubectl import kubectl
+from tests.planner.test_revisions import FIXTURE, _applied
+
+
+def test_every_rendering_and_rollback_passes_kubectl_dry_run(demo_inventory: Inventory, tmp_path):
+    files = []
+    for feature in (f for f in registry().values() if not f.operation):
+        scope, params = case(feature)
+        before = with_dependencies(feature, demo_inventory, scope)
+        rendered = feature.render(params, scope, before)
+        undo = feature.rollback(params, scope, apply(rendered, before))
+        for what, r in (("render", rendered), ("rollback", undo)):
+            if r.objects:
+                path = tmp_path / f"{feature.id}-{what}.yaml"
+                path.write_text(r.yaml)
+                files.append((path, len(r.objects)))
+    # the canary upgrade's steps, stage by stage on a cluster in the middle of one
+    upgrading = build_inventory(load_snapshot(str(FIXTURE)))
+    for stage in (s for s in plan.new_plan("upgrade", upgrading).stages if not s.done):
+        for step in stage.steps:
+            feature = registry()[step.feature]
+            rendered = feature.render(step.params, step.scope, upgrading)
+            undo = feature.rollback(step.params, step.scope, upgrading)  # as rendered before the stage
+            for what, r in (("render", rendered), ("rollback", undo)):
+                if r.objects:
+                    path = tmp_path / f"{feature.id}.{step.scope}-{what}.yaml"
+                    path.write_text(r.yaml)
+                    files.append((path, len(r.objects)))
+        upgrading = _applied(stage, upgrading)
+    # every rendering; a rollback that only deletes what the rendering created has no object to apply
+    # (the install and removal of a revision are commands and deletions: no object to apply)
+    rendered = {p.name.removesuffix("-render.yaml").split(".")[0] for p, _ in files if p.name.endswith("-render.yaml")}
+    assert rendered == set(registry()) - {"revision-install", "single-revision"}
+    with kubectl(tmp_path) as dry_run:
+        for path, count in files:
+            code, output = dry_run(path)
+            assert code == 0, f"{path.name}: {output}"
+            assert len(re.findall(r" (?:created|configured|unchanged) \(dry run\)", output)) == count, output
