@@ -96,18 +96,37 @@ def test_plan_is_created_and_a_stage_walked(app, store: Store):
     first = next(s for s in plan.stages if s.status != "done")
     assert app.header[0].value == f"Stage {first.order}: {first.title}"
 
-    # The first stage verifies the install: nothing to apply, and the demo's install is healthy, so its exit
-    # check passes on the cluster as it is.
-    for expected in ("ready", "applied", "verified", "done"):
-        app.button(key="FormSubmitter:advance-" + app.button[0].label).click().run()
-        assert not app.exception and not _errors(app), _errors(app)
-        assert f"Stage {first.order} is now **{expected}**." in [s.value for s in app.success]
+    # The first stage verifies the install: nothing to apply, and the demo's install is healthy, so its gate and
+    # its exit check pass on the cluster as it is: one click, not four.
+    app.button(key="FormSubmitter:advance-" + app.button[0].label).click().run()
+    assert not app.exception and not _errors(app), _errors(app)
+    assert f"Stage {first.order} is now **done**." in [s.value for s in app.success]
     stages = {s.order: s for s in store.list_plans("demo")[0].stages}
     assert stages[first.order].status == "done" and stages[first.order].updated_by == "alice"
     moves = [e for e in store.audit_events() if e.action == "stage.status"]
-    assert [e.after["status"] for e in moves] == ["ready", "applied", "verified", "done"]
+    assert [e.after["status"] for e in moves] == ["done"]
     assert {e.actor for e in moves} == {"alice"}
     assert app.header[0].value != f"Stage {first.order}: {first.title}"  # the next stage is current
+    # The next stage has YAML: it is shown as a diff against the cluster, created objects told from modified ones.
+    assert any("0 created, 1 modified" in c.value for c in app.caption), [c.value for c in app.caption]
+
+
+def test_a_stage_is_rehearsed_on_the_overlay(app, store: Store):
+    sign_in(app)
+    open_page(app, "plan")
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    app.toggle[0].set_value(True).run()
+    for expected in ("done", "ready", "applied", "verified", "done"):  # the install check, then legacy's injection
+        app.button(key="FormSubmitter:advance-" + app.button[0].label).click().run()
+        assert not app.exception and not _errors(app), _errors(app)
+        assert any(f"is now **{expected}** (rehearsal)." in s.value for s in app.success)
+    plan = store.list_plans("demo")[0]
+    assert plan.mode == "rehearsal" and app.toggle[0].disabled
+    assert [s.status for s in plan.stages[:2]] == ["done", "done"]
+    moves = [e for e in store.audit_events() if e.target.startswith("stage:")]
+    assert {e.action for e in moves} == {"stage.rehearsal"} and all(e.reason.startswith("rehearsal: ") for e in moves)
+    # a rehearsal moves no flag: legacy's injection is recorded nowhere
+    assert ("sidecar-injection", "legacy") not in {(f.feature, f.scope) for f in store.list_flags("demo")}
 
 
 def test_changes_need_a_name(app, store: Store):
