@@ -10,9 +10,11 @@ from app import ui
 # Not "pages/": Streamlit treats a pages/ directory beside the main script as an old-style multipage app, and a
 # server's first session that opens /inventory (a bookmark) would run that file alone, without this navigation.
 VIEWS = Path(__file__).parent / "views"
-# Icons are Material Symbols (bundled with Streamlit): emoji need a font the viewer's machine may not have.
+# Icons are Material Symbols (bundled with Streamlit): emoji need a font the viewer's machine may not have. Not the
+# page icon: Streamlit fetches a Material favicon from fonts.gstatic.com, and the app asks no host but its own.
+ICON = Path(__file__).parent / "icon.svg"
 
-st.set_page_config(page_title="meshstep", page_icon=":material/sailing:", layout="wide")
+st.set_page_config(page_title="meshstep", page_icon=str(ICON), layout="wide")
 
 pages = st.navigation([
     st.Page(VIEWS / "overview.py", title="Overview", icon=":material/explore:", default=True),

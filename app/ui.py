@@ -4,17 +4,18 @@ making changes, and errors shown as st.error instead of tracebacks.
 `meshstep ui` passes its --source and --db through MESHSTEP_SOURCE and MESHSTEP_DATABASE_URL."""
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import streamlit as st
 
 from features.base import Observation, observe
@@ -22,7 +23,11 @@ from planner import explain
 from planner.errors import MeshstepError, SourceError
 from planner.inventory import Inventory, build_inventory
 from planner.sources import default_source, load_snapshot
-from state.store import Store
+
+if TYPE_CHECKING:  # imported where first used: `meshstep ui` reads the cluster before it spends a second on them
+    import pandas as pd
+
+    from state.store import Store
 
 log = logging.getLogger("meshstep.ui")
 
@@ -112,8 +117,13 @@ def _roots_for(src: str) -> list[Path] | None:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _inventory(src: str) -> Inventory:
     if src.startswith(UPLOAD_PREFIX):
-        return _read_upload(src)
-    return build_inventory(load_snapshot(src, roots=_roots_for(src)))
+        inv = _read_upload(src)
+    else:
+        inv = build_inventory(load_snapshot(src, roots=_roots_for(src)))
+    # It lives until the cluster is re-read: out of the cyclic collector's sight (it holds no cycles, and is freed
+    # by reference counting all the same), or each full collection during a page's run walks its million objects.
+    gc.freeze()
+    return inv
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -138,6 +148,8 @@ def load(src: str) -> Inventory:
 def _inventory_tables(reading: tuple[str, int]) -> dict[str, pd.DataFrame]:
     """The Inventory page's four tables for one reading of the source, built once: a 10,000-pod cluster is not
     re-tabulated on every click."""
+    import pandas as pd
+
     return {name: pd.DataFrame(rows) for name, rows in explain.inventory_rows(_inventory(reading[0])).items()}
 
 
@@ -148,13 +160,14 @@ def inventory_tables() -> dict[str, pd.DataFrame]:
 
 
 def warm_up(src: str | None, db: str | None) -> None:
-    """Open the database and read `src` (default: as source() would choose) into the caches the pages use (what
-    `meshstep ui` does while the server starts); raises MeshstepError."""
-    _store(db)
+    """Read `src` (default: as source() would choose) and open the database into the caches the pages use (what
+    `meshstep ui` does while the server starts); raises MeshstepError. What every page waits for comes first:
+    the inventory, then the database; the Inventory page's tables last."""
     src = src or default_source()
     _inventory(src)
     _observations(src)
     _report(src)
+    _store(db)
     _inventory_tables((src, _readings()["count"]))
 
 
@@ -230,6 +243,8 @@ def _record_first_load(inv: Inventory) -> None:
 
 @st.cache_resource(show_spinner=False)
 def _store(url: str | None) -> Store:
+    from state.store import Store
+
     return Store.open(url)
 
 
@@ -245,12 +260,21 @@ def store() -> Store:
 # ---------------------------------------------------------------- identity
 
 
+# The name given in the sidebar also lives in the page's address (?as=alice): a reload or a bookmark keeps it
+# without a cookie or any storage on the server, and each browser tab keeps its own. It is what the person typed,
+# not a credential (the typed name never was one: authentication is Streamlit's, see actor()).
+_ACTOR_PARAM = "as"
+
+
 def actor() -> str | None:
-    """Who makes changes: the signed-in user when authentication is configured, else the name given this session."""
+    """Who makes changes: the signed-in user when authentication is configured, else the name given this session
+    (or kept in the address by an earlier one in this tab)."""
     user = st.user
     if user.get("is_logged_in"):
         return str(user.get("email") or user.get("name"))
-    return st.session_state.get(_ACTOR_KEY) or None
+    if _ACTOR_KEY not in st.session_state:
+        st.session_state[_ACTOR_KEY] = (st.query_params.get(_ACTOR_PARAM) or "").strip() or None
+    return st.session_state[_ACTOR_KEY]
 
 
 def _take_name() -> None:
@@ -258,7 +282,8 @@ def _take_name() -> None:
 
 
 def _forget_name() -> None:
-    st.session_state.pop(_ACTOR_KEY, None)
+    st.session_state[_ACTOR_KEY] = None
+    st.query_params.pop(_ACTOR_PARAM, None)
 
 
 def identity_sidebar() -> None:
@@ -268,6 +293,9 @@ def identity_sidebar() -> None:
         return
     name = actor()
     if name:
+        # Put back on every run: switching pages gives the page a new address without it.
+        if st.query_params.get(_ACTOR_PARAM) != name:
+            st.query_params[_ACTOR_PARAM] = name
         # Kept under a key of its own: a widget's value is dropped on the runs that do not draw it.
         st.sidebar.markdown(f"Changes are recorded as **{name}**.")
         st.sidebar.button("Not you?", on_click=_forget_name, type="tertiary", icon=":material/person:")
@@ -282,6 +310,40 @@ def require_actor() -> str | None:
     if not name:
         st.warning("Enter your name in the sidebar first: every change is recorded with who made it.")
     return name
+
+
+# ---------------------------------------------------------------- rendered config
+
+_LABEL_NOTE = re.compile(r"^kubectl label namespace (\S+) ((?:\S+=\S*\s*)+?)(?:\s+--overwrite)?$")
+
+
+def labels_in_both(notes: Sequence[str], yaml_text: str) -> list[str]:
+    """The `kubectl label namespace` lines of `notes` whose labels the YAML's Namespace of that name also sets: the
+    two do the same thing, and a reader must be told to use one."""
+    wanted = {m[1]: dict(kv.split("=", 1) for kv in m[2].split()) for n in notes if (m := _LABEL_NOTE.match(n))}
+    if not wanted:
+        return []
+    import yaml  # only for the few renderings that label a namespace
+
+    namespaces = {(o.get("metadata") or {}).get("name"): (o.get("metadata") or {}).get("labels") or {}
+                  for o in yaml.safe_load_all(yaml_text) if isinstance(o, dict) and o.get("kind") == "Namespace"}
+    return [n for n in notes if (m := _LABEL_NOTE.match(n)) and m[1] in namespaces
+            and wanted[m[1]].items() <= namespaces[m[1]].items()]
+
+
+def show_config(notes: Sequence[str], yaml_text: str, empty: str = "# nothing to apply") -> None:
+    """The commands and the YAML of a rendering, long lines wrapped (nothing cut off); where a command and the
+    YAML set the same namespace label, which of the two to use."""
+    if notes:
+        st.markdown("**Run**")
+        st.code("\n".join(notes), language="sh", wrap_lines=True)
+    if both := labels_in_both(notes, yaml_text):
+        st.info("`" + "`, `".join(both) + "` and the Namespace in the YAML below set the same label: **use one**. "
+                "Apply the YAML when your namespaces are kept in Git (it is the namespace as the cluster has it now, "
+                "with the label added); run the command to label it by hand. Then restart the pods as the other "
+                "lines say: injection happens when a pod is created.", icon=":material/info:")
+    st.markdown("**Apply**")
+    st.code(yaml_text or empty, language="yaml", wrap_lines=True)
 
 
 # ---------------------------------------------------------------- errors and messages

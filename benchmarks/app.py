@@ -1,5 +1,5 @@
 """Seconds from the HTTP request to the Overview and the Inventory pages fully rendered in headless Chromium, on
-the 10,000-pod synthetic cluster. Prints figures, not pass/fail (the target is under 3 s each).
+the 10,000-pod synthetic cluster. Prints figures, not pass/fail (the goal is under 2 s each).
 
     python -m benchmarks.app [--snapshot FILE] [--pods 10000] [--runs 3]
 
@@ -11,7 +11,8 @@ throwaway database, and a new browser profile opens the page:
 - new visitor: another browser profile then opens it: the server's caches are full, the browser's are empty;
 - warm: that browser loads it again (a new session: a reload, or a second visit): every cache is full.
 Each figure runs from `page.goto` until the page's content is drawn and the script run is over; "shell" is the
-part of it spent before Streamlit's frontend is up (JavaScript download and start, no server work).
+part of it spent before Streamlit's frontend is up (JavaScript download and start, no server work). "From start" is
+the cold load counted from launching `meshstep ui` instead: what the server does before it answers counts too.
 """
 from __future__ import annotations
 
@@ -41,8 +42,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(snapshot: Path, tmp: Path) -> tuple[subprocess.Popen, str]:
+def _start(snapshot: Path, tmp: Path) -> tuple[subprocess.Popen, str, float]:
+    """`meshstep ui` on a free port, once it answers; and when it was launched."""
     port = _free_port()
+    launched = time.perf_counter()
     log = (tmp / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "ui", "--port", str(port), "--source", str(snapshot),
                              "--db", f"sqlite:///{tmp / 'state.db'}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -51,7 +54,7 @@ def _start(snapshot: Path, tmp: Path) -> tuple[subprocess.Popen, str]:
     for _ in range(300):
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
-                return proc, url
+                return proc, url, launched
         except OSError:
             if proc.poll() is not None:
                 sys.exit(f"meshstep ui exited:\n{(tmp / 'server.log').read_text()}")
@@ -68,9 +71,9 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _load(page: Page, url: str, selector: str, count: int) -> tuple[float, float]:
-    """Seconds from the request to `count` elements matching `selector` shown and the script run over, and the
-    seconds of it before the frontend was up."""
+def _load(page: Page, url: str, selector: str, count: int) -> tuple[float, float, float]:
+    """Seconds from the request to `count` elements matching `selector` shown and the script run over, the seconds
+    of it before the frontend was up, and when it was over."""
     start = time.perf_counter()
     page.goto(url, wait_until="commit")
     page.wait_for_selector('[data-testid="stApp"]', timeout=300_000)
@@ -82,7 +85,7 @@ def _load(page: Page, url: str, selector: str, count: int) -> tuple[float, float
     elapsed = time.perf_counter() - start
     if page.get_by_test_id("stException").count() or page.get_by_test_id("stAlertContentError").count():
         sys.exit(f"{url} shows an error: " + page.locator('[data-testid="stMain"]').inner_text()[:2000])
-    return elapsed, shell
+    return elapsed, shell, time.perf_counter()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             for name, (path, selector, count) in PAGES.items():
-                proc, url = _start(snapshot, tmp)
+                proc, url, launched = _start(snapshot, tmp)
                 try:
                     loads = []
                     for _ in range(2):  # the first browser profile loads it cold, the second as a new visitor
@@ -115,17 +118,18 @@ def main(argv: list[str] | None = None) -> None:
                         loads.append(_load(page, f"{url}/{path}", selector, count))
                     loads += [_load(page, f"{url}/{path}", selector, count) for _ in range(args.runs)]
                     context.close()
-                    results[name] = loads
+                    results[name] = loads, loads[0][2] - launched
                 finally:
                     _stop(proc)
             browser.close()
-    print(f"{'seconds':<10}{'cold':>16}{'new visitor':>16}{'warm':>16}   (in brackets: the frontend's start; "
-          f"warm: median of {args.runs})")
-    for name, (cold, visitor, *warm) in results.items():
-        row = [cold, visitor, sorted(warm)[len(warm) // 2]]
-        print(f"{name:<10}" + "".join(f"{f'{total:.2f} ({shell:.2f})':>16}" for total, shell in row))
-    print("target < 3 s. cold: the server's first request, right after it started (it is still reading the "
-          "cluster);\nnew visitor: server caches full, browser cache empty; warm: the same browser loads it again.")
+    print(f"{'seconds':<10}{'cold':>16}{'from start':>12}{'new visitor':>16}{'warm':>16}   (in brackets: the "
+          f"frontend's start; warm: median of {args.runs})")
+    for name, ((cold, visitor, *warm), from_start) in results.items():
+        row = [f"{total:.2f} ({shell:.2f})" for total, shell, _ in (cold, visitor, sorted(warm)[len(warm) // 2])]
+        print(f"{name:<10}{row[0]:>16}{from_start:>12.2f}{row[1]:>16}{row[2]:>16}")
+    print("goal < 2 s. cold: the server's first request, as soon as it answers (it is still reading the cluster); "
+          "from start:\nthe same, counted from launching meshstep ui; new visitor: server caches full, browser cache "
+          "empty;\nwarm: the same browser loads it again.")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from typing import Any
 
 from features._istio import label_notes, namespace_labelled
 from features.base import Feature, Observation, Param
+from planner import revisions
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
 
@@ -59,6 +60,9 @@ class SidecarInjection(Feature):
     def notes(self, p, scope, inv, rollback):
         labels = self._labels(p, inv, scope)
         return label_notes(inv, scope, labels, tuple(k for k in _REMOVED if k not in labels), rollback)
+
+    def restarted_pods(self, p, scope, inv):
+        return revisions.injected(inv, scope)
 
     def detect(self, inv: Inventory) -> list[Observation]:
         return [Observation(self.id, name, [f"Namespace {name}"],

@@ -335,9 +335,9 @@ class Inventory:
     # ------------------------------------------------------------ in-memory change
 
     def with_changes(self, apply: Iterable[dict[str, Any]] = (), delete: Iterable[Ref] = (),
-                     pods: Iterable[dict[str, Any]] = ()) -> Inventory:
-        """A new inventory with objects applied (created or replaced), deleted, and raw pods added or replaced (pods
-        may come in `apply` too)."""
+                     pods: Iterable[dict[str, Any] | Pod] = ()) -> Inventory:
+        """A new inventory with objects applied (created or replaced), deleted, and pods (raw, or Pod models)
+        added or replaced (raw pods may come in `apply` too)."""
         apply = list(apply)
         gone = {(r.kind, r.namespace, r.name) for r in delete}
         applied = {_key(o): o for o in apply if o.get("kind") != "Pod"}
@@ -347,7 +347,8 @@ class Inventory:
         raw += applied.values()
         # Keyed as Pod keys them: a pod whose manifest names no namespace is in `default`.
         new_pods = {(p.namespace, p.name): p
-                    for p in map(_pod, [*pods, *(o for o in apply if o.get("kind") == "Pod")])}
+                    for p in (o if isinstance(o, Pod) else _pod(o)
+                              for o in [*pods, *(o for o in apply if o.get("kind") == "Pod")])}
         gone_pods = {(r.namespace or "default", r.name) for r in delete if r.kind == "Pod"}
         replaced = new_pods.keys() | gone_pods
         kept = [p for p in self.pods if (p.namespace, p.name) not in replaced]

@@ -5,10 +5,12 @@ check, and says which lifecycle transition is allowed. Persisting plans and reco
 `state.planning`'s job."""
 from __future__ import annotations
 
-import contextlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import yaml
 
 from features.base import Rendered, apply, dependency_met, flagged, object_key, observe, registry
 from planner.analysis import base as analysis
@@ -16,9 +18,6 @@ from planner.analysis.common import SYSTEM_NAMESPACES
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
 from planner.model import Ref
-
-# Lifecycle: planned → ready (gate passes) → applied → verified (exit check) → done; or → rolled_back.
-IN_FLIGHT = ("ready", "applied", "verified")
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,30 @@ class StageSpec:
     steps: tuple[Step, ...]
     # Stages recognised as already on when the plan is made start as done.
     done: bool = False
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A step (or a whole stage) a new plan leaves out, and why: said to the user, never dropped silently."""
+
+    stage: str
+    feature: str
+    scope: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"stage": self.stage, "feature": self.feature, "scope": self.scope, "reason": self.reason}
+
+    def __str__(self) -> str:
+        return f"{self.stage}: {self.feature} in {self.scope} left out: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A new plan's stages, and what it left out with the reason."""
+
+    stages: list[StageSpec]
+    left_out: list[LeftOut]
 
 
 @dataclass(frozen=True)
@@ -150,12 +173,13 @@ def default_namespaces(inventory: Inventory) -> list[str]:
             if n not in SYSTEM_NAMESPACES and n not in control and inventory.pods_by_namespace.get(n)]
 
 
-def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | None = None) -> list[StageSpec]:
+def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | None = None) -> Draft:
     """The stages of a template for these namespaces, from what the inventory shows.
 
-    A step whose feature cannot be rendered here (e.g. no service with two versions for a canary), or whose objects
-    analysis would flag, is left out; stages already on (every step detected) are marked done. The candidate steps'
-    objects are analysed together, once: one analysis per step took a minute on 5,000 pods."""
+    A step whose feature cannot be rendered here (e.g. no service with two versions for a canary), whose objects
+    analysis would flag, or whose dependency neither the cluster nor an earlier stage turns on, is left out with
+    the reason; stages already on (every step detected) are marked done. The candidate steps' objects are analysed
+    together, once: one analysis per step took a minute on 5,000 pods."""
     if template not in TEMPLATES:
         raise MeshstepError(f"unknown template {template!r}: choose one of {', '.join(TEMPLATES)}")
     targets = list(namespaces) if namespaces is not None else default_namespaces(inventory)
@@ -175,25 +199,42 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
             groups = [(None, [Step(f, "mesh") for f in bp.features])]
         groups_of += [(bp, ns, steps) for ns, steps in groups]
     candidates: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    refused: dict[tuple[str, str], str] = {}
     for _, _, steps in groups_of:
         for s in steps:
-            if (s.feature, s.scope) not in observed and (s.feature, s.scope) not in candidates:
-                with contextlib.suppress(MeshstepError):  # not for this cluster: the step is left out
+            if (s.feature, s.scope) not in observed | candidates.keys() | refused.keys():
+                try:
                     candidates[s.feature, s.scope] = feats[s.feature].candidate(s.params, s.scope, inventory)[1]
-    blamed = {(m.ref.kind, m.ref.namespace, m.ref.name)
-              for m in flagged([o for objs in candidates.values() for o in objs], inventory)}
+                except MeshstepError as e:  # not for this cluster: the step is left out, with the reason
+                    refused[s.feature, s.scope] = str(e)
+    for m in flagged([o for objs in candidates.values() for o in objs], inventory):
+        for key, objs in candidates.items():
+            if key not in refused and any(object_key(o) == (m.ref.kind, m.ref.namespace, m.ref.name) for o in objs):
+                refused[key] = f"analysis would flag {m.ref}: {m.code} {m.message}"
     stages: list[StageSpec] = []
+    left_out: list[LeftOut] = []
+    before: set[tuple[str, str]] = set()
     for bp, ns, steps in groups_of:
-        steps = [s for s in steps if (s.feature, s.scope) in observed
-                 or (s.feature, s.scope) in candidates
-                 and not any(object_key(o) in blamed for o in candidates[s.feature, s.scope])]
-        if bp.features and not steps:
-            continue
         title, goal = bp.title.format(ns=ns), bp.goal.format(ns=ns)
-        done = bool(steps) and all((s.feature, s.scope) in observed for s in steps)
-        stages.append(StageSpec(title, goal, tuple(steps), done))
+        kept = []
+        for s in steps:
+            key = (s.feature, s.scope)
+            missing = [d for d in feats[s.feature].depends_on if not dependency_met(d, s.scope, before | observed)]
+            if key in refused:
+                left_out.append(LeftOut(title, s.feature, s.scope, refused[key]))
+            elif missing and key not in observed:
+                left_out.append(LeftOut(title, s.feature, s.scope,
+                                        f"it depends on {', '.join(missing)}, which is not on in {s.scope} and no "
+                                        "earlier stage of the plan turns on"))
+            else:
+                kept.append(s)
+        if bp.features and not kept:
+            continue
+        before |= {(s.feature, s.scope) for s in kept}
+        done = bool(kept) and all((s.feature, s.scope) in observed for s in kept)
+        stages.append(StageSpec(title, goal, tuple(kept), done))
     check_order(stages, inventory, observed)
-    return stages
+    return Draft(stages, left_out)
 
 
 def observed_steps(inventory: Inventory) -> set[tuple[str, str]]:
@@ -223,10 +264,15 @@ def check_order(stages: list[StageSpec], inventory: Inventory, observed: set[tup
 @dataclass(frozen=True)
 class GateResult:
     messages: tuple[analysis.Message, ...]
+    ran: tuple[str, ...] = ()  # the checks the gate ran, named (code, what, where), passed or not
 
     @property
     def passed(self) -> bool:
         return not any(m.level == "error" for m in self.messages)
+
+
+# The install stage's gate, as `ran` names it.
+_INSTALL_CHECKS = ("MST0001 Istio's CRDs and istiod are installed", "MST0002 each istiod revision has a ready pod")
 
 
 def install_messages(inventory: Inventory) -> list[analysis.Message]:
@@ -245,14 +291,25 @@ def install_messages(inventory: Inventory) -> list[analysis.Message]:
 
 def gate(stage: StageSpec, inventory: Inventory, traffic: Any = None) -> GateResult:
     """The entry gate: each step's feature checks (readiness analysis and, given `traffic`, what telemetry
-    observed included); errors block."""
+    observed included); errors block. A step already on in the inventory is not gated: there is nothing to turn
+    on."""
     feats = registry()
     msgs: list[analysis.Message] = install_messages(inventory) if not stage.steps else []
-    for step in stage.steps:
-        msgs.extend(feats[step.feature].checks(inventory, step.scope, step.params, traffic))
+    ran: list[str] = list(_INSTALL_CHECKS) if not stage.steps else []
+    for step in pending_steps(stage, inventory):
+        f = feats[step.feature]
+        msgs.extend(f.checks(inventory, step.scope, step.params, traffic))
+        ran += [f"MST0003 {dep} is on for {step.feature} in {step.scope}" for dep in f.depends_on]
+        ran += [f"{c.code} {c.name} ({step.feature} in {step.scope})" for c in analysis.gate_checks(step.feature)]
     unique = {(m.code, str(m.ref), m.message): m for m in msgs}
     return GateResult(tuple(sorted(unique.values(),
-                                   key=lambda m: (analysis.LEVELS.index(m.level), m.code, str(m.ref)))))
+                                   key=lambda m: (analysis.LEVELS.index(m.level), m.code, str(m.ref)))), tuple(ran))
+
+
+def pending_steps(stage: StageSpec, inventory: Inventory) -> list[Step]:
+    """The stage's steps that detection does not show on in the inventory: those it still has to turn on."""
+    observed = observed_steps(inventory)
+    return [s for s in stage.steps if (s.feature, s.scope) not in observed]
 
 
 @dataclass(frozen=True)
@@ -260,30 +317,65 @@ class StageConfig:
     apply_yaml: str
     rollback_yaml: str
     notes: tuple[str, ...]  # commands to run (label patches) and reminders (restart the pods)
+    skipped: tuple[Step, ...] = ()  # steps already on where the stage starts: nothing rendered for them
+
+    @property
+    def objects(self) -> list[dict[str, Any]]:
+        """The objects the stage applies, as `kubectl apply -f` reads its YAML."""
+        return objects_of(self.apply_yaml)
+
+    @property
+    def deletions(self) -> list[Ref]:
+        """The objects the stage deletes, as its YAML heads them."""
+        return deletions_of(self.apply_yaml)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to apply, delete or run: the stage only checks."""
+        return not self.objects and not self.deletions and not self.notes
+
+
+def objects_of(text: str) -> list[dict[str, Any]]:
+    """The objects of a multi-document YAML text (comment-only documents hold none)."""
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+# A deletion, as features.base.Rendered heads it: `# meshstep: …: delete Kind [namespace/]name`.
+_DELETED = re.compile(r"^# meshstep: .*: delete (\S+) (?:(\S+)/)?(\S+)$", re.MULTILINE)
+
+
+def deletions_of(text: str) -> list[Ref]:
+    """The objects a rendering's YAML deletes (a deletion is a header and a kubectl command, not a document)."""
+    return [Ref(kind, ns or None, name) for kind, ns, name in _DELETED.findall(text)]
 
 
 def config(stage: StageSpec, inventory: Inventory) -> StageConfig:
-    """The YAML to apply for a stage, and the YAML of its rollback. Each step is rendered on the cluster as the
-    steps before it leave it, so that steps sharing an object (metrics, tracing and access logs in one Telemetry)
-    extend it instead of overwriting each other; an object is written once, as the last step leaves it."""
+    """The YAML to apply for a stage, and the YAML of its rollback, on `inventory` (the cluster as the earlier
+    stages leave it). A step already on there is skipped: recognised, not rendered again. Each step is rendered on
+    the cluster as the steps before it leave it, so that steps sharing an object (metrics, tracing and access logs
+    in one Telemetry) extend it instead of overwriting each other; an object is written once, as the last step
+    leaves it."""
     feats = registry()
     applied: list[Rendered] = []
     rolled: list[Rendered] = []
     notes: list[str] = []
     now = inventory
-    for step in stage.steps:
+    pending = pending_steps(stage, inventory)
+    for step in pending:
         f = feats[step.feature]
         r = f.render(step.params, step.scope, now)
         applied.append(r)
         notes.extend(r.notes)
         now = apply(r, now)
         rolled.append(f.rollback(step.params, step.scope, inventory))
-    return StageConfig(_once(applied, last=True), _once(rolled, last=False), tuple(notes))
+    skipped = tuple(s for s in stage.steps if s not in pending)
+    return StageConfig(_once(applied, last=True), _once(rolled, last=False), tuple(notes), skipped)
 
 
 def _once(rendered: list[Rendered], last: bool) -> str:
     """The renderings' YAML with each object (and each deletion) once: the last version of an object applied in
-    turn, or the first of a rollback (all restore the object as it is now)."""
+    turn, or the first of a rollback (all restore the object as it is now). One multi-document YAML: `---` between
+    every two documents, as between the objects of one rendering."""
     seen: set[Any] = set()
     kept: list[Rendered] = []
     for r in (reversed(rendered) if last else rendered):
@@ -291,7 +383,7 @@ def _once(rendered: list[Rendered], last: bool) -> str:
         delete = tuple(d for d in r.delete if d not in seen)
         seen |= {object_key(o) for o in objects} | set(delete)
         kept.append(replace(r, objects=objects, delete=delete))
-    return "".join(r.yaml for r in (reversed(kept) if last else kept) if r.objects or r.delete or r.notes)
+    return "---\n".join(r.yaml for r in (reversed(kept) if last else kept) if r.objects or r.delete or r.notes)
 
 
 def error_keys(inventory: Inventory) -> set[str]:
@@ -314,6 +406,5 @@ def exit_check(stage: StageSpec, inventory: Inventory, baseline_errors: Iterable
     """Verified means: detection shows every step on, and analysis has no errors that were not there before."""
     if not stage.steps:
         return ExitResult((), tuple(m.message for m in install_messages(inventory)))
-    observed = observed_steps(inventory)
-    missing = tuple(s for s in stage.steps if (s.feature, s.scope) not in observed)
+    missing = tuple(pending_steps(stage, inventory))
     return ExitResult(missing, tuple(sorted(error_keys(inventory) - set(baseline_errors))))

@@ -11,15 +11,15 @@ import copy
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from planner.analysis.common import per_inventory
+from planner.analysis.common import injection_requested, per_inventory
 from planner.changes import clean
 from planner.components import PROXY_CONTAINER
 from planner.errors import MeshstepError
 from planner.inventory import Inventory, _injected_revision, _version_of
-from planner.model import Container, KubeObject, Pod, Revision
+from planner.model import Container, KubeObject, Pod, Revision, Sidecar
 
 # Component ids of the proxies that connect to an istiod revision, and the kind of proxy each is.
 PROXY_KINDS = {"sidecar": "sidecar", "ingress-gateway": "gateway", "egress-gateway": "gateway",
@@ -466,6 +466,28 @@ def manifest(pod: Pod, labels: dict[str, str], annotations: dict[str, str],
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": raw_spec,
             "status": {"phase": pod.phase, "podIP": pod.ip,
                        "conditions": [{"type": "Ready", "status": "True" if pod.ready else "False"}]}}
+
+
+def injected(inventory: Inventory, namespace: str) -> list[Pod]:
+    """The namespace's pods once `kubectl rollout restart` has run, as an overlay plays it (it runs no
+    controllers): each pod the injector takes now (its namespace's labels, its own word) and that has no proxy
+    comes back with a native istio-proxy sidecar of its namespace's revision. The proxy image is the one the mesh's
+    sidecars already run, else proxyv2 of the installed Istio version."""
+    donor = next((p.sidecar for p in inventory.pods if p.sidecar is not None), None)
+    version = donor.version if donor else inventory.istio_version
+    image = donor.image if donor else f"docker.io/istio/proxyv2:{version}"
+    ns = inventory.namespaces.get(namespace)
+    revision = ns.revision if ns is not None else None
+    pods = []
+    for pod in inventory.pods_by_namespace.get(namespace, ()):
+        if pod.sidecar is not None or pod.spec.host_network or not injection_requested(inventory, namespace, pod.spec):
+            continue
+        spec = replace(pod.spec, labels=pod.labels | {"security.istio.io/tlsMode": "istio"},
+                       init_containers=(*pod.spec.init_containers,
+                                        Container("istio-proxy", image, args=("proxy", "sidecar"),
+                                                  restart_always=True, run_as_user=1337)))
+        pods.append(replace(pod, spec=spec, sidecar=Sidecar("native", image, version, revision)))
+    return pods
 
 
 def restart_namespace(inv: Inventory, namespace: str) -> list[dict[str, Any]]:

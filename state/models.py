@@ -10,9 +10,12 @@ from typing import Any
 from sqlalchemy import JSON, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
+from planner import lifecycle
+
 FLAG_STATES = ("off", "enabling", "on", "disabling")
 PLAN_STATUSES = ("active", "done", "abandoned")
-STAGE_STATUSES = ("planned", "ready", "applied", "verified", "done", "rolled_back", "blocked")
+STAGE_STATUSES = lifecycle.STATUSES
+PLAN_MODES = lifecycle.MODES
 GENESIS_HASH = "0" * 64  # prev_hash of the first audit event
 
 
@@ -61,6 +64,10 @@ class Plan(SQLModel, table=True):
     cluster: str = Field(foreign_key="clusters.name", index=True)
     template: str
     status: str = "active"
+    # real or rehearsal, set by the plan's first advance (None until then): the two never mix in one plan.
+    mode: str | None = None
+    # Steps the template had that this cluster cannot have yet, with the reason ([{stage, feature, scope, reason}]).
+    left_out: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
     version: int = 1
     created_by: str
     created_at: datetime = Field(default_factory=utcnow)

@@ -26,6 +26,7 @@ from planner.errors import ConflictError, MeshstepError
 from state.audit import AuditKey, audit_key, chain_hash, write_checkpoint
 from state.models import (
     FLAG_STATES,
+    PLAN_MODES,
     PLAN_STATUSES,
     STAGE_STATUSES,
     AuditEvent,
@@ -189,7 +190,7 @@ def _new_stage(ch: _Change, order: int, spec: Mapping[str, Any]) -> Stage:
     status = spec.get("status", "planned")
     _choice("stage status", status, STAGE_STATUSES)
     return Stage(order=order, title=spec["title"], goal=spec.get("goal", ""), features=list(spec.get("features", [])),
-                 status=status, updated_by=ch.actor, updated_at=ch.at)
+                 status=status, data=dict(spec.get("data") or {}), updated_by=ch.actor, updated_at=ch.at)
 
 
 class Store:
@@ -357,16 +358,19 @@ class Store:
     # ------------------------------------------------------------------ plans and stages
 
     def create_plan(self, cluster: str, name: str, template: str, stages: Sequence[Mapping[str, Any]],
-                    actor: str, reason: str = "", flags: Sequence[FlagChange] = ()) -> Plan:
+                    actor: str, reason: str = "", flags: Sequence[FlagChange] = (),
+                    left_out: Sequence[Mapping[str, Any]] = ()) -> Plan:
         """A plan with its stages, in order. Each stage: title, goal, features ([{feature, scope, params}]),
-        optionally status. `flags` (those of stages done from the start) are recorded in the same transaction,
-        each one only where nothing is recorded for its feature and scope yet: what the team recorded stands."""
+        optionally status and data. `flags` (those of stages done from the start) are recorded in the same
+        transaction, each one only where nothing is recorded for its feature and scope yet: what the team recorded
+        stands. `left_out`: the template's steps the plan could not take, with the reason."""
         with self._change(actor, reason) as ch:
             ch.cluster(cluster)
             if ch.session.exec(select(Plan).where(Plan.cluster == cluster, Plan.name == name)).first():
                 raise MeshstepError(f"a plan named {name!r} already exists for cluster {cluster}: "
                                     "choose another name or delete it")
-            plan = Plan(name=name, cluster=cluster, template=template, created_by=actor, created_at=ch.at)
+            plan = Plan(name=name, cluster=cluster, template=template, created_by=actor, created_at=ch.at,
+                        left_out=[dict(x) for x in left_out])
             plan.stages = [_new_stage(ch, order, spec) for order, spec in enumerate(stages, 1)]
             ch.session.add(plan)
             ch.session.flush()
@@ -413,17 +417,31 @@ class Store:
     def transition_stage(self, stage_id: int, status: str, actor: str, reason: str,
                          expected_version: int | None = None, override_reason: str | None = None,
                          data: Mapping[str, Any] | None = None, flags: Sequence[FlagChange] = (),
-                         keep_flags_before: bool = False, plan_status: str | None = None) -> Stage:
+                         keep_flags_before: bool = False, plan_status: str | None = None,
+                         plan_mode: str | None = None) -> Stage:
         """Move a stage to `status`, the flags of its features (in its plan's cluster) and, when given, its plan's
         status, in one transaction: all are recorded, or none. Which moves are allowed is the planner's call.
         `override_reason` says why someone went past a failing gate; `data` (None: unchanged) is kept with the
         stage between transitions; with `keep_flags_before`, the recorded flags that `flags` replace are kept in it
-        as `flags_before` (read in the same transaction, so a rollback restores what really was)."""
+        as `flags_before` (read in the same transaction, so a rollback restores what really was). `plan_mode`
+        (rehearsal or real) is set on a plan that has none yet, and refused on one of the other mode; a rehearsed
+        transition is audited as `stage.rehearsal`, never as `stage.status`."""
         _choice("stage status", status, STAGE_STATUSES)
         target = f"stage:{stage_id}"
         with self._change(actor, reason) as ch:
             stage = self._get(ch.session, Stage, stage_id)
             ch.check_version(target, expected_version, stage.version)
+            plan = stage.plan
+            if plan_mode is not None:
+                _choice("plan mode", plan_mode, PLAN_MODES)
+                if plan.mode not in (None, plan_mode):
+                    raise MeshstepError(f"plan {plan.name!r} is a {plan.mode} plan: its stages are not moved as a "
+                                        f"{plan_mode} (make another plan with `meshstep plan new --name …`)")
+                if plan.mode is None:
+                    before_plan = _snap(plan)
+                    plan.mode, plan.version = plan_mode, plan.version + 1
+                    ch.session.add(plan)
+                    ch.record("plan.mode", f"plan:{plan.id}", before_plan, _snap(plan))
             before = _snap(stage)
             stage.status, stage.override_reason, stage.version = status, override_reason, stage.version + 1
             stage.data = dict(data if data is not None else stage.data)
@@ -435,7 +453,8 @@ class Store:
             stage.updated_by, stage.updated_at = actor, ch.at
             ch.session.add(stage)
             ch.session.flush()
-            ch.record("stage.status", target, before, _snap(stage))
+            ch.record("stage.rehearsal" if plan.mode == "rehearsal" else "stage.status", target, before,
+                      _snap(stage))
             if plan_status is not None:
                 _choice("plan status", plan_status, PLAN_STATUSES)
                 self._put_plan_status(ch, stage.plan, plan_status)

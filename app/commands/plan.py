@@ -83,54 +83,120 @@ def _show(p, format: Format) -> None:
     stages = planning.stage_rows(p)
     if format == Format.json:
         emit_json({"name": p.name, "template": p.template, "cluster": p.cluster, "status": p.status,
+                   "mode": p.mode, "complete": planning.current_stage(p) is None, "left_out": p.left_out,
                    "stages": [{k: v for k, v in row.items() if k != "now"} | {"features": s.features, "goal": s.goal}
                               for row, s in zip(stages, p.stages)]})
         return
-    typer.echo(f"plan {p.name} ({p.template}) for cluster {p.cluster}: {p.status}")
-    emit_table(stages, ["now", "order", "status", "title", "features", "scope"])
+    typer.echo(f"plan {_title(p)} for cluster {p.cluster}: {_standing(p)}")
+    emit_table([row | {"found_on": "found on" if row["found_on"] else ""} for row in stages],
+               ["now", "order", "status", "found_on", "title", "features", "scope"])
+    if p.left_out:
+        typer.echo("\nLEFT OUT (the template has them; this cluster cannot have them yet)")
+        for x in p.left_out:
+            typer.echo(f"  - {x['stage']}: {x['feature']} in {x['scope']}: {x['reason']}")
+
+
+def _title(p) -> str:
+    """`routing-first`, or `canary (routing-first)` when the plan has a name of its own."""
+    return p.name if p.name == p.template else f"{p.name} ({p.template})"
+
+
+def _standing(p) -> str:
+    from state import planning
+
+    mode = {"rehearsal": ", rehearsal on its overlay", "real": ", walking the real cluster"}.get(p.mode or "", "")
+    done = sum(s.status == "done" for s in p.stages)
+    if planning.current_stage(p) is None:
+        return f"complete: every stage is done{mode}"
+    return f"{p.status}, {done} of {len(p.stages)} stages done{mode}"
+
+
+@plan_app.command("list")
+def plan_list(source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
+              format: FormatOpt = Format.table) -> None:
+    """The cluster's plans and where each stands."""
+    from state import planning
+
+    with open_store(db) as store:
+        plans = store.list_plans(cluster_name(cluster, source))
+    rows = [{"name": p.name, "template": p.template, "status": p.status, "mode": p.mode or "-",
+             "done": f"{sum(s.status == 'done' for s in p.stages)}/{len(p.stages)}",
+             "complete": planning.current_stage(p) is None, "created_by": p.created_by,
+             "created_at": p.created_at.isoformat(timespec="seconds")} for p in plans]
+    if format == Format.json:
+        emit_json(rows)
+    elif not rows:
+        typer.echo("no plan for this cluster: start one with `meshstep plan new`")
+    else:
+        emit_table(rows, ["name", "template", "status", "mode", "done", "complete", "created_by", "created_at"])
+
+
+@plan_app.command("delete")
+def plan_delete(
+    name: Annotated[str, typer.Argument(help="The plan to delete (meshstep plan list).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail.")] = "",
+    cluster: ClusterOpt = None, db: DbOpt = None, source: SourceOpt = None, actor: ActorOpt = None,
+) -> None:
+    """Delete a plan and its stages (the audit trail keeps them; flags stay as they are)."""
+    from state import planning
+
+    with open_store(db) as store:
+        p = planning.find_plan(store, cluster_name(cluster, source), name)
+        planning.delete(store, p, actor_name(actor), reason)
+    typer.echo(f"plan {p.name} deleted")
 
 
 @plan_app.command("next")
 def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
               format: FormatOpt = Format.table, prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None,
               window: WindowOpt = "1h") -> None:
-    """The current stage: its goal, its gate (with hints), and the YAML to apply."""
+    """The current stage: its goal, its gate (the checks it ran, with hints, and the traffic telemetry shows where
+    given), and the YAML to apply with its diff."""
     from state import planning
 
     with _plan(name, source, cluster, db) as (inv, _store, p):
         view = planning.next_view(p, inv, load_evidence(prometheus, telemetry, window, inv))
     if view is None:
-        typer.echo("the plan is complete: every stage is done")
+        typer.echo(f"plan {_title(p)} is complete: every stage is done")
         return
-    st = view.stage
+    st, cfg = view.stage, view.config
     if format == Format.json:
-        emit_json({"order": st.order, "title": st.title, "goal": st.goal, "status": st.status,
-                   "features": st.features, "gate": {"passed": view.gate.passed,
+        emit_json({"order": st.order, "title": st.title, "goal": st.goal, "status": st.status, "mode": p.mode,
+                   "features": st.features, "gate": {"passed": view.gate.passed, "ran": list(view.gate.ran),
                                                      "messages": [m.to_json() for m in view.gate.messages]},
-                   "apply_yaml": view.config.apply_yaml, "rollback_yaml": view.config.rollback_yaml,
-                   "notes": list(view.config.notes)})
+                   "already_on": [s.to_json() for s in cfg.skipped], "changes": view.changes.to_json(),
+                   "apply_yaml": cfg.apply_yaml, "rollback_yaml": cfg.rollback_yaml, "notes": list(cfg.notes)})
         return
-    typer.echo(f"STAGE {st.order}: {st.title}   [{st.status}]")
+    typer.echo(f"STAGE {st.order}: {st.title}   [{st.status}]" + ("   (rehearsal)" if p.mode == "rehearsal" else ""))
     typer.echo(f"goal: {st.goal}")
-    typer.echo(f"\nGATE — {'passes' if view.gate.passed else 'BLOCKED'}")
+    for s in cfg.skipped:
+        typer.echo(f"already on: {s.feature} in {s.scope} (nothing to render for it)")
+    typer.echo(f"\nGATE — {'passes' if view.gate.passed else 'BLOCKED'}: {len(view.gate.ran)} check(s) ran")
+    for check in view.gate.ran:
+        typer.echo(f"  · {check}")
     if view.gate.messages:
         from planner.analysis.findings import terminal
 
         typer.echo(terminal(view.gate.messages, indent="  "))
     else:
-        typer.echo("  ✓ every check passes")
-    if view.config.notes:
+        typer.echo("  ✓ none found anything")
+    if cfg.notes:
         typer.echo("\nRUN")
-        for n in view.config.notes:
+        for n in cfg.notes:
             typer.echo(f"  {n}")
+    typer.echo(f"\nCHANGES (against the cluster as the earlier stages leave it): {view.changes.summary()}")
+    typer.echo(view.changes.diff.rstrip("\n") or "  (none)")
     typer.echo("\nAPPLY (kubectl apply -f -)")
-    typer.echo(view.config.apply_yaml or "  (nothing to apply: this stage only checks)")
+    typer.echo(cfg.apply_yaml or "  (nothing to apply: this stage only checks)")
 
 
 @plan_app.command("advance")
 def plan_advance(
     override_reason: Annotated[str | None, typer.Option("--override-reason",
                                                         help="Go past a failing gate; the reason is audited.")] = None,
+    rehearse: Annotated[bool, typer.Option("--rehearse", help="Apply the stage's YAML to the plan's overlay (a copy "
+                                                              "of the cluster) instead of waiting for a real apply; "
+                                                              "a plan's first advance fixes its mode.")] = False,
     name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
     actor: ActorOpt = None, prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None,
     window: WindowOpt = "1h",
@@ -142,10 +208,13 @@ def plan_advance(
 
     with _plan(name, source, cluster, db) as (inv, store, p):
         ev = load_evidence(prometheus, telemetry, window, inv, verify)
-        st = planning.advance(store, p, inv, actor_name(actor), override_reason, ev)
+        st = planning.advance(store, p, inv, actor_name(actor), override_reason, rehearse, ev)
+        complete = planning.current_stage(store.get_plan(p.id)) is None
     for line in (st.data or {}).get("verification", {}).get("lines", ()) if st.status == "verified" else ():
         typer.echo(line, err=True)  # the traffic before and after, or why it was not compared
-    typer.echo(f"stage {st.order} ({st.title}): {st.status}")
+    typer.echo(f"stage {st.order} ({st.title}): {st.status}" + (" (rehearsal)" if rehearse else ""))
+    if complete:
+        typer.echo(f"plan {_title(p)} is complete: every stage is done")
 
 
 @plan_app.command("rollback")
@@ -154,13 +223,14 @@ def plan_rollback(
     name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
     actor: ActorOpt = None,
 ) -> None:
-    """Roll back the stage in flight (else the last done): flags restored; prints the YAML that undoes it."""
+    """Roll back the plan's stage in flight (else its last done): flags restored; prints the YAML that undoes it."""
     from state import planning
 
     with _plan(name, source, cluster, db) as (inv, store, p):
-        st, yaml_text = planning.rollback(store, p, inv, actor_name(actor), reason)
-    typer.echo(f"# stage {st.order} ({st.title}) rolled back; apply this to undo it:", err=True)
-    typer.echo(yaml_text)
+        done = planning.rollback(store, p, inv, actor_name(actor), reason)
+    typer.echo(f"# {done.said}", err=True)
+    if done.undo_yaml:
+        typer.echo(done.undo_yaml)
 
 
 @plan_app.command("add")
@@ -187,12 +257,15 @@ def plan_add(
 def plan_export(directory: Annotated[Path, typer.Argument(help="Where to write the stages' YAML.")],
                 name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None,
                 db: DbOpt = None) -> None:
-    """Write every stage's YAML and rollback as files, ready for a GitOps repository."""
+    """Write every stage's YAML and rollback as numbered files for a GitOps repository: applied in order, they
+    give the cluster the plan ends with."""
     from state import planning
 
     with _plan(name, source, cluster, db) as (inv, _store, p):
-        files = planning.stage_files(p, inv)
+        export = planning.stage_files(p, inv)
     directory.mkdir(parents=True, exist_ok=True)
-    for fname, text in files.items():
+    for fname, text in export.files.items():
         (directory / fname).write_text(text)
         typer.echo(directory / fname)
+    for line in export.skipped:
+        typer.echo(f"# no file: {line}", err=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import socket
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -27,21 +29,54 @@ def streamlit_args(port: int, address: str) -> list[str]:
             "--server.maxUploadSize", str(FILE_LIMIT.value)]
 
 
-def _warm_up() -> None:
-    """Import what the pages need and read the source while the server starts, so that the first page does not
-    wait for it (on a 10,000-pod cluster that is seconds: benchmarks/app.py). A page that asks meanwhile waits for
-    this reading instead of making its own (Streamlit locks a cached value while it is computed)."""
+def _listening(address: str, port: int, timeout: float = 60) -> None:
+    """Return once the server accepts connections on address:port (or after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((address, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
+def _warm_up(address: str, port: int) -> None:
+    """Read the source and import what the pages need as soon as the server listens, so that the first page does
+    not wait for it (on a 10,000-pod cluster that is seconds: benchmarks/app.py). A page that asks meanwhile waits
+    for this reading instead of making its own (Streamlit locks a cached value while it is computed). Not before
+    the server listens: both are work for the one interpreter, and the reading would delay the address answering
+    at all (a browser opened on it meanwhile shows "connection refused"), where now it shows the page reading."""
     # Outside a script run, Streamlit warns on every st call; these calls only fill caches.
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
+    _listening("127.0.0.1" if address in ("0.0.0.0", "") else "::1" if address == "::" else address, port)
     try:
-        # What the pages import, and pyarrow, which st.dataframe loads on first use (a second, cold).
-        for module in ("pandas", "pyarrow", "planner.explain", "state.audit", "state.drift", "state.planning"):
-            importlib.import_module(module)
         from app import ui
 
         ui.warm_up(os.environ.get(ui.SOURCE_ENV), os.environ.get("MESHSTEP_DATABASE_URL"))
     except Exception:  # the page that needs it reads it again and shows the error the user can act on
         logging.getLogger("meshstep.ui").debug("warm-up failed", exc_info=True)
+    # Then what the pages import, and pyarrow, which st.dataframe loads on first use (a second, cold); a page that
+    # comes first imports them itself.
+    for module in ("pandas", "pyarrow", "state.audit", "state.drift", "state.planning"):
+        importlib.import_module(module)
+
+
+class PortInUse(MeshstepError):
+    """The address and port `meshstep ui` was asked to serve on cannot be bound."""
+
+
+def check_port(address: str, port: int) -> None:
+    """Raise PortInUse unless `address:port` can be bound now: Streamlit would fail only after the URL is printed
+    (and the warm-up has started reading the source)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        # As Tornado binds it: a port left in TIME_WAIT by a server just stopped is free to take.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError as e:
+            raise PortInUse(f"cannot serve on {address}:{port}: {e.strerror or e} — another program (or meshstep "
+                            f"ui) is using that port; stop it, or choose another with --port") from None
 
 
 @cli.command()
@@ -67,7 +102,8 @@ def ui(
         if not p.is_dir():
             raise MeshstepError(f"--allow-path {p}: not a directory")
     os.environ["MESHSTEP_ALLOW_PATHS"] = os.pathsep.join(str(p.resolve()) for p in allow_path or ())
+    check_port(address, port)
     typer.echo(f"meshstep ui on http://{address}:{port}  (Ctrl-C to stop)", err=True)
-    threading.Thread(target=_warm_up, name="meshstep-warm-up", daemon=True).start()
+    threading.Thread(target=_warm_up, args=(address, port), name="meshstep-warm-up", daemon=True).start()
     # In this process (not a child): SIGTERM and Ctrl-C reach Streamlit's own handlers, which stop the server.
     streamlit_cli.main(args=streamlit_args(port, address), prog_name="streamlit", standalone_mode=False)

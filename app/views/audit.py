@@ -37,7 +37,26 @@ if events:
                            "reason": e.reason} for e in reversed(events)])
     actions = st.multiselect("Actions", sorted(frame["action"].unique()), placeholder="all actions")
     shown = frame[frame["action"].isin(actions)] if actions else frame
-    st.dataframe(shown, hide_index=True, width="stretch",
-                 column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss")})
+    event = st.dataframe(
+        shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="audit_table",
+        height=min(600, 38 + 35 * len(shown)),
+        # Sized to what they hold at 1440 px, the reason taking the rest.
+        column_config={"seq": st.column_config.NumberColumn(width=50),
+                       "at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss", width=150),
+                       "actor": st.column_config.TextColumn(width=100),
+                       "action": st.column_config.TextColumn(width=120),
+                       "target": st.column_config.TextColumn(width=250),
+                       "reason": st.column_config.TextColumn(width=400)})
+    if event.selection.rows:  # the whole event: its reason in full, and what it changed
+        e = next(e for e in events if e.seq == shown.iloc[event.selection.rows[0]]["seq"])
+        st.markdown(f"**#{e.seq}** {e.action} on `{e.target}` by **{e.actor}** at {e.at:%Y-%m-%d %H:%M:%S} UTC"
+                    + (f" — {e.reason}" if e.reason else ""))
+        before, after = st.columns(2)
+        before.caption("before")
+        before.json(e.before or {}, expanded=2)
+        after.caption("after")
+        after.json(e.after or {}, expanded=2)
+    else:
+        st.caption("Select an event to read it in full, with what it changed.")
 else:
     st.info("Nothing recorded yet: changes made here or with the CLI appear in this trail.")

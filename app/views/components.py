@@ -6,17 +6,20 @@ from dataclasses import replace
 
 import streamlit as st
 
-from app import traffic, ui
+from app import meshgraph, traffic, ui
 from planner import explain, telemetry
 
 inv = ui.inventory()
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)  # shared, never changed: not copied on each hit
-def _overview(reading: tuple[str, int]) -> tuple[str, list[str]]:
-    """The communication graph (DOT) and the component ids present, once per reading of the source."""
-    report = explain.explain(ui.load(reading[0]))
-    return explain.to_dot(report.graph), [s.component.id for s in report.summaries]
+def _overview(reading: tuple[str, int]) -> tuple[explain.Graph, list[str], dict[str, tuple[str, ...]]]:
+    """The communication graph, the component ids present and the namespaces each one runs in, once per reading
+    of the source."""
+    inv = ui.load(reading[0])
+    report = explain.explain(inv)
+    namespaces = {cid: tuple(sorted({i.namespace for i in found})) for cid, found in inv.components_by_id.items()}
+    return report.graph, [s.component.id for s in report.summaries], namespaces
 
 
 def _demoted(markdown: str) -> str:
@@ -34,14 +37,34 @@ def _demoted(markdown: str) -> str:
 
 
 st.title("Components")
-dot, components = _overview(ui.reading())
+graph, components, namespaces_of = _overview(ui.reading())
 if not components:
     st.info("No Istio component in this source: install Istio, or choose another source on the Settings page.")
     st.stop()
 
-st.caption("Control plane, data plane and addons found in the cluster; arrows are who connects to whom, with the "
-           "port and protocol.")
-st.graphviz_chart(dot, width="stretch")
+st.caption("What Istio runs here, one band per plane; an arrow is who opens connections to whom, labelled with the "
+           "port and protocol (hover for what it carries). Scroll to zoom, drag to pan; a component under the "
+           "pointer lights up its connections.")
+f1, f2, f3 = st.columns([3, 3, 1], vertical_alignment="bottom")
+planes = f1.pills("Planes", list(meshgraph.PLANES), format_func=meshgraph.PLANES.get, selection_mode="multi",
+                  default=list(meshgraph.PLANES), key="graph_planes",
+                  help="A connection is shown when both its ends are in the chosen planes (or outside Istio).")
+namespaces = f2.multiselect("Namespaces", sorted({ns for found in namespaces_of.values() for ns in found}),
+                            placeholder="all namespaces", key="graph_namespaces",
+                            help="Only the connections of components with pods in these namespaces.")
+shown = meshgraph.visible(graph, planes, namespaces or None, namespaces_of)
+f3.download_button("DOT", explain.to_dot(shown), "meshstep-components.dot", mime="text/vnd.graphviz",
+                   icon=":material/download:", help="The graph as shown, for Graphviz: dot -Tsvg > mesh.svg "
+                                                    "(as `meshstep explain --format dot`).")
+if shown.nodes:
+    # Its script runs in the page: every text in it is escaped (names come from the cluster), nothing is fetched.
+    st.html(meshgraph.html_widget(shown), unsafe_allow_javascript=True)
+else:
+    st.caption("Nothing of Istio in those planes and namespaces.")
+with st.expander(f"The {len(shown.edges)} connections as a table"):
+    st.dataframe([{"from": e.source, "to": e.target, "port": e.port, "protocol": e.protocol, "carries": e.purpose}
+                  for e in shown.edges], hide_index=True, width="stretch",
+                 column_config={"carries": st.column_config.TextColumn(width="large")})
 
 st.subheader("Explain")
 pods = sorted(f"{p.namespace}/{p.name}" for p in inv.pods)

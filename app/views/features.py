@@ -138,11 +138,9 @@ if (shown := st.session_state.get("rendered")) and shown[:2] == (fid, scope):
     if shown[7]:
         st.error("REFUSED: the gate or the invariants found what this YAML would break (below). Do not apply it.")
     findings.show(shown[4])
-    if shown[3]:
-        st.code("\n".join(shown[3]), language="sh", wrap_lines=True)
     st.markdown(f"**Changes against the cluster:** {shown[5]}")
-    st.code(shown[6] or "# no change", language="diff")
-    st.code(shown[2] or "# nothing to apply", language="yaml")
+    st.code(shown[6] or "# no change", language="diff", wrap_lines=True)
+    ui.show_config(shown[3], shown[2])
     if not shown[7]:
         st.download_button("Download YAML", shown[2], f"{fid}-{scope}.yaml", mime="application/yaml",
                            icon=":material/download:")

@@ -49,7 +49,7 @@ if upgrade is not None:  # two revisions side by side: how far the move from the
                                 "on_old": st.column_config.NumberColumn(help="Proxies on an older revision")})
     st.caption("`meshstep plan new --template upgrade` walks the rest, one gated stage at a time.")
 
-left, right = st.columns([3, 2])
+left, middle, right = st.columns(3, gap="large")
 with left:
     st.subheader("Plan")
     try:
@@ -66,45 +66,68 @@ with left:
             st.markdown(f"Current stage **{stage.order}. {stage.title}** — `{stage.status}`")
         st.page_link("views/plan.py", label="Open the plan", icon=":material/stairs:")
 
-    st.subheader("Features: observed and recorded")
-    recorded = {(f["feature"], f["scope"]): f["state"] for f in status["recorded"]}
-    seen = {(o.feature, o.scope) for o in observed}
-    drifting = {(d["feature"], d["scope"]) for d in status["drift"]}
-    rows = [{"feature": f, "scope": s, "observed": (f, s) in seen, "recorded": recorded.get((f, s), "—"),
-             "drift": (f, s) in drifting} for f, s in sorted(seen | set(recorded))]
-    if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                     column_config={"observed": st.column_config.CheckboxColumn(help="Detection finds it on"),
-                                    "recorded": st.column_config.TextColumn(help="The flag recorded for it"),
-                                    "drift": st.column_config.CheckboxColumn(help="Recorded and observed disagree")})
-    else:
-        st.caption("Nothing observed or recorded yet.")
-
-with right:
+drift = status["drift"]
+kinds = pd.Series([d["kind"] for d in drift], dtype=str).value_counts()
+with middle:
     st.subheader("Drift")
-    drift = status["drift"]
     if not drift:
         st.success("No drift: what is recorded is what the cluster shows.", icon=":material/check_circle:")
     else:
-        kinds = pd.Series([d["kind"] for d in drift]).value_counts()
         st.warning(" · ".join(f"**{n}** {kind}" for kind, n in kinds.items()), icon=":material/warning:")
         if OBSERVED_NOT_RECORDED in kinds:
             st.caption("*Observed, not recorded*: on in the cluster before anyone recorded a flag for it. Record "
                        "it on the Features page (state **on**) once the team owns it.")
-        frame = pd.DataFrame([{"feature": d["feature"], "scope": d["scope"], "kind": d["kind"],
-                               "detail": d["detail"]} for d in drift])
-        if set(kinds.index) == {OBSERVED_NOT_RECORDED}:  # the caption above says it all: no detail to add
-            frame = frame.drop(columns="detail")
-        st.dataframe(frame, hide_index=True, width="stretch")
         st.page_link("views/features.py", label="Record flags on the Features page", icon=":material/toggle_on:")
 
+with right:
     st.subheader("Adoption over time")
-    if len(history) > 1:
-        chart = pd.DataFrame([{"taken at": h.taken_at, "pods in the mesh": h.pods_in_mesh,
-                               "namespaces in the mesh": h.namespaces_in_mesh} for h in history]).set_index("taken at")
-        st.line_chart(chart)
-    else:
-        st.caption("The chart grows as the app reads this cluster: a point when adoption changed, else at most one "
-                   "an hour.")
     if history:
-        st.caption(f"{len(history)} reading(s) recorded, the last at {history[-1].taken_at:%Y-%m-%d %H:%M} UTC.")
+        # Shares, so pods (thousands) and namespaces (tens) read on one axis; points, so one reading is visible.
+        points = pd.DataFrame([{"taken at": h.taken_at, "share": share, "of": what, "count": f"{n} / {total}"}
+                               for h in history
+                               for what, n, total in (("pods", h.pods_in_mesh, h.pods_total),
+                                                      ("namespaces", h.namespaces_in_mesh,
+                                                       h.namespaces_total))
+                               for share in [n / total if total else 0.0]])
+        st.vega_lite_chart(points, {
+            "mark": {"type": "line", "point": {"size": 80}},
+            "encoding": {"x": {"field": "taken at", "type": "temporal", "title": None,
+                               "axis": {"format": "%b %d %H:%M", "labelAngle": 0, "tickCount": 3}},
+                         "y": {"field": "share", "type": "quantitative", "title": "in the mesh",
+                               "axis": {"format": "%"}, "scale": {"domain": [0, 1]}},
+                         "color": {"field": "of", "type": "nominal", "title": None, "legend": {"orient": "top"},
+                                   "scale": {"domain": ["pods", "namespaces"], "range": ["#1f6fd1", "#e8710a"]}},
+                         "tooltip": [{"field": "of"}, {"field": "count"},
+                                     {"field": "taken at", "type": "temporal", "format": "%Y-%m-%d %H:%M"}]},
+        }, height=220)
+        st.caption(f"{len(history)} reading{'s' * (len(history) != 1)}, the last at "
+                   f"{history[-1].taken_at:%Y-%m-%d %H:%M} UTC: a point is added when adoption changes, else at most "
+                   "one an hour.")
+    else:
+        st.caption("No reading yet: the app keeps one each time adoption changes (at most one an hour otherwise).")
+
+# One table, not three: each feature and scope once, with what detection sees, what the team recorded, and the
+# drift between the two.
+st.subheader("Features: observed, recorded, drift")
+recorded = {(f["feature"], f["scope"]): f["state"] for f in status["recorded"]}
+evidence = {(o.feature, o.scope): o.evidence for o in observed}
+drifting = {(d["feature"], d["scope"]): d for d in drift}
+rows = [{"feature": f, "scope": s, "observed": (f, s) in evidence, "recorded": recorded.get((f, s), "—"),
+         "drift": drifting[f, s]["kind"] if (f, s) in drifting else "",
+         # The caption above explains "observed, not recorded"; other kinds say what differs.
+         "detail": drifting[f, s]["detail"] if (f, s) in drifting and drifting[f, s]["kind"] != OBSERVED_NOT_RECORDED
+         else "",
+         "evidence": "; ".join(evidence.get((f, s), ())[:2])} for f, s in sorted(set(evidence) | set(recorded))]
+if rows:
+    frame = pd.DataFrame(rows)
+    if not frame["detail"].any():
+        frame = frame.drop(columns="detail")
+    st.dataframe(frame, hide_index=True, width="stretch",
+                 column_config={"observed": st.column_config.CheckboxColumn(help="Detection finds it on",
+                                                                            width="small"),
+                                "recorded": st.column_config.TextColumn(help="The flag recorded for it", width="small"),
+                                "drift": st.column_config.TextColumn(help="How recorded and observed disagree"),
+                                "evidence": st.column_config.TextColumn(help="What detection found", width="large")})
+else:
+    st.caption("Nothing observed or recorded yet.")
+

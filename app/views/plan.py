@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app import findings, ui
+from planner import lifecycle
 from planner import plan as planner
 from planner.errors import MeshstepError
 from state import planning
@@ -13,20 +14,6 @@ inv = ui.inventory()
 store = ui.store()
 cluster = ui.cluster(inv)
 
-# What the Advance button does from each status (planning.advance decides; this only names the step).
-ADVANCE_LABELS = {"planned": "Check the gate", "blocked": "Check the gate again", "rolled_back": "Check the gate",
-                  "ready": "I applied it: mark applied", "applied": "Verify on the cluster", "verified": "Mark done"}
-ADVANCE_HELP = {
-    "planned": "Runs the gate's checks on the cluster as it is now; when they pass the stage becomes ready.",
-    "blocked": "Runs the gate's checks again, once you have fixed what they found.",
-    "rolled_back": "Runs the gate's checks again before the stage is retried.",
-    "ready": "Apply the YAML (and run the commands) above on the cluster, then record it here: the stage's flags "
-             "become 'enabling'.",
-    "applied": "Reads the cluster again and checks that every feature of the stage is on and that no new analysis "
-               "error appeared.",
-    "verified": "Closes the stage; the next one becomes current.",
-}
-LIFECYCLE = ("planned", "ready", "applied", "verified", "done")
 
 st.title("Plan")
 ui.show_flash()
@@ -37,6 +24,11 @@ except MeshstepError:
     plan = None
 
 if plan is None:
+    for finished in store.list_plans(cluster):
+        if finished.status == "done":
+            st.success(f"Plan **{finished.name}** is complete: every stage is done"
+                       + (" in rehearsal, on its overlay." if finished.mode == "rehearsal" else "."),
+                       icon=":material/celebration:")
     st.info(f"No active plan for **{cluster}**. Make one from a template: stages already on in the cluster start "
             "as done.")
     with st.form("new_plan"):
@@ -54,8 +46,14 @@ if plan is None:
     st.stop()
 
 done = sum(s.status == "done" for s in plan.stages)
-st.caption(f"Plan **{plan.name}** ({plan.template}) for {cluster} · {done} of {len(plan.stages)} stages done · "
-           f"created by {plan.created_by}")
+mode = {"rehearsal": " · :violet-badge[rehearsal on the plan's overlay]", "real": " · walking the real cluster"}
+st.caption(f"Plan **{plan.name}**{'' if plan.name == plan.template else f' ({plan.template})'} for {cluster} · "
+           f"{done} of {len(plan.stages)} stages done · created by {plan.created_by}{mode.get(plan.mode or '', '')}")
+if plan.left_out:
+    with st.expander(f"{len(plan.left_out)} step(s) of the template left out for this cluster",
+                     icon=":material/playlist_remove:"):
+        st.markdown("\n".join(f"- **{x['stage']}**: {x['feature']} in {x['scope']} — {x['reason']}"
+                               for x in plan.left_out))
 
 try:
     view = planning.next_view(plan, inv)
@@ -65,27 +63,37 @@ except MeshstepError as e:  # the stage's config cannot be rendered for this clu
              "as the message says and press **Re-read the cluster**, or roll the plan back below.")
 if view is None:
     if planning.current_stage(plan) is None:
-        st.success("The plan is complete: every stage is done.", icon=":material/celebration:")
+        st.success("The plan is complete: every stage is done" + (" in rehearsal." if plan.mode == "rehearsal"
+                                                                  else "."), icon=":material/celebration:")
 else:
     stage = view.stage
     st.header(f"Stage {stage.order}: {stage.title}")
-    steps = [f"**:blue-background[{x}]**" if x == stage.status else x for x in LIFECYCLE]
-    if stage.status not in LIFECYCLE:
+    steps = [f"**:blue-background[{x}]**" if x == stage.status else x for x in lifecycle.PATH]
+    if stage.status not in lifecycle.PATH:
         steps[0] = f"**:orange-background[{stage.status}]**"
     st.markdown(" → ".join(steps))
     st.markdown(f"**Goal:** {stage.goal}")
     if stage.override_reason:
         st.caption(f"Gate overridden: {stage.override_reason}")
 
+    for skipped in view.config.skipped:
+        st.caption(f":material/check: {skipped.feature} is already on in {skipped.scope}: nothing to render for it.")
+
     gate_col, yaml_col = st.columns([2, 3])
     with gate_col:
         st.subheader("Gate: " + (":green[:material/check_circle: passes]" if view.gate.passed
                                  else ":red[:material/block: blocked]"))
-        findings.show(view.gate.messages, none="Every check passes.")
+        findings.show(view.gate.messages, none=f"None of the {len(view.gate.ran)} checks found anything.")
+        with st.expander(f"The {len(view.gate.ran)} checks the gate ran"):
+            st.markdown("\n".join(f"- {c}" for c in view.gate.ran) or "none")
         if view.config.notes:
             st.subheader("Run")
             st.code("\n".join(view.config.notes), language="sh", wrap_lines=True)
     with yaml_col:
+        st.subheader("Changes")
+        st.caption("Against the cluster as the earlier stages leave it: " + view.changes.summary())
+        if not view.changes.empty:
+            st.code(view.changes.diff, language="diff")
         st.subheader("Apply")
         if view.config.apply_yaml:
             st.code(view.config.apply_yaml, language="yaml")
@@ -97,18 +105,25 @@ else:
             st.info("Nothing to apply: this stage only checks.")
 
     st.divider()
-    needs_override = stage.status in ("planned", "blocked", "rolled_back") and not view.gate.passed
+    move = lifecycle.ADVANCE[stage.status]
+    needs_override = move.runs == "gate" and not view.gate.passed
+    rehearse = st.toggle("Rehearse on the plan's overlay", value=plan.mode == "rehearsal",
+                         disabled=plan.mode is not None,
+                         help="Apply each stage's YAML to a copy of the cluster instead of waiting for a real apply; "
+                              "the plan's first step fixes whether it is a rehearsal or real, and the two never mix.")
+    label, helptext = move.says(rehearse)
     with st.form("advance", border=False):
-        nothing = stage.status == "ready" and not view.config.apply_yaml and not view.config.notes
+        nothing = stage.status == "ready" and view.config.empty
         st.caption("Nothing to apply: record the stage as applied to go on to its verification." if nothing
-                   else ADVANCE_HELP.get(stage.status, ""))
+                   else helptext)
         override = st.text_input("Override reason", help="Go past the failing gate anyway; the reason is audited.",
                                  placeholder="why it is safe to go on anyway") if needs_override else None
-        if st.form_submit_button(ADVANCE_LABELS.get(stage.status, "Advance"), type="primary",
+        if st.form_submit_button(label, type="primary",
                                  icon=":material/arrow_forward:") and (actor := ui.require_actor()):
             with ui.errors("Not advanced"):
-                moved = planning.advance(store, plan, inv, actor, override or None)
-                ui.flash(f"Stage {moved.order} is now **{moved.status}**.")
+                moved = planning.advance(store, plan, inv, actor, override or None, rehearse)
+                ui.flash(f"Stage {moved.order} is now **{moved.status}**"
+                         + (" (rehearsal)." if rehearse else "."))
                 st.rerun()
 
 if (target := planning.rollback_target(plan)) is not None:
@@ -121,9 +136,9 @@ if (target := planning.rollback_target(plan)) is not None:
                 st.error("Say why you roll back: the reason is kept in the audit trail.")
             else:
                 with ui.errors("Not rolled back"):
-                    rolled, undo = planning.rollback(store, plan, inv, actor, reason)
-                    st.session_state["rollback_yaml"] = undo
-                    ui.flash(f"Stage {rolled.order} rolled back: apply the YAML below to undo it.", "warning")
+                    rolled = planning.rollback(store, plan, inv, actor, reason)
+                    st.session_state["rollback_yaml"] = rolled.undo_yaml
+                    ui.flash(rolled.said[0].upper() + rolled.said[1:] + ".", "warning")
                     st.rerun()
 
 if undo_yaml := st.session_state.pop("rollback_yaml", None):
@@ -131,7 +146,17 @@ if undo_yaml := st.session_state.pop("rollback_yaml", None):
     st.code(undo_yaml, language="yaml")
 
 st.subheader("Stages")
-st.dataframe(pd.DataFrame([{"": r["now"], "stage": r["order"], "title": r["title"], "status": r["status"],
+st.dataframe(pd.DataFrame([{"": r["now"], "stage": r["order"], "title": r["title"],
+                            "status": r["status"] + (" (found on)" if r["found_on"] else ""),
                             "features": ", ".join(r["features"]), "scope": ", ".join(r["scope"])}
                            for r in planning.stage_rows(plan)]),
              hide_index=True, width="stretch", height=38 + 35 * len(plan.stages))
+
+with st.expander("Delete this plan", icon=":material/delete:"), st.form("delete_plan", border=False):
+    st.caption("The plan and its stages go; the audit trail keeps them, and the flags stay as they are.")
+    why = st.text_input("Reason for deleting", help="Kept in the audit trail.")
+    if st.form_submit_button("Delete the plan") and (actor := ui.require_actor()):
+        with ui.errors("Not deleted"):
+            planning.delete(store, plan, actor, why)
+            ui.flash(f"Plan **{plan.name}** deleted.", "warning")
+            st.rerun()

@@ -30,7 +30,8 @@ def test_components_shows_the_observed_edges_of_the_pod_it_explains(app, demo_in
     app.selectbox[0].set_value(f"{pod.namespace}/{pod.name}").run()
     assert not app.exception and not app.error
     assert any(m.value.startswith("#### Observed traffic") for m in app.markdown)
-    edges = app.dataframe[0].value
+    # (the graph's connections come first, as a table of their own)
+    edges = next(d.value for d in app.dataframe if "security" in d.value.columns)
     plain = edges[edges["security"] == "PLAINTEXT"]
     assert list(plain["source"]) == ["unknown (outside the mesh)"]
     assert "shop/frontend" in set(edges[edges["security"] == "mTLS"]["source"])

@@ -39,7 +39,7 @@ def test_every_rendering_and_rollback_passes_kubectl_dry_run(demo_inventory: Inv
         cluster = apply(rendered, cluster)
     # the canary upgrade's steps, stage by stage on a cluster in the middle of one
     upgrading = build_inventory(load_snapshot(str(FIXTURE)))
-    for stage in (s for s in plan.new_plan("upgrade", upgrading) if not s.done):
+    for stage in (s for s in plan.new_plan("upgrade", upgrading).stages if not s.done):
         for step in stage.steps:
             feature = registry()[step.feature]
             rendered = feature.render(step.params, step.scope, upgrading)

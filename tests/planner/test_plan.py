@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 import yaml
@@ -72,11 +73,16 @@ def cli(demo, tmp_path, monkeypatch, capsys):
 
 
 def _walk_stage(run, cluster) -> dict:
-    """Gate → ready → apply the YAML → applied → verified → done; returns the stage as `plan next` showed it."""
+    """Gate → ready → apply the YAML → applied → verified → done (a stage with nothing to apply is done at its
+    gate); returns the stage as `plan next` showed it."""
     rc, out, _ = run("plan", "next", "--format", "json")
     stage = json.loads(out)
     assert rc == 0 and stage["gate"]["passed"], stage["gate"]
-    assert run("plan", "advance")[0] == 0
+    rc, out, _ = run("plan", "advance")
+    assert rc == 0
+    if not stage["apply_yaml"] and not stage["notes"]:
+        assert out.splitlines()[0].endswith("done"), out
+        return stage
     cluster.apply(stage["apply_yaml"])
     for expected in ("applied", "verified", "done"):
         rc, out, err = run("plan", "advance")
@@ -200,7 +206,7 @@ def test_not_verified_until_applied_then_rollback_restores_flags(cli):
 
 @pytest.mark.parametrize("template", ["routing-first", "security-first"])
 def test_templates_respect_the_order_rules(demo, template):
-    stages = planner.new_plan(template, demo, ["shop", "legacy"])
+    stages = planner.new_plan(template, demo, ["shop", "legacy"]).stages
     first = {}
     for i, stage in enumerate(stages):
         for step in stage.steps:
@@ -247,8 +253,11 @@ def test_export_writes_every_stage_and_its_rollback(cli, tmp_path):
     strict = list(yaml.safe_load_all((tmp_path / "gitops" / "09-mtls-strict-in-shop.yaml").read_text()))
     assert [(o["kind"], o["metadata"]["namespace"], o["spec"]["mtls"]["mode"]) for o in strict if o] == [
         ("PeerAuthentication", "shop", "STRICT")]
-    # The demo's shop already routes through its own Gateway: that stage is not re-rendered (it would conflict).
-    assert "already on" in (tmp_path / "gitops" / "03-enter-through-the-ingress-gateway.yaml").read_text()
+    # The demo's shop already routes through its own Gateway: that stage has no file (it would conflict), and the
+    # export says why.
+    assert not [f for f in files if f.startswith("03-")]
+    rc, _, err = cli("plan", "export", str(tmp_path / "again"))
+    assert rc == 0 and "stage 3 (Enter through the ingress gateway): already on" in err
     for p in (tmp_path / "gitops").glob("*.yaml"):
         list(yaml.safe_load_all(p.read_text()))  # every file is valid YAML
 
@@ -261,13 +270,220 @@ def test_every_feature_in_a_template_is_in_the_catalog():
 
 
 def test_steps_sharing_an_object_extend_it_instead_of_overwriting_it(demo):
-    # metrics, tracing and access logs all live in the root namespace's selector-less Telemetry
-    stage = next(s for s in planner.new_plan("routing-first", demo, ["shop"]) if "See the traffic" in s.title)
+    # metrics, tracing and access logs all live in the namespace's selector-less Telemetry
+    stage = planner.StageSpec("See payments' traffic", "", tuple(
+        planner.Step(f, "payments") for f in ("metrics", "tracing", "access-logging")))
     cfg = planner.config(stage, demo)
     docs = [d for d in yaml.safe_load_all(cfg.apply_yaml) if d]
-    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("Telemetry", "mesh-default")]
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("Telemetry", "namespace-default")]
     assert set(docs[0]["spec"]) == {"metrics", "tracing", "accessLogging"}
-    assert cfg.rollback_yaml.count("kubectl delete telemetry mesh-default") == 1
+    assert cfg.rollback_yaml.count("kubectl delete telemetry namespace-default") == 1
     after = Cluster(demo)
     after.apply(cfg.apply_yaml)
     assert planner.exit_check(stage, after.inv, planner.error_keys(demo)).passed
+
+
+# ---------------------------------------------------------------- safe changes: the plan on its overlay (issue 12)
+
+
+def _objects_and_headers(text: str) -> tuple[int, int]:
+    """How many objects a YAML reader finds in a file, and how many `# meshstep:` headers announce one (a deletion
+    is a header with a `kubectl delete` comment and no object)."""
+    headers = [line for line in text.splitlines() if line.startswith("# meshstep:")]
+    return (len([d for d in yaml.safe_load_all(text) if d]),
+            len([h for h in headers if not re.search(r": delete \w+ ", h)]))
+
+
+def _export_round_trips(cli, directory, kubectl_dry_run) -> list[str]:
+    assert cli("plan", "export", str(directory))[0] == 0
+    files = sorted(directory.glob("*.yaml"))
+    assert files
+    for f in files:
+        text = f.read_text()
+        found, announced = _objects_and_headers(text)
+        assert found == announced, f"{f.name}: {found} objects for {announced} headers"
+        if found:
+            rc, out = kubectl_dry_run(f)
+            assert rc == 0, f"{f.name}: {out}"
+            assert out.count("(dry run)") == found, out
+    return [f.name for f in files]
+
+
+@pytest.fixture
+def dry_run(tmp_path):
+    from tests.kubectl import kubectl
+
+    with kubectl(tmp_path) as run:
+        yield run
+
+
+def test_a_stage_of_several_steps_is_one_yaml_document_per_object(demo, tmp_path, dry_run):
+    # Two steps, two objects each: the renderings were joined with no `---` between them, so YAML readers kept one
+    # object per step and kubectl refused the file (mapping key "apiVersion" already defined).
+    stage = planner.StageSpec("Ingress", "", (planner.Step("ingress-gateway", "legacy"),
+                                              planner.Step("ingress-gateway", "payments")))
+    for text in (planner.config(stage, demo).apply_yaml, planner.config(stage, demo).rollback_yaml):
+        path = tmp_path / "stage.yaml"
+        path.write_text(text)
+        assert _objects_and_headers(text)[0] == _objects_and_headers(text)[1]
+        if _objects_and_headers(text)[0]:
+            assert dry_run(path)[0] == 0, dry_run(path)[1]
+    assert _objects_and_headers(planner.config(stage, demo).apply_yaml) == (4, 4)
+
+
+def test_export_of_the_demo_is_multi_document_yaml_that_kubectl_accepts(cli, tmp_path, dry_run):
+    # Every application namespace: stage 5 brings the ingress to legacy and payments, and finds it on in shop.
+    assert cli("plan", "new")[0] == 0
+    names = _export_round_trips(cli, tmp_path / "gitops", dry_run)
+    # the resilience stage renders two features in three namespaces: one document per object
+    resilience = next(n for n in names if "resilience" in n and "rollback" not in n)
+    assert _objects_and_headers((tmp_path / "gitops" / resilience).read_text())[0] >= 2
+    assert any(n.startswith("05-enter-through-the-ingress-gateway") for n in names)
+
+
+def test_each_stage_is_rendered_on_the_overlay_of_the_stages_before_it(cli, demo, tmp_path):
+    from state import planning
+
+    assert cli("plan", "new")[0] == 0
+    assert cli("plan", "export", str(tmp_path / "gitops"))[0] == 0
+    store = Store.open(None)
+    try:
+        (plan,) = store.list_plans("demo")
+    finally:
+        store.close()
+    # Applied in order, the files give the cluster each next stage is rendered on: re-rendering a stage there
+    # gives its file back, and once applied the stage is on. (That no stage undoes an earlier one is the feature
+    # merges' invariant, checked after every rendering.)
+    now = demo
+    for stage in plan.stages:
+        path = next(iter(tmp_path.glob(f"gitops/{stage.order:02d}-*[!k].yaml")), None)
+        if path is None:
+            continue
+        spec = planning.stage_spec(stage)
+        assert planner.config(spec, now).apply_yaml == path.read_text(), stage.title
+        now = now.with_changes(apply=planner.objects_of(path.read_text()))
+        assert planner.pending_steps(spec, now) == [], f"{stage.title}: not on once its file is applied"
+
+
+def test_a_feature_already_on_in_a_stage_is_recognised_not_refused(demo):
+    # The demo's shop already has its ingress (shop-gateway): rendering it again was refused (IST0145).
+    stage = planner.StageSpec("Ingress", "", tuple(planner.Step("ingress-gateway", ns) for ns in ("shop", "payments")))
+    cfg = planner.config(stage, demo)
+    assert cfg.skipped == (planner.Step("ingress-gateway", "shop"),)
+    assert {o["metadata"]["namespace"] for o in cfg.objects} == {"payments"}
+    assert planner.pending_steps(stage, demo) == [planner.Step("ingress-gateway", "payments")]
+
+
+def test_rollback_of_a_fresh_plan_does_not_undo_what_was_on_before_it(cli):
+    assert cli("plan", "new", "--namespaces", "shop")[0] == 0
+    rc, out, err = cli("plan", "rollback", "--reason", "changed my mind")
+    assert rc != 0 and out == ""
+    assert "were already on in the cluster when the plan was made" in err and "does not roll them back" in err
+    # the install check is done, but changed nothing: still nothing of the plan's own to roll back
+    assert cli("plan", "advance")[1].startswith("stage 1 (Verify the Istio install): done")
+    assert cli("plan", "rollback", "--reason", "changed my mind")[0] != 0
+    # a stage past its gate whose YAML was never applied: rolled back, with no no-op "undo" printed
+    assert cli("plan", "advance")[0] == 0
+    rc, out, err = cli("plan", "rollback", "--reason", "not now")
+    assert rc == 0 and out == "" and "nothing to undo" in err
+
+
+def test_a_cluster_without_a_service_entry_gets_a_plan_that_says_what_it_left_out(cli, monkeypatch):
+    without = cli.cluster.inv.with_changes(delete=[o.ref for o in cli.cluster.inv.of_kind("ServiceEntry")])
+    cli.cluster.inv = without
+    rc, out, err = cli("plan", "new")
+    assert rc == 0, err
+    assert "LEFT OUT" in out
+    assert re.search(r"Lock down egress: egress-registry-only in mesh: it depends on egress-service-entry", out)
+    shown = json.loads(cli("plan", "show", "--format", "json")[1])
+    assert not any(f["feature"] == "egress-registry-only" for s in shown["stages"] for f in s["features"])
+    assert {(x["feature"], x["scope"]) for x in shown["left_out"]} >= {("egress-registry-only", "mesh"),
+                                                                       ("egress-service-entry", "shop")}
+
+
+def test_plan_next_names_the_checks_it_ran_and_a_stage_with_nothing_to_apply_takes_one_advance(cli):
+    rc, out, _ = cli("plan", "new", "--namespaces", "shop")
+    assert out.startswith("plan routing-first for cluster demo:")  # not "routing-first (routing-first)"
+    out = cli("plan", "next")[1]
+    assert "GATE — passes: 2 check(s) ran" in out and "MST0002 each istiod revision has a ready pod" in out
+    rc, out, _ = cli("plan", "advance")
+    assert rc == 0 and out.splitlines()[0] == "stage 1 (Verify the Istio install): done"
+    shown = json.loads(cli("plan", "next", "--format", "json")[1])
+    assert shown["title"] == "Release with canaries and blue/green"
+    assert any("traffic-shifting" in c for c in shown["gate"]["ran"])
+    # the canary changes the VirtualService the demo routes reviews with; the DestinationRule it needs exists
+    actions = {(c["kind"], c["name"]): c["action"] for c in shown["changes"]}
+    assert actions[("VirtualService", "reviews")] == "modify" and actions[("DestinationRule", "reviews")] != "create"
+    text = cli("plan", "next")[1]
+    assert "CHANGES (against the cluster as the earlier stages leave it):" in text and "+++ merged/" in text
+
+
+def _rehearse_to_done(cli, template: str) -> list[str]:
+    """`plan advance --rehearse` until the plan is complete; a blocked gate is overridden with a reason, as a team
+    rehearsing would note what it must fix first. Returns the blocked stages."""
+    assert cli("plan", "new", "--template", template, "--name", template)[0] == 0
+    blocked = []
+    for _ in range(120):
+        rc, out, err = cli("plan", "advance", "--rehearse", "--name", template)
+        if rc == 1 and "blocked" in err:
+            blocked.append(err.splitlines()[0])
+            rc, out, err = cli("plan", "advance", "--rehearse", "--name", template, "--override-reason",
+                               "rehearsal: fix noted")
+        assert rc == 0, err
+        if "is complete" in out:
+            return blocked
+    raise AssertionError("the plan did not reach done")
+
+
+@pytest.mark.parametrize("template", ["routing-first", "security-first"])
+def test_the_demo_plans_are_rehearsed_to_done_on_the_overlay(cli, template):
+    flags_before = cli("flags", "list", "--format", "json")[1]
+    blocked = _rehearse_to_done(cli, template)
+    shown = json.loads(cli("plan", "show", "--name", template, "--format", "json")[1])
+    assert shown["complete"] and shown["mode"] == "rehearsal" and shown["status"] == "done"
+    assert {s["status"] for s in shown["stages"]} == {"done"}
+    # what STRICT in shop still needs on the real cluster is said: catalog's pod predates injection
+    assert any("mTLS STRICT in shop" in b for b in blocked)
+    # the rehearsal moved no flag (those recorded at plan creation aside) and is in the audit trail as such
+    created = {(f["feature"], f["scope"]) for s in shown["stages"] if s["found_on"] for f in s["features"]}
+    flags = {(f["feature"], f["scope"]) for f in json.loads(cli("flags", "list", "--format", "json")[1])}
+    assert flags == created | {(f["feature"], f["scope"]) for f in json.loads(flags_before)}
+    events = json.loads(cli("audit", "--export", "json")[1])
+    stage_events = [e for e in events if e["target"].startswith("stage:")]
+    assert stage_events and {e["action"] for e in stage_events} == {"stage.rehearsal"}
+    assert all(e["reason"].startswith("rehearsal: ") for e in stage_events if e["action"] == "stage.rehearsal")
+    assert not [e for e in events if e["action"] == "flag.set" and e["reason"].startswith("rehearsal")]
+    assert cli("audit", "--verify")[0] == 0
+    # a rehearsal and a real walk never mix in one plan
+    assert cli("plan", "new", "--name", "mixed")[0] == 0
+    assert cli("plan", "advance", "--rehearse", "--name", "mixed")[0] == 0
+    rc, _, err = cli("plan", "advance", "--name", "mixed")
+    assert rc != 0 and "is a rehearsal" in err
+
+
+def test_plan_list_and_delete(cli):
+    assert cli("plan", "new", "--name", "one")[0] == 0
+    rows = json.loads(cli("plan", "list", "--format", "json")[1])
+    assert [(r["name"], r["mode"], r["complete"]) for r in rows] == [("one", "-", False)]
+    assert cli("plan", "delete", "one")[0] != 0  # a reason is needed
+    assert cli("plan", "delete", "one", "--reason", "started over")[0] == 0
+    assert json.loads(cli("plan", "list", "--format", "json")[1]) == []
+    assert "plan.delete" in [e["action"] for e in json.loads(cli("audit", "--export", "json")[1])]
+
+
+def test_export_of_bookinfo_round_trips(cli, tmp_path, dry_run):
+    from planner.sources import read_paths
+    from tests.conftest import REFERENCE
+
+    bookinfo = REFERENCE / "samples" / "bookinfo"
+    objs = [{"apiVersion": "v1", "kind": "Namespace",
+             "metadata": {"name": "bookinfo", "labels": {"istio-injection": "enabled"}}}]
+    for path in (bookinfo / "bookinfo.yaml", bookinfo / "networking" / "bookinfo-gateway.yaml",
+                 bookinfo / "networking" / "destination-rule-all.yaml"):
+        for o in read_paths([path]):
+            o.setdefault("metadata", {})["namespace"] = "bookinfo"
+            objs.append(o)
+    cli.cluster.inv = cli.cluster.inv.with_changes(apply=objs)
+    assert cli("plan", "new", "--namespaces", "bookinfo")[0] == 0
+    names = _export_round_trips(cli, tmp_path / "gitops", dry_run)
+    assert names

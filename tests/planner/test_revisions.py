@@ -184,7 +184,7 @@ def test_a_revision_with_no_namespace_and_no_pods_is_ready_to_remove(inv):
 
 
 def test_removing_a_revision_with_proxies_left_on_it_is_refused_and_found(inv):
-    stage = next(s for s in plan.new_plan("upgrade", inv) if s.title == "Remove the old revision")
+    stage = next(s for s in plan.new_plan("upgrade", inv).stages if s.title == "Remove the old revision")
     assert {"MST0907", "MST0003"} <= {m.code for m in plan.gate(stage, inv).messages if m.level == "error"}
     rendered = registry()["single-revision"].render({}, "mesh", inv)
     orphaned = {m.ref.name for m in codes(apply(rendered, inv))["MST0905"]}
@@ -200,7 +200,7 @@ def _restarts(stage: plan.StageSpec, inv: Inventory) -> list[dict[str, Any]]:
 
 
 def _walk(inv: Inventory, until: str | None = None) -> Inventory:
-    for stage in plan.new_plan("upgrade", inv):
+    for stage in plan.new_plan("upgrade", inv).stages:
         if stage.title == until:
             return inv
         if stage.done:
@@ -217,7 +217,7 @@ def _applied(stage: plan.StageSpec, inv: Inventory) -> Inventory:
 
 
 def test_the_upgrade_template_stages_in_order(inv):
-    stages = plan.new_plan("upgrade", inv)
+    stages = plan.new_plan("upgrade", inv).stages
     assert [(s.title, s.done) for s in stages] == [
         ("Install the new revision", True), ("Move orders to the new revision", False),
         ("Move payments to the new revision", True), ("Move shop to the new revision", False),
@@ -226,7 +226,7 @@ def test_the_upgrade_template_stages_in_order(inv):
 
 
 def test_every_stage_renders_gates_and_applied_in_order_leaves_no_pod_on_the_old_revision(inv):
-    stages = [s for s in plan.new_plan("upgrade", inv) if not s.done]
+    stages = [s for s in plan.new_plan("upgrade", inv).stages if not s.done]
     baseline = plan.error_keys(inv)
     now = inv
     for stage in stages:
@@ -247,7 +247,7 @@ def test_every_stage_renders_gates_and_applied_in_order_leaves_no_pod_on_the_old
 
 
 def test_the_upgrade_stages_gate_on_a_ready_new_istiod(inv):
-    stage = next(s for s in plan.new_plan("upgrade", inv) if s.title == "Move shop to the new revision")
+    stage = next(s for s in plan.new_plan("upgrade", inv).stages if s.title == "Move shop to the new revision")
     istiod = next(p for p in inv.pods if p.name.startswith("istiod-1-27"))
     down = revisions.restarted(inv, revisions.Proxy("sidecar", "istiod", istiod, None, "1-27"),
                                revisions.revision(inv, "1-27"))
@@ -260,7 +260,7 @@ def test_each_stage_is_detected_once_applied_and_rolls_back_to_where_it_started(
     """render → apply (and the restarts its notes ask for) → detection sees it → rollback (and restarts) → the
     objects it touched are as they were, and detection no longer sees it."""
     now = inv
-    for stage in [s for s in plan.new_plan("upgrade", inv) if not s.done]:
+    for stage in [s for s in plan.new_plan("upgrade", inv).stages if not s.done]:
         for step in stage.steps:
             feature = registry()[step.feature]
             back = feature.rollback(step.params, step.scope, now)
@@ -308,3 +308,36 @@ def test_an_injected_gateway_is_moved_by_its_label_and_keeps_image_auto(inv):
     helm = registry()["gateway-revision"].render({}, "mesh", inv.with_changes(apply=[d])).objects[0]
     assert helm["spec"]["template"]["metadata"]["labels"]["istio.io/rev"] == "1-27"
     assert helm["spec"]["template"]["spec"]["containers"][0]["image"] == "auto"
+
+
+def test_the_upgrade_template_is_rehearsed_to_done_with_no_pod_left_on_the_old_revision(inv, tmp_path, monkeypatch,
+                                                                                           capsys):
+    """The whole canary upgrade walked on the plan's overlay from the CLI: every gate passes without an override,
+    each stage's restarts and deletions are played, and the overlay ends with one revision that every proxy runs."""
+    from app.cli import main
+    from state import planning
+    from state.store import Store
+
+    db = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("MESHSTEP_DATABASE_URL", db)
+    monkeypatch.setenv("MESHSTEP_ACTOR", "alice")
+    source = ["--source", str(FIXTURE)]
+    assert main(["plan", "new", "--template", "upgrade", "--name", "up", *source]) == 0
+    for _ in range(60):
+        rc = main(["plan", "advance", "--rehearse", "--name", "up", *source])
+        out, err = capsys.readouterr()
+        assert rc == 0, err  # no gate blocks and no exit check fails on the way
+        if "is complete" in out:
+            break
+    else:
+        raise AssertionError("the upgrade plan did not reach done")
+    store = Store.open(db)
+    try:
+        plan = planning.find_plan(store, str(FIXTURE), "up")
+        assert plan.mode == "rehearsal" and {s.status for s in plan.stages} == {"done"}
+        end = planning.overlay_at(plan, inv, plan.stages[-1], including=True).inventory
+    finally:
+        store.close()
+    assert [r.revision for r in end.revisions] == ["1-27"]
+    assert {p.revision for p in revisions.proxies(end)} == {"1-27"}
+    assert not revisions.stale_pods(end)
