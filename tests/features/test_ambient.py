@@ -228,14 +228,14 @@ def test_the_ambient_install_stage_gives_the_missing_parts_install_commands(demo
         ("MST0703", "ztunnel is not running: ambient mode needs it")]
     commands = [n for n in feature.notes({}, "mesh", demo_inventory, False) if not n.startswith("#")]
     assert commands == ["helm install ztunnel istio/ztunnel -n istio-system --wait"]
-    (stage, *_) = plan.new_plan("ambient-first", demo_inventory)
+    (stage, *_) = plan.new_plan("ambient-first", demo_inventory).stages
     assert stage.title == "Install and verify ztunnel and istio-cni" and not stage.done
 
 
 def rehearse(template: str, inv: Inventory, namespaces: list[str]) -> tuple[list[plan.StageSpec], Inventory]:
     """Each stage's steps through their gate and the invariants, applied in order on the overlay (with the pods
     their restarts bring back); detection sees each step on once applied."""
-    stages = plan.new_plan(template, inv, namespaces)
+    stages = plan.new_plan(template, inv, namespaces).stages
     for stage in (s for s in stages if not s.done):
         for step in stage.steps:
             feature = registry()[step.feature]
