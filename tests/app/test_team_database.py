@@ -89,11 +89,11 @@ def _reopen_plan(pg, url: str) -> None:
     _open(pg, url, "plan", "Plan")
 
 
-def _advance(pg, button: str, status: str) -> None:
+def _advance(pg, button: str, order: int, status: str) -> None:
     from playwright.sync_api import expect
 
     pg.get_by_role("button", name=button).click()
-    expect(pg.get_by_test_id("stAlertContentSuccess").first).to_have_text(f"Stage 1 is now {status}.")
+    expect(pg.get_by_test_id("stAlertContentSuccess").first).to_have_text(f"Stage {order} is now {status}.")
     _settled(pg)
 
 
@@ -109,7 +109,10 @@ def test_two_servers_and_the_store_share_one_postgresql_database(servers, browse
         expect(alice.get_by_role("heading", name="Stage 1: Verify the Istio install")).to_be_visible()
         _reopen_plan(bob, b)
         expect(bob.get_by_role("heading", name="Stage 1: Verify the Istio install")).to_be_visible()
-        _advance(bob, "Check the gate", "ready")
+        # The install stage has nothing to apply: its gate and exit check pass at once, and it is done.
+        _advance(bob, "Check the gate", 1, "done")
+        expect(bob.get_by_role("heading", name="Stage 2: Inject sidecars into legacy")).to_be_visible()
+        _advance(bob, "Check the gate", 2, "ready")
 
         # Meanwhile carol writes through the store (as the CLI does), with the versions she read.
         flag = store.set_flag("demo", "mtls-strict", "mesh", {}, "on", "carol", reason="wanted", expected_version=0)
@@ -121,20 +124,20 @@ def test_two_servers_and_the_store_share_one_postgresql_database(servers, browse
 
         # alice, on server A, goes on from where bob left the stage (ready), not from what she saw before.
         _reopen_plan(alice, a)
-        _advance(alice, "I applied it: mark applied", "applied")
-        _reopen_plan(bob, b)  # bob's page still shows the stage as he left it: ready
-        _advance(bob, "Verify on the cluster", "verified")
+        _advance(alice, "I applied it: mark applied", 2, "applied")
+        _reopen_plan(bob, b)  # bob's page shows the stage as alice left it: applied, with its rollback
+        expect(bob.get_by_role("button", name="Verify on the cluster")).to_be_visible()
 
         plan = store.list_plans("demo")[0]
         assert plan.created_by == "alice"
-        stage = next(s for s in plan.stages if s.order == 1)
-        assert stage.status == "verified" and stage.updated_by == "bob"
+        stage = next(s for s in plan.stages if s.order == 2)
+        assert stage.status == "applied" and stage.updated_by == "alice"
         assert [(f.state, f.changed_by) for f in store.list_flags("demo") if f.feature == "mtls-strict"] == [
             ("off", "carol")]
         events = store.audit_events()
         moves = [(e.actor, e.after["status"]) for e in events if e.action == "stage.status"]
-        assert moves == [("bob", "ready"), ("alice", "applied"), ("bob", "verified")]
+        assert moves == [("bob", "done"), ("bob", "ready"), ("alice", "applied")]
         assert {"alice", "bob", "carol"} <= {e.actor for e in events} and "dave" not in {e.actor for e in events}
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
         assert audit.verify(store) is None
-    expect(bob.get_by_text(re.compile("Stage 1 is now verified"))).to_be_visible()
+    expect(alice.get_by_text(re.compile(r"Stage 2 is now applied"))).to_be_visible()
