@@ -68,6 +68,10 @@ class Plan(SQLModel, table=True):
     mode: str | None = None
     # Steps the template had that this cluster cannot have yet, with the reason ([{stage, feature, scope, reason}]).
     left_out: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    # A promoted plan: the plan it was promoted from ({plan_id, cluster, name}), and how long (seconds) each stage
+    # must have been done there, without a rollback since, before it may start here.
+    promoted_from: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    promotion_after: int | None = None
     version: int = 1
     created_by: str
     created_at: datetime = Field(default_factory=utcnow)

@@ -7,15 +7,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from features.base import registry, validate_params
-from planner import changes, lifecycle
+from features.base import dependency_met, registry, validate_params
+from planner import changes, lifecycle, telemetry
 from planner import plan as planner
 from planner.changes import ChangeSet
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
-from state.models import Plan, Stage
+from state.models import Plan, Stage, utcnow
 from state.store import FlagChange, Store
 
 
@@ -40,9 +41,14 @@ class NotVerified(MeshstepError):
 
 
 def stage_spec(stage: Stage) -> planner.StageSpec:
-    return planner.StageSpec(stage.title, stage.goal,
+    return _spec({"title": stage.title, "goal": stage.goal, "features": stage.features})
+
+
+def _spec(stage: dict[str, Any]) -> planner.StageSpec:
+    """A stage as the store takes it (title, goal, features), as the planner reads it."""
+    return planner.StageSpec(stage["title"], stage["goal"],
                              tuple(planner.Step(f["feature"], f["scope"], f.get("params") or {})
-                                   for f in stage.features))
+                                   for f in stage["features"]))
 
 
 def found_on(stage: Stage) -> bool:
@@ -74,6 +80,91 @@ def add_stage(store: Store, plan: Plan, inventory: Inventory, title: str, goal: 
     planner.check_order(specs, inventory)
     return store.add_stage(plan.id, {"title": title, "goal": goal, "features": [s.to_json() for s in steps]},
                            actor, reason="stage added")
+
+
+def promote(store: Store, plan: Plan, cluster: str, inventory: Inventory, after: timedelta, name: str | None,
+            actor: str) -> Plan:
+    """The plan made again for another cluster (`inventory` is that cluster's): the same stages and parameters,
+    rendered and gated there when they start. A step the target cannot have (a namespace it lacks, a service its
+    feature needs, a dependency left out before it) is left out with the reason, as a new plan leaves steps out;
+    a stage left with no step is left out whole. Stages already on in the target start as done, found on. Each
+    stage keeps the source stage it stands for: `advance` lets it start only `after` that one was done."""
+    if cluster == plan.cluster:
+        raise MeshstepError(f"plan {plan.name!r} is already on cluster {cluster}: promote it to another cluster")
+    feats = registry()
+    observed = planner.observed_steps(inventory)
+    known = set(inventory.namespace_names())
+    stages: list[dict[str, Any]] = []
+    left_out: list[planner.LeftOut] = []
+    before: set[tuple[str, str]] = set()
+    for stage in plan.stages:
+        kept = []
+        for step in stage_spec(stage).steps:
+            why = ""
+            if step.scope != "mesh" and step.scope not in known:
+                why = f"namespace {step.scope} is not in cluster {cluster}"
+            elif (step.feature, step.scope) not in observed:
+                missing = [d for d in feats[step.feature].depends_on
+                           if not dependency_met(d, step.scope, before | observed)]
+                try:
+                    feats[step.feature].candidate(step.params, step.scope, inventory)
+                except MeshstepError as e:
+                    why = str(e)
+                if missing and not why:
+                    why = (f"it depends on {', '.join(missing)}, which is not on in {step.scope} on cluster {cluster} "
+                           "and no earlier stage of the promoted plan turns on")
+            if why:
+                left_out.append(planner.LeftOut(stage.title, step.feature, step.scope, why))
+            else:
+                kept.append(step)
+        if stage.features and not kept:
+            continue
+        before |= {(s.feature, s.scope) for s in kept}
+        done = bool(kept) and all((s.feature, s.scope) in observed for s in kept)
+        stages.append({"title": stage.title, "goal": stage.goal, "features": [s.to_json() for s in kept],
+                       "status": "done" if done else "planned",
+                       "data": {"promoted_from_stage": stage.id} | ({"found_on": True} if done else {})})
+    planner.check_order([_spec(s) for s in stages], inventory, observed)
+    return store.create_plan(cluster, name or plan.name, plan.template, stages, actor,
+                             reason=f"promoted from plan {plan.name!r} on cluster {plan.cluster}",
+                             left_out=[x.to_json() for x in left_out], promoted_from=plan.id,
+                             promotion_after=int(after.total_seconds()))
+
+
+class NotPromotable(MeshstepError):
+    """The promotion rule: the stage was not done on the source plan's cluster long enough ago."""
+
+    exit_code = 1
+
+
+def promotion_refusal(store: Store, plan: Plan, stage: Stage, now: datetime | None = None) -> str | None:
+    """Why a promoted plan's stage may not start yet, else None: its source stage must be done (a real done: a
+    rehearsal proves the plan, not the cluster), and done at least the plan's `promotion_after` ago. A rollback
+    takes a stage out of done, and doing it again restarts the clock (the done time is when it last became done)."""
+    source_id = (stage.data or {}).get("promoted_from_stage")
+    if plan.promoted_from is None or source_id is None:
+        return None
+    src = plan.promoted_from
+    where = f"plan {src['name']!r} on cluster {src['cluster']}"
+    try:
+        source = store.get_plan(src["plan_id"])
+    except MeshstepError:
+        return f"{where} (promoted from) was deleted: nothing says stage {stage.order} was done there"
+    done = next((s for s in source.stages if s.id == source_id), None)
+    if done is None:
+        return f"stage {stage.title!r} is no longer in {where}"
+    head = f"stage {stage.order} ({stage.title}) may not start on cluster {plan.cluster} yet: "
+    if source.mode == "rehearsal":
+        return (head + f"stage {done.order} of {where} was only rehearsed, and a rehearsal does not count as done "
+                "for promotion; walk it for real there first")
+    if done.status != "done":
+        return head + f"stage {done.order} of {where} is {done.status}, not done"
+    allowed = done.updated_at + timedelta(seconds=plan.promotion_after or 0)
+    if (now or utcnow()) < allowed:
+        return (head + f"stage {done.order} of {where} was done at {done.updated_at:%Y-%m-%d %H:%M} UTC; the "
+                f"promotion rule waits {telemetry.duration_text(plan.promotion_after or 0)} after that, so it may "
+                f"start from {allowed:%Y-%m-%d %H:%M} UTC")
+    return None
 
 
 def find_plan(store: Store, cluster: str, name: str | None = None) -> Plan:
@@ -238,6 +329,10 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
                                                         "it walks the real cluster; to rehearse, make another plan "
                                                         "(meshstep plan new --name …) and advance it with --rehearse"))
     move = lifecycle.ADVANCE[stage.status]
+    # A rehearsal on the target changes nothing there: the promotion rule holds real stages back only.
+    refusal = promotion_refusal(store, plan, stage) if move.runs == "gate" and not rehearse else None
+    if refusal:
+        raise NotPromotable(refusal)
     spec = stage_spec(stage)
     data: dict[str, Any] = dict(stage.data or {})
     flags: list[FlagChange] = []

@@ -359,22 +359,31 @@ class Store:
 
     def create_plan(self, cluster: str, name: str, template: str, stages: Sequence[Mapping[str, Any]],
                     actor: str, reason: str = "", flags: Sequence[FlagChange] = (),
-                    left_out: Sequence[Mapping[str, Any]] = ()) -> Plan:
+                    left_out: Sequence[Mapping[str, Any]] = (), promoted_from: int | None = None,
+                    promotion_after: int | None = None) -> Plan:
         """A plan with its stages, in order. Each stage: title, goal, features ([{feature, scope, params}]),
         optionally status and data. `flags` (those of stages done from the start) are recorded in the same
         transaction, each one only where nothing is recorded for its feature and scope yet: what the team recorded
-        stands. `left_out`: the template's steps the plan could not take, with the reason."""
+        stands. `left_out`: the template's steps the plan could not take, with the reason. `promoted_from`: the id of
+        the plan this one is promoted from; the link is kept on the new plan and audited on both (`plan.promote` on
+        the source)."""
         with self._change(actor, reason) as ch:
             ch.cluster(cluster)
             if ch.session.exec(select(Plan).where(Plan.cluster == cluster, Plan.name == name)).first():
                 raise MeshstepError(f"a plan named {name!r} already exists for cluster {cluster}: "
                                     "choose another name or delete it")
             plan = Plan(name=name, cluster=cluster, template=template, created_by=actor, created_at=ch.at,
-                        left_out=[dict(x) for x in left_out])
+                        left_out=[dict(x) for x in left_out], promotion_after=promotion_after)
+            source = self._get(ch.session, Plan, promoted_from) if promoted_from is not None else None
+            if source is not None:
+                plan.promoted_from = {"plan_id": source.id, "cluster": source.cluster, "name": source.name}
             plan.stages = [_new_stage(ch, order, spec) for order, spec in enumerate(stages, 1)]
             ch.session.add(plan)
             ch.session.flush()
             ch.record("plan.create", f"plan:{plan.id}", None, self._plan_snap(plan))
+            if source is not None:  # the source plan itself is unchanged: the event says where it went
+                ch.record("plan.promote", f"plan:{source.id}", _snap(source),
+                          _snap(source) | {"promoted_to": {"plan_id": plan.id, "cluster": cluster, "name": name}})
             for f in flags:
                 if f.state is not None and self._flag(ch.session, cluster, f.feature, f.scope) is None:
                     self._put_flag(ch, cluster, f.feature, f.scope, f.params or {}, f.state, 0)

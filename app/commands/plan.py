@@ -84,10 +84,17 @@ def _show(p, format: Format) -> None:
     if format == Format.json:
         emit_json({"name": p.name, "template": p.template, "cluster": p.cluster, "status": p.status,
                    "mode": p.mode, "complete": planning.current_stage(p) is None, "left_out": p.left_out,
+                   "promoted_from": p.promoted_from, "promotion_after": p.promotion_after,
                    "stages": [{k: v for k, v in row.items() if k != "now"} | {"features": s.features, "goal": s.goal}
                               for row, s in zip(stages, p.stages)]})
         return
     typer.echo(f"plan {_title(p)} for cluster {p.cluster}: {_standing(p)}")
+    if p.promoted_from:
+        from planner.telemetry import duration_text
+
+        src = p.promoted_from
+        typer.echo(f"promoted from plan {src['name']} on cluster {src['cluster']}: a stage starts here "
+                   f"{duration_text(p.promotion_after or 0)} after it was done there at the earliest")
     emit_table([row | {"found_on": "found on" if row["found_on"] else ""} for row in stages],
                ["now", "order", "status", "found_on", "title", "features", "scope"])
     if p.left_out:
@@ -144,6 +151,35 @@ def plan_delete(
         p = planning.find_plan(store, cluster_name(cluster, source), name)
         planning.delete(store, p, actor_name(actor), reason)
     typer.echo(f"plan {p.name} deleted")
+
+
+@plan_app.command("promote")
+def plan_promote(
+    name: Annotated[str, typer.Argument(help="The plan to promote (meshstep plan list).")],
+    to: Annotated[str, typer.Option("--to", help="The cluster to promote it to (its records' name).")],
+    source: Annotated[str | None, typer.Option("--source", help="How to read the TARGET cluster: context:NAME, "
+                                                                "a snapshot path, demo.")] = None,
+    after: Annotated[str, typer.Option("--after", help="How long a stage must have been done on the plan's "
+                                                       "cluster before it may start on the target (7d, 12h, 0d).")]
+    = "7d",
+    as_name: Annotated[str | None, typer.Option("--as", help="Name of the promoted plan (default: the same).")]
+    = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="The plan's cluster (default: the demo's "
+                                                                  "name, as --source would give it).")] = None,
+    db: DbOpt = None, actor: ActorOpt = None, format: FormatOpt = Format.table,
+) -> None:
+    """Make the plan again for another cluster: the same stages and parameters, rendered and gated on the target's
+    own objects; a stage starts there only --after it was done (for real) on the plan's cluster."""
+    from datetime import timedelta
+
+    from planner.telemetry import window_seconds
+    from state import planning
+
+    wait = timedelta(seconds=window_seconds(after, zero=True))
+    inv = load_inventory(source)
+    with open_store(db) as store:
+        p = planning.find_plan(store, cluster_name(cluster), name)
+        _show(planning.promote(store, p, to, inv, wait, as_name, actor_name(actor)), format)
 
 
 @plan_app.command("next")

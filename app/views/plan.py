@@ -1,11 +1,13 @@
 """Plan: what is the next step, is it safe, and what do I apply?"""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pandas as pd
 import streamlit as st
 
 from app import findings, ui
-from planner import lifecycle
+from planner import lifecycle, telemetry
 from planner import plan as planner
 from planner.errors import MeshstepError
 from state import planning
@@ -49,6 +51,9 @@ done = sum(s.status == "done" for s in plan.stages)
 mode = {"rehearsal": " · :violet-badge[rehearsal on the plan's overlay]", "real": " · walking the real cluster"}
 st.caption(f"Plan **{plan.name}**{'' if plan.name == plan.template else f' ({plan.template})'} for {cluster} · "
            f"{done} of {len(plan.stages)} stages done · created by {plan.created_by}{mode.get(plan.mode or '', '')}")
+if src := plan.promoted_from:
+    st.caption(f"Promoted from plan **{src['name']}** on {src['cluster']}: a stage starts here "
+               f"{telemetry.duration_text(plan.promotion_after or 0)} after it was done there at the earliest.")
 if plan.left_out:
     with st.expander(f"{len(plan.left_out)} step(s) of the template left out for this cluster",
                      icon=":material/playlist_remove:"):
@@ -151,6 +156,21 @@ st.dataframe(pd.DataFrame([{"": r["now"], "stage": r["order"], "title": r["title
                             "features": ", ".join(r["features"]), "scope": ", ".join(r["scope"])}
                            for r in planning.stage_rows(plan)]),
              hide_index=True, width="stretch", height=38 + 35 * len(plan.stages))
+
+with st.expander("Promote this plan to another cluster", icon=":material/upgrade:"), \
+        st.form("promote_plan", border=False):
+    st.caption("The same stages and parameters, rendered and gated on the target's own objects; a stage starts there "
+               "only once it was done here (for real, not rehearsed) at least this long ago.")
+    to = st.text_input("Target cluster", help="The name its records are kept under, e.g. prod.")
+    to_source = st.text_input("Target source", help="How to read it: context:NAME, or a snapshot path.")
+    after = st.text_input("After", value="7d", help="How long a stage must have been done here first (7d, 12h).")
+    if st.form_submit_button("Promote") and (actor := ui.require_actor()):
+        with ui.errors("Not promoted"):
+            wait = timedelta(seconds=telemetry.window_seconds(after, zero=True))
+            promoted = planning.promote(store, plan, to, ui.load(to_source), wait, None, actor)
+            ui.flash(f"Plan **{promoted.name}** promoted to **{to}** with {len(promoted.stages)} stages"
+                     + (f"; {len(promoted.left_out)} step(s) left out there." if promoted.left_out else "."))
+            st.rerun()
 
 with st.expander("Delete this plan", icon=":material/delete:"), st.form("delete_plan", border=False):
     st.caption("The plan and its stages go; the audit trail keeps them, and the flags stay as they are.")

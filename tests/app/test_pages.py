@@ -129,6 +129,24 @@ def test_a_stage_is_rehearsed_on_the_overlay(app, store: Store):
     assert ("sidecar-injection", "legacy") not in {(f.feature, f.scope) for f in store.list_flags("demo")}
 
 
+def test_a_plan_is_promoted_from_the_plan_page(app, store: Store):
+    sign_in(app)
+    open_page(app, "plan")
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    field = {t.label: t for t in app.text_input}
+    field["Target cluster"].input("prod")
+    field["Target source"].input("demo")
+    field["After"].input("3d")
+    app.button(key="FormSubmitter:promote_plan-Promote").click().run()
+    assert not app.exception and not _errors(app), _errors(app)
+    assert any("promoted to **prod**" in s.value for s in app.success)
+    (source,) = store.list_plans("demo")
+    (promoted,) = store.list_plans("prod")
+    assert promoted.promoted_from == {"plan_id": source.id, "cluster": "demo", "name": source.name}
+    assert promoted.promotion_after == 3 * 86400 and promoted.created_by == "alice"
+    assert [s.title for s in promoted.stages] == [s.title for s in source.stages]
+
+
 def test_changes_need_a_name(app, store: Store):
     open_page(app, "plan")
     app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
