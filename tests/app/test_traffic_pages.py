@@ -9,10 +9,20 @@ import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from benchmarks.istio_metrics import free_port
-from planner.telemetry import DEMO_METRICS, MetricsFile, Thresholds, evidence, mtls_share_over_time, verify
+from benchmarks.istio_metrics import Flow, free_port, openmetrics
+from planner.telemetry import (
+    DEMO_METRICS,
+    HTTPTransport,
+    MetricsFile,
+    Prometheus,
+    Thresholds,
+    evidence,
+    mtls_share_over_time,
+    verify,
+)
 from state.store import Store
 from tests.app.conftest import APP, open_page, sign_in
+from tests.telemetry.conftest import now_minute, prometheus  # noqa: F401 (the fixture: a real Prometheus)
 
 
 def _use(app, value: str) -> None:
@@ -149,3 +159,49 @@ def test_plan_page_says_when_there_was_too_little_traffic(app, store):
     assert any(m.value.startswith(f"**Stage {order}:") and "too little traffic" in m.value for m in app.markdown)
     assert any("too little traffic to judge" in w.value for w in app.warning)
     assert len([s for s, _ in _charts(app) if "title" in s]) == 3  # the figures are still shown, not judged
+
+
+ORDERS = "orders.shop.svc.cluster.local"
+
+
+def _mesh_then_plaintext(since: float) -> list[Flow]:
+    """frontend → orders in mutual TLS throughout; a caller without a sidecar joins in plaintext at `since`, at a
+    quarter of the requests."""
+    return [Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 3),
+            Flow(None, ("shop", "orders"), ORDERS, 1, security="none", reporters=("destination",), start=since)]
+
+
+def test_the_mtls_share_over_time_from_a_real_prometheus(prometheus, no_telemetry, app):  # noqa: F811
+    since = now_minute() - 60 - 3600  # an hour before the last sample
+    url = prometheus(_mesh_then_plaintext(since))
+    shares = mtls_share_over_time(Prometheus(HTTPTransport(url)))
+    assert len(shares) >= 12  # three hours of samples, ten-minute steps, six hours asked for
+    before = [p.share for p in shares if p.at <= since]
+    after = [p.share for p in shares if p.at >= since + 600]
+    assert before and after
+    assert before == pytest.approx([100.0] * len(before))
+    assert after == pytest.approx([75.0] * len(after), abs=1.0)
+    # The Overview, given that Prometheus on the Settings page, draws those points.
+    open_page(app, "settings")
+    _use(app, url)
+    open_page(app, "overview")
+    [frame] = [f for _, f in _charts(app) if "mTLS share" in f.columns]
+    shown = list(frame["mTLS share"])
+    assert len(shown) == len(shares)
+    assert shown == pytest.approx([p.share / 100 for p in mtls_share_over_time(Prometheus(HTTPTransport(url)))],
+                                  abs=0.01)
+
+
+def test_one_reading_is_a_figure_not_a_line(tmp_path, no_telemetry, app):
+    end = now_minute()
+    one = tmp_path / "one.om"  # one sample per series: a single scrape
+    one.write_text("\n".join(line for line in openmetrics(_mesh_then_plaintext(0), end - 60, end)
+                             if not line.startswith("istio_request_duration")) + "\n")
+    shares = mtls_share_over_time(MetricsFile(one))
+    assert [round(p.share) for p in shares] == [75]
+    open_page(app, "settings")
+    _use(app, str(one))
+    open_page(app, "overview")
+    assert [m.value for m in app.metric if m.label == "Requests in mutual TLS"] == ["75.0%"]
+    assert any(c.value.startswith("One reading only") for c in app.caption)
+    assert not [f for _, f in _charts(app) if "mTLS share" in f.columns]
