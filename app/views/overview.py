@@ -107,6 +107,14 @@ with right:
     else:
         st.caption("No reading yet: the app keeps one each time adoption changes (at most one an hour otherwise).")
 
+def _ticks(points: list) -> list[dict]:
+    """Axis ticks on whole 10 minutes, half hours, hours…, whichever leaves at most seven (Vega-Lite DateTimes)."""
+    first, last = points[0].at, points[-1].at
+    step = 60 * next((m for m in (10, 30, 60, 120, 360, 720) if (last - first) / 60 / m <= 7), 1440)
+    return [{"year": t.year, "month": t.month, "date": t.day, "hours": t.hour, "minutes": t.minute, "utc": True}
+            for t in (pd.Timestamp(s, unit="s") for s in range(int(-(-first // step) * step), int(last) + 1, step))]
+
+
 st.subheader("Mutual TLS over time")
 with ui.errors("Could not read the telemetry"):
     if (read := traffic.mtls_share()) is None:
@@ -126,10 +134,11 @@ with ui.errors("Could not read the telemetry"):
                                "step to": f"{pd.Timestamp(p.at, unit='s'):%Y-%m-%d %H:%M} UTC",
                                "requests": count_text(p.requests)} for p in shares])
         st.vega_lite_chart(frame, {
-            "mark": {"type": "line", "point": True, "color": "#2e7d32"},
+            "mark": {"type": "line", "color": "#2e7d32", "point": {"color": "#2e7d32", "size": 50}},
             # The times are UTC, as the caption says (not the browser's zone).
             "encoding": {"x": {"field": "at", "type": "temporal", "title": None, "scale": {"type": "utc"},
-                               "axis": {"format": "%b %d %H:%M", "labelAngle": 0}},
+                               "axis": {"format": "%b %d %H:%M", "labelAngle": 0,
+                                        "values": _ticks(shares)}},
                          "y": {"field": "mTLS share", "type": "quantitative", "title": "requests in mTLS",
                                "axis": {"format": "%"}, "scale": {"domain": [0, 1]}},
                          "tooltip": [{"field": "step to"}, {"field": "mTLS share", "format": ".1%"},
