@@ -92,6 +92,10 @@ class Telemetry(Protocol):
     def now(self) -> float:
         """The time a window ending "now" ends at."""
 
+    def increase_steps(self, metric: str, by: tuple[str, ...], start: float, end: float, step: int,
+                       match: Matchers) -> list[tuple[float, Rows]]:
+        """`increase` over each step from `start` to `end`, as (the step's end, its rows), oldest first."""
+
 
 def _promql_matchers(match: Matchers) -> str:
     return ",".join(f'{k}=~"{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
@@ -108,6 +112,9 @@ class Prometheus:
     def query(self, promql: str, at: float) -> list[dict[str, Any]]:
         body = self.transport.get("/api/v1/query", {"query": promql, "time": f"{at:.3f}",
                                                     "timeout": f"{int(self.transport.timeout)}s"})
+        return self._answer(body, "vector")
+
+    def _answer(self, body: bytes, kind: str) -> list[dict[str, Any]]:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as e:
@@ -115,8 +122,8 @@ class Prometheus:
                                  "the Prometheus URL (http://host:9090)?") from e
         if data.get("status") != "success":
             raise TelemetryError(f"{self.label} refused the query: {data.get('error', data)}")
-        if data["data"]["resultType"] != "vector":
-            raise TelemetryError(f"{self.label} answered a {data['data']['resultType']}, not a vector")
+        if data["data"]["resultType"] != kind:
+            raise TelemetryError(f"{self.label} answered a {data['data']['resultType']}, not a {kind}")
         return data["data"]["result"]
 
     def increase(self, metric: str, by: tuple[str, ...], start: float, end: float, match: Matchers) -> Rows:
@@ -124,6 +131,21 @@ class Prometheus:
                   f"[{duration_text(end - start)}]))")
         return [(r["metric"], float(r["value"][1])) for r in self.query(promql, end)
                 if not math.isnan(float(r["value"][1]))]
+
+    def increase_steps(self, metric: str, by: tuple[str, ...], start: float, end: float, step: int,
+                       match: Matchers) -> list[tuple[float, Rows]]:
+        """The increase over each `step` from `start` to `end`: one range query (`/api/v1/query_range`)."""
+        promql = f"sum by ({','.join(by)}) (increase({metric}{{{_promql_matchers(match)}}}[{duration_text(step)}]))"
+        body = self.transport.get("/api/v1/query_range", {"query": promql, "start": f"{start:.3f}",
+                                                          "end": f"{end:.3f}", "step": str(step),
+                                                          "timeout": f"{int(self.transport.timeout)}s"})
+        data = self._answer(body, "matrix")
+        at: dict[float, Rows] = defaultdict(list)
+        for r in data:
+            for t, v in r["values"]:
+                if not math.isnan(float(v)):
+                    at[float(t)].append((r["metric"], float(v)))
+        return sorted(at.items(), key=lambda item: item[0])
 
     def reaches(self, end: float) -> bool:
         return end <= self.now()
@@ -261,6 +283,17 @@ class MetricsFile:
                 if value is not None:
                     sums[tuple(labels.get(k, "") for k in by)] += value
         return [(dict(zip(by, key)), v) for key, v in sums.items()]
+
+    def increase_steps(self, metric: str, by: tuple[str, ...], start: float, end: float, step: int,
+                       match: Matchers) -> list[tuple[float, Rows]]:
+        """The increase between each two of the file's own sample times in [start, end] (`step` is Prometheus's
+        resolution; a file has the one it was written at); without timestamps, one point: the counts so far."""
+        if self.last is None:
+            return [(self.now(), self.increase(metric, by, start, end, match))]
+        stamps = sorted({t for s in self.series.get(metric, ()) for t, _ in s.points if start <= t <= end})
+        if len(stamps) == 1:  # one reading: the counts from each series' start to it
+            return [(stamps[0], self.increase(metric, by, -math.inf, stamps[0], match))]
+        return [(b, self.increase(metric, by, a, b, match)) for a, b in zip(stamps, stamps[1:])]
 
     def reaches(self, end: float) -> bool:
         return self.last is not None and end <= self.last
@@ -484,6 +517,35 @@ def read_traffic(tel: Telemetry, window: int, end: float | None = None, match: M
 
 def count_text(n: float) -> str:
     return f"{n:,.0f}" if n >= 10 else f"{n:.1f}".rstrip("0").rstrip(".")
+
+
+# ---------------------------------------------------------------- mutual TLS over time
+
+
+@dataclass(frozen=True)
+class SharePoint:
+    """The requests the mesh's sidecars served in one step ending at `at`, and how many came in mutual TLS."""
+
+    at: float
+    requests: float
+    mtls_requests: float
+
+    @property
+    def share(self) -> float:
+        return 100.0 * self.mtls_requests / self.requests
+
+
+def mtls_share_over_time(tel: Telemetry, span: int = 6 * 3600, step: int = 600) -> list[SharePoint]:
+    """The share of requests in mutual TLS, step by step over the `span` to the telemetry's now, as the
+    destinations' sidecars counted them (a pod without a sidecar counts nothing); steps without requests are left
+    out."""
+    end = tel.now()
+    steps = tel.increase_steps(REQUESTS, ("connection_security_policy",), end - span, end, step,
+                               {"reporter": "destination"})
+    points = [SharePoint(at, sum(v for _, v in rows),
+                         sum(v for lb, v in rows if lb.get("connection_security_policy") == "mutual_tls"))
+              for at, rows in steps]
+    return [p for p in points if p.requests > 0]
 
 
 # ---------------------------------------------------------------- verification of a stage

@@ -12,11 +12,12 @@ from typing import Annotated
 
 import typer
 
-from app.commands import DbOpt, SourceOpt, cli
+from app.commands import DbOpt, PrometheusOpt, SourceOpt, TelemetryOpt, cli
 from planner.errors import MeshstepError
 from planner.sources import FILE_LIMIT
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+TELEMETRY_ENV = "MESHSTEP_TELEMETRY"
 
 
 def streamlit_args(port: int, address: str) -> list[str]:
@@ -89,6 +90,7 @@ def ui(
     allow_path: Annotated[list[Path] | None, typer.Option(
         "--allow-path", help="A directory whose files and subdirectories visitors may read as a source "
                              "(repeatable; none by default: they can upload a snapshot).")] = None,
+    prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None,
 ) -> None:
     """Run the web app: overview, inventory, plan, features, components, audit (Ctrl-C stops it)."""
     from streamlit.web import cli as streamlit_cli
@@ -98,6 +100,10 @@ def ui(
         os.environ["MESHSTEP_SOURCE"] = source
     if db:
         os.environ["MESHSTEP_DATABASE_URL"] = db
+    if prometheus and telemetry:
+        raise MeshstepError("give either --prometheus or --telemetry, not both")
+    if prometheus or telemetry:  # each session's telemetry until changed on the Settings page (app/traffic.py)
+        os.environ[TELEMETRY_ENV] = prometheus or telemetry
     for p in allow_path or ():
         if not p.is_dir():
             raise MeshstepError(f"--allow-path {p}: not a directory")

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import ui
+from app import traffic, ui
 from planner import revisions
 from planner.errors import MeshstepError
+from planner.telemetry import count_text
 from state import planning
 from state.drift import OBSERVED_NOT_RECORDED, recorded_and_drift
 
@@ -105,6 +106,48 @@ with right:
                    "one an hour.")
     else:
         st.caption("No reading yet: the app keeps one each time adoption changes (at most one an hour otherwise).")
+
+def _ticks(points: list) -> list[dict]:
+    """Axis ticks on whole 10 minutes, half hours, hours…, whichever leaves at most seven (Vega-Lite DateTimes)."""
+    first, last = points[0].at, points[-1].at
+    step = 60 * next((m for m in (10, 30, 60, 120, 360, 720) if (last - first) / 60 / m <= 7), 1440)
+    return [{"year": t.year, "month": t.month, "date": t.day, "hours": t.hour, "minutes": t.minute, "utc": True}
+            for t in (pd.Timestamp(s, unit="s") for s in range(int(-(-first // step) * step), int(last) + 1, step))]
+
+
+st.subheader("Mutual TLS over time")
+with ui.errors("Could not read the telemetry"):
+    if (read := traffic.mtls_share()) is None:
+        st.caption("No telemetry set: mTLS share and observed traffic are not shown. Set a Prometheus URL or a "
+                   "metrics file on the Settings page.")
+        st.page_link("views/settings.py", label="Set the telemetry", icon=":material/settings:")
+    elif not (shares := read[1]):
+        st.caption(f"No requests in the last 6 hours of {read[0]}: no mTLS share to show.")
+    elif len(shares) == 1:
+        [only] = shares
+        st.metric("Requests in mutual TLS", f"{only.share:.1f}%",
+                  help="Of the requests the destinations' sidecars served (a pod without a sidecar counts none).")
+        st.caption(f"One reading only ({count_text(only.requests)} requests to "
+                   f"{pd.Timestamp(only.at, unit='s'):%Y-%m-%d %H:%M} UTC, {read[0]}): no trend to draw yet.")
+    else:
+        frame = pd.DataFrame([{"at": pd.Timestamp(p.at, unit="s"), "mTLS share": p.share / 100,
+                               "step to": f"{pd.Timestamp(p.at, unit='s'):%Y-%m-%d %H:%M} UTC",
+                               "requests": count_text(p.requests)} for p in shares])
+        st.vega_lite_chart(frame, {
+            "mark": {"type": "line", "color": "#2e7d32", "point": {"color": "#2e7d32", "size": 50}},
+            # The times are UTC, as the caption says (not the browser's zone).
+            "encoding": {"x": {"field": "at", "type": "temporal", "title": None, "scale": {"type": "utc"},
+                               "axis": {"format": "%b %d %H:%M", "labelAngle": 0,
+                                        "values": _ticks(shares)}},
+                         "y": {"field": "mTLS share", "type": "quantitative", "title": "requests in mTLS",
+                               "axis": {"format": "%"}, "scale": {"domain": [0, 1]}},
+                         "tooltip": [{"field": "step to"}, {"field": "mTLS share", "format": ".1%"},
+                                     {"field": "requests"}]},
+        }, height=200)
+        last = shares[-1]
+        st.caption(f"{last.share:.1f}% of {count_text(last.requests)} requests in mutual TLS in the step to "
+                   f"{pd.Timestamp(last.at, unit='s'):%Y-%m-%d %H:%M} UTC; the rest plaintext or of unknown security. "
+                   f"As the destinations' sidecars counted them, {read[0]}.")
 
 # One table, not three: each feature and scope once, with what detection sees, what the team recorded, and the
 # drift between the two.

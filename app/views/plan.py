@@ -6,11 +6,61 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from app import findings, ui
+from app import findings, traffic, ui
 from planner import lifecycle, telemetry
 from planner import plan as planner
 from planner.errors import MeshstepError
+from planner.telemetry import count_text
 from state import planning
+
+# What a stage's verification compared (planning.advance keeps it in stage.data): each figure before and after.
+_FIGURES = (("success_rate", "Success rate", "%", "non-5xx share of the requests served"),
+            ("p99_ms", "p99 latency", "ms", "99th percentile of the request duration"),
+            ("mtls_share", "mTLS share", "%", "requests in mutual TLS"))
+_SAID = {"passed": ":green[:material/check_circle: no regression]", "regressed": ":red[:material/error: regressed]",
+         "insufficient": ":orange[:material/help: too little traffic to judge]",
+         "unavailable": ":gray[:material/remove_circle: not compared]"}
+
+
+def traffic_before_after(stage) -> None:
+    """A stage's verification as a chart per figure (before and after it was applied), or why there is none."""
+    v = stage.data["verification"]
+    before, after = v.get("before"), v.get("after")
+    st.markdown(f"**Stage {stage.order}: {stage.title}** — {_SAID.get(v['status'], v['status'])}")
+    if before is None or after is None:
+        st.info("Traffic not compared: " + " ".join(line.strip() for line in v["lines"]), icon=":material/info:")
+        return
+    for col, (key, title, unit, what) in zip(st.columns(len(_FIGURES)), _FIGURES):
+        frame = pd.DataFrame([{"window": w, title: f[key], "requests": count_text(f["requests"]),
+                               "from": f"{f['start']} to {f['end'][11:]}"}
+                              for w, f in (("before", before), ("after", after)) if f[key] is not None])
+        with col:
+            if frame.empty:
+                st.metric(title, "n/a", help=f"{what}: no requests in either window")
+                continue
+            y = {"field": title, "type": "quantitative", "title": unit,
+                 **({"scale": {"domain": [0, 100]}} if unit == "%" else {})}
+            st.vega_lite_chart(frame, {
+                "title": {"text": title, "subtitle": what, "anchor": "start"},
+                "encoding": {"x": {"field": "window", "type": "nominal", "sort": ["before", "after"], "title": None,
+                                   "axis": {"labelAngle": 0}}, "y": y},
+                # The figure written on each bar: a 0.5-point fall of the success rate is no visible bar height.
+                "layer": [{"mark": {"type": "bar", "tooltip": True},
+                           "encoding": {"color": {"field": "window", "type": "nominal", "legend": None,
+                                                  "scale": {"domain": ["before", "after"],
+                                                            "range": ["#9e9e9e", "#1f6fd1"]}}}},
+                          {"mark": {"type": "text", "dy": -8, "fontSize": 13},
+                           "encoding": {"text": {"field": title, "type": "quantitative",
+                                                 "format": ".2f" if unit == "%" else ".0f"}}}],
+            }, height=200)
+    if problems := [line.strip().removeprefix("✗ ") for line in v["lines"] if line.strip().startswith("✗")]:
+        st.error("\n".join(f"- {p}" for p in problems), icon=":material/error:")
+    if v["status"] == "insufficient":
+        st.warning(next((line for line in v["lines"] if "too little traffic" in line), v["lines"][-1]),
+                   icon=":material/help:")
+    with st.expander("The comparison as verification said it"):
+        st.code("\n".join(v["lines"]), language=None, wrap_lines=True)
+
 
 inv = ui.inventory()
 store = ui.store()
@@ -61,7 +111,7 @@ if plan.left_out:
                                for x in plan.left_out))
 
 try:
-    view = planning.next_view(plan, inv)
+    view = planning.next_view(plan, inv, traffic.stage_evidence())
 except MeshstepError as e:  # the stage's config cannot be rendered for this cluster (the message says why)
     view, failing = None, planning.current_stage(plan)
     st.error(f"Stage {failing.order} ({failing.title}) cannot be prepared for this cluster: {e}\n\nFix the cluster "
@@ -126,7 +176,8 @@ else:
         if st.form_submit_button(label, type="primary",
                                  icon=":material/arrow_forward:") and (actor := ui.require_actor()):
             with ui.errors("Not advanced"):
-                moved = planning.advance(store, plan, inv, actor, override or None, rehearse)
+                moved = planning.advance(store, plan, inv, actor, override or None, rehearse,
+                                         traffic.stage_evidence())
                 ui.flash(f"Stage {moved.order} is now **{moved.status}**"
                          + (" (rehearsal)." if rehearse else "."))
                 st.rerun()
@@ -156,6 +207,14 @@ st.dataframe(pd.DataFrame([{"": r["now"], "stage": r["order"], "title": r["title
                             "features": ", ".join(r["features"]), "scope": ", ".join(r["scope"])}
                            for r in planning.stage_rows(plan)]),
              hide_index=True, width="stretch", height=38 + 35 * len(plan.stages))
+
+st.subheader("Traffic before and after each stage")
+if verified := [s for s in plan.stages if "verification" in (s.data or {})]:
+    for verified_stage in verified:
+        traffic_before_after(verified_stage)
+else:
+    st.caption("No stage compared yet: with telemetry set (Settings), a stage's verification compares the success "
+               "rate, p99 latency and mTLS share of the requests its namespaces served before and after it.")
 
 with st.expander("Promote this plan to another cluster", icon=":material/upgrade:"), \
         st.form("promote_plan", border=False):

@@ -2,8 +2,27 @@
 observed traffic of the component or pod the Components page explains."""
 from __future__ import annotations
 
-from benchmarks.istio_metrics import free_port
-from tests.app.conftest import open_page
+import json
+
+import pandas as pd
+import pytest
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+from streamlit.testing.v1 import AppTest
+
+from benchmarks.istio_metrics import Flow, free_port, openmetrics
+from planner.telemetry import (
+    DEMO_METRICS,
+    HTTPTransport,
+    MetricsFile,
+    Prometheus,
+    Thresholds,
+    evidence,
+    mtls_share_over_time,
+    verify,
+)
+from state.store import Store
+from tests.app.conftest import APP, open_page, sign_in
+from tests.telemetry.conftest import now_minute, prometheus  # noqa: F401 (the fixture: a real Prometheus)
 
 
 def _use(app, value: str) -> None:
@@ -35,3 +54,154 @@ def test_components_shows_the_observed_edges_of_the_pod_it_explains(app, demo_in
     plain = edges[edges["security"] == "PLAINTEXT"]
     assert list(plain["source"]) == ["unknown (outside the mesh)"]
     assert "shop/frontend" in set(edges[edges["security"] == "mTLS"]["source"])
+
+
+def _charts(app) -> list[tuple[dict, pd.DataFrame]]:
+    """Each vega-lite chart on the page: its spec and the data it draws."""
+    return [(json.loads(c.proto.spec), convert_arrow_bytes_to_pandas_df(c.proto.data.data))
+            for c in app.get("vega_lite_chart")]
+
+
+@pytest.fixture
+def no_telemetry(monkeypatch):
+    monkeypatch.delenv("MESHSTEP_PROMETHEUS_URL", raising=False)
+    monkeypatch.delenv("MESHSTEP_TELEMETRY", raising=False)
+
+
+def test_overview_says_plainly_that_no_telemetry_is_set(no_telemetry, app):
+    assert any(c.value.startswith("No telemetry set") and "Settings page" in c.value for c in app.caption)
+    assert not any(m.label == "Requests in mutual TLS" for m in app.metric)
+
+
+def test_overview_draws_the_mtls_share_of_the_demo_telemetry_step_by_step(app):
+    open_page(app, "settings")
+    _use(app, "demo")
+    open_page(app, "overview")
+    assert not app.error
+    tel = MetricsFile(DEMO_METRICS)
+    expected = mtls_share_over_time(tel)
+    assert len(expected) == 5  # the demo file: six samples ten minutes apart, so five steps
+    [(spec, frame)] = [(s, f) for s, f in _charts(app) if "mTLS share" in f.columns]
+    assert spec["encoding"]["y"]["field"] == "mTLS share"
+    assert list(frame["mTLS share"]) == pytest.approx([p.share / 100 for p in expected])
+    assert [t.timestamp() for t in frame["at"].dt.tz_localize("UTC")] == [p.at for p in expected]
+    # legacy-billing calls orders in plaintext, everything else is mutual TLS: neither all nor nothing
+    assert 0.9 < frame["mTLS share"].iloc[-1] < 1
+
+
+def test_the_telemetry_meshstep_ui_was_given_is_each_session_s_first(monkeypatch, db_url):
+    monkeypatch.setenv("MESHSTEP_TELEMETRY", "demo")  # `meshstep ui --telemetry demo`
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    assert not at.exception and not at.error
+    assert at.session_state["telemetry"] == "demo"
+    assert any("in mutual TLS in the step to 2026-02-20 12:00 UTC" in c.value for c in at.caption)
+
+
+def _stage_with(store: Store, verification: dict) -> int:
+    """The demo's plan, its second stage recorded as verified with this verification (as planning.advance keeps
+    it): the page shows what the store holds."""
+    plan = store.list_plans("demo")[0]
+    stage = plan.stages[1]
+    store.transition_stage(stage.id, "verified", "alice", "exit check passed", stage.version,
+                           data={**(stage.data or {}), "verification": verification})
+    return stage.order
+
+
+def test_plan_page_charts_a_stage_before_and_after_from_its_verification(app, store):
+    sign_in(app)
+    open_page(app, "plan")
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    assert any(c.value.startswith("No stage compared yet") for c in app.caption)
+    # Applied 30 minutes before the demo file's last sample: 20-minute windows before and after fit in it.
+    tel = MetricsFile(DEMO_METRICS)
+    v = verify(tel, ["shop"], tel.now() - 1800, thresholds=Thresholds(window=1200))
+    assert v.status == "passed" and v.before.requests > 0
+    order = _stage_with(store, v.to_json())
+    open_page(app, "plan")
+    assert not app.error, [e.value for e in app.error]
+    assert any(m.value.startswith(f"**Stage {order}:") and "no regression" in m.value for m in app.markdown)
+    charts = {spec["title"]["text"]: frame for spec, frame in _charts(app) if "title" in spec}
+    assert set(charts) == {"Success rate", "p99 latency", "mTLS share"}
+    for title, figure in (("Success rate", "success_rate"), ("p99 latency", "p99_ms"), ("mTLS share", "mtls_share")):
+        frame = charts[title]
+        assert list(frame["window"]) == ["before", "after"]
+        assert list(frame[title]) == pytest.approx([getattr(v.before, figure), getattr(v.after, figure)])
+    assert charts["mTLS share"]["mTLS share"].iloc[0] < 100  # the demo's plaintext caller of orders
+
+
+def test_plan_page_says_when_traffic_was_not_compared(app, store):
+    sign_in(app)
+    open_page(app, "plan")
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    # A stage applied now, judged against the demo file (which ends in February): nothing to compare.
+    from datetime import UTC, datetime
+
+    v = evidence(None, "demo", None).verify([("mtls-strict", "shop")], datetime.now(UTC))
+    assert v.status == "unavailable"
+    order = _stage_with(store, v.to_json())
+    open_page(app, "plan")
+    assert any(m.value.startswith(f"**Stage {order}:") and "not compared" in m.value for m in app.markdown)
+    [info] = [i.value for i in app.info if i.value.startswith("Traffic not compared")]
+    assert "metrics file" in info and "ends at" in info
+    assert not [s for s, _ in _charts(app) if "title" in s]
+
+
+def test_plan_page_says_when_there_was_too_little_traffic(app, store):
+    sign_in(app)
+    open_page(app, "plan")
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    tel = MetricsFile(DEMO_METRICS)
+    v = verify(tel, ["shop"], tel.now() - 1800, thresholds=Thresholds(window=1200, min_requests=10**9))
+    assert v.status == "insufficient"
+    order = _stage_with(store, v.to_json())
+    open_page(app, "plan")
+    assert any(m.value.startswith(f"**Stage {order}:") and "too little traffic" in m.value for m in app.markdown)
+    assert any("too little traffic to judge" in w.value for w in app.warning)
+    assert len([s for s, _ in _charts(app) if "title" in s]) == 3  # the figures are still shown, not judged
+
+
+ORDERS = "orders.shop.svc.cluster.local"
+
+
+def _mesh_then_plaintext(since: float) -> list[Flow]:
+    """frontend → orders in mutual TLS throughout; a caller without a sidecar joins in plaintext at `since`, at a
+    quarter of the requests."""
+    return [Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 3),
+            Flow(None, ("shop", "orders"), ORDERS, 1, security="none", reporters=("destination",), start=since)]
+
+
+def test_the_mtls_share_over_time_from_a_real_prometheus(prometheus, no_telemetry, app):  # noqa: F811
+    since = now_minute() - 60 - 3600  # an hour before the last sample
+    url = prometheus(_mesh_then_plaintext(since))
+    shares = mtls_share_over_time(Prometheus(HTTPTransport(url)))
+    assert len(shares) >= 12  # three hours of samples, ten-minute steps, six hours asked for
+    before = [p.share for p in shares if p.at <= since]
+    after = [p.share for p in shares if p.at >= since + 600]
+    assert before and after
+    assert before == pytest.approx([100.0] * len(before))
+    assert after == pytest.approx([75.0] * len(after), abs=1.0)
+    # The Overview, given that Prometheus on the Settings page, draws those points.
+    open_page(app, "settings")
+    _use(app, url)
+    open_page(app, "overview")
+    [frame] = [f for _, f in _charts(app) if "mTLS share" in f.columns]
+    shown = list(frame["mTLS share"])
+    assert len(shown) == len(shares)
+    assert shown == pytest.approx([p.share / 100 for p in mtls_share_over_time(Prometheus(HTTPTransport(url)))],
+                                  abs=0.01)
+
+
+def test_one_reading_is_a_figure_not_a_line(tmp_path, no_telemetry, app):
+    end = now_minute()
+    one = tmp_path / "one.om"  # one sample per series: a single scrape
+    one.write_text("\n".join(line for line in openmetrics(_mesh_then_plaintext(0), end - 60, end)
+                             if not line.startswith("istio_request_duration")) + "\n")
+    shares = mtls_share_over_time(MetricsFile(one))
+    assert [round(p.share) for p in shares] == [75]
+    open_page(app, "settings")
+    _use(app, str(one))
+    open_page(app, "overview")
+    assert [m.value for m in app.metric if m.label == "Requests in mutual TLS"] == ["75.0%"]
+    assert any(c.value.startswith("One reading only") for c in app.caption)
+    assert not [f for _, f in _charts(app) if "mTLS share" in f.columns]
