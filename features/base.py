@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from planner.analysis import base as analysis
+from planner.analysis.base import Context, Message, analyze_checks, catalog_message, gate_checks, run
 from planner.analysis.common import per_inventory
 from planner.changes import clean, ref_of
 from planner.errors import MeshstepError
@@ -247,16 +247,16 @@ class Feature:
         return Rendered(self.id, scope, _shown(p), tuple(restore), tuple(delete),
                         tuple(self.notes(p, scope, inv, True)), rollback=True)
 
-    def checks(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> list[analysis.Message]:
+    def checks(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> list[Message]:
         """The gate: dependencies on in this scope (or mesh-wide), and the readiness checks that gate this feature."""
         msgs = []
         on = {(o.feature, o.scope) for o in observe(inv, self.depends_on)}
         for dep in self.depends_on:
             if not dependency_met(dep, scope, on):
-                msgs.append(analysis.catalog_message(
+                msgs.append(catalog_message(
                     "MST0003", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
                     f"{self.id} depends on {dep}, which is not on in {scope}", dependency=dep, scope=scope))
-        msgs += analysis.run(analysis.gate_checks(self.id), analysis.Context(inv, scope, dict(params), traffic))
+        msgs += run(gate_checks(self.id), Context(inv, scope, dict(params), traffic))
         return msgs
 
     def to_json(self) -> dict[str, Any]:
@@ -269,7 +269,7 @@ class Refused(MeshstepError):
     """A rendering the gate or the invariants refuse: the findings, and the YAML that was refused (None when the
     feature could not render at all)."""
 
-    def __init__(self, feature: str, scope: str, findings: list[analysis.Message], rendered: Rendered | None,
+    def __init__(self, feature: str, scope: str, findings: list[Message], rendered: Rendered | None,
                  reason: str = "") -> None:
         self.feature, self.scope, self.findings, self.rendered, self.reason = feature, scope, findings, rendered, reason
         super().__init__(f"{feature} cannot be turned on in {scope}: "
@@ -436,10 +436,10 @@ def overlay(inv: Inventory, objects: Iterable[dict[str, Any]], delete: Iterable[
     return per_inventory(inv, f"overlay {key}", lambda i: i.with_changes(apply=objects, delete=delete))
 
 
-def analysis_errors(inv: Inventory) -> list[analysis.Message]:
+def analysis_errors(inv: Inventory) -> list[Message]:
     """The error-level analysis findings of an inventory, found once."""
     return per_inventory(inv, "analysis-errors", lambda i: [
-        m for m in analysis.run(analysis.analyze_checks(), analysis.Context(i)) if m.level == "error"])
+        m for m in run(analyze_checks(), Context(i)) if m.level == "error"])
 
 
 # ---------------------------------------------------------------- validation
@@ -528,7 +528,7 @@ def object_key(o: dict[str, Any]) -> tuple[str, str | None, str]:
     return o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]
 
 
-def flagged(objects: list[dict[str, Any]], inv: Inventory) -> list[analysis.Message]:
+def flagged(objects: list[dict[str, Any]], inv: Inventory) -> list[Message]:
     """The analysis errors that blame one of `objects` once they are applied to the cluster."""
     if not objects:
         return []

@@ -13,7 +13,7 @@ import yaml
 from app.cli import main
 from features.base import apply, registry
 from planner import explain, plan, revisions
-from planner.analysis import base as analysis
+from planner.analysis.base import Context, Message, analyze_checks, run
 from planner.changes import clean
 from planner.inventory import Inventory, build_inventory
 from planner.model import Ref
@@ -27,9 +27,9 @@ def inv() -> Inventory:
     return build_inventory(load_snapshot(str(FIXTURE)))
 
 
-def codes(inventory: Inventory, prefix: str = "MST09") -> dict[str, list[analysis.Message]]:
-    out: dict[str, list[analysis.Message]] = {}
-    for m in analysis.run(analysis.analyze_checks(), analysis.Context(inventory)):
+def codes(inventory: Inventory, prefix: str = "MST09") -> dict[str, list[Message]]:
+    out: dict[str, list[Message]] = {}
+    for m in run(analyze_checks(), Context(inventory)):
         if m.code.startswith(prefix):
             out.setdefault(m.code, []).append(m)
     return out
