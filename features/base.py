@@ -2,7 +2,8 @@
 module registers its feature by defining a `Feature` subclass instance named `FEATURE`.
 
 A feature explains itself (problem, pitfalls, docs), gates itself (checks), renders the objects that turn it on
-for one scope of one cluster, rolls them back, and detects where it is really on."""
+for one scope of one cluster, rolls them back, and detects where it is really on. What it renders is validated
+by features.validation."""
 from __future__ import annotations
 
 import difflib

@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import planner.plan
+import plans.plan
 from features.base import registry, validate_params
-from planner import changes, lifecycle
+from planner import changes
 from planner.changes import ChangeSet
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
+from plans import lifecycle
 from state.models import Plan, Stage
 from state.store import FlagChange, Store
 
@@ -24,7 +25,7 @@ class GateBlocked(MeshstepError):
 
     exit_code = 1
 
-    def __init__(self, stage: Stage, result: planner.plan.GateResult):
+    def __init__(self, stage: Stage, result: plans.plan.GateResult):
         errors = [m for m in result.messages if m.level == "error"]
         lines = [f"stage {stage.order} ({stage.title}) is blocked by {len(errors)} failing check(s):"]
         lines += [f"  ✗ {m.code} {m.ref}: {m.message}\n      → {m.hint}" for m in errors]
@@ -39,9 +40,9 @@ class NotVerified(MeshstepError):
     exit_code = 1
 
 
-def stage_spec(stage: Stage) -> planner.plan.StageSpec:
-    return planner.plan.StageSpec(stage.title, stage.goal,
-                             tuple(planner.plan.Step(f["feature"], f["scope"], f.get("params") or {})
+def stage_spec(stage: Stage) -> plans.plan.StageSpec:
+    return plans.plan.StageSpec(stage.title, stage.goal,
+                             tuple(plans.plan.Step(f["feature"], f["scope"], f.get("params") or {})
                                    for f in stage.features))
 
 
@@ -57,7 +58,7 @@ def create(store: Store, cluster: str, inventory: Inventory, template: str, name
     """A new plan for a cluster from a template; stages already on in the cluster start as done, and their
     features are recorded on (where the team has recorded nothing for them yet), so that the flags say what the
     plan takes as done. The steps left out, with the reason, are kept with the plan (`Plan.left_out`)."""
-    draft = planner.plan.new_plan(template, inventory, namespaces)
+    draft = plans.plan.new_plan(template, inventory, namespaces)
     stages = [{"title": s.title, "goal": s.goal, "features": [st.to_json() for st in s.steps],
                "status": "done" if s.done else "planned", "data": {"found_on": True} if s.done else {}}
               for s in draft.stages]
@@ -67,11 +68,11 @@ def create(store: Store, cluster: str, inventory: Inventory, template: str, name
                              left_out=[x.to_json() for x in draft.left_out])
 
 
-def add_stage(store: Store, plan: Plan, inventory: Inventory, title: str, goal: str, steps: list[planner.plan.Step],
+def add_stage(store: Store, plan: Plan, inventory: Inventory, title: str, goal: str, steps: list[plans.plan.Step],
               actor: str) -> Stage:
     """Append a stage (a custom plan grows this way); the order rules are checked first."""
-    specs = [stage_spec(s) for s in plan.stages] + [planner.plan.StageSpec(title, goal, tuple(steps))]
-    planner.plan.check_order(specs, inventory)
+    specs = [stage_spec(s) for s in plan.stages] + [plans.plan.StageSpec(title, goal, tuple(steps))]
+    plans.plan.check_order(specs, inventory)
     return store.add_stage(plan.id, {"title": title, "goal": goal, "features": [s.to_json() for s in steps]},
                            actor, reason="stage added")
 
@@ -112,7 +113,7 @@ class Overlay:
         self._inventory = inventory
         self.rehearsal = rehearsal
         self._pending: list[dict[str, Any]] = []
-        self._configs: dict[int, planner.plan.StageConfig] = {}
+        self._configs: dict[int, plans.plan.StageConfig] = {}
 
     @property
     def inventory(self) -> Inventory:
@@ -121,13 +122,13 @@ class Overlay:
             self._pending = []
         return self._inventory
 
-    def config(self, stage: Stage) -> planner.plan.StageConfig:
+    def config(self, stage: Stage) -> plans.plan.StageConfig:
         """The stage's YAML and rollback: as taken when its gate passed, else rendered on the overlay now."""
         if stage.id not in self._configs:
             data = stage.data or {}
             self._configs[stage.id] = (
-                planner.plan.StageConfig(data["apply_yaml"], data["rollback_yaml"], tuple(data.get("notes", ())))
-                if "apply_yaml" in data else planner.plan.config(stage_spec(stage), self.inventory))
+                plans.plan.StageConfig(data["apply_yaml"], data["rollback_yaml"], tuple(data.get("notes", ())))
+                if "apply_yaml" in data else plans.plan.config(stage_spec(stage), self.inventory))
         return self._configs[stage.id]
 
     def add(self, stage: Stage) -> None:
@@ -199,8 +200,8 @@ def stage_rows(plan: Plan) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class NextView:
     stage: Stage
-    gate: planner.plan.GateResult
-    config: planner.plan.StageConfig
+    gate: plans.plan.GateResult
+    config: plans.plan.StageConfig
     changes: ChangeSet  # what the stage's YAML does to the overlay it starts from, object by object
 
 
@@ -215,7 +216,7 @@ def next_view(plan: Plan, inventory: Inventory, evidence: Any = None) -> NextVie
     cfg = overlay.config(stage)
     spec = stage_spec(stage)
     traffic = evidence.traffic(s.feature for s in spec.steps) if evidence else None
-    return NextView(stage, planner.plan.gate(spec, overlay.inventory, traffic), cfg,
+    return NextView(stage, plans.plan.gate(spec, overlay.inventory, traffic), cfg,
                     changes.diff(cfg.objects, cfg.deletions, overlay.inventory))
 
 
@@ -245,7 +246,7 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
     new = move.to
     if move.runs == "gate":
         start = overlay_at(plan, inventory, stage, rehearsal=rehearse).inventory
-        result = planner.plan.gate(spec, start, evidence.traffic(s.feature for s in spec.steps) if evidence else None)
+        result = plans.plan.gate(spec, start, evidence.traffic(s.feature for s in spec.steps) if evidence else None)
         data["gate"] = [m.to_json() for m in result.messages]
         if not result.passed and not override_reason:
             if stage.status != "blocked":
@@ -258,10 +259,10 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
             reason, override = "entry gate overridden", override_reason
         # Taken before anything is applied: the rollback that restores the cluster the stage starts from, and the
         # analysis errors already there, so that the exit check blames the stage only for errors it brought.
-        cfg = planner.plan.config(spec, start)
+        cfg = plans.plan.config(spec, start)
         data.update(apply_yaml=cfg.apply_yaml, rollback_yaml=cfg.rollback_yaml, notes=list(cfg.notes),
-                    baseline_errors=sorted(planner.plan.error_keys(start)))
-        if cfg.empty and planner.plan.exit_check(spec, start, data["baseline_errors"]).passed:
+                    baseline_errors=sorted(plans.plan.error_keys(start)))
+        if cfg.empty and plans.plan.exit_check(spec, start, data["baseline_errors"]).passed:
             new, reason = "done", reason + "; nothing to apply and the exit check passes"
             flags = [] if rehearse else [FlagChange(s.feature, s.scope, s.params, "on") for s in spec.steps]
     elif move.runs == "apply":
@@ -269,7 +270,7 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
         flags = [] if rehearse else [FlagChange(s.feature, s.scope, s.params, "enabling") for s in spec.steps]
     elif move.runs == "exit":
         now = overlay_at(plan, inventory, stage, including=True, rehearsal=True).inventory if rehearse else inventory
-        result = planner.plan.exit_check(spec, now, data.get("baseline_errors", ()))
+        result = plans.plan.exit_check(spec, now, data.get("baseline_errors", ()))
         traffic = None
         if evidence and not rehearse:
             traffic = evidence.verify([(s.feature, s.scope) for s in spec.steps], stage.updated_at)
@@ -333,8 +334,8 @@ def rollback(store: Store, plan: Plan, inventory: Inventory, actor: str, reason:
     cfg = overlay_at(plan, inventory, stage).config(stage)
     # The rollback restores the objects the stage changed and deletes those it created: nothing to undo when that
     # changes nothing in the cluster now (the stage's YAML was never applied there).
-    restore = planner.plan.objects_of(cfg.rollback_yaml)
-    created = planner.plan.deletions_of(cfg.rollback_yaml)
+    restore = plans.plan.objects_of(cfg.rollback_yaml)
+    created = plans.plan.deletions_of(cfg.rollback_yaml)
     undo = cfg.rollback_yaml if not changes.diff(restore, created, cluster_now(plan, inventory, stage)).empty else ""
     if plan.mode == "rehearsal":
         said = f"stage {stage.order} ({stage.title}) rolled back: its changes leave the plan's overlay"

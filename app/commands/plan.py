@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-import planner.plan
+import plans.plan
 from app.commands import (
     ActorOpt,
     ClusterOpt,
@@ -51,7 +51,7 @@ def _plan(name: str | None, source: str | None, cluster: str | None, db: str | N
 @plan_app.command("new")
 def plan_new(
     template: Annotated[str, typer.Option("--template",
-                                          help=f"{' | '.join(planner.plan.TEMPLATES)}")] = "routing-first",
+                                          help=f"{' | '.join(plans.plan.TEMPLATES)}")] = "routing-first",
     namespaces: Annotated[str | None, typer.Option("--namespaces", help="a,b,c (default: every application "
                                                                          "namespace)")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name of the plan (default: the template's).")] = None,
@@ -250,7 +250,7 @@ def plan_add(
     feat, params = feature_params(feature, sets)
     with _plan(name, source, cluster, db) as (inv, store, p):
         st = planning.add_stage(store, p, inv, title or f"{feat.title} in {scope}", goal or feat.problem,
-                                [planner.plan.Step(feature, scope, params)], actor_name(actor))
+                                [plans.plan.Step(feature, scope, params)], actor_name(actor))
     typer.echo(f"stage {st.order} added: {st.title}")
 
 

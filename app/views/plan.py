@@ -4,10 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-import planner.plan
+import plans.plan
 from app import findings, ui
-from planner import lifecycle
 from planner.errors import MeshstepError
+from plans import lifecycle
 from state import planning
 
 inv = ui.inventory()
@@ -32,10 +32,10 @@ if plan is None:
     st.info(f"No active plan for **{cluster}**. Make one from a template: stages already on in the cluster start "
             "as done.")
     with st.form("new_plan"):
-        template = st.selectbox("Template", list(planner.plan.TEMPLATES),
+        template = st.selectbox("Template", list(plans.plan.TEMPLATES),
                                 help="routing-first: injection and traffic management before mTLS; "
                                      "security-first: mTLS early; custom: start empty and add stages with the CLI.")
-        namespaces = st.multiselect("Namespaces", inv.namespace_names(), default=planner.plan.default_namespaces(inv),
+        namespaces = st.multiselect("Namespaces", inv.namespace_names(), default=plans.plan.default_namespaces(inv),
                                     help="The application namespaces the plan brings into the mesh.")
         name = st.text_input("Name", placeholder="the template's name")
         if st.form_submit_button("Create the plan", type="primary") and (actor := ui.require_actor()):

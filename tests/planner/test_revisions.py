@@ -12,12 +12,13 @@ import yaml
 
 from app.cli import main
 from features.base import apply, registry
-from planner import explain, plan, revisions
+from planner import explain, revisions
 from planner.analysis.base import Context, Message, analyze_checks, run
 from planner.changes import clean
 from planner.inventory import Inventory, build_inventory
 from planner.model import Ref
 from planner.sources import load_snapshot
+from plans import plan
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "upgrade" / "cluster.yaml"
 
