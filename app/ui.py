@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
+from app import rows
 from features.base import Observation, observe
-from planner import explain
 from planner.errors import MeshstepError, SourceError
 from planner.inventory import Inventory, build_inventory
 from planner.sources import default_source, load_snapshot
@@ -150,7 +150,7 @@ def _inventory_tables(reading: tuple[str, int]) -> dict[str, pd.DataFrame]:
     re-tabulated on every click."""
     import pandas as pd
 
-    return {name: pd.DataFrame(rows) for name, rows in explain.inventory_rows(_inventory(reading[0])).items()}
+    return {name: pd.DataFrame(rows) for name, rows in rows.inventory_rows(_inventory(reading[0])).items()}
 
 
 def inventory_tables() -> dict[str, pd.DataFrame]:

@@ -2,7 +2,8 @@
 module registers its feature by defining a `Feature` subclass instance named `FEATURE`.
 
 A feature explains itself (problem, pitfalls, docs), gates itself (checks), renders the objects that turn it on
-for one scope of one cluster, rolls them back, and detects where it is really on."""
+for one scope of one cluster, rolls them back, and detects where it is really on. What it renders is validated
+by features.validation."""
 from __future__ import annotations
 
 import difflib
@@ -17,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from planner.analysis import base as analysis
+from features.validation import validate_object
+from planner.analysis.base import Context, Message, analyze_checks, catalog_message, gate_checks, run
 from planner.analysis.common import per_inventory
 from planner.changes import clean, ref_of
 from planner.errors import MeshstepError
@@ -250,18 +252,18 @@ class Feature:
         return Rendered(self.id, scope, _shown(p), tuple(restore), tuple(delete),
                         tuple(self.notes(p, scope, inv, True)), rollback=True)
 
-    def checks(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> list[analysis.Message]:
+    def checks(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> list[Message]:
         """The gate: dependencies on in this scope (or mesh-wide), and the readiness checks that gate this feature."""
         msgs = []
         on = {(o.feature, o.scope) for o in observe(inv, [*self.depends_on, *providers(self.depends_on)])}
         for dep in self.depends_on:
             if not dependency_met(dep, scope, on):
-                msgs.append(analysis.catalog_message(
+                msgs.append(catalog_message(
                     "MST0003", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
                     f"{self.id} depends on {dep}, which is not on in {scope}"
                     + "".join(f" (nor {alt}, which stands in for it)" for alt in providers([dep])),
                     dependency=dep, scope=scope))
-        msgs += analysis.run(analysis.gate_checks(self.id), analysis.Context(inv, scope, dict(params), traffic))
+        msgs += run(gate_checks(self.id), Context(inv, scope, dict(params), traffic))
         return msgs
 
     def to_json(self) -> dict[str, Any]:
@@ -274,7 +276,7 @@ class Refused(MeshstepError):
     """A rendering the gate or the invariants refuse: the findings, and the YAML that was refused (None when the
     feature could not render at all)."""
 
-    def __init__(self, feature: str, scope: str, findings: list[analysis.Message], rendered: Rendered | None,
+    def __init__(self, feature: str, scope: str, findings: list[Message], rendered: Rendered | None,
                  reason: str = "") -> None:
         self.feature, self.scope, self.findings, self.rendered, self.reason = feature, scope, findings, rendered, reason
         super().__init__(f"{feature} cannot be turned on in {scope}: "
@@ -392,7 +394,7 @@ def providers(deps: Iterable[str]) -> list[str]:
 
 
 # The modules of this package that make the framework rather than a feature.
-FRAMEWORK = ("base", "invariants")
+FRAMEWORK = ("base", "invariants", "validation")
 
 
 @cache
@@ -448,99 +450,17 @@ def overlay(inv: Inventory, objects: Iterable[dict[str, Any]], delete: Iterable[
     return per_inventory(inv, f"overlay {key}", lambda i: i.with_changes(apply=objects, delete=delete))
 
 
-def analysis_errors(inv: Inventory) -> list[analysis.Message]:
+def analysis_errors(inv: Inventory) -> list[Message]:
     """The error-level analysis findings of an inventory, found once."""
     return per_inventory(inv, "analysis-errors", lambda i: [
-        m for m in analysis.run(analysis.analyze_checks(), analysis.Context(i)) if m.level == "error"])
-
-
-# ---------------------------------------------------------------- validation
-
-
-def _typed_model(api_version: str, kind: str) -> Any:
-    group, _, version = api_version.rpartition("/")
-    pkg = group.split(".")[0]
-    try:
-        mod = importlib.import_module(f"cloudcoil.models.istio.{pkg}.{version}")
-    except ImportError:
-        return None
-    return getattr(mod, kind, None)
-
-
-def validate_object(obj: dict[str, Any], inv: Inventory) -> None:
-    """Typed Istio models offline (cloudcoil), and the cluster's own CRD schema where it has a real one.
-
-    The cloudcoil models check types and enums but accept unknown fields, so a misspelt field only fails against
-    the CRD schema; kinds the models lack (none today) fall through to the schema alone."""
-    from pydantic import ValidationError
-
-    ref = f"{obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
-    model = _typed_model(obj["apiVersion"], obj["kind"]) if "istio.io/" in obj["apiVersion"] else None
-    if model is not None:
-        try:
-            model.model_validate(obj)
-        except ValidationError as e:
-            raise MeshstepError(f"rendered {ref} is not valid {obj['apiVersion']}: {e.errors()[0]['loc']}: "
-                                f"{e.errors()[0]['msg']}") from e
-    group, _, version = obj["apiVersion"].rpartition("/")
-    crd = next((c for c in inv.crds.values() if c.group == group and c.kind == obj["kind"]), None)
-    if crd is not None:
-        if version not in crd.served_versions:
-            raise MeshstepError(f"rendered {ref}: the cluster does not serve {obj['apiVersion']} "
-                                f"(served: {', '.join(crd.served_versions)})")
-        problem = schema_problem(obj, crd.schemas.get(version) or {}, "")
-        if problem:
-            raise MeshstepError(f"rendered {ref} does not match the cluster's CRD schema: {problem}")
-
-
-_IMPLICIT = ("apiVersion", "kind", "metadata")  # at the root, CRD schemas often leave these out
-
-
-def schema_problem(value: Any, schema: dict[str, Any], path: str) -> str | None:
-    """The first place where `value` breaks an openAPIV3Schema (types, enums, required, unknown fields)."""
-    if not schema or schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
-        return None
-    kind = schema.get("type")
-    types = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": (int, float)}
-    if schema.get("x-kubernetes-int-or-string"):
-        if not isinstance(value, (int, str)):
-            return f"{path or '.'}: expected an integer or a string"
-        return None
-    if (kind in types and not isinstance(value, types[kind])
-            or kind in ("integer", "number") and isinstance(value, bool)):
-        return f"{path or '.'}: expected {kind}, got {type(value).__name__}"
-    if "enum" in schema and value not in schema["enum"]:
-        return f"{path}: {value!r} is not one of {schema['enum']}"
-    if kind == "object" and isinstance(value, dict):
-        props = schema.get("properties") or {}
-        for req in schema.get("required") or ():
-            if req not in value:
-                return f"{path}.{req}: required"
-        for k, v in value.items():
-            if k in props:
-                problem = schema_problem(v, props[k], f"{path}.{k}")
-                if problem:
-                    return problem
-            elif props and not schema.get("additionalProperties") and not (path == "" and k in _IMPLICIT):
-                return f"{path}.{k}: unknown field"
-        if "additionalProperties" in schema and isinstance(schema["additionalProperties"], dict):
-            for k, v in value.items():
-                problem = schema_problem(v, schema["additionalProperties"], f"{path}.{k}")
-                if problem:
-                    return problem
-    if kind == "array" and isinstance(value, list) and "items" in schema:
-        for i, v in enumerate(value):
-            problem = schema_problem(v, schema["items"], f"{path}[{i}]")
-            if problem:
-                return problem
-    return None
+        m for m in run(analyze_checks(), Context(i)) if m.level == "error"])
 
 
 def object_key(o: dict[str, Any]) -> tuple[str, str | None, str]:
     return o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]
 
 
-def flagged(objects: list[dict[str, Any]], inv: Inventory) -> list[analysis.Message]:
+def flagged(objects: list[dict[str, Any]], inv: Inventory) -> list[Message]:
     """The analysis errors that blame one of `objects` once they are applied to the cluster."""
     if not objects:
         return []

@@ -18,8 +18,7 @@ from typing import Any
 
 from features._gateway_api import service_ref
 from features.base import Feature, Rendered, analysis_errors, apply
-from planner.analysis import base as analysis
-from planner.analysis.base import catalog_message
+from planner.analysis.base import Message, catalog_message
 from planner.analysis.callers import calls, refusal
 from planner.changes import clean, normalized_yaml, ref_of
 from planner.inventory import Inventory
@@ -29,7 +28,7 @@ _ROLLBACK = "rollback.meshstep.io/"
 
 
 def check(feature: Feature, params: dict[str, Any], scope: str, before: Inventory,
-          rendered: Rendered) -> list[analysis.Message]:
+          rendered: Rendered) -> list[Message]:
     """Every invariant the rendering breaks (an empty list when it keeps them all)."""
     after = apply(rendered, before)
     return [*config_lost(feature, before, rendered),
@@ -107,7 +106,7 @@ def _owned(patterns: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(re.escape(p).replace(r"\*", ".*") for p in patterns) or "(?!)")
 
 
-def config_lost(feature: Feature, before: Inventory, rendered: Rendered) -> Iterator[analysis.Message]:
+def config_lost(feature: Feature, before: Inventory, rendered: Rendered) -> Iterator[Message]:
     for o in rendered.objects:
         ref = ref_of(o)
         current = before.get(ref.kind, ref.namespace, ref.name)
@@ -156,7 +155,7 @@ def _http_to_other_ports(inv: Inventory) -> set[tuple[Ref, str, int]]:
     return out
 
 
-def http_to_other_ports(before: Inventory, after: Inventory, rendered: Rendered) -> Iterator[analysis.Message]:
+def http_to_other_ports(before: Inventory, after: Inventory, rendered: Rendered) -> Iterator[Message]:
     mine = {ref_of(o) for o in rendered.objects}
     for ref, svc, port in sorted(_http_to_other_ports(after) - _http_to_other_ports(before), key=str):
         if ref in mine:
@@ -168,7 +167,7 @@ def http_to_other_ports(before: Inventory, after: Inventory, rendered: Rendered)
 # ---------------------------------------------------------------- MST0812: callers with evidence
 
 
-def callers_refused(before: Inventory, after: Inventory) -> Iterator[analysis.Message]:
+def callers_refused(before: Inventory, after: Inventory) -> Iterator[Message]:
     for call in calls(before):
         if refusal(before, call) is not None:
             continue  # refused already: not this rendering's doing
@@ -182,7 +181,7 @@ def callers_refused(before: Inventory, after: Inventory) -> Iterator[analysis.Me
 # ---------------------------------------------------------------- MST0813: analysis
 
 
-def new_analysis_errors(before: Inventory, after: Inventory) -> Iterator[analysis.Message]:
+def new_analysis_errors(before: Inventory, after: Inventory) -> Iterator[Message]:
     was = {(m.code, str(m.ref), m.message) for m in analysis_errors(before)}
     for m in analysis_errors(after):
         if (m.code, str(m.ref), m.message) not in was:
@@ -194,7 +193,7 @@ def new_analysis_errors(before: Inventory, after: Inventory) -> Iterator[analysi
 
 
 def rollback_not_exact(feature: Feature, params: dict[str, Any], scope: str, before: Inventory, after: Inventory,
-                       rendered: Rendered) -> Iterator[analysis.Message]:
+                       rendered: Rendered) -> Iterator[Message]:
     undo = feature.rollback(params, scope, after)
     back = apply(undo, after)
     refs = dict.fromkeys([*map(ref_of, rendered.objects), *rendered.delete, *map(ref_of, undo.objects), *undo.delete])

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import JSON, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
-from planner import lifecycle
+from plans import lifecycle
 
 FLAG_STATES = ("off", "enabling", "on", "disabling")
 PLAN_STATUSES = ("active", "done", "abandoned")

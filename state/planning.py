@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import plans.plan
 from features.base import dependency_met, registry, validate_params
-from planner import changes, lifecycle, telemetry
-from planner import plan as planner
+from planner import changes, telemetry
 from planner.changes import ChangeSet
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
+from plans import lifecycle
 from state.models import Plan, Stage, utcnow
 from state.store import FlagChange, Store
 
@@ -25,7 +26,7 @@ class GateBlocked(MeshstepError):
 
     exit_code = 1
 
-    def __init__(self, stage: Stage, result: planner.GateResult):
+    def __init__(self, stage: Stage, result: plans.plan.GateResult):
         errors = [m for m in result.messages if m.level == "error"]
         lines = [f"stage {stage.order} ({stage.title}) is blocked by {len(errors)} failing check(s):"]
         lines += [f"  ✗ {m.code} {m.ref}: {m.message}\n      → {m.hint}" for m in errors]
@@ -40,15 +41,15 @@ class NotVerified(MeshstepError):
     exit_code = 1
 
 
-def stage_spec(stage: Stage) -> planner.StageSpec:
+def stage_spec(stage: Stage) -> plans.plan.StageSpec:
     return _spec({"title": stage.title, "goal": stage.goal, "features": stage.features})
 
 
-def _spec(stage: dict[str, Any]) -> planner.StageSpec:
+def _spec(stage: dict[str, Any]) -> plans.plan.StageSpec:
     """A stage as the store takes it (title, goal, features), as the planner reads it."""
-    return planner.StageSpec(stage["title"], stage["goal"],
-                             tuple(planner.Step(f["feature"], f["scope"], f.get("params") or {})
-                                   for f in stage["features"]))
+    return plans.plan.StageSpec(stage["title"], stage["goal"],
+                                tuple(plans.plan.Step(f["feature"], f["scope"], f.get("params") or {})
+                                      for f in stage["features"]))
 
 
 def found_on(stage: Stage) -> bool:
@@ -63,7 +64,7 @@ def create(store: Store, cluster: str, inventory: Inventory, template: str, name
     """A new plan for a cluster from a template; stages already on in the cluster start as done, and their
     features are recorded on (where the team has recorded nothing for them yet), so that the flags say what the
     plan takes as done. The steps left out, with the reason, are kept with the plan (`Plan.left_out`)."""
-    draft = planner.new_plan(template, inventory, namespaces)
+    draft = plans.plan.new_plan(template, inventory, namespaces)
     stages = [{"title": s.title, "goal": s.goal, "features": [st.to_json() for st in s.steps],
                "status": "done" if s.done else "planned", "data": {"found_on": True} if s.done else {}}
               for s in draft.stages]
@@ -73,11 +74,11 @@ def create(store: Store, cluster: str, inventory: Inventory, template: str, name
                              left_out=[x.to_json() for x in draft.left_out])
 
 
-def add_stage(store: Store, plan: Plan, inventory: Inventory, title: str, goal: str, steps: list[planner.Step],
+def add_stage(store: Store, plan: Plan, inventory: Inventory, title: str, goal: str, steps: list[plans.plan.Step],
               actor: str) -> Stage:
     """Append a stage (a custom plan grows this way); the order rules are checked first."""
-    specs = [stage_spec(s) for s in plan.stages] + [planner.StageSpec(title, goal, tuple(steps))]
-    planner.check_order(specs, inventory)
+    specs = [stage_spec(s) for s in plan.stages] + [plans.plan.StageSpec(title, goal, tuple(steps))]
+    plans.plan.check_order(specs, inventory)
     return store.add_stage(plan.id, {"title": title, "goal": goal, "features": [s.to_json() for s in steps]},
                            actor, reason="stage added")
 
@@ -92,10 +93,10 @@ def promote(store: Store, plan: Plan, cluster: str, inventory: Inventory, after:
     if cluster == plan.cluster:
         raise MeshstepError(f"plan {plan.name!r} is already on cluster {cluster}: promote it to another cluster")
     feats = registry()
-    observed = planner.observed_steps(inventory)
+    observed = plans.plan.observed_steps(inventory)
     known = set(inventory.namespace_names())
     stages: list[dict[str, Any]] = []
-    left_out: list[planner.LeftOut] = []
+    left_out: list[plans.plan.LeftOut] = []
     before: set[tuple[str, str]] = set()
     for stage in plan.stages:
         kept = []
@@ -114,7 +115,7 @@ def promote(store: Store, plan: Plan, cluster: str, inventory: Inventory, after:
                     why = (f"it depends on {', '.join(missing)}, which is not on in {step.scope} on cluster {cluster} "
                            "and no earlier stage of the promoted plan turns on")
             if why:
-                left_out.append(planner.LeftOut(stage.title, step.feature, step.scope, why))
+                left_out.append(plans.plan.LeftOut(stage.title, step.feature, step.scope, why))
             else:
                 kept.append(step)
         if stage.features and not kept:
@@ -124,7 +125,7 @@ def promote(store: Store, plan: Plan, cluster: str, inventory: Inventory, after:
         stages.append({"title": stage.title, "goal": stage.goal, "features": [s.to_json() for s in kept],
                        "status": "done" if done else "planned",
                        "data": {"promoted_from_stage": stage.id} | ({"found_on": True} if done else {})})
-    planner.check_order([_spec(s) for s in stages], inventory, observed)
+    plans.plan.check_order([_spec(s) for s in stages], inventory, observed)
     return store.create_plan(cluster, name or plan.name, plan.template, stages, actor,
                              reason=f"promoted from plan {plan.name!r} on cluster {plan.cluster}",
                              left_out=[x.to_json() for x in left_out], promoted_from=plan.id,
@@ -203,7 +204,7 @@ class Overlay:
         self._inventory = inventory
         self.rehearsal = rehearsal
         self._pending: list[dict[str, Any]] = []
-        self._configs: dict[int, planner.StageConfig] = {}
+        self._configs: dict[int, plans.plan.StageConfig] = {}
 
     @property
     def inventory(self) -> Inventory:
@@ -212,13 +213,13 @@ class Overlay:
             self._pending = []
         return self._inventory
 
-    def config(self, stage: Stage) -> planner.StageConfig:
+    def config(self, stage: Stage) -> plans.plan.StageConfig:
         """The stage's YAML and rollback: as taken when its gate passed, else rendered on the overlay now."""
         if stage.id not in self._configs:
             data = stage.data or {}
             self._configs[stage.id] = (
-                planner.StageConfig(data["apply_yaml"], data["rollback_yaml"], tuple(data.get("notes", ())))
-                if "apply_yaml" in data else planner.config(stage_spec(stage), self.inventory))
+                plans.plan.StageConfig(data["apply_yaml"], data["rollback_yaml"], tuple(data.get("notes", ())))
+                if "apply_yaml" in data else plans.plan.config(stage_spec(stage), self.inventory))
         return self._configs[stage.id]
 
     def add(self, stage: Stage) -> None:
@@ -290,8 +291,8 @@ def stage_rows(plan: Plan) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class NextView:
     stage: Stage
-    gate: planner.GateResult
-    config: planner.StageConfig
+    gate: plans.plan.GateResult
+    config: plans.plan.StageConfig
     changes: ChangeSet  # what the stage's YAML does to the overlay it starts from, object by object
 
 
@@ -306,7 +307,7 @@ def next_view(plan: Plan, inventory: Inventory, evidence: Any = None) -> NextVie
     cfg = overlay.config(stage)
     spec = stage_spec(stage)
     traffic = evidence.traffic(s.feature for s in spec.steps) if evidence else None
-    return NextView(stage, planner.gate(spec, overlay.inventory, traffic), cfg,
+    return NextView(stage, plans.plan.gate(spec, overlay.inventory, traffic), cfg,
                     changes.diff(cfg.objects, cfg.deletions, overlay.inventory))
 
 
@@ -340,7 +341,7 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
     new = move.to
     if move.runs == "gate":
         start = overlay_at(plan, inventory, stage, rehearsal=rehearse).inventory
-        result = planner.gate(spec, start, evidence.traffic(s.feature for s in spec.steps) if evidence else None)
+        result = plans.plan.gate(spec, start, evidence.traffic(s.feature for s in spec.steps) if evidence else None)
         data["gate"] = [m.to_json() for m in result.messages]
         if not result.passed and not override_reason:
             if stage.status != "blocked":
@@ -353,10 +354,10 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
             reason, override = "entry gate overridden", override_reason
         # Taken before anything is applied: the rollback that restores the cluster the stage starts from, and the
         # analysis errors already there, so that the exit check blames the stage only for errors it brought.
-        cfg = planner.config(spec, start)
+        cfg = plans.plan.config(spec, start)
         data.update(apply_yaml=cfg.apply_yaml, rollback_yaml=cfg.rollback_yaml, notes=list(cfg.notes),
-                    baseline_errors=sorted(planner.error_keys(start)))
-        if cfg.empty and planner.exit_check(spec, start, data["baseline_errors"]).passed:
+                    baseline_errors=sorted(plans.plan.error_keys(start)))
+        if cfg.empty and plans.plan.exit_check(spec, start, data["baseline_errors"]).passed:
             new, reason = "done", reason + "; nothing to apply and the exit check passes"
             flags = [] if rehearse else [FlagChange(s.feature, s.scope, s.params, "on") for s in spec.steps]
     elif move.runs == "apply":
@@ -364,7 +365,7 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
         flags = [] if rehearse else [FlagChange(s.feature, s.scope, s.params, "enabling") for s in spec.steps]
     elif move.runs == "exit":
         now = overlay_at(plan, inventory, stage, including=True, rehearsal=True).inventory if rehearse else inventory
-        result = planner.exit_check(spec, now, data.get("baseline_errors", ()))
+        result = plans.plan.exit_check(spec, now, data.get("baseline_errors", ()))
         traffic = None
         if evidence and not rehearse:
             traffic = evidence.verify([(s.feature, s.scope) for s in spec.steps], stage.updated_at)
@@ -428,8 +429,8 @@ def rollback(store: Store, plan: Plan, inventory: Inventory, actor: str, reason:
     cfg = overlay_at(plan, inventory, stage).config(stage)
     # The rollback restores the objects the stage changed and deletes those it created: nothing to undo when that
     # changes nothing in the cluster now (the stage's YAML was never applied there).
-    restore = planner.objects_of(cfg.rollback_yaml)
-    created = planner.deletions_of(cfg.rollback_yaml)
+    restore = plans.plan.objects_of(cfg.rollback_yaml)
+    created = plans.plan.deletions_of(cfg.rollback_yaml)
     undo = cfg.rollback_yaml if not changes.diff(restore, created, cluster_now(plan, inventory, stage)).empty else ""
     if plan.mode == "rehearsal":
         said = f"stage {stage.order} ({stage.title}) rolled back: its changes leave the plan's overlay"

@@ -39,17 +39,19 @@ def explain(
     """Every Istio component found, or one pod/workload/component in depth; with telemetry, the traffic observed
     (every edge, or the subject's), mTLS or plaintext per edge."""
     from planner import explain as ex
+    from planner import explain_render
 
     inv = load_inventory(source)
     report = ex.explain(inv, name)
     edges, missing = _observed(inv, report, prometheus, telemetry, window, name is not None)
     if format == ExplainFormat.json:
-        emit_json(ex.to_dict(report) | {"traffic": [e.to_json() for e in edges] if edges is not None else None,
-                                        **({"traffic_missing": missing} if missing else {})})
+        traffic = [e.to_json() for e in edges] if edges is not None else None
+        emit_json(explain_render.to_dict(report) | {"traffic": traffic,
+                                                    **({"traffic_missing": missing} if missing else {})})
     elif format == ExplainFormat.dot:
-        typer.echo(ex.to_dot(report.graph), nl=False)
+        typer.echo(explain_render.to_dot(report.graph), nl=False)
     elif format == ExplainFormat.markdown:
-        typer.echo(ex.to_markdown(report))
+        typer.echo(explain_render.to_markdown(report))
     elif name is None:
         # The overview: one row per component instance, the role once per component.
         emit_table([{"component": s.component.id, "plane": s.component.plane, "kind": i.kind,
@@ -58,7 +60,7 @@ def explain(
         typer.echo("\n" + "\n".join(f"{s.component.id}: {s.component.role}" for s in report.summaries))
         typer.echo("\n`meshstep explain NAME` explains one of them in depth.")
     else:
-        typer.echo(ex.to_text(report), nl=False)
+        typer.echo(explain_render.to_text(report), nl=False)
     if format == ExplainFormat.table:
         _show_traffic(edges, missing)
 

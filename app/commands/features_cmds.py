@@ -146,8 +146,8 @@ def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt =
     """What is on where: observed in the cluster, recorded as flags, and where the two disagree (drift)."""
     from features._mtls import mtls_modes
     from features.base import observe
-    from state.audit import params_text
     from state.drift import recorded_and_drift
+    from state.reports import params_text
 
     inv = load_inventory(source)
     observed = observe(inv)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+import plans.plan
 from app.commands import (
     ActorOpt,
     ClusterOpt,
@@ -28,7 +29,6 @@ from app.commands import (
     load_inventory,
     open_store,
 )
-from planner import plan as planner
 
 plan_app = typer.Typer(help="Staged adoption: one Istio feature at a time, gated, verified, reversible.",
                        no_args_is_help=True)
@@ -50,7 +50,8 @@ def _plan(name: str | None, source: str | None, cluster: str | None, db: str | N
 
 @plan_app.command("new")
 def plan_new(
-    template: Annotated[str, typer.Option("--template", help=f"{' | '.join(planner.TEMPLATES)}")] = "routing-first",
+    template: Annotated[str, typer.Option("--template",
+                                          help=f"{' | '.join(plans.plan.TEMPLATES)}")] = "routing-first",
     namespaces: Annotated[str | None, typer.Option("--namespaces", help="a,b,c (default: every application "
                                                                          "namespace)")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name of the plan (default: the template's).")] = None,
@@ -285,7 +286,7 @@ def plan_add(
     feat, params = feature_params(feature, sets)
     with _plan(name, source, cluster, db) as (inv, store, p):
         st = planning.add_stage(store, p, inv, title or f"{feat.title} in {scope}", goal or feat.problem,
-                                [planner.Step(feature, scope, params)], actor_name(actor))
+                                [plans.plan.Step(feature, scope, params)], actor_name(actor))
     typer.echo(f"stage {st.order} added: {st.title}")
 
 

@@ -48,7 +48,7 @@ def flags_list(cluster: ClusterOpt = None, db: DbOpt = None, format: FormatOpt =
     if format == Format.json:
         emit_json(rows)
         return
-    from state.audit import params_text
+    from state.reports import params_text
 
     emit_table([r | {"params": params_text(r["params"])} for r in rows],
                ["feature", "scope", "state", "params", "version", "changed_by", "changed_at", "reason"])
@@ -107,10 +107,10 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
                                          "(default: as every command's --source)")] = None,
               cluster: ClusterOpt = None, db: DbOpt = None) -> None:
     """The audit trail: who changed what, when and why."""
-    from state import audit
+    from state import audit, reports
     from state.store import Store
 
-    start = audit.parse_since(since) if since else None
+    start = reports.parse_since(since) if since else None
     store = Store.open(db, create=False)  # reading the trail never makes a database
     try:
         if verify:
@@ -129,10 +129,10 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
                           "no checkpoint of this database on this machine"),
                        err=export is not None)  # an export owns stdout
         if export == Export.markdown:
-            typer.echo(audit.export_markdown(store, start, _observed(source, cluster)), nl=False)
+            typer.echo(reports.export_markdown(store, start, _observed(source, cluster)), nl=False)
         elif export is not None:
             events = store.audit_events(start)
-            typer.echo(audit.export_csv(events) if export == Export.csv else audit.export_json(events), nl=False)
+            typer.echo(reports.export_csv(events) if export == Export.csv else reports.export_json(events), nl=False)
         elif not verify:
             emit_table([{"seq": ev.seq, "at": f"{ev.at:%Y-%m-%d %H:%M:%S}", "actor": ev.actor,
                          "action": ev.action, "target": ev.target, "reason": ev.reason}

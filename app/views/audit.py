@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app import ui
-from state import audit
+from state import audit, reports
 
 store = ui.store()
 events = store.audit_events()
@@ -18,11 +18,11 @@ bar = st.container(horizontal=True)
 verify_clicked = bar.button("Verify the chain", type="primary", icon=":material/lock:")
 # Built when clicked, not on every rerun (the report re-verifies the whole chain).
 observed = {ui.cluster(ui.inventory()): ui.observations()}
-bar.download_button("Markdown report", lambda: audit.export_markdown(store, observed=observed), "meshstep-audit.md",
+bar.download_button("Markdown report", lambda: reports.export_markdown(store, observed=observed), "meshstep-audit.md",
                     mime="text/markdown", icon=":material/download:")
-bar.download_button("CSV", lambda: audit.export_csv(events), "meshstep-audit.csv", mime="text/csv",
+bar.download_button("CSV", lambda: reports.export_csv(events), "meshstep-audit.csv", mime="text/csv",
                     icon=":material/download:")
-bar.download_button("JSON", lambda: audit.export_json(events), "meshstep-audit.json", mime="application/json",
+bar.download_button("JSON", lambda: reports.export_json(events), "meshstep-audit.json", mime="application/json",
                     icon=":material/download:")
 if verify_clicked:
     broken = audit.verify(store)

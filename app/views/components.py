@@ -7,7 +7,7 @@ from dataclasses import replace
 import streamlit as st
 
 from app import meshgraph, traffic, ui
-from planner import explain, telemetry
+from planner import explain, explain_render, telemetry
 
 inv = ui.inventory()
 
@@ -53,7 +53,7 @@ namespaces = f2.multiselect("Namespaces", sorted({ns for found in namespaces_of.
                             placeholder="all namespaces", key="graph_namespaces",
                             help="Only the connections of components with pods in these namespaces.")
 shown = meshgraph.visible(graph, planes, namespaces or None, namespaces_of)
-f3.download_button("DOT", explain.to_dot(shown), "meshstep-components.dot", mime="text/vnd.graphviz",
+f3.download_button("DOT", explain_render.to_dot(shown), "meshstep-components.dot", mime="text/vnd.graphviz",
                    icon=":material/download:", help="The graph as shown, for Graphviz: dot -Tsvg > mesh.svg "
                                                     "(as `meshstep explain --format dot`).")
 if shown.nodes:
@@ -74,7 +74,7 @@ name = st.selectbox("A component, or any pod", components + pods,
 with ui.errors():
     report = explain.explain(inv, name)
     # The graph is already drawn above; the markdown's own copy of it would repeat it as text.
-    text = explain.to_markdown(replace(report, graph=explain.Graph((), ())))
+    text = explain_render.to_markdown(replace(report, graph=explain.Graph((), ())))
     st.markdown(_demoted(text))
     observed = traffic.observed()  # the Settings page's telemetry, if any
     wanted = {w for s in report.subjects if (w := telemetry.workload_of(inv, s.ref))}

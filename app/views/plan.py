@@ -6,11 +6,12 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
+import plans.plan
 from app import findings, traffic, ui
-from planner import lifecycle, telemetry
-from planner import plan as planner
+from planner import telemetry
 from planner.errors import MeshstepError
 from planner.telemetry import count_text
+from plans import lifecycle
 from state import planning
 
 # What a stage's verification compared (planning.advance keeps it in stage.data): each figure before and after.
@@ -84,10 +85,10 @@ if plan is None:
     st.info(f"No active plan for **{cluster}**. Make one from a template: stages already on in the cluster start "
             "as done.")
     with st.form("new_plan"):
-        template = st.selectbox("Template", list(planner.TEMPLATES),
+        template = st.selectbox("Template", list(plans.plan.TEMPLATES),
                                 help="routing-first: injection and traffic management before mTLS; "
                                      "security-first: mTLS early; custom: start empty and add stages with the CLI.")
-        namespaces = st.multiselect("Namespaces", inv.namespace_names(), default=planner.default_namespaces(inv),
+        namespaces = st.multiselect("Namespaces", inv.namespace_names(), default=plans.plan.default_namespaces(inv),
                                     help="The application namespaces the plan brings into the mesh.")
         name = st.text_input("Name", placeholder="the template's name")
         if st.form_submit_button("Create the plan", type="primary") and (actor := ui.require_actor()):

@@ -109,13 +109,13 @@ _ENTRIES = (
           "The cluster has neither Istio's CRDs nor an istiod.",
           "Every later stage configures Istio: without it nothing meshstep renders is acted on.",
           "Install Istio (istioctl install --set profile=default) and re-read the cluster.",
-          "the install stage (planner/plan.py)"),
+          "the install stage (plans/plan.py)"),
     Entry("MST0002", "IstiodNotReady", "error", (),
           "An istiod revision has pods, none of them ready.",
           "istiod injects sidecars, pushes config and signs certificates: a stage applied now does nothing, and "
           "new pods in injected namespaces fail to start.",
           "Find out why with kubectl -n {namespace} describe pods -l app=istiod, and fix it before any stage.",
-          "the install stage (planner/plan.py)"),
+          "the install stage (plans/plan.py)"),
     Entry("MST0003", "DependencyNotOn", "error", (),
           "A stage turns on a feature whose prerequisite is not on in its scope (nor mesh-wide).",
           "Features build on each other (STRICT mTLS needs sidecars, traffic shifting needs routing): without the "

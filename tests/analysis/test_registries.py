@@ -12,8 +12,8 @@ from planner.analysis import base
 from planner.analysis.catalog import CATALOG
 from planner.inventory import build_inventory
 from planner.model import Ref
-from planner.plan import install_messages
 from planner.sources import load_snapshot
+from plans.plan import install_messages
 
 
 def test_a_family_module_that_registers_no_check_is_an_error(monkeypatch):

@@ -228,7 +228,7 @@ def _rehearse_in_the_app(pg, template: str, shots: Path) -> None:
 
     from playwright.sync_api import Error as PlaywrightError
 
-    from planner import lifecycle
+    from plans import lifecycle
 
     labels = {m.says(True)[0] for m in lifecycle.ADVANCE.values()}
     advance = pg.get_by_role("button", name=re.compile("^(" + "|".join(map(re.escape, labels)) + ")$"))

@@ -375,7 +375,7 @@ def test_components_graph_filters_by_plane_and_namespace(app, demo_inventory: In
     assert 'data-ends="sidecar istiod"' in payments and 'data-ends="prometheus sidecar"' in payments
     assert 'data-ends="kiali grafana"' not in payments and 'data-ends="istiod kube-apiserver"' not in payments
     dot = next(b for b in app.get("download_button") if b.proto.label == "DOT")
-    assert dot  # the DOT export is kept (its content is explain.to_dot's, tested in tests/planner)
+    assert dot  # the DOT export is kept (its content is explain_render.to_dot's, tested in tests/planner)
 
 
 def test_inventory_says_what_istio_s_own_pods_are(app, demo_inventory: Inventory):

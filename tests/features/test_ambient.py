@@ -9,11 +9,11 @@ import json
 import pytest
 
 from features.base import Refused, apply, registry, validate_object
-from planner import plan
 from planner.analysis import base as analysis
 from planner.analysis.ambient import waypoint_for
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
+from plans import plan
 from tests.features.corpus import ambient
 
 TRAFFIC = ("ingress-gateway", "request-routing", "traffic-shifting", "timeouts-retries")

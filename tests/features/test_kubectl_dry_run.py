@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 
 from features.base import apply, registry
-from planner import plan
 from planner.inventory import Inventory, build_inventory
 from planner.sources import load_snapshot
+from plans import plan
 from tests.features.corpus import ambient
 from tests.features.test_lifecycle import case, cluster_for, with_dependencies
 from tests.kubectl import kubectl

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from features.base import MESH, Feature, apply, registry, validate_object
+from features.base import MESH, Feature, apply, registry
+from features.validation import validate_object
 from planner.inventory import Inventory
 
 # feature → (scope, params): a scope of the demo cluster where the feature is off, and what it needs to render.

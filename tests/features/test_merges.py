@@ -11,7 +11,7 @@ import yaml
 
 from features import invariants
 from features.base import MESH, Feature, Refused, apply, registry
-from planner.analysis import base as analysis
+from planner.analysis.base import Message
 from planner.changes import normalized_yaml
 from planner.inventory import Inventory
 from planner.model import Ref
@@ -353,7 +353,7 @@ def test_losing_a_gateway_binding_and_its_host_is_refused(demo_inventory):
     rendered = f.render({}, "shop", demo_inventory)
     found = [m for m in invariants.check(f, {}, "shop", demo_inventory, rendered) if m.code == "MST0810"]
     assert found and "gateways/shop-gateway" in found[0].message and "hosts/shop.example.com" in found[0].message
-    assert found[0].level == "error" and analysis.Message.url
+    assert found[0].level == "error" and Message.url
 
 
 def test_every_invariant_holds_for_a_plain_rendering(demo_inventory):

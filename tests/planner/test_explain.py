@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
+from app.rows import inventory_rows
 from planner import explain as ex
+from planner import explain_render
 from planner.components import CATALOG, PEERS, XDS_CLIENTS
 from planner.inventory import build_inventory
 from planner.sources import files_snapshot, load_snapshot
@@ -228,7 +230,7 @@ def test_istios_own_install_is_explained_from_workloads_alone():
 def test_the_demo_cluster_is_explained_and_drawn(capsys):
     inv = build_inventory(load_snapshot("demo"))
     _assert_all_explained(inv)
-    _assert_dot(ex.to_dot(ex.graph(inv)), {c.component for c in inv.components})
+    _assert_dot(explain_render.to_dot(ex.graph(inv)), {c.component for c in inv.components})
     code, out, _ = run(capsys, "explain", "--source", "demo", "--format", "markdown")
     assert code == 0 and "```dot" in out
 
@@ -288,7 +290,7 @@ def test_graph_has_only_what_is_present():
     assert "ztunnel" not in present and "sidecar" not in present
     assert all((e.source in present or e.source in PEERS) and (e.target in present or e.target in PEERS)
                for e in g.edges)
-    _assert_dot(ex.to_dot(g), present)
+    _assert_dot(explain_render.to_dot(g), present)
 
 
 def test_waypoint_says_what_uses_it(inv):
@@ -363,7 +365,7 @@ def test_the_inject_label_wins_over_the_annotation_as_for_the_injector(demo_inve
 
 
 def test_inventory_rows_say_what_of_each_thing_is_in_the_mesh(demo_inventory):
-    rows = ex.inventory_rows(demo_inventory)
+    rows = inventory_rows(demo_inventory)
     assert sum(r["in mesh"] for r in rows["Pods"]) == demo_inventory.report()["counts"]["pods_in_mesh"]
     shop = next(r for r in rows["Namespaces"] if r["namespace"] == "shop")
     assert shop["pods in mesh"] == sum(r["in mesh"] for r in rows["Pods"] if r["namespace"] == "shop") > 0

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 import app.commands.plan as plan_cmd
+import plans.plan
 from app.cli import main
 from features.base import registry
-from planner import plan as planner
 from planner.errors import MeshstepError
 from planner.inventory import build_inventory
 from planner.sources import load_snapshot
@@ -124,7 +124,7 @@ def test_full_walk_up_to_strict_mtls(cli):
     cluster.restart_with_sidecars("legacy")
     stage = _walk_stage(cli, cluster)
     assert "mode: STRICT" in stage["apply_yaml"]
-    assert ("mtls-strict", "shop") in planner.observed_steps(cluster.inv)
+    assert ("mtls-strict", "shop") in plans.plan.observed_steps(cluster.inv)
 
     flags = {(f["feature"], f["scope"]): f["state"]
              for f in json.loads(cli("flags", "list", "--format", "json")[1])}
@@ -206,7 +206,7 @@ def test_not_verified_until_applied_then_rollback_restores_flags(cli):
 
 @pytest.mark.parametrize("template", ["routing-first", "security-first"])
 def test_templates_respect_the_order_rules(demo, template):
-    stages = planner.new_plan(template, demo, ["shop", "legacy"]).stages
+    stages = plans.plan.new_plan(template, demo, ["shop", "legacy"]).stages
     first = {}
     for i, stage in enumerate(stages):
         for step in stage.steps:
@@ -227,11 +227,11 @@ def test_a_stage_cannot_come_before_what_it_depends_on(demo, bad, good, message)
     inv = demo.with_changes(delete=[o.ref for o in demo.istio_config()])
 
     def stages(order):
-        return [planner.StageSpec(f, "", (planner.Step(f, "legacy"),)) for f in order]
+        return [plans.plan.StageSpec(f, "", (plans.plan.Step(f, "legacy"),)) for f in order]
 
     with pytest.raises(MeshstepError, match=message):
-        planner.check_order(stages(bad), inv)
-    planner.check_order(stages(good), inv)
+        plans.plan.check_order(stages(bad), inv)
+    plans.plan.check_order(stages(good), inv)
 
 
 def test_custom_plan_grows_stage_by_stage_and_refuses_bad_order(cli):
@@ -264,23 +264,23 @@ def test_export_writes_every_stage_and_its_rollback(cli, tmp_path):
 
 def test_every_feature_in_a_template_is_in_the_catalog():
     feats = registry()
-    for blueprints in planner.TEMPLATES.values():
+    for blueprints in plans.plan.TEMPLATES.values():
         for bp in blueprints:
             assert set(bp.features) <= set(feats)
 
 
 def test_steps_sharing_an_object_extend_it_instead_of_overwriting_it(demo):
     # metrics, tracing and access logs all live in the namespace's selector-less Telemetry
-    stage = planner.StageSpec("See payments' traffic", "", tuple(
-        planner.Step(f, "payments") for f in ("metrics", "tracing", "access-logging")))
-    cfg = planner.config(stage, demo)
+    stage = plans.plan.StageSpec("See payments' traffic", "", tuple(
+        plans.plan.Step(f, "payments") for f in ("metrics", "tracing", "access-logging")))
+    cfg = plans.plan.config(stage, demo)
     docs = [d for d in yaml.safe_load_all(cfg.apply_yaml) if d]
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("Telemetry", "namespace-default")]
     assert set(docs[0]["spec"]) == {"metrics", "tracing", "accessLogging"}
     assert cfg.rollback_yaml.count("kubectl delete telemetry namespace-default") == 1
     after = Cluster(demo)
     after.apply(cfg.apply_yaml)
-    assert planner.exit_check(stage, after.inv, planner.error_keys(demo)).passed
+    assert plans.plan.exit_check(stage, after.inv, plans.plan.error_keys(demo)).passed
 
 
 # ---------------------------------------------------------------- safe changes: the plan on its overlay (issue 12)
@@ -320,15 +320,15 @@ def dry_run(tmp_path):
 def test_a_stage_of_several_steps_is_one_yaml_document_per_object(demo, tmp_path, dry_run):
     # Two steps, two objects each: the renderings were joined with no `---` between them, so YAML readers kept one
     # object per step and kubectl refused the file (mapping key "apiVersion" already defined).
-    stage = planner.StageSpec("Ingress", "", (planner.Step("ingress-gateway", "legacy"),
-                                              planner.Step("ingress-gateway", "payments")))
-    for text in (planner.config(stage, demo).apply_yaml, planner.config(stage, demo).rollback_yaml):
+    stage = plans.plan.StageSpec("Ingress", "", (plans.plan.Step("ingress-gateway", "legacy"),
+                                              plans.plan.Step("ingress-gateway", "payments")))
+    for text in (plans.plan.config(stage, demo).apply_yaml, plans.plan.config(stage, demo).rollback_yaml):
         path = tmp_path / "stage.yaml"
         path.write_text(text)
         assert _objects_and_headers(text)[0] == _objects_and_headers(text)[1]
         if _objects_and_headers(text)[0]:
             assert dry_run(path)[0] == 0, dry_run(path)[1]
-    assert _objects_and_headers(planner.config(stage, demo).apply_yaml) == (4, 4)
+    assert _objects_and_headers(plans.plan.config(stage, demo).apply_yaml) == (4, 4)
 
 
 def test_export_of_the_demo_is_multi_document_yaml_that_kubectl_accepts(cli, tmp_path, dry_run):
@@ -360,18 +360,19 @@ def test_each_stage_is_rendered_on_the_overlay_of_the_stages_before_it(cli, demo
         if path is None:
             continue
         spec = planning.stage_spec(stage)
-        assert planner.config(spec, now).apply_yaml == path.read_text(), stage.title
-        now = now.with_changes(apply=planner.objects_of(path.read_text()))
-        assert planner.pending_steps(spec, now) == [], f"{stage.title}: not on once its file is applied"
+        assert plans.plan.config(spec, now).apply_yaml == path.read_text(), stage.title
+        now = now.with_changes(apply=plans.plan.objects_of(path.read_text()))
+        assert plans.plan.pending_steps(spec, now) == [], f"{stage.title}: not on once its file is applied"
 
 
 def test_a_feature_already_on_in_a_stage_is_recognised_not_refused(demo):
     # The demo's shop already has its ingress (shop-gateway): rendering it again was refused (IST0145).
-    stage = planner.StageSpec("Ingress", "", tuple(planner.Step("ingress-gateway", ns) for ns in ("shop", "payments")))
-    cfg = planner.config(stage, demo)
-    assert cfg.skipped == (planner.Step("ingress-gateway", "shop"),)
+    steps = tuple(plans.plan.Step("ingress-gateway", ns) for ns in ("shop", "payments"))
+    stage = plans.plan.StageSpec("Ingress", "", steps)
+    cfg = plans.plan.config(stage, demo)
+    assert cfg.skipped == (plans.plan.Step("ingress-gateway", "shop"),)
     assert {o["metadata"]["namespace"] for o in cfg.objects} == {"payments"}
-    assert planner.pending_steps(stage, demo) == [planner.Step("ingress-gateway", "payments")]
+    assert plans.plan.pending_steps(stage, demo) == [plans.plan.Step("ingress-gateway", "payments")]
 
 
 def test_rollback_of_a_fresh_plan_does_not_undo_what_was_on_before_it(cli):

@@ -12,12 +12,13 @@ import yaml
 
 from app.cli import main
 from features.base import apply, registry
-from planner import explain, plan, revisions
-from planner.analysis import base as analysis
+from planner import explain, revisions
+from planner.analysis.base import Context, Message, analyze_checks, run
 from planner.changes import clean
 from planner.inventory import Inventory, build_inventory
 from planner.model import Ref
 from planner.sources import load_snapshot
+from plans import plan
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "upgrade" / "cluster.yaml"
 
@@ -27,9 +28,9 @@ def inv() -> Inventory:
     return build_inventory(load_snapshot(str(FIXTURE)))
 
 
-def codes(inventory: Inventory, prefix: str = "MST09") -> dict[str, list[analysis.Message]]:
-    out: dict[str, list[analysis.Message]] = {}
-    for m in analysis.run(analysis.analyze_checks(), analysis.Context(inventory)):
+def codes(inventory: Inventory, prefix: str = "MST09") -> dict[str, list[Message]]:
+    out: dict[str, list[Message]] = {}
+    for m in run(analyze_checks(), Context(inventory)):
         if m.code.startswith(prefix):
             out.setdefault(m.code, []).append(m)
     return out

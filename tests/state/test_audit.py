@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from planner.errors import MeshstepError
-from state import audit
+from state import audit, reports
 from state.drift import OBSERVED_NOT_RECORDED
 from state.models import AuditEvent
 
@@ -90,11 +90,11 @@ def test_writes_continue_the_chain(trail):
 
 def test_json_and_csv_exports(trail):
     events = trail.audit_events()
-    exported = json.loads(audit.export_json(events))
+    exported = json.loads(reports.export_json(events))
     assert [e["seq"] for e in exported] == [1, 2, 3, 4, 5]
     assert exported[2]["before"]["params"] == {"mode": "STRICT"} and exported[2]["actor"] == "bob"
-    rows = list(csv.DictReader(io.StringIO(audit.export_csv(events))))
-    assert list(rows[0]) == list(audit.EXPORT_FIELDS)
+    rows = list(csv.DictReader(io.StringIO(reports.export_csv(events))))
+    assert list(rows[0]) == list(reports.EXPORT_FIELDS)
     assert rows[4]["action"] == "flag.unset" and rows[4]["after"] == "null"
     assert json.loads(rows[3]["after"])["params"] == {"sampling": 1.0}
     assert rows[1]["hash"] == exported[1]["hash"] == events[1].hash
@@ -103,9 +103,9 @@ def test_json_and_csv_exports(trail):
 def test_since_filters_events(trail):
     assert len(trail.audit_events(datetime.now(UTC) - timedelta(hours=1))) == 5
     assert trail.audit_events(datetime.now(UTC) + timedelta(hours=1)) == []
-    assert audit.parse_since("2024-03-01") == datetime(2024, 3, 1, tzinfo=UTC)
+    assert reports.parse_since("2024-03-01") == datetime(2024, 3, 1, tzinfo=UTC)
     with pytest.raises(MeshstepError, match="not a date"):
-        audit.parse_since("last tuesday")
+        reports.parse_since("last tuesday")
 
 
 def test_markdown_report(trail):
@@ -113,7 +113,7 @@ def test_markdown_report(trail):
     trail.set_flag("demo", "egress-registry-only", "mesh", {}, "disabling", "erin", "blocks payments")
     observed = {"demo": [SimpleNamespace(feature="tracing", scope="mesh", params={"sampling": 1.0},
                                          evidence=["Telemetry istio-system/mesh-default"])]}
-    report = audit.export_markdown(trail, observed=observed)
+    report = reports.export_markdown(trail, observed=observed)
     assert "hash chain verified" in report and "7 events" in report
     on = next(line for line in report.splitlines() if line.startswith("| demo | mtls-strict"))
     # On since the event that turned it on (alice's), not the later parameter changes.
@@ -122,8 +122,8 @@ def test_markdown_report(trail):
     assert "## Drift in demo" in report and "Telemetry istio-system/mesh-default" in report
     assert f"| {OBSERVED_NOT_RECORDED} | tracing | mesh |" in report
 
-    later = audit.export_markdown(trail, since=datetime.now(UTC) + timedelta(hours=1))
+    later = reports.export_markdown(trail, since=datetime.now(UTC) + timedelta(hours=1))
     assert "## Events\n\n(none)" in later and "| demo | mtls-strict" in later
 
     _sql(trail, "UPDATE audit_events SET reason = 'x' WHERE seq = 2")
-    assert "**hash chain broken: event 2 was altered**" in audit.export_markdown(trail)
+    assert "**hash chain broken: event 2 was altered**" in reports.export_markdown(trail)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from planner import lifecycle
 from planner.errors import MeshstepError
+from plans import lifecycle
 from state.models import STAGE_STATUSES
 from state.store import Store
 

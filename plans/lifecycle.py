@@ -1,5 +1,5 @@
 """A plan stage's lifecycle as data: its statuses, the step each status moves on by (what it runs, where it goes,
-the button that takes it and what it does), and the other moves allowed. `state.models`, `planner.plan`,
+the button that takes it and what it does), and the other moves allowed. `state.models`, `plans.plan`,
 `state.planning.advance` and the Plan page all read this table; none spells the lifecycle out on its own."""
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from features.base import Rendered, apply, dependency_met, flagged, object_key, observe, registry
-from planner.analysis import base as analysis
+from planner.analysis.base import LEVELS, Context, Message, analyze_checks, catalog_message, gate_checks, run
 from planner.analysis.common import SYSTEM_NAMESPACES
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
@@ -263,7 +263,7 @@ def check_order(stages: list[StageSpec], inventory: Inventory, observed: set[tup
 
 @dataclass(frozen=True)
 class GateResult:
-    messages: tuple[analysis.Message, ...]
+    messages: tuple[Message, ...]
     ran: tuple[str, ...] = ()  # the checks the gate ran, named (code, what, where), passed or not
 
     @property
@@ -275,15 +275,15 @@ class GateResult:
 _INSTALL_CHECKS = ("MST0001 Istio's CRDs and istiod are installed", "MST0002 each istiod revision has a ready pod")
 
 
-def install_messages(inventory: Inventory) -> list[analysis.Message]:
+def install_messages(inventory: Inventory) -> list[Message]:
     """The install stage's gate: Istio's CRDs and a ready istiod."""
     out = []
     root = Ref("Namespace", None, inventory.root_namespace)
     if not inventory.istio_installed:
-        out.append(analysis.catalog_message("MST0001", root, "no Istio CRDs and no istiod"))
+        out.append(catalog_message("MST0001", root, "no Istio CRDs and no istiod"))
     for r in inventory.revisions:
         if r.istiod_pods and not r.ready_pods:
-            out.append(analysis.catalog_message("MST0002", Ref("Namespace", None, r.namespace),
+            out.append(catalog_message("MST0002", Ref("Namespace", None, r.namespace),
                                                 f"istiod revision {r.revision}: none of its {r.istiod_pods} pods is "
                                                 f"ready", namespace=r.namespace))
     return out
@@ -294,16 +294,16 @@ def gate(stage: StageSpec, inventory: Inventory, traffic: Any = None) -> GateRes
     observed included); errors block. A step already on in the inventory is not gated: there is nothing to turn
     on."""
     feats = registry()
-    msgs: list[analysis.Message] = install_messages(inventory) if not stage.steps else []
+    msgs: list[Message] = install_messages(inventory) if not stage.steps else []
     ran: list[str] = list(_INSTALL_CHECKS) if not stage.steps else []
     for step in pending_steps(stage, inventory):
         f = feats[step.feature]
         msgs.extend(f.checks(inventory, step.scope, step.params, traffic))
         ran += [f"MST0003 {dep} is on for {step.feature} in {step.scope}" for dep in f.depends_on]
-        ran += [f"{c.code} {c.name} ({step.feature} in {step.scope})" for c in analysis.gate_checks(step.feature)]
+        ran += [f"{c.code} {c.name} ({step.feature} in {step.scope})" for c in gate_checks(step.feature)]
     unique = {(m.code, str(m.ref), m.message): m for m in msgs}
     return GateResult(tuple(sorted(unique.values(),
-                                   key=lambda m: (analysis.LEVELS.index(m.level), m.code, str(m.ref)))), tuple(ran))
+                                   key=lambda m: (LEVELS.index(m.level), m.code, str(m.ref)))), tuple(ran))
 
 
 def pending_steps(stage: StageSpec, inventory: Inventory) -> list[Step]:
@@ -388,7 +388,7 @@ def _once(rendered: list[Rendered], last: bool) -> str:
 
 def error_keys(inventory: Inventory) -> set[str]:
     """Identities of the analysis errors in an inventory, to tell new errors from old ones."""
-    msgs = analysis.run(analysis.analyze_checks(), analysis.Context(inventory))
+    msgs = run(analyze_checks(), Context(inventory))
     return {f"{m.code} {m.ref}" for m in msgs if m.level == "error"}
 
 

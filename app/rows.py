@@ -1,0 +1,49 @@
+"""The app's inventory tables: each namespace, workload and pod with how much of it is in the mesh."""
+from __future__ import annotations
+
+from typing import Any
+
+from planner.components import CATALOG
+from planner.explain import MeshStatus, mesh_status
+from planner.inventory import Inventory, gc_paused
+from planner.model import Pod
+
+
+@gc_paused()
+def inventory_rows(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
+    """The inventory as tables a person reads (the app's Inventory page): namespaces, workloads, pods and services,
+    each with how much of it is in the mesh; a pod with whether it is, and why (mesh_status)."""
+    pods, in_mesh = [], {}
+    for p in inv.pods:
+        mesh = _istio_own(inv, p) or mesh_status(inv, p.spec, p.namespace, p)
+        in_mesh[p.namespace, p.name] = mesh.in_mesh
+        pods.append({"namespace": p.namespace, "pod": p.name, "workload": f"{p.workload_kind}/{p.workload_name}",
+                     "phase": p.phase, "ready": p.ready, "in mesh": mesh.in_mesh, "mode": mesh.mode,
+                     "proxy": p.sidecar.version if p.sidecar else "-", "node": p.node, "why": mesh.reason})
+    meshed_in: dict[str, int] = {}
+    for (ns, _), meshed in in_mesh.items():
+        meshed_in[ns] = meshed_in.get(ns, 0) + meshed
+    # "-" where there is none, as `meshstep inventory` prints it.
+    namespaces = [{"namespace": r["name"], "injection": r["injection"], "revision": r["revision"] or "-",
+                   "pods": r["pods"],
+                   "pods with a sidecar": r["pods_with_sidecar"], "pods in mesh": meshed_in.get(r["name"], 0)}
+                  for r in inv.namespace_rows()]
+    workloads = [{"namespace": w.namespace, "kind": w.kind, "workload": w.name, "pods": len(w.pods),
+                  "pods in mesh": sum(in_mesh.get((w.namespace, n), False) for n in w.pods)} for w in inv.workloads]
+    services = []
+    for s in inv.services:
+        selected = inv.pods_of_service(s)
+        services.append({"namespace": s.namespace, "service": s.name, "type": s.type,
+                         "ports": ", ".join(f"{p.port}/{p.istio_protocol}" for p in s.ports), "pods": len(selected),
+                         "pods in mesh": sum(in_mesh[p.namespace, p.name] for p in selected)})
+    return {"Namespaces": namespaces, "Workloads": workloads, "Pods": pods, "Services": services}
+
+
+def _istio_own(inv: Inventory, pod: Pod) -> MeshStatus | None:
+    """istiod, gateways and node agents are Istio itself: "in the mesh" is not their question (explain says the
+    same), and the inject=false label Istio's charts give them is not a team opting them out."""
+    instance = inv.component("Pod", pod.namespace, pod.name)
+    if instance is None or instance.component == "sidecar" or instance.plane == "addon":
+        return None
+    comp = CATALOG[instance.component]
+    return MeshStatus(False, "istio", f"Istio itself: {comp.title.split(' — ')[0]}, of the {comp.plane} plane")
