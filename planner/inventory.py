@@ -15,10 +15,11 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+import msgspec
 import orjson
 import yaml
 
-from planner import components
+from planner import components, shapes
 from planner.errors import SourceError
 from planner.model import (
     CRD,
@@ -39,7 +40,7 @@ from planner.model import (
     Sidecar,
     Workload,
 )
-from planner.sources import CRD_KIND, YAML_LOADER, RawPage, Snapshot, Visibility, version_priority
+from planner.sources import CRD_KIND, YAML_LOADER, RawPage, RawPods, Snapshot, Visibility, version_priority
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
 DEFAULT_ROOT_NAMESPACE = "istio-system"
@@ -347,7 +348,7 @@ class Inventory:
         raw += applied.values()
         # Keyed as Pod keys them: a pod whose manifest names no namespace is in `default`.
         new_pods = {(p.namespace, p.name): p
-                    for p in map(_pod, [*pods, *(o for o in apply if o.get("kind") == "Pod")])}
+                    for p in map(_pod_of, [*pods, *(o for o in apply if o.get("kind") == "Pod")])}
         gone_pods = {(r.namespace or "default", r.name) for r in delete if r.kind == "Pod"}
         replaced = new_pods.keys() | gone_pods
         kept = [p for p in self.pods if (p.namespace, p.name) not in replaced]
@@ -369,8 +370,9 @@ def build_inventory(snapshot: Snapshot, mesh_config: dict[str, Any] | None = Non
             for obj in snapshot.stream(("Pod",)):
                 if type(obj) is RawPage:
                     if not pod_pages.take(obj):
-                        for o in obj.parse():
-                            builder.add(o)
+                        builder.pods.extend(_pod(p, builder.cache) for p in obj.pods())
+                elif type(obj) is RawPods:
+                    builder.pods.extend(_pod(p, builder.cache) for p in obj.pods())
                 else:
                     builder.add(obj)
             builder.pods.extend(pod_pages.results())
@@ -476,7 +478,7 @@ class _PodPages:
             yield from pods
 
     def _here(self, page: RawPage) -> list[Pod]:
-        return [_pod(o, self.cache) for o in page.parse()]
+        return [_pod(p, self.cache) for p in page.pods()]
 
     def close(self) -> None:
         if self.pool is not None:
@@ -497,7 +499,7 @@ _WORKER_CACHE: dict[Any, Any] = {}  # a worker's shared containers and sidecars 
 
 def _pods_of(page: RawPage) -> list[Pod]:
     """In a worker process: the page's pods, summarised (pickled back to the reader)."""
-    return [_pod(o, _WORKER_CACHE) for o in page.parse()]
+    return [_pod(p, _WORKER_CACHE) for p in page.pods()]
 
 
 def _first_by_key(items: Iterable[tuple[Any, Any]]) -> dict[Any, Any]:
@@ -528,7 +530,7 @@ class _Builder:
     def add(self, o: dict[str, Any]) -> None:
         kind = o.get("kind")
         if kind == "Pod":
-            self.pods.append(_pod(o, self.cache))
+            self.pods.append(_pod_of(o, self.cache))
             return
         if kind == "CustomResourceDefinition":
             crd = _crd(o)
@@ -584,66 +586,69 @@ def _meta(o: dict[str, Any], key: str) -> dict[str, str]:
 # ---------------------------------------------------------------- pods and pod specs
 
 
-_PROBE_FIELDS = (("readiness", "readinessProbe"), ("liveness", "livenessProbe"), ("startup", "startupProbe"))
-
-
-def _containers(items: list[dict[str, Any]] | None, cache: dict[Any, Any] | None = None) -> tuple[Container, ...]:
-    """Containers, equal ones shared through `cache`: a cluster's pods repeat a few containers (every injected pod
-    has the same istio-init and istio-proxy), and comparing the raw fields meshstep reads (a C-level compare of
-    lists and dicts) costs a fraction of building the frozen objects."""
+def _containers(items: list[Any] | None, cache: dict[Any, Any] | None = None) -> tuple[Container, ...]:
+    """Containers (typed, shapes.CONTAINER), equal ones shared through `cache`: a cluster's pods repeat a few
+    containers (every injected pod has the same istio-init and istio-proxy), and comparing the decoded Structs (a
+    C-level compare) costs a fraction of building the frozen objects."""
     if not items:
         return ()
     out = []
     for c in items:
-        get = c.get
-        raw = (get("name", ""), get("image", ""), get("command"), get("args"), get("ports"), get("readinessProbe"),
-               get("livenessProbe"), get("startupProbe"), get("restartPolicy"), get("securityContext"))
-        try:
-            bucket = cache.setdefault(raw[:2], []) if cache is not None else []
-        except TypeError:  # a name or image that is not a string (a malformed manifest): not shared
-            bucket = []
-        container = next((built for seen, built in bucket if seen == raw), None)
+        bucket = cache.setdefault((c.name, c.image), []) if cache is not None else []
+        container = next((built for seen, built in bucket if seen == c), None)
         if container is None:
             container = _container(c)
             if len(bucket) < 8:  # many variants of one name and image: build them, do not search a long list
-                bucket.append((raw, container))
+                bucket.append((c, container))
         out.append(container)
     return tuple(out)
 
 
-def _container(c: dict[str, Any]) -> Container:
-    probes = tuple(_probe(t, c[key]) for t, key in _PROBE_FIELDS if c.get(key))
-    ports = tuple(ContainerPort(p.get("name"), p.get("containerPort", 0), p.get("protocol", "TCP"))
-                  for p in c.get("ports") or ())
-    return Container(c.get("name", ""), c.get("image", ""), tuple(map(str, c.get("command") or ())),
-                     tuple(map(str, c.get("args") or ())), ports, probes, c.get("restartPolicy") == "Always",
-                     (c.get("securityContext") or {}).get("runAsUser"))
+def _container(c: Any) -> Container:
+    probes = tuple(probe for probe in (_probe("readiness", c.readinessProbe), _probe("liveness", c.livenessProbe),
+                                       _probe("startup", c.startupProbe)) if probe is not None)
+    ports = tuple(ContainerPort(p.name, p.containerPort or 0, p.protocol or "TCP") for p in c.ports or ())
+    return Container(c.name or "", c.image or "", tuple(map(str, c.command or ())), tuple(map(str, c.args or ())),
+                     ports, probes, c.restartPolicy == "Always",
+                     c.securityContext.runAsUser if c.securityContext is not None else None)
 
 
-def _probe(type_: str, p: dict[str, Any]) -> Probe:
+def _probe(type_: str, p: Any) -> Probe | None:
+    """A probe; None when absent or empty (as a manifest's `readinessProbe: {}` probes nothing)."""
+    if p is None:
+        return None
     for handler in ("httpGet", "tcpSocket", "grpc"):
-        if handler in p:
-            h = p[handler] or {}
-            return Probe(type_, handler, h.get("port"), h.get("path"))
-    return Probe(type_, "exec" if "exec" in p else "unknown")
+        h = getattr(p, handler)
+        if h is not None:
+            return Probe(type_, handler, h.port, getattr(h, "path", None))
+    if p.exec is not None:
+        return Probe(type_, "exec")
+    return None if p == type(p)() else Probe(type_, "unknown")
 
 
-def pod_spec_summary(meta: dict[str, Any], spec: dict[str, Any], cache: dict[Any, Any] | None = None) -> PodSpecSummary:
+_NO_METADATA, _NO_SPEC, _NO_STATUS = shapes.METADATA_STRUCT(), shapes.POD_SPEC_STRUCT(), shapes.POD_STATUS_STRUCT()
+
+
+def pod_spec_summary(meta: Any, spec: Any, cache: dict[Any, Any] | None = None) -> PodSpecSummary:
+    """What meshstep reads of a pod spec, from its typed metadata and spec (shapes.METADATA, shapes.POD_SPEC)."""
+    meta = meta if meta is not None else _NO_METADATA
+    spec = spec if spec is not None else _NO_SPEC
     return PodSpecSummary(
-        labels=meta.get("labels") or {},
-        annotations=meta.get("annotations") or {},
-        containers=_containers(spec.get("containers"), cache),
-        init_containers=_containers(spec.get("initContainers"), cache),
-        service_account=spec.get("serviceAccountName") or spec.get("serviceAccount") or "default",
-        host_network=bool(spec.get("hostNetwork")),
-        run_as_user=(spec.get("securityContext") or {}).get("runAsUser"),
+        labels=meta.labels or {},
+        annotations=meta.annotations or {},
+        containers=_containers(spec.containers, cache),
+        init_containers=_containers(spec.initContainers, cache),
+        service_account=spec.serviceAccountName or spec.serviceAccount or "default",
+        host_network=bool(spec.hostNetwork),
+        run_as_user=spec.securityContext.runAsUser if spec.securityContext is not None else None,
     )
 
 
-def _pod(o: dict[str, Any], cache: dict[Any, Any] | None = None) -> Pod:
-    meta = o.get("metadata") or {}
-    spec = o.get("spec") or {}
-    status = o.get("status") or {}
+def _pod(p: Any, cache: dict[Any, Any] | None = None) -> Pod:
+    """A Pod from its typed form (shapes.POD: decoded from JSON, or converted from a dict by shapes.pod_of)."""
+    meta = p.metadata if p.metadata is not None else _NO_METADATA
+    spec = p.spec if p.spec is not None else _NO_SPEC
+    status = p.status if p.status is not None else _NO_STATUS
     summary = pod_spec_summary(meta, spec, cache)
     wkind, wname = _owner(meta)
     proxy = components.find_sidecar(summary)
@@ -656,21 +661,28 @@ def _pod(o: dict[str, Any], cache: dict[Any, Any] | None = None) -> Pod:
             sidecar = Sidecar(*key)
             if cache is not None:
                 cache[key] = sidecar
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
-    return Pod(meta.get("namespace") or "default", meta["name"], summary, wkind, wname, spec.get("nodeName"),
-               status.get("phase"), ready, status.get("podIP"), meta.get("creationTimestamp"), sidecar,
-               namespace_given=bool(meta.get("namespace")))
+    ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions or ())
+    return Pod(meta.namespace or "default", meta.name, summary, wkind, wname, spec.nodeName, status.phase, ready,
+               status.podIP, meta.creationTimestamp, sidecar, namespace_given=bool(meta.namespace))
 
 
-def _owner(meta: dict[str, Any]) -> tuple[str, str]:
+def _pod_of(o: dict[str, Any], cache: dict[Any, Any] | None = None) -> Pod:
+    """A Pod from a pod dict (a YAML snapshot's, one a feature writes)."""
+    try:
+        return _pod(shapes.pod_of(o), cache)
+    except shapes.TypeProblem as e:
+        raise SourceError(f"{shapes.ref(o)}: {e}") from None
+
+
+def _owner(meta: Any) -> tuple[str, str]:
     """The workload that owns a pod. A ReplicaSet named `<deployment>-<pod-template-hash>` is a Deployment's."""
-    owner = next((r for r in meta.get("ownerReferences") or () if r.get("controller")), None)
-    owner = owner or next(iter(meta.get("ownerReferences") or ()), None)
+    owners = meta.ownerReferences or ()
+    owner = next((r for r in owners if r.controller), None) or next(iter(owners), None)
     if not owner:
-        return "Pod", meta["name"]
-    kind, name = owner.get("kind", ""), owner.get("name", "")
+        return "Pod", meta.name
+    kind, name = owner.kind or "", owner.name or ""
     if kind == "ReplicaSet":
-        h = (meta.get("labels") or {}).get("pod-template-hash")
+        h = (meta.labels or {}).get("pod-template-hash")
         if h and name.endswith("-" + h):
             return "Deployment", name[: -len(h) - 1]
     return kind, name
@@ -752,9 +764,13 @@ def _workloads(pods: list[Pod], objects: dict[str, tuple[KubeObject, ...]],
             if kind == "CronJob":
                 tmpl = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
             sel = (spec.get("selector") or {}).get("matchLabels") or {}
+            try:
+                typed = msgspec.convert(tmpl, shapes.POD_TEMPLATE_STRUCT)
+            except msgspec.ValidationError as e:  # checked at the edge; an object a feature wrote is not
+                raise SourceError(f"{o.ref}: spec.template: {e}") from None
             by_key[(o.namespace or "default", kind, o.name)] = Workload(
                 kind, o.namespace or "default", o.name, o.labels, sel,
-                pod_spec_summary(tmpl.get("metadata") or {}, tmpl.get("spec") or {}, cache), spec.get("replicas"))
+                pod_spec_summary(typed.metadata, typed.spec, cache), spec.get("replicas"))
     members: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
     for p in pods:
         members[(p.namespace, p.workload_kind, p.workload_name)].append(p)
