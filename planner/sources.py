@@ -429,7 +429,7 @@ def _json_items(doc: Any, text: str, name: str) -> Iterator[dict[str, Any] | Raw
         if isinstance(item, dict) and item_kind and "kind" not in item:
             item["kind"] = item_kind
             item.setdefault("apiVersion", api_version)
-        yield from _flatten(item, name, _line_of(text, raw))
+        yield from _flatten(item, name, lambda raw=raw: _line_of(text, raw))
     if pods:
         yield RawPods(POD_KIND, pods, text, name, api_version)
 
@@ -486,13 +486,16 @@ def _yaml_documents(text: str) -> Iterator[tuple[int, str]]:
         yield start, "".join(buf)
 
 
-def _flatten(doc: Any, name: str, line: int) -> Iterator[dict[str, Any]]:
+def _flatten(doc: Any, name: str, line: int | Callable[[], int]) -> Iterator[dict[str, Any]]:
+    """The objects of a document (a List's items, a bare array's), checked; `line` may be a function, called only
+    for an error (finding a JSON item's line is a search of the file)."""
     if isinstance(doc, list):  # a bare JSON array of objects
         for item in doc:
             yield from _flatten(item, name, line)
         return
     if not isinstance(doc, dict):
-        raise SourceError(f"{name}:{line}: expected a Kubernetes object (a mapping), got {type(doc).__name__}")
+        raise SourceError(f"{name}:{line() if callable(line) else line}: expected a Kubernetes object (a mapping), "
+                          f"got {type(doc).__name__}")
     kind = doc.get("kind")
     if isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list):
         item_kind = kind[: -len("List")] if kind != "List" else None
@@ -505,9 +508,10 @@ def _flatten(doc: Any, name: str, line: int) -> Iterator[dict[str, Any]]:
         return
     found = shapes.problem(doc)
     if found:
-        raise SourceError(f"{name}:{line}: {shapes.ref(doc)}: {found}")
+        raise SourceError(f"{name}:{line() if callable(line) else line}: {shapes.ref(doc)}: {found}")
     if not kind or not doc.get("apiVersion") or not (doc.get("metadata") or {}).get("name"):
-        raise SourceError(f"{name}:{line}: not a Kubernetes object: apiVersion, kind and metadata.name are required")
+        raise SourceError(f"{name}:{line() if callable(line) else line}: not a Kubernetes object: apiVersion, kind "
+                          "and metadata.name are required")
     yield doc
 
 
@@ -585,7 +589,7 @@ class RawPods:
             if isinstance(item, dict) and "kind" not in item:
                 item["kind"] = self.kind.kind
                 item.setdefault("apiVersion", self.api_version)
-            out.extend(_flatten(item, self.file, _line_of(self.text, raw)))
+            out.extend(_flatten(item, self.file, lambda raw=raw: _line_of(self.text, raw)))
         return out
 
     def pods(self) -> list[Any]:
