@@ -3,13 +3,9 @@ Snapshot. Pods are compacted as they stream in, so a 10,000-pod cluster is never
 from __future__ import annotations
 
 import gc
-import multiprocessing
-import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -365,22 +361,16 @@ def build_inventory(snapshot: Snapshot, mesh_config: dict[str, Any] | None = Non
     """Build the inventory in one pass; `mesh_config` (as `--mesh-config` gives it) overrides the cluster's."""
     builder = _Builder(snapshot.label, snapshot.cluster, snapshot.visibility, mesh_networks or {})
     with gc_paused():
-        pod_pages = _PodPages(builder.cache)
-        try:
-            for obj in snapshot.stream(("Pod",)):
-                if type(obj) is RawPage:
-                    if not pod_pages.take(obj):
-                        builder.pods.extend(_pod(p, builder.cache) for p in obj.pods())
-                elif type(obj) is RawPods:
-                    builder.pods.extend(_pod(p, builder.cache) for p in obj.pods())
-                else:
-                    builder.add(obj)
-            builder.pods.extend(pod_pages.results())
-            if mesh_config is not None:
-                builder.mesh_override = mesh_config
-            return builder.finish()
-        finally:
-            pod_pages.close()
+        # Pods come as pages of JSON (a live list's, a JSON snapshot's), decoded straight into typed Structs: only
+        # the fields meshstep reads are built, so a pod costs less to read than to parse as a dict.
+        for obj in snapshot.stream(("Pod",)):
+            if type(obj) is RawPage or type(obj) is RawPods:
+                builder.pods.extend(_pod(p, builder.cache) for p in obj.pods())
+            else:
+                builder.add(obj)
+        if mesh_config is not None:
+            builder.mesh_override = mesh_config
+        return builder.finish()
 
 
 class _GCPause:
@@ -422,84 +412,6 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         _GC_PAUSE.leave()
-
-
-# A live list with at least this many pods still to come has its pod pages parsed and summarised in other
-# processes while this one reads the rest (parsing is most of the cost of reading a cluster, and it holds the GIL).
-PARALLEL_PODS = 2000
-PAGES_PER_WORKER = 1  # pages sent to a worker and not yet done, at most
-
-
-class _PodPages:
-    """A big cluster's pod pages, handed to worker processes once the server says enough pods follow (its
-    remainingItemCount); the Pods come back in page order. Smaller clusters, single-CPU machines and sources
-    without that count are read in this process. At most PAGES_PER_WORKER pages wait for each worker: when all
-    are busy, this process reads the page itself (else, the network being faster than the workers, every page of
-    the cluster would wait in memory). Should the workers fail (e.g. one is killed), the pages they did not do are
-    read here."""
-
-    def __init__(self, cache: dict[Any, Any]):
-        self.cache = cache
-        self.pool: ProcessPoolExecutor | None = None
-        self.workers = 0
-        self.futures: list[Future[list[Pod]]] = []
-        self.pages: dict[Future[list[Pod]], RawPage] = {}  # until its worker has done it
-
-    def take(self, page: RawPage) -> bool:
-        """Send `page` to a worker (True), or leave it to the caller (False)."""
-        if self.pool is None:
-            cpus = os.cpu_count() or 1
-            if cpus < 2 or page.remaining is None or page.remaining < PARALLEL_PODS:
-                return False
-            self.workers = min(cpus, 4)
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=_worker_context(), initializer=gc.disable)
-        for f in [f for f in self.pages if f.done() and f.exception() is None]:
-            del self.pages[f]
-        future: Future[list[Pod]] | None = None
-        if len(self.pages) < PAGES_PER_WORKER * self.workers:
-            try:
-                future = self.pool.submit(_pods_of, page)
-                self.pages[future] = page
-            except BrokenProcessPool:
-                future = None
-        if future is None:  # the workers are busy (or gone): this process reads the page meanwhile
-            future = Future()
-            future.set_result(self._here(page))
-        self.futures.append(future)
-        return True
-
-    def results(self) -> Iterator[Pod]:
-        for future in self.futures:
-            try:
-                pods = future.result()
-            except BrokenProcessPool:
-                pods = self._here(self.pages[future])
-            self.pages.pop(future, None)
-            yield from pods
-
-    def _here(self, page: RawPage) -> list[Pod]:
-        return [_pod(p, self.cache) for p in page.pods()]
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """Workers start from a clean process that has imported this module (not forked from a process with threads)."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
-_WORKER_CACHE: dict[Any, Any] = {}  # a worker's shared containers and sidecars (see _containers)
-
-
-def _pods_of(page: RawPage) -> list[Pod]:
-    """In a worker process: the page's pods, summarised (pickled back to the reader)."""
-    return [_pod(p, _WORKER_CACHE) for p in page.pods()]
 
 
 def _first_by_key(items: Iterable[tuple[Any, Any]]) -> dict[Any, Any]:

@@ -1,6 +1,6 @@
 """Where raw Kubernetes objects come from: the bundled demo, a snapshot (file, directory, .tar.gz), or a live
 cluster read-only through the official client. Objects are plain dicts; a live list's pages may also be handed on
-unparsed (RawPage), for the inventory to parse a big cluster's pods in other processes."""
+unparsed (RawPage), for the inventory to decode its pods typed (shapes.POD)."""
 from __future__ import annotations
 
 import os
@@ -536,7 +536,6 @@ class RawPage:
 
     kind: Kind
     data: bytes
-    remaining: int | None  # how many items the server says follow this page (remainingItemCount), when it says
     where: str  # the server and how it was reached, for errors
 
     def parse(self) -> list[dict[str, Any]]:
@@ -831,9 +830,7 @@ class _LiveReader:
                 data = self._get(kind.path, query, kind.metadata_only)
                 meta = _list_metadata(data)
                 token = meta.get("continue") or None
-                remaining = meta.get("remainingItemCount")
-                page = RawPage(kind, data, remaining if isinstance(remaining, int) else None,
-                               f"{self.server} ({self.where})")
+                page = RawPage(kind, data, f"{self.server} ({self.where})")
                 if keep:
                     items = page.parse()
                     kept.extend(items)
@@ -862,7 +859,7 @@ class _LiveReader:
 
 
 def _list_metadata(data: bytes) -> dict[str, Any]:
-    """A list page's metadata (continue token, remainingItemCount), read from what precedes `items` (where the API
+    """A list page's metadata (its continue token), read from what precedes `items` (where the API
     server writes it) without parsing the items; the whole page is parsed when the metadata is not found there."""
     i = data.find(b'"items"')
     if i > 0:
