@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-import msgspec
 import orjson
 import yaml
 
@@ -541,7 +540,13 @@ def _probe(type_: str, p: Any) -> Probe | None:
 _NO_METADATA, _NO_SPEC, _NO_STATUS = shapes.METADATA_STRUCT(), shapes.POD_SPEC_STRUCT(), shapes.POD_STATUS_STRUCT()
 
 
-def pod_spec_summary(meta: Any, spec: Any, cache: dict[Any, Any] | None = None) -> PodSpecSummary:
+def pod_spec_summary(meta: dict[str, Any], spec: dict[str, Any], cache: dict[Any, Any] | None = None) -> PodSpecSummary:
+    """What meshstep reads of a pod template's metadata and spec (dicts; shapes.TypeProblem for a wrong type)."""
+    template = shapes.typed({"metadata": meta, "spec": spec}, shapes.POD_TEMPLATE_STRUCT)
+    return _summary(template.metadata, template.spec, cache)
+
+
+def _summary(meta: Any, spec: Any, cache: dict[Any, Any] | None = None) -> PodSpecSummary:
     """What meshstep reads of a pod spec, from its typed metadata and spec (shapes.METADATA, shapes.POD_SPEC)."""
     meta = meta if meta is not None else _NO_METADATA
     spec = spec if spec is not None else _NO_SPEC
@@ -557,11 +562,11 @@ def pod_spec_summary(meta: Any, spec: Any, cache: dict[Any, Any] | None = None) 
 
 
 def _pod(p: Any, cache: dict[Any, Any] | None = None) -> Pod:
-    """A Pod from its typed form (shapes.POD: decoded from JSON, or converted from a dict by shapes.pod_of)."""
+    """A Pod from its typed form (shapes.POD: decoded from JSON, or converted from a dict by shapes.typed)."""
     meta = p.metadata if p.metadata is not None else _NO_METADATA
     spec = p.spec if p.spec is not None else _NO_SPEC
     status = p.status if p.status is not None else _NO_STATUS
-    summary = pod_spec_summary(meta, spec, cache)
+    summary = _summary(meta, spec, cache)
     wkind, wname = _owner(meta)
     proxy = components.find_sidecar(summary)
     sidecar = None
@@ -581,7 +586,7 @@ def _pod(p: Any, cache: dict[Any, Any] | None = None) -> Pod:
 def _pod_of(o: dict[str, Any], cache: dict[Any, Any] | None = None) -> Pod:
     """A Pod from a pod dict (a YAML snapshot's, one a feature writes)."""
     try:
-        return _pod(shapes.pod_of(o), cache)
+        return _pod(shapes.typed(o), cache)
     except shapes.TypeProblem as e:
         raise SourceError(f"{shapes.ref(o)}: {e}") from None
 
@@ -677,12 +682,11 @@ def _workloads(pods: list[Pod], objects: dict[str, tuple[KubeObject, ...]],
                 tmpl = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
             sel = (spec.get("selector") or {}).get("matchLabels") or {}
             try:
-                typed = msgspec.convert(tmpl, shapes.POD_TEMPLATE_STRUCT)
-            except msgspec.ValidationError as e:  # checked at the edge; an object a feature wrote is not
-                raise SourceError(f"{o.ref}: spec.template: {e}") from None
+                template = pod_spec_summary(tmpl.get("metadata") or {}, tmpl.get("spec") or {}, cache)
+            except shapes.TypeProblem as e:  # checked at the edge; an object a feature wrote is not
+                raise SourceError(f"{o.ref}: its pod template's {e}") from None
             by_key[(o.namespace or "default", kind, o.name)] = Workload(
-                kind, o.namespace or "default", o.name, o.labels, sel,
-                pod_spec_summary(typed.metadata, typed.spec, cache), spec.get("replicas"))
+                kind, o.namespace or "default", o.name, o.labels, sel, template, spec.get("replicas"))
     members: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
     for p in pods:
         members[(p.namespace, p.workload_kind, p.workload_name)].append(p)

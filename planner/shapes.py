@@ -289,10 +289,11 @@ def decode_pod(data: Any) -> Any:
         raise _problem(str(e), "$") from None
 
 
-def pod_of(obj: dict[str, Any]) -> Any:
-    """A pod dict (read from YAML, or written by a feature) as the typed pod."""
+def typed(obj: dict[str, Any], struct: Any = POD) -> Any:
+    """A dict (read from YAML, or written by a feature) as its typed form: a pod (POD), a pod template
+    (POD_TEMPLATE_STRUCT)."""
     try:
-        return msgspec.convert(obj, POD)
+        return msgspec.convert(obj, struct)
     except msgspec.ValidationError as e:
         raise _problem(str(e), "$") from None
 
