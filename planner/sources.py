@@ -64,8 +64,8 @@ class Snapshot:
 
     def stream(self, raw_kinds: Collection[str] = ()) -> Iterator[dict[str, Any] | RawPage | RawPods]:
         """Every object as a dict, except that a live list's pages of `raw_kinds` (e.g. "Pod") come as RawPages, and
-        a JSON snapshot's as RawPods, for the consumer to decode typed where it likes (the inventory decodes pods
-        straight into Structs, a big live cluster's in other processes)."""
+        a JSON snapshot's as RawPods, for the consumer to decode typed (the inventory decodes pods straight into
+        Structs)."""
         for item in self.produce(self.visibility):
             if type(item) is RawPage or type(item) is RawPods:
                 if item.kind.kind in raw_kinds:
@@ -398,12 +398,12 @@ def _json_list(text: str, name: str) -> Any:
         doc = msgspec.json.decode(text, type=_JSON_LIST)
     except msgspec.ValidationError:
         return None  # not an object, or a `kind`/`items` of another type: the plain way says what is wrong
-    except msgspec.DecodeError:
+    except msgspec.DecodeError as error:
         try:
             orjson.loads(text)
         except orjson.JSONDecodeError as e:  # orjson says where (msgspec gives only the character)
             raise SourceError(f"{name}:{e.lineno}: malformed JSON: {e.msg}") from e
-        raise
+        raise SourceError(f"{name}: malformed JSON: {error}") from error
     if not (isinstance(doc.kind, str) and doc.kind.endswith("List") and doc.items is not None):
         return None
     return doc
