@@ -1,7 +1,7 @@
 """The fleet: where each of several clusters stands with Istio, read side by side.
 
-Each cluster is read in a thread of its own (a live read waits on the network most of the time; a big cluster's
-pods are parsed in worker processes by the inventory), and each has its own deadline: a cluster that does not
+Each cluster is read in a thread of its own (a live read waits on the network most of the time; its pods are
+decoded typed, only the fields meshstep reads), and each has its own deadline: a cluster that does not
 answer in time, refuses every list or cannot be reached is a failed row with its reason, never the end of the
 others. The team's records (flags, plans) come from the one state database, keyed by each cluster's name."""
 from __future__ import annotations

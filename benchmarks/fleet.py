@@ -4,10 +4,10 @@
 
 One synthetic cluster (benchmarks/synthetic.py) is served N times, each copy by benchmarks/inventory.py's server
 in a process of its own, behind a kubeconfig context of its own (c00, c01, …). The fleet is read as `meshstep
-fleet --contexts …` reads it (app.fleet.read_fleet: every cluster in a thread of its own, its pods parsed in the
-inventory's worker processes when it is big; detection and the records of a fresh SQLite database included).
-Times are the median of --runs runs, one cluster and the fleet interleaved; CPU time is this process's and its
-worker processes' (the servers' is not counted). The goal is the fleet in under 3x the time of one cluster. The
+fleet --contexts …` reads it (app.fleet.read_fleet: every cluster in a thread of its own, its pods decoded typed;
+detection and the records of a fresh SQLite database included).
+Times are the median of --runs runs, one cluster and the fleet interleaved; CPU time is this process's and any
+process it starts (the servers' is not counted). The goal is the fleet in under 3x the time of one cluster. The
 work of a fleet is N times that of one cluster; what concurrency can save is the waiting, not the CPU: on a machine
 of C cores, N clusters cannot take less than N x (CPU of one) / C, printed as the bound.
 """

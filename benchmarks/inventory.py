@@ -14,14 +14,15 @@ the same collections at the same page size:
   meshstep build_inventory(load_snapshot("context:bench")) through a kubeconfig pointing at the server
 
 Times are the median of --runs runs (the naive way runs once), as wall-clock time and as CPU time: that of the
-benchmark process (all its threads) plus that of the worker processes meshstep starts to parse a big cluster's pods
-(the server's is not counted). The targets are on wall-clock time; CPU time shows what the speed costs. Memory is
+benchmark process (all its threads) plus that of any process it starts (the server's is not counted). The targets
+are on wall-clock time; CPU time shows what the speed costs (on a loaded machine, the steadier figure). Memory is
 meshstep's, measured in a fresh subprocess: the growth of its peak RSS over the RSS it had just before reading (the
 peak is the kernel's VmHWM, reset through /proc/self/clear_refs just before; ru_maxrss would carry the parent's peak
 over the fork), i.e. everything the read and the build held at their worst (pages in flight, the client's buffers,
-the inventory); with worker processes, the peak of the sum of its and their proportional set sizes (PSS: a page
-shared by n processes counts 1/n in each), sampled every 10 ms. It is compared with the size of the JSON the server
-sent. Targets: meshstep <= 1.5x the floor, >= 5x faster than naive, peak memory <= 3x the raw JSON.
+the inventory); were there child processes, the peak of the sum of its and their proportional set sizes (PSS: a
+page shared by n processes counts 1/n in each), sampled every 10 ms. It is compared with the size of the JSON the
+server sent. Targets: meshstep <= 1.0x the floor (it decodes only what it reads, typed, where the floor builds every
+field), >= 5x faster than naive, peak memory <= 2x the raw JSON.
 """
 from __future__ import annotations
 
@@ -501,15 +502,15 @@ def run(url: str, kubeconfig: Path, expected: dict[str, int], runs: int, skip_na
             print(f"  {label:<36} {med[name]:7.2f}s {med_cpu[name]:7.2f}s   "
                   f"{', '.join(f'{x:.2f}' for x in times[name])}   read {_mb(served[name])}")
     ratio, ratio_cpu = med["meshstep"] / med["floor"], med_cpu["meshstep"] / med_cpu["floor"]
-    print(f"meshstep / floor:  {ratio:5.2f}x wall, {ratio_cpu:5.2f}x CPU   (target <= 1.5x wall)  "
-          f"{'ok' if ratio <= 1.5 else 'MISSED'}")
+    print(f"meshstep / floor:  {ratio:5.2f}x wall, {ratio_cpu:5.2f}x CPU   (target <= 1.0x wall)  "
+          f"{'ok' if ratio <= 1.0 else 'MISSED'}")
     if "naive" in med:
         speedup, speedup_cpu = med["naive"] / med["meshstep"], med_cpu["naive"] / med_cpu["meshstep"]
         print(f"naive / meshstep:  {speedup:5.2f}x wall, {speedup_cpu:5.2f}x CPU   (target >= 5x wall)    "
               f"{'ok' if speedup >= 5 else 'MISSED'}")
     growth, own = mem["peak_total"] - mem["before"], mem["peak"] - mem["before"]
-    print(f"meshstep memory (fresh process and its workers, peak RSS - RSS before reading): {_mb(growth)} = "
-          f"{growth / raw:.2f}x the {_mb(raw)} of JSON read  (target <= 3x)  {'ok' if growth <= 3 * raw else 'MISSED'};"
+    print(f"meshstep memory (fresh process, peak RSS - RSS before reading): {_mb(growth)} = "
+          f"{growth / raw:.2f}x the {_mb(raw)} of JSON read  (target <= 2x)  {'ok' if growth <= 2 * raw else 'MISSED'};"
           f" of which this process: {_mb(own)}; held after the build: {_mb(mem['after'] - mem['before'])}")
 
 

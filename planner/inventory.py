@@ -3,13 +3,9 @@ Snapshot. Pods are compacted as they stream in, so a 10,000-pod cluster is never
 from __future__ import annotations
 
 import gc
-import multiprocessing
-import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -18,7 +14,7 @@ from typing import Any
 import orjson
 import yaml
 
-from planner import components
+from planner import components, shapes
 from planner.errors import SourceError
 from planner.model import (
     CRD,
@@ -39,7 +35,7 @@ from planner.model import (
     Sidecar,
     Workload,
 )
-from planner.sources import CRD_KIND, YAML_LOADER, RawPage, Snapshot, Visibility, version_priority
+from planner.sources import CRD_KIND, YAML_LOADER, RawPage, RawPods, Snapshot, Visibility, version_priority
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
 DEFAULT_ROOT_NAMESPACE = "istio-system"
@@ -347,7 +343,7 @@ class Inventory:
         raw += applied.values()
         # Keyed as Pod keys them: a pod whose manifest names no namespace is in `default`.
         new_pods = {(p.namespace, p.name): p
-                    for p in (o if isinstance(o, Pod) else _pod(o)
+                    for p in (o if isinstance(o, Pod) else _pod_of(o)
                               for o in [*pods, *(o for o in apply if o.get("kind") == "Pod")])}
         gone_pods = {(r.namespace or "default", r.name) for r in delete if r.kind == "Pod"}
         replaced = new_pods.keys() | gone_pods
@@ -365,21 +361,16 @@ def build_inventory(snapshot: Snapshot, mesh_config: dict[str, Any] | None = Non
     """Build the inventory in one pass; `mesh_config` (as `--mesh-config` gives it) overrides the cluster's."""
     builder = _Builder(snapshot.label, snapshot.cluster, snapshot.visibility, mesh_networks or {})
     with gc_paused():
-        pod_pages = _PodPages(builder.cache)
-        try:
-            for obj in snapshot.stream(("Pod",)):
-                if type(obj) is RawPage:
-                    if not pod_pages.take(obj):
-                        for o in obj.parse():
-                            builder.add(o)
-                else:
-                    builder.add(obj)
-            builder.pods.extend(pod_pages.results())
-            if mesh_config is not None:
-                builder.mesh_override = mesh_config
-            return builder.finish()
-        finally:
-            pod_pages.close()
+        # Pods come as pages of JSON (a live list's, a JSON snapshot's), decoded straight into typed Structs: only
+        # the fields meshstep reads are built, so a pod costs less to read than to parse as a dict.
+        for obj in snapshot.stream(("Pod",)):
+            if type(obj) is RawPage or type(obj) is RawPods:
+                builder.pods.extend(_pod(p, builder.cache) for p in obj.pods())
+            else:
+                builder.add(obj)
+        if mesh_config is not None:
+            builder.mesh_override = mesh_config
+        return builder.finish()
 
 
 class _GCPause:
@@ -423,84 +414,6 @@ def gc_paused() -> Iterator[None]:
         _GC_PAUSE.leave()
 
 
-# A live list with at least this many pods still to come has its pod pages parsed and summarised in other
-# processes while this one reads the rest (parsing is most of the cost of reading a cluster, and it holds the GIL).
-PARALLEL_PODS = 2000
-PAGES_PER_WORKER = 1  # pages sent to a worker and not yet done, at most
-
-
-class _PodPages:
-    """A big cluster's pod pages, handed to worker processes once the server says enough pods follow (its
-    remainingItemCount); the Pods come back in page order. Smaller clusters, single-CPU machines and sources
-    without that count are read in this process. At most PAGES_PER_WORKER pages wait for each worker: when all
-    are busy, this process reads the page itself (else, the network being faster than the workers, every page of
-    the cluster would wait in memory). Should the workers fail (e.g. one is killed), the pages they did not do are
-    read here."""
-
-    def __init__(self, cache: dict[Any, Any]):
-        self.cache = cache
-        self.pool: ProcessPoolExecutor | None = None
-        self.workers = 0
-        self.futures: list[Future[list[Pod]]] = []
-        self.pages: dict[Future[list[Pod]], RawPage] = {}  # until its worker has done it
-
-    def take(self, page: RawPage) -> bool:
-        """Send `page` to a worker (True), or leave it to the caller (False)."""
-        if self.pool is None:
-            cpus = os.cpu_count() or 1
-            if cpus < 2 or page.remaining is None or page.remaining < PARALLEL_PODS:
-                return False
-            self.workers = min(cpus, 4)
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=_worker_context(), initializer=gc.disable)
-        for f in [f for f in self.pages if f.done() and f.exception() is None]:
-            del self.pages[f]
-        future: Future[list[Pod]] | None = None
-        if len(self.pages) < PAGES_PER_WORKER * self.workers:
-            try:
-                future = self.pool.submit(_pods_of, page)
-                self.pages[future] = page
-            except BrokenProcessPool:
-                future = None
-        if future is None:  # the workers are busy (or gone): this process reads the page meanwhile
-            future = Future()
-            future.set_result(self._here(page))
-        self.futures.append(future)
-        return True
-
-    def results(self) -> Iterator[Pod]:
-        for future in self.futures:
-            try:
-                pods = future.result()
-            except BrokenProcessPool:
-                pods = self._here(self.pages[future])
-            self.pages.pop(future, None)
-            yield from pods
-
-    def _here(self, page: RawPage) -> list[Pod]:
-        return [_pod(o, self.cache) for o in page.parse()]
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """Workers start from a clean process that has imported this module (not forked from a process with threads)."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
-_WORKER_CACHE: dict[Any, Any] = {}  # a worker's shared containers and sidecars (see _containers)
-
-
-def _pods_of(page: RawPage) -> list[Pod]:
-    """In a worker process: the page's pods, summarised (pickled back to the reader)."""
-    return [_pod(o, _WORKER_CACHE) for o in page.parse()]
-
-
 def _first_by_key(items: Iterable[tuple[Any, Any]]) -> dict[Any, Any]:
     """A lookup index; where a source repeats a key (the same manifest given twice), the first one, as a scan
     would find it."""
@@ -529,7 +442,7 @@ class _Builder:
     def add(self, o: dict[str, Any]) -> None:
         kind = o.get("kind")
         if kind == "Pod":
-            self.pods.append(_pod(o, self.cache))
+            self.pods.append(_pod_of(o, self.cache))
             return
         if kind == "CustomResourceDefinition":
             crd = _crd(o)
@@ -585,67 +498,76 @@ def _meta(o: dict[str, Any], key: str) -> dict[str, str]:
 # ---------------------------------------------------------------- pods and pod specs
 
 
-_PROBE_FIELDS = (("readiness", "readinessProbe"), ("liveness", "livenessProbe"), ("startup", "startupProbe"))
-
-
-def _containers(items: list[dict[str, Any]] | None, cache: dict[Any, Any] | None = None) -> tuple[Container, ...]:
-    """Containers, equal ones shared through `cache`: a cluster's pods repeat a few containers (every injected pod
-    has the same istio-init and istio-proxy), and comparing the raw fields meshstep reads (a C-level compare of
-    lists and dicts) costs a fraction of building the frozen objects."""
+def _containers(items: list[Any] | None, cache: dict[Any, Any] | None = None) -> tuple[Container, ...]:
+    """Containers (typed, shapes.CONTAINER), equal ones shared through `cache`: a cluster's pods repeat a few
+    containers (every injected pod has the same istio-init and istio-proxy), and comparing the decoded Structs (a
+    C-level compare) costs a fraction of building the frozen objects."""
     if not items:
         return ()
     out = []
     for c in items:
-        get = c.get
-        raw = (get("name", ""), get("image", ""), get("command"), get("args"), get("ports"), get("readinessProbe"),
-               get("livenessProbe"), get("startupProbe"), get("restartPolicy"), get("securityContext"))
-        try:
-            bucket = cache.setdefault(raw[:2], []) if cache is not None else []
-        except TypeError:  # a name or image that is not a string (a malformed manifest): not shared
-            bucket = []
-        container = next((built for seen, built in bucket if seen == raw), None)
+        bucket = cache.setdefault((c.name, c.image), []) if cache is not None else []
+        container = next((built for seen, built in bucket if seen == c), None)
         if container is None:
             container = _container(c)
             if len(bucket) < 8:  # many variants of one name and image: build them, do not search a long list
-                bucket.append((raw, container))
+                bucket.append((c, container))
         out.append(container)
     return tuple(out)
 
 
-def _container(c: dict[str, Any]) -> Container:
-    probes = tuple(_probe(t, c[key]) for t, key in _PROBE_FIELDS if c.get(key))
-    ports = tuple(ContainerPort(p.get("name"), p.get("containerPort", 0), p.get("protocol", "TCP"))
-                  for p in c.get("ports") or ())
-    return Container(c.get("name", ""), c.get("image", ""), tuple(map(str, c.get("command") or ())),
-                     tuple(map(str, c.get("args") or ())), ports, probes, c.get("restartPolicy") == "Always",
-                     (c.get("securityContext") or {}).get("runAsUser"))
+def _container(c: Any) -> Container:
+    probes = tuple(probe for probe in (_probe("readiness", c.readinessProbe), _probe("liveness", c.livenessProbe),
+                                       _probe("startup", c.startupProbe)) if probe is not None)
+    ports = tuple(ContainerPort(p.name, p.containerPort or 0, p.protocol or "TCP") for p in c.ports or ())
+    return Container(c.name or "", c.image or "", tuple(map(str, c.command or ())), tuple(map(str, c.args or ())),
+                     ports, probes, c.restartPolicy == "Always",
+                     c.securityContext.runAsUser if c.securityContext is not None else None)
 
 
-def _probe(type_: str, p: dict[str, Any]) -> Probe:
+def _probe(type_: str, p: Any) -> Probe | None:
+    """A probe; None when absent or empty (as a manifest's `readinessProbe: {}` probes nothing)."""
+    if p is None:
+        return None
     for handler in ("httpGet", "tcpSocket", "grpc"):
-        if handler in p:
-            h = p[handler] or {}
-            return Probe(type_, handler, h.get("port"), h.get("path"))
-    return Probe(type_, "exec" if "exec" in p else "unknown")
+        h = getattr(p, handler)
+        if h is not None:
+            return Probe(type_, handler, h.port, getattr(h, "path", None))
+    if p.exec is not None:
+        return Probe(type_, "exec")
+    return None if p == type(p)() else Probe(type_, "unknown")
+
+
+_NO_METADATA, _NO_SPEC, _NO_STATUS = shapes.METADATA_STRUCT(), shapes.POD_SPEC_STRUCT(), shapes.POD_STATUS_STRUCT()
 
 
 def pod_spec_summary(meta: dict[str, Any], spec: dict[str, Any], cache: dict[Any, Any] | None = None) -> PodSpecSummary:
+    """What meshstep reads of a pod template's metadata and spec (dicts; shapes.TypeProblem for a wrong type)."""
+    template = shapes.typed({"metadata": meta, "spec": spec}, shapes.POD_TEMPLATE_STRUCT)
+    return _summary(template.metadata, template.spec, cache)
+
+
+def _summary(meta: Any, spec: Any, cache: dict[Any, Any] | None = None) -> PodSpecSummary:
+    """What meshstep reads of a pod spec, from its typed metadata and spec (shapes.METADATA, shapes.POD_SPEC)."""
+    meta = meta if meta is not None else _NO_METADATA
+    spec = spec if spec is not None else _NO_SPEC
     return PodSpecSummary(
-        labels=meta.get("labels") or {},
-        annotations=meta.get("annotations") or {},
-        containers=_containers(spec.get("containers"), cache),
-        init_containers=_containers(spec.get("initContainers"), cache),
-        service_account=spec.get("serviceAccountName") or spec.get("serviceAccount") or "default",
-        host_network=bool(spec.get("hostNetwork")),
-        run_as_user=(spec.get("securityContext") or {}).get("runAsUser"),
+        labels=meta.labels or {},
+        annotations=meta.annotations or {},
+        containers=_containers(spec.containers, cache),
+        init_containers=_containers(spec.initContainers, cache),
+        service_account=spec.serviceAccountName or spec.serviceAccount or "default",
+        host_network=bool(spec.hostNetwork),
+        run_as_user=spec.securityContext.runAsUser if spec.securityContext is not None else None,
     )
 
 
-def _pod(o: dict[str, Any], cache: dict[Any, Any] | None = None) -> Pod:
-    meta = o.get("metadata") or {}
-    spec = o.get("spec") or {}
-    status = o.get("status") or {}
-    summary = pod_spec_summary(meta, spec, cache)
+def _pod(p: Any, cache: dict[Any, Any] | None = None) -> Pod:
+    """A Pod from its typed form (shapes.POD: decoded from JSON, or converted from a dict by shapes.typed)."""
+    meta = p.metadata if p.metadata is not None else _NO_METADATA
+    spec = p.spec if p.spec is not None else _NO_SPEC
+    status = p.status if p.status is not None else _NO_STATUS
+    summary = _summary(meta, spec, cache)
     wkind, wname = _owner(meta)
     proxy = components.find_sidecar(summary)
     sidecar = None
@@ -657,21 +579,28 @@ def _pod(o: dict[str, Any], cache: dict[Any, Any] | None = None) -> Pod:
             sidecar = Sidecar(*key)
             if cache is not None:
                 cache[key] = sidecar
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
-    return Pod(meta.get("namespace") or "default", meta["name"], summary, wkind, wname, spec.get("nodeName"),
-               status.get("phase"), ready, status.get("podIP"), meta.get("creationTimestamp"), sidecar,
-               namespace_given=bool(meta.get("namespace")))
+    ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions or ())
+    return Pod(meta.namespace or "default", meta.name, summary, wkind, wname, spec.nodeName, status.phase, ready,
+               status.podIP, meta.creationTimestamp, sidecar, namespace_given=bool(meta.namespace))
 
 
-def _owner(meta: dict[str, Any]) -> tuple[str, str]:
+def _pod_of(o: dict[str, Any], cache: dict[Any, Any] | None = None) -> Pod:
+    """A Pod from a pod dict (a YAML snapshot's, one a feature writes)."""
+    try:
+        return _pod(shapes.typed(o), cache)
+    except shapes.TypeProblem as e:
+        raise SourceError(f"{shapes.ref(o)}: {e}") from None
+
+
+def _owner(meta: Any) -> tuple[str, str]:
     """The workload that owns a pod. A ReplicaSet named `<deployment>-<pod-template-hash>` is a Deployment's."""
-    owner = next((r for r in meta.get("ownerReferences") or () if r.get("controller")), None)
-    owner = owner or next(iter(meta.get("ownerReferences") or ()), None)
+    owners = meta.ownerReferences or ()
+    owner = next((r for r in owners if r.controller), None) or next(iter(owners), None)
     if not owner:
-        return "Pod", meta["name"]
-    kind, name = owner.get("kind", ""), owner.get("name", "")
+        return "Pod", meta.name
+    kind, name = owner.kind or "", owner.name or ""
     if kind == "ReplicaSet":
-        h = (meta.get("labels") or {}).get("pod-template-hash")
+        h = (meta.labels or {}).get("pod-template-hash")
         if h and name.endswith("-" + h):
             return "Deployment", name[: -len(h) - 1]
     return kind, name
@@ -753,9 +682,12 @@ def _workloads(pods: list[Pod], objects: dict[str, tuple[KubeObject, ...]],
             if kind == "CronJob":
                 tmpl = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
             sel = (spec.get("selector") or {}).get("matchLabels") or {}
+            try:
+                template = pod_spec_summary(tmpl.get("metadata") or {}, tmpl.get("spec") or {}, cache)
+            except shapes.TypeProblem as e:  # checked at the edge; an object a feature wrote is not
+                raise SourceError(f"{o.ref}: its pod template's {e}") from None
             by_key[(o.namespace or "default", kind, o.name)] = Workload(
-                kind, o.namespace or "default", o.name, o.labels, sel,
-                pod_spec_summary(tmpl.get("metadata") or {}, tmpl.get("spec") or {}, cache), spec.get("replicas"))
+                kind, o.namespace or "default", o.name, o.labels, sel, template, spec.get("replicas"))
     members: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
     for p in pods:
         members[(p.namespace, p.workload_kind, p.workload_name)].append(p)

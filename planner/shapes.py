@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 # A check raises _Bad at the first problem it finds. Paths are put together only then, on the way out: building
 # them for every field of every pod would cost more than the checks (a 10,000-pod cluster is read in well under a
@@ -70,6 +72,8 @@ _LEAVES: dict[str, _Leaf] = {
     "int-or-string": _Leaf(frozenset({int, str}), "a port number or name"),
     "map": _Leaf(frozenset({dict}), "a map"),
     "list": _Leaf(frozenset({list}), "a list"),
+    # RFC 3339 text in JSON; YAML reads an unquoted one as a timestamp (kept as it comes: shown, never computed on)
+    "timestamp": _Leaf(frozenset({str, datetime, date}), "a timestamp"),
 }
 
 
@@ -153,7 +157,7 @@ STR, INT, BOOL = "string", "integer", "boolean"
 STRINGS = {"*": STR}  # labels, annotations, a selector, a ConfigMap's data
 LABEL_SELECTOR = {"matchLabels": STRINGS, "matchExpressions": [{"key": STR, "operator": STR, "values": [STR]}]}
 METADATA = {"name": STR, "namespace": STR, "generateName": STR, "labels": STRINGS, "annotations": STRINGS,
-            "ownerReferences": [{"kind": STR, "name": STR, "controller": BOOL}]}
+            "ownerReferences": [{"kind": STR, "name": STR, "controller": BOOL}], "creationTimestamp": "timestamp"}
 _PROBE = {"httpGet": {"port": "int-or-string", "path": STR}, "tcpSocket": {"port": "int-or-string"},
           "grpc": {"port": INT}, "exec": "map"}
 CONTAINER = {"name": STR, "image": STR, "command": ["scalar"], "args": ["scalar"],
@@ -215,6 +219,116 @@ def problem(obj: dict[str, Any]) -> str | None:
     except _Bad as e:
         return str(e)
     return None
+
+
+# ---------------------------------------------------------------- typed decoding, from the same shapes
+#
+# A big cluster is mostly pods, and meshstep reads a few fields of each (a pod's JSON is ~10 KB: managedFields,
+# volumes, statuses). Pods are decoded straight from JSON into msgspec Structs made from the shapes above: only
+# the declared fields are built, everything else is skipped unparsed, and the types are checked as they are
+# decoded (the same exact types: a bool is not an integer, a null is as good as absent). One declaration, two
+# readers: the shapes check dicts (YAML, objects a feature writes), the Structs decode bytes.
+
+_STRUCT_TYPES: dict[str, Any] = {
+    "string": str, "integer": int, "number": int | float, "boolean": bool, "scalar": str | int | float | bool,
+    "int-or-string": int | str, "map": dict[str, Any], "list": list[Any], "timestamp": Any,
+}
+
+
+_STRUCTS: dict[int, Any] = {}  # by the id of a (module-level, never freed) shape: one Struct per shape
+
+
+def struct_of(shape: Any, name: str) -> Any:
+    """The type msgspec decodes a shape into: a Struct (fields optional, None when absent or null; unknown fields
+    skipped) for `{"field": shape}`, dict/list for `{"*": …}`/`[…]`. Structs compare by value, C-level."""
+    if isinstance(shape, list):
+        return list[struct_of(shape[0], name)]  # type: ignore[misc]
+    if isinstance(shape, dict):
+        if list(shape) == ["*"]:
+            return dict[str, struct_of(shape["*"], name)]  # type: ignore[misc]
+        if id(shape) not in _STRUCTS:
+            fields = [(k, struct_of(v, f"{name}_{k}") | None, None) for k, v in shape.items()]
+            _STRUCTS[id(shape)] = msgspec.defstruct(name, fields, module=__name__)
+        return _STRUCTS[id(shape)]
+    return _STRUCT_TYPES[shape]
+
+
+METADATA_STRUCT = struct_of(METADATA, "Metadata")
+POD_SPEC_STRUCT = struct_of(POD_SPEC, "PodSpec")
+POD_STATUS_STRUCT = struct_of(KINDS["Pod"]["status"], "PodStatus")
+POD_TEMPLATE_STRUCT = struct_of(POD_TEMPLATE, "PodTemplate")
+POD = struct_of({**COMMON, **KINDS["Pod"]}, "Pod")
+_POD_LIST = msgspec.defstruct("PodList", [("items", list[POD] | None, None)], module=__name__)  # type: ignore[valid-type]
+_HEAD = msgspec.defstruct("Head", [("kind", Any, None)], module=__name__)
+_POD_LIST_DECODER = msgspec.json.Decoder(_POD_LIST)
+_POD_DECODER = msgspec.json.Decoder(POD)
+_HEAD_DECODER = msgspec.json.Decoder(_HEAD)
+
+
+class TypeProblem(Exception):
+    """A decoded object whose field has the wrong type: `where` is the item's index in its list, when known."""
+
+    def __init__(self, message: str, index: int | None):
+        super().__init__(message)
+        self.index = index
+
+
+def decode_pods(data: bytes | memoryview) -> list[Any]:
+    """The typed pods of a list page's JSON (`{"items": [...]}`); TypeProblem names the item and field."""
+    try:
+        return _POD_LIST_DECODER.decode(data).items or []
+    except msgspec.ValidationError as e:
+        raise _problem(str(e), "$.items") from None
+
+
+def decode_pod(data: Any) -> Any:
+    """One typed pod, from its JSON (bytes, or a msgspec.Raw slice of a bigger document)."""
+    try:
+        return _POD_DECODER.decode(data)
+    except msgspec.ValidationError as e:
+        raise _problem(str(e), "$") from None
+
+
+def typed(obj: dict[str, Any], struct: Any = POD) -> Any:
+    """A dict (read from YAML, or written by a feature) as its typed form: a pod (POD), a pod template
+    (POD_TEMPLATE_STRUCT)."""
+    try:
+        return msgspec.convert(obj, struct)
+    except msgspec.ValidationError as e:
+        raise _problem(str(e), "$") from None
+
+
+def kind_of(data: Any) -> Any:
+    """The `kind` of one object's JSON, the rest skipped without being built."""
+    return _HEAD_DECODER.decode(data).kind
+
+
+_MSGSPEC_TYPES = {"object": "a map", "array": "a list", "str": "a string", "int": "an integer", "float": "a number",
+                  "bool": "a boolean", "null": "null"}
+
+
+def _problem(message: str, root: str) -> TypeProblem:
+    """msgspec's `Expected `int | null`, got `str` - at `$.items[3].spec.x``, said as the shapes say it:
+    `spec.x is a string, not an integer`, with the item's index apart."""
+    text, _, at = message.partition(" - at `")
+    path = at.rstrip("`")
+    index = None
+    if root != "$" and path.startswith(root + "["):
+        i, _, path = path[len(root) + 1:].partition("]")
+        index = int(i) if i.isdigit() else None
+        path = "$" + path
+    path = path.removeprefix("$").lstrip(".")
+    if text.startswith("Expected `"):
+        expected, _, got = text[len("Expected `"):].partition("`, got `")
+        wanted = [t for t in expected.split(" | ") if t != "null"]
+        if wanted:
+            names = {_MSGSPEC_TYPES.get(t, t) for t in wanted}
+            want = ("a string" if names == {"a string", "an integer", "a number", "a boolean"} else
+                    "a port number or name" if names == {"a string", "an integer"} else " or ".join(sorted(names)))
+            text = f"is {_MSGSPEC_TYPES.get(got.rstrip('`'), got.rstrip('`'))}, not {want}"
+    elif text.startswith("Object missing required field `"):
+        text = f"has no {text.split('`')[1]}, which is required"
+    return TypeProblem(f"{path} {text}" if path else text, index)
 
 
 # ---------------------------------------------------------------- Istio's kinds, generated from the typed models

@@ -1,6 +1,6 @@
 """Where raw Kubernetes objects come from: the bundled demo, a snapshot (file, directory, .tar.gz), or a live
 cluster read-only through the official client. Objects are plain dicts; a live list's pages may also be handed on
-unparsed (RawPage), for the inventory to parse a big cluster's pods in other processes."""
+unparsed (RawPage), for the inventory to decode its pods typed (shapes.POD)."""
 from __future__ import annotations
 
 import os
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import yaml
 
@@ -52,7 +53,7 @@ class Snapshot:
     """Raw objects of one source, produced lazily by `objects()` (a live cluster streams page by page)."""
 
     label: str
-    produce: Callable[[Visibility], Iterable[dict[str, Any]]]
+    produce: Callable[[Visibility], Iterable[dict[str, Any] | RawPage | RawPods]]
     visibility: Visibility = field(default_factory=Visibility)
     # Whether the source is a whole cluster (live, demo) rather than a set of manifests.
     cluster: bool = True
@@ -61,11 +62,12 @@ class Snapshot:
         """Every object, as a dict."""
         return self.stream()  # type: ignore[return-value]  (no raw kinds: dicts only)
 
-    def stream(self, raw_kinds: Collection[str] = ()) -> Iterator[dict[str, Any] | RawPage]:
-        """Every object as a dict, except that a live list's pages of `raw_kinds` (e.g. "Pod") come as RawPages, for
-        the consumer to parse where it likes (the inventory hands a big cluster's pods to other processes)."""
+    def stream(self, raw_kinds: Collection[str] = ()) -> Iterator[dict[str, Any] | RawPage | RawPods]:
+        """Every object as a dict, except that a live list's pages of `raw_kinds` (e.g. "Pod") come as RawPages, and
+        a JSON snapshot's as RawPods, for the consumer to decode typed (the inventory decodes pods straight into
+        Structs)."""
         for item in self.produce(self.visibility):
-            if type(item) is RawPage:
+            if type(item) is RawPage or type(item) is RawPods:
                 if item.kind.kind in raw_kinds:
                     yield item
                     continue
@@ -142,7 +144,7 @@ def load_snapshot(source: str | None = None, roots: Collection[Path] | None = No
     real path lies under one of them are read)."""
     source = source or default_source()
     if source == "demo":
-        return Snapshot("demo", lambda _v: read_paths(sorted(DEMO_DIR.glob("*.yaml"))))
+        return Snapshot("demo", lambda _v: _read_paths(sorted(DEMO_DIR.glob("*.yaml"))))
     if source == "live":
         return live_snapshot(None)
     if source.startswith("context:"):
@@ -153,7 +155,7 @@ def load_snapshot(source: str | None = None, roots: Collection[Path] | None = No
             f"source {source!r}: no such file or directory "
             "(--source takes demo, live, context:NAME, or a snapshot file, directory or .tar.gz)"
         )
-    return Snapshot(source_label(source), lambda _v: read_paths([path], roots), cluster=False)
+    return Snapshot(source_label(source), lambda _v: _read_paths([path], roots), cluster=False)
 
 
 def files_snapshot(paths: list[str | Path], label: str | None = None) -> Snapshot:
@@ -161,7 +163,8 @@ def files_snapshot(paths: list[str | Path], label: str | None = None) -> Snapsho
     for p in paths:
         if not os.path.lexists(p):
             raise SourceError(f"{p}: no such file or directory")
-    return Snapshot(label or ", ".join(map(str, paths)), lambda _v: read_paths([Path(p) for p in paths]), cluster=False)
+    return Snapshot(label or ", ".join(map(str, paths)), lambda _v: _read_paths([Path(p) for p in paths]),
+                    cluster=False)
 
 
 # ---------------------------------------------------------------- snapshot files
@@ -226,6 +229,15 @@ class _Budget:
 def read_paths(paths: Iterable[Path], roots: Collection[Path] | None = None) -> Iterator[dict[str, Any]]:
     """Objects of files, directories (recursively) and .tar.gz archives, in a stable order, within the limits
     (and, given `roots`, only of files whose real path lies under one of them)."""
+    for item in _read_paths(paths, roots):
+        if type(item) is RawPods:
+            yield from item.parse()
+        else:
+            yield item
+
+
+def _read_paths(paths: Iterable[Path], roots: Collection[Path] | None = None) -> Iterator[dict[str, Any] | RawPods]:
+    """As read_paths, but a JSON List's pods come as RawPods (see Snapshot.stream)."""
     for path in paths:
         budget = _Budget(path)
         for file in _snapshot_files(path, budget):
@@ -318,7 +330,7 @@ def _is_snapshot_file(name: str) -> bool:
     return name.endswith(SNAPSHOT_SUFFIXES) or name.endswith((".tar.gz", ".tgz"))
 
 
-def _read_archive(path: Path, budget: _Budget) -> Iterator[dict[str, Any]]:
+def _read_archive(path: Path, budget: _Budget) -> Iterator[dict[str, Any] | RawPods]:
     """The snapshot files of a .tar.gz, in name order. Read as a stream, member by member: every member's size
     (any type, matched or not) counts against the limits before a byte of it is expanded."""
     members: list[tuple[str, bytes]] = []
@@ -343,9 +355,13 @@ def _read_archive(path: Path, budget: _Budget) -> Iterator[dict[str, Any]]:
         yield from parse_text(_decode(data, where), where)
 
 
-def parse_text(text: str, name: str) -> Iterator[dict[str, Any]]:
+def parse_text(text: str, name: str) -> Iterator[dict[str, Any] | RawPods]:
     """Objects of one JSON or (multi-document) YAML text; errors name the file and line."""
     if text.lstrip().startswith(("{", "[")) and name.endswith(".json"):
+        listed = _json_list(text, name)
+        if listed is not None:
+            yield from _json_items(listed, text, name)
+            return
         try:
             doc = orjson.loads(text)
         except orjson.JSONDecodeError as e:
@@ -367,6 +383,61 @@ def parse_text(text: str, name: str) -> Iterator[dict[str, Any]]:
         if "&" in chunk and _ANCHOR.search(chunk):  # aliases need an anchor: what would expanding them cost?
             _check_aliases(doc, f"{name}:{start}")
         yield from _flatten(doc, name, start)
+
+
+# A JSON List (what `kubectl get -o json` writes) with its items left as JSON: each is decoded as its kind needs.
+_JSON_LIST = msgspec.defstruct("JsonList", [("kind", Any, None), ("apiVersion", Any, None),
+                                            ("items", list[msgspec.Raw] | None, None)])
+PODS_PER_BATCH = 500  # a JSON snapshot's pods, handed on in batches of a live page's size
+
+
+def _json_list(text: str, name: str) -> Any:
+    """The JSON document as a List whose items are still JSON, or None when it is something else (an object that
+    is not a List, an array: read the plain way)."""
+    try:
+        doc = msgspec.json.decode(text, type=_JSON_LIST)
+    except msgspec.ValidationError:
+        return None  # not an object, or a `kind`/`items` of another type: the plain way says what is wrong
+    except msgspec.DecodeError as error:
+        try:
+            orjson.loads(text)
+        except orjson.JSONDecodeError as e:  # orjson says where (msgspec gives only the character)
+            raise SourceError(f"{name}:{e.lineno}: malformed JSON: {e.msg}") from e
+        raise SourceError(f"{name}: malformed JSON: {error}") from error
+    if not (isinstance(doc.kind, str) and doc.kind.endswith("List") and doc.items is not None):
+        return None
+    return doc
+
+
+def _json_items(doc: Any, text: str, name: str) -> Iterator[dict[str, Any] | RawPods]:
+    """A JSON List's items: pods as RawPods (decoded typed by the consumer, or as dicts), the rest as dicts."""
+    item_kind = doc.kind[: -len("List")] if doc.kind != "List" else None
+    api_version = doc.apiVersion if isinstance(doc.apiVersion, str) else "v1"
+    pods: list[msgspec.Raw] = []
+    for raw in doc.items:
+        try:
+            kind = shapes.kind_of(raw)
+        except msgspec.ValidationError:  # not an object: said as the plain way says it
+            kind = None
+        if kind == "Pod" or (kind is None and item_kind == "Pod"):
+            pods.append(raw)
+            if len(pods) == PODS_PER_BATCH:
+                yield RawPods(POD_KIND, pods, text, name, api_version)
+                pods = []
+            continue
+        item = orjson.loads(memoryview(raw))
+        if isinstance(item, dict) and item_kind and "kind" not in item:
+            item["kind"] = item_kind
+            item.setdefault("apiVersion", api_version)
+        yield from _flatten(item, name, lambda raw=raw: _line_of(text, raw))
+    if pods:
+        yield RawPods(POD_KIND, pods, text, name, api_version)
+
+
+def _line_of(text: str, raw: msgspec.Raw) -> int:
+    """The line of a JSON document on which one of its items (a slice of it) starts: sought only for an error."""
+    at = text.find(bytes(memoryview(raw)).decode())
+    return text.count("\n", 0, at) + 1 if at >= 0 else 1
 
 
 def _check_aliases(doc: Any, where: str) -> None:
@@ -415,13 +486,16 @@ def _yaml_documents(text: str) -> Iterator[tuple[int, str]]:
         yield start, "".join(buf)
 
 
-def _flatten(doc: Any, name: str, line: int) -> Iterator[dict[str, Any]]:
+def _flatten(doc: Any, name: str, line: int | Callable[[], int]) -> Iterator[dict[str, Any]]:
+    """The objects of a document (a List's items, a bare array's), checked; `line` may be a function, called only
+    for an error (finding a JSON item's line is a search of the file)."""
     if isinstance(doc, list):  # a bare JSON array of objects
         for item in doc:
             yield from _flatten(item, name, line)
         return
     if not isinstance(doc, dict):
-        raise SourceError(f"{name}:{line}: expected a Kubernetes object (a mapping), got {type(doc).__name__}")
+        raise SourceError(f"{name}:{line() if callable(line) else line}: expected a Kubernetes object (a mapping), "
+                          f"got {type(doc).__name__}")
     kind = doc.get("kind")
     if isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list):
         item_kind = kind[: -len("List")] if kind != "List" else None
@@ -434,9 +508,10 @@ def _flatten(doc: Any, name: str, line: int) -> Iterator[dict[str, Any]]:
         return
     found = shapes.problem(doc)
     if found:
-        raise SourceError(f"{name}:{line}: {shapes.ref(doc)}: {found}")
+        raise SourceError(f"{name}:{line() if callable(line) else line}: {shapes.ref(doc)}: {found}")
     if not kind or not doc.get("apiVersion") or not (doc.get("metadata") or {}).get("name"):
-        raise SourceError(f"{name}:{line}: not a Kubernetes object: apiVersion, kind and metadata.name are required")
+        raise SourceError(f"{name}:{line() if callable(line) else line}: not a Kubernetes object: apiVersion, kind "
+                          "and metadata.name are required")
     yield doc
 
 
@@ -461,7 +536,6 @@ class RawPage:
 
     kind: Kind
     data: bytes
-    remaining: int | None  # how many items the server says follow this page (remainingItemCount), when it says
     where: str  # the server and how it was reached, for errors
 
     def parse(self) -> list[dict[str, Any]]:
@@ -470,6 +544,71 @@ class RawPage:
         except orjson.JSONDecodeError as e:
             raise SourceError(f"listing {self.kind.label} on {self.where}: malformed JSON: {e}") from e
         return _stamp(self.kind, page.get("items") or [], self.where)
+
+    def pods(self) -> list[Any]:
+        """The page's pods decoded typed (shapes.POD): only the fields meshstep reads are built."""
+        try:
+            pods = shapes.decode_pods(self.data)
+        except shapes.TypeProblem as e:
+            raise self._error(e.index, str(e)) from None
+        except msgspec.DecodeError:
+            self.parse()  # says what is malformed, as the plain way does
+            raise
+        for i, p in enumerate(pods):
+            if p.metadata is None or not p.metadata.name:
+                raise self._error(i, "metadata.name is required")
+        return pods
+
+    def _error(self, index: int | None, problem: str) -> SourceError:
+        """The plain way's error for a typed decode's problem: it names the object and the field exactly."""
+        try:
+            self.parse()
+        except SourceError as e:
+            return e
+        item = (orjson.loads(self.data).get("items") or [None])[index or 0] if index is not None else None
+        obj = f"{shapes.ref({**item, 'kind': self.kind.kind})}: " if isinstance(item, dict) else ""
+        return SourceError(f"listing {self.kind.label} on {self.where}: {obj}{problem}")
+
+
+@dataclass(frozen=True)
+class RawPods:
+    """A JSON snapshot's pods, each still JSON (a slice of the file's text), decoded when and as the consumer
+    chooses: typed (pods()) or as dicts (parse())."""
+
+    kind: Kind
+    items: list[msgspec.Raw]
+    text: str  # the file's, for an error's line
+    file: str
+    api_version: str  # the List's
+
+    def parse(self) -> list[dict[str, Any]]:
+        out = []
+        for raw in self.items:
+            item = orjson.loads(memoryview(raw))
+            if isinstance(item, dict) and "kind" not in item:
+                item["kind"] = self.kind.kind
+                item.setdefault("apiVersion", self.api_version)
+            out.extend(_flatten(item, self.file, lambda raw=raw: _line_of(self.text, raw)))
+        return out
+
+    def pods(self) -> list[Any]:
+        """The pods decoded typed (shapes.POD); a problem names the file, line, object and field."""
+        out = []
+        for raw in self.items:
+            try:
+                pod = shapes.decode_pod(raw)
+                if pod.metadata is None or not pod.metadata.name:
+                    raise shapes.TypeProblem("metadata.name is required", None)
+            except shapes.TypeProblem as e:
+                line = _line_of(self.text, raw)
+                item = orjson.loads(memoryview(raw))
+                if not isinstance(item, dict):
+                    raise SourceError(f"{self.file}:{line}: {e}") from None
+                item.setdefault("kind", self.kind.kind)
+                list(_flatten(item, self.file, line))  # the plain way's error, naming the field exactly, if it has one
+                raise SourceError(f"{self.file}:{line}: {shapes.ref(item)}: {e}") from None
+            out.append(pod)
+        return out
 
 
 def _stamp(kind: Kind, items: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
@@ -502,6 +641,7 @@ CORE_KINDS = (
     Kind("validatingwebhookconfigurations", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
          "ValidatingWebhookConfiguration", "admissionregistration.k8s.io/v1"),
 )
+POD_KIND = next(k for k in CORE_KINDS if k.kind == "Pod")
 CRD_KIND = Kind("customresourcedefinitions", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                 "CustomResourceDefinition", "apiextensions.k8s.io/v1")
 
@@ -690,9 +830,7 @@ class _LiveReader:
                 data = self._get(kind.path, query, kind.metadata_only)
                 meta = _list_metadata(data)
                 token = meta.get("continue") or None
-                remaining = meta.get("remainingItemCount")
-                page = RawPage(kind, data, remaining if isinstance(remaining, int) else None,
-                               f"{self.server} ({self.where})")
+                page = RawPage(kind, data, f"{self.server} ({self.where})")
                 if keep:
                     items = page.parse()
                     kept.extend(items)
@@ -721,7 +859,7 @@ class _LiveReader:
 
 
 def _list_metadata(data: bytes) -> dict[str, Any]:
-    """A list page's metadata (continue token, remainingItemCount), read from what precedes `items` (where the API
+    """A list page's metadata (its continue token), read from what precedes `items` (where the API
     server writes it) without parsing the items; the whole page is parsed when the metadata is not found there."""
     i = data.find(b'"items"')
     if i > 0:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from benchmarks.kubeapi import write_kubeconfig
-from planner import inventory, sources
+from planner import sources
 from planner.errors import SourceError
 from planner.inventory import build_inventory
 from planner.sources import RawPage, files_snapshot, live_snapshot, load_snapshot
@@ -289,91 +289,6 @@ def test_live_kinds_are_listed_concurrently(kubeconfig_env) -> None:
     assert lists == 12 and elapsed < lists * 0.2 / 2
 
 
-# ---------------------------------------------------------------- big clusters: pods read in worker processes
-
-
-def _crash(page) -> list:
-    """A worker that dies mid-read, as one the kernel's OOM killer takes."""
-    os._exit(1)
-
-
-def _slow(page) -> list:
-    """A worker that takes its time, so that the pages after its first are read by the reader itself."""
-    time.sleep(2)
-    return inventory._pods_of(page)
-
-
-def _spy_on_take(monkeypatch, sent: list[bool], here: list[RawPage] | None = None) -> None:
-    """Record whether each pod page went to a worker (`sent`), and which ones were read here after all (`here`);
-    assume two CPUs, whatever this machine has."""
-    take, read_here = inventory._PodPages.take, inventory._PodPages._here
-    monkeypatch.setattr(inventory._PodPages, "take", lambda self, page: sent.append(take(self, page)) or sent[-1])
-    if here is not None:
-        monkeypatch.setattr(inventory._PodPages, "_here", lambda self, page: here.append(page) or read_here(self, page))
-    monkeypatch.setattr(inventory.os, "cpu_count", lambda: 2)
-
-
-@pytest.fixture
-def pod_pages(kubeconfig_env, monkeypatch):
-    """Read a 50-pod cluster in pages of 5 twice: in this process, then with pod pages in worker processes (the
-    threshold lowered to 10 pods, two CPUs assumed); returns both inventories, whether each page went out, and the
-    pages read here after all."""
-    objects = _fixture_objects() + [_pod(f"p{i:03}", "shop") for i in range(45)]
-
-    def read(worker=None, per_worker=100):
-        with serve(objects) as cluster:
-            kubeconfig_env({"test": cluster.url}, "test")
-            here = build_inventory(live_snapshot("test", page_size=5))
-            sent: list[bool] = []
-            fallback: list[RawPage] = []
-            _spy_on_take(monkeypatch, sent, fallback)
-            monkeypatch.setattr(inventory, "PARALLEL_PODS", 10)
-            monkeypatch.setattr(inventory, "PAGES_PER_WORKER", per_worker)
-            if worker is not None:
-                monkeypatch.setattr(inventory, "_pods_of", worker)
-            return here, build_inventory(live_snapshot("test", page_size=5)), sent, fallback
-
-    return read
-
-
-def test_live_pods_of_a_big_cluster_are_read_in_worker_processes(pod_pages) -> None:
-    here, parallel, sent, fallback = pod_pages()
-    assert len(here.pods) == 49 and len(sent) == 10 and all(sent)  # every pod page went out (from the first)
-    assert fallback == []  # and came back from a worker
-    assert parallel.pods == here.pods  # the same Pods, in the same order
-    assert parallel.report() == here.report()
-
-
-def test_live_pod_pages_read_here_while_the_workers_are_busy_keep_their_order(pod_pages) -> None:
-    here, parallel, sent, read_here = pod_pages(_slow, per_worker=1)  # a page in flight per worker, the rest here
-    assert len(sent) == 10 and all(sent) and 0 < len(read_here) < 10
-    assert parallel.pods == here.pods
-
-
-def test_live_pods_are_read_here_when_the_workers_die(pod_pages) -> None:
-    here, parallel, sent, fallback = pod_pages(_crash)
-    assert len(sent) == 10 and all(sent) and len(fallback) == 10
-    assert parallel.pods == here.pods
-
-
-def test_live_pages_say_how_many_items_follow_and_small_clusters_stay_here(kubeconfig_env, monkeypatch) -> None:
-    pages, sent = [], []
-    _spy_on_take(monkeypatch, sent)
-    objects = _fixture_objects() + [_pod(f"p{i:03}", "shop") for i in range(45)]
-    total = sum(o["kind"] == "Pod" for o in objects)
-    with serve(objects) as cluster:
-        kubeconfig_env({"test": cluster.url}, "test")
-        for item in live_snapshot("test", page_size=5).stream(("Pod", "ConfigMap")):
-            if isinstance(item, sources.RawPage):
-                pages.append((item.kind.kind, item.remaining))
-        build_inventory(live_snapshot("test", page_size=5))
-    pods = [r for k, r in pages if k == "Pod"]
-    # remainingItemCount: what follows each page (none after the last); a filtered list has none at all
-    assert pods[:-1] == list(range(total - 5, 0, -5)) and pods[-1] is None
-    assert all(r is None for k, r in pages if k == "ConfigMap")
-    assert len(sent) == len(pods) and not any(sent)  # 50 pods: under the threshold, read in this process
-
-
 # ---------------------------------------------------------------- hostile and broken files: bounded, refused cleanly
 
 
@@ -574,7 +489,7 @@ def test_live_items_of_the_wrong_type_name_the_server_and_object() -> None:
 
     pods = next(k for k in CORE_KINDS if k.kind == "Pod")
     bad = _pod("x", "shop") | {"metadata": {"name": "x", "namespace": "shop", "annotations": {"a": 1}}}
-    page = RawPage(pods, json.dumps({"items": [bad]}).encode(), None, "https://k8s (ctx)")
+    page = RawPage(pods, json.dumps({"items": [bad]}).encode(), "https://k8s (ctx)")
     with pytest.raises(SourceError, match=r"^listing pods on https://k8s \(ctx\): Pod shop/x: metadata.annotations.a "
                                           "is an integer, not a string"):
         page.parse()
@@ -637,3 +552,72 @@ def test_a_dripping_server_is_cut_off_at_the_read_deadline_with_progress_shown(k
     assert 3 <= took < 8, took
     assert lines and lines[0].startswith(f"reading {url} (kubeconfig context 'drip'): ") and lines[-1] == ""
     assert "of at most 3 s" in lines[0]
+
+
+# ---------------------------------------------------------------- pods decoded typed (JSON snapshots, live pages)
+
+
+def _deep_pod() -> dict:
+    pod = _pod("x", "shop")
+    pod["spec"]["containers"].append({"name": "sidecar", "image": "s:1",
+                                      "readinessProbe": {"httpGet": {"port": [15021], "path": "/ready"}}})
+    return pod
+
+
+def _json_list(tmp_path: Path, items: list[dict]) -> Path:
+    path = tmp_path / "snap.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2))
+    return path
+
+
+def test_a_wrong_type_deep_in_a_json_snapshots_pod_names_file_line_object_and_field(tmp_path: Path) -> None:
+    path = _json_list(tmp_path, [_pod("ok", "shop"), _deep_pod()])
+    line = path.read_text().splitlines().index("    {", 5) + 1  # where the second item starts
+    with pytest.raises(SourceError, match=rf"^{path}:{line}: Pod shop/x: spec.containers\[1\].readinessProbe.httpGet"
+                                          r".port is a list, not a port number or name"):
+        build_inventory(load_snapshot(str(path)))
+    with pytest.raises(SourceError, match=rf"^{path}:{line}: Pod shop/x: spec.containers\[1\]"):
+        list(load_snapshot(str(path)).objects())  # read as dicts: the same error
+
+
+def test_a_wrong_type_deep_in_a_live_pod_names_the_server_and_object() -> None:
+    page = RawPage(sources.POD_KIND, json.dumps({"items": [_pod("ok", "shop"), _deep_pod()]}).encode(),
+                   "https://k8s (ctx)")
+    with pytest.raises(SourceError, match=r"^listing pods on https://k8s \(ctx\): Pod shop/x: spec.containers\[1\]"
+                                          r".readinessProbe.httpGet.port is a list, not a port number or name"):
+        page.pods()
+
+
+def test_a_pod_without_its_required_name_is_refused(tmp_path: Path) -> None:
+    nameless = _pod("x", "shop")
+    del nameless["metadata"]["name"]
+    path = _json_list(tmp_path, [_pod("ok", "shop"), nameless])
+    with pytest.raises(SourceError, match=rf"^{path}:\d+: .*metadata.name are required"):
+        build_inventory(load_snapshot(str(path)))
+    page = RawPage(sources.POD_KIND, json.dumps({"items": [nameless]}).encode(), "https://k8s (ctx)")
+    with pytest.raises(SourceError, match=r"^listing pods on https://k8s \(ctx\): Pod shop/None: metadata.name is "
+                                          "required"):
+        page.pods()
+
+
+def test_fields_meshstep_does_not_read_are_skipped_whatever_their_type(tmp_path: Path) -> None:
+    """Unknown fields, and fields meshstep does not decode (of any type), are ignored; the typed read of a JSON
+    snapshot gives the same inventory as the dict read of the same objects as YAML."""
+    pods = [_pod(f"p{i}", "shop") for i in range(3)]
+    for p in pods:
+        p["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+        p["spec"]["volumes"] = "not even a list"
+        p["spec"]["containers"][0]["resources"] = 7
+        p["spec"]["futureField"] = {"x": [1, 2]}
+        p["status"] = {"phase": "Running", "podIP": "10.0.0.1", "containerStatuses": {"odd": True},
+                       "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": None}]}
+    pods[1]["metadata"]["labels"] = {"app": "a"}
+    pods[1]["spec"]["containers"][0]["readinessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 5}
+    objects = _fixture_objects() + pods
+    typed = build_inventory(load_snapshot(str(_json_list(tmp_path, objects))))
+    (tmp_path / "snap.yaml").write_text(yaml.safe_dump_all(objects))
+    plain = build_inventory(load_snapshot(str(tmp_path / "snap.yaml")))
+    assert typed.pods == plain.pods and len(typed.pods) == len(plain.pods) >= 3
+    p1 = next(p for p in typed.pods if p.name == "p1")
+    assert p1.ready and p1.ip == "10.0.0.1" and p1.labels == {"app": "a"}
+    assert p1.spec.containers[0].probes[0].handler == "tcpSocket" and p1.spec.containers[0].probes[0].port == "http"
