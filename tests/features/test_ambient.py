@@ -15,6 +15,7 @@ from planner.errors import MeshstepError
 from planner.inventory import Inventory
 from plans import plan
 from tests.features.corpus import ambient
+from tests.rehearsal import rehearse_to_done
 
 TRAFFIC = ("ingress-gateway", "request-routing", "traffic-shifting", "timeouts-retries")
 
@@ -328,14 +329,7 @@ def test_the_ambient_templates_are_rehearsed_to_done_from_the_cli(template, name
     source = ["--source", str(snap)]
     assert main(["plan", "new", "--template", template, "--namespaces", namespace, "--name", "p", *source]) == 0
     capsys.readouterr()
-    for _ in range(60):
-        rc = main(["plan", "advance", "--rehearse", "--name", "p", *source])
-        out, err = capsys.readouterr()
-        assert rc == 0, err  # no gate blocks and no exit check fails on the way
-        if "is complete" in out:
-            break
-    else:
-        raise AssertionError(f"{template} did not reach done")
+    rehearse_to_done("p", source, capsys)
     assert main(["plan", "show", "--name", "p", "--format", "json", *source]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["complete"] and {s["status"] for s in shown["stages"]} == {"done"}

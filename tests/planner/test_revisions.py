@@ -19,6 +19,7 @@ from planner.inventory import Inventory, build_inventory
 from planner.model import Ref
 from planner.sources import load_snapshot
 from plans import plan
+from tests.rehearsal import rehearse_to_done
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "upgrade" / "cluster.yaml"
 
@@ -324,14 +325,7 @@ def test_the_upgrade_template_is_rehearsed_to_done_with_no_pod_left_on_the_old_r
     monkeypatch.setenv("MESHSTEP_ACTOR", "alice")
     source = ["--source", str(FIXTURE)]
     assert main(["plan", "new", "--template", "upgrade", "--name", "up", *source]) == 0
-    for _ in range(60):
-        rc = main(["plan", "advance", "--rehearse", "--name", "up", *source])
-        out, err = capsys.readouterr()
-        assert rc == 0, err  # no gate blocks and no exit check fails on the way
-        if "is complete" in out:
-            break
-    else:
-        raise AssertionError("the upgrade plan did not reach done")
+    rehearse_to_done("up", source, capsys)
     store = Store.open(db)
     try:
         plan = planning.find_plan(store, str(FIXTURE), "up")
