@@ -16,16 +16,28 @@ def _register_commands() -> None:
         importlib.import_module(f"{commands.__name__}.{mod.name}")
 
 
+# meshstep's own top-level packages (pyproject's packages.find)
+PACKAGES = ("app", "features", "planner", "plans", "state")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status; user errors print one clear line on stderr, never a traceback."""
-    _register_commands()
     try:
+        _register_commands()
         commands.cli(args=argv, prog_name="meshstep")
     except MeshstepError as e:
         typer.echo(f"error: {e}", err=True)
         return e.exit_code
     except SystemExit as e:  # click's standalone mode ends every run with one
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except ModuleNotFoundError as e:
+        # An editable install maps the packages it saw when it was made: one added since (plans/) is not found
+        # until meshstep is installed again.
+        if (e.name or "").split(".")[0] not in PACKAGES:
+            raise
+        typer.echo(f"error: meshstep's package {e.name!r} is not installed: the install is older than the code; run "
+                   "`pip install -e .` again in this checkout", err=True)
+        return 2
     return 0
 
 

@@ -40,3 +40,15 @@ def test_the_known_exceptions_are_still_real():
     """An exception fixed is taken off the list, so the list never hides a new import of the same module."""
     for path, module in KNOWN:
         assert module in _imports(ROOT / path), (path, module)
+
+
+def test_the_cli_says_to_reinstall_when_a_package_of_meshstep_is_missing(monkeypatch, capsys):
+    """An editable install made before a package was added does not find it: one line says what to do."""
+    from app import cli
+
+    def missing(*_a, **_k):
+        raise ModuleNotFoundError("No module named 'plans'", name="plans")
+
+    monkeypatch.setattr(cli, "_register_commands", missing)
+    assert cli.main(["plan", "list"]) == 2
+    assert "pip install -e ." in capsys.readouterr().err
