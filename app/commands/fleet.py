@@ -33,7 +33,7 @@ def fleet(
     """Per cluster: Istio version and revisions, namespaces and pods in the mesh, features observed and recorded,
     drift, the active plan and its stage. Without clusters named, the ones the state database knows a source for.
     Exits 1 when any cluster failed (all are still shown)."""
-    from app import fleet as fleet_
+    from state import fleet as fleet_
 
     names = _items(contexts)
     if all_contexts:

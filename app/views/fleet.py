@@ -4,9 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import fleet, ui
+from app import ui
 from planner.errors import MeshstepError
 from planner.sources import default_source
+from state import fleet
 
 store = ui.store()
 

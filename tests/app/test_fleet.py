@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from app import fleet
 from app.cli import main
 from features.base import observe
 from planner import revisions
 from planner.inventory import build_inventory
 from planner.sources import DEMO_DIR, Snapshot, load_snapshot, read_paths
-from state import planning
+from state import fleet, planning
 from state.store import Store
 from tests.app.test_browser import _free_port
 from tests.kube import serve
