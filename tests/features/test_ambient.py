@@ -15,7 +15,7 @@ from planner.errors import MeshstepError
 from planner.inventory import Inventory
 from plans import plan
 from tests.features.corpus import ambient
-from tests.rehearsal import rehearse_to_done
+from tests.rehearsal import rehearse_to_done, runner
 
 TRAFFIC = ("ingress-gateway", "request-routing", "traffic-shifting", "timeouts-retries")
 
@@ -329,7 +329,7 @@ def test_the_ambient_templates_are_rehearsed_to_done_from_the_cli(template, name
     source = ["--source", str(snap)]
     assert main(["plan", "new", "--template", template, "--namespaces", namespace, "--name", "p", *source]) == 0
     capsys.readouterr()
-    rehearse_to_done("p", source, capsys)
+    rehearse_to_done(runner(capsys), "p", *source)
     assert main(["plan", "show", "--name", "p", "--format", "json", *source]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["complete"] and {s["status"] for s in shown["stages"]} == {"done"}

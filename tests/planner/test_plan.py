@@ -11,12 +11,12 @@ import yaml
 
 import app.commands.plan as plan_cmd
 import plans.plan
-from app.cli import main
 from features.base import registry
 from planner.errors import MeshstepError
 from planner.inventory import build_inventory
 from planner.sources import load_snapshot
 from state.store import Store
+from tests.rehearsal import rehearse_to_done, runner
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +63,7 @@ def cli(demo, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MESHSTEP_DATABASE_URL", f"sqlite:///{tmp_path / 'state.db'}")
     monkeypatch.setenv("MESHSTEP_ACTOR", "alice")
 
-    def run(*args: str) -> tuple[int, str, str]:
-        rc = main(list(args))
-        out, err = capsys.readouterr()
-        return rc, out, err
-
+    run = runner(capsys)
     run.cluster = cluster
     return run
 
@@ -420,20 +416,8 @@ def test_plan_next_names_the_checks_it_ran_and_a_stage_with_nothing_to_apply_tak
 
 
 def _rehearse_to_done(cli, template: str) -> list[str]:
-    """`plan advance --rehearse` until the plan is complete; a blocked gate is overridden with a reason, as a team
-    rehearsing would note what it must fix first. Returns the blocked stages."""
     assert cli("plan", "new", "--template", template, "--name", template)[0] == 0
-    blocked = []
-    for _ in range(120):
-        rc, out, err = cli("plan", "advance", "--rehearse", "--name", template)
-        if rc == 1 and "blocked" in err:
-            blocked.append(err.splitlines()[0])
-            rc, out, err = cli("plan", "advance", "--rehearse", "--name", template, "--override-reason",
-                               "rehearsal: fix noted")
-        assert rc == 0, err
-        if "is complete" in out:
-            return blocked
-    raise AssertionError("the plan did not reach done")
+    return rehearse_to_done(cli, template, override="rehearsal: fix noted")
 
 
 @pytest.mark.parametrize("template", ["routing-first", "security-first"])

@@ -19,7 +19,7 @@ from planner.inventory import Inventory, build_inventory
 from planner.model import Ref
 from planner.sources import load_snapshot
 from plans import plan
-from tests.rehearsal import rehearse_to_done
+from tests.rehearsal import rehearse_to_done, runner
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "upgrade" / "cluster.yaml"
 
@@ -325,7 +325,7 @@ def test_the_upgrade_template_is_rehearsed_to_done_with_no_pod_left_on_the_old_r
     monkeypatch.setenv("MESHSTEP_ACTOR", "alice")
     source = ["--source", str(FIXTURE)]
     assert main(["plan", "new", "--template", "upgrade", "--name", "up", *source]) == 0
-    rehearse_to_done("up", source, capsys)
+    rehearse_to_done(runner(capsys), "up", *source)
     store = Store.open(db)
     try:
         plan = planning.find_plan(store, str(FIXTURE), "up")

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from sqlmodel import Session, select
 
-from app.cli import main
 from planner.sources import load_snapshot
 from state.models import Stage
 from state.store import Store
+from tests.rehearsal import rehearse_to_done, runner
 
 
 def _prod_snapshot(path: Path) -> Path:
@@ -48,25 +48,14 @@ def cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MESHSTEP_DATABASE_URL", f"sqlite:///{tmp_path / 'state.db'}")
     monkeypatch.setenv("MESHSTEP_ACTOR", "alice")
 
-    def run(*args: str) -> tuple[int, str, str]:
-        rc = main(list(args))
-        out, err = capsys.readouterr()
-        return rc, out, err
-
+    run = runner(capsys)
     run.prod = str(_prod_snapshot(tmp_path / "prod.yaml"))
     return run
 
 
 def _rehearse(cli, name: str) -> None:
     assert cli("plan", "new", "--name", name)[0] == 0
-    for _ in range(120):
-        rc, out, err = cli("plan", "advance", "--rehearse", "--name", name)
-        if rc == 1 and "blocked" in err:
-            rc, out, err = cli("plan", "advance", "--rehearse", "--name", name, "--override-reason", "noted")
-        assert rc == 0, err
-        if "is complete" in out:
-            return
-    raise AssertionError("the rehearsal did not reach done")
+    rehearse_to_done(cli, name, override="noted")
 
 
 def _set_done_at(name: str, order: int, at: datetime) -> None:
