@@ -104,7 +104,7 @@ def _read_upload(src: str) -> Inventory:
             raise SourceError(str(e).replace(str(path), name)) from None
 
 
-def _roots_for(src: str) -> list[Path] | None:
+def roots_for(src: str) -> list[Path] | None:
     """Where a path source may read: anywhere for the one the operator started the app with, else only under the
     allowed directories (a symlink inside them must not lead out)."""
     if src in ("demo", "live") or src.startswith("context:") or src == os.environ.get(SOURCE_ENV):
@@ -119,7 +119,7 @@ def _inventory(src: str) -> Inventory:
     if src.startswith(UPLOAD_PREFIX):
         inv = _read_upload(src)
     else:
-        inv = build_inventory(load_snapshot(src, roots=_roots_for(src)))
+        inv = build_inventory(load_snapshot(src, roots=roots_for(src)))
     # It lives until the cluster is re-read: out of the cyclic collector's sight (it holds no cycles, and is freed
     # by reference counting all the same), or each full collection during a page's run walks its million objects.
     gc.freeze()

@@ -1,15 +1,20 @@
 """The fleet: where each of several clusters stands with Istio, read side by side.
 
-Each cluster is read in a thread of its own (a live read waits on the network most of the time; its pods are
-decoded typed, only the fields meshstep reads), and each has its own deadline: a cluster that does not
-answer in time, refuses every list or cannot be reached is a failed row with its reason, never the end of the
-others. The team's records (flags, plans) come from the one state database, keyed by each cluster's name."""
+Each cluster is read in a process of its own (decoding a cluster's JSON is CPU work, which one interpreter's
+threads do one at a time; its pods are decoded typed, only the fields meshstep reads), and each has its own
+deadline: a cluster that does not answer in time, refuses every list or cannot be reached is a failed row with its
+reason, never the end of the others. The team's records (flags, plans) come from the one state database, keyed by
+each cluster's name."""
 from __future__ import annotations
 
-import threading
+import multiprocessing
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
+from functools import cache
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from planner import revisions
@@ -57,7 +62,7 @@ class ClusterStatus:
     drift: tuple[Any, ...] = ()  # state.drift.Drift
     plan: str | None = None
     stage: str | None = None  # "2/5 Strict mTLS (applied)"; None when no plan, "complete" when done
-    timed_out: bool = False  # its read was left running at the deadline
+    timed_out: bool = False  # its read was stopped at the deadline
 
     @property
     def ok(self) -> bool:
@@ -117,11 +122,12 @@ def all_contexts() -> list[str]:
     return [c["name"] for c in contexts]
 
 
-def read(member: Member) -> Reading:
-    """Read one cluster and observe its features; raises MeshstepError."""
+def read(member: Member, roots: Collection[Path] | None = None) -> Reading:
+    """Read one cluster and observe its features; raises MeshstepError. `roots`: the directories a path source
+    may read (None: anywhere), as load_snapshot takes them."""
     from features.base import observe
 
-    inv = build_inventory(load_snapshot(member.source))
+    inv = build_inventory(load_snapshot(member.source, roots=roots))
     if inv.visibility.forbidden and not inv.pods and not inv.namespaces:
         raise SourceError(f"{member.source}: every list was refused (403 on {', '.join(inv.visibility.forbidden)}):"
                           " give the credentials list/watch on pods, namespaces and Istio's config")
@@ -134,40 +140,93 @@ def read(member: Member) -> Reading:
         mesh=dict(inv.mesh_summary), observed=tuple(observe(inv)), forbidden=tuple(inv.visibility.forbidden))
 
 
-def read_fleet(fleet: Sequence[Member], store: Store | None, deadline: float = DEADLINE) -> list[ClusterStatus]:
+def read_fleet(fleet: Sequence[Member], store: Store | None, deadline: float = DEADLINE,
+               roots: Callable[[str], Collection[Path] | None] | None = None) -> list[ClusterStatus]:
     """Every member read (read_all) with the team's records for it (with_records)."""
-    rows = read_all(fleet, deadline)
+    rows = read_all(fleet, deadline, roots)
     return with_records(rows, store) if store is not None else rows
 
 
-def read_all(fleet: Sequence[Member], deadline: float = DEADLINE) -> list[ClusterStatus]:
-    """Every member read concurrently, each within `deadline` seconds of the start; rows in the fleet's order.
-    A read still running at its deadline is left to finish in the background (a thread cannot be stopped) and
-    its row says it timed out."""
-    results: dict[int, ClusterStatus] = {}
-    start = time.monotonic()
+# Reading a cluster is mostly CPU work (decoding its JSON), which threads of one interpreter do one at a time: each
+# cluster is read in a process of its own, forked from a server process that has meshstep imported and no threads
+# (so neither the import nor the app's server threads are copied into each), and killed if it passes its deadline.
+_PRELOAD = ["state.fleet", "features.base", "planner.inventory", "kubernetes.client", "kubernetes.config"]
+MAX_READERS = 16  # clusters read at once: each reading process holds its cluster's inventory until it answers
 
-    def run(i: int, member: Member) -> None:
-        t = time.monotonic()
-        try:
-            results[i] = ClusterStatus(member.name, member.source, time.monotonic() - t, read(member))
-        except MeshstepError as e:
-            results[i] = ClusterStatus(member.name, member.source, time.monotonic() - t, error=str(e))
-        except Exception as e:  # a cluster's unexpected failure is its row's, not the fleet's
-            results[i] = ClusterStatus(member.name, member.source, time.monotonic() - t,
-                                       error=f"{type(e).__name__}: {e}")
 
-    threads = [threading.Thread(target=run, args=(i, m), name=f"meshstep-fleet-{m.name}", daemon=True)
-               for i, m in enumerate(fleet)]
-    for t in threads:
-        t.start()
-    rows = []
-    for i, (member, thread) in enumerate(zip(fleet, threads)):
-        thread.join(max(0.0, start + deadline - time.monotonic()))
-        rows.append(results.get(i) or ClusterStatus(
-            member.name, member.source, deadline, error=f"no answer within the deadline of {deadline:g} s",
-            timed_out=True))
-    return rows
+@cache
+def _processes() -> multiprocessing.context.BaseContext:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def _read_in_child(conn: Connection, member: Member, roots: Collection[Path] | None, env: dict[str, str],
+                   cwd: str) -> None:
+    """A reading process: read `member` as the caller would (its environment and directory: the fork server's
+    may be older) and send back ("ok", Reading) or ("error", why)."""
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        answer: tuple[str, Any] = ("ok", read(member, roots))
+    except MeshstepError as e:
+        answer = ("error", str(e))
+    except Exception as e:  # a cluster's unexpected failure is its row's, not the fleet's
+        answer = ("error", f"{type(e).__name__}: {e}")
+    conn.send(answer)
+    conn.close()
+
+
+def read_all(fleet: Sequence[Member], deadline: float = DEADLINE,
+             roots: Callable[[str], Collection[Path] | None] | None = None) -> list[ClusterStatus]:
+    """Every member read concurrently (up to MAX_READERS at once), each in a process of its own that has `deadline`
+    seconds from its start; rows in the fleet's order. A read still running at its deadline is stopped and its row
+    says it timed out. `roots(source)`: where a path source may read (see read)."""
+    ctx = _processes()
+    env, cwd = dict(os.environ), os.getcwd()
+    rows: dict[int, ClusterStatus] = {}
+    waiting = list(enumerate(fleet))
+    running: dict[Connection, tuple[int, Member, Any, float]] = {}  # the answer's pipe → index, member, process, start
+    try:
+        while waiting or running:
+            while waiting and len(running) < MAX_READERS:
+                i, member = waiting.pop(0)
+                receive, send = ctx.Pipe(duplex=False)
+                process = ctx.Process(target=_read_in_child, name=f"meshstep-fleet-{member.name}", daemon=True,
+                                      args=(send, member, roots(member.source) if roots else None, env, cwd))
+                process.start()
+                send.close()
+                running[receive] = (i, member, process, time.monotonic())
+            next_deadline = min(start + deadline for _i, _m, _p, start in running.values())
+            for conn in wait(list(running), timeout=max(0.0, next_deadline - time.monotonic())):
+                i, member, process, start = running.pop(conn)
+                try:
+                    status, value = conn.recv()
+                except (EOFError, OSError):  # it died without answering (killed, out of memory)
+                    process.join(1)
+                    status, value = "error", f"the process reading it ended without an answer (exit code " \
+                                             f"{process.exitcode})"
+                seconds = time.monotonic() - start
+                rows[i] = (ClusterStatus(member.name, member.source, seconds, value) if status == "ok" else
+                           ClusterStatus(member.name, member.source, seconds, error=value))
+                conn.close()
+                process.join()
+            now = time.monotonic()
+            for conn, (i, member, process, start) in list(running.items()):
+                if now >= start + deadline:
+                    del running[conn]
+                    process.kill()
+                    process.join()
+                    conn.close()
+                    rows[i] = ClusterStatus(member.name, member.source, deadline, timed_out=True,
+                                            error=f"no answer within the deadline of {deadline:g} s")
+    finally:  # interrupted (Ctrl-C): no reading process outlives the fleet
+        for conn, (_i, _m, process, _s) in running.items():
+            process.kill()
+            process.join()
+            conn.close()
+    return [rows[i] for i in range(len(fleet))]
 
 
 def with_records(rows: Sequence[ClusterStatus], store: Store) -> list[ClusterStatus]:

@@ -19,8 +19,10 @@ def version_key(version: str) -> list[int]:
 
 @st.cache_resource(show_spinner=False, max_entries=4, ttl=300)
 def _read(members: tuple[fleet.Member, ...], deadline: float, reading: int) -> list[fleet.ClusterStatus]:
-    """The fleet's readings, shared by every session until **Re-read the cluster** (or five minutes)."""
-    return fleet.read_all(members, deadline)
+    """The fleet's readings, shared by every session until **Re-read the cluster** (or five minutes). A source the
+    team's database records is read wherever it is; one a visitor typed only under the allowed directories."""
+    recorded = {m.source for m in fleet.known(store)}
+    return fleet.read_all(members, deadline, lambda source: None if source in recorded else ui.roots_for(source))
 
 
 st.title("Fleet")

@@ -183,3 +183,11 @@ def test_fleet_page_shows_the_team_s_clusters_and_the_one_that_failed(tmp_path: 
     at.text_area[0].input("staging=demo")
     at.button(key="FormSubmitter:fleet-Read the fleet").click().run()
     assert list(at.dataframe[0].value["cluster"]) == ["staging"] and not at.error
+    # A path a visitor types is read only under the directories `meshstep ui --allow-path` allows (none here); the
+    # file recorded in the team's database was read above.
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_bytes(snap.read_bytes())
+    at.text_area[0].input(f"elsewhere={elsewhere}")
+    at.button(key="FormSubmitter:fleet-Read the fleet").click().run()
+    assert list(at.dataframe[0].value["status"]) == ["failed"]
+    assert any("outside the directories this server allows" in e.value for e in at.error)
