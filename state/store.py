@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from alembic import command
-from alembic.config import Config
-from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, select
@@ -76,8 +73,32 @@ def create_db_engine(url: str) -> Engine:
     return engine
 
 
+def schema_head() -> str:
+    """The newest schema revision: each migration's file name starts with its revision (0001_initial.py)."""
+    return max(p.name.partition("_")[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the database's schema is the newest one (the usual case): then alembic, a tenth of a second to
+    import on every start of the command and the app, is not needed."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [schema_head()]
+    except SQLAlchemyError:  # no alembic_version table yet: a new database
+        return False
+
+
+class UnknownSchema(MeshstepError):
+    """The database's schema revision is not one this meshstep's migrations know (a newer meshstep wrote it)."""
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the schema to `revision`, holding the write lock so that concurrent starts migrate once."""
+    """Upgrade the schema to `revision`, holding the write lock so that concurrent starts migrate once; raises
+    UnknownSchema for a revision that is not ours."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.util import CommandError
+
     with engine.connect() as conn:
         conn = conn.execution_options(**{_IMMEDIATE: True})
         with conn.begin():
@@ -86,7 +107,10 @@ def migrate(engine: Engine, revision: str = "head") -> None:
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS))
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            try:
+                command.upgrade(cfg, revision)
+            except CommandError as e:
+                raise UnknownSchema(str(e)) from e
 
 
 def _must_exist(engine: Engine, shown: str) -> None:
@@ -215,7 +239,8 @@ class Store:
             engine = create_db_engine(url)
             if not create:
                 _must_exist(engine, shown)
-            migrate(engine)
+            if not _at_head(engine):
+                migrate(engine)
         except SQLAlchemyError as e:  # a bad URL or an unreachable server is the user's to fix, not a traceback
             raise MeshstepError(f"cannot open the state database {shown}: {_reason(e)} "
                                 "(check --db / MESHSTEP_DATABASE_URL)") from None
@@ -223,7 +248,7 @@ class Store:
             raise MeshstepError(f"cannot open the state database {shown}: its driver is not installed ({e}); "
                                 "meshstep keeps state in SQLite (sqlite:///PATH) or PostgreSQL "
                                 "(postgresql+psycopg://USER@HOST/DB)") from None
-        except CommandError as e:  # its schema revision is not one of ours
+        except UnknownSchema as e:
             raise MeshstepError(f"the state database {shown} has a schema this meshstep does not know ({e}): "
                                 "it was written by a newer meshstep; upgrade meshstep") from e
         return cls(engine)

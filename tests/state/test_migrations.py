@@ -85,3 +85,28 @@ def test_a_database_from_a_newer_meshstep_is_refused(tmp_path):
     store.close()
     with pytest.raises(MeshstepError, match="0099.*written by a newer meshstep; upgrade meshstep"):
         Store.open(url)
+
+
+def test_schema_head_is_alembic_s_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from state.store import MIGRATIONS, schema_head
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    scripts = ScriptDirectory.from_config(cfg)
+    assert schema_head() == scripts.get_current_head()
+    assert all(s.path.rpartition("/")[2].startswith(f"{s.revision}_") for s in scripts.walk_revisions())
+
+
+def test_opening_a_database_at_the_newest_schema_does_not_import_alembic(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    Store.open(url).close()  # made, at the newest schema
+    opened = subprocess.run([sys.executable, "-c", "import sys; from state.store import Store; Store.open(sys.argv[1]);"
+                             "print(sorted(m for m in sys.modules if m.startswith('alembic')))", url],
+                            capture_output=True, text=True, check=True)
+    assert opened.stdout.strip() == "[]"
