@@ -193,7 +193,7 @@ _KIND_CHECKS = {kind: compile_shape(shape) for kind, shape in KINDS.items()}
 
 
 @cache
-def _istio_checks() -> dict[str, Check]:
+def istio_checks() -> dict[str, Check]:
     """The checks of Istio's kinds, by `group/Kind` (read on the first Istio object met)."""
     return {key: compile_shape(shape) for key, shape in json.loads(ISTIO_SHAPES.read_text()).items()}
 
@@ -213,7 +213,7 @@ def problem(obj: dict[str, Any]) -> str | None:
         kind = obj.get("kind")
         check = _KIND_CHECKS.get(kind)  # type: ignore[arg-type]
         if check is None and ".istio.io/" in obj.get("apiVersion", ""):
-            check = _istio_checks().get(f"{obj['apiVersion'].rpartition('/')[0]}/{kind}")
+            check = istio_checks().get(f"{obj['apiVersion'].rpartition('/')[0]}/{kind}")
         if check is not None:
             check(obj)
     except _Bad as e:

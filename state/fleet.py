@@ -150,7 +150,7 @@ def read_fleet(fleet: Sequence[Member], store: Store | None, deadline: float = D
 # Reading a cluster is mostly CPU work (decoding its JSON), which threads of one interpreter do one at a time: each
 # cluster is read in a process of its own, forked from a server process that has meshstep imported and no threads
 # (so neither the import nor the app's server threads are copied into each), and killed if it passes its deadline.
-_PRELOAD = ["state.fleet", "features.base", "planner.inventory", "kubernetes.client", "kubernetes.config"]
+_PRELOAD = ["state.fleet", "kubernetes.client", "kubernetes.config", "state.fleet_preload"]
 MAX_READERS = 16  # clusters read at once: each reading process holds its cluster's inventory until it answers
 
 
