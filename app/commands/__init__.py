@@ -123,14 +123,15 @@ def emit_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> 
         typer.echo("(none)")
         return
     columns = columns or list(rows[0])
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
     for row in cells:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A value as a table shows it (here, and in the app as here): "-" for none, a list joined by commas."""
     if value is None:
         return "-"
     if isinstance(value, (list, tuple, set)):

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app import ui
+from app.commands import cell
 from planner.errors import MeshstepError
 from planner.sources import default_source
 from state import fleet
@@ -57,12 +58,14 @@ c3.metric("Istio versions", ", ".join(sorted({v for r in ok for v in r.reading.v
           help="Every version an istiod revision runs in the fleet (two in a cluster while it upgrades)")
 c4.metric("Clusters drifting", sum(bool(r.drift) for r in ok), help="Recorded and observed disagree")
 
-st.dataframe(pd.DataFrame([r.row() for r in rows]), hide_index=True, width="stretch",
+# As `meshstep fleet` prints it: "-" where a cluster has none (or could not be read).
+st.dataframe(pd.DataFrame([{k: cell(v) for k, v in r.row().items()} for r in rows]), hide_index=True,
+             width="stretch",
              column_config={"namespaces": st.column_config.TextColumn(help="In the mesh / all"),
                             "pods": st.column_config.TextColumn(help="In the mesh / all"),
-                            "observed": st.column_config.NumberColumn(help="Features detection finds on"),
-                            "recorded": st.column_config.NumberColumn(help="Flags recorded on"),
-                            "drift": st.column_config.NumberColumn(help="Recorded and observed disagree")})
+                            "observed": st.column_config.TextColumn(help="Features detection finds on"),
+                            "recorded": st.column_config.TextColumn(help="Flags recorded on"),
+                            "drift": st.column_config.TextColumn(help="Recorded and observed disagree")})
 for r in rows:
     if not r.ok:
         st.error(f"**{r.name}** (`{r.source}`) could not be read: {r.error}", icon=":material/cloud_off:")

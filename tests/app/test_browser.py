@@ -207,6 +207,15 @@ def test_walk_the_app(server: str, page, shots: Path) -> None:
     expect(pg.get_by_role("heading", name="Flag matrix")).to_be_visible()
     _shot(pg, shots / "features.png")
 
+    # The fleet, each cluster read in a process of the server's fork server: two read, one that cannot be.
+    _open(pg, server, "fleet", "Fleet")
+    pg.get_by_role("textbox", name="Clusters").fill("staging=demo\nprod=demo\ngone=/nonexistent/snapshot.yaml")
+    pg.get_by_role("button", name="Read the fleet").click()
+    _settled(pg)
+    expect(pg.get_by_test_id("stMetricValue").first).to_have_text("2 / 3")
+    expect(pg.get_by_text(re.compile("gone.*no such file or directory")).first).to_be_visible()
+    _shot(pg, shots / "fleet.png")
+
     _open(pg, server, "audit", "Audit")
     pg.get_by_role("button", name="Verify the chain").click()
     expect(pg.get_by_text("The audit chain is intact")).to_be_visible()
