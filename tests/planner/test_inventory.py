@@ -337,3 +337,29 @@ def test_gc_paused_restores_the_collector_as_it_found_it():
         assert not gc.isenabled(), "a collector paused by the caller stays paused"
     finally:
         gc.enable()
+
+
+def test_pods_of_one_owner_share_a_summary_only_when_equal(tmp_path: Path) -> None:
+    def pod(name: str, image: str = "shop:1", annotations: dict | None = None, account: str = "shop") -> dict:
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "shop", "labels": {"app": "shop", "pod-template-hash": "h1"},
+                             "annotations": annotations or {"team": "a"},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "shop-h1",
+                                                  "controller": True, "uid": "u"}]},
+                "spec": {"nodeName": f"node-{name}", "serviceAccountName": account,
+                         "containers": [{"name": "shop", "image": image}]}}
+
+    pods = [pod("a"), pod("b"), pod("c", image="shop:2"), pod("d", annotations={"team": "b"}),
+            pod("e", account="other")]
+    path = tmp_path / "pods.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": pods}))
+    inv = build_inventory(load_snapshot(str(path)))
+    by_name = {p.name: p for p in inv.pods}
+    assert by_name["a"].spec is by_name["b"].spec  # equal: one summary
+    assert by_name["a"].node != by_name["b"].node  # what is the pod's own stays its own
+    for p in pods:  # each pod's summary is what it alone makes
+        alone = tmp_path / f"{p['metadata']['name']}.json"
+        alone.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [p]}))
+        [only] = build_inventory(load_snapshot(str(alone))).pods
+        assert by_name[only.name].spec == only.spec
+    assert len({id(p.spec) for p in inv.pods}) == 4
