@@ -113,7 +113,15 @@ class Unit:
                     f"{name}-now")
         if kind == "Job":
             return f"re-run it: kubectl -n {ns} get job {name} -o yaml | kubectl replace --force -f -"
-        return f"kubectl -n {ns} delete pod {name} and create it again from its manifest (no controller re-creates it)"
+        if kind == "Pod":
+            return (f"kubectl -n {ns} delete pod {name} and create it again from its manifest (no controller "
+                    "re-creates it)")
+        # A ReplicaSet of its own, a ReplicationController, an operator's resource: its controller re-creates them.
+        if not self.pods:
+            return f"nothing to restart: its {kind} {name} has no pods yet, and makes them injected"
+        which = (f"-l {','.join(f'{k}={v}' for k, v in sorted(self.spec.labels.items()))}" if self.spec.labels
+                 else " ".join(p.name for p in self.pods))
+        return f"kubectl -n {ns} delete pod {which} (its {kind} {name} creates them again)"
 
     def inject(self, inv: Inventory) -> str:
         """What gets its pods a sidecar: whatever keeps them out removed first, then a restart."""

@@ -9,12 +9,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from planner.analysis import catalog
 from planner.analysis.base import LEVELS, Suppression, analyze_checks, gate_checks, registry
 from planner.analysis.common import analyze, with_dummy_ingress
 from planner.inventory import build_inventory
-from planner.sources import files_snapshot
+from planner.sources import files_snapshot, load_snapshot
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "analysis"
 SCENARIOS = sorted(p.stem for p in FIXTURES.glob("*.expected"))
@@ -166,3 +167,26 @@ def test_messages_do_not_name_their_resource_again(scenario):
     of Istio's own templates name it further on, e.g. IST0132's "… defined in VirtualService %s …": kept.)"""
     for m in analyze(inventory(scenario)):
         assert not m.message.startswith(str(m.ref)), m
+
+
+def test_a_bare_replicaset_s_pods_are_restarted_by_deleting_them(tmp_path) -> None:
+    """A ReplicaSet no Deployment owns re-creates the pods deleted (injected, once the namespace is labelled); a
+    bare pod is the one that nothing re-creates."""
+    from planner.analysis.readiness import units
+
+    rs_pod = {"apiVersion": "v1", "kind": "Pod",
+              "metadata": {"name": "cache-x1", "namespace": "legacy", "labels": {"app": "cache", "tier": "db"},
+                           "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "cache",
+                                                "controller": True, "uid": "u"}]},
+              "spec": {"containers": [{"name": "cache", "image": "redis:7"}]}}
+    bare = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "debug", "namespace": "legacy"},
+            "spec": {"containers": [{"name": "sh", "image": "busybox"}]}}
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "legacy"}}
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump_all([ns, rs_pod, bare]))
+    inv = build_inventory(load_snapshot(str(path)))
+    by_kind = {u.ref.kind: u for u in units(inv, ["legacy"])}
+    assert by_kind["ReplicaSet"].inject(inv) == (
+        "kubectl label namespace legacy istio-injection=enabled, then kubectl -n legacy delete pod "
+        "-l app=cache,tier=db (its ReplicaSet cache creates them again)")
+    assert "no controller re-creates it" in by_kind["Pod"].inject(inv)
