@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -553,7 +553,8 @@ def mtls_share_over_time(tel: Telemetry, span: int = 6 * 3600, step: int = 600) 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What counts as a regression after a stage; defaults below, each settable (`plan advance --verify k=v`)."""
+    """What counts as a regression after a stage; defaults below, each settable for a plan (`plan new --verify
+    k=v`) and for one verification (`plan advance --verify k=v`)."""
 
     window: int = 600  # seconds compared before and after the stage
     settle: int = 60  # seconds after `applied` left out while proxies take the new config
@@ -564,8 +565,14 @@ class Thresholds:
     min_mtls_share: float = 99.0  # percent of requests in mutual TLS after a STRICT stage
 
     @classmethod
-    def parse(cls, items: Iterable[str]) -> Thresholds:
-        """From `key=value` items; windows take durations (10m), the rest numbers."""
+    def parse(cls, items: Iterable[str], base: Thresholds | None = None) -> Thresholds:
+        """`base` (default: the defaults) with the values of `key=value` items; windows take durations (10m), the
+        rest numbers."""
+        return replace(base or cls(), **cls.values(items))
+
+    @classmethod
+    def values(cls, items: Iterable[str]) -> dict[str, Any]:
+        """The values `key=value` items set, checked."""
         values: dict[str, Any] = {}
         names = cls.__dataclass_fields__
         for item in items:
@@ -580,7 +587,17 @@ class Thresholds:
                 values[key] = type(getattr(cls, key))(value)
             except ValueError as e:
                 raise MeshstepError(f"--verify {item!r}: {value!r} is not a number") from e
-        return cls(**values)
+        return values
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> Thresholds:
+        """The defaults with `values` (as values() gives them, as a plan keeps them)."""
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+    def text(self, keys: Iterable[str] | None = None) -> str:
+        """`key=value` of each threshold (or of `keys`), as `--verify` takes them."""
+        return ", ".join(f"{k}={duration_text(v) if k in ('window', 'settle') else v}"
+                         for k, v in self.__dict__.items() if keys is None or k in keys)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -732,7 +749,7 @@ class Evidence:
     telemetry: Telemetry | None
     missing: str = ""
     window: int = 3600
-    thresholds: Thresholds = field(default_factory=Thresholds)
+    verify_values: dict[str, Any] = field(default_factory=dict)  # the thresholds the command sets (Thresholds.values)
     explicit: bool = True
     _traffic: Traffic | None = None
 
@@ -752,24 +769,27 @@ class Evidence:
                 self.telemetry, self.missing = None, f"{e}; traffic not checked"
         return self._traffic
 
-    def verify(self, steps: Iterable[tuple[str, str]], applied_at: datetime) -> Verification:
-        """A stage's verification: the requests its scopes served before `applied_at` and after (mesh: all)."""
+    def verify(self, steps: Iterable[tuple[str, str]], applied_at: datetime,
+               thresholds: Thresholds | None = None) -> Verification:
+        """A stage's verification: the requests its scopes served before `applied_at` and after (mesh: all), judged
+        by `thresholds` (a plan's; default the defaults) with the ones the command sets on top."""
+        t = replace(thresholds or Thresholds(), **self.verify_values)
         if self.telemetry is None:
             return Verification("unavailable", (self.missing.replace("traffic not checked", "traffic not compared"),),
-                                thresholds=self.thresholds)
+                                thresholds=t)
         steps = list(steps)
         scopes = {scope for _, scope in steps}
         features = {f for f, _ in steps}
         mode = "STRICT" if "mtls-strict" in features else "PERMISSIVE" if "mtls-permissive" in features else None
         at = applied_at if applied_at.tzinfo else applied_at.replace(tzinfo=UTC)  # SQLite keeps UTC, naive
         return verify(self.telemetry, None if not scopes or "mesh" in scopes else sorted(scopes), at.timestamp(),
-                      mode, self.thresholds)
+                      mode, t)
 
 
 def evidence(prometheus: str | None, metrics_file: str | None, inv: Inventory | None, window: str = DEFAULT_WINDOW,
              verify_items: Iterable[str] = ()) -> Evidence:
     tel, missing = open_telemetry(prometheus, metrics_file, inv)
-    return Evidence(tel, missing, window_seconds(window), Thresholds.parse(verify_items),
+    return Evidence(tel, missing, window_seconds(window), Thresholds.values(verify_items),
                     explicit=bool(prometheus or metrics_file))
 
 

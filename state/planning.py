@@ -5,7 +5,7 @@ also moves the flags of the stage's features, so the trail and the flags never d
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,10 +60,12 @@ def found_on(stage: Stage) -> bool:
 
 
 def create(store: Store, cluster: str, inventory: Inventory, template: str, namespaces: list[str] | None,
-           name: str | None, actor: str) -> Plan:
+           name: str | None, actor: str, verify: Iterable[str] = ()) -> Plan:
     """A new plan for a cluster from a template; stages already on in the cluster start as done, and their
     features are recorded on (where the team has recorded nothing for them yet), so that the flags say what the
-    plan takes as done. The steps left out, with the reason, are kept with the plan (`Plan.left_out`)."""
+    plan takes as done. The steps left out, with the reason, are kept with the plan (`Plan.left_out`). `verify`:
+    the plan's verification thresholds as `key=value` items (`--verify`), kept with it for each verification."""
+    thresholds = telemetry.Thresholds.values(verify)
     draft = plans.plan.new_plan(template, inventory, namespaces)
     stages = [{"title": s.title, "goal": s.goal, "features": [st.to_json() for st in s.steps],
                "status": "done" if s.done else "planned", "data": {"found_on": True} if s.done else {}}
@@ -71,7 +73,7 @@ def create(store: Store, cluster: str, inventory: Inventory, template: str, name
     flags = [FlagChange(st.feature, st.scope, st.params, "on") for s in draft.stages if s.done for st in s.steps]
     reason = f"template {template}" + ("; features already on in the cluster recorded on" if flags else "")
     return store.create_plan(cluster, name or template, template, stages, actor, reason=reason, flags=flags,
-                             left_out=[x.to_json() for x in draft.left_out])
+                             left_out=[x.to_json() for x in draft.left_out], verify=thresholds)
 
 
 def add_stage(store: Store, plan: Plan, inventory: Inventory, title: str, goal: str, steps: list[plans.plan.Step],
@@ -89,7 +91,8 @@ def promote(store: Store, plan: Plan, cluster: str, inventory: Inventory, after:
     rendered and gated there when they start. A step the target cannot have (a namespace it lacks, a service its
     feature needs, a dependency left out before it) is left out with the reason, as a new plan leaves steps out;
     a stage left with no step is left out whole. Stages already on in the target start as done, found on. Each
-    stage keeps the source stage it stands for: `advance` lets it start only `after` that one was done."""
+    stage keeps the source stage it stands for: `advance` lets it start only `after` that one was done. The
+    plan's verification thresholds go with it."""
     if cluster == plan.cluster:
         raise MeshstepError(f"plan {plan.name!r} is already on cluster {cluster}: promote it to another cluster")
     feats = registry()
@@ -129,7 +132,7 @@ def promote(store: Store, plan: Plan, cluster: str, inventory: Inventory, after:
     return store.create_plan(cluster, name or plan.name, plan.template, stages, actor,
                              reason=f"promoted from plan {plan.name!r} on cluster {plan.cluster}",
                              left_out=[x.to_json() for x in left_out], promoted_from=plan.id,
-                             promotion_after=int(after.total_seconds()))
+                             promotion_after=int(after.total_seconds()), verify=plan.verify)
 
 
 class NotPromotable(MeshstepError):
@@ -368,7 +371,8 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
         result = plans.plan.exit_check(spec, now, data.get("baseline_errors", ()))
         traffic = None
         if evidence and not rehearse:
-            traffic = evidence.verify([(s.feature, s.scope) for s in spec.steps], stage.updated_at)
+            traffic = evidence.verify([(s.feature, s.scope) for s in spec.steps], stage.updated_at,
+                                      telemetry.Thresholds.from_json(plan.verify or {}))
         if traffic is not None:
             data["verification"] = traffic.to_json()
         if not result.passed or (traffic is not None and traffic.blocks(override_reason)):

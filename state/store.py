@@ -385,20 +385,21 @@ class Store:
     def create_plan(self, cluster: str, name: str, template: str, stages: Sequence[Mapping[str, Any]],
                     actor: str, reason: str = "", flags: Sequence[FlagChange] = (),
                     left_out: Sequence[Mapping[str, Any]] = (), promoted_from: int | None = None,
-                    promotion_after: int | None = None) -> Plan:
+                    promotion_after: int | None = None, verify: Mapping[str, Any] | None = None) -> Plan:
         """A plan with its stages, in order. Each stage: title, goal, features ([{feature, scope, params}]),
         optionally status and data. `flags` (those of stages done from the start) are recorded in the same
         transaction, each one only where nothing is recorded for its feature and scope yet: what the team recorded
         stands. `left_out`: the template's steps the plan could not take, with the reason. `promoted_from`: the id of
         the plan this one is promoted from; the link is kept on the new plan and audited on both (`plan.promote` on
-        the source)."""
+        the source). `verify`: the plan's verification thresholds (Thresholds values)."""
         with self._change(actor, reason) as ch:
             ch.cluster(cluster)
             if ch.session.exec(select(Plan).where(Plan.cluster == cluster, Plan.name == name)).first():
                 raise MeshstepError(f"a plan named {name!r} already exists for cluster {cluster}: "
                                     "choose another name or delete it")
             plan = Plan(name=name, cluster=cluster, template=template, created_by=actor, created_at=ch.at,
-                        left_out=[dict(x) for x in left_out], promotion_after=promotion_after)
+                        left_out=[dict(x) for x in left_out], promotion_after=promotion_after,
+                        verify=dict(verify or {}))
             source = self._get(ch.session, Plan, promoted_from) if promoted_from is not None else None
             if source is not None:
                 plan.promoted_from = {"plan_id": source.id, "cluster": source.cluster, "name": source.name}

@@ -57,6 +57,9 @@ def plan_new(
     name: Annotated[str | None, typer.Option("--name", help="Name of the plan (default: the template's).")] = None,
     source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None, actor: ActorOpt = None,
     format: FormatOpt = Format.table,
+    verify: Annotated[list[str] | None, typer.Option("--verify", help="The plan's verification threshold, key=value "
+                                                     "(repeatable; kept with the plan; see README, Telemetry).")]
+    = None,
 ) -> None:
     """Make a plan for a cluster from a template; stages already on are recognised as done."""
     from state import planning  # sqlmodel and alembic: loaded only by the commands that use them
@@ -64,7 +67,8 @@ def plan_new(
     inv = load_inventory(source)
     ns = [n.strip() for n in namespaces.split(",") if n.strip()] if namespaces else None
     with open_store(db) as store:
-        p = planning.create(store, cluster_name(cluster, inv.source), inv, template, ns, name, actor_name(actor))
+        p = planning.create(store, cluster_name(cluster, inv.source), inv, template, ns, name, actor_name(actor),
+                            verify or ())
         _show(p, format)
 
 
@@ -79,6 +83,7 @@ def plan_show(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
 
 
 def _show(p, format: Format) -> None:
+    from planner.telemetry import Thresholds, duration_text
     from state import planning
 
     stages = planning.stage_rows(p)
@@ -86,16 +91,18 @@ def _show(p, format: Format) -> None:
         emit_json({"name": p.name, "template": p.template, "cluster": p.cluster, "status": p.status,
                    "mode": p.mode, "complete": planning.current_stage(p) is None, "left_out": p.left_out,
                    "promoted_from": p.promoted_from, "promotion_after": p.promotion_after,
+                   "verify": Thresholds.from_json(p.verify or {}).to_json(),
                    "stages": [{k: v for k, v in row.items() if k != "now"} | {"features": s.features, "goal": s.goal}
                               for row, s in zip(stages, p.stages)]})
         return
     typer.echo(f"plan {_title(p)} for cluster {p.cluster}: {_standing(p)}")
     if p.promoted_from:
-        from planner.telemetry import duration_text
-
         src = p.promoted_from
         typer.echo(f"promoted from plan {src['name']} on cluster {src['cluster']}: a stage starts here "
                    f"{duration_text(p.promotion_after or 0)} after it was done there at the earliest")
+    if p.verify:
+        typer.echo(f"verification thresholds: {Thresholds.from_json(p.verify).text(p.verify)} (the others as by "
+                   "default; a `plan advance --verify` goes over them)")
     emit_table([row | {"found_on": "found on" if row["found_on"] else ""} for row in stages],
                ["now", "order", "status", "found_on", "title", "features", "scope"])
     if p.left_out:
@@ -237,8 +244,9 @@ def plan_advance(
     name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
     actor: ActorOpt = None, prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None,
     window: WindowOpt = "1h",
-    verify: Annotated[list[str] | None, typer.Option("--verify", help="A verification threshold, key=value "
-                                                     "(repeatable; see README, Telemetry).")] = None,
+    verify: Annotated[list[str] | None, typer.Option("--verify", help="A verification threshold for this advance, "
+                                                     "key=value, over the plan's own (repeatable; see README, "
+                                                     "Telemetry).")] = None,
 ) -> None:
     """Move the current stage on: planned → ready (gate) → applied → verified (exit check) → done."""
     from state import planning

@@ -91,9 +91,15 @@ if plan is None:
         namespaces = st.multiselect("Namespaces", inv.namespace_names(), default=plans.plan.default_namespaces(inv),
                                     help="The application namespaces the plan brings into the mesh.")
         name = st.text_input("Name", placeholder="the template's name")
+        verify = st.text_input(
+            "Verification thresholds", placeholder="e.g. max_success_drop=0.5, window=15m (default: "
+            f"{telemetry.Thresholds().text(('max_success_drop', 'max_p99_increase', 'window'))}, …)",
+            help="What counts as a regression when a stage is verified against the traffic, kept with the plan: "
+                 f"key=value, comma-separated, keys {', '.join(telemetry.Thresholds.__dataclass_fields__)}.")
         if st.form_submit_button("Create the plan", type="primary") and (actor := ui.require_actor()):
             with ui.errors("Could not create the plan"):
-                created = planning.create(store, cluster, inv, template, namespaces or None, name or None, actor)
+                created = planning.create(store, cluster, inv, template, namespaces or None, name or None, actor,
+                                          [x.strip() for x in verify.split(",") if x.strip()])
                 ui.flash(f"Plan **{created.name}** created with {len(created.stages)} stages.")
                 st.rerun()
     st.stop()
@@ -102,6 +108,9 @@ done = sum(s.status == "done" for s in plan.stages)
 mode = {"rehearsal": " · :violet-badge[rehearsal on the plan's overlay]", "real": " · walking the real cluster"}
 st.caption(f"Plan **{plan.name}**{'' if plan.name == plan.template else f' ({plan.template})'} for {cluster} · "
            f"{done} of {len(plan.stages)} stages done · created by {plan.created_by}{mode.get(plan.mode or '', '')}")
+if plan.verify:
+    st.caption("Verification thresholds of this plan: "
+               f"{telemetry.Thresholds.from_json(plan.verify).text(plan.verify)} (the others as by default).")
 if src := plan.promoted_from:
     st.caption(f"Promoted from plan **{src['name']}** on {src['cluster']}: a stage starts here "
                f"{telemetry.duration_text(plan.promotion_after or 0)} after it was done there at the earliest.")

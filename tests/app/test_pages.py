@@ -111,6 +111,22 @@ def test_plan_is_created_and_a_stage_walked(app, store: Store):
     assert any("0 created, 1 modified" in c.value for c in app.caption), [c.value for c in app.caption]
 
 
+def test_a_plan_keeps_the_verification_thresholds_given_on_the_plan_page(app, store: Store):
+    sign_in(app)
+    open_page(app, "plan")
+    box = next(t for t in app.text_input if t.label == "Verification thresholds")
+    box.input("speed=3")
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    assert any("--verify 'speed=3'" in e.value for e in app.error) and not store.list_plans("demo")
+    box = next(t for t in app.text_input if t.label == "Verification thresholds")
+    box.input("max_success_drop=0.5, window=15m")
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    assert not app.exception and not _errors(app), _errors(app)
+    assert store.list_plans("demo")[0].verify == {"max_success_drop": 0.5, "window": 900}
+    assert any("Verification thresholds of this plan: window=15m, max_success_drop=0.5" in c.value
+               for c in app.caption)
+
+
 def test_a_stage_is_rehearsed_on_the_overlay(app, store: Store):
     sign_in(app)
     open_page(app, "plan")

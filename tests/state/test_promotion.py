@@ -115,10 +115,12 @@ def test_a_rehearsed_staging_plan_is_promoted_to_production(cli):
 
 def test_the_after_rule_waits_for_the_staging_stage_and_the_audit_links_both(cli):
     # staging, for real: the install check has nothing to apply, so it is done in one advance
-    assert cli("plan", "new", "--name", "adopt")[0] == 0
+    assert cli("plan", "new", "--name", "adopt", "--verify", "max_success_drop=0.5")[0] == 0
     assert cli("plan", "advance", "--name", "adopt")[1].startswith("stage 1 (Verify the Istio install): done")
     assert cli("plan", "promote", "adopt", "--to", "prod", "--source", cli.prod, "--after", "7d")[0] == 0
     prod = ("--name", "adopt", "--cluster", "prod", "--source", cli.prod)
+    # what staging proved, production is held to: the plan's thresholds go with it
+    assert json.loads(cli("plan", "show", *prod, "--format", "json")[1])["verify"]["max_success_drop"] == 0.5
 
     done = datetime.now(UTC) - timedelta(days=2)
     _set_done_at("adopt", 1, done)

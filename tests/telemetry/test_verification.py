@@ -5,6 +5,7 @@ because a Prometheus filled from files cannot hold samples from after the test s
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -12,7 +13,7 @@ from sqlmodel import Session, select
 
 from benchmarks.istio_metrics import Flow
 from planner.telemetry import MetricsFile, verify
-from state.models import Stage
+from state.models import Plan, Stage
 from state.store import Store
 from tests.planner.test_plan import (
     cli,  # noqa: F401 (the fixture: the demo cluster the CLI sees, a state db)
@@ -29,10 +30,10 @@ def _healthy(**kw) -> list[Flow]:
                  10, latency_ms=60, **kw)]
 
 
-def _to_applied(cli, applied_at: float) -> dict:  # noqa: F811
-    """Make a plan, pass the gate of the first stage with something to apply, apply its YAML, mark it applied at
-    `applied_at` (a stage with nothing to apply is done in one advance)."""
-    assert cli("plan", "new", "--namespaces", "shop")[0] == 0
+def _to_applied(cli, applied_at: float, *new: str) -> dict:  # noqa: F811
+    """Make a plan (`plan new` with `new` too), pass the gate of the first stage with something to apply, apply its
+    YAML, mark it applied at `applied_at` (a stage with nothing to apply is done in one advance)."""
+    assert cli("plan", "new", "--namespaces", "shop", *new)[0] == 0
     for _ in range(20):
         stage = json.loads(cli("plan", "next", "--format", "json")[1])
         rc, out, _err = cli("plan", "advance")
@@ -68,6 +69,39 @@ def test_a_5xx_jump_after_the_stage_fails_verification_with_before_and_after(cli
     # A team that accepts 10 points of errors says so for this advance: then it is verified, figures shown.
     rc, out, err = cli("plan", "advance", "--prometheus", url, "--verify", "max_success_drop=10")
     assert rc == 0 and out.strip().endswith("verified") and "✓ no regression" in err and "before:" in err
+
+
+def test_the_plan_s_own_thresholds_judge_each_verification_and_a_command_s_go_over_them(cli, prometheus):  # noqa: F811
+    applied = now_minute() - 1200
+    url = prometheus([*_healthy(), Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 1.5, code="503",
+                                        latency_ms=40, start=applied + 30)])
+    _to_applied(cli, applied, "--verify", "max_success_drop=10", "--verify", "window=5m")
+    shown = cli("plan", "show")[1]
+    assert "verification thresholds: window=5m, max_success_drop=10.0" in shown
+    assert json.loads(cli("plan", "show", "--format", "json")[1])["verify"]["max_success_drop"] == 10.0
+    # This advance asks for more than the plan: the 5xx jump fails it.
+    rc, _out, err = cli("plan", "advance", "--prometheus", url, "--verify", "max_success_drop=1")
+    assert rc == 1 and "✗ success rate fell" in err and "at most 1 allowed" in err
+    # The plan's own thresholds, with nothing given: 10 points of errors are accepted, over a 5-minute window.
+    rc, out, err = cli("plan", "advance", "--prometheus", url)
+    assert rc == 0 and out.strip().endswith("verified") and "✓ no regression" in err, err
+    before = next(line for line in err.splitlines() if "before:" in line)
+    h1, m1, h2, m2 = map(int, re.search(r"(\d\d):(\d\d) UTC–(\d\d):(\d\d) UTC", before).groups())
+    assert (h2 * 60 + m2 - h1 * 60 - m1) % 1440 == 5  # the plan's window, not the default 10 minutes
+    assert cli("audit", "--verify")[0] == 0
+
+
+def test_a_plan_s_thresholds_changed_outside_meshstep_break_the_audit(cli):  # noqa: F811
+    assert cli("plan", "new", "--namespaces", "shop", "--verify", "min_mtls_share=99.9")[0] == 0
+    store = Store.open(None)
+    with Session(store.engine) as s:
+        [plan] = s.exec(select(Plan)).all()
+        plan.verify = {"min_mtls_share": 50.0}  # loosened, with no event to say so
+        s.add(plan)
+        s.commit()
+    store.close()
+    rc, out, err = cli("audit", "--verify")
+    assert rc == 1 and "disagrees with the trail" in out + err and "verify" in out + err
 
 
 def test_too_little_traffic_is_said_not_passed(cli, prometheus):  # noqa: F811
