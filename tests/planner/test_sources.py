@@ -375,6 +375,21 @@ def test_a_non_utf8_archive_member_names_the_member(tmp_path: Path) -> None:
         list(load_snapshot(str(archive)).objects())
 
 
+def test_a_json_list_is_read_from_its_bytes_and_must_be_utf8_even_where_meshstep_skips(tmp_path: Path) -> None:
+    pod = _pod("café")  # UTF-8 beyond ASCII: read as written
+    pod["metadata"]["annotations"] = {"owner": "Zoë"}
+    good = tmp_path / "good.json"
+    good.write_bytes(json.dumps({"apiVersion": "v1", "kind": "List", "items": [pod]}, ensure_ascii=False).encode())
+    [read] = build_inventory(load_snapshot(str(good))).pods
+    assert (read.name, read.annotations) == ("café", {"owner": "Zoë"})
+    # Bytes that are not UTF-8 in a field no decoder builds (a pod's volumes) are found all the same.
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b'{"apiVersion": "v1", "kind": "List", "items": [\n{"apiVersion": "v1", "kind": "Pod", '
+                    b'"metadata": {"name": "a", "namespace": "x"}, "spec": {"volumes": [{"name": "\xff\xfe"}]}}]}')
+    with pytest.raises(SourceError, match=rf"^{bad}:2: not UTF-8 text"):
+        build_inventory(load_snapshot(str(bad)))
+
+
 @pytest.mark.parametrize("path", ["/dev/zero", "/dev/null", "/proc", "/proc/self/environ", "/", "/sys"])
 def test_system_paths_are_refused(path: str) -> None:
     with pytest.raises(SourceError, match=rf"^{path}: .*not a snapshot"):
