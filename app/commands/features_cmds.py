@@ -28,6 +28,7 @@ from app.commands import (
     open_store,
 )
 from planner.analysis.catalog import TRAFFIC_GATED
+from planner.analysis.findings import counts, terminal
 from planner.telemetry import live
 
 if TYPE_CHECKING:
@@ -103,8 +104,8 @@ def _emit(rendered: Rendered, inv: Any, msgs: list[Any], format: RenderFormat) -
     if format == RenderFormat.json:
         emit_json(_json(rendered, changes, msgs, refused=False))
         return
-    for m in msgs:
-        typer.echo(f"{m.level}: {m.code} {m.message} ({m.hint})", err=True)
+    if msgs:  # what the gate warns of: said, not refused
+        typer.echo(f"the gate passes with {counts(msgs)}:\n{terminal(msgs)}", err=True)
     what = "undo" if rendered.rollback else "apply"
     if changes.empty:
         typer.echo(f"note: nothing to {what} for {rendered.feature} in {rendered.scope}: the cluster already has it",
@@ -123,16 +124,15 @@ def _json(rendered: Rendered | None, changes: Any, msgs: list[Any], refused: boo
 
 
 def _refused(e: Refused, format: RenderFormat, inv: Any) -> None:
-    """The findings as error lines, then the YAML that was refused (on stderr: a pipe to kubectl gets nothing)."""
+    """Why, with the findings as a list (the same as `analyze` and `plan next` show them), then the YAML that was
+    refused (on stderr: a pipe to kubectl gets nothing)."""
     changes = _changes(e.rendered, inv) if e.rendered else None
     if format == RenderFormat.json:
         emit_json(_json(e.rendered, changes, e.findings, refused=True))
         return
-    head, *rest = e.findings
-    typer.echo(f"error: {e.feature} cannot be turned on in {e.scope}: {head.code} {head.message} ({head.hint})",
-               err=True)
-    for line in [f"{m.code} {m.message} ({m.hint})" for m in rest] + [e.reason][:bool(e.reason)]:
-        typer.echo(f"error: {line}", err=True)
+    typer.echo(f"error: {e.feature} cannot be turned on in {e.scope}: {counts(e.findings)}"
+               + (f"; {e.reason}" if e.reason else ""), err=True)
+    typer.echo(terminal(e.findings), err=True)
     if e.rendered is not None:
         typer.echo(f"\n# REFUSED: {e.feature} in {e.scope} — the YAML it would apply, NOT to be applied "
                    f"({len(e.findings)} finding{'s' if len(e.findings) != 1 else ''} above; changes: "

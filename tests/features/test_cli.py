@@ -132,17 +132,23 @@ def test_render_refusals_are_one_clear_line_and_exit_2(run, argv, says):
 
 @pytest.mark.parametrize("argv, says, also", [
     (["render", "traffic-shifting", "--scope", "payments"],
-     ("traffic-shifting cannot be turned on in payments: MST0003 traffic-shifting depends on request-routing, "
-      "which is not on in payments"), "error: no service in payments has pods with two `version` labels"),
+     ("traffic-shifting cannot be turned on in payments: 1 error, 0 warnings, 0 infos; no service in payments has "
+      "pods with two `version` labels"),
+     ["× error   MST0003 Namespace payments\n    traffic-shifting depends on request-routing, which is not on in "
+      "payments\n    hint: Turn on request-routing in payments first"]),
     (["render", "authorization-policy", "--scope", "shop"],
-     "authorization-policy cannot be turned on in shop: MST0003 authorization-policy depends on mtls-strict",
-     "error: MST0501 mTLS is not STRICT in namespace shop"),
+     "authorization-policy cannot be turned on in shop: 3 errors, 0 warnings, 0 infos\n",
+     ["× error   MST0003 Namespace shop\n    authorization-policy depends on mtls-strict",
+      "× error   MST0501 Namespace shop\n    mTLS is not STRICT in namespace shop"]),
 ])
 def test_a_gate_refusal_lists_every_finding_and_exits_2(run, argv, says, also):
+    """Why on the first line; then each finding as `analyze` and `plan next` show them: level, code, resource, then
+    the message (which does not name the resource again) and the hint."""
     code, out, err = run(*argv, "--source", "demo")
     assert (code, out) == (2, "")
     assert err.startswith(f"error: {says}"), err
-    assert also in err
+    for block in also:
+        assert block in err, err
 
 
 def test_a_refused_rendering_shows_its_yaml_marked_refused_on_stderr(run):
@@ -151,14 +157,21 @@ def test_a_refused_rendering_shows_its_yaml_marked_refused_on_stderr(run):
     code, out, err = run("render", "mtls-strict", "--scope", "shop", "--source", "demo")
     assert (code, out) == (2, "")
     findings, banner_and_yaml = err.split("\n# REFUSED: ", 1)
-    assert all(line.startswith("error: ") for line in findings.splitlines())
-    assert "MST0812 Deployment legacy/legacy-billing → shop/orders" in findings  # the invariant, with its caller
+    head, *listed = findings.splitlines()
+    assert head.startswith("error: mtls-strict cannot be turned on in shop: ")
+    # the invariant, on the resource it is about, with the call it would break
+    assert "× error   MST0812 Deployment legacy/legacy-billing\n    Deployment legacy/legacy-billing → shop/orders" \
+        in findings
     assert banner_and_yaml.startswith("mtls-strict in shop — the YAML it would apply, NOT to be applied")
     docs = objects(banner_and_yaml)
     assert [(d["kind"], d["spec"]) for d in docs] == [("PeerAuthentication", {"mtls": {"mode": "STRICT"}})]
     code, out, _ = run("render", "mtls-strict", "--scope", "shop", "--source", "demo", "--format", "json")
     report = json.loads(out)
     assert code == 2 and report["refused"] and "MST0812" in {f["code"] for f in report["findings"]}
+    # every finding the JSON has is listed, each under its own head line (mark, level, code, resource)
+    heads = [line for line in listed if not line.startswith("    ")]
+    assert heads == [f"× {f['level']:<7} {f['code']} {f['kind']} {f['namespace'] + '/' if f['namespace'] else ''}"
+                     f"{f['name']}" for f in report["findings"]]
     assert [c["action"] for c in report["changes"]] == ["create"]
 
 

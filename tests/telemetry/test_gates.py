@@ -61,15 +61,18 @@ def test_strict_refused_while_plaintext_from_outside_the_mesh_is_observed_then_p
     url = prometheus([*MESH_TRAFFIC, legacy])
     rc, out, err = render("mtls-strict", "--scope", "shop", "--prometheus", url)
     assert rc == 2 and out == ""
-    line = err.strip()
-    assert line.startswith("error: mtls-strict cannot be turned on in shop: MST0821")
-    assert "to shop/orders (orders.shop.svc.cluster.local)" in line
+    said, refused = err.split("\n# REFUSED: ")
+    head, finding, message, hint, _see = said.strip().splitlines()  # one finding: the plaintext MST0821 saw
+    assert head.startswith("error: mtls-strict cannot be turned on in shop: 1 error")
+    assert finding.startswith("× error   MST0821 ") and hint.startswith("    hint: ")
+    assert "to shop/orders (orders.shop.svc.cluster.local)" in message
     # 0.5 requests/s over the hour to now; the samples end a minute or two before now (the minute they were
     # written, less one), and increase() extrapolates within a sample interval: 1,800 less up to three minutes'.
-    count = float(line.split("MST0821 ")[1].split(" requests")[0].replace(",", ""))
-    assert 1700 <= count <= 1830, line
-    assert "in the 1h to " in line and "unknown caller outside the mesh" in line
-    assert "frontend" not in line.split("(Bring")[0]  # mutual-TLS callers are not blamed
+    count = float(message.split(" requests")[0].replace(",", ""))
+    assert 1700 <= count <= 1830, message
+    assert "in the 1h to " in message and "unknown caller outside the mesh" in message
+    assert "frontend" not in message  # mutual-TLS callers are not blamed
+    assert refused.startswith("mtls-strict in shop — the YAML it would apply, NOT to be applied")
 
     # legacy-billing got its sidecar 90 minutes ago: its plaintext stopped, its calls are now mutual TLS.
     switch = now_minute() - 5400
