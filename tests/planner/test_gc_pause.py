@@ -75,3 +75,24 @@ def test_many_threads_at_once_leave_the_collector_as_it_was():
     for t in threads:
         t.join(5)
     assert gc.isenabled()
+
+
+def test_what_the_pause_kept_goes_to_the_oldest_generation_unless_something_is_frozen():
+    """Else the first allocation after the pause collects the youngest generation and walks all of it (a whole
+    inventory); unfreezing to get there must not thaw what someone froze (the app freezes its inventories)."""
+    gc.enable()
+    gc.unfreeze()  # an app test in this process may have frozen its inventory
+    with gc_paused():
+        kept = [[] for _ in range(1000)]
+    assert any(o is kept for o in gc.get_objects(generation=2))
+    assert not any(o is kept for o in gc.get_objects(generation=0))
+
+    gc.freeze()  # as the app does once it has read a cluster
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_paused():
+            young = [[] for _ in range(1000)]
+        assert gc.get_freeze_count() == frozen  # nothing thawed
+        assert not any(o is young for o in gc.get_objects(generation=2))
+    finally:
+        gc.unfreeze()
