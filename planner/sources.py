@@ -72,12 +72,18 @@ class Snapshot:
                     yield item
                     continue
                 for obj in item.parse():
-                    yield _without_secret_values(obj)
+                    yield _trimmed(obj)
             else:
-                yield _without_secret_values(item)
+                yield _trimmed(item)
 
 
-def _without_secret_values(obj: dict[str, Any]) -> dict[str, Any]:
+def _trimmed(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without what meshstep never keeps: a Secret's values (what a check needs of them is kept as
+    credential facts), and the API server's field-ownership record (metadata.managedFields: kilobytes an object on
+    a live cluster, never read; a pod's typed decoding skips it already)."""
+    meta = obj.get("metadata")
+    if type(meta) is dict:
+        meta.pop("managedFields", None)
     if obj.get("kind") == "Secret":
         if any(obj.get(k) for k in _SECRET_VALUE_KEYS):
             obj[CREDENTIAL] = credential_facts(obj.get("data") or {}, obj.get("stringData") or {})

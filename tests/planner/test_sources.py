@@ -171,6 +171,24 @@ def test_live_pages_through_every_kind(kubeconfig_env) -> None:
     assert sorted(r.params.get("continue", "") for r in pod_lists) == ["", "12", "3", "6", "9"]
 
 
+def test_managed_fields_are_not_kept_from_a_live_cluster_or_a_snapshot(kubeconfig_env, tmp_path: Path) -> None:
+    """The API server's field-ownership record is on every object it returns and meshstep never reads it."""
+    owned = [{"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1",
+              "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {".": {}}}}}]
+    objects = _fixture_objects()
+    for o in objects:
+        o["metadata"]["managedFields"] = owned
+    snap = tmp_path / "snap.json"
+    snap.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    with serve(objects) as cluster:
+        kubeconfig_env({"test": cluster.url}, "test")
+        inventories = [build_inventory(live_snapshot("test")), build_inventory(load_snapshot(str(snap)))]
+    for inv in inventories:
+        kept = [o for kind in inv.objects for o in inv.objects[kind]]
+        assert kept and not [o.ref for o in kept if "managedFields" in o.raw["metadata"]]
+        assert {"Service", "Namespace"} <= {o.kind for o in kept}
+
+
 def test_live_forbidden_kind_is_noted_and_the_rest_is_read(kubeconfig_env) -> None:
     objects = _fixture_objects()
     with serve(objects, forbidden={"secrets"}) as cluster:
