@@ -565,14 +565,8 @@ class Thresholds:
     min_mtls_share: float = 99.0  # percent of requests in mutual TLS after a STRICT stage
 
     @classmethod
-    def parse(cls, items: Iterable[str], base: Thresholds | None = None) -> Thresholds:
-        """`base` (default: the defaults) with the values of `key=value` items; windows take durations (10m), the
-        rest numbers."""
-        return replace(base or cls(), **cls.values(items))
-
-    @classmethod
     def values(cls, items: Iterable[str]) -> dict[str, Any]:
-        """The values `key=value` items set, checked."""
+        """The values `key=value` items set, checked; windows take durations (10m), the rest numbers."""
         values: dict[str, Any] = {}
         names = cls.__dataclass_fields__
         for item in items:

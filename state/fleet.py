@@ -140,10 +140,9 @@ def read(member: Member, roots: Collection[Path] | None = None) -> Reading:
         mesh=dict(inv.mesh_summary), observed=tuple(observe(inv)), forbidden=tuple(inv.visibility.forbidden))
 
 
-def read_fleet(fleet: Sequence[Member], store: Store | None, deadline: float = DEADLINE,
-               roots: Callable[[str], Collection[Path] | None] | None = None) -> list[ClusterStatus]:
+def read_fleet(fleet: Sequence[Member], store: Store | None, deadline: float = DEADLINE) -> list[ClusterStatus]:
     """Every member read (read_all) with the team's records for it (with_records)."""
-    rows = read_all(fleet, deadline, roots)
+    rows = read_all(fleet, deadline)
     return with_records(rows, store) if store is not None else rows
 
 

@@ -149,10 +149,13 @@ def test_windows_and_thresholds_are_parsed_or_refused_with_the_fix():
     assert window_seconds("90s") == 90 and window_seconds("7d") == 7 * 86400
     with pytest.raises(Exception, match="e.g. 10m, 1h or 7d"):
         window_seconds("1 hour")
-    t = Thresholds.parse(["max_success_drop=0.5", "window=5m", "min-requests=10"])
-    assert (t.max_success_drop, t.window, t.min_requests) == (0.5, 300, 10)
+    values = Thresholds.values(["max_success_drop=0.5", "window=5m", "min-requests=10"])
+    assert values == {"max_success_drop": 0.5, "window": 300, "min_requests": 10}
+    t = Thresholds.from_json(values)
+    assert (t.max_success_drop, t.window, t.min_requests, t.settle) == (0.5, 300, 10, Thresholds().settle)
+    assert t.text(values) == "window=5m, min_requests=10, max_success_drop=0.5"
     with pytest.raises(Exception, match="key one of window, settle"):
-        Thresholds.parse(["speed=1"])
+        Thresholds.values(["speed=1"])
 
 
 def test_a_scrape_without_timestamps_is_read_as_counts_since_each_proxy_started(tmp_path):
