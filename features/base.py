@@ -112,9 +112,27 @@ class Rendered:
                         + yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
         for ref in self.delete:
             ns = f" -n {ref.namespace}" if ref.namespace else ""
-            docs.append(f"# meshstep: {what}{self.feature}, scope {self.scope}: delete {ref}\n"
+            docs.append(f"# delete {ref} (meshstep: {what}{self.feature}, scope {self.scope})\n"
                         f"# kubectl delete {ref.kind.lower()} {ref.name}{ns}\n")
         return "---\n".join(docs)
+
+
+# A deletion in a rendering's YAML is a comment, not a document: `# delete Kind [namespace/]name (meshstep: …)`
+# and the kubectl command. `# meshstep:` heads an object, and only an object. (Before 2026-11-30 a deletion was
+# headed `# meshstep: …: delete Kind [namespace/]name`: plans stored then keep that YAML.)
+DELETION = re.compile(r"^# delete (\S+) (?:([^\s/]+)/)?(\S+) \(meshstep: .*\)$"
+                      r"|^# meshstep: .*: delete (\S+) (?:([^\s/]+)/)?(\S+)$", re.MULTILINE)
+
+
+def deletions_of(text: str) -> list[Ref]:
+    """The objects a rendering's YAML deletes."""
+    return [Ref(m[0] or m[3], (m[1] or m[4]) or None, m[2] or m[5]) for m in DELETION.findall(text)]
+
+
+def beyond_deletions(text: str) -> bool:
+    """Whether a rendering's YAML holds anything but deletions: an object, a note."""
+    return any(line.strip() not in ("", "---") and not DELETION.match(line) and not line.startswith("# kubectl delete ")
+               for line in text.splitlines())
 
 
 class Feature:

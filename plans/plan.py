@@ -5,14 +5,13 @@ check, and says which lifecycle transition is allowed. Persisting plans and reco
 `state.planning`'s job."""
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
 
-from features.base import Rendered, apply, dependency_met, flagged, object_key, observe, registry
+from features.base import Rendered, apply, deletions_of, dependency_met, flagged, object_key, observe, registry
 from planner.analysis.base import LEVELS, Context, Message, analyze_checks, catalog_message, gate_checks, run
 from planner.analysis.common import SYSTEM_NAMESPACES
 from planner.errors import MeshstepError
@@ -340,13 +339,22 @@ def objects_of(text: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
-# A deletion, as features.base.Rendered heads it: `# meshstep: …: delete Kind [namespace/]name`.
-_DELETED = re.compile(r"^# meshstep: .*: delete (\S+) (?:(\S+)/)?(\S+)$", re.MULTILINE)
-
-
-def deletions_of(text: str) -> list[Ref]:
-    """The objects a rendering's YAML deletes (a deletion is a header and a kubectl command, not a document)."""
-    return [Ref(kind, ns or None, name) for kind, ns, name in _DELETED.findall(text)]
+def deletion_manifest(refs: Iterable[Ref], objects: Iterable[dict[str, Any]], inventory: Inventory) -> str:
+    """What `refs` names as `kubectl delete -f` (or a GitOps tool) takes it: each object's apiVersion, kind, name
+    and namespace, under its header; a deletion in a rendering's YAML is only a comment. The apiVersion is the one
+    `objects` (what the stage applies: a rollback deletes what it created) or the inventory gives it."""
+    versions = {(o.get("kind"), (o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name")):
+                o.get("apiVersion") for o in objects}
+    docs = []
+    for ref in refs:
+        known = inventory.get(ref.kind, ref.namespace, ref.name)
+        version = versions.get((ref.kind, ref.namespace, ref.name)) or (known.api_version if known else None)
+        if version is None:
+            raise MeshstepError(f"{ref}: to be deleted, but neither the stage nor the cluster has it")
+        meta = {"name": ref.name, **({"namespace": ref.namespace} if ref.namespace else {})}
+        docs.append(f"# meshstep: {ref}, to delete (kubectl delete -f)\n"
+                    + yaml.safe_dump({"apiVersion": version, "kind": ref.kind, "metadata": meta}, sort_keys=False))
+    return "---\n".join(docs)
 
 
 def config(stage: StageSpec, inventory: Inventory) -> StageConfig:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import plans.plan
-from features.base import dependency_met, registry, validate_params
+from features.base import beyond_deletions, deletions_of, dependency_met, registry, validate_params
 from planner import changes, telemetry
 from planner.changes import ChangeSet
 from planner.errors import MeshstepError
@@ -434,7 +434,7 @@ def rollback(store: Store, plan: Plan, inventory: Inventory, actor: str, reason:
     # The rollback restores the objects the stage changed and deletes those it created: nothing to undo when that
     # changes nothing in the cluster now (the stage's YAML was never applied there).
     restore = plans.plan.objects_of(cfg.rollback_yaml)
-    created = plans.plan.deletions_of(cfg.rollback_yaml)
+    created = deletions_of(cfg.rollback_yaml)
     undo = cfg.rollback_yaml if not changes.diff(restore, created, cluster_now(plan, inventory, stage)).empty else ""
     if plan.mode == "rehearsal":
         said = f"stage {stage.order} ({stage.title}) rolled back: its changes leave the plan's overlay"
@@ -457,7 +457,8 @@ class Export:
 def stage_files(plan: Plan, inventory: Inventory) -> Export:
     """Every stage's YAML and its rollback as numbered files (`05-enter-through-the-ingress-gateway.yaml`, …) for
     GitOps. Each stage is rendered on the overlay of the stages before it, so that the files applied in order give
-    the cluster the plan ends with; stages past their gate keep the YAML taken then. Stages found on when the plan
+    the cluster the plan ends with; stages past their gate keep the YAML taken then. What a stage (or its rollback)
+    deletes is a `.delete.yaml` of its own, for `kubectl delete -f`. Stages found on when the plan
     was made, and stages with nothing to apply, have no file: they are named in `skipped`."""
     files: dict[str, str] = {}
     skipped: list[str] = []
@@ -475,6 +476,13 @@ def stage_files(plan: Plan, inventory: Inventory) -> Export:
                               if cfg.skipped else "it only checks"))
             continue
         slug = re.sub(r"[^a-z0-9]+", "-", stage.title.lower()).strip("-")
-        files[f"{stage.order:02d}-{slug}.yaml"] = cfg.apply_yaml
-        files[f"{stage.order:02d}-{slug}.rollback.yaml"] = cfg.rollback_yaml
+        for name, text in ((f"{stage.order:02d}-{slug}", cfg.apply_yaml),
+                           (f"{stage.order:02d}-{slug}.rollback", cfg.rollback_yaml)):
+            deleted = deletions_of(text)
+            # A file of nothing but deletions (a rollback of what the stage created) is not written: comments
+            # only, `kubectl apply -f` would refuse it. Its deletions are the .delete.yaml beside it.
+            if beyond_deletions(text):
+                files[f"{name}.yaml"] = text
+            if deleted:
+                files[f"{name}.delete.yaml"] = plans.plan.deletion_manifest(deleted, cfg.objects, overlay.inventory)
     return Export(files, skipped)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 
-from features.base import MESH, Feature, Refused, apply, registry, validate_params
+from features.base import MESH, Feature, Refused, apply, deletions_of, registry, validate_params
 from planner.analysis.common import application_namespace
 from planner.changes import diff, normalized_yaml, ref_of
 from planner.errors import MeshstepError
@@ -62,7 +62,8 @@ def case(inv: Inventory, feature: Feature, scope: str) -> str:
     # the YAML a person applies holds exactly these objects, each under its header
     docs = [d for d in yaml.safe_load_all(rendered.yaml) if d]
     assert [normalized_yaml(d) for d in docs] == [normalized_yaml(o) for o in rendered.objects]
-    assert rendered.yaml.count("# meshstep: ") == len(rendered.objects) + len(rendered.delete)
+    assert rendered.yaml.count("# meshstep: ") == len(rendered.objects)  # a header announces an object, only
+    assert deletions_of(rendered.yaml) == list(rendered.delete)
 
     undo = feature.rollback(p, scope, after)
     back = apply(undo, after)

@@ -14,6 +14,7 @@ import plans.plan
 from features.base import registry
 from planner.errors import MeshstepError
 from planner.inventory import build_inventory
+from planner.model import Ref
 from planner.sources import load_snapshot
 from state.store import Store
 from tests.rehearsal import rehearse_to_done, runner
@@ -245,10 +246,16 @@ def test_export_writes_every_stage_and_its_rollback(cli, tmp_path):
     cli("plan", "new", "--namespaces", "shop")
     assert cli("plan", "export", str(tmp_path / "gitops"))[0] == 0
     files = sorted(p.name for p in (tmp_path / "gitops").iterdir())
-    assert "09-mtls-strict-in-shop.yaml" in files and "09-mtls-strict-in-shop.rollback.yaml" in files
+    assert "09-mtls-strict-in-shop.yaml" in files
     strict = list(yaml.safe_load_all((tmp_path / "gitops" / "09-mtls-strict-in-shop.yaml").read_text()))
     assert [(o["kind"], o["metadata"]["namespace"], o["spec"]["mtls"]["mode"]) for o in strict if o] == [
         ("PeerAuthentication", "shop", "STRICT")]
+    # The stage created that PeerAuthentication: its rollback deletes it, as a file `kubectl delete -f` takes (a
+    # rollback.yaml of comments alone is not written: it would announce objects kubectl never reads).
+    assert "09-mtls-strict-in-shop.rollback.yaml" not in files
+    undo = list(yaml.safe_load_all((tmp_path / "gitops" / "09-mtls-strict-in-shop.rollback.delete.yaml").read_text()))
+    assert undo == [{"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+                     "metadata": {"name": "default", "namespace": "shop"}}]
     # The demo's shop already routes through its own Gateway: that stage has no file (it would conflict), and the
     # export says why.
     assert not [f for f in files if f.startswith("03-")]
@@ -283,11 +290,9 @@ def test_steps_sharing_an_object_extend_it_instead_of_overwriting_it(demo):
 
 
 def _objects_and_headers(text: str) -> tuple[int, int]:
-    """How many objects a YAML reader finds in a file, and how many `# meshstep:` headers announce one (a deletion
-    is a header with a `kubectl delete` comment and no object)."""
-    headers = [line for line in text.splitlines() if line.startswith("# meshstep:")]
+    """How many objects a YAML reader finds in a file, and how many `# meshstep:` headers announce one."""
     return (len([d for d in yaml.safe_load_all(text) if d]),
-            len([h for h in headers if not re.search(r": delete \w+ ", h)]))
+            len([line for line in text.splitlines() if line.startswith("# meshstep:")]))
 
 
 def _export_round_trips(cli, directory, kubectl_dry_run) -> list[str]:
@@ -327,6 +332,17 @@ def test_a_stage_of_several_steps_is_one_yaml_document_per_object(demo, tmp_path
     assert _objects_and_headers(plans.plan.config(stage, demo).apply_yaml) == (4, 4)
 
 
+def test_a_deletion_is_a_comment_not_an_object_header_and_old_plans_still_read() -> None:
+    """`# meshstep:` announces an object; a deletion was headed so until 2026-11-30, and stored plans keep that."""
+    from features.base import deletions_of
+
+    now = "# delete Gateway legacy/legacy-ingress (meshstep: rollback of ingress-gateway, scope legacy)\n"
+    before = "# meshstep: rollback of ingress-gateway, scope legacy: delete Gateway legacy/legacy-ingress\n"
+    cluster_wide = "# delete Namespace legacy (meshstep: rollback of x, scope mesh)\n"
+    assert deletions_of(now) == deletions_of(before) == [Ref("Gateway", "legacy", "legacy-ingress")]
+    assert deletions_of(cluster_wide) == [Ref("Namespace", None, "legacy")]
+
+
 def test_export_of_the_demo_is_multi_document_yaml_that_kubectl_accepts(cli, tmp_path, dry_run):
     # Every application namespace: stage 5 brings the ingress to legacy and payments, and finds it on in shop.
     assert cli("plan", "new")[0] == 0
@@ -335,6 +351,11 @@ def test_export_of_the_demo_is_multi_document_yaml_that_kubectl_accepts(cli, tmp
     resilience = next(n for n in names if "resilience" in n and "rollback" not in n)
     assert _objects_and_headers((tmp_path / "gitops" / resilience).read_text())[0] >= 2
     assert any(n.startswith("05-enter-through-the-ingress-gateway") for n in names)
+    # what stages 5, 6 and 8 created, their rollbacks delete: as objects kubectl reads, one per header
+    for stage, deleted in (("05-enter-through-the-ingress-gateway", 4), ("06-route-requests-by-version", 2),
+                           ("08-see-the-traffic-metrics-traces-access-logs", 1)):
+        text = (tmp_path / "gitops" / f"{stage}.rollback.delete.yaml").read_text()
+        assert _objects_and_headers(text) == (deleted, deleted), stage
 
 
 def test_each_stage_is_rendered_on_the_overlay_of_the_stages_before_it(cli, demo, tmp_path):
@@ -352,7 +373,8 @@ def test_each_stage_is_rendered_on_the_overlay_of_the_stages_before_it(cli, demo
     # merges' invariant, checked after every rendering.)
     now = demo
     for stage in plan.stages:
-        path = next(iter(tmp_path.glob(f"gitops/{stage.order:02d}-*[!k].yaml")), None)
+        path = next((p for p in tmp_path.glob(f"gitops/{stage.order:02d}-*.yaml")
+                     if not p.name.endswith((".rollback.yaml", ".delete.yaml"))), None)
         if path is None:
             continue
         spec = planning.stage_spec(stage)

@@ -96,7 +96,7 @@ def test_a_rehearsed_staging_plan_is_promoted_to_production(cli):
         assert cli("plan", "export", str(out), "--name", "adopt", *where)[0] == 0
         return {f.name: [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
                          for o in yaml.safe_load_all(f.read_text()) if o]
-                for f in sorted(out.glob("*.yaml")) if not f.name.endswith(".rollback.yaml")}
+                for f in sorted(out.glob("*.yaml")) if ".rollback." not in f.name}
 
     on_staging = rendered(Path(cli.prod).parent / "staging")
     on_prod = rendered(Path(cli.prod).parent / "prod", "--cluster", "prod", "--source", cli.prod)
