@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from features.base import Param
+from features.base import MESH, Feature, Param
 from planner import revisions
 from planner.inventory import Inventory
 from planner.model import Revision
@@ -15,6 +15,17 @@ from planner.model import Revision
 REVISION = Param("revision", str, "", "the istiod revision (or a tag naming it) to move to (default: the newest "
                                       "revision installed)")
 CANARY_DOCS = "https://istio.io/latest/docs/setup/upgrade/canary/"
+
+
+class MoveStep(Feature):
+    """A step that moves something (namespaces, gateways, the default tag) to the revision revision-install put
+    beside the old one: an operation of the install, on the target revision (REVISION)."""
+
+    category = "install"
+    operation = True
+    depends_on = ("revision-install",)
+    params = (REVISION,)
+    scopes = (MESH,)
 
 
 def target(p: dict[str, Any], inv: Inventory) -> Revision:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from features._upgrade import REVISION, target
-from features.base import MESH, Feature, Observation
+from features._upgrade import MoveStep, target
+from features.base import MESH, Observation
 from planner import revisions
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
@@ -23,15 +23,10 @@ def _pointed(webhook: dict[str, Any], rev: Revision) -> dict[str, Any]:
     return webhook
 
 
-class DefaultTag(Feature):
+class DefaultTag(MoveStep):
     id = "default-tag"
     title = "Point the default tag at the new revision"
-    category = "install"
-    operation = True
     problem = "When does the new release become what every unlabelled or istio-injection=enabled namespace gets?"
-    depends_on = ("revision-install",)
-    params = (REVISION,)
-    scopes = (MESH,)
     pitfalls = ("Moving the tag changes only new pods: namespaces that follow it need a restart.",
                 "The default tag also decides which istiod validates Istio config.")
     docs = "https://istio.io/latest/docs/setup/upgrade/canary/#stable-revision-labels"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from features._upgrade import REVISION, target
-from features.base import MESH, Feature, Observation
+from features._upgrade import MoveStep, target
+from features.base import MESH, Observation
 from planner import revisions
 from planner.components import PROXY_CONTAINER
 from planner.errors import MeshstepError
@@ -27,15 +27,10 @@ def _moved(deployment: dict[str, Any], rev: Revision) -> dict[str, Any]:
     return deployment
 
 
-class GatewayRevision(Feature):
+class GatewayRevision(MoveStep):
     id = "gateway-revision"
     title = "Move the gateways to the new revision"
-    category = "install"
-    operation = True
     problem = "When do the gateways, which every external call goes through, take the new Istio release?"
-    depends_on = ("revision-install",)
-    params = (REVISION,)
-    scopes = (MESH,)
     pitfalls = ("A gateway restarted onto the new revision drops its connections: roll it out with enough replicas.",
                 "A gateway installed by istioctl is not moved by `istioctl install --revision`: patch it, or "
                 "reinstall it with the new revision.")

@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from features._istio import label_notes, namespace_labelled
-from features._upgrade import CANARY_DOCS, REVISION, target
-from features.base import Feature, Observation
+from features._upgrade import CANARY_DOCS, MoveStep, target
+from features.base import Observation
 from planner import revisions
 from planner.errors import MeshstepError
 from planner.inventory import Inventory
@@ -14,14 +14,10 @@ from planner.inventory import Inventory
 _REMOVED = ("istio-injection",)
 
 
-class RevisionLabel(Feature):
+class RevisionLabel(MoveStep):
     id = "revision-label"
     title = "Move a namespace to the new revision"
-    category = "install"
-    operation = True
     problem = "Which namespaces take the new Istio release now, and which wait until it has proved itself?"
-    depends_on = ("revision-install",)
-    params = (REVISION,)
     scopes = ("namespace",)
     pitfalls = ("Relabelling changes nothing running: only restarted pods get the new proxy.",
                 "istio-injection=enabled wins over istio.io/rev: remove it, or the namespace stays on the default tag.",
