@@ -39,9 +39,14 @@ def minor(version: str | None) -> tuple[int, int] | None:
         return None
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    """A release version as a sort key: `1.27.10` after `1.27.3` (a part that is not a number counts 0)."""
+    return tuple(int(x) if x.isdigit() else 0 for x in version.split("."))
+
+
 def _order(r: Revision) -> tuple[Any, ...]:
     """Oldest first: by version, revisions without a known version before the others, then by name."""
-    v = tuple(int(x) if x.isdigit() else 0 for x in (r.version or "").split(".")) if r.version else ()
+    v = version_key(r.version) if r.version else ()
     return (bool(v), v, r.revision)
 
 

@@ -6,16 +6,12 @@ import streamlit as st
 
 from app import ui
 from app.commands import cell
+from planner import revisions
 from planner.errors import MeshstepError
 from planner.sources import default_source
 from state import fleet
 
 store = ui.store()
-
-
-def version_key(version: str) -> list[int]:
-    """`1.27.10` after `1.27.3`."""
-    return [int(x) if x.isdigit() else -1 for x in version.split(".")]
 
 
 @st.cache_resource(show_spinner=False, max_entries=4, ttl=300)
@@ -54,7 +50,8 @@ c1, c2, c3, c4 = st.columns(4)
 c1.metric("Clusters read", f"{len(ok)} / {len(rows)}")
 c2.metric("Pods in the mesh", f"{sum(r.reading.mesh['pods_in_mesh'] for r in ok)} / "
                               f"{sum(r.reading.mesh['pods_total'] for r in ok)}")
-c3.metric("Istio versions", ", ".join(sorted({v for r in ok for v in r.reading.versions}, key=version_key)) or "—",
+versions = sorted({v for r in ok for v in r.reading.versions}, key=revisions.version_key)
+c3.metric("Istio versions", ", ".join(versions) or "—",
           help="Every version an istiod revision runs in the fleet (two in a cluster while it upgrades)")
 c4.metric("Clusters drifting", sum(bool(r.drift) for r in ok), help="Recorded and observed disagree")
 
