@@ -8,7 +8,7 @@ import sys
 import typer
 
 from app import commands
-from planner.errors import MeshstepError
+from cluster.errors import MeshstepError
 
 
 def _register_commands() -> None:
@@ -17,7 +17,8 @@ def _register_commands() -> None:
 
 
 # meshstep's own top-level packages (pyproject's packages.find)
-PACKAGES = ("app", "features", "planner", "plans", "state")
+# meshstep's rooms, bottom to top (pyproject's import-linter contracts keep them so)
+PACKAGES = ("cluster", "state", "telemetry", "analysis", "explain", "features", "planner", "app")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # click's standalone mode ends every run with one
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except ModuleNotFoundError as e:
-        # An editable install maps the packages it saw when it was made: one added since (plans/) is not found
+        # An editable install maps the packages it saw when it was made: one added since (cluster/, say) is not found
         # until meshstep is installed again.
         if (e.name or "").split(".")[0] not in PACKAGES:
             raise

@@ -5,8 +5,8 @@ from collections.abc import Iterable
 
 import streamlit as st
 
-from planner.analysis.base import Message
-from planner.analysis.findings import markdown
+from analysis.base import Message
+from analysis.findings import markdown
 
 BOXES = {"error": st.error, "warning": st.warning, "info": st.info}
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from planner import explain
+from explain import report as explain
 
 # Top to bottom: who calls in from outside, the control plane, the data plane it configures, the addons watching.
 BANDS = {"external": "outside Istio", "control": "control plane", "data": "data plane", "addon": "addons"}

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.components import CATALOG
-from planner.explain import MeshStatus, mesh_status
-from planner.inventory import Inventory, gc_paused
-from planner.model import Pod
+from cluster.components import CATALOG
+from cluster.inventory import Inventory, gc_paused
+from cluster.model import Pod
+from explain.report import MeshStatus, mesh_status
 
 
 @gc_paused()

@@ -8,7 +8,7 @@ import os
 
 import streamlit as st
 
-from planner.telemetry import DEFAULT_WINDOW, Evidence, SharePoint, Traffic, evidence, mtls_share_over_time
+from telemetry.traffic import DEFAULT_WINDOW, Evidence, SharePoint, Traffic, evidence, mtls_share_over_time
 
 _KEY = "telemetry"
 

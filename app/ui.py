@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from app import rows
+from cluster.errors import MeshstepError, SourceError
+from cluster.inventory import Inventory, build_inventory
+from cluster.sources import default_source, load_snapshot
 from features.base import Observation, observe
-from planner.errors import MeshstepError, SourceError
-from planner.inventory import Inventory, build_inventory
-from planner.sources import default_source, load_snapshot
 
 if TYPE_CHECKING:  # imported where first used: `meshstep ui` reads the cluster before it spends a second on them
     import pandas as pd

@@ -14,10 +14,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from planner.analysis.base import registry
-from planner.analysis.common import analyze
-from planner.inventory import Inventory, build_inventory
-from planner.sources import Snapshot
+from analysis.base import registry
+from analysis.common import analyze
+from cluster.inventory import Inventory, build_inventory
+from cluster.sources import Snapshot
 
 PODS, SERVICE_ENTRIES, VIRTUAL_SERVICES, DESTINATION_RULES = 10_000, 1_400, 800, 800
 PODS_PER_NAMESPACE, PODS_PER_APP = 200, 5

@@ -4,7 +4,7 @@
 
 One synthetic cluster (benchmarks/synthetic.py) is served N times, each copy by benchmarks/inventory.py's server
 in a process of its own, behind a kubeconfig context of its own (c00, c01, …). The fleet is read as `meshstep
-fleet --contexts …` reads it (state.fleet.read_fleet: every cluster in a process of its own, its pods decoded typed;
+fleet --contexts …` reads it (planner.fleet.read_fleet: every cluster in a process of its own, its pods decoded typed;
 detection and the records of a fresh SQLite database included).
 Times are the median of --runs runs, one cluster and the fleet interleaved; CPU time is this process's and any
 process it starts (the servers' is not counted). The goal is the fleet in under 3x the time of one cluster. The
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from benchmarks.inventory import _cpu, _mb
 from benchmarks.kubeapi import write_kubeconfig
-from state import fleet
+from planner import fleet
 from state.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -46,8 +46,8 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from benchmarks.kubeapi import list_page, metadata_list, write_kubeconfig
-from planner import sources
-from planner.sources import CORE_KINDS, CRD_KIND, PAGE_SIZE, WORKERS, Kind
+from cluster import sources
+from cluster.sources import CORE_KINDS, CRD_KIND, PAGE_SIZE, WORKERS, Kind
 
 CONTEXT = "bench"
 # Built-in collections (apiVersion, kind) → plural; custom ones come from the CRDs.
@@ -304,7 +304,7 @@ def naive(kubeconfig: Path, kinds: list[Kind], page_size: int) -> int:
 
 
 def meshstep() -> Any:
-    from planner.inventory import build_inventory
+    from cluster.inventory import build_inventory
 
     return build_inventory(sources.load_snapshot(f"context:{CONTEXT}"))
 
@@ -315,7 +315,7 @@ def measure_memory() -> None:
 
     from kubernetes import client  # noqa: F401  (imported before the baseline, as meshstep's import does)
 
-    from planner.inventory import build_inventory  # noqa: F401
+    from cluster.inventory import build_inventory  # noqa: F401
 
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS

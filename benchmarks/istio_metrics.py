@@ -91,7 +91,7 @@ def openmetrics(flows: Iterable[Flow], start: float, end: float, step: float = 6
     yield "# EOF"
 
 
-# The bundled demo cluster's traffic (planner/demo): the ingress gateway into frontend, the reviews canary taking a
+# The bundled demo cluster's traffic (cluster/demo): the ingress gateway into frontend, the reviews canary taking a
 # tenth, legacy-billing (no sidecar) calling orders in plaintext, orders calling payments, payments calling Stripe
 # through its ServiceEntry, and frontend calling an exchange-rate API no ServiceEntry registers.
 DEMO_END = 1771588800  # 2026-02-20 12:00 UTC, after the demo's objects were created
@@ -116,7 +116,7 @@ DEMO_FLOWS = (
 
 
 def demo_metrics() -> str:
-    """planner/demo/telemetry.om: the demo's flows over the hour to DEMO_END, every 10 minutes."""
+    """cluster/demo/telemetry.om: the demo's flows over the hour to DEMO_END, every 10 minutes."""
     return "\n".join(openmetrics(DEMO_FLOWS, DEMO_END - 3600, DEMO_END, step=600)) + "\n"
 
 

@@ -4,7 +4,7 @@ classic sidecars with istio-init), full pod specs as the API server returns them
 injected proxy's args, env, ports and probes), Services, an istio-system control plane with its webhooks, mesh
 ConfigMaps and CRDs, and Istio config that refers to the real services.
 
-The shapes follow planner/demo and Istio's injector outputs (../shared/istio-reference/inject); every value is
+The shapes follow cluster/demo and Istio's injector outputs (../shared/istio-reference/inject); every value is
 generated, deterministically from `seed`.
 
     python -m benchmarks.synthetic --out /tmp/big.json            # one `kubectl get -o json` List
@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 import yaml
 
-from planner.sources import YAML_LOADER
+from cluster.sources import YAML_LOADER
 
-CRDS = Path(__file__).resolve().parent.parent / "planner" / "demo" / "crds.yaml"
+CRDS = Path(__file__).resolve().parent.parent / "cluster" / "demo" / "crds.yaml"
 
 NEW_REV, NEW_VERSION = "1-27", "1.27.3"  # native sidecars, istio-cni (istio-validation)
 OLD_REV, OLD_VERSION = "default", "1.26.4"  # classic sidecars, istio-init

@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from analysis.base import Context, gate_checks, run
 from benchmarks.istio_metrics import Flow, PrometheusServer, openmetrics
-from planner.analysis.base import Context, gate_checks, run
-from planner.inventory import build_inventory
-from planner.sources import Snapshot
-from planner.telemetry import DEFAULT_TIMEOUT, HTTPTransport, Prometheus, read_traffic
+from cluster.inventory import build_inventory
+from cluster.sources import Snapshot
+from telemetry.traffic import DEFAULT_TIMEOUT, HTTPTransport, Prometheus, read_traffic
 
 PER_NAMESPACE = 50
 

@@ -9,12 +9,12 @@ import copy
 import re
 from typing import Any
 
+from analysis.ambient import is_waypoint
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
+from cluster.model import GATEWAY_API_GROUP, Service
 from features._istio import _copy, free_name, mesh_bound, serves_http
 from features.base import Param, clean, http_port, obj
-from planner.analysis.ambient import is_waypoint
-from planner.errors import MeshstepError
-from planner.inventory import Inventory
-from planner.model import GATEWAY_API_GROUP, Service
 
 ISTIO, GATEWAY_API = "istio", "gateway-api"
 API = Param("api", str, "", "istio (VirtualService, DestinationRule, Gateway) or gateway-api (Gateway, HTTPRoute); "

@@ -6,10 +6,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
+from cluster.model import Service
 from features.base import CREATED, HTTP_PROTOCOLS, MESH, ROLLBACK, clean, http_port, obj, target_namespace
-from planner.errors import MeshstepError
-from planner.inventory import Inventory
-from planner.model import Service
 
 
 def _copy(o: Any) -> dict[str, Any]:

@@ -5,10 +5,10 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.readiness import mesh_namespaces, peer_mode
+from cluster.inventory import Inventory
 from features._istio import free_name
 from features.base import MESH, Feature, Observation, clean, obj, scope_of, target_namespace
-from planner.analysis.readiness import mesh_namespaces, peer_mode
-from planner.inventory import Inventory
 
 
 @dataclass(frozen=True)

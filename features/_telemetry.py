@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cluster.inventory import Inventory
 from features._istio import telemetry, telemetry_scopes
 from features.base import MESH, Feature, Observation
-from planner.inventory import Inventory
 
 
 class TelemetrySection(Feature):

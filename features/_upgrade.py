@@ -1,5 +1,5 @@
 """Shared by the upgrade's features (revision-install, revision-label, gateway-revision, default-tag,
-single-revision): each is one stage of Istio's canary upgrade, and reads the cluster through planner.revisions.
+single-revision): each is one stage of Istio's canary upgrade, and reads the cluster through cluster.revisions.
 
 Their detection reports the upgrade's progress: a step is on while two revisions run and the cluster shows it
 done for the newest one (single-revision: once one revision serves every proxy)."""
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from cluster import revisions
+from cluster.inventory import Inventory
+from cluster.model import Revision
 from features.base import MESH, Feature, Param
-from planner import revisions
-from planner.inventory import Inventory
-from planner.model import Revision
 
 REVISION = Param("revision", str, "", "the istiod revision (or a tag naming it) to move to (default: the newest "
                                       "revision installed)")

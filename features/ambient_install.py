@@ -1,8 +1,8 @@
 """The ambient data plane: ztunnel on every node and istio-cni to hand pods to it (the ambient plans' first stage)."""
 from __future__ import annotations
 
+from cluster.inventory import Inventory
 from features.base import MESH, Feature, Observation
-from planner.inventory import Inventory
 
 _PARTS = (("istio-cni", "istio/cni", "--set profile=ambient"), ("ztunnel", "istio/ztunnel", ""))
 

@@ -1,10 +1,10 @@
 """Ambient mode: a namespace label hands its pods' traffic to the node's ztunnel instead of sidecars."""
 from __future__ import annotations
 
+from cluster import revisions
+from cluster.inventory import Inventory
 from features._istio import label_notes, namespace_labelled
 from features.base import Feature, Observation
-from planner import revisions
-from planner.inventory import Inventory
 
 _ADD = {"istio.io/dataplane-mode": "ambient"}
 # Sidecar injection labels: a pod that gets a sidecar is left out of ambient, so they go.

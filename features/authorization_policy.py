@@ -1,9 +1,9 @@
 from __future__ import annotations
 
+from analysis.callers import calls
+from cluster.errors import MeshstepError
 from features._istio import free_name
 from features.base import Feature, Observation, Param, obj
-from planner.analysis.callers import calls
-from planner.errors import MeshstepError
 
 
 class AuthorizationPolicyFeature(Feature):

@@ -18,13 +18,13 @@ from typing import Any
 
 import yaml
 
+from analysis.base import Context, Message, analyze_checks, catalog_message, gate_checks, run
+from cluster.changes import clean, ref_of
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory, gc_paused
+from cluster.model import Ref
+from cluster.queries import per_inventory
 from features.validation import validate_object
-from planner.analysis.base import Context, Message, analyze_checks, catalog_message, gate_checks, run
-from planner.analysis.common import per_inventory
-from planner.changes import clean, ref_of
-from planner.errors import MeshstepError
-from planner.inventory import Inventory, gc_paused
-from planner.model import Ref
 
 CATEGORIES = ("install", "traffic", "observability", "security")
 MESH = "mesh"
@@ -218,29 +218,6 @@ class Feature:
         refuse_errors(self.id, objects, inv)
         return Rendered(self.id, scope, _shown(p), tuple(objects), notes=tuple(self.notes(p, scope, inv, False)))
 
-    def render_gated(self, params: dict[str, Any], scope: str, inv: Inventory,
-                     traffic: Any = None) -> tuple[Rendered, list[Any]]:
-        """`render` behind the feature's gate: the gate's checks before (with `traffic`, what telemetry observed,
-        if read), the invariants on the overlay after (features.invariants). Refused (Refused, a MeshstepError that
-        keeps the rendering and every finding) when one of them fails at error level; returns the rendering and the
-        warnings and infos."""
-        from features import invariants
-
-        p = validate_params(self, params)
-        msgs = self.checks(inv, scope, p, traffic)
-        try:
-            rendered = self.render(p, scope, inv)
-        except MeshstepError as e:
-            errors = [m for m in msgs if m.level == "error"]
-            if errors:  # the gate's reason comes first; the rendering's own is one more
-                raise Refused(self.id, scope, errors, None, str(e)) from e
-            raise
-        msgs += invariants.check(self, p, scope, inv, rendered)
-        errors = [m for m in msgs if m.level == "error"]
-        if errors:
-            raise Refused(self.id, scope, errors, rendered)
-        return rendered, msgs
-
     def rollback(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
         """What undoes `render`, on the cluster before it is applied or after: every object the feature changed
         is restored from the record it carries (`recorded`), every object it created is deleted. Applied to the
@@ -281,7 +258,8 @@ class Feature:
                     f"{self.id} depends on {dep}, which is not on in {scope}"
                     + "".join(f" (nor {alt}, which stands in for it)" for alt in providers([dep])),
                     dependency=dep, scope=scope))
-        msgs += run(gate_checks(self.id), Context(inv, scope, dict(params), traffic))
+        msgs += run(gate_checks(self.id), Context(inv, scope, dict(params), traffic,
+                                                  after=lambda: inv.with_changes(apply=self.build(params, scope, inv))))
         return msgs
 
     def to_json(self) -> dict[str, Any]:

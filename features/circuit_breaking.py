@@ -1,8 +1,8 @@
 from __future__ import annotations
 
+from cluster.errors import MeshstepError
 from features._istio import destination_rule, kept_or_set
 from features.base import DURATION, Feature, Param, observations_by_scope, services_in
-from planner.errors import MeshstepError
 
 
 class CircuitBreaking(Feature):

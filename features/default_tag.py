@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from cluster import revisions
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
+from cluster.model import Revision
 from features._upgrade import MoveStep, target
 from features.base import MESH, Observation
-from planner import revisions
-from planner.errors import MeshstepError
-from planner.inventory import Inventory
-from planner.model import Revision
 
 
 def _pointed(webhook: dict[str, Any], rev: Revision) -> dict[str, Any]:

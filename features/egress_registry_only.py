@@ -4,8 +4,8 @@ import copy
 
 import yaml
 
+from cluster.errors import MeshstepError
 from features.base import MESH, Feature, Observation, clean, scope_of
-from planner.errors import MeshstepError
 
 
 class EgressRegistryOnly(Feature):

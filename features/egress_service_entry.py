@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import re
 
+from cluster.errors import MeshstepError
 from features._istio import free_name
 from features.base import DURATION, Feature, Observation, Param, obj, scope_of, target_namespace
-from planner.errors import MeshstepError
 
 _HOST = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
 

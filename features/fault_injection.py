@@ -1,9 +1,9 @@
 from __future__ import annotations
 
+from cluster.errors import MeshstepError
 from features._gateway_api import API, GATEWAY_API, chosen_api
 from features._istio import routes_to, virtual_service
 from features.base import DURATION, Feature, Param, http_service, observations_by_scope
-from planner.errors import MeshstepError
 
 
 class FaultInjection(Feature):

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from cluster import revisions
+from cluster.components import PROXY_CONTAINER
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
+from cluster.model import Revision
 from features._upgrade import MoveStep, target
 from features.base import MESH, Observation
-from planner import revisions
-from planner.components import PROXY_CONTAINER
-from planner.errors import MeshstepError
-from planner.inventory import Inventory
-from planner.model import Revision
 
 
 def _moved(deployment: dict[str, Any], rev: Revision) -> dict[str, Any]:

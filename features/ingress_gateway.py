@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from analysis.ambient import is_waypoint
+from cluster.errors import MeshstepError
+from cluster.model import GATEWAY_API_GROUP
 from features._gateway_api import API, GATEWAY_API, attached, backend, chosen_api, gateway_api_obj
 from features._istio import free_name
 from features.base import Feature, Observation, Param, clean, http_port, http_service, obj, scope_of
-from planner.analysis.ambient import is_waypoint
-from planner.errors import MeshstepError
-from planner.model import GATEWAY_API_GROUP
 
 
 class IngressGateway(Feature):

@@ -5,7 +5,7 @@ cluster as it is: the DESIGN's "changes are merges, proved on a copy".
   fault, mirror, …), traffic-policy field, label and annotation of an object the rendering changes is still there,
   with its value — unless the feature owns it (`Feature.owns`: what it is there to change).
 - MST0811: no new HTTP route to a port that is not declared HTTP, HTTP2 or gRPC.
-- MST0812: no call meshstep has evidence of (planner.analysis.callers) is newly refused.
+- MST0812: no call meshstep has evidence of (analysis.callers) is newly refused.
 - MST0813: analysis reports no error the cluster does not have today.
 - MST0814: the rollback, applied to the overlay, gives back the objects the cluster has today, byte for byte once
   normalised."""
@@ -16,13 +16,13 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from analysis.base import Message, catalog_message
+from analysis.callers import calls, refusal
+from cluster.changes import clean, normalized_yaml, ref_of
+from cluster.inventory import Inventory
+from cluster.model import Ref
 from features._gateway_api import service_ref
 from features.base import Feature, Rendered, analysis_errors, apply
-from planner.analysis.base import Message, catalog_message
-from planner.analysis.callers import calls, refusal
-from planner.changes import clean, normalized_yaml, ref_of
-from planner.inventory import Inventory
-from planner.model import Ref
 
 _ROLLBACK = "rollback.meshstep.io/"
 

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
+from cluster.errors import MeshstepError
 from features._istio import free_name
 from features.base import Feature, Observation, Param, obj, scope_of
-from planner.errors import MeshstepError
 
 
 class RequestAuthenticationFeature(Feature):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from cluster.errors import MeshstepError
 from features._gateway_api import (
     API,
     GATEWAY_API,
@@ -12,7 +13,6 @@ from features._gateway_api import (
 )
 from features._istio import destination_rule, matches_host, routes_to, serves_http, virtual_service, with_subsets
 from features.base import Feature, Param, observations_by_scope, services_in
-from planner.errors import MeshstepError
 
 
 class RequestRouting(Feature):

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from cluster import revisions
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
 from features._upgrade import CANARY_DOCS
 from features.base import MESH, Feature, Observation, Param
-from planner import revisions
-from planner.errors import MeshstepError
-from planner.inventory import Inventory
 
 
 class RevisionInstall(Feature):

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from cluster import revisions
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
 from features._istio import label_notes, namespace_labelled
 from features._upgrade import CANARY_DOCS, MoveStep, target
 from features.base import Observation
-from planner import revisions
-from planner.errors import MeshstepError
-from planner.inventory import Inventory
 
 # The legacy label would win over istio.io/rev (IST0123): a namespace moved by revision drops it.
 _REMOVED = ("istio-injection",)

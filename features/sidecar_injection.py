@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from cluster import revisions
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
 from features._istio import label_notes, namespace_labelled
 from features.base import Feature, Observation, Param
-from planner import revisions
-from planner.errors import MeshstepError
-from planner.inventory import Inventory
 
 # Labels that would contradict a sidecar: the legacy switch is replaced by the revision label, ambient is dropped.
 _REMOVED = ("istio-injection", "istio.io/dataplane-mode")

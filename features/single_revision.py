@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from cluster import revisions
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
+from cluster.model import KubeObject
 from features._upgrade import CANARY_DOCS
 from features.base import MESH, Feature, Observation, Param, Rendered, validate_params
-from planner import revisions
-from planner.errors import MeshstepError
-from planner.inventory import Inventory
-from planner.model import KubeObject
 
 
 class SingleRevision(Feature):

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import re
 
+from cluster.errors import MeshstepError
 from features._gateway_api import API, GATEWAY_API, GATEWAY_DURATION, chosen_api, mesh_route, seconds
 from features._istio import kept_or_set, routes_to, serves_http, virtual_service
 from features.base import DURATION, Feature, Observation, Param, scope_of, services_in
-from planner.errors import MeshstepError
 
 
 class TimeoutsRetries(Feature):

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
+from cluster.errors import MeshstepError
 from features._telemetry import TelemetrySection
 from features.base import Param
-from planner.errors import MeshstepError
 
 _TRACERS = ("zipkin", "opentelemetry", "datadog", "stackdriver", "skywalking", "lightstep", "opencensus")
 

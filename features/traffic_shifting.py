@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cluster.errors import MeshstepError
 from features._gateway_api import (
     API,
     GATEWAY_API,
@@ -14,7 +15,6 @@ from features._gateway_api import (
 )
 from features._istio import destination, destination_rule, routes_to, virtual_service, with_subsets
 from features.base import Feature, Observation, Param, http_port, scope_of, versioned_service
-from planner.errors import MeshstepError
 
 
 class TrafficShifting(Feature):

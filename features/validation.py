@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from planner.errors import MeshstepError
+from cluster.errors import MeshstepError
 
 if TYPE_CHECKING:
-    from planner.inventory import Inventory
+    from cluster.inventory import Inventory
 
 
 def _typed_model(api_version: str, kind: str) -> Any:

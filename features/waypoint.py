@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import copy
 
+from analysis.ambient import HBONE_PORT, USE_WAYPOINT, WAYPOINT_CLASS, is_waypoint
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
 from features._gateway_api import gateway_api_obj, installed
 from features._istio import namespace_labelled
 from features.base import Feature, Observation, Param, clean
-from planner.analysis.ambient import HBONE_PORT, USE_WAYPOINT, WAYPOINT_CLASS, is_waypoint
-from planner.errors import MeshstepError
-from planner.inventory import Inventory
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 

@@ -18,18 +18,26 @@ import json
 import os
 import secrets
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import platformdirs
-from sqlmodel import select
+from sqlmodel import Session, select
 
-from planner.errors import MeshstepError
+from cluster.errors import MeshstepError
 from state.models import GENESIS_HASH, AuditEvent, AuditHead, Flag, Plan, Stage, flag_target, utcnow
 
-if TYPE_CHECKING:
-    from state.store import Store
+
+class ChainStore(Protocol):
+    """What verifying the chain needs of the store (state.store.Store has it): the key, a read session, and
+    which database it is (its checkpoint's name)."""
+
+    audit_key: AuditKey
+    identity: str
+
+    def reader(self) -> AbstractContextManager[Session]: ...
 
 HASHED_FIELDS = ("seq", "actor", "at", "action", "target", "before", "after", "reason", "prev_hash")
 
@@ -97,7 +105,7 @@ class Break:
         return self.message
 
 
-def verify(store: Store) -> Break | None:
+def verify(store: ChainStore) -> Break | None:
     """Recompute the chain, compare its head with the checkpoint kept outside the database, and replay it against
     the flags, plans and stages tables; None when all hold."""
     key = store.audit_key
@@ -106,7 +114,7 @@ def verify(store: Store) -> Break | None:
         broken = check_chain(head, s.exec(select(AuditEvent).order_by(AuditEvent.seq)
                                           .execution_options(yield_per=1000)), key)
         if broken is None:
-            broken = check_checkpoint(store.identity, head, s)  # type: ignore[arg-type]
+            broken = check_checkpoint(store.identity, head, s)
         if broken is None:
             broken = check_tables(s)
     return broken

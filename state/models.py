@@ -10,12 +10,11 @@ from typing import Any
 from sqlalchemy import JSON, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
-from plans import lifecycle
-
 FLAG_STATES = ("off", "enabling", "on", "disabling")
 PLAN_STATUSES = ("active", "done", "abandoned")
-STAGE_STATUSES = lifecycle.STATUSES
-PLAN_MODES = lifecycle.MODES
+# The values a stage's status and a plan's mode may hold; what moves a stage between them is planner.lifecycle's.
+STAGE_STATUSES = ("planned", "blocked", "ready", "applied", "verified", "done", "rolled_back")
+PLAN_MODES = ("real", "rehearsal")  # walk the real cluster, or rehearse on the plan's overlay
 GENESIS_HASH = "0" * 64  # prev_hash of the first audit event
 
 
@@ -72,7 +71,7 @@ class Plan(SQLModel, table=True):
     # must have been done there, without a rollback since, before it may start here.
     promoted_from: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     promotion_after: int | None = None
-    # The verification thresholds the team set for this plan (planner.telemetry.Thresholds values: only those that
+    # The verification thresholds the team set for this plan (telemetry.traffic.Thresholds values: only those that
     # differ from the defaults); a command's own --verify goes on top of them for one verification.
     verify: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     version: int = 1

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import select
 
-from planner.errors import MeshstepError
+from cluster.errors import MeshstepError
 from state.audit import canonical, check_chain
 from state.drift import Observed, compute_drift
 from state.models import AuditEvent, AuditHead, Flag, flag_target, utcnow

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, select
 
-from planner.errors import ConflictError, MeshstepError
+from cluster.errors import ConflictError, MeshstepError
 from state.audit import AuditKey, audit_key, chain_hash, write_checkpoint
 from state.models import (
     FLAG_STATES,

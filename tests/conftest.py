@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from planner.inventory import Inventory, build_inventory
-from planner.sources import load_snapshot
+from cluster.inventory import Inventory, build_inventory
+from cluster.sources import load_snapshot
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "istio-reference"
 

@@ -1,4 +1,4 @@
-"""The bundled demo cluster (planner/demo/*.yaml) is a consistent dump of a cluster running Istio 1.27 (revision 1-27):
+"""The bundled demo cluster (cluster/demo/*.yaml) is a consistent dump of a cluster running Istio 1.27 (revision 1-27):
 every object well-formed, every owner reference resolvable, every injected pod recognisably injected."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 import pytest
 import yaml
 
-from planner.sources import DEMO_DIR, YAML_LOADER
+from cluster.sources import DEMO_DIR, YAML_LOADER
 
 REVISION = "1-27"
 VERSION = "1.27.3"
@@ -336,9 +336,9 @@ def test_istio_config_is_v1_and_refers_to_what_exists():
 
 
 def test_meshstep_reads_the_demo_as_intended():
-    from planner.analysis.common import analyze
-    from planner.inventory import build_inventory
-    from planner.sources import load_snapshot
+    from analysis.common import analyze
+    from cluster.inventory import build_inventory
+    from cluster.sources import load_snapshot
 
     inv = build_inventory(load_snapshot("demo"))
     ((rev, version, tags),) = [(r.revision, r.version, r.tags) for r in inv.revisions]

@@ -72,7 +72,7 @@ def open_store(db: str | None) -> Iterator[Store]:
 
 def cluster_name(cluster: str | None, source: str | None = None) -> str:
     """The cluster records are kept under: as given, else the source's name (the app keys records the same way)."""
-    from planner.sources import source_label
+    from cluster.sources import source_label
 
     return cluster or source_label(source)
 
@@ -84,8 +84,8 @@ def actor_name(actor: str | None) -> str:
 def feature_params(feature_id: str, sets: list[str] | None) -> tuple[Any, dict[str, Any]]:
     """The feature and its parameters from --set key=value items: defaults overlaid with the values as typed,
     each parsed and checked by the parameter itself (unknown feature, unknown key or bad value: MeshstepError)."""
+    from cluster.errors import MeshstepError
     from features.base import get, validate_params
-    from planner.errors import MeshstepError
 
     feature = get(feature_id)
     raw = {}
@@ -99,16 +99,16 @@ def feature_params(feature_id: str, sets: list[str] | None) -> tuple[Any, dict[s
 
 def load_inventory(source: str | None):
     """The inventory for a --source value; errors surface as MeshstepError."""
-    from planner.inventory import build_inventory
-    from planner.sources import load_snapshot
+    from cluster.inventory import build_inventory
+    from cluster.sources import load_snapshot
 
     return build_inventory(load_snapshot(source))
 
 
 def load_evidence(prometheus: str | None, telemetry: str | None, window: str, inv: Any,
                   verify: list[str] | None = None) -> Any:
-    """The traffic evidence for a command (planner.telemetry.Evidence: `ev.missing` says why when it has none)."""
-    from planner.telemetry import evidence
+    """The traffic evidence for a command (telemetry.traffic.Evidence: `ev.missing` says why when it has none)."""
+    from telemetry.traffic import evidence
 
     return evidence(prometheus, telemetry, inv, window, verify or ())
 

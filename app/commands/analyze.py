@@ -8,7 +8,7 @@ import typer
 import yaml
 
 from app.commands import Format, FormatOpt, SourceOpt, cli, emit_json
-from planner.errors import MeshstepError
+from cluster.errors import MeshstepError
 
 
 def _yaml_file(path: Path | None, what: str) -> dict[str, Any] | None:
@@ -41,11 +41,11 @@ def analyze(
     format: FormatOpt = Format.table,
 ) -> None:
     """Check Istio configuration as istioctl analyze does; exit 1 when anything is at error level."""
-    from planner.analysis.base import Suppression
-    from planner.analysis.common import analyze as run_analysis
-    from planner.analysis.common import with_dummy_ingress
-    from planner.inventory import build_inventory
-    from planner.sources import files_snapshot, load_snapshot
+    from analysis.base import Suppression
+    from analysis.common import analyze as run_analysis
+    from analysis.common import with_dummy_ingress
+    from cluster.inventory import build_inventory
+    from cluster.sources import files_snapshot, load_snapshot
 
     if files and source:
         raise MeshstepError("give either --source or FILE arguments, not both")
@@ -64,7 +64,7 @@ def analyze(
 
 def _print_table(messages: list, source: str) -> None:
     """Every finding (level, code, resource, message, hint, reference page), then the count per level."""
-    from planner.analysis.findings import counts, terminal
+    from analysis.findings import counts, terminal
 
     if not messages:
         typer.echo(f"√ no validation issues found in {source}")

@@ -38,8 +38,8 @@ def explain(
 ) -> None:
     """Every Istio component found, or one pod/workload/component in depth; with telemetry, the traffic observed
     (every edge, or the subject's), mTLS or plaintext per edge."""
-    from planner import explain as ex
-    from planner import explain_render
+    from explain import render as explain_render
+    from explain import report as ex
 
     inv = load_inventory(source)
     report = ex.explain(inv, name)
@@ -67,7 +67,7 @@ def explain(
 
 def _observed(inv, report, prometheus, telemetry, window, subjects_only):
     """The observed edges to show (all, or the subjects' own) and, when there are none to read, why."""
-    from planner.telemetry import workload_of
+    from telemetry.traffic import workload_of
 
     if subjects_only and not report.subjects:  # a component id: its graph is config, not traffic
         return None, ""
@@ -82,7 +82,7 @@ def _observed(inv, report, prometheus, telemetry, window, subjects_only):
 
 
 def _show_traffic(edges, note) -> None:
-    from planner.telemetry import edge_row
+    from telemetry.traffic import edge_row
 
     if edges is None and not note:
         return

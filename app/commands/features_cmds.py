@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from analysis.catalog import TRAFFIC_GATED, reads_traffic
+from analysis.findings import counts, terminal
 from app.commands import (
     ClusterOpt,
     DbOpt,
@@ -27,9 +29,8 @@ from app.commands import (
     load_inventory,
     open_store,
 )
-from planner.analysis.catalog import TRAFFIC_GATED
-from planner.analysis.findings import counts, terminal
-from planner.telemetry import live
+from features._gate import render_gated
+from telemetry.traffic import live
 
 if TYPE_CHECKING:
     from features.base import Refused, Rendered
@@ -82,11 +83,11 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
         rendered = feat.rollback(p, scope, inv) if rollback else None
         if rendered is None:
             ev = load_evidence(prometheus, telemetry, window, inv)
-            traffic = ev.traffic([feat.id])  # read only for a gate that asks who really calls
+            traffic = ev.traffic(reads_traffic([feat.id]))  # read only for a gate that asks who really calls
             if traffic is None and feat.id in TRAFFIC_GATED and live(inv):
                 # Why the cluster's own Prometheus gave nothing (the gate's MST0820 warning says only that it did not).
                 typer.echo(f"note: {ev.missing}", err=True)
-            rendered, msgs = feat.render_gated(p, scope, inv, traffic)
+            rendered, msgs = render_gated(feat, p, scope, inv, traffic)
     except Refused as e:
         _refused(e, format, inv)
         raise typer.Exit(2) from None
@@ -94,7 +95,7 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
 
 
 def _changes(rendered: Rendered, inv: Any) -> Any:
-    from planner.changes import diff
+    from cluster.changes import diff
 
     return diff(rendered.objects, rendered.delete, inv)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from app.commands import ActorOpt, DbOpt, Format, FormatOpt, actor_name, cli, emit_json, emit_table, open_store
-from planner.errors import MeshstepError
+from cluster.errors import MeshstepError
 
 
 def _items(value: str | None) -> list[str]:
@@ -31,7 +31,7 @@ def fleet(
     """Per cluster: Istio version and revisions, namespaces and pods in the mesh, features observed and recorded,
     drift, the active plan and its stage. Without clusters named, the ones the state database knows a source for.
     Exits 1 when any cluster failed (all are still shown)."""
-    from state import fleet as fleet_
+    from planner import fleet as fleet_
 
     names = _items(contexts)
     if all_contexts:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 from app.commands import Format, FormatOpt, SourceOpt, cli, emit_json, emit_table, load_inventory
-from planner import revisions
+from cluster import revisions
 
 
 @cli.command()

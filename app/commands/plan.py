@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-import plans.plan
+import planner.plan
 from app.commands import (
     ActorOpt,
     ClusterOpt,
@@ -41,7 +41,7 @@ NameOpt = Annotated[str | None, typer.Option("--name", help="The plan (default: 
 def _plan(name: str | None, source: str | None, cluster: str | None, db: str | None) -> Iterator[tuple[Any, ...]]:
     """What a plan command works on: the source's inventory, the store, and the plan (named, else the active one of
     the source's cluster)."""
-    from state import planning
+    from planner import engine as planning
 
     inv = load_inventory(source)
     with open_store(db) as store:
@@ -51,7 +51,7 @@ def _plan(name: str | None, source: str | None, cluster: str | None, db: str | N
 @plan_app.command("new")
 def plan_new(
     template: Annotated[str, typer.Option("--template",
-                                          help=f"{' | '.join(plans.plan.TEMPLATES)}")] = "routing-first",
+                                          help=f"{' | '.join(planner.plan.TEMPLATES)}")] = "routing-first",
     namespaces: Annotated[str | None, typer.Option("--namespaces", help="a,b,c (default: every application "
                                                                          "namespace)")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name of the plan (default: the template's).")] = None,
@@ -62,7 +62,7 @@ def plan_new(
     = None,
 ) -> None:
     """Make a plan for a cluster from a template; stages already on are recognised as done."""
-    from state import planning  # sqlmodel and alembic: loaded only by the commands that use them
+    from planner import engine as planning  # sqlmodel and alembic: loaded only by the commands that use them
 
     inv = load_inventory(source)
     ns = [n.strip() for n in namespaces.split(",") if n.strip()] if namespaces else None
@@ -76,15 +76,15 @@ def plan_new(
 def plan_show(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
               format: FormatOpt = Format.table) -> None:
     """The plan's stages and where each stands."""
-    from state import planning
+    from planner import engine as planning
 
     with open_store(db) as store:
         _show(planning.find_plan(store, cluster_name(cluster, source), name), format)
 
 
 def _show(p, format: Format) -> None:
-    from planner.telemetry import Thresholds, duration_text
-    from state import planning
+    from planner import engine as planning
+    from telemetry.traffic import Thresholds, duration_text
 
     stages = planning.stage_rows(p)
     if format == Format.json:
@@ -117,7 +117,7 @@ def _title(p) -> str:
 
 
 def _standing(p) -> str:
-    from state import planning
+    from planner import engine as planning
 
     mode = {"rehearsal": ", rehearsal on its overlay", "real": ", walking the real cluster"}.get(p.mode or "", "")
     done = sum(s.status == "done" for s in p.stages)
@@ -130,7 +130,7 @@ def _standing(p) -> str:
 def plan_list(source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
               format: FormatOpt = Format.table) -> None:
     """The cluster's plans and where each stands."""
-    from state import planning
+    from planner import engine as planning
 
     with open_store(db) as store:
         plans = store.list_plans(cluster_name(cluster, source))
@@ -153,7 +153,7 @@ def plan_delete(
     cluster: ClusterOpt = None, db: DbOpt = None, source: SourceOpt = None, actor: ActorOpt = None,
 ) -> None:
     """Delete a plan and its stages (the audit trail keeps them; flags stay as they are)."""
-    from state import planning
+    from planner import engine as planning
 
     with open_store(db) as store:
         p = planning.find_plan(store, cluster_name(cluster, source), name)
@@ -180,8 +180,8 @@ def plan_promote(
     own objects; a stage starts there only --after it was done (for real) on the plan's cluster."""
     from datetime import timedelta
 
-    from planner.telemetry import window_seconds
-    from state import planning
+    from planner import engine as planning
+    from telemetry.traffic import window_seconds
 
     wait = timedelta(seconds=window_seconds(after, zero=True))
     inv = load_inventory(source)
@@ -196,7 +196,7 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
               window: WindowOpt = "1h") -> None:
     """The current stage: its goal, its gate (the checks it ran, with hints, and the traffic telemetry shows where
     given), and the YAML to apply with its diff."""
-    from state import planning
+    from planner import engine as planning
 
     with _plan(name, source, cluster, db) as (inv, _store, p):
         view = planning.next_view(p, inv, load_evidence(prometheus, telemetry, window, inv))
@@ -219,7 +219,7 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
     for check in view.gate.ran:
         typer.echo(f"  · {check}")
     if view.gate.messages:
-        from planner.analysis.findings import terminal
+        from analysis.findings import terminal
 
         typer.echo(terminal(view.gate.messages, indent="  "))
     else:
@@ -249,7 +249,7 @@ def plan_advance(
                                                      "Telemetry).")] = None,
 ) -> None:
     """Move the current stage on: planned → ready (gate) → applied → verified (exit check) → done."""
-    from state import planning
+    from planner import engine as planning
 
     with _plan(name, source, cluster, db) as (inv, store, p):
         ev = load_evidence(prometheus, telemetry, window, inv, verify)
@@ -269,7 +269,7 @@ def plan_rollback(
     actor: ActorOpt = None,
 ) -> None:
     """Roll back the plan's stage in flight (else its last done): flags restored; prints the YAML that undoes it."""
-    from state import planning
+    from planner import engine as planning
 
     with _plan(name, source, cluster, db) as (inv, store, p):
         done = planning.rollback(store, p, inv, actor_name(actor), reason)
@@ -289,12 +289,12 @@ def plan_add(
     actor: ActorOpt = None,
 ) -> None:
     """Append a stage to a plan (a `custom` plan is built this way); order rules are enforced."""
-    from state import planning
+    from planner import engine as planning
 
     feat, params = feature_params(feature, sets)
     with _plan(name, source, cluster, db) as (inv, store, p):
         st = planning.add_stage(store, p, inv, title or f"{feat.title} in {scope}", goal or feat.problem,
-                                [plans.plan.Step(feature, scope, params)], actor_name(actor))
+                                [planner.plan.Step(feature, scope, params)], actor_name(actor))
     typer.echo(f"stage {st.order} added: {st.title}")
 
 
@@ -304,7 +304,7 @@ def plan_export(directory: Annotated[Path, typer.Argument(help="Where to write t
                 db: DbOpt = None) -> None:
     """Write every stage's YAML and rollback as numbered files for a GitOps repository: applied in order, they
     give the cluster the plan ends with."""
-    from state import planning
+    from planner import engine as planning
 
     with _plan(name, source, cluster, db) as (inv, _store, p):
         export = planning.stage_files(p, inv)

@@ -23,7 +23,7 @@ from app.commands import (
     load_inventory,
     open_store,
 )
-from planner.errors import MeshstepError
+from cluster.errors import MeshstepError
 
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail.")]
 ExpectOpt = Annotated[int | None, typer.Option(

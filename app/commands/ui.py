@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 
 from app.commands import DbOpt, PrometheusOpt, SourceOpt, TelemetryOpt, cli
-from planner.errors import MeshstepError
-from planner.sources import FILE_LIMIT
+from cluster.errors import MeshstepError
+from cluster.sources import FILE_LIMIT
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 TELEMETRY_ENV = "MESHSTEP_TELEMETRY"
@@ -59,7 +59,7 @@ def _warm_up(address: str, port: int) -> None:
         logging.getLogger("meshstep.ui").debug("warm-up failed", exc_info=True)
     # Then what the pages import, and pyarrow, which st.dataframe loads on first use (a second, cold); a page that
     # comes first imports them itself.
-    for module in ("pandas", "pyarrow", "state.audit", "state.drift", "state.planning"):
+    for module in ("pandas", "pyarrow", "state.audit", "state.drift", "planner.engine"):
         importlib.import_module(module)
     # What the server keeps from here on (modules, the caches just filled) is out of the collector's sight: else each
     # full collection during a page's run walks all of it again (0.05-0.09 s each, several a first visit).

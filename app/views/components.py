@@ -7,7 +7,9 @@ from dataclasses import replace
 import streamlit as st
 
 from app import meshgraph, traffic, ui
-from planner import explain, explain_render, telemetry
+from explain import render as explain_render
+from explain import report as explain
+from telemetry import traffic as telemetry
 
 inv = ui.inventory()
 

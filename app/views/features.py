@@ -7,8 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from app import findings, ui
+from cluster.changes import diff
+from features._gate import render_gated
 from features.base import MESH, Feature, Refused, registry, validate_params
-from planner.changes import diff
 from state.drift import recorded_and_drift
 
 inv = ui.inventory()
@@ -108,7 +109,7 @@ with change:
     if render_clicked:
         with ui.errors(f"{fid} cannot be rendered for {scope}"):
             try:
-                rendered, gate = feature.render_gated(params, scope, inv)
+                rendered, gate = render_gated(feature, params, scope, inv)
                 refused = False
             except Refused as e:
                 if e.rendered is None:

@@ -6,10 +6,10 @@ import streamlit as st
 
 from app import ui
 from app.commands import cell
-from planner import revisions
-from planner.errors import MeshstepError
-from planner.sources import default_source
-from state import fleet
+from cluster import revisions
+from cluster.errors import MeshstepError
+from cluster.sources import default_source
+from planner import fleet
 
 store = ui.store()
 

@@ -5,11 +5,11 @@ import pandas as pd
 import streamlit as st
 
 from app import traffic, ui
-from planner import revisions
-from planner.errors import MeshstepError
-from planner.telemetry import count_text
-from state import planning
+from cluster import revisions
+from cluster.errors import MeshstepError
+from planner import engine as planning
 from state.drift import OBSERVED_NOT_RECORDED, recorded_and_drift
+from telemetry.traffic import count_text
 
 inv = ui.inventory()
 store = ui.store()

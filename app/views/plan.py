@@ -6,13 +6,13 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-import plans.plan
+import planner.plan
 from app import findings, traffic, ui
-from planner import telemetry
-from planner.errors import MeshstepError
-from planner.telemetry import count_text
-from plans import lifecycle
-from state import planning
+from cluster.errors import MeshstepError
+from planner import engine as planning
+from planner import lifecycle
+from telemetry import traffic as telemetry
+from telemetry.traffic import count_text
 
 # What a stage's verification compared (planning.advance keeps it in stage.data): each figure before and after.
 _FIGURES = (("success_rate", "Success rate", "%", "non-5xx share of the requests served"),
@@ -85,10 +85,10 @@ if plan is None:
     st.info(f"No active plan for **{cluster}**. Make one from a template: stages already on in the cluster start "
             "as done.")
     with st.form("new_plan"):
-        template = st.selectbox("Template", list(plans.plan.TEMPLATES),
+        template = st.selectbox("Template", list(planner.plan.TEMPLATES),
                                 help="routing-first: injection and traffic management before mTLS; "
                                      "security-first: mTLS early; custom: start empty and add stages with the CLI.")
-        namespaces = st.multiselect("Namespaces", inv.namespace_names(), default=plans.plan.default_namespaces(inv),
+        namespaces = st.multiselect("Namespaces", inv.namespace_names(), default=planner.plan.default_namespaces(inv),
                                     help="The application namespaces the plan brings into the mesh.")
         name = st.text_input("Name", placeholder="the template's name")
         verify = st.text_input(

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import traffic, ui
-from planner.errors import MeshstepError
+from cluster.errors import MeshstepError
 
 st.title("Settings")
 ui.show_flash()

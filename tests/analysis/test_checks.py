@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.analysis import catalog
-from planner.analysis.base import LEVELS, Suppression, analyze_checks, gate_checks, registry
-from planner.analysis.common import analyze, with_dummy_ingress
-from planner.inventory import build_inventory
-from planner.sources import files_snapshot, load_snapshot
+from analysis import catalog
+from analysis.base import LEVELS, Suppression, analyze_checks, gate_checks, registry
+from analysis.common import analyze, with_dummy_ingress
+from cluster.inventory import build_inventory
+from cluster.sources import files_snapshot, load_snapshot
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "analysis"
 SCENARIOS = sorted(p.stem for p in FIXTURES.glob("*.expected"))
@@ -45,8 +45,8 @@ needs_reference = pytest.mark.skipif(not REFERENCE.exists(), reason="istio refer
 def test_the_ist_table_is_generated_from_istios_messages_yaml():
     table = Path(catalog.__file__).with_name("istio_messages.py").read_text()
     assert table == catalog.istio_table(REFERENCE / "messages.yaml"), (
-        "run: python -m planner.analysis.catalog --istio-messages ../shared/istio-reference/analyzer/messages.yaml "
-        "> planner/analysis/istio_messages.py")
+        "run: python -m analysis.catalog --istio-messages ../shared/istio-reference/analyzer/messages.yaml "
+        "> analysis/istio_messages.py")
     import yaml
 
     istio = {m["code"]: (m["name"], m["level"].lower(), m["template"])
@@ -119,7 +119,7 @@ def test_analyze_suppress_annotation_silences_the_annotated_resource():
 
 @pytest.mark.parametrize("bad", ["IST0102", "IST0102=Namespace", "=Namespace foo", "IST0102 Namespace foo"])
 def test_malformed_suppress_rule_is_an_input_error(bad):
-    from planner.errors import MeshstepError
+    from cluster.errors import MeshstepError
 
     with pytest.raises(MeshstepError, match="CODE=Kind name"):
         Suppression.parse(bad)
@@ -154,11 +154,11 @@ def test_every_check_runs_in_analyze_or_in_a_stage_gate():
 def test_importing_a_check_module_does_not_load_the_whole_package():
     """readiness reuses destinationrule's check by function (base.registered): importing it must not import every
     other module while it is itself half imported."""
-    code = ("import sys, planner.analysis.readiness as r; from planner.analysis import destinationrule; "
+    code = ("import sys, analysis.readiness as r; from analysis import destinationrule; "
             "assert r._SUBSETS.fn is destinationrule.subset_selects_no_pods and not r._SUBSETS.gates; "
-            "print(sorted(m for m in sys.modules if m.startswith('planner.analysis.')))")
+            "print(sorted(m for m in sys.modules if m.startswith('analysis.')))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    assert "planner.analysis.telemetry" not in out and "planner.analysis.destinationrule" in out
+    assert "analysis.telemetry" not in out and "analysis.destinationrule" in out
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -172,7 +172,7 @@ def test_messages_do_not_name_their_resource_again(scenario):
 def test_a_bare_replicaset_s_pods_are_restarted_by_deleting_them(tmp_path) -> None:
     """A ReplicaSet no Deployment owns re-creates the pods deleted (injected, once the namespace is labelled); a
     bare pod is the one that nothing re-creates."""
-    from planner.analysis.readiness import units
+    from analysis.readiness import units
 
     rs_pod = {"apiVersion": "v1", "kind": "Pod",
               "metadata": {"name": "cache-x1", "namespace": "legacy", "labels": {"app": "cache", "tier": "db"},

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from planner.analysis.common import (
+from cluster.inventory import build_inventory, pod_spec_summary
+from cluster.queries import (
     exported_to,
     fqdn,
     host_matches,
@@ -13,8 +14,7 @@ from planner.analysis.common import (
     opted_out,
     selector_matches,
 )
-from planner.inventory import build_inventory, pod_spec_summary
-from planner.sources import Snapshot
+from cluster.sources import Snapshot
 
 
 @pytest.mark.parametrize("host,pattern,ok", [

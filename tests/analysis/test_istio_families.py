@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from planner.analysis.common import analyze, with_dummy_ingress
-from planner.inventory import build_inventory
-from planner.sources import files_snapshot
+from analysis.common import analyze, with_dummy_ingress
+from cluster.inventory import build_inventory
+from cluster.sources import files_snapshot
 
 
 def run(tmp_path: Path, text: str, code: str, **kw) -> list:

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from analysis import catalog
+from analysis.base import Context, Message, gate_checks, registry, run
+from analysis.catalog import CATALOG
+from analysis.common import analyze
+from app.cli import PACKAGES
+from cluster.inventory import build_inventory
+from cluster.sources import Snapshot, files_snapshot, load_snapshot
 from features.base import registry as feature_registry
-from planner.analysis import catalog
-from planner.analysis.base import Context, Message, gate_checks, registry, run
-from planner.analysis.catalog import CATALOG
-from planner.analysis.common import analyze
-from planner.inventory import build_inventory
-from planner.sources import Snapshot, files_snapshot, load_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "readiness"
@@ -98,7 +99,7 @@ def test_checks_take_their_identity_from_the_catalog():
 
 def test_every_mst_code_in_the_source_is_catalogued():
     used = set()
-    for folder in ("planner", "features", "app"):
+    for folder in PACKAGES:
         for path in (ROOT / folder).rglob("*.py"):
             used |= set(re.findall(r"\bMST\d{4}\b", path.read_text()))
     assert used and used <= set(CATALOG), sorted(used - set(CATALOG))
@@ -106,7 +107,7 @@ def test_every_mst_code_in_the_source_is_catalogued():
 
 def test_docs_page_is_generated_from_the_catalog():
     text = (ROOT / "docs" / "checks.md").read_text()
-    assert text == catalog.markdown(), "run: python -m planner.analysis.catalog > docs/checks.md"
+    assert text == catalog.markdown(), "run: python -m analysis.catalog > docs/checks.md"
     for code in CATALOG:
         m = Message(code, "info", None, "")  # type: ignore[arg-type]
         anchor = m.url.rsplit("#", 1)[1]

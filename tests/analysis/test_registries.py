@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 import features
+from analysis import base
+from analysis.catalog import CATALOG
+from cluster.inventory import build_inventory
+from cluster.model import Ref
+from cluster.sources import load_snapshot
 from features import base as features_base
-from planner.analysis import base
-from planner.analysis.catalog import CATALOG
-from planner.inventory import build_inventory
-from planner.model import Ref
-from planner.sources import load_snapshot
-from plans.plan import install_messages
+from planner.plan import install_messages
 
 
 def test_a_family_module_that_registers_no_check_is_an_error(monkeypatch):

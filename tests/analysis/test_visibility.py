@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from analysis.base import _LISTED, GATEWAY_API_KINDS, analyze_checks, registry, runnable
 from app.cli import main
 from benchmarks.kubeapi import write_kubeconfig
-from planner.analysis.base import _LISTED, GATEWAY_API_KINDS, analyze_checks, registry, runnable
-from planner.inventory import build_inventory
-from planner.sources import live_snapshot
+from cluster.inventory import build_inventory
+from cluster.sources import live_snapshot
 from tests.kube import serve
 
-DEMO = Path(__file__).resolve().parents[2] / "planner" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "cluster" / "demo"
 
 
 def _demo_objects() -> list[dict]:

@@ -237,7 +237,7 @@ def _rehearse_in_the_app(pg, template: str, shots: Path) -> None:
 
     from playwright.sync_api import Error as PlaywrightError
 
-    from plans import lifecycle
+    from planner import lifecycle
 
     labels = {m.says(True)[0] for m in lifecycle.ADVANCE.values()}
     advance = pg.get_by_role("button", name=re.compile("^(" + "|".join(map(re.escape, labels)) + ")$"))

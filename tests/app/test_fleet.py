@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
+from cluster import revisions
+from cluster.inventory import build_inventory
+from cluster.sources import DEMO_DIR, Snapshot, load_snapshot, read_paths
 from features.base import observe
-from planner import revisions
-from planner.inventory import build_inventory
-from planner.sources import DEMO_DIR, Snapshot, load_snapshot, read_paths
-from state import fleet, planning
+from planner import engine as planning
+from planner import fleet
 from state.store import Store
 from tests.app.test_browser import _free_port
+from tests.cluster.test_sources import kubeconfig_env  # noqa: F401  (the fixture)
 from tests.kube import serve
-from tests.planner.test_sources import kubeconfig_env  # noqa: F401  (the fixture)
 
 
 def _demo_objects(drop_pods: int = 0) -> list[dict]:

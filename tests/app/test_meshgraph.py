@@ -5,8 +5,8 @@ from __future__ import annotations
 from itertools import combinations
 
 from app import meshgraph
-from planner import explain
-from planner.inventory import Inventory
+from cluster.inventory import Inventory
+from explain import report as explain
 
 
 def test_planes_are_bands_apart_and_no_box_overlaps_another(demo_inventory: Inventory):

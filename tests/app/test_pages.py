@@ -8,8 +8,8 @@ import re
 
 import pytest
 
+from cluster.inventory import Inventory
 from features.base import registry
-from planner.inventory import Inventory
 from state import audit
 from state.store import Store
 from tests.app.conftest import open_page, sign_in

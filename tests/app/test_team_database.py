@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.errors import ConflictError
+from cluster.errors import ConflictError
 from state import audit
 from state.store import Store
 from tests.app.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, _free_port, _need, _open, _settled, _wait_until_up

@@ -10,7 +10,8 @@ from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 from benchmarks.istio_metrics import Flow, free_port, openmetrics
-from planner.telemetry import (
+from state.store import Store
+from telemetry.traffic import (
     DEMO_METRICS,
     HTTPTransport,
     MetricsFile,
@@ -20,7 +21,6 @@ from planner.telemetry import (
     mtls_share_over_time,
     verify,
 )
-from state.store import Store
 from tests.app.conftest import APP, open_page, sign_in
 from tests.telemetry.conftest import now_minute, prometheus  # noqa: F401 (the fixture: a real Prometheus)
 

@@ -17,9 +17,9 @@ from typing import Any
 from hypothesis import strategies as st
 
 from benchmarks.synthetic import synthetic_cluster
-from planner.errors import MeshstepError
-from planner.inventory import Inventory, build_inventory
-from planner.sources import DEMO_DIR, Snapshot, load_snapshot, read_paths
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory, build_inventory
+from cluster.sources import DEMO_DIR, Snapshot, load_snapshot, read_paths
 from tests.conftest import REFERENCE
 
 GATEWAY_API_CRDS = REFERENCE.parent / "gateway-api-reference" / "crds"

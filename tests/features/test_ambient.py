@@ -8,12 +8,13 @@ import json
 
 import pytest
 
+from analysis import base as analysis
+from analysis.ambient import waypoint_for
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
+from features._gate import render_gated
 from features.base import Refused, apply, registry, validate_object
-from planner.analysis import base as analysis
-from planner.analysis.ambient import waypoint_for
-from planner.errors import MeshstepError
-from planner.inventory import Inventory
-from plans import plan
+from planner import plan
 from tests.features.corpus import ambient
 from tests.rehearsal import rehearse_to_done, runner
 
@@ -67,7 +68,7 @@ def test_gateway_api_renderings_validate_detect_and_roll_back(cluster, fid):
     for dep in feature.depends_on:  # request-routing before traffic-shifting
         if not any(o.scope == "ledger" for o in registry()[dep].detect(before)):
             before = apply(registry()[dep].render({}, "ledger", before), before)
-    rendered, _ = feature.render_gated({"api": "gateway-api"}, "ledger", before)
+    rendered, _ = render_gated(feature, {"api": "gateway-api"}, "ledger", before)
     kinds = {o["kind"] for o in rendered.objects}
     assert kinds & {"HTTPRoute", "Gateway"} and not kinds & {"VirtualService", "DestinationRule"}, kinds
     for o in rendered.objects:
@@ -171,11 +172,11 @@ def test_the_waypoint_gate_fires_for_l7_config_without_a_waypoint(cluster):
     until a waypoint serves it."""
     feature = registry()["ambient-mode"]
     with pytest.raises(Refused) as refused:
-        feature.render_gated({}, "orders", cluster)
+        render_gated(feature, {}, "orders", cluster)
     found = {(m.code, str(m.ref)) for m in refused.value.findings}
     assert found == {("MST0706", "VirtualService orders/orders"), ("MST0706", "DestinationRule orders/orders")}
     with_waypoint = apply(registry()["waypoint"].render({}, "orders", cluster), cluster)
-    rendered, msgs = feature.render_gated({}, "orders", with_waypoint)
+    rendered, msgs = render_gated(feature, {}, "orders", with_waypoint)
     assert "MST0706" not in codes(msgs)
     # the restart brings orders' pods back without sidecars, captured by istio-cni
     after = apply(rendered, with_waypoint).with_changes(
@@ -211,7 +212,7 @@ def test_an_l7_policy_in_an_ambient_namespace_is_an_error_ztunnel_would_deny(clu
 def test_on_the_demo_ambient_mode_says_what_stops_applying(demo_inventory):
     """The demo has no ztunnel (MST0703), and shop's subset routing would stop applying (MST0706)."""
     with pytest.raises(Refused) as refused:
-        registry()["ambient-mode"].render_gated({}, "shop", demo_inventory)
+        render_gated(registry()["ambient-mode"], {}, "shop", demo_inventory)
     found = {(m.code, str(m.ref)) for m in refused.value.findings}
     assert ("MST0703", "Namespace istio-system") in found
     assert ("MST0706", "VirtualService shop/reviews") in found
@@ -240,7 +241,7 @@ def rehearse(template: str, inv: Inventory, namespaces: list[str]) -> tuple[list
     for stage in (s for s in stages if not s.done):
         for step in stage.steps:
             feature = registry()[step.feature]
-            rendered, msgs = feature.render_gated(step.params, step.scope, inv)
+            rendered, msgs = render_gated(feature, step.params, step.scope, inv)
             assert not [m for m in msgs if m.level == "error"]
             applied = inv.with_changes(apply=rendered.objects, delete=rendered.delete)
             inv = applied.with_changes(pods=feature.restarted_pods(step.params, step.scope, applied))
@@ -281,7 +282,7 @@ def test_sidecar_to_ambient_deploys_the_waypoint_before_switching(cluster):
 
 
 def test_explain_names_the_ztunnel_the_hbone_port_and_the_waypoint_of_each_service(cluster):
-    from planner.explain import explain
+    from explain.report import explain
 
     (e,) = explain(cluster, "ledger/accounts-v1-6f7c9d-abcde").subjects
     assert "its traffic goes through ztunnel istio-system/ztunnel-7xk2p on node node-1" in e.facts
@@ -317,7 +318,7 @@ def test_the_ambient_templates_are_rehearsed_to_done_from_the_cli(template, name
     import shutil
 
     from app.cli import main
-    from planner.sources import DEMO_DIR
+    from cluster.sources import DEMO_DIR
     from tests.features.corpus import AMBIENT, CONTROL_PLANE, GATEWAY_API_CRDS
 
     snap = tmp_path / "cluster"

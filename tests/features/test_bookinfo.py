@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from cluster.inventory import Inventory, build_inventory
+from cluster.sources import Snapshot, load_snapshot, read_paths
 from features.base import registry
-from planner.inventory import Inventory, build_inventory
-from planner.sources import Snapshot, load_snapshot, read_paths
 from tests.conftest import REFERENCE
 
 BOOKINFO = REFERENCE / "samples" / "bookinfo"

@@ -93,7 +93,7 @@ def test_render_rollback_deletes_what_render_creates_and_restores_what_it_change
     code, out, _ = run("render", "traffic-shifting", "--scope", "shop", "--source", "demo", "--rollback")
     assert code == 0
     vs = next(d for d in objects(out) if d["kind"] == "VirtualService")
-    # the reviews VirtualService as the demo has it (planner/demo/config.yaml): every request to v1
+    # the reviews VirtualService as the demo has it (cluster/demo/config.yaml): every request to v1
     assert vs["spec"] == demo_inventory.get("VirtualService", "shop", "reviews").raw["spec"]
     assert vs["spec"]["http"] == [{"route": [{"destination": {"host": "reviews", "subset": "v1"}, "weight": 100}]}]
     assert "rollback of traffic-shifting" in out
@@ -285,7 +285,7 @@ def test_audit_report_without_a_readable_source_still_prints_and_says_why(run, d
 def test_status_finds_the_records_of_a_snapshot_written_with_a_trailing_slash(run, db, tmp_path):
     snap = tmp_path / "snap"
     snap.mkdir()
-    for f in (Path(__file__).parents[2] / "planner" / "demo").glob("*.yaml"):
+    for f in (Path(__file__).parents[2] / "cluster" / "demo").glob("*.yaml"):
         (snap / f.name).write_text(f.read_text())
     assert run("plan", "new", "--namespaces", "shop", "--source", f"{snap}/", "--db", db)[0] == 0
     code, out, _ = run("status", "--source", f"{snap}/", "--db", db, "--format", "json")
@@ -297,7 +297,7 @@ def test_status_finds_the_records_of_a_snapshot_written_with_a_trailing_slash(ru
 def test_plan_show_finds_the_plan_of_a_snapshot_written_with_a_trailing_slash(run, db, tmp_path):
     snap = tmp_path / "snap"
     snap.mkdir()
-    for f in (Path(__file__).parents[2] / "planner" / "demo").glob("*.yaml"):
+    for f in (Path(__file__).parents[2] / "cluster" / "demo").glob("*.yaml"):
         (snap / f.name).write_text(f.read_text())
     assert run("plan", "new", "--namespaces", "shop", "--source", str(snap), "--db", db)[0] == 0
     code, out, err = run("plan", "show", "--source", f"{snap}/", "--db", db, "--format", "json")

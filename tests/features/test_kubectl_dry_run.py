@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import re
 
+from cluster.inventory import Inventory, build_inventory
+from cluster.sources import load_snapshot
 from features.base import apply, registry
-from planner.inventory import Inventory, build_inventory
-from planner.sources import load_snapshot
-from plans import plan
+from planner import plan
+from tests.cluster.test_revisions import FIXTURE, _applied
 from tests.features.corpus import ambient
 from tests.features.test_lifecycle import case, cluster_for, with_dependencies
 from tests.kubectl import kubectl
-from tests.planner.test_revisions import FIXTURE, _applied
 
 
 def test_every_rendering_and_rollback_passes_kubectl_dry_run(demo_inventory: Inventory, tmp_path):

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from cluster.inventory import Inventory
 from features.base import MESH, Feature, apply, registry
 from features.validation import validate_object
-from planner.inventory import Inventory
 
 # feature → (scope, params): a scope of the demo cluster where the feature is off, and what it needs to render.
 # The demo already has request-routing and circuit-breaking in shop, egress-service-entry in payments, mTLS
@@ -43,7 +43,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
 ON_AMBIENT = ("waypoint",)
 
 # The canary upgrade's stages need two istiod revisions, which the demo has not: their render → apply → detect →
-# rollback runs on the mid-upgrade fixture (tests/planner/test_revisions.py).
+# rollback runs on the mid-upgrade fixture (tests/cluster/test_revisions.py).
 UPGRADE_STAGES = tuple(f.id for f in registry().values() if f.operation)
 
 
@@ -133,7 +133,7 @@ def test_gate_names_a_missing_dependency(feature: Feature, demo_inventory: Inven
 def test_every_scope_that_renders_is_detected_and_rolled_back(feature: Feature, demo_inventory: Inventory):
     """Beyond the chosen case: in every scope of the demo where the feature renders (with its dependencies
     applied first) and is off, render and detection agree on the scope, and the rollback undoes it."""
-    from planner.errors import MeshstepError
+    from cluster.errors import MeshstepError
 
     tried = []
     cluster = cluster_for(feature, demo_inventory)
@@ -156,7 +156,7 @@ def test_every_scope_that_renders_is_detected_and_rolled_back(feature: Feature, 
 def test_the_root_namespace_is_not_a_namespace_scope(feature: Feature, demo_inventory: Inventory):
     """Selector-less config in istio-system governs the whole mesh: `--scope istio-system` would quietly turn a
     feature on everywhere (a STRICT PeerAuthentication, a RequestAuthentication…), so it is refused."""
-    from planner.errors import MeshstepError
+    from cluster.errors import MeshstepError
 
     with pytest.raises(MeshstepError, match="root namespace"):
         feature.render(case(feature)[1], demo_inventory.root_namespace, demo_inventory)
@@ -183,8 +183,8 @@ def test_traffic_shifting_names_the_port_of_a_multi_port_service(demo_inventory:
 
 
 def test_egress_registry_only_patches_the_mesh_config_istiod_reads(tmp_path):
-    from planner.inventory import build_inventory
-    from planner.sources import files_snapshot
+    from cluster.inventory import build_inventory
+    from cluster.sources import files_snapshot
 
     f = tmp_path / "mesh.yaml"
     f.write_text("\n---\n".join(

@@ -1,4 +1,4 @@
-"""Changes are merges (issue 12): each numbered defect of the issue, on the demo cluster (planner/demo) or the demo
+"""Changes are merges (issue 12): each numbered defect of the issue, on the demo cluster (cluster/demo) or the demo
 with one object changed, through the features' own API and the real CLI entry point."""
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
+from analysis.base import Message
+from cluster.changes import normalized_yaml
+from cluster.inventory import Inventory
+from cluster.model import Ref
 from features import invariants
+from features._gate import render_gated
 from features.base import MESH, Feature, Refused, apply, registry
-from planner.analysis.base import Message
-from planner.changes import normalized_yaml
-from planner.inventory import Inventory
-from planner.model import Ref
 
 JWT = {"issuer": "https://id.example.com", "jwks_uri": "https://id.example.com/keys"}
 
@@ -105,7 +106,7 @@ def test_traffic_shifting_keeps_timeouts_retries_faults_and_other_routes(demo_in
     ("ingress-gateway", {"host": "db.example.com"})])
 def test_a_database_port_never_gets_an_http_route(demo_inventory, fid, params):
     """shop/catalog serves PostgreSQL on 5432 (tcp-db) and an undeclared admin port: nothing HTTP goes there."""
-    from planner.errors import MeshstepError
+    from cluster.errors import MeshstepError
 
     assert [p.port for p in demo_inventory.service("shop", "catalog").ports] == [5432, 7070]
     with pytest.raises(MeshstepError, match="catalog.*HTTP|HTTP.*catalog"):
@@ -189,13 +190,13 @@ def _calls_out(inv: Inventory, url: str) -> Inventory:
 def test_registry_only_is_refused_while_a_meshed_workload_calls_an_unregistered_host(demo_inventory, run):
     inv = _calls_out(demo_inventory, "https://api.fx-rates.example.com/v1")
     with pytest.raises(Refused) as refused:
-        feature("egress-registry-only").render_gated({}, MESH, inv)
+        render_gated(feature("egress-registry-only"), {}, MESH, inv)
     codes = {m.code: m for m in refused.value.findings}
     assert "MST0812" in codes and "api.fx-rates.example.com" in codes["MST0812"].message
     assert "Deployment shop/frontend" in codes["MST0812"].message
     # registered, it renders
     se = feature("egress-service-entry").render({"host": "api.fx-rates.example.com"}, "shop", inv)
-    feature("egress-registry-only").render_gated({}, MESH, apply(se, inv))
+    render_gated(feature("egress-registry-only"), {}, MESH, apply(se, inv))
 
 
 def test_registry_only_cli_exits_non_zero_with_the_code(run, tmp_path, demo_inventory):
@@ -213,18 +214,18 @@ def _strict(inv: Inventory, scope: str) -> Inventory:
 
 def test_authorization_policy_allows_the_callers_it_has_evidence_of(demo_inventory):
     inv = _strict(demo_inventory, "payments")
-    rendered, _ = feature("authorization-policy").render_gated({}, "payments", inv)
+    rendered, _ = render_gated(feature("authorization-policy"), {}, "payments", inv)
     allow = next(o for o in rendered.objects if o["spec"])
     assert "shop" in allow["spec"]["rules"][0]["from"][0]["source"]["namespaces"]  # shop/orders → payments-api
     # told to allow only payments, it refuses with the caller named
     with pytest.raises(Refused) as refused:
-        feature("authorization-policy").render_gated({"allow_namespaces": "payments"}, "payments", inv)
+        render_gated(feature("authorization-policy"), {"allow_namespaces": "payments"}, "payments", inv)
     (m,) = [m for m in refused.value.findings if m.code == "MST0812"]
     assert "Deployment shop/orders → payments/payments-api" in m.message
 
 
 def test_require_jwt_does_not_deny_token_less_calls_between_workloads(demo_inventory):
-    rendered, _ = feature("request-authentication").render_gated(JWT, "payments", demo_inventory)
+    rendered, _ = render_gated(feature("request-authentication"), JWT, "payments", demo_inventory)
     deny = next(o for o in rendered.objects if o["kind"] == "AuthorizationPolicy")
     (source,) = [f["source"] for r in deny["spec"]["rules"] for f in r["from"]]
     assert source == {"namespaces": ["istio-system"], "notRequestPrincipals": ["*"]}  # the edge only
@@ -247,9 +248,9 @@ def test_sidecar_scope_gate_reads_its_hosts_parameter(demo_inventory):
     gate = lambda params: {m.code for m in feature("sidecar-scope").checks(demo_inventory, "shop", params)}  # noqa
     assert "MST0704" in gate(feature("sidecar-scope").defaults())  # orders calls payments-api
     assert "MST0704" not in gate(feature("sidecar-scope").defaults() | {"hosts": "payments/*"})
-    feature("sidecar-scope").render_gated({"hosts": "payments/*"}, "shop", demo_inventory)
+    render_gated(feature("sidecar-scope"), {"hosts": "payments/*"}, "shop", demo_inventory)
     with pytest.raises(Refused, match="MST0812"):
-        feature("sidecar-scope").render_gated({}, "shop", demo_inventory)
+        render_gated(feature("sidecar-scope"), {}, "shop", demo_inventory)
 
 
 # ---------------------------------------------------------------- 8: the revision a namespace is on stays
@@ -303,8 +304,8 @@ def test_strict_gate_says_which_namespaces_it_cannot_see(demo_inventory):
 
 
 def test_the_callers_evidence_is_one_function(demo_inventory):
-    """The seam for more evidence (observed traffic): every invariant and builder reads planner.analysis.callers."""
-    from planner.analysis.callers import calls, refusal
+    """The seam for more evidence (observed traffic): every invariant and builder reads analysis.callers."""
+    from analysis.callers import calls, refusal
 
     found = {(str(c.caller), c.target) for c in calls(demo_inventory)}
     assert ("Deployment shop/orders", "payments/payments-api") in found

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from cluster.errors import MeshstepError
 from features.base import Param, registry, validate_params
-from planner.errors import MeshstepError
 
 ATTEMPTS = Param("attempts", int, 3, "retry attempts", minimum=0, maximum=10)
 SAMPLING = Param("sampling", float, 1.0, "percent", minimum=0, maximum=100)

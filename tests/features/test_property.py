@@ -17,11 +17,12 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 
+from cluster.changes import diff, normalized_yaml, ref_of
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
+from cluster.queries import application_namespace
+from features._gate import render_gated
 from features.base import MESH, Feature, Refused, apply, deletions_of, registry, validate_params
-from planner.analysis.common import application_namespace
-from planner.changes import diff, normalized_yaml, ref_of
-from planner.errors import MeshstepError
-from planner.inventory import Inventory
 from tests.features import corpus
 from tests.features.test_lifecycle import CASES, on_in, with_dependencies
 
@@ -45,7 +46,7 @@ def case(inv: Inventory, feature: Feature, scope: str) -> str:
     p = params(feature)
     try:
         base = with_dependencies(feature, inv, scope)
-        rendered, _ = feature.render_gated(p, scope, base)
+        rendered, _ = render_gated(feature, p, scope, base)
     except Refused as e:
         own = [m for m in e.findings if m.code in OWN_FAILURES]
         assert not own, f"{feature.id} in {scope}: {own[0].code} {own[0].message}"

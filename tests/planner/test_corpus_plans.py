@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from state import planning
+from planner import engine as planning
 from state.store import Store
 from tests.features import corpus
 

@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 import app.commands.plan as plan_cmd
-import plans.plan
+import planner.plan
+from cluster.errors import MeshstepError
+from cluster.inventory import build_inventory
+from cluster.model import Ref
+from cluster.sources import load_snapshot
 from features.base import registry
-from planner.errors import MeshstepError
-from planner.inventory import build_inventory
-from planner.model import Ref
-from planner.sources import load_snapshot
 from state.store import Store
 from tests.rehearsal import rehearse_to_done, runner
 
@@ -121,7 +121,7 @@ def test_full_walk_up_to_strict_mtls(cli):
     cluster.restart_with_sidecars("legacy")
     stage = _walk_stage(cli, cluster)
     assert "mode: STRICT" in stage["apply_yaml"]
-    assert ("mtls-strict", "shop") in plans.plan.observed_steps(cluster.inv)
+    assert ("mtls-strict", "shop") in planner.plan.observed_steps(cluster.inv)
 
     flags = {(f["feature"], f["scope"]): f["state"]
              for f in json.loads(cli("flags", "list", "--format", "json")[1])}
@@ -203,7 +203,7 @@ def test_not_verified_until_applied_then_rollback_restores_flags(cli):
 
 @pytest.mark.parametrize("template", ["routing-first", "security-first"])
 def test_templates_respect_the_order_rules(demo, template):
-    stages = plans.plan.new_plan(template, demo, ["shop", "legacy"]).stages
+    stages = planner.plan.new_plan(template, demo, ["shop", "legacy"]).stages
     first = {}
     for i, stage in enumerate(stages):
         for step in stage.steps:
@@ -224,11 +224,11 @@ def test_a_stage_cannot_come_before_what_it_depends_on(demo, bad, good, message)
     inv = demo.with_changes(delete=[o.ref for o in demo.istio_config()])
 
     def stages(order):
-        return [plans.plan.StageSpec(f, "", (plans.plan.Step(f, "legacy"),)) for f in order]
+        return [planner.plan.StageSpec(f, "", (planner.plan.Step(f, "legacy"),)) for f in order]
 
     with pytest.raises(MeshstepError, match=message):
-        plans.plan.check_order(stages(bad), inv)
-    plans.plan.check_order(stages(good), inv)
+        planner.plan.check_order(stages(bad), inv)
+    planner.plan.check_order(stages(good), inv)
 
 
 def test_custom_plan_grows_stage_by_stage_and_refuses_bad_order(cli):
@@ -267,23 +267,23 @@ def test_export_writes_every_stage_and_its_rollback(cli, tmp_path):
 
 def test_every_feature_in_a_template_is_in_the_catalog():
     feats = registry()
-    for blueprints in plans.plan.TEMPLATES.values():
+    for blueprints in planner.plan.TEMPLATES.values():
         for bp in blueprints:
             assert set(bp.features) <= set(feats)
 
 
 def test_steps_sharing_an_object_extend_it_instead_of_overwriting_it(demo):
     # metrics, tracing and access logs all live in the namespace's selector-less Telemetry
-    stage = plans.plan.StageSpec("See payments' traffic", "", tuple(
-        plans.plan.Step(f, "payments") for f in ("metrics", "tracing", "access-logging")))
-    cfg = plans.plan.config(stage, demo)
+    stage = planner.plan.StageSpec("See payments' traffic", "", tuple(
+        planner.plan.Step(f, "payments") for f in ("metrics", "tracing", "access-logging")))
+    cfg = planner.plan.config(stage, demo)
     docs = [d for d in yaml.safe_load_all(cfg.apply_yaml) if d]
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("Telemetry", "namespace-default")]
     assert set(docs[0]["spec"]) == {"metrics", "tracing", "accessLogging"}
     assert cfg.rollback_yaml.count("kubectl delete telemetry namespace-default") == 1
     after = Cluster(demo)
     after.apply(cfg.apply_yaml)
-    assert plans.plan.exit_check(stage, after.inv, plans.plan.error_keys(demo)).passed
+    assert planner.plan.exit_check(stage, after.inv, planner.plan.error_keys(demo)).passed
 
 
 # ---------------------------------------------------------------- safe changes: the plan on its overlay (issue 12)
@@ -321,15 +321,15 @@ def dry_run(tmp_path):
 def test_a_stage_of_several_steps_is_one_yaml_document_per_object(demo, tmp_path, dry_run):
     # Two steps, two objects each: the renderings were joined with no `---` between them, so YAML readers kept one
     # object per step and kubectl refused the file (mapping key "apiVersion" already defined).
-    stage = plans.plan.StageSpec("Ingress", "", (plans.plan.Step("ingress-gateway", "legacy"),
-                                              plans.plan.Step("ingress-gateway", "payments")))
-    for text in (plans.plan.config(stage, demo).apply_yaml, plans.plan.config(stage, demo).rollback_yaml):
+    stage = planner.plan.StageSpec("Ingress", "", (planner.plan.Step("ingress-gateway", "legacy"),
+                                              planner.plan.Step("ingress-gateway", "payments")))
+    for text in (planner.plan.config(stage, demo).apply_yaml, planner.plan.config(stage, demo).rollback_yaml):
         path = tmp_path / "stage.yaml"
         path.write_text(text)
         assert _objects_and_headers(text)[0] == _objects_and_headers(text)[1]
         if _objects_and_headers(text)[0]:
             assert dry_run(path)[0] == 0, dry_run(path)[1]
-    assert _objects_and_headers(plans.plan.config(stage, demo).apply_yaml) == (4, 4)
+    assert _objects_and_headers(planner.plan.config(stage, demo).apply_yaml) == (4, 4)
 
 
 def test_a_deletion_is_a_comment_not_an_object_header_and_old_plans_still_read() -> None:
@@ -359,7 +359,7 @@ def test_export_of_the_demo_is_multi_document_yaml_that_kubectl_accepts(cli, tmp
 
 
 def test_each_stage_is_rendered_on_the_overlay_of_the_stages_before_it(cli, demo, tmp_path):
-    from state import planning
+    from planner import engine as planning
 
     assert cli("plan", "new")[0] == 0
     assert cli("plan", "export", str(tmp_path / "gitops"))[0] == 0
@@ -378,19 +378,19 @@ def test_each_stage_is_rendered_on_the_overlay_of_the_stages_before_it(cli, demo
         if path is None:
             continue
         spec = planning.stage_spec(stage)
-        assert plans.plan.config(spec, now).apply_yaml == path.read_text(), stage.title
-        now = now.with_changes(apply=plans.plan.objects_of(path.read_text()))
-        assert plans.plan.pending_steps(spec, now) == [], f"{stage.title}: not on once its file is applied"
+        assert planner.plan.config(spec, now).apply_yaml == path.read_text(), stage.title
+        now = now.with_changes(apply=planner.plan.objects_of(path.read_text()))
+        assert planner.plan.pending_steps(spec, now) == [], f"{stage.title}: not on once its file is applied"
 
 
 def test_a_feature_already_on_in_a_stage_is_recognised_not_refused(demo):
     # The demo's shop already has its ingress (shop-gateway): rendering it again was refused (IST0145).
-    steps = tuple(plans.plan.Step("ingress-gateway", ns) for ns in ("shop", "payments"))
-    stage = plans.plan.StageSpec("Ingress", "", steps)
-    cfg = plans.plan.config(stage, demo)
-    assert cfg.skipped == (plans.plan.Step("ingress-gateway", "shop"),)
+    steps = tuple(planner.plan.Step("ingress-gateway", ns) for ns in ("shop", "payments"))
+    stage = planner.plan.StageSpec("Ingress", "", steps)
+    cfg = planner.plan.config(stage, demo)
+    assert cfg.skipped == (planner.plan.Step("ingress-gateway", "shop"),)
     assert {o["metadata"]["namespace"] for o in cfg.objects} == {"payments"}
-    assert plans.plan.pending_steps(stage, demo) == [plans.plan.Step("ingress-gateway", "payments")]
+    assert planner.plan.pending_steps(stage, demo) == [planner.plan.Step("ingress-gateway", "payments")]
 
 
 def test_rollback_of_a_fresh_plan_does_not_undo_what_was_on_before_it(cli):
@@ -479,7 +479,7 @@ def test_plan_list_and_delete(cli):
 
 
 def test_export_of_bookinfo_round_trips(cli, tmp_path, dry_run):
-    from planner.sources import read_paths
+    from cluster.sources import read_paths
     from tests.conftest import REFERENCE
 
     bookinfo = REFERENCE / "samples" / "bookinfo"

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from planner.errors import MeshstepError
+from cluster.errors import MeshstepError
 from state import audit, reports
 from state.drift import OBSERVED_NOT_RECORDED
 from state.models import AuditEvent

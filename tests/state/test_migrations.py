@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, inspect, text
 from sqlmodel import SQLModel
 
-from planner.errors import MeshstepError
+from cluster.errors import MeshstepError
 from state import audit
 from state.models import AuditEvent
 from state.store import Store, create_db_engine, migrate

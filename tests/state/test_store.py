@@ -9,7 +9,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlmodel import select
 
-from planner.errors import ConflictError, MeshstepError
+from cluster.errors import ConflictError, MeshstepError
 from state import audit
 from state.models import Flag
 from state.store import MIGRATIONS, FlagChange, Store, _Change

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from app.cli import main
-from planner.errors import MeshstepError
+from cluster.errors import MeshstepError
 from state import audit
 from state.models import AuditEvent, AuditHead
 from state.store import Store

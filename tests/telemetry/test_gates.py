@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 
 import app.commands.features_cmds as features_cmds
+from analysis.base import registered
+from analysis.traffic import observed_caller_refused
 from app.cli import main
 from benchmarks.istio_metrics import DEMO_FLOWS, Flow
+from cluster.model import Ref
 from features.base import registry
-from planner.analysis.base import Context, registered, run
-from planner.analysis.traffic import observed_caller_refused
-from planner.model import Ref
-from planner.telemetry import DEMO_METRICS, MetricsFile, read_traffic
+from telemetry.traffic import DEMO_METRICS, MetricsFile, read_traffic
 from tests.planner.test_plan import Cluster
 from tests.telemetry.conftest import now_minute
 
@@ -116,19 +116,19 @@ def test_sidecar_scope_refused_for_an_observed_destination_outside_its_hosts(dem
 
 def test_authorization_refuses_the_plaintext_caller_and_allows_the_named_namespaces(demo_inventory):
     traffic = read_traffic(MetricsFile(DEMO_METRICS), 3600)
-    ctx = Context(demo_inventory, "shop", {"allow_namespaces": ""}, traffic)
-    found = run([registered(observed_caller_refused)], ctx)
+    feat = registry()["authorization-policy"]
+    gate = feat.checks(demo_inventory, "shop", {**feat.defaults(), "allow_namespaces": ""}, traffic)
+    found = [m for m in gate if m.code == registered(observed_caller_refused).code]
     # The default rendering allows shop and the ingress gateway's namespace: the plaintext caller (no identity)
     # is the one refused; frontend (shop) and the gateway (istio-system) are allowed.
     assert [(m.code, str(m.ref)) for m in found] == [("MST0822", "Deployment shop/orders")]
     assert "unknown caller outside the mesh" in found[0].message and "in plaintext (no identity)" in found[0].message
-    only_shop = run([registered(observed_caller_refused)],
-                    Context(demo_inventory, "shop", {"allow_namespaces": "shop"}, traffic))
+    only_shop = feat.checks(demo_inventory, "shop", {**feat.defaults(), "allow_namespaces": "shop"}, traffic)
     assert any("istio-system/istio-ingressgateway" in m.message for m in only_shop)
 
 
 def test_demo_flows_are_the_demo_file_and_the_demo_cluster(demo_inventory):
-    """planner/demo/telemetry.om is `python -m benchmarks.istio_metrics` output: regenerate it with the flows."""
+    """cluster/demo/telemetry.om is `python -m benchmarks.istio_metrics` output: regenerate it with the flows."""
     from benchmarks.istio_metrics import demo_metrics
 
     assert DEMO_METRICS.read_text() == demo_metrics()

@@ -9,8 +9,9 @@ from urllib.request import urlopen
 
 import pytest
 
+from analysis.catalog import reads_traffic
 from benchmarks.istio_metrics import Flow, free_port
-from planner.telemetry import (
+from telemetry.traffic import (
     DURATION_BUCKET,
     HTTPTransport,
     KubeProxyTransport,
@@ -173,13 +174,14 @@ def test_a_scrape_without_timestamps_is_read_as_counts_since_each_proxy_started(
 
 
 def test_a_live_clusters_prometheus_addon_is_found_and_a_failing_one_is_said_not_fatal(demo_inventory):
-    from planner.telemetry import Evidence, prometheus_addon
+    from telemetry.traffic import Evidence, prometheus_addon
 
     assert prometheus_addon(demo_inventory) == ("istio-system", "prometheus", 9090)
     # Found in the cluster (not named on the command line) and down: the command goes on, saying why.
     found = Evidence(Prometheus(HTTPTransport(f"http://127.0.0.1:{free_port()}", timeout=2)), explicit=False)
-    assert found.traffic(["mtls-strict"]) is None and "cannot be reached" in found.missing
+    assert found.traffic(reads_traffic(["mtls-strict"])) is None and "cannot be reached" in found.missing
     named = Evidence(Prometheus(HTTPTransport(f"http://127.0.0.1:{free_port()}", timeout=2)))
     with pytest.raises(TelemetryError, match="cannot be reached"):
-        named.traffic(["mtls-strict"])
-    assert named.traffic(["request-routing"]) is None  # no gate of that stage reads traffic: nothing asked
+        named.traffic(reads_traffic(["mtls-strict"]))
+    # no gate of that stage reads traffic: nothing asked
+    assert named.traffic(reads_traffic(["request-routing"])) is None

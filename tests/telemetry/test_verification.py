@@ -12,9 +12,9 @@ import pytest
 from sqlmodel import Session, select
 
 from benchmarks.istio_metrics import Flow
-from planner.telemetry import MetricsFile, verify
 from state.models import Plan, Stage
 from state.store import Store
+from telemetry.traffic import MetricsFile, verify
 from tests.planner.test_plan import (
     cli,  # noqa: F401 (the fixture: the demo cluster the CLI sees, a state db)
     demo,  # noqa: F401

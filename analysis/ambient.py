@@ -1,0 +1,132 @@
+"""Ambient mode: what ztunnel enforces (L4) and what only a waypoint can (L7).
+
+In an ambient namespace ztunnel carries every pod's traffic and applies L4 AuthorizationPolicy; VirtualServices,
+DestinationRules and L7 AuthorizationPolicy apply only where a waypoint (a Gateway API Gateway of class
+`istio-waypoint`, chosen by the `istio.io/use-waypoint` label of the Service or its namespace) serves the
+destination. A policy bound to the workloads (selector, or none) that uses an L7 attribute is one ztunnel cannot
+evaluate: istio.io says it then fails safe by becoming a DENY policy for everything it selects."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from analysis.base import Context, check
+from analysis.catalog import CATALOG
+from cluster.inventory import Inventory
+from cluster.model import GATEWAY_API_GROUP, KubeObject, Ref, Service
+from cluster.queries import istio_objects, ns_of, proxy_container
+
+WAYPOINT_CLASS = "istio-waypoint"
+USE_WAYPOINT = "istio.io/use-waypoint"
+USE_WAYPOINT_NAMESPACE = "istio.io/use-waypoint-namespace"
+HBONE_PORT = 15008
+
+# The attributes ztunnel evaluates (istio.io, ambient L4 policy): anything else in a rule is L7.
+_L4_SOURCE = {"principals", "notPrincipals", "namespaces", "notNamespaces", "ipBlocks", "notIpBlocks",
+              "remoteIpBlocks", "notRemoteIpBlocks", "serviceAccounts", "notServiceAccounts"}
+_L4_OPERATION = {"ports", "notPorts"}
+_L4_CONDITIONS = {"source.ip", "source.namespace", "source.principal", "remote.ip", "destination.ip",
+                  "destination.port", "source.serviceAccount"}
+
+
+def is_waypoint(o: KubeObject) -> bool:
+    return o.kind == "Gateway" and o.group == GATEWAY_API_GROUP and o.spec.get("gatewayClassName") == WAYPOINT_CLASS
+
+
+def waypoint_for(inv: Inventory, namespace: str, service: Service | None = None) -> KubeObject | None:
+    """The waypoint that serves a Service (its own `istio.io/use-waypoint` label, else its namespace's), if that
+    label names one the cluster has; `none` opts a Service out of its namespace's waypoint."""
+    ns = inv.namespaces.get(namespace)
+    for labels in ([service.labels] if service else []) + ([ns.labels] if ns else []):
+        name = labels.get(USE_WAYPOINT)
+        if name is None:
+            continue
+        if name == "none":
+            return None
+        o = inv.get("Gateway", labels.get(USE_WAYPOINT_NAMESPACE, namespace), name)
+        return o if o is not None and is_waypoint(o) else None
+    return None
+
+
+def l7_attributes(spec: dict) -> list[str]:
+    """The L7 attributes an AuthorizationPolicy's rules use (request principals, hosts, methods, paths, headers,
+    JWT claims), as `from.source.requestPrincipals`, `to.operation.methods`, `when request.headers[x]`."""
+    found = []
+    for rule in spec.get("rules") or ():
+        for f in rule.get("from") or ():
+            found += [f"from.source.{k}" for k in (f.get("source") or {}) if k not in _L4_SOURCE]
+        for t in rule.get("to") or ():
+            found += [f"to.operation.{k}" for k in (t.get("operation") or {}) if k not in _L4_OPERATION]
+        found += [f"when {c.get('key')}" for c in rule.get("when") or () if c.get("key") not in _L4_CONDITIONS]
+    return list(dict.fromkeys(found))
+
+
+def ztunnel_enforced(ap: KubeObject) -> bool:
+    """Whether ztunnel enforces the policy: bound to workloads (selector, or the whole namespace), not through
+    targetRefs to a waypoint or Service."""
+    return not (ap.spec.get("targetRefs") or ap.spec.get("targetRef"))
+
+
+def _services_of_hosts(inv: Inventory, hosts: list[str], namespace: str) -> list[Service]:
+    out = []
+    for h in hosts:
+        parts = h.split(".")
+        svc = inv.service(parts[1] if len(parts) > 1 and parts[1] != "svc" else namespace, parts[0])
+        if svc is not None and svc.namespace == namespace:
+            out.append(svc)
+    return out
+
+
+def needs_waypoint(inv: Inventory, namespace: str) -> Iterator[tuple[KubeObject, str]]:
+    """The L7 config of a namespace that ambient mode would not apply: VirtualServices and DestinationRules no
+    waypoint serves, and L7 AuthorizationPolicies ztunnel would enforce; each with what happens to it."""
+    for vs in istio_objects(inv, "VirtualService"):
+        gateways = vs.spec.get("gateways") or []
+        if ns_of(vs) != namespace or gateways and "mesh" not in gateways or not vs.spec.get("http"):
+            continue
+        for svc in _services_of_hosts(inv, vs.spec.get("hosts") or [], namespace):
+            if waypoint_for(inv, namespace, svc) is None:
+                yield vs, (f"its HTTP routes for {svc.name} (subsets, weights, timeouts, retries, faults) stop "
+                           f"applying: no waypoint serves {svc.name}")
+                break
+    for dr in istio_objects(inv, "DestinationRule"):
+        if ns_of(dr) != namespace:
+            continue
+        for svc in _services_of_hosts(inv, [dr.spec.get("host", "")], namespace):
+            if waypoint_for(inv, namespace, svc) is None and (dr.spec.get("subsets") or dr.spec.get("trafficPolicy")):
+                yield dr, f"its subsets and traffic policy for {svc.name} stop applying: no waypoint serves it"
+    for ap in istio_objects(inv, "AuthorizationPolicy"):
+        attrs = l7_attributes(ap.spec)
+        if ns_of(ap) == namespace and attrs and ztunnel_enforced(ap):
+            yield ap, (f"ztunnel would enforce it (bound by selector, not to a waypoint) and cannot evaluate its L7 "
+                       f"rules ({', '.join(attrs[:3])}): it denies the traffic the policy selects instead")
+
+
+@check("MST0706", reads=("VirtualService", "DestinationRule", "AuthorizationPolicy", "Gateway", "Namespace",
+                         "Service"))
+def l7_config_without_waypoint(ctx: Context) -> Iterator[tuple[Ref, str, str]]:
+    inv = ctx.inventory
+    if not ctx.scope or ctx.scope == "mesh":
+        return
+    for o, what in needs_waypoint(inv, ctx.scope):
+        yield (o.ref, f"{o.ref} in ambient mode: {what}",
+               CATALOG["MST0706"].hint_for(namespace=ctx.scope))
+
+
+@check("MST0707", reads=("AuthorizationPolicy", "Namespace", "Pod", "Gateway"))
+def l7_policy_on_ztunnel(ctx: Context) -> Iterator[tuple[Ref, str, str]]:
+    inv = ctx.inventory
+    for ap in istio_objects(inv, "AuthorizationPolicy"):
+        ns = inv.namespaces.get(ns_of(ap))
+        attrs = l7_attributes(ap.spec)
+        if ns is None or ns.injection != "ambient" or not attrs or not ztunnel_enforced(ap):
+            continue
+        selector = (ap.spec.get("selector") or {}).get("matchLabels") or {}
+        pods = inv.pods_matching(ns.name, selector) if selector else list(inv.pods_by_namespace.get(ns.name, ()))
+        if pods and all(proxy_container(p.spec) is not None for p in pods):
+            continue  # every pod it selects still has its sidecar, which evaluates L7
+        waypoint = waypoint_for(inv, ns.name)
+        where = (f"bind it to the waypoint {waypoint.name} with targetRefs" if waypoint
+                 else f"no waypoint serves {ns.name}")
+        yield (ap.ref, f"{ap.ref} is enforced by ztunnel in ambient namespace {ns.name} but uses L7 attributes "
+                       f"({', '.join(attrs[:3])}): ztunnel denies the traffic it selects ({where})",
+               CATALOG["MST0707"].hint_for(namespace=ns.name, policy=ap.name))

@@ -1,0 +1,108 @@
+"""Revisions and upgrades: proxies left on an old revision, the default tag, version skew, revisions ready to
+remove (MST09xx), and the gates of the upgrade template's stages. The facts come from cluster.revisions."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from analysis.base import Context
+from analysis.readiness import Found, hint, readiness
+from cluster import istio_releases, revisions
+from cluster.errors import MeshstepError
+from cluster.model import Ref
+
+
+def _workload_hint(code: str, p: revisions.Proxy) -> str:
+    return hint(code, kind=p.pod.workload_kind.lower(), workload=p.pod.workload_name, namespace=p.pod.namespace)
+
+
+@readiness("MST0901")
+def gateway_on_old_revision(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    up = revisions.upgrade(inv)
+    if up is None:
+        return
+    for p in revisions.proxies(inv):
+        if p.kind in ("gateway", "ztunnel") and p.revision != up.to_revision:
+            yield (p.pod.ref, f"{p.component} {p.pod.name} is on revision {p.revision} "
+                   f"({p.version or 'version unknown'}) while {up.to_revision} "
+                   f"({up.to_version or 'version unknown'}) is installed", _workload_hint("MST0901", p))
+
+
+@readiness("MST0902")
+def default_tag_on_old_revision(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    up = revisions.upgrade(inv)
+    if up is None or up.default_tag is None or up.default_tag == up.to_revision:
+        return
+    moved = [n.namespace for n in up.namespaces if n.injects == up.to_revision]
+    if moved:
+        yield (Ref("MutatingWebhookConfiguration", None, revisions.TAG_WEBHOOK.format(tag="default")),
+               f"the default tag points at {up.default_tag} while {', '.join(moved)} already inject from "
+               f"{up.to_revision}", hint("MST0902", revision=up.to_revision))
+
+
+@readiness("MST0903")
+def proxy_version_skew(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    versions = {r.revision: r.version for r in inv.revisions}
+    for p in revisions.proxies(inv):
+        proxy, istiod = revisions.minor(p.version), revisions.minor(versions.get(p.revision))
+        problem = istio_releases.skew_problem(proxy, istiod) if proxy and istiod else None
+        if problem:
+            yield (p.pod.ref, f"{p.kind} proxy {p.version} connected to istiod {versions[p.revision]} (revision "
+                   f"{p.revision}): {problem} ({istio_releases.SOURCE})", _workload_hint("MST0903", p))
+
+
+@readiness("MST0904")
+def revision_unused(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    if len(inv.revisions) < 2:
+        return
+    used = {n.revision for n in revisions.namespace_revisions(inv).values()} | {
+        p.revision for p in revisions.proxies(inv)}
+    for r in revisions.installed(inv):
+        if r.revision not in used:
+            tags = f"; move its tags ({', '.join(r.tags)}) first" if r.tags else ""
+            yield (Ref("Deployment", r.namespace, f"istiod-{r.revision}"),
+                   f"revision {r.revision} ({r.version or 'version unknown'}) has no namespace and no proxy left: "
+                   f"ready to remove{tags}", hint("MST0904", revision=r.revision))
+
+
+@readiness("MST0905")
+def proxy_revision_missing(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    if not inv.revisions:
+        return  # manifests without a control plane: nothing to compare with
+    known = {r.revision for r in inv.revisions}
+    for p in revisions.proxies(inv):
+        if p.revision not in known:
+            yield (p.pod.ref, f"{p.kind} proxy is connected to revision {p.revision}, which has no istiod here",
+                   _workload_hint("MST0905", p))
+
+
+# ---------------------------------------------------------------- gates of the upgrade template's stages
+
+
+@readiness("MST0906")
+def upgrade_target_not_ready(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    try:
+        r = revisions.target(inv, ctx.params.get("revision", ""))
+    except MeshstepError:
+        return  # no such revision: the stage's rendering says so
+    if not revisions.ready(r):
+        yield (Ref("Deployment", r.namespace, f"istiod-{r.revision}"),
+               f"istiod revision {r.revision}: {r.ready_pods} of {r.istiod_pods} pods ready",
+               hint("MST0906", revision=r.revision, namespace=r.namespace))
+
+
+@readiness("MST0907")
+def revision_still_in_use(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    revs = revisions.installed(inv)
+    old = ctx.params.get("revision") or (revs[0].revision if len(revs) > 1 else None)
+    left = revisions.uses(inv, old) if old else []
+    if left:
+        yield (Ref("Deployment", revs[0].namespace, f"istiod-{old}"),
+               f"revision {old} is still used by {len(left)}: {'; '.join(left[:5])}{' …' if len(left) > 5 else ''}",
+               hint("MST0907", revision=old, uses="; ".join(left[:3])))

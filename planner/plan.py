@@ -1,0 +1,418 @@
+"""Staged adoption plans: one feature at a time, gated, verified, reversible.
+
+This module is pure: it turns a template and an inventory into stages, evaluates a stage's entry gate and exit
+check, and says which lifecycle transition is allowed. Persisting plans and recording who did what is
+`planner.engine`'s job."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import yaml
+
+from analysis.base import LEVELS, Context, Message, analyze_checks, catalog_message, gate_checks, run
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
+from cluster.model import Ref
+from cluster.queries import SYSTEM_NAMESPACES
+from features.base import Rendered, apply, deletions_of, dependency_met, flagged, object_key, observe, registry
+
+
+@dataclass(frozen=True)
+class Step:
+    """One feature turned on in one scope (`mesh` or a namespace) with its parameters."""
+
+    feature: str
+    scope: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"feature": self.feature, "scope": self.scope, "params": dict(self.params)}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    title: str
+    goal: str  # the problem it solves, in the team's words
+    steps: tuple[Step, ...]
+    # Stages recognised as already on when the plan is made start as done.
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A step (or a whole stage) a new plan leaves out, and why: said to the user, never dropped silently."""
+
+    stage: str
+    feature: str
+    scope: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"stage": self.stage, "feature": self.feature, "scope": self.scope, "reason": self.reason}
+
+    def __str__(self) -> str:
+        return f"{self.stage}: {self.feature} in {self.scope} left out: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A new plan's stages, and what it left out with the reason."""
+
+    stages: list[StageSpec]
+    left_out: list[LeftOut]
+
+
+@dataclass(frozen=True)
+class _Blueprint:
+    title: str
+    goal: str
+    features: tuple[str, ...]
+    # mesh: one step at mesh scope; each: one stage per namespace; all: one stage, one step per namespace.
+    spread: str
+
+
+_INSTALL = _Blueprint("Verify the Istio install",
+                      "Is the control plane healthy, so that every later failure is ours and not the install's?",
+                      (), "mesh")
+_INJECT = _Blueprint("Inject sidecars into {ns}",
+                     "Put {ns}'s workloads in the mesh without changing how they talk to each other.",
+                     ("sidecar-injection",), "each")
+_INGRESS = _Blueprint("Enter through the ingress gateway",
+                      "One controlled entry point for traffic from outside the cluster.", ("ingress-gateway",), "all")
+_ROUTING = _Blueprint("Route requests by version",
+                      "Decide which version of a service serves requests, independently of deployments.",
+                      ("request-routing",), "all")
+_RELEASE = _Blueprint("Release with canaries and blue/green",
+                      "Deploy is not release: send testers, then a share of users, to a new version before everyone.",
+                      ("traffic-shifting",), "all")
+_OBSERVE = _Blueprint("See the traffic: metrics, traces, access logs",
+                      "Know what calls what, how fast and how often it fails, inside and out of the cluster.",
+                      ("metrics", "tracing", "access-logging"), "mesh")
+_RESILIENCE = _Blueprint("Resilience: timeouts, retries, circuit breaking",
+                         "Stop one slow or failing service from taking its callers down.",
+                         ("timeouts-retries", "circuit-breaking"), "all")
+_EGRESS = _Blueprint("Make calls out of the cluster visible",
+                     "See and time the external APIs the workloads call.", ("egress-service-entry",), "all")
+_PERMISSIVE = _Blueprint("mTLS PERMISSIVE mesh-wide",
+                         "Encrypt mesh traffic where both sides can, while plaintext callers keep working.",
+                         ("mtls-permissive",), "mesh")
+_STRICT_NS = _Blueprint("mTLS STRICT in {ns}",
+                        "Only mutually authenticated, encrypted traffic reaches {ns}.", ("mtls-strict",), "each")
+_STRICT_MESH = _Blueprint("mTLS STRICT mesh-wide", "No plaintext anywhere in the mesh.", ("mtls-strict",), "mesh")
+_AUTHZ = _Blueprint("Authorization in {ns}",
+                    "Deny by default in {ns}; allow only the callers each service expects.",
+                    ("authorization-policy",), "each")
+_LOCKDOWN = _Blueprint("Lock down egress",
+                       "Only registered external hosts can be reached from the mesh.", ("egress-registry-only",),
+                       "mesh")
+
+# Istio's canary upgrade, one revision to the next: revision-install, revision-label, gateway-revision, default-tag and
+# single-revision (features/, reading the cluster through cluster.revisions).
+_UPGRADE = (
+    _Blueprint("Install the new revision", "Run the new release's istiod beside the old one, serving nobody yet.",
+               ("revision-install",), "mesh"),
+    _Blueprint("Move {ns} to the new revision",
+               "{ns} runs the new release: relabelled, restarted, every proxy verified on it.", ("revision-label",),
+               "each"),
+    _Blueprint("Move the gateways to the new revision", "Traffic enters the mesh through the new release.",
+               ("gateway-revision",), "mesh"),
+    _Blueprint("Point the default tag at the new revision",
+               "New and istio-injection=enabled namespaces get the new release.", ("default-tag",), "mesh"),
+    _Blueprint("Remove the old revision", "One release to run and patch again.", ("single-revision",), "mesh"),
+)
+
+# Ambient mode (istio.io's getting-started path): ztunnel gives every pod of a namespace mTLS and L4 policy the
+# moment it is labelled; a waypoint is added only where L7 is needed, and routes are HTTPRoutes (the traffic
+# features' default api in an ambient namespace).
+_AMBIENT_INSTALL = _Blueprint("Install and verify ztunnel and istio-cni",
+                              "Are ztunnel on every node and istio-cni running, so that a namespace moved to ambient "
+                              "is carried, not cut off?", ("ambient-install",), "mesh")
+_AMBIENT_NS = _Blueprint("Move {ns} to ambient mode",
+                         "{ns}'s pods join the mesh without sidecars: ztunnel gives them mutual TLS (HBONE, port "
+                         "15008) and L4 telemetry at once, with no restart of theirs needed for L4.",
+                         ("ambient-mode",), "each")
+_WAYPOINT_NS = _Blueprint("Deploy a waypoint for {ns}",
+                          "An L7 proxy for {ns}'s services, where routing, retries and L7 authorization run.",
+                          ("waypoint",), "each")
+_AMBIENT_ROUTING = _Blueprint("Route requests by version with HTTPRoutes",
+                              "Decide which version of a service serves requests, at its waypoint.",
+                              ("request-routing",), "all")
+_AMBIENT_RELEASE = _Blueprint("Release with weighted HTTPRoutes",
+                              "Send testers, then a share of users, to a new version through weighted backendRefs.",
+                              ("traffic-shifting",), "all")
+_SIDECAR_TO_AMBIENT = (
+    _Blueprint("Deploy a waypoint for {ns} before it leaves sidecars",
+               "{ns}'s VirtualServices, DestinationRules and L7 policies keep applying once its sidecars are gone: "
+               "the waypoint serves them first.", ("waypoint",), "each"),
+    _Blueprint("Switch {ns} to ambient mode",
+               "Relabel {ns} (istio.io/dataplane-mode=ambient, the injection label removed), restart its sidecar "
+               "workloads without sidecars, and verify ztunnel carries them.", ("ambient-mode",), "each"),
+)
+
+TEMPLATES: dict[str, tuple[_Blueprint, ...]] = {
+    "routing-first": (_INSTALL, _INJECT, _INGRESS, _ROUTING, _RELEASE, _OBSERVE, _RESILIENCE, _EGRESS,
+                      _PERMISSIVE, _STRICT_NS, _STRICT_MESH, _AUTHZ, _LOCKDOWN),
+    "security-first": (_INSTALL, _INJECT, _PERMISSIVE, _STRICT_NS, _STRICT_MESH, _AUTHZ, _OBSERVE, _INGRESS,
+                       _ROUTING, _RELEASE, _RESILIENCE, _EGRESS, _LOCKDOWN),
+    "upgrade": _UPGRADE,
+    "ambient-first": (_AMBIENT_INSTALL, _AMBIENT_NS, _OBSERVE, _WAYPOINT_NS, _AMBIENT_ROUTING, _AMBIENT_RELEASE,
+                      _STRICT_NS, _AUTHZ),
+    "sidecar-to-ambient": (_AMBIENT_INSTALL, *_SIDECAR_TO_AMBIENT),
+    "custom": (),
+}
+
+
+def default_namespaces(inventory: Inventory) -> list[str]:
+    """Namespaces with workloads that a team would adopt: not Kubernetes' own, not the control plane's."""
+    control = {c.namespace for c in inventory.components if c.plane in ("control", "addon")}
+    control |= {inventory.root_namespace}
+    return [n for n in inventory.namespace_names()
+            if n not in SYSTEM_NAMESPACES and n not in control and inventory.pods_by_namespace.get(n)]
+
+
+def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | None = None) -> Draft:
+    """The stages of a template for these namespaces, from what the inventory shows.
+
+    A step whose feature cannot be rendered here (e.g. no service with two versions for a canary), whose objects
+    analysis would flag, or whose dependency neither the cluster nor an earlier stage turns on, is left out with
+    the reason; stages already on (every step detected) are marked done. The candidate steps' objects are analysed
+    together, once: one analysis per step took a minute on 5,000 pods."""
+    if template not in TEMPLATES:
+        raise MeshstepError(f"unknown template {template!r}: choose one of {', '.join(TEMPLATES)}")
+    targets = list(namespaces) if namespaces is not None else default_namespaces(inventory)
+    known = set(inventory.namespace_names())
+    unknown = [n for n in targets if n not in known]
+    if unknown:
+        raise MeshstepError(f"namespace(s) not in the cluster: {', '.join(unknown)}")
+    feats = registry()
+    observed = observed_steps(inventory)
+    groups_of: list[tuple[_Blueprint, str | None, list[Step]]] = []
+    for bp in TEMPLATES[template]:
+        if bp.spread == "each":
+            groups = [(ns, [Step(f, ns) for f in bp.features]) for ns in targets]
+        elif bp.spread == "all":
+            groups = [(None, [Step(f, ns) for f in bp.features for ns in targets])]
+        else:
+            groups = [(None, [Step(f, "mesh") for f in bp.features])]
+        groups_of += [(bp, ns, steps) for ns, steps in groups]
+    candidates: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    refused: dict[tuple[str, str], str] = {}
+    for _, _, steps in groups_of:
+        for s in steps:
+            if (s.feature, s.scope) not in observed | candidates.keys() | refused.keys():
+                try:
+                    candidates[s.feature, s.scope] = feats[s.feature].candidate(s.params, s.scope, inventory)[1]
+                except MeshstepError as e:  # not for this cluster: the step is left out, with the reason
+                    refused[s.feature, s.scope] = str(e)
+    for m in flagged([o for objs in candidates.values() for o in objs], inventory):
+        for key, objs in candidates.items():
+            if key not in refused and any(object_key(o) == (m.ref.kind, m.ref.namespace, m.ref.name) for o in objs):
+                refused[key] = f"analysis would flag {m.ref}: {m.code} {m.message}"
+    stages: list[StageSpec] = []
+    left_out: list[LeftOut] = []
+    before: set[tuple[str, str]] = set()
+    for bp, ns, steps in groups_of:
+        title, goal = bp.title.format(ns=ns), bp.goal.format(ns=ns)
+        kept = []
+        for s in steps:
+            key = (s.feature, s.scope)
+            missing = [d for d in feats[s.feature].depends_on if not dependency_met(d, s.scope, before | observed)]
+            if key in refused:
+                left_out.append(LeftOut(title, s.feature, s.scope, refused[key]))
+            elif missing and key not in observed:
+                left_out.append(LeftOut(title, s.feature, s.scope,
+                                        f"it depends on {', '.join(missing)}, which is not on in {s.scope} and no "
+                                        "earlier stage of the plan turns on"))
+            else:
+                kept.append(s)
+        if bp.features and not kept:
+            continue
+        before |= {(s.feature, s.scope) for s in kept}
+        done = bool(kept) and all((s.feature, s.scope) in observed for s in kept)
+        stages.append(StageSpec(title, goal, tuple(kept), done))
+    check_order(stages, inventory, observed)
+    return Draft(stages, left_out)
+
+
+def observed_steps(inventory: Inventory) -> set[tuple[str, str]]:
+    """(feature, scope) pairs that detection finds on in the inventory, operations' steps included."""
+    return {(o.feature, o.scope) for o in observe(inventory, registry())}
+
+
+def check_order(stages: list[StageSpec], inventory: Inventory, observed: set[tuple[str, str]] | None = None) -> None:
+    """Raise when a stage comes before a feature it depends on (unless that is already on in the cluster;
+    `observed`: what is, when the caller has it)."""
+    feats = registry()
+    observed = observed_steps(inventory) if observed is None else observed
+    before: set[tuple[str, str]] = set()
+    for i, stage in enumerate(stages, 1):
+        for step in stage.steps:
+            for dep in feats[step.feature].depends_on:
+                if not dependency_met(dep, step.scope, before | observed):
+                    raise MeshstepError(
+                        f"stage {i} ({stage.title}) turns on {step.feature} in {step.scope}, which depends on {dep}: "
+                        f"add a stage for {dep} in {step.scope} (or mesh-wide) before it")
+        before |= {(s.feature, s.scope) for s in stage.steps}
+
+
+# ---------------------------------------------------------------- gate, config, exit check
+
+
+@dataclass(frozen=True)
+class GateResult:
+    messages: tuple[Message, ...]
+    ran: tuple[str, ...] = ()  # the checks the gate ran, named (code, what, where), passed or not
+
+    @property
+    def passed(self) -> bool:
+        return not any(m.level == "error" for m in self.messages)
+
+
+# The install stage's gate, as `ran` names it.
+_INSTALL_CHECKS = ("MST0001 Istio's CRDs and istiod are installed", "MST0002 each istiod revision has a ready pod")
+
+
+def install_messages(inventory: Inventory) -> list[Message]:
+    """The install stage's gate: Istio's CRDs and a ready istiod."""
+    out = []
+    root = Ref("Namespace", None, inventory.root_namespace)
+    if not inventory.istio_installed:
+        out.append(catalog_message("MST0001", root, "no Istio CRDs and no istiod"))
+    for r in inventory.revisions:
+        if r.istiod_pods and not r.ready_pods:
+            out.append(catalog_message("MST0002", Ref("Namespace", None, r.namespace),
+                                                f"istiod revision {r.revision}: none of its {r.istiod_pods} pods is "
+                                                f"ready", namespace=r.namespace))
+    return out
+
+
+def gate(stage: StageSpec, inventory: Inventory, traffic: Any = None) -> GateResult:
+    """The entry gate: each step's feature checks (readiness analysis and, given `traffic`, what telemetry
+    observed included); errors block. A step already on in the inventory is not gated: there is nothing to turn
+    on."""
+    feats = registry()
+    msgs: list[Message] = install_messages(inventory) if not stage.steps else []
+    ran: list[str] = list(_INSTALL_CHECKS) if not stage.steps else []
+    for step in pending_steps(stage, inventory):
+        f = feats[step.feature]
+        msgs.extend(f.checks(inventory, step.scope, step.params, traffic))
+        ran += [f"MST0003 {dep} is on for {step.feature} in {step.scope}" for dep in f.depends_on]
+        ran += [f"{c.code} {c.name} ({step.feature} in {step.scope})" for c in gate_checks(step.feature)]
+    unique = {(m.code, str(m.ref), m.message): m for m in msgs}
+    return GateResult(tuple(sorted(unique.values(),
+                                   key=lambda m: (LEVELS.index(m.level), m.code, str(m.ref)))), tuple(ran))
+
+
+def pending_steps(stage: StageSpec, inventory: Inventory) -> list[Step]:
+    """The stage's steps that detection does not show on in the inventory: those it still has to turn on."""
+    observed = observed_steps(inventory)
+    return [s for s in stage.steps if (s.feature, s.scope) not in observed]
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    apply_yaml: str
+    rollback_yaml: str
+    notes: tuple[str, ...]  # commands to run (label patches) and reminders (restart the pods)
+    skipped: tuple[Step, ...] = ()  # steps already on where the stage starts: nothing rendered for them
+
+    @property
+    def objects(self) -> list[dict[str, Any]]:
+        """The objects the stage applies, as `kubectl apply -f` reads its YAML."""
+        return objects_of(self.apply_yaml)
+
+    @property
+    def deletions(self) -> list[Ref]:
+        """The objects the stage deletes, as its YAML heads them."""
+        return deletions_of(self.apply_yaml)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to apply, delete or run: the stage only checks."""
+        return not self.objects and not self.deletions and not self.notes
+
+
+def objects_of(text: str) -> list[dict[str, Any]]:
+    """The objects of a multi-document YAML text (comment-only documents hold none)."""
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def deletion_manifest(refs: Iterable[Ref], objects: Iterable[dict[str, Any]], inventory: Inventory) -> str:
+    """What `refs` names as `kubectl delete -f` (or a GitOps tool) takes it: each object's apiVersion, kind, name
+    and namespace, under its header; a deletion in a rendering's YAML is only a comment. The apiVersion is the one
+    `objects` (what the stage applies: a rollback deletes what it created) or the inventory gives it."""
+    versions = {(o.get("kind"), (o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name")):
+                o.get("apiVersion") for o in objects}
+    docs = []
+    for ref in refs:
+        known = inventory.get(ref.kind, ref.namespace, ref.name)
+        version = versions.get((ref.kind, ref.namespace, ref.name)) or (known.api_version if known else None)
+        if version is None:
+            raise MeshstepError(f"{ref}: to be deleted, but neither the stage nor the cluster has it")
+        meta = {"name": ref.name, **({"namespace": ref.namespace} if ref.namespace else {})}
+        docs.append(f"# meshstep: {ref}, to delete (kubectl delete -f)\n"
+                    + yaml.safe_dump({"apiVersion": version, "kind": ref.kind, "metadata": meta}, sort_keys=False))
+    return "---\n".join(docs)
+
+
+def config(stage: StageSpec, inventory: Inventory) -> StageConfig:
+    """The YAML to apply for a stage, and the YAML of its rollback, on `inventory` (the cluster as the earlier
+    stages leave it). A step already on there is skipped: recognised, not rendered again. Each step is rendered on
+    the cluster as the steps before it leave it, so that steps sharing an object (metrics, tracing and access logs
+    in one Telemetry) extend it instead of overwriting each other; an object is written once, as the last step
+    leaves it."""
+    feats = registry()
+    applied: list[Rendered] = []
+    rolled: list[Rendered] = []
+    notes: list[str] = []
+    now = inventory
+    pending = pending_steps(stage, inventory)
+    for step in pending:
+        f = feats[step.feature]
+        r = f.render(step.params, step.scope, now)
+        applied.append(r)
+        notes.extend(r.notes)
+        now = apply(r, now)
+        rolled.append(f.rollback(step.params, step.scope, inventory))
+    skipped = tuple(s for s in stage.steps if s not in pending)
+    return StageConfig(_once(applied, last=True), _once(rolled, last=False), tuple(notes), skipped)
+
+
+def _once(rendered: list[Rendered], last: bool) -> str:
+    """The renderings' YAML with each object (and each deletion) once: the last version of an object applied in
+    turn, or the first of a rollback (all restore the object as it is now). One multi-document YAML: `---` between
+    every two documents, as between the objects of one rendering."""
+    seen: set[Any] = set()
+    kept: list[Rendered] = []
+    for r in (reversed(rendered) if last else rendered):
+        objects = tuple(o for o in r.objects if object_key(o) not in seen)
+        delete = tuple(d for d in r.delete if d not in seen)
+        seen |= {object_key(o) for o in objects} | set(delete)
+        kept.append(replace(r, objects=objects, delete=delete))
+    return "---\n".join(r.yaml for r in (reversed(kept) if last else kept) if r.objects or r.delete or r.notes)
+
+
+def error_keys(inventory: Inventory) -> set[str]:
+    """Identities of the analysis errors in an inventory, to tell new errors from old ones."""
+    msgs = run(analyze_checks(), Context(inventory))
+    return {f"{m.code} {m.ref}" for m in msgs if m.level == "error"}
+
+
+@dataclass(frozen=True)
+class ExitResult:
+    missing: tuple[Step, ...]  # steps detection does not show on
+    new_errors: tuple[str, ...]  # analysis errors that were not there before the stage
+
+    @property
+    def passed(self) -> bool:
+        return not self.missing and not self.new_errors
+
+
+def exit_check(stage: StageSpec, inventory: Inventory, baseline_errors: Iterable[str]) -> ExitResult:
+    """Verified means: detection shows every step on, and analysis has no errors that were not there before."""
+    if not stage.steps:
+        return ExitResult((), tuple(m.message for m in install_messages(inventory)))
+    missing = tuple(pending_steps(stage, inventory))
+    return ExitResult(missing, tuple(sorted(error_keys(inventory) - set(baseline_errors))))
