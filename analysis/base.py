@@ -22,7 +22,7 @@ from cluster.sources import CORE_KINDS, CRD_KIND
 
 if TYPE_CHECKING:
     from cluster.inventory import Inventory
-    from telemetry.traffic import Traffic
+    from telemetry.edges import Traffic
 
 LEVELS = ("error", "warning", "info")
 MST_DOCS = "https://github.com/meshstep/meshstep/blob/main/docs/checks.md"
@@ -57,7 +57,7 @@ def catalog_message(code: str, ref: Ref, text: str, **names: str) -> Message:
 @dataclass(frozen=True)
 class Context:
     """What a check runs on: the inventory, and for stage gates the scope (`mesh` or a namespace), params and the
-    traffic observed (`telemetry.traffic.Traffic`; None when no telemetry was read)."""
+    traffic observed (`telemetry.edges.Traffic`; None when no telemetry was read)."""
 
     inventory: Inventory
     scope: str | None = None

@@ -14,7 +14,8 @@ from analysis.readiness import hint, readiness, scope_namespaces
 from cluster.inventory import Inventory
 from cluster.model import Ref
 from cluster.queries import host_matches, selector_matches, service_index
-from telemetry.traffic import Edge, Peer, Traffic, count_text, duration_text
+from telemetry.edges import Edge, Peer, Traffic, count_text
+from telemetry.series import duration_text
 
 Found = tuple[Ref, str, str]
 _WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "ReplicaSet", "Pod")

@@ -8,7 +8,9 @@ import os
 
 import streamlit as st
 
-from telemetry.traffic import DEFAULT_WINDOW, Evidence, SharePoint, Traffic, evidence, mtls_share_over_time
+from telemetry.edges import SharePoint, Traffic, mtls_share_over_time
+from telemetry.evidence import Evidence, evidence
+from telemetry.series import DEFAULT_WINDOW
 
 _KEY = "telemetry"
 

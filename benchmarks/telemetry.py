@@ -25,7 +25,9 @@ from analysis.base import Context, gate_checks, run
 from benchmarks.istio_metrics import Flow, PrometheusServer, openmetrics
 from cluster.inventory import build_inventory
 from cluster.sources import Snapshot
-from telemetry.traffic import DEFAULT_TIMEOUT, HTTPTransport, Prometheus, read_traffic
+from telemetry.edges import read_traffic
+from telemetry.prometheus import HTTPTransport, Prometheus
+from telemetry.series import DEFAULT_TIMEOUT
 
 PER_NAMESPACE = 50
 

@@ -20,7 +20,8 @@ from features.base import beyond_deletions, deletions_of, dependency_met, regist
 from planner import lifecycle
 from state.models import Plan, Stage, utcnow
 from state.store import FlagChange, Store
-from telemetry import traffic as telemetry
+from telemetry.series import duration_text
+from telemetry.verification import Thresholds
 
 
 class GateBlocked(MeshstepError):
@@ -67,7 +68,7 @@ def create(store: Store, cluster: str, inventory: Inventory, template: str, name
     features are recorded on (where the team has recorded nothing for them yet), so that the flags say what the
     plan takes as done. The steps left out, with the reason, are kept with the plan (`Plan.left_out`). `verify`:
     the plan's verification thresholds as `key=value` items (`--verify`), kept with it for each verification."""
-    thresholds = telemetry.Thresholds.values(verify)
+    thresholds = Thresholds.values(verify)
     draft = planner.plan.new_plan(template, inventory, namespaces)
     stages = [{"title": s.title, "goal": s.goal, "features": [st.to_json() for st in s.steps],
                "status": "done" if s.done else "planned", "data": {"found_on": True} if s.done else {}}
@@ -168,7 +169,7 @@ def promotion_refusal(store: Store, plan: Plan, stage: Stage, now: datetime | No
     allowed = done.updated_at + timedelta(seconds=plan.promotion_after or 0)
     if (now or utcnow()) < allowed:
         return (head + f"stage {done.order} of {where} was done at {done.updated_at:%Y-%m-%d %H:%M} UTC; the "
-                f"promotion rule waits {telemetry.duration_text(plan.promotion_after or 0)} after that, so it may "
+                f"promotion rule waits {duration_text(plan.promotion_after or 0)} after that, so it may "
                 f"start from {allowed:%Y-%m-%d %H:%M} UTC")
     return None
 
@@ -303,7 +304,7 @@ class NextView:
 
 def next_view(plan: Plan, inventory: Inventory, evidence: Any = None) -> NextView | None:
     """The current stage with its gate results, its YAML and what that YAML changes, all on the overlay the stage
-    starts from; None when the plan is complete. `evidence` (telemetry.traffic.Evidence): the traffic the gate
+    starts from; None when the plan is complete. `evidence` (telemetry.evidence.Evidence): the traffic the gate
     sees."""
     stage = current_stage(plan)
     if stage is None:
@@ -322,7 +323,7 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
     (exit check) → done. A stage with nothing to apply whose gate and exit check pass is done in one call. With
     `rehearse`, the plan is walked on its overlay: applying is applying the stage's YAML to it, and the flags are
     left alone; the plan's first advance fixes whether it is a rehearsal or real, and the two never mix.
-    `evidence` (telemetry.traffic.Evidence): the traffic the gate sees, and the before/after comparison that
+    `evidence` (telemetry.evidence.Evidence): the traffic the gate sees, and the before/after comparison that
     verification adds to the exit check of a real plan (a rehearsal has no traffic after)."""
     stage = current_stage(plan)
     if stage is None:
@@ -375,7 +376,7 @@ def advance(store: Store, plan: Plan, inventory: Inventory, actor: str, override
         traffic = None
         if evidence and not rehearse:
             traffic = evidence.verify([(s.feature, s.scope) for s in spec.steps], stage.updated_at,
-                                      telemetry.Thresholds.from_json(plan.verify or {}))
+                                      Thresholds.from_json(plan.verify or {}))
         if traffic is not None:
             data["verification"] = traffic.to_json()
         if not result.passed or (traffic is not None and traffic.blocks(override_reason)):

@@ -71,7 +71,7 @@ class Plan(SQLModel, table=True):
     # must have been done there, without a rollback since, before it may start here.
     promoted_from: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     promotion_after: int | None = None
-    # The verification thresholds the team set for this plan (telemetry.traffic.Thresholds values: only those that
+    # The verification thresholds the team set for this plan (telemetry.verification.Thresholds values: only those that
     # differ from the defaults); a command's own --verify goes on top of them for one verification.
     verify: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     version: int = 1

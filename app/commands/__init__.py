@@ -107,8 +107,8 @@ def load_inventory(source: str | None):
 
 def load_evidence(prometheus: str | None, telemetry: str | None, window: str, inv: Any,
                   verify: list[str] | None = None) -> Any:
-    """The traffic evidence for a command (telemetry.traffic.Evidence: `ev.missing` says why when it has none)."""
-    from telemetry.traffic import evidence
+    """The traffic evidence for a command (telemetry.evidence.Evidence: `ev.missing` says why when it has none)."""
+    from telemetry.evidence import evidence
 
     return evidence(prometheus, telemetry, inv, window, verify or ())
 

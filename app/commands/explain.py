@@ -67,7 +67,7 @@ def explain(
 
 def _observed(inv, report, prometheus, telemetry, window, subjects_only):
     """The observed edges to show (all, or the subjects' own) and, when there are none to read, why."""
-    from telemetry.traffic import workload_of
+    from telemetry.evidence import workload_of
 
     if subjects_only and not report.subjects:  # a component id: its graph is config, not traffic
         return None, ""
@@ -82,7 +82,7 @@ def _observed(inv, report, prometheus, telemetry, window, subjects_only):
 
 
 def _show_traffic(edges, note) -> None:
-    from telemetry.traffic import edge_row
+    from telemetry.evidence import edge_row
 
     if edges is None and not note:
         return

@@ -30,7 +30,7 @@ from app.commands import (
     open_store,
 )
 from features._gate import render_gated
-from telemetry.traffic import live
+from telemetry.evidence import live
 
 if TYPE_CHECKING:
     from features.base import Refused, Rendered

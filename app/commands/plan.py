@@ -84,7 +84,8 @@ def plan_show(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
 
 def _show(p, format: Format) -> None:
     from planner import engine as planning
-    from telemetry.traffic import Thresholds, duration_text
+    from telemetry.series import duration_text
+    from telemetry.verification import Thresholds
 
     stages = planning.stage_rows(p)
     if format == Format.json:
@@ -181,7 +182,7 @@ def plan_promote(
     from datetime import timedelta
 
     from planner import engine as planning
-    from telemetry.traffic import window_seconds
+    from telemetry.series import window_seconds
 
     wait = timedelta(seconds=window_seconds(after, zero=True))
     inv = load_inventory(source)

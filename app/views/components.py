@@ -9,7 +9,7 @@ import streamlit as st
 from app import meshgraph, traffic, ui
 from explain import render as explain_render
 from explain import report as explain
-from telemetry import traffic as telemetry
+from telemetry.evidence import edge_row, workload_of
 
 inv = ui.inventory()
 
@@ -79,8 +79,8 @@ with ui.errors():
     text = explain_render.to_markdown(replace(report, graph=explain.Graph((), ())))
     st.markdown(_demoted(text))
     observed = traffic.observed()  # the Settings page's telemetry, if any
-    wanted = {w for s in report.subjects if (w := telemetry.workload_of(inv, s.ref))}
+    wanted = {w for s in report.subjects if (w := workload_of(inv, s.ref))}
     if observed is not None and wanted:
         st.markdown(f"#### Observed traffic\n{observed.window_text}; mTLS or plaintext per edge.")
-        st.dataframe([telemetry.edge_row(e) for w in sorted(wanted) for e in observed.of_workload(*w)],
+        st.dataframe([edge_row(e) for w in sorted(wanted) for e in observed.of_workload(*w)],
                      hide_index=True)

@@ -9,7 +9,7 @@ from cluster import revisions
 from cluster.errors import MeshstepError
 from planner import engine as planning
 from state.drift import OBSERVED_NOT_RECORDED, recorded_and_drift
-from telemetry.traffic import count_text
+from telemetry.edges import count_text
 
 inv = ui.inventory()
 store = ui.store()

@@ -11,8 +11,9 @@ from app import findings, traffic, ui
 from cluster.errors import MeshstepError
 from planner import engine as planning
 from planner import lifecycle
-from telemetry import traffic as telemetry
-from telemetry.traffic import count_text
+from telemetry.edges import count_text
+from telemetry.series import duration_text, window_seconds
+from telemetry.verification import Thresholds
 
 # What a stage's verification compared (planning.advance keeps it in stage.data): each figure before and after.
 _FIGURES = (("success_rate", "Success rate", "%", "non-5xx share of the requests served"),
@@ -93,9 +94,9 @@ if plan is None:
         name = st.text_input("Name", placeholder="the template's name")
         verify = st.text_input(
             "Verification thresholds", placeholder="e.g. max_success_drop=0.5, window=15m (default: "
-            f"{telemetry.Thresholds().text(('max_success_drop', 'max_p99_increase', 'window'))}, …)",
+            f"{Thresholds().text(('max_success_drop', 'max_p99_increase', 'window'))}, …)",
             help="What counts as a regression when a stage is verified against the traffic, kept with the plan: "
-                 f"key=value, comma-separated, keys {', '.join(telemetry.Thresholds.__dataclass_fields__)}.")
+                 f"key=value, comma-separated, keys {', '.join(Thresholds.__dataclass_fields__)}.")
         if st.form_submit_button("Create the plan", type="primary") and (actor := ui.require_actor()):
             with ui.errors("Could not create the plan"):
                 created = planning.create(store, cluster, inv, template, namespaces or None, name or None, actor,
@@ -110,10 +111,10 @@ st.caption(f"Plan **{plan.name}**{'' if plan.name == plan.template else f' ({pla
            f"{done} of {len(plan.stages)} stages done · created by {plan.created_by}{mode.get(plan.mode or '', '')}")
 if plan.verify:
     st.caption("Verification thresholds of this plan: "
-               f"{telemetry.Thresholds.from_json(plan.verify).text(plan.verify)} (the others as by default).")
+               f"{Thresholds.from_json(plan.verify).text(plan.verify)} (the others as by default).")
 if src := plan.promoted_from:
     st.caption(f"Promoted from plan **{src['name']}** on {src['cluster']}: a stage starts here "
-               f"{telemetry.duration_text(plan.promotion_after or 0)} after it was done there at the earliest.")
+               f"{duration_text(plan.promotion_after or 0)} after it was done there at the earliest.")
 if plan.left_out:
     with st.expander(f"{len(plan.left_out)} step(s) of the template left out for this cluster",
                      icon=":material/playlist_remove:"):
@@ -235,7 +236,7 @@ with st.expander("Promote this plan to another cluster", icon=":material/upgrade
     after = st.text_input("After", value="7d", help="How long a stage must have been done here first (7d, 12h).")
     if st.form_submit_button("Promote") and (actor := ui.require_actor()):
         with ui.errors("Not promoted"):
-            wait = timedelta(seconds=telemetry.window_seconds(after, zero=True))
+            wait = timedelta(seconds=window_seconds(after, zero=True))
             promoted = planning.promote(store, plan, to, ui.load(to_source), wait, None, actor)
             ui.flash(f"Plan **{promoted.name}** promoted to **{to}** with {len(promoted.stages)} stages"
                      + (f"; {len(promoted.left_out)} step(s) left out there." if promoted.left_out else "."))

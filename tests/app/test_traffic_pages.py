@@ -11,16 +11,12 @@ from streamlit.testing.v1 import AppTest
 
 from benchmarks.istio_metrics import Flow, free_port, openmetrics
 from state.store import Store
-from telemetry.traffic import (
-    DEMO_METRICS,
-    HTTPTransport,
-    MetricsFile,
-    Prometheus,
-    Thresholds,
-    evidence,
-    mtls_share_over_time,
-    verify,
-)
+from telemetry.edges import mtls_share_over_time
+from telemetry.evidence import evidence
+from telemetry.metrics_file import MetricsFile
+from telemetry.prometheus import HTTPTransport, Prometheus
+from telemetry.series import DEMO_METRICS
+from telemetry.verification import Thresholds, verify
 from tests.app.conftest import APP, open_page, sign_in
 from tests.telemetry.conftest import now_minute, prometheus  # noqa: F401 (the fixture: a real Prometheus)
 

@@ -13,7 +13,9 @@ from app.cli import main
 from benchmarks.istio_metrics import DEMO_FLOWS, Flow
 from cluster.model import Ref
 from features.base import registry
-from telemetry.traffic import DEMO_METRICS, MetricsFile, read_traffic
+from telemetry.edges import read_traffic
+from telemetry.metrics_file import MetricsFile
+from telemetry.series import DEMO_METRICS
 from tests.planner.test_plan import Cluster
 from tests.telemetry.conftest import now_minute
 

@@ -11,18 +11,11 @@ import pytest
 
 from analysis.catalog import reads_traffic
 from benchmarks.istio_metrics import Flow, free_port
-from telemetry.traffic import (
-    DURATION_BUCKET,
-    HTTPTransport,
-    KubeProxyTransport,
-    MetricsFile,
-    Prometheus,
-    TelemetryError,
-    Thresholds,
-    p99,
-    read_traffic,
-    window_seconds,
-)
+from telemetry.edges import read_traffic
+from telemetry.metrics_file import MetricsFile
+from telemetry.prometheus import HTTPTransport, KubeProxyTransport, Prometheus
+from telemetry.series import DURATION_BUCKET, TelemetryError, window_seconds
+from telemetry.verification import Thresholds, p99
 from tests.telemetry.conftest import now_minute, write_metrics
 
 ORDERS = "orders.shop.svc.cluster.local"
@@ -174,7 +167,7 @@ def test_a_scrape_without_timestamps_is_read_as_counts_since_each_proxy_started(
 
 
 def test_a_live_clusters_prometheus_addon_is_found_and_a_failing_one_is_said_not_fatal(demo_inventory):
-    from telemetry.traffic import Evidence, prometheus_addon
+    from telemetry.evidence import Evidence, prometheus_addon
 
     assert prometheus_addon(demo_inventory) == ("istio-system", "prometheus", 9090)
     # Found in the cluster (not named on the command line) and down: the command goes on, saying why.

@@ -14,7 +14,8 @@ from sqlmodel import Session, select
 from benchmarks.istio_metrics import Flow
 from state.models import Plan, Stage
 from state.store import Store
-from telemetry.traffic import MetricsFile, verify
+from telemetry.metrics_file import MetricsFile
+from telemetry.verification import verify
 from tests.planner.test_plan import (
     cli,  # noqa: F401 (the fixture: the demo cluster the CLI sees, a state db)
     demo,  # noqa: F401

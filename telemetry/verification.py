@@ -1,0 +1,208 @@
+"""A stage verified by traffic: requests, success rate, p99 latency and mTLS share before and after it was
+applied, judged by thresholds."""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cluster.errors import MeshstepError
+from telemetry.edges import count_text
+from telemetry.metrics_file import MetricsFile
+from telemetry.series import (
+    DURATION_BUCKET,
+    REQUESTS,
+    Matchers,
+    Rows,
+    Telemetry,
+    duration_text,
+    utc_text,
+    window_seconds,
+)
+
+if TYPE_CHECKING:
+    pass
+
+# ---------------------------------------------------------------- verification of a stage
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What counts as a regression after a stage; defaults below, each settable for a plan (`plan new --verify
+    k=v`) and for one verification (`plan advance --verify k=v`)."""
+
+    window: int = 600  # seconds compared before and after the stage
+    settle: int = 60  # seconds after `applied` left out while proxies take the new config
+    min_requests: int = 100  # fewer in either window: too little traffic to judge
+    max_success_drop: float = 1.0  # percentage points the success rate (non-5xx share) may fall
+    max_p99_increase: float = 25.0  # percent the p99 latency may rise …
+    min_p99_increase_ms: float = 10.0  # … and by at least this many milliseconds (noise on fast services)
+    min_mtls_share: float = 99.0  # percent of requests in mutual TLS after a STRICT stage
+
+    @classmethod
+    def values(cls, items: Iterable[str]) -> dict[str, Any]:
+        """The values `key=value` items set, checked; windows take durations (10m), the rest numbers."""
+        values: dict[str, Any] = {}
+        names = cls.__dataclass_fields__
+        for item in items:
+            key, sep, value = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in names:
+                raise MeshstepError(f"--verify {item!r}: expected key=value with key one of {', '.join(names)}")
+            if key in ("window", "settle"):
+                values[key] = window_seconds(value, zero=key == "settle")
+                continue
+            try:
+                values[key] = type(getattr(cls, key))(value)
+            except ValueError as e:
+                raise MeshstepError(f"--verify {item!r}: {value!r} is not a number") from e
+        return values
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> Thresholds:
+        """The defaults with `values` (as values() gives them, as a plan keeps them)."""
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+    def text(self, keys: Iterable[str] | None = None) -> str:
+        """`key=value` of each threshold (or of `keys`), as `--verify` takes them."""
+        return ", ".join(f"{k}={duration_text(v) if k in ('window', 'settle') else v}"
+                         for k, v in self.__dict__.items() if keys is None or k in keys)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One window's figures for the affected workloads (as their own sidecars counted the requests they served)."""
+
+    start: float
+    end: float
+    requests: float
+    server_errors: float
+    p99_ms: float | None
+    mtls_requests: float
+
+    @property
+    def success_rate(self) -> float | None:
+        return 100.0 * (1 - self.server_errors / self.requests) if self.requests else None
+
+    @property
+    def mtls_share(self) -> float | None:
+        return 100.0 * self.mtls_requests / self.requests if self.requests else None
+
+    def text(self) -> str:
+        p99 = f"{self.p99_ms:.0f} ms" if self.p99_ms is not None else "n/a"
+        sr = f"{self.success_rate:.2f}%" if self.success_rate is not None else "n/a"
+        share = f"{self.mtls_share:.1f}%" if self.mtls_share is not None else "n/a"
+        return (f"{utc_text(self.start)}–{utc_text(self.end)[11:]}: {count_text(self.requests)} requests, success "
+                f"{sr}, p99 {p99}, mTLS {share}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": utc_text(self.start), "end": utc_text(self.end), "requests": round(self.requests, 1),
+                "success_rate": self.success_rate, "p99_ms": self.p99_ms, "mtls_share": self.mtls_share}
+
+
+@dataclass(frozen=True)
+class Verification:
+    """passed | regressed (a threshold crossed) | insufficient (too little traffic, or the window not over yet) |
+    unavailable (no telemetry for the stage's time)."""
+
+    status: str
+    lines: tuple[str, ...]
+    before: Figures | None = None
+    after: Figures | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def blocks(self, override_reason: str | None) -> bool:
+        """A regression always stops `verified`; too little traffic does unless a reason to go on is given."""
+        return self.status == "regressed" or (self.status == "insufficient" and not override_reason)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "lines": list(self.lines),
+                "before": self.before.to_json() if self.before else None,
+                "after": self.after.to_json() if self.after else None, "thresholds": self.thresholds.to_json()}
+
+
+def p99(buckets: Rows, q: float = 0.99) -> float | None:
+    """The quantile of summed histogram buckets (by `le`), interpolated inside its bucket as histogram_quantile
+    does."""
+    bounds = sorted((float(lb["le"]), v) for lb, v in buckets if lb.get("le"))
+    if not bounds or bounds[-1][1] <= 0:
+        return None
+    rank = q * bounds[-1][1]
+    lower, below = 0.0, 0.0
+    for le, cumulative in bounds:
+        if cumulative >= rank:
+            if math.isinf(le):
+                return lower
+            return lower + (le - lower) * (rank - below) / max(cumulative - below, 1e-12)
+        lower, below = le, cumulative
+    return lower
+
+
+def figures(tel: Telemetry, match: Matchers, start: float, end: float) -> Figures:
+    match = {"reporter": "destination", **match}
+    rows = tel.increase(REQUESTS, ("response_code", "connection_security_policy"), start, end, match)
+    total = sum(v for _, v in rows)
+    errors = sum(v for lb, v in rows if lb.get("response_code", "").startswith("5"))
+    mtls = sum(v for lb, v in rows if lb.get("connection_security_policy") == "mutual_tls")
+    return Figures(start, end, total, errors, p99(tel.increase(DURATION_BUCKET, ("le",), start, end, match)), mtls)
+
+
+def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls_mode: str | None = None,
+           thresholds: Thresholds | None = None, now: float | None = None) -> Verification:
+    """Compare the requests the affected workloads served in a window before `applied_at` and one after it."""
+    t = thresholds or Thresholds()
+    now = tel.now() if now is None else now
+    after_start = applied_at + t.settle
+    after_end = after_start + t.window
+    where = "mesh-wide" if namespaces is None else "in " + ", ".join(namespaces)
+    if not tel.reaches(after_end):
+        if isinstance(tel, MetricsFile):
+            window = f"{utc_text(after_start)}–{utc_text(after_end)[11:]}"
+            return Verification("unavailable", (f"{tel.label} ends at {utc_text(tel.now())}, before the window after "
+                                                f"the stage ({window}): traffic not compared",), thresholds=t)
+        return Verification("insufficient", (f"the window after the stage ends at {utc_text(after_end)} "
+                                              f"({duration_text(t.settle)} to settle, then {duration_text(t.window)}"
+                                              f"): verify again after it",), thresholds=t)
+    match = {"destination_workload_namespace": "|".join(re.escape(n) for n in namespaces)} if namespaces else {}
+    before = figures(tel, match, applied_at - t.window, applied_at)
+    after = figures(tel, match, after_start, after_end)
+    head = (f"traffic {where} (requests the workloads' sidecars served, {tel.label}):",
+            f"  before: {before.text()}", f"  after:  {after.text()}")
+    low = [f"{name} window has {count_text(f.requests)} requests" for name, f in (("the before", before),
+                                                                                   ("the after", after))
+           if f.requests < t.min_requests]
+    if low:
+        return Verification("insufficient", (*head, f"too little traffic to judge: {' and '.join(low)} (at least "
+                                             f"{t.min_requests} needed; --verify min_requests=N)",
+                                             "  → advance again once the workloads have served traffic, or go on "
+                                             "with --override-reason"), before, after, t)
+    problems = []
+    drop = before.success_rate - after.success_rate
+    if drop > t.max_success_drop:
+        problems.append(f"success rate fell {drop:.2f} points ({before.success_rate:.2f}% → "
+                        f"{after.success_rate:.2f}%; at most {t.max_success_drop:g} allowed): "
+                        f"{count_text(after.server_errors)} 5xx after, {count_text(before.server_errors)} before")
+    if before.p99_ms is not None and after.p99_ms is not None:
+        rise = after.p99_ms - before.p99_ms
+        if rise > t.min_p99_increase_ms and rise > before.p99_ms * t.max_p99_increase / 100:
+            problems.append(f"p99 latency rose {rise:.0f} ms ({before.p99_ms:.0f} → {after.p99_ms:.0f} ms; at most "
+                            f"+{t.max_p99_increase:g}% allowed)")
+    if mtls_mode == "STRICT" and after.mtls_share < t.min_mtls_share:
+        problems.append(f"only {after.mtls_share:.1f}% of requests were mutual TLS after STRICT (at least "
+                        f"{t.min_mtls_share:g}% expected)")
+    if mtls_mode == "PERMISSIVE" and after.mtls_share + 1e-9 < before.mtls_share - t.max_success_drop:
+        problems.append(f"the mutual-TLS share fell ({before.mtls_share:.1f}% → {after.mtls_share:.1f}%)")
+    if problems:
+        return Verification("regressed", (*head, *(f"  ✗ {p}" for p in problems),
+                                          "  → find the cause, or roll the stage back: meshstep plan rollback "
+                                          "--reason \"…\""), before, after, t)
+    return Verification("passed", (*head, "  ✓ no regression beyond the thresholds"), before, after, t)
