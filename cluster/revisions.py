@@ -16,8 +16,9 @@ from typing import Any
 
 from cluster.changes import clean
 from cluster.components import PROXY_CONTAINER
+from cluster.decode import injected_revision, version_of
 from cluster.errors import MeshstepError
-from cluster.inventory import Inventory, _injected_revision, _version_of
+from cluster.inventory import Inventory
 from cluster.model import Container, KubeObject, Pod, Revision, Sidecar
 from cluster.queries import injection_requested, per_inventory
 
@@ -114,8 +115,8 @@ def _proxies(inv: Inventory) -> tuple[Proxy, ...]:
             version, rev = pod.sidecar.version, pod.sidecar.revision
         else:  # gateways, waypoints, ztunnel: the injector's record if injected, else their istio.io/rev label
             container = _proxy_container(pod)
-            version = _version_of(container.image_tag) if container else None
-            rev = _injected_revision(pod.spec)
+            version = version_of(container.image_tag) if container else None
+            rev = injected_revision(pod.spec)
         if rev not in resolved:
             resolved[rev] = resolve(inv, rev)
         out.append(Proxy(kind, c.component, pod, version, resolved[rev]))

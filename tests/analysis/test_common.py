@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.inventory import build_inventory, pod_spec_summary
+from cluster.decode import pod_spec_summary
+from cluster.inventory import build_inventory
 from cluster.queries import (
     exported_to,
     fqdn,

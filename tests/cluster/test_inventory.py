@@ -13,7 +13,8 @@ import yaml
 
 from app.cli import main
 from benchmarks.kubeapi import write_kubeconfig
-from cluster.inventory import Inventory, build_inventory, gc_paused, injection_mode, istio_protocol
+from cluster.decode import injection_mode, istio_protocol
+from cluster.inventory import Inventory, build_inventory, gc_paused
 from cluster.model import CRD, Ref
 from cluster.sources import files_snapshot, load_snapshot
 from tests.kube import serve
