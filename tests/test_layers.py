@@ -33,10 +33,13 @@ def test_the_layers_name_every_room_once():
     assert LAYERS[0] == "app" and LAYERS[-1] == "cluster"
 
 
+def _docstring(room: str) -> str:
+    return " ".join((ast.get_docstring(ast.parse((ROOT / room / "__init__.py").read_text())) or "").split())
+
+
 @pytest.mark.parametrize("room", LAYERS)
 def test_a_room_says_what_it_owns(room):
-    doc = ast.get_docstring(ast.parse((ROOT / room / "__init__.py").read_text()))
-    assert doc and len(doc.split()) >= 8, f"{room}/__init__.py: a docstring that says what the room owns"
+    assert len(_docstring(room).split()) >= 8, f"{room}/__init__.py: a docstring that says what the room owns"
 
 
 def test_a_lower_room_imports_nothing_from_above_even_lazily():
@@ -64,3 +67,15 @@ def test_the_cli_says_to_reinstall_when_a_package_of_meshstep_is_missing(monkeyp
     monkeypatch.setattr(cli, "_register_commands", missing)
     assert cli.main(["plan", "list"]) == 2
     assert "pip install -e ." in capsys.readouterr().err
+
+
+def test_the_architecture_page_lists_the_rooms_as_the_contracts_and_docstrings_say():
+    """docs/architecture.md's room list is generated from the contracts and the rooms' own docstrings; a room
+    added, moved or redescribed without the page following it fails here with the text to paste."""
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    begin = page.index("<!-- rooms:begin")
+    shown = page[page.index("-->", begin) + 3:page.index("<!-- rooms:end -->")].strip()
+    pic = " → ".join(f"{room}/" for room in LAYERS) + "   (each imports only the rooms to its right)"
+    rows = "\n".join(f"| `{room}/` | {_docstring(room)} |" for room in LAYERS)
+    expected = f"```\n{pic}\n```\n\n| room | what it owns |\n| --- | --- |\n{rows}"
+    assert shown == expected, f"docs/architecture.md is stale; the rooms section should read:\n{expected}"
