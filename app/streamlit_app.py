@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import ui
+from app import access, ui
 
 # Not "pages/": Streamlit treats a pages/ directory beside the main script as an old-style multipage app, and a
 # server's first session that opens /inventory (a bookmark) would run that file alone, without this navigation.
@@ -15,6 +15,8 @@ VIEWS = Path(__file__).parent / "views"
 ICON = Path(__file__).parent / "icon.svg"
 
 st.set_page_config(page_title="meshstep", page_icon=str(ICON), layout="wide")
+# Before anything is read or shown: signed in (when sign-in is configured) with at least the viewer role.
+access.gate_page()
 
 pages = st.navigation([
     st.Page(VIEWS / "overview.py", title="Overview", icon=":material/explore:", default=True),

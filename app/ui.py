@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
+from app import access as access_
 from app import rows
 from cluster.errors import MeshstepError, SourceError
 from cluster.inventory import Inventory, build_inventory
@@ -267,11 +268,11 @@ _ACTOR_PARAM = "as"
 
 
 def actor() -> str | None:
-    """Who makes changes: the signed-in user when authentication is configured, else the name given this session
-    (or kept in the address by an earlier one in this tab)."""
-    user = st.user
-    if user.get("is_logged_in"):
-        return str(user.get("email") or user.get("name"))
+    """Who makes changes: the signed-in person (an Actor with the verified identity) when sign-in is configured,
+    else the name given this session (or kept in the address by an earlier one in this tab): self-declared."""
+    access = access_.current()
+    if not access.local:
+        return access.actor
     if _ACTOR_KEY not in st.session_state:
         st.session_state[_ACTOR_KEY] = (st.query_params.get(_ACTOR_PARAM) or "").strip() or None
     return st.session_state[_ACTOR_KEY]
@@ -287,9 +288,12 @@ def _forget_name() -> None:
 
 
 def identity_sidebar() -> None:
-    """Ask once per session who is making changes (without authentication configured); every change records it."""
-    if st.user.get("is_logged_in"):
-        st.sidebar.caption(f"Signed in as **{actor()}**")
+    """Who is signed in and with which roles; without sign-in, ask once per session who is making changes."""
+    access = access_.current()
+    if not access.local:
+        roles = ", ".join(r for r in access_.ROLES if access.has(r))
+        st.sidebar.caption(f"Signed in as **{access.actor}** ({roles})")
+        st.sidebar.button("Sign out", on_click=st.logout, type="tertiary", icon=":material/logout:")
         return
     name = actor()
     if name:
@@ -297,15 +301,18 @@ def identity_sidebar() -> None:
         if st.query_params.get(_ACTOR_PARAM) != name:
             st.query_params[_ACTOR_PARAM] = name
         # Kept under a key of its own: a widget's value is dropped on the runs that do not draw it.
-        st.sidebar.markdown(f"Changes are recorded as **{name}**.")
+        st.sidebar.markdown(f"Changes are recorded as **{name}** (self-declared).")
         st.sidebar.button("Not you?", on_click=_forget_name, type="tertiary", icon=":material/person:")
         return
     st.sidebar.text_input("Your name", key="actor_input", on_change=_take_name, placeholder="then press Enter",
                           help="Asked once per session: the audit trail names you with each change you make.")
 
 
-def require_actor() -> str | None:
-    """The actor, or a warning asking for a name (and None) when nobody has said who they are."""
+def require_actor(role: str = access_.OPERATOR, action: str = "make changes") -> str | None:
+    """The actor when they hold `role`, else an error naming the role `action` needs (and None); without sign-in,
+    a warning asking for a name when nobody has said who they are."""
+    if not access_.permit(role, action):
+        return None
     name = actor()
     if not name:
         st.warning("Enter your name in the sidebar first: every change is recorded with who made it.")

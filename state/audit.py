@@ -87,7 +87,10 @@ def audit_key() -> AuditKey:
 def chain_hash(event: AuditEvent, key: AuditKey | None = None) -> str:
     """The HMAC-SHA256 under `key` of the canonical JSON of the event's fields, its prev_hash included; without a
     key, their plain sha256 (how events were hashed before keys, and all a database writer can compute)."""
-    fields = canonical({k: getattr(event, k) for k in HASHED_FIELDS} | {"at": event.at.isoformat()}).encode()
+    fields = {k: getattr(event, k) for k in HASHED_FIELDS} | {"at": event.at.isoformat()}
+    if event.identity is not None:  # recorded since migration 0007; older events' hashes stay as they were
+        fields["identity"] = event.identity
+    fields = canonical(fields).encode()
     if key is None:
         return hashlib.sha256(fields).hexdigest()
     return hmac.new(key.secret, fields, hashlib.sha256).hexdigest()

@@ -118,6 +118,9 @@ class AuditEvent(SQLModel, table=True):
     before: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     after: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     reason: str = ""
+    # How the actor is known (state.actors): {"verified": true, issuer, subject, email} or self-declared; None for
+    # events written before meshstep recorded it (their hashes do not cover it).
+    identity: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     prev_hash: str
     hash: str
 

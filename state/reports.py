@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import select
 
 from cluster.errors import MeshstepError
+from state.actors import how_known
 from state.audit import canonical, check_chain
 from state.drift import Observed, compute_drift
 from state.models import AuditEvent, AuditHead, Flag, flag_target, utcnow
@@ -19,7 +20,8 @@ from state.models import AuditEvent, AuditHead, Flag, flag_target, utcnow
 if TYPE_CHECKING:
     from state.store import Store
 
-EXPORT_FIELDS = ("seq", "at", "actor", "action", "target", "reason", "before", "after", "prev_hash", "hash")
+EXPORT_FIELDS = ("seq", "at", "actor", "identity", "action", "target", "reason", "before", "after", "prev_hash",
+                 "hash")
 
 def parse_since(value: str) -> datetime:
     """A --since value (ISO date or date-time; UTC unless it says otherwise) as an aware datetime."""
@@ -46,7 +48,7 @@ def export_csv(events: Iterable[AuditEvent]) -> str:
     writer.writeheader()
     for ev in events:
         row = _event_json(ev)
-        writer.writerow(row | {"before": canonical(row["before"]), "after": canonical(row["after"])})
+        writer.writerow(row | {k: canonical(row[k]) for k in ("identity", "before", "after")})
     return out.getvalue()
 
 
@@ -85,8 +87,9 @@ def export_markdown(store: Store, since: datetime | None = None,
                         [[d.kind, d.feature, d.scope, d.detail, "; ".join(d.evidence)] for d in items]
                         ) if items else ["What is recorded is what is observed."]
     lines += ["", "## Events", ""]
-    lines += _table(["#", "Time (UTC)", "Actor", "Action", "Target", "Reason"],
-                    [[ev.seq, _time(ev.at), ev.actor, ev.action, ev.target, ev.reason] for ev in listed])
+    lines += _table(["#", "Time (UTC)", "Actor", "Identity", "Action", "Target", "Reason"],
+                    [[ev.seq, _time(ev.at), ev.actor, how_known(ev.identity), ev.action, ev.target, ev.reason]
+                     for ev in listed])
     return "\n".join(lines) + "\n"
 
 

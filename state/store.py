@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, select
 
 from cluster.errors import ConflictError, MeshstepError
+from state.actors import identity_of
 from state.audit import AuditKey, audit_key, chain_hash, write_checkpoint
 from state.models import (
     FLAG_STATES,
@@ -177,11 +178,13 @@ class _Change:
     reason: str
     at: datetime
     key: AuditKey
+    identity: dict[str, Any]
 
     def record(self, action: str, target: str, before: dict | None, after: dict | None) -> None:
         """Append the audit event of this change to the chain."""
         ev = AuditEvent(seq=self.head.seq + 1, actor=self.actor, at=self.at, action=action, target=target,
-                        before=before, after=after, reason=self.reason, prev_hash=self.head.hash, hash="")
+                        before=before, after=after, reason=self.reason, identity=self.identity,
+                        prev_hash=self.head.hash, hash="")
         ev.hash = chain_hash(ev, self.key)
         self.head.seq, self.head.hash = ev.seq, ev.hash
         self.session.add(ev)
@@ -289,7 +292,7 @@ class Store:
         with self._errors(), Session(self._writer, expire_on_commit=False) as s, s.begin():
             head = s.exec(select(AuditHead).with_for_update()).one()
             seq = head.seq
-            ch = _Change(s, head, actor, reason, utcnow(), key)
+            ch = _Change(s, head, actor, reason, utcnow(), key, identity_of(actor))
             yield ch
         if ch.head.seq != seq:  # committed: a checkpoint outside the database (see state.audit)
             write_checkpoint(self.identity, ch.head.seq, ch.head.hash)

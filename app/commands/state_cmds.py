@@ -24,6 +24,7 @@ from app.commands import (
     open_store,
 )
 from cluster.errors import MeshstepError
+from state.actors import how_known
 
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail.")]
 ExpectOpt = Annotated[int | None, typer.Option(
@@ -135,7 +136,8 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
             typer.echo(reports.export_csv(events) if export == Export.csv else reports.export_json(events), nl=False)
         elif not verify:
             emit_table([{"seq": ev.seq, "at": f"{ev.at:%Y-%m-%d %H:%M:%S}", "actor": ev.actor,
-                         "action": ev.action, "target": ev.target, "reason": ev.reason}
+                         "identity": how_known(ev.identity), "action": ev.action, "target": ev.target,
+                         "reason": ev.reason}
                         for ev in store.audit_events(start)])
     finally:
         store.close()

@@ -21,14 +21,16 @@ APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 TELEMETRY_ENV = "MESHSTEP_TELEMETRY"
 
 
-def streamlit_args(port: int, address: str) -> list[str]:
-    """`streamlit run` arguments: headless (no browser opened), no usage statistics sent anywhere."""
+def streamlit_args(port: int, address: str, auth: Path | None = None) -> list[str]:
+    """`streamlit run` arguments: headless (no browser opened), no usage statistics sent anywhere; sign-in
+    configured by the secrets file `auth` (app/access.py) when given."""
     return ["run", str(APP), "--server.port", str(port), "--server.address", address, "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
             # A viewer's toolbar (no Deploy button); the installed app's files do not change while it runs.
             "--client.toolbarMode", "viewer", "--server.fileWatcherType", "none",
             # An upload is a snapshot file: no larger than meshstep would read one (MESHSTEP_MAX_FILE_MB).
-            "--server.maxUploadSize", str(FILE_LIMIT.value)]
+            "--server.maxUploadSize", str(FILE_LIMIT.value),
+            *(["--secrets.files", str(auth)] if auth else [])]
 
 
 def _listening(address: str, port: int, timeout: float = 60) -> None:
@@ -88,13 +90,17 @@ def check_port(address: str, port: int) -> None:
 def ui(
     port: Annotated[int, typer.Option("--port", "-p", help="Port to serve the app on.")] = 8501,
     address: Annotated[str, typer.Option("--address", help="Address to listen on (0.0.0.0 exposes the app to the "
-                                                            "network: it has no authentication of its own).")]
+                                                            "network: without --auth it has no sign-in).")]
     = "127.0.0.1",
     source: SourceOpt = None, db: DbOpt = None,
     allow_path: Annotated[list[Path] | None, typer.Option(
         "--allow-path", help="A directory whose files and subdirectories visitors may read as a source "
                              "(repeatable; none by default: they can upload a snapshot).")] = None,
     prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None,
+    auth: Annotated[Path | None, typer.Option(
+        "--auth", help="Sign-in with OpenID Connect: a secrets file (TOML) with Streamlit's [auth] section and "
+                       "meshstep's [meshstep.roles] (README: Sign-in and roles). Without it the app serves one "
+                       "local user.")] = None,
 ) -> None:
     """Run the web app: overview, inventory, plan, features, components, audit (Ctrl-C stops it)."""
     from streamlit.web import cli as streamlit_cli
@@ -112,8 +118,11 @@ def ui(
         if not p.is_dir():
             raise MeshstepError(f"--allow-path {p}: not a directory")
     os.environ["MESHSTEP_ALLOW_PATHS"] = os.pathsep.join(str(p.resolve()) for p in allow_path or ())
+    if auth and not auth.is_file():
+        raise MeshstepError(f"--auth {auth}: no such file (a secrets TOML file with an [auth] section)")
     check_port(address, port)
     typer.echo(f"meshstep ui on http://{address}:{port}  (Ctrl-C to stop)", err=True)
     threading.Thread(target=_warm_up, args=(address, port), name="meshstep-warm-up", daemon=True).start()
     # In this process (not a child): SIGTERM and Ctrl-C reach Streamlit's own handlers, which stop the server.
-    streamlit_cli.main(args=streamlit_args(port, address), prog_name="streamlit", standalone_mode=False)
+    streamlit_cli.main(args=streamlit_args(port, address, auth.resolve() if auth else None), prog_name="streamlit",
+                       standalone_mode=False)

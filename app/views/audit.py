@@ -6,6 +6,7 @@ import streamlit as st
 
 from app import ui
 from state import audit, reports
+from state.actors import how_known
 
 store = ui.store()
 events = store.audit_events()
@@ -33,8 +34,8 @@ if verify_clicked:
         st.success(f"The audit chain is intact: {len(events)} events verified.", icon=":material/verified:")
 
 if events:
-    frame = pd.DataFrame([{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "target": e.target,
-                           "reason": e.reason} for e in reversed(events)])
+    frame = pd.DataFrame([{"seq": e.seq, "at": e.at, "actor": e.actor, "identity": how_known(e.identity),
+                           "action": e.action, "target": e.target, "reason": e.reason} for e in reversed(events)])
     actions = st.multiselect("Actions", sorted(frame["action"].unique()), placeholder="all actions")
     shown = frame[frame["action"].isin(actions)] if actions else frame
     event = st.dataframe(
@@ -44,6 +45,7 @@ if events:
         column_config={"seq": st.column_config.NumberColumn(width=50),
                        "at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss", width=150),
                        "actor": st.column_config.TextColumn(width=100),
+                       "identity": st.column_config.TextColumn(width=120),
                        "action": st.column_config.TextColumn(width=120),
                        "target": st.column_config.TextColumn(width=250),
                        "reason": st.column_config.TextColumn(width=400)})
@@ -51,6 +53,8 @@ if events:
         e = next(e for e in events if e.seq == shown.iloc[event.selection.rows[0]]["seq"])
         st.markdown(f"**#{e.seq}** {e.action} on `{e.target}` by **{e.actor}** at {e.at:%Y-%m-%d %H:%M:%S} UTC"
                     + (f" — {e.reason}" if e.reason else ""))
+        st.caption(f"Identity: {how_known(e.identity)}" + (f", {e.identity['email']}" if (e.identity or {}).get(
+            "email") else ""))
         before, after = st.columns(2)
         before.caption("before")
         before.json(e.before or {}, expanded=2)

@@ -6,7 +6,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import findings, ui
+from app import access, findings, ui
 from cluster.changes import diff
 from features._gate import render_gated
 from features.base import MESH, Feature, Refused, registry, validate_params
@@ -106,7 +106,7 @@ with change:
             unset_clicked = st.form_submit_button("Unset flag", disabled=current is None)
             render_clicked = st.form_submit_button("Render YAML")
 
-    if render_clicked:
+    if render_clicked and access.permit(access.OPERATOR, "render YAML"):
         with ui.errors(f"{fid} cannot be rendered for {scope}"):
             try:
                 rendered, gate = render_gated(feature, params, scope, inv)
@@ -118,7 +118,7 @@ with change:
             changes = diff(rendered.objects, rendered.delete, inv)
             st.session_state["rendered"] = (fid, scope, rendered.yaml, list(rendered.notes), gate,
                                             changes.summary(), changes.diff, refused)
-    elif (set_clicked or unset_clicked) and (actor := ui.require_actor()):
+    elif (set_clicked or unset_clicked) and (actor := ui.require_actor(access.OPERATOR, "change a flag")):
         if not reason:
             st.error("Give a reason: it is kept in the audit trail with your name.")
         else:

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import planner.plan
-from app import findings, traffic, ui
+from app import access, findings, traffic, ui
 from cluster.errors import MeshstepError
 from planner import engine as planning
 from planner import lifecycle
@@ -97,7 +97,9 @@ if plan is None:
             f"{Thresholds().text(('max_success_drop', 'max_p99_increase', 'window'))}, …)",
             help="What counts as a regression when a stage is verified against the traffic, kept with the plan: "
                  f"key=value, comma-separated, keys {', '.join(Thresholds.__dataclass_fields__)}.")
-        if st.form_submit_button("Create the plan", type="primary") and (actor := ui.require_actor()):
+        if st.form_submit_button("Create the plan", type="primary") and (actor := ui.require_actor(
+                *((access.ADMIN, "set verification thresholds") if verify.strip() else
+                  (access.OPERATOR, "create a plan")))):
             with ui.errors("Could not create the plan"):
                 created = planning.create(store, cluster, inv, template, namespaces or None, name or None, actor,
                                           [x.strip() for x in verify.split(",") if x.strip()])
@@ -185,7 +187,8 @@ else:
         override = st.text_input("Override reason", help="Go past the failing gate anyway; the reason is audited.",
                                  placeholder="why it is safe to go on anyway") if needs_override else None
         if st.form_submit_button(label, type="primary",
-                                 icon=":material/arrow_forward:") and (actor := ui.require_actor()):
+                                 icon=":material/arrow_forward:") and (actor := ui.require_actor(
+                *((access.ADMIN, "override a failing gate") if override else (access.OPERATOR, "advance a stage")))):
             with ui.errors("Not advanced"):
                 moved = planning.advance(store, plan, inv, actor, override or None, rehearse,
                                          traffic.stage_evidence())
@@ -198,7 +201,7 @@ if (target := planning.rollback_target(plan)) is not None:
             st.form("rollback", border=False):
         st.caption("Its flags go back to what they were before it; you get the YAML that undoes it on the cluster.")
         reason = st.text_input("Rollback reason", help="Kept in the audit trail.")
-        if st.form_submit_button("Roll back") and (actor := ui.require_actor()):
+        if st.form_submit_button("Roll back") and (actor := ui.require_actor(access.OPERATOR, "roll back a stage")):
             if not reason:
                 st.error("Say why you roll back: the reason is kept in the audit trail.")
             else:
@@ -234,7 +237,7 @@ with st.expander("Promote this plan to another cluster", icon=":material/upgrade
     to = st.text_input("Target cluster", help="The name its records are kept under, e.g. prod.")
     to_source = st.text_input("Target source", help="How to read it: context:NAME, or a snapshot path.")
     after = st.text_input("After", value="7d", help="How long a stage must have been done here first (7d, 12h).")
-    if st.form_submit_button("Promote") and (actor := ui.require_actor()):
+    if st.form_submit_button("Promote") and (actor := ui.require_actor(access.OPERATOR, "promote a plan")):
         with ui.errors("Not promoted"):
             wait = timedelta(seconds=window_seconds(after, zero=True))
             promoted = planning.promote(store, plan, to, ui.load(to_source), wait, None, actor)
@@ -245,7 +248,7 @@ with st.expander("Promote this plan to another cluster", icon=":material/upgrade
 with st.expander("Delete this plan", icon=":material/delete:"), st.form("delete_plan", border=False):
     st.caption("The plan and its stages go; the audit trail keeps them, and the flags stay as they are.")
     why = st.text_input("Reason for deleting", help="Kept in the audit trail.")
-    if st.form_submit_button("Delete the plan") and (actor := ui.require_actor()):
+    if st.form_submit_button("Delete the plan") and (actor := ui.require_actor(access.ADMIN, "delete a plan")):
         with ui.errors("Not deleted"):
             planning.delete(store, plan, actor, why)
             ui.flash(f"Plan **{plan.name}** deleted.", "warning")
