@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,27 +48,61 @@ def canonical(value: Any) -> str:
 
 
 KEY_ENV = "MESHSTEP_AUDIT_KEY"
+# Keys used before a rotation, newest first (comma-separated), each as KEY@WHEN (the UTC time it was retired, ISO
+# 8601): events they signed before then still verify; new ones never use them; an event after one signed by a newer
+# key, or dated after its key was retired, may not be signed by it.
+RETIRED_ENV = "MESHSTEP_AUDIT_RETIRED_KEYS"
 CHECKPOINTS_ENV = "MESHSTEP_AUDIT_CHECKPOINTS"
+
+
+def fingerprint(secret: bytes) -> str:
+    """What to compare between machines (the key itself is never shown)."""
+    digest = hashlib.sha256(b"meshstep audit key\0" + secret).hexdigest()[:16]
+    return ":".join(digest[i:i + 4] for i in range(0, 16, 4))
 
 
 @dataclass(frozen=True)
 class AuditKey:
-    """The secret the chain's HMACs are made with; `origin` says where it was read from."""
+    """The secret the chain's HMACs are made with, and those of earlier generations (oldest first); `origin`
+    says where it was read from."""
 
     secret: bytes = field(repr=False)
     origin: str
+    retired: tuple[tuple[bytes, datetime | None], ...] = field(default=(), repr=False)  # (key, retired at)
 
     @property
     def fingerprint(self) -> str:
-        """What to compare between machines (the key itself is never shown)."""
-        digest = hashlib.sha256(b"meshstep audit key\0" + self.secret).hexdigest()[:16]
-        return ":".join(digest[i:i + 4] for i in range(0, 16, 4))
+        return fingerprint(self.secret)
+
+    @property
+    def generations(self) -> tuple[bytes, ...]:
+        """Every key, generation 1 (the oldest) first and the current one last."""
+        return (*(k for k, _ in self.retired), self.secret)
+
+    def signs_at(self, generation: int, at: datetime) -> bool:
+        """Whether key `generation` was still in use at `at` (the current one always is)."""
+        until = self.retired[generation - 1][1] if generation <= len(self.retired) else None
+        return until is None or at < until
+
+
+def _retired(text: str) -> tuple[tuple[bytes, datetime | None], ...]:
+    keys = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        key, _, when = entry.rpartition("@") if "@" in entry else (entry, "", "")
+        try:
+            at = datetime.fromisoformat(when.replace("Z", "+00:00")) if when else None
+        except ValueError:
+            raise MeshstepError(f"${RETIRED_ENV}: {when!r} is not a time: write KEY@2026-12-07T10:00:00Z") from None
+        keys.append((key.encode(), at.replace(tzinfo=at.tzinfo or UTC) if at else None))
+    return tuple(reversed(keys))
 
 
 def audit_key() -> AuditKey:
     """$MESHSTEP_AUDIT_KEY, else the key file in the user's config directory, made (mode 0600) on first use."""
     if os.environ.get(KEY_ENV):
-        return AuditKey(os.environ[KEY_ENV].encode(), f"${KEY_ENV}")
+        return AuditKey(os.environ[KEY_ENV].encode(), f"${KEY_ENV}", _retired(os.environ.get(RETIRED_ENV, "")))
     path = platformdirs.user_config_path("meshstep", appauthor=False) / "audit.key"
     try:
         if not path.exists():
@@ -84,16 +119,17 @@ def audit_key() -> AuditKey:
     return AuditKey(secret, str(path))
 
 
-def chain_hash(event: AuditEvent, key: AuditKey | None = None) -> str:
-    """The HMAC-SHA256 under `key` of the canonical JSON of the event's fields, its prev_hash included; without a
-    key, their plain sha256 (how events were hashed before keys, and all a database writer can compute)."""
+def chain_hash(event: AuditEvent, key: AuditKey | None = None, secret: bytes | None = None) -> str:
+    """The HMAC-SHA256 under `key` (or an earlier generation's `secret`) of the canonical JSON of the event's
+    fields, its prev_hash included; without a key, their plain sha256 (how events were hashed before keys, and all
+    a database writer can compute)."""
     fields = {k: getattr(event, k) for k in HASHED_FIELDS} | {"at": event.at.isoformat()}
     if event.identity is not None:  # recorded since migration 0007; older events' hashes stay as they were
         fields["identity"] = event.identity
     fields = canonical(fields).encode()
-    if key is None:
+    if key is None and secret is None:
         return hashlib.sha256(fields).hexdigest()
-    return hmac.new(key.secret, fields, hashlib.sha256).hexdigest()
+    return hmac.new(secret or key.secret, fields, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -123,22 +159,34 @@ def verify(store: ChainStore) -> Break | None:
     return broken
 
 
-def check_chain(head: AuditHead | None, events: Iterable[AuditEvent], key: AuditKey | None = None) -> Break | None:
+def check_chain(head: AuditHead | None, events: Iterable[AuditEvent], key: AuditKey | None = None,
+                spans: list[tuple[int, int, int]] | None = None) -> Break | None:
     """Whether `events` (the whole trail, in order) form the chain `head` closes; None when they do. Unkeyed
-    (sha256) events are accepted only before the first keyed one."""
+    (sha256) events are accepted only before the first keyed one, and an older key generation's only before the
+    first event of a newer one. `spans`, when given, receives (first seq, last seq, generation) of each run of
+    events one generation signed (generation 0: unkeyed)."""
     if head is None:
         return Break(0, "the chain head (table audit_head) was removed")
     prev_seq, prev_hash = 0, GENESIS_HASH
-    keyed = False
+    generation = 0  # the newest generation seen so far; 0: none (unkeyed)
+    keys = key.generations if key is not None else ()
     for ev in events:
         if ev.seq != prev_seq + 1:
             return Break(prev_seq + 1, f"event {prev_seq + 1} was removed")
-        if key is not None and hmac.compare_digest(chain_hash(ev, key), ev.hash):
-            keyed = True
-        elif keyed or chain_hash(ev) != ev.hash:
+        signed = next((g for g in range(max(generation, 1), len(keys) + 1)
+                       if hmac.compare_digest(chain_hash(ev, secret=keys[g - 1]), ev.hash)
+                       and key.signs_at(g, ev.at)), None)
+        if signed is not None:
+            generation = signed
+        elif generation or chain_hash(ev) != ev.hash:
             return Break(ev.seq, f"event {ev.seq} was altered")
         if ev.prev_hash != prev_hash:  # the previous event was altered, then re-hashed to hide it
             return Break(prev_seq, f"event {prev_seq} was altered")
+        if spans is not None:
+            if spans and spans[-1][2] == generation:
+                spans[-1] = (spans[-1][0], ev.seq, generation)
+            else:
+                spans.append((ev.seq, ev.seq, generation))
         prev_seq, prev_hash = ev.seq, ev.hash
     if head.seq > prev_seq:
         return Break(prev_seq + 1, f"event {prev_seq + 1} was removed (the trail should end at {head.seq})")
@@ -148,6 +196,15 @@ def check_chain(head: AuditHead | None, events: Iterable[AuditEvent], key: Audit
     if head.hash != prev_hash:
         return Break(prev_seq, f"event {prev_seq} was altered")
     return None
+
+
+def key_spans(store: ChainStore) -> list[tuple[int, int, int]]:
+    """Which key generation signed which events: (first seq, last seq, generation), generation 0 unkeyed."""
+    spans: list[tuple[int, int, int]] = []
+    with store.reader() as s:
+        check_chain(s.get(AuditHead, 1), s.exec(select(AuditEvent).order_by(AuditEvent.seq)
+                                                 .execution_options(yield_per=1000)), store.audit_key, spans)
+    return spans
 
 
 # ---------------------------------------------------------------- checkpoints of the head, outside the database

@@ -124,8 +124,12 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
                 raise typer.Exit(1)
             events = len(store.audit_events())
             point = audit.read_checkpoint(store.identity)
+            signed = ", ".join(f"events {a}-{b} by " + (f"key generation {g} of {len(key.generations)} "
+                                                          f"({audit.fingerprint(key.generations[g - 1])})" if g
+                                                          else "unkeyed (sha256, before keys)")
+                               for a, b, g in audit.key_spans(store))
             typer.echo(f"audit chain verified: {events} events, hash keys {key.fingerprint} ({key.origin}), "
-                       "flags, plans and stages agree with it; "
+                       f"signed: {signed or 'nothing yet'}; flags, plans and stages agree with it; "
                        + (f"checkpoint at event {point['seq']} ({audit.checkpoint_path()})" if point else
                           "no checkpoint of this database on this machine"),
                        err=export is not None)  # an export owns stdout
