@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.catalog import CATALOG, identity
 from cluster.errors import MeshstepError
-from cluster.model import GATEWAY_API_GROUP, ISTIO_GROUPS, Ref
-from cluster.sources import CORE_KINDS, CRD_KIND
+from cluster.live import CORE_KINDS, CRD_KIND
+from cluster.model import GATEWAY_API_GROUP, Ref
 
 if TYPE_CHECKING:
     from cluster.inventory import Inventory
@@ -198,20 +198,15 @@ class Unseen:
 def unseen_kind(inv: Inventory) -> Callable[[str], Unseen | None]:
     """For a kind name, what kept the source from showing its objects (None: they are all there)."""
     vis = inv.visibility
-    forbidden = set(vis.forbidden)
-    custom = {c.kind: c.name for c in inv.crds.values()
-              if (c.group == GATEWAY_API_GROUP) == (c.kind in GATEWAY_API_KINDS) and
-              (c.group in ISTIO_GROUPS or c.group == GATEWAY_API_GROUP)}
+    unreadable = vis.unreadable()
 
     def why(kind: str) -> Unseen | None:
+        if kind in unreadable:
+            return Unseen(unreadable[kind].resource, True)
         if kind in _LISTED:
-            return Unseen(_LISTED[kind], True) if _LISTED[kind] in forbidden else None
-        if CRD_KIND.label in forbidden:  # custom kinds are listed from the CRDs: none was
-            return Unseen(CRD_KIND.label, True)
+            return None
         api = "gateway-api" if kind in GATEWAY_API_KINDS else "istio"
-        if api in vis.not_installed:
-            return Unseen(api, False)
-        return Unseen(custom[kind], True) if custom.get(kind) in forbidden else None
+        return Unseen(api, False) if api in vis.not_installed else None
 
     return why
 

@@ -30,7 +30,7 @@ from cluster.model import (
     Ref,
 )
 from cluster.queries import annotations_of, istio_objects, ns_of, per_inventory
-from cluster.sources import Snapshot
+from cluster.snapshot import Snapshot
 
 # ---------------------------------------------------------------- local files
 

@@ -20,7 +20,7 @@ from cluster.queries import (
     pods_anywhere,
     services_selecting,
 )
-from cluster.sources import CREDENTIAL
+from cluster.snapshot import CREDENTIAL
 
 
 def _selector(gw: KubeObject) -> dict[str, str]:

@@ -23,7 +23,7 @@ from app import rows
 from cluster.errors import MeshstepError, SourceError
 from cluster.inventory import Inventory, build_inventory
 from cluster.sources import default_source, load_snapshot
-from features.base import Observation, observe
+from features.base import Observation, observe, unknown_features
 
 if TYPE_CHECKING:  # imported where first used: `meshstep ui` reads the cluster before it spends a second on them
     import pandas as pd
@@ -363,6 +363,17 @@ def errors(what: str = "") -> Iterator[None]:
         yield
     except MeshstepError as e:
         st.error(f"{what}: {e}" if what else str(e))
+
+
+def status(store: Store, cluster: str, inv: Inventory) -> dict[str, list[dict]]:
+    """The cluster's recorded flags and their drift, as `meshstep status` computes them; and, above it, one line
+    naming what the source could not read (a feature whose evidence is there is unknown, not off)."""
+    from state.drift import recorded_and_drift
+
+    if inv.visibility.not_visible:
+        st.warning("Not visible: " + "; ".join(f"{n.resource} ({n.reason})" for n in inv.visibility.not_visible)
+                   + ". What their objects would show is unknown, not off.", icon=":material/visibility_off:")
+    return recorded_and_drift(store, cluster, observations(), unknown_features(inv))
 
 
 def flash(message: str, kind: str = "success") -> None:

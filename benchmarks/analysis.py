@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis.base import registry
 from analysis.common import analyze
 from cluster.inventory import Inventory, build_inventory
-from cluster.sources import Snapshot
+from cluster.snapshot import Snapshot
 
 PODS, SERVICE_ENTRIES, VIRTUAL_SERVICES, DESTINATION_RULES = 10_000, 1_400, 800, 800
 PODS_PER_NAMESPACE, PODS_PER_APP = 200, 5

@@ -46,8 +46,9 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from benchmarks.kubeapi import list_page, metadata_list, write_kubeconfig
-from cluster import sources
-from cluster.sources import CORE_KINDS, CRD_KIND, PAGE_SIZE, WORKERS, Kind
+from cluster import live, sources
+from cluster.live import CORE_KINDS, CRD_KIND, PAGE_SIZE, WORKERS
+from cluster.snapshot import Kind
 
 CONTEXT = "bench"
 # Built-in collections (apiVersion, kind) → plural; custom ones come from the CRDs.
@@ -221,7 +222,7 @@ def _kinds(url: str) -> list[Kind]:
     conn.request("GET", f"{CRD_KIND.path}?limit=0")
     crds = orjson.loads(conn.getresponse().read())["items"]
     conn.close()
-    return [*CORE_KINDS, CRD_KIND, *sources._custom_kinds(crds)]
+    return [*CORE_KINDS, CRD_KIND, *live.crd_kinds(crds)]
 
 
 def floor(url: str, kinds: list[Kind], page_size: int) -> int:

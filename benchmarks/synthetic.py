@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import yaml
 
-from cluster.sources import YAML_LOADER
+from cluster.files import YAML_LOADER
 
 CRDS = Path(__file__).resolve().parent.parent / "cluster" / "demo" / "crds.yaml"
 

@@ -24,7 +24,7 @@ from typing import Any
 from analysis.base import Context, gate_checks, run
 from benchmarks.istio_metrics import Flow, PrometheusServer, openmetrics
 from cluster.inventory import build_inventory
-from cluster.sources import Snapshot
+from cluster.snapshot import Snapshot
 from telemetry.edges import read_traffic
 from telemetry.prometheus import HTTPTransport, Prometheus
 from telemetry.series import DEFAULT_TIMEOUT

@@ -12,6 +12,7 @@ import yaml
 
 from cluster import components, shapes
 from cluster.errors import SourceError
+from cluster.files import YAML_LOADER
 from cluster.model import (
     CRD,
     GATEWAY_API_GROUP,
@@ -27,7 +28,6 @@ from cluster.model import (
     Sidecar,
     Workload,
 )
-from cluster.sources import YAML_LOADER
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
 _PROTOCOLS = {

@@ -7,11 +7,13 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
 from cluster import components, decode
+from cluster.live import CRD_KIND
 from cluster.model import (
     CRD,
     GATEWAY_API_GROUP,
@@ -26,11 +28,26 @@ from cluster.model import (
     Workload,
 )
 from cluster.shapes import version_priority
-from cluster.sources import CRD_KIND, RawPage, RawPods, Snapshot, Visibility
+from cluster.snapshot import Raw, Snapshot, Visibility
 
 DEFAULT_ROOT_NAMESPACE = "istio-system"
 
 # Istio's protocol selection: appProtocol, else the port name's prefix before the first '-'.
+# The kinds asked of any inventory (of_kind, get) within a `reading()` block, when one is open.
+_READING: ContextVar[set[str] | None] = ContextVar("meshstep_reading", default=None)
+
+
+@contextmanager
+def reading() -> Iterator[set[str]]:
+    """The kinds asked of any inventory (of_kind, get) within the block: what a computation reads."""
+    kinds: set[str] = set()
+    token = _READING.set(kinds)
+    try:
+        yield kinds
+    finally:
+        _READING.reset(token)
+
+
 @dataclass(frozen=True)
 class Inventory:
     source: str
@@ -149,9 +166,13 @@ class Inventory:
     # ------------------------------------------------------------ lookups
 
     def of_kind(self, kind: str) -> tuple[KubeObject, ...]:
+        if (kinds := _READING.get()) is not None:
+            kinds.add(kind)
         return self.objects.get(kind, ())
 
     def get(self, kind: str, namespace: str | None, name: str) -> KubeObject | None:
+        if (kinds := _READING.get()) is not None:
+            kinds.add(kind)
         return self._by_key.get((kind, namespace, name))
 
     def pod(self, namespace: str, name: str) -> Pod | None:
@@ -275,7 +296,8 @@ class Inventory:
                                         if v and (v[0].group in ISTIO_GROUPS or v[0].group == GATEWAY_API_GROUP)}},
             "crds": sorted(f"{c.name} ({','.join(c.served_versions)})" for c in self.crds.values()),
             "visibility": {"forbidden": sorted(self.visibility.forbidden),
-                           "not_installed": sorted(self.visibility.not_installed)},
+                           "not_installed": sorted(self.visibility.not_installed),
+                           "not_visible": [n.to_json() for n in self.visibility.not_visible]},
         }
 
     # ------------------------------------------------------------ in-memory change
@@ -314,7 +336,7 @@ def build_inventory(snapshot: Snapshot, mesh_config: dict[str, Any] | None = Non
         # Pods come as pages of JSON (a live list's, a JSON snapshot's), decoded straight into typed Structs: only
         # the fields meshstep reads are built, so a pod costs less to read than to parse as a dict.
         for obj in snapshot.stream(("Pod",)):
-            if type(obj) is RawPage or type(obj) is RawPods:
+            if isinstance(obj, Raw):
                 builder.pods.extend(decode.pod(p, builder.cache) for p in obj.pods())
             else:
                 builder.add(obj)
@@ -437,12 +459,14 @@ class _Builder:
 
     def _visibility(self) -> Visibility:
         """What the source did not show; for a whole cluster whose CRDs were readable, also which APIs are not
-        installed (a set of manifests lacking CRDs says nothing about that)."""
+        installed, unless the source found that out itself (a live cluster's discovery); a set of manifests lacking
+        CRDs says nothing about that."""
         not_installed = set(self.visibility.not_installed)
-        if self.cluster and CRD_KIND.label not in self.visibility.forbidden:
+        if self.cluster and not self.visibility.discovered and CRD_KIND.label not in self.visibility.forbidden:
             groups = {c.group for c in self.crds.values()}
             if not groups & set(ISTIO_GROUPS):
                 not_installed.add("istio")
             if GATEWAY_API_GROUP not in groups:
                 not_installed.add("gateway-api")
-        return Visibility(list(self.visibility.forbidden), sorted(not_installed))
+        return replace(self.visibility, not_visible=list(self.visibility.not_visible),
+                       not_installed=sorted(not_installed))

@@ -21,7 +21,7 @@ import yaml
 from analysis.base import Context, Message, analyze_checks, catalog_message, gate_checks, run
 from cluster.changes import clean, ref_of
 from cluster.errors import MeshstepError
-from cluster.inventory import Inventory, gc_paused
+from cluster.inventory import Inventory, gc_paused, reading
 from cluster.model import Ref
 from cluster.queries import per_inventory
 from features.validation import validate_object
@@ -372,6 +372,27 @@ def observe(inv: Inventory, features: Iterable[str] | None = None) -> list[Obser
     feats = registry().values()
     wanted = set(features) if features is not None else {f.id for f in feats if not f.operation}
     return [o for f in feats if f.id in wanted for o in f.detect(inv)]
+
+
+# Kinds every detection leans on, through the inventory's indexes rather than of_kind: unreadable, no feature's
+# absence can be told.
+_UNDERLYING = ("Pod", "Namespace")
+
+
+def unknown_features(inv: Inventory) -> dict[str, str]:
+    """Feature id → why detection cannot tell it is off: a kind its detection reads (as recorded while it runs)
+    that the source could not read. Empty when the source showed everything."""
+    unreadable = inv.visibility.unreadable()
+    if not unreadable:
+        return {}
+    out = {}
+    for f in registry().values():
+        with reading() as kinds:
+            f.detect(inv)
+        missing = sorted((kinds | set(_UNDERLYING)) & set(unreadable))
+        if missing:
+            out[f.id] = f"unknown: {', '.join(missing)} not readable ({unreadable[missing[0]].reason})"
+    return out
 
 
 def dependency_met(dep: str, scope: str, on: set[tuple[str, str]]) -> bool:

@@ -113,10 +113,10 @@ def all_contexts() -> list[str]:
     """Every context of the kubeconfig ($KUBECONFIG, else ~/.kube/config), as kubectl lists them."""
     from kubernetes import config
 
-    from cluster.sources import _kubeconfig_paths
+    from cluster.kubeapi import kubeconfig_paths
 
     try:
-        contexts, _current = config.list_kube_config_contexts(config_file=_kubeconfig_paths())
+        contexts, _current = config.list_kube_config_contexts(config_file=kubeconfig_paths())
     except (config.ConfigException, OSError, ValueError) as e:
         raise SourceError(f"cannot list the kubeconfig's contexts: {e}") from e
     return [c["name"] for c in contexts]

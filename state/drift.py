@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 RECORDED_NOT_OBSERVED = "recorded on, not observed"
 OBSERVED_NOT_RECORDED = "observed, not recorded"
 PARAMS_DIFFER = "parameters differ"
+# Recorded on, and detection could not look: a kind its evidence lives in could not be read.
+UNKNOWN = "unknown"
 
 
 class Observed(Protocol):
@@ -44,11 +46,13 @@ class Drift:
         return asdict(self) | {"evidence": list(self.evidence)}
 
 
-def compute_drift(flags: Iterable[Recorded], observed: Iterable[Observed]) -> list[Drift]:
+def compute_drift(flags: Iterable[Recorded], observed: Iterable[Observed],
+                  unknown: Mapping[str, str] | None = None) -> list[Drift]:
     """Drift of one cluster's flags against its observations. Flags on their way (enabling, disabling) drift
     neither way: either observation is expected mid-change. Only parameters the observation reports and the
     flag records are compared (defaults are the feature's business, not the store's), and a recorded empty value
-    is "let the feature choose" (e.g. the default revision), so whatever the cluster shows for it matches."""
+    is "let the feature choose" (e.g. the default revision), so whatever the cluster shows for it matches. A
+    feature in `unknown` (feature → why) that is not observed is unknown, not "recorded on, not observed"."""
     recorded = {(f.feature, f.scope): f for f in flags}
     seen: dict[tuple[str, str], Observed] = {}
     for o in observed:
@@ -58,6 +62,9 @@ def compute_drift(flags: Iterable[Recorded], observed: Iterable[Observed]) -> li
         if f.state != "on":
             continue
         o = seen.get((feature, scope))
+        if o is None and unknown and feature in unknown:
+            out.append(Drift(UNKNOWN, feature, scope, unknown[feature], dict(f.params), None))
+            continue
         if o is None:
             out.append(Drift(RECORDED_NOT_OBSERVED, feature, scope,
                              "recorded on, but detection finds no sign of it in the cluster", dict(f.params), None))
@@ -77,8 +84,9 @@ def compute_drift(flags: Iterable[Recorded], observed: Iterable[Observed]) -> li
     return sorted(out, key=lambda d: (d.feature, d.scope, d.kind))
 
 
-def recorded_and_drift(store: Store, cluster: str, observed: Iterable[Observed]) -> dict[str, list[dict]]:
+def recorded_and_drift(store: Store, cluster: str, observed: Iterable[Observed],
+                       unknown: Mapping[str, str] | None = None) -> dict[str, list[dict]]:
     """For `meshstep status`: the cluster's recorded flags and their drift, JSON-ready."""
     flags = store.list_flags(cluster)
     return {"recorded": [f.model_dump(mode="json") for f in flags],
-            "drift": [d.to_json() for d in compute_drift(flags, observed)]}
+            "drift": [d.to_json() for d in compute_drift(flags, observed, unknown)]}

@@ -34,10 +34,10 @@ def open_telemetry(prometheus: str | None, metrics_file: str | None, inv: Invent
         found = prometheus_addon(inv)
         if found is None:
             return None, "no --prometheus URL given and no Prometheus addon found in the cluster"
-        from cluster.sources import _api_client
+        from cluster.kubeapi import api_client
 
         context = inv.source.split(":", 1)[1] if inv.source.startswith("context:") else None
-        return Prometheus(KubeProxyTransport(_api_client(context), *found, timeout=timeout)), ""
+        return Prometheus(KubeProxyTransport(api_client(context)[0], *found, timeout=timeout)), ""
     hint = " (the demo's: --telemetry demo)" if inv is not None and inv.source == "demo" else ""
     return None, f"no telemetry given: traffic not checked (--prometheus URL or --telemetry FILE{hint})"
 

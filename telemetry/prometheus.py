@@ -138,7 +138,7 @@ class KubeProxyTransport:
         from urllib3.exceptions import HTTPError
 
         proxy = f"/api/v1/namespaces/{self.namespace}/services/{self.service}:{self.port}/proxy{path}"
-        try:  # as cluster.sources reads: the client's auth and connection pool, the body unparsed
+        try:  # as cluster.kubeapi reads: the client's auth and connection pool, the body unparsed
             method, url, headers, _body, _post = self.api_client.param_serialize(
                 "GET", proxy, query_params=list(params.items()), header_params={"Accept": "application/json"},
                 auth_settings=["BearerToken"])

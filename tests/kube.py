@@ -1,10 +1,13 @@
 """A real Kubernetes API on loopback for tests: kmock's KubernetesEmulator, taught what meshstep relies on
-(list pagination with `limit`/`continue`, `labelSelector`, metadata-only lists, 403 for chosen resources),
-served from a background thread with its own event loop so that the synchronous `kubernetes` client can
-talk to it over HTTP."""
+(list pagination with `limit`/`continue`, `labelSelector`, metadata-only lists, 403 for chosen resources,
+aggregated discovery), served from a background thread with its own event loop so that the synchronous
+`kubernetes` client can talk to it over HTTP; and FaultyEmulator, which answers chosen requests with the faults a
+real API server produces (each as the Kubernetes documentation page cited beside it describes)."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -12,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web
 from kmock import KubernetesEmulator, KubernetesError, ResourceInfo, Server, resource
-from kmock._internal import parsing
+from kmock._internal import parsing, rendering
 
 from benchmarks.kubeapi import list_page, metadata_list, write_kubeconfig
+from cluster.shapes import version_priority
 
 # The built-in resources every cluster serves (group/version, plural, kind); custom ones come from CRDs.
 _BUILTIN = (
@@ -28,6 +33,10 @@ _BUILTIN = (
     ("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition"),
 )
 
+
+# What discovery says every resource here allows (a real API server lists each resource's verbs).
+_VERBS = {"get", "list", "watch"}
+_BUILTIN_GROUPS = {api.rpartition("/")[0] for api, _, _ in _BUILTIN} | {"batch", "policy", "rbac.authorization.k8s.io"}
 
 _parse_path = parsing.parse_path
 
@@ -49,6 +58,8 @@ class PagingEmulator(KubernetesEmulator):
 
     forbidden: set[str]
     honour_metadata_only: bool
+    aggregated_discovery: bool  # answer /apis as an APIGroupDiscoveryList when asked (else the plain list only)
+    stale: set[str]  # group/versions an aggregated API serves that is down
     # Seconds each list answer waits, so that overlapping requests show in `most_in_flight`.
     delay: float
     in_flight: int
@@ -58,8 +69,31 @@ class PagingEmulator(KubernetesEmulator):
         super().__attrs_post_init__()
         self.forbidden = set()
         self.honour_metadata_only = True
+        self.aggregated_discovery = True
+        self.stale = set()
         self.delay = 0.0
         self.in_flight = self.most_in_flight = 0
+
+    async def _serve_apis(self, request: Any) -> Any:
+        """`/apis` as an APIGroupDiscoveryList when the client asks for it (aggregated discovery, as every API
+        server since 1.30 serves it: https://kubernetes.io/docs/concepts/overview/kubernetes-api/#aggregated-discovery):
+        each group with its versions in order of preference, each version with its resources; a version whose
+        aggregated API is down is marked Stale. Otherwise the plain APIGroupList."""
+        if not (self.aggregated_discovery and "as=APIGroupDiscoveryList" in request.headers.get("Accept", "")):
+            return await super()._serve_apis(request)
+        groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for res, info in self.resources.items():
+            if res.group:
+                groups.setdefault(res.group, {}).setdefault(res.version, []).append({
+                    "resource": res.plural, "responseKind": {"group": res.group, "version": res.version,
+                                                             "kind": info.kind},
+                    "scope": "Namespaced" if info.namespaced else "Cluster", "verbs": sorted(info.verbs)})
+        return {"apiVersion": "apidiscovery.k8s.io/v2", "kind": "APIGroupDiscoveryList", "metadata": {},
+                "items": [{"metadata": {"name": g}, "versions": [
+                    {"version": v, "resources": versions[v],
+                     "freshness": "Stale" if f"{g}/{v}" in self.stale else "Current"}
+                    for v in sorted(versions, key=version_priority, reverse=True)]}
+                    for g, versions in sorted(groups.items())]}
 
     async def _serve_list(self, request: Any) -> Any:
         self.in_flight += 1
@@ -83,6 +117,92 @@ class PagingEmulator(KubernetesEmulator):
         if self.honour_metadata_only and "as=PartialObjectMetadataList" in request.headers.get("Accept", ""):
             return metadata_list(items, meta)
         return {"metadata": meta, "items": items}
+
+
+@dataclass
+class Fault:
+    """A fault the API server produces for the requests to `path`, `times` times (after which it has passed)."""
+
+    path: str
+    # "status": an error answer with a Status body (https://kubernetes.io/docs/reference/kubernetes-api/
+    # common-definitions/status/); "reset": the connection reset before any answer (an API server restarting, a
+    # load balancer dropping it); "cut": a 200 whose body stops halfway (the connection closed mid-answer).
+    how: str = "status"
+    status: int = 500
+    reason: str = "InternalError"
+    message: str = "etcdserver: request timed out"
+    retry_after: int | None = None
+    times: int = 1
+    on_continue: bool = False  # only requests that carry a continue token
+    hits: int = 0
+
+
+# The faults as API servers produce them.
+def internal_error(path: str, times: int = 1) -> Fault:
+    """etcd too slow for the apiserver: a 500 InternalError with etcd's own message."""
+    return Fault(path, times=times)
+
+
+def too_many_requests(path: str, retry_after: int = 1, times: int = 1) -> Fault:
+    """API Priority and Fairness shedding load: 429 TooManyRequests with a Retry-After, in seconds
+    (https://kubernetes.io/docs/concepts/cluster-administration/flow-control/)."""
+    return Fault(path, status=429, reason="TooManyRequests", retry_after=retry_after, times=times,
+                 message="Too many requests, please try again later.")
+
+
+def expired(path: str, times: int = 1) -> Fault:
+    """A continue token older than the server keeps its snapshot (five minutes by default): 410 Expired, and the
+    client must start the list again (https://kubernetes.io/docs/reference/using-api/api-concepts/
+    #retrieving-large-results-sets-in-chunks)."""
+    return Fault(path, status=410, reason="Expired", on_continue=True, times=times,
+                 message="The provided continue parameter is too old to display a consistent list result. You can "
+                         "start a new list without the continue parameter.")
+
+
+def unavailable(path: str, times: int = 1) -> Fault:
+    """An aggregated API whose backing service is down: the aggregator answers 503 ServiceUnavailable
+    (https://kubernetes.io/docs/concepts/extend-kubernetes/api-extension/apiserver-aggregation/)."""
+    return Fault(path, status=503, reason="ServiceUnavailable", times=times,
+                 message="the server is currently unable to handle the request")
+
+
+class FaultyEmulator(PagingEmulator):
+    """A PagingEmulator that answers the requests its `faults` match with those faults, then as usual."""
+
+    faults: list[Fault]
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.faults = []
+
+    async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        fault = next((f for f in self.faults if f.path == raw.path and f.hits < f.times
+                      and (not f.on_continue or "continue" in raw.query)), None)
+        if fault is None:
+            return await super().__call__(raw)
+        fault.hits += 1
+        if fault.how == "reset":
+            await raw.read()
+            sock = raw.transport.get_extra_info("socket") if raw.transport else None
+            if sock is not None:  # linger 0: the close sends a RST, as a dropped connection does
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raw.transport.abort()  # type: ignore[union-attr]
+            return aiohttp.web.Response()
+        if fault.how == "cut":
+            answer = await super().__call__(raw)
+            body = answer.body if isinstance(answer, aiohttp.web.Response) else b""
+            cut = aiohttp.web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+            cut.content_length = len(body)
+            await cut.prepare(raw)
+            await cut.write(bytes(body[: len(body) // 2]))
+            raw.transport.close()  # type: ignore[union-attr]
+            return cut
+        await raw.read()
+        self._requests.append(await rendering.Request._parse(raw, id=len(self._requests)))
+        return aiohttp.web.json_response(
+            {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "code": fault.status,
+             "reason": fault.reason, "message": fault.message}, status=fault.status,
+            headers={"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None)
 
 
 @dataclass
@@ -115,21 +235,28 @@ def install(emulator: PagingEmulator, objects: Iterable[dict[str, Any]]) -> None
     for api, plural, kind in served:
         group, _, version = api.rpartition("/")
         res = resource(group=group, version=version, plural=plural)
-        emulator.resources[res] = ResourceInfo(kind=kind)
+        emulator.resources[res] = ResourceInfo(kind=kind, verbs=_VERBS)
         plurals[(api, kind)] = res
     for o in objects:
         meta = o["metadata"]
         res = plurals.get((o["apiVersion"], o["kind"]))
         if res is None:  # a kind meshstep does not read (ServiceAccount, Job …): served under a guessed plural
             group, _, version = o["apiVersion"].rpartition("/")
+            if group not in _BUILTIN_GROUPS:  # a custom kind without its CRD: an API server would hold none
+                continue
             res = resource(group=group, version=version, plural=o["kind"].lower() + "s")
         emulator.objects[res, meta.get("namespace"), meta["name"]] = o
 
 
 @contextmanager
-def serve(objects: Iterable[dict[str, Any]] = (), forbidden: Iterable[str] = ()) -> Iterator[Cluster]:
-    """Run a PagingEmulator holding `objects` on a loopback port until the block ends."""
-    emulator = PagingEmulator()
+def serve(objects: Iterable[dict[str, Any]] = (), forbidden: Iterable[str] = (),
+          faults: Iterable[Fault] = ()) -> Iterator[Cluster]:
+    """Run a PagingEmulator holding `objects` on a loopback port until the block ends (a FaultyEmulator, given
+    faults)."""
+    faults = list(faults)
+    emulator = FaultyEmulator() if faults else PagingEmulator()
+    if isinstance(emulator, FaultyEmulator):
+        emulator.faults = faults
     emulator.forbidden.update(forbidden)
     install(emulator, objects)
     loop = asyncio.new_event_loop()

@@ -9,7 +9,8 @@ from collections import Counter, defaultdict
 import pytest
 import yaml
 
-from cluster.sources import DEMO_DIR, YAML_LOADER
+from cluster.files import YAML_LOADER
+from cluster.sources import DEMO_DIR
 
 REVISION = "1-27"
 VERSION = "1.27.3"

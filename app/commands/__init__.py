@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +24,15 @@ cli = typer.Typer(
 
 
 @cli.callback()
-def _group() -> None:
+def _group(verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Say on stderr what a live read retries (and why), as it happens.")] = False) -> None:
     """Staged adoption planner and feature-flag manager for Istio."""
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("meshstep: %(message)s"))
+        log = logging.getLogger("meshstep")
+        log.handlers = [handler]
+        log.setLevel(logging.INFO)
 
 
 class Format(str, enum.Enum):

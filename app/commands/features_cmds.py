@@ -144,9 +144,11 @@ def _refused(e: Refused, format: RenderFormat, inv: Any) -> None:
 @cli.command("status")
 def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt = None,
                format: FormatOpt = Format.table) -> None:
-    """What is on where: observed in the cluster, recorded as flags, and where the two disagree (drift)."""
+    """What is on where: observed in the cluster, recorded as flags, and where the two disagree (drift). What the
+    source could not read is listed (NOT VISIBLE; `not_visible` in JSON), a feature whose evidence it holds is
+    unknown rather than off, and, as kubectl does for a partial answer, the command then exits 1."""
     from features._mtls import mtls_modes
-    from features.base import observe
+    from features.base import observe, unknown_features
     from state.drift import recorded_and_drift
     from state.reports import params_text
 
@@ -154,15 +156,25 @@ def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt =
     observed = observe(inv)
     name = cluster_name(cluster, inv.source)  # as `meshstep flags` and the app key records
     with open_store(db) as store:
-        status = recorded_and_drift(store, name, observed)
+        status = recorded_and_drift(store, name, observed, unknown_features(inv))
+    not_visible = [n.to_json() for n in inv.visibility.not_visible]
     report = {"cluster": name,
               "observed": [{"feature": o.feature, "scope": o.scope, "evidence": list(o.evidence)} for o in observed],
               "mtls": [m.to_json() for m in mtls_modes(inv)],
+              "not_visible": not_visible,
               **status}
     if format == Format.json:
         emit_json(report)
-        return
-    typer.echo(f"cluster: {name}   source: {inv.source}")
+    else:
+        _status_tables(report, inv.source, params_text)
+    if not_visible:
+        typer.echo(f"error: could not read {', '.join(n['resource'] for n in not_visible)}: this answer is partial "
+                   "(what their objects would show is unknown)", err=True)
+        raise typer.Exit(1)
+
+
+def _status_tables(report: dict[str, Any], source: str, params_text: Any) -> None:
+    typer.echo(f"cluster: {report['cluster']}   source: {source}")
     typer.echo("\nMTLS (the mode each scope's workloads accept, as Istio resolves it)")
     emit_table([m | {"explicit": "yes" if m["explicit"] else "no (Istio's default)"} for m in report["mtls"]],
                ["scope", "mode", "explicit", "by"])
@@ -175,4 +187,6 @@ def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt =
     typer.echo("\nDRIFT")
     emit_table([{"feature": d["feature"], "scope": d["scope"], "kind": d["kind"], "detail": d["detail"]}
                 for d in report["drift"]])
-
+    if report["not_visible"]:
+        typer.echo("\nNOT VISIBLE (could not be read: what depends on it is unknown)")
+        emit_table(report["not_visible"], ["kind", "resource", "reason"])

@@ -33,6 +33,8 @@ def inventory(source: SourceOpt = None, format: FormatOpt = Format.table) -> Non
     typer.echo("\nCOMPONENTS")
     emit_table(report["components"])
     vis = report["visibility"]
-    if vis["forbidden"] or vis["not_installed"]:
-        typer.echo(f"\nnot visible: forbidden={','.join(vis['forbidden']) or '-'} "
-                   f"not installed={','.join(vis['not_installed']) or '-'}")
+    if vis["not_visible"]:
+        typer.echo("\nNOT VISIBLE (could not be read: what depends on it is unknown)")
+        emit_table(vis["not_visible"], ["kind", "resource", "reason"])
+    if vis["not_installed"]:
+        typer.echo(f"\nnot installed: {', '.join(vis['not_installed'])}")

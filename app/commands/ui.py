@@ -15,7 +15,7 @@ import typer
 
 from app.commands import DbOpt, PrometheusOpt, SourceOpt, TelemetryOpt, cli
 from cluster.errors import MeshstepError
-from cluster.sources import FILE_LIMIT
+from cluster.snapshot import FILE_LIMIT
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 TELEMETRY_ENV = "MESHSTEP_TELEMETRY"

@@ -10,16 +10,15 @@ from app import access, findings, ui
 from cluster.changes import diff
 from features._gate import render_gated
 from features.base import MESH, Feature, Refused, registry, validate_params
-from state.drift import recorded_and_drift
 
 inv = ui.inventory()
 store = ui.store()
 cluster = ui.cluster(inv)
 feats = registry()
 observed = ui.observations()
-status = recorded_and_drift(store, cluster, observed)
 
 st.title("Features")
+status = ui.status(store, cluster, inv)
 ui.show_flash()
 
 # ---------------------------------------------------------------- the matrix

@@ -8,7 +8,7 @@ from app import traffic, ui
 from cluster import revisions
 from cluster.errors import MeshstepError
 from planner import engine as planning
-from state.drift import OBSERVED_NOT_RECORDED, recorded_and_drift
+from state.drift import OBSERVED_NOT_RECORDED
 from telemetry.edges import count_text
 
 inv = ui.inventory()
@@ -16,9 +16,9 @@ store = ui.store()
 cluster = ui.cluster(inv)
 report = ui.report()
 observed = ui.observations()
-status = recorded_and_drift(store, cluster, observed)
 
 st.title(f"Cluster {cluster}")
+status = ui.status(store, cluster, inv)
 istio = report["istio"]
 if istio["installed"]:
     names = ", ".join(r["revision"] for r in report["control_plane"]["revisions"]) or "none running"

@@ -15,7 +15,7 @@ from cluster.queries import (
     opted_out,
     selector_matches,
 )
-from cluster.sources import Snapshot
+from cluster.snapshot import Snapshot
 
 
 @pytest.mark.parametrize("host,pattern,ok", [

@@ -17,7 +17,8 @@ from analysis.catalog import CATALOG
 from analysis.common import analyze
 from app.cli import PACKAGES
 from cluster.inventory import build_inventory
-from cluster.sources import Snapshot, files_snapshot, load_snapshot
+from cluster.snapshot import Snapshot
+from cluster.sources import files_snapshot, load_snapshot
 from features.base import registry as feature_registry
 
 ROOT = Path(__file__).resolve().parents[2]

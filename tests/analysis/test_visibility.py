@@ -13,7 +13,7 @@ from analysis.base import _LISTED, GATEWAY_API_KINDS, analyze_checks, registry, 
 from app.cli import main
 from benchmarks.kubeapi import write_kubeconfig
 from cluster.inventory import build_inventory
-from cluster.sources import live_snapshot
+from cluster.live import live_snapshot
 from tests.kube import serve
 
 DEMO = Path(__file__).resolve().parents[2] / "cluster" / "demo"

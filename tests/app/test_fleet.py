@@ -14,8 +14,10 @@ import pytest
 
 from app.cli import main
 from cluster import revisions
+from cluster.files import read_paths
 from cluster.inventory import build_inventory
-from cluster.sources import DEMO_DIR, Snapshot, load_snapshot, read_paths
+from cluster.snapshot import Snapshot
+from cluster.sources import DEMO_DIR, load_snapshot
 from features.base import observe
 from planner import engine as planning
 from planner import fleet

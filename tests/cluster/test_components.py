@@ -11,7 +11,7 @@ import yaml
 from cluster import components
 from cluster.components import CATALOG, EDGES, PEERS, PLANES
 from cluster.inventory import build_inventory
-from cluster.sources import Snapshot
+from cluster.snapshot import Snapshot
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "istio-reference"
 WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet")

@@ -15,10 +15,12 @@ import pytest
 import yaml
 
 from benchmarks.kubeapi import write_kubeconfig
-from cluster import sources
+from cluster import kubeapi, live
 from cluster.errors import SourceError
 from cluster.inventory import build_inventory
-from cluster.sources import RawPage, files_snapshot, live_snapshot, load_snapshot
+from cluster.live import RawPage, live_snapshot
+from cluster.snapshot import POD_KIND
+from cluster.sources import files_snapshot, load_snapshot
 from tests.kube import serve
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "inventory" / "cluster.yaml"
@@ -227,7 +229,7 @@ def test_live_crds_are_paged_through_and_every_istio_kind_listed(kubeconfig_env,
     with serve(_fixture_objects() + crds) as cluster:
         kubeconfig_env({"test": cluster.url}, "test")
         inv = build_inventory(live_snapshot("test", page_size=4))
-        crd_lists = cluster.list_requests(sources.CRD_KIND.path)
+        crd_lists = cluster.list_requests(live.CRD_KIND.path)
         listed = {r.url.path for r in cluster.emulator}
     pages = -(-len(crds) // 4)
     assert len(crd_lists) == pages and sum("continue" in r.params for r in crd_lists) == pages - 1
@@ -236,12 +238,33 @@ def test_live_crds_are_paged_through_and_every_istio_kind_listed(kubeconfig_env,
         assert any(p.startswith(f"/apis/{c.group}/") and p.endswith(f"/{c.plural}") for p in listed), c.name
 
 
-def test_live_forbidden_crds_claim_nothing_about_installation(kubeconfig_env) -> None:
+@pytest.mark.parametrize("aggregated", [True, False])
+def test_live_forbidden_crds_still_read_every_istio_kind(kubeconfig_env, reference: Path, aggregated: bool) -> None:
+    """Discovery, not the CRD list, says which Istio kinds are served: a role that may not list CRDs (403) reads
+    every one of them all the same, and discovery also says what is not installed. Both forms of discovery: the
+    aggregated document, and /apis with one resource list per group version."""
+    crds = [d for d in yaml.safe_load_all((reference / "crds" / "crd-all.gen.yaml").read_text()) if d]
+    with serve(_fixture_objects() + crds) as cluster:
+        cluster.emulator.aggregated_discovery = aggregated
+        kubeconfig_env({"test": cluster.url}, "test")
+        clean = build_inventory(live_snapshot("test"))
+        cluster.emulator.forbidden.add("customresourcedefinitions")
+        inv = build_inventory(live_snapshot("test"))
+        listed = {r.url.path for r in cluster.emulator}
+    assert inv.visibility.forbidden == ["customresourcedefinitions"]
+    assert [n.kind for n in inv.visibility.not_visible] == ["CustomResourceDefinition"]
+    assert inv.visibility.not_installed == clean.visibility.not_installed == ["gateway-api"]
+    assert inv.get("PeerAuthentication", "istio-system", "default") is not None
+    istio = {k for k in clean.objects if clean.objects[k] and clean.objects[k][0].group.endswith("istio.io")}
+    assert istio and {k: len(inv.objects[k]) for k in istio} == {k: len(clean.objects[k]) for k in istio}
+    for c in clean.crds.values():  # every Istio kind is listed, at the version Kubernetes prefers
+        assert any(p.startswith(f"/apis/{c.group}/") and p.endswith(f"/{c.plural}") for p in listed), c.name
+    assert "/apis/telemetry.istio.io/v1/telemetries" in listed
+    # Without the CRDs, discovery still knows Istio is not installed.
     with serve(_fixture_objects(), forbidden={"customresourcedefinitions"}) as cluster:
         kubeconfig_env({"test": cluster.url}, "test")
-        inv = build_inventory(live_snapshot("test"))
-    assert inv.visibility.forbidden == ["customresourcedefinitions"]
-    assert inv.visibility.not_installed == []
+        bare = build_inventory(live_snapshot("test"))
+    assert bare.visibility.not_installed == ["gateway-api", "istio"]
 
 
 def test_manifests_claim_nothing_about_installation() -> None:
@@ -255,7 +278,7 @@ def test_live_unreachable_server_fails_fast_naming_server_and_context(kubeconfig
     started = time.monotonic()
     with pytest.raises(SourceError) as e:
         list(load_snapshot("context:gone").objects())
-    assert time.monotonic() - started < sources.CONNECT_TIMEOUT + 2
+    assert time.monotonic() - started < kubeapi.CONNECT_TIMEOUT.value + 2
     assert url in str(e.value) and "'gone'" in str(e.value)
 
 
@@ -518,7 +541,7 @@ def test_the_istio_shapes_are_generated_from_the_installed_models() -> None:
 
 
 def test_live_items_of_the_wrong_type_name_the_server_and_object() -> None:
-    from cluster.sources import CORE_KINDS
+    from cluster.live import CORE_KINDS
 
     pods = next(k for k in CORE_KINDS if k.kind == "Pod")
     bad = _pod("x", "shop") | {"metadata": {"name": "x", "namespace": "shop", "annotations": {"a": 1}}}
@@ -573,7 +596,7 @@ def _dripping_server(drip: float = 0.05) -> Iterator[str]:
 
 def test_a_dripping_server_is_cut_off_at_the_read_deadline_with_progress_shown(kubeconfig_env, monkeypatch) -> None:
     monkeypatch.setenv("MESHSTEP_READ_TIMEOUT", "3")
-    monkeypatch.setattr(sources, "PROGRESS_AFTER", 1.0)
+    monkeypatch.setattr(live, "PROGRESS_AFTER", 1.0)
     lines: list[str] = []
     with _dripping_server() as url:
         kubeconfig_env({"drip": url}, "drip")
@@ -614,7 +637,7 @@ def test_a_wrong_type_deep_in_a_json_snapshots_pod_names_file_line_object_and_fi
 
 
 def test_a_wrong_type_deep_in_a_live_pod_names_the_server_and_object() -> None:
-    page = RawPage(sources.POD_KIND, json.dumps({"items": [_pod("ok", "shop"), _deep_pod()]}).encode(),
+    page = RawPage(POD_KIND, json.dumps({"items": [_pod("ok", "shop"), _deep_pod()]}).encode(),
                    "https://k8s (ctx)")
     with pytest.raises(SourceError, match=r"^listing pods on https://k8s \(ctx\): Pod shop/x: spec.containers\[1\]"
                                           r".readinessProbe.httpGet.port is a list, not a port number or name"):
@@ -627,7 +650,7 @@ def test_a_pod_without_its_required_name_is_refused(tmp_path: Path) -> None:
     path = _json_list(tmp_path, [_pod("ok", "shop"), nameless])
     with pytest.raises(SourceError, match=rf"^{path}:\d+: .*metadata.name are required"):
         build_inventory(load_snapshot(str(path)))
-    page = RawPage(sources.POD_KIND, json.dumps({"items": [nameless]}).encode(), "https://k8s (ctx)")
+    page = RawPage(POD_KIND, json.dumps({"items": [nameless]}).encode(), "https://k8s (ctx)")
     with pytest.raises(SourceError, match=r"^listing pods on https://k8s \(ctx\): Pod shop/None: metadata.name is "
                                           "required"):
         page.pods()

@@ -10,7 +10,8 @@ import pytest
 from analysis.common import analyze
 from benchmarks.synthetic import expected_counts, synthetic_cluster, write
 from cluster.inventory import Inventory, build_inventory
-from cluster.sources import Snapshot, load_snapshot
+from cluster.snapshot import Snapshot
+from cluster.sources import load_snapshot
 
 PODS, SERVICES, ISTIO_OBJECTS = 300, 60, 50
 

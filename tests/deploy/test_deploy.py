@@ -16,8 +16,10 @@ import pytest
 import yaml
 
 from cluster.errors import MeshstepError
+from cluster.files import read_paths
 from cluster.inventory import Inventory, build_inventory
-from cluster.sources import live_snapshot, load_snapshot, read_paths
+from cluster.live import live_snapshot
+from cluster.sources import load_snapshot
 from features.base import registry, validate_params
 from tests.conftest import REFERENCE
 from tests.features import corpus

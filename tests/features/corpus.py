@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 
 from benchmarks.synthetic import synthetic_cluster
 from cluster.errors import MeshstepError
+from cluster.files import read_paths
 from cluster.inventory import Inventory, build_inventory
-from cluster.sources import DEMO_DIR, Snapshot, load_snapshot, read_paths
+from cluster.snapshot import Snapshot
+from cluster.sources import DEMO_DIR, load_snapshot
 from tests.conftest import REFERENCE
 
 GATEWAY_API_CRDS = REFERENCE.parent / "gateway-api-reference" / "crds"

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from cluster.files import read_paths
 from cluster.inventory import Inventory, build_inventory
-from cluster.sources import Snapshot, load_snapshot, read_paths
+from cluster.snapshot import Snapshot
+from cluster.sources import load_snapshot
 from features.base import registry
 from tests.conftest import REFERENCE
 

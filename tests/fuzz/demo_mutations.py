@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.cli import main
-from cluster.sources import DEMO_DIR, YAML_LOADER
+from cluster.files import YAML_LOADER
+from cluster.sources import DEMO_DIR
 
 FILES = {p.name: [d for d in yaml.load_all(p.read_text(), Loader=YAML_LOADER) if d]
          for p in sorted(DEMO_DIR.glob("*.yaml"))}

@@ -479,7 +479,7 @@ def test_plan_list_and_delete(cli):
 
 
 def test_export_of_bookinfo_round_trips(cli, tmp_path, dry_run):
-    from cluster.sources import read_paths
+    from cluster.files import read_paths
     from tests.conftest import REFERENCE
 
     bookinfo = REFERENCE / "samples" / "bookinfo"

@@ -1,0 +1,344 @@
+"""Reading a live cluster, read-only, through the official client (cluster.kubeapi): every kind meshstep needs,
+listed in pages, kinds at once; the Istio and Gateway API kinds found through discovery (cluster.discovery). A list
+whose continue token expires (410) is started again; a kind the API refuses (403) is noted as not visible, with the
+server's reason, and the rest is read. Pages may be handed on unparsed (RawPage), for the inventory to decode its
+pods typed (shapes.POD)."""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import orjson
+
+from cluster import kubeapi, shapes
+from cluster.discovery import discover
+from cluster.errors import SourceError
+from cluster.kubeapi import DEADLINE, ApiServer, Failed
+from cluster.model import GATEWAY_API_GROUP, ISTIO_GROUPS
+from cluster.snapshot import POD_KIND, Kind, NotVisible, Raw, Snapshot, Visibility
+
+PAGE_SIZE = 500
+PROGRESS_AFTER = 2.0  # seconds: a read that takes longer says how far it is (on stderr, when that is a terminal)
+WORKERS = 6
+# How often one kind's list is started again after its continue token expired (410 Expired: the list took longer
+# than the server keeps its snapshot, five minutes by default).
+RELISTS = 3
+_END = object()
+
+
+@dataclass(frozen=True)
+class RawPage(Raw):
+    """One page of a live list as the server sent it (JSON bytes), parsed when and where the consumer chooses."""
+
+    kind: Kind
+    data: bytes
+    where: str  # the server and how it was reached, for errors
+
+    def parse(self) -> list[dict[str, Any]]:
+        try:
+            page = orjson.loads(self.data)
+        except orjson.JSONDecodeError as e:
+            raise SourceError(f"listing {self.kind.label} on {self.where}: malformed JSON: {e}") from e
+        return _stamp(self.kind, page.get("items") or [], self.where)
+
+    def pods(self) -> list[Any]:
+        """The page's pods decoded typed (shapes.POD): only the fields meshstep reads are built."""
+        try:
+            pods = shapes.decode_pods(self.data)
+        except shapes.TypeProblem as e:
+            raise self._error(e.index, str(e)) from None
+        except msgspec.DecodeError:
+            self.parse()  # says what is malformed, as the plain way does
+            raise
+        for i, p in enumerate(pods):
+            if p.metadata is None or not p.metadata.name:
+                raise self._error(i, "metadata.name is required")
+        return pods
+
+    def _error(self, index: int | None, problem: str) -> SourceError:
+        """The plain way's error for a typed decode's problem: it names the object and the field exactly."""
+        try:
+            self.parse()
+        except SourceError as e:
+            return e
+        item = (orjson.loads(self.data).get("items") or [None])[index or 0] if index is not None else None
+        obj = f"{shapes.ref({**item, 'kind': self.kind.kind})}: " if isinstance(item, dict) else ""
+        return SourceError(f"listing {self.kind.label} on {self.where}: {obj}{problem}")
+
+
+
+def _stamp(kind: Kind, items: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    """A live list's items with their kind and apiVersion (list items carry none of their own), shapes checked."""
+    for item in items:
+        if not isinstance(item, dict):
+            raise SourceError(f"listing {kind.label} on {where}: an item is {shapes.describe(item)}, not an object")
+        item["kind"] = kind.kind
+        item["apiVersion"] = kind.api_version
+        found = shapes.problem(item)
+        if found:
+            raise SourceError(f"listing {kind.label} on {where}: {shapes.ref(item)}: {found}")
+    return items
+
+
+
+# What meshstep reads of every cluster. ConfigMaps only where Istio keeps its own (labelled istio.io/rev);
+# Secrets as metadata only: meshstep never reads a secret's values.
+CORE_KINDS = (
+    Kind("namespaces", "/api/v1/namespaces", "Namespace", "v1"),
+    POD_KIND,
+    Kind("services", "/api/v1/services", "Service", "v1"),
+    Kind("nodes", "/api/v1/nodes", "Node", "v1"),
+    Kind("configmaps", "/api/v1/configmaps", "ConfigMap", "v1", label_selector="istio.io/rev"),
+    Kind("secrets", "/api/v1/secrets", "Secret", "v1", metadata_only=True),
+    Kind("deployments", "/apis/apps/v1/deployments", "Deployment", "apps/v1"),
+    Kind("statefulsets", "/apis/apps/v1/statefulsets", "StatefulSet", "apps/v1"),
+    Kind("daemonsets", "/apis/apps/v1/daemonsets", "DaemonSet", "apps/v1"),
+    Kind("mutatingwebhookconfigurations", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+         "MutatingWebhookConfiguration", "admissionregistration.k8s.io/v1"),
+    Kind("validatingwebhookconfigurations", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
+         "ValidatingWebhookConfiguration", "admissionregistration.k8s.io/v1"),
+)
+CRD_KIND = Kind("customresourcedefinitions", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                "CustomResourceDefinition", "apiextensions.k8s.io/v1")
+
+
+def _list_metadata(data: bytes) -> dict[str, Any]:
+    """A list page's metadata (its continue token), read from what precedes `items` (where the API
+    server writes it) without parsing the items; the whole page is parsed when the metadata is not found there."""
+    i = data.find(b'"items"')
+    if i > 0:
+        try:
+            meta = orjson.loads(data[:i].rstrip().rstrip(b",") + b"}").get("metadata")
+        except orjson.JSONDecodeError:
+            meta = None
+        if isinstance(meta, dict):
+            return meta
+    return orjson.loads(data).get("metadata") or {}
+
+
+def live_snapshot(context: str | None, api_client: Any = None, page_size: int | None = None,
+                  progress: Callable[[str], None] | None = None) -> Snapshot:
+    """A live cluster through kubeconfig (optionally a named context) or in-cluster config; read-only. A read
+    that takes a while reports how far it is to `progress` (default: stderr, when it is a terminal; "" ends it)."""
+    user = ""
+    if api_client is None:
+        api_client, user = kubeapi.api_client(context)
+    where = f"kubeconfig context {context!r}" if context else "the current kubeconfig context"
+    if kubeapi.in_cluster(context) and not user.startswith("kubeconfig"):
+        where = "in-cluster configuration"
+    reader = _LiveReader(api_client, where, user, page_size or PAGE_SIZE, progress)
+    return Snapshot(f"context:{context}" if context else "live", reader.read)
+
+
+def _stderr_progress() -> Callable[[str], None]:
+    """Progress on one line of stderr when a person watches it (a terminal); nothing otherwise."""
+    if not sys.stderr.isatty():
+        return lambda _line: None
+
+    def show(line: str) -> None:
+        sys.stderr.write(f"\r\x1b[K{line}" if line else "\r\x1b[K")
+        sys.stderr.flush()
+    return show
+
+
+class _LiveReader:
+    """Lists every kind meshstep needs, in pages, kinds concurrently; JSON parsed raw with orjson."""
+
+    def __init__(self, client: Any, where: str, user: str, page_size: int,
+                 progress: Callable[[str], None] | None = None):
+        self.client, self.where, self.user, self.page_size = client, where, user, page_size
+        self.progress = progress if progress is not None else _stderr_progress()
+        self.api = ApiServer(client, where, user)
+        self.shown = 0.0
+        self.showing = False
+        self.lock = threading.Lock()
+
+    def read(self, visibility: Visibility) -> Iterator[dict[str, Any] | Raw]:
+        self.api = ApiServer(self.client, self.where, self.user, progress=self._show)
+        self.shown = self.api.started + PROGRESS_AFTER  # when progress is next due
+        self.showing = False
+        try:
+            yield from self._read(visibility)
+        finally:
+            if self.showing:  # end its line
+                self.progress("")
+
+    def _read(self, visibility: Visibility) -> Iterator[dict[str, Any] | Raw]:
+        self.api.get("/version", [], "reaching the Kubernetes API server")
+        pages: queue.Queue[Any] = queue.Queue(maxsize=WORKERS * 2)
+        stop = threading.Event()
+
+        def put(item: Any) -> None:
+            while not stop.is_set():
+                try:
+                    pages.put(item, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+
+        def run() -> None:
+            try:
+                with ThreadPoolExecutor(WORKERS) as pool:
+                    futures = [pool.submit(self._list, k, visibility, put) for k in CORE_KINDS]
+                    crds = pool.submit(self._list, CRD_KIND, visibility, put, keep=True)
+                    kinds = self._custom_kinds(visibility, crds.result, pool.map)
+                    futures += [pool.submit(self._list, k, visibility, put) for k in kinds]
+                    for f in [*futures, crds]:
+                        f.result()
+                put(_END)
+            except BaseException as e:  # handed to the consumer, who raises it
+                put(e)
+
+        threading.Thread(target=run, name="meshstep-live-read", daemon=True).start()
+        try:
+            while True:
+                item = pages.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, RawPage):  # parsed by the consumer, one page at a time
+                    yield item
+                else:
+                    yield from item
+        finally:
+            stop.set()
+
+    def _custom_kinds(self, visibility: Visibility, crds: Callable[[], list[dict[str, Any]] | None],
+                      each: Any) -> list[Kind]:
+        """The Istio and Gateway API kinds to list, from discovery; the CRDs are waited for only for a group whose
+        discovery failed (an aggregated API that stayed unavailable), and a kind neither could name is not
+        visible. What discovery shows is served also says what is not installed."""
+        found = discover(self.api, each)
+        visibility.discovered = True
+        if not found.groups & set(ISTIO_GROUPS):
+            visibility.not_installed.append("istio")
+        if GATEWAY_API_GROUP not in found.groups:
+            visibility.not_installed.append("gateway-api")
+        kinds = found.kinds()
+        if found.failed:
+            from_crds = [k for k in crd_kinds(crds() or []) if k.api_version.split("/")[0] in found.failed_groups]
+            kinds += from_crds
+            known = {k.api_version.split("/")[0] for k in from_crds}
+            for gv, why in sorted(found.failed.items()):
+                if gv.split("/")[0] not in known:
+                    visibility.not_visible.append(NotVisible(f"{gv} kinds", gv, f"discovery failed: {why}"))
+        return kinds
+
+    def _show(self) -> None:
+        """The progress line, at most once a second once the read has taken PROGRESS_AFTER."""
+        with self.lock:
+            now = time.monotonic()
+            if now < self.shown:
+                return
+            self.shown, self.showing = now + 1.0, True
+        api = self.api
+        retries = f", {api.retries} retr{'y' if api.retries == 1 else 'ies'}" if api.retries else ""
+        self.progress(f"reading {api.at}: {api.requests} answers, {api.bytes / (1 << 20):.1f} MiB{retries}, "
+                      f"{now - api.started:.0f} s of at most {DEADLINE.value} s")
+
+    def _list(self, kind: Kind, visibility: Visibility, put: Callable[[Any], None],
+              keep: bool = False) -> list[dict[str, Any]] | None:
+        """Pages through one kind: 403 → not visible, 404 → not served, 410 on a continue token → the list is
+        started again (at most RELISTS times); every other failure raises, naming server, context and kind."""
+        kept: list[dict[str, Any]] = []
+        token, after, relists = None, None, 0
+        last: RawPage | None = None
+        what = f"listing {kind.label}"
+        while True:
+            query: list[tuple[str, Any]] = [("limit", self.page_size)]
+            if token:
+                query.append(("continue", token))
+            if kind.label_selector:
+                query.append(("labelSelector", kind.label_selector))
+            accept = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+                      if kind.metadata_only else "application/json")
+            try:
+                data = self.api.get(kind.path, query, what, accept)
+            except Failed as e:
+                if e.status == 403:
+                    visibility.not_visible.append(NotVisible(kind.kind, kind.label, e.why, forbidden=True))
+                    return None
+                if e.status == 404:
+                    return None
+                if e.status == 410 and token and relists < RELISTS:
+                    # The server no longer has the snapshot the token pages through: a new list, from the start,
+                    # handing on only what follows the last object already handed on.
+                    relists += 1
+                    token, after = None, (_last_key(last) if last else None) or after
+                    kubeapi.log.info("%s on %s: %s; listing it again from the start (%d of %d)", what, self.api.at,
+                                     e.why, relists, RELISTS)
+                    continue
+                if e.status == 410:
+                    raise SourceError(f"{e}: the list changed faster than it could be paged through, {relists + 1} "
+                                      "times; retry") from None
+                raise
+            token = _list_metadata(data).get("continue") or None
+            page = RawPage(kind, data, self.api.at)
+            if after is not None:
+                page, after = _after(page, after)
+            last = page
+            if keep:
+                items = page.parse()
+                kept.extend(items)
+                put(items)
+            else:
+                # Pages wait in the queue as bytes and are parsed by the consumer as it reaches them: parsed,
+                # a page takes ~8x its JSON size, and a slower consumer would otherwise hold a queue of them.
+                put(page)
+            if not token:
+                return kept
+
+
+_KEYS = msgspec.json.Decoder(msgspec.defstruct("Keys", [("items", list[msgspec.defstruct(
+    "Item", [("metadata", msgspec.defstruct("Meta", [("namespace", str, ""), ("name", str, "")]))])], [])]))
+
+
+def _key(item: Any) -> tuple[str, str]:
+    """An object's place in a list: Kubernetes lists in key order, namespace then name."""
+    return item.metadata.namespace, item.metadata.name
+
+
+def _last_key(page: RawPage) -> tuple[str, str] | None:
+    items = _KEYS.decode(page.data).items
+    return _key(items[-1]) if items else None
+
+
+def _after(page: RawPage, after: tuple[str, str]) -> tuple[RawPage, tuple[str, str] | None]:
+    """The page without the objects up to `after` (handed on before the list started again), and what is still to
+    skip (None once the page passes it)."""
+    items = _KEYS.decode(page.data).items
+    if not items or _key(items[-1]) <= after:
+        return RawPage(page.kind, b'{"items": []}', page.where), after
+    if _key(items[0]) > after:
+        return page, None
+    doc = orjson.loads(page.data)
+    doc["items"] = [o for o, k in zip(doc["items"], items) if _key(k) > after]
+    return RawPage(page.kind, orjson.dumps(doc), page.where), None
+
+
+def crd_kinds(crds: list[dict[str, Any]]) -> list[Kind]:
+    """One listable Kind per Istio or Gateway API CRD, at the version Kubernetes prefers: what discovery would
+    have said, for a group whose discovery failed."""
+    kinds = []
+    for crd in crds:
+        spec = crd.get("spec") or {}
+        group = spec.get("group", "")
+        if group not in ISTIO_GROUPS and group != GATEWAY_API_GROUP:
+            continue
+        versions = [v for v in spec.get("versions") or [] if v.get("served")]
+        if not versions:
+            continue
+        version = max((v["name"] for v in versions), key=shapes.version_priority)
+        names = spec.get("names") or {}
+        plural = names.get("plural", "")
+        kinds.append(Kind(f"{plural}.{group}", f"/apis/{group}/{version}/{plural}", names.get("kind", ""),
+                          f"{group}/{version}"))
+    return kinds
