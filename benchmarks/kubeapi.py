@@ -1,12 +1,15 @@
 """What the two loopback Kubernetes APIs share — the tests' (kmock's emulator) and the inventory benchmark's (a
 plain threaded server, fast enough for 100 MB of lists): how the API server pages a list, and a kubeconfig that
-points at such a server."""
+points at such a server, and the aggregated discovery document both serve."""
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from cluster.shapes import version_priority
 
 
 def selects(selector: str, labels: dict[str, str]) -> bool:
@@ -39,6 +42,24 @@ def metadata_list(items: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str
     return {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": meta,
             "items": [{"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": o["metadata"]}
                       for o in items]}
+
+
+def aggregated_discovery(served: Iterable[tuple[str, str, str, str, bool]],
+                         stale: Collection[str] = ()) -> dict[str, Any]:
+    """`/apis` as aggregated discovery answers it (an APIGroupDiscoveryList: every group, its versions in order of
+    preference, each with its resources) for the served (group, version, plural, kind, namespaced) resources; a
+    group/version in `stale` is an aggregated API that is down."""
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for group, version, plural, kind, namespaced in served:
+        groups.setdefault(group, {}).setdefault(version, []).append({
+            "resource": plural, "responseKind": {"group": group, "version": version, "kind": kind},
+            "scope": "Namespaced" if namespaced else "Cluster", "verbs": ["get", "list", "watch"]})
+    return {"apiVersion": "apidiscovery.k8s.io/v2", "kind": "APIGroupDiscoveryList", "metadata": {},
+            "items": [{"metadata": {"name": g}, "versions": [
+                {"version": v, "resources": versions[v],
+                 "freshness": "Stale" if f"{g}/{v}" in stale else "Current"}
+                for v in sorted(versions, key=version_priority, reverse=True)]}
+                for g, versions in sorted(groups.items())]}
 
 
 def write_kubeconfig(path: Path, servers: dict[str, str], current: str) -> Path:

@@ -19,8 +19,7 @@ import aiohttp.web
 from kmock import KubernetesEmulator, KubernetesError, ResourceInfo, Server, resource
 from kmock._internal import parsing, rendering
 
-from benchmarks.kubeapi import list_page, metadata_list, write_kubeconfig
-from cluster.shapes import version_priority
+from benchmarks.kubeapi import aggregated_discovery, list_page, metadata_list, write_kubeconfig
 
 # The built-in resources every cluster serves (group/version, plural, kind); custom ones come from CRDs.
 _BUILTIN = (
@@ -81,19 +80,8 @@ class PagingEmulator(KubernetesEmulator):
         aggregated API is down is marked Stale. Otherwise the plain APIGroupList."""
         if not (self.aggregated_discovery and "as=APIGroupDiscoveryList" in request.headers.get("Accept", "")):
             return await super()._serve_apis(request)
-        groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        for res, info in self.resources.items():
-            if res.group:
-                groups.setdefault(res.group, {}).setdefault(res.version, []).append({
-                    "resource": res.plural, "responseKind": {"group": res.group, "version": res.version,
-                                                             "kind": info.kind},
-                    "scope": "Namespaced" if info.namespaced else "Cluster", "verbs": sorted(info.verbs)})
-        return {"apiVersion": "apidiscovery.k8s.io/v2", "kind": "APIGroupDiscoveryList", "metadata": {},
-                "items": [{"metadata": {"name": g}, "versions": [
-                    {"version": v, "resources": versions[v],
-                     "freshness": "Stale" if f"{g}/{v}" in self.stale else "Current"}
-                    for v in sorted(versions, key=version_priority, reverse=True)]}
-                    for g, versions in sorted(groups.items())]}
+        return aggregated_discovery(((r.group, r.version, r.plural, info.kind, bool(info.namespaced))
+                                     for r, info in self.resources.items() if r.group), self.stale)
 
     async def _serve_list(self, request: Any) -> Any:
         self.in_flight += 1

@@ -113,6 +113,14 @@ def load_inventory(source: str | None):
     return build_inventory(load_snapshot(source))
 
 
+def not_visible_warning(inv: Any) -> None:
+    """One line on stderr naming what the source could not read, with the server's reason."""
+    if inv.visibility.not_visible:
+        typer.echo("warning: could not read " + "; ".join(f"{n.resource} ({n.reason})"
+                                                        for n in inv.visibility.not_visible)
+                   + ": what their objects would show is unknown", err=True)
+
+
 def load_evidence(prometheus: str | None, telemetry: str | None, window: str, inv: Any,
                   verify: list[str] | None = None) -> Any:
     """The traffic evidence for a command (telemetry.evidence.Evidence: `ev.missing` says why when it has none)."""

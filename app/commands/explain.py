@@ -16,6 +16,7 @@ from app.commands import (
     emit_table,
     load_evidence,
     load_inventory,
+    not_visible_warning,
 )
 
 
@@ -47,7 +48,8 @@ def explain(
     if format == ExplainFormat.json:
         traffic = [e.to_json() for e in edges] if edges is not None else None
         emit_json(explain_render.to_dict(report) | {"traffic": traffic,
-                                                    **({"traffic_missing": missing} if missing else {})})
+                                                    **({"traffic_missing": missing} if missing else {}),
+                                                    "not_visible": [n.to_json() for n in inv.visibility.not_visible]})
     elif format == ExplainFormat.dot:
         typer.echo(explain_render.to_dot(report.graph), nl=False)
     elif format == ExplainFormat.markdown:
@@ -63,6 +65,7 @@ def explain(
         typer.echo(explain_render.to_text(report), nl=False)
     if format == ExplainFormat.table:
         _show_traffic(edges, missing)
+    not_visible_warning(inv)
 
 
 def _observed(inv, report, prometheus, telemetry, window, subjects_only):

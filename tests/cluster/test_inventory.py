@@ -197,7 +197,7 @@ def test_demo_report(demo_inventory: Inventory) -> None:
     assert report["control_plane"]["revisions"] == [
         {"revision": "1-27", "version": "1.27.3", "namespace": "istio-system", "istiod_pods": 2, "ready_pods": 2,
          "tags": ["default"]}]
-    assert report["visibility"] == {"forbidden": [], "not_installed": ["gateway-api"]}
+    assert report["visibility"] == {"forbidden": [], "not_installed": ["gateway-api"], "not_visible": []}
     namespaces = {n["name"]: n for n in report["namespaces"]}
     assert set(namespaces["shop"]) == {"name", "injection", "revision", "pods", "pods_with_sidecar"}
     shop = namespaces["shop"]

@@ -4,8 +4,10 @@ naming the context, the resource and the server's own message; a kind the API re
 table, the JSON and the app, and no feature whose evidence it holds is reported off."""
 from __future__ import annotations
 
+import copy
 import json
 import time
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,9 @@ from kmock import ResourceInfo, resource
 from app.cli import main
 from benchmarks.kubeapi import write_kubeconfig
 from cluster import kubeapi, live
+from cluster.errors import SourceError
+from cluster.files import YAML_LOADER
+from cluster.live import live_snapshot
 from state.store import Store
 from tests.kube import Fault, expired, internal_error, serve, too_many_requests, unavailable
 
@@ -22,8 +27,14 @@ DEMO = Path(__file__).resolve().parents[2] / "cluster" / "demo"
 CONTEXT = "prod"
 
 
+@cache
+def _demo_parsed() -> tuple[dict, ...]:
+    return tuple(d for f in sorted(DEMO.glob("*.yaml")) for d in yaml.load_all(f.read_text(), YAML_LOADER) if d)
+
+
 def _demo_objects() -> list[dict]:
-    return [d for f in sorted(DEMO.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    """The demo cluster's objects (parsed once; each server gets its own copy)."""
+    return copy.deepcopy(list(_demo_parsed()))
 
 
 @pytest.fixture
@@ -116,38 +127,50 @@ def test_a_fault_that_persists_fails_in_time_naming_context_resource_and_message
                                                                                  fault: Fault, said: str) -> None:
     monkeypatch.setenv("MESHSTEP_READ_TIMEOUT", "4")
     with serve(_demo_objects(), faults=[fault]) as cluster:
+        env(cluster.url)
         started = time.monotonic()
-        code, out, err = _status(capsys, env(cluster.url))
+        with pytest.raises(SourceError) as e:
+            list(live_snapshot(CONTEXT).objects())
         took = time.monotonic() - started
-    assert code == 2 and not out
-    assert took < 4 + 1.5, took
-    (line,) = err.strip().splitlines()
-    assert line.startswith(f"error: listing pods on {cluster.url} (kubeconfig context '{CONTEXT}'): {said}"), line
+    assert took < 4 + 3, took
+    assert str(e.value).startswith(f"listing pods on {cluster.url} (kubeconfig context '{CONTEXT}'): {said}"), e.value
     for library in ("HTTPConnectionPool", "urllib3", "IncompleteRead(", "ProtocolError", "('"):
-        assert library not in line
+        assert library not in str(e.value)
 
 
-def test_a_429_asking_for_longer_than_the_deadline_leaves_fails_at_once(env, capsys, monkeypatch) -> None:
+def test_the_cli_says_a_persistent_fault_in_one_line(env, capsys) -> None:
+    with serve(_demo_objects(), faults=[internal_error("/api/v1/pods", times=10_000)]) as cluster:
+        code, out, err = _status(capsys, env(cluster.url))
+    assert code == 2 and not out
+    assert err == (f"error: listing pods on {cluster.url} (kubeconfig context '{CONTEXT}'): HTTP 500 Internal Server "
+                   "Error: etcdserver: request timed out; still failing after 8 tries (raise MESHSTEP_READ_ATTEMPTS "
+                   "to try longer)\n")
+
+
+def test_a_429_asking_for_longer_than_the_deadline_leaves_fails_at_once(env, monkeypatch) -> None:
     monkeypatch.setenv("MESHSTEP_READ_TIMEOUT", "3")
     with serve(_demo_objects(), faults=[too_many_requests("/api/v1/pods", retry_after=60)]) as cluster:
+        env(cluster.url)
         started = time.monotonic()
-        code, _out, err = _status(capsys, env(cluster.url))
-    assert code == 2 and time.monotonic() - started < 3
-    assert "HTTP 429 Too Many Requests" in err and "MESHSTEP_READ_TIMEOUT" in err
+        with pytest.raises(SourceError, match=r"HTTP 429 Too Many Requests.*MESHSTEP_READ_TIMEOUT"):
+            list(live_snapshot(CONTEXT).objects())
+    assert time.monotonic() - started < 3
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
-def test_answers_that_will_not_change_are_never_retried(env, capsys, status: int) -> None:
+def test_answers_that_will_not_change_are_never_retried(env, status: int) -> None:
     fault = Fault("/apis/apps/v1/deployments", status=status, reason="Unauthorized" if status == 401 else "Bad",
                   message="Unauthorized" if status == 401 else "no", times=10_000)
     with serve(_demo_objects(), faults=[fault]) as cluster:
-        code, _out, err = _status(capsys, env(cluster.url))
-    if status == 404:  # not served: nothing to list
-        assert code == 0 and fault.hits == 1
-        return
-    assert code == 2 and fault.hits == 1, err
+        env(cluster.url)
+        if status == 404:  # not served: nothing to list
+            assert list(live_snapshot(CONTEXT).objects())
+        else:
+            with pytest.raises(SourceError) as e:
+                list(live_snapshot(CONTEXT).objects())
+    assert fault.hits == 1
     if status == 401:
-        assert f"credentials of kubeconfig user '{CONTEXT}-user' have expired or are invalid" in err
+        assert f"credentials of kubeconfig user '{CONTEXT}-user' have expired or are invalid" in str(e.value)
 
 
 def test_a_forbidden_kind_is_not_visible_in_table_json_and_app_and_nothing_it_evidences_is_off(env, capsys):
@@ -184,6 +207,10 @@ def test_a_forbidden_kind_is_not_visible_in_table_json_and_app_and_nothing_it_ev
         assert "unknown: VirtualService not readable" in table
         assert main(["inventory", "--source", f"context:{CONTEXT}"]) == 0
         assert "virtualservices.networking.istio.io  HTTP 403 Forbidden" in capsys.readouterr().out
+        assert main(["explain", "istiod", "--source", f"context:{CONTEXT}", "--format", "json"]) == 0
+        out, err = capsys.readouterr()
+        assert [n["kind"] for n in json.loads(out)["not_visible"]] == ["VirtualService"]
+        assert err.startswith("warning: could not read virtualservices.networking.istio.io (HTTP 403 Forbidden")
 
 
 def test_the_app_names_what_could_not_be_read(env, monkeypatch) -> None:
