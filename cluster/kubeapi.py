@@ -107,12 +107,11 @@ class _Cut(Exception):
 class ApiServer:
     """One API server as one read reaches it: GETs through the client, retried within the read's deadline."""
 
-    def __init__(self, client: Any, where: str, user: str = "", deadline: float | None = None,
-                 progress: Callable[[], None] | None = None):
+    def __init__(self, client: Any, where: str, user: str = "", progress: Callable[[], None] | None = None):
         self.client, self.where, self.user = client, where, user
         self.server = client.configuration.host
         self.started = time.monotonic()
-        self.deadline = deadline if deadline is not None else self.started + DEADLINE.value
+        self.deadline = self.started + DEADLINE.value
         self.progress = progress or (lambda: None)
         self.retries = self.requests = self.bytes = 0
         self.lock = threading.Lock()
@@ -128,7 +127,7 @@ class ApiServer:
         attempt = 1
         while True:
             try:
-                return self._once(path, query, accept)
+                return self._once(path, query, accept, what)
             except ApiError as e:
                 if not e.passes:
                     raise self.refused(e, what) from None
@@ -168,7 +167,7 @@ class ApiServer:
                               f"with {DEADLINE.env}=SECONDS")
         return left
 
-    def _once(self, path: str, query: list[tuple[str, Any]], accept: str) -> bytes:
+    def _once(self, path: str, query: list[tuple[str, Any]], accept: str, what: str = "") -> bytes:
         method, url, headers, _body, _post = self.client.param_serialize(
             "GET", path, query_params=query, header_params={"Accept": accept}, auth_settings=["BearerToken"])
         left = self.left()
@@ -185,7 +184,7 @@ class ApiServer:
         except urllib3.exceptions.ReadTimeoutError:
             if self.deadline - time.monotonic() <= 0.05:
                 self.left()
-            raise SourceError(f"{path} on {self.at}: the server sent nothing for {REQUEST_TIMEOUT.value} s "
+            raise SourceError(f"{what or path} on {self.at}: the server sent nothing for {REQUEST_TIMEOUT.value} s "
                               f"({REQUEST_TIMEOUT.env})") from None
         except urllib3.exceptions.SSLError as e:
             raise SourceError(f"cannot reach the Kubernetes API server at {self.at}: TLS failed: "

@@ -127,11 +127,11 @@ def live_snapshot(context: str | None, api_client: Any = None, page_size: int | 
                   progress: Callable[[str], None] | None = None) -> Snapshot:
     """A live cluster through kubeconfig (optionally a named context) or in-cluster config; read-only. A read
     that takes a while reports how far it is to `progress` (default: stderr, when it is a terminal; "" ends it)."""
-    user = ""
-    if api_client is None:
+    user, given = "", api_client is not None
+    if not given:
         api_client, user = kubeapi.api_client(context)
     where = f"kubeconfig context {context!r}" if context else "the current kubeconfig context"
-    if kubeapi.in_cluster(context) and not user.startswith("kubeconfig"):
+    if kubeapi.in_cluster(context) and not given:
         where = "in-cluster configuration"
     reader = _LiveReader(api_client, where, user, page_size or PAGE_SIZE, progress)
     return Snapshot(f"context:{context}" if context else "live", reader.read)
