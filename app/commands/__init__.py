@@ -27,12 +27,23 @@ cli = typer.Typer(
 def _group(verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Say on stderr what a live read retries (and why), as it happens.")] = False) -> None:
     """Staged adoption planner and feature-flag manager for Istio."""
-    if verbose:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("meshstep: %(message)s"))
-        log = logging.getLogger("meshstep")
-        log.handlers = [handler]
-        log.setLevel(logging.INFO)
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter("meshstep: %(message)s"))
+    log = logging.getLogger("meshstep")
+    log.handlers = [handler]  # set anew by each run: one --verbose does not carry over to the next in-process run
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a record comes, not the one there was when it was made."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 class Format(str, enum.Enum):
