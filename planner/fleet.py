@@ -230,7 +230,7 @@ def read_all(fleet: Sequence[Member], deadline: float = DEADLINE,
 
 def with_records(rows: Sequence[ClusterStatus], store: Store) -> list[ClusterStatus]:
     """The rows with each read cluster's recorded flags, drift and active plan from the state database."""
-    from planner import engine as planning
+    from planner import stages
     from state.drift import compute_drift
 
     out = []
@@ -240,12 +240,12 @@ def with_records(rows: Sequence[ClusterStatus], store: Store) -> list[ClusterSta
             continue
         flags = store.list_flags(row.name)
         try:
-            plan = planning.find_plan(store, row.name)
+            plan = stages.find_plan(store, row.name)
         except MeshstepError:  # no active plan
             plan = None
         stage = None
         if plan is not None:
-            current = planning.current_stage(plan)
+            current = stages.current_stage(plan)
             stage = (f"{current.order}/{len(plan.stages)} {current.title} ({current.status})"
                      if current is not None else "complete")
         out.append(replace(row, recorded=tuple(f"{f.feature}@{f.scope}" for f in flags if f.state == "on"),

@@ -1,27 +1,103 @@
-"""A plan stage's lifecycle as data: its statuses, the step each status moves on by (what it runs, where it goes,
-the button that takes it and what it does), and the other moves allowed. `state.models`, `planner.plan`,
-`planner.engine.advance` and the Plan page all read this table; none spells the lifecycle out on its own."""
+"""A plan stage's lifecycle as data: the transition table (status, event → status, guard) and the advance each status
+offers (its event, its button). `advance` and `rollback` (planner.moves), the rehearsal overlay and the Plan page all
+read it; no other module spells the lifecycle out, and nothing outside planner moves a stage."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
-from state.models import PLAN_MODES, STAGE_STATUSES
+from state.models import StageStatus
 
-STATUSES = STAGE_STATUSES
+PLANNED, BLOCKED, READY = StageStatus.PLANNED, StageStatus.BLOCKED, StageStatus.READY
+APPLIED, VERIFIED, DONE, ROLLED_BACK = (StageStatus.APPLIED, StageStatus.VERIFIED, StageStatus.DONE,
+                                        StageStatus.ROLLED_BACK)
+
 # A stage past its gate and not yet done: the one a plan is working on.
-IN_FLIGHT = ("ready", "applied", "verified")
+IN_FLIGHT = (READY, APPLIED, VERIFIED)
+# The stage's YAML is on the cluster (or, in a rehearsal, on the plan's overlay).
+APPLIED_OR_LATER = (APPLIED, VERIFIED, DONE)
 # The happy path, as the Plan page draws it.
-PATH = ("planned", "ready", "applied", "verified", "done")
-# What a plan's advances do: walk the real cluster, or rehearse on the plan's overlay (fixed by the first advance).
-MODES = PLAN_MODES
+PATH = (PLANNED, READY, APPLIED, VERIFIED, DONE)
+
+
+class Event(StrEnum):
+    """What happens to a stage: the step an advance runs, or a rollback."""
+
+    GATE = "gate"  # the entry gate's checks run on the cluster as the earlier stages leave it
+    APPLY = "apply"  # the team applied the stage's YAML (a rehearsal applies it to the plan's overlay)
+    VERIFY = "verify"  # the exit check runs
+    CLOSE = "close"  # the team closes a verified stage
+    ROLLBACK = "rollback"
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the step run for an event found, as the guards read it."""
+
+    passed: bool = True  # its checks passed, or someone overrode them with a reason
+    nothing_to_apply: bool = False  # the stage has nothing to apply and its exit check passes at once
+    undoable: bool = True  # the stage's config is the plan's own (not found on, not the install check)
+
+
+Guard = Callable[[Facts], bool]
+
+
+def always(_: Facts) -> bool:
+    return True
+
+
+def passes(facts: Facts) -> bool:
+    return facts.passed
+
+
+def fails(facts: Facts) -> bool:
+    return not facts.passed
+
+
+def passes_with_nothing_to_apply(facts: Facts) -> bool:
+    return facts.passed and facts.nothing_to_apply
+
+
+def undoable(facts: Facts) -> bool:
+    return facts.undoable
+
+
+@dataclass(frozen=True)
+class Transition:
+    source: StageStatus
+    event: Event
+    to: StageStatus
+    guard: Guard = always
+
+
+# In order: for one status and event, the first transition whose guard holds is taken; none means the stage stays
+# (a gate failing again on a blocked stage, an exit check that fails) and the step's refusal is raised.
+TABLE: tuple[Transition, ...] = (
+    *(t for source in (PLANNED, BLOCKED, ROLLED_BACK) for t in (
+        Transition(source, Event.GATE, DONE, passes_with_nothing_to_apply),
+        Transition(source, Event.GATE, READY, passes))),
+    Transition(PLANNED, Event.GATE, BLOCKED, fails),
+    Transition(ROLLED_BACK, Event.GATE, BLOCKED, fails),
+    Transition(READY, Event.APPLY, APPLIED),
+    Transition(APPLIED, Event.VERIFY, VERIFIED, passes),
+    Transition(VERIFIED, Event.CLOSE, DONE),
+    *(Transition(source, Event.ROLLBACK, ROLLED_BACK) for source in IN_FLIGHT),
+    Transition(DONE, Event.ROLLBACK, ROLLED_BACK, undoable),
+)
+
+
+def next_status(status: StageStatus, event: Event, facts: Facts) -> StageStatus | None:
+    """Where `event` takes a stage in `status`, given what its step found; None: it stays."""
+    return next((t.to for t in TABLE if t.source == status and t.event == event and t.guard(facts)), None)
 
 
 @dataclass(frozen=True)
 class Move:
-    """How a stage moves on from one status: what `advance` runs, the status it reaches, its button and help."""
+    """The advance a status offers: the event it runs, and its button's label and help."""
 
-    runs: str  # gate (entry checks) | apply (record the YAML applied) | exit (the exit check) | close
-    to: str
+    source: StageStatus
+    event: Event
     label: str
     help: str
     # A rehearsal does the same step on the plan's overlay instead of the cluster; None: said as above.
@@ -37,33 +113,22 @@ class Move:
 
 _GATE_HELP = ("Runs the gate's checks on the cluster as the earlier stages leave it; when they pass the stage "
               "becomes ready (a stage with nothing to apply is verified at once and becomes done).")
-ADVANCE: dict[str, Move] = {
-    "planned": Move("gate", "ready", "Check the gate", _GATE_HELP),
-    "blocked": Move("gate", "ready", "Check the gate again",
-                    "Runs the gate's checks again, once you have fixed what they found."),
-    "rolled_back": Move("gate", "ready", "Check the gate", "Runs the gate's checks again before the stage is retried."),
-    "ready": Move("apply", "applied", "I applied it: mark applied",
-                  "Apply the YAML (and run the commands) above on the cluster, then record it here: the stage's flags "
-                  "become 'enabling'.",
-                  "Rehearse: apply the YAML to the overlay",
-                  "Applies the stage's YAML to the plan's copy of the cluster (its overlay); the cluster and the "
-                  "flags are not touched."),
-    "applied": Move("exit", "verified", "Verify on the cluster",
-                    "Reads the cluster again and checks that every feature of the stage is on and that no new "
-                    "analysis error appeared.",
-                    "Verify on the overlay",
-                    "Checks on the plan's overlay that every feature of the stage is on and that no new analysis "
-                    "error appeared."),
-    "verified": Move("close", "done", "Mark done", "Closes the stage; the next one becomes current."),
-}
-
-# Moves besides ADVANCE's: a failing gate blocks; a gate that passes on a stage with nothing to apply, whose exit
-# check passes too, closes it at once; a stage in flight or done can be rolled back.
-OTHER_MOVES = ({(s, "blocked") for s, m in ADVANCE.items() if m.runs == "gate" and s != "blocked"}
-               | {(s, "done") for s, m in ADVANCE.items() if m.runs == "gate"}
-               | {(s, "rolled_back") for s in (*IN_FLIGHT, "done")})
-ALLOWED = frozenset({(s, m.to) for s, m in ADVANCE.items()} | OTHER_MOVES)
-
-
-def allowed(source: str, to: str) -> bool:
-    return (source, to) in ALLOWED
+ADVANCE: dict[StageStatus, Move] = {m.source: m for m in (
+    Move(PLANNED, Event.GATE, "Check the gate", _GATE_HELP),
+    Move(BLOCKED, Event.GATE, "Check the gate again", "Runs the gate's checks again, once you have fixed what they "
+                                                       "found."),
+    Move(ROLLED_BACK, Event.GATE, "Check the gate", "Runs the gate's checks again before the stage is retried."),
+    Move(READY, Event.APPLY, "I applied it: mark applied",
+         "Apply the YAML (and run the commands) above on the cluster, then record it here: the stage's flags "
+         "become 'enabling'.",
+         "Rehearse: apply the YAML to the overlay",
+         "Applies the stage's YAML to the plan's copy of the cluster (its overlay); the cluster and the flags are "
+         "not touched."),
+    Move(APPLIED, Event.VERIFY, "Verify on the cluster",
+         "Reads the cluster again and checks that every feature of the stage is on and that no new analysis error "
+         "appeared.",
+         "Verify on the overlay",
+         "Checks on the plan's overlay that every feature of the stage is on and that no new analysis error "
+         "appeared."),
+    Move(VERIFIED, Event.CLOSE, "Mark done", "Closes the stage; the next one becomes current."),
+)}

@@ -1,8 +1,8 @@
 """Staged adoption plans: one feature at a time, gated, verified, reversible.
 
-This module is pure: it turns a template and an inventory into stages, evaluates a stage's entry gate and exit
-check, and says which lifecycle transition is allowed. Persisting plans and recording who did what is
-`planner.engine`'s job."""
+This module is pure: it turns a template and an inventory into stages, and evaluates a stage's entry gate and exit
+check. Keeping plans and moving their stages is `planner.stages`' and `planner.moves`' job, as the lifecycle table
+(`planner.lifecycle`) says."""
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -5,16 +5,100 @@ Times are aware UTC: SQLModel (>= 0.0.45) stores and returns them so on SQLite a
 audit event's hash stable across a round trip through either. No `from __future__ import annotations` here:
 SQLModel resolves relationship annotations when the class is created."""
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, UniqueConstraint
+import msgspec
+from sqlalchemy import JSON, String, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel
 
 FLAG_STATES = ("off", "enabling", "on", "disabling")
 PLAN_STATUSES = ("active", "done", "abandoned")
-# The values a stage's status and a plan's mode may hold; what moves a stage between them is planner.lifecycle's.
-STAGE_STATUSES = ("planned", "blocked", "ready", "applied", "verified", "done", "rolled_back")
-PLAN_MODES = ("real", "rehearsal")  # walk the real cluster, or rehearse on the plan's overlay
+
+
+class StageStatus(StrEnum):
+    """The statuses a stage may hold, as stored. What moves a stage between them is planner.lifecycle's alone."""
+
+    PLANNED = "planned"
+    BLOCKED = "blocked"
+    READY = "ready"
+    APPLIED = "applied"
+    VERIFIED = "verified"
+    DONE = "done"
+    ROLLED_BACK = "rolled_back"
+
+
+class PlanMode(StrEnum):
+    """How a plan's stages are walked, fixed by its first advance: the two never mix in one plan."""
+
+    REAL = "real"  # on the real cluster
+    REHEARSAL = "rehearsal"  # on the plan's overlay
+
+
+class _Named(TypeDecorator):
+    """A StrEnum kept as its value in a plain string column (no database enum type: the schema is unchanged) and
+    read back as the member."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Any) -> StrEnum | None:
+        return None if value is None else self.enum(value)
+
+
+class FlagBefore(msgspec.Struct, frozen=True):
+    """A flag as it was recorded before a stage moved it (read in the same transaction), for the rollback."""
+
+    feature: str
+    scope: str
+    params: dict[str, Any]
+    state: str
+
+
+class StageRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a stage keeps between its moves, stored as the JSON of `Stage.data`: only what differs from these
+    defaults is written, so a stage stored by an older meshstep (which wrote the same keys when it had them) reads
+    the same. The gate's findings and the verification are kept in their producers' JSON (analysis' Message,
+    telemetry's Verification): storage sits below both and does not read them."""
+
+    found_on: bool = False  # already on in the cluster when the plan was made: its config is the cluster's own
+    promoted_from_stage: int | None = None  # a promoted plan's stage: the source plan's stage it stands for
+    gate: tuple[dict[str, Any], ...] | None = None  # the entry gate's findings when it last ran
+    # Taken when the gate passed (None until then): the YAML to apply, the rollback restoring the cluster the stage
+    # started from, the commands to run, and the analysis errors there already (the exit check blames the stage
+    # only for new ones).
+    apply_yaml: str | None = None
+    rollback_yaml: str = ""
+    notes: tuple[str, ...] = ()
+    baseline_errors: tuple[str, ...] = ()
+    verification: dict[str, Any] | None = None  # the traffic before and after, as the exit check compared it
+    flags_before: tuple[FlagBefore, ...] = ()  # the flags the stage's apply replaced, for its rollback
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> "StageRecord":
+        try:
+            return msgspec.convert(data or {}, cls)
+        except msgspec.ValidationError as e:
+            raise ValueError(f"a stage's stored data does not read as a stage record: {e}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        """As the JSON column holds it (lists, not tuples), so that a stage compares equal after a round trip."""
+        return msgspec.json.decode(msgspec.json.encode(self))
+
+    @property
+    def taken(self) -> bool:
+        """The YAML was taken when the gate passed (a stage found on never has any)."""
+        return self.apply_yaml is not None
+
+
 GENESIS_HASH = "0" * 64  # prev_hash of the first audit event
 
 
@@ -64,7 +148,7 @@ class Plan(SQLModel, table=True):
     template: str
     status: str = "active"
     # real or rehearsal, set by the plan's first advance (None until then): the two never mix in one plan.
-    mode: str | None = None
+    mode: PlanMode | None = Field(default=None, sa_type=_Named(PlanMode))
     # Steps the template had that this cluster cannot have yet, with the reason ([{stage, feature, scope, reason}]).
     left_out: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
     # A promoted plan: the plan it was promoted from ({plan_id, cluster, name}), and how long (seconds) each stage
@@ -94,15 +178,20 @@ class Stage(SQLModel, table=True):
     title: str
     goal: str = ""
     features: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)  # [{feature, scope, params}]
-    status: str = "planned"
+    status: StageStatus = Field(default=StageStatus.PLANNED, sa_type=_Named(StageStatus))
     override_reason: str | None = None  # why someone moved it past a failing gate
-    # Kept between transitions: gate results, the YAML taken when the gate passed, baseline errors, prior flags.
+    # The JSON of its StageRecord (read `record`); written by the store alone.
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     version: int = 1
     updated_by: str
     updated_at: datetime = Field(default_factory=utcnow)
 
     plan: Plan | None = Relationship(back_populates="stages")
+
+    @property
+    def record(self) -> StageRecord:
+        """What the stage keeps between its moves, typed."""
+        return StageRecord.from_json(self.data)
 
 
 class AuditEvent(SQLModel, table=True):

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import platformdirs
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,16 +25,18 @@ from state.actors import identity_of
 from state.audit import AuditKey, audit_key, chain_hash, write_checkpoint
 from state.models import (
     FLAG_STATES,
-    PLAN_MODES,
     PLAN_STATUSES,
-    STAGE_STATUSES,
     AuditEvent,
     AuditHead,
     Cluster,
     Flag,
+    FlagBefore,
     InventorySnapshot,
     Plan,
+    PlanMode,
     Stage,
+    StageRecord,
+    StageStatus,
     flag_target,
     utcnow,
 )
@@ -213,11 +216,13 @@ class _Change:
 
 
 def _new_stage(ch: _Change, order: int, spec: Mapping[str, Any]) -> Stage:
-    """A stage from its spec: title, goal, features ([{feature, scope, params}]), optionally status."""
-    status = spec.get("status", "planned")
-    _choice("stage status", status, STAGE_STATUSES)
+    """A stage from its spec: title, goal, features ([{feature, scope, params}]), optionally status and record
+    (a StageRecord)."""
+    status = spec.get("status", StageStatus.PLANNED)
+    _choice("stage status", status, tuple(StageStatus))
+    record = spec.get("record") or StageRecord()
     return Stage(order=order, title=spec["title"], goal=spec.get("goal", ""), features=list(spec.get("features", [])),
-                 status=status, data=dict(spec.get("data") or {}), updated_by=ch.actor, updated_at=ch.at)
+                 status=StageStatus(status), data=record.to_json(), updated_by=ch.actor, updated_at=ch.at)
 
 
 class Store:
@@ -390,11 +395,11 @@ class Store:
                     left_out: Sequence[Mapping[str, Any]] = (), promoted_from: int | None = None,
                     promotion_after: int | None = None, verify: Mapping[str, Any] | None = None) -> Plan:
         """A plan with its stages, in order. Each stage: title, goal, features ([{feature, scope, params}]),
-        optionally status and data. `flags` (those of stages done from the start) are recorded in the same
-        transaction, each one only where nothing is recorded for its feature and scope yet: what the team recorded
-        stands. `left_out`: the template's steps the plan could not take, with the reason. `promoted_from`: the id of
-        the plan this one is promoted from; the link is kept on the new plan and audited on both (`plan.promote` on
-        the source). `verify`: the plan's verification thresholds (Thresholds values)."""
+        optionally status and record (a StageRecord). `flags` (those of stages done from the start) are recorded in
+        the same transaction, each one only where nothing is recorded for its feature and scope yet: what the team
+        recorded stands. `left_out`: the template's steps the plan could not take, with the reason. `promoted_from`:
+        the id of the plan this one is promoted from; the link is kept on the new plan and audited on both
+        (`plan.promote` on the source). `verify`: the plan's verification thresholds (Thresholds values)."""
         with self._change(actor, reason) as ch:
             ch.cluster(cluster)
             if ch.session.exec(select(Plan).where(Plan.cluster == cluster, Plan.name == name)).first():
@@ -454,44 +459,46 @@ class Store:
 
     def transition_stage(self, stage_id: int, status: str, actor: str, reason: str,
                          expected_version: int | None = None, override_reason: str | None = None,
-                         data: Mapping[str, Any] | None = None, flags: Sequence[FlagChange] = (),
+                         record: StageRecord | None = None, flags: Sequence[FlagChange] = (),
                          keep_flags_before: bool = False, plan_status: str | None = None,
                          plan_mode: str | None = None) -> Stage:
         """Move a stage to `status`, the flags of its features (in its plan's cluster) and, when given, its plan's
         status, in one transaction: all are recorded, or none. Which moves are allowed is the planner's call.
-        `override_reason` says why someone went past a failing gate; `data` (None: unchanged) is kept with the
+        `override_reason` says why someone went past a failing gate; `record` (None: unchanged) is kept with the
         stage between transitions; with `keep_flags_before`, the recorded flags that `flags` replace are kept in it
         as `flags_before` (read in the same transaction, so a rollback restores what really was). `plan_mode`
         (rehearsal or real) is set on a plan that has none yet, and refused on one of the other mode; a rehearsed
         transition is audited as `stage.rehearsal`, never as `stage.status`."""
-        _choice("stage status", status, STAGE_STATUSES)
+        _choice("stage status", status, tuple(StageStatus))
         target = f"stage:{stage_id}"
         with self._change(actor, reason) as ch:
             stage = self._get(ch.session, Stage, stage_id)
             ch.check_version(target, expected_version, stage.version)
             plan = stage.plan
             if plan_mode is not None:
-                _choice("plan mode", plan_mode, PLAN_MODES)
+                _choice("plan mode", plan_mode, tuple(PlanMode))
                 if plan.mode not in (None, plan_mode):
                     raise MeshstepError(f"plan {plan.name!r} is a {plan.mode} plan: its stages are not moved as a "
                                         f"{plan_mode} (make another plan with `meshstep plan new --name …`)")
                 if plan.mode is None:
                     before_plan = _snap(plan)
-                    plan.mode, plan.version = plan_mode, plan.version + 1
+                    plan.mode, plan.version = PlanMode(plan_mode), plan.version + 1
                     ch.session.add(plan)
                     ch.record("plan.mode", f"plan:{plan.id}", before_plan, _snap(plan))
             before = _snap(stage)
-            stage.status, stage.override_reason, stage.version = status, override_reason, stage.version + 1
-            stage.data = dict(data if data is not None else stage.data)
+            stage.status, stage.override_reason = StageStatus(status), override_reason
+            stage.version = stage.version + 1
+            record = stage.record if record is None else record
             cluster = stage.plan.cluster
             if keep_flags_before:
                 was = [(f, self._flag(ch.session, cluster, f.feature, f.scope)) for f in flags]
-                stage.data["flags_before"] = [{"feature": f.feature, "scope": f.scope, "params": old.params,
-                                               "state": old.state} for f, old in was if old is not None]
+                record = msgspec.structs.replace(record, flags_before=tuple(
+                    FlagBefore(f.feature, f.scope, old.params, old.state) for f, old in was if old is not None))
+            stage.data = record.to_json()
             stage.updated_by, stage.updated_at = actor, ch.at
             ch.session.add(stage)
             ch.session.flush()
-            ch.record("stage.rehearsal" if plan.mode == "rehearsal" else "stage.status", target, before,
+            ch.record("stage.rehearsal" if plan.mode == PlanMode.REHEARSAL else "stage.status", target, before,
                       _snap(stage))
             if plan_status is not None:
                 _choice("plan status", plan_status, PLAN_STATUSES)

@@ -41,11 +41,11 @@ NameOpt = Annotated[str | None, typer.Option("--name", help="The plan (default: 
 def _plan(name: str | None, source: str | None, cluster: str | None, db: str | None) -> Iterator[tuple[Any, ...]]:
     """What a plan command works on: the source's inventory, the store, and the plan (named, else the active one of
     the source's cluster)."""
-    from planner import engine as planning
+    from planner import stages
 
     inv = load_inventory(source)
     with open_store(db) as store:
-        yield inv, store, planning.find_plan(store, cluster_name(cluster, inv.source), name)
+        yield inv, store, stages.find_plan(store, cluster_name(cluster, inv.source), name)
 
 
 @plan_app.command("new")
@@ -62,13 +62,13 @@ def plan_new(
     = None,
 ) -> None:
     """Make a plan for a cluster from a template; stages already on are recognised as done."""
-    from planner import engine as planning  # sqlmodel and alembic: loaded only by the commands that use them
+    from planner import stages  # sqlmodel and alembic: loaded only by the commands that use them
 
     inv = load_inventory(source)
     ns = [n.strip() for n in namespaces.split(",") if n.strip()] if namespaces else None
     with open_store(db) as store:
-        p = planning.create(store, cluster_name(cluster, inv.source), inv, template, ns, name, actor_name(actor),
-                            verify or ())
+        p = stages.create(store, cluster_name(cluster, inv.source), inv, template, ns, name, actor_name(actor),
+                          verify or ())
         _show(p, format)
 
 
@@ -76,25 +76,25 @@ def plan_new(
 def plan_show(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
               format: FormatOpt = Format.table) -> None:
     """The plan's stages and where each stands."""
-    from planner import engine as planning
+    from planner import stages
 
     with open_store(db) as store:
-        _show(planning.find_plan(store, cluster_name(cluster, source), name), format)
+        _show(stages.find_plan(store, cluster_name(cluster, source), name), format)
 
 
 def _show(p, format: Format) -> None:
-    from planner import engine as planning
+    from planner import stages
     from telemetry.series import duration_text
     from telemetry.verification import Thresholds
 
-    stages = planning.stage_rows(p)
+    rows = stages.stage_rows(p)
     if format == Format.json:
         emit_json({"name": p.name, "template": p.template, "cluster": p.cluster, "status": p.status,
-                   "mode": p.mode, "complete": planning.current_stage(p) is None, "left_out": p.left_out,
+                   "mode": p.mode, "complete": stages.current_stage(p) is None, "left_out": p.left_out,
                    "promoted_from": p.promoted_from, "promotion_after": p.promotion_after,
                    "verify": Thresholds.from_json(p.verify or {}).to_json(),
                    "stages": [{k: v for k, v in row.items() if k != "now"} | {"features": s.features, "goal": s.goal}
-                              for row, s in zip(stages, p.stages)]})
+                              for row, s in zip(rows, p.stages)]})
         return
     typer.echo(f"plan {_title(p)} for cluster {p.cluster}: {_standing(p)}")
     if p.promoted_from:
@@ -104,7 +104,7 @@ def _show(p, format: Format) -> None:
     if p.verify:
         typer.echo(f"verification thresholds: {Thresholds.from_json(p.verify).text(p.verify)} (the others as by "
                    "default; a `plan advance --verify` goes over them)")
-    emit_table([row | {"found_on": "found on" if row["found_on"] else ""} for row in stages],
+    emit_table([row | {"found_on": "found on" if row["found_on"] else ""} for row in rows],
                ["now", "order", "status", "found_on", "title", "features", "scope"])
     if p.left_out:
         typer.echo("\nLEFT OUT (the template has them; this cluster cannot have them yet)")
@@ -118,11 +118,13 @@ def _title(p) -> str:
 
 
 def _standing(p) -> str:
-    from planner import engine as planning
+    from planner import stages
+    from state.models import PlanMode
 
-    mode = {"rehearsal": ", rehearsal on its overlay", "real": ", walking the real cluster"}.get(p.mode or "", "")
-    done = sum(s.status == "done" for s in p.stages)
-    if planning.current_stage(p) is None:
+    mode = {PlanMode.REHEARSAL: ", rehearsal on its overlay",
+            PlanMode.REAL: ", walking the real cluster"}.get(p.mode or "", "")
+    done = stages.done_count(p)
+    if stages.current_stage(p) is None:
         return f"complete: every stage is done{mode}"
     return f"{p.status}, {done} of {len(p.stages)} stages done{mode}"
 
@@ -131,13 +133,13 @@ def _standing(p) -> str:
 def plan_list(source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
               format: FormatOpt = Format.table) -> None:
     """The cluster's plans and where each stands."""
-    from planner import engine as planning
+    from planner import stages
 
     with open_store(db) as store:
         plans = store.list_plans(cluster_name(cluster, source))
     rows = [{"name": p.name, "template": p.template, "status": p.status, "mode": p.mode or "-",
-             "done": f"{sum(s.status == 'done' for s in p.stages)}/{len(p.stages)}",
-             "complete": planning.current_stage(p) is None, "created_by": p.created_by,
+             "done": f"{stages.done_count(p)}/{len(p.stages)}",
+             "complete": stages.current_stage(p) is None, "created_by": p.created_by,
              "created_at": p.created_at.isoformat(timespec="seconds")} for p in plans]
     if format == Format.json:
         emit_json(rows)
@@ -154,11 +156,11 @@ def plan_delete(
     cluster: ClusterOpt = None, db: DbOpt = None, source: SourceOpt = None, actor: ActorOpt = None,
 ) -> None:
     """Delete a plan and its stages (the audit trail keeps them; flags stay as they are)."""
-    from planner import engine as planning
+    from planner import stages
 
     with open_store(db) as store:
-        p = planning.find_plan(store, cluster_name(cluster, source), name)
-        planning.delete(store, p, actor_name(actor), reason)
+        p = stages.find_plan(store, cluster_name(cluster, source), name)
+        stages.delete(store, p, actor_name(actor), reason)
     typer.echo(f"plan {p.name} deleted")
 
 
@@ -181,14 +183,14 @@ def plan_promote(
     own objects; a stage starts there only --after it was done (for real) on the plan's cluster."""
     from datetime import timedelta
 
-    from planner import engine as planning
+    from planner import promotion, stages
     from telemetry.series import window_seconds
 
     wait = timedelta(seconds=window_seconds(after, zero=True))
     inv = load_inventory(source)
     with open_store(db) as store:
-        p = planning.find_plan(store, cluster_name(cluster), name)
-        _show(planning.promote(store, p, to, inv, wait, as_name, actor_name(actor)), format)
+        p = stages.find_plan(store, cluster_name(cluster), name)
+        _show(promotion.promote(store, p, to, inv, wait, as_name, actor_name(actor)), format)
 
 
 @plan_app.command("next")
@@ -197,10 +199,11 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
               window: WindowOpt = "1h") -> None:
     """The current stage: its goal, its gate (the checks it ran, with hints, and the traffic telemetry shows where
     given), and the YAML to apply with its diff."""
-    from planner import engine as planning
+    from planner import moves
+    from state.models import PlanMode
 
     with _plan(name, source, cluster, db) as (inv, _store, p):
-        view = planning.next_view(p, inv, load_evidence(prometheus, telemetry, window, inv))
+        view = moves.next_view(p, inv, load_evidence(prometheus, telemetry, window, inv))
     if view is None:
         typer.echo(f"plan {_title(p)} is complete: every stage is done")
         return
@@ -212,7 +215,8 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
                    "already_on": [s.to_json() for s in cfg.skipped], "changes": view.changes.to_json(),
                    "apply_yaml": cfg.apply_yaml, "rollback_yaml": cfg.rollback_yaml, "notes": list(cfg.notes)})
         return
-    typer.echo(f"STAGE {st.order}: {st.title}   [{st.status}]" + ("   (rehearsal)" if p.mode == "rehearsal" else ""))
+    rehearsal = "   (rehearsal)" if p.mode == PlanMode.REHEARSAL else ""
+    typer.echo(f"STAGE {st.order}: {st.title}   [{st.status}]{rehearsal}")
     typer.echo(f"goal: {st.goal}")
     for s in cfg.skipped:
         typer.echo(f"already on: {s.feature} in {s.scope} (nothing to render for it)")
@@ -250,13 +254,15 @@ def plan_advance(
                                                      "Telemetry).")] = None,
 ) -> None:
     """Move the current stage on: planned → ready (gate) → applied → verified (exit check) → done."""
-    from planner import engine as planning
+    from planner import moves, stages
+    from state.models import StageStatus
 
     with _plan(name, source, cluster, db) as (inv, store, p):
         ev = load_evidence(prometheus, telemetry, window, inv, verify)
-        st = planning.advance(store, p, inv, actor_name(actor), override_reason, rehearse, ev)
-        complete = planning.current_stage(store.get_plan(p.id)) is None
-    for line in (st.data or {}).get("verification", {}).get("lines", ()) if st.status == "verified" else ():
+        st = moves.advance(store, p, inv, actor_name(actor), override_reason, rehearse, ev)
+        complete = stages.current_stage(store.get_plan(p.id)) is None
+    verification = st.record.verification if st.status == StageStatus.VERIFIED else None
+    for line in (verification or {}).get("lines", ()):
         typer.echo(line, err=True)  # the traffic before and after, or why it was not compared
     typer.echo(f"stage {st.order} ({st.title}): {st.status}" + (" (rehearsal)" if rehearse else ""))
     if complete:
@@ -270,10 +276,10 @@ def plan_rollback(
     actor: ActorOpt = None,
 ) -> None:
     """Roll back the plan's stage in flight (else its last done): flags restored; prints the YAML that undoes it."""
-    from planner import engine as planning
+    from planner import moves
 
     with _plan(name, source, cluster, db) as (inv, store, p):
-        done = planning.rollback(store, p, inv, actor_name(actor), reason)
+        done = moves.rollback(store, p, inv, actor_name(actor), reason)
     typer.echo(f"# {done.said}", err=True)
     if done.undo_yaml:
         typer.echo(done.undo_yaml)
@@ -290,12 +296,12 @@ def plan_add(
     actor: ActorOpt = None,
 ) -> None:
     """Append a stage to a plan (a `custom` plan is built this way); order rules are enforced."""
-    from planner import engine as planning
+    from planner import stages
 
     feat, params = feature_params(feature, sets)
     with _plan(name, source, cluster, db) as (inv, store, p):
-        st = planning.add_stage(store, p, inv, title or f"{feat.title} in {scope}", goal or feat.problem,
-                                [planner.plan.Step(feature, scope, params)], actor_name(actor))
+        st = stages.add_stage(store, p, inv, title or f"{feat.title} in {scope}", goal or feat.problem,
+                              [planner.plan.Step(feature, scope, params)], actor_name(actor))
     typer.echo(f"stage {st.order} added: {st.title}")
 
 
@@ -305,13 +311,13 @@ def plan_export(directory: Annotated[Path, typer.Argument(help="Where to write t
                 db: DbOpt = None) -> None:
     """Write every stage's YAML and rollback as numbered files for a GitOps repository: applied in order, they
     give the cluster the plan ends with."""
-    from planner import engine as planning
+    from planner import export
 
     with _plan(name, source, cluster, db) as (inv, _store, p):
-        export = planning.stage_files(p, inv)
+        written = export.stage_files(p, inv)
     directory.mkdir(parents=True, exist_ok=True)
-    for fname, text in export.files.items():
+    for fname, text in written.files.items():
         (directory / fname).write_text(text)
         typer.echo(directory / fname)
-    for line in export.skipped:
+    for line in written.skipped:
         typer.echo(f"# no file: {line}", err=True)

@@ -61,7 +61,7 @@ def _warm_up(address: str, port: int) -> None:
         logging.getLogger("meshstep.ui").debug("warm-up failed", exc_info=True)
     # Then what the pages import, and pyarrow, which st.dataframe loads on first use (a second, cold); a page that
     # comes first imports them itself.
-    for module in ("pandas", "pyarrow", "state.audit", "state.drift", "planner.engine"):
+    for module in ("pandas", "pyarrow", "state.audit", "state.drift", "planner.moves"):
         importlib.import_module(module)
     # What the server keeps from here on (modules, the caches just filled) is out of the collector's sight: else each
     # full collection during a page's run walks all of it again (0.05-0.09 s each, several a first visit).

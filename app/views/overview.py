@@ -7,7 +7,7 @@ import streamlit as st
 from app import traffic, ui
 from cluster import revisions
 from cluster.errors import MeshstepError
-from planner import engine as planning
+from planner import stages
 from state.drift import OBSERVED_NOT_RECORDED
 from telemetry.edges import count_text
 
@@ -54,13 +54,13 @@ left, middle, right = st.columns(3, gap="large")
 with left:
     st.subheader("Plan")
     try:
-        plan = planning.find_plan(store, cluster)
+        plan = stages.find_plan(store, cluster)
     except MeshstepError:
         st.info("No active plan for this cluster yet.")
         st.page_link("views/plan.py", label="Make a plan", icon=":material/stairs:")
     else:
-        stage = planning.current_stage(plan)
-        done = sum(s.status == "done" for s in plan.stages)
+        stage = stages.current_stage(plan)
+        done = stages.done_count(plan)
         st.progress(done / len(plan.stages) if plan.stages else 1.0,
                     text=f"**{plan.name}**: {done} of {len(plan.stages)} stages done")
         if stage is not None:

@@ -9,13 +9,14 @@ import streamlit as st
 import planner.plan
 from app import access, findings, traffic, ui
 from cluster.errors import MeshstepError
-from planner import engine as planning
-from planner import lifecycle
+from planner import lifecycle, moves, promotion, stages
+from planner.lifecycle import Event
+from state.models import PlanMode
 from telemetry.edges import count_text
 from telemetry.series import duration_text, window_seconds
 from telemetry.verification import Thresholds
 
-# What a stage's verification compared (planning.advance keeps it in stage.data): each figure before and after.
+# What a stage's verification compared (moves.advance keeps it in the stage's record): each figure before and after.
 _FIGURES = (("success_rate", "Success rate", "%", "non-5xx share of the requests served"),
             ("p99_ms", "p99 latency", "ms", "99th percentile of the request duration"),
             ("mtls_share", "mTLS share", "%", "requests in mutual TLS"))
@@ -26,7 +27,7 @@ _SAID = {"passed": ":green[:material/check_circle: no regression]", "regressed":
 
 def traffic_before_after(stage) -> None:
     """A stage's verification as a chart per figure (before and after it was applied), or why there is none."""
-    v = stage.data["verification"]
+    v = stage.record.verification
     before, after = v.get("before"), v.get("after")
     st.markdown(f"**Stage {stage.order}: {stage.title}** — {_SAID.get(v['status'], v['status'])}")
     if before is None or after is None:
@@ -73,7 +74,7 @@ st.title("Plan")
 ui.show_flash()
 
 try:
-    plan = planning.find_plan(store, cluster)
+    plan = stages.find_plan(store, cluster)
 except MeshstepError:
     plan = None
 
@@ -81,7 +82,7 @@ if plan is None:
     for finished in store.list_plans(cluster):
         if finished.status == "done":
             st.success(f"Plan **{finished.name}** is complete: every stage is done"
-                       + (" in rehearsal, on its overlay." if finished.mode == "rehearsal" else "."),
+                       + (" in rehearsal, on its overlay." if finished.mode == PlanMode.REHEARSAL else "."),
                        icon=":material/celebration:")
     st.info(f"No active plan for **{cluster}**. Make one from a template: stages already on in the cluster start "
             "as done.")
@@ -101,14 +102,15 @@ if plan is None:
                 *((access.ADMIN, "set verification thresholds") if verify.strip() else
                   (access.OPERATOR, "create a plan")))):
             with ui.errors("Could not create the plan"):
-                created = planning.create(store, cluster, inv, template, namespaces or None, name or None, actor,
-                                          [x.strip() for x in verify.split(",") if x.strip()])
+                created = stages.create(store, cluster, inv, template, namespaces or None, name or None, actor,
+                                        [x.strip() for x in verify.split(",") if x.strip()])
                 ui.flash(f"Plan **{created.name}** created with {len(created.stages)} stages.")
                 st.rerun()
     st.stop()
 
-done = sum(s.status == "done" for s in plan.stages)
-mode = {"rehearsal": " · :violet-badge[rehearsal on the plan's overlay]", "real": " · walking the real cluster"}
+done = stages.done_count(plan)
+mode = {PlanMode.REHEARSAL: " · :violet-badge[rehearsal on the plan's overlay]",
+        PlanMode.REAL: " · walking the real cluster"}
 st.caption(f"Plan **{plan.name}**{'' if plan.name == plan.template else f' ({plan.template})'} for {cluster} · "
            f"{done} of {len(plan.stages)} stages done · created by {plan.created_by}{mode.get(plan.mode or '', '')}")
 if plan.verify:
@@ -124,14 +126,14 @@ if plan.left_out:
                                for x in plan.left_out))
 
 try:
-    view = planning.next_view(plan, inv, traffic.stage_evidence())
+    view = moves.next_view(plan, inv, traffic.stage_evidence())
 except MeshstepError as e:  # the stage's config cannot be rendered for this cluster (the message says why)
-    view, failing = None, planning.current_stage(plan)
+    view, failing = None, stages.current_stage(plan)
     st.error(f"Stage {failing.order} ({failing.title}) cannot be prepared for this cluster: {e}\n\nFix the cluster "
              "as the message says and press **Re-read the cluster**, or roll the plan back below.")
 if view is None:
-    if planning.current_stage(plan) is None:
-        st.success("The plan is complete: every stage is done" + (" in rehearsal." if plan.mode == "rehearsal"
+    if stages.current_stage(plan) is None:
+        st.success("The plan is complete: every stage is done" + (" in rehearsal." if plan.mode == PlanMode.REHEARSAL
                                                                   else "."), icon=":material/celebration:")
 else:
     stage = view.stage
@@ -174,14 +176,14 @@ else:
 
     st.divider()
     move = lifecycle.ADVANCE[stage.status]
-    needs_override = move.runs == "gate" and not view.gate.passed
-    rehearse = st.toggle("Rehearse on the plan's overlay", value=plan.mode == "rehearsal",
+    needs_override = move.event == Event.GATE and not view.gate.passed
+    rehearse = st.toggle("Rehearse on the plan's overlay", value=plan.mode == PlanMode.REHEARSAL,
                          disabled=plan.mode is not None,
                          help="Apply each stage's YAML to a copy of the cluster instead of waiting for a real apply; "
                               "the plan's first step fixes whether it is a rehearsal or real, and the two never mix.")
     label, helptext = move.says(rehearse)
     with st.form("advance", border=False):
-        nothing = stage.status == "ready" and view.config.empty
+        nothing = move.event == Event.APPLY and view.config.empty
         st.caption("Nothing to apply: record the stage as applied to go on to its verification." if nothing
                    else helptext)
         override = st.text_input("Override reason", help="Go past the failing gate anyway; the reason is audited.",
@@ -190,13 +192,13 @@ else:
                                  icon=":material/arrow_forward:") and (actor := ui.require_actor(
                 *((access.ADMIN, "override a failing gate") if override else (access.OPERATOR, "advance a stage")))):
             with ui.errors("Not advanced"):
-                moved = planning.advance(store, plan, inv, actor, override or None, rehearse,
-                                         traffic.stage_evidence())
+                moved = moves.advance(store, plan, inv, actor, override or None, rehearse,
+                                      traffic.stage_evidence())
                 ui.flash(f"Stage {moved.order} is now **{moved.status}**"
                          + (" (rehearsal)." if rehearse else "."))
                 st.rerun()
 
-if (target := planning.rollback_target(plan)) is not None:
+if (target := stages.rollback_target(plan)) is not None:
     with st.expander(f"Roll back stage {target.order}: {target.title}", icon=":material/undo:"), \
             st.form("rollback", border=False):
         st.caption("Its flags go back to what they were before it; you get the YAML that undoes it on the cluster.")
@@ -206,7 +208,7 @@ if (target := planning.rollback_target(plan)) is not None:
                 st.error("Say why you roll back: the reason is kept in the audit trail.")
             else:
                 with ui.errors("Not rolled back"):
-                    rolled = planning.rollback(store, plan, inv, actor, reason)
+                    rolled = moves.rollback(store, plan, inv, actor, reason)
                     st.session_state["rollback_yaml"] = rolled.undo_yaml
                     ui.flash(rolled.said[0].upper() + rolled.said[1:] + ".", "warning")
                     st.rerun()
@@ -219,11 +221,11 @@ st.subheader("Stages")
 st.dataframe(pd.DataFrame([{"": r["now"], "stage": r["order"], "title": r["title"],
                             "status": r["status"] + (" (found on)" if r["found_on"] else ""),
                             "features": ", ".join(r["features"]), "scope": ", ".join(r["scope"])}
-                           for r in planning.stage_rows(plan)]),
+                           for r in stages.stage_rows(plan)]),
              hide_index=True, width="stretch", height=38 + 35 * len(plan.stages))
 
 st.subheader("Traffic before and after each stage")
-if verified := [s for s in plan.stages if "verification" in (s.data or {})]:
+if verified := [s for s in plan.stages if s.record.verification is not None]:
     for verified_stage in verified:
         traffic_before_after(verified_stage)
 else:
@@ -240,7 +242,7 @@ with st.expander("Promote this plan to another cluster", icon=":material/upgrade
     if st.form_submit_button("Promote") and (actor := ui.require_actor(access.OPERATOR, "promote a plan")):
         with ui.errors("Not promoted"):
             wait = timedelta(seconds=window_seconds(after, zero=True))
-            promoted = planning.promote(store, plan, to, ui.load(to_source), wait, None, actor)
+            promoted = promotion.promote(store, plan, to, ui.load(to_source), wait, None, actor)
             ui.flash(f"Plan **{promoted.name}** promoted to **{to}** with {len(promoted.stages)} stages"
                      + (f"; {len(promoted.left_out)} step(s) left out there." if promoted.left_out else "."))
             st.rerun()
@@ -250,6 +252,6 @@ with st.expander("Delete this plan", icon=":material/delete:"), st.form("delete_
     why = st.text_input("Reason for deleting", help="Kept in the audit trail.")
     if st.form_submit_button("Delete the plan") and (actor := ui.require_actor(access.ADMIN, "delete a plan")):
         with ui.errors("Not deleted"):
-            planning.delete(store, plan, actor, why)
+            stages.delete(store, plan, actor, why)
             ui.flash(f"Plan **{plan.name}** deleted.", "warning")
             st.rerun()

@@ -19,8 +19,7 @@ from cluster.inventory import build_inventory
 from cluster.snapshot import Snapshot
 from cluster.sources import DEMO_DIR, load_snapshot
 from features.base import observe
-from planner import engine as planning
-from planner import fleet
+from planner import fleet, stages
 from state.store import Store
 from tests.app.test_browser import _free_port
 from tests.cluster.test_sources import kubeconfig_env  # noqa: F401  (the fixture)
@@ -54,9 +53,9 @@ def test_fleet_of_three_clusters_one_unreachable(kubeconfig, db: str, capsys: py
     # The team's records: prod has a plan under way and a flag recorded on that the cluster does not show.
     prod_inv = _inventory(prod_objects)
     with closing(Store.open(db)) as store:
-        plan = planning.create(store, "context:prod", prod_inv, "routing-first", None, "adopt", "alice")
+        plan = stages.create(store, "context:prod", prod_inv, "routing-first", None, "adopt", "alice")
         store.set_flag("context:prod", "mtls-strict", "mesh", {}, "on", "bob", reason="wanted")
-    expected_stage = planning.current_stage(plan)
+    expected_stage = stages.current_stage(plan)
     with serve(staging_objects) as staging, serve(prod_objects) as prod:
         kubeconfig({"staging": staging.url, "prod": prod.url, "east": f"http://127.0.0.1:{_free_port()}"})
         started = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pandas as pd
 import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
@@ -95,12 +96,12 @@ def test_the_telemetry_meshstep_ui_was_given_is_each_session_s_first(monkeypatch
 
 
 def _stage_with(store: Store, verification: dict) -> int:
-    """The demo's plan, its second stage recorded as verified with this verification (as planning.advance keeps
+    """The demo's plan, its second stage recorded as verified with this verification (as moves.advance keeps
     it): the page shows what the store holds."""
     plan = store.list_plans("demo")[0]
     stage = plan.stages[1]
     store.transition_stage(stage.id, "verified", "alice", "exit check passed", stage.version,
-                           data={**(stage.data or {}), "verification": verification})
+                           record=msgspec.structs.replace(stage.record, verification=verification))
     return stage.order
 
 

@@ -318,7 +318,7 @@ def test_the_upgrade_template_is_rehearsed_to_done_with_no_pod_left_on_the_old_r
     """The whole canary upgrade walked on the plan's overlay from the CLI: every gate passes without an override,
     each stage's restarts and deletions are played, and the overlay ends with one revision that every proxy runs."""
     from app.cli import main
-    from planner import engine as planning
+    from planner import overlay, stages
     from state.store import Store
 
     db = f"sqlite:///{tmp_path / 'state.db'}"
@@ -329,9 +329,9 @@ def test_the_upgrade_template_is_rehearsed_to_done_with_no_pod_left_on_the_old_r
     rehearse_to_done(runner(capsys), "up", *source)
     store = Store.open(db)
     try:
-        plan = planning.find_plan(store, str(FIXTURE), "up")
+        plan = stages.find_plan(store, str(FIXTURE), "up")
         assert plan.mode == "rehearsal" and {s.status for s in plan.stages} == {"done"}
-        end = planning.overlay_at(plan, inv, plan.stages[-1], including=True).inventory
+        end = overlay.overlay_at(plan, inv, plan.stages[-1], including=True).inventory
     finally:
         store.close()
     assert [r.revision for r in end.revisions] == ["1-27"]

@@ -8,7 +8,8 @@ import re
 import pytest
 import yaml
 
-from planner import engine as planning
+from planner import moves, stages
+from planner.export import stage_files
 from state.store import Store
 from tests.features import corpus
 
@@ -28,9 +29,9 @@ def test_a_plan_exports_and_is_rehearsed_to_done(cluster: corpus.Cluster, tmp_pa
     inv = cluster.load()
     store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
     try:
-        plan = planning.create(store, cluster.name, inv, "routing-first", None, "p", "alice")
+        plan = stages.create(store, cluster.name, inv, "routing-first", None, "p", "alice")
         # the files `plan export` writes: one object per `# meshstep:` header, and kubectl takes each
-        export = planning.stage_files(plan, inv)
+        export = stage_files(plan, inv)
         for name, text in export.files.items():
             objects = [d for d in yaml.safe_load_all(text) if d]
             headers = re.findall(r"^# meshstep:.*$", text, re.MULTILINE)
@@ -45,15 +46,15 @@ def test_a_plan_exports_and_is_rehearsed_to_done(cluster: corpus.Cluster, tmp_pa
         # notes what it must fix first, but an exit check must pass: the overlay has the stage applied
         for _ in range(100):
             plan = store.get_plan(plan.id)
-            if planning.current_stage(plan) is None:
+            if stages.current_stage(plan) is None:
                 break
             try:
-                planning.advance(store, plan, inv, "alice", rehearse=True)
-            except planning.GateBlocked:  # recorded as blocked: the stage moved on, read it again
-                planning.advance(store, store.get_plan(plan.id), inv, "alice", override_reason="rehearsal: noted",
+                moves.advance(store, plan, inv, "alice", rehearse=True)
+            except moves.GateBlocked:  # recorded as blocked: the stage moved on, read it again
+                moves.advance(store, store.get_plan(plan.id), inv, "alice", override_reason="rehearsal: noted",
                                  rehearse=True)
         plan = store.get_plan(plan.id)
-        assert planning.current_stage(plan) is None and {s.status for s in plan.stages} == {"done"}, \
+        assert stages.current_stage(plan) is None and {s.status for s in plan.stages} == {"done"}, \
             [(s.order, s.title, s.status) for s in plan.stages]
     finally:
         store.close()

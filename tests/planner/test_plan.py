@@ -359,7 +359,7 @@ def test_export_of_the_demo_is_multi_document_yaml_that_kubectl_accepts(cli, tmp
 
 
 def test_each_stage_is_rendered_on_the_overlay_of_the_stages_before_it(cli, demo, tmp_path):
-    from planner import engine as planning
+    from planner import stages
 
     assert cli("plan", "new")[0] == 0
     assert cli("plan", "export", str(tmp_path / "gitops"))[0] == 0
@@ -377,7 +377,7 @@ def test_each_stage_is_rendered_on_the_overlay_of_the_stages_before_it(cli, demo
                      if not p.name.endswith((".rollback.yaml", ".delete.yaml"))), None)
         if path is None:
             continue
-        spec = planning.stage_spec(stage)
+        spec = stages.stage_spec(stage)
         assert planner.plan.config(spec, now).apply_yaml == path.read_text(), stage.title
         now = now.with_changes(apply=planner.plan.objects_of(path.read_text()))
         assert planner.plan.pending_steps(spec, now) == [], f"{stage.title}: not on once its file is applied"

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from cluster.errors import ConflictError, MeshstepError
 from state import audit
-from state.models import Flag
+from state.models import Flag, FlagBefore, StageRecord
 from state.store import MIGRATIONS, FlagChange, Store, _Change
 
 
@@ -254,13 +254,14 @@ def test_a_stage_transition_moves_its_flags_in_the_same_transaction(store, monke
     stage = store.add_stage(plan.id, {"title": "mTLS STRICT in shop", "goal": "only mTLS into shop",
                                       "features": [{"feature": "mtls-strict", "scope": "shop", "params": {}}]},
                             "alice", "stage added")
-    assert (stage.order, stage.status, stage.data) == (1, "planned", {})
+    assert (stage.order, stage.status, stage.record) == (1, "planned", StageRecord())
     assert store.add_stage(plan.id, {"title": "Authorization in shop"}, "alice", "").order == 2
 
-    moved = store.transition_stage(stage.id, "applied", "bob", "config applied", 1, data={"gate": []},
+    moved = store.transition_stage(stage.id, "applied", "bob", "config applied", 1, record=StageRecord(gate=()),
                                    flags=[FlagChange("mtls-strict", "shop", {"mode": "STRICT"}, "enabling"),
                                           FlagChange("mtls-permissive", "mesh", None, None)])
     assert (moved.status, moved.version, moved.data) == ("applied", 2, {"gate": []})
+    assert store.get_plan(plan.id).stages[0].record == StageRecord(gate=())
     assert [(f.feature, f.scope, f.state) for f in store.list_flags("demo")] == [("mtls-strict", "shop", "enabling")]
     assert [e.action for e in store.audit_events()][-3:] == ["stage.status", "flag.set", "flag.unset"]
 
@@ -282,6 +283,7 @@ def test_a_transition_keeps_the_flags_it_replaces_and_moves_the_plan_in_the_same
                                    flags=[FlagChange("mtls-strict", "shop", {}, "enabling")], keep_flags_before=True)
     assert moved.data["flags_before"] == [{"feature": "mtls-strict", "scope": "shop",
                                            "params": {"mode": "PERMISSIVE"}, "state": "off"}]
+    assert moved.record.flags_before == (FlagBefore("mtls-strict", "shop", {"mode": "PERMISSIVE"}, "off"),)
     before = _dump(store)
     with pytest.raises(MeshstepError, match="unknown plan status"):  # the plan cannot move: neither does the stage
         store.transition_stage(stage.id, "done", "bob", "stage done", 2, plan_status="finished")

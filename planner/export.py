@@ -1,0 +1,52 @@
+"""A plan as files for a GitOps repository: each stage's YAML and its rollback, numbered in apply order."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import planner.plan
+from cluster.inventory import Inventory
+from features.base import beyond_deletions, deletions_of
+from planner.overlay import walk
+from planner.stages import found_on
+from state.models import Plan
+
+
+@dataclass(frozen=True)
+class Export:
+    files: dict[str, str]  # file name → YAML, in apply order
+    skipped: list[str]  # stages with nothing to write, and why
+
+
+def stage_files(plan: Plan, inventory: Inventory) -> Export:
+    """Every stage's YAML and its rollback as numbered files (`05-enter-through-the-ingress-gateway.yaml`, …) for
+    GitOps. Each stage is rendered on the overlay of the stages before it, so that the files applied in order give
+    the cluster the plan ends with; stages past their gate keep the YAML taken then. What a stage (or its rollback)
+    deletes is a `.delete.yaml` of its own, for `kubectl delete -f`. Stages found on when the plan
+    was made, and stages with nothing to apply, have no file: they are named in `skipped`."""
+    files: dict[str, str] = {}
+    skipped: list[str] = []
+    for stage, overlay in walk(plan, inventory):
+        if not stage.features:
+            continue
+        if found_on(stage):
+            skipped.append(f"stage {stage.order} ({stage.title}): already on when the plan was made; its config is "
+                           "the cluster's own objects")
+            continue
+        cfg = overlay.config(stage)
+        if cfg.empty:
+            skipped.append(f"stage {stage.order} ({stage.title}): nothing to apply, "
+                           + (f"{', '.join(f'{s.feature} in {s.scope}' for s in cfg.skipped)} already on"
+                              if cfg.skipped else "it only checks"))
+            continue
+        slug = re.sub(r"[^a-z0-9]+", "-", stage.title.lower()).strip("-")
+        for name, text in ((f"{stage.order:02d}-{slug}", cfg.apply_yaml),
+                           (f"{stage.order:02d}-{slug}.rollback", cfg.rollback_yaml)):
+            deleted = deletions_of(text)
+            # A file of nothing but deletions (a rollback of what the stage created) is not written: comments
+            # only, `kubectl apply -f` would refuse it. Its deletions are the .delete.yaml beside it.
+            if beyond_deletions(text):
+                files[f"{name}.yaml"] = text
+            if deleted:
+                files[f"{name}.delete.yaml"] = planner.plan.deletion_manifest(deleted, cfg.objects, overlay.inventory)
+    return Export(files, skipped)

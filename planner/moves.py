@@ -1,0 +1,255 @@
+"""Moving a plan's stages: `advance` runs the step the current stage's status offers (gate, apply, exit check, close)
+and `rollback` undoes a stage; where each goes is the lifecycle table's call (planner.lifecycle). Each move is one
+audited change that also moves the flags of the stage's features, so the trail and the flags never disagree."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+import planner.plan
+from analysis.catalog import reads_traffic
+from cluster import changes
+from cluster.changes import ChangeSet
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
+from features.base import deletions_of
+from planner import lifecycle
+from planner.lifecycle import Event, Facts
+from planner.overlay import cluster_now, overlay_at
+from planner.promotion import NotPromotable, promotion_refusal
+from planner.stages import current_stage, found_on, rollback_target, stage_spec
+from planner.storage import PlanStore
+from state.models import Plan, PlanMode, Stage, StageRecord, StageStatus
+from state.store import FlagChange
+from telemetry.verification import Thresholds
+
+
+class GateBlocked(MeshstepError):
+    """The stage's entry gate has errors; the stage is recorded as blocked."""
+
+    exit_code = 1
+
+    def __init__(self, stage: Stage, result: planner.plan.GateResult):
+        errors = [m for m in result.messages if m.level == "error"]
+        lines = [f"stage {stage.order} ({stage.title}) is blocked by {len(errors)} failing check(s):"]
+        lines += [f"  ✗ {m.code} {m.ref}: {m.message}\n      → {m.hint}" for m in errors]
+        lines.append("fix these and run `meshstep plan advance` again, or pass --override-reason to go on anyway")
+        super().__init__("\n".join(lines))
+        self.result = result
+
+
+class NotVerified(MeshstepError):
+    """The exit check does not see the stage's features on, or sees new analysis errors."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class NextView:
+    stage: Stage
+    gate: planner.plan.GateResult
+    config: planner.plan.StageConfig
+    changes: ChangeSet  # what the stage's YAML does to the overlay it starts from, object by object
+
+
+def next_view(plan: Plan, inventory: Inventory, evidence: Any = None) -> NextView | None:
+    """The current stage with its gate results, its YAML and what that YAML changes, all on the overlay the stage
+    starts from; None when the plan is complete. `evidence` (telemetry.evidence.Evidence): the traffic the gate
+    sees."""
+    stage = current_stage(plan)
+    if stage is None:
+        return None
+    overlay = overlay_at(plan, inventory, stage)
+    cfg = overlay.config(stage)
+    spec = stage_spec(stage)
+    traffic = evidence.traffic(reads_traffic(s.feature for s in spec.steps)) if evidence else None
+    return NextView(stage, planner.plan.gate(spec, overlay.inventory, traffic), cfg,
+                    changes.diff(cfg.objects, cfg.deletions, overlay.inventory))
+
+
+@dataclass(frozen=True)
+class _Move:
+    """One advance in the making: the plan, the stage and how it is walked."""
+
+    plan: Plan
+    stage: Stage
+    inventory: Inventory
+    rehearse: bool
+    override_reason: str | None
+    evidence: Any
+
+    @property
+    def spec(self) -> planner.plan.StageSpec:
+        return stage_spec(self.stage)
+
+    def flags(self, state: str) -> list[FlagChange]:
+        """The stage's features moved to `state` (a rehearsal leaves the flags alone)."""
+        return [] if self.rehearse else [FlagChange(s.feature, s.scope, s.params, state) for s in self.spec.steps]
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """What a step found: the facts the lifecycle's guards read, what the stage keeps, and what is recorded."""
+
+    facts: Facts
+    record: StageRecord
+    reason: str
+    flags: list[FlagChange] = field(default_factory=list)
+    override: str | None = None
+    refusal: MeshstepError | None = None  # raised once the move (if any) is recorded
+
+
+def _gate(m: _Move) -> _Ran:
+    """The entry gate on the cluster as the earlier stages leave it. When it passes (or is overridden), the YAML and
+    its rollback are taken before anything is applied, with the analysis errors already there, so that the exit
+    check blames the stage only for errors it brought."""
+    spec = m.spec
+    start = overlay_at(m.plan, m.inventory, m.stage, rehearsal=m.rehearse).inventory
+    traffic = m.evidence.traffic(reads_traffic(s.feature for s in spec.steps)) if m.evidence else None
+    result = planner.plan.gate(spec, start, traffic)
+    record = msgspec.structs.replace(m.stage.record, gate=tuple(x.to_json() for x in result.messages))
+    if not result.passed and not m.override_reason:
+        return _Ran(Facts(passed=False), record, "entry gate failed", refusal=GateBlocked(m.stage, result))
+    reason, override = ("entry gate passed", None) if result.passed else ("entry gate overridden", m.override_reason)
+    cfg = planner.plan.config(spec, start)
+    record = msgspec.structs.replace(record, apply_yaml=cfg.apply_yaml, rollback_yaml=cfg.rollback_yaml,
+                                     notes=cfg.notes, baseline_errors=tuple(sorted(planner.plan.error_keys(start))))
+    if cfg.empty and planner.plan.exit_check(spec, start, record.baseline_errors).passed:
+        return _Ran(Facts(nothing_to_apply=True), record, reason + "; nothing to apply and the exit check passes",
+                    m.flags("on"), override)
+    return _Ran(Facts(), record, reason, override=override)
+
+
+def _apply(m: _Move) -> _Ran:
+    reason = "config applied to the plan's overlay" if m.rehearse else "config applied"
+    return _Ran(Facts(), m.stage.record, reason, m.flags("enabling"))
+
+
+def _verify(m: _Move) -> _Ran:
+    """The exit check on the cluster read again (a rehearsal: on the overlay with the stage applied), and, given
+    evidence in a real plan, the traffic before and after the stage was applied."""
+    spec, stage = m.spec, m.stage
+    now = (overlay_at(m.plan, m.inventory, stage, including=True, rehearsal=True).inventory if m.rehearse
+           else m.inventory)
+    result = planner.plan.exit_check(spec, now, stage.record.baseline_errors)
+    traffic = None
+    if m.evidence and not m.rehearse:
+        traffic = m.evidence.verify([(s.feature, s.scope) for s in spec.steps], stage.updated_at,
+                                    Thresholds.from_json(m.plan.verify or {}))
+    record = stage.record if traffic is None else msgspec.structs.replace(stage.record,
+                                                                          verification=traffic.to_json())
+    if not result.passed or (traffic is not None and traffic.blocks(m.override_reason)):
+        where = "the plan's overlay" if m.rehearse else "the cluster"
+        lines = [f"stage {stage.order} ({stage.title}) is not verified yet on {where}:"]
+        lines += [f"  ✗ {s.feature} is not observed on in {s.scope}" for s in result.missing]
+        lines += [f"  ✗ new analysis error: {e}" for e in result.new_errors]
+        lines += [f"  {line}" for line in traffic.lines] if traffic is not None and not traffic.passed else []
+        if not result.passed and not m.rehearse:
+            lines.append("apply the stage's YAML (meshstep plan next), read the cluster again, then advance")
+        return _Ran(Facts(passed=False), record, "exit check failed", refusal=NotVerified("\n".join(lines)))
+    override = m.override_reason if traffic is not None and traffic.status == "insufficient" else None
+    return _Ran(Facts(), record, "exit check passed", m.flags("on"), override)
+
+
+def _close(m: _Move) -> _Ran:
+    return _Ran(Facts(), m.stage.record, "stage done")
+
+
+# What each event of an advance runs.
+_STEPS: dict[Event, Callable[[_Move], _Ran]] = {Event.GATE: _gate, Event.APPLY: _apply, Event.VERIFY: _verify,
+                                                Event.CLOSE: _close}
+
+
+def _check_mode(plan: Plan, mode: PlanMode) -> None:
+    if plan.mode not in (None, mode):
+        raise MeshstepError(
+            f"plan {plan.name!r} is a {plan.mode}: " + ("pass --rehearse to walk it on its overlay"
+                                                        if plan.mode == PlanMode.REHEARSAL else
+                                                        "it walks the real cluster; to rehearse, make another plan "
+                                                        "(meshstep plan new --name …) and advance it with --rehearse"))
+
+
+def advance(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, override_reason: str | None = None,
+            rehearse: bool = False, evidence: Any = None) -> Stage:
+    """Move the current stage one step, as the lifecycle table says: planned → ready (gate) → applied → verified
+    (exit check) → done. A stage with nothing to apply whose gate and exit check pass is done in one call. With
+    `rehearse`, the plan is walked on its overlay: applying is applying the stage's YAML to it, and the flags are
+    left alone; the plan's first advance fixes whether it is a rehearsal or real, and the two never mix.
+    `evidence` (telemetry.evidence.Evidence): the traffic the gate sees, and the before/after comparison that
+    verification adds to the exit check of a real plan (a rehearsal has no traffic after)."""
+    stage = current_stage(plan)
+    if stage is None:
+        raise MeshstepError(f"plan {plan.name!r} is complete: every stage is done")
+    mode = PlanMode.REHEARSAL if rehearse else PlanMode.REAL
+    _check_mode(plan, mode)
+    event = lifecycle.ADVANCE[stage.status].event
+    # A rehearsal on the target changes nothing there: the promotion rule holds real stages back only.
+    if event == Event.GATE and not rehearse and (refusal := promotion_refusal(store, plan, stage)):
+        raise NotPromotable(refusal)
+    ran = _STEPS[event](_Move(plan, stage, inventory, rehearse, override_reason, evidence))
+    to = lifecycle.next_status(stage.status, event, ran.facts)
+    if to is None:
+        raise ran.refusal or MeshstepError(f"stage {stage.order}: {stage.status} does not move on {event}")
+    # Applied: the flags as they were go with the stage, so that a rollback can put them back. Done, the last stage
+    # closes the plan in the same change.
+    last = to == StageStatus.DONE and all(s.status == StageStatus.DONE or s.id == stage.id for s in plan.stages)
+    moved = store.transition_stage(stage.id, to, actor, ("rehearsal: " if rehearse else "") + ran.reason,
+                                   stage.version, override_reason=ran.override, record=ran.record, flags=ran.flags,
+                                   keep_flags_before=to == StageStatus.APPLIED,
+                                   plan_status="done" if last else None, plan_mode=mode)
+    if ran.refusal is not None:
+        raise ran.refusal
+    return moved
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    stage: Stage
+    undo_yaml: str  # "" when there is nothing to undo
+    said: str  # what happened, in a sentence
+
+
+def _flags_back(plan: Plan, stage: Stage) -> list[FlagChange]:
+    """The stage's flags as they were before it (removed where none was recorded); none when the stage changed
+    none: it was only ready, or rehearsed."""
+    if stage.status == StageStatus.READY or plan.mode == PlanMode.REHEARSAL:
+        return []
+    before = {(f.feature, f.scope): f for f in stage.record.flags_before}
+    return [FlagChange(s.feature, s.scope, prev.params, prev.state) if (prev := before.get((s.feature, s.scope)))
+            else FlagChange(s.feature, s.scope, None, None) for s in stage_spec(stage).steps]
+
+
+def rollback(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, reason: str) -> RolledBack:
+    """Roll back the stage in flight (else the last one this plan did): its flags return to what they were before
+    it, and the rollback YAML (taken when its gate passed, before anything was applied) is returned for the team to
+    apply, unless the cluster does not have the stage's changes (then there is nothing to undo, and it says so). In
+    a rehearsal the stage simply leaves the plan's overlay."""
+    stage = rollback_target(plan)
+    if stage is None:
+        found = [str(s.order) for s in plan.stages if found_on(s) and s.features]
+        why = (f"; stage(s) {', '.join(found)} were already on in the cluster when the plan was made: meshstep did "
+               "not turn them on, so it does not roll them back" if found else "")
+        raise MeshstepError(f"plan {plan.name!r} has no stage of its own applied or done to roll back{why}")
+    if not reason:
+        raise MeshstepError("a rollback needs a reason (--reason)")
+    to = lifecycle.next_status(stage.status, Event.ROLLBACK, Facts())
+    assert to is not None, "rollback_target picks a stage the lifecycle lets roll back"
+    cfg = overlay_at(plan, inventory, stage).config(stage)
+    # The rollback restores the objects the stage changed and deletes those it created: nothing to undo when that
+    # changes nothing in the cluster now (the stage's YAML was never applied there).
+    restore = planner.plan.objects_of(cfg.rollback_yaml)
+    created = deletions_of(cfg.rollback_yaml)
+    undo = cfg.rollback_yaml if not changes.diff(restore, created, cluster_now(plan, inventory, stage)).empty else ""
+    if plan.mode == PlanMode.REHEARSAL:
+        said = f"stage {stage.order} ({stage.title}) rolled back: its changes leave the plan's overlay"
+    elif undo:
+        said = f"stage {stage.order} ({stage.title}) rolled back; apply this to undo it"
+    else:
+        said = (f"stage {stage.order} ({stage.title}) rolled back; the cluster does not have its changes, so there "
+                "is nothing to undo")
+    moved = store.transition_stage(stage.id, to, actor, reason, stage.version, flags=_flags_back(plan, stage),
+                                   plan_status="active" if plan.status == "done" else None)
+    return RolledBack(moved, undo, said)

@@ -1,0 +1,90 @@
+"""The overlay: the cluster as a plan's stages leave it, each stage's YAML applied in turn. A real plan's stages are
+rendered and gated on it (so that `plan export` files applied in order give that state); a rehearsal walks it as
+the cluster itself."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import planner.plan
+from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
+from features.base import registry, validate_params
+from planner import lifecycle
+from planner.stages import found_on, stage_spec
+from state.models import Plan, PlanMode, Stage, StageStatus
+
+
+class Overlay:
+    """The cluster as the stages walked so far leave it: the source with each stage's YAML applied in turn.
+    Objects are applied when the inventory is next read, so that walking stages whose YAML is kept costs one
+    rebuild of the inventory, not one per stage."""
+
+    def __init__(self, inventory: Inventory, rehearsal: bool) -> None:
+        self._inventory = inventory
+        self.rehearsal = rehearsal
+        self._pending: list[dict[str, Any]] = []
+        self._configs: dict[int, planner.plan.StageConfig] = {}
+
+    @property
+    def inventory(self) -> Inventory:
+        if self._pending:
+            self._inventory = self._inventory.with_changes(apply=self._pending)
+            self._pending = []
+        return self._inventory
+
+    def config(self, stage: Stage) -> planner.plan.StageConfig:
+        """The stage's YAML and rollback: as taken when its gate passed, else rendered on the overlay now."""
+        if stage.id not in self._configs:
+            record = stage.record
+            self._configs[stage.id] = (
+                planner.plan.StageConfig(record.apply_yaml, record.rollback_yaml, record.notes)
+                if record.apply_yaml is not None else planner.plan.config(stage_spec(stage), self.inventory))
+        return self._configs[stage.id]
+
+    def add(self, stage: Stage) -> None:
+        """Apply the stage's YAML, unless the stage was found on (its objects are the cluster's already) or was
+        rolled back. A rehearsal also runs the stage's restarts: each step's pods come back as its notes' `kubectl
+        rollout restart` brings them (a real plan's pods are the cluster's own, as the team restarted them or not)."""
+        if stage.status == StageStatus.ROLLED_BACK or found_on(stage):
+            return
+        cfg = self.config(stage)
+        if cfg.deletions:  # in order: what the earlier stages applied, then what this one deletes
+            self._inventory = self.inventory.with_changes(delete=cfg.deletions)
+        self._pending += cfg.objects
+        if self.rehearsal:
+            feats = registry()
+            for step in stage_spec(stage).steps:
+                f = feats[step.feature]
+                pods = f.restarted_pods(validate_params(f, step.params), step.scope, self.inventory)
+                if pods:
+                    self._inventory = self._inventory.with_changes(pods=pods)
+
+
+def walk(plan: Plan, inventory: Inventory, rehearsal: bool | None = None) -> Iterator[tuple[Stage, Overlay]]:
+    """Each stage with the overlay it starts from: the source plus the YAML of every earlier stage (for a rehearsal,
+    by default as the plan's mode says, with their restarts too)."""
+    overlay = Overlay(inventory, plan.mode == PlanMode.REHEARSAL if rehearsal is None else rehearsal)
+    for stage in plan.stages:
+        yield stage, overlay
+        overlay.add(stage)
+
+
+def overlay_at(plan: Plan, inventory: Inventory, stage: Stage, including: bool = False,
+               rehearsal: bool | None = None) -> Overlay:
+    """The overlay a stage starts from (with `including`, the one it leaves)."""
+    for st, overlay in walk(plan, inventory, rehearsal):
+        if st.id == stage.id:
+            if including:
+                overlay.add(stage)
+            return overlay
+    raise MeshstepError(f"stage {stage.order} is not in plan {plan.name!r}")
+
+
+def cluster_now(plan: Plan, inventory: Inventory, stage: Stage) -> Inventory:
+    """The cluster as a stage's exit check and rollback read it: the fresh read of the cluster for a real plan; for
+    a rehearsal, the overlay with the stage's YAML applied once it was rehearsed."""
+    if plan.mode != PlanMode.REHEARSAL:
+        return inventory
+    applied = stage.status in lifecycle.APPLIED_OR_LATER
+    return overlay_at(plan, inventory, stage, including=applied).inventory
