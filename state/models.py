@@ -13,6 +13,8 @@ from sqlalchemy import JSON, String, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel
 
+from cluster.errors import MeshstepError
+
 FLAG_STATES = ("off", "enabling", "on", "disabling")
 PLAN_STATUSES = ("active", "done", "abandoned")
 
@@ -84,10 +86,8 @@ class StageRecord(msgspec.Struct, frozen=True, omit_defaults=True):
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> "StageRecord":
-        try:
-            return msgspec.convert(data or {}, cls)
-        except msgspec.ValidationError as e:
-            raise ValueError(f"a stage's stored data does not read as a stage record: {e}") from None
+        """Raises msgspec.ValidationError, naming the field, for data no meshstep wrote."""
+        return msgspec.convert(data or {}, cls)
 
     def to_json(self) -> dict[str, Any]:
         """As the JSON column holds it (lists, not tuples), so that a stage compares equal after a round trip."""
@@ -191,7 +191,11 @@ class Stage(SQLModel, table=True):
     @property
     def record(self) -> StageRecord:
         """What the stage keeps between its moves, typed."""
-        return StageRecord.from_json(self.data)
+        try:
+            return StageRecord.from_json(self.data)
+        except msgspec.ValidationError as e:
+            raise MeshstepError(f"stage {self.id} ({self.title}): its stored data does not read ({e}); the database "
+                                "was changed outside meshstep: restore it from a backup") from None
 
 
 class AuditEvent(SQLModel, table=True):

@@ -301,3 +301,19 @@ def test_an_unchanged_inventory_is_kept_at_most_once_within_the_interval(store):
     assert store.record_inventory(summary | {"pods_in_mesh": 3}, "bob", unless_same_within=hour) is not None
     assert store.record_inventory(summary | {"pods_in_mesh": 3}, "bob", unless_same_within=timedelta(0)) is not None
     assert [s.pods_in_mesh for s in store.inventory_history("demo")] == [2, 3, 3]
+
+
+def test_stage_data_reads_as_its_record_and_data_no_meshstep_wrote_is_named(store):
+    plan = store.create_plan("demo", "p", "custom", [{"title": "a"}, {"title": "b"}], "alice")
+    kept, damaged = plan.stages
+    with store.engine.begin() as c:  # as an older meshstep wrote it: the keys it had, lists where the record has tuples
+        c.execute(text("UPDATE stages SET data = :d WHERE id = :id"),
+                  {"id": kept.id, "d": '{"gate": [], "apply_yaml": "", "notes": ["kubectl label ns a x=y"], '
+                                       '"promoted_from_stage": 7}'})
+        c.execute(text("UPDATE stages SET data = :d WHERE id = :id"), {"id": damaged.id, "d": '{"notes": 5}'})
+    kept, damaged = store.get_plan(plan.id).stages
+    assert kept.record == StageRecord(gate=(), apply_yaml="", notes=("kubectl label ns a x=y",),
+                                      promoted_from_stage=7)
+    assert kept.record.to_json() == kept.data
+    with pytest.raises(MeshstepError, match=r"stage \d+ \(b\): its stored data does not read .*\$\.notes"):
+        damaged.record  # noqa: B018
