@@ -38,6 +38,9 @@ class Facts:
     passed: bool = True  # its checks passed, or someone overrode them with a reason
     nothing_to_apply: bool = False  # the stage has nothing to apply and its exit check passes at once
     undoable: bool = True  # the stage's config is the plan's own (not found on, not the install check)
+    # the cluster's policy lets it be applied now (approvals of its YAML, change windows; planner.approvals), or an
+    # admin went past it with a reason
+    approved: bool = True
 
 
 Guard = Callable[[Facts], bool]
@@ -63,6 +66,10 @@ def undoable(facts: Facts) -> bool:
     return facts.undoable
 
 
+def approved(facts: Facts) -> bool:
+    return facts.approved
+
+
 @dataclass(frozen=True)
 class Transition:
     source: StageStatus
@@ -79,7 +86,7 @@ TABLE: tuple[Transition, ...] = (
         Transition(source, Event.GATE, READY, passes))),
     Transition(PLANNED, Event.GATE, BLOCKED, fails),
     Transition(ROLLED_BACK, Event.GATE, BLOCKED, fails),
-    Transition(READY, Event.APPLY, APPLIED),
+    Transition(READY, Event.APPLY, APPLIED, approved),
     Transition(APPLIED, Event.VERIFY, VERIFIED, passes),
     Transition(VERIFIED, Event.CLOSE, DONE),
     *(Transition(source, Event.ROLLBACK, ROLLED_BACK) for source in IN_FLIGHT),

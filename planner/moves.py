@@ -16,7 +16,7 @@ from cluster.changes import ChangeSet
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from features.base import deletions_of
-from planner import lifecycle
+from planner import approvals, lifecycle
 from planner.lifecycle import Event, Facts
 from planner.overlay import cluster_now, overlay_at
 from planner.promotion import NotPromotable, promotion_refusal
@@ -80,6 +80,7 @@ class _Move:
     rehearse: bool
     override_reason: str | None
     evidence: Any
+    approval: MeshstepError | None = None  # why the cluster's policy does not let the stage be applied now
 
     @property
     def spec(self) -> planner.plan.StageSpec:
@@ -124,7 +125,14 @@ def _gate(m: _Move) -> _Ran:
 
 
 def _apply(m: _Move) -> _Ran:
+    """Applied, when the cluster's policy lets it be now (a rehearsal changes nothing, so it needs no approval), or
+    an admin overrides the policy with a reason."""
     reason = "config applied to the plan's overlay" if m.rehearse else "config applied"
+    if m.approval is not None and not m.override_reason:
+        return _Ran(Facts(approved=False), m.stage.record, "apply refused", refusal=m.approval)
+    if m.approval is not None:
+        return _Ran(Facts(), m.stage.record, f"{reason}; policy overridden ({m.approval})", m.flags("enabling"),
+                    m.override_reason)
     return _Ran(Facts(), m.stage.record, reason, m.flags("enabling"))
 
 
@@ -189,7 +197,8 @@ def advance(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, over
     # A rehearsal on the target changes nothing there: the promotion rule holds real stages back only.
     if event == Event.GATE and not rehearse and (refusal := promotion_refusal(store, plan, stage)):
         raise NotPromotable(refusal)
-    ran = _STEPS[event](_Move(plan, stage, inventory, rehearse, override_reason, evidence))
+    approval = approvals.apply_refusal_for(store, plan, stage) if event == Event.APPLY and not rehearse else None
+    ran = _STEPS[event](_Move(plan, stage, inventory, rehearse, override_reason, evidence, approval))
     to = lifecycle.next_status(stage.status, event, ran.facts)
     if to is None:
         raise ran.refusal or MeshstepError(f"stage {stage.order}: {stage.status} does not move on {event}")

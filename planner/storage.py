@@ -4,9 +4,10 @@ database."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
-from state.models import Plan, Stage, StageRecord
+from state.models import AuditEvent, Cluster, Plan, Stage, StageRecord
 from state.store import FlagChange
 
 
@@ -38,4 +39,12 @@ class PlanStore(Protocol):
                          plan_mode: str | None = None) -> Stage:
         """The stage moved to `status` with its flags (and its plan's status and mode) in one change; with
         `keep_flags_before`, the flags `flags` replace are kept in its record's `flags_before`."""
+        ...
+
+    def list_clusters(self) -> list[Cluster]:
+        """The clusters recorded, with each one's approval policy (planner.approvals)."""
+        ...
+
+    def audit_events(self, since: datetime | None = None) -> list[AuditEvent]:
+        """The audit trail since a time: who moved a stage to ready asked for it to be applied."""
         ...

@@ -83,6 +83,8 @@ class StageRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     baseline_errors: tuple[str, ...] = ()
     verification: dict[str, Any] | None = None  # the traffic before and after, as the exit check compared it
     flags_before: tuple[FlagBefore, ...] = ()  # the flags the stage's apply replaced, for its rollback
+    # Approvals and rejections of its YAML, each bound to the YAML's hash (planner.approvals reads them).
+    approvals: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> "StageRecord":
@@ -117,6 +119,8 @@ class Cluster(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True)
     source: str | None = None  # how to reach it: a --source value (context:NAME, snapshot path, demo)
+    # Who must approve a stage before it is applied, and when applies may happen (planner.approvals.Policy).
+    policy: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -197,8 +197,7 @@ class _Change:
         absent); None expects nothing."""
         if expected is None or expected == current:
             return
-        last = self.session.exec(select(AuditEvent).where(AuditEvent.target == target)
-                                 .order_by(AuditEvent.seq.desc()).limit(1)).first()
+        last = _last_event(self.session, target)
         who = (f" by {last.actor} at {last.at:%Y-%m-%d %H:%M:%S} UTC ({last.action}"
                f"{f': {last.reason}' if last.reason else ''})" if last else "")
         raise ConflictError(f"{target} was changed{who}: you expected {_version(expected)}, it is now "
@@ -213,6 +212,11 @@ class _Change:
             self.session.flush()
             self.record("cluster.add", f"cluster:{name}", None, _snap(row))
         return row
+
+
+def _last_event(s: Session, target: str) -> AuditEvent | None:
+    return s.exec(select(AuditEvent).where(AuditEvent.target == target)
+                  .order_by(AuditEvent.seq.desc()).limit(1)).first()
 
 
 def _new_stage(ch: _Change, order: int, spec: Mapping[str, Any]) -> Stage:
@@ -320,6 +324,16 @@ class Store:
             row.source = source
             ch.session.add(row)
             ch.record("cluster.set", f"cluster:{name}", before, _snap(row))
+        return row
+
+    def set_policy(self, name: str, policy: Mapping[str, Any], actor: str, reason: str) -> Cluster:
+        """Record a cluster's approval policy and change windows (planner.approvals reads them)."""
+        with self._change(actor, reason) as ch:
+            row = ch.cluster(name)
+            before = _snap(row)
+            row.policy = dict(policy)
+            ch.session.add(row)
+            ch.record("policy.set", f"cluster:{name}", before, _snap(row))
         return row
 
     def list_clusters(self) -> list[Cluster]:
@@ -508,6 +522,23 @@ class Store:
                     self._drop_flag(ch, cluster, f.feature, f.scope, None)
                 else:
                     self._put_flag(ch, cluster, f.feature, f.scope, f.params or {}, f.state, None)
+        return stage
+
+    def decide_stage(self, stage_id: int, decision: str, yaml_hash: str, actor: str, reason: str,
+                     expected_version: int | None) -> Stage:
+        """Record an approval or rejection of the stage's YAML (by its hash) with the decider's identity; the stage's
+        version moves, so an apply decided on what it was before is refused as a conflict."""
+        _choice("decision", decision, ("approved", "rejected"))
+        with self._change(actor, reason) as ch:
+            stage = self._get(ch.session, Stage, stage_id)
+            ch.check_version(f"stage:{stage_id}", expected_version, stage.version)
+            before, made = _snap(stage), {"decision": decision, "yaml_hash": yaml_hash, "actor": str(actor),
+                                          "identity": ch.identity, "at": ch.at.isoformat(), "reason": reason}
+            stage.data = {**stage.data, "approvals": [*stage.data.get("approvals", ()), made]}
+            stage.version += 1
+            ch.session.add(stage)
+            ch.record("stage.approve" if decision == "approved" else "stage.reject", f"stage:{stage_id}", before,
+                      _snap(stage))
         return stage
 
     def add_stage(self, plan_id: int, spec: Mapping[str, Any], actor: str, reason: str) -> Stage:

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import planner.plan
-from app import access, findings, traffic, ui
+from app import access, approval_panel, findings, traffic, ui
 from cluster.errors import MeshstepError
 from planner import lifecycle, moves, promotion, stages
 from planner.lifecycle import Event
@@ -176,21 +176,24 @@ else:
 
     st.divider()
     move = lifecycle.ADVANCE[stage.status]
-    needs_override = move.event == Event.GATE and not view.gate.passed
     rehearse = st.toggle("Rehearse on the plan's overlay", value=plan.mode == PlanMode.REHEARSAL,
                          disabled=plan.mode is not None,
                          help="Apply each stage's YAML to a copy of the cluster instead of waiting for a real apply; "
                               "the plan's first step fixes whether it is a rehearsal or real, and the two never mix.")
     label, helptext = move.says(rehearse)
+    # A rehearsal changes nothing on the cluster: it needs no approval.
+    held = approval_panel.show(store, plan, stage) if move.event == Event.APPLY and not rehearse else None
+    needs_override = move.event == Event.GATE and not view.gate.passed or held is not None
     with st.form("advance", border=False):
         nothing = move.event == Event.APPLY and view.config.empty
         st.caption("Nothing to apply: record the stage as applied to go on to its verification." if nothing
                    else helptext)
-        override = st.text_input("Override reason", help="Go past the failing gate anyway; the reason is audited.",
+        what = "the cluster's approval policy" if held else "the failing gate"
+        override = st.text_input("Override reason", help=f"Go past {what} anyway (admin); the reason is audited.",
                                  placeholder="why it is safe to go on anyway") if needs_override else None
         if st.form_submit_button(label, type="primary",
                                  icon=":material/arrow_forward:") and (actor := ui.require_actor(
-                *((access.ADMIN, "override a failing gate") if override else (access.OPERATOR, "advance a stage")))):
+                *((access.ADMIN, f"override {what}") if override else (access.OPERATOR, "advance a stage")))):
             with ui.errors("Not advanced"):
                 moved = moves.advance(store, plan, inv, actor, override or None, rehearse,
                                       traffic.stage_evidence())
@@ -231,6 +234,8 @@ if verified := [s for s in plan.stages if s.record.verification is not None]:
 else:
     st.caption("No stage compared yet: with telemetry set (Settings), a stage's verification compares the success "
                "rate, p99 latency and mTLS share of the requests its namespaces served before and after it.")
+
+approval_panel.policy_form(store, cluster)
 
 with st.expander("Promote this plan to another cluster", icon=":material/upgrade:"), \
         st.form("promote_plan", border=False):

@@ -1,8 +1,11 @@
 """Sign-in with OpenID Connect in Debian's Chromium: `meshstep ui --auth FILE` against a real OpenID provider on
 loopback (oidc-provider-mock: discovery, authorization code flow, signed ID tokens), one provider and one app server
-for every case, with a plan made beforehand with the CLI (self-declared). An operator signs in and advances its
-first stage: the audit event carries the verified identity (issuer, subject, email from the ID token). A viewer
-signs in and is refused the advance, told which role it needs; nothing is written for them."""
+for every case, with a plan made beforehand with the CLI (self-declared) and the policy "one approver, not the
+requester". A viewer signs in and is refused the advance, told which role it needs; nothing is written for them.
+Then the walk: an operator (who is an approver too) advances the plan to a stage with YAML to apply — the audit
+events carry the verified identity (issuer, subject, email from the ID token) — and can neither approve their own
+stage nor apply it unapproved; an approver approves it (their verified identity in the audit); the operator
+applies it."""
 from __future__ import annotations
 
 import os
@@ -29,8 +32,10 @@ from tests.app.test_browser import (
 
 pytestmark = pytest.mark.browser
 
-OPERATOR = ("olivia", {"email": "olivia@example.com", "groups": ["platform-team"]})
+OPERATOR = ("olivia", {"email": "olivia@example.com", "groups": ["platform-team", "change-board"]})
 VIEWER = ("victor", {"email": "victor@example.com", "groups": ["auditors"]})
+APPROVER = ("ann", {"email": "ann@example.com", "groups": ["change-board"]})
+USERS = dict((OPERATOR, VIEWER, APPROVER))
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,7 @@ def provider() -> Iterator[str]:
 
     # The provider serves plain HTTP on loopback; Authlib refuses that unless told it is a test.
     os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"
-    users = [User(sub=sub, claims=claims) for sub, claims in (OPERATOR, VIEWER)]
+    users = [User(sub=sub, claims=claims) for sub, claims in USERS.items()]
     with run_server_in_thread(user_claims=users) as server:
         yield f"http://localhost:{server.server_port}"
 
@@ -68,8 +73,11 @@ operator = ["platform-team"]
 approver = ["change-board"]
 admin = ["platform-admins"]
 """)
-    subprocess.run([sys.executable, "-m", "app.cli", "plan", "new", "--source", "demo", "--db", db, "--actor",
-                    "cli-user"], cwd=ROOT, check=True, capture_output=True, timeout=120)
+    for args in (["plan", "new", "--source", "demo"],
+                 ["plan", "policy", "--cluster", "demo", "--approvers", "1", "--not-the-requester", "--reason",
+                  "production: four eyes"]):
+        subprocess.run([sys.executable, "-m", "app.cli", *args, "--db", db, "--actor", "cli-user"], cwd=ROOT,
+                       check=True, capture_output=True, timeout=120)
     cmd = [sys.executable, "-m", "app.cli", "ui", "--port", str(port), "--source", "demo", "--db", db,
            "--auth", str(secrets)]
     env = {**os.environ, "AUTHLIB_INSECURE_TRANSPORT": "1"}
@@ -129,7 +137,7 @@ def _signed_in(browser, url: str, sub: str):
     pg.get_by_role("button", name=sub, exact=True).click()  # the provider's one-click predefined user
     pg.wait_for_url(f"{url}/**")
     _settled(pg)
-    expect(pg.get_by_text(f"Signed in as {dict((OPERATOR, VIEWER))[sub]['email']}")).to_be_visible()
+    expect(pg.get_by_text(f"Signed in as {USERS[sub]['email']}")).to_be_visible()
     assert not foreign, foreign
     return context, pg
 
@@ -153,32 +161,6 @@ def _events(db: str) -> list:
         store.close()
 
 
-def test_an_operator_advances_and_the_audit_names_the_verified_identity(app_server, provider, browser) -> None:
-    from playwright.sync_api import expect
-
-    url, db = app_server
-    before = len(_events(db))
-    context, pg = _signed_in(browser, url, "olivia")
-    try:
-        expect(pg.get_by_text("local mode")).to_have_count(0)
-        _open_plan(pg, url)
-        pg.get_by_role("button", name=ADVANCE).click()
-        _settled(pg)
-        expect(pg.get_by_text("you need the")).to_have_count(0)
-    finally:
-        context.close()
-    events = _events(db)
-    moved = [e for e in events[before:] if e.action == "stage.status"]
-    assert moved, [e.action for e in events[before:]]
-    for e in moved:
-        assert e.actor == "olivia@example.com"
-        assert e.identity == {"verified": True, "issuer": provider, "subject": "olivia",
-                              "email": "olivia@example.com"}
-    # The plan made with the CLI is recorded as self-declared.
-    [made] = [e for e in events if e.action == "plan.create"]
-    assert (made.actor, made.identity) == ("cli-user", {"verified": False, "how": "self-declared"})
-
-
 def test_a_viewer_reads_but_cannot_advance(app_server, browser) -> None:
     from playwright.sync_api import expect
 
@@ -194,4 +176,66 @@ def test_a_viewer_reads_but_cannot_advance(app_server, browser) -> None:
                               "viewer.")).to_be_visible()
     finally:
         context.close()
-    assert len(_events(db)) == before
+    # Reading the cluster records its adoption figures (as any visit does); nothing else is written.
+    assert [e.action for e in _events(db)[before:]] in ([], ["inventory.record"])
+
+
+def _click(pg, name) -> None:
+    pg.get_by_role("button", name=name).click()
+    _settled(pg)
+
+
+def _identity(sub: str, provider: str) -> dict:
+    return {"verified": True, "issuer": provider, "subject": sub, "email": USERS[sub]["email"]}
+
+
+def test_the_operator_cannot_approve_their_own_stage_and_the_approver_can(app_server, provider, browser) -> None:
+    from playwright.sync_api import expect
+
+    url, db = app_server
+    before = len(_events(db))
+    context, pg = _signed_in(browser, url, "olivia")
+    try:
+        expect(pg.get_by_text("local mode")).to_have_count(0)
+        _open_plan(pg, url)
+        _click(pg, "Check the gate")  # stage 1, the install check: nothing to apply, done at once
+        expect(pg.get_by_role("heading", name=re.compile(r"^Stage 2: "))).to_be_visible()
+        _click(pg, "Check the gate")  # stage 2 ready: its YAML taken, waiting for an approval
+        expect(pg.get_by_text("0 of 1 approvals (none yet); 1 more needed, not olivia@example.com")).to_be_visible()
+        _click(pg, "Approve")
+        expect(pg.get_by_text("olivia@example.com asked for stage 2 (moved it to ready): this cluster's policy "
+                              "needs someone else")).to_be_visible()
+        _click(pg, "I applied it: mark applied")
+        expect(pg.get_by_text(re.compile(r"stage 2 \(.*\) cannot be applied: 0 of 1 approvals"))).to_be_visible()
+    finally:
+        context.close()
+    moved = [e for e in _events(db)[before:] if e.action == "stage.status"]
+    assert [e.after["status"] for e in moved] == ["done", "ready"]
+    assert all((e.actor, e.identity) == ("olivia@example.com", _identity("olivia", provider)) for e in moved)
+    [made] = [e for e in _events(db) if e.action == "plan.create"]  # with the CLI: self-declared
+    assert (made.actor, made.identity) == ("cli-user", {"verified": False, "how": "self-declared"})
+
+    context, pg = _signed_in(browser, url, "ann")
+    try:
+        _open_plan(pg, url)
+        pg.get_by_role("textbox", name="Approval note or rejection reason").fill("read the YAML: fine")
+        _click(pg, "Approve")
+        expect(pg.get_by_text("1 of 1 approvals (ann@example.com)")).to_be_visible()
+        _click(pg, "I applied it: mark applied")  # an approver is no operator
+        expect(pg.get_by_text("To advance a stage you need the operator role; ann@example.com has: viewer, "
+                              "approver.")).to_be_visible()
+    finally:
+        context.close()
+    approved = _events(db)[-1]
+    assert (approved.action, approved.actor, approved.identity, approved.reason) == (
+        "stage.approve", "ann@example.com", _identity("ann", provider), "read the YAML: fine")
+
+    context, pg = _signed_in(browser, url, "olivia")
+    try:
+        _open_plan(pg, url)
+        _click(pg, "I applied it: mark applied")
+        expect(pg.get_by_text("Stage 2 is now applied")).to_be_visible()
+    finally:
+        context.close()
+    applied = [e for e in _events(db) if e.action == "stage.status"][-1]
+    assert (applied.after["status"], applied.actor) == ("applied", "olivia@example.com")

@@ -6,12 +6,13 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from cluster.errors import ConflictError, MeshstepError
-from state.models import Flag, FlagBefore, Plan, PlanMode, Stage, StageRecord, StageStatus, utcnow
+from state.models import AuditEvent, Cluster, Flag, FlagBefore, Plan, PlanMode, Stage, StageRecord, StageStatus, utcnow
 from state.store import FlagChange
 
 
@@ -85,6 +86,12 @@ class MemoryStore:
         return next(s for s in self._copy(plan).stages if s.id == stage_id)
 
     # ------------------------------------------------------------------ what the tests read besides
+
+    def list_clusters(self) -> list[Cluster]:
+        return []  # no cluster has a policy: nothing needs approval
+
+    def audit_events(self, since: datetime | None = None) -> list[AuditEvent]:
+        return []
 
     def list_flags(self, cluster: str | None = None) -> list[Flag]:
         return [copy.copy(f) for key, f in sorted(self._flags.items()) if cluster in (None, key[0])]
