@@ -16,7 +16,7 @@ from cluster.changes import ChangeSet
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from features.base import deletions_of
-from planner import approvals, lifecycle
+from planner import approvals, lifecycle, notify
 from planner.lifecycle import Event, Facts
 from planner.overlay import cluster_now, overlay_at
 from planner.promotion import NotPromotable, promotion_refusal
@@ -209,9 +209,23 @@ def advance(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, over
                                    stage.version, override_reason=ran.override, record=ran.record, flags=ran.flags,
                                    keep_flags_before=to == StageStatus.APPLIED,
                                    plan_status="done" if last else None, plan_mode=mode)
+    _tell_moved(store, plan, stage, moved, actor)
     if ran.refusal is not None:
         raise ran.refusal
     return moved
+
+
+def _tell_moved(store: PlanStore, plan: Plan, was: Stage, moved: Stage, actor: str) -> None:
+    """The webhooks told of the move, of a gate that failed, and of a stage now waiting for approval."""
+    facts = {"cluster": plan.cluster, "plan": plan.name, "stage": moved.order, "title": moved.title,
+             "status": str(moved.status), "actor": str(actor)}
+    what = f"stage {moved.order} ({moved.title}) of plan {plan.name} on {plan.cluster}"
+    notify.tell("stage.transition", f"{what}: {was.status} → {moved.status} by {actor}", **facts)
+    if moved.status == StageStatus.BLOCKED:
+        notify.tell("gate.failed", f"{what}: its gate failed", **facts)
+    if moved.status == StageStatus.READY and plan.mode != PlanMode.REHEARSAL and isinstance(
+            refusal := approvals.apply_refusal_for(store, plan, moved), approvals.ApprovalNeeded):
+        notify.tell("approval.needed", f"{what} waits for approval: {refusal}", **facts)
 
 
 @dataclass(frozen=True)
@@ -261,4 +275,6 @@ def rollback(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, rea
                 "is nothing to undo")
     moved = store.transition_stage(stage.id, to, actor, reason, stage.version, flags=_flags_back(plan, stage),
                                    plan_status="active" if plan.status == "done" else None)
+    notify.tell("stage.rollback", f"{said} (by {actor}: {reason})", cluster=plan.cluster, plan=plan.name,
+                stage=moved.order, title=moved.title, status=str(moved.status), actor=str(actor))
     return RolledBack(moved, undo, said)

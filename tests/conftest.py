@@ -34,6 +34,7 @@ def _private_audit_key_and_checkpoints(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
     monkeypatch.delenv("MESHSTEP_AUDIT_KEY", raising=False)
     monkeypatch.delenv("MESHSTEP_AUDIT_CHECKPOINTS", raising=False)
+    monkeypatch.delenv("MESHSTEP_WEBHOOKS", raising=False)  # a developer's webhooks are never told of a test
 
 
 # ---------------------------------------------------------------- the property test's count of cases
