@@ -1,17 +1,9 @@
 from __future__ import annotations
 
 from cluster.errors import MeshstepError
-from features._gateway_api import (
-    API,
-    GATEWAY_API,
-    chosen_api,
-    mesh_route,
-    parent_services,
-    rules_to,
-    service_ref,
-    version_services,
-)
-from features._istio import destination_rule, matches_host, routes_to, serves_http, virtual_service, with_subsets
+from features._gateway_api import API, chosen_api, parent_services, service_ref
+from features._istio import serves_http
+from features._routes import ingress_routes, service_routes
 from features.base import Feature, Param, observations_by_scope, services_in
 
 
@@ -37,7 +29,7 @@ class RequestRouting(Feature):
     owns = ("rules[*].backendRefs",)
 
     def build(self, p, scope, inv):
-        gateway_api = chosen_api(self.id, p, scope, inv) == GATEWAY_API
+        api = chosen_api(self.id, p, scope, inv)
         objs = []
         for svc in services_in(scope, inv):
             if p["service"] and svc.name != p["service"] or not serves_http(svc):
@@ -45,22 +37,12 @@ class RequestRouting(Feature):
             versions = sorted({pod.labels["version"] for pod in inv.pods_of_service(svc) if "version" in pod.labels})
             if not versions:
                 continue
-            if gateway_api:  # the route's backend becomes the first version's own Service
-                services, names = version_services(inv, svc, versions, self.id)
-                route = mesh_route(inv, svc)
-                for rule in rules_to(route, {svc.name}):
-                    for ref in rule["backendRefs"]:
-                        if service_ref(ref) and ref["name"] == svc.name:
-                            ref["name"] = names[versions[0]]
-                objs += [*services, route]
-                continue
-            dr = with_subsets(destination_rule(inv, svc), versions)
-            vs = virtual_service(inv, svc)
-            for route in routes_to(vs, svc):  # a route to another host keeps its destination as it is
-                for dest in route.get("route") or []:
-                    if matches_host(dest["destination"].get("host", ""), svc):
-                        dest["destination"].setdefault("subset", versions[0])
-            objs += [dr, vs]
+            # every route to the service sends to its first version; a route to another host stays as it is
+            routes = service_routes(inv, svc, api, versions, self.id)
+            for route in routes.routes:
+                for rule in routes.rules(route):
+                    routes.pin(rule, versions[0])
+            objs += routes.objects
         if not objs:
             raise MeshstepError(f"request-routing: no HTTP service {p['service'] + ' ' if p['service'] else ''}in "
                                 f"{scope} has pods with a `version` label (label the pod templates version=v1)")
@@ -73,6 +55,9 @@ class RequestRouting(Feature):
         routed += [r for r in inv.of_kind("HTTPRoute") if (parents := parent_services(r)) and any(
             service_ref(b) and b.get("name") not in parents for rule in r.spec.get("rules") or ()
             for b in rule.get("backendRefs") or ())]
+        # A route attached to a Gateway is routing done with the Gateway API: it decides which Service serves the
+        # ingress requests (istio.io's Gateway API tasks start there), so the routing features may build on it.
+        routed += [r for r in ingress_routes(inv) if r not in routed]
         return observations_by_scope(self.id, routed, inv)
 
 

@@ -1,20 +1,9 @@
 from __future__ import annotations
 
-from typing import Any
-
 from cluster.errors import MeshstepError
-from features._gateway_api import (
-    API,
-    GATEWAY_API,
-    backend,
-    chosen_api,
-    mesh_route,
-    rules_to,
-    service_ref,
-    version_services,
-)
-from features._istio import destination, destination_rule, routes_to, virtual_service, with_subsets
-from features.base import Feature, Observation, Param, http_port, scope_of, versioned_service
+from features._gateway_api import API, chosen_api
+from features._routes import service_routes
+from features.base import Feature, Observation, Param, scope_of, versioned_service
 
 
 class TrafficShifting(Feature):
@@ -54,65 +43,21 @@ class TrafficShifting(Feature):
                                     f"(versions: {', '.join(versions)})")
         if stable == canary:
             raise MeshstepError("traffic-shifting: stable and canary are the same version")
-        if chosen_api(self.id, p, scope, inv) == GATEWAY_API:
-            return self._http_route(p, svc, stable, canary, inv)
-        dr = with_subsets(destination_rule(inv, svc), [stable, canary])
-        vs = virtual_service(inv, svc)
-        host = vs["spec"]["hosts"][0]
-
-        # The release changes where the service's catch-all route sends requests, and nothing else: its timeout,
-        # retries, fault, mirror and headers stay, as do the routes with matches and those to other hosts.
-        http = vs["spec"].setdefault("http", [])
-        header = [{"headers": {p["header"]: {"exact": p["header_value"]}}}]
-        http[:] = [r for r in http if r.get("match") != header]  # a tester route of an earlier render
-        ours = routes_to(vs, svc)
-        default = next((r for r in ours if not r.get("match")), None)
-        if default is None:
-            default = {"route": []}
-            http.append(default)
-        # the port the route names today, if it names one, stays named
-        port = next((d["destination"]["port"] for d in default["route"] if d.get("destination", {}).get("port")),
-                    None)
-
-        def to(subset, weight=None):
-            dest = destination(svc, subset, weight, host)
-            if port:
-                dest["destination"]["port"] = port
-            return dest
-        if p["strategy"] == "canary":
-            default["route"] = [to(stable, 100 - p["weight"]), to(canary, p["weight"])]
-        elif p["strategy"] == "blue-green":
-            default["route"] = [to(canary, 100), to(stable, 0)]
-        else:
-            default["route"] = [to(stable)]
-            kept = {k: v for k, v in default.items() if k not in ("route", "name")}  # its timeout, retries…
-            http.insert(http.index(default), {"match": header} | kept | {"route": [to(canary)]})
-        return [dr, vs]
-
-    def _http_route(self, p: dict[str, Any], svc: Any, stable: str, canary: str, inv: Any) -> list[dict[str, Any]]:
-        """The same release as weighted backendRefs: each version a Service of its own (Gateway API has no
-        subsets). The service's catch-all rule changes; its timeouts, filters and other rules stay."""
-        services, names = version_services(inv, svc, [stable, canary], self.id)
-        route = mesh_route(inv, svc)
-        rules = route["spec"].setdefault("rules", [])
-        header = [{"headers": [{"name": p["header"], "value": p["header_value"]}]}]
-        rules[:] = [r for r in rules if r.get("matches") != header]  # a tester rule of an earlier render
-        default = next((r for r in rules_to(route, {svc.name, *names.values()}) if not r.get("matches")), None)
-        if default is None:
-            default = {"backendRefs": []}
-            rules.append(default)
-        port = next((b["port"] for b in default["backendRefs"] if service_ref(b) and b.get("port")), http_port(svc))
-        if p["strategy"] == "canary":
-            default["backendRefs"] = [backend(names[stable], port, 100 - p["weight"]),
-                                      backend(names[canary], port, p["weight"])]
-        elif p["strategy"] == "blue-green":
-            default["backendRefs"] = [backend(names[canary], port, 100), backend(names[stable], port, 0)]
-        else:
-            default["backendRefs"] = [backend(names[stable], port)]
-            kept = {k: v for k, v in default.items() if k not in ("backendRefs", "name")}
-            tester = {"matches": header} | kept | {"backendRefs": [backend(names[canary], port)]}
-            rules.insert(rules.index(default), tester)
-        return [*services, route]
+        routes = service_routes(inv, svc, chosen_api(self.id, p, scope, inv), [stable, canary], self.id)
+        # The release changes where the catch-all rules send requests, and nothing else: their timeouts, retries,
+        # faults, filters and matches stay, as do the rules that select requests by header and those to other hosts.
+        for route in routes.routes:
+            for rule in routes.catch_alls(route):
+                tester = None
+                if p["strategy"] == "canary":
+                    routes.send(rule, [(stable, 100 - p["weight"]), (canary, p["weight"])])
+                elif p["strategy"] == "blue-green":
+                    routes.send(rule, [(canary, 100), (stable, 0)])
+                else:
+                    routes.send(rule, [(stable, None)])
+                    tester = [routes.to(rule, canary)]
+                routes.tester(route, rule, p["header"], p["header_value"], tester)
+        return routes.objects
 
     def detect(self, inv):
         out = []

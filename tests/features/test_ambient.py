@@ -120,12 +120,13 @@ def test_timeouts_under_gateway_api_say_retries_are_not_in_the_standard_channel(
     feature = registry()["timeouts-retries"]
     rendered = feature.render({"timeout": "30s"}, "ledger", cluster)
     (route,) = rendered.objects
-    assert route["spec"]["rules"][0]["timeouts"] == {"request": "30s", "backendRequest": "2s"}
+    # no backendRequest by default: without retries it would cap every request at per_try_timeout (issue 25)
+    assert route["spec"]["rules"][0]["timeouts"] == {"request": "30s"}
     assert any("no HTTPRoute retries" in n for n in rendered.notes)
     with pytest.raises(MeshstepError, match="not a Gateway API duration"):
         feature.render({"timeout": "1.5s"}, "ledger", cluster)
     with pytest.raises(MeshstepError, match="must not exceed"):
-        feature.render({"timeout": "1s"}, "ledger", cluster)
+        feature.render({"timeout": "1s", "per_try_timeout": "3s"}, "ledger", cluster)
 
 
 def test_fault_injection_has_no_gateway_api_equivalent(cluster):
