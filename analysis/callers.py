@@ -26,6 +26,7 @@ from analysis.readiness import (
     readiness,
     scope_namespaces,
     service_calls,
+    service_of_host,
     units,
 )
 from cluster.inventory import Inventory
@@ -85,20 +86,11 @@ def _config_calls(inv: Inventory) -> list[Call]:
                 continue
             for route in vs.spec.get("http") or []:
                 for d in route.get("route") or []:
-                    svc = _service_of((d.get("destination") or {}).get("host", ""), ns_of(vs), inv)
+                    svc = service_of_host((d.get("destination") or {}).get("host", ""), ns_of(vs), inv)
                     if svc is not None:
                         out.append(Call(Ref(gw.kind, gw.namespace, gw.name), gw.namespace, True, account,
                                         f"VirtualService {ns_of(vs)}/{vs.name}", service=svc, end_user=True))
     return list({(c.caller, c.target, c.evidence): c for c in out}.values())
-
-
-def _service_of(host: str, namespace: str, inv: Inventory) -> Service | None:
-    parts = host.split(".")
-    if len(parts) == 1:
-        return inv.service(namespace, parts[0])
-    if len(parts) == 2 or parts[2] == "svc":
-        return inv.service(parts[1], parts[0])
-    return None
 
 
 # ---------------------------------------------------------------- what refuses a call
@@ -112,8 +104,14 @@ def refusal(inv: Inventory, call: Call) -> str | None:
 
 
 def _sidecar_of(inv: Inventory, namespace: str) -> Any:
-    return next((s for s in istio_objects(inv, "Sidecar")
-                 if ns_of(s) == namespace and not s.spec.get("workloadSelector")), None)
+    """The Sidecar that scopes a namespace's proxies: its own selector-less one, else the root namespace's (Istio's
+    mesh-wide default)."""
+    for ns in (namespace, inv.root_namespace):
+        found = next((s for s in istio_objects(inv, "Sidecar")
+                      if ns_of(s) == ns and not s.spec.get("workloadSelector")), None)
+        if found is not None:
+            return found
+    return None
 
 
 def _caller_side(inv: Inventory, call: Call) -> str | None:
@@ -129,7 +127,8 @@ def _caller_side(inv: Inventory, call: Call) -> str | None:
         return None
     egress = [h for e in (sc.spec.get("egress") or []) for h in e.get("hosts") or ()] if sc else []
     if egress and not any(_egress_allows(h, call.namespace, call.service) for h in egress):
-        return f"{sc.ref} leaves {call.service.host} out of its egress hosts"
+        return (f"{sc.ref} leaves {call.service.host} out of its egress hosts: the call falls to the "
+                "PassthroughCluster (no routing, no mTLS) or, under REGISTRY_ONLY, fails")
     return None
 
 

@@ -371,6 +371,14 @@ _ENTRIES = (
           "second, unplanned change.",
           "Report it as a meshstep bug; keep a copy of {object} (kubectl get -o yaml) before applying the stage.",
           "the invariants checked after every rendering (features/invariants.py)"),
+    Entry("MST0815", "ReachesIngressTraffic", "error", ("fault-injection", "timeouts-retries"),
+          "A fault or a timeout would apply to a route that an ingress gateway applies too: the requests of real "
+          "users, not only the mesh's calls the feature is aimed at.",
+          "A VirtualService bound to an ingress Gateway and to the mesh, or an HTTPRoute attached to a Gateway, "
+          "serves the internet's requests: a delay or a tighter timeout there is an outage for them.",
+          "Pass --set ingress=true if {gateway}'s traffic is meant to get it; else keep the mesh's routes in a "
+          "VirtualService (or an HTTPRoute attached to the Service) of their own.",
+          "the invariants checked after every rendering (features/invariants.py)"),
     # ---------------------------------------------------------------- observed traffic (Istio's telemetry)
     Entry("MST0820", "NoTrafficEvidence", "warning", TRAFFIC_GATED,
           "No telemetry was read: the gate checked config only, not the callers traffic shows.",

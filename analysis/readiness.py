@@ -694,7 +694,7 @@ def ambient_components(ctx: Context) -> Iterator[Found]:
                 hint("MST0703", component=component, namespace=inv.root_namespace)
 
 
-@readiness("MST0704", "Sidecar", "Service")
+@readiness("MST0704", "Sidecar", "Service", "VirtualService")
 def sidecar_scope_cuts(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     for n in scope_namespaces(ctx):
@@ -709,6 +709,27 @@ def sidecar_scope_cuts(ctx: Context) -> Iterator[Found]:
                             "outside the Sidecar's egress hosts")
                     yield u.ref, text, hint("MST0704", host=f"{svc.namespace}/{svc.host}", namespace=n,
                                             target=svc.namespace)
+        # a mesh route of the namespace sends its callers to another namespace: their proxies must know it
+        for vs in istio_objects(inv, "VirtualService"):
+            gateways = vs.spec.get("gateways") or ["mesh"]
+            if ns_of(vs) != n or "mesh" not in gateways:
+                continue
+            for d in (d for r in vs.spec.get("http") or () for d in r.get("route") or ()):
+                svc = service_of_host((d.get("destination") or {}).get("host", ""), n, inv)
+                if svc is not None and not any(_egress_allows(h, n, svc) for h in allowed):
+                    yield vs.ref, (f"VirtualService {n}/{vs.name} routes to {svc.name}.{svc.namespace}, outside the "
+                                   "Sidecar's egress hosts"), hint("MST0704", host=f"{svc.namespace}/{svc.host}",
+                                                                   namespace=n, target=svc.namespace)
+
+
+def service_of_host(host: str, namespace: str, inv: Inventory) -> Service | None:
+    """The in-cluster Service a host names (`svc`, `svc.ns`, `svc.ns.svc…`, short names in `namespace`)."""
+    parts = host.split(".")
+    if len(parts) == 1:
+        return inv.service(namespace, parts[0])
+    if len(parts) == 2 or parts[2] == "svc":
+        return inv.service(parts[1], parts[0])
+    return None
 
 
 def _egress_allows(host: str, namespace: str, svc: Service) -> bool:

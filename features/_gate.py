@@ -1,11 +1,13 @@
 """The gate around a rendering: a feature's entry checks before it renders, the invariants on the overlay after."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from features import invariants
+from features._reach import reached
 from features.base import Feature, Refused, Rendered, validate_params
 
 
@@ -14,7 +16,7 @@ def render_gated(feature: Feature, params: dict[str, Any], scope: str, inv: Inve
     """`render` behind the feature's gate: the gate's checks before (with `traffic`, what telemetry observed,
     if read), the invariants on the overlay after (features.invariants). Refused (Refused, a MeshstepError that
     keeps the rendering and every finding) when one of them fails at error level; returns the rendering and the
-    warnings and infos."""
+    warnings and infos, with who the change reaches (features._reach) among its notes."""
     p = validate_params(feature, params)
     msgs = feature.checks(inv, scope, p, traffic)
     try:
@@ -25,6 +27,7 @@ def render_gated(feature: Feature, params: dict[str, Any], scope: str, inv: Inve
             raise Refused(feature.id, scope, errors, None, str(e)) from e
         raise
     msgs += invariants.check(feature, p, scope, inv, rendered)
+    rendered = replace(rendered, notes=(*rendered.notes, *(f"# reaches: {r}" for r in reached(inv, rendered.objects))))
     errors = [m for m in msgs if m.level == "error"]
     if errors:
         raise Refused(feature.id, scope, errors, rendered)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 from cluster.errors import MeshstepError
 from features._gateway_api import API, GATEWAY_API, chosen_api
 from features._istio import routes_to, virtual_service
@@ -17,6 +19,11 @@ class FaultInjection(Feature):
         Param("delay", str, "5s", "delay added to requests, a duration ('' for none)", pattern=rf"({DURATION})?"),
         Param("percent", float, 10.0, "share of requests affected", minimum=0, maximum=100),
         Param("abort_status", int, 0, "HTTP status to abort with (0: no abort)", minimum=0, maximum=599),
+        # istio.io's task injects the fault for one test user (end-user: jason): everyone else is untouched
+        Param("header", str, "x-fault-test", "only requests with this header get the fault ('' for every request)"),
+        Param("header_value", str, "true", "its value"),
+        Param("ingress", bool, False, "also fault the requests that come in through an ingress gateway the "
+                                      "VirtualService is bound to: by default only the mesh's calls"),
         API,
     )
     problem = "Do our timeouts, retries and fallbacks really work when a dependency is slow or failing?"
@@ -24,6 +31,8 @@ class FaultInjection(Feature):
         "Faults apply in the caller's sidecar: only callers in the mesh see them.",
         "Retries are not applied to injected faults' requests the way they are to real failures.",
         "Remove it after the test: a forgotten delay is an outage.",
+        "Faulted requests must carry the header at the service's caller: the applications on the way forward it, "
+        "as bookinfo's forward end-user.",
         "The Gateway API has no fault injection: it is a VirtualService (api=istio) even where routes are "
         "HTTPRoutes; in ambient mode a waypoint applies it.",
     )
@@ -44,8 +53,19 @@ class FaultInjection(Feature):
         if p["abort_status"]:
             fault["abort"] = {"httpStatus": p["abort_status"], "percentage": {"value": p["percent"]}}
         vs = virtual_service(inv, svc)
+        # an ingress gateway the VirtualService is bound to applies its routes to the internet's requests too
+        ingress = [g for g in vs["spec"].get("gateways") or () if g != "mesh"]
+        http = vs["spec"].setdefault("http", [])
         for route in routes_to(vs, svc):
-            route["fault"] = fault
+            matches = [m | ({"headers": (m.get("headers") or {}) | {p["header"]: {"exact": p["header_value"]}}}
+                            if p["header"] else {}) | ({"gateways": ["mesh"]} if ingress and not p["ingress"] else {})
+                       for m in copy.deepcopy(route.get("match")) or [{}]]
+            if matches == (route.get("match") or [{}]):
+                route["fault"] = fault  # every request the route takes is meant
+                continue
+            http[:] = [r for r in http if r.get("match") != matches]  # the fault route of an earlier rendering
+            faulted = {k: copy.deepcopy(v) for k, v in route.items() if k not in ("match", "name", "fault")}
+            http.insert(http.index(route), {"match": matches, "fault": fault} | faulted)
         return [vs]
 
     def detect(self, inv):

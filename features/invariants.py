@@ -8,7 +8,9 @@ cluster as it is: the DESIGN's "changes are merges, proved on a copy".
 - MST0812: no call meshstep has evidence of (analysis.callers) is newly refused.
 - MST0813: analysis reports no error the cluster does not have today.
 - MST0814: the rollback, applied to the overlay, gives back the objects the cluster has today, byte for byte once
-  normalised."""
+  normalised.
+- MST0815: a feature aimed at the mesh's calls (one with an `ingress` parameter, left false) changes no rule an
+  ingress gateway applies (features._reach)."""
 from __future__ import annotations
 
 import json
@@ -22,6 +24,7 @@ from cluster.changes import clean, normalized_yaml, ref_of
 from cluster.inventory import Inventory
 from cluster.model import Ref
 from features._gateway_api import service_ref
+from features._reach import reached
 from features.base import Feature, Rendered, analysis_errors, apply
 
 _ROLLBACK = "rollback.meshstep.io/"
@@ -35,7 +38,8 @@ def check(feature: Feature, params: dict[str, Any], scope: str, before: Inventor
             *http_to_other_ports(before, after, rendered),
             *callers_refused(before, after),
             *new_analysis_errors(before, after),
-            *rollback_not_exact(feature, params, scope, before, after, rendered)]
+            *rollback_not_exact(feature, params, scope, before, after, rendered),
+            *ingress_reached(feature, params, before, rendered)]
 
 
 # ---------------------------------------------------------------- MST0810: what the objects had
@@ -203,3 +207,16 @@ def rollback_not_exact(feature: Feature, params: dict[str, Any], scope: str, bef
             yield catalog_message("MST0814", ref,
                                   f"the rollback of {feature.id} does not give back {ref} as it is today",
                                   object=str(ref))
+
+
+# ---------------------------------------------------------------- MST0815: aimed at the mesh, reaching ingress
+
+
+def ingress_reached(feature: Feature, params: dict[str, Any], before: Inventory,
+                    rendered: Rendered) -> Iterator[Message]:
+    if "ingress" not in {p.name for p in feature.params} or params.get("ingress") or rendered.rollback:
+        return
+    for r in reached(before, rendered.objects):
+        if r.ingress:
+            yield catalog_message("MST0815", r.ref, f"{feature.id} would change {r}: ingress traffic gets it too",
+                                  gateway=", ".join(r.ingress))

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 from cluster.errors import MeshstepError
+from cluster.inventory import Inventory
 from features._telemetry import TelemetrySection
-from features.base import Param
+from features.base import Param, clean, target_namespace
 
 _TRACERS = ("zipkin", "opentelemetry", "datadog", "stackdriver", "skywalking", "lightstep", "opencensus")
 
@@ -15,7 +18,8 @@ class Tracing(TelemetrySection):
     mesh_config_key = "enableTracing"
     params = (
         Param("provider", str, "", "an extensionProvider of the mesh config (default: its first tracer)"),
-        Param("sampling", float, 1.0, "percent of requests traced", minimum=0, maximum=100),
+        Param("sampling", float, None, "percent of requests traced (default: what the scope samples now, else 1)",
+              minimum=0, maximum=100),
     )
     problem = "Which calls, inside and out of the cluster, make a request slow — and do we have a tracing backend?"
     pitfalls = (
@@ -24,6 +28,15 @@ class Tracing(TelemetrySection):
         "The provider must be declared in meshConfig.extensionProviders first.",
     )
     docs = "https://istio.io/latest/docs/tasks/observability/distributed-tracing/telemetry-api/"
+
+    def build(self, p, scope, inv):
+        have = in_effect(inv, scope)
+        provider = p["provider"] or (have[0] if have else "")
+        # a default never lowers (nor raises) what the cluster samples: only a --set sampling changes it
+        sampling = p["sampling"] if p["sampling"] is not None else have[1] if have else 1.0
+        if have and have[2] is not None and (have[0], have[1]) == (provider, sampling):
+            return [clean(have[2].raw)]  # already traced so: the object that does it, left as it is
+        return super().build(p | {"provider": provider, "sampling": sampling}, scope, inv)
 
     def section_value(self, p, inv):
         tracers = [e["name"] for e in inv.mesh_config.get("extensionProviders") or []
@@ -35,5 +48,18 @@ class Tracing(TelemetrySection):
                                 "add one (zipkin or opentelemetry pointing at your collector) to the install")
         return [{"providers": [{"name": provider}], "randomSamplingPercentage": p["sampling"]}]
 
+
+def in_effect(inv: Inventory, scope: str) -> tuple[str, float, Any] | None:
+    """(provider, sampling percent, the Telemetry that sets them) of the tracing the scope's proxies do now: the
+    namespace's selector-less Telemetry, else the root namespace's (Istio's inheritance); None when neither
+    traces."""
+    for ns in dict.fromkeys([target_namespace(scope, inv), inv.root_namespace]):
+        for t in inv.of_kind("Telemetry"):
+            if t.namespace == ns and not t.spec.get("selector") and not t.spec.get("targetRefs"):
+                for entry in t.spec.get("tracing") or ():
+                    providers = [x.get("name", "") for x in entry.get("providers") or ()]
+                    # Istio samples 1% when a Telemetry names no percentage (meshConfig's default)
+                    return (providers[0] if providers else "", float(entry.get("randomSamplingPercentage", 1.0)), t)
+    return None
 
 FEATURE = Tracing()
