@@ -215,8 +215,10 @@ _ENTRIES = (
           "A pod in a namespace about to be STRICT has no sidecar.",
           "Without a sidecar it cannot present a certificate: its calls to STRICT servers are refused, and it "
           "serves plaintext that the mesh's callers no longer send to it.",
-          "Inject {workload} ({inject}), or exclude it: set sidecar.istio.io/inject: \"false\" "
-          "and a PeerAuthentication with a selector for it in mode PERMISSIVE."),
+          "Inject {workload} ({inject}). A PeerAuthentication for it does nothing: it has no proxy to apply one "
+          "(its inbound calls keep working, as callers' auto mTLS sends it plaintext); if it must stay out, keep "
+          "the servers it calls accepting its plaintext: PERMISSIVE through a PeerAuthentication whose selector "
+          "picks them, or portLevelMtls for the port it calls."),
     Entry("MST0402", "PlaintextCallerOutsideMesh", "error", ("mtls-strict",),
           "Something outside the mesh calls a service in the scope: a workload of a namespace without sidecars, a "
           "Kubernetes Ingress' controller, or a Service/Endpoints of another namespace pointing here.",

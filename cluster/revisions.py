@@ -167,7 +167,10 @@ def _namespace_revisions(inv: Inventory) -> dict[str, NamespaceRevision]:
     for name in inv.namespace_names():
         ns = inv.namespaces.get(name)
         injects = ns.revision if ns is not None and ns.injection == "sidecar" else None
-        rev = resolve(inv, injects) if injects else None
+        # a label no webhook serves (istio-injection=enabled with no `default` revision or tag) injects nothing:
+        # a restart would drop the pods' sidecars, not move them
+        served = injects is not None and (injects in tags(inv) or revision(inv, resolve(inv, injects)) is not None)
+        rev = resolve(inv, injects) if served else None
         version = (r.version if (r := revision(inv, rev)) else None) if rev else None
         mine = by_ns.get(name, [])
         if not mine and injects is None:

@@ -27,8 +27,8 @@ def render_gated(feature: Feature, params: dict[str, Any], scope: str, inv: Inve
             raise Refused(feature.id, scope, errors, None, str(e)) from e
         raise
     msgs += invariants.check(feature, p, scope, inv, rendered)
-    rendered = replace(rendered, notes=(*rendered.notes, *(f"# reaches: {r}" for r in reached(inv, rendered.objects))))
     errors = [m for m in msgs if m.level == "error"]
     if errors:
         raise Refused(feature.id, scope, errors, rendered)
-    return rendered, msgs
+    reach = [f"# reaches: {r}" for r in reached(inv, rendered.objects)]
+    return replace(rendered, notes=(*rendered.notes, *reach)), msgs

@@ -251,13 +251,16 @@ class Feature:
         """The gate: dependencies on in this scope (or mesh-wide), and the readiness checks that gate this feature."""
         msgs = []
         on = {(o.feature, o.scope) for o in observe(inv, [*self.depends_on, *providers(self.depends_on)])}
+        ns = inv.namespaces.get(scope)
         for dep in self.depends_on:
             if not dependency_met(dep, scope, on):
+                # in an ambient namespace what stands in for the sidecars (a waypoint) is the fix, not sidecars
+                fix = next(iter(providers([dep])), dep) if ns is not None and ns.injection == "ambient" else dep
                 msgs.append(catalog_message(
                     "MST0003", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
                     f"{self.id} depends on {dep}, which is not on in {scope}"
                     + "".join(f" (nor {alt}, which stands in for it)" for alt in providers([dep])),
-                    dependency=dep, scope=scope))
+                    dependency=fix, scope=scope))
         msgs += run(gate_checks(self.id), Context(inv, scope, dict(params), traffic,
                                                   after=lambda: inv.with_changes(apply=self.build(params, scope, inv))))
         return msgs

@@ -158,3 +158,26 @@ def test_sidecar_scope_warns_of_virtual_service_destinations_in_other_namespaces
     inv = changed(demo_inventory_module, "VirtualService", "shop", "reviews", edit)
     msgs = registry()["sidecar-scope"].checks(inv, "shop", {"hosts": ""})
     assert any(m.code == "MST0704" and "VirtualService shop/reviews" in m.message for m in msgs)
+
+
+# ---------------------------------------------------------------- hints that name the real fix
+
+
+def test_in_an_ambient_namespace_the_dependency_hint_names_the_waypoint():
+    """store is ambient without a waypoint: routing needs an L7 proxy, and there it is a waypoint, not sidecars."""
+    from tests.features.corpus import ambient
+
+    inv = ambient()
+    for fid in ("request-routing", "timeouts-retries", "fault-injection"):
+        (m,) = [m for m in registry()[fid].checks(inv, "store", registry()[fid].defaults()) if m.code == "MST0003"]
+        assert "meshstep render waypoint --scope store" in m.hint and "sidecar-injection" not in m.hint, m.hint
+
+
+def test_the_strict_hint_never_offers_a_peer_authentication_for_a_pod_without_a_proxy():
+    """A PeerAuthentication is applied by the workload's own proxy: for a pod without one, PERMISSIVE through a
+    selector does nothing. What keeps such a pod working is on the servers it calls."""
+    from analysis.catalog import CATALOG
+
+    hint = CATALOG["MST0401"].hint_for(workload="Deployment legacy/batch", inject="restart it")
+    assert "selector for it in mode PERMISSIVE" not in hint
+    assert "no proxy" in hint and "servers it calls" in hint
