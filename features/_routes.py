@@ -26,8 +26,17 @@ from features._gateway_api import (
     service_ref,
     version_services,
 )
-from features._istio import _copy, destination, destination_rule, matches_host, routes_to, virtual_service, with_subsets
-from features.base import http_port
+from features._istio import (
+    _copy,
+    destination,
+    destination_rule,
+    matches_host,
+    routes_to,
+    serves_http,
+    virtual_service,
+    with_subsets,
+)
+from features.base import http_port, services_in
 
 # What a request is selected by besides its path: a rule that matches none of these is everyone's traffic.
 _SELECTIVE = ("headers", "queryParams", "method")
@@ -43,6 +52,11 @@ def ingress_routes(inv: Inventory) -> list[Any]:
     """HTTPRoutes attached to a Gateway that is not a waypoint: north–south routing done with the Gateway API."""
     waypoints = {f"{g.namespace}/{g.name}" for g in inv.of_kind("Gateway") if is_waypoint(g)}
     return [r for r in inv.of_kind("HTTPRoute") if set(gateway_parents(r)) - waypoints]
+
+
+def http_services(scope: str, inv: Inventory, name: str) -> list[Service]:
+    """The services of the scope (only `name`, when given) that serve HTTP: only those get HTTP routes."""
+    return [s for s in services_in(scope, inv) if (not name or s.name == name) and serves_http(s)]
 
 
 def called_in_mesh(inv: Inventory, svc: Service) -> bool:

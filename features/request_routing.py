@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from cluster.errors import MeshstepError
 from features._gateway_api import API, chosen_api, parent_services, service_ref
-from features._istio import serves_http
-from features._routes import ingress_routes, service_routes
-from features.base import Feature, Param, observations_by_scope, services_in
+from features._routes import http_services, ingress_routes, service_routes
+from features.base import Feature, Param, observations_by_scope
 
 
 class RequestRouting(Feature):
@@ -31,9 +30,7 @@ class RequestRouting(Feature):
     def build(self, p, scope, inv):
         api = chosen_api(self.id, p, scope, inv)
         objs = []
-        for svc in services_in(scope, inv):
-            if p["service"] and svc.name != p["service"] or not serves_http(svc):
-                continue  # version routes are HTTP routes: a database port gets none
+        for svc in http_services(scope, inv, p["service"]):  # a database port gets no version routes
             versions = sorted({pod.labels["version"] for pod in inv.pods_of_service(svc) if "version" in pod.labels})
             if not versions:
                 continue

@@ -6,9 +6,9 @@ from typing import Any
 
 from cluster.errors import MeshstepError
 from features._gateway_api import API, GATEWAY_API, GATEWAY_DURATION, chosen_api, seconds
-from features._istio import kept_or_set, serves_http
-from features._routes import ServiceRoutes, service_routes
-from features.base import DURATION, Feature, Observation, Param, scope_of, services_in
+from features._istio import kept_or_set
+from features._routes import ServiceRoutes, http_services, service_routes
+from features.base import DURATION, Feature, Observation, Param, scope_of
 
 RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 
@@ -65,9 +65,8 @@ class TimeoutsRetries(Feature):
     def _routes(self, p: dict[str, Any], scope: str, inv: Any) -> Iterator[ServiceRoutes]:
         """The routes of each HTTP service the parameters are for."""
         api = chosen_api(self.id, p, scope, inv)
-        for svc in services_in(scope, inv):
-            if (not p["service"] or svc.name == p["service"]) and serves_http(svc):
-                yield service_routes(inv, svc, api, None, self.id, ingress=p["ingress"])
+        for svc in http_services(scope, inv, p["service"]):
+            yield service_routes(inv, svc, api, None, self.id, ingress=p["ingress"])
 
     def _timeouts(self, p: dict[str, Any], rule: dict[str, Any]) -> None:
         """An HTTPRoute rule's timeouts. Without retries (not in the standard channel) a backendRequest timeout

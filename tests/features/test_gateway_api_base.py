@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from features._gate import render_gated
 from features.base import apply, registry, validate_object
@@ -150,3 +151,22 @@ def test_request_routing_pins_the_ingress_route_to_the_first_version(ns):
     rendered, _ = render_gated(registry()["request-routing"], {}, "shop", ns)
     (rule,) = routes(rendered)["web"]["spec"]["rules"]
     assert rule["backendRefs"] == [{"name": "web-v1", "port": 8080}]
+
+
+def test_timeouts_never_cap_a_request_below_the_routes_own_request_timeout(ns):
+    """The ingress route's `request: 5s` stays, and no backendRequest is added: without retries (not in the
+    standard channel) a 2s backendRequest would cap every request at 2s."""
+    feature = registry()["timeouts-retries"]
+    rendered, _ = render_gated(feature, {"ingress": True}, "shop", ns)
+    assert routes(rendered)["web"]["spec"]["rules"][0]["timeouts"] == {"request": "5s"}
+    explicit = feature.render({"ingress": True, "per_try_timeout": "3s"}, "shop", ns)
+    assert routes(explicit)["web"]["spec"]["rules"][0]["timeouts"] == {"request": "5s", "backendRequest": "3s"}
+    with pytest.raises(MeshstepError, match="must not exceed the request timeout 5s"):
+        feature.render({"ingress": True, "per_try_timeout": "6s"}, "shop", ns)
+
+
+def test_timeouts_aimed_at_the_mesh_leave_the_ingress_route_alone(ns):
+    rendered, _ = render_gated(registry()["timeouts-retries"], {}, "shop", ns)
+    assert list(routes(rendered)) == ["web-mesh"]
+    assert any("# reaches: HTTPRoute shop/web-mesh rules[0]" in n and "the mesh's sidecars" in n
+               for n in rendered.notes)
