@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import copy
 
-import pytest
-
 from cluster import revisions
-from cluster.inventory import Inventory, build_inventory
+from cluster.inventory import Inventory
 from cluster.model import Ref
-from cluster.sources import load_snapshot
-
-
-@pytest.fixture(scope="module")
-def demo() -> Inventory:
-    return build_inventory(load_snapshot("demo"))
 
 
 def legacy_label(inv: Inventory, namespace: str) -> Inventory:
@@ -27,8 +19,8 @@ def legacy_label(inv: Inventory, namespace: str) -> Inventory:
     return inv.with_changes(apply=[raw])
 
 
-def test_without_a_default_revision_or_tag_no_pod_is_listed_to_restart(demo):
-    inv = legacy_label(demo, "shop").with_changes(
+def test_without_a_default_revision_or_tag_no_pod_is_listed_to_restart(demo_inventory):
+    inv = legacy_label(demo_inventory, "shop").with_changes(
         delete=[Ref("MutatingWebhookConfiguration", None, "istio-revision-tag-default")])
     assert "default" not in revisions.tags(inv)
     assert not [p.pod.name for p in revisions.stale_pods(inv) if p.pod.namespace == "shop"]
@@ -36,7 +28,7 @@ def test_without_a_default_revision_or_tag_no_pod_is_listed_to_restart(demo):
     assert ns.injects == "default" and ns.revision is None and ns.stale == ()
 
 
-def test_with_the_default_tag_the_legacy_label_resolves_to_its_revision(demo):
-    inv = legacy_label(demo, "shop")
+def test_with_the_default_tag_the_legacy_label_resolves_to_its_revision(demo_inventory):
+    inv = legacy_label(demo_inventory, "shop")
     ns = revisions.namespace_revisions(inv)["shop"]
     assert ns.revision == "1-27" and ns.stale == ()

@@ -23,16 +23,8 @@ def dual_bound(inv: Inventory) -> Inventory:
 
 
 @pytest.fixture(scope="module")
-def dual(demo_inventory_module) -> Inventory:
-    return dual_bound(demo_inventory_module)
-
-
-@pytest.fixture(scope="module")
-def demo_inventory_module():
-    from cluster.inventory import build_inventory
-    from cluster.sources import load_snapshot
-
-    return build_inventory(load_snapshot("demo"))
+def dual(demo_inventory) -> Inventory:
+    return dual_bound(demo_inventory)
 
 
 # ---------------------------------------------------------------- fault injection is scoped
@@ -73,14 +65,14 @@ def test_timeouts_that_reach_ingress_traffic_need_an_explicit_parameter(dual):
 # ---------------------------------------------------------------- timeouts and retries
 
 
-def test_retries_default_to_istios_conditions_not_5xx(demo_inventory_module):
-    rendered = registry()["timeouts-retries"].render({"service": "reviews"}, "shop", demo_inventory_module)
+def test_retries_default_to_istios_conditions_not_5xx(demo_inventory):
+    rendered = registry()["timeouts-retries"].render({"service": "reviews"}, "shop", demo_inventory)
     (vs,) = rendered.objects
     assert vs["spec"]["http"][0]["retries"]["retryOn"] == (
         "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes")
 
 
-def test_timeouts_say_which_routes_keep_their_own(demo_inventory_module):
+def test_timeouts_say_which_routes_keep_their_own(demo_inventory):
     """A header route without a timeout and the default route with the team's 5s: the parameters at their defaults
     land on the first and not the second, and the rendering says so."""
     def edit(raw):
@@ -88,7 +80,7 @@ def test_timeouts_say_which_routes_keep_their_own(demo_inventory_module):
         default["timeout"] = "5s"
         raw["spec"]["http"].insert(0, {"match": [{"headers": {"end-user": {"exact": "jason"}}}],
                                        "route": copy.deepcopy(default["route"])})
-    inv = changed(demo_inventory_module, "VirtualService", "shop", "reviews", edit)
+    inv = changed(demo_inventory, "VirtualService", "shop", "reviews", edit)
     rendered = registry()["timeouts-retries"].render({"service": "reviews"}, "shop", inv)
     header, default = rendered.objects[0]["spec"]["http"]
     assert header["timeout"] == "10s" and default["timeout"] == "5s"
@@ -105,8 +97,8 @@ def _mesh_tracing(inv: Inventory, percent: float) -> Inventory:
         "spec": {"tracing": [{"providers": [{"name": "jaeger"}], "randomSamplingPercentage": percent}]}}])
 
 
-def test_tracing_never_lowers_the_sampling_the_mesh_has(demo_inventory_module):
-    inv = _mesh_tracing(demo_inventory_module, 10.0)
+def test_tracing_never_lowers_the_sampling_the_mesh_has(demo_inventory):
+    inv = _mesh_tracing(demo_inventory, 10.0)
     mesh = registry()["tracing"].render({}, MESH, inv)
     assert mesh.objects[0]["spec"]["tracing"][0]["randomSamplingPercentage"] == 10.0
     ns = registry()["tracing"].render({}, "shop", inv)
@@ -115,8 +107,8 @@ def test_tracing_never_lowers_the_sampling_the_mesh_has(demo_inventory_module):
     assert explicit.objects[0]["spec"]["tracing"][0]["randomSamplingPercentage"] == 1.0
 
 
-def test_tracing_on_at_10_percent_mesh_wide_is_already_on_in_a_namespace(demo_inventory_module):
-    inv = _mesh_tracing(demo_inventory_module, 10.0)
+def test_tracing_on_at_10_percent_mesh_wide_is_already_on_in_a_namespace(demo_inventory):
+    inv = _mesh_tracing(demo_inventory, 10.0)
     rendered, msgs = render_gated(registry()["tracing"], {}, "shop", inv)
     assert rendered.objects == () or all(inv.get(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
                                          for o in rendered.objects)
@@ -125,18 +117,18 @@ def test_tracing_on_at_10_percent_mesh_wide_is_already_on_in_a_namespace(demo_in
 # ---------------------------------------------------------------- egress
 
 
-def test_egress_service_entry_for_a_served_host_is_no_duplicate(demo_inventory_module):
+def test_egress_service_entry_for_a_served_host_is_no_duplicate(demo_inventory):
     """payments/payments-provider already serves api.stripe.com:443 to every namespace."""
-    rendered = registry()["egress-service-entry"].render({"host": "api.stripe.com"}, "shop", demo_inventory_module)
-    after = apply(rendered, demo_inventory_module)
+    rendered = registry()["egress-service-entry"].render({"host": "api.stripe.com"}, "shop", demo_inventory)
+    after = apply(rendered, demo_inventory)
     serving = [se for se in after.of_kind("ServiceEntry") if "api.stripe.com" in se.spec.get("hosts", [])]
     assert [str(se.ref) for se in serving] == ["ServiceEntry payments/payments-provider"]
 
 
-def test_a_mesh_wide_sidecar_scope_refuses_cross_namespace_calls_config_shows(demo_inventory_module):
+def test_a_mesh_wide_sidecar_scope_refuses_cross_namespace_calls_config_shows(demo_inventory):
     """A meshed workload of shop names a service of payments in its env: under a mesh-wide Sidecar that lets
     proxies know only their own namespace and istio-system, the call falls to the PassthroughCluster."""
-    inv = demo_inventory_module
+    inv = demo_inventory
     callers = [u for u in inv.workloads if u.namespace == "shop" and u.kind == "Deployment"]
     target = next(s for s in inv.services if s.namespace == "payments" and s.selector)
     caller = callers[0]
@@ -150,12 +142,12 @@ def test_a_mesh_wide_sidecar_scope_refuses_cross_namespace_calls_config_shows(de
     assert any(m.code == "MST0812" and "PassthroughCluster" in m.message for m in e.value.findings)
 
 
-def test_sidecar_scope_warns_of_virtual_service_destinations_in_other_namespaces(demo_inventory_module):
-    target = next(s for s in demo_inventory_module.services if s.namespace == "payments" and s.selector)
+def test_sidecar_scope_warns_of_virtual_service_destinations_in_other_namespaces(demo_inventory):
+    target = next(s for s in demo_inventory.services if s.namespace == "payments" and s.selector)
 
     def edit(raw):
         raw["spec"]["http"][0]["route"][0]["destination"] = {"host": f"{target.name}.payments.svc.cluster.local"}
-    inv = changed(demo_inventory_module, "VirtualService", "shop", "reviews", edit)
+    inv = changed(demo_inventory, "VirtualService", "shop", "reviews", edit)
     msgs = registry()["sidecar-scope"].checks(inv, "shop", {"hosts": ""})
     assert any(m.code == "MST0704" and "VirtualService shop/reviews" in m.message for m in msgs)
 
