@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from benchmarks.kubeapi import write_kubeconfig
+from features.base import merge_patch
 from tests.conftest import REFERENCE
 
 GATEWAY_API = REFERENCE.parent / "gateway-api-reference" / "crds"
@@ -71,8 +72,22 @@ def _handler(resources: dict[str, list[tuple[str, str, bool]]]) -> type[BaseHTTP
         return None
 
     class Discovery(BaseHTTPRequestHandler):
+        live: dict[str, dict] = {}  # object path → the object as the server holds it (see `live_kubectl`)
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            found = body(self.path.split("?")[0])
+            path = self.path.split("?")[0]
+            found = body(path) if path not in self.live else self.live[path]
+            self.answer(found)
+
+        def do_PATCH(self) -> None:  # noqa: N802
+            """A merge patch, as the API server merges kubectl's patch of a map (null deletes a key)."""
+            path = self.path.split("?")[0]
+            patch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if path in self.live:
+                self.live[path] = merge_patch(self.live[path], patch)
+            self.answer(self.live.get(path))
+
+        def answer(self, found: dict | None) -> None:
             data = json.dumps(found if found is not None else {"kind": "Status", "code": 404}).encode()
             self.send_response(200 if found is not None else 404)
             self.send_header("Content-Type", "application/json")
@@ -87,26 +102,54 @@ def _handler(resources: dict[str, list[tuple[str, str, bool]]]) -> type[BaseHTTP
 
 
 @contextmanager
-def kubectl(tmp: Path) -> Iterator[callable]:
-    """A function that runs `kubectl apply --dry-run=client -f FILE` against a discovery API on loopback and
-    returns (exit code, output). Skips locally without kubectl; fails under CI."""
+def _server(tmp: Path, live: dict[str, dict]) -> Iterator[Callable[..., tuple[int, str]]]:
+    """A function that runs kubectl with the given arguments against the loopback API and returns (exit code,
+    output). Skips locally without kubectl; fails under CI."""
     if shutil.which("kubectl") is None:
         if os.environ.get("CI"):
             pytest.fail("kubectl not found: .ci/run installs Debian's kubernetes-client")
         pytest.skip("kubectl not installed (apt-get install kubernetes-client)")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(_resources()))
+    handler = _handler(_resources())
+    handler.live = live
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     config = write_kubeconfig(tmp / "kubeconfig", {"test": f"http://127.0.0.1:{server.server_port}"}, "test")
     env = {**os.environ, "KUBECONFIG": str(config), "HOME": str(tmp)}
 
-    def dry_run(path: Path) -> tuple[int, str]:
-        r = subprocess.run(["kubectl", "apply", "--dry-run=client", "--validate=false", "-f", str(path)],
-                           env=env, capture_output=True, text=True, timeout=120)
+    def run(*args: str) -> tuple[int, str]:
+        r = subprocess.run(["kubectl", *args], env=env, capture_output=True, text=True, timeout=120)
         return r.returncode, r.stdout + r.stderr
 
     try:
-        yield dry_run
+        yield run
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def kubectl(tmp: Path) -> Iterator[Callable[[Path], tuple[int, str]]]:
+    """A function that runs `kubectl apply --dry-run=client -f FILE` against a discovery API on loopback and
+    returns (exit code, output)."""
+    with _server(tmp, {}) as run:
+        yield lambda path: run("apply", "--dry-run=client", "--validate=false", "-f", str(path))
+
+
+def object_path(o: dict) -> str:
+    """The API path of a built-in object (`/api/v1/namespaces/shop`, `/apis/apps/v1/namespaces/x/deployments/y`)."""
+    api = o["apiVersion"]
+    base = f"/api/{api}" if "/" not in api else f"/apis/{api}"
+    plural = next(p for p, kind, _ in BUILTIN[api] if kind == o["kind"])
+    meta = o["metadata"]
+    return base + (f"/namespaces/{meta['namespace']}" if meta.get("namespace") else "") + f"/{plural}/{meta['name']}"
+
+
+@contextmanager
+def live_kubectl(tmp: Path, objects: list[dict]) -> Iterator[tuple[Callable[..., tuple[int, str]], dict[str, dict]]]:
+    """kubectl against an API that holds `objects` (built-in kinds) and takes kubectl's PATCH of them: what
+    `kubectl apply` or `kubectl label` really sends, merged as the server merges it. Yields the runner (any kubectl
+    arguments) and the objects by API path as the server holds them."""
+    live = {object_path(o): o for o in objects}
+    with _server(tmp, live) as run:
+        yield run, live
