@@ -446,10 +446,19 @@ _UPGRADE_ENTRIES = (
           "Pods restarted onto a revision without a ready istiod are not injected, or start without config.",
           "Wait for it: kubectl rollout status deployment/istiod-{revision} -n {namespace}."),
     Entry("MST0907", "RevisionStillInUse", "error", ("single-revision",),
-          "The revision to remove still has namespaces, tags or proxies using it.",
-          "Removing it leaves those proxies without config and certificates, and pods of those namespaces "
-          "without injection.",
+          "The revision to remove still has namespaces, tags or proxies using it, or objects naming its control "
+          "plane: a workload's CA_ADDR, discovery address or mesh config volume, a webhook, a tag's Service.",
+          "Removing it leaves those proxies without config and certificates, pods of those namespaces without "
+          "injection, and what calls its istiod without an answer.",
           "Move what still uses {revision} first: {uses}."),
+    Entry("MST0908", "ControlPlaneNotMoved", "warning", (),
+          "A proxy workload is labelled for one istiod revision while its CA_ADDR, discovery address or mesh "
+          "config names another.",
+          "Its proxies run the new release on the old control plane: they are missing from `istioctl "
+          "proxy-status --revision` of the revision they are labelled for, and lose config and certificates when "
+          "the old revision is removed.",
+          "Move every reference with the label (meshstep render gateway-revision --scope mesh --set "
+          "revision={revision}), then `kubectl rollout restart {kind}/{workload} -n {namespace}`."),
 )
 
 _ENTRIES += _UPGRADE_ENTRIES

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from analysis.base import Context
 from analysis.readiness import Found, hint, readiness
-from cluster import istio_releases, revisions
+from cluster import control_plane, istio_releases, revisions
 from cluster.errors import MeshstepError
 from cluster.model import Ref
 
@@ -96,7 +96,7 @@ def upgrade_target_not_ready(ctx: Context) -> Iterator[Found]:
                hint("MST0906", revision=r.revision, namespace=r.namespace))
 
 
-@readiness("MST0907")
+@readiness("MST0907", "Service", "ConfigMap", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 def revision_still_in_use(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     revs = revisions.installed(inv)
@@ -106,3 +106,22 @@ def revision_still_in_use(ctx: Context) -> Iterator[Found]:
         yield (Ref("Deployment", revs[0].namespace, f"istiod-{old}"),
                f"revision {old} is still used by {len(left)}: {'; '.join(left[:5])}{' …' if len(left) > 5 else ''}",
                hint("MST0907", revision=old, uses="; ".join(left[:3])))
+
+
+@readiness("MST0908", "Service", "ConfigMap")
+def workload_names_another_control_plane(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    if not inv.revisions:
+        return
+    for ref in control_plane.references(inv):
+        w = inv.workload(ref.referrer.namespace or "", ref.referrer.kind, ref.referrer.name)
+        label = w.template.labels.get("istio.io/rev") if w is not None and w.template is not None else None
+        if label is None:
+            continue
+        labelled, named = revisions.resolve(inv, label), revisions.resolve(inv, ref.revision)
+        if labelled != named:
+            yield (ref.referrer, f"labelled for revision {labelled}, its {ref.what} names revision {named}: its "
+                   f"proxies take config and certificates from {named} and are missing from `istioctl "
+                   f"proxy-status --revision {labelled}`",
+                   hint("MST0908", kind=ref.referrer.kind.lower(), workload=ref.referrer.name,
+                        namespace=ref.referrer.namespace or "", revision=labelled))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from cluster.kubectl_apply import stored
 from cluster.model import Ref
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def diff(objects: Iterable[dict[str, Any]], delete: Iterable[Ref], inv: Inventor
         ref = ref_of(o)
         current = inv.get(ref.kind, ref.namespace, ref.name)
         before = clean(current.raw) if current is not None else None
-        after = clean(o)
+        after = clean(stored(o))
         if before is None:
             action = "create"
         else:

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from cluster import components, decode
+from cluster.kubectl_apply import stored
 from cluster.live import CRD_KIND
 from cluster.model import (
     CRD,
@@ -308,7 +309,7 @@ class Inventory:
         added or replaced (raw pods may come in `apply` too)."""
         apply = list(apply)
         gone = {(r.kind, r.namespace, r.name) for r in delete}
-        applied = {_key(o): o for o in apply if o.get("kind") != "Pod"}
+        applied = {_key(o): stored(o) for o in apply if o.get("kind") != "Pod"}  # a null in a manifest removes
         # Every non-pod object keeps its raw dict: the inventory is rebuilt from those.
         raw = [o.raw for objs in self.objects.values() for o in objs
                if (key := (o.kind, o.namespace, o.name)) not in gone and key not in applied]

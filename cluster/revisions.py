@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from cluster import control_plane
 from cluster.changes import clean
 from cluster.components import PROXY_CONTAINER
 from cluster.decode import injected_revision, version_of
@@ -299,10 +300,14 @@ def ready(r: Revision) -> bool:
 
 
 def uses(inv: Inventory, rev: str) -> list[str]:
-    """What still needs a revision: namespaces injecting from it, tags pointing at it, proxies connected to it."""
+    """What still needs a revision: namespaces injecting from it, tags pointing at it, proxies connected to it, and
+    whatever else names its control plane (a workload's CA_ADDR or mesh config, a webhook, a tag's Service) other
+    than the revision's own objects."""
     out = [f"namespace {n.namespace} ({n.label})" for n in namespace_revisions(inv).values() if n.revision == rev]
     out += [f"tag {t}" for t, r in sorted(tags(inv).items()) if r == rev]
     out += [f"{p.kind} {p.pod.namespace}/{p.pod.name}" for p in proxies(inv) if p.revision == rev]
+    own = {o.ref for o in control_plane_objects(inv, rev)}
+    out += [str(r) for r in control_plane.references(inv) if r.revision == rev and r.referrer not in own]
     return out
 
 

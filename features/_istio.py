@@ -170,6 +170,6 @@ def label_notes(inv: Inventory, name: str, add: dict[str, str], remove: tuple[st
     # Restart what really runs there: StatefulSets and DaemonSets keep their old pods as much as Deployments do.
     kinds = sorted({w.kind.lower() for w in inv.workloads if w.namespace == name
                     and w.kind in ("Deployment", "StatefulSet", "DaemonSet")}) or ["deployment"]
-    return [f"kubectl label namespace {name} {' '.join(parts)} --overwrite",
-            f"# existing pods in {name} keep their current data plane until restarted:",
-            f"kubectl rollout restart {','.join(kinds)} -n {name}"]
+    return [f"kubectl label namespace {name} {' '.join(parts)} --overwrite"][:bool(parts)] + [
+        f"# existing pods in {name} keep their current data plane until restarted:",
+        f"kubectl rollout restart {','.join(kinds)} -n {name}"]

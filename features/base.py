@@ -22,6 +22,7 @@ from analysis.base import Context, Message, analyze_checks, catalog_message, gat
 from cluster.changes import clean, ref_of
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory, gc_paused, reading
+from cluster.kubectl_apply import with_removals
 from cluster.model import Ref
 from cluster.queries import per_inventory
 from features.validation import validate_object
@@ -216,7 +217,7 @@ class Feature:
         """Validated objects that turn the feature on; refused with the reason when analysis would flag them."""
         p, objects = self.candidate(params, scope, inv)
         refuse_errors(self.id, objects, inv)
-        return Rendered(self.id, scope, _shown(p), tuple(objects), notes=tuple(self.notes(p, scope, inv, False)))
+        return Rendered(self.id, scope, _shown(p), written(objects, inv), notes=tuple(self.notes(p, scope, inv, False)))
 
     def rollback(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
         """What undoes `render`, on the cluster before it is applied or after: every object the feature changed
@@ -244,7 +245,7 @@ class Feature:
                 delete.append(ref)
             else:
                 restore.append(merge_patch(without_record(clean(current.raw), key), json.loads(record)))
-        return Rendered(self.id, scope, _shown(p), tuple(restore), tuple(delete),
+        return Rendered(self.id, scope, _shown(p), written(restore, after), tuple(delete),
                         tuple(self.notes(p, scope, inv, True)), rollback=True)
 
     def checks(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> list[Message]:
@@ -474,6 +475,13 @@ def analysis_errors(inv: Inventory) -> list[Message]:
     """The error-level analysis findings of an inventory, found once."""
     return per_inventory(inv, "analysis-errors", lambda i: [
         m for m in run(analyze_checks(), Context(i)) if m.level == "error"])
+
+
+def written(objects: Iterable[dict[str, Any]], inv: Inventory) -> tuple[dict[str, Any], ...]:
+    """The objects as a stage's YAML writes them over what `inv` has: what they remove, removed explicitly (a null),
+    so that `kubectl apply` removes it whoever set it."""
+    return tuple(with_removals(o, clean(c.raw)) if (c := inv.get(*object_key(o))) is not None else o
+                 for o in objects)
 
 
 def object_key(o: dict[str, Any]) -> tuple[str, str | None, str]:

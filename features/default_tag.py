@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cluster import revisions
+from cluster import control_plane, revisions
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from cluster.model import Revision
@@ -12,15 +12,20 @@ from features._upgrade import MoveStep, target
 from features.base import MESH, Observation
 
 
-def _pointed(webhook: dict[str, Any], rev: Revision) -> dict[str, Any]:
-    """The tag's webhook calling `rev`'s istiod: its istio.io/rev label and every webhook's service."""
-    webhook["metadata"].setdefault("labels", {})["istio.io/rev"] = rev.revision
-    for hook in webhook.get("webhooks") or ():
+def _pointed(obj: dict[str, Any], rev: Revision) -> dict[str, Any]:
+    """One of the tag's objects on `rev`'s istiod: its istio.io/rev label, a webhook's service, a Service's
+    selector."""
+    if "istio.io/rev" in (obj["metadata"].get("labels") or {}) or obj["kind"] != "Service":
+        obj["metadata"].setdefault("labels", {})["istio.io/rev"] = rev.revision
+    for hook in obj.get("webhooks") or ():
         service = (hook.get("clientConfig") or {}).get("service")
         if service:
-            service["name"] = f"istiod-{rev.revision}" if rev.revision != "default" else "istiod"
+            service["name"] = control_plane.service_name(rev.revision)
             service["namespace"] = rev.namespace
-    return webhook
+    selector = (obj.get("spec") or {}).get("selector")
+    if obj["kind"] == "Service" and selector is not None:
+        selector["istio.io/rev"] = rev.revision
+    return obj
 
 
 class DefaultTag(MoveStep):
@@ -38,7 +43,9 @@ class DefaultTag(MoveStep):
             raise MeshstepError(f"{self.id}: the cluster has no default tag (MutatingWebhookConfiguration "
                                 f"istio-revision-tag-default): create it with "
                                 f"{revisions.default_tag_commands(inv, rev.revision)[0]}")
-        return [_pointed(revisions.copy_of(hook), rev)]
+        # The tag's validator and Services go with its webhook: `istiod.istio-system.svc`, which the charts and
+        # ztunnel name, must reach the revision the tag names, before the old one is removed.
+        return [_pointed(revisions.copy_of(o), rev) for o in control_plane.tag_objects(inv, "default")]
 
     def notes(self, p, scope, inv, rollback):
         rev = target(p, inv) if not rollback else revisions.revision(inv, revisions.tags(inv).get("default", ""))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cluster import revisions
+from cluster import control_plane, revisions
 from cluster.components import PROXY_CONTAINER
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
@@ -12,9 +12,11 @@ from features._upgrade import MoveStep, target
 from features.base import MESH, Observation
 
 
-def _moved(deployment: dict[str, Any], rev: Revision) -> dict[str, Any]:
-    """The gateway Deployment with its pods labelled for `rev`; a gateway installed with its own proxy image (not
-    injected: image `auto`) gets that revision's image too."""
+def _moved(deployment: dict[str, Any], inv: Inventory, rev: Revision) -> dict[str, Any]:
+    """The gateway Deployment with its pods labelled for `rev` and every name of the old control plane in its
+    template (CA_ADDR, discovery address, mesh config volume) replaced by `rev`'s, as the gateway chart renders them
+    for `rev`; a gateway installed with its own proxy image (not injected: image `auto`) gets that revision's image
+    too. An injected gateway names no control plane in its template: the injector of `rev` renders them."""
     if "istio.io/rev" in (deployment["metadata"].get("labels") or {}):
         deployment["metadata"]["labels"]["istio.io/rev"] = rev.revision
     meta = deployment["spec"]["template"].setdefault("metadata", {})
@@ -24,6 +26,7 @@ def _moved(deployment: dict[str, Any], rev: Revision) -> dict[str, Any]:
     for c in deployment["spec"]["template"]["spec"].get("containers") or ():
         if c.get("name") == PROXY_CONTAINER and c.get("image") != "auto" and rev.version:
             c["image"] = revisions.with_tag(c["image"], rev.version)
+    control_plane.repoint(deployment["spec"]["template"], inv, rev)
     return deployment
 
 
@@ -49,7 +52,7 @@ class GatewayRevision(MoveStep):
             if d is None or key in seen:
                 continue
             seen.add(key)
-            objects.append(_moved(revisions.copy_of(d), rev))
+            objects.append(_moved(revisions.copy_of(d), inv, rev))
         if not objects:
             raise MeshstepError(f"{self.id}: no gateway Deployment is on another revision than {rev.revision}")
         return objects

@@ -342,13 +342,18 @@ def objects_of(text: str) -> list[dict[str, Any]]:
 def deletion_manifest(refs: Iterable[Ref], objects: Iterable[dict[str, Any]], inventory: Inventory) -> str:
     """What `refs` names as `kubectl delete -f` (or a GitOps tool) takes it: each object's apiVersion, kind, name
     and namespace, under its header; a deletion in a rendering's YAML is only a comment. The apiVersion is the one
-    `objects` (what the stage applies: a rollback deletes what it created) or the inventory gives it."""
+    `objects` (what the stage applies: a rollback deletes what it created) or the inventory gives it. A pod that a
+    controller owns is left out (an overlay, which runs no controllers, deletes it with its workload)."""
     versions = {(o.get("kind"), (o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name")):
                 o.get("apiVersion") for o in objects}
     docs = []
     for ref in refs:
+        pod = inventory.pod(ref.namespace or "default", ref.name) if ref.kind == "Pod" else None
+        if pod is not None and pod.workload_kind != "Pod":
+            continue  # its controller's: gone with it, or back from it; never an object of a GitOps repository
         known = inventory.get(ref.kind, ref.namespace, ref.name)
-        version = versions.get((ref.kind, ref.namespace, ref.name)) or (known.api_version if known else None)
+        version = versions.get((ref.kind, ref.namespace, ref.name)) or (
+            known.api_version if known else "v1" if pod is not None else None)
         if version is None:
             raise MeshstepError(f"{ref}: to be deleted, but neither the stage nor the cluster has it")
         meta = {"name": ref.name, **({"namespace": ref.namespace} if ref.namespace else {})}

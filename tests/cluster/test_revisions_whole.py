@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from analysis.base import Context, analyze_checks, run
 from app.cli import main
 from cluster import revisions
 from cluster.changes import clean
@@ -57,7 +58,7 @@ def test_moving_a_gateway_moves_its_ca_address_and_mesh_config_and_its_rollback_
     assert _config_map(moved, "config-volume") == "istio-1-27"
     assert _config_map(moved, "istiod-ca-cert") == "istio-ca-root-cert"  # every revision writes the same root cert
     after = apply(rendered, inv)
-    assert not [u for u in revisions.uses(after, "1-26") if "istio-ingressgateway" in u]
+    assert not [u for u in revisions.uses(after, "1-26") if u.startswith(f"Deployment {GATEWAY[1]}/{GATEWAY[2]}")]
     back = apply(feature.rollback({}, "mesh", after), after)
     restored = clean(back.get(*GATEWAY).raw)
     assert _env(restored, "CA_ADDR") == "istiod-1-26.istio-system.svc:15012"
@@ -96,6 +97,24 @@ def test_an_injected_gateways_proxy_config_names_the_new_revisions_discovery_add
     assert yaml.safe_load(_env(moved, "PROXY_CONFIG")) == {"discoveryAddress": "istiod-1-27.istio-system.svc:15012"}
     assert yaml.safe_load(moved["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/config"]) == {
         "discoveryAddress": "istiod-1-27.istio-system.svc:15012", "holdApplicationUntilProxyStarts": True}
+
+
+def test_a_gateway_moved_by_label_and_image_alone_is_flagged_as_not_moved(inv):
+    """The move as it was done before: label, annotation and image on 1-27, CA_ADDR and mesh config on 1-26."""
+    half = clean(inv.get(*GATEWAY).raw)
+    template = half["spec"]["template"]
+    template["metadata"]["labels"]["istio.io/rev"] = template["metadata"]["annotations"]["istio.io/rev"] = "1-27"
+    _proxy(half)["image"] = "docker.io/istio/proxyv2:1.27.3"
+    found = {m.message for m in run(analyze_checks(), Context(inv.with_changes(apply=[half])))
+             if m.code == "MST0908"}
+    assert found == {
+        "labelled for revision 1-27, its env CA_ADDR istiod-1-26.istio-system.svc:15012 names revision 1-26: its "
+        "proxies take config and certificates from 1-26 and are missing from `istioctl proxy-status --revision 1-27`",
+        "labelled for revision 1-27, its volume config-volume (ConfigMap istio-1-26) names revision 1-26: its "
+        "proxies take config and certificates from 1-26 and are missing from `istioctl proxy-status --revision 1-27`"}
+    moved = apply(registry()["gateway-revision"].render({}, "mesh", inv), inv)
+    assert not [m for m in run(analyze_checks(), Context(moved)) if m.code == "MST0908"]
+    assert not [m for m in run(analyze_checks(), Context(inv)) if m.code == "MST0908"]
 
 
 # ---------------------------------------------------------------- removed only once nothing names it
@@ -203,8 +222,10 @@ def test_the_upgrade_plan_exports_on_a_half_done_upgrade(tmp_path, monkeypatch, 
                for o in plan.objects_of(files["07-remove-the-old-revision.delete.yaml"].read_text())]
     assert ("Deployment", "istiod-1-26") in deleted and ("ConfigMap", "istio-1-26") in deleted
     assert not [d for d in deleted if d[0] == "Pod"]  # its ReplicaSet's, gone with the Deployment
+    applied = {name: path for name, path in files.items()
+               if not name.endswith(".delete.yaml") and plan.objects_of(path.read_text())}
+    assert "05-move-the-gateways-to-the-new-revision.rollback.yaml" in applied
     with kubectl(tmp_path) as dry_run:
-        for name, path in sorted(files.items()):
-            if not name.endswith(".delete.yaml"):
-                code, output = dry_run(path)
-                assert code == 0, f"{name}: {output}"
+        for name, path in sorted(applied.items()):
+            code, output = dry_run(path)
+            assert code == 0, f"{name}: {output}"
