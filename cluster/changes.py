@@ -28,8 +28,8 @@ def clean(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def normalized_yaml(raw: dict[str, Any] | None) -> str:
-    """The object's applied form as YAML with sorted keys: equal text means equal objects."""
-    return "" if raw is None else yaml.safe_dump(clean(raw), sort_keys=True, default_flow_style=False)
+    """The object's applied form (as the server keeps it) as YAML with sorted keys: equal text means equal objects."""
+    return "" if raw is None else yaml.safe_dump(clean(stored(raw)), sort_keys=True, default_flow_style=False)
 
 
 def ref_of(o: dict[str, Any]) -> Ref:
