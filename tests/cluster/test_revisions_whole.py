@@ -88,7 +88,7 @@ def test_a_gateway_on_the_default_tag_moves_as_istioctl_renders_it_for_the_new_r
 def test_an_injected_gateways_proxy_config_names_the_new_revisions_discovery_address(inv):
     """A gateway whose template carries the proxy config (PROXY_CONFIG, as the injector renders it from the
     revision's mesh config, or the proxy.istio.io/config annotation) moves its discoveryAddress with it."""
-    d = clean(inv.get(*GATEWAY).raw)
+    d = revisions.copy_of(inv.get(*GATEWAY))
     _proxy(d)["env"].append({"name": "PROXY_CONFIG",
                              "value": '{"discoveryAddress":"istiod-1-26.istio-system.svc:15012"}\n'})
     d["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/config"] = (
@@ -101,7 +101,7 @@ def test_an_injected_gateways_proxy_config_names_the_new_revisions_discovery_add
 
 def test_a_gateway_moved_by_label_and_image_alone_is_flagged_as_not_moved(inv):
     """The move as it was done before: label, annotation and image on 1-27, CA_ADDR and mesh config on 1-26."""
-    half = clean(inv.get(*GATEWAY).raw)
+    half = revisions.copy_of(inv.get(*GATEWAY))
     template = half["spec"]["template"]
     template["metadata"]["labels"]["istio.io/rev"] = template["metadata"]["annotations"]["istio.io/rev"] = "1-27"
     _proxy(half)["image"] = "docker.io/istio/proxyv2:1.27.3"
@@ -144,13 +144,13 @@ def test_removing_the_old_revision_is_refused_while_anything_references_it(inv):
     ready = _walk(inv, until="Remove the old revision")
     stage = next(s for s in plan.new_plan("upgrade", inv).stages if s.title == "Remove the old revision")
     assert plan.gate(stage, ready).passed
-    gateway = clean(ready.get(*GATEWAY).raw)
+    gateway = revisions.copy_of(ready.get(*GATEWAY))
     next(e for e in _proxy(gateway)["env"] if e["name"] == "CA_ADDR")["value"] = "istiod-1-26.istio-system.svc:15012"
-    service = clean(ready.get("Service", "istio-system", "istiod").raw)
+    service = revisions.copy_of(ready.get("Service", "istio-system", "istiod"))
     service["spec"]["selector"]["istio.io/rev"] = "1-26"
-    validator = clean(ready.get("ValidatingWebhookConfiguration", None, "istiod-default-validator").raw)
+    validator = revisions.copy_of(ready.get("ValidatingWebhookConfiguration", None, "istiod-default-validator"))
     validator["webhooks"][0]["clientConfig"]["service"]["name"] = "istiod-1-26"
-    app = clean(ready.get("Deployment", "payments", "ledger").raw)  # a proxyless gRPC app reads the mesh config
+    app = revisions.copy_of(ready.get("Deployment", "payments", "ledger"))  # a proxyless gRPC app reads the mesh config
     app["spec"]["template"]["spec"]["volumes"] = [{"name": "mesh", "configMap": {"name": "istio-1-26"}}]
     for referrer in (gateway, service, validator, app):
         gate = plan.gate(stage, ready.with_changes(apply=[referrer]))
