@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from analysis.catalog import CATALOG, identity
 from cluster.errors import MeshstepError
@@ -164,11 +164,6 @@ def gate_checks(feature: str) -> list[Check]:
     return [c for c in registry() if feature in c.gates]
 
 
-def run(checks: Iterable[Check], ctx: Context) -> list[Message]:
-    """Messages of the given checks, in a stable order (level, code, resource)."""
-    return ordered(m for c in checks for m in c.run(ctx))
-
-
 def ordered(messages: Iterable[Message]) -> list[Message]:
     return sorted(messages, key=lambda m: (LEVELS.index(m.level), m.code, str(m.ref), m.message))
 
@@ -186,7 +181,11 @@ class Unseen:
     `virtualservices.networking.istio.io`), or an API that is not installed (`istio`, `gateway-api`)."""
 
     what: str
-    forbidden: bool  # refused with a 403; else not installed
+    forbidden: bool  # refused with a 403: its objects are unknown; else not installed: there are none
+
+    @property
+    def reason(self) -> str:
+        return f"listing {self.what} was refused (403 Forbidden)" if self.forbidden else f"{self.what} is not installed"
 
     @property
     def ref(self) -> Ref:
@@ -211,12 +210,22 @@ def unseen_kind(inv: Inventory) -> Callable[[str], Unseen | None]:
     return why
 
 
-def runnable(checks: Iterable[Check], inv: Inventory) -> tuple[list[Check], dict[Unseen, list[Check]]]:
+class Reads(Protocol):
+    """Anything that declares the kinds it reads: a check, an invariant (features/invariants.py)."""
+
+    @property
+    def reads(self) -> tuple[str, ...]: ...
+
+
+R = TypeVar("R", bound=Reads)
+
+
+def runnable(checks: Iterable[R], inv: Inventory) -> tuple[list[R], dict[Unseen, list[R]]]:
     """The checks whose kinds the source showed, and the others by what the source could not show (a check that
     lacks several kinds is listed under each)."""
     why = unseen_kind(inv)
-    ok: list[Check] = []
-    skipped: dict[Unseen, list[Check]] = {}
+    ok: list[R] = []
+    skipped: dict[Unseen, list[R]] = {}
     for c in checks:
         missing = {u for u in map(why, c.reads) if u is not None}
         if not missing:
@@ -235,15 +244,49 @@ def skipped_messages(skipped: dict[Unseen, list[Check]]) -> list[Message]:
         for c in checks:
             families.setdefault(c.code, []).append(c.family)
         listed = ", ".join(f"{code} ({', '.join(sorted(set(fams)))})" for code, fams in sorted(families.items()))
-        skipped_text = f"{len(checks)} check{'s' * (len(checks) != 1)} skipped: {listed}"
-        if u.forbidden:
-            code, text = "MST0004", f"listing it was refused (403 Forbidden): {skipped_text}"
-            hint = CATALOG[code].hint_for(resource=u.what)
-        else:
-            code, text = "MST0005", f"not installed: {skipped_text}"
-            hint = CATALOG[code].hint_for(api=u.what)
-        out.append(Message(code, identity(code)[1], u.ref, text, hint))
+        out.append(unseen_message(u, f"{len(checks)} check{'s' * (len(checks) != 1)} skipped: {listed}"))
     return out
+
+
+def unseen_message(u: Unseen, skipped: str) -> Message:
+    """What the source could not show and what was skipped for it (`skipped`), as MST0004 (refused) or MST0005 (not
+    installed), its hint saying how to check."""
+    if u.forbidden:
+        code, text = "MST0004", f"listing it was refused (403 Forbidden): {skipped}"
+        hint = CATALOG[code].hint_for(resource=u.what)
+    else:
+        code, text = "MST0005", f"not installed: {skipped}"
+        hint = CATALOG[code].hint_for(api=u.what)
+    return Message(code, identity(code)[1], u.ref, text, hint)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What running checks gave: the findings of those that ran, which ran, and which were skipped for each thing
+    the source could not show."""
+
+    findings: tuple[Message, ...]
+    ran: tuple[Check, ...]
+    skipped: tuple[tuple[Unseen, tuple[Check, ...]], ...]
+
+    @property
+    def messages(self) -> list[Message]:
+        """The findings, and one message per thing the source could not show naming what it kept from running
+        (MST0004, MST0005), in the stable order."""
+        return ordered([*self.findings, *skipped_messages(dict(self.skipped))])
+
+
+def execute(checks: Iterable[Check], ctx: Context) -> Outcome:
+    """The one way checks run (`analyze`, stage gates, invariants, the app): each check whose kinds the source
+    showed, on `ctx`; the others skipped, never run on what the source could not show."""
+    ok, skipped = runnable(checks, ctx.inventory)
+    return Outcome(tuple(m for c in ok for m in c.run(ctx)), tuple(ok),
+                   tuple((u, tuple(cs)) for u, cs in skipped.items()))
+
+
+def run(checks: Iterable[Check], ctx: Context) -> list[Message]:
+    """`execute`'s messages: findings, and what was skipped and why."""
+    return execute(checks, ctx).messages
 
 
 # ---------------------------------------------------------------- suppression (as istioctl analyze does it)

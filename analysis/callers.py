@@ -55,6 +55,12 @@ class Call:
         return f"{self.caller} → {self.target}"
 
 
+# What `calls` and `refusal` read: the workloads and Services that show calls, the ingress gateways' routes, and
+# the config that refuses a call (peer authentication, authorization, the mesh config's outbound policy, Sidecars).
+CALLS_READ = ("Namespace", "Deployment", "StatefulSet", "DaemonSet", "Pod", "Service", "ConfigMap", "VirtualService",
+              "ServiceEntry", "Sidecar", "PeerAuthentication", "AuthorizationPolicy")
+
+
 def calls(inv: Inventory) -> list[Call]:
     """Every call meshstep has evidence of, from config (built once per inventory)."""
     return per_inventory(inv, "callers-calls", _config_calls)

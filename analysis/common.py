@@ -10,18 +10,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
-from analysis.base import (
-    Context,
-    Message,
-    Suppression,
-    analyze_checks,
-    check,
-    ordered,
-    run,
-    runnable,
-    skipped_messages,
-    suppress,
-)
+from analysis.base import Context, Message, Suppression, analyze_checks, check, run, suppress
 from analysis.catalog import text
 from cluster.inventory import Inventory, gc_paused
 from cluster.model import (
@@ -65,9 +54,7 @@ def with_dummy_ingress(snapshot: Snapshot) -> Snapshot:
 def analyze(inv: Inventory, suppressions: Iterable[Suppression] = ()) -> list[Message]:
     """What `meshstep analyze` reports: every check that is not a stage gate and whose kinds the source showed,
     and what it skipped for each kind it could not show (MST0004, MST0005), less what is suppressed."""
-    checks, skipped = runnable(analyze_checks(), inv)
-    messages = ordered(run(checks, Context(inv)) + skipped_messages(skipped))
-    return suppress(messages, suppressions, lambda r: annotations_of(inv, r))
+    return suppress(run(analyze_checks(), Context(inv)), suppressions, lambda r: annotations_of(inv, r))
 
 
 # ---------------------------------------------------------------- workload selectors of namespaced policies

@@ -33,6 +33,20 @@ def _finding(ef: KubeObject, patch: dict[str, Any]) -> str | None:
     return None
 
 
+# Each code, with what to do about it; the message is Istio's own, found by `_finding`.
+_HINTS = {
+    "IST0151": "Set spec.priority on the EnvoyFilter, or use INSERT_FIRST / ADD, so it applies whatever other "
+               "EnvoyFilters exist.",
+    "IST0152": "Use MERGE (or REMOVE then ADD) for this applyTo: REPLACE works only on HTTP_FILTER and "
+               "NETWORK_FILTER.",
+    "IST0153": "Use MERGE for ROUTE_CONFIGURATION, or ADD on VIRTUAL_HOST; Envoy ignores ADD here.",
+    "IST0154": "Remove the virtual host or route with a MERGE that drops it, or REMOVE at VIRTUAL_HOST level; Envoy "
+               "ignores REMOVE here.",
+    "IST0155": "Set spec.priority: with a proxyVersion match the filter may apply before the filter it is placed "
+               "relative to after an upgrade.",
+}
+
+
 def _filters_with(inv, code: str) -> Iterator[KubeObject]:
     """EnvoyFilters with at least one patch earning `code` (one message per filter, as istioctl dedupes them)."""
     for ef in istio_objects(inv, "EnvoyFilter"):
@@ -40,41 +54,8 @@ def _filters_with(inv, code: str) -> Iterator[KubeObject]:
             yield ef
 
 
-@check("IST0151", "Set spec.priority on the EnvoyFilter, or use INSERT_FIRST / ADD, so it applies whatever other "
-       "EnvoyFilters exist.",
-       reads=("EnvoyFilter",))
-def relative_operation(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    for ef in _filters_with(ctx.inventory, "IST0151"):
-        yield ef.ref, text("IST0151")
-
-
-@check("IST0155", "Set spec.priority: with a proxyVersion match the filter may apply before the filter it is placed "
-       "relative to after an upgrade.",
-       reads=("EnvoyFilter",))
-def relative_operation_with_version(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    for ef in _filters_with(ctx.inventory, "IST0155"):
-        yield ef.ref, text("IST0155")
-
-
-@check("IST0152", "Use MERGE (or REMOVE then ADD) for this applyTo: REPLACE works only on HTTP_FILTER and "
-       "NETWORK_FILTER.",
-       reads=("EnvoyFilter",))
-def replace_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    for ef in _filters_with(ctx.inventory, "IST0152"):
-        yield ef.ref, "The REPLACE operation is only valid for HTTP_FILTER and NETWORK_FILTER."
-
-
-@check("IST0153", "Use MERGE for ROUTE_CONFIGURATION, or ADD on VIRTUAL_HOST; Envoy ignores ADD here.",
-       reads=("EnvoyFilter",))
-def add_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    for ef in _filters_with(ctx.inventory, "IST0153"):
-        yield ef.ref, "The ADD operation will be ignored when applyTo is set to ROUTE_CONFIGURATION, or HTTP_ROUTE."
-
-
-@check("IST0154", "Remove the virtual host or route with a MERGE that drops it, or REMOVE at VIRTUAL_HOST level; Envoy "
-       "ignores REMOVE here.",
-       reads=("EnvoyFilter",))
-def remove_misused(ctx: Context) -> Iterator[tuple[Ref, str]]:
-    for ef in _filters_with(ctx.inventory, "IST0154"):
-        yield ef.ref, ("The REMOVE operation will be ignored when applyTo is set to ROUTE_CONFIGURATION, or "
-                       "HTTP_ROUTE.")
+for _code, _hint in _HINTS.items():
+    @check(_code, _hint, reads=("EnvoyFilter",))
+    def patch_operation(ctx: Context, code: str = _code) -> Iterator[tuple[Ref, str]]:
+        for ef in _filters_with(ctx.inventory, code):
+            yield ef.ref, text(code)

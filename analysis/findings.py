@@ -1,6 +1,7 @@
-"""Findings as people read them: one rendering per medium (the terminal here, Markdown for the app and reports;
-the app's boxes in app/findings.py), each giving every finding's level, code, resource, message and hint, in
-that order. A message never names its resource again: the resource is shown once, beside the code."""
+"""Findings as people read them. One structured form, `fields`: level, code, resource, message, hint and reference
+page, which every medium lays out and none re-derives: the terminal (`terminal`, `line`), JSON (`Message.to_json`,
+the same fields with the resource as kind, namespace and name) and the app (app/findings.py, one box per finding).
+A message never names its resource again: the resource is shown once, beside the code."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -11,25 +12,31 @@ from analysis.base import LEVELS, Message
 SYMBOLS = {"error": "×", "warning": "‼", "info": "ℹ"}
 
 
+def fields(m: Message) -> dict[str, str]:
+    """The finding as every medium shows it, in the order it shows it; the app's table row."""
+    return {"level": m.level, "code": m.code, "resource": str(m.ref), "message": m.message, "hint": m.hint,
+            "url": m.url}
+
+
 def terminal(messages: Iterable[Message], indent: str = "") -> str:
     """Each finding as a head line (mark, level, code, resource), then its message, hint and reference page."""
     blocks = []
-    for m in messages:
-        lines = [f"{SYMBOLS[m.level]} {m.level:<7} {m.code} {m.ref}", f"    {m.message}"]
-        if m.hint:
-            lines.append(f"    hint: {m.hint}")
-        lines.append(f"    see {m.url}")
+    for f in map(fields, messages):
+        lines = [f"{SYMBOLS[f['level']]} {f['level']:<7} {f['code']} {f['resource']}", f"    {f['message']}"]
+        if f["hint"]:
+            lines.append(f"    hint: {f['hint']}")
+        lines.append(f"    see {f['url']}")
         blocks.append("\n".join(indent + line for line in lines))
     return "\n".join(blocks)
+
+
+def line(m: Message) -> str:
+    """One finding on one line, for an error message that carries it: code, resource, message, then the hint."""
+    f = fields(m)
+    return f"{f['code']} {f['resource']}: {f['message']}" + (f" — {f['hint']}" if f["hint"] else "")
 
 
 def counts(messages: Iterable[Message]) -> str:
     """`1 error, 0 warnings, 2 infos`."""
     levels = [m.level for m in messages]
     return ", ".join(f"{n} {lv}{'s' if n != 1 else ''}" for lv in LEVELS for n in [levels.count(lv)])
-
-
-def markdown(m: Message) -> str:
-    """One finding in Markdown: level, code (linked to its page), resource and message; the hint below."""
-    text = f"**{m.level}** [{m.code}]({m.url}) {m.ref}: {m.message}"
-    return text + (f"\n\n→ {m.hint}" if m.hint else "")

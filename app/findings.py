@@ -1,4 +1,5 @@
-"""Findings in the app: one coloured box per finding (the level's), with its Markdown rendering."""
+"""Findings in the app: one coloured box per finding (the level's), its text from `markdown`, the one place the
+app turns a finding into text."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -6,9 +7,17 @@ from collections.abc import Iterable
 import streamlit as st
 
 from analysis.base import Message
-from analysis.findings import markdown
+from analysis.findings import fields
 
 BOXES = {"error": st.error, "warning": st.warning, "info": st.info}
+
+
+def markdown(m: Message) -> str:
+    """One finding in Markdown, from the fields the terminal and JSON show: level, code (linked to its page),
+    resource and message; the hint below."""
+    f = fields(m)
+    text = f"**{f['level']}** [{f['code']}]({f['url']}) {f['resource']}: {f['message']}"
+    return text + (f"\n\n→ {f['hint']}" if f["hint"] else "")
 
 
 def show(messages: Iterable[Message], none: str | None = None) -> None:

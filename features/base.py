@@ -12,13 +12,14 @@ import json
 import pkgutil
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
 import yaml
 
-from analysis.base import Context, Message, analyze_checks, catalog_message, gate_checks, run
+from analysis.base import Context, Message, Outcome, analyze_checks, catalog_message, execute, gate_checks, run
+from analysis.findings import line
 from cluster.changes import clean, ref_of
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory, gc_paused, reading
@@ -248,11 +249,22 @@ class Feature:
         return Rendered(self.id, scope, _shown(p), written(restore, after), tuple(delete),
                         tuple(self.notes(p, scope, inv, True)), rollback=True)
 
+    def gate(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> Outcome:
+        """The gate: the readiness checks that gate this feature (those whose kinds the source could not show
+        skipped, and said so), and its dependencies on in this scope (or mesh-wide)."""
+        ctx = Context(inv, scope, dict(params), traffic,
+                      after=lambda: inv.with_changes(apply=self.build(params, scope, inv)))
+        out = execute(gate_checks(self.id), ctx)
+        return replace(out, findings=(*self._unmet_dependencies(inv, scope), *out.findings))
+
     def checks(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> list[Message]:
-        """The gate: dependencies on in this scope (or mesh-wide), and the readiness checks that gate this feature."""
-        msgs = []
+        """The gate's messages: its findings, and the checks it skipped and why."""
+        return self.gate(inv, scope, params, traffic).messages
+
+    def _unmet_dependencies(self, inv: Inventory, scope: str) -> list[Message]:
         on = {(o.feature, o.scope) for o in observe(inv, [*self.depends_on, *providers(self.depends_on)])}
         ns = inv.namespaces.get(scope)
+        msgs = []
         for dep in self.depends_on:
             if not dependency_met(dep, scope, on):
                 # in an ambient namespace what stands in for the sidecars (a waypoint) is the fix, not sidecars
@@ -262,8 +274,6 @@ class Feature:
                     f"{self.id} depends on {dep}, which is not on in {scope}"
                     + "".join(f" (nor {alt}, which stands in for it)" for alt in providers([dep])),
                     dependency=fix, scope=scope))
-        msgs += run(gate_checks(self.id), Context(inv, scope, dict(params), traffic,
-                                                  after=lambda: inv.with_changes(apply=self.build(params, scope, inv))))
         return msgs
 
     def to_json(self) -> dict[str, Any]:
@@ -280,7 +290,7 @@ class Refused(MeshstepError):
                  reason: str = "") -> None:
         self.feature, self.scope, self.findings, self.rendered, self.reason = feature, scope, findings, rendered, reason
         super().__init__(f"{feature} cannot be turned on in {scope}: "
-                         + "; ".join([f"{m.code} {m.message} ({m.hint})" for m in findings] + [reason][:bool(reason)]))
+                         + "; ".join([*map(line, findings), *[reason][:bool(reason)]]))
 
 
 # ---------------------------------------------------------------- changes are merges, and say how to undo them
@@ -499,8 +509,7 @@ def flagged(objects: list[dict[str, Any]], inv: Inventory) -> list[Message]:
 def refuse_errors(feature: str, objects: list[dict[str, Any]], inv: Inventory) -> None:
     """Refuse a rendering that the analysis flags with an error blaming one of its objects."""
     for m in flagged(objects, inv)[:1]:
-        raise MeshstepError(f"{feature}: the rendered {m.ref} would be flagged by analysis: {m.code} {m.message}"
-                            f" — {m.hint}")
+        raise MeshstepError(f"{feature}: the rendered {m.ref} would be flagged by analysis: {line(m)}")
 
 
 # ---------------------------------------------------------------- helpers shared by the feature modules

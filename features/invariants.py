@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
-from analysis.base import Message, catalog_message
-from analysis.callers import calls, refusal
+from analysis.base import Message, catalog_message, runnable, unseen_message
+from analysis.callers import CALLS_READ, calls, refusal
 from cluster.changes import clean, normalized_yaml, ref_of
 from cluster.inventory import Inventory
 from cluster.model import Ref
@@ -30,16 +31,41 @@ from features.base import Feature, Rendered, analysis_errors, apply
 _ROLLBACK = "rollback.meshstep.io/"
 
 
+@dataclass(frozen=True)
+class Invariant:
+    code: str
+    # What it reads of the cluster as it is, beyond the kinds of the rendered objects: without them it would
+    # compare the rendering against objects it could not see.
+    reads: tuple[str, ...]
+    fn: Callable[[Feature, dict[str, Any], str, Inventory, Inventory, Rendered], Iterable[Message]]
+
+
+INVARIANTS = (
+    Invariant("MST0810", (), lambda f, p, s, before, after, r: config_lost(f, before, r)),
+    Invariant("MST0811", ("VirtualService", "HTTPRoute", "Service"),
+              lambda f, p, s, before, after, r: http_to_other_ports(before, after, r)),
+    Invariant("MST0812", CALLS_READ, lambda f, p, s, before, after, r: callers_refused(before, after)),
+    # analysis skips, and says so, the checks whose kinds the source could not show: it reads nothing more itself
+    Invariant("MST0813", (), lambda f, p, s, before, after, r: new_analysis_errors(before, after)),
+    Invariant("MST0814", (), lambda f, p, s, before, after, r: rollback_not_exact(f, p, s, before, after, r)),
+    Invariant("MST0815", ("Gateway",), lambda f, p, s, before, after, r: ingress_reached(f, p, before, r)),
+)
+
+
 def check(feature: Feature, params: dict[str, Any], scope: str, before: Inventory,
           rendered: Rendered) -> list[Message]:
-    """Every invariant the rendering breaks (an empty list when it keeps them all)."""
+    """Every invariant the rendering breaks (an empty list when it keeps them all), and those it could not check
+    because the source could not show what they compare (a 403: the objects there may be)."""
     after = apply(rendered, before)
-    return [*config_lost(feature, before, rendered),
-            *http_to_other_ports(before, after, rendered),
-            *callers_refused(before, after),
-            *new_analysis_errors(before, after),
-            *rollback_not_exact(feature, params, scope, before, after, rendered),
-            *ingress_reached(feature, params, before, rendered)]
+    kinds = tuple(sorted({o["kind"] for o in rendered.objects} | {r.kind for r in rendered.delete}))
+    _, unseen = runnable([replace(i, reads=i.reads + kinds) for i in INVARIANTS], before)
+    # An API that is not installed holds nothing to compare: only what the source refused to show is unknown.
+    unknown = {u: invs for u, invs in unseen.items() if u.forbidden}
+    blocked = {i.code for invs in unknown.values() for i in invs}
+    out = [m for i in INVARIANTS if i.code not in blocked
+           for m in i.fn(feature, params, scope, before, after, rendered)]
+    return out + [unseen_message(u, f"{len(invs)} invariant{'s' * (len(invs) != 1)} not checked: "
+                                 f"{', '.join(i.code for i in invs)}") for u, invs in unknown.items()]
 
 
 # ---------------------------------------------------------------- MST0810: what the objects had

@@ -11,11 +11,22 @@ from typing import Any
 
 import yaml
 
-from analysis.base import LEVELS, Context, Message, analyze_checks, catalog_message, gate_checks, run
+from analysis.base import (
+    LEVELS,
+    Context,
+    Message,
+    Unseen,
+    analyze_checks,
+    catalog_message,
+    run,
+    unseen_kind,
+    unseen_message,
+)
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from cluster.model import Ref
 from cluster.queries import SYSTEM_NAMESPACES
+from cluster.sources import CRD_KIND
 from features.base import Rendered, apply, deletions_of, dependency_met, flagged, object_key, observe, registry
 
 
@@ -264,23 +275,36 @@ def check_order(stages: list[StageSpec], inventory: Inventory, observed: set[tup
 class GateResult:
     messages: tuple[Message, ...]
     ran: tuple[str, ...] = ()  # the checks the gate ran, named (code, what, where), passed or not
+    # the checks it could not run, named as `ran` names them, with what the source could not show
+    skipped: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
         return not any(m.level == "error" for m in self.messages)
 
 
-# The install stage's gate, as `ran` names it.
-_INSTALL_CHECKS = ("MST0001 Istio's CRDs and istiod are installed", "MST0002 each istiod revision has a ready pod")
+# The install stage's gate: each check as `ran` names it, and the kind it cannot do without.
+_INSTALL_CHECKS = {"MST0001": ("Istio's CRDs and istiod are installed", CRD_KIND.kind),
+                   "MST0002": ("each istiod revision has a ready pod", "Pod")}
+
+
+def _install_unseen(inventory: Inventory) -> dict[str, Unseen]:
+    """The install checks the source could not let run, with what it did not show. MST0001 needs the CRDs only
+    when no istiod shows that Istio is there."""
+    why = unseen_kind(inventory)
+    return {code: u for code, (_, kind) in _INSTALL_CHECKS.items()
+            if not (code == "MST0001" and inventory.istio_installed) and (u := why(kind)) is not None}
 
 
 def install_messages(inventory: Inventory) -> list[Message]:
-    """The install stage's gate: Istio's CRDs and a ready istiod."""
-    out = []
+    """The install stage's gate: Istio's CRDs and a ready istiod; where the source could not show what a check
+    needs, that it was skipped and why."""
+    unseen = _install_unseen(inventory)
+    out = [unseen_message(u, f"1 check skipped: {code} (install)") for code, u in unseen.items()]
     root = Ref("Namespace", None, inventory.root_namespace)
-    if not inventory.istio_installed:
+    if not inventory.istio_installed and "MST0001" not in unseen:
         out.append(catalog_message("MST0001", root, "no Istio CRDs and no istiod"))
-    for r in inventory.revisions:
+    for r in inventory.revisions if "MST0002" not in unseen else ():
         if r.istiod_pods and not r.ready_pods:
             out.append(catalog_message("MST0002", Ref("Namespace", None, r.namespace),
                                                 f"istiod revision {r.revision}: none of its {r.istiod_pods} pods is "
@@ -294,15 +318,21 @@ def gate(stage: StageSpec, inventory: Inventory, traffic: Any = None) -> GateRes
     on."""
     feats = registry()
     msgs: list[Message] = install_messages(inventory) if not stage.steps else []
-    ran: list[str] = list(_INSTALL_CHECKS) if not stage.steps else []
+    unseen = _install_unseen(inventory) if not stage.steps else {}
+    ran = [f"{code} {what}" for code, (what, _) in _INSTALL_CHECKS.items() if not stage.steps and code not in unseen]
+    skipped = [f"{code} {_INSTALL_CHECKS[code][0]}: {u.reason}" for code, u in unseen.items()]
     for step in pending_steps(stage, inventory):
         f = feats[step.feature]
-        msgs.extend(f.checks(inventory, step.scope, step.params, traffic))
+        out = f.gate(inventory, step.scope, step.params, traffic)
+        msgs.extend(out.messages)
+        where = f"({step.feature} in {step.scope})"
         ran += [f"MST0003 {dep} is on for {step.feature} in {step.scope}" for dep in f.depends_on]
-        ran += [f"{c.code} {c.name} ({step.feature} in {step.scope})" for c in gate_checks(step.feature)]
+        ran += [f"{c.code} {c.name} {where}" for c in out.ran]
+        skipped += [f"{c.code} {c.name} {where}: {u.reason}" for u, checks in out.skipped for c in checks]
     unique = {(m.code, str(m.ref), m.message): m for m in msgs}
     return GateResult(tuple(sorted(unique.values(),
-                                   key=lambda m: (LEVELS.index(m.level), m.code, str(m.ref)))), tuple(ran))
+                                   key=lambda m: (LEVELS.index(m.level), m.code, str(m.ref)))), tuple(ran),
+                      tuple(skipped))
 
 
 def pending_steps(stage: StageSpec, inventory: Inventory) -> list[Step]:

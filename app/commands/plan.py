@@ -211,6 +211,7 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
     if format == Format.json:
         emit_json({"order": st.order, "title": st.title, "goal": st.goal, "status": st.status, "mode": p.mode,
                    "features": st.features, "gate": {"passed": view.gate.passed, "ran": list(view.gate.ran),
+                                                     "skipped": list(view.gate.skipped),
                                                      "messages": [m.to_json() for m in view.gate.messages]},
                    "already_on": [s.to_json() for s in cfg.skipped], "changes": view.changes.to_json(),
                    "apply_yaml": cfg.apply_yaml, "rollback_yaml": cfg.rollback_yaml, "notes": list(cfg.notes)})
@@ -220,9 +221,12 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
     typer.echo(f"goal: {st.goal}")
     for s in cfg.skipped:
         typer.echo(f"already on: {s.feature} in {s.scope} (nothing to render for it)")
-    typer.echo(f"\nGATE — {'passes' if view.gate.passed else 'BLOCKED'}: {len(view.gate.ran)} check(s) ran")
+    typer.echo(f"\nGATE — {'passes' if view.gate.passed else 'BLOCKED'}: {len(view.gate.ran)} check(s) ran"
+               + (f", {len(view.gate.skipped)} skipped" if view.gate.skipped else ""))
     for check in view.gate.ran:
         typer.echo(f"  · {check}")
+    for check in view.gate.skipped:
+        typer.echo(f"  ? skipped: {check}")
     if view.gate.messages:
         from analysis.findings import terminal
 

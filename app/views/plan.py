@@ -156,6 +156,9 @@ else:
         findings.show(view.gate.messages, none=f"None of the {len(view.gate.ran)} checks found anything.")
         with st.expander(f"The {len(view.gate.ran)} checks the gate ran"):
             st.markdown("\n".join(f"- {c}" for c in view.gate.ran) or "none")
+        if view.gate.skipped:
+            with st.expander(f"The {len(view.gate.skipped)} checks it could not run"):
+                st.markdown("\n".join(f"- {c}" for c in view.gate.skipped))
         if view.config.notes:
             st.subheader("Run")
             st.code("\n".join(view.config.notes), language="sh", wrap_lines=True)
