@@ -112,7 +112,9 @@ def check(code: str, hint: str | None = None, *, reads: tuple[str, ...], gates: 
     gates = gates if gates is not None else entry.gates if entry else ()
 
     def register(fn: CheckFn) -> CheckFn:
-        fam = family or fn.__module__.rsplit(".", 1)[-1]
+        # its family: the module of this package it is in, a subpackage's modules (readiness/…) sharing its name
+        inner = fn.__module__.removeprefix(f"{__package__}.")
+        fam = family or (inner.split(".")[0] if inner != fn.__module__ else inner.rsplit(".", 1)[-1])
         key = f"{code}:{fam}:{fn.__module__}.{fn.__qualname__}"
         _REGISTRY[key] = _BY_FN[fn] = Check(code, name, level, fam, hint, fn, gates, tuple(reads))
         return fn

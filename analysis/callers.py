@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.base import Context
-from analysis.readiness import (
+from analysis.readiness.egress import egress_allows
+from analysis.readiness.mtls import ingress_backends, peer_mode
+from analysis.readiness.scope import (
     Found,
-    _egress_allows,
-    _ingress_backends,
     external_hosts,
     hint,
     outside_mesh,
-    peer_mode,
     readiness,
     scope_namespaces,
     service_calls,
@@ -77,7 +76,7 @@ def _config_calls(inv: Inventory) -> list[Call]:
     for ing in inv.of_kind("Ingress"):
         n = ns_of(ing)
         cls = ing.spec.get("ingressClassName") or ing.annotations.get("kubernetes.io/ingress.class") or "default"
-        for name in sorted(_ingress_backends(ing.spec)):
+        for name in sorted(ingress_backends(ing.spec)):
             svc = inv.service(n, name)
             if svc is not None:  # the controller is Istio's gateway only for class istio
                 out.append(Call(ing.ref, n, cls == "istio", "", f"Ingress {n}/{ing.name} (class {cls})",
@@ -132,7 +131,7 @@ def _caller_side(inv: Inventory, call: Call) -> str | None:
             return f"outboundTrafficPolicy REGISTRY_ONLY ({by}) and no ServiceEntry registers {call.host}"
         return None
     egress = [h for e in (sc.spec.get("egress") or []) for h in e.get("hosts") or ()] if sc else []
-    if egress and not any(_egress_allows(h, call.namespace, call.service) for h in egress):
+    if egress and not any(egress_allows(h, call.namespace, call.service) for h in egress):
         return (f"{sc.ref} leaves {call.service.host} out of its egress hosts: the call falls to the "
                 "PassthroughCluster (no routing, no mTLS) or, under REGISTRY_ONLY, fails")
     return None

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from analysis.base import Context
-from analysis.readiness import hint, readiness, scope_namespaces
+from analysis.readiness.scope import hint, readiness, scope_namespaces
 from cluster.inventory import Inventory
 from cluster.model import Ref
 from cluster.queries import host_matches, selector_matches, service_index

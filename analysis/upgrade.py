@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from analysis.base import Context
-from analysis.readiness import Found, hint, readiness
+from analysis.readiness.scope import Found, hint, readiness
 from cluster import control_plane, istio_releases, revisions
 from cluster.errors import MeshstepError
 from cluster.model import Ref

@@ -5,7 +5,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.readiness import mesh_namespaces, peer_mode
+from analysis.readiness.mtls import peer_mode
+from analysis.readiness.scope import mesh_namespaces
 from cluster.inventory import Inventory
 from features._istio import free_name
 from features.base import MESH, Feature, Observation, clean, obj, scope_of, target_namespace

@@ -154,7 +154,7 @@ def test_every_check_runs_in_analyze_or_in_a_stage_gate():
 def test_importing_a_check_module_does_not_load_the_whole_package():
     """readiness reuses destinationrule's check by function (base.registered): importing it must not import every
     other module while it is itself half imported."""
-    code = ("import sys, analysis.readiness as r; from analysis import destinationrule; "
+    code = ("import sys, analysis.readiness.routing as r; from analysis import destinationrule; "
             "assert r._SUBSETS.fn is destinationrule.subset_selects_no_pods and not r._SUBSETS.gates; "
             "print(sorted(m for m in sys.modules if m.startswith('analysis.')))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
@@ -172,7 +172,7 @@ def test_messages_do_not_name_their_resource_again(scenario):
 def test_a_bare_replicaset_s_pods_are_restarted_by_deleting_them(tmp_path) -> None:
     """A ReplicaSet no Deployment owns re-creates the pods deleted (injected, once the namespace is labelled); a
     bare pod is the one that nothing re-creates."""
-    from analysis.readiness import units
+    from analysis.readiness.scope import units
 
     rs_pod = {"apiVersion": "v1", "kind": "Pod",
               "metadata": {"name": "cache-x1", "namespace": "legacy", "labels": {"app": "cache", "tier": "db"},

@@ -1,0 +1,63 @@
+"""Readiness of the components a feature needs: a tracing provider, an ingress gateway, ambient's components, a
+metrics backend."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from analysis.base import Context
+from analysis.readiness.scope import Found, hint, mesh_config_ref, readiness, running
+from cluster.inventory import Inventory
+from cluster.model import Ref
+from cluster.queries import (
+    labels_match,
+)
+
+_TRACERS = ("zipkin", "opentelemetry", "datadog", "skywalking", "stackdriver", "lightstep", "opencensus")
+_TRACING_BACKENDS = {"zipkin": (9411, "zipkin"), "jaeger": (9411, "zipkin"), "otel-collector": (4317, "opentelemetry")}
+
+
+@readiness("MST0701", "ConfigMap", "Service")
+def no_tracing_provider(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    providers = inv.mesh_config.get("extensionProviders") or ()
+    if any(k in (p or {}) for p in providers for k in _TRACERS):
+        return
+    yield mesh_config_ref(inv), "the mesh config has no tracing extensionProvider", \
+        hint("MST0701", provider=_provider_example(inv))
+
+
+def _provider_example(inv: Inventory) -> str:
+    """A provider entry for a tracing backend the cluster runs, or a template when it runs none."""
+    for c in running(inv, *_TRACING_BACKENDS):
+        port, kind = _TRACING_BACKENDS[c.component]
+        pod = inv.pod(c.namespace, c.name)
+        for svc in inv.services_by_namespace.get(c.namespace, ()):
+            if pod and svc.selector and labels_match(svc.selector, pod.labels) \
+                    and any(p.port == port for p in svc.ports):
+                return f"{{name: {c.component}, {kind}: {{service: {svc.host}, port: {port}}}}}"
+    return "{name: otel-tracing, opentelemetry: {service: <collector>.<namespace>.svc.cluster.local, port: 4317}}"
+
+
+@readiness("MST0702", "Gateway")
+def no_ingress_gateway(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    if not running(inv, "ingress-gateway"):
+        yield Ref("Namespace", None, inv.root_namespace), "no ingress gateway deployment is running", \
+            hint("MST0702", namespace=inv.root_namespace)
+
+
+@readiness("MST0703")
+def ambient_components(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    for component in ("istio-cni", "ztunnel"):
+        if not running(inv, component):
+            yield Ref("Namespace", None, inv.root_namespace), f"{component} is not running: ambient mode needs it", \
+                hint("MST0703", component=component, namespace=inv.root_namespace)
+
+
+@readiness("MST0705", "Service")
+def no_metrics_backend(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    if not running(inv, "prometheus"):
+        yield Ref("Namespace", None, inv.root_namespace), "no Prometheus is running to scrape the proxies", \
+            hint("MST0705")

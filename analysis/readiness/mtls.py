@@ -1,0 +1,176 @@
+"""Readiness before mutual TLS: workloads and callers outside the mesh, DestinationRules that turn TLS off, health
+probes not rewritten, and PERMISSIVE before STRICT."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from analysis.base import Context
+from analysis.readiness.scope import (
+    Found,
+    hint,
+    mesh_namespaces,
+    outside_mesh,
+    readiness,
+    scope_namespaces,
+    service_calls,
+    units,
+    without_sidecar,
+)
+from cluster import components
+from cluster.inventory import Inventory
+from cluster.model import Ref
+from cluster.queries import (
+    DOMAIN,
+    application_namespace,
+    fqdn,
+    host_matches,
+    istio_objects,
+    ns_of,
+)
+
+_REWRITE_PROBES = "sidecar.istio.io/rewriteAppHTTPProbers"
+
+
+# ---------------------------------------------------------------- before mTLS
+
+
+@readiness("MST0301")
+def plaintext_workload(ctx: Context) -> Iterator[Found]:
+    yield from without_sidecar(ctx, "MST0301", "it keeps using plaintext, which PERMISSIVE accepts")
+
+
+@readiness("MST0401")
+def without_sidecar_under_strict(ctx: Context) -> Iterator[Found]:
+    yield from without_sidecar(ctx, "MST0401", "it can neither present nor accept mutual TLS under STRICT")
+
+
+def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
+    """(blamed resource, what calls, what it calls, caller, how to bring it in) for every plaintext caller of a
+    service in scope from outside: workloads of other namespaces without sidecars, Ingress controllers,
+    ExternalName Services and Endpoints of namespaces outside the mesh."""
+    inv = ctx.inventory
+    scope = set(scope_namespaces(ctx))
+    meshed = set(mesh_namespaces(inv))
+    outside_ns = [n for n in inv.namespace_names() if n not in scope and application_namespace(inv, n)]
+    for u in units(inv, outside_ns):
+        if not outside_mesh(inv, u):
+            continue
+        for svc, where in service_calls(inv, u):
+            if svc.namespace in scope:
+                yield u.ref, f"has no sidecar and names {svc.name}.{svc.namespace} in its {where}", \
+                    f"Service {svc.namespace}/{svc.name}", str(u.ref), u.inject(inv)
+    for ing in inv.of_kind("Ingress"):
+        n = ns_of(ing)
+        cls = ing.spec.get("ingressClassName") or ing.annotations.get("kubernetes.io/ingress.class") or "default"
+        if n not in scope or cls == "istio":
+            continue
+        for name in sorted(ingress_backends(ing.spec)):
+            yield ing.ref, f"class {cls}: sends its traffic to Service {n}/{name}", \
+                f"Service {n}/{name}", f"the {cls} ingress controller", \
+                "inject the controller's pods, or route through an Istio Gateway instead"
+    scope_hosts = {s.host: s for n in scope for s in inv.services_by_namespace.get(n, ())}
+    for svc in inv.services:
+        if svc.namespace in meshed or svc.type != "ExternalName":
+            continue
+        target = scope_hosts.get(_cluster_host(svc.external_name or "", svc.namespace))
+        if target is not None:
+            yield svc.ref, f"an ExternalName alias of {target.host} for namespace {svc.namespace}", \
+                f"Service {target.namespace}/{target.name}", f"the workloads of namespace {svc.namespace}", \
+                f"kubectl label namespace {svc.namespace} istio-injection=enabled, then restart its workloads"
+    ips = {p.ip: p for n in scope for p in inv.pods_by_namespace.get(n, ()) if p.ip}
+    for ep in inv.of_kind("Endpoints") + inv.of_kind("EndpointSlice"):
+        if ns_of(ep) in meshed:
+            continue
+        hit = [ips[ip] for ip in _endpoint_ips(ep) if ip in ips]
+        if hit:
+            names = ", ".join(sorted({p.name for p in hit}))
+            yield ep.ref, f"points at pods of {hit[0].namespace} ({names})", \
+                f"Pod {hit[0].namespace}/{hit[0].name}", f"the workloads of namespace {ns_of(ep)}", \
+                f"kubectl label namespace {ns_of(ep)} istio-injection=enabled, then restart its workloads"
+
+
+def _cluster_host(name: str, namespace: str) -> str:
+    """The full host of a Service named as a client may name it: `svc`, `svc.ns`, `svc.ns.svc[.cluster.local]`."""
+    name = name.rstrip(".").removesuffix(".cluster.local").removesuffix(".svc")
+    if name.count(".") == 1:
+        return f"{name}.{DOMAIN}"
+    return fqdn(name, namespace)
+
+
+def _endpoint_ips(obj: Any) -> Iterator[str]:
+    """The addresses of an Endpoints (subsets) or EndpointSlice (endpoints) object."""
+    for s in obj.raw.get("subsets") or ():
+        yield from (a.get("ip") for a in s.get("addresses") or ())
+    for e in obj.raw.get("endpoints") or ():
+        yield from e.get("addresses") or ()
+
+
+def ingress_backends(s: dict[str, Any]) -> set[str]:
+    backends = [s.get("defaultBackend") or {}]
+    backends += [p.get("backend") or {} for r in s.get("rules") or () for p in (r.get("http") or {}).get("paths") or ()]
+    return {(b.get("service") or {}).get("name") or b.get("serviceName") for b in backends} - {None}
+
+
+@readiness("MST0402", "Service")
+def plaintext_callers(ctx: Context) -> Iterator[Found]:
+    for r, text, target, caller, inject in _callers_outside(ctx):
+        yield r, f"{text}: STRICT refuses its plaintext", \
+            hint("MST0402", caller=caller, inject=inject, target=target)
+
+
+def _tls_modes(s: dict[str, Any]) -> Iterator[str]:
+    policies = [s.get("trafficPolicy") or {}] + [sub.get("trafficPolicy") or {} for sub in s.get("subsets") or ()]
+    for tp in policies:
+        yield (tp.get("tls") or {}).get("mode") or ""
+        for pls in tp.get("portLevelSettings") or ():
+            yield (pls.get("tls") or {}).get("mode") or ""
+
+
+@readiness("MST0403", "DestinationRule")
+def tls_disabled(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    hosts = [s.host for n in scope_namespaces(ctx) for s in inv.services_by_namespace.get(n, ())]
+    for dr in istio_objects(inv, "DestinationRule"):
+        if "DISABLE" not in _tls_modes(dr.spec):
+            continue
+        host = fqdn(dr.spec.get("host") or "", ns_of(dr))
+        hit = [h for h in hosts if host_matches(h, host)]
+        if hit:
+            yield dr.ref, f"sets TLS mode DISABLE for {', '.join(hit)}", \
+                hint("MST0403", rule=f"{ns_of(dr)}/{dr.name}", namespace=ns_of(dr), name=dr.name)
+
+
+@readiness("MST0404")
+def probes_not_rewritten(ctx: Context) -> Iterator[Found]:
+    for u in units(ctx.inventory, scope_namespaces(ctx)):
+        if u.spec.annotations.get(_REWRITE_PROBES) != "false":
+            continue
+        probes = [f"{p.type} {p.path or '/'} on port {p.port} of {c.name}" for c in u.spec.containers
+                  if c.name != components.PROXY_CONTAINER for p in c.probes if p.handler == "httpGet"]
+        if probes:
+            yield u.ref, f"keeps its httpGet probes ({'; '.join(probes)}) out of the sidecar", \
+                hint("MST0404", workload=str(u.ref))
+
+
+def peer_mode(inv: Inventory, namespace: str) -> tuple[str | None, Ref | None]:
+    """The namespace-wide mTLS mode as Istio resolves it (the namespace's PeerAuthentication without selector,
+    else the root namespace's), with the policy that sets it; (None, None) when none does (Istio then behaves as
+    PERMISSIVE)."""
+    policies = [pa for pa in istio_objects(inv, "PeerAuthentication") if not pa.spec.get("selector")]
+    for where in (namespace, inv.root_namespace):
+        for pa in policies:
+            mode = (pa.spec.get("mtls") or {}).get("mode")
+            if ns_of(pa) == where and mode and mode != "UNSET":
+                return mode, pa.ref
+    return None, None
+
+
+@readiness("MST0405", "PeerAuthentication")
+def permissive_not_in_place(ctx: Context) -> Iterator[Found]:
+    for n in scope_namespaces(ctx):
+        mode, by = peer_mode(ctx.inventory, n)
+        if mode != "DISABLE":  # no PeerAuthentication at all is PERMISSIVE: Istio's auto mTLS default
+            continue
+        yield Ref("Namespace", None, n), f"namespace {n} is not in PERMISSIVE yet ({by} sets mode DISABLE)", \
+            hint("MST0405", namespace=n, policy=str(by))
