@@ -85,6 +85,13 @@ class Check:
     # what it cannot see as missing, so it is skipped when the source could not show one.
     reads: tuple[str, ...] = ()
 
+    @property
+    def sees_uninstalled(self) -> bool:
+        """Whether it runs where an API it reads is not installed. A gate check does: no objects of the kind is
+        what it needs to know ("no ServiceEntry registers this host"); an `analyze` check is skipped, as istioctl
+        skips an analyzer whose input kinds are missing."""
+        return bool(self.gates)
+
     def run(self, ctx: Context) -> Iterator[Message]:
         for found in self.fn(ctx):
             ref, text, *hint = found
@@ -218,6 +225,9 @@ class Reads(Protocol):
     @property
     def reads(self) -> tuple[str, ...]: ...
 
+    @property
+    def sees_uninstalled(self) -> bool: ...
+
 
 R = TypeVar("R", bound=Reads)
 
@@ -229,7 +239,7 @@ def runnable(checks: Iterable[R], inv: Inventory) -> tuple[list[R], dict[Unseen,
     ok: list[R] = []
     skipped: dict[Unseen, list[R]] = {}
     for c in checks:
-        missing = {u for u in map(why, c.reads) if u is not None}
+        missing = {u for u in map(why, c.reads) if u is not None and (u.forbidden or not c.sees_uninstalled)}
         if not missing:
             ok.append(c)
         for u in sorted(missing, key=lambda u: u.what):
@@ -258,7 +268,7 @@ def unseen_message(u: Unseen, skipped: str) -> Message:
         hint = CATALOG[code].hint_for(resource=u.what)
     else:
         code, text = "MST0005", f"not installed: {skipped}"
-        hint = CATALOG[code].hint_for(api=u.what)
+        hint = CATALOG[code].hint_for(api=u.what, group=u.ref.name)
     return Message(code, identity(code)[1], u.ref, text, hint)
 
 
