@@ -140,7 +140,8 @@ _ENTRIES = (
           "The cluster does not have an API installed (Istio's or the Gateway API's CRDs): the checks that read "
           "its kinds were skipped.",
           "Nothing can be wrong with objects the cluster cannot hold; the checks run once the API is installed.",
-          "Nothing to do unless you use {api}: install its CRDs, then analyze again.",
+          "Nothing to do unless you use {api}: kubectl get crds | grep {group} lists its CRDs; install them, then "
+          "analyze again.",
           "meshstep analyze, for the checks it skips (analysis/base.py)"),
 
     # ---------------------------------------------------------------- sidecar injection
