@@ -115,6 +115,7 @@ class Verification:
     before: Figures | None = None
     after: Figures | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
+    problems: tuple[str, ...] = ()  # each threshold crossed, as its line says it: for whoever shows them apart
 
     @property
     def passed(self) -> bool:
@@ -125,7 +126,7 @@ class Verification:
         return self.status == "regressed" or (self.status == "insufficient" and not override_reason)
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "lines": list(self.lines),
+        return {"status": self.status, "lines": list(self.lines), "problems": list(self.problems),
                 "before": self.before.to_json() if self.before else None,
                 "after": self.after.to_json() if self.after else None, "thresholds": self.thresholds.to_json()}
 
@@ -204,5 +205,5 @@ def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls
     if problems:
         return Verification("regressed", (*head, *(f"  ✗ {p}" for p in problems),
                                           "  → find the cause, or roll the stage back: meshstep plan rollback "
-                                          "--reason \"…\""), before, after, t)
+                                          "--reason \"…\""), before, after, t, tuple(problems))
     return Verification("passed", (*head, "  ✓ no regression beyond the thresholds"), before, after, t)

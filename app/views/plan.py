@@ -56,7 +56,7 @@ def traffic_before_after(stage) -> None:
                            "encoding": {"text": {"field": title, "type": "quantitative",
                                                  "format": ".2f" if unit == "%" else ".0f"}}}],
             }, height=200)
-    if problems := [line.strip().removeprefix("✗ ") for line in v["lines"] if line.strip().startswith("✗")]:
+    if problems := v.get("problems"):
         st.error("\n".join(f"- {p}" for p in problems), icon=":material/error:")
     if v["status"] == "insufficient":
         st.warning(next((line for line in v["lines"] if "too little traffic" in line), v["lines"][-1]),

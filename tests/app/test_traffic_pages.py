@@ -158,6 +158,22 @@ def test_plan_page_says_when_there_was_too_little_traffic(app, store):
     assert len([s for s, _ in _charts(app) if "title" in s]) == 3  # the figures are still shown, not judged
 
 
+def test_plan_page_lists_each_threshold_a_regressed_stage_crossed(app, store):
+    sign_in(app)
+    open_page(app, "plan")
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    # STRICT in shop, and the demo's plaintext caller of orders still there: 99.0% in mutual TLS, 99.5% expected.
+    tel = MetricsFile(DEMO_METRICS)
+    v = verify(tel, ["shop"], tel.now() - 1800, "STRICT", Thresholds(window=1200, min_mtls_share=99.5))
+    assert v.status == "regressed" and len(v.problems) == 1
+    order = _stage_with(store, v.to_json())
+    open_page(app, "plan")
+    assert any(m.value.startswith(f"**Stage {order}:") and "regressed" in m.value for m in app.markdown)
+    # the verdict's own list of what it found, not its text read back
+    assert [e.value for e in app.error] == [f"- {v.problems[0]}"]
+    assert v.problems[0].startswith("only 99.0% of requests were mutual TLS after STRICT")
+
+
 ORDERS = "orders.shop.svc.cluster.local"
 
 
