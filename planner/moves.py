@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 import planner.plan
+from analysis import findings
 from analysis.catalog import reads_traffic
 from cluster import changes
 from cluster.changes import ChangeSet
@@ -35,7 +36,7 @@ class GateBlocked(MeshstepError):
     def __init__(self, stage: Stage, result: planner.plan.GateResult):
         errors = [m for m in result.messages if m.level == "error"]
         lines = [f"stage {stage.order} ({stage.title}) is blocked by {len(errors)} failing check(s):"]
-        lines += [f"  ✗ {m.code} {m.ref}: {m.message}\n      → {m.hint}" for m in errors]
+        lines.append(findings.terminal(errors, indent="  "))
         lines.append("fix these and run `meshstep plan advance` again, or pass --override-reason to go on anyway")
         super().__init__("\n".join(lines))
         self.result = result
