@@ -24,9 +24,9 @@ from analysis.base import (
 )
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
+from cluster.live import CRD_KIND
 from cluster.model import Ref
 from cluster.queries import SYSTEM_NAMESPACES
-from cluster.sources import CRD_KIND
 from features.base import Rendered, apply, deletions_of, dependency_met, flagged, object_key, observe, registry
 
 

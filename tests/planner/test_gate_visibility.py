@@ -7,7 +7,8 @@ import pytest
 
 import planner.plan
 from cluster.inventory import Inventory, build_inventory
-from cluster.sources import Snapshot, Visibility, load_snapshot
+from cluster.snapshot import NotVisible, Snapshot, Visibility
+from cluster.sources import load_snapshot
 from features._gate import render_gated
 from features.base import get
 
@@ -17,7 +18,7 @@ def without_pods() -> Inventory:
     demo = load_snapshot("demo")
     return build_inventory(Snapshot("demo-without-pods",
                                     lambda v: (o for o in demo.produce(v) if o.get("kind") != "Pod"),
-                                    Visibility(forbidden=["pods"])))
+                                    Visibility([NotVisible("Pod", "pods", "403 Forbidden", forbidden=True)])))
 
 
 def test_a_gate_shows_the_checks_it_skipped_with_the_reason_and_how_to_check(without_pods):
