@@ -9,10 +9,7 @@ from analysis.base import Context
 from analysis.readiness.mtls import peer_mode
 from analysis.readiness.scope import Found, Unit, hint, readiness, scope_namespaces, units, without_sidecar
 from cluster.model import Ref
-from cluster.queries import (
-    istio_objects,
-    ns_of,
-)
+from cluster.queries import istio_objects, ns_of
 
 # ---------------------------------------------------------------- before authorization
 

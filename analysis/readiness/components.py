@@ -8,9 +8,7 @@ from analysis.base import Context
 from analysis.readiness.scope import Found, hint, mesh_config_ref, readiness, running
 from cluster.inventory import Inventory
 from cluster.model import Ref
-from cluster.queries import (
-    labels_match,
-)
+from cluster.queries import labels_match
 
 _TRACERS = ("zipkin", "opentelemetry", "datadog", "skywalking", "stackdriver", "lightstep", "opencensus")
 _TRACING_BACKENDS = {"zipkin": (9411, "zipkin"), "jaeger": (9411, "zipkin"), "otel-collector": (4317, "opentelemetry")}

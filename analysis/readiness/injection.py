@@ -22,10 +22,7 @@ from analysis.readiness.scope import (
 )
 from cluster.inventory import Inventory
 from cluster.model import Container, Ref, Service
-from cluster.queries import (
-    opted_out,
-    per_inventory,
-)
+from cluster.queries import opted_out, per_inventory
 
 # Ports of protocols where the server sends the first bytes (Istio's protocol-selection page lists 25, 3306 and
 # 27017 as incompatible with sniffing, and 53, which is mostly UDP and not proxied). PostgreSQL is not here: its

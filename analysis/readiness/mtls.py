@@ -20,14 +20,7 @@ from analysis.readiness.scope import (
 from cluster import components
 from cluster.inventory import Inventory
 from cluster.model import Ref
-from cluster.queries import (
-    DOMAIN,
-    application_namespace,
-    fqdn,
-    host_matches,
-    istio_objects,
-    ns_of,
-)
+from cluster.queries import DOMAIN, application_namespace, fqdn, host_matches, istio_objects, ns_of
 
 _REWRITE_PROBES = "sidecar.istio.io/rewriteAppHTTPProbers"
 

@@ -8,12 +8,7 @@ from analysis import destinationrule
 from analysis.base import Context, check, registered
 from analysis.readiness.injection import services_in_scope
 from analysis.readiness.scope import Found, hint, pods_text, readiness, scope_namespaces, without_sidecar
-from cluster.queries import (
-    DOMAIN,
-    fqdn,
-    istio_objects,
-    ns_of,
-)
+from cluster.queries import DOMAIN, fqdn, istio_objects, ns_of
 
 # ---------------------------------------------------------------- before routing
 

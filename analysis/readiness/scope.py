@@ -14,13 +14,7 @@ from analysis.catalog import CATALOG
 from cluster import components
 from cluster.inventory import Inventory
 from cluster.model import Pod, PodSpecSummary, Ref, Service
-from cluster.queries import (
-    application_namespace,
-    injection_requested,
-    lookup,
-    opted_out,
-    per_inventory,
-)
+from cluster.queries import application_namespace, injection_requested, lookup, opted_out, per_inventory
 
 Found = tuple[Ref, str, str]
 
