@@ -13,9 +13,9 @@ from analysis.readiness.scope import (
     readiness,
     scope_namespaces,
     service_calls,
+    service_of_host,
     units,
 )
-from cluster.inventory import Inventory
 from cluster.model import Service
 from cluster.queries import host_matches, istio_objects, ns_of, service_index
 
@@ -67,16 +67,6 @@ def sidecar_scope_cuts(ctx: Context) -> Iterator[Found]:
                     yield vs.ref, (f"VirtualService {n}/{vs.name} routes to {svc.name}.{svc.namespace}, outside the "
                                    "Sidecar's egress hosts"), hint("MST0704", host=f"{svc.namespace}/{svc.host}",
                                                                    namespace=n, target=svc.namespace)
-
-
-def service_of_host(host: str, namespace: str, inv: Inventory) -> Service | None:
-    """The in-cluster Service a host names (`svc`, `svc.ns`, `svc.ns.svc…`, short names in `namespace`)."""
-    parts = host.split(".")
-    if len(parts) == 1:
-        return inv.service(namespace, parts[0])
-    if len(parts) == 2 or parts[2] == "svc":
-        return inv.service(parts[1], parts[0])
-    return None
 
 
 def egress_allows(host: str, namespace: str, svc: Service) -> bool:

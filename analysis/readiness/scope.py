@@ -233,3 +233,13 @@ def mesh_config_ref(inv: Inventory) -> Ref:
 
 def running(inv: Inventory, *ids: str) -> list[Any]:
     return [c for c in inv.components if c.component in ids]
+
+
+def service_of_host(host: str, namespace: str, inv: Inventory) -> Service | None:
+    """The in-cluster Service a host names (`svc`, `svc.ns`, `svc.ns.svc…`, short names in `namespace`)."""
+    parts = host.split(".")
+    if len(parts) == 1:
+        return inv.service(namespace, parts[0])
+    if len(parts) == 2 or parts[2] == "svc":
+        return inv.service(parts[1], parts[0])
+    return None
