@@ -24,9 +24,10 @@ _HIDDEN_IN_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_FORMAT}]")  # keep
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # What Markdown (CommonMark and GitHub's), HTML and Streamlit make structure of, each made literal by a backslash
 # (CommonMark's escape for any ASCII punctuation): emphasis, code, links and images, raw HTML and entities, math,
-# strikethrough, tables, headings; a colon before a letter (Streamlit's `:red[…]`, `:material/…:`, emoji
-# shortcodes). The rest (a dash, a slash, a colon before a space) stays as it is, so Markdown stays readable.
-_MARKUP = re.compile(r"[\\`*_\[\]<>&!$~|#]|:(?=[A-Za-z])")
+# strikethrough, tables, headings; a colon that could start Streamlit's `:red[…]`, `:material/…:` or an emoji
+# shortcode; underscores but those inside a word (snake_case), which never make emphasis. The rest (a dash, a
+# slash, a colon before a space) stays as it is, so Markdown stays readable.
+_MARKUP = re.compile(r"[\\`*\[\]<>&!$~|#]|:(?=[\w/-]+[:\[])|(?<!_)_+")
 # What GitHub's Markdown links by itself, escaped or not (it finds them in the text once parsed): a bare URL, www.…
 # and an e-mail address. Shown as code, which it leaves alone.
 _BARE_LINK = re.compile(r"(?i)(?:[a-z][a-z0-9+.-]*://|www\.)\S+|[-.\w+]+@[-\w]+(?:\.[-\w]+)+")
@@ -75,7 +76,10 @@ def md(value: Any, limit: int = LIMIT) -> str:
 
 
 def _backslash(m: re.Match[str]) -> str:
-    return "\\" + m.group()
+    mark, text = m.group(), m.string
+    if mark[0] == "_" and text[m.start() - 1:m.start()].isalnum() and text[m.end():m.end() + 1].isalnum():
+        return mark  # inside a word
+    return "".join("\\" + ch for ch in mark)
 
 
 def code(value: Any) -> str:
