@@ -199,7 +199,10 @@ def _check_page(pg, surface: str, context, part=None) -> None:
 
 
 def _go(pg, title: str) -> None:
+    from tests.app.browser import settled
+
     pg.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+    settled(pg)
 
 
 def _select(pg, label: str, option: str) -> None:
@@ -259,17 +262,26 @@ def test_every_page_shows_hostile_values_as_text(corpus, cli_runs) -> None:
 
         _go(pg, "Audit")
         _check_page(pg, "audit", context)
-        grid = pg.get_by_test_id("stDataFrame").first.bounding_box()
-        for row in range(len(PAYLOADS) + 2):  # the flags set, the plan, the fleet remembered
+        actions = pg.get_by_role("combobox", name="Actions")
+        actions.click()
+        actions.fill("flag.set")
+        actions.press("Enter")
+        actions.press("Escape")
+        _check_page(pg, "audit", context)
+        for row in range(len(PAYLOADS)):  # each class's flag, set with its actor and reason
+            grid = pg.get_by_test_id("stDataFrame").first.bounding_box()
             pg.mouse.click(grid["x"] + 14, grid["y"] + 35 + 35 * row + 17)
-            _check_page(pg, "audit › event selected", context)
+            event = pg.get_by_test_id("stMarkdown").filter(has_text=re.compile(r"^#\d+ flag\.set on"))
+            expect(event).to_be_visible()
+            _check_page(pg, "audit › event selected", context, event)
 
         _go(pg, "Settings")
         _check_page(pg, "settings", context)
     app = {s for s in SHOWN if s.startswith("app:")}
     assert {c for s in app for c, _ in SHOWN[s]} == set(PAYLOADS)
     # Where the issue found cluster text rendered as Markdown, every class is shown, as text.
-    for surface, field in (("components › explain a pod", "status-rev"), ("inventory › pod selected", "ns-rev")):
+    for surface, field in (("components › explain a pod", "status-rev"), ("inventory › pod selected", "ns-rev"),
+                           ("audit › event selected", "actor"), ("audit › event selected", "reason")):
         assert {c for c, f in SHOWN[f"app: {surface}"] if f == field} == set(PAYLOADS), surface
 
 
