@@ -162,7 +162,7 @@ def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt =
     not_visible = [n.to_json() for n in inv.visibility.not_visible]
     report = {"cluster": name,
               "observed": [{"feature": o.feature, "scope": o.scope, "evidence": list(o.evidence)} for o in observed],
-              "mtls": [m.to_json() for m in mtls_modes(inv)],
+              "mtls": mtls_modes(inv),
               "not_visible": not_visible,
               **status}
     if format == Format.json:
