@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from analysis.base import Context, Message, analyze_checks, catalog_message, gate_checks, run
+from analysis.effective import OFF, ON, Effective, unknown_kind
 from cluster.changes import clean, ref_of
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory, gc_paused, reading
@@ -157,6 +158,8 @@ class Feature:
     # What the feature is there to change, as paths of features.invariants.facts (shell patterns): every other
     # field of an object it extends must come out of the rendering as it went in.
     owns: tuple[str, ...] = ()
+    # The custom kinds its detection reads: where the source cannot show one, whether it is on is unknown.
+    reads: tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- to implement
 
@@ -166,6 +169,19 @@ class Feature:
 
     def detect(self, inv: Inventory) -> list[Observation]:
         raise NotImplementedError
+
+    def in_effect(self, inv: Inventory, scope: str) -> Effective:
+        """Whether what the feature brings is in effect for `scope` (in that namespace or mesh-wide; for the mesh,
+        anywhere in it), and why: by detection, unknown where the source cannot show a kind detection reads.
+        Features whose behaviour Istio has by default answer from the resolver (analysis.effective) instead."""
+        seen = [o for o in self.detect(inv) if scope == MESH or o.scope in (scope, MESH)]
+        if seen:
+            return Effective(self.id, scope, ON, f"on from {', '.join(seen[0].evidence)}")
+        for kind in self.reads:
+            u = unknown_kind(inv, kind)
+            if u is not None:
+                return Effective(self.id, scope, None, f"unknown: {u}; check with `{u.check}`")
+        return Effective(self.id, scope, OFF, f"off: nothing turns it on in {scope}")
 
     def notes(self, p: dict[str, Any], scope: str, inv: Inventory, rollback: bool) -> list[str]:
         """Shell lines that go with the objects: commands to run, reminders as `# ` comments."""
@@ -251,17 +267,23 @@ class Feature:
     def checks(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> list[Message]:
         """The gate: dependencies on in this scope (or mesh-wide), and the readiness checks that gate this feature."""
         msgs = []
-        on = {(o.feature, o.scope) for o in observe(inv, [*self.depends_on, *providers(self.depends_on)])}
+        where = Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh")
         ns = inv.namespaces.get(scope)
         for dep in self.depends_on:
-            if not dependency_met(dep, scope, on):
-                # in an ambient namespace what stands in for the sidecars (a waypoint) is the fix, not sidecars
-                fix = next(iter(providers([dep])), dep) if ns is not None and ns.injection == "ambient" else dep
+            state = dependency_state(dep, scope, inv)
+            if state.value == ON:
+                continue
+            if not state.known:  # neither passed nor refused in silence: said, and rendered
                 msgs.append(catalog_message(
-                    "MST0003", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
-                    f"{self.id} depends on {dep}, which is not on in {scope}"
-                    + "".join(f" (nor {alt}, which stands in for it)" for alt in providers([dep])),
-                    dependency=fix, scope=scope))
+                    "MST0006", where, f"{self.id} depends on {dep}, and whether it is in effect in {scope} is "
+                    f"{state.why}", dependency=dep, scope=scope, check=state.why.rpartition("check with ")[2]))
+                continue
+            # in an ambient namespace what stands in for the sidecars (a waypoint) is the fix, not sidecars
+            fix = next(iter(providers([dep])), dep) if ns is not None and ns.injection == "ambient" else dep
+            msgs.append(catalog_message(
+                "MST0003", where, f"{self.id} depends on {dep}, which is not on in {scope}"
+                + "".join(f" (nor {alt}, which stands in for it)" for alt in providers([dep]))
+                + (f": {state.why}" if state.by else ""), dependency=fix, scope=scope))
         msgs += run(gate_checks(self.id), Context(inv, scope, dict(params), traffic,
                                                   after=lambda: inv.with_changes(apply=self.build(params, scope, inv))))
         return msgs
@@ -399,13 +421,24 @@ def unknown_features(inv: Inventory) -> dict[str, str]:
     return out
 
 
-def dependency_met(dep: str, scope: str, on: set[tuple[str, str]]) -> bool:
-    """Whether `dep` is on for a feature in `scope`, given the (feature, scope) pairs that are on: in that namespace
-    or mesh-wide; for a mesh-wide feature, anywhere in the mesh."""
+def dependency_state(dep: str, scope: str, inv: Inventory) -> Effective:
+    """Whether the behaviour `dep` brings is in effect for a feature in `scope`, whatever made it so (a feature
+    that provides it, or Istio's own default): on if any of them is, else unknown if any is, else off."""
+    feats = registry()
+    states = [feats[f].in_effect(inv, scope) for f in (dep, *providers([dep]))]
+    return next((s for s in states if s.value == ON), None) or next((s for s in states if not s.known), states[0])
+
+
+def dependency_met(dep: str, scope: str, on: set[tuple[str, str]], inv: Inventory | None = None) -> bool:
+    """Whether `dep` is on for a feature in `scope`, given the (feature, scope) pairs a plan turns on before it:
+    in that namespace or mesh-wide (for a mesh-wide feature, anywhere in the mesh); or, given the cluster, in
+    effect there (dependency_state)."""
     met = {dep, *providers([dep])}
-    if scope == MESH:
-        return any(f in met for f, _ in on)
-    return any((f, MESH) in on or (f, scope) in on for f in met)
+    if scope == MESH and any(f in met for f, _ in on):
+        return True
+    if scope != MESH and any((f, MESH) in on or (f, scope) in on for f in met):
+        return True
+    return inv is not None and dependency_state(dep, scope, inv).value == ON
 
 
 def providers(deps: Iterable[str]) -> list[str]:
