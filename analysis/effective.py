@@ -346,3 +346,12 @@ def effective(inv: Inventory, scope: str) -> list[Effective]:
             tracing(inv, scope), access_logging(inv, scope)]
     l7 = ambient_l7(inv, scope) if scope != MESH else None
     return rows + ([l7] if l7 else [])
+
+
+def resolved(inv: Inventory, namespaces: list[str]) -> list[Effective]:
+    """The mesh's behaviours, then those of each of `namespaces` that differ from the mesh's (in value or in
+    what sets it): what `status` and the app show."""
+    mesh = effective(inv, MESH)
+    by = {e.behaviour: e for e in mesh}
+    return mesh + [e for n in namespaces for e in effective(inv, n)
+                   if e.behaviour not in by or (e.value, e.by) != (by[e.behaviour].value, by[e.behaviour].by)]

@@ -149,6 +149,8 @@ def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt =
     """What is on where: observed in the cluster, recorded as flags, and where the two disagree (drift). What the
     source could not read is listed (NOT VISIBLE; `not_visible` in JSON), a feature whose evidence it holds is
     unknown rather than off, and, as kubectl does for a partial answer, the command then exits 1."""
+    from analysis.effective import defaults, resolved
+    from analysis.readiness import mesh_namespaces
     from features._mtls import mtls_modes
     from features.base import observe, unknown_features
     from state.drift import recorded_and_drift
@@ -164,6 +166,8 @@ def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt =
               "observed": [{"feature": o.feature, "scope": o.scope, "evidence": list(o.evidence)} for o in observed],
               "mtls": mtls_modes(inv),
               "not_visible": not_visible,
+              "effective": [e.to_json() for e in resolved(inv, mesh_namespaces(inv))],
+              "defaults": {"istio": inv.istio_version, "table": [d.to_json() for d in defaults(inv.istio_version)]},
               **status}
     if format == Format.json:
         emit_json(report)
@@ -180,6 +184,9 @@ def _status_tables(report: dict[str, Any], source: str, params_text: Any) -> Non
     echo("\nMTLS (the mode each scope's workloads accept, as Istio resolves it)")
     emit_table([m | {"explicit": "yes" if m["explicit"] else "no (Istio's default)"} for m in report["mtls"]],
                ["scope", "mode", "explicit", "by"])
+    echo(f"\nIN EFFECT (as Istio resolves it: config, else Istio {report['defaults']['istio'] or ''}'s defaults; "
+         "namespaces where it differs from the mesh)")
+    emit_table(report["effective"], ["behaviour", "scope", "value", "why"])
     echo("\nOBSERVED")
     emit_table(report["observed"])
     echo("\nRECORDED")
