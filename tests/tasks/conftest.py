@@ -14,20 +14,21 @@ import yaml
 from cluster.inventory import Inventory
 from cluster.sources import read_paths
 from tests.features.conftest import run  # noqa: F401  (the CLI, as the feature tests run it)
-from tests.features.corpus import _inventory, control_plane, running
+from tests.features.corpus import GATEWAY_API_CRDS, _inventory, control_plane, running
 
 TASKS = Path(__file__).parent.parent / "fixtures" / "tasks"
 
 
 @functools.cache
-def objects(task: str) -> tuple[dict[str, Any], ...]:
-    """The task's cluster as objects: the demo's control plane, the task's YAML, and the pods its Deployments
-    run (with sidecars where the namespace injects)."""
-    return tuple([*control_plane(), *running(list(read_paths([TASKS / f"{task}.yaml"])))])
+def objects(task: str, gateway_api: bool = False) -> tuple[dict[str, Any], ...]:
+    """The task's cluster as objects: the demo's control plane (with the Gateway API v1.3.0 CRDs from ../shared
+    if asked), the task's YAML, and the pods its Deployments run (with sidecars where the namespace injects)."""
+    crds = list(read_paths(sorted(GATEWAY_API_CRDS.glob("*.yaml")))) if gateway_api else []
+    return tuple([*control_plane(), *crds, *running(list(read_paths([TASKS / f"{task}.yaml"])))])
 
 
-def task_cluster(task: str) -> Inventory:
-    return _inventory(task, list(objects(task)))
+def task_cluster(task: str, gateway_api: bool = False) -> Inventory:
+    return _inventory(task, list(objects(task, gateway_api)))
 
 
 def snapshot_file(task: str, where: Path, *more: dict[str, Any]) -> str:
