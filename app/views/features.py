@@ -6,6 +6,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from analysis.effective import UNKNOWN, resolved
+from analysis.readiness import mesh_namespaces
 from app import access, findings, safe, ui
 from cluster.changes import diff
 from features._gate import render_gated
@@ -42,6 +44,15 @@ st.caption("Each cell: the flag recorded for that scope, whether detection obser
 matrix = pd.DataFrame(safe.cells({"feature": fid, "category": f.category, **{s: _cell((fid, s)) for s in scopes}}
                                  for fid, f in feats.items()))
 st.dataframe(matrix, hide_index=True, width="stretch", height=38 + 35 * len(matrix))
+
+st.subheader("In effect")
+st.caption("What Istio does, as it resolves it: the config that sets each behaviour, else Istio's default (with the "
+           "istio.io page that states it); unknown where the source could not show the kinds that decide it. "
+           "Namespaces are listed where they differ from the mesh.")
+effective = pd.DataFrame(safe.cells({"behaviour": e.behaviour, "scope": e.scope, "value": e.value or UNKNOWN,
+                                     "why": e.why, "istio.io": e.page} for e in resolved(inv, mesh_namespaces(inv))))
+st.dataframe(effective, hide_index=True, width="stretch",
+             column_config={"istio.io": st.column_config.LinkColumn("istio.io")})
 
 # ---------------------------------------------------------------- one feature
 

@@ -189,6 +189,9 @@ def test_flag_set_on_the_features_page_is_stored_and_audited(app, store: Store):
     assert (event.action, event.actor, event.target) == ("flag.set", "bob", "flag:demo/access-logging/shop")
     matrix = app.dataframe[0].value
     assert "recorded on" in matrix.set_index("feature").loc["access-logging", "shop"]
+    effective = app.dataframe[1].value.set_index("behaviour")  # what Istio does, and why
+    assert effective.loc["mtls", "why"] == "PERMISSIVE from PeerAuthentication istio-system/default"
+    assert effective.loc["authorization", "why"] == "ALLOW by default: no AuthorizationPolicy in istio-system"
 
 
 def test_flag_changed_by_someone_else_after_the_form_was_drawn_is_a_conflict(app, store: Store):
@@ -454,3 +457,24 @@ def test_render_without_a_label_command_says_nothing_of_it(app):
     app.selectbox[1].set_value("payments").run()
     app.button(key="FormSubmitter:flag-Render YAML").click().run()
     assert not any("use one" in i.value for i in app.info)
+
+
+def test_the_features_page_shows_what_the_source_cannot_show_as_unknown(db_url, monkeypatch, tmp_path):
+    """A snapshot without CRDs: PeerAuthentication is not in it, so the mTLS mode is unknown, not PERMISSIVE."""
+    import yaml
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import APP
+    from tests.tasks.conftest import objects
+
+    path = tmp_path / "no-crds.yaml"
+    path.write_text(yaml.safe_dump_all([o for o in objects("mtls-migration")
+                                        if o["kind"] != "CustomResourceDefinition"]))
+    monkeypatch.setenv("MESHSTEP_SOURCE", str(path))
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    open_page(at, "features")
+    effective = at.dataframe[1].value.set_index("behaviour")
+    assert effective.loc["mtls", "value"] == "unknown"
+    assert effective.loc["mtls", "why"].startswith("unknown: PeerAuthentication not in the snapshot")
+    assert "kubectl get crd peerauthentications.security.istio.io" in effective.loc["mtls", "why"]
