@@ -183,6 +183,11 @@ def _by_default(behaviour: str, scope: str, inv: Inventory, because: str) -> Eff
     return Effective(behaviour, scope, d.value, f"{d.value} by default: {because}", page=d.page)
 
 
+def _mesh_config_ref(inv: Inventory) -> Ref:
+    cm = inv.mesh_config_map
+    return cm.ref if cm else Ref("ConfigMap", inv.root_namespace, "istio")
+
+
 def _mode(pa: KubeObject) -> str | None:
     mode = (pa.spec.get("mtls") or {}).get("mode")
     return mode if mode and mode != "UNSET" else None  # UNSET inherits from the parent scope
@@ -214,10 +219,8 @@ def mtls_mode(inv: Inventory, scope: str, labels: dict[str, str] | None = None) 
 def auto_mtls(inv: Inventory) -> Effective:
     """Whether sidecars send mutual TLS on their own to workloads with a proxy (meshConfig.enableAutoMtls)."""
     if inv.mesh_config.get("enableAutoMtls") is False:
-        cm = inv.mesh_config_map
         return Effective("auto-mtls", MESH, OFF, "off from the mesh config (enableAutoMtls: false): sidecars send "
-                         "plaintext unless a DestinationRule sets tls.mode ISTIO_MUTUAL",
-                         cm.ref if cm else Ref("ConfigMap", inv.root_namespace, "istio"))
+                         "plaintext unless a DestinationRule sets tls.mode ISTIO_MUTUAL", _mesh_config_ref(inv))
     return _by_default("auto-mtls", MESH, inv, "the mesh config does not turn it off")
 
 
@@ -256,8 +259,7 @@ def outbound_traffic_policy(inv: Inventory, scope: str) -> Effective:
                 return Effective("outbound-traffic-policy", scope, mode, f"{mode} from {sc.ref}", sc.ref)
     mode = (inv.mesh_config.get("outboundTrafficPolicy") or {}).get("mode")
     if mode:
-        cm = inv.mesh_config_map
-        by = cm.ref if cm else Ref("ConfigMap", inv.root_namespace, "istio")
+        by = _mesh_config_ref(inv)
         return Effective("outbound-traffic-policy", scope, mode, f"{mode} from the mesh config ({by})", by)
     return _by_default("outbound-traffic-policy", scope, inv, "the mesh config sets no outboundTrafficPolicy")
 
@@ -302,7 +304,7 @@ def tracing(inv: Inventory, scope: str) -> Effective:
             return Effective("tracing", scope, f"{pct:g}%", f"{pct:g}% from {t.ref}", t.ref)
     sampling = ((inv.mesh_config.get("defaultConfig") or {}).get("tracing") or {}).get("sampling")
     if sampling is not None:
-        by = inv.mesh_config_map.ref if inv.mesh_config_map else Ref("ConfigMap", inv.root_namespace, "istio")
+        by = _mesh_config_ref(inv)
         return Effective("tracing", scope, f"{float(sampling):g}%", f"{float(sampling):g}% from the mesh config "
                          "(defaultConfig.tracing.sampling)", by)
     return _by_default("tracing", scope, inv, "no Telemetry or mesh config sets a sampling rate")
@@ -319,7 +321,7 @@ def access_logging(inv: Inventory, scope: str) -> Effective:
         value = OFF if all(e.get("disabled") for e in entries) else ON
         return Effective("access-logging", scope, value, f"{value} from {t.ref}", t.ref)
     if inv.mesh_config.get("accessLogFile"):
-        by = inv.mesh_config_map.ref if inv.mesh_config_map else Ref("ConfigMap", inv.root_namespace, "istio")
+        by = _mesh_config_ref(inv)
         return Effective("access-logging", scope, ON, f"on from the mesh config (accessLogFile: "
                          f"{inv.mesh_config['accessLogFile']})", by)
     return _by_default("access-logging", scope, inv, "no Telemetry or mesh accessLogFile turns it on")
