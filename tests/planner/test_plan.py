@@ -212,6 +212,10 @@ def test_templates_respect_the_order_rules(demo, template):
     assert first["mtls-permissive"] < first["mtls-strict"] < first["authorization-policy"]
 
 
+DISABLE = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+           "metadata": {"name": "default", "namespace": "legacy"}, "spec": {"mtls": {"mode": "DISABLE"}}}
+
+
 @pytest.mark.parametrize("bad, good, message", [
     (["request-routing", "sidecar-injection"], ["sidecar-injection", "request-routing"],
      "depends on sidecar-injection"),
@@ -220,8 +224,9 @@ def test_templates_respect_the_order_rules(demo, template):
                                                                   "authorization-policy"], "depends on mtls-strict"),
 ])
 def test_a_stage_cannot_come_before_what_it_depends_on(demo, bad, good, message):
-    # Without Istio config and injection, only the plan's own stages can satisfy a dependency.
-    inv = demo.with_changes(delete=[o.ref for o in demo.istio_config()])
+    # Without Istio config and injection, only the plan's own stages can satisfy a dependency; legacy is DISABLE,
+    # so that not even Istio's default (PERMISSIVE) stands in for the PERMISSIVE stage.
+    inv = demo.with_changes(delete=[o.ref for o in demo.istio_config()], apply=[DISABLE])
 
     def stages(order):
         return [planner.plan.StageSpec(f, "", (planner.plan.Step(f, "legacy"),)) for f in order]
@@ -229,6 +234,17 @@ def test_a_stage_cannot_come_before_what_it_depends_on(demo, bad, good, message)
     with pytest.raises(MeshstepError, match=message):
         planner.plan.check_order(stages(bad), inv)
     planner.plan.check_order(stages(good), inv)
+
+
+def test_strict_needs_no_permissive_stage_where_istio_is_permissive_by_default(demo):
+    """With no PeerAuthentication Istio is PERMISSIVE already (istio.io's mTLS migration task goes straight to
+    STRICT): the dependency is met by the behaviour, not by an object."""
+    inv = demo.with_changes(delete=[o.ref for o in demo.istio_config()])
+    planner.plan.check_order([planner.plan.StageSpec("strict", "", (planner.plan.Step("mtls-strict", "legacy"),))],
+                             inv)
+    with pytest.raises(MeshstepError, match="depends on mtls-permissive"):
+        planner.plan.check_order([planner.plan.StageSpec("strict", "", (planner.plan.Step("mtls-strict", "legacy"),))],
+                                 inv.with_changes(apply=[DISABLE]))
 
 
 def test_custom_plan_grows_stage_by_stage_and_refuses_bad_order(cli):
