@@ -10,7 +10,7 @@ import yaml
 import app.commands.features_cmds as features_cmds
 from analysis.effective import mtls_mode, unknown_kind
 from cluster.inventory import build_inventory
-from cluster.sources import Snapshot, Visibility
+from cluster.snapshot import NotVisible, Snapshot, Visibility
 from features.base import dependency_state, registry
 from tests.tasks.conftest import TASKS, objects
 
@@ -31,7 +31,9 @@ def no_crds(tmp_path):
 def refused():
     """The task's cluster read live by an identity that may not list PeerAuthentications (403)."""
     return build_inventory(Snapshot("live", lambda _v: iter(objects("mtls-migration")),
-                                    Visibility(forbidden=[FORBIDDEN])))
+                                    Visibility([NotVisible("PeerAuthentication", FORBIDDEN,
+                                                           f"403 Forbidden: {FORBIDDEN} is forbidden",
+                                                           forbidden=True)])))
 
 
 def test_a_snapshot_without_crds_renders_gateway_api_and_says_what_it_does_not_know(run, no_crds):
@@ -63,7 +65,7 @@ def test_a_forbidden_kind_is_unknown_in_the_resolver_the_gate_and_status(refused
     assert not [m for m in gate if m.code == "MST0003"]
     monkeypatch.setattr(features_cmds, "load_inventory", lambda source: refused)
     rc, out, err = run("status", "--format", "json")
-    assert rc == 0, err
+    assert rc == 1 and "this answer is partial" in err, err  # kubectl's status for a partial answer
     rows = {m["scope"]: m for m in json.loads(out)["mtls"]}
     assert rows["foo"]["mode"] == "unknown" and "403" in rows["foo"]["why"]
 

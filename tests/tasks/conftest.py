@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from cluster.files import read_paths
 from cluster.inventory import Inventory
-from cluster.sources import read_paths
 from tests.features.conftest import run  # noqa: F401  (the CLI, as the feature tests run it)
 from tests.features.corpus import GATEWAY_API_CRDS, _inventory, control_plane, running
 

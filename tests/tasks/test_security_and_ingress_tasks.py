@@ -76,8 +76,6 @@ def test_gateway_api_ingress_is_the_routing_base_of_its_namespace(ingress, step)
     assert default_api(ingress, "default") == "gateway-api"  # its routes are extended, never doubled
 
 
-@pytest.mark.xfail(strict=True, reason="pending: Gateway-attached HTTPRoutes as the routing base (issue 25 point 3, "
-                                       "the `routing` helper's fix)")
 def test_gateway_api_ingress_routing_extends_the_route_that_carries_the_traffic(ingress, step):
     step("gateway-api-ingress", "routing httpbin by version extends the Gateway's HTTPRoute default/http")
     rendered = registry()["request-routing"].render({}, "default", ingress)
