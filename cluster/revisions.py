@@ -11,7 +11,7 @@ import copy
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from cluster import control_plane
@@ -20,8 +20,8 @@ from cluster.components import PROXY_CONTAINER
 from cluster.decode import injected_revision, version_of
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
-from cluster.model import Container, KubeObject, Pod, Revision, Sidecar
-from cluster.queries import injection_requested, per_inventory
+from cluster.model import Container, KubeObject, Pod, Revision
+from cluster.queries import injector_takes, per_inventory, proxy_container
 
 # Component ids of the proxies that connect to an istiod revision, and the kind of proxy each is.
 PROXY_KINDS = {"sidecar": "sidecar", "ingress-gateway": "gateway", "egress-gateway": "gateway",
@@ -482,26 +482,84 @@ def manifest(pod: Pod, labels: dict[str, str], annotations: dict[str, str],
                        "conditions": [{"type": "Ready", "status": "True" if pod.ready else "False"}]}}
 
 
-def injected(inventory: Inventory, namespace: str) -> list[Pod]:
-    """The namespace's pods once `kubectl rollout restart` has run, as an overlay plays it (it runs no
-    controllers): each pod the injector takes now (its namespace's labels, its own word) and that has no proxy
-    comes back with a native istio-proxy sidecar of its namespace's revision. The proxy image is the one the mesh's
-    sidecars already run, else proxyv2 of the installed Istio version."""
-    donor = next((p.sidecar for p in inventory.pods if p.sidecar is not None), None)
-    version = donor.version if donor else inventory.istio_version
-    image = donor.image if donor else f"docker.io/istio/proxyv2:{version}"
-    ns = inventory.namespaces.get(namespace)
-    revision = ns.revision if ns is not None else None
-    pods = []
-    for pod in inventory.pods_by_namespace.get(namespace, ()):
-        if pod.sidecar is not None or pod.spec.host_network or not injection_requested(inventory, namespace, pod.spec):
+_NATIVE = "sidecar.istio.io/nativeSidecar"  # the pod's own word on the shape, over istiod's
+_INJECTED = ("istio-proxy", "istio-init", "istio-validation")  # the containers the injector adds
+
+
+def injector_shape(inv: Inventory, pod: Pod, rev: str | None) -> str:
+    """The sidecar shape (native | classic) the injector of revision `rev` gives `pod`: the pod's
+    sidecar.istio.io/nativeSidecar annotation, else its istiod's ENABLE_NATIVE_SIDECARS, else what that revision
+    injected into pods that did not choose (any revision's, if it injected none), else native: the injector's
+    default, as its own testdata (hello.yaml.injected) has it."""
+    asked = pod.annotations.get(_NATIVE)
+    if asked in ("true", "false"):
+        return "native" if asked == "true" else "classic"
+    for d in inv.of_kind("Deployment"):
+        if d.labels.get("app") == "istiod" and resolve(inv, d.labels.get("istio.io/rev")) == rev:
+            env = {e.get("name"): e.get("value") for c in (d.raw.get("spec") or {}).get("template", {}).get(
+                "spec", {}).get("containers") or () for e in c.get("env") or ()}
+            if env.get("ENABLE_NATIVE_SIDECARS") in ("true", "false"):
+                return "native" if env["ENABLE_NATIVE_SIDECARS"] == "true" else "classic"
+    chose = [p.sidecar for p in inv.pods if p.sidecar is not None and _NATIVE not in p.annotations]
+    seen = {s.shape for s in chose if s.revision == rev} or {s.shape for s in chose}
+    return "classic" if seen == {"classic"} else "native"
+
+
+def _sidecar_containers(inv: Inventory, rev: str | None, shape: str) -> tuple[list[dict], list[dict]]:
+    """(init containers, containers) the injector of `rev` adds in this shape: as it added them to a pod it already
+    injected in this shape (that revision's first, else any's), else as Istio's injected pod shapes have them —
+    the capture (istio-init, or istio-validation under istio-cni), then istio-proxy: an init container with
+    restartPolicy Always when native, the last container when classic."""
+    injected = [p for p in inv.pods if p.sidecar is not None and p.sidecar.shape == shape]
+    donor = next((p for p in injected if p.sidecar and p.sidecar.revision == rev), None) or next(iter(injected), None)
+    if donor is not None:
+        return ([_raw_container(c) for c in donor.spec.init_containers if c.name in _INJECTED],
+                [_raw_container(c) for c in donor.spec.containers if c.name in _INJECTED])
+    same = next((p.sidecar for p in inv.pods if p.sidecar is not None and p.sidecar.revision == rev), None)
+    known = revision(inv, rev) if rev else None
+    image = same.image if same else f"docker.io/istio/proxyv2:{(known and known.version) or inv.istio_version}"
+    cni = any(c.component == "istio-cni" for c in inv.components)
+    capture = {"name": "istio-validation" if cni else "istio-init", "image": image,
+               "args": ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT"]
+               + (["--run-validation", "--skip-rule-apply"] if cni else []),
+               "securityContext": {"runAsUser": 1337 if cni else 0}}
+    proxy: dict[str, Any] = {"name": PROXY_CONTAINER, "image": image, "args": ["proxy", "sidecar"],
+                             "securityContext": {"runAsUser": 1337}}
+    if shape == "native":
+        return [capture, proxy | {"restartPolicy": "Always"}], []
+    return [capture], [proxy]
+
+
+def reinjected(inv: Inventory, namespace: str) -> list[dict[str, Any]]:
+    """The namespace's pods re-created by `kubectl rollout restart`, as Kubernetes and Istio's injector make them
+    (an overlay runs neither): a pod the injector takes now (its namespace's labels, its own word) and that has no
+    proxy comes back with the sidecar its revision's injector gives (injector_shape, _sidecar_containers); a pod
+    with a sidecar that the injector no longer takes comes back without it."""
+    ns = inv.namespaces.get(namespace)
+    rev = resolve(inv, ns.revision) if ns is not None and ns.revision else None
+    out = []
+    for pod in inv.pods_by_namespace.get(namespace, ()):
+        if pod.sidecar is None and proxy_container(pod.spec) is not None:
+            continue  # a gateway's or waypoint's own proxy: no sidecar is injected beside it
+        wanted = not pod.spec.host_network and injector_takes(inv, namespace, pod.spec)
+        if (pod.sidecar is not None) == wanted:
             continue
-        spec = replace(pod.spec, labels=pod.labels | {"security.istio.io/tlsMode": "istio"},
-                       init_containers=(*pod.spec.init_containers,
-                                        Container("istio-proxy", image, args=("proxy", "sidecar"),
-                                                  restart_always=True, run_as_user=1337)))
-        pods.append(replace(pod, spec=spec, sidecar=Sidecar("native", image, version, revision)))
-    return pods
+        labels = {k: v for k, v in pod.labels.items() if k != "security.istio.io/tlsMode"}
+        annotations = {k: v for k, v in pod.annotations.items() if k != "sidecar.istio.io/status"}
+        raw = manifest(pod, labels, annotations)
+        spec = raw["spec"]
+        for key in ("initContainers", "containers"):
+            spec[key] = [c for c in spec[key] if c["name"] not in _INJECTED]
+        if wanted:
+            inits, containers = _sidecar_containers(inv, rev, injector_shape(inv, pod, rev))
+            spec["initContainers"] = inits + spec["initContainers"]
+            spec["containers"] += containers
+            raw["metadata"]["labels"]["security.istio.io/tlsMode"] = "istio"
+            raw["metadata"]["annotations"]["sidecar.istio.io/status"] = json.dumps(
+                {"initContainers": [c["name"] for c in inits], "containers": [c["name"] for c in containers] or None,
+                 "revision": rev or "default"}, separators=(",", ":"))
+        out.append(raw)
+    return out
 
 
 def restart_namespace(inv: Inventory, namespace: str) -> list[dict[str, Any]]:

@@ -62,7 +62,7 @@ class SidecarInjection(Feature):
         return label_notes(inv, scope, labels, tuple(k for k in _REMOVED if k not in labels), rollback)
 
     def restarted_pods(self, p, scope, inv):
-        return revisions.injected(inv, scope)
+        return revisions.reinjected(inv, scope)
 
     def detect(self, inv: Inventory) -> list[Observation]:
         return [Observation(self.id, name, [f"Namespace {name}"],

@@ -272,6 +272,28 @@ def plan_advance(
         echo(f"plan {_title(p)} is complete: every stage is done")
 
 
+@plan_app.command("rehearse")
+def plan_rehearse(
+    to: Annotated[int | None, typer.Option("--to", help="Stop once this stage is done (default: the last).")] = None,
+    name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
+    actor: ActorOpt = None, prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None,
+    window: WindowOpt = "1h",
+) -> None:
+    """Walk the plan's stages on its overlay to done (or --to a stage): every gate, invariant and exit check runs,
+    nothing is overridden; the first failure stops the walk with its findings and exit status 1."""
+    from planner import moves, stages
+
+    with _plan(name, source, cluster, db) as (inv, store, p):
+        done = moves.rehearse(store, p, inv, actor_name(actor), to, load_evidence(prometheus, telemetry, window, inv))
+        complete = stages.current_stage(store.get_plan(p.id)) is None
+    for st in {st.order: st for st in done.moves}.values():  # where each stage it moved was left
+        typer.echo(f"stage {st.order} ({st.title}): {st.status} (rehearsal)")
+    if done.refusal is not None:
+        raise done.refusal
+    if complete:
+        typer.echo(f"plan {_title(p)} is complete: every stage is done")
+
+
 @plan_app.command("rollback")
 def plan_rollback(
     reason: Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail.")] = "",
