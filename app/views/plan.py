@@ -204,6 +204,17 @@ else:
                 ui.flash(f"Stage {moved.order} is now **{moved.status}**"
                          + (" (rehearsal)." if rehearse else "."))
                 st.rerun()
+    if rehearse and st.button("Rehearse to done", icon=":material/fast_forward:",
+                              help="Walks every stage left on the plan's overlay, each gate, invariant and exit check "
+                                   "run and nothing overridden; stops at the first that fails, with its findings.") \
+            and (actor := ui.require_actor(access.OPERATOR, "advance a stage")):
+        with ui.errors("Not rehearsed"):
+            done = moves.rehearse(store, plan, inv, actor, evidence=traffic.stage_evidence())
+            if done.refusal is not None:
+                ui.flash(f"The rehearsal stopped after {len(done.moves)} move(s): {done.refusal}", "error")
+            else:
+                ui.flash(f"The plan is rehearsed to done ({len(done.moves)} moves).")
+            st.rerun()
 
 if (target := stages.rollback_target(plan)) is not None:
     with st.expander(f"Roll back stage {target.order}: {safe.md(target.title)}", icon=":material/undo:"), \

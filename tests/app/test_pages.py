@@ -111,6 +111,27 @@ def test_plan_is_created_and_a_stage_walked(app, store: Store):
     assert any("0 created, 1 modified" in c.value for c in app.caption), [c.value for c in app.caption]
 
 
+def test_rehearse_to_done_walks_the_plan_and_stops_at_the_first_failing_check(app, store: Store):
+    """A plan for legacy alone: its stages rehearse, then STRICT mesh-wide is refused, since shop/catalog (outside the
+    plan, its pod older than shop's injection label) has no sidecar; the page says where and why."""
+    sign_in(app)
+    open_page(app, "plan")
+    app.multiselect[0].set_value(["legacy"])
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    app.toggle[0].set_value(True).run()
+    next(b for b in app.button if b.label == "Rehearse to done").click().run()
+    assert not app.exception
+    plan = store.list_plans("demo")[0]
+    blocked = next(s for s in plan.stages if s.status == "blocked")
+    assert blocked.title == "mTLS STRICT mesh-wide" and plan.mode == "rehearsal"
+    assert all(s.status == "done" for s in plan.stages if s.order < blocked.order)
+    moves = [e for e in store.audit_events() if e.action == "stage.rehearsal"]
+    [error] = [e for e in _errors(app) if e.startswith("The rehearsal stopped")]
+    assert error.startswith(f"The rehearsal stopped after {len(moves) - 1} move(s): stage {blocked.order} "
+                            "(mTLS STRICT mesh-wide) is blocked") and "MST0401 Deployment shop/catalog" in error
+    assert {e.actor for e in moves} == {"alice"} and not [e for e in moves if "overridden" in e.reason]
+
+
 def test_a_plan_keeps_the_verification_thresholds_given_on_the_plan_page(app, store: Store):
     sign_in(app)
     open_page(app, "plan")
