@@ -287,11 +287,11 @@ def plan_rehearse(
         done = moves.rehearse(store, p, inv, actor_name(actor), to, load_evidence(prometheus, telemetry, window, inv))
         complete = stages.current_stage(store.get_plan(p.id)) is None
     for st in {st.order: st for st in done.moves}.values():  # where each stage it moved was left
-        typer.echo(f"stage {st.order} ({st.title}): {st.status} (rehearsal)")
+        echo(f"stage {st.order} ({safe.shown(st.title)}): {st.status} (rehearsal)")
     if done.refusal is not None:
         raise done.refusal
     if complete:
-        typer.echo(f"plan {_title(p)} is complete: every stage is done")
+        echo(f"plan {_title(p)} is complete: every stage is done")
 
 
 @plan_app.command("rollback")

@@ -211,7 +211,8 @@ else:
         with ui.errors("Not rehearsed"):
             done = moves.rehearse(store, plan, inv, actor, evidence=traffic.stage_evidence())
             if done.refusal is not None:
-                ui.flash(f"The rehearsal stopped after {len(done.moves)} move(s): {done.refusal}", "error")
+                ui.flash(f"The rehearsal stopped after {len(done.moves)} move(s): {safe.md_message(str(done.refusal))}",
+                         "error")
             else:
                 ui.flash(f"The plan is rehearsed to done ({len(done.moves)} moves).")
             st.rerun()
