@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.base import Context
+from analysis.effective import mtls_mode
 from analysis.readiness.egress import egress_allows
-from analysis.readiness.mtls import ingress_backends, peer_mode
+from analysis.readiness.mtls import ingress_backends
 from analysis.readiness.scope import (
     Found,
     external_hosts,
@@ -162,13 +163,7 @@ def _selects(selector: dict[str, Any] | None, labels: list[dict[str, str]]) -> b
 
 
 def _strict(inv: Inventory, namespace: str, labels: list[dict[str, str]]) -> bool:
-    for pa in istio_objects(inv, "PeerAuthentication"):  # a workload's own policy wins over the namespace's
-        sel = (pa.spec.get("selector") or {}).get("matchLabels")
-        if ns_of(pa) == namespace and sel and any(labels_match(sel, pod) for pod in labels):
-            mode = (pa.spec.get("mtls") or {}).get("mode")
-            if mode and mode != "UNSET":
-                return mode == "STRICT"
-    return peer_mode(inv, namespace)[0] == "STRICT"
+    return any(mtls_mode(inv, namespace, pod).value == "STRICT" for pod in labels)
 
 
 def _rule_matches(rule: dict[str, Any], call: Call, deny: bool) -> bool:

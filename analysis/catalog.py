@@ -129,6 +129,22 @@ _ENTRIES = (
           "Turn on {dependency} in {scope} first (meshstep render {dependency} --scope {scope}).",
           "every stage, for each feature's depends_on (features/base.py)"),
 
+    Entry("MST0006", "DependencyUnknown", "warning", (),
+          "Whether a stage's prerequisite is in effect in its scope is unknown: the source could not show the kinds "
+          "that decide it (refused with a 403, or not in the snapshot).",
+          "The gate neither passes nor refuses on what it cannot see: the stage renders, and whether its "
+          "prerequisite holds is for you to check before applying it.",
+          "Check that {dependency} is in effect in {scope} ({check}), or read the cluster with access to those "
+          "kinds (a live source, or a snapshot that includes them).",
+          "every stage, for each feature's depends_on (features/base.py)"),
+    Entry("MST0007", "KindServedUnknown", "warning", (),
+          "A stage renders a kind the source cannot tell whether the cluster serves: its CRD is not readable, or "
+          "not in the snapshot.",
+          "meshstep does not take what it cannot see for absent: the objects are rendered and validated against "
+          "the schema it knows, and `kubectl apply` fails on a cluster that lacks the CRD.",
+          "Check that the cluster serves it: {check}; if not, install the CRDs first (or choose another API, e.g. "
+          "--set api=istio).",
+          "every rendering, for the kinds it writes (features/_gate.py)"),
     Entry("MST0004", "KindForbidden", "warning", (),
           "The source refused to list a kind (403 Forbidden): the checks that read it were skipped.",
           "A check that cannot see a kind's objects would report what it cannot see as missing (a subset that "

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from analysis.base import Context
-from analysis.readiness.scope import hint, readiness, scope_namespaces
+from analysis.readiness.scope import hint, outside_mesh, readiness, scope_namespaces, units
 from cluster.inventory import Inventory
 from cluster.model import Ref
-from cluster.queries import host_matches, selector_matches, service_index
+from cluster.queries import application_namespace, host_matches, per_inventory, selector_matches, service_index
 from telemetry.edges import Edge, Peer, Traffic, count_text
 from telemetry.series import duration_text
 
@@ -67,16 +67,29 @@ def no_traffic_evidence(ctx: Context) -> Iterator[Found]:
         yield ref, f"no telemetry was read: traffic into and out of {scope} was not checked", hint("MST0820")
 
 
+def unmeshed_workloads(inv: Inventory) -> list[str]:
+    """The application workloads with pods outside the mesh (`legacy/curl`): the only callers whose plaintext a
+    destination's sidecar reports without a source, since a caller without a proxy sends no peer metadata."""
+    return per_inventory(inv, "traffic-unmeshed", lambda i: sorted({
+        f"{u.namespace}/{u.ref.name}" for u in units(i, [n for n in i.namespace_names() if application_namespace(i, n)])
+        if outside_mesh(i, u)}))
+
+
 @observed("MST0821")
 def plaintext_traffic(ctx: Context, t: Traffic) -> Iterator[Found]:
     plain = [e for e in t.into(scope_namespaces(ctx)) if e.reporter == "destination" and not e.mtls]
+    suspects = unmeshed_workloads(ctx.inventory)
     for (src, dst, host), edges in _grouped(plain):
         security = "/".join(sorted({e.security for e in edges}))
+        named = "" if src.known or not suspects else (
+            f"; the workloads without a sidecar it can be: {', '.join(suspects[:5])}"
+            + (f" and {len(suspects) - 5} more" if len(suspects) > 5 else ""))
+        caller = str(src) if src.known else ", ".join(suspects[:5]) or "the callers outside the mesh"
         yield _ref(ctx.inventory, dst), (
             f"{_counted(edges)} in plaintext (connection_security_policy={security}) from {edges[0].caller} to "
-            f"{dst} ({host}) in {t.window_text}"), hint(
-            "MST0821", caller=str(src) if src.known else "the callers outside the mesh", destination=str(dst),
-            namespace=dst.namespace or "", window=duration_text(t.window))
+            f"{dst} ({host}) in {t.window_text}{named}"), hint(
+            "MST0821", caller=caller, destination=str(dst), namespace=dst.namespace or "",
+            window=duration_text(t.window))
 
 
 # ---------------------------------------------------------------- authorization: the rendered policy, evaluated

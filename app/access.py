@@ -15,6 +15,7 @@ from typing import Any
 
 import streamlit as st
 
+from app import safe
 from state.actors import Actor
 
 VIEWER, OPERATOR, APPROVER, ADMIN = "viewer", "operator", "approver", "admin"
@@ -89,7 +90,7 @@ def gate_page() -> Access:
         st.button("Sign in", type="primary", on_click=st.login, icon=":material/login:")
         st.stop()
     if not access.has(VIEWER):
-        st.error(f"Signed in as {access.actor}, who has no meshstep role: ask for the viewer role (a group of "
+        st.error(f"Signed in as {safe.md(access.actor)}, who has no meshstep role: ask for the viewer role (a group of "
                  "the [meshstep.roles] configuration).")
         st.button("Sign out", on_click=st.logout)
         st.stop()

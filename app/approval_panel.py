@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from app import access, ui
+from app import access, safe, ui
 from planner import approvals
 from planner.storage import PlanStore
 from state.models import Plan, Stage
@@ -18,13 +18,14 @@ def show(store: PlanStore, plan: Plan, stage: Stage) -> str | None:
     standing = approvals.stage_standing(store, plan.cluster, stage)
     refusal = approvals.apply_refusal(policy, standing, stage)
     st.subheader("Approval")
-    st.caption(f"Policy for **{plan.cluster}**: {policy.text()}. An approval holds for this exact YAML (SHA-256 "
-               f"`{(approvals.yaml_hash(stage) or '')[:12]}…`); if the YAML changes it must be approved again.")
+    st.caption(f"Policy for **{safe.md(plan.cluster)}**: {safe.md_message(policy.text())}. An approval holds for "
+               f"this exact YAML (SHA-256 `{(approvals.yaml_hash(stage) or '')[:12]}…`); if the YAML changes it must "
+               "be approved again.")
     (st.success if standing.allows else st.warning)(
-        standing.text() + (f" ({standing.stale} decision(s) on an earlier YAML no longer count)"
+        safe.md_message(standing.text()) + (f" ({standing.stale} decision(s) on an earlier YAML no longer count)"
                            if standing.stale else ""), icon=":material/how_to_reg:")
     if not policy.window_open(datetime.now(UTC)):
-        st.warning(str(refusal) if isinstance(refusal, approvals.OutsideWindow) else
+        st.warning(safe.md_message(str(refusal)) if isinstance(refusal, approvals.OutsideWindow) else
                    "Outside this cluster's change windows now.", icon=":material/schedule:")
     if policy.approvers:
         with st.form("decide", border=False):
@@ -35,7 +36,7 @@ def show(store: PlanStore, plan: Plan, stage: Stage) -> str | None:
             if choice and (actor := ui.require_actor(access.APPROVER, "approve or reject a stage")):
                 with ui.errors("Not recorded"):
                     approvals.decide(store, plan.cluster, stage, choice, actor, note)
-                    ui.flash(f"Stage {stage.order} {choice} by **{actor}**.")
+                    ui.flash(f"Stage {stage.order} {choice} by **{safe.md(actor)}**.")
                     st.rerun()
     return str(refusal) if refusal else None
 
@@ -43,7 +44,8 @@ def show(store: PlanStore, plan: Plan, stage: Stage) -> str | None:
 def policy_form(store: PlanStore, cluster: str) -> None:
     """The cluster's policy, changed by an admin with a reason."""
     policy = approvals.policy_of(store, cluster)
-    with st.expander(f"Approval policy for {cluster}: {policy.text()}", icon=":material/policy:"), \
+    with st.expander(f"Approval policy for {safe.md(cluster)}: {safe.md_message(policy.text())}",
+                     icon=":material/policy:"), \
             st.form("policy", border=False):
         count = st.number_input("Approvers needed", min_value=0, max_value=10, value=policy.approvers)
         others = st.checkbox("Not the requester", value=not policy.requester_may_approve,

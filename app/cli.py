@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from app import commands
+from app import commands, safe
 from cluster.errors import MeshstepError
 
 
@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
         _register_commands()
         commands.cli(args=argv, prog_name="meshstep")
     except MeshstepError as e:
-        typer.echo(f"error: {e}", err=True)
+        # The message may quote a file, a resource or a value: what is hidden in them is shown escaped.
+        typer.echo(f"error: {safe.message(str(e))}", err=True)
         return e.exit_code
     except SystemExit as e:  # click's standalone mode ends every run with one
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

@@ -1,23 +1,21 @@
-"""Findings in the app: one coloured box per finding (the level's), its text from `markdown`, the one place the
-app turns a finding into text."""
+"""Findings in the app: one coloured box per finding (the level's), its text from `markdown` (what the cluster says
+in it escaped: app/safe.py), the one place the app turns a finding into text."""
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import streamlit as st
 
+from analysis import findings
 from analysis.base import Message
-from analysis.findings import fields
+from app import safe
 
 BOXES = {"error": st.error, "warning": st.warning, "info": st.info}
 
 
 def markdown(m: Message) -> str:
-    """One finding in Markdown, from the fields the terminal and JSON show: level, code (linked to its page),
-    resource and message; the hint below."""
-    f = fields(m)
-    text = f"**{f['level']}** [{f['code']}]({f['url']}) {f['resource']}: {f['message']}"
-    return text + (f"\n\n→ {f['hint']}" if f["hint"] else "")
+    """One finding in the app's Markdown, cluster text escaped."""
+    return findings.markdown(m, safe.md_message)
 
 
 def show(messages: Iterable[Message], none: str | None = None) -> None:

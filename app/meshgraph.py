@@ -6,12 +6,12 @@ anywhere (no graph library, no CDN), and the text is the page's own size, not a 
 A handful of components and a few dozen catalog edges: the layout is simple geometry, not a graph library's."""
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from app import safe
 from explain import report as explain
 
 # Top to bottom: who calls in from outside, the control plane, the data plane it configures, the addons watching.
@@ -112,14 +112,14 @@ def svg(g: explain.Graph) -> str:
         out.append(f'<rect x="0" y="{y - BAND_HEIGHT / 2 + 8:.0f}" width="{width:.0f}" height="{BAND_HEIGHT - 16}" '
                    f'rx="10" fill="{_BAND_FILL[plane]}"/>')
         out.append(f'<text x="12" y="{y - BAND_HEIGHT / 2 + 30:.0f}" font-size="{SMALL}" font-weight="600" '
-                   f'fill="#555" letter-spacing="0.04em">{html.escape(BANDS[plane].upper())}</text>')
+                   f'fill="#555" letter-spacing="0.04em">{safe.html(BANDS[plane].upper())}</text>')
     taken = [(b.x, b.y, b.w / 2 + 4, b.h / 2 + 4) for b in boxes]  # label boxes must not cover nodes or labels
     labels = []
     # Loops first: their label has one place, the others' labels move along their edges around it.
     for e in sorted(g.edges, key=lambda e: e.source != e.target):
         src, dst = at[e.source], at[e.target]
-        title = html.escape(f"{e.source} → {e.target}: {e.label}, {e.purpose}")
-        attrs = f'class="edge" data-ends="{html.escape(e.source)} {html.escape(e.target)}"'
+        title = safe.html(f"{e.source} → {e.target}: {e.label}, {e.purpose}")
+        attrs = f'class="edge" data-ends="{safe.html(e.source)} {safe.html(e.target)}"'
         if src is dst:  # app to app: a loop over the box (its neighbours may sit close on either side)
             x0, y0 = src.x, src.y - src.h / 2
             path = (f"M{x0 - 14:.0f},{y0:.0f} C{x0 - 60:.0f},{y0 - 75:.0f} {x0 + 60:.0f},{y0 - 75:.0f} "
@@ -145,18 +145,18 @@ def svg(g: explain.Graph) -> str:
         labels.append(f'<g {attrs}><title>{title}</title><rect x="{lx - hw:.0f}" y="{ly - SMALL * 0.75:.0f}" '
                       f'width="{2 * hw:.0f}" height="{SMALL * 1.5:.0f}" rx="4" fill="#fff" fill-opacity="0.92" '
                       f'stroke="#ccc"/><text x="{lx:.0f}" y="{ly + SMALL * 0.35:.0f}" font-size="{SMALL}" '
-                      f'text-anchor="middle" fill="#222">{html.escape(e.label)}</text></g>')
+                      f'text-anchor="middle" fill="#222">{safe.html(e.label)}</text></g>')
     out += labels  # above every edge, so a line never crosses a label
     for b in boxes:
         name, _, detail = b.node.label.partition("\n")
         dash = ' stroke-dasharray="5 4"' if b.node.plane == "external" else ""
-        out.append(f'<g class="node" data-id="{html.escape(b.node.id)}"><title>{html.escape(b.node.label)}</title>'
+        out.append(f'<g class="node" data-id="{safe.html(b.node.id)}"><title>{safe.html(b.node.label)}</title>'
                    f'<rect x="{b.x - b.w / 2:.0f}" y="{b.y - b.h / 2:.0f}" width="{b.w:.0f}" height="{b.h}" rx="9" '
                    f'fill="{_FILL[b.node.plane]}" stroke="#445"{dash}/>'
                    f'<text x="{b.x:.0f}" y="{b.y - (4 if detail else -5):.0f}" font-size="{TEXT}" font-weight="600" '
-                   f'text-anchor="middle" fill="#111">{html.escape(name)}</text>'
+                   f'text-anchor="middle" fill="#111">{safe.html(name)}</text>'
                    + (f'<text x="{b.x:.0f}" y="{b.y + 15:.0f}" font-size="{SMALL}" text-anchor="middle" '
-                      f'fill="#333">{html.escape(detail)}</text>' if detail else "") + "</g>")
+                      f'fill="#333">{safe.html(detail)}</text>' if detail else "") + "</g>")
     out.append("</svg>")
     return "".join(out)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import access, ui
+from app import access, safe, ui
 
 # Not "pages/": Streamlit treats a pages/ directory beside the main script as an old-style multipage app, and a
 # server's first session that opens /inventory (a bookmark) would run that file alone, without this navigation.
@@ -30,7 +30,7 @@ pages = st.navigation([
 ])
 
 with st.sidebar:
-    st.markdown(f"**Source:** `{ui.source()}`")
+    st.markdown(f"**Source:** {safe.code(ui.source())}")
     if st.button("Re-read the cluster", icon=":material/refresh:",
                  help="Read the source again instead of the cached inventory."):
         ui.refresh()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from app import access as access_
-from app import rows
+from app import rows, safe
 from cluster.errors import MeshstepError, SourceError
 from cluster.inventory import Inventory, build_inventory
 from cluster.sources import default_source, load_snapshot
@@ -140,7 +140,7 @@ def _report(src: str) -> dict[str, Any]:
 def load(src: str) -> Inventory:
     """The inventory of `src`, read once and then served from the cache; raises MeshstepError."""
     # Reading a live cluster of thousands of pods takes seconds: say so while it happens.
-    with st.spinner(f"Reading {src}…"):
+    with st.spinner(f"Reading {safe.md(src)}…"):
         return _inventory(src)
 
 
@@ -151,7 +151,8 @@ def _inventory_tables(reading: tuple[str, int]) -> dict[str, pd.DataFrame]:
     re-tabulated on every click."""
     import pandas as pd
 
-    return {name: pd.DataFrame(rows) for name, rows in rows.inventory_rows(_inventory(reading[0])).items()}
+    return {name: pd.DataFrame(safe.cells(table))
+            for name, table in rows.inventory_rows(_inventory(reading[0])).items()}
 
 
 def inventory_tables() -> dict[str, pd.DataFrame]:
@@ -178,7 +179,8 @@ def inventory() -> Inventory:
     try:
         inv = load(src)
     except MeshstepError as e:
-        st.error(f"Cannot read the source **{src}**: {e}\n\nChoose another source on the Settings page.")
+        st.error(f"Cannot read the source **{safe.md(src)}**: {safe.md_message(str(e))}\n\nChoose another source on "
+                 "the Settings page.")
         st.stop()
     _record_first_load(inv)
     return inv
@@ -254,7 +256,8 @@ def store() -> Store:
     try:
         return _store(os.environ.get("MESHSTEP_DATABASE_URL"))
     except MeshstepError as e:
-        st.error(f"{e}\n\nStart the app with `meshstep ui --db URL` pointing at a database you can write.")
+        st.error(f"{safe.md_message(str(e))}\n\nStart the app with `meshstep ui --db URL` pointing at a database "
+                 "you can write.")
         st.stop()
 
 
@@ -292,7 +295,7 @@ def identity_sidebar() -> None:
     access = access_.current()
     if not access.local:
         roles = ", ".join(r for r in access_.ROLES if access.has(r))
-        st.sidebar.caption(f"Signed in as **{access.actor}** ({roles})")
+        st.sidebar.caption(f"Signed in as **{safe.md(access.actor)}** ({roles})")
         st.sidebar.button("Sign out", on_click=st.logout, type="tertiary", icon=":material/logout:")
         return
     name = actor()
@@ -301,7 +304,7 @@ def identity_sidebar() -> None:
         if st.query_params.get(_ACTOR_PARAM) != name:
             st.query_params[_ACTOR_PARAM] = name
         # Kept under a key of its own: a widget's value is dropped on the runs that do not draw it.
-        st.sidebar.markdown(f"Changes are recorded as **{name}** (self-declared).")
+        st.sidebar.markdown(f"Changes are recorded as **{safe.md(name)}** (self-declared).")
         st.sidebar.button("Not you?", on_click=_forget_name, type="tertiary", icon=":material/person:")
         return
     st.sidebar.text_input("Your name", key="actor_input", on_change=_take_name, placeholder="then press Enter",
@@ -343,14 +346,14 @@ def show_config(notes: Sequence[str], yaml_text: str, empty: str = "# nothing to
     YAML set the same namespace label, which of the two to use."""
     if notes:
         st.markdown("**Run**")
-        st.code("\n".join(notes), language="sh", wrap_lines=True)
+        st.code(safe.terminal("\n".join(notes)), language="sh", wrap_lines=True)
     if both := labels_in_both(notes, yaml_text):
-        st.info("`" + "`, `".join(both) + "` and the Namespace in the YAML below set the same label: **use one**. "
-                "Apply the YAML when your namespaces are kept in Git (it is the namespace as the cluster has it now, "
-                "with the label added); run the command to label it by hand. Then restart the pods as the other "
-                "lines say: injection happens when a pod is created.", icon=":material/info:")
+        st.info(", ".join(map(safe.code, both)) + " and the Namespace in the YAML below set the same label: "
+                "**use one**. Apply the YAML when your namespaces are kept in Git (it is the namespace as the "
+                "cluster has it now, with the label added); run the command to label it by hand. Then restart the "
+                "pods as the other lines say: injection happens when a pod is created.", icon=":material/info:")
     st.markdown("**Apply**")
-    st.code(yaml_text or empty, language="yaml", wrap_lines=True)
+    st.code(safe.terminal(yaml_text) or empty, language="yaml", wrap_lines=True)
 
 
 # ---------------------------------------------------------------- errors and messages
@@ -358,11 +361,12 @@ def show_config(notes: Sequence[str], yaml_text: str, empty: str = "# nothing to
 
 @contextmanager
 def errors(what: str = "") -> Iterator[None]:
-    """Show a MeshstepError (whose message says what to do) as st.error instead of raising it."""
+    """Show a MeshstepError (whose message says what to do) as st.error instead of raising it; `what` and the
+    message are shown as text (both may name what the cluster or a user says)."""
     try:
         yield
     except MeshstepError as e:
-        st.error(f"{what}: {e}" if what else str(e))
+        st.error(safe.md_message(f"{what}: {e}" if what else str(e)))
 
 
 def status(store: Store, cluster: str, inv: Inventory) -> dict[str, list[dict]]:
@@ -377,7 +381,8 @@ def status(store: Store, cluster: str, inv: Inventory) -> dict[str, list[dict]]:
 
 
 def flash(message: str, kind: str = "success") -> None:
-    """A message shown once after the rerun that follows a change."""
+    """A message shown once after the rerun that follows a change: Markdown, so a value in it goes through
+    safe.md() first."""
     st.session_state[_FLASH_KEY] = (kind, message)
 
 
@@ -395,5 +400,5 @@ def run_page(page: Any) -> None:
         if type(e).__module__.startswith("streamlit"):  # st.stop / st.rerun / page switches are control flow
             raise
         log.exception("page failed")
-        st.error(f"Something went wrong on this page: {e}\n\nPress **Re-read the cluster** in the sidebar and try "
-                 "again; if it persists, report it with the server log.")
+        st.error(f"Something went wrong on this page: {safe.md_message(str(e))}\n\nPress **Re-read the cluster** "
+                 "in the sidebar and try again; if it persists, report it with the server log.")

@@ -154,8 +154,12 @@ def opted_out(template: PodSpecSummary) -> bool:
 def injection_requested(inv: Inventory, namespace: str, template: PodSpecSummary) -> bool:
     """Whether pods of this template are (or will be) in the mesh as istioctl decides: an istio-proxy container,
     else the pod's own word (inject_asked), else its namespace's injection labels."""
-    if proxy_container(template) is not None:
-        return True
+    return proxy_container(template) is not None or injector_takes(inv, namespace, template)
+
+
+def injector_takes(inv: Inventory, namespace: str, template: PodSpecSummary) -> bool:
+    """Whether the injector adds a sidecar to pods of this template when they are created: the pod's own word
+    (inject_asked), else its namespace's injection labels."""
     asked = inject_asked(template)
     if asked is not None:
         return asked == "true"

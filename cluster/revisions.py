@@ -11,7 +11,7 @@ import copy
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from cluster import control_plane
@@ -20,8 +20,8 @@ from cluster.components import PROXY_CONTAINER
 from cluster.decode import injected_revision, version_of
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
-from cluster.model import Container, KubeObject, Pod, Revision, Sidecar
-from cluster.queries import injection_requested, per_inventory
+from cluster.model import Container, KubeObject, Pod, Revision
+from cluster.queries import per_inventory
 
 # Component ids of the proxies that connect to an istiod revision, and the kind of proxy each is.
 PROXY_KINDS = {"sidecar": "sidecar", "ingress-gateway": "gateway", "egress-gateway": "gateway",
@@ -397,7 +397,7 @@ def default_tag_commands(inv: Inventory, rev: str) -> list[str]:
 # ---------------------------------------------------------------- restarts, as an overlay sees them
 
 
-def _raw_container(c: Container) -> dict[str, Any]:
+def raw_container(c: Container) -> dict[str, Any]:
     out: dict[str, Any] = {"name": c.name, "image": c.image}
     if c.command:
         out["command"] = list(c.command)
@@ -447,7 +447,7 @@ def restarted(inv: Inventory, proxy: Proxy, rev: Revision) -> dict[str, Any]:
     istio_images = ("proxyv2", "ztunnel")
 
     def moved(c: Container) -> dict[str, Any]:
-        raw = _raw_container(c)
+        raw = raw_container(c)
         if rev.version and (c.image_name in istio_images or c.name in (PROXY_CONTAINER, "istio-init",
                                                                         "istio-validation")):
             raw["image"] = with_tag(c.image, rev.version)
@@ -457,7 +457,7 @@ def restarted(inv: Inventory, proxy: Proxy, rev: Revision) -> dict[str, Any]:
 
 
 def manifest(pod: Pod, labels: dict[str, str], annotations: dict[str, str],
-             container: Callable[[Container], dict[str, Any]] = _raw_container) -> dict[str, Any]:
+             container: Callable[[Container], dict[str, Any]] = raw_container) -> dict[str, Any]:
     """The pod as a manifest to put on an overlay, with these labels and annotations and each container as
     `container` writes it: how a pod comes back from a restart, or a capture, that an overlay cannot run."""
     spec = pod.spec
@@ -480,28 +480,6 @@ def manifest(pod: Pod, labels: dict[str, str], annotations: dict[str, str],
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": raw_spec,
             "status": {"phase": pod.phase, "podIP": pod.ip,
                        "conditions": [{"type": "Ready", "status": "True" if pod.ready else "False"}]}}
-
-
-def injected(inventory: Inventory, namespace: str) -> list[Pod]:
-    """The namespace's pods once `kubectl rollout restart` has run, as an overlay plays it (it runs no
-    controllers): each pod the injector takes now (its namespace's labels, its own word) and that has no proxy
-    comes back with a native istio-proxy sidecar of its namespace's revision. The proxy image is the one the mesh's
-    sidecars already run, else proxyv2 of the installed Istio version."""
-    donor = next((p.sidecar for p in inventory.pods if p.sidecar is not None), None)
-    version = donor.version if donor else inventory.istio_version
-    image = donor.image if donor else f"docker.io/istio/proxyv2:{version}"
-    ns = inventory.namespaces.get(namespace)
-    revision = ns.revision if ns is not None else None
-    pods = []
-    for pod in inventory.pods_by_namespace.get(namespace, ()):
-        if pod.sidecar is not None or pod.spec.host_network or not injection_requested(inventory, namespace, pod.spec):
-            continue
-        spec = replace(pod.spec, labels=pod.labels | {"security.istio.io/tlsMode": "istio"},
-                       init_containers=(*pod.spec.init_containers,
-                                        Container("istio-proxy", image, args=("proxy", "sidecar"),
-                                                  restart_always=True, run_as_user=1337)))
-        pods.append(replace(pod, spec=spec, sidecar=Sidecar("native", image, version, revision)))
-    return pods
 
 
 def restart_namespace(inv: Inventory, namespace: str) -> list[dict[str, Any]]:

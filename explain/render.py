@@ -1,6 +1,8 @@
 """The renderings of an explanation (explain.report): text, Markdown, DOT and JSON."""
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,30 +159,45 @@ def _link_line(li: Link) -> str:
     return f"{arrow} {peer}: {port}{li.protocol}, {li.purpose}"
 
 
-def to_markdown(report: Report) -> str:
-    """Markdown: one `##` heading per component or subject, then the graph as a dot code block."""
-    out = [f"# Istio components — {report.source}", ""]
+def _as_is(text: str) -> str:
+    return text
+
+
+def _fence(lines: tuple[str, ...]) -> str:
+    """A code fence longer than any run of backticks in the lines, so that none of them closes it."""
+    return "`" * max((len(run) + 1 for line in lines for run in re.findall("`+", line)), default=3)
+
+
+def to_markdown(report: Report, escape: Callable[[str], str] = _as_is) -> str:
+    """Markdown: one `##` heading per component or subject, then the graph as a dot code block. What the cluster
+    says in a heading or a line goes through the surface's `escape` (app/safe.py); code blocks are literal."""
+    out = [f"# Istio components — {escape(report.source)}", ""]
     for heading, secs in sections(report):
-        out += [f"## {heading}", ""]
+        out += [f"## {escape(heading)}", ""]
         for s in secs:
             out += [f"**{s.title}**", ""]
             if s.code:
-                out += ["```sh", *s.lines, "```", ""]
+                fence = _fence(s.lines)
+                out += [f"{fence}sh", *s.lines, fence, ""]
             else:
-                out += [*(f"- {line}" for line in s.lines), ""]
+                out += [*(f"- {escape(line)}" for line in s.lines), ""]
     if report.graph.nodes:
-        out += ["## Communication graph", "", "```dot", to_dot(report.graph).rstrip(), "```", ""]
+        dot = to_dot(report.graph).rstrip()
+        fence = _fence((dot,))
+        out += ["## Communication graph", "", f"{fence}dot", dot, fence, ""]
     return "\n".join(out)
 
 
-def to_text(report: Report) -> str:
-    """Plain text for a terminal: the same sections as markdown, without markup."""
+def to_text(report: Report, escape: Callable[[str], str] = _as_is) -> str:
+    """Plain text for a terminal: the same sections as markdown, without markup; each line through the surface's
+    `escape` (app/safe.py)."""
     out = []
     for heading, secs in sections(report):
+        heading = escape(heading)
         out += [heading, "=" * len(heading)]
         for s in secs:
             out.append(s.title.upper())
             for line in s.lines:
-                out += [f"  {part}" for part in line.split("\n")]
+                out += [f"  {escape(part)}" for part in line.split("\n")]
             out.append("")
     return "\n".join(out)

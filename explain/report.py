@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.ambient import HBONE_PORT, USE_WAYPOINT, waypoint_for
+from analysis.effective import authorization, mtls_mode, outbound_traffic_policy
 from cluster import revisions
 from cluster.components import CATALOG, EDGES, PEERS, XDS_CLIENTS, Component, Edge, find_sidecar
 from cluster.errors import MeshstepError
@@ -323,6 +324,18 @@ def _proxy_facts(inv: Inventory, spec: PodSpecSummary, namespace: str, pod: Pod 
     return tuple(facts), ()
 
 
+def _sidecar_facts(inv: Inventory, spec: PodSpecSummary, namespace: str, pod: Pod | None):
+    facts, dependents = _proxy_facts(inv, spec, namespace, pod)
+    return facts + in_effect_facts(inv, spec, namespace), dependents
+
+
+def in_effect_facts(inv: Inventory, spec: PodSpecSummary, namespace: str) -> tuple[str, ...]:
+    """What Istio does with the workload's traffic, and what makes it so (config, or Istio's default)."""
+    return (f"inbound mTLS: {mtls_mode(inv, namespace, spec.labels).why}",
+            f"inbound requests: {authorization(inv, namespace).why}",
+            f"calls to hosts no ServiceEntry registers: {outbound_traffic_policy(inv, namespace).why}")
+
+
 def _services_selecting(inv: Inventory, spec: PodSpecSummary, namespace: str) -> list[str]:
     out = []
     for s in sorted(services_selecting(inv, namespace, spec.labels), key=lambda s: s.name):
@@ -416,7 +429,7 @@ def _ztunnel_facts(inv: Inventory, spec: PodSpecSummary, namespace: str, pod: Po
 
 _FACTS = {
     "istiod": _istiod_facts,
-    "sidecar": _proxy_facts,
+    "sidecar": _sidecar_facts,
     "waypoint": _waypoint_facts,
     "ingress-gateway": _gateway_facts,
     "egress-gateway": _gateway_facts,

@@ -4,8 +4,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from analysis.base import Message, catalog_message
+from analysis.effective import crd_name, served, unknown_kind
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
+from cluster.model import GATEWAY_API_GROUP, ISTIO_GROUPS, Ref
 from features import invariants
 from features._reach import reached
 from features.base import Feature, Refused, Rendered, validate_params
@@ -26,9 +29,23 @@ def render_gated(feature: Feature, params: dict[str, Any], scope: str, inv: Inve
         if errors:  # the gate's reason comes first; the rendering's own is one more
             raise Refused(feature.id, scope, errors, None, str(e)) from e
         raise
-    msgs += invariants.check(feature, p, scope, inv, rendered)
+    msgs += unknown_kinds(rendered, inv) + invariants.check(feature, p, scope, inv, rendered)
     errors = [m for m in msgs if m.level == "error"]
     if errors:
         raise Refused(feature.id, scope, errors, rendered)
     reach = [f"# reaches: {r}" for r in reached(inv, rendered.objects)]
     return replace(rendered, notes=(*rendered.notes, *reach)), msgs
+
+
+def unknown_kinds(rendered: Rendered, inv: Inventory) -> list[Message]:
+    """A warning for each custom kind the rendering writes that the source cannot tell the cluster serves."""
+    out = []
+    for group, kind in dict.fromkeys((o["apiVersion"].rpartition("/")[0], o["kind"]) for o in rendered.objects):
+        if (group in ISTIO_GROUPS or group == GATEWAY_API_GROUP) and served(inv, group, kind) is None:
+            u = unknown_kind(inv, kind, group)
+            crd = crd_name(kind, group)
+            out.append(catalog_message(
+                "MST0007", Ref("CustomResourceDefinition", None, crd),
+                f"whether the cluster serves {kind} ({group}) is unknown: {u.reason if u else 'not shown'}; rendered "
+                "anyway", check=f"kubectl get crd {crd}"))
+    return out

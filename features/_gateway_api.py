@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from analysis.ambient import is_waypoint
+from analysis.effective import served
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from cluster.model import GATEWAY_API_GROUP, Service
@@ -26,9 +27,10 @@ GATEWAY_DURATION = r"([0-9]{1,5}(h|m|s|ms)){1,4}"
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
-def installed(inv: Inventory) -> bool:
-    """Whether the cluster serves HTTPRoute (the Gateway API CRDs)."""
-    return any(c.group == GATEWAY_API_GROUP and c.kind == "HTTPRoute" for c in inv.crds.values())
+def installed(inv: Inventory) -> bool | None:
+    """Whether the cluster serves HTTPRoute (the Gateway API CRDs); None when the source cannot tell (CRDs not
+    readable, or a snapshot that holds none): the gate says so (features._gate) rather than guess."""
+    return served(inv, GATEWAY_API_GROUP, "HTTPRoute")
 
 
 def in_use(inv: Inventory) -> bool:
@@ -53,7 +55,7 @@ def default_api(inv: Inventory, scope: str) -> str:
 
 def chosen_api(feature: str, p: dict[str, Any], scope: str, inv: Inventory) -> str:
     """The `api` parameter, else the cluster's default; gateway-api on a cluster without its CRDs is an error."""
-    if p.get("api") == GATEWAY_API and not installed(inv):
+    if p.get("api") == GATEWAY_API and installed(inv) is False:
         raise MeshstepError(
             f"{feature}: api=gateway-api, but the cluster does not serve the Gateway API's HTTPRoute: install its "
             "CRDs (kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.3.0/"

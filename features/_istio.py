@@ -4,6 +4,7 @@ not own — and never takes the name of an object that serves another purpose.""
 from __future__ import annotations
 
 import copy
+import shlex
 from typing import Any
 
 from cluster.errors import MeshstepError
@@ -163,6 +164,7 @@ def label_notes(inv: Inventory, name: str, add: dict[str, str], remove: tuple[st
     """The kubectl command for a namespace label change, and the reminder that running pods keep their old shape."""
     current = inv.namespaces.get(name)
     labels = current.labels if current else {}
+    # Quoted for the shell: a label value is the cluster's (or a parameter's), and must stay one argument.
     if rollback:  # put back what the change removes, take off what it adds
         parts = [f"{k}={labels[k]}" for k in remove if k in labels] + [f"{k}-" for k in add if k not in labels]
     else:
@@ -170,6 +172,7 @@ def label_notes(inv: Inventory, name: str, add: dict[str, str], remove: tuple[st
     # Restart what really runs there: StatefulSets and DaemonSets keep their old pods as much as Deployments do.
     kinds = sorted({w.kind.lower() for w in inv.workloads if w.namespace == name
                     and w.kind in ("Deployment", "StatefulSet", "DaemonSet")}) or ["deployment"]
-    return [f"kubectl label namespace {name} {' '.join(parts)} --overwrite"][:bool(parts)] + [
+    label = f"kubectl label namespace {shlex.quote(name)} {' '.join(map(shlex.quote, parts))} --overwrite"
+    return [label][:bool(parts)] + [
         f"# existing pods in {name} keep their current data plane until restarted:",
-        f"kubectl rollout restart {','.join(kinds)} -n {name}"]
+        f"kubectl rollout restart {','.join(kinds)} -n {shlex.quote(name)}"]

@@ -2,48 +2,37 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
-from analysis.readiness.mtls import peer_mode
+from analysis.effective import UNKNOWN, mtls_mode, mtls_sent, mtls_strict
 from analysis.readiness.scope import mesh_namespaces
 from cluster.inventory import Inventory
 from features._istio import free_name
 from features.base import MESH, Feature, Observation, clean, obj, scope_of, target_namespace
 
 
-@dataclass(frozen=True)
-class MtlsMode:
-    """The mTLS mode a namespace's workloads accept, as Istio resolves it, and what sets it."""
-
-    scope: str  # mesh, or a namespace
-    mode: str  # STRICT | PERMISSIVE | DISABLE
-    explicit: bool  # set by a PeerAuthentication; else Istio's default (PERMISSIVE: auto mTLS, plaintext accepted)
-    by: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"scope": self.scope, "mode": self.mode, "explicit": self.explicit, "by": self.by}
-
-
-def mtls_modes(inv: Inventory) -> list[MtlsMode]:
-    """The mesh-wide mode, then each meshed namespace's: with no PeerAuthentication at all, Istio behaves as
-    PERMISSIVE (sidecars send mTLS to each other, and accept plaintext)."""
-    implicit = "no PeerAuthentication: Istio's default, auto mTLS that also accepts plaintext"
+def mtls_modes(inv: Inventory) -> list[dict[str, Any]]:
+    """The mesh-wide mode, then each meshed namespace's, as the resolver (analysis.effective) finds them: with no
+    PeerAuthentication at all, Istio behaves as PERMISSIVE (sidecars send mTLS to each other, and accept
+    plaintext)."""
     out = []
-    root = [pa for pa in inv.of_kind("PeerAuthentication")
-            if pa.namespace == inv.root_namespace and not pa.spec.get("selector")
-            and (pa.spec.get("mtls") or {}).get("mode") not in (None, "UNSET")]
-    out.append(MtlsMode(MESH, root[0].spec["mtls"]["mode"], True, str(root[0].ref)) if root
-               else MtlsMode(MESH, "PERMISSIVE", False, implicit))
-    for n in mesh_namespaces(inv):
-        mode, by = peer_mode(inv, n)
-        out.append(MtlsMode(n, mode, True, str(by)) if mode else MtlsMode(n, "PERMISSIVE", False, implicit))
+    for scope in [MESH, *mesh_namespaces(inv)]:
+        m = mtls_mode(inv, scope)
+        by = str(m.by) if m.by else ("no PeerAuthentication: Istio's default, auto mTLS that also accepts plaintext"
+                                     if m.known else "unknown")
+        out.append({"scope": scope, "mode": m.value or UNKNOWN, "explicit": m.explicit, "by": by, "why": m.why})
     return out
 
 
 class PeerAuthenticationMode(Feature):
     mode: str
     owns = ("spec.mtls.mode",)
+    reads = ("PeerAuthentication",)
+
+    def in_effect(self, inv, scope):
+        """PERMISSIVE is in effect wherever the sidecars' mutual TLS is accepted (Istio's default included, and
+        STRICT, which accepts nothing else); STRICT where the resolved mode is STRICT."""
+        return mtls_strict(inv, scope) if self.mode == "STRICT" else mtls_sent(inv, scope)
 
     def build(self, p, scope, inv):
         ns = target_namespace(scope, inv)

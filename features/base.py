@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from analysis.base import Context, Message, Outcome, analyze_checks, catalog_message, execute, gate_checks, run
+from analysis.effective import OFF, ON, Effective, unknown_kind
 from analysis.findings import line
 from cluster.changes import clean, ref_of
 from cluster.errors import MeshstepError
@@ -158,6 +159,8 @@ class Feature:
     # What the feature is there to change, as paths of features.invariants.facts (shell patterns): every other
     # field of an object it extends must come out of the rendering as it went in.
     owns: tuple[str, ...] = ()
+    # The custom kinds its detection reads: where the source cannot show one, whether it is on is unknown.
+    reads: tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- to implement
 
@@ -167,6 +170,19 @@ class Feature:
 
     def detect(self, inv: Inventory) -> list[Observation]:
         raise NotImplementedError
+
+    def in_effect(self, inv: Inventory, scope: str) -> Effective:
+        """Whether what the feature brings is in effect for `scope` (in that namespace or mesh-wide; for the mesh,
+        anywhere in it), and why: by detection, unknown where the source cannot show a kind detection reads.
+        Features whose behaviour Istio has by default answer from the resolver (analysis.effective) instead."""
+        seen = [o for o in self.detect(inv) if scope == MESH or o.scope in (scope, MESH)]
+        if seen:
+            return Effective(self.id, scope, ON, f"on from {', '.join(seen[0].evidence)}")
+        for kind in self.reads:
+            u = unknown_kind(inv, kind)
+            if u is not None:
+                return Effective(self.id, scope, None, f"unknown: {u}; check with `{u.check}`")
+        return Effective(self.id, scope, OFF, f"off: nothing turns it on in {scope}")
 
     def notes(self, p: dict[str, Any], scope: str, inv: Inventory, rollback: bool) -> list[str]:
         """Shell lines that go with the objects: commands to run, reminders as `# ` comments."""
@@ -262,18 +278,25 @@ class Feature:
         return self.gate(inv, scope, params, traffic).messages
 
     def _unmet_dependencies(self, inv: Inventory, scope: str) -> list[Message]:
-        on = {(o.feature, o.scope) for o in observe(inv, [*self.depends_on, *providers(self.depends_on)])}
+        """MST0003 for each dependency whose behaviour is not in effect here; MST0006 for one that cannot be seen."""
+        where = Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh")
         ns = inv.namespaces.get(scope)
         msgs = []
         for dep in self.depends_on:
-            if not dependency_met(dep, scope, on):
-                # in an ambient namespace what stands in for the sidecars (a waypoint) is the fix, not sidecars
-                fix = next(iter(providers([dep])), dep) if ns is not None and ns.injection == "ambient" else dep
+            state = dependency_state(dep, scope, inv)
+            if state.value == ON:
+                continue
+            if not state.known:  # neither passed nor refused in silence: said, and rendered
                 msgs.append(catalog_message(
-                    "MST0003", Ref("Namespace", None, scope) if scope != MESH else Ref("Mesh", None, "mesh"),
-                    f"{self.id} depends on {dep}, which is not on in {scope}"
-                    + "".join(f" (nor {alt}, which stands in for it)" for alt in providers([dep])),
-                    dependency=fix, scope=scope))
+                    "MST0006", where, f"{self.id} depends on {dep}, and whether it is in effect in {scope} is "
+                    f"{state.why}", dependency=dep, scope=scope, check=state.why.rpartition("check with ")[2]))
+                continue
+            # in an ambient namespace what stands in for the sidecars (a waypoint) is the fix, not sidecars
+            fix = next(iter(providers([dep])), dep) if ns is not None and ns.injection == "ambient" else dep
+            msgs.append(catalog_message(
+                "MST0003", where, f"{self.id} depends on {dep}, which is not on in {scope}"
+                + "".join(f" (nor {alt}, which stands in for it)" for alt in providers([dep]))
+                + (f": {state.why}" if state.by else ""), dependency=fix, scope=scope))
         return msgs
 
     def to_json(self) -> dict[str, Any]:
@@ -409,13 +432,24 @@ def unknown_features(inv: Inventory) -> dict[str, str]:
     return out
 
 
-def dependency_met(dep: str, scope: str, on: set[tuple[str, str]]) -> bool:
-    """Whether `dep` is on for a feature in `scope`, given the (feature, scope) pairs that are on: in that namespace
-    or mesh-wide; for a mesh-wide feature, anywhere in the mesh."""
+def dependency_state(dep: str, scope: str, inv: Inventory) -> Effective:
+    """Whether the behaviour `dep` brings is in effect for a feature in `scope`, whatever made it so (a feature
+    that provides it, or Istio's own default): on if any of them is, else unknown if any is, else off."""
+    feats = registry()
+    states = [feats[f].in_effect(inv, scope) for f in (dep, *providers([dep]))]
+    return next((s for s in states if s.value == ON), None) or next((s for s in states if not s.known), states[0])
+
+
+def dependency_met(dep: str, scope: str, on: set[tuple[str, str]], inv: Inventory | None = None) -> bool:
+    """Whether `dep` is on for a feature in `scope`, given the (feature, scope) pairs a plan turns on before it:
+    in that namespace or mesh-wide (for a mesh-wide feature, anywhere in the mesh); or, given the cluster, in
+    effect there (dependency_state)."""
     met = {dep, *providers([dep])}
-    if scope == MESH:
-        return any(f in met for f, _ in on)
-    return any((f, MESH) in on or (f, scope) in on for f in met)
+    if scope == MESH and any(f in met for f, _ in on):
+        return True
+    if scope != MESH and any((f, MESH) in on or (f, scope) in on for f in met):
+        return True
+    return inv is not None and dependency_state(dep, scope, inv).value == ON
 
 
 def providers(deps: Iterable[str]) -> list[str]:

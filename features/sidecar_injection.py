@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cluster import revisions
+from cluster import injector
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from features._istio import label_notes, namespace_labelled
@@ -62,7 +62,7 @@ class SidecarInjection(Feature):
         return label_notes(inv, scope, labels, tuple(k for k in _REMOVED if k not in labels), rollback)
 
     def restarted_pods(self, p, scope, inv):
-        return revisions.injected(inv, scope)
+        return injector.reinjected(inv, scope)
 
     def detect(self, inv: Inventory) -> list[Observation]:
         return [Observation(self.id, name, [f"Namespace {name}"],

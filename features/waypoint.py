@@ -39,7 +39,7 @@ class Waypoint(Feature):
     owns = (f"labels/{USE_WAYPOINT}",)
 
     def build(self, p, scope, inv):
-        if not installed(inv):
+        if installed(inv) is False:
             raise MeshstepError("waypoint: a waypoint is a Gateway API Gateway, and the cluster does not serve the "
                                 "Gateway API CRDs: install them (kubectl apply -f https://github.com/kubernetes-sigs/"
                                 "gateway-api/releases/download/v1.3.0/standard-install.yaml)")

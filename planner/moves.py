@@ -230,6 +230,27 @@ def _tell_moved(store: PlanStore, plan: Plan, was: Stage, moved: Stage, actor: s
 
 
 @dataclass(frozen=True)
+class Rehearsed:
+    moves: list[Stage]  # each move, in order, as it left its stage
+    refusal: MeshstepError | None  # the first step refused (its stage and findings said), else None
+
+
+def rehearse(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, to: int | None = None,
+             evidence: Any = None) -> Rehearsed:
+    """Advance the plan on its overlay, move after move (each audited as `advance --rehearse` audits it), until
+    stage `to` (default: the last) is done or a step is refused: a gate that fails, an exit check that does not
+    pass. Nothing is overridden: a rehearsal that goes through says that the plan can be walked as it stands."""
+    moved: list[Stage] = []
+    while (stage := current_stage(plan)) is not None and (to is None or stage.order <= to):
+        try:
+            moved.append(advance(store, plan, inventory, actor, rehearse=True, evidence=evidence))
+        except (GateBlocked, NotVerified) as refusal:
+            return Rehearsed(moved, refusal)
+        plan = store.get_plan(plan.id)
+    return Rehearsed(moved, None)
+
+
+@dataclass(frozen=True)
 class RolledBack:
     stage: Stage
     undo_yaml: str  # "" when there is nothing to undo

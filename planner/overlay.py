@@ -44,14 +44,18 @@ class Overlay:
 
     def add(self, stage: Stage) -> None:
         """Apply the stage's YAML, unless the stage was found on (its objects are the cluster's already) or was
-        rolled back. A rehearsal also runs the stage's restarts: each step's pods come back as its notes' `kubectl
-        rollout restart` brings them (a real plan's pods are the cluster's own, as the team restarted them or not)."""
-        if stage.status == StageStatus.ROLLED_BACK or found_on(stage):
+        rolled back. A rehearsal also runs the stage's restarts, found on or not: each step's pods come back as
+        its notes' `kubectl rollout restart` brings them, since an overlay runs neither Kubernetes' controllers
+        nor Istio's injector. (A stage found on still needs them where pods predate its label: a namespace
+        labelled for injection has its pods in the mesh only once they restart. A real plan's pods are the
+        cluster's own, as the team restarted them or not.)"""
+        if stage.status == StageStatus.ROLLED_BACK:
             return
-        cfg = self.config(stage)
-        if cfg.deletions:  # in order: what the earlier stages applied, then what this one deletes
-            self._inventory = self.inventory.with_changes(delete=cfg.deletions)
-        self._pending += cfg.objects
+        if not found_on(stage):
+            cfg = self.config(stage)
+            if cfg.deletions:  # in order: what the earlier stages applied, then what this one deletes
+                self._inventory = self.inventory.with_changes(delete=cfg.deletions)
+            self._pending += cfg.objects
         if self.rehearsal:
             feats = registry()
             for step in stage_spec(stage).steps:

@@ -229,7 +229,8 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
         kept = []
         for s in steps:
             key = (s.feature, s.scope)
-            missing = [d for d in feats[s.feature].depends_on if not dependency_met(d, s.scope, before | observed)]
+            missing = [d for d in feats[s.feature].depends_on
+                       if not dependency_met(d, s.scope, before | observed, inventory)]
             if key in refused:
                 left_out.append(LeftOut(title, s.feature, s.scope, refused[key]))
             elif missing and key not in observed:
@@ -261,7 +262,7 @@ def check_order(stages: list[StageSpec], inventory: Inventory, observed: set[tup
     for i, stage in enumerate(stages, 1):
         for step in stage.steps:
             for dep in feats[step.feature].depends_on:
-                if not dependency_met(dep, step.scope, before | observed):
+                if not dependency_met(dep, step.scope, before | observed, inventory):
                     raise MeshstepError(
                         f"stage {i} ({stage.title}) turns on {step.feature} in {step.scope}, which depends on {dep}: "
                         f"add a stage for {dep} in {step.scope} (or mesh-wide) before it")

@@ -30,7 +30,8 @@ def _why_left_out(step: planner.plan.Step, cluster: str, inventory: Inventory, o
         return f"namespace {step.scope} is not in cluster {cluster}"
     if (step.feature, step.scope) in observed:
         return ""
-    missing = [d for d in feats[step.feature].depends_on if not dependency_met(d, step.scope, before | observed)]
+    missing = [d for d in feats[step.feature].depends_on
+               if not dependency_met(d, step.scope, before | observed, inventory)]
     try:
         feats[step.feature].candidate(step.params, step.scope, inventory)
     except MeshstepError as e:

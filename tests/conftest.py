@@ -47,12 +47,22 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             if name == "property_cases":
                 for outcome, n in value.items():
                     _CASES[outcome] = _CASES.get(outcome, 0) + n
+            if name == "task_step":  # tests/tasks: one (task, step) of an istio.io page, asserted
+                _TASK_STEPS.setdefault(value, report.outcome)
+                if report.outcome != "passed":
+                    _TASK_STEPS[value] = report.outcome
 
 
 _CASES: dict[str, int] = {}
+_TASK_STEPS: dict[str, str] = {}
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _TASK_STEPS:
+        passed = sum(o == "passed" for o in _TASK_STEPS.values())
+        tasks = {step.split(":")[0] for step in _TASK_STEPS}
+        terminalreporter.write_line(f"istio.io task steps (task, step) asserted: {passed} of {len(_TASK_STEPS)} "
+                                    f"across {len(tasks)} tasks ({len(_TASK_STEPS) - passed} not passing)")
     if _CASES:
         parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(_CASES.items()))
         terminalreporter.write_line(f"property cases (cluster, feature, scope): {sum(_CASES.values())} — {parts}")

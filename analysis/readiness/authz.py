@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from analysis.base import Context
-from analysis.readiness.mtls import peer_mode
+from analysis.effective import mtls_mode
 from analysis.readiness.scope import Found, Unit, hint, readiness, scope_namespaces, units, without_sidecar
 from cluster.model import Ref
 from cluster.queries import istio_objects, ns_of
@@ -18,11 +18,10 @@ from cluster.queries import istio_objects, ns_of
 def strict_not_in_place(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     for n in scope_namespaces(ctx):
-        mode, by = peer_mode(inv, n)
+        mode = mtls_mode(inv, n)
         fix = f"kubectl -n {n} apply a PeerAuthentication named default with spec.mtls.mode: STRICT"
-        if mode != "STRICT":
-            state = f"{by} sets mode {mode}" if by else "no PeerAuthentication sets one, so PERMISSIVE applies"
-            yield Ref("Namespace", None, n), f"mTLS is not STRICT in namespace {n} ({state})", \
+        if mode.value != "STRICT":
+            yield Ref("Namespace", None, n), f"mTLS is not STRICT in namespace {n} ({mode.why})", \
                 hint("MST0501", namespace=n, fix=fix)
         for pa in istio_objects(inv, "PeerAuthentication"):
             s = pa.spec

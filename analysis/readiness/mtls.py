@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from analysis.base import Context
+from analysis.effective import mtls_mode
 from analysis.readiness.scope import (
     Found,
     hint,
@@ -18,7 +19,6 @@ from analysis.readiness.scope import (
     without_sidecar,
 )
 from cluster import components
-from cluster.inventory import Inventory
 from cluster.model import Ref
 from cluster.queries import DOMAIN, application_namespace, fqdn, host_matches, istio_objects, ns_of
 
@@ -146,24 +146,11 @@ def probes_not_rewritten(ctx: Context) -> Iterator[Found]:
                 hint("MST0404", workload=str(u.ref))
 
 
-def peer_mode(inv: Inventory, namespace: str) -> tuple[str | None, Ref | None]:
-    """The namespace-wide mTLS mode as Istio resolves it (the namespace's PeerAuthentication without selector,
-    else the root namespace's), with the policy that sets it; (None, None) when none does (Istio then behaves as
-    PERMISSIVE)."""
-    policies = [pa for pa in istio_objects(inv, "PeerAuthentication") if not pa.spec.get("selector")]
-    for where in (namespace, inv.root_namespace):
-        for pa in policies:
-            mode = (pa.spec.get("mtls") or {}).get("mode")
-            if ns_of(pa) == where and mode and mode != "UNSET":
-                return mode, pa.ref
-    return None, None
-
-
 @readiness("MST0405", "PeerAuthentication")
 def permissive_not_in_place(ctx: Context) -> Iterator[Found]:
     for n in scope_namespaces(ctx):
-        mode, by = peer_mode(ctx.inventory, n)
-        if mode != "DISABLE":  # no PeerAuthentication at all is PERMISSIVE: Istio's auto mTLS default
+        mode = mtls_mode(ctx.inventory, n)
+        if mode.value != "DISABLE":  # no PeerAuthentication at all is PERMISSIVE: Istio's auto mTLS default
             continue
-        yield Ref("Namespace", None, n), f"namespace {n} is not in PERMISSIVE yet ({by} sets mode DISABLE)", \
-            hint("MST0405", namespace=n, policy=str(by))
+        yield Ref("Namespace", None, n), f"namespace {n} is not in PERMISSIVE yet ({mode.why})", \
+            hint("MST0405", namespace=n, policy=str(mode.by))

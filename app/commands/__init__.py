@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from app import safe
+
 cli = typer.Typer(
     name="meshstep",
     help="Staged adoption planner and feature-flag manager for Istio.",
@@ -127,9 +129,9 @@ def load_inventory(source: str | None):
 def not_visible_warning(inv: Any) -> None:
     """One line on stderr naming what the source could not read, with the server's reason."""
     if inv.visibility.not_visible:
-        typer.echo("warning: could not read " + "; ".join(f"{n.resource} ({n.reason})"
-                                                        for n in inv.visibility.not_visible)
-                   + ": what their objects would show is unknown", err=True)
+        echo("warning: could not read " + "; ".join(f"{n.resource} ({safe.message(n.reason)})"
+                                                  for n in inv.visibility.not_visible)
+             + ": what their objects would show is unknown", err=True)
 
 
 def load_evidence(prometheus: str | None, telemetry: str | None, window: str, inv: Any,
@@ -140,27 +142,37 @@ def load_evidence(prometheus: str | None, telemetry: str | None, window: str, in
     return evidence(prometheus, telemetry, inv, window, verify or ())
 
 
+def echo(text: Any = "", err: bool = False, nl: bool = True) -> None:
+    """Every line the CLI writes for people (and the YAML it renders): whatever it quotes from a cluster, a snapshot,
+    telemetry or a user has its control and bidi characters escaped, whether stdout is a terminal or not — an
+    escape sequence in an annotation must not rewrite what the terminal shows (app/safe.py). Values the YAML holds
+    are already escaped by YAML's own quoting (a safe_dump is ASCII), so that it parses to them exactly."""
+    typer.echo(safe.terminal(str(text)), err=err, nl=nl)
+
+
 def emit_json(data: Any) -> None:
+    # ASCII (json.dumps escapes every control and non-ASCII character): nothing hidden reaches a terminal.
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def emit_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
     """A plain aligned text table; empty input prints a dash line."""
     if not rows:
-        typer.echo("(none)")
+        echo("(none)")
         return
     columns = columns or list(rows[0])
     cells = [[cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
     for row in cells:
-        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
 def cell(value: Any) -> str:
-    """A value as a table shows it (here, and in the app as here): "-" for none, a list joined by commas."""
+    """A value as a table shows it (here, and in the app as here): "-" for none, a list joined by commas; cut and
+    escaped as safe.shown() shows a value."""
     if value is None:
         return "-"
     if isinstance(value, (list, tuple, set)):
-        return ",".join(map(str, value)) or "-"
-    return str(value)
+        return safe.shown(",".join(map(str, value))) or "-"
+    return safe.shown(value)

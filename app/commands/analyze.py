@@ -7,7 +7,8 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from app.commands import Format, FormatOpt, SourceOpt, cli, emit_json
+from app import safe
+from app.commands import Format, FormatOpt, SourceOpt, cli, echo, emit_json
 from cluster.errors import MeshstepError
 
 
@@ -67,7 +68,7 @@ def _print_table(messages: list, source: str) -> None:
     from analysis.findings import counts, terminal
 
     if not messages:
-        typer.echo(f"√ no validation issues found in {source}")
+        echo(f"√ no validation issues found in {safe.shown(source)}")
         return
-    typer.echo(terminal(messages))
-    typer.echo(f"\n{counts(messages)}")
+    echo(terminal(messages, escape=safe.message))
+    echo(f"\n{counts(messages)}")

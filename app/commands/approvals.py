@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from app.commands import ActorOpt, ClusterOpt, DbOpt, SourceOpt, actor_name, cluster_name, open_store
+from app import safe
+from app.commands import ActorOpt, ClusterOpt, DbOpt, SourceOpt, actor_name, cluster_name, echo, open_store
 from app.commands.plan import NameOpt, _plan, plan_app
 
 NoteOpt = Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail with the decision.")]
@@ -23,7 +24,7 @@ def _decide(decision: str, reason: str, name: str | None, source: str | None, cl
             raise MeshstepError(f"plan {p.name!r} is complete: no stage left to approve or reject")
         approvals.decide(store, p.cluster, stage, decision, actor_name(actor), reason)
         standing = approvals.stage_standing(store, p.cluster, stages.current_stage(store.get_plan(p.id)))
-    typer.echo(f"stage {stage.order} ({stage.title}): {decision}; {standing.text()}")
+    echo(f"stage {stage.order} ({safe.shown(stage.title)}): {decision}; {safe.message(standing.text())}")
 
 
 @plan_app.command("approve")
@@ -64,7 +65,7 @@ def plan_policy(
         now = approvals.policy_of(store, name)
         if approvers is None and requester_may_approve is None and window is None and not no_windows \
                 and timezone is None:
-            typer.echo(f"{name}: {now.text()}")
+            echo(f"{safe.shown(name)}: {safe.message(now.text())}")
             return
         new = approvals.Policy.make(
             now.approvers if approvers is None else approvers,
@@ -72,4 +73,4 @@ def plan_policy(
             [] if no_windows else window if window is not None else [w.text for w in now.windows],
             timezone or now.timezone)
         approvals.set_policy(store, name, new, actor_name(actor), reason)
-    typer.echo(f"{name}: {new.text()}")
+    echo(f"{safe.shown(name)}: {safe.message(new.text())}")

@@ -6,12 +6,14 @@ from typing import Annotated
 
 import typer
 
+from app import safe
 from app.commands import (
     PrometheusOpt,
     SourceOpt,
     TelemetryOpt,
     WindowOpt,
     cli,
+    echo,
     emit_json,
     emit_table,
     load_evidence,
@@ -51,18 +53,18 @@ def explain(
                                                     **({"traffic_missing": missing} if missing else {}),
                                                     "not_visible": [n.to_json() for n in inv.visibility.not_visible]})
     elif format == ExplainFormat.dot:
-        typer.echo(explain_render.to_dot(report.graph), nl=False)
+        echo(explain_render.to_dot(report.graph), nl=False)
     elif format == ExplainFormat.markdown:
-        typer.echo(explain_render.to_markdown(report))
+        echo(explain_render.to_markdown(report, safe.md_message))
     elif name is None:
         # The overview: one row per component instance, the role once per component.
         emit_table([{"component": s.component.id, "plane": s.component.plane, "kind": i.kind,
                      "namespace": i.namespace, "name": i.name}
                     for s in report.summaries for i in s.instances])
-        typer.echo("\n" + "\n".join(f"{s.component.id}: {s.component.role}" for s in report.summaries))
-        typer.echo("\n`meshstep explain NAME` explains one of them in depth.")
+        echo("\n" + "\n".join(f"{s.component.id}: {s.component.role}" for s in report.summaries))
+        echo("\n`meshstep explain NAME` explains one of them in depth.")
     else:
-        typer.echo(explain_render.to_text(report), nl=False)
+        echo(explain_render.to_text(report, safe.message), nl=False)
     if format == ExplainFormat.table:
         _show_traffic(edges, missing)
     not_visible_warning(inv)
@@ -89,9 +91,10 @@ def _show_traffic(edges, note) -> None:
 
     if edges is None and not note:
         return
-    typer.echo(f"\nOBSERVED TRAFFIC ({note})" if edges is not None else f"\nobserved traffic: {note}")
+    echo(f"\nOBSERVED TRAFFIC ({safe.message(note)})" if edges is not None
+         else f"\nobserved traffic: {safe.message(note)}")
     if edges is not None:
         emit_table([edge_row(e) for e in edges])
         if any(not e.source.known for e in edges):
-            typer.echo("unknown sources: callers without a sidecar; only the destination's sidecar reports them, "
+            echo("unknown sources: callers without a sidecar; only the destination's sidecar reports them, "
                        "in plaintext and with no source metadata")

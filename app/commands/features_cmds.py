@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import enum
-import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from analysis.catalog import TRAFFIC_GATED, reads_traffic
 from analysis.findings import counts, terminal
+from app import safe
 from app.commands import (
     ClusterOpt,
     DbOpt,
@@ -22,6 +22,7 @@ from app.commands import (
     WindowOpt,
     cli,
     cluster_name,
+    echo,
     emit_json,
     emit_table,
     feature_params,
@@ -86,7 +87,7 @@ def render_cmd(feature: str, scope: ScopeOpt = "mesh", set_: SetOpt = None, sour
             traffic = ev.traffic(reads_traffic([feat.id]))  # read only for a gate that asks who really calls
             if traffic is None and feat.id in TRAFFIC_GATED and live(inv):
                 # Why the cluster's own Prometheus gave nothing (the gate's MST0820 warning says only that it did not).
-                typer.echo(f"note: {ev.missing}", err=True)
+                echo(f"note: {safe.message(ev.missing)}", err=True)
             rendered, msgs = render_gated(feat, p, scope, inv, traffic)
     except Refused as e:
         _refused(e, format, inv)
@@ -106,14 +107,15 @@ def _emit(rendered: Rendered, inv: Any, msgs: list[Any], format: RenderFormat) -
         emit_json(_json(rendered, changes, msgs, refused=False))
         return
     if msgs:  # what the gate warns of: said, not refused
-        typer.echo(f"the gate passes with {counts(msgs)}:\n{terminal(msgs)}", err=True)
+        echo(f"the gate passes with {counts(msgs)}:\n{terminal(msgs, escape=safe.message)}", err=True)
     what = "undo" if rendered.rollback else "apply"
     if changes.empty:
-        typer.echo(f"note: nothing to {what} for {rendered.feature} in {rendered.scope}: the cluster already has it",
+        echo(f"note: nothing to {what} for {rendered.feature} in {safe.shown(rendered.scope)}: the cluster already "
+             "has it",
                    err=True)
     else:
-        typer.echo(f"changes: {changes.summary()}", err=True)
-    sys.stdout.write(changes.diff if format == RenderFormat.diff else rendered.yaml)
+        echo(f"changes: {safe.message(changes.summary())}", err=True)
+    echo(changes.diff if format == RenderFormat.diff else rendered.yaml, nl=False)
 
 
 def _json(rendered: Rendered | None, changes: Any, msgs: list[Any], refused: bool) -> dict[str, Any]:
@@ -131,14 +133,14 @@ def _refused(e: Refused, format: RenderFormat, inv: Any) -> None:
     if format == RenderFormat.json:
         emit_json(_json(e.rendered, changes, e.findings, refused=True))
         return
-    typer.echo(f"error: {e.feature} cannot be turned on in {e.scope}: {counts(e.findings)}"
-               + (f"; {e.reason}" if e.reason else ""), err=True)
-    typer.echo(terminal(e.findings), err=True)
+    echo(f"error: {e.feature} cannot be turned on in {safe.shown(e.scope)}: {counts(e.findings)}"
+         + (f"; {safe.message(e.reason)}" if e.reason else ""), err=True)
+    echo(terminal(e.findings, escape=safe.message), err=True)
     if e.rendered is not None:
-        typer.echo(f"\n# REFUSED: {e.feature} in {e.scope} — the YAML it would apply, NOT to be applied "
+        echo(f"\n# REFUSED: {e.feature} in {safe.shown(e.scope)} — the YAML it would apply, NOT to be applied "
                    f"({len(e.findings)} finding{'s' if len(e.findings) != 1 else ''} above; changes: "
-                   f"{changes.summary()})", err=True)
-        typer.echo(e.rendered.yaml, err=True, nl=False)
+                   f"{safe.message(changes.summary())})", err=True)
+        echo(e.rendered.yaml, err=True, nl=False)
 
 
 @cli.command("status")
@@ -147,6 +149,8 @@ def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt =
     """What is on where: observed in the cluster, recorded as flags, and where the two disagree (drift). What the
     source could not read is listed (NOT VISIBLE; `not_visible` in JSON), a feature whose evidence it holds is
     unknown rather than off, and, as kubectl does for a partial answer, the command then exits 1."""
+    from analysis.effective import defaults, resolved
+    from analysis.readiness.scope import mesh_namespaces
     from features._mtls import mtls_modes
     from features.base import observe, unknown_features
     from state.drift import recorded_and_drift
@@ -160,33 +164,38 @@ def status_cmd(source: SourceOpt = None, db: DbOpt = None, cluster: ClusterOpt =
     not_visible = [n.to_json() for n in inv.visibility.not_visible]
     report = {"cluster": name,
               "observed": [{"feature": o.feature, "scope": o.scope, "evidence": list(o.evidence)} for o in observed],
-              "mtls": [m.to_json() for m in mtls_modes(inv)],
+              "mtls": mtls_modes(inv),
               "not_visible": not_visible,
+              "effective": [e.to_json() for e in resolved(inv, mesh_namespaces(inv))],
+              "defaults": {"istio": inv.istio_version, "table": [d.to_json() for d in defaults(inv.istio_version)]},
               **status}
     if format == Format.json:
         emit_json(report)
     else:
         _status_tables(report, inv.source, params_text)
     if not_visible:
-        typer.echo(f"error: could not read {', '.join(n['resource'] for n in not_visible)}: this answer is partial "
+        echo(f"error: could not read {', '.join(n['resource'] for n in not_visible)}: this answer is partial "
                    "(what their objects would show is unknown)", err=True)
         raise typer.Exit(1)
 
 
 def _status_tables(report: dict[str, Any], source: str, params_text: Any) -> None:
-    typer.echo(f"cluster: {report['cluster']}   source: {source}")
-    typer.echo("\nMTLS (the mode each scope's workloads accept, as Istio resolves it)")
+    echo(f"cluster: {safe.shown(report['cluster'])}   source: {safe.shown(source)}")
+    echo("\nMTLS (the mode each scope's workloads accept, as Istio resolves it)")
     emit_table([m | {"explicit": "yes" if m["explicit"] else "no (Istio's default)"} for m in report["mtls"]],
                ["scope", "mode", "explicit", "by"])
-    typer.echo("\nOBSERVED")
+    echo(f"\nIN EFFECT (as Istio resolves it: config, else Istio {report['defaults']['istio'] or ''}'s defaults; "
+         "namespaces where it differs from the mesh)")
+    emit_table(report["effective"], ["behaviour", "scope", "value", "why"])
+    echo("\nOBSERVED")
     emit_table(report["observed"])
-    typer.echo("\nRECORDED")
+    echo("\nRECORDED")
     emit_table([{"feature": f["feature"], "scope": f["scope"], "state": f["state"],
                  "params": params_text(f["params"]), "version": f["version"]}
                 for f in report["recorded"]])
-    typer.echo("\nDRIFT")
+    echo("\nDRIFT")
     emit_table([{"feature": d["feature"], "scope": d["scope"], "kind": d["kind"], "detail": d["detail"]}
                 for d in report["drift"]])
     if report["not_visible"]:
-        typer.echo("\nNOT VISIBLE (could not be read: what depends on it is unknown)")
+        echo("\nNOT VISIBLE (could not be read: what depends on it is unknown)")
         emit_table(report["not_visible"], ["kind", "resource", "reason"])

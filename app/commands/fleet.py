@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from app.commands import ActorOpt, DbOpt, Format, FormatOpt, actor_name, cli, emit_json, emit_table, open_store
+from app import safe
+from app.commands import ActorOpt, DbOpt, Format, FormatOpt, actor_name, cli, echo, emit_json, emit_table, open_store
 from cluster.errors import MeshstepError
 
 
@@ -51,10 +52,10 @@ def fleet(
         emit_table([r.row() for r in rows])
         for r in rows:
             if not r.ok:
-                typer.echo(f"\n{r.name}: failed after {r.seconds:.1f} s: {r.error}")
+                echo(f"\n{safe.shown(r.name)}: failed after {r.seconds:.1f} s: {safe.message(r.error)}")
             elif r.drift:
                 kinds = Counter(d.kind for d in r.drift)
-                typer.echo(f"\n{r.name}: drift: " + "; ".join(f"{n} {kind}" for kind, n in kinds.items())
+                echo(f"\n{safe.shown(r.name)}: drift: " + "; ".join(f"{n} {kind}" for kind, n in kinds.items())
                            + f" (meshstep status --source {r.source} --cluster {r.name} lists them)")
     if not all(r.ok for r in rows):
         raise typer.Exit(1)

@@ -1,9 +1,8 @@
 """`meshstep inventory`: what is in the cluster, as Istio sees it."""
 from __future__ import annotations
 
-import typer
-
-from app.commands import Format, FormatOpt, SourceOpt, cli, emit_json, emit_table, load_inventory
+from app import safe
+from app.commands import Format, FormatOpt, SourceOpt, cli, echo, emit_json, emit_table, load_inventory
 from cluster import revisions
 
 
@@ -16,25 +15,26 @@ def inventory(source: SourceOpt = None, format: FormatOpt = Format.table) -> Non
         emit_json(report)
         return
     istio = report["istio"]
-    typer.echo(f"source: {report['source']}   "
-               + (revisions.headline(inv) if istio["installed"] else "Istio: not installed"))
-    typer.echo("\nCONTROL PLANE")
+    echo(f"source: {safe.shown(report['source'])}   "
+         + (safe.message(revisions.headline(inv)) if istio["installed"] else "Istio: not installed"))
+    echo("\nCONTROL PLANE")
     emit_table(report["control_plane"]["revisions"])
-    typer.echo("\nNAMESPACES")
+    echo("\nNAMESPACES")
     emit_table(report["namespaces"])
     if "upgrade" in report:
         up = report["upgrade"]
-        typer.echo(f"\nUPGRADE {up['from']['revision']} ({up['from']['version']}) → {up['to']['revision']} "
-                   f"({up['to']['version']}): {up['namespaces_done']} of {up['namespaces_total']} namespaces done")
+        echo(f"\nUPGRADE {safe.shown(up['from']['revision'])} ({safe.shown(up['from']['version'])}) → "
+             f"{safe.shown(up['to']['revision'])} ({safe.shown(up['to']['version'])}): {up['namespaces_done']} of "
+             f"{up['namespaces_total']} namespaces done")
         emit_table(up["namespaces"])
     if report["stale_pods"]:
-        typer.echo("\nPODS TO RESTART (their proxy differs from what their namespace injects)")
+        echo("\nPODS TO RESTART (their proxy differs from what their namespace injects)")
         emit_table(report["stale_pods"])
-    typer.echo("\nCOMPONENTS")
+    echo("\nCOMPONENTS")
     emit_table(report["components"])
     vis = report["visibility"]
     if vis["not_visible"]:
-        typer.echo("\nNOT VISIBLE (could not be read: what depends on it is unknown)")
+        echo("\nNOT VISIBLE (could not be read: what depends on it is unknown)")
         emit_table(vis["not_visible"], ["kind", "resource", "reason"])
     if vis["not_installed"]:
-        typer.echo(f"\nnot installed: {', '.join(vis['not_installed'])}")
+        echo(f"\nnot installed: {safe.shown(', '.join(vis['not_installed']))}")

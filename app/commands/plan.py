@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 import planner.plan
+from app import safe
 from app.commands import (
     ActorOpt,
     ClusterOpt,
@@ -22,6 +23,7 @@ from app.commands import (
     actor_name,
     cli,
     cluster_name,
+    echo,
     emit_json,
     emit_table,
     feature_params,
@@ -96,25 +98,26 @@ def _show(p, format: Format) -> None:
                    "stages": [{k: v for k, v in row.items() if k != "now"} | {"features": s.features, "goal": s.goal}
                               for row, s in zip(rows, p.stages)]})
         return
-    typer.echo(f"plan {_title(p)} for cluster {p.cluster}: {_standing(p)}")
+    echo(f"plan {_title(p)} for cluster {safe.shown(p.cluster)}: {_standing(p)}")
     if p.promoted_from:
         src = p.promoted_from
-        typer.echo(f"promoted from plan {src['name']} on cluster {src['cluster']}: a stage starts here "
-                   f"{duration_text(p.promotion_after or 0)} after it was done there at the earliest")
+        echo(f"promoted from plan {safe.shown(src['name'])} on cluster {safe.shown(src['cluster'])}: a stage starts "
+             f"here {duration_text(p.promotion_after or 0)} after it was done there at the earliest")
     if p.verify:
-        typer.echo(f"verification thresholds: {Thresholds.from_json(p.verify).text(p.verify)} (the others as by "
+        echo(f"verification thresholds: {Thresholds.from_json(p.verify).text(p.verify)} (the others as by "
                    "default; a `plan advance --verify` goes over them)")
     emit_table([row | {"found_on": "found on" if row["found_on"] else ""} for row in rows],
                ["now", "order", "status", "found_on", "title", "features", "scope"])
     if p.left_out:
-        typer.echo("\nLEFT OUT (the template has them; this cluster cannot have them yet)")
+        echo("\nLEFT OUT (the template has them; this cluster cannot have them yet)")
         for x in p.left_out:
-            typer.echo(f"  - {x['stage']}: {x['feature']} in {x['scope']}: {x['reason']}")
+            echo(f"  - {safe.shown(x['stage'])}: {x['feature']} in {safe.shown(x['scope'])}: "
+                 f"{safe.message(x['reason'])}")
 
 
 def _title(p) -> str:
     """`routing-first`, or `canary (routing-first)` when the plan has a name of its own."""
-    return p.name if p.name == p.template else f"{p.name} ({p.template})"
+    return safe.shown(p.name if p.name == p.template else f"{p.name} ({p.template})")
 
 
 def _standing(p) -> str:
@@ -144,7 +147,7 @@ def plan_list(source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = 
     if format == Format.json:
         emit_json(rows)
     elif not rows:
-        typer.echo("no plan for this cluster: start one with `meshstep plan new`")
+        echo("no plan for this cluster: start one with `meshstep plan new`")
     else:
         emit_table(rows, ["name", "template", "status", "mode", "done", "complete", "created_by", "created_at"])
 
@@ -161,7 +164,7 @@ def plan_delete(
     with open_store(db) as store:
         p = stages.find_plan(store, cluster_name(cluster, source), name)
         stages.delete(store, p, actor_name(actor), reason)
-    typer.echo(f"plan {p.name} deleted")
+    echo(f"plan {safe.shown(p.name)} deleted")
 
 
 @plan_app.command("promote")
@@ -205,7 +208,7 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
     with _plan(name, source, cluster, db) as (inv, _store, p):
         view = moves.next_view(p, inv, load_evidence(prometheus, telemetry, window, inv))
     if view is None:
-        typer.echo(f"plan {_title(p)} is complete: every stage is done")
+        echo(f"plan {_title(p)} is complete: every stage is done")
         return
     st, cfg = view.stage, view.config
     if format == Format.json:
@@ -217,30 +220,30 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
                    "apply_yaml": cfg.apply_yaml, "rollback_yaml": cfg.rollback_yaml, "notes": list(cfg.notes)})
         return
     rehearsal = "   (rehearsal)" if p.mode == PlanMode.REHEARSAL else ""
-    typer.echo(f"STAGE {st.order}: {st.title}   [{st.status}]{rehearsal}")
-    typer.echo(f"goal: {st.goal}")
+    echo(f"STAGE {st.order}: {safe.shown(st.title)}   [{st.status}]{rehearsal}")
+    echo(f"goal: {safe.message(st.goal)}")
     for s in cfg.skipped:
-        typer.echo(f"already on: {s.feature} in {s.scope} (nothing to render for it)")
-    typer.echo(f"\nGATE — {'passes' if view.gate.passed else 'BLOCKED'}: {len(view.gate.ran)} check(s) ran"
-               + (f", {len(view.gate.skipped)} skipped" if view.gate.skipped else ""))
+        echo(f"already on: {s.feature} in {safe.shown(s.scope)} (nothing to render for it)")
+    echo(f"\nGATE — {'passes' if view.gate.passed else 'BLOCKED'}: {len(view.gate.ran)} check(s) ran"
+         + (f", {len(view.gate.skipped)} skipped" if view.gate.skipped else ""))
     for check in view.gate.ran:
-        typer.echo(f"  · {check}")
+        echo(f"  · {check}")
     for check in view.gate.skipped:
-        typer.echo(f"  ? skipped: {check}")
+        echo(f"  ? skipped: {safe.message(check)}")
     if view.gate.messages:
         from analysis.findings import terminal
 
-        typer.echo(terminal(view.gate.messages, indent="  "))
+        echo(terminal(view.gate.messages, "  ", safe.message))
     else:
-        typer.echo("  ✓ none found anything")
+        echo("  ✓ none found anything")
     if cfg.notes:
-        typer.echo("\nRUN")
+        echo("\nRUN")
         for n in cfg.notes:
-            typer.echo(f"  {n}")
-    typer.echo(f"\nCHANGES (against the cluster as the earlier stages leave it): {view.changes.summary()}")
-    typer.echo(view.changes.diff.rstrip("\n") or "  (none)")
-    typer.echo("\nAPPLY (kubectl apply -f -)")
-    typer.echo(cfg.apply_yaml or "  (nothing to apply: this stage only checks)")
+            echo(f"  {n}")
+    echo(f"\nCHANGES (against the cluster as the earlier stages leave it): {safe.message(view.changes.summary())}")
+    echo(view.changes.diff.rstrip("\n") or "  (none)")
+    echo("\nAPPLY (kubectl apply -f -)")
+    echo(cfg.apply_yaml or "  (nothing to apply: this stage only checks)")
 
 
 @plan_app.command("advance")
@@ -267,10 +270,32 @@ def plan_advance(
         complete = stages.current_stage(store.get_plan(p.id)) is None
     verification = st.record.verification if st.status == StageStatus.VERIFIED else None
     for line in (verification or {}).get("lines", ()):
-        typer.echo(line, err=True)  # the traffic before and after, or why it was not compared
-    typer.echo(f"stage {st.order} ({st.title}): {st.status}" + (" (rehearsal)" if rehearse else ""))
+        echo(line, err=True)  # the traffic before and after, or why it was not compared
+    echo(f"stage {st.order} ({safe.shown(st.title)}): {st.status}" + (" (rehearsal)" if rehearse else ""))
     if complete:
-        typer.echo(f"plan {_title(p)} is complete: every stage is done")
+        echo(f"plan {_title(p)} is complete: every stage is done")
+
+
+@plan_app.command("rehearse")
+def plan_rehearse(
+    to: Annotated[int | None, typer.Option("--to", help="Stop once this stage is done (default: the last).")] = None,
+    name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
+    actor: ActorOpt = None, prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None,
+    window: WindowOpt = "1h",
+) -> None:
+    """Walk the plan's stages on its overlay to done (or --to a stage): every gate, invariant and exit check runs,
+    nothing is overridden; the first failure stops the walk with its findings and exit status 1."""
+    from planner import moves, stages
+
+    with _plan(name, source, cluster, db) as (inv, store, p):
+        done = moves.rehearse(store, p, inv, actor_name(actor), to, load_evidence(prometheus, telemetry, window, inv))
+        complete = stages.current_stage(store.get_plan(p.id)) is None
+    for st in {st.order: st for st in done.moves}.values():  # where each stage it moved was left
+        echo(f"stage {st.order} ({safe.shown(st.title)}): {st.status} (rehearsal)")
+    if done.refusal is not None:
+        raise done.refusal
+    if complete:
+        echo(f"plan {_title(p)} is complete: every stage is done")
 
 
 @plan_app.command("rollback")
@@ -284,9 +309,9 @@ def plan_rollback(
 
     with _plan(name, source, cluster, db) as (inv, store, p):
         done = moves.rollback(store, p, inv, actor_name(actor), reason)
-    typer.echo(f"# {done.said}", err=True)
+    echo(f"# {safe.message(done.said)}", err=True)
     if done.undo_yaml:
-        typer.echo(done.undo_yaml)
+        echo(done.undo_yaml)
 
 
 @plan_app.command("add")
@@ -306,7 +331,7 @@ def plan_add(
     with _plan(name, source, cluster, db) as (inv, store, p):
         st = stages.add_stage(store, p, inv, title or f"{feat.title} in {scope}", goal or feat.problem,
                               [planner.plan.Step(feature, scope, params)], actor_name(actor))
-    typer.echo(f"stage {st.order} added: {st.title}")
+    echo(f"stage {st.order} added: {safe.shown(st.title)}")
 
 
 @plan_app.command("export")
@@ -322,6 +347,6 @@ def plan_export(directory: Annotated[Path, typer.Argument(help="Where to write t
     directory.mkdir(parents=True, exist_ok=True)
     for fname, text in written.files.items():
         (directory / fname).write_text(text)
-        typer.echo(directory / fname)
+        echo(directory / fname)
     for line in written.skipped:
-        typer.echo(f"# no file: {line}", err=True)
+        echo(f"# no file: {safe.message(line)}", err=True)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from app import safe
 from app.commands import (
     ActorOpt,
     ClusterOpt,
@@ -17,6 +18,7 @@ from app.commands import (
     actor_name,
     cli,
     cluster_name,
+    echo,
     emit_json,
     emit_table,
     feature_params,
@@ -73,13 +75,13 @@ def flags_set(feature: str, scope: ScopeOpt, reason: ReasonOpt,
     with open_store(db) as store:
         cluster = cluster_name(cluster, source)
         flag = store.set_flag(cluster, feature, scope, params, state, actor_name(actor), reason, expect_version)
-    typer.echo(f"{feature} in {scope} on {cluster}: {flag.state} (version {flag.version})")
+    echo(f"{feature} in {safe.shown(scope)} on {safe.shown(cluster)}: {flag.state} (version {flag.version})")
     if expect_version is None and flag.version > 1:
         _replaced(flag.version - 1)
 
 
 def _replaced(version: int) -> None:
-    typer.echo(f"note: this replaced version {version} as it stood, whoever wrote it: pass --expect-version with "
+    echo(f"note: this replaced version {version} as it stood, whoever wrote it: pass --expect-version with "
                "the version you looked at to refuse a change made since", err=True)
 
 
@@ -90,7 +92,7 @@ def flags_unset(feature: str, scope: ScopeOpt, reason: ReasonOpt, cluster: Clust
     with open_store(db) as store:
         cluster = cluster_name(cluster)
         flag = store.unset_flag(cluster, feature, scope, actor_name(actor), reason, expect_version)
-    typer.echo(f"{feature} in {scope} on {cluster}: no longer recorded")
+    echo(f"{feature} in {safe.shown(scope)} on {safe.shown(cluster)}: no longer recorded")
     if expect_version is None:
         _replaced(flag.version)
 
@@ -118,7 +120,7 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
             broken = audit.verify(store)
             key = store.audit_key
             if broken:
-                typer.echo(f"audit chain broken: {broken}\n(verified with the audit key {key.fingerprint} from "
+                echo(f"audit chain broken: {safe.message(broken)}\n(verified with the audit key {key.fingerprint} from "
                            f"{key.origin}: if the trail was written with another, set ${audit.KEY_ENV} to it)",
                            err=True)
                 raise typer.Exit(1)
@@ -128,16 +130,16 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
                                                           f"({audit.fingerprint(key.generations[g - 1])})" if g
                                                           else "unkeyed (sha256, before keys)")
                                for a, b, g in audit.key_spans(store))
-            typer.echo(f"audit chain verified: {events} events, hash keys {key.fingerprint} ({key.origin}), "
+            echo(f"audit chain verified: {events} events, hash keys {key.fingerprint} ({key.origin}), "
                        f"signed: {signed or 'nothing yet'}; flags, plans and stages agree with it; "
                        + (f"checkpoint at event {point['seq']} ({audit.checkpoint_path()})" if point else
                           "no checkpoint of this database on this machine"),
                        err=export is not None)  # an export owns stdout
         if export == Export.markdown:
-            typer.echo(reports.export_markdown(store, start, _observed(source, cluster)), nl=False)
+            echo(reports.export_markdown(store, start, _observed(source, cluster)), nl=False)
         elif export is not None:
             events = store.audit_events(start)
-            typer.echo(reports.export_csv(events) if export == Export.csv else reports.export_json(events), nl=False)
+            echo(reports.export_csv(events) if export == Export.csv else reports.export_json(events), nl=False)
         elif not verify:
             emit_table([{"seq": ev.seq, "at": f"{ev.at:%Y-%m-%d %H:%M:%S}", "actor": ev.actor,
                          "identity": how_known(ev.identity), "action": ev.action, "target": ev.target,
@@ -155,6 +157,6 @@ def _observed(source: str | None, cluster: str | None) -> dict[str, list] | None
     try:
         inv = load_inventory(source)
     except MeshstepError as e:
-        typer.echo(f"warning: the report has no drift section: {e}", err=True)
+        echo(f"warning: the report has no drift section: {safe.message(str(e))}", err=True)
         return None
     return {cluster_name(cluster, inv.source): observe(inv)}

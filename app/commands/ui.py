@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from app.commands import DbOpt, PrometheusOpt, SourceOpt, TelemetryOpt, cli
+from app.commands import DbOpt, PrometheusOpt, SourceOpt, TelemetryOpt, cli, echo
 from cluster.errors import MeshstepError
 from cluster.snapshot import FILE_LIMIT
 
@@ -121,7 +121,7 @@ def ui(
     if auth and not auth.is_file():
         raise MeshstepError(f"--auth {auth}: no such file (a secrets TOML file with an [auth] section)")
     check_port(address, port)
-    typer.echo(f"meshstep ui on http://{address}:{port}  (Ctrl-C to stop)", err=True)
+    echo(f"meshstep ui on http://{address}:{port}  (Ctrl-C to stop)", err=True)
     threading.Thread(target=_warm_up, args=(address, port), name="meshstep-warm-up", daemon=True).start()
     # In this process (not a child): SIGTERM and Ctrl-C reach Streamlit's own handlers, which stop the server.
     streamlit_cli.main(args=streamlit_args(port, address, auth.resolve() if auth else None), prog_name="streamlit",

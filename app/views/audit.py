@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import ui
+from app import safe, ui
 from state import audit, reports
 from state.actors import how_known
 
@@ -12,8 +12,8 @@ store = ui.store()
 events = store.audit_events()
 
 st.title("Audit trail")
-st.caption(f"{len(events)} events in {store.url}. Each event is chained to the one before it by a hash, so an "
-           "edited or deleted event breaks the chain.")
+st.caption(f"{len(events)} events in {safe.code(store.url)}. Each event is chained to the one before it by a "
+           "hash, so an edited or deleted event breaks the chain.")
 
 bar = st.container(horizontal=True)
 verify_clicked = bar.button("Verify the chain", type="primary", icon=":material/lock:")
@@ -28,14 +28,15 @@ bar.download_button("JSON", lambda: reports.export_json(events), "meshstep-audit
 if verify_clicked:
     broken = audit.verify(store)
     if broken:
-        st.error(f"The audit chain is broken: {broken}. Restore the database from a backup, or keep this report as "
-                 "evidence of the tampering.", icon=":material/gpp_bad:")
+        st.error(f"The audit chain is broken: {safe.md_message(broken)}. Restore the database from a backup, or "
+                 "keep this report as evidence of the tampering.", icon=":material/gpp_bad:")
     else:
         st.success(f"The audit chain is intact: {len(events)} events verified.", icon=":material/verified:")
 
 if events:
-    frame = pd.DataFrame([{"seq": e.seq, "at": e.at, "actor": e.actor, "identity": how_known(e.identity),
-                           "action": e.action, "target": e.target, "reason": e.reason} for e in reversed(events)])
+    frame = pd.DataFrame(safe.cells({"seq": e.seq, "at": e.at, "actor": e.actor, "identity": how_known(e.identity),
+                                     "action": e.action, "target": e.target, "reason": e.reason}
+                                    for e in reversed(events)))
     actions = st.multiselect("Actions", sorted(frame["action"].unique()), placeholder="all actions")
     shown = frame[frame["action"].isin(actions)] if actions else frame
     event = st.dataframe(
@@ -51,10 +52,10 @@ if events:
                        "reason": st.column_config.TextColumn(width=400)})
     if event.selection.rows:  # the whole event: its reason in full, and what it changed
         e = next(e for e in events if e.seq == shown.iloc[event.selection.rows[0]]["seq"])
-        st.markdown(f"**#{e.seq}** {e.action} on `{e.target}` by **{e.actor}** at {e.at:%Y-%m-%d %H:%M:%S} UTC"
-                    + (f" — {e.reason}" if e.reason else ""))
-        st.caption(f"Identity: {how_known(e.identity)}" + (f", {e.identity['email']}" if (e.identity or {}).get(
-            "email") else ""))
+        st.markdown(f"**#{e.seq}** {safe.md(e.action)} on {safe.code(e.target)} by **{safe.md(e.actor)}** at "
+                    f"{e.at:%Y-%m-%d %H:%M:%S} UTC" + (f" — {safe.md_message(e.reason)}" if e.reason else ""))
+        email = (e.identity or {}).get("email")
+        st.caption(f"Identity: {how_known(e.identity)}" + (f", {safe.md(email)}" if email else ""))
         before, after = st.columns(2)
         before.caption("before")
         before.json(e.before or {}, expanded=2)

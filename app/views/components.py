@@ -1,12 +1,9 @@
 """Components: what Istio runs in this cluster, how the parts talk, and what each one is for."""
 from __future__ import annotations
 
-import re
-from dataclasses import replace
-
 import streamlit as st
 
-from app import meshgraph, traffic, ui
+from app import meshgraph, safe, traffic, ui
 from explain import render as explain_render
 from explain import report as explain
 from telemetry.evidence import edge_row, workload_of
@@ -24,18 +21,19 @@ def _overview(reading: tuple[str, int]) -> tuple[explain.Graph, list[str], dict[
     return report.graph, [s.component.id for s in report.summaries], namespaces
 
 
-def _demoted(markdown: str) -> str:
-    """The report's markdown under this page's headings: its title is the page's own, its sections go two levels
-    down (a report's "# …" would otherwise be larger than the page title)."""
-    lines = markdown.splitlines()
-    if lines and lines[0].startswith("# "):
-        lines = lines[1:]
-    out, fenced = [], False
-    for line in lines:
-        if line.startswith("```"):
-            fenced = not fenced
-        out.append("##" + line if not fenced and re.match(r"#{1,4} ", line) else line)  # not a shell comment
-    return "\n".join(out)
+def _show(report: explain.Report) -> None:
+    """The report's sections under this page's headings, what the cluster says in them escaped (app/safe.py): a
+    pod's annotations and labels are anyone's who can create a pod. The graph is already drawn above."""
+    for heading, secs in explain_render.sections(report):
+        st.markdown(f"### {safe.md(heading)}")
+        for s in secs:
+            st.markdown(f"**{safe.md(s.title)}**")
+            if s.code:
+                st.code(safe.terminal("\n".join(s.lines)), language="sh", wrap_lines=True)
+            elif s.title == "Docs":  # the catalog's own links
+                st.markdown("\n".join(f"- {line}" for line in s.lines))
+            else:
+                st.markdown("\n".join(f"- {safe.md(line, safe.MESSAGE)}" for line in s.lines))
 
 
 st.title("Components")
@@ -64,8 +62,8 @@ if shown.nodes:
 else:
     st.caption("Nothing of Istio in those planes and namespaces.")
 with st.expander(f"The {len(shown.edges)} connections as a table"):
-    st.dataframe([{"from": e.source, "to": e.target, "port": e.port, "protocol": e.protocol, "carries": e.purpose}
-                  for e in shown.edges], hide_index=True, width="stretch",
+    st.dataframe(safe.cells({"from": e.source, "to": e.target, "port": e.port, "protocol": e.protocol,
+                             "carries": e.purpose} for e in shown.edges), hide_index=True, width="stretch",
                  column_config={"carries": st.column_config.TextColumn(width="large")})
 
 st.subheader("Explain")
@@ -75,12 +73,10 @@ name = st.selectbox("A component, or any pod", components + pods,
                          "the mesh and how to debug it.")
 with ui.errors():
     report = explain.explain(inv, name)
-    # The graph is already drawn above; the markdown's own copy of it would repeat it as text.
-    text = explain_render.to_markdown(replace(report, graph=explain.Graph((), ())))
-    st.markdown(_demoted(text))
+    _show(report)
     observed = traffic.observed()  # the Settings page's telemetry, if any
     wanted = {w for s in report.subjects if (w := workload_of(inv, s.ref))}
     if observed is not None and wanted:
-        st.markdown(f"#### Observed traffic\n{observed.window_text}; mTLS or plaintext per edge.")
-        st.dataframe([edge_row(e) for w in sorted(wanted) for e in observed.of_workload(*w)],
+        st.markdown(f"#### Observed traffic\n{safe.md(observed.window_text)}; mTLS or plaintext per edge.")
+        st.dataframe(safe.cells(edge_row(e) for w in sorted(wanted) for e in observed.of_workload(*w)),
                      hide_index=True)

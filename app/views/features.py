@@ -6,7 +6,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import access, findings, ui
+from analysis.effective import UNKNOWN, resolved
+from analysis.readiness.scope import mesh_namespaces
+from app import access, findings, safe, ui
 from cluster.changes import diff
 from features._gate import render_gated
 from features.base import MESH, Feature, Refused, registry, validate_params
@@ -39,9 +41,18 @@ def _cell(key: tuple[str, str]) -> str:
 st.subheader("Flag matrix")
 st.caption("Each cell: the flag recorded for that scope, whether detection observes the feature on there, and ⚠ "
            "where the two disagree (see the Overview for the details).")
-matrix = pd.DataFrame([{"feature": fid, "category": f.category, **{s: _cell((fid, s)) for s in scopes}}
-                       for fid, f in feats.items()])
+matrix = pd.DataFrame(safe.cells({"feature": fid, "category": f.category, **{s: _cell((fid, s)) for s in scopes}}
+                                 for fid, f in feats.items()))
 st.dataframe(matrix, hide_index=True, width="stretch", height=38 + 35 * len(matrix))
+
+st.subheader("In effect")
+st.caption("What Istio does, as it resolves it: the config that sets each behaviour, else Istio's default (with the "
+           "istio.io page that states it); unknown where the source could not show the kinds that decide it. "
+           "Namespaces are listed where they differ from the mesh.")
+effective = pd.DataFrame(safe.cells({"behaviour": e.behaviour, "scope": e.scope, "value": e.value or UNKNOWN,
+                                     "why": e.why, "istio.io": e.page} for e in resolved(inv, mesh_namespaces(inv))))
+st.dataframe(effective, hide_index=True, width="stretch",
+             column_config={"istio.io": st.column_config.LinkColumn("istio.io")})
 
 # ---------------------------------------------------------------- one feature
 
@@ -77,7 +88,8 @@ with about:
         st.markdown("**Pitfalls**\n" + "\n".join(f"- {p}" for p in feature.pitfalls))
     if feature.docs:
         st.markdown(f"[Istio documentation]({feature.docs})")
-    where = [f"`{o.scope}` — " + "; ".join(o.evidence[:2]) for o in observed if o.feature == fid]
+    where = [f"{safe.code(o.scope)} — " + safe.md_message("; ".join(o.evidence[:2]))
+             for o in observed if o.feature == fid]
     st.markdown("**Observed on in:**\n" + "\n".join(f"- {w}" for w in where) if where else "**Observed:** nowhere")
 
 with change:
@@ -91,7 +103,8 @@ with change:
     seen_key = f"flag_version_seen:{fid}:{scope}"
     seen = st.session_state.get(seen_key)
     st.session_state[seen_key] = current["version"] if current else 0
-    st.caption(f"Recorded: **{current['state']}** (version {current['version']}, by {current['changed_by']})"
+    st.caption(f"Recorded: **{current['state']}** (version {current['version']}, by "
+               f"{safe.md(current['changed_by'])})"
                if current else "Recorded: nothing yet")
     with st.form("flag"):
         params = _param_inputs(feature, scope, current["params"] if current else {})
@@ -127,19 +140,19 @@ with change:
                     checked = (feature.validate(params, scope, inv) if state in ("on", "enabling")
                                else validate_params(feature, params))  # as `meshstep flags set` checks it
                     flag = store.set_flag(cluster, fid, scope, checked, state, actor, reason, expected)
-                    ui.flash(f"{fid} in {scope}: **{flag.state}** (version {flag.version}).")
+                    ui.flash(f"{fid} in {safe.md(scope)}: **{flag.state}** (version {flag.version}).")
                 else:
                     store.unset_flag(cluster, fid, scope, actor, reason, expected or None)
-                    ui.flash(f"{fid} in {scope}: no longer recorded.")
+                    ui.flash(f"{fid} in {safe.md(scope)}: no longer recorded.")
                 st.rerun()
 
 if (shown := st.session_state.get("rendered")) and shown[:2] == (fid, scope):
-    st.subheader(f"{fid} for {scope}" + (" — REFUSED" if shown[7] else ""))
+    st.subheader(f"{fid} for {safe.md(scope)}" + (" — REFUSED" if shown[7] else ""))
     if shown[7]:
         st.error("REFUSED: the gate or the invariants found what this YAML would break (below). Do not apply it.")
     findings.show(shown[4])
-    st.markdown(f"**Changes against the cluster:** {shown[5]}")
-    st.code(shown[6] or "# no change", language="diff", wrap_lines=True)
+    st.markdown(f"**Changes against the cluster:** {safe.md_message(shown[5])}")
+    st.code(safe.terminal(shown[6]) or "# no change", language="diff", wrap_lines=True)
     ui.show_config(shown[3], shown[2])
     if not shown[7]:
         st.download_button("Download YAML", shown[2], f"{fid}-{scope}.yaml", mime="application/yaml",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import ui
+from app import safe, ui
 from app.commands import cell
 from cluster import revisions
 from cluster.errors import MeshstepError
@@ -36,7 +36,7 @@ with st.form("fleet"):
 try:
     members = tuple(fleet.parse(text))
 except MeshstepError as e:
-    st.error(str(e))
+    st.error(safe.md_message(str(e)))
     st.stop()
 if not members:
     st.info("Name at least one cluster above.")
@@ -51,7 +51,7 @@ c1.metric("Clusters read", f"{len(ok)} / {len(rows)}")
 c2.metric("Pods in the mesh", f"{sum(r.reading.mesh['pods_in_mesh'] for r in ok)} / "
                               f"{sum(r.reading.mesh['pods_total'] for r in ok)}")
 versions = sorted({v for r in ok for v in r.reading.versions}, key=revisions.version_key)
-c3.metric("Istio versions", ", ".join(versions) or "—",
+c3.metric("Istio versions", safe.shown(", ".join(versions)) or "—",
           help="Every version an istiod revision runs in the fleet (two in a cluster while it upgrades)")
 c4.metric("Clusters drifting", sum(bool(r.drift) for r in ok), help="Recorded and observed disagree")
 
@@ -65,9 +65,11 @@ st.dataframe(pd.DataFrame([{k: cell(v) for k, v in r.row().items()} for r in row
                             "drift": st.column_config.TextColumn(help="Recorded and observed disagree")})
 for r in rows:
     if not r.ok:
-        st.error(f"**{r.name}** (`{r.source}`) could not be read: {r.error}", icon=":material/cloud_off:")
+        st.error(f"**{safe.md(r.name)}** ({safe.code(r.source)}) could not be read: {safe.md_message(r.error)}",
+                 icon=":material/cloud_off:")
 for r in ok:
     if r.drift:
-        with st.expander(f"{r.name}: {len(r.drift)} drift"):
-            st.dataframe(pd.DataFrame([{"feature": d.feature, "scope": d.scope, "kind": d.kind, "detail": d.detail}
-                                       for d in r.drift]), hide_index=True, width="stretch")
+        with st.expander(f"{safe.md(r.name)}: {len(r.drift)} drift"):
+            st.dataframe(pd.DataFrame(safe.cells({"feature": d.feature, "scope": d.scope, "kind": d.kind,
+                                                  "detail": d.detail} for d in r.drift)),
+                         hide_index=True, width="stretch")

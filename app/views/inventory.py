@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import ui
+from app import safe, ui
 
 inv = ui.inventory()
 
 
 st.title("Inventory")
-st.caption(f"{inv.source}: {len(inv.namespaces)} namespaces, {len(inv.workloads)} workloads, {len(inv.pods)} pods, "
-           f"{len(inv.services)} services. Click a column header to sort; select a pod to read why it is or is not "
-           "in the mesh in full.")
+st.caption(f"{safe.md(inv.source)}: {len(inv.namespaces)} namespaces, {len(inv.workloads)} workloads, "
+           f"{len(inv.pods)} pods, {len(inv.services)} services. Click a column header to sort; select a pod to read "
+           "why it is or is not in the mesh in full.")
 tables = ui.inventory_tables()
 
 f1, f2, f3 = st.columns([2, 2, 1])
@@ -64,6 +64,7 @@ for tab, (title, frame) in zip(st.tabs(list(tables), key="inventory_tab", on_cha
         st.caption(f"{len(shown)} of {len(frame)} {title.lower()}")
         if title == "Pods" and event.selection.rows:
             pod = shown.iloc[event.selection.rows[0]]
-            st.info(f"**{pod['namespace']}/{pod['pod']}** — {'in the mesh' if pod['in mesh'] else 'not in the mesh'}"
-                    f": {pod['why']}\n\nThe Components page explains it in full (ports, who it talks to, how to "
-                    "debug it).", icon=":material/info:")
+            st.info(f"**{safe.md(pod['namespace'])}/{safe.md(pod['pod'])}** — "
+                    f"{'in the mesh' if pod['in mesh'] else 'not in the mesh'}: {safe.md_message(pod['why'])}\n\n"
+                    "The Components page explains it in full (ports, who it talks to, how to debug it).",
+                    icon=":material/info:")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import traffic, ui
+from app import safe, traffic, ui
 from cluster import revisions
 from cluster.errors import MeshstepError
 from planner import stages
@@ -17,13 +17,14 @@ cluster = ui.cluster(inv)
 report = ui.report()
 observed = ui.observations()
 
-st.title(f"Cluster {cluster}")
+st.title(f"Cluster {safe.md(cluster)}")
 status = ui.status(store, cluster, inv)
 istio = report["istio"]
 if istio["installed"]:
     names = ", ".join(r["revision"] for r in report["control_plane"]["revisions"]) or "none running"
     headline = revisions.headline(inv)
-    st.caption(f"{headline} · control plane revisions: {names} · root namespace {istio['root_namespace']}")
+    st.caption(f"{safe.md_message(headline)} · control plane revisions: {safe.md_message(names)} · root namespace "
+               f"{safe.md(istio['root_namespace'])}")
 else:
     st.warning("Istio is not installed in this cluster: the plan's first stage says how to install it.")
 
@@ -31,20 +32,22 @@ upgrade = revisions.upgrade(inv)
 history = store.inventory_history(cluster)
 mesh = inv.mesh_summary
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Istio version", f"{upgrade.from_version} → {upgrade.to_version}" if upgrade is not None
-          else istio["version"] or "—", help="During an upgrade: the oldest and the newest revision's versions.")
+c1.metric("Istio version", safe.shown(f"{upgrade.from_version} → {upgrade.to_version}" if upgrade is not None
+                                       else istio["version"] or "—"),
+          help="During an upgrade: the oldest and the newest revision's versions.")
 c2.metric("Namespaces in the mesh", f"{mesh['namespaces_in_mesh']} / {mesh['namespaces_total']}",
           help="Namespaces with at least one pod in the mesh (sidecar or ambient), out of all namespaces.")
 c3.metric("Pods in the mesh", f"{mesh['pods_in_mesh']} / {mesh['pods_total']}")
 c4.metric("Features observed", len(observed), help="Feature × scope pairs that detection finds on in the cluster.")
 
 if upgrade is not None:  # two revisions side by side: how far the move from the old one has gone
-    st.subheader(f"Upgrade {upgrade.from_version or upgrade.from_revision} → "
-                 f"{upgrade.to_version or upgrade.to_revision}")
+    st.subheader(f"Upgrade {safe.md(upgrade.from_version or upgrade.from_revision)} → "
+                 f"{safe.md(upgrade.to_version or upgrade.to_revision)}")
     st.progress(upgrade.done / len(upgrade.namespaces) if upgrade.namespaces else 1.0,
-                text=f"revision {upgrade.from_revision} → {upgrade.to_revision}: {upgrade.done} of "
-                     f"{len(upgrade.namespaces)} namespaces done · default tag on {upgrade.default_tag or 'none'}")
-    st.dataframe(pd.DataFrame([n.to_json() for n in upgrade.namespaces]), hide_index=True, width="stretch",
+                text=f"revision {safe.md(upgrade.from_revision)} → {safe.md(upgrade.to_revision)}: {upgrade.done} "
+                     f"of {len(upgrade.namespaces)} namespaces done · default tag on "
+                     f"{safe.md(upgrade.default_tag or 'none')}")
+    st.dataframe(pd.DataFrame(safe.cells(n.to_json() for n in upgrade.namespaces)), hide_index=True, width="stretch",
                  column_config={"injects": st.column_config.TextColumn(help="The revision its label resolves to"),
                                 "on_new": st.column_config.NumberColumn(help="Proxies on the new revision"),
                                 "on_old": st.column_config.NumberColumn(help="Proxies on an older revision")})
@@ -62,9 +65,9 @@ with left:
         stage = stages.current_stage(plan)
         done = stages.done_count(plan)
         st.progress(done / len(plan.stages) if plan.stages else 1.0,
-                    text=f"**{plan.name}**: {done} of {len(plan.stages)} stages done")
+                    text=f"**{safe.md(plan.name)}**: {done} of {len(plan.stages)} stages done")
         if stage is not None:
-            st.markdown(f"Current stage **{stage.order}. {stage.title}** — `{stage.status}`")
+            st.markdown(f"Current stage **{stage.order}. {safe.md(stage.title)}** — `{stage.status}`")
         st.page_link("views/plan.py", label="Open the plan", icon=":material/stairs:")
 
 drift = status["drift"]
@@ -122,13 +125,14 @@ with ui.errors("Could not read the telemetry"):
                    "metrics file on the Settings page.")
         st.page_link("views/settings.py", label="Set the telemetry", icon=":material/settings:")
     elif not (shares := read[1]):
-        st.caption(f"No requests in the last 6 hours of {read[0]}: no mTLS share to show.")
+        st.caption(f"No requests in the last 6 hours of {safe.md(read[0])}: no mTLS share to show.")
     elif len(shares) == 1:
         [only] = shares
         st.metric("Requests in mutual TLS", f"{only.share:.1f}%",
                   help="Of the requests the destinations' sidecars served (a pod without a sidecar counts none).")
         st.caption(f"One reading only ({count_text(only.requests)} requests to "
-                   f"{pd.Timestamp(only.at, unit='s'):%Y-%m-%d %H:%M} UTC, {read[0]}): no trend to draw yet.")
+                   f"{pd.Timestamp(only.at, unit='s'):%Y-%m-%d %H:%M} UTC, {safe.md(read[0])}): no trend to draw "
+                   "yet.")
     else:
         frame = pd.DataFrame([{"at": pd.Timestamp(p.at, unit="s"), "mTLS share": p.share / 100,
                                "step to": f"{pd.Timestamp(p.at, unit='s'):%Y-%m-%d %H:%M} UTC",
@@ -147,7 +151,7 @@ with ui.errors("Could not read the telemetry"):
         last = shares[-1]
         st.caption(f"{last.share:.1f}% of {count_text(last.requests)} requests in mutual TLS in the step to "
                    f"{pd.Timestamp(last.at, unit='s'):%Y-%m-%d %H:%M} UTC; the rest plaintext or of unknown security. "
-                   f"As the destinations' sidecars counted them, {read[0]}.")
+                   f"As the destinations' sidecars counted them, {safe.md(read[0])}.")
 
 # One table, not three: each feature and scope once, with what detection sees, what the team recorded, and the
 # drift between the two.
@@ -162,7 +166,7 @@ rows = [{"feature": f, "scope": s, "observed": (f, s) in evidence, "recorded": r
          else "",
          "evidence": "; ".join(evidence.get((f, s), ())[:2])} for f, s in sorted(set(evidence) | set(recorded))]
 if rows:
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(safe.cells(rows))
     if not frame["detail"].any():
         frame = frame.drop(columns="detail")
     st.dataframe(frame, hide_index=True, width="stretch",

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import planner.plan
-from app import access, approval_panel, findings, traffic, ui
+from app import access, approval_panel, findings, safe, traffic, ui
 from cluster.errors import MeshstepError
 from planner import lifecycle, moves, promotion, stages
 from planner.lifecycle import Event
@@ -29,9 +29,10 @@ def traffic_before_after(stage) -> None:
     """A stage's verification as a chart per figure (before and after it was applied), or why there is none."""
     v = stage.record.verification
     before, after = v.get("before"), v.get("after")
-    st.markdown(f"**Stage {stage.order}: {stage.title}** — {_SAID.get(v['status'], v['status'])}")
+    st.markdown(f"**Stage {stage.order}: {safe.md(stage.title)}** — {_SAID.get(v['status'], v['status'])}")
     if before is None or after is None:
-        st.info("Traffic not compared: " + " ".join(line.strip() for line in v["lines"]), icon=":material/info:")
+        st.info("Traffic not compared: " + safe.md_message(" ".join(line.strip() for line in v["lines"])),
+                icon=":material/info:")
         return
     for col, (key, title, unit, what) in zip(st.columns(len(_FIGURES)), _FIGURES):
         frame = pd.DataFrame([{"window": w, title: f[key], "requests": count_text(f["requests"]),
@@ -57,12 +58,12 @@ def traffic_before_after(stage) -> None:
                                                  "format": ".2f" if unit == "%" else ".0f"}}}],
             }, height=200)
     if problems := v.get("problems"):
-        st.error("\n".join(f"- {p}" for p in problems), icon=":material/error:")
+        st.error("\n".join(f"- {safe.md_message(p)}" for p in problems), icon=":material/error:")
     if v["status"] == "insufficient":
-        st.warning(next((line for line in v["lines"] if "too little traffic" in line), v["lines"][-1]),
+        st.warning(safe.md_message(next((line for line in v["lines"] if "too little traffic" in line), v["lines"][-1])),
                    icon=":material/help:")
     with st.expander("The comparison as verification said it"):
-        st.code("\n".join(v["lines"]), language=None, wrap_lines=True)
+        st.code(safe.terminal("\n".join(v["lines"])), language=None, wrap_lines=True)
 
 
 inv = ui.inventory()
@@ -81,11 +82,11 @@ except MeshstepError:
 if plan is None:
     for finished in store.list_plans(cluster):
         if finished.status == "done":
-            st.success(f"Plan **{finished.name}** is complete: every stage is done"
+            st.success(f"Plan **{safe.md(finished.name)}** is complete: every stage is done"
                        + (" in rehearsal, on its overlay." if finished.mode == PlanMode.REHEARSAL else "."),
                        icon=":material/celebration:")
-    st.info(f"No active plan for **{cluster}**. Make one from a template: stages already on in the cluster start "
-            "as done.")
+    st.info(f"No active plan for **{safe.md(cluster)}**. Make one from a template: stages already on in the "
+            "cluster start as done.")
     with st.form("new_plan"):
         template = st.selectbox("Template", list(planner.plan.TEMPLATES),
                                 help="routing-first: injection and traffic management before mTLS; "
@@ -104,32 +105,34 @@ if plan is None:
             with ui.errors("Could not create the plan"):
                 created = stages.create(store, cluster, inv, template, namespaces or None, name or None, actor,
                                         [x.strip() for x in verify.split(",") if x.strip()])
-                ui.flash(f"Plan **{created.name}** created with {len(created.stages)} stages.")
+                ui.flash(f"Plan **{safe.md(created.name)}** created with {len(created.stages)} stages.")
                 st.rerun()
     st.stop()
 
 done = stages.done_count(plan)
 mode = {PlanMode.REHEARSAL: " · :violet-badge[rehearsal on the plan's overlay]",
         PlanMode.REAL: " · walking the real cluster"}
-st.caption(f"Plan **{plan.name}**{'' if plan.name == plan.template else f' ({plan.template})'} for {cluster} · "
-           f"{done} of {len(plan.stages)} stages done · created by {plan.created_by}{mode.get(plan.mode or '', '')}")
+st.caption(f"Plan **{safe.md(plan.name)}**{'' if plan.name == plan.template else f' ({plan.template})'} for "
+           f"{safe.md(cluster)} · {done} of {len(plan.stages)} stages done · created by {safe.md(plan.created_by)}"
+           f"{mode.get(plan.mode or '', '')}")
 if plan.verify:
     st.caption("Verification thresholds of this plan: "
                f"{Thresholds.from_json(plan.verify).text(plan.verify)} (the others as by default).")
 if src := plan.promoted_from:
-    st.caption(f"Promoted from plan **{src['name']}** on {src['cluster']}: a stage starts here "
+    st.caption(f"Promoted from plan **{safe.md(src['name'])}** on {safe.md(src['cluster'])}: a stage starts here "
                f"{duration_text(plan.promotion_after or 0)} after it was done there at the earliest.")
 if plan.left_out:
     with st.expander(f"{len(plan.left_out)} step(s) of the template left out for this cluster",
                      icon=":material/playlist_remove:"):
-        st.markdown("\n".join(f"- **{x['stage']}**: {x['feature']} in {x['scope']} — {x['reason']}"
-                               for x in plan.left_out))
+        st.markdown("\n".join(f"- **{safe.md(x['stage'])}**: {safe.md(x['feature'])} in {safe.md(x['scope'])} — "
+                               f"{safe.md_message(x['reason'])}" for x in plan.left_out))
 
 try:
     view = moves.next_view(plan, inv, traffic.stage_evidence())
 except MeshstepError as e:  # the stage's config cannot be rendered for this cluster (the message says why)
     view, failing = None, stages.current_stage(plan)
-    st.error(f"Stage {failing.order} ({failing.title}) cannot be prepared for this cluster: {e}\n\nFix the cluster "
+    st.error(f"Stage {failing.order} ({safe.md(failing.title)}) cannot be prepared for this cluster: "
+             f"{safe.md_message(str(e))}\n\nFix the cluster "
              "as the message says and press **Re-read the cluster**, or roll the plan back below.")
 if view is None:
     if stages.current_stage(plan) is None:
@@ -137,17 +140,18 @@ if view is None:
                                                                   else "."), icon=":material/celebration:")
 else:
     stage = view.stage
-    st.header(f"Stage {stage.order}: {stage.title}")
+    st.header(f"Stage {stage.order}: {safe.md(stage.title)}")
     steps = [f"**:blue-background[{x}]**" if x == stage.status else x for x in lifecycle.PATH]
     if stage.status not in lifecycle.PATH:
         steps[0] = f"**:orange-background[{stage.status}]**"
     st.markdown(" → ".join(steps))
-    st.markdown(f"**Goal:** {stage.goal}")
+    st.markdown(f"**Goal:** {safe.md_message(stage.goal)}")
     if stage.override_reason:
-        st.caption(f"Gate overridden: {stage.override_reason}")
+        st.caption(f"Gate overridden: {safe.md_message(stage.override_reason)}")
 
     for skipped in view.config.skipped:
-        st.caption(f":material/check: {skipped.feature} is already on in {skipped.scope}: nothing to render for it.")
+        st.caption(f":material/check: {safe.md(skipped.feature)} is already on in {safe.md(skipped.scope)}: nothing to "
+                   "render for it.")
 
     gate_col, yaml_col = st.columns([2, 3])
     with gate_col:
@@ -155,25 +159,25 @@ else:
                                  else ":red[:material/block: blocked]"))
         findings.show(view.gate.messages, none=f"None of the {len(view.gate.ran)} checks found anything.")
         with st.expander(f"The {len(view.gate.ran)} checks the gate ran"):
-            st.markdown("\n".join(f"- {c}" for c in view.gate.ran) or "none")
+            st.markdown("\n".join(f"- {safe.md(c)}" for c in view.gate.ran) or "none")
         if view.gate.skipped:
             with st.expander(f"The {len(view.gate.skipped)} checks it could not run"):
-                st.markdown("\n".join(f"- {c}" for c in view.gate.skipped))
+                st.markdown("\n".join(f"- {safe.md_message(c)}" for c in view.gate.skipped))
         if view.config.notes:
             st.subheader("Run")
-            st.code("\n".join(view.config.notes), language="sh", wrap_lines=True)
+            st.code(safe.terminal("\n".join(view.config.notes)), language="sh", wrap_lines=True)
     with yaml_col:
         st.subheader("Changes")
-        st.caption("Against the cluster as the earlier stages leave it: " + view.changes.summary())
+        st.caption("Against the cluster as the earlier stages leave it: " + safe.md_message(view.changes.summary()))
         if not view.changes.empty:
-            st.code(view.changes.diff, language="diff")
+            st.code(safe.terminal(view.changes.diff), language="diff")
         st.subheader("Apply")
         if view.config.apply_yaml:
-            st.code(view.config.apply_yaml, language="yaml")
+            st.code(safe.terminal(view.config.apply_yaml), language="yaml")
             st.download_button("Download YAML", view.config.apply_yaml, f"stage-{stage.order}.yaml",
                                mime="application/yaml", icon=":material/download:")
             with st.expander("Rollback YAML"):
-                st.code(view.config.rollback_yaml or "# nothing to undo", language="yaml")
+                st.code(safe.terminal(view.config.rollback_yaml) or "# nothing to undo", language="yaml")
         else:
             st.info("Nothing to apply: this stage only checks.")
 
@@ -203,9 +207,21 @@ else:
                 ui.flash(f"Stage {moved.order} is now **{moved.status}**"
                          + (" (rehearsal)." if rehearse else "."))
                 st.rerun()
+    if rehearse and st.button("Rehearse to done", icon=":material/fast_forward:",
+                              help="Walks every stage left on the plan's overlay, each gate, invariant and exit check "
+                                   "run and nothing overridden; stops at the first that fails, with its findings.") \
+            and (actor := ui.require_actor(access.OPERATOR, "advance a stage")):
+        with ui.errors("Not rehearsed"):
+            done = moves.rehearse(store, plan, inv, actor, evidence=traffic.stage_evidence())
+            if done.refusal is not None:
+                ui.flash(f"The rehearsal stopped after {len(done.moves)} move(s): {safe.md_message(str(done.refusal))}",
+                         "error")
+            else:
+                ui.flash(f"The plan is rehearsed to done ({len(done.moves)} moves).")
+            st.rerun()
 
 if (target := stages.rollback_target(plan)) is not None:
-    with st.expander(f"Roll back stage {target.order}: {target.title}", icon=":material/undo:"), \
+    with st.expander(f"Roll back stage {target.order}: {safe.md(target.title)}", icon=":material/undo:"), \
             st.form("rollback", border=False):
         st.caption("Its flags go back to what they were before it; you get the YAML that undoes it on the cluster.")
         reason = st.text_input("Rollback reason", help="Kept in the audit trail.")
@@ -216,18 +232,18 @@ if (target := stages.rollback_target(plan)) is not None:
                 with ui.errors("Not rolled back"):
                     rolled = moves.rollback(store, plan, inv, actor, reason)
                     st.session_state["rollback_yaml"] = rolled.undo_yaml
-                    ui.flash(rolled.said[0].upper() + rolled.said[1:] + ".", "warning")
+                    ui.flash(safe.md_message(rolled.said[0].upper() + rolled.said[1:] + "."), "warning")
                     st.rerun()
 
 if undo_yaml := st.session_state.pop("rollback_yaml", None):
     st.subheader("Apply this to undo the stage")
-    st.code(undo_yaml, language="yaml")
+    st.code(safe.terminal(undo_yaml), language="yaml")
 
 st.subheader("Stages")
-st.dataframe(pd.DataFrame([{"": r["now"], "stage": r["order"], "title": r["title"],
-                            "status": r["status"] + (" (found on)" if r["found_on"] else ""),
-                            "features": ", ".join(r["features"]), "scope": ", ".join(r["scope"])}
-                           for r in stages.stage_rows(plan)]),
+st.dataframe(pd.DataFrame(safe.cells({"": r["now"], "stage": r["order"], "title": r["title"],
+                                      "status": r["status"] + (" (found on)" if r["found_on"] else ""),
+                                      "features": ", ".join(r["features"]), "scope": ", ".join(r["scope"])}
+                                     for r in stages.stage_rows(plan))),
              hide_index=True, width="stretch", height=38 + 35 * len(plan.stages))
 
 st.subheader("Traffic before and after each stage")
@@ -251,7 +267,8 @@ with st.expander("Promote this plan to another cluster", icon=":material/upgrade
         with ui.errors("Not promoted"):
             wait = timedelta(seconds=window_seconds(after, zero=True))
             promoted = promotion.promote(store, plan, to, ui.load(to_source), wait, None, actor)
-            ui.flash(f"Plan **{promoted.name}** promoted to **{to}** with {len(promoted.stages)} stages"
+            ui.flash(f"Plan **{safe.md(promoted.name)}** promoted to **{safe.md(to)}** with "
+                     f"{len(promoted.stages)} stages"
                      + (f"; {len(promoted.left_out)} step(s) left out there." if promoted.left_out else "."))
             st.rerun()
 
@@ -261,5 +278,5 @@ with st.expander("Delete this plan", icon=":material/delete:"), st.form("delete_
     if st.form_submit_button("Delete the plan") and (actor := ui.require_actor(access.ADMIN, "delete a plan")):
         with ui.errors("Not deleted"):
             stages.delete(store, plan, actor, why)
-            ui.flash(f"Plan **{plan.name}** deleted.", "warning")
+            ui.flash(f"Plan **{safe.md(plan.name)}** deleted.", "warning")
             st.rerun()

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import traffic, ui
+from app import safe, traffic, ui
 from cluster.errors import MeshstepError
 
 st.title("Settings")
 ui.show_flash()
 
 st.subheader("Source")
-st.markdown(f"Now reading **`{ui.source()}`**.")
+st.markdown(f"Now reading **{safe.code(ui.source())}**.")
 kind = st.radio("Read from", ["The bundled demo cluster", "A snapshot file", "A kube context"], horizontal=True)
 
 
@@ -20,11 +20,11 @@ def _switch(src: str, shown: str | None = None) -> None:
     try:
         ui.load(src)
     except MeshstepError as e:
-        st.error(f"Cannot read **{shown or src}**: {e}\n\nStill reading **{ui.source()}**: fix the file, or choose "
-                 "another source.", icon=":material/error:")
+        st.error(f"Cannot read **{safe.md(shown or src)}**: {safe.md_message(str(e))}\n\nStill reading "
+                 f"**{safe.md(ui.source())}**: fix the file, or choose another source.", icon=":material/error:")
         return
     ui.set_source(src)
-    ui.flash(f"Now reading **{shown or src}**.")
+    ui.flash(f"Now reading **{safe.md(shown or src)}**.")
     st.rerun()
 
 
@@ -42,13 +42,13 @@ elif kind == "A snapshot file":
     roots = ui.allowed_roots()
     path = st.text_input("…or a file or directory on the machine running meshstep ui",
                          placeholder=f"{roots[0]}/snapshot.yaml" if roots else "off: meshstep ui --allow-path DIR",
-                         help="Under " + ", ".join(map(str, roots)) if roots else
+                         help="Under " + ", ".join(map(safe.code, roots)) if roots else
                          "The operator allows it with `meshstep ui --allow-path DIR`.")
     if st.button("Read this path", disabled=not path.strip()):
         try:
             _switch(ui.server_path(path.strip()), path.strip())
         except MeshstepError as e:
-            st.error(f"Cannot read **{path.strip()}**: {e}", icon=":material/error:")
+            st.error(f"Cannot read **{safe.md(path.strip())}**: {safe.md_message(str(e))}", icon=":material/error:")
 else:
     st.caption("A context of your kubeconfig; the app reads the cluster with your credentials (read-only).")
     context = st.text_input("Context name", placeholder="e.g. kind-istio")
@@ -56,7 +56,7 @@ else:
         _switch(f"context:{context}")
 
 st.subheader("Telemetry")
-st.markdown(f"Observed traffic is read from **`{traffic.current() or 'nowhere'}`**.")
+st.markdown(f"Observed traffic is read from **{safe.code(traffic.current() or 'nowhere')}**.")
 st.caption("Istio's metrics, for the traffic shown beside each component: a Prometheus URL (http://host:9090), a "
            "metrics file on this machine, or `demo` for the demo cluster's. Empty: none.")
 value = st.text_input("Prometheus URL or metrics file", value=traffic.current() or "", key="telemetry_input")
@@ -67,12 +67,12 @@ if st.button("Use this telemetry"):
         traffic.observed()
     except MeshstepError as e:
         traffic.set_current(previous)
-        st.error(f"Cannot read **{value.strip()}**: {e}", icon=":material/error:")
+        st.error(f"Cannot read **{safe.md(value.strip())}**: {safe.md_message(str(e))}", icon=":material/error:")
     else:
-        ui.flash(f"Observed traffic now from **{value.strip() or 'nowhere'}**.")
+        ui.flash(f"Observed traffic now from **{safe.md(value.strip() or 'nowhere')}**.")
         st.rerun()
 
 st.subheader("State database")
-st.markdown(f"Flags, plans, the audit trail and the inventory history are kept in `{ui.store().url}`.")
+st.markdown(f"Flags, plans, the audit trail and the inventory history are kept in {safe.code(ui.store().url)}.")
 st.caption("Start the app with `meshstep ui --db URL` (or set MESHSTEP_DATABASE_URL) to use another database; "
            "a PostgreSQL URL lets a team share it.")

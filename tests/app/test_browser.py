@@ -14,107 +14,32 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.app.browser import app_server, chromium, settled
+
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 pytestmark = pytest.mark.browser
 
 
-def _need(what: str, ok: bool) -> None:
-    if not ok:
-        if os.environ.get("CI"):
-            pytest.fail(f"{what} (CI installs it: see .ci/run)")
-        pytest.skip(what)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"meshstep ui exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail(f"meshstep ui did not answer on {url} within {timeout} s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`meshstep ui` on a free loopback port with a fresh database; stopped (and killed if need be) afterwards."""
+    """`meshstep ui` on the demo with a fresh database."""
     tmp = tmp_path_factory.mktemp("ui")
-    port, log = _free_port(), tmp / "server.log"
-    cmd = [sys.executable, "-m", "app.cli", "ui", "--port", str(port), "--source", "demo",
-           "--db", f"sqlite:///{tmp / 'state.db'}"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_until_up(url, proc, log)
+    with app_server(tmp, "demo", f"sqlite:///{tmp / 'state.db'}") as url:
         yield url
-    finally:
-        proc.terminate()  # meshstep ui passes it on to streamlit
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)  # its own session: the streamlit child goes too
-            proc.wait()
-
-
-# The screen the README's screenshots are taken at: a laptop's 1440 px.
-VIEWPORT = {"width": 1440, "height": 1100}
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 @pytest.fixture(scope="module")
 def browser_context(server: str):
-    """Chromium with one context whose every request is checked: one to a host other than the app's own server is
-    recorded in `context.foreign` and refused (see no_request_leaves_the_machine)."""
-    _need(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)", Path(CHROMIUM).exists())
-    from urllib.parse import urlsplit
-
-    from playwright.sync_api import expect, sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport=VIEWPORT)
-            context.foreign = []
-
-            def check(route) -> None:
-                url = route.request.url
-                if urlsplit(url).scheme in ("data", "blob") or urlsplit(url).hostname in LOOPBACK:
-                    route.continue_()
-                else:
-                    context.foreign.append(url)
-                    route.abort()
-
-            context.route("**/*", check)
-            context.set_default_timeout(60_000)
-            expect.set_options(timeout=30_000)  # a run on a busy test machine takes seconds
-            yield context
-        finally:
-            browser.close()
+    """Chromium whose requests to other hosts are refused and recorded (see no_request_leaves_the_machine)."""
+    with chromium() as context:
+        yield context
 
 
 @pytest.fixture(scope="module")
@@ -130,19 +55,10 @@ def no_request_leaves_the_machine(browser_context) -> Iterator[None]:
     assert not browser_context.foreign, f"requests to other hosts: {browser_context.foreign}"
 
 
-def _settled(pg) -> None:
-    """Wait for the script run to end: Streamlit shows its status widget while a page runs."""
-    time.sleep(0.3)
-    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
-    pg.wait_for_load_state("networkidle")
-    time.sleep(0.5)  # charts and tables draw after the run
-    assert not pg.get_by_test_id("stException").count(), pg.get_by_test_id("stException").first.inner_text()
-
-
 def _shot(pg, path: Path) -> None:
     """A screenshot of the page at rest: a change's page runs again after its message (the status widget's "Stop"
     would be in the picture, and the buttons of the state before)."""
-    _settled(pg)
+    settled(pg)
     pg.screenshot(path=str(path))
 
 
@@ -152,7 +68,7 @@ def _open(pg, server: str, path: str, title: str) -> None:
     pg.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
     # The query keeps the name given in the sidebar (?as=…) across reloads.
     expect(pg).to_have_url(re.compile(re.escape(f"{server}/{path}") + r"(\?.*)?$"))
-    _settled(pg)
+    settled(pg)
 
 
 @pytest.fixture
@@ -171,11 +87,11 @@ def test_walk_the_app(server: str, page, shots: Path) -> None:
     pg = page
     # The server's first session opens a page other than the Overview (a bookmark): it gets the app's navigation.
     pg.goto(f"{server}/inventory")
-    _settled(pg)
+    settled(pg)
     expect(pg.get_by_test_id("stSidebarNav").get_by_role("link", name="Overview")).to_be_visible()
     expect(pg.get_by_role("textbox", name="Your name")).to_be_visible()
     pg.goto(server)
-    _settled(pg)
+    settled(pg)
     expect(pg.get_by_role("heading", name="Cluster demo")).to_be_visible()
     expect(pg.get_by_text("Pods in the mesh")).to_be_visible()
 
@@ -183,11 +99,11 @@ def test_walk_the_app(server: str, page, shots: Path) -> None:
     name.fill("alice")
     name.press("Enter")
     expect(pg.get_by_text("Changes are recorded as alice")).to_be_visible()
-    _settled(pg)
+    settled(pg)
 
     _open(pg, server, "inventory", "Inventory")
     pg.get_by_role("tab", name="Pods").click()  # the pods, each with why it is or is not in the mesh
-    _settled(pg)
+    settled(pg)
     _shot(pg, shots / "inventory.png")
 
     _open(pg, server, "components", "Components")
@@ -200,7 +116,7 @@ def test_walk_the_app(server: str, page, shots: Path) -> None:
     # a real plan, left at its start, for the Overview's progress
     pg.get_by_role("textbox", name="Name").fill("adopt")
     pg.get_by_role("button", name="Create the plan").click()
-    _settled(pg)
+    settled(pg)
     expect(pg.get_by_role("heading", name="Stage 1: Verify the Istio install")).to_be_visible()
 
     _open(pg, server, "features", "Features")
@@ -211,7 +127,7 @@ def test_walk_the_app(server: str, page, shots: Path) -> None:
     _open(pg, server, "fleet", "Fleet")
     pg.get_by_role("textbox", name="Clusters").fill("staging=demo\nprod=demo\ngone=/nonexistent/snapshot.yaml")
     pg.get_by_role("button", name="Read the fleet").click()
-    _settled(pg)
+    settled(pg)
     expect(pg.get_by_test_id("stMetricValue").first).to_have_text("2 / 3")
     expect(pg.get_by_text(re.compile("gone.*no such file or directory")).first).to_be_visible()
     _shot(pg, shots / "fleet.png")
@@ -219,7 +135,7 @@ def test_walk_the_app(server: str, page, shots: Path) -> None:
     _open(pg, server, "audit", "Audit")
     pg.get_by_role("button", name="Verify the chain").click()
     expect(pg.get_by_text("The audit chain is intact")).to_be_visible()
-    _settled(pg)
+    settled(pg)
     expect(pg.get_by_text("alice").first).to_be_visible()
     # the trail's table is a canvas grid: its cells are in the page for assistive technology, not drawn as text
     expect(pg.get_by_text("stage.rehearsal").first).to_be_attached()
@@ -244,13 +160,13 @@ def _rehearse_in_the_app(pg, template: str, shots: Path) -> None:
     pg.get_by_role("combobox", name="Template").click()
     pg.get_by_role("option", name=template).click()
     pg.get_by_role("button", name="Create the plan").click()
-    _settled(pg)
+    settled(pg)
     pg.get_by_text("Rehearse on the plan's overlay").click()
-    _settled(pg)
+    settled(pg)
     shot = False
     complete = pg.get_by_text(re.compile(f"Plan {template} is complete: every stage is done in rehearsal"))
     for _ in range(300):
-        _settled(pg)
+        settled(pg)
         if complete.count():
             break
         refused = pg.get_by_text(re.compile("^Not advanced"))
@@ -280,17 +196,17 @@ def test_an_unreadable_upload_keeps_the_source(server: str, page, tmp_path: Path
     bad = tmp_path / "broken.yaml"
     bad.write_text("kind: [unclosed\n")
     pg.goto(f"{server}/settings")
-    _settled(pg)
+    settled(pg)
     pg.get_by_text("A snapshot file").click()
-    _settled(pg)
+    settled(pg)
     pg.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(bad))
-    _settled(pg)
+    settled(pg)
     pg.get_by_role("button", name="Read this snapshot").click()
     expect(pg.get_by_text("Cannot read broken.yaml")).to_be_visible()
     expect(pg.get_by_text("broken.yaml:2: malformed YAML")).to_be_visible()
     expect(pg.get_by_text("Still reading demo")).to_be_visible()
     expect(pg.get_by_text("meshstep-")).to_have_count(0)  # the upload's temporary copy is not named
-    _settled(pg)
+    settled(pg)
     pg.screenshot(path=str(tmp_path / "settings.png"))
 
 
@@ -298,7 +214,7 @@ def test_a_request_to_another_host_is_caught(server: str, page, browser_context)
     """The guard of every test here works: a request the page makes to another host is refused and recorded."""
     pg = page
     pg.goto(server)
-    _settled(pg)
+    settled(pg)
     pg.evaluate("() => fetch('https://fonts.gstatic.com/s/i/x.svg').catch(() => null)")
     assert browser_context.foreign == ["https://fonts.gstatic.com/s/i/x.svg"]
     browser_context.foreign.clear()
@@ -309,26 +225,26 @@ def test_the_name_given_survives_a_reload(server: str, page) -> None:
 
     pg = page
     pg.goto(f"{server}/features")
-    _settled(pg)
+    settled(pg)
     if pg.get_by_role("button", name="Not you?").count():  # a name from an earlier test: start without one
         pg.get_by_role("button", name="Not you?").click()
-        _settled(pg)
+        settled(pg)
     name = pg.get_by_role("textbox", name="Your name")
     name.fill("bob")
     name.press("Enter")
     expect(pg.get_by_text("Changes are recorded as bob")).to_be_visible()
     expect(pg).to_have_url(re.compile(r"\?as=bob$"))
-    _settled(pg)
+    settled(pg)
     pg.reload()
-    _settled(pg)
+    settled(pg)
     expect(pg.get_by_text("Changes are recorded as bob")).to_be_visible()
     _open(pg, server, "audit", "Audit")  # and on another page, as the sidebar's links lead there
     expect(pg.get_by_text("Changes are recorded as bob")).to_be_visible()
     pg.get_by_role("button", name="Not you?").click()
     expect(pg).not_to_have_url(re.compile(r"as=bob"))
-    _settled(pg)
+    settled(pg)
     pg.reload()
-    _settled(pg)
+    settled(pg)
     expect(pg.get_by_role("textbox", name="Your name")).to_be_visible()
 
 
@@ -337,7 +253,7 @@ def test_the_components_graph_zooms_pans_and_filters(server: str, page) -> None:
 
     pg = page
     pg.goto(f"{server}/components")
-    _settled(pg)
+    settled(pg)
     graph = pg.locator("#meshgraph svg")
     expect(graph).to_be_visible()
     # Readable at 1440 px: the SVG is drawn at about its own size, so its 13 px labels stay 12 px or more.
@@ -366,7 +282,7 @@ def test_the_components_graph_zooms_pans_and_filters(server: str, page) -> None:
         pill = pg.get_by_role("button", name=plane, exact=True)
         expect(pill).to_have_attribute("aria-pressed", "true")
         pill.click()
-        _settled(pg)
+        settled(pg)
     graph = pg.locator("#meshgraph svg")
     expect(graph.locator("g.node[data-id=prometheus]")).to_have_count(0)
     expect(graph.locator("g.node[data-id=sidecar]")).to_have_count(0)

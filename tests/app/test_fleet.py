@@ -21,7 +21,7 @@ from cluster.sources import DEMO_DIR, load_snapshot
 from features.base import observe
 from planner import fleet, stages
 from state.store import Store
-from tests.app.test_browser import _free_port
+from tests.app.browser import free_port
 from tests.cluster.test_sources import kubeconfig_env  # noqa: F401  (the fixture)
 from tests.kube import serve
 
@@ -57,7 +57,7 @@ def test_fleet_of_three_clusters_one_unreachable(kubeconfig, db: str, capsys: py
         store.set_flag("context:prod", "mtls-strict", "mesh", {}, "on", "bob", reason="wanted")
     expected_stage = stages.current_stage(plan)
     with serve(staging_objects) as staging, serve(prod_objects) as prod:
-        kubeconfig({"staging": staging.url, "prod": prod.url, "east": f"http://127.0.0.1:{_free_port()}"})
+        kubeconfig({"staging": staging.url, "prod": prod.url, "east": f"http://127.0.0.1:{free_port()}"})
         started = time.monotonic()
         assert main(["fleet", "--all-contexts", "--format", "json", "--db", db, "--deadline", "20"]) == 1
         elapsed = time.monotonic() - started

@@ -111,6 +111,27 @@ def test_plan_is_created_and_a_stage_walked(app, store: Store):
     assert any("0 created, 1 modified" in c.value for c in app.caption), [c.value for c in app.caption]
 
 
+def test_rehearse_to_done_walks_the_plan_and_stops_at_the_first_failing_check(app, store: Store):
+    """A plan for legacy alone: its stages rehearse, then STRICT mesh-wide is refused, since shop/catalog (outside the
+    plan, its pod older than shop's injection label) has no sidecar; the page says where and why."""
+    sign_in(app)
+    open_page(app, "plan")
+    app.multiselect[0].set_value(["legacy"])
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    app.toggle[0].set_value(True).run()
+    next(b for b in app.button if b.label == "Rehearse to done").click().run()
+    assert not app.exception
+    plan = store.list_plans("demo")[0]
+    blocked = next(s for s in plan.stages if s.status == "blocked")
+    assert blocked.title == "mTLS STRICT mesh-wide" and plan.mode == "rehearsal"
+    assert all(s.status == "done" for s in plan.stages if s.order < blocked.order)
+    moves = [e for e in store.audit_events() if e.action == "stage.rehearsal"]
+    [error] = [e for e in _errors(app) if e.startswith("The rehearsal stopped")]
+    assert error.startswith(f"The rehearsal stopped after {len(moves) - 1} move(s): stage {blocked.order} "
+                            "(mTLS STRICT mesh-wide) is blocked") and "MST0401 Deployment shop/catalog" in error
+    assert {e.actor for e in moves} == {"alice"} and not [e for e in moves if "overridden" in e.reason]
+
+
 def test_a_plan_keeps_the_verification_thresholds_given_on_the_plan_page(app, store: Store):
     sign_in(app)
     open_page(app, "plan")
@@ -189,6 +210,9 @@ def test_flag_set_on_the_features_page_is_stored_and_audited(app, store: Store):
     assert (event.action, event.actor, event.target) == ("flag.set", "bob", "flag:demo/access-logging/shop")
     matrix = app.dataframe[0].value
     assert "recorded on" in matrix.set_index("feature").loc["access-logging", "shop"]
+    effective = app.dataframe[1].value.set_index("behaviour")  # what Istio does, and why
+    assert effective.loc["mtls", "why"] == "PERMISSIVE from PeerAuthentication istio-system/default"
+    assert effective.loc["authorization", "why"] == "ALLOW by default: no AuthorizationPolicy in istio-system"
 
 
 def test_flag_changed_by_someone_else_after_the_form_was_drawn_is_a_conflict(app, store: Store):
@@ -454,3 +478,24 @@ def test_render_without_a_label_command_says_nothing_of_it(app):
     app.selectbox[1].set_value("payments").run()
     app.button(key="FormSubmitter:flag-Render YAML").click().run()
     assert not any("use one" in i.value for i in app.info)
+
+
+def test_the_features_page_shows_what_the_source_cannot_show_as_unknown(db_url, monkeypatch, tmp_path):
+    """A snapshot without CRDs: PeerAuthentication is not in it, so the mTLS mode is unknown, not PERMISSIVE."""
+    import yaml
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import APP
+    from tests.tasks.conftest import objects
+
+    path = tmp_path / "no-crds.yaml"
+    path.write_text(yaml.safe_dump_all([o for o in objects("mtls-migration")
+                                        if o["kind"] != "CustomResourceDefinition"]))
+    monkeypatch.setenv("MESHSTEP_SOURCE", str(path))
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    open_page(at, "features")
+    effective = at.dataframe[1].value.set_index("behaviour")
+    assert effective.loc["mtls", "value"] == "unknown"
+    assert effective.loc["mtls", "why"].startswith("unknown: PeerAuthentication not in the snapshot")
+    assert "kubectl get crd peerauthentications.security.istio.io" in effective.loc["mtls", "why"]

@@ -18,16 +18,16 @@ from pathlib import Path
 import pytest
 
 from state.store import Store
-from tests.app.test_browser import (
+from tests.app.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     LOOPBACK,
     ROOT,
     VIEWPORT,
-    _free_port,
-    _need,
-    _settled,
-    _wait_until_up,
+    free_port,
+    need,
+    settled,
+    wait_until_up,
 )
 
 pytestmark = pytest.mark.browser
@@ -54,7 +54,7 @@ def provider() -> Iterator[str]:
 def app_server(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """`meshstep ui --auth secrets.toml` on a free port; (its URL, its database URL)."""
     tmp = tmp_path_factory.mktemp("sign-in")
-    port, log = _free_port(), tmp / "server.log"
+    port, log = free_port(), tmp / "server.log"
     url, db = f"http://localhost:{port}", f"sqlite:///{tmp / 'state.db'}"
     secrets = tmp / "secrets.toml"
     secrets.write_text(f"""
@@ -84,7 +84,7 @@ admin = ["platform-admins"]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
-        _wait_until_up(url, proc, log)
+        wait_until_up(url, proc, log)
         yield url, db
     finally:
         proc.terminate()
@@ -97,7 +97,7 @@ admin = ["platform-admins"]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    _need(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)", Path(CHROMIUM).exists())
+    need(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)", Path(CHROMIUM).exists())
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -131,12 +131,12 @@ def _signed_in(browser, url: str, sub: str):
     context.route("**/*", check)
     pg = context.new_page()
     pg.goto(url)
-    _settled(pg)
+    settled(pg)
     expect(pg.get_by_role("heading", name="Sign in")).to_be_visible()
     pg.get_by_role("button", name="Sign in").click()
     pg.get_by_role("button", name=sub, exact=True).click()  # the provider's one-click predefined user
     pg.wait_for_url(f"{url}/**")
-    _settled(pg)
+    settled(pg)
     expect(pg.get_by_text(f"Signed in as {USERS[sub]['email']}")).to_be_visible()
     assert not foreign, foreign
     return context, pg
@@ -145,7 +145,7 @@ def _signed_in(browser, url: str, sub: str):
 def _open_plan(pg, url: str) -> None:
     pg.get_by_test_id("stSidebarNav").get_by_role("link", name="Plan").click()
     pg.wait_for_url(f"{url}/plan**")
-    _settled(pg)
+    settled(pg)
 
 
 # The advance button of whichever step the current stage is at.
@@ -171,7 +171,7 @@ def test_a_viewer_reads_but_cannot_advance(app_server, browser) -> None:
         expect(pg.get_by_text("Signed in as victor@example.com (viewer)")).to_be_visible()
         _open_plan(pg, url)
         pg.get_by_role("button", name=ADVANCE).click()
-        _settled(pg)
+        settled(pg)
         expect(pg.get_by_text("To advance a stage you need the operator role; victor@example.com has: "
                               "viewer.")).to_be_visible()
     finally:
@@ -182,7 +182,7 @@ def test_a_viewer_reads_but_cannot_advance(app_server, browser) -> None:
 
 def _click(pg, name) -> None:
     pg.get_by_role("button", name=name).click()
-    _settled(pg)
+    settled(pg)
 
 
 def _identity(sub: str, provider: str) -> dict:

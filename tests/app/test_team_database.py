@@ -16,14 +16,15 @@ import pytest
 from cluster.errors import ConflictError
 from state import audit
 from state.store import Store
-from tests.app.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, _free_port, _need, _open, _settled, _wait_until_up
+from tests.app.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, need, settled, wait_until_up
+from tests.app.test_browser import _open
 from tests.state.conftest import pg_url  # noqa: F401  (the fixture: a fresh schema of its own)
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
 
 def _ui(db: str, log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "app.cli", "ui", "--port", str(port), "--source", "demo", "--db", db]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -49,13 +50,13 @@ def servers(pg_url: str, tmp_path: Path) -> Iterator[list[str]]:  # noqa: F811
             stack.callback(_stop, proc)
             started.append((proc, url, tmp_path / f"{name}.log"))
         for proc, url, log in started:
-            _wait_until_up(url, proc, log)
+            wait_until_up(url, proc, log)
         yield [url for _proc, url, _log in started]
 
 
 @pytest.fixture
 def browser():
-    _need(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)", Path(CHROMIUM).exists())
+    need(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)", Path(CHROMIUM).exists())
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -74,12 +75,12 @@ def _session(browser, url: str, who: str):
     pg = browser.new_page(viewport={"width": 1400, "height": 1300})
     pg.set_default_timeout(60_000)
     pg.goto(f"{url}/plan")
-    _settled(pg)
+    settled(pg)
     name = pg.get_by_role("textbox", name="Your name")
     name.fill(who)
     name.press("Enter")
     expect(pg.get_by_text(f"Changes are recorded as {who}")).to_be_visible()
-    _settled(pg)
+    settled(pg)
     return pg
 
 
@@ -94,7 +95,7 @@ def _advance(pg, button: str, order: int, status: str) -> None:
 
     pg.get_by_role("button", name=button).click()
     expect(pg.get_by_test_id("stAlertContentSuccess").first).to_have_text(f"Stage {order} is now {status}.")
-    _settled(pg)
+    settled(pg)
 
 
 def test_two_servers_and_the_store_share_one_postgresql_database(servers, browser, pg_url: str) -> None:  # noqa: F811
@@ -105,7 +106,7 @@ def test_two_servers_and_the_store_share_one_postgresql_database(servers, browse
     with closing(Store.open(pg_url)) as store:
         # alice makes the plan on server A; bob, on server B, sees it at once and takes its first stage on.
         alice.get_by_role("button", name="Create the plan").click()
-        _settled(alice)
+        settled(alice)
         expect(alice.get_by_role("heading", name="Stage 1: Verify the Istio install")).to_be_visible()
         _reopen_plan(bob, b)
         expect(bob.get_by_role("heading", name="Stage 1: Verify the Istio install")).to_be_visible()

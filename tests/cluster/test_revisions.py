@@ -337,3 +337,62 @@ def test_the_upgrade_template_is_rehearsed_to_done_with_no_pod_left_on_the_old_r
     assert [r.revision for r in end.revisions] == ["1-27"]
     assert {p.revision for p in revisions.proxies(end)} == {"1-27"}
     assert not revisions.stale_pods(end)
+
+
+# ---------------------------------------------------------------- restarts as a rehearsal plays them
+
+_ISTIO = ("istio-init", "istio-validation", "istio-proxy")
+
+
+def _sidecar_layout(spec: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """Where the injector put its containers: (list, name, restartPolicy)."""
+    return [(key, c["name"], c.get("restartPolicy")) for key in ("initContainers", "containers")
+            for c in spec.get(key) or () if c["name"] in _ISTIO]
+
+
+def _reference_layout(reference: Path, name: str) -> list[tuple[str, str, str | None]]:
+    deployment = next(d for d in yaml.safe_load_all((reference / "inject" / name).read_text()) if d)
+    return _sidecar_layout(deployment["spec"]["template"]["spec"])
+
+
+def _catalog_restarted(inventory: Inventory) -> dict[str, Any]:
+    """shop/catalog (its pod predates shop's injection label) as the injection step's restart brings it back."""
+    pods = registry()["sidecar-injection"].restarted_pods({"revision": ""}, "shop", inventory)
+    assert [p["metadata"]["name"] for p in pods] == ["catalog-ls889pddtk-qx9dz"]  # the others have their sidecar
+    return pods[0]
+
+
+def test_a_rehearsed_restart_injects_the_native_sidecar_the_revision_injects(demo_inventory, reference):
+    pod = _catalog_restarted(demo_inventory)
+    assert _sidecar_layout(pod["spec"]) == _reference_layout(reference, "hello.yaml.injected")
+    after = demo_inventory.with_changes(pods=[pod])
+    back = after.pod("shop", pod["metadata"]["name"])
+    assert (back.sidecar.shape, back.sidecar.revision) == ("native", "1-27") and after.in_mesh(back)
+    assert [c.name for c in back.spec.containers] == ["catalog", "catalog-db"]  # the app's own, as they were
+
+
+def test_a_rehearsed_restart_follows_an_install_that_injects_classic_sidecars(demo_inventory, reference):
+    istiod = next(d for d in demo_inventory.of_kind("Deployment") if d.labels.get("app") == "istiod")
+    raw = clean(istiod.raw)
+    raw["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "ENABLE_NATIVE_SIDECARS",
+                                                                    "value": "false"})
+    pod = _catalog_restarted(demo_inventory.with_changes(apply=[raw]))
+    assert _sidecar_layout(pod["spec"]) == _reference_layout(reference, "hello-old-version.yaml.injected")
+    back = demo_inventory.with_changes(pods=[pod]).pod("shop", pod["metadata"]["name"])
+    assert (back.sidecar.shape, back.sidecar.revision) == ("classic", "1-27")
+
+
+def test_a_rehearsed_restart_takes_the_sidecars_out_once_the_namespace_no_longer_injects(demo_inventory):
+    shop = clean(next(n for n in demo_inventory.of_kind("Namespace") if n.name == "shop").raw)
+    shop["metadata"]["labels"] = {k: v for k, v in shop["metadata"]["labels"].items()
+                                  if k not in ("istio.io/rev", "istio-injection")}
+    unlabelled = demo_inventory.with_changes(apply=[shop])
+    pods = registry()["sidecar-injection"].restarted_pods({"revision": ""}, "shop", unlabelled)
+    injected = {p.name for p in demo_inventory.pods_by_namespace["shop"] if p.sidecar is not None}
+    assert {p["metadata"]["name"] for p in pods} == injected and injected
+    after = unlabelled.with_changes(pods=pods)
+    assert all(p.sidecar is None and not _sidecar_layout({"initContainers": [{"name": c.name} for c in
+                                                                             p.spec.init_containers],
+                                                          "containers": [{"name": c.name} for c in
+                                                                         p.spec.containers]})
+               for p in after.pods_by_namespace["shop"])

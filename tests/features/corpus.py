@@ -69,7 +69,9 @@ def running(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 {"initContainers": ["istio-validation", "istio-proxy"], "revision": injected[ns]})
         pods.append({"apiVersion": "v1", "kind": "Pod",
                      "metadata": {"name": f"{meta['name']}-7d4b9c-{i:05d}", "namespace": ns,
-                                  "labels": dict(template.get("metadata", {}).get("labels") or {}),
+                                  # the ReplicaSet's hash ties the pod to its Deployment, as Kubernetes labels it
+                                  "labels": {**(template.get("metadata", {}).get("labels") or {}),
+                                             "pod-template-hash": "7d4b9c"},
                                   "annotations": annotations,
                                   "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
                                                        "name": f"{meta['name']}-7d4b9c", "controller": True}]},

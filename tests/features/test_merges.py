@@ -284,7 +284,8 @@ def test_status_states_the_real_mtls_mode(run, tmp_path, demo_inventory):
     code, out, _ = run("status", "--source", "demo", "--db", f"sqlite:///{tmp_path / 's.db'}", "--format", "json")
     mtls = {m["scope"]: m for m in json.loads(out)["mtls"]}
     assert mtls["mesh"] == {"scope": "mesh", "mode": "PERMISSIVE", "explicit": True,
-                            "by": "PeerAuthentication istio-system/default"}
+                            "by": "PeerAuthentication istio-system/default",
+                            "why": "PERMISSIVE from PeerAuthentication istio-system/default"}
     assert mtls["shop"]["mode"] == "PERMISSIVE"
     inv = _no_peer_authentication(demo_inventory)
     snap = tmp_path / "cluster.yaml"

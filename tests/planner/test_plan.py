@@ -11,13 +11,14 @@ import yaml
 
 import app.commands.plan as plan_cmd
 import planner.plan
+from cluster import revisions
 from cluster.errors import MeshstepError
 from cluster.inventory import build_inventory
 from cluster.model import Ref
 from cluster.sources import load_snapshot
 from features.base import registry
 from state.store import Store
-from tests.rehearsal import rehearse_to_done, runner
+from tests.rehearsal import runner
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,12 @@ class Cluster:
                                                           "args": list(sidecar.args), "restartPolicy": "Always"}]},
                              "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
         self.inv = self.inv.with_changes(pods=pods)
+
+    def opt_out(self, namespace: str, workload: str) -> None:
+        """The workload's pods say sidecar.istio.io/inject: "false" (its template changed, its pods restarted)."""
+        self.inv = self.inv.with_changes(pods=[
+            revisions.manifest(p, p.labels | {"sidecar.istio.io/inject": "false"}, dict(p.annotations))
+            for p in self.inv.pods_by_namespace[namespace] if p.workload_name == workload])
 
 
 @pytest.fixture
@@ -212,6 +219,10 @@ def test_templates_respect_the_order_rules(demo, template):
     assert first["mtls-permissive"] < first["mtls-strict"] < first["authorization-policy"]
 
 
+DISABLE = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+           "metadata": {"name": "default", "namespace": "legacy"}, "spec": {"mtls": {"mode": "DISABLE"}}}
+
+
 @pytest.mark.parametrize("bad, good, message", [
     (["request-routing", "sidecar-injection"], ["sidecar-injection", "request-routing"],
      "depends on sidecar-injection"),
@@ -220,8 +231,9 @@ def test_templates_respect_the_order_rules(demo, template):
                                                                   "authorization-policy"], "depends on mtls-strict"),
 ])
 def test_a_stage_cannot_come_before_what_it_depends_on(demo, bad, good, message):
-    # Without Istio config and injection, only the plan's own stages can satisfy a dependency.
-    inv = demo.with_changes(delete=[o.ref for o in demo.istio_config()])
+    # Without Istio config and injection, only the plan's own stages can satisfy a dependency; legacy is DISABLE,
+    # so that not even Istio's default (PERMISSIVE) stands in for the PERMISSIVE stage.
+    inv = demo.with_changes(delete=[o.ref for o in demo.istio_config()], apply=[DISABLE])
 
     def stages(order):
         return [planner.plan.StageSpec(f, "", (planner.plan.Step(f, "legacy"),)) for f in order]
@@ -229,6 +241,17 @@ def test_a_stage_cannot_come_before_what_it_depends_on(demo, bad, good, message)
     with pytest.raises(MeshstepError, match=message):
         planner.plan.check_order(stages(bad), inv)
     planner.plan.check_order(stages(good), inv)
+
+
+def test_strict_needs_no_permissive_stage_where_istio_is_permissive_by_default(demo):
+    """With no PeerAuthentication Istio is PERMISSIVE already (istio.io's mTLS migration task goes straight to
+    STRICT): the dependency is met by the behaviour, not by an object."""
+    inv = demo.with_changes(delete=[o.ref for o in demo.istio_config()])
+    planner.plan.check_order([planner.plan.StageSpec("strict", "", (planner.plan.Step("mtls-strict", "legacy"),))],
+                             inv)
+    with pytest.raises(MeshstepError, match="depends on mtls-permissive"):
+        planner.plan.check_order([planner.plan.StageSpec("strict", "", (planner.plan.Step("mtls-strict", "legacy"),))],
+                                 inv.with_changes(apply=[DISABLE]))
 
 
 def test_custom_plan_grows_stage_by_stage_and_refuses_bad_order(cli):
@@ -437,20 +460,19 @@ def test_plan_next_names_the_checks_it_ran_and_a_stage_with_nothing_to_apply_tak
     assert "CHANGES (against the cluster as the earlier stages leave it):" in text and "+++ merged/" in text
 
 
-def _rehearse_to_done(cli, template: str) -> list[str]:
-    assert cli("plan", "new", "--template", template, "--name", template)[0] == 0
-    return rehearse_to_done(cli, template, override="rehearsal: fix noted")
-
-
 @pytest.mark.parametrize("template", ["routing-first", "security-first"])
 def test_the_demo_plans_are_rehearsed_to_done_on_the_overlay(cli, template):
+    """`plan rehearse` walks the plan to done with no override: what the injection stages ask for (label,
+    restart) is carried out on the overlay, so shop/catalog, whose pod predates shop's injection label, comes back
+    with a sidecar and STRICT in shop and mesh-wide pass their gates."""
     flags_before = cli("flags", "list", "--format", "json")[1]
-    blocked = _rehearse_to_done(cli, template)
+    assert cli("plan", "new", "--template", template, "--name", template)[0] == 0
+    rc, out, err = cli("plan", "rehearse", "--name", template)
+    assert rc == 0, err
+    assert out.rstrip().endswith(f"plan {template} is complete: every stage is done"), out
     shown = json.loads(cli("plan", "show", "--name", template, "--format", "json")[1])
     assert shown["complete"] and shown["mode"] == "rehearsal" and shown["status"] == "done"
     assert {s["status"] for s in shown["stages"]} == {"done"}
-    # what STRICT in shop still needs on the real cluster is said: catalog's pod predates injection
-    assert any("mTLS STRICT in shop" in b for b in blocked)
     # the rehearsal moved no flag (those recorded at plan creation aside) and is in the audit trail as such
     created = {(f["feature"], f["scope"]) for s in shown["stages"] if s["found_on"] for f in s["features"]}
     flags = {(f["feature"], f["scope"]) for f in json.loads(cli("flags", "list", "--format", "json")[1])}
@@ -459,6 +481,7 @@ def test_the_demo_plans_are_rehearsed_to_done_on_the_overlay(cli, template):
     stage_events = [e for e in events if e["target"].startswith("stage:")]
     assert stage_events and {e["action"] for e in stage_events} == {"stage.rehearsal"}
     assert all(e["reason"].startswith("rehearsal: ") for e in stage_events if e["action"] == "stage.rehearsal")
+    assert not [e for e in stage_events if "overridden" in e["reason"]]
     assert not [e for e in events if e["action"] == "flag.set" and e["reason"].startswith("rehearsal")]
     assert cli("audit", "--verify")[0] == 0
     # a rehearsal and a real walk never mix in one plan
@@ -466,6 +489,21 @@ def test_the_demo_plans_are_rehearsed_to_done_on_the_overlay(cli, template):
     assert cli("plan", "advance", "--rehearse", "--name", "mixed")[0] == 0
     rc, _, err = cli("plan", "advance", "--name", "mixed")
     assert rc != 0 and "is a rehearsal" in err
+
+
+def test_plan_rehearse_stops_at_the_first_failure_with_its_findings(cli):
+    """`--to` stops after a stage; a gate that fails stops the walk there, its findings printed, exit 1."""
+    assert cli("plan", "new", "--name", "rf")[0] == 0
+    rc, out, _ = cli("plan", "rehearse", "--name", "rf", "--to", "2")
+    assert rc == 0 and out.rstrip().endswith("stage 2 (Inject sidecars into legacy): done (rehearsal)"), out
+    shown = json.loads(cli("plan", "show", "--name", "rf", "--format", "json")[1])
+    assert [s["status"] for s in shown["stages"][:3]] == ["done", "done", "done"]
+    assert shown["stages"][4]["status"] == "planned"
+    # catalog opts out on its pod template now: STRICT in shop cannot pass, and the rehearsal says so
+    cli.cluster.opt_out("shop", "catalog")
+    rc, out, err = cli("plan", "rehearse", "--name", "rf")
+    assert rc == 1 and "stage 14 (mTLS STRICT in shop) is blocked" in err and "MST0401" in err, (out, err)
+    assert json.loads(cli("plan", "show", "--name", "rf", "--format", "json")[1])["stages"][13]["status"] == "blocked"
 
 
 def test_plan_list_and_delete(cli):

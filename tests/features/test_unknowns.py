@@ -1,0 +1,78 @@
+"""Three values, not two: what the source could not show (a kind refused with a 403, a snapshot without CRDs) is
+unknown — said in the gate, in `status` and in detection — never read as absent (issue 25, point 2)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+import app.commands.features_cmds as features_cmds
+from analysis.effective import mtls_mode, unknown_kind
+from cluster.inventory import build_inventory
+from cluster.snapshot import NotVisible, Snapshot, Visibility
+from features.base import dependency_state, registry
+from tests.tasks.conftest import TASKS, objects
+
+APP = TASKS / "mtls-migration.yaml"  # the task's namespaces and workloads, without a control plane or any CRD
+FORBIDDEN = "peerauthentications.security.istio.io"
+
+
+@pytest.fixture
+def no_crds(tmp_path):
+    """A snapshot of manifests that holds no CustomResourceDefinition at all."""
+    path = tmp_path / "app.yaml"
+    path.write_text(yaml.safe_dump_all([o for o in objects("mtls-migration")
+                                        if o["kind"] != "CustomResourceDefinition"]))
+    return str(path)
+
+
+@pytest.fixture
+def refused():
+    """The task's cluster read live by an identity that may not list PeerAuthentications (403)."""
+    return build_inventory(Snapshot("live", lambda _v: iter(objects("mtls-migration")),
+                                    Visibility([NotVisible("PeerAuthentication", FORBIDDEN,
+                                                           f"403 Forbidden: {FORBIDDEN} is forbidden",
+                                                           forbidden=True)])))
+
+
+def test_a_snapshot_without_crds_renders_gateway_api_and_says_what_it_does_not_know(run, no_crds):
+    rc, out, err = run("render", "request-routing", "--scope", "foo", "--set", "api=gateway-api",
+                       "--source", no_crds)
+    assert rc == 0, err
+    assert "does not serve" not in err
+    assert {d["kind"] for d in yaml.safe_load_all(out) if d} >= {"HTTPRoute"}
+    assert "MST0007" in err and "whether the cluster serves HTTPRoute (gateway.networking.k8s.io) is unknown" in err
+    assert "kubectl get crd httproutes.gateway.networking.k8s.io" in err
+
+
+def test_a_snapshot_without_peer_authentication_leaves_strict_unrefused_and_says_so(run, no_crds):
+    rc, out, err = run("render", "mtls-strict", "--scope", "foo", "--source", no_crds)
+    assert rc == 0, err
+    assert "MST0003" not in err and "MST0006" in err
+    assert "whether it is in effect in foo is unknown: PeerAuthentication not in the snapshot" in err
+    assert "kubectl get crd peerauthentications.security.istio.io" in err
+    assert "kind: PeerAuthentication" in out
+
+
+def test_a_forbidden_kind_is_unknown_in_the_resolver_the_gate_and_status(refused, run, monkeypatch):
+    mode = mtls_mode(refused, "foo")
+    assert mode.value is None and "not readable" in mode.why and "403" in mode.why
+    assert unknown_kind(refused, "PeerAuthentication").check == f"kubectl auth can-i list {FORBIDDEN} -A"
+    assert dependency_state("mtls-strict", "foo", refused).value is None
+    gate = registry()["authorization-policy"].checks(refused, "foo", registry()["authorization-policy"].defaults())
+    assert [m.level for m in gate if m.code == "MST0006"] == ["warning"]
+    assert not [m for m in gate if m.code == "MST0003"]
+    monkeypatch.setattr(features_cmds, "load_inventory", lambda source: refused)
+    rc, out, err = run("status", "--format", "json")
+    assert rc == 1 and "this answer is partial" in err, err  # kubectl's status for a partial answer
+    rows = {m["scope"]: m for m in json.loads(out)["mtls"]}
+    assert rows["foo"]["mode"] == "unknown" and "403" in rows["foo"]["why"]
+
+
+def test_a_whole_cluster_without_the_crds_does_not_serve_them(demo_inventory):
+    """The demo is read whole, its CRDs with it: no Gateway API CRD there is a fact, not an unknown."""
+    from features._gateway_api import installed
+
+    assert installed(demo_inventory) is False
+    assert unknown_kind(demo_inventory, "HTTPRoute") is None
