@@ -249,8 +249,11 @@ def test_status_table(run, db):
     code, out, _ = run("status", "--source", "demo", "--db", db)
     assert code == 0
     sections = out.split("\n\n")
-    assert [s.splitlines()[0].split(" (")[0] for s in sections[1:]] == ["MTLS", "OBSERVED", "RECORDED", "DRIFT"]
-    assert "mtls-strict" in sections[3] and RECORDED_NOT_OBSERVED in sections[4]
+    assert [s.splitlines()[0].split(" (")[0] for s in sections[1:]] == ["MTLS", "IN EFFECT", "OBSERVED", "RECORDED",
+                                                                        "DRIFT"]
+    assert "mtls-strict" in sections[4] and RECORDED_NOT_OBSERVED in sections[5]
+    assert re.search(r"^mtls +mesh +PERMISSIVE +PERMISSIVE from PeerAuthentication istio-system/default$",
+                     sections[2], re.M)
     # the demo's mesh-wide PeerAuthentication sets shop's mode
     assert re.search(r"^shop +PERMISSIVE +yes +PeerAuthentication istio-system/default$", sections[1], re.M)
 
