@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         commands.cli(args=argv, prog_name="meshstep")
     except MeshstepError as e:
         # The message may quote a file, a resource or a value: what is hidden in them is shown escaped.
-        typer.echo(f"error: {safe.message(str(e))}", err=True)
+        typer.echo(f"error: {safe.terminal(str(e))}", err=True)  # its lines kept: findings and figures follow it
         return e.exit_code
     except SystemExit as e:  # click's standalone mode ends every run with one
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
