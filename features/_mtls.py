@@ -27,7 +27,6 @@ def mtls_modes(inv: Inventory) -> list[dict[str, Any]]:
 class PeerAuthenticationMode(Feature):
     mode: str
     owns = ("spec.mtls.mode",)
-    reads = ("PeerAuthentication",)
 
     def in_effect(self, inv, scope):
         """PERMISSIVE is in effect wherever the sidecars' mutual TLS is accepted (Istio's default included, and

@@ -159,8 +159,6 @@ class Feature:
     # What the feature is there to change, as paths of features.invariants.facts (shell patterns): every other
     # field of an object it extends must come out of the rendering as it went in.
     owns: tuple[str, ...] = ()
-    # The custom kinds its detection reads: where the source cannot show one, whether it is on is unknown.
-    reads: tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- to implement
 
@@ -175,10 +173,11 @@ class Feature:
         """Whether what the feature brings is in effect for `scope` (in that namespace or mesh-wide; for the mesh,
         anywhere in it), and why: by detection, unknown where the source cannot show a kind detection reads.
         Features whose behaviour Istio has by default answer from the resolver (analysis.effective) instead."""
-        seen = [o for o in self.detect(inv) if scope == MESH or o.scope in (scope, MESH)]
+        with reading() as kinds:  # the kinds detection really reads, not a list kept beside it
+            seen = [o for o in self.detect(inv) if scope == MESH or o.scope in (scope, MESH)]
         if seen:
             return Effective(self.id, scope, ON, f"on from {', '.join(seen[0].evidence)}")
-        for kind in self.reads:
+        for kind in sorted(kinds):
             u = unknown_kind(inv, kind)
             if u is not None:
                 return Effective(self.id, scope, None, f"unknown: {u}; check with `{u.check}`")

@@ -76,3 +76,15 @@ def test_a_whole_cluster_without_the_crds_does_not_serve_them(demo_inventory):
 
     assert installed(demo_inventory) is False
     assert unknown_kind(demo_inventory, "HTTPRoute") is None
+
+
+def test_a_feature_whose_detection_reads_a_refused_kind_is_unknown_not_off(demo_inventory):
+    """request-routing is detected from VirtualServices: with them refused (403) its state is unknown, because the
+    kinds a detection reads are recorded as it runs, not listed beside it."""
+    vs = "virtualservices.networking.istio.io"
+    objs = [o.raw for kind in demo_inventory.objects for o in demo_inventory.of_kind(kind) if kind != "VirtualService"]
+    inv = build_inventory(Snapshot("live", lambda _v: iter(objs), Visibility([NotVisible(
+        "VirtualService", vs, f"403 Forbidden: {vs} is forbidden", forbidden=True)])))
+    state = registry()["request-routing"].in_effect(inv, "shop")
+    assert state.value is None and "VirtualService" in state.why and "403" in state.why
+    assert registry()["request-routing"].in_effect(demo_inventory, "shop").value == "on"
