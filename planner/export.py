@@ -1,7 +1,9 @@
 """A plan as files for a GitOps repository: each stage's YAML and its rollback, numbered in apply order."""
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from dataclasses import dataclass
 
 import planner.plan
@@ -50,3 +52,15 @@ def stage_files(plan: Plan, inventory: Inventory) -> Export:
             if deleted:
                 files[f"{name}.delete.yaml"] = planner.plan.deletion_manifest(deleted, cfg.objects, overlay.inventory)
     return Export(files, skipped)
+
+
+def archive(export: Export, folder: str) -> bytes:
+    """The export as a zip of `folder`/<file> (the files in apply order) and, when stages have no file, a
+    `folder`/SKIPPED.txt saying which and why."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, text in export.files.items():
+            z.writestr(f"{folder}/{name}", text)
+        if export.skipped:
+            z.writestr(f"{folder}/SKIPPED.txt", "".join(f"{line}\n" for line in export.skipped))
+    return out.getvalue()

@@ -70,6 +70,19 @@ def find_plan(store: PlanStore, cluster: str, name: str | None = None) -> Plan:
     return plans[-1]
 
 
+def latest(store: PlanStore, cluster: str) -> Plan | None:
+    """The plan to show for a cluster: its most recent active plan, else its most recent plan of any status (a
+    finished one stays in sight); None when it has none."""
+    plans = store.list_plans(cluster)
+    return next((p for p in reversed(plans) if p.status == "active"), plans[-1] if plans else None)
+
+
+def free_name(store: PlanStore, cluster: str, name: str) -> str:
+    """`name`, else the first of `name-2`, `name-3`, … no plan of the cluster has."""
+    taken = {p.name for p in store.list_plans(cluster)}
+    return next(n for n in (name, *(f"{name}-{i}" for i in range(2, len(taken) + 3))) if n not in taken)
+
+
 def delete(store: PlanStore, plan: Plan, actor: str, reason: str) -> None:
     """Delete a plan and its stages; the audit trail keeps what it was. Flags stay: they say what the team decided
     about the cluster, not about the plan."""

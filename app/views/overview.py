@@ -6,9 +6,9 @@ import streamlit as st
 
 from app import safe, traffic, ui
 from cluster import revisions
-from cluster.errors import MeshstepError
 from planner import stages
 from state.drift import OBSERVED_NOT_RECORDED
+from state.models import PlanMode
 from telemetry.edges import count_text
 
 inv = ui.inventory()
@@ -56,17 +56,22 @@ if upgrade is not None:  # two revisions side by side: how far the move from the
 left, middle, right = st.columns(3, gap="large")
 with left:
     st.subheader("Plan")
-    try:
-        plan = stages.find_plan(store, cluster)
-    except MeshstepError:
-        st.info("No active plan for this cluster yet.")
+    plan = stages.latest(store, cluster)
+    if plan is None:
+        st.info("No plan for this cluster yet.")
         st.page_link("views/plan.py", label="Make a plan", icon=":material/stairs:")
     else:
         stage = stages.current_stage(plan)
         done = stages.done_count(plan)
         st.progress(done / len(plan.stages) if plan.stages else 1.0,
                     text=f"**{safe.md(plan.name)}**: {done} of {len(plan.stages)} stages done")
-        if stage is not None:
+        if plan.status == "done":
+            st.success(f"The last plan, **{safe.md(plan.name)}**, finished: every stage is done"
+                       + (" in rehearsal." if plan.mode == PlanMode.REHEARSAL else "."),
+                       icon=":material/celebration:")
+        elif plan.status != "active":
+            st.info(f"The last plan, **{safe.md(plan.name)}**, was {plan.status}.")
+        elif stage is not None:
             st.markdown(f"Current stage **{stage.order}. {safe.md(stage.title)}** — `{stage.status}`")
         st.page_link("views/plan.py", label="Open the plan", icon=":material/stairs:")
 

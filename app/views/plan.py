@@ -9,7 +9,7 @@ import streamlit as st
 import planner.plan
 from app import access, approval_panel, findings, safe, traffic, ui
 from cluster.errors import MeshstepError
-from planner import lifecycle, moves, promotion, stages
+from planner import export, lifecycle, moves, promotion, stages
 from planner.lifecycle import Event
 from state.models import PlanMode
 from telemetry.edges import count_text
@@ -23,6 +23,8 @@ _FIGURES = (("success_rate", "Success rate", "%", "non-5xx share of the requests
 _SAID = {"passed": ":green[:material/check_circle: no regression]", "regressed": ":red[:material/error: regressed]",
          "insufficient": ":orange[:material/help: too little traffic to judge]",
          "unavailable": ":gray[:material/remove_circle: not compared]"}
+_CONFLICT = "plan_name_taken"  # the new plan's fields, kept while its name is taken
+_SHOWN = "plan_shown"  # the name of the plan picked in the history
 
 
 def traffic_before_after(stage) -> None:
@@ -66,31 +68,13 @@ def traffic_before_after(stage) -> None:
         st.code(safe.terminal("\n".join(v["lines"])), language=None, wrap_lines=True)
 
 
-inv = ui.inventory()
-store = ui.store()
-cluster = ui.cluster(inv)
-
-
-st.title("Plan")
-ui.show_flash()
-
-try:
-    plan = stages.find_plan(store, cluster)
-except MeshstepError:
-    plan = None
-
-if plan is None:
-    for finished in store.list_plans(cluster):
-        if finished.status == "done":
-            st.success(f"Plan **{safe.md(finished.name)}** is complete: every stage is done"
-                       + (" in rehearsal, on its overlay." if finished.mode == PlanMode.REHEARSAL else "."),
-                       icon=":material/celebration:")
-    st.info(f"No active plan for **{safe.md(cluster)}**. Make one from a template: stages already on in the "
-            "cluster start as done.")
+def new_plan_form(store, cluster: str, inv) -> None:
+    """The form that makes a plan from a template; a name the cluster's plans already have is offered another
+    name, or the deletion of the plan that has it."""
     with st.form("new_plan"):
         template = st.selectbox("Template", list(planner.plan.TEMPLATES),
                                 help="routing-first: injection and traffic management before mTLS; "
-                                     "security-first: mTLS early; custom: start empty and add stages with the CLI.")
+                                     "security-first: mTLS early; custom: start empty and add stages one by one.")
         namespaces = st.multiselect("Namespaces", inv.namespace_names(), default=planner.plan.default_namespaces(inv),
                                     help="The application namespaces the plan brings into the mesh.")
         name = st.text_input("Name", placeholder="the template's name")
@@ -102,11 +86,118 @@ if plan is None:
         if st.form_submit_button("Create the plan", type="primary") and (actor := ui.require_actor(
                 *((access.ADMIN, "set verification thresholds") if verify.strip() else
                   (access.OPERATOR, "create a plan")))):
-            with ui.errors("Could not create the plan"):
-                created = stages.create(store, cluster, inv, template, namespaces or None, name or None, actor,
-                                        [x.strip() for x in verify.split(",") if x.strip()])
-                ui.flash(f"Plan **{safe.md(created.name)}** created with {len(created.stages)} stages.")
-                st.rerun()
+            wanted = {"template": template, "namespaces": namespaces, "name": name.strip() or template,
+                      "verify": [x.strip() for x in verify.split(",") if x.strip()]}
+            if stages.free_name(store, cluster, wanted["name"]) == wanted["name"]:
+                _create(store, cluster, inv, wanted, actor)
+            else:
+                st.session_state[_CONFLICT] = wanted
+    if (wanted := st.session_state.get(_CONFLICT)) is not None:
+        name_conflict(store, cluster, inv, wanted)
+
+
+def _create(store, cluster: str, inv, wanted: dict, actor: str) -> None:
+    with ui.errors("Could not create the plan"):
+        created = stages.create(store, cluster, inv, wanted["template"], wanted["namespaces"] or None, wanted["name"],
+                                actor, wanted["verify"])
+        st.session_state.pop(_CONFLICT, None)
+        st.session_state[_SHOWN] = created.name
+        ui.flash(f"Plan **{safe.md(created.name)}** created with {len(created.stages)} stages.")
+        st.rerun()
+
+
+def name_conflict(store, cluster: str, inv, wanted: dict) -> None:
+    """The new plan's name is taken: create it under a free name, or delete the plan that has it and create it."""
+    taken = next((p for p in store.list_plans(cluster) if p.name == wanted["name"]), None)
+    if taken is None:
+        st.session_state.pop(_CONFLICT)
+        return
+    other = stages.free_name(store, cluster, wanted["name"])
+    st.error(f"A plan named **{safe.md(taken.name)}** already exists for {safe.md(cluster)} ({taken.status}, "
+             f"{stages.done_count(taken)} of {len(taken.stages)} stages done): create the new one as "
+             f"**{safe.md(other)}**, or delete **{safe.md(taken.name)}** and create it under its name.",
+             icon=":material/warning:")
+    rename, drop = st.columns(2)
+    if rename.button(f"Create it as {safe.md(other)}", type="primary", icon=":material/add:") and (
+            actor := ui.require_actor(access.OPERATOR, "create a plan")):
+        _create(store, cluster, inv, {**wanted, "name": other}, actor)
+    with drop:
+        if delete_form(store, taken, "delete_taken", f"Delete {taken.name} and create the new plan"):
+            _create(store, cluster, inv, wanted, ui.actor() or "")
+    if st.button("Cancel", type="tertiary"):
+        st.session_state.pop(_CONFLICT)
+        st.rerun()
+
+
+def delete_form(store, plan, key: str, label: str = "Delete the plan") -> bool:
+    """A plan's deletion, confirmed: a reason (audited) and a tick that says which plan goes; True once deleted.
+    Enter in the reason field does not delete: only the button does."""
+    with st.form(key, border=False, enter_to_submit=False):
+        st.caption("The plan and its stages go; the audit trail keeps them, and the flags stay as they are.")
+        why = st.text_input("Reason for deleting", help="Kept in the audit trail.", key=f"{key}_reason")
+        sure = st.checkbox(f"Yes, delete plan {safe.md(plan.name)}", key=f"{key}_sure")
+        if st.form_submit_button(label, icon=":material/delete:") and (
+                actor := ui.require_actor(access.ADMIN, "delete a plan")):
+            if not sure:
+                st.error(f"Tick **Yes, delete plan {safe.md(plan.name)}** to confirm: a deletion cannot be undone.")
+                return False
+            with ui.errors("Not deleted"):
+                stages.delete(store, plan, actor, why)
+                if st.session_state.get(_SHOWN) == plan.name:
+                    del st.session_state[_SHOWN]
+                ui.flash(f"Plan **{safe.md(plan.name)}** deleted.", "warning")
+                return True
+    return False
+
+
+def shown_plan(store, cluster: str):
+    """The plan picked in the history, else the cluster's active plan, else its last one (None: it has none)."""
+    picked = st.session_state.get(_SHOWN)
+    return next((p for p in store.list_plans(cluster) if p.name == picked), None) or stages.latest(store, cluster)
+
+
+def history(store, cluster: str, plan) -> None:
+    """Every plan of the cluster, the one shown picked among them."""
+    plans = store.list_plans(cluster)
+    st.subheader("History")
+    st.dataframe(pd.DataFrame(safe.cells(
+        {"plan": p.name, "template": p.template, "status": p.status, "mode": str(p.mode or "not started"),
+         "stages done": f"{stages.done_count(p)} / {len(p.stages)}", "created": f"{p.created_at:%Y-%m-%d %H:%M}",
+         "by": p.created_by} for p in reversed(plans))), hide_index=True, width="stretch")
+    if len(plans) > 1:
+        names = [p.name for p in reversed(plans)]
+        picked = st.selectbox("Show plan", names, index=names.index(plan.name),
+                              format_func=lambda n: safe.shown(n))
+        if picked != plan.name:
+            st.session_state[_SHOWN] = picked
+            st.rerun()
+
+
+def export_button(plan, inv) -> None:
+    """The plan's stages as files for a GitOps repository (`plan export`), zipped on the click."""
+    st.download_button("Export the plan's YAML (zip)",
+                       lambda: export.archive(export.stage_files(plan, inv), plan.name), f"{plan.name}.zip",
+                       mime="application/zip", icon=":material/download:", on_click="ignore",
+                       help="Every stage's YAML and its rollback as numbered files in apply order, as for a GitOps "
+                            "repository: applied in order, they give the cluster the plan ends with.")
+
+
+inv = ui.inventory()
+store = ui.store()
+cluster = ui.cluster(inv)
+
+
+st.title("Plan")
+ui.show_flash()
+
+plan = shown_plan(store, cluster)
+if plan is None or plan.status != "active":
+    with st.expander("Start a new plan", icon=":material/add:", expanded=plan is None):
+        if plan is None:
+            st.info(f"No plan for **{safe.md(cluster)}** yet. Make one from a template: stages already on in the "
+                    "cluster start as done.")
+        new_plan_form(store, cluster, inv)
+if plan is None:
     st.stop()
 
 done = stages.done_count(plan)
@@ -136,8 +227,9 @@ except MeshstepError as e:  # the stage's config cannot be rendered for this clu
              "as the message says and press **Re-read the cluster**, or roll the plan back below.")
 if view is None:
     if stages.current_stage(plan) is None:
-        st.success("The plan is complete: every stage is done" + (" in rehearsal." if plan.mode == PlanMode.REHEARSAL
-                                                                  else "."), icon=":material/celebration:")
+        st.success(f"Plan **{safe.md(plan.name)}** is complete: every stage is done"
+                   + (" in rehearsal, on its overlay." if plan.mode == PlanMode.REHEARSAL else "."),
+                   icon=":material/celebration:")
 else:
     stage = view.stage
     st.header(f"Stage {stage.order}: {safe.md(stage.title)}")
@@ -240,11 +332,11 @@ if undo_yaml := st.session_state.pop("rollback_yaml", None):
     st.code(safe.terminal(undo_yaml), language="yaml")
 
 st.subheader("Stages")
-st.dataframe(pd.DataFrame(safe.cells({"": r["now"], "stage": r["order"], "title": r["title"],
-                                      "status": r["status"] + (" (found on)" if r["found_on"] else ""),
-                                      "features": ", ".join(r["features"]), "scope": ", ".join(r["scope"])}
-                                     for r in stages.stage_rows(plan))),
-             hide_index=True, width="stretch", height=38 + 35 * len(plan.stages))
+# A static table: it wraps a long scope ("legacy, payments, shop") where a grid's cell would cut it.
+st.table(pd.DataFrame(safe.cells({"stage": r["order"], "": r["now"], "title": r["title"],
+                                  "status": r["status"] + (" (found on)" if r["found_on"] else ""),
+                                  "features": ", ".join(r["features"]), "scope": ", ".join(r["scope"])}
+                                 for r in stages.stage_rows(plan))).set_index("stage"))
 
 st.subheader("Traffic before and after each stage")
 if verified := [s for s in plan.stages if s.record.verification is not None]:
@@ -272,11 +364,8 @@ with st.expander("Promote this plan to another cluster", icon=":material/upgrade
                      + (f"; {len(promoted.left_out)} step(s) left out there." if promoted.left_out else "."))
             st.rerun()
 
-with st.expander("Delete this plan", icon=":material/delete:"), st.form("delete_plan", border=False):
-    st.caption("The plan and its stages go; the audit trail keeps them, and the flags stay as they are.")
-    why = st.text_input("Reason for deleting", help="Kept in the audit trail.")
-    if st.form_submit_button("Delete the plan") and (actor := ui.require_actor(access.ADMIN, "delete a plan")):
-        with ui.errors("Not deleted"):
-            stages.delete(store, plan, actor, why)
-            ui.flash(f"Plan **{safe.md(plan.name)}** deleted.", "warning")
-            st.rerun()
+export_button(plan, inv)
+history(store, cluster, plan)
+with st.expander(f"Delete plan {safe.md(plan.name)}", icon=":material/delete:"):
+    if delete_form(store, plan, "delete_plan"):
+        st.rerun()
