@@ -425,6 +425,52 @@ _ENTRIES = (
           "Its proxy would no longer know the host: calls go to the PassthroughCluster (losing routing and mTLS) "
           "or fail under REGISTRY_ONLY.",
           "Add {host} to the Sidecar's egress hosts (hosts={target}/*)."),
+    # ---------------------------------------------------------------- operating a stage (cluster/apply.py, operate)
+    Entry("MST1001", "ApplyConflict", "error", (),
+          "The API server refused the stage's server-side apply: a field it changes is owned by another field "
+          "manager (Argo CD, Flagger, kubectl, Kiali …), and meshstep never forces.",
+          "Forcing would take the field from its owner, which would put its own value back at its next sync: the "
+          "two would fight over production config.",
+          "Change the field where its owner keeps it (the Git repository Argo CD syncs, the Flagger canary), or "
+          "have that manager give it up, then check the gate again.",
+          "meshstep plan advance --apply (cluster/apply.py)"),
+    Entry("MST1002", "ChangedSinceGate", "error", (),
+          "An object the stage changes was changed in the cluster after the stage's gate read it (its "
+          "resourceVersion moved).",
+          "The gate judged, and the YAML was rendered on, an object that is no longer the cluster's: applying it "
+          "would undo that change unseen.",
+          "Nothing to fix by hand: the stage goes back to its gate, which runs again on the cluster as it is now.",
+          "meshstep plan advance --apply (cluster/apply.py)"),
+    Entry("MST1003", "ApplyForbidden", "error", (),
+          "The API server's authorization (RBAC) refused a write of the stage (403).",
+          "meshstep applies with the kubeconfig's identity: without the verb on the resource, the stage cannot be "
+          "applied directly.",
+          "Bind a Role or ClusterRole giving that identity get and patch (and, for rollbacks, update and delete) on "
+          "the resource, or apply the stage's YAML through GitOps.",
+          "meshstep plan advance --apply (cluster/apply.py)"),
+    Entry("MST1004", "AdmissionDenied", "error", (),
+          "An admission webhook (Istio's validating webhook among them) denied an object of the stage.",
+          "The webhook's verdict is the cluster's own: the object as rendered would not be stored.",
+          "Read the webhook's message; fix the stage's parameters (or the cluster it names), then check the gate "
+          "again.",
+          "meshstep plan advance --apply (cluster/apply.py)"),
+    Entry("MST1005", "ApplyInvalid", "error", (),
+          "The API server found an object of the stage invalid (strict field validation, a schema, a bad request).",
+          "An object the server does not accept cannot be applied: the dry run says so before anything changes.",
+          "Report it as a meshstep bug with the server's message; until then apply the stage's YAML by hand after "
+          "fixing it.",
+          "meshstep plan advance --apply (cluster/apply.py)"),
+    Entry("MST1006", "BakeRegressed", "error", (),
+          "Traffic regressed while the applied stage baked: meshstep rolled it back by itself and stopped the plan.",
+          "A threshold crossed on live traffic after the apply is the stage's doing until shown otherwise.",
+          "Read the before/after figures, find the cause, then check the gate again (meshstep plan advance).",
+          "meshstep plan advance --apply (planner/operate.py)"),
+    Entry("MST1007", "NotAccepted", "error", (),
+          "Istio did not accept an object of the stage: its status reports a validation error, or it was not "
+          "reconciled in time.",
+          "Config istiod rejects is never pushed to the proxies: the stage would be applied in name only.",
+          "Read the status message (kubectl get {object} -o yaml), fix the parameters, then check the gate again.",
+          "meshstep plan advance --apply (planner/operate.py)"),
 )
 
 _UPGRADE_ENTRIES = (

@@ -77,10 +77,12 @@ def api_client(context: str | None) -> tuple[Any, str]:
 class ApiError(Exception):
     """A non-2xx answer, with the server's Status `reason` and `message` where it sent one."""
 
-    def __init__(self, status: int, http_reason: str, reason: str, message: str, retry_after: str | None = None):
+    def __init__(self, status: int, http_reason: str, reason: str, message: str, retry_after: str | None = None,
+                 details: dict[str, Any] | None = None):
         super().__init__(status, message)
         self.status, self.http_reason, self.reason, self.message = status, http_reason, reason, message
         self.retry_after = retry_after  # the Retry-After header, as sent
+        self.details = details or {}  # the Status' details: the object's name and kind, the causes of a conflict
 
     def __str__(self) -> str:
         said = f": {self.message}" if self.message else ""
@@ -124,13 +126,21 @@ class ApiServer:
         """The body of one GET, retried while what fails it may pass; `what` names the request in messages
         ("listing pods"). Raises Failed for an answer that will not change, and once the tries or the read's
         deadline are spent."""
+        return self.request("GET", path, query, what, accept=accept)
+
+    def request(self, method: str, path: str, query: list[tuple[str, Any]], what: str, body: Any = None,
+                content_type: str | None = None, accept: str = "application/json",
+                refuse: Callable[[ApiError, str], Exception] | None = None) -> bytes:
+        """The body of one request that may be sent again (a GET, a server-side apply, a DELETE or PUT with its
+        preconditions: each idempotent), retried as `get` is; `body` is sent as JSON (which is YAML too). An
+        answer that will not change (409, 403, 422 …) raises `refuse(error, what)` (default: Failed)."""
         attempt = 1
         while True:
             try:
-                return self._once(path, query, accept, what)
+                return self._once(path, query, accept, what, method, body, content_type)
             except ApiError as e:
                 if not e.passes:
-                    raise self.refused(e, what) from None
+                    raise (refuse or self.refused)(e, what) from None
                 failure, wait = e, _retry_after(e)
             except _Cut as e:
                 failure, wait = e, None
@@ -167,12 +177,14 @@ class ApiServer:
                               f"with {DEADLINE.env}=SECONDS")
         return left
 
-    def _once(self, path: str, query: list[tuple[str, Any]], accept: str, what: str = "") -> bytes:
+    def _once(self, path: str, query: list[tuple[str, Any]], accept: str, what: str = "", verb: str = "GET",
+              body: Any = None, content_type: str | None = None) -> bytes:
+        sent = {"Accept": accept} | ({"Content-Type": content_type} if content_type else {})
         method, url, headers, _body, _post = self.client.param_serialize(
-            "GET", path, query_params=query, header_params={"Accept": accept}, auth_settings=["BearerToken"])
+            verb, path, query_params=query, header_params=sent, auth_settings=["BearerToken"])
         left = self.left()
         try:
-            resp = self.client.call_api(method, url, header_params=headers, _request_timeout=(
+            resp = self.client.call_api(method, url, header_params=headers, body=body, _request_timeout=(
                 min(CONNECT_TIMEOUT.value, left), min(REQUEST_TIMEOUT.value, left)))
             body = self._body(resp.response, path)
         except (urllib3.exceptions.ProtocolError, http.client.IncompleteRead, ConnectionResetError,
@@ -220,15 +232,17 @@ class ApiServer:
 def _api_error(status: int, http_reason: str | None, body: bytes, headers: Any) -> ApiError:
     """The server's Status (reason, message) from an error answer, else the first line of what it sent."""
     reason = message = ""
+    details: dict[str, Any] = {}
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         doc = None
     if isinstance(doc, dict) and doc.get("kind") == "Status":
         reason, message = str(doc.get("reason") or ""), str(doc.get("message") or "")
+        details = doc.get("details") if isinstance(doc.get("details"), dict) else {}
     elif body.strip():
         message = _first_line(body.decode("utf-8", "replace"))
-    return ApiError(status, http_reason or "", reason, message, headers.get("Retry-After"))
+    return ApiError(status, http_reason or "", reason, message, headers.get("Retry-After"), details)
 
 
 def _retry_after(e: ApiError) -> float | None:

@@ -6,6 +6,7 @@ real API server produces (each as the Kubernetes documentation page cited beside
 from __future__ import annotations
 
 import asyncio
+import copy
 import socket
 import struct
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp.web
+import yaml
 from kmock import KubernetesEmulator, KubernetesError, ResourceInfo, Server, resource
 from kmock._internal import parsing, rendering
 
@@ -31,7 +33,8 @@ _BUILTIN = (
     ("admissionregistration.k8s.io/v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration"),
     ("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition"),
 )
-
+_CLUSTER_SCOPED = {"namespaces", "nodes", "mutatingwebhookconfigurations", "validatingwebhookconfigurations",
+                   "customresourcedefinitions"}
 
 # What discovery says every resource here allows (a real API server lists each resource's verbs).
 _VERBS = {"get", "list", "watch"}
@@ -214,16 +217,16 @@ def install(emulator: PagingEmulator, objects: Iterable[dict[str, Any]]) -> None
     answers), and store the objects under their resource."""
     objects = list(objects)
     plurals: dict[tuple[str, str], resource] = {}  # (apiVersion, kind) → resource
-    served = [(api, plural, kind) for api, plural, kind in _BUILTIN]
+    served = [(api, plural, kind, plural not in _CLUSTER_SCOPED) for api, plural, kind in _BUILTIN]
     for o in objects:
         if o["kind"] == "CustomResourceDefinition":
             spec = o["spec"]
-            served += [(f"{spec['group']}/{v['name']}", spec["names"]["plural"], spec["names"]["kind"])
-                       for v in spec["versions"] if v.get("served")]
-    for api, plural, kind in served:
+            served += [(f"{spec['group']}/{v['name']}", spec["names"]["plural"], spec["names"]["kind"],
+                        spec.get("scope", "Namespaced") == "Namespaced") for v in spec["versions"] if v.get("served")]
+    for api, plural, kind, namespaced in served:
         group, _, version = api.rpartition("/")
         res = resource(group=group, version=version, plural=plural)
-        emulator.resources[res] = ResourceInfo(kind=kind, verbs=_VERBS)
+        emulator.resources[res] = ResourceInfo(kind=kind, verbs=_VERBS, namespaced=namespaced)
         plurals[(api, kind)] = res
     for o in objects:
         meta = o["metadata"]
@@ -238,15 +241,20 @@ def install(emulator: PagingEmulator, objects: Iterable[dict[str, Any]]) -> None
 
 @contextmanager
 def serve(objects: Iterable[dict[str, Any]] = (), forbidden: Iterable[str] = (),
-          faults: Iterable[Fault] = ()) -> Iterator[Cluster]:
+          faults: Iterable[Fault] = (), writes: bool = False) -> Iterator[Cluster]:
     """Run a PagingEmulator holding `objects` on a loopback port until the block ends (a FaultyEmulator, given
-    faults)."""
+    faults; a WritableEmulator, with `writes`: then every object has a resourceVersion, as an API server gives
+    each)."""
     faults = list(faults)
-    emulator = FaultyEmulator() if faults else PagingEmulator()
+    emulator = WritableEmulator() if writes else FaultyEmulator() if faults else PagingEmulator()
     if isinstance(emulator, FaultyEmulator):
         emulator.faults = faults
     emulator.forbidden.update(forbidden)
     install(emulator, objects)
+    if isinstance(emulator, WritableEmulator):
+        for key, obj in list(emulator.objects.items()):
+            emulator.objects[key] = {**obj.raw, "metadata": {**obj.raw["metadata"],
+                                                             "resourceVersion": emulator.stamp()}}
     loop = asyncio.new_event_loop()
     started = threading.Event()
     stop: asyncio.Event | None = None
@@ -276,3 +284,294 @@ def serve(objects: Iterable[dict[str, Any]] = (), forbidden: Iterable[str] = (),
         loop.call_soon_threadsafe(stop.set)  # type: ignore[union-attr]
         thread.join(10)
         loop.close()
+
+
+# ---------------------------------------------------------------- writes: server-side apply, update, delete
+
+# Fields the API server sets or reads apart from an applied configuration: never owned by a field manager.
+_SERVER_SET = {"resourceVersion", "managedFields", "uid", "creationTimestamp", "generation", "selfLink"}
+_IDENTITY = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace")}
+
+
+def leaves(obj: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Each field set in `obj`, by path, as field management tracks them: maps are granular (each key its own
+    field) and lists atomic, the default for custom resources whose schema declares no list type
+    (https://kubernetes.io/docs/reference/using-api/server-side-apply/#merge-strategy)."""
+    found: dict[tuple[str, ...], Any] = {}
+    for key, value in obj.items():
+        path = (*prefix, key)
+        if path in _IDENTITY or (prefix == ("metadata",) and key in _SERVER_SET) or path == ("status",):
+            continue
+        if isinstance(value, dict) and value:
+            found |= leaves(value, path)
+        else:
+            found[path] = value
+    return found
+
+
+def fields_v1(paths: Iterable[tuple[str, ...]]) -> dict[str, Any]:
+    """Paths as managedFields' FieldsV1 (`{"f:spec": {"f:host": {}}}`)."""
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        for key in path:
+            node = node.setdefault(f"f:{key}", {})
+    return tree
+
+
+def _paths_of(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    out: set[tuple[str, ...]] = set()
+    for key, sub in tree.items():
+        path = (*prefix, key[2:])
+        out |= _paths_of(sub, path) if sub else {path}
+    return out
+
+
+def owners(obj: dict[str, Any] | None) -> dict[str, tuple[str, set[tuple[str, ...]]]]:
+    """manager → (operation, the fields it owns), from an object's managedFields."""
+    entries = ((obj or {}).get("metadata") or {}).get("managedFields") or []
+    return {e["manager"]: (e.get("operation", "Apply"), _paths_of(e.get("fieldsV1") or {})) for e in entries}
+
+
+def _set(obj: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        obj = obj.setdefault(key, {})
+    obj[path[-1]] = copy.deepcopy(value)
+
+
+def _unset(obj: dict[str, Any], path: tuple[str, ...]) -> None:
+    node = obj
+    for key in path[:-1]:
+        node = node.get(key)
+        if not isinstance(node, dict):
+            return
+    node.pop(path[-1], None)
+
+
+class Refusal(Exception):
+    """An error answer of the API server: its HTTP status and Status (reason, message, details)."""
+
+    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details or {}
+
+    def response(self) -> aiohttp.web.Response:
+        return aiohttp.web.json_response(
+            {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "code": self.code,
+             "reason": self.reason, "message": self.message, **({"details": self.details} if self.details else {})},
+            status=self.code)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The object a write names: its resource, namespace and name, as the path says them."""
+
+    resource: Any
+    namespace: str | None
+    name: str
+
+    @property
+    def group(self) -> str:
+        return self.resource.group
+
+    @property
+    def qualified(self) -> str:
+        """`virtualservices.networking.istio.io`, as the API server names a resource in its messages."""
+        return f"{self.resource.plural}.{self.group}" if self.group else self.resource.plural
+
+    @property
+    def key(self) -> tuple[Any, str | None, str]:
+        return (self.resource, self.namespace, self.name)
+
+
+class WritableEmulator(FaultyEmulator):
+    """A FaultyEmulator that takes writes as a Kubernetes API server does: server-side apply (PATCH
+    application/apply-patch+yaml) with field managers, managedFields and conflicts, updates (PUT) and deletes
+    with resourceVersion preconditions, dry runs that change nothing, RBAC refusals and validating webhooks'
+    denials. Every write moves the object's resourceVersion."""
+
+    forbidden_writes: set[tuple[str, str]]  # (verb, plural) the caller's RBAC does not allow: 403
+    denials: dict[str, str]  # object name → what a validating webhook says denying a write of it
+    before_write: Any  # called (target, dry_run) before a write is handled: another client acting in between
+    version: int
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.forbidden_writes, self.denials, self.before_write, self.version = set(), {}, None, 1000
+
+    def stamp(self) -> str:
+        self.version += 1
+        return str(self.version)
+
+    async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw.method not in ("PATCH", "PUT", "DELETE"):
+            return await super().__call__(raw)
+        parsed = parsing.parse_path(raw.path)
+        if parsed.group is None or not parsed.name or parsed.subresource:
+            return await super().__call__(raw)
+        request = await rendering.Request._parse(raw, id=len(self._requests))
+        self._requests.append(request)
+        target = Target(resource(group=parsed.group, version=parsed.version, plural=parsed.plural),
+                        parsed.namespace, parsed.name)
+        dry_run = raw.query.get("dryRun") == "All"
+        try:
+            if self.before_write is not None:
+                self.before_write(target, dry_run)
+            answer = self.write(raw.method, target, request.body, dict(raw.query), raw.headers.get("Content-Type"))
+        except Refusal as e:
+            return e.response()
+        return aiohttp.web.json_response(answer, status=200)
+
+    def write(self, method: str, target: Target, body: bytes, query: dict[str, str], content_type: str | None
+              ) -> dict[str, Any]:
+        """The object after the write (not stored on a dry run), or a Refusal."""
+        verb = {"PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
+        self.authorize(verb, target)
+        stored = self.objects.get(target.key)
+        live = None if stored is None or stored.deleted else copy.deepcopy(stored.raw)
+        if method == "DELETE":
+            after = self.delete(target, live, body)
+        elif method == "PUT":
+            after = self.update(target, live, yaml.safe_load(body) or {}, query.get("fieldManager") or "unknown")
+        else:
+            if content_type != "application/apply-patch+yaml":
+                raise Refusal(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                                                           "accepted media types include: "
+                                                           "application/apply-patch+yaml")
+            manager = query.get("fieldManager")
+            if not manager:  # https://kubernetes.io/docs/reference/using-api/server-side-apply/#using-server-side-apply-in-a-controller
+                raise Refusal(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required "
+                                              "value: is required for apply patch")
+            after = self.apply(target, live, yaml.safe_load(body) or {}, manager, query.get("force") == "true")
+        self.admit(target, after)
+        # Dry run: every stage of the request is run, admission included, and nothing is stored
+        # (https://kubernetes.io/docs/reference/using-api/api-concepts/#dry-run).
+        if query.get("dryRun") != "All":
+            if method == "DELETE":
+                del self.objects[target.key]
+            else:
+                self.objects[target.key] = after
+        return after
+
+    def authorize(self, verb: str, target: Target) -> None:
+        """RBAC's refusal, in the API server's words (https://kubernetes.io/docs/reference/access-authn-authz/
+        authorization/#review-your-request-attributes): 403 Forbidden naming the user, the verb and the resource."""
+        if (verb, target.resource.plural) in self.forbidden_writes:
+            where = f' in the namespace "{target.namespace}"' if target.namespace else ""
+            raise Refusal(403, "Forbidden", f'{target.qualified} "{target.name}" is forbidden: User '
+                                            f'"system:serviceaccount:ops:meshstep" cannot {verb} resource '
+                                            f'"{target.resource.plural}" in API group "{target.group}"{where}',
+                          {"name": target.name, "group": target.group, "kind": target.resource.plural})
+
+    def admit(self, target: Target, after: dict[str, Any]) -> None:
+        """A validating webhook's denial, as the API server relays it: 400 unless the webhook chose a code
+        (https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#response), its
+        message after `admission webhook "NAME" denied the request:`. Istio's validating webhook has
+        sideEffects None, so dry runs are admitted by it too."""
+        said = self.denials.get(target.name)
+        if said is not None:
+            raise Refusal(400, "BadRequest", f'admission webhook "validation.istio.io" denied the request: {said}')
+
+    def apply(self, target: Target, live: dict[str, Any] | None, config: dict[str, Any], manager: str,
+              force: bool) -> dict[str, Any]:
+        """Server-side apply (https://kubernetes.io/docs/reference/using-api/server-side-apply/): a field another
+        manager owns and that the configuration sets to another value is a conflict (409, each one a cause naming
+        the manager and the field) unless forced; fields the manager owned and no longer sets are removed unless
+        another manager owns them too; a resourceVersion in the configuration is a precondition."""
+        self.precondition(target, live, (config.get("metadata") or {}).get("resourceVersion"))
+        wanted = leaves(config)
+        have = leaves(live) if live else {}
+        held = owners(live)
+        conflicts = sorted({(other, path) for path, value in wanted.items() if have.get(path, _ABSENT) != value
+                            for other, (_op, paths) in held.items() if other != manager and path in paths})
+        if conflicts and not force:
+            raise self.conflict(target, config.get("apiVersion", ""), conflicts)
+        after = copy.deepcopy(live) if live else {"apiVersion": config.get("apiVersion"), "kind": config.get("kind"),
+                                                  "metadata": {"name": target.name, "uid": f"uid-{self.stamp()}",
+                                                               "creationTimestamp": "2026-01-01T00:00:00Z",
+                                                               **({"namespace": target.namespace}
+                                                                  if target.namespace else {})}}
+        others = set().union(*(paths for m, (_op, paths) in held.items() if m != manager))
+        for path in held.get(manager, ("", set()))[1] - set(wanted) - others:
+            _unset(after, path)
+        for path, value in wanted.items():
+            _set(after, path, value)
+        held = {m: (op, paths - {p for _m, p in conflicts}) for m, (op, paths) in held.items() if m != manager}
+        held[manager] = ("Apply", set(wanted))
+        return self.stored(after, held, config.get("apiVersion", ""))
+
+    def update(self, target: Target, live: dict[str, Any] | None, body: dict[str, Any], manager: str
+               ) -> dict[str, Any]:
+        """PUT: the object replaced, under its resourceVersion precondition (https://kubernetes.io/docs/reference/
+        using-api/api-concepts/#resource-versions); managedFields sent with it replace the recorded ones, and the
+        manager owns what it changed (https://kubernetes.io/docs/reference/using-api/server-side-apply/
+        #clearing-managedfields)."""
+        if live is None:
+            raise Refusal(404, "NotFound", f'{target.qualified} "{target.name}" not found')
+        self.precondition(target, live, (body.get("metadata") or {}).get("resourceVersion"), required=True)
+        after = copy.deepcopy(body)
+        meta = after.setdefault("metadata", {})
+        for key in ("uid", "creationTimestamp"):
+            meta[key] = live["metadata"].get(key)
+        held = owners(after) if meta.get("managedFields") else owners(live)
+        have, now = leaves(live), leaves(after)
+        changed = {p for p in set(have) | set(now) if have.get(p, _ABSENT) != now.get(p, _ABSENT)}
+        held = {m: (op, paths - changed) for m, (op, paths) in held.items() if m != manager}
+        held[manager] = ("Update", (owners(live).get(manager, ("", set()))[1] | changed) & set(now))
+        return self.stored(after, held, body.get("apiVersion", ""))
+
+    def delete(self, target: Target, live: dict[str, Any] | None, body: bytes) -> dict[str, Any]:
+        """DELETE, under DeleteOptions' preconditions (https://kubernetes.io/docs/reference/kubernetes-api/
+        common-parameters/common-parameters/#body-deleteoptions)."""
+        if live is None:
+            raise Refusal(404, "NotFound", f'{target.qualified} "{target.name}" not found')
+        options = yaml.safe_load(body) if body else {}
+        self.precondition(target, live, ((options or {}).get("preconditions") or {}).get("resourceVersion"))
+        return live
+
+    def precondition(self, target: Target, live: dict[str, Any] | None, version: str | None,
+                     required: bool = False) -> None:
+        """A resourceVersion the request names must be the object's: else 409, the API server's optimistic
+        concurrency (https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions)."""
+        if version is None and not required:
+            return
+        if live is None or live["metadata"].get("resourceVersion") != version:
+            raise Refusal(409, "Conflict", f'Operation cannot be fulfilled on {target.qualified} "{target.name}": '
+                                           "the object has been modified; please apply your changes to the latest "
+                                           "version and try again",
+                          {"name": target.name, "group": target.group, "kind": target.resource.plural})
+
+    def conflict(self, target: Target, api_version: str, conflicts: list[tuple[str, tuple[str, ...]]]) -> Refusal:
+        """409 as the API server words an apply conflict: a cause per field, naming its manager
+        (https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts)."""
+        causes = [{"reason": "FieldManagerConflict", "message": f'conflict with "{m}" using {api_version}',
+                   "field": "." + ".".join(path)} for m, path in conflicts]
+        said = "\n".join(f"{c['message']}: {c['field']}" for c in causes)
+        return Refusal(409, "Conflict", f"Apply failed with {len(causes)} conflict{'s' if len(causes) > 1 else ''}: "
+                                        f"{said}",
+                       {"name": target.name, "group": target.group, "kind": target.resource.plural,
+                        "causes": causes})
+
+    def stored(self, obj: dict[str, Any], held: dict[str, tuple[str, set[tuple[str, ...]]]], api_version: str
+               ) -> dict[str, Any]:
+        """The object with its managedFields and a new resourceVersion, as a write leaves it."""
+        meta = obj.setdefault("metadata", {})
+        meta["managedFields"] = [{"manager": m, "operation": op, "apiVersion": api_version, "fieldsType": "FieldsV1",
+                                  "fieldsV1": fields_v1(sorted(paths))} for m, (op, paths) in sorted(held.items())
+                                 if paths]
+        meta["resourceVersion"] = self.stamp()
+        return obj
+
+
+_ABSENT = object()
+
+
+def claim(emulator: WritableEmulator, manager: str, operation: str = "Update") -> None:
+    """Every object's fields owned by `manager` (kubectl's client-side apply, Argo CD …), each object with a
+    resourceVersion: what a cluster whose objects were written by that client holds."""
+    for key, obj in list(emulator.objects.items()):
+        if obj.deleted:
+            continue
+        raw = copy.deepcopy(obj.raw)
+        emulator.objects[key] = emulator.stored(raw, {manager: (operation, set(leaves(raw)))},
+                                                raw.get("apiVersion", ""))

@@ -1,0 +1,260 @@
+"""Writing a stage's objects to a cluster as Kubernetes intends: each object first sent as a server-side dry run
+(`dryRun=All`, `fieldValidation=Strict`) whose answer is diffed against the live object, then server-side applied
+with field manager `meshstep`, never forced. A stage applies all of its objects or none: when object k is refused,
+objects 1..k-1 are put back as they were (restored whole, or deleted when the stage created them). What the API
+server refuses is said as it said it, with the code of meshstep's catalog: a conflict with another field manager
+(MST1001, naming the managers and fields), an object changed since the gate read it (MST1002), RBAC (MST1003), an
+admission webhook's denial (MST1004), an object the server finds invalid (MST1005)."""
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import yaml
+
+from cluster.errors import MeshstepError
+from cluster.kubeapi import ApiError, ApiServer, Failed, api_client
+
+FIELD_MANAGER = "meshstep"
+APPLY_PATCH = "application/apply-patch+yaml"
+# Set by the API server, never part of an applied configuration (a resourceVersion is added as a precondition).
+_SERVER_SET = ("resourceVersion", "managedFields", "uid", "creationTimestamp", "generation", "selfLink")
+
+
+def identity(obj: dict[str, Any]) -> tuple[str, str, str | None, str]:
+    """(apiVersion, kind, namespace, name) of an object."""
+    meta = obj.get("metadata") or {}
+    return obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace"), meta.get("name", "")
+
+
+def named(key: tuple[str, str, str | None, str]) -> str:
+    """`VirtualService shop/reviews`, `Namespace legacy`."""
+    _api, kind, ns, name = key
+    return f"{kind} {ns}/{name}" if ns else f"{kind} {name}"
+
+
+def normalised(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An object without what the API server sets on each write (resourceVersion, managedFields, uid, …) or
+    reports (status): two objects equal after this hold the same configuration."""
+    if obj is None:
+        return None
+    out = {k: copy.deepcopy(v) for k, v in obj.items() if k != "status"}
+    meta = out.get("metadata") or {}
+    out["metadata"] = {k: v for k, v in meta.items() if k not in _SERVER_SET}
+    return out
+
+
+class ApplyRefused(MeshstepError):
+    """The API server refused an object of the stage; `code` is the catalog's (MST10xx), `said` the server's
+    message as it sent it, `rolled_back` the objects put back as they were before the stage."""
+
+    exit_code = 1
+
+    def __init__(self, code: str, key: tuple[str, str, str | None, str], said: str, status: int | None,
+                 dry_run: bool, detail: str = "", managers: tuple[str, ...] = (), fields: tuple[str, ...] = ()):
+        self.code, self.key, self.said, self.status, self.dry_run = code, key, said, status, dry_run
+        self.detail, self.managers, self.fields = detail, managers, fields
+        self.rolled_back: list[str] = []
+        super().__init__(self.text())
+
+    def text(self) -> str:
+        when = "the server-side dry run of" if self.dry_run else "applying"
+        lines = [f"{self.code}: {when} {named(self.key)} was refused: {self.said}"]
+        if self.detail:
+            lines.append(f"  {self.detail}")
+        if self.rolled_back:
+            lines.append(f"  put back as before the stage: {', '.join(self.rolled_back)}")
+        elif self.dry_run:
+            lines.append("  nothing was applied: every object of the stage is first tried as a dry run")
+        return "\n".join(lines)
+
+    def said_again(self) -> None:
+        self.args = (self.text(),)
+
+
+def _refusal(key: tuple[str, str, str | None, str], dry_run: bool) -> Callable[[ApiError, str], Exception]:
+    """How an answer that will not change is said: by what it means for the stage."""
+    def refuse(e: ApiError, _what: str) -> Exception:
+        said = e.message or str(e)
+        causes = [c for c in e.details.get("causes") or () if isinstance(c, dict)]
+        conflicts = [c for c in causes if c.get("reason") == "FieldManagerConflict"]
+        if e.status == 409 and conflicts:
+            managers = tuple(dict.fromkeys(_manager_of(c.get("message", "")) for c in conflicts))
+            fields = tuple(str(c.get("field", "")) for c in conflicts)
+            owned = "; ".join(f"{m} owns " + ", ".join(f for c, f in zip(conflicts, fields)
+                                                        if _manager_of(c.get("message", "")) == m) for m in managers)
+            return ApplyRefused("MST1001", key, said, 409, dry_run, f"{owned}: meshstep never forces another "
+                                "manager's fields; change them there, or have that manager give them up, then "
+                                "check the gate again", managers, fields)
+        if e.status == 409:
+            return ApplyRefused("MST1002", key, said, 409, dry_run, "the object changed since the gate read it: "
+                                "the stage goes back to its gate, which runs again on the cluster as it is now")
+        if e.status == 403:
+            return ApplyRefused("MST1003", key, said, 403, dry_run, "give meshstep's identity the verb on this "
+                                "resource (a Role or ClusterRole bound to it), or apply the stage's YAML yourself")
+        if "admission webhook" in said:
+            return ApplyRefused("MST1004", key, said, e.status, dry_run, "the webhook's message says what it "
+                                "refuses: fix the stage's parameters (or the webhook), then check the gate again")
+        return ApplyRefused("MST1005", key, said, e.status, dry_run, "the API server does not accept the object "
+                            "as rendered (strict field validation included)")
+    return refuse
+
+
+def _manager_of(message: str) -> str:
+    """`conflict with "argocd-controller" using networking.istio.io/v1` → argocd-controller."""
+    parts = message.split('"')
+    return parts[1] if len(parts) > 2 else message
+
+
+@dataclass(frozen=True)
+class Resource:
+    plural: str
+    namespaced: bool
+
+
+@dataclass
+class Applied:
+    """What a stage's apply did: per object, the live object before it (None: the stage created it), the diff of
+    the dry run's answer against it, and the object as applied."""
+
+    before: list[tuple[tuple[str, str, str | None, str], dict[str, Any] | None]] = field(default_factory=list)
+    diffs: list[str] = field(default_factory=list)
+    after: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Cluster:
+    """One cluster as meshstep writes to it: its API server (retrying what may pass), and the resources of each
+    group version as discovery lists them."""
+
+    def __init__(self, api: Callable[[], ApiServer]):
+        self.api_server = api  # a fresh ApiServer per operation: each one has the deadline of one read
+        self._resources: dict[str, dict[str, Resource]] = {}
+
+    @classmethod
+    def connect(cls, context: str | None) -> Cluster:
+        """The cluster of a kubeconfig context (the current one when None), as live reads reach it."""
+        client, user = api_client(context)
+        where = f"kubeconfig context {context!r}" if context else "the current kubeconfig context"
+        return cls(lambda: ApiServer(client, where, user))
+
+    def resource(self, api_version: str, kind: str) -> Resource:
+        """The plural and scope of a kind, from the group version's discovery document (as kubectl maps them)."""
+        if api_version not in self._resources:
+            path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+            doc = orjson.loads(self.api_server().get(path, [], f"discovering {api_version}"))
+            self._resources[api_version] = {r["kind"]: Resource(r["name"], bool(r.get("namespaced")))
+                                            for r in doc.get("resources") or () if "/" not in r.get("name", "/")}
+        found = self._resources[api_version].get(kind)
+        if found is None:
+            raise MeshstepError(f"the cluster does not serve {kind} in {api_version}: install its CRD first")
+        return found
+
+    def path(self, key: tuple[str, str, str | None, str]) -> str:
+        api_version, kind, ns, name = key
+        res = self.resource(api_version, kind)
+        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        return f"{base}/namespaces/{ns}/{res.plural}/{name}" if res.namespaced and ns else f"{base}/{res.plural}/{name}"
+
+    def read(self, key: tuple[str, str, str | None, str]) -> dict[str, Any] | None:
+        """The live object, None when there is none."""
+        try:
+            return orjson.loads(self.api_server().get(self.path(key), [], f"reading {named(key)}"))
+        except Failed as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def apply(self, obj: dict[str, Any], dry_run: bool, version: str | None = None) -> dict[str, Any]:
+        """Server-side apply of `obj` as field manager meshstep, never forced; `version`: the resourceVersion the
+        object must still have (a precondition the server checks)."""
+        key = identity(obj)
+        config = normalised(obj) or {}
+        if version is not None:
+            config["metadata"]["resourceVersion"] = version
+        query = [("fieldManager", FIELD_MANAGER), ("fieldValidation", "Strict")]
+        query = [("dryRun", "All"), *query] if dry_run else query
+        body = self.api_server().request("PATCH", self.path(key), query,
+                                         f"{'dry run of ' if dry_run else ''}server-side apply of {named(key)}",
+                                         body=config, content_type=APPLY_PATCH,
+                                         refuse=_refusal(key, dry_run))
+        return orjson.loads(body)
+
+    def restore(self, key: tuple[str, str, str | None, str], before: dict[str, Any] | None,
+                now: dict[str, Any] | None) -> None:
+        """Put an object back as it was before the stage: deleted if the stage created it; else replaced whole by
+        what it was (fields other managers own included), under the precondition that nobody changed it since
+        `now` (the object as the stage left it)."""
+        version = ((now or {}).get("metadata") or {}).get("resourceVersion")
+        if before is None:
+            if now is None:
+                return
+            options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"resourceVersion": version}}
+            self.api_server().request("DELETE", self.path(key), [], f"deleting {named(key)} (rollback)",
+                                      body=options, content_type="application/json",
+                                      refuse=_refusal(key, False))
+            return
+        if now is None:
+            raise MeshstepError(f"{named(key)} is gone from the cluster: it cannot be put back as it was; recreate "
+                                "it from the stage's rollback YAML")
+        put = copy.deepcopy(before)
+        put.pop("status", None)
+        put["metadata"]["resourceVersion"] = version
+        self.api_server().request("PUT", self.path(key), [("fieldManager", FIELD_MANAGER)],
+                                  f"restoring {named(key)} (rollback)", body=put,
+                                  content_type="application/json", refuse=_refusal(key, False))
+
+
+def diff(before: dict[str, Any] | None, after: dict[str, Any]) -> str:
+    """A unified diff of the live object and the dry run's answer, without what the server sets on each write."""
+    def lines(obj: dict[str, Any] | None) -> list[str]:
+        return yaml.safe_dump(normalised(obj), sort_keys=True).splitlines(keepends=True) if obj else []
+    key = named(identity(after))
+    return "".join(difflib.unified_diff(lines(before), lines(after), f"{key} (live)", f"{key} (after apply)"))
+
+
+def apply_stage(cluster: Cluster, objects: Iterable[dict[str, Any]], versions: dict[str, str],
+                progress: Callable[[str], None] = lambda _line: None) -> Applied:
+    """Every object dry-run first (nothing applied when one is refused), then applied in order; when object k is
+    refused, objects 1..k-1 are put back as they were and the refusal says so. `versions`: the resourceVersion
+    each object had when the gate read it (by `named` key), sent as a precondition."""
+    objects = list(objects)
+    done = Applied()
+    for obj in objects:
+        key = identity(obj)
+        live = cluster.read(key)
+        answer = cluster.apply(obj, dry_run=True, version=versions.get(named(key)))
+        done.before.append((key, live))
+        done.diffs.append(diff(live, answer))
+        progress(f"dry run: {named(key)} accepted")
+    for (key, _live), obj in zip(done.before, objects):
+        try:
+            done.after.append(cluster.apply(obj, dry_run=False, version=versions.get(named(key))))
+        except ApplyRefused as refused:
+            refused.rolled_back = roll_back(cluster, done.before[:len(done.after)], done.after)
+            refused.said_again()
+            raise
+        progress(f"applied: {named(key)} (field manager {FIELD_MANAGER})")
+    return done
+
+
+def roll_back(cluster: Cluster, before: list[tuple[tuple[str, str, str | None, str], dict[str, Any] | None]],
+              after: list[dict[str, Any]]) -> list[str]:
+    """Objects put back as they were, last applied first; the names of those put back. An object someone changed
+    since the stage applied it is left as it is, and said: putting it back would undo their change."""
+    back = []
+    for (key, was), applied in reversed(list(zip(before, after))):
+        now = cluster.read(key)
+        if now is not None and normalised(now) != normalised(applied):
+            managers = sorted({e.get("manager", "?") for e in (now.get("metadata") or {}).get("managedFields") or ()}
+                              - {FIELD_MANAGER})
+            raise MeshstepError(f"{named(key)} changed since meshstep applied it (field managers: "
+                                f"{', '.join(managers) or 'unknown'}); it was not put back, so as not to undo that "
+                                f"change (put back so far: {', '.join(back) or 'nothing'}). The stage's rollback "
+                                "YAML (meshstep plan rollback) says what it was before the stage")
+        cluster.restore(key, was, now)
+        back.append(named(key))
+    return back

@@ -1,0 +1,155 @@
+"""cluster/apply.py against tests/kube.py's WritableEmulator (real HTTP on loopback): every object is first a
+server-side dry run, then a server-side apply as field manager meshstep, never forced; what the API server refuses
+is said with its code, and a stage applies all of its objects or none."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from benchmarks.kubeapi import write_kubeconfig
+from cluster import kubeapi
+from cluster.apply import ApplyRefused, Cluster, apply_stage, named, normalised
+from tests.kube import claim, serve
+
+NS = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "shop"}}}
+VS = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+      "metadata": {"name": "reviews", "namespace": "shop"},
+      "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}}
+CRD = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+       "metadata": {"name": "virtualservices.networking.istio.io"},
+       "spec": {"group": "networking.istio.io", "scope": "Namespaced",
+                "names": {"kind": "VirtualService", "plural": "virtualservices"},
+                "versions": [{"name": "v1", "served": True, "storage": True}]}}
+
+
+def _vs(name: str, subset: str) -> dict:
+    vs = copy.deepcopy(VS)
+    vs["metadata"]["name"] = name
+    vs["spec"]["http"][0]["route"][0]["destination"]["subset"] = subset
+    vs["spec"]["hosts"] = [name]
+    return vs
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(kubeapi, "BACKOFF_INITIAL", 0.01)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+    def connect(url: str) -> Cluster:
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", {"test": url}, "test")))
+        return Cluster.connect("test")
+    return connect
+
+
+def _objects(served) -> dict[str, dict]:
+    """Live objects by name, normalised."""
+    return {o.raw["metadata"]["name"]: normalised(o.raw) for o in served.emulator.objects.values() if not o.deleted}
+
+
+def _writes(served) -> list:
+    return [r for r in served.emulator if r.method in ("PATCH", "PUT", "DELETE")]
+
+
+def test_each_object_dry_run_then_applied_as_meshstep_never_forced(cluster) -> None:
+    with serve([NS, CRD, VS], writes=True) as served:
+        labelled = NS | {"metadata": {"name": "shop", "labels": {"istio.io/rev": "default"}}}
+        done = apply_stage(cluster(served.url), [labelled, _vs("reviews", "v1")], {})
+        writes = _writes(served)
+        live = _objects(served)
+        stored = served.emulator.objects[next(k for k in served.emulator.objects if k[2] == "reviews")].raw
+    assert [(w.method, w.params.get("dryRun")) for w in writes] == [("PATCH", "All"), ("PATCH", "All"),
+                                                                   ("PATCH", None), ("PATCH", None)]
+    assert all(w.params["fieldManager"] == "meshstep" and "force" not in w.params and
+               w.params["fieldValidation"] == "Strict" and w.headers["Content-Type"] == "application/apply-patch+yaml"
+               for w in writes)
+    assert live["shop"]["metadata"]["labels"] == {"istio.io/rev": "default", "team": "shop"}
+    assert live["reviews"]["spec"]["http"][0]["route"][0]["destination"]["subset"] == "v1"
+    assert [m["manager"] for m in stored["metadata"]["managedFields"]] == ["meshstep"]
+    assert "+        subset: v1" in done.diffs[1] and "istio.io/rev: default" in done.diffs[0]
+
+
+def test_a_conflict_names_the_other_manager_and_field_and_applies_nothing(cluster) -> None:
+    with serve([NS, CRD, VS], writes=True) as served:
+        claim(served.emulator, "argocd-controller")
+        before = _objects(served)
+        with pytest.raises(ApplyRefused) as e:
+            apply_stage(cluster(served.url), [_vs("reviews", "v2")], {})
+        after = _objects(served)
+        writes = _writes(served)
+    assert e.value.code == "MST1001" and e.value.managers == ("argocd-controller",)
+    assert e.value.fields == (".spec.http",)
+    assert 'conflict with "argocd-controller" using networking.istio.io/v1: .spec.http' in str(e.value)
+    assert "nothing was applied" in str(e.value)
+    assert after == before and [w.params.get("dryRun") for w in writes] == ["All"]
+
+
+def test_object_k_refused_puts_back_objects_before_it(cluster) -> None:
+    """Another client changes the second object between the dry run and the apply: the first one, already
+    applied, is put back as it was (and the one the stage created is deleted)."""
+    with serve([NS, CRD, VS], writes=True) as served:
+        emulator = served.emulator
+        before = _objects(served)
+
+        def kubectl_edits(target, dry_run: bool) -> None:
+            if target.name == "reviews" and not dry_run and emulator.before_write is not None:
+                emulator.before_write = None
+                emulator.write("PATCH", target, b'{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",'
+                               b' "metadata": {"name": "reviews", "namespace": "shop", "labels": {"x": "y"}}}',
+                               {"fieldManager": "kubectl-edit"}, "application/apply-patch+yaml")
+        emulator.before_write = kubectl_edits
+        shop = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "shop",
+                                                                                                "istio.io/rev": "x"}}}
+        with pytest.raises(ApplyRefused) as e:
+            apply_stage(cluster(served.url), [shop, _vs("ratings", "v1"), _vs("reviews", "v1")],
+                        {"VirtualService shop/reviews": before_version(emulator, "reviews")})
+        after = _objects(served)
+    assert e.value.code == "MST1002" and not e.value.dry_run
+    assert e.value.rolled_back == ["VirtualService shop/ratings", "Namespace shop"]
+    assert after["shop"] == before["shop"] and "ratings" not in after
+    assert after["reviews"]["metadata"]["labels"] == {"x": "y"}  # kubectl's change stays
+
+
+def before_version(emulator, name: str) -> str:
+    return next(o.raw["metadata"]["resourceVersion"] for k, o in emulator.objects.items() if k[2] == name)
+
+
+def test_changed_since_the_gate_is_caught_by_the_dry_run(cluster) -> None:
+    with serve([NS, CRD, VS], writes=True) as served:
+        with pytest.raises(ApplyRefused) as e:
+            apply_stage(cluster(served.url), [_vs("reviews", "v1")], {"VirtualService shop/reviews": "1"})
+        writes = _writes(served)
+    assert e.value.code == "MST1002" and e.value.dry_run and len(writes) == 1
+    assert "the object has been modified" in str(e.value) and "gate" in str(e.value)
+
+
+def test_rbac_and_webhook_refusals_are_said_as_the_server_said_them(cluster) -> None:
+    with serve([NS, CRD, VS], writes=True) as served:
+        served.emulator.forbidden_writes.add(("patch", "virtualservices"))
+        with pytest.raises(ApplyRefused) as rbac:
+            apply_stage(cluster(served.url), [_vs("reviews", "v1")], {})
+        served.emulator.forbidden_writes.clear()
+        served.emulator.denials["reviews"] = "configuration is invalid: subset v9 not found"
+        with pytest.raises(ApplyRefused) as webhook:
+            apply_stage(cluster(served.url), [_vs("ratings", "v1"), _vs("reviews", "v9")], {})
+        live = _objects(served)
+    assert rbac.value.code == "MST1003" and rbac.value.status == 403
+    assert ('virtualservices.networking.istio.io "reviews" is forbidden: User "system:serviceaccount:ops:meshstep" '
+            'cannot patch resource "virtualservices" in API group "networking.istio.io" in the namespace "shop"'
+            in str(rbac.value))
+    assert webhook.value.code == "MST1004"
+    assert ('admission webhook "validation.istio.io" denied the request: configuration is invalid: subset v9 not '
+            'found' in str(webhook.value))
+    assert "ratings" not in live  # refused in the dry run: nothing applied
+
+
+def test_a_write_that_may_pass_is_retried(cluster) -> None:
+    from tests.kube import internal_error
+    with serve([NS, CRD, VS], writes=True,
+               faults=[internal_error("/apis/networking.istio.io/v1/namespaces/shop/virtualservices/reviews")]
+               ) as served:
+        apply_stage(cluster(served.url), [_vs("reviews", "v3")], {})
+        live = _objects(served)
+    assert live["reviews"]["spec"]["http"][0]["route"][0]["destination"]["subset"] == "v3"
+    assert named(("v1", "Namespace", None, "x")) == "Namespace x"
