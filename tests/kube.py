@@ -427,7 +427,7 @@ class WritableEmulator(FaultyEmulator):
         """The object after the write (not stored on a dry run), or a Refusal."""
         verb = {"PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
         self.authorize(verb, target)
-        stored = self.objects.get(target.key)
+        stored = self.objects[target.key] if target.key in self.objects else None  # noqa: SIM401 (no .get)
         live = None if stored is None or stored.deleted else copy.deepcopy(stored.raw)
         if method == "DELETE":
             after = self.delete(target, live, body)
