@@ -28,6 +28,8 @@ from cluster.live import CRD_KIND
 from cluster.model import Ref
 from cluster.queries import SYSTEM_NAMESPACES
 from features.base import Rendered, apply, deletions_of, dependency_met, flagged, object_key, observe, registry
+from planner.waves import Waves
+from planner.waves import cut as waves_of
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,11 @@ class LeftOut:
 
 @dataclass(frozen=True)
 class Draft:
-    """A new plan's stages, and what it left out with the reason."""
+    """A new plan's stages, what it left out with the reason, and its waves (None: one stage per namespace)."""
 
     stages: list[StageSpec]
     left_out: list[LeftOut]
+    waves: Waves | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ class _Blueprint:
     title: str
     goal: str
     features: tuple[str, ...]
-    # mesh: one step at mesh scope; each: one stage per namespace; all: one stage, one step per namespace.
+    # mesh: one step at mesh scope; each: one stage per namespace (per wave, on a plan in waves); all: one stage,
+    # one step per namespace.
     spread: str
 
 
@@ -183,8 +187,11 @@ def default_namespaces(inventory: Inventory) -> list[str]:
             if n not in SYSTEM_NAMESPACES and n not in control and inventory.pods_by_namespace.get(n)]
 
 
-def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | None = None) -> Draft:
-    """The stages of a template for these namespaces, from what the inventory shows.
+def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | None = None,
+             waves: str | None = None, traffic: Any = None) -> Draft:
+    """The stages of a template for these namespaces, from what the inventory shows; on a large cluster (or as
+    `waves` says: planner.waves), a namespace-scoped feature's stages go over waves of namespaces, the pilot first
+    (chosen with `traffic`, where given, weighed).
 
     A step whose feature cannot be rendered here (e.g. no service with two versions for a canary), whose objects
     analysis would flag, or whose dependency neither the cluster nor an earlier stage turns on, is left out with
@@ -199,10 +206,14 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
         raise MeshstepError(f"namespace(s) not in the cluster: {', '.join(unknown)}")
     feats = registry()
     observed = observed_steps(inventory)
+    cut = waves_of(inventory, targets, waves, traffic)
+    # each namespace, or each wave: how an `each` blueprint's title names it, and its namespaces
+    units = [(ns, [ns]) for ns in targets] if cut is None else [
+        (cut.label(i), list(group)) for i, group in enumerate(cut.groups)]
     groups_of: list[tuple[_Blueprint, str | None, list[Step]]] = []
     for bp in TEMPLATES[template]:
         if bp.spread == "each":
-            groups = [(ns, [Step(f, ns) for f in bp.features]) for ns in targets]
+            groups = [(name, [Step(f, ns) for ns in unit for f in bp.features]) for name, unit in units]
         elif bp.spread == "all":
             groups = [(None, [Step(f, ns) for f in bp.features for ns in targets])]
         else:
@@ -245,7 +256,7 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
         done = bool(kept) and all((s.feature, s.scope) in observed for s in kept)
         stages.append(StageSpec(title, goal, tuple(kept), done))
     check_order(stages, inventory, observed)
-    return Draft(stages, left_out)
+    return Draft(stages, left_out, cut)
 
 
 def observed_steps(inventory: Inventory) -> set[tuple[str, str]]:

@@ -48,7 +48,7 @@ def promote(store: PlanStore, plan: Plan, cluster: str, inventory: Inventory, af
     rendered and gated there when they start. A step the target cannot have is left out with the reason, as a new
     plan leaves steps out; a stage left with no step is left out whole. Stages already on in the target start as
     done, found on. Each stage keeps the source stage it stands for: `advance` lets it start only `after` that one
-    was done. The plan's verification thresholds go with it."""
+    was done. The plan's verification thresholds and its waves go with it."""
     if cluster == plan.cluster:
         raise MeshstepError(f"plan {plan.name!r} is already on cluster {cluster}: promote it to another cluster")
     observed = planner.plan.observed_steps(inventory)
@@ -73,7 +73,7 @@ def promote(store: PlanStore, plan: Plan, cluster: str, inventory: Inventory, af
     return store.create_plan(cluster, name or plan.name, plan.template, stages, actor,
                              reason=f"promoted from plan {plan.name!r} on cluster {plan.cluster}",
                              left_out=[x.to_json() for x in left_out], promoted_from=plan.id,
-                             promotion_after=int(after.total_seconds()), verify=plan.verify)
+                             promotion_after=int(after.total_seconds()), verify=plan.verify, waves=plan.waves)
 
 
 def promotion_refusal(store: PlanStore, plan: Plan, stage: Stage, now: datetime | None = None) -> str | None:

@@ -35,20 +35,24 @@ def found_on(stage: Stage) -> bool:
 
 
 def create(store: PlanStore, cluster: str, inventory: Inventory, template: str, namespaces: list[str] | None,
-           name: str | None, actor: str, verify: Iterable[str] = ()) -> Plan:
+           name: str | None, actor: str, verify: Iterable[str] = (), waves: str | None = None,
+           traffic: Any = None) -> Plan:
     """A new plan for a cluster from a template; stages already on in the cluster start as done, and their
     features are recorded on (where the team has recorded nothing for them yet), so that the flags say what the
     plan takes as done. The steps left out, with the reason, are kept with the plan (`Plan.left_out`). `verify`:
-    the plan's verification thresholds as `key=value` items (`--verify`), kept with it for each verification."""
+    the plan's verification thresholds as `key=value` items (`--verify`), kept with it for each verification.
+    `waves` (`--waves`; planner.waves) and `traffic` (what the pilot wave's choice weighs): the plan's waves, kept
+    with it."""
     thresholds = Thresholds.values(verify)
-    draft = planner.plan.new_plan(template, inventory, namespaces)
+    draft = planner.plan.new_plan(template, inventory, namespaces, waves, traffic)
     stages = [{"title": s.title, "goal": s.goal, "features": [st.to_json() for st in s.steps],
                "status": StageStatus.DONE if s.done else StageStatus.PLANNED, "record": StageRecord(found_on=s.done)}
               for s in draft.stages]
     flags = [FlagChange(st.feature, st.scope, st.params, "on") for s in draft.stages if s.done for st in s.steps]
     reason = f"template {template}" + ("; features already on in the cluster recorded on" if flags else "")
     return store.create_plan(cluster, name or template, template, stages, actor, reason=reason, flags=flags,
-                             left_out=[x.to_json() for x in draft.left_out], verify=thresholds)
+                             left_out=[x.to_json() for x in draft.left_out], verify=thresholds,
+                             waves=draft.waves.to_json() if draft.waves else None)
 
 
 def add_stage(store: PlanStore, plan: Plan, inventory: Inventory, title: str, goal: str,

@@ -15,7 +15,8 @@ class PlanStore(Protocol):
     def create_plan(self, cluster: str, name: str, template: str, stages: Sequence[Mapping[str, Any]],
                     actor: str, reason: str = "", flags: Sequence[FlagChange] = (),
                     left_out: Sequence[Mapping[str, Any]] = (), promoted_from: int | None = None,
-                    promotion_after: int | None = None, verify: Mapping[str, Any] | None = None) -> Plan:
+                    promotion_after: int | None = None, verify: Mapping[str, Any] | None = None,
+                    waves: Mapping[str, Any] | None = None) -> Plan:
         """A plan with its stages (title, goal, features, optionally status and record), in one audited change;
         `flags` are recorded where nothing is recorded for their feature and scope yet."""
         ...

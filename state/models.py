@@ -162,6 +162,9 @@ class Plan(SQLModel, table=True):
     # The verification thresholds the team set for this plan (telemetry.verification.Thresholds values: only those that
     # differ from the defaults); a command's own --verify goes on top of them for one verification.
     verify: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # A plan in waves (planner.waves): the sizes it was cut by, each wave's namespaces (the pilot first) and why the
+    # pilot ({spec, waves, pilot_reasons}); None: one stage per namespace.
+    waves: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     version: int = 1
     created_by: str
     created_at: datetime = Field(default_factory=utcnow)

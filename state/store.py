@@ -407,13 +407,15 @@ class Store:
     def create_plan(self, cluster: str, name: str, template: str, stages: Sequence[Mapping[str, Any]],
                     actor: str, reason: str = "", flags: Sequence[FlagChange] = (),
                     left_out: Sequence[Mapping[str, Any]] = (), promoted_from: int | None = None,
-                    promotion_after: int | None = None, verify: Mapping[str, Any] | None = None) -> Plan:
+                    promotion_after: int | None = None, verify: Mapping[str, Any] | None = None,
+                    waves: Mapping[str, Any] | None = None) -> Plan:
         """A plan with its stages, in order. Each stage: title, goal, features ([{feature, scope, params}]),
         optionally status and record (a StageRecord). `flags` (those of stages done from the start) are recorded in
         the same transaction, each one only where nothing is recorded for its feature and scope yet: what the team
         recorded stands. `left_out`: the template's steps the plan could not take, with the reason. `promoted_from`:
         the id of the plan this one is promoted from; the link is kept on the new plan and audited on both
-        (`plan.promote` on the source). `verify`: the plan's verification thresholds (Thresholds values)."""
+        (`plan.promote` on the source). `verify`: the plan's verification thresholds (Thresholds values). `waves`:
+        the plan's waves (planner.waves.Waves.to_json), if it goes in waves."""
         with self._change(actor, reason) as ch:
             ch.cluster(cluster)
             if ch.session.exec(select(Plan).where(Plan.cluster == cluster, Plan.name == name)).first():
@@ -421,7 +423,7 @@ class Store:
                                     "choose another name or delete it")
             plan = Plan(name=name, cluster=cluster, template=template, created_by=actor, created_at=ch.at,
                         left_out=[dict(x) for x in left_out], promotion_after=promotion_after,
-                        verify=dict(verify or {}))
+                        verify=dict(verify or {}), waves=dict(waves) if waves else None)
             source = self._get(ch.session, Plan, promoted_from) if promoted_from is not None else None
             if source is not None:
                 plan.promoted_from = {"plan_id": source.id, "cluster": source.cluster, "name": source.name}

@@ -31,6 +31,8 @@ from app.commands import (
     load_inventory,
     open_store,
 )
+from planner.waves import DEFAULT as WAVES_DEFAULT
+from planner.waves import WAVES_ABOVE
 
 plan_app = typer.Typer(help="Staged adoption: one Istio feature at a time, gated, verified, reversible.",
                        no_args_is_help=True)
@@ -62,15 +64,23 @@ def plan_new(
     verify: Annotated[list[str] | None, typer.Option("--verify", help="The plan's verification threshold, key=value "
                                                      "(repeatable; kept with the plan; see README, Telemetry).")]
     = None,
+    waves: Annotated[str | None, typer.Option("--waves", help="Namespace-scoped stages over waves of namespaces, the "
+                                              "pilot first: sizes as counts, shares or `rest` (default "
+                                              f"{WAVES_DEFAULT} above {WAVES_ABOVE} namespaces; `off`: one stage "
+                                              "per namespace). Kept with the plan.")] = None,
+    prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None, window: WindowOpt = "1h",
 ) -> None:
-    """Make a plan for a cluster from a template; stages already on are recognised as done."""
+    """Make a plan for a cluster from a template; stages already on are recognised as done. On a large cluster the
+    namespace-scoped stages go over waves, the pilot (least risky) first, with its reasons said."""
     from planner import stages  # sqlmodel and alembic: loaded only by the commands that use them
 
     inv = load_inventory(source)
     ns = [n.strip() for n in namespaces.split(",") if n.strip()] if namespaces else None
+    # Traffic weighs the pilot's choice only when telemetry is named: a plan is made from config alone otherwise.
+    traffic = load_evidence(prometheus, telemetry, window, inv).traffic() if prometheus or telemetry else None
     with open_store(db) as store:
         p = stages.create(store, cluster_name(cluster, inv.source), inv, template, ns, name, actor_name(actor),
-                          verify or ())
+                          verify or (), waves, traffic)
         _show(p, format)
 
 
@@ -94,7 +104,7 @@ def _show(p, format: Format) -> None:
         emit_json({"name": p.name, "template": p.template, "cluster": p.cluster, "status": p.status,
                    "mode": p.mode, "complete": stages.current_stage(p) is None, "left_out": p.left_out,
                    "promoted_from": p.promoted_from, "promotion_after": p.promotion_after,
-                   "verify": Thresholds.from_json(p.verify or {}).to_json(),
+                   "verify": Thresholds.from_json(p.verify or {}).to_json(), "waves": p.waves,
                    "stages": [{k: v for k, v in row.items() if k != "now"} | {"features": s.features, "goal": s.goal}
                               for row, s in zip(rows, p.stages)]})
         return
@@ -106,13 +116,32 @@ def _show(p, format: Format) -> None:
     if p.verify:
         echo(f"verification thresholds: {Thresholds.from_json(p.verify).text(p.verify)} (the others as by "
                    "default; a `plan advance --verify` goes over them)")
-    emit_table([row | {"found_on": "found on" if row["found_on"] else ""} for row in rows],
-               ["now", "order", "status", "found_on", "title", "features", "scope"])
+    if p.waves:
+        _show_waves(p.waves)
+    emit_table([row | {"found_on": "found on" if row["found_on"] else "",
+                       "scope": row["scope"] if len(row["scope"]) <= _LISTED else [f"{len(row['scope'])} namespaces"]}
+                for row in rows], ["now", "order", "status", "found_on", "title", "features", "scope"])
     if p.left_out:
         echo("\nLEFT OUT (the template has them; this cluster cannot have them yet)")
         for x in p.left_out:
             echo(f"  - {safe.shown(x['stage'])}: {x['feature']} in {safe.shown(x['scope'])}: "
                  f"{safe.message(x['reason'])}")
+
+
+# A stage over more namespaces than this shows their count in `plan show`'s table (the waves list them above it).
+_LISTED = 5
+
+
+def _show_waves(waves: dict[str, Any]) -> None:
+    """The plan's waves: the pilot with why it goes first, then each wave's namespaces."""
+    groups = waves["waves"]
+    echo(f"WAVES ({safe.shown(waves['spec'])}): {' → '.join(str(len(g)) for g in groups)} namespaces")
+    echo(f"  pilot: {', '.join(safe.shown(n) for n in groups[0])}")
+    for reason in waves["pilot_reasons"]:
+        echo(f"    - {safe.message(reason)}")
+    for i, group in enumerate(groups[1:], 2):
+        echo(f"  wave {i}: {', '.join(safe.shown(n) for n in group)}")
+    echo()
 
 
 def _title(p) -> str:

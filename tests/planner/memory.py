@@ -27,11 +27,13 @@ class MemoryStore:
     def create_plan(self, cluster: str, name: str, template: str, stages: Sequence[Mapping[str, Any]],
                     actor: str, reason: str = "", flags: Sequence[FlagChange] = (),
                     left_out: Sequence[Mapping[str, Any]] = (), promoted_from: int | None = None,
-                    promotion_after: int | None = None, verify: Mapping[str, Any] | None = None) -> Plan:
+                    promotion_after: int | None = None, verify: Mapping[str, Any] | None = None,
+                    waves: Mapping[str, Any] | None = None) -> Plan:
         if any(p.cluster == cluster and p.name == name for p in self._plans.values()):
             raise MeshstepError(f"a plan named {name!r} already exists for cluster {cluster}")
         plan = Plan(id=next(self._ids), name=name, cluster=cluster, template=template, created_by=actor,
-                    left_out=[dict(x) for x in left_out], promotion_after=promotion_after, verify=dict(verify or {}))
+                    left_out=[dict(x) for x in left_out], promotion_after=promotion_after, verify=dict(verify or {}),
+                    waves=dict(waves) if waves else None)
         if promoted_from is not None:
             source = self._plan(promoted_from)
             plan.promoted_from = {"plan_id": source.id, "cluster": source.cluster, "name": source.name}
