@@ -20,6 +20,7 @@ import streamlit as st
 
 from app import access as access_
 from app import rows, safe
+from cluster import cache
 from cluster.errors import MeshstepError, SourceError
 from cluster.inventory import Inventory, build_inventory
 from cluster.sources import default_source, load_snapshot
@@ -117,10 +118,7 @@ def roots_for(src: str) -> list[Path] | None:
 # it on every hit — 3 s for a 10,000-pod cluster, on every page of every rerun (benchmarks/app.py).
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _inventory(src: str) -> Inventory:
-    if src.startswith(UPLOAD_PREFIX):
-        inv = _read_upload(src)
-    else:
-        inv = build_inventory(load_snapshot(src, roots=roots_for(src)))
+    inv = _read_upload(src) if src.startswith(UPLOAD_PREFIX) else cache.inventory(src, roots=roots_for(src))
     # It lives until the cluster is re-read: out of the cyclic collector's sight (it holds no cycles, and is freed
     # by reference counting all the same), or each full collection during a page's run walks its million objects.
     gc.freeze()

@@ -321,12 +321,25 @@ class Inventory:
         gone_pods = {(r.namespace or "default", r.name) for r in delete if r.kind == "Pod"}
         replaced = new_pods.keys() | gone_pods
         kept = [p for p in self.pods if (p.namespace, p.name) not in replaced]
-        builder = _Builder(self.source, self.cluster, self.visibility, self.mesh_networks)
-        builder.mesh_override = self.mesh_override
-        builder.pods = kept + list(new_pods.values())
-        for o in raw:
-            builder.add(o)
-        return builder.finish()
+        return assemble(self.source, self.cluster, self.visibility, self.mesh_networks, kept + list(new_pods.values()),
+                        raw, self.mesh_override)
+
+    def parts(self) -> tuple[list[Pod], list[dict[str, Any]]]:
+        """What `assemble` builds this inventory again from (with its source, visibility and mesh networks): its
+        pods, decoded, and every other object as the source gave it."""
+        return list(self.pods), [o.raw for objs in self.objects.values() for o in objs]
+
+
+def assemble(source: str, cluster: bool, visibility: Visibility, mesh_networks: dict[str, Any], pods: list[Pod],
+             raw: Iterable[dict[str, Any]], mesh_override: dict[str, Any] | None = None) -> Inventory:
+    """An inventory of decoded pods and the other objects as the source gave them (an inventory with changes, or
+    one read back from the cache: cluster.cache)."""
+    builder = _Builder(source, cluster, visibility, mesh_networks)
+    builder.mesh_override = mesh_override
+    builder.pods = pods
+    for o in raw:
+        builder.add(o)
+    return builder.finish()
 
 
 def build_inventory(snapshot: Snapshot, mesh_config: dict[str, Any] | None = None,

@@ -17,10 +17,10 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cluster import cache as inventory_cache
 from cluster import revisions
 from cluster.errors import MeshstepError, SourceError
-from cluster.inventory import build_inventory
-from cluster.sources import load_snapshot, source_label
+from cluster.sources import source_label
 
 if TYPE_CHECKING:
     from state.store import Store
@@ -127,7 +127,7 @@ def read(member: Member, roots: Collection[Path] | None = None) -> Reading:
     may read (None: anywhere), as load_snapshot takes them."""
     from features.base import observe
 
-    inv = build_inventory(load_snapshot(member.source, roots=roots))
+    inv = inventory_cache.inventory(member.source, roots=roots)
     if inv.visibility.forbidden and not inv.pods and not inv.namespaces:
         raise SourceError(f"{member.source}: every list was refused (403 on {', '.join(inv.visibility.forbidden)}):"
                           " give the credentials list/watch on pods, namespaces and Istio's config")

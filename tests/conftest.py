@@ -28,10 +28,14 @@ def demo_inventory() -> Inventory:
 
 @pytest.fixture(autouse=True)
 def _private_audit_key_and_checkpoints(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
-    """Each test's audit key and checkpoints in a directory of its own, never the user's (state.audit)."""
+    """Each test's audit key and checkpoints (state.audit) and inventory cache (cluster.cache) in a directory of its
+    own, never the user's."""
     home = tmp_path_factory.mktemp("xdg")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    monkeypatch.delenv("MESHSTEP_CACHE_DIR", raising=False)
+    monkeypatch.delenv("MESHSTEP_CACHE", raising=False)
     monkeypatch.delenv("MESHSTEP_AUDIT_KEY", raising=False)
     monkeypatch.delenv("MESHSTEP_AUDIT_CHECKPOINTS", raising=False)
     monkeypatch.delenv("MESHSTEP_WEBHOOKS", raising=False)  # a developer's webhooks are never told of a test

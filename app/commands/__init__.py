@@ -119,11 +119,11 @@ def feature_params(feature_id: str, sets: list[str] | None) -> tuple[Any, dict[s
 
 
 def load_inventory(source: str | None):
-    """The inventory for a --source value; errors surface as MeshstepError."""
-    from cluster.inventory import build_inventory
-    from cluster.sources import load_snapshot
+    """The inventory for a --source value (a large snapshot's from the cache, when read before: cluster.cache);
+    errors surface as MeshstepError."""
+    from cluster import cache
 
-    return build_inventory(load_snapshot(source))
+    return cache.inventory(source)
 
 
 def not_visible_warning(inv: Any) -> None:

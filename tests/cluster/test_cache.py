@@ -1,0 +1,108 @@
+"""The decoded-inventory cache (cluster.cache): a snapshot read once is read back from the user's cache directory
+as the same inventory; an entry is never trusted once the snapshot, the limits or the format differ, and one that
+cannot be read is replaced without an error."""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import pytest
+
+from benchmarks.synthetic import synthetic_cluster, write
+from cluster import cache
+from cluster.errors import SourceError
+from cluster.inventory import Inventory, build_inventory
+from cluster.sources import load_snapshot
+
+
+@functools.cache
+def _objects() -> list:
+    return synthetic_cluster(700, 300, 60, seed=1)
+
+
+@pytest.fixture
+def snapshot(tmp_path: Path) -> Path:
+    path = tmp_path / "cluster.json"
+    write(_objects(), path)
+    assert path.stat().st_size >= cache.CACHED_FROM
+    return path
+
+
+def _same(a: Inventory, b: Inventory) -> None:
+    assert (a.source, a.cluster, a.visibility, a.mesh_networks) == (b.source, b.cluster, b.visibility, b.mesh_networks)
+    assert (a.pods, a.objects, a.namespaces, a.services, a.workloads, a.crds, a.mesh_configs) == (
+        b.pods, b.objects, b.namespaces, b.services, b.workloads, b.crds, b.mesh_configs)
+
+
+def _entries() -> list[Path]:
+    return list(cache.directory().glob("*.msgpack")) if cache.directory().is_dir() else []
+
+
+def test_a_snapshot_read_again_comes_from_the_cache_as_the_same_inventory(snapshot: Path, monkeypatch) -> None:
+    first = cache.inventory(str(snapshot))
+    _same(first, build_inventory(load_snapshot(str(snapshot))))
+    (entry,) = _entries()
+    assert str(entry).startswith(os.environ["XDG_CACHE_HOME"])  # the user's cache directory (platformdirs)
+    # Read back, the snapshot is not parsed: a snapshot reader that fails shows it.
+    monkeypatch.setattr(cache, "build_inventory", lambda *_: pytest.fail("the snapshot was read again"))
+    _same(cache.inventory(str(snapshot)), first)
+
+
+def test_a_changed_snapshot_is_read_again_even_with_its_size_and_time_kept(snapshot: Path) -> None:
+    first = cache.inventory(str(snapshot))
+    st = snapshot.stat()
+    data = snapshot.read_bytes()
+    renamed = data.replace(b'"name":"istio-system","labels"', b'"name":"istio-systen","labels"')  # the Namespace
+    assert renamed != data and len(renamed) == len(data)
+    snapshot.write_bytes(renamed)
+    os.utime(snapshot, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = cache.inventory(str(snapshot))
+    _same(again, build_inventory(load_snapshot(str(snapshot))))
+    assert "istio-systen" in again.namespaces and "istio-systen" not in first.namespaces
+
+
+@pytest.mark.parametrize("damage", [b"", b"\xc1 not msgpack", b"\x98\x01", "truncated", "other version"])
+def test_an_entry_that_cannot_be_trusted_is_replaced_without_an_error(snapshot: Path, damage) -> None:
+    good = cache.inventory(str(snapshot))
+    (entry,) = _entries()
+    data = entry.read_bytes()
+    if damage == "truncated":
+        entry.write_bytes(data[:len(data) // 2])
+    elif damage == "other version":
+        entry.write_bytes(data.replace(bytes([0x90 + 8, cache.VERSION]), bytes([0x90 + 8, cache.VERSION + 1]), 1))
+        assert entry.read_bytes() != data
+    else:
+        entry.write_bytes(damage)
+    _same(cache.inventory(str(snapshot)), good)
+    assert entry.read_bytes() == data  # replaced by a good one
+
+
+def test_other_limits_make_another_entry(snapshot: Path, monkeypatch) -> None:
+    cache.inventory(str(snapshot))
+    monkeypatch.setenv("MESHSTEP_MAX_FILE_MB", "1")
+    with pytest.raises(SourceError, match="MESHSTEP_MAX_FILE_MB"):  # a lower bound is not got round by the cache
+        cache.inventory(str(snapshot))
+
+
+def test_what_is_not_cached(snapshot: Path, tmp_path: Path, monkeypatch) -> None:
+    cache.inventory("demo")  # the demo: small, bundled
+    small = tmp_path / "small.json"
+    write([o for o in _objects() if o["kind"] == "Namespace"], small)
+    assert small.stat().st_size < cache.CACHED_FROM
+    cache.inventory(str(small))
+    assert _entries() == []
+    # a path outside the directories a server allows is refused as before, with nothing kept
+    with pytest.raises(SourceError, match="outside"):
+        cache.inventory(str(snapshot), roots=[tmp_path / "elsewhere"])
+    assert _entries() == []
+    monkeypatch.setenv(cache.SWITCH_ENV, "off")
+    cache.inventory(str(snapshot))
+    assert _entries() == []
+
+
+def test_a_cache_that_cannot_be_written_is_no_error(snapshot: Path, tmp_path: Path, monkeypatch) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    monkeypatch.setenv(cache.DIR_ENV, str(blocked / "inventory"))
+    _same(cache.inventory(str(snapshot)), build_inventory(load_snapshot(str(snapshot))))
