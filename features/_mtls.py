@@ -27,6 +27,7 @@ def mtls_modes(inv: Inventory) -> list[dict[str, Any]]:
 class PeerAuthenticationMode(Feature):
     mode: str
     owns = ("spec.mtls.mode",)
+    resolved = True
 
     def in_effect(self, inv, scope):
         """PERMISSIVE is in effect wherever the sidecars' mutual TLS is accepted (Istio's default included, and

@@ -159,6 +159,9 @@ class Feature:
     # What the feature is there to change, as paths of features.invariants.facts (shell patterns): every other
     # field of an object it extends must come out of the rendering as it went in.
     owns: tuple[str, ...] = ()
+    # in_effect answers from the resolver (analysis.effective), not from detection: the behaviour can be in effect
+    # with no object of the feature's own (Istio's default PERMISSIVE, a STRICT inherited from the root namespace).
+    resolved: bool = False
 
     # ---------------------------------------------------------------- to implement
 
@@ -177,7 +180,7 @@ class Feature:
             seen = [o for o in self.detect(inv) if scope == MESH or o.scope in (scope, MESH)]
         if seen:
             return Effective(self.id, scope, ON, f"on from {', '.join(seen[0].evidence)}")
-        for kind in sorted(kinds):
+        for kind in sorted(kinds | set(_UNDERLYING)):
             u = unknown_kind(inv, kind)
             if u is not None:
                 return Effective(self.id, scope, None, f"unknown: {u}; check with `{u.check}`")
@@ -416,19 +419,21 @@ _UNDERLYING = ("Pod", "Namespace")
 
 
 def unknown_features(inv: Inventory) -> dict[str, str]:
-    """Feature id → why detection cannot tell it is off: a kind its detection reads (as recorded while it runs)
-    that the source could not read. Empty when the source showed everything."""
-    unreadable = inv.visibility.unreadable()
-    if not unreadable:
+    """Feature id → why it cannot be told off anywhere in the mesh: its in_effect at mesh scope, unknown. Empty when
+    the source showed everything."""
+    if not inv.visibility.unreadable():
         return {}
-    out = {}
-    for f in registry().values():
-        with reading() as kinds:
-            f.detect(inv)
-        missing = sorted((kinds | set(_UNDERLYING)) & set(unreadable))
-        if missing:
-            out[f.id] = f"unknown: {', '.join(missing)} not readable ({unreadable[missing[0]].reason})"
-    return out
+    states = {f.id: f.in_effect(inv, MESH) for f in registry().values()}
+    return {fid: state.why for fid, state in states.items() if not state.known}
+
+
+def in_effect_steps(inv: Inventory, steps: Iterable[tuple[str, str]] = ()) -> set[tuple[str, str]]:
+    """The (feature, scope) pairs on in the inventory: what detection finds, and those of `steps` whose features
+    answer from the resolver (Feature.resolved) and find their behaviour in effect, whatever made it so."""
+    feats = registry()
+    found = {(o.feature, o.scope) for o in observe(inv, feats)}
+    return found | {(f, s) for f, s in set(steps) - found
+                    if feats[f].resolved and feats[f].in_effect(inv, s).value == ON}
 
 
 def dependency_state(dep: str, scope: str, inv: Inventory) -> Effective:
@@ -439,16 +444,26 @@ def dependency_state(dep: str, scope: str, inv: Inventory) -> Effective:
     return next((s for s in states if s.value == ON), None) or next((s for s in states if not s.known), states[0])
 
 
-def dependency_met(dep: str, scope: str, on: set[tuple[str, str]], inv: Inventory | None = None) -> bool:
-    """Whether `dep` is on for a feature in `scope`, given the (feature, scope) pairs a plan turns on before it:
-    in that namespace or mesh-wide (for a mesh-wide feature, anywhere in the mesh); or, given the cluster, in
-    effect there (dependency_state)."""
+def dependency_gap(dep: str, scope: str, on: set[tuple[str, str]], inv: Inventory | None = None) -> Effective | None:
+    """None when `dep` is on for a feature in `scope`, given the (feature, scope) pairs a plan turns on before it
+    (in that namespace or mesh-wide; for a mesh-wide feature, anywhere in the mesh) or, given the cluster, in effect
+    there (dependency_state); else what is in effect instead: off, or unknown with the reason."""
     met = {dep, *providers([dep])}
     if scope == MESH and any(f in met for f, _ in on):
-        return True
+        return None
     if scope != MESH and any((f, MESH) in on or (f, scope) in on for f in met):
-        return True
-    return inv is not None and dependency_state(dep, scope, inv).value == ON
+        return None
+    if inv is None:
+        return Effective(dep, scope, OFF, f"off: no earlier stage turns on {dep}")
+    state = dependency_state(dep, scope, inv)
+    return None if state.value == ON else state
+
+
+def unmet(feature: str, scope: str, on: set[tuple[str, str]], inv: Inventory | None = None) -> list[str]:
+    """The dependencies of `feature` in `scope` that are off: neither `on` nor the cluster meets them. One whose
+    state is unknown is not among them: the feature's gate says so (MST0006) when it runs."""
+    return [d for d in registry()[feature].depends_on
+            if (gap := dependency_gap(d, scope, on, inv)) is not None and gap.known]
 
 
 def providers(deps: Iterable[str]) -> list[str]:

@@ -27,7 +27,7 @@ from cluster.inventory import Inventory
 from cluster.live import CRD_KIND
 from cluster.model import Ref
 from cluster.queries import SYSTEM_NAMESPACES
-from features.base import Rendered, apply, deletions_of, dependency_met, flagged, object_key, observe, registry
+from features.base import Rendered, apply, deletions_of, flagged, in_effect_steps, object_key, registry, unmet
 from planner.waves import Waves
 from planner.waves import cut as waves_of
 
@@ -205,7 +205,6 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
     if unknown:
         raise MeshstepError(f"namespace(s) not in the cluster: {', '.join(unknown)}")
     feats = registry()
-    observed = observed_steps(inventory)
     cut = waves_of(inventory, targets, waves, traffic)
     # each namespace, or each wave: how an `each` blueprint's title names it, and its namespaces
     units = [(ns, [ns]) for ns in targets] if cut is None else [
@@ -219,6 +218,7 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
         else:
             groups = [(None, [Step(f, "mesh") for f in bp.features])]
         groups_of += [(bp, ns, steps) for ns, steps in groups]
+    observed = observed_steps(inventory, [s for _, _, steps in groups_of for s in steps])
     candidates: dict[tuple[str, str], list[dict[str, Any]]] = {}
     refused: dict[tuple[str, str], str] = {}
     for _, _, steps in groups_of:
@@ -240,8 +240,7 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
         kept = []
         for s in steps:
             key = (s.feature, s.scope)
-            missing = [d for d in feats[s.feature].depends_on
-                       if not dependency_met(d, s.scope, before | observed, inventory)]
+            missing = unmet(s.feature, s.scope, before | observed, inventory)
             if key in refused:
                 left_out.append(LeftOut(title, s.feature, s.scope, refused[key]))
             elif missing and key not in observed:
@@ -259,24 +258,24 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
     return Draft(stages, left_out, cut)
 
 
-def observed_steps(inventory: Inventory) -> set[tuple[str, str]]:
-    """(feature, scope) pairs that detection finds on in the inventory, operations' steps included."""
-    return {(o.feature, o.scope) for o in observe(inventory, registry())}
+def observed_steps(inventory: Inventory, steps: Iterable[Step] = ()) -> set[tuple[str, str]]:
+    """(feature, scope) pairs on in the inventory, operations' steps included: what detection finds, and those of
+    `steps` whose behaviour is in effect by Istio's own resolution (PERMISSIVE by default, STRICT inherited)."""
+    return in_effect_steps(inventory, [(s.feature, s.scope) for s in steps])
 
 
 def check_order(stages: list[StageSpec], inventory: Inventory, observed: set[tuple[str, str]] | None = None) -> None:
     """Raise when a stage comes before a feature it depends on (unless that is already on in the cluster;
     `observed`: what is, when the caller has it)."""
-    feats = registry()
-    observed = observed_steps(inventory) if observed is None else observed
+    if observed is None:
+        observed = observed_steps(inventory, [s for stage in stages for s in stage.steps])
     before: set[tuple[str, str]] = set()
     for i, stage in enumerate(stages, 1):
         for step in stage.steps:
-            for dep in feats[step.feature].depends_on:
-                if not dependency_met(dep, step.scope, before | observed, inventory):
-                    raise MeshstepError(
-                        f"stage {i} ({stage.title}) turns on {step.feature} in {step.scope}, which depends on {dep}: "
-                        f"add a stage for {dep} in {step.scope} (or mesh-wide) before it")
+            for dep in unmet(step.feature, step.scope, before | observed, inventory):
+                raise MeshstepError(
+                    f"stage {i} ({stage.title}) turns on {step.feature} in {step.scope}, which depends on {dep}: "
+                    f"add a stage for {dep} in {step.scope} (or mesh-wide) before it")
         before |= {(s.feature, s.scope) for s in stage.steps}
 
 
@@ -349,7 +348,7 @@ def gate(stage: StageSpec, inventory: Inventory, traffic: Any = None) -> GateRes
 
 def pending_steps(stage: StageSpec, inventory: Inventory) -> list[Step]:
     """The stage's steps that detection does not show on in the inventory: those it still has to turn on."""
-    observed = observed_steps(inventory)
+    observed = observed_steps(inventory, stage.steps)
     return [s for s in stage.steps if (s.feature, s.scope) not in observed]
 
 

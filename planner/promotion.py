@@ -8,7 +8,7 @@ from typing import Any
 import planner.plan
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
-from features.base import dependency_met, registry
+from features.base import registry, unmet
 from planner.stages import spec_of, stage_spec
 from planner.storage import PlanStore
 from state.models import Plan, PlanMode, Stage, StageRecord, StageStatus, utcnow
@@ -30,8 +30,7 @@ def _why_left_out(step: planner.plan.Step, cluster: str, inventory: Inventory, o
         return f"namespace {step.scope} is not in cluster {cluster}"
     if (step.feature, step.scope) in observed:
         return ""
-    missing = [d for d in feats[step.feature].depends_on
-               if not dependency_met(d, step.scope, before | observed, inventory)]
+    missing = unmet(step.feature, step.scope, before | observed, inventory)
     try:
         feats[step.feature].candidate(step.params, step.scope, inventory)
     except MeshstepError as e:
@@ -51,7 +50,7 @@ def promote(store: PlanStore, plan: Plan, cluster: str, inventory: Inventory, af
     was done. The plan's verification thresholds and its waves go with it."""
     if cluster == plan.cluster:
         raise MeshstepError(f"plan {plan.name!r} is already on cluster {cluster}: promote it to another cluster")
-    observed = planner.plan.observed_steps(inventory)
+    observed = planner.plan.observed_steps(inventory, [s for stage in plan.stages for s in stage_spec(stage).steps])
     stages: list[dict[str, Any]] = []
     left_out: list[planner.plan.LeftOut] = []
     before: set[tuple[str, str]] = set()

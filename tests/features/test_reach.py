@@ -173,3 +173,18 @@ def test_the_strict_hint_never_offers_a_peer_authentication_for_a_pod_without_a_
     hint = CATALOG["MST0401"].hint_for(workload="Deployment legacy/batch", inject="restart it")
     assert "selector for it in mode PERMISSIVE" not in hint
     assert "no proxy" in hint and "servers it calls" in hint
+
+
+@pytest.mark.parametrize("telemetry", [
+    {"tracing": [{"providers": [{"name": "jaeger"}], "randomSamplingPercentage": 0}]},
+    {"tracing": [{"providers": [{"name": "jaeger"}], "disableSpanReporting": True}]},
+])
+def test_tracing_that_samples_nothing_is_not_on(demo_inventory, telemetry):
+    """A Telemetry that samples 0% (or disables span reporting) sends no trace: Istio's Telemetry API reference
+    (istio.io/latest/docs/reference/config/telemetry/#Tracing) — detection must not call that tracing on."""
+    inv = demo_inventory.with_changes(apply=[{
+        "apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+        "metadata": {"name": "mesh-default", "namespace": "istio-system"}, "spec": telemetry}])
+    assert not registry()["tracing"].detect(inv)
+    assert registry()["tracing"].in_effect(inv, MESH).value == "off"
+    assert registry()["tracing"].detect(_mesh_tracing(demo_inventory, 10.0))

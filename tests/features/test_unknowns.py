@@ -88,3 +88,33 @@ def test_a_feature_whose_detection_reads_a_refused_kind_is_unknown_not_off(demo_
     state = registry()["request-routing"].in_effect(inv, "shop")
     assert state.value is None and "VirtualService" in state.why and "403" in state.why
     assert registry()["request-routing"].in_effect(demo_inventory, "shop").value == "on"
+
+
+def test_a_plan_keeps_a_step_whose_dependency_is_unknown_and_its_gate_says_so():
+    """ServiceEntries refused: whether egress-service-entry is on is unknown, so locking egress down is neither
+    left out as "not on" nor an order error: the plan keeps the step and its gate warns MST0006."""
+    import planner.plan
+
+    se = "serviceentries.networking.istio.io"
+    inv = build_inventory(Snapshot("live", lambda _v: iter(objects("mtls-migration")), Visibility([NotVisible(
+        "ServiceEntry", se, f"403 Forbidden: {se} is forbidden", forbidden=True)])))
+    draft = planner.plan.new_plan("routing-first", inv, ["foo", "bar"])
+    assert not [x for x in draft.left_out if x.feature == "egress-registry-only"], draft.left_out
+    stage = next(s for s in draft.stages if s.title == "Lock down egress")
+    assert not stage.done
+    planner.plan.check_order([stage], inv)  # an unknown dependency is no order error
+    gate = planner.plan.gate(stage, inv)
+    assert [m.code for m in gate.messages if m.code in ("MST0003", "MST0006")] == ["MST0006"]
+    assert "serviceentries.networking.istio.io" in next(m.message for m in gate.messages if m.code == "MST0006")
+
+
+def test_drift_asks_what_is_in_effect_at_mesh_scope(refused):
+    """Drift's "unknown" is the features' own three-valued answer (in_effect, mesh scope), one path, not a
+    second detection run: mtls-strict with PeerAuthentications refused is unknown, and a feature whose kinds were
+    all read is not."""
+    from features.base import MESH, unknown_features
+
+    unknown = unknown_features(refused)
+    assert unknown["mtls-strict"] == registry()["mtls-strict"].in_effect(refused, MESH).why
+    assert "403" in unknown["mtls-strict"]
+    assert "request-routing" not in unknown  # VirtualServices were read

@@ -102,3 +102,17 @@ def test_strict_by_namespace_then_mesh_wide_refuses_legacy_step_by_step(start, s
     back = apply(feature.rollback(feature.defaults(), "mesh", back), back)
     assert not back.of_kind("PeerAuthentication")
     assert mtls_mode(back, "foo").why == "PERMISSIVE by default: no PeerAuthentication"
+
+
+def test_a_plan_on_the_task_cluster_finds_permissive_in_effect_and_starts_at_strict(start, step):
+    step(TASK, "set up the cluster: a plan finds PERMISSIVE already in effect (Istio's default), STRICT still to do")
+    import planner.plan
+
+    draft = planner.plan.new_plan("security-first", start, ["foo", "bar"])
+    by_title = {s.title: s for s in draft.stages}
+    assert by_title["mTLS PERMISSIVE mesh-wide"].done, PAGE  # in effect, though no object says so
+    assert not by_title["mTLS STRICT in foo"].done and not by_title["mTLS STRICT mesh-wide"].done
+    assert not [x for x in draft.left_out if x.feature.startswith("mtls")]
+    # applying STRICT in foo verifies by what is in effect; foo's STRICT step is then already on
+    foo = strict("foo", start)
+    assert planner.plan.pending_steps(by_title["mTLS STRICT in foo"], foo) == []
