@@ -279,7 +279,7 @@ def authorization(inv: Inventory, scope: str) -> Effective:
     return Effective("authorization", scope, "POLICIES", f"checked against {named}", policies[0].ref)
 
 
-def _telemetry_section(inv: Inventory, scope: str, section: str) -> tuple[KubeObject, Any] | None:
+def telemetry_section(inv: Inventory, scope: str, section: str) -> tuple[KubeObject, Any] | None:
     """The selector-less Telemetry whose `section` governs `scope` (its namespace's, else the root's)."""
     root = inv.root_namespace
     for ns in ([root] if scope == MESH else [scope, root]):
@@ -296,9 +296,11 @@ def tracing(inv: Inventory, scope: str) -> Effective:
     u = unknown_kind(inv, "Telemetry")
     if u is not None:
         return _unknown("tracing", scope, u)
-    found = _telemetry_section(inv, scope, "tracing")
+    found = telemetry_section(inv, scope, "tracing")
     if found is not None:
         t, entries = found
+        if all(e.get("disableSpanReporting") for e in entries):
+            return Effective("tracing", scope, "0%", f"0%: {t.ref} disables span reporting", t.ref)
         pct = next((e["randomSamplingPercentage"] for e in entries if "randomSamplingPercentage" in e), None)
         if pct is not None:
             return Effective("tracing", scope, f"{pct:g}%", f"{pct:g}% from {t.ref}", t.ref)
@@ -315,7 +317,7 @@ def access_logging(inv: Inventory, scope: str) -> Effective:
     u = unknown_kind(inv, "Telemetry")
     if u is not None:
         return _unknown("access-logging", scope, u)
-    found = _telemetry_section(inv, scope, "accessLogging")
+    found = telemetry_section(inv, scope, "accessLogging")
     if found is not None:
         t, entries = found
         value = OFF if all(e.get("disabled") for e in entries) else ON

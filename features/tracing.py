@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from analysis.effective import telemetry_section
+from analysis.effective import tracing as effective_tracing
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from features._telemetry import TelemetrySection
-from features.base import Param, clean, target_namespace
+from features.base import Param, clean
 
 _TRACERS = ("zipkin", "opentelemetry", "datadog", "stackdriver", "skywalking", "lightstep", "opencensus")
 
@@ -29,6 +31,11 @@ class Tracing(TelemetrySection):
     )
     docs = "https://istio.io/latest/docs/tasks/observability/distributed-tracing/telemetry-api/"
 
+    def detect(self, inv):
+        """Where the proxies send traces: a scope whose Telemetry or mesh config samples 0% (or disables span
+        reporting) has a tracing section and traces nothing."""
+        return [o for o in super().detect(inv) if effective_tracing(inv, o.scope).value != "0%"]
+
     def build(self, p, scope, inv):
         have = in_effect(inv, scope)
         provider = p["provider"] or (have[0] if have else "")
@@ -51,15 +58,17 @@ class Tracing(TelemetrySection):
 
 def in_effect(inv: Inventory, scope: str) -> tuple[str, float, Any] | None:
     """(provider, sampling percent, the Telemetry that sets them) of the tracing the scope's proxies do now: the
-    namespace's selector-less Telemetry, else the root namespace's (Istio's inheritance); None when neither
-    traces."""
-    for ns in dict.fromkeys([target_namespace(scope, inv), inv.root_namespace]):
-        for t in inv.of_kind("Telemetry"):
-            if t.namespace == ns and not t.spec.get("selector") and not t.spec.get("targetRefs"):
-                for entry in t.spec.get("tracing") or ():
-                    providers = [x.get("name", "") for x in entry.get("providers") or ()]
-                    # Istio samples 1% when a Telemetry names no percentage (meshConfig's default)
-                    return (providers[0] if providers else "", float(entry.get("randomSamplingPercentage", 1.0)), t)
-    return None
+    namespace's selector-less Telemetry, else the root namespace's (Istio's inheritance); None when neither sets
+    tracing, or the one that does samples nothing (0%, or span reporting disabled)."""
+    found = telemetry_section(inv, scope, "tracing")
+    if found is None:
+        return None
+    t, entries = found
+    live = [e for e in entries if not e.get("disableSpanReporting")]
+    providers = [x.get("name", "") for e in live for x in e.get("providers") or ()]
+    # Istio samples 1% when a Telemetry names no percentage (meshConfig's default)
+    sampling = next((float(e["randomSamplingPercentage"]) for e in live if "randomSamplingPercentage" in e), 1.0)
+    return (providers[0] if providers else "", sampling, t) if live and sampling > 0 else None
+
 
 FEATURE = Tracing()
