@@ -73,6 +73,40 @@ def service_ref(ref: dict[str, Any]) -> bool:
     return ref.get("group", "") in ("", "core") and ref.get("kind", "Service") == "Service"
 
 
+def granted(inv: Inventory, route_ns: str, ns: str, name: str) -> Any | None:
+    """The ReferenceGrant of namespace `ns` that lets HTTPRoutes of `route_ns` name its Service `name`, if one does
+    (https://gateway-api.sigs.k8s.io/api-types/referencegrant/: a `to` without a name grants every Service)."""
+    return next((g for g in inv.of_kind("ReferenceGrant") if g.namespace == ns and any(
+        f.get("group") == GATEWAY_API_GROUP and f.get("kind") == "HTTPRoute" and f.get("namespace") == route_ns
+        for f in g.spec.get("from") or ()) and any(
+        t.get("group", "") in ("", "core") and t.get("kind") == "Service" and t.get("name", name) == name
+        for t in g.spec.get("to") or ())), None)
+
+
+def backends(inv: Inventory, route: Any) -> list[tuple[str, str]]:
+    """The (namespace, name) of the Services an HTTPRoute of the inventory may send to: those of its own namespace,
+    and those of another that a ReferenceGrant there permits (else the reference is not resolved: RefNotPermitted)."""
+    out = []
+    for rule in route.spec.get("rules") or ():
+        for b in rule.get("backendRefs") or ():
+            ns = b.get("namespace", route.namespace)
+            if service_ref(b) and (ns == route.namespace or granted(inv, route.namespace, ns, b["name"])):
+                out.append((ns, b["name"]))
+    return out
+
+
+def grants_for(inv: Inventory, route: Any, svc: Service, names: list[str]) -> list[dict[str, Any]]:
+    """The ReferenceGrants of `svc`'s namespace extended so that `route` (in another namespace) may also name the
+    Services `names`: the grant that lets it name `svc` gets one `to` per name it does not grant yet."""
+    grant = granted(inv, route.namespace, svc.namespace, svc.name)
+    missing = [n for n in names if granted(inv, route.namespace, svc.namespace, n) is None]
+    if route.namespace == svc.namespace or grant is None or not missing:
+        return []
+    out = _copy(grant)
+    out["spec"]["to"] = [*out["spec"]["to"], *({"group": "", "kind": "Service", "name": n} for n in missing)]
+    return [out]
+
+
 def parent_services(route: Any) -> list[str]:
     """The Services an HTTPRoute (object of the inventory) is attached to: a mesh (GAMMA) route's parents."""
     ns = route.namespace
@@ -80,10 +114,12 @@ def parent_services(route: Any) -> list[str]:
             and r.get("namespace", ns) == ns]
 
 
-def backend(name: str, port: int, weight: int | None = None) -> dict[str, Any]:
+def backend(name: str, port: int, weight: int | None = None, namespace: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "port": port}
     if weight is not None:
         out["weight"] = weight
+    if namespace:
+        out["namespace"] = namespace
     return out
 
 

@@ -20,6 +20,8 @@ from cluster.model import GATEWAY_API_GROUP, Service
 from features._gateway_api import (
     GATEWAY_API,
     backend,
+    backends,
+    grants_for,
     mesh_route,
     parent_services,
     rules_to,
@@ -52,6 +54,11 @@ def ingress_routes(inv: Inventory) -> list[Any]:
     """HTTPRoutes attached to a Gateway that is not a waypoint: north–south routing done with the Gateway API."""
     waypoints = {f"{g.namespace}/{g.name}" for g in inv.of_kind("Gateway") if is_waypoint(g)}
     return [r for r in inv.of_kind("HTTPRoute") if set(gateway_parents(r)) - waypoints]
+
+
+def routed_namespaces(inv: Inventory, route: Any) -> list[str]:
+    """The namespaces whose Services an ingress route sends to (its own, or one that grants it the reference)."""
+    return sorted({ns for ns, _ in backends(inv, route)})
 
 
 def http_services(scope: str, inv: Inventory, name: str) -> list[Service]:
@@ -107,6 +114,10 @@ class ServiceRoutes:
     def _dests(self, rule: dict[str, Any]) -> list[dict[str, Any]]:
         return rule.setdefault("backendRefs" if self.api == GATEWAY_API else "route", [])
 
+    def _namespace(self, rule: dict[str, Any]) -> str | None:
+        """The namespace the rule's backendRefs to the service name (a route beside its Gateway names it so)."""
+        return next((b["namespace"] for b in self._dests(rule) if service_ref(b) and b.get("namespace")), None)
+
     def _port(self, rule: dict[str, Any]) -> Any:
         """The port the rule names today, if it names one: it stays named."""
         if self.api == GATEWAY_API:
@@ -119,7 +130,7 @@ class ServiceRoutes:
         """A destination of `rule` sending to one version of the service."""
         port = self._port(rule)
         if self.api == GATEWAY_API:
-            return backend(self.names[version], port, weight)
+            return backend(self.names[version], port, weight, self._namespace(rule))
         dest = destination(self.svc, self.names[version], weight, self.host or self.svc.name)
         if port:
             dest["destination"]["port"] = port
@@ -174,9 +185,10 @@ def service_routes(inv: Inventory, svc: Service, api: str, versions: list[str] |
         return ServiceRoutes(svc, api, [vs], support, {v: v for v in versions or ()}, vs["spec"]["hosts"][0])
     services, names = version_services(inv, svc, versions or [], feature)
     ours = {svc.name, *names.values()}
-    carrying = [_copy(r) for r in ingress_routes(inv) if ingress and any(
-        service_ref(b) and b.get("name") in ours and b.get("namespace", r.namespace) == svc.namespace
-        for rule in r.spec.get("rules") or () for b in rule.get("backendRefs") or ())]
+    through = [r for r in ingress_routes(inv) if ingress and any(
+        ns == svc.namespace and name in ours for ns, name in backends(inv, r))]
+    carrying = [_copy(r) for r in through]
+    services += [g for r in through for g in grants_for(inv, r, svc, list(names.values()))]
     has_mesh_route = any(r.namespace == svc.namespace and svc.name in parent_services(r)
                          for r in inv.of_kind("HTTPRoute"))
     if not carrying or has_mesh_route or called_in_mesh(inv, svc):

@@ -11,7 +11,7 @@ import importlib
 import json
 import pkgutil
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
@@ -585,11 +585,14 @@ def scope_of(o: Any, inv: Inventory) -> str:
     return o.namespace or MESH
 
 
-def observations_by_scope(feature_id: str, objs: Iterable[Any], inv: Inventory) -> list[Observation]:
-    """One Observation per scope (see scope_of) that `objs` configure, with the objects as evidence."""
+def observations_by_scope(feature_id: str, objs: Iterable[Any], inv: Inventory,
+                          scopes: Callable[[Any], Iterable[str]] | None = None) -> list[Observation]:
+    """One Observation per scope that `objs` configure (each object's `scopes`, default its scope_of), with the
+    objects as evidence."""
     by_scope: dict[str, list[str]] = {}
     for o in objs:
-        by_scope.setdefault(scope_of(o, inv), []).append(str(o.ref))
+        for scope in scopes(o) if scopes is not None else [scope_of(o, inv)]:
+            by_scope.setdefault(scope, []).append(str(o.ref))
     return [Observation(feature_id, scope, ev) for scope, ev in sorted(by_scope.items())]
 
 

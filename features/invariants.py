@@ -111,6 +111,9 @@ def facts(o: dict[str, Any]) -> dict[str, Any]:
         out["gatewayClassName"] = spec["gatewayClassName"]
         out |= {f"listeners/{li.get('port')}/{li.get('protocol')}/{li.get('hostname', '*')}": True
                 for li in spec.get("listeners") or ()}
+    elif kind == "ReferenceGrant":  # each reference it grants: adding one takes none away
+        out |= {f"from/{f.get('group')}/{f.get('kind')}/{f.get('namespace')}": True for f in spec.get("from") or ()}
+        out |= {f"to/{t.get('group')}/{t.get('kind')}/{t.get('name', '*')}": True for t in spec.get("to") or ()}
     elif kind == "Gateway":
         out |= {f"servers/{(s.get('port') or {}).get('number')}/{h}": True
                 for s in spec.get("servers") or () for h in s.get("hosts") or ()}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from cluster.errors import MeshstepError
 from features._gateway_api import API, chosen_api, parent_services, service_ref
-from features._routes import http_services, ingress_routes, service_routes
+from features._routes import http_services, ingress_routes, routed_namespaces, service_routes
 from features.base import Feature, Param, observations_by_scope
 
 
@@ -54,8 +54,10 @@ class RequestRouting(Feature):
             for b in rule.get("backendRefs") or ())]
         # A route attached to a Gateway is routing done with the Gateway API: it decides which Service serves the
         # ingress requests (istio.io's Gateway API tasks start there), so the routing features may build on it.
-        routed += [r for r in ingress_routes(inv) if r not in routed]
-        return observations_by_scope(self.id, routed, inv)
+        obs = observations_by_scope(self.id, routed, inv)
+        # by the namespaces whose Services they send to: a route beside its Gateway routes another namespace's
+        ingress = [r for r in ingress_routes(inv) if r not in routed]
+        return obs + observations_by_scope(self.id, ingress, inv, lambda r: routed_namespaces(inv, r))
 
 
 FEATURE = RequestRouting()

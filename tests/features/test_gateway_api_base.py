@@ -170,3 +170,58 @@ def test_timeouts_aimed_at_the_mesh_leave_the_ingress_route_alone(ns):
     assert list(routes(rendered)) == ["web-mesh"]
     assert any("# reaches: HTTPRoute shop/web-mesh rules[0]" in n and "the mesh's sidecars" in n
                for n in rendered.notes)
+
+
+# ---------------------------------------------------------------- a route in the Gateway's namespace (ReferenceGrant)
+
+
+def cross_namespace(grant_to: dict[str, str] | None) -> list[dict[str, Any]]:
+    """The route lives beside the Gateway in namespace ingress and names shop's Service across namespaces; a
+    ReferenceGrant in shop lets HTTPRoutes of ingress name `grant_to` (None: no grant). Without the grant the
+    reference is not permitted (ResolvedRefs False, RefNotPermitted): the route carries nothing to web.
+    Page: https://gateway-api.sigs.k8s.io/api-types/referencegrant/"""
+    objs = north_south()
+    route = next(o for o in objs if o["kind"] == "HTTPRoute")
+    route["metadata"]["namespace"] = "ingress"
+    route["spec"]["parentRefs"] = [{"name": "public", "sectionName": "http"}]
+    route["spec"]["rules"][0]["backendRefs"] = [{"name": "web", "namespace": "shop", "port": 8080}]
+    if grant_to is not None:
+        objs.append({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+                     "metadata": {"name": "from-ingress", "namespace": "shop"},
+                     "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                                        "namespace": "ingress"}],
+                              "to": [{"group": "", "kind": "Service"} | grant_to]}})
+    return objs
+
+
+def test_a_route_in_the_gateways_namespace_granted_by_name_is_the_base_and_its_grant_grows():
+    inv = cluster(cross_namespace({"name": "web"}))
+    assert [(o.scope, o.evidence) for o in registry()["request-routing"].detect(inv)] == [
+        ("shop", ["HTTPRoute ingress/web"])]
+    rendered, msgs = render_gated(registry()["traffic-shifting"], {"weight": 10}, "shop", inv)
+    assert "MST0003" not in [m.code for m in msgs]
+    (route,) = routes(rendered).values()
+    assert route["metadata"]["namespace"] == "ingress"
+    assert route["spec"]["rules"][0]["backendRefs"] == [
+        {"name": "web-v1", "port": 8080, "weight": 90, "namespace": "shop"},
+        {"name": "web-v2", "port": 8080, "weight": 10, "namespace": "shop"}]
+    (grant,) = [o for o in rendered.objects if o["kind"] == "ReferenceGrant"]
+    assert [t.get("name") for t in grant["spec"]["to"]] == ["web", "web-v1", "web-v2"]
+    kinds = [o["kind"] for o in rendered.objects]
+    assert kinds.index("ReferenceGrant") < kinds.index("HTTPRoute")  # granted before it is named
+    for o in rendered.objects:
+        validate_object(o, inv)
+
+
+def test_a_grant_of_every_service_needs_no_change():
+    inv = cluster(cross_namespace({}))
+    rendered, _ = render_gated(registry()["traffic-shifting"], {"weight": 10}, "shop", inv)
+    assert "ReferenceGrant" not in [o["kind"] for o in rendered.objects]
+    assert list(routes(rendered)) == ["web"]
+
+
+def test_a_route_whose_reference_is_not_granted_carries_nothing_and_is_no_base():
+    inv = cluster(cross_namespace(None))
+    assert not [o for o in registry()["request-routing"].detect(inv) if o.scope == "shop"]
+    rendered = registry()["traffic-shifting"].render({"weight": 10, "api": "gateway-api"}, "shop", inv)
+    assert [r["metadata"]["namespace"] for r in routes(rendered).values()] == ["shop"]  # the mesh's route only
