@@ -190,15 +190,18 @@ class Unseen:
     `virtualservices.networking.istio.io`), or an API that is not installed (`istio`, `gateway-api`)."""
 
     what: str
-    forbidden: bool  # refused with a 403: its objects are unknown; else not installed: there are none
+    unreadable: bool  # its objects are unknown (the list was refused, or failed); else not installed: there are none
+    refused: bool = True  # an unreadable kind's list was refused (403), rather than left unanswered
 
     @property
     def reason(self) -> str:
-        return f"listing {self.what} was refused (403 Forbidden)" if self.forbidden else f"{self.what} is not installed"
+        if not self.unreadable:
+            return f"{self.what} is not installed"
+        return f"listing {self.what} " + ("was refused (403 Forbidden)" if self.refused else "failed")
 
     @property
     def ref(self) -> Ref:
-        if self.forbidden:
+        if self.unreadable:
             return Ref("APIResource", None, self.what)
         return Ref("APIGroup", None, GATEWAY_API_GROUP if self.what == "gateway-api" else "istio.io")
 
@@ -210,7 +213,7 @@ def unseen_kind(inv: Inventory) -> Callable[[str], Unseen | None]:
 
     def why(kind: str) -> Unseen | None:
         if kind in unreadable:
-            return Unseen(unreadable[kind].resource, True)
+            return Unseen(unreadable[kind].resource, True, unreadable[kind].forbidden)
         if kind in _LISTED:
             return None
         api = "gateway-api" if kind in GATEWAY_API_KINDS else "istio"
@@ -239,7 +242,7 @@ def runnable(checks: Iterable[R], inv: Inventory) -> tuple[list[R], dict[Unseen,
     ok: list[R] = []
     skipped: dict[Unseen, list[R]] = {}
     for c in checks:
-        missing = {u for u in map(why, c.reads) if u is not None and (u.forbidden or not c.sees_uninstalled)}
+        missing = {u for u in map(why, c.reads) if u is not None and (u.unreadable or not c.sees_uninstalled)}
         if not missing:
             ok.append(c)
         for u in sorted(missing, key=lambda u: u.what):
@@ -263,8 +266,8 @@ def skipped_messages(skipped: dict[Unseen, list[Check]]) -> list[Message]:
 def unseen_message(u: Unseen, skipped: str) -> Message:
     """What the source could not show and what was skipped for it (`skipped`), as MST0004 (refused) or MST0005 (not
     installed), its hint saying how to check."""
-    if u.forbidden:
-        code, text = "MST0004", f"listing it was refused (403 Forbidden): {skipped}"
+    if u.unreadable:
+        code, text = "MST0004", f"{u.reason.replace(u.what, 'it', 1)}: {skipped}"
         hint = CATALOG[code].hint_for(resource=u.what)
     else:
         code, text = "MST0005", f"not installed: {skipped}"

@@ -130,8 +130,8 @@ def unknown_kind(inv: Inventory, kind: str, group: str | None = None) -> Unknown
     None: what the inventory holds of it is all there is (a whole cluster without the CRD does not serve it)."""
     grp = group or _GROUPS.get(kind)
     unseen = unseen_kind(inv)(kind)
-    if unseen is not None and unseen.forbidden:
-        return Unknown(kind, f"not readable (listing {unseen.what} was refused: 403 Forbidden)",
+    if unseen is not None and unseen.unreadable:
+        return Unknown(kind, f"not readable ({unseen.reason})",
                        f"kubectl auth can-i list {unseen.what} -A")
     if unseen is None and not inv.cluster and grp and not inv.of_kind(kind) and \
             not any(c.kind == kind and c.group == grp for c in inv.crds.values()):

@@ -118,3 +118,16 @@ def test_drift_asks_what_is_in_effect_at_mesh_scope(refused):
     assert unknown["mtls-strict"] == registry()["mtls-strict"].in_effect(refused, MESH).why
     assert "403" in unknown["mtls-strict"]
     assert "request-routing" not in unknown  # VirtualServices were read
+
+
+def test_a_kind_whose_list_failed_is_unknown_and_not_called_forbidden():
+    """A kind the source could not read for another reason than a 403 (the API did not answer) is unknown as a
+    refused one is, and said as what happened: never "refused (403 Forbidden)"."""
+    pa = "peerauthentications.security.istio.io"
+    inv = build_inventory(Snapshot("live", lambda _v: iter(objects("mtls-migration")), Visibility([NotVisible(
+        "PeerAuthentication", pa, "503 Service Unavailable: the server is currently unable to handle the request")])))
+    u = unknown_kind(inv, "PeerAuthentication")
+    assert u is not None and "failed" in u.reason and "403" not in u.reason
+    assert mtls_mode(inv, "foo").value is None
+    gate = registry()["mtls-strict"].checks(inv, "foo", {})
+    assert [m for m in gate if m.code == "MST0006"] and not [m for m in gate if "403" in m.message]
