@@ -182,6 +182,123 @@ def export_button(plan, inv) -> None:
                             "repository: applied in order, they give the cluster the plan ends with.")
 
 
+def stage_head(view) -> None:
+    """Where the current stage stands: its place on the path, its goal and the gate's verdict in a line."""
+    stage = view.stage
+    st.header(f"Stage {stage.order}: {safe.md(stage.title)}")
+    steps = [f"**:blue-background[{x}]**" if x == stage.status else x for x in lifecycle.PATH]
+    if stage.status not in lifecycle.PATH:
+        steps[0] = f"**:orange-background[{stage.status}]**"
+    st.markdown(" → ".join(steps))
+    st.markdown(f"**Goal:** {safe.md_message(stage.goal)}")
+    if stage.override_reason:
+        st.caption(f"Gate overridden: {safe.md_message(stage.override_reason)}")
+    codes = sorted({m.code for m in view.gate.messages if m.level == "error"})
+    st.markdown("**Gate:** " + (f":green[:material/check_circle: passes] ({len(view.gate.ran)} checks)"
+                                if view.gate.passed else
+                                f":red[:material/block: blocked] by {', '.join(codes) or 'its checks'}: "
+                                "the findings are under **Gate** below"))
+
+
+def stage_actions(store, plan, view, inv) -> None:
+    """The one next action as the primary button, the Rehearse switch beside it (what the plan's first step fixes,
+    said before it is taken), Rehearse to done; and, when the gate or the approval policy holds the stage, an
+    override of its own."""
+    stage, move = view.stage, lifecycle.ADVANCE[view.stage.status]
+    switch, button, fast = st.columns([2, 2, 2], vertical_alignment="center")
+    rehearse = switch.toggle("Rehearse on the plan's overlay", value=plan.mode == PlanMode.REHEARSAL,
+                             disabled=plan.mode is not None,
+                             help="Apply each stage's YAML to a copy of the cluster instead of waiting for a real "
+                                  "apply; the plan's first step fixes whether it is a rehearsal or real.")
+    label, helptext = move.says(rehearse)
+    if plan.mode is None:
+        switch.caption(":orange[:material/info:] " + (
+            "Your next step makes this plan a **rehearsal** for good: its stages go to a copy of the cluster."
+            if rehearse else "Your next step makes this plan **real** for good: switch on Rehearse first to try it "
+                             "on a copy of the cluster."))
+    # A rehearsal changes nothing on the cluster: it needs no approval.
+    held = approval_panel.show(store, plan, stage) if move.event == Event.APPLY and not rehearse else None
+    nothing = move.event == Event.APPLY and view.config.empty
+    if button.button(label, type="primary", icon=":material/arrow_forward:", key="advance",
+                     help="Nothing to apply: record the stage as applied to go on to its verification." if nothing
+                     else helptext) and (actor := ui.require_actor(access.OPERATOR, "advance a stage")):
+        _advance(store, plan, inv, actor, None, rehearse)
+    if rehearse and fast.button("Rehearse to done", icon=":material/fast_forward:",
+                                help="Walks every stage left on the plan's overlay, each gate, invariant and exit "
+                                     "check run and nothing overridden; stops at the first that fails, with its "
+                                     "findings.") and (actor := ui.require_actor(access.OPERATOR, "advance a stage")):
+        with ui.errors("Not rehearsed"):
+            done = moves.rehearse(store, plan, inv, actor, evidence=traffic.stage_evidence())
+            if done.refusal is not None:
+                ui.flash(f"The rehearsal stopped after {len(done.moves)} move(s): {safe.md_message(str(done.refusal))}",
+                         "error")
+            else:
+                ui.flash(f"The plan is rehearsed to done ({len(done.moves)} moves).")
+            st.rerun()
+    if move.event == Event.GATE and not view.gate.passed or held is not None:
+        override_form(store, plan, inv, "the cluster's approval policy" if held else "the failing gate", rehearse)
+
+
+def _advance(store, plan, inv, actor: str, override: str | None, rehearse: bool) -> None:
+    first = plan.mode is None
+    with ui.errors("Not advanced"):
+        moved = moves.advance(store, plan, inv, actor, override, rehearse, traffic.stage_evidence())
+        ui.flash(f"Stage {moved.order} is now **{moved.status}**" + (" (rehearsal)." if rehearse else ".")
+                 + (f" Plan **{safe.md(plan.name)}** is now {'a rehearsal' if rehearse else 'real'} for good."
+                    if first else ""))
+        st.rerun()
+
+
+def override_form(store, plan, inv, what: str, rehearse: bool) -> None:
+    """Going past `what` anyway: an admin's deliberate act, one button, confirmed by a tick; the reason typed is
+    the one audited, and Enter in it does nothing."""
+    with st.expander(f"Go past {what} anyway (admin)", icon=":material/gavel:"), \
+            st.form("override", border=False, enter_to_submit=False):
+        reason = st.text_input("Override reason", placeholder="why it is safe to go on anyway",
+                               help="Kept in the audit trail with your name.")
+        sure = st.checkbox(f"I override {what}: the stage goes on although it holds it")
+        if st.form_submit_button("Override and go on", icon=":material/gavel:") and (
+                actor := ui.require_actor(access.ADMIN, f"override {what}")):
+            if not reason.strip() or not sure:
+                st.error("An override needs a reason and the tick: " + ("give the reason." if sure else
+                                                                         f"tick **I override {what}**."))
+            else:
+                _advance(store, plan, inv, actor, reason.strip(), rehearse)
+
+
+def stage_details(view) -> None:
+    """What the stage does, folded below its actions: the gate's findings, the diff, the YAML, the rollback and
+    the commands to run, long lines wrapped."""
+    stage, cfg = view.stage, view.config
+    for skipped in cfg.skipped:
+        st.caption(f":material/check: {safe.md(skipped.feature)} is already on in {safe.md(skipped.scope)}: nothing to "
+                   "render for it.")
+    tabs = ["Gate", "Changes", "YAML", "Rollback YAML"] + (["Run"] if cfg.notes else [])
+    gate, changes, yaml, rollback, *run = st.tabs(tabs)
+    with gate:
+        findings.show(view.gate.messages, none=f"None of the {len(view.gate.ran)} checks found anything.")
+        with st.expander(f"The {len(view.gate.ran)} checks the gate ran"):
+            st.markdown("\n".join(f"- {safe.md(c)}" for c in view.gate.ran) or "none")
+        if view.gate.skipped:
+            with st.expander(f"The {len(view.gate.skipped)} checks it could not run"):
+                st.markdown("\n".join(f"- {safe.md_message(c)}" for c in view.gate.skipped))
+    with changes:
+        st.caption("Against the cluster as the earlier stages leave it: " + safe.md_message(view.changes.summary()))
+        if not view.changes.empty:
+            st.code(safe.terminal(view.changes.diff), language="diff", wrap_lines=True)
+    with yaml:
+        if cfg.apply_yaml:
+            st.download_button("Download YAML", cfg.apply_yaml, f"stage-{stage.order}.yaml",
+                               mime="application/yaml", icon=":material/download:")
+            st.code(safe.terminal(cfg.apply_yaml), language="yaml", wrap_lines=True)
+        else:
+            st.info("Nothing to apply: this stage only checks.")
+    with rollback:
+        st.code(safe.terminal(cfg.rollback_yaml) or "# nothing to undo", language="yaml", wrap_lines=True)
+    for tab in run:
+        tab.code(safe.terminal("\n".join(cfg.notes)), language="sh", wrap_lines=True)
+
+
 inv = ui.inventory()
 store = ui.store()
 cluster = ui.cluster(inv)
@@ -231,86 +348,9 @@ if view is None:
                    + (" in rehearsal, on its overlay." if plan.mode == PlanMode.REHEARSAL else "."),
                    icon=":material/celebration:")
 else:
-    stage = view.stage
-    st.header(f"Stage {stage.order}: {safe.md(stage.title)}")
-    steps = [f"**:blue-background[{x}]**" if x == stage.status else x for x in lifecycle.PATH]
-    if stage.status not in lifecycle.PATH:
-        steps[0] = f"**:orange-background[{stage.status}]**"
-    st.markdown(" → ".join(steps))
-    st.markdown(f"**Goal:** {safe.md_message(stage.goal)}")
-    if stage.override_reason:
-        st.caption(f"Gate overridden: {safe.md_message(stage.override_reason)}")
-
-    for skipped in view.config.skipped:
-        st.caption(f":material/check: {safe.md(skipped.feature)} is already on in {safe.md(skipped.scope)}: nothing to "
-                   "render for it.")
-
-    gate_col, yaml_col = st.columns([2, 3])
-    with gate_col:
-        st.subheader("Gate: " + (":green[:material/check_circle: passes]" if view.gate.passed
-                                 else ":red[:material/block: blocked]"))
-        findings.show(view.gate.messages, none=f"None of the {len(view.gate.ran)} checks found anything.")
-        with st.expander(f"The {len(view.gate.ran)} checks the gate ran"):
-            st.markdown("\n".join(f"- {safe.md(c)}" for c in view.gate.ran) or "none")
-        if view.gate.skipped:
-            with st.expander(f"The {len(view.gate.skipped)} checks it could not run"):
-                st.markdown("\n".join(f"- {safe.md_message(c)}" for c in view.gate.skipped))
-        if view.config.notes:
-            st.subheader("Run")
-            st.code(safe.terminal("\n".join(view.config.notes)), language="sh", wrap_lines=True)
-    with yaml_col:
-        st.subheader("Changes")
-        st.caption("Against the cluster as the earlier stages leave it: " + safe.md_message(view.changes.summary()))
-        if not view.changes.empty:
-            st.code(safe.terminal(view.changes.diff), language="diff")
-        st.subheader("Apply")
-        if view.config.apply_yaml:
-            st.code(safe.terminal(view.config.apply_yaml), language="yaml")
-            st.download_button("Download YAML", view.config.apply_yaml, f"stage-{stage.order}.yaml",
-                               mime="application/yaml", icon=":material/download:")
-            with st.expander("Rollback YAML"):
-                st.code(safe.terminal(view.config.rollback_yaml) or "# nothing to undo", language="yaml")
-        else:
-            st.info("Nothing to apply: this stage only checks.")
-
-    st.divider()
-    move = lifecycle.ADVANCE[stage.status]
-    rehearse = st.toggle("Rehearse on the plan's overlay", value=plan.mode == PlanMode.REHEARSAL,
-                         disabled=plan.mode is not None,
-                         help="Apply each stage's YAML to a copy of the cluster instead of waiting for a real apply; "
-                              "the plan's first step fixes whether it is a rehearsal or real, and the two never mix.")
-    label, helptext = move.says(rehearse)
-    # A rehearsal changes nothing on the cluster: it needs no approval.
-    held = approval_panel.show(store, plan, stage) if move.event == Event.APPLY and not rehearse else None
-    needs_override = move.event == Event.GATE and not view.gate.passed or held is not None
-    with st.form("advance", border=False):
-        nothing = move.event == Event.APPLY and view.config.empty
-        st.caption("Nothing to apply: record the stage as applied to go on to its verification." if nothing
-                   else helptext)
-        what = "the cluster's approval policy" if held else "the failing gate"
-        override = st.text_input("Override reason", help=f"Go past {what} anyway (admin); the reason is audited.",
-                                 placeholder="why it is safe to go on anyway") if needs_override else None
-        if st.form_submit_button(label, type="primary",
-                                 icon=":material/arrow_forward:") and (actor := ui.require_actor(
-                *((access.ADMIN, f"override {what}") if override else (access.OPERATOR, "advance a stage")))):
-            with ui.errors("Not advanced"):
-                moved = moves.advance(store, plan, inv, actor, override or None, rehearse,
-                                      traffic.stage_evidence())
-                ui.flash(f"Stage {moved.order} is now **{moved.status}**"
-                         + (" (rehearsal)." if rehearse else "."))
-                st.rerun()
-    if rehearse and st.button("Rehearse to done", icon=":material/fast_forward:",
-                              help="Walks every stage left on the plan's overlay, each gate, invariant and exit check "
-                                   "run and nothing overridden; stops at the first that fails, with its findings.") \
-            and (actor := ui.require_actor(access.OPERATOR, "advance a stage")):
-        with ui.errors("Not rehearsed"):
-            done = moves.rehearse(store, plan, inv, actor, evidence=traffic.stage_evidence())
-            if done.refusal is not None:
-                ui.flash(f"The rehearsal stopped after {len(done.moves)} move(s): {safe.md_message(str(done.refusal))}",
-                         "error")
-            else:
-                ui.flash(f"The plan is rehearsed to done ({len(done.moves)} moves).")
-            st.rerun()
+    stage_head(view)
+    stage_actions(store, plan, view, inv)
+    stage_details(view)
 
 if (target := stages.rollback_target(plan)) is not None:
     with st.expander(f"Roll back stage {target.order}: {safe.md(target.title)}", icon=":material/undo:"), \

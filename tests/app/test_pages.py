@@ -98,9 +98,10 @@ def test_plan_is_created_and_a_stage_walked(app, store: Store):
 
     # The first stage verifies the install: nothing to apply, and the demo's install is healthy, so its gate and
     # its exit check pass on the cluster as it is: one click, not four.
-    app.button(key="FormSubmitter:advance-" + app.button[0].label).click().run()
+    app.button(key="advance").click().run()
     assert not app.exception and not _errors(app), _errors(app)
-    assert f"Stage {first.order} is now **done**." in [s.value for s in app.success]
+    assert f"Stage {first.order} is now **done**. Plan **routing-first** is now real for good." in [
+        s.value for s in app.success]  # its first step made the plan real, and says so
     stages = {s.order: s for s in store.list_plans("demo")[0].stages}
     assert stages[first.order].status == "done" and stages[first.order].updated_by == "alice"
     moves = [e for e in store.audit_events() if e.action == "stage.status"]
@@ -154,7 +155,7 @@ def test_a_stage_is_rehearsed_on_the_overlay(app, store: Store):
     app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
     app.toggle[0].set_value(True).run()
     for expected in ("done", "ready", "applied", "verified", "done"):  # the install check, then legacy's injection
-        app.button(key="FormSubmitter:advance-" + app.button[0].label).click().run()
+        app.button(key="advance").click().run()
         assert not app.exception and not _errors(app), _errors(app)
         assert any(f"is now **{expected}** (rehearsal)." in s.value for s in app.success)
     plan = store.list_plans("demo")[0]

@@ -107,3 +107,56 @@ def test_a_finished_plan_is_deleted_from_its_page_once_confirmed(app, store: Sto
     assert not app.exception and store.list_plans("demo") == []
     assert any("Plan **routing-first** deleted." in w.value for w in app.warning)
     assert any(e.label == "Start a new plan" for e in app.expander)
+
+
+def _blocked_at_strict_in_shop(app, store: Store):
+    """A rehearsal of the plan for legacy alone: STRICT mesh-wide is refused (shop/catalog, outside the plan, has
+    no sidecar), so the stage is blocked and the override is offered."""
+    app.multiselect[0].set_value(["legacy"])
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    app.toggle[0].set_value(True).run()
+    _button(app, "Rehearse to done").click().run()
+    blocked = next(s for s in store.list_plans("demo")[0].stages if s.status == "blocked")
+    assert app.header[0].value == f"Stage {blocked.order}: {blocked.title}"
+    return blocked
+
+
+def test_an_override_is_one_button_with_the_reason_typed_before_it_and_a_tick(app, store: Store):
+    sign_in(app)
+    open_page(app, "plan")
+    blocked = _blocked_at_strict_in_shop(app, store)
+    assert any(m.value.startswith("**Gate:** :red[:material/block: blocked] by MST0401") for m in app.markdown)
+    assert [e.label for e in app.expander if e.label.startswith("Go past")] == [
+        "Go past the failing gate anyway (admin)"]
+    # The primary button checks the gate again: it never overrides.
+    assert app.button(key="advance").label == "Check the gate again"
+    app.button(key="advance").click().run()
+    assert store.get_plan(blocked.plan_id).stages[blocked.order - 1].status == "blocked"
+
+    next(t for t in app.text_input if t.label == "Override reason").input("catalog restarts tonight")
+    override = next(b for b in app.button if b.label == "Override and go on")
+    override.click().run()  # no tick: nothing happens but the error saying so
+    assert any("tick **I override the failing gate**" in e for e in _errors(app))
+    assert store.get_plan(blocked.plan_id).stages[blocked.order - 1].status == "blocked"
+
+    next(t for t in app.text_input if t.label == "Override reason").input("catalog restarts tonight")
+    next(c for c in app.checkbox if c.label.startswith("I override the failing gate")).check()
+    next(b for b in app.button if b.label == "Override and go on").click().run()
+    assert not app.exception
+    stage = store.get_plan(blocked.plan_id).stages[blocked.order - 1]
+    assert (stage.status, stage.override_reason) == ("ready", "catalog restarts tonight")
+    event = [e for e in store.audit_events() if e.target == f"stage:{stage.id}"][-1]
+    assert (event.actor, event.reason) == ("alice", "rehearsal: entry gate overridden")
+    assert event.after["override_reason"] == "catalog restarts tonight"
+
+
+def test_the_first_step_says_it_fixes_the_plan_s_mode(app, store: Store):
+    sign_in(app)
+    open_page(app, "plan")
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    assert any("Your next step makes this plan **real** for good" in c.value for c in app.caption)
+    app.toggle[0].set_value(True).run()
+    assert any("Your next step makes this plan a **rehearsal** for good" in c.value for c in app.caption)
+    app.button(key="advance").click().run()
+    assert any("Plan **routing-first** is now a rehearsal for good." in s.value for s in app.success)
+    assert app.toggle[0].disabled and not any("for good" in c.value for c in app.caption)
