@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from app import controls
+
 # Characters that change what a terminal or a page shows rather than being shown: C0 and C1 controls (ESC starts
 # terminal escapes; CR and BS overwrite), bidi embeddings, overrides, isolates and marks (they reorder the text
 # after them), zero-width characters and the line and paragraph separators.
@@ -105,8 +107,9 @@ def message(text: str) -> str:
 
 
 def md_message(text: str) -> str:
-    """A finding's message or hint for Markdown."""
-    return md(text, MESSAGE)
+    """A finding's message or hint (or an error) for Markdown: meshstep's own words for the command line said with
+    the app's controls (app/controls.py), then escaped."""
+    return md(controls.for_app(str(text)), MESSAGE)
 
 
 def html(value: Any) -> str:

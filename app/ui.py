@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from app import access as access_
-from app import rows, safe
+from app import controls, rows, safe
 from cluster import cache
 from cluster.errors import MeshstepError, SourceError
 from cluster.inventory import Inventory, build_inventory
@@ -71,8 +71,8 @@ def server_path(text: str) -> str:
     says the same whether or not the path exists, so that nothing outside the allowed directories can be probed."""
     roots = allowed_roots()
     if not roots:
-        raise MeshstepError("reading files of the server is off: the operator allows it with `meshstep ui "
-                            "--allow-path DIR`; upload the snapshot instead")
+        raise MeshstepError("reading files of the server is off: whoever runs this server allows a directory of it "
+                            "when starting the app; upload the snapshot instead")
     real = Path(os.path.realpath(Path(text).expanduser()))
     if not any(real == r or r in real.parents for r in roots):
         raise MeshstepError(f"{text} is not under a directory this server allows ({', '.join(map(str, roots))})")
@@ -254,8 +254,8 @@ def store() -> Store:
     try:
         return _store(os.environ.get("MESHSTEP_DATABASE_URL"))
     except MeshstepError as e:
-        st.error(f"{safe.md_message(str(e))}\n\nStart the app with `meshstep ui --db URL` pointing at a database "
-                 "you can write.")
+        st.error(f"{safe.md_message(str(e))}\n\nWhoever runs this server starts the app with a database it can "
+                 "write.")
         st.stop()
 
 
@@ -344,7 +344,7 @@ def show_config(notes: Sequence[str], yaml_text: str, empty: str = "# nothing to
     YAML set the same namespace label, which of the two to use."""
     if notes:
         st.markdown("**Run**")
-        st.code(safe.terminal("\n".join(notes)), language="sh", wrap_lines=True)
+        st.code(safe.terminal(controls.for_app("\n".join(notes))), language="sh", wrap_lines=True)
     if both := labels_in_both(notes, yaml_text):
         st.info(", ".join(map(safe.code, both)) + " and the Namespace in the YAML below set the same label: "
                 "**use one**. Apply the YAML when your namespaces are kept in Git (it is the namespace as the "

@@ -55,7 +55,7 @@ namespaces = f2.multiselect("Namespaces", sorted({ns for found in namespaces_of.
 shown = meshgraph.visible(graph, planes, namespaces or None, namespaces_of)
 f3.download_button("DOT", explain_render.to_dot(shown), "meshstep-components.dot", mime="text/vnd.graphviz",
                    icon=":material/download:", help="The graph as shown, for Graphviz: dot -Tsvg > mesh.svg "
-                                                    "(as `meshstep explain --format dot`).")
+                                                    "(the DOT the explain command gives).")
 if shown.nodes:
     # Its script runs in the page: every text in it is escaped (names come from the cluster), nothing is fetched.
     st.html(meshgraph.html_widget(shown), unsafe_allow_javascript=True)

@@ -51,7 +51,7 @@ if upgrade is not None:  # two revisions side by side: how far the move from the
                  column_config={"injects": st.column_config.TextColumn(help="The revision its label resolves to"),
                                 "on_new": st.column_config.NumberColumn(help="Proxies on the new revision"),
                                 "on_old": st.column_config.NumberColumn(help="Proxies on an older revision")})
-    st.caption("`meshstep plan new --template upgrade` walks the rest, one gated stage at a time.")
+    st.caption("A plan of the upgrade template (Plan page) walks the rest, one gated stage at a time.")
 
 left, middle, right = st.columns(3, gap="large")
 with left:

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import planner.plan
-from app import access, approval_panel, findings, safe, traffic, ui
+from app import access, approval_panel, controls, findings, safe, traffic, ui
 from cluster.errors import MeshstepError
 from planner import export, lifecycle, moves, promotion, stages
 from planner.lifecycle import Event
@@ -65,7 +65,7 @@ def traffic_before_after(stage) -> None:
         st.warning(safe.md_message(next((line for line in v["lines"] if "too little traffic" in line), v["lines"][-1])),
                    icon=":material/help:")
     with st.expander("The comparison as verification said it"):
-        st.code(safe.terminal("\n".join(v["lines"])), language=None, wrap_lines=True)
+        st.code(safe.terminal(controls.for_app("\n".join(v["lines"]))), language=None, wrap_lines=True)
 
 
 def new_plan_form(store, cluster: str, inv) -> None:
@@ -296,7 +296,7 @@ def stage_details(view) -> None:
     with rollback:
         st.code(safe.terminal(cfg.rollback_yaml) or "# nothing to undo", language="yaml", wrap_lines=True)
     for tab in run:
-        tab.code(safe.terminal("\n".join(cfg.notes)), language="sh", wrap_lines=True)
+        tab.code(safe.terminal(controls.for_app("\n".join(cfg.notes))), language="sh", wrap_lines=True)
 
 
 inv = ui.inventory()

@@ -41,9 +41,9 @@ elif kind == "A snapshot file":
     # or learn of, anything else the server can.
     roots = ui.allowed_roots()
     path = st.text_input("…or a file or directory on the machine running meshstep ui",
-                         placeholder=f"{roots[0]}/snapshot.yaml" if roots else "off: meshstep ui --allow-path DIR",
+                         placeholder=f"{roots[0]}/snapshot.yaml" if roots else "off on this server",
                          help="Under " + ", ".join(map(safe.code, roots)) if roots else
-                         "The operator allows it with `meshstep ui --allow-path DIR`.")
+                         "Off: whoever runs this server allows a directory of it when starting the app.")
     if st.button("Read this path", disabled=not path.strip()):
         try:
             _switch(ui.server_path(path.strip()), path.strip())
@@ -74,5 +74,5 @@ if st.button("Use this telemetry"):
 
 st.subheader("State database")
 st.markdown(f"Flags, plans, the audit trail and the inventory history are kept in {safe.code(ui.store().url)}.")
-st.caption("Start the app with `meshstep ui --db URL` (or set MESHSTEP_DATABASE_URL) to use another database; "
-           "a PostgreSQL URL lets a team share it.")
+st.caption("Another database is chosen when the app is started (or with MESHSTEP_DATABASE_URL); a PostgreSQL "
+           "database lets a team share it.")
