@@ -125,14 +125,16 @@ class Unknown:
 
 
 def unknown_kind(inv: Inventory, kind: str, group: str | None = None) -> Unknown | None:
-    """Why the source does not show `kind`'s objects — refused (403), or absent from a snapshot that holds
-    neither its CRD nor any of its objects (a set of manifests says nothing of what else the cluster has) — else
-    None: what the inventory holds of it is all there is (a whole cluster without the CRD does not serve it)."""
+    """Why the source does not show `kind`'s objects — its list refused or failed (as the API server said it), or
+    absent from a snapshot that holds neither its CRD nor any of its objects (a set of manifests says nothing of
+    what else the cluster has) — else None: what the inventory holds of it is all there is (a whole cluster without
+    the CRD does not serve it)."""
     grp = group or _GROUPS.get(kind)
+    said = inv.visibility.unreadable().get(kind)
+    if said is not None:
+        return Unknown(kind, f"not readable ({said.reason})", f"kubectl auth can-i list {said.resource} -A"
+                       if said.forbidden else f"kubectl get {said.resource} -A")
     unseen = unseen_kind(inv)(kind)
-    if unseen is not None and unseen.unreadable:
-        return Unknown(kind, f"not readable ({unseen.reason})",
-                       f"kubectl auth can-i list {unseen.what} -A")
     if unseen is None and not inv.cluster and grp and not inv.of_kind(kind) and \
             not any(c.kind == kind and c.group == grp for c in inv.crds.values()):
         return Unknown(kind, "not in the snapshot (it holds neither the CRD nor any object of the kind)",

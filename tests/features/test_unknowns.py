@@ -127,7 +127,8 @@ def test_a_kind_whose_list_failed_is_unknown_and_not_called_forbidden():
     inv = build_inventory(Snapshot("live", lambda _v: iter(objects("mtls-migration")), Visibility([NotVisible(
         "PeerAuthentication", pa, "503 Service Unavailable: the server is currently unable to handle the request")])))
     u = unknown_kind(inv, "PeerAuthentication")
-    assert u is not None and "failed" in u.reason and "403" not in u.reason
+    assert u is not None and "503 Service Unavailable" in u.reason and "403" not in u.reason
+    assert u.check == f"kubectl get {pa} -A"
     assert mtls_mode(inv, "foo").value is None
     gate = registry()["mtls-strict"].checks(inv, "foo", {})
     assert [m for m in gate if m.code == "MST0006"] and not [m for m in gate if "403" in m.message]
