@@ -98,6 +98,27 @@ def _bezier(p0: tuple[float, float], c: tuple[float, float], p2: tuple[float, fl
     return tuple((1 - t) ** 2 * a + 2 * (1 - t) * t * b + t * t * d for a, b, d in zip(p0, c, p2))  # type: ignore
 
 
+def _edge_path(src: Box, dst: Box, label: str,
+               taken: list[tuple[float, float, float, float]]) -> tuple[str, tuple[float, float]]:
+    """The SVG path of an edge between two boxes and where its label goes (clear of `taken`)."""
+    if src is dst:  # app to app: a loop over the box (its neighbours may sit close on either side)
+        x0, y0 = src.x, src.y - src.h / 2
+        path = (f"M{x0 - 14:.0f},{y0:.0f} C{x0 - 60:.0f},{y0 - 75:.0f} {x0 + 60:.0f},{y0 - 75:.0f} "
+                f"{x0 + 14:.0f},{y0:.0f}")
+        return path, (x0, y0 - 56)
+    (x1, y1), (x2, y2) = (src.x, src.y), (dst.x, dst.y)
+    dx, dy = x2 - x1, y2 - y1
+    length = math.hypot(dx, dy)
+    if abs(dy) < 1:  # within a band: downwards, under the boxes between the two ends
+        c = ((x1 + x2) / 2, y1 + src.h / 2 + 0.12 * length + 20)
+    else:  # to its left: two edges between the same pair, one each way, bend apart
+        bend = 0.12 * length + 12
+        c = ((x1 + x2) / 2 + dy / length * bend, (y1 + y2) / 2 - dx / length * bend)
+    p0, p2 = src.exit_towards(*c), dst.exit_towards(*c)
+    path = f"M{p0[0]:.0f},{p0[1]:.0f} Q{c[0]:.0f},{c[1]:.0f} {p2[0]:.0f},{p2[1]:.0f}"
+    return path, _place_label(label, p0, c, p2, taken)
+
+
 def svg(g: explain.Graph) -> str:
     """The graph as an SVG element (no XML prolog: it goes inside the page)."""
     boxes, width, height = layout(g)
@@ -120,23 +141,7 @@ def svg(g: explain.Graph) -> str:
         src, dst = at[e.source], at[e.target]
         title = safe.html(f"{e.source} → {e.target}: {e.label}, {e.purpose}")
         attrs = f'class="edge" data-ends="{safe.html(e.source)} {safe.html(e.target)}"'
-        if src is dst:  # app to app: a loop over the box (its neighbours may sit close on either side)
-            x0, y0 = src.x, src.y - src.h / 2
-            path = (f"M{x0 - 14:.0f},{y0:.0f} C{x0 - 60:.0f},{y0 - 75:.0f} {x0 + 60:.0f},{y0 - 75:.0f} "
-                    f"{x0 + 14:.0f},{y0:.0f}")
-            lx, ly = x0, y0 - 56
-        else:
-            (x1, y1), (x2, y2) = (src.x, src.y), (dst.x, dst.y)
-            dx, dy = x2 - x1, y2 - y1
-            length = math.hypot(dx, dy)
-            if abs(dy) < 1:  # within a band: downwards, under the boxes between the two ends
-                c = ((x1 + x2) / 2, y1 + src.h / 2 + 0.12 * length + 20)
-            else:  # to its left: two edges between the same pair, one each way, bend apart
-                bend = 0.12 * length + 12
-                c = ((x1 + x2) / 2 + dy / length * bend, (y1 + y2) / 2 - dx / length * bend)
-            p0, p2 = src.exit_towards(*c), dst.exit_towards(*c)
-            path = f"M{p0[0]:.0f},{p0[1]:.0f} Q{c[0]:.0f},{c[1]:.0f} {p2[0]:.0f},{p2[1]:.0f}"
-            lx, ly = _place_label(e.label, p0, c, p2, taken)
+        path, (lx, ly) = _edge_path(src, dst, e.label, taken)
         hw = len(e.label) * SMALL * 0.3 + 6
         taken.append((lx, ly, hw, SMALL * 0.75))
         out.append(f'<g {attrs}><title>{title}</title><path d="{path}" fill="none" stroke="#666" stroke-width="1.4" '
