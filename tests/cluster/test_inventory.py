@@ -364,3 +364,67 @@ def test_pods_of_one_owner_share_a_summary_only_when_equal(tmp_path: Path) -> No
         [only] = build_inventory(load_snapshot(str(alone))).pods
         assert by_name[only.name].spec == only.spec
     assert len({id(p.spec) for p in inv.pods}) == 4
+
+
+# ---------------------------------------------------------------- with_changes decodes only what changes
+
+
+def _rebuilt(inv, apply=(), delete=(), pods=()):
+    """What with_changes must give: the inventory built again from every object, the changes made to its parts."""
+    from cluster import decode
+    from cluster.inventory import _key, assemble
+    from cluster.kubectl_apply import stored
+
+    gone = {(r.kind, r.namespace, r.name) for r in delete}
+    applied = {_key(o): stored(o) for o in apply if o.get("kind") != "Pod"}
+    old_pods, raw = inv.parts()
+    raw = [o for o in raw if _key(o) not in gone | applied.keys()] + list(applied.values())
+    new = {(p.namespace, p.name): p for p in (decode.pod_of(o) for o in [*pods, *(o for o in apply
+                                                                                 if o.get("kind") == "Pod")])}
+    gone_pods = {(r.namespace or "default", r.name) for r in delete if r.kind == "Pod"}
+    kept = [p for p in old_pods if (p.namespace, p.name) not in new.keys() | gone_pods]
+    return assemble(inv.source, inv.cluster, inv.visibility, inv.mesh_networks, kept + list(new.values()), raw,
+                    inv.mesh_override)
+
+
+def _changes(inv):
+    """One change of each sort a stage makes: a workload's template, a namespace's labels, the mesh config, a
+    new Istio object, a Service deleted, a pod restarted; and nothing at all."""
+    import copy
+
+    from cluster.model import Ref
+
+    deployment = copy.deepcopy(inv.of_kind("Deployment")[-1].raw)
+    deployment["spec"]["template"]["metadata"].setdefault("annotations", {})["sidecar.istio.io/inject"] = "false"
+    ns = copy.deepcopy(next(n for n in inv.of_kind("Namespace") if n.name not in ("kube-system",)).raw)
+    ns["metadata"]["labels"] = {**ns["metadata"].get("labels", {}), "istio-injection": "enabled"}
+    mesh = copy.deepcopy(next(c for c in inv.of_kind("ConfigMap") if c.name.startswith("istio") and "mesh" in
+                              (c.raw.get("data") or {})).raw)
+    mesh["data"]["mesh"] = "defaultConfig:\n  holdApplicationUntilProxyStarts: true\n"
+    vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+          "metadata": {"name": "new-vs", "namespace": ns["metadata"]["name"]},
+          "spec": {"hosts": ["x"], "http": [{"route": [{"destination": {"host": "x"}}]}]}}
+    svc = inv.of_kind("Service")[-1]
+    pod = inv.pods[-1]
+    restarted = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod.name + "-new", "namespace": pod.namespace,
+                                                                 "labels": dict(pod.labels)},
+                 "spec": {"containers": [{"name": "app", "image": "app:2"}]}}
+    return [{}, {"apply": [deployment]}, {"apply": [ns]}, {"apply": [mesh]}, {"apply": [vs]},
+            {"delete": [Ref("Service", svc.namespace, svc.name), Ref("Pod", pod.namespace, pod.name)]},
+            {"pods": [restarted]}, {"apply": [deployment, ns, mesh, vs], "delete": [Ref("Service", svc.namespace,
+                                                                                           svc.name)]}]
+
+
+def test_with_changes_is_the_inventory_built_again(demo_inventory):
+    from benchmarks.synthetic import synthetic_cluster
+    from tests.features.corpus import _inventory
+
+    for inv in (demo_inventory, _inventory("synthetic", synthetic_cluster(300, 80, 40, seed=2))):
+        assert inv.components and inv.pods_by_namespace and inv._pods_by_label  # indexes a change may keep
+        for change in _changes(inv):
+            got, want = inv.with_changes(**change), _rebuilt(inv, **change)
+            assert (got.pods_by_namespace, got._pods_by_label) == (want.pods_by_namespace, want._pods_by_label)
+            assert (got.namespaces, got.pods, got.services, got.workloads, got.objects, got.crds, got.mesh_configs,
+                    got.visibility) == (want.namespaces, want.pods, want.services, want.workloads, want.objects,
+                                        want.crds, want.mesh_configs, want.visibility), change
+            assert got.components == want.components and got.revisions == want.revisions
