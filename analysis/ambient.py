@@ -130,3 +130,38 @@ def l7_policy_on_ztunnel(ctx: Context) -> Iterator[tuple[Ref, str, str]]:
         yield (ap.ref, f"{ap.ref} is enforced by ztunnel in ambient namespace {ns.name} but uses L7 attributes "
                        f"({', '.join(attrs[:3])}): ztunnel denies the traffic it selects ({where})",
                CATALOG["MST0707"].hint_for(namespace=ns.name, policy=ap.name))
+
+
+# ---------------------------------------------------------------- the ambient profile
+
+CNI_CONFIG = "istio-cni-config"  # the istio-cni chart's ConfigMap: AMBIENT_ENABLED is "true" under profile=ambient
+AMBIENT_ENV = "PILOT_ENABLE_AMBIENT"  # istiod's switch for programming ztunnel, set by profile=ambient
+
+
+def istiod_deployments(inv: Inventory) -> list[KubeObject]:
+    """istiod's Deployments (one per revision)."""
+    return [d for d in inv.of_kind("Deployment") if d.labels.get("app") == "istiod"]
+
+
+def env_of(deployment: KubeObject, name: str) -> str | None:
+    """The value a Deployment's containers set for an environment variable (its first container that sets it)."""
+    for c in ((deployment.spec.get("template") or {}).get("spec") or {}).get("containers") or ():
+        for e in c.get("env") or ():
+            if e.get("name") == name and "value" in e:
+                return str(e["value"])
+    return None
+
+
+def ambient_profile_missing(inv: Inventory) -> list[tuple[Ref, str]]:
+    """Where the control plane shows the ambient profile was never applied, though ztunnel may run: istio-cni's
+    config with AMBIENT_ENABLED "false" (it hands no pod to ztunnel), an istiod without PILOT_ENABLE_AMBIENT=true
+    (it programs no ztunnel). Each with what follows."""
+    out = []
+    cni = inv.get("ConfigMap", inv.root_namespace, CNI_CONFIG)
+    if cni is not None and str((cni.raw.get("data") or {}).get("AMBIENT_ENABLED", "")).lower() == "false":
+        out.append((cni.ref, f"istio-cni runs with AMBIENT_ENABLED=\"false\" ({cni.ref}): it hands no pod to "
+                             "ztunnel, so pods labelled ambient get no mTLS and no L4 policy"))
+    for d in istiod_deployments(inv):
+        if (env_of(d, AMBIENT_ENV) or "").lower() != "true":
+            out.append((d.ref, f"istiod {d.ref} runs without {AMBIENT_ENV}=true: it does not program ztunnel"))
+    return out

@@ -309,12 +309,29 @@ _ENTRIES = (
           "An Istio Gateway resource configures gateway pods that select it: without any, it routes nothing.",
           "Deploy one (helm install istio-ingressgateway istio/gateway -n {namespace}), or use a Kubernetes "
           "Gateway with gatewayClassName: istio, for which istiod deploys one."),
-    Entry("MST0703", "AmbientComponentMissing", "error", ("ambient-install", "ambient-mode", "waypoint"),
+    Entry("MST0703", "AmbientComponentMissing", "error", ("ambient-mode", "waypoint"),
           "A component ambient mode needs (ztunnel, istio-cni) is not running.",
           "istio-cni redirects ambient pods' traffic and ztunnel carries it: without both, labelling a namespace "
           "ambient does nothing, or cuts its pods off.",
           "Install it: istioctl install --set profile=ambient (or helm install {component} istio/{component} "
           "-n {namespace})."),
+    Entry("MST0708", "AmbientProfileNotApplied", "error", ("ambient-mode", "waypoint"),
+          "The control plane runs without the ambient profile: istio-cni with AMBIENT_ENABLED \"false\", or istiod "
+          "without PILOT_ENABLE_AMBIENT.",
+          "ztunnel may run, but istio-cni hands it no pod and istiod does not program it: a namespace labelled "
+          "ambient gets no mTLS and no L4 policy. Ambient is not installed until both carry the profile.",
+          "Upgrade the install to the ambient profile (istioctl upgrade --set profile=ambient, or helm upgrade "
+          "istiod and istio-cni in {namespace} with --set profile=ambient), then move namespaces."),
+    Entry("MST0709", "IstioTooOldForAmbient", "error", ("gateway-api-crds", "ambient-install"),
+          "The installed Istio is older than ambient mode's GA release.",
+          "istio.io's migration to ambient relies on ztunnel, waypoints and targetRefs-bound policies as GA "
+          "releases have them.",
+          "Upgrade Istio to {version} or later first (meshstep plan new --template upgrade)."),
+    Entry("MST0710", "KubernetesVersionOutsideAmbientGuide", "warning", ("gateway-api-crds", "ambient-install"),
+          "A node runs a Kubernetes version the ambient migration guide does not list.",
+          "istio.io's sidecar-to-ambient guide lists the Kubernetes versions it supports; ztunnel and istio-cni are "
+          "tested there.",
+          "Upgrade the nodes to a Kubernetes version from {low} to {high} before moving namespaces to ambient."),
     Entry("MST0706", "WaypointMissingForL7", "error", ("ambient-mode",),
           "L7 config in the namespace needs a waypoint in ambient mode, and no waypoint serves it.",
           "In ambient mode ztunnel carries the traffic at L4: VirtualService routes, DestinationRule subsets and "

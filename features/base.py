@@ -195,6 +195,12 @@ class Feature:
         cluster with the objects applied): an overlay runs no controllers, so a rehearsal applies these too."""
         return []
 
+    def commanded(self, p: dict[str, Any], scope: str, inv: Inventory) -> list[dict[str, Any]]:
+        """The objects that the notes' install commands (`helm install`, `kubectl apply -f URL`) create or change,
+        as they are on `inv` once the commands ran: an overlay runs no commands, so a rehearsal applies these, and a
+        new plan renders the steps after this one on a cluster that has them."""
+        return []
+
     # ---------------------------------------------------------------- shared behaviour
 
     def defaults(self) -> dict[str, Any]:

@@ -46,7 +46,8 @@ class Overlay:
         """Apply the stage's YAML, unless the stage was found on (its objects are the cluster's already) or was
         rolled back. A rehearsal also runs the stage's restarts, found on or not: each step's pods come back as
         its notes' `kubectl rollout restart` brings them, since an overlay runs neither Kubernetes' controllers
-        nor Istio's injector. (A stage found on still needs them where pods predate its label: a namespace
+        nor Istio's injector; and the objects its install commands make (Feature.commanded), which an overlay does not
+        run either. (A stage found on still needs them where pods predate its label: a namespace
         labelled for injection has its pods in the mesh only once they restart. A real plan's pods are the
         cluster's own, as the team restarted them or not.)"""
         if stage.status == StageStatus.ROLLED_BACK:
@@ -60,7 +61,11 @@ class Overlay:
             feats = registry()
             for step in stage_spec(stage).steps:
                 f = feats[step.feature]
-                pods = f.restarted_pods(validate_params(f, step.params), step.scope, self.inventory)
+                p = validate_params(f, step.params)
+                made = f.commanded(p, step.scope, self.inventory)
+                if made:
+                    self._inventory = self._inventory.with_changes(apply=made)
+                pods = f.restarted_pods(p, step.scope, self.inventory)
                 if pods:
                     self._inventory = self._inventory.with_changes(pods=pods)
 

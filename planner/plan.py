@@ -27,7 +27,17 @@ from cluster.inventory import Inventory
 from cluster.live import CRD_KIND
 from cluster.model import Ref
 from cluster.queries import SYSTEM_NAMESPACES
-from features.base import Rendered, apply, deletions_of, flagged, in_effect_steps, object_key, registry, unmet
+from features.base import (
+    Rendered,
+    apply,
+    deletions_of,
+    flagged,
+    in_effect_steps,
+    object_key,
+    registry,
+    unmet,
+    validate_params,
+)
 from planner.waves import Waves
 from planner.waves import cut as waves_of
 
@@ -157,16 +167,26 @@ _AMBIENT_ROUTING = _Blueprint("Route requests by version with HTTPRoutes",
 _AMBIENT_RELEASE = _Blueprint("Release with weighted HTTPRoutes",
                               "Send testers, then a share of users, to a new version through weighted backendRefs.",
                               ("traffic-shifting",), "all")
-_SIDECAR_TO_AMBIENT = (
-    _Blueprint("Deploy a waypoint for {ns} before it leaves sidecars",
-               "{ns}'s VirtualServices, DestinationRules and L7 policies keep applying once its sidecars are gone: "
-               "the waypoint serves them first.", ("waypoint",), "each"),
+# Sidecars to ambient, as istio.io's migration guide (docs/ambient/migrate/) orders it: before you begin (the
+# versions it lists, the Gateway API CRDs), install the ambient components, then per namespace in the order the
+# guide requires — activate the waypoint, label the namespace ambient and remove injection, restart, verify HBONE.
+_MIGRATE_CRDS = _Blueprint("Before you begin: the Gateway API CRDs",
+                           "Does the cluster serve Gateway and HTTPRoute, which waypoints and ambient routing are "
+                           "written in, on the Istio and Kubernetes versions the migration guide lists?",
+                           ("gateway-api-crds",), "mesh")
+_MIGRATE_INSTALL = _Blueprint("Install ambient components: ztunnel, and istio-cni and istiod under the ambient profile",
+                              "Is ztunnel on every node, handed pods by istio-cni and programmed by istiod, while "
+                              "every sidecar workload keeps working as it is?", ("ambient-install",), "mesh")
+_MIGRATE_NS = (
+    _Blueprint("Activate a waypoint for {ns} before it leaves sidecars",
+               "{ns}'s routes and L7 policies keep applying once its sidecars are gone: the waypoint serves them "
+               "first (istio.io/use-waypoint).", ("waypoint",), "each"),
     _Blueprint("Switch {ns} to ambient mode",
-               "Relabel {ns} (istio.io/dataplane-mode=ambient, the injection label removed), restart its sidecar "
-               "workloads without sidecars, and verify ztunnel carries them.", ("ambient-mode",), "each"),
+               "Label {ns} istio.io/dataplane-mode=ambient, remove its injection label, restart its workloads "
+               "without sidecars, and verify ztunnel carries them over HBONE.", ("ambient-mode",), "each"),
 )
 
-TEMPLATES: dict[str, tuple[_Blueprint, ...]] = {
+TEMPLATES: dict[str, tuple[_Blueprint | tuple[_Blueprint, ...], ...]] = {
     "routing-first": (_INSTALL, _INJECT, _INGRESS, _ROUTING, _RELEASE, _OBSERVE, _RESILIENCE, _EGRESS,
                       _PERMISSIVE, _STRICT_NS, _STRICT_MESH, _AUTHZ, _LOCKDOWN),
     "security-first": (_INSTALL, _INJECT, _PERMISSIVE, _STRICT_NS, _STRICT_MESH, _AUTHZ, _OBSERVE, _INGRESS,
@@ -174,7 +194,7 @@ TEMPLATES: dict[str, tuple[_Blueprint, ...]] = {
     "upgrade": _UPGRADE,
     "ambient-first": (_AMBIENT_INSTALL, _AMBIENT_NS, _OBSERVE, _WAYPOINT_NS, _AMBIENT_ROUTING, _AMBIENT_RELEASE,
                       _STRICT_NS, _AUTHZ),
-    "sidecar-to-ambient": (_AMBIENT_INSTALL, *_SIDECAR_TO_AMBIENT),
+    "sidecar-to-ambient": (_MIGRATE_CRDS, _MIGRATE_INSTALL, _MIGRATE_NS),
     "custom": (),
 }
 
@@ -209,26 +229,24 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
     # each namespace, or each wave: how an `each` blueprint's title names it, and its namespaces
     units = [(ns, [ns]) for ns in targets] if cut is None else [
         (cut.label(i), list(group)) for i, group in enumerate(cut.groups)]
-    groups_of: list[tuple[_Blueprint, str | None, list[Step]]] = []
-    for bp in TEMPLATES[template]:
-        if bp.spread == "each":
-            groups = [(name, [Step(f, ns) for ns in unit for f in bp.features]) for name, unit in units]
-        elif bp.spread == "all":
-            groups = [(None, [Step(f, ns) for f in bp.features for ns in targets])]
-        else:
-            groups = [(None, [Step(f, "mesh") for f in bp.features])]
-        groups_of += [(bp, ns, steps) for ns, steps in groups]
+    groups_of = _groups(TEMPLATES[template], units, targets)
     observed = observed_steps(inventory, [s for _, _, steps in groups_of for s in steps])
     candidates: dict[tuple[str, str], list[dict[str, Any]]] = {}
     refused: dict[tuple[str, str], str] = {}
+    # The steps are asked on the cluster as the install commands of the steps before them leave it (the Gateway
+    # API CRDs, the ambient profile): what a stage installs is never a reason to leave out the stages that need it.
+    ahead = inventory
     for _, _, steps in groups_of:
         for s in steps:
             if (s.feature, s.scope) not in observed | candidates.keys() | refused.keys():
                 try:
-                    candidates[s.feature, s.scope] = feats[s.feature].candidate(s.params, s.scope, inventory)[1]
+                    candidates[s.feature, s.scope] = feats[s.feature].candidate(s.params, s.scope, ahead)[1]
                 except MeshstepError as e:  # not for this cluster: the step is left out, with the reason
                     refused[s.feature, s.scope] = str(e)
-    for m in flagged([o for objs in candidates.values() for o in objs], inventory):
+                    continue
+                made = feats[s.feature].commanded(validate_params(feats[s.feature], s.params), s.scope, ahead)
+                ahead = ahead.with_changes(apply=made) if made else ahead
+    for m in flagged([o for objs in candidates.values() for o in objs], ahead):
         for key, objs in candidates.items():
             if key not in refused and any(object_key(o) == (m.ref.kind, m.ref.namespace, m.ref.name) for o in objs):
                 refused[key] = f"analysis would flag {m.ref}: {m.code} {m.message}"
@@ -256,6 +274,24 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
         stages.append(StageSpec(title, goal, tuple(kept), done))
     check_order(stages, inventory, observed)
     return Draft(stages, left_out, cut)
+
+
+def _groups(blueprints: tuple[_Blueprint | tuple[_Blueprint, ...], ...], units: list[tuple[str, list[str]]],
+            targets: list[str]) -> list[tuple[_Blueprint, str | None, list[Step]]]:
+    """Each stage a template makes, as (blueprint, name, steps): a blueprint spread as it says (`each`: per
+    namespace, or per wave of `units`); a tuple of `each` blueprints, all of them for one unit before the next (a
+    migration's per-namespace sequence)."""
+    out: list[tuple[_Blueprint, str | None, list[Step]]] = []
+    for bp in blueprints:
+        if isinstance(bp, tuple):
+            out += [(b, name, [Step(f, ns) for ns in unit for f in b.features]) for name, unit in units for b in bp]
+        elif bp.spread == "each":
+            out += [(bp, name, [Step(f, ns) for ns in unit for f in bp.features]) for name, unit in units]
+        elif bp.spread == "all":
+            out.append((bp, None, [Step(f, ns) for f in bp.features for ns in targets]))
+        else:
+            out.append((bp, None, [Step(f, "mesh") for f in bp.features]))
+    return out
 
 
 def observed_steps(inventory: Inventory, steps: Iterable[Step] = ()) -> set[tuple[str, str]]:

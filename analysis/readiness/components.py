@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from analysis.ambient import ambient_profile_missing
 from analysis.base import Context
 from analysis.readiness.scope import Found, hint, mesh_config_ref, readiness, running
 from cluster.inventory import Inventory
 from cluster.model import Ref
 from cluster.queries import labels_match
+from cluster.revisions import minor
 
 _TRACERS = ("zipkin", "opentelemetry", "datadog", "skywalking", "stackdriver", "lightstep", "opencensus")
 _TRACING_BACKENDS = {"zipkin": (9411, "zipkin"), "jaeger": (9411, "zipkin"), "otel-collector": (4317, "opentelemetry")}
@@ -51,6 +53,40 @@ def ambient_components(ctx: Context) -> Iterator[Found]:
         if not running(inv, component):
             yield Ref("Namespace", None, inv.root_namespace), f"{component} is not running: ambient mode needs it", \
                 hint("MST0703", component=component, namespace=inv.root_namespace)
+
+
+@readiness("MST0708", "ConfigMap", "Deployment")
+def ambient_profile(ctx: Context) -> Iterator[Found]:
+    for ref, what in ambient_profile_missing(ctx.inventory):
+        yield ref, what, hint("MST0708", namespace=ctx.inventory.root_namespace)
+
+
+# istio.io's sidecar-to-ambient migration guide (before you begin): the Kubernetes versions it supports, and
+# ambient mode GA (Istio 1.24) as the oldest Istio whose ztunnel, waypoints and targetRefs policies it relies on.
+AMBIENT_MIGRATION_KUBERNETES = ((1, 31), (1, 35))
+AMBIENT_MIGRATION_ISTIO = (1, 24)
+
+
+@readiness("MST0709")
+def ambient_istio_version(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    have = minor(inv.istio_version)
+    if have is not None and have < AMBIENT_MIGRATION_ISTIO:
+        need = ".".join(map(str, AMBIENT_MIGRATION_ISTIO))
+        yield Ref("Namespace", None, inv.root_namespace), f"Istio {inv.istio_version} is older than {need}, the " \
+            "first release with ambient mode GA", hint("MST0709", version=need)
+
+
+@readiness("MST0710", "Node")
+def ambient_kubernetes_version(ctx: Context) -> Iterator[Found]:
+    low, high = AMBIENT_MIGRATION_KUBERNETES
+    for node in ctx.inventory.of_kind("Node"):
+        version = ((node.raw.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion")
+        have = minor(version.lstrip("v")) if version else None
+        if have is not None and not low <= have <= high:
+            yield node.ref, f"node {node.name} runs Kubernetes {version}, outside the versions the ambient " \
+                f"migration guide supports (1.{low[1]} to 1.{high[1]})", \
+                hint("MST0710", low=f"1.{low[1]}", high=f"1.{high[1]}")
 
 
 @readiness("MST0705", "Service")

@@ -43,8 +43,17 @@ def _inventory(label: str, objects: list[dict[str, Any]]) -> Inventory:
     return build_inventory(Snapshot(label, lambda _v: iter(objects)))
 
 
-def control_plane() -> list[dict[str, Any]]:
-    return list(read_paths([DEMO_DIR / f for f in CONTROL_PLANE]))
+def control_plane(ambient: bool = False) -> list[dict[str, Any]]:
+    """The demo's control plane; with `ambient`, as the ambient profile's Helm upgrade leaves it (istio-cni's
+    AMBIENT_ENABLED "true", istiod's PILOT_ENABLE_AMBIENT=true), the values the ambient profile sets."""
+    objects = list(read_paths([DEMO_DIR / f for f in CONTROL_PLANE]))
+    for o in objects if ambient else ():
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "istio-cni-config":
+            o["data"]["AMBIENT_ENABLED"] = "true"
+        if o["kind"] == "Deployment" and o["metadata"].get("labels", {}).get("app") == "istiod":
+            o["spec"]["template"]["spec"]["containers"][0]["env"].append(
+                {"name": "PILOT_ENABLE_AMBIENT", "value": "true"})
+    return objects
 
 
 def running(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -98,10 +107,11 @@ def bookinfo(sample: Path | None) -> Inventory:
 
 
 def ambient() -> Inventory:
-    """tests/fixtures/ambient on the demo's control plane, with the Gateway API v1.3.0 CRDs Istio 1.27 installs
-    (read from ../shared, so that rendered Gateways and HTTPRoutes are validated against their real schemas)."""
+    """tests/fixtures/ambient on the demo's control plane under the ambient profile, with the Gateway API v1.3.0
+    CRDs Istio 1.27 installs (read from ../shared, so that rendered Gateways and HTTPRoutes are validated against
+    their real schemas)."""
     crds = list(read_paths(sorted(GATEWAY_API_CRDS.glob("*.yaml"))))
-    return _inventory("ambient", [*control_plane(), *crds, *read_paths([AMBIENT])])
+    return _inventory("ambient", [*control_plane(ambient=True), *crds, *read_paths([AMBIENT])])
 
 
 def corpus() -> list[Cluster]:

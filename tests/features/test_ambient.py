@@ -7,6 +7,7 @@ import copy
 import json
 
 import pytest
+import yaml
 
 from analysis import base as analysis
 from analysis.ambient import waypoint_for
@@ -223,16 +224,43 @@ def test_on_the_demo_ambient_mode_says_what_stops_applying(demo_inventory):
 
 
 def test_the_ambient_install_stage_gives_the_missing_parts_install_commands(demo_inventory):
-    """The demo runs istio-cni but no ztunnel: the stage is not done, its gate says why, its commands install
-    only ztunnel."""
+    """The demo runs istio-cni with AMBIENT_ENABLED "false", an istiod without PILOT_ENABLE_AMBIENT, and no ztunnel:
+    ambient is not installed. The stage is not done; its gate does not refuse the install it is there to do (the
+    missing parts are its commands); its commands are the guide's Helm upgrades of what lacks the profile and the
+    install of ztunnel."""
     feature = registry()["ambient-install"]
     assert feature.detect(demo_inventory) == []
-    assert [(m.code, m.message) for m in feature.checks(demo_inventory, "mesh", {})] == [
-        ("MST0703", "ztunnel is not running: ambient mode needs it")]
+    assert [m for m in feature.checks(demo_inventory, "mesh", {}) if m.level == "error"] == []
     commands = [n for n in feature.notes({}, "mesh", demo_inventory, False) if not n.startswith("#")]
-    assert commands == ["helm install ztunnel istio/ztunnel -n istio-system --wait"]
+    assert commands == ["helm upgrade istiod istio/istiod -n istio-system --reuse-values --set profile=ambient --wait",
+                        "helm upgrade istio-cni istio/cni -n istio-system --set profile=ambient --wait",
+                        "helm install ztunnel istio/ztunnel -n istio-system --wait"]
     (stage, *_) = plan.new_plan("ambient-first", demo_inventory).stages
     assert stage.title == "Install and verify ztunnel and istio-cni" and not stage.done
+    # what the commands leave (a rehearsal applies it): ambient installed, nothing left to install
+    after = demo_inventory.with_changes(apply=feature.commanded({}, "mesh", demo_inventory))
+    assert [o.feature for o in feature.detect(after)] == ["ambient-install"]
+    assert feature.commanded({}, "mesh", after) == []
+    assert [n for n in feature.notes({}, "mesh", after, False) if not n.startswith("#")] == []
+
+
+def test_ztunnel_running_without_the_ambient_profile_is_not_ambient_installed(demo_inventory):
+    """ztunnel runs, but istio-cni's AMBIENT_ENABLED is "false" and istiod lacks PILOT_ENABLE_AMBIENT: ambient-install
+    does not say "nothing to install", and ambient-mode is refused with MST0708 for each."""
+    feature = registry()["ambient-install"]
+    made = feature.commanded({}, "mesh", demo_inventory)
+    ztunnel_only = demo_inventory.with_changes(apply=[o for o in made if o["kind"] in ("DaemonSet", "Pod")])
+    assert feature.detect(ztunnel_only) == []
+    notes = feature.notes({}, "mesh", ztunnel_only, False)
+    assert not any("nothing to install" in n for n in notes)
+    assert [n for n in notes if n.startswith("helm")] == [
+        "helm upgrade istiod istio/istiod -n istio-system --reuse-values --set profile=ambient --wait",
+        "helm upgrade istio-cni istio/cni -n istio-system --set profile=ambient --wait"]
+    with pytest.raises(Refused) as refused:
+        render_gated(registry()["ambient-mode"], {}, "legacy", ztunnel_only)
+    assert {(m.code, str(m.ref)) for m in refused.value.findings} >= {
+        ("MST0708", "ConfigMap istio-system/istio-cni-config"), ("MST0708", "Deployment istio-system/istiod-1-27")}
+    assert "MST0703" not in codes(refused.value.findings)  # ztunnel and istio-cni run
 
 
 def rehearse(template: str, inv: Inventory, namespaces: list[str]) -> tuple[list[plan.StageSpec], Inventory]:
@@ -270,7 +298,9 @@ def test_ambient_first_takes_a_new_namespace_to_authorization(cluster):
 def test_sidecar_to_ambient_deploys_the_waypoint_before_switching(cluster):
     stages, after = rehearse("sidecar-to-ambient", cluster, ["orders"])
     assert [[(s.feature, s.scope) for s in st.steps] for st in stages] == [
-        [("ambient-install", "mesh")], [("waypoint", "orders")], [("ambient-mode", "orders")]]
+        [("gateway-api-crds", "mesh")], [("ambient-install", "mesh")], [("waypoint", "orders")],
+        [("ambient-mode", "orders")]]
+    assert stages[0].done and stages[1].done  # the fixture serves the Gateway API and runs ambient
     labels = after.namespaces["orders"].labels
     assert labels["istio.io/dataplane-mode"] == "ambient" and "istio.io/rev" not in labels
     assert not [p for p in after.pods_by_namespace["orders"] if p.sidecar is not None]
@@ -319,12 +349,12 @@ def test_the_ambient_templates_are_rehearsed_to_done_from_the_cli(template, name
     import shutil
 
     from app.cli import main
-    from cluster.sources import DEMO_DIR
-    from tests.features.corpus import AMBIENT, CONTROL_PLANE, GATEWAY_API_CRDS
+    from tests.features.corpus import AMBIENT, GATEWAY_API_CRDS, control_plane
 
     snap = tmp_path / "cluster"
     snap.mkdir()
-    for f in [*(DEMO_DIR / name for name in CONTROL_PLANE), *sorted(GATEWAY_API_CRDS.glob("*.yaml")), AMBIENT]:
+    (snap / "control-plane.yaml").write_text(yaml.safe_dump_all(control_plane(ambient=True)))
+    for f in [*sorted(GATEWAY_API_CRDS.glob("*.yaml")), AMBIENT]:
         shutil.copy(f, snap / f.name)
     monkeypatch.setenv("MESHSTEP_DATABASE_URL", f"sqlite:///{tmp_path / 'state.db'}")
     monkeypatch.setenv("MESHSTEP_ACTOR", "alice")

@@ -56,8 +56,10 @@ def case(inv: Inventory, feature: Feature, scope: str) -> str:
         assert str(e).strip(), f"{feature.id} in {scope}: refused without a reason"
         return "refused"
     after = apply(rendered, base)
-    # the restarts the notes ask for (an overlay runs no controllers)
-    after = after.with_changes(pods=feature.restarted_pods(validate_params(feature, p), scope, after))
+    # what the notes' install commands make and the restarts they ask for (an overlay runs neither)
+    checked = validate_params(feature, p)
+    after = after.with_changes(apply=feature.commanded(checked, scope, after))
+    after = after.with_changes(pods=feature.restarted_pods(checked, scope, after))
     assert on_in(feature, after, scope), f"{feature.id}: not detected in {scope} once rendered and applied"
 
     # the YAML a person applies holds exactly these objects, each under its header
