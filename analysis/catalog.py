@@ -56,25 +56,71 @@ class IstioEntry:
     level: str  # error | warning | info
     template: str
 
-    def text(self, *args: Any) -> str:
-        """The template filled in as Go's fmt does: %s and %v as text, %d a number, %q a quoted string."""
-        values = iter(args)
-
-        def fill(m: re.Match[str]) -> str:
+    def text(self, *args: Any) -> Filled:
+        """The template filled in as Go's fmt does: %s and %v as text, %d a number, %q a quoted string (the quotes
+        are the template's, what they hold the value's); each argument stays a value of the Filled text."""
+        values, parts, at = iter(args), [], 0
+        for m in _VERB.finditer(self.template):
+            parts.append((self.template[at:m.start()], False))
+            at = m.end()
             verb = m.group(1)
             if verb == "%":
-                return "%"
+                parts.append(("%", False))
+                continue
             value = next(values)
             if verb == "q":
-                return json.dumps(str(value), ensure_ascii=False)
-            if isinstance(value, (list, tuple)):  # Go prints a slice as [a b]
-                return "[" + " ".join(map(str, value)) + "]"
-            return str(value)
-
-        out = _VERB.sub(fill, self.template)
+                parts += [('"', False), (json.dumps(str(value), ensure_ascii=False)[1:-1], True), ('"', False)]
+            elif isinstance(value, (list, tuple)):  # Go prints a slice as [a b]
+                parts += [("[", False), *_joined(value, " "), ("]", False)]
+            else:
+                parts.append((str(value), True))
         if next(values, None) is not None:
             raise TypeError(f"{self.code}: more arguments than its template takes")
-        return out
+        return Filled([*parts, (self.template[at:], False)])
+
+
+def _joined(values: Iterable[Any], sep: str) -> list[tuple[str, bool]]:
+    """Each of `values` a value of its own, `sep` between them the template's."""
+    out: list[tuple[str, bool]] = []
+    for i, v in enumerate(values):
+        out += [(sep, False)] * bool(i) + [(str(v), True)]
+    return out
+
+
+class Filled(str):
+    """A message or hint as its template filled it: the text, and `parts`, each (text, whether a value filled it
+    in). What a cluster says is only ever a value: a surface shows each value as data (cut, escaped: app/safe.py)
+    and the template's own text as it is, so that a payload cannot become structure, and a long value is cut
+    alone, never the message after it."""
+
+    parts: tuple[tuple[str, bool], ...]
+
+    def __new__(cls, parts: Iterable[tuple[str, bool]]) -> Filled:
+        parts = tuple((t, v) for t, v in parts if t)
+        self = super().__new__(cls, "".join(t for t, _ in parts))
+        self.parts = parts
+        return self
+
+    def to_json(self) -> list[list[Any]]:
+        return [[t, v] for t, v in self.parts]
+
+    @classmethod
+    def of(cls, text: str, parts: Iterable[Iterable[Any]] | None) -> str:
+        """`text` as stored with its parts (to_json), a Filled again when they still make it; else `text` as is."""
+        filled = cls((str(t), bool(v)) for t, v in parts or ())
+        return filled if parts and filled == text else text
+
+
+def fill(template: str, **values: Any) -> Filled:
+    """A template in str.format's syntax (`{name}`, no conversions) filled with `values`, each kept a value; a value
+    that is itself Filled keeps its own parts (a message quoted in another)."""
+    parts: list[tuple[str, bool]] = []
+    for literal, name, spec, _ in string.Formatter().parse(template):
+        parts.append((literal, False))
+        if name is not None:
+            value = values[name]
+            parts += value.parts if isinstance(value, Filled) else [(format(value, spec or ""), True)]
+    return Filled(parts)
 
 
 ISTIO: dict[str, IstioEntry] = {code: IstioEntry(code, name, level, template)
@@ -99,9 +145,9 @@ class Entry:
     def fields(self) -> list[str]:
         return [f for _, f, _, _ in string.Formatter().parse(self.hint) if f]
 
-    def hint_for(self, **values: str) -> str:
-        """The hint with this finding's resource names filled in."""
-        return self.hint.format(**values)
+    def hint_for(self, **values: str) -> Filled:
+        """The hint with this finding's resource names filled in (each a value of the Filled text)."""
+        return fill(self.hint, **values)
 
     @property
     def generic_hint(self) -> str:
@@ -564,7 +610,7 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def text(code: str, *args: Any) -> str:
+def text(code: str, *args: Any) -> Filled:
     """Istio's message for an IST code, its template filled in with `args`."""
     return ISTIO[code].text(*args)
 

@@ -83,17 +83,17 @@ def destination_not_found(ctx: Context) -> Iterator[tuple[Ref, str]]:
             host = dest.get("host") or ""
             full = fqdn(host, ns_of(vs))
             if not host or not all(index.known(full, ns) for ns in _readers(vs)):
-                yield vs.ref, f'Referenced host not found: "{host}"'
+                yield vs.ref, text("IST0101", "host", host)
             else:
                 port = (dest.get("port") or {}).get("number")
                 ports = index.ports(full)
                 if port is not None and ports is not None and port not in ports:
-                    yield vs.ref, f'Referenced host:port not found: "{host}:{port}"'
+                    yield vs.ref, text("IST0101", "host:port", f"{host}:{port}")
             # istioctl's DestinationRuleAnalyzer checks subsets apart from the host: a subset no DestinationRule
             # defines is reported whether or not a Service backs the host.
             subset = dest.get("subset")
             if host and subset and subset not in subsets.get(full, ()):
-                yield vs.ref, f'Referenced host+subset in destinationrule not found: "{host}+{subset}"'
+                yield vs.ref, text("IST0101", "host+subset in destinationrule", f"{host}+{subset}")
 
 
 def _subsets(inv: Inventory) -> dict[str, set[str]]:

@@ -6,8 +6,9 @@ and headers, and meshstep shows them to platform engineers and auditors. In the 
 (Streamlit renders every label, box, caption and expander title as Markdown, which would turn `![x](http://…)` into
 an image fetched on page load) or html(); on the terminal through shown() (a value) or terminal() (whole lines):
 control characters and bidi overrides are written as escapes (`\\x1b`, `\\u202e`) whatever stdout is, and a long
-value is cut with an ellipsis and its length. Messages are filled with already shown values: the template (the
-catalog's, a page's) keeps its structure and the value none."""
+value is cut with an ellipsis and its length. A message filled from a template (analysis.catalog.Filled: the
+catalog's IST and MST texts, a plan's reasons) is shown part by part: each value as a value (cut alone, so the rest
+of the message stays), the template's text as it is; the template keeps its structure and the value none."""
 from __future__ import annotations
 
 import html as _html
@@ -15,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from analysis.catalog import Filled
 from app import controls
 
 # Characters that change what a terminal or a page shows rather than being shown: C0 and C1 controls (ESC starts
@@ -102,16 +104,45 @@ def cells(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def message(text: str) -> str:
-    """A finding's message or hint (the catalog's text with values in it) for a terminal."""
+    """A finding's message or hint (the catalog's text with values in it) for a terminal: each value the template
+    was filled with (analysis.catalog.Filled) shown as a value, the template's text as it is; a text without its
+    parts, escaped and cut whole."""
+    if isinstance(text, Filled):
+        return "".join(shown(t) if value else visible(t) for t, value in text.parts)
     return shown(text, MESSAGE)
 
 
 def md_message(text: str) -> str:
     """A finding's message or hint (or an error) for Markdown: meshstep's own words for the command line said with
-    the app's controls (app/controls.py), then escaped."""
-    return md(controls.for_app(str(text)), MESSAGE)
+    the app's controls (app/controls.py), then escaped; of a Filled text, only the template's words are said
+    anew, each value stays what it was and is made literal Markdown alone."""
+    if not isinstance(text, Filled):
+        return md(controls.for_app(str(text)), MESSAGE)
+    values = [t for t, value in text.parts if value]
+    marked, n = [], 0
+    for t, value in text.parts:  # each value as a mark the rules read as a word, and carry where they move it
+        marked.append(f"\ue000{n}\ue001" if value else t)
+        n += value
+    pieces = _VALUE_MARK.split(controls.for_app("".join(marked)))
+    return "".join(md(values[int(p)]) if i % 2 else md(p, len(p)) for i, p in enumerate(pieces))
+
+
+_VALUE_MARK = re.compile("\ue000(\\d+)\ue001")
 
 
 def html(value: Any) -> str:
     """One value in HTML or SVG the app writes itself (the components graph): escaped for text and attributes."""
     return _html.escape(visible(str(value)), quote=True)
+
+
+def data(value: Any) -> Any:
+    """A JSON value for st.json (its viewer draws strings as text, but a bidi override in one reorders what follows
+    and a 100 KB one fills the page): every string in it, keys too, as shown() shows a value; numbers, flags and
+    null stay what they are."""
+    if isinstance(value, str):
+        return shown(value)
+    if isinstance(value, Mapping):
+        return {shown(k): data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [data(v) for v in value]
+    return value

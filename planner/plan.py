@@ -5,7 +5,7 @@ check. Keeping plans and moving their stages is `planner.stages`' and `planner.m
 (`planner.lifecycle`) says."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +22,7 @@ from analysis.base import (
     unseen_kind,
     unseen_message,
 )
+from analysis.catalog import Filled, fill
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from cluster.live import CRD_KIND
@@ -72,8 +73,15 @@ class LeftOut:
     scope: str
     reason: str
 
-    def to_json(self) -> dict[str, str]:
-        return {"stage": self.stage, "feature": self.feature, "scope": self.scope, "reason": self.reason}
+    def to_json(self) -> dict[str, Any]:
+        """As a plan keeps it: the reason's template and values apart too, where it was filled from one."""
+        parts = {"reason_parts": self.reason.to_json()} if isinstance(self.reason, Filled) else {}
+        return {"stage": self.stage, "feature": self.feature, "scope": self.scope, "reason": self.reason} | parts
+
+    @staticmethod
+    def reason_of(kept: Mapping[str, Any]) -> str:
+        """The reason of a step a plan keeps as left out (to_json), Filled again where it was filled."""
+        return Filled.of(kept["reason"], kept.get("reason_parts"))
 
     def __str__(self) -> str:
         return f"{self.stage}: {self.feature} in {self.scope} left out: {self.reason}"
@@ -249,7 +257,8 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
     for m in flagged([o for objs in candidates.values() for o in objs], ahead):
         for key, objs in candidates.items():
             if key not in refused and any(object_key(o) == (m.ref.kind, m.ref.namespace, m.ref.name) for o in objs):
-                refused[key] = f"analysis would flag {m.ref}: {m.code} {m.message}"
+                refused[key] = fill("analysis would flag {ref}: {code} {message}", ref=m.ref, code=m.code,
+                                    message=m.message)
     stages: list[StageSpec] = []
     left_out: list[LeftOut] = []
     before: set[tuple[str, str]] = set()

@@ -65,6 +65,12 @@ class FlagBefore(msgspec.Struct, frozen=True):
     state: str
 
 
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return str(value)
+    raise NotImplementedError(f"{type(value).__name__} is not JSON")
+
+
 class StageRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     """What a stage keeps between its moves, stored as the JSON of `Stage.data`: only what differs from these
     defaults is written, so a stage stored by an older meshstep (which wrote the same keys when it had them) reads
@@ -92,8 +98,9 @@ class StageRecord(msgspec.Struct, frozen=True, omit_defaults=True):
         return msgspec.convert(data or {}, cls)
 
     def to_json(self) -> dict[str, Any]:
-        """As the JSON column holds it (lists, not tuples), so that a stage compares equal after a round trip."""
-        return msgspec.json.decode(msgspec.json.encode(self))
+        """As the JSON column holds it (lists, not tuples), so that a stage compares equal after a round trip; a
+        text of a str subclass (a message filled from its template) as its text."""
+        return msgspec.json.decode(msgspec.json.encode(self, enc_hook=_as_text))
 
     @property
     def taken(self) -> bool:

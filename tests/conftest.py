@@ -51,6 +51,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             if name == "property_cases":
                 for outcome, n in value.items():
                     _CASES[outcome] = _CASES.get(outcome, 0) + n
+            if name == "summary":  # a corpus's count of cases (tests/app/test_hostile_content.py)
+                _SUMMARIES.append(value)
             if name == "task_step":  # tests/tasks: one (task, step) of an istio.io page, asserted
                 _TASK_STEPS.setdefault(value, report.outcome)
                 if report.outcome != "passed":
@@ -59,9 +61,13 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 _CASES: dict[str, int] = {}
 _TASK_STEPS: dict[str, str] = {}
+_SUMMARIES: list[str] = []
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for text in _SUMMARIES:
+        for line in text.splitlines():
+            terminalreporter.write_line(line)
     if _TASK_STEPS:
         passed = sum(o == "passed" for o in _TASK_STEPS.values())
         tasks = {step.split(":")[0] for step in _TASK_STEPS}

@@ -39,6 +39,7 @@ FIELDS = ("ns-rev", "ns-annotation", "pod-rev", "pod-label", "pod-annotation", "
           "vs-host", "vs-header", "vs-dest", "dr-host", "actor", "reason")
 TYPED = ("actor", "reason")  # what a user types (`flags set --actor --reason`), not the snapshot's
 TEMPLATE_NS = "shop"
+ROUTED = "frontend"  # the service of the corpus pod, whose mesh traffic no VirtualService of the template routes
 # The demo's Istio (CRDs, istiod, its config), nodes and shop, the template: the rest would only add reading time.
 DEMO_FILES = ("cluster", "config", "crds", "istio-system", TEMPLATE_NS)
 
@@ -86,6 +87,11 @@ def _objects(cls: str, demo: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "spec": {"hosts": [value(cls, "vs-host")],
                       "http": [{"match": [{"headers": {"x-hostile": {"exact": value(cls, "vs-header")}}}],
                                 "route": [{"destination": {"host": value(cls, "vs-dest")}}]}]}},
+            # Routes for a real service to a host that does not exist: the steps that extend them (timeouts and
+            # retries) are left out of a plan with the IST0101 that quotes the host.
+            {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+             "metadata": {"name": "hostile-routes", "namespace": ns},
+             "spec": {"hosts": [ROUTED], "http": [{"route": [{"destination": {"host": value(cls, "vs-dest")}}]}]}},
             {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
              "metadata": {"name": "hostile", "namespace": ns},
              "spec": {"host": value(cls, "dr-host"), "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}}]

@@ -125,7 +125,7 @@ def _show(p, format: Format) -> None:
         echo("\nLEFT OUT (the template has them; this cluster cannot have them yet)")
         for x in p.left_out:
             echo(f"  - {safe.shown(x['stage'])}: {x['feature']} in {safe.shown(x['scope'])}: "
-                 f"{safe.message(x['reason'])}")
+                 f"{safe.message(planner.plan.LeftOut.reason_of(x))}")
 
 
 # A stage over more namespaces than this shows their count in `plan show`'s table (the waves list them above it).

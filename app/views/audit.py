@@ -58,9 +58,9 @@ if events:
         st.caption(f"Identity: {how_known(e.identity)}" + (f", {safe.md(email)}" if email else ""))
         before, after = st.columns(2)
         before.caption("before")
-        before.json(e.before or {}, expanded=2)
+        before.json(safe.data(e.before or {}), expanded=2)
         after.caption("after")
-        after.json(e.after or {}, expanded=2)
+        after.json(safe.data(e.after or {}), expanded=2)
     else:
         st.caption("Select an event to read it in full, with what it changed.")
 else:

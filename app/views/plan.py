@@ -11,6 +11,7 @@ from app import access, approval_panel, controls, findings, safe, traffic, ui
 from cluster.errors import MeshstepError
 from planner import export, lifecycle, moves, promotion, stages
 from planner.lifecycle import Event
+from planner.plan import LeftOut
 from state.models import PlanMode
 from telemetry.edges import count_text
 from telemetry.series import duration_text, window_seconds
@@ -333,7 +334,7 @@ if plan.left_out:
     with st.expander(f"{len(plan.left_out)} step(s) of the template left out for this cluster",
                      icon=":material/playlist_remove:"):
         st.markdown("\n".join(f"- **{safe.md(x['stage'])}**: {safe.md(x['feature'])} in {safe.md(x['scope'])} — "
-                               f"{safe.md_message(x['reason'])}" for x in plan.left_out))
+                               f"{safe.md_message(LeftOut.reason_of(x))}" for x in plan.left_out))
 
 try:
     view = moves.next_view(plan, inv, traffic.stage_evidence())

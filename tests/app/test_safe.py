@@ -2,11 +2,14 @@
 renderer with raw HTML on (stricter than Streamlit's, which drops it): no element comes of a value."""
 from __future__ import annotations
 
+import json
 import re
 
 from markdown_it import MarkdownIt
 
+from analysis.catalog import fill, text
 from app import safe
+from planner.plan import LeftOut
 
 HOSTILE = ["<script>alert(1)</script>", "<img src=http://evil.test/x.png>", "![x](http://evil.test/x.png)",
            "[t](javascript:alert(1))", "<http://evil.test/a>", "**bold** __under__ *it*", "$$x^2$$ $y$",
@@ -52,3 +55,37 @@ def test_a_code_span_holds_the_whole_value() -> None:
 
 def test_html_escapes_text_and_attributes() -> None:
     assert safe.html('<b a="1">\u202e') == "&lt;b a=&quot;1&quot;&gt;\\u202e"
+
+
+def test_a_json_view_shows_every_string_as_a_value() -> None:
+    before = {"reason": "\u202eevil\u202c", "params": {"x\x1b[2K": ["a" * 100_000, 3, None, True]}}
+    assert safe.data(before) == {"reason": "\\u202eevil\\u202c",
+                                 "params": {"x\\x1b[2K": [safe.shown("a" * 100_000), 3, None, True]}}
+
+
+def test_a_message_shows_each_value_it_was_filled_with_as_a_value() -> None:
+    """A long value is cut alone: the template's text after it stays; markup in a value stays text, the
+    template's own text is not cut."""
+    long = fill("VirtualService {name} routes to {host}, which no Service or ServiceEntry defines", name="shop/x",
+                host="A" * 100_000)
+    assert safe.message(long) == ("VirtualService shop/x routes to " + safe.shown("A" * 100_000)
+                                  + ", which no Service or ServiceEntry defines")
+    istio = text("IST0101", "host", "![x](http://evil.test/x.png)\u202e")
+    assert safe.message(istio) == 'Referenced host not found: "![x](http://evil.test/x.png)\\u202e"'
+    html = MD.render(safe.md_message(istio))
+    assert "<img" not in html and "<a" not in html and html.startswith("<p>Referenced host not found: &quot;")
+    # A message quoted in another keeps its values (a plan's reason quoting a finding)
+    outer = fill("analysis would flag {ref}: {message}", ref="VirtualService a/b", message=long)
+    assert safe.message(outer).endswith(", which no Service or ServiceEntry defines")
+    # Text without its parts (an exception's, a stored message) is escaped and cut whole, as before
+    assert safe.message(str(long)) == safe.shown(str(long), safe.MESSAGE)
+
+
+def test_a_plan_keeps_a_reason_with_its_values_apart() -> None:
+    reason = fill("analysis would flag {ref}: {message}", ref="VirtualService a/b", message="x" * 5000)
+    kept = LeftOut("Resilience", "timeouts-retries", "a", reason).to_json()
+    assert json.loads(json.dumps(kept)) == kept  # what the plans table stores
+    again = LeftOut.reason_of(kept)
+    assert again == reason and again.parts == reason.parts
+    # A reason edited in the database no longer matches its parts: shown whole, as any text
+    assert type(LeftOut.reason_of(kept | {"reason": "edited"})) is str
