@@ -76,7 +76,7 @@ _RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]
         (r"pass --actor or set MESHSTEP_ACTOR", "enter your name in the sidebar"),
         (r"check --db / MESHSTEP_DATABASE_URL", "check the database meshstep ui was started with"),
         (r"--sources item", "the Clusters field's item"),
-        (r"\(--source takes ([^)]*)\)", r"(a source is one of \1: choose it on the Settings page)"),
+        (r"\(--source takes ([^)]*)\)", r"(a source is \1)"),
         (r"\(--format json lists them all\)", "(the JSON download lists them all)"),
         (_SETS.pattern, _parameters),
     ))

@@ -309,13 +309,10 @@ st.title("Plan")
 ui.show_flash()
 
 plan = shown_plan(store, cluster)
-if plan is None or plan.status != "active":
-    with st.expander("Start a new plan", icon=":material/add:", expanded=plan is None):
-        if plan is None:
-            st.info(f"No plan for **{safe.md(cluster)}** yet. Make one from a template: stages already on in the "
-                    "cluster start as done.")
-        new_plan_form(store, cluster, inv)
 if plan is None:
+    st.info(f"No plan for **{safe.md(cluster)}** yet. Make one from a template: stages already on in the cluster "
+            "start as done.")
+    new_plan_form(store, cluster, inv)
     st.stop()
 
 done = stages.done_count(plan)
@@ -374,10 +371,10 @@ if undo_yaml := st.session_state.pop("rollback_yaml", None):
 
 st.subheader("Stages")
 # A static table: it wraps a long scope ("legacy, payments, shop") where a grid's cell would cut it.
-st.table(pd.DataFrame(safe.cells({"stage": r["order"], "": r["now"], "title": r["title"],
+st.table(pd.DataFrame(safe.cells({"": r["now"], "stage": r["order"], "title": r["title"],
                                   "status": r["status"] + (" (found on)" if r["found_on"] else ""),
                                   "features": ", ".join(r["features"]), "scope": ", ".join(r["scope"])}
-                                 for r in stages.stage_rows(plan))).set_index("stage"))
+                                 for r in stages.stage_rows(plan))), hide_index=True)
 
 st.subheader("Traffic before and after each stage")
 if verified := [s for s in plan.stages if s.record.verification is not None]:
@@ -407,6 +404,9 @@ with st.expander("Promote this plan to another cluster", icon=":material/upgrade
 
 export_button(plan, inv)
 history(store, cluster, plan)
+if plan.status != "active":
+    with st.expander("Start a new plan", icon=":material/add:", expanded=_CONFLICT in st.session_state):
+        new_plan_form(store, cluster, inv)
 with st.expander(f"Delete plan {safe.md(plan.name)}", icon=":material/delete:"):
     if delete_form(store, plan, "delete_plan"):
         st.rerun()
