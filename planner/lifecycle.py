@@ -29,6 +29,7 @@ class Event(StrEnum):
     VERIFY = "verify"  # the exit check runs
     CLOSE = "close"  # the team closes a verified stage
     ROLLBACK = "rollback"
+    ENFORCE = "enforce"  # a stage applied in shadow (istio.io/dry-run) is enforced once its shadow bake passed
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,12 @@ class Facts:
     # the cluster's policy lets it be applied now (approvals of its YAML, change windows; planner.approvals), or an
     # admin went past it with a reason
     approved: bool = True
+    # meshstep applied it itself (--apply), and the API server refused an object (every object put back): a
+    # conflict, RBAC, a webhook's denial …; or an object changed since the gate read it (the gate runs again)
+    refused: bool = False
+    stale: bool = False
+    # its bake saw a regression (or Istio refused its config), and meshstep put its objects back by itself
+    rolled_back: bool = False
 
 
 Guard = Callable[[Facts], bool]
@@ -67,7 +74,19 @@ def undoable(facts: Facts) -> bool:
 
 
 def approved(facts: Facts) -> bool:
-    return facts.approved
+    return facts.approved and not facts.refused and not facts.stale
+
+
+def refused(facts: Facts) -> bool:
+    return facts.refused
+
+
+def stale(facts: Facts) -> bool:
+    return facts.stale
+
+
+def rolled_back(facts: Facts) -> bool:
+    return facts.rolled_back
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,11 @@ TABLE: tuple[Transition, ...] = (
         Transition(source, Event.GATE, READY, passes))),
     Transition(PLANNED, Event.GATE, BLOCKED, fails),
     Transition(ROLLED_BACK, Event.GATE, BLOCKED, fails),
+    Transition(READY, Event.APPLY, PLANNED, stale),
+    Transition(READY, Event.APPLY, BLOCKED, refused),
     Transition(READY, Event.APPLY, APPLIED, approved),
+    *(Transition(APPLIED, event, ROLLED_BACK, rolled_back) for event in (Event.ENFORCE, Event.VERIFY)),
+    Transition(APPLIED, Event.ENFORCE, APPLIED, passes),
     Transition(APPLIED, Event.VERIFY, VERIFIED, passes),
     Transition(VERIFIED, Event.CLOSE, DONE),
     *(Transition(source, Event.ROLLBACK, ROLLED_BACK) for source in IN_FLIGHT),

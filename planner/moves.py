@@ -13,11 +13,12 @@ import planner.plan
 from analysis import findings
 from analysis.catalog import reads_traffic
 from cluster import changes
+from cluster.apply import ApplyRefused, named
 from cluster.changes import ChangeSet
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from features.base import deletions_of
-from planner import approvals, lifecycle, notify
+from planner import approvals, lifecycle, notify, operate
 from planner.lifecycle import Event, Facts
 from planner.overlay import cluster_now, overlay_at
 from planner.promotion import NotPromotable, promotion_refusal
@@ -25,7 +26,7 @@ from planner.stages import current_stage, found_on, rollback_target, stage_spec
 from planner.storage import PlanStore
 from state.models import Plan, PlanMode, Stage, StageRecord, StageStatus
 from state.store import FlagChange
-from telemetry.verification import Thresholds
+from telemetry.verification import Thresholds, Verification
 
 
 class GateBlocked(MeshstepError):
@@ -82,6 +83,7 @@ class _Move:
     override_reason: str | None
     evidence: Any
     approval: MeshstepError | None = None  # why the cluster's policy does not let the stage be applied now
+    operator: Any = None  # planner.operate.Operator: meshstep applies the stage and bakes it itself (--apply)
 
     @property
     def spec(self) -> planner.plan.StageSpec:
@@ -118,7 +120,8 @@ def _gate(m: _Move) -> _Ran:
     reason, override = ("entry gate passed", None) if result.passed else ("entry gate overridden", m.override_reason)
     cfg = planner.plan.config(spec, start)
     record = msgspec.structs.replace(record, apply_yaml=cfg.apply_yaml, rollback_yaml=cfg.rollback_yaml,
-                                     notes=cfg.notes, baseline_errors=tuple(sorted(planner.plan.error_keys(start))))
+                                     notes=cfg.notes, baseline_errors=tuple(sorted(planner.plan.error_keys(start))),
+                                     versions={} if m.rehearse else operate.gate_versions(cfg.objects, m.inventory))
     if cfg.empty and planner.plan.exit_check(spec, start, record.baseline_errors).passed:
         return _Ran(Facts(nothing_to_apply=True), record, reason + "; nothing to apply and the exit check passes",
                     m.flags("on"), override)
@@ -131,21 +134,104 @@ def _apply(m: _Move) -> _Ran:
     reason = "config applied to the plan's overlay" if m.rehearse else "config applied"
     if m.approval is not None and not m.override_reason:
         return _Ran(Facts(approved=False), m.stage.record, "apply refused", refusal=m.approval)
+    overridden = m.override_reason if m.approval is not None else None
     if m.approval is not None:
-        return _Ran(Facts(), m.stage.record, f"{reason}; policy overridden ({m.approval})", m.flags("enabling"),
-                    m.override_reason)
-    return _Ran(Facts(), m.stage.record, reason, m.flags("enabling"))
+        reason = f"{reason}; policy overridden ({m.approval})"
+    if m.operator is not None and not m.rehearse:
+        return _apply_to_cluster(m, reason, overridden)
+    return _Ran(Facts(), m.stage.record, reason, m.flags("enabling"), overridden)
+
+
+def _apply_to_cluster(m: _Move, reason: str, overridden: str | None) -> _Ran:
+    """The YAML taken at the gate applied by meshstep itself, all or none (planner.operate); refused, the stage goes
+    back to its gate (an object changed since it ran) or is blocked (a conflict, RBAC, a webhook …)."""
+    text = m.stage.record.apply_yaml or ""
+    if deletions_of(text):
+        raise MeshstepError(f"stage {m.stage.order} ({m.stage.title}) deletes objects, which --apply does not do "
+                            "yet: apply its YAML by hand (meshstep plan next), then advance without --apply")
+    objects = planner.plan.objects_of(text)
+    shadow = m.operator.shadows(objects)
+    try:
+        applied = m.operator.apply(m.plan, m.stage, objects, m.stage.record.versions, shadow)
+    except ApplyRefused as e:
+        stale = e.code == "MST1002"
+        return _Ran(Facts(stale=stale, refused=not stale), m.stage.record, f"apply refused: {e}", refusal=e)
+    record = msgspec.structs.replace(m.stage.record, applied=applied, shadow="shadow" if shadow else "")
+    how = "server-side applied, field manager meshstep" + (", authorization in shadow (istio.io/dry-run: "
+                                                            "evaluated, not enforced)" if shadow else "")
+    names = ", ".join(named(tuple(a["key"])) for a in applied)
+    return _Ran(Facts(), record, f"{reason} ({how}): {names}", m.flags("enabling"), overridden)
+
+
+def _bake(m: _Move) -> Verification | _Ran:
+    """Istio's acceptance waited for, then the stage's traffic watched for the plan's window; a regression (or
+    config Istio refuses) puts the stage's objects back by itself."""
+    op, stage = m.operator, m.stage
+    try:
+        said = op.accepted(stage.record.applied)
+    except operate.NotAccepted as e:
+        return _put_back(m, str(e), None)
+    op.progress(said)
+    verdict = op.bake(m.evidence, [(s.feature, s.scope) for s in m.spec.steps], stage.updated_at,
+                      Thresholds.from_json(m.plan.verify or {}), stage.record.shadow == "shadow")
+    for line in verdict.lines:
+        op.progress(line)
+    if verdict.status == "regressed":
+        return _put_back(m, "MST1006: the bake saw a regression", verdict)
+    return verdict
+
+
+def _put_back(m: _Move, why: str, verdict: Verification | None) -> _Ran:
+    """The stage rolled back by itself: its objects as they were before it, its flags too; the plan stops."""
+    back = m.operator.put_back(m.stage.record.applied)
+    said = (f"{why}: stage {m.stage.order} ({m.stage.title}) rolled back by itself, put back as before the stage: "
+            f"{', '.join(back)}; the plan stops here (check the gate again once the cause is found)")
+    record = msgspec.structs.replace(m.stage.record, applied=(), shadow="",
+                                     verification=verdict.to_json() if verdict else m.stage.record.verification)
+    lines = [said, *(f"  {line}" for line in (verdict.lines if verdict else ()))]
+    return _Ran(Facts(passed=False, rolled_back=True), record, said, _flags_back(m.plan, m.stage),
+                refusal=operate.BakeRegressed("\n".join(lines)))
+
+
+def _enforce(m: _Move) -> _Ran:
+    """An authorization stage in shadow: baked on what its dry-run policies would deny, then enforced (the
+    dry-run annotation removed by applying the same objects without it)."""
+    if m.operator is None:
+        raise MeshstepError(f"stage {m.stage.order} ({m.stage.title}) runs in shadow (istio.io/dry-run): advance it "
+                            "with --apply, which bakes it and then enforces it")
+    baked = _bake(m)
+    if isinstance(baked, _Ran):
+        return baked
+    record = msgspec.structs.replace(m.stage.record, verification=baked.to_json())
+    if baked.blocks(m.override_reason):
+        lines = [f"stage {m.stage.order} ({m.stage.title}) stays in shadow:", *(f"  {x}" for x in baked.lines)]
+        return _Ran(Facts(passed=False), record, "shadow bake not passed", refusal=NotVerified("\n".join(lines)))
+    applied = m.stage.record.applied
+    versions = {named(tuple(a["key"])): a["after"]["metadata"]["resourceVersion"] for a in applied}
+    try:
+        enforced = m.operator.apply(m.plan, m.stage, planner.plan.objects_of(m.stage.record.apply_yaml or ""),
+                                    versions, shadow=False)
+    except ApplyRefused as e:
+        return _Ran(Facts(passed=False), record, f"enforcing refused: {e}", refusal=e)
+    record = msgspec.structs.replace(record, shadow="enforced", applied=tuple(
+        {**a, "after": e["after"]} for a, e in zip(applied, enforced)))
+    return _Ran(Facts(), record, "shadow bake passed (no request would have been denied); enforced: "
+                                 "istio.io/dry-run removed")
 
 
 def _verify(m: _Move) -> _Ran:
     """The exit check on the cluster read again (a rehearsal: on the overlay with the stage applied), and, given
     evidence in a real plan, the traffic before and after the stage was applied."""
     spec, stage = m.spec, m.stage
+    traffic = None
+    if m.operator is not None and not m.rehearse:
+        traffic = _bake(m)
+        if isinstance(traffic, _Ran):
+            return traffic
     now = (overlay_at(m.plan, m.inventory, stage, including=True, rehearsal=True).inventory if m.rehearse
            else m.inventory)
     result = planner.plan.exit_check(spec, now, stage.record.baseline_errors)
-    traffic = None
-    if m.evidence and not m.rehearse:
+    if traffic is None and m.evidence and not m.rehearse:
         traffic = m.evidence.verify([(s.feature, s.scope) for s in spec.steps], stage.updated_at,
                                     Thresholds.from_json(m.plan.verify or {}))
     record = stage.record if traffic is None else msgspec.structs.replace(stage.record,
@@ -160,7 +246,9 @@ def _verify(m: _Move) -> _Ran:
             lines.append("apply the stage's YAML (meshstep plan next), read the cluster again, then advance")
         return _Ran(Facts(passed=False), record, "exit check failed", refusal=NotVerified("\n".join(lines)))
     override = m.override_reason if traffic is not None and traffic.status == "insufficient" else None
-    return _Ran(Facts(), record, "exit check passed", m.flags("on"), override)
+    unseen = f"; traffic not compared ({traffic.lines[0]})" if traffic is not None and traffic.status == "unavailable" \
+        else ""
+    return _Ran(Facts(), record, "exit check passed" + unseen, m.flags("on"), override)
 
 
 def _close(m: _Move) -> _Ran:
@@ -169,7 +257,7 @@ def _close(m: _Move) -> _Ran:
 
 # What each event of an advance runs.
 _STEPS: dict[Event, Callable[[_Move], _Ran]] = {Event.GATE: _gate, Event.APPLY: _apply, Event.VERIFY: _verify,
-                                                Event.CLOSE: _close}
+                                                Event.CLOSE: _close, Event.ENFORCE: _enforce}
 
 
 def _check_mode(plan: Plan, mode: PlanMode) -> None:
@@ -182,24 +270,28 @@ def _check_mode(plan: Plan, mode: PlanMode) -> None:
 
 
 def advance(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, override_reason: str | None = None,
-            rehearse: bool = False, evidence: Any = None) -> Stage:
+            rehearse: bool = False, evidence: Any = None, operator: Any = None) -> Stage:
     """Move the current stage one step, as the lifecycle table says: planned → ready (gate) → applied → verified
     (exit check) → done. A stage with nothing to apply whose gate and exit check pass is done in one call. With
     `rehearse`, the plan is walked on its overlay: applying is applying the stage's YAML to it, and the flags are
     left alone; the plan's first advance fixes whether it is a rehearsal or real, and the two never mix.
     `evidence` (telemetry.evidence.Evidence): the traffic the gate sees, and the before/after comparison that
-    verification adds to the exit check of a real plan (a rehearsal has no traffic after)."""
+    verification adds to the exit check of a real plan (a rehearsal has no traffic after). `operator`
+    (planner.operate.Operator): meshstep applies the stage itself, then waits for Istio and bakes it on traffic,
+    rolling it back by itself on a regression."""
     stage = current_stage(plan)
     if stage is None:
         raise MeshstepError(f"plan {plan.name!r} is complete: every stage is done")
     mode = PlanMode.REHEARSAL if rehearse else PlanMode.REAL
     _check_mode(plan, mode)
     event = lifecycle.ADVANCE[stage.status].event
+    if event == Event.VERIFY and stage.record.shadow == "shadow":
+        event = Event.ENFORCE
     # A rehearsal on the target changes nothing there: the promotion rule holds real stages back only.
     if event == Event.GATE and not rehearse and (refusal := promotion_refusal(store, plan, stage)):
         raise NotPromotable(refusal)
     approval = approvals.apply_refusal_for(store, plan, stage) if event == Event.APPLY and not rehearse else None
-    ran = _STEPS[event](_Move(plan, stage, inventory, rehearse, override_reason, evidence, approval))
+    ran = _STEPS[event](_Move(plan, stage, inventory, rehearse, override_reason, evidence, approval, operator))
     to = lifecycle.next_status(stage.status, event, ran.facts)
     if to is None:
         raise ran.refusal or MeshstepError(f"stage {stage.order}: {stage.status} does not move on {event}")
@@ -246,6 +338,36 @@ def rehearse(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, to:
             moved.append(advance(store, plan, inventory, actor, rehearse=True, evidence=evidence))
         except (GateBlocked, NotVerified) as refusal:
             return Rehearsed(moved, refusal)
+        plan = store.get_plan(plan.id)
+    return Rehearsed(moved, None)
+
+
+def run(store: PlanStore, plan: Plan, read: Callable[[], Inventory], actor: str, operator: Any,
+        evidence: Callable[[Inventory], Any], until: int | None = None, stages: int | None = None) -> Rehearsed:
+    """Walk the plan's stages on the cluster itself, move after move (`advance` with `operator`: applied by
+    meshstep, baked, rolled back by itself on a regression), the cluster read again (`read`) before each move;
+    until stage `until` is done or `stages` stages are, stopping at the first refusal: a gate that fails, an approval
+    needed, a conflict or other refusal of the API server, a regression. An object changed since its gate ran sends
+    the stage back to its gate once, which runs again. The cluster is read for the moves that judge it (a gate, a
+    verification); applying uses the YAML and resourceVersions the gate took, closing nothing."""
+    moved: list[Stage] = []
+    regated: set[int] = set()
+    inventory: Inventory | None = None
+    while (stage := current_stage(plan)) is not None and (until is None or stage.order <= until) and (
+            stages is None or sum(s.status == StageStatus.DONE for s in moved) < stages):
+        if inventory is None or lifecycle.ADVANCE[stage.status].event not in (Event.APPLY, Event.CLOSE):
+            inventory = read()
+        try:
+            moved.append(advance(store, plan, inventory, actor, evidence=evidence(inventory), operator=operator))
+        except ApplyRefused as refusal:
+            if refusal.code != "MST1002" or stage.id in regated:
+                return Rehearsed(moved, refusal)
+            regated.add(stage.id)
+            operator.progress(f"{refusal}\nstage {stage.order} ({stage.title}): checking its gate again")
+        except MeshstepError as refusal:
+            return Rehearsed(moved, refusal)
+        else:
+            operator.progress(f"stage {moved[-1].order} ({moved[-1].title}): {moved[-1].status}")
         plan = store.get_plan(plan.id)
     return Rehearsed(moved, None)
 

@@ -91,6 +91,12 @@ class StageRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     flags_before: tuple[FlagBefore, ...] = ()  # the flags the stage's apply replaced, for its rollback
     # Approvals and rejections of its YAML, each bound to the YAML's hash (planner.approvals reads them).
     approvals: tuple[dict[str, Any], ...] = ()
+    # Applied by meshstep itself (plan advance --apply): the resourceVersion of each object the gate read, sent as
+    # the apply's precondition; each object as it was before the stage and as the apply left it, for the rollback;
+    # and, for an authorization stage applied in shadow first, "shadow" until it is enforced ("enforced").
+    versions: dict[str, str] = msgspec.field(default_factory=dict)
+    applied: tuple[dict[str, Any], ...] = ()
+    shadow: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> "StageRecord":

@@ -275,6 +275,34 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
     echo(cfg.apply_yaml or "  (nothing to apply: this stage only checks)")
 
 
+ApplyOpt = Annotated[bool, typer.Option("--apply", help="meshstep applies the stage itself: a server-side dry run, "
+                                                        "then server-side apply as field manager meshstep, never "
+                                                        "forced, all objects or none; then waits for Istio, bakes it "
+                                                        "on traffic and rolls it back by itself on a regression "
+                                                        "(needs --source context:NAME).")]
+ShadowOpt = Annotated[bool, typer.Option("--shadow-authz", help="With --apply: authorization stages run first in "
+                                                                "shadow (istio.io/dry-run), are baked on what they "
+                                                                "would deny, then enforced.")]
+VerifyOpt = Annotated[list[str] | None, typer.Option("--verify", help="A verification threshold for this advance, "
+                                                     "key=value, over the plan's own (repeatable; see README, "
+                                                     "Telemetry).")]
+
+
+def _operator(source: str | None, shadow: bool) -> Any:
+    """How --apply reaches the cluster the plan is read from: only a live source can be written to."""
+    from cluster.apply import Cluster
+    from cluster.errors import MeshstepError
+    from cluster.sources import default_source
+    from planner.operate import Operator
+
+    source = source or default_source()
+    if source != "live" and not source.startswith("context:"):
+        raise MeshstepError(f"--apply writes to a cluster, and --source {source} is not one: give it as --source "
+                            "context:NAME (or live)")
+    context = source.split(":", 1)[1] if source.startswith("context:") else None
+    return Operator(Cluster.connect(context), progress=lambda line: echo(line, err=True), shadow=shadow)
+
+
 @plan_app.command("advance")
 def plan_advance(
     override_reason: Annotated[str | None, typer.Option("--override-reason",
@@ -282,25 +310,50 @@ def plan_advance(
     rehearse: Annotated[bool, typer.Option("--rehearse", help="Apply the stage's YAML to the plan's overlay (a copy "
                                                               "of the cluster) instead of waiting for a real apply; "
                                                               "a plan's first advance fixes its mode.")] = False,
+    apply: ApplyOpt = False, shadow_authz: ShadowOpt = False,
     name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
     actor: ActorOpt = None, prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None,
-    window: WindowOpt = "1h",
-    verify: Annotated[list[str] | None, typer.Option("--verify", help="A verification threshold for this advance, "
-                                                     "key=value, over the plan's own (repeatable; see README, "
-                                                     "Telemetry).")] = None,
+    window: WindowOpt = "1h", verify: VerifyOpt = None,
 ) -> None:
     """Move the current stage on: planned → ready (gate) → applied → verified (exit check) → done."""
     from planner import moves, stages
     from state.models import StageStatus
 
+    operator = _operator(source, shadow_authz) if apply else None
     with _plan(name, source, cluster, db) as (inv, store, p):
         ev = load_evidence(prometheus, telemetry, window, inv, verify)
-        st = moves.advance(store, p, inv, actor_name(actor), override_reason, rehearse, ev)
+        st = moves.advance(store, p, inv, actor_name(actor), override_reason, rehearse, ev, operator)
         complete = stages.current_stage(store.get_plan(p.id)) is None
     verification = st.record.verification if st.status == StageStatus.VERIFIED else None
     for line in (verification or {}).get("lines", ()):
         echo(line, err=True)  # the traffic before and after, or why it was not compared
     echo(f"stage {st.order} ({safe.shown(st.title)}): {st.status}" + (" (rehearsal)" if rehearse else ""))
+    if complete:
+        echo(f"plan {_title(p)} is complete: every stage is done")
+
+
+@plan_app.command("run")
+def plan_run(
+    apply: ApplyOpt = False, shadow_authz: ShadowOpt = False,
+    until: Annotated[int | None, typer.Option("--until", help="Stop once this stage is done.")] = None,
+    count: Annotated[int | None, typer.Option("--stages", help="Stop once this many stages are done.")] = None,
+    name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
+    actor: ActorOpt = None, prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None,
+    window: WindowOpt = "1h", verify: VerifyOpt = None,
+) -> None:
+    """Walk the plan's stages on the cluster, continuously, each applied by meshstep (--apply), baked and verified;
+    the first gate failure, approval needed, refusal by the API server or regression stops the walk (exit 1)."""
+    from planner import moves, stages
+
+    if not apply:
+        raise typer.BadParameter("plan run applies stages itself: pass --apply (or walk them with plan advance)")
+    operator = _operator(source, shadow_authz)
+    with _plan(name, source, cluster, db) as (_inv, store, p):
+        done = moves.run(store, p, lambda: load_inventory(source), actor_name(actor), operator,
+                         lambda inv: load_evidence(prometheus, telemetry, window, inv, verify), until, count)
+        complete = stages.current_stage(store.get_plan(p.id)) is None
+    if done.refusal is not None:
+        raise done.refusal
     if complete:
         echo(f"plan {_title(p)} is complete: every stage is done")
 

@@ -1,0 +1,188 @@
+"""Operating a stage on the cluster itself: its objects applied as Kubernetes intends (cluster.apply: a server-side
+dry run, then server-side apply as field manager meshstep, never forced, all or none), Istio's acceptance waited
+for, then a bake on live traffic judged by the plan's verification thresholds; a regression puts the stage's
+objects back as they were by itself. An authorization stage can first run in shadow (Istio's `istio.io/dry-run`
+annotation: evaluated, never enforced) and be enforced once its shadow bake saw no caller it would deny."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC
+from typing import Any
+
+from cluster.apply import Cluster, apply_stage, identity, named, roll_back
+from cluster.errors import MeshstepError
+from cluster.snapshot import Limit
+from state.models import Plan, Stage
+from telemetry.series import duration_text
+from telemetry.verification import Thresholds, Verification
+
+# How long Istio may take to accept config whose status it reports, and the settle time where it reports none.
+ACCEPT_TIMEOUT = Limit("MESHSTEP_ACCEPT_TIMEOUT", 120, "Istio may take to accept a stage's config", unit="seconds")
+SETTLE = Limit("MESHSTEP_SETTLE", 10, "a stage's config is given to reach the proxies when Istio reports no "
+                                      "status", unit="seconds")
+POLL = 2.0  # seconds between looks at the objects' status and at the bake's traffic
+
+PLAN_ANNOTATION, STAGE_ANNOTATION = "meshstep.io/plan", "meshstep.io/stage"
+ARGO_SYNC_WAVE = "argocd.argoproj.io/sync-wave"
+# https://istio.io/latest/docs/tasks/security/authorization/authz-dry-run/: the policy is evaluated and its
+# verdict exported, never enforced.
+ISTIO_DRY_RUN = "istio.io/dry-run"
+SHADOW_KINDS = ("AuthorizationPolicy",)
+# What a proxy counts for a dry-run policy: requests its ALLOW (or DENY) policies in dry run would have denied.
+SHADOW_DENIED = r"envoy_http_.*_rbac_istio_dry_run_(allow|deny)_shadow_denied"
+
+
+class BakeRegressed(MeshstepError):
+    """MST1006: the bake saw a regression; the stage was rolled back by itself and the plan stopped."""
+
+    exit_code = 1
+
+
+class NotAccepted(MeshstepError):
+    """MST1007: Istio reports the config invalid, or did not reconcile it in time."""
+
+    exit_code = 1
+
+
+def stamped(obj: dict[str, Any], plan: Plan, stage: Stage, shadow: bool = False) -> dict[str, Any]:
+    """The object with the annotations that name the plan and stage that applied it (and, in shadow, Istio's
+    dry-run annotation on authorization policies)."""
+    meta = dict(obj.get("metadata") or {})
+    notes = dict(meta.get("annotations") or {})
+    notes[PLAN_ANNOTATION], notes[STAGE_ANNOTATION] = plan.name, str(stage.order)
+    if shadow and obj.get("kind") in SHADOW_KINDS:
+        notes[ISTIO_DRY_RUN] = "true"
+    return {**obj, "metadata": {**meta, "annotations": notes}}
+
+
+def sync_wave(obj: dict[str, Any], stage: Stage) -> dict[str, Any]:
+    """The object as an export writes it for Argo CD: a sync wave of its stage's order, so that one sync applies the
+    stages in plan order (https://argo-cd.readthedocs.io/en/stable/user-guide/sync-waves/)."""
+    meta = dict(obj.get("metadata") or {})
+    return {**obj, "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}),
+                                                          ARGO_SYNC_WAVE: str(stage.order)}}}
+
+
+def gate_versions(objects: Iterable[dict[str, Any]], inventory: Any) -> dict[str, str]:
+    """The resourceVersion of each object the stage changes, as the gate's read of the cluster saw it: the apply
+    sends it as a precondition, so that a change made since re-runs the gate."""
+    found = {}
+    for obj in objects:
+        _api, kind, ns, name = identity(obj)
+        live = inventory.get(kind, ns, name)
+        version = (live.metadata.get("resourceVersion") if live is not None else None)
+        if version:
+            found[named(identity(obj))] = str(version)
+    return found
+
+
+@dataclass
+class Operator:
+    """How a plan's stages reach the cluster: the cluster written to, where progress lines go, the waits."""
+
+    cluster: Cluster
+    progress: Callable[[str], None] = lambda _line: None
+    shadow: bool = False  # authorization stages applied first in shadow (istio.io/dry-run), then enforced
+    settle: float = field(default_factory=lambda: float(SETTLE.value))
+    accept_timeout: float = field(default_factory=lambda: float(ACCEPT_TIMEOUT.value))
+    poll: float = POLL
+    sleep: Callable[[float], None] = time.sleep
+
+    def shadows(self, objects: Iterable[dict[str, Any]]) -> bool:
+        """Whether this stage is applied in shadow first: it has authorization policies, and shadow is asked."""
+        return self.shadow and any(o.get("kind") in SHADOW_KINDS for o in objects)
+
+    def apply(self, plan: Plan, stage: Stage, objects: list[dict[str, Any]], versions: dict[str, str],
+              shadow: bool) -> tuple[dict[str, Any], ...]:
+        """The stage's objects applied (all or none); what each was before and is after, for a rollback."""
+        done = apply_stage(self.cluster, [stamped(o, plan, stage, shadow) for o in objects], versions, self.progress)
+        for text in done.diffs:
+            for line in text.splitlines():
+                self.progress(f"  {line}")
+        return tuple({"key": list(key), "before": before, "after": after}
+                     for (key, before), after in zip(done.before, done.after))
+
+    def put_back(self, applied: Iterable[dict[str, Any]]) -> list[str]:
+        """The stage's objects as they were before it (created ones deleted), last first."""
+        applied = list(applied)
+        return roll_back(self.cluster, [(tuple(a["key"]), a["before"]) for a in applied],
+                         [a["after"] for a in applied])
+
+    def accepted(self, applied: Iterable[dict[str, Any]]) -> str:
+        """Wait until Istio has accepted the stage's objects: each Reconciled condition true where istiod writes
+        status (and no validation error), else the settle time. Raises NotAccepted."""
+        keys = [tuple(a["key"]) for a in applied]
+        deadline = time.monotonic() + self.accept_timeout
+        while True:
+            pending, errors, reported = _status(self.cluster, keys)
+            if errors:
+                raise NotAccepted("MST1007: Istio reports the stage's config invalid: " + "; ".join(errors))
+            if not pending:
+                break
+            if time.monotonic() >= deadline:
+                raise NotAccepted(f"MST1007: Istio did not reconcile {', '.join(pending)} within "
+                                  f"{duration_text(self.accept_timeout)} ({ACCEPT_TIMEOUT.env})")
+            self.progress(f"waiting for Istio to accept: {', '.join(pending)}")
+            self.sleep(self.poll)
+        if reported:
+            return "Istio reconciled every object of the stage"
+        self.sleep(self.settle)
+        return f"no status reported by istiod: settled {duration_text(self.settle)}"
+
+    def bake(self, evidence: Any, steps: list[tuple[str, str]], applied_at: Any, thresholds: Thresholds,
+             shadow: bool) -> Verification:
+        """The stage's traffic watched until its window after the apply is over: the plan's before/after
+        verification (in shadow, the requests the dry-run policies would have denied too)."""
+        if evidence is None:
+            return Verification("unavailable", ("no telemetry given: traffic not compared",), thresholds=thresholds)
+        evidence.traffic()  # a Prometheus found in the cluster that does not answer is said, and left out
+        if evidence.telemetry is None:
+            return evidence.verify(steps, applied_at, thresholds)
+        t = replace(thresholds, **evidence.verify_values)
+        at = (applied_at if applied_at.tzinfo else applied_at.replace(tzinfo=UTC)).timestamp()
+        end, said = at + t.settle + t.window, 0.0
+        while not evidence.telemetry.reaches(end):
+            left = end - evidence.telemetry.now()
+            if time.monotonic() >= said:
+                self.progress(f"baking: {duration_text(max(1, int(left)))} of the {duration_text(t.window)} window "
+                              f"(after {duration_text(t.settle)} to settle) left")
+                said = time.monotonic() + 30
+            self.sleep(min(self.poll, max(left, 0.05)))
+        verdict = evidence.verify(steps, applied_at, thresholds)
+        return shadow_verdict(verdict, evidence.telemetry, steps, at + t.settle, end) if shadow else verdict
+
+
+def _status(cluster: Cluster, keys: list[tuple[Any, ...]]) -> tuple[list[str], list[str], bool]:
+    """(objects not reconciled yet, validation errors, whether any object reports a status at all)."""
+    pending, errors, reported = [], [], False
+    for key in keys:
+        obj = cluster.read(key) or {}
+        status = obj.get("status") or {}
+        for m in status.get("validationMessages") or ():
+            if str(m.get("level", "")).upper() == "ERROR":
+                errors.append(f"{named(key)}: {m.get('documentationUrl') or m.get('type', {}).get('code', '')} "
+                              f"{m.get('message', '')}".strip())
+        conditions = {c.get("type"): c for c in status.get("conditions") or ()}
+        if "Reconciled" in conditions:
+            reported = True
+            if conditions["Reconciled"].get("status") != "True":
+                pending.append(named(key))
+    return pending, errors, reported
+
+
+def shadow_verdict(verdict: Verification, tel: Any, steps: list[tuple[str, str]], start: float,
+                   end: float) -> Verification:
+    """The verification of a shadow stage: a request its dry-run policies would have denied is a regression, as
+    it would be once enforced."""
+    scopes = sorted({scope for _f, scope in steps if scope != "mesh"})
+    match = {"__name__": SHADOW_DENIED, **({"namespace": "|".join(scopes)} if scopes else {})}
+    denied = sum(v for _labels, v in tel.increase("", ("namespace",), start, end, match))
+    line = (f"  shadow: {denied:.0f} request(s) the dry-run policies would have denied "
+            f"(istio.io/dry-run; {SHADOW_DENIED})")
+    if denied >= 1:
+        problem = f"{denied:.0f} request(s) would have been denied once enforced"
+        return replace(verdict, status="regressed", lines=(*verdict.lines, line, f"  ✗ {problem}"),
+                       problems=(*verdict.problems, problem))
+    return replace(verdict, lines=(*verdict.lines, line))

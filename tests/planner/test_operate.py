@@ -1,0 +1,165 @@
+"""Operating a plan on a cluster (`meshstep plan run --apply`, `plan advance --apply`) against tests/kube.py's
+WritableEmulator serving the demo cluster over real HTTP: each stage's objects dry-run then server-side applied as
+field manager meshstep, never forced; refusals coded with nothing half-applied; the audit chain verifies."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import closing
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from benchmarks.kubeapi import write_kubeconfig
+from cluster import kubeapi
+from cluster.apply import normalised
+from cluster.files import read_paths
+from cluster.sources import DEMO_DIR
+from state import audit
+from state.models import StageStatus
+from state.store import Store
+from tests.kube import Cluster, serve
+from tests.rehearsal import runner
+
+CONTEXT = "prod"
+SOURCE = f"context:{CONTEXT}"
+
+
+@cache
+def _demo() -> tuple[dict, ...]:
+    return tuple(read_paths(sorted(DEMO_DIR.glob("*.yaml"))))
+
+
+def demo_objects() -> list[dict]:
+    return copy.deepcopy(list(_demo()))
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A state database, no settle time (the emulator's objects report no status), and `point(url)` that makes
+    context `prod` the served cluster."""
+    monkeypatch.setattr(kubeapi, "BACKOFF_INITIAL", 0.01)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("MESHSTEP_SETTLE", "0")
+
+    def point(url: str) -> str:
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", {CONTEXT: url}, CONTEXT)))
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return point
+
+
+@pytest.fixture
+def demo(env) -> Iterator[tuple[Cluster, str]]:
+    with serve(demo_objects(), writes=True) as served:
+        yield served, env(served.url)
+
+
+def live_objects(served: Cluster) -> dict[tuple, dict]:
+    return {(k[0].plural, k[1], k[2]): normalised(o.raw) for k, o in served.emulator.objects.items() if not o.deleted}
+
+
+def patches(served: Cluster) -> list:
+    return [r for r in served.emulator if r.method in ("PATCH", "PUT", "DELETE")]
+
+
+def restart(served: Cluster, namespace: str) -> None:
+    """What the team's `kubectl rollout restart` (the stage's notes) does on a real cluster, played on the emulator,
+    which runs neither Kubernetes' controllers nor Istio's injector: the namespace's pods come back as the injector
+    makes them (cluster/injector.py, the rehearsal's model)."""
+    from kmock import resource
+
+    from cluster.injector import reinjected
+    from cluster.inventory import build_inventory
+    from cluster.sources import load_snapshot
+
+    for pod in reinjected(build_inventory(load_snapshot(SOURCE)), namespace):
+        served.emulator.objects[resource(group="", version="v1", plural="pods"), namespace,
+                                pod["metadata"]["name"]] = pod
+
+
+def test_routing_first_runs_to_done_with_a_dry_run_before_each_apply(demo, capsys) -> None:
+    served, db = demo
+    run = runner(capsys)
+    assert run("plan", "new", "--template", "routing-first", "--source", SOURCE, "--db", db)[0] == 0
+    rc, _out, err = run("plan", "run", "--apply", "--until", "2", "--source", SOURCE, "--db", db)
+    assert rc == 0 and "stage 2 (Inject sidecars into legacy): done" in err, err
+    for namespace in ("legacy", "payments", "shop"):  # as the gates' hints (MST0401) and the stages' notes say
+        restart(served, namespace)
+    rc, out, err2 = run("plan", "run", "--apply", "--source", SOURCE, "--db", db)
+    err += err2
+    assert rc == 0, err
+    assert "plan routing-first is complete: every stage is done" in out
+    writes = patches(served)
+    assert writes and all(w.method == "PATCH" for w in writes)
+    for w in writes:
+        assert w.params["fieldManager"] == "meshstep" and "force" not in w.params
+        assert w.headers["Content-Type"] == "application/apply-patch+yaml"
+    real = [(i, w) for i, w in enumerate(writes) if "dryRun" not in w.params]
+    for i, w in real:  # the same object was dry-run first, in this stage, before any real apply of it
+        assert any(d.url.path == w.url.path and d.params.get("dryRun") == "All" for d in writes[:i])
+    with closing(Store.open(db)) as store:
+        plan = store.list_plans(SOURCE)[0]
+        assert all(s.status == StageStatus.DONE for s in plan.stages)
+        assert audit.verify(store) is None
+    applied = [s for s in plan.stages if s.record.applied]
+    assert len(real) == sum(len(s.record.applied) for s in applied) >= 8
+    # The cluster holds every stage's objects, each naming its plan and stage.
+    vs = live_objects(served)[("virtualservices", "payments", "payments-api")]
+    assert vs["metadata"]["annotations"]["meshstep.io/plan"] == "routing-first"
+    assert "stage 6 (Route requests by version)" in err and "dry run: VirtualService payments/payments-api" in err
+
+
+def _routed(served: Cluster) -> bool:
+    """Whether the cluster holds the VirtualService that stage 6 (request routing in payments) creates."""
+    from kmock import resource
+
+    key = (resource(group="networking.istio.io", version="v1", plural="virtualservices"), "payments", "payments-api")
+    return key in served.emulator.objects and not served.emulator.objects[key].deleted
+
+
+BAKE = ("--verify", "window=6s", "--verify", "settle=1s", "--verify", "min_requests=20")
+
+
+def test_a_regression_in_the_bake_rolls_the_stage_back_by_itself(demo, capsys, tmp_path: Path) -> None:
+    from tests.live_traffic import Workload, live_prometheus
+
+    served, db = demo
+    run = runner(capsys)
+    assert run("plan", "new", "--template", "routing-first", "--source", SOURCE, "--db", db)[0] == 0
+    assert run("plan", "run", "--apply", "--until", "5", "--source", SOURCE, "--db", db)[0] == 0
+    before = live_objects(served)
+    # Half of payments-api's requests fail once its requests are routed by version (stage 6).
+    payments = Workload("payments", "payments-api", 40, failing=lambda: 0.5 if _routed(served) else 0.0)
+    with live_prometheus(tmp_path, [payments]) as url:
+        rc, _out, err = run("plan", "run", "--apply", "--source", SOURCE, "--db", db, "--prometheus", url, *BAKE)
+    assert rc == 1
+    assert "MST1006: the bake saw a regression: stage 6 (Route requests by version) rolled back by itself" in err
+    assert "success rate fell" in err
+    assert live_objects(served) == before  # the cluster as it was before the stage
+    with closing(Store.open(db)) as store:
+        stage = store.list_plans(SOURCE)[0].stages[5]
+        assert stage.status == StageStatus.ROLLED_BACK and stage.record.verification["status"] == "regressed"
+        assert audit.verify(store) is None
+        trail = [e.reason for e in store.audit_events() if e.target == f"stage:{stage.id}"]
+    assert any("server-side applied, field manager meshstep" in r for r in trail)
+    assert "rolled back by itself" in trail[-1]
+
+
+def test_a_healthy_bake_passes_and_a_quiet_one_stops_without_passing(demo, capsys, tmp_path: Path) -> None:
+    from tests.live_traffic import Workload, live_prometheus
+
+    served, db = demo
+    run = runner(capsys)
+    assert run("plan", "new", "--template", "routing-first", "--source", SOURCE, "--db", db)[0] == 0
+    assert run("plan", "run", "--apply", "--until", "5", "--source", SOURCE, "--db", db)[0] == 0
+    busy, quiet = Workload("payments", "payments-api", 40), Workload("shop", "reviews", 0.2)
+    with live_prometheus(tmp_path, [busy, quiet]) as url:
+        rc, _out, err = run("plan", "run", "--apply", "--until", "7", "--source", SOURCE, "--db", db,
+                            "--prometheus", url, *BAKE)
+    assert rc == 1 and "too little traffic to judge" in err, err
+    with closing(Store.open(db)) as store:
+        stages = store.list_plans(SOURCE)[0].stages
+    assert stages[5].status == StageStatus.DONE and stages[5].record.verification["status"] == "passed"
+    assert stages[6].status == StageStatus.APPLIED  # applied, not verified: insufficient traffic is no pass
+    assert _routed(served)
