@@ -93,8 +93,9 @@ def live_prometheus(tmp: Path, workloads: list[Workload], warm: float = 8.0) -> 
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = free_port()
     config = tmp / "prometheus.yml"
+    target = f"127.0.0.1:{server.server_port}"
     config.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1h\nscrape_configs:\n"
-                      f"  - job_name: sidecars\n    static_configs:\n      - targets: ['127.0.0.1:{server.server_port}']\n")
+                      f"  - job_name: sidecars\n    static_configs:\n      - targets: ['{target}']\n")
     log = (tmp / "prometheus.log").open("w")
     process = subprocess.Popen([binaries()[0], f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
