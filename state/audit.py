@@ -17,7 +17,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -153,7 +153,7 @@ def verify(store: ChainStore) -> Break | None:
         broken = check_chain(head, s.exec(select(AuditEvent).order_by(AuditEvent.seq)
                                           .execution_options(yield_per=1000)), key)
         if broken is None:
-            broken = check_checkpoint(store.identity, head, s)
+            broken = check_checkpoint(store.identity, head, s, key)
         if broken is None:
             broken = check_tables(s)
     return broken
@@ -209,6 +209,38 @@ def key_spans(store: ChainStore) -> list[tuple[int, int, int]]:
 
 # ---------------------------------------------------------------- checkpoints of the head, outside the database
 
+# Where checkpoints go: a file (the default, in the user's state directory), or `configmap:NAMESPACE/NAME`, a
+# ConfigMap written through the Kubernetes API with the pod's service account (deploy/: a Role lets that account get
+# and update that one ConfigMap; whoever can write the database cannot touch it).
+CONFIGMAP = "configmap:"
+
+
+def checkpoint_mac(secret: bytes, database: str, point: dict[str, Any]) -> str:
+    """The HMAC of a checkpoint under the audit key: one written by someone without the key does not verify."""
+    fields = {"database": database, "seq": point["seq"], "hash": point["hash"], "at": point["at"]}
+    return hmac.new(secret, b"meshstep audit checkpoint\0" + canonical(fields).encode(), hashlib.sha256).hexdigest()
+
+
+class Checkpoints(Protocol):
+    """Where the heads of the trails are kept, by database: `where` names it in messages."""
+
+    where: str
+
+    def update(self, change: Callable[[dict[str, Any]], None] = lambda points: None) -> dict[str, Any]:
+        """The checkpoints (by database), after `change` made to them and written back (if it changed them)."""
+
+
+def checkpoints() -> Checkpoints:
+    """$MESHSTEP_AUDIT_CHECKPOINTS: `configmap:NAMESPACE/NAME`, else a file (its path; by default
+    audit-checkpoints.json in the user's state directory)."""
+    value = os.environ.get(CHECKPOINTS_ENV, "")
+    if value.startswith(CONFIGMAP):
+        namespace, _, name = value.removeprefix(CONFIGMAP).partition("/")
+        if not namespace or not name:
+            raise MeshstepError(f"${CHECKPOINTS_ENV}: {value!r}: write configmap:NAMESPACE/NAME")
+        return ConfigMapCheckpoints(namespace, name)
+    return FileCheckpoints(checkpoint_path())
+
 
 def checkpoint_path() -> Path:
     """$MESHSTEP_AUDIT_CHECKPOINTS, else audit-checkpoints.json in the user's state directory."""
@@ -216,48 +248,109 @@ def checkpoint_path() -> Path:
                 platformdirs.user_state_path("meshstep", appauthor=False) / "audit-checkpoints.json")
 
 
-@contextlib.contextmanager
-def _checkpoints() -> Iterator[dict[str, Any]]:
-    """The checkpoints (by database), locked against this machine's other writers; changes are written back."""
-    path = checkpoint_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        f.seek(0)
-        text = f.read()
-        try:
-            points = json.loads(text) if text.strip() else {}
-        except json.JSONDecodeError as e:
-            raise MeshstepError(f"the audit checkpoints {path} are not JSON ({e}): restore the file, or move it "
-                                "away to start again") from e
-        before = json.dumps(points, sort_keys=True)
-        yield points
-        if json.dumps(points, sort_keys=True) != before:
+@dataclass(frozen=True)
+class FileCheckpoints:
+    """A JSON file, locked against this machine's other writers."""
+
+    path: Path
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def update(self, change: Callable[[dict[str, Any]], None] = lambda points: None) -> dict[str, Any]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
             f.seek(0)
-            f.truncate()
-            f.write(json.dumps(points, indent=1, sort_keys=True) + "\n")
+            text = f.read()
+            try:
+                points = json.loads(text) if text.strip() else {}
+            except json.JSONDecodeError as e:
+                raise MeshstepError(f"the audit checkpoints {self.path} are not JSON ({e}): restore the file, or "
+                                    "move it away to start again") from e
+            before = json.dumps(points, sort_keys=True)
+            change(points)
+            if json.dumps(points, sort_keys=True) != before:
+                f.seek(0)
+                f.truncate()
+                f.write(json.dumps(points, indent=1, sort_keys=True) + "\n")
+            return points
 
 
-def write_checkpoint(database: str, seq: int, hash_: str) -> None:
-    """Note that `database`'s trail reached event `seq` with hash `hash_` (never moving a checkpoint back)."""
-    with _checkpoints() as points:
+@dataclass(frozen=True)
+class ConfigMapCheckpoints:
+    """A ConfigMap, one data key per database (`db-` and a hash of its name), read and replaced through the
+    Kubernetes API; a replace carries the resourceVersion read, so two writers never overwrite each other (the API
+    server answers 409 Conflict to the second: https://kubernetes.io/docs/reference/using-api/api-concepts/
+    #resource-versions), and the second tries again on what the first wrote."""
+
+    namespace: str
+    name: str
+
+    @property
+    def where(self) -> str:
+        return f"ConfigMap {self.namespace}/{self.name}"
+
+    @staticmethod
+    def _key(database: str) -> str:
+        return "db-" + hashlib.sha256(database.encode()).hexdigest()[:32]
+
+    def update(self, change: Callable[[dict[str, Any]], None] = lambda points: None) -> dict[str, Any]:
+        from kubernetes.client import CoreV1Api
+        from kubernetes.client.exceptions import ApiException
+
+        from cluster.kubeapi import api_client
+
+        api = CoreV1Api(api_client(None)[0])
+        for _ in range(5):
+            try:
+                cm = api.read_namespaced_config_map(self.name, self.namespace)
+                data = cm.data or {}
+                points = {p["database"]: p for p in map(json.loads, data.values())}
+                before = json.dumps(points, sort_keys=True)
+                change(points)
+                if json.dumps(points, sort_keys=True) != before:
+                    cm.data = {self._key(db): canonical(p) for db, p in points.items()}
+                    api.replace_namespaced_config_map(self.name, self.namespace, cm)  # with its resourceVersion
+                return points
+            except ApiException as e:
+                if e.status != 409:
+                    raise MeshstepError(f"the audit checkpoints ({self.where}): HTTP {e.status} {e.reason}: the "
+                                        "deployment's Role must let its service account get and update it "
+                                        "(deploy/base)") from None
+        raise MeshstepError(f"the audit checkpoints ({self.where}) kept changing under this writer: try again")
+
+
+def write_checkpoint(database: str, seq: int, hash_: str, key: AuditKey) -> None:
+    """Note that `database`'s trail reached event `seq` with hash `hash_` (never moving a checkpoint back), signed
+    with the audit key."""
+    def forward(points: dict[str, Any]) -> None:
         if points.get(database, {}).get("seq", -1) < seq:
-            points[database] = {"seq": seq, "hash": hash_, "at": utcnow().isoformat(timespec="seconds")}
+            point = {"seq": seq, "hash": hash_, "at": utcnow().isoformat(timespec="seconds")}
+            points[database] = point | {"database": database, "mac": checkpoint_mac(key.secret, database, point)}
+
+    checkpoints().update(forward)
 
 
 def read_checkpoint(database: str) -> dict[str, Any] | None:
-    """The last head of `database`'s trail this machine saw written: {seq, hash, at}."""
-    with _checkpoints() as points:
-        return points.get(database)
+    """The last head of `database`'s trail written where checkpoints are kept: {seq, hash, at, mac}."""
+    return checkpoints().update().get(database)
 
 
-def check_checkpoint(database: str, head: AuditHead, session: Any) -> Break | None:
-    """Whether the trail still holds the last event this machine saw written: a rewound head or an emptied trail
-    hold together as a chain, but not against the checkpoint."""
+def check_checkpoint(database: str, head: AuditHead, session: Any, key: AuditKey) -> Break | None:
+    """Whether the trail still holds the last event the checkpoint saw written: a rewound head, an emptied trail or
+    one re-hashed whole hold together as a chain, but not against the checkpoint. A checkpoint that is not signed
+    with a generation of the audit key was not written by meshstep (one of a ConfigMap must be)."""
+    store = checkpoints()
     point = read_checkpoint(database)
     if point is None:
         return None
-    where = f"the checkpoint in {checkpoint_path()} (written {point['at']})"
+    where = f"the checkpoint in {store.where} (written {point['at']})"
+    mac = point.get("mac")
+    if (mac or isinstance(store, ConfigMapCheckpoints)) and not any(
+            hmac.compare_digest(checkpoint_mac(k, database, point), mac or "") for k in key.generations):
+        return Break(0, f"{where} is not signed with the audit key: it was written or altered outside meshstep")
     if head.seq < point["seq"]:
         return Break(head.seq + 1, f"the trail was cut back to {head.seq} events: {where} saw it reach event "
                                    f"{point['seq']}")

@@ -304,7 +304,7 @@ class Store:
             ch = _Change(s, head, actor, reason, utcnow(), key, identity_of(actor))
             yield ch
         if ch.head.seq != seq:  # committed: a checkpoint outside the database (see state.audit)
-            write_checkpoint(self.identity, ch.head.seq, ch.head.hash)
+            write_checkpoint(self.identity, ch.head.seq, ch.head.hash, key)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

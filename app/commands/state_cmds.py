@@ -132,8 +132,8 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
                                for a, b, g in audit.key_spans(store))
             echo(f"audit chain verified: {events} events, hash keys {key.fingerprint} ({key.origin}), "
                        f"signed: {signed or 'nothing yet'}; flags, plans and stages agree with it; "
-                       + (f"checkpoint at event {point['seq']} ({audit.checkpoint_path()})" if point else
-                          "no checkpoint of this database on this machine"),
+                       + (f"checkpoint at event {point['seq']} ({audit.checkpoints().where})" if point else
+                          f"no checkpoint of this database in {audit.checkpoints().where}"),
                        err=export is not None)  # an export owns stdout
         if export == Export.markdown:
             echo(reports.export_markdown(store, start, _observed(source, cluster)), nl=False)

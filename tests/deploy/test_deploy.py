@@ -188,3 +188,23 @@ def test_the_apply_overlay_grants_what_features_write_and_no_more() -> None:
     assert cluster_role.keys() - written.keys() == set(), sorted(cluster_role.keys() - written.keys())
     assert cluster_role[("", "namespaces")] == {"get", "patch"}
     assert not [k for k in cluster_role if k[1] in ("secrets", "*")]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_checkpoints_are_the_app_s_alone(overlay: str) -> None:
+    """The audit chain's checkpoints go to a ConfigMap the app's service account may get and update by name, and
+    nothing more (not create, not delete, no other ConfigMap); the container is pointed at it."""
+    cm = one(overlay, "ConfigMap", "meshstep-audit-checkpoints")
+    role = one(overlay, "Role", "meshstep-audit-checkpoints")
+    assert role["metadata"]["namespace"] == cm["metadata"]["namespace"] == "meshstep"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
+                              "resourceNames": ["meshstep-audit-checkpoints"], "verbs": ["get", "update"]}]
+    binding = one(overlay, "RoleBinding", "meshstep-audit-checkpoints")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "meshstep", "namespace": "meshstep"}]
+    [container] = one(overlay, "Deployment", "meshstep")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MESHSTEP_AUDIT_CHECKPOINTS"]["value"] == "configmap:$(POD_NAMESPACE)/meshstep-audit-checkpoints"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    names = [e["name"] for e in container["env"]]
+    assert names.index("POD_NAMESPACE") < names.index("MESHSTEP_AUDIT_CHECKPOINTS")  # $(VAR) needs it first
