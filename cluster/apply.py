@@ -173,7 +173,7 @@ class Cluster:
         object must still have (a precondition the server checks)."""
         key = identity(obj)
         config = normalised(obj) or {}
-        if version is not None:
+        if version:
             config["metadata"]["resourceVersion"] = version
         query = [("fieldManager", FIELD_MANAGER), ("fieldValidation", "Strict")]
         query = [("dryRun", "All"), *query] if dry_run else query
@@ -220,18 +220,21 @@ def apply_stage(cluster: Cluster, objects: Iterable[dict[str, Any]], versions: d
                 progress: Callable[[str], None] = lambda _line: None) -> Applied:
     """Every object dry-run first (nothing applied when one is refused), then applied in order; when object k is
     refused, objects 1..k-1 are put back as they were and the refusal says so. `versions`: the resourceVersion
-    each object had when the gate read it (by `named` key), sent as a precondition."""
+    each object had when the gate read it (by `named` key; "": absent then), sent as a precondition."""
     objects = list(objects)
     done = Applied()
     for obj in objects:
         key = identity(obj)
         live = cluster.read(key)
+        _created_since(key, live, versions, dry_run=True)
         answer = cluster.apply(obj, dry_run=True, version=versions.get(named(key)))
         done.before.append((key, live))
         done.diffs.append(diff(live, answer))
         progress(f"dry run: {named(key)} accepted")
     for (key, _live), obj in zip(done.before, objects):
         try:
+            if versions.get(named(key)) == "":
+                _created_since(key, cluster.read(key), versions, dry_run=False)
             done.after.append(cluster.apply(obj, dry_run=False, version=versions.get(named(key))))
         except ApplyRefused as refused:
             refused.rolled_back = roll_back(cluster, done.before[:len(done.after)], done.after)
@@ -239,6 +242,16 @@ def apply_stage(cluster: Cluster, objects: Iterable[dict[str, Any]], versions: d
             raise
         progress(f"applied: {named(key)} (field manager {FIELD_MANAGER})")
     return done
+
+
+def _created_since(key: tuple[str, str, str | None, str], live: dict[str, Any] | None, versions: dict[str, str],
+                   dry_run: bool) -> None:
+    """An object the gate saw absent that exists now was made by someone else since: applying would take it over."""
+    if live is not None and versions.get(named(key)) == "":
+        managers = sorted({e.get("manager", "?") for e in (live.get("metadata") or {}).get("managedFields") or ()})
+        raise ApplyRefused("MST1002", key, f"it was created since the gate read the cluster (field managers: "
+                           f"{', '.join(managers) or 'unknown'})", None, dry_run, "the stage goes back to its gate, "
+                           "which runs again on the cluster as it is now")
 
 
 def roll_back(cluster: Cluster, before: list[tuple[tuple[str, str, str | None, str], dict[str, Any] | None]],

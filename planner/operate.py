@@ -66,15 +66,16 @@ def sync_wave(obj: dict[str, Any], stage: Stage) -> dict[str, Any]:
 
 
 def gate_versions(objects: Iterable[dict[str, Any]], inventory: Any) -> dict[str, str]:
-    """The resourceVersion of each object the stage changes, as the gate's read of the cluster saw it: the apply
-    sends it as a precondition, so that a change made since re-runs the gate."""
+    """The resourceVersion of each object the stage changes, as the gate's read of the cluster saw it ("" for one it
+    creates, absent then): the apply sends it as a precondition, so that a change made since re-runs the gate.
+    Kinds the inventory keeps typed (Namespaces) have none: their apply has no precondition."""
     found = {}
     for obj in objects:
         _api, kind, ns, name = identity(obj)
+        if kind == "Namespace":
+            continue
         live = inventory.get(kind, ns, name)
-        version = (live.metadata.get("resourceVersion") if live is not None else None)
-        if version:
-            found[named(identity(obj))] = str(version)
+        found[named(identity(obj))] = str(live.metadata.get("resourceVersion") or "") if live is not None else ""
     return found
 
 

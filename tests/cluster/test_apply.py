@@ -153,3 +153,13 @@ def test_a_write_that_may_pass_is_retried(cluster) -> None:
         live = _objects(served)
     assert live["reviews"]["spec"]["http"][0]["route"][0]["destination"]["subset"] == "v3"
     assert named(("v1", "Namespace", None, "x")) == "Namespace x"
+
+
+def test_an_object_created_since_the_gate_is_not_taken_over(cluster) -> None:
+    with serve([NS, CRD, VS], writes=True) as served:
+        claim(served.emulator, "flagger")
+        with pytest.raises(ApplyRefused) as e:
+            apply_stage(cluster(served.url), [_vs("reviews", "v1")], {"VirtualService shop/reviews": ""})
+        writes = _writes(served)
+    assert e.value.code == "MST1002" and e.value.dry_run and not writes
+    assert "it was created since the gate read the cluster (field managers: flagger)" in str(e.value)

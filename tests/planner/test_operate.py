@@ -163,3 +163,86 @@ def test_a_healthy_bake_passes_and_a_quiet_one_stops_without_passing(demo, capsy
     assert stages[5].status == StageStatus.DONE and stages[5].record.verification["status"] == "passed"
     assert stages[6].status == StageStatus.APPLIED  # applied, not verified: insufficient traffic is no pass
     assert _routed(served)
+
+
+def _custom_plan(run, db: str) -> None:
+    """A plan of one stage: timeouts and retries in shop, which changes shop's existing VirtualServices."""
+    assert run("plan", "new", "--template", "custom", "--source", SOURCE, "--db", db)[0] == 0
+    rc, _out, err = run("plan", "add", "timeouts-retries", "--scope", "shop", "--source", SOURCE, "--db", db)
+    assert rc == 0, err
+
+
+def _stage(db: str):
+    with closing(Store.open(db)) as store:
+        plan = store.list_plans(SOURCE)[0]
+        assert audit.verify(store) is None
+        return plan.stages[-1], [e.reason for e in store.audit_events() if e.target == f"stage:{plan.stages[-1].id}"]
+
+
+@pytest.mark.parametrize("refusal", ["conflict", "rbac", "webhook"])
+def test_a_refused_stage_says_why_with_its_code_and_applies_nothing(demo, capsys, refusal: str) -> None:
+    from tests.kube import claim
+
+    served, db = demo
+    run = runner(capsys)
+    _custom_plan(run, db)
+    if refusal == "conflict":
+        claim(served.emulator, "argocd-controller")
+    elif refusal == "rbac":
+        served.emulator.forbidden_writes.add(("patch", "virtualservices"))
+    else:
+        served.emulator.denials["reviews"] = ("configuration is invalid: retries.perTryTimeout must be less than "
+                                              "the route timeout")
+    before = live_objects(served)
+    rc, _out, err = run("plan", "run", "--apply", "--source", SOURCE, "--db", db)
+    assert rc == 1
+    said = {"conflict": ('MST1001', 'conflict with "argocd-controller" using networking.istio.io/v1: .spec.http',
+                         "argocd-controller owns .spec.http"),
+            "rbac": ("MST1003", 'User "system:serviceaccount:ops:meshstep" cannot patch resource "virtualservices" in '
+                                'API group "networking.istio.io" in the namespace "shop"', "give meshstep's identity"),
+            "webhook": ("MST1004", 'admission webhook "validation.istio.io" denied the request: configuration is '
+                                   'invalid: retries.perTryTimeout', "the webhook's message")}[refusal]
+    assert all(s in err for s in said), err
+    assert "nothing was applied" in err
+    assert live_objects(served) == before
+    assert not [w for w in patches(served) if "dryRun" not in w.params]
+    stage, trail = _stage(db)
+    assert stage.status == StageStatus.BLOCKED and trail[-1].startswith(f"apply refused: {said[0]}")
+
+
+def test_an_object_changed_during_the_apply_puts_back_the_others_and_the_gate_runs_again(demo, capsys) -> None:
+    """kubectl edits the last VirtualService (reviews) between its dry run and its apply: the three the stage
+    created before it are deleted, the stage goes back to its gate; run again, the gate passes on the cluster as it
+    is now and the stage is applied."""
+    served, db = demo
+    run = runner(capsys)
+    _custom_plan(run, db)
+    emulator = served.emulator
+    before = live_objects(served)
+    writes: list[str] = []
+
+    def kubectl_edits(target, dry_run: bool) -> None:
+        writes.append(target.name) if not dry_run else None
+        if target.name == "reviews" and not dry_run and emulator.before_write is not None:
+            emulator.before_write = None
+            emulator.write("PATCH", target, b'{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", '
+                           b'"metadata": {"name": "%s", "namespace": "shop", "labels": {"edited": "by-hand"}}}'
+                           % target.name.encode(), {"fieldManager": "kubectl-edit"}, "application/apply-patch+yaml")
+    emulator.before_write = kubectl_edits
+    rc, out, err = run("plan", "advance", "--source", SOURCE, "--db", db)
+    assert rc == 0 and ": ready" in out, err  # its gate passed
+    rc, _out, err = run("plan", "advance", "--apply", "--source", SOURCE, "--db", db)
+    assert rc == 1 and "MST1002: applying VirtualService shop/reviews was refused" in err, err
+    assert "the object has been modified" in err
+    assert "put back as before the stage: " in err
+    edited = writes[-1]
+    assert writes == ["frontend-mesh", "orders", "ratings", "reviews"]
+    after = live_objects(served)
+    assert {k: v for k, v in after.items() if k[2] != edited} == {k: v for k, v in before.items() if k[2] != edited}
+    assert after[("virtualservices", "shop", edited)]["metadata"]["labels"]["edited"] == "by-hand"
+    stage, trail = _stage(db)
+    assert stage.status == StageStatus.PLANNED and trail[-1].startswith("apply refused: MST1002")
+    rc, _out, err = run("plan", "run", "--apply", "--source", SOURCE, "--db", db)
+    assert rc == 0, err
+    assert live_objects(served)[("virtualservices", "shop", edited)]["metadata"]["labels"]["edited"] == "by-hand"
+    assert _stage(db)[0].status == StageStatus.DONE
