@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 import sys
 
@@ -14,6 +15,18 @@ from cluster.errors import MeshstepError
 def _register_commands() -> None:
     for mod in pkgutil.iter_modules(commands.__path__):
         importlib.import_module(f"{commands.__name__}.{mod.name}")
+    _whole_sentences(commands.cli)
+
+
+def _whole_sentences(app: typer.Typer) -> None:
+    """A list of commands shows each one's first paragraph of help, and Typer keeps the line breaks of the docstring
+    there: at 80 columns a sentence broke where the source line ended. Each command's short help is that paragraph
+    as one line, for the list to wrap at its own width."""
+    for info in app.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback) or ""
+        info.short_help = info.short_help or " ".join(doc.split("\n\n")[0].split())
+    for group in app.registered_groups:
+        _whole_sentences(group.typer_instance)
 
 
 # meshstep's own top-level packages (pyproject's packages.find)

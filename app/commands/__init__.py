@@ -7,7 +7,10 @@ import enum
 import getpass
 import json
 import logging
+import os
+import re
 import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -148,6 +151,36 @@ def echo(text: Any = "", err: bool = False, nl: bool = True) -> None:
     escape sequence in an annotation must not rewrite what the terminal shows (app/safe.py). Values the YAML holds
     are already escaped by YAML's own quoting (a safe_dump is ASCII), so that it parses to them exactly."""
     typer.echo(safe.terminal(str(text)), err=err, nl=nl)
+
+
+def terminal_width() -> int | None:
+    """The columns of the terminal stdout writes to; None when stdout is no terminal (a pipe, a file): there lines
+    stay whole, for grep and diff."""
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else None
+    except (OSError, ValueError, AttributeError):  # a captured stdout has no file descriptor
+        return None
+
+
+# A line that is a command to copy (or its comment's continuation would not be one): never wrapped.
+_COMMAND = re.compile(r"^\s*(?:kubectl|istioctl|helm|curl|meshstep)\s")
+
+
+def fit(text: str, width: int | None) -> str:
+    """Prose lines wrapped to `width` at spaces, each continuation under the line's text (a comment's after its
+    `# `); commands and words longer than a line kept whole; `width` None: `text` as it is."""
+    if not width:
+        return text
+    out = []
+    for line in text.split("\n"):
+        if len(line) <= width or _COMMAND.match(line):
+            out.append(line)
+            continue
+        lead = re.match(r"\s*(?:# )?", line).group()
+        hang = lead if lead.endswith("# ") else lead + "  "
+        out += textwrap.wrap(line, width, initial_indent="", subsequent_indent=hang, break_long_words=False,
+                             break_on_hyphens=False, drop_whitespace=True) if line.strip() else [line]
+    return "\n".join(out)
 
 
 def emit_json(data: Any) -> None:

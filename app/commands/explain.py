@@ -16,9 +16,11 @@ from app.commands import (
     echo,
     emit_json,
     emit_table,
+    fit,
     load_evidence,
     load_inventory,
     not_visible_warning,
+    terminal_width,
 )
 
 
@@ -61,10 +63,11 @@ def explain(
         emit_table([{"component": s.component.id, "plane": s.component.plane, "kind": i.kind,
                      "namespace": i.namespace, "name": i.name}
                     for s in report.summaries for i in s.instances])
-        echo("\n" + "\n".join(f"{s.component.id}: {s.component.role}" for s in report.summaries))
+        echo("\n" + fit("\n".join(f"{s.component.id}: {s.component.role}" for s in report.summaries),
+                         terminal_width()))
         echo("\n`meshstep explain NAME` explains one of them in depth.")
     else:
-        echo(explain_render.to_text(report, safe.message), nl=False)
+        echo(fit(explain_render.to_text(report, safe.message), terminal_width()), nl=False)
     if format == ExplainFormat.table:
         _show_traffic(edges, missing)
     not_visible_warning(inv)
@@ -91,10 +94,10 @@ def _show_traffic(edges, note) -> None:
 
     if edges is None and not note:
         return
-    echo(f"\nOBSERVED TRAFFIC ({safe.message(note)})" if edges is not None
-         else f"\nobserved traffic: {safe.message(note)}")
+    echo(fit(f"\nOBSERVED TRAFFIC ({safe.message(note)})" if edges is not None
+             else f"\nobserved traffic: {safe.message(note)}", terminal_width()))
     if edges is not None:
         emit_table([edge_row(e) for e in edges])
         if any(not e.source.known for e in edges):
-            echo("unknown sources: callers without a sidecar; only the destination's sidecar reports them, "
-                       "in plaintext and with no source metadata")
+            echo(fit("unknown sources: callers without a sidecar; only the destination's sidecar reports them, "
+                     "in plaintext and with no source metadata", terminal_width()))
