@@ -28,11 +28,17 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`meshstep ui` on the demo with a fresh database."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """`meshstep ui` on the demo with a fresh database: its URL and the database's."""
     tmp = tmp_path_factory.mktemp("ui")
-    with app_server(tmp, "demo", f"sqlite:///{tmp / 'state.db'}") as url:
-        yield url
+    db = f"sqlite:///{tmp / 'state.db'}"
+    with app_server(tmp, "demo", db) as url:
+        yield url, db
+
+
+@pytest.fixture(scope="module")
+def server(served: tuple[str, str]) -> str:
+    return served[0]
 
 
 @pytest.fixture(scope="module")
@@ -329,3 +335,42 @@ def test_the_components_graph_zooms_pans_and_filters(server: str, page) -> None:
     assert 0 < graph.locator("path[marker-end]").count() < edges
     assert {e.split()[0] for e in graph.locator("g.edge").evaluate_all("gs => gs.map(g => g.dataset.ends)")} <= {
         "istiod", "kube-apiserver"}
+
+
+def test_enter_in_the_override_reason_does_not_override(served, browser_context) -> None:
+    """A plan for legacy alone, rehearsed until STRICT mesh-wide is refused (shop/catalog has no sidecar): on its
+    page, Enter in the override's reason does nothing, even ticked; the button goes past the gate, with the reason
+    typed before the click."""
+    from playwright.sync_api import expect
+
+    from cluster.inventory import build_inventory
+    from cluster.sources import load_snapshot
+    from planner import moves, stages
+    from state.store import Store
+
+    url, db = served
+    store = Store.open(db)
+    try:
+        inv = build_inventory(load_snapshot("demo"))
+        plan = stages.create(store, "demo", inv, "routing-first", ["legacy"], "legacy-only", "alice")
+        assert moves.rehearse(store, plan, inv, "alice").refusal is not None
+        blocked = next(s for s in store.get_plan(plan.id).stages if s.status == "blocked")
+        pg = browser_context.new_page()  # a session of its own: the plan shown is the cluster's newest active one
+        pg.goto(f"{url}/plan?as=alice")
+        settled(pg)
+        expect(pg.get_by_role("heading", name=f"Stage {blocked.order}: {blocked.title}")).to_be_visible()
+        pg.get_by_text("Go past the failing gate anyway (admin)").click()
+        pg.get_by_text("I override the failing gate: the stage goes on although it holds it").click()
+        reason = pg.get_by_role("textbox", name="Override reason")
+        reason.fill("catalog restarts tonight")
+        reason.press("Enter")  # ticked and given a reason: only the button may override
+        settled(pg)
+        assert store.get_plan(plan.id).stages[blocked.order - 1].status == "blocked"  # Enter did nothing
+        pg.get_by_role("button", name="Override and go on").click()
+        settled(pg)
+        expect(pg.get_by_text(f"Stage {blocked.order} is now ready (rehearsal).")).to_be_visible()
+        stage = store.get_plan(plan.id).stages[blocked.order - 1]
+        assert (stage.status, stage.override_reason) == ("ready", "catalog restarts tonight")
+        pg.close()
+    finally:
+        store.close()
