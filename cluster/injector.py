@@ -10,7 +10,7 @@ from typing import Any
 from cluster.components import PROXY_CONTAINER
 from cluster.inventory import Inventory
 from cluster.model import Pod
-from cluster.queries import injector_takes, proxy_container
+from cluster.queries import injector_takes, per_inventory, proxy_container
 from cluster.revisions import manifest, raw_container, resolve, revision
 
 _NATIVE = "sidecar.istio.io/nativeSidecar"  # the pod's own word on the shape, over istiod's
@@ -25,6 +25,12 @@ def injector_shape(inv: Inventory, pod: Pod, rev: str | None) -> str:
     asked = pod.annotations.get(_NATIVE)
     if asked in ("true", "false"):
         return "native" if asked == "true" else "classic"
+    return per_inventory(inv, f"injector-shape {rev}", lambda i: _revision_shape(i, rev))
+
+
+def _revision_shape(inv: Inventory, rev: str | None) -> str:
+    """The shape revision `rev` injects into a pod that does not choose: injector_shape past the pod's own word
+    (the same for every such pod: found once per inventory and revision)."""
     for d in inv.of_kind("Deployment"):
         if d.labels.get("app") == "istiod" and resolve(inv, d.labels.get("istio.io/rev")) == rev:
             env = {e.get("name"): e.get("value") for c in (d.raw.get("spec") or {}).get("template", {}).get(
@@ -82,7 +88,10 @@ def reinjected(inv: Inventory, namespace: str) -> list[dict[str, Any]]:
         for key in ("initContainers", "containers"):
             spec[key] = [c for c in spec[key] if c["name"] not in _INJECTED]
         if wanted:
-            inits, containers = _sidecar_containers(inv, rev, injector_shape(inv, pod, rev))
+            shape = injector_shape(inv, pod, rev)
+            # the same for every pod of the revision and shape: found once per inventory (a wave restarts thousands)
+            inits, containers = per_inventory(inv, f"sidecar-containers {rev} {shape}",
+                                              lambda i, s=shape: _sidecar_containers(i, rev, s))
             spec["initContainers"] = inits + spec["initContainers"]
             spec["containers"] += containers
             raw["metadata"]["labels"]["security.istio.io/tlsMode"] = "istio"

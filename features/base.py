@@ -238,10 +238,12 @@ class Feature:
         render. What `flags set` records is what `render` would accept."""
         return self.candidate(params, scope, inv)[0]
 
-    def render(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
-        """Validated objects that turn the feature on; refused with the reason when analysis would flag them."""
+    def render(self, params: dict[str, Any], scope: str, inv: Inventory, check: bool = True) -> Rendered:
+        """Validated objects that turn the feature on; refused with the reason when analysis would flag them
+        (unless not `check`: the caller analyses several renderings together, with refuse_together)."""
         p, objects = self.candidate(params, scope, inv)
-        refuse_errors(self.id, objects, inv)
+        if check:
+            refuse_errors(self.id, objects, inv)
         return Rendered(self.id, scope, _shown(p), written(objects, inv), notes=tuple(self.notes(p, scope, inv, False)))
 
     def rollback(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
@@ -563,6 +565,17 @@ def flagged(objects: list[dict[str, Any]], inv: Inventory) -> list[Message]:
 def refuse_errors(feature: str, objects: list[dict[str, Any]], inv: Inventory) -> None:
     """Refuse a rendering that the analysis flags with an error blaming one of its objects."""
     for m in flagged(objects, inv)[:1]:
+        raise MeshstepError(f"{feature}: the rendered {m.ref} would be flagged by analysis: {line(m)}")
+
+
+def refuse_together(rendered: list[Rendered], inv: Inventory) -> None:
+    """refuse_errors for renderings applied together (a stage's steps, one per namespace of a wave): analysed once,
+    on the cluster with all of them applied, instead of once per rendering; the error names the feature whose
+    object it blames."""
+    objects = [o for r in rendered for o in r.objects]
+    for m in flagged(objects, inv)[:1]:
+        key = (m.ref.kind, m.ref.namespace, m.ref.name)
+        feature = next(r.feature for r in reversed(rendered) if any(object_key(o) == key for o in r.objects))
         raise MeshstepError(f"{feature}: the rendered {m.ref} would be flagged by analysis: {line(m)}")
 
 

@@ -44,9 +44,9 @@ class SingleRevision(Feature):
         self._old(p, inv)
         return []  # nothing to apply: the revision's objects are deleted (render)
 
-    def render(self, params, scope, inv) -> Rendered:
+    def render(self, params, scope, inv, check=True) -> Rendered:
         p = validate_params(self, params)
-        rendered = super().render(params, scope, inv)
+        rendered = super().render(params, scope, inv, check)
         istiods = [c for c in inv.components_by_id.get("istiod", ()) if c.kind == "Pod"
                    and revisions.resolve(inv, (inv.pod(c.namespace, c.name).labels.get("istio.io/rev")
                                                if inv.pod(c.namespace, c.name) else None)) == self._old(p, inv)]

@@ -3,12 +3,14 @@ rendered and gated on it (so that `plan export` files applied in order give that
 the cluster itself."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import planner.plan
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
+from cluster.queries import per_inventory
 from features.base import registry, validate_params
 from planner import lifecycle
 from planner.stages import found_on, stage_spec
@@ -72,11 +74,29 @@ class Overlay:
 
 def walk(plan: Plan, inventory: Inventory, rehearsal: bool | None = None) -> Iterator[tuple[Stage, Overlay]]:
     """Each stage with the overlay it starts from: the source plus the YAML of every earlier stage (for a rehearsal,
-    by default as the plan's mode says, with their restarts too)."""
-    overlay = Overlay(inventory, plan.mode == PlanMode.REHEARSAL if rehearsal is None else rehearsal)
+    by default as the plan's mode says, with their restarts too).
+
+    Built incrementally: the cluster as each run of stages leaves it is kept with the source's inventory (for as
+    long as it lives), keyed by what those stages apply, so that the next walk over the same stages (the next move
+    of a rehearsal, the next page of the app) starts from it and applies only the stages after it."""
+    rehearsal = plan.mode == PlanMode.REHEARSAL if rehearsal is None else rehearsal
+    known: dict[tuple[Any, ...], Inventory] = per_inventory(inventory, "overlay-walks", lambda _: {})
+    overlay = Overlay(inventory, rehearsal)
+    walked: tuple[Any, ...] = (plan.id, rehearsal)
     for stage in plan.stages:
         yield stage, overlay
-        overlay.add(stage)
+        walked += (_effect(stage),)
+        if walked not in known:
+            overlay.add(stage)
+            known[walked] = overlay.inventory
+        overlay = Overlay(known[walked], rehearsal)
+
+
+def _effect(stage: Stage) -> tuple[Any, ...]:
+    """What decides how a stage changes the overlay it is added to (the overlay before it aside)."""
+    record = stage.record
+    return (stage.id, stage.status == StageStatus.ROLLED_BACK, found_on(stage), record.apply_yaml,
+            json.dumps(stage.features, sort_keys=True))
 
 
 def overlay_at(plan: Plan, inventory: Inventory, stage: Stage, including: bool = False,

@@ -13,28 +13,28 @@ import yaml
 
 from analysis.base import (
     LEVELS,
-    Context,
     Message,
     Unseen,
-    analyze_checks,
     catalog_message,
-    run,
     unseen_kind,
     unseen_message,
 )
 from analysis.catalog import Filled, fill
 from cluster.errors import MeshstepError
+from cluster.files import YAML_LOADER
 from cluster.inventory import Inventory
 from cluster.live import CRD_KIND
 from cluster.model import Ref
 from cluster.queries import SYSTEM_NAMESPACES
 from features.base import (
     Rendered,
+    analysis_errors,
     apply,
     deletions_of,
     flagged,
     in_effect_steps,
     object_key,
+    refuse_together,
     registry,
     unmet,
     validate_params,
@@ -421,8 +421,9 @@ class StageConfig:
 
 
 def objects_of(text: str) -> list[dict[str, Any]]:
-    """The objects of a multi-document YAML text (comment-only documents hold none)."""
-    return [d for d in yaml.safe_load_all(text) if d]
+    """The objects of a multi-document YAML text (comment-only documents hold none), read by the C loader (a wave's
+    YAML is megabytes)."""
+    return [d for d in yaml.load_all(text, Loader=YAML_LOADER) if d]
 
 
 def deletion_manifest(refs: Iterable[Ref], objects: Iterable[dict[str, Any]], inventory: Inventory) -> str:
@@ -453,7 +454,8 @@ def config(stage: StageSpec, inventory: Inventory) -> StageConfig:
     stages leave it). A step already on there is skipped: recognised, not rendered again. Each step is rendered on
     the cluster as the steps before it leave it, so that steps sharing an object (metrics, tracing and access logs
     in one Telemetry) extend it instead of overwriting each other; an object is written once, as the last step
-    leaves it."""
+    leaves it. Analysis judges the steps' objects together, once, on the cluster with all of them applied (as the
+    stage applies them): once per step was a minute for a wave of 59 namespaces on 10,000 pods."""
     feats = registry()
     applied: list[Rendered] = []
     rolled: list[Rendered] = []
@@ -462,11 +464,12 @@ def config(stage: StageSpec, inventory: Inventory) -> StageConfig:
     pending = pending_steps(stage, inventory)
     for step in pending:
         f = feats[step.feature]
-        r = f.render(step.params, step.scope, now)
+        r = f.render(step.params, step.scope, now, check=False)
         applied.append(r)
         notes.extend(r.notes)
         now = apply(r, now)
         rolled.append(f.rollback(step.params, step.scope, inventory))
+    refuse_together(applied, inventory)
     skipped = tuple(s for s in stage.steps if s not in pending)
     return StageConfig(_once(applied, last=True), _once(rolled, last=False), tuple(notes), skipped)
 
@@ -486,9 +489,9 @@ def _once(rendered: list[Rendered], last: bool) -> str:
 
 
 def error_keys(inventory: Inventory) -> set[str]:
-    """Identities of the analysis errors in an inventory, to tell new errors from old ones."""
-    msgs = run(analyze_checks(), Context(inventory))
-    return {f"{m.code} {m.ref}" for m in msgs if m.level == "error"}
+    """Identities of the analysis errors in an inventory, to tell new errors from old ones (found once per
+    inventory: the gate's baseline and the exit check of a rehearsal read the same overlays again)."""
+    return {f"{m.code} {m.ref}" for m in analysis_errors(inventory)}
 
 
 @dataclass(frozen=True)
