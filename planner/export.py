@@ -54,9 +54,16 @@ def stage_files(plan: Plan, inventory: Inventory) -> Export:
     return Export(files, skipped)
 
 
-def archive(export: Export, folder: str) -> bytes:
-    """The export as a zip of `folder`/<file> (the files in apply order) and, when stages have no file, a
-    `folder`/SKIPPED.txt saying which and why."""
+def folder_name(plan_name: str) -> str:
+    """A plan's name as a file or folder name: letters, digits, dots, dashes and underscores only (a name is what
+    a user typed: `../x` must not lead out of where the zip is unpacked)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", plan_name).strip(".-") or "plan"
+
+
+def archive(export: Export, plan_name: str) -> bytes:
+    """The export as a zip of <plan>/<file> (the files in apply order) and, when stages have no file, a
+    <plan>/SKIPPED.txt saying which and why; <plan> is the plan's name as folder_name makes it safe."""
+    folder = folder_name(plan_name)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name, text in export.files.items():

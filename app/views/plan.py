@@ -123,7 +123,7 @@ def name_conflict(store, cluster: str, inv, wanted: dict) -> None:
             actor := ui.require_actor(access.OPERATOR, "create a plan")):
         _create(store, cluster, inv, {**wanted, "name": other}, actor)
     with drop:
-        if delete_form(store, taken, "delete_taken", f"Delete {taken.name} and create the new plan"):
+        if delete_form(store, taken, "delete_taken", f"Delete {safe.md(taken.name)} and create the new plan"):
             _create(store, cluster, inv, wanted, ui.actor() or "")
     if st.button("Cancel", type="tertiary"):
         st.session_state.pop(_CONFLICT)
@@ -177,7 +177,8 @@ def history(store, cluster: str, plan) -> None:
 def export_button(plan, inv) -> None:
     """The plan's stages as files for a GitOps repository (`plan export`), zipped on the click."""
     st.download_button("Export the plan's YAML (zip)",
-                       lambda: export.archive(export.stage_files(plan, inv), plan.name), f"{plan.name}.zip",
+                       lambda: export.archive(export.stage_files(plan, inv), plan.name),
+                       f"{export.folder_name(plan.name)}.zip",
                        mime="application/zip", icon=":material/download:", on_click="ignore",
                        help="Every stage's YAML and its rollback as numbered files in apply order, as for a GitOps "
                             "repository: applied in order, they give the cluster the plan ends with.")
