@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import zipfile
 from dataclasses import dataclass
 
+import yaml
+
 import planner.plan
 from cluster.inventory import Inventory
 from features.base import beyond_deletions, deletions_of
+from planner.operate import stamped, sync_wave
 from planner.overlay import walk
 from planner.stages import found_on
-from state.models import Plan
+from state.models import Plan, Stage
 
 
 @dataclass(frozen=True)
@@ -20,11 +24,29 @@ class Export:
     skipped: list[str]  # stages with nothing to write, and why
 
 
+def waved(text: str, plan: Plan, stage: Stage) -> str:
+    """A stage's YAML as GitOps applies it: each object annotated with its plan and stage, as `--apply` annotates
+    them, and with the Argo CD sync wave of its stage's order, so that one sync applies the stages in plan order;
+    each document's leading comments kept."""
+    docs = []
+    for doc in text.split("\n---\n"):
+        obj = yaml.safe_load(doc)
+        if not isinstance(obj, dict):
+            docs.append(doc)
+            continue
+        lines = doc.splitlines()
+        head = list(itertools.takewhile(lambda line: line.startswith("#") or not line.strip(), lines))
+        body = yaml.safe_dump(sync_wave(stamped(obj, plan, stage), stage), sort_keys=False)
+        docs.append("\n".join([*head, body.rstrip("\n")]))
+    return "\n---\n".join(docs) + ("\n" if text.endswith("\n") else "")
+
+
 def stage_files(plan: Plan, inventory: Inventory) -> Export:
     """Every stage's YAML and its rollback as numbered files (`05-enter-through-the-ingress-gateway.yaml`, …) for
     GitOps. Each stage is rendered on the overlay of the stages before it, so that the files applied in order give
     the cluster the plan ends with; stages past their gate keep the YAML taken then. What a stage (or its rollback)
-    deletes is a `.delete.yaml` of its own, for `kubectl delete -f`. Stages found on when the plan
+    deletes is a `.delete.yaml` of its own, for `kubectl delete -f`. Objects carry their plan, stage and Argo CD sync
+    wave (`waved`). Stages found on when the plan
     was made, and stages with nothing to apply, have no file: they are named in `skipped`."""
     files: dict[str, str] = {}
     skipped: list[str] = []
@@ -42,7 +64,7 @@ def stage_files(plan: Plan, inventory: Inventory) -> Export:
                               if cfg.skipped else "it only checks"))
             continue
         slug = re.sub(r"[^a-z0-9]+", "-", stage.title.lower()).strip("-")
-        for name, text in ((f"{stage.order:02d}-{slug}", cfg.apply_yaml),
+        for name, text in ((f"{stage.order:02d}-{slug}", waved(cfg.apply_yaml, plan, stage)),
                            (f"{stage.order:02d}-{slug}.rollback", cfg.rollback_yaml)):
             deleted = deletions_of(text)
             # A file of nothing but deletions (a rollback of what the stage created) is not written: comments

@@ -32,6 +32,7 @@ ISTIO_DRY_RUN = "istio.io/dry-run"
 SHADOW_KINDS = ("AuthorizationPolicy",)
 # What a proxy counts for a dry-run policy: requests its ALLOW (or DENY) policies in dry run would have denied.
 SHADOW_DENIED = r"envoy_http_.*_rbac_istio_dry_run_(allow|deny)_shadow_denied"
+_READ_IN_PART = ("Namespace", "ConfigMap", "Secret")
 
 
 class BakeRegressed(MeshstepError):
@@ -68,14 +69,18 @@ def sync_wave(obj: dict[str, Any], stage: Stage) -> dict[str, Any]:
 def gate_versions(objects: Iterable[dict[str, Any]], inventory: Any) -> dict[str, str]:
     """The resourceVersion of each object the stage changes, as the gate's read of the cluster saw it ("" for one it
     creates, absent then): the apply sends it as a precondition, so that a change made since re-runs the gate.
-    Kinds the inventory keeps typed (Namespaces) have none: their apply has no precondition."""
+    Kinds the inventory keeps typed (Namespaces) have none, and absence says nothing of a kind the read could not
+    show or shows only in part (ConfigMaps are read by label): their apply has no precondition."""
     found = {}
+    unreadable = inventory.visibility.unreadable()
     for obj in objects:
         _api, kind, ns, name = identity(obj)
-        if kind == "Namespace":
-            continue
-        live = inventory.get(kind, ns, name)
-        found[named(identity(obj))] = str(live.metadata.get("resourceVersion") or "") if live is not None else ""
+        live = None if kind == "Namespace" else inventory.get(kind, ns, name)
+        if live is not None:
+            if live.metadata.get("resourceVersion"):
+                found[named(identity(obj))] = str(live.metadata["resourceVersion"])
+        elif kind not in (*_READ_IN_PART, *unreadable):
+            found[named(identity(obj))] = ""
     return found
 
 

@@ -575,3 +575,15 @@ def claim(emulator: WritableEmulator, manager: str, operation: str = "Update") -
         raw = copy.deepcopy(obj.raw)
         emulator.objects[key] = emulator.stored(raw, {manager: (operation, set(leaves(raw)))},
                                                 raw.get("apiVersion", ""))
+
+
+def rollout_restart(emulator: WritableEmulator, source: str, namespace: str) -> None:
+    """What the team's `kubectl rollout restart` (a stage's notes) does on a real cluster, played on the emulator,
+    which runs neither Kubernetes' controllers nor Istio's injector: the namespace's pods, read from `source` (the
+    emulator's context), come back as the injector makes them (cluster/injector.py, the rehearsal's model)."""
+    from cluster.injector import reinjected
+    from cluster.inventory import build_inventory
+    from cluster.sources import load_snapshot
+
+    for pod in reinjected(build_inventory(load_snapshot(source)), namespace):
+        emulator.objects[resource(group="", version="v1", plural="pods"), namespace, pod["metadata"]["name"]] = pod

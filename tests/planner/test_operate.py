@@ -19,7 +19,7 @@ from cluster.sources import DEMO_DIR
 from state import audit
 from state.models import StageStatus
 from state.store import Store
-from tests.kube import Cluster, serve
+from tests.kube import Cluster, rollout_restart, serve
 from tests.rehearsal import runner
 
 CONTEXT = "prod"
@@ -64,18 +64,7 @@ def patches(served: Cluster) -> list:
 
 
 def restart(served: Cluster, namespace: str) -> None:
-    """What the team's `kubectl rollout restart` (the stage's notes) does on a real cluster, played on the emulator,
-    which runs neither Kubernetes' controllers nor Istio's injector: the namespace's pods come back as the injector
-    makes them (cluster/injector.py, the rehearsal's model)."""
-    from kmock import resource
-
-    from cluster.injector import reinjected
-    from cluster.inventory import build_inventory
-    from cluster.sources import load_snapshot
-
-    for pod in reinjected(build_inventory(load_snapshot(SOURCE)), namespace):
-        served.emulator.objects[resource(group="", version="v1", plural="pods"), namespace,
-                                pod["metadata"]["name"]] = pod
+    rollout_restart(served.emulator, SOURCE, namespace)
 
 
 def test_routing_first_runs_to_done_with_a_dry_run_before_each_apply(demo, capsys) -> None:
@@ -246,3 +235,58 @@ def test_an_object_changed_during_the_apply_puts_back_the_others_and_the_gate_ru
     assert rc == 0, err
     assert live_objects(served)[("virtualservices", "shop", edited)]["metadata"]["labels"]["edited"] == "by-hand"
     assert _stage(db)[0].status == StageStatus.DONE
+
+
+def _policies(served: Cluster) -> dict[str, dict]:
+    return {k[2]: v for k, v in live_objects(served).items() if k[0] == "authorizationpolicies" and k[1] == "shop"}
+
+
+@pytest.mark.parametrize("would_deny", [False, True])
+def test_authorization_is_baked_in_shadow_then_enforced(demo, capsys, tmp_path: Path, would_deny: bool) -> None:
+    """`--shadow-authz`: shop's authorization policies are applied with istio.io/dry-run, baked on what the proxies
+    say they would deny, and enforced (the annotation removed) only when they would deny nothing; a policy that
+    would deny a caller is rolled back by itself, never enforced."""
+    from tests.live_traffic import Workload, live_prometheus
+
+    served, db = demo
+    run = runner(capsys)
+    # The team brought legacy into the mesh by hand (its billing calls shop) and restarted the namespaces, as
+    # STRICT in shop needs (MST0401, MST0402).
+    from kmock import resource
+
+    from tests.kube import Target
+
+    served.emulator.write("PATCH", Target(resource(group="", version="v1", plural="namespaces"), None, "legacy"),
+                          b'{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "legacy", "labels": '
+                          b'{"istio-injection": "enabled"}}}', {"fieldManager": "kubectl"},
+                          "application/apply-patch+yaml")
+    for namespace in ("legacy", "payments", "shop"):
+        restart(served, namespace)
+    assert run("plan", "new", "--template", "custom", "--source", SOURCE, "--db", db)[0] == 0
+    for feature in ("mtls-strict", "authorization-policy"):
+        assert run("plan", "add", feature, "--scope", "shop", "--source", SOURCE, "--db", db)[0] == 0
+    shadowed = []
+
+    def denied() -> float:
+        policies = _policies(served)
+        if policies and all(p["metadata"]["annotations"].get("istio.io/dry-run") == "true" for p in policies.values()):
+            shadowed.append(True)
+            return 0.2 if would_deny else 0.0
+        return 0.0
+    shop = Workload("shop", "reviews", 40, denied=denied)
+    with live_prometheus(tmp_path, [shop]) as url:
+        rc, _out, err = run("plan", "run", "--apply", "--shadow-authz", "--source", SOURCE, "--db", db,
+                            "--prometheus", url, *BAKE)
+    assert shadowed, err
+    stage, trail = _stage(db)
+    assert "authorization in shadow (istio.io/dry-run" in next(r for r in trail if "server-side applied" in r)
+    if would_deny:
+        assert rc == 1 and "would have been denied once enforced" in err, err
+        assert stage.status == StageStatus.ROLLED_BACK and _policies(served) == {}
+        assert "rolled back by itself" in trail[-1]
+        return
+    assert rc == 0, err
+    assert stage.status == StageStatus.DONE
+    policies = _policies(served)
+    assert policies and all("istio.io/dry-run" not in p["metadata"]["annotations"] for p in policies.values())
+    assert any(r.startswith("shadow bake passed") and "enforced: istio.io/dry-run removed" in r for r in trail)

@@ -532,3 +532,18 @@ def test_export_of_bookinfo_round_trips(cli, tmp_path, dry_run):
     assert cli("plan", "new", "--namespaces", "bookinfo")[0] == 0
     names = _export_round_trips(cli, tmp_path / "gitops", dry_run)
     assert names
+
+
+def test_exported_objects_name_their_plan_and_stage_and_sync_in_stage_order(cli, tmp_path):
+    cli("plan", "new", "--namespaces", "shop")
+    assert cli("plan", "export", str(tmp_path / "gitops"))[0] == 0
+    waves = {}
+    for path in sorted((tmp_path / "gitops").glob("*.yaml")):
+        if ".rollback" in path.name:
+            continue
+        for obj in (o for o in yaml.safe_load_all(path.read_text()) if o):
+            notes = obj["metadata"]["annotations"]
+            assert notes["meshstep.io/plan"] == "routing-first"
+            assert notes["argocd.argoproj.io/sync-wave"] == notes["meshstep.io/stage"] == str(int(path.name[:2]))
+            waves[path.name] = int(notes["argocd.argoproj.io/sync-wave"])
+    assert len(waves) >= 3 and list(waves.values()) == sorted(waves.values())
