@@ -79,7 +79,7 @@ def _command_dict(c: RenderedCommand) -> dict[str, str]:
 class Section:
     title: str
     lines: tuple[str, ...]
-    code: bool = False  # lines are commands (code block), each preceded by a `# purpose` comment line
+    code: bool = False  # lines are commands (code block), each after a `# purpose` comment line of its own
 
 
 def sections(report: Report) -> list[tuple[str, list[Section]]]:
@@ -141,8 +141,8 @@ def _common(c: Component, links: tuple[Link, ...], commands: tuple[RenderedComma
         Section("When it is misconfigured", c.misconfigured),
     ]
     if commands:
-        lines = [f"# {cmd.purpose}" + (f" ({cmd.note})" if cmd.note else "") + "\n" + cmd.command
-                 for cmd in commands]
+        lines = [line for cmd in commands
+                 for line in (f"# {cmd.purpose}" + (f" ({cmd.note})" if cmd.note else ""), cmd.command)]
         secs.append(Section(debug_title, tuple(([debug_preface] if debug_preface else []) + lines), True))
     secs.append(Section("Docs", (c.docs,)))
     return secs
@@ -197,7 +197,7 @@ def to_text(report: Report, escape: Callable[[str], str] = _as_is) -> str:
         out += [heading, "=" * len(heading)]
         for s in secs:
             out.append(s.title.upper())
-            for line in s.lines:
-                out += [f"  {escape(part)}" for part in line.split("\n")]
+            # One line each: a newline in what the cluster says is escaped with it, never a line of its own.
+            out += [f"  {escape(line)}" for line in s.lines]
             out.append("")
     return "\n".join(out)

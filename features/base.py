@@ -109,15 +109,26 @@ class Rendered:
         """Multi-document YAML, in a stable order, each object headed by what produced it."""
         what = "rollback of " if self.rollback else ""
         params = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items())) or "defaults"
-        docs = ["".join(f"{n}\n" if n.startswith("#") else f"# {n}\n" for n in self.notes)] if self.notes else []
+        docs = ["".join(comment(n.removeprefix("#").removeprefix(" ")) for n in self.notes)] if self.notes else []
         for obj in self.objects:
-            docs.append(f"# meshstep: {what}{self.feature}, scope {self.scope}, params: {params}\n"
+            docs.append(comment(f"meshstep: {what}{self.feature}, scope {self.scope}, params: {params}")
                         + yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
         for ref in self.delete:
             ns = f" -n {ref.namespace}" if ref.namespace else ""
-            docs.append(f"# delete {ref} (meshstep: {what}{self.feature}, scope {self.scope})\n"
-                        f"# kubectl delete {ref.kind.lower()} {ref.name}{ns}\n")
+            docs.append(comment(f"delete {ref} (meshstep: {what}{self.feature}, scope {self.scope})")
+                        + comment(f"kubectl delete {ref.kind.lower()} {ref.name}{ns}"))
         return "---\n".join(docs)
+
+
+# What ends a line in YAML (PyYAML reads YAML 1.1: NEL and the Unicode line and paragraph separators too).
+_LINE_BREAK = re.compile("[\r\n\x85\u2028\u2029]")
+
+
+def comment(text: str) -> str:
+    """`text` as one YAML comment line. A line break in it (a cluster's value quoted in a note: a label a command
+    sets, an object's name) is written as its escape: else the comment would end there and the rest be read as
+    YAML, objects a value wrote into what people apply."""
+    return "# " + _LINE_BREAK.sub(lambda m: m.group().encode("unicode_escape").decode(), text) + "\n"
 
 
 # A deletion in a rendering's YAML is a comment, not a document: `# delete Kind [namespace/]name (meshstep: …)`

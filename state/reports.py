@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -53,10 +53,13 @@ def export_csv(events: Iterable[AuditEvent]) -> str:
 
 
 def export_markdown(store: Store, since: datetime | None = None,
-                    observed: Mapping[str, Iterable[Observed]] | None = None) -> str:
+                    observed: Mapping[str, Iterable[Observed]] | None = None, *,
+                    escape: Callable[[Any], str]) -> str:
     """An audit report to hand over: which features are on where, since when and by whom, the other recorded
     flags, the drift of each cluster whose observations are given, whether the chain holds, and the events (from
-    `since` on) — all read in one snapshot of the database."""
+    `since` on) — all read in one snapshot of the database. Every text it quotes (names, actors, reasons, what the
+    cluster showed) goes through `escape`, the caller's Markdown escaping of a value (app/safe.py's md): a report is
+    opened where Markdown is rendered, and a reason must not become an image fetched by whoever reads it."""
     with store.reader() as s:
         head = s.get(AuditHead, 1)
         events = list(s.exec(select(AuditEvent).order_by(AuditEvent.seq)))
@@ -66,28 +69,28 @@ def export_markdown(store: Store, since: datetime | None = None,
     listed = [ev for ev in events if since is None or ev.at >= since]
     lines = [
         "# meshstep audit report", "",
-        f"- Database: `{store.url}`",
+        f"- Database: {escape(store.url)}",
         f"- Generated: {_time(utcnow())} UTC",
         f"- Audit trail: {len(events)} events, "
-        + (f"**hash chain broken: {broken}**" if broken else "hash chain verified"),
+        + (f"**hash chain broken: {escape(str(broken))}**" if broken else "hash chain verified"),
         f"- Events listed: {'since ' + _time(since) + ' UTC' if since else 'all'}",
         "", "## Features on", "",
     ]
-    lines += _table(["Cluster", "Feature", "Scope", "Parameters", "On since (UTC)", "Turned on by", "Reason"],
+    lines += _table(escape, ["Cluster", "Feature", "Scope", "Parameters", "On since (UTC)", "Turned on by", "Reason"],
                     [[f.cluster, f.feature, f.scope, params_text(f.params), *_on_since(f, turned_on)]
                      for f in flags if f.state == "on"])
     lines += ["", "## Other recorded flags", ""]
-    lines += _table(["Cluster", "Feature", "Scope", "State", "Changed (UTC)", "By", "Reason"],
+    lines += _table(escape, ["Cluster", "Feature", "Scope", "State", "Changed (UTC)", "By", "Reason"],
                     [[f.cluster, f.feature, f.scope, f.state, _time(f.changed_at), f.changed_by, f.reason]
                      for f in flags if f.state != "on"])
     for cluster, seen in (observed or {}).items():
         items = compute_drift([f for f in flags if f.cluster == cluster], seen)
-        lines += ["", f"## Drift in {cluster}", ""]
-        lines += _table(["Kind", "Feature", "Scope", "Detail", "Evidence"],
+        lines += ["", f"## Drift in {escape(cluster)}", ""]
+        lines += _table(escape, ["Kind", "Feature", "Scope", "Detail", "Evidence"],
                         [[d.kind, d.feature, d.scope, d.detail, "; ".join(d.evidence)] for d in items]
                         ) if items else ["What is recorded is what is observed."]
     lines += ["", "## Events", ""]
-    lines += _table(["#", "Time (UTC)", "Actor", "Identity", "Action", "Target", "Reason"],
+    lines += _table(escape, ["#", "Time (UTC)", "Actor", "Identity", "Action", "Target", "Reason"],
                     [[ev.seq, _time(ev.at), ev.actor, how_known(ev.identity), ev.action, ev.target, ev.reason]
                      for ev in listed])
     return "\n".join(lines) + "\n"
@@ -122,12 +125,9 @@ def params_text(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if v not in (None, "")) or "defaults"
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+def _table(escape: Callable[[Any], str], header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A Markdown table, each cell escaped (a `|` or a newline in a value would end the cell or the row)."""
     if not rows:
         return ["(none)"]
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows)]
-
-
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ") or "-"
+            *("| " + " | ".join(escape(str(v)) or "-" for v in row) + " |" for row in rows)]

@@ -32,6 +32,8 @@ PAYLOADS = {
     "formula": "$${t}^2$$ and $x_{{{t}}}$",
     "ansi": "\x1b[31m{t}-red\x1b[0m\x1b]0;{t}-title\x07\x1b[2K\r",
     "bidi": "\u202e{t}-rtl\u202c \u2066{t}-iso\u2069",
+    # A value's newline must not start a line of what meshstep writes: the line after it could pass for meshstep's
+    "newline": "{t}-first\n{t}-own-line\r\n\n✓ {t}-own-line",
     "long": "{t}-" + "A" * LONG,
 }
 # Where each payload is placed (the field names used in tags).

@@ -136,7 +136,7 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
                           f"no checkpoint of this database in {audit.checkpoints().where}"),
                        err=export is not None)  # an export owns stdout
         if export == Export.markdown:
-            echo(reports.export_markdown(store, start, _observed(source, cluster)), nl=False)
+            echo(reports.export_markdown(store, start, _observed(source, cluster), escape=safe.md), nl=False)
         elif export is not None:
             events = store.audit_events(start)
             echo(reports.export_csv(events) if export == Export.csv else reports.export_json(events), nl=False)

@@ -19,8 +19,8 @@ bar = st.container(horizontal=True)
 verify_clicked = bar.button("Verify the chain", type="primary", icon=":material/lock:")
 # Built when clicked, not on every rerun (the report re-verifies the whole chain).
 observed = {ui.cluster(ui.inventory()): ui.observations()}
-bar.download_button("Markdown report", lambda: reports.export_markdown(store, observed=observed), "meshstep-audit.md",
-                    mime="text/markdown", icon=":material/download:")
+bar.download_button("Markdown report", lambda: reports.export_markdown(store, observed=observed, escape=safe.md),
+                    "meshstep-audit.md", mime="text/markdown", icon=":material/download:")
 bar.download_button("CSV", lambda: reports.export_csv(events), "meshstep-audit.csv", mime="text/csv",
                     icon=":material/download:")
 bar.download_button("JSON", lambda: reports.export_json(events), "meshstep-audit.json", mime="application/json",

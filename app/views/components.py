@@ -29,7 +29,7 @@ def _show(report: explain.Report) -> None:
         for s in secs:
             st.markdown(f"**{safe.md(s.title)}**")
             if s.code:
-                st.code(safe.terminal("\n".join(s.lines)), language="sh", wrap_lines=True)
+                st.code("\n".join(map(safe.message, s.lines)), language="sh", wrap_lines=True)  # a line each
             elif s.title == "Docs":  # the catalog's own links
                 st.markdown("\n".join(f"- {line}" for line in s.lines))
             else:

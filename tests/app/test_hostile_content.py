@@ -69,7 +69,8 @@ def _commands(snap: Path, per_class: dict[str, Path], db: str) -> list[tuple[str
     cmds += [("flags list", ["flags", "list", "--db", db, "--cluster", s]),
              ("status", ["status", "-s", s, "--db", db]),
              ("fleet", ["fleet", "--sources", f"corpus={s}", "--remember", "--db", db]),
-             ("audit", ["audit", "--db", db])]
+             ("audit", ["audit", "--db", db]),
+             ("audit --export markdown", ["audit", "--db", db, "--export", "markdown"])]
     return cmds
 
 
@@ -113,6 +114,11 @@ def _on_terminals(commands: list[list[str]], tmp: Path) -> list[tuple[int, str, 
     return [(int(out[2 * i + 1]), out[2 * i], err[2 * i]) for i in range(len(commands))]
 
 
+def _own_lines(text: str) -> list[str]:
+    """Lines of `text` that a value's newline started (the newline class's `-own-line`)."""
+    return re.findall(r"(?m)^.{0,3}newline\.[a-z-]+-own-line.*$", text)
+
+
 def _tags_in(text: str) -> set[tuple[str, str]]:
     return {(c, f) for c in PAYLOADS for f in FIELDS if tag(c, f) in text}
 
@@ -145,6 +151,7 @@ def test_every_command_shows_hostile_values_as_text(cli_runs) -> None:
             # cluster's objects (and the label command in its notes must set the value there is).
             if not (surface == "render --scope" and stream == "stdout"):
                 assert "A" * 1000 not in text, f"{what}: {stream} shows a long value whole"
+                assert not _own_lines(text), f"{what}: a value's newline starts a line: {_own_lines(text)[:3]}"
         shown = _tags_in(out + err)
         cut = err if surface == "render --scope" else out + err  # the YAML keeps it whole (below)
         if "long" in {c for c, _ in _tags_in(cut)}:
@@ -199,6 +206,7 @@ def _check_page(pg, surface: str, context, part=None) -> None:
     assert not context.foreign, f"{surface}: requests to other hosts: {context.foreign}"
     text = pg.evaluate("() => document.body.innerText")
     assert not _hidden(text), f"{surface}: the page's text carries {_hidden(text)}"
+    assert not _own_lines(text), f"{surface}: a value's newline starts a line: {_own_lines(text)[:3]}"
     # The tables are canvas grids whose cells are in the page for assistive technology: textContent has them.
     shown = part.text_content() if part else pg.evaluate("() => document.body.textContent")
     SHOWN.setdefault(f"app: {surface}", set()).update(_tags_in(shown))
@@ -281,6 +289,13 @@ def test_every_page_shows_hostile_values_as_text(corpus, cli_runs) -> None:
             expect(event).to_be_visible()
             _check_page(pg, "audit › event selected", context, event)
 
+        with pg.expect_download() as download:  # the report to hand over, opened where Markdown is rendered
+            pg.get_by_role("button", name="Markdown report").click()
+        report = Path(download.value.path()).read_text()
+        assert not _markdown_elements(report), f"audit › markdown report: {_markdown_elements(report)[:3]}"
+        assert not _own_lines(report), f"audit › markdown report: {_own_lines(report)[:3]}"
+        SHOWN.setdefault("app: audit › markdown report", set()).update(_tags_in(report))
+
         _go(pg, "Settings")
         _check_page(pg, "settings", context)
     app = {s for s in SHOWN if s.startswith("app:")}
@@ -288,7 +303,7 @@ def test_every_page_shows_hostile_values_as_text(corpus, cli_runs) -> None:
     # Where the issue found cluster text rendered as Markdown, every class is shown, as text.
     for surface, field in (("components › explain a pod", "status-rev"), ("inventory › pod selected", "ns-rev"),
                            ("plan › left out", "vs-dest"), ("audit › event selected", "actor"),
-                           ("audit › event selected", "reason")):
+                           ("audit › event selected", "reason"), ("audit › markdown report", "reason")):
         assert {c for c, f in SHOWN[f"app: {surface}"] if f == field} == set(PAYLOADS), surface
 
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
+from app.safe import md
 from cluster.errors import MeshstepError
 from state import audit, reports
 from state.drift import OBSERVED_NOT_RECORDED
@@ -113,7 +114,7 @@ def test_markdown_report(trail):
     trail.set_flag("demo", "egress-registry-only", "mesh", {}, "disabling", "erin", "blocks payments")
     observed = {"demo": [SimpleNamespace(feature="tracing", scope="mesh", params={"sampling": 1.0},
                                          evidence=["Telemetry istio-system/mesh-default"])]}
-    report = reports.export_markdown(trail, observed=observed)
+    report = reports.export_markdown(trail, observed=observed, escape=md)
     assert "hash chain verified" in report and "7 events" in report
     on = next(line for line in report.splitlines() if line.startswith("| demo | mtls-strict"))
     # On since the event that turned it on (alice's), not the later parameter changes.
@@ -122,8 +123,20 @@ def test_markdown_report(trail):
     assert "## Drift in demo" in report and "Telemetry istio-system/mesh-default" in report
     assert f"| {OBSERVED_NOT_RECORDED} | tracing | mesh |" in report
 
-    later = reports.export_markdown(trail, since=datetime.now(UTC) + timedelta(hours=1))
+    later = reports.export_markdown(trail, since=datetime.now(UTC) + timedelta(hours=1), escape=md)
     assert "## Events\n\n(none)" in later and "| demo | mtls-strict" in later
 
     _sql(trail, "UPDATE audit_events SET reason = 'x' WHERE seq = 2")
-    assert "**hash chain broken: event 2 was altered**" in reports.export_markdown(trail)
+    assert "**hash chain broken: event 2 was altered**" in reports.export_markdown(trail, escape=md)
+
+
+def test_a_markdown_report_makes_no_element_of_what_people_wrote(store):
+    """A reason or an actor is data in the report too: no image fetched by whoever opens it, no link, no new row."""
+    from markdown_it import MarkdownIt
+
+    reason = "![x](http://evil.test/x.png) | forged | row |\n| 99 | **bold** <img src=http://evil.test/y>"
+    store.set_flag("demo", "tracing", "mesh", {}, "on", "[me](javascript:alert(1))", reason)
+    html = MarkdownIt("commonmark", {"html": True}).enable("table").render(reports.export_markdown(store, escape=md))
+    assert not any(tag in html for tag in ("<img", "<a ", "<strong>bold")), html
+    rows = [r for r in html.split("<tr>") if "forged" in r]
+    assert rows and all(r.count("<td>") == 7 for r in rows) and "<td>99</td>" not in html  # each row whole
