@@ -4,8 +4,9 @@ Each event's hash covers its fields and the previous event's hash, and the chain
 so editing, removing or adding an event anywhere — including at the end — is detected by `verify`. Against someone
 who can write the database (and so recompute a plain hash chain), the hashes are HMACs with a key kept outside it
 (MESHSTEP_AUDIT_KEY, else a file in the user's config directory made on first use), and every change leaves a
-checkpoint of the head outside the database (a file in the user's state directory): rewinding the head, or
-emptying the trail, is then seen too. `verify` also replays the trail and checks that the flags, plans and
+checkpoint of the head outside the database (a file in the user's state directory, or deployed, a ConfigMap only
+the app's service account may update), signed with the key: rewinding the head, emptying the trail or re-hashing
+it whole is then seen too. `verify` also replays the trail and checks that the flags, plans and
 stages tables say what it says. Events written before the key existed (plain sha256) still verify, up to the
 first keyed one."""
 from __future__ import annotations
