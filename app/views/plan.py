@@ -353,7 +353,7 @@ else:
 
 if (target := stages.rollback_target(plan)) is not None:
     with st.expander(f"Roll back stage {target.order}: {safe.md(target.title)}", icon=":material/undo:"), \
-            st.form("rollback", border=False):
+            st.form("rollback", border=False, enter_to_submit=False):
         st.caption("Its flags go back to what they were before it; you get the YAML that undoes it on the cluster.")
         reason = st.text_input("Rollback reason", help="Kept in the audit trail.")
         if st.form_submit_button("Roll back") and (actor := ui.require_actor(access.OPERATOR, "roll back a stage")):

@@ -340,7 +340,7 @@ def test_the_components_graph_zooms_pans_and_filters(server: str, page) -> None:
 def test_enter_in_the_override_reason_does_not_override(served, browser_context) -> None:
     """A plan for legacy alone, rehearsed until STRICT mesh-wide is refused (shop/catalog has no sidecar): on its
     page, Enter in the override's reason does nothing, even ticked; the button goes past the gate, with the reason
-    typed before the click."""
+    typed before the click; a rollback, likewise, only by its button."""
     from playwright.sync_api import expect
 
     from cluster.inventory import build_inventory
@@ -371,6 +371,17 @@ def test_enter_in_the_override_reason_does_not_override(served, browser_context)
         expect(pg.get_by_text(f"Stage {blocked.order} is now ready (rehearsal).")).to_be_visible()
         stage = store.get_plan(plan.id).stages[blocked.order - 1]
         assert (stage.status, stage.override_reason) == ("ready", "catalog restarts tonight")
+        settled(pg)
+        # A rollback is as deliberate: Enter in its reason does nothing, its button does it.
+        pg.get_by_text(f"Roll back stage {blocked.order}: {blocked.title}").click()
+        why = pg.get_by_role("textbox", name="Rollback reason")
+        why.fill("not tonight after all")
+        why.press("Enter")
+        settled(pg)
+        assert store.get_plan(plan.id).stages[blocked.order - 1].status == "ready"
+        pg.get_by_role("button", name="Roll back", exact=True).click()
+        settled(pg)
+        assert store.get_plan(plan.id).stages[blocked.order - 1].status != "ready"
         pg.close()
     finally:
         store.close()
