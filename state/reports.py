@@ -32,6 +32,27 @@ def parse_since(value: str) -> datetime:
     return since if since.tzinfo else since.replace(tzinfo=UTC)
 
 
+def target_names(events: Iterable[AuditEvent]) -> dict[str, str]:
+    """Each `plan:ID` and `stage:ID` target of the trail (the chain's stable names) as people know it — `plan:1
+    rollout`, `stage:14 rollout #14 mTLS STRICT in shop` — from the snapshots the events carry, so that a plan
+    deleted since keeps its name."""
+    plans: dict[Any, str] = {}
+    stages: dict[Any, dict[str, Any]] = {}
+    for ev in events:
+        for snap in (ev.before, ev.after):
+            if not snap:
+                continue
+            if ev.target.startswith("plan:") and "name" in snap:
+                plans[snap.get("id")] = snap["name"]
+                stages |= {st.get("id"): st for st in snap.get("stages") or ()}
+            elif ev.target.startswith("stage:") and "title" in snap:
+                stages[snap.get("id")] = snap
+    out = {f"plan:{pid}": f"plan:{pid} {name}" for pid, name in plans.items()}
+    out |= {f"stage:{sid}": f"stage:{sid} {plans.get(st.get('plan_id'), 'plan:' + str(st.get('plan_id')))} "
+            f"#{st.get('order')} {st.get('title')}" for sid, st in stages.items()}
+    return out
+
+
 def _event_json(ev: AuditEvent) -> dict[str, Any]:
     row = ev.model_dump(mode="json")
     return {k: row[k] for k in EXPORT_FIELDS}

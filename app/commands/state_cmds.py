@@ -141,10 +141,11 @@ def audit_cmd(verify: Annotated[bool, typer.Option(
             events = store.audit_events(start)
             echo(reports.export_csv(events) if export == Export.csv else reports.export_json(events), nl=False)
         elif not verify:
+            events = store.audit_events(start)
+            names = reports.target_names(store.audit_events() if start else events)
             emit_table([{"seq": ev.seq, "at": f"{ev.at:%Y-%m-%d %H:%M:%S}", "actor": ev.actor,
-                         "identity": how_known(ev.identity), "action": ev.action, "target": ev.target,
-                         "reason": ev.reason}
-                        for ev in store.audit_events(start)])
+                         "identity": how_known(ev.identity), "action": ev.action,
+                         "target": names.get(ev.target, ev.target), "reason": ev.reason} for ev in events])
     finally:
         store.close()
 

@@ -10,6 +10,7 @@ from state.actors import how_known
 
 store = ui.store()
 events = store.audit_events()
+names = reports.target_names(events)  # plan:1 → plan:1 rollout, stage:14 → stage:14 rollout #14 …
 
 st.title("Audit trail")
 st.caption(f"{len(events)} events in {safe.code(store.url)}. Each event is chained to the one before it by a "
@@ -35,7 +36,7 @@ if verify_clicked:
 
 if events:
     frame = pd.DataFrame(safe.cells({"seq": e.seq, "at": e.at, "actor": e.actor, "identity": how_known(e.identity),
-                                     "action": e.action, "target": e.target, "reason": e.reason}
+                                     "action": e.action, "target": names.get(e.target, e.target), "reason": e.reason}
                                     for e in reversed(events)))
     actions = st.multiselect("Actions", sorted(frame["action"].unique()), placeholder="all actions")
     shown = frame[frame["action"].isin(actions)] if actions else frame
@@ -52,7 +53,8 @@ if events:
                        "reason": st.column_config.TextColumn(width=400)})
     if event.selection.rows:  # the whole event: its reason in full, and what it changed
         e = next(e for e in events if e.seq == shown.iloc[event.selection.rows[0]]["seq"])
-        st.markdown(f"**#{e.seq}** {safe.md(e.action)} on {safe.code(e.target)} by **{safe.md(e.actor)}** at "
+        target = names.get(e.target, e.target)
+        st.markdown(f"**#{e.seq}** {safe.md(e.action)} on {safe.code(target)} by **{safe.md(e.actor)}** at "
                     f"{e.at:%Y-%m-%d %H:%M:%S} UTC" + (f" — {safe.md_message(e.reason)}" if e.reason else ""))
         email = (e.identity or {}).get("email")
         st.caption(f"Identity: {how_known(e.identity)}" + (f", {safe.md(email)}" if email else ""))

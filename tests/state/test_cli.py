@@ -108,3 +108,20 @@ def test_audit_list_exports_and_verify(run, db_url, tmp_path):
     code, out, err = run("audit", "--verify")
     assert (code, out) == (1, "") and err.startswith("audit chain broken: event 2 was altered\n(verified with the "
                                                      "audit key ")
+
+
+def test_audit_names_plans_and_stages_as_people_know_them(run):
+    """`plan:1` and `stage:14` are the chain's stable targets; the listing says which plan and stage they are, from
+    the snapshots the events carry, so a deleted plan keeps its name in the trail."""
+    assert run("plan", "new", "--template", "routing-first", "--name", "rollout", "--source", "demo")[0] == 0
+    assert run("plan", "advance", "--rehearse", "--name", "rollout", "--source", "demo")[0] == 0
+    code, out, _ = run("audit", "--export", "json")
+    targets = {ev["target"] for ev in json.loads(out)}
+    plan = next(t for t in targets if t.startswith("plan:"))
+    stage = next(t for t in targets if t.startswith("stage:"))
+    code, out, _ = run("audit")
+    assert code == 0
+    assert f"{plan} rollout" in out
+    assert f"{stage} rollout #1 Verify the Istio install" in out
+    assert run("plan", "delete", "rollout", "--reason", "done with it", "--source", "demo")[0] == 0
+    assert f"{plan} rollout" in run("audit")[1]
