@@ -143,3 +143,24 @@ def test_a_plan_stored_by_an_older_meshstep_reads_and_rolls_back(tmp_path, demo)
         assert _flags(store) == [("metrics", "payments", "off")]
     finally:
         store.close()
+
+
+def test_the_overlay_is_built_once_and_walked_on_from(plan_store, demo):
+    """A walk starts from the cluster as the same earlier stages left it (kept with the source's inventory) and is
+    the overlay a walk from the source builds; a stage that changes (rolled back) is walked afresh."""
+    from planner.overlay import overlay_at
+
+    plan = stages.create(plan_store, "demo", demo, "routing-first", ["shop"], "p", "alice")
+    done = moves.rehearse(plan_store, plan, demo, "alice", to=6)
+    assert done.refusal is None
+    plan = plan_store.get_plan(plan.id)
+    target = plan.stages[6]  # after stages 5 and 6, which the rehearsal turned on
+    kept = overlay_at(plan, demo, target).inventory
+    assert overlay_at(plan, demo, target).inventory is kept  # walked on from what the last walk kept
+    fresh = overlay_at(plan, build_inventory(load_snapshot("demo")), target).inventory  # another source: afresh
+    assert fresh is not kept
+    assert (fresh.objects, fresh.pods, fresh.workloads) == (kept.objects, kept.pods, kept.workloads)
+    moves.rollback(plan_store, plan, demo, "alice", "try again")
+    plan = plan_store.get_plan(plan.id)
+    again = overlay_at(plan, demo, target).inventory
+    assert again is not kept
