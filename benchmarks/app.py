@@ -1,7 +1,7 @@
 """Seconds from the HTTP request to the Overview and the Inventory pages fully rendered in headless Chromium, on
 the 10,000-pod synthetic cluster. Prints figures, not pass/fail (the goal is under 2 s each).
 
-    python -m benchmarks.app [--snapshot FILE] [--pods 10000] [--runs 3]
+    python -m benchmarks.app [--snapshot FILE] [--pods 10000] [--runs 3] [--cache off|cold|warm] [--pages Overview]
 
 For each page, `meshstep ui` is started afresh on a free loopback port, with that snapshot as its source and a
 throwaway database, and a new browser profile opens the page:
@@ -13,6 +13,11 @@ throwaway database, and a new browser profile opens the page:
 Each figure runs from `page.goto` until the page's content is drawn and the script run is over; "shell" is the
 part of it spent before Streamlit's frontend is up (JavaScript download and start, no server work). "From start" is
 the cold load counted from launching `meshstep ui` instead: what the server does before it answers counts too.
+
+`--cache` (cluster.cache, in a throwaway directory): `off` reads the snapshot each time, as before the cache;
+`cold` starts with an empty cache (the server reads the snapshot and keeps it); `warm` has a command read the
+snapshot first, so that the freshly started server reads the inventory from the cache, as it does once any command
+or app has read that snapshot.
 """
 from __future__ import annotations
 
@@ -42,14 +47,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(snapshot: Path, tmp: Path) -> tuple[subprocess.Popen, str, float]:
+def _cache_env(cache: str, snapshot: Path, tmp: Path) -> dict[str, str]:
+    """The environment of `meshstep ui` for a `--cache` choice (for warm, the cache filled by a command first)."""
+    env = {**os.environ, "MESHSTEP_CACHE_DIR": str(tmp / "cache")}
+    if cache == "off":
+        return env | {"MESHSTEP_CACHE": "off"}
+    for entry in (tmp / "cache").glob("*"):
+        entry.unlink()
+    if cache == "warm":
+        subprocess.run([sys.executable, "-m", "app.cli", "inventory", "--source", str(snapshot)], cwd=ROOT, env=env,
+                       check=True, stdout=subprocess.DEVNULL)
+    return env
+
+
+def _start(snapshot: Path, tmp: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str, float]:
     """`meshstep ui` on a free port, once it answers; and when it was launched."""
     port = _free_port()
     launched = time.perf_counter()
     log = (tmp / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "ui", "--port", str(port), "--source", str(snapshot),
                              "--db", f"sqlite:///{tmp / 'state.db'}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -93,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--snapshot", type=Path, help="a snapshot to read (default: generate the synthetic cluster)")
     parser.add_argument("--pods", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3, help="warm loads per page (the median is printed)")
+    parser.add_argument("--cache", choices=("off", "cold", "warm"), default="off",
+                        help="the decoded-inventory cache when meshstep ui starts (see above)")
+    parser.add_argument("--pages", nargs="+", choices=list(PAGES), default=list(PAGES))
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         sys.exit(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
@@ -104,12 +125,14 @@ def main(argv: list[str] | None = None) -> None:
             snapshot = tmp / "cluster.json"
             subprocess.run([sys.executable, "-m", "benchmarks.synthetic", "--out", str(snapshot), "--pods",
                             str(args.pods)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        print(f"snapshot {snapshot} ({snapshot.stat().st_size / 1e6:.0f} MB), {os.cpu_count()} CPUs")
+        print(f"snapshot {snapshot} ({snapshot.stat().st_size / 1e6:.0f} MB), {os.cpu_count()} CPUs, cache "
+              f"{args.cache}, load average {'/'.join(f'{x:.1f}' for x in os.getloadavg())}")
         results = {}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            for name, (path, selector, count) in PAGES.items():
-                proc, url, launched = _start(snapshot, tmp)
+            for name in args.pages:
+                path, selector, count = PAGES[name]
+                proc, url, launched = _start(snapshot, tmp, _cache_env(args.cache, snapshot, tmp))
                 try:
                     loads = []
                     for _ in range(2):  # the first browser profile loads it cold, the second as a new visitor
