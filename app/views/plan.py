@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import planner.plan
-from app import access, approval_panel, controls, findings, safe, traffic, ui
+from app import access, approval_panel, controls, findings, operate_panel, safe, traffic, ui
 from cluster.errors import MeshstepError
 from planner import export, lifecycle, moves, promotion, stages
 from planner.lifecycle import Event
@@ -237,6 +237,8 @@ def stage_actions(store, plan, view, inv) -> None:
             else:
                 ui.flash(f"The plan is rehearsed to done ({len(done.moves)} moves).")
             st.rerun()
+    if not rehearse and operate_panel.live(inv.source):
+        operate_panel.show(store, plan, view, inv.source)
     if move.event == Event.GATE and not view.gate.passed or held is not None:
         override_form(store, plan, inv, "the cluster's approval policy" if held else "the failing gate", rehearse)
 

@@ -1,0 +1,76 @@
+"""The Plan page's *Apply with meshstep*: for a real plan read from a live cluster, what `plan advance --apply` and
+`plan run --apply` will do, said before the click (the objects, the dry run, the field manager, the bake and its
+thresholds, the rollback by itself), and the two buttons, their progress shown as it happens."""
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from app import access, safe, traffic, ui
+from cluster.apply import Cluster, identity, named
+from cluster.inventory import build_inventory
+from cluster.sources import load_snapshot
+from planner import lifecycle, moves
+from planner.lifecycle import Event
+from planner.operate import SETTLE, Operator
+from planner.storage import PlanStore
+from state.models import Plan
+from telemetry.series import duration_text
+from telemetry.verification import Thresholds
+
+
+def live(source: str) -> bool:
+    return source == "live" or source.startswith("context:")
+
+
+def what_happens(plan: Plan, view: Any) -> list[str]:
+    """What applying the current stage will do, step by step, in the words the CLI's progress uses."""
+    t = Thresholds.from_json(plan.verify or {})
+    objects = [named(identity(o)) for o in view.config.objects]
+    steps = []
+    if lifecycle.ADVANCE[view.stage.status].event == Event.GATE:
+        steps.append("its gate runs on the cluster as it is now (a failing gate stops here)")
+    steps += [f"{len(objects)} object(s) — {', '.join(objects) or 'none'} — each sent first as a server-side dry run "
+              "(dryRun=All, fieldValidation=Strict), its answer shown as a diff against the live object",
+              "then server-side applied as field manager meshstep, never forced, annotated with this plan and stage; "
+              "all or none: a refusal (a conflict with another field manager, RBAC, a webhook) puts back those "
+              "already applied",
+              f"then Istio's acceptance is waited for (its Reconciled condition, else {SETTLE.value} s to settle)",
+              f"then the stage bakes on traffic: {duration_text(t.settle)} to settle, then a {duration_text(t.window)} "
+              f"window compared with the one before (success rate may fall {t.max_success_drop:g} points, p99 rise "
+              f"{t.max_p99_increase:g}%; at least {t.min_requests} requests)",
+              "a regression rolls the stage back by itself (every object as it was before) and stops the plan; too "
+              "little traffic stops without passing"]
+    return steps
+
+
+def show(store: PlanStore, plan: Plan, view: Any, source: str) -> None:
+    """The panel, for a real plan whose source is a live cluster."""
+    with st.expander("Apply with meshstep", icon=":material/rocket_launch:"):
+        st.markdown("\n".join(f"{i}. {safe.md_message(step)}" for i, step in enumerate(what_happens(plan, view), 1)))
+        shadow = st.toggle("Authorization in shadow first", help="Authorization policies are applied with "
+                           "istio.io/dry-run, baked on what they would deny, then enforced.")
+        one, every = st.columns(2)
+        stage_only = one.button("Apply and bake this stage", icon=":material/play_arrow:")
+        to_done = every.button("Run the plan to done", icon=":material/fast_forward:",
+                               help="Each stage in turn, as above; the first gate, approval, refusal or regression "
+                                    "stops it.")
+        if (stage_only or to_done) and (actor := ui.require_actor(access.OPERATOR, "apply a stage")):
+            _run(store, plan, source, actor, shadow, 1 if stage_only else None)
+
+
+def _run(store: PlanStore, plan: Plan, source: str, actor: str, shadow: bool, count: int | None) -> None:
+    with ui.errors("Not applied"), st.status("Applying…", expanded=True) as status:
+        context = source.split(":", 1)[1] if source.startswith("context:") else None
+        operator = Operator(Cluster.connect(context), progress=lambda line: status.text(safe.terminal(line)),
+                            shadow=shadow)
+        done = moves.run(store, plan, lambda: build_inventory(load_snapshot(source)), actor, operator,
+                         lambda _inv: traffic.stage_evidence(), stages=count)
+        if done.refusal is not None:
+            status.update(label="Stopped", state="error")
+            ui.flash(f"Stopped after {len(done.moves)} move(s): {safe.md_message(str(done.refusal))}", "error")
+        else:
+            status.update(label="Applied", state="complete")
+            ui.flash(f"{len(done.moves)} move(s) made on the cluster.")
+    st.rerun()

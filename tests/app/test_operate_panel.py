@@ -1,0 +1,50 @@
+"""The Plan page's *Apply with meshstep* on a plan read from a live cluster (tests/kube.py's WritableEmulator serving
+the demo over HTTP): what will happen is said before the click, and the click applies the stage as the CLI does."""
+from __future__ import annotations
+
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from benchmarks.kubeapi import write_kubeconfig
+from cluster.inventory import build_inventory
+from cluster.sources import load_snapshot
+from planner import stages
+from state.store import Store
+from tests.app.conftest import APP, open_page, sign_in
+from tests.kube import serve
+from tests.planner.test_operate import demo_objects, live_objects
+
+SOURCE = "context:prod"
+
+
+def test_the_plan_page_says_what_will_happen_then_applies_the_stage(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    db = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("MESHSTEP_SETTLE", "0")
+    monkeypatch.setenv("MESHSTEP_SOURCE", SOURCE)
+    monkeypatch.setenv("MESHSTEP_DATABASE_URL", db)
+    with serve(demo_objects(), writes=True) as served:
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": served.url}, "prod")))
+        with closing(Store.open(db)) as store:
+            stages.create(store, SOURCE, build_inventory(load_snapshot(SOURCE)), "routing-first", None, None, "bob")
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        at.run()
+        sign_in(at)
+        open_page(at, "plan")
+        said = " ".join(m.value for m in at.markdown)
+        assert "server-side dry run" in said and "field manager meshstep, never forced" in said
+        assert "rolls the stage back by itself" in said
+        for _ in range(2):  # the install check (nothing to apply), then injection in legacy
+            next(b for b in at.button if b.label == "Apply and bake this stage").click().run()
+            assert not at.exception, [e.value for e in at.exception]
+        applied = [r for r in served.emulator if r.method == "PATCH"]
+        labels = live_objects(served)[("namespaces", None, "legacy")]["metadata"]["labels"]
+    assert [r.params.get("dryRun") for r in applied] == ["All", None]
+    assert labels["istio.io/rev"] == "default"
+    with closing(Store.open(db)) as store:
+        plan = store.list_plans(SOURCE)[0]
+    assert [s.status for s in plan.stages[:2]] == ["done", "done"] and plan.stages[1].updated_by == "alice"
