@@ -51,7 +51,8 @@ def stamped(obj: dict[str, Any], plan: Plan, stage: Stage, shadow: bool = False)
     """The object with the annotations that name the plan and stage that applied it (and, in shadow, Istio's
     dry-run annotation on authorization policies)."""
     meta = dict(obj.get("metadata") or {})
-    notes = dict(meta.get("annotations") or {})
+    # Set last whatever an earlier stage set: the object's own annotations keep their order.
+    notes = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in (PLAN_ANNOTATION, STAGE_ANNOTATION)}
     notes[PLAN_ANNOTATION], notes[STAGE_ANNOTATION] = plan.name, str(stage.order)
     if shadow and obj.get("kind") in SHADOW_KINDS:
         notes[ISTIO_DRY_RUN] = "true"
@@ -62,8 +63,8 @@ def sync_wave(obj: dict[str, Any], stage: Stage) -> dict[str, Any]:
     """The object as an export writes it for Argo CD: a sync wave of its stage's order, so that one sync applies the
     stages in plan order (https://argo-cd.readthedocs.io/en/stable/user-guide/sync-waves/)."""
     meta = dict(obj.get("metadata") or {})
-    return {**obj, "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}),
-                                                          ARGO_SYNC_WAVE: str(stage.order)}}}
+    notes = {k: v for k, v in (meta.get("annotations") or {}).items() if k != ARGO_SYNC_WAVE}
+    return {**obj, "metadata": {**meta, "annotations": {**notes, ARGO_SYNC_WAVE: str(stage.order)}}}
 
 
 def gate_versions(objects: Iterable[dict[str, Any]], inventory: Any) -> dict[str, str]:

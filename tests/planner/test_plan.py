@@ -382,7 +382,7 @@ def test_export_of_the_demo_is_multi_document_yaml_that_kubectl_accepts(cli, tmp
 
 
 def test_each_stage_is_rendered_on_the_overlay_of_the_stages_before_it(cli, demo, tmp_path):
-    from planner import stages
+    from planner import export, stages
 
     assert cli("plan", "new")[0] == 0
     assert cli("plan", "export", str(tmp_path / "gitops"))[0] == 0
@@ -392,8 +392,8 @@ def test_each_stage_is_rendered_on_the_overlay_of_the_stages_before_it(cli, demo
     finally:
         store.close()
     # Applied in order, the files give the cluster each next stage is rendered on: re-rendering a stage there
-    # gives its file back, and once applied the stage is on. (That no stage undoes an earlier one is the feature
-    # merges' invariant, checked after every rendering.)
+    # gives its file back (with the plan, stage and sync wave the export annotates), and once applied the stage is
+    # on. (That no stage undoes an earlier one is the feature merges' invariant, checked after every rendering.)
     now = demo
     for stage in plan.stages:
         path = next((p for p in tmp_path.glob(f"gitops/{stage.order:02d}-*.yaml")
@@ -401,7 +401,7 @@ def test_each_stage_is_rendered_on_the_overlay_of_the_stages_before_it(cli, demo
         if path is None:
             continue
         spec = stages.stage_spec(stage)
-        assert planner.plan.config(spec, now).apply_yaml == path.read_text(), stage.title
+        assert export.waved(planner.plan.config(spec, now).apply_yaml, plan, stage) == path.read_text(), stage.title
         now = now.with_changes(apply=planner.plan.objects_of(path.read_text()))
         assert planner.plan.pending_steps(spec, now) == [], f"{stage.title}: not on once its file is applied"
 
