@@ -544,3 +544,41 @@ def pod_proxy_facts(inv: Inventory, pods: list[Pod]) -> tuple[str, ...]:
                            + (" — restart it to move it" if ns and ns.revision and x.revision != ns.revision else "")
                            if x else "no proxy")
         for p, x in found)
+
+
+def injection_labels(inv: Inventory, namespace: str, want: str = "",
+                     feature: str = "sidecar-injection") -> dict[str, str]:
+    """The label that has Istio's injector give `namespace`'s pods sidecars (of revision or tag `want`; default: what
+    the namespace has, else the default tag, else the only revision): what sidecar-injection writes and what a hint
+    telling people to inject a namespace says. MeshstepError when the cluster leaves the choice open."""
+    revs = {r.revision: r for r in inv.revisions}
+    tags = {t: r.revision for r in inv.revisions for t in r.tags}
+    labels = inv.namespaces[namespace].labels if namespace in inv.namespaces else {}
+    if not want and labels.get("istio.io/rev"):
+        # Already on a revision (or tag): it stays there. Relabelling it `default` would move it to whatever
+        # control plane the default tag points at, on its next restart.
+        return {"istio.io/rev": labels["istio.io/rev"]}
+    if not want and labels.get("istio-injection") == "enabled":
+        return {"istio-injection": "enabled"}
+    if want:
+        if want not in revs and want not in tags:
+            raise MeshstepError(f"{feature}: no istiod revision or tag {want!r} in the cluster "
+                                f"(revisions: {', '.join(revs) or 'none'}; tags: {', '.join(tags) or 'none'})")
+    elif "default" in tags:
+        want = "default"
+    elif len(revs) == 1:
+        want = next(iter(revs))
+    else:
+        raise MeshstepError(f"{feature}: {len(revs)} istiod revisions and no default tag: "
+                            "pass --set revision=NAME" if revs else f"{feature}: istiod is not installed")
+    # The unnamed revision answers the legacy label; any named one (tags included) the revision label.
+    return {"istio-injection": "enabled"} if want == "default" and "default" in revs else {"istio.io/rev": want}
+
+
+def injection_label(inv: Inventory, namespace: str) -> str:
+    """injection_labels as `kubectl label` takes it; where the cluster leaves it open, what a default install answers
+    (no istiod seen) or `istio.io/rev=<revision>` (several revisions, no default tag)."""
+    try:
+        return " ".join(f"{k}={v}" for k, v in injection_labels(inv, namespace).items())
+    except MeshstepError:
+        return "istio.io/rev=<revision>" if inv.revisions else "istio-injection=enabled"

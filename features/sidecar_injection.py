@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from cluster import injector
-from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
+from cluster.revisions import injection_labels
 from features._istio import label_notes, namespace_labelled
 from features.base import Feature, Observation, Param
 
@@ -29,29 +29,7 @@ class SidecarInjection(Feature):
     owns = tuple(f"labels/{k}" for k in (*_REMOVED, "istio.io/rev"))
 
     def _labels(self, p: dict[str, Any], inv: Inventory, scope: str) -> dict[str, str]:
-        revs = {r.revision: r for r in inv.revisions}
-        tags = {t: r.revision for r in inv.revisions for t in r.tags}
-        want = p["revision"]
-        labels = inv.namespaces[scope].labels if scope in inv.namespaces else {}
-        if not want and labels.get("istio.io/rev"):
-            # Already on a revision (or tag): it stays there. Relabelling it `default` would move it to whatever
-            # control plane the default tag points at, on its next restart.
-            return {"istio.io/rev": labels["istio.io/rev"]}
-        if not want and labels.get("istio-injection") == "enabled":
-            return {"istio-injection": "enabled"}
-        if want:
-            if want not in revs and want not in tags:
-                raise MeshstepError(f"{self.id}: no istiod revision or tag {want!r} in the cluster "
-                                    f"(revisions: {', '.join(revs) or 'none'}; tags: {', '.join(tags) or 'none'})")
-        elif "default" in tags:
-            want = "default"
-        elif len(revs) == 1:
-            want = next(iter(revs))
-        else:
-            raise MeshstepError(f"{self.id}: {len(revs)} istiod revisions and no default tag: "
-                                "pass --set revision=NAME" if revs else f"{self.id}: istiod is not installed")
-        # The unnamed revision answers the legacy label; any named one (tags included) the revision label.
-        return {"istio-injection": "enabled"} if want == "default" and "default" in revs else {"istio.io/rev": want}
+        return injection_labels(inv, scope, p["revision"], self.id)
 
     def build(self, p, scope, inv):
         labels = self._labels(p, inv, scope)

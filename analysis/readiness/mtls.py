@@ -21,6 +21,7 @@ from analysis.readiness.scope import (
 from cluster import components
 from cluster.model import Ref
 from cluster.queries import DOMAIN, application_namespace, fqdn, host_matches, istio_objects, ns_of
+from cluster.revisions import injection_label
 
 _REWRITE_PROBES = "sidecar.istio.io/rewriteAppHTTPProbers"
 
@@ -70,7 +71,8 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
         if target is not None:
             yield svc.ref, f"an ExternalName alias of {target.host} for namespace {svc.namespace}", \
                 f"Service {target.namespace}/{target.name}", f"the workloads of namespace {svc.namespace}", \
-                f"kubectl label namespace {svc.namespace} istio-injection=enabled, then restart its workloads"
+                f"kubectl label namespace {svc.namespace} {injection_label(inv, svc.namespace)}, then restart " \
+                "its workloads"
     ips = {p.ip: p for n in scope for p in inv.pods_by_namespace.get(n, ()) if p.ip}
     for ep in inv.of_kind("Endpoints") + inv.of_kind("EndpointSlice"):
         if ns_of(ep) in meshed:
@@ -80,7 +82,8 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
             names = ", ".join(sorted({p.name for p in hit}))
             yield ep.ref, f"points at pods of {hit[0].namespace} ({names})", \
                 f"Pod {hit[0].namespace}/{hit[0].name}", f"the workloads of namespace {ns_of(ep)}", \
-                f"kubectl label namespace {ns_of(ep)} istio-injection=enabled, then restart its workloads"
+                f"kubectl label namespace {ns_of(ep)} {injection_label(inv, ns_of(ep))}, then restart " \
+                "its workloads"
 
 
 def _cluster_host(name: str, namespace: str) -> str:

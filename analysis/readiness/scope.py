@@ -15,6 +15,7 @@ from cluster import components
 from cluster.inventory import Inventory
 from cluster.model import Pod, PodSpecSummary, Ref, Service
 from cluster.queries import application_namespace, injection_requested, lookup, opted_out, per_inventory
+from cluster.revisions import injection_label
 
 Found = tuple[Ref, str, str]
 
@@ -104,7 +105,8 @@ class Unit:
         ns = inv.namespaces.get(self.namespace)
         if (not (ns and ns.injection in ("sidecar", "ambient"))
                 and not injection_requested(inv, self.namespace, self.spec)):
-            return f"kubectl label namespace {self.namespace} istio-injection=enabled, then {self.restart()}"
+            return (f"kubectl label namespace {self.namespace} {injection_label(inv, self.namespace)}, then "
+                    f"{self.restart()}")
         return self.restart()
 
 

@@ -276,3 +276,16 @@ def test_init_container_running_a_network_tool_image_is_found_by_its_image_name(
     inv = _hello_cluster(_pod(_template("hello-old-version.yaml.injected"), "hello"), waiting)
     found = [f"{m.code} {m.ref}" for m in gate(inv, "sidecar-injection", "hello") if m.code == "MST0103"]
     assert found == ["MST0103 Deployment hello/worker"]
+
+
+def test_a_hint_that_injects_a_namespace_labels_it_as_sidecar_injection_would(demo_inventory):
+    """The demo's injector answers `istio.io/rev=default` (a default tag over a named revision): a hint that says
+    `istio-injection=enabled` would not be what the plan's own injection stage writes."""
+    rendered = feature_registry()["sidecar-injection"].render({}, "legacy", demo_inventory)
+    (ns,) = rendered.objects
+    wanted = {k: v for k, v in ns["metadata"]["labels"].items() if k in ("istio.io/rev", "istio-injection")}
+    label = " ".join(f"{k}={v}" for k, v in wanted.items())
+    gate = feature_registry()["mtls-strict"].checks(demo_inventory, "shop", {})
+    hints = [m.hint for m in gate if m.code == "MST0402"]
+    assert hints and all(f"kubectl label namespace legacy {label}" in h for h in hints), hints
+    assert not [h for h in hints if "istio-injection=enabled" in h] or label == "istio-injection=enabled"
