@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from analysis.base import Context, check
+from analysis.catalog import text
 from cluster.model import Pod, Ref
 from cluster.queries import fqdn, host_matches, istio_objects, labels_match, ns_of, service_index
 
@@ -65,7 +66,7 @@ def unknown_host(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 continue
         elif index.known(full, ns_of(dr)):
             continue
-        yield dr.ref, f"The host {host} defined in the DestinationRule does not match any services in the mesh."
+        yield dr.ref, text("IST0174", host)
 
 
 @check("IST0173", "Fix the subset's labels to match the pods' labels (kubectl get pods --show-labels), or deploy the "

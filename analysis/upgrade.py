@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from analysis.base import Context
+from analysis.catalog import fill
 from analysis.readiness.scope import Found, hint, readiness
 from cluster import control_plane, istio_releases, revisions
 from cluster.errors import MeshstepError
@@ -76,7 +77,8 @@ def proxy_revision_missing(ctx: Context) -> Iterator[Found]:
     known = {r.revision for r in inv.revisions}
     for p in revisions.proxies(inv):
         if p.revision not in known:
-            yield (p.pod.ref, f"{p.kind} proxy is connected to revision {p.revision}, which has no istiod here",
+            yield (p.pod.ref, fill("{kind} proxy is connected to revision {revision}, which has no istiod here",
+                                   kind=p.kind, revision=p.revision),
                    _workload_hint("MST0905", p))
 
 

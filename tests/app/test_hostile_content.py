@@ -159,6 +159,10 @@ def test_every_command_shows_hostile_values_as_text(cli_runs) -> None:
         if surface in ("plan new", "plan show"):  # a left-out step's reason quotes IST0101's message
             # filled from its template: the long host is cut alone, and the message's closing quote stays
             assert re.search(r'long\.vs-dest-A+… \(100,0\d\d characters\)"$', out, re.M), f"{what}: {out[-2000:]}"
+        if surface == "analyze":  # findings filled from their templates: the long value cut alone, the rest kept
+            for tail in (" defined in the DestinationRule does not match any services in the mesh.",
+                         ", which has no istiod here"):
+                assert re.search(r"long\.[a-z-]+-A+… \(100,0\d\d characters\)" + re.escape(tail), out), tail
         if surface.endswith("markdown"):
             assert not _markdown_elements(out), f"{what}: {_markdown_elements(out)[:3]}"
         SHOWN.setdefault(f"cli: {surface}", set()).update(shown)
