@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 
 from analysis.base import Context, check
+from analysis.catalog import text
 from cluster.model import Ref
 from cluster.queries import istio_objects, labels_match, ns_of
 
@@ -38,8 +39,7 @@ def ineffective_selector(ctx: Context) -> Iterator[tuple[Ref, str]]:
             wanted = (s.get("selector") or {}).get("matchLabels") or {}
             for pod in gateway_pods:
                 if pod.namespace == ns_of(policy) and labels_match(wanted, pod.labels):
-                    yield policy.ref, (f"Ineffective selector on Kubernetes Gateway {pod.labels[GATEWAY_NAME_LABEL]}. "
-                                       f"Use the TargetRef field instead.")
+                    yield policy.ref, text("IST0166", pod.labels[GATEWAY_NAME_LABEL])
 
 
 _SEMVER = re.compile(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from analysis.base import Context
+from analysis.catalog import fill
 from analysis.readiness.scope import (
     Found,
     external_hosts,
@@ -29,7 +30,8 @@ def unregistered_external_hosts(ctx: Context) -> Iterator[Found]:
     for u in units(inv, scope_namespaces(ctx)):
         for host, where in external_hosts(inv, u):
             if not index.known(host, u.namespace):
-                yield u.ref, f"names external host {host} in its {where}, and no ServiceEntry registers it", \
+                yield u.ref, fill("names external host {host} in its {where}, and no ServiceEntry registers it",
+                                  host=host, where=where), \
                     hint("MST0601", host=host, namespace=u.namespace)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from analysis.base import Context
+from analysis.catalog import fill
 from analysis.effective import mtls_mode
 from analysis.readiness.scope import (
     Found,
@@ -69,7 +70,8 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
             continue
         target = scope_hosts.get(_cluster_host(svc.external_name or "", svc.namespace))
         if target is not None:
-            yield svc.ref, f"an ExternalName alias of {target.host} for namespace {svc.namespace}", \
+            yield svc.ref, fill("an ExternalName alias of {host} for namespace {namespace}", host=target.host,
+                                namespace=svc.namespace), \
                 f"Service {target.namespace}/{target.name}", f"the workloads of namespace {svc.namespace}", \
                 f"kubectl label namespace {svc.namespace} {injection_label(inv, svc.namespace)}, then restart " \
                 "its workloads"
