@@ -7,6 +7,7 @@ destination. A policy bound to the workloads (selector, or none) that uses an L7
 evaluate: istio.io says it then fails safe by becoming a DENY policy for everything it selects."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 from analysis.base import Context, check
@@ -66,13 +67,37 @@ def ztunnel_enforced(ap: KubeObject) -> bool:
     return not (ap.spec.get("targetRefs") or ap.spec.get("targetRef"))
 
 
-def _services_of_hosts(inv: Inventory, hosts: list[str], namespace: str) -> list[Service]:
+def services_of_hosts(inv: Inventory, hosts: list[str], namespace: str) -> list[Service]:
     out = []
     for h in hosts:
         parts = h.split(".")
         svc = inv.service(parts[1] if len(parts) > 1 and parts[1] != "svc" else namespace, parts[0])
         if svc is not None and svc.namespace == namespace:
             out.append(svc)
+    return out
+
+
+# On an object the migration to ambient made: the object it stands for, as it was (JSON), so that a rollback can
+# bring back what a later step deletes (the VirtualService an HTTPRoute replaces, the selector-bound policy a
+# waypoint copy replaces).
+MIGRATED_FROM = "migrated.meshstep.io/from"
+POLICY_KINDS = ("AuthorizationPolicy", "RequestAuthentication", "WasmPlugin")
+
+
+def stood_for(o: KubeObject) -> dict | None:
+    """The original an object of the migration stands for, as it was."""
+    record = o.annotations.get(MIGRATED_FROM)
+    return json.loads(record) if record else None
+
+
+def copied(inv: Inventory, namespace: str) -> dict[tuple[str, str], KubeObject]:
+    """(kind, name) of each policy of the namespace → the waypoint copy that stands for it."""
+    out = {}
+    for kind in POLICY_KINDS:
+        for o in inv.of_kind(kind):
+            original = stood_for(o) if o.namespace == namespace else None
+            if original is not None and original.get("kind") == kind:
+                out[kind, original["metadata"]["name"]] = o
     return out
 
 
@@ -83,7 +108,7 @@ def needs_waypoint(inv: Inventory, namespace: str) -> Iterator[tuple[KubeObject,
         gateways = vs.spec.get("gateways") or []
         if ns_of(vs) != namespace or gateways and "mesh" not in gateways or not vs.spec.get("http"):
             continue
-        for svc in _services_of_hosts(inv, vs.spec.get("hosts") or [], namespace):
+        for svc in services_of_hosts(inv, vs.spec.get("hosts") or [], namespace):
             if waypoint_for(inv, namespace, svc) is None:
                 yield vs, (f"its HTTP routes for {svc.name} (subsets, weights, timeouts, retries, faults) stop "
                            f"applying: no waypoint serves {svc.name}")
@@ -91,12 +116,19 @@ def needs_waypoint(inv: Inventory, namespace: str) -> Iterator[tuple[KubeObject,
     for dr in istio_objects(inv, "DestinationRule"):
         if ns_of(dr) != namespace:
             continue
-        for svc in _services_of_hosts(inv, [dr.spec.get("host", "")], namespace):
+        for svc in services_of_hosts(inv, [dr.spec.get("host", "")], namespace):
             if waypoint_for(inv, namespace, svc) is None and (dr.spec.get("subsets") or dr.spec.get("trafficPolicy")):
                 yield dr, f"its subsets and traffic policy for {svc.name} stop applying: no waypoint serves it"
+    for route in inv.of_kind("HTTPRoute"):
+        for ref in route.spec.get("parentRefs") or () if route.namespace == namespace else ():
+            svc = inv.service(namespace, ref.get("name", "")) if ref.get("kind") == "Service" else None
+            if svc is not None and waypoint_for(inv, namespace, svc) is None:
+                yield route, f"its rules for {svc.name} stop applying: no waypoint serves {svc.name}"
+                break
+    moved = copied(inv, namespace)  # a policy a waypoint copy stands for goes with the sidecars (ambient-mode)
     for ap in istio_objects(inv, "AuthorizationPolicy"):
         attrs = l7_attributes(ap.spec)
-        if ns_of(ap) == namespace and attrs and ztunnel_enforced(ap):
+        if ns_of(ap) == namespace and attrs and ztunnel_enforced(ap) and ("AuthorizationPolicy", ap.name) not in moved:
             yield ap, (f"ztunnel would enforce it (bound by selector, not to a waypoint) and cannot evaluate its L7 "
                        f"rules ({', '.join(attrs[:3])}): it denies the traffic the policy selects instead")
 
@@ -165,3 +197,81 @@ def ambient_profile_missing(inv: Inventory) -> list[tuple[Ref, str]]:
         if (env_of(d, AMBIENT_ENV) or "").lower() != "true":
             out.append((d.ref, f"istiod {d.ref} runs without {AMBIENT_ENV}=true: it does not program ztunnel"))
     return out
+
+
+# ---------------------------------------------------------------- what ambient cannot carry (migrate policies)
+
+# The parts of a VirtualService HTTP route an HTTPRoute of the Gateway API's standard channel says (features._ambient
+# converts them); anything else — retries, faults, CORS, redirects, delegation, direct responses — it cannot.
+_ROUTE_FIELDS = {"name", "match", "route", "timeout", "headers", "mirror", "mirrorPercentage", "rewrite"}
+_MATCH_FIELDS = {"uri", "headers", "method", "queryParams", "name"}
+_VS_FIELDS = {"hosts", "http", "gateways", "exportTo"}
+
+
+def inexpressible(vs: KubeObject) -> list[str]:
+    """What of a mesh VirtualService an HTTPRoute (standard channel) cannot say, each as `http[i].field`."""
+    out = [f"{k} (a VirtualService's {k} routes)" for k in vs.spec if k not in _VS_FIELDS]
+    for i, route in enumerate(vs.spec.get("http") or ()):
+        out += [f"http[{i}].{k}" for k in route if k not in _ROUTE_FIELDS]
+        for j, m in enumerate(route.get("match") or ()):
+            out += [f"http[{i}].match[{j}].{k}" for k in m if k not in _MATCH_FIELDS]
+            out += [f"http[{i}].match[{j}].uri" for _ in [0] if "uri" in m and len(m["uri"]) != 1]
+        if "uri" in (route.get("rewrite") or {}) and any(
+                "prefix" not in (m.get("uri") or {}) for m in route.get("match") or [{}]):
+            out.append(f"http[{i}].rewrite.uri (only a prefix match's rewrite is an HTTPRoute URLRewrite)")
+    return out
+
+
+def mesh_http_routes(inv: Inventory, vs: KubeObject) -> list[Service]:
+    """The Services of its own namespace whose mesh traffic a VirtualService routes at L7 (none for a VirtualService
+    bound only to ingress gateways, or with no HTTP routes)."""
+    gateways = vs.spec.get("gateways") or []
+    if gateways and "mesh" not in gateways or not vs.spec.get("http"):
+        return []
+    return services_of_hosts(inv, vs.spec.get("hosts") or [], ns_of(vs))
+
+
+def needs_waypoint_binding(ap: KubeObject) -> list[str]:
+    """Why a policy bound to workloads must move to a waypoint (targetRefs): its L7 attributes, a CUSTOM or AUDIT
+    action (AuthorizationPolicy), or its kind (RequestAuthentication, WasmPlugin: only waypoints enforce them)."""
+    if not ztunnel_enforced(ap):
+        return []
+    if ap.kind in ("RequestAuthentication", "WasmPlugin"):
+        return [f"a {ap.kind} is enforced only by a waypoint"]
+    action = ap.spec.get("action", "ALLOW")
+    return l7_attributes(ap.spec) + ([f"action {action}"] if action in ("CUSTOM", "AUDIT") else [])
+
+
+def _blocker_scope(ctx: Context) -> str | None:
+    return ctx.scope if ctx.scope and ctx.scope != "mesh" else None
+
+
+@check("MST0720", reads=("EnvoyFilter",))
+def envoyfilter_ignored(ctx: Context) -> Iterator[tuple[Ref, str, str]]:
+    ns = _blocker_scope(ctx)
+    for ef in istio_objects(ctx.inventory, "EnvoyFilter"):
+        if ns is not None and ns_of(ef) in (ns, ctx.inventory.root_namespace):
+            where = "every namespace" if ns_of(ef) == ctx.inventory.root_namespace else ns
+            yield (ef.ref, f"{ef.ref} patches the sidecars of {where}: waypoints and ztunnel ignore EnvoyFilters, so "
+                           f"what it does stops once {ns} leaves sidecars", CATALOG["MST0720"].hint_for(
+                               namespace=ns, filter=ef.name))
+
+
+@check("MST0721", reads=("Sidecar",))
+def sidecar_resource_lapses(ctx: Context) -> Iterator[tuple[Ref, str, str]]:
+    ns = _blocker_scope(ctx)
+    for sc in istio_objects(ctx.inventory, "Sidecar"):
+        limits = [k for k in ("egress", "outboundTrafficPolicy", "ingress") if sc.spec.get(k)]
+        if ns is not None and ns_of(sc) == ns and limits:
+            yield (sc.ref, f"{sc.ref} sets {', '.join(limits)} for {ns}'s sidecars: ambient has no Sidecar resource, "
+                           "so the limit lapses once its sidecars go", CATALOG["MST0721"].hint_for(namespace=ns))
+
+
+@check("MST0722", reads=("VirtualService",))
+def route_not_expressible(ctx: Context) -> Iterator[tuple[Ref, str, str]]:
+    ns = _blocker_scope(ctx)
+    for vs in istio_objects(ctx.inventory, "VirtualService"):
+        lost = inexpressible(vs)
+        if ns is not None and ns_of(vs) == ns and lost and mesh_http_routes(ctx.inventory, vs):
+            yield (vs.ref, f"{vs.ref} uses what an HTTPRoute (Gateway API standard channel) cannot say: "
+                           f"{', '.join(lost[:3])}", CATALOG["MST0722"].hint_for(namespace=ns))

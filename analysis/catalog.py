@@ -378,6 +378,24 @@ _ENTRIES = (
           "istio.io's sidecar-to-ambient guide lists the Kubernetes versions it supports; ztunnel and istio-cni are "
           "tested there.",
           "Upgrade the nodes to a Kubernetes version from {low} to {high} before moving namespaces to ambient."),
+    Entry("MST0720", "EnvoyFilterIgnoredByWaypoint", "error", ("ambient-policies", "ambient-mode"),
+          "An EnvoyFilter patches the namespace's sidecars, and waypoints and ztunnel ignore EnvoyFilters.",
+          "istio.io's migration guide: EnvoyFilters are silently ignored after the migration; one with no "
+          "ambient equivalent is a migration blocker.",
+          "Replace {filter} with a WasmPlugin bound to the waypoint (targetRefs), or delete it if it is no longer "
+          "needed, before moving {namespace} to ambient."),
+    Entry("MST0721", "SidecarResourceLapses", "error", ("ambient-policies", "ambient-mode"),
+          "A Sidecar resource limits the namespace's sidecars (egress hosts, outbound policy, listeners).",
+          "Ambient has no Sidecar resource: the limits it sets (which hosts the workloads reach, how) stop "
+          "applying when the sidecars go.",
+          "Express the limit another way first (REGISTRY_ONLY with ServiceEntries, an egress waypoint, "
+          "AuthorizationPolicy at the destinations), then delete the Sidecar and move {namespace}."),
+    Entry("MST0722", "RouteNotExpressibleAsHTTPRoute", "error", ("ambient-policies", "ambient-mode"),
+          "A VirtualService uses routing an HTTPRoute of the Gateway API's standard channel cannot say.",
+          "Waypoints serve HTTPRoutes (VirtualService support is Alpha there): retries, fault injection, CORS, "
+          "redirects and delegation have no standard-channel HTTPRoute field, and would be dropped.",
+          "Drop or rewrite those parts of the VirtualService in {namespace} (or keep the namespace on sidecars) "
+          "before migrating its policies."),
     Entry("MST0706", "WaypointMissingForL7", "error", ("ambient-mode",),
           "L7 config in the namespace needs a waypoint in ambient mode, and no waypoint serves it.",
           "In ambient mode ztunnel carries the traffic at L4: VirtualService routes, DestinationRule subsets and "
@@ -462,6 +480,14 @@ _ENTRIES = (
           "VirtualService (or an HTTPRoute attached to the Service) of their own.",
           "the invariants checked after every rendering (features/invariants.py)"),
     # ---------------------------------------------------------------- observed traffic (Istio's telemetry)
+    Entry("MST0816", "EnforcementLapses", "error", (),
+          "The change would alter how a request is decided or routed: a policy no proxy enforces any more (or "
+          "ztunnel denying what it cannot evaluate), L7 routes nobody applies.",
+          "Moving from sidecars to ambient changes who enforces: the sidecar, then ztunnel (L4) and the waypoint "
+          "(L7, targetRefs). A request allowed or denied before must be decided the same way after every stage.",
+          "Migrate {scope}'s policies and routes to its waypoint and activate it before {feature} "
+          "(meshstep render ambient-policies --scope {scope}; meshstep render waypoint --scope {scope}).",
+          "the invariants checked after every rendering (features/invariants.py)"),
     Entry("MST0820", "NoTrafficEvidence", "warning", TRAFFIC_GATED,
           "No telemetry was read: the gate checked config only, not the callers traffic shows.",
           "Config says what should happen; only the proxies' metrics show who really calls (a batch job, a caller "

@@ -28,6 +28,7 @@ class AmbientInstall(Feature):
                 "policy.",
                 "Sidecar workloads keep working through this stage: nothing of theirs changes.")
     docs = "https://istio.io/latest/docs/ambient/migrate/install-ambient-components/"
+    keeps_decisions = True
 
     def _missing(self, inv: Inventory) -> list[str]:
         """What the ambient data plane lacks: a component not running, or not under the ambient profile."""

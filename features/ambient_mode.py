@@ -1,8 +1,12 @@
 """Ambient mode: a namespace label hands its pods' traffic to the node's ztunnel instead of sidecars."""
 from __future__ import annotations
 
+from typing import Any
+
+from analysis.ambient import copied, stood_for
 from cluster import revisions
 from cluster.inventory import Inventory
+from cluster.model import Ref
 from features._istio import label_notes, namespace_labelled
 from features.base import Feature, Observation
 
@@ -27,12 +31,22 @@ class AmbientMode(Feature):
                 "outside the mesh is still accepted until a STRICT PeerAuthentication.",
                 "Pods that still have a sidecar are not captured by ztunnel: restart them after the label change.")
     docs = "https://istio.io/latest/docs/ambient/usage/add-workloads/"
+    keeps_decisions = True
     # ztunnel's HBONE tunnels give mutual TLS between ambient pods at once, plaintext from outside still accepted
     provides = ("mtls-permissive",)
     owns = tuple(f"labels/{k}" for k in (*_ADD, *_REMOVED))
 
     def build(self, p, scope, inv):
         return [namespace_labelled(inv, scope, _ADD, _REMOVED)]
+
+    def removes(self, p, scope, inv) -> list[Ref]:
+        """The selector-bound originals of policies a waypoint copy now enforces (ambient-policies): kept for the
+        sidecars until now, they go with them, or ztunnel would enforce them (an L7 one as a DENY of everything)."""
+        return [ref for (kind, name) in copied(inv, scope) if (o := inv.get(kind, scope, name)) is not None
+                and (ref := o.ref)]
+
+    def restores(self, p, scope, inv) -> list[dict[str, Any]]:
+        return [original for copy in copied(inv, scope).values() if (original := stood_for(copy)) is not None]
 
     def notes(self, p, scope, inv, rollback):
         lines = label_notes(inv, scope, _ADD, _REMOVED, rollback)

@@ -170,6 +170,10 @@ class Feature:
     # What the feature is there to change, as paths of features.invariants.facts (shell patterns): every other
     # field of an object it extends must come out of the rendering as it went in.
     owns: tuple[str, ...] = ()
+    # Whether the feature moves who enforces and routes (sidecar, ztunnel, waypoint) without changing what is
+    # enforced: then no request may be decided otherwise, and no L7 route be left unapplied, once it is on
+    # (features.invariants, MST0816). Features there to change decisions or routes (authorization, routing) are not.
+    keeps_decisions: bool = False
     # in_effect answers from the resolver (analysis.effective), not from detection: the behaviour can be in effect
     # with no object of the feature's own (Istio's default PERMISSIVE, a STRICT inherited from the root namespace).
     resolved: bool = False
@@ -204,6 +208,16 @@ class Feature:
     def restarted_pods(self, p: dict[str, Any], scope: str, inv: Inventory) -> list[dict[str, Any]]:
         """The pods that the notes' `kubectl rollout restart` lines bring back, as they come back on `inv` (the
         cluster with the objects applied): an overlay runs no controllers, so a rehearsal applies these too."""
+        return []
+
+    def removes(self, p: dict[str, Any], scope: str, inv: Inventory) -> list[Ref]:
+        """The objects the rendering deletes (an object replaced by one of another kind); what undoes it is
+        `restores`."""
+        return []
+
+    def restores(self, p: dict[str, Any], scope: str, inv: Inventory) -> list[dict[str, Any]]:
+        """What the rollback brings back of the objects `removes` deleted, as they were: read on `inv`, the cluster
+        with the rendering applied, from the objects that stand for them."""
         return []
 
     def commanded(self, p: dict[str, Any], scope: str, inv: Inventory) -> list[dict[str, Any]]:
@@ -255,7 +269,8 @@ class Feature:
         p, objects = self.candidate(params, scope, inv)
         if check:
             refuse_errors(self.id, objects, inv)
-        return Rendered(self.id, scope, _shown(p), written(objects, inv), notes=tuple(self.notes(p, scope, inv, False)))
+        return Rendered(self.id, scope, _shown(p), written(objects, inv), tuple(self.removes(p, scope, inv)),
+                        notes=tuple(self.notes(p, scope, inv, False)))
 
     def rollback(self, params: dict[str, Any], scope: str, inv: Inventory) -> Rendered:
         """What undoes `render`, on the cluster before it is applied or after: every object the feature changed
@@ -269,7 +284,8 @@ class Feature:
             built = []  # the cluster moved on so that it no longer renders: its records still say what to undo
         # on the cluster with the feature applied, the rendering is the cluster's own objects: no overlay needed
         changed = [o for o in built if (c := inv.get(*object_key(o))) is None or clean(c.raw) != o]
-        after = overlay(inv, changed) if changed else inv
+        removed = self.removes(p, scope, inv) if built else []
+        after = overlay(inv, changed, removed) if changed or removed else inv
         key = ROLLBACK + self.id
         refs = dict.fromkeys([ref_of(o) for o in built] + [
             o.ref for o in recorded_objects(after, target_namespace(scope, inv), scope) if key in o.annotations])
@@ -283,7 +299,8 @@ class Feature:
                 delete.append(ref)
             else:
                 restore.append(merge_patch(without_record(clean(current.raw), key), json.loads(record)))
-        return Rendered(self.id, scope, _shown(p), written(restore, after), tuple(delete),
+        back = [o for o in self.restores(p, scope, after) if after.get(*object_key(o)) is None]
+        return Rendered(self.id, scope, _shown(p), written(restore, after) + tuple(back), tuple(delete),
                         tuple(self.notes(p, scope, inv, True)), rollback=True)
 
     def gate(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> Outcome:

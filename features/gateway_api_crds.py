@@ -32,6 +32,7 @@ class GatewayApiCrds(Feature):
                 "install serves fields (HTTPRoute retries) the standard one rejects.",
                 "Removing the CRDs deletes every Gateway and HTTPRoute of the cluster with them.")
     docs = "https://istio.io/latest/docs/ambient/migrate/before-you-begin/"
+    keeps_decisions = True
 
     def build(self, p, scope, inv):
         return []  # a release manifest applied by URL: the stage's command, not objects meshstep renders

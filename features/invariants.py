@@ -10,7 +10,12 @@ cluster as it is: the DESIGN's "changes are merges, proved on a copy".
 - MST0814: the rollback, applied to the overlay, gives back the objects the cluster has today, byte for byte once
   normalised.
 - MST0815: a feature aimed at the mesh's calls (one with an `ingress` parameter, left false) changes no rule an
-  ingress gateway applies (features._reach)."""
+  ingress gateway applies (features._reach).
+- MST0816: enforcement never lapses (for a feature that moves who enforces, Feature.keeps_decisions): on the
+  cluster as the rendering leaves it — with the objects its install
+  commands make and the pods its restarts bring back — every request is allowed or denied as before by whichever
+  proxy handles it now (sidecar, ztunnel, waypoint: analysis.enforcement), and every Service routed at L7 is still
+  routed the same way by someone (no VirtualService left to a pod without sidecar nor waypoint)."""
 from __future__ import annotations
 
 import json
@@ -21,6 +26,8 @@ from typing import Any
 
 from analysis.base import Message, catalog_message, runnable, unseen_message
 from analysis.callers import CALLS_READ, calls, refusal
+from analysis.enforcement import KINDS as ENFORCEMENT_READS
+from analysis.enforcement import decide, requests, routing
 from cluster.changes import clean, normalized_yaml, ref_of
 from cluster.inventory import Inventory
 from cluster.model import Ref
@@ -51,6 +58,8 @@ INVARIANTS = (
     Invariant("MST0813", (), lambda f, p, s, before, after, r: new_analysis_errors(before, after)),
     Invariant("MST0814", (), lambda f, p, s, before, after, r: rollback_not_exact(f, p, s, before, after, r)),
     Invariant("MST0815", ("Gateway",), lambda f, p, s, before, after, r: ingress_reached(f, p, before, r)),
+    Invariant("MST0816", ENFORCEMENT_READS, lambda f, p, s, before, after, r: enforcement_lapses(f, p, s, before,
+                                                                                                 after, r)),
 )
 
 
@@ -249,3 +258,47 @@ def ingress_reached(feature: Feature, params: dict[str, Any], before: Inventory,
         if r.ingress:
             yield catalog_message("MST0815", r.ref, f"{feature.id} would change {r}: ingress traffic gets it too",
                                   gateway=", ".join(r.ingress))
+
+
+# ---------------------------------------------------------------- MST0816: enforcement never lapses
+
+# What decides a request or routes it at L7: a rendering that touches none of these (and restarts no pod, installs
+# nothing) leaves every decision as it was.
+_DECIDING = {"AuthorizationPolicy", "RequestAuthentication", "PeerAuthentication", "Namespace", "Service", "Gateway",
+             "HTTPRoute", "VirtualService", "DestinationRule", "ConfigMap", "Deployment", "DaemonSet", "Pod"}
+
+
+def as_run(feature: Feature, params: dict[str, Any], scope: str, after: Inventory) -> Inventory:
+    """The cluster as the rendering leaves it once its commands ran and its restarts brought the pods back (what a
+    rehearsal applies: an overlay runs neither)."""
+    made = feature.commanded(params, scope, after)
+    after = after.with_changes(apply=made) if made else after
+    pods = feature.restarted_pods(params, scope, after)
+    return after.with_changes(pods=pods) if pods else after
+
+
+def enforcement_lapses(feature: Feature, params: dict[str, Any], scope: str, before: Inventory, after: Inventory,
+                       rendered: Rendered) -> Iterator[Message]:
+    kinds = {o["kind"] for o in rendered.objects} | {r.kind for r in rendered.delete}
+    if not feature.keeps_decisions or rendered.rollback or not kinds & _DECIDING \
+            and not feature.restarted_pods(params, scope, after) and not feature.commanded(params, scope, after):
+        return
+    now = as_run(feature, params, scope, after)
+    changed = [(req, was, decide(now, req)) for req in requests(before)
+               if (was := decide(before, req)) != decide(now, req)]
+    for req, was, is_ in changed[:3]:
+        yield catalog_message("MST0816", Ref("Service", req.service[0], req.service[1]),
+                              f"{feature.id} in {scope} changes a decision: {req} was {'/'.join(was) or 'unserved'}, "
+                              f"would be {'/'.join(is_) or 'unserved'}"
+                              + (f" (and {len(changed) - 3} more requests)" if len(changed) > 3 else ""),
+                              feature=feature.id, scope=scope)
+    routes = routing(now)
+    for (ns, name), (rules, who) in sorted(routing(before).items()):
+        if who.startswith("nobody"):
+            continue  # not applied before either: not this rendering's doing
+        new_rules, new_who = routes.get((ns, name), ((), "nobody: its L7 routes are gone"))
+        if new_who.startswith("nobody") or new_rules != rules:
+            what = new_who if new_who.startswith("nobody") else "its routes send to other destinations or weights"
+            yield catalog_message("MST0816", Ref("Service", ns, name),
+                                  f"{feature.id} in {scope} drops {ns}/{name}'s L7 routing, applied by {who} "
+                                  f"before: {what}", feature=feature.id, scope=scope)

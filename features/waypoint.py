@@ -36,6 +36,7 @@ class Waypoint(Feature):
         "the request path.",
     )
     docs = "https://istio.io/latest/docs/ambient/usage/waypoint/"
+    keeps_decisions = True
     owns = (f"labels/{USE_WAYPOINT}",)
 
     def build(self, p, scope, inv):

@@ -176,8 +176,9 @@ _AMBIENT_RELEASE = _Blueprint("Release with weighted HTTPRoutes",
                               "Send testers, then a share of users, to a new version through weighted backendRefs.",
                               ("traffic-shifting",), "all")
 # Sidecars to ambient, as istio.io's migration guide (docs/ambient/migrate/) orders it: before you begin (the
-# versions it lists, the Gateway API CRDs), install the ambient components, then per namespace in the order the
-# guide requires — activate the waypoint, label the namespace ambient and remove injection, restart, verify HBONE.
+# versions it lists, the Gateway API CRDs), install the ambient components, migrate the policies, then per
+# namespace in the order the guide requires — activate the waypoint, label the namespace ambient and remove
+# injection, restart, verify HBONE.
 _MIGRATE_CRDS = _Blueprint("Before you begin: the Gateway API CRDs",
                            "Does the cluster serve Gateway and HTTPRoute, which waypoints and ambient routing are "
                            "written in, on the Istio and Kubernetes versions the migration guide lists?",
@@ -185,6 +186,11 @@ _MIGRATE_CRDS = _Blueprint("Before you begin: the Gateway API CRDs",
 _MIGRATE_INSTALL = _Blueprint("Install ambient components: ztunnel, and istio-cni and istiod under the ambient profile",
                               "Is ztunnel on every node, handed pods by istio-cni and programmed by istiod, while "
                               "every sidecar workload keeps working as it is?", ("ambient-install",), "mesh")
+_MIGRATE_POLICIES = _Blueprint("Migrate {ns}'s policies to its waypoint",
+                               "{ns}'s VirtualServices become HTTPRoutes, its L7 policies are bound to the waypoint "
+                               "(targetRefs) beside the sidecars' own, its waypoint is deployed: what ambient needs "
+                               "is in place while the sidecars still route and enforce.", ("ambient-policies",),
+                               "each")
 _MIGRATE_NS = (
     _Blueprint("Activate a waypoint for {ns} before it leaves sidecars",
                "{ns}'s routes and L7 policies keep applying once its sidecars are gone: the waypoint serves them "
@@ -202,7 +208,7 @@ TEMPLATES: dict[str, tuple[_Blueprint | tuple[_Blueprint, ...], ...]] = {
     "upgrade": _UPGRADE,
     "ambient-first": (_AMBIENT_INSTALL, _AMBIENT_NS, _OBSERVE, _WAYPOINT_NS, _AMBIENT_ROUTING, _AMBIENT_RELEASE,
                       _STRICT_NS, _AUTHZ),
-    "sidecar-to-ambient": (_MIGRATE_CRDS, _MIGRATE_INSTALL, _MIGRATE_NS),
+    "sidecar-to-ambient": (_MIGRATE_CRDS, _MIGRATE_INSTALL, _MIGRATE_POLICIES, _MIGRATE_NS),
     "custom": (),
 }
 

@@ -26,6 +26,7 @@ from tests.conftest import REFERENCE
 
 GATEWAY_API_CRDS = REFERENCE.parent / "gateway-api-reference" / "crds"
 AMBIENT = Path(__file__).parent.parent / "fixtures" / "ambient" / "cluster.yaml"
+MIGRATION = AMBIENT.parent / "migration.yaml"
 
 BOOKINFO = REFERENCE / "samples" / "bookinfo"
 ANALYZER = REFERENCE / "analyzer" / "testdata"
@@ -114,10 +115,18 @@ def ambient() -> Inventory:
     return _inventory("ambient", [*control_plane(ambient=True), *crds, *read_paths([AMBIENT])])
 
 
+def migration() -> Inventory:
+    """tests/fixtures/ambient/migration.yaml (sidecar namespaces to move to ambient) running on the demo's control
+    plane, with the Gateway API v1.3.0 CRDs from ../shared."""
+    crds = list(read_paths(sorted(GATEWAY_API_CRDS.glob("*.yaml"))))
+    return _inventory("migration", [*control_plane(), *crds, *running(list(read_paths([MIGRATION])))])
+
+
 def corpus() -> list[Cluster]:
     """Every fixed cluster of the corpus (the Hypothesis-generated ones are `clusters()`)."""
     out = [Cluster("demo", lambda: build_inventory(load_snapshot("demo")))]
     out.append(Cluster("ambient", ambient))
+    out.append(Cluster("migration", migration))
     out.append(Cluster("bookinfo", lambda: bookinfo(None)))
     for sample in sorted((BOOKINFO / "networking").glob("*.yaml")):
         out.append(Cluster(f"bookinfo+{sample.stem}", lambda s=sample: bookinfo(s)))

@@ -176,8 +176,16 @@ def test_the_waypoint_gate_fires_for_l7_config_without_a_waypoint(cluster):
     with pytest.raises(Refused) as refused:
         render_gated(feature, {}, "orders", cluster)
     found = {(m.code, str(m.ref)) for m in refused.value.findings}
-    assert found == {("MST0706", "VirtualService orders/orders"), ("MST0706", "DestinationRule orders/orders")}
-    with_waypoint = apply(registry()["waypoint"].render({}, "orders", cluster), cluster)
+    # its routes would be applied by nobody: MST0706 for each object, MST0816 for the Service they route
+    assert found == {("MST0706", "VirtualService orders/orders"), ("MST0706", "DestinationRule orders/orders"),
+                     ("MST0816", "Service orders/orders")}
+    # a waypoint alone serves the VirtualService only as Alpha: its routes must be an HTTPRoute first
+    waypoint_only = apply(registry()["waypoint"].render({}, "orders", cluster), cluster)
+    with pytest.raises(Refused) as refused:
+        render_gated(feature, {}, "orders", waypoint_only)
+    assert [(m.code, str(m.ref)) for m in refused.value.findings] == [("MST0816", "Service orders/orders")]
+    migrated = apply(registry()["ambient-policies"].render({}, "orders", cluster), cluster)
+    with_waypoint = apply(registry()["waypoint"].render({}, "orders", migrated), migrated)
     rendered, msgs = render_gated(feature, {}, "orders", with_waypoint)
     assert "MST0706" not in codes(msgs)
     # the restart brings orders' pods back without sidecars, captured by istio-cni
@@ -298,13 +306,15 @@ def test_ambient_first_takes_a_new_namespace_to_authorization(cluster):
 def test_sidecar_to_ambient_deploys_the_waypoint_before_switching(cluster):
     stages, after = rehearse("sidecar-to-ambient", cluster, ["orders"])
     assert [[(s.feature, s.scope) for s in st.steps] for st in stages] == [
-        [("gateway-api-crds", "mesh")], [("ambient-install", "mesh")], [("waypoint", "orders")],
-        [("ambient-mode", "orders")]]
+        [("gateway-api-crds", "mesh")], [("ambient-install", "mesh")], [("ambient-policies", "orders")],
+        [("waypoint", "orders")], [("ambient-mode", "orders")]]
     assert stages[0].done and stages[1].done  # the fixture serves the Gateway API and runs ambient
     labels = after.namespaces["orders"].labels
     assert labels["istio.io/dataplane-mode"] == "ambient" and "istio.io/rev" not in labels
     assert not [p for p in after.pods_by_namespace["orders"] if p.sidecar is not None]
-    # the VirtualService keeps applying, at the waypoint
+    # its routes keep applying, as an HTTPRoute at the waypoint
+    assert not [vs for vs in after.of_kind("VirtualService") if vs.namespace == "orders"]
+    assert {r.name for r in after.of_kind("HTTPRoute") if r.namespace == "orders"} == {"orders"}
     assert [m for m in analysis.run(analysis.gate_checks("ambient-mode"), analysis.Context(after, "orders"))
             if m.code == "MST0706"] == []
 

@@ -4,14 +4,24 @@ ambient profile, no ztunnel) rehearsed to done."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from analysis import base as analysis
+from analysis.ambient import waypoint_for
+from analysis.enforcement import decide, requests, routing
 from cluster.inventory import Inventory
 from cluster.revisions import manifest
-from features.base import registry
+from features._gate import render_gated
+from features.base import Refused, apply, registry, validate_object, validate_params
+from features.invariants import as_run
 from planner import plan
+from tests.features.corpus import _istio, control_plane, generated, migration, running
+from tests.kubectl import kubectl
 
 GUIDE = "https://istio.io/latest/docs/ambient/migrate/"
 
@@ -28,9 +38,12 @@ def test_the_template_follows_the_guides_phases_and_leaves_nothing_out_for_the_c
     that needs them stays in the plan (the old template left them all out and kept the switches). Per namespace,
     the guide's order: the waypoint before the switch."""
     draft = plan.new_plan("sidecar-to-ambient", demo_inventory)
-    assert draft.left_out == [], GUIDE
+    # only the policy migration of namespaces that have nothing for a waypoint, said so
+    assert [(lo.feature, lo.scope) for lo in draft.left_out] == [("ambient-policies", "legacy"),
+                                                                 ("ambient-policies", "payments")], GUIDE
+    assert all("needs a waypoint" in lo.reason for lo in draft.left_out)
     assert [[(s.feature, s.scope) for s in st.steps] for st in draft.stages] == [
-        [("gateway-api-crds", "mesh")], [("ambient-install", "mesh")],
+        [("gateway-api-crds", "mesh")], [("ambient-install", "mesh")], [("ambient-policies", "shop")],
         [("waypoint", "legacy")], [("ambient-mode", "legacy")],
         [("waypoint", "payments")], [("ambient-mode", "payments")],
         [("waypoint", "shop")], [("ambient-mode", "shop")]]
@@ -78,7 +91,278 @@ def test_the_demo_migration_rehearses_to_done(cli):
     exit check runs on the overlay, none overridden."""
     rc, out, err = cli("plan", "new", "--template", "sidecar-to-ambient", "--source", "demo")
     assert rc == 0, err
-    assert "LEFT OUT" not in out
+    assert "does not serve the Gateway API" not in out and "left out: " not in out
     rc, out, err = cli("plan", "rehearse", "--source", "demo")
     assert rc == 0, (out, err)
     assert out.rstrip().endswith("plan sidecar-to-ambient is complete: every stage is done"), out
+
+
+# ---------------------------------------------------------------- walking the migration on the overlay
+
+
+def walk(inv: Inventory, namespaces: list[str]) -> list[tuple[plan.StageSpec, Inventory]]:
+    """The template's stages through their gate and invariants (render_gated), applied in turn on the overlay with
+    what their commands make and the pods their restarts bring back: each stage with the cluster it leaves."""
+    out = []
+    for stage in (s for s in plan.new_plan("sidecar-to-ambient", inv, namespaces).stages if not s.done):
+        for step in stage.steps:
+            feature = registry()[step.feature]
+            rendered, _ = render_gated(feature, step.params, step.scope, inv)
+            inv = as_run(feature, validate_params(feature, step.params), step.scope, apply(rendered, inv))
+            assert any(o.scope == step.scope for o in feature.detect(inv)), (stage.title, step)
+        out.append((stage, inv))
+    return out
+
+
+def unchanged(before: Inventory, after: Inventory) -> list[str]:
+    """The requests of `before` decided otherwise on `after`, and the Services whose L7 routes changed or lost
+    whoever applied them."""
+    diff = [f"{r}: {decide(before, r)} → {decide(after, r)}" for r in requests(before)
+            if decide(before, r) != decide(after, r)]
+    now = routing(after)
+    return diff + [f"{svc}: {who} → {now.get(svc, ((), 'nobody'))[1]}" for svc, (rules, who) in routing(before).items()
+                   if now.get(svc, ((), "nobody"))[0] != rules or now.get(svc, ((), "nobody"))[1].startswith("nobody")]
+
+
+@pytest.fixture(scope="module")
+def demo_walk(demo_inventory) -> tuple[Inventory, list[tuple[plan.StageSpec, Inventory]]]:
+    return demo_inventory, walk(demo_inventory, plan.default_namespaces(demo_inventory))
+
+
+def test_shops_canary_is_an_httproute_served_by_its_waypoint_before_its_sidecars_go(demo_walk):
+    start, stages = demo_walk
+    titles = [s.title for s, _ in stages]
+    switch = titles.index("Switch shop to ambient mode")
+    before_switch = stages[switch - 1][1]
+    assert not [vs for vs in before_switch.of_kind("VirtualService") if vs.namespace == "shop" and vs.name == "reviews"]
+    (route,) = [r for r in before_switch.of_kind("HTTPRoute") if r.namespace == "shop"]
+    assert route.spec["parentRefs"] == [{"group": "", "kind": "Service", "name": "reviews", "port": 9080}]
+    assert route.spec["rules"] == [{"backendRefs": [{"name": "reviews-v1", "port": 9080, "weight": 100}]}]
+    assert before_switch.service("shop", "reviews-v1").selector == {"app": "reviews", "version": "v1"}
+    assert waypoint_for(before_switch, "shop", before_switch.service("shop", "reviews")).name == "waypoint"
+    assert any(p.sidecar is not None for p in before_switch.pods_by_namespace["shop"])  # sidecars still there
+    after = stages[switch][1]
+    assert all(p.sidecar is None and after.in_mesh(p) for p in after.pods_by_namespace["shop"])
+    assert routing(after)["shop", "reviews"] == (routing(start)["shop", "reviews"][0], "waypoint shop/waypoint")
+
+
+def test_the_invariant_holds_after_every_stage_of_the_demo(demo_walk):
+    start, stages = demo_walk
+    assert len(requests(start)) >= 90
+    for stage, inv in stages:
+        assert unchanged(start, inv) == [], stage.title
+
+
+def test_switching_shop_without_migrating_its_routes_is_refused(demo_inventory):
+    """With the CRDs, ambient and shop's waypoint active but its VirtualService left as it is, the switch would
+    leave the canary to a waypoint that reads VirtualServices only as Alpha: MST0816 refuses it."""
+    inv = demo_inventory
+    for fid, scope in (("gateway-api-crds", "mesh"), ("ambient-install", "mesh"), ("waypoint", "shop")):
+        feature = registry()[fid]
+        inv = as_run(feature, {}, scope, apply(feature.render({}, scope, inv), inv))
+    with pytest.raises(Refused) as refused:
+        render_gated(registry()["ambient-mode"], {}, "shop", inv)
+    (m,) = [m for m in refused.value.findings if m.code == "MST0816"]
+    assert str(m.ref) == "Service shop/reviews" and "Alpha" in m.message
+
+
+# ---------------------------------------------------------------- the corpus cluster: conversions and blockers
+
+
+@pytest.fixture(scope="module")
+def bank() -> Inventory:
+    return migration()
+
+
+def test_bank_policies_become_waypoint_objects(bank, tmp_path):
+    """accounts' VirtualService is an HTTPRoute (a Service per subset, the header match, the weights, the timeout
+    and the mirror kept) and is deleted; its L7 AuthorizationPolicy and RequestAuthentication are copied onto the
+    accounts Service (targetRefs), the originals kept for the sidecars; the DestinationRule is left as it is. Every
+    object is valid against the Gateway API v1.3.0 and Istio CRD schemas and kubectl's client-side dry run."""
+    rendered, _ = render_gated(registry()["ambient-policies"], {}, "bank", bank)
+    by = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
+    assert set(by) == {("Gateway", "waypoint"), ("Service", "accounts-v1"), ("Service", "accounts-v2"),
+                       ("HTTPRoute", "accounts"), ("AuthorizationPolicy", "accounts-readers-waypoint"),
+                       ("RequestAuthentication", "accounts-jwt-waypoint")}
+    # bound to every Service that reaches accounts' pods: the version Services are addressable too
+    assert [str(r) for r in rendered.delete] == ["VirtualService bank/accounts"]
+    route = by["HTTPRoute", "accounts"]
+    assert route["metadata"]["labels"]["team"] == "core-banking"
+    testers, default = route["spec"]["rules"]
+    assert testers == {"matches": [{"headers": [{"name": "x-tester", "type": "Exact", "value": "yes"}]}],
+                       "backendRefs": [{"name": "accounts-v2", "port": 8080}]}
+    assert default["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    assert default["backendRefs"] == [{"name": "accounts-v1", "port": 8080, "weight": 90},
+                                      {"name": "accounts-v2", "port": 8080, "weight": 10}]
+    assert default["timeouts"] == {"request": "5s"}
+    assert default["filters"] == [{"type": "RequestMirror", "requestMirror": {
+        "backendRef": {"name": "audit", "port": 8080}, "percent": 10}}]
+    policy = by["AuthorizationPolicy", "accounts-readers-waypoint"]["spec"]
+    assert policy["targetRefs"] == [{"group": "", "kind": "Service", "name": n}
+                                    for n in ("accounts", "accounts-v1", "accounts-v2")] and "selector" not in policy
+    assert by["RequestAuthentication", "accounts-jwt-waypoint"]["spec"]["targetRefs"] == policy["targetRefs"]
+    for o in rendered.objects:
+        validate_object(o, bank)
+    path = tmp_path / "bank.yaml"
+    path.write_text(rendered.yaml)
+    with kubectl(tmp_path) as dry_run:
+        code, output = dry_run(path)
+    assert code == 0, output
+    # the rollback brings the VirtualService back as it was
+    after = apply(rendered, bank)
+    back = apply(registry()["ambient-policies"].rollback({}, "bank", after), after)
+    assert back.get("VirtualService", "bank", "accounts").raw == bank.get("VirtualService", "bank", "accounts").raw
+    assert not [r for r in back.of_kind("HTTPRoute") if r.namespace == "bank"]
+
+
+def test_edge_blockers_are_named_with_codes(bank):
+    """An EnvoyFilter (ignored by waypoints), a Sidecar's egress limits (no Sidecar in ambient) and retries and a
+    fault (no standard-channel HTTPRoute field) are blockers: the policy migration and the switch are refused, each
+    with its code, and nothing is converted with them dropped."""
+    with pytest.raises(Refused) as refused:
+        render_gated(registry()["ambient-policies"], {}, "edge", bank)
+    found = {(m.code, str(m.ref)) for m in refused.value.findings}
+    assert found >= {("MST0720", "EnvoyFilter edge/add-header"), ("MST0721", "Sidecar edge/default"),
+                     ("MST0722", "VirtualService edge/gateway-api")}
+    (m,) = [m for m in refused.value.findings if m.code == "MST0722"]
+    assert "http[0].retries" in m.message and "http[0].fault" in m.message
+    draft = plan.new_plan("sidecar-to-ambient", bank, ["edge"])
+    assert [lo.feature for lo in draft.left_out] == ["ambient-policies"]
+    assert "MST0722" in draft.left_out[0].reason
+
+
+def test_bank_rehearses_to_ambient_with_every_decision_kept(bank):
+    stages = walk(bank, ["bank"])
+    assert [s.title for s, _ in stages][-3:] == ["Migrate bank's policies to its waypoint",
+                                                  "Activate a waypoint for bank before it leaves sidecars",
+                                                  "Switch bank to ambient mode"]
+    for stage, inv in stages:
+        assert unchanged(bank, inv) == [], stage.title
+    end = stages[-1][1]
+    # the selector-bound originals went with the sidecars; the waypoint copies decide now
+    assert end.get("AuthorizationPolicy", "bank", "accounts-readers") is None
+    assert end.get("AuthorizationPolicy", "bank", "audit-callers") is not None  # L4: ztunnel enforces it
+    teller = next(r for r in requests(bank) if r.principal == "cluster.local/ns/bank/sa/teller"
+                  and r.service == ("bank", "accounts") and r.path == "/accounts/x" and r.method == "GET"
+                  and r.token is None and r.header is None)
+    assert decide(bank, teller) == decide(end, teller) == ("allow",)
+    assert decide(end, replace(teller, token="invalid")) == ("deny",)  # the waypoint's RequestAuthentication
+
+
+def test_switching_bank_before_its_policies_move_is_refused(bank):
+    """A waypoint active but the L7 policy still bound by selector: ztunnel would deny everything to accounts,
+    and no one would check the JWT: the switch is refused (MST0706 and MST0816), the enforcement never lapses."""
+    inv = bank
+    for fid, scope in (("ambient-install", "mesh"), ("waypoint", "bank")):
+        feature = registry()[fid]
+        inv = as_run(feature, {}, scope, apply(feature.render({}, scope, inv), inv))
+    with pytest.raises(Refused) as refused:
+        render_gated(registry()["ambient-mode"], {}, "bank", inv)
+    codes = {m.code for m in refused.value.findings}
+    assert {"MST0706", "MST0816"} <= codes
+
+
+# ---------------------------------------------------------------- property: generated sidecar clusters
+
+_REACHED: list[bool] = []
+
+
+@st.composite
+def sidecar_clusters(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Sidecar namespaces on the demo's control plane: apps of one or two versions behind an HTTP Service, a mesh
+    VirtualService splitting by subset (weights, a header match, a timeout) or none, and AuthorizationPolicies of
+    every shape ztunnel and waypoints tell apart (L4 or L7, ALLOW or DENY, by selector or namespace-wide), and
+    RequestAuthentications."""
+    namespaces = draw(st.lists(st.sampled_from(["north", "south"]), min_size=1, max_size=2, unique=True))
+    objs: list[dict[str, Any]] = []
+    for ns in namespaces:
+        objs.append({"apiVersion": "v1", "kind": "Namespace",
+                     "metadata": {"name": ns, "labels": {"istio-injection": "enabled"}}})
+        apps = draw(st.lists(st.sampled_from(["web", "api", "db"]), min_size=1, max_size=3, unique=True))
+        for app in apps:
+            versions = draw(st.sampled_from([["v1"], ["v1", "v2"]]))
+            for v in versions:
+                labels = {"app": app, "version": v}
+                objs.append({"apiVersion": "apps/v1", "kind": "Deployment",
+                             "metadata": {"name": f"{app}-{v}", "namespace": ns, "labels": labels},
+                             "spec": {"selector": {"matchLabels": labels}, "template": {
+                                 "metadata": {"labels": labels}, "spec": {"serviceAccountName": app, "containers": [
+                                     {"name": app, "image": f"example/{app}:{v}",
+                                      "ports": [{"containerPort": 8080}]}]}}}})
+            objs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": app, "namespace": ns},
+                         "spec": {"selector": {"app": app},
+                                  "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]}})
+            if len(versions) == 2 and draw(st.booleans()):
+                objs += _routing(draw, ns, app)
+        for i in range(draw(st.integers(0, 3))):
+            objs.append(_policy(draw, ns, apps, namespaces, i))
+        if draw(st.booleans()):
+            app = draw(st.sampled_from(apps))
+            objs.append(_istio("security.istio.io", "RequestAuthentication", ns, f"{app}-jwt", {
+                "selector": {"matchLabels": {"app": app}},
+                "jwtRules": [{"issuer": "https://id.example", "jwksUri": "https://id.example/jwks"}]}))
+    return [*control_plane(), *running(objs)]
+
+
+def _routing(draw: st.DrawFn, ns: str, app: str) -> list[dict[str, Any]]:
+    weight = draw(st.integers(0, 100))
+    default: dict[str, Any] = {"route": [{"destination": {"host": app, "subset": "v1"}, "weight": weight},
+                                         {"destination": {"host": app, "subset": "v2"}, "weight": 100 - weight}]}
+    if draw(st.booleans()):
+        default["timeout"] = draw(st.sampled_from(["1.5s", "10s"]))
+    http = [default]
+    if draw(st.booleans()):
+        http.insert(0, {"match": [{"headers": {"x-canary": {"exact": "yes"}}}],
+                        "route": [{"destination": {"host": app, "subset": "v2"}}]})
+    return [_istio("networking.istio.io", "VirtualService", ns, app, {"hosts": [app], "http": http}),
+            _istio("networking.istio.io", "DestinationRule", ns, app, {
+                "host": app, "subsets": [{"name": v, "labels": {"version": v}} for v in ("v1", "v2")]})]
+
+
+def _policy(draw: st.DrawFn, ns: str, apps: list[str], namespaces: list[str], i: int) -> dict[str, Any]:
+    source = draw(st.sampled_from([
+        {"namespaces": [draw(st.sampled_from(namespaces))]},
+        {"principals": [f"cluster.local/ns/{ns}/sa/{draw(st.sampled_from(apps))}"]}, {}]))
+    operation = draw(st.sampled_from([{}, {"methods": ["GET"]}, {"paths": ["/admin*"]},
+                                      {"methods": ["POST"], "paths": ["/orders"]}]))
+    rule: dict[str, Any] = {}
+    if source:
+        rule["from"] = [{"source": source}]
+    if operation:
+        rule["to"] = [{"operation": operation}]
+    spec: dict[str, Any] = {"action": draw(st.sampled_from(["ALLOW", "DENY"])), "rules": [rule]}
+    if draw(st.booleans()):
+        spec["selector"] = {"matchLabels": {"app": draw(st.sampled_from(apps))}}
+    return _istio("security.istio.io", "AuthorizationPolicy", ns, f"policy-{i}", spec)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(sidecar_clusters())
+def test_migration_stages_never_change_a_decision(objects):
+    """For each generated cluster, the sidecar-to-ambient plan walked on its overlay: every stage that passes its
+    gate and invariants leaves every request of the cluster as it was first (not only as the stage before left
+    it) decided the same way, and every L7 route applied, by whichever proxy handles it now. A stage refused ends
+    the walk (a refusal is never a lapse); most clusters reach ambient."""
+    start = generated(objects)
+    namespaces = [n for n in start.namespace_names() if n in ("north", "south")]
+    inv, reached = start, True
+    try:
+        for stage, inv in walk(start, namespaces):
+            assert unchanged(start, inv) == [], stage.title
+    except Refused as e:
+        reached = False
+        assert e.findings or e.reason
+    if reached:
+        assert all(p.sidecar is None and inv.in_mesh(p) for ns in namespaces for p in inv.pods_by_namespace[ns])
+    _REACHED.append(reached)
+
+
+def test_property_cases_counted(record_property):
+    """Runs after the property test (same module, in order): how many generated clusters it walked, how many
+    reached ambient, printed at the end of the run (tests/conftest.py)."""
+    if not _REACHED:
+        pytest.skip("the property test did not run in this process")
+    record_property("summary", f"migration property cases (generated sidecar clusters walked to ambient): "
+                               f"{len(_REACHED)} — {sum(_REACHED)} reached ambient, "
+                               f"{len(_REACHED) - sum(_REACHED)} stopped at a refused stage")
+    assert sum(_REACHED) >= len(_REACHED) // 2

@@ -18,6 +18,7 @@ from features.validation import validate_object
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "access-logging": (MESH, {}),
     "ambient-mode": ("legacy", {}),
+    "ambient-policies": ("orders", {}),
     "authorization-policy": ("shop", {}),
     "circuit-breaking": ("payments", {}),
     "egress-registry-only": (MESH, {}),
@@ -40,7 +41,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 # Features the demo cannot have, with their case on the ambient fixture (tests/fixtures/ambient): a waypoint is a
 # Gateway API Gateway, and the demo serves no Gateway API.
-ON_AMBIENT = ("waypoint",)
+ON_AMBIENT = ("waypoint", "ambient-policies")
 
 # The canary upgrade's stages need two istiod revisions, which the demo has not: their render → apply → detect →
 # rollback runs on the mid-upgrade fixture (tests/cluster/test_revisions.py).
