@@ -9,7 +9,7 @@ waypoint in ambient mode (istio.io: ambient L4 and L7 policy; migrate policies).
   RequestAuthentication.
 - A waypoint (where a Service's istio.io/use-waypoint label names one) enforces what is bound to it or to the
   Service through targetRefs, L7 included, and RequestAuthentication bound the same way.
-- A pod out of the mesh enforces nothing.
+- A pod out of the mesh enforces nothing; a policy in dry run (istio.io/dry-run) decides nothing.
 
 The requests are built from the cluster as it is before a change (its callers, their identities, the methods,
 paths, headers and tokens its policies name), so that the same requests can be decided on the cluster after it
@@ -56,8 +56,13 @@ def handler(inv: Inventory, pod: Pod) -> str:
     return "ambient" if inv.in_mesh(pod) else "none"
 
 
+def _enforced(o: KubeObject) -> bool:
+    """Not a dry run (istio.io/dry-run: "true"): a shadow policy is logged, not enforced."""
+    return o.annotations.get("istio.io/dry-run", "").lower() != "true"
+
+
 def _bound_to_workload(inv: Inventory, o: KubeObject, pod: Pod) -> bool:
-    if not ztunnel_enforced(o):
+    if not ztunnel_enforced(o) or not _enforced(o):
         return False
     labels = (o.spec.get("selector") or {}).get("matchLabels") or {}
     if ns_of(o) == inv.root_namespace and not labels:
@@ -66,6 +71,8 @@ def _bound_to_workload(inv: Inventory, o: KubeObject, pod: Pod) -> bool:
 
 
 def _bound_to_waypoint(o: KubeObject, svc: Service, waypoint: KubeObject) -> bool:
+    if not _enforced(o):
+        return False
     for ref in o.spec.get("targetRefs") or ([o.spec["targetRef"]] if o.spec.get("targetRef") else []):
         if ref.get("kind") == "Gateway" and ref.get("group") == GATEWAY_API_GROUP and ref.get("name") == waypoint.name \
                 and ns_of(o) == waypoint.namespace:
