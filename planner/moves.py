@@ -221,10 +221,11 @@ def _enforce(m: _Move) -> _Ran:
 
 def _verify(m: _Move) -> _Ran:
     """The exit check on the cluster read again (a rehearsal: on the overlay with the stage applied), and, given
-    evidence in a real plan, the traffic before and after the stage was applied."""
+    evidence in a real plan, the traffic before and after the stage was applied; a stage meshstep applied itself is
+    first baked (`_bake`), and rolled back by itself on a regression."""
     spec, stage = m.spec, m.stage
     traffic = None
-    if m.operator is not None and not m.rehearse:
+    if m.operator is not None and not m.rehearse and stage.record.applied:  # meshstep applied it: it bakes it
         traffic = _bake(m)
         if isinstance(traffic, _Ran):
             return traffic
@@ -389,11 +390,13 @@ def _flags_back(plan: Plan, stage: Stage) -> list[FlagChange]:
             else FlagChange(s.feature, s.scope, None, None) for s in stage_spec(stage).steps]
 
 
-def rollback(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, reason: str) -> RolledBack:
+def rollback(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, reason: str,
+             operator: Any = None) -> RolledBack:
     """Roll back the stage in flight (else the last one this plan did): its flags return to what they were before
     it, and the rollback YAML (taken when its gate passed, before anything was applied) is returned for the team to
     apply, unless the cluster does not have the stage's changes (then there is nothing to undo, and it says so). In
-    a rehearsal the stage simply leaves the plan's overlay."""
+    a rehearsal the stage simply leaves the plan's overlay. With `operator`, a stage meshstep applied itself is put
+    back on the cluster by meshstep: each object as it was before the stage (created ones deleted)."""
     stage = rollback_target(plan)
     if stage is None:
         found = [str(s.order) for s in plan.stages if found_on(s) and s.features]
@@ -410,15 +413,23 @@ def rollback(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, rea
     restore = planner.plan.objects_of(cfg.rollback_yaml)
     created = deletions_of(cfg.rollback_yaml)
     undo = cfg.rollback_yaml if not changes.diff(restore, created, cluster_now(plan, inventory, stage)).empty else ""
+    record = stage.record
     if plan.mode == PlanMode.REHEARSAL:
         said = f"stage {stage.order} ({stage.title}) rolled back: its changes leave the plan's overlay"
+    elif operator is not None and stage.record.applied:
+        back = operator.put_back(stage.record.applied)
+        undo, record = "", msgspec.structs.replace(stage.record, applied=(), shadow="")
+        said = (f"stage {stage.order} ({stage.title}) rolled back; put back on the cluster as before it: "
+                f"{', '.join(back)}")
+        reason = f"{reason}; {said}"
     elif undo:
         said = f"stage {stage.order} ({stage.title}) rolled back; apply this to undo it"
     else:
         said = (f"stage {stage.order} ({stage.title}) rolled back; the cluster does not have its changes, so there "
                 "is nothing to undo")
     moved = store.transition_stage(stage.id, to, actor, reason, stage.version, flags=_flags_back(plan, stage),
-                                   plan_status="active" if plan.status == "done" else None)
+                                   plan_status="active" if plan.status == "done" else None,
+                                   record=record if record is not stage.record else None)
     notify.tell("stage.rollback", f"{said} (by {actor}: {reason})", cluster=plan.cluster, plan=plan.name,
                 stage=moved.order, title=moved.title, status=str(moved.status), actor=str(actor))
     return RolledBack(moved, undo, said)

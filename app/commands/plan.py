@@ -383,14 +383,19 @@ def plan_rehearse(
 @plan_app.command("rollback")
 def plan_rollback(
     reason: Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail.")] = "",
+    apply: Annotated[bool, typer.Option("--apply", help="A stage meshstep applied (--apply) is put back on the "
+                                                        "cluster by meshstep: each object as it was before it.")]
+    = False,
     name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
     actor: ActorOpt = None,
 ) -> None:
-    """Roll back the plan's stage in flight (else its last done): flags restored; prints the YAML that undoes it."""
+    """Roll back the plan's stage in flight (else its last done): flags restored; prints the YAML that undoes it
+    (with --apply, puts a stage meshstep applied back on the cluster itself)."""
     from planner import moves
 
+    operator = _operator(source, False) if apply else None
     with _plan(name, source, cluster, db) as (inv, store, p):
-        done = moves.rollback(store, p, inv, actor_name(actor), reason)
+        done = moves.rollback(store, p, inv, actor_name(actor), reason, operator)
     echo(f"# {safe.message(done.said)}", err=True)
     if done.undo_yaml:
         echo(done.undo_yaml)

@@ -290,3 +290,23 @@ def test_authorization_is_baked_in_shadow_then_enforced(demo, capsys, tmp_path: 
     policies = _policies(served)
     assert policies and all("istio.io/dry-run" not in p["metadata"]["annotations"] for p in policies.values())
     assert any(r.startswith("shadow bake passed") and "enforced: istio.io/dry-run removed" in r for r in trail)
+
+
+def test_plan_rollback_apply_puts_the_stage_back_on_the_cluster(demo, capsys) -> None:
+    served, db = demo
+    run = runner(capsys)
+    assert run("plan", "new", "--template", "routing-first", "--source", SOURCE, "--db", db)[0] == 0
+    assert run("plan", "run", "--apply", "--until", "5", "--source", SOURCE, "--db", db)[0] == 0
+    before = live_objects(served)
+    assert run("plan", "run", "--apply", "--stages", "1", "--source", SOURCE, "--db", db)[0] == 0
+    assert _routed(served)
+    rc, _out, err = run("plan", "rollback", "--apply", "--reason", "canary owners asked", "--source", SOURCE,
+                        "--db", db)
+    assert rc == 0, err
+    assert ("stage 6 (Route requests by version) rolled back; put back on the cluster as before it: VirtualService "
+            "payments/payments-api, DestinationRule payments/payments-api") in err
+    assert live_objects(served) == before
+    with closing(Store.open(db)) as store:
+        stage = store.list_plans(SOURCE)[0].stages[5]
+        assert stage.status == StageStatus.ROLLED_BACK and not stage.record.applied
+        assert audit.verify(store) is None
