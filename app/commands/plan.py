@@ -1,6 +1,7 @@
 """`meshstep plan`: the staged adoption plan — one feature at a time, gated, verified, reversible."""
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -273,6 +274,38 @@ def plan_next(name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOp
     echo(view.changes.diff.rstrip("\n") or "  (none)")
     echo("\nAPPLY (kubectl apply -f -)")
     echo(cfg.apply_yaml or "  (nothing to apply: this stage only checks)")
+    echo("\nNEXT")
+    for line in _next_commands(p, st, view.gate.passed):
+        echo(f"  {line}")
+
+
+def _next_commands(p, st, gate_passed: bool) -> list[str]:
+    """The command(s) that take the stage on from where it is (planner.lifecycle's advance for its status), as
+    the plan's mode has them: both ways before the plan's first advance fixes it."""
+    from planner.lifecycle import ADVANCE, BLOCKED, PLANNED, READY, ROLLED_BACK
+    from state.models import PlanMode
+
+    move = ADVANCE.get(st.status)
+    if move is None:
+        return ["meshstep plan show  # nothing to advance here"]
+    base = f"meshstep plan advance --name {shlex.quote(p.name)}"
+    ways = {PlanMode.REAL: "", PlanMode.REHEARSAL: " --rehearse"}
+    modes = [PlanMode(p.mode)] if p.mode else [PlanMode.REAL, PlanMode.REHEARSAL]
+    out = []
+    for mode in modes:
+        label, _ = move.says(mode == PlanMode.REHEARSAL)
+        if st.status == READY and mode == PlanMode.REAL:
+            out.append(f"{base} --apply  # meshstep applies the YAML above itself (server-side, checked first)")
+            label = f"or apply it yourself (kubectl apply -f -), then: {label}"
+        where = ("" if len(modes) == 1 else
+                 " on the cluster" if mode == PlanMode.REAL else " as a rehearsal, on the plan's copy of the cluster")
+        out.append(f"{base}{ways[mode]}  # {label}{where}")
+    if len(modes) > 1:
+        out.append("(the plan's first advance fixes its mode: it is walked on the cluster or rehearsed, never both)")
+    if not gate_passed and st.status in (PLANNED, BLOCKED, ROLLED_BACK):
+        out.insert(0, "fix what the gate found (the hints above), then:")
+        out.append(f"{base} --override-reason WHY  # or go past the gate, with a reason the audit trail keeps")
+    return out
 
 
 ApplyOpt = Annotated[bool, typer.Option("--apply", help="meshstep applies the stage itself: a server-side dry run, "

@@ -547,3 +547,19 @@ def test_exported_objects_name_their_plan_and_stage_and_sync_in_stage_order(cli,
             assert notes["argocd.argoproj.io/sync-wave"] == notes["meshstep.io/stage"] == str(int(path.name[:2]))
             waves[path.name] = int(notes["argocd.argoproj.io/sync-wave"])
     assert len(waves) >= 3 and list(waves.values()) == sorted(waves.values())
+
+
+def test_plan_next_ends_with_the_command_that_comes_next(cli):
+    """`plan next` says what to run next, for the stage's status and the plan's mode: before the first advance
+    both ways (on the cluster, or rehearsed); in a rehearsal the --rehearse step; a blocked gate what to fix first."""
+    cli("plan", "new", "--namespaces", "shop")
+    out = cli("plan", "next")[1]
+    nxt = out.split("\nNEXT\n")[1]
+    assert "meshstep plan advance --name routing-first  " in nxt and "--rehearse" in nxt
+    cli("plan", "advance", "--rehearse")
+    nxt = cli("plan", "next")[1].split("\nNEXT\n")[1]
+    assert nxt.strip().startswith("meshstep plan advance --name routing-first --rehearse")
+    assert "Rehearse: apply the YAML to the overlay" not in nxt  # the stage is planned: its gate comes first
+    cli("plan", "advance", "--rehearse")  # the gate passes: ready
+    nxt = cli("plan", "next")[1].split("\nNEXT\n")[1]
+    assert "Rehearse: apply the YAML to the overlay" in nxt
