@@ -23,6 +23,8 @@ ACCEPT_TIMEOUT = Limit("MESHSTEP_ACCEPT_TIMEOUT", 120, "Istio may take to accept
 SETTLE = Limit("MESHSTEP_SETTLE", 10, "a stage's config is given to reach the proxies when Istio reports no "
                                       "status", unit="seconds")
 POLL = 2.0  # seconds between looks at the objects' status and at the bake's traffic
+# A bake looks at the traffic so far this often, so that a regression is rolled back without waiting for the window.
+LOOK = Limit("MESHSTEP_BAKE_LOOK", 30, "between looks at a bake's traffic before its window is over", unit="seconds")
 
 PLAN_ANNOTATION, STAGE_ANNOTATION = "meshstep.io/plan", "meshstep.io/stage"
 ARGO_SYNC_WAVE = "argocd.argoproj.io/sync-wave"
@@ -149,16 +151,30 @@ class Operator:
             return evidence.verify(steps, applied_at, thresholds)
         t = replace(thresholds, **evidence.verify_values)
         at = (applied_at if applied_at.tzinfo else applied_at.replace(tzinfo=UTC)).timestamp()
-        end, said = at + t.settle + t.window, 0.0
+        start, end, said, look = at + t.settle, at + t.settle + t.window, 0.0, time.monotonic() + LOOK.value
         while not evidence.telemetry.reaches(end):
             left = end - evidence.telemetry.now()
             if time.monotonic() >= said:
                 self.progress(f"baking: {duration_text(max(1, int(left)))} of the {duration_text(t.window)} window "
                               f"(after {duration_text(t.settle)} to settle) left")
                 said = time.monotonic() + 30
+            if time.monotonic() >= look and (seen := int(evidence.telemetry.now() - start)) >= 1:
+                look = time.monotonic() + LOOK.value
+                early = self._judged(evidence, steps, applied_at, thresholds, shadow, start, seen)
+                if early.status == "regressed":
+                    self.progress(f"regressed {duration_text(seen)} into the window: not waiting for the rest")
+                    return early
             self.sleep(min(self.poll, max(left, 0.05)))
-        verdict = evidence.verify(steps, applied_at, thresholds)
-        return shadow_verdict(verdict, evidence.telemetry, steps, at + t.settle, end) if shadow else verdict
+        return self._judged(evidence, steps, applied_at, thresholds, shadow, start, None)
+
+    @staticmethod
+    def _judged(evidence: Any, steps: list[tuple[str, str]], applied_at: Any, thresholds: Thresholds, shadow: bool,
+                start: float, seen: int | None) -> Verification:
+        """The verification of the window (or of its first `seen` seconds), shadow denials included in shadow."""
+        verdict = evidence.verify(steps, applied_at, thresholds, window=seen)
+        if not shadow:
+            return verdict
+        return shadow_verdict(verdict, evidence.telemetry, steps, start, start + (seen or verdict.thresholds.window))
 
 
 def _status(cluster: Cluster, keys: list[tuple[Any, ...]]) -> tuple[list[str], list[str], bool]:

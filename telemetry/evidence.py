@@ -91,10 +91,12 @@ class Evidence:
         return self._traffic
 
     def verify(self, steps: Iterable[tuple[str, str]], applied_at: datetime,
-               thresholds: Thresholds | None = None) -> Verification:
+               thresholds: Thresholds | None = None, window: int | None = None) -> Verification:
         """A stage's verification: the requests its scopes served before `applied_at` and after (mesh: all), judged
-        by `thresholds` (a plan's; default the defaults) with the ones the command sets on top."""
+        by `thresholds` (a plan's; default the defaults) with the ones the command sets on top; `window`: compare
+        only that many seconds on each side (a bake's look before its window is over)."""
         t = replace(thresholds or Thresholds(), **self.verify_values)
+        t = replace(t, window=window) if window else t
         if self.telemetry is None:
             return Verification("unavailable", (self.missing.replace("traffic not checked", "traffic not compared"),),
                                 thresholds=t)

@@ -110,9 +110,13 @@ def _routed(served: Cluster) -> bool:
 BAKE = ("--verify", "window=6s", "--verify", "settle=1s", "--verify", "min_requests=20")
 
 
-def test_a_regression_in_the_bake_rolls_the_stage_back_by_itself(demo, capsys, tmp_path: Path) -> None:
+def test_a_regression_in_the_bake_rolls_the_stage_back_by_itself(demo, capsys, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bake looks at the traffic every 3 s (MESHSTEP_BAKE_LOOK): the regression is rolled back well before its
+    60 s window is over."""
     from tests.live_traffic import Workload, live_prometheus
 
+    monkeypatch.setenv("MESHSTEP_BAKE_LOOK", "3")
     served, db = demo
     run = runner(capsys)
     assert run("plan", "new", "--template", "routing-first", "--source", SOURCE, "--db", db)[0] == 0
@@ -121,14 +125,16 @@ def test_a_regression_in_the_bake_rolls_the_stage_back_by_itself(demo, capsys, t
     # Half of payments-api's requests fail once its requests are routed by version (stage 6).
     payments = Workload("payments", "payments-api", 40, failing=lambda: 0.5 if _routed(served) else 0.0)
     with live_prometheus(tmp_path, [payments]) as url:
-        rc, _out, err = run("plan", "run", "--apply", "--source", SOURCE, "--db", db, "--prometheus", url, *BAKE)
+        rc, _out, err = run("plan", "run", "--apply", "--source", SOURCE, "--db", db, "--prometheus", url, *BAKE,
+                            "--verify", "window=60s")
     assert rc == 1
     assert "MST1006: the bake saw a regression: stage 6 (Route requests by version) rolled back by itself" in err
-    assert "success rate fell" in err
+    assert "success rate fell" in err and "into the window: not waiting for the rest" in err
     assert live_objects(served) == before  # the cluster as it was before the stage
     with closing(Store.open(db)) as store:
         stage = store.list_plans(SOURCE)[0].stages[5]
         assert stage.status == StageStatus.ROLLED_BACK and stage.record.verification["status"] == "regressed"
+        assert stage.record.verification["thresholds"]["window"] < 60  # judged early, on the traffic so far
         assert audit.verify(store) is None
         trail = [e.reason for e in store.audit_events() if e.target == f"stage:{stage.id}"]
     assert any("server-side applied, field manager meshstep" in r for r in trail)
