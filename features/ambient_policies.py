@@ -20,11 +20,25 @@ def routed(inv: Inventory, scope: str) -> list[KubeObject]:
     return [vs for vs in istio_objects(inv, "VirtualService") if vs.namespace == scope and mesh_http_routes(inv, vs)]
 
 
+def _selected(inv: Inventory, policy: KubeObject) -> set[str]:
+    """The names of the pods a workload-bound policy of the namespace selects (all of them without a selector)."""
+    labels = (policy.spec.get("selector") or {}).get("matchLabels") or {}
+    ns = policy.namespace or ""
+    return {p.name for p in (inv.pods_matching(ns, labels) if labels else inv.pods_by_namespace.get(ns, ()))}
+
+
 def to_bind(inv: Inventory, scope: str) -> list[KubeObject]:
-    """The namespace's policies bound to workloads that only a waypoint can enforce, not copied yet."""
+    """The namespace's policies bound to workloads that only a waypoint can enforce, not copied yet; and the L4
+    ALLOW policies of the same workloads: a proxy evaluates the ALLOW policies it is given as one union, so left at
+    ztunnel while the L7 ones move, they would deny what the waypoint allows."""
     done = copied(inv, scope)
-    return [o for kind in POLICY_KINDS for o in inv.of_kind(kind)
-            if o.namespace == scope and needs_waypoint_binding(o) and (kind, o.name) not in done]
+    l7 = [o for kind in POLICY_KINDS for o in inv.of_kind(kind) if o.namespace == scope and needs_waypoint_binding(o)]
+    moving = set().union(*(_selected(inv, o) for o in l7 if o.kind == "AuthorizationPolicy"
+                           and o.spec.get("action", "ALLOW") == "ALLOW"))
+    allows = [o for o in istio_objects(inv, "AuthorizationPolicy") if o.namespace == scope and o not in l7
+              and o.spec.get("action", "ALLOW") == "ALLOW" and not o.spec.get("targetRefs")
+              and not o.spec.get("targetRef") and _selected(inv, o) & moving]
+    return [o for o in l7 + allows if (o.kind, o.name) not in done]
 
 
 class AmbientPolicies(Feature):

@@ -366,3 +366,19 @@ def test_property_cases_counted(record_property):
                                f"{len(_REACHED)} — {sum(_REACHED)} reached ambient, "
                                f"{len(_REACHED) - sum(_REACHED)} stopped at a refused stage")
     assert sum(_REACHED) >= len(_REACHED) // 2
+
+
+def test_an_l4_allow_moves_with_the_l7_allow_of_the_same_workload(bank):
+    """A proxy evaluates its ALLOW policies as one union: an L4 ALLOW on accounts left at ztunnel while the L7
+    ALLOW moves to the waypoint would deny at ztunnel what the waypoint allows (a caller of bank's, GET
+    /accounts/x, allowed by the L7 policy alone). It moves too, and every decision is kept to the end."""
+    l4 = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+          "metadata": {"name": "accounts-from-audit", "namespace": "bank"},
+          "spec": {"selector": {"matchLabels": {"app": "accounts"}}, "action": "ALLOW",
+                   "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/bank/sa/audit"]}}]}]}}
+    inv = bank.with_changes(apply=[l4])
+    rendered, _ = render_gated(registry()["ambient-policies"], {}, "bank", inv)
+    names = {o["metadata"]["name"] for o in rendered.objects if o["kind"] == "AuthorizationPolicy"}
+    assert names == {"accounts-readers-waypoint", "accounts-from-audit-waypoint"}
+    for stage, after in walk(inv, ["bank"]):
+        assert unchanged(inv, after) == [], stage.title
