@@ -10,13 +10,18 @@ same way, without an error. Deleting the directory is always safe. Only snapshot
 more are kept: a live cluster is read afresh (what it holds changes without a file saying so), and a small file
 reads faster than a cache entry would.
 
+An inventory made from a cached one (a plan's overlay: the source with stages applied) can be kept beside it
+(`derived`), keyed by the source's entry, what was made of it and the code of every room that made it; the few most
+recently used are kept per source.
+
 MESHSTEP_CACHE_DIR moves the directory; MESHSTEP_CACHE=off turns the cache off."""
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
-from collections.abc import Collection, Iterator
+import weakref
+from collections.abc import Callable, Collection, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -65,12 +70,49 @@ def inventory(source: str | None, roots: Collection[Path] | None = None) -> Inve
     if key is None:
         return build_inventory(snapshot)
     path = directory() / f"{hashlib.sha256(key[0].encode()).hexdigest()[:32]}.msgpack"
-    found = _read(path, key[1])
-    if found is not None:
-        return found
-    inv = build_inventory(snapshot)
-    _write(path, key[1], inv)
+    inv = _read(path, key[1])
+    if inv is None:
+        inv = build_inventory(snapshot)
+        _write(path, key[1], inv)
+    _remember(inv, key[1])
     return inv
+
+
+# The content key of each inventory read through the cache (or derived from one), while it lives.
+_CONTENT: dict[int, str] = {}
+DERIVED_KEPT = 3  # derived entries kept per source entry, the most recently used
+
+
+def _remember(inv: Inventory, key: str) -> None:
+    _CONTENT[id(inv)] = key
+    weakref.finalize(inv, _CONTENT.pop, id(inv), None)
+
+
+def derived(inv: Inventory, what: str, code: str, build: Callable[[], Inventory], keep: bool = True) -> Inventory:
+    """What `build` makes of `inv` (`what`: all that decides it, e.g. the stages applied; `code`: the code that
+    makes it, code_of), from the cache when it was made before from the same content by the same code; else made,
+    and (with `keep`) kept when `inv` came from the cache."""
+    base = _CONTENT.get(id(inv))
+    if base is None:
+        return build()
+    key = f"{base}\0{code}\0{hashlib.sha256(what.encode()).hexdigest()}"
+    stem = hashlib.sha256(base.encode()).hexdigest()[:16]
+    path = directory() / f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.derived.msgpack"
+    made = _read(path, key)
+    if made is None:
+        made = build()
+        if not keep or id(made) in _CONTENT:  # not to keep, or nothing new (a change that changed nothing)
+            return made
+        _write(path, key, made)
+    try:
+        os.utime(path)  # recently used: kept over older ones
+        for old in sorted(directory().glob(f"{stem}-*.derived.msgpack"), key=lambda p: p.stat().st_mtime_ns,
+                          reverse=True)[DERIVED_KEPT:]:
+            old.unlink()
+    except OSError:
+        pass  # a cache that cannot be kept tidy is no error
+    _remember(made, key)
+    return made
 
 
 def _read(path: Path, key: str) -> Inventory | None:
@@ -154,7 +196,21 @@ def _files(path: Path) -> Iterator[tuple[str, int, int]]:
 
 
 @cache
-def _code() -> str:
-    """The decoding modules' code, hashed."""
+def _code(modules: tuple[str, ...] = _DECODING) -> str:
+    """The code of these modules of this room, hashed."""
     here = Path(__file__).parent
-    return hashlib.sha256(b"".join((here / m).read_bytes() for m in _DECODING)).hexdigest()
+    return hashlib.sha256(b"".join((here / m).read_bytes() for m in modules)).hexdigest()
+
+
+@cache
+def code_of(packages: tuple[str, ...]) -> str:
+    """The code of every module of these packages, hashed: what a derived inventory's maker passes as its code."""
+    import importlib.util
+
+    digest = hashlib.sha256()
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        for where in (spec.submodule_search_locations or ()) if spec else ():
+            for f in sorted(Path(where).rglob("*.py")):
+                digest.update(f.read_bytes())
+    return digest.hexdigest()

@@ -331,7 +331,15 @@ class Inventory:
         for name in same:
             if name in self.__dict__:
                 changed.__dict__[name] = self.__dict__[name]
+        if "_by_key" in self.__dict__:  # the lookup of every object: this one's, less and plus what changed
+            index = {k: o for k, o in self._by_key.items() if k not in touched}
+            index.update((k, o) for k in touched if (o := changed._lookup(k)) is not None)
+            changed.__dict__["_by_key"] = index
         return changed
+
+    def _lookup(self, key: tuple[str, str | None, str]) -> KubeObject | None:
+        """The object of a key, found by scanning its kind (as _by_key would index it: the last one)."""
+        return next((o for o in reversed(self.objects.get(key[0], ())) if (o.namespace, o.name) == key[1:]), None)
 
     def parts(self) -> tuple[list[Pod], list[dict[str, Any]]]:
         """What `assemble` builds this inventory again from (with its source, visibility and mesh networks): its

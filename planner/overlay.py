@@ -4,10 +4,11 @@ the cluster itself."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import planner.plan
+from cluster import cache
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from cluster.queries import per_inventory
@@ -22,14 +23,21 @@ class Overlay:
     Objects are applied when the inventory is next read, so that walking stages whose YAML is kept costs one
     rebuild of the inventory, not one per stage."""
 
-    def __init__(self, inventory: Inventory, rehearsal: bool) -> None:
-        self._inventory = inventory
+    def __init__(self, inventory: Inventory | Callable[[bool], Inventory], rehearsal: bool) -> None:
+        self._inventory = inventory  # or how to make it (kept in the cache, or not), the first time it is read
         self.rehearsal = rehearsal
         self._pending: list[dict[str, Any]] = []
         self._configs: dict[int, planner.plan.StageConfig] = {}
 
     @property
     def inventory(self) -> Inventory:
+        return self.made(keep=True)
+
+    def made(self, keep: bool) -> Inventory:
+        """The inventory; made now if it was not yet, and kept in the inventory cache if `keep` (the overlay a
+        command asks for, not those it is made from)."""
+        if callable(self._inventory):
+            self._inventory = self._inventory(keep)
         if self._pending:
             self._inventory = self._inventory.with_changes(apply=self._pending)
             self._pending = []
@@ -76,9 +84,11 @@ def walk(plan: Plan, inventory: Inventory, rehearsal: bool | None = None) -> Ite
     """Each stage with the overlay it starts from: the source plus the YAML of every earlier stage (for a rehearsal,
     by default as the plan's mode says, with their restarts too).
 
-    Built incrementally: the cluster as each run of stages leaves it is kept with the source's inventory (for as
-    long as it lives), keyed by what those stages apply, so that the next walk over the same stages (the next move
-    of a rehearsal, the next page of the app) starts from it and applies only the stages after it."""
+    Built incrementally and lazily: each overlay is made when it is first read, from the one before it. The
+    cluster as each run of stages leaves it is kept with the source's inventory (for as long as it lives), keyed by
+    what those stages apply, so that the next walk over the same stages (the next move of a rehearsal, the next page
+    of the app) starts from it and applies only the stages after it; and, for a source read through the inventory
+    cache, in that cache too (cluster.cache.derived), so that the next command over the same plan does."""
     rehearsal = plan.mode == PlanMode.REHEARSAL if rehearsal is None else rehearsal
     known: dict[tuple[Any, ...], Inventory] = per_inventory(inventory, "overlay-walks", lambda _: {})
     overlay = Overlay(inventory, rehearsal)
@@ -86,10 +96,29 @@ def walk(plan: Plan, inventory: Inventory, rehearsal: bool | None = None) -> Ite
     for stage in plan.stages:
         yield stage, overlay
         walked += (_effect(stage),)
+        overlay = Overlay(_after(inventory, known, walked, overlay, stage), rehearsal)
+
+
+# The rooms whose code makes an overlay: the planner adds stages with the features' restarts and commands, which
+# read the cluster through analysis and cluster.
+_MAKERS = ("analysis", "cluster", "features", "planner")
+
+
+def _after(source: Inventory, known: dict[tuple[Any, ...], Inventory], walked: tuple[Any, ...], before: Overlay,
+           stage: Stage) -> Callable[[bool], Inventory]:
+    """How to make the overlay after `stage` (its stages `walked`) from the one `before` it."""
+    def make(keep: bool) -> Inventory:
         if walked not in known:
-            overlay.add(stage)
-            known[walked] = overlay.inventory
-        overlay = Overlay(known[walked], rehearsal)
+            def build() -> Inventory:
+                copy = Overlay(before.made(keep=False), before.rehearsal)
+                copy.add(stage)
+                return copy.inventory
+
+            known[walked] = cache.derived(source, json.dumps(walked, default=str), cache.code_of(_MAKERS), build,
+                                          keep)
+        return known[walked]
+
+    return make
 
 
 def _effect(stage: Stage) -> tuple[Any, ...]:

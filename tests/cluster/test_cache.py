@@ -106,3 +106,27 @@ def test_a_cache_that_cannot_be_written_is_no_error(snapshot: Path, tmp_path: Pa
     blocked.write_text("")
     monkeypatch.setenv(cache.DIR_ENV, str(blocked / "inventory"))
     _same(cache.inventory(str(snapshot)), build_inventory(load_snapshot(str(snapshot))))
+
+
+def test_what_is_made_of_a_cached_inventory_is_kept_beside_it(snapshot: Path) -> None:
+    import copy
+
+    inv = cache.inventory(str(snapshot))
+    vs = copy.deepcopy(inv.of_kind("VirtualService")[0].raw)
+    vs["metadata"]["name"] = "made"
+    made = cache.derived(inv, "one VirtualService more", "code 1", lambda: inv.with_changes(apply=[vs]))
+    assert made.get("VirtualService", vs["metadata"]["namespace"], "made") is not None
+    # Read again (another process would have another inventory of the same content): not made again.
+    again = cache.derived(cache.inventory(str(snapshot)), "one VirtualService more", "code 1",
+                          lambda: pytest.fail("made again"))
+    _same(again, made)
+    # Other code, or something else made: made again; only the most recently used are kept.
+    for i in range(cache.DERIVED_KEPT + 1):
+        cache.derived(inv, "one VirtualService more", f"code {i + 2}", lambda: inv.with_changes(apply=[vs]))
+    assert len(list(cache.directory().glob("*.derived.msgpack"))) == cache.DERIVED_KEPT
+    # made of an inventory that was not read through the cache (or not kept when asked not to): nothing kept
+    for entry in cache.directory().glob("*.derived.msgpack"):
+        entry.unlink()
+    cache.derived(build_inventory(load_snapshot(str(snapshot))), "x", "code", lambda: inv)
+    cache.derived(inv, "y", "code", lambda: inv, keep=False)
+    assert list(cache.directory().glob("*.derived.msgpack")) == []

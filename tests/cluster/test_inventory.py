@@ -420,10 +420,11 @@ def test_with_changes_is_the_inventory_built_again(demo_inventory):
     from tests.features.corpus import _inventory
 
     for inv in (demo_inventory, _inventory("synthetic", synthetic_cluster(300, 80, 40, seed=2))):
-        assert inv.components and inv.pods_by_namespace and inv._pods_by_label  # indexes a change may keep
+        assert inv.components and inv.pods_by_namespace and inv._pods_by_label and inv._by_key  # indexes kept
         for change in _changes(inv):
             got, want = inv.with_changes(**change), _rebuilt(inv, **change)
             assert (got.pods_by_namespace, got._pods_by_label) == (want.pods_by_namespace, want._pods_by_label)
+            assert got._by_key == want._by_key
             assert (got.namespaces, got.pods, got.services, got.workloads, got.objects, got.crds, got.mesh_configs,
                     got.visibility) == (want.namespaces, want.pods, want.services, want.workloads, want.objects,
                                         want.crds, want.mesh_configs, want.visibility), change

@@ -149,3 +149,29 @@ def test_plan_new_keeps_its_waves_and_shows_the_pilot_with_its_reasons(tmp_path,
     assert "WAVES (1,4,rest): 1 → 4 → 10 namespaces" in out
     assert f"  pilot: {kept['waves'][0][0]}\n" in out and "    - no caller from outside the mesh" in out
     assert "mTLS STRICT in wave 3 of 3 (10 namespaces)" in out
+
+
+def test_a_plans_overlay_is_read_back_from_the_inventory_cache(tmp_path, monkeypatch) -> None:
+    """The next command over the same plan and snapshot reads the overlay its stage starts from from the cache
+    (cluster.cache.derived) instead of applying every earlier stage again."""
+    from benchmarks.synthetic import write
+    from cluster import cache
+    from planner import moves, stages
+    from planner.overlay import Overlay, overlay_at
+    from state.store import Store
+
+    source = tmp_path / "cluster.json"
+    write(synthetic_cluster(700, 300, 60, seed=1), source)
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        inv = cache.inventory(str(source))
+        plan = stages.create(store, "c", inv, "routing-first", None, "p", "alice")
+        assert moves.rehearse(store, plan, inv, "alice", to=3).refusal is None
+        plan = store.get_plan(plan.id)
+        target = plan.stages[3]
+        walked = overlay_at(plan, inv, target).inventory
+        monkeypatch.setattr(Overlay, "add", lambda *_: pytest.fail("a stage applied again"))
+        read = overlay_at(plan, cache.inventory(str(source)), target).inventory
+        assert (read.objects, read.pods, read.workloads) == (walked.objects, walked.pods, walked.workloads)
+    finally:
+        store.close()
