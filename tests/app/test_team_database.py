@@ -94,7 +94,9 @@ def _advance(pg, button: str, order: int, status: str) -> None:
     from playwright.sync_api import expect
 
     pg.get_by_role("button", name=button).click()
-    expect(pg.get_by_test_id("stAlertContentSuccess").first).to_have_text(f"Stage {order} is now {status}.")
+    # the first advance also says that it fixed the plan's mode ("Plan … is now real for good.")
+    expect(pg.get_by_test_id("stAlertContentSuccess").first).to_have_text(
+        re.compile(rf"^Stage {order} is now {status}\.( Plan \S+ is now real for good\.)?$"))
     settled(pg)
 
 
