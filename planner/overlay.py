@@ -54,12 +54,13 @@ class Overlay:
 
     def add(self, stage: Stage) -> None:
         """Apply the stage's YAML, unless the stage was found on (its objects are the cluster's already) or was
-        rolled back. A rehearsal also runs the stage's restarts, found on or not: each step's pods come back as
-        its notes' `kubectl rollout restart` brings them, since an overlay runs neither Kubernetes' controllers
-        nor Istio's injector; and the objects its install commands make (Feature.commanded), which an overlay does not
-        run either. (A stage found on still needs them where pods predate its label: a namespace
-        labelled for injection has its pods in the mesh only once they restart. A real plan's pods are the
-        cluster's own, as the team restarted them or not.)"""
+        rolled back; and the objects its install commands make (Feature.commanded: the CRDs of a manifest applied by
+        URL, what a Helm install runs), which an overlay does not run, so that the stages after it render on a
+        cluster that has them. A rehearsal also runs the stage's restarts, found on or not: each step's pods come
+        back as its notes' `kubectl rollout restart` brings them, since an overlay runs neither Kubernetes'
+        controllers nor Istio's injector. (A stage found on still needs them where pods predate its label: a
+        namespace labelled for injection has its pods in the mesh only once they restart. A real plan's pods are
+        the cluster's own, as the team restarted them or not.)"""
         if stage.status == StageStatus.ROLLED_BACK:
             return
         if not found_on(stage):
@@ -67,17 +68,16 @@ class Overlay:
             if cfg.deletions:  # in order: what the earlier stages applied, then what this one deletes
                 self._inventory = self.inventory.with_changes(delete=cfg.deletions)
             self._pending += cfg.objects
-        if self.rehearsal:
-            feats = registry()
-            for step in stage_spec(stage).steps:
-                f = feats[step.feature]
-                p = validate_params(f, step.params)
-                made = f.commanded(p, step.scope, self.inventory)
-                if made:
-                    self._inventory = self._inventory.with_changes(apply=made)
-                pods = f.restarted_pods(p, step.scope, self.inventory)
-                if pods:
-                    self._inventory = self._inventory.with_changes(pods=pods)
+        feats = registry()
+        for step in stage_spec(stage).steps:
+            f = feats[step.feature]
+            p = validate_params(f, step.params)
+            made = f.commanded(p, step.scope, self.inventory)
+            if made:
+                self._inventory = self._inventory.with_changes(apply=made)
+            pods = f.restarted_pods(p, step.scope, self.inventory) if self.rehearsal else []
+            if pods:
+                self._inventory = self._inventory.with_changes(pods=pods)
 
 
 def walk(plan: Plan, inventory: Inventory, rehearsal: bool | None = None) -> Iterator[tuple[Stage, Overlay]]:

@@ -382,3 +382,17 @@ def test_an_l4_allow_moves_with_the_l7_allow_of_the_same_workload(bank):
     assert names == {"accounts-readers-waypoint", "accounts-from-audit-waypoint"}
     for stage, after in walk(inv, ["bank"]):
         assert unchanged(inv, after) == [], stage.title
+
+
+def test_the_demo_migration_exports_for_gitops(cli, tmp_path):
+    """A real plan (not a rehearsal) renders each stage on the cluster as the earlier stages' YAML and install
+    commands leave it: the export has the policy migration's HTTPRoute, the VirtualService it deletes, and the
+    rollback that brings the VirtualService back."""
+    assert cli("plan", "new", "--template", "sidecar-to-ambient", "--source", "demo")[0] == 0
+    rc, _, err = cli("plan", "export", str(tmp_path / "gitops"), "--source", "demo")
+    assert rc == 0, err
+    files = {p.name: p.read_text() for p in (tmp_path / "gitops").iterdir()}
+    stage = "03-migrate-shop-s-policies-to-its-waypoint"
+    assert "kind: HTTPRoute" in files[f"{stage}.yaml"]
+    assert "kind: VirtualService" in files[f"{stage}.delete.yaml"]
+    assert "kind: VirtualService" in files[f"{stage}.rollback.yaml"] and "subset: v1" in files[f"{stage}.rollback.yaml"]
