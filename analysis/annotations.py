@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import yaml
 
 from analysis.base import Context, check
+from analysis.catalog import text
 from cluster.inventory import Inventory
 from cluster.model import Ref
 from cluster.queries import per_inventory
@@ -221,7 +222,7 @@ def _placed(a: Annotation, kind: str) -> bool:
 def unknown_annotation(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for obj, name, _, a in _istio_annotations(ctx.inventory):
         if a is None:
-            yield obj.ref, f"Unknown annotation: {name}"
+            yield obj.ref, text("IST0108", name)
 
 
 @check("IST0107", "Move the annotation to a resource of the kind it belongs on (a pod annotation goes in a "
@@ -230,7 +231,7 @@ def unknown_annotation(ctx: Context) -> Iterator[tuple[Ref, str]]:
 def misplaced_annotation(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for obj, name, _, a in _istio_annotations(ctx.inventory):
         if a is not None and not _placed(a, obj.kind):
-            yield obj.ref, f"Misplaced annotation: {name} can only be applied to {', '.join(a.kinds)}"
+            yield obj.ref, text("IST0107", name, ", ".join(a.kinds))
 
 
 @check("IST0125", "Fix the annotation's value: the sidecar injector rejects it (and the pod may not be injected as "
@@ -243,7 +244,7 @@ def invalid_annotation(ctx: Context) -> Iterator[tuple[Ref, str]]:
             continue
         problem = validate(value)
         if problem:
-            yield obj.ref, f"Invalid annotation {name}: {problem}"
+            yield obj.ref, text("IST0125", name, problem)
 
 
 @check("IST0135", "Replace the deprecated annotation with what istio.io/latest/docs/reference/config/annotations/ "

@@ -56,7 +56,7 @@ def gateway_references(ctx: Context) -> Iterator[tuple[Ref, str]]:
         pods = gateway_pods(inv, gw)
         if not pods:
             # One message per Gateway: its credentials cannot be resolved without a workload either.
-            yield gw.ref, f'Referenced selector not found: "{selector_text(sel)}"'
+            yield gw.ref, text("IST0101", "selector", selector_text(sel))
             continue
         for server in gw.spec.get("servers") or ():
             cred = (server.get("tls") or {}).get("credentialName")
@@ -65,7 +65,7 @@ def gateway_references(ctx: Context) -> Iterator[tuple[Ref, str]]:
             # The gateway pods read the Secret from their own namespace.
             for ns in sorted({p.namespace for p in pods}):
                 if (ns, cred) not in secrets:
-                    yield gw.ref, f'Referenced credentialName not found: "{cred}"'
+                    yield gw.ref, text("IST0101", "credentialName", cred)
 
 
 _CREDENTIAL_HINT = ("Fix the Secret the Gateway's credentialName names: a kubernetes.io/tls Secret with tls.crt and "

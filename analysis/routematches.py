@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.base import Context, check
+from analysis.catalog import text
 from cluster.inventory import Inventory
 from cluster.model import KubeObject, Ref
 from cluster.queries import istio_objects, per_inventory
@@ -154,7 +155,7 @@ def unreachable_rule(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for vs, what, about in _all_findings(ctx.inventory):
         if what == _UNREACHABLE:
             rule, reason = about
-            yield vs.ref, f"VirtualService rule {rule} not used ({reason})."
+            yield vs.ref, text("IST0130", rule, reason)
 
 
 @check("IST0131", "Remove the match, or move the more specific rule before the one that already takes its requests (a "
@@ -164,5 +165,4 @@ def ineffective_match(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for vs, what, about in _all_findings(ctx.inventory):
         if what == _INEFFECTIVE:
             rule, match, earlier = about
-            yield vs.ref, (f"VirtualService rule {rule} match {match} is not used (duplicate/overlapping match in "
-                           f"rule {earlier}).")
+            yield vs.ref, text("IST0131", rule, match, earlier)
