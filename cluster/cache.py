@@ -74,13 +74,26 @@ def inventory(source: str | None, roots: Collection[Path] | None = None) -> Inve
     if inv is None:
         inv = build_inventory(snapshot)
         _write(path, key[1], inv)
+    _used(path, "[0-9a-f]" * 32 + ".msgpack", SOURCES_KEPT)
     _remember(inv, key[1])
     return inv
 
 
+def _used(path: Path, pattern: str, kept: int) -> None:
+    """Mark the entry recently used, and delete all but the `kept` most recently used entries matching `pattern`
+    (every snapshot path read would otherwise leave one behind for good)."""
+    try:
+        os.utime(path)
+        for old in sorted(path.parent.glob(pattern), key=lambda p: p.stat().st_mtime_ns, reverse=True)[kept:]:
+            old.unlink()
+    except OSError:
+        pass  # a cache that cannot be kept tidy is no error
+
+
 # The content key of each inventory read through the cache (or derived from one), while it lives.
 _CONTENT: dict[int, str] = {}
-DERIVED_KEPT = 3  # derived entries kept per source entry, the most recently used
+SOURCES_KEPT = 8  # snapshots' entries kept, the most recently used
+DERIVED_KEPT = 3  # derived entries kept per snapshot's entry, the most recently used
 
 
 def _remember(inv: Inventory, key: str) -> None:
@@ -104,13 +117,7 @@ def derived(inv: Inventory, what: str, code: str, build: Callable[[], Inventory]
         if not keep or id(made) in _CONTENT:  # not to keep, or nothing new (a change that changed nothing)
             return made
         _write(path, key, made)
-    try:
-        os.utime(path)  # recently used: kept over older ones
-        for old in sorted(directory().glob(f"{stem}-*.derived.msgpack"), key=lambda p: p.stat().st_mtime_ns,
-                          reverse=True)[DERIVED_KEPT:]:
-            old.unlink()
-    except OSError:
-        pass  # a cache that cannot be kept tidy is no error
+    _used(path, f"{stem}-*.derived.msgpack", DERIVED_KEPT)
     _remember(made, key)
     return made
 

@@ -130,3 +130,18 @@ def test_what_is_made_of_a_cached_inventory_is_kept_beside_it(snapshot: Path) ->
     cache.derived(build_inventory(load_snapshot(str(snapshot))), "x", "code", lambda: inv)
     cache.derived(inv, "y", "code", lambda: inv, keep=False)
     assert list(cache.directory().glob("*.derived.msgpack")) == []
+
+
+def test_only_the_most_recently_used_snapshots_are_kept(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cache, "SOURCES_KEPT", 2)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"cluster-{i}.json")
+        write(_objects(), paths[-1])
+        cache.inventory(str(paths[-1]))
+    assert len(_entries()) == 2
+    cache.inventory(str(paths[1]))  # read from the cache: the most recently used now
+    write(_objects(), tmp_path / "another.json")
+    cache.inventory(str(tmp_path / "another.json"))
+    kept = {e.read_bytes() for e in _entries()}
+    assert len(kept) == 2 and any(str(paths[1]).encode() in k for k in kept)
