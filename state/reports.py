@@ -62,14 +62,27 @@ def export_json(events: Iterable[AuditEvent]) -> str:
     return json.dumps([_event_json(ev) for ev in events], indent=2, ensure_ascii=False) + "\n"
 
 
+# What makes a spreadsheet (Excel, LibreOffice Calc, Google Sheets) read a cell as a formula when it starts it:
+# OWASP's CSV injection guidance (https://owasp.org/www-community/attacks/CSV_Injection) has such a cell written
+# with a single quote before it, which the spreadsheet reads as "text" and does not show.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell of an exported value: text that a spreadsheet would run as a formula (an actor or a reason that
+    someone typed as `=HYPERLINK(…)`) after a single quote, anything else as it is."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
 def export_csv(events: Iterable[AuditEvent]) -> str:
-    """One row per event; before and after as canonical JSON."""
+    """One row per event; before and after as canonical JSON; no cell a spreadsheet would run (_cell)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, EXPORT_FIELDS)
     writer.writeheader()
     for ev in events:
         row = _event_json(ev)
-        writer.writerow(row | {k: canonical(row[k]) for k in ("identity", "before", "after")})
+        row |= {k: canonical(row[k]) for k in ("identity", "before", "after")}
+        writer.writerow({k: _cell(v) for k, v in row.items()})
     return out.getvalue()
 
 

