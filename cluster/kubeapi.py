@@ -5,7 +5,6 @@ short) with capped exponential backoff and jitter, all within one deadline, and 
 HTTP status and the server's own Status message; never a library's text."""
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import random
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import urllib3
 
 from cluster.errors import SourceError
 from cluster.snapshot import FILE_LIMIT, Limit
@@ -179,6 +177,10 @@ class ApiServer:
 
     def _once(self, path: str, query: list[tuple[str, Any]], accept: str, what: str = "", verb: str = "GET",
               body: Any = None, content_type: str | None = None) -> bytes:
+        import http.client  # here, not at start-up: a command reading a snapshot or the cache never connects
+
+        import urllib3
+
         sent = {"Accept": accept} | ({"Content-Type": content_type} if content_type else {})
         method, url, headers, _body, _post = self.client.param_serialize(
             verb, path, query_params=query, header_params=sent, auth_settings=["BearerToken"])
@@ -266,6 +268,10 @@ def _first_line(text: Any) -> str:
 
 def _cut_reason(e: BaseException) -> str:
     """A dropped connection in a person's words: urllib3 wraps the OS's reason in tuples and reprs."""
+    import http.client
+
+    import urllib3
+
     inner: BaseException | None = e
     while isinstance(inner, urllib3.exceptions.ProtocolError) and len(inner.args) > 1 and \
             isinstance(inner.args[1], BaseException):
