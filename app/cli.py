@@ -1,6 +1,7 @@
 """Entry point of the `meshstep` command."""
 from __future__ import annotations
 
+import gc
 import importlib
 import inspect
 import pkgutil
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: meshstep's package {e.name!r} is not installed: the install is older than the code; run "
                    "`pip install -e .` again in this checkout", err=True)
         return 2
+    finally:
+        # What load_inventory froze for the command's run is thawed when it ends: a caller that runs many commands
+        # in one process (the tests) keeps its collector as it was.
+        gc.unfreeze()
     return 0
 
 

@@ -4,6 +4,7 @@ Adding a command is adding a module here (registered by existing, like features)
 from __future__ import annotations
 
 import enum
+import gc
 import getpass
 import json
 import logging
@@ -126,7 +127,12 @@ def load_inventory(source: str | None):
     errors surface as MeshstepError."""
     from cluster import cache
 
-    return cache.inventory(source)
+    inv = cache.inventory(source)
+    # What the command reads from here on lives until it ends: out of the collector's sight (as `meshstep ui` keeps
+    # its server's), else each full collection walks the whole inventory again (0.3-0.9 s of CPU for a render of
+    # 10,000 pods).
+    gc.freeze()
+    return inv
 
 
 def not_visible_warning(inv: Any) -> None:
