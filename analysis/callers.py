@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.base import Context
+from analysis.catalog import fill, joined
 from analysis.effective import mtls_mode
 from analysis.readiness.egress import egress_allows
 from analysis.readiness.mtls import ingress_backends
@@ -225,11 +226,11 @@ def callers_not_visible(ctx: Context) -> Iterator[Found]:
     scope = set(scope_namespaces(ctx))
     blind = {n: c for n, c in _unseen(inv).items() if n not in scope}
     if blind:
-        names = ", ".join(f"{n} ({c} pod{'s' if c != 1 else ''})" for n, c in sorted(blind.items()))
+        names = joined(fill(f"{{n}} ({c} pod{'s' if c != 1 else ''})", n=n) for n, c in sorted(blind.items()))
         first = sorted(blind)[0]
         yield Ref("Namespace", None, first), \
-            (f"pods without sidecars run in {names}: meshstep sees only the calls their config names, so a caller "
-             f"among them may still be refused"), hint("MST0801", namespaces=", ".join(sorted(blind)))
+            fill("pods without sidecars run in {names}: meshstep sees only the calls their config names, so a caller "
+                 "among them may still be refused", names=names), hint("MST0801", namespaces=", ".join(sorted(blind)))
 
 
 @readiness("MST0802")
@@ -244,8 +245,8 @@ def external_calls_not_visible(ctx: Context) -> Iterator[Found]:
             if not outside_mesh(inv, u) and u.ref not in named:
                 silent[n].append(u.ref.name)
     if silent:
-        names = "; ".join(f"{n}: {', '.join(sorted(ws)[:5])}{' …' if len(ws) > 5 else ''}"
-                          for n, ws in sorted(silent.items()))
+        names = joined((fill(f"{{n}}: {{ws}}{' …' if len(ws) > 5 else ''}", n=n, ws=joined(sorted(ws)[:5]))
+                        for n, ws in sorted(silent.items())), "; ")
         yield Ref("Namespace", None, sorted(silent)[0]), \
-            (f"meshed workloads name no external host in their config ({names}): hosts they reach by a name "
-             "built at run time are invisible here and refused under REGISTRY_ONLY"), hint("MST0802")
+            fill("meshed workloads name no external host in their config ({names}): hosts they reach by a name "
+                 "built at run time are invisible here and refused under REGISTRY_ONLY", names=names), hint("MST0802")

@@ -80,11 +80,17 @@ class IstioEntry:
 
 
 def _joined(values: Iterable[Any], sep: str) -> list[tuple[str, bool]]:
-    """Each of `values` a value of its own, `sep` between them the template's."""
+    """Each of `values` a value of its own (a Filled one keeps its parts), `sep` between them the template's."""
     out: list[tuple[str, bool]] = []
     for i, v in enumerate(values):
-        out += [(sep, False)] * bool(i) + [(str(v), True)]
+        out += [(sep, False)] * bool(i) + (list(v.parts) if isinstance(v, Filled) else [(str(v), True)])
     return out
+
+
+def joined(values: Iterable[Any], sep: str = ", ") -> Filled:
+    """`values` listed, each a value of its own (or its own parts): a list a message quotes (names of pods,
+    namespaces, hosts)."""
+    return Filled(_joined(values, sep))
 
 
 class Filled(str):

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from analysis.base import Context
+from analysis.catalog import fill
 from analysis.readiness.scope import hint, outside_mesh, readiness, scope_namespaces, units
 from cluster.inventory import Inventory
 from cluster.model import Ref
@@ -64,7 +65,8 @@ def no_traffic_evidence(ctx: Context) -> Iterator[Found]:
     if ctx.traffic is None:
         scope = ctx.scope or "mesh"
         ref = Ref("Namespace", None, scope) if scope != "mesh" else Ref("Mesh", None, "mesh")
-        yield ref, f"no telemetry was read: traffic into and out of {scope} was not checked", hint("MST0820")
+        yield ref, fill("no telemetry was read: traffic into and out of {scope} was not checked", scope=scope), \
+            hint("MST0820")
 
 
 def unmeshed_workloads(inv: Inventory) -> list[str]:

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from analysis.base import Context
+from analysis.catalog import fill, joined
 from analysis.effective import mtls_mode
 from analysis.readiness.scope import Found, Unit, hint, readiness, scope_namespaces, units, without_sidecar
 from cluster.model import Ref
@@ -21,7 +22,7 @@ def strict_not_in_place(ctx: Context) -> Iterator[Found]:
         mode = mtls_mode(inv, n)
         fix = f"kubectl -n {n} apply a PeerAuthentication named default with spec.mtls.mode: STRICT"
         if mode.value != "STRICT":
-            yield Ref("Namespace", None, n), f"mTLS is not STRICT in namespace {n} ({mode.why})", \
+            yield Ref("Namespace", None, n), fill("mTLS is not STRICT in namespace {n} ({why})", n=n, why=mode.why), \
                 hint("MST0501", namespace=n, fix=fix)
         for pa in istio_objects(inv, "PeerAuthentication"):
             s = pa.spec
@@ -48,7 +49,8 @@ def shared_service_account(ctx: Context) -> Iterator[Found]:
         if len(apps) > 1:
             names = ", ".join(str(u.ref) for u in us)
             yield Ref("ServiceAccount", n, account), \
-                f"service account {n}/{account} is shared by {names}: one principal for all of them", \
+                fill("service account {n}/{account} is shared by {names}: one principal for all of them", n=n,
+                     account=account, names=joined(str(u.ref) for u in us)), \
                 hint("MST0502", workloads=names, namespace=n)
 
 
@@ -56,7 +58,7 @@ def shared_service_account(ctx: Context) -> Iterator[Found]:
 def default_service_account(ctx: Context) -> Iterator[Found]:
     for u in units(ctx.inventory, scope_namespaces(ctx)):
         if u.spec.service_account == "default":
-            yield u.ref, f"runs as service account {u.namespace}/default", \
+            yield u.ref, fill("runs as service account {n}/{account}", n=u.namespace, account="default"), \
                 hint("MST0503", workload=str(u.ref), namespace=u.namespace, name=u.ref.name)
 
 

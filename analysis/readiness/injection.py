@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from analysis.base import Context
+from analysis.catalog import fill
 from analysis.readiness.scope import (
     HOST_PORT,
     ISTIO_INIT,
@@ -46,7 +47,7 @@ def restarts_to_join(ctx: Context) -> Iterator[Found]:
             continue  # host network and opted-out pods stay out (MST0102, MST0107); templates inject on creation
         out = outside_mesh(inv, u)
         if out:
-            yield u.ref, f"{pods_text(out)} without a sidecar until re-created", \
+            yield u.ref, fill("{pods} without a sidecar until re-created", pods=pods_text(out)), \
                 hint("MST0101", restart=u.restart())
 
 
@@ -94,8 +95,9 @@ def init_container_network(ctx: Context) -> Iterator[Found]:
             continue
         for c in u.spec.init_containers:
             if c.name not in ISTIO_INIT and not c.restart_always and _uses_network(c):
-                yield u.ref, (f"init container {c.name} calls the network: with the classic sidecar its "
-                              f"traffic is captured before Envoy runs and fails"), hint("MST0103", container=c.name)
+                yield u.ref, fill("init container {name} calls the network: with the classic sidecar its traffic is "
+                                  "captured before Envoy runs and fails", name=c.name), \
+                    hint("MST0103", container=c.name)
 
 
 def services_in_scope(ctx: Context) -> Iterator[Service]:
@@ -121,8 +123,8 @@ def protocol_not_declared(ctx: Context) -> Iterator[Found]:
     for svc in services_in_scope(ctx):
         for p in svc.ports:
             if p.istio_protocol == "UNKNOWN" and not _server_first(p):
-                name = f"{p.port} ({p.name})" if p.name else f"{p.port} (unnamed)"
-                yield svc.ref, f"port {name}: Istio cannot tell its protocol and will sniff it", \
+                name = fill("{port} ({name})", port=p.port, name=p.name) if p.name else f"{p.port} (unnamed)"
+                yield svc.ref, fill("port {name}: Istio cannot tell its protocol and will sniff it", name=name), \
                     hint("MST0104", port=str(p.port), service=f"{svc.namespace}/{svc.name}", namespace=svc.namespace,
                          name=svc.name)
 
@@ -154,10 +156,10 @@ def no_istiod_for_revision(ctx: Context) -> Iterator[Found]:
     if (wanted in running) if wanted else running:
         return
     state = ("has no ready pod" if wanted in installed else "is not installed") if wanted else "no istiod is running"
-    what = f"istiod revision {wanted} {state}" if wanted else state
+    what = fill("istiod revision {wanted} " + state, wanted=wanted) if wanted else fill(state)
     install = f"istioctl install --set revision={wanted}" if wanted else "istioctl install --set profile=default"
     for n in scope_namespaces(ctx):
-        yield Ref("Namespace", None, n), f"{what}: pods of namespace {n} would get no sidecar", \
+        yield Ref("Namespace", None, n), fill("{what}: pods of namespace {n} would get no sidecar", what=what, n=n), \
             hint("MST0106", istiod=f"istiod revision {wanted}" if wanted else "istiod", install=install,
                  root=inv.root_namespace)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from analysis.base import Context
-from analysis.catalog import fill
+from analysis.catalog import fill, joined
 from analysis.effective import mtls_mode
 from analysis.readiness.scope import (
     Found,
@@ -53,7 +53,8 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
             continue
         for svc, where in service_calls(inv, u):
             if svc.namespace in scope:
-                yield u.ref, f"has no sidecar and names {svc.name}.{svc.namespace} in its {where}", \
+                yield u.ref, fill("has no sidecar and names {name}.{namespace} in its {where}", name=svc.name,
+                                  namespace=svc.namespace, where=where), \
                     f"Service {svc.namespace}/{svc.name}", str(u.ref), u.inject(inv)
     for ing in inv.of_kind("Ingress"):
         n = ns_of(ing)
@@ -61,7 +62,7 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
         if n not in scope or cls == "istio":
             continue
         for name in sorted(ingress_backends(ing.spec)):
-            yield ing.ref, f"class {cls}: sends its traffic to Service {n}/{name}", \
+            yield ing.ref, fill("class {cls}: sends its traffic to Service {n}/{name}", cls=cls, n=n, name=name), \
                 f"Service {n}/{name}", f"the {cls} ingress controller", \
                 "inject the controller's pods, or route through an Istio Gateway instead"
     scope_hosts = {s.host: s for n in scope for s in inv.services_by_namespace.get(n, ())}
@@ -81,8 +82,8 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
             continue
         hit = [ips[ip] for ip in _endpoint_ips(ep) if ip in ips]
         if hit:
-            names = ", ".join(sorted({p.name for p in hit}))
-            yield ep.ref, f"points at pods of {hit[0].namespace} ({names})", \
+            names = joined(sorted({p.name for p in hit}))
+            yield ep.ref, fill("points at pods of {n} ({names})", n=hit[0].namespace, names=names), \
                 f"Pod {hit[0].namespace}/{hit[0].name}", f"the workloads of namespace {ns_of(ep)}", \
                 f"kubectl label namespace {ns_of(ep)} {injection_label(inv, ns_of(ep))}, then restart " \
                 "its workloads"
@@ -113,7 +114,7 @@ def ingress_backends(s: dict[str, Any]) -> set[str]:
 @readiness("MST0402", "Service")
 def plaintext_callers(ctx: Context) -> Iterator[Found]:
     for r, text, target, caller, inject in _callers_outside(ctx):
-        yield r, f"{text}: STRICT refuses its plaintext", \
+        yield r, fill("{text}: STRICT refuses its plaintext", text=text), \
             hint("MST0402", caller=caller, inject=inject, target=target)
 
 
@@ -135,7 +136,7 @@ def tls_disabled(ctx: Context) -> Iterator[Found]:
         host = fqdn(dr.spec.get("host") or "", ns_of(dr))
         hit = [h for h in hosts if host_matches(h, host)]
         if hit:
-            yield dr.ref, f"sets TLS mode DISABLE for {', '.join(hit)}", \
+            yield dr.ref, fill("sets TLS mode DISABLE for {hosts}", hosts=joined(hit)), \
                 hint("MST0403", rule=f"{ns_of(dr)}/{dr.name}", namespace=ns_of(dr), name=dr.name)
 
 
@@ -144,10 +145,11 @@ def probes_not_rewritten(ctx: Context) -> Iterator[Found]:
     for u in units(ctx.inventory, scope_namespaces(ctx)):
         if u.spec.annotations.get(_REWRITE_PROBES) != "false":
             continue
-        probes = [f"{p.type} {p.path or '/'} on port {p.port} of {c.name}" for c in u.spec.containers
+        probes = [fill("{type} {path} on port {port} of {name}", type=p.type, path=p.path or "/", port=p.port,
+                       name=c.name) for c in u.spec.containers
                   if c.name != components.PROXY_CONTAINER for p in c.probes if p.handler == "httpGet"]
         if probes:
-            yield u.ref, f"keeps its httpGet probes ({'; '.join(probes)}) out of the sidecar", \
+            yield u.ref, fill("keeps its httpGet probes ({probes}) out of the sidecar", probes=joined(probes, "; ")), \
                 hint("MST0404", workload=str(u.ref))
 
 
@@ -157,5 +159,5 @@ def permissive_not_in_place(ctx: Context) -> Iterator[Found]:
         mode = mtls_mode(ctx.inventory, n)
         if mode.value != "DISABLE":  # no PeerAuthentication at all is PERMISSIVE: Istio's auto mTLS default
             continue
-        yield Ref("Namespace", None, n), f"namespace {n} is not in PERMISSIVE yet ({mode.why})", \
+        yield Ref("Namespace", None, n), fill("namespace {n} is not in PERMISSIVE yet ({why})", n=n, why=mode.why), \
             hint("MST0405", namespace=n, policy=str(mode.by))

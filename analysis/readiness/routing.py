@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from analysis import destinationrule
 from analysis.base import Context, check, registered
+from analysis.catalog import fill
 from analysis.readiness.injection import services_in_scope
 from analysis.readiness.scope import Found, hint, pods_text, readiness, scope_namespaces, without_sidecar
 from cluster.queries import DOMAIN, fqdn, istio_objects, ns_of
@@ -21,7 +22,8 @@ def without_version_labels(ctx: Context) -> Iterator[Found]:
                       if "version" not in p.labels and "app.kubernetes.io/version" not in p.labels]
         if unlabelled:
             workloads = sorted({f"{p.workload_kind} {p.namespace}/{p.workload_name}" for p in unlabelled})
-            yield svc.ref, f"selects {pods_text([p.name for p in unlabelled])} without a version label", \
+            pods = pods_text([p.name for p in unlabelled])
+            yield svc.ref, fill("selects {pods} without a version label", pods=pods), \
                 hint("MST0201", workloads=", ".join(workloads))
 
 

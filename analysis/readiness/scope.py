@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.base import Context, check
-from analysis.catalog import CATALOG
+from analysis.catalog import CATALOG, Filled, fill, joined
 from cluster import components
 from cluster.inventory import Inventory
 from cluster.model import Pod, PodSpecSummary, Ref, Service
@@ -154,9 +154,10 @@ def outside_mesh(inv: Inventory, unit: Unit) -> list[str]:
     return [unit.ref.name]
 
 
-def pods_text(names: list[str]) -> str:
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    return f"{len(names)} pod{'s' if len(names) != 1 else ''} ({shown})"
+def pods_text(names: list[str]) -> Filled:
+    """`3 pods (a, b, c)`: the first five names, each a value."""
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return fill(f"{len(names)} pod{'s' if len(names) != 1 else ''} ({{names}}{more})", names=joined(names[:5]))
 
 
 def without_sidecar(ctx: Context, code: str, effect: str) -> Iterator[Found]:
@@ -165,7 +166,7 @@ def without_sidecar(ctx: Context, code: str, effect: str) -> Iterator[Found]:
     for u in units(inv, scope_namespaces(ctx)):
         out = outside_mesh(inv, u)
         if out:
-            yield u.ref, f"{pods_text(out)} without a sidecar: {effect}", \
+            yield u.ref, fill("{pods} without a sidecar: " + effect, pods=pods_text(out)), \
                 hint(code, workload=str(u.ref), inject=u.inject(inv))
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from analysis import catalog
 from analysis.base import Context, Message, gate_checks, registry, run
-from analysis.catalog import CATALOG
+from analysis.catalog import CATALOG, Filled
 from analysis.common import analyze
 from app.cli import PACKAGES
 from cluster.inventory import build_inventory
@@ -289,3 +289,16 @@ def test_a_hint_that_injects_a_namespace_labels_it_as_sidecar_injection_would(de
     hints = [m.hint for m in gate if m.code == "MST0402"]
     assert hints and all(f"kubectl label namespace legacy {label}" in h for h in hints), hints
     assert not [h for h in hints if "istio-injection=enabled" in h] or label == "istio-injection=enabled"
+
+
+@pytest.mark.parametrize("cluster,case", cases())
+def test_messages_quote_the_cluster_as_values(cluster, case):
+    """A gate's message that quotes the cluster is filled from its template (analysis.catalog.Filled): the
+    namespace it names (the blamed resource's) is a value, cut and escaped alone, never the template's text."""
+    for m in gate(inventory(cluster), case["feature"], case["scope"], case.get("params")):
+        namespace = m.ref.namespace or (m.ref.name if m.ref.kind == "Namespace" else None)
+        if not namespace or namespace not in m.message:
+            continue
+        assert isinstance(m.message, Filled), f"{m.code}: {m.message}"
+        template = "".join(t for t, value in m.message.parts if not value)
+        assert namespace not in template, f"{m.code}: {m.message.parts}"
