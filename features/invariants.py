@@ -26,6 +26,7 @@ from typing import Any
 
 from analysis.base import Message, catalog_message, runnable, unseen_message
 from analysis.callers import CALLS_READ, calls, refusal
+from analysis.catalog import fill, joined
 from analysis.enforcement import KINDS as ENFORCEMENT_READS
 from analysis.enforcement import decide, requests, routing
 from cluster.changes import clean, normalized_yaml, ref_of
@@ -158,8 +159,11 @@ def config_lost(feature: Feature, before: Inventory, rendered: Rendered) -> Iter
         owned = _owned(feature.owns)
         lost = [k for k, v in was.items() if (k not in now or now[k] != v) and not owned.fullmatch(k)]
         if lost:
-            shown = ", ".join(lost[:4]) + (f" and {len(lost) - 4} more" if len(lost) > 4 else "")
-            yield catalog_message("MST0810", ref, f"{feature.id} would drop or change {shown} of {ref}",
+            more = f" and {len(lost) - 4} more" if len(lost) > 4 else ""
+            shown = ", ".join(lost[:4]) + more
+            text = fill(f"{feature.id} would drop or change {{lost}}{more} of {{ref}}", lost=joined(lost[:4]),
+                        ref=str(ref))
+            yield catalog_message("MST0810", ref, text,
                            feature=feature.id, object=str(ref), lost=shown)
 
 
@@ -202,7 +206,8 @@ def http_to_other_ports(before: Inventory, after: Inventory, rendered: Rendered)
     for ref, svc, port in sorted(_http_to_other_ports(after) - _http_to_other_ports(before), key=str):
         if ref in mine:
             yield catalog_message("MST0811", ref,
-                                  f"{ref} sends HTTP to port {port} of Service {svc}, which is not declared HTTP",
+                                  fill("{ref} sends HTTP to port {port} of Service {svc}, which is not declared "
+                                       "HTTP", ref=str(ref), port=port, svc=svc),
                                   service=svc)
 
 
@@ -217,7 +222,8 @@ def callers_refused(before: Inventory, after: Inventory) -> Iterator[Message]:
         if why is not None:
             fix = (f"keep {call.caller} ({call.evidence}) able to reach {call.target}: change the parameters so the "
                    f"new config lets it through, or bring it into the mesh first")
-            yield catalog_message("MST0812", call.caller, f"{call} ({call.evidence}) would be refused: {why}", fix=fix)
+            text = fill("{call} ({evidence}) would be refused: {why}", call=str(call), evidence=call.evidence, why=why)
+            yield catalog_message("MST0812", call.caller, text, fix=fix)
 
 
 # ---------------------------------------------------------------- MST0813: analysis
@@ -227,8 +233,8 @@ def new_analysis_errors(before: Inventory, after: Inventory) -> Iterator[Message
     was = {(m.code, str(m.ref), m.message) for m in analysis_errors(before)}
     for m in analysis_errors(after):
         if (m.code, str(m.ref), m.message) not in was:
-            yield catalog_message("MST0813", m.ref, f"analysis would report {m.code} {m.message}",
-                           finding=f"{m.code}: {m.hint}")
+            text = fill(f"analysis would report {m.code} {{message}}", message=m.message)
+            yield catalog_message("MST0813", m.ref, text, finding=f"{m.code}: {m.hint}")
 
 
 # ---------------------------------------------------------------- MST0814: rollback
@@ -243,7 +249,8 @@ def rollback_not_exact(feature: Feature, params: dict[str, Any], scope: str, bef
         was, now = before.get(ref.kind, ref.namespace, ref.name), back.get(ref.kind, ref.namespace, ref.name)
         if normalized_yaml(was and was.raw) != normalized_yaml(now and now.raw):
             yield catalog_message("MST0814", ref,
-                                  f"the rollback of {feature.id} does not give back {ref} as it is today",
+                                  fill(f"the rollback of {feature.id} does not give back {{ref}} as it is today",
+                                       ref=str(ref)),
                                   object=str(ref))
 
 
@@ -256,8 +263,8 @@ def ingress_reached(feature: Feature, params: dict[str, Any], before: Inventory,
         return
     for r in reached(before, rendered.objects):
         if r.ingress:
-            yield catalog_message("MST0815", r.ref, f"{feature.id} would change {r}: ingress traffic gets it too",
-                                  gateway=", ".join(r.ingress))
+            text = fill(f"{feature.id} would change {{r}}: ingress traffic gets it too", r=str(r))
+            yield catalog_message("MST0815", r.ref, text, gateway=", ".join(r.ingress))
 
 
 # ---------------------------------------------------------------- MST0816: enforcement never lapses
@@ -288,9 +295,10 @@ def enforcement_lapses(feature: Feature, params: dict[str, Any], scope: str, bef
                if (was := decide(before, req)) != decide(now, req)]
     for req, was, is_ in changed[:3]:
         yield catalog_message("MST0816", Ref("Service", req.service[0], req.service[1]),
-                              f"{feature.id} in {scope} changes a decision: {req} was {'/'.join(was) or 'unserved'}, "
-                              f"would be {'/'.join(is_) or 'unserved'}"
-                              + (f" (and {len(changed) - 3} more requests)" if len(changed) > 3 else ""),
+                              fill(f"{feature.id} in {{scope}} changes a decision: {{req}} was {{was}}, would be "
+                                   "{is_}" + (f" (and {len(changed) - 3} more requests)" if len(changed) > 3 else ""),
+                                   scope=scope, req=str(req), was="/".join(was) or "unserved",
+                                   is_="/".join(is_) or "unserved"),
                               feature=feature.id, scope=scope)
     routes = routing(now)
     for (ns, name), (rules, who) in sorted(routing(before).items()):
@@ -300,5 +308,6 @@ def enforcement_lapses(feature: Feature, params: dict[str, Any], scope: str, bef
         if new_who.startswith("nobody") or new_rules != rules:
             what = new_who if new_who.startswith("nobody") else "its routes send to other destinations or weights"
             yield catalog_message("MST0816", Ref("Service", ns, name),
-                                  f"{feature.id} in {scope} drops {ns}/{name}'s L7 routing, applied by {who} "
-                                  f"before: {what}", feature=feature.id, scope=scope)
+                                  fill(f"{feature.id} in {{scope}} drops {{ns}}/{{name}}'s L7 routing, applied by "
+                                       "{who} before: {what}", scope=scope, ns=ns, name=name, who=who, what=what),
+                                  feature=feature.id, scope=scope)

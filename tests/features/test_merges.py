@@ -126,6 +126,12 @@ def test_a_multi_port_service_is_routed_on_its_http_port_only(demo_inventory):
         assert not list(invariants.http_to_other_ports(inv, after, rendered))
 
 
+def values(message: str) -> str:
+    """What of a message the cluster's values filled in (analysis.catalog.Filled: each shown as data, cut and
+    escaped alone); a message built as plain text has none."""
+    return " | ".join(t for t, value in getattr(message, "parts", ()) if value)
+
+
 def test_the_invariant_refuses_an_http_route_to_a_database_port(demo_inventory):
     bad = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
            "metadata": {"name": "catalog", "namespace": "shop"},
@@ -136,6 +142,7 @@ def test_the_invariant_refuses_an_http_route_to_a_database_port(demo_inventory):
     rendered = Rendered("x", "shop", {}, (bad,))
     found = list(invariants.http_to_other_ports(demo_inventory, apply(rendered, demo_inventory), rendered))
     assert [(m.code, str(m.ref)) for m in found] == [("MST0811", "VirtualService shop/catalog")]
+    assert values(found[0].message) == "VirtualService shop/catalog | 5432 | shop/catalog"
 
 
 # ---------------------------------------------------------------- 6: rollback once applied
@@ -194,6 +201,8 @@ def test_registry_only_is_refused_while_a_meshed_workload_calls_an_unregistered_
     codes = {m.code: m for m in refused.value.findings}
     assert "MST0812" in codes and "api.fx-rates.example.com" in codes["MST0812"].message
     assert "Deployment shop/frontend" in codes["MST0812"].message
+    assert "api.fx-rates.example.com" in values(codes["MST0812"].message)
+    assert "Deployment shop/frontend" in values(codes["MST0812"].message)
     # registered, it renders
     se = feature("egress-service-entry").render({"host": "api.fx-rates.example.com"}, "shop", inv)
     render_gated(feature("egress-registry-only"), {}, MESH, apply(se, inv))
@@ -355,6 +364,7 @@ def test_losing_a_gateway_binding_and_its_host_is_refused(demo_inventory):
     rendered = f.render({}, "shop", demo_inventory)
     found = [m for m in invariants.check(f, {}, "shop", demo_inventory, rendered) if m.code == "MST0810"]
     assert found and "gateways/shop-gateway" in found[0].message and "hosts/shop.example.com" in found[0].message
+    assert "gateways/shop-gateway" in values(found[0].message).split(" | ")
     assert found[0].level == "error" and Message.url
 
 

@@ -9,7 +9,7 @@ import pytest
 from cluster.inventory import Inventory
 from features._gate import render_gated
 from features.base import MESH, Refused, apply, registry
-from tests.features.test_merges import changed, env_of
+from tests.features.test_merges import changed, env_of, values
 
 
 def dual_bound(inv: Inventory) -> Inventory:
@@ -57,6 +57,7 @@ def test_timeouts_that_reach_ingress_traffic_need_an_explicit_parameter(dual):
         render_gated(registry()["timeouts-retries"], {"service": "frontend"}, "shop", dual)
     (m,) = [m for m in e.value.findings if m.code == "MST0815"]
     assert "shop/shop-gateway" in m.message and "ingress=true" in m.hint
+    assert "VirtualService shop/" in values(m.message)
     rendered, _ = render_gated(registry()["timeouts-retries"], {"service": "frontend", "ingress": True}, "shop",
                                dual)
     assert rendered.objects[0]["spec"]["http"][0]["timeout"] == "10s"
