@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from analysis.ambient import ambient_profile_missing
 from analysis.base import Context
+from analysis.catalog import fill
 from analysis.readiness.scope import Found, hint, mesh_config_ref, readiness, running
 from cluster.inventory import Inventory
 from cluster.model import Ref
@@ -73,8 +74,9 @@ def ambient_istio_version(ctx: Context) -> Iterator[Found]:
     have = minor(inv.istio_version)
     if have is not None and have < AMBIENT_MIGRATION_ISTIO:
         need = ".".join(map(str, AMBIENT_MIGRATION_ISTIO))
-        yield Ref("Namespace", None, inv.root_namespace), f"Istio {inv.istio_version} is older than {need}, the " \
-            "first release with ambient mode GA", hint("MST0709", version=need)
+        yield Ref("Namespace", None, inv.root_namespace), \
+            fill(f"Istio {{version}} is older than {need}, the first release with ambient mode GA",
+                 version=inv.istio_version), hint("MST0709", version=need)
 
 
 @readiness("MST0710", "Node")
@@ -84,8 +86,9 @@ def ambient_kubernetes_version(ctx: Context) -> Iterator[Found]:
         version = ((node.raw.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion")
         have = minor(version.lstrip("v")) if version else None
         if have is not None and not low <= have <= high:
-            yield node.ref, f"node {node.name} runs Kubernetes {version}, outside the versions the ambient " \
-                f"migration guide supports (1.{low[1]} to 1.{high[1]})", \
+            yield node.ref, fill(f"node {{node}} runs Kubernetes {{version}}, outside the versions the ambient "
+                                 f"migration guide supports (1.{low[1]} to 1.{high[1]})", node=node.name,
+                                 version=version), \
                 hint("MST0710", low=f"1.{low[1]}", high=f"1.{high[1]}")
 
 

@@ -54,8 +54,8 @@ def sidecar_scope_cuts(ctx: Context) -> Iterator[Found]:
         for u in units(inv, [n]):
             for svc, where in service_calls(inv, u):
                 if not any(egress_allows(h, n, svc) for h in allowed):
-                    text = (f"calls {svc.name}.{svc.namespace} (in its {where}), "
-                            "outside the Sidecar's egress hosts")
+                    text = fill("calls {name}.{namespace} (in its {where}), outside the Sidecar's egress hosts",
+                                name=svc.name, namespace=svc.namespace, where=where)
                     yield u.ref, text, hint("MST0704", host=f"{svc.namespace}/{svc.host}", namespace=n,
                                             target=svc.namespace)
         # a mesh route of the namespace sends its callers to another namespace: their proxies must know it
@@ -66,9 +66,10 @@ def sidecar_scope_cuts(ctx: Context) -> Iterator[Found]:
             for d in (d for r in vs.spec.get("http") or () for d in r.get("route") or ()):
                 svc = service_of_host((d.get("destination") or {}).get("host", ""), n, inv)
                 if svc is not None and not any(egress_allows(h, n, svc) for h in allowed):
-                    yield vs.ref, (f"VirtualService {n}/{vs.name} routes to {svc.name}.{svc.namespace}, outside the "
-                                   "Sidecar's egress hosts"), hint("MST0704", host=f"{svc.namespace}/{svc.host}",
-                                                                   namespace=n, target=svc.namespace)
+                    text = fill("VirtualService {n}/{vs} routes to {name}.{namespace}, outside the Sidecar's egress "
+                                "hosts", n=n, vs=vs.name, name=svc.name, namespace=svc.namespace)
+                    yield vs.ref, text, hint("MST0704", host=f"{svc.namespace}/{svc.host}", namespace=n,
+                                             target=svc.namespace)
 
 
 def egress_allows(host: str, namespace: str, svc: Service) -> bool:

@@ -64,7 +64,17 @@ def test_the_crd_stage_installs_the_standard_channel_and_rolls_back(demo_invento
 
 
 def _gate(inv: Inventory, feature: str) -> list[tuple[str, str]]:
-    return [(m.code, m.level) for m in analysis.run(analysis.gate_checks(feature), analysis.Context(inv, "mesh"))]
+    return [(m.code, m.level) for m in _messages(inv, feature)]
+
+
+def _messages(inv: Inventory, feature: str) -> list[analysis.Message]:
+    return analysis.run(analysis.gate_checks(feature), analysis.Context(inv, "mesh"))
+
+
+def _values(inv: Inventory, feature: str, code: str) -> list[str]:
+    """What the cluster filled in of a code's message (analysis.catalog.Filled): shown as data, cut alone."""
+    (m,) = [m for m in _messages(inv, feature) if m.code == code]
+    return [t for t, value in getattr(m.message, "parts", ()) if value]
 
 
 def test_the_guides_prerequisites_gate_the_first_stages(demo_inventory):
@@ -75,6 +85,8 @@ def test_the_guides_prerequisites_gate_the_first_stages(demo_inventory):
     old_node = json.loads(json.dumps(node))
     old_node["status"]["nodeInfo"]["kubeletVersion"] = "v1.29.4"
     assert ("MST0710", "warning") in _gate(demo_inventory.with_changes(apply=[old_node]), "ambient-install")
+    assert _values(demo_inventory.with_changes(apply=[old_node]), "ambient-install", "MST0710") == [
+        node["metadata"]["name"], "v1.29.4"]
     pods = []  # istiod's pods running a 1.22 image: the version is read from what runs
     for pod in (p for p in demo_inventory.pods if p.labels.get("app") == "istiod"):
         raw = manifest(pod, dict(pod.labels), dict(pod.annotations))
@@ -84,6 +96,7 @@ def test_the_guides_prerequisites_gate_the_first_stages(demo_inventory):
     older = demo_inventory.with_changes(pods=pods)
     assert older.istio_version == "1.22.3"
     assert ("MST0709", "error") in _gate(older, "gateway-api-crds")
+    assert _values(older, "gateway-api-crds", "MST0709") == ["1.22.3"]
 
 
 def test_the_demo_migration_rehearses_to_done(cli):
