@@ -55,9 +55,11 @@ def main(argv: list[str] | None = None) -> int:
                    "`pip install -e .` again in this checkout", err=True)
         return 2
     finally:
-        # What load_inventory froze for the command's run is thawed when it ends: a caller that runs many commands
-        # in one process (the tests) keeps its collector as it was.
-        gc.unfreeze()
+        # What load_inventory froze for the command's run is thawed when it ends for a caller that runs commands in
+        # its own process (passing argv: the tests), whose collector stays as it was. `meshstep` itself (argv None)
+        # ends frozen: thawed, the collection at the interpreter's exit would walk it all (0.2 s of a status).
+        if argv is not None:
+            gc.unfreeze()
     return 0
 
 
