@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from analysis.base import Context, check
+from analysis.catalog import text
 from analysis.common import selector_text
 from cluster.model import Ref
 from cluster.queries import istio_objects, match_labels, ns_of, pods_anywhere, selected_pods
@@ -24,7 +25,7 @@ def no_matching_workloads(ctx: Context) -> Iterator[tuple[Ref, str]]:
                 continue  # a root-namespace policy without selector applies to the whole mesh
         elif selected_pods(inv, ns_of(ap), sel):
             continue
-        yield ap.ref, f"No matching workloads for this resource with the following labels: {selector_text(sel or {})}"
+        yield ap.ref, text("IST0127", selector_text(sel or {}))
 
 
 def _namespace_pattern_matches(pattern: str, namespace: str) -> bool:

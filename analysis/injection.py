@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from analysis.base import Context, check
+from analysis.catalog import text
 from cluster.inventory import Inventory
 from cluster.model import Namespace, Pod, PodSpecSummary, Ref
 from cluster.queries import (
@@ -118,8 +119,7 @@ def pod_missing_proxy(ctx: Context) -> Iterator[tuple[Ref, str]]:
             continue
         for pod in inv.pods_by_namespace.get(ns.name, ()):
             if proxy_container(pod.spec) is None and not pod.spec.host_network and not opted_out(pod.spec):
-                yield pod.ref, (f"The pod {pod.name} is missing the Istio proxy. This can often be resolved by "
-                                f"restarting or redeploying the workload.")
+                yield pod.ref, text("IST0103", pod.name)
 
 
 # ---------------------------------------------------------------- proxy image
@@ -193,7 +193,6 @@ def _auto_without_injector(inv: Inventory, namespace: str, template: PodSpecSumm
     return not any(webhook_selects(wh, ns_labels, template.labels) for wh in webhooks)
 
 
-_AUTO = ("contains `image: auto` but does not match any Istio injection webhook selectors.")
 _AUTO_HINT = ("Label the namespace (istio-injection=enabled or istio.io/rev) or the pod template "
               "(sidecar.istio.io/inject=true) so the injector replaces `image: auto` with the proxy image.")
 
@@ -207,7 +206,7 @@ def image_auto_deployment(ctx: Context) -> Iterator[tuple[Ref, str]]:
     for d in inv.of_kind("Deployment"):
         w = deployments.get((ns_of(d), d.name))
         if w and w.template and _auto_without_injector(inv, w.namespace, w.template, webhooks):
-            yield Ref("Deployment", d.namespace, d.name), f"Deployment {d.name} {_AUTO}"
+            yield Ref("Deployment", d.namespace, d.name), text("IST0146", "Deployment", d.name)
 
 
 @check("IST0147", _AUTO_HINT,
@@ -217,4 +216,4 @@ def image_auto_pod(ctx: Context) -> Iterator[tuple[Ref, str]]:
     webhooks = [wh for _, wh in injector_webhooks(inv)]
     for pod in inv.pods:
         if _auto_without_injector(inv, pod.namespace, pod.spec, webhooks):
-            yield pod.ref, f"Pod {pod.name} {_AUTO}"
+            yield pod.ref, text("IST0147", "Pod", pod.name)

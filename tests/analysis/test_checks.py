@@ -190,3 +190,12 @@ def test_a_bare_replicaset_s_pods_are_restarted_by_deleting_them(tmp_path) -> No
         "kubectl label namespace legacy istio-injection=enabled, then kubectl -n legacy delete pod "
         "-l app=cache,tier=db (its ReplicaSet cache creates them again)")
     assert "no controller re-creates it" in by_kind["Pod"].inject(inv)
+
+
+def test_ist_messages_quote_the_cluster_as_values():
+    """IST0103 and IST0127 are Istio's templates filled in (analysis.catalog.Filled): the pod's name and the
+    policy's labels are values, shown as data and cut alone."""
+    messages = {m.code: m.message for m in analyze(inventory("mesh"))}
+    assert [t for t, value in getattr(messages["IST0103"], "parts", ()) if value] == ["worker-1"]
+    (labels,) = [t for t, value in getattr(messages["IST0127"], "parts", ()) if value]
+    assert messages["IST0127"].endswith(f"following labels: {labels}") and "=" in labels
