@@ -48,6 +48,8 @@ class Invariant:
     fn: Callable[[Feature, dict[str, Any], str, Inventory, Inventory, Rendered], Iterable[Message]]
     # An API that is not installed holds nothing to compare: only what the source refused to show is unknown.
     sees_uninstalled: bool = True
+    # The features it is about; one it is not about is neither checked nor reported as not checked.
+    applies: Callable[[Feature], bool] = lambda _f: True
 
 
 INVARIANTS = (
@@ -60,7 +62,8 @@ INVARIANTS = (
     Invariant("MST0814", (), lambda f, p, s, before, after, r: rollback_not_exact(f, p, s, before, after, r)),
     Invariant("MST0815", ("Gateway",), lambda f, p, s, before, after, r: ingress_reached(f, p, before, r)),
     Invariant("MST0816", ENFORCEMENT_READS, lambda f, p, s, before, after, r: enforcement_lapses(f, p, s, before,
-                                                                                                 after, r)),
+                                                                                                 after, r),
+              applies=lambda f: f.keeps_decisions),
 )
 
 
@@ -70,9 +73,10 @@ def check(feature: Feature, params: dict[str, Any], scope: str, before: Inventor
     because the source could not show what they compare (a 403: the objects there may be)."""
     after = apply(rendered, before)
     kinds = tuple(sorted({o["kind"] for o in rendered.objects} | {r.kind for r in rendered.delete}))
-    _, unknown = runnable([replace(i, reads=i.reads + kinds) for i in INVARIANTS], before)
+    about = [i for i in INVARIANTS if i.applies(feature)]
+    _, unknown = runnable([replace(i, reads=i.reads + kinds) for i in about], before)
     blocked = {i.code for invs in unknown.values() for i in invs}
-    out = [m for i in INVARIANTS if i.code not in blocked
+    out = [m for i in about if i.code not in blocked
            for m in i.fn(feature, params, scope, before, after, rendered)]
     return out + [unseen_message(u, f"{len(invs)} invariant{'s' * (len(invs) != 1)} not checked: "
                                  f"{', '.join(i.code for i in invs)}") for u, invs in unknown.items()]
@@ -287,7 +291,7 @@ def as_run(feature: Feature, params: dict[str, Any], scope: str, after: Inventor
 def enforcement_lapses(feature: Feature, params: dict[str, Any], scope: str, before: Inventory, after: Inventory,
                        rendered: Rendered) -> Iterator[Message]:
     kinds = {o["kind"] for o in rendered.objects} | {r.kind for r in rendered.delete}
-    if not feature.keeps_decisions or rendered.rollback or not kinds & _DECIDING \
+    if rendered.rollback or not kinds & _DECIDING \
             and not feature.restarted_pods(params, scope, after) and not feature.commanded(params, scope, after):
         return
     now = as_run(feature, params, scope, after)
