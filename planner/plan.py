@@ -229,8 +229,7 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
 
     A step whose feature cannot be rendered here (e.g. no service with two versions for a canary), whose objects
     analysis would flag, or whose dependency neither the cluster nor an earlier stage turns on, is left out with
-    the reason; stages already on (every step detected) are marked done. The candidate steps' objects are analysed
-    together, once: one analysis per step took a minute on 5,000 pods."""
+    the reason (_refused); stages already on (every step on, by detection or in effect) are marked done."""
     if template not in TEMPLATES:
         raise MeshstepError(f"unknown template {template!r}: choose one of {', '.join(TEMPLATES)}")
     targets = list(namespaces) if namespaces is not None else default_namespaces(inventory)
@@ -238,33 +237,13 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
     unknown = [n for n in targets if n not in known]
     if unknown:
         raise MeshstepError(f"namespace(s) not in the cluster: {', '.join(unknown)}")
-    feats = registry()
     cut = waves_of(inventory, targets, waves, traffic)
     # each namespace, or each wave: how an `each` blueprint's title names it, and its namespaces
     units = [(ns, [ns]) for ns in targets] if cut is None else [
         (cut.label(i), list(group)) for i, group in enumerate(cut.groups)]
     groups_of = _groups(TEMPLATES[template], units, targets)
     observed = observed_steps(inventory, [s for _, _, steps in groups_of for s in steps])
-    candidates: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    refused: dict[tuple[str, str], str] = {}
-    # The steps are asked on the cluster as the install commands of the steps before them leave it (the Gateway
-    # API CRDs, the ambient profile): what a stage installs is never a reason to leave out the stages that need it.
-    ahead = inventory
-    for _, _, steps in groups_of:
-        for s in steps:
-            if (s.feature, s.scope) not in observed | candidates.keys() | refused.keys():
-                try:
-                    candidates[s.feature, s.scope] = feats[s.feature].candidate(s.params, s.scope, ahead)[1]
-                except MeshstepError as e:  # not for this cluster: the step is left out, with the reason
-                    refused[s.feature, s.scope] = str(e)
-                    continue
-                made = feats[s.feature].commanded(validate_params(feats[s.feature], s.params), s.scope, ahead)
-                ahead = ahead.with_changes(apply=made) if made else ahead
-    for m in flagged([o for objs in candidates.values() for o in objs], ahead):
-        for key, objs in candidates.items():
-            if key not in refused and any(object_key(o) == (m.ref.kind, m.ref.namespace, m.ref.name) for o in objs):
-                refused[key] = fill("analysis would flag {ref}: {code} {message}", ref=m.ref, code=m.code,
-                                    message=m.message)
+    refused = _refused([s for _, _, steps in groups_of for s in steps], observed, inventory)
     stages: list[StageSpec] = []
     left_out: list[LeftOut] = []
     before: set[tuple[str, str]] = set()
@@ -289,6 +268,32 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
         stages.append(StageSpec(title, goal, tuple(kept), done))
     check_order(stages, inventory, observed)
     return Draft(stages, left_out, cut)
+
+
+def _refused(steps: list[Step], observed: set[tuple[str, str]], inventory: Inventory) -> dict[tuple[str, str], Any]:
+    """Why each of the steps not on yet cannot be had here: its feature cannot render it, or analysis would flag its
+    objects. The candidates' objects are analysed together, once: one analysis per step took a minute on 5,000 pods.
+    The steps are asked on the cluster as the install commands of the steps before them leave it (the Gateway API
+    CRDs, the ambient profile): what a stage installs is never a reason to leave out the stages that need it."""
+    feats = registry()
+    candidates: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    refused: dict[tuple[str, str], Any] = {}
+    ahead = inventory
+    for s in steps:
+        if (s.feature, s.scope) not in observed | candidates.keys() | refused.keys():
+            try:
+                candidates[s.feature, s.scope] = feats[s.feature].candidate(s.params, s.scope, ahead)[1]
+            except MeshstepError as e:  # not for this cluster: the step is left out, with the reason
+                refused[s.feature, s.scope] = str(e)
+                continue
+            made = feats[s.feature].commanded(validate_params(feats[s.feature], s.params), s.scope, ahead)
+            ahead = ahead.with_changes(apply=made) if made else ahead
+    for m in flagged([o for objs in candidates.values() for o in objs], ahead):
+        for key, objs in candidates.items():
+            if key not in refused and any(object_key(o) == (m.ref.kind, m.ref.namespace, m.ref.name) for o in objs):
+                refused[key] = fill("analysis would flag {ref}: {code} {message}", ref=m.ref, code=m.code,
+                                    message=m.message)
+    return refused
 
 
 def _groups(blueprints: tuple[_Blueprint | tuple[_Blueprint, ...], ...], units: list[tuple[str, list[str]]],
