@@ -145,6 +145,14 @@ def _show_waves(waves: dict[str, Any]) -> None:
     echo()
 
 
+def _completion(store, p) -> str | None:
+    """The line that says the plan is complete, once it has no current stage; None while it has one."""
+    from planner import stages
+
+    done = stages.current_stage(store.get_plan(p.id)) is None
+    return f"plan {_title(p)} is complete: every stage is done" if done else None
+
+
 def _title(p) -> str:
     """`routing-first`, or `canary (routing-first)` when the plan has a name of its own."""
     return safe.shown(p.name if p.name == p.template else f"{p.name} ({p.template})")
@@ -349,20 +357,20 @@ def plan_advance(
     window: WindowOpt = "1h", verify: VerifyOpt = None,
 ) -> None:
     """Move the current stage on: planned → ready (gate) → applied → verified (exit check) → done."""
-    from planner import moves, stages
+    from planner import moves
     from state.models import StageStatus
 
     operator = _operator(source, shadow_authz) if apply else None
     with _plan(name, source, cluster, db) as (inv, store, p):
         ev = load_evidence(prometheus, telemetry, window, inv, verify)
         st = moves.advance(store, p, inv, actor_name(actor), override_reason, rehearse, ev, operator)
-        complete = stages.current_stage(store.get_plan(p.id)) is None
+        complete = _completion(store, p)
     verification = st.record.verification if st.status == StageStatus.VERIFIED else None
     for line in (verification or {}).get("lines", ()):
         echo(line, err=True)  # the traffic before and after, or why it was not compared
     echo(f"stage {st.order} ({safe.shown(st.title)}): {st.status}" + (" (rehearsal)" if rehearse else ""))
     if complete:
-        echo(f"plan {_title(p)} is complete: every stage is done")
+        echo(complete)
 
 
 @plan_app.command("run")
@@ -376,7 +384,7 @@ def plan_run(
 ) -> None:
     """Walk the plan's stages on the cluster, continuously, each applied by meshstep (--apply), baked and verified;
     the first gate failure, approval needed, refusal by the API server or regression stops the walk (exit 1)."""
-    from planner import moves, stages
+    from planner import moves
 
     if not apply:
         raise typer.BadParameter("plan run applies stages itself: pass --apply (or walk them with plan advance)")
@@ -384,11 +392,11 @@ def plan_run(
     with _plan(name, source, cluster, db) as (_inv, store, p):
         done = moves.run(store, p, lambda: load_inventory(source), actor_name(actor), operator,
                          lambda inv: load_evidence(prometheus, telemetry, window, inv, verify), until, count)
-        complete = stages.current_stage(store.get_plan(p.id)) is None
+        complete = _completion(store, p)
     if done.refusal is not None:
         raise done.refusal
     if complete:
-        echo(f"plan {_title(p)} is complete: every stage is done")
+        echo(complete)
 
 
 @plan_app.command("rehearse")
@@ -400,17 +408,17 @@ def plan_rehearse(
 ) -> None:
     """Walk the plan's stages on its overlay to done (or --to a stage): every gate, invariant and exit check runs,
     nothing is overridden; the first failure stops the walk with its findings and exit status 1."""
-    from planner import moves, stages
+    from planner import moves
 
     with _plan(name, source, cluster, db) as (inv, store, p):
         done = moves.rehearse(store, p, inv, actor_name(actor), to, load_evidence(prometheus, telemetry, window, inv))
-        complete = stages.current_stage(store.get_plan(p.id)) is None
+        complete = _completion(store, p)
     for st in {st.order: st for st in done.moves}.values():  # where each stage it moved was left
         echo(f"stage {st.order} ({safe.shown(st.title)}): {st.status} (rehearsal)")
     if done.refusal is not None:
         raise done.refusal
     if complete:
-        echo(f"plan {_title(p)} is complete: every stage is done")
+        echo(complete)
 
 
 @plan_app.command("rollback")
