@@ -216,6 +216,21 @@ def _check_page(pg, surface: str, context, part=None) -> None:
     SHOWN.setdefault(f"app: {surface}", set()).update(_tags_in(shown))
 
 
+def _download(pg, button: str) -> str:
+    """The file a download button gives. A click that lands while the page reruns is lost (no download event comes):
+    the button is then clicked again, at most three times in all."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(3):
+        try:
+            with pg.expect_download(timeout=20_000) as download:
+                pg.get_by_role("button", name=button).click()
+            return Path(download.value.path()).read_text()
+        except PlaywrightTimeout:
+            settled(pg)
+    raise AssertionError(f"{button}: no download after three clicks")
+
+
 def _go(pg, title: str) -> None:
     pg.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
     settled(pg)
@@ -293,9 +308,7 @@ def test_every_page_shows_hostile_values_as_text(corpus, cli_runs) -> None:
             expect(event).to_be_visible()
             _check_page(pg, "audit › event selected", context, event)
 
-        with pg.expect_download() as download:  # the report to hand over, opened where Markdown is rendered
-            pg.get_by_role("button", name="Markdown report").click()
-        report = Path(download.value.path()).read_text()
+        report = _download(pg, "Markdown report")  # the report to hand over, opened where Markdown is rendered
         assert not _markdown_elements(report), f"audit › markdown report: {_markdown_elements(report)[:3]}"
         assert not _own_lines(report), f"audit › markdown report: {_own_lines(report)[:3]}"
         SHOWN.setdefault("app: audit › markdown report", set()).update(_tags_in(report))
