@@ -292,26 +292,36 @@ def telemetry_section(inv: Inventory, scope: str, section: str) -> tuple[KubeObj
     return None
 
 
-def tracing(inv: Inventory, scope: str) -> Effective:
-    """The share of requests traced in `scope`: a Telemetry's randomSamplingPercentage, else the mesh config's
-    sampling, else Istio's 1%."""
-    u = unknown_kind(inv, "Telemetry")
-    if u is not None:
-        return _unknown("tracing", scope, u)
+def traced(inv: Inventory, scope: str) -> tuple[float, str, Ref] | None:
+    """(percent of requests traced, why, the object that sets it) in `scope` as Istio resolves it: the Telemetry's
+    randomSamplingPercentage (0 when it disables span reporting), else the mesh config's
+    defaultConfig.tracing.sampling; None where neither sets it (Istio's default)."""
     found = telemetry_section(inv, scope, "tracing")
     if found is not None:
         t, entries = found
-        if all(e.get("disableSpanReporting") for e in entries):
-            return Effective("tracing", scope, "0%", f"0%: {t.ref} disables span reporting", t.ref)
-        pct = next((e["randomSamplingPercentage"] for e in entries if "randomSamplingPercentage" in e), None)
+        live = [e for e in entries if not e.get("disableSpanReporting")]
+        if not live:
+            return 0.0, f"0%: {t.ref} disables span reporting", t.ref
+        pct = next((float(e["randomSamplingPercentage"]) for e in live if "randomSamplingPercentage" in e), None)
         if pct is not None:
-            return Effective("tracing", scope, f"{pct:g}%", f"{pct:g}% from {t.ref}", t.ref)
+            return pct, f"{pct:g}% from {t.ref}", t.ref
     sampling = ((inv.mesh_config.get("defaultConfig") or {}).get("tracing") or {}).get("sampling")
     if sampling is not None:
-        by = _mesh_config_ref(inv)
-        return Effective("tracing", scope, f"{float(sampling):g}%", f"{float(sampling):g}% from the mesh config "
-                         "(defaultConfig.tracing.sampling)", by)
-    return _by_default("tracing", scope, inv, "no Telemetry or mesh config sets a sampling rate")
+        return float(sampling), f"{float(sampling):g}% from the mesh config (defaultConfig.tracing.sampling)", \
+            _mesh_config_ref(inv)
+    return None
+
+
+def tracing(inv: Inventory, scope: str) -> Effective:
+    """The share of requests traced in `scope` (`traced`), else Istio's default."""
+    u = unknown_kind(inv, "Telemetry")
+    if u is not None:
+        return _unknown("tracing", scope, u)
+    found = traced(inv, scope)
+    if found is None:
+        return _by_default("tracing", scope, inv, "no Telemetry or mesh config sets a sampling rate")
+    pct, why, by = found
+    return Effective("tracing", scope, f"{pct:g}%", why, by)
 
 
 def access_logging(inv: Inventory, scope: str) -> Effective:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from analysis.effective import telemetry_section
+from analysis.effective import default, telemetry_section, traced
 from analysis.effective import tracing as effective_tracing
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
@@ -58,17 +58,17 @@ class Tracing(TelemetrySection):
 
 def in_effect(inv: Inventory, scope: str) -> tuple[str, float, Any] | None:
     """(provider, sampling percent, the Telemetry that sets them) of the tracing the scope's proxies do now: the
-    namespace's selector-less Telemetry, else the root namespace's (Istio's inheritance); None when neither sets
-    tracing, or the one that does samples nothing (0%, or span reporting disabled)."""
+    namespace's selector-less Telemetry, else the root namespace's (Istio's inheritance), sampling as Istio resolves
+    it (analysis.effective.traced); None when no Telemetry sets tracing, or it samples nothing."""
     found = telemetry_section(inv, scope, "tracing")
     if found is None:
         return None
     t, entries = found
-    live = [e for e in entries if not e.get("disableSpanReporting")]
-    providers = [x.get("name", "") for e in live for x in e.get("providers") or ()]
-    # Istio samples 1% when a Telemetry names no percentage (meshConfig's default)
-    sampling = next((float(e["randomSamplingPercentage"]) for e in live if "randomSamplingPercentage" in e), 1.0)
-    return (providers[0] if providers else "", sampling, t) if live and sampling > 0 else None
+    providers = [x.get("name", "") for e in entries if not e.get("disableSpanReporting")
+                 for x in e.get("providers") or ()]
+    resolved = traced(inv, scope)
+    sampling = resolved[0] if resolved else float(default("tracing", inv.istio_version).value.rstrip("%"))
+    return (providers[0] if providers else "", sampling, t) if sampling > 0 else None
 
 
 FEATURE = Tracing()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 
 import pytest
+import yaml
 
+from analysis import effective
 from cluster.inventory import Inventory
 from features._gate import render_gated
 from features.base import MESH, Refused, apply, registry
@@ -174,6 +176,33 @@ def test_the_strict_hint_never_offers_a_peer_authentication_for_a_pod_without_a_
     hint = CATALOG["MST0401"].hint_for(workload="Deployment legacy/batch", inject="restart it")
     assert "selector for it in mode PERMISSIVE" not in hint
     assert "no proxy" in hint and "servers it calls" in hint
+
+
+def _mesh_sampling(inv: Inventory, percent: float) -> Inventory:
+    """The mesh config's defaultConfig.tracing.sampling set, and a Telemetry naming a tracer but no percentage."""
+    cm = inv.mesh_config_map
+    mesh = yaml.safe_load(cm.raw["data"]["mesh"]) or {}
+    mesh.setdefault("defaultConfig", {})["tracing"] = {"sampling": percent}
+    return inv.with_changes(apply=[
+        {**cm.raw, "data": {**cm.raw["data"], "mesh": yaml.safe_dump(mesh)}},
+        {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+         "metadata": {"name": "mesh-default", "namespace": "istio-system"},
+         "spec": {"tracing": [{"providers": [{"name": "jaeger"}]}]}}])
+
+
+def test_a_telemetry_without_a_percentage_samples_what_the_mesh_config_says(demo_inventory):
+    """A Telemetry that names no randomSamplingPercentage leaves the rate to the proxy config (the mesh config's
+    defaultConfig.tracing.sampling), Istio's 1% only when that is unset: detection, the resolver and what a render
+    keeps must read it the same way (they were decided in two places, and the render lowered 5% to 1%)."""
+    five = _mesh_sampling(demo_inventory, 5.0)
+    assert registry()["tracing"].detect(five)
+    assert effective.tracing(five, MESH).value == "5%"
+    rendered = registry()["tracing"].render({}, "shop", five)
+    assert effective.tracing(five.with_changes(apply=rendered.objects), "shop").value == "5%"
+    zero = _mesh_sampling(demo_inventory, 0.0)
+    assert not registry()["tracing"].detect(zero) and registry()["tracing"].in_effect(zero, MESH).value == "off"
+    on = registry()["tracing"].render({}, MESH, zero)  # turning on what samples nothing renders Istio's 1%
+    assert on.objects[0]["spec"]["tracing"][0]["randomSamplingPercentage"] == 1.0
 
 
 @pytest.mark.parametrize("telemetry", [
