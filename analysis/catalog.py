@@ -384,6 +384,21 @@ _ENTRIES = (
           "istio.io's sidecar-to-ambient guide lists the Kubernetes versions it supports; ztunnel and istio-cni are "
           "tested there.",
           "Upgrade the nodes to a Kubernetes version from {low} to {high} before moving namespaces to ambient."),
+    Entry("MST0730", "CiliumRemovesIstioCni", "error", ("ambient-install",),
+          "Cilium runs as the cluster's CNI with cni-exclusive on (its default): it deletes other CNI plugins' "
+          "config, istio-cni's among them.",
+          "istio.io's ambient platform prerequisites: Cilium must be configured with cni.exclusive=false so that "
+          "istio-cni can chain after it; otherwise ambient pods are not handed to ztunnel.",
+          "Set cni.exclusive=false in Cilium's Helm values (cni-exclusive: \"false\" in ConfigMap {configmap}) and "
+          "restart the Cilium agents, then install ambient."),
+    Entry("MST0731", "CiliumChainingUnchecked", "warning", ("ambient-install",),
+          "Cilium runs as the cluster's CNI and meshstep could not read whether it removes other CNI plugins' "
+          "config (cni-exclusive).",
+          "Cilium deletes other CNI plugins' config unless cni.exclusive=false (its default is true), and then "
+          "istio-cni cannot hand ambient pods to ztunnel. meshstep reads only Istio's ConfigMaps.",
+          "Check: kubectl -n {namespace} get configmap cilium-config -o jsonpath='{{.data.cni-exclusive}}' must "
+          "print false; where default-deny NetworkPolicies exist, also allow kubelet probes from 169.254.7.127/32 "
+          "(a CiliumClusterwideNetworkPolicy), as istio.io's platform prerequisites say."),
     Entry("MST0720", "EnvoyFilterIgnoredByWaypoint", "error", ("ambient-policies", "ambient-mode"),
           "An EnvoyFilter patches the namespace's sidecars, and waypoints and ztunnel ignore EnvoyFilters.",
           "istio.io's migration guide: EnvoyFilters are silently ignored after the migration; one with no "

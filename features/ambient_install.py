@@ -8,6 +8,7 @@ from typing import Any
 from analysis.ambient import AMBIENT_ENV, CNI_CONFIG, ambient_profile_missing, istiod_deployments
 from cluster.changes import clean
 from cluster.inventory import Inventory
+from cluster.platform import admits_critical_pods, critical_pods_quota, platform
 from features.base import MESH, Feature, Observation
 
 _ZTUNNEL = ("ztunnel", "istio/ztunnel")
@@ -38,7 +39,14 @@ class AmbientInstall(Feature):
                       if kind in profile]
 
     def build(self, p, scope, inv):
-        return []  # installed by Helm or istioctl: the stage's commands, not objects meshstep renders
+        """Installed by Helm or istioctl (the stage's commands); on GKE, outside kube-system, the ResourceQuota
+        that lets ztunnel's and istio-cni's node-critical pods be admitted, applied before the commands."""
+        ns = inv.root_namespace
+        found = platform(inv)
+        if found is None or found.value != "gke" or ns == "kube-system" or admits_critical_pods(inv, ns) \
+                or not {"istio-cni", "ztunnel"} & set(self._missing(inv)):
+            return []
+        return [critical_pods_quota(inv, ns)]
 
     def notes(self, p, scope, inv, rollback):
         ns = inv.root_namespace
@@ -52,13 +60,18 @@ class AmbientInstall(Feature):
             return ["# ztunnel, istio-cni and istiod run under the ambient profile: nothing to install"]
         lines = [f"# missing: {', '.join(missing)}. istio.io's migration guide: upgrade the install to the ambient "
                  "profile (or: istioctl upgrade --set profile=ambient); sidecar workloads are left as they are"]
+        found = platform(inv)
+        on = f" --set global.platform={found.value}" if found else ""
+        if found:
+            lines.append(f"# platform {found.value} ({found.why}): istio-cni and ztunnel need its CNI paths "
+                         "(istio.io, ambient platform prerequisites)")
         if "istiod profile" in missing:
             lines.append(f"helm upgrade istiod istio/istiod -n {ns} --reuse-values --set profile=ambient --wait")
         if {"istio-cni", "istio-cni profile"} & set(missing):
             verb = "install" if "istio-cni" in missing else "upgrade"
-            lines.append(f"helm {verb} istio-cni istio/cni -n {ns} --set profile=ambient --wait")
+            lines.append(f"helm {verb} istio-cni istio/cni -n {ns} --set profile=ambient{on} --wait")
         if "ztunnel" in missing:
-            lines.append(f"helm install {_ZTUNNEL[0]} {_ZTUNNEL[1]} -n {ns} --wait")
+            lines.append(f"helm install {_ZTUNNEL[0]} {_ZTUNNEL[1]} -n {ns}{on} --wait")
         return lines + [f"# verify: kubectl get pods -n {ns} (ztunnel and istio-cni-node ready on every node)"]
 
     def commanded(self, p, scope, inv) -> list[dict[str, Any]]:

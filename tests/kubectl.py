@@ -26,7 +26,7 @@ GATEWAY_API = REFERENCE.parent / "gateway-api-reference" / "crds"
 BUILTIN = {
     "v1": [("namespaces", "Namespace", False), ("pods", "Pod", True), ("services", "Service", True),
            ("configmaps", "ConfigMap", True), ("secrets", "Secret", True),
-           ("serviceaccounts", "ServiceAccount", True)],
+           ("serviceaccounts", "ServiceAccount", True), ("resourcequotas", "ResourceQuota", True)],
     "apps/v1": [("deployments", "Deployment", True), ("statefulsets", "StatefulSet", True),
                 ("daemonsets", "DaemonSet", True)],
     "admissionregistration.k8s.io/v1": [("mutatingwebhookconfigurations", "MutatingWebhookConfiguration", False),

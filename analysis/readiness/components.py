@@ -3,6 +3,7 @@ metrics backend."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from analysis.ambient import ambient_profile_missing
 from analysis.base import Context
@@ -90,6 +91,35 @@ def ambient_kubernetes_version(ctx: Context) -> Iterator[Found]:
                                  f"migration guide supports (1.{low[1]} to 1.{high[1]})", node=node.name,
                                  version=version), \
                 hint("MST0710", low=f"1.{low[1]}", high=f"1.{high[1]}")
+
+
+# Cilium's agents (DaemonSet cilium, pods k8s-app=cilium) and the ConfigMap its Helm chart writes its settings to.
+CILIUM_CONFIG = "cilium-config"
+
+
+def cilium_agents(inv: Inventory) -> list[Any]:
+    return [d for d in inv.of_kind("DaemonSet") if d.name == "cilium" or
+            ((d.spec.get("template") or {}).get("metadata") or {}).get("labels", {}).get("k8s-app") == "cilium"]
+
+
+@readiness("MST0730", "DaemonSet", "ConfigMap")
+def cilium_exclusive(ctx: Context) -> Iterator[Found]:
+    """istio.io's ambient platform prerequisites: Cilium must not remove other CNI plugins' config."""
+    inv = ctx.inventory
+    for agents in cilium_agents(inv)[:1]:
+        config = inv.get("ConfigMap", agents.namespace, CILIUM_CONFIG)
+        if config is not None and str((config.raw.get("data") or {}).get("cni-exclusive", "true")).lower() != "false":
+            yield config.ref, fill("Cilium ({agents}) runs with cni-exclusive on: it removes istio-cni's config",
+                                   agents=str(agents.ref)), hint("MST0730", configmap=str(config.ref))
+
+
+@readiness("MST0731", "DaemonSet", "ConfigMap")
+def cilium_unchecked(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    for agents in cilium_agents(inv)[:1]:
+        if inv.get("ConfigMap", agents.namespace, CILIUM_CONFIG) is None:
+            yield agents.ref, fill("Cilium ({agents}) is the CNI; its cilium-config was not read",
+                                   agents=str(agents.ref)), hint("MST0731", namespace=agents.namespace or "kube-system")
 
 
 @readiness("MST0705", "Service")

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import kubernetes_validate
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from features._gate import render_gated
 from features.base import Refused, apply, registry, validate_object, validate_params
 from features.invariants import as_run
 from planner import plan
+from tests.deploy.test_deploy import KUBERNETES_VERSION
 from tests.features.corpus import _istio, control_plane, generated, migration, running
 from tests.kubectl import kubectl
 
@@ -97,6 +99,87 @@ def test_the_guides_prerequisites_gate_the_first_stages(demo_inventory):
     assert older.istio_version == "1.22.3"
     assert ("MST0709", "error") in _gate(older, "gateway-api-crds")
     assert _values(older, "gateway-api-crds", "MST0709") == ["1.22.3"]
+
+
+def _cilium(inv: Inventory, exclusive: str | None) -> Inventory:
+    """Cilium's agents as its Helm chart installs them, and its cilium-config with cni-exclusive (None: no config
+    read, as a live read shows it: meshstep reads Istio's ConfigMaps alone)."""
+    where = {"namespace": "kube-system"}
+    agent = {"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.18.2"}
+    agents = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "cilium", **where},
+              "spec": {"selector": {"matchLabels": {"k8s-app": "cilium"}},
+                       "template": {"metadata": {"labels": {"k8s-app": "cilium"}}, "spec": {"containers": [agent]}}}}
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cilium-config", **where},
+              "data": {"cluster-name": "default", **({"cni-exclusive": exclusive} if exclusive else {})}}
+    return inv.with_changes(apply=[agents] + ([config] if exclusive is not None else []))
+
+
+def test_cilium_must_leave_istio_cni_its_config(demo_inventory):
+    """istio.io's ambient platform prerequisites: Cilium deletes other CNI plugins' config unless cni.exclusive is
+    false (its default is true). Seen true (or unset): the install is refused; not seen: a warning with the command
+    that tells; false: nothing."""
+    assert not {c for c, _ in _gate(demo_inventory, "ambient-install")} & {"MST0730", "MST0731"}
+    assert ("MST0730", "error") in _gate(_cilium(demo_inventory, "true"), "ambient-install")
+    assert _values(_cilium(demo_inventory, "true"), "ambient-install", "MST0730") == ["DaemonSet kube-system/cilium"]
+    assert ("MST0730", "error") in _gate(_cilium(demo_inventory, ""), "ambient-install")  # unset: Cilium's default
+    unseen = _messages(_cilium(demo_inventory, None), "ambient-install")
+    assert [(m.code, m.level) for m in unseen if m.code.startswith("MST073")] == [("MST0731", "warning")]
+    assert "cni-exclusive" in str(next(m.hint for m in unseen if m.code == "MST0731"))
+    assert not {c for c, _ in _gate(_cilium(demo_inventory, "false"), "ambient-install")} & {"MST0730", "MST0731"}
+
+
+def _on_nodes(inv: Inventory, labels: dict[str, str], kubelet: str | None = None, name: str | None = None) -> Inventory:
+    nodes = []
+    for n in inv.of_kind("Node"):
+        raw = json.loads(json.dumps(n.raw))
+        raw["metadata"]["labels"].update(labels)
+        if kubelet:
+            raw["status"]["nodeInfo"]["kubeletVersion"] = kubelet
+        if name:
+            raw["metadata"]["name"] = raw["metadata"]["labels"]["kubernetes.io/hostname"] = f"{name}-{n.name}"
+        nodes.append(raw)
+    return inv.with_changes(apply=nodes, delete=[n.ref for n in inv.of_kind("Node")] if name else [])
+
+
+@pytest.mark.parametrize("labels,kubelet,name,platform", [
+    ({"cloud.google.com/gke-nodepool": "default-pool"}, None, None, "gke"),
+    ({}, "v1.33.4+k3s1", None, "k3s"),
+    ({}, "v1.33.4+k3s1", "k3d-dev-server", "k3d"),
+    ({"minikube.k8s.io/name": "minikube"}, None, None, "minikube"),
+    ({"microk8s.io/cluster": "true"}, None, None, "microk8s"),
+    ({"node.openshift.io/os_id": "rhcos"}, None, None, "openshift"),
+])
+def test_the_install_commands_set_the_platform_the_nodes_are_on(demo_inventory, labels, kubelet, name, platform):
+    """istio.io's ambient platform prerequisites: istio-cni and ztunnel are installed with global.platform where the
+    platform keeps CNI paths elsewhere; the demo (plain nodes) sets none."""
+    feature = registry()["ambient-install"]
+    plain = [n for n in feature.notes({}, "mesh", demo_inventory, False) if n.startswith("helm")]
+    assert not any("global.platform" in n for n in plain)
+    inv = _on_nodes(demo_inventory, labels, kubelet, name)
+    commands = [n for n in feature.notes({}, "mesh", inv, False) if n.startswith("helm")]
+    assert [n for n in commands if "istio/cni" in n or "istio/ztunnel" in n] == [
+        n.replace(" --wait", f" --set global.platform={platform} --wait")
+        for n in plain if "istio/cni" in n or "istio/ztunnel" in n]
+    assert (feature.build({}, "mesh", inv) != []) == (platform == "gke")
+
+
+def test_on_gke_the_install_stage_admits_node_critical_pods_in_istio_system(demo_inventory, tmp_path):
+    """On GKE, system-node-critical pods (ztunnel, istio-cni) outside kube-system need a ResourceQuota that admits
+    them: the stage applies the one istio.io shows, valid against the API server's schema; none when one is there."""
+    feature = registry()["ambient-install"]
+    gke = _on_nodes(demo_inventory, {"cloud.google.com/gke-nodepool": "default-pool"})
+    (quota,) = feature.build({}, "mesh", gke)
+    assert (quota["kind"], quota["metadata"]["namespace"]) == ("ResourceQuota", "istio-system")
+    assert quota["spec"]["scopeSelector"]["matchExpressions"] == [
+        {"operator": "In", "scopeName": "PriorityClass", "values": ["system-node-critical"]}]
+    kubernetes_validate.validate(quota, KUBERNETES_VERSION, strict=True)
+    (tmp_path / "quota.yaml").write_text(feature.render({}, "mesh", gke).yaml)
+    with kubectl(tmp_path) as dry_run:
+        code, output = dry_run(tmp_path / "quota.yaml")
+    assert code == 0 and "resourcequota/gcp-critical-pods created (dry run)" in output, output
+    assert feature.build({}, "mesh", gke.with_changes(apply=[quota])) == []
+    installed = gke.with_changes(apply=feature.commanded({}, "mesh", gke))
+    assert feature.build({}, "mesh", installed) == []  # nothing left to install: nothing to admit
 
 
 def test_the_demo_migration_rehearses_to_done(cli):
