@@ -63,6 +63,8 @@ _RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]
         (r"--prometheus URL(?: \(or MESHSTEP_PROMETHEUS_URL\))?,? or --telemetry FILE \(the demo's: --telemetry demo\)",
          _SETTINGS_TELEMETRY + "; demo there reads the demo's metrics"),
         (r"--prometheus URL(?: \(or MESHSTEP_PROMETHEUS_URL\))?,? or --telemetry FILE", _SETTINGS_TELEMETRY),
+        (r"--telemetry FILE or --prometheus URL", _SETTINGS_TELEMETRY),
+        (r"--waves ('[^']*')", r'the wave sizes \1'),
         (r"no --prometheus URL given", "no Prometheus URL given (Settings)"),
         (r"check --prometheus / ", "check the Prometheus URL on the Settings page / "),
         (r"give --prometheus URL to", "give the Prometheus URL on the Settings page to"),

@@ -344,6 +344,8 @@ class GateResult:
     ran: tuple[str, ...] = ()  # the checks the gate ran, named (code, what, where), passed or not
     # the checks it could not run, named as `ran` names them, with what the source could not show
     skipped: tuple[str, ...] = ()
+    # the scopes (namespaces, or `mesh`) of the steps whose checks gave an error: where in a wave the gate fails
+    failing: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -388,10 +390,13 @@ def gate(stage: StageSpec, inventory: Inventory, traffic: Any = None) -> GateRes
     unseen = _install_unseen(inventory) if not stage.steps else {}
     ran = [f"{code} {what}" for code, (what, _) in _INSTALL_CHECKS.items() if not stage.steps and code not in unseen]
     skipped = [f"{code} {_INSTALL_CHECKS[code][0]}: {u.reason}" for code, u in unseen.items()]
+    failing: dict[str, None] = {}
     for step in pending_steps(stage, inventory):
         f = feats[step.feature]
         out = f.gate(inventory, step.scope, step.params, traffic)
         msgs.extend(out.messages)
+        if any(m.level == "error" for m in out.messages):
+            failing[step.scope] = None
         where = f"({step.feature} in {step.scope})"
         ran += [f"MST0003 {dep} is on for {step.feature} in {step.scope}" for dep in f.depends_on]
         ran += [f"{c.code} {c.name} {where}" for c in out.ran]
@@ -399,7 +404,7 @@ def gate(stage: StageSpec, inventory: Inventory, traffic: Any = None) -> GateRes
     unique = {(m.code, str(m.ref), m.message): m for m in msgs}
     return GateResult(tuple(sorted(unique.values(),
                                    key=lambda m: (LEVELS.index(m.level), m.code, str(m.ref)))), tuple(ran),
-                      tuple(skipped))
+                      tuple(skipped), tuple(failing))
 
 
 def pending_steps(stage: StageSpec, inventory: Inventory) -> list[Step]:

@@ -98,15 +98,29 @@ class Waves:
     groups: tuple[tuple[str, ...], ...]
     pilot_reasons: tuple[str, ...]
 
+    def name(self, i: int) -> str:
+        """Wave `i` (0-based) as people call it: the pilot wave, wave 2 of 4, …"""
+        return "pilot wave" if i == 0 else f"wave {i + 1} of {len(self.groups)}"
+
     def label(self, i: int) -> str:
         """How a stage names wave `i` (0-based) in its title and goal."""
         if i == 0 and len(self.groups[0]) == 1:
             return f"the pilot namespace {self.groups[0][0]}"
-        what = "pilot wave" if i == 0 else f"wave {i + 1} of {len(self.groups)}"
-        return f"{what} ({len(self.groups[i])} namespaces)"
+        return f"{self.name(i)} ({len(self.groups[i])} namespaces)"
+
+    def index(self, namespaces: Sequence[str]) -> int | None:
+        """The wave a stage over `namespaces` goes in (all of them in one wave); None for a stage over no namespace
+        (mesh-wide) or over namespaces of several waves (a stage added by hand)."""
+        wanted = set(namespaces)
+        return next((i for i, g in enumerate(self.groups) if wanted and wanted <= set(g)), None)
 
     def to_json(self) -> dict[str, Any]:
         return {"spec": self.spec, "waves": [list(g) for g in self.groups], "pilot_reasons": list(self.pilot_reasons)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Waves:
+        """A plan's waves as the store keeps them (to_json)."""
+        return cls(data["spec"], tuple(tuple(g) for g in data["waves"]), tuple(data["pilot_reasons"]))
 
 
 def cut(inventory: Inventory, namespaces: Sequence[str], spec: str | None, traffic: Any = None) -> Waves | None:

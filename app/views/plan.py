@@ -7,11 +7,13 @@ import pandas as pd
 import streamlit as st
 
 import planner.plan
-from app import access, approval_panel, controls, findings, operate_panel, safe, traffic, ui
+from app import access, approval_panel, controls, findings, operate_panel, safe, traffic, ui, waves_panel
 from cluster.errors import MeshstepError
 from planner import export, lifecycle, moves, promotion, stages
 from planner.lifecycle import Event
 from planner.plan import LeftOut
+from planner.waves import DEFAULT as WAVES_DEFAULT
+from planner.waves import WAVES_ABOVE
 from state.models import PlanMode
 from telemetry.edges import count_text
 from telemetry.series import duration_text, window_seconds
@@ -79,6 +81,8 @@ def new_plan_form(store, cluster: str, inv) -> None:
         namespaces = st.multiselect("Namespaces", inv.namespace_names(), default=planner.plan.default_namespaces(inv),
                                     help="The application namespaces the plan brings into the mesh.")
         name = st.text_input("Name", placeholder="the template's name")
+        waves = st.text_input("Wave sizes", placeholder=f"{WAVES_DEFAULT} above {WAVES_ABOVE} namespaces, or off",
+                              help=waves_panel.HELP)
         verify = st.text_input(
             "Verification thresholds", placeholder="e.g. max_success_drop=0.5, window=15m (default: "
             f"{Thresholds().text(('max_success_drop', 'max_p99_increase', 'window'))}, …)",
@@ -88,7 +92,7 @@ def new_plan_form(store, cluster: str, inv) -> None:
                 *((access.ADMIN, "set verification thresholds") if verify.strip() else
                   (access.OPERATOR, "create a plan")))):
             wanted = {"template": template, "namespaces": namespaces, "name": name.strip() or template,
-                      "verify": [x.strip() for x in verify.split(",") if x.strip()]}
+                      "verify": [x.strip() for x in verify.split(",") if x.strip()], "waves": waves.strip() or None}
             if stages.free_name(store, cluster, wanted["name"]) == wanted["name"]:
                 _create(store, cluster, inv, wanted, actor)
             else:
@@ -99,8 +103,9 @@ def new_plan_form(store, cluster: str, inv) -> None:
 
 def _create(store, cluster: str, inv, wanted: dict, actor: str) -> None:
     with ui.errors("Could not create the plan"):
+        # Traffic weighs the pilot wave's choice when telemetry is set (Settings), as with the command's.
         created = stages.create(store, cluster, inv, wanted["template"], wanted["namespaces"] or None, wanted["name"],
-                                actor, wanted["verify"])
+                                actor, wanted["verify"], wanted["waves"], traffic.observed())
         st.session_state.pop(_CONFLICT, None)
         st.session_state[_SHOWN] = created.name
         ui.flash(f"Plan **{safe.md(created.name)}** created with {len(created.stages)} stages.")
@@ -184,8 +189,9 @@ def export_button(plan, inv) -> None:
                             "repository: applied in order, they give the cluster the plan ends with.")
 
 
-def stage_head(view) -> None:
-    """Where the current stage stands: its place on the path, its goal and the gate's verdict in a line."""
+def stage_head(plan, view) -> None:
+    """Where the current stage stands: its place on the path, its goal, its wave and the gate's verdict in a line
+    (where in the wave it fails)."""
     stage = view.stage
     st.header(f"Stage {stage.order}: {safe.md(stage.title)}")
     steps = [f"**:blue-background[{x}]**" if x == stage.status else x for x in lifecycle.PATH]
@@ -193,12 +199,14 @@ def stage_head(view) -> None:
         steps[0] = f"**:orange-background[{stage.status}]**"
     st.markdown(" → ".join(steps))
     st.markdown(f"**Goal:** {safe.md_message(stage.goal)}")
+    waves_panel.stage(plan, stage)
     if stage.override_reason:
         st.caption(f"Gate overridden: {safe.md_message(stage.override_reason)}")
     codes = sorted({m.code for m in view.gate.messages if m.level == "error"})
     st.markdown("**Gate:** " + (f":green[:material/check_circle: passes] ({len(view.gate.ran)} checks)"
                                 if view.gate.passed else
-                                f":red[:material/block: blocked] by {', '.join(codes) or 'its checks'}: "
+                                f":red[:material/block: blocked] by {', '.join(codes) or 'its checks'}"
+                                f"{waves_panel.failing(stage, view.gate)}: "
                                 "the findings are under **Gate** below"))
 
 
@@ -330,6 +338,7 @@ if plan.verify:
 if src := plan.promoted_from:
     st.caption(f"Promoted from plan **{safe.md(src['name'])}** on {safe.md(src['cluster'])}: a stage starts here "
                f"{duration_text(plan.promotion_after or 0)} after it was done there at the earliest.")
+waves_panel.show(plan)
 if plan.left_out:
     with st.expander(f"{len(plan.left_out)} step(s) of the template left out for this cluster",
                      icon=":material/playlist_remove:"):
@@ -349,7 +358,7 @@ if view is None:
                    + (" in rehearsal, on its overlay." if plan.mode == PlanMode.REHEARSAL else "."),
                    icon=":material/celebration:")
 else:
-    stage_head(view)
+    stage_head(plan, view)
     stage_actions(store, plan, view, inv)
     stage_details(view)
 
@@ -373,11 +382,14 @@ if undo_yaml := st.session_state.pop("rollback_yaml", None):
     st.code(safe.terminal(undo_yaml), language="yaml")
 
 st.subheader("Stages")
-# A static table: it wraps a long scope ("legacy, payments, shop") where a grid's cell would cut it.
-st.table(pd.DataFrame(safe.cells({"": r["now"], "stage": r["order"], "title": r["title"],
-                                  "status": r["status"] + (" (found on)" if r["found_on"] else ""),
-                                  "features": ", ".join(r["features"]), "scope": ", ".join(r["scope"])}
-                                 for r in stages.stage_rows(plan))), hide_index=True)
+# A static table: it wraps a long scope ("legacy, payments, shop") where a grid's cell would cut it. Each namespace
+# of a scope is shown alone: a wave's fifty names are longer than one value is shown.
+waves, rows = waves_panel.of(plan), stages.stage_rows(plan)
+st.table(pd.DataFrame([cells | {"scope": ", ".join(safe.shown(n) for n in r["scope"])} for r, cells in zip(
+    rows, safe.cells({"": r["now"], "stage": r["order"], "title": r["title"],
+                      **({"wave": waves_panel.wave_name(waves, r["scope"])} if waves else {}),
+                      "status": r["status"] + (" (found on)" if r["found_on"] else ""),
+                      "features": ", ".join(r["features"])} for r in rows))]), hide_index=True)
 
 st.subheader("Traffic before and after each stage")
 if verified := [s for s in plan.stages if s.record.verification is not None]:
