@@ -1,7 +1,8 @@
 """Synthetic Istio telemetry, and a real Prometheus holding it (the tests and benchmarks/telemetry.py share these).
 
 `openmetrics(flows, …)` writes the series Istio's proxies export (istio_requests_total,
-istio_tcp_connections_opened_total, istio_request_duration_milliseconds) as OpenMetrics with timestamps;
+istio_tcp_connections_opened_total, istio_request_duration_milliseconds; in ambient mode ztunnel's
+istio_tcp_connections_opened/closed_total and waypoints' requests) as OpenMetrics with timestamps;
 `PrometheusServer` loads them with `promtool tsdb create-blocks-from openmetrics` and serves them from Debian's
 `prometheus` on a free loopback port."""
 from __future__ import annotations
@@ -37,16 +38,40 @@ class Flow:
     stop: float = float("inf")  # unix time it stops
     reporters: tuple[str, ...] = ("destination", "source")
     service_name: str | None = None  # destination_service_name (PassthroughCluster …); default the host's first label
+    # Who counts the flow: the pods' sidecars, or in ambient mode the node's ztunnel (connections, scraped from its
+    # DaemonSet's pods: Istio's Prometheus addon copies their label app=ztunnel) or a waypoint (reporters=
+    # ("waypoint",)).
+    proxy: str = "sidecar"
+    pod: str = ""  # the scraped pod (the addon's `pod` label) of a destination sidecar's series
+    flags: str = "-"  # ztunnel's response_flags on the connections it closes: DENY (policy), CONNECT (upstream)
 
     def labels(self, reporter: str) -> dict[str, str]:
         src_ns, src = self.source or (UNKNOWN, UNKNOWN)
         dst_ns, dst = self.destination or (UNKNOWN, UNKNOWN)
+        scraped = ({"app": "ztunnel"} if self.proxy == "ztunnel" else
+                   {"pod": self.pod} if self.pod and reporter == "destination" else {})
         return {"reporter": reporter, "source_workload": src, "source_workload_namespace": src_ns,
                 "destination_workload": dst, "destination_workload_namespace": dst_ns,
                 "destination_service": self.service,
                 "destination_service_name": self.service_name or self.service.split(".")[0],
-                "connection_security_policy": self.security if reporter == "destination" else UNKNOWN,
-                **({"response_code": self.code} if self.protocol == "http" else {})}
+                "connection_security_policy": self.security if reporter != "source" else UNKNOWN,
+                **({"response_code": self.code} if self.protocol == "http" else {}), **scraped}
+
+    def series(self, reporter: str, histograms: bool) -> list[tuple[str, tuple[tuple[str, str], ...], bool]]:
+        """(metric, labels, whether the flow counts in it) of each series a proxy exports for the flow."""
+        base = self.labels(reporter)
+        if self.proxy == "ztunnel":  # every connection counted opened, and closed with its response flags
+            return [("istio_tcp_connections_opened_total", tuple({**base, "response_flags": "-"}.items()), True),
+                    ("istio_tcp_connections_closed_total", tuple({**base, "response_flags": self.flags}.items()),
+                     True)]
+        name = "istio_requests_total" if self.protocol == "http" else "istio_tcp_connections_opened_total"
+        keys = [(name, tuple(base.items()), True)]
+        # Every bucket, as a proxy exports them; the requests count from their latency's bucket up.
+        if self.protocol == "http" and histograms:
+            keys += [("istio_request_duration_milliseconds_bucket", tuple({**base, "le": str(le)}.items()),
+                      le == "+Inf" or le >= self.latency_ms) for le in (*BUCKETS, "+Inf")]
+            # A bucket below the latency stays zero: it is exported once the series exists.
+        return keys
 
 
 def _labels_text(labels: dict[str, str]) -> str:
@@ -65,15 +90,7 @@ def openmetrics(flows: Iterable[Flow], start: float, end: float, step: float = 6
     for f in flows:
         added = [(t, f.rate * max(0.0, min(t, f.stop) - max(f.start, t - step))) for t in times[1:]]
         for reporter in (r for r in f.reporters if (f.source if r == "source" else f.destination)):
-            base = f.labels(reporter)
-            name = "istio_requests_total" if f.protocol == "http" else "istio_tcp_connections_opened_total"
-            keys = [(name, tuple(base.items()), True)]
-            # Every bucket, as a proxy exports them; the requests count from their latency's bucket up.
-            if f.protocol == "http" and histograms:
-                keys += [("istio_request_duration_milliseconds_bucket", tuple({**base, "le": str(le)}.items()),
-                          le == "+Inf" or le >= f.latency_ms) for le in (*BUCKETS, "+Inf")]
-                # A bucket below the latency stays zero: it is exported once the series exists.
-            for metric, key, counts in keys:
+            for metric, key, counts in f.series(reporter, histograms):
                 series = steps[metric].setdefault(key, defaultdict(float))
                 for t, n in added:
                     series[t] += n if counts else 0.0

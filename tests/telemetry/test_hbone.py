@@ -1,0 +1,134 @@
+"""A namespace switched to ambient mode is verified by who carries its traffic after the switch: ztunnel over HBONE
+(mutual TLS), not the sidecars of pods never restarted, and no caller newly denied — on a real Prometheus holding
+the series ztunnel, waypoints and sidecars export (promtool-backfilled, before and after the switch)."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from benchmarks.istio_metrics import Flow
+from telemetry.evidence import Evidence
+from telemetry.prometheus import HTTPTransport, Prometheus
+from telemetry.verification import Thresholds
+from tests.telemetry.conftest import now_minute
+
+FRONTEND, ORDERS = "frontend.shop.svc.cluster.local", "orders.shop.svc.cluster.local"
+GATEWAY = ("istio-system", "istio-ingressgateway")
+FRONTEND_POD, ORDERS_POD = "frontend-7d4b9c-x2x4q", "orders-5c8f6d-k9l2m"
+
+
+def _sidecars(applied: float, orders_until: float | None = None) -> list[Flow]:
+    """The namespace on sidecars until the switch (orders' pod until `orders_until`: never restarted)."""
+    return [Flow(GATEWAY, ("shop", "frontend"), FRONTEND, 10, latency_ms=40, pod=FRONTEND_POD, stop=applied),
+            Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 5, latency_ms=60, pod=ORDERS_POD,
+                 stop=orders_until or applied)]
+
+
+def _ztunnel(applied: float, orders: bool = True) -> list[Flow]:
+    """After the switch, ztunnel carries the namespace's connections over HBONE (and the gateway still counts the
+    requests it sends, as a source)."""
+    flows = [Flow(GATEWAY, ("shop", "frontend"), FRONTEND, 10, latency_ms=40, reporters=("source",), start=applied),
+             Flow(GATEWAY, ("shop", "frontend"), FRONTEND, 1, protocol="tcp", proxy="ztunnel",
+                  reporters=("destination",), start=applied)]
+    if orders:
+        flows.append(Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 0.5, protocol="tcp", proxy="ztunnel",
+                          start=applied))
+    return flows
+
+
+def _verified(url: str, applied: float, *steps: tuple[str, str], **verify_values):
+    ev = Evidence(Prometheus(HTTPTransport(url)), verify_values=verify_values)
+    return ev.verify(steps or [("ambient-mode", "shop")], datetime.fromtimestamp(applied, UTC))
+
+
+def test_a_switch_that_moves_all_traffic_to_hbone_passes_with_the_share_shown(prometheus):
+    applied = now_minute() - 1200
+    result = _verified(prometheus([*_sidecars(applied), *_ztunnel(applied)]), applied)
+    assert result.status == "passed", result.lines
+    after = next(line for line in result.lines if line.strip().startswith("after:") and "HBONE" in line)
+    assert "HBONE 100.0% of 900 connections ztunnel accepted" in after
+    assert any("no pod of shop still served by a sidecar" in line for line in result.lines)
+    # ztunnel counts connections, not requests: what it cannot say is said, not passed off as a 100% success rate.
+    assert any("success rate and p99 not compared" in line for line in result.lines), result.lines
+    shown = result.to_json()
+    assert shown["after"]["hbone_share"] == 100.0 and shown["before"]["hbone_share"] is None
+
+
+def test_plaintext_ztunnel_carries_after_the_switch_is_a_regression_below_the_threshold(prometheus):
+    """Callers outside the mesh get through in plaintext (PERMISSIVE): fewer mTLS than before is a regression."""
+    applied = now_minute() - 1200
+    outside = Flow(None, ("shop", "frontend"), FRONTEND, 0.25, protocol="tcp", proxy="ztunnel", security="unknown",
+                   reporters=("destination",), start=applied)
+    url = prometheus([*_sidecars(applied), *_ztunnel(applied), outside])
+    result = _verified(url, applied)
+    assert result.status == "regressed", result.lines
+    assert any("only 85.7% of the connections ztunnel accepted in shop were HBONE (mutual TLS)" in p
+               for p in result.problems), result.problems
+    # A team that knows of the plaintext callers says how much it accepts, as for the other thresholds.
+    assert _verified(url, applied, min_hbone_share=80.0).status == "passed"
+
+
+def test_pods_still_on_sidecars_after_the_switch_are_named_and_not_passed(prometheus):
+    applied = now_minute() - 1200
+    # frontend's pods were restarted into ambient; orders' were not: its sidecar still serves its requests.
+    result = _verified(prometheus([*_sidecars(applied, orders_until=float("inf")), *_ztunnel(applied, False)]),
+                       applied)
+    assert result.status == "insufficient", result.lines
+    assert result.blocks(None)
+    said = "\n".join(result.lines)
+    assert f"shop/orders (pod {ORDERS_POD}" in said and FRONTEND_POD not in said
+    assert "kubectl rollout restart deployment -n shop" in said
+    # Nothing broke (the sidecar still serves): not a regression, so a bake does not roll the switch back.
+    assert result.status != "regressed" and not result.problems
+
+
+def test_a_caller_ztunnel_denies_after_the_switch_is_a_regression(prometheus):
+    applied = now_minute() - 1200
+    flows = [*_sidecars(applied), *_ztunnel(applied),
+             # legacy's billing job was allowed by orders' sidecar before; ztunnel denies it after.
+             Flow(("legacy", "billing"), ("shop", "orders"), ORDERS, 0.5, pod=ORDERS_POD, stop=applied),
+             Flow(("legacy", "billing"), ("shop", "orders"), ORDERS, 0.05, protocol="tcp", proxy="ztunnel",
+                  flags="DENY", reporters=("destination",), start=applied),
+             # a probe denied before (a 403 from the sidecar) and after (by ztunnel): no new denial.
+             Flow(("test", "probe"), ("shop", "orders"), ORDERS, 0.1, code="403", pod=ORDERS_POD, stop=applied),
+             Flow(("test", "probe"), ("shop", "orders"), ORDERS, 0.1, protocol="tcp", proxy="ztunnel",
+                  flags="DENY", reporters=("destination",), start=applied)]
+    result = _verified(prometheus(flows), applied)
+    assert result.status == "regressed", result.lines
+    [problem] = result.problems
+    assert "legacy/billing → shop/orders" in problem and "30 connection(s) denied by ztunnel" in problem
+    assert "test/probe" not in problem
+    assert any("denied before and after: test/probe → shop/orders" in line for line in result.lines)
+
+
+def test_too_quiet_a_namespace_is_not_passed_without_a_reason(prometheus):
+    applied = now_minute() - 1200
+    quiet = [Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 0.01, protocol="tcp", proxy="ztunnel",
+                  start=applied)]
+    result = _verified(prometheus([*_sidecars(applied), *quiet]), applied)
+    assert result.status == "insufficient", result.lines
+    assert any("too little traffic to judge" in line and "the after window has 6 connections" in line
+               for line in result.lines), result.lines
+    assert result.blocks(None) and not result.blocks("checked by hand: shop is idle at night")
+
+
+def test_a_waypoint_stage_counts_the_requests_the_waypoint_reports(prometheus):
+    """A namespace behind a waypoint: its requests are reported by the waypoint (reporter=waypoint), so the success
+    rate is compared again, and a waypoint's 403s to a caller allowed before are a new denial."""
+    applied = now_minute() - 1200
+    via = [Flow(GATEWAY, ("shop", "frontend"), FRONTEND, 10, latency_ms=40, reporters=("waypoint",), start=applied),
+           Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 4.5, latency_ms=60, reporters=("waypoint",),
+                start=applied),
+           Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 0.5, code="403", reporters=("waypoint",),
+                start=applied)]
+    result = _verified(prometheus([*_sidecars(applied), *_ztunnel(applied), *via]), applied,
+                       ("waypoint", "shop"), ("ambient-mode", "shop"))
+    assert result.status == "regressed", result.lines
+    assert result.after.requests == pytest.approx(9000, rel=0.02)
+    assert any("shop/frontend → shop/orders" in p and "403" in p for p in result.problems), result.problems
+
+
+def test_min_hbone_share_is_set_as_the_other_thresholds_are():
+    assert Thresholds.values(["min-hbone-share=95"]) == {"min_hbone_share": 95.0}
+    assert "min_hbone_share=99.0" in Thresholds().text()
