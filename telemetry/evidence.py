@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cluster.errors import MeshstepError
+from telemetry.ambient import AmbientStage
 from telemetry.edges import Edge, Traffic, count_text, read_traffic
 from telemetry.metrics_file import MetricsFile
 from telemetry.prometheus import HTTPTransport, KubeProxyTransport, Prometheus
@@ -16,6 +17,11 @@ from telemetry.verification import Thresholds, Verification, verify
 
 if TYPE_CHECKING:
     from cluster.inventory import Inventory
+
+# The features whose stages move a namespace's traffic to ambient mode's proxies (ids of features.ambient_mode,
+# features.waypoint, features.ambient_policies): their verification asks who carried it and whom they denied.
+AMBIENT_SWITCH = "ambient-mode"
+AMBIENT_L7 = ("waypoint", "ambient-policies")
 
 # ---------------------------------------------------------------- opening a source
 
@@ -106,7 +112,17 @@ class Evidence:
         mode = "STRICT" if "mtls-strict" in features else "PERMISSIVE" if "mtls-permissive" in features else None
         at = applied_at if applied_at.tzinfo else applied_at.replace(tzinfo=UTC)  # SQLite keeps UTC, naive
         return verify(self.telemetry, None if not scopes or "mesh" in scopes else sorted(scopes), at.timestamp(),
-                      mode, t)
+                      mode, t, ambient=ambient_stage(steps))
+
+
+def ambient_stage(steps: Iterable[tuple[str, str]]) -> AmbientStage | None:
+    """What a stage's steps do to ambient mode: the namespaces they switch (ambient-mode) or hand to a waypoint (the
+    waypoint, and the policies moved onto it); None for a stage that does neither."""
+    steps = list(steps)
+    namespaces = sorted({scope for f, scope in steps if f in (AMBIENT_SWITCH, *AMBIENT_L7) and scope != "mesh"})
+    if not namespaces:
+        return None
+    return AmbientStage(tuple(namespaces), any(f == AMBIENT_SWITCH for f, _ in steps))
 
 
 def evidence(prometheus: str | None, metrics_file: str | None, inv: Inventory | None, window: str = DEFAULT_WINDOW,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from telemetry.series import DURATION_BUCKET, REQUESTS, TCP_OPENED, Matchers, Rows, TelemetryError
+from telemetry.series import DURATION_BUCKET, REQUESTS, TCP_CLOSED, TCP_OPENED, Matchers, Rows, TelemetryError
 
 if TYPE_CHECKING:
     pass
@@ -49,7 +49,7 @@ class MetricsFile:
         try:
             for family in text_string_to_metric_families(text):
                 for s in family.samples:
-                    if s.name in (REQUESTS, TCP_OPENED, DURATION_BUCKET):
+                    if s.name in (REQUESTS, TCP_OPENED, TCP_CLOSED, DURATION_BUCKET):
                         ts = float(s.timestamp) if s.timestamp is not None else math.nan
                         points[s.name][tuple(sorted(s.labels.items()))].append((ts, float(s.value)))
         except ValueError as e:

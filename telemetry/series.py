@@ -18,6 +18,7 @@ DEFAULT_TIMEOUT = 10.0  # seconds: a slow or silent Prometheus is named within t
 
 REQUESTS = "istio_requests_total"
 TCP_OPENED = "istio_tcp_connections_opened_total"
+TCP_CLOSED = "istio_tcp_connections_closed_total"  # ztunnel's carry response_flags: DENY where a policy refused
 DURATION_BUCKET = "istio_request_duration_milliseconds_bucket"
 UNKNOWN = "unknown"  # what Istio's proxies write for a peer they have no metadata of
 # Istio's metric labels of a caller and a callee; connection_security_policy is mutual_tls, none or unknown.

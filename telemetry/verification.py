@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cluster.errors import MeshstepError
+from telemetry.ambient import AmbientStage, Carried, Switch, switch
 from telemetry.edges import count_text
 from telemetry.metrics_file import MetricsFile
 from telemetry.series import (
@@ -40,6 +41,9 @@ class Thresholds:
     max_p99_increase: float = 25.0  # percent the p99 latency may rise …
     min_p99_increase_ms: float = 10.0  # … and by at least this many milliseconds (noise on fast services)
     min_mtls_share: float = 99.0  # percent of requests in mutual TLS after a STRICT stage
+    # percent of the connections ztunnel accepts in mutual TLS (HBONE) after a switch to ambient (or as many as
+    # were mutual TLS before, if fewer: callers outside the mesh stay plaintext under PERMISSIVE)
+    min_hbone_share: float = 99.0
 
     @classmethod
     def values(cls, items: Iterable[str]) -> dict[str, Any]:
@@ -107,8 +111,9 @@ class Figures:
 
 @dataclass(frozen=True)
 class Verification:
-    """passed | regressed (a threshold crossed) | insufficient (too little traffic, or the window not over yet) |
-    unavailable (no telemetry for the stage's time)."""
+    """passed | regressed (a threshold crossed, a caller newly denied) | insufficient (too little traffic, the window
+    not over yet, or pods of a namespace switched to ambient still served by their sidecars: nothing broke, the
+    switch is not done) | unavailable (no telemetry for the stage's time)."""
 
     status: str
     lines: tuple[str, ...]
@@ -116,6 +121,7 @@ class Verification:
     after: Figures | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
     problems: tuple[str, ...] = ()  # each threshold crossed, as its line says it: for whoever shows them apart
+    moved: Switch | None = None  # an ambient stage's traffic by the proxy that carried it
 
     @property
     def passed(self) -> bool:
@@ -126,9 +132,19 @@ class Verification:
         return self.status == "regressed" or (self.status == "insufficient" and not override_reason)
 
     def to_json(self) -> dict[str, Any]:
+        moved = self.moved
         return {"status": self.status, "lines": list(self.lines), "problems": list(self.problems),
-                "before": self.before.to_json() if self.before else None,
-                "after": self.after.to_json() if self.after else None, "thresholds": self.thresholds.to_json()}
+                "before": _window_json(self.before, moved.before if moved else None),
+                "after": _window_json(self.after, moved.after if moved else None),
+                "thresholds": self.thresholds.to_json(), **({"ambient": moved.to_json()} if moved else {})}
+
+
+def _window_json(f: Figures | None, carried: Carried | None) -> dict[str, Any] | None:
+    """A window's figures as a stage's record keeps them; an ambient stage's with the share ztunnel carried over
+    HBONE."""
+    if f is None:
+        return None
+    return {**f.to_json(), **({"hbone_share": carried.hbone_share} if carried else {})}
 
 
 def p99(buckets: Rows, q: float = 0.99) -> float | None:
@@ -148,8 +164,10 @@ def p99(buckets: Rows, q: float = 0.99) -> float | None:
     return lower
 
 
-def figures(tel: Telemetry, match: Matchers, start: float, end: float) -> Figures:
-    match = {"reporter": "destination", **match}
+def figures(tel: Telemetry, match: Matchers, start: float, end: float, reporter: str = "destination") -> Figures:
+    """The window's requests as the workloads' own proxies reported them (`reporter`: a sidecar's destination, or a
+    waypoint's in ambient mode)."""
+    match = {"reporter": reporter, **match}
     rows = tel.increase(REQUESTS, ("response_code", "connection_security_policy"), start, end, match)
     total = sum(v for _, v in rows)
     errors = sum(v for lb, v in rows if lb.get("response_code", "").startswith("5"))
@@ -158,8 +176,10 @@ def figures(tel: Telemetry, match: Matchers, start: float, end: float) -> Figure
 
 
 def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls_mode: str | None = None,
-           thresholds: Thresholds | None = None, now: float | None = None) -> Verification:
-    """Compare the requests the affected workloads served in a window before `applied_at` and one after it."""
+           thresholds: Thresholds | None = None, now: float | None = None,
+           ambient: AmbientStage | None = None) -> Verification:
+    """Compare the requests the affected workloads served in a window before `applied_at` and one after it (for an
+    `ambient` stage, also who carried them: ztunnel over HBONE, sidecars, and whom a proxy denied)."""
     t = thresholds or Thresholds()
     now = tel.now() if now is None else now
     after_start = applied_at + t.settle
@@ -174,18 +194,50 @@ def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls
                                               f"({duration_text(t.settle)} to settle, then {duration_text(t.window)}"
                                               f"): verify again after it",), thresholds=t)
     match = {"destination_workload_namespace": "|".join(re.escape(n) for n in namespaces)} if namespaces else {}
-    before = figures(tel, match, applied_at - t.window, applied_at)
-    after = figures(tel, match, after_start, after_end)
-    head = (f"traffic {where} (requests the workloads' sidecars served, {tel.label}):",
-            f"  before: {before.text()}", f"  after:  {after.text()}")
-    low = [f"{name} window has {count_text(f.requests)} requests" for name, f in (("the before", before),
-                                                                                   ("the after", after))
-           if f.requests < t.min_requests]
-    if low:
+    reporter = "destination|waypoint" if ambient else "destination"
+    before = figures(tel, match, applied_at - t.window, applied_at, reporter)
+    after = figures(tel, match, after_start, after_end, reporter)
+    moved = switch(tel, ambient, (applied_at - t.window, applied_at), (after_start, after_end)) if ambient else None
+    head = (f"traffic {where} (requests the workloads' {'sidecars and waypoints' if ambient else 'sidecars'} "
+            f"served, {tel.label}):", f"  before: {before.text()}", f"  after:  {after.text()}",
+            *(moved.lines() if moved else ()))
+    if low := _quiet(before, after, moved, t):
         return Verification("insufficient", (*head, f"too little traffic to judge: {' and '.join(low)} (at least "
                                              f"{t.min_requests} needed; --verify min_requests=N)",
                                              "  → advance again once the workloads have served traffic, or go on "
-                                             "with --override-reason"), before, after, t)
+                                             "with --override-reason"), before, after, t, moved=moved)
+    compared = not moved or min(before.requests, after.requests) >= t.min_requests
+    if not compared:
+        head += (f"  success rate and p99 not compared: fewer than {t.min_requests} requests in a window (ztunnel "
+                 "counts connections, not requests; a waypoint reports requests, L7)",)
+    problems = ((_crossed(before, after, t, mtls_mode) if compared else [])
+                + (moved.problems(t.min_hbone_share, before.mtls_share) if moved else []))
+    if problems:
+        return Verification("regressed", (*head, *(f"  ✗ {p}" for p in problems),
+                                          "  → find the cause, or roll the stage back: meshstep plan rollback "
+                                          "--reason \"…\""), before, after, t, tuple(problems), moved)
+    if moved and (left := moved.unfinished()):
+        return Verification("insufficient", (*head, *left), before, after, t, moved=moved)
+    return Verification("passed", (*head, "  ✓ no regression beyond the thresholds"), before, after, t, moved=moved)
+
+
+def _quiet(before: Figures, after: Figures, moved: Switch | None, t: Thresholds) -> list[str]:
+    """The windows with too little traffic to judge: requests, and for an ambient stage ztunnel's connections."""
+    low = []
+    for name, f, c in (("the before", before, moved and moved.before), ("the after", after, moved and moved.after)):
+        connections = c.connections if c else 0.0
+        if f.requests + connections < t.min_requests:
+            parts = [f"{count_text(f.requests)} requests"] if f.requests or not connections else []
+            parts += [f"{count_text(connections)} connections"] if connections else []
+            low.append(f"{name} window has {' and '.join(parts)}")
+    return low
+
+
+def _crossed(before: Figures, after: Figures, t: Thresholds, mtls_mode: str | None) -> list[str]:
+    """Each threshold the after window crossed (success rate, p99, the mTLS share of an mTLS stage); a window without
+    requests compares nothing."""
+    if not before.requests or not after.requests:
+        return []
     problems = []
     drop = before.success_rate - after.success_rate
     if drop > t.max_success_drop:
@@ -202,8 +254,4 @@ def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls
                         f"{t.min_mtls_share:g}% expected)")
     if mtls_mode == "PERMISSIVE" and after.mtls_share + 1e-9 < before.mtls_share - t.max_success_drop:
         problems.append(f"the mutual-TLS share fell ({before.mtls_share:.1f}% → {after.mtls_share:.1f}%)")
-    if problems:
-        return Verification("regressed", (*head, *(f"  ✗ {p}" for p in problems),
-                                          "  → find the cause, or roll the stage back: meshstep plan rollback "
-                                          "--reason \"…\""), before, after, t, tuple(problems))
-    return Verification("passed", (*head, "  ✓ no regression beyond the thresholds"), before, after, t)
+    return problems

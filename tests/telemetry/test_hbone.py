@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 import pytest
 
 from benchmarks.istio_metrics import Flow
+from telemetry.ambient import AmbientStage
 from telemetry.evidence import Evidence
+from telemetry.metrics_file import MetricsFile
 from telemetry.prometheus import HTTPTransport, Prometheus
-from telemetry.verification import Thresholds
-from tests.telemetry.conftest import now_minute
+from telemetry.verification import Thresholds, verify
+from tests.telemetry.conftest import now_minute, write_metrics
 
 FRONTEND, ORDERS = "frontend.shop.svc.cluster.local", "orders.shop.svc.cluster.local"
 GATEWAY = ("istio-system", "istio-ingressgateway")
@@ -132,3 +134,14 @@ def test_a_waypoint_stage_counts_the_requests_the_waypoint_reports(prometheus):
 def test_min_hbone_share_is_set_as_the_other_thresholds_are():
     assert Thresholds.values(["min-hbone-share=95"]) == {"min_hbone_share": 95.0}
     assert "min_hbone_share=99.0" in Thresholds().text()
+
+
+def test_a_metrics_file_keeps_ztunnel_s_denials_too(tmp_path):
+    """`--telemetry FILE` answers as Prometheus does: the connections ztunnel closed DENY are read from it."""
+    applied = now_minute() - 1200
+    flows = [*_sidecars(applied), *_ztunnel(applied),
+             Flow(("legacy", "billing"), ("shop", "orders"), ORDERS, 0.05, protocol="tcp", proxy="ztunnel",
+                  flags="DENY", reporters=("destination",), start=applied)]
+    tel = MetricsFile(write_metrics(tmp_path / "m.om", flows, applied - 3600, now_minute()))
+    result = verify(tel, ["shop"], applied, ambient=AmbientStage(("shop",), switched=True))
+    assert result.status == "regressed" and "legacy/billing → shop/orders" in result.problems[0], result.lines

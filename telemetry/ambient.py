@@ -1,0 +1,151 @@
+"""A switch to ambient mode seen in traffic: who carried a namespace's inbound traffic in a window — the node's
+ztunnel over HBONE (mutual TLS) or in plaintext, or the sidecars of pods not restarted yet — and which callers a
+proxy denied (ztunnel's connections closed with response_flags DENY, the 403s of sidecars and waypoints).
+
+ztunnel exports Istio's TCP metrics (istio_tcp_connections_opened_total, _closed_total, _sent/_received_bytes) for
+the connections it accepts (reporter="destination") and opens (reporter="source"), connection_security_policy
+mutual_tls for HBONE; its series are told from the sidecars' by the pod label Istio's Prometheus addon copies from
+ztunnel's DaemonSet (app="ztunnel"). Waypoints report requests with reporter="waypoint"
+(https://istio.io/latest/docs/ambient/migrate/enable-ambient-mode/)."""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from telemetry.edges import count_text
+from telemetry.series import REQUESTS, TCP_CLOSED, TCP_OPENED, Matchers, Telemetry
+
+ZTUNNEL = "ztunnel"  # the `app` label of ztunnel's series (its DaemonSet's pod label, copied by the addon)
+DENY = "DENY"  # ztunnel's response_flags on a connection its authorization policies refused
+_DESTINATION = ("destination_workload_namespace", "destination_workload")
+_CALL = ("source_workload_namespace", "source_workload", *_DESTINATION)
+Call = tuple[str, str]  # (caller, callee) as namespace/workload
+
+
+@dataclass(frozen=True)
+class AmbientStage:
+    """What a stage does to ambient mode: the namespaces it switches to ambient or puts behind a waypoint, and
+    whether it switches them (then their traffic must be carried by ztunnel over HBONE, not by sidecars)."""
+
+    namespaces: tuple[str, ...]
+    switched: bool
+
+
+@dataclass(frozen=True)
+class Carried:
+    """Who carried one window's inbound traffic of the namespaces, and whom a proxy denied."""
+
+    hbone: float  # connections ztunnel accepted in mutual TLS (HBONE)
+    plaintext: float  # connections ztunnel accepted without it (callers outside the mesh)
+    sidecars: dict[tuple[str, str], float]  # (namespace/workload, pod) → requests and connections a sidecar served
+    denied: dict[Call, dict[str, float]] = field(default_factory=dict)  # call → how it was denied → how many
+
+    @property
+    def connections(self) -> float:
+        return self.hbone + self.plaintext
+
+    @property
+    def hbone_share(self) -> float | None:
+        return 100.0 * self.hbone / self.connections if self.connections else None
+
+    def text(self) -> str:
+        share = (f"HBONE {self.hbone_share:.1f}% of {count_text(self.connections)} connections ztunnel accepted"
+                 if self.hbone_share is not None else "HBONE n/a (ztunnel accepted no connection)")
+        served = sum(self.sidecars.values())
+        return share + (f"; sidecars served {count_text(served)} requests and connections" if served else "")
+
+
+def _workload(ns: str, name: str) -> str:
+    return f"{ns}/{name}"
+
+
+def carried(tel: Telemetry, namespaces: tuple[str, ...], start: float, end: float) -> Carried:
+    """The window's traffic into the namespaces' workloads, by the proxy that served it."""
+    into = {"destination_workload_namespace": "|".join(re.escape(n) for n in namespaces)}
+    served: dict[tuple[str, str], float] = defaultdict(float)
+    hbone = plaintext = 0.0
+    for lb, v in tel.increase(TCP_OPENED, ("app", "connection_security_policy", *_DESTINATION, "pod"), start, end,
+                              {"reporter": "destination", **into}):
+        if lb.get("app") != ZTUNNEL:
+            served[_workload(*(lb.get(k, "") for k in _DESTINATION)), lb.get("pod", "")] += v
+        elif lb.get("connection_security_policy") == "mutual_tls":
+            hbone += v
+        else:
+            plaintext += v
+    for lb, v in tel.increase(REQUESTS, (*_DESTINATION, "pod"), start, end, {"reporter": "destination", **into}):
+        served[_workload(*(lb.get(k, "") for k in _DESTINATION)), lb.get("pod", "")] += v
+    return Carried(hbone, plaintext, {k: v for k, v in served.items() if v >= 0.5}, _denied(tel, into, start, end))
+
+
+def _denied(tel: Telemetry, into: Matchers, start: float, end: float) -> dict[Call, dict[str, float]]:
+    """Each call a proxy denied in the window: ztunnel's connections closed DENY, the sidecars' and waypoints' 403s
+    (Istio's metrics do not tell an RBAC 403 from the application's own: Envoy sets no response flag for it)."""
+    found: dict[Call, dict[str, float]] = defaultdict(dict)
+    asked = ((TCP_CLOSED, ("app",), {"reporter": "destination", "response_flags": DENY, "app": ZTUNNEL},
+              lambda _lb: "connection(s) denied by ztunnel (response_flags=DENY)"),
+             (REQUESTS, ("reporter",), {"reporter": "destination|waypoint", "response_code": "403"},
+              lambda lb: f"403 response(s) from the {'waypoint' if lb.get('reporter') == 'waypoint' else 'sidecar'}"))
+    for metric, by, match, how in asked:
+        for lb, v in tel.increase(metric, (*_CALL, *by), start, end, {**match, **into}):
+            if v >= 0.5:
+                call = (_workload(lb.get(_CALL[0], ""), lb.get(_CALL[1], "")),
+                        _workload(lb.get(_CALL[2], ""), lb.get(_CALL[3], "")))
+                found[call][how(lb)] = found[call].get(how(lb), 0.0) + v
+    return dict(found)
+
+
+@dataclass(frozen=True)
+class Switch:
+    """The namespaces' traffic before and after an ambient stage, and what it says."""
+
+    stage: AmbientStage
+    before: Carried
+    after: Carried
+
+    def lines(self) -> list[str]:
+        where = ", ".join(self.stage.namespaces)
+        out = [f"carried into {where} (ztunnel's connections, {ZTUNNEL} pods; sidecars' requests):",
+               f"  before: {self.before.text()}", f"  after:  {self.after.text()}"]
+        if self.stage.switched and not self.after.sidecars:
+            out.append(f"  ✓ no pod of {where} still served by a sidecar")
+        if kept := sorted(set(self.before.denied) & set(self.after.denied)):
+            out.append("  denied before and after: " + ", ".join(f"{a} → {b}" for a, b in kept))
+        return out
+
+    def problems(self, min_hbone_share: float, before_mtls_share: float | None) -> list[str]:
+        """A switch that leaves more plaintext than the threshold (or than before), and each new denial."""
+        out = []
+        share, required = self.after.hbone_share, min_hbone_share
+        if before_mtls_share is not None:
+            required = min(required, before_mtls_share)
+        if self.stage.switched and share is not None and share + 1e-9 < required:
+            out.append(f"only {share:.1f}% of the connections ztunnel accepted in {', '.join(self.stage.namespaces)} "
+                       f"were HBONE (mutual TLS) after the switch ({count_text(self.after.plaintext)} plaintext; at "
+                       f"least {required:.1f}% expected, --verify min_hbone_share=N)")
+        for call in sorted(set(self.after.denied) - set(self.before.denied)):
+            how = ", ".join(f"{count_text(n)} {what}" for what, n in sorted(self.after.denied[call].items()))
+            out.append(f"new denial after the stage: {call[0]} → {call[1]}: {how}; none before")
+        return out
+
+    def unfinished(self) -> list[str]:
+        """The pods whose sidecars still served traffic after the switch: not restarted, not carried by ztunnel."""
+        if not self.stage.switched or not self.after.sidecars:
+            return []
+        pods = [f"{w} (pod {pod}: {count_text(n)})" if pod else f"{w} ({count_text(n)})"
+                for (w, pod), n in sorted(self.after.sidecars.items())]
+        namespaces = sorted({w.split("/", 1)[0] for w, _pod in self.after.sidecars})
+        return [f"still served by sidecars after the switch (pods not restarted, so not carried by ztunnel): "
+                f"{', '.join(pods)}",
+                "  → restart them (" + "; ".join(f"kubectl rollout restart deployment -n {ns}" for ns in namespaces)
+                + ", or their StatefulSets/DaemonSets), then verify again"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"namespaces": list(self.stage.namespaces), "switched": self.stage.switched,
+                "on_sidecars": [f"{w} {pod}".strip() for w, pod in sorted(self.after.sidecars)],
+                "denied_after": [f"{a} → {b}" for a, b in sorted(self.after.denied)]}
+
+
+def switch(tel: Telemetry, stage: AmbientStage, before: tuple[float, float], after: tuple[float, float]) -> Switch:
+    return Switch(stage, carried(tel, stage.namespaces, *before), carried(tel, stage.namespaces, *after))
