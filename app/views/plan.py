@@ -22,7 +22,11 @@ from telemetry.verification import Thresholds
 # What a stage's verification compared (moves.advance keeps it in the stage's record): each figure before and after.
 _FIGURES = (("success_rate", "Success rate", "%", "non-5xx share of the requests served"),
             ("p99_ms", "p99 latency", "ms", "99th percentile of the request duration"),
-            ("mtls_share", "mTLS share", "%", "requests in mutual TLS"))
+            ("mtls_share", "mTLS share", "%", "requests in mutual TLS"),
+            # an ambient stage's only (telemetry.ambient): the connections ztunnel accepted, in mutual TLS
+            ("hbone_share", "HBONE share", "%", "connections ztunnel carried over HBONE (mutual TLS)"))
+# What an insufficient verification is waiting for, as its lines say it.
+_WAITING = ("too little traffic", "still served by sidecars")
 _SAID = {"passed": ":green[:material/check_circle: no regression]", "regressed": ":red[:material/error: regressed]",
          "insufficient": ":orange[:material/help: too little traffic to judge]",
          "unavailable": ":gray[:material/remove_circle: not compared]"}
@@ -39,7 +43,8 @@ def traffic_before_after(stage) -> None:
         st.info("Traffic not compared: " + safe.md_message(" ".join(line.strip() for line in v["lines"])),
                 icon=":material/info:")
         return
-    for col, (key, title, unit, what) in zip(st.columns(len(_FIGURES)), _FIGURES):
+    shown = [figure for figure in _FIGURES if figure[0] in before]
+    for col, (key, title, unit, what) in zip(st.columns(len(shown)), shown):
         frame = pd.DataFrame([{"window": w, title: f[key], "requests": count_text(f["requests"]),
                                "from": f"{f['start']} to {f['end'][11:]}"}
                               for w, f in (("before", before), ("after", after)) if f[key] is not None])
@@ -65,8 +70,8 @@ def traffic_before_after(stage) -> None:
     if problems := v.get("problems"):
         st.error("\n".join(f"- {safe.md_message(p)}" for p in problems), icon=":material/error:")
     if v["status"] == "insufficient":
-        st.warning(safe.md_message(next((line for line in v["lines"] if "too little traffic" in line), v["lines"][-1])),
-                   icon=":material/help:")
+        st.warning(safe.md_message(next((line for line in v["lines"] if any(w in line for w in _WAITING)),
+                                        v["lines"][-1])), icon=":material/help:")
     with st.expander("The comparison as verification said it"):
         st.code(safe.terminal(controls.for_app("\n".join(v["lines"]))), language=None, wrap_lines=True)
 

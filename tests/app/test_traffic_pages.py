@@ -218,3 +218,31 @@ def test_one_reading_is_a_figure_not_a_line(tmp_path, no_telemetry, app):
     assert [m.value for m in app.metric if m.label == "Requests in mutual TLS"] == ["75.0%"]
     assert any(c.value.startswith("One reading only") for c in app.caption)
     assert not [f for _, f in _charts(app) if "mTLS share" in f.columns]
+
+
+def test_plan_page_charts_the_hbone_share_of_an_ambient_switch_and_names_the_pods_left_on_sidecars(app, store,
+                                                                                                 tmp_path):
+    from telemetry.ambient import AmbientStage
+    from tests.telemetry.conftest import write_metrics
+    from tests.telemetry.test_hbone import ORDERS_POD, _sidecars, _ztunnel
+
+    sign_in(app)
+    open_page(app, "plan")
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    applied = now_minute() - 1200
+    flows = [*_sidecars(applied, orders_until=float("inf")), *_ztunnel(applied, orders=False)]
+    tel = MetricsFile(write_metrics(tmp_path / "m.om", flows, applied - 3600, now_minute()))
+    v = verify(tel, ["shop"], applied, ambient=AmbientStage(("shop",), switched=True))
+    assert v.status == "insufficient"
+    order = _stage_with(store, v.to_json())
+    open_page(app, "plan")
+    assert not app.error, [e.value for e in app.error]
+    assert any(m.value.startswith(f"**Stage {order}:") and "too little traffic" in m.value for m in app.markdown)
+    charts = {spec["title"]["text"]: frame for spec, frame in _charts(app) if "title" in spec}
+    assert set(charts) == {"Success rate", "p99 latency", "mTLS share", "HBONE share"}
+    # before the switch ztunnel carried nothing (no share to draw); after, all it accepted was HBONE
+    assert list(charts["HBONE share"]["window"]) == ["after"]
+    assert list(charts["HBONE share"]["HBONE share"]) == [100.0]
+    # (the page's other warnings are the demo's analysis findings)
+    [waiting] = [w.value for w in app.warning if "still served by sidecars" in w.value]
+    assert ORDERS_POD in waiting and "shop/orders" in waiting
