@@ -38,7 +38,10 @@ def traffic_before_after(stage) -> None:
     """A stage's verification as a chart per figure (before and after it was applied), or why there is none."""
     v = stage.record.verification
     before, after = v.get("before"), v.get("after")
-    st.markdown(f"**Stage {stage.order}: {safe.md(stage.title)}** — {_SAID.get(v['status'], v['status'])}")
+    said = _SAID.get(v["status"], v["status"])
+    if v["status"] == "insufficient" and (v.get("ambient") or {}).get("on_sidecars"):
+        said = ":orange[:material/help: pods still on sidecars: the switch to ambient is not done]"
+    st.markdown(f"**Stage {stage.order}: {safe.md(stage.title)}** — {said}")
     if before is None or after is None:
         st.info("Traffic not compared: " + safe.md_message(" ".join(line.strip() for line in v["lines"])),
                 icon=":material/info:")

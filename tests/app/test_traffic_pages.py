@@ -237,7 +237,7 @@ def test_plan_page_charts_the_hbone_share_of_an_ambient_switch_and_names_the_pod
     order = _stage_with(store, v.to_json())
     open_page(app, "plan")
     assert not app.error, [e.value for e in app.error]
-    assert any(m.value.startswith(f"**Stage {order}:") and "too little traffic" in m.value for m in app.markdown)
+    assert any(m.value.startswith(f"**Stage {order}:") and "pods still on sidecars" in m.value for m in app.markdown)
     charts = {spec["title"]["text"]: frame for spec, frame in _charts(app) if "title" in spec}
     assert set(charts) == {"Success rate", "p99 latency", "mTLS share", "HBONE share"}
     # before the switch ztunnel carried nothing (no share to draw); after, all it accepted was HBONE
