@@ -76,6 +76,7 @@ def carried(tel: Telemetry, namespaces: tuple[str, ...], start: float, end: floa
             plaintext += v
     for lb, v in tel.increase(REQUESTS, (*_DESTINATION, "pod"), start, end, {"reporter": "destination", **into}):
         served[_workload(*(lb.get(k, "") for k in _DESTINATION)), lb.get("pod", "")] += v
+    # Under half a request is no request: the part of a window's edge that `increase` extrapolates.
     return Carried(hbone, plaintext, {k: v for k, v in served.items() if v >= 0.5}, _denied(tel, into, start, end))
 
 
@@ -106,7 +107,8 @@ class Switch:
 
     def lines(self) -> list[str]:
         where = ", ".join(self.stage.namespaces)
-        out = [f"carried into {where} (ztunnel's connections, {ZTUNNEL} pods; sidecars' requests):",
+        out = [f"who carried the traffic into {where} (ztunnel: the connections its app={ZTUNNEL} pods accepted; "
+               "sidecars: the requests and connections they served):",
                f"  before: {self.before.text()}", f"  after:  {self.after.text()}"]
         if self.stage.switched and not self.after.sidecars:
             out.append(f"  ✓ no pod of {where} still served by a sidecar")
