@@ -581,6 +581,14 @@ _ENTRIES = (
           "Config istiod rejects is never pushed to the proxies: the stage would be applied in name only.",
           "Read the status message (kubectl get {object} -o yaml), fix the parameters, then check the gate again.",
           "meshstep plan advance --apply (planner/operate.py)"),
+    Entry("MST1008", "PlanStopped", "error", (),
+          "The plan is stopped: a stage meshstep applied was rolled back by itself (a bake's regression, config "
+          "Istio did not accept), and meshstep applies none of its stages until someone resumes it.",
+          "Walking on would apply the next stages on top of a cause nobody has looked at yet: the stop keeps the "
+          "plan where it was safe.",
+          "Read the stop's reason (meshstep plan show), find and fix the cause, then `meshstep plan resume --reason "
+          "\"…\"` (audited, who and why) and run the plan again.",
+          "meshstep plan advance/run --apply (planner/moves.py)"),
 )
 
 _UPGRADE_ENTRIES = (

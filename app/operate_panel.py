@@ -46,18 +46,35 @@ def what_happens(plan: Plan, view: Any) -> list[str]:
 
 
 def show(store: PlanStore, plan: Plan, view: Any, source: str) -> None:
-    """The panel, for a real plan whose source is a live cluster."""
-    with st.expander("Apply with meshstep", icon=":material/rocket_launch:"):
+    """The panel, for a real plan whose source is a live cluster; a stopped plan's buttons refuse, and say why and
+    how to resume it."""
+    stopped = moves.stop_refusal(plan)
+    with st.expander("Apply with meshstep", icon=":material/rocket_launch:", expanded=stopped is not None):
+        if stopped is not None:
+            st.error(safe.md_message(str(stopped)), icon=":material/pan_tool:")
+            resume_form(store, plan)
         st.markdown("\n".join(f"{i}. {safe.md_message(step)}" for i, step in enumerate(what_happens(plan, view), 1)))
         shadow = st.toggle("Authorization in shadow first", help="Authorization policies are applied with "
                            "istio.io/dry-run, baked on what they would deny, then enforced.")
         one, every = st.columns(2)
-        stage_only = one.button("Apply and bake this stage", icon=":material/play_arrow:")
-        to_done = every.button("Run the plan to done", icon=":material/fast_forward:",
+        stage_only = one.button("Apply and bake this stage", icon=":material/play_arrow:", disabled=bool(stopped))
+        to_done = every.button("Run the plan to done", icon=":material/fast_forward:", disabled=bool(stopped),
                                help="Each stage in turn, as above; the first gate, approval, refusal or regression "
                                     "stops it.")
         if (stage_only or to_done) and (actor := ui.require_actor(access.OPERATOR, "apply a stage")):
             _run(store, plan, source, actor, shadow, 1 if stage_only else None)
+
+
+def resume_form(store: PlanStore, plan: Plan) -> None:
+    """`meshstep plan resume --reason`: the reason typed is the one audited, with who resumed."""
+    with st.form("resume_plan", border=False, enter_to_submit=False):
+        reason = st.text_input("Why resume", help="What was found and fixed: kept in the audit trail.")
+        if st.form_submit_button("Resume the plan", icon=":material/play_circle:") and (
+                actor := ui.require_actor(access.OPERATOR, "resume a plan")):
+            with ui.errors("Not resumed"):
+                store.resume_plan(plan.id, actor, reason)
+                ui.flash(f"Plan **{safe.md(plan.name)}** resumed: meshstep applies its stages again.")
+                st.rerun()
 
 
 def _run(store: PlanStore, plan: Plan, source: str, actor: str, shadow: bool, count: int | None) -> None:

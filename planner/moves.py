@@ -49,6 +49,23 @@ class NotVerified(MeshstepError):
     exit_code = 1
 
 
+class PlanStopped(MeshstepError):
+    """MST1008: the plan is stopped (a stage rolled back by itself): meshstep applies none of its stages."""
+
+    exit_code = 1
+
+
+def stop_refusal(plan: Plan) -> PlanStopped | None:
+    """Why meshstep may not apply the plan's stages now (its stop, and how to go on); None when it is not stopped."""
+    stop = plan.stopped
+    if stop is None:
+        return None
+    return PlanStopped(f"MST1008: plan {plan.name} is stopped: stage {stop.get('stage')} ({stop.get('title')}) was "
+                       f"rolled back by itself at {stop.get('at', '?')[:19]} UTC: {stop.get('reason')}. meshstep "
+                       "applies none of its stages until it is resumed: find and fix the cause (meshstep plan show, "
+                       f"meshstep audit), then: meshstep plan resume --name {plan.name} --reason \"…\"")
+
+
 @dataclass(frozen=True)
 class NextView:
     stage: Stage
@@ -104,6 +121,7 @@ class _Ran:
     flags: list[FlagChange] = field(default_factory=list)
     override: str | None = None
     refusal: MeshstepError | None = None  # raised once the move (if any) is recorded
+    stop: dict[str, Any] | None = None  # the plan stops with the move: {code, reason, stage, title}
 
 
 def _gate(m: _Move) -> _Ran:
@@ -182,15 +200,23 @@ def _bake(m: _Move) -> Verification | _Ran:
 
 
 def _put_back(m: _Move, why: str, verdict: Verification | None) -> _Ran:
-    """The stage rolled back by itself: its objects as they were before it, its flags too; the plan stops."""
-    back = m.operator.put_back(m.stage.record.applied)
+    """The stage rolled back by itself: its objects as they were before it, its flags too; the plan stops (and stops
+    too when the objects could not all be put back: the stage stays applied, the cluster half way)."""
+    stop = {"code": why.split(":", 1)[0], "stage": m.stage.order, "title": m.stage.title,
+            "reason": "; ".join((why, *(verdict.problems if verdict else ())))}
+    try:
+        back = m.operator.put_back(m.stage.record.applied)
+    except MeshstepError as e:
+        said = f"{why}; stage {m.stage.order} ({m.stage.title}) could not be put back by itself: {e}"
+        return _Ran(Facts(passed=False), m.stage.record, said, refusal=operate.BakeRegressed(said),
+                    stop={**stop, "reason": said})
     said = (f"{why}: stage {m.stage.order} ({m.stage.title}) rolled back by itself, put back as before the stage: "
-            f"{', '.join(back)}; the plan stops here (check the gate again once the cause is found)")
+            f"{', '.join(back)}; the plan is stopped (find the cause, then meshstep plan resume --reason …)")
     record = msgspec.structs.replace(m.stage.record, applied=(), shadow="",
                                      verification=verdict.to_json() if verdict else m.stage.record.verification)
     lines = [said, *(f"  {line}" for line in (verdict.lines if verdict else ()))]
     return _Ran(Facts(passed=False, rolled_back=True), record, said, _flags_back(m.plan, m.stage),
-                refusal=operate.BakeRegressed("\n".join(lines)))
+                refusal=operate.BakeRegressed("\n".join(lines)), stop=stop)
 
 
 def _enforce(m: _Move) -> _Ran:
@@ -285,6 +311,8 @@ def advance(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, over
         raise MeshstepError(f"plan {plan.name!r} is complete: every stage is done")
     mode = PlanMode.REHEARSAL if rehearse else PlanMode.REAL
     _check_mode(plan, mode)
+    if operator is not None and (stopped := stop_refusal(plan)):
+        raise stopped
     event = lifecycle.ADVANCE[stage.status].event
     if event == Event.VERIFY and stage.record.shadow == "shadow":
         event = Event.ENFORCE
@@ -294,6 +322,8 @@ def advance(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, over
     approval = approvals.apply_refusal_for(store, plan, stage) if event == Event.APPLY and not rehearse else None
     ran = _STEPS[event](_Move(plan, stage, inventory, rehearse, override_reason, evidence, approval, operator))
     to = lifecycle.next_status(stage.status, event, ran.facts)
+    if to is None and ran.stop is not None:  # the stage stays where it is, unsafe: the plan stops all the same
+        store.stop_plan(plan.id, ran.stop, actor, ran.reason)
     if to is None:
         raise ran.refusal or MeshstepError(f"stage {stage.order}: {stage.status} does not move on {event}")
     # Applied: the flags as they were go with the stage, so that a rollback can put them back. Done, the last stage
@@ -302,7 +332,7 @@ def advance(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, over
     moved = store.transition_stage(stage.id, to, actor, ("rehearsal: " if rehearse else "") + ran.reason,
                                    stage.version, override_reason=ran.override, record=ran.record, flags=ran.flags,
                                    keep_flags_before=to == StageStatus.APPLIED,
-                                   plan_status="done" if last else None, plan_mode=mode)
+                                   plan_status="done" if last else None, plan_mode=mode, stop=ran.stop)
     _tell_moved(store, plan, stage, moved, actor)
     if ran.refusal is not None:
         raise ran.refusal
@@ -351,6 +381,8 @@ def run(store: PlanStore, plan: Plan, read: Callable[[], Inventory], actor: str,
     needed, a conflict or other refusal of the API server, a regression. An object changed since its gate ran sends
     the stage back to its gate once, which runs again. The cluster is read for the moves that judge it (a gate, a
     verification); applying uses the YAML and resourceVersions the gate took, closing nothing."""
+    if stopped := stop_refusal(plan):
+        return Rehearsed([], stopped)
     moved: list[Stage] = []
     regated: set[int] = set()
     inventory: Inventory | None = None

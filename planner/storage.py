@@ -37,9 +37,17 @@ class PlanStore(Protocol):
                          expected_version: int | None = None, override_reason: str | None = None,
                          record: StageRecord | None = None, flags: Sequence[FlagChange] = (),
                          keep_flags_before: bool = False, plan_status: str | None = None,
-                         plan_mode: str | None = None) -> Stage:
-        """The stage moved to `status` with its flags (and its plan's status and mode) in one change; with
+                         plan_mode: str | None = None, stop: Mapping[str, Any] | None = None) -> Stage:
+        """The stage moved to `status` with its flags (and its plan's status, mode and stop) in one change; with
         `keep_flags_before`, the flags `flags` replace are kept in its record's `flags_before`."""
+        ...
+
+    def stop_plan(self, plan_id: int, stop: Mapping[str, Any], actor: str, reason: str) -> Plan:
+        """The plan stopped ({code, reason, stage, title}) without a move of its stage."""
+        ...
+
+    def resume_plan(self, plan_id: int, actor: str, reason: str, expected_version: int | None = None) -> Plan:
+        """The plan's stop cleared, with who and why."""
         ...
 
     def list_clusters(self) -> list[Cluster]:

@@ -364,10 +364,10 @@ def check_checkpoint(database: str, head: AuditHead, session: Any, key: AuditKey
 # ---------------------------------------------------------------- the tables, replayed from the trail
 
 # What the tables must agree with the trail on, by the prefix of an event's target.
-_REPLAYED = {"flag": ("state", "params", "version"), "plan": ("status", "version", "verify"),
+_REPLAYED = {"flag": ("state", "params", "version"), "plan": ("status", "version", "verify", "stopped"),
              "stage": ("status", "version")}
 # Fields an older meshstep's events do not carry (the column came later): compared only where the event has them.
-_ADDED_LATER = {"verify"}
+_ADDED_LATER = {"verify", "stopped"}
 
 
 def check_tables(session: Any) -> Break | None:

@@ -178,6 +178,9 @@ class Plan(SQLModel, table=True):
     # A plan in waves (planner.waves): the sizes it was cut by, each wave's namespaces (the pilot first) and why the
     # pilot ({spec, waves, pilot_reasons}); None: one stage per namespace.
     waves: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    # Stopped after a stage meshstep applied was rolled back by itself ({code, reason, stage, title, by, at}): no
+    # stage is applied by meshstep (--apply) until someone resumes it with a reason; None: not stopped.
+    stopped: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     version: int = 1
     created_by: str
     created_at: datetime = Field(default_factory=utcnow)

@@ -467,6 +467,34 @@ class Store:
         ch.session.add(plan)
         ch.record("plan.status", f"plan:{plan.id}", before, _snap(plan))
 
+    def stop_plan(self, plan_id: int, stop: Mapping[str, Any], actor: str, reason: str) -> Plan:
+        """Stop the plan ({code, reason, stage, title}, kept with who and when), audited as plan.stop: for a stop
+        that comes with no move of its stage (transition_stage's `stop` is the one that does)."""
+        with self._change(actor, reason) as ch:
+            plan = self._get(ch.session, Plan, plan_id)
+            self._put_stop(ch, plan, {**stop, "by": str(actor), "at": ch.at.isoformat()}, "plan.stop")
+        return plan
+
+    def resume_plan(self, plan_id: int, actor: str, reason: str, expected_version: int | None = None) -> Plan:
+        """Clear the plan's stop (audited as plan.resume, with who and why): meshstep applies its stages again."""
+        if not reason.strip():
+            raise MeshstepError("a resume needs a reason (--reason): say what was found and fixed, for the audit "
+                                "trail")
+        with self._change(actor, reason) as ch:
+            plan = self._get(ch.session, Plan, plan_id)
+            ch.check_version(f"plan:{plan_id}", expected_version, plan.version)
+            if plan.stopped is None:
+                raise MeshstepError(f"plan {plan.name!r} is not stopped: there is nothing to resume")
+            self._put_stop(ch, plan, None, "plan.resume")
+        return plan
+
+    @staticmethod
+    def _put_stop(ch: _Change, plan: Plan, stop: dict[str, Any] | None, action: str) -> None:
+        before = _snap(plan)
+        plan.stopped, plan.version = stop, plan.version + 1
+        ch.session.add(plan)
+        ch.record(action, f"plan:{plan.id}", before, _snap(plan))
+
     def delete_plan(self, plan_id: int, actor: str, reason: str) -> None:
         with self._change(actor, reason) as ch:
             plan = self._get(ch.session, Plan, plan_id)
@@ -477,9 +505,10 @@ class Store:
                          expected_version: int | None = None, override_reason: str | None = None,
                          record: StageRecord | None = None, flags: Sequence[FlagChange] = (),
                          keep_flags_before: bool = False, plan_status: str | None = None,
-                         plan_mode: str | None = None) -> Stage:
+                         plan_mode: str | None = None, stop: Mapping[str, Any] | None = None) -> Stage:
         """Move a stage to `status`, the flags of its features (in its plan's cluster) and, when given, its plan's
-        status, in one transaction: all are recorded, or none. Which moves are allowed is the planner's call.
+        status and its stop (`stop`: {code, reason, stage, title}, kept with who and when), in one transaction: all
+        are recorded, or none. Which moves are allowed is the planner's call.
         `override_reason` says why someone went past a failing gate; `record` (None: unchanged) is kept with the
         stage between transitions; with `keep_flags_before`, the recorded flags that `flags` replace are kept in it
         as `flags_before` (read in the same transaction, so a rollback restores what really was). `plan_mode`
@@ -519,6 +548,8 @@ class Store:
             if plan_status is not None:
                 _choice("plan status", plan_status, PLAN_STATUSES)
                 self._put_plan_status(ch, stage.plan, plan_status)
+            if stop is not None:
+                self._put_stop(ch, plan, {**stop, "by": str(actor), "at": ch.at.isoformat()}, "plan.stop")
             for f in flags:
                 if f.state is None:
                     self._drop_flag(ch, cluster, f.feature, f.scope, None)

@@ -105,11 +105,14 @@ def _show(p, format: Format) -> None:
         emit_json({"name": p.name, "template": p.template, "cluster": p.cluster, "status": p.status,
                    "mode": p.mode, "complete": stages.current_stage(p) is None, "left_out": p.left_out,
                    "promoted_from": p.promoted_from, "promotion_after": p.promotion_after,
-                   "verify": Thresholds.from_json(p.verify or {}).to_json(), "waves": p.waves,
+                   "verify": Thresholds.from_json(p.verify or {}).to_json(), "waves": p.waves, "stopped": p.stopped,
                    "stages": [{k: v for k, v in row.items() if k != "now"} | {"features": s.features, "goal": s.goal}
                               for row, s in zip(rows, p.stages)]})
         return
     echo(f"plan {_title(p)} for cluster {safe.shown(p.cluster)}: {_standing(p)}")
+    if p.stopped:
+        echo(f"{_stop_line(p)}\n  nothing is applied with --apply until: meshstep plan resume --name "
+             f"{shlex.quote(p.name)} --reason \"…\"")
     if p.promoted_from:
         src = p.promoted_from
         echo(f"promoted from plan {safe.shown(src['name'])} on cluster {safe.shown(src['cluster'])}: a stage starts "
@@ -127,6 +130,14 @@ def _show(p, format: Format) -> None:
         for x in p.left_out:
             echo(f"  - {safe.shown(x['stage'])}: {x['feature']} in {safe.shown(x['scope'])}: "
                  f"{safe.message(planner.plan.LeftOut.reason_of(x))}")
+
+
+def _stop_line(p) -> str:
+    """`STOPPED after stage 6 (…): MST1006: …; by meshstep at …`: why the plan is stopped, as its stop says."""
+    stop = p.stopped
+    return (f"STOPPED after stage {stop.get('stage')} ({safe.shown(str(stop.get('title')))}): "
+            f"{safe.message(str(stop.get('reason')))} (by {safe.shown(str(stop.get('by')))} at "
+            f"{str(stop.get('at', ''))[:19]} UTC)")
 
 
 # A stage over more namespaces than this shows their count in `plan show`'s table (the waves list them above it).
@@ -297,6 +308,11 @@ def _next_commands(p, st, gate_passed: bool) -> list[str]:
     if move is None:
         return ["meshstep plan show  # nothing to advance here"]
     base = f"meshstep plan advance --name {shlex.quote(p.name)}"
+    if p.stopped:
+        return [f"the plan is stopped ({safe.message(str(p.stopped.get('reason')))}): nothing is applied with --apply "
+                "until it is resumed; find and fix the cause, then:",
+                f"meshstep plan resume --name {shlex.quote(p.name)} --reason WHY  # who and why, audited",
+                f"{base}  # then the stage goes on from {st.status} (with --apply, as before)"]
     ways = {PlanMode.REAL: "", PlanMode.REHEARSAL: " --rehearse"}
     modes = [PlanMode(p.mode)] if p.mode else [PlanMode.REAL, PlanMode.REHEARSAL]
     out = []
@@ -397,6 +413,22 @@ def plan_run(
         raise done.refusal
     if complete:
         echo(complete)
+
+
+@plan_app.command("resume")
+def plan_resume(
+    reason: Annotated[str, typer.Option("--reason", help="What was found and fixed: kept in the audit trail.")] = "",
+    name: NameOpt = None, cluster: ClusterOpt = None, db: DbOpt = None, source: SourceOpt = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Resume a plan stopped after a stage was rolled back by itself: meshstep applies its stages again (--apply)."""
+    from planner import stages
+
+    with open_store(db) as store:
+        p = stages.find_plan(store, cluster_name(cluster, source), name)
+        store.resume_plan(p.id, actor_name(actor), reason)
+    echo(f"plan {_title(p)} resumed: `meshstep plan run --apply` (or advance --apply) goes on from stage "
+         f"{p.stopped.get('stage') if p.stopped else '?'}")
 
 
 @plan_app.command("rehearse")

@@ -340,6 +340,11 @@ mode = {PlanMode.REHEARSAL: " · :violet-badge[rehearsal on the plan's overlay]"
 st.caption(f"Plan **{safe.md(plan.name)}**{'' if plan.name == plan.template else f' ({plan.template})'} for "
            f"{safe.md(cluster)} · {done} of {len(plan.stages)} stages done · created by {safe.md(plan.created_by)}"
            f"{mode.get(plan.mode or '', '')}")
+if stop := plan.stopped:
+    st.error(f"**Stopped** after stage {stop.get('stage')} ({safe.md(str(stop.get('title')))}): "
+             f"{safe.md_message(str(stop.get('reason')))} — by {safe.md(str(stop.get('by')))} at "
+             f"{str(stop.get('at', ''))[:19]} UTC. meshstep applies none of its stages until it is resumed "
+             "(**Apply with meshstep** below, or `meshstep plan resume --reason`).", icon=":material/pan_tool:")
 if plan.verify:
     st.caption("Verification thresholds of this plan: "
                f"{Thresholds.from_json(plan.verify).text(plan.verify)} (the others as by default).")

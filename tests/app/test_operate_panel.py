@@ -48,3 +48,39 @@ def test_the_plan_page_says_what_will_happen_then_applies_the_stage(tmp_path: Pa
     with closing(Store.open(db)) as store:
         plan = store.list_plans(SOURCE)[0]
     assert [s.status for s in plan.stages[:2]] == ["done", "done"] and plan.stages[1].updated_by == "alice"
+
+
+def test_a_stopped_plan_is_shown_with_its_reason_refused_and_resumed_with_a_reason(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Plan page says why the plan is stopped; Apply with meshstep refuses (MST1008, its buttons disabled, nothing
+    written) until the plan is resumed there with a reason, audited with who resumed it."""
+    db = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("MESHSTEP_SOURCE", SOURCE)
+    monkeypatch.setenv("MESHSTEP_DATABASE_URL", db)
+    with serve(demo_objects(), writes=True) as served:
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": served.url}, "prod")))
+        with closing(Store.open(db)) as store:
+            plan = stages.create(store, SOURCE, build_inventory(load_snapshot(SOURCE)), "routing-first", None, None,
+                                 "bob")
+            store.stop_plan(plan.id, {"code": "MST1006", "stage": 2, "title": "Inject sidecars into legacy",
+                                      "reason": "MST1006: the bake saw a regression; success rate fell 9.00 points"},
+                            "meshstep", "the bake saw a regression")
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        at.run()
+        sign_in(at)
+        open_page(at, "plan")
+        said = " ".join(e.value for e in at.error)
+        assert "**Stopped** after stage 2" in said and "success rate fell 9.00 points" in said, said
+        assert "MST1008: plan routing-first is stopped" in said and "meshstep plan resume" in said
+        applying = [b for b in at.button if b.label in ("Apply and bake this stage", "Run the plan to done")]
+        assert len(applying) == 2 and all(b.disabled for b in applying)
+        next(t for t in at.text_input if t.label == "Why resume").input("legacy's bad rollout reverted")
+        next(b for b in at.button if b.label == "Resume the plan").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        writes = [r for r in served.emulator if r.method in ("PATCH", "PUT", "DELETE")]
+    assert not writes
+    with closing(Store.open(db)) as store:
+        resumed = store.audit_events()[-1]
+        assert store.list_plans(SOURCE)[0].stopped is None
+    assert (resumed.action, resumed.actor, resumed.reason) == ("plan.resume", "alice", "legacy's bad rollout reverted")

@@ -63,7 +63,7 @@ class MemoryStore:
                          expected_version: int | None = None, override_reason: str | None = None,
                          record: StageRecord | None = None, flags: Sequence[FlagChange] = (),
                          keep_flags_before: bool = False, plan_status: str | None = None,
-                         plan_mode: str | None = None) -> Stage:
+                         plan_mode: str | None = None, stop: Mapping[str, Any] | None = None) -> Stage:
         plan, stage = next((p, s) for p in self._plans.values() for s in p.stages if s.id == stage_id)
         if expected_version is not None and expected_version != stage.version:
             raise ConflictError(f"stage:{stage_id} was changed: you expected version {expected_version}")
@@ -80,12 +80,26 @@ class MemoryStore:
         stage.data, stage.updated_by, stage.updated_at = record.to_json(), actor, utcnow()
         if plan_status is not None:
             plan.status = plan_status
+        if stop is not None:
+            plan.stopped = {**stop, "by": actor, "at": utcnow().isoformat()}
         for f in flags:
             if f.state is None:
                 self._flags.pop((plan.cluster, f.feature, f.scope), None)
             else:
                 self._put_flag(plan.cluster, f, actor)
         return next(s for s in self._copy(plan).stages if s.id == stage_id)
+
+    def stop_plan(self, plan_id: int, stop: Mapping[str, Any], actor: str, reason: str) -> Plan:
+        plan = self._plan(plan_id)
+        plan.stopped = {**stop, "by": actor, "at": utcnow().isoformat()}
+        return self._copy(plan)
+
+    def resume_plan(self, plan_id: int, actor: str, reason: str, expected_version: int | None = None) -> Plan:
+        plan = self._plan(plan_id)
+        if not reason or plan.stopped is None:
+            raise MeshstepError(f"plan {plan.name!r}: a resume needs a reason and a stop")
+        plan.stopped = None
+        return self._copy(plan)
 
     # ------------------------------------------------------------------ what the tests read besides
 

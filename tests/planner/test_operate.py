@@ -19,7 +19,7 @@ from cluster.sources import DEMO_DIR
 from state import audit
 from state.models import StageStatus
 from state.store import Store
-from tests.kube import Cluster, rollout_restart, serve
+from tests.kube import Cluster, Target, rollout_restart, serve
 from tests.rehearsal import runner
 
 CONTEXT = "prod"
@@ -110,10 +110,11 @@ def _routed(served: Cluster) -> bool:
 BAKE = ("--verify", "window=6s", "--verify", "settle=1s", "--verify", "min_requests=20")
 
 
-def test_a_regression_in_the_bake_rolls_the_stage_back_by_itself(demo, capsys, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_regression_in_the_bake_rolls_the_stage_back_and_stops_the_plan_until_resumed(
+        demo, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bake looks at the traffic every 3 s (MESHSTEP_BAKE_LOOK): the regression is rolled back well before its
-    60 s window is over."""
+    60 s window is over. The plan is stopped with it: `plan run --apply` is refused (MST1008, nothing written) and
+    `plan show`/`plan next` say why, until `plan resume --reason` (audited), after which the run goes on."""
     from tests.live_traffic import Workload, live_prometheus
 
     monkeypatch.setenv("MESHSTEP_BAKE_LOOK", "3")
@@ -139,6 +140,43 @@ def test_a_regression_in_the_bake_rolls_the_stage_back_by_itself(demo, capsys, t
         trail = [e.reason for e in store.audit_events() if e.target == f"stage:{stage.id}"]
     assert any("server-side applied, field manager meshstep" in r for r in trail)
     assert "rolled back by itself" in trail[-1]
+    _stopped_until_resumed(served, db, run)
+
+
+def _stopped_until_resumed(served: Cluster, db: str, run) -> None:
+    """After the regression of stage 6: stopped, refused, shown; resumed with a reason; walked on."""
+    with closing(Store.open(db)) as store:
+        plan = store.list_plans(SOURCE)[0]
+        stop = next(e for e in reversed(store.audit_events()) if e.target == f"plan:{plan.id}")
+    assert plan.stopped["code"] == "MST1006" and plan.stopped["stage"] == 6
+    assert "success rate fell" in plan.stopped["reason"]
+    assert stop.action == "plan.stop" and stop.target == f"plan:{plan.id}" and "MST1006" in stop.reason
+    writes = len(patches(served))
+    for apply in (("run", "--apply"), ("advance", "--apply")):
+        rc, _out, err = run("plan", *apply, "--source", SOURCE, "--db", db)
+        assert rc == 1 and "MST1008: plan routing-first is stopped" in err, err
+        assert "stage 6 (Route requests by version)" in err and "success rate fell" in err
+        assert 'meshstep plan resume --name routing-first --reason "…"' in err
+    assert len(patches(served)) == writes  # nothing was written
+    rc, out, _err = run("plan", "show", "--source", SOURCE, "--db", db)
+    assert "STOPPED after stage 6 (Route requests by version): MST1006" in out and "success rate fell" in out
+    rc, out, _err = run("plan", "next", "--source", SOURCE, "--db", db)
+    next_section = out.split("\nNEXT\n", 1)[1]
+    assert next_section.lstrip().startswith("the plan is stopped (MST1006") and "plan resume --name routing-first" \
+        in next_section, next_section
+    rc, _out, err = run("plan", "resume", "--source", SOURCE, "--db", db)
+    assert rc != 0 and "a resume needs a reason" in err
+    rc, out, err = run("plan", "resume", "--reason", "payments-api's failing pod replaced", "--actor", "carol",
+                       "--source", SOURCE, "--db", db)
+    assert rc == 0 and "plan routing-first resumed" in out, err
+    rc, out, err = run("plan", "run", "--apply", "--until", "6", "--source", SOURCE, "--db", db)
+    assert rc == 0 and "stage 6 (Route requests by version): done" in err, err
+    with closing(Store.open(db)) as store:
+        plan = store.list_plans(SOURCE)[0]
+        resumed = next(e for e in store.audit_events() if e.action == "plan.resume")
+        assert audit.verify(store) is None
+    assert plan.stopped is None and plan.stages[5].status == StageStatus.DONE
+    assert (resumed.actor, resumed.reason) == ("carol", "payments-api's failing pod replaced")
 
 
 def test_a_healthy_bake_passes_and_a_quiet_one_stops_without_passing(demo, capsys, tmp_path: Path) -> None:
@@ -243,6 +281,43 @@ def test_an_object_changed_during_the_apply_puts_back_the_others_and_the_gate_ru
     assert _stage(db)[0].status == StageStatus.DONE
 
 
+def test_config_istio_refuses_that_cannot_all_be_put_back_leaves_the_stage_applied_and_the_plan_stopped(
+        demo, capsys) -> None:
+    """istiod reports shop/reviews invalid (its status' validation message, MST1007): the stage is put back by
+    itself, last object first; kubectl edits shop/ratings meanwhile, so it is not put back (that would undo the edit).
+    The stage stays applied, half back, and the plan is stopped all the same: nothing more is applied."""
+    from kmock import resource
+
+    served, db = demo
+    run = runner(capsys)
+    _custom_plan(run, db)
+    emulator = served.emulator
+    key = (resource(group="networking.istio.io", version="v1", plural="virtualservices"), "shop", "reviews")
+    emulator.objects[key] = {**emulator.objects[key].raw, "status": {"validationMessages": [
+        {"level": "ERROR", "type": {"code": "IST0101"}, "message": "Referenced host not found: \"reviews-v9\""}]}}
+    real: list[str] = []
+
+    def kubectl_edits(target, dry_run: bool) -> None:
+        real.append(target.name) if not dry_run else None
+        if len(real) == 5 and emulator.before_write is not None:  # the put-back's first write: ratings is edited
+            emulator.before_write = None
+            ratings = Target(target.resource, "shop", "ratings")
+            emulator.write("PATCH", ratings, b'{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", '
+                           b'"metadata": {"name": "ratings", "namespace": "shop", "labels": {"edited": "by-hand"}}}',
+                           {"fieldManager": "kubectl-edit"}, "application/apply-patch+yaml")
+    emulator.before_write = kubectl_edits
+    rc, _out, err = run("plan", "run", "--apply", "--source", SOURCE, "--db", db)
+    assert rc == 1 and "MST1007: Istio reports the stage's config invalid" in err, err
+    assert "could not be put back by itself" in err and "VirtualService shop/ratings changed since meshstep" in err
+    stage, trail = _stage(db)
+    assert stage.status == StageStatus.APPLIED and stage.record.applied  # half back: what it applied is kept
+    with closing(Store.open(db)) as store:
+        stopped = store.list_plans(SOURCE)[0].stopped
+    assert stopped["code"] == "MST1007" and "could not be put back" in stopped["reason"]
+    rc, _out, err = run("plan", "advance", "--apply", "--source", SOURCE, "--db", db)
+    assert rc == 1 and "MST1008: plan custom is stopped" in err, err
+
+
 def _policies(served: Cluster) -> dict[str, dict]:
     return {k[2]: v for k, v in live_objects(served).items() if k[0] == "authorizationpolicies" and k[1] == "shop"}
 
@@ -259,8 +334,6 @@ def test_authorization_is_baked_in_shadow_then_enforced(demo, capsys, tmp_path: 
     # The team brought legacy into the mesh by hand (its billing calls shop) and restarted the namespaces, as
     # STRICT in shop needs (MST0401, MST0402).
     from kmock import resource
-
-    from tests.kube import Target
 
     served.emulator.write("PATCH", Target(resource(group="", version="v1", plural="namespaces"), None, "legacy"),
                           b'{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "legacy", "labels": '

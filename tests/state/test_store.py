@@ -317,3 +317,35 @@ def test_stage_data_reads_as_its_record_and_data_no_meshstep_wrote_is_named(stor
     assert kept.record.to_json() == kept.data
     with pytest.raises(MeshstepError, match=r"stage \d+ \(b\): its stored data does not read .*\$\.notes"):
         damaged.record  # noqa: B018
+
+
+def test_a_plan_stopped_with_its_stage_moves_in_one_change_and_is_resumed_with_a_reason(store):
+    """The stop a stage rolled back by itself sets is kept on the plan in the same change as the stage's move, both
+    audited; it is cleared only by a resume that says who and why, and an edit of it outside meshstep is seen."""
+    plan = store.create_plan("demo", "p", "custom", [{"title": "a"}], "alice")
+    stage = plan.stages[0]
+    store.transition_stage(stage.id, "applied", "bob", "config applied", 1)
+    before = _dump(store)
+    with pytest.raises(MeshstepError, match="unknown plan status"):  # nothing moves, the stop neither
+        store.transition_stage(stage.id, "rolled_back", "meshstep", "bake regressed", 2, plan_status="finished",
+                               stop={"code": "MST1006", "reason": "success rate fell", "stage": 1, "title": "a"})
+    assert _dump(store) == before
+    store.transition_stage(stage.id, "rolled_back", "meshstep", "bake regressed", 2,
+                           stop={"code": "MST1006", "reason": "success rate fell", "stage": 1, "title": "a"})
+    stopped = store.get_plan(plan.id).stopped
+    assert {k: stopped[k] for k in ("code", "reason", "stage", "by")} == {
+        "code": "MST1006", "reason": "success rate fell", "stage": 1, "by": "meshstep"}
+    assert [e.action for e in store.audit_events()][-2:] == ["stage.status", "plan.stop"]
+    assert audit.verify(store) is None
+    with pytest.raises(MeshstepError, match="a resume needs a reason"):
+        store.resume_plan(plan.id, "carol", "")
+    store.resume_plan(plan.id, "carol", "bad pod replaced")
+    resumed = store.audit_events()[-1]
+    assert (resumed.action, resumed.actor, resumed.reason) == ("plan.resume", "carol", "bad pod replaced")
+    assert resumed.before["stopped"]["code"] == "MST1006" and resumed.after["stopped"] is None
+    assert store.get_plan(plan.id).stopped is None and audit.verify(store) is None
+    with pytest.raises(MeshstepError, match="plan 'p' is not stopped"):
+        store.resume_plan(plan.id, "carol", "again")
+    with store.engine.begin() as c:  # stopped again by hand, outside meshstep
+        c.execute(text("UPDATE plans SET stopped = :s WHERE id = :id"), {"id": plan.id, "s": '{"code": "x"}'})
+    assert "disagrees with the trail" in audit.verify(store).message
