@@ -3,17 +3,23 @@
 the series ztunnel, waypoints and sidecars export (promtool-backfilled, before and after the switch)."""
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
+from sqlmodel import Session, select
 
 from benchmarks.istio_metrics import Flow
+from state.models import Stage
+from state.store import Store
 from telemetry.ambient import AmbientStage
 from telemetry.evidence import Evidence
 from telemetry.metrics_file import MetricsFile
 from telemetry.prometheus import HTTPTransport, Prometheus
 from telemetry.verification import Thresholds, verify
+from tests.planner.test_plan import cli  # noqa: F401 (the fixture: the CLI on the cluster `demo` gives, a state db)
 from tests.telemetry.conftest import now_minute, write_metrics
+from tests.telemetry.test_verification import applied_then
 
 FRONTEND, ORDERS = "frontend.shop.svc.cluster.local", "orders.shop.svc.cluster.local"
 GATEWAY = ("istio-system", "istio-ingressgateway")
@@ -145,3 +151,62 @@ def test_a_metrics_file_keeps_ztunnel_s_denials_too(tmp_path):
     tel = MetricsFile(write_metrics(tmp_path / "m.om", flows, applied - 3600, now_minute()))
     result = verify(tel, ["shop"], applied, ambient=AmbientStage(("shop",), switched=True))
     assert result.status == "regressed" and "legacy/billing → shop/orders" in result.problems[0], result.lines
+
+
+@pytest.fixture
+def demo():
+    """The cluster the CLI sees (tests.planner.test_plan's `cli`): the ambient fixture, whose `orders` namespace
+    runs two sidecar pods (orders-v1, orders-v2) on a control plane under the ambient profile."""
+    from tests.features.corpus import ambient
+
+    return ambient()
+
+
+def _status() -> str:
+    """The status of the plan's stage, as the state database keeps it (MESHSTEP_DATABASE_URL, as the CLI opens it)."""
+    store = Store.open(None)
+    with Session(store.engine) as s:
+        [status] = s.exec(select(Stage.status)).all()
+    store.close()
+    return status
+
+
+def _switched(cli, applied: float) -> None:  # noqa: F811
+    """`orders` switched to ambient by a plan's stage, applied (as the team applied its YAML) at `applied`."""
+    assert cli("plan", "new", "--template", "custom")[0] == 0
+    assert cli("plan", "add", "ambient-mode", "--scope", "orders")[0] == 0
+    stage = json.loads(cli("plan", "next", "--format", "json")[1])
+    # Its gate names orders' VirtualService and DestinationRule no waypoint serves (MST0706): gone past, audited.
+    assert cli("plan", "advance", "--override-reason", "orders' routes move to a waypoint next")[0] == 0
+    cli.cluster.apply(stage["apply_yaml"])
+    assert cli("plan", "advance")[1].strip().endswith("applied")
+    applied_then(applied)
+
+
+def test_plan_advance_names_the_pods_left_on_sidecars_and_goes_past_too_little_traffic_only_with_a_reason(
+        cli, prometheus):  # noqa: F811
+    applied = now_minute() - 1200
+    host = "orders.orders.svc.cluster.local"
+    v1, v2 = "orders-v1-7a8b9c-zabcd", "orders-v2-0d1e2f-efghi"
+    before = [Flow(GATEWAY, ("orders", "orders-v1"), host, 5, pod=v1, stop=applied),
+              Flow(GATEWAY, ("orders", "orders-v2"), host, 5, pod=v2, stop=applied)]
+    # orders-v1's pod came back without its sidecar, carried by ztunnel; orders-v2's was never restarted.
+    half = [Flow(GATEWAY, ("orders", "orders-v1"), host, 1, protocol="tcp", proxy="ztunnel",
+                 reporters=("destination",), start=applied),
+            Flow(GATEWAY, ("orders", "orders-v2"), host, 5, pod=v2, start=applied)]
+    quiet = [Flow(GATEWAY, ("orders", "orders-v1"), host, 0.01, protocol="tcp", proxy="ztunnel",
+                  reporters=("destination",), start=applied)]
+    halfway, silent = prometheus([*before, *half]), prometheus([*before, *quiet])
+    _switched(cli, applied)
+    rc, _out, err = cli("plan", "advance", "--prometheus", halfway)
+    assert rc == 1 and "is not verified yet" in err
+    assert f"orders/orders-v2 (pod {v2}" in err and v1 not in err and "kubectl rollout restart" in err
+    assert "HBONE 100.0% of 600 connections ztunnel accepted" in err
+    assert _status() == "applied"  # waiting for the restart, not rolled back
+    rc, _out, err = cli("plan", "advance", "--prometheus", silent)
+    assert rc == 1 and "too little traffic to judge" in err and "the after window has 6 connections" in err
+    rc, out, err = cli("plan", "advance", "--prometheus", silent, "--override-reason", "orders is idle at night")
+    assert rc == 0 and out.strip().endswith("verified"), (out, err)
+    trail = cli("audit", "--export", "json")
+    assert "orders is idle at night" in trail[1], trail
+    assert cli("audit", "--verify")[0] == 0

@@ -43,6 +43,13 @@ def _to_applied(cli, applied_at: float, *new: str) -> dict:  # noqa: F811
             break
     cli.cluster.apply(stage["apply_yaml"])
     assert cli("plan", "advance")[1].strip().endswith("applied")
+    applied_then(applied_at)
+    return stage
+
+
+def applied_then(applied_at: float) -> None:
+    """The applied stage recorded as applied at `applied_at` (a Prometheus filled from files holds no sample from
+    after the test started)."""
     store = Store.open(None)  # MESHSTEP_DATABASE_URL, as the CLI opens it
     with Session(store.engine) as s:
         row = s.exec(select(Stage).where(Stage.status == "applied")).one()
@@ -50,7 +57,6 @@ def _to_applied(cli, applied_at: float, *new: str) -> dict:  # noqa: F811
         s.add(row)
         s.commit()
     store.close()
-    return stage
 
 
 def test_a_5xx_jump_after_the_stage_fails_verification_with_before_and_after(cli, prometheus):  # noqa: F811
