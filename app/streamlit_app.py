@@ -38,7 +38,10 @@ def main() -> None:
             ui.refresh()
         ui.identity_sidebar()
 
-    ui.run_page(pages)
+    try:
+        ui.run_page(pages)
+    finally:  # st.stop and page switches end a run too
+        ui.SERVED.set()
 
 
 # Streamlit runs this file as __main__. A process the app starts (the Fleet page reads each cluster in one, from

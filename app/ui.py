@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -159,16 +160,24 @@ def inventory_tables() -> dict[str, pd.DataFrame]:
     return _inventory_tables(reading())
 
 
+# Set when the server's first page run is over (streamlit_app.main): `meshstep ui` builds what that page does not
+# show (the Inventory page's tables) only then, not while the page runs beside it in the one interpreter.
+SERVED = threading.Event()
+
+
 def warm_up(src: str | None, db: str | None) -> None:
-    """Read `src` (default: as source() would choose) and open the database into the caches the pages use (what
-    `meshstep ui` does while the server starts); raises MeshstepError. What every page waits for comes first:
-    the inventory, then the database; the Inventory page's tables last."""
+    """Read `src` (default: as source() would choose) and open the database into the caches every page uses, the
+    Overview first (what `meshstep ui` does while the server starts); raises MeshstepError."""
     src = src or default_source()
     _inventory(src)
     _observations(src)
-    _report(src)
     _store(db)
-    _inventory_tables((src, _readings()["count"]))
+    _report(src)
+
+
+def warm_up_pages(src: str | None) -> None:
+    """Fill the caches of the pages after the first (the Inventory page's tables); raises MeshstepError."""
+    _inventory_tables((src or default_source(), _readings()["count"]))
 
 
 def inventory() -> Inventory:

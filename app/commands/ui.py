@@ -53,19 +53,40 @@ def _warm_up(address: str, port: int) -> None:
     # Outside a script run, Streamlit warns on every st call; these calls only fill caches.
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
     _listening("127.0.0.1" if address in ("0.0.0.0", "") else "::1" if address == "::" else address, port)
-    try:
-        from app import ui
+    from app import ui
 
-        ui.warm_up(os.environ.get(ui.SOURCE_ENV), os.environ.get("MESHSTEP_DATABASE_URL"))
-    except Exception:  # the page that needs it reads it again and shows the error the user can act on
-        logging.getLogger("meshstep.ui").debug("warm-up failed", exc_info=True)
-    # Then what the pages import, and pyarrow, which st.dataframe loads on first use (a second, cold); a page that
-    # comes first imports them itself.
-    for module in ("pandas", "pyarrow", "state.audit", "state.drift", "planner.moves"):
+    src = os.environ.get(ui.SOURCE_ENV)
+    _quietly(ui.warm_up, src, os.environ.get("MESHSTEP_DATABASE_URL"))
+    # Then what the Overview imports, and pyarrow, which st.dataframe loads on first use (a second, cold); a page
+    # that comes first imports them itself.
+    for module in ("pandas", "pyarrow", "state.drift", "planner.stages"):
         importlib.import_module(module)
+    # Streamlit checks once per process, on the first element a page draws, whether it runs in a REPL: it walks the
+    # stack and resolves the path of every module loaded (0.1-0.4 s of the first page). Under `meshstep ui` it never
+    # does: the answer is known.
+    from streamlit import delta_generator
+
+    delta_generator._use_warning_has_been_displayed = True
+    # What the first page does not show waits for it to be served: built beside it, it slowed it (one interpreter).
+    ui.SERVED.wait(timeout=_FIRST_PAGE_WAIT)
+    for module in ("state.audit", "planner.moves"):
+        importlib.import_module(module)
+    _quietly(ui.warm_up_pages, src)
     # What the server keeps from here on (modules, the caches just filled) is out of the collector's sight: else each
     # full collection during a page's run walks all of it again (0.05-0.09 s each, several a first visit).
     gc.freeze()
+
+
+# How long the warm-up waits for a first page before it builds the other pages' caches anyway.
+_FIRST_PAGE_WAIT = 60
+
+
+def _quietly(fill, *args) -> None:
+    """Fill a cache; a failure is the page's to read again and show with what the user can do about it."""
+    try:
+        fill(*args)
+    except Exception:
+        logging.getLogger("meshstep.ui").debug("warm-up failed", exc_info=True)
 
 
 class PortInUse(MeshstepError):
