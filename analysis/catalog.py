@@ -545,8 +545,8 @@ _ENTRIES = (
           "have that manager give it up, then check the gate again.",
           "meshstep plan advance --apply (cluster/apply.py)"),
     Entry("MST1002", "ChangedSinceGate", "error", (),
-          "An object the stage changes was changed in the cluster after the stage's gate read it (its "
-          "resourceVersion moved).",
+          "An object the stage changes or deletes was changed (or deleted) in the cluster after the stage's gate "
+          "read it (its resourceVersion moved: the precondition of its apply or delete failed).",
           "The gate judged, and the YAML was rendered on, an object that is no longer the cluster's: applying it "
           "would undo that change unseen.",
           "Nothing to fix by hand: the stage goes back to its gate, which runs again on the cluster as it is now.",
@@ -555,8 +555,8 @@ _ENTRIES = (
           "The API server's authorization (RBAC) refused a write of the stage (403).",
           "meshstep applies with the kubeconfig's identity: without the verb on the resource, the stage cannot be "
           "applied directly.",
-          "Bind a Role or ClusterRole giving that identity get and patch (and, for rollbacks, update and delete) on "
-          "the resource, or apply the stage's YAML through GitOps.",
+          "Bind a Role or ClusterRole giving that identity get and patch (delete, for a stage that deletes; for "
+          "rollbacks, update, create and delete) on the resource, or apply the stage's YAML through GitOps.",
           "meshstep plan advance --apply (cluster/apply.py)"),
     Entry("MST1004", "AdmissionDenied", "error", (),
           "An admission webhook (Istio's validating webhook among them) denied an object of the stage.",

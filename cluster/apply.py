@@ -23,15 +23,16 @@ FIELD_MANAGER = "meshstep"
 APPLY_PATCH = "application/apply-patch+yaml"
 # Set by the API server, never part of an applied configuration (a resourceVersion is added as a precondition).
 _SERVER_SET = ("resourceVersion", "managedFields", "uid", "creationTimestamp", "generation", "selfLink")
+Key = tuple[str, str, str | None, str]  # (apiVersion, kind, namespace, name)
 
 
-def identity(obj: dict[str, Any]) -> tuple[str, str, str | None, str]:
+def identity(obj: dict[str, Any]) -> Key:
     """(apiVersion, kind, namespace, name) of an object."""
     meta = obj.get("metadata") or {}
     return obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace"), meta.get("name", "")
 
 
-def named(key: tuple[str, str, str | None, str]) -> str:
+def named(key: Key) -> str:
     """`VirtualService shop/reviews`, `Namespace legacy`."""
     _api, kind, ns, name = key
     return f"{kind} {ns}/{name}" if ns else f"{kind} {name}"
@@ -54,15 +55,17 @@ class ApplyRefused(MeshstepError):
 
     exit_code = 1
 
-    def __init__(self, code: str, key: tuple[str, str, str | None, str], said: str, status: int | None,
-                 dry_run: bool, detail: str = "", managers: tuple[str, ...] = (), fields: tuple[str, ...] = ()):
+    def __init__(self, code: str, key: Key, said: str, status: int | None,
+                 dry_run: bool, detail: str = "", managers: tuple[str, ...] = (), fields: tuple[str, ...] = (),
+                 deleting: bool = False):
         self.code, self.key, self.said, self.status, self.dry_run = code, key, said, status, dry_run
-        self.detail, self.managers, self.fields = detail, managers, fields
+        self.detail, self.managers, self.fields, self.deleting = detail, managers, fields, deleting
         self.rolled_back: list[str] = []
         super().__init__(self.text())
 
     def text(self) -> str:
-        when = "the server-side dry run of" if self.dry_run else "applying"
+        when = ("the dry run of deleting" if self.dry_run else "deleting") if self.deleting else (
+            "the server-side dry run of" if self.dry_run else "applying")
         lines = [f"{self.code}: {when} {named(self.key)} was refused: {self.said}"]
         if self.detail:
             lines.append(f"  {self.detail}")
@@ -76,32 +79,53 @@ class ApplyRefused(MeshstepError):
         self.args = (self.text(),)
 
 
-def _refusal(key: tuple[str, str, str | None, str], dry_run: bool) -> Callable[[ApiError, str], Exception]:
+_CHANGED = "the stage goes back to its gate, which runs again on the cluster as it is now"
+
+
+def _refusal(key: Key, dry_run: bool, deleting: bool = False
+             ) -> Callable[[ApiError, str], Exception]:
     """How an answer that will not change is said: by what it means for the stage."""
     def refuse(e: ApiError, _what: str) -> Exception:
-        said = e.message or str(e)
-        causes = [c for c in e.details.get("causes") or () if isinstance(c, dict)]
-        conflicts = [c for c in causes if c.get("reason") == "FieldManagerConflict"]
-        if e.status == 409 and conflicts:
-            managers = tuple(dict.fromkeys(_manager_of(c.get("message", "")) for c in conflicts))
-            fields = tuple(str(c.get("field", "")) for c in conflicts)
-            owned = "; ".join(f"{m} owns " + ", ".join(f for c, f in zip(conflicts, fields)
-                                                        if _manager_of(c.get("message", "")) == m) for m in managers)
-            return ApplyRefused("MST1001", key, said, 409, dry_run, f"{owned}: meshstep never forces another "
-                                "manager's fields; change them there, or have that manager give them up, then "
-                                "check the gate again", managers, fields)
-        if e.status == 409:
-            return ApplyRefused("MST1002", key, said, 409, dry_run, "the object changed since the gate read it: "
-                                "the stage goes back to its gate, which runs again on the cluster as it is now")
-        if e.status == 403:
-            return ApplyRefused("MST1003", key, said, 403, dry_run, "give meshstep's identity the verb on this "
-                                "resource (a Role or ClusterRole bound to it), or apply the stage's YAML yourself")
-        if "admission webhook" in said:
-            return ApplyRefused("MST1004", key, said, e.status, dry_run, "the webhook's message says what it "
-                                "refuses: fix the stage's parameters (or the webhook), then check the gate again")
-        return ApplyRefused("MST1005", key, said, e.status, dry_run, "the API server does not accept the object "
-                            "as rendered (strict field validation included)")
+        if deleting and e.status == 404:
+            return gone(key, dry_run)
+        refused = _refused(key, dry_run, e)
+        if deleting:
+            refused.deleting = True
+            refused.said_again()
+        return refused
     return refuse
+
+
+def gone(key: Key, dry_run: bool) -> ApplyRefused:
+    """MST1002 for an object to delete that is not there: someone deleted it since the gate read the cluster."""
+    return ApplyRefused("MST1002", key, "it was deleted since the gate read the cluster", 404, dry_run,
+                        f"the object to delete is gone: {_CHANGED}", deleting=True)
+
+
+def _refused(key: Key, dry_run: bool, e: ApiError) -> ApplyRefused:
+    """The refusal an error answer means, by its status and causes."""
+    said = e.message or str(e)
+    causes = [c for c in e.details.get("causes") or () if isinstance(c, dict)]
+    conflicts = [c for c in causes if c.get("reason") == "FieldManagerConflict"]
+    if e.status == 409 and conflicts:
+        managers = tuple(dict.fromkeys(_manager_of(c.get("message", "")) for c in conflicts))
+        fields = tuple(str(c.get("field", "")) for c in conflicts)
+        owned = "; ".join(f"{m} owns " + ", ".join(f for c, f in zip(conflicts, fields)
+                                                    if _manager_of(c.get("message", "")) == m) for m in managers)
+        return ApplyRefused("MST1001", key, said, 409, dry_run, f"{owned}: meshstep never forces another "
+                            "manager's fields; change them there, or have that manager give them up, then "
+                            "check the gate again", managers, fields)
+    if e.status == 409:
+        return ApplyRefused("MST1002", key, said, 409, dry_run, "the object changed since the gate read it: "
+                            f"{_CHANGED}")
+    if e.status == 403:
+        return ApplyRefused("MST1003", key, said, 403, dry_run, "give meshstep's identity the verb on this "
+                            "resource (a Role or ClusterRole bound to it), or apply the stage's YAML yourself")
+    if "admission webhook" in said:
+        return ApplyRefused("MST1004", key, said, e.status, dry_run, "the webhook's message says what it "
+                            "refuses: fix the stage's parameters (or the webhook), then check the gate again")
+    return ApplyRefused("MST1005", key, said, e.status, dry_run, "the API server does not accept the object "
+                        "as rendered (strict field validation included)")
 
 
 def _manager_of(message: str) -> str:
@@ -121,9 +145,9 @@ class Applied:
     """What a stage's apply did: per object, the live object before it (None: the stage created it), the diff of
     the dry run's answer against it, and the object as applied."""
 
-    before: list[tuple[tuple[str, str, str | None, str], dict[str, Any] | None]] = field(default_factory=list)
+    before: list[tuple[Key, dict[str, Any] | None]] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
-    after: list[dict[str, Any]] = field(default_factory=list)
+    after: list[dict[str, Any] | None] = field(default_factory=list)  # None: the stage deleted it
 
 
 class Cluster:
@@ -153,13 +177,13 @@ class Cluster:
             raise MeshstepError(f"the cluster does not serve {kind} in {api_version}: install its CRD first")
         return found
 
-    def path(self, key: tuple[str, str, str | None, str]) -> str:
+    def path(self, key: Key) -> str:
         api_version, kind, ns, name = key
         res = self.resource(api_version, kind)
         base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
         return f"{base}/namespaces/{ns}/{res.plural}/{name}" if res.namespaced and ns else f"{base}/{res.plural}/{name}"
 
-    def read(self, key: tuple[str, str, str | None, str]) -> dict[str, Any] | None:
+    def read(self, key: Key) -> dict[str, Any] | None:
         """The live object, None when there is none."""
         try:
             return orjson.loads(self.api_server().get(self.path(key), [], f"reading {named(key)}"))
@@ -183,23 +207,37 @@ class Cluster:
                                          refuse=_refusal(key, dry_run))
         return orjson.loads(body)
 
-    def restore(self, key: tuple[str, str, str | None, str], before: dict[str, Any] | None,
+    def delete(self, key: Key, version: str | None, dry_run: bool,
+               what: str = "deleting") -> None:
+        """DELETE `key` (`dryRun=All`: checked by the server, admission included, and nothing deleted), under the
+        precondition that it still has resourceVersion `version` (DeleteOptions' preconditions)."""
+        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if version:
+            options["preconditions"] = {"resourceVersion": version}
+        self.api_server().request("DELETE", self.path(key), [("dryRun", "All")] if dry_run else [],
+                                  f"{'dry run of ' if dry_run else ''}{what} {named(key)}", body=options,
+                                  content_type="application/json", refuse=_refusal(key, dry_run, deleting=True))
+
+    def create(self, obj: dict[str, Any]) -> None:
+        """POST `obj` to its collection as field manager meshstep: refused (409) if someone created it first."""
+        key = identity(obj)
+        self.api_server().request("POST", self.path(key).rsplit("/", 1)[0], [("fieldManager", FIELD_MANAGER)],
+                                  f"creating {named(key)} again (rollback)", body=obj,
+                                  content_type="application/json", refuse=_refusal(key, False))
+
+    def restore(self, key: Key, before: dict[str, Any] | None,
                 now: dict[str, Any] | None) -> None:
-        """Put an object back as it was before the stage: deleted if the stage created it; else replaced whole by
-        what it was (fields other managers own included), under the precondition that nobody changed it since
-        `now` (the object as the stage left it)."""
+        """Put an object back as it was before the stage: deleted if the stage created it; created again, without
+        what the server set, if the stage deleted it; else replaced whole by what it was (fields other managers own
+        included), under the precondition that nobody changed it since `now` (the object as the stage left it)."""
         version = ((now or {}).get("metadata") or {}).get("resourceVersion")
         if before is None:
-            if now is None:
-                return
-            options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"resourceVersion": version}}
-            self.api_server().request("DELETE", self.path(key), [], f"deleting {named(key)} (rollback)",
-                                      body=options, content_type="application/json",
-                                      refuse=_refusal(key, False))
+            if now is not None:
+                self.delete(key, version, dry_run=False, what="deleting (rollback)")
             return
         if now is None:
-            raise MeshstepError(f"{named(key)} is gone from the cluster: it cannot be put back as it was; recreate "
-                                "it from the stage's rollback YAML")
+            self.create(normalised(before) or {})
+            return
         put = copy.deepcopy(before)
         put.pop("status", None)
         put["metadata"]["resourceVersion"] = version
@@ -208,20 +246,24 @@ class Cluster:
                                   content_type="application/json", refuse=_refusal(key, False))
 
 
-def diff(before: dict[str, Any] | None, after: dict[str, Any]) -> str:
-    """A unified diff of the live object and the dry run's answer, without what the server sets on each write."""
+def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """A unified diff of the live object and the dry run's answer (None: deleted), without what the server sets on
+    each write."""
     def lines(obj: dict[str, Any] | None) -> list[str]:
         return yaml.safe_dump(normalised(obj), sort_keys=True).splitlines(keepends=True) if obj else []
-    key = named(identity(after))
-    return "".join(difflib.unified_diff(lines(before), lines(after), f"{key} (live)", f"{key} (after apply)"))
+    key = named(identity(after or before or {}))
+    return "".join(difflib.unified_diff(lines(before), lines(after), f"{key} (live)",
+                                        f"{key} ({'after apply' if after else 'deleted'})"))
 
 
 def apply_stage(cluster: Cluster, objects: Iterable[dict[str, Any]], versions: dict[str, str],
-                progress: Callable[[str], None] = lambda _line: None) -> Applied:
-    """Every object dry-run first (nothing applied when one is refused), then applied in order; when object k is
-    refused, objects 1..k-1 are put back as they were and the refusal says so. `versions`: the resourceVersion
-    each object had when the gate read it (by `named` key; "": absent then), sent as a precondition."""
-    objects = list(objects)
+                progress: Callable[[str], None] = lambda _line: None, deletes: Iterable[Key] = ()) -> Applied:
+    """Every object dry-run first, and every deletion (`deletes`: the keys of the objects the stage deletes) too;
+    nothing is written when one is refused. Then the objects are applied in order, then deleted; when write k is
+    refused, writes 1..k-1 are put back as they were (a deleted object created again) and the refusal says so.
+    `versions`: the resourceVersion each object had when the gate read it (by `named` key; "": absent then), sent
+    as a precondition of its apply or delete."""
+    objects, deletes = list(objects), list(deletes)
     done = Applied()
     for obj in objects:
         key = identity(obj)
@@ -231,43 +273,62 @@ def apply_stage(cluster: Cluster, objects: Iterable[dict[str, Any]], versions: d
         done.before.append((key, live))
         done.diffs.append(diff(live, answer))
         progress(f"dry run: {named(key)} accepted")
-    for (key, _live), obj in zip(done.before, objects):
+    for key in deletes:
+        live = cluster.read(key)
+        if live is None:
+            raise gone(key, dry_run=True)
+        cluster.delete(key, versions.get(named(key)), dry_run=True)
+        done.before.append((key, live))
+        done.diffs.append(diff(live, None))
+        progress(f"dry run: deleting {named(key)} accepted")
+    for (key, _live), obj in zip(done.before, [*objects, *(None for _ in deletes)]):
         try:
-            if versions.get(named(key)) == "":
-                _created_since(key, cluster.read(key), versions, dry_run=False)
-            done.after.append(cluster.apply(obj, dry_run=False, version=versions.get(named(key))))
+            done.after.append(_write(cluster, key, obj, versions))
         except ApplyRefused as refused:
             refused.rolled_back = roll_back(cluster, done.before[:len(done.after)], done.after)
             refused.said_again()
             raise
-        progress(f"applied: {named(key)} (field manager {FIELD_MANAGER})")
+        progress(f"applied: {named(key)} (field manager {FIELD_MANAGER})" if obj else f"deleted: {named(key)}")
     return done
 
 
-def _created_since(key: tuple[str, str, str | None, str], live: dict[str, Any] | None, versions: dict[str, str],
+def _write(cluster: Cluster, key: Key, obj: dict[str, Any] | None, versions: dict[str, str]
+           ) -> dict[str, Any] | None:
+    """`obj` applied, or (None) the object at `key` deleted, each under the gate's resourceVersion; what it left."""
+    version = versions.get(named(key))
+    if obj is None:
+        cluster.delete(key, version, dry_run=False)
+        return None
+    if version == "":
+        _created_since(key, cluster.read(key), versions, dry_run=False)
+    return cluster.apply(obj, dry_run=False, version=version)
+
+
+def _created_since(key: Key, live: dict[str, Any] | None, versions: dict[str, str],
                    dry_run: bool) -> None:
     """An object the gate saw absent that exists now was made by someone else since: applying would take it over."""
     if live is not None and versions.get(named(key)) == "":
         managers = sorted({e.get("manager", "?") for e in (live.get("metadata") or {}).get("managedFields") or ()})
         raise ApplyRefused("MST1002", key, f"it was created since the gate read the cluster (field managers: "
-                           f"{', '.join(managers) or 'unknown'})", None, dry_run, "the stage goes back to its gate, "
-                           "which runs again on the cluster as it is now")
+                           f"{', '.join(managers) or 'unknown'})", None, dry_run, _CHANGED)
 
 
-def roll_back(cluster: Cluster, before: list[tuple[tuple[str, str, str | None, str], dict[str, Any] | None]],
-              after: list[dict[str, Any]]) -> list[str]:
-    """Objects put back as they were, last applied first; the names of those put back. An object someone changed
-    since the stage applied it is left as it is, and said: putting it back would undo their change."""
+def roll_back(cluster: Cluster, before: list[tuple[Key, dict[str, Any] | None]],
+              after: list[dict[str, Any] | None]) -> list[str]:
+    """Objects put back as they were, last written first (one the stage deleted, None in `after`, created again);
+    the names of those put back. An object someone changed (or deleted, or created again) since the stage wrote it
+    is left as it is, and said: putting it back would undo their change."""
     back = []
     for (key, was), applied in reversed(list(zip(before, after))):
         now = cluster.read(key)
-        if now is not None and normalised(now) != normalised(applied):
-            managers = sorted({e.get("manager", "?") for e in (now.get("metadata") or {}).get("managedFields") or ()}
-                              - {FIELD_MANAGER})
-            raise MeshstepError(f"{named(key)} changed since meshstep applied it (field managers: "
-                                f"{', '.join(managers) or 'unknown'}); it was not put back, so as not to undo that "
-                                f"change (put back so far: {', '.join(back) or 'nothing'}). The stage's rollback "
-                                "YAML (meshstep plan rollback) says what it was before the stage")
+        if normalised(now) != normalised(applied):
+            managers = sorted({e.get("manager", "?") for e in ((now or {}).get("metadata") or {}).get(
+                "managedFields") or ()} - {FIELD_MANAGER})
+            what = ("was deleted" if now is None else "was created again" if applied is None else "changed")
+            raise MeshstepError(f"{named(key)} {what} since meshstep {'deleted' if applied is None else 'applied'} "
+                                f"it (field managers: {', '.join(managers) or 'unknown'}); it was not put back, so as "
+                                f"not to undo that change (put back so far: {', '.join(back) or 'nothing'}). The "
+                                "stage's rollback YAML (meshstep plan rollback) says what it was before the stage")
         cluster.restore(key, was, now)
         back.append(named(key))
     return back

@@ -139,7 +139,9 @@ def _gate(m: _Move) -> _Ran:
     cfg = planner.plan.config(spec, start)
     record = msgspec.structs.replace(record, apply_yaml=cfg.apply_yaml, rollback_yaml=cfg.rollback_yaml,
                                      notes=cfg.notes, baseline_errors=tuple(sorted(planner.plan.error_keys(start))),
-                                     versions={} if m.rehearse else operate.gate_versions(cfg.objects, m.inventory))
+                                     versions={} if m.rehearse else operate.gate_versions(
+                                         [*cfg.objects, *operate.to_delete(cfg.apply_yaml, cfg.objects, start)],
+                                         m.inventory))
     if cfg.empty and planner.plan.exit_check(spec, start, record.baseline_errors).passed:
         return _Ran(Facts(nothing_to_apply=True), record, reason + "; nothing to apply and the exit check passes",
                     m.flags("on"), override)
@@ -164,21 +166,21 @@ def _apply_to_cluster(m: _Move, reason: str, overridden: str | None) -> _Ran:
     """The YAML taken at the gate applied by meshstep itself, all or none (planner.operate); refused, the stage goes
     back to its gate (an object changed since it ran) or is blocked (a conflict, RBAC, a webhook …)."""
     text = m.stage.record.apply_yaml or ""
-    if deletions_of(text):
-        raise MeshstepError(f"stage {m.stage.order} ({m.stage.title}) deletes objects, which --apply does not do "
-                            "yet: apply its YAML by hand (meshstep plan next), then advance without --apply")
     objects = planner.plan.objects_of(text)
     shadow = m.operator.shadows(objects)
     try:
-        applied = m.operator.apply(m.plan, m.stage, objects, m.stage.record.versions, shadow)
+        deletes = operate.to_delete(text, objects, m.inventory)
+        applied = m.operator.apply(m.plan, m.stage, objects, m.stage.record.versions, shadow, deletes)
     except ApplyRefused as e:
         stale = e.code == "MST1002"
         return _Ran(Facts(stale=stale, refused=not stale), m.stage.record, f"apply refused: {e}", refusal=e)
     record = msgspec.structs.replace(m.stage.record, applied=applied, shadow="shadow" if shadow else "")
     how = "server-side applied, field manager meshstep" + (", authorization in shadow (istio.io/dry-run: "
                                                             "evaluated, not enforced)" if shadow else "")
-    names = ", ".join(named(tuple(a["key"])) for a in applied)
-    return _Ran(Facts(), record, f"{reason} ({how}): {names}", m.flags("enabling"), overridden)
+    names = ", ".join(named(tuple(a["key"])) for a in applied if a["after"] is not None)
+    gone = ", ".join(named(tuple(a["key"])) for a in applied if a["after"] is None)
+    return _Ran(Facts(), record, f"{reason} ({how}): {names}" + (f"; deleted: {gone}" if gone else ""),
+                m.flags("enabling"), overridden)
 
 
 def _bake(m: _Move) -> Verification | _Ran:
@@ -233,14 +235,15 @@ def _enforce(m: _Move) -> _Ran:
         lines = [f"stage {m.stage.order} ({m.stage.title}) stays in shadow:", *(f"  {x}" for x in baked.lines)]
         return _Ran(Facts(passed=False), record, "shadow bake not passed", refusal=NotVerified("\n".join(lines)))
     applied = m.stage.record.applied
-    versions = {named(tuple(a["key"])): a["after"]["metadata"]["resourceVersion"] for a in applied}
+    versions = {named(tuple(a["key"])): a["after"]["metadata"]["resourceVersion"] for a in applied if a["after"]}
     try:
         enforced = m.operator.apply(m.plan, m.stage, planner.plan.objects_of(m.stage.record.apply_yaml or ""),
                                     versions, shadow=False)
     except ApplyRefused as e:
         return _Ran(Facts(passed=False), record, f"enforcing refused: {e}", refusal=e)
-    record = msgspec.structs.replace(record, shadow="enforced", applied=tuple(
-        {**a, "after": e["after"]} for a, e in zip(applied, enforced)))
+    # The objects enforced, in the order applied; those the stage deleted (after them) stay as they were recorded.
+    record = msgspec.structs.replace(record, shadow="enforced", applied=(*(
+        {**a, "after": e["after"]} for a, e in zip(applied, enforced)), *applied[len(enforced):]))
     return _Ran(Facts(), record, "shadow bake passed (no request would have been denied); enforced: "
                                  "istio.io/dry-run removed")
 

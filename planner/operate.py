@@ -11,9 +11,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC
 from typing import Any
 
-from cluster.apply import Cluster, apply_stage, identity, named, roll_back
+import planner.plan
+from cluster.apply import Cluster, apply_stage, gone, identity, named, roll_back
 from cluster.errors import MeshstepError
 from cluster.snapshot import Limit
+from features.base import deletions_of
 from state.models import Plan, Stage
 from telemetry.series import duration_text
 from telemetry.verification import Thresholds, Verification
@@ -87,6 +89,19 @@ def gate_versions(objects: Iterable[dict[str, Any]], inventory: Any) -> dict[str
     return found
 
 
+def to_delete(text: str, objects: list[dict[str, Any]], inventory: Any) -> list[dict[str, Any]]:
+    """The objects a stage's YAML deletes, as the API server names them (apiVersion, kind, namespace, name: what
+    `kubectl delete -f` takes, planner.plan.deletion_manifest); one the cluster no longer has was deleted since the
+    gate read it (MST1002: the stage goes back to its gate)."""
+    out = []
+    for ref in deletions_of(text):
+        try:
+            out += planner.plan.objects_of(planner.plan.deletion_manifest([ref], objects, inventory))
+        except MeshstepError:
+            raise gone(("", ref.kind, ref.namespace, ref.name), dry_run=True) from None
+    return out
+
+
 @dataclass
 class Operator:
     """How a plan's stages reach the cluster: the cluster written to, where progress lines go, the waits."""
@@ -104,9 +119,11 @@ class Operator:
         return self.shadow and any(o.get("kind") in SHADOW_KINDS for o in objects)
 
     def apply(self, plan: Plan, stage: Stage, objects: list[dict[str, Any]], versions: dict[str, str],
-              shadow: bool) -> tuple[dict[str, Any], ...]:
-        """The stage's objects applied (all or none); what each was before and is after, for a rollback."""
-        done = apply_stage(self.cluster, [stamped(o, plan, stage, shadow) for o in objects], versions, self.progress)
+              shadow: bool, deletes: Iterable[dict[str, Any]] = ()) -> tuple[dict[str, Any], ...]:
+        """The stage's objects applied and `deletes` deleted (all or none); what each was before and is after
+        (None: deleted), for a rollback."""
+        done = apply_stage(self.cluster, [stamped(o, plan, stage, shadow) for o in objects], versions, self.progress,
+                           [identity(d) for d in deletes])
         for text in done.diffs:
             for line in text.splitlines():
                 self.progress(f"  {line}")
@@ -122,7 +139,7 @@ class Operator:
     def accepted(self, applied: Iterable[dict[str, Any]]) -> str:
         """Wait until Istio has accepted the stage's objects: each Reconciled condition true where istiod writes
         status (and no validation error), else the settle time. Raises NotAccepted."""
-        keys = [tuple(a["key"]) for a in applied]
+        keys = [tuple(a["key"]) for a in applied if a["after"] is not None]  # a deleted object reports nothing
         deadline = time.monotonic() + self.accept_timeout
         while True:
             pending, errors, reported = _status(self.cluster, keys)

@@ -404,15 +404,17 @@ class WritableEmulator(FaultyEmulator):
         return str(self.version)
 
     async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        if raw.method not in ("PATCH", "PUT", "DELETE"):
+        if raw.method not in ("PATCH", "PUT", "DELETE", "POST"):
             return await super().__call__(raw)
         parsed = parsing.parse_path(raw.path)
-        if parsed.group is None or not parsed.name or parsed.subresource:
+        if parsed.group is None or bool(parsed.name) == (raw.method == "POST") or parsed.subresource:
             return await super().__call__(raw)
         request = await rendering.Request._parse(raw, id=len(self._requests))
         self._requests.append(request)
+        # A create is POSTed to the collection: the object names itself.
+        name = parsed.name or ((yaml.safe_load(request.body or b"") or {}).get("metadata") or {}).get("name", "")
         target = Target(resource(group=parsed.group, version=parsed.version, plural=parsed.plural),
-                        parsed.namespace, parsed.name)
+                        parsed.namespace, name)
         dry_run = raw.query.get("dryRun") == "All"
         try:
             if self.before_write is not None:
@@ -425,12 +427,14 @@ class WritableEmulator(FaultyEmulator):
     def write(self, method: str, target: Target, body: bytes, query: dict[str, str], content_type: str | None
               ) -> dict[str, Any]:
         """The object after the write (not stored on a dry run), or a Refusal."""
-        verb = {"PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
+        verb = {"PATCH": "patch", "PUT": "update", "DELETE": "delete", "POST": "create"}[method]
         self.authorize(verb, target)
         stored = self.objects[target.key] if target.key in self.objects else None  # noqa: SIM401 (no .get)
         live = None if stored is None or stored.deleted else copy.deepcopy(stored.raw)
         if method == "DELETE":
             after = self.delete(target, live, body)
+        elif method == "POST":
+            after = self.create(target, live, yaml.safe_load(body) or {}, query.get("fieldManager") or "unknown")
         elif method == "PUT":
             after = self.update(target, live, yaml.safe_load(body) or {}, query.get("fieldManager") or "unknown")
         else:
@@ -444,7 +448,8 @@ class WritableEmulator(FaultyEmulator):
                                               "value: is required for apply patch")
             after = self.apply(target, live, yaml.safe_load(body) or {}, manager, query.get("force") == "true")
         self.admit(target, after)
-        # Dry run: every stage of the request is run, admission included, and nothing is stored
+        # Dry run, a DELETE's as well as a write's: every stage of the request is run (authorization, the
+        # preconditions, admission), and nothing is stored or deleted
         # (https://kubernetes.io/docs/reference/using-api/api-concepts/#dry-run).
         if query.get("dryRun") != "All":
             if method == "DELETE":
@@ -521,13 +526,31 @@ class WritableEmulator(FaultyEmulator):
         return self.stored(after, held, body.get("apiVersion", ""))
 
     def delete(self, target: Target, live: dict[str, Any] | None, body: bytes) -> dict[str, Any]:
-        """DELETE, under DeleteOptions' preconditions (https://kubernetes.io/docs/reference/kubernetes-api/
-        common-parameters/common-parameters/#body-deleteoptions)."""
+        """DELETE, under DeleteOptions' preconditions: the resourceVersion it names must be the object's, else 409
+        Conflict (https://kubernetes.io/docs/reference/kubernetes-api/common-parameters/common-parameters/
+        #body-deleteoptions); a missing object is 404. The answer is the object deleted."""
         if live is None:
             raise Refusal(404, "NotFound", f'{target.qualified} "{target.name}" not found')
-        options = yaml.safe_load(body) if body else {}
-        self.precondition(target, live, ((options or {}).get("preconditions") or {}).get("resourceVersion"))
+        preconditions = ((yaml.safe_load(body) if body else None) or {}).get("preconditions") or {}
+        self.precondition(target, live, preconditions.get("resourceVersion"))
         return live
+
+    def create(self, target: Target, live: dict[str, Any] | None, body: dict[str, Any], manager: str
+               ) -> dict[str, Any]:
+        """POST to the collection: the object created, 409 AlreadyExists when one of that name exists
+        (https://kubernetes.io/docs/reference/using-api/api-concepts/#api-verbs); what the server sets (uid,
+        creationTimestamp, resourceVersion) set anew, the manager owning every field it sent, as an Update
+        (https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management)."""
+        if live is not None:
+            raise Refusal(409, "AlreadyExists", f'{target.qualified} "{target.name}" already exists',
+                          {"name": target.name, "group": target.group, "kind": target.resource.plural})
+        after = copy.deepcopy(body)
+        meta = after.setdefault("metadata", {})
+        for key in ("resourceVersion", "managedFields", "uid", "creationTimestamp"):
+            meta.pop(key, None)
+        meta.update(uid=f"uid-{self.stamp()}", creationTimestamp="2026-01-01T00:00:00Z",
+                    **({"namespace": target.namespace} if target.namespace else {}))
+        return self.stored(after, {manager: ("Update", set(leaves(body)))}, body.get("apiVersion", ""))
 
     def precondition(self, target: Target, live: dict[str, Any] | None, version: str | None,
                      required: bool = False) -> None:

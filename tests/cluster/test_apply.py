@@ -7,10 +7,11 @@ import copy
 from pathlib import Path
 
 import pytest
+import yaml
 
 from benchmarks.kubeapi import write_kubeconfig
 from cluster import kubeapi
-from cluster.apply import ApplyRefused, Cluster, apply_stage, named, normalised
+from cluster.apply import ApplyRefused, Cluster, apply_stage, named, normalised, roll_back
 from tests.kube import claim, serve
 
 NS = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "shop"}}}
@@ -85,20 +86,24 @@ def test_a_conflict_names_the_other_manager_and_field_and_applies_nothing(cluste
     assert after == before and [w.params.get("dryRun") for w in writes] == ["All"]
 
 
+def kubectl_edits_reviews(emulator) -> None:
+    """Another client (kubectl edit) labels shop/reviews just before meshstep's first real write of it."""
+    def edit(target, dry_run: bool) -> None:
+        if target.name == "reviews" and not dry_run and emulator.before_write is not None:
+            emulator.before_write = None
+            emulator.write("PATCH", target, b'{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",'
+                           b' "metadata": {"name": "reviews", "namespace": "shop", "labels": {"x": "y"}}}',
+                           {"fieldManager": "kubectl-edit"}, "application/apply-patch+yaml")
+    emulator.before_write = edit
+
+
 def test_object_k_refused_puts_back_objects_before_it(cluster) -> None:
     """Another client changes the second object between the dry run and the apply: the first one, already
     applied, is put back as it was (and the one the stage created is deleted)."""
     with serve([NS, CRD, VS], writes=True) as served:
         emulator = served.emulator
         before = _objects(served)
-
-        def kubectl_edits(target, dry_run: bool) -> None:
-            if target.name == "reviews" and not dry_run and emulator.before_write is not None:
-                emulator.before_write = None
-                emulator.write("PATCH", target, b'{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",'
-                               b' "metadata": {"name": "reviews", "namespace": "shop", "labels": {"x": "y"}}}',
-                               {"fieldManager": "kubectl-edit"}, "application/apply-patch+yaml")
-        emulator.before_write = kubectl_edits
+        kubectl_edits_reviews(emulator)
         shop = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "shop",
                                                                                                 "istio.io/rev": "x"}}}
         with pytest.raises(ApplyRefused) as e:
@@ -163,3 +168,70 @@ def test_an_object_created_since_the_gate_is_not_taken_over(cluster) -> None:
         writes = _writes(served)
     assert e.value.code == "MST1002" and e.value.dry_run and not writes
     assert "it was created since the gate read the cluster (field managers: flagger)" in str(e.value)
+
+
+def _key(name: str) -> tuple[str, str, str, str]:
+    return ("networking.istio.io/v1", "VirtualService", "shop", name)
+
+
+def test_a_deletion_is_dry_run_under_the_gates_version_then_made_and_rolled_back_as_it_was(cluster) -> None:
+    """Every apply and delete is first a dry run; the DELETE carries preconditions.resourceVersion (the version the
+    gate read); rolled back, the deleted object is created again as it was, without what the server set."""
+    with serve([NS, CRD, VS, _vs("ratings", "v1")], writes=True) as served:
+        claim(served.emulator, "kubectl-client-side-apply")
+        before = _objects(served)
+        c = cluster(served.url)
+        version = before_version(served.emulator, "ratings")
+        done = apply_stage(c, [_vs("details", "v1")], {"VirtualService shop/ratings": version},
+                           deletes=[_key("ratings")])
+        applied = _objects(served)
+        writes = _writes(served)
+        back = roll_back(c, done.before, done.after)
+        after = _objects(served)
+        created = [r for r in served.emulator if r.method == "POST"]
+        recreated = next(o.raw for k, o in served.emulator.objects.items() if k[2] == "ratings" and not o.deleted)
+    assert [(w.method, w.url.path.rsplit("/", 1)[1], w.params.get("dryRun")) for w in writes] == [
+        ("PATCH", "details", "All"), ("DELETE", "ratings", "All"), ("PATCH", "details", None),
+        ("DELETE", "ratings", None)]
+    for delete in writes[1::2]:
+        assert yaml.safe_load(delete.body)["preconditions"] == {"resourceVersion": version}
+    assert "ratings" not in applied and "details" in applied
+    assert done.after[-1] is None and "-  name: ratings" in done.diffs[-1]  # the deletion shown as a diff
+    assert back == ["VirtualService shop/ratings", "VirtualService shop/details"]
+    assert after == before  # created again as it was; the stage's object gone
+    assert [r.params.get("fieldManager") for r in created] == ["meshstep"]
+    assert recreated["metadata"]["resourceVersion"] != version and "uid" in recreated["metadata"]
+
+
+def test_a_deletion_changed_or_gone_since_the_gate_is_refused_by_its_dry_run(cluster) -> None:
+    with serve([NS, CRD, VS], writes=True) as served:
+        c = cluster(served.url)
+        with pytest.raises(ApplyRefused) as changed:
+            apply_stage(c, [_vs("details", "v1")], {"VirtualService shop/reviews": "1"}, deletes=[_key("reviews")])
+        with pytest.raises(ApplyRefused) as gone:
+            apply_stage(c, [], {"VirtualService shop/ratings": "1003"}, deletes=[_key("ratings")])
+        writes = _writes(served)
+        live = _objects(served)
+    assert changed.value.code == "MST1002" and changed.value.dry_run and changed.value.status == 409
+    assert "the dry run of deleting VirtualService shop/reviews was refused: Operation cannot be fulfilled" in str(
+        changed.value)
+    assert gone.value.code == "MST1002" and "deleted since the gate read the cluster" in str(gone.value)
+    assert all(w.params.get("dryRun") == "All" for w in writes) and "details" not in live and "reviews" in live
+
+
+def test_a_delete_refused_puts_back_what_the_stage_applied_and_deleted(cluster) -> None:
+    """kubectl edits the second object to delete between its dry run and its delete: the first one, deleted, is
+    created again as it was, the object the stage created is deleted, kubectl's edit stays."""
+    with serve([NS, CRD, VS, _vs("ratings", "v1")], writes=True) as served:
+        emulator = served.emulator
+        before = _objects(served)
+        kubectl_edits_reviews(emulator)
+        versions = {f"VirtualService shop/{n}": before_version(emulator, n) for n in ("ratings", "reviews")}
+        with pytest.raises(ApplyRefused) as e:
+            apply_stage(cluster(served.url), [_vs("details", "v1")], versions,
+                        deletes=[_key("ratings"), _key("reviews")])
+        after = _objects(served)
+    assert e.value.code == "MST1002" and not e.value.dry_run and "deleting VirtualService shop/reviews" in str(e.value)
+    assert e.value.rolled_back == ["VirtualService shop/ratings", "VirtualService shop/details"]
+    assert after["ratings"] == before["ratings"] and "details" not in after
+    assert after["reviews"]["metadata"]["labels"] == {"x": "y"}

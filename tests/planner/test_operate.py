@@ -10,6 +10,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import yaml
 
 from benchmarks.kubeapi import write_kubeconfig
 from cluster import kubeapi
@@ -389,3 +390,54 @@ def test_plan_rollback_apply_puts_the_stage_back_on_the_cluster(demo, capsys) ->
         stage = store.list_plans(SOURCE)[0].stages[5]
         assert stage.status == StageStatus.ROLLED_BACK and not stage.record.applied
         assert audit.verify(store) is None
+
+
+def migration_objects() -> list[dict]:
+    """tests/fixtures/ambient/migration.yaml's sidecar namespaces on the demo's control plane, with the Gateway API
+    CRDs (the cluster the sidecar-to-ambient template migrates: tests/features/corpus.migration)."""
+    from tests.features.corpus import GATEWAY_API_CRDS, MIGRATION, control_plane, running
+
+    return [*control_plane(), *read_paths(sorted(GATEWAY_API_CRDS.glob("*.yaml"))),
+            *running(list(read_paths([MIGRATION])))]
+
+
+def test_a_stage_that_deletes_is_applied_dry_run_first_and_rolled_back_by_creating_again(env, capsys) -> None:
+    """sidecar-to-ambient's policy migration in bank (ambient-policies) converts bank's VirtualService to HTTPRoutes
+    and deletes it in the same stage: with --apply, every apply and the DELETE are dry-run first, the DELETE under
+    the resourceVersion the gate read; `plan rollback --apply` creates the VirtualService again as it was and takes
+    the stage's objects away: the cluster equals the one before the stage."""
+    with serve(migration_objects(), writes=True) as served:
+        db = env(served.url)
+        run = runner(capsys)
+        assert run("plan", "new", "--template", "custom", "--source", SOURCE, "--db", db)[0] == 0
+        rc, _out, err = run("plan", "add", "ambient-policies", "--scope", "bank", "--source", SOURCE, "--db", db)
+        assert rc == 0, err
+        rc, out, err = run("plan", "next", "--source", SOURCE, "--db", db)
+        assert "# delete VirtualService bank/accounts" in out, out
+        before = live_objects(served)
+        version = next(o.raw["metadata"]["resourceVersion"] for k, o in served.emulator.objects.items()
+                       if (k[0].plural, k[1], k[2]) == ("virtualservices", "bank", "accounts"))
+        rc, _out, ran = run("plan", "run", "--apply", "--source", SOURCE, "--db", db)
+        assert rc == 0, ran
+        applied = live_objects(served)
+        writes = patches(served)
+        rc, _out, err = run("plan", "rollback", "--apply", "--name", "custom", "--reason", "bank's team asked to wait",
+                            "--source", SOURCE, "--db", db)
+        assert rc == 0, err
+        after = live_objects(served)
+        created = [r for r in served.emulator if r.method == "POST"]
+    deletes = [w for w in writes if w.method == "DELETE"]
+    assert [(d.url.path.rsplit("/", 1)[1], d.params.get("dryRun")) for d in deletes] == [("accounts", "All"),
+                                                                                          ("accounts", None)]
+    assert all(yaml.safe_load(d.body)["preconditions"] == {"resourceVersion": version} for d in deletes)
+    first_real = next(i for i, w in enumerate(writes) if "dryRun" not in w.params)
+    assert all("dryRun" in w.params for w in writes[:first_real]) and len(writes[:first_real]) == len(writes) // 2
+    assert ("virtualservices", "bank", "accounts") not in applied and ("httproutes", "bank", "accounts") in applied
+    assert "deleted: VirtualService bank/accounts" in ran and "-  name: accounts" in ran  # its deletion's diff
+    assert [(c.url.path, c.params.get("fieldManager")) for c in created] == [
+        ("/apis/networking.istio.io/v1/namespaces/bank/virtualservices", "meshstep")]
+    assert after == before
+    stage, trail = _stage(db)
+    assert stage.status == StageStatus.ROLLED_BACK
+    assert any("deleted: VirtualService bank/accounts" in r for r in trail)
+    assert "VirtualService bank/accounts" in trail[-1]
