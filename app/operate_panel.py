@@ -35,13 +35,16 @@ def what_happens(plan: Plan, view: Any) -> list[str]:
               "(dryRun=All, fieldValidation=Strict), its answer shown as a diff against the live object",
               "then server-side applied as field manager meshstep, never forced, annotated with this plan and stage; "
               "all or none: a refusal (a conflict with another field manager, RBAC, a webhook) puts back those "
-              "already applied",
-              f"then Istio's acceptance is waited for (its Reconciled condition, else {SETTLE.value} s to settle)",
+              "already applied (and creates again, as they were, those already deleted)"]
+    if deleted := [str(ref) for ref in view.config.deletions]:
+        steps.append(f"then deleted: {', '.join(deleted)} — each first a dry-run DELETE (dryRun=All) under the "
+                     "resourceVersion the gate read, deleted only once every dry run passed")
+    steps += [f"then Istio's acceptance is waited for (its Reconciled condition, else {SETTLE.value} s to settle)",
               f"then the stage bakes on traffic: {duration_text(t.settle)} to settle, then a {duration_text(t.window)} "
               f"window compared with the one before (success rate may fall {t.max_success_drop:g} points, p99 rise "
               f"{t.max_p99_increase:g}%; at least {t.min_requests} requests)",
-              "a regression rolls the stage back by itself (every object as it was before) and stops the plan; too "
-              "little traffic stops without passing"]
+              "a regression rolls the stage back by itself (every object as it was before) and stops the plan until "
+              "someone resumes it; too little traffic stops without passing"]
     return steps
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app import operate_panel
 from benchmarks.kubeapi import write_kubeconfig
 from cluster.inventory import build_inventory
 from cluster.sources import load_snapshot
@@ -84,3 +85,20 @@ def test_a_stopped_plan_is_shown_with_its_reason_refused_and_resumed_with_a_reas
         resumed = store.audit_events()[-1]
         assert store.list_plans(SOURCE)[0].stopped is None
     assert (resumed.action, resumed.actor, resumed.reason) == ("plan.resume", "alice", "legacy's bad rollout reverted")
+
+
+def test_what_will_happen_names_what_the_stage_deletes(tmp_path: Path) -> None:
+    """Said before the click: sidecar-to-ambient's policy migration in bank deletes VirtualService bank/accounts, as a
+    dry-run DELETE first, under the resourceVersion its gate read, once every dry run passed."""
+    from planner import moves
+    from planner.plan import Step
+    from tests.features.corpus import migration
+
+    inv = migration()
+    with closing(Store.open(f"sqlite:///{tmp_path / 'state.db'}")) as store:
+        plan = stages.create(store, "bank-cluster", inv, "custom", None, None, "bob")
+        stages.add_stage(store, plan, inv, "Migrate bank's policies", "", [Step("ambient-policies", "bank")], "bob")
+        plan = store.get_plan(plan.id)
+    said = " ".join(operate_panel.what_happens(plan, moves.next_view(plan, inv)))
+    assert ("then deleted: VirtualService bank/accounts — each first a dry-run DELETE (dryRun=All) under the "
+            "resourceVersion the gate read, deleted only once every dry run passed") in said, said
