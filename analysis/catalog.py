@@ -573,13 +573,15 @@ _ENTRIES = (
     Entry("MST1006", "BakeRegressed", "error", (),
           "Traffic regressed while the applied stage baked: meshstep rolled it back by itself and stopped the plan.",
           "A threshold crossed on live traffic after the apply is the stage's doing until shown otherwise.",
-          "Read the before/after figures, find the cause, then check the gate again (meshstep plan advance).",
+          "Read the before/after figures, find the cause, then resume the plan (meshstep plan resume --reason "
+          "\"…\", MST1008) and check the gate again (meshstep plan advance).",
           "meshstep plan advance --apply (planner/operate.py)"),
     Entry("MST1007", "NotAccepted", "error", (),
           "Istio did not accept an object of the stage: its status reports a validation error, or it was not "
-          "reconciled in time.",
+          "reconciled in time; meshstep rolled the stage back by itself and stopped the plan.",
           "Config istiod rejects is never pushed to the proxies: the stage would be applied in name only.",
-          "Read the status message (kubectl get {object} -o yaml), fix the parameters, then check the gate again.",
+          "Read the status message (kubectl get {object} -o yaml), fix the parameters, then resume the plan "
+          "(meshstep plan resume --reason \"…\", MST1008) and check the gate again.",
           "meshstep plan advance --apply (planner/operate.py)"),
     Entry("MST1008", "PlanStopped", "error", (),
           "The plan is stopped: a stage meshstep applied was rolled back by itself (a bake's regression, config "
