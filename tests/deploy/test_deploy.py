@@ -177,7 +177,7 @@ def test_the_apply_overlay_grants_what_features_write_and_no_more() -> None:
             continue
         if resource == "configmaps":  # the mesh config, in the control plane's namespace only
             assert {a.split()[1] for a in actions} == {mesh_config["metadata"]["namespace"]}
-            assert grants(mesh_config) == {("", "configmaps"): {"get", "patch"}}
+            assert grants(mesh_config) == {("", "configmaps"): {"get", "patch", "update"}}
             continue
         verbs = cluster_role.get((group, resource), set())
         # Server-side apply creates what is missing and patches what is there; the current object is read first.
