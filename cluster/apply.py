@@ -18,8 +18,8 @@ import yaml
 
 from cluster.errors import MeshstepError
 from cluster.kubeapi import ApiError, ApiServer, Failed, api_client
+from cluster.owners import FIELD_MANAGER
 
-FIELD_MANAGER = "meshstep"
 APPLY_PATCH = "application/apply-patch+yaml"
 # Set by the API server, never part of an applied configuration (a resourceVersion is added as a precondition).
 _SERVER_SET = ("resourceVersion", "managedFields", "uid", "creationTimestamp", "generation", "selfLink")

@@ -35,11 +35,11 @@ from cluster.sources import load_snapshot, source_label
 
 # The entry format: raise it when an entry's fields change meaning (a change of their types is caught by decoding,
 # and a change of the decoding code by its hash in the key).
-VERSION = 1
+VERSION = 2
 CACHED_FROM = 1 << 20  # bytes of snapshot: smaller ones are read again each time
 DIR_ENV, SWITCH_ENV = "MESHSTEP_CACHE_DIR", "MESHSTEP_CACHE"
 # The modules whose code decides what an entry holds: a change to any of them makes every entry stale.
-_DECODING = ("cache.py", "decode.py", "files.py", "inventory.py", "model.py", "shapes.py", "snapshot.py")
+_DECODING = ("cache.py", "decode.py", "files.py", "inventory.py", "model.py", "owners.py", "shapes.py", "snapshot.py")
 
 
 class _Entry(msgspec.Struct, array_like=True):

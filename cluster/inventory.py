@@ -311,7 +311,8 @@ class Inventory:
         not touch (a stage's overlay on 10,000 pods is built in a tenth of the time of its source)."""
         apply = list(apply)
         gone = {(r.kind, r.namespace, r.name) for r in delete}
-        applied = {_key(o): stored(o) for o in apply if o.get("kind") != "Pod"}  # a null in a manifest removes
+        # a null in a manifest removes; the objects replaced keep their owners
+        applied = {_key(o): self._owned_as_before(stored(o)) for o in apply if o.get("kind") != "Pod"}
         touched = gone | applied.keys()
         builder = _Builder(self.source, self.cluster, self.visibility, self.mesh_networks)
         builder.mesh_override = self.mesh_override
@@ -336,6 +337,15 @@ class Inventory:
             index.update((k, o) for k in touched if (o := changed._lookup(k)) is not None)
             changed.__dict__["_by_key"] = index
         return changed
+
+    def _owned_as_before(self, o: dict[str, Any]) -> dict[str, Any]:
+        """An object applied over one of this inventory that says nothing of its owners, with that one's
+        managedFields: meshstep applies without force, so its change takes over no field another manager owns."""
+        meta = o.get("metadata")
+        was = self._by_key.get(_key(o)) if isinstance(meta, dict) and "managedFields" not in meta else None
+        if was is not None and "managedFields" in was.metadata:
+            meta["managedFields"] = was.metadata["managedFields"]
+        return o
 
     def _lookup(self, key: tuple[str, str | None, str]) -> KubeObject | None:
         """The object of a key, found by scanning its kind (as _by_key would index it: the last one)."""

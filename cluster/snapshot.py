@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cluster.errors import SourceError
+from cluster.owners import keeps_ownership, slimmed
 
 # A secret's values are never kept, whatever the source gives. What a check needs to know of a TLS credential is
 # kept instead, under CREDENTIAL (see credential_facts): which keys it has, and its certificate's validity.
@@ -141,10 +142,13 @@ class Snapshot:
 def _trimmed(obj: dict[str, Any]) -> dict[str, Any]:
     """The object without what meshstep never keeps: a Secret's values (what a check needs of them is kept as
     credential facts), and the API server's field-ownership record (metadata.managedFields: kilobytes an object on
-    a live cluster, never read; a pod's typed decoding skips it already)."""
+    a live cluster) but for the kinds a feature changes, slimmed (cluster.owners: a stage's gate names who owns what
+    it would change); a pod's typed decoding skips it already."""
     meta = obj.get("metadata")
-    if type(meta) is dict:
-        meta.pop("managedFields", None)
+    if type(meta) is dict and "managedFields" in meta:
+        entries = meta.pop("managedFields")
+        if keeps_ownership(obj) and (kept := slimmed(entries)):
+            meta["managedFields"] = kept
     if obj.get("kind") == "Secret":
         if any(obj.get(k) for k in _SECRET_VALUE_KEYS):
             obj[CREDENTIAL] = credential_facts(obj.get("data") or {}, obj.get("stringData") or {})

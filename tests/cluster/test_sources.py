@@ -173,10 +173,15 @@ def test_live_pages_through_every_kind(kubeconfig_env) -> None:
     assert sorted(r.params.get("continue", "") for r in pod_lists) == ["", "12", "3", "6", "9"]
 
 
-def test_managed_fields_are_not_kept_from_a_live_cluster_or_a_snapshot(kubeconfig_env, tmp_path: Path) -> None:
-    """The API server's field-ownership record is on every object it returns and meshstep never reads it."""
+def test_managed_fields_are_kept_for_the_kinds_meshstep_changes_from_a_live_cluster_or_a_snapshot(
+        kubeconfig_env, tmp_path: Path) -> None:
+    """The API server's field-ownership record is kept (without its times) for the kinds a feature changes, whose
+    owners a stage's gate names; never for the others (Secrets, ReplicaSets …): kilobytes an object, never read."""
     owned = [{"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1",
-              "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {".": {}}}}}]
+              "time": "2026-01-05T10:00:00Z", "fieldsType": "FieldsV1",
+              "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:team": {}}}}},
+             {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1", "subresource": "status",
+              "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:phase": {}}}}]
     objects = _fixture_objects()
     for o in objects:
         o["metadata"]["managedFields"] = owned
@@ -186,9 +191,12 @@ def test_managed_fields_are_not_kept_from_a_live_cluster_or_a_snapshot(kubeconfi
         kubeconfig_env({"test": cluster.url}, "test")
         inventories = [build_inventory(live_snapshot("test")), build_inventory(load_snapshot(str(snap)))]
     for inv in inventories:
-        kept = [o for kind in inv.objects for o in inv.objects[kind]]
-        assert kept and not [o.ref for o in kept if "managedFields" in o.raw["metadata"]]
-        assert {"Service", "Namespace"} <= {o.kind for o in kept}
+        kept = {o.kind: o.raw["metadata"].get("managedFields") for kind in inv.objects for o in inv.objects[kind]}
+        assert {"Service", "Namespace", "Secret"} <= kept.keys()
+        assert kept["Namespace"] == kept["Service"] == [
+            {"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1",
+             "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:team": {}}}}}]
+        assert kept["Secret"] is None
 
 
 def test_live_forbidden_kind_is_noted_and_the_rest_is_read(kubeconfig_env) -> None:
