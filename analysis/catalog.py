@@ -197,6 +197,16 @@ _ENTRIES = (
           "Check that the cluster serves it: {check}; if not, install the CRDs first (or choose another API, e.g. "
           "--set api=istio).",
           "every rendering, for the kinds it writes (features/_gate.py)"),
+    Entry("MST0008", "FieldsOwnedElsewhere", "warning", (),
+          "A stage changes (or leaves out) fields of a live object that another field manager owns, as the "
+          "object's managedFields say: Argo CD, Flagger, kubectl, Kiali …, by server-side apply or by update.",
+          "meshstep applies as field manager meshstep and never forces: server-side apply refuses to change a field "
+          "another manager owns (409, MST1001 at the dry run), and leaves a field it owns where it is; forced, or "
+          "applied by a GitOps export, the change would be undone at that manager's next sync.",
+          "Leave {fields} to {manager}: change them where {manager} keeps them (the Git repository Argo CD syncs, "
+          "the Flagger canary, the manifest kubectl applies), or take them over in that tool (have it stop "
+          "managing them), then check the gate again.",
+          "every stage, for the live objects it changes (features/base.py)"),
     Entry("MST0004", "KindForbidden", "warning", (),
           "The source refused to list a kind (403 Forbidden): the checks that read it were skipped.",
           "A check that cannot see a kind's objects would report what it cannot see as missing (a subset that "

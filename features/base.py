@@ -19,13 +19,15 @@ from typing import Any
 import yaml
 
 from analysis.base import Context, Message, Outcome, analyze_checks, catalog_message, execute, gate_checks, run
+from analysis.catalog import fill
 from analysis.effective import OFF, ON, Effective, unknown_kind
 from analysis.findings import line
 from cluster.changes import clean, ref_of
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory, gc_paused, reading
-from cluster.kubectl_apply import with_removals
+from cluster.kubectl_apply import stored, with_removals
 from cluster.model import Ref
+from cluster.owners import FIELD_MANAGER, taken
 from cluster.queries import per_inventory
 from features.validation import validate_object
 
@@ -309,7 +311,8 @@ class Feature:
         ctx = Context(inv, scope, dict(params), traffic,
                       after=lambda: inv.with_changes(apply=self.build(params, scope, inv)))
         out = execute(gate_checks(self.id), ctx)
-        return replace(out, findings=(*self._unmet_dependencies(inv, scope), *out.findings))
+        return replace(out, findings=(*self._unmet_dependencies(inv, scope), *out.findings,
+                                      *self._owned_elsewhere(inv, scope, params)))
 
     def checks(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> list[Message]:
         """The gate's messages: its findings, and the checks it skipped and why."""
@@ -336,6 +339,14 @@ class Feature:
                 + "".join(f" (nor {alt}, which stands in for it)" for alt in providers([dep]))
                 + (f": {state.why}" if state.by else ""), dependency=fix, scope=scope))
         return msgs
+
+    def _owned_elsewhere(self, inv: Inventory, scope: str, params: dict[str, Any]) -> list[Message]:
+        """MST0008 for the fields of live objects the rendering would change that another field manager owns."""
+        try:
+            built = self.build(validate_params(self, params), scope, inv)
+        except MeshstepError:
+            return []  # it cannot render here: the rendering says why
+        return owned_elsewhere(self.id, built, inv)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "category": self.category, "problem": self.problem,
@@ -576,6 +587,29 @@ def written(objects: Iterable[dict[str, Any]], inv: Inventory) -> tuple[dict[str
     so that `kubectl apply` removes it whoever set it."""
     return tuple(with_removals(o, clean(c.raw)) if (c := inv.get(*object_key(o))) is not None else o
                  for o in objects)
+
+
+# What MST0008 says of the fields another manager owns that a rendering changes, and of those it leaves out.
+_CHANGED = ("{manager} ({operation}) owns {fields}, which {feature} changes: meshstep's server-side apply would be "
+            "refused (409)")
+_LEFT_OUT = ("{manager} ({operation}) owns {fields}, which {feature} leaves out: server-side apply leaves them as "
+             "they are")
+
+
+def owned_elsewhere(feature: str, objects: Iterable[dict[str, Any]], inv: Inventory) -> list[Message]:
+    """MST0008 for each live object and field manager (but meshstep) owning fields that `objects`, written whole
+    over the live ones, set to another value or leave out (cluster.owners): meshstep's server-side apply never
+    forces, so the first would be refused (409) and the second left where it is."""
+    msgs = []
+    for o in objects:
+        live = inv.get(*object_key(o))
+        for t in taken(live.raw, stored(o), FIELD_MANAGER) if live is not None else ():
+            said = [fill(template, manager=t.manager, operation=t.operation, fields=", ".join(fields), feature=feature)
+                    for template, fields in ((_CHANGED, t.changed), (_LEFT_OUT, t.removed)) if fields]
+            text = said[0] if len(said) == 1 else fill("{a}; {b}", a=said[0], b=said[1])
+            msgs.append(catalog_message("MST0008", live.ref, text, manager=t.manager,
+                                        fields=", ".join((*t.changed, *t.removed))))
+    return msgs
 
 
 def object_key(o: dict[str, Any]) -> tuple[str, str | None, str]:

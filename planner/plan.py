@@ -399,6 +399,7 @@ def gate(stage: StageSpec, inventory: Inventory, traffic: Any = None) -> GateRes
             failing[step.scope] = None
         where = f"({step.feature} in {step.scope})"
         ran += [f"MST0003 {dep} is on for {step.feature} in {step.scope}" for dep in f.depends_on]
+        ran.append(f"MST0008 no field {step.feature} changes in {step.scope} is another field manager's")
         ran += [f"{c.code} {c.name} {where}" for c in out.ran]
         skipped += [f"{c.code} {c.name} {where}: {u.reason}" for u, checks in out.skipped for c in checks]
     unique = {(m.code, str(m.ref), m.message): m for m in msgs}

