@@ -7,7 +7,7 @@ import copy
 
 import yaml
 
-from cluster.owners import FieldPath, keeps_ownership, owned_paths, owners, taken
+from cluster.owners import FieldPath, keeps_ownership, owned_paths, owners, slimmed, taken
 
 # As `kubectl get deployment -n shop reviews -o yaml --show-managed-fields` prints it: applied client-side by
 # kubectl, scaled by an HPA-less `kubectl scale` (Update on the scale subresource), status written by the controller.
@@ -150,6 +150,14 @@ def test_fields_v1_is_read_as_documented() -> None:
                                ("kubectl-client-side-apply", "Update", "")]
     assert [str(p) for p in entries["kube-controller-manager", "Update", ""].paths] == [
         ".metadata.annotations.deployment.kubernetes.io/revision"]
+
+
+def test_the_kept_form_says_the_same_owners_in_less() -> None:
+    kept = slimmed(DEPLOYMENT["metadata"]["managedFields"])
+    assert kept is not None and len(kept) == 3 and all("time" not in e for e in kept)  # the status-only one is gone
+    assert owners({"metadata": {"managedFields": kept}}) == owners(DEPLOYMENT)
+    assert slimmed([{"manager": "x", "fieldsV1": {"f:status": {"f:phase": {}}}}]) is None
+    assert slimmed("not a list") is None
 
 
 def test_a_changed_field_names_its_owner_and_an_unchanged_one_does_not() -> None:
