@@ -1,6 +1,6 @@
 """Reading a big live cluster: meshstep's inventory against the floor and the naive way, on one loopback API.
 
-    python -m benchmarks.inventory [--pods 10000 --services 2000 --istio-objects 1000 --runs 3]
+    python -m benchmarks.inventory [--pods 10000 --services 2000 --istio-objects 1000 --runs 3 --managed-fields]
 
 The synthetic cluster (benchmarks/synthetic.py) is served by a small HTTP server in a process of its own (so it
 does not share the contenders' GIL) that answers the list endpoints the live reader uses — `limit`/`continue`
@@ -439,6 +439,8 @@ def main() -> None:
     parser.add_argument("--istio-objects", type=int, default=1_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--managed-fields", action="store_true",
+                        help="objects carry metadata.managedFields, as a live API server returns them")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -451,7 +453,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        objects = synthetic_cluster(args.pods, args.services, args.istio_objects)
+        objects = synthetic_cluster(args.pods, args.services, args.istio_objects, managed_fields=args.managed_fields)
         expected = expected_counts(objects)
         cluster_file = Path(tmp) / "cluster.json"
         write(objects, cluster_file)

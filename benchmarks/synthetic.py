@@ -13,6 +13,7 @@ generated, deterministically from `seed`.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import uuid
 from collections import defaultdict
@@ -845,9 +846,10 @@ class _Cluster:
 
 
 def synthetic_cluster(pods: int = 10_000, services: int = 2_000, istio_objects: int = 1_000,
-                      seed: int = 0) -> list[dict[str, Any]]:
+                      seed: int = 0, managed_fields: bool = False) -> list[dict[str, Any]]:
     """Kubernetes objects of a meshed cluster with exactly `pods` Pods, `services` Services and `istio_objects`
-    Istio config objects (CRDs not counted), the same for the same arguments."""
+    Istio config objects (CRDs not counted), the same for the same arguments; with `managed_fields`, each carrying
+    the field-ownership record an API server keeps (`with_managed_fields`)."""
     c = _Cluster(pods, services, istio_objects, seed)
     crds = [d for d in yaml.load_all(CRDS.read_text(), Loader=YAML_LOADER) if d]
     c.out.extend(crds)
@@ -855,7 +857,45 @@ def synthetic_cluster(pods: int = 10_000, services: int = 2_000, istio_objects: 
     c.control_plane()
     c.applications()
     c.istio_config()
+    if managed_fields:
+        for o in c.out:
+            with_managed_fields(o)
     return c.out
+
+
+def with_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object with metadata.managedFields as a live API server returns them: its configuration owned by the
+    client that wrote it (a controller's Update for a pod or a ReplicaSet, Argo CD's Apply for the rest), its status
+    by the status writer (https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management)."""
+    meta = obj["metadata"]
+    owned = {k: meta[k] for k in ("labels", "annotations", "ownerReferences") if meta.get(k)}
+    config = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
+    controlled = obj["kind"] in ("Pod", "ReplicaSet")
+    entries = [{"apiVersion": obj["apiVersion"], "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": _fields_v1(owned), **_fields_v1(config)},
+                "manager": "kube-controller-manager" if controlled else "argocd-controller",
+                "operation": "Update" if controlled else "Apply", "time": meta.get("creationTimestamp")}]
+    if obj.get("status"):
+        entries.append({"apiVersion": obj["apiVersion"], "fieldsType": "FieldsV1",
+                        "fieldsV1": {"f:status": _fields_v1(obj["status"])},
+                        "manager": "kubelet" if obj["kind"] == "Pod" else "kube-controller-manager",
+                        "operation": "Update", "subresource": "status", "time": meta.get("creationTimestamp")})
+    meta["managedFields"] = entries
+    return obj
+
+
+def _fields_v1(value: dict[str, Any]) -> dict[str, Any]:
+    """FieldsV1 of a map: `f:` per field; a list of named items keyed by name (`k:`), any other list atomic."""
+    out: dict[str, Any] = {}
+    for key, v in value.items():
+        if isinstance(v, dict) and v:
+            out[f"f:{key}"] = {".": {}, **_fields_v1(v)}
+        elif isinstance(v, list) and v and all(isinstance(i, dict) and "name" in i for i in v):
+            out[f"f:{key}"] = {".": {}, **{f'k:{{"name":{json.dumps(i["name"])}}}': {".": {}, **_fields_v1(i)}
+                                           for i in v}}
+        else:
+            out[f"f:{key}"] = {}
+    return out
 
 
 def expected_counts(objects: list[dict[str, Any]]) -> dict[str, int]:
@@ -893,8 +933,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--services", type=int, default=2_000)
     parser.add_argument("--istio-objects", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--managed-fields", action="store_true", help="each object with its metadata.managedFields")
     args = parser.parse_args(argv)
-    objects = synthetic_cluster(args.pods, args.services, args.istio_objects, args.seed)
+    objects = synthetic_cluster(args.pods, args.services, args.istio_objects, args.seed, args.managed_fields)
     write(objects, args.out)
     counts = expected_counts(objects)
     print(f"wrote {len(objects)} objects to {args.out}: {counts['pods']} pods ({counts['pods_in_mesh']} with a "

@@ -73,3 +73,25 @@ def test_written_list_reads_back(tmp_path: Path, objects: list[dict]) -> None:
     write(objects, path)
     counts = build_inventory(load_snapshot(str(path))).report()["counts"]
     assert (counts["pods"], counts["services"]) == (PODS, SERVICES)
+
+
+def test_with_managed_fields_every_object_says_who_owns_it() -> None:
+    """The benchmark's managedFields read back as field owners (cluster/owners.py), the rest of the cluster unchanged;
+    the inventory keeps them for the kinds features change, never for pods."""
+    from cluster.owners import owners
+
+    owned = synthetic_cluster(PODS, SERVICES, ISTIO_OBJECTS, seed=0, managed_fields=True)
+    assert all(o["metadata"]["managedFields"] for o in owned)
+    for o in owned:
+        del o["metadata"]["managedFields"]
+    assert owned == synthetic_cluster(PODS, SERVICES, ISTIO_OBJECTS, seed=0)
+    deployment = next(o for o in synthetic_cluster(PODS, SERVICES, ISTIO_OBJECTS, seed=0, managed_fields=True)
+                      if o["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]["name"]
+    assert f'.spec.template.spec.containers[name="{container}"].image' in {
+        str(p) for o in owners(deployment) if o.manager == "argocd-controller" for p in o.paths}
+    inv = build_inventory(Snapshot("synthetic", lambda _v: iter(synthetic_cluster(PODS, SERVICES, ISTIO_OBJECTS,
+                                                                                    seed=0, managed_fields=True))))
+    assert inv.get("Deployment", deployment["metadata"]["namespace"], deployment["metadata"]["name"]).raw[
+        "metadata"]["managedFields"]
+    assert not [o for o in inv.objects.get("ReplicaSet", ()) if "managedFields" in o.raw["metadata"]]
