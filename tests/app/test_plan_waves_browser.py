@@ -2,9 +2,9 @@
 (benchmarks/synthetic.py, 400 pods; tests/app/test_plan_waves.py checks the same page through AppTest). A new user
 makes the routing-first plan with wave sizes of their own, sees the waves (the pilot with its reasons, every wave's
 namespaces), each stage's wave in the table, and rehearses it until STRICT mTLS is refused in the one namespace of
-its wave whose workloads opt out of injection: the gate's line names that namespace. The page is saved as
-plan-waves.png (in the test's directory, or MESHSTEP_SCREENSHOTS=DIR). Without Chromium the test is skipped,
-except under CI."""
+its wave whose workloads opt out of injection: the gate's line names that namespace. The stage table is saved as
+plan-waves-stages.png, the blocked stage as plan-waves.png (in the test's directory, or MESHSTEP_SCREENSHOTS=DIR).
+Without Chromium the test is skipped, except under CI."""
 from __future__ import annotations
 
 import os
@@ -60,6 +60,8 @@ def test_a_plan_in_waves_in_the_browser(tmp_path: Path) -> None:
             row = table.get_by_role("row").filter(has_text=f"Inject sidecars into {into}")
             expect(row.get_by_role("cell", name=title, exact=True)).to_be_visible()
             expect(row).to_contain_text(", ".join(sorted(groups[i])))  # every namespace of the wave, none cut
+        table.scroll_into_view_if_needed()
+        pg.screenshot(path=str(shots / "plan-waves-stages.png"))
 
         pg.get_by_text("Rehearse on the plan's overlay").click()
         settled(pg)
