@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 
 from analysis.base import Context, check
-from analysis.catalog import CATALOG
+from analysis.catalog import CATALOG, fill
 from cluster.inventory import Inventory
 from cluster.model import GATEWAY_API_GROUP, KubeObject, Ref, Service
 from cluster.queries import istio_objects, ns_of, proxy_container
@@ -59,6 +59,40 @@ def l7_attributes(spec: dict) -> list[str]:
             found += [f"to.operation.{k}" for k in (t.get("operation") or {}) if k not in _L4_OPERATION]
         found += [f"when {c.get('key')}" for c in rule.get("when") or () if c.get("key") not in _L4_CONDITIONS]
     return list(dict.fromkeys(found))
+
+
+# The client identity a rule checks (istio.io, ambient L4 policy): behind a waypoint the destination's ztunnel sees
+# the waypoint's identity in these, not the client's.
+_IDENTITY_SOURCE = {"principals", "notPrincipals", "namespaces", "notNamespaces", "serviceAccounts",
+                    "notServiceAccounts"}
+_IDENTITY_CONDITIONS = {"source.principal", "source.namespace", "source.serviceAccount"}
+# The injector's label on every pod it gives a sidecar (../shared/istio-reference api/labels.yaml): a policy that
+# selects it applies to pods with a sidecar only, never to one that ztunnel carries.
+SIDECAR_POD = {"security.istio.io/tlsMode": "istio"}
+# On a policy the migration adds so that the destination's ztunnel allows the waypoint: the policy it serves.
+ALLOWS_WAYPOINT = "migrated.meshstep.io/allows-waypoint"
+
+
+def client_identity(spec: dict) -> list[str]:
+    """The client identity checks of an AuthorizationPolicy's rules (`from.source.principals`, `when
+    source.namespace`, …)."""
+    found = []
+    for rule in spec.get("rules") or ():
+        for f in rule.get("from") or ():
+            found += [f"from.source.{k}" for k in (f.get("source") or {}) if k in _IDENTITY_SOURCE]
+        found += [f"when {c.get('key')}" for c in rule.get("when") or () if c.get("key") in _IDENTITY_CONDITIONS]
+    return list(dict.fromkeys(found))
+
+
+def waypoint_principal(waypoint: KubeObject) -> str:
+    """The identity a waypoint's requests carry: istiod runs it under a service account named as its Gateway."""
+    return f"cluster.local/ns/{waypoint.namespace}/sa/{waypoint.name}"
+
+
+def for_sidecars(ap: KubeObject) -> bool:
+    """Whether a workload-bound policy selects only pods with a sidecar (SIDECAR_POD in its selector)."""
+    labels = (ap.spec.get("selector") or {}).get("matchLabels") or {}
+    return all(labels.get(k) == v for k, v in SIDECAR_POD.items())
 
 
 def ztunnel_enforced(ap: KubeObject) -> bool:
@@ -150,7 +184,7 @@ def l7_policy_on_ztunnel(ctx: Context) -> Iterator[tuple[Ref, str, str]]:
     for ap in istio_objects(inv, "AuthorizationPolicy"):
         ns = inv.namespaces.get(ns_of(ap))
         attrs = l7_attributes(ap.spec)
-        if ns is None or ns.injection != "ambient" or not attrs or not ztunnel_enforced(ap):
+        if ns is None or ns.injection != "ambient" or not attrs or not ztunnel_enforced(ap) or for_sidecars(ap):
             continue
         selector = (ap.spec.get("selector") or {}).get("matchLabels") or {}
         pods = inv.pods_matching(ns.name, selector) if selector else list(inv.pods_by_namespace.get(ns.name, ()))
@@ -275,3 +309,16 @@ def route_not_expressible(ctx: Context) -> Iterator[tuple[Ref, str, str]]:
         if ns is not None and ns_of(vs) == ns and lost and mesh_http_routes(ctx.inventory, vs):
             yield (vs.ref, f"{vs.ref} uses what an HTTPRoute (Gateway API standard channel) cannot say: "
                            f"{', '.join(lost[:3])}", CATALOG["MST0722"].hint_for(namespace=ns))
+
+
+@check("MST0723", reads=("Namespace", "Pod"))
+def sidecars_still_running(ctx: Context) -> Iterator[tuple[Ref, str, str]]:
+    ns = ctx.inventory.namespaces.get(_blocker_scope(ctx) or "")
+    if ns is None or ns.injection != "ambient":
+        return
+    for pod in ctx.inventory.pods_by_namespace.get(ns.name, ()):
+        if pod.sidecar is not None:
+            yield (Ref("Pod", ns.name, pod.name), fill("Pod {ns}/{pod} still has its sidecar in ambient namespace "
+                                                        "{ns}: it has not restarted since the switch", ns=ns.name,
+                                                        pod=pod.name),
+                   CATALOG["MST0723"].hint_for(namespace=ns.name))

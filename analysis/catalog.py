@@ -421,6 +421,12 @@ _ENTRIES = (
           "applying when the sidecars go.",
           "Express the limit another way first (REGISTRY_ONLY with ServiceEntries, an egress waypoint, "
           "AuthorizationPolicy at the destinations), then delete the Sidecar and move {namespace}."),
+    Entry("MST0723", "SidecarsStillRunning", "error", ("ambient-cleanup",),
+          "Pods of an ambient namespace still have their sidecars: they have not restarted since the switch.",
+          "A pod keeps its sidecar until it restarts, and its sidecar still enforces the selector-bound policies "
+          "and reads the DestinationRule subsets and Sidecar resources that the clean-up deletes.",
+          "Restart them (kubectl rollout restart deployment -n {namespace}) and check that none has a sidecar "
+          "before cleaning up {namespace}."),
     Entry("MST0722", "RouteNotExpressibleAsHTTPRoute", "error", ("ambient-policies", "ambient-mode"),
           "A VirtualService uses routing an HTTPRoute of the Gateway API's standard channel cannot say.",
           "Waypoints serve HTTPRoutes (VirtualService support is Alpha there): retries, fault injection, CORS, "
@@ -513,11 +519,16 @@ _ENTRIES = (
     # ---------------------------------------------------------------- observed traffic (Istio's telemetry)
     Entry("MST0816", "EnforcementLapses", "error", (),
           "The change would alter how a request is decided or routed: a policy no proxy enforces any more (or "
-          "ztunnel denying what it cannot evaluate), L7 routes nobody applies.",
+          "ztunnel denying what it cannot evaluate, or judging a waypoint's identity where it judged the client's), "
+          "L7 routes nobody applies; once its pods restart, or in the seconds before they do.",
           "Moving from sidecars to ambient changes who enforces: the sidecar, then ztunnel (L4) and the waypoint "
-          "(L7, targetRefs). A request allowed or denied before must be decided the same way after every stage.",
+          "(L7, targetRefs); behind a waypoint the destination's ztunnel sees the waypoint's identity, not the "
+          "client's. A request allowed or denied before must be decided the same way after every stage, and while "
+          "its pods restart.",
           "Migrate {scope}'s policies and routes to its waypoint and activate it before {feature} "
-          "(meshstep render ambient-policies --scope {scope}; meshstep render waypoint --scope {scope}).",
+          "(meshstep render ambient-policies --scope {scope}; meshstep render waypoint --scope {scope}); a "
+          "mesh-wide policy that checks the client's identity cannot move to one waypoint: rewrite it per "
+          "namespace first.",
           "the invariants checked after every rendering (features/invariants.py)"),
     Entry("MST0820", "NoTrafficEvidence", "warning", TRAFFIC_GATED,
           "No telemetry was read: the gate checked config only, not the callers traffic shows.",

@@ -8,7 +8,11 @@ waypoint in ambient mode (istio.io: ambient L4 and L7 policy; migrate policies).
   CUSTOM action) it cannot evaluate fails safe: it denies every request to what it selects. It ignores
   RequestAuthentication.
 - A waypoint (where a Service's istio.io/use-waypoint label names one) enforces what is bound to it or to the
-  Service through targetRefs, L7 included, and RequestAuthentication bound the same way.
+  Service through targetRefs, L7 included, and RequestAuthentication bound the same way. A mesh caller's request
+  reaches it first; what it lets through goes on to the destination's ztunnel, which sees the waypoint's identity
+  as the source, not the client's (istio.io, ambient L4 policy): a workload-bound policy that checks principals or
+  namespaces there judges the waypoint. A plaintext caller's request carries no identity to hide: it is decided as
+  before, by ztunnel and then the waypoint.
 - A pod out of the mesh enforces nothing; a policy in dry run (istio.io/dry-run) decides nothing.
 
 The requests are built from the cluster as it is before a change (its callers, their identities, the methods,
@@ -17,10 +21,17 @@ paths, headers and tokens its policies name), so that the same requests can be d
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from analysis.ambient import l7_attributes, mesh_http_routes, services_of_hosts, waypoint_for, ztunnel_enforced
+from analysis.ambient import (
+    l7_attributes,
+    mesh_http_routes,
+    services_of_hosts,
+    waypoint_for,
+    waypoint_principal,
+    ztunnel_enforced,
+)
 from analysis.effective import mtls_mode
 from cluster.inventory import Inventory
 from cluster.model import GATEWAY_API_GROUP, KubeObject, Pod, Service
@@ -160,14 +171,20 @@ def decide_pod(inv: Inventory, svc: Service, pod: Pod, req: Request) -> str:
     if how == "sidecar":
         ras = [o for o in istio_objects(inv, "RequestAuthentication") if _bound_to_workload(inv, o, pod)]
         return _authn(ras, req) or authorize(aps, req)
-    ztunnel = authorize(aps, req, l4_only=True)
     waypoint = waypoint_for(inv, svc.namespace, svc)
-    if waypoint is None or ztunnel != "allow":
-        return ztunnel
+    if waypoint is None:
+        return authorize(aps, req, l4_only=True)
     bound = [o for kind in ("AuthorizationPolicy", "RequestAuthentication")
              for o in istio_objects(inv, kind) if _bound_to_waypoint(o, svc, waypoint)]
     ras = [o for o in bound if o.kind == "RequestAuthentication"]
-    return _authn(ras, req) or authorize([o for o in bound if o.kind == "AuthorizationPolicy"], req)
+    at_waypoint = _authn(ras, req) or authorize([o for o in bound if o.kind == "AuthorizationPolicy"], req)
+    if req.principal is None:  # plaintext: ztunnel first, with no identity
+        ztunnel = authorize(aps, req, l4_only=True)
+        return ztunnel if ztunnel != "allow" else at_waypoint
+    if at_waypoint != "allow":
+        return at_waypoint
+    return authorize(aps, replace(req, principal=waypoint_principal(waypoint), namespace=waypoint.namespace),
+                     l4_only=True)
 
 
 def decide(inv: Inventory, req: Request) -> tuple[str, ...]:

@@ -9,7 +9,17 @@ import json
 import re
 from typing import Any
 
-from analysis.ambient import HBONE_PORT, MIGRATED_FROM, WAYPOINT_CLASS, inexpressible, mesh_http_routes
+from analysis.ambient import (
+    ALLOWS_WAYPOINT,
+    HBONE_PORT,
+    MIGRATED_FROM,
+    SIDECAR_POD,
+    WAYPOINT_CLASS,
+    client_identity,
+    inexpressible,
+    l7_attributes,
+    mesh_http_routes,
+)
 from cluster.changes import clean
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
@@ -200,3 +210,32 @@ def waypoint_copy(inv: Inventory, policy: KubeObject, waypoint: str) -> dict[str
                         "labels": {**policy.labels, "app.kubernetes.io/managed-by": "meshstep"}},
            "spec": spec}
     return standing_for(new, policy)
+
+
+def sidecars_only(policy: KubeObject) -> dict[str, Any]:
+    """The selector-bound original narrowed to the pods that still have a sidecar (the injector's label): the
+    sidecars keep enforcing it until each pod restarts, and ztunnel never evaluates it for a pod it carries."""
+    narrowed = copy.deepcopy(clean(policy.raw))
+    selector = narrowed["spec"].setdefault("selector", {})
+    selector["matchLabels"] = {**(selector.get("matchLabels") or {}), **SIDECAR_POD}
+    return narrowed
+
+
+def waypoint_allowed(inv: Inventory, policy: KubeObject, waypoint: str) -> dict[str, Any]:
+    """An ALLOW of the waypoint's service account for the workloads an ALLOW policy selects: behind the waypoint
+    the destination's ztunnel sees its identity (istio.io, ambient L4 policy), and the client checks move to the
+    waypoint's copy. The original's L4 rules that ask for no client identity stay too (a caller reaching the pods
+    without the waypoint, plaintext, matched them as before); anyone else reaching the pods directly stays denied,
+    as the original denied who it did not allow."""
+    ns = policy.namespace or ""
+    kept = [copy.deepcopy(r) for r in policy.spec.get("rules") or () if not l7_attributes({"rules": [r]})
+            and not [k for k in client_identity({"rules": [r]}) if not k.rpartition(".")[2].startswith("not")]]
+    spec: dict[str, Any] = {"action": "ALLOW", "rules": [
+        {"from": [{"source": {"principals": [f"cluster.local/ns/{ns}/sa/{waypoint}"]}}]}, *kept]}
+    if policy.spec.get("selector"):
+        spec = {"selector": copy.deepcopy(policy.spec["selector"])} | spec
+    name = free_name(inv, policy.kind, ns, f"{policy.name}-from-waypoint", feature="ambient-policies")
+    return {"apiVersion": policy.api_version, "kind": policy.kind,
+            "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "meshstep"},
+                         "annotations": {ALLOWS_WAYPOINT: policy.name}},
+            "spec": spec}

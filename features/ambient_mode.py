@@ -1,12 +1,9 @@
 """Ambient mode: a namespace label hands its pods' traffic to the node's ztunnel instead of sidecars."""
 from __future__ import annotations
 
-from typing import Any
-
-from analysis.ambient import copied, stood_for
+from analysis.ambient import SIDECAR_POD
 from cluster import revisions
 from cluster.inventory import Inventory
-from cluster.model import Ref
 from features._istio import label_notes, namespace_labelled
 from features.base import Feature, Observation
 
@@ -39,20 +36,14 @@ class AmbientMode(Feature):
     def build(self, p, scope, inv):
         return [namespace_labelled(inv, scope, _ADD, _REMOVED)]
 
-    def removes(self, p, scope, inv) -> list[Ref]:
-        """The selector-bound originals of policies a waypoint copy now enforces (ambient-policies): kept for the
-        sidecars until now, they go with them, or ztunnel would enforce them (an L7 one as a DENY of everything)."""
-        return [ref for (kind, name) in copied(inv, scope) if (o := inv.get(kind, scope, name)) is not None
-                and (ref := o.ref)]
-
-    def restores(self, p, scope, inv) -> list[dict[str, Any]]:
-        return [original for copy in copied(inv, scope).values() if (original := stood_for(copy)) is not None]
-
     def notes(self, p, scope, inv, rollback):
         lines = label_notes(inv, scope, _ADD, _REMOVED, rollback)
         if rollback:
             return lines
-        return lines + [f"# verify: every pod of {scope} without a sidecar, carried by ztunnel over HBONE (port 15008)",
+        return lines + [f"# until a pod of {scope} restarts its sidecar decides, with the policies narrowed to sidecar "
+                        "pods; once restarted, ztunnel and the waypoint decide, with their copies: no decision "
+                        "changes in between (the originals go in the clean-up)",
+                        f"# verify: every pod of {scope} without a sidecar, carried by ztunnel over HBONE (port 15008)",
                         f"# istioctl ztunnel-config workloads --workload-namespace {scope}"]
 
     def restarted_pods(self, p, scope, inv):
@@ -73,6 +64,8 @@ class AmbientMode(Feature):
                 spec[key] = [c for c in spec[key] if c["name"] not in _INJECTED]
             meta["annotations"] = {k: v for k, v in meta["annotations"].items()
                                    if k != "sidecar.istio.io/status"} | _CAPTURED
+            # nor the injector's label: the policies narrowed to sidecar pods (ambient-policies) leave it at once
+            meta["labels"] = {k: v for k, v in meta["labels"].items() if k not in SIDECAR_POD}
             out.append(pod)
         return out
 

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from analysis.ambient import MIGRATED_FROM, POLICY_KINDS, copied, mesh_http_routes, needs_waypoint_binding, stood_for
+from analysis.ambient import (
+    ALLOWS_WAYPOINT,
+    MIGRATED_FROM,
+    POLICY_KINDS,
+    client_identity,
+    copied,
+    mesh_http_routes,
+    needs_waypoint_binding,
+    stood_for,
+    ztunnel_enforced,
+)
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from cluster.model import KubeObject, Ref
 from cluster.queries import istio_objects
-from features._ambient import WAYPOINT, http_routes, waypoint_copy, waypoint_gateway
+from features._ambient import WAYPOINT, http_routes, sidecars_only, waypoint_allowed, waypoint_copy, waypoint_gateway
 from features._gateway_api import installed
 from features.base import Feature, Observation, Param
 
@@ -27,18 +37,28 @@ def _selected(inv: Inventory, policy: KubeObject) -> set[str]:
     return {p.name for p in (inv.pods_matching(ns, labels) if labels else inv.pods_by_namespace.get(ns, ()))}
 
 
+def _hidden_by_waypoint(o: KubeObject) -> list[str]:
+    """The client identity checks of a workload-bound AuthorizationPolicy, which behind a waypoint would judge the
+    waypoint's identity (not one the migration added to allow the waypoint)."""
+    if o.kind != "AuthorizationPolicy" or not ztunnel_enforced(o) or ALLOWS_WAYPOINT in o.annotations:
+        return []
+    return client_identity(o.spec)
+
+
 def to_bind(inv: Inventory, scope: str) -> list[KubeObject]:
-    """The namespace's policies bound to workloads that only a waypoint can enforce, not copied yet; and the L4
-    ALLOW policies of the same workloads: a proxy evaluates the ALLOW policies it is given as one union, so left at
-    ztunnel while the L7 ones move, they would deny what the waypoint allows."""
+    """The namespace's policies bound to workloads that only a waypoint can enforce, or that check the client's
+    identity (behind the waypoint ztunnel sees the waypoint's), not copied yet; and the L4 ALLOW policies of the
+    same workloads: a proxy evaluates the ALLOW policies it is given as one union, so left at ztunnel while the
+    others move, they would deny what the waypoint allows."""
     done = copied(inv, scope)
-    l7 = [o for kind in POLICY_KINDS for o in inv.of_kind(kind) if o.namespace == scope and needs_waypoint_binding(o)]
-    moving = set().union(*(_selected(inv, o) for o in l7 if o.kind == "AuthorizationPolicy"
+    first = [o for kind in POLICY_KINDS for o in inv.of_kind(kind) if o.namespace == scope
+             and (needs_waypoint_binding(o) or _hidden_by_waypoint(o))]
+    moving = set().union(*(_selected(inv, o) for o in first if o.kind == "AuthorizationPolicy"
                            and o.spec.get("action", "ALLOW") == "ALLOW"))
-    allows = [o for o in istio_objects(inv, "AuthorizationPolicy") if o.namespace == scope and o not in l7
-              and o.spec.get("action", "ALLOW") == "ALLOW" and not o.spec.get("targetRefs")
-              and not o.spec.get("targetRef") and _selected(inv, o) & moving]
-    return [o for o in l7 + allows if (o.kind, o.name) not in done]
+    allows = [o for o in istio_objects(inv, "AuthorizationPolicy") if o.namespace == scope and o not in first
+              and o.spec.get("action", "ALLOW") == "ALLOW" and ztunnel_enforced(o)
+              and ALLOWS_WAYPOINT not in o.annotations and _selected(inv, o) & moving]
+    return [o for o in first + allows if (o.kind, o.name) not in done]
 
 
 class AmbientPolicies(Feature):
@@ -58,8 +78,13 @@ class AmbientPolicies(Feature):
         "Retries, fault injection, CORS and redirects have no standard-channel HTTPRoute field: such a "
         "VirtualService is refused (MST0722), never converted with them dropped.",
         "EnvoyFilters and Sidecar resources do not carry over to ambient (MST0720, MST0721): handle them first.",
-        "The selector-bound originals stay for the sidecars until the namespace switches: the switch deletes them "
-        "as its pods leave their sidecars.",
+        "Behind a waypoint the destination's ztunnel sees the waypoint's identity, not the client's: L4 policies "
+        "that check principals or namespaces are copied onto the waypoint too, and an ALLOW of the waypoint's "
+        "service account takes their place at ztunnel. A mesh-wide policy of the root namespace cannot move to one "
+        "namespace's waypoint: where it would stop deciding, the switch is refused (MST0816).",
+        "The selector-bound originals stay for the sidecars, narrowed to pods with a sidecar "
+        "(security.istio.io/tlsMode=istio): each pod leaves them as it restarts without its sidecar, and the "
+        "clean-up (ambient-cleanup) deletes them once none is left.",
     )
     docs = "https://istio.io/latest/docs/ambient/migrate/migrate-policies/"
     keeps_decisions = True
@@ -72,7 +97,8 @@ class AmbientPolicies(Feature):
         if not routes and not policies:
             raise MeshstepError(f"ambient-policies: nothing in {scope} needs a waypoint (no VirtualService routing "
                                 "its mesh traffic at L7, no L7, CUSTOM or AUDIT AuthorizationPolicy, "
-                                "RequestAuthentication or WasmPlugin bound to its workloads)")
+                                "RequestAuthentication or WasmPlugin bound to its workloads, no AuthorizationPolicy "
+                                "checking its callers' identity)")
         objects: list[dict[str, Any]] = [waypoint_gateway(inv, scope, p["waypoint"])]
         routed_by: dict[str, str] = {}
         for vs in routes:
@@ -84,7 +110,12 @@ class AmbientPolicies(Feature):
             objects += http_routes(inv, vs)
         # the version Services are addressable too: a copy is bound to every Service that reaches the pods
         ahead = inv.with_changes(apply=[o for o in objects if o["kind"] == "Service"])
-        return objects + [waypoint_copy(ahead, o, p["waypoint"]) for o in policies]
+        # the originals stay for the sidecars, narrowed to them; where an ALLOW let only some clients reach the
+        # pods, ztunnel lets the waypoint (which checks them now) and no one else
+        allows = [o for o in policies if o.kind == "AuthorizationPolicy" and o.spec.get("action", "ALLOW") == "ALLOW"
+                  and _hidden_by_waypoint(o)]
+        return objects + [waypoint_copy(ahead, o, p["waypoint"]) for o in policies] + [
+            sidecars_only(o) for o in policies] + [waypoint_allowed(inv, o, p["waypoint"]) for o in allows]
 
     def removes(self, p, scope, inv) -> list[Ref]:
         return [vs.ref for vs in routed(inv, scope)]

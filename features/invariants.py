@@ -279,12 +279,12 @@ _DECIDING = {"AuthorizationPolicy", "RequestAuthentication", "PeerAuthentication
              "HTTPRoute", "VirtualService", "DestinationRule", "ConfigMap", "Deployment", "DaemonSet", "Pod"}
 
 
-def as_run(feature: Feature, params: dict[str, Any], scope: str, after: Inventory) -> Inventory:
-    """The cluster as the rendering leaves it once its commands ran and its restarts brought the pods back (what a
-    rehearsal applies: an overlay runs neither)."""
+def as_run(feature: Feature, params: dict[str, Any], scope: str, after: Inventory, restart: bool = True) -> Inventory:
+    """The cluster as the rendering leaves it once its commands ran and (unless not `restart`) its restarts
+    brought the pods back (what a rehearsal applies: an overlay runs neither)."""
     made = feature.commanded(params, scope, after)
     after = after.with_changes(apply=made) if made else after
-    pods = feature.restarted_pods(params, scope, after)
+    pods = feature.restarted_pods(params, scope, after) if restart else []
     return after.with_changes(pods=pods) if pods else after
 
 
@@ -295,15 +295,21 @@ def enforcement_lapses(feature: Feature, params: dict[str, Any], scope: str, bef
             and not feature.restarted_pods(params, scope, after) and not feature.commanded(params, scope, after):
         return
     now = as_run(feature, params, scope, after)
-    changed = [(req, was, decide(now, req)) for req in requests(before)
-               if (was := decide(before, req)) != decide(now, req)]
-    for req, was, is_ in changed[:3]:
-        yield catalog_message("MST0816", Ref("Service", req.service[0], req.service[1]),
-                              fill(f"{feature.id} in {{scope}} changes a decision: {{req}} was {{was}}, would be "
-                                   "{is_}" + (f" (and {len(changed) - 3} more requests)" if len(changed) > 3 else ""),
-                                   scope=scope, req=str(req), was="/".join(was) or "unserved",
-                                   is_="/".join(is_) or "unserved"),
-                              feature=feature.id, scope=scope)
+    # the seconds between the change and the restarts: the pods as they were, each restarted pod as in `now` (a
+    # pod's decisions depend on its own state alone, so these two ends cover every mix of restarted and not)
+    ran = as_run(feature, params, scope, after, restart=False)
+    window = [(" before its pods restart", ran)] if feature.restarted_pods(params, scope, ran) else []
+    decisions = {req: decide(before, req) for req in requests(before)}
+    for when, inv in [("", now), *window]:
+        changed = [(req, was, decide(inv, req)) for req, was in decisions.items() if was != decide(inv, req)]
+        for req, was, is_ in changed[:3]:
+            yield catalog_message("MST0816", Ref("Service", req.service[0], req.service[1]),
+                                  fill(f"{feature.id} in {{scope}} changes a decision{when}: {{req}} was {{was}}, "
+                                       "would be {is_}" + (f" (and {len(changed) - 3} more requests)"
+                                                           if len(changed) > 3 else ""),
+                                       scope=scope, req=str(req), was="/".join(was) or "unserved",
+                                       is_="/".join(is_) or "unserved"),
+                                  feature=feature.id, scope=scope)
     routes = routing(now)
     for (ns, name), (rules, who) in sorted(routing(before).items()):
         if who.startswith("nobody"):

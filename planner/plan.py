@@ -178,7 +178,7 @@ _AMBIENT_RELEASE = _Blueprint("Release with weighted HTTPRoutes",
 # Sidecars to ambient, as istio.io's migration guide (docs/ambient/migrate/) orders it: before you begin (the
 # versions it lists, the Gateway API CRDs), install the ambient components, migrate the policies, then per
 # namespace in the order the guide requires — activate the waypoint, label the namespace ambient and remove
-# injection, restart, verify HBONE.
+# injection, restart, verify HBONE, then remove the old sidecar config (its step 5).
 _MIGRATE_CRDS = _Blueprint("Before you begin: the Gateway API CRDs",
                            "Does the cluster serve Gateway and HTTPRoute, which waypoints and ambient routing are "
                            "written in, on the Istio and Kubernetes versions the migration guide lists?",
@@ -198,6 +198,10 @@ _MIGRATE_NS = (
     _Blueprint("Switch {ns} to ambient mode",
                "Label {ns} istio.io/dataplane-mode=ambient, remove its injection label, restart its workloads "
                "without sidecars, and verify ztunnel carries them over HBONE.", ("ambient-mode",), "each"),
+    _Blueprint("Clean up {ns}'s sidecar-only config",
+               "Once no pod of {ns} has a sidecar, remove what only sidecars read — the selector-bound policies the "
+               "waypoint's copies replaced, the subsets only the converted VirtualServices named, Sidecar resources "
+               "— kept in a backup ConfigMap to roll back from.", ("ambient-cleanup",), "each"),
 )
 
 TEMPLATES: dict[str, tuple[_Blueprint | tuple[_Blueprint, ...], ...]] = {

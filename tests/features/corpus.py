@@ -77,6 +77,8 @@ def running(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "args": ["proxy", "sidecar", "--domain", f"{ns}.svc.cluster.local"]})
             annotations["sidecar.istio.io/status"] = json.dumps(
                 {"initContainers": ["istio-validation", "istio-proxy"], "revision": injected[ns]})
+            # the injector's label on a pod it gives a sidecar (../shared/istio-reference inject/*.injected)
+            template.setdefault("metadata", {}).setdefault("labels", {})["security.istio.io/tlsMode"] = "istio"
         pods.append({"apiVersion": "v1", "kind": "Pod",
                      "metadata": {"name": f"{meta['name']}-7d4b9c-{i:05d}", "namespace": ns,
                                   # the ReplicaSet's hash ties the pod to its Deployment, as Kubernetes labels it

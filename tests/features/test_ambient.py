@@ -307,7 +307,7 @@ def test_sidecar_to_ambient_deploys_the_waypoint_before_switching(cluster):
     stages, after = rehearse("sidecar-to-ambient", cluster, ["orders"])
     assert [[(s.feature, s.scope) for s in st.steps] for st in stages] == [
         [("gateway-api-crds", "mesh")], [("ambient-install", "mesh")], [("ambient-policies", "orders")],
-        [("waypoint", "orders")], [("ambient-mode", "orders")]]
+        [("waypoint", "orders")], [("ambient-mode", "orders")], [("ambient-cleanup", "orders")]]
     assert stages[0].done and stages[1].done  # the fixture serves the Gateway API and runs ambient
     labels = after.namespaces["orders"].labels
     assert labels["istio.io/dataplane-mode"] == "ambient" and "istio.io/rev" not in labels

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analysis import base as analysis
-from analysis.ambient import waypoint_for
+from analysis.ambient import MIGRATED_FROM, waypoint_for
 from analysis.enforcement import decide, requests, routing
 from cluster.inventory import Inventory
 from cluster.revisions import manifest
@@ -46,9 +46,9 @@ def test_the_template_follows_the_guides_phases_and_leaves_nothing_out_for_the_c
     assert all("needs a waypoint" in lo.reason for lo in draft.left_out)
     assert [[(s.feature, s.scope) for s in st.steps] for st in draft.stages] == [
         [("gateway-api-crds", "mesh")], [("ambient-install", "mesh")], [("ambient-policies", "shop")],
-        [("waypoint", "legacy")], [("ambient-mode", "legacy")],
-        [("waypoint", "payments")], [("ambient-mode", "payments")],
-        [("waypoint", "shop")], [("ambient-mode", "shop")]]
+        [("waypoint", "legacy")], [("ambient-mode", "legacy")], [("ambient-cleanup", "legacy")],
+        [("waypoint", "payments")], [("ambient-mode", "payments")], [("ambient-cleanup", "payments")],
+        [("waypoint", "shop")], [("ambient-mode", "shop")], [("ambient-cleanup", "shop")]]
     assert not any(st.done for st in draft.stages)
 
 
@@ -272,14 +272,22 @@ def bank() -> Inventory:
 
 def test_bank_policies_become_waypoint_objects(bank, tmp_path):
     """accounts' VirtualService is an HTTPRoute (a Service per subset, the header match, the weights, the timeout
-    and the mirror kept) and is deleted; its L7 AuthorizationPolicy and RequestAuthentication are copied onto the
-    accounts Service (targetRefs), the originals kept for the sidecars; the DestinationRule is left as it is. Every
-    object is valid against the Gateway API v1.3.0 and Istio CRD schemas and kubectl's client-side dry run."""
+    and the mirror kept) and is deleted; its L7 AuthorizationPolicy and RequestAuthentication, and audit's L4 one
+    that checks the callers' namespace (behind the waypoint ztunnel would see the waypoint's), are copied onto what
+    the waypoint serves (targetRefs), the originals kept for the sidecars and narrowed to pods with one, and ztunnel
+    allows the waypoint where they allowed some callers; the DestinationRule is left as it is. Every object is
+    valid against the Gateway API v1.3.0 and Istio CRD schemas and kubectl's client-side dry run."""
     rendered, _ = render_gated(registry()["ambient-policies"], {}, "bank", bank)
     by = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
     assert set(by) == {("Gateway", "waypoint"), ("Service", "accounts-v1"), ("Service", "accounts-v2"),
                        ("HTTPRoute", "accounts"), ("AuthorizationPolicy", "accounts-readers-waypoint"),
-                       ("RequestAuthentication", "accounts-jwt-waypoint")}
+                       ("RequestAuthentication", "accounts-jwt-waypoint"), ("AuthorizationPolicy", "accounts-readers"),
+                       ("RequestAuthentication", "accounts-jwt"), ("AuthorizationPolicy", "audit-callers"),
+                       ("AuthorizationPolicy", "audit-callers-waypoint"),
+                       ("AuthorizationPolicy", "accounts-readers-from-waypoint"),
+                       ("AuthorizationPolicy", "audit-callers-from-waypoint")}
+    assert by["AuthorizationPolicy", "audit-callers"]["spec"]["selector"] == {
+        "matchLabels": {"app": "audit", "security.istio.io/tlsMode": "istio"}}
     # bound to every Service that reaches accounts' pods: the version Services are addressable too
     assert [str(r) for r in rendered.delete] == ["VirtualService bank/accounts"]
     route = by["HTTPRoute", "accounts"]
@@ -329,15 +337,19 @@ def test_edge_blockers_are_named_with_codes(bank):
 
 def test_bank_rehearses_to_ambient_with_every_decision_kept(bank):
     stages = walk(bank, ["bank"])
-    assert [s.title for s, _ in stages][-3:] == ["Migrate bank's policies to its waypoint",
+    assert [s.title for s, _ in stages][-4:] == ["Migrate bank's policies to its waypoint",
                                                   "Activate a waypoint for bank before it leaves sidecars",
-                                                  "Switch bank to ambient mode"]
+                                                  "Switch bank to ambient mode", "Clean up bank's sidecar-only config"]
     for stage, inv in stages:
         assert unchanged(bank, inv) == [], stage.title
     end = stages[-1][1]
-    # the selector-bound originals went with the sidecars; the waypoint copies decide now
+    # the selector-bound originals went in the clean-up; the waypoint copies decide now, ztunnel admits the waypoint
     assert end.get("AuthorizationPolicy", "bank", "accounts-readers") is None
-    assert end.get("AuthorizationPolicy", "bank", "audit-callers") is not None  # L4: ztunnel enforces it
+    assert end.get("AuthorizationPolicy", "bank", "audit-callers") is None
+    assert end.get("AuthorizationPolicy", "bank", "audit-callers-waypoint").spec["targetRefs"] == [
+        {"group": "", "kind": "Service", "name": "audit"}]
+    assert end.get("AuthorizationPolicy", "bank", "audit-callers-from-waypoint").spec["rules"] == [
+        {"from": [{"source": {"principals": [WAYPOINT_SA]}}]}]
     teller = next(r for r in requests(bank) if r.principal == "cluster.local/ns/bank/sa/teller"
                   and r.service == ("bank", "accounts") and r.path == "/accounts/x" and r.method == "GET"
                   and r.token is None and r.header is None)
@@ -360,15 +372,17 @@ def test_switching_bank_before_its_policies_move_is_refused(bank):
 
 # ---------------------------------------------------------------- property: generated sidecar clusters
 
-_REACHED: list[bool] = []
+_REACHED: list[tuple[bool, bool]] = []  # (reached ambient, had a mesh-wide DENY by a client's principal)
 
 
 @st.composite
 def sidecar_clusters(draw: st.DrawFn) -> list[dict[str, Any]]:
     """Sidecar namespaces on the demo's control plane: apps of one or two versions behind an HTTP Service, a mesh
     VirtualService splitting by subset (weights, a header match, a timeout) or none, and AuthorizationPolicies of
-    every shape ztunnel and waypoints tell apart (L4 or L7, ALLOW or DENY, by selector or namespace-wide), and
-    RequestAuthentications."""
+    every shape ztunnel and waypoints tell apart (L4 or L7, ALLOW or DENY, by selector or namespace-wide, checking
+    the client's identity or not: behind a waypoint ztunnel sees the waypoint's), RequestAuthentications, Sidecar
+    resources for the clean-up; and at times a mesh-wide DENY by a client's principal, which no waypoint copy can
+    keep (a refused switch, never a lapse)."""
     namespaces = draw(st.lists(st.sampled_from(["north", "south"]), min_size=1, max_size=2, unique=True))
     objs: list[dict[str, Any]] = []
     for ns in namespaces:
@@ -392,11 +406,18 @@ def sidecar_clusters(draw: st.DrawFn) -> list[dict[str, Any]]:
                 objs += _routing(draw, ns, app)
         for i in range(draw(st.integers(0, 3))):
             objs.append(_policy(draw, ns, apps, namespaces, i))
+        if draw(st.booleans()):  # sidecar-only config the clean-up removes: no sidecar reads it in ambient
+            objs.append(_istio("networking.istio.io", "Sidecar", ns, "default", {
+                "workloadSelector": {"labels": {"app": draw(st.sampled_from(apps))}}}))
         if draw(st.booleans()):
             app = draw(st.sampled_from(apps))
             objs.append(_istio("security.istio.io", "RequestAuthentication", ns, f"{app}-jwt", {
                 "selector": {"matchLabels": {"app": app}},
                 "jwtRules": [{"issuer": "https://id.example", "jwksUri": "https://id.example/jwks"}]}))
+    if draw(st.integers(1, 5)) == 5:  # now and then (Hypothesis draws the least integers most)
+        objs.append(_istio("security.istio.io", "AuthorizationPolicy", "istio-system", "mesh-deny", {
+            "action": "DENY", "rules": [{"from": [{"source": {
+                "principals": [f"cluster.local/ns/{draw(st.sampled_from(namespaces))}/sa/web"]}}]}]}))
     return [*control_plane(), *running(objs)]
 
 
@@ -416,14 +437,19 @@ def _routing(draw: st.DrawFn, ns: str, app: str) -> list[dict[str, Any]]:
 
 
 def _policy(draw: st.DrawFn, ns: str, apps: list[str], namespaces: list[str], i: int) -> dict[str, Any]:
+    # the client identity checks a waypoint hides from the destination's ztunnel: principals, namespaces, their
+    # negations, a source.principal condition
+    principal = f"cluster.local/ns/{ns}/sa/{draw(st.sampled_from(apps))}"
     source = draw(st.sampled_from([
-        {"namespaces": [draw(st.sampled_from(namespaces))]},
-        {"principals": [f"cluster.local/ns/{ns}/sa/{draw(st.sampled_from(apps))}"]}, {}]))
+        {"namespaces": [draw(st.sampled_from(namespaces))]}, {"principals": [principal]},
+        {"notPrincipals": [principal]}, {"notNamespaces": [draw(st.sampled_from(namespaces))]}, {}]))
     operation = draw(st.sampled_from([{}, {"methods": ["GET"]}, {"paths": ["/admin*"]},
                                       {"methods": ["POST"], "paths": ["/orders"]}]))
     rule: dict[str, Any] = {}
     if source:
         rule["from"] = [{"source": source}]
+    elif draw(st.booleans()):
+        rule["when"] = [{"key": "source.principal", "values": [principal]}]
     if operation:
         rule["to"] = [{"operation": operation}]
     spec: dict[str, Any] = {"action": draw(st.sampled_from(["ALLOW", "DENY"])), "rules": [rule]}
@@ -438,7 +464,8 @@ def test_migration_stages_never_change_a_decision(objects):
     """For each generated cluster, the sidecar-to-ambient plan walked on its overlay: every stage that passes its
     gate and invariants leaves every request of the cluster as it was first (not only as the stage before left
     it) decided the same way, and every L7 route applied, by whichever proxy handles it now. A stage refused ends
-    the walk (a refusal is never a lapse); most clusters reach ambient."""
+    the walk (a refusal is never a lapse); most clusters without a mesh-wide DENY by a client's principal (which
+    no waypoint copy can keep) reach ambient."""
     start = generated(objects)
     namespaces = [n for n in start.namespace_names() if n in ("north", "south")]
     inv, reached = start, True
@@ -450,7 +477,7 @@ def test_migration_stages_never_change_a_decision(objects):
         assert e.findings or e.reason
     if reached:
         assert all(p.sidecar is None and inv.in_mesh(p) for ns in namespaces for p in inv.pods_by_namespace[ns])
-    _REACHED.append(reached)
+    _REACHED.append((reached, any(o["metadata"]["name"] == "mesh-deny" for o in objects)))
 
 
 def test_property_cases_counted(record_property):
@@ -458,10 +485,13 @@ def test_property_cases_counted(record_property):
     reached ambient, printed at the end of the run (tests/conftest.py)."""
     if not _REACHED:
         pytest.skip("the property test did not run in this process")
+    reached = [r for r, _ in _REACHED]
+    plain = [r for r, mesh_deny in _REACHED if not mesh_deny]
     record_property("summary", f"migration property cases (generated sidecar clusters walked to ambient): "
-                               f"{len(_REACHED)} — {sum(_REACHED)} reached ambient, "
-                               f"{len(_REACHED) - sum(_REACHED)} stopped at a refused stage")
-    assert sum(_REACHED) >= len(_REACHED) // 2
+                               f"{len(_REACHED)} — {sum(reached)} reached ambient, "
+                               f"{len(reached) - sum(reached)} stopped at a refused stage "
+                               f"({len(_REACHED) - len(plain)} with a mesh-wide DENY by a client's principal)")
+    assert sum(plain) >= len(plain) // 2
 
 
 def test_an_l4_allow_moves_with_the_l7_allow_of_the_same_workload(bank):
@@ -474,8 +504,9 @@ def test_an_l4_allow_moves_with_the_l7_allow_of_the_same_workload(bank):
                    "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/bank/sa/audit"]}}]}]}}
     inv = bank.with_changes(apply=[l4])
     rendered, _ = render_gated(registry()["ambient-policies"], {}, "bank", inv)
-    names = {o["metadata"]["name"] for o in rendered.objects if o["kind"] == "AuthorizationPolicy"}
-    assert names == {"accounts-readers-waypoint", "accounts-from-audit-waypoint"}
+    names = {o["metadata"]["name"] for o in rendered.objects if o["kind"] == "AuthorizationPolicy"
+             and MIGRATED_FROM in o["metadata"].get("annotations", {})}
+    assert names == {"accounts-readers-waypoint", "accounts-from-audit-waypoint", "audit-callers-waypoint"}
     for stage, after in walk(inv, ["bank"]):
         assert unchanged(inv, after) == [], stage.title
 
@@ -492,3 +523,194 @@ def test_the_demo_migration_exports_for_gitops(cli, tmp_path):
     assert "kind: HTTPRoute" in files[f"{stage}.yaml"]
     assert "kind: VirtualService" in files[f"{stage}.delete.yaml"]
     assert "kind: VirtualService" in files[f"{stage}.rollback.yaml"] and "subset: v1" in files[f"{stage}.rollback.yaml"]
+
+
+# ---------------------------------------------------------------- the identity ztunnel sees behind a waypoint
+
+WAYPOINT_SA = "cluster.local/ns/bank/sa/waypoint"  # istiod runs a waypoint under a service account of its name
+
+
+def _policy_obj(ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+TELLER_FROM_AUDIT = _policy_obj("bank", "teller-from-audit", {
+    "selector": {"matchLabels": {"app": "teller"}}, "action": "ALLOW",
+    "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/bank/sa/audit"]}}]}]})
+
+
+def _switched_as_is(inv: Inventory, ns: str) -> Inventory:
+    """ztunnel installed, the namespace's waypoint active and its pods restarted into ambient mode, with every
+    policy left as it is (no migration, no gate): the cluster a team gets by skipping the policy migration."""
+    for fid in ("ambient-install", "waypoint", "ambient-mode"):
+        feature, scope = registry()[fid], "mesh" if fid == "ambient-install" else ns
+        inv = as_run(feature, {}, scope, apply(feature.render({}, scope, inv, check=False), inv))
+    return inv
+
+
+def _request(inv: Inventory, principal: str, service: tuple[str, str]) -> Any:
+    return next(r for r in requests(inv) if r.principal == principal and r.service == service
+                and (r.method, r.path, r.header, r.token) == ("GET", "/", None, None))
+
+
+def test_behind_a_waypoint_ztunnel_sees_the_waypoints_identity(bank):
+    """istio.io (ambient L4 policy): with a waypoint in the path, the destination's ztunnel sees the waypoint's
+    identity, not the client's. A selector-bound ALLOW of audit's principal then denies audit at teller; a
+    namespace-based ALLOW of bank's own callers (audit-callers) lets edge's caller through the waypoint, which
+    lives in bank."""
+    inv = bank.with_changes(apply=[TELLER_FROM_AUDIT])
+    audit = _request(inv, "cluster.local/ns/bank/sa/audit", ("bank", "teller"))
+    edge = _request(inv, "cluster.local/ns/edge/sa/gateway-api", ("bank", "audit"))
+    assert decide(inv, audit) == ("allow",) and decide(inv, edge) == ("deny",)
+    after = _switched_as_is(inv, "bank")
+    assert all(p.sidecar is None for p in after.pods_by_namespace["bank"])
+    assert decide(after, audit) == ("deny",)  # ztunnel sees bank/sa/waypoint, not bank/sa/audit
+    assert decide(after, edge) == ("allow",)  # bank/sa/waypoint is in bank
+    from_waypoint = replace(audit, principal=WAYPOINT_SA, namespace="bank")
+    assert decide(after.with_changes(apply=[_policy_obj("bank", "allow-waypoint", {
+        "selector": {"matchLabels": {"app": "teller"}}, "action": "ALLOW",
+        "rules": [{"from": [{"source": {"principals": [WAYPOINT_SA]}}]}]})]), audit) == ("allow",), from_waypoint
+
+
+def test_the_migration_moves_client_checks_to_the_waypoint_and_allows_it_at_ztunnel(bank):
+    """As istio.io recommends: the L4 policies that check the client's identity are copied onto the waypoint
+    (targetRefs), and the destination's ztunnel allows the waypoint's service account in their place, for the
+    workloads each ALLOW selected. Every decision is kept through the walk (before this, audit-callers let every
+    namespace in once bank switched)."""
+    inv = bank.with_changes(apply=[TELLER_FROM_AUDIT])
+    rendered, _ = render_gated(registry()["ambient-policies"], {}, "bank", inv)
+    by = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
+    assert by["AuthorizationPolicy", "teller-from-audit-waypoint"]["spec"]["targetRefs"] == [
+        {"group": "", "kind": "Service", "name": "teller"}]
+    assert by["AuthorizationPolicy", "audit-callers-waypoint"]["spec"]["rules"] == [
+        {"from": [{"source": {"namespaces": ["bank"]}}]}]
+    assert by["AuthorizationPolicy", "teller-from-audit-from-waypoint"]["spec"] == {
+        "selector": {"matchLabels": {"app": "teller"}}, "action": "ALLOW",
+        "rules": [{"from": [{"source": {"principals": [WAYPOINT_SA]}}]}]}
+    for o in rendered.objects:
+        validate_object(o, inv)
+    for stage, after in walk(inv, ["bank"]):
+        assert unchanged(inv, after) == [], stage.title
+
+
+def test_a_mesh_wide_deny_by_client_principal_is_refused_where_the_waypoint_would_void_it(bank):
+    """A DENY in the root namespace by the client's principal is ztunnel's: behind bank's waypoint it would see
+    bank/sa/waypoint and stop denying edge. The migration cannot move a mesh-wide policy onto one namespace's
+    waypoint, so the switch is refused (MST0816), naming the request it would let through."""
+    deny = _policy_obj("istio-system", "no-edge", {
+        "action": "DENY", "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/edge/sa/gateway-api"]}}]}]})
+    inv = bank.with_changes(apply=[deny])
+    with pytest.raises(Refused) as refused:
+        walk(inv, ["bank"])
+    assert refused.value.feature == "ambient-mode"
+    lapses = [m for m in refused.value.findings if m.code == "MST0816"]
+    assert lapses and all("edge/sa/gateway-api" in m.message and "was deny" in m.message for m in lapses)
+
+
+# ---------------------------------------------------------------- the seconds between the switch and the restarts
+
+
+def test_no_decision_changes_while_the_switched_namespaces_pods_restart(bank):
+    """Between the switch (namespace labelled, injection removed) and the restarts, pods keep their sidecars
+    (istio.io: the sidecar takes precedence), and each restarted pod is ztunnel's at once. The selector-bound
+    originals are narrowed to pods with a sidecar (security.istio.io/tlsMode, the injector's label) when the
+    policies migrate and stay until the clean-up: in the window every request is decided as before, whichever
+    pods have restarted (a pod's decision depends on its own state only, so both ends cover every mix)."""
+    stages = walk(bank, ["bank"])
+    titles = [s.title for s, _ in stages]
+    before = stages[titles.index("Switch bank to ambient mode") - 1][1]
+    feature = registry()["ambient-mode"]
+    rendered, _ = render_gated(feature, {}, "bank", before)
+    window = apply(rendered, before)  # labelled, nothing restarted yet
+    assert all(p.sidecar is not None for p in window.pods_by_namespace["bank"])
+    assert unchanged(bank, window) == []
+    narrowed = window.get("AuthorizationPolicy", "bank", "accounts-readers")
+    assert narrowed.spec["selector"]["matchLabels"] == {"app": "accounts", "security.istio.io/tlsMode": "istio"}
+    done = as_run(feature, {}, "bank", window)
+    assert not any("security.istio.io/tlsMode" in p.labels for p in done.pods_by_namespace["bank"])
+    assert unchanged(bank, done) == []
+
+
+def test_the_invariant_checks_the_window_before_the_restarts(bank):
+    """A switch that deleted the selector-bound originals with the label (as it did) leaves the pods that have
+    not restarted yet to sidecars without them: MST0816 names the window."""
+    stages = walk(bank, ["bank"])
+    titles = [s.title for s, _ in stages]
+    before = stages[titles.index("Switch bank to ambient mode") - 1][1]
+    feature = registry()["ambient-mode"]
+    rendered = feature.render({}, "bank", before)
+    early = replace(rendered, delete=(*rendered.delete, before.get("AuthorizationPolicy", "bank",
+                                                                   "accounts-readers").ref))
+    from features.invariants import check
+    found = [m for m in check(feature, {}, "bank", before, early) if m.code == "MST0816"]
+    assert found and any("before its pods restart" in m.message for m in found)
+
+
+# ---------------------------------------------------------------- clean-up: the guide's step 5, as the last phase
+
+
+def test_the_plan_ends_with_each_namespaces_clean_up(demo_inventory):
+    draft = plan.new_plan("sidecar-to-ambient", demo_inventory)
+    steps = [[(s.feature, s.scope) for s in st.steps] for st in draft.stages]
+    for ns in ("legacy", "payments", "shop"):
+        assert steps.index([("ambient-cleanup", ns)]) > steps.index([("ambient-mode", ns)])
+    assert steps[-1] == [("ambient-cleanup", "shop")]
+
+
+def test_the_demos_clean_up_deletes_the_subsets_only_the_old_route_used(demo_walk):
+    """reviews' DestinationRule only held the subsets of the VirtualService that is now an HTTPRoute to version
+    Services: deleted (istio.io: remove VirtualService and DestinationRule resources replaced by HTTPRoute).
+    ratings' has a traffic policy, which waypoints apply: kept as it is."""
+    start, stages = demo_walk
+    (stage, end), = [(s, inv) for s, inv in stages if s.title == "Clean up shop's sidecar-only config"]
+    assert end.get("DestinationRule", "shop", "reviews") is None
+    assert end.get("DestinationRule", "shop", "ratings").raw == start.get("DestinationRule", "shop", "ratings").raw
+
+
+def test_bank_clean_up_removes_what_only_sidecars_read_and_rolls_back(bank):
+    """After bank's switch: the selector-bound originals the waypoint copies stand for, the subsets of accounts'
+    DestinationRule (its connection pool stays: waypoints apply it) and a Sidecar resource go; what is deleted is
+    kept in a backup ConfigMap (the guide's `kubectl apply -f istio-config-backup.yaml`), from which the rollback
+    re-creates each object as it was. Every object is valid against the Istio CRD schemas."""
+    sidecar = {"apiVersion": "networking.istio.io/v1", "kind": "Sidecar",
+               "metadata": {"name": "default", "namespace": "bank"},
+               "spec": {"workloadSelector": {"labels": {"app": "teller"}}}}
+    inv = bank.with_changes(apply=[sidecar])
+    stages = walk(inv, ["bank"])
+    assert [s.title for s, _ in stages][-1] == "Clean up bank's sidecar-only config"
+    before, end = stages[-2][1], stages[-1][1]
+    for kind, name in (("AuthorizationPolicy", "accounts-readers"), ("AuthorizationPolicy", "audit-callers"),
+                       ("RequestAuthentication", "accounts-jwt"), ("Sidecar", "default")):
+        assert before.get(kind, "bank", name) is not None and end.get(kind, "bank", name) is None, (kind, name)
+    dr = end.get("DestinationRule", "bank", "accounts").spec
+    assert "subsets" not in dr and dr["trafficPolicy"] == {"connectionPool": {"tcp": {"maxConnections": 50}}}
+    feature = registry()["ambient-cleanup"]
+    rendered, _ = render_gated(feature, {}, "bank", before)
+    for o in rendered.objects:
+        validate_object(o, before)
+    back = apply(feature.rollback({}, "bank", end), end)
+    for kind in ("AuthorizationPolicy", "RequestAuthentication", "Sidecar", "DestinationRule", "ConfigMap"):
+        assert sorted(json.dumps(o.raw, sort_keys=True) for o in back.of_kind(kind) if o.namespace == "bank") == \
+            sorted(json.dumps(o.raw, sort_keys=True) for o in before.of_kind(kind) if o.namespace == "bank"), kind
+
+
+def test_clean_up_waits_for_the_switch(bank):
+    """Before bank is in ambient mode the sidecars still read what the clean-up deletes: its gate says the switch
+    is not done (MST0003), and nothing would be deleted."""
+    with pytest.raises(Refused) as refused:
+        render_gated(registry()["ambient-cleanup"], {}, "bank", bank)
+    assert any(m.code == "MST0003" and "ambient-mode" in m.message for m in refused.value.findings)
+
+
+def test_clean_up_waits_for_every_pod_to_restart(bank):
+    """Switched but not restarted (the pods keep their sidecars, which still read the narrowed originals): the
+    clean-up is refused with MST0723, each pod named."""
+    stages = walk(bank, ["bank"])
+    titles = [s.title for s, _ in stages]
+    before = stages[titles.index("Switch bank to ambient mode") - 1][1]
+    window = apply(registry()["ambient-mode"].render({}, "bank", before), before)
+    with pytest.raises(Refused) as refused:
+        render_gated(registry()["ambient-cleanup"], {}, "bank", window)
+    assert {str(m.ref) for m in refused.value.findings if m.code == "MST0723"} == {
+        f"Pod bank/{p.name}" for p in window.pods_by_namespace["bank"]}
