@@ -50,6 +50,17 @@ def test_every_rendering_and_rollback_passes_kubectl_dry_run(demo_inventory: Inv
                     path.write_text(r.yaml)
                     files.append((path, len(r.objects)))
         upgrading = _applied(stage, upgrading)
+    # the migration's clean-up (an operation), on the corpus cluster once bank has switched to ambient
+    from tests.features.corpus import migration
+    from tests.features.test_ambient_migration import walk
+
+    switched = walk(migration(), ["bank"])[-2][1]
+    cleanup = registry()["ambient-cleanup"]
+    rendered = cleanup.render({}, "bank", switched)
+    for what, r in (("render", rendered), ("rollback", cleanup.rollback({}, "bank", apply(rendered, switched)))):
+        path = tmp_path / f"ambient-cleanup.bank-{what}.yaml"
+        path.write_text(r.yaml)
+        files.append((path, len(r.objects)))
     # every rendering; a rollback that only deletes what the rendering created has no object to apply
     # (the install and removal of a revision, the ambient data plane's install: commands and deletions, no object)
     rendered = {p.name.removesuffix("-render.yaml").split(".")[0] for p, _ in files if p.name.endswith("-render.yaml")}
