@@ -37,6 +37,13 @@ def keeps_ownership(obj: dict[str, Any]) -> bool:
     return obj.get("kind") in _KEPT_KINDS or str(obj.get("apiVersion", "")).rpartition("/")[0] in _KEPT_GROUPS
 
 
+def shown(inv: Any) -> bool:
+    """Whether the source shows field owners at all. Every object written since Kubernetes 1.18 has managedFields,
+    so a live read shows them; `kubectl get -o yaml` leaves them out unless --show-managed-fields."""
+    return any("managedFields" in o.metadata for kind, objects in inv.objects.items() for o in objects
+               if keeps_ownership({"kind": kind, "apiVersion": o.api_version}))
+
+
 def slimmed(entries: Any) -> list[dict[str, Any]] | None:
     """managedFields as meshstep keeps them: each entry that owns configuration, with its manager, operation,
     apiVersion and subresource, and the configuration fields it owns as compact JSON text (on a big cluster a tenth

@@ -25,6 +25,7 @@ from cluster.files import YAML_LOADER
 from cluster.inventory import Inventory
 from cluster.live import CRD_KIND
 from cluster.model import Ref
+from cluster.owners import shown
 from cluster.queries import SYSTEM_NAMESPACES
 from features.base import (
     Rendered,
@@ -395,6 +396,7 @@ def gate(stage: StageSpec, inventory: Inventory, traffic: Any = None) -> GateRes
     ran = [f"{code} {what}" for code, (what, _) in _INSTALL_CHECKS.items() if not stage.steps and code not in unseen]
     skipped = [f"{code} {_INSTALL_CHECKS[code][0]}: {u.reason}" for code, u in unseen.items()]
     failing: dict[str, None] = {}
+    owners_shown = shown(inventory)
     for step in pending_steps(stage, inventory):
         f = feats[step.feature]
         out = f.gate(inventory, step.scope, step.params, traffic)
@@ -403,7 +405,12 @@ def gate(stage: StageSpec, inventory: Inventory, traffic: Any = None) -> GateRes
             failing[step.scope] = None
         where = f"({step.feature} in {step.scope})"
         ran += [f"MST0003 {dep} is on for {step.feature} in {step.scope}" for dep in f.depends_on]
-        ran.append(f"MST0008 no field {step.feature} changes in {step.scope} is another field manager's")
+        owners = f"MST0008 no field {step.feature} changes in {step.scope} is another field manager's"
+        if owners_shown:
+            ran.append(owners)
+        else:
+            skipped.append(f"{owners}: the source shows no field owners (a snapshot taken without "
+                           "`kubectl get … --show-managed-fields`)")
         ran += [f"{c.code} {c.name} {where}" for c in out.ran]
         skipped += [f"{c.code} {c.name} {where}: {u.reason}" for u, checks in out.skipped for c in checks]
     unique = {(m.code, str(m.ref), m.message): m for m in msgs}

@@ -101,9 +101,15 @@ def test_a_stage_gate_names_the_owner_and_runs_the_check(tmp_path: Path) -> None
     result = plan.gate(stage, inv)
     assert [str(m.ref) for m in result.messages if m.code == "MST0008"] == ["VirtualService shop/reviews"]
     assert any(r.startswith("MST0008 ") for r in result.ran)
-    # the same stage on a cluster whose objects nobody else owns passes the check without a word
+    assert not any(r.startswith("MST0008 ") for r in result.skipped)
+    # a snapshot taken without --show-managed-fields (kubectl's default) says nothing of owners: the check is not
+    # passed in silence but skipped, with why and how to get them
     plain = build_inventory(load_snapshot("demo"))
-    assert not [m for m in plan.gate(stage, plain).messages if m.code == "MST0008"]
+    unseen = plan.gate(stage, plain)
+    assert not [m for m in unseen.messages if m.code == "MST0008"]
+    assert not any(r.startswith("MST0008 ") for r in unseen.ran)
+    (said,) = [r for r in unseen.skipped if r.startswith("MST0008 ")]
+    assert "shows no field owners" in said and "--show-managed-fields" in said
 
 
 def test_every_kind_a_feature_renders_keeps_its_owners(demo_inventory) -> None:
