@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 import socket
 import struct
 import threading
+import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -390,20 +393,32 @@ class WritableEmulator(FaultyEmulator):
     with resourceVersion preconditions, dry runs that change nothing, RBAC refusals and validating webhooks'
     denials. Every write moves the object's resourceVersion."""
 
-    forbidden_writes: set[tuple[str, str]]  # (verb, plural) the caller's RBAC does not allow: 403
+    # (verb, resource) the caller's RBAC does not allow: 403 (a plural, or "services/proxy" for the service proxy)
+    forbidden_writes: set[tuple[str, str]]
     denials: dict[str, str]  # object name → what a validating webhook says denying a write of it
     before_write: Any  # called (target, dry_run) before a write is handled: another client acting in between
     version: int
+    config_writes: list[float]  # when each write of Istio config (a *.istio.io resource) was stored
+    # (namespace, service, port) → what answers the service proxy's requests for a path: (status, JSON body)
+    proxied: dict[tuple[str, str, str], Any]
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.forbidden_writes, self.denials, self.before_write, self.version = set(), {}, None, 1000
+        self.config_writes, self.proxied = [], {}
 
     def stamp(self) -> str:
         self.version += 1
         return str(self.version)
 
     async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw.method == "GET" and (via := _SERVICE_PROXY.fullmatch(raw.path)):
+            self._requests.append(await rendering.Request._parse(raw, id=len(self._requests)))
+            try:
+                status, answer = self.proxy(*via.groups())
+            except Refusal as e:
+                return e.response()
+            return aiohttp.web.json_response(answer, status=status)
         if raw.method not in ("PATCH", "PUT", "DELETE", "POST"):
             return await super().__call__(raw)
         parsed = parsing.parse_path(raw.path)
@@ -452,11 +467,32 @@ class WritableEmulator(FaultyEmulator):
         # preconditions, admission), and nothing is stored or deleted
         # (https://kubernetes.io/docs/reference/using-api/api-concepts/#dry-run).
         if query.get("dryRun") != "All":
+            if target.group.endswith("istio.io"):
+                self.config_writes.append(time.time())
             if method == "DELETE":
                 del self.objects[target.key]
             else:
                 self.objects[target.key] = after
         return after
+
+    def proxy(self, namespace: str, service: str, port: str, path: str) -> tuple[int, Any]:
+        """A GET through the API server's service proxy, `/api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH`
+        (https://kubernetes.io/docs/tasks/access-application-cluster/access-cluster-services/
+        #manually-constructing-apiserver-proxy-urls): the `services/proxy` subresource under RBAC (403, as the API
+        server words it), 404 for a Service the cluster does not have, 503 when nothing serves it (no endpoints);
+        else the backend's own answer, whatever its status."""
+        if ("get", "services/proxy") in self.forbidden_writes:
+            raise Refusal(403, "Forbidden", f'services "{service}:{port}" is forbidden: User '
+                                            '"system:serviceaccount:ops:meshstep" cannot get resource '
+                                            f'"services/proxy" in API group "" in the namespace "{namespace}"',
+                          {"name": f"{service}:{port}", "kind": "services"})
+        key = (resource(group="", version="v1", plural="services"), namespace, service)
+        if key not in self.objects or self.objects[key].deleted:
+            raise Refusal(404, "NotFound", f'services "{service}" not found', {"name": service, "kind": "services"})
+        backend = self.proxied.get((namespace, service, port))
+        if backend is None:
+            raise Refusal(503, "ServiceUnavailable", f'no endpoints available for service "{service}:{port}"')
+        return backend("/" + path)
 
     def authorize(self, verb: str, target: Target) -> None:
         """RBAC's refusal, in the API server's words (https://kubernetes.io/docs/reference/access-authn-authz/
@@ -503,7 +539,7 @@ class WritableEmulator(FaultyEmulator):
             _set(after, path, value)
         held = {m: (op, paths - {p for _m, p in conflicts}) for m, (op, paths) in held.items() if m != manager}
         held[manager] = ("Apply", set(wanted))
-        return self.stored(after, held, config.get("apiVersion", ""))
+        return self.stored(after, held, config.get("apiVersion", ""), manager)
 
     def update(self, target: Target, live: dict[str, Any] | None, body: dict[str, Any], manager: str
                ) -> dict[str, Any]:
@@ -523,7 +559,7 @@ class WritableEmulator(FaultyEmulator):
         changed = {p for p in set(have) | set(now) if have.get(p, _ABSENT) != now.get(p, _ABSENT)}
         held = {m: (op, paths - changed) for m, (op, paths) in held.items() if m != manager}
         held[manager] = ("Update", (owners(live).get(manager, ("", set()))[1] | changed) & set(now))
-        return self.stored(after, held, body.get("apiVersion", ""))
+        return self.stored(after, held, body.get("apiVersion", ""), manager)
 
     def delete(self, target: Target, live: dict[str, Any] | None, body: bytes) -> dict[str, Any]:
         """DELETE, under DeleteOptions' preconditions: the resourceVersion it names must be the object's, else 409
@@ -550,7 +586,7 @@ class WritableEmulator(FaultyEmulator):
             meta.pop(key, None)
         meta.update(uid=f"uid-{self.stamp()}", creationTimestamp="2026-01-01T00:00:00Z",
                     **({"namespace": target.namespace} if target.namespace else {}))
-        return self.stored(after, {manager: ("Update", set(leaves(body)))}, body.get("apiVersion", ""))
+        return self.stored(after, {manager: ("Update", set(leaves(body)))}, body.get("apiVersion", ""), manager)
 
     def precondition(self, target: Target, live: dict[str, Any] | None, version: str | None,
                      required: bool = False) -> None:
@@ -575,18 +611,24 @@ class WritableEmulator(FaultyEmulator):
                        {"name": target.name, "group": target.group, "kind": target.resource.plural,
                         "causes": causes})
 
-    def stored(self, obj: dict[str, Any], held: dict[str, tuple[str, set[tuple[str, ...]]]], api_version: str
-               ) -> dict[str, Any]:
-        """The object with its managedFields and a new resourceVersion, as a write leaves it."""
+    def stored(self, obj: dict[str, Any], held: dict[str, tuple[str, set[tuple[str, ...]]]], api_version: str,
+               writer: str) -> dict[str, Any]:
+        """The object with its managedFields and a new resourceVersion, as a write leaves it. Each entry keeps its
+        time, the writer's is now (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/
+        object-meta/#ObjectMeta: managedFields.time, updated when the manager changes its fields)."""
         meta = obj.setdefault("metadata", {})
-        meta["managedFields"] = [{"manager": m, "operation": op, "apiVersion": api_version, "fieldsType": "FieldsV1",
-                                  "fieldsV1": fields_v1(sorted(paths))} for m, (op, paths) in sorted(held.items())
-                                 if paths]
+        times = {e["manager"]: e.get("time") for e in meta.get("managedFields") or ()}
+        times[writer] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        meta["managedFields"] = [{"manager": m, "operation": op, "apiVersion": api_version, "time": times.get(m),
+                                  "fieldsType": "FieldsV1", "fieldsV1": fields_v1(sorted(paths))}
+                                 for m, (op, paths) in sorted(held.items()) if paths]
         meta["resourceVersion"] = self.stamp()
         return obj
 
 
 _ABSENT = object()
+# The API server's service proxy path (WritableEmulator.proxy).
+_SERVICE_PROXY = re.compile(r"/api/v1/namespaces/([^/]+)/services/([^/:]+):([^/]+)/proxy/(.*)")
 
 
 def claim(emulator: WritableEmulator, manager: str, operation: str = "Update") -> None:
@@ -597,7 +639,7 @@ def claim(emulator: WritableEmulator, manager: str, operation: str = "Update") -
             continue
         raw = copy.deepcopy(obj.raw)
         emulator.objects[key] = emulator.stored(raw, {manager: (operation, set(leaves(raw)))},
-                                                raw.get("apiVersion", ""))
+                                                raw.get("apiVersion", ""), manager)
 
 
 def rollout_restart(emulator: WritableEmulator, source: str, namespace: str) -> None:
@@ -610,3 +652,46 @@ def rollout_restart(emulator: WritableEmulator, source: str, namespace: str) -> 
 
     for pod in reinjected(build_inventory(load_snapshot(source)), namespace):
         emulator.objects[resource(group="", version="v1", plural="pods"), namespace, pod["metadata"]["name"]] = pod
+
+
+def _proxies(emulator: WritableEmulator) -> list[tuple[str, str]]:
+    """(proxy ID, type) of every pod with an istio-proxy container, classic or native: `NAME.NAMESPACE`, as istiod
+    names the proxies connected to it; a pod not injected but running the proxy image alone is a gateway."""
+    found = []
+    for (res, ns, name), obj in emulator.objects.items():
+        spec = obj.raw.get("spec") or {}
+        if res.plural != "pods" or obj.deleted:
+            continue
+        containers = [c.get("name") for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])]
+        if "istio-proxy" in containers:
+            found.append((f"{name}.{ns}", "sidecar" if len(containers) > 1 else "router"))
+    return sorted(found)
+
+
+def pilot(emulator: WritableEmulator, namespace: str, service: str, push_after: float = 1.0, ack_after: float = 0.5,
+          nack: bool = False) -> None:
+    """istiod behind its Service, as the API server's service proxy reaches it on port 15014: its /debug/syncz
+    lists each proxy connected to it (pilot/pkg/xds/debug.go's SyncStatus: `proxy`, `proxy_type`, and per xDS type
+    the nonce last sent and last acknowledged). A write of Istio config is pushed to every proxy `push_after`
+    seconds later (its debounce), with a nonce that starts with the push's version, the time of the push in RFC
+    3339 (pilot/pkg/xds/discovery.go: `nonce(PushVersion)`); each proxy acknowledges a push `ack_after` seconds
+    after it, unless it rejects the config (`nack`: Envoy's NACK leaves the last acknowledged nonce as it was)."""
+    started = time.time() - 60
+
+    def nonce(pushed: float, index: int) -> str:
+        return (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(pushed)) + f"/{index}"
+                + str(uuid.uuid5(uuid.NAMESPACE_OID, str(index))))
+
+    def syncz(path: str) -> tuple[int, Any]:
+        if path != "/debug/syncz":
+            return 404, {"error": "404 page not found"}
+        now = time.time()
+        pushes = [started, *(t + push_after for t in emulator.config_writes if t + push_after <= now)]
+        sent = nonce(pushes[-1], len(pushes))
+        acked = [i for i, t in enumerate(pushes, 1) if t + ack_after <= now and (not nack or i == 1)]
+        ack = nonce(pushes[acked[-1] - 1], acked[-1])
+        xds = ("cluster", "listener", "route", "endpoint")
+        return 200, [{"cluster_id": "Kubernetes", "proxy": proxy, "proxy_type": kind, "istio_version": "1.27.3",
+                      **{f"{t}_sent": sent for t in xds}, **{f"{t}_acked": ack for t in xds}}
+                     for proxy, kind in _proxies(emulator)]
+    emulator.proxied[(namespace, service, "15014")] = syncz
