@@ -612,6 +612,30 @@ _ENTRIES = (
           "Read the stop's reason (meshstep plan show), find and fix the cause, then `meshstep plan resume --reason "
           "\"…\"` (audited, who and why) and run the plan again.",
           "meshstep plan advance/run --apply (planner/moves.py)"),
+    Entry("MST1009", "ProxiesNotSynced", "error", (),
+          "The proxies the stage touches (sidecars and gateways of its namespaces, every proxy for a mesh-wide "
+          "stage) did not acknowledge its config in time, as istiod's /debug/syncz reports them.",
+          "A proxy that was not sent the config, or rejected it (an Envoy NACK), does not do what the stage says: a "
+          "bake of its traffic would judge config that is not in effect.",
+          "Run `istioctl proxy-status` to see what each proxy was sent and acknowledged (a NACK names Envoy's "
+          "reason), fix the cause, then check the gate again; MESHSTEP_PROXY_SYNC_TIMEOUT gives slow pushes longer.",
+          "meshstep plan advance --apply / --gitops (planner/operate.py)"),
+    Entry("MST1010", "GitOpsNotSynced", "error", (),
+          "GitOps (Argo CD, Flux) did not bring the stage's objects (or its rollback) to the cluster as rendered "
+          "within MESHSTEP_GITOPS_TIMEOUT; nothing was recorded as applied.",
+          "meshstep bakes only config it sees on the cluster: recording a stage applied that is not would judge the "
+          "traffic of the cluster as it was.",
+          "Commit the export's file for the stage (meshstep plan export) to the repository GitOps syncs, check that "
+          "the application synced without error, then run the command again.",
+          "meshstep plan advance --gitops (planner/operate.py)"),
+    Entry("MST1011", "GitOpsRegressed", "error", (),
+          "A stage GitOps applied regressed in its bake (or Istio or the proxies did not accept it); meshstep stopped "
+          "the plan and left the stage applied.",
+          "meshstep cannot undo what GitOps applied: Argo CD or Flux would sync the stage back. The rollback must "
+          "go through the repository.",
+          "Commit the stage's rollback file from the export (or git revert the stage's commit); then `meshstep plan "
+          "rollback --gitops --reason …` waits until the rollback is on the cluster and records it.",
+          "meshstep plan advance --gitops (planner/moves.py)"),
 )
 
 _UPGRADE_ENTRIES = (

@@ -17,7 +17,7 @@ import orjson
 import yaml
 
 from cluster.errors import MeshstepError
-from cluster.kubeapi import ApiError, ApiServer, Failed, api_client
+from cluster.kubeapi import ApiError, ApiServer, Failed, _Cut, api_client
 from cluster.owners import FIELD_MANAGER
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -47,6 +47,32 @@ def normalised(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     meta = out.get("metadata") or {}
     out["metadata"] = {k: v for k, v in meta.items() if k not in _SERVER_SET}
     return out
+
+
+def fields(obj: dict[str, Any]) -> dict[tuple[str, ...], Any]:
+    """Each field an object sets, by path, after `normalised`: maps field by field, lists whole (as server-side apply
+    tracks fields of a custom resource whose schema declares no list type)."""
+    def walk(node: dict[str, Any], prefix: tuple[str, ...]) -> Iterable[tuple[tuple[str, ...], Any]]:
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                yield from walk(value, (*prefix, key))
+            else:
+                yield (*prefix, key), value
+    return dict(walk(normalised(obj) or {}, ()))
+
+
+def holds(live: dict[str, Any] | None, want: dict[str, Any] | None, other: dict[str, Any] | None) -> bool:
+    """Whether the live object is `want` where `want` differs from `other` (what the cluster had instead; None when
+    the object was absent, and every field of `want` counts): the fields a change sets, compared after
+    normalisation, whoever applied it and whatever it added beside them (annotations of a GitOps tool). `want`
+    None: the object must be gone."""
+    if want is None or live is None:
+        return want is None and live is None
+    mine, have = fields(want), fields(live)
+    theirs = fields(other) if other is not None else {}
+    # A field set to null is one the change removes (a rollback's annotation): absent and null are the same here.
+    changed = {p for p in mine.keys() | theirs.keys() if mine.get(p) != theirs.get(p)}
+    return all(have.get(p) == mine.get(p) for p in (changed if other is not None else mine))
 
 
 class ApplyRefused(MeshstepError):
@@ -191,6 +217,21 @@ class Cluster:
             if e.status == 404:
                 return None
             raise
+
+    def proxied(self, namespace: str, service: str, port: int, path: str) -> bytes:
+        """A GET of `path` on a Service's port through the API server's service proxy
+        (https://kubernetes.io/docs/tasks/access-application-cluster/access-cluster-services/
+        #manually-constructing-apiserver-proxy-urls): istiod's debug endpoints, with the kubeconfig's credentials
+        and no port-forward. One try, not retried as reads are: a debug endpoint that does not answer is the
+        caller's to work around. Raises Failed (403 for RBAC on services/proxy, 503 when no endpoint serves it …)."""
+        api, what = self.api_server(), f"reading {path} of service {namespace}/{service}:{port}"
+        try:
+            return api._once(f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy{path}", [],
+                             "application/json", what)
+        except ApiError as e:
+            raise api.refused(e, what) from None
+        except _Cut as e:
+            raise Failed(f"{what} on {api.at}: {e}", str(e)) from None
 
     def apply(self, obj: dict[str, Any], dry_run: bool, version: str | None = None) -> dict[str, Any]:
         """Server-side apply of `obj` as field manager meshstep, never forced; `version`: the resourceVersion the

@@ -63,17 +63,20 @@ def stage_files(plan: Plan, inventory: Inventory) -> Export:
                            + (f"{', '.join(f'{s.feature} in {s.scope}' for s in cfg.skipped)} already on"
                               if cfg.skipped else "it only checks"))
             continue
-        slug = re.sub(r"[^a-z0-9]+", "-", stage.title.lower()).strip("-")
-        for name, text in ((f"{stage.order:02d}-{slug}", waved(cfg.apply_yaml, plan, stage)),
-                           (f"{stage.order:02d}-{slug}.rollback", cfg.rollback_yaml)):
-            deleted = deletions_of(text)
-            # A file of nothing but deletions (a rollback of what the stage created) is not written: comments
-            # only, `kubectl apply -f` would refuse it. Its deletions are the .delete.yaml beside it.
-            if beyond_deletions(text):
-                files[f"{name}.yaml"] = text
-            if deleted:
-                files[f"{name}.delete.yaml"] = planner.plan.deletion_manifest(deleted, cfg.objects, overlay.inventory)
+        for part, text in (("", waved(cfg.apply_yaml, plan, stage)), (".rollback", cfg.rollback_yaml)):
+            for fname in file_names(stage, text, part):
+                files[fname] = planner.plan.deletion_manifest(deletions_of(text), cfg.objects, overlay.inventory) \
+                    if fname.endswith(".delete.yaml") else text
     return Export(files, skipped)
+
+
+def file_names(stage: Stage, text: str, part: str = "") -> list[str]:
+    """The export's files for a stage's YAML (`part` "") or its rollback (".rollback"):
+    `05-enter-through-the-ingress-gateway.yaml`, and a `….delete.yaml` for what it deletes. A YAML of nothing but
+    deletions (a rollback of what the stage created) has no `.yaml`: comments only, `kubectl apply -f` would refuse
+    it."""
+    name = f"{stage.order:02d}-{re.sub(r'[^a-z0-9]+', '-', stage.title.lower()).strip('-')}{part}"
+    return [f"{name}.yaml"] * beyond_deletions(text) + [f"{name}.delete.yaml"] * bool(deletions_of(text))
 
 
 def folder_name(plan_name: str) -> str:

@@ -48,6 +48,9 @@ class Facts:
     stale: bool = False
     # its bake saw a regression (or Istio refused its config), and meshstep put its objects back by itself
     rolled_back: bool = False
+    # GitOps applied it and its bake failed: meshstep cannot put it back (GitOps would sync it again); it stays applied
+    # until its rollback, committed by the team, is seen on the cluster
+    awaits_rollback: bool = False
 
 
 Guard = Callable[[Facts], bool]
@@ -89,6 +92,10 @@ def rolled_back(facts: Facts) -> bool:
     return facts.rolled_back
 
 
+def awaits_rollback(facts: Facts) -> bool:
+    return facts.awaits_rollback
+
+
 @dataclass(frozen=True)
 class Transition:
     source: StageStatus
@@ -109,6 +116,7 @@ TABLE: tuple[Transition, ...] = (
     Transition(READY, Event.APPLY, BLOCKED, refused),
     Transition(READY, Event.APPLY, APPLIED, approved),
     *(Transition(APPLIED, event, ROLLED_BACK, rolled_back) for event in (Event.ENFORCE, Event.VERIFY)),
+    Transition(APPLIED, Event.VERIFY, APPLIED, awaits_rollback),
     Transition(APPLIED, Event.ENFORCE, APPLIED, passes),
     Transition(APPLIED, Event.VERIFY, VERIFIED, passes),
     Transition(VERIFIED, Event.CLOSE, DONE),

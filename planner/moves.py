@@ -13,12 +13,12 @@ import planner.plan
 from analysis import findings
 from analysis.catalog import reads_traffic
 from cluster import changes
-from cluster.apply import ApplyRefused, named
+from cluster.apply import ApplyRefused, identity, named
 from cluster.changes import ChangeSet
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from features.base import deletions_of
-from planner import approvals, lifecycle, notify, operate
+from planner import approvals, export, lifecycle, notify, operate
 from planner.lifecycle import Event, Facts
 from planner.overlay import cluster_now, overlay_at
 from planner.promotion import NotPromotable, promotion_refusal
@@ -100,7 +100,8 @@ class _Move:
     override_reason: str | None
     evidence: Any
     approval: MeshstepError | None = None  # why the cluster's policy does not let the stage be applied now
-    operator: Any = None  # planner.operate.Operator: meshstep applies the stage and bakes it itself (--apply)
+    # planner.operate.Operator: meshstep applies the stage (--apply), or waits for GitOps to (--gitops), and bakes it
+    operator: Any = None
 
     @property
     def spec(self) -> planner.plan.StageSpec:
@@ -139,6 +140,7 @@ def _gate(m: _Move) -> _Ran:
     cfg = planner.plan.config(spec, start)
     record = msgspec.structs.replace(record, apply_yaml=cfg.apply_yaml, rollback_yaml=cfg.rollback_yaml,
                                      notes=cfg.notes, baseline_errors=tuple(sorted(planner.plan.error_keys(start))),
+                                     gitops="",
                                      versions={} if m.rehearse else operate.gate_versions(
                                          [*cfg.objects, *operate.to_delete(cfg.apply_yaml, cfg.objects, start)],
                                          m.inventory))
@@ -158,8 +160,41 @@ def _apply(m: _Move) -> _Ran:
     if m.approval is not None:
         reason = f"{reason}; policy overridden ({m.approval})"
     if m.operator is not None and not m.rehearse:
-        return _apply_to_cluster(m, reason, overridden)
+        return (_seen_from_gitops if m.operator.gitops else _apply_to_cluster)(m, reason, overridden)
     return _Ran(Facts(), m.stage.record, reason, m.flags("enabling"), overridden)
+
+
+def _sides(to_yaml: str, from_yaml: str, inventory: Inventory) -> list[operate.Side]:
+    """Each object `to_yaml` applies or deletes, with what `from_yaml` has for it instead (a stage's YAML and its
+    rollback, either way round): what a GitOps apply of `to_yaml` must bring to the cluster."""
+    others = {identity(o)[1:]: o for o in planner.plan.objects_of(from_yaml)}
+    sides: list[operate.Side] = [(identity(o), o, others.get(identity(o)[1:]))
+                                 for o in planner.plan.objects_of(to_yaml)]
+    for ref in deletions_of(to_yaml):
+        other = others.get((ref.kind, ref.namespace, ref.name))
+        known = inventory.get(ref.kind, ref.namespace, ref.name)
+        api = other["apiVersion"] if other else known.api_version if known else None
+        if api is None:
+            raise MeshstepError(f"{ref} is deleted by GitOps here, and neither the stage nor the cluster's read says "
+                                "its apiVersion: it cannot be looked for")
+        sides.append(((api, ref.kind, ref.namespace, ref.name), None, other))
+    return sides
+
+
+def _seen_from_gitops(m: _Move, reason: str, overridden: str | None) -> _Ran:
+    """The YAML taken at the gate, applied by GitOps from the export (`meshstep plan export`): meshstep waits until
+    the cluster holds each object as the stage renders it (what it deletes gone), then records it applied; not in
+    time, it raises NotSynced and nothing is recorded."""
+    rec, what = m.stage.record, f"stage {m.stage.order} ({m.stage.title})"
+    files = ", ".join(export.file_names(m.stage, rec.apply_yaml or ""))
+    applied = m.operator.seen(_sides(rec.apply_yaml or "", rec.rollback_yaml, m.inventory), what,
+                              f"Commit the export's {files} to the repository Argo CD or Flux syncs (and sync it), "
+                              "then advance with --gitops again")
+    m.operator.progress(f"{what}: seen on the cluster as the stage renders them")
+    names = ", ".join(named(tuple(a["key"])) for a in applied)
+    return _Ran(Facts(), msgspec.structs.replace(rec, applied=applied, gitops="applied"),
+                f"{reason} (by GitOps, seen on the cluster as the stage renders them): {names}", m.flags("enabling"),
+                overridden)
 
 
 def _apply_to_cluster(m: _Move, reason: str, overridden: str | None) -> _Ran:
@@ -185,19 +220,22 @@ def _apply_to_cluster(m: _Move, reason: str, overridden: str | None) -> _Ran:
 
 def _bake(m: _Move) -> Verification | _Ran:
     """Istio's acceptance waited for, then the stage's traffic watched for the plan's window; a regression (or
-    config Istio refuses) puts the stage's objects back by itself."""
+    config Istio refuses) puts the stage's objects back by itself, or, for a stage GitOps applied, stops the plan with
+    the rollback to commit."""
     op, stage = m.operator, m.stage
+    stop = _awaits_rollback if stage.record.gitops else _put_back
     try:
-        said = op.accepted(stage.record.applied)
+        said = op.accepted(stage.record.applied, operate.touched(m.inventory, (s.scope for s in m.spec.steps),
+                                                                 stage.record.applied))
     except operate.NotAccepted as e:
-        return _put_back(m, str(e), None)
+        return stop(m, str(e), None)
     op.progress(said)
     verdict = op.bake(m.evidence, [(s.feature, s.scope) for s in m.spec.steps], stage.updated_at,
                       Thresholds.from_json(m.plan.verify or {}), stage.record.shadow == "shadow")
     for line in verdict.lines:
         op.progress(line)
     if verdict.status == "regressed":
-        return _put_back(m, "MST1006: the bake saw a regression", verdict)
+        return stop(m, f"{'MST1011' if stage.record.gitops else 'MST1006'}: the bake saw a regression", verdict)
     return verdict
 
 
@@ -219,6 +257,26 @@ def _put_back(m: _Move, why: str, verdict: Verification | None) -> _Ran:
     lines = [said, *(f"  {line}" for line in (verdict.lines if verdict else ()))]
     return _Ran(Facts(passed=False, rolled_back=True), record, said, _flags_back(m.plan, m.stage),
                 refusal=operate.BakeRegressed("\n".join(lines)), stop=stop)
+
+
+def _rollback_to_commit(stage: Stage) -> str:
+    """What the team does to roll back a stage GitOps applied, which meshstep cannot do for it."""
+    files = ", ".join(export.file_names(stage, stage.record.rollback_yaml, ".rollback"))
+    return (f"stage {stage.order} ({stage.title}) was applied by GitOps, and meshstep does not undo a stage GitOps "
+            "applied (Argo CD or Flux would sync it back): commit its rollback, the export's "
+            f"{files or '(no file: nothing to undo)'}, or `git revert` the commit that added the stage's file; then "
+            "`meshstep plan rollback --gitops --reason …` waits until the rollback is on the cluster and records it")
+
+
+def _awaits_rollback(m: _Move, why: str, verdict: Verification | None) -> _Ran:
+    """A stage GitOps applied that failed its bake: it stays applied, its verdict kept, until its rollback (committed
+    by the team) is seen on the cluster; the plan stops."""
+    said = f"{why}: {_rollback_to_commit(m.stage)}. The plan stops here"
+    record = msgspec.structs.replace(m.stage.record, gitops="rolling back",
+                                     verification=verdict.to_json() if verdict else m.stage.record.verification)
+    lines = [said, *(f"  {line}" for line in (verdict.lines if verdict else ()))]
+    return _Ran(Facts(passed=False, awaits_rollback=True), record, said,
+                refusal=operate.GitOpsRegressed("\n".join(lines)))
 
 
 def _enforce(m: _Move) -> _Ran:
@@ -253,6 +311,10 @@ def _verify(m: _Move) -> _Ran:
     evidence in a real plan, the traffic before and after the stage was applied; a stage meshstep applied itself is
     first baked (`_bake`), and rolled back by itself on a regression."""
     spec, stage = m.spec, m.stage
+    if stage.record.gitops == "rolling back":
+        return _Ran(Facts(passed=False), stage.record, "rollback awaited", refusal=operate.GitOpsRegressed(
+            f"MST1011: stage {stage.order} ({stage.title}) failed its bake and awaits its rollback: "
+            f"{_rollback_to_commit(stage)}"))
     traffic = None
     if m.operator is not None and not m.rehearse and stage.record.applied:  # meshstep applied it: it bakes it
         traffic = _bake(m)
@@ -307,8 +369,9 @@ def advance(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, over
     left alone; the plan's first advance fixes whether it is a rehearsal or real, and the two never mix.
     `evidence` (telemetry.evidence.Evidence): the traffic the gate sees, and the before/after comparison that
     verification adds to the exit check of a real plan (a rehearsal has no traffic after). `operator`
-    (planner.operate.Operator): meshstep applies the stage itself, then waits for Istio and bakes it on traffic,
-    rolling it back by itself on a regression."""
+    (planner.operate.Operator): meshstep applies the stage itself (or, in GitOps mode, waits until Argo CD or Flux
+    has), then waits for Istio and bakes it on traffic, rolling it back by itself on a regression (under GitOps:
+    stopping with the rollback to commit)."""
     stage = current_stage(plan)
     if stage is None:
         raise MeshstepError(f"plan {plan.name!r} is complete: every stage is done")
@@ -379,7 +442,7 @@ def rehearse(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, to:
 def run(store: PlanStore, plan: Plan, read: Callable[[], Inventory], actor: str, operator: Any,
         evidence: Callable[[Inventory], Any], until: int | None = None, stages: int | None = None) -> Rehearsed:
     """Walk the plan's stages on the cluster itself, move after move (`advance` with `operator`: applied by
-    meshstep, baked, rolled back by itself on a regression), the cluster read again (`read`) before each move;
+    meshstep or by GitOps, baked, rolled back on a regression), the cluster read again (`read`) before each move;
     until stage `until` is done or `stages` stages are, stopping at the first refusal: a gate that fails, an approval
     needed, a conflict or other refusal of the API server, a regression. An object changed since its gate ran sends
     the stage back to its gate once, which runs again. The cluster is read for the moves that judge it (a gate, a
@@ -425,13 +488,26 @@ def _flags_back(plan: Plan, stage: Stage) -> list[FlagChange]:
             else FlagChange(s.feature, s.scope, None, None) for s in stage_spec(stage).steps]
 
 
+def _rollback_seen(stage: Stage, inventory: Inventory, operator: Any) -> str:
+    """A stage GitOps applied, rolled back by GitOps: waited for until the cluster holds its rollback (each object
+    as before the stage, what it created gone). meshstep never puts it back itself: GitOps would sync it again."""
+    rec = stage.record
+    if not operator.gitops:
+        raise MeshstepError(f"{_rollback_to_commit(stage)} (with --gitops, not --apply)")
+    what = f"the rollback of stage {stage.order} ({stage.title})"
+    seen = operator.seen(_sides(rec.rollback_yaml, rec.apply_yaml or "", inventory), what, _rollback_to_commit(stage))
+    return (f"stage {stage.order} ({stage.title}) rolled back; rollback seen on the cluster (applied by GitOps): "
+            f"{', '.join(named(tuple(a['key'])) for a in seen)}")
+
+
 def rollback(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, reason: str,
              operator: Any = None) -> RolledBack:
     """Roll back the stage in flight (else the last one this plan did): its flags return to what they were before
     it, and the rollback YAML (taken when its gate passed, before anything was applied) is returned for the team to
     apply, unless the cluster does not have the stage's changes (then there is nothing to undo, and it says so). In
     a rehearsal the stage simply leaves the plan's overlay. With `operator`, a stage meshstep applied itself is put
-    back on the cluster by meshstep: each object as it was before the stage (created ones deleted)."""
+    back on the cluster by meshstep: each object as it was before the stage (created ones deleted); a stage GitOps
+    applied is rolled back by GitOps, and an operator in GitOps mode waits until the cluster holds its rollback."""
     stage = rollback_target(plan)
     if stage is None:
         found = [str(s.order) for s in plan.stages if found_on(s) and s.features]
@@ -451,6 +527,10 @@ def rollback(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, rea
     record = stage.record
     if plan.mode == PlanMode.REHEARSAL:
         said = f"stage {stage.order} ({stage.title}) rolled back: its changes leave the plan's overlay"
+    elif operator is not None and stage.record.gitops:
+        said, undo, record = _rollback_seen(stage, inventory, operator), "", msgspec.structs.replace(
+            stage.record, applied=(), gitops="")
+        reason = f"{reason}; {said}"
     elif operator is not None and stage.record.applied:
         back = operator.put_back(stage.record.applied)
         undo, record = "", msgspec.structs.replace(stage.record, applied=(), shadow="")

@@ -2,17 +2,21 @@
 dry run, then server-side apply as field manager meshstep, never forced, all or none), Istio's acceptance waited
 for, then a bake on live traffic judged by the plan's verification thresholds; a regression puts the stage's
 objects back as they were by itself. An authorization stage can first run in shadow (Istio's `istio.io/dry-run`
-annotation: evaluated, never enforced) and be enforced once its shadow bake saw no caller it would deny."""
+annotation: evaluated, never enforced) and be enforced once its shadow bake saw no caller it would deny. In GitOps
+mode the export is applied by Argo CD or Flux: meshstep waits until the cluster holds the stage's objects as it
+renders them, then runs the same acceptance wait and bake, and never undoes what GitOps applied."""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 import planner.plan
-from cluster.apply import Cluster, apply_stage, gone, identity, named, roll_back
+from cluster.apply import Cluster, apply_stage, gone, holds, identity, named, roll_back
 from cluster.errors import MeshstepError
 from cluster.snapshot import Limit
 from features.base import deletions_of
@@ -24,6 +28,10 @@ from telemetry.verification import Thresholds, Verification
 ACCEPT_TIMEOUT = Limit("MESHSTEP_ACCEPT_TIMEOUT", 120, "Istio may take to accept a stage's config", unit="seconds")
 SETTLE = Limit("MESHSTEP_SETTLE", 10, "a stage's config is given to reach the proxies when Istio reports no "
                                       "status", unit="seconds")
+SYNC_TIMEOUT = Limit("MESHSTEP_PROXY_SYNC_TIMEOUT", 60, "the proxies a stage touches may take to acknowledge its "
+                                                         "config", unit="seconds")
+GITOPS_TIMEOUT = Limit("MESHSTEP_GITOPS_TIMEOUT", 600, "GitOps (Argo CD, Flux) may take to bring a stage's objects "
+                                                       "to the cluster", unit="seconds")
 POLL = 2.0  # seconds between looks at the objects' status and at the bake's traffic
 # A bake looks at the traffic so far this often, so that a regression is rolled back without waiting for the window.
 LOOK = Limit("MESHSTEP_BAKE_LOOK", 30, "between looks at a bake's traffic before its window is over", unit="seconds")
@@ -37,6 +45,11 @@ SHADOW_KINDS = ("AuthorizationPolicy",)
 # What a proxy counts for a dry-run policy: requests its ALLOW (or DENY) policies in dry run would have denied.
 SHADOW_DENIED = r"envoy_http_.*_rbac_istio_dry_run_(allow|deny)_shadow_denied"
 _READ_IN_PART = ("Namespace", "ConfigMap", "Secret")
+# istiod's per-proxy xDS sync state (pilot/pkg/xds/debug.go, Syncz): for each type, the nonce last sent and acked.
+SYNCZ, MONITORING_PORT = "/debug/syncz", 15014
+XDS_TYPES = ("cluster", "listener", "route", "endpoint", "extensionconfig")
+# One object as a GitOps apply must bring it: (identity, the object wanted (None: gone), what the cluster had instead).
+Side = tuple[tuple[str, str, str | None, str], dict[str, Any] | None, dict[str, Any] | None]
 
 
 class BakeRegressed(MeshstepError):
@@ -49,6 +62,77 @@ class NotAccepted(MeshstepError):
     """MST1007: Istio reports the config invalid, or did not reconcile it in time."""
 
     exit_code = 1
+
+
+class ProxiesNotSynced(NotAccepted):
+    """MST1009: the proxies the stage touches did not acknowledge its config in time (Envoy rejected it, or istiod
+    did not push it)."""
+
+
+class NotSynced(MeshstepError):
+    """MST1010: GitOps did not bring the stage's objects (or its rollback) to the cluster in time."""
+
+    exit_code = 1
+
+
+class GitOpsRegressed(MeshstepError):
+    """MST1011: a stage GitOps applied regressed in its bake (or Istio refused it): meshstep stops and names the
+    rollback to commit, which it cannot apply itself (GitOps would sync the stage back)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Touched:
+    """The proxies a stage touches, as istiod reports them: the istiod Services to ask (namespace, name), and the
+    namespaces whose sidecars and gateways count (None: every proxy, for a mesh-wide stage)."""
+
+    istiods: tuple[tuple[str, str], ...]
+    namespaces: frozenset[str] | None
+
+    def covers(self, proxy: str) -> bool:
+        """Whether proxy `NAME.NAMESPACE` (istiod's ID of it) is one of these."""
+        return self.namespaces is None or proxy.rpartition(".")[2] in self.namespaces
+
+    @property
+    def where(self) -> str:
+        return "in the mesh" if self.namespaces is None else "in " + ", ".join(sorted(self.namespaces))
+
+
+def touched(inventory: Any, scopes: Iterable[str], applied: Iterable[dict[str, Any]]) -> Touched:
+    """The proxies of the stage's scopes and of the namespaces of its objects (all, when a scope is the mesh), and
+    the Service of each istiod revision (`istiod`, or `istiod-REV`) to ask about them."""
+    scopes = set(scopes)
+    namespaces = None if "mesh" in scopes else frozenset(
+        scopes | {a["key"][2] for a in applied if a["key"][2]})
+    return Touched(tuple((r.namespace, "istiod" if r.revision == "default" else f"istiod-{r.revision}")
+                         for r in inventory.revisions), namespaces)
+
+
+def _pushed_at(nonce: str) -> float | None:
+    """When the push that sent a nonce happened: istiod's nonces start with the push's version, `RFC3339/N…`."""
+    try:
+        return datetime.fromisoformat(nonce.split("/", 1)[0].replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def proxy_synced(status: dict[str, Any], since: float | None) -> bool:
+    """A proxy has the config written at `since`: every xDS type sent to it is acked, and the latest push it was sent
+    is not older than the write (a nonce without a push time, or no write time, leaves the acks to judge)."""
+    sent = [(status.get(f"{t}_sent") or "", status.get(f"{t}_acked") or "") for t in XDS_TYPES]
+    sent = [(s, a) for s, a in sent if s]
+    if not sent or any(s != a for s, a in sent):
+        return False
+    times = [t for s, _a in sent if (t := _pushed_at(s)) is not None]
+    return since is None or not times or max(times) >= since
+
+
+def written_at(applied: Iterable[dict[str, Any]]) -> float | None:
+    """The latest time the API server recorded a write of the stage's objects (their managedFields' `time`)."""
+    times = [datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp() for a in applied
+             for e in ((a.get("after") or {}).get("metadata") or {}).get("managedFields") or () if e.get("time")]
+    return max(times, default=None)
 
 
 def stamped(obj: dict[str, Any], plan: Plan, stage: Stage, shadow: bool = False) -> dict[str, Any]:
@@ -109,8 +193,11 @@ class Operator:
     cluster: Cluster
     progress: Callable[[str], None] = lambda _line: None
     shadow: bool = False  # authorization stages applied first in shadow (istio.io/dry-run), then enforced
+    gitops: bool = False  # GitOps (Argo CD, Flux) applies the export; meshstep waits for it, then bakes
     settle: float = field(default_factory=lambda: float(SETTLE.value))
     accept_timeout: float = field(default_factory=lambda: float(ACCEPT_TIMEOUT.value))
+    sync_timeout: float = field(default_factory=lambda: float(SYNC_TIMEOUT.value))
+    gitops_timeout: float = field(default_factory=lambda: float(GITOPS_TIMEOUT.value))
     poll: float = POLL
     sleep: Callable[[float], None] = time.sleep
 
@@ -136,9 +223,29 @@ class Operator:
         return roll_back(self.cluster, [(tuple(a["key"]), a["before"]) for a in applied],
                          [a["after"] for a in applied])
 
-    def accepted(self, applied: Iterable[dict[str, Any]]) -> str:
-        """Wait until Istio has accepted the stage's objects: each Reconciled condition true where istiod writes
-        status (and no validation error), else the settle time. Raises NotAccepted."""
+    def seen(self, sides: list[Side], what: str, hint: str) -> tuple[dict[str, Any], ...]:
+        """Wait until GitOps has brought each object of `what` to the cluster (`holds`: the fields it changes as it
+        renders them; what it deletes gone); the objects as seen, for the stage's record. Raises NotSynced, saying
+        what is not there yet and `hint`."""
+        deadline = time.monotonic() + self.gitops_timeout
+        while True:
+            live = {key: self.cluster.read(key) for key, _want, _other in sides}
+            pending = [named(key) for key, want, other in sides if not holds(live[key], want, other)]
+            if not pending:
+                return tuple({"key": list(key), "before": other, "after": live[key]} for key, _want, other in sides)
+            if time.monotonic() >= deadline:
+                raise NotSynced(f"MST1010: GitOps did not bring {what} to the cluster within "
+                                f"{duration_text(self.gitops_timeout)} ({GITOPS_TIMEOUT.env}); not there yet as "
+                                f"rendered: {', '.join(pending)}. {hint}")
+            self.progress(f"waiting for GitOps (Argo CD, Flux) to apply {what}: {len(sides) - len(pending)} of "
+                          f"{len(sides)} object(s) on the cluster as rendered; not yet: {', '.join(pending)}")
+            self.sleep(self.poll)
+
+    def accepted(self, applied: Iterable[dict[str, Any]], touched: Touched) -> str:
+        """Wait until Istio has accepted the stage's objects (each Reconciled condition true where istiod writes
+        status, and no validation error), then until the proxies it touches have the config (`reached`). Raises
+        NotAccepted."""
+        applied = list(applied)
         keys = [tuple(a["key"]) for a in applied if a["after"] is not None]  # a deleted object reports nothing
         deadline = time.monotonic() + self.accept_timeout
         while True:
@@ -152,10 +259,39 @@ class Operator:
                                   f"{duration_text(self.accept_timeout)} ({ACCEPT_TIMEOUT.env})")
             self.progress(f"waiting for Istio to accept: {', '.join(pending)}")
             self.sleep(self.poll)
-        if reported:
-            return "Istio reconciled every object of the stage"
-        self.sleep(self.settle)
-        return f"no status reported by istiod: settled {duration_text(self.settle)}"
+        said = "Istio reconciled every object of the stage" if reported else "no status reported by istiod"
+        return f"{said}; {self.reached(touched, written_at(applied))}"
+
+    def reached(self, touched: Touched, since: float | None) -> str:
+        """Wait until every proxy `touched` covers has the config written at `since`, as istiod's /debug/syncz says
+        (read through the API server's service proxy; each istiod replica lists the proxies connected to it, and
+        the Service reaches one). Where syncz cannot be read, that is said and the settle time used instead.
+        Raises ProxiesNotSynced."""
+        deadline = time.monotonic() + self.sync_timeout
+        while True:
+            try:
+                if not touched.istiods:
+                    raise MeshstepError("the cluster's read shows no istiod")
+                statuses = [s for ns, svc in touched.istiods for s in orjson.loads(
+                    self.cluster.proxied(ns, svc, MONITORING_PORT, SYNCZ)) if touched.covers(str(s.get("proxy", "")))]
+            except (MeshstepError, orjson.JSONDecodeError, TypeError, AttributeError) as e:
+                self.progress(f"cannot read istiod's {SYNCZ} through the API server ({e})")
+                self.sleep(self.settle)
+                return f"proxies' sync not checked: settled {duration_text(self.settle)} ({SETTLE.env}) instead"
+            stale = [str(s.get("proxy")) for s in statuses if not proxy_synced(s, since)]
+            if not stale:
+                return (f"the config reached the {len(statuses)} proxies {touched.where} (istiod's {SYNCZ}: sent after "
+                        "the apply and acknowledged)" if statuses else f"no proxy {touched.where} is connected to "
+                        "istiod: none to wait for")
+            if time.monotonic() >= deadline:
+                raise ProxiesNotSynced(f"MST1009: {len(stale)} proxies {touched.where} did not acknowledge the stage's "
+                                       f"config within {duration_text(self.sync_timeout)} ({SYNC_TIMEOUT.env}): "
+                                       f"{', '.join(stale[:5])}{' …' if len(stale) > 5 else ''} (istioctl "
+                                       "proxy-status shows what each was sent; a NACK names Envoy's reason)")
+            self.progress(f"waiting for the proxies to get the config: {len(statuses) - len(stale)} of "
+                          f"{len(statuses)} proxies {touched.where} have it (not yet: {', '.join(stale[:3])}"
+                          f"{' …' if len(stale) > 3 else ''})")
+            self.sleep(self.poll)
 
     def bake(self, evidence: Any, steps: list[tuple[str, str]], applied_at: Any, thresholds: Thresholds,
              shadow: bool) -> Verification:

@@ -97,6 +97,9 @@ class StageRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     versions: dict[str, str] = msgspec.field(default_factory=dict)
     applied: tuple[dict[str, Any], ...] = ()
     shadow: str = ""
+    # Applied by GitOps (plan advance --gitops: Argo CD or Flux applied the export, meshstep saw it on the cluster):
+    # "applied"; "rolling back" once its bake failed, until its rollback is seen on the cluster.
+    gitops: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> "StageRecord":

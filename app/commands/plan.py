@@ -320,6 +320,8 @@ def _next_commands(p, st, gate_passed: bool) -> list[str]:
         label, _ = move.says(mode == PlanMode.REHEARSAL)
         if st.status == READY and mode == PlanMode.REAL:
             out.append(f"{base} --apply  # meshstep applies the YAML above itself (server-side, checked first)")
+            out.append(f"{base} --gitops  # or commit its file from `meshstep plan export`: meshstep waits for Argo CD "
+                       "or Flux to apply it, then bakes it")
             label = f"or apply it yourself (kubectl apply -f -), then: {label}"
         where = ("" if len(modes) == 1 else
                  " on the cluster" if mode == PlanMode.REAL else " as a rehearsal, on the plan's copy of the cluster")
@@ -337,6 +339,12 @@ ApplyOpt = Annotated[bool, typer.Option("--apply", help="meshstep applies the st
                                                         "forced, all objects or none; then waits for Istio, bakes it "
                                                         "on traffic and rolls it back by itself on a regression "
                                                         "(needs --source context:NAME).")]
+GitOpsOpt = Annotated[bool, typer.Option("--gitops", help="GitOps applies the stage: Argo CD or Flux syncs the "
+                                                          "export (meshstep plan export) you committed; meshstep waits "
+                                                          "until the cluster holds the stage's objects as rendered "
+                                                          "(MESHSTEP_GITOPS_TIMEOUT), then waits for Istio and bakes "
+                                                          "as --apply does; a regression stops with the rollback to "
+                                                          "commit (needs --source context:NAME).")]
 ShadowOpt = Annotated[bool, typer.Option("--shadow-authz", help="With --apply: authorization stages run first in "
                                                                 "shadow (istio.io/dry-run), are baked on what they "
                                                                 "would deny, then enforced.")]
@@ -345,8 +353,9 @@ VerifyOpt = Annotated[list[str] | None, typer.Option("--verify", help="A verific
                                                      "Telemetry).")]
 
 
-def _operator(source: str | None, shadow: bool) -> Any:
-    """How --apply reaches the cluster the plan is read from: only a live source can be written to."""
+def _operator(source: str | None, shadow: bool, gitops: bool = False) -> Any:
+    """How --apply (or --gitops) reaches the cluster the plan is read from: only a live source can be written to, or
+    watched."""
     from cluster.apply import Cluster
     from cluster.errors import MeshstepError
     from cluster.sources import default_source
@@ -354,10 +363,14 @@ def _operator(source: str | None, shadow: bool) -> Any:
 
     source = source or default_source()
     if source != "live" and not source.startswith("context:"):
-        raise MeshstepError(f"--apply writes to a cluster, and --source {source} is not one: give it as --source "
-                            "context:NAME (or live)")
+        raise MeshstepError(f"{'--gitops watches' if gitops else '--apply writes to'} a cluster, and --source {source} "
+                            "is not one: give it as --source context:NAME (or live)")
+    if shadow and gitops:
+        raise MeshstepError("--shadow-authz is for --apply: under --gitops, commit the stage with istio.io/dry-run "
+                            "yourself")
     context = source.split(":", 1)[1] if source.startswith("context:") else None
-    return Operator(Cluster.connect(context), progress=lambda line: echo(line, err=True), shadow=shadow)
+    return Operator(Cluster.connect(context), progress=lambda line: echo(line, err=True), shadow=shadow,
+                    gitops=gitops)
 
 
 @plan_app.command("advance")
@@ -367,7 +380,7 @@ def plan_advance(
     rehearse: Annotated[bool, typer.Option("--rehearse", help="Apply the stage's YAML to the plan's overlay (a copy "
                                                               "of the cluster) instead of waiting for a real apply; "
                                                               "a plan's first advance fixes its mode.")] = False,
-    apply: ApplyOpt = False, shadow_authz: ShadowOpt = False,
+    apply: ApplyOpt = False, shadow_authz: ShadowOpt = False, gitops: GitOpsOpt = False,
     name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
     actor: ActorOpt = None, prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None,
     window: WindowOpt = "1h", verify: VerifyOpt = None,
@@ -376,7 +389,7 @@ def plan_advance(
     from planner import moves
     from state.models import StageStatus
 
-    operator = _operator(source, shadow_authz) if apply else None
+    operator = _operator(source, shadow_authz, _one_way(apply, gitops)) if apply or gitops else None
     with _plan(name, source, cluster, db) as (inv, store, p):
         ev = load_evidence(prometheus, telemetry, window, inv, verify)
         st = moves.advance(store, p, inv, actor_name(actor), override_reason, rehearse, ev, operator)
@@ -389,22 +402,32 @@ def plan_advance(
         echo(complete)
 
 
+def _one_way(apply: bool, gitops: bool) -> bool:
+    """Whether GitOps applies the stages; refused when both ways are asked."""
+    if apply and gitops:
+        raise typer.BadParameter("--apply (meshstep applies) and --gitops (Argo CD or Flux applies) are the two ways "
+                                 "to apply a stage: pass one")
+    return gitops
+
+
 @plan_app.command("run")
 def plan_run(
-    apply: ApplyOpt = False, shadow_authz: ShadowOpt = False,
+    apply: ApplyOpt = False, shadow_authz: ShadowOpt = False, gitops: GitOpsOpt = False,
     until: Annotated[int | None, typer.Option("--until", help="Stop once this stage is done.")] = None,
     count: Annotated[int | None, typer.Option("--stages", help="Stop once this many stages are done.")] = None,
     name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
     actor: ActorOpt = None, prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None,
     window: WindowOpt = "1h", verify: VerifyOpt = None,
 ) -> None:
-    """Walk the plan's stages on the cluster, continuously, each applied by meshstep (--apply), baked and verified;
-    the first gate failure, approval needed, refusal by the API server or regression stops the walk (exit 1)."""
+    """Walk the plan's stages on the cluster, continuously, each applied by meshstep (--apply) or by GitOps
+    (--gitops), baked and verified; the first gate failure, approval needed, refusal by the API server, GitOps not
+    coming in time or regression stops the walk (exit 1)."""
     from planner import moves
 
-    if not apply:
-        raise typer.BadParameter("plan run applies stages itself: pass --apply (or walk them with plan advance)")
-    operator = _operator(source, shadow_authz)
+    if not apply and not gitops:
+        raise typer.BadParameter("plan run applies stages: pass --apply (meshstep applies them) or --gitops (Argo CD "
+                                 "or Flux does), or walk them with plan advance")
+    operator = _operator(source, shadow_authz, _one_way(apply, gitops))
     with _plan(name, source, cluster, db) as (_inv, store, p):
         done = moves.run(store, p, lambda: load_inventory(source), actor_name(actor), operator,
                          lambda inv: load_evidence(prometheus, telemetry, window, inv, verify), until, count)
@@ -459,6 +482,9 @@ def plan_rollback(
     apply: Annotated[bool, typer.Option("--apply", help="A stage meshstep applied (--apply) is put back on the "
                                                         "cluster by meshstep: each object as it was before it.")]
     = False,
+    gitops: Annotated[bool, typer.Option("--gitops", help="A stage GitOps applied (--gitops): waits until the cluster "
+                                                          "holds the rollback you committed, then records it.")]
+    = False,
     name: NameOpt = None, source: SourceOpt = None, cluster: ClusterOpt = None, db: DbOpt = None,
     actor: ActorOpt = None,
 ) -> None:
@@ -466,7 +492,7 @@ def plan_rollback(
     (with --apply, puts a stage meshstep applied back on the cluster itself)."""
     from planner import moves
 
-    operator = _operator(source, False) if apply else None
+    operator = _operator(source, False, _one_way(apply, gitops)) if apply or gitops else None
     with _plan(name, source, cluster, db) as (inv, store, p):
         done = moves.rollback(store, p, inv, actor_name(actor), reason, operator)
     echo(f"# {safe.message(done.said)}", err=True)
