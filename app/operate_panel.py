@@ -1,6 +1,7 @@
 """The Plan page's *Apply with meshstep*: for a real plan read from a live cluster, what `plan advance --apply` and
-`plan run --apply` will do, said before the click (the objects, the dry run, the field manager, the bake and its
-thresholds, the rollback by itself), and the two buttons, their progress shown as it happens."""
+`plan run --apply` will do (or, when GitOps applies, `--gitops`), said before the click (the objects, the dry run,
+the field manager or the wait for Argo CD/Flux, the bake and its thresholds, the rollback), and the two buttons,
+their progress shown as it happens."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,9 +12,9 @@ from app import access, safe, traffic, ui
 from cluster.apply import Cluster, identity, named
 from cluster.inventory import build_inventory
 from cluster.sources import load_snapshot
-from planner import lifecycle, moves
+from planner import export, lifecycle, moves
 from planner.lifecycle import Event
-from planner.operate import SETTLE, Operator
+from planner.operate import GITOPS_TIMEOUT, SETTLE, SYNC_TIMEOUT, Operator
 from planner.storage import PlanStore
 from state.models import Plan
 from telemetry.series import duration_text
@@ -24,27 +25,47 @@ def live(source: str) -> bool:
     return source == "live" or source.startswith("context:")
 
 
-def what_happens(plan: Plan, view: Any) -> list[str]:
-    """What applying the current stage will do, step by step, in the words the CLI's progress uses."""
+def what_happens(plan: Plan, view: Any, gitops: bool = False) -> list[str]:
+    """What applying the current stage will do, step by step, in the words the CLI's progress uses: applied by
+    meshstep, or by GitOps (`gitops`)."""
     t = Thresholds.from_json(plan.verify or {})
     objects = [named(identity(o)) for o in view.config.objects]
     steps = []
     if lifecycle.ADVANCE[view.stage.status].event == Event.GATE:
         steps.append("its gate runs on the cluster as it is now (a failing gate stops here)")
-    steps += [f"{len(objects)} object(s) — {', '.join(objects) or 'none'} — each sent first as a server-side dry run "
-              "(dryRun=All, fieldValidation=Strict), its answer shown as a diff against the live object",
-              "then server-side applied as field manager meshstep, never forced, annotated with this plan and stage; "
-              "all or none: a refusal (a conflict with another field manager, RBAC, a webhook) puts back those "
-              "already applied (and creates again, as they were, those already deleted)"]
-    if deleted := [str(ref) for ref in view.config.deletions]:
-        steps.append(f"then deleted: {', '.join(deleted)} — each first a dry-run DELETE (dryRun=All) under the "
-                     "resourceVersion the gate read, deleted only once every dry run passed")
-    steps += [f"then Istio's acceptance is waited for (its Reconciled condition, else {SETTLE.value} s to settle)",
+    steps += _gitops_applies(view, objects) if gitops else _meshstep_applies(view, objects)
+    steps += [f"then Istio's acceptance is waited for (its Reconciled condition), then the proxies of the stage's "
+              f"namespaces acknowledging the config (istiod's /debug/syncz, up to {duration_text(SYNC_TIMEOUT.value)};"
+              f" where it cannot be read, {SETTLE.value} s to settle, said)",
               f"then the stage bakes on traffic: {duration_text(t.settle)} to settle, then a {duration_text(t.window)} "
               f"window compared with the one before (success rate may fall {t.max_success_drop:g} points, p99 rise "
               f"{t.max_p99_increase:g}%; at least {t.min_requests} requests)",
+              "a regression stops the plan until someone resumes it and names the rollback to commit (the export's "
+              f"{', '.join(export.file_names(view.stage, view.config.rollback_yaml, '.rollback'))}): meshstep does "
+              "not undo what GitOps applied; `meshstep plan rollback --gitops` records it once seen" if gitops else
               "a regression rolls the stage back by itself (every object as it was before) and stops the plan until "
-              "someone resumes it; too little traffic stops without passing"]
+              "someone resumes it", "too little traffic stops without passing"]
+    return steps
+
+
+def _gitops_applies(view: Any, objects: list[str]) -> list[str]:
+    deleted = [str(ref) for ref in view.config.deletions]
+    return [f"meshstep waits up to {duration_text(GITOPS_TIMEOUT.value)} for Argo CD or Flux to apply "
+            f"{', '.join(export.file_names(view.stage, view.config.apply_yaml))} from the export you committed, until "
+            f"the cluster holds {', '.join(objects) or 'no object'} as the stage renders them"
+            + (f" and {', '.join(deleted)} are gone" if deleted else "") + "; meshstep writes nothing, and records "
+            "the stage applied only once it sees them"]
+
+
+def _meshstep_applies(view: Any, objects: list[str]) -> list[str]:
+    steps = [f"{len(objects)} object(s) — {', '.join(objects) or 'none'} — each sent first as a server-side dry run "
+             "(dryRun=All, fieldValidation=Strict), its answer shown as a diff against the live object",
+             "then server-side applied as field manager meshstep, never forced, annotated with this plan and stage; "
+             "all or none: a refusal (a conflict with another field manager, RBAC, a webhook) puts back those "
+             "already applied (and creates again, as they were, those already deleted)"]
+    if deleted := [str(ref) for ref in view.config.deletions]:
+        steps.append(f"then deleted: {', '.join(deleted)} — each first a dry-run DELETE (dryRun=All) under the "
+                     "resourceVersion the gate read, deleted only once every dry run passed")
     return steps
 
 
@@ -56,16 +77,20 @@ def show(store: PlanStore, plan: Plan, view: Any, source: str) -> None:
         if stopped is not None:
             st.error(safe.md_message(str(stopped)), icon=":material/pan_tool:")
             resume_form(store, plan)
-        st.markdown("\n".join(f"{i}. {safe.md_message(step)}" for i, step in enumerate(what_happens(plan, view), 1)))
-        shadow = st.toggle("Authorization in shadow first", help="Authorization policies are applied with "
-                           "istio.io/dry-run, baked on what they would deny, then enforced.")
+        gitops = st.toggle("GitOps applies it (Argo CD, Flux)", help="You commit the stage's file from the export; "
+                           "meshstep waits until it is on the cluster, then bakes it.")
+        st.markdown("\n".join(f"{i}. {safe.md_message(step)}"
+                               for i, step in enumerate(what_happens(plan, view, gitops), 1)))
+        shadow = not gitops and st.toggle("Authorization in shadow first", help="Authorization policies are applied "
+                                          "with istio.io/dry-run, baked on what they would deny, then enforced.")
         one, every = st.columns(2)
-        stage_only = one.button("Apply and bake this stage", icon=":material/play_arrow:", disabled=bool(stopped))
+        stage_only = one.button("Wait for GitOps and bake" if gitops else "Apply and bake this stage",
+                                icon=":material/play_arrow:", disabled=bool(stopped))
         to_done = every.button("Run the plan to done", icon=":material/fast_forward:", disabled=bool(stopped),
                                help="Each stage in turn, as above; the first gate, approval, refusal or regression "
                                     "stops it.")
         if (stage_only or to_done) and (actor := ui.require_actor(access.OPERATOR, "apply a stage")):
-            _run(store, plan, source, actor, shadow, 1 if stage_only else None)
+            _run(store, plan, source, actor, shadow, gitops, 1 if stage_only else None)
 
 
 def resume_form(store: PlanStore, plan: Plan) -> None:
@@ -80,11 +105,13 @@ def resume_form(store: PlanStore, plan: Plan) -> None:
                 st.rerun()
 
 
-def _run(store: PlanStore, plan: Plan, source: str, actor: str, shadow: bool, count: int | None) -> None:
-    with ui.errors("Not applied"), st.status("Applying…", expanded=True) as status:
+def _run(store: PlanStore, plan: Plan, source: str, actor: str, shadow: bool, gitops: bool,
+         count: int | None) -> None:
+    with ui.errors("Not applied"), st.status("Waiting for GitOps…" if gitops else "Applying…",
+                                             expanded=True) as status:
         context = source.split(":", 1)[1] if source.startswith("context:") else None
         operator = Operator(Cluster.connect(context), progress=lambda line: status.text(safe.terminal(line)),
-                            shadow=shadow)
+                            shadow=shadow, gitops=gitops)
         done = moves.run(store, plan, lambda: build_inventory(load_snapshot(source)), actor, operator,
                          lambda _inv: traffic.stage_evidence(), stages=count)
         if done.refusal is not None:

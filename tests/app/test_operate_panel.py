@@ -102,3 +102,45 @@ def test_what_will_happen_names_what_the_stage_deletes(tmp_path: Path) -> None:
     said = " ".join(operate_panel.what_happens(plan, moves.next_view(plan, inv)))
     assert ("then deleted: VirtualService bank/accounts — each first a dry-run DELETE (dryRun=All) under the "
             "resourceVersion the gate read, deleted only once every dry run passed") in said, said
+
+
+def test_the_plan_page_waits_for_gitops_then_bakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With *GitOps applies it*, the page says that meshstep waits for Argo CD or Flux to apply the export's file and
+    names the rollback to commit; *Wait for GitOps and bake* records the stage applied once Argo CD (a thread here)
+    has applied it, and meshstep writes nothing."""
+    from planner import export
+    from tests.planner.test_gitops import argo_cd
+
+    db = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("MESHSTEP_SETTLE", "0")
+    monkeypatch.setenv("MESHSTEP_SOURCE", SOURCE)
+    monkeypatch.setenv("MESHSTEP_DATABASE_URL", db)
+    with serve(demo_objects(), writes=True) as served:
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": served.url}, "prod")))
+        inv = build_inventory(load_snapshot(SOURCE))
+        with closing(Store.open(db)) as store:
+            plan = stages.create(store, SOURCE, inv, "routing-first", None, None, "bob")
+            files = export.stage_files(plan, inv).files
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        at.run()
+        sign_in(at)
+        open_page(at, "plan")
+        next(t for t in at.toggle if t.label == "GitOps applies it (Argo CD, Flux)").set_value(True).run()
+        said = " ".join(m.value for m in at.markdown)
+        assert "for Argo CD or Flux to apply" in said and "meshstep writes nothing" in said
+        assert "meshstep does not undo what GitOps applied" in said
+        next(b for b in at.button if b.label == "Wait for GitOps and bake").click().run()  # the install check
+        (name,) = [n for n in files if n.startswith("02-") and n.endswith(".yaml") and ".rollback" not in n]
+        assert name in " ".join(m.value for m in at.markdown)  # the injection stage's file, named before the click
+        (tmp_path / name).write_text(files[name])
+        sync = argo_cd(served, [tmp_path / name], after=1, looked_at="/api/v1/namespaces/legacy")
+        next(b for b in at.button if b.label == "Wait for GitOps and bake").click().run()
+        sync.join()
+        assert not at.exception, [e.value for e in at.exception]
+        labels = live_objects(served)[("namespaces", None, "legacy")]["metadata"]["labels"]
+        assert not [r for r in served.emulator if r.method == "PATCH" and r.params.get("fieldManager") == "meshstep"]
+    assert labels["istio.io/rev"] == "default"
+    with closing(Store.open(db)) as store:
+        plan = store.list_plans(SOURCE)[0]
+    assert [s.status for s in plan.stages[:2]] == ["done", "done"] and plan.stages[1].record.gitops == "applied"
