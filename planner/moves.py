@@ -60,8 +60,9 @@ def stop_refusal(plan: Plan) -> PlanStopped | None:
     stop = plan.stopped
     if stop is None:
         return None
-    return PlanStopped(f"MST1008: plan {plan.name} is stopped: stage {stop.get('stage')} ({stop.get('title')}) was "
-                       f"rolled back by itself at {stop.get('at', '?')[:19]} UTC: {stop.get('reason')}. meshstep "
+    what = "awaited its rollback through GitOps" if stop.get("code") == "MST1011" else "was rolled back by itself"
+    return PlanStopped(f"MST1008: plan {plan.name} is stopped: stage {stop.get('stage')} ({stop.get('title')}) {what} "
+                       f"at {stop.get('at', '?')[:19]} UTC: {stop.get('reason')}. meshstep "
                        "applies none of its stages until it is resumed: find and fix the cause (meshstep plan show, "
                        f"meshstep audit), then: meshstep plan resume --name {plan.name} --reason \"…\"")
 
@@ -270,13 +271,15 @@ def _rollback_to_commit(stage: Stage) -> str:
 
 def _awaits_rollback(m: _Move, why: str, verdict: Verification | None) -> _Ran:
     """A stage GitOps applied that failed its bake: it stays applied, its verdict kept, until its rollback (committed
-    by the team) is seen on the cluster; the plan stops."""
-    said = f"{why}: {_rollback_to_commit(m.stage)}. The plan stops here"
+    by the team) is seen on the cluster; the plan is stopped until resumed."""
+    said = f"{why}: {_rollback_to_commit(m.stage)}. The plan is stopped (then: meshstep plan resume --reason …)"
     record = msgspec.structs.replace(m.stage.record, gitops="rolling back",
                                      verification=verdict.to_json() if verdict else m.stage.record.verification)
     lines = [said, *(f"  {line}" for line in (verdict.lines if verdict else ()))]
+    stop = {"code": "MST1011", "stage": m.stage.order, "title": m.stage.title,
+            "reason": "; ".join((said, *(verdict.problems if verdict else ())))}
     return _Ran(Facts(passed=False, awaits_rollback=True), record, said,
-                refusal=operate.GitOpsRegressed("\n".join(lines)))
+                refusal=operate.GitOpsRegressed("\n".join(lines)), stop=stop)
 
 
 def _enforce(m: _Move) -> _Ran:

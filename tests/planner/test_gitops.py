@@ -10,12 +10,14 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 import yaml
 
 from state.models import StageStatus
+from state.store import Store
 from tests.kube import Cluster, pilot
 from tests.planner import test_operate
 from tests.planner.test_operate import BAKE, SOURCE, _custom_plan, _stage, live_objects, patches
@@ -147,7 +149,8 @@ def test_a_regression_under_gitops_stops_names_the_rollback_and_records_it_once_
     assert stage.status == StageStatus.APPLIED and stage.record.verification["status"] == "regressed"
     assert trail[-1].startswith("MST1011")
     rc, _out, err = run("plan", "advance", "--gitops", "--source", SOURCE, "--db", db)
-    assert rc == 1 and "MST1011" in err and rollback_files[1].name in err  # not baked again: the rollback awaited
+    assert rc == 1 and "MST1008: plan custom is stopped" in err and "awaited its rollback through GitOps" in err
+    assert "MST1011" in err and rollback_files[1].name in err  # not baked again: the rollback is awaited
     sync = argo_cd(served, rollback_files, after=1)
     rc, _out, err = run("plan", "rollback", "--gitops", "--reason", "reviews failed", "--source", SOURCE, "--db", db)
     sync.join()
@@ -159,6 +162,8 @@ def test_a_regression_under_gitops_stops_names_the_rollback_and_records_it_once_
     stage, trail = _stage(db)
     assert stage.status == StageStatus.ROLLED_BACK and not stage.record.applied
     assert "rollback seen on the cluster" in trail[-1]
+    with closing(Store.open(db)) as store:
+        assert store.list_plans(SOURCE)[0].stopped["code"] == "MST1011"  # until someone resumes it, with a reason
 
 
 def _syncz_requests(served: Cluster) -> list:
