@@ -218,15 +218,16 @@ class Cluster:
                 return None
             raise
 
-    def proxied(self, namespace: str, service: str, port: int, path: str) -> bytes:
-        """A GET of `path` on a Service's port through the API server's service proxy
+    def proxied(self, namespace: str, pod: str, port: int, path: str) -> bytes:
+        """A GET of `path` on a pod's port through the API server's proxy
         (https://kubernetes.io/docs/tasks/access-application-cluster/access-cluster-services/
-        #manually-constructing-apiserver-proxy-urls): istiod's debug endpoints, with the kubeconfig's credentials
-        and no port-forward. One try, not retried as reads are: a debug endpoint that does not answer is the
-        caller's to work around. Raises Failed (403 for RBAC on services/proxy, 503 when no endpoint serves it …)."""
-        api, what = self.api_server(), f"reading {path} of service {namespace}/{service}:{port}"
+        #manually-constructing-apiserver-proxy-urls, the `pods/proxy` subresource): istiod's debug endpoints, each
+        replica's own, with the kubeconfig's credentials and no port-forward. One try, not retried as reads are: a
+        debug endpoint that does not answer is the caller's to work around. Raises Failed (403 for RBAC on
+        pods/proxy, 503 when the pod does not answer on the port …)."""
+        api, what = self.api_server(), f"reading {path} of pod {namespace}/{pod}:{port}"
         try:
-            return api._once(f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy{path}", [],
+            return api._once(f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}", [],
                              "application/json", what)
         except ApiError as e:
             raise api.refused(e, what) from None

@@ -84,8 +84,9 @@ class GitOpsRegressed(MeshstepError):
 
 @dataclass(frozen=True)
 class Touched:
-    """The proxies a stage touches, as istiod reports them: the istiod Services to ask (namespace, name), and the
-    namespaces whose sidecars and gateways count (None: every proxy, for a mesh-wide stage)."""
+    """The proxies a stage touches, as istiod reports them: the istiod pods to ask (namespace, name) — each replica
+    lists only the proxies connected to it — and the namespaces whose sidecars and gateways count (None: every
+    proxy, for a mesh-wide stage)."""
 
     istiods: tuple[tuple[str, str], ...]
     namespaces: frozenset[str] | None
@@ -101,12 +102,12 @@ class Touched:
 
 def touched(inventory: Any, scopes: Iterable[str], applied: Iterable[dict[str, Any]]) -> Touched:
     """The proxies of the stage's scopes and of the namespaces of its objects (all, when a scope is the mesh), and
-    the Service of each istiod revision (`istiod`, or `istiod-REV`) to ask about them."""
+    every ready istiod pod, of every revision, to ask about them."""
     scopes = set(scopes)
     namespaces = None if "mesh" in scopes else frozenset(
         scopes | {a["key"][2] for a in applied if a["key"][2]})
-    return Touched(tuple((r.namespace, "istiod" if r.revision == "default" else f"istiod-{r.revision}")
-                         for r in inventory.revisions), namespaces)
+    pods = (inventory.pod(c.namespace, c.name) for c in inventory.components_by_id.get("istiod", ()) if c.kind == "Pod")
+    return Touched(tuple(sorted((p.namespace, p.name) for p in pods if p is not None and p.ready)), namespaces)
 
 
 def _pushed_at(nonce: str) -> float | None:
@@ -264,16 +265,16 @@ class Operator:
 
     def reached(self, touched: Touched, since: float | None) -> str:
         """Wait until every proxy `touched` covers has the config written at `since`, as istiod's /debug/syncz says
-        (read through the API server's service proxy; each istiod replica lists the proxies connected to it, and
-        the Service reaches one). Where syncz cannot be read, that is said and the settle time used instead.
+        (each replica's, read through the API server's pod proxy: a replica lists only the proxies connected to
+        it). Where a replica's syncz cannot be read, that is said and the settle time used instead.
         Raises ProxiesNotSynced."""
         deadline = time.monotonic() + self.sync_timeout
         while True:
             try:
                 if not touched.istiods:
-                    raise MeshstepError("the cluster's read shows no istiod")
-                statuses = [s for ns, svc in touched.istiods for s in orjson.loads(
-                    self.cluster.proxied(ns, svc, MONITORING_PORT, SYNCZ)) if touched.covers(str(s.get("proxy", "")))]
+                    raise MeshstepError("the cluster's read shows no ready istiod pod")
+                statuses = [s for ns, pod in touched.istiods for s in orjson.loads(
+                    self.cluster.proxied(ns, pod, MONITORING_PORT, SYNCZ)) if touched.covers(str(s.get("proxy", "")))]
             except (MeshstepError, orjson.JSONDecodeError, TypeError, AttributeError) as e:
                 self.progress(f"cannot read istiod's {SYNCZ} through the API server ({e})")
                 self.sleep(self.settle)

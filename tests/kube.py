@@ -393,13 +393,13 @@ class WritableEmulator(FaultyEmulator):
     with resourceVersion preconditions, dry runs that change nothing, RBAC refusals and validating webhooks'
     denials. Every write moves the object's resourceVersion."""
 
-    # (verb, resource) the caller's RBAC does not allow: 403 (a plural, or "services/proxy" for the service proxy)
+    # (verb, resource) the caller's RBAC does not allow: 403 (a plural, or "pods/proxy" for the pod proxy)
     forbidden_writes: set[tuple[str, str]]
     denials: dict[str, str]  # object name → what a validating webhook says denying a write of it
     before_write: Any  # called (target, dry_run) before a write is handled: another client acting in between
     version: int
     config_writes: list[float]  # when each write of Istio config (a *.istio.io resource) was stored
-    # (namespace, service, port) → what answers the service proxy's requests for a path: (status, JSON body)
+    # (namespace, pod, port) → what answers the pod proxy's requests for a path: (status, JSON body)
     proxied: dict[tuple[str, str, str], Any]
 
     def __attrs_post_init__(self) -> None:
@@ -412,7 +412,7 @@ class WritableEmulator(FaultyEmulator):
         return str(self.version)
 
     async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        if raw.method == "GET" and (via := _SERVICE_PROXY.fullmatch(raw.path)):
+        if raw.method == "GET" and (via := _POD_PROXY.fullmatch(raw.path)):
             self._requests.append(await rendering.Request._parse(raw, id=len(self._requests)))
             try:
                 status, answer = self.proxy(*via.groups())
@@ -475,23 +475,24 @@ class WritableEmulator(FaultyEmulator):
                 self.objects[target.key] = after
         return after
 
-    def proxy(self, namespace: str, service: str, port: str, path: str) -> tuple[int, Any]:
-        """A GET through the API server's service proxy, `/api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH`
+    def proxy(self, namespace: str, pod: str, port: str, path: str) -> tuple[int, Any]:
+        """A GET through the API server's pod proxy, `/api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH`
         (https://kubernetes.io/docs/tasks/access-application-cluster/access-cluster-services/
-        #manually-constructing-apiserver-proxy-urls): the `services/proxy` subresource under RBAC (403, as the API
-        server words it), 404 for a Service the cluster does not have, 503 when nothing serves it (no endpoints);
-        else the backend's own answer, whatever its status."""
-        if ("get", "services/proxy") in self.forbidden_writes:
-            raise Refusal(403, "Forbidden", f'services "{service}:{port}" is forbidden: User '
+        #manually-constructing-apiserver-proxy-urls): the `pods/proxy` subresource under RBAC (403, as the API
+        server words it), 404 for a pod the cluster does not have, 503 when nothing answers on the port (the API
+        server's "error trying to reach service"); else the backend's own answer, whatever its status."""
+        if ("get", "pods/proxy") in self.forbidden_writes:
+            raise Refusal(403, "Forbidden", f'pods "{pod}:{port}" is forbidden: User '
                                             '"system:serviceaccount:ops:meshstep" cannot get resource '
-                                            f'"services/proxy" in API group "" in the namespace "{namespace}"',
-                          {"name": f"{service}:{port}", "kind": "services"})
-        key = (resource(group="", version="v1", plural="services"), namespace, service)
+                                            f'"pods/proxy" in API group "" in the namespace "{namespace}"',
+                          {"name": f"{pod}:{port}", "kind": "pods"})
+        key = (resource(group="", version="v1", plural="pods"), namespace, pod)
         if key not in self.objects or self.objects[key].deleted:
-            raise Refusal(404, "NotFound", f'services "{service}" not found', {"name": service, "kind": "services"})
-        backend = self.proxied.get((namespace, service, port))
+            raise Refusal(404, "NotFound", f'pods "{pod}" not found', {"name": pod, "kind": "pods"})
+        backend = self.proxied.get((namespace, pod, port))
         if backend is None:
-            raise Refusal(503, "ServiceUnavailable", f'no endpoints available for service "{service}:{port}"')
+            raise Refusal(503, "ServiceUnavailable", f"error trying to reach service: dial tcp 10.244.0.12:{port}: "
+                                                     "connect: connection refused")
         return backend("/" + path)
 
     def authorize(self, verb: str, target: Target) -> None:
@@ -627,8 +628,8 @@ class WritableEmulator(FaultyEmulator):
 
 
 _ABSENT = object()
-# The API server's service proxy path (WritableEmulator.proxy).
-_SERVICE_PROXY = re.compile(r"/api/v1/namespaces/([^/]+)/services/([^/:]+):([^/]+)/proxy/(.*)")
+# The API server's pod proxy path (WritableEmulator.proxy).
+_POD_PROXY = re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/:]+):([^/]+)/proxy/(.*)")
 
 
 def claim(emulator: WritableEmulator, manager: str, operation: str = "Update") -> None:
@@ -668,14 +669,15 @@ def _proxies(emulator: WritableEmulator) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def pilot(emulator: WritableEmulator, namespace: str, service: str, push_after: float = 1.0, ack_after: float = 0.5,
-          nack: bool = False) -> None:
-    """istiod behind its Service, as the API server's service proxy reaches it on port 15014: its /debug/syncz
-    lists each proxy connected to it (pilot/pkg/xds/debug.go's SyncStatus: `proxy`, `proxy_type`, and per xDS type
-    the nonce last sent and last acknowledged). A write of Istio config is pushed to every proxy `push_after`
-    seconds later (its debounce), with a nonce that starts with the push's version, the time of the push in RFC
-    3339 (pilot/pkg/xds/discovery.go: `nonce(PushVersion)`); each proxy acknowledges a push `ack_after` seconds
-    after it, unless it rejects the config (`nack`: Envoy's NACK leaves the last acknowledged nonce as it was)."""
+def pilot(emulator: WritableEmulator, namespace: str, pod: str, push_after: float = 1.0, ack_after: float = 0.5,
+          nack: bool = False, replica: tuple[int, int] = (0, 1)) -> None:
+    """istiod pod `pod` as the API server's pod proxy reaches it on port 15014: its /debug/syncz lists each proxy
+    connected to it (pilot/pkg/xds/debug.go's SyncStatus: `proxy`, `proxy_type`, and per xDS type the nonce last
+    sent and last acknowledged) — replica (i, n) of n has every n-th proxy, as the istiod Service spreads their
+    connections. A write of Istio config is pushed to every proxy `push_after` seconds later (its debounce), with a
+    nonce that starts with the push's version, the time of the push in RFC 3339 (pilot/pkg/xds/discovery.go:
+    `nonce(PushVersion)`); each proxy acknowledges a push `ack_after` seconds after it, unless it rejects the config
+    (`nack`: Envoy's NACK leaves the last acknowledged nonce as it was)."""
     started = time.time() - 60
 
     def nonce(pushed: float, index: int) -> str:
@@ -693,5 +695,5 @@ def pilot(emulator: WritableEmulator, namespace: str, service: str, push_after: 
         xds = ("cluster", "listener", "route", "endpoint")
         return 200, [{"cluster_id": "Kubernetes", "proxy": proxy, "proxy_type": kind, "istio_version": "1.27.3",
                       **{f"{t}_sent": sent for t in xds}, **{f"{t}_acked": ack for t in xds}}
-                     for proxy, kind in _proxies(emulator)]
-    emulator.proxied[(namespace, service, "15014")] = syncz
+                     for i, (proxy, kind) in enumerate(_proxies(emulator)) if i % replica[1] == replica[0]]
+    emulator.proxied[(namespace, pod, "15014")] = syncz

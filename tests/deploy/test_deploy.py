@@ -160,6 +160,14 @@ def _written(inv: Inventory) -> dict[tuple[str, str], set[str]]:
     return out
 
 
+def test_the_apply_overlay_lets_the_bake_read_istiods_sync_status_and_nothing_else() -> None:
+    """Operator.reached reads /debug/syncz of each istiod pod through the pod proxy: `get` on pods/proxy in the
+    control plane's namespace."""
+    debug = one("apply", "Role", "meshstep-istiod-debug")
+    assert debug["metadata"]["namespace"] == "istio-system"
+    assert grants(debug) == {("", "pods/proxy"): {"get"}}
+
+
 def test_the_apply_overlay_grants_what_features_write_and_no_more() -> None:
     cluster_role = grants(one("apply", "ClusterRole", "meshstep-apply"))
     mesh_config = one("apply", "Role", "meshstep-mesh-config")

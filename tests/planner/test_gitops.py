@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -26,7 +27,6 @@ from tests.rehearsal import runner
 env, demo = test_operate.env, test_operate.demo  # the served demo cluster and its state database, as fixtures
 
 ARGO = "argocd-controller"
-SYNCZ = "/api/v1/namespaces/istio-system/services/istiod-1-27:15014/proxy/debug/syncz"
 
 
 def _send(served: Cluster, obj: dict, delete: bool) -> None:
@@ -167,7 +167,7 @@ def test_a_regression_under_gitops_stops_names_the_rollback_and_records_it_once_
 
 
 def _syncz_requests(served: Cluster) -> list:
-    return [r for r in served.emulator if r.method == "GET" and r.url.path == SYNCZ]
+    return [r for r in served.emulator if r.method == "GET" and r.url.path.endswith(":15014/proxy/debug/syncz")]
 
 
 def test_the_bake_waits_until_the_touched_proxies_have_the_config(demo, capsys) -> None:
@@ -175,7 +175,7 @@ def test_the_bake_waits_until_the_touched_proxies_have_the_config(demo, capsys) 
     proxies acknowledge it 0.5 s later: the first answers of /debug/syncz show shop's seven proxies stale, then
     synced; proxies of other namespaces are not waited for."""
     served, db = demo
-    pilot(served.emulator, "istio-system", "istiod-1-27", push_after=6)
+    pilots(served, push_after=6)
     run = runner(capsys)
     _custom_plan(run, db)
     rc, _out, err = run("plan", "run", "--apply", "--source", SOURCE, "--db", db)
@@ -186,10 +186,35 @@ def test_the_bake_waits_until_the_touched_proxies_have_the_config(demo, capsys) 
     assert len(_syncz_requests(served)) >= 2
 
 
+def pilots(served: Cluster, **how: Any) -> list[str]:
+    """Each istiod pod of the served cluster (the demo runs two replicas) answering /debug/syncz for its share of
+    the proxies: every proxy is connected to one replica."""
+    pods = sorted(k[2] for k, o in served.emulator.objects.items() if k[0].plural == "pods" and not o.deleted
+                  and (o.raw["metadata"].get("labels") or {}).get("app") == "istiod")
+    for i, pod in enumerate(pods):
+        pilot(served.emulator, "istio-system", pod, replica=(i, len(pods)), **how)
+    return pods
+
+
+def test_every_istiod_replica_is_asked_for_the_proxies_connected_to_it(demo, capsys) -> None:
+    """The demo's two istiod replicas each list the proxies connected to them: the wait asks each pod through the
+    API server's pod proxy (a Service would reach one and leave the other's proxies unseen) and counts shop's seven
+    proxies across both."""
+    served, db = demo
+    pods = pilots(served, push_after=0.2)
+    assert len(pods) == 2
+    run = runner(capsys)
+    _custom_plan(run, db)
+    rc, _out, err = run("plan", "run", "--apply", "--source", SOURCE, "--db", db)
+    assert rc == 0, err
+    assert "the config reached the 7 proxies in shop" in err, err
+    assert {r.url.path.split("/")[6] for r in _syncz_requests(served)} == {f"{pod}:15014" for pod in pods}
+
+
 def test_proxies_that_never_acknowledge_roll_the_stage_back(demo, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MESHSTEP_PROXY_SYNC_TIMEOUT", "2")
     served, db = demo
-    pilot(served.emulator, "istio-system", "istiod-1-27", push_after=0.2, nack=True)
+    pilots(served, push_after=0.2, nack=True)
     before = live_objects(served)
     run = runner(capsys)
     _custom_plan(run, db)
@@ -204,12 +229,13 @@ def test_proxies_that_never_acknowledge_roll_the_stage_back(demo, capsys, monkey
 def test_unreadable_syncz_is_said_and_the_settle_time_used(demo, capsys, unreadable: str) -> None:
     served, db = demo
     if unreadable == "forbidden":
-        served.emulator.forbidden_writes.add(("get", "services/proxy"))
+        served.emulator.forbidden_writes.add(("get", "pods/proxy"))
     run = runner(capsys)
     _custom_plan(run, db)
     rc, _out, err = run("plan", "run", "--apply", "--source", SOURCE, "--db", db)
     assert rc == 0, err
-    said = {"forbidden": 'cannot get resource "services/proxy"',
-            "not served": 'no endpoints available for service "istiod-1-27:15014"'}[unreadable]
+    said = {"forbidden": 'cannot get resource "pods/proxy"',
+            "not served": "error trying to reach service: dial tcp 10.244.0.12:15014: connect: connection refused"
+            }[unreadable]
     assert "cannot read istiod's /debug/syncz through the API server" in err and said in err, err
     assert "proxies' sync not checked: settled 0s (MESHSTEP_SETTLE) instead" in err
