@@ -1,12 +1,14 @@
 """A switch to ambient mode seen in traffic: who carried a namespace's inbound traffic in a window — the node's
 ztunnel over HBONE (mutual TLS) or in plaintext, or the sidecars of pods not restarted yet — and which callers a
-proxy denied (ztunnel's connections closed with response_flags DENY, the 403s of sidecars and waypoints).
+proxy denied (ztunnel's connections closed with response_flags DENY, the 403s of sidecars and waypoints), and
+the connections ztunnel could not open to the destination (response_flags CONNECT).
 
 ztunnel exports Istio's TCP metrics (istio_tcp_connections_opened_total, _closed_total, _sent/_received_bytes) for
 the connections it accepts (reporter="destination") and opens (reporter="source"), connection_security_policy
 mutual_tls for HBONE; its series are told from the sidecars' by the pod label Istio's Prometheus addon copies from
 ztunnel's DaemonSet (app="ztunnel"). Waypoints report requests with reporter="waypoint"
-(https://istio.io/latest/docs/ambient/migrate/enable-ambient-mode/)."""
+(https://istio.io/latest/docs/ambient/migrate/enable-ambient-mode/). ztunnel's response flags are "-", DENY (a policy
+refused the connection) and CONNECT (no upstream connection could be made): istio/ztunnel src/proxy/metrics.rs."""
 from __future__ import annotations
 
 import re
@@ -19,6 +21,7 @@ from telemetry.series import REQUESTS, TCP_CLOSED, TCP_OPENED, Matchers, Telemet
 
 ZTUNNEL = "ztunnel"  # the `app` label of ztunnel's series (its DaemonSet's pod label, copied by the addon)
 DENY = "DENY"  # ztunnel's response_flags on a connection its authorization policies refused
+CONNECT = "CONNECT"  # … and on one it could not open to the destination (ResponseFlags::ConnectionFailure)
 _DESTINATION = ("destination_workload_namespace", "destination_workload")
 _CALL = ("source_workload_namespace", "source_workload", *_DESTINATION)
 Call = tuple[str, str]  # (caller, callee) as namespace/workload
@@ -26,11 +29,13 @@ Call = tuple[str, str]  # (caller, callee) as namespace/workload
 
 @dataclass(frozen=True)
 class AmbientStage:
-    """What a stage does to ambient mode: the namespaces it switches to ambient or puts behind a waypoint, and
-    whether it switches them (then their traffic must be carried by ztunnel over HBONE, not by sidecars)."""
+    """What a stage does to ambient mode: the namespaces it switches to ambient or puts behind a waypoint, whether it
+    switches them (then their traffic must be carried by ztunnel over HBONE, not by sidecars), and whether it puts
+    the waypoint in their traffic's path (istio.io/use-waypoint: then the waypoint must report their requests)."""
 
     namespaces: tuple[str, ...]
     switched: bool
+    waypoint: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,14 @@ class Carried:
     plaintext: float  # connections ztunnel accepted without it (callers outside the mesh)
     sidecars: dict[tuple[str, str], float]  # (namespace/workload, pod) → requests and connections a sidecar served
     denied: dict[Call, dict[str, float]] = field(default_factory=dict)  # call → how it was denied → how many
+    failed: dict[Call, float] = field(default_factory=dict)  # call → connections ztunnel could not open (CONNECT)
+    waypoint_requests: float = 0.0  # requests a waypoint reported (reporter="waypoint")
+
+    @property
+    def failed_share(self) -> float:
+        """The percentage of ztunnel's connections into the namespaces it could not open (0 without any)."""
+        opened = self.connections
+        return 100.0 * sum(self.failed.values()) / opened if opened else 0.0
 
     @property
     def connections(self) -> float:
@@ -74,10 +87,31 @@ def carried(tel: Telemetry, namespaces: tuple[str, ...], start: float, end: floa
             hbone += v
         else:
             plaintext += v
-    for lb, v in tel.increase(REQUESTS, (*_DESTINATION, "pod"), start, end, {"reporter": "destination", **into}):
-        served[_workload(*(lb.get(k, "") for k in _DESTINATION)), lb.get("pod", "")] += v
+    waypoint = 0.0
+    for lb, v in tel.increase(REQUESTS, ("reporter", *_DESTINATION, "pod"), start, end,
+                              {"reporter": "destination|waypoint", **into}):
+        if lb.get("reporter") == "waypoint":
+            waypoint += v
+        else:
+            served[_workload(*(lb.get(k, "") for k in _DESTINATION)), lb.get("pod", "")] += v
     # Under half a request is no request: the part of a window's edge that `increase` extrapolates.
-    return Carried(hbone, plaintext, {k: v for k, v in served.items() if v >= 0.5}, _denied(tel, into, start, end))
+    return Carried(hbone, plaintext, {k: v for k, v in served.items() if v >= 0.5}, _denied(tel, into, start, end),
+                   _failed(tel, into, start, end), waypoint if waypoint >= 0.5 else 0.0)
+
+
+def _call(lb: dict[str, str]) -> Call:
+    src_ns, src, dst_ns, dst = (lb.get(k, "") for k in _CALL)
+    return _workload(src_ns, src), _workload(dst_ns, dst)
+
+
+def _failed(tel: Telemetry, into: Matchers, start: float, end: float) -> dict[Call, float]:
+    """Each call's connections ztunnel closed CONNECT in the window: the destination could not be reached. Either
+    end's ztunnel may count it (the caller's, reporter=source, when it cannot reach the destination's), once a
+    connection: the destination's, reporter=destination, only counts what reached it."""
+    found: dict[Call, float] = defaultdict(float)
+    for lb, v in tel.increase(TCP_CLOSED, _CALL, start, end, {"response_flags": CONNECT, "app": ZTUNNEL, **into}):
+        found[_call(lb)] += v
+    return {call: v for call, v in found.items() if v >= 0.5}
 
 
 def _denied(tel: Telemetry, into: Matchers, start: float, end: float) -> dict[Call, dict[str, float]]:
@@ -91,8 +125,7 @@ def _denied(tel: Telemetry, into: Matchers, start: float, end: float) -> dict[Ca
     for metric, by, match, how in asked:
         for lb, v in tel.increase(metric, (*_CALL, *by), start, end, {**match, **into}):
             if v >= 0.5:
-                call = (_workload(lb.get(_CALL[0], ""), lb.get(_CALL[1], "")),
-                        _workload(lb.get(_CALL[2], ""), lb.get(_CALL[3], "")))
+                call = _call(lb)
                 found[call][how(lb)] = found[call].get(how(lb), 0.0) + v
     return dict(found)
 
@@ -116,9 +149,17 @@ class Switch:
             out.append("  denied before and after: " + ", ".join(f"{a} → {b}" for a, b in kept))
         return out
 
-    def problems(self, min_hbone_share: float, before_mtls_share: float | None) -> list[str]:
-        """A switch that leaves more plaintext than the threshold (or than before), and each new denial."""
+    def problems(self, min_hbone_share: float, before_mtls_share: float | None, max_drop: float) -> list[str]:
+        """A switch that leaves more plaintext than the threshold (or than before), each new denial, and a share of
+        connections ztunnel could not open that rose more than `max_drop` points (the success rate's threshold)."""
         out = []
+        rise = self.after.failed_share - self.before.failed_share
+        if rise > max_drop:
+            calls = ", ".join(f"{a} → {b} ({count_text(n)})" for (a, b), n in sorted(self.after.failed.items()))
+            out.append(f"ztunnel could not connect {rise:.2f}% more of the connections into "
+                       f"{', '.join(self.stage.namespaces)} ({self.before.failed_share:.2f}% → "
+                       f"{self.after.failed_share:.2f}%, response_flags=CONNECT; at most {max_drop:g} points "
+                       f"allowed): {calls}")
         share, required = self.after.hbone_share, min_hbone_share
         if before_mtls_share is not None:
             required = min(required, before_mtls_share)
@@ -132,7 +173,15 @@ class Switch:
         return out
 
     def unfinished(self) -> list[str]:
-        """The pods whose sidecars still served traffic after the switch: not restarted, not carried by ztunnel."""
+        """The pods whose sidecars still served traffic after the switch: not restarted, not carried by ztunnel; or,
+        after a stage that puts a waypoint in the path, requests no waypoint reported."""
+        if self.stage.waypoint and not self.after.waypoint_requests and self.after.sidecars:
+            where = ", ".join(self.stage.namespaces)
+            return [f"no request reported by a waypoint in {where} after the stage, while sidecars served "
+                    f"{count_text(sum(self.after.sidecars.values()))}: the waypoint is not in the path (its Gateway "
+                    "not programmed, or istio.io/use-waypoint not honoured)",
+                    "  → " + "; ".join(f"istioctl waypoint status -n {ns}" for ns in self.stage.namespaces)
+                    + ", then verify again"]
         if not self.stage.switched or not self.after.sidecars:
             return []
         pods = [f"{w} (pod {pod}: {count_text(n)})" if pod else f"{w} ({count_text(n)})"

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 # The features whose stages move a namespace's traffic to ambient mode's proxies (ids of features.ambient_mode,
 # features.waypoint, features.ambient_policies): their verification asks who carried it and whom they denied.
 AMBIENT_SWITCH = "ambient-mode"
-AMBIENT_L7 = ("waypoint", "ambient-policies")
+AMBIENT_WAYPOINT = "waypoint"  # puts the waypoint in the namespace's path (istio.io/use-waypoint)
+AMBIENT_L7 = (AMBIENT_WAYPOINT, "ambient-policies")
 
 # ---------------------------------------------------------------- opening a source
 
@@ -122,7 +123,8 @@ def ambient_stage(steps: Iterable[tuple[str, str]]) -> AmbientStage | None:
     namespaces = sorted({scope for f, scope in steps if f in (AMBIENT_SWITCH, *AMBIENT_L7) and scope != "mesh"})
     if not namespaces:
         return None
-    return AmbientStage(tuple(namespaces), any(f == AMBIENT_SWITCH for f, _ in steps))
+    features = {f for f, _ in steps}
+    return AmbientStage(tuple(namespaces), AMBIENT_SWITCH in features, AMBIENT_WAYPOINT in features)
 
 
 def evidence(prometheus: str | None, metrics_file: str | None, inv: Inventory | None, window: str = DEFAULT_WINDOW,

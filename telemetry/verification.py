@@ -88,6 +88,7 @@ class Figures:
     server_errors: float
     p99_ms: float | None
     mtls_requests: float
+    reporter: str = "destination"  # whose count: the workloads' sidecars (destination), or a waypoint's
 
     @property
     def success_rate(self) -> float | None:
@@ -101,8 +102,9 @@ class Figures:
         p99 = f"{self.p99_ms:.0f} ms" if self.p99_ms is not None else "n/a"
         sr = f"{self.success_rate:.2f}%" if self.success_rate is not None else "n/a"
         share = f"{self.mtls_share:.1f}%" if self.mtls_share is not None else "n/a"
-        return (f"{utc_text(self.start)}–{utc_text(self.end)[11:]}: {count_text(self.requests)} requests, success "
-                f"{sr}, p99 {p99}, mTLS {share}")
+        by = " (reported by the waypoint)" if self.reporter == "waypoint" else ""
+        return (f"{utc_text(self.start)}–{utc_text(self.end)[11:]}: {count_text(self.requests)} requests{by}, "
+                f"success {sr}, p99 {p99}, mTLS {share}")
 
     def to_json(self) -> dict[str, Any]:
         return {"start": utc_text(self.start), "end": utc_text(self.end), "requests": round(self.requests, 1),
@@ -172,7 +174,17 @@ def figures(tel: Telemetry, match: Matchers, start: float, end: float, reporter:
     total = sum(v for _, v in rows)
     errors = sum(v for lb, v in rows if lb.get("response_code", "").startswith("5"))
     mtls = sum(v for lb, v in rows if lb.get("connection_security_policy") == "mutual_tls")
-    return Figures(start, end, total, errors, p99(tel.increase(DURATION_BUCKET, ("le",), start, end, match)), mtls)
+    return Figures(start, end, total, errors, p99(tel.increase(DURATION_BUCKET, ("le",), start, end, match)), mtls,
+                   reporter)
+
+
+def served(tel: Telemetry, match: Matchers, start: float, end: float, ambient: bool) -> Figures:
+    """The window's requests counted once: by the waypoint where one reported them (it sees every request sent to
+    the namespace's services, those it fails itself included, while a sidecar still behind it counts only those
+    that reach its pod), else by the workloads' sidecars."""
+    if ambient and (via := figures(tel, match, start, end, "waypoint")).requests:
+        return via
+    return figures(tel, match, start, end)
 
 
 def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls_mode: str | None = None,
@@ -194,9 +206,8 @@ def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls
                                               f"({duration_text(t.settle)} to settle, then {duration_text(t.window)}"
                                               f"): verify again after it",), thresholds=t)
     match = {"destination_workload_namespace": "|".join(re.escape(n) for n in namespaces)} if namespaces else {}
-    reporter = "destination|waypoint" if ambient else "destination"
-    before = figures(tel, match, applied_at - t.window, applied_at, reporter)
-    after = figures(tel, match, after_start, after_end, reporter)
+    before = served(tel, match, applied_at - t.window, applied_at, ambient is not None)
+    after = served(tel, match, after_start, after_end, ambient is not None)
     moved = switch(tel, ambient, (applied_at - t.window, applied_at), (after_start, after_end)) if ambient else None
     head = (f"traffic {where} (requests the workloads' {'sidecars and waypoints' if ambient else 'sidecars'} "
             f"served, {tel.label}):", f"  before: {before.text()}", f"  after:  {after.text()}",
@@ -211,7 +222,7 @@ def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls
         head += (f"  success rate and p99 not compared: fewer than {t.min_requests} requests in a window (ztunnel "
                  "counts connections, not requests; a waypoint reports requests, L7)",)
     problems = ((_crossed(before, after, t, mtls_mode) if compared else [])
-                + (moved.problems(t.min_hbone_share, before.mtls_share) if moved else []))
+                + (moved.problems(t.min_hbone_share, before.mtls_share, t.max_success_drop) if moved else []))
     if problems:
         return Verification("regressed", (*head, *(f"  ✗ {p}" for p in problems),
                                           "  → find the cause, or roll the stage back: meshstep plan rollback "

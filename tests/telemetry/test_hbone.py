@@ -137,6 +137,67 @@ def test_a_waypoint_stage_counts_the_requests_the_waypoint_reports(prometheus):
     assert any("shop/frontend → shop/orders" in p and "403" in p for p in result.problems), result.problems
 
 
+def _behind_waypoint(applied: float, failing: float = 0.0, waypoint: bool = True) -> list[Flow]:
+    """After a waypoint-only stage: the pods keep their sidecars, which still count each request that reaches them;
+    the waypoint (reporter=waypoint) counts every request sent to shop's services, `failing` of them failed by it
+    with 503 before any reached a pod."""
+    out = []
+    for src, dst, host, rate in ((GATEWAY, ("shop", "frontend"), FRONTEND, 10),
+                                 (("shop", "frontend"), ("shop", "orders"), ORDERS, 5)):
+        pod = FRONTEND_POD if dst[1] == "frontend" else ORDERS_POD
+        out.append(Flow(src, dst, host, rate * (1 - failing), latency_ms=40, pod=pod, start=applied))
+        if waypoint:
+            out += [Flow(src, dst, host, rate * (1 - failing), latency_ms=45, reporters=("waypoint",), start=applied),
+                    Flow(src, dst, host, rate * failing, code="503", reporters=("waypoint",), start=applied)]
+    return out
+
+
+def test_a_waypoint_only_stage_is_judged_on_the_requests_the_waypoint_reports(prometheus):
+    """The waypoint fails 1.5% of shop's requests: a fall of 1.5 points, past the 1-point threshold. The sidecars,
+    still there, count only the requests that reached them: added to the waypoint's, they would halve the fall
+    (0.76 points) and let it pass. No HBONE share is asked of a stage that switches nothing (ztunnel carries shop
+    only after its switch)."""
+    applied = now_minute() - 1200
+    url = prometheus([*_sidecars(applied), *_behind_waypoint(applied, failing=0.015)])
+    result = _verified(url, applied, ("waypoint", "shop"))
+    assert result.status == "regressed", result.lines
+    [problem] = result.problems
+    assert "success rate fell 1.50 points (100.00% → 98.50%" in problem, problem
+    assert result.after.requests == pytest.approx(9000, rel=0.02)  # each request once: the waypoint's count
+    assert any("after:" in line and "reported by the waypoint" in line for line in result.lines), result.lines
+    assert not any("HBONE (mutual TLS) after the switch" in p for p in result.problems)
+    healthy = _verified(prometheus([*_sidecars(applied), *_behind_waypoint(applied)]), applied, ("waypoint", "shop"))
+    assert healthy.status == "passed", healthy.lines
+
+
+def test_a_waypoint_that_reports_no_request_is_not_passed(prometheus):
+    """istio.io/use-waypoint applied, yet shop's sidecars serve every request and no waypoint reports one: the
+    waypoint is not in the path (not programmed, or its Gateway not ready), so the stage is not done."""
+    applied = now_minute() - 1200
+    result = _verified(prometheus([*_sidecars(applied), *_behind_waypoint(applied, waypoint=False)]), applied,
+                       ("waypoint", "shop"))
+    assert result.status == "insufficient", result.lines
+    assert any("no request reported by a waypoint in shop after the stage" in line for line in result.lines), \
+        result.lines
+    # ambient-policies deploys the waypoint without putting it in the path (the waypoint stage does): not asked.
+    assert _verified(prometheus([*_sidecars(applied), *_behind_waypoint(applied, waypoint=False)]), applied,
+                     ("ambient-policies", "shop")).status == "passed"
+
+
+def test_connections_ztunnel_fails_to_open_after_the_switch_are_a_regression(prometheus):
+    """ztunnel closes a connection with response_flags CONNECT when it could not reach the destination (istio/
+    ztunnel src/proxy/metrics.rs: ResponseFlags::ConnectionFailure): orders unreachable over HBONE after the switch
+    is a fall in ztunnel's connection success rate."""
+    applied = now_minute() - 1200
+    failing = Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 0.1, protocol="tcp", proxy="ztunnel",
+                   flags="CONNECT", start=applied)
+    result = _verified(prometheus([*_sidecars(applied), *_ztunnel(applied), failing]), applied)
+    assert result.status == "regressed", result.lines
+    [problem] = result.problems
+    assert "ztunnel could not connect" in problem and "shop/frontend → shop/orders" in problem, problem
+    assert "response_flags=CONNECT" in problem
+
+
 def test_min_hbone_share_is_set_as_the_other_thresholds_are():
     assert Thresholds.values(["min-hbone-share=95"]) == {"min_hbone_share": 95.0}
     assert "min_hbone_share=99.0" in Thresholds().text()
