@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import re
 import socket
 import struct
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -210,6 +212,14 @@ class Cluster:
         """Write a kubeconfig whose current context `context` points at this server (token auth, plain HTTP)."""
         return write_kubeconfig(path, {context: self.url}, context)
 
+    def apply_as(self, manager: str, path: str, config: dict[str, Any]) -> None:
+        """Server-side apply `config` at `path` as field manager `manager` (Argo CD, kubectl …), over HTTP."""
+        request = urllib.request.Request(f"{self.url}{path}?fieldManager={manager}", method="PATCH",
+                                         data=json.dumps(config).encode(),
+                                         headers={"Content-Type": "application/apply-patch+yaml"})
+        with urllib.request.urlopen(request) as answer:
+            assert answer.status == 200
+
     def list_requests(self, path: str) -> list[Any]:
         """The requests that listed the collection at `path` (e.g. /api/v1/pods)."""
         return [r for r in self.emulator if r.method == "GET" and r.url.path == path]
@@ -330,10 +340,15 @@ def _paths_of(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[s
     return out
 
 
-def owners(obj: dict[str, Any] | None) -> dict[str, tuple[str, set[tuple[str, ...]]]]:
-    """manager → (operation, the fields it owns), from an object's managedFields."""
+Held = dict[tuple[str, str], set[tuple[str, ...]]]  # (manager, operation) → the fields that entry owns
+
+
+def owners(obj: dict[str, Any] | None) -> Held:
+    """An object's managedFields: one entry per manager and operation, so that a manager's Apply and its Update
+    (a PUT) own fields apart, and an apply removes only what its Apply entry owned
+    (https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management)."""
     entries = ((obj or {}).get("metadata") or {}).get("managedFields") or []
-    return {e["manager"]: (e.get("operation", "Apply"), _paths_of(e.get("fieldsV1") or {})) for e in entries}
+    return {(e["manager"], e.get("operation", "Apply")): _paths_of(e.get("fieldsV1") or {}) for e in entries}
 
 
 def _set(obj: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -516,16 +531,19 @@ class WritableEmulator(FaultyEmulator):
 
     def apply(self, target: Target, live: dict[str, Any] | None, config: dict[str, Any], manager: str,
               force: bool) -> dict[str, Any]:
-        """Server-side apply (https://kubernetes.io/docs/reference/using-api/server-side-apply/): a field another
-        manager owns and that the configuration sets to another value is a conflict (409, each one a cause naming
-        the manager and the field) unless forced; fields the manager owned and no longer sets are removed unless
-        another manager owns them too; a resourceVersion in the configuration is a precondition."""
+        """Server-side apply (https://kubernetes.io/docs/reference/using-api/server-side-apply/), as its sections
+        say: the fields the configuration sets become the manager's Apply entry's (#field-management); a field
+        another entry owns with the same value is shared, both owning it; set to another value it is a conflict
+        (409, each one a cause naming the manager and the field) unless forced, when the other entry loses it
+        (#conflicts); fields the manager's Apply entry owned and the configuration no longer sets are removed unless
+        another entry owns them too (#merge-strategy); a resourceVersion in the configuration is a precondition."""
         self.precondition(target, live, (config.get("metadata") or {}).get("resourceVersion"))
         wanted = leaves(config)
         have = leaves(live) if live else {}
+        me = (manager, "Apply")
         held = owners(live)
-        conflicts = sorted({(other, path) for path, value in wanted.items() if have.get(path, _ABSENT) != value
-                            for other, (_op, paths) in held.items() if other != manager and path in paths})
+        conflicts = sorted({(other[0], path) for path, value in wanted.items() if have.get(path, _ABSENT) != value
+                            for other, paths in held.items() if other != me and path in paths})
         if conflicts and not force:
             raise self.conflict(target, config.get("apiVersion", ""), conflicts)
         after = copy.deepcopy(live) if live else {"apiVersion": config.get("apiVersion"), "kind": config.get("kind"),
@@ -533,21 +551,22 @@ class WritableEmulator(FaultyEmulator):
                                                                "creationTimestamp": "2026-01-01T00:00:00Z",
                                                                **({"namespace": target.namespace}
                                                                   if target.namespace else {})}}
-        others = set().union(*(paths for m, (_op, paths) in held.items() if m != manager))
-        for path in held.get(manager, ("", set()))[1] - set(wanted) - others:
+        mine = held.pop(me, set())
+        for path in mine - set(wanted) - set().union(*held.values()):
             _unset(after, path)
         for path, value in wanted.items():
             _set(after, path, value)
-        held = {m: (op, paths - {p for _m, p in conflicts}) for m, (op, paths) in held.items() if m != manager}
-        held[manager] = ("Apply", set(wanted))
-        return self.stored(after, held, config.get("apiVersion", ""), manager)
+        held = {k: paths - {p for _m, p in conflicts} for k, paths in held.items()}
+        held[me] = set(wanted)
+        return self.stored(after, held, config.get("apiVersion", ""), me)
 
     def update(self, target: Target, live: dict[str, Any] | None, body: dict[str, Any], manager: str
                ) -> dict[str, Any]:
         """PUT: the object replaced, under its resourceVersion precondition (https://kubernetes.io/docs/reference/
         using-api/api-concepts/#resource-versions); managedFields sent with it replace the recorded ones, and the
-        manager owns what it changed (https://kubernetes.io/docs/reference/using-api/server-side-apply/
-        #clearing-managedfields)."""
+        manager's Update entry owns what it changed, which every other entry loses, its Apply entry included
+        (https://kubernetes.io/docs/reference/using-api/server-side-apply/#clearing-managedfields,
+        and #field-management: a change made by an update moves the field's ownership to its updater)."""
         if live is None:
             raise Refusal(404, "NotFound", f'{target.qualified} "{target.name}" not found')
         self.precondition(target, live, (body.get("metadata") or {}).get("resourceVersion"), required=True)
@@ -558,9 +577,10 @@ class WritableEmulator(FaultyEmulator):
         held = owners(after) if meta.get("managedFields") else owners(live)
         have, now = leaves(live), leaves(after)
         changed = {p for p in set(have) | set(now) if have.get(p, _ABSENT) != now.get(p, _ABSENT)}
-        held = {m: (op, paths - changed) for m, (op, paths) in held.items() if m != manager}
-        held[manager] = ("Update", (owners(live).get(manager, ("", set()))[1] | changed) & set(now))
-        return self.stored(after, held, body.get("apiVersion", ""), manager)
+        mine = held.pop((manager, "Update"), set())
+        held = {k: paths - changed for k, paths in held.items()}
+        held[manager, "Update"] = (mine | changed) & set(now)
+        return self.stored(after, held, body.get("apiVersion", ""), (manager, "Update"))
 
     def delete(self, target: Target, live: dict[str, Any] | None, body: bytes) -> dict[str, Any]:
         """DELETE, under DeleteOptions' preconditions: the resourceVersion it names must be the object's, else 409
@@ -587,7 +607,8 @@ class WritableEmulator(FaultyEmulator):
             meta.pop(key, None)
         meta.update(uid=f"uid-{self.stamp()}", creationTimestamp="2026-01-01T00:00:00Z",
                     **({"namespace": target.namespace} if target.namespace else {}))
-        return self.stored(after, {manager: ("Update", set(leaves(body)))}, body.get("apiVersion", ""), manager)
+        writer = (manager, "Update")
+        return self.stored(after, {writer: set(leaves(body))}, body.get("apiVersion", ""), writer)
 
     def precondition(self, target: Target, live: dict[str, Any] | None, version: str | None,
                      required: bool = False) -> None:
@@ -612,17 +633,17 @@ class WritableEmulator(FaultyEmulator):
                        {"name": target.name, "group": target.group, "kind": target.resource.plural,
                         "causes": causes})
 
-    def stored(self, obj: dict[str, Any], held: dict[str, tuple[str, set[tuple[str, ...]]]], api_version: str,
-               writer: str) -> dict[str, Any]:
+    def stored(self, obj: dict[str, Any], held: Held, api_version: str, writer: tuple[str, str]) -> dict[str, Any]:
         """The object with its managedFields and a new resourceVersion, as a write leaves it. Each entry keeps its
         time, the writer's is now (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/
         object-meta/#ObjectMeta: managedFields.time, updated when the manager changes its fields)."""
         meta = obj.setdefault("metadata", {})
-        times = {e["manager"]: e.get("time") for e in meta.get("managedFields") or ()}
+        times = {(e["manager"], e.get("operation", "Apply")): e.get("time") for e in meta.get("managedFields") or ()}
         times[writer] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        meta["managedFields"] = [{"manager": m, "operation": op, "apiVersion": api_version, "time": times.get(m),
-                                  "fieldsType": "FieldsV1", "fieldsV1": fields_v1(sorted(paths))}
-                                 for m, (op, paths) in sorted(held.items()) if paths]
+        meta["managedFields"] = [{"manager": m, "operation": op, "apiVersion": api_version,
+                                  "time": times.get((m, op)), "fieldsType": "FieldsV1",
+                                  "fieldsV1": fields_v1(sorted(paths))} for (m, op), paths in sorted(held.items())
+                                 if paths]
         meta["resourceVersion"] = self.stamp()
         return obj
 
@@ -639,8 +660,8 @@ def claim(emulator: WritableEmulator, manager: str, operation: str = "Update") -
         if obj.deleted:
             continue
         raw = copy.deepcopy(obj.raw)
-        emulator.objects[key] = emulator.stored(raw, {manager: (operation, set(leaves(raw)))},
-                                                raw.get("apiVersion", ""), manager)
+        emulator.objects[key] = emulator.stored(raw, {(manager, operation): set(leaves(raw))},
+                                                raw.get("apiVersion", ""), (manager, operation))
 
 
 def rollout_restart(emulator: WritableEmulator, source: str, namespace: str) -> None:
