@@ -18,7 +18,7 @@ import yaml
 
 from cluster.errors import MeshstepError
 from cluster.kubeapi import ApiError, ApiServer, Failed, _Cut, api_client
-from cluster.owners import FIELD_MANAGER
+from cluster.owners import FIELD_MANAGER, applied_by
 
 APPLY_PATCH = "application/apply-patch+yaml"
 # Set by the API server, never part of an applied configuration (a resourceVersion is added as a precondition).
@@ -73,6 +73,40 @@ def holds(live: dict[str, Any] | None, want: dict[str, Any] | None, other: dict[
     # A field set to null is one the change removes (a rollback's annotation): absent and null are the same here.
     changed = {p for p in mine.keys() | theirs.keys() if mine.get(p) != theirs.get(p)}
     return all(have.get(p) == mine.get(p) for p in (changed if other is not None else mine))
+
+
+# What identifies an object in an applied configuration; and the annotations meshstep sets on what it applies (the
+# plan and stage that applied it: planner/operate.py).
+_IDENTITY = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace")}
+_OWN_ANNOTATIONS = "meshstep.io/"
+
+
+def intent(new: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The applied configuration meshstep sends for `new` (a whole object written over `live`): only the fields it
+    has an opinion about, as server-side apply asks ("a fully specified intent",
+    https://kubernetes.io/docs/reference/using-api/server-side-apply/), so that it never co-owns fields another
+    manager owns with the same value. That is the identity, meshstep's annotations, the fields `new` changes
+    relative to `live` (maps field by field, a list whole: Istio's CRDs declare their lists atomic) and the fields
+    meshstep's Apply entry already owns (left out, the server removes them: one `new` drops is removed so). `new`
+    whole (normalised) when the object is new; None when `live` shows no managedFields (an object no write since
+    Kubernetes 1.18 touched, or read without them): nothing says what is whose."""
+    if live is None:
+        return normalised(new)
+    if not (live.get("metadata") or {}).get("managedFields"):
+        return None
+    have, own = fields(live), applied_by(live)
+    out: dict[str, Any] = {}
+    for path, value in fields(new).items():
+        notes = len(path) == 3 and path[:2] == ("metadata", "annotations") and path[2].startswith(_OWN_ANNOTATIONS)
+        if path in _IDENTITY or notes or have.get(path, _ABSENT) != value or any(path[:len(o)] == o for o in own):
+            node = out
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = copy.deepcopy(value)
+    return out
+
+
+_ABSENT = object()
 
 
 class ApplyRefused(MeshstepError):
@@ -305,13 +339,15 @@ def apply_stage(cluster: Cluster, objects: Iterable[dict[str, Any]], versions: d
     refused, writes 1..k-1 are put back as they were (a deleted object created again) and the refusal says so.
     `versions`: the resourceVersion each object had when the gate read it (by `named` key; "": absent then), sent
     as a precondition of its apply or delete."""
-    objects, deletes = list(objects), list(deletes)
+    deletes = list(deletes)
     done = Applied()
+    configs = []
     for obj in objects:
         key = identity(obj)
         live = cluster.read(key)
         _created_since(key, live, versions, dry_run=True)
-        answer = cluster.apply(obj, dry_run=True, version=versions.get(named(key)))
+        configs.append(_configuration(key, obj, live, progress))
+        answer = cluster.apply(configs[-1], dry_run=True, version=versions.get(named(key)))
         done.before.append((key, live))
         done.diffs.append(diff(live, answer))
         progress(f"dry run: {named(key)} accepted")
@@ -323,7 +359,7 @@ def apply_stage(cluster: Cluster, objects: Iterable[dict[str, Any]], versions: d
         done.before.append((key, live))
         done.diffs.append(diff(live, None))
         progress(f"dry run: deleting {named(key)} accepted")
-    for (key, _live), obj in zip(done.before, [*objects, *(None for _ in deletes)]):
+    for (key, _live), obj in zip(done.before, [*configs, *(None for _ in deletes)]):
         try:
             done.after.append(_write(cluster, key, obj, versions))
         except ApplyRefused as refused:
@@ -332,6 +368,18 @@ def apply_stage(cluster: Cluster, objects: Iterable[dict[str, Any]], versions: d
             raise
         progress(f"applied: {named(key)} (field manager {FIELD_MANAGER})" if obj else f"deleted: {named(key)}")
     return done
+
+
+def _configuration(key: Key, obj: dict[str, Any], live: dict[str, Any] | None,
+                   progress: Callable[[str], None]) -> dict[str, Any]:
+    """What meshstep applies of `obj`: its intent over `live`, or `obj` whole, said, where the live object shows no
+    field owners."""
+    sent = intent(obj, live)
+    if sent is None:
+        progress(f"{named(key)} shows no managedFields: sent whole, so meshstep shares every field it sends that "
+                 "another client set")
+        return normalised(obj) or {}
+    return sent
 
 
 def _write(cluster: Cluster, key: Key, obj: dict[str, Any] | None, versions: dict[str, str]

@@ -209,3 +209,24 @@ def _at(obj: Any, elements: tuple[tuple[str, Any], ...]) -> Any:
         if node is _ABSENT:
             return _ABSENT
     return node
+
+
+
+def applied_by(live: dict[str, Any], manager: str = FIELD_MANAGER) -> set[tuple[str, ...]]:
+    """The fields `manager`'s Apply entry owns in `live` (those its next apply removes if it leaves them out), as
+    paths of map keys: one inside a list item stops at the list, which is applied whole; a map's presence alone
+    (`.`) is left out, its owned keys saying it already."""
+    found = set()
+    for owner in owners(live):
+        if owner.manager == manager and owner.operation == "Apply" and not owner.subresource:
+            found |= {p for p in map(_map_keys, owner.paths) if p}
+    return found
+
+
+def _map_keys(path: FieldPath) -> tuple[str, ...]:
+    keys = []
+    for kind, key in path.elements:
+        if kind != "f":
+            return tuple(keys)
+        keys.append(key)
+    return tuple(keys) if path.leaf else ()

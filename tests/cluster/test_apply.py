@@ -11,7 +11,8 @@ import yaml
 
 from benchmarks.kubeapi import write_kubeconfig
 from cluster import kubeapi
-from cluster.apply import ApplyRefused, Cluster, apply_stage, named, normalised, roll_back
+from cluster.apply import ApplyRefused, Cluster, apply_stage, intent, named, normalised, roll_back
+from cluster.owners import owners
 from tests.kube import claim, serve
 
 NS = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "shop"}}}
@@ -56,7 +57,8 @@ def _writes(served) -> list:
 def test_each_object_dry_run_then_applied_as_meshstep_never_forced(cluster) -> None:
     with serve([NS, CRD, VS], writes=True) as served:
         labelled = NS | {"metadata": {"name": "shop", "labels": {"istio.io/rev": "default"}}}
-        done = apply_stage(cluster(served.url), [labelled, _vs("reviews", "v1")], {})
+        said: list[str] = []
+        done = apply_stage(cluster(served.url), [labelled, _vs("reviews", "v1")], {}, said.append)
         writes = _writes(served)
         live = _objects(served)
         stored = served.emulator.objects[next(k for k in served.emulator.objects if k[2] == "reviews")].raw
@@ -69,6 +71,35 @@ def test_each_object_dry_run_then_applied_as_meshstep_never_forced(cluster) -> N
     assert live["reviews"]["spec"]["http"][0]["route"][0]["destination"]["subset"] == "v1"
     assert [m["manager"] for m in stored["metadata"]["managedFields"]] == ["meshstep"]
     assert "+        subset: v1" in done.diffs[1] and "istio.io/rev: default" in done.diffs[0]
+    # Objects no write has given owners yet: sent whole, and said.
+    assert "VirtualService shop/reviews shows no managedFields: sent whole" in "\n".join(said)
+
+
+def test_only_the_intent_is_applied_and_a_field_meshstep_stops_setting_is_removed(cluster) -> None:
+    """meshstep created reviews (owning all of it); Argo CD applies a label and the hosts (sharing them). A second
+    stage routes to v2 and drops the gateways: meshstep sends the http it changes and the fields it owns, never
+    Argo's label; the gateways, which meshstep alone owned, are removed by the server; the hosts stay shared."""
+    first = _vs("reviews", "v1")
+    first["spec"]["gateways"] = ["mesh"]
+    with serve([NS, CRD], writes=True) as served:
+        c = cluster(served.url)
+        apply_stage(c, [first], {})
+        path = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices/reviews"
+        served.apply_as("argocd-controller", path, {"apiVersion": VS["apiVersion"], "kind": "VirtualService",
+                                                    "metadata": {"name": "reviews", "namespace": "shop",
+                                                                 "labels": {"app": "reviews"}},
+                                                    "spec": {"hosts": ["reviews"]}})
+        second = _vs("reviews", "v2")
+        second["metadata"]["labels"] = {"app": "reviews"}  # rendered whole, merged with the live object
+        apply_stage(c, [second], {})
+        sent = yaml.safe_load(_writes(served)[-1].body)
+        stored = served.emulator.objects[next(k for k in served.emulator.objects if k[2] == "reviews")].raw
+    assert "labels" not in sent["metadata"] and set(sent["spec"]) == {"hosts", "http"}
+    assert "gateways" not in stored["spec"] and stored["metadata"]["labels"] == {"app": "reviews"}
+    assert stored["spec"]["http"][0]["route"][0]["destination"]["subset"] == "v2"
+    owned = {(o.manager, o.operation): {str(p) for p in o.paths} for o in owners(stored)}
+    assert owned == {("argocd-controller", "Apply"): {".metadata.labels.app", ".spec.hosts"},
+                     ("meshstep", "Apply"): {".spec.hosts", ".spec.http"}}
 
 
 def test_a_conflict_names_the_other_manager_and_field_and_applies_nothing(cluster) -> None:
@@ -235,3 +266,43 @@ def test_a_delete_refused_puts_back_what_the_stage_applied_and_deleted(cluster) 
     assert e.value.rolled_back == ["VirtualService shop/ratings", "VirtualService shop/details"]
     assert after["ratings"] == before["ratings"] and "details" not in after
     assert after["reviews"]["metadata"]["labels"] == {"x": "y"}
+
+
+def _owned_by(entries: list[tuple[str, str, dict]]) -> list[dict]:
+    return [{"manager": m, "operation": op, "apiVersion": "networking.istio.io/v1", "fieldsType": "FieldsV1",
+             "fieldsV1": tree} for m, op, tree in entries]
+
+
+LIVE_VS = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+           "metadata": {"name": "reviews", "namespace": "shop", "resourceVersion": "7",
+                        "labels": {"app": "reviews", "team": "shop"},
+                        "annotations": {"meshstep.io/stage": "2", "note": "argo"},
+                        "managedFields": _owned_by([
+                            ("argocd-controller", "Apply", {"f:metadata": {"f:labels": {"f:app": {}, "f:team": {}}},
+                                                            "f:spec": {"f:hosts": {}}}),
+                            ("meshstep", "Apply", {"f:metadata": {"f:annotations": {"f:meshstep.io/stage": {}}},
+                                                   "f:spec": {"f:gateways": {}, "f:tcp": {"k:{\"port\":1}": {
+                                                       ".": {}, "f:port": {}}}}}),
+                            ("meshstep", "Update", {"f:spec": {"f:exportTo": {}}})])},
+           "spec": {"hosts": ["reviews"], "gateways": ["mesh"], "exportTo": ["."], "tcp": [{"port": 1}],
+                    "http": [{"route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
+                             {"route": [{"destination": {"host": "reviews", "subset": "v2"}}]}]},
+           "status": {"conditions": []}}
+
+
+def test_the_intent_is_what_changes_and_what_meshstep_applied_before_never_others_fields() -> None:
+    new = normalised(LIVE_VS)
+    new["metadata"]["labels"]["meshstep.io/routed"] = "true"  # a map: granular, the one key sent
+    new["metadata"]["annotations"]["meshstep.io/plan"] = "p"
+    new["spec"]["http"][1]["route"][0]["destination"]["subset"] = "v3"  # an atomic list: sent whole
+    del new["spec"]["gateways"]  # meshstep's own field, left out: the server removes it
+    sent = intent(new, LIVE_VS)
+    assert sent == {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                    "metadata": {"name": "reviews", "namespace": "shop", "labels": {"meshstep.io/routed": "true"},
+                                 "annotations": {"meshstep.io/plan": "p", "meshstep.io/stage": "2"}},
+                    # tcp: meshstep's Apply owns an item of it, so the list is sent; exportTo (its Update's) is not
+                    "spec": {"http": new["spec"]["http"], "tcp": [{"port": 1}]}}
+    assert intent(new, None) == new  # a new object is sent whole
+    bare = copy.deepcopy(LIVE_VS)
+    del bare["metadata"]["managedFields"]
+    assert intent(new, bare) is None  # no owners shown: the caller sends it whole and says so

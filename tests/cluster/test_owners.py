@@ -214,3 +214,4 @@ def test_an_overlay_takes_over_no_field_its_change_writes() -> None:
     assert after is not None and after.spec["http"][0]["route"][0]["destination"]["subset"] == "v2"
     assert after.raw["metadata"]["managedFields"] == VIRTUAL_SERVICE["metadata"]["managedFields"]
     assert [t.manager for t in taken(after.raw, copy.deepcopy(VIRTUAL_SERVICE))] == ["argocd-controller"]
+
