@@ -11,8 +11,8 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from analysis.catalog import CATALOG, identity
@@ -302,6 +302,45 @@ def execute(checks: Iterable[Check], ctx: Context) -> Outcome:
 def run(checks: Iterable[Check], ctx: Context) -> list[Message]:
     """`execute`'s messages: findings, and what was skipped and why."""
     return execute(checks, ctx).messages
+
+
+# ---------------------------------------------------------------- incremental: a changed cluster
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a check found on an inventory, and what of it the check read (cluster.inventory.FACETS)."""
+
+    check: Check
+    findings: tuple[Message, ...]
+    read: frozenset[str]
+    again: bool  # run on this inventory; else its findings are those of the inventory it was made from
+
+
+def findings_of(checks: Sequence[Check], inv: Inventory, name: str) -> tuple[Ran, ...]:
+    """Each of `checks` whose kinds the source showed, run on `inv` (with no scope: as `analyze` runs them), found
+    once per inventory as `name`. On an inventory made from another by a change (Inventory.with_changes), a check
+    that read nothing the change changed is not run again: its findings are the other's, which it would find again
+    (a stage's overlay is analysed for what its few objects change, not as a whole cluster again)."""
+    from cluster.inventory import Traced, changed_since, untraced
+    from cluster.queries import per_inventory
+
+    def traced(check: Check, i: Inventory) -> Ran:
+        tracer = Traced(i)
+        found = tuple(check.run(Context(tracer)))  # type: ignore[arg-type]  # it reads as an Inventory does
+        return Ran(check, found, tracer.reads(), True)
+
+    def build(i: Inventory) -> tuple[Ran, ...]:
+        i = untraced(i)
+        ok, _ = runnable(checks, i)
+        since = changed_since(i)
+        if since is None or "visibility" in since[1]:
+            return tuple(traced(c, i) for c in ok)
+        was = {id(r.check): r for r in findings_of(checks, since[0], name)}
+        return tuple(replace(r, again=False) if (r := was.get(id(c))) and not (r.read & since[1] or "*" in r.read)
+                     else traced(c, i) for c in ok)
+
+    return per_inventory(inv, name, build)
 
 
 # ---------------------------------------------------------------- suppression (as istioctl analyze does it)

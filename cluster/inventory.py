@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -117,12 +118,21 @@ class Inventory:
         return out
 
     @cached_property
+    def _recognised(self) -> dict[int, tuple[Any, Any]]:
+        """components.recognise of each pod spec, by the spec's identity (the spec kept with it, so that the
+        identity stays its own): shared with the inventories made from this one, which keep most of its pods."""
+        return {}
+
+    @cached_property
     def components(self) -> tuple[ComponentInstance, ...]:
         """One entry per Istio component pod; per workload where the source has no pods of that workload."""
         found = []
         with_pods = set()
+        memo = self._recognised
         for p in self.pods:
-            hit = components.recognise(p.spec)
+            if (known := memo.get(id(p.spec))) is None:
+                known = memo[id(p.spec)] = (p.spec, components.recognise(p.spec))
+            hit = known[1]
             with_pods.add((p.namespace, p.workload_kind, p.workload_name))
             if hit:
                 found.append(ComponentInstance(hit[0], components.PLANES[hit[0]], "Pod", p.namespace, p.name, hit[1]))
@@ -325,7 +335,11 @@ class Inventory:
                               for o in [*pods, *(o for o in apply if o.get("kind") == "Pod")])}
         gone_pods = {(r.namespace or "default", r.name) for r in delete if r.kind == "Pod"}
         replaced = new_pods.keys() | gone_pods
-        builder.pods = [p for p in self.pods if (p.namespace, p.name) not in replaced] + list(new_pods.values())
+        if replaced:
+            builder.pods = [p for p in self.pods if (p.namespace, p.name) not in replaced] + list(new_pods.values())
+        else:  # its pods, sorted already; and its workloads, unless the change touches one (they read nothing else)
+            builder.pods, builder.sorted_pods = list(self.pods), self.pods
+            builder.workloads = None if _touched_workloads(touched) else self.workloads
         changed = builder.finish()
         # The indexes of what the change leaves as it was, as this inventory computed them (it is immutable).
         same = [] if replaced else [*_POD_INDEXES, *(() if _touched_workloads(touched) else ("components",))]
@@ -333,9 +347,16 @@ class Inventory:
             if name in self.__dict__:
                 changed.__dict__[name] = self.__dict__[name]
         if "_by_key" in self.__dict__:  # the lookup of every object: this one's, less and plus what changed
-            index = {k: o for k, o in self._by_key.items() if k not in touched}
-            index.update((k, o) for k in touched if (o := changed._lookup(k)) is not None)
+            index = dict(self._by_key)
+            for k in touched:
+                index.pop(k, None)
+            # as _by_key indexes a kind: the last object of a key
+            now = {(o.kind, o.namespace, o.name): o for kind in {k for k, _, _ in touched}
+                   for o in changed.objects.get(kind, ())}
+            index.update((k, now[k]) for k in touched if k in now)
             changed.__dict__["_by_key"] = index
+        changed.__dict__["_changed_from"] = weakref.ref(self)  # what it was made from: changed_since
+        changed.__dict__["_recognised"] = self._recognised
         return changed
 
     def _owned_as_before(self, o: dict[str, Any]) -> dict[str, Any]:
@@ -347,14 +368,112 @@ class Inventory:
             meta["managedFields"] = was.metadata["managedFields"]
         return o
 
-    def _lookup(self, key: tuple[str, str | None, str]) -> KubeObject | None:
-        """The object of a key, found by scanning its kind (as _by_key would index it: the last one)."""
-        return next((o for o in reversed(self.objects.get(key[0], ())) if (o.namespace, o.name) == key[1:]), None)
-
     def parts(self) -> tuple[list[Pod], list[dict[str, Any]]]:
         """What `assemble` builds this inventory again from (with its source, visibility and mesh networks): its
         pods, decoded, and every other object as the source gave it."""
         return list(self.pods), [o.raw for objs in self.objects.values() for o in objs]
+
+
+# ---------------------------------------------------------------- what a computation reads
+
+# What each attribute of an Inventory is computed from, as facets: its fields by name, and `kind:K` for the objects
+# of kind K (`kind:*`: of every kind). of_kind and get read the kind they are asked for; an attribute not listed
+# here (with_changes, report, …) reads everything (`*`).
+_COMPONENTS = ("pods", "workloads")
+_REVISIONS = ("kind:MutatingWebhookConfiguration", *_COMPONENTS)
+_MESH = ("mesh_configs", *_REVISIONS)
+_NAMES = ("namespaces", "pods", "services", "kind:*")
+FACETS: dict[str, tuple[str, ...]] = {
+    **{f: (f,) for f in ("source", "cluster", "visibility", "namespaces", "pods", "services", "workloads", "crds",
+                         "mesh_configs", "mesh_networks", "mesh_override")},
+    **dict.fromkeys(("objects", "_by_key", "istio_config", "_owned_as_before"), ("kind:*",)),
+    **dict.fromkeys(("pods_by_namespace", "_pods_by_key", "_pods_by_label", "pod", "pods_matching",
+                     "pods_of_service"), ("pods",)),
+    **dict.fromkeys(("services_by_namespace", "_services_by_key", "service"), ("services",)),
+    **dict.fromkeys(("_workloads_by_key", "workload"), ("workloads",)),
+    **dict.fromkeys(("components", "components_by_id", "_components_by_ref", "component", "_recognised"),
+                    _COMPONENTS),
+    "revisions": _REVISIONS, "istio_version": _REVISIONS, "istio_installed": ("crds", *_REVISIONS),
+    "_namespace_names": _NAMES, "namespace_names": _NAMES, "namespace_rows": _NAMES, "mesh_summary": _NAMES,
+    **dict.fromkeys(("_mesh_config_revision", "mesh_config", "root_namespace"), _MESH),
+    "mesh_config_map": (*_MESH, "kind:ConfigMap"), "api_version": ("crds",), "in_mesh": (),
+}
+
+
+class Traced:
+    """An inventory whose reads are noted as the facets (FACETS) they are computed from: what a computation on it
+    depends on. Indexes built on it (cluster.queries.per_inventory) note their own reads, which count for every
+    computation that uses them."""
+
+    def __init__(self, inv: Inventory | Traced) -> None:
+        self._inventory = untraced(inv)
+        self._read: set[str] = set()
+        self._uses: list[Traced] = []  # the tracers of the indexes it used
+
+    def __getattr__(self, name: str) -> Any:
+        """The inventory's attribute, its facets noted; kept here, so that it is asked (and noted) once: the
+        inventory is immutable."""
+        value = getattr(self._inventory, name)
+        if name in ("of_kind", "get"):
+            method = value
+
+            def value(kind: str, *args: Any) -> Any:
+                self._read.add(f"kind:{kind}")
+                return method(kind, *args)
+        else:
+            self._read.update(FACETS.get(name, ("*",)))
+        setattr(self, name, value)
+        return value
+
+    def uses(self, index: Traced) -> None:
+        """Count what an index read as read here too."""
+        self._uses.append(index)
+
+    def reads(self) -> frozenset[str]:
+        """Every facet read, directly or through the indexes used (read as they are now: an index may read more
+        when it is next asked)."""
+        out: set[str] = set()
+        todo, seen = [self], set()
+        while todo:
+            t = todo.pop()
+            if id(t) not in seen:
+                seen.add(id(t))
+                out |= t._read
+                todo += t._uses
+        return frozenset(out)
+
+
+def untraced(inv: Inventory | Traced) -> Inventory:
+    return inv._inventory if isinstance(inv, Traced) else inv
+
+
+def changed_facets(before: Inventory, after: Inventory) -> frozenset[str]:
+    """The facets whose values differ between two inventories (`kind:*` with any kind's)."""
+    out = {f for f in Inventory.__dataclass_fields__ if f not in ("objects", "crds")
+           and getattr(before, f) is not getattr(after, f) and getattr(before, f) != getattr(after, f)}
+    if not _same(before.crds.values(), after.crds.values(), "schemas"):
+        out.add("crds")
+    kinds = {k for k in before.objects.keys() | after.objects.keys()
+             if not _same(before.objects.get(k, ()), after.objects.get(k, ()), "raw")}
+    return frozenset(out | {f"kind:{k}" for k in kinds} | ({"kind:*"} if kinds else set()))
+
+
+def _same(a: Iterable[Any], b: Iterable[Any], uncompared: str) -> bool:
+    """Whether two sequences hold equal objects, the field their equality leaves out (`uncompared`) included."""
+    a, b = list(a), list(b)
+    return len(a) == len(b) and all(x is y or (x == y and getattr(x, uncompared) == getattr(y, uncompared))
+                                    for x, y in zip(a, b, strict=True))
+
+
+def changed_since(inv: Inventory) -> tuple[Inventory, frozenset[str]] | None:
+    """The inventory `inv` was made from by with_changes (while it lives), and the facets the change changed."""
+    ref = inv.__dict__.get("_changed_from")
+    base = ref() if ref is not None else None
+    if base is None:
+        return None
+    if "_changed_facets" not in inv.__dict__:
+        inv.__dict__["_changed_facets"] = changed_facets(base, inv)
+    return base, inv.__dict__["_changed_facets"]
 
 
 # Inventory's indexes that read its pods only; `components` reads its workloads' templates too.
@@ -471,6 +590,8 @@ class _Builder:
         self.sorted: dict[str, tuple[KubeObject, ...]] = {}
         self.templates: dict[tuple[str, str, str], Any] = {}
         self.mesh_configs: dict[str, dict[str, Any]] | None = None
+        self.sorted_pods: tuple[Pod, ...] | None = None  # `pods`, sorted already
+        self.workloads: tuple[Workload, ...] | None = None  # of an inventory with the same pods and workload objects
 
     def keep(self, inv: Inventory, touched: set[tuple[str, str | None, str]]) -> None:
         """Take from `inv` every object but those of the `touched` keys, decoded as `inv` has them; the objects of
@@ -481,7 +602,7 @@ class _Builder:
                 self.sorted[kind] = objs
             for o in objs if kind in kinds else ():
                 if (o.kind, o.namespace, o.name) not in touched:
-                    self.add(o.raw)
+                    self.add(o.raw, o)
         if "Service" not in kinds:
             self.services = list(inv.services)
         if "Namespace" not in kinds:
@@ -494,7 +615,8 @@ class _Builder:
         self.templates = {(w.namespace, w.kind, w.name): w.template for w in inv.workloads
                           if w.template is not None and (w.kind, w.namespace, w.name) not in moved}
 
-    def add(self, o: dict[str, Any]) -> None:
+    def add(self, o: dict[str, Any], decoded: KubeObject | None = None) -> None:
+        """Add an object (`decoded`: as an inventory already holds it)."""
         kind = o.get("kind")
         if kind == "Pod":
             self.pods.append(decode.pod_of(o, self.cache))
@@ -512,7 +634,8 @@ class _Builder:
         elif kind == "Service":
             self.services.append(decode.service(o))
         meta = o.get("metadata") or {}
-        self.objects[kind].append(KubeObject(o.get("apiVersion", ""), kind, meta.get("namespace"), meta["name"], o))
+        self.objects[kind].append(decoded or KubeObject(o.get("apiVersion", ""), kind, meta.get("namespace"),
+                                                        meta["name"], o))
 
     def finish(self) -> Inventory:
         objects = {k: tuple(sorted(v, key=lambda x: (x.namespace or "", x.name))) for k, v in self.objects.items()}
@@ -522,9 +645,10 @@ class _Builder:
             cluster=self.cluster,
             visibility=self._visibility(),
             namespaces=dict(sorted(self.namespaces.items())),
-            pods=tuple(sorted(self.pods, key=lambda p: (p.namespace, p.name))),
+            pods=self.sorted_pods or tuple(sorted(self.pods, key=lambda p: (p.namespace, p.name))),
             services=tuple(sorted(self.services, key=lambda s: (s.namespace, s.name))),
-            workloads=decode.workloads(self.pods, objects, self.cache, self.templates),
+            workloads=(self.workloads if self.workloads is not None
+                       else decode.workloads(self.pods, objects, self.cache, self.templates)),
             objects=objects,
             crds=self.crds,
             mesh_configs=({"default": self.mesh_override} if self.mesh_override is not None

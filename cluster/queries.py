@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cluster.components import PROXY_CONTAINER
-from cluster.inventory import Inventory
+from cluster.inventory import Inventory, Traced, changed_since, untraced
 from cluster.model import Container, KubeObject, Pod, PodSpecSummary, Ref, Service
 
 DOMAIN = "svc.cluster.local"
@@ -230,16 +230,32 @@ class ServiceIndex:
 
 # Inventories are immutable but not hashable (they hold dicts): indexes are kept by identity, and dropped with
 # the inventory they index.
-_INDEXES: dict[tuple[int, str], Any] = {}
+# Each is built on a Traced inventory, kept with it: what it reads counts for every computation that uses it.
+_INDEXES: dict[tuple[int, str], tuple[Any, Traced]] = {}
 
 
-def per_inventory(inv: Inventory, name: str, build: Callable[[Inventory], Any]) -> Any:
-    """An index of `inv`, built once on first use: checks share it instead of re-scanning the inventory."""
-    key = (id(inv), name)
+def per_inventory(inv: Inventory | Traced, name: str, build: Callable[[Inventory], Any]) -> Any:
+    """An index of `inv`, built once on first use: checks share it instead of re-scanning the inventory. On an
+    inventory made from another by a change (Inventory.with_changes), the other's index is taken as it is where it
+    read nothing the change changed (a stage's steps, each rendered on the cluster as the one before leaves it,
+    share who calls whom). An index that read nothing of its inventory is a store of that inventory's own (the
+    walks of planner.overlay), never taken."""
+    real = untraced(inv)
+    key = (id(real), name)
     if key not in _INDEXES:
-        _INDEXES[key] = build(inv)
-        weakref.finalize(inv, _INDEXES.pop, key, None)
-    return _INDEXES[key]
+        since = changed_since(real)
+        was = _INDEXES.get((id(since[0]), name)) if since is not None else None
+        reads = was[1].reads() if was is not None else frozenset()
+        if was is not None and reads and "*" not in reads and not reads & since[1]:  # type: ignore[index]
+            _INDEXES[key] = was
+        else:
+            tracer = Traced(real)
+            _INDEXES[key] = (build(tracer), tracer)  # type: ignore[arg-type]  # it reads as an Inventory does
+        weakref.finalize(real, _INDEXES.pop, key, None)
+    value, tracer = _INDEXES[key]
+    if isinstance(inv, Traced):
+        inv.uses(tracer)
+    return value
 
 
 def service_index(inv: Inventory) -> ServiceIndex:

@@ -18,7 +18,17 @@ from typing import Any
 
 import yaml
 
-from analysis.base import Context, Message, Outcome, analyze_checks, catalog_message, execute, gate_checks, run
+from analysis.base import (
+    Context,
+    Message,
+    Outcome,
+    analyze_checks,
+    catalog_message,
+    execute,
+    findings_of,
+    gate_checks,
+    ordered,
+)
 from analysis.catalog import fill
 from analysis.effective import OFF, ON, Effective, unknown_kind
 from analysis.findings import line
@@ -577,9 +587,11 @@ def overlay(inv: Inventory, objects: Iterable[dict[str, Any]], delete: Iterable[
 
 
 def analysis_errors(inv: Inventory) -> list[Message]:
-    """The error-level analysis findings of an inventory, found once."""
-    return per_inventory(inv, "analysis-errors", lambda i: [
-        m for m in run(analyze_checks(), Context(i)) if m.level == "error"])
+    """The error-level analysis findings of an inventory, found once, and on a changed inventory only where the
+    change can change them (analysis.base.findings_of). Only the checks of that level run: a check's findings all
+    have its level, and what the source could not show (MST0004, MST0005) is no error."""
+    checks = [c for c in analyze_checks() if c.level == "error"]
+    return ordered(m for r in findings_of(checks, inv, "analysis-errors") for m in r.findings)
 
 
 def written(objects: Iterable[dict[str, Any]], inv: Inventory) -> tuple[dict[str, Any], ...]:
