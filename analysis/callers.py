@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from analysis.readiness.scope import (
     units,
 )
 from cluster.inventory import Inventory
-from cluster.model import Ref, Service
+from cluster.model import KubeObject, Ref, Service
 from cluster.queries import application_namespace, istio_objects, labels_match, ns_of, per_inventory, service_index
 
 
@@ -113,12 +113,17 @@ def refusal(inv: Inventory, call: Call) -> str | None:
 def _sidecar_of(inv: Inventory, namespace: str) -> Any:
     """The Sidecar that scopes a namespace's proxies: its own selector-less one, else the root namespace's (Istio's
     mesh-wide default)."""
-    for ns in (namespace, inv.root_namespace):
-        found = next((s for s in istio_objects(inv, "Sidecar")
-                      if ns_of(s) == ns and not s.spec.get("workloadSelector")), None)
-        if found is not None:
-            return found
-    return None
+    first = per_inventory(inv, "callers-namespace-sidecars", lambda i: _by_namespace(
+        s for s in istio_objects(i, "Sidecar") if not s.spec.get("workloadSelector")))
+    return next((first[ns][0] for ns in (namespace, inv.root_namespace) if ns in first), None)
+
+
+def _by_namespace(objects: Iterable[KubeObject]) -> dict[str, list[KubeObject]]:
+    """Objects by the namespace they live in, in their order."""
+    out: dict[str, list[KubeObject]] = defaultdict(list)
+    for o in objects:
+        out[ns_of(o)].append(o)
+    return out
 
 
 def _caller_side(inv: Inventory, call: Call) -> str | None:
@@ -145,9 +150,11 @@ def _server_side(inv: Inventory, call: Call) -> str | None:
     labels = [p.labels for p in pods] or [svc.selector or {}]
     if not call.meshed and _strict(inv, svc.namespace, labels):
         return f"mTLS STRICT in {svc.namespace} refuses its plaintext"
-    policies = [ap for ap in istio_objects(inv, "AuthorizationPolicy")
-                if ns_of(ap) in (svc.namespace, inv.root_namespace) and not ap.spec.get("targetRefs")
-                and _selects(ap.spec.get("selector"), labels)]
+    by_ns = per_inventory(inv, "callers-authorization-policies", lambda i: _by_namespace(
+        istio_objects(i, "AuthorizationPolicy")))
+    near = sorted((ap for ns in {svc.namespace, inv.root_namespace} for ap in by_ns.get(ns, ())),
+                  key=lambda ap: (ap.namespace or "", ap.name))  # in the inventory's order, as a scan finds them
+    policies = [ap for ap in near if not ap.spec.get("targetRefs") and _selects(ap.spec.get("selector"), labels)]
     for ap in policies:
         rules = ap.spec.get("rules") or []
         if ap.spec.get("action") == "DENY" and any(_rule_matches(r, call, deny=True) for r in rules):
