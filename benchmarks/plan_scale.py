@@ -4,7 +4,11 @@ the routing-first and security-first plans in waves, `meshstep plan rehearse` of
 where the rehearsal stopped (its overlay read from the cache). Prints figures, not
 pass/fail, each with the load average it was measured at (the machine is shared).
 
-    python -m benchmarks.plan_scale [--snapshot FILE] [--runs 3] [--skip-rehearse]
+    python -m benchmarks.plan_scale [--snapshot FILE] [--done-snapshot FILE] [--runs 3] [--skip-rehearse]
+
+The synthetic cluster has workloads that opt out of injection, so its plan's STRICT stage is refused (MST0401) and
+the rehearsal stops there; the rehearsal to done is measured on the same cluster without them
+(`benchmarks.synthetic --no-opt-outs`, or --done-snapshot).
 
 Every command runs as a user runs it, `python -m app.cli …` in a process of its own, with a throwaway cache
 directory (MESHSTEP_CACHE_DIR) and database: cold is the first command over the snapshot (it reads the snapshot and
@@ -98,20 +102,22 @@ def commands(snapshot: Path, tmp: Path, runs: int) -> None:
         print(f"{name:<22}{row[0]:>20}{row[1]:>20}{row[2]:>20}   [{_load()}]")
 
 
-def rehearse(snapshot: Path, tmp: Path) -> None:
-    """`plan rehearse` of a new routing-first plan, to done or to its first refusal."""
+def rehearse(snapshot: Path, tmp: Path, what: str, follow: bool = True) -> None:
+    """`plan rehearse` of a new routing-first plan on `snapshot` (`what` it is), to done or to its first refusal;
+    then (`follow`) `plan next` where it ended."""
     env = _env(tmp)
-    db = f"sqlite:///{tmp / 'rehearse.db'}"
+    db = f"sqlite:///{tmp / f'rehearse-{snapshot.stem}.db'}"
     src = ["--source", str(snapshot), "--db", db]
     _run(["plan", "new", "--name", "walk", *src], env, check=True)
     wall, cpu, rc, out = _run(["plan", "rehearse", "--name", "walk", *src], env)
     moved = [line for line in out.splitlines() if line.startswith("stage ") and line.endswith("(rehearsal)")]
     end = "to done" if rc == 0 and "is complete" in out else "stopped: " + next(
         (line for line in out.splitlines() if line.startswith("error:")), f"exit status {rc}")
-    print(f"plan rehearse (routing-first): {wall:.1f} s wall, {cpu:.1f} s CPU (goal < {GOALS['rehearse']:.0f} s), "
-          f"{len(moved)} stages moved (those between them were found on), {end} [{_load()}]")
+    print(f"plan rehearse (routing-first) on {what}: {wall:.1f} s wall, {cpu:.1f} s CPU (goal < "
+          f"{GOALS['rehearse']:.0f} s), {len(moved)} stages moved (those between them were found on), {end} "
+          f"[{_load()}]")
     # plan next where the rehearsal stopped: the first reads the overlay the rehearsal kept in the cache
-    for i in (1, 2):
+    for i in (1, 2) if follow else ():
         wall, cpu, _, out = _run(["plan", "next", "--name", "walk", *src], env)
         print(f"plan next on the rehearsed plan ({out.splitlines()[0][:60]}…), run {i}: {wall:.2f} s wall, "
               f"{cpu:.2f} s CPU [{_load()}]")
@@ -121,20 +127,28 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snapshot", type=Path, help="a snapshot to read (default: generate the synthetic cluster)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--done-snapshot", type=Path,
+                        help="the cluster whose plan can be walked to done (default: generate the synthetic cluster "
+                             "with --no-opt-outs)")
     parser.add_argument("--skip-rehearse", action="store_true")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="meshstep-bench-") as d:
         tmp = Path(d)
-        snapshot = args.snapshot
-        if snapshot is None:
-            snapshot = tmp / "cluster.json"
-            subprocess.run([sys.executable, "-m", "benchmarks.synthetic", "--out", str(snapshot)], cwd=ROOT,
-                           check=True, stdout=subprocess.DEVNULL)
+        snapshot = args.snapshot or _generate(tmp / "cluster.json")
         print(f"snapshot {snapshot} ({snapshot.stat().st_size / 1e6:.0f} MB), {os.cpu_count()} CPUs, {_load()}")
         stages(snapshot)
         commands(snapshot, tmp, args.runs)
         if not args.skip_rehearse:
-            rehearse(snapshot, tmp)
+            rehearse(snapshot, tmp, "the cluster (some workloads opt out of injection: STRICT is refused, MST0401)")
+            done = args.done_snapshot or _generate(tmp / "no-opt-outs.json", "--no-opt-outs")
+            rehearse(done, tmp, f"{done.name} (no workload opts out of injection)", follow=False)
+
+
+def _generate(out: Path, *options: str) -> Path:
+    """The synthetic cluster (benchmarks.synthetic with `options`), written to `out`."""
+    subprocess.run([sys.executable, "-m", "benchmarks.synthetic", "--out", str(out), *options], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    return out
 
 
 if __name__ == "__main__":

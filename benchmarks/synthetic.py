@@ -255,8 +255,9 @@ _TOLERATIONS = [{"effect": "NoExecute", "key": "node.kubernetes.io/not-ready", "
 
 
 class _Cluster:
-    def __init__(self, pods: int, services: int, istio_objects: int, seed: int):
+    def __init__(self, pods: int, services: int, istio_objects: int, seed: int, opt_outs: bool = True):
         self.g = _Gen(seed)
+        self.opt_outs = opt_outs
         self.out: list[dict[str, Any]] = []
         self.target_pods, self.target_services, self.target_istio = pods, services, istio_objects
         self.pod_count = 0
@@ -615,7 +616,7 @@ class _Cluster:
         g = self.g
         name = f"{_WORDS[a % len(_WORDS)]}-{a:05d}"
         kind = "StatefulSet" if a % 10 == 7 else "Deployment"
-        opt_out = a % 33 == 5  # sidecar.istio.io/inject: "false" in an injected namespace
+        opt_out = self.opt_outs and a % 33 == 5  # sidecar.istio.io/inject: "false" in an injected namespace
         injected = mode in ("rev", "enabled") and not opt_out
         native = mode == "rev"
         revision, version = (NEW_REV, NEW_VERSION) if native else (OLD_REV, OLD_VERSION)
@@ -846,11 +847,13 @@ class _Cluster:
 
 
 def synthetic_cluster(pods: int = 10_000, services: int = 2_000, istio_objects: int = 1_000,
-                      seed: int = 0, managed_fields: bool = False) -> list[dict[str, Any]]:
+                      seed: int = 0, managed_fields: bool = False, opt_outs: bool = True) -> list[dict[str, Any]]:
     """Kubernetes objects of a meshed cluster with exactly `pods` Pods, `services` Services and `istio_objects`
     Istio config objects (CRDs not counted), the same for the same arguments; with `managed_fields`, each carrying
-    the field-ownership record an API server keeps (`with_managed_fields`)."""
-    c = _Cluster(pods, services, istio_objects, seed)
+    the field-ownership record an API server keeps (`with_managed_fields`). With `opt_outs` false no workload opts
+    out of injection (sidecar.istio.io/inject: "false", one app in 33 otherwise): a cluster whose plans can be
+    walked to done, STRICT included (an opted-out workload in a namespace made STRICT is refused, MST0401)."""
+    c = _Cluster(pods, services, istio_objects, seed, opt_outs)
     crds = [d for d in yaml.load_all(CRDS.read_text(), Loader=YAML_LOADER) if d]
     c.out.extend(crds)
     c.infrastructure()
@@ -934,12 +937,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--istio-objects", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--managed-fields", action="store_true", help="each object with its metadata.managedFields")
+    parser.add_argument("--no-opt-outs", dest="opt_outs", action="store_false",
+                        help="no workload opts out of injection: a cluster whose plans can be walked to done")
     args = parser.parse_args(argv)
-    objects = synthetic_cluster(args.pods, args.services, args.istio_objects, args.seed, args.managed_fields)
+    objects = synthetic_cluster(args.pods, args.services, args.istio_objects, args.seed, args.managed_fields,
+                                args.opt_outs)
     write(objects, args.out)
     counts = expected_counts(objects)
     print(f"wrote {len(objects)} objects to {args.out}: {counts['pods']} pods ({counts['pods_in_mesh']} with a "
-          f"sidecar), {counts['services']} services, {counts['istio_config']} Istio config objects")
+          f"sidecar), {counts['services']} services, {counts['istio_config']} Istio config objects; "
+          + ("no workload opts out of injection" if not args.opt_outs else
+             "some workloads opt out of injection (sidecar.istio.io/inject: \"false\")"))
 
 
 if __name__ == "__main__":

@@ -95,3 +95,20 @@ def test_with_managed_fields_every_object_says_who_owns_it() -> None:
     assert inv.get("Deployment", deployment["metadata"]["namespace"], deployment["metadata"]["name"]).raw[
         "metadata"]["managedFields"]
     assert not [o for o in inv.objects.get("ReplicaSet", ()) if "managedFields" in o.raw["metadata"]]
+
+
+def _opted_out(objects: list[dict]) -> list[str]:
+    """The application workloads that opt out of injection (the control plane's do, as Istio's own)."""
+    return [f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in objects
+            if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["namespace"] != "istio-system"
+            and o["spec"]["template"]["metadata"]["labels"].get("sidecar.istio.io/inject") == "false"]
+
+
+def test_without_opt_outs_no_workload_opts_out_of_injection(objects: list[dict]) -> None:
+    # The default cluster has workloads that opt out (their STRICT stage is refused, MST0401); the option is the
+    # same cluster without them, so that a plan on it can be walked to done.
+    assert _opted_out(objects)
+    plain = synthetic_cluster(PODS, SERVICES, ISTIO_OBJECTS, seed=0, opt_outs=False)
+    assert not _opted_out(plain)
+    assert expected_counts(plain) | {"pods_in_mesh": 0} == expected_counts(objects) | {"pods_in_mesh": 0}
+    assert expected_counts(plain)["pods_in_mesh"] > expected_counts(objects)["pods_in_mesh"]
