@@ -400,6 +400,28 @@ FACETS: dict[str, tuple[str, ...]] = {
 }
 
 
+class Reads:
+    """What a computation read of an inventory: facets (FACETS), and the reads of the indexes it used (which an
+    index kept with its value holds without the inventory, so that the inventory can go)."""
+
+    def __init__(self) -> None:
+        self.facets: set[str] = set()
+        self.uses: list[Reads] = []
+
+    def all(self) -> frozenset[str]:
+        """Every facet read, directly or through the indexes used (as they are now: an index may read more when it
+        is next asked)."""
+        out: set[str] = set()
+        todo, seen = [self], set()
+        while todo:
+            r = todo.pop()
+            if id(r) not in seen:
+                seen.add(id(r))
+                out |= r.facets
+                todo += r.uses
+        return frozenset(out)
+
+
 class Traced:
     """An inventory whose reads are noted as the facets (FACETS) they are computed from: what a computation on it
     depends on. Indexes built on it (cluster.queries.per_inventory) note their own reads, which count for every
@@ -407,40 +429,30 @@ class Traced:
 
     def __init__(self, inv: Inventory | Traced) -> None:
         self._inventory = untraced(inv)
-        self._read: set[str] = set()
-        self._uses: list[Traced] = []  # the tracers of the indexes it used
+        self._reads = Reads()
 
     def __getattr__(self, name: str) -> Any:
         """The inventory's attribute, its facets noted; kept here, so that it is asked (and noted) once: the
         inventory is immutable."""
         value = getattr(self._inventory, name)
+        facets = self._reads.facets
         if name in ("of_kind", "get"):
             method = value
 
             def value(kind: str, *args: Any) -> Any:
-                self._read.add(f"kind:{kind}")
+                facets.add(f"kind:{kind}")
                 return method(kind, *args)
         else:
-            self._read.update(FACETS.get(name, ("*",)))
+            facets.update(FACETS.get(name, ("*",)))
         setattr(self, name, value)
         return value
 
-    def uses(self, index: Traced) -> None:
+    def uses(self, index: Reads) -> None:
         """Count what an index read as read here too."""
-        self._uses.append(index)
+        self._reads.uses.append(index)
 
     def reads(self) -> frozenset[str]:
-        """Every facet read, directly or through the indexes used (read as they are now: an index may read more
-        when it is next asked)."""
-        out: set[str] = set()
-        todo, seen = [self], set()
-        while todo:
-            t = todo.pop()
-            if id(t) not in seen:
-                seen.add(id(t))
-                out |= t._read
-                todo += t._uses
-        return frozenset(out)
+        return self._reads.all()
 
 
 def untraced(inv: Inventory | Traced) -> Inventory:

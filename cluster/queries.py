@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cluster.components import PROXY_CONTAINER
-from cluster.inventory import Inventory, Traced, changed_since, untraced
+from cluster.inventory import Inventory, Reads, Traced, changed_since, untraced
 from cluster.model import Container, KubeObject, Pod, PodSpecSummary, Ref, Service
 
 DOMAIN = "svc.cluster.local"
@@ -230,8 +230,8 @@ class ServiceIndex:
 
 # Inventories are immutable but not hashable (they hold dicts): indexes are kept by identity, and dropped with
 # the inventory they index.
-# Each is built on a Traced inventory, kept with it: what it reads counts for every computation that uses it.
-_INDEXES: dict[tuple[int, str], tuple[Any, Traced]] = {}
+# Each is built on a Traced inventory; what it read is kept with it, and counts for every computation that uses it.
+_INDEXES: dict[tuple[int, str], tuple[Any, Reads]] = {}
 
 
 def per_inventory(inv: Inventory | Traced, name: str, build: Callable[[Inventory], Any]) -> Any:
@@ -245,16 +245,16 @@ def per_inventory(inv: Inventory | Traced, name: str, build: Callable[[Inventory
     if key not in _INDEXES:
         since = changed_since(real)
         was = _INDEXES.get((id(since[0]), name)) if since is not None else None
-        reads = was[1].reads() if was is not None else frozenset()
+        reads = was[1].all() if was is not None else frozenset()
         if was is not None and reads and "*" not in reads and not reads & since[1]:  # type: ignore[index]
             _INDEXES[key] = was
         else:
             tracer = Traced(real)
-            _INDEXES[key] = (build(tracer), tracer)  # type: ignore[arg-type]  # it reads as an Inventory does
+            _INDEXES[key] = (build(tracer), tracer._reads)  # type: ignore[arg-type]  # it reads as an Inventory does
         weakref.finalize(real, _INDEXES.pop, key, None)
-    value, tracer = _INDEXES[key]
+    value, reads_of = _INDEXES[key]
     if isinstance(inv, Traced):
-        inv.uses(tracer)
+        inv.uses(reads_of)
     return value
 
 
