@@ -292,8 +292,8 @@ _ENTRIES = (
     # ---------------------------------------------------------------- mTLS STRICT
     Entry("MST0401", "PodWithoutSidecarUnderStrict", "error", ("mtls-strict",),
           "A pod in a namespace about to be STRICT has no sidecar.",
-          "Without a sidecar it cannot present a certificate: its calls to STRICT servers are refused, and it "
-          "serves plaintext that the mesh's callers no longer send to it.",
+          "Without a sidecar it cannot present a certificate: its calls to STRICT servers are refused. (Its "
+          "inbound calls keep working: callers' auto mTLS sends plaintext to a pod without a proxy.)",
           "Inject {workload} ({inject}). A PeerAuthentication for it does nothing: it has no proxy to apply one "
           "(its inbound calls keep working, as callers' auto mTLS sends it plaintext); if it must stay out, keep "
           "the servers it calls accepting its plaintext: PERMISSIVE through a PeerAuthentication whose selector "
