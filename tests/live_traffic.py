@@ -1,7 +1,9 @@
 """Live traffic for bakes: an exporter on loopback serving Istio's request counters (and, for authorization in
-shadow, the proxies' dry-run RBAC counters) as a workload's sidecar would, whose answers follow the emulated
-cluster's objects (a route applied can start failing requests), scraped every second by a real Prometheus
-(Debian's `prometheus`, an empty TSDB). The bake then reads the traffic before and after the apply as it would in
+shadow, the proxies' dry-run RBAC counters) as a workload's sidecar would — or, in ambient mode, as its waypoint
+(reporter="waypoint") and its node's ztunnel (TCP connections, app="ztunnel", response_flags DENY on those a policy
+refused) would — whose answers follow the emulated cluster's objects (a route applied can start failing requests, a
+namespace labelled ambient is carried by ztunnel), scraped every second by a real Prometheus (Debian's
+`prometheus`, an empty TSDB). The bake then reads the traffic before and after the apply as it would in
 production."""
 from __future__ import annotations
 
@@ -24,14 +26,55 @@ from benchmarks.istio_metrics import binaries, free_port
 @dataclass
 class Workload:
     """One workload's inbound requests: `rate` per second, the share `failing()` says failing with 503, and the
-    requests its dry-run authorization policies would deny (`denied()`, a share)."""
+    requests its dry-run authorization policies would deny (`denied()`, a share). Who reports them: its sidecar while
+    `sidecar()`, a waypoint while `waypoint()`; while `ztunnel()`, its node's ztunnel accepts one HBONE connection
+    per ten requests, and closes DENY `refused()` connections a second from legacy's billing job."""
 
     namespace: str
     name: str
     rate: float
     failing: Callable[[], float] = lambda: 0.0
     denied: Callable[[], float] = lambda: 0.0
-    counts: dict[str, float] = field(default_factory=lambda: {"200": 0.0, "503": 0.0, "shadow_denied": 0.0})
+    sidecar: Callable[[], bool] = lambda: True
+    waypoint: Callable[[], bool] = lambda: False
+    ztunnel: Callable[[], bool] = lambda: False
+    refused: Callable[[], float] = lambda: 0.0
+    counts: dict[str, float] = field(default_factory=lambda: {"shadow_denied": 0.0})
+    reported: dict[tuple[str, str], float] = field(default_factory=dict)  # (reporter, code) → requests counted
+    connections: dict[tuple[str, str], float] = field(default_factory=dict)  # (caller, response_flags) → closed
+
+    def requests(self, served: float, failing: float) -> list[str]:
+        """The request counters of whoever reports this workload's requests now."""
+        lines = []
+        by = [r for r, on in (("destination", self.sidecar()), ("waypoint", self.waypoint())) if on]
+        for reporter in by:
+            for code, share in (("200", 1 - failing), ("503", failing)):
+                self.reported[reporter, code] = self.reported.get((reporter, code), 0.0) + served * share
+        for (reporter, code), n in sorted(self.reported.items()):
+            lines.append(
+                f'istio_requests_total{{reporter="{reporter}",source_workload="frontend",'
+                f'source_workload_namespace="shop",destination_workload="{self.name}",'
+                f'destination_workload_namespace="{self.namespace}",destination_service="{self.name}.'
+                f'{self.namespace}.svc.cluster.local",destination_service_name="{self.name}",'
+                f'connection_security_policy="mutual_tls",response_code="{code}"}} {n:.3f}')
+        return lines
+
+    def carried(self, dt: float) -> list[str]:
+        """ztunnel's connection counters for this workload (app="ztunnel", reporter="destination")."""
+        if self.ztunnel():
+            for caller, flags, n in (("shop/frontend", "-", self.rate * dt / 10),
+                                     ("legacy/billing", "DENY", self.refused() * dt)):
+                self.connections[caller, flags] = self.connections.get((caller, flags), 0.0) + n
+        lines = []
+        for metric in ("istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total"):
+            for (caller, flags), n in sorted(self.connections.items()):
+                ns, name = caller.split("/")
+                lines.append(
+                    f'{metric}{{app="ztunnel",reporter="destination",source_workload="{name}",'
+                    f'source_workload_namespace="{ns}",destination_workload="{self.name}",'
+                    f'destination_workload_namespace="{self.namespace}",connection_security_policy="mutual_tls",'
+                    f'response_flags="{flags if metric.endswith("closed_total") else "-"}"}} {n:.3f}')
+        return lines
 
 
 class Exporter:
@@ -50,16 +93,11 @@ class Exporter:
             for w in self.workloads:
                 served = w.rate * dt
                 failing = min(1.0, max(0.0, w.failing()))
-                w.counts["503"] += served * failing
-                w.counts["200"] += served * (1 - failing)
                 w.counts["shadow_denied"] += served * w.denied()
-                for code in ("200", "503"):
-                    lines.append(
-                        f'istio_requests_total{{reporter="destination",source_workload="frontend",'
-                        f'source_workload_namespace="shop",destination_workload="{w.name}",'
-                        f'destination_workload_namespace="{w.namespace}",destination_service="{w.name}.'
-                        f'{w.namespace}.svc.cluster.local",destination_service_name="{w.name}",'
-                        f'connection_security_policy="mutual_tls",response_code="{code}"}} {w.counts[code]:.3f}')
+                lines += w.requests(served, failing)
+            lines.append("# TYPE istio_tcp_connections_opened_total counter")
+            for w in self.workloads:
+                lines += w.carried(dt)
             lines.append("# TYPE envoy_http_inbound_0_0_0_0_8080_rbac_istio_dry_run_allow_shadow_denied counter")
             for w in self.workloads:
                 lines.append(f'envoy_http_inbound_0_0_0_0_8080_rbac_istio_dry_run_allow_shadow_denied{{'
