@@ -27,7 +27,8 @@ from benchmarks.istio_metrics import binaries, free_port
 class Workload:
     """One workload's inbound requests: `rate` per second, the share `failing()` says failing with 503, and the
     requests its dry-run authorization policies would deny (`denied()`, a share). Who reports them: its sidecar while
-    `sidecar()`, a waypoint while `waypoint()`; while `ztunnel()`, its node's ztunnel accepts one HBONE connection
+    `sidecar()`, a waypoint while `waypoint()` (then the failures are the waypoint's, never reaching the sidecar);
+    while `ztunnel()`, its node's ztunnel accepts one HBONE connection
     per ten requests, and closes DENY `refused()` connections a second from legacy's billing job."""
 
     namespace: str
@@ -46,9 +47,12 @@ class Workload:
     def requests(self, served: float, failing: float) -> list[str]:
         """The request counters of whoever reports this workload's requests now."""
         lines = []
-        by = [r for r, on in (("destination", self.sidecar()), ("waypoint", self.waypoint())) if on]
+        # A waypoint in the path fails requests itself: those never reach the sidecar behind it.
+        behind = self.waypoint()
+        by = [r for r, on in (("destination", self.sidecar()), ("waypoint", behind)) if on]
         for reporter in by:
-            for code, share in (("200", 1 - failing), ("503", failing)):
+            reached = 0.0 if behind and reporter == "destination" else failing
+            for code, share in (("200", 1 - failing), ("503", reached)):
                 self.reported[reporter, code] = self.reported.get((reporter, code), 0.0) + served * share
         for (reporter, code), n in sorted(self.reported.items()):
             lines.append(

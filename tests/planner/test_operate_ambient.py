@@ -37,11 +37,12 @@ def _web(served: Cluster, refused: float = 0.0):
                     refused=lambda: refused if ambient() else 0.0)
 
 
-def _stages(run, db: str) -> dict[str, int]:
-    """The plan's stages for web by feature: their order."""
+def _stages(run, db: str, namespace: str = "web") -> dict[str, int]:
+    """The plan's stages for the namespace by feature: their order."""
     with closing(Store.open(db)) as store:
         plan = store.list_plans(SOURCE)[0]
-    return {s.features[0]["feature"]: s.order for s in plan.stages if s.features and s.features[0]["scope"] == "web"}
+    return {s.features[0]["feature"]: s.order for s in plan.stages
+            if s.features and s.features[0]["scope"] == namespace}
 
 
 def _to_the_switch(served: Cluster, db: str, run) -> int:
@@ -98,3 +99,40 @@ def test_a_switch_to_ambient_is_baked_on_hbone_and_a_new_denial_rolls_it_back(en
     assert any("server-side applied, field manager meshstep" in r for r in trail)
     assert "rolled back by itself" in trail[-1]
     assert again[0] == 1 and "MST1008: plan sidecar-to-ambient is stopped" in again[2], again
+
+
+def test_a_waypoint_stage_failing_requests_is_rolled_back_on_the_waypoint_s_count(env, capsys,  # noqa: F811
+                                                                                 tmp_path: Path) -> None:
+    """orders' waypoint put in its path (istio.io/use-waypoint) fails 1.5% of its requests: the waypoint stage's
+    bake, judged on the requests the waypoint reports (the sidecars still behind it count only those that reach
+    them: added in, the fall would read 0.76 points, under the 1-point threshold), sees the success rate fall
+    1.5 points, and the stage is rolled back by itself: the namespace's label and the waypoint as they were."""
+    from tests.live_traffic import Workload, live_prometheus
+
+    objects = [*control_plane(ambient=True), *read_paths(sorted(GATEWAY_API_CRDS.glob("*.yaml"))),
+               *read_paths([AMBIENT])]
+    with serve(objects, writes=True) as served:
+        db = env(served.url)
+        run = runner(capsys)
+        assert run("plan", "new", "--template", "sidecar-to-ambient", "--namespaces", "orders", "--source", SOURCE,
+                   "--db", db)[0] == 0
+        order = _stages(run, db, "orders")
+        rc, _out, err = run("plan", "run", "--apply", "--until", str(order["ambient-policies"]), "--source", SOURCE,
+                            "--db", db)
+        assert rc == 0, err
+        before = live_objects(served)
+        behind = lambda: "istio.io/use-waypoint" in _labels(served, "orders")  # noqa: E731
+        orders = Workload("orders", "orders-v1", 40, waypoint=behind, failing=lambda: 0.015 if behind() else 0.0)
+        with live_prometheus(tmp_path, [orders]) as url:
+            rc, _out, err = run("plan", "run", "--apply", "--until", str(order["waypoint"]), "--source", SOURCE,
+                                "--db", db, "--prometheus", url, *BAKE)
+        after = live_objects(served)
+    assert rc == 1, err
+    assert f"MST1006: the bake saw a regression: stage {order['waypoint']} (Activate a waypoint for orders before it " \
+           "leaves sidecars) rolled back by itself" in err, err
+    assert "reported by the waypoint" in err and "success rate fell" in err
+    assert after == before
+    with closing(Store.open(db)) as store:
+        plan = store.list_plans(SOURCE)[0]
+        assert audit.verify(store) is None
+    assert plan.stopped["code"] == "MST1006"
