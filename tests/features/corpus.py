@@ -113,8 +113,13 @@ def ambient() -> Inventory:
     """tests/fixtures/ambient on the demo's control plane under the ambient profile, with the Gateway API v1.3.0
     CRDs Istio 1.27 installs (read from ../shared, so that rendered Gateways and HTTPRoutes are validated against
     their real schemas)."""
+    return _inventory("ambient", ambient_objects())
+
+
+def ambient_objects() -> list[dict[str, Any]]:
+    """The objects of `ambient()`'s cluster (as tests/kube.py's emulator serves them)."""
     crds = list(read_paths(sorted(GATEWAY_API_CRDS.glob("*.yaml"))))
-    return _inventory("ambient", [*control_plane(ambient=True), *crds, *read_paths([AMBIENT])])
+    return [*control_plane(ambient=True), *crds, *read_paths([AMBIENT])]
 
 
 def migration() -> Inventory:

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster.files import read_paths
 from state import audit
 from state.models import StageStatus
 from state.store import Store
-from tests.features.corpus import AMBIENT, GATEWAY_API_CRDS, control_plane
+from tests.features.corpus import ambient_objects
 from tests.kube import Cluster, serve
 from tests.planner.test_operate import BAKE, SOURCE, env, live_objects, patches  # noqa: F401 (env: a fixture)
 from tests.rehearsal import runner
@@ -63,9 +62,7 @@ def test_a_switch_to_ambient_is_baked_on_hbone_and_a_new_denial_rolls_it_back(en
                                                                               refused: float) -> None:
     from tests.live_traffic import live_prometheus
 
-    objects = [*control_plane(ambient=True), *read_paths(sorted(GATEWAY_API_CRDS.glob("*.yaml"))),
-               *read_paths([AMBIENT])]
-    with serve(objects, writes=True) as served:
+    with serve(ambient_objects(), writes=True) as served:
         db = env(served.url)
         run = runner(capsys)
         switch = _to_the_switch(served, db, run)
@@ -109,9 +106,7 @@ def test_a_waypoint_stage_failing_requests_is_rolled_back_on_the_waypoint_s_coun
     1.5 points, and the stage is rolled back by itself: the namespace's label and the waypoint as they were."""
     from tests.live_traffic import Workload, live_prometheus
 
-    objects = [*control_plane(ambient=True), *read_paths(sorted(GATEWAY_API_CRDS.glob("*.yaml"))),
-               *read_paths([AMBIENT])]
-    with serve(objects, writes=True) as served:
+    with serve(ambient_objects(), writes=True) as served:
         db = env(served.url)
         run = runner(capsys)
         assert run("plan", "new", "--template", "sidecar-to-ambient", "--namespaces", "orders", "--source", SOURCE,
