@@ -207,11 +207,16 @@ def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls
                                               f"): verify again after it",), thresholds=t)
     match = {"destination_workload_namespace": "|".join(re.escape(n) for n in namespaces)} if namespaces else {}
     before = served(tel, match, applied_at - t.window, applied_at, ambient is not None)
-    after = served(tel, match, after_start, after_end, ambient is not None)
     moved = switch(tel, ambient, (applied_at - t.window, applied_at), (after_start, after_end)) if ambient else None
+    later = _restarted(tel, moved, (applied_at - t.window, applied_at), after_end, now, t.window)
+    if later is not None:
+        moved, after_start, after_end = later, now - t.window, now
+    after = served(tel, match, after_start, after_end, ambient is not None)
     head = (f"traffic {where} (requests the workloads' {'sidecars and waypoints' if ambient else 'sidecars'} "
             f"served, {tel.label}):", f"  before: {before.text()}", f"  after:  {after.text()}",
-            *(moved.lines() if moved else ()))
+            *(moved.lines() if moved else ()),
+            *(("  judged on the latest window: pods were still served by sidecars in the first one after the "
+               "switch, and were restarted since",) if later else ()))
     if low := _quiet(before, after, moved, t):
         return Verification("insufficient", (*head, f"too little traffic to judge: {' and '.join(low)} (at least "
                                              f"{t.min_requests} needed; --verify min_requests=N)",
@@ -230,6 +235,17 @@ def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls
     if moved and (left := moved.unfinished()):
         return Verification("insufficient", (*head, *left), before, after, t, moved=moved)
     return Verification("passed", (*head, "  ✓ no regression beyond the thresholds"), before, after, t, moved=moved)
+
+
+def _restarted(tel: Telemetry, moved: Switch | None, before: tuple[float, float], first_end: float, now: float,
+               window: int) -> Switch | None:
+    """A switch verified again once its pods were restarted, as its unfinished lines ask: the latest window, when
+    the first one after the switch still had pods on sidecars, time has passed since it ended, and the latest has
+    none (judged on the first window alone, a switch whose restart came after it would stay unfinished for good)."""
+    if moved is None or not moved.unfinished() or now <= first_end:
+        return None
+    latest = switch(tel, moved.stage, before, (now - window, now))
+    return None if latest.unfinished() else latest
 
 
 def _quiet(before: Figures, after: Figures, moved: Switch | None, t: Thresholds) -> list[str]:

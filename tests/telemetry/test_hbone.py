@@ -91,6 +91,22 @@ def test_pods_still_on_sidecars_after_the_switch_are_named_and_not_passed(promet
     assert result.status != "regressed" and not result.problems
 
 
+def test_pods_restarted_after_the_first_window_are_judged_on_the_latest_one(prometheus):
+    """orders' pod restarted 5 minutes after the switch (as the unfinished switch's lines ask), verified again 20
+    minutes after it: the window right after the switch still has its sidecar, the latest window has ztunnel only.
+    Judged on the first window alone, the switch would stay unfinished for good, however often it is verified."""
+    applied = now_minute() - 1200
+    restarted = applied + 300
+    flows = [*_sidecars(applied, orders_until=restarted), *_ztunnel(applied, orders=False),
+             Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 0.5, protocol="tcp", proxy="ztunnel",
+                  start=restarted)]
+    result = _verified(prometheus(flows), applied)
+    assert result.status == "passed", result.lines
+    assert any("the latest window" in line and "still served by sidecars in the first" in line
+               for line in result.lines), result.lines
+    assert ORDERS_POD not in "\n".join(result.lines)
+
+
 def test_a_caller_ztunnel_denies_after_the_switch_is_a_regression(prometheus):
     applied = now_minute() - 1200
     flows = [*_sidecars(applied), *_ztunnel(applied),
