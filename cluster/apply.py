@@ -21,6 +21,7 @@ from cluster.kubeapi import ApiError, ApiServer, Failed, _Cut, api_client
 from cluster.owners import FIELD_MANAGER, applied_by
 
 APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"  # RFC 7386: a null removes the field
 # Set by the API server, never part of an applied configuration (a resourceVersion is added as a precondition).
 _SERVER_SET = ("resourceVersion", "managedFields", "uid", "creationTimestamp", "generation", "selfLink")
 Key = tuple[str, str, str | None, str]  # (apiVersion, kind, namespace, name)
@@ -270,18 +271,28 @@ class Cluster:
 
     def apply(self, obj: dict[str, Any], dry_run: bool, version: str | None = None) -> dict[str, Any]:
         """Server-side apply of `obj` as field manager meshstep, never forced; `version`: the resourceVersion the
-        object must still have (a precondition the server checks)."""
+        object must still have (a precondition the server checks). What `obj` removes (its nulls: a label a
+        switch takes off) is no field server-side apply can remove for another manager, nor does an applied null
+        remove one: it goes after, as a JSON merge patch (an update, as `kubectl label … key-` does) under the
+        resourceVersion the apply left — on a dry run, under `version`, its answer folded into the apply's."""
         key = identity(obj)
-        config = normalised(obj) or {}
+        config, removed = _without_nulls(normalised(obj) or {})
         if version:
             config["metadata"]["resourceVersion"] = version
         query = [("fieldManager", FIELD_MANAGER), ("fieldValidation", "Strict")]
         query = [("dryRun", "All"), *query] if dry_run else query
-        body = self.api_server().request("PATCH", self.path(key), query,
-                                         f"{'dry run of ' if dry_run else ''}server-side apply of {named(key)}",
-                                         body=config, content_type=APPLY_PATCH,
-                                         refuse=_refusal(key, dry_run))
-        return orjson.loads(body)
+        doing = "dry run of " if dry_run else ""
+        answer = orjson.loads(self.api_server().request(
+            "PATCH", self.path(key), query, f"{doing}server-side apply of {named(key)}", body=config,
+            content_type=APPLY_PATCH, refuse=_refusal(key, dry_run)))
+        if not removed:
+            return answer
+        at = version if dry_run else (answer.get("metadata") or {}).get("resourceVersion")
+        patch = {**removed, "metadata": {**removed.get("metadata", {}), **({"resourceVersion": at} if at else {})}}
+        after = orjson.loads(self.api_server().request(
+            "PATCH", self.path(key), query, f"{doing}removing fields of {named(key)} (merge patch)", body=patch,
+            content_type=MERGE_PATCH, refuse=_refusal(key, dry_run)))
+        return _merged(answer, removed) if dry_run else after
 
     def delete(self, key: Key, version: str | None, dry_run: bool,
                what: str = "deleting") -> None:
@@ -330,6 +341,33 @@ def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
     key = named(identity(after or before or {}))
     return "".join(difflib.unified_diff(lines(before), lines(after), f"{key} (live)",
                                         f"{key} ({'after apply' if after else 'deleted'})"))
+
+
+def _without_nulls(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An applied configuration without its nulls, and a JSON merge patch of just them (empty: none)."""
+    kept: dict[str, Any] = {}
+    removed: dict[str, Any] = {}
+    for k, v in config.items():
+        if v is None:
+            removed[k] = None
+        elif isinstance(v, dict):
+            kept[k], inner = _without_nulls(v)
+            if inner:
+                removed[k] = inner
+        else:
+            kept[k] = v
+    return kept, removed
+
+
+def _merged(obj: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """`obj` with a merge patch of removals applied (RFC 7386: a null removes the key)."""
+    out = dict(obj)
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(out.get(k), dict):
+            out[k] = _merged(out[k], v)
+    return out
 
 
 def apply_stage(cluster: Cluster, objects: Iterable[dict[str, Any]], versions: dict[str, str],

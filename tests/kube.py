@@ -467,11 +467,14 @@ class WritableEmulator(FaultyEmulator):
             after = self.create(target, live, yaml.safe_load(body) or {}, query.get("fieldManager") or "unknown")
         elif method == "PUT":
             after = self.update(target, live, yaml.safe_load(body) or {}, query.get("fieldManager") or "unknown")
+        elif content_type == "application/merge-patch+json":
+            after = self.merge_patch(target, live, yaml.safe_load(body) or {}, query.get("fieldManager") or "unknown")
         else:
             if content_type != "application/apply-patch+yaml":
                 raise Refusal(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
                                                            "accepted media types include: "
-                                                           "application/apply-patch+yaml")
+                                                           "application/apply-patch+yaml, "
+                                                           "application/merge-patch+json")
             manager = query.get("fieldManager")
             if not manager:  # https://kubernetes.io/docs/reference/using-api/server-side-apply/#using-server-side-apply-in-a-controller
                 raise Refusal(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required "
@@ -581,6 +584,32 @@ class WritableEmulator(FaultyEmulator):
         held = {k: paths - changed for k, paths in held.items()}
         held[manager, "Update"] = (mine | changed) & set(now)
         return self.stored(after, held, body.get("apiVersion", ""), (manager, "Update"))
+
+    def merge_patch(self, target: Target, live: dict[str, Any] | None, patch: dict[str, Any], manager: str
+                    ) -> dict[str, Any]:
+        """PATCH application/merge-patch+json: the patch merged into the object as RFC 7386 says (a null removes a
+        field, an object merges, anything else replaces; https://kubernetes.io/docs/tasks/manage-kubernetes-objects/
+        update-api-object-kubectl-patch/#use-a-json-merge-patch-to-update-a-deployment), an update as far as field
+        management goes; a resourceVersion in the patch is a precondition (https://kubernetes.io/docs/reference/
+        using-api/api-concepts/#resource-versions), none means the object as it is."""
+        if live is None:
+            raise Refusal(404, "NotFound", f'{target.qualified} "{target.name}" not found')
+
+        def merged(node: Any, change: Any) -> Any:
+            if not isinstance(change, dict):
+                return copy.deepcopy(change)
+            out = dict(node) if isinstance(node, dict) else {}
+            for k, v in change.items():
+                if v is None:
+                    out.pop(k, None)
+                else:
+                    out[k] = merged(out.get(k), v)
+            return out
+
+        after = merged(live, patch)
+        after["metadata"]["resourceVersion"] = (patch.get("metadata") or {}).get("resourceVersion") or \
+            live["metadata"]["resourceVersion"]
+        return self.update(target, live, after, manager)
 
     def delete(self, target: Target, live: dict[str, Any] | None, body: bytes) -> dict[str, Any]:
         """DELETE, under DeleteOptions' preconditions: the resourceVersion it names must be the object's, else 409

@@ -102,6 +102,30 @@ def test_only_the_intent_is_applied_and_a_field_meshstep_stops_setting_is_remove
                      ("meshstep", "Apply"): {".spec.hosts", ".spec.http"}}
 
 
+def test_a_label_the_stage_removes_is_removed_by_a_merge_patch_as_kubectl_label_does(cluster) -> None:
+    """A switch to ambient takes the namespace's injection label off (rendered as `null`). Server-side apply removes
+    a field only when its own manager stops sending it, and an applied null is no removal: the label, kubectl's, is
+    taken off by a JSON merge patch (an update, as `kubectl label namespace shop istio.io/rev-` does), dry-run first
+    and under the resourceVersion meshstep's own apply left; the rest is server-side applied."""
+    labelled = NS | {"metadata": {"name": "shop", "labels": {"team": "shop", "istio.io/rev": "default"}}}
+    with serve([labelled], writes=True) as served:
+        claim(served.emulator, "kubectl-client-side-apply")
+        switch = {**NS, "metadata": {"name": "shop", "labels": {"team": "shop", "istio.io/rev": None,
+                                                                "istio.io/dataplane-mode": "ambient"}}}
+        said: list[str] = []
+        done = apply_stage(cluster(served.url), [switch], {}, said.append)
+        writes = _writes(served)
+        live = _objects(served)
+    assert live["shop"]["metadata"]["labels"] == {"team": "shop", "istio.io/dataplane-mode": "ambient"}
+    kinds = [(w.headers["Content-Type"], w.params.get("dryRun")) for w in writes]
+    assert kinds == [("application/apply-patch+yaml", "All"), ("application/merge-patch+json", "All"),
+                     ("application/apply-patch+yaml", None), ("application/merge-patch+json", None)]
+    applied, removed = (yaml.safe_load(w.body) for w in writes[2:])
+    assert "istio.io/rev" not in applied["metadata"]["labels"]
+    assert removed["metadata"]["labels"] == {"istio.io/rev": None} and removed["metadata"]["resourceVersion"]
+    assert "-    istio.io/rev: default" in done.diffs[0] and "+    istio.io/dataplane-mode: ambient" in done.diffs[0]
+
+
 def test_a_conflict_names_the_other_manager_and_field_and_applies_nothing(cluster) -> None:
     with serve([NS, CRD, VS], writes=True) as served:
         claim(served.emulator, "argocd-controller")

@@ -131,3 +131,34 @@ def test_a_waypoint_stage_failing_requests_is_rolled_back_on_the_waypoint_s_coun
         plan = store.list_plans(SOURCE)[0]
         assert audit.verify(store) is None
     assert plan.stopped["code"] == "MST1006"
+
+
+def test_pods_left_on_sidecars_after_a_switch_leave_it_applied_with_the_restart_named(env, capsys,  # noqa: F811
+                                                                                      tmp_path: Path) -> None:
+    """orders' pods keep their sidecars until restarted (the emulator runs no controller; nobody restarts them): the
+    switch's bake sees them still serving, so the switch is not done, and not rolled back either (nothing broke)."""
+    from tests.live_traffic import Workload, live_prometheus
+
+    with serve(ambient_objects(), writes=True) as served:
+        db = env(served.url)
+        run = runner(capsys)
+        assert run("plan", "new", "--template", "sidecar-to-ambient", "--namespaces", "orders", "--source", SOURCE,
+                   "--db", db)[0] == 0
+        stages = _stages(run, db, "orders")
+        rc, _out, err = run("plan", "run", "--apply", "--until", str(stages["waypoint"]), "--source", SOURCE,
+                            "--db", db)
+        assert rc == 0, err
+        orders = Workload("orders", "orders-v1", 40, waypoint=lambda: True)
+        with live_prometheus(tmp_path, [orders]) as url:
+            rc, _out, err = run("plan", "run", "--apply", "--until", str(stages["ambient-mode"]), "--source", SOURCE,
+                                "--db", db, "--prometheus", url, *BAKE)
+        labels = _labels(served, "orders")
+    assert rc == 1, err
+    assert "still served by sidecars after the switch" in err and "kubectl rollout restart deployment -n orders" \
+        in err, err
+    assert labels.get("istio.io/dataplane-mode") == "ambient" and "istio.io/rev" not in labels, labels
+    with closing(Store.open(db)) as store:
+        plan = store.list_plans(SOURCE)[0]
+        assert audit.verify(store) is None
+    stage = next(s for s in plan.stages if s.order == stages["ambient-mode"])
+    assert stage.status == StageStatus.APPLIED and plan.stopped is None
