@@ -42,7 +42,7 @@ def what_happens(plan: Plan, view: Any, gitops: bool = False) -> list[str]:
               f"{t.max_p99_increase:g}%; at least {t.min_requests} requests)",
               "a regression stops the plan until someone resumes it and names the rollback to commit (the export's "
               f"{', '.join(export.file_names(view.stage, view.config.rollback_yaml, '.rollback'))}): meshstep does "
-              "not undo what GitOps applied; `meshstep plan rollback --gitops` records it once seen" if gitops else
+              "not undo what GitOps applied; \"Roll back\" below records it once seen" if gitops else
               "a regression rolls the stage back by itself (every object as it was before) and stops the plan until "
               "someone resumes it", "too little traffic stops without passing"]
     return steps
@@ -105,13 +105,19 @@ def resume_form(store: PlanStore, plan: Plan) -> None:
                 st.rerun()
 
 
+def operator_for(source: str, progress: Any, shadow: bool = False, gitops: bool = False) -> Operator:
+    """How the page reaches the live cluster it read, as `--apply` (or `--gitops`) does; progress lines go to
+    `progress` (an st.status), shown as text."""
+    context = source.split(":", 1)[1] if source.startswith("context:") else None
+    return Operator(Cluster.connect(context), progress=lambda line: progress.text(safe.terminal(line)),
+                    shadow=shadow, gitops=gitops)
+
+
 def _run(store: PlanStore, plan: Plan, source: str, actor: str, shadow: bool, gitops: bool,
          count: int | None) -> None:
     with ui.errors("Not applied"), st.status("Waiting for GitOps…" if gitops else "Applying…",
                                              expanded=True) as status:
-        context = source.split(":", 1)[1] if source.startswith("context:") else None
-        operator = Operator(Cluster.connect(context), progress=lambda line: status.text(safe.terminal(line)),
-                            shadow=shadow, gitops=gitops)
+        operator = operator_for(source, status, shadow, gitops)
         done = moves.run(store, plan, lambda: build_inventory(load_snapshot(source)), actor, operator,
                          lambda _inv: traffic.stage_evidence(), stages=count)
         if done.refusal is not None:

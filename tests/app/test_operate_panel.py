@@ -144,3 +144,35 @@ def test_the_plan_page_waits_for_gitops_then_bakes(tmp_path: Path, monkeypatch: 
     with closing(Store.open(db)) as store:
         plan = store.list_plans(SOURCE)[0]
     assert [s.status for s in plan.stages[:2]] == ["done", "done"] and plan.stages[1].record.gitops == "applied"
+
+
+def test_roll_back_on_the_page_puts_back_what_meshstep_applied(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage meshstep applied on the live cluster: the page's "Roll back" puts its objects back on the cluster as
+    `plan rollback --apply` does (the legacy namespace's injection label taken off again), not a YAML to apply."""
+    db = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("MESHSTEP_SETTLE", "0")
+    monkeypatch.setenv("MESHSTEP_SOURCE", SOURCE)
+    monkeypatch.setenv("MESHSTEP_DATABASE_URL", db)
+    with serve(demo_objects(), writes=True) as served:
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", {"prod": served.url}, "prod")))
+        before = live_objects(served)[("namespaces", None, "legacy")]["metadata"].get("labels", {})
+        with closing(Store.open(db)) as store:
+            stages.create(store, SOURCE, build_inventory(load_snapshot(SOURCE)), "routing-first", None, None, "bob")
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        at.run()
+        sign_in(at)
+        open_page(at, "plan")
+        for _ in range(2):  # the install check, then injection in legacy: applied by meshstep
+            next(b for b in at.button if b.label == "Apply and bake this stage").click().run()
+        assert live_objects(served)[("namespaces", None, "legacy")]["metadata"]["labels"]["istio.io/rev"] == "default"
+        next(t for t in at.text_input if t.label == "Rollback reason").input("legacy's batch job broke")
+        next(b for b in at.button if b.label == "Roll back").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        after = live_objects(served)[("namespaces", None, "legacy")]["metadata"].get("labels", {})
+        said = " ".join(str(w.value) for w in at.warning)
+        puts = [r for r in served.emulator if r.method == "PUT"]
+    assert after == before
+    assert "put back on the cluster as before it: Namespace legacy" in said, said
+    assert [r.url.path for r in puts] == ["/api/v1/namespaces/legacy"]
