@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,6 +99,17 @@ def test_a_switch_to_ambient_is_baked_on_hbone_and_a_new_denial_rolls_it_back(en
     assert again[0] == 1 and "MST1008: plan sidecar-to-ambient is stopped" in again[2], again
 
 
+def _orders_run_through(run: Any, db: str, feature: str) -> dict[str, int]:
+    """A sidecar-to-ambient plan for orders, run by meshstep (no telemetry) through its `feature` stage: its stages'
+    orders by feature."""
+    assert run("plan", "new", "--template", "sidecar-to-ambient", "--namespaces", "orders", "--source", SOURCE,
+               "--db", db)[0] == 0
+    order = _stages(run, db, "orders")
+    rc, _out, err = run("plan", "run", "--apply", "--until", str(order[feature]), "--source", SOURCE, "--db", db)
+    assert rc == 0, err
+    return order
+
+
 def test_a_waypoint_stage_failing_requests_is_rolled_back_on_the_waypoint_s_count(env, capsys,  # noqa: F811
                                                                                  tmp_path: Path) -> None:
     """orders' waypoint put in its path (istio.io/use-waypoint) fails 1.5% of its requests: the waypoint stage's
@@ -109,12 +121,7 @@ def test_a_waypoint_stage_failing_requests_is_rolled_back_on_the_waypoint_s_coun
     with serve(ambient_objects(), writes=True) as served:
         db = env(served.url)
         run = runner(capsys)
-        assert run("plan", "new", "--template", "sidecar-to-ambient", "--namespaces", "orders", "--source", SOURCE,
-                   "--db", db)[0] == 0
-        order = _stages(run, db, "orders")
-        rc, _out, err = run("plan", "run", "--apply", "--until", str(order["ambient-policies"]), "--source", SOURCE,
-                            "--db", db)
-        assert rc == 0, err
+        order = _orders_run_through(run, db, "ambient-policies")
         before = live_objects(served)
         behind = lambda: "istio.io/use-waypoint" in _labels(served, "orders")  # noqa: E731
         orders = Workload("orders", "orders-v1", 40, waypoint=behind, failing=lambda: 0.015 if behind() else 0.0)
@@ -142,12 +149,7 @@ def test_pods_left_on_sidecars_after_a_switch_leave_it_applied_with_the_restart_
     with serve(ambient_objects(), writes=True) as served:
         db = env(served.url)
         run = runner(capsys)
-        assert run("plan", "new", "--template", "sidecar-to-ambient", "--namespaces", "orders", "--source", SOURCE,
-                   "--db", db)[0] == 0
-        stages = _stages(run, db, "orders")
-        rc, _out, err = run("plan", "run", "--apply", "--until", str(stages["waypoint"]), "--source", SOURCE,
-                            "--db", db)
-        assert rc == 0, err
+        stages = _orders_run_through(run, db, "waypoint")
         orders = Workload("orders", "orders-v1", 40, waypoint=lambda: True)
         with live_prometheus(tmp_path, [orders]) as url:
             rc, _out, err = run("plan", "run", "--apply", "--until", str(stages["ambient-mode"]), "--source", SOURCE,
