@@ -221,12 +221,13 @@ def _check_page(pg, surface: str, context, part=None) -> None:
 
 def _download(pg, button: str) -> str:
     """The file a download button gives. A click that lands while the page reruns is lost (no download event comes):
-    the button is then clicked again, at most three times in all."""
+    the button is then clicked again, at most three times in all. The report is built when clicked (it verifies the
+    whole chain again): on a machine running the suite's other worker, that took over 20 s once."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     for _ in range(3):
         try:
-            with pg.expect_download(timeout=20_000) as download:
+            with pg.expect_download(timeout=60_000) as download:
                 pg.get_by_role("button", name=button).click()
             return Path(download.value.path()).read_text()
         except PlaywrightTimeout:
