@@ -18,6 +18,7 @@ import yaml
 
 from cluster.errors import MeshstepError
 from cluster.kubeapi import ApiError, ApiServer, Failed, _Cut, api_client
+from cluster.kubectl_apply import merge_patch
 from cluster.owners import FIELD_MANAGER, applied_by
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -292,7 +293,7 @@ class Cluster:
         after = orjson.loads(self.api_server().request(
             "PATCH", self.path(key), query, f"{doing}removing fields of {named(key)} (merge patch)", body=patch,
             content_type=MERGE_PATCH, refuse=_refusal(key, dry_run)))
-        return _merged(answer, removed) if dry_run else after
+        return merge_patch(answer, removed) if dry_run else after
 
     def delete(self, key: Key, version: str | None, dry_run: bool,
                what: str = "deleting") -> None:
@@ -357,17 +358,6 @@ def _without_nulls(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
         else:
             kept[k] = v
     return kept, removed
-
-
-def _merged(obj: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """`obj` with a merge patch of removals applied (RFC 7386: a null removes the key)."""
-    out = dict(obj)
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(out.get(k), dict):
-            out[k] = _merged(out[k], v)
-    return out
 
 
 def apply_stage(cluster: Cluster, objects: Iterable[dict[str, Any]], versions: dict[str, str],

@@ -34,3 +34,17 @@ def with_removals(new: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(v, dict) and isinstance(new[k], dict):
             out[k] = with_removals(new[k], v)
     return out
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """`target` with an RFC 7386 JSON merge patch applied, as the API server applies one (null deletes a key;
+    lists are replaced whole)."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out

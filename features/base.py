@@ -35,7 +35,7 @@ from analysis.findings import line
 from cluster.changes import clean, ref_of
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory, gc_paused, reading
-from cluster.kubectl_apply import stored, with_removals
+from cluster.kubectl_apply import merge_patch, stored, with_removals
 from cluster.model import Ref
 from cluster.owners import FIELD_MANAGER, taken
 from cluster.queries import per_inventory
@@ -382,19 +382,6 @@ class Refused(MeshstepError):
 # kubectl's last-applied-configuration does), so the rollback is exact even once the change is applied.
 ROLLBACK = "rollback.meshstep.io/"
 CREATED = "created"
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """`target` with an RFC 7386 merge patch applied (null deletes a key; lists are replaced whole)."""
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = merge_patch(out.get(k), v)
-    return out
 
 
 def merge_diff(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:

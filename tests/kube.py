@@ -27,6 +27,7 @@ from kmock import KubernetesEmulator, KubernetesError, ResourceInfo, Server, res
 from kmock._internal import parsing, rendering
 
 from benchmarks.kubeapi import aggregated_discovery, list_page, metadata_list, write_kubeconfig
+from cluster.kubectl_apply import merge_patch
 
 # The built-in resources every cluster serves (group/version, plural, kind); custom ones come from CRDs.
 _BUILTIN = (
@@ -594,19 +595,7 @@ class WritableEmulator(FaultyEmulator):
         using-api/api-concepts/#resource-versions), none means the object as it is."""
         if live is None:
             raise Refusal(404, "NotFound", f'{target.qualified} "{target.name}" not found')
-
-        def merged(node: Any, change: Any) -> Any:
-            if not isinstance(change, dict):
-                return copy.deepcopy(change)
-            out = dict(node) if isinstance(node, dict) else {}
-            for k, v in change.items():
-                if v is None:
-                    out.pop(k, None)
-                else:
-                    out[k] = merged(out.get(k), v)
-            return out
-
-        after = merged(live, patch)
+        after = merge_patch(live, copy.deepcopy(patch))
         after["metadata"]["resourceVersion"] = (patch.get("metadata") or {}).get("resourceVersion") or \
             live["metadata"]["resourceVersion"]
         return self.update(target, live, after, manager)

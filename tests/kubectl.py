@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from benchmarks.kubeapi import write_kubeconfig
-from features.base import merge_patch
+from cluster.kubectl_apply import merge_patch
 from tests.conftest import REFERENCE
 
 GATEWAY_API = REFERENCE.parent / "gateway-api-reference" / "crds"

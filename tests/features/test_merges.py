@@ -377,7 +377,8 @@ def test_every_invariant_holds_for_a_plain_rendering(demo_inventory):
 def test_the_rollback_record_restores_an_empty_map(demo_inventory):
     """Found by the property test: a namespace with `labels: {}` came back without its map emptied (an RFC 7386
     patch cannot set {} over a map, it must delete each key)."""
-    from features.base import merge_diff, merge_patch
+    from cluster.kubectl_apply import merge_patch
+    from features.base import merge_diff
 
     old = {"metadata": {"name": "alpha", "labels": {}}}
     new = {"metadata": {"name": "alpha", "labels": {"istio.io/dataplane-mode": "ambient"}}}
