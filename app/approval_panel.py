@@ -25,7 +25,7 @@ def show(store: PlanStore, plan: Plan, stage: Stage) -> str | None:
         safe.md_message(standing.text()) + (f" ({standing.stale} decision(s) on an earlier YAML no longer count)"
                            if standing.stale else ""), icon=":material/how_to_reg:")
     if not policy.window_open(datetime.now(UTC)):
-        st.warning(safe.md_message(str(refusal)) if isinstance(refusal, approvals.OutsideWindow) else
+        st.warning(safe.md_message(refusal) if isinstance(refusal, approvals.OutsideWindow) else
                    "Outside this cluster's change windows now.", icon=":material/schedule:")
     if policy.approvers:
         with st.form("decide", border=False):

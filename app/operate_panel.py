@@ -75,7 +75,7 @@ def show(store: PlanStore, plan: Plan, view: Any, source: str) -> None:
     stopped = moves.stop_refusal(plan)
     with st.expander("Apply with meshstep", icon=":material/rocket_launch:", expanded=stopped is not None):
         if stopped is not None:
-            st.error(safe.md_message(str(stopped)), icon=":material/pan_tool:")
+            st.error(safe.md_message(stopped), icon=":material/pan_tool:")
             resume_form(store, plan)
         gitops = st.toggle("GitOps applies it (Argo CD, Flux)", help="You commit the stage's file from the export; "
                            "meshstep waits until it is on the cluster, then bakes it.")
@@ -122,7 +122,7 @@ def _run(store: PlanStore, plan: Plan, source: str, actor: str, shadow: bool, gi
                          lambda _inv: traffic.stage_evidence(), stages=count)
         if done.refusal is not None:
             status.update(label="Stopped", state="error")
-            ui.flash(f"Stopped after {len(done.moves)} move(s): {safe.md_message(str(done.refusal))}", "error")
+            ui.flash(f"Stopped after {len(done.moves)} move(s): {safe.md_message(done.refusal)}", "error")
         else:
             status.update(label="Applied", state="complete")
             ui.flash(f"{len(done.moves)} move(s) made on the cluster.")

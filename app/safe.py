@@ -112,10 +112,15 @@ def message(text: str) -> str:
     return shown(text, MESSAGE)
 
 
-def md_message(text: str) -> str:
+def md_message(text: str | BaseException) -> str:
     """A finding's message or hint (or an error) for Markdown: meshstep's own words for the command line said with
     the app's controls (app/controls.py), then escaped; of a Filled text, only the template's words are said
-    anew, each value stays what it was and is made literal Markdown alone."""
+    anew, each value stays what it was and is made literal Markdown alone. The message's own line breaks (the
+    template's, or an error's: the exception itself, whose lines the CLI prints as they are, app/cli.py) are line
+    breaks, each line made unable to start a block; a value's newline stays an escape, and so does every newline
+    of a text whose parts are unknown (stored or typed), so that no line of theirs passes for the message's."""
+    if isinstance(text, BaseException):
+        return _lines(md(line, MESSAGE) for line in controls.for_app(str(text)).split("\n"))
     if not isinstance(text, Filled):
         return md(controls.for_app(str(text)), MESSAGE)
     values = [t for t, value in text.parts if value]
@@ -124,10 +129,26 @@ def md_message(text: str) -> str:
         marked.append(f"\ue000{n}\ue001" if value else t)
         n += value
     pieces = _VALUE_MARK.split(controls.for_app("".join(marked)))
-    return "".join(md(values[int(p)]) if i % 2 else md(p, len(p)) for i, p in enumerate(pieces))
+    return _lines("".join(md(values[int(p)]) if i % 2 else "\n".join(md(line, len(line)) for line in p.split("\n"))
+                          for i, p in enumerate(pieces)).split("\n"))
+
+
+def _lines(lines: Iterable[str]) -> str:
+    """Markdown lines (each escaped already) as one paragraph's: joined by hard line breaks (a backslash at the end
+    of a line), each line's indent kept as no-break spaces, and what would make its start a block (a list item, a
+    setext heading's underline or a rule; the rest md() escaped) made literal."""
+    return "\\\n".join(_BLOCK_START.sub(_inert, line, count=1) for line in lines)
+
+
+def _inert(m: re.Match[str]) -> str:
+    indent, mark, number, delimiter = m.groups()
+    return "\xa0" * len(indent) + (f"\\{mark}" if mark else f"{number}\\{delimiter}" if number else "")
 
 
 _VALUE_MARK = re.compile("\ue000(\\d+)\ue001")
+# What starts a block in the middle of a paragraph once md() has escaped the rest: a bullet (`-`, `+`), an ordered
+# item (`1.`, `2)`), a setext underline or rule (`---`, `===`); and the indent before it, which Markdown strips.
+_BLOCK_START = re.compile(r"^( *)(?:([-+=])|(\d{1,9})([.)]))?")
 
 
 def html(value: Any) -> str:

@@ -186,7 +186,7 @@ def inventory() -> Inventory:
     try:
         inv = load(src)
     except MeshstepError as e:
-        st.error(f"Cannot read the source **{safe.md(src)}**: {safe.md_message(str(e))}\n\nChoose another source on "
+        st.error(f"Cannot read the source **{safe.md(src)}**: {safe.md_message(e)}\n\nChoose another source on "
                  "the Settings page.")
         st.stop()
     _record_first_load(inv)
@@ -263,7 +263,7 @@ def store() -> Store:
     try:
         return _store(os.environ.get("MESHSTEP_DATABASE_URL"))
     except MeshstepError as e:
-        st.error(f"{safe.md_message(str(e))}\n\nWhoever runs this server starts the app with a database it can "
+        st.error(f"{safe.md_message(e)}\n\nWhoever runs this server starts the app with a database it can "
                  "write.")
         st.stop()
 
@@ -373,7 +373,7 @@ def errors(what: str = "") -> Iterator[None]:
     try:
         yield
     except MeshstepError as e:
-        st.error(safe.md_message(f"{what}: {e}" if what else str(e)))
+        st.error((f"{safe.md_message(what)}: " if what else "") + safe.md_message(e))
 
 
 def status(store: Store, cluster: str, inv: Inventory) -> dict[str, list[dict]]:

@@ -36,7 +36,7 @@ with st.form("fleet"):
 try:
     members = tuple(fleet.parse(text))
 except MeshstepError as e:
-    st.error(safe.md_message(str(e)))
+    st.error(safe.md_message(e))
     st.stop()
 if not members:
     st.info("Name at least one cluster above.")

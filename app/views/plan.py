@@ -248,7 +248,7 @@ def stage_actions(store, plan, view, inv) -> None:
         with ui.errors("Not rehearsed"):
             done = moves.rehearse(store, plan, inv, actor, evidence=traffic.stage_evidence())
             if done.refusal is not None:
-                ui.flash(f"The rehearsal stopped after {len(done.moves)} move(s): {safe.md_message(str(done.refusal))}",
+                ui.flash(f"The rehearsal stopped after {len(done.moves)} move(s): {safe.md_message(done.refusal)}",
                          "error")
             else:
                 ui.flash(f"The plan is rehearsed to done ({len(done.moves)} moves).")
@@ -363,7 +363,7 @@ try:
 except MeshstepError as e:  # the stage's config cannot be rendered for this cluster (the message says why)
     view, failing = None, stages.current_stage(plan)
     st.error(f"Stage {failing.order} ({safe.md(failing.title)}) cannot be prepared for this cluster: "
-             f"{safe.md_message(str(e))}\n\nFix the cluster "
+             f"{safe.md_message(e)}\n\nFix the cluster "
              "as the message says and press **Re-read the cluster**, or roll the plan back below.")
 if view is None:
     if stages.current_stage(plan) is None:

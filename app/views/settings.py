@@ -20,7 +20,7 @@ def _switch(src: str, shown: str | None = None) -> None:
     try:
         ui.load(src)
     except MeshstepError as e:
-        st.error(f"Cannot read **{safe.md(shown or src)}**: {safe.md_message(str(e))}\n\nStill reading "
+        st.error(f"Cannot read **{safe.md(shown or src)}**: {safe.md_message(e)}\n\nStill reading "
                  f"**{safe.md(ui.source())}**: fix the file, or choose another source.", icon=":material/error:")
         return
     ui.set_source(src)
@@ -48,7 +48,7 @@ elif kind == "A snapshot file":
         try:
             _switch(ui.server_path(path.strip()), path.strip())
         except MeshstepError as e:
-            st.error(f"Cannot read **{safe.md(path.strip())}**: {safe.md_message(str(e))}", icon=":material/error:")
+            st.error(f"Cannot read **{safe.md(path.strip())}**: {safe.md_message(e)}", icon=":material/error:")
 else:
     st.caption("A context of your kubeconfig; the app reads the cluster with your credentials (read-only).")
     context = st.text_input("Context name", placeholder="e.g. kind-istio")
@@ -67,7 +67,7 @@ if st.button("Use this telemetry"):
         traffic.observed()
     except MeshstepError as e:
         traffic.set_current(previous)
-        st.error(f"Cannot read **{safe.md(value.strip())}**: {safe.md_message(str(e))}", icon=":material/error:")
+        st.error(f"Cannot read **{safe.md(value.strip())}**: {safe.md_message(e)}", icon=":material/error:")
     else:
         ui.flash(f"Observed traffic now from **{safe.md(value.strip() or 'nowhere')}**.")
         st.rerun()

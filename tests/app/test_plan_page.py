@@ -160,3 +160,19 @@ def test_the_first_step_says_it_fixes_the_plan_s_mode(app, store: Store):
     app.button(key="advance").click().run()
     assert any("Plan **routing-first** is now a rehearsal for good." in s.value for s in app.success)
     assert app.toggle[0].disabled and not any("for good" in c.value for c in app.caption)
+
+
+def test_a_rehearsal_stopped_by_its_gate_says_so_in_lines(app, store: Store):
+    """The gate's refusal is written in lines (its head, then each failing check with its hint under it): the
+    page shows them as lines, not as one line with `\\n` in it."""
+    from markdown_it import MarkdownIt
+
+    sign_in(app)
+    open_page(app, "plan")
+    _blocked_at_strict_in_shop(app, store)
+    (stopped,) = [e for e in _errors(app) if e.startswith("The rehearsal stopped after")]
+    html = MarkdownIt("commonmark").render(stopped)
+    assert "\\n" not in html and "blocked by 1 failing check(s):<br />" in html, stopped
+    lines = html.removeprefix("<p>").removesuffix("</p>\n").split("<br />\n")
+    assert any(line.lstrip("\xa0").startswith("× error   MST0401") for line in lines), lines
+    assert lines[-1].startswith("fix these and press &quot;Check the gate again&quot;"), lines

@@ -9,6 +9,7 @@ from markdown_it import MarkdownIt
 
 from analysis.catalog import fill, text
 from app import safe
+from cluster.errors import MeshstepError
 from planner.plan import LeftOut
 
 HOSTILE = ["<script>alert(1)</script>", "<img src=http://evil.test/x.png>", "![x](http://evil.test/x.png)",
@@ -89,3 +90,28 @@ def test_a_plan_keeps_a_reason_with_its_values_apart() -> None:
     assert again == reason and again.parts == reason.parts
     # A reason edited in the database no longer matches its parts: shown whole, as any text
     assert type(LeftOut.reason_of(kept | {"reason": "edited"})) is str
+
+
+def test_an_error_s_own_lines_are_lines_and_none_of_them_is_markup() -> None:
+    """An error is meshstep's message, written in lines (a gate's findings under its head line): each is a line
+    in the app too, as on the terminal (app/cli.py), whatever the text it quotes makes a line start with — no
+    heading, list, quote, rule, code block, image or link, and no literal `\\n`."""
+    lines = ["stage 3 (Enforce STRICT) is blocked by 1 failing check(s):", "  × error   MST0401 Namespace shop",
+             "", "- not a list", "+ nor this", "1. nor this", "2) nor this", "# not a heading", "> not a quote",
+             "---", "===", "    not code", "![x](http://evil.test/x.png)", "<img src=http://evil.test/y.png>"]
+    html = MD.render(safe.md_message(MeshstepError("\n".join(lines))))
+    assert "\\n" not in html and html.count("<br />") == len(lines) - 1, html
+    assert re.fullmatch(r"<p>[^<]*(?:<br />\n[^<]*|<code>[^<]*</code>[^<]*)*</p>\n", html), html
+    shown = [re.sub(r"</?code>", "", line) for line in html.removeprefix("<p>").removesuffix("</p>\n")
+             .split("<br />\n")]
+    assert [line.replace("\xa0", " ").replace("&lt;", "<").replace("&gt;", ">") for line in shown] == lines
+
+
+def test_a_value_s_line_break_starts_no_line() -> None:
+    """A value the message was filled with is data: its newline stays the escape `\\n`, so that the line after it
+    cannot pass for the message's own; text whose parts are unknown (stored, typed) stays on one line too."""
+    filled = fill("host {host} not found\nsee the VirtualService", host="a\n# heading\n![x](http://evil.test/x.png)")
+    html = MD.render(safe.md_message(filled))
+    assert html == ("<p>host a\\n# heading\\n![x](<code>http://evil.test/x.png)</code> not found<br />\n"
+                    "see the VirtualService</p>\n"), html
+    assert "<br />" not in MD.render(safe.md_message("typed\n# reason"))
