@@ -317,12 +317,17 @@ class Feature:
 
     def gate(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> Outcome:
         """The gate: the readiness checks that gate this feature (those whose kinds the source could not show
-        skipped, and said so), and its dependencies on in this scope (or mesh-wide)."""
+        skipped, and said so), its dependencies on in this scope (or mesh-wide), and the owners of the fields its
+        rendering changes (MST0008). The feature is rendered once for all of them."""
+        try:
+            built = self.build(validate_params(self, params), scope, inv)
+        except MeshstepError:
+            built = None  # it cannot render here: the rendering says why; no change to look after, nothing owned
         ctx = Context(inv, scope, dict(params), traffic,
-                      after=lambda: inv.with_changes(apply=self.build(params, scope, inv)))
+                      after=None if built is None else lambda: inv.with_changes(apply=built))
         out = execute(gate_checks(self.id), ctx)
         return replace(out, findings=(*self._unmet_dependencies(inv, scope), *out.findings,
-                                      *self._owned_elsewhere(inv, scope, params)))
+                                      *owned_elsewhere(self.id, built or (), inv)))
 
     def checks(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> list[Message]:
         """The gate's messages: its findings, and the checks it skipped and why."""
@@ -349,14 +354,6 @@ class Feature:
                 + "".join(f" (nor {alt}, which stands in for it)" for alt in providers([dep]))
                 + (f": {state.why}" if state.by else ""), dependency=fix, scope=scope))
         return msgs
-
-    def _owned_elsewhere(self, inv: Inventory, scope: str, params: dict[str, Any]) -> list[Message]:
-        """MST0008 for the fields of live objects the rendering would change that another field manager owns."""
-        try:
-            built = self.build(validate_params(self, params), scope, inv)
-        except MeshstepError:
-            return []  # it cannot render here: the rendering says why
-        return owned_elsewhere(self.id, built, inv)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "category": self.category, "problem": self.problem,

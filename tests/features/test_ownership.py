@@ -15,6 +15,9 @@ from cluster.sources import load_snapshot
 from features._gate import render_gated
 from features.base import apply, registry
 from planner import plan
+from telemetry.edges import read_traffic
+from telemetry.metrics_file import MetricsFile
+from telemetry.series import DEMO_METRICS
 from tests.features.test_lifecycle import case, cluster_for, with_dependencies
 
 DEMO = Path(cluster.__file__).parent / "demo"
@@ -110,6 +113,18 @@ def test_a_stage_gate_names_the_owner_and_runs_the_check(tmp_path: Path) -> None
     assert not any(r.startswith("MST0008 ") for r in unseen.ran)
     (said,) = [r for r in unseen.skipped if r.startswith("MST0008 ")]
     assert "shows no field owners" in said and "--show-managed-fields" in said
+
+
+def test_a_gate_renders_its_feature_once(demo_inventory, monkeypatch) -> None:
+    """The check of the cluster as the change leaves it (MST0822: a caller the rendered policies would refuse)
+    and the owners check (MST0008) look at one rendering: a gate renders its feature once."""
+    feature = registry()["authorization-policy"]
+    builds, build = [], type(feature).build
+    monkeypatch.setattr(type(feature), "build", lambda self, *a: builds.append(a) or build(self, *a))
+    gate = feature.gate(demo_inventory, "shop", {**feature.defaults(), "allow_namespaces": ""},
+                        read_traffic(MetricsFile(DEMO_METRICS), 3600))
+    assert "MST0822" in {m.code for m in gate.findings}  # it looked at the cluster after the change
+    assert len(builds) == 1
 
 
 def test_every_kind_a_feature_renders_keeps_its_owners(demo_inventory) -> None:
