@@ -12,7 +12,7 @@ import json
 import pkgutil
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -102,6 +102,14 @@ class Observation:
 
     def to_json(self) -> dict[str, Any]:
         return {"feature": self.feature, "scope": self.scope, "evidence": self.evidence, "params": self.params}
+
+
+@dataclass(frozen=True)
+class Gate(Outcome):
+    """A feature's gate for one scope: what its checks gave (its unmet dependencies and the fields others own among
+    the findings), and whether its rendering has objects, whose field owners MST0008 looked at."""
+
+    renders_objects: bool = False
 
 
 @dataclass(frozen=True)
@@ -315,7 +323,7 @@ class Feature:
         return Rendered(self.id, scope, _shown(p), written(restore, after) + tuple(back), tuple(delete),
                         tuple(self.notes(p, scope, inv, True)), rollback=True)
 
-    def gate(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> Outcome:
+    def gate(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> Gate:
         """The gate: the readiness checks that gate this feature (those whose kinds the source could not show
         skipped, and said so), its dependencies on in this scope (or mesh-wide), and the owners of the fields its
         rendering changes (MST0008). The feature is rendered once for all of them."""
@@ -326,8 +334,8 @@ class Feature:
         ctx = Context(inv, scope, dict(params), traffic,
                       after=None if built is None else lambda: inv.with_changes(apply=built))
         out = execute(gate_checks(self.id), ctx)
-        return replace(out, findings=(*self._unmet_dependencies(inv, scope), *out.findings,
-                                      *owned_elsewhere(self.id, built or (), inv)))
+        return Gate((*self._unmet_dependencies(inv, scope), *out.findings, *owned_elsewhere(self.id, built or (), inv)),
+                    out.ran, out.skipped, bool(built))
 
     def checks(self, inv: Inventory, scope: str, params: dict[str, Any], traffic: Any = None) -> list[Message]:
         """The gate's messages: its findings, and the checks it skipped and why."""

@@ -115,6 +115,17 @@ def test_a_stage_gate_names_the_owner_and_runs_the_check(tmp_path: Path) -> None
     assert "shows no field owners" in said and "--show-managed-fields" in said
 
 
+def test_a_step_that_renders_no_object_lists_no_owners_check(tmp_path: Path) -> None:
+    """gateway-api-crds installs a release manifest by its command and renders no object: no field of it has an
+    owner to name, so its gate lists no MST0008, neither run nor skipped (as a feature without dependencies lists
+    no MST0003), on a snapshot with field owners or without."""
+    stage = plan.StageSpec("crds", "", (plan.Step("gateway-api-crds", "mesh"),))
+    for inv in build_inventory(load_snapshot("demo")), build_inventory(load_snapshot(str(owned_demo(tmp_path)))):
+        result = plan.gate(stage, inv)
+        assert plan.pending_steps(stage, inv) and result.ran  # its other checks ran
+        assert not [r for r in (*result.ran, *result.skipped) if r.startswith("MST0008")], result.skipped
+
+
 def test_a_gate_renders_its_feature_once(demo_inventory, monkeypatch) -> None:
     """The check of the cluster as the change leaves it (MST0822: a caller the rendered policies would refuse)
     and the owners check (MST0008) look at one rendering: a gate renders its feature once."""
