@@ -224,26 +224,29 @@ def _bake(m: _Move) -> Verification | _Ran:
     config Istio refuses) puts the stage's objects back by itself, or, for a stage GitOps applied, stops the plan with
     the rollback to commit."""
     op, stage = m.operator, m.stage
-    stop = _awaits_rollback if stage.record.gitops else _put_back
+    gitops = bool(stage.record.gitops)
     try:
         said = op.accepted(stage.record.applied, operate.touched(m.inventory, (s.scope for s in m.spec.steps),
                                                                  stage.record.applied))
     except operate.NotAccepted as e:
-        return stop(m, str(e), None)
+        return _awaits_rollback(m, str(e), None) if gitops else _put_back(m, e.code, str(e), None)
     op.progress(said)
     verdict = op.bake(m.evidence, [(s.feature, s.scope) for s in m.spec.steps], stage.updated_at,
                       Thresholds.from_json(m.plan.verify or {}), stage.record.shadow == "shadow")
     for line in verdict.lines:
         op.progress(line)
     if verdict.status == "regressed":
-        return stop(m, f"{'MST1011' if stage.record.gitops else 'MST1006'}: the bake saw a regression", verdict)
+        code = "MST1011" if gitops else "MST1006"
+        why = f"{code}: the bake saw a regression"
+        return _awaits_rollback(m, why, verdict) if gitops else _put_back(m, code, why, verdict)
     return verdict
 
 
-def _put_back(m: _Move, why: str, verdict: Verification | None) -> _Ran:
+def _put_back(m: _Move, code: str, why: str, verdict: Verification | None) -> _Ran:
     """The stage rolled back by itself: its objects as they were before it, its flags too; the plan stops (and stops
-    too when the objects could not all be put back: the stage stays applied, the cluster half way)."""
-    stop = {"code": why.split(":", 1)[0], "stage": m.stage.order, "title": m.stage.title,
+    too when the objects could not all be put back: the stage stays applied, the cluster half way), with `code`,
+    the catalog's for what stopped it (MST1006, MST1007, MST1009)."""
+    stop = {"code": code, "stage": m.stage.order, "title": m.stage.title,
             "reason": "; ".join((why, *(verdict.problems if verdict else ())))}
     try:
         back = m.operator.put_back(m.stage.record.applied)

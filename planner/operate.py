@@ -59,14 +59,21 @@ class BakeRegressed(MeshstepError):
 
 
 class NotAccepted(MeshstepError):
-    """MST1007: Istio reports the config invalid, or did not reconcile it in time."""
+    """MST1007: Istio reports the config invalid, or did not reconcile it in time. `code` is the catalog's, which
+    the plan's stop keeps; the message says it first."""
 
     exit_code = 1
+    code = "MST1007"
+
+    def __init__(self, said: str) -> None:
+        super().__init__(f"{self.code}: {said}")
 
 
 class ProxiesNotSynced(NotAccepted):
     """MST1009: the proxies the stage touches did not acknowledge its config in time (Envoy rejected it, or istiod
     did not push it)."""
+
+    code = "MST1009"
 
 
 class NotSynced(MeshstepError):
@@ -252,11 +259,11 @@ class Operator:
         while True:
             pending, errors, reported = _status(self.cluster, keys)
             if errors:
-                raise NotAccepted("MST1007: Istio reports the stage's config invalid: " + "; ".join(errors))
+                raise NotAccepted("Istio reports the stage's config invalid: " + "; ".join(errors))
             if not pending:
                 break
             if time.monotonic() >= deadline:
-                raise NotAccepted(f"MST1007: Istio did not reconcile {', '.join(pending)} within "
+                raise NotAccepted(f"Istio did not reconcile {', '.join(pending)} within "
                                   f"{duration_text(self.accept_timeout)} ({ACCEPT_TIMEOUT.env})")
             self.progress(f"waiting for Istio to accept: {', '.join(pending)}")
             self.sleep(self.poll)
@@ -285,7 +292,7 @@ class Operator:
                         "the apply and acknowledged)" if statuses else f"no proxy {touched.where} is connected to "
                         "istiod: none to wait for")
             if time.monotonic() >= deadline:
-                raise ProxiesNotSynced(f"MST1009: {len(stale)} proxies {touched.where} did not acknowledge the stage's "
+                raise ProxiesNotSynced(f"{len(stale)} proxies {touched.where} did not acknowledge the stage's "
                                        f"config within {duration_text(self.sync_timeout)} ({SYNC_TIMEOUT.env}): "
                                        f"{', '.join(stale[:5])}{' …' if len(stale) > 5 else ''} (istioctl "
                                        "proxy-status shows what each was sent; a NACK names Envoy's reason)")

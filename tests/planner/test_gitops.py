@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from planner import operate
 from state.models import StageStatus
 from state.store import Store
 from tests.kube import Cluster, pilot
@@ -223,6 +224,19 @@ def test_proxies_that_never_acknowledge_roll_the_stage_back(demo, capsys, monkey
     assert "MST1009: 7 proxies in shop did not acknowledge the stage's config within 2s" in err, err
     assert "rolled back by itself" in err and live_objects(served) == before
     assert _stage(db)[0].status == StageStatus.ROLLED_BACK
+    with closing(Store.open(db)) as store:
+        assert store.list_plans(SOURCE)[0].stopped["code"] == "MST1009"
+
+
+def test_istio_s_refusal_carries_its_code() -> None:
+    """The plan's stop keeps the refusal's code (MST1007 or MST1009) as the refusal carries it, not as read back
+    from its text, which quotes what istiod says; the text starts with the code all the same."""
+    invalid = operate.NotAccepted("Istio reports the stage's config invalid: IST0101 Referenced host not found")
+    stale = operate.ProxiesNotSynced("3 proxies in shop did not acknowledge the stage's config within 2s")
+    assert (invalid.code, str(invalid)) == (
+        "MST1007", "MST1007: Istio reports the stage's config invalid: IST0101 Referenced host not found")
+    assert (stale.code, str(stale)) == (
+        "MST1009", "MST1009: 3 proxies in shop did not acknowledge the stage's config within 2s")
 
 
 @pytest.mark.parametrize("unreadable", ["forbidden", "not served"])
