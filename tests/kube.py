@@ -2,7 +2,9 @@
 (list pagination with `limit`/`continue`, `labelSelector`, metadata-only lists, 403 for chosen resources,
 aggregated discovery), served from a background thread with its own event loop so that the synchronous
 `kubernetes` client can talk to it over HTTP; and FaultyEmulator, which answers chosen requests with the faults a
-real API server produces (each as the Kubernetes documentation page cited beside it describes)."""
+real API server produces (each as the Kubernetes documentation page cited beside it describes); and WritableEmulator,
+which takes writes, keeps their history and replays it to watches (from a resourceVersion, until timeoutSeconds,
+410 Expired once compacted)."""
 from __future__ import annotations
 
 import asyncio
@@ -92,6 +94,11 @@ class PagingEmulator(KubernetesEmulator):
         return aggregated_discovery(((r.group, r.version, r.plural, info.kind, bool(info.namespaced))
                                      for r, info in self.resources.items() if r.group), self.stale)
 
+    def list_version(self) -> str:
+        """The resourceVersion a list is read at (one that nothing can be watched from: this emulator keeps no
+        history of changes; WritableEmulator does)."""
+        return "1"
+
     async def _serve_list(self, request: Any) -> Any:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -110,7 +117,8 @@ class PagingEmulator(KubernetesEmulator):
         # The emulator keeps objects unordered; Kubernetes lists in key order, which continue tokens rely on.
         items = sorted(page["items"], key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
         items, meta = list_page(items, request.params.get("labelSelector") or "",
-                                int(request.params.get("continue") or 0), int(request.params.get("limit") or 0), "1")
+                                int(request.params.get("continue") or 0), int(request.params.get("limit") or 0),
+                                self.list_version())
         if self.honour_metadata_only and "as=PartialObjectMetadataList" in request.headers.get("Accept", ""):
             return metadata_list(items, meta)
         return {"metadata": meta, "items": items}
@@ -223,7 +231,11 @@ class Cluster:
 
     def list_requests(self, path: str) -> list[Any]:
         """The requests that listed the collection at `path` (e.g. /api/v1/pods)."""
-        return [r for r in self.emulator if r.method == "GET" and r.url.path == path]
+        return [r for r in self.emulator if r.method == "GET" and r.url.path == path and "watch" not in r.params]
+
+    def watch_requests(self, path: str) -> list[Any]:
+        """The requests that watched the collection at `path`."""
+        return [r for r in self.emulator if r.method == "GET" and r.url.path == path and "watch" in r.params]
 
 
 def install(emulator: PagingEmulator, objects: Iterable[dict[str, Any]]) -> None:
@@ -407,7 +419,8 @@ class WritableEmulator(FaultyEmulator):
     """A FaultyEmulator that takes writes as a Kubernetes API server does: server-side apply (PATCH
     application/apply-patch+yaml) with field managers, managedFields and conflicts, updates (PUT) and deletes
     with resourceVersion preconditions, dry runs that change nothing, RBAC refusals and validating webhooks'
-    denials. Every write moves the object's resourceVersion."""
+    denials. Every write moves the object's resourceVersion, and is kept in a history of changes that watches
+    replay (`watch`)."""
 
     # (verb, resource) the caller's RBAC does not allow: 403 (a plural, or "pods/proxy" for the pod proxy)
     forbidden_writes: set[tuple[str, str]]
@@ -417,15 +430,77 @@ class WritableEmulator(FaultyEmulator):
     config_writes: list[float]  # when each write of Istio config (a *.istio.io resource) was stored
     # (namespace, pod, port) → what answers the pod proxy's requests for a path: (status, JSON body)
     proxied: dict[tuple[str, str, str], Any]
+    # Each change stored: (its resourceVersion, the resource, ADDED | MODIFIED | DELETED, the object after it)
+    history: list[tuple[int, Any, str, dict[str, Any]]]
+    compacted: int  # the resourceVersion up to which the history is gone (compact)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.forbidden_writes, self.denials, self.before_write, self.version = set(), {}, None, 1000
         self.config_writes, self.proxied = [], {}
+        self.history, self.compacted = [], 0
 
     def stamp(self) -> str:
         self.version += 1
         return str(self.version)
+
+    def list_version(self) -> str:
+        """A list is read at the latest change (https://kubernetes.io/docs/reference/using-api/api-concepts/
+        #resource-versions: a collection's metadata.resourceVersion is the version it was read at)."""
+        return str(self.version)
+
+    def compact(self) -> None:
+        """What etcd's compaction does (five minutes of history by default): every change so far is forgotten, and
+        a watch from a resourceVersion before now answers 410 Expired."""
+        self.history.clear()
+        self.compacted = self.version
+
+    async def watch(self, raw: aiohttp.web.BaseRequest, parsed: Any) -> aiohttp.web.StreamResponse:
+        """A watch from a resourceVersion, as the API server answers it
+        (https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes): the
+        changes of the resource after that version, in order, one JSON event a line, then those that happen while
+        it is open, until `timeoutSeconds` ends it. Refused as a list is (403 for a forbidden plural, 404 for a
+        resource not served). A version older than the history kept answers 200 with one ERROR event, a Status
+        410 Expired "too old resource version" (#410-gone-responses; the apiserver's watch cache sends it as an
+        event rather than an HTTP status, as its uncached watch does). With `allowWatchBookmarks` a BOOKMARK ends
+        the stream, carrying the resourceVersion it was current to (#watch-bookmarks: sent at the server's
+        discretion, here before each timeout)."""
+        self._requests.append(await rendering.Request._parse(raw, id=len(self._requests)))
+        res = resource(group=parsed.group, version=parsed.version, plural=parsed.plural)
+        if res not in self.resources:
+            return Refusal(404, "NotFound", "the server could not find the requested resource").response()
+        if parsed.plural in self.forbidden:
+            return Refusal(403, "Forbidden", f'{parsed.plural} is forbidden: User "test" cannot watch it').response()
+        since = int(raw.query["resourceVersion"])
+        answer = aiohttp.web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        answer.enable_chunked_encoding()
+        await answer.prepare(raw)
+
+        async def send(how: str, obj: dict[str, Any]) -> None:
+            await answer.write(json.dumps({"type": how, "object": obj}).encode() + b"\n")
+
+        if since < self.compacted:
+            await send("ERROR", {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                 "message": f"too old resource version: {since} ({self.compacted})",
+                                 "reason": "Expired", "code": 410})
+            await answer.write_eof()
+            return answer
+        deadline = time.monotonic() + int(raw.query.get("timeoutSeconds") or 1)
+        while True:
+            for version, changed, how, obj in list(self.history):
+                if version > since and (changed.group, changed.plural) == (res.group, res.plural) and \
+                        parsed.namespace in (None, obj["metadata"].get("namespace")):
+                    await send(how, obj)
+                since = max(since, version)
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        if raw.query.get("allowWatchBookmarks") == "true":
+            info = self.resources[res]
+            await send("BOOKMARK", {"kind": info.kind, "apiVersion": f"{res.group}/{res.version}".lstrip("/"),
+                                    "metadata": {"resourceVersion": str(self.version)}})
+        await answer.write_eof()
+        return answer
 
     async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if raw.method == "GET" and (via := _POD_PROXY.fullmatch(raw.path)):
@@ -435,6 +510,8 @@ class WritableEmulator(FaultyEmulator):
             except Refusal as e:
                 return e.response()
             return aiohttp.web.json_response(answer, status=status)
+        if raw.method == "GET" and raw.query.get("watch") in ("true", "1") and "resourceVersion" in raw.query:
+            return await self.watch(raw, parsing.parse_path(raw.path))
         if raw.method not in ("PATCH", "PUT", "DELETE", "POST"):
             return await super().__call__(raw)
         parsed = parsing.parse_path(raw.path)
@@ -490,9 +567,26 @@ class WritableEmulator(FaultyEmulator):
                 self.config_writes.append(time.time())
             if method == "DELETE":
                 del self.objects[target.key]
+                gone = copy.deepcopy(after)
+                gone["metadata"]["resourceVersion"] = self.stamp()
+                self.history.append((self.version, target.resource, "DELETED", gone))
+                if target.resource.plural == "customresourcedefinitions":
+                    self.unserve(after)
             else:
                 self.objects[target.key] = after
+                self.history.append((int(after["metadata"]["resourceVersion"]), target.resource,
+                                     "MODIFIED" if live is not None else "ADDED", copy.deepcopy(after)))
         return after
+
+    def unserve(self, crd: dict[str, Any]) -> None:
+        """A CustomResourceDefinition deleted: its resources are no longer served, and its objects are gone
+        (https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/
+        #delete-a-customresourcedefinition)."""
+        group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+        for res in [r for r in self.resources if (r.group, r.plural) == (group, plural)]:
+            del self.resources[res]
+            for key in [k for k in self.objects if k[0] == res]:
+                del self.objects[key]
 
     def proxy(self, namespace: str, pod: str, port: str, path: str) -> tuple[int, Any]:
         """A GET through the API server's pod proxy, `/api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH`
