@@ -7,19 +7,19 @@ SHA-256, the limits a snapshot is read within (MESHSTEP_MAX_*), and the code tha
 modules, hashed, and the entry format's VERSION). It is never trusted when any of that differs: the snapshot is read
 again and the entry replaced. An entry that cannot be read (truncated, corrupt, of another format) is read again the
 same way, without an error. Deleting the directory is always safe. Only snapshots on disk of CACHED_FROM bytes or
-more are kept: a live cluster is read afresh (what it holds changes without a file saying so), and a small file
-reads faster than a cache entry would.
+more are kept: a small file reads faster than a cache entry would.
 
 An inventory made from a cached one (a plan's overlay: the source with stages applied) can be kept beside it
 (`derived`), keyed by the source's entry, what was made of it and the code of every room that made it; the few most
 recently used are kept per source.
 
-MESHSTEP_CACHE_DIR moves the directory; MESHSTEP_CACHE=off turns the cache off."""
+A live cluster's large kinds are kept apart, by cluster.live_cache, and brought up to date by watching them.
+
+MESHSTEP_CACHE_DIR moves the directory; MESHSTEP_CACHE=off turns the cache off (cluster.cachedir)."""
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import weakref
 from collections.abc import Callable, Collection, Iterator
 from functools import cache
@@ -28,6 +28,8 @@ from typing import Any
 
 import msgspec
 
+from cluster import cachedir
+from cluster.cachedir import directory
 from cluster.inventory import Inventory, assemble, build_inventory, gc_paused
 from cluster.model import Pod
 from cluster.snapshot import Visibility
@@ -37,7 +39,6 @@ from cluster.sources import load_snapshot, source_label
 # and a change of the decoding code by its hash in the key).
 VERSION = 2
 CACHED_FROM = 1 << 20  # bytes of snapshot: smaller ones are read again each time
-DIR_ENV, SWITCH_ENV = "MESHSTEP_CACHE_DIR", "MESHSTEP_CACHE"
 # The modules whose code decides what an entry holds: a change to any of them makes every entry stale.
 _DECODING = ("cache.py", "decode.py", "files.py", "inventory.py", "model.py", "owners.py", "shapes.py", "snapshot.py")
 
@@ -53,14 +54,6 @@ class _Entry(msgspec.Struct, array_like=True):
     objects: list[dict[str, Any]]
 
 
-def directory() -> Path:
-    """Where entries are kept: MESHSTEP_CACHE_DIR, else the user's cache directory (platformdirs)."""
-    if where := os.environ.get(DIR_ENV):
-        return Path(where)
-    import platformdirs
-
-    return platformdirs.user_cache_path("meshstep") / "inventory"
-
 
 def inventory(source: str | None, roots: Collection[Path] | None = None) -> Inventory:
     """The inventory of a `--source` value (as build_inventory(load_snapshot(source, roots)) reads it), from the
@@ -74,20 +67,10 @@ def inventory(source: str | None, roots: Collection[Path] | None = None) -> Inve
     if inv is None:
         inv = build_inventory(snapshot)
         _write(path, key[1], inv)
-    _used(path, "[0-9a-f]" * 32 + ".msgpack", SOURCES_KEPT)
+    cachedir.used(path, "[0-9a-f]" * 32 + ".msgpack", SOURCES_KEPT)
     _remember(inv, key[1])
     return inv
 
-
-def _used(path: Path, pattern: str, kept: int) -> None:
-    """Mark the entry recently used, and delete all but the `kept` most recently used entries matching `pattern`
-    (every snapshot path read would otherwise leave one behind for good)."""
-    try:
-        os.utime(path)
-        for old in sorted(path.parent.glob(pattern), key=lambda p: p.stat().st_mtime_ns, reverse=True)[kept:]:
-            old.unlink()
-    except OSError:
-        pass  # a cache that cannot be kept tidy is no error
 
 
 # The content key of each inventory read through the cache (or derived from one), while it lives.
@@ -117,7 +100,7 @@ def derived(inv: Inventory, what: str, code: str, build: Callable[[], Inventory]
         if not keep or id(made) in _CONTENT:  # not to keep, or nothing new (a change that changed nothing)
             return made
         _write(path, key, made)
-    _used(path, f"{stem}-*.derived.msgpack", DERIVED_KEPT)
+    cachedir.used(path, f"{stem}-*.derived.msgpack", DERIVED_KEPT)
     _remember(made, key)
     return made
 
@@ -139,21 +122,10 @@ def _read(path: Path, key: str) -> Inventory | None:
 
 
 def _write(path: Path, key: str, inv: Inventory) -> None:
-    """Keep the entry, atomically (a reader never sees half of one); a cache that cannot be written is no error."""
+    """Keep the entry (cachedir.write: atomically, and no error when it cannot be written)."""
     pods, objects = inv.parts()
     entry = _Entry(VERSION, key, inv.source, inv.cluster, inv.visibility, inv.mesh_networks, pods, objects)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".entry-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(msgspec.msgpack.encode(entry))
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError:
-        return
+    cachedir.write(path, msgspec.msgpack.encode(entry))
 
 
 @cache
@@ -166,8 +138,7 @@ def _key(source: str | None, roots: Collection[Path] | None) -> tuple[str, str] 
     the demo, a small snapshot, a path outside `roots`, one that cannot be read (reading it says why), or the cache
     turned off."""
     label = source_label(source)
-    if os.environ.get(SWITCH_ENV, "").lower() in ("off", "0", "no") or label in ("demo", "live") \
-            or label.startswith("context:"):
+    if cachedir.off() or label in ("demo", "live") or label.startswith("context:"):
         return None
     path = Path(label)
     try:
@@ -184,8 +155,7 @@ def _key(source: str | None, roots: Collection[Path] | None) -> tuple[str, str] 
                 content.update(hashlib.file_digest(f, "sha256").digest())
     except OSError:
         return None
-    limits = sorted((k, v) for k, v in os.environ.items() if k.startswith("MESHSTEP_MAX_"))
-    return f"{label}\0{real}", f"{VERSION}\0{_code()}\0{limits}\0{content.hexdigest()}"
+    return f"{label}\0{real}", f"{VERSION}\0{cachedir.code(_DECODING)}\0{cachedir.limits()}\0{content.hexdigest()}"
 
 
 def _files(path: Path) -> Iterator[tuple[str, int, int]]:
@@ -201,12 +171,6 @@ def _files(path: Path) -> Iterator[tuple[str, int, int]]:
                 st = file.stat()
                 yield str(file), st.st_size, st.st_mtime_ns
 
-
-@cache
-def _code(modules: tuple[str, ...] = _DECODING) -> str:
-    """The code of these modules of this room, hashed."""
-    here = Path(__file__).parent
-    return hashlib.sha256(b"".join((here / m).read_bytes() for m in modules)).hexdigest()
 
 
 @cache

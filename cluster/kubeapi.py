@@ -24,6 +24,7 @@ DEADLINE = Limit("MESHSTEP_READ_TIMEOUT", 300, "a live read may take in all", un
 CONNECT_TIMEOUT = Limit("MESHSTEP_CONNECT_TIMEOUT", 5, "connecting to the API server may take", unit="seconds")
 REQUEST_TIMEOUT = Limit("MESHSTEP_REQUEST_TIMEOUT", 60, "the API server may stay silent within one answer",
                         unit="seconds")
+CONNECTIONS = 16  # to the API server at once, at most: a live read's lists and watches
 ATTEMPTS = Limit("MESHSTEP_READ_ATTEMPTS", 8, "tries one request gets when what fails it passes", unit="tries")
 
 # client-go's own backoff shape (wait.Backoff): each wait doubles from INITIAL up to CAP, and a random share of up
@@ -69,6 +70,9 @@ def api_client(context: str | None) -> tuple[Any, str]:
     # Retried here, above urllib3, where the deadline, the backoff and the messages are meshstep's; urllib3's own
     # errors come unwrapped.
     cfg.retries = False
+    # A live read holds a connection for each list and each watch it runs at once (cluster.live: WORKERS and
+    # WATCHES); the client's default of 5 per CPU would have urllib3 drop the extra ones, with a warning each.
+    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize, CONNECTIONS)
     return client.ApiClient(cfg), user
 
 

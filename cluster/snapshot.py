@@ -134,12 +134,12 @@ class Snapshot:
                     yield item
                     continue
                 for obj in item.parse():
-                    yield _trimmed(obj)
+                    yield trimmed(obj)
             else:
-                yield _trimmed(item)
+                yield trimmed(item)
 
 
-def _trimmed(obj: dict[str, Any]) -> dict[str, Any]:
+def trimmed(obj: dict[str, Any]) -> dict[str, Any]:
     """The object without what meshstep never keeps: a Secret's values (what a check needs of them is kept as
     credential facts), and the API server's field-ownership record (metadata.managedFields: kilobytes an object on
     a live cluster) but for the kinds a feature changes, slimmed (cluster.owners: a stage's gate names who owns what

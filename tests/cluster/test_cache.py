@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.synthetic import synthetic_cluster, write
-from cluster import cache
+from cluster import cache, cachedir
 from cluster.errors import SourceError
 from cluster.inventory import Inventory, build_inventory
 from cluster.sources import load_snapshot
@@ -96,7 +96,7 @@ def test_what_is_not_cached(snapshot: Path, tmp_path: Path, monkeypatch) -> None
     with pytest.raises(SourceError, match="outside"):
         cache.inventory(str(snapshot), roots=[tmp_path / "elsewhere"])
     assert _entries() == []
-    monkeypatch.setenv(cache.SWITCH_ENV, "off")
+    monkeypatch.setenv(cachedir.SWITCH_ENV, "off")
     cache.inventory(str(snapshot))
     assert _entries() == []
 
@@ -104,7 +104,7 @@ def test_what_is_not_cached(snapshot: Path, tmp_path: Path, monkeypatch) -> None
 def test_a_cache_that_cannot_be_written_is_no_error(snapshot: Path, tmp_path: Path, monkeypatch) -> None:
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("")
-    monkeypatch.setenv(cache.DIR_ENV, str(blocked / "inventory"))
+    monkeypatch.setenv(cachedir.DIR_ENV, str(blocked / "inventory"))
     _same(cache.inventory(str(snapshot)), build_inventory(load_snapshot(str(snapshot))))
 
 
