@@ -104,6 +104,10 @@ class Failed(SourceError):
         self.why, self.status = why, status
 
 
+class TooLarge(SourceError):
+    """An answer larger than an answer may be (FILE_LIMIT: MESHSTEP_MAX_FILE_MB)."""
+
+
 class _Cut(Exception):
     """The connection failed mid-request in a way that may pass (reset, aborted, an answer cut short)."""
 
@@ -223,7 +227,7 @@ class ApiServer:
             body.append(chunk)
             size += len(chunk)
             if size > FILE_LIMIT.bytes:
-                raise FILE_LIMIT.exceeded(f"{self.server}{path}", "an answer larger than that")
+                raise TooLarge(str(FILE_LIMIT.exceeded(f"{self.server}{path}", "an answer larger than that")))
             self.left()
             with self.lock:
                 self.bytes += len(chunk)

@@ -21,7 +21,7 @@ import orjson
 from cluster import kubeapi, live_cache, shapes
 from cluster.discovery import discover
 from cluster.errors import SourceError
-from cluster.kubeapi import DEADLINE, ApiServer, Failed
+from cluster.kubeapi import DEADLINE, ApiServer, Failed, TooLarge
 from cluster.live_cache import Kept
 from cluster.model import GATEWAY_API_GROUP, ISTIO_GROUPS
 from cluster.snapshot import POD_KIND, Kind, NotVisible, Raw, Snapshot, Visibility, trimmed
@@ -355,7 +355,8 @@ class _LiveReader:
         """The kind brought up to date from where it was last read: watched from its resourceVersion for
         WATCH_SECONDS, each ADDED, MODIFIED and DELETED applied to its items, a BOOKMARK moving the resourceVersion
         on; None (list it afresh) when the watch fails in any way — refused (403: the list says whether the kind is
-        still visible), an ERROR event (410 Expired: the history since was compacted), a stream cut off."""
+        still visible), an ERROR event (410 Expired: the history since was compacted), a stream cut off, more
+        changes than an answer may hold."""
         kind, what = was.kind, f"watching {was.kind.label}"
         query = [("watch", "true"), ("resourceVersion", was.resource_version), ("allowWatchBookmarks", "true"),
                  ("timeoutSeconds", live_cache.WATCH_SECONDS)]
@@ -363,6 +364,9 @@ class _LiveReader:
             data = self.api.get(kind.path, query, what)
         except Failed as e:
             kubeapi.log.info("%s on %s: %s; listing it afresh", what, self.api.at, e.why)
+            return None
+        except TooLarge as e:  # more changes than one answer may hold (a rollout of every pod): pages hold them
+            kubeapi.log.info("%s on %s: %s; listing it afresh", what, self.api.at, e)
             return None
         items = {(ns, name): item for ns, name, item in was.items}
         version = was.resource_version

@@ -9,8 +9,9 @@ list (or last watch) was read at; the next read watches it from there (`watch=tr
 events to the items (https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes);
 a BOOKMARK moves the resourceVersion on (#watch-bookmarks). A kind whose watch fails in any way — an ERROR event
 (410 Expired: the history was compacted, https://kubernetes.io/docs/reference/using-api/api-concepts/
-#410-gone-responses), a 403 (the user may no longer read it: listed afresh, the list says whether it is visible), a
-stream that breaks off — is listed afresh exactly as without the cache, and its items are never served. An API
+#410-gone-responses), a 403 (the user may no longer read it: listed afresh, the list says whether it is visible;
+a role that may list but not watch lists each time), a stream that breaks off, more changes than one answer may
+hold (MESHSTEP_MAX_FILE_MB) — is listed afresh exactly as without the cache, and its items are never served. An API
 server keeps minutes of history (etcd compacts it every five minutes by default), so a read more than that after
 the last one lists its kept kinds afresh; the ERROR comes at once, costing a request, not the watch's second.
 

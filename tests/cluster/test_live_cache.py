@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from benchmarks.kubeapi import write_kubeconfig
-from cluster import cache, cachedir, live, live_cache
+from cluster import cache, cachedir, kubeapi, live, live_cache
 from cluster.inventory import Inventory, build_inventory
 from cluster.live import live_snapshot
+from cluster.snapshot import FILE_LIMIT, Limit
 from tests.cluster.test_cache import _same
 from tests.cluster.test_live_faults import _demo_objects
 from tests.kube import Cluster, serve
@@ -111,6 +112,19 @@ def test_a_compacted_history_is_listed_afresh(cluster: Cluster, monkeypatch) -> 
     assert len(cluster.watch_requests(PODS)) == 1 and len(cluster.list_requests(PODS)) > listed
     _same(warm, _fresh(monkeypatch))
     assert "added-by-kubectl" in {p.name for p in warm.pods}
+
+
+def test_a_watch_with_more_changes_than_an_answer_may_hold_is_listed_instead(cluster: Cluster, monkeypatch) -> None:
+    cold = _read()
+    for pod in cold.pods:  # each change an event of the whole pod: more than the answer may hold, in all
+        _send(cluster, "PATCH", f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}",
+              {"metadata": {"labels": {"rolled": "out"}}})
+    # An answer may hold 100 kB here (every list page of 3 objects is less): the watch's is more, a list's is not.
+    monkeypatch.setattr(kubeapi, "FILE_LIMIT", Limit(FILE_LIMIT.env, 100_000, FILE_LIMIT.what, unit="bytes"))
+    listed = len(cluster.list_requests(PODS))
+    warm = _read()
+    assert len(cluster.watch_requests(PODS)) == 1 and len(cluster.list_requests(PODS)) > listed
+    _same(warm, _fresh(monkeypatch))
 
 
 def test_a_kind_refused_since_it_was_kept_is_not_visible_and_nothing_kept_is_served(cluster: Cluster,
