@@ -2,10 +2,12 @@
 
 `calls(inv)` is the evidence: workloads naming a service or an external host in their command, args or env, the
 Kubernetes Ingresses that send to a Service, and the Istio ingress gateways' routes. It is the one seam where more
-evidence (observed traffic) joins. `refusal(inv, call)` says what in the config refuses a call — STRICT mTLS, an
-AuthorizationPolicy (a RequestAuthentication's DENY is one), REGISTRY_ONLY, a Sidecar's egress — so that the
-invariants (features/invariants.py) can compare a cluster before and after a change. The checks at the end say
-what this evidence cannot show."""
+evidence (observed traffic) joins; today observed traffic is read beside it, by the checks given telemetry (a caller
+without a sidecar is unnamed there: it sends no metadata). `refusal(inv, call)` says what in the config refuses a
+call — STRICT mTLS where a proxy enforces it, an AuthorizationPolicy (a RequestAuthentication's DENY is one),
+REGISTRY_ONLY, a Sidecar's egress — so that the invariants (features/invariants.py) can compare a cluster before and
+after a change. The checks at the end judge the pods without a sidecar of a STRICT stage by what they call
+(MST0401, MST0406, MST0407), and say what this evidence cannot show (MST0801, MST0802)."""
 from __future__ import annotations
 
 import fnmatch
@@ -15,24 +17,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.base import Context
-from analysis.catalog import fill, joined
+from analysis.catalog import Filled, fill, joined
 from analysis.effective import mtls_mode
 from analysis.readiness.egress import egress_allows
 from analysis.readiness.mtls import ingress_backends
 from analysis.readiness.scope import (
     Found,
+    Unit,
     external_hosts,
     hint,
     outside_mesh,
+    pods_text,
     readiness,
     scope_namespaces,
     service_calls,
     service_of_host,
     units,
 )
+from analysis.traffic import counted, plaintext_into, workload_of
 from cluster.inventory import Inventory
 from cluster.model import KubeObject, Ref, Service
 from cluster.queries import application_namespace, istio_objects, labels_match, ns_of, per_inventory, service_index
+from telemetry.edges import Edge, Traffic
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,11 +150,24 @@ def _caller_side(inv: Inventory, call: Call) -> str | None:
     return None
 
 
+def refuses_plaintext(inv: Inventory, svc: Service) -> tuple[bool, str]:
+    """Whether a Service's servers refuse plaintext (STRICT where a proxy enforces it), and why, as the resolver says
+    it: where STRICT comes from, or why they accept plaintext. A pod without a sidecar (or ztunnel) has no proxy to
+    apply a PeerAuthentication: it takes whatever comes. With no pods to go by, its selector's mode is taken."""
+    pods = inv.pods_of_service(svc)
+    proxied = [p.labels for p in pods if inv.in_mesh(p)]
+    if pods and not proxied:
+        return False, "no sidecar there to enforce mTLS"
+    modes = [mtls_mode(inv, svc.namespace, labels) for labels in proxied or [svc.selector or {}]]
+    mode = next((m for m in modes if m.value == "STRICT"), modes[0])
+    return mode.value == "STRICT", mode.why
+
+
 def _server_side(inv: Inventory, call: Call) -> str | None:
     svc = call.service
     pods = inv.pods_of_service(svc)
     labels = [p.labels for p in pods] or [svc.selector or {}]
-    if not call.meshed and _strict(inv, svc.namespace, labels):
+    if not call.meshed and refuses_plaintext(inv, svc)[0]:
         return f"mTLS STRICT in {svc.namespace} refuses its plaintext"
     by_ns = per_inventory(inv, "callers-authorization-policies", lambda i: _by_namespace(
         istio_objects(i, "AuthorizationPolicy")))
@@ -168,10 +187,6 @@ def _server_side(inv: Inventory, call: Call) -> str | None:
 def _selects(selector: dict[str, Any] | None, labels: list[dict[str, str]]) -> bool:
     match = (selector or {}).get("matchLabels")
     return not match or any(labels_match(match, pod) for pod in labels)
-
-
-def _strict(inv: Inventory, namespace: str, labels: list[dict[str, str]]) -> bool:
-    return any(mtls_mode(inv, namespace, pod).value == "STRICT" for pod in labels)
 
 
 def _rule_matches(rule: dict[str, Any], call: Call, deny: bool) -> bool:
@@ -209,6 +224,136 @@ def _source_matches(src: dict[str, Any], call: Call, deny: bool) -> bool:
         if not test(value or []):
             return False
     return True
+
+
+# ---------------------------------------------------------------- pods without a sidecar under STRICT
+
+# STRICT is enforced by the server's proxy: a pod of the scope without one keeps receiving calls (its callers' auto
+# mTLS sends it plaintext, and no PeerAuthentication applies to it), and breaks only where it calls a server that is,
+# or will be after the stage, STRICT. Each such pod is judged by what the evidence shows it calls: MST0401 (its
+# config names such a server), MST0406 (nothing shows either way), MST0407 (telemetry saw no plaintext reach one).
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """A call of a pod without a sidecar to an in-cluster Service, judged on the cluster as the stage leaves it."""
+
+    call: Call
+    refused: bool  # its servers refuse plaintext after the stage
+    why: str  # where their mode comes from, or why they accept plaintext
+    today: bool  # they refuse it already
+
+
+@dataclass(frozen=True)
+class _Bare:
+    """A workload of the scope with pods outside the mesh, and its calls to in-cluster Services as config shows
+    them."""
+
+    unit: Unit
+    pods: list[str]
+    calls: list[_Judged]
+
+    @property
+    def refused(self) -> list[_Judged]:
+        return [j for j in self.calls if j.refused]
+
+
+def _bare(ctx: Context) -> Iterator[_Bare]:
+    inv = ctx.inventory
+    found = [(u, out) for u in units(inv, scope_namespaces(ctx)) if (out := outside_mesh(inv, u))]
+    if not found:
+        return
+    named: dict[Ref, list[Call]] = defaultdict(list)
+    for c in calls(inv):
+        if c.service is not None:
+            named[c.caller].append(c)
+    # The cluster as the stage leaves it; outside a stage's gate (no rendering), as it is.
+    after = ctx.after() if ctx.after is not None and any(u.ref in named for u, _ in found) else inv
+    for u, out in found:
+        yield _Bare(u, out, [_Judged(c, *refuses_plaintext(after, c.service), refuses_plaintext(inv, c.service)[0])
+                             for c in named.get(u.ref, ())])
+
+
+def _strict_destinations(ctx: Context, t: Traffic) -> list[Edge]:
+    """Plaintext from callers outside the mesh (no source: a pod without a sidecar sends no metadata) that reached a
+    server that is, or will be after the stage, STRICT."""
+    plain = [e for e in plaintext_into(t, None) if not e.source.known]
+    if not plain:
+        return []
+    after = ctx.after() if ctx.after is not None else ctx.inventory
+    out = []
+    for e in plain:
+        w = workload_of(after, e.destination)
+        labels = w.template.labels if w is not None and w.template is not None else {}
+        if mtls_mode(after, e.destination.namespace or "", labels).value == "STRICT":
+            out.append(e)
+    return out
+
+
+def _targets(judged: list[_Judged]) -> Filled:
+    return joined(fill("{target} ({why})", target=j.call.target, why=j.why) for j in judged)
+
+
+@readiness("MST0401", "Service", "PeerAuthentication")
+def calls_strict_without_sidecar(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    for b in _bare(ctx):
+        if not b.refused:
+            continue
+        each = joined((fill("calls {target} (named in {evidence}), STRICT "
+                            + ("already today" if j.today else "after this stage") + " ({why})",
+                            target=j.call.target, evidence=j.call.evidence.removeprefix("its "),
+                            why=j.why.removeprefix("STRICT "))
+                       for j in b.refused), "; ")
+        yield b.unit.ref, fill("{pods} without a sidecar {each}: with no proxy to present a certificate, its plaintext "
+                               "is refused there", pods=pods_text(b.pods), each=each), \
+            hint("MST0401", workload=str(b.unit.ref), inject=b.unit.inject(inv),
+                 targets=", ".join(j.call.target for j in b.refused))
+
+
+def _named(b: _Bare) -> Filled:
+    """What its config names, all of which accepts its plaintext after the stage."""
+    if not b.calls:
+        return fill("its config names no Service of the cluster")
+    return fill("its config names only {targets}, which accept" + "s" * (len(b.calls) == 1) + " its plaintext after "
+                "the stage", targets=_targets(b.calls))
+
+
+@readiness("MST0406", "Service", "PeerAuthentication")
+def calls_unseen_without_sidecar(ctx: Context) -> Iterator[Found]:
+    inv = ctx.inventory
+    seen = _strict_destinations(ctx, ctx.traffic) if ctx.traffic is not None else None
+    if seen == []:
+        return  # telemetry saw no such call: MST0407
+    for b in _bare(ctx):
+        if b.refused:
+            continue
+        if seen is None:
+            text = fill("{pods} without a sidecar: {named}; with no telemetry read, meshstep cannot see what "
+                        + ("else " if b.calls else "") + "it calls: STRICT refuses any call it makes to a server "
+                        "that is or will be STRICT", pods=pods_text(b.pods), named=_named(b))
+        else:
+            dests = sorted({str(e.destination) for e in seen})
+            text = fill("{pods} without a sidecar: {named}, but in {window} {counted} in plaintext from callers "
+                        "outside the mesh reached {dests}, STRICT after the stage, and it may be one of them "
+                        "(they send no metadata: MST0821 blames what it can)", pods=pods_text(b.pods),
+                        named=_named(b), window=ctx.traffic.window_text, counted=counted(seen),
+                        dests=joined(dests[:5]))
+        yield b.unit.ref, text, hint("MST0406", workload=str(b.unit.ref), inject=b.unit.inject(inv))
+
+
+@readiness("MST0407", "Service", "PeerAuthentication")
+def calls_no_strict_without_sidecar(ctx: Context) -> Iterator[Found]:
+    if ctx.traffic is None or _strict_destinations(ctx, ctx.traffic):
+        return
+    inv = ctx.inventory
+    for b in _bare(ctx):
+        if not b.refused:
+            yield b.unit.ref, fill("{pods} without a sidecar: {named}, and in {window} no plaintext from callers "
+                                   "outside the mesh reached a server that is or will be STRICT; STRICT does not "
+                                   "cover what it serves (no proxy enforces it)", pods=pods_text(b.pods),
+                                   named=_named(b), window=ctx.traffic.window_text), \
+                hint("MST0407", workload=str(b.unit.ref), inject=b.unit.inject(inv))
 
 
 # ---------------------------------------------------------------- what the evidence cannot show

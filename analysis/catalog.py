@@ -290,14 +290,16 @@ _ENTRIES = (
           "Inject {workload} before the STRICT stage: {inject}."),
 
     # ---------------------------------------------------------------- mTLS STRICT
-    Entry("MST0401", "PodWithoutSidecarUnderStrict", "error", ("mtls-strict",),
-          "A pod in a namespace about to be STRICT has no sidecar.",
-          "Without a sidecar it cannot present a certificate: its calls to STRICT servers are refused. (Its "
-          "inbound calls keep working: callers' auto mTLS sends plaintext to a pod without a proxy.)",
-          "Inject {workload} ({inject}). A PeerAuthentication for it does nothing: it has no proxy to apply one "
-          "(its inbound calls keep working, as callers' auto mTLS sends it plaintext); if it must stay out, keep "
-          "the servers it calls accepting its plaintext: PERMISSIVE through a PeerAuthentication whose selector "
-          "picks them, or portLevelMtls for the port it calls."),
+    Entry("MST0401", "PodWithoutSidecarCallsStrict", "error", ("mtls-strict",),
+          "A pod without a sidecar in the scope of a STRICT stage calls a server that is, or will be after the stage, "
+          "STRICT: its config (command, args, env) names the server's Service.",
+          "STRICT is enforced by the server's proxy: a caller without a sidecar cannot present a certificate, so its "
+          "plaintext is refused there (connection reset). A server without a proxy enforces nothing, and a workload "
+          "PeerAuthentication that keeps a server PERMISSIVE wins over its namespace's STRICT: neither is counted. "
+          "The pod's own inbound calls keep working: callers' auto mTLS sends plaintext to a pod without a proxy.",
+          "Inject {workload} ({inject}). A PeerAuthentication for it does nothing: it has no proxy to apply one; if it "
+          "must stay out, keep the servers it calls ({targets}) accepting its plaintext: PERMISSIVE through a "
+          "PeerAuthentication whose selector picks them, or portLevelMtls for the port it calls."),
     Entry("MST0402", "PlaintextCallerOutsideMesh", "error", ("mtls-strict",),
           "Something outside the mesh calls a service in the scope: a workload of a namespace without sidecars, a "
           "Kubernetes Ingress' controller, or a Service/Endpoints of another namespace pointing here.",
@@ -322,6 +324,26 @@ _ENTRIES = (
           "(istio_requests_total{connection_security_policy=\"mutual_tls\"}), then STRICT.",
           "Do the PERMISSIVE stage first: set mode PERMISSIVE in {policy} (or a PeerAuthentication of its own in "
           "{namespace}), and watch the traffic before going STRICT."),
+    Entry("MST0406", "PodWithoutSidecarCallsUnseen", "warning", ("mtls-strict",),
+          "A pod without a sidecar in the scope of a STRICT stage: no evidence shows it calling a server that is or "
+          "will be STRICT, and none shows it does not (its config names none; telemetry, if read, saw plaintext "
+          "from callers outside the mesh that it may be one of).",
+          "STRICT in its namespace leaves the pod itself as it is (no proxy enforces anything for it: it keeps "
+          "receiving plaintext), and refuses only its own calls to STRICT servers. A call to a name built at run "
+          "time or read from a file is in no evidence meshstep has, and Istio's telemetry cannot name the caller: "
+          "a pod without a sidecar sends no metadata, so its calls are counted with source_workload=\"unknown\".",
+          "Find out what {workload} calls before the stage: Istio's metrics show where pods without a sidecar "
+          "call in plaintext (istio_requests_total, and istio_tcp_connections_opened_total for TCP, with reporter "
+          "destination, source_workload unknown and connection_security_policy none, summed by "
+          "destination_workload_namespace and destination_workload over a week; give the gate them with "
+          "--prometheus URL or --telemetry FILE), or read its code and config. Injecting it ({inject}) settles it."),
+    Entry("MST0407", "PodWithoutSidecarCallsNoStrictServer", "info", ("mtls-strict",),
+          "A pod without a sidecar in the scope of a STRICT stage: in the telemetry's window no plaintext from "
+          "callers outside the mesh reached a server that is or will be STRICT, and its config names none.",
+          "STRICT leaves its calls working as far as the evidence reaches (a call rarer than the window is not in "
+          "it). STRICT does not cover the pod itself: with no proxy, it accepts plaintext from anyone.",
+          "Nothing here blocks the stage; inject {workload} ({inject}) when it belongs in the mesh, so that STRICT "
+          "covers what it serves too."),
 
     # ---------------------------------------------------------------- authorization
     Entry("MST0501", "StrictMtlsNotInPlace", "error", ("authorization-policy",),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from analysis.base import Context
@@ -33,14 +33,14 @@ def observed(code: str, *more: str) -> Callable[[Callable[[Context, Traffic], It
     return register
 
 
-def _workload(inv: Inventory, peer: Peer) -> Any:
+def workload_of(inv: Inventory, peer: Peer) -> Any:
     """The inventory's workload behind a telemetry peer (Istio names it by its controller)."""
     return next((w for k in _WORKLOAD_KINDS if (w := inv.workload(peer.namespace or "", k, peer.workload or ""))),
                 None)
 
 
 def _ref(inv: Inventory, peer: Peer) -> Ref:
-    w = _workload(inv, peer)
+    w = workload_of(inv, peer)
     return w.ref if w is not None else Ref("Workload", peer.namespace, peer.workload or "unknown")
 
 
@@ -52,7 +52,7 @@ def _grouped(edges: list[Edge]) -> list[tuple[tuple[Peer, Peer, str], list[Edge]
     return list(out.items())
 
 
-def _counted(edges: list[Edge]) -> str:
+def counted(edges: list[Edge]) -> str:
     """`1,200 requests and 30 connections`."""
     by_unit: dict[str, float] = defaultdict(float)
     for e in edges:
@@ -77,9 +77,14 @@ def unmeshed_workloads(inv: Inventory) -> list[str]:
         if outside_mesh(i, u)}))
 
 
+def plaintext_into(t: Traffic, namespaces: Iterable[str] | None) -> list[Edge]:
+    """The calls in plaintext that the destinations' sidecars in `namespaces` (every one for None) reported."""
+    return [e for e in t.into(namespaces) if e.reporter == "destination" and not e.mtls]
+
+
 @observed("MST0821")
 def plaintext_traffic(ctx: Context, t: Traffic) -> Iterator[Found]:
-    plain = [e for e in t.into(scope_namespaces(ctx)) if e.reporter == "destination" and not e.mtls]
+    plain = plaintext_into(t, scope_namespaces(ctx))
     suspects = unmeshed_workloads(ctx.inventory)
     for (src, dst, host), edges in _grouped(plain):
         security = "/".join(sorted({e.security for e in edges}))
@@ -88,7 +93,7 @@ def plaintext_traffic(ctx: Context, t: Traffic) -> Iterator[Found]:
             + (f" and {len(suspects) - 5} more" if len(suspects) > 5 else ""))
         caller = str(src) if src.known else ", ".join(suspects[:5]) or "the callers outside the mesh"
         yield _ref(ctx.inventory, dst), (
-            f"{_counted(edges)} in plaintext (connection_security_policy={security}) from {edges[0].caller} to "
+            f"{counted(edges)} in plaintext (connection_security_policy={security}) from {edges[0].caller} to "
             f"{dst} ({host}) in {t.window_text}{named}"), hint(
             "MST0821", caller=caller, destination=str(dst), namespace=dst.namespace or "",
             window=duration_text(t.window))
@@ -98,7 +103,7 @@ def plaintext_traffic(ctx: Context, t: Traffic) -> Iterator[Found]:
 
 
 def _principal(inv: Inventory, peer: Peer) -> str | None:
-    w = _workload(inv, peer)
+    w = workload_of(inv, peer)
     if w is None or w.template is None:
         return None
     trust = inv.mesh_config.get("trustDomain") or "cluster.local"
@@ -153,7 +158,7 @@ def refused(inv: Inventory, policies: list[Any], edge: Edge) -> str | None:
 
 
 def _policies_for(inv: Inventory, peer: Peer) -> list[Any]:
-    w = _workload(inv, peer)
+    w = workload_of(inv, peer)
     labels = w.template.labels if w is not None and w.template is not None else {}
     return [ap for ap in inv.of_kind("AuthorizationPolicy")
             if ap.namespace in (peer.namespace, inv.root_namespace) and not ap.spec.get("targetRef")
@@ -175,7 +180,7 @@ def observed_caller_refused(ctx: Context, t: Traffic) -> Iterator[Found]:
         if why is None:
             continue
         plain = " in plaintext (no identity)" if not any(e.mtls for e in edges) else ""
-        yield _ref(inv, dst), (f"{_counted(edges)} from {edges[0].caller}{plain} to {dst} ({host}) in "
+        yield _ref(inv, dst), (f"{counted(edges)} from {edges[0].caller}{plain} to {dst} ({host}) in "
                                f"{t.window_text} would be refused by {why}"), hint(
             "MST0822", caller=str(src), destination=str(dst),
             namespaces=",".join(sorted({*allowed, ctx.scope, *([src.namespace] if src.namespace else [])})))
@@ -198,7 +203,7 @@ def unregistered_host_traffic(ctx: Context, t: Traffic) -> Iterator[Found]:
         if index.known(host, ns):
             continue
         ref = _ref(inv, src) if src.known else Ref("Namespace", None, ns)
-        yield ref, (f"{_counted(edges)} from {edges[0].caller} to {host} through the {edges[0].egress} in "
+        yield ref, (f"{counted(edges)} from {edges[0].caller} to {host} through the {edges[0].egress} in "
                     f"{t.window_text}: no ServiceEntry registers {host}"), hint("MST0823", host=host, namespace=ns)
 
 
@@ -233,7 +238,7 @@ def destination_outside_sidecar_scope(ctx: Context, t: Traffic) -> Iterator[Foun
             continue
         if not any((ns == "*" or (ns == "." and target == src.namespace) or ns == target) and host_matches(host, dns)
                    for ns, dns in egress):
-            yield _ref(inv, src), (f"{_counted(edges)} from {src} to {host} in {t.window_text}: outside the "
+            yield _ref(inv, src), (f"{counted(edges)} from {src} to {host} in {t.window_text}: outside the "
                                    "Sidecar's egress hosts"), hint("MST0824", host=f"{target}/{host}",
                                                                     target=target)
 

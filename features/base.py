@@ -331,8 +331,8 @@ class Feature:
             built = self.build(validate_params(self, params), scope, inv)
         except MeshstepError:
             built = None  # it cannot render here: the rendering says why; no change to look after, nothing owned
-        ctx = Context(inv, scope, dict(params), traffic,
-                      after=None if built is None else lambda: inv.with_changes(apply=built))
+        ctx = Context(inv, scope, dict(params), traffic,  # the overlay built once, for every check that asks
+                      after=None if built is None else cache(lambda: inv.with_changes(apply=built)))
         out = execute(gate_checks(self.id), ctx)
         return Gate((*self._unmet_dependencies(inv, scope), *out.findings, *owned_elsewhere(self.id, built or (), inv)),
                     out.ran, out.skipped, bool(built))

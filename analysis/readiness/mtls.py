@@ -35,11 +35,6 @@ def plaintext_workload(ctx: Context) -> Iterator[Found]:
     yield from without_sidecar(ctx, "MST0301", "it keeps using plaintext, which PERMISSIVE accepts")
 
 
-@readiness("MST0401")
-def without_sidecar_under_strict(ctx: Context) -> Iterator[Found]:
-    yield from without_sidecar(ctx, "MST0401", "it can neither present nor accept mutual TLS under STRICT")
-
-
 def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
     """(blamed resource, what calls, what it calls, caller, how to bring it in) for every plaintext caller of a
     service in scope from outside: workloads of other namespaces without sidecars, Ingress controllers,

@@ -19,7 +19,10 @@ from app.cli import PACKAGES
 from cluster.inventory import build_inventory
 from cluster.snapshot import Snapshot
 from cluster.sources import files_snapshot, load_snapshot
+from features import invariants
 from features.base import registry as feature_registry
+from features.base import validate_params
+from telemetry.edges import Edge, Peer, Traffic
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "readiness"
@@ -30,8 +33,12 @@ FEATURES = ("sidecar-injection", "ambient-mode", "ingress-gateway", "request-rou
             "request-authentication", "local-rate-limit", "sidecar-scope")
 
 
-def gate(inv, feature: str, scope: str, params: dict | None = None) -> list[Message]:
-    return run(gate_checks(feature), Context(inv, scope, params or {}))
+def gate(inv, feature: str, scope: str, params: dict | None = None, traffic=None) -> list[Message]:
+    """The readiness checks of a feature's gate, on the context its gate gives them (the cluster as the stage's
+    rendering leaves it among it), its dependencies left out."""
+    f = feature_registry()[feature]
+    return run(gate_checks(feature), Context(inv, scope, params or {}, traffic, after=lambda: inv.with_changes(
+        apply=f.build(validate_params(f, params or {}), scope, inv))))
 
 
 def cases() -> list:
@@ -150,6 +157,8 @@ def _hello_cluster(*pods: dict, istiod_ready: bool | None = True):
     return build_inventory(Snapshot("test", lambda _v: iter(copy.deepcopy(objects))))
 
 
+# What the STRICT gate says of a pod of its scope without a sidecar, by what it calls.
+WITHOUT_SIDECAR = ("MST0401", "MST0406", "MST0407")
 INJECTED = ("hello.yaml.injected", "hello-old-version.yaml.injected", "hello.yaml.cni.injected",
             "auth.yaml.injected")
 
@@ -162,13 +171,14 @@ def test_injected_pods_are_in_the_mesh(rel):
     for feature, scope in (("sidecar-injection", "hello"), ("mtls-strict", "hello"), ("mtls-strict", "mesh"),
                            ("egress-registry-only", "mesh"), ("sidecar-scope", "hello")):
         codes = {m.code for m in gate(inv, feature, scope)}
-        assert not codes & {"MST0101", "MST0103", "MST0401", "MST0402", "MST0601", "MST0704"}, (feature, codes)
+        assert not codes & {"MST0101", "MST0103", "MST0401", "MST0402", "MST0406", "MST0407", "MST0601", "MST0704"}, \
+            (feature, codes)
 
 
 def test_pod_from_the_uninjected_template_is_reported():
     inv = _hello_cluster(_pod(_template("hello.yaml"), "hello"))
-    assert [f"{m.code} {m.ref}" for m in gate(inv, "mtls-strict", "hello") if m.code == "MST0401"] == \
-        ["MST0401 Deployment hello/hello"]
+    assert [f"{m.code} {m.ref}" for m in gate(inv, "mtls-strict", "hello") if m.code in WITHOUT_SIDECAR] == \
+        ["MST0406 Deployment hello/hello"]  # it calls nothing its config names
     assert "MST0101" in {m.code for m in gate(inv, "sidecar-injection", "hello")}
 
 
@@ -200,7 +210,9 @@ def test_injection_needs_a_running_istiod(istiod_ready, reported):
 # PERMISSIVE): each stage's gate must say it.
 DEMO_FINDINGS = {
     ("sidecar-injection", "shop"): {"MST0101 Deployment shop/catalog", "MST0104 Service shop/catalog"},
-    ("mtls-strict", "shop"): {"MST0401 Deployment shop/catalog"},
+    # catalog (no sidecar yet) calls only its own database on localhost: STRICT leaves it working, and says it
+    # cannot see more; legacy-billing's plaintext to orders is what STRICT would refuse
+    ("mtls-strict", "shop"): {"MST0402 Deployment legacy/legacy-billing", "MST0406 Deployment shop/catalog"},
     ("authorization-policy", "shop"): {"MST0501 Namespace shop", "MST0502 ServiceAccount shop/shop-backend"},
 }
 
@@ -222,6 +234,89 @@ def test_demo_legacy_caller_blocks_strict(demo):
     assert all(m.code != "MST0405" for m in gate(demo, "mtls-strict", "shop"))  # PERMISSIVE is in place
 
 
+# ---------------------------------------------------------------- pods without a sidecar under STRICT
+
+_BARE = ("idle", "poller", "indexer", "auditor")  # app's opted-out callers in strict.yaml
+
+
+def _strict_cluster(*keep: str):
+    """strict.yaml with, of app's opted-out callers, only those in `keep` (its servers all kept)."""
+    docs = [d for d in yaml.safe_load_all((FIXTURES / "strict.yaml").read_text())
+            if d and d["metadata"]["name"].split("-")[0] not in set(_BARE) - set(keep)]
+    return build_inventory(Snapshot("strict", lambda _v: iter(copy.deepcopy(docs))))
+
+
+def _strict_gate(inv, traffic=None) -> dict[str, Message]:
+    """The STRICT stage's gate in app as a plan runs it (its dependencies included), by the resource blamed."""
+    return {f"{m.code} {m.ref}": m for m in feature_registry()["mtls-strict"].checks(inv, "app", {}, traffic)}
+
+
+def test_strict_lets_a_pod_without_sidecar_that_calls_nothing_known_through_with_a_warning():
+    """STRICT is enforced by the server's proxy: a pod without one keeps receiving plaintext from its callers (auto
+    mTLS), and breaks only where it calls a STRICT server. One whose calls are unknown is a warning, not a refusal."""
+    found = _strict_gate(_strict_cluster("idle"))
+    assert not [m for m in found.values() if m.level == "error"], found
+    idle = found["MST0406 Deployment app/idle"]
+    assert idle.level == "warning" and "meshstep cannot see what it calls" in idle.message
+    assert "source_workload unknown" in idle.hint and "--prometheus" in idle.hint  # how to look
+
+
+def test_strict_refuses_a_pod_without_sidecar_that_names_a_server_going_strict():
+    found = _strict_gate(_strict_cluster("poller"))
+    assert [k for k, m in found.items() if m.level == "error"] == ["MST0401 Deployment app/poller"]
+    poller = found["MST0401 Deployment app/poller"]
+    assert "calls app/api (named in env API_URL of container poller), STRICT after this stage" in poller.message
+    assert "app/api" in poller.hint
+
+
+def test_strict_judges_the_servers_a_pod_without_sidecar_calls_as_istio_does():
+    """A server STRICT already refuses today; one kept PERMISSIVE by its own PeerAuthentication, one in a namespace
+    that stays PERMISSIVE, and one without a sidecar (nothing enforces STRICT there) accept its plaintext."""
+    found = _strict_gate(_strict_cluster("auditor", "indexer"))
+    assert "STRICT already today (from PeerAuthentication secure/default)" in \
+        found["MST0401 Deployment app/auditor"].message
+    indexer = found["MST0406 Deployment app/indexer"].message
+    assert "other/search (PERMISSIVE from PeerAuthentication istio-system/default)" in indexer
+    assert "app/old-api (PERMISSIVE from PeerAuthentication app/old-api)" in indexer
+    assert "app/cache (no sidecar there to enforce mTLS)" in indexer and "what else it calls" in indexer
+    # the invariant over the calls config shows (MST0812) judges the server without a sidecar alike
+    inv = _strict_cluster("indexer")
+    after = inv.with_changes(apply=feature_registry()["mtls-strict"].build({}, "mesh", inv))
+    refused = [m.message for m in invariants.callers_refused(inv, after)]
+    assert any("app/indexer → other/search" in m for m in refused) and not any("cache" in m for m in refused)
+
+
+def _plaintext(namespace: str, workload: str) -> Edge:
+    """Plaintext from a caller without a sidecar, as the destination's sidecar reports it: no source."""
+    return Edge(Peer(None, None), Peer(namespace, workload), f"{workload}.{namespace}.svc.cluster.local", "http",
+                "none", "destination", 1200.0)
+
+
+_MTLS = Edge(Peer("other", "search"), Peer("app", "api"), "api.app.svc.cluster.local", "http", "mutual_tls",
+             "destination", 5000.0)
+
+
+@pytest.mark.parametrize("edges,code", [
+    ((_MTLS,), "MST0407"),  # no plaintext reached a server going STRICT: its calls keep working
+    ((_MTLS, _plaintext("other", "search")), "MST0407"),  # plaintext, to a server that stays PERMISSIVE
+    ((_MTLS, _plaintext("app", "api")), "MST0406"),  # plaintext into api, going STRICT: it may be the caller
+])
+def test_telemetry_tells_what_a_pod_without_sidecar_calls_as_far_as_it_can(edges, code):
+    """Istio's telemetry cannot name a caller without a sidecar (it sends no metadata), but it shows whether any such
+    caller reached a server that will be STRICT in its window."""
+    traffic = Traffic("test", 3600, 1_700_000_000.0, edges)
+    found = _strict_gate(_strict_cluster("idle"), traffic)
+    idle = found[f"{code} Deployment app/idle"]
+    assert idle.level == CATALOG[code].level and "in the 1h to " in idle.message
+    assert ("MST0821 Deployment app/api" in found) is (code == "MST0406")  # the plaintext is MST0821's error
+    assert not [m for m in found.values() if m.level == "error" and m.code != "MST0821"], found
+
+
+def test_config_evidence_of_a_strict_call_wins_over_quiet_telemetry():
+    found = _strict_gate(_strict_cluster("poller"), Traffic("test", 3600, 1_700_000_000.0, (_MTLS,)))
+    assert found["MST0401 Deployment app/poller"].level == "error"
+
+
 def _deployment(rel: str, name: str, **metadata) -> dict:
     """The Deployment of an Istio reference manifest, renamed, in namespace hello unless `metadata` says otherwise."""
     doc = copy.deepcopy(next(d for d in yaml.safe_load_all((REFERENCE / "inject" / rel).read_text()) if d))
@@ -236,8 +331,8 @@ def test_deployment_owned_by_a_custom_resource_is_gated():
              "controller": True}
     inv = _hello_cluster(_deployment("hello.yaml", "hello", ownerReferences=[owner]),
                          _pod(_template("hello.yaml"), "hello"))
-    assert [f"{m.code} {m.ref}" for m in gate(inv, "mtls-strict", "hello") if m.code == "MST0401"] == \
-        ["MST0401 Deployment hello/hello"]
+    assert [f"{m.code} {m.ref}" for m in gate(inv, "mtls-strict", "hello") if m.code in WITHOUT_SIDECAR] == \
+        ["MST0406 Deployment hello/hello"]  # it calls nothing its config names
 
 
 @pytest.mark.parametrize("label,annotation,out", [("true", "false", False), ("false", "true", True)])
@@ -250,7 +345,7 @@ def test_the_inject_label_wins_over_the_annotation(label, annotation, out):
     meta["annotations"] = {"sidecar.istio.io/inject": annotation}
     inv = _hello_cluster(deployment, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "plain"}})
     assert bool([m for m in gate(inv, "sidecar-injection", "plain") if m.code == "MST0107"]) is out
-    assert bool([m for m in gate(inv, "mtls-strict", "plain") if m.code == "MST0401"]) is out
+    assert bool([m for m in gate(inv, "mtls-strict", "plain") if m.code in WITHOUT_SIDECAR]) is out
 
 
 @pytest.mark.parametrize("namespace", ["default", None])

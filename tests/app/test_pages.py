@@ -113,23 +113,23 @@ def test_plan_is_created_and_a_stage_walked(app, store: Store):
 
 
 def test_rehearse_to_done_walks_the_plan_and_stops_at_the_first_failing_check(app, store: Store):
-    """A plan for legacy alone: its stages rehearse, then STRICT mesh-wide is refused, since shop/catalog (outside the
-    plan, its pod older than shop's injection label) has no sidecar; the page says where and why."""
+    """A plan for shop alone: its stages rehearse, then STRICT in shop is refused, since legacy/legacy-billing
+    (outside the plan, without a sidecar) calls orders.shop in plaintext; the page says where and why."""
     sign_in(app)
     open_page(app, "plan")
-    app.multiselect[0].set_value(["legacy"])
+    app.multiselect[0].set_value(["shop"])
     app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
     app.toggle[0].set_value(True).run()
     next(b for b in app.button if b.label == "Rehearse to done").click().run()
     assert not app.exception
     plan = store.list_plans("demo")[0]
     blocked = next(s for s in plan.stages if s.status == "blocked")
-    assert blocked.title == "mTLS STRICT mesh-wide" and plan.mode == "rehearsal"
+    assert blocked.title == "mTLS STRICT in shop" and plan.mode == "rehearsal"
     assert all(s.status == "done" for s in plan.stages if s.order < blocked.order)
     moves = [e for e in store.audit_events() if e.action == "stage.rehearsal"]
     [error] = [e for e in _errors(app) if e.startswith("The rehearsal stopped")]
     assert error.startswith(f"The rehearsal stopped after {len(moves) - 1} move(s): stage {blocked.order} "
-                            "(mTLS STRICT mesh-wide) is blocked") and "MST0401 Deployment shop/catalog" in error
+                            "(mTLS STRICT in shop) is blocked") and "MST0402 Deployment legacy/legacy-billing" in error
     assert {e.actor for e in moves} == {"alice"} and not [e for e in moves if "overridden" in e.reason]
 
 
@@ -254,11 +254,11 @@ def test_render_yaml(app):
 def test_render_yaml_is_refused_behind_a_failing_gate_as_on_the_command_line(app):
     open_page(app, "features")
     app.selectbox[0].set_value("mtls-strict").run()
-    app.selectbox[1].set_value("shop").run()  # catalog's pod predates injection: STRICT would cut it off
+    app.selectbox[1].set_value("shop").run()  # legacy-billing calls orders without a sidecar: STRICT would cut it off
     app.button(key="FormSubmitter:flag-Render YAML").click().run()
     assert not app.exception
     errors = _errors(app)
-    assert any(e.startswith("REFUSED") for e in errors) and any("MST0401" in e for e in errors)
+    assert any(e.startswith("REFUSED") for e in errors) and any("MST0402" in e for e in errors)
     # the YAML it would apply is shown, under the REFUSED heading, with no download button
     assert any("kind: PeerAuthentication" in c.value for c in app.code)
     assert any("REFUSED" in h.value for h in app.subheader)

@@ -110,9 +110,9 @@ def test_a_finished_plan_is_deleted_from_its_page_once_confirmed(app, store: Sto
 
 
 def _blocked_at_strict_in_shop(app, store: Store):
-    """A rehearsal of the plan for legacy alone: STRICT mesh-wide is refused (shop/catalog, outside the plan, has
-    no sidecar), so the stage is blocked and the override is offered."""
-    app.multiselect[0].set_value(["legacy"])
+    """A rehearsal of the plan for shop alone: STRICT in shop is refused (legacy/legacy-billing, outside the plan and
+    the mesh, calls orders.shop in plaintext), so the stage is blocked and the override is offered."""
+    app.multiselect[0].set_value(["shop"])
     app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
     app.toggle[0].set_value(True).run()
     _button(app, "Rehearse to done").click().run()
@@ -125,7 +125,8 @@ def test_an_override_is_one_button_with_the_reason_typed_before_it_and_a_tick(ap
     sign_in(app)
     open_page(app, "plan")
     blocked = _blocked_at_strict_in_shop(app, store)
-    assert any(m.value.startswith("**Gate:** :red[:material/block: blocked] by MST0401") for m in app.markdown)
+    assert blocked.title == "mTLS STRICT in shop"
+    assert any(m.value.startswith("**Gate:** :red[:material/block: blocked] by MST0402") for m in app.markdown)
     assert [e.label for e in app.expander if e.label.startswith("Go past")] == [
         "Go past the failing gate anyway (admin)"]
     # The primary button checks the gate again: it never overrides.
@@ -133,21 +134,21 @@ def test_an_override_is_one_button_with_the_reason_typed_before_it_and_a_tick(ap
     app.button(key="advance").click().run()
     assert store.get_plan(blocked.plan_id).stages[blocked.order - 1].status == "blocked"
 
-    next(t for t in app.text_input if t.label == "Override reason").input("catalog restarts tonight")
+    next(t for t in app.text_input if t.label == "Override reason").input("legacy is injected tonight")
     override = next(b for b in app.button if b.label == "Override and go on")
     override.click().run()  # no tick: nothing happens but the error saying so
     assert any("tick **I override the failing gate**" in e for e in _errors(app))
     assert store.get_plan(blocked.plan_id).stages[blocked.order - 1].status == "blocked"
 
-    next(t for t in app.text_input if t.label == "Override reason").input("catalog restarts tonight")
+    next(t for t in app.text_input if t.label == "Override reason").input("legacy is injected tonight")
     next(c for c in app.checkbox if c.label.startswith("I override the failing gate")).check()
     next(b for b in app.button if b.label == "Override and go on").click().run()
     assert not app.exception
     stage = store.get_plan(blocked.plan_id).stages[blocked.order - 1]
-    assert (stage.status, stage.override_reason) == ("ready", "catalog restarts tonight")
+    assert (stage.status, stage.override_reason) == ("ready", "legacy is injected tonight")
     event = [e for e in store.audit_events() if e.target == f"stage:{stage.id}"][-1]
     assert (event.actor, event.reason) == ("alice", "rehearsal: entry gate overridden")
-    assert event.after["override_reason"] == "catalog restarts tonight"
+    assert event.after["override_reason"] == "legacy is injected tonight"
 
 
 def test_the_first_step_says_it_fixes_the_plan_s_mode(app, store: Store):
@@ -174,5 +175,5 @@ def test_a_rehearsal_stopped_by_its_gate_says_so_in_lines(app, store: Store):
     html = MarkdownIt("commonmark").render(stopped)
     assert "\\n" not in html and "blocked by 1 failing check(s):<br />" in html, stopped
     lines = html.removeprefix("<p>").removesuffix("</p>\n").split("<br />\n")
-    assert any(line.lstrip("\xa0").startswith("× error   MST0401") for line in lines), lines
+    assert any(line.lstrip("\xa0").startswith("× error   MST0402") for line in lines), lines
     assert lines[-1].startswith("fix these and press &quot;Check the gate again&quot;"), lines

@@ -17,9 +17,37 @@ from tests.app.test_no_cli_flags import flags_in
 
 
 def small_cluster(out: Path) -> list[dict]:
-    """A cluster with more application namespaces than WAVES_ABOVE, of a few hundred pods, written to `out`."""
-    objects = synthetic_cluster(pods=400, services=300, istio_objects=80)
+    """A cluster with more application namespaces than WAVES_ABOVE, of a few hundred pods, written to `out`; each
+    workload that opts out of injection calls a Service of its own namespace (`_calls_a_neighbour`)."""
+    objects = _calls_a_neighbour(synthetic_cluster(pods=400, services=300, istio_objects=80))
     write(objects, out)
+    return objects
+
+
+def _calls_a_neighbour(objects: list[dict]) -> list[dict]:
+    """Gives each workload that opts out of injection env NEIGHBOUR_URL naming, as `<service>.<namespace>`, the
+    Service of another app of its namespace: under STRICT there, that app's sidecar refuses its plaintext, a real
+    reason for the gate to fail (synthetic.py's own opt-outs name no Service of the cluster)."""
+    apps = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace" and "team" in o["metadata"]["labels"]}
+    workloads = [o for o in objects
+                 if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["namespace"] in apps]
+    out = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in workloads
+           if o["spec"]["template"]["metadata"]["labels"].get("sidecar.istio.io/inject") == "false"}
+    injected = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in workloads} - out
+    neighbour: dict[str, str] = {}
+    for o in (o for o in objects if o["kind"] == "Service"):
+        ns, app = o["metadata"].get("namespace"), (o["spec"].get("selector") or {}).get("app")
+        if (ns, app) in injected and ns not in neighbour:
+            neighbour[ns] = f"http://{o['metadata']['name']}.{ns}:{o['spec']['ports'][0]['port']}"
+    for o in objects:
+        ns = o["metadata"].get("namespace")
+        if o["kind"] in ("Deployment", "StatefulSet") and (ns, o["metadata"]["name"]) in out:
+            containers = o["spec"]["template"]["spec"]["containers"]
+        elif o["kind"] == "Pod" and (ns, (o["metadata"].get("labels") or {}).get("app")) in out:
+            containers = o["spec"]["containers"]  # as its template makes it
+        else:
+            continue
+        containers[0]["env"].append({"name": "NEIGHBOUR_URL", "value": neighbour[ns]})
     return objects
 
 
@@ -113,8 +141,8 @@ def test_a_plan_without_waves_has_a_stage_per_namespace(app, cluster, tmp_path):
 
 
 def _opt_outs(objects: list[dict]) -> set[str]:
-    """The namespaces with pods that opt out of injection (`sidecar.istio.io/inject: "false"`): STRICT mTLS there
-    is refused (MST0401) until they are injected."""
+    """The namespaces with pods that opt out of injection (`sidecar.istio.io/inject: "false"`): each calls a Service
+    of its namespace (`_calls_a_neighbour`), so STRICT mTLS there is refused (MST0401) until they are injected."""
     return {o["metadata"]["namespace"] for o in objects if o["kind"] == "Pod" and
             {**(o["metadata"].get("labels") or {}), **(o["metadata"].get("annotations") or {})}.get(
                 "sidecar.istio.io/inject") == "false"}

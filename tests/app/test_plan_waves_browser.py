@@ -2,7 +2,8 @@
 (benchmarks/synthetic.py, 400 pods; tests/app/test_plan_waves.py checks the same page through AppTest). A new user
 makes the routing-first plan with wave sizes of their own, sees the waves (the pilot with its reasons, every wave's
 namespaces), each stage's wave in the table, and rehearses it until STRICT mTLS is refused in the one namespace of
-its wave whose workloads opt out of injection: the gate's line names that namespace. The stage table is saved as
+its wave whose workloads opt out of injection and call a Service of their namespace: the gate's line names that
+namespace. The stage table is saved as
 plan-waves-stages.png, the blocked stage as plan-waves.png (in the test's directory, or MESHSTEP_SCREENSHOTS=DIR).
 Without Chromium the test is skipped, except under CI."""
 from __future__ import annotations

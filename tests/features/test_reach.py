@@ -173,7 +173,7 @@ def test_the_strict_hint_never_offers_a_peer_authentication_for_a_pod_without_a_
     selector does nothing. What keeps such a pod working is on the servers it calls."""
     from analysis.catalog import CATALOG
 
-    hint = CATALOG["MST0401"].hint_for(workload="Deployment legacy/batch", inject="restart it")
+    hint = CATALOG["MST0401"].hint_for(workload="Deployment legacy/batch", inject="restart it", targets="shop/orders")
     assert "selector for it in mode PERMISSIVE" not in hint
     assert "no proxy" in hint and "servers it calls" in hint
 

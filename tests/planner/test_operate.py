@@ -74,7 +74,7 @@ def test_routing_first_runs_to_done_with_a_dry_run_before_each_apply(demo, capsy
     assert run("plan", "new", "--template", "routing-first", "--source", SOURCE, "--db", db)[0] == 0
     rc, _out, err = run("plan", "run", "--apply", "--until", "2", "--source", SOURCE, "--db", db)
     assert rc == 0 and "stage 2 (Inject sidecars into legacy): done" in err, err
-    for namespace in ("legacy", "payments", "shop"):  # as the gates' hints (MST0401) and the stages' notes say
+    for namespace in ("legacy", "payments", "shop"):  # as the gates' hints (MST0402) and the stages' notes say
         restart(served, namespace)
     rc, out, err2 = run("plan", "run", "--apply", "--source", SOURCE, "--db", db)
     err += err2
@@ -332,8 +332,8 @@ def test_authorization_is_baked_in_shadow_then_enforced(demo, capsys, tmp_path: 
 
     served, db = demo
     run = runner(capsys)
-    # The team brought legacy into the mesh by hand (its billing calls shop) and restarted the namespaces, as
-    # STRICT in shop needs (MST0401, MST0402).
+    # The team brought legacy into the mesh by hand (its billing calls shop: STRICT in shop needs it, MST0402) and
+    # restarted the namespaces.
     from kmock import resource
 
     served.emulator.write("PATCH", Target(resource(group="", version="v1", plural="namespaces"), None, "legacy"),
