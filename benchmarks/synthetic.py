@@ -851,8 +851,10 @@ def synthetic_cluster(pods: int = 10_000, services: int = 2_000, istio_objects: 
     """Kubernetes objects of a meshed cluster with exactly `pods` Pods, `services` Services and `istio_objects`
     Istio config objects (CRDs not counted), the same for the same arguments; with `managed_fields`, each carrying
     the field-ownership record an API server keeps (`with_managed_fields`). With `opt_outs` false no workload opts
-    out of injection (sidecar.istio.io/inject: "false", one app in 33 otherwise): a cluster whose plans can be
-    walked to done, STRICT included (an opted-out workload in a namespace made STRICT is refused, MST0401)."""
+    out of injection (sidecar.istio.io/inject: "false", one app in 33 otherwise). The opted-out workloads name no
+    Service of the cluster (UPSTREAM is a short name of the next app, which lives in another namespace; the
+    OpenTelemetry collector's namespace is not in the cluster): a STRICT stage warns that it cannot see what they
+    call (MST0406) and does not refuse them, so the plans of both can be walked to done."""
     c = _Cluster(pods, services, istio_objects, seed, opt_outs)
     crds = [d for d in yaml.load_all(CRDS.read_text(), Loader=YAML_LOADER) if d]
     c.out.extend(crds)
@@ -938,7 +940,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--managed-fields", action="store_true", help="each object with its metadata.managedFields")
     parser.add_argument("--no-opt-outs", dest="opt_outs", action="store_false",
-                        help="no workload opts out of injection: a cluster whose plans can be walked to done")
+                        help="no workload opts out of injection: every pod ends up with a sidecar")
     args = parser.parse_args(argv)
     objects = synthetic_cluster(args.pods, args.services, args.istio_objects, args.seed, args.managed_fields,
                                 args.opt_outs)

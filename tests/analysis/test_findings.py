@@ -14,7 +14,7 @@ from cluster.model import Ref
 
 # What a gate shows for a check it skipped: a resource without a namespace.
 _SKIPPED = Message("MST0004", "warning", Ref("APIResource", None, "pods"),
-                   "listing it was refused (403 Forbidden): 1 check skipped: MST0401 (readiness)",
+                   "listing it was refused (403 Forbidden): 1 check skipped: MST0401 (callers)",
                    "Grant the identity meshstep reads with list on pods (kubectl auth can-i list pods -A).")
 
 

@@ -338,9 +338,9 @@ def test_the_components_graph_zooms_pans_and_filters(server: str, page) -> None:
 
 
 def test_enter_in_the_override_reason_does_not_override(served, browser_context) -> None:
-    """A plan for legacy alone, rehearsed until STRICT mesh-wide is refused (shop/catalog has no sidecar): on its
-    page, Enter in the override's reason does nothing, even ticked; the button goes past the gate, with the reason
-    typed before the click; a rollback, likewise, only by its button."""
+    """A plan for shop alone, rehearsed until STRICT in shop is refused (legacy/legacy-billing, without a sidecar,
+    calls orders.shop): on its page, Enter in the override's reason does nothing, even ticked; the button goes past
+    the gate, with the reason typed before the click; a rollback, likewise, only by its button."""
     from playwright.sync_api import expect
 
     from cluster.inventory import build_inventory
@@ -352,7 +352,7 @@ def test_enter_in_the_override_reason_does_not_override(served, browser_context)
     store = Store.open(db)
     try:
         inv = build_inventory(load_snapshot("demo"))
-        plan = stages.create(store, "demo", inv, "routing-first", ["legacy"], "legacy-only", "alice")
+        plan = stages.create(store, "demo", inv, "routing-first", ["shop"], "shop-only", "alice")
         assert moves.rehearse(store, plan, inv, "alice").refusal is not None
         blocked = next(s for s in store.get_plan(plan.id).stages if s.status == "blocked")
         pg = browser_context.new_page()  # a session of its own: the plan shown is the cluster's newest active one
@@ -362,7 +362,7 @@ def test_enter_in_the_override_reason_does_not_override(served, browser_context)
         pg.get_by_text("Go past the failing gate anyway (admin)").click()
         pg.get_by_text("I override the failing gate: the stage goes on although it holds it").click()
         reason = pg.get_by_role("textbox", name="Override reason")
-        reason.fill("catalog restarts tonight")
+        reason.fill("legacy is injected tonight")
         reason.press("Enter")  # ticked and given a reason: only the button may override
         settled(pg)
         assert store.get_plan(plan.id).stages[blocked.order - 1].status == "blocked"  # Enter did nothing
@@ -370,7 +370,7 @@ def test_enter_in_the_override_reason_does_not_override(served, browser_context)
         settled(pg)
         expect(pg.get_by_text(f"Stage {blocked.order} is now ready (rehearsal).")).to_be_visible()
         stage = store.get_plan(plan.id).stages[blocked.order - 1]
-        assert (stage.status, stage.override_reason) == ("ready", "catalog restarts tonight")
+        assert (stage.status, stage.override_reason) == ("ready", "legacy is injected tonight")
         settled(pg)
         # A rollback is as deliberate: Enter in its reason does nothing, its button does it.
         pg.get_by_text(f"Roll back stage {blocked.order}: {blocked.title}").click()

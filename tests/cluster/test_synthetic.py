@@ -105,8 +105,8 @@ def _opted_out(objects: list[dict]) -> list[str]:
 
 
 def test_without_opt_outs_no_workload_opts_out_of_injection(objects: list[dict]) -> None:
-    # The default cluster has workloads that opt out (their STRICT stage is refused, MST0401); the option is the
-    # same cluster without them, so that a plan on it can be walked to done.
+    # The default cluster has workloads that opt out (they name no Service of the cluster: their STRICT stages warn
+    # that what they call is unseen, MST0406); the option is the same cluster without them.
     assert _opted_out(objects)
     plain = synthetic_cluster(PODS, SERVICES, ISTIO_OBJECTS, seed=0, opt_outs=False)
     assert not _opted_out(plain)

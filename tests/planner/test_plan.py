@@ -471,7 +471,7 @@ def test_plan_next_names_the_checks_it_ran_and_a_stage_with_nothing_to_apply_tak
 def test_the_demo_plans_are_rehearsed_to_done_on_the_overlay(cli, template):
     """`plan rehearse` walks the plan to done with no override: what the injection stages ask for (label,
     restart) is carried out on the overlay, so shop/catalog, whose pod predates shop's injection label, comes back
-    with a sidecar and STRICT in shop and mesh-wide pass their gates."""
+    with a sidecar, legacy-billing gets one, and STRICT in shop and mesh-wide pass their gates."""
     flags_before = cli("flags", "list", "--format", "json")[1]
     assert cli("plan", "new", "--template", template, "--name", template)[0] == 0
     rc, out, err = cli("plan", "rehearse", "--name", template)
