@@ -314,7 +314,8 @@ def calls_strict_without_sidecar(ctx: Context) -> Iterator[Found]:
 def _named(b: _Bare) -> Filled:
     """What its config names, all of which accepts its plaintext after the stage."""
     if not b.calls:
-        return fill("its config names no Service of the cluster in the form service.namespace")
+        return fill("its config names no Service of the cluster (as service.namespace, or one of its own namespace "
+                    "by its short name as a URL's host or host:port)")
     return fill("its config names only {targets}, which accept" + "s" * (len(b.calls) == 1) + " its plaintext after "
                 "the stage", targets=_targets(b.calls))
 

@@ -292,7 +292,8 @@ _ENTRIES = (
     # ---------------------------------------------------------------- mTLS STRICT
     Entry("MST0401", "PodWithoutSidecarCallsStrict", "error", ("mtls-strict",),
           "A pod without a sidecar in the scope of a STRICT stage calls a server that is, or will be after the stage, "
-          "STRICT: its config (command, args, env) names the server's Service.",
+          "STRICT: its config (command, args, env) names the server's Service, as service.namespace or, in the pod's "
+          "own namespace, by its short name as a URL's host or host:port.",
           "STRICT is enforced by the server's proxy: a caller without a sidecar cannot present a certificate, so its "
           "plaintext is refused there (connection reset). A server without a proxy enforces nothing, and a workload "
           "PeerAuthentication that keeps a server PERMISSIVE wins over its namespace's STRICT: neither is counted. "

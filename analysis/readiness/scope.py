@@ -21,13 +21,21 @@ Found = tuple[Ref, str, str]
 
 # Istio's own init containers (and the native sidecar): they are the capture, not an app that needs the network.
 ISTIO_INIT = frozenset({components.PROXY_CONTAINER, "istio-init", "istio-validation"})
-URL = re.compile(r"\b(?:https?|grpcs?|wss?|tcp|tls|amqps?|mongodb(?:\+srv)?|postgres(?:ql)?|mysql|redis)://"
-                  r"(?:[^/@\s'\"]*@)?([A-Za-z0-9.-]+)")
+_SCHEME = (r"\b(?:https?|grpcs?|wss?|tcp|tls|amqps?|mongodb(?:\+srv)?|postgres(?:ql)?|mysql|redis)://"
+           r"(?:[^/@\s'\"]*@)?")  # a URL up to its host, past any user:password@
+URL = re.compile(_SCHEME + r"([A-Za-z0-9.-]+)")
 HOST_PORT = re.compile(r"(?<![\w./-])([a-z0-9][a-z0-9-]*\.[a-z0-9.-]*[a-z0-9]):\d{1,5}\b")
 # `<service>.<namespace>` with the optional cluster suffixes, as workloads name in-cluster services.
 _SERVICE_HOST = re.compile(r"(?<![\w.-])([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)"
                            r"(?:\.svc(?:\.cluster\.local)?)?(?![\w-])")
 _IP = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+# A Service's short name (a DNS-1035 label) in a host position, with its port if written: a URL's host, or
+# `name:port` not inside a longer name, a path or a URL. A bare word is no evidence (an env value `api` may mean
+# anything). A port written must be one the Service serves: a call on another never reaches it, and `name:port`
+# alone may be an image tag (`redis:7`).
+_LABEL = r"([a-z](?:[-a-z0-9]*[a-z0-9])?)"
+_SHORT_URL = re.compile(_SCHEME + _LABEL + r"(?::(\d{1,5}))?(?![\w.-])")
+_SHORT_HOST_PORT = re.compile(r"(?<![\w./:@-])" + _LABEL + r":(\d{1,5})(?![\w.:-])")
 
 
 # What most readiness checks read: the scope's namespaces, their workloads and pods.
@@ -198,13 +206,37 @@ def texts(inv: Inventory, unit: Unit) -> list[tuple[str, str]]:
     return out
 
 
+def _serves(svc: Service, port: int) -> bool:
+    """Whether a call to the Service's name on `port` reaches its pods: its cluster IP forwards its own ports only;
+    a headless Service's name resolves to the pods' addresses, so their ports (its target ports) are reached too."""
+    ports = {p.port for p in svc.ports}
+    if svc.cluster_ip == "None":
+        ports |= {p.target_port for p in svc.ports if isinstance(p.target_port, int)}
+    return port in ports
+
+
+def _named_services(inv: Inventory, namespace: str, text: str) -> Iterator[Service]:
+    """The Services a text of a workload of `namespace` names: `svc.ns[.svc[.cluster.local]]` anywhere, and a
+    Service of its own namespace by its short name in a host position. A pod's resolv.conf searches
+    `<its namespace>.svc.cluster.local` first, so a short name is the Service of its own namespace
+    (https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/#namespaces-of-services)."""
+    for name, ns in _SERVICE_HOST.findall(text):
+        svc = inv.service(ns, name)
+        if svc is not None:
+            yield svc
+    for name, port in _SHORT_URL.findall(text) + _SHORT_HOST_PORT.findall(text):
+        svc = inv.service(namespace, name)
+        if svc is not None and (not port or _serves(svc, int(port))):
+            yield svc
+
+
 def service_calls(inv: Inventory, unit: Unit) -> Iterator[tuple[Service, str]]:
-    """In-cluster services a workload names (`svc.ns`, `svc.ns.svc.cluster.local`), with where it names them."""
+    """In-cluster services a workload names (`svc.ns`, `svc.ns.svc.cluster.local`, or a short name of its own
+    namespace as a URL's host or `name:port`), with where it names them."""
     seen = set()
     for where, text in texts(inv, unit):
-        for name, namespace in _SERVICE_HOST.findall(text):
-            svc = inv.service(namespace, name)
-            if svc is not None and (svc.name, svc.namespace) not in seen:
+        for svc in _named_services(inv, unit.namespace, text):
+            if (svc.name, svc.namespace) not in seen:
                 seen.add((svc.name, svc.namespace))
                 yield svc, where
 

@@ -13,6 +13,7 @@ import yaml
 
 from analysis import catalog
 from analysis.base import Context, Message, gate_checks, registry, run
+from analysis.callers import calls
 from analysis.catalog import CATALOG, Filled
 from analysis.common import analyze
 from app.cli import PACKAGES
@@ -236,7 +237,8 @@ def test_demo_legacy_caller_blocks_strict(demo):
 
 # ---------------------------------------------------------------- pods without a sidecar under STRICT
 
-_BARE = ("idle", "poller", "indexer", "auditor")  # app's opted-out callers in strict.yaml
+# app's opted-out callers in strict.yaml
+_BARE = ("idle", "poller", "indexer", "auditor", "fetcher", "launcher", "namer")
 
 
 def _strict_cluster(*keep: str):
@@ -284,6 +286,64 @@ def test_strict_judges_the_servers_a_pod_without_sidecar_calls_as_istio_does():
     after = inv.with_changes(apply=feature_registry()["mtls-strict"].build({}, "mesh", inv))
     refused = [m.message for m in invariants.callers_refused(inv, after)]
     assert any("app/indexer → other/search" in m for m in refused) and not any("cache" in m for m in refused)
+
+
+def test_strict_refuses_a_pod_without_sidecar_that_calls_a_server_going_strict_by_its_short_name():
+    """Kubernetes DNS resolves a short name in the caller's own namespace (its resolv.conf searches
+    `<namespace>.svc.cluster.local` first, https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/):
+    `http://api:8080` from a pod of app is api.app, which STRICT in app makes refuse the pod's plaintext."""
+    found = _strict_gate(_strict_cluster("fetcher"))
+    assert [k for k, m in found.items() if m.level == "error"] == ["MST0401 Deployment app/fetcher"]
+    assert "calls app/api (named in env API_URL of container fetcher), STRICT after this stage" in \
+        found["MST0401 Deployment app/fetcher"].message
+
+
+@pytest.mark.parametrize("caller", ["launcher", "namer"])
+def test_a_short_name_out_of_a_host_position_is_no_call(caller):
+    """`redis:7` (an image tag: Service redis serves 6379, not 7) and the bare word `api` name no call: STRICT
+    warns that what the pod calls is unseen, and refuses nothing."""
+    found = _strict_gate(_strict_cluster(caller))
+    assert not [m for m in found.values() if m.level == "error"], found
+    assert "its config names no Service of the cluster" in found[f"MST0406 Deployment app/{caller}"].message
+
+
+def _naming(value: str):
+    """strict.yaml with idle's env naming `value`, and two more Services in app: web (port 80 to the pods' 8080)
+    and db, headless (clusterIP None: its name resolves to the pods' own addresses) with port 5432 to 15432."""
+    docs = [d for d in yaml.safe_load_all((FIXTURES / "strict.yaml").read_text())
+            if d and d["metadata"]["name"].split("-")[0] not in set(_BARE) - {"idle"}]
+    idle = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "idle")
+    idle["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "TARGET", "value": value})
+    for name, spec in (("web", {"ports": [{"port": 80, "targetPort": 8080}]}),
+                       ("db", {"clusterIP": "None", "ports": [{"port": 5432, "targetPort": 15432}]})):
+        docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "app"},
+                     "spec": {"selector": {"app": name}, **spec}})
+    return build_inventory(Snapshot("strict", lambda _v: iter(copy.deepcopy(docs))))
+
+
+@pytest.mark.parametrize("value,target", [
+    ("http://api:8080/jobs", "app/api"),
+    ("grpc://api", "app/api"),  # a URL's host: the scheme says it is one, whatever port the client takes
+    ("postgres://reader:secret@api:8080/db", "app/api"),
+    ("--upstream=api:8080", "app/api"),
+    ("redis:6379", "app/redis"),
+    ("http://web", "app/web"),
+    ("web:80", "app/web"),
+    ("web:8080", None),  # the pods' port: the Service's cluster IP forwards only its own port, 80
+    ("db:5432", "app/db"),
+    ("db:15432", "app/db"),  # headless: the name resolves to the pods, reached on their port
+    ("http://api:9090/jobs", None),  # a port api does not serve: the call does not reach it
+    ("api", None),  # a bare word
+    ("redis:7", None),  # an image tag
+    ("search:9200", None),  # other's search: a short name resolves in the caller's own namespace only
+    ("http://api-v2:8080", None),  # no such Service
+    ("localhost:8080", None),
+    ("10.0.1.1:8080", None),
+    ("http://api.app:8080", "app/api"),  # `service.namespace` as before
+])
+def test_a_short_name_is_a_call_of_the_own_namespace_service_in_a_host_position(value, target):
+    found = [c.target for c in calls(_naming(value)) if c.caller.name == "idle" and c.service is not None]
+    assert found == ([target] if target else [])
 
 
 def _plaintext(namespace: str, workload: str) -> Edge:

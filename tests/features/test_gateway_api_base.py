@@ -124,6 +124,16 @@ def test_east_west_traffic_gets_a_mesh_route_beside_the_ingress_one(ns_ew):
                                                             {"name": "web-v2", "port": 8080, "weight": 25}]
 
 
+def test_a_call_by_short_name_from_the_same_namespace_gets_a_mesh_route():
+    """shop's meshed cart naming `http://web:8080` calls web.shop: a pod's resolv.conf searches its own namespace
+    first (https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/#namespaces-of-services)."""
+    objs = [*north_south(), _deployment("shop", "cart", "v1", [{"name": "WEB_URL", "value": "http://web:8080"}]),
+            _service("shop", "cart")]
+    rendered, _ = render_gated(registry()["traffic-shifting"], {"service": "web", "weight": 25}, "shop",
+                               cluster(objs))
+    assert sorted(routes(rendered)) == ["web", "web-mesh"]
+
+
 def test_a_header_release_on_the_ingress_route_keeps_its_path_match(ns):
     """The tester rule is the catch-all's matches with the header added: a Gateway API match ANDs its path and
     headers, so testers reach v2 on the same paths and nobody else does."""

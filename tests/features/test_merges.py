@@ -233,6 +233,17 @@ def test_authorization_policy_allows_the_callers_it_has_evidence_of(demo_invento
     assert "Deployment shop/orders → payments/payments-api" in m.message
 
 
+def test_authorization_policy_keeps_the_calls_inside_its_namespace_that_name_a_short_name(demo_inventory):
+    """shop's frontend calls orders as `http://orders:8080`, which Kubernetes DNS resolves in frontend's own
+    namespace: a policy allowing only the ingress gateway's namespace would refuse it."""
+    inv = _strict(demo_inventory, "shop")
+    with pytest.raises(Refused) as refused:
+        render_gated(feature("authorization-policy"), {"allow_namespaces": "istio-system"}, "shop", inv)
+    refusals = " ".join(m.message for m in refused.value.findings if m.code == "MST0812")
+    assert "Deployment shop/frontend → shop/orders" in refusals
+    render_gated(feature("authorization-policy"), {}, "shop", inv)  # its default allows its own namespace
+
+
 def test_require_jwt_does_not_deny_token_less_calls_between_workloads(demo_inventory):
     rendered, _ = render_gated(feature("request-authentication"), JWT, "payments", demo_inventory)
     deny = next(o for o in rendered.objects if o["kind"] == "AuthorizationPolicy")
