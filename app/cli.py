@@ -1,7 +1,6 @@
 """Entry point of the `meshstep` command."""
 from __future__ import annotations
 
-import gc
 import importlib
 import inspect
 import pkgutil
@@ -59,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         # its own process (passing argv: the tests), whose collector stays as it was. `meshstep` itself (argv None)
         # ends frozen: thawed, the collection at the interpreter's exit would walk it all (0.2 s of a status).
         if argv is not None:
-            gc.unfreeze()
+            from cluster.inventory import unfreeze
+
+            unfreeze()
     return 0
 
 

@@ -4,7 +4,6 @@ making changes, and errors shown as st.error instead of tracebacks.
 `meshstep ui` passes its --source and --db through MESHSTEP_SOURCE and MESHSTEP_DATABASE_URL."""
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import os
@@ -23,7 +22,7 @@ from app import access as access_
 from app import controls, rows, safe
 from cluster import cache
 from cluster.errors import MeshstepError, SourceError
-from cluster.inventory import Inventory, build_inventory
+from cluster.inventory import Inventory, build_inventory, freeze
 from cluster.sources import default_source, load_snapshot
 from features.base import Observation, observe, unknown_features
 
@@ -122,7 +121,7 @@ def _inventory(src: str) -> Inventory:
     inv = _read_upload(src) if src.startswith(UPLOAD_PREFIX) else cache.inventory(src, roots=roots_for(src))
     # It lives until the cluster is re-read: out of the cyclic collector's sight (it holds no cycles, and is freed
     # by reference counting all the same), or each full collection during a page's run walks its million objects.
-    gc.freeze()
+    freeze()
     return inv
 
 
