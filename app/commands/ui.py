@@ -1,7 +1,6 @@
 """`meshstep ui`: the web app (Streamlit) on this machine, reading the same source and database as the CLI."""
 from __future__ import annotations
 
-import gc
 import importlib
 import logging
 import os
@@ -54,6 +53,7 @@ def _warm_up(address: str, port: int) -> None:
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
     _listening("127.0.0.1" if address in ("0.0.0.0", "") else "::1" if address == "::" else address, port)
     from app import ui
+    from cluster.inventory import freeze
 
     src = os.environ.get(ui.SOURCE_ENV)
     _quietly(ui.warm_up, src, os.environ.get("MESHSTEP_DATABASE_URL"))
@@ -61,12 +61,10 @@ def _warm_up(address: str, port: int) -> None:
     # that comes first imports them itself.
     for module in ("pandas", "pyarrow", "state.drift", "planner.stages"):
         importlib.import_module(module)
-    # Streamlit checks once per process, on the first element a page draws, whether it runs in a REPL: it walks the
-    # stack and resolves the path of every module loaded (0.1-0.4 s of the first page). Under `meshstep ui` it never
-    # does: the answer is known.
-    from streamlit import delta_generator
-
-    delta_generator._use_warning_has_been_displayed = True
+    # What the server holds now (the inventory, the modules the first page runs) is out of the collector's sight
+    # before that page runs: else Streamlit's full collection after each script run walks it (once over, its
+    # "finished" reaches the browser only after that collection), and so does each one the page's work sets off.
+    freeze()
     # What the first page does not show waits for it to be served: built beside it, it slowed it (one interpreter).
     ui.SERVED.wait(timeout=_FIRST_PAGE_WAIT)
     for module in ("state.audit", "planner.moves"):
@@ -74,7 +72,7 @@ def _warm_up(address: str, port: int) -> None:
     _quietly(ui.warm_up_pages, src)
     # What the server keeps from here on (modules, the caches just filled) is out of the collector's sight: else each
     # full collection during a page's run walks all of it again (0.05-0.09 s each, several a first visit).
-    gc.freeze()
+    freeze()
 
 
 # How long the warm-up waits for a first page before it builds the other pages' caches anyway.
@@ -143,6 +141,12 @@ def ui(
         raise MeshstepError(f"--auth {auth}: no such file (a secrets TOML file with an [auth] section)")
     check_port(address, port)
     echo(f"meshstep ui on http://{address}:{port}  (Ctrl-C to stop)", err=True)
+    # Streamlit checks once per process, on the first element a page draws, whether it runs in a REPL: it walks the
+    # stack and resolves the path of every module loaded (0.1-0.3 s of the first page's run). Under `meshstep ui` it
+    # never does: the answer is known, before the first page can ask.
+    from streamlit import delta_generator
+
+    delta_generator._use_warning_has_been_displayed = True
     threading.Thread(target=_warm_up, args=(address, port), name="meshstep-warm-up", daemon=True).start()
     # In this process (not a child): SIGTERM and Ctrl-C reach Streamlit's own handlers, which stop the server.
     streamlit_cli.main(args=streamlit_args(port, address, auth.resolve() if auth else None), prog_name="streamlit",
