@@ -22,3 +22,40 @@ def skew_problem(proxy: tuple[int, int], control_plane: tuple[int, int]) -> str 
     if -ahead > DATA_PLANE_AHEAD_MAX:
         return "the proxy is ahead of its istiod (never supported)"
     return None
+
+
+# istio.io's upgrade pages (https://istio.io/latest/docs/setup/upgrade/in-place/#upgrade-prerequisites): "The installed
+# Istio version is no more than one minor version less than the upgrade version"; no istio.io page says a canary
+# upgrade may skip a minor version, and the skew above (istiod at most one minor ahead of its proxies) is what every
+# stage of a canary upgrade runs under until the old revision's proxies are restarted.
+UPGRADE_SOURCE = "https://istio.io/latest/docs/setup/upgrade/in-place/#upgrade-prerequisites"
+UPGRADE_MINORS_MAX = 1
+
+
+def release(version: str) -> tuple[int, int, int] | None:
+    """`1.28.0` → (1, 28, 0); None for anything that is not a release version x.y.z."""
+    parts = version.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def upgrade_problem(installed: str, to: str) -> str | None:
+    """Why Istio `installed` cannot be upgraded to release `to` in one canary upgrade, else None."""
+    old, new = release(installed), release(to)
+    if new is None:
+        return f"{to!r} is not an Istio release version (x.y.z, e.g. 1.28.0)"
+    if old is None:
+        return None  # a build whose version is not a release: nothing to compare it with
+    if new == old:
+        return f"Istio {installed} is the version installed already"
+    if new < old:
+        return f"{to} is older than the installed {installed}: that is a downgrade, not an upgrade"
+    if new[0] != old[0]:
+        return f"{to} is another major version than the installed {installed}"
+    if new[1] - old[1] > UPGRADE_MINORS_MAX:
+        between = f"{old[0]}.{old[1] + 1}"
+        return (f"{to} is {new[1] - old[1]} minor versions ahead of the installed {installed}: Istio supports "
+                f"upgrading by at most {UPGRADE_MINORS_MAX} minor version at a time ({UPGRADE_SOURCE}); upgrade to "
+                f"the latest {between}.x first")
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,13 @@ def _order(r: Revision) -> tuple[Any, ...]:
     """Oldest first: by version, revisions without a known version before the others, then by name."""
     v = version_key(r.version) if r.version else ()
     return (bool(v), v, r.revision)
+
+
+def revision_name(version: str) -> str:
+    """The revision a release is installed as, named after its minor version as istio.io's examples name them:
+    `1.28.0` → `1-28`."""
+    major, minor, *_ = version.split(".")
+    return f"{major}-{minor}"
 
 
 def tags(inv: Inventory) -> dict[str, str]:
@@ -377,6 +385,50 @@ def install_commands(inv: Inventory, rev: str, version: str | None) -> list[str]
                   f"--set components.ingressGateways[0].enabled=false -y  # istioctl {v}: istiod only, gateways later"]
     lines.append(f"kubectl rollout status deployment/istiod-{rev} -n {how.namespace}")
     return lines
+
+
+def installed_beside(inv: Inventory, old: Revision, rev: str, version: str) -> list[dict[str, Any]]:
+    """What `install_commands` leave in the cluster, for an overlay (which runs no commands): revision `rev` at
+    `version` beside `old`, installed as `old` was (the commands take its IstioOperator file or Helm values). Its
+    control plane is `old`'s (control_plane_objects) as the same chart renders it with the other revision and
+    version: every name and value the chart makes from `.Values.revision` (istiod-R, istio-R, the injector and
+    validator webhooks, their selectors, REVISION, the mesh config's discoveryAddress) names `rev`, and every
+    version (images, chart labels) is `version`, and a Helm release is the one the commands name; with istiod's pods
+    back ready, as `kubectl rollout status` waits for them. The unnamed revision's objects are named otherwise
+    (`istiod`, no istio.io/rev): not modelled."""
+    if old.revision == "default":
+        raise MeshstepError(f"revision-install: the running control plane is the unnamed revision (istiod, no "
+                            f"istio.io/rev label): meshstep models a canary install only beside a named revision; "
+                            f"install {rev} with the commands of `meshstep render revision-install --scope mesh --set "
+                            f"version={version}`, then make the plan")
+    swaps = [(re.compile(rf"(?<![\w.]){re.escape(old.revision)}(?!\w)"), rev)]
+    if old.version:
+        swaps.append((re.compile(rf"(?<![\w.]){re.escape(old.version)}(?![\w.])"), version))
+
+    def renamed(value: Any) -> Any:
+        if isinstance(value, str):
+            for pattern, to in swaps:
+                value = pattern.sub(to, value)
+            return value
+        if isinstance(value, dict):
+            return {k: renamed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [renamed(v) for v in value]
+        return value
+
+    out = [renamed(copy_of(o)) for o in control_plane_objects(inv, old.revision)]
+    for o in out:  # Helm's record of the release: `helm install istiod-<rev>` (install_commands) made these
+        annotations = o["metadata"].get("annotations") or {}
+        if "meta.helm.sh/release-name" in annotations:
+            annotations["meta.helm.sh/release-name"] = f"istiod-{rev}"
+    for c in inv.components_by_id.get("istiod", ()):
+        pod = inv.pod(c.namespace, c.name) if c.kind == "Pod" else None
+        if pod is None or resolve(inv, pod.labels.get("istio.io/rev")) != old.revision:
+            continue
+        raw = renamed(manifest(pod, dict(pod.labels), dict(pod.annotations)))
+        raw["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}  # no IP of old's
+        out.append(raw)
+    return out
 
 
 def uninstall_commands(inv: Inventory, rev: str) -> list[str]:

@@ -31,8 +31,7 @@ class RevisionInstall(Feature):
             r = revisions.revision(inv, p["revision"])
             return p["revision"], p["version"] or (r.version if r else None)
         if p["version"]:
-            major, minor, *_ = p["version"].split(".")
-            return f"{major}-{minor}", p["version"]
+            return revisions.revision_name(p["version"]), p["version"]
         revs = revisions.installed(inv)
         if len(revs) < 2:
             raise MeshstepError(f"{self.id}: one istiod revision runs; name the one to install: --set version=1.X.Y "
@@ -48,6 +47,15 @@ class RevisionInstall(Feature):
         if rollback:
             return revisions.uninstall_commands(inv, rev)
         return revisions.install_commands(inv, rev, version)
+
+    def commanded(self, p, scope, inv) -> list[dict[str, Any]]:
+        """The new revision beside the running one, as the install commands leave it (revisions.installed_beside):
+        for a revision not installed yet, at a version given."""
+        rev, version = self._revision(p, inv)
+        revs = revisions.installed(inv)
+        if revisions.revision(inv, rev) is not None or not version or not revs:
+            return []
+        return revisions.installed_beside(inv, revs[-1], rev, version)
 
     def detect(self, inv: Inventory) -> list[Observation]:
         up = revisions.upgrade(inv)

@@ -20,11 +20,12 @@ from analysis.base import (
     unseen_message,
 )
 from analysis.catalog import Filled, fill
+from cluster import istio_releases, revisions
 from cluster.errors import MeshstepError
 from cluster.files import YAML_LOADER
 from cluster.inventory import Inventory
 from cluster.live import CRD_KIND
-from cluster.model import Ref
+from cluster.model import Ref, Revision
 from cluster.owners import shown
 from cluster.queries import SYSTEM_NAMESPACES
 from features.base import (
@@ -227,10 +228,11 @@ def default_namespaces(inventory: Inventory) -> list[str]:
 
 
 def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | None = None,
-             waves: str | None = None, traffic: Any = None) -> Draft:
+             waves: str | None = None, traffic: Any = None, to: str | None = None) -> Draft:
     """The stages of a template for these namespaces, from what the inventory shows; on a large cluster (or as
     `waves` says: planner.waves), a namespace-scoped feature's stages go over waves of namespaces, the pilot first
-    (chosen with `traffic`, where given, weighed).
+    (chosen with `traffic`, where given, weighed). `to`: the Istio release the upgrade template moves to
+    (upgrade_params).
 
     A step whose feature cannot be rendered here (e.g. no service with two versions for a canary), whose objects
     analysis would flag, or whose dependency neither the cluster nor an earlier stage turns on, is left out with
@@ -242,13 +244,17 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
     unknown = [n for n in targets if n not in known]
     if unknown:
         raise MeshstepError(f"namespace(s) not in the cluster: {', '.join(unknown)}")
+    if to is not None and template != "upgrade":
+        raise MeshstepError(f"the release to upgrade to (--to) goes with the upgrade template, not {template}")
+    params = upgrade_params(inventory, to) if template == "upgrade" else {}
     cut = waves_of(inventory, targets, waves, traffic)
     # each namespace, or each wave: how an `each` blueprint's title names it, and its namespaces
     units = [(ns, [ns]) for ns in targets] if cut is None else [
         (cut.label(i), list(group)) for i, group in enumerate(cut.groups)]
-    groups_of = _groups(TEMPLATES[template], units, targets)
+    groups_of = _groups(TEMPLATES[template], units, targets, params)
     observed = observed_steps(inventory, [s for _, _, steps in groups_of for s in steps])
-    refused = _refused([s for _, _, steps in groups_of for s in steps], observed, inventory)
+    refused, off = _refused([s for _, _, steps in groups_of for s in steps], observed, inventory)
+    observed -= off
     stages: list[StageSpec] = []
     left_out: list[LeftOut] = []
     before: set[tuple[str, str]] = set()
@@ -275,48 +281,97 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
     return Draft(stages, left_out, cut)
 
 
-def _refused(steps: list[Step], observed: set[tuple[str, str]], inventory: Inventory) -> dict[tuple[str, str], Any]:
+def _refused(steps: list[Step], observed: set[tuple[str, str]],
+             inventory: Inventory) -> tuple[dict[tuple[str, str], Any], set[tuple[str, str]]]:
     """Why each of the steps not on yet cannot be had here: its feature cannot render it, or analysis would flag its
     objects. The candidates' objects are analysed together, once: one analysis per step took a minute on 5,000 pods.
     The steps are asked on the cluster as the install commands of the steps before them leave it (the Gateway API
-    CRDs, the ambient profile): what a stage installs is never a reason to leave out the stages that need it."""
+    CRDs, the ambient profile, a new istiod revision): what a stage installs is never a reason to leave out the
+    stages that need it. Also the steps on in the cluster that those commands turn off (one revision serves the mesh
+    until the upgrade installs another): not found on, but asked like the others."""
     feats = registry()
     candidates: dict[tuple[str, str], list[dict[str, Any]]] = {}
     refused: dict[tuple[str, str], Any] = {}
+    off: set[tuple[str, str]] = set()
     ahead = inventory
-    for s in steps:
-        if (s.feature, s.scope) not in observed | candidates.keys() | refused.keys():
+    for i, s in enumerate(steps):
+        if (s.feature, s.scope) not in (observed - off) | candidates.keys() | refused.keys():
             try:
                 candidates[s.feature, s.scope] = feats[s.feature].candidate(s.params, s.scope, ahead)[1]
             except MeshstepError as e:  # not for this cluster: the step is left out, with the reason
                 refused[s.feature, s.scope] = str(e)
                 continue
             made = feats[s.feature].commanded(validate_params(feats[s.feature], s.params), s.scope, ahead)
-            ahead = ahead.with_changes(apply=made) if made else ahead
+            if made:
+                ahead = ahead.with_changes(apply=made)
+                later = steps[i + 1:]
+                off |= ({(t.feature, t.scope) for t in later} & observed) - observed_steps(ahead, later)
     for m in flagged([o for objs in candidates.values() for o in objs], ahead):
         for key, objs in candidates.items():
             if key not in refused and any(object_key(o) == (m.ref.kind, m.ref.namespace, m.ref.name) for o in objs):
                 refused[key] = fill("analysis would flag {ref}: {code} {message}", ref=m.ref, code=m.code,
                                     message=m.message)
-    return refused
+    return refused, off
 
 
 def _groups(blueprints: tuple[_Blueprint | tuple[_Blueprint, ...], ...], units: list[tuple[str, list[str]]],
-            targets: list[str]) -> list[tuple[_Blueprint, str | None, list[Step]]]:
+            targets: list[str],
+            params: Mapping[str, dict[str, Any]]) -> list[tuple[_Blueprint, str | None, list[Step]]]:
     """Each stage a template makes, as (blueprint, name, steps): a blueprint spread as it says (`each`: per
     namespace, or per wave of `units`); a tuple of `each` blueprints, all of them for one unit before the next (a
-    migration's per-namespace sequence)."""
+    migration's per-namespace sequence). Each step has its feature's `params`."""
+    def step(f: str, scope: str) -> Step:
+        return Step(f, scope, dict(params.get(f, {})))
+
     out: list[tuple[_Blueprint, str | None, list[Step]]] = []
     for bp in blueprints:
         if isinstance(bp, tuple):
-            out += [(b, name, [Step(f, ns) for ns in unit for f in b.features]) for name, unit in units for b in bp]
+            out += [(b, name, [step(f, ns) for ns in unit for f in b.features]) for name, unit in units for b in bp]
         elif bp.spread == "each":
-            out += [(bp, name, [Step(f, ns) for ns in unit for f in bp.features]) for name, unit in units]
+            out += [(bp, name, [step(f, ns) for ns in unit for f in bp.features]) for name, unit in units]
         elif bp.spread == "all":
-            out.append((bp, None, [Step(f, ns) for f in bp.features for ns in targets]))
+            out.append((bp, None, [step(f, ns) for f in bp.features for ns in targets]))
         else:
-            out.append((bp, None, [Step(f, "mesh") for f in bp.features]))
+            out.append((bp, None, [step(f, "mesh") for f in bp.features]))
     return out
+
+
+def upgrade_params(inventory: Inventory, to: str | None) -> dict[str, dict[str, Any]]:
+    """The upgrade template's parameters, by feature. Without `to`: none (the steps move to the newest revision
+    installed, from the oldest), which needs a second revision installed. With `to` (an Istio release, x.y.z), on a
+    cluster running one revision: install `to` as revision `1-<minor>` (revisions.revision_name) beside it, move
+    everything to that revision, then remove the running one; refused where Istio does not support the upgrade
+    (cluster.istio_releases.upgrade_problem)."""
+    revs = revisions.installed(inventory)
+    if not revs:
+        raise MeshstepError("the upgrade template moves the mesh from one istiod revision to another, and istiod is "
+                            "not installed")
+    old = revs[-1]
+    if len(revs) > 1:
+        if to is None or to == old.version:
+            return {}
+        raise MeshstepError(f"an upgrade is under way: revisions {', '.join(_named(r) for r in revs)} are installed, "
+                            f"and the upgrade template moves to {old.revision}: finish that upgrade (a plan of the "
+                            f"upgrade template without --to) before upgrading to {to}")
+    if to is None:
+        now = istio_releases.release(old.version or "")
+        example = f"{now[0]}.{now[1] + 1}.0" if now else "1.X.Y"
+        raise MeshstepError(f"the cluster runs one istiod revision, {_named(old)}: there is no new revision to move "
+                            f"to. Name the Istio release to upgrade to with --to VERSION (e.g. {example}): the plan "
+                            "installs it as a revision beside this one first")
+    problem = istio_releases.upgrade_problem(old.version or "", to)
+    if problem:
+        raise MeshstepError(f"cannot upgrade revision {_named(old)} to {to}: {problem}")
+    rev = revisions.revision_name(to)
+    if rev == old.revision:  # a patch release of the running minor: a revision of its own, named after all of it
+        rev = to.replace(".", "-")
+    return {"revision-install": {"revision": rev, "version": to}, "revision-label": {"revision": rev},
+            "gateway-revision": {"revision": rev}, "default-tag": {"revision": rev},
+            "single-revision": {"revision": old.revision}}
+
+
+def _named(r: Revision) -> str:
+    return f"{r.revision} (Istio {r.version or 'version unknown'})"
 
 
 def observed_steps(inventory: Inventory, steps: Iterable[Step] = ()) -> set[tuple[str, str]]:

@@ -36,15 +36,15 @@ def found_on(stage: Stage) -> bool:
 
 def create(store: PlanStore, cluster: str, inventory: Inventory, template: str, namespaces: list[str] | None,
            name: str | None, actor: str, verify: Iterable[str] = (), waves: str | None = None,
-           traffic: Any = None) -> Plan:
+           traffic: Any = None, to: str | None = None) -> Plan:
     """A new plan for a cluster from a template; stages already on in the cluster start as done, and their
     features are recorded on (where the team has recorded nothing for them yet), so that the flags say what the
     plan takes as done. The steps left out, with the reason, are kept with the plan (`Plan.left_out`). `verify`:
     the plan's verification thresholds as `key=value` items (`--verify`), kept with it for each verification.
     `waves` (`--waves`; planner.waves) and `traffic` (what the pilot wave's choice weighs): the plan's waves, kept
-    with it."""
+    with it. `to`: the Istio release an upgrade plan moves to (planner.plan.upgrade_params)."""
     thresholds = Thresholds.values(verify)
-    draft = planner.plan.new_plan(template, inventory, namespaces, waves, traffic)
+    draft = planner.plan.new_plan(template, inventory, namespaces, waves, traffic, to)
     stages = [{"title": s.title, "goal": s.goal, "features": [st.to_json() for st in s.steps],
                "status": StageStatus.DONE if s.done else StageStatus.PLANNED, "record": StageRecord(found_on=s.done)}
               for s in draft.stages]

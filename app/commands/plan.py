@@ -70,6 +70,9 @@ def plan_new(
                                               f"{WAVES_DEFAULT} above {WAVES_ABOVE} namespaces; `off`: one stage "
                                               "per namespace). Kept with the plan.")] = None,
     prometheus: PrometheusOpt = None, telemetry: TelemetryOpt = None, window: WindowOpt = "1h",
+    to: Annotated[str | None, typer.Option("--to", help="With --template upgrade on a cluster running one istiod "
+                                           "revision: the Istio release to upgrade to (x.y.z, e.g. 1.28.0), installed "
+                                           "as revision 1-<minor> beside the running one.")] = None,
 ) -> None:
     """Make a plan for a cluster from a template; stages already on are recognised as done. On a large cluster the
     namespace-scoped stages go over waves, the pilot (least risky) first, with its reasons said."""
@@ -81,7 +84,7 @@ def plan_new(
     traffic = load_evidence(prometheus, telemetry, window, inv).traffic() if prometheus or telemetry else None
     with open_store(db) as store:
         p = stages.create(store, cluster_name(cluster, inv.source), inv, template, ns, name, actor_name(actor),
-                          verify or (), waves, traffic)
+                          verify or (), waves, traffic, to)
         _show(p, format)
 
 

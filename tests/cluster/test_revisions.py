@@ -18,7 +18,7 @@ from cluster.inventory import Inventory, build_inventory
 from cluster.model import Ref
 from cluster.sources import load_snapshot
 from explain import report as explain
-from features.base import apply, registry
+from features.base import apply, registry, validate_params
 from planner import plan
 from tests.rehearsal import rehearse_to_done, runner
 
@@ -213,9 +213,14 @@ def _walk(inv: Inventory, until: str | None = None) -> Inventory:
 
 
 def _applied(stage: plan.StageSpec, inv: Inventory) -> Inventory:
+    """The stage applied as the overlay applies it: its objects and deletions, what its install commands make
+    (Feature.commanded), then its restarts."""
     rendered = [registry()[s.feature].render(s.params, s.scope, inv) for s in stage.steps]
     objects = [o for r in rendered for o in r.objects]
     changed = inv.with_changes(apply=objects, delete=[d for r in rendered for d in r.delete])
+    made = [o for s in stage.steps for o in registry()[s.feature].commanded(
+        validate_params(registry()[s.feature], s.params), s.scope, changed)]
+    changed = changed.with_changes(apply=made) if made else changed
     return changed.with_changes(pods=_restarts(stage, changed))
 
 

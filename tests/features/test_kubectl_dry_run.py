@@ -37,19 +37,21 @@ def test_every_rendering_and_rollback_passes_kubectl_dry_run(demo_inventory: Inv
         path.write_text(rendered.yaml)
         files.append((path, len(rendered.objects)))
         cluster = apply(rendered, cluster)
-    # the canary upgrade's steps, stage by stage on a cluster in the middle of one
-    upgrading = build_inventory(load_snapshot(str(FIXTURE)))
-    for stage in (s for s in plan.new_plan("upgrade", upgrading).stages if not s.done):
-        for step in stage.steps:
-            feature = registry()[step.feature]
-            rendered = feature.render(step.params, step.scope, upgrading)
-            undo = feature.rollback(step.params, step.scope, upgrading)  # as rendered before the stage
-            for what, r in (("render", rendered), ("rollback", undo)):
-                if r.objects:
-                    path = tmp_path / f"{feature.id}.{step.scope}-{what}.yaml"
-                    path.write_text(r.yaml)
-                    files.append((path, len(r.objects)))
-        upgrading = _applied(stage, upgrading)
+    # the canary upgrade's steps, stage by stage: on a cluster in the middle of one, and on the demo's one revision
+    # upgraded to a release (`plan new --template upgrade --to 1.28.0`), from the install of its new revision
+    for name, upgrading, to in (("mid", build_inventory(load_snapshot(str(FIXTURE))), None),
+                                ("to", demo_inventory, "1.28.0")):
+        for stage in (s for s in plan.new_plan("upgrade", upgrading, to=to).stages if not s.done):
+            for step in stage.steps:
+                feature = registry()[step.feature]
+                rendered = feature.render(step.params, step.scope, upgrading)
+                undo = feature.rollback(step.params, step.scope, upgrading)  # as rendered before the stage
+                for what, r in (("render", rendered), ("rollback", undo)):
+                    if r.objects:
+                        path = tmp_path / f"{feature.id}.{step.scope}.{name}-{what}.yaml"
+                        path.write_text(r.yaml)
+                        files.append((path, len(r.objects)))
+            upgrading = _applied(stage, upgrading)
     # the migration's clean-up (an operation), on the corpus cluster once bank has switched to ambient
     from tests.features.corpus import migration
     from tests.features.test_ambient_migration import walk
