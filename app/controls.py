@@ -16,6 +16,7 @@ from collections.abc import Callable
 _SETTINGS_TELEMETRY = 'the "Prometheus URL or metrics file" field on the Settings page'
 _OVERRIDE = 'the "Override and go on" button (an admin, with a reason)'
 _NEW_PLAN = '"Start a new plan" on the Plan page'
+_UPGRADE_TO = '"Upgrade to" field of the new plan'
 
 # Another tool's command, from its name to the end of the code span, parenthesis, sentence or line: left alone.
 _OTHER_TOOL = re.compile(r"\b(?:istioctl|helm|kubectl)\s[^`\n;)]*")
@@ -78,6 +79,9 @@ _RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]
         (r"pass --scope mesh", 'choose "mesh" as the scope'),
         (r"pass --scope NAMESPACE", "choose a namespace as the scope"),
         (r" \(--reason\)", ""),
+        (r"with --to VERSION", f"in the {_UPGRADE_TO}"),
+        (r"without --to", f"with the {_UPGRADE_TO} empty"),
+        (r" \(--to\)", ""),
         (r"pass --actor or set MESHSTEP_ACTOR", "enter your name in the sidebar"),
         (r"check --db / MESHSTEP_DATABASE_URL", "check the database meshstep ui was started with"),
         (r"--sources item", "the Clusters field's item"),

@@ -85,12 +85,17 @@ def new_plan_form(store, cluster: str, inv) -> None:
     with st.form("new_plan"):
         template = st.selectbox("Template", list(planner.plan.TEMPLATES),
                                 help="routing-first: injection and traffic management before mTLS; "
-                                     "security-first: mTLS early; custom: start empty and add stages one by one.")
+                                     "security-first: mTLS early; upgrade: Istio's canary upgrade to a new istiod "
+                                     "revision; custom: start empty and add stages one by one.")
         namespaces = st.multiselect("Namespaces", inv.namespace_names(), default=planner.plan.default_namespaces(inv),
                                     help="The application namespaces the plan brings into the mesh.")
         name = st.text_input("Name", placeholder="the template's name")
         waves = st.text_input("Wave sizes", placeholder=f"{WAVES_DEFAULT} above {WAVES_ABOVE} namespaces, or off",
                               help=waves_panel.HELP)
+        to = st.text_input("Upgrade to", placeholder="e.g. 1.28.0 (upgrade template)",
+                           help="The upgrade template on a cluster running one istiod revision: the Istio release "
+                                "(x.y.z) to install as a revision beside it (named 1-<minor>) and move the mesh to. "
+                                "Empty while a second revision is installed: the plan moves to it.")
         verify = st.text_input(
             "Verification thresholds", placeholder="e.g. max_success_drop=0.5, window=15m (default: "
             f"{Thresholds().text(('max_success_drop', 'max_p99_increase', 'window'))}, …)",
@@ -100,7 +105,8 @@ def new_plan_form(store, cluster: str, inv) -> None:
                 *((access.ADMIN, "set verification thresholds") if verify.strip() else
                   (access.OPERATOR, "create a plan")))):
             wanted = {"template": template, "namespaces": namespaces, "name": name.strip() or template,
-                      "verify": [x.strip() for x in verify.split(",") if x.strip()], "waves": waves.strip() or None}
+                      "verify": [x.strip() for x in verify.split(",") if x.strip()], "waves": waves.strip() or None,
+                      "to": to.strip() or None}
             if stages.free_name(store, cluster, wanted["name"]) == wanted["name"]:
                 _create(store, cluster, inv, wanted, actor)
             else:
@@ -113,7 +119,7 @@ def _create(store, cluster: str, inv, wanted: dict, actor: str) -> None:
     with ui.errors("Could not create the plan"):
         # Traffic weighs the pilot wave's choice when telemetry is set (Settings), as with the command's.
         created = stages.create(store, cluster, inv, wanted["template"], wanted["namespaces"] or None, wanted["name"],
-                                actor, wanted["verify"], wanted["waves"], traffic.observed())
+                                actor, wanted["verify"], wanted["waves"], traffic.observed(), wanted["to"])
         st.session_state.pop(_CONFLICT, None)
         st.session_state[_SHOWN] = created.name
         ui.flash(f"Plan **{safe.md(created.name)}** created with {len(created.stages)} stages.")

@@ -177,3 +177,28 @@ def test_a_rehearsal_stopped_by_its_gate_says_so_in_lines(app, store: Store):
     lines = html.removeprefix("<p>").removesuffix("</p>\n").split("<br />\n")
     assert any(line.lstrip("\xa0").startswith("× error   MST0402") for line in lines), lines
     assert lines[-1].startswith("fix these and press &quot;Check the gate again&quot;"), lines
+
+
+def test_an_upgrade_plan_is_made_to_the_release_typed_in_the_form(app, store: Store):
+    """The upgrade template on the demo's one revision: without a release the page says what is missing in its own
+    words (the "Upgrade to" field, no flag of the command); with 1.28.0 the whole canary upgrade is made."""
+    from tests.app.test_no_cli_flags import flags_in
+
+    sign_in(app)
+    open_page(app, "plan")
+    app.selectbox[0].set_value("upgrade")
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    (error,) = _errors(app)
+    assert "the cluster runs one istiod revision, 1-27 (Istio 1.27.3)" in error, error
+    assert '"Upgrade to" field of the new plan' in error and not flags_in(error), error
+    assert store.list_plans("demo") == []
+
+    app.selectbox[0].set_value("upgrade")
+    next(t for t in app.text_input if t.label == "Upgrade to").input("1.28.0")
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    assert not app.exception and not _errors(app), _errors(app)
+    (plan,) = store.list_plans("demo")
+    assert [(s.title, [f["params"] for f in s.features]) for s in plan.stages][0::5] == [
+        ("Install the new revision", [{"revision": "1-28", "version": "1.28.0"}]),
+        ("Remove the old revision", [{"revision": "1-27"}])]
+    assert len(plan.stages) == 6
