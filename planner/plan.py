@@ -158,6 +158,14 @@ _UPGRADE = (
     _Blueprint("Remove the old revision", "One release to run and patch again.", ("single-revision",), "mesh"),
 )
 
+# The Gateway API CRDs, which waypoints and ambient routes are written in: the first step of both of istio.io's
+# ambient paths (getting started installs them after Istio, the migration guide before you begin); the gate is the
+# migration guide's Istio and Kubernetes versions (MST0709, MST0710), which ambient-install checks as well.
+_GATEWAY_API_CRDS = _Blueprint("Before you begin: the Gateway API CRDs",
+                               "Does the cluster serve Gateway and HTTPRoute, which waypoints and ambient routing are "
+                               "written in, on the Istio and Kubernetes versions the migration guide lists?",
+                               ("gateway-api-crds",), "mesh")
+
 # Ambient mode (istio.io's getting-started path): ztunnel gives every pod of a namespace mTLS and L4 policy the
 # moment it is labelled; a waypoint is added only where L7 is needed, and routes are HTTPRoutes (the traffic
 # features' default api in an ambient namespace).
@@ -181,10 +189,6 @@ _AMBIENT_RELEASE = _Blueprint("Release with weighted HTTPRoutes",
 # versions it lists, the Gateway API CRDs), install the ambient components, migrate the policies, then per
 # namespace in the order the guide requires — activate the waypoint, label the namespace ambient and remove
 # injection, restart, verify HBONE, then remove the old sidecar config (its step 5).
-_MIGRATE_CRDS = _Blueprint("Before you begin: the Gateway API CRDs",
-                           "Does the cluster serve Gateway and HTTPRoute, which waypoints and ambient routing are "
-                           "written in, on the Istio and Kubernetes versions the migration guide lists?",
-                           ("gateway-api-crds",), "mesh")
 _MIGRATE_INSTALL = _Blueprint("Install ambient components: ztunnel, and istio-cni and istiod under the ambient profile",
                               "Is ztunnel on every node, handed pods by istio-cni and programmed by istiod, while "
                               "every sidecar workload keeps working as it is?", ("ambient-install",), "mesh")
@@ -212,9 +216,9 @@ TEMPLATES: dict[str, tuple[_Blueprint | tuple[_Blueprint, ...], ...]] = {
     "security-first": (_INSTALL, _INJECT, _PERMISSIVE, _STRICT_NS, _STRICT_MESH, _AUTHZ, _OBSERVE, _INGRESS,
                        _ROUTING, _RELEASE, _RESILIENCE, _EGRESS, _LOCKDOWN),
     "upgrade": _UPGRADE,
-    "ambient-first": (_AMBIENT_INSTALL, _AMBIENT_NS, _OBSERVE, _WAYPOINT_NS, _AMBIENT_ROUTING, _AMBIENT_RELEASE,
-                      _STRICT_NS, _AUTHZ),
-    "sidecar-to-ambient": (_MIGRATE_CRDS, _MIGRATE_INSTALL, _MIGRATE_POLICIES, _MIGRATE_NS),
+    "ambient-first": (_GATEWAY_API_CRDS, _AMBIENT_INSTALL, _AMBIENT_NS, _OBSERVE, _WAYPOINT_NS, _AMBIENT_ROUTING,
+                      _AMBIENT_RELEASE, _STRICT_NS, _AUTHZ),
+    "sidecar-to-ambient": (_GATEWAY_API_CRDS, _MIGRATE_INSTALL, _MIGRATE_POLICIES, _MIGRATE_NS),
     "custom": (),
 }
 

@@ -243,7 +243,8 @@ def test_the_ambient_install_stage_gives_the_missing_parts_install_commands(demo
     assert commands == ["helm upgrade istiod istio/istiod -n istio-system --reuse-values --set profile=ambient --wait",
                         "helm upgrade istio-cni istio/cni -n istio-system --set profile=ambient --wait",
                         "helm install ztunnel istio/ztunnel -n istio-system --wait"]
-    (stage, *_) = plan.new_plan("ambient-first", demo_inventory).stages
+    (crds, stage, *_) = plan.new_plan("ambient-first", demo_inventory).stages
+    assert crds.title == "Before you begin: the Gateway API CRDs" and not crds.done  # the demo serves none
     assert stage.title == "Install and verify ztunnel and istio-cni" and not stage.done
     # what the commands leave (a rehearsal applies it): ambient installed, nothing left to install
     after = demo_inventory.with_changes(apply=feature.commanded({}, "mesh", demo_inventory))
@@ -289,18 +290,30 @@ def rehearse(template: str, inv: Inventory, namespaces: list[str]) -> tuple[list
 def test_ambient_first_takes_a_new_namespace_to_authorization(cluster):
     stages, after = rehearse("ambient-first", cluster, ["web"])
     assert [s.title for s in stages] == [
-        "Install and verify ztunnel and istio-cni", "Move web to ambient mode",
-        "See the traffic: metrics, traces, access logs", "Deploy a waypoint for web",
+        "Before you begin: the Gateway API CRDs", "Install and verify ztunnel and istio-cni",
+        "Move web to ambient mode", "See the traffic: metrics, traces, access logs", "Deploy a waypoint for web",
         "Route requests by version with HTTPRoutes", "Release with weighted HTTPRoutes",
         "mTLS STRICT in web", "Authorization in web"]
-    assert stages[0].done  # the fixture runs ztunnel and istio-cni
-    assert "mutual TLS" in stages[1].goal and "at once" in stages[1].goal
+    assert stages[0].done and stages[1].done  # the fixture serves the Gateway API and runs ztunnel and istio-cni
+    assert "mutual TLS" in stages[2].goal and "at once" in stages[2].goal
     assert after.namespaces["web"].injection == "ambient"
     assert all(after.in_mesh(p) for p in after.pods_by_namespace["web"])
     # routing went in as HTTPRoutes (one per service with version labels), served by web's waypoint
     assert {r.name for r in after.of_kind("HTTPRoute") if r.namespace == "web"} == {"shop", "cart"}
     assert not [vs for vs in after.of_kind("VirtualService") if vs.namespace == "web"]
     assert waypoint_for(after, "web", after.service("web", "shop")).name == "waypoint"
+
+
+def test_on_the_demo_ambient_first_installs_the_gateway_api_crds_before_its_waypoints(demo_inventory):
+    """The demo serves no Gateway API, which a waypoint is written in: the CRDs are the plan's first stage (as
+    istio.io's ambient getting started installs them), so that every namespace's waypoint is planned, not left
+    out."""
+    draft = plan.new_plan("ambient-first", demo_inventory)
+    assert [(s.feature, s.scope) for s in draft.stages[0].steps] == [("gateway-api-crds", "mesh")]
+    assert not draft.stages[0].done
+    assert not [lo for lo in draft.left_out if lo.feature == "waypoint"]
+    assert {s.scope for st in draft.stages for s in st.steps if s.feature == "waypoint"} == {
+        "legacy", "payments", "shop"}
 
 
 def test_sidecar_to_ambient_deploys_the_waypoint_before_switching(cluster):
