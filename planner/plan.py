@@ -5,12 +5,13 @@ check. Keeping plans and moving their stages is `planner.stages`' and `planner.m
 (`planner.lifecycle`) says."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
 
+from analysis.ambient import needs_waypoint
 from analysis.base import (
     LEVELS,
     Message,
@@ -106,6 +107,9 @@ class _Blueprint:
     # mesh: one step at mesh scope; each: one stage per namespace (per wave, on a plan in waves); all: one stage,
     # one step per namespace.
     spread: str
+    # where not every scope is one it is for: given the source, a scope and the steps on there by then (in the
+    # cluster, or turned on by an earlier stage), whether to plan its steps there
+    only_where: Callable[[Inventory, str, set[tuple[str, str]]], bool] | None = None
 
 
 _INSTALL = _Blueprint("Verify the Istio install",
@@ -166,25 +170,6 @@ _GATEWAY_API_CRDS = _Blueprint("Before you begin: the Gateway API CRDs",
                                "written in, on the Istio and Kubernetes versions the migration guide lists?",
                                ("gateway-api-crds",), "mesh")
 
-# Ambient mode (istio.io's getting-started path): ztunnel gives every pod of a namespace mTLS and L4 policy the
-# moment it is labelled; a waypoint is added only where L7 is needed, and routes are HTTPRoutes (the traffic
-# features' default api in an ambient namespace).
-_AMBIENT_INSTALL = _Blueprint("Install and verify ztunnel and istio-cni",
-                              "Are ztunnel on every node and istio-cni running, so that a namespace moved to ambient "
-                              "is carried, not cut off?", ("ambient-install",), "mesh")
-_AMBIENT_NS = _Blueprint("Move {ns} to ambient mode",
-                         "{ns}'s pods join the mesh without sidecars: ztunnel gives them mutual TLS (HBONE, port "
-                         "15008) and L4 telemetry at once, with no restart of theirs needed for L4.",
-                         ("ambient-mode",), "each")
-_WAYPOINT_NS = _Blueprint("Deploy a waypoint for {ns}",
-                          "An L7 proxy for {ns}'s services, where routing, retries and L7 authorization run.",
-                          ("waypoint",), "each")
-_AMBIENT_ROUTING = _Blueprint("Route requests by version with HTTPRoutes",
-                              "Decide which version of a service serves requests, at its waypoint.",
-                              ("request-routing",), "all")
-_AMBIENT_RELEASE = _Blueprint("Release with weighted HTTPRoutes",
-                              "Send testers, then a share of users, to a new version through weighted backendRefs.",
-                              ("traffic-shifting",), "all")
 # Sidecars to ambient, as istio.io's migration guide (docs/ambient/migrate/) orders it: before you begin (the
 # versions it lists, the Gateway API CRDs), install the ambient components, migrate the policies, then per
 # namespace in the order the guide requires — activate the waypoint, label the namespace ambient and remove
@@ -197,18 +182,63 @@ _MIGRATE_POLICIES = _Blueprint("Migrate {ns}'s policies to its waypoint",
                                "(targetRefs) beside the sidecars' own, its waypoint is deployed: what ambient needs "
                                "is in place while the sidecars still route and enforce.", ("ambient-policies",),
                                "each")
-_MIGRATE_NS = (
-    _Blueprint("Activate a waypoint for {ns} before it leaves sidecars",
-               "{ns}'s routes and L7 policies keep applying once its sidecars are gone: the waypoint serves them "
-               "first (istio.io/use-waypoint).", ("waypoint",), "each"),
-    _Blueprint("Switch {ns} to ambient mode",
-               "Label {ns} istio.io/dataplane-mode=ambient, remove its injection label, restart its workloads "
-               "without sidecars, and verify ztunnel carries them over HBONE.", ("ambient-mode",), "each"),
-    _Blueprint("Clean up {ns}'s sidecar-only config",
-               "Once no pod of {ns} has a sidecar, remove what only sidecars read — the selector-bound policies the "
-               "waypoint's copies replaced, the subsets only the converted VirtualServices named, Sidecar resources "
-               "— kept in a backup ConfigMap to roll back from.", ("ambient-cleanup",), "each"),
-)
+_ACTIVATE_WAYPOINT = _Blueprint("Activate a waypoint for {ns} before it leaves sidecars",
+                                "{ns}'s routes and L7 policies keep applying once its sidecars are gone: the waypoint "
+                                "serves them first (istio.io/use-waypoint).", ("waypoint",), "each")
+_SWITCH_NS = _Blueprint("Switch {ns} to ambient mode",
+                        "Label {ns} istio.io/dataplane-mode=ambient, remove its injection label, restart its workloads "
+                        "without sidecars, and verify ztunnel carries them over HBONE.", ("ambient-mode",), "each")
+_CLEANUP_NS = _Blueprint("Clean up {ns}'s sidecar-only config",
+                         "Once no pod of {ns} has a sidecar, remove what only sidecars read — the selector-bound "
+                         "policies the waypoint's copies replaced, the subsets only the converted VirtualServices "
+                         "named, Sidecar resources — kept in a backup ConfigMap to roll back from.",
+                         ("ambient-cleanup",), "each")
+
+# Ambient mode (istio.io's getting-started path): ztunnel gives every pod of a namespace mTLS and L4 policy the
+# moment it is labelled; a waypoint is added only where L7 is needed, and routes are HTTPRoutes (the traffic
+# features' default api in an ambient namespace). A namespace that already has L7 config a waypoint must serve
+# (sidecars routing by VirtualService and DestinationRule subsets, L7 policies) would lose it in the move (MST0706),
+# and its VirtualServices would be left to a waypoint alone (Alpha, MST0816): it moves as the migration guide moves
+# a namespace — its policies to its waypoint, the waypoint activated, the move, the clean-up — and the others move
+# at once, their waypoints later.
+_AMBIENT_INSTALL = _Blueprint("Install and verify ztunnel and istio-cni",
+                              "Are ztunnel on every node and istio-cni running, so that a namespace moved to ambient "
+                              "is carried, not cut off?", ("ambient-install",), "mesh")
+_AMBIENT_NS = _Blueprint("Move {ns} to ambient mode",
+                         "{ns}'s pods join the mesh without sidecars: ztunnel gives them mutual TLS (HBONE, port "
+                         "15008) and L4 telemetry at once, with no restart of theirs needed for L4.",
+                         ("ambient-mode",), "each")
+
+
+def _not_ambient(inventory: Inventory, ns: str, on: set[tuple[str, str]]) -> bool:
+    """A namespace not in ambient mode yet: its policies can still move to its waypoint before it does."""
+    return ("ambient-mode", ns) not in on
+
+
+def _waypoint_first(inventory: Inventory, ns: str, on: set[tuple[str, str]]) -> bool:
+    """A namespace not in ambient mode yet whose policies moved to its waypoint, or whose move would leave L7 config
+    to no waypoint (MST0706): its waypoint serves before it moves."""
+    return _not_ambient(inventory, ns, on) and (
+        ("ambient-policies", ns) in on or next(needs_waypoint(inventory, ns), None) is not None)
+
+
+def _policies_moved(inventory: Inventory, ns: str, on: set[tuple[str, str]]) -> bool:
+    """A namespace whose policies moved to its waypoint: what only its sidecars read is left to clean up."""
+    return ("ambient-policies", ns) in on
+
+
+_AMBIENT_MOVE = (replace(_MIGRATE_POLICIES, only_where=_not_ambient),
+                 replace(_ACTIVATE_WAYPOINT, only_where=_waypoint_first), _AMBIENT_NS,
+                 replace(_CLEANUP_NS, only_where=_policies_moved))
+_WAYPOINT_NS = _Blueprint("Deploy a waypoint for {ns}",
+                          "An L7 proxy for {ns}'s services, where routing, retries and L7 authorization run.",
+                          ("waypoint",), "each")
+_AMBIENT_ROUTING = _Blueprint("Route requests by version with HTTPRoutes",
+                              "Decide which version of a service serves requests, at its waypoint.",
+                              ("request-routing",), "all")
+_AMBIENT_RELEASE = _Blueprint("Release with weighted HTTPRoutes",
+                              "Send testers, then a share of users, to a new version through weighted backendRefs.",
+                              ("traffic-shifting",), "all")
 
 TEMPLATES: dict[str, tuple[_Blueprint | tuple[_Blueprint, ...], ...]] = {
     "routing-first": (_INSTALL, _INJECT, _INGRESS, _ROUTING, _RELEASE, _OBSERVE, _RESILIENCE, _EGRESS,
@@ -216,9 +246,10 @@ TEMPLATES: dict[str, tuple[_Blueprint | tuple[_Blueprint, ...], ...]] = {
     "security-first": (_INSTALL, _INJECT, _PERMISSIVE, _STRICT_NS, _STRICT_MESH, _AUTHZ, _OBSERVE, _INGRESS,
                        _ROUTING, _RELEASE, _RESILIENCE, _EGRESS, _LOCKDOWN),
     "upgrade": _UPGRADE,
-    "ambient-first": (_GATEWAY_API_CRDS, _AMBIENT_INSTALL, _AMBIENT_NS, _OBSERVE, _WAYPOINT_NS, _AMBIENT_ROUTING,
+    "ambient-first": (_GATEWAY_API_CRDS, _AMBIENT_INSTALL, _AMBIENT_MOVE, _OBSERVE, _WAYPOINT_NS, _AMBIENT_ROUTING,
                       _AMBIENT_RELEASE, _STRICT_NS, _AUTHZ),
-    "sidecar-to-ambient": (_GATEWAY_API_CRDS, _MIGRATE_INSTALL, _MIGRATE_POLICIES, _MIGRATE_NS),
+    "sidecar-to-ambient": (_GATEWAY_API_CRDS, _MIGRATE_INSTALL, _MIGRATE_POLICIES,
+                           (_ACTIVATE_WAYPOINT, _SWITCH_NS, _CLEANUP_NS)),
     "custom": (),
 }
 
@@ -240,7 +271,9 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
 
     A step whose feature cannot be rendered here (e.g. no service with two versions for a canary), whose objects
     analysis would flag, or whose dependency neither the cluster nor an earlier stage turns on, is left out with
-    the reason (_refused); stages already on (every step on, by detection or in effect) are marked done."""
+    the reason (_refused); stages already on (every step on, by detection or in effect) are marked done. A step is
+    planned once (ambient-first's waypoint for a namespace whose policies moved to it comes before its move, not
+    again after it), and only where its blueprint is for (`only_where`)."""
     if template not in TEMPLATES:
         raise MeshstepError(f"unknown template {template!r}: choose one of {', '.join(TEMPLATES)}")
     targets = list(namespaces) if namespaces is not None else default_namespaces(inventory)
@@ -267,6 +300,8 @@ def new_plan(template: str, inventory: Inventory, namespaces: Iterable[str] | No
         kept = []
         for s in steps:
             key = (s.feature, s.scope)
+            if key in before or bp.only_where and not bp.only_where(inventory, s.scope, before | observed):
+                continue  # an earlier stage turns it on, or the blueprint is not for this scope
             missing = unmet(s.feature, s.scope, before | observed, inventory)
             if key in refused:
                 left_out.append(LeftOut(title, s.feature, s.scope, refused[key]))

@@ -14,7 +14,8 @@ from analysis.ambient import waypoint_for
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory
 from features._gate import render_gated
-from features.base import Refused, apply, registry, validate_object
+from features.base import Refused, apply, registry, validate_object, validate_params
+from features.invariants import as_run
 from planner import plan
 from tests.features.corpus import ambient
 from tests.rehearsal import rehearse_to_done, runner
@@ -314,6 +315,61 @@ def test_on_the_demo_ambient_first_installs_the_gateway_api_crds_before_its_wayp
     assert not [lo for lo in draft.left_out if lo.feature == "waypoint"]
     assert {s.scope for st in draft.stages for s in st.steps if s.feature == "waypoint"} == {
         "legacy", "payments", "shop"}
+
+
+def test_on_the_demo_ambient_first_moves_shop_behind_its_waypoint(demo_inventory):
+    """shop runs sidecars that route reviews by DestinationRule subsets, which moving it with no waypoint would drop
+    (MST0706, whose hint is to deploy a waypoint first): as istio.io's migration guide orders it, its routes become
+    an HTTPRoute at its waypoint, the waypoint is activated, then shop moves, then its sidecar-only config goes.
+    legacy and payments, with nothing a waypoint must serve, move at once (the guide skips the policies where there
+    are none; said so) and get their waypoints after the metrics, as a new namespace does."""
+    draft = plan.new_plan("ambient-first", demo_inventory)
+    assert [[(s.feature, s.scope) for s in st.steps] for st in draft.stages][:11] == [
+        [("gateway-api-crds", "mesh")], [("ambient-install", "mesh")],
+        [("ambient-mode", "legacy")], [("ambient-mode", "payments")],
+        [("ambient-policies", "shop")], [("waypoint", "shop")], [("ambient-mode", "shop")],
+        [("ambient-cleanup", "shop")],
+        [("metrics", "mesh"), ("tracing", "mesh"), ("access-logging", "mesh")],
+        [("waypoint", "legacy")], [("waypoint", "payments")]]
+    assert [s.title for s in draft.stages[4:8]] == [
+        "Migrate shop's policies to its waypoint", "Activate a waypoint for shop before it leaves sidecars",
+        "Move shop to ambient mode", "Clean up shop's sidecar-only config"]
+    assert {(lo.feature, lo.scope) for lo in draft.left_out if lo.feature == "ambient-policies"} == {
+        ("ambient-policies", "legacy"), ("ambient-policies", "payments")}
+    # each step is planned once: shop's waypoint is not deployed again after its move
+    steps = [(s.feature, s.scope) for st in draft.stages for s in st.steps]
+    assert len(steps) == len(set(steps))
+
+
+def test_a_namespace_whose_destination_rules_need_a_waypoint_gets_it_before_its_move(demo_inventory):
+    """Without shop's VirtualService ambient-policies has nothing to move there, but reviews' subsets and ratings'
+    connection pool would stop applying in the move (MST0706): shop's waypoint alone comes before it, and every
+    stage up to the move passes its gate, applied in turn with what its commands install."""
+    inv = demo_inventory.with_changes(delete=[vs.ref for vs in demo_inventory.of_kind("VirtualService")
+                                              if vs.namespace == "shop"])
+    stages = plan.new_plan("ambient-first", inv).stages
+    titles = [s.title for s in stages]
+    move = titles.index("Move shop to ambient mode")
+    assert titles[move - 1] == "Activate a waypoint for shop before it leaves sidecars"
+    assert not {"Migrate shop's policies to its waypoint", "Clean up shop's sidecar-only config"} & set(titles)
+    for stage in stages[:move + 1]:
+        for step in stage.steps:
+            feature = registry()[step.feature]
+            rendered, _ = render_gated(feature, step.params, step.scope, inv)  # Refused where a gate fails
+            inv = as_run(feature, validate_params(feature, step.params), step.scope, apply(rendered, inv))
+    assert all(p.sidecar is None and inv.in_mesh(p) for p in inv.pods_by_namespace["shop"])
+
+
+def test_on_the_demo_ambient_first_is_rehearsed_to_done_from_the_cli(tmp_path, monkeypatch, capsys):
+    """`plan new --template ambient-first` on the demo, then `plan advance --rehearse` to done with no gate
+    overridden: shop's move is not stopped by MST0706, its waypoint serving its routes by then."""
+    from app.cli import main
+
+    monkeypatch.setenv("MESHSTEP_DATABASE_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    monkeypatch.setenv("MESHSTEP_ACTOR", "alice")
+    assert main(["plan", "new", "--template", "ambient-first", "--name", "p", "--source", "demo"]) == 0
+    capsys.readouterr()
+    rehearse_to_done(runner(capsys), "p", "--source", "demo")
 
 
 def test_sidecar_to_ambient_deploys_the_waypoint_before_switching(cluster):
