@@ -461,8 +461,9 @@ _ENTRIES = (
           "In ambient mode ztunnel carries the traffic at L4: VirtualService routes, DestinationRule subsets and "
           "L7 AuthorizationPolicy rules apply only at a waypoint. Moved to ambient without one, routing by version "
           "silently stops and an L7 policy bound to the workloads denies everything it selects.",
-          "Deploy a waypoint first (meshstep render waypoint --scope {namespace}), and bind L7 policies to it "
-          "with targetRefs, then move {namespace} to ambient."),
+          "Migrate {namespace}'s VirtualServices to HTTPRoutes and bind its L7 policies to a waypoint with "
+          "targetRefs (meshstep render ambient-policies --scope {namespace}, where it has any), activate the "
+          "waypoint (meshstep render waypoint --scope {namespace}), then move {namespace} to ambient."),
     Entry("MST0707", "L7PolicyEnforcedByZtunnel", "error", (),
           "An AuthorizationPolicy with L7 rules is enforced by ztunnel, which cannot evaluate them.",
           "ztunnel evaluates only L4 attributes (identities, namespaces, IPs, ports): a policy bound to ambient "
