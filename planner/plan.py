@@ -206,7 +206,8 @@ _AMBIENT_INSTALL = _Blueprint("Install and verify ztunnel and istio-cni",
                               "is carried, not cut off?", ("ambient-install",), "mesh")
 _AMBIENT_NS = _Blueprint("Move {ns} to ambient mode",
                          "{ns}'s pods join the mesh without sidecars: ztunnel gives them mutual TLS (HBONE, port "
-                         "15008) and L4 telemetry at once, with no restart of theirs needed for L4.",
+                         "15008) and L4 telemetry at once, with no restart of theirs needed for L4; pods that run a "
+                         "sidecar keep it until they are restarted.",
                          ("ambient-mode",), "each")
 
 
