@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from cluster.inventory import Inventory
 from cluster.model import KubeObject
+from cluster.revisions import minor
 
 
 @dataclass(frozen=True)
@@ -17,16 +18,23 @@ class Platform:
     why: str  # what on the nodes says so
 
 
-def _kubelet(node: KubeObject) -> str:
+def kubelet_version(node: KubeObject) -> str:
+    """The node's kubelet version as it reports it (status.nodeInfo.kubeletVersion, e.g. `v1.33.5`); "" if none."""
     return str(((node.raw.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion") or "")
+
+
+def kubernetes_minor(node: KubeObject) -> tuple[int, int] | None:
+    """The Kubernetes minor version the node's kubelet runs: `v1.33.5` → (1, 33); None when it reports none."""
+    return minor(kubelet_version(node).lstrip("v"))
 
 
 # Most specific first: k3d runs k3s in containers named k3d-….
 _SIGNS: tuple[tuple[str, str, Callable[[KubeObject], bool]], ...] = (
     ("gke", "label cloud.google.com/gke-nodepool", lambda n: "cloud.google.com/gke-nodepool" in n.labels),
     ("openshift", "label node.openshift.io/os_id", lambda n: "node.openshift.io/os_id" in n.labels),
-    ("k3d", "a k3s kubelet on a node named k3d-…", lambda n: "+k3s" in _kubelet(n) and n.name.startswith("k3d-")),
-    ("k3s", "a k3s kubelet", lambda n: "+k3s" in _kubelet(n)),
+    ("k3d", "a k3s kubelet on a node named k3d-…",
+     lambda n: "+k3s" in kubelet_version(n) and n.name.startswith("k3d-")),
+    ("k3s", "a k3s kubelet", lambda n: "+k3s" in kubelet_version(n)),
     ("microk8s", "label microk8s.io/cluster", lambda n: "microk8s.io/cluster" in n.labels),
     ("minikube", "label minikube.k8s.io/name", lambda n: "minikube.k8s.io/name" in n.labels),
 )

@@ -86,6 +86,19 @@ def installed(inv: Inventory) -> list[Revision]:
     return sorted(inv.revisions, key=_order)
 
 
+def to_install(inv: Inventory, name: str = "", version: str = "") -> tuple[str, str | None] | None:
+    """The revision an install stage puts beside the running one, and its Istio version: the revision named (at the
+    version given, else its own), else one named after the version given, else the newest of two or more installed;
+    None when one revision runs and neither is given (there is nothing to install)."""
+    if name:
+        r = revision(inv, name)
+        return name, version or (r.version if r else None)
+    if version:
+        return revision_name(version), version
+    revs = installed(inv)
+    return (revs[-1].revision, revs[-1].version) if len(revs) > 1 else None
+
+
 # ---------------------------------------------------------------- proxies
 
 

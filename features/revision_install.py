@@ -27,16 +27,11 @@ class RevisionInstall(Feature):
     docs = CANARY_DOCS
 
     def _revision(self, p: dict[str, Any], inv: Inventory) -> tuple[str, str | None]:
-        if p["revision"]:
-            r = revisions.revision(inv, p["revision"])
-            return p["revision"], p["version"] or (r.version if r else None)
-        if p["version"]:
-            return revisions.revision_name(p["version"]), p["version"]
-        revs = revisions.installed(inv)
-        if len(revs) < 2:
+        target = revisions.to_install(inv, p["revision"], p["version"])
+        if target is None:
             raise MeshstepError(f"{self.id}: one istiod revision runs; name the one to install: --set version=1.X.Y "
                                 "(and --set revision=1-X, else it is named after the version)")
-        return revs[-1].revision, revs[-1].version
+        return target
 
     def build(self, p, scope, inv):
         self._revision(p, inv)  # refuse early what cannot be installed

@@ -11,6 +11,7 @@ from analysis.catalog import fill
 from analysis.readiness.scope import Found, hint, mesh_config_ref, readiness, running
 from cluster.inventory import Inventory
 from cluster.model import Ref
+from cluster.platform import kubelet_version, kubernetes_minor
 from cluster.queries import labels_match
 from cluster.revisions import minor
 
@@ -84,8 +85,7 @@ def ambient_istio_version(ctx: Context) -> Iterator[Found]:
 def ambient_kubernetes_version(ctx: Context) -> Iterator[Found]:
     low, high = AMBIENT_MIGRATION_KUBERNETES
     for node in ctx.inventory.of_kind("Node"):
-        version = ((node.raw.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion")
-        have = minor(version.lstrip("v")) if version else None
+        version, have = kubelet_version(node), kubernetes_minor(node)
         if have is not None and not low <= have <= high:
             yield node.ref, fill(f"node {{node}} runs Kubernetes {{version}}, outside the versions the ambient "
                                  f"migration guide supports (1.{low[1]} to 1.{high[1]})", node=node.name,
