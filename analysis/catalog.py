@@ -711,6 +711,19 @@ _UPGRADE_ENTRIES = (
           "the old revision is removed.",
           "Move every reference with the label (meshstep render gateway-revision --scope mesh --set "
           "revision={revision}), then `kubectl rollout restart {kind}/{workload} -n {namespace}`."),
+    Entry("MST0909", "KubernetesUnsupportedByRelease", "error", ("revision-install",),
+          "The nodes run a Kubernetes version the Istio release to install does not support.",
+          "istio.io's supported releases page lists the Kubernetes versions each Istio release supports: outside "
+          "them the new istiod, its webhooks and its proxies run on APIs the release was not tested with.",
+          "Install an Istio release that supports Kubernetes {kubernetes} ({source}), or upgrade the nodes to "
+          "Kubernetes {low} to {high} first."),
+    Entry("MST0910", "KubernetesSupportUnknown", "warning", ("revision-install",),
+          "Whether the Istio release to install supports the cluster's Kubernetes is unknown: the release is not "
+          "in meshstep's copy of istio.io's supported releases table, or nodes report no kubelet version (or none "
+          "is in the source).",
+          "The install gate cannot say the release supports the nodes' Kubernetes; it does not pass that silently.",
+          "Look the release up on {source} and compare it with `kubectl get nodes` (VERSION column) before "
+          "installing."),
 )
 
 _ENTRIES += _UPGRADE_ENTRIES

@@ -59,3 +59,21 @@ def upgrade_problem(installed: str, to: str) -> str | None:
                 f"upgrading by at most {UPGRADE_MINORS_MAX} minor version at a time ({UPGRADE_SOURCE}); upgrade to "
                 f"the latest {between}.x first")
     return None
+
+
+# The same page's "Support status of Istio releases" table: the Kubernetes minor versions each Istio minor release
+# supports (its "Supported Kubernetes Versions" column), oldest and newest.
+KUBERNETES_SOURCE = "https://istio.io/latest/docs/releases/supported-releases/#support-status-of-istio-releases"
+KUBERNETES: dict[tuple[int, int], tuple[tuple[int, int], tuple[int, int]]] = {
+    (1, 20): ((1, 25), (1, 29)),
+    (1, 21): ((1, 26), (1, 29)),
+    (1, 22): ((1, 27), (1, 30)),
+    (1, 23): ((1, 27), (1, 30)),
+    (1, 24): ((1, 28), (1, 31)),
+    (1, 25): ((1, 29), (1, 32)),
+    (1, 26): ((1, 29), (1, 33)),
+    (1, 27): ((1, 29), (1, 33)),
+    (1, 28): ((1, 30), (1, 34)),
+    (1, 29): ((1, 31), (1, 35)),
+}
+

@@ -4,12 +4,13 @@ starts Istio's canary upgrade (https://istio.io/latest/docs/setup/upgrade/canary
 tag to 1-28, then removes 1-27. Without `--to` there is nothing to move to, and the error says so."""
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 import yaml
 
-from analysis.base import Context, analyze_checks, run
+from analysis.base import Context, analyze_checks, gate_checks, run
 from cluster import control_plane, revisions
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory, build_inventory
@@ -199,3 +200,63 @@ def test_with_two_revisions_installed_the_plan_moves_to_the_new_one_and_another_
         "an upgrade is under way: revisions 1-26 (Istio 1.26.4), 1-27 (Istio 1.27.3) are installed, and the upgrade "
         "template moves to 1-27: finish that upgrade (a plan of the upgrade template without --to) before upgrading "
         "to 1.28.0")
+
+
+# ---------------------------------------------------------------- the release, against the nodes' Kubernetes
+# istio.io's supported releases page lists the Kubernetes versions each Istio minor release supports; the demo's nodes
+# run Kubernetes v1.33.5, which Istio 1.28 supports (1.30 to 1.34).
+
+
+def _nodes_at(inv: Inventory, kubelet: str | None) -> Inventory:
+    """The demo's nodes as they are, each reporting the kubelet version `kubelet` (None: reporting none)."""
+    nodes = []
+    for n in inv.of_kind("Node"):
+        node = copy.deepcopy(n.raw)  # with its status, where the kubelet reports its version
+        if kubelet is None:
+            del node["status"]["nodeInfo"]["kubeletVersion"]
+        else:
+            node["status"]["nodeInfo"]["kubeletVersion"] = kubelet
+        nodes.append(node)
+    return inv.with_changes(apply=nodes)
+
+
+def _install_gate(inv: Inventory) -> plan.GateResult:
+    return plan.gate(_to("1.28.0", inv)[0], inv)
+
+
+def test_the_install_gate_checks_the_release_supports_the_nodes_kubernetes(demo_inventory):
+    """It was "Gate: passes (0 checks)": the new istiod was installed without a look at the nodes it runs on."""
+    gate = _install_gate(demo_inventory)
+    assert gate.passed and not gate.messages
+    assert [r for r in gate.ran if r.startswith("MST09")] == [
+        "MST0909 KubernetesUnsupportedByRelease (revision-install in mesh)",
+        "MST0910 KubernetesSupportUnknown (revision-install in mesh)"]
+
+
+def test_nodes_on_a_kubernetes_the_release_does_not_support_block_the_install(demo_inventory):
+    gate = _install_gate(_nodes_at(demo_inventory, "v1.27.16"))
+    assert not gate.passed
+    [m] = gate.messages
+    assert (m.code, m.level, m.ref.kind) == ("MST0909", "error", "Node")
+    assert m.message == ("nodes node-a, node-b, node-c run Kubernetes v1.27.16; Istio 1.28.0 "
+                         "supports Kubernetes 1.30 to 1.34 (https://istio.io/latest/docs/releases/supported-releases/"
+                         "#support-status-of-istio-releases)")
+
+
+def test_nodes_whose_kubernetes_is_unknown_are_said_so_not_passed_silently(demo_inventory):
+    gate = _install_gate(_nodes_at(demo_inventory, None))
+    assert gate.passed
+    [m] = gate.messages
+    assert (m.code, m.level, m.ref.kind) == ("MST0910", "warning", "Node")
+    assert m.message == ("nodes node-a, node-b, node-c report no kubelet version: whether Istio 1.28.0 supports "
+                         "their Kubernetes is unknown")
+
+
+@pytest.mark.parametrize(("version", "side"), [("1.40.0", "newer"), ("1.9.0", "older")])
+def test_a_release_meshstep_has_no_kubernetes_versions_for_is_a_warning_not_a_pass(demo_inventory, version, side):
+    ctx = Context(demo_inventory, "mesh", {"revision": "x", "version": version})
+    found = run(gate_checks("revision-install"), ctx)
+    assert [(m.code, m.level, m.message) for m in found] == [
+        ("MST0910", "warning", f"Istio {version} is {side} than the releases whose supported Kubernetes versions "
+                               "meshstep knows (1.20 to 1.29): whether it supports the nodes' Kubernetes (v1.33.5) "
+                               "is unknown")]
