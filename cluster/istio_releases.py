@@ -73,7 +73,9 @@ KUBERNETES: dict[tuple[int, int], tuple[tuple[int, int], tuple[int, int]]] = {
     (1, 25): ((1, 29), (1, 32)),
     (1, 26): ((1, 29), (1, 33)),
     (1, 27): ((1, 29), (1, 33)),
-    (1, 28): ((1, 30), (1, 34)),
+    # 1.29 as 1.28.0's release announcement says (istio.io/latest/news/releases/1.28.x/announcing-1.28/), where a
+    # copy of the table says 1.30: the wider range, so that a supported cluster is not refused.
+    (1, 28): ((1, 29), (1, 34)),
     (1, 29): ((1, 31), (1, 35)),
 }
 

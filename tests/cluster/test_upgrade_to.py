@@ -204,7 +204,7 @@ def test_with_two_revisions_installed_the_plan_moves_to_the_new_one_and_another_
 
 # ---------------------------------------------------------------- the release, against the nodes' Kubernetes
 # istio.io's supported releases page lists the Kubernetes versions each Istio minor release supports; the demo's nodes
-# run Kubernetes v1.33.5, which Istio 1.28 supports (1.30 to 1.34).
+# run Kubernetes v1.33.5, which Istio 1.28 supports (1.29 to 1.34).
 
 
 def _nodes_at(inv: Inventory, kubelet: str | None) -> Inventory:
@@ -239,7 +239,7 @@ def test_nodes_on_a_kubernetes_the_release_does_not_support_block_the_install(de
     [m] = gate.messages
     assert (m.code, m.level, m.ref.kind) == ("MST0909", "error", "Node")
     assert m.message == ("nodes node-a, node-b, node-c run Kubernetes v1.27.16; Istio 1.28.0 "
-                         "supports Kubernetes 1.30 to 1.34 (https://istio.io/latest/docs/releases/supported-releases/"
+                         "supports Kubernetes 1.29 to 1.34 (https://istio.io/latest/docs/releases/supported-releases/"
                          "#support-status-of-istio-releases)")
 
 
