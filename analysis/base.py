@@ -136,7 +136,8 @@ MODULES = ("ambient", "annotations", "authn", "authz", "callers", "conditions", 
            "multicluster", "readiness", "routematches", "service", "serviceentry", "sidecar", "telemetry", "traffic",
            "upgrade", "virtualservice", "webhook")
 # Modules of the package that hold no checks.
-SUPPORT_MODULES = ("base", "catalog", "common", "effective", "enforcement", "findings", "istio_messages")
+SUPPORT_MODULES = ("base", "catalog", "common", "effective", "enforcement", "findings", "istio_messages",
+                   "kubernetes_support")
 
 
 def registry() -> list[Check]:

@@ -412,11 +412,14 @@ _ENTRIES = (
           "istio.io's migration to ambient relies on ztunnel, waypoints and targetRefs-bound policies as GA "
           "releases have them.",
           "Upgrade Istio to {version} or later first (meshstep plan new --template upgrade)."),
-    Entry("MST0710", "KubernetesVersionOutsideAmbientGuide", "warning", ("gateway-api-crds", "ambient-install"),
-          "A node runs a Kubernetes version the ambient migration guide does not list.",
-          "istio.io's sidecar-to-ambient guide lists the Kubernetes versions it supports; ztunnel and istio-cni are "
-          "tested there.",
-          "Upgrade the nodes to a Kubernetes version from {low} to {high} before moving namespaces to ambient."),
+    Entry("MST0710", "KubernetesUnsupportedByInstalledRelease", "warning", ("gateway-api-crds", "ambient-install"),
+          "A node runs a Kubernetes version the installed Istio release does not support, or whether it does is "
+          "unknown (the release is not in meshstep's copy of istio.io's supported releases table).",
+          "Both of istio.io's ambient paths ask for a Kubernetes version the Istio release supports: the supported "
+          "releases page lists them per release (the migration guide's 1.31 to 1.35 is the latest release's). "
+          "Outside them ztunnel, istio-cni and waypoints run on APIs the release was not tested with.",
+          "Upgrade the nodes to a Kubernetes version Istio {istio} supports ({supported}: {source}), or Istio to a "
+          "release that supports the nodes' Kubernetes, before moving namespaces to ambient."),
     Entry("MST0730", "CiliumRemovesIstioCni", "error", ("ambient-install",),
           "Cilium runs as the cluster's CNI with cni-exclusive on (its default): it deletes other CNI plugins' "
           "config, istio-cni's among them.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from analysis import kubernetes_support
 from analysis.base import Context
 from analysis.catalog import fill
 from analysis.readiness.scope import Found, hint, readiness
@@ -130,51 +131,34 @@ def workload_names_another_control_plane(ctx: Context) -> Iterator[Found]:
 
 
 
-def _release_to_install(ctx: Context) -> tuple[str, tuple[int, int]] | None:
-    """The Istio release revision-install's stage installs (its params, as the feature reads them) and its minor
-    version; None when there is none, or its version is not a release's."""
+def _release_to_install(ctx: Context) -> str | None:
+    """The version of the Istio release revision-install's stage installs (its params, as the feature reads them);
+    None when there is none, or its version is not a release's."""
     target = revisions.to_install(ctx.inventory, ctx.params.get("revision", ""), ctx.params.get("version", ""))
     version = target[1] if target else None
-    istio = revisions.minor(version)
-    return (version, istio) if version and istio else None
+    return version if version and revisions.minor(version) else None
 
 
 @readiness("MST0909", "Node")
 def kubernetes_unsupported_by_release(ctx: Context) -> Iterator[Found]:
     release = _release_to_install(ctx)
-    supported = istio_releases.KUBERNETES.get(release[1]) if release else None
-    if release is None or supported is None:
-        return  # MST0910 says what is unknown
-    (low, high), source = supported, istio_releases.KUBERNETES_SOURCE
-    outside: dict[str, list[Ref]] = {}
-    for node in ctx.inventory.of_kind("Node"):
-        have = platform.kubernetes_minor(node)
-        if have is not None and not low <= have <= high:
-            outside.setdefault(platform.kubelet_version(node), []).append(node.ref)
-    for version, nodes in outside.items():
-        yield (nodes[0], f"node{'s' if len(nodes) > 1 else ''} {', '.join(n.name for n in nodes)} "
-               f"run{'' if len(nodes) > 1 else 's'} Kubernetes {version}; Istio {release[0]} supports Kubernetes "
-               f"1.{low[1]} to 1.{high[1]} ({source})",
-               hint("MST0909", kubernetes=version, source=source, low=f"1.{low[1]}", high=f"1.{high[1]}"))
+    for o in (kubernetes_support.outside(ctx.inventory, release) if release else None) or ():  # None: see MST0910
+        yield (o.nodes[0], o.message,
+               hint("MST0909", kubernetes=o.kubernetes, source=kubernetes_support.SOURCE, low=o.low, high=o.high))
 
 
 @readiness("MST0910", "Node")
 def kubernetes_support_unknown(ctx: Context) -> Iterator[Found]:
-    release = _release_to_install(ctx)
-    if release is None:
+    version = _release_to_install(ctx)
+    if version is None:
         return  # no release to install, or a build whose version is not a release
-    inv, (version, istio) = ctx.inventory, release
-    root, source = Ref("Namespace", None, inv.root_namespace), istio_releases.KUBERNETES_SOURCE
+    inv = ctx.inventory
+    root, source = Ref("Namespace", None, inv.root_namespace), kubernetes_support.SOURCE
     nodes = inv.of_kind("Node")
-    versions = sorted({platform.kubelet_version(n) for n in nodes} - {""})
     unreported = [n for n in nodes if platform.kubernetes_minor(n) is None]
-    if istio not in istio_releases.KUBERNETES:
-        known = sorted(istio_releases.KUBERNETES)
-        side = "newer" if istio > known[-1] else "older"
-        yield (root, f"Istio {version} is {side} than the releases whose supported Kubernetes versions meshstep "
-               f"knows ({known[0][0]}.{known[0][1]} to {known[-1][0]}.{known[-1][1]}): whether it supports the "
-               f"nodes' Kubernetes ({', '.join(versions) or 'not reported'}) is unknown",
-               hint("MST0910", source=source))
+    unknown = kubernetes_support.unknown(inv, version)
+    if unknown is not None:
+        yield root, unknown, hint("MST0910", source=source)
     elif not nodes:
         yield (root, f"no node is in the source: whether Istio {version} supports the cluster's Kubernetes is "
                "unknown", hint("MST0910", source=source))

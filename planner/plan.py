@@ -163,11 +163,12 @@ _UPGRADE = (
 )
 
 # The Gateway API CRDs, which waypoints and ambient routes are written in: the first step of both of istio.io's
-# ambient paths (getting started installs them after Istio, the migration guide before you begin); the gate is the
-# migration guide's Istio and Kubernetes versions (MST0709, MST0710), which ambient-install checks as well.
+# ambient paths (getting started installs them after Istio, the migration guide before you begin); the gate is an
+# Istio with ambient GA (MST0709) and nodes on a Kubernetes the installed release supports (MST0710), which
+# ambient-install checks as well.
 _GATEWAY_API_CRDS = _Blueprint("Before you begin: the Gateway API CRDs",
                                "Does the cluster serve Gateway and HTTPRoute, which waypoints and ambient routing are "
-                               "written in, on the Istio and Kubernetes versions the migration guide lists?",
+                               "written in, on an Istio with ambient GA and a Kubernetes version it supports?",
                                ("gateway-api-crds",), "mesh")
 
 # Sidecars to ambient, as istio.io's migration guide (docs/ambient/migrate/) orders it: before you begin (the

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from analysis import kubernetes_support
 from analysis.ambient import ambient_profile_missing
 from analysis.base import Context
 from analysis.catalog import fill
 from analysis.readiness.scope import Found, hint, mesh_config_ref, readiness, running
 from cluster.inventory import Inventory
 from cluster.model import Ref
-from cluster.platform import kubelet_version, kubernetes_minor
 from cluster.queries import labels_match
 from cluster.revisions import minor
 
@@ -64,9 +64,8 @@ def ambient_profile(ctx: Context) -> Iterator[Found]:
         yield ref, what, hint("MST0708", namespace=ctx.inventory.root_namespace)
 
 
-# istio.io's sidecar-to-ambient migration guide (before you begin): the Kubernetes versions it supports, and
-# ambient mode GA (Istio 1.24) as the oldest Istio whose ztunnel, waypoints and targetRefs policies it relies on.
-AMBIENT_MIGRATION_KUBERNETES = ((1, 31), (1, 35))
+# Ambient mode GA (Istio 1.24): the oldest Istio whose ztunnel, waypoints and targetRefs policies istio.io's
+# migration guide relies on.
 AMBIENT_MIGRATION_ISTIO = (1, 24)
 
 
@@ -83,14 +82,19 @@ def ambient_istio_version(ctx: Context) -> Iterator[Found]:
 
 @readiness("MST0710", "Node")
 def ambient_kubernetes_version(ctx: Context) -> Iterator[Found]:
-    low, high = AMBIENT_MIGRATION_KUBERNETES
-    for node in ctx.inventory.of_kind("Node"):
-        version, have = kubelet_version(node), kubernetes_minor(node)
-        if have is not None and not low <= have <= high:
-            yield node.ref, fill(f"node {{node}} runs Kubernetes {{version}}, outside the versions the ambient "
-                                 f"migration guide supports (1.{low[1]} to 1.{high[1]})", node=node.name,
-                                 version=version), \
-                hint("MST0710", low=f"1.{low[1]}", high=f"1.{high[1]}")
+    """The nodes against the installed Istio release's Kubernetes versions (istio.io's supported releases). The
+    migration guide's "Kubernetes supported version (1.31 … 1.35)" is the latest release's range: a cluster on an
+    older supported Istio is judged by its own release's."""
+    inv, source = ctx.inventory, kubernetes_support.SOURCE
+    istio = inv.istio_version
+    if istio is None:
+        return  # no istiod runs: nothing installed to judge against
+    unknown = kubernetes_support.unknown(inv, istio)
+    if unknown is not None:
+        yield (Ref("Namespace", None, inv.root_namespace), unknown,
+               hint("MST0710", istio=istio, supported="not in meshstep's copy of the table", source=source))
+    for o in kubernetes_support.outside(inv, istio) or ():
+        yield o.nodes[0], o.message, hint("MST0710", istio=istio, supported=f"{o.low} to {o.high}", source=source)
 
 
 # Cilium's agents (DaemonSet cilium, pods k8s-app=cilium) and the ConfigMap its Helm chart writes its settings to.

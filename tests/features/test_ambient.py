@@ -254,6 +254,28 @@ def test_the_ambient_install_stage_gives_the_missing_parts_install_commands(demo
     assert [n for n in feature.notes({}, "mesh", after, False) if not n.startswith("#")] == []
 
 
+def test_an_ambient_first_plan_judges_the_nodes_by_the_installed_releases_kubernetes(demo_inventory):
+    """Istio 1.27.3 supports Kubernetes 1.29 to 1.33 (istio.io's supported releases): getting started on nodes at
+    1.29 is not warned of (it was, against the migration guide's 1.31–1.35); nodes at 1.28 are, and pass (a
+    warning)."""
+    def gates(kubelet: str) -> list[plan.GateResult]:
+        nodes = []
+        for node in demo_inventory.of_kind("Node"):
+            raw = copy.deepcopy(node.raw)
+            raw["status"]["nodeInfo"]["kubeletVersion"] = kubelet
+            nodes.append(raw)
+        inv = demo_inventory.with_changes(apply=nodes)
+        return [plan.gate(s, inv) for s in plan.new_plan("ambient-first", inv).stages[:2]]
+
+    assert [[m.code for m in g.messages if m.code == "MST0710"] for g in gates("v1.29.4")] == [[], []]
+    for g in gates("v1.28.15"):
+        assert g.passed
+        [m] = [m for m in g.messages if m.code == "MST0710"]
+        assert (m.level, m.message) == ("warning", "nodes node-a, node-b, node-c run Kubernetes v1.28.15; Istio "
+                                        "1.27.3 supports Kubernetes 1.29 to 1.33 (https://istio.io/latest/docs/"
+                                        "releases/supported-releases/#support-status-of-istio-releases)")
+
+
 def test_ztunnel_running_without_the_ambient_profile_is_not_ambient_installed(demo_inventory):
     """ztunnel runs, but istio-cni's AMBIENT_ENABLED is "false" and istiod lacks PILOT_ENABLE_AMBIENT: ambient-install
     does not say "nothing to install", and ambient-mode is refused with MST0708 for each."""

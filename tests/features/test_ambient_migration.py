@@ -79,23 +79,53 @@ def _values(inv: Inventory, feature: str, code: str) -> list[str]:
     return [t for t, value in getattr(m.message, "parts", ()) if value]
 
 
-def test_the_guides_prerequisites_gate_the_first_stages(demo_inventory):
-    """Istio 1.27.3 and Kubernetes 1.33 pass; an Istio older than ambient GA (1.24) is refused, a node outside
-    Kubernetes 1.31–1.35 is warned of."""
-    assert _gate(demo_inventory, "gateway-api-crds") == []
-    node = next(iter(demo_inventory.of_kind("Node"))).raw
-    old_node = json.loads(json.dumps(node))
-    old_node["status"]["nodeInfo"]["kubeletVersion"] = "v1.29.4"
-    assert ("MST0710", "warning") in _gate(demo_inventory.with_changes(apply=[old_node]), "ambient-install")
-    assert _values(demo_inventory.with_changes(apply=[old_node]), "ambient-install", "MST0710") == [
-        node["metadata"]["name"], "v1.29.4"]
-    pods = []  # istiod's pods running a 1.22 image: the version is read from what runs
-    for pod in (p for p in demo_inventory.pods if p.labels.get("app") == "istiod"):
+def _node_at(inv: Inventory, kubelet: str) -> tuple[str, Inventory]:
+    node = json.loads(json.dumps(next(iter(inv.of_kind("Node"))).raw))
+    node["status"]["nodeInfo"]["kubeletVersion"] = kubelet
+    return node["metadata"]["name"], inv.with_changes(apply=[node])
+
+
+def _istiod_at(inv: Inventory, version: str) -> Inventory:
+    """istiod's pods running another image: the installed version is read from what runs."""
+    pods = []
+    for pod in (p for p in inv.pods if p.labels.get("app") == "istiod"):
         raw = manifest(pod, dict(pod.labels), dict(pod.annotations))
         for c in raw["spec"]["containers"]:
-            c["image"] = c["image"].replace(":1.27.3", ":1.22.3")
+            c["image"] = c["image"].replace(":1.27.3", f":{version}")
         pods.append(raw)
-    older = demo_inventory.with_changes(pods=pods)
+    return inv.with_changes(pods=pods)
+
+
+@pytest.mark.parametrize("feature", ["gateway-api-crds", "ambient-install"])
+def test_nodes_are_judged_against_the_installed_releases_kubernetes_range(demo_inventory, feature):
+    """It warned of Kubernetes 1.29 under Istio 1.27.3, which supports 1.29 to 1.33 (istio.io's supported
+    releases): the migration guide's 1.31–1.35 is the latest release's range, not the installed one's."""
+    assert demo_inventory.istio_version == "1.27.3"
+    _, supported = _node_at(demo_inventory, "v1.29.4")
+    assert [c for c in _gate(supported, feature) if c[0] == "MST0710"] == []
+    name, older = _node_at(demo_inventory, "v1.28.15")
+    assert ("MST0710", "warning") in _gate(older, feature)
+    (m,) = [m for m in _messages(older, feature) if m.code == "MST0710"]
+    assert m.message == (f"node {name} runs Kubernetes v1.28.15; Istio 1.27.3 supports Kubernetes 1.29 to 1.33 "
+                         "(https://istio.io/latest/docs/releases/supported-releases/#support-status-of-istio-releases)")
+    assert _values(older, feature, "MST0710") == [name, "v1.28.15", "1.27.3", "1.29", "1.33",
+                                                   "https://istio.io/latest/docs/releases/supported-releases/"
+                                                   "#support-status-of-istio-releases"]
+
+
+def test_an_installed_release_meshstep_has_no_kubernetes_range_for_is_warned_of(demo_inventory):
+    newer = _istiod_at(demo_inventory, "1.40.1")
+    assert newer.istio_version == "1.40.1"
+    (m,) = [m for m in _messages(newer, "ambient-install") if m.code == "MST0710"]
+    assert (m.level, m.ref.kind) == ("warning", "Namespace")
+    assert m.message == ("Istio 1.40.1 is newer than the releases whose supported Kubernetes versions meshstep knows "
+                         "(1.20 to 1.29): whether it supports the nodes' Kubernetes (v1.33.5) is unknown")
+
+
+def test_the_guides_prerequisites_gate_the_first_stages(demo_inventory):
+    """Istio 1.27.3 and Kubernetes 1.33 pass; an Istio older than ambient GA (1.24) is refused."""
+    assert _gate(demo_inventory, "gateway-api-crds") == []
+    older = _istiod_at(demo_inventory, "1.22.3")
     assert older.istio_version == "1.22.3"
     assert ("MST0709", "error") in _gate(older, "gateway-api-crds")
     assert _values(older, "gateway-api-crds", "MST0709") == ["1.22.3"]

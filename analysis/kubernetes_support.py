@@ -1,0 +1,64 @@
+"""Whether an Istio release supports the nodes' Kubernetes, from istio.io's supported releases table
+(cluster.istio_releases.KUBERNETES), and what to say: one judgement for the install gates that ask it (MST0909 for the
+release revision-install installs, MST0710 for the release ambient is installed on)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analysis.catalog import Filled, fill
+from cluster import istio_releases, platform
+from cluster.inventory import Inventory
+from cluster.model import Ref
+from cluster.revisions import minor
+
+SOURCE = istio_releases.KUBERNETES_SOURCE
+
+
+@dataclass(frozen=True)
+class Outside:
+    """Nodes on one Kubernetes version that Istio `istio` does not support (it supports `low` to `high`)."""
+
+    nodes: tuple[Ref, ...]
+    kubernetes: str  # the nodes' kubelet version
+    istio: str
+    low: str
+    high: str
+
+    @property
+    def message(self) -> Filled:
+        many = len(self.nodes) > 1
+        return fill(f"node{'s' if many else ''} {{nodes}} run{'' if many else 's'} Kubernetes {{kubernetes}}; "
+                    "Istio {istio} supports Kubernetes {low} to {high} ({source})",
+                    nodes=", ".join(n.name for n in self.nodes), kubernetes=self.kubernetes, istio=self.istio,
+                    low=self.low, high=self.high, source=SOURCE)
+
+
+def outside(inv: Inventory, istio: str) -> list[Outside] | None:
+    """The nodes whose Kubernetes Istio release `istio` does not support, one entry per kubelet version; None when
+    the release is not in the table (see `unknown`). Nodes that report no kubelet version are not judged."""
+    have = minor(istio)
+    supported = istio_releases.KUBERNETES.get(have) if have else None
+    if supported is None:
+        return None
+    low, high = supported
+    found: dict[str, list[Ref]] = {}
+    for node in inv.of_kind("Node"):
+        runs = platform.kubernetes_minor(node)
+        if runs is not None and not low <= runs <= high:
+            found.setdefault(platform.kubelet_version(node), []).append(node.ref)
+    return [Outside(tuple(nodes), version, istio, f"{low[0]}.{low[1]}", f"{high[0]}.{high[1]}")
+            for version, nodes in found.items()]
+
+
+def unknown(inv: Inventory, istio: str) -> Filled | None:
+    """Why whether Istio `istio` supports the nodes' Kubernetes is unknown (its minor release is not in the table),
+    else None."""
+    have = minor(istio)
+    if have is None or have in istio_releases.KUBERNETES:
+        return None
+    known = sorted(istio_releases.KUBERNETES)
+    versions = sorted({platform.kubelet_version(n) for n in inv.of_kind("Node")} - {""})
+    return fill(f"Istio {{istio}} is {'newer' if have > known[-1] else 'older'} than the releases whose supported "
+                f"Kubernetes versions meshstep knows ({known[0][0]}.{known[0][1]} to {known[-1][0]}.{known[-1][1]}): "
+                "whether it supports the nodes' Kubernetes ({versions}) is unknown",
+                istio=istio, versions=", ".join(versions) or "not reported")
