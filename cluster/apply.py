@@ -17,7 +17,7 @@ import orjson
 import yaml
 
 from cluster.errors import MeshstepError
-from cluster.kubeapi import ApiError, ApiServer, Failed, _Cut, api_client
+from cluster.kubeapi import ApiError, ApiServer, Failed, api_client
 from cluster.kubectl_apply import merge_patch
 from cluster.owners import FIELD_MANAGER, applied_by
 
@@ -261,14 +261,8 @@ class Cluster:
         replica's own, with the kubeconfig's credentials and no port-forward. One try, not retried as reads are: a
         debug endpoint that does not answer is the caller's to work around. Raises Failed (403 for RBAC on
         pods/proxy, 503 when the pod does not answer on the port …)."""
-        api, what = self.api_server(), f"reading {path} of pod {namespace}/{pod}:{port}"
-        try:
-            return api._once(f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}", [],
-                             "application/json", what)
-        except ApiError as e:
-            raise api.refused(e, what) from None
-        except _Cut as e:
-            raise Failed(f"{what} on {api.at}: {e}", str(e)) from None
+        return self.api_server().get_once(f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}",
+                                          f"reading {path} of pod {namespace}/{pod}:{port}")
 
     def apply(self, obj: dict[str, Any], dry_run: bool, version: str | None = None) -> dict[str, Any]:
         """Server-side apply of `obj` as field manager meshstep, never forced; `version`: the resourceVersion the

@@ -167,6 +167,16 @@ class ApiServer:
             time.sleep(wait)
             attempt += 1
 
+    def get_once(self, path: str, what: str) -> bytes:
+        """The body of one GET, tried once (a caller with a way around an endpoint that does not answer: the pod
+        proxy's debug endpoints). Raises Failed, for an answer that may pass too."""
+        try:
+            return self._once(path, [], "application/json", what)
+        except ApiError as e:
+            raise self.refused(e, what) from None
+        except _Cut as e:
+            raise Failed(f"{what} on {self.at}: {e}", str(e)) from None
+
     def refused(self, e: ApiError, what: str) -> Failed:
         """The error for an answer that will not change; a 401 says whose credentials failed."""
         if e.status == 401:
