@@ -294,14 +294,15 @@ def enforcement_lapses(feature: Feature, params: dict[str, Any], scope: str, bef
     if rendered.rollback or not kinds & _DECIDING \
             and not feature.restarted_pods(params, scope, after) and not feature.commanded(params, scope, after):
         return
-    now = as_run(feature, params, scope, after)
+    ran = as_run(feature, params, scope, after, restart=False)
+    pods = feature.restarted_pods(params, scope, ran)
+    now = ran.with_changes(pods=pods) if pods else ran  # as_run(…) with its restarts, its commands not run again
     # the seconds between the change and the restarts: the pods as they were, each restarted pod as in `now` (a
     # pod's decisions depend on its own state alone, so these two ends cover every mix of restarted and not)
-    ran = as_run(feature, params, scope, after, restart=False)
-    window = [(" before its pods restart", ran)] if feature.restarted_pods(params, scope, ran) else []
+    window = [(" before its pods restart", ran)] if pods else []
     decisions = {req: decide(before, req) for req in requests(before)}
     for when, inv in [("", now), *window]:
-        changed = [(req, was, decide(inv, req)) for req, was in decisions.items() if was != decide(inv, req)]
+        changed = [(req, was, is_) for req, was in decisions.items() if (is_ := decide(inv, req)) != was]
         for req, was, is_ in changed[:3]:
             yield catalog_message("MST0816", Ref("Service", req.service[0], req.service[1]),
                                   fill(f"{feature.id} in {{scope}} changes a decision{when}: {{req}} was {{was}}, "
