@@ -48,12 +48,14 @@ class Carried:
     denied: dict[Call, dict[str, float]] = field(default_factory=dict)  # call → how it was denied → how many
     failed: dict[Call, float] = field(default_factory=dict)  # call → connections ztunnel could not open (CONNECT)
     waypoint_requests: float = 0.0  # requests a waypoint reported (reporter="waypoint")
+    unreached: float = 0.0  # of `failed`, those the caller's ztunnel counted: none reached the destination's
 
     @property
     def failed_share(self) -> float:
-        """The percentage of ztunnel's connections into the namespaces it could not open (0 without any)."""
-        opened = self.connections
-        return 100.0 * sum(self.failed.values()) / opened if opened else 0.0
+        """The percentage of the connections into the namespaces ztunnel could not open, of every one tried: those
+        the destination's ztunnel accepted and those that never reached it (0 without any)."""
+        tried = self.connections + self.unreached
+        return 100.0 * sum(self.failed.values()) / tried if tried else 0.0
 
     @property
     def connections(self) -> float:
@@ -95,8 +97,9 @@ def carried(tel: Telemetry, namespaces: tuple[str, ...], start: float, end: floa
         else:
             served[_workload(*(lb.get(k, "") for k in _DESTINATION)), lb.get("pod", "")] += v
     # Under half a request is no request: the part of a window's edge that `increase` extrapolates.
+    failed, unreached = _failed(tel, into, start, end)
     return Carried(hbone, plaintext, {k: v for k, v in served.items() if v >= 0.5}, _denied(tel, into, start, end),
-                   _failed(tel, into, start, end), waypoint if waypoint >= 0.5 else 0.0)
+                   failed, waypoint if waypoint >= 0.5 else 0.0, unreached)
 
 
 def _call(lb: dict[str, str]) -> Call:
@@ -104,14 +107,19 @@ def _call(lb: dict[str, str]) -> Call:
     return _workload(src_ns, src), _workload(dst_ns, dst)
 
 
-def _failed(tel: Telemetry, into: Matchers, start: float, end: float) -> dict[Call, float]:
-    """Each call's connections ztunnel closed CONNECT in the window: the destination could not be reached. Either
-    end's ztunnel may count it (the caller's, reporter=source, when it cannot reach the destination's), once a
-    connection: the destination's, reporter=destination, only counts what reached it."""
+def _failed(tel: Telemetry, into: Matchers, start: float, end: float) -> tuple[dict[Call, float], float]:
+    """Each call's connections ztunnel closed CONNECT in the window: the destination could not be reached; and how
+    many of them the caller's ztunnel counted. Either end's ztunnel may count one, once a connection: the caller's
+    (reporter=source) when it cannot reach the destination's, which then never accepted it; the destination's
+    (reporter=destination) only what reached it, which it counted as opened too."""
     found: dict[Call, float] = defaultdict(float)
-    for lb, v in tel.increase(TCP_CLOSED, _CALL, start, end, {"response_flags": CONNECT, "app": ZTUNNEL, **into}):
-        found[_call(lb)] += v
-    return {call: v for call, v in found.items() if v >= 0.5}
+    unreached = 0.0
+    for lb, v in tel.increase(TCP_CLOSED, (*_CALL, "reporter"), start, end,
+                              {"response_flags": CONNECT, "app": ZTUNNEL, **into}):
+        if v >= 0.5:
+            found[_call(lb)] += v
+            unreached += v if lb.get("reporter") == "source" else 0.0
+    return dict(found), unreached
 
 
 def _denied(tel: Telemetry, into: Matchers, start: float, end: float) -> dict[Call, dict[str, float]]:

@@ -214,6 +214,20 @@ def test_connections_ztunnel_fails_to_open_after_the_switch_are_a_regression(pro
     assert "response_flags=CONNECT" in problem
 
 
+def test_connections_that_never_reach_the_destination_count_against_the_share(prometheus):
+    """A connection the caller's ztunnel could not open (reporter=source, CONNECT) never reached the destination's
+    ztunnel, so it is in none of the connections that one accepted: the share failed is of every attempt. Here
+    frontend's ztunnel fails 0.4/s to orders while the destination accepts 1.5/s (frontend's and orders'): 21% failed,
+    where counting only the accepted ones read 27%, and a rate of failures above the accepted one read over 100%."""
+    applied = now_minute() - 1200
+    failing = Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 0.4, protocol="tcp", proxy="ztunnel",
+                   flags="CONNECT", reporters=("source",), start=applied)
+    result = _verified(prometheus([*_sidecars(applied), *_ztunnel(applied), failing]), applied)
+    assert result.status == "regressed", result.lines
+    [problem] = result.problems
+    assert "(0.00% → 21." in problem, problem
+
+
 def test_min_hbone_share_is_set_as_the_other_thresholds_are():
     assert Thresholds.values(["min-hbone-share=95"]) == {"min_hbone_share": 95.0}
     assert "min_hbone_share=99.0" in Thresholds().text()
