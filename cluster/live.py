@@ -289,8 +289,11 @@ class _LiveReader:
                 self._hand_on(raw, keep, kept, put)
             return kept
         # What the store keeps of the list (_kept), and the resourceVersion of its first page (after a relist, the
-        # older one: a watch from there replays every change since).
+        # older one: a watch from there replays every change since). Pods are decoded here once, for the consumer
+        # and the store; another kind's pages are handed on as they came and made items only if the whole list
+        # reaches KEPT_FROM (most never do).
         items: list[tuple[str, str, bytes]] | None = [] if store is not None else None
+        listed: list[RawPage] = []
         version, size = "", 0
         token, after, relists = None, None, 0
         last: RawPage | None = None
@@ -331,13 +334,15 @@ class _LiveReader:
                 page, after = _after(page, after)
             last = page
             raw: Raw | list[dict[str, Any]] = page
-            if items is not None:
+            if items is not None and kind.kind == POD_KIND.kind:
                 raw, more = _kept(page)
                 items.extend(more)
+            elif items is not None:
+                listed.append(page)
             self._hand_on(raw, keep, kept, put)
             if not token:
                 if store is not None and items is not None and version and size >= live_cache.KEPT_FROM.bytes:
-                    store.keep(kind, version, items)
+                    store.keep(kind, version, items + [item for p in listed for item in _kept(p)[1]])
                 return kept
 
     @staticmethod
