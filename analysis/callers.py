@@ -160,7 +160,21 @@ def refuses_plaintext(inv: Inventory, svc: Service) -> tuple[bool, str]:
         return False, "no sidecar there to enforce mTLS"
     modes = [mtls_mode(inv, svc.namespace, labels) for labels in proxied or [svc.selector or {}]]
     mode = next((m for m in modes if m.value == "STRICT"), modes[0])
+    if mode.value == "STRICT" and (open_ := _plaintext_ports(inv, svc.namespace, proxied or [svc.selector or {}])):
+        # The port a call uses is not known: one left open may be the one it calls.
+        return False, f"{mode.why}, but {open_}"
     return mode.value == "STRICT", mode.why
+
+
+def _plaintext_ports(inv: Inventory, namespace: str, labels: list[dict[str, str]]) -> str:
+    """The ports a workload PeerAuthentication keeps accepting plaintext on (portLevelMtls PERMISSIVE or DISABLE,
+    which Istio applies over the mode), said with the policy: `port 8080 PERMISSIVE (portLevelMtls of …)`."""
+    return ", ".join(f"port {port} {(m or {}).get('mode')} (portLevelMtls of {pa.ref})"
+                     for pa in istio_objects(inv, "PeerAuthentication")
+                     if ns_of(pa) == namespace and (pa.spec.get("selector") or {}).get("matchLabels")
+                     and any(labels_match(pa.spec["selector"]["matchLabels"], one) for one in labels)
+                     for port, m in sorted((pa.spec.get("portLevelMtls") or {}).items())
+                     if (m or {}).get("mode") in ("PERMISSIVE", "DISABLE"))
 
 
 def _server_side(inv: Inventory, call: Call) -> str | None:

@@ -288,6 +288,23 @@ def test_strict_judges_the_servers_a_pod_without_sidecar_calls_as_istio_does():
     assert any("app/indexer → other/search" in m for m in refused) and not any("cache" in m for m in refused)
 
 
+def test_a_server_keeping_a_port_open_to_plaintext_is_not_said_to_refuse_it():
+    """MST0401's own hint: keep the port it calls PERMISSIVE with portLevelMtls. Istio applies a workload
+    PeerAuthentication's portLevelMtls over the namespace's STRICT; meshstep does not know the port a call uses,
+    so poller's call of api is no certain refusal any more: a warning that names the open port."""
+    inv = _strict_cluster("poller")
+    api = inv.service("app", "api")
+    port = api.ports[0].target_port or api.ports[0].port
+    ports = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+             "metadata": {"name": "api-plaintext-port", "namespace": "app"},
+             "spec": {"selector": {"matchLabels": dict(api.selector)},
+                      "portLevelMtls": {str(port): {"mode": "PERMISSIVE"}}}}
+    found = _strict_gate(inv.with_changes(apply=[ports]))
+    assert not [k for k, m in found.items() if m.level == "error"], found
+    assert f"port {port} PERMISSIVE (portLevelMtls of PeerAuthentication app/api-plaintext-port)" in \
+        found["MST0406 Deployment app/poller"].message
+
+
 def test_strict_refuses_a_pod_without_sidecar_that_calls_a_server_going_strict_by_its_short_name():
     """Kubernetes DNS resolves a short name in the caller's own namespace (its resolv.conf searches
     `<namespace>.svc.cluster.local` first, https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/):
