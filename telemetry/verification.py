@@ -1,20 +1,23 @@
 """A stage verified by traffic: requests, success rate, p99 latency and mTLS share before and after it was
-applied, judged by thresholds."""
+applied, judged by thresholds — like with like: a call counted at L7 (requests) in one window and by ztunnel alone
+(L4 connections) in the other is named, not compared."""
 from __future__ import annotations
 
 import math
 import re
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cluster.errors import MeshstepError
-from telemetry.ambient import AmbientStage, Carried, Switch, switch
+from telemetry.ambient import ZTUNNEL, AmbientStage, Carried, Switch, switch
 from telemetry.edges import count_text
 from telemetry.metrics_file import MetricsFile
 from telemetry.series import (
     DURATION_BUCKET,
     REQUESTS,
+    TCP_OPENED,
     Matchers,
     Rows,
     Telemetry,
@@ -80,7 +83,7 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class Figures:
-    """One window's figures for the affected workloads (as their own sidecars counted the requests they served)."""
+    """One window's figures for the affected workloads: the requests their sidecars, or a waypoint, counted."""
 
     start: float
     end: float
@@ -88,7 +91,7 @@ class Figures:
     server_errors: float
     p99_ms: float | None
     mtls_requests: float
-    reporter: str = "destination"  # whose count: the workloads' sidecars (destination), or a waypoint's
+    waypoint_requests: float = 0.0  # of `requests`, those a waypoint counted (reporter=waypoint); the rest, sidecars
 
     @property
     def success_rate(self) -> float | None:
@@ -102,7 +105,10 @@ class Figures:
         p99 = f"{self.p99_ms:.0f} ms" if self.p99_ms is not None else "n/a"
         sr = f"{self.success_rate:.2f}%" if self.success_rate is not None else "n/a"
         share = f"{self.mtls_share:.1f}%" if self.mtls_share is not None else "n/a"
-        by = " (reported by the waypoint)" if self.reporter == "waypoint" else ""
+        by = ""
+        if self.waypoint_requests:
+            by = (" (reported by the waypoint)" if self.waypoint_requests >= self.requests else
+                  f" ({count_text(self.waypoint_requests)} of them reported by the waypoint)")
         return (f"{utc_text(self.start)}–{utc_text(self.end)[11:]}: {count_text(self.requests)} requests{by}, "
                 f"success {sr}, p99 {p99}, mTLS {share}")
 
@@ -124,6 +130,7 @@ class Verification:
     thresholds: Thresholds = field(default_factory=Thresholds)
     problems: tuple[str, ...] = ()  # each threshold crossed, as its line says it: for whoever shows them apart
     moved: Switch | None = None  # an ambient stage's traffic by the proxy that carried it
+    not_compared: tuple[str, ...] = ()  # the calls counted at L7 in one window and by ztunnel alone in the other
 
     @property
     def passed(self) -> bool:
@@ -138,7 +145,8 @@ class Verification:
         return {"status": self.status, "lines": list(self.lines), "problems": list(self.problems),
                 "before": _window_json(self.before, moved.before if moved else None),
                 "after": _window_json(self.after, moved.after if moved else None),
-                "thresholds": self.thresholds.to_json(), **({"ambient": moved.to_json()} if moved else {})}
+                "thresholds": self.thresholds.to_json(), **({"ambient": moved.to_json()} if moved else {}),
+                **({"not_compared": list(self.not_compared)} if self.not_compared else {})}
 
 
 def _window_json(f: Figures | None, carried: Carried | None) -> dict[str, Any] | None:
@@ -166,25 +174,85 @@ def p99(buckets: Rows, q: float = 0.99) -> float | None:
     return lower
 
 
-def figures(tel: Telemetry, match: Matchers, start: float, end: float, reporter: str = "destination") -> Figures:
-    """The window's requests as the workloads' own proxies reported them (`reporter`: a sidecar's destination, or a
-    waypoint's in ambient mode)."""
-    match = {"reporter": reporter, **match}
-    rows = tel.increase(REQUESTS, ("response_code", "connection_security_policy"), start, end, match)
-    total = sum(v for _, v in rows)
-    errors = sum(v for lb, v in rows if lb.get("response_code", "").startswith("5"))
-    mtls = sum(v for lb, v in rows if lb.get("connection_security_policy") == "mutual_tls")
-    return Figures(start, end, total, errors, p99(tel.increase(DURATION_BUCKET, ("le",), start, end, match)), mtls,
-                   reporter)
+Call = tuple[str, str, str]  # the caller's namespace and workload, and the destination service it called
+_CALL = ("source_workload_namespace", "source_workload", "destination_service")
 
 
-def served(tel: Telemetry, match: Matchers, start: float, end: float, ambient: bool) -> Figures:
-    """The window's requests counted once: by the waypoint where one reported them (it sees every request sent to
-    the namespace's services, those it fails itself included, while a sidecar still behind it counts only those
-    that reach its pod), else by the workloads' sidecars."""
-    if ambient and (via := figures(tel, match, start, end, "waypoint")).requests:
-        return via
-    return figures(tel, match, start, end)
+def _call(lb: dict[str, str]) -> Call:
+    return lb.get(_CALL[0], ""), lb.get(_CALL[1], ""), lb.get(_CALL[2], "")
+
+
+def _call_text(call: Call) -> str:
+    return f"{call[0]}/{call[1]} → {call[2]}"
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One window's traffic into the affected workloads by call, each counted once, by the proxy that counted it: at
+    L7 the requests a waypoint reported where it reported the call's (it sees every request sent to the service,
+    those it fails itself included, while a sidecar still behind it counts only those that reach its pod), else the
+    destination's sidecar; at L4 the connections of the calls ztunnel alone counted (it counts connections, not
+    requests or their response codes)."""
+
+    start: float
+    end: float
+    requests: Rows  # by reporter, call, response code and mTLS: the rows of the proxy counting each call
+    buckets: Rows  # by reporter, call and `le`: likewise
+    connections: dict[Call, float]  # the calls no proxy counted at L7: the connections ztunnel accepted
+
+    @property
+    def l7(self) -> dict[Call, float]:
+        """The requests of each call counted at L7."""
+        out: dict[Call, float] = defaultdict(float)
+        for lb, v in self.requests:
+            out[_call(lb)] += v
+        return dict(out)
+
+    def figures(self, leave_out: Iterable[Call] = ()) -> Figures:
+        """The window's figures, but for the calls `leave_out`."""
+        left = set(leave_out)
+        rows = [(lb, v) for lb, v in self.requests if _call(lb) not in left]
+        buckets: dict[str, float] = defaultdict(float)
+        for lb, v in self.buckets:
+            if _call(lb) not in left:
+                buckets[lb["le"]] += v
+        return Figures(self.start, self.end, sum(v for _, v in rows),
+                       sum(v for lb, v in rows if lb.get("response_code", "").startswith("5")),
+                       p99([({"le": le}, v) for le, v in buckets.items()]),
+                       sum(v for lb, v in rows if lb.get("connection_security_policy") == "mutual_tls"),
+                       sum(v for lb, v in rows if lb["reporter"] == "waypoint"))
+
+
+def counted(tel: Telemetry, match: Matchers, start: float, end: float, ambient: bool) -> Counted:
+    """The window's traffic by call (`ambient`: waypoints' requests and ztunnel's connections too)."""
+    asked = {"reporter": "destination|waypoint" if ambient else "destination", **match}
+    requests = tel.increase(REQUESTS, ("reporter", *_CALL, "response_code", "connection_security_policy"), start,
+                            end, asked)
+    by: dict[tuple[Call, str], float] = defaultdict(float)
+    for lb, v in requests:
+        by[_call(lb), lb["reporter"]] += v
+    # Under half a request is no request: the part of a window's edge that `increase` extrapolates.
+    proxy: dict[Call, str] = {}
+    for (call, reporter), v in by.items():
+        if v >= 0.5 and proxy.get(call) != "waypoint":
+            proxy[call] = reporter
+    chosen = [(lb, v) for lb, v in requests if proxy.get(_call(lb)) == lb["reporter"]]
+    buckets = [(lb, v) for lb, v in tel.increase(DURATION_BUCKET, ("reporter", *_CALL, "le"), start, end, asked)
+               if proxy.get(_call(lb)) == lb["reporter"]]
+    l4 = tel.increase(TCP_OPENED, _CALL, start, end, {"reporter": "destination", "app": ZTUNNEL, **match}) \
+        if ambient else []
+    return Counted(start, end, chosen, buckets, {_call(lb): v for lb, v in l4 if v >= 0.5 and _call(lb) not in proxy})
+
+
+def _unlike(before: Counted, after: Counted) -> dict[Call, str]:
+    """Each call counted at L7 in one window and by ztunnel alone in the other, and how: no measure of it is the
+    same in both (a request's response code and latency are not a connection's), so neither window compares it."""
+    out = {}
+    for l7, l4, at, only in ((before, after, "before", "after"), (after, before, "after", "before")):
+        requests = l7.l7
+        out |= {call: f"{count_text(requests[call])} requests {at}, only {count_text(n)} connections {only}"
+                for call, n in l4.connections.items() if call in requests}
+    return dict(sorted(out.items()))
 
 
 def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls_mode: str | None = None,
@@ -206,35 +274,48 @@ def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls
                                               f"({duration_text(t.settle)} to settle, then {duration_text(t.window)}"
                                               f"): verify again after it",), thresholds=t)
     match = {"destination_workload_namespace": "|".join(re.escape(n) for n in namespaces)} if namespaces else {}
-    before = served(tel, match, applied_at - t.window, applied_at, ambient is not None)
+    first = counted(tel, match, applied_at - t.window, applied_at, ambient is not None)
     moved = switch(tel, ambient, (applied_at - t.window, applied_at), (after_start, after_end)) if ambient else None
     later = _restarted(tel, moved, (applied_at - t.window, applied_at), after_end, now, t.window)
     if later is not None:
         moved, after_start, after_end = later, now - t.window, now
-    after = served(tel, match, after_start, after_end, ambient is not None)
+    last = counted(tel, match, after_start, after_end, ambient is not None)
+    # Like with like: a call counted at L7 in one window and by ztunnel alone in the other is compared in neither.
+    unlike = _unlike(first, last)
+    before, after = first.figures(unlike), last.figures(unlike)
     head = (f"traffic {where} (requests the workloads' {'sidecars and waypoints' if ambient else 'sidecars'} "
             f"served, {tel.label}):", f"  before: {before.text()}", f"  after:  {after.text()}",
+            *(("  not compared (counted at L7 in one window, by ztunnel alone in the other: it counts connections, "
+               "not requests, their response codes or latency): "
+               + "; ".join(f"{_call_text(c)} ({how})" for c, how in unlike.items()),) if unlike else ()),
             *(moved.lines() if moved else ()),
             *(("  judged on the latest window: pods were still served by sidecars in the first one after the "
                "switch, and were restarted since",) if later else ()))
-    if low := _quiet(before, after, moved, t):
+    kept = dict(thresholds=t, moved=moved, not_compared=tuple(_call_text(c) for c in unlike))
+    if low := _quiet(first, last, t):
         return Verification("insufficient", (*head, f"too little traffic to judge: {' and '.join(low)} (at least "
                                              f"{t.min_requests} needed; --verify min_requests=N)",
                                              "  → advance again once the workloads have served traffic, or go on "
-                                             "with --override-reason"), before, after, t, moved=moved)
-    compared = not moved or min(before.requests, after.requests) >= t.min_requests
+                                             "with --override-reason"), before, after, **kept)
+    compared = min(before.requests, after.requests) >= t.min_requests
     if not compared:
-        head += (f"  success rate and p99 not compared: fewer than {t.min_requests} requests in a window (ztunnel "
-                 "counts connections, not requests; a waypoint reports requests, L7)",)
+        why = ("no call was counted at L7 in both windows" if not min(before.requests, after.requests) else
+               f"fewer than {t.min_requests} requests in a window were of calls counted at L7 in both")
+        head += (f"  success rate and p99 not compared: {why} (ztunnel counts connections, not requests; a waypoint "
+                 "in the path reports requests, L7)",)
+    # The plaintext callers allowed for after a switch: as many as before, of every request counted then.
     problems = ((_crossed(before, after, t, mtls_mode) if compared else [])
-                + (moved.problems(t.min_hbone_share, before.mtls_share, t.max_success_drop) if moved else []))
+                + (moved.problems(t.min_hbone_share, first.figures().mtls_share, t.max_success_drop)
+                   if moved else []))
     if problems:
         return Verification("regressed", (*head, *(f"  ✗ {p}" for p in problems),
                                           "  → find the cause, or roll the stage back: meshstep plan rollback "
-                                          "--reason \"…\""), before, after, t, tuple(problems), moved)
+                                          "--reason \"…\""), before, after, problems=tuple(problems), **kept)
     if moved and (left := moved.unfinished()):
-        return Verification("insufficient", (*head, *left), before, after, t, moved=moved)
-    return Verification("passed", (*head, "  ✓ no regression beyond the thresholds"), before, after, t, moved=moved)
+        return Verification("insufficient", (*head, *left), before, after, **kept)
+    judged = "" if compared else (" ztunnel's connections are judged by (HBONE share, denials, connections it "
+                                  "could not open); requests not compared")
+    return Verification("passed", (*head, f"  ✓ no regression beyond the thresholds{judged}"), before, after, **kept)
 
 
 def _restarted(tel: Telemetry, moved: Switch | None, before: tuple[float, float], first_end: float, now: float,
@@ -248,13 +329,14 @@ def _restarted(tel: Telemetry, moved: Switch | None, before: tuple[float, float]
     return None if latest.unfinished() else latest
 
 
-def _quiet(before: Figures, after: Figures, moved: Switch | None, t: Thresholds) -> list[str]:
-    """The windows with too little traffic to judge: requests, and for an ambient stage ztunnel's connections."""
+def _quiet(before: Counted, after: Counted, t: Thresholds) -> list[str]:
+    """The windows with too little traffic to judge: each call once, its requests, or for a call ztunnel alone
+    counted its connections (a waypoint's requests are ztunnel's connections too: not counted twice)."""
     low = []
-    for name, f, c in (("the before", before, moved and moved.before), ("the after", after, moved and moved.after)):
-        connections = c.connections if c else 0.0
-        if f.requests + connections < t.min_requests:
-            parts = [f"{count_text(f.requests)} requests"] if f.requests or not connections else []
+    for name, c in (("the before", before), ("the after", after)):
+        requests, connections = sum(c.l7.values()), sum(c.connections.values())
+        if requests + connections < t.min_requests:
+            parts = [f"{count_text(requests)} requests"] if requests or not connections else []
             parts += [f"{count_text(connections)} connections"] if connections else []
             low.append(f"{name} window has {' and '.join(parts)}")
     return low

@@ -200,6 +200,45 @@ def test_a_waypoint_that_reports_no_request_is_not_passed(prometheus):
                      ("ambient-policies", "shop")).status == "passed"
 
 
+def test_calls_counted_at_l7_before_and_by_ztunnel_alone_after_are_left_out_of_the_comparison(prometheus):
+    """frontend's pod restarted into ambient (ztunnel counts its connections: L4, no requests, no response codes);
+    orders' not yet: its sidecar still counts its requests, 5% of them 503 before and after alike. Comparing every
+    request each window counted at L7 read a fall from 98.4% (frontend's and orders' before) to 95.2% (orders' alone
+    after): the proxy that counted frontend's calls changed, not their success. Like with like: orders' calls with
+    orders' calls, and frontend's named as not compared."""
+    applied = now_minute() - 1200
+    failing = Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 0.25, code="503", pod=ORDERS_POD)
+    flows = [*_sidecars(applied, orders_until=float("inf")), *_ztunnel(applied, orders=False), failing]
+    result = _verified(prometheus(flows), applied)
+    assert not result.problems, result.problems
+    assert result.status == "insufficient", result.lines  # orders' pod still on its sidecar: the switch not done
+    assert result.before.requests == pytest.approx(5.25 * 600, rel=0.02)  # orders' calls alone, in both windows
+    assert result.before.success_rate == pytest.approx(result.after.success_rate, abs=0.1)
+    [left] = [line for line in result.lines if "not compared" in line and "ingressgateway" in line]
+    assert f"istio-system/istio-ingressgateway → {FRONTEND}" in left and "ztunnel" in left, left
+    assert result.to_json()["not_compared"] == [f"istio-system/istio-ingressgateway → {FRONTEND}"]
+
+
+def test_calls_a_waypoint_does_not_carry_are_compared_as_their_sidecar_counted_them(prometheus):
+    """A waypoint in shop's path after the stage; the ingress gateway sends to frontend directly, not through it
+    (Istio's default without istio.io/ingress-use-waypoint), so frontend's sidecar still counts those requests while
+    the waypoint counts frontend's calls to orders, 2% of them 503 before and after. Taking the waypoint's requests
+    alone as the after window read 99.3% → 98.0%, a regression; each call counted once, by the proxy that counted it
+    at L7 in that window, nothing changed."""
+    applied = now_minute() - 1200
+    orders = (("shop", "frontend"), ("shop", "orders"), ORDERS)
+    flows = [Flow(GATEWAY, ("shop", "frontend"), FRONTEND, 10, latency_ms=40, pod=FRONTEND_POD),
+             Flow(*orders, 4.9, latency_ms=60, pod=ORDERS_POD), Flow(*orders, 0.1, code="503", pod=ORDERS_POD),
+             Flow(*orders, 4.9, latency_ms=65, reporters=("waypoint",), start=applied),
+             Flow(*orders, 0.1, code="503", reporters=("waypoint",), start=applied)]
+    result = _verified(prometheus(flows), applied, ("waypoint", "shop"))
+    assert result.status == "passed", result.lines
+    assert result.after.requests == pytest.approx(15 * 600, rel=0.02)  # each request once
+    assert result.after.waypoint_requests == pytest.approx(5 * 600, rel=0.02)  # frontend → orders, not frontend's
+    after = next(line for line in result.lines if line.strip().startswith("after:"))
+    assert "of them reported by the waypoint" in after, after
+
+
 def test_connections_ztunnel_fails_to_open_after_the_switch_are_a_regression(prometheus):
     """ztunnel closes a connection with response_flags CONNECT when it could not reach the destination (istio/
     ztunnel src/proxy/metrics.rs: ResponseFlags::ConnectionFailure): orders unreachable over HBONE after the switch
