@@ -51,11 +51,12 @@ class Carried:
     unreached: float = 0.0  # of `failed`, those the caller's ztunnel counted: none reached the destination's
 
     @property
-    def failed_share(self) -> float:
+    def failed_share(self) -> float | None:
         """The percentage of the connections into the namespaces ztunnel could not open, of every one tried: those
-        the destination's ztunnel accepted and those that never reached it (0 without any)."""
+        the destination's ztunnel accepted and those that never reached it (None: ztunnel tried none, as when
+        sidecars carried them)."""
         tried = self.connections + self.unreached
-        return 100.0 * sum(self.failed.values()) / tried if tried else 0.0
+        return 100.0 * sum(self.failed.values()) / tried if tried else None
 
     @property
     def connections(self) -> float:
@@ -161,13 +162,17 @@ class Switch:
         """A switch that leaves more plaintext than the threshold (or than before), each new denial, and a share of
         connections ztunnel could not open that rose more than `max_drop` points (the success rate's threshold)."""
         out = []
-        rise = self.after.failed_share - self.before.failed_share
-        if rise > max_drop:
+        # Before a switch sidecars carried the connections: no share of ztunnel's to compare with, so none is
+        # claimed (a sidecar's failures are not counted as ztunnel's CONNECT); the share after is judged alone.
+        before, after = self.before.failed_share, self.after.failed_share
+        if after is not None and after - (before or 0.0) > max_drop:
             calls = ", ".join(f"{a} → {b} ({count_text(n)})" for (a, b), n in sorted(self.after.failed.items()))
-            out.append(f"ztunnel could not connect {rise:.2f}% more of the connections into "
-                       f"{', '.join(self.stage.namespaces)} ({self.before.failed_share:.2f}% → "
-                       f"{self.after.failed_share:.2f}%, response_flags=CONNECT; at most {max_drop:g} points "
-                       f"allowed): {calls}")
+            where = ", ".join(self.stage.namespaces)
+            how = (f"{after - before:.2f}% more of the connections into {where} ({before:.2f}% → {after:.2f}%, "
+                   f"response_flags=CONNECT; at most {max_drop:g} points allowed)" if before is not None else
+                   f"{after:.2f}% of the connections into {where} (response_flags=CONNECT; none measured before: "
+                   f"ztunnel carried none of them; at most {max_drop:g}% allowed)")
+            out.append(f"ztunnel could not connect {how}: {calls}")
         share, required = self.after.hbone_share, min_hbone_share
         if before_mtls_share is not None:
             required = min(required, before_mtls_share)

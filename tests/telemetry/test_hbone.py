@@ -264,7 +264,25 @@ def test_connections_that_never_reach_the_destination_count_against_the_share(pr
     result = _verified(prometheus([*_sidecars(applied), *_ztunnel(applied), failing]), applied)
     assert result.status == "regressed", result.lines
     [problem] = result.problems
-    assert "(0.00% → 21." in problem, problem
+    assert "could not connect 21." in problem, problem
+    # Sidecars carried orders' connections before: no share of ztunnel's then, and none claimed (not 0.00%).
+    assert "none measured before: ztunnel carried none of them" in problem, problem
+
+
+def test_a_namespace_ztunnel_carried_before_is_judged_on_the_rise_of_its_own_share(prometheus):
+    """shop already in ambient mode, a waypoint stage after: ztunnel counted both windows, so its share failed
+    before is measured and compared (0.1/s of 2.1/s failing throughout: no rise; 0.2/s more after: 4.76% → 13.04%)."""
+    applied = now_minute() - 1200
+    ztunnel = {"protocol": "tcp", "proxy": "ztunnel", "reporters": ("destination",)}
+    flows = [Flow(GATEWAY, ("shop", "frontend"), FRONTEND, 1, **ztunnel),
+             Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 1, **ztunnel),
+             Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 0.1, flags="CONNECT", **ztunnel)]
+    assert _verified(prometheus(flows), applied, ("waypoint", "shop")).status == "passed"
+    rising = Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 0.2, flags="CONNECT", start=applied, **ztunnel)
+    result = _verified(prometheus([*flows, rising]), applied, ("waypoint", "shop"))
+    assert result.status == "regressed", result.lines
+    [problem] = result.problems
+    assert "could not connect 8.28% more" in problem and "(4.76% → 13.04%" in problem, problem
 
 
 def test_min_hbone_share_is_set_as_the_other_thresholds_are():
