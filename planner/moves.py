@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import msgspec
@@ -506,6 +507,46 @@ def _rollback_seen(stage: Stage, inventory: Inventory, operator: Any) -> str:
             f"{', '.join(named(tuple(a['key'])) for a in seen)}")
 
 
+class RollbackBy(StrEnum):
+    """How a stage is rolled back (`rollback_by`): by leaving the overlay, by GitOps, by meshstep, or by the team."""
+
+    OVERLAY = "overlay"  # rehearsed: its changes leave the plan's overlay
+    GITOPS = "gitops"  # GitOps applied it: its rollback is committed, and waited for until the cluster holds it
+    MESHSTEP = "meshstep"  # meshstep applied it: meshstep puts each object back as it was
+    TEAM = "team"  # the team applies the YAML that undoes it (none when the cluster does not have its changes)
+
+    @property
+    def operated(self) -> bool:
+        """Whether the rollback needs an operator on the cluster (planner.operate.Operator)."""
+        return self in (RollbackBy.GITOPS, RollbackBy.MESHSTEP)
+
+    @property
+    def said(self) -> str:
+        """What the rollback will do, said before it is asked for."""
+        return {
+            RollbackBy.OVERLAY: "It was rehearsed: its changes leave the plan's overlay; the cluster and the flags "
+                                "are left as they are.",
+            RollbackBy.GITOPS: "Its flags go back to what they were before it; GitOps applied it: commit its "
+                               "rollback, and meshstep waits until the cluster holds it.",
+            RollbackBy.MESHSTEP: "Its flags go back to what they were before it; meshstep applied it: meshstep puts "
+                                 "each object back as it was.",
+            RollbackBy.TEAM: "Its flags go back to what they were before it; you get the YAML that undoes it on the "
+                             "cluster.",
+        }[self]
+
+
+def rollback_by(plan: Plan, stage: Stage, reachable: bool) -> RollbackBy:
+    """How `rollback` undoes `stage`: a rehearsed one leaves the overlay; one GitOps or meshstep applied is rolled
+    back the same way when meshstep reaches the cluster (`reachable`: an operator is given), else by the team."""
+    if plan.mode == PlanMode.REHEARSAL:
+        return RollbackBy.OVERLAY
+    if reachable and stage.record.gitops:
+        return RollbackBy.GITOPS
+    if reachable and stage.record.applied:
+        return RollbackBy.MESHSTEP
+    return RollbackBy.TEAM
+
+
 def rollback(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, reason: str,
              operator: Any = None) -> RolledBack:
     """Roll back the stage in flight (else the last one this plan did): its flags return to what they were before
@@ -530,14 +571,14 @@ def rollback(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, rea
     restore = planner.plan.objects_of(cfg.rollback_yaml)
     created = deletions_of(cfg.rollback_yaml)
     undo = cfg.rollback_yaml if not changes.diff(restore, created, cluster_now(plan, inventory, stage)).empty else ""
-    record = stage.record
-    if plan.mode == PlanMode.REHEARSAL:
+    record, by = stage.record, rollback_by(plan, stage, operator is not None)
+    if by == RollbackBy.OVERLAY:
         said = f"stage {stage.order} ({stage.title}) rolled back: its changes leave the plan's overlay"
-    elif operator is not None and stage.record.gitops:
+    elif by == RollbackBy.GITOPS:
         said, undo, record = _rollback_seen(stage, inventory, operator), "", msgspec.structs.replace(
             stage.record, applied=(), gitops="")
         reason = f"{reason}; {said}"
-    elif operator is not None and stage.record.applied:
+    elif by == RollbackBy.MESHSTEP:
         back = operator.put_back(stage.record.applied)
         undo, record = "", msgspec.structs.replace(stage.record, applied=(), shadow="")
         said = (f"stage {stage.order} ({stage.title}) rolled back; put back on the cluster as before it: "

@@ -384,21 +384,17 @@ else:
 if (target := stages.rollback_target(plan)) is not None:
     with st.expander(f"Roll back stage {target.order}: {safe.md(target.title)}", icon=":material/undo:"), \
             st.form("rollback", border=False, enter_to_submit=False):
-        operated = operate_panel.live(inv.source) and bool(target.record.applied or target.record.gitops)
-        st.caption("Its flags go back to what they were before it; " + (
-            "GitOps applied it: commit its rollback, and meshstep waits until the cluster holds it."
-            if target.record.gitops and operated else "meshstep applied it: meshstep puts each object back as it "
-            "was." if operated else "you get the YAML that undoes it on the cluster."))
+        undoing = moves.rollback_by(plan, target, operate_panel.live(inv.source))
+        st.caption(undoing.said)
         reason = st.text_input("Rollback reason", help="Kept in the audit trail.")
         if st.form_submit_button("Roll back") and (actor := ui.require_actor(access.OPERATOR, "roll back a stage")):
             if not reason:
                 st.error("Say why you roll back: the reason is kept in the audit trail.")
             else:
                 with ui.errors("Not rolled back"), st.status("Rolling back…", expanded=True) as status:
-                    # A stage meshstep applied is put back on the cluster by meshstep, one GitOps applied waited for
-                    # until the cluster holds its rollback: as `plan rollback --apply` or `--gitops` do
-                    by = operate_panel.operator_for(inv.source, status, gitops=bool(target.record.gitops)) \
-                        if operated else None
+                    # The cluster reached as `plan rollback --apply` (or `--gitops`) reaches it
+                    by = operate_panel.operator_for(inv.source, status, gitops=undoing == moves.RollbackBy.GITOPS) \
+                        if undoing.operated else None
                     rolled = moves.rollback(store, plan, inv, actor, reason, by)
                     st.session_state["rollback_yaml"] = rolled.undo_yaml
                     ui.flash(safe.md_message(rolled.said[0].upper() + rolled.said[1:] + "."), "warning")

@@ -153,6 +153,7 @@ def test_roll_back_on_the_page_puts_back_what_meshstep_applied(live) -> None:
     for _ in range(2):  # the install check, then injection in legacy: applied by meshstep
         next(b for b in at.button if b.label == "Apply and bake this stage").click().run()
     assert live_objects(served)[("namespaces", None, "legacy")]["metadata"]["labels"]["istio.io/rev"] == "default"
+    assert any("meshstep applied it: meshstep puts each object back as it was" in c.value for c in at.caption)
     next(t for t in at.text_input if t.label == "Rollback reason").input("legacy's batch job broke")
     next(b for b in at.button if b.label == "Roll back").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 from sqlalchemy import text
 
 import planner.plan
+from cluster.apply import identity
 from cluster.errors import MeshstepError
 from cluster.inventory import Inventory, build_inventory
 from cluster.sources import load_snapshot
@@ -107,6 +109,30 @@ def test_a_rehearsal_walks_to_done_on_the_overlay_and_leaves_the_flags(plan_stor
     assert "leave the plan's overlay" in rolled.said and _flags(plan_store) == []
     with pytest.raises(MeshstepError, match="pass --rehearse"):
         _step(plan_store, plan, demo)
+
+
+@pytest.mark.parametrize(("applied_by", "reachable", "by"), [
+    ("the team", True, moves.RollbackBy.TEAM), ("the team", False, moves.RollbackBy.TEAM),
+    ("meshstep", True, moves.RollbackBy.MESHSTEP), ("meshstep", False, moves.RollbackBy.TEAM),
+    ("gitops", True, moves.RollbackBy.GITOPS), ("gitops", False, moves.RollbackBy.TEAM),
+    ("rehearsal", True, moves.RollbackBy.OVERLAY), ("rehearsal", False, moves.RollbackBy.OVERLAY),
+])
+def test_who_rolls_a_stage_back_follows_who_applied_it(plan_store, demo, applied_by, reachable, by):
+    """A stage applied by meshstep (its objects recorded before and after) or by GitOps is rolled back the same way
+    when meshstep reaches the cluster, else by the team with the YAML; a rehearsed one leaves the overlay."""
+    plan = _plan(plan_store, demo, ("metrics", "payments"))
+    for _ in range(2):  # ready, then applied
+        stage, plan = _step(plan_store, plan, demo, rehearse=applied_by == "rehearsal")
+    assert stage.status == StageStatus.APPLIED
+    objects = planner.plan.objects_of(stage.record.apply_yaml)
+    record = {"meshstep": msgspec.structs.replace(stage.record, applied=tuple(
+                  {"key": list(identity(o)), "before": None, "after": o} for o in objects)),
+              "gitops": msgspec.structs.replace(stage.record, gitops="applied")}.get(applied_by)
+    if record is not None:
+        plan_store.transition_stage(stage.id, StageStatus.APPLIED, "alice", f"applied by {applied_by}",
+                                    stage.version, record=record)
+        plan = plan_store.get_plan(plan.id)
+    assert moves.rollback_by(plan, stages.rollback_target(plan), reachable) == by
 
 
 def test_a_stage_with_nothing_to_apply_is_done_at_once_and_not_rolled_back(plan_store, demo):
