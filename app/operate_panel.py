@@ -4,25 +4,22 @@ the field manager or the wait for Argo CD/Flux, the bake and its thresholds, the
 their progress shown as it happens."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 
 from app import access, safe, traffic, ui
-from cluster.apply import Cluster, identity, named
+from cluster.apply import identity, named
 from cluster.inventory import build_inventory
 from cluster.sources import load_snapshot
-from planner import export, lifecycle, moves
+from planner import export, lifecycle, moves, operate
 from planner.lifecycle import Event
-from planner.operate import GITOPS_TIMEOUT, SETTLE, SYNC_TIMEOUT, Operator
+from planner.operate import GITOPS_TIMEOUT, SETTLE, SYNC_TIMEOUT
 from planner.storage import PlanStore
 from state.models import Plan
 from telemetry.series import duration_text
 from telemetry.verification import Thresholds
-
-
-def live(source: str) -> bool:
-    return source == "live" or source.startswith("context:")
 
 
 def what_happens(plan: Plan, view: Any, gitops: bool = False) -> list[str]:
@@ -105,19 +102,16 @@ def resume_form(store: PlanStore, plan: Plan) -> None:
                 st.rerun()
 
 
-def operator_for(source: str, progress: Any, shadow: bool = False, gitops: bool = False) -> Operator:
-    """How the page reaches the live cluster it read, as `--apply` (or `--gitops`) does; progress lines go to
-    `progress` (an st.status), shown as text."""
-    context = source.split(":", 1)[1] if source.startswith("context:") else None
-    return Operator(Cluster.connect(context), progress=lambda line: progress.text(safe.terminal(line)),
-                    shadow=shadow, gitops=gitops)
+def shown_in(status: Any) -> Callable[[str], None]:
+    """Where an operator's progress lines go on the page: `status` (an st.status), as text."""
+    return lambda line: status.text(safe.terminal(line))
 
 
 def _run(store: PlanStore, plan: Plan, source: str, actor: str, shadow: bool, gitops: bool,
          count: int | None) -> None:
     with ui.errors("Not applied"), st.status("Waiting for GitOps…" if gitops else "Applying…",
                                              expanded=True) as status:
-        operator = operator_for(source, status, shadow, gitops)
+        operator = operate.operator_for(source, shown_in(status), shadow, gitops)
         done = moves.run(store, plan, lambda: build_inventory(load_snapshot(source)), actor, operator,
                          lambda _inv: traffic.stage_evidence(), stages=count)
         if done.refusal is not None:

@@ -19,6 +19,7 @@ import planner.plan
 from cluster.apply import Cluster, apply_stage, gone, holds, identity, named, roll_back
 from cluster.errors import MeshstepError
 from cluster.snapshot import Limit
+from cluster.sources import default_source
 from features.base import deletions_of
 from state.models import Plan, Stage
 from telemetry.series import duration_text
@@ -336,6 +337,27 @@ class Operator:
         if not shadow:
             return verdict
         return shadow_verdict(verdict, evidence.telemetry, steps, start, start + (seen or verdict.thresholds.window))
+
+
+def live(source: str) -> bool:
+    """Whether a source is a cluster's API (live, context:NAME): the only one an operator can write to, or watch."""
+    return source == "live" or source.startswith("context:")
+
+
+def operator_for(source: str | None, progress: Callable[[str], None], shadow: bool = False,
+                 gitops: bool = False) -> Operator:
+    """How a plan's stages reach the cluster a source reads (the default source when None), for `--apply` (or
+    `--gitops`) and the Plan page's buttons alike; progress lines go to `progress`. Raises MeshstepError for a source
+    that is no cluster, and for shadow under GitOps (meshstep applies no shadow of what GitOps applies)."""
+    source = source or default_source()
+    if not live(source):
+        raise MeshstepError(f"{'--gitops watches' if gitops else '--apply writes to'} a cluster, and --source {source} "
+                            "is not one: give it as --source context:NAME (or live)")
+    if shadow and gitops:
+        raise MeshstepError("--shadow-authz is for --apply: under --gitops, commit the stage with istio.io/dry-run "
+                            "yourself")
+    context = source.split(":", 1)[1] if source.startswith("context:") else None
+    return Operator(Cluster.connect(context), progress=progress, shadow=shadow, gitops=gitops)
 
 
 def _status(cluster: Cluster, keys: list[tuple[Any, ...]]) -> tuple[list[str], list[str], bool]:

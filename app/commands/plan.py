@@ -357,23 +357,10 @@ VerifyOpt = Annotated[list[str] | None, typer.Option("--verify", help="A verific
 
 
 def _operator(source: str | None, shadow: bool, gitops: bool = False) -> Any:
-    """How --apply (or --gitops) reaches the cluster the plan is read from: only a live source can be written to, or
-    watched."""
-    from cluster.apply import Cluster
-    from cluster.errors import MeshstepError
-    from cluster.sources import default_source
-    from planner.operate import Operator
+    """How --apply (or --gitops) reaches the cluster the plan is read from, its progress on stderr."""
+    from planner.operate import operator_for
 
-    source = source or default_source()
-    if source != "live" and not source.startswith("context:"):
-        raise MeshstepError(f"{'--gitops watches' if gitops else '--apply writes to'} a cluster, and --source {source} "
-                            "is not one: give it as --source context:NAME (or live)")
-    if shadow and gitops:
-        raise MeshstepError("--shadow-authz is for --apply: under --gitops, commit the stage with istio.io/dry-run "
-                            "yourself")
-    context = source.split(":", 1)[1] if source.startswith("context:") else None
-    return Operator(Cluster.connect(context), progress=lambda line: echo(line, err=True), shadow=shadow,
-                    gitops=gitops)
+    return operator_for(source, lambda line: echo(line, err=True), shadow, gitops)
 
 
 @plan_app.command("advance")

@@ -9,7 +9,7 @@ import streamlit as st
 import planner.plan
 from app import access, approval_panel, controls, findings, operate_panel, safe, traffic, ui, waves_panel
 from cluster.errors import MeshstepError
-from planner import export, lifecycle, moves, promotion, stages
+from planner import export, lifecycle, moves, operate, promotion, stages
 from planner.lifecycle import Event
 from planner.plan import LeftOut
 from planner.waves import DEFAULT as WAVES_DEFAULT
@@ -259,7 +259,7 @@ def stage_actions(store, plan, view, inv) -> None:
             else:
                 ui.flash(f"The plan is rehearsed to done ({len(done.moves)} moves).")
             st.rerun()
-    if not rehearse and operate_panel.live(inv.source):
+    if not rehearse and operate.live(inv.source):
         operate_panel.show(store, plan, view, inv.source)
     if move.event == Event.GATE and not view.gate.passed or held is not None:
         override_form(store, plan, inv, "the cluster's approval policy" if held else "the failing gate", rehearse)
@@ -384,7 +384,7 @@ else:
 if (target := stages.rollback_target(plan)) is not None:
     with st.expander(f"Roll back stage {target.order}: {safe.md(target.title)}", icon=":material/undo:"), \
             st.form("rollback", border=False, enter_to_submit=False):
-        undoing = moves.rollback_by(plan, target, operate_panel.live(inv.source))
+        undoing = moves.rollback_by(plan, target, operate.live(inv.source))
         st.caption(undoing.said)
         reason = st.text_input("Rollback reason", help="Kept in the audit trail.")
         if st.form_submit_button("Roll back") and (actor := ui.require_actor(access.OPERATOR, "roll back a stage")):
@@ -393,8 +393,8 @@ if (target := stages.rollback_target(plan)) is not None:
             else:
                 with ui.errors("Not rolled back"), st.status("Rolling back…", expanded=True) as status:
                     # The cluster reached as `plan rollback --apply` (or `--gitops`) reaches it
-                    by = operate_panel.operator_for(inv.source, status, gitops=undoing == moves.RollbackBy.GITOPS) \
-                        if undoing.operated else None
+                    by = operate.operator_for(inv.source, operate_panel.shown_in(status),
+                                              gitops=undoing == moves.RollbackBy.GITOPS) if undoing.operated else None
                     rolled = moves.rollback(store, plan, inv, actor, reason, by)
                     st.session_state["rollback_yaml"] = rolled.undo_yaml
                     ui.flash(safe.md_message(rolled.said[0].upper() + rolled.said[1:] + "."), "warning")

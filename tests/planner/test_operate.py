@@ -68,6 +68,25 @@ def restart(served: Cluster, namespace: str) -> None:
     rollout_restart(served.emulator, SOURCE, namespace)
 
 
+def test_the_operator_reaches_the_cluster_a_live_source_names_and_no_other(demo) -> None:
+    """One builder for `--apply`/`--gitops` and the Plan page: context:NAME is the kubeconfig's cluster, its progress
+    goes where it is told; a source that is no cluster, or shadow under GitOps, is refused with the fix."""
+    from cluster.errors import MeshstepError
+    from planner.operate import operator_for
+
+    said: list[str] = []
+    operator = operator_for(SOURCE, said.append, gitops=True)
+    assert (operator.gitops, operator.shadow) == (True, False)
+    assert operator.cluster.read(("v1", "Namespace", None, "legacy"))["metadata"]["name"] == "legacy"
+    operator.progress("waiting")
+    assert said == ["waiting"]
+    assert operator_for(SOURCE, said.append, shadow=True).shadow
+    with pytest.raises(MeshstepError, match="--apply writes to a cluster, and --source demo is not one"):
+        operator_for("demo", said.append)
+    with pytest.raises(MeshstepError, match="--shadow-authz is for --apply"):
+        operator_for(SOURCE, said.append, shadow=True, gitops=True)
+
+
 def test_routing_first_runs_to_done_with_a_dry_run_before_each_apply(demo, capsys) -> None:
     served, db = demo
     run = runner(capsys)
