@@ -13,11 +13,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
+import msgspec
 
 import planner.plan
 from cluster.apply import Cluster, apply_stage, gone, holds, identity, named, roll_back
-from cluster.errors import MeshstepError
+from cluster.errors import MeshstepError, SourceError
 from cluster.snapshot import Limit
 from cluster.sources import default_source
 from features.base import deletions_of
@@ -48,7 +48,6 @@ SHADOW_DENIED = r"envoy_http_.*_rbac_istio_dry_run_(allow|deny)_shadow_denied"
 _READ_IN_PART = ("Namespace", "ConfigMap", "Secret")
 # istiod's per-proxy xDS sync state (pilot/pkg/xds/debug.go, Syncz): for each type, the nonce last sent and acked.
 SYNCZ, MONITORING_PORT = "/debug/syncz", 15014
-XDS_TYPES = ("cluster", "listener", "route", "endpoint", "extensionconfig")
 # One object as a GitOps apply must bring it: (identity, the object wanted (None: gone), what the cluster had instead).
 Side = tuple[tuple[str, str, str | None, str], dict[str, Any] | None, dict[str, Any] | None]
 
@@ -126,11 +125,34 @@ def _pushed_at(nonce: str) -> float | None:
         return None
 
 
-def proxy_synced(status: dict[str, Any], since: float | None) -> bool:
+class SyncStatus(msgspec.Struct, frozen=True):
+    """One proxy as istiod's /debug/syncz lists it (pilot/pkg/xds/debug.go's SyncStatus; its other fields are not
+    read): its ID, `NAME.NAMESPACE`, and for each xDS type the nonce last sent and last acknowledged ("": none)."""
+
+    proxy: str = ""
+    cluster_sent: str = ""
+    cluster_acked: str = ""
+    listener_sent: str = ""
+    listener_acked: str = ""
+    route_sent: str = ""
+    route_acked: str = ""
+    endpoint_sent: str = ""
+    endpoint_acked: str = ""
+    extensionconfig_sent: str = ""
+    extensionconfig_acked: str = ""
+
+    @property
+    def xds(self) -> tuple[tuple[str, str], ...]:
+        """(sent, acked) of each xDS type: cluster, listener, route, endpoint, extensionconfig."""
+        return ((self.cluster_sent, self.cluster_acked), (self.listener_sent, self.listener_acked),
+                (self.route_sent, self.route_acked), (self.endpoint_sent, self.endpoint_acked),
+                (self.extensionconfig_sent, self.extensionconfig_acked))
+
+
+def proxy_synced(status: SyncStatus, since: float | None) -> bool:
     """A proxy has the config written at `since`: every xDS type sent to it is acked, and the latest push it was sent
     is not older than the write (a nonce without a push time, or no write time, leaves the acks to judge)."""
-    sent = [(status.get(f"{t}_sent") or "", status.get(f"{t}_acked") or "") for t in XDS_TYPES]
-    sent = [(s, a) for s, a in sent if s]
+    sent = [(s, a) for s, a in status.xds if s]
     if not sent or any(s != a for s, a in sent):
         return False
     times = [t for s, _a in sent if (t := _pushed_at(s)) is not None]
@@ -276,18 +298,19 @@ class Operator:
         (each replica's, read through the API server's pod proxy: a replica lists only the proxies connected to
         it). Where a replica's syncz cannot be read, that is said and the settle time used instead.
         Raises ProxiesNotSynced."""
+        if not touched.istiods:
+            return self._settled("the cluster's read shows no ready istiod pod")
         deadline = time.monotonic() + self.sync_timeout
         while True:
             try:
-                if not touched.istiods:
-                    raise MeshstepError("the cluster's read shows no ready istiod pod")
-                statuses = [s for ns, pod in touched.istiods for s in orjson.loads(
-                    self.cluster.proxied(ns, pod, MONITORING_PORT, SYNCZ)) if touched.covers(str(s.get("proxy", "")))]
-            except (MeshstepError, orjson.JSONDecodeError, TypeError, AttributeError) as e:
-                self.progress(f"cannot read istiod's {SYNCZ} through the API server ({e})")
-                self.sleep(self.settle)
-                return f"proxies' sync not checked: settled {duration_text(self.settle)} ({SETTLE.env}) instead"
-            stale = [str(s.get("proxy")) for s in statuses if not proxy_synced(s, since)]
+                statuses = [s for ns, pod in touched.istiods for s in msgspec.json.decode(
+                    self.cluster.proxied(ns, pod, MONITORING_PORT, SYNCZ), type=list[SyncStatus])
+                    if touched.covers(s.proxy)]
+            # What the read raises (the API server's refusal, or no answer in time: cluster.kubeapi), and an answer
+            # that is not istiod's list of SyncStatus; anything else is meshstep's own bug, not an unreadable syncz.
+            except (SourceError, msgspec.DecodeError) as e:
+                return self._settled(e)
+            stale = [s.proxy for s in statuses if not proxy_synced(s, since)]
             if not stale:
                 return (f"the config reached the {len(statuses)} proxies {touched.where} (istiod's {SYNCZ}: sent after "
                         "the apply and acknowledged)" if statuses else f"no proxy {touched.where} is connected to "
@@ -301,6 +324,12 @@ class Operator:
                           f"{len(statuses)} proxies {touched.where} have it (not yet: {', '.join(stale[:3])}"
                           f"{' …' if len(stale) > 3 else ''})")
             self.sleep(self.poll)
+
+    def _settled(self, why: object) -> str:
+        """Where istiod's syncz cannot be read: that said (`why`), and the settle time waited instead."""
+        self.progress(f"cannot read istiod's {SYNCZ} through the API server ({why})")
+        self.sleep(self.settle)
+        return f"proxies' sync not checked: settled {duration_text(self.settle)} ({SETTLE.env}) instead"
 
     def bake(self, evidence: Any, steps: list[tuple[str, str]], applied_at: Any, thresholds: Thresholds,
              shadow: bool) -> Verification:

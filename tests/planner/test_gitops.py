@@ -253,3 +253,51 @@ def test_unreadable_syncz_is_said_and_the_settle_time_used(demo, capsys, unreada
             }[unreadable]
     assert "cannot read istiod's /debug/syncz through the API server" in err and said in err, err
     assert "proxies' sync not checked: settled 0s (MESHSTEP_SETTLE) instead" in err
+
+
+def _reached(served: Cluster, said: list[str]) -> str:
+    """Operator.reached for shop's proxies, asking each istiod pod of the served cluster, with no settle time."""
+    pods = sorted(k[2] for k, o in served.emulator.objects.items() if k[0].plural == "pods" and not o.deleted
+                  and (o.raw["metadata"].get("labels") or {}).get("app") == "istiod")
+    operator = operate.operator_for(SOURCE, said.append)
+    return operator.reached(operate.Touched(tuple(("istio-system", p) for p in pods), frozenset({"shop"})), None)
+
+
+@pytest.mark.parametrize("bug", [TypeError, AttributeError])
+def test_a_bug_in_reading_syncz_is_not_taken_for_settled(demo, monkeypatch: pytest.MonkeyPatch, bug: type) -> None:
+    """A bug in meshstep's own read (the pod proxy's GET raising TypeError) is no cluster that cannot be read: it
+    propagates, instead of being said as an unreadable syncz and the proxies taken as settled."""
+    from cluster.kubeapi import ApiServer
+
+    served, _db = demo
+    pilots(served)
+
+    def broken(self: ApiServer, path: str, what: str) -> bytes:
+        raise bug("a bug in the reader")
+    monkeypatch.setattr(ApiServer, "get_once", broken)
+    said: list[str] = []
+    with pytest.raises(bug, match="a bug in the reader"):
+        _reached(served, said)
+    assert said == []
+
+
+@pytest.mark.parametrize("answer", [{"proxy": "productpage-v1-7c9d.shop"}, ["productpage-v1-7c9d.shop"],
+                                    [{"proxy": "productpage-v1-7c9d.shop", "cluster_sent": 7}]])
+def test_an_answer_that_is_no_syncz_is_said_and_the_settle_time_used(demo, answer: Any) -> None:
+    """What istiod's port answers is the cluster's to get wrong: an answer that is not its list of SyncStatus is
+    said, and the settle time used, as for a syncz the API server cannot reach."""
+    served, _db = demo
+    for pod in pilots(served):
+        served.emulator.proxied[("istio-system", pod, "15014")] = lambda _path: (200, answer)
+    said: list[str] = []
+    assert _reached(served, said) == "proxies' sync not checked: settled 0s (MESHSTEP_SETTLE) instead"
+    assert len(said) == 1 and said[0].startswith("cannot read istiod's /debug/syncz through the API server ("), said
+
+
+def test_an_api_server_that_refuses_the_pod_proxy_is_said_and_the_settle_time_used(demo) -> None:
+    served, _db = demo
+    pilots(served)
+    served.emulator.forbidden_writes.add(("get", "pods/proxy"))
+    said: list[str] = []
+    assert _reached(served, said) == "proxies' sync not checked: settled 0s (MESHSTEP_SETTLE) instead"
+    assert 'cannot get resource "pods/proxy"' in said[0], said
