@@ -572,8 +572,8 @@ def rollback(store: PlanStore, plan: Plan, inventory: Inventory, actor: str, rea
     created = deletions_of(cfg.rollback_yaml)
     undo = cfg.rollback_yaml if not changes.diff(restore, created, cluster_now(plan, inventory, stage)).empty else ""
     record, by = stage.record, rollback_by(plan, stage, operator is not None)
-    if by == RollbackBy.OVERLAY:
-        said = f"stage {stage.order} ({stage.title}) rolled back: its changes leave the plan's overlay"
+    if by == RollbackBy.OVERLAY:  # the cluster never had its changes: nothing for the team to apply
+        said, undo = f"stage {stage.order} ({stage.title}) rolled back: its changes leave the plan's overlay", ""
     elif by == RollbackBy.GITOPS:
         said, undo, record = _rollback_seen(stage, inventory, operator), "", msgspec.structs.replace(
             stage.record, applied=(), gitops="")

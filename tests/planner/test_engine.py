@@ -107,6 +107,7 @@ def test_a_rehearsal_walks_to_done_on_the_overlay_and_leaves_the_flags(plan_stor
     assert (plan.mode, plan.status, _flags(plan_store)) == (PlanMode.REHEARSAL, "done", [])
     rolled = moves.rollback(plan_store, plan, demo, "alice", "try again")
     assert "leave the plan's overlay" in rolled.said and _flags(plan_store) == []
+    assert rolled.undo_yaml == ""  # the cluster never had it: nothing for the team to apply
     with pytest.raises(MeshstepError, match="pass --rehearse"):
         _step(plan_store, plan, demo)
 
