@@ -52,6 +52,7 @@ class Call:
     evidence: str  # where meshstep saw it
     service: Service | None = None  # the in-cluster destination …
     host: str = ""  # … or the external host
+    port: int | None = None  # the Service port it calls, where known
     end_user: bool = False  # requests from the edge (an ingress gateway): they may carry an end-user token
 
     @property
@@ -77,8 +78,9 @@ def _config_calls(inv: Inventory) -> list[Call]:
     out = []
     for u in units(inv, [n for n in inv.namespace_names() if application_namespace(inv, n)]):
         meshed = not outside_mesh(inv, u)
-        for svc, where in service_calls(inv, u):
-            out.append(Call(u.ref, u.namespace, meshed, u.spec.service_account, f"its {where}", service=svc))
+        for svc, port, where in service_calls(inv, u):
+            out.append(Call(u.ref, u.namespace, meshed, u.spec.service_account, f"its {where}", service=svc,
+                            port=port))
         for host, where in external_hosts(inv, u):
             out.append(Call(u.ref, u.namespace, meshed, u.spec.service_account, f"its {where}", host=host))
     for ing in inv.of_kind("Ingress"):
@@ -103,7 +105,7 @@ def _config_calls(inv: Inventory) -> list[Call]:
                     if svc is not None:
                         out.append(Call(Ref(gw.kind, gw.namespace, gw.name), gw.namespace, True, account,
                                         f"VirtualService {ns_of(vs)}/{vs.name}", service=svc, end_user=True))
-    return list({(c.caller, c.target, c.evidence): c for c in out}.values())
+    return list({(c.caller, c.target, c.port, c.evidence): c for c in out}.values())
 
 
 # ---------------------------------------------------------------- what refuses a call

@@ -52,7 +52,7 @@ def sidecar_scope_cuts(ctx: Context) -> Iterator[Found]:
         given = [h.strip() for h in str(ctx.params.get("hosts") or "").split(",") if h.strip()]
         allowed = ["./*", f"{inv.root_namespace}/*", *given]
         for u in units(inv, [n]):
-            for svc, where in service_calls(inv, u):
+            for svc, _port, where in service_calls(inv, u):
                 if not any(egress_allows(h, n, svc) for h in allowed):
                     text = fill("calls {name}.{namespace} (in its {where}), outside the Sidecar's egress hosts",
                                 name=svc.name, namespace=svc.namespace, where=where)

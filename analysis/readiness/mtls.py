@@ -46,7 +46,7 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
     for u in units(inv, outside_ns):
         if not outside_mesh(inv, u):
             continue
-        for svc, where in service_calls(inv, u):
+        for svc, _port, where in service_calls(inv, u):
             if svc.namespace in scope:
                 yield u.ref, fill("has no sidecar and names {name}.{namespace} in its {where}", name=svc.name,
                                   namespace=svc.namespace, where=where), \

@@ -21,20 +21,29 @@ Found = tuple[Ref, str, str]
 
 # Istio's own init containers (and the native sidecar): they are the capture, not an app that needs the network.
 ISTIO_INIT = frozenset({components.PROXY_CONTAINER, "istio-init", "istio-validation"})
-_SCHEME = (r"\b(?:https?|grpcs?|wss?|tcp|tls|amqps?|mongodb(?:\+srv)?|postgres(?:ql)?|mysql|redis)://"
-           r"(?:[^/@\s'\"]*@)?")  # a URL up to its host, past any user:password@
-URL = re.compile(_SCHEME + r"([A-Za-z0-9.-]+)")
+_SCHEMES = r"https?|grpcs?|wss?|tcp|tls|amqps?|mongodb(?:\+srv)?|postgres(?:ql)?|mysql|redis"
+_USERINFO = r"(?:[^/@\s'\"]*@)?"  # a URL up to its host, past any user:password@
+URL = re.compile(r"\b(?:" + _SCHEMES + r")://" + _USERINFO + r"([A-Za-z0-9.-]+)")
 HOST_PORT = re.compile(r"(?<![\w./-])([a-z0-9][a-z0-9-]*\.[a-z0-9.-]*[a-z0-9]):\d{1,5}\b")
-# `<service>.<namespace>` with the optional cluster suffixes, as workloads name in-cluster services.
+# The port a URL without one uses, for the schemes above that define one: http and https (RFC 9110 4.2), ws and
+# wss (RFC 6455 3), amqp and amqps (the AMQP 0-9-1 URI spec), and the clients' own defaults for mongodb, postgres
+# (libpq), mysql and redis. grpc(s), tcp, tls and mongodb+srv (its port comes from DNS SRV records) define none.
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "amqp": 5672, "amqps": 5671, "mongodb": 27017,
+                 "postgres": 5432, "postgresql": 5432, "mysql": 3306, "redis": 6379}
+_PORT = r"(?::(\d{1,5}))?"
+# `<service>.<namespace>` with the optional cluster suffixes, as workloads name in-cluster services, with its port
+# where written; and the scheme of a URL whose host ends where the text searched ends (looked for only once a
+# Service is found without a port, not at every position of every text).
 _SERVICE_HOST = re.compile(r"(?<![\w.-])([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)"
-                           r"(?:\.svc(?:\.cluster\.local)?)?(?![\w-])")
+                           r"(?:\.svc(?:\.cluster\.local)?)?" + _PORT + r"(?![\w-])")
+_SCHEME_BEFORE = re.compile(r"\b(" + _SCHEMES + r")://" + _USERINFO + r"\Z")
 _IP = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 # A Service's short name (a DNS-1035 label) in a host position, with its port if written: a URL's host, or
 # `name:port` not inside a longer name, a path or a URL. A bare word is no evidence (an env value `api` may mean
-# anything). A port written must be one the Service serves: a call on another never reaches it, and `name:port`
-# alone may be an image tag (`redis:7`).
+# anything), and `name:port` alone may be an image tag (`redis:7`): `_service_port` keeps the calls whose port
+# the Service serves.
 _LABEL = r"([a-z](?:[-a-z0-9]*[a-z0-9])?)"
-_SHORT_URL = re.compile(_SCHEME + _LABEL + r"(?::(\d{1,5}))?(?![\w.-])")
+_SHORT_URL = re.compile(r"\b(" + _SCHEMES + r")://" + _USERINFO + _LABEL + _PORT + r"(?![\w.-])")
 _SHORT_HOST_PORT = re.compile(r"(?<![\w./:@-])" + _LABEL + r":(\d{1,5})(?![\w.:-])")
 
 
@@ -206,39 +215,67 @@ def texts(inv: Inventory, unit: Unit) -> list[tuple[str, str]]:
     return out
 
 
-def _serves(svc: Service, port: int) -> bool:
-    """Whether a call to the Service's name on `port` reaches its pods: its cluster IP forwards its own ports only;
-    a headless Service's name resolves to the pods' addresses, so their ports (its target ports) are reached too."""
-    ports = {p.port for p in svc.ports}
+def _service_port(svc: Service, port: int) -> int | None:
+    """The Service port a call to the Service's name on `port` reaches its pods by, or None when it does not reach
+    them: its cluster IP forwards its own ports only; a headless Service's name resolves to the pods' addresses, so
+    their ports (its target ports) are reached too, each by the Service port that sends to it."""
+    if any(p.port == port for p in svc.ports):
+        return port
     if svc.cluster_ip == "None":
-        ports |= {p.target_port for p in svc.ports if isinstance(p.target_port, int)}
-    return port in ports
+        return next((p.port for p in svc.ports if p.target_port == port), None)
+    return None
 
 
-def _named_services(inv: Inventory, namespace: str, text: str) -> Iterator[Service]:
-    """The Services a text of a workload of `namespace` names: `svc.ns[.svc[.cluster.local]]` anywhere, and a
-    Service of its own namespace by its short name in a host position. A pod's resolv.conf searches
-    `<its namespace>.svc.cluster.local` first, so a short name is the Service of its own namespace
-    (https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/#namespaces-of-services)."""
-    for name, ns in _SERVICE_HOST.findall(text):
-        svc = inv.service(ns, name)
-        if svc is not None:
-            yield svc
-    for name, port in _SHORT_URL.findall(text) + _SHORT_HOST_PORT.findall(text):
-        svc = inv.service(namespace, name)
-        if svc is not None and (not port or _serves(svc, int(port))):
-            yield svc
+def _call(svc: Service | None, scheme: str, port: str) -> tuple[Service, int | None] | None:
+    """The call of a Service named with a URL's `scheme` and a written `port` ('' where there is none), with the
+    Service port it uses. The port written, else the scheme's default port, is the one used: a call on a port the
+    Service does not serve never reaches it, and is none. With neither (no scheme, or one that defines no default
+    port) the port is unknown (None), and the name alone is the call."""
+    if svc is None:
+        return None
+    used = int(port) if port else DEFAULT_PORTS.get(scheme)
+    if used is None:
+        return svc, None
+    served = _service_port(svc, used)
+    return (svc, served) if served is not None else None
 
 
-def service_calls(inv: Inventory, unit: Unit) -> Iterator[tuple[Service, str]]:
+def _named_services(inv: Inventory, namespace: str, text: str) -> Iterator[tuple[Service, int | None]]:
+    """The Services a text of a workload of `namespace` names, each with the Service port it calls (None: unknown):
+    `svc.ns[.svc[.cluster.local]]` anywhere, and a Service of its own namespace by its short name in a host
+    position. A pod's resolv.conf searches `<its namespace>.svc.cluster.local` first, so a short name is the Service
+    of its own namespace (https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/#namespaces-of-services).
+    Its port is `_call`'s: a short name with neither scheme nor port is no call (a bare word may mean anything)."""
+    named: list[tuple[Service | None, str, str]] = []
+    # Each search only where the text has what it needs: most texts (ports, levels, flags) have none of it.
+    if "." in text:
+        for m in _SERVICE_HOST.finditer(text):
+            name, ns, port = m.groups("")
+            svc = inv.service(ns, name)
+            if svc is not None:
+                scheme = "" if port else (url[1] if (url := _SCHEME_BEFORE.search(text, 0, m.start())) else "")
+                named.append((svc, scheme, port))
+    if "://" in text:
+        named += [(inv.service(namespace, name), scheme, port) for scheme, name, port in _SHORT_URL.findall(text)]
+    if ":" in text:
+        named += [(inv.service(namespace, name), "", port) for name, port in _SHORT_HOST_PORT.findall(text)]
+    for svc, scheme, port in named:
+        if (call := _call(svc, scheme, port)) is not None:
+            yield call
+
+
+def service_calls(inv: Inventory, unit: Unit) -> Iterator[tuple[Service, int | None, str]]:
     """In-cluster services a workload names (`svc.ns`, `svc.ns.svc.cluster.local`, or a short name of its own
-    namespace as a URL's host or `name:port`), with where it names them."""
+    namespace as a URL's host or `name:port`), each with the Service port it calls and where it names them, once
+    per Service and port. The port is the one written, else the default port of the URL's scheme (http 80, https
+    443, …: DEFAULT_PORTS), and must be one the Service serves, or the name is no call of it; with neither (`svc.ns`
+    alone, `grpc://svc`) it is unknown (None) and the name is the call."""
     seen = set()
     for where, text in texts(inv, unit):
-        for svc in _named_services(inv, unit.namespace, text):
-            if (svc.name, svc.namespace) not in seen:
-                seen.add((svc.name, svc.namespace))
-                yield svc, where
+        for svc, port in _named_services(inv, unit.namespace, text):
+            if (svc.name, svc.namespace, port) not in seen:
+                seen.add((svc.name, svc.namespace, port))
+                yield svc, port, where
 
 
 def external_hosts(inv: Inventory, unit: Unit) -> Iterator[tuple[str, str]]:

@@ -363,6 +363,33 @@ def test_a_short_name_is_a_call_of_the_own_namespace_service_in_a_host_position(
     assert found == ([target] if target else [])
 
 
+@pytest.mark.parametrize("value,target,port", [
+    ("http://api:8080/jobs", "app/api", 8080),
+    ("http://web", "app/web", 80),  # http's default port
+    ("https://web", None, None),  # 443, which web does not serve
+    ("http://api/jobs", None, None),  # 80: api serves 8080 only
+    ("grpc://api", "app/api", None),  # grpc:// defines no default port: which one it uses is unknown
+    ("tcp://api", "app/api", None),
+    ("postgres://reader@db/orders", "app/db", 5432),  # postgres' default port
+    ("redis://redis", "app/redis", 6379),
+    ("db:15432", "app/db", 5432),  # headless: the pods' port, by the Service port that sends to it
+    ("web:80", "app/web", 80),
+    ("api.app", "app/api", None),  # no scheme, no port: unknown, as before a call
+    ("api.app.svc.cluster.local", "app/api", None),
+    ("api.app:8080", "app/api", 8080),
+    ("web.app.svc:80", "app/web", 80),
+    ("http://web.app", "app/web", 80),
+    ("http://api.app/jobs", None, None),  # one rule for every form: 80 is no port of api
+    ("api.app:9090", None, None),
+    ("mysql://user:pw@web.app.svc.cluster.local:8080/db", None, None),  # 8080 is web's pods' port, not its own
+])
+def test_a_call_carries_the_service_port_it_uses(value, target, port):
+    """A port written, else the default port of the URL's scheme, must be one the Service serves, and the call
+    carries it; with neither (no scheme, or one that defines no default port) the port is unknown (None)."""
+    found = [(c.target, c.port) for c in calls(_naming(value)) if c.caller.name == "idle" and c.service is not None]
+    assert found == ([(target, port)] if target else [])
+
+
 def _plaintext(namespace: str, workload: str) -> Edge:
     """Plaintext from a caller without a sidecar, as the destination's sidecar reports it: no source."""
     return Edge(Peer(None, None), Peer(namespace, workload), f"{workload}.{namespace}.svc.cluster.local", "http",
