@@ -20,7 +20,7 @@ from analysis.base import Context
 from analysis.catalog import Filled, fill, joined
 from analysis.effective import mtls_mode
 from analysis.readiness.egress import egress_allows
-from analysis.readiness.mtls import ingress_backends
+from analysis.readiness.mtls import ingress_backends, port_level
 from analysis.readiness.scope import (
     Found,
     Unit,
@@ -152,38 +152,28 @@ def _caller_side(inv: Inventory, call: Call) -> str | None:
     return None
 
 
-def refuses_plaintext(inv: Inventory, svc: Service) -> tuple[bool, str]:
-    """Whether a Service's servers refuse plaintext (STRICT where a proxy enforces it), and why, as the resolver says
+def refuses_plaintext(inv: Inventory, svc: Service, port: int | None = None) -> tuple[bool, str]:
+    """Whether a Service's servers refuse plaintext on its `port` (None: unknown) (STRICT where a proxy enforces it,
+    but on the pods' ports a workload PeerAuthentication's portLevelMtls keeps open), and why, as the resolver says
     it: where STRICT comes from, or why they accept plaintext. A pod without a sidecar (or ztunnel) has no proxy to
-    apply a PeerAuthentication: it takes whatever comes. With no pods to go by, its selector's mode is taken."""
+    apply a PeerAuthentication: it takes whatever comes. With no pods to go by, its selector's mode is taken. A call
+    whose port is unknown to servers that keep some port open is no certain refusal: it may use that port."""
     pods = inv.pods_of_service(svc)
     proxied = [p.labels for p in pods if inv.in_mesh(p)]
     if pods and not proxied:
         return False, "no sidecar there to enforce mTLS"
     modes = [mtls_mode(inv, svc.namespace, labels) for labels in proxied or [svc.selector or {}]]
     mode = next((m for m in modes if m.value == "STRICT"), modes[0])
-    if mode.value == "STRICT" and (open_ := _plaintext_ports(inv, svc.namespace, proxied or [svc.selector or {}])):
-        # The port a call uses is not known: one left open may be the one it calls.
-        return False, f"{mode.why}, but {open_}"
+    if mode.value == "STRICT" and (level := port_level(inv, svc, port)).open:
+        return level.reached is not None and not level.kept_open, level.why(mode.why)
     return mode.value == "STRICT", mode.why
-
-
-def _plaintext_ports(inv: Inventory, namespace: str, labels: list[dict[str, str]]) -> str:
-    """The ports a workload PeerAuthentication keeps accepting plaintext on (portLevelMtls PERMISSIVE or DISABLE,
-    which Istio applies over the mode), said with the policy: `port 8080 PERMISSIVE (portLevelMtls of …)`."""
-    return ", ".join(f"port {port} {(m or {}).get('mode')} (portLevelMtls of {pa.ref})"
-                     for pa in istio_objects(inv, "PeerAuthentication")
-                     if ns_of(pa) == namespace and (pa.spec.get("selector") or {}).get("matchLabels")
-                     and any(labels_match(pa.spec["selector"]["matchLabels"], one) for one in labels)
-                     for port, m in sorted((pa.spec.get("portLevelMtls") or {}).items())
-                     if (m or {}).get("mode") in ("PERMISSIVE", "DISABLE"))
 
 
 def _server_side(inv: Inventory, call: Call) -> str | None:
     svc = call.service
     pods = inv.pods_of_service(svc)
     labels = [p.labels for p in pods] or [svc.selector or {}]
-    if not call.meshed and refuses_plaintext(inv, svc)[0]:
+    if not call.meshed and refuses_plaintext(inv, svc, call.port)[0]:
         return f"mTLS STRICT in {svc.namespace} refuses its plaintext"
     by_ns = per_inventory(inv, "callers-authorization-policies", lambda i: _by_namespace(
         istio_objects(i, "AuthorizationPolicy")))
@@ -286,8 +276,8 @@ def _bare(ctx: Context) -> Iterator[_Bare]:
     # The cluster as the stage leaves it; outside a stage's gate (no rendering), as it is.
     after = ctx.after() if ctx.after is not None and any(u.ref in named for u, _ in found) else inv
     for u, out in found:
-        yield _Bare(u, out, [_Judged(c, *refuses_plaintext(after, c.service), refuses_plaintext(inv, c.service)[0])
-                             for c in named.get(u.ref, ())])
+        yield _Bare(u, out, [_Judged(c, *refuses_plaintext(after, c.service, c.port),
+                                     refuses_plaintext(inv, c.service, c.port)[0]) for c in named.get(u.ref, ())])
 
 
 def _strict_destinations(ctx: Context, t: Traffic) -> list[Edge]:

@@ -296,7 +296,9 @@ _ENTRIES = (
           "own namespace, by its short name as a URL's host or host:port.",
           "STRICT is enforced by the server's proxy: a caller without a sidecar cannot present a certificate, so its "
           "plaintext is refused there (connection reset). A server without a proxy enforces nothing, and a workload "
-          "PeerAuthentication that keeps a server PERMISSIVE wins over its namespace's STRICT: neither is counted. "
+          "PeerAuthentication that keeps a server PERMISSIVE wins over its namespace's STRICT, as its portLevelMtls "
+          "does for the pods' port a call reaches (the port written, else its URL scheme's default): none is "
+          "counted. "
           "The pod's own inbound calls keep working: callers' auto mTLS sends plaintext to a pod without a proxy.",
           "Inject {workload} ({inject}). A PeerAuthentication for it does nothing: it has no proxy to apply one; if it "
           "must stay out, keep the servers it calls ({targets}) accepting its plaintext: PERMISSIVE through a "

@@ -3,6 +3,7 @@ probes not rewritten, and PERMISSIVE before STRICT."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from analysis.base import Context
@@ -20,8 +21,9 @@ from analysis.readiness.scope import (
     without_sidecar,
 )
 from cluster import components
-from cluster.model import Ref
-from cluster.queries import DOMAIN, application_namespace, fqdn, host_matches, istio_objects, ns_of
+from cluster.inventory import Inventory
+from cluster.model import Pod, Ref, Service
+from cluster.queries import DOMAIN, application_namespace, fqdn, host_matches, istio_objects, ns_of, selector_matches
 from cluster.revisions import injection_label
 
 _REWRITE_PROBES = "sidecar.istio.io/rewriteAppHTTPProbers"
@@ -46,11 +48,17 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
     for u in units(inv, outside_ns):
         if not outside_mesh(inv, u):
             continue
-        for svc, _port, where in service_calls(inv, u):
-            if svc.namespace in scope:
-                yield u.ref, fill("has no sidecar and names {name}.{namespace} in its {where}", name=svc.name,
-                                  namespace=svc.namespace, where=where), \
-                    f"Service {svc.namespace}/{svc.name}", str(u.ref), u.inject(inv)
+        for svc, port, where in service_calls(inv, u):
+            if svc.namespace not in scope:
+                continue
+            level = port_level(inv, svc, port)
+            if level.kept_open:
+                continue  # its plaintext is accepted on the port it calls, whatever the namespace's mode
+            unless = (fill(", unless the port it calls is {open}", open=level.open_text)
+                      if level.open and level.reached is None else "")
+            yield u.ref, fill("has no sidecar and names {name}.{namespace} in its {where}{unless}", name=svc.name,
+                              namespace=svc.namespace, where=where, unless=unless), \
+                f"Service {svc.namespace}/{svc.name}", str(u.ref), u.inject(inv)
     for ing in inv.of_kind("Ingress"):
         n = ns_of(ing)
         cls = ing.spec.get("ingressClassName") or ing.annotations.get("kubernetes.io/ingress.class") or "default"
@@ -82,6 +90,81 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
                 f"Pod {hit[0].namespace}/{hit[0].name}", f"the workloads of namespace {ns_of(ep)}", \
                 f"kubectl label namespace {ns_of(ep)} {injection_label(inv, ns_of(ep))}, then restart " \
                 "its workloads"
+
+
+@dataclass(frozen=True)
+class Plaintext:
+    """A port of a workload's pods that a workload PeerAuthentication keeps accepting plaintext on (portLevelMtls
+    PERMISSIVE or DISABLE, which Istio applies over the workload's mode)."""
+
+    port: int  # the pods' (container) port: portLevelMtls keys are the workload's ports, not the Service's
+    mode: str
+    by: Ref
+
+    def __str__(self) -> str:
+        return f"port {self.port} {self.mode} (portLevelMtls of {self.by})"
+
+
+def plaintext_ports(inv: Inventory, namespace: str, labels: list[dict[str, str]]) -> list[Plaintext]:
+    """The ports the workload PeerAuthentications of `namespace` selecting any of `labels` keep open to plaintext
+    (https://istio.io/latest/docs/reference/config/security/peer_authentication/: portLevelMtls takes effect with a
+    selector only, keyed by the port of the workload)."""
+    return [Plaintext(int(port), m["mode"], pa.ref)
+            for pa in istio_objects(inv, "PeerAuthentication")
+            if ns_of(pa) == namespace and pa.spec.get("selector")
+            and any(selector_matches(pa.spec["selector"], one) for one in labels)
+            for port, m in sorted((pa.spec.get("portLevelMtls") or {}).items())
+            if str(port).isdigit() and (m or {}).get("mode") in ("PERMISSIVE", "DISABLE")]
+
+
+def target_ports(svc: Service, port: int | None, pods: list[Pod]) -> frozenset[int] | None:
+    """The pods' ports a call on the Service's `port` reaches: its targetPort (the port itself where none is set),
+    a named one as the pods' containers name it; None where that is unknown (no port, no pod naming it)."""
+    sp = next((p for p in svc.ports if p.port == port), None) if port is not None else None
+    if sp is None:
+        return None
+    target = sp.target_port if sp.target_port is not None else sp.port
+    if isinstance(target, int):
+        return frozenset({target})
+    named = frozenset(cp.port for pod in pods for c in pod.spec.containers for cp in c.ports if cp.name == target)
+    return named or None
+
+
+@dataclass(frozen=True)
+class PortLevel:
+    """What portLevelMtls does to a call on a Service's port: the pods' ports it reaches (None: unknown), and those
+    of the Service's servers a workload PeerAuthentication keeps open to plaintext."""
+
+    port: int | None
+    reached: frozenset[int] | None
+    open: list[Plaintext]
+
+    @property
+    def kept_open(self) -> bool:
+        """Every pods' port the call reaches takes its plaintext, whatever the workload's mode."""
+        return self.reached is not None and self.reached <= {o.port for o in self.open}
+
+    @property
+    def open_text(self) -> str:
+        return ", ".join(map(str, self.open))
+
+    def why(self, mode: str) -> str:
+        """Why a call in plaintext on this port is, or is not, refused by servers whose mode is `mode` (STRICT…)."""
+        if self.reached is None:
+            return f"{mode}, but {self.open_text}, and meshstep does not know which port it calls"
+        if self.kept_open:
+            kept = ", ".join(str(o) for o in self.open if o.port in self.reached)
+            return f"{mode}, but port {self.port} it calls reaches the pods' {kept}"
+        return (f"{mode}; port {self.port} it calls reaches the pods' port "
+                f"{', '.join(map(str, sorted(self.reached)))}, not {self.open_text}")
+
+
+def port_level(inv: Inventory, svc: Service, port: int | None) -> PortLevel:
+    """What portLevelMtls does to a call on `port` of a Service, as its pods (with a proxy; without pods, its
+    selector) are selected."""
+    pods = inv.pods_of_service(svc)
+    labels = [p.labels for p in pods if inv.in_mesh(p)] or [svc.selector or {}]
+    return PortLevel(port, target_ports(svc, port, pods), plaintext_ports(inv, svc.namespace, labels))
 
 
 def _cluster_host(name: str, namespace: str) -> str:

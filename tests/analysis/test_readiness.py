@@ -288,21 +288,65 @@ def test_strict_judges_the_servers_a_pod_without_sidecar_calls_as_istio_does():
     assert any("app/indexer → other/search" in m for m in refused) and not any("cache" in m for m in refused)
 
 
-def test_a_server_keeping_a_port_open_to_plaintext_is_not_said_to_refuse_it():
-    """MST0401's own hint: keep the port it calls PERMISSIVE with portLevelMtls. Istio applies a workload
-    PeerAuthentication's portLevelMtls over the namespace's STRICT; meshstep does not know the port a call uses,
-    so poller's call of api is no certain refusal any more: a warning that names the open port."""
-    inv = _strict_cluster("poller")
-    api = inv.service("app", "api")
-    port = api.ports[0].target_port or api.ports[0].port
+def _keeping_open(inv, service: str, port: int):
+    """`inv` with a workload PeerAuthentication that keeps `port` of the pods of Service app/`service` PERMISSIVE."""
+    svc = inv.service("app", service)
     ports = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
-             "metadata": {"name": "api-plaintext-port", "namespace": "app"},
-             "spec": {"selector": {"matchLabels": dict(api.selector)},
+             "metadata": {"name": f"{service}-plaintext-port", "namespace": "app"},
+             "spec": {"selector": {"matchLabels": dict(svc.selector)},
                       "portLevelMtls": {str(port): {"mode": "PERMISSIVE"}}}}
-    found = _strict_gate(inv.with_changes(apply=[ports]))
+    return inv.with_changes(apply=[ports])
+
+
+def test_a_server_keeping_the_port_a_call_uses_open_to_plaintext_does_not_refuse_it():
+    """MST0401's own hint: keep the port it calls PERMISSIVE with portLevelMtls. Istio applies a workload
+    PeerAuthentication's portLevelMtls over the namespace's STRICT: poller calls api.app:8080, the port kept open,
+    so its call is no refusal at all; it is warned of only as any pod without a sidecar is (what else it calls)."""
+    found = _strict_gate(_keeping_open(_strict_cluster("poller"), "api", 8080))
     assert not [k for k, m in found.items() if m.level == "error"], found
-    assert f"port {port} PERMISSIVE (portLevelMtls of PeerAuthentication app/api-plaintext-port)" in \
-        found["MST0406 Deployment app/poller"].message
+    poller = found["MST0406 Deployment app/poller"].message
+    assert "app/api (STRICT from PeerAuthentication app/default, but port 8080 it calls reaches the pods' port 8080 " \
+        "PERMISSIVE (portLevelMtls of PeerAuthentication app/api-plaintext-port))" in poller
+    assert "which port" not in poller and "what else it calls" in poller
+
+
+def test_a_server_keeping_another_port_open_to_plaintext_refuses_the_call():
+    """portLevelMtls keeps port 9090 of api's pods open; poller calls port 8080, which STRICT covers: refused."""
+    found = _strict_gate(_keeping_open(_strict_cluster("poller"), "api", 9090))
+    assert [k for k, m in found.items() if m.level == "error"] == ["MST0401 Deployment app/poller"]
+    assert "port 8080 it calls reaches the pods' port 8080, not port 9090 PERMISSIVE (portLevelMtls of " \
+        "PeerAuthentication app/api-plaintext-port)" in found["MST0401 Deployment app/poller"].message
+
+
+def test_a_call_whose_port_is_unknown_to_a_server_keeping_a_port_open_is_a_warning():
+    """`api.app` with no scheme and no port: the call may use the port kept open, or another, so it is no certain
+    refusal: a warning that says which port is open and that the port of the call is unknown."""
+    inv = _strict_cluster("poller")
+    docs = [copy.deepcopy(o.raw) for o in inv.of_kind("Deployment") if o.name == "poller"]
+    docs[0]["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "API_HOST", "value": "api.app"}]
+    found = _strict_gate(_keeping_open(inv.with_changes(apply=docs), "api", 8080))
+    assert not [k for k, m in found.items() if m.level == "error"], found
+    assert "but port 8080 PERMISSIVE (portLevelMtls of PeerAuthentication app/api-plaintext-port), and meshstep " \
+        "does not know which port it calls" in found["MST0406 Deployment app/poller"].message
+
+
+def test_ports_yaml_calls_are_judged_by_the_pods_port_they_reach():
+    """ports.yaml: the reasons its gate gives, and the invariant over the calls config shows (MST0812) judging the
+    same calls alike: a call on a port kept open, or on a port unknown, is not newly refused."""
+    inv = inventory(FIXTURES / "ports.yaml")
+    found = {f"{m.code} {m.ref}": m for m in gate(inv, "mtls-strict", "app")}
+    assert "port 80 it calls reaches the pods' port 8080 PERMISSIVE (portLevelMtls of PeerAuthentication " \
+        "app/web-plaintext)" in found["MST0406 Deployment app/opener"].message
+    assert "port 9000 it calls reaches the pods' port 9901, not port 8080 PERMISSIVE" in \
+        found["MST0401 Deployment app/admin"].message
+    assert "port 80 it calls reaches the pods' port 8080, not port 80 DISABLE (portLevelMtls of " \
+        "PeerAuthentication app/api-plaintext)" in found["MST0401 Deployment app/caller"].message
+    assert "unless the port it calls is port 8080 PERMISSIVE (portLevelMtls of PeerAuthentication " \
+        "app/web-plaintext)" in found["MST0402 Deployment outside/prober"].message
+    assert "unless" not in found["MST0402 Deployment outside/scraper"].message
+    after = inv.with_changes(apply=feature_registry()["mtls-strict"].build({}, "app", inv))
+    refused = sorted(str(m.ref) for m in invariants.callers_refused(inv, after))
+    assert refused == ["Deployment app/admin", "Deployment app/caller", "Deployment outside/scraper"]
 
 
 def test_strict_refuses_a_pod_without_sidecar_that_calls_a_server_going_strict_by_its_short_name():
