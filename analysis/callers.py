@@ -264,36 +264,48 @@ class _Bare:
         return [j for j in self.calls if j.refused]
 
 
-def _bare(ctx: Context) -> Iterator[_Bare]:
+def _bare(ctx: Context) -> list[_Bare]:
+    """The workloads of the scope with pods outside the mesh, each with its calls judged: once per gate evaluation
+    (MST0401, MST0406 and MST0407 each ask), kept by scope with the inventory they are judged on, which is the
+    stage's own overlay where there is one to judge on."""
     inv = ctx.inventory
-    found = [(u, out) for u in units(inv, scope_namespaces(ctx)) if (out := outside_mesh(inv, u))]
-    if not found:
-        return
-    named: dict[Ref, list[Call]] = defaultdict(list)
-    for c in calls(inv):
-        if c.service is not None:
-            named[c.caller].append(c)
+    outside = per_inventory(inv, "callers-outside-mesh", lambda _: {})  # a store of the inventory's own, by scope
+    if ctx.scope not in outside:
+        named: dict[Ref, list[Call]] = defaultdict(list)
+        for c in calls(inv):
+            if c.service is not None:
+                named[c.caller].append(c)
+        outside[ctx.scope] = [(u, out, named.get(u.ref, [])) for u in units(inv, scope_namespaces(ctx))
+                              if (out := outside_mesh(inv, u))]
+    found = outside[ctx.scope]
     # The cluster as the stage leaves it; outside a stage's gate (no rendering), as it is.
-    after = ctx.after() if ctx.after is not None and any(u.ref in named for u, _ in found) else inv
-    for u, out in found:
-        yield _Bare(u, out, [_Judged(c, *refuses_plaintext(after, c.service, c.port),
-                                     refuses_plaintext(inv, c.service, c.port)[0]) for c in named.get(u.ref, ())])
+    after = ctx.after() if ctx.after is not None and any(cs for _, _, cs in found) else inv
+    judged = per_inventory(after, "callers-bare", lambda _: {})
+    if ctx.scope not in judged:
+        judged[ctx.scope] = [_Bare(u, out, [_Judged(c, *refuses_plaintext(after, c.service, c.port),
+                                                    refuses_plaintext(inv, c.service, c.port)[0]) for c in cs])
+                             for u, out, cs in found]
+    return judged[ctx.scope]
 
 
 def _strict_destinations(ctx: Context, t: Traffic) -> list[Edge]:
     """Plaintext from callers outside the mesh (no source: a pod without a sidecar sends no metadata) that reached a
-    server that is, or will be after the stage, STRICT."""
+    server that is, or will be after the stage, STRICT: once per gate evaluation (MST0406 and MST0407 each ask),
+    kept for the traffic last asked about with the inventory it is judged on."""
     plain = [e for e in plaintext_into(t, None) if not e.source.known]
     if not plain:
         return []
     after = ctx.after() if ctx.after is not None else ctx.inventory
-    out = []
-    for e in plain:
-        w = workload_of(after, e.destination)
-        labels = w.template.labels if w is not None and w.template is not None else {}
-        if mtls_mode(after, e.destination.namespace or "", labels).value == "STRICT":
-            out.append(e)
-    return out
+    last = per_inventory(after, "callers-strict-destinations", lambda _: {})
+    if last.get("traffic") is not t:
+        out = []
+        for e in plain:
+            w = workload_of(after, e.destination)
+            labels = w.template.labels if w is not None and w.template is not None else {}
+            if mtls_mode(after, e.destination.namespace or "", labels).value == "STRICT":
+                out.append(e)
+        last.update(traffic=t, edges=out)
+    return last["edges"]
 
 
 def _targets(judged: list[_Judged]) -> Filled:

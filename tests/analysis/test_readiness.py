@@ -465,6 +465,33 @@ def test_config_evidence_of_a_strict_call_wins_over_quiet_telemetry():
     assert found["MST0401 Deployment app/poller"].level == "error"
 
 
+def test_a_cluster_gated_before_is_judged_as_a_fresh_one():
+    """MST0401, MST0406 and MST0407 judge the pods without a sidecar once per gate evaluation and keep it with the
+    cluster they judge on: the next window of traffic, scope or stage on the same cluster finds what a fresh one
+    finds."""
+    # plaintext into a server that stays PERMISSIVE, one STRICT today (secure), one going STRICT (app)
+    windows = [None, *(Traffic("test", 3600, 1_700_000_000.0, (_MTLS, _plaintext(*to)))
+                       for to in [("other", "search"), ("secure", "vault"), ("app", "api"), ("other", "search")])]
+
+    def staged(inv, scope, traffic):  # the gate as a plan runs it, on the cluster its stage leaves
+        return feature_registry()["mtls-strict"].checks(inv, scope, {}, traffic)
+
+    def unstaged(inv, scope, traffic):  # no stage rendered: judged on the cluster as it is
+        return run(gate_checks("mtls-strict"), Context(inv, scope, {}, traffic))
+
+    inv = _strict_cluster("idle", "poller")
+    seen = set()
+    for traffic in windows:
+        for judge in (staged, unstaged):
+            for scope in ("app", "other"):
+                def found(i):
+                    return sorted((m.code, str(m.ref), m.message) for m in judge(i, scope, traffic)  # noqa: B023
+                                  if m.code in WITHOUT_SIDECAR)
+                assert found(inv) == (fresh := found(_strict_cluster("idle", "poller")))
+                seen.add(tuple(fresh))
+    assert len(seen) > 2  # the windows, scopes and stages are judged differently
+
+
 def _deployment(rel: str, name: str, **metadata) -> dict:
     """The Deployment of an Istio reference manifest, renamed, in namespace hello unless `metadata` says otherwise."""
     doc = copy.deepcopy(next(d for d in yaml.safe_load_all((REFERENCE / "inject" / rel).read_text()) if d))
