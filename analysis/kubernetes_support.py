@@ -1,6 +1,8 @@
 """Whether an Istio release supports the nodes' Kubernetes, from istio.io's supported releases table
-(cluster.istio_releases.KUBERNETES), and what to say: one judgement for the install gates that ask it (MST0909 for the
-release revision-install installs, MST0710 for the release ambient is installed on)."""
+(cluster.istio_releases.KUBERNETES), and what to say: one judgement for the install gates that ask it (MST0909 and
+MST0910 for the release revision-install installs, MST0710 for the release ambient is installed on), nodes outside
+the release's versions and what keeps them from being judged (the release not in the table, nodes that report no
+kubelet version) alike."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,9 +35,21 @@ class Outside:
                     low=self.low, high=self.high, source=SOURCE)
 
 
+def supported(istio: str) -> str | None:
+    """The Kubernetes versions Istio release `istio` supports (`1.29 to 1.33`); None when the release is not in the
+    table (see `unknown`)."""
+    have = minor(istio)
+    versions = istio_releases.KUBERNETES.get(have) if have else None
+    return None if versions is None else f"{_dotted(versions[0])} to {_dotted(versions[1])}"
+
+
+def _dotted(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
 def outside(inv: Inventory, istio: str) -> list[Outside] | None:
     """The nodes whose Kubernetes Istio release `istio` does not support, one entry per kubelet version; None when
-    the release is not in the table (see `unknown`). Nodes that report no kubelet version are not judged."""
+    the release is not in the table. Nodes that report no kubelet version are not judged (see `unknown`)."""
     have = minor(istio)
     supported = istio_releases.KUBERNETES.get(have) if have else None
     if supported is None:
@@ -46,19 +60,28 @@ def outside(inv: Inventory, istio: str) -> list[Outside] | None:
         runs = platform.kubernetes_minor(node)
         if runs is not None and not low <= runs <= high:
             found.setdefault(platform.kubelet_version(node), []).append(node.ref)
-    return [Outside(tuple(nodes), version, istio, f"{low[0]}.{low[1]}", f"{high[0]}.{high[1]}")
-            for version, nodes in found.items()]
+    return [Outside(tuple(nodes), version, istio, _dotted(low), _dotted(high)) for version, nodes in found.items()]
 
 
-def unknown(inv: Inventory, istio: str) -> Filled | None:
-    """Why whether Istio `istio` supports the nodes' Kubernetes is unknown (its minor release is not in the table),
-    else None."""
+def unknown(inv: Inventory, istio: str) -> tuple[Ref, Filled] | None:
+    """Why whether Istio `istio` supports the nodes' Kubernetes is unknown, and what to blame: its minor release is
+    not in the table (the root namespace), or nodes report no kubelet version (the first of them); else None."""
     have = minor(istio)
-    if have is None or have in istio_releases.KUBERNETES:
+    if have is None:
         return None
-    known = sorted(istio_releases.KUBERNETES)
-    versions = sorted({platform.kubelet_version(n) for n in inv.of_kind("Node")} - {""})
-    return fill(f"Istio {{istio}} is {'newer' if have > known[-1] else 'older'} than the releases whose supported "
-                f"Kubernetes versions meshstep knows ({known[0][0]}.{known[0][1]} to {known[-1][0]}.{known[-1][1]}): "
-                "whether it supports the nodes' Kubernetes ({versions}) is unknown",
-                istio=istio, versions=", ".join(versions) or "not reported")
+    if have not in istio_releases.KUBERNETES:
+        known = sorted(istio_releases.KUBERNETES)
+        versions = sorted({platform.kubelet_version(n) for n in inv.of_kind("Node")} - {""})
+        return Ref("Namespace", None, inv.root_namespace), fill(
+            f"Istio {{istio}} is {'newer' if have > known[-1] else 'older'} than the releases whose supported "
+            f"Kubernetes versions meshstep knows ({_dotted(known[0])} to {_dotted(known[-1])}): "
+            "whether it supports the nodes' Kubernetes ({versions}) is unknown",
+            istio=istio, versions=", ".join(versions) or "not reported")
+    unreported = [n for n in inv.of_kind("Node") if platform.kubernetes_minor(n) is None]
+    if not unreported:
+        return None
+    many = len(unreported) > 1
+    return unreported[0].ref, fill(
+        f"node{'s' * many} {{nodes}} report{'' if many else 's'} no kubelet version: whether Istio {{istio}} "
+        f"supports {'their' if many else 'its'} Kubernetes is unknown",
+        nodes=", ".join(n.name for n in unreported), istio=istio)

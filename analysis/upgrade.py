@@ -8,7 +8,7 @@ from analysis import kubernetes_support
 from analysis.base import Context
 from analysis.catalog import fill
 from analysis.readiness.scope import Found, hint, readiness
-from cluster import control_plane, istio_releases, platform, revisions
+from cluster import control_plane, istio_releases, revisions
 from cluster.errors import MeshstepError
 from cluster.model import Ref
 
@@ -154,16 +154,9 @@ def kubernetes_support_unknown(ctx: Context) -> Iterator[Found]:
         return  # no release to install, or a build whose version is not a release
     inv = ctx.inventory
     root, source = Ref("Namespace", None, inv.root_namespace), kubernetes_support.SOURCE
-    nodes = inv.of_kind("Node")
-    unreported = [n for n in nodes if platform.kubernetes_minor(n) is None]
     unknown = kubernetes_support.unknown(inv, version)
     if unknown is not None:
-        yield root, unknown, hint("MST0910", source=source)
-    elif not nodes:
+        yield *unknown, hint("MST0910", source=source)
+    elif not inv.of_kind("Node"):
         yield (root, f"no node is in the source: whether Istio {version} supports the cluster's Kubernetes is "
                "unknown", hint("MST0910", source=source))
-    elif unreported:
-        yield (unreported[0].ref, f"node{'s' if len(unreported) > 1 else ''} "
-               f"{', '.join(n.name for n in unreported)} report{'' if len(unreported) > 1 else 's'} no kubelet "
-               f"version: whether Istio {version} supports {'their' if len(unreported) > 1 else 'its'} Kubernetes "
-               "is unknown", hint("MST0910", source=source))

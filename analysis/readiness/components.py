@@ -89,12 +89,13 @@ def ambient_kubernetes_version(ctx: Context) -> Iterator[Found]:
     istio = inv.istio_version
     if istio is None:
         return  # no istiod runs: nothing installed to judge against
+    said = hint("MST0710", istio=istio, source=source,
+                supported=kubernetes_support.supported(istio) or "not in meshstep's copy of the table")
     unknown = kubernetes_support.unknown(inv, istio)
     if unknown is not None:
-        yield (Ref("Namespace", None, inv.root_namespace), unknown,
-               hint("MST0710", istio=istio, supported="not in meshstep's copy of the table", source=source))
+        yield *unknown, said
     for o in kubernetes_support.outside(inv, istio) or ():
-        yield o.nodes[0], o.message, hint("MST0710", istio=istio, supported=f"{o.low} to {o.high}", source=source)
+        yield o.nodes[0], o.message, said
 
 
 # Cilium's agents (DaemonSet cilium, pods k8s-app=cilium) and the ConfigMap its Helm chart writes its settings to.

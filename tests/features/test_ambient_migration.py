@@ -16,6 +16,7 @@ from analysis import base as analysis
 from analysis.ambient import MIGRATED_FROM, waypoint_for
 from analysis.enforcement import decide, requests, routing
 from cluster.inventory import Inventory
+from cluster.model import Ref
 from cluster.revisions import manifest
 from features._gate import render_gated
 from features.base import Refused, apply, registry, validate_object, validate_params
@@ -111,6 +112,23 @@ def test_nodes_are_judged_against_the_installed_releases_kubernetes_range(demo_i
     assert _values(older, feature, "MST0710") == [name, "v1.28.15", "1.27.3", "1.29", "1.33",
                                                    "https://istio.io/latest/docs/releases/supported-releases/"
                                                    "#support-status-of-istio-releases"]
+
+
+@pytest.mark.parametrize("feature", ["gateway-api-crds", "ambient-install"])
+def test_nodes_that_report_no_kubelet_version_are_said_so_not_passed_silently(demo_inventory, feature):
+    """MST0710 skipped them (the install gate's MST0910 said so): it judged the nodes it could and passed the rest."""
+    silent, older = (json.loads(json.dumps(n.raw)) for n in list(demo_inventory.of_kind("Node"))[:2])
+    del silent["status"]["nodeInfo"]["kubeletVersion"]
+    name = silent["metadata"]["name"]
+    unreported = demo_inventory.with_changes(apply=[silent])
+    (m,) = [m for m in _messages(unreported, feature) if m.code == "MST0710"]
+    assert (m.level, m.ref) == ("warning", Ref("Node", None, name))
+    assert m.message == (f"node {name} reports no kubelet version: whether Istio 1.27.3 supports its Kubernetes is "
+                         "unknown")
+    assert "Istio 1.27.3 supports (1.29 to 1.33: " in m.hint  # the range to compare it with
+    older["status"]["nodeInfo"]["kubeletVersion"] = "v1.28.15"  # another node outside the range: said as well
+    assert sorted(str(m.ref) for m in _messages(unreported.with_changes(apply=[older]), feature)
+                  if m.code == "MST0710") == sorted([f"Node {name}", f"Node {older['metadata']['name']}"])
 
 
 def test_an_installed_release_meshstep_has_no_kubernetes_range_for_is_warned_of(demo_inventory):
