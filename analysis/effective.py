@@ -15,6 +15,7 @@ from typing import Any
 
 from analysis.ambient import waypoint_for
 from analysis.base import GATEWAY_API_KINDS, unseen_kind
+from cluster import versions
 from cluster.inventory import Inventory
 from cluster.model import GATEWAY_API_GROUP, KubeObject, Ref
 from cluster.queries import istio_objects, ns_of, selector_matches
@@ -75,17 +76,9 @@ def _text(minor: tuple[int, int]) -> str:
     return ".".join(map(str, minor))
 
 
-def _minor(version: str | None) -> tuple[int, int] | None:
-    parts = (version or "").lstrip("v").split(".")
-    try:
-        return int(parts[0]), int(parts[1])
-    except (IndexError, ValueError):
-        return None
-
-
 def defaults(version: str | None = None) -> list[Default]:
     """Istio's defaults for an installed version (every one meshstep knows when the version is unknown)."""
-    minor = _minor(version)
+    minor = versions.minor(version)
     return [d for d in DEFAULTS if minor is None or d.since <= minor and (d.until is None or minor < d.until)]
 
 

@@ -11,7 +11,7 @@ from analysis.catalog import Filled, fill
 from cluster import istio_releases, platform
 from cluster.inventory import Inventory
 from cluster.model import Ref
-from cluster.revisions import minor
+from cluster.versions import minor
 
 SOURCE = istio_releases.KUBERNETES_SOURCE
 

@@ -11,6 +11,7 @@ from analysis.readiness.scope import Found, hint, readiness
 from cluster import control_plane, istio_releases, revisions
 from cluster.errors import MeshstepError
 from cluster.model import Ref
+from cluster.versions import minor
 
 
 def _workload_hint(code: str, p: revisions.Proxy) -> str:
@@ -48,7 +49,7 @@ def proxy_version_skew(ctx: Context) -> Iterator[Found]:
     inv = ctx.inventory
     versions = {r.revision: r.version for r in inv.revisions}
     for p in revisions.proxies(inv):
-        proxy, istiod = revisions.minor(p.version), revisions.minor(versions.get(p.revision))
+        proxy, istiod = minor(p.version), minor(versions.get(p.revision))
         problem = istio_releases.skew_problem(proxy, istiod) if proxy and istiod else None
         if problem:
             yield (p.pod.ref, f"{p.kind} proxy {p.version} connected to istiod {versions[p.revision]} (revision "
@@ -136,7 +137,7 @@ def _release_to_install(ctx: Context) -> str | None:
     None when there is none, or its version is not a release's."""
     target = revisions.to_install(ctx.inventory, ctx.params.get("revision", ""), ctx.params.get("version", ""))
     version = target[1] if target else None
-    return version if version and revisions.minor(version) else None
+    return version if version and minor(version) else None
 
 
 @readiness("MST0909", "Node")

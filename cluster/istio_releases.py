@@ -6,6 +6,8 @@ We recommend using revisions so that there is no skew at all." The same page's s
 supported until 6 weeks after the N+2 minor release."""
 from __future__ import annotations
 
+from cluster.versions import release
+
 SOURCE = "https://istio.io/latest/docs/releases/supported-releases/#control-planedata-plane-skew"
 # Minor versions the control plane may be ahead of a proxy connected to it; a proxy ahead of it is never supported.
 CONTROL_PLANE_AHEAD_MAX = 1
@@ -30,14 +32,6 @@ def skew_problem(proxy: tuple[int, int], control_plane: tuple[int, int]) -> str 
 # stage of a canary upgrade runs under until the old revision's proxies are restarted.
 UPGRADE_SOURCE = "https://istio.io/latest/docs/setup/upgrade/in-place/#upgrade-prerequisites"
 UPGRADE_MINORS_MAX = 1
-
-
-def release(version: str) -> tuple[int, int, int] | None:
-    """`1.28.0` → (1, 28, 0); None for anything that is not a release version x.y.z."""
-    parts = version.split(".")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        return None
-    return int(parts[0]), int(parts[1]), int(parts[2])
 
 
 def upgrade_problem(installed: str, to: str) -> str | None:

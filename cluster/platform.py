@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from cluster.inventory import Inventory
 from cluster.model import KubeObject
-from cluster.revisions import minor
+from cluster.versions import minor
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ def kubelet_version(node: KubeObject) -> str:
 
 def kubernetes_minor(node: KubeObject) -> tuple[int, int] | None:
     """The Kubernetes minor version the node's kubelet runs: `v1.33.5` → (1, 33); None when it reports none."""
-    return minor(kubelet_version(node).lstrip("v"))
+    return minor(kubelet_version(node))
 
 
 # Most specific first: k3d runs k3s in containers named k3d-….

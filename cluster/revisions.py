@@ -33,15 +33,6 @@ TAG_WEBHOOK = "istio-revision-tag-{tag}"  # the MutatingWebhookConfiguration `is
 # ---------------------------------------------------------------- versions and names
 
 
-def minor(version: str | None) -> tuple[int, int] | None:
-    """`1.27.3` → (1, 27); None for a version that is not one."""
-    parts = (version or "").split(".")
-    try:
-        return int(parts[0]), int(parts[1])
-    except (ValueError, IndexError):
-        return None
-
-
 def version_key(version: str) -> tuple[int, ...]:
     """A release version as a sort key: `1.27.10` after `1.27.3` (a part that is not a number counts 0)."""
     return tuple(int(x) if x.isdigit() else 0 for x in version.split("."))

@@ -29,6 +29,7 @@ from cluster.live import CRD_KIND
 from cluster.model import Ref, Revision
 from cluster.owners import shown
 from cluster.queries import SYSTEM_NAMESPACES
+from cluster.versions import release
 from features.base import (
     Rendered,
     analysis_errors,
@@ -395,7 +396,7 @@ def upgrade_params(inventory: Inventory, to: str | None) -> dict[str, dict[str, 
                             f"and the upgrade template moves to {old.revision}: finish that upgrade (a plan of the "
                             f"upgrade template without --to) before upgrading to {to}")
     if to is None:
-        now = istio_releases.release(old.version or "")
+        now = release(old.version or "")
         example = f"{now[0]}.{now[1] + 1}.0" if now else "1.X.Y"
         raise MeshstepError(f"the cluster runs one istiod revision, {_named(old)}: there is no new revision to move "
                             f"to. Name the Istio release to upgrade to with --to VERSION (e.g. {example}): the plan "

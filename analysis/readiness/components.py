@@ -13,7 +13,7 @@ from analysis.readiness.scope import Found, hint, mesh_config_ref, readiness, ru
 from cluster.inventory import Inventory
 from cluster.model import Ref
 from cluster.queries import labels_match
-from cluster.revisions import minor
+from cluster.versions import minor
 
 _TRACERS = ("zipkin", "opentelemetry", "datadog", "skywalking", "stackdriver", "lightstep", "opencensus")
 _TRACING_BACKENDS = {"zipkin": (9411, "zipkin"), "jaeger": (9411, "zipkin"), "otel-collector": (4317, "opentelemetry")}
