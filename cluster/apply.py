@@ -19,7 +19,7 @@ import yaml
 from cluster.errors import MeshstepError
 from cluster.kubeapi import ApiError, ApiServer, Failed, api_client
 from cluster.kubectl_apply import merge_patch
-from cluster.owners import FIELD_MANAGER, applied_by
+from cluster.owners import ABSENT, FIELD_MANAGER, applied_by
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"  # RFC 7386: a null removes the field
@@ -100,15 +100,12 @@ def intent(new: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any] |
     out: dict[str, Any] = {}
     for path, value in fields(new).items():
         notes = len(path) == 3 and path[:2] == ("metadata", "annotations") and path[2].startswith(_OWN_ANNOTATIONS)
-        if path in _IDENTITY or notes or have.get(path, _ABSENT) != value or any(path[:len(o)] == o for o in own):
+        if path in _IDENTITY or notes or have.get(path, ABSENT) != value or any(path[:len(o)] == o for o in own):
             node = out
             for key in path[:-1]:
                 node = node.setdefault(key, {})
             node[path[-1]] = copy.deepcopy(value)
     return out
-
-
-_ABSENT = object()
 
 
 class ApplyRefused(MeshstepError):

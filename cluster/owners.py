@@ -160,7 +160,7 @@ class Taken:
     removed: tuple[str, ...]
 
 
-_ABSENT = object()
+ABSENT = object()  # no value at a path (a field, item or index not there): None may be one
 
 
 def taken(live: dict[str, Any], new: dict[str, Any], manager: str = FIELD_MANAGER) -> list[Taken]:
@@ -174,9 +174,9 @@ def taken(live: dict[str, Any], new: dict[str, Any], manager: str = FIELD_MANAGE
         changed, removed = found.setdefault((owner.manager, owner.operation), ([], []))
         for path in owner.paths:
             was, now = _at(live, path.elements), _at(new, path.elements)
-            if was is _ABSENT:
+            if was is ABSENT:
                 continue
-            if now is _ABSENT:
+            if now is ABSENT:
                 removed.append(path)
             elif path.leaf and now != was:
                 changed.append(path)
@@ -192,22 +192,22 @@ def _outermost(paths: list[FieldPath]) -> tuple[str, ...]:
 
 
 def _at(obj: Any, elements: tuple[tuple[str, Any], ...]) -> Any:
-    """The value at a FieldsV1 path, _ABSENT when there is none."""
+    """The value at a FieldsV1 path, ABSENT when there is none."""
     node = obj
     for kind, key in elements:
         if kind == "f":
-            node = node.get(key, _ABSENT) if isinstance(node, dict) else _ABSENT
+            node = node.get(key, ABSENT) if isinstance(node, dict) else ABSENT
         elif not isinstance(node, list):
-            return _ABSENT
+            return ABSENT
         elif kind == "k":
             node = next((i for i in node if isinstance(i, dict) and all(i.get(k) == v for k, v in key.items())),
-                        _ABSENT)
+                        ABSENT)
         elif kind == "v":
-            node = key if key in node else _ABSENT
+            node = key if key in node else ABSENT
         else:
-            node = node[key] if 0 <= key < len(node) else _ABSENT
-        if node is _ABSENT:
-            return _ABSENT
+            node = node[key] if 0 <= key < len(node) else ABSENT
+        if node is ABSENT:
+            return ABSENT
     return node
 
 
