@@ -120,7 +120,9 @@ class Inventory:
     @cached_property
     def _recognised(self) -> dict[int, tuple[Any, Any]]:
         """components.recognise of each pod spec, by the spec's identity (the spec kept with it, so that the
-        identity stays its own): shared with the inventories made from this one, which keep most of its pods."""
+        identity stays its own: an id is reused only once its object is freed, and a spec is freed only once its
+        entry is gone): shared with the inventories made from this one, which keep most of its pods. Bounded by
+        `components`: an app that keeps an inventory overlays it again and again, each restart a new spec."""
         return {}
 
     @cached_property
@@ -136,6 +138,9 @@ class Inventory:
             with_pods.add((p.namespace, p.workload_kind, p.workload_name))
             if hit:
                 found.append(ComponentInstance(hit[0], components.PLANES[hit[0]], "Pod", p.namespace, p.name, hit[1]))
+        if len(memo) > 2 * len(self.pods):  # mostly the specs of pods restarted since: only this one's are kept
+            for key in memo.keys() - {id(p.spec) for p in self.pods}:
+                memo.pop(key, None)
         for w in self.workloads:
             if w.template is None or (w.namespace, w.kind, w.name) in with_pods or w.kind == "ReplicaSet":
                 continue

@@ -429,3 +429,24 @@ def test_with_changes_is_the_inventory_built_again(demo_inventory):
                     got.visibility) == (want.namespaces, want.pods, want.services, want.workloads, want.objects,
                                         want.crds, want.mesh_configs, want.visibility), change
             assert got.components == want.components and got.revisions == want.revisions
+
+
+def test_recognising_the_pods_of_overlay_after_overlay_keeps_little_and_stays_right() -> None:
+    """An inventory the app keeps is overlaid again and again (each rehearsal restarts pods, new pod specs): the
+    components each overlay recognises are those of the same inventory built afresh, and what recognising them keeps
+    does not grow with the overlays (at most twice the pods, each spec kept with its result, so that the identity
+    it is found by is its own)."""
+    from cluster.inventory import assemble
+
+    inv = build_inventory(load_snapshot("demo"))
+    specs = [p.spec for p in inv.pods]
+    for turn in range(1, 9):  # each pod restarted with a copy of another's spec: what it is recognised as changes
+        restarted = [dataclasses.replace(p, spec=dataclasses.replace(specs[(i + turn) % len(specs)]))
+                     for i, p in enumerate(inv.pods)]
+        inv = inv.with_changes(pods=restarted)
+        pods, raw = inv.parts()
+        afresh = assemble(inv.source, inv.cluster, inv.visibility, inv.mesh_networks, pods, raw, inv.mesh_override)
+        assert inv.components == afresh.components and inv.components
+        memo = inv._recognised
+        assert len(memo) <= 2 * len(inv.pods), turn
+        assert all(key == id(spec) for key, (spec, _hit) in memo.items())
