@@ -206,7 +206,7 @@ class ApiServer:
         try:
             resp = self.client.call_api(method, url, header_params=headers, body=body, _request_timeout=(
                 min(CONNECT_TIMEOUT.value, left), min(REQUEST_TIMEOUT.value, left)))
-            body = self._body(resp.response, path)
+            body = self._body(resp.response, what or path)
         except (urllib3.exceptions.ProtocolError, http.client.IncompleteRead, ConnectionResetError,
                 BrokenPipeError) as e:
             raise _Cut(_cut_reason(e)) from None
@@ -229,15 +229,17 @@ class ApiServer:
             self.requests += 1
         return body
 
-    def _body(self, response: Any, path: str) -> bytes:
-        """Read as it arrives (read1: whatever the socket has), against the deadline and the size limit; an
-        answer shorter than its Content-Length is cut."""
+    def _body(self, response: Any, what: str) -> bytes:
+        """Read as it arrives (read1: whatever the socket has), against the deadline and the size limit (the error
+        names `what` the answer is to: a list's page, a watch from a resourceVersion); an answer shorter than its
+        Content-Length is cut."""
         body, size = [], 0
         while chunk := response.read1(1 << 16):
             body.append(chunk)
             size += len(chunk)
             if size > FILE_LIMIT.bytes:
-                raise TooLarge(str(FILE_LIMIT.exceeded(f"{self.server}{path}", "an answer larger than that")))
+                raise TooLarge(f"{what} on {self.at}: the answer is larger than the {FILE_LIMIT.value:,} "
+                               f"{FILE_LIMIT.unit} one answer may be (raise it with {FILE_LIMIT.env}=N)")
             self.left()
             with self.lock:
                 self.bytes += len(chunk)

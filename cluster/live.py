@@ -362,7 +362,7 @@ class _LiveReader:
         on; None (list it afresh) when the watch fails in any way — refused (403: the list says whether the kind is
         still visible), an ERROR event (410 Expired: the history since was compacted), a stream cut off, more
         changes than an answer may hold."""
-        kind, what = was.kind, f"watching {was.kind.label}"
+        kind, what = was.kind, f"watching {was.kind.label} from resourceVersion {was.resource_version}"
         query = [("watch", "true"), ("resourceVersion", was.resource_version), ("allowWatchBookmarks", "true"),
                  ("timeoutSeconds", live_cache.WATCH_SECONDS)]
         try:
@@ -371,7 +371,7 @@ class _LiveReader:
             kubeapi.log.info("%s on %s: %s; listing it afresh", what, self.api.at, e.why)
             return None
         except TooLarge as e:  # more changes than one answer may hold (a rollout of every pod): pages hold them
-            kubeapi.log.info("%s on %s: %s; listing it afresh", what, self.api.at, e)
+            kubeapi.log.info("%s; listing it afresh", e)
             return None
         items = {(ns, name): item for ns, name, item in was.items}
         version = was.resource_version

@@ -5,6 +5,7 @@ kind whose watch fails is listed afresh and nothing kept of it is served."""
 from __future__ import annotations
 
 import json
+import logging
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,8 @@ def test_a_compacted_history_is_listed_afresh(cluster: Cluster, monkeypatch) -> 
     assert "added-by-kubectl" in {p.name for p in warm.pods}
 
 
-def test_a_watch_with_more_changes_than_an_answer_may_hold_is_listed_instead(cluster: Cluster, monkeypatch) -> None:
+def test_a_watch_with_more_changes_than_an_answer_may_hold_is_listed_instead(cluster: Cluster, monkeypatch,
+                                                                             caplog) -> None:
     cold = _read()
     for pod in cold.pods:  # each change an event of the whole pod: more than the answer may hold, in all
         _send(cluster, "PATCH", f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}",
@@ -122,9 +124,16 @@ def test_a_watch_with_more_changes_than_an_answer_may_hold_is_listed_instead(clu
     # An answer may hold 100 kB here (every list page of 3 objects is less): the watch's is more, a list's is not.
     monkeypatch.setattr(kubeapi, "FILE_LIMIT", Limit(FILE_LIMIT.env, 100_000, FILE_LIMIT.what, unit="bytes"))
     listed = len(cluster.list_requests(PODS))
-    warm = _read()
-    assert len(cluster.watch_requests(PODS)) == 1 and len(cluster.list_requests(PODS)) > listed
+    with caplog.at_level(logging.INFO, kubeapi.log.name):
+        warm = _read()
+    (watch,) = cluster.watch_requests(PODS)
+    assert len(cluster.list_requests(PODS)) > listed
     _same(warm, _fresh(monkeypatch))
+    # What was read and why it is listed instead, as the log says it: the watch, not a list or a file.
+    said = [r.getMessage() for r in caplog.records if FILE_LIMIT.env in r.getMessage()]
+    assert said == [f"watching pods from resourceVersion {watch.params['resourceVersion']} on {cluster.url} "
+                    f"(kubeconfig context '{CONTEXT}'): the answer is larger than the 100,000 bytes one answer may "
+                    f"be (raise it with {FILE_LIMIT.env}=N); listing it afresh"]
 
 
 def test_a_kind_refused_since_it_was_kept_is_not_visible_and_nothing_kept_is_served(cluster: Cluster,
