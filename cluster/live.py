@@ -63,7 +63,7 @@ class RawPage(Raw):
             self.parse()  # says what is malformed, as the plain way does
             raise
         for i, p in enumerate(pods):
-            if p.metadata is None or not p.metadata.name:
+            if not _named(p):
                 raise self._error(i, "metadata.name is required")
         return pods
 
@@ -376,26 +376,29 @@ class _LiveReader:
         items = {(ns, name): item for ns, name, item in was.items}
         version = was.resource_version
         for line in data.splitlines():
-            try:
-                event = orjson.loads(line) if line.strip() else None
-            except orjson.JSONDecodeError:
-                event = {}
-            if event is None:
+            if not line.strip():
                 continue
-            how, obj = event.get("type"), event.get("object")
-            if not isinstance(obj, dict) or how not in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"):
-                said = obj.get("message") if isinstance(obj, dict) else None
+            try:
+                event = _EVENT.decode(line)
+            except (msgspec.DecodeError, msgspec.ValidationError):  # not JSON, or not an object
+                event = _Event()
+            try:
+                head = _HEAD.decode(event.object)
+            except (msgspec.DecodeError, msgspec.ValidationError):  # no object, or not one
+                head = None
+            how = event.type
+            if head is None or how not in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"):
+                said = head.message if head is not None else None
                 kubeapi.log.info("%s on %s: %s; listing it afresh", what, self.api.at,
                                  f"{how} {said}" if how else "the stream broke off")
                 return None
-            meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
             if how != "BOOKMARK":
-                ((ns, name, item),) = _kept(RawPage(kind, orjson.dumps({"items": [obj]}), self.api.at))[1]
+                ns, name, item = _event_item(kind, event.object, self.api.at)
                 if how == "DELETED":
                     items.pop((ns, name), None)
                 else:
                     items[ns, name] = item
-            version = str(meta.get("resourceVersion") or version)
+            version = str((head.metadata.resourceVersion if head.metadata is not None else None) or version)
         return Kept(kind, version, [(ns, name, item) for (ns, name), item in sorted(items.items())])
 
     def _kept_pages(self, kept: Kept) -> Iterator[Raw]:
@@ -417,13 +420,59 @@ def _kept(page: RawPage) -> tuple[Raw | list[dict[str, Any]], list[tuple[str, st
     other objects parsed, kept as their JSON trimmed as the snapshot keeps them."""
     if page.kind.kind == POD_KIND.kind:
         pods = page.pods()
-        return DecodedPods(page.kind, pods), [(p.metadata.namespace or "", p.metadata.name, _POD_ENCODER.encode(p))
-                                              for p in pods]
-    objects, items = page.parse(), []
-    for obj in objects:
-        meta = obj.get("metadata") or {}
-        items.append((meta.get("namespace") or "", meta.get("name") or "", orjson.dumps(trimmed(obj))))
-    return objects, items
+        return DecodedPods(page.kind, pods), [_pod_item(p) for p in pods]
+    objects = page.parse()
+    return objects, [_object_item(obj) for obj in objects]
+
+
+def _pod_item(pod: Any) -> tuple[str, str, bytes]:
+    return pod.metadata.namespace or "", pod.metadata.name, _POD_ENCODER.encode(pod)
+
+
+def _object_item(obj: dict[str, Any]) -> tuple[str, str, bytes]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace") or "", meta.get("name") or "", orjson.dumps(trimmed(obj))
+
+
+def _named(pod: Any) -> bool:
+    """Whether a typed pod has the name every pod of a list must have."""
+    return pod.metadata is not None and bool(pod.metadata.name)
+
+
+class _Event(msgspec.Struct):
+    """A watch event, its object left as its JSON (decoded as the kind's list items are, once)."""
+
+    type: Any = None
+    object: msgspec.Raw = msgspec.Raw()
+
+
+class _Version(msgspec.Struct):
+    resourceVersion: Any = None
+
+
+class _Head(msgspec.Struct):
+    """What a watch reads of every event's object, the rest skipped: where it leaves the history, an ERROR's
+    message (a Status)."""
+
+    metadata: _Version | None = None
+    message: Any = None
+
+
+_EVENT, _HEAD = msgspec.json.Decoder(_Event), msgspec.json.Decoder(_Head)
+
+
+def _event_item(kind: Kind, obj: msgspec.Raw, where: str) -> tuple[str, str, bytes]:
+    """A watch event's object as the store keeps a list's items (_kept), decoded once: a pod typed, another object
+    parsed and checked as a list's are; one a list would refuse is refused with the list's error."""
+    if kind.kind != POD_KIND.kind:
+        return _object_item(_stamp(kind, [orjson.loads(memoryview(obj))], where)[0])
+    try:
+        pod = shapes.decode_pod(obj)
+    except shapes.TypeProblem:
+        pod = None
+    if pod is None or not _named(pod):  # the list's error for it, naming the object and field
+        (pod,) = RawPage(kind, b'{"items":[' + bytes(obj) + b"]}", where).pods()
+    return _pod_item(pod)
 
 
 _KEYS = msgspec.json.Decoder(msgspec.defstruct("Keys", [("items", list[msgspec.defstruct(

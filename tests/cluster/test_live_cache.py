@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from benchmarks.kubeapi import write_kubeconfig
 from cluster import cache, cachedir, kubeapi, live, live_cache
+from cluster.errors import SourceError
 from cluster.inventory import Inventory, build_inventory
 from cluster.live import live_snapshot
 from cluster.snapshot import FILE_LIMIT, Limit
@@ -134,6 +136,29 @@ def test_a_watch_with_more_changes_than_an_answer_may_hold_is_listed_instead(clu
     assert said == [f"watching pods from resourceVersion {watch.params['resourceVersion']} on {cluster.url} "
                     f"(kubeconfig context '{CONTEXT}'): the answer is larger than the 100,000 bytes one answer may "
                     f"be (raise it with {FILE_LIMIT.env}=N); listing it afresh"]
+
+
+@pytest.mark.parametrize("path", [PODS, VIRTUAL_SERVICES])
+def test_an_object_of_the_wrong_type_a_watch_brings_is_refused_as_a_list_refuses_it(cluster: Cluster, monkeypatch,
+                                                                                    path: str) -> None:
+    cold = _read()
+    if path == PODS:  # typed as it is decoded
+        pod = cold.pods[0]
+        _send(cluster, "PATCH", f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}",
+              {"spec": {"containers": [{"name": "app", "image": "app:1", "ports": [{"containerPort": "80"}]}]}})
+    else:  # parsed, then checked against the shapes
+        vs = cold.of_kind("VirtualService")[0]
+        _send(cluster, "PATCH", f"{path.replace('/virtualservices', '')}/namespaces/{vs.namespace}/virtualservices/"
+                                f"{vs.name}", {"spec": {"http": "not a list"}})
+    with pytest.raises(SourceError) as warm:
+        _read()
+    assert len(cluster.watch_requests(path)) == 1
+    with pytest.raises(SourceError) as fresh:
+        _fresh(monkeypatch)
+    for reading in threading.enumerate():  # the other kinds a failed read had under way, ended before the server
+        if reading.name == "meshstep-live-read":
+            reading.join(60)
+    assert str(warm.value) == str(fresh.value) and "is a string, not " in str(warm.value), str(warm.value)
 
 
 def test_a_kind_refused_since_it_was_kept_is_not_visible_and_nothing_kept_is_served(cluster: Cluster,
