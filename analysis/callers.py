@@ -20,7 +20,7 @@ from analysis.base import Context
 from analysis.catalog import Filled, fill, joined
 from analysis.effective import mtls_mode
 from analysis.readiness.egress import egress_allows
-from analysis.readiness.mtls import ingress_backends, port_level
+from analysis.readiness.mtls import ingress_backends, refuses_plaintext
 from analysis.readiness.scope import (
     Found,
     Unit,
@@ -152,28 +152,11 @@ def _caller_side(inv: Inventory, call: Call) -> str | None:
     return None
 
 
-def refuses_plaintext(inv: Inventory, svc: Service, port: int | None = None) -> tuple[bool, str]:
-    """Whether a Service's servers refuse plaintext on its `port` (None: unknown) (STRICT where a proxy enforces it,
-    but on the pods' ports a workload PeerAuthentication's portLevelMtls keeps open), and why, as the resolver says
-    it: where STRICT comes from, or why they accept plaintext. A pod without a sidecar (or ztunnel) has no proxy to
-    apply a PeerAuthentication: it takes whatever comes. With no pods to go by, its selector's mode is taken. A call
-    whose port is unknown to servers that keep some port open is no certain refusal: it may use that port."""
-    pods = inv.pods_of_service(svc)
-    proxied = [p.labels for p in pods if inv.in_mesh(p)]
-    if pods and not proxied:
-        return False, "no sidecar there to enforce mTLS"
-    modes = [mtls_mode(inv, svc.namespace, labels) for labels in proxied or [svc.selector or {}]]
-    mode = next((m for m in modes if m.value == "STRICT"), modes[0])
-    if mode.value == "STRICT" and (level := port_level(inv, svc, port)).open:
-        return level.reached is not None and not level.kept_open, level.why(mode.why)
-    return mode.value == "STRICT", mode.why
-
-
 def _server_side(inv: Inventory, call: Call) -> str | None:
     svc = call.service
     pods = inv.pods_of_service(svc)
     labels = [p.labels for p in pods] or [svc.selector or {}]
-    if not call.meshed and refuses_plaintext(inv, svc, call.port)[0]:
+    if not call.meshed and refuses_plaintext(inv, svc, call.port).refused:
         return f"mTLS STRICT in {svc.namespace} refuses its plaintext"
     by_ns = per_inventory(inv, "callers-authorization-policies", lambda i: _by_namespace(
         istio_objects(i, "AuthorizationPolicy")))
@@ -282,8 +265,9 @@ def _bare(ctx: Context) -> list[_Bare]:
     after = ctx.after() if ctx.after is not None and any(cs for _, _, cs in found) else inv
     judged = per_inventory(after, "callers-bare", lambda _: {})
     if ctx.scope not in judged:
-        judged[ctx.scope] = [_Bare(u, out, [_Judged(c, *refuses_plaintext(after, c.service, c.port),
-                                                    refuses_plaintext(inv, c.service, c.port)[0]) for c in cs])
+        judged[ctx.scope] = [_Bare(u, out, [_Judged(c, bool((v := refuses_plaintext(after, c.service, c.port)).refused),
+                                                    v.why, bool(refuses_plaintext(inv, c.service, c.port).refused))
+                                            for c in cs])
                              for u, out, cs in found]
     return judged[ctx.scope]
 

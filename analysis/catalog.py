@@ -298,7 +298,7 @@ _ENTRIES = (
           "plaintext is refused there (connection reset). A server without a proxy enforces nothing, and a workload "
           "PeerAuthentication that keeps a server PERMISSIVE wins over its namespace's STRICT, as its portLevelMtls "
           "does for the pods' port a call reaches (the port written, else its URL scheme's default): none is "
-          "counted. "
+          "counted; a pods' port its portLevelMtls makes STRICT refuses plaintext whatever the workload's mode. "
           "The pod's own inbound calls keep working: callers' auto mTLS sends plaintext to a pod without a proxy.",
           "Inject {workload} ({inject}). A PeerAuthentication for it does nothing: it has no proxy to apply one; if it "
           "must stay out, keep the servers it calls ({targets}) accepting its plaintext: PERMISSIVE through a "
@@ -306,7 +306,10 @@ _ENTRIES = (
     Entry("MST0402", "PlaintextCallerOutsideMesh", "error", ("mtls-strict",),
           "Something outside the mesh calls a service in the scope: a workload of a namespace without sidecars, a "
           "Kubernetes Ingress' controller, or a Service/Endpoints of another namespace pointing here.",
-          "Under STRICT these callers' plaintext is refused: the calls fail with connection resets.",
+          "Under STRICT these callers' plaintext is refused: the calls fail with connection resets. A workload's call "
+          "is judged as Istio judges it, by its server's own PeerAuthentication before its namespace's and by "
+          "portLevelMtls for the pods' port it reaches: one its server accepts is not counted, one whose port is "
+          "unknown is where a port of the server goes against its mode.",
           "Bring {caller} into the mesh ({inject}) before STRICT, or keep the port it calls PERMISSIVE with a "
           "PeerAuthentication portLevelMtls for {target}."),
     Entry("MST0403", "DestinationRuleDisablesTLS", "error", ("mtls-strict",),

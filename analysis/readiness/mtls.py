@@ -45,17 +45,20 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
     scope = set(scope_namespaces(ctx))
     meshed = set(mesh_namespaces(inv))
     outside_ns = [n for n in inv.namespace_names() if n not in scope and application_namespace(inv, n)]
+    after: Inventory | None = None  # the cluster as the stage leaves it, built once a call needs it
     for u in units(inv, outside_ns):
         if not outside_mesh(inv, u):
             continue
         for svc, port, where in service_calls(inv, u):
             if svc.namespace not in scope:
                 continue
-            level = port_level(inv, svc, port)
-            if level.kept_open:
-                continue  # its plaintext is accepted on the port it calls, whatever the namespace's mode
-            unless = (fill(", unless the port it calls is {open}", open=level.open_text)
-                      if level.open and level.reached is None else "")
+            if after is None:
+                after = ctx.after() if ctx.after is not None else inv
+            verdict = refuses_plaintext(after, svc, port)
+            if verdict.refused is False:
+                continue  # its servers accept its plaintext on the port it calls
+            unless = "" if verdict.refused else fill(
+                (", unless" if verdict.strict else ", if") + " the port it calls is {other}", other=verdict.other_text)
             yield u.ref, fill("has no sidecar and names {name}.{namespace} in its {where}{unless}", name=svc.name,
                               namespace=svc.namespace, where=where, unless=unless), \
                 f"Service {svc.namespace}/{svc.name}", str(u.ref), u.inject(inv)
@@ -93,9 +96,9 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
 
 
 @dataclass(frozen=True)
-class Plaintext:
-    """A port of a workload's pods that a workload PeerAuthentication keeps accepting plaintext on (portLevelMtls
-    PERMISSIVE or DISABLE, which Istio applies over the workload's mode)."""
+class PortMode:
+    """A port of a workload's pods whose mode a workload PeerAuthentication's portLevelMtls sets, over the workload's
+    own mode (STRICT, PERMISSIVE or DISABLE; UNSET inherits it)."""
 
     port: int  # the pods' (container) port: portLevelMtls keys are the workload's ports, not the Service's
     mode: str
@@ -105,16 +108,16 @@ class Plaintext:
         return f"port {self.port} {self.mode} (portLevelMtls of {self.by})"
 
 
-def plaintext_ports(inv: Inventory, namespace: str, labels: list[dict[str, str]]) -> list[Plaintext]:
-    """The ports the workload PeerAuthentications of `namespace` selecting any of `labels` keep open to plaintext
+def port_modes(inv: Inventory, namespace: str, labels: list[dict[str, str]]) -> list[PortMode]:
+    """The ports the workload PeerAuthentications of `namespace` selecting any of `labels` set a mode for
     (https://istio.io/latest/docs/reference/config/security/peer_authentication/: portLevelMtls takes effect with a
-    selector only, keyed by the port of the workload)."""
-    return [Plaintext(int(port), m["mode"], pa.ref)
+    selector only, keyed by the port of the workload, and wins over the workload's mode)."""
+    return [PortMode(int(port), m["mode"], pa.ref)
             for pa in istio_objects(inv, "PeerAuthentication")
             if ns_of(pa) == namespace and pa.spec.get("selector")
             and any(selector_matches(pa.spec["selector"], one) for one in labels)
             for port, m in sorted((pa.spec.get("portLevelMtls") or {}).items())
-            if str(port).isdigit() and (m or {}).get("mode") in ("PERMISSIVE", "DISABLE")]
+            if str(port).isdigit() and (m or {}).get("mode") in ("STRICT", "PERMISSIVE", "DISABLE")]
 
 
 def target_ports(svc: Service, port: int | None, pods: list[Pod]) -> frozenset[int] | None:
@@ -131,40 +134,61 @@ def target_ports(svc: Service, port: int | None, pods: list[Pod]) -> frozenset[i
 
 
 @dataclass(frozen=True)
-class PortLevel:
-    """What portLevelMtls does to a call on a Service's port: the pods' ports it reaches (None: unknown), and those
-    of the Service's servers a workload PeerAuthentication keeps open to plaintext."""
+class Plaintext:
+    """Whether a Service's servers refuse a plaintext call on one of its ports, as Istio decides it: by the mode of
+    each pods' port the call reaches, portLevelMtls's where a workload PeerAuthentication sets one, else the
+    servers' own (their workload's, namespace's or mesh's)."""
 
-    port: int | None
-    reached: frozenset[int] | None
-    open: list[Plaintext]
-
-    @property
-    def kept_open(self) -> bool:
-        """Every pods' port the call reaches takes its plaintext, whatever the workload's mode."""
-        return self.reached is not None and self.reached <= {o.port for o in self.open}
+    mode: str  # why the servers' own mode is what it is ("STRICT from PeerAuthentication app/default", …)
+    strict: bool  # it refuses plaintext
+    port: int | None = None  # the Service port called (None: unknown)
+    reached: frozenset[int] | None = None  # the pods' ports it reaches (None: unknown)
+    other: tuple[PortMode, ...] = ()  # the pods' ports whose portLevelMtls goes against the mode: open, or STRICT
 
     @property
-    def open_text(self) -> str:
-        return ", ".join(map(str, self.open))
-
-    def why(self, mode: str) -> str:
-        """Why a call in plaintext on this port is, or is not, refused by servers whose mode is `mode` (STRICT…)."""
+    def refused(self) -> bool | None:
+        """True where a pods' port the call reaches is STRICT, by its own mode or the servers'; None where that
+        depends on which port it calls, which meshstep does not know."""
+        against = {o.port for o in self.other}
         if self.reached is None:
-            return f"{mode}, but {self.open_text}, and meshstep does not know which port it calls"
-        if self.kept_open:
-            kept = ", ".join(str(o) for o in self.open if o.port in self.reached)
-            return f"{mode}, but port {self.port} it calls reaches the pods' {kept}"
-        return (f"{mode}; port {self.port} it calls reaches the pods' port "
-                f"{', '.join(map(str, sorted(self.reached)))}, not {self.open_text}")
+            return None if against else self.strict
+        return any((p in against) != self.strict for p in self.reached)
+
+    @property
+    def other_text(self) -> str:
+        return ", ".join(map(str, self.other))
+
+    @property
+    def why(self) -> str:
+        """Why a call in plaintext on this port is, or is not, refused."""
+        if not self.other:
+            return self.mode
+        if self.reached is None:
+            return f"{self.mode}, but {self.other_text}, and meshstep does not know which port it calls"
+        if self.refused != self.strict:  # a port's own mode decides
+            decided = ", ".join(str(o) for o in self.other if o.port in self.reached)
+            return f"{self.mode}, but port {self.port} it calls reaches the pods' {decided}"
+        return (f"{self.mode}; port {self.port} it calls reaches the pods' port "
+                f"{', '.join(map(str, sorted(self.reached)))}, not {self.other_text}")
 
 
-def port_level(inv: Inventory, svc: Service, port: int | None) -> PortLevel:
-    """What portLevelMtls does to a call on `port` of a Service, as its pods (with a proxy; without pods, its
-    selector) are selected."""
+def refuses_plaintext(inv: Inventory, svc: Service, port: int | None = None) -> Plaintext:
+    """Whether a Service's servers refuse plaintext on its `port` (None: unknown), and why, as the resolver says it:
+    STRICT where a proxy enforces it, each server by its own PeerAuthentication, else its namespace's, else the
+    mesh's, and each pods' port by the portLevelMtls of a workload PeerAuthentication that sets one. A pod without a
+    sidecar (or ztunnel) has no proxy to apply a PeerAuthentication: it takes whatever comes. With no pods to go
+    by, its selector's mode is taken."""
     pods = inv.pods_of_service(svc)
-    labels = [p.labels for p in pods if inv.in_mesh(p)] or [svc.selector or {}]
-    return PortLevel(port, target_ports(svc, port, pods), plaintext_ports(inv, svc.namespace, labels))
+    proxied = [p.labels for p in pods if inv.in_mesh(p)]
+    if pods and not proxied:
+        return Plaintext("no sidecar there to enforce mTLS", False)
+    labels = proxied or [svc.selector or {}]
+    modes = [mtls_mode(inv, svc.namespace, one) for one in labels]
+    mode = next((m for m in modes if m.value == "STRICT"), modes[0])
+    strict = mode.value == "STRICT"
+    # Only the ports whose mode goes the other way change a verdict: open under STRICT, STRICT under the others.
+    other = tuple(o for o in port_modes(inv, svc.namespace, labels) if (o.mode == "STRICT") != strict)
+    return Plaintext(mode.why, strict, port, target_ports(svc, port, pods), other)
 
 
 def _cluster_host(name: str, namespace: str) -> str:

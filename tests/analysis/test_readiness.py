@@ -349,6 +349,40 @@ def test_ports_yaml_calls_are_judged_by_the_pods_port_they_reach():
     assert refused == ["Deployment app/admin", "Deployment app/caller", "Deployment outside/scraper"]
 
 
+
+def test_peerauth_yaml_judges_each_server_by_its_own_policy_and_the_port_it_is_called_on():
+    """peerauth.yaml: a workload PeerAuthentication's PERMISSIVE wins over app's STRICT (open takes plaintext from
+    outside callers too), and its portLevelMtls STRICT wins over its PERMISSIVE for the pods' port it names (admin's
+    9901): a plaintext call on that port is refused, today and after the stage; one whose port is unknown is a
+    warning (MST0402: an error) naming the STRICT port."""
+    inv = inventory(FIXTURES / "peerauth.yaml")
+    found = {f"{m.code} {m.ref}": m for m in gate(inv, "mtls-strict", "app")}
+    assert "calls app/admin (named in args of container poller), STRICT already today (PERMISSIVE from " \
+        "PeerAuthentication app/admin-ports, but port 9000 it calls reaches the pods' port 9901 STRICT " \
+        "(portLevelMtls of PeerAuthentication app/admin-ports))" in found["MST0401 Deployment app/poller"].message
+    assert "app/admin (PERMISSIVE from PeerAuthentication app/admin-ports, but port 9901 STRICT (portLevelMtls of " \
+        "PeerAuthentication app/admin-ports), and meshstep does not know which port it calls)" in \
+        found["MST0406 Deployment app/guesser"].message
+    assert "app/admin (PERMISSIVE from PeerAuthentication app/admin-ports; port 80 it calls reaches the pods' port " \
+        "8080, not port 9901 STRICT" in found["MST0406 Deployment app/browser"].message
+    assert "if the port it calls is port 9901 STRICT (portLevelMtls of PeerAuthentication app/admin-ports)" in \
+        found["MST0402 Deployment outside/prober"].message
+    assert "if the port" not in found["MST0402 Deployment outside/scraper"].message
+
+
+def test_a_port_made_strict_refuses_the_plaintext_calls_on_it_newly():
+    """MST0812 reads the same verdicts: admin's policy gaining portLevelMtls STRICT for its pods' 9901 newly refuses
+    the calls on admin's port 9000 (poller's, scraper's), not those on port 80 nor those whose port is unknown; the
+    STRICT stage in app refuses none (open and admin keep their own PERMISSIVE)."""
+    inv = inventory(FIXTURES / "peerauth.yaml")
+    pa = copy.deepcopy(inv.get("PeerAuthentication", "app", "admin-ports").raw)
+    del pa["spec"]["portLevelMtls"]
+    before = inv.with_changes(apply=[pa])
+    assert sorted(str(m.ref) for m in invariants.callers_refused(before, inv)) == \
+        ["Deployment app/poller", "Deployment outside/scraper"]
+    after = inv.with_changes(apply=feature_registry()["mtls-strict"].build({}, "app", inv))
+    assert not list(invariants.callers_refused(inv, after))
+
 def test_strict_refuses_a_pod_without_sidecar_that_calls_a_server_going_strict_by_its_short_name():
     """Kubernetes DNS resolves a short name in the caller's own namespace (its resolv.conf searches
     `<namespace>.svc.cluster.local` first, https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/):
