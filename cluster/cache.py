@@ -3,8 +3,9 @@ source gave them), in the user's cache directory, so that the next command over 
 and parsing it (108 MB of JSON for 10,000 pods).
 
 An entry is keyed by the source's content: the snapshot's path, each of its files' size, modification time and
-SHA-256, the limits a snapshot is read within (MESHSTEP_MAX_*), and the code that decodes it (this room's decoding
-modules, hashed, and the entry format's VERSION). It is never trusted when any of that differs: the snapshot is read
+SHA-256 (taken again only when the file's stat changed: SETTLED_NS), the limits a snapshot is read within
+(MESHSTEP_MAX_*), and the code that decodes it (this room's decoding modules, hashed, and the entry format's
+VERSION). It is never trusted when any of that differs: the snapshot is read
 again and the entry replaced. An entry that cannot be read (truncated, corrupt, of another format) is read again the
 same way, without an error. Deleting the directory is always safe. Only snapshots on disk of CACHED_FROM bytes or
 more are kept: a small file reads faster than a cache entry would.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import weakref
 from collections.abc import Callable, Collection, Iterator
 from functools import cache
@@ -62,7 +64,7 @@ def inventory(source: str | None, roots: Collection[Path] | None = None) -> Inve
     key = _key(source, roots)
     if key is None:
         return build_inventory(snapshot)
-    path = directory() / f"{hashlib.sha256(key[0].encode()).hexdigest()[:32]}.msgpack"
+    path = directory() / f"{key[0]}.msgpack"
     inv = _read(path, key[1])
     if inv is None:
         inv = build_inventory(snapshot)
@@ -146,30 +148,72 @@ def _key(source: str | None, roots: Collection[Path] | None) -> tuple[str, str] 
         if roots is not None and not any(real == r or r in real.parents for r in roots):
             return None
         found = sorted(_files(real))
-        if sum(size for _, size, _ in found) < CACHED_FROM:
+        if sum(st.st_size for _, st in found) < CACHED_FROM:
             return None
+        where = _stem(f"{label}\0{real}")
         content = hashlib.sha256()
-        for file, size, mtime in found:
-            content.update(f"{file}\0{size}\0{mtime}\0".encode())
-            with open(file, "rb") as f:
-                content.update(hashlib.file_digest(f, "sha256").digest())
+        for (file, st), digest in zip(found, _digests(where, found), strict=True):
+            content.update(f"{file}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            content.update(digest)
     except OSError:
         return None
-    return f"{label}\0{real}", f"{VERSION}\0{cachedir.code(_DECODING)}\0{cachedir.limits()}\0{content.hexdigest()}"
+    return where, f"{VERSION}\0{cachedir.code(_DECODING)}\0{cachedir.limits()}\0{content.hexdigest()}"
 
 
-def _files(path: Path) -> Iterator[tuple[str, int, int]]:
-    """Each regular file a snapshot path holds, with its size and modification time (ns)."""
+def _stem(where: str) -> str:
+    return hashlib.sha256(where.encode()).hexdigest()[:32]
+
+
+# A snapshot file is hashed again only when its stat changed, as git trusts its index: any write, truncation, utime
+# or replacement moves its change time (or its inode). Its hash is kept for the next read only when the file had
+# settled for SETTLED_NS when it was hashed: on a file system whose clock ticks coarsely (1-2 s), a change within
+# the tick it was hashed in would keep its times, so a file changed moments ago is hashed at every read.
+SETTLED_NS = 3_000_000_000
+_DIGESTS = msgspec.json.Decoder(dict[str, tuple[tuple[int, int, int, int, int], str]])
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _digests(stem: str, found: list[tuple[str, os.stat_result]]) -> list[bytes]:
+    """Each found file's SHA-256: kept from an earlier read while the file's stat is unchanged, else taken."""
+    kept = directory() / f"{stem}.digests"
+    try:
+        known = _DIGESTS.decode(kept.read_bytes())
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        known = {}
+    digests, keep = [], {}
+    for file, st in found:
+        signature = _signature(st)
+        if (k := known.get(file)) is not None and k[0] == signature:
+            digest = bytes.fromhex(k[1])
+        else:
+            began = time.time_ns()
+            with open(file, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").digest()
+            if began - max(st.st_ctime_ns, st.st_mtime_ns) < SETTLED_NS or _signature(os.stat(file)) != signature:
+                digests.append(digest)
+                continue
+        digests.append(digest)
+        keep[file] = (signature, digest.hex())
+    if keep:
+        if keep != known:
+            cachedir.write(kept, msgspec.json.encode(keep))
+        cachedir.used(kept, "[0-9a-f]" * 32 + ".digests", SOURCES_KEPT)
+    return digests
+
+
+def _files(path: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Each regular file a snapshot path holds, with its stat."""
     if path.is_file():
-        st = path.stat()
-        yield str(path), st.st_size, st.st_mtime_ns
+        yield str(path), path.stat()
         return
     for top, _dirs, names in os.walk(path):
         for name in names:
             file = Path(top, name)
             if file.is_file():
-                st = file.stat()
-                yield str(file), st.st_size, st.st_mtime_ns
+                yield str(file), file.stat()
 
 
 

@@ -145,3 +145,58 @@ def test_only_the_most_recently_used_snapshots_are_kept(tmp_path: Path, monkeypa
     cache.inventory(str(tmp_path / "another.json"))
     kept = {e.read_bytes() for e in _entries()}
     assert len(kept) == 2 and any(str(paths[1]).encode() in k for k in kept)
+
+
+def _hashed(monkeypatch) -> list[str]:
+    """The files whose content is hashed from now on."""
+    import hashlib
+
+    hashed, digest = [], hashlib.file_digest
+    monkeypatch.setattr(hashlib, "file_digest", lambda f, name: hashed.append(f.name) or digest(f, name))
+    return hashed
+
+
+def test_an_unchanged_snapshot_is_not_hashed_again(snapshot: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cache, "SETTLED_NS", 0)  # as if the snapshot had been written long before it was read
+    first = cache.inventory(str(snapshot))
+    hashed = _hashed(monkeypatch)
+    monkeypatch.setattr(cache, "build_inventory", lambda *_: pytest.fail("the snapshot was read again"))
+    _same(cache.inventory(str(snapshot)), first)
+    assert hashed == []
+    # The kept hashes damaged: hashed again, without an error.
+    (kept,) = cache.directory().glob("*.digests")
+    kept.write_bytes(b"{not json")
+    _same(cache.inventory(str(snapshot)), first)
+    assert hashed == [str(snapshot)]
+
+
+def test_a_snapshot_changed_after_its_hash_was_kept_is_hashed_and_read_again(snapshot: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cache, "SETTLED_NS", 0)
+    first = cache.inventory(str(snapshot))
+    st = snapshot.stat()
+    data = snapshot.read_bytes()
+    renamed = data.replace(b'"name":"istio-system","labels"', b'"name":"istio-systen","labels"')
+    snapshot.write_bytes(renamed)  # the same size, and then the same modification time: its change time moves
+    os.utime(snapshot, ns=(st.st_atime_ns, st.st_mtime_ns))
+    hashed = _hashed(monkeypatch)
+    again = cache.inventory(str(snapshot))
+    assert hashed == [str(snapshot)]
+    assert "istio-systen" in again.namespaces and "istio-systen" not in first.namespaces
+    # Another file put in its place (a new inode), with the same size and times as the first: hashed again too.
+    other = snapshot.with_name("other.json")
+    other.write_bytes(data)
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    other.replace(snapshot)
+    hashed.clear()
+    _same(cache.inventory(str(snapshot)), first)
+    assert hashed == [str(snapshot)]
+
+
+def test_a_snapshot_changed_moments_ago_is_hashed_at_every_read(snapshot: Path, monkeypatch) -> None:
+    # Written within SETTLED_NS of the read: a change in the same tick of a coarse file system clock would keep its
+    # change time, so its hash is not kept for the next read (git's "racy clean" files).
+    cache.inventory(str(snapshot))
+    hashed = _hashed(monkeypatch)
+    cache.inventory(str(snapshot))
+    cache.inventory(str(snapshot))
+    assert hashed == [str(snapshot)] * 2
