@@ -12,7 +12,8 @@ more are kept: a small file reads faster than a cache entry would.
 
 An inventory made from a cached one (a plan's overlay: the source with stages applied) can be kept beside it
 (`derived`), keyed by the source's entry, what was made of it and the code of every room that made it; the few most
-recently used are kept per source.
+recently used are kept per source. So can what is made of a source's inventory (`kept`: the app's first page's
+figures), so that it is read without decoding the inventory at all.
 
 A live cluster's large kinds are kept apart, by cluster.live_cache, and brought up to date by watching them.
 
@@ -26,7 +27,7 @@ import weakref
 from collections.abc import Callable, Collection, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -37,6 +38,7 @@ from cluster.model import Pod
 from cluster.snapshot import Visibility
 from cluster.sources import load_snapshot, source_label
 
+T = TypeVar("T")
 # The entry format: raise it when an entry's fields change meaning (a change of their types is caught by decoding,
 # and a change of the decoding code by its hash in the key).
 VERSION = 2
@@ -105,6 +107,28 @@ def derived(inv: Inventory, what: str, code: str, build: Callable[[], Inventory]
     cachedir.used(path, f"{stem}-*.derived.msgpack", DERIVED_KEPT)
     _remember(made, key)
     return made
+
+
+def kept(source: str | None, roots: Collection[Path] | None, what: str, code: str, kind: type[T],
+         build: Callable[[], T]) -> T:
+    """What `build` makes of a source's inventory (`what`: all else that decides it; `code`: the code that makes
+    it, code_of), kept beside the source's entry and keyed by its content: a process that needs only that (the
+    app's first page) reads it without decoding the inventory. Made, and kept, when it is not there or is stale;
+    made each time for a source that is not cached (a live cluster, the demo, a small snapshot)."""
+    key = _key(source, roots)
+    if key is None:
+        return build()
+    full = f"{key[1]}\0{what}\0{code}"
+    path = directory() / f"{key[0]}-{hashlib.sha256(full.encode()).hexdigest()[:16]}.kept.msgpack"
+    try:
+        found, value = msgspec.msgpack.decode(path.read_bytes(), type=tuple[str, kind])
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError):
+        found = None
+    if found != full:
+        value = build()
+        cachedir.write(path, msgspec.msgpack.encode((full, value)))
+    cachedir.used(path, f"{key[0]}-*.kept.msgpack", DERIVED_KEPT)
+    return value
 
 
 def _read(path: Path, key: str) -> Inventory | None:

@@ -200,3 +200,45 @@ def test_a_snapshot_changed_moments_ago_is_hashed_at_every_read(snapshot: Path, 
     cache.inventory(str(snapshot))
     cache.inventory(str(snapshot))
     assert hashed == [str(snapshot)] * 2
+
+
+def test_what_is_made_of_a_source_is_kept_and_read_back_without_its_inventory(snapshot: Path, monkeypatch) -> None:
+    made = []
+
+    def build() -> dict[str, int]:
+        inv = cache.inventory(str(snapshot))
+        made.append(1)
+        return {"pods": len(inv.pods), "services": len(inv.services)}
+
+    first = cache.kept(str(snapshot), None, "counts", "code 1", dict[str, int], build)
+    assert first == {"pods": len(_objects_of("Pod")), "services": len(_objects_of("Service"))} and made == [1]
+    # Read back: neither made again nor is the inventory read.
+    monkeypatch.setattr(cache, "_read", lambda *_: pytest.fail("the inventory was read"))
+    assert cache.kept(str(snapshot), None, "counts", "code 1", dict[str, int], build) == first and made == [1]
+    monkeypatch.undo()
+    # Made again: for something else, by other code, or once the snapshot changed.
+    cache.kept(str(snapshot), None, "other counts", "code 1", dict[str, int], build)
+    cache.kept(str(snapshot), None, "counts", "code 2", dict[str, int], build)
+    assert made == [1, 1, 1]
+    snapshot.write_bytes(snapshot.read_bytes().replace(b'"kind":"Service"', b'"kind":"Servicf"', 1))
+    again = cache.kept(str(snapshot), None, "counts", "code 1", dict[str, int], build)
+    assert again == {"pods": first["pods"], "services": first["services"] - 1} and made == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("damage", [b"", b"\xc1 not msgpack", b"\x92\xa1x\x01"])
+def test_a_kept_value_that_cannot_be_trusted_is_made_again(snapshot: Path, damage: bytes) -> None:
+    cache.kept(str(snapshot), None, "n", "code", int, lambda: 7)
+    (entry,) = cache.directory().glob("*.kept.msgpack")
+    entry.write_bytes(damage)
+    assert cache.kept(str(snapshot), None, "n", "code", int, lambda: 8) == 8
+
+
+def test_what_is_made_of_a_source_that_is_not_cached_is_made_each_time() -> None:
+    made = []
+    for _ in range(2):
+        cache.kept("demo", None, "n", "code", int, lambda: made.append(1) or len(made))
+    assert made == [1, 1] and not list(cache.directory().glob("*.kept.msgpack"))
+
+
+def _objects_of(kind: str) -> list:
+    return [o for o in _objects() if o["kind"] == kind]
