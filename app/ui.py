@@ -11,7 +11,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,9 @@ from cluster import cache
 from cluster.errors import MeshstepError, SourceError
 from cluster.inventory import Inventory, build_inventory, freeze
 from cluster.sources import default_source, load_snapshot
-from features.base import Observation, observe, unknown_features
+from features.base import Observation
+from planner import fleet
+from planner.fleet import Reading
 
 if TYPE_CHECKING:  # imported where first used: `meshstep ui` reads the cluster before it spends a second on them
     import pandas as pd
@@ -126,13 +128,11 @@ def _inventory(src: str) -> Inventory:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _observations(src: str) -> tuple[Observation, ...]:
-    return tuple(observe(_inventory(src)))
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _report(src: str) -> dict[str, Any]:
-    return _inventory(src).report()
+def _reading(key: tuple[str, int]) -> Reading:
+    src = key[0]
+    if src.startswith(UPLOAD_PREFIX):
+        return fleet.reading_of(_inventory(src))
+    return fleet.reading(src, roots_for(src), inventory=lambda: _inventory(src))
 
 
 def load(src: str) -> Inventory:
@@ -165,17 +165,15 @@ SERVED = threading.Event()
 
 
 def warm_up(src: str | None, db: str | None) -> None:
-    """Read `src` (default: as source() would choose) and open the database into the caches every page uses, the
-    Overview first (what `meshstep ui` does while the server starts); raises MeshstepError."""
-    src = src or default_source()
-    _inventory(src)
-    _observations(src)
+    """What the Overview shows of `src` (default: as source() would choose) and the database, into the caches every
+    page uses (what `meshstep ui` does while the server starts); raises MeshstepError."""
+    _reading((src or default_source(), _readings()["count"]))
     _store(db)
-    _report(src)
 
 
 def warm_up_pages(src: str | None) -> None:
-    """Fill the caches of the pages after the first (the Inventory page's tables); raises MeshstepError."""
+    """Fill the caches of the pages after the first (the inventory, and the Inventory page's tables); raises
+    MeshstepError."""
     _inventory_tables((src or default_source(), _readings()["count"]))
 
 
@@ -188,19 +186,29 @@ def inventory() -> Inventory:
         st.error(f"Cannot read the source **{safe.md(src)}**: {safe.md_message(e)}\n\nChoose another source on "
                  "the Settings page.")
         st.stop()
-    _record_first_load(inv)
+    with suppress(MeshstepError):  # every list refused: nothing to follow over time (the Overview says why)
+        _record_first_load(_reading(reading()))
     return inv
+
+
+def cluster_reading() -> Reading:
+    """What the current source shows (planner.fleet.Reading: versions, mesh membership, features observed, what it
+    could not read), kept per content of a snapshot; on failure the page shows what to do and stops."""
+    src = source()
+    try:
+        with st.spinner(f"Reading {safe.md(src)}…"):
+            read = _reading(reading())
+    except MeshstepError as e:
+        st.error(f"Cannot read the source **{safe.md(src)}**: {safe.md_message(e)}\n\nChoose another source on "
+                 "the Settings page.")
+        st.stop()
+    _record_first_load(read)
+    return read
 
 
 def observations() -> tuple[Observation, ...]:
     """Where detection finds each feature on, for the current source."""
-    return _observations(source())
-
-
-def report() -> dict[str, Any]:
-    """The current source's inventory report (`meshstep inventory --format json`), made once per source; read
-    it, do not change it (it is shared by every session)."""
-    return _report(source())
+    return cluster_reading().observed
 
 
 @st.cache_resource(show_spinner=False)
@@ -218,8 +226,7 @@ def refresh() -> None:
     """Forget every cached inventory, so the next page reads the source again."""
     _readings()["count"] += 1
     _inventory.clear()
-    _observations.clear()
-    _report.clear()
+    _reading.clear()
     _inventory_tables.clear()
     st.session_state.pop("recorded", None)
 
@@ -234,14 +241,14 @@ def cluster(inv: Inventory) -> str:
 RECORD_EVERY = timedelta(hours=1)
 
 
-def _record_first_load(inv: Inventory) -> None:
+def _record_first_load(read: Reading) -> None:
     """Keep an inventory summary when it changed (or an hour after the last): the Overview's adoption chart."""
     recorded = st.session_state.setdefault("recorded", set())
-    if inv.source in recorded or not inv.cluster:  # a set of manifests is not a cluster to follow over time
+    if read.source in recorded or not read.cluster:  # a set of manifests is not a cluster to follow over time
         return
-    recorded.add(inv.source)
-    summary = {"cluster": cluster(inv), "source": inv.source, **inv.mesh_summary,
-               "features_observed": sorted(({"feature": o.feature, "scope": o.scope} for o in observations()),
+    recorded.add(read.source)
+    summary = {"cluster": read.source, "source": read.source, **read.mesh,
+               "features_observed": sorted(({"feature": o.feature, "scope": o.scope} for o in read.observed),
                                            key=lambda f: (f["feature"], f["scope"]))}
     with errors("Could not record this inventory in the history"):
         store().record_inventory(summary, actor() or "meshstep ui", unless_same_within=RECORD_EVERY)
@@ -375,15 +382,15 @@ def errors(what: str = "") -> Iterator[None]:
         st.error((f"{safe.md_message(what)}: " if what else "") + safe.md_message(e))
 
 
-def status(store: Store, cluster: str, inv: Inventory) -> dict[str, list[dict]]:
+def status(store: Store, read: Reading) -> dict[str, list[dict]]:
     """The cluster's recorded flags and their drift, as `meshstep status` computes them; and, above it, one line
     naming what the source could not read (a feature whose evidence is there is unknown, not off)."""
     from state.drift import recorded_and_drift
 
-    if inv.visibility.not_visible:
-        st.warning("Not visible: " + "; ".join(f"{n.resource} ({n.reason})" for n in inv.visibility.not_visible)
+    if read.not_visible:
+        st.warning("Not visible: " + "; ".join(f"{n.resource} ({n.reason})" for n in read.not_visible)
                    + ". What their objects would show is unknown, not off.", icon=":material/visibility_off:")
-    return recorded_and_drift(store, cluster, observations(), unknown_features(inv))
+    return recorded_and_drift(store, read.source, read.observed, read.unknown)
 
 
 def flash(message: str, kind: str = "success") -> None:

@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING, Any
 from cluster import cache as inventory_cache
 from cluster import revisions
 from cluster.errors import MeshstepError, SourceError
+from cluster.inventory import Inventory
+from cluster.snapshot import NotVisible
 from cluster.sources import source_label
+from features.base import Observation, observe, unknown_features
 
 if TYPE_CHECKING:
     from state.store import Store
@@ -38,15 +41,24 @@ class Member:
 
 @dataclass(frozen=True)
 class Reading:
-    """What a cluster showed when read: versions, mesh membership and the features detection finds on."""
+    """What a cluster showed when read: versions, mesh membership, the features detection finds on, and what the
+    source could not show. Made once per content of a snapshot (`reading`): a fleet of unchanged snapshots, and the
+    app's first page, need not decode their inventories."""
 
     istio_version: str | None  # the newest revision's
     versions: tuple[str, ...]  # every revision's, oldest first: two while an upgrade is in progress
     revisions: tuple[str, ...]  # "revision (version)", oldest first
     headline: str
     mesh: dict[str, int]  # Inventory.mesh_summary
-    observed: tuple[Any, ...]  # features.base.Observation
+    observed: tuple[Observation, ...]
     forbidden: tuple[str, ...]  # kinds the API refused to list: what the reading could not show
+    source: str  # the source's label: the name the cluster's records are kept under
+    cluster: bool  # a whole cluster (live, demo), not a set of manifests
+    installed: bool  # Istio's CRDs or an istiod
+    root_namespace: str
+    upgrade: revisions.Upgrade | None  # two revisions side by side: how far the move has gone
+    not_visible: tuple[NotVisible, ...]  # kinds the source could not read, and why
+    unknown: dict[str, str]  # feature id → why it cannot be told off (features.base.unknown_features)
 
 
 @dataclass(frozen=True)
@@ -123,13 +135,29 @@ def all_contexts() -> list[str]:
 
 
 def read(member: Member, roots: Collection[Path] | None = None) -> Reading:
-    """Read one cluster and observe its features; raises MeshstepError. `roots`: the directories a path source
-    may read (None: anywhere), as load_snapshot takes them."""
-    from features.base import observe
+    """Read one cluster and observe its features (`reading`); raises MeshstepError. `roots`: the directories a path
+    source may read (None: anywhere), as load_snapshot takes them."""
+    return reading(member.source, roots)
 
-    inv = inventory_cache.inventory(member.source, roots=roots)
+
+# The rooms whose code decides a reading: a change to any of them makes every kept reading stale.
+_READERS = ("cluster", "telemetry", "analysis", "explain", "features", "planner")
+
+
+def reading(source: str, roots: Collection[Path] | None = None,
+            inventory: Callable[[], Inventory] | None = None) -> Reading:
+    """The reading of `source`: kept from the last time its content was read (cluster.cache.kept: a snapshot on
+    disk, unchanged, read by this code), else made from its inventory (`inventory()`, else read through the cache)
+    and kept; raises MeshstepError."""
+    return inventory_cache.kept(
+        source, roots, "reading", inventory_cache.code_of(_READERS), Reading,
+        lambda: reading_of(inventory() if inventory else inventory_cache.inventory(source, roots=roots)))
+
+
+def reading_of(inv: Inventory) -> Reading:
+    """What `inv` shows (Reading); raises SourceError when the source refused every list."""
     if inv.visibility.forbidden and not inv.pods and not inv.namespaces:
-        raise SourceError(f"{member.source}: every list was refused (403 on {', '.join(inv.visibility.forbidden)}):"
+        raise SourceError(f"{inv.source}: every list was refused (403 on {', '.join(inv.visibility.forbidden)}):"
                           " give the credentials list/watch on pods, namespaces and Istio's config")
     installed = revisions.installed(inv)
     return Reading(
@@ -137,7 +165,10 @@ def read(member: Member, roots: Collection[Path] | None = None) -> Reading:
         versions=tuple(dict.fromkeys(r.version for r in installed if r.version)),
         revisions=tuple(f"{r.revision} ({r.version or '?'})" for r in installed),
         headline=revisions.headline(inv) if inv.istio_installed else "Istio: not installed",
-        mesh=dict(inv.mesh_summary), observed=tuple(observe(inv)), forbidden=tuple(inv.visibility.forbidden))
+        mesh=dict(inv.mesh_summary), observed=tuple(observe(inv)), forbidden=tuple(inv.visibility.forbidden),
+        source=inv.source, cluster=inv.cluster, installed=inv.istio_installed, root_namespace=inv.root_namespace,
+        upgrade=revisions.upgrade(inv), not_visible=tuple(inv.visibility.not_visible),
+        unknown=unknown_features(inv))
 
 
 def read_fleet(fleet: Sequence[Member], store: Store | None, deadline: float = DEADLINE) -> list[ClusterStatus]:

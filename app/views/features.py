@@ -20,7 +20,7 @@ feats = registry()
 observed = ui.observations()
 
 st.title("Features")
-status = ui.status(store, cluster, inv)
+status = ui.status(store, ui.cluster_reading())
 ui.show_flash()
 
 # ---------------------------------------------------------------- the matrix

@@ -5,35 +5,33 @@ import pandas as pd
 import streamlit as st
 
 from app import safe, traffic, ui
-from cluster import revisions
 from planner import stages
 from state.drift import OBSERVED_NOT_RECORDED
 from state.models import PlanMode
 from telemetry.edges import count_text
 
-inv = ui.inventory()
+# What the source shows, kept per content (planner.fleet.Reading): a freshly started server shows this page without
+# decoding the cluster's inventory.
+facts = ui.cluster_reading()
 store = ui.store()
-cluster = ui.cluster(inv)
-report = ui.report()
-observed = ui.observations()
+cluster = facts.source
+observed = facts.observed
 
 st.title(f"Cluster {safe.md(cluster)}")
-status = ui.status(store, cluster, inv)
-istio = report["istio"]
-if istio["installed"]:
-    names = ", ".join(r["revision"] for r in report["control_plane"]["revisions"]) or "none running"
-    headline = revisions.headline(inv)
-    st.caption(f"{safe.md_message(headline)} · control plane revisions: {safe.md_message(names)} · root namespace "
-               f"{safe.md(istio['root_namespace'])}")
+status = ui.status(store, facts)
+if facts.installed:
+    names = ", ".join(facts.revisions) or "none running"
+    st.caption(f"{safe.md_message(facts.headline)} · control plane revisions: {safe.md_message(names)} · root "
+               f"namespace {safe.md(facts.root_namespace)}")
 else:
     st.warning("Istio is not installed in this cluster: the plan's first stage says how to install it.")
 
-upgrade = revisions.upgrade(inv)
+upgrade = facts.upgrade
 history = store.inventory_history(cluster)
-mesh = inv.mesh_summary
+mesh = facts.mesh
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Istio version", safe.shown(f"{upgrade.from_version} → {upgrade.to_version}" if upgrade is not None
-                                       else istio["version"] or "—"),
+                                       else facts.istio_version or "—"),
           help="During an upgrade: the oldest and the newest revision's versions.")
 c2.metric("Namespaces in the mesh", f"{mesh['namespaces_in_mesh']} / {mesh['namespaces_total']}",
           help="Namespaces with at least one pod in the mesh (sidecar or ambient), out of all namespaces.")
