@@ -11,7 +11,11 @@ throwaway database, and a new browser profile opens the page:
   builds the inventory (`meshstep ui` starts that at once; the page waits for it) and the page's tables, the
   browser downloads the app's JavaScript;
 - second visitor: another browser profile then opens it: the server's caches are full, the browser's are empty;
-- warm: that browser loads it again (a new session: a reload, or a second visit): every cache is full.
+- warm: that browser loads it again (a new session: a reload, or a second visit): every cache is full;
+- restarted: `meshstep ui` is stopped and started afresh on the same address, with the cache and database the run
+  left (the app has shown this snapshot before: what its Overview shows is kept, planner.fleet.reading), and the
+  page is opened by a new browser profile ("new browser"), then, after another restart, by the browser of the warm
+  loads ("returning browser": it keeps Streamlit's JavaScript, served as immutable, and its compiled code).
 Each figure runs from `page.goto` until the page's content is visible — the script run over, and every table and
 chart it sent drawn (a table is a canvas drawn after the run) — and no error is shown; "shell" is the part of it
 spent before Streamlit's frontend is up (JavaScript download and start, no server work). "From start" is the cold
@@ -82,9 +86,8 @@ def _db(tmp: Path) -> str:
     return f"sqlite:///{tmp / 'state.db'}"
 
 
-def _start(snapshot: Path, tmp: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str, float]:
-    """`meshstep ui` on a free port, once it answers; and when it was launched."""
-    port = _free_port()
+def _start(snapshot: Path, tmp: Path, env: dict[str, str], port: int) -> tuple[subprocess.Popen, str, float]:
+    """`meshstep ui` on `port`, once it answers; and when it was launched."""
     launched = time.perf_counter()
     log = (tmp / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "ui", "--port", str(port), "--source", str(snapshot),
@@ -163,7 +166,9 @@ def main(argv: list[str] | None = None) -> None:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             for name in args.pages:
                 path, selector, count = PAGES[name]
-                proc, url, launched = _start(snapshot, tmp, _cache_env(args.cache, snapshot, tmp))
+                port = _free_port()
+                env = _cache_env(args.cache, snapshot, tmp)
+                proc, url, launched = _start(snapshot, tmp, env, port)
                 try:
                     loads, cpu = [], [0.0]
                     for _ in range(2):  # the first browser profile loads it cold, the second as a new visitor
@@ -171,24 +176,35 @@ def main(argv: list[str] | None = None) -> None:
                         page = context.new_page()
                         loads.append(_load(page, f"{url}/{path}", selector, count))
                         cpu.append(_cpu_seconds(proc.pid))
-                    loads += [_load(page, f"{url}/{path}", selector, count) for _ in range(args.runs)]
-                    context.close()
-                    results[name] = loads, loads[0][2] - launched, (cpu[1], cpu[2] - cpu[1])
+                    warm = [_load(page, f"{url}/{path}", selector, count) for _ in range(args.runs)]
                 finally:
                     _stop(proc)
+                restarted = []
+                for browsed in (browser.new_context(viewport={"width": 1400, "height": 1000}), context):
+                    proc, url, _ = _start(snapshot, tmp, env, port)
+                    try:
+                        restarted.append(_load(browsed.pages[0] if browsed.pages else browsed.new_page(),
+                                               f"{url}/{path}", selector, count))
+                    finally:
+                        browsed.close()
+                        _stop(proc)
+                results[name] = [*loads, *restarted, *warm], loads[0][2] - launched, (cpu[1], cpu[2] - cpu[1])
             browser.close()
     print(f"load average {_load_average()} after")
-    print(f"{'seconds':<10}{'cold':>16}{'from start':>12}{'2nd visitor':>16}{'warm':>16}{'server CPU':>16}   (in "
-          f"brackets: the frontend's start; warm: median of {args.runs})")
-    for name, ((cold, visitor, *warm), from_start, (first_cpu, second_cpu)) in results.items():
-        row = [f"{total:.2f} ({shell:.2f})" for total, shell, _ in (cold, visitor, sorted(warm)[len(warm) // 2])]
-        print(f"{name:<10}{row[0]:>16}{from_start:>12.2f}{row[1]:>16}{row[2]:>16}"
+    print(f"{'':<10}{'':>16}{'':>12}{'':>16}{'':>16}{'restarted:':>13}{'':>16}")
+    print(f"{'seconds':<10}{'cold':>16}{'from start':>12}{'2nd visitor':>16}{'warm':>16}{'new browser':>16}"
+          f"{'returning':>16}{'server CPU':>16}   (in brackets: the frontend's start; warm: median of {args.runs})")
+    for name, ((cold, visitor, new, returning, *warm), from_start, (first_cpu, second_cpu)) in results.items():
+        row = [f"{total:.2f} ({shell:.2f})"
+               for total, shell, _ in (cold, visitor, sorted(warm)[len(warm) // 2], new, returning)]
+        print(f"{name:<10}{row[0]:>16}{from_start:>12.2f}{row[1]:>16}{row[2]:>16}{row[3]:>16}{row[4]:>16}"
               f"{f'{first_cpu:.2f} / {second_cpu:.2f}':>16}")
     print("goal < 2 s. cold: the server's first request, as soon as it answers (it is still reading the cluster); "
           "from start:\nthe same, counted from launching meshstep ui; 2nd visitor: server caches full, browser cache "
           "empty;\nwarm: the same browser loads it again; server CPU: the meshstep ui process's CPU seconds from its "
           "launch to the\ncold page visible / during the 2nd visitor's load (what the load average does not "
-          "change much).")
+          "change much);\nrestarted: a freshly started server's first request once the app has shown this snapshot, "
+          "from a new browser\nprofile, and from one that has opened it before.")
 
 
 if __name__ == "__main__":
