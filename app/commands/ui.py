@@ -44,11 +44,12 @@ def _listening(address: str, port: int, timeout: float = 60) -> None:
 
 
 def _warm_up(address: str, port: int) -> None:
-    """Read the source and import what the pages need as soon as the server listens, so that the first page does
-    not wait for it (on a 10,000-pod cluster that is seconds: benchmarks/app.py). A page that asks meanwhile waits
-    for this reading instead of making its own (Streamlit locks a cached value while it is computed). Not before
-    the server listens: both are work for the one interpreter, and the reading would delay the address answering
-    at all (a browser opened on it meanwhile shows "connection refused"), where now it shows the page reading."""
+    """Read what the Overview shows of the source and import what the pages need as soon as the server listens, so
+    that the first page does not wait for it (on a 10,000-pod cluster that is seconds: benchmarks/app.py). A page
+    that asks meanwhile waits for this reading instead of making its own (Streamlit locks a cached value while it is
+    computed). Not before the server listens: both are work for the one interpreter, and the reading would delay
+    the address answering at all (a browser opened on it meanwhile shows "connection refused"), where now it shows
+    the page reading."""
     # Outside a script run, Streamlit warns on every st call; these calls only fill caches.
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
     _listening("127.0.0.1" if address in ("0.0.0.0", "") else "::1" if address == "::" else address, port)
@@ -65,8 +66,11 @@ def _warm_up(address: str, port: int) -> None:
     # before that page runs: else Streamlit's full collection after each script run walks it (once over, its
     # "finished" reaches the browser only after that collection), and so does each one the page's work sets off.
     freeze()
-    # What the first page does not show waits for it to be served: built beside it, it slowed it (one interpreter).
+    # What the first page does not show (the inventory, the Inventory page's tables: 0.7 s on 10,000 pods) waits for
+    # it to be served and drawn: the browser then fetches its tables' and metrics' code from this interpreter, which
+    # that work would hold (benchmarks/app.py, restarted: median 2.33 s without the wait, 2.23 s with it).
     ui.SERVED.wait(timeout=_FIRST_PAGE_WAIT)
+    time.sleep(_FIRST_PAGE_DRAWN)
     for module in ("state.audit", "planner.moves"):
         importlib.import_module(module)
     _quietly(ui.warm_up_pages, src)
@@ -75,8 +79,10 @@ def _warm_up(address: str, port: int) -> None:
     freeze()
 
 
-# How long the warm-up waits for a first page before it builds the other pages' caches anyway.
+# How long the warm-up waits for a first page before it builds the other pages' caches anyway, and how long after
+# the first page's run its drawing takes (its elements' code fetched and compiled, its tables drawn).
 _FIRST_PAGE_WAIT = 60
+_FIRST_PAGE_DRAWN = 2.0
 
 
 def _quietly(fill, *args) -> None:
