@@ -119,15 +119,35 @@ def test_fleet_ends_at_the_deadline_not_when_a_slow_cluster_answers(kubeconfig, 
     assert elapsed < 25  # the slow cluster's first list alone answers after 30 s
 
 
+_EVERYTHING = ["namespaces", "pods", "services", "nodes", "configmaps", "secrets", "deployments", "statefulsets",
+               "daemonsets", "mutatingwebhookconfigurations", "validatingwebhookconfigurations",
+               "customresourcedefinitions"]
+
+
 def test_a_cluster_refusing_every_list_is_failed(kubeconfig, db: str) -> None:
-    everything = ["namespaces", "pods", "services", "nodes", "configmaps", "secrets", "deployments", "statefulsets",
-                  "daemonsets", "mutatingwebhookconfigurations", "validatingwebhookconfigurations",
-                  "customresourcedefinitions"]
-    with serve(_demo_objects(), forbidden=everything) as locked:
+    with serve(_demo_objects(), forbidden=_EVERYTHING) as locked:
         kubeconfig({"locked": locked.url})
         with closing(Store.open(db)) as store:
             [row] = fleet.read_fleet(fleet.members(["locked"]), store)
     assert not row.ok and "every list was refused" in row.error and "pods" in row.error
+
+
+def test_the_overview_of_a_cluster_refusing_every_list_says_so(kubeconfig, db: str, monkeypatch) -> None:
+    """As the fleet says it: not an empty cluster with nothing in the mesh."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import APP
+
+    with serve(_demo_objects(), forbidden=_EVERYTHING) as locked:
+        kubeconfig({"locked": locked.url})
+        monkeypatch.setenv("MESHSTEP_SOURCE", "context:locked")
+        monkeypatch.setenv("MESHSTEP_DATABASE_URL", db)
+        st.cache_resource.clear()
+        at = AppTest.from_file(str(APP), default_timeout=120).run()
+    assert not at.exception and not at.metric
+    [error] = at.error
+    assert "every list was refused" in error.value and "pods" in error.value
 
 
 def test_fleet_of_snapshots_works_offline(tmp_path: Path, db: str, capsys: pytest.CaptureFixture) -> None:
