@@ -18,6 +18,7 @@ from cluster.snapshot import FILE_LIMIT
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 TELEMETRY_ENV = "MESHSTEP_TELEMETRY"
+STATIC_READ = 4 << 20  # bytes a served file is read in at most (Starlette's default: 64 KiB)
 
 
 def streamlit_args(port: int, address: str, auth: Path | None = None) -> list[str]:
@@ -153,6 +154,12 @@ def ui(
     from streamlit import delta_generator
 
     delta_generator._use_warning_has_been_displayed = True
+    # Streamlit serves its frontend's files (about 60 on a first visit, 3.3 MB) through Starlette's FileResponse,
+    # which reads a file 64 KiB at a time, each read a trip to a worker thread and back into this one interpreter,
+    # which the warm-up keeps busy meanwhile: read whole, the largest (0.86 MB) is one trip instead of 14.
+    from starlette.responses import FileResponse
+
+    FileResponse.chunk_size = STATIC_READ
     threading.Thread(target=_warm_up, args=(address, port), name="meshstep-warm-up", daemon=True).start()
     # In this process (not a child): SIGTERM and Ctrl-C reach Streamlit's own handlers, which stop the server.
     streamlit_cli.main(args=streamlit_args(port, address, auth.resolve() if auth else None), prog_name="streamlit",

@@ -57,3 +57,20 @@ def test_the_warm_up_leaves_what_the_first_page_does_not_show_until_it_is_served
         ui.SERVED.set()  # the first page's run is over
         warm.join(timeout=120)
     assert not warm.is_alive() and built == ["demo"]
+
+
+def test_the_frontend_s_files_are_served_whole_and_intact(tmp_path):
+    """`meshstep ui` has Starlette read a served file in one go (STATIC_READ) rather than 64 KiB at a time: the
+    frontend's files arrive as they are on disk, the largest (0.86 MB, 14 reads before) and the smallest."""
+    import urllib.request
+
+    import streamlit
+
+    from tests.app.browser import app_server
+
+    files = sorted((Path(streamlit.__file__).parent / "static" / "static" / "js").glob("*.js"),
+                   key=lambda f: f.stat().st_size)
+    with app_server(tmp_path, "demo", f"sqlite:///{tmp_path / 'state.db'}") as url:
+        for f in (files[-1], files[-2], files[0]):
+            with urllib.request.urlopen(f"{url}/static/js/{f.name}", timeout=30) as r:
+                assert r.read() == f.read_bytes(), f.name
