@@ -420,7 +420,7 @@ _ENTRIES = (
     Entry("MST0710", "KubernetesUnsupportedByInstalledRelease", "warning", ("gateway-api-crds", "ambient-install"),
           "A node runs a Kubernetes version the installed Istio release does not support, or whether it does is "
           "unknown (the release is not in meshstep's copy of istio.io's supported releases table, or nodes report "
-          "no kubelet version).",
+          "no kubelet version, or none is in the source).",
           "Both of istio.io's ambient paths ask for a Kubernetes version the Istio release supports: the supported "
           "releases page lists them per release (the migration guide's 1.31 to 1.35 is the latest release's). "
           "Outside them ztunnel, istio-cni and waypoints run on APIs the release was not tested with.",

@@ -1,8 +1,8 @@
 """Whether an Istio release supports the nodes' Kubernetes, from istio.io's supported releases table
 (cluster.istio_releases.KUBERNETES), and what to say: one judgement for the install gates that ask it (MST0909 and
 MST0910 for the release revision-install installs, MST0710 for the release ambient is installed on), nodes outside
-the release's versions and what keeps them from being judged (the release not in the table, nodes that report no
-kubelet version) alike."""
+the release's versions and what keeps them from being judged (the release not in the table, no node in the source,
+nodes that report no kubelet version) alike."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,7 +65,8 @@ def outside(inv: Inventory, istio: str) -> list[Outside] | None:
 
 def unknown(inv: Inventory, istio: str) -> tuple[Ref, Filled] | None:
     """Why whether Istio `istio` supports the nodes' Kubernetes is unknown, and what to blame: its minor release is
-    not in the table (the root namespace), or nodes report no kubelet version (the first of them); else None."""
+    not in the table (the root namespace), no node is in the source (the root namespace: a snapshot without Node
+    objects cannot show the Kubernetes), or nodes report no kubelet version (the first of them); else None."""
     have = minor(istio)
     if have is None:
         return None
@@ -77,6 +78,10 @@ def unknown(inv: Inventory, istio: str) -> tuple[Ref, Filled] | None:
             f"Kubernetes versions meshstep knows ({_dotted(known[0])} to {_dotted(known[-1])}): "
             "whether it supports the nodes' Kubernetes ({versions}) is unknown",
             istio=istio, versions=", ".join(versions) or "not reported")
+    if not inv.of_kind("Node"):
+        return Ref("Namespace", None, inv.root_namespace), fill(
+            "no node is in the source: whether Istio {istio} supports the cluster's Kubernetes is unknown",
+            istio=istio)
     unreported = [n for n in inv.of_kind("Node") if platform.kubernetes_minor(n) is None]
     if not unreported:
         return None

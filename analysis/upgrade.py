@@ -153,11 +153,6 @@ def kubernetes_support_unknown(ctx: Context) -> Iterator[Found]:
     version = _release_to_install(ctx)
     if version is None:
         return  # no release to install, or a build whose version is not a release
-    inv = ctx.inventory
-    root, source = Ref("Namespace", None, inv.root_namespace), kubernetes_support.SOURCE
-    unknown = kubernetes_support.unknown(inv, version)
+    unknown = kubernetes_support.unknown(ctx.inventory, version)
     if unknown is not None:
-        yield *unknown, hint("MST0910", source=source)
-    elif not inv.of_kind("Node"):
-        yield (root, f"no node is in the source: whether Istio {version} supports the cluster's Kubernetes is "
-               "unknown", hint("MST0910", source=source))
+        yield *unknown, hint("MST0910", source=kubernetes_support.SOURCE)

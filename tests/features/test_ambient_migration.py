@@ -131,6 +131,18 @@ def test_nodes_that_report_no_kubelet_version_are_said_so_not_passed_silently(de
                   if m.code == "MST0710") == sorted([f"Node {name}", f"Node {older['metadata']['name']}"])
 
 
+@pytest.mark.parametrize("feature", ["gateway-api-crds", "ambient-install"])
+def test_a_source_without_nodes_is_said_so_not_passed_silently(demo_inventory, feature):
+    """MST0710 judged no node and said nothing (the install gate's MST0910 said so): a snapshot without Node
+    objects cannot show the Kubernetes the release runs on."""
+    nodeless = demo_inventory.with_changes(delete=[n.ref for n in demo_inventory.of_kind("Node")])
+    assert not nodeless.of_kind("Node")
+    (m,) = [m for m in _messages(nodeless, feature) if m.code == "MST0710"]
+    assert (m.level, m.ref) == ("warning", Ref("Namespace", None, nodeless.root_namespace))
+    assert m.message == "no node is in the source: whether Istio 1.27.3 supports the cluster's Kubernetes is unknown"
+    assert "Istio 1.27.3 supports (1.29 to 1.33: " in m.hint  # the range to compare `kubectl get nodes` with
+
+
 def test_an_installed_release_meshstep_has_no_kubernetes_range_for_is_warned_of(demo_inventory):
     newer = _istiod_at(demo_inventory, "1.40.1")
     assert newer.istio_version == "1.40.1"
