@@ -370,6 +370,17 @@ def test_peerauth_yaml_judges_each_server_by_its_own_policy_and_the_port_it_is_c
     assert "if the port" not in found["MST0402 Deployment outside/scraper"].message
 
 
+def test_nosidecar_yaml_counts_no_caller_of_a_server_without_a_sidecar():
+    """nosidecar.yaml: STRICT in app refuses the plaintext of outside/fetcher to api (a sidecar enforces it), not that
+    of outside/reader to legacy: a server without a proxy applies no PeerAuthentication and takes whatever comes,
+    today and after the stage."""
+    inv = inventory(FIXTURES / "nosidecar.yaml")
+    refused = [str(m.ref) for m in gate(inv, "mtls-strict", "app") if m.code == "MST0402"]
+    assert refused == ["Deployment outside/fetcher"]
+    after = inv.with_changes(apply=feature_registry()["mtls-strict"].build({}, "app", inv))
+    assert [str(m.ref) for m in invariants.callers_refused(inv, after)] == ["Deployment outside/fetcher"]
+
+
 def test_a_port_made_strict_refuses_the_plaintext_calls_on_it_newly():
     """MST0812 reads the same verdicts: admin's policy gaining portLevelMtls STRICT for its pods' 9901 newly refuses
     the calls on admin's port 9000 (poller's, scraper's), not those on port 80 nor those whose port is unknown; the
