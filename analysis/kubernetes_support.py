@@ -35,11 +35,16 @@ class Outside:
                     low=self.low, high=self.high, source=SOURCE)
 
 
+def _range(istio: str) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The oldest and newest Kubernetes minor Istio release `istio` supports; None when it is not in the table."""
+    have = minor(istio)
+    return istio_releases.KUBERNETES.get(have) if have else None
+
+
 def supported(istio: str) -> str | None:
     """The Kubernetes versions Istio release `istio` supports (`1.29 to 1.33`); None when the release is not in the
     table (see `unknown`)."""
-    have = minor(istio)
-    versions = istio_releases.KUBERNETES.get(have) if have else None
+    versions = _range(istio)
     return None if versions is None else f"{_dotted(versions[0])} to {_dotted(versions[1])}"
 
 
@@ -50,11 +55,9 @@ def _dotted(version: tuple[int, int]) -> str:
 def outside(inv: Inventory, istio: str) -> list[Outside] | None:
     """The nodes whose Kubernetes Istio release `istio` does not support, one entry per kubelet version; None when
     the release is not in the table. Nodes that report no kubelet version are not judged (see `unknown`)."""
-    have = minor(istio)
-    supported = istio_releases.KUBERNETES.get(have) if have else None
-    if supported is None:
+    if (versions := _range(istio)) is None:
         return None
-    low, high = supported
+    low, high = versions
     found: dict[str, list[Ref]] = {}
     for node in inv.of_kind("Node"):
         runs = platform.kubernetes_minor(node)
