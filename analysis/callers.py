@@ -266,7 +266,8 @@ def _bare(ctx: Context) -> list[_Bare]:
     judged = per_inventory(after, "callers-bare", lambda _: {})
     if ctx.scope not in judged:
         judged[ctx.scope] = [_Bare(u, out, [_Judged(c, bool((v := refuses_plaintext(after, c.service, c.port)).refused),
-                                                    v.why, bool(refuses_plaintext(inv, c.service, c.port).refused))
+                                                    v.why, bool(v.refused if after is inv else
+                                                              refuses_plaintext(inv, c.service, c.port).refused))
                                             for c in cs])
                              for u, out, cs in found]
     return judged[ctx.scope]
