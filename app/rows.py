@@ -1,12 +1,16 @@
-"""The app's inventory tables: each namespace, workload and pod with how much of it is in the mesh."""
+"""The app's tables: each namespace, workload and pod with how much of it is in the mesh (the Inventory page); each
+feature with where it is observed, recorded and drifting (the Overview)."""
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cluster.components import CATALOG
 from cluster.inventory import Inventory, gc_paused
 from cluster.model import Pod
 from explain.report import MeshStatus, mesh_status
+from features.base import MESH
 
 
 @gc_paused()
@@ -47,3 +51,32 @@ def _istio_own(inv: Inventory, pod: Pod) -> MeshStatus | None:
         return None
     comp = CATALOG[instance.component]
     return MeshStatus(False, "istio", f"Istio itself: {comp.title.split(' — ')[0]}, of the {comp.plane} plane")
+
+
+def where(scopes: Iterable[str]) -> str:
+    """Scopes said short: "mesh-wide", "shop" (one namespace by name), "3 namespaces", "mesh-wide, 2 namespaces"."""
+    scopes = set(scopes)
+    namespaces = sorted(scopes - {MESH})
+    said = [f"{len(namespaces)} namespaces"] if len(namespaces) > 1 else namespaces
+    return ", ".join((["mesh-wide"] if MESH in scopes else []) + said)
+
+
+def feature_summary(rows: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """Each feature once, from the rows of each feature and scope (feature, scope, observed, recorded: a flag's
+    state or "—", drift: its kind or ""): where detection finds it on, where each recorded state is, and where each
+    kind of drift is."""
+    observed: dict[str, list[str]] = defaultdict(list)
+    recorded: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    drift: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        feature, scope = r["feature"], r["scope"]
+        observed[feature] += [scope] if r["observed"] else []
+        if r["recorded"] != "—":
+            recorded[feature][r["recorded"]].append(scope)
+        if r["drift"]:
+            drift[feature][r["drift"]].append(scope)
+
+    def by(kinds: Mapping[str, list[str]]) -> str:
+        return "; ".join(f"{kind}: {where(scopes)}" for kind, scopes in sorted(kinds.items())) or "—"
+
+    return [(f, where(observed[f]) or "—", by(recorded[f]), by(drift[f])) for f in sorted(observed)]

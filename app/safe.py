@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html as _html
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from analysis.catalog import Filled
@@ -95,6 +95,14 @@ def code(value: Any) -> str:
 def _code_span(text: str) -> str:
     fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
     return f"{fence} {text} {fence}"
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], right: Collection[int] = ()) -> str:
+    """A Markdown table (GitHub's) of values, each header and cell as md() shows a value: a `|` in one is escaped
+    there, so a value never opens a cell; the columns numbered in `right` are aligned right (numbers)."""
+    rule = ["--:" if i in right else "---" for i in range(len(header))]
+    return "\n".join("| " + " | ".join(line) + " |"
+                     for line in [[md(h) for h in header], rule, *([md(v) for v in row] for row in rows)])
 
 
 def cells(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from app.rows import feature_summary
 from cluster.inventory import Inventory
 from features.base import registry
 from state import audit
@@ -26,7 +27,7 @@ def test_overview_metrics_are_the_inventory_s(app, demo_inventory: Inventory):
     assert metrics["Pods in the mesh"] == f"{report['counts']['pods_in_mesh']} / {report['counts']['pods']}"
     meshed = sum(r["pods_with_sidecar"] > 0 for r in report["namespaces"])  # the demo has no ambient pods
     assert metrics["Namespaces in the mesh"] == f"{meshed} / {len(report['namespaces'])}"
-    observed = [o for f in registry().values() if not f.operation for o in f.detect(demo_inventory)]
+    observed = {(o.feature, o.scope) for f in registry().values() if not f.operation for o in f.detect(demo_inventory)}
     assert metrics["Features observed"] == str(len(observed))
     assert app.title[0].value == f"Cluster {report['source']}"
     assert not _errors(app)
@@ -440,10 +441,40 @@ def test_inventory_says_what_istio_s_own_pods_are(app, demo_inventory: Inventory
     assert not set(app.dataframe[0].value["pod"]) & set(own)
 
 
-def test_overview_has_one_features_table_and_a_chart_from_the_first_reading(app):
+def test_overview_says_each_feature_once_and_each_scope_on_demand(app, demo_inventory: Inventory):
+    observed: dict[str, set[str]] = {}
+    for f in registry().values():
+        for o in () if f.operation else f.detect(demo_inventory):
+            observed.setdefault(o.feature, set()).add(o.scope)
+    [summary] = [m.value for m in app.markdown if m.value.startswith("| feature | observed |")]
+    lines = summary.splitlines()[2:]
+    said = {cells[0]: cells[1] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines)}
+    assert said.keys() == observed.keys()  # nothing recorded yet: each feature observed, once
+    for feature, scopes in observed.items():
+        namespaces = scopes - {"mesh"}
+        words = (["mesh-wide"] if "mesh" in scopes else []) + (
+            [f"{len(namespaces)} namespaces"] if len(namespaces) > 1 else sorted(namespaces))
+        assert said[feature] == ", ".join(words), feature
+    assert not app.dataframe  # the table of each scope is drawn when asked for
+    app.toggle(key="overview-feature-scopes").set_value(True).run()
     assert [d.value.columns.tolist()[:5] for d in app.dataframe] == [
         ["feature", "scope", "observed", "recorded", "drift"]]
+    assert len(app.dataframe[0].value) == sum(map(len, observed.values()))
     assert len(app.get("vega_lite_chart")) == 1  # one reading is a point, not a caption
+
+
+def test_a_feature_s_summary_says_where_each_recorded_state_and_each_drift_is():
+    def row(feature, scope, observed, recorded="—", drift=""):
+        return {"feature": feature, "scope": scope, "observed": observed, "recorded": recorded, "drift": drift}
+
+    rows = [row("mtls-strict", "mesh", True, "on"), row("mtls-strict", "shop", True, "on"),
+            row("mtls-strict", "orders", True, drift="observed, not recorded"),
+            row("mtls-strict", "payments", False, "on", "recorded on, not observed"),
+            row("tracing", "legacy", False, "off")]
+    assert feature_summary(rows) == [
+        ("mtls-strict", "mesh-wide, 2 namespaces", "on: mesh-wide, 2 namespaces",
+         "observed, not recorded: orders; recorded on, not observed: payments"),
+        ("tracing", "—", "off: legacy", "—")]
 
 
 def test_the_name_given_is_kept_in_the_address(app, store: Store):

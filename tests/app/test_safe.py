@@ -48,6 +48,20 @@ def test_markdown_makes_no_element_of_a_value() -> None:
         assert unescaped == f"before {safe.visible(value)} after", value
 
 
+def test_a_table_keeps_each_value_in_its_cell_and_makes_no_element_of_it() -> None:
+    table = safe.md_table(("value", "n"), [(value, i) for i, value in enumerate(HOSTILE)], right={1})
+    html = MD.render(table)
+    assert html.count("<table>") == 1 and html.count("<tr>") == len(HOSTILE) + 1
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", html)
+    assert len(cells) == 2 * len(HOSTILE)
+    for value, shown in zip(HOSTILE, cells[::2], strict=True):
+        assert re.fullmatch("[^<]*", re.sub(r"</?code>", "", shown)), (value, shown)  # no element but code
+        text = re.sub(r"</?code>", "", shown).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
+        assert text.replace("&amp;", "&").strip() == safe.visible(value), value
+    assert cells[1::2] == [str(i) for i in range(len(HOSTILE))]
+    assert '<td style="text-align:right">' in html
+
+
 def test_a_code_span_holds_the_whole_value() -> None:
     for value in ["a`b", "``x``", "`", "plain"]:
         html = MD.render(f"see {safe.code(value)} here")

@@ -18,6 +18,12 @@ def test_overview_shows_the_upgrade_in_progress(db_url, monkeypatch):
     assert any("Istio 1.26.4 → 1.27.3" in c.value for c in at.caption)
     assert any(s.value == "Upgrade 1.26.4 → 1.27.3" for s in at.subheader)
     assert at.metric[0].value == "1.26.4 → 1.27.3"
+    # what is left to move, the namespace part-way first; the one done is not listed
+    [left] = [m.value for m in at.markdown if m.value.startswith("| namespace left |")]
+    assert [line.split("|")[1].strip() + ": " + line.split("|")[5].strip() for line in left.splitlines()[2:]] == [
+        "orders: restart pending", "shop: not started"]
+    assert not at.dataframe
+    at.toggle(key="overview-upgrade-namespaces").set_value(True).run()
     progress = next(f for f in at.dataframe if "on_old" in f.value.columns).value
     assert dict(zip(progress["namespace"], progress["state"])) == {
         "orders": "restart pending", "payments": "done", "shop": "not started"}
