@@ -19,6 +19,11 @@ from cluster.snapshot import FILE_LIMIT
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 TELEMETRY_ENV = "MESHSTEP_TELEMETRY"
 STATIC_READ = 4 << 20  # bytes a served file is read in at most (Starlette's default: 64 KiB)
+# What every first page runs (the app's helpers, the state database's models, the plan and drift the Overview shows)
+# and pandas and pyarrow, which any table or chart needs: imported before the server listens (1-1.2 s on this
+# 2-CPU machine), so that a server that answers is ready to serve. Imported after, they were work for the one
+# interpreter while the first browser downloaded and started the app's JavaScript on the same CPUs.
+FIRST_PAGE_MODULES = ("app.ui", "pandas", "pyarrow", "sqlmodel", "state.store", "state.drift", "planner.stages")
 
 
 def streamlit_args(port: int, address: str, auth: Path | None = None) -> list[str]:
@@ -45,12 +50,12 @@ def _listening(address: str, port: int, timeout: float = 60) -> None:
 
 
 def _warm_up(address: str, port: int) -> None:
-    """Read what the Overview shows of the source and import what the pages need as soon as the server listens, so
-    that the first page does not wait for it (on a 10,000-pod cluster that is seconds: benchmarks/app.py). A page
-    that asks meanwhile waits for this reading instead of making its own (Streamlit locks a cached value while it is
-    computed). Not before the server listens: both are work for the one interpreter, and the reading would delay
-    the address answering at all (a browser opened on it meanwhile shows "connection refused"), where now it shows
-    the page reading."""
+    """Read what the Overview shows of the source and open the database as soon as the server listens, so that the
+    first page does not wait for it (on a 10,000-pod cluster read for the first time that is seconds:
+    benchmarks/app.py). A page that asks meanwhile waits for this reading instead of making its own (Streamlit locks
+    a cached value while it is computed). Not before the server listens: unlike the imports (FIRST_PAGE_MODULES), a
+    reading takes as long as the cluster is large, and would delay the address answering at all (a browser opened on
+    it meanwhile shows "connection refused"), where now it shows the page reading."""
     # Outside a script run, Streamlit warns on every st call; these calls only fill caches.
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
     _listening("127.0.0.1" if address in ("0.0.0.0", "") else "::1" if address == "::" else address, port)
@@ -59,10 +64,6 @@ def _warm_up(address: str, port: int) -> None:
 
     src = os.environ.get(ui.SOURCE_ENV)
     _quietly(ui.warm_up, src, os.environ.get("MESHSTEP_DATABASE_URL"))
-    # Then what the Overview imports, and pyarrow, which st.dataframe loads on first use (a second, cold); a page
-    # that comes first imports them itself.
-    for module in ("pandas", "pyarrow", "state.drift", "planner.stages"):
-        importlib.import_module(module)
     # What the server holds now (the inventory, the modules the first page runs) is out of the collector's sight
     # before that page runs: else Streamlit's full collection after each script run walks it (once over, its
     # "finished" reaches the browser only after that collection), and so does each one the page's work sets off.
@@ -147,7 +148,6 @@ def ui(
     if auth and not auth.is_file():
         raise MeshstepError(f"--auth {auth}: no such file (a secrets TOML file with an [auth] section)")
     check_port(address, port)
-    echo(f"meshstep ui on http://{address}:{port}  (Ctrl-C to stop)", err=True)
     # Streamlit checks once per process, on the first element a page draws, whether it runs in a REPL: it walks the
     # stack and resolves the path of every module loaded (0.1-0.3 s of the first page's run). Under `meshstep ui` it
     # never does: the answer is known, before the first page can ask.
@@ -160,6 +160,9 @@ def ui(
     from starlette.responses import FileResponse
 
     FileResponse.chunk_size = STATIC_READ
+    for module in FIRST_PAGE_MODULES:
+        importlib.import_module(module)
+    echo(f"meshstep ui on http://{address}:{port}  (Ctrl-C to stop)", err=True)
     threading.Thread(target=_warm_up, args=(address, port), name="meshstep-warm-up", daemon=True).start()
     # In this process (not a child): SIGTERM and Ctrl-C reach Streamlit's own handlers, which stop the server.
     streamlit_cli.main(args=streamlit_args(port, address, auth.resolve() if auth else None), prog_name="streamlit",
