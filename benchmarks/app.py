@@ -3,7 +3,8 @@ the 10,000-pod synthetic cluster. Prints figures, not pass/fail (issue 28's goal
 started `meshstep ui` under 2 s, a warm visitor's under 1 s), with the machine's CPUs and load average before and
 after: on a shared machine the load says what the figures are worth.
 
-    python -m benchmarks.app [--snapshot FILE] [--pods 10000] [--runs 3] [--cache off|cold|warm] [--pages Overview]
+    python -m benchmarks.app [--snapshot FILE] [--pods 10000] [--runs 3] [--starts 5] [--cache off|cold|warm]
+                             [--pages Overview]
 
 For each page, `meshstep ui` is started afresh on a free loopback port, with that snapshot as its source and a
 throwaway database, and a new browser profile opens the page:
@@ -15,7 +16,8 @@ throwaway database, and a new browser profile opens the page:
 - restarted: `meshstep ui` is stopped and started afresh on the same address, with the cache and database the run
   left (the app has shown this snapshot before: what its Overview shows is kept, planner.fleet.reading), and the
   page is opened by a new browser profile ("new browser"), then, after another restart, by the browser of the warm
-  loads ("returning browser": it keeps Streamlit's JavaScript, served as immutable, and its compiled code).
+  loads ("returning browser": it keeps Streamlit's JavaScript, served as immutable, and its compiled code); `--starts`
+  times each, printed as the median and the range.
 Each figure runs from `page.goto` until the page's content is visible — the script run over, and every table and
 chart it sent drawn (a table is a canvas drawn after the run) — and no error is shown; "shell" is the part of it
 spent before Streamlit's frontend is up (JavaScript download and start, no server work). "From start" is the cold
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", choices=("off", "cold", "warm"), default="off",
                         help="the decoded-inventory cache when meshstep ui starts (see above)")
     parser.add_argument("--pages", nargs="+", choices=list(PAGES), default=list(PAGES))
+    parser.add_argument("--starts", type=int, default=5,
+                        help="fresh starts of meshstep ui, each opened by a new and by a returning browser")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         sys.exit(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
@@ -179,32 +183,46 @@ def main(argv: list[str] | None = None) -> None:
                     warm = [_load(page, f"{url}/{path}", selector, count) for _ in range(args.runs)]
                 finally:
                     _stop(proc)
-                restarted = []
-                for browsed in (browser.new_context(viewport={"width": 1400, "height": 1000}), context):
-                    proc, url, _ = _start(snapshot, tmp, env, port)
-                    try:
-                        restarted.append(_load(browsed.pages[0] if browsed.pages else browsed.new_page(),
-                                               f"{url}/{path}", selector, count))
-                    finally:
-                        browsed.close()
-                        _stop(proc)
-                results[name] = [*loads, *restarted, *warm], loads[0][2] - launched, (cpu[1], cpu[2] - cpu[1])
+                new, returning = [], []
+                for _ in range(args.starts):  # a server started afresh for each, and for each browser
+                    for browsed, into in ((browser.new_context(viewport={"width": 1400, "height": 1000}), new),
+                                          (context, returning)):
+                        proc, url, _ = _start(snapshot, tmp, env, port)
+                        try:
+                            into.append(_load(browsed.pages[0] if browsed.pages else browsed.new_page(),
+                                              f"{url}/{path}", selector, count))
+                        finally:
+                            if browsed is not context:
+                                browsed.close()
+                            _stop(proc)
+                context.close()
+                results[name] = ([*loads, *warm], new, returning), loads[0][2] - launched, (cpu[1], cpu[2] - cpu[1])
             browser.close()
     print(f"load average {_load_average()} after")
-    print(f"{'':<10}{'':>16}{'':>12}{'':>16}{'':>16}{'restarted:':>13}{'':>16}")
-    print(f"{'seconds':<10}{'cold':>16}{'from start':>12}{'2nd visitor':>16}{'warm':>16}{'new browser':>16}"
-          f"{'returning':>16}{'server CPU':>16}   (in brackets: the frontend's start; warm: median of {args.runs})")
-    for name, ((cold, visitor, new, returning, *warm), from_start, (first_cpu, second_cpu)) in results.items():
-        row = [f"{total:.2f} ({shell:.2f})"
-               for total, shell, _ in (cold, visitor, sorted(warm)[len(warm) // 2], new, returning)]
-        print(f"{name:<10}{row[0]:>16}{from_start:>12.2f}{row[1]:>16}{row[2]:>16}{row[3]:>16}{row[4]:>16}"
+    print(f"{'seconds':<10}{'cold':>16}{'from start':>12}{'2nd visitor':>16}{'warm':>16}{'server CPU':>16}"
+          f"   (in brackets: the frontend's start; warm: median of {args.runs})")
+    for name, ((first_server, _, _), from_start, (first_cpu, second_cpu)) in results.items():
+        cold, visitor, *warm = first_server
+        row = [f"{total:.2f} ({shell:.2f})" for total, shell, _ in (cold, visitor, _median(warm))]
+        print(f"{name:<10}{row[0]:>16}{from_start:>12.2f}{row[1]:>16}{row[2]:>16}"
               f"{f'{first_cpu:.2f} / {second_cpu:.2f}':>16}")
+    print(f"restarted, {args.starts} starts: median (min-max) [the frontend's start, median]")
+    for name, ((_, new, returning), _, _) in results.items():
+        print(f"{name:<10}" + "".join(f"{kind}: {_median(loads)[0]:.2f} ({min(t for t, _, _ in loads):.2f}-"
+                                      f"{max(t for t, _, _ in loads):.2f}) [{_median(loads, 1)[1]:.2f}]   "
+                                      for kind, loads in (("new browser", new), ("returning browser", returning))))
     print("goal < 2 s. cold: the server's first request, as soon as it answers (it is still reading the cluster); "
           "from start:\nthe same, counted from launching meshstep ui; 2nd visitor: server caches full, browser cache "
           "empty;\nwarm: the same browser loads it again; server CPU: the meshstep ui process's CPU seconds from its "
           "launch to the\ncold page visible / during the 2nd visitor's load (what the load average does not "
           "change much);\nrestarted: a freshly started server's first request once the app has shown this snapshot, "
-          "from a new browser\nprofile, and from one that has opened it before.")
+          "from a new browser\nprofile, and from one that has opened it before, each start a sample (on a 2-CPU "
+          "machine one load varies by\n0.3 s either way: the median of several says what a user meets).")
+
+
+def _median(loads: list[tuple[float, float, float]], at: int = 0) -> tuple[float, float, float]:
+    """The load whose figure `at` (0: total, 1: the frontend's start) is the median (the upper one of an even count)."""
+    return sorted(loads, key=lambda load: load[at])[len(loads) // 2]
 
 
 if __name__ == "__main__":
