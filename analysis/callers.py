@@ -18,9 +18,8 @@ from typing import Any
 
 from analysis.base import Context
 from analysis.catalog import Filled, fill, joined
-from analysis.effective import mtls_mode
 from analysis.readiness.egress import egress_allows
-from analysis.readiness.mtls import ingress_backends, refuses_plaintext
+from analysis.readiness.mtls import Plaintext, enforcing, ingress_backends, refuses_plaintext, servers_refuse
 from analysis.readiness.scope import (
     Found,
     Unit,
@@ -273,10 +272,11 @@ def _bare(ctx: Context) -> list[_Bare]:
     return judged[ctx.scope]
 
 
-def _strict_destinations(ctx: Context, t: Traffic) -> list[Edge]:
+def _strict_destinations(ctx: Context, t: Traffic) -> list[tuple[Edge, Plaintext]]:
     """Plaintext from callers outside the mesh (no source: a pod without a sidecar sends no metadata) that reached a
-    server that is, or will be after the stage, STRICT: once per gate evaluation (MST0406 and MST0407 each ask),
-    kept for the traffic last asked about with the inventory it is judged on."""
+    server that refuses it, or may, after the stage, each with why: the destination workload's pods judged as a
+    Service's are (servers_refuse), on a port unknown (Istio's standard metrics carry none). Once per gate evaluation
+    (MST0406 and MST0407 each ask), kept for the traffic last asked about with the inventory it is judged on."""
     plain = [e for e in plaintext_into(t, None) if not e.source.known]
     if not plain:
         return []
@@ -285,10 +285,12 @@ def _strict_destinations(ctx: Context, t: Traffic) -> list[Edge]:
     if last.get("traffic") is not t:
         out = []
         for e in plain:
-            w = workload_of(after, e.destination)
-            labels = w.template.labels if w is not None and w.template is not None else {}
-            if mtls_mode(after, e.destination.namespace or "", labels).value == "STRICT":
-                out.append(e)
+            namespace, w = e.destination.namespace or "", workload_of(after, e.destination)
+            pods = [p for name in w.pods if (p := after.pod(namespace, name))] if w is not None else []
+            template = w.template.labels if w is not None and w.template is not None else {}
+            verdict = servers_refuse(after, namespace, enforcing(after, pods, template))
+            if verdict.refused is not False:
+                out.append((e, verdict))
         last.update(traffic=t, edges=out)
     return last["edges"]
 
@@ -337,12 +339,12 @@ def calls_unseen_without_sidecar(ctx: Context) -> Iterator[Found]:
                         + ("else " if b.calls else "") + "it calls: STRICT refuses any call it makes to a server "
                         "that is or will be STRICT", pods=pods_text(b.pods), named=_named(b))
         else:
-            dests = sorted({str(e.destination) for e in seen})
+            dests = sorted({fill("{dest} ({why})", dest=str(e.destination), why=v.why) for e, v in seen})
             text = fill("{pods} without a sidecar: {named}, but in {window} {counted} in plaintext from callers "
-                        "outside the mesh reached {dests}, STRICT after the stage, and it may be one of them "
-                        "(they send no metadata: MST0821 blames what it can)", pods=pods_text(b.pods),
-                        named=_named(b), window=ctx.traffic.window_text, counted=counted(seen),
-                        dests=joined(dests[:5]))
+                        "outside the mesh reached servers that refuse it after the stage, or may on the port it "
+                        "came to: {dests}; it may be one of them (they send no metadata: MST0821 blames what it "
+                        "can)", pods=pods_text(b.pods), named=_named(b), window=ctx.traffic.window_text,
+                        counted=counted([e for e, _ in seen]), dests=joined(dests[:5], "; "))
         yield b.unit.ref, text, hint("MST0406", workload=str(b.unit.ref), inject=b.unit.inject(inv))
 
 

@@ -2,7 +2,7 @@
 probes not rewritten, and PERMISSIVE before STRICT."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,23 +172,43 @@ class Plaintext:
                 f"{', '.join(map(str, sorted(self.reached)))}, not {self.other_text}")
 
 
-def refuses_plaintext(inv: Inventory, svc: Service, port: int | None = None) -> Plaintext:
-    """Whether a Service's servers refuse plaintext on its `port` (None: unknown), and why, as the resolver says it:
-    STRICT where a proxy enforces it, each server by its own PeerAuthentication, else its namespace's, else the
-    mesh's, and each pods' port by the portLevelMtls of a workload PeerAuthentication that sets one. A pod without a
-    sidecar (or ztunnel) has no proxy to apply a PeerAuthentication: it takes whatever comes. With no pods to go
-    by, its selector's mode is taken."""
+def enforcing(inv: Inventory, pods: Sequence[Pod], labels: dict[str, str]) -> list[dict[str, str]]:
+    """The labels Istio's policies select servers by: those of the pods a proxy serves (a sidecar, or ztunnel), the
+    only ones that apply a PeerAuthentication or an AuthorizationPolicy, none where every pod runs without one; with
+    no pods to go by, the `labels` their pods are made with (a Service's selector, a workload's pod template)."""
+    if not pods:
+        return [labels]
+    return [p.labels for p in pods if inv.in_mesh(p)]
+
+
+def service_servers(inv: Inventory, svc: Service) -> tuple[list[Pod], list[dict[str, str]]]:
+    """A Service's pods, and the labels its servers are selected by (`enforcing`)."""
     pods = inv.pods_of_service(svc)
-    proxied = [p.labels for p in pods if inv.in_mesh(p)]
-    if pods and not proxied:
+    return pods, enforcing(inv, pods, svc.selector or {})
+
+
+def servers_refuse(inv: Inventory, namespace: str, labels: list[dict[str, str]], port: int | None = None,
+                   reached: frozenset[int] | None = None) -> Plaintext:
+    """Whether the servers of `namespace` selected by `labels` (`enforcing`: none where no proxy serves them) refuse
+    plaintext called on `port`, which reaches their `reached` ports (None: unknown), and why: STRICT where a proxy
+    enforces it, each server by its own PeerAuthentication, else its namespace's, else the mesh's, and each pods' port
+    by the portLevelMtls of a workload PeerAuthentication that sets one. A pod without a sidecar (or ztunnel) has no
+    proxy to apply a PeerAuthentication: it takes whatever comes."""
+    if not labels:
         return Plaintext("no sidecar there to enforce mTLS", False)
-    labels = proxied or [svc.selector or {}]
-    modes = [mtls_mode(inv, svc.namespace, one) for one in labels]
+    modes = [mtls_mode(inv, namespace, one) for one in labels]
     mode = next((m for m in modes if m.value == "STRICT"), modes[0])
     strict = mode.value == "STRICT"
     # Only the ports whose mode goes the other way change a verdict: open under STRICT, STRICT under the others.
-    other = tuple(o for o in port_modes(inv, svc.namespace, labels) if (o.mode == "STRICT") != strict)
-    return Plaintext(mode.why, strict, port, target_ports(svc, port, pods), other)
+    other = tuple(o for o in port_modes(inv, namespace, labels) if (o.mode == "STRICT") != strict)
+    return Plaintext(mode.why, strict, port, reached, other)
+
+
+def refuses_plaintext(inv: Inventory, svc: Service, port: int | None = None) -> Plaintext:
+    """Whether a Service's servers refuse plaintext on its `port` (None: unknown), and why (`servers_refuse`), on
+    the pods' ports it reaches; with no pods to go by, its selector's mode is taken."""
+    pods, labels = service_servers(inv, svc)
+    return servers_refuse(inv, svc.namespace, labels, port, target_ports(svc, port, pods))
 
 
 def _cluster_host(name: str, namespace: str) -> str:

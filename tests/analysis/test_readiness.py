@@ -505,6 +505,39 @@ def test_telemetry_tells_what_a_pod_without_sidecar_calls_as_far_as_it_can(edges
     assert not [m for m in found.values() if m.level == "error" and m.code != "MST0821"], found
 
 
+def _strict_port(inv, namespace: str, app: str, port: int):
+    """`inv` with a workload PeerAuthentication that leaves the pods of `app` in `namespace` in their namespace's
+    mode but for their `port`, STRICT (portLevelMtls)."""
+    return inv.with_changes(apply=[{
+        "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": f"{app}-strict-port", "namespace": namespace},
+        "spec": {"selector": {"matchLabels": {"app": app}}, "portLevelMtls": {str(port): {"mode": "STRICT"}}}}])
+
+
+@pytest.mark.parametrize("change,destination,code,why", [
+    # cache has no sidecar: nothing enforces app's STRICT there (old-api: its own PERMISSIVE wins over it)
+    (None, ("app", "cache"), "MST0407", None),
+    (None, ("app", "old-api"), "MST0407", None),
+    # api keeps its pods' 8080 open under STRICT, search makes 9200 STRICT under PERMISSIVE: the port an edge
+    # reached is not in Istio's metrics, so either may be refused
+    (lambda inv: _keeping_open(inv, "api", 8080), ("app", "api"), "MST0406",
+     "app/api (STRICT from PeerAuthentication app/default, but port 8080 PERMISSIVE (portLevelMtls of "
+     "PeerAuthentication app/api-plaintext-port), and meshstep does not know which port it calls)"),
+    (lambda inv: _strict_port(inv, "other", "search", 9200), ("other", "search"), "MST0406",
+     "other/search (PERMISSIVE from PeerAuthentication istio-system/default, but port 9200 STRICT (portLevelMtls of "
+     "PeerAuthentication other/search-strict-port), and meshstep does not know which port it calls)"),
+])
+def test_telemetry_judges_the_servers_plaintext_reached_as_a_call_is(change, destination, code, why):
+    """The destination of plaintext seen in telemetry is judged by the rule a call is (refuses_plaintext): its pods'
+    own PeerAuthentication, whether a proxy is there to enforce one, and portLevelMtls, on a port unknown (Istio's
+    standard metrics carry no destination port)."""
+    inv = _strict_cluster("idle")
+    traffic = Traffic("test", 3600, 1_700_000_000.0, (_MTLS, _plaintext(*destination)))
+    found = _strict_gate(change(inv) if change else inv, traffic)
+    idle = found[f"{code} Deployment app/idle"]
+    assert why is None or why in idle.message, idle.message
+
+
 def test_config_evidence_of_a_strict_call_wins_over_quiet_telemetry():
     found = _strict_gate(_strict_cluster("poller"), Traffic("test", 3600, 1_700_000_000.0, (_MTLS,)))
     assert found["MST0401 Deployment app/poller"].level == "error"
