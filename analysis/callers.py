@@ -19,7 +19,14 @@ from typing import Any
 from analysis.base import Context
 from analysis.catalog import Filled, fill, joined
 from analysis.readiness.egress import egress_allows
-from analysis.readiness.mtls import Plaintext, enforcing, ingress_backends, refuses_plaintext, servers_refuse
+from analysis.readiness.mtls import (
+    Plaintext,
+    enforcing,
+    ingress_backends,
+    refuses_plaintext,
+    servers_refuse,
+    service_servers,
+)
 from analysis.readiness.scope import (
     Found,
     Unit,
@@ -152,11 +159,14 @@ def _caller_side(inv: Inventory, call: Call) -> str | None:
 
 
 def _server_side(inv: Inventory, call: Call) -> str | None:
+    """What the Service's servers refuse the call by: their mTLS, or their AuthorizationPolicies. Both are the
+    proxy's to enforce: only the servers a proxy serves apply them (service_servers)."""
     svc = call.service
-    pods = inv.pods_of_service(svc)
-    labels = [p.labels for p in pods] or [svc.selector or {}]
-    if not call.meshed and refuses_plaintext(inv, svc, call.port).refused:
-        return f"mTLS STRICT in {svc.namespace} refuses its plaintext"
+    if not call.meshed and (plain := refuses_plaintext(inv, svc, call.port)).refused:
+        return f"mTLS refuses its plaintext ({plain.why})"
+    _, labels = service_servers(inv, svc)
+    if not labels:
+        return None  # no proxy there to enforce a policy
     by_ns = per_inventory(inv, "callers-authorization-policies", lambda i: _by_namespace(
         istio_objects(i, "AuthorizationPolicy")))
     near = sorted((ap for ns in {svc.namespace, inv.root_namespace} for ap in by_ns.get(ns, ())),

@@ -394,6 +394,38 @@ def test_a_port_made_strict_refuses_the_plaintext_calls_on_it_newly():
     after = inv.with_changes(apply=feature_registry()["mtls-strict"].build({}, "app", inv))
     assert not list(invariants.callers_refused(inv, after))
 
+def test_a_refusal_names_the_policy_that_refuses_the_plaintext():
+    """MST0812 says what refuses a call as refuses_plaintext says it: app stays PERMISSIVE in peerauth.yaml, and it
+    is admin's own portLevelMtls, STRICT for the pods' port 9901 its port 9000 reaches, that refuses poller's call
+    there; a workload PeerAuthentication STRICT under other's PERMISSIVE, its own policy."""
+    inv = inventory(FIXTURES / "peerauth.yaml")
+    pa = copy.deepcopy(inv.get("PeerAuthentication", "app", "admin-ports").raw)
+    del pa["spec"]["portLevelMtls"]
+    poller = next(m.message for m in invariants.callers_refused(inv.with_changes(apply=[pa]), inv)
+                  if str(m.ref) == "Deployment app/poller")
+    assert "mTLS refuses its plaintext (PERMISSIVE from PeerAuthentication app/admin-ports, but port 9000 it calls " \
+        "reaches the pods' port 9901 STRICT (portLevelMtls of PeerAuthentication app/admin-ports))" in poller, poller
+    before = _strict_cluster("indexer")
+    after = before.with_changes(apply=[{
+        "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": "search", "namespace": "other"},
+        "spec": {"selector": {"matchLabels": {"app": "search"}}, "mtls": {"mode": "STRICT"}}}])
+    (indexer,) = [m.message for m in invariants.callers_refused(before, after)]
+    assert "app/indexer → other/search" in indexer and "STRICT in other" not in indexer
+    assert "mTLS refuses its plaintext (STRICT from PeerAuthentication other/search)" in indexer, indexer
+
+
+def test_a_server_without_a_sidecar_applies_no_authorization_policy():
+    """A proxy enforces an AuthorizationPolicy as it enforces a PeerAuthentication: a DENY selecting cache's pods,
+    which run without a sidecar, refuses nothing (the servers its policies select are refuses_plaintext's)."""
+    before = _strict_cluster("indexer")
+    after = before.with_changes(apply=[{
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": "deny-all", "namespace": "app"},
+        "spec": {"selector": {"matchLabels": {"app": "cache"}}, "action": "DENY", "rules": [{}]}}])
+    assert not [m.message for m in invariants.callers_refused(before, after) if "app/cache" in m.message]
+
+
 def test_strict_refuses_a_pod_without_sidecar_that_calls_a_server_going_strict_by_its_short_name():
     """Kubernetes DNS resolves a short name in the caller's own namespace (its resolv.conf searches
     `<namespace>.svc.cluster.local` first, https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/):

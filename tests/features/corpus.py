@@ -106,7 +106,7 @@ def bookinfo(sample: Path | None) -> Inventory:
           "metadata": {"name": "bookinfo", "labels": {"istio.io/rev": "1-27"}}}
     app = _in_namespace(read_paths([BOOKINFO / "bookinfo.yaml"]), "bookinfo")
     config = _in_namespace(read_paths([sample]), "bookinfo") if sample else []
-    return _inventory(f"bookinfo+{sample.name if sample else 'app'}", [*control_plane(), ns, *running(app), *config])
+    return _inventory(f"bookinfo+{sample.name if sample else 'app'}", [*control_plane(), *running([ns, *app]), *config])
 
 
 def ambient() -> Inventory:

@@ -87,14 +87,16 @@ def test_strict_by_namespace_then_mesh_wide_refuses_legacy_step_by_step(start, s
     foo = strict("foo", start)
     assert mtls_mode(foo, "foo").why == "STRICT from PeerAuthentication foo/default"
     assert mtls_mode(foo, "bar").why == "PERMISSIVE by default: no PeerAuthentication in bar or istio-system"
-    assert refusal(foo, legacy_call(foo, "foo")) == "mTLS STRICT in foo refuses its plaintext"
+    assert refusal(foo, legacy_call(foo, "foo")) == \
+        "mTLS refuses its plaintext (STRICT from PeerAuthentication foo/default)"
     assert refusal(foo, legacy_call(foo, "bar")) is None
 
     step(TASK, "lock down mutual TLS for the entire mesh: curl.legacy to httpbin.bar fails too")
     mesh = strict("mesh", foo)
     assert mtls_mode(mesh, "mesh").why == "STRICT from PeerAuthentication istio-system/default"
     assert mtls_mode(mesh, "bar").why == "STRICT from PeerAuthentication istio-system/default"
-    assert refusal(mesh, legacy_call(mesh, "bar")) == "mTLS STRICT in bar refuses its plaintext"
+    assert refusal(mesh, legacy_call(mesh, "bar")) == \
+        "mTLS refuses its plaintext (STRICT from PeerAuthentication istio-system/default)"
 
     step(TASK, "clean up: the policies removed, PERMISSIVE by default again")
     feature = registry()["mtls-strict"]
