@@ -25,6 +25,7 @@ from analysis.readiness.mtls import (
     ingress_backends,
     refuses_plaintext,
     servers_refuse,
+    service_port,
     service_servers,
 )
 from analysis.readiness.scope import (
@@ -92,11 +93,9 @@ def _config_calls(inv: Inventory) -> list[Call]:
     for ing in inv.of_kind("Ingress"):
         n = ns_of(ing)
         cls = ing.spec.get("ingressClassName") or ing.annotations.get("kubernetes.io/ingress.class") or "default"
-        for name in sorted(ingress_backends(ing.spec)):
-            svc = inv.service(n, name)
-            if svc is not None:  # the controller is Istio's gateway only for class istio
-                out.append(Call(ing.ref, n, cls == "istio", "", f"Ingress {n}/{ing.name} (class {cls})",
-                                service=svc, end_user=True))
+        for svc, port in ingress_backends(inv, ing):  # the controller is Istio's gateway only for class istio
+            out.append(Call(ing.ref, n, cls == "istio", "", f"Ingress {n}/{ing.name} (class {cls})", service=svc,
+                            port=port, end_user=True))
     gateways = [c for c in inv.components if c.component == "ingress-gateway"]
     if gateways:
         gw = gateways[0]
@@ -107,10 +106,13 @@ def _config_calls(inv: Inventory) -> list[Call]:
                 continue
             for route in vs.spec.get("http") or []:
                 for d in route.get("route") or []:
-                    svc = service_of_host((d.get("destination") or {}).get("host", ""), ns_of(vs), inv)
+                    dest = d.get("destination") or {}
+                    svc = service_of_host(dest.get("host", ""), ns_of(vs), inv)
                     if svc is not None:
                         out.append(Call(Ref(gw.kind, gw.namespace, gw.name), gw.namespace, True, account,
-                                        f"VirtualService {ns_of(vs)}/{vs.name}", service=svc, end_user=True))
+                                        f"VirtualService {ns_of(vs)}/{vs.name}", service=svc,
+                                        port=service_port(svc, (dest.get("port") or {}).get("number")),
+                                        end_user=True))
     return list({(c.caller, c.target, c.port, c.evidence): c for c in out}.values())
 
 

@@ -306,10 +306,12 @@ _ENTRIES = (
     Entry("MST0402", "PlaintextCallerOutsideMesh", "error", ("mtls-strict",),
           "Something outside the mesh calls a service in the scope: a workload of a namespace without sidecars, a "
           "Kubernetes Ingress' controller, or a Service/Endpoints of another namespace pointing here.",
-          "Under STRICT these callers' plaintext is refused: the calls fail with connection resets. A workload's call "
-          "is judged as Istio judges it, by its server's own PeerAuthentication before its namespace's and by "
-          "portLevelMtls for the pods' port it reaches: one its server accepts is not counted, one whose port is "
-          "unknown is where a port of the server goes against its mode.",
+          "Under STRICT these callers' plaintext is refused: the calls fail with connection resets. Each call is "
+          "judged as Istio judges it, by its server's own PeerAuthentication before its namespace's and by "
+          "portLevelMtls for the pods' port it reaches (the port a workload names, an Ingress backend's, the pods' "
+          "own an Endpoints gives; an ExternalName alias says none): one its server accepts is not counted (a server "
+          "without a sidecar accepts any), one whose port is unknown is where a port of the server goes against its "
+          "mode.",
           "Bring {caller} into the mesh ({inject}) before STRICT, or keep the port it calls PERMISSIVE with a "
           "PeerAuthentication portLevelMtls for {target}."),
     Entry("MST0403", "DestinationRuleDisablesTLS", "error", ("mtls-strict",),

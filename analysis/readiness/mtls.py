@@ -2,6 +2,7 @@
 probes not rewritten, and PERMISSIVE before STRICT."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from analysis.readiness.scope import (
 )
 from cluster import components
 from cluster.inventory import Inventory
-from cluster.model import Pod, Ref, Service
+from cluster.model import KubeObject, Pod, Ref, Service
 from cluster.queries import DOMAIN, application_namespace, fqdn, host_matches, istio_objects, ns_of, selector_matches
 from cluster.revisions import injection_label
 
@@ -39,46 +40,43 @@ def plaintext_workload(ctx: Context) -> Iterator[Found]:
 
 def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
     """(blamed resource, what calls, what it calls, caller, how to bring it in) for every plaintext caller of a
-    service in scope from outside: workloads of other namespaces without sidecars, Ingress controllers,
-    ExternalName Services and Endpoints of namespaces outside the mesh."""
+    service in scope from outside whose servers refuse it, or may, after the stage (refuses_plaintext, on the port
+    it reaches): workloads of other namespaces without sidecars, Ingress controllers, ExternalName Services and
+    Endpoints of namespaces outside the mesh."""
     inv = ctx.inventory
     scope = set(scope_namespaces(ctx))
     meshed = set(mesh_namespaces(inv))
     outside_ns = [n for n in inv.namespace_names() if n not in scope and application_namespace(inv, n)]
-    after: Inventory | None = None  # the cluster as the stage leaves it, built once a call needs it
+    # the cluster as the stage leaves it, built once a call needs it
+    after = functools.cache(lambda: ctx.after() if ctx.after is not None else inv)
     for u in units(inv, outside_ns):
         if not outside_mesh(inv, u):
             continue
         for svc, port, where in service_calls(inv, u):
-            if svc.namespace not in scope:
-                continue
-            if after is None:
-                after = ctx.after() if ctx.after is not None else inv
-            verdict = refuses_plaintext(after, svc, port)
-            if verdict.refused is False:
-                continue  # its servers accept its plaintext on the port it calls
-            unless = "" if verdict.refused else fill(
-                (", unless" if verdict.strict else ", if") + " the port it calls is {other}", other=verdict.other_text)
-            yield u.ref, fill("has no sidecar and names {name}.{namespace} in its {where}{unless}", name=svc.name,
-                              namespace=svc.namespace, where=where, unless=unless), \
-                f"Service {svc.namespace}/{svc.name}", str(u.ref), u.inject(inv)
+            if svc.namespace in scope and (unless := _unless(refuses_plaintext(after(), svc, port))) is not None:
+                yield u.ref, fill("has no sidecar and names {name}.{namespace} in its {where}{unless}",
+                                  name=svc.name, namespace=svc.namespace, where=where, unless=unless), \
+                    f"Service {svc.namespace}/{svc.name}", str(u.ref), u.inject(inv)
     for ing in inv.of_kind("Ingress"):
         n = ns_of(ing)
         cls = ing.spec.get("ingressClassName") or ing.annotations.get("kubernetes.io/ingress.class") or "default"
         if n not in scope or cls == "istio":
             continue
-        for name in sorted(ingress_backends(ing.spec)):
-            yield ing.ref, fill("class {cls}: sends its traffic to Service {n}/{name}", cls=cls, n=n, name=name), \
-                f"Service {n}/{name}", f"the {cls} ingress controller", \
-                "inject the controller's pods, or route through an Istio Gateway instead"
+        for svc, port in ingress_backends(inv, ing):
+            if (unless := _unless(refuses_plaintext(after(), svc, port))) is not None:
+                at = " port {port}" if port is not None else ""
+                yield ing.ref, fill("class {cls}: sends its traffic to Service {n}/{name}" + at + "{unless}", cls=cls,
+                                    n=n, name=svc.name, port=port, unless=unless), \
+                    f"Service {n}/{svc.name}", f"the {cls} ingress controller", \
+                    "inject the controller's pods, or route through an Istio Gateway instead"
     scope_hosts = {s.host: s for n in scope for s in inv.services_by_namespace.get(n, ())}
     for svc in inv.services:
         if svc.namespace in meshed or svc.type != "ExternalName":
             continue
         target = scope_hosts.get(_cluster_host(svc.external_name or "", svc.namespace))
-        if target is not None:
-            yield svc.ref, fill("an ExternalName alias of {host} for namespace {namespace}", host=target.host,
-                                namespace=svc.namespace), \
+        if target is not None and (unless := _unless(refuses_plaintext(after(), target))) is not None:
+            yield svc.ref, fill("an ExternalName alias of {host} for namespace {namespace}{unless}", host=target.host,
+                                namespace=svc.namespace, unless=unless), \
                 f"Service {target.namespace}/{target.name}", f"the workloads of namespace {svc.namespace}", \
                 f"kubectl label namespace {svc.namespace} {injection_label(inv, svc.namespace)}, then restart " \
                 "its workloads"
@@ -86,13 +84,32 @@ def _callers_outside(ctx: Context) -> Iterator[tuple[Ref, str, str, str, str]]:
     for ep in inv.of_kind("Endpoints") + inv.of_kind("EndpointSlice"):
         if ns_of(ep) in meshed:
             continue
-        hit = [ips[ip] for ip in _endpoint_ips(ep) if ip in ips]
-        if hit:
-            names = joined(sorted({p.name for p in hit}))
-            yield ep.ref, fill("points at pods of {n} ({names})", n=hit[0].namespace, names=names), \
-                f"Pod {hit[0].namespace}/{hit[0].name}", f"the workloads of namespace {ns_of(ep)}", \
+        hit = [(ips[ip], ports) for ip, ports in _endpoints(ep) if ip in ips]
+        if not hit:
+            continue
+        # Endpoints name the pods' own ports: a call reaches the one it is made on, which is known if they name one.
+        reached = frozenset(p for _, ports in hit for p in ports)
+        port = next(iter(reached)) if len(reached) == 1 else None
+        pods = [after().pod(p.namespace, p.name) or p for p, _ in hit]
+        verdict = servers_refuse(after(), pods[0].namespace, enforcing(after(), pods, {}), port,
+                                 reached if port is not None else None)
+        if (unless := _unless(verdict)) is not None:
+            names = joined(sorted({p.name for p in pods}))
+            on = " on port {port}" if port is not None else ""
+            yield ep.ref, fill("points at pods of {n} ({names})" + on + "{unless}", n=pods[0].namespace,
+                               names=names, port=port, unless=unless), \
+                f"Pod {pods[0].namespace}/{pods[0].name}", f"the workloads of namespace {ns_of(ep)}", \
                 f"kubectl label namespace {ns_of(ep)} {injection_label(inv, ns_of(ep))}, then restart " \
                 "its workloads"
+
+
+def _unless(verdict: Plaintext) -> str | None:
+    """What a caller's plaintext being refused depends on: nothing ("") where its servers refuse it, the port it
+    calls where that decides and is unknown; None where they accept it."""
+    if verdict.refused is False:
+        return None
+    return "" if verdict.refused else fill((", unless" if verdict.strict else ", if") + " the port it calls is {other}",
+                                           other=verdict.other_text)
 
 
 @dataclass(frozen=True)
@@ -219,18 +236,42 @@ def _cluster_host(name: str, namespace: str) -> str:
     return fqdn(name, namespace)
 
 
-def _endpoint_ips(obj: Any) -> Iterator[str]:
-    """The addresses of an Endpoints (subsets) or EndpointSlice (endpoints) object."""
+def _endpoints(obj: Any) -> Iterator[tuple[str, frozenset[int]]]:
+    """The addresses of an Endpoints (subsets) or EndpointSlice (endpoints) object, each with the ports it gives
+    for them."""
     for s in obj.raw.get("subsets") or ():
-        yield from (a.get("ip") for a in s.get("addresses") or ())
+        ports = frozenset(p["port"] for p in s.get("ports") or () if isinstance(p.get("port"), int))
+        yield from ((a.get("ip"), ports) for a in s.get("addresses") or ())
+    ports = frozenset(p["port"] for p in obj.raw.get("ports") or () if isinstance(p.get("port"), int))
     for e in obj.raw.get("endpoints") or ():
-        yield from e.get("addresses") or ()
+        yield from ((a, ports) for a in e.get("addresses") or ())
 
 
-def ingress_backends(s: dict[str, Any]) -> set[str]:
-    backends = [s.get("defaultBackend") or {}]
+def service_port(svc: Service, named: int | str | None) -> int | None:
+    """The Service port a config names, by number or by name; with none named, the Service's only port (a route
+    destination may leave it out then, https://istio.io/latest/docs/reference/config/networking/virtual-service/#Destination);
+    None where that is unknown: several ports and none named, or one the Service does not serve."""
+    if named is None:
+        return svc.ports[0].port if len(svc.ports) == 1 else None
+    return next((p.port for p in svc.ports if named in (p.port, p.name)), None)
+
+
+def ingress_backends(inv: Inventory, ing: KubeObject) -> list[tuple[Service, int | None]]:
+    """The Services of its namespace an Ingress sends to (its default backend, `backend` in the legacy form, and its
+    paths'), each with the Service port it names (`port.number` or `port.name`, the legacy `servicePort` either),
+    once each, in name and port order."""
+    s = ing.spec
+    backends = [s.get("defaultBackend") or s.get("backend") or {}]
     backends += [p.get("backend") or {} for r in s.get("rules") or () for p in (r.get("http") or {}).get("paths") or ()]
-    return {(b.get("service") or {}).get("name") or b.get("serviceName") for b in backends} - {None}
+    out = {}
+    for b in backends:
+        ref = b.get("service") or {}
+        svc = inv.service(ns_of(ing), ref.get("name") or b.get("serviceName") or "")
+        if svc is not None:
+            port = ref.get("port") or {}
+            at = service_port(svc, port.get("number") or port.get("name") or b.get("servicePort"))
+            out[(svc.name, at or 0)] = (svc, at)
+    return [out[k] for k in sorted(out)]
 
 
 @readiness("MST0402", "Service")

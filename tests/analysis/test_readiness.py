@@ -372,8 +372,8 @@ def test_peerauth_yaml_judges_each_server_by_its_own_policy_and_the_port_it_is_c
 
 def test_nosidecar_yaml_counts_no_caller_of_a_server_without_a_sidecar():
     """nosidecar.yaml: STRICT in app refuses the plaintext of outside/fetcher to api (a sidecar enforces it), not that
-    of outside/reader to legacy: a server without a proxy applies no PeerAuthentication and takes whatever comes,
-    today and after the stage."""
+    of outside/reader to legacy, nor that of the Ingress, the ExternalName alias and the Endpoints that reach legacy:
+    a server without a proxy applies no PeerAuthentication and takes whatever comes, today and after the stage."""
     inv = inventory(FIXTURES / "nosidecar.yaml")
     refused = [str(m.ref) for m in gate(inv, "mtls-strict", "app") if m.code == "MST0402"]
     assert refused == ["Deployment outside/fetcher"]
@@ -383,14 +383,15 @@ def test_nosidecar_yaml_counts_no_caller_of_a_server_without_a_sidecar():
 
 def test_a_port_made_strict_refuses_the_plaintext_calls_on_it_newly():
     """MST0812 reads the same verdicts: admin's policy gaining portLevelMtls STRICT for its pods' 9901 newly refuses
-    the calls on admin's port 9000 (poller's, scraper's), not those on port 80 nor those whose port is unknown; the
-    STRICT stage in app refuses none (open and admin keep their own PERMISSIVE)."""
+    the calls on admin's port 9000 (poller's, scraper's, and the nginx Ingresses' that name it by number or by name),
+    not those on port 80 nor those whose port is unknown; the STRICT stage in app refuses none (open and admin keep
+    their own PERMISSIVE)."""
     inv = inventory(FIXTURES / "peerauth.yaml")
     pa = copy.deepcopy(inv.get("PeerAuthentication", "app", "admin-ports").raw)
     del pa["spec"]["portLevelMtls"]
     before = inv.with_changes(apply=[pa])
     assert sorted(str(m.ref) for m in invariants.callers_refused(before, inv)) == \
-        ["Deployment app/poller", "Deployment outside/scraper"]
+        ["Deployment app/poller", "Deployment outside/scraper", "Ingress app/legacy-metrics", "Ingress app/metrics"]
     after = inv.with_changes(apply=feature_registry()["mtls-strict"].build({}, "app", inv))
     assert not list(invariants.callers_refused(inv, after))
 
@@ -509,6 +510,30 @@ def test_a_call_carries_the_service_port_it_uses(value, target, port):
     carries it; with neither (no scheme, or one that defines no default port) the port is unknown (None)."""
     found = [(c.target, c.port) for c in calls(_naming(value)) if c.caller.name == "idle" and c.service is not None]
     assert found == ([(target, port)] if target else [])
+
+
+def test_ingress_and_route_calls_carry_the_service_port_they_name():
+    """An Ingress backend names its Service's port by number or by name (`servicePort` in the legacy form), a route
+    destination by number, or by none where the Service has one port only (Istio routes to it): the call carries
+    the Service port, so that its servers are judged on the pods' port it reaches."""
+    inv = inventory(FIXTURES / "peerauth.yaml")
+    assert sorted((c.caller.name, c.target, c.port) for c in calls(inv) if c.caller.kind == "Ingress") == [
+        ("legacy-metrics", "app/admin", 9000), ("metrics", "app/admin", 9000), ("public", "app/admin", 80),
+        ("public", "app/open", 80)]
+    edge = inventory(FIXTURES / "edges.yaml")
+    routes = edge.with_changes(apply=[
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api-admin", "namespace": "app"},
+         "spec": {"selector": {"app": "api"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080},
+                                                         {"name": "http-admin", "port": 9090}]}},
+        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+         "metadata": {"name": "api", "namespace": "app"},
+         "spec": {"hosts": ["api.example.com"], "gateways": ["istio-system/public"], "http": [
+             {"match": [{"uri": {"prefix": "/admin"}}],
+              "route": [{"destination": {"host": "api-admin", "port": {"number": 9090}}}]},
+             {"route": [{"destination": {"host": "api-admin"}}]},  # several ports: which one is unknown
+             {"route": [{"destination": {"host": "api.app.svc.cluster.local"}}]}]}}])
+    assert sorted(((c.target, c.port) for c in calls(routes) if c.evidence == "VirtualService app/api"), key=str) == \
+        [("app/api", 8080), ("app/api-admin", 9090), ("app/api-admin", None)]
 
 
 def _plaintext(namespace: str, workload: str) -> Edge:
