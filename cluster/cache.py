@@ -13,7 +13,8 @@ more are kept: a small file reads faster than a cache entry would.
 An inventory made from a cached one (a plan's overlay: the source with stages applied) can be kept beside it
 (`derived`), keyed by the source's entry, what was made of it and the code of every room that made it; the few most
 recently used are kept per source. So can what is made of a source's inventory (`kept`: the app's first page's
-figures), so that it is read without decoding the inventory at all.
+figures), so that it is read without decoding the inventory at all. Both go with the source's entry when it is no
+longer among the most recently used (reading a kept value uses it).
 
 A live cluster's large kinds are kept apart, by cluster.live_cache, and brought up to date by watching them.
 
@@ -25,6 +26,8 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,20 +74,23 @@ def inventory(source: str | None, roots: Collection[Path] | None = None) -> Inve
     if inv is None:
         inv = build_inventory(snapshot)
         _write(path, key[1], inv)
-    cachedir.used(path, "[0-9a-f]" * 32 + ".msgpack", SOURCES_KEPT)
-    _remember(inv, key[1])
+    cachedir.used(path, _SOURCES, SOURCES_KEPT, _BESIDE)
+    _remember(inv, key[0], key[1])
     return inv
 
 
 
-# The content key of each inventory read through the cache (or derived from one), while it lives.
-_CONTENT: dict[int, str] = {}
+# Where the source's entry is kept and the content key of each inventory read through the cache (or derived from
+# one), while it lives.
+_CONTENT: dict[int, tuple[str, str]] = {}
 SOURCES_KEPT = 8  # snapshots' entries kept, the most recently used
-DERIVED_KEPT = 3  # derived entries kept per snapshot's entry, the most recently used
+DERIVED_KEPT = 3  # derived entries kept per snapshot's entry, the most recently used (and as many kept values)
+# A snapshot's entry, and what is kept beside it (its kept values and derived inventories): deleted with it.
+_SOURCES, _BESIDE = "[0-9a-f]" * 32 + ".msgpack", "-*.msgpack"
 
 
-def _remember(inv: Inventory, key: str) -> None:
-    _CONTENT[id(inv)] = key
+def _remember(inv: Inventory, where: str, key: str) -> None:
+    _CONTENT[id(inv)] = where, key
     weakref.finalize(inv, _CONTENT.pop, id(inv), None)
 
 
@@ -92,20 +98,18 @@ def derived(inv: Inventory, what: str, code: str, build: Callable[[], Inventory]
     """What `build` makes of `inv` (`what`: all that decides it, e.g. the stages applied; `code`: the code that
     makes it, code_of), from the cache when it was made before from the same content by the same code; else made,
     and (with `keep`) kept when `inv` came from the cache."""
-    base = _CONTENT.get(id(inv))
-    if base is None:
+    if (base := _CONTENT.get(id(inv))) is None:
         return build()
-    key = f"{base}\0{code}\0{hashlib.sha256(what.encode()).hexdigest()}"
-    stem = hashlib.sha256(base.encode()).hexdigest()[:16]
-    path = directory() / f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.derived.msgpack"
+    where, key = base[0], f"{base[1]}\0{code}\0{hashlib.sha256(what.encode()).hexdigest()}"
+    path = directory() / f"{where}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.derived.msgpack"
     made = _read(path, key)
     if made is None:
         made = build()
         if not keep or id(made) in _CONTENT:  # not to keep, or nothing new (a change that changed nothing)
             return made
         _write(path, key, made)
-    cachedir.used(path, f"{stem}-*.derived.msgpack", DERIVED_KEPT)
-    _remember(made, key)
+    cachedir.used(path, f"{where}-*.derived.msgpack", DERIVED_KEPT)
+    _remember(made, where, key)
     return made
 
 
@@ -115,19 +119,22 @@ def kept(source: str | None, roots: Collection[Path] | None, what: str, code: st
     it, code_of), kept beside the source's entry and keyed by its content: a process that needs only that (the
     app's first page) reads it without decoding the inventory. Made, and kept, when it is not there or is stale;
     made each time for a source that is not cached (a live cluster, the demo, a small snapshot)."""
-    key = _key(source, roots)
-    if key is None:
-        return build()
-    full = f"{key[1]}\0{what}\0{code}"
-    path = directory() / f"{key[0]}-{hashlib.sha256(full.encode()).hexdigest()[:16]}.kept.msgpack"
-    try:
-        found, value = msgspec.msgpack.decode(path.read_bytes(), type=tuple[str, kind])
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError):
-        found = None
-    if found != full:
-        value = build()
-        cachedir.write(path, msgspec.msgpack.encode((full, value)))
+    with _one_read():
+        key = _key(source, roots)
+        if key is None:
+            return build()
+        full = f"{key[1]}\0{what}\0{code}"
+        path = directory() / f"{key[0]}-{hashlib.sha256(full.encode()).hexdigest()[:16]}.kept.msgpack"
+        try:
+            found, value = msgspec.msgpack.decode(path.read_bytes(), type=tuple[str, kind])
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError):
+            found = None
+        if found != full:
+            value = build()
+            cachedir.write(path, msgspec.msgpack.encode((full, value)))
     cachedir.used(path, f"{key[0]}-*.kept.msgpack", DERIVED_KEPT)
+    # The source used: its entry (when there) is the most recently used, and what is kept beside it stays with it.
+    cachedir.used(directory() / f"{key[0]}.msgpack", _SOURCES, SOURCES_KEPT, _BESIDE)
     return value
 
 
@@ -191,9 +198,26 @@ def _stem(where: str) -> str:
 # A snapshot file is hashed again only when its stat changed, as git trusts its index: any write, truncation, utime
 # or replacement moves its change time (or its inode). Its hash is kept for the next read only when the file had
 # settled for SETTLED_NS when it was hashed: on a file system whose clock ticks coarsely (1-2 s), a change within
-# the tick it was hashed in would keep its times, so a file changed moments ago is hashed at every read.
+# the tick it was hashed in would keep its times, so a file changed moments ago is hashed at every read (once in
+# one: _one_read).
 SETTLED_NS = 3_000_000_000
 _DIGESTS = msgspec.json.Decoder(dict[str, tuple[tuple[int, int, int, int, int], str]])
+# The hashes taken in the read under way (kept(): its key, and the inventory its maker reads for it), by file and
+# stat, so that a file changed moments ago is hashed once in it. Its stat still decides: a change that moves it is
+# seen within the read; one within the clock's tick would not be, as it would not be between its key and its making.
+_TAKEN: ContextVar[dict[tuple[str, tuple[int, int, int, int, int]], bytes] | None] = ContextVar("_TAKEN",
+                                                                                                 default=None)
+
+
+@contextmanager
+def _one_read() -> Iterator[None]:
+    """What is read from here on is one read (the outermost one, when they nest): a file is hashed once in it."""
+    token = _TAKEN.set({}) if _TAKEN.get() is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _TAKEN.reset(token)
 
 
 def _signature(st: os.stat_result) -> tuple[int, int, int, int, int]:
@@ -207,16 +231,25 @@ def _digests(stem: str, found: list[tuple[str, os.stat_result]]) -> list[bytes]:
         known = _DIGESTS.decode(kept.read_bytes())
     except (OSError, msgspec.DecodeError, msgspec.ValidationError):
         known = {}
+    taken = _TAKEN.get()
+    taken = {} if taken is None else taken
     digests, keep = [], {}
     for file, st in found:
         signature = _signature(st)
         if (k := known.get(file)) is not None and k[0] == signature:
             digest = bytes.fromhex(k[1])
+        elif (digest := taken.get((file, signature))) is not None:  # not settled when it was taken in this read
+            digests.append(digest)
+            continue
         else:
             began = time.time_ns()
             with open(file, "rb") as f:
                 digest = hashlib.file_digest(f, "sha256").digest()
-            if began - max(st.st_ctime_ns, st.st_mtime_ns) < SETTLED_NS or _signature(os.stat(file)) != signature:
+            if _signature(os.stat(file)) != signature:
+                digests.append(digest)
+                continue
+            taken[file, signature] = digest
+            if began - max(st.st_ctime_ns, st.st_mtime_ns) < SETTLED_NS:
                 digests.append(digest)
                 continue
         digests.append(digest)

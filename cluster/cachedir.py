@@ -57,13 +57,16 @@ def write(path: Path, data: bytes) -> None:
         return
 
 
-def used(path: Path, pattern: str, kept: int) -> None:
+def used(path: Path, pattern: str, kept: int, beside: str | None = None) -> None:
     """Mark the entry recently used, and delete all but the `kept` most recently used entries matching `pattern`
-    (every source read would otherwise leave one behind for good)."""
+    (every source read would otherwise leave one behind for good); with `beside`, each deleted entry takes with it
+    the entries kept beside it: those named `<its name up to its first dot><beside>`."""
     try:
         os.utime(path)
         old: Iterable[Path] = sorted(path.parent.glob(pattern), key=lambda p: p.stat().st_mtime_ns, reverse=True)
         for entry in list(old)[kept:]:
             entry.unlink()
+            for other in entry.parent.glob(entry.name.partition(".")[0] + beside) if beside else ():
+                other.unlink(missing_ok=True)
     except OSError:
         pass  # a cache that cannot be kept tidy is no error

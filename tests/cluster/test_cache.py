@@ -242,3 +242,41 @@ def test_what_is_made_of_a_source_that_is_not_cached_is_made_each_time() -> None
 
 def _objects_of(kind: str) -> list:
     return [o for o in _objects() if o["kind"] == kind]
+
+
+def test_a_snapshot_changed_moments_ago_is_hashed_once_in_one_read(snapshot: Path, monkeypatch) -> None:
+    # A kept value's key and the inventory its maker reads (the app's first page, a fleet's reading): one read.
+    hashed = _hashed(monkeypatch)
+    pods = cache.kept(str(snapshot), None, "pods", "code", int, lambda: len(cache.inventory(str(snapshot)).pods))
+    assert pods == len(_objects_of("Pod")) and hashed == [str(snapshot)]
+    # Not settled: the next read hashes it again; a change within one read that moves its stat is seen in it.
+    hashed.clear()
+
+    def rewritten() -> int:
+        snapshot.write_bytes(snapshot.read_bytes().replace(b'"kind":"Pod"', b'"kind":"Pox"', 1) + b" ")
+        return len(cache.inventory(str(snapshot)).pods)
+
+    assert cache.kept(str(snapshot), None, "other pods", "code", int, rewritten) == pods - 1
+    assert hashed == [str(snapshot)] * 2
+
+
+def test_a_source_s_kept_and_derived_entries_go_with_its_entry(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cache, "SOURCES_KEPT", 2)
+    paths = [tmp_path / f"cluster-{i}.json" for i in range(3)]
+    for path in paths:
+        write(_objects(), path)
+    inv = cache.inventory(str(paths[0]))
+    cache.derived(inv, "with one more", "code", lambda: inv.with_changes(apply=[_objects_of("Namespace")[0]
+                                                                                | {"metadata": {"name": "more"}}]))
+    cache.kept(str(paths[0]), None, "n", "code", int, lambda: 7)
+    cache.inventory(str(paths[1]))
+    # Its kept value read: the source is used, and stays the most recently used.
+    assert cache.kept(str(paths[0]), None, "n", "code", int, lambda: pytest.fail("made again")) == 7
+    cache.inventory(str(paths[2]))
+    assert len(list(cache.directory().glob("*.kept.msgpack"))) == 1
+    assert len(list(cache.directory().glob("*.derived.msgpack"))) == 1
+    # Evicted (two other sources read since): its entry, its kept values and its derived inventories together.
+    cache.inventory(str(paths[1]))
+    assert len(list(cache.directory().glob("[0-9a-f]" * 32 + ".msgpack"))) == 2
+    assert list(cache.directory().glob("*.kept.msgpack")) == []
+    assert list(cache.directory().glob("*.derived.msgpack")) == []
