@@ -1,6 +1,7 @@
 """A stage verified by traffic: requests, success rate, p99 latency and mTLS share before and after it was
 applied, judged by thresholds — like with like: a call counted at L7 (requests) in one window and by ztunnel alone
-(L4 connections) in the other is named, not compared."""
+(L4 connections) in the other is compared on its caller's own count (an ingress gateway's or a sidecar's,
+reporter=source) when the caller reported it in both, else named, not compared."""
 from __future__ import annotations
 
 import math
@@ -92,6 +93,9 @@ class Figures:
     p99_ms: float | None
     mtls_requests: float
     waypoint_requests: float = 0.0  # of `requests`, those a waypoint counted (reporter=waypoint); the rest, sidecars
+    # of `requests`, those their caller counted (reporter=source: a gateway, a sidecar), which Istio reports with
+    # connection_security_policy="unknown": not in the mTLS share
+    caller_requests: float = 0.0
 
     @property
     def success_rate(self) -> float | None:
@@ -99,7 +103,8 @@ class Figures:
 
     @property
     def mtls_share(self) -> float | None:
-        return 100.0 * self.mtls_requests / self.requests if self.requests else None
+        known = self.requests - self.caller_requests
+        return 100.0 * self.mtls_requests / known if known >= 0.5 else None
 
     def text(self) -> str:
         p99 = f"{self.p99_ms:.0f} ms" if self.p99_ms is not None else "n/a"
@@ -109,6 +114,8 @@ class Figures:
         if self.waypoint_requests:
             by = (" (reported by the waypoint)" if self.waypoint_requests >= self.requests else
                   f" ({count_text(self.waypoint_requests)} of them reported by the waypoint)")
+        if self.caller_requests:
+            by += f" ({count_text(self.caller_requests)} of them reported by their caller)"
         return (f"{utc_text(self.start)}–{utc_text(self.end)[11:]}: {count_text(self.requests)} requests{by}, "
                 f"success {sr}, p99 {p99}, mTLS {share}")
 
@@ -130,7 +137,8 @@ class Verification:
     thresholds: Thresholds = field(default_factory=Thresholds)
     problems: tuple[str, ...] = ()  # each threshold crossed, as its line says it: for whoever shows them apart
     moved: Switch | None = None  # an ambient stage's traffic by the proxy that carried it
-    not_compared: tuple[str, ...] = ()  # the calls counted at L7 in one window and by ztunnel alone in the other
+    # the calls counted at L7 in one window and by ztunnel alone in the other, each with its counts (why)
+    not_compared: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -192,13 +200,21 @@ class Counted:
     L7 the requests a waypoint reported where it reported the call's (it sees every request sent to the service,
     those it fails itself included, while a sidecar still behind it counts only those that reach its pod), else the
     destination's sidecar; at L4 the connections of the calls ztunnel alone counted (it counts connections, not
-    requests or their response codes)."""
+    requests or their response codes). And, in ambient, the requests each caller's own proxy reported
+    (reporter=source: an ingress gateway or a sidecar counts at L7 what it sends, whoever serves it)."""
 
     start: float
     end: float
     requests: Rows  # by reporter, call, response code and mTLS: the rows of the proxy counting each call
     buckets: Rows  # by reporter, call and `le`: likewise
     connections: dict[Call, float]  # the calls no proxy counted at L7: the connections ztunnel accepted
+    callers: Rows = ()  # by reporter (source), call, response code: the requests their callers reported
+    caller_buckets: Rows = ()  # likewise, by `le`
+
+    @property
+    def by_caller(self) -> set[Call]:
+        """The calls their caller reported at L7."""
+        return {_call(lb) for lb, v in self.callers if v >= 0.5}
 
     @property
     def l7(self) -> dict[Call, float]:
@@ -208,26 +224,31 @@ class Counted:
             out[_call(lb)] += v
         return dict(out)
 
-    def figures(self, leave_out: Iterable[Call] = ()) -> Figures:
-        """The window's figures, but for the calls `leave_out`."""
-        left = set(leave_out)
-        rows = [(lb, v) for lb, v in self.requests if _call(lb) not in left]
+    def figures(self, leave_out: Iterable[Call] = (), by_caller: Iterable[Call] = ()) -> Figures:
+        """The window's figures, but for the calls `leave_out`; the calls `by_caller` as their callers counted
+        them."""
+        left, callers = set(leave_out), set(by_caller)
+        rows = [*((lb, v) for lb, v in self.requests if _call(lb) not in left | callers),
+                *((lb, v) for lb, v in self.callers if _call(lb) in callers)]
         buckets: dict[str, float] = defaultdict(float)
-        for lb, v in self.buckets:
-            if _call(lb) not in left:
+        for lb, v in [*self.buckets, *self.caller_buckets]:
+            if _call(lb) not in left and (_call(lb) in callers) == (lb["reporter"] == "source"):
                 buckets[lb["le"]] += v
         return Figures(self.start, self.end, sum(v for _, v in rows),
                        sum(v for lb, v in rows if lb.get("response_code", "").startswith("5")),
                        p99([({"le": le}, v) for le, v in buckets.items()]),
                        sum(v for lb, v in rows if lb.get("connection_security_policy") == "mutual_tls"),
-                       sum(v for lb, v in rows if lb["reporter"] == "waypoint"))
+                       sum(v for lb, v in rows if lb["reporter"] == "waypoint"),
+                       sum(v for lb, v in rows if lb["reporter"] == "source"))
 
 
 def counted(tel: Telemetry, match: Matchers, start: float, end: float, ambient: bool) -> Counted:
-    """The window's traffic by call (`ambient`: waypoints' requests and ztunnel's connections too)."""
-    asked = {"reporter": "destination|waypoint" if ambient else "destination", **match}
-    requests = tel.increase(REQUESTS, ("reporter", *_CALL, "response_code", "connection_security_policy"), start,
-                            end, asked)
+    """The window's traffic by call (`ambient`: waypoints' requests, ztunnel's connections and the requests callers
+    reported too)."""
+    asked = {"reporter": "destination|waypoint|source" if ambient else "destination", **match}
+    every = tel.increase(REQUESTS, ("reporter", *_CALL, "response_code", "connection_security_policy"), start,
+                         end, asked)
+    requests = [(lb, v) for lb, v in every if lb["reporter"] != "source"]
     by: dict[tuple[Call, str], float] = defaultdict(float)
     for lb, v in requests:
         by[_call(lb), lb["reporter"]] += v
@@ -237,11 +258,13 @@ def counted(tel: Telemetry, match: Matchers, start: float, end: float, ambient: 
         if v >= 0.5 and proxy.get(call) != "waypoint":
             proxy[call] = reporter
     chosen = [(lb, v) for lb, v in requests if proxy.get(_call(lb)) == lb["reporter"]]
-    buckets = [(lb, v) for lb, v in tel.increase(DURATION_BUCKET, ("reporter", *_CALL, "le"), start, end, asked)
-               if proxy.get(_call(lb)) == lb["reporter"]]
+    histogram = tel.increase(DURATION_BUCKET, ("reporter", *_CALL, "le"), start, end, asked)
+    buckets = [(lb, v) for lb, v in histogram if proxy.get(_call(lb)) == lb["reporter"]]
     l4 = tel.increase(TCP_OPENED, _CALL, start, end, {"reporter": "destination", "app": ZTUNNEL, **match}) \
         if ambient else []
-    return Counted(start, end, chosen, buckets, {_call(lb): v for lb, v in l4 if v >= 0.5 and _call(lb) not in proxy})
+    return Counted(start, end, chosen, buckets, {_call(lb): v for lb, v in l4 if v >= 0.5 and _call(lb) not in proxy},
+                   [(lb, v) for lb, v in every if lb["reporter"] == "source"],
+                   [(lb, v) for lb, v in histogram if lb["reporter"] == "source"])
 
 
 def _unlike(before: Counted, after: Counted) -> dict[Call, str]:
@@ -280,18 +303,23 @@ def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls
     if later is not None:
         moved, after_start, after_end = later, now - t.window, now
     last = counted(tel, match, after_start, after_end, ambient is not None)
-    # Like with like: a call counted at L7 in one window and by ztunnel alone in the other is compared in neither.
-    unlike = _unlike(first, last)
-    before, after = first.figures(unlike), last.figures(unlike)
+    # Like with like: a call ztunnel alone counted at its destination in a window is compared on its caller's own
+    # count (an ingress gateway's, a sidecar's: reporter=source) when the caller reported it in both; else, counted
+    # at L7 in one window and by ztunnel alone in the other, it is compared in neither.
+    by_caller = {c for c in (*first.connections, *last.connections) if c in first.by_caller & last.by_caller}
+    unlike = {c: how for c, how in _unlike(first, last).items() if c not in by_caller}
+    before, after = first.figures(unlike, by_caller), last.figures(unlike, by_caller)
     head = (f"traffic {where} (requests the workloads' {'sidecars and waypoints' if ambient else 'sidecars'} "
             f"served, {tel.label}):", f"  before: {before.text()}", f"  after:  {after.text()}",
             *(("  not compared (counted at L7 in one window, by ztunnel alone in the other: it counts connections, "
                "not requests, their response codes or latency): "
                + "; ".join(f"{_call_text(c)} ({how})" for c, how in unlike.items()),) if unlike else ()),
+            *(("  compared on their caller's own count (reporter=source: ztunnel alone counted them at the "
+               "destination): " + "; ".join(_call_text(c) for c in sorted(by_caller)),) if by_caller else ()),
             *(moved.lines() if moved else ()),
             *(("  judged on the latest window: pods were still served by sidecars in the first one after the "
                "switch, and were restarted since",) if later else ()))
-    kept = dict(thresholds=t, moved=moved, not_compared=tuple(_call_text(c) for c in unlike))
+    kept = dict(thresholds=t, moved=moved, not_compared=tuple(f"{_call_text(c)} ({how})" for c, how in unlike.items()))
     if low := _quiet(first, last, t):
         return Verification("insufficient", (*head, f"too little traffic to judge: {' and '.join(low)} (at least "
                                              f"{t.min_requests} needed; --verify min_requests=N)",
@@ -358,9 +386,10 @@ def _crossed(before: Figures, after: Figures, t: Thresholds, mtls_mode: str | No
         if rise > t.min_p99_increase_ms and rise > before.p99_ms * t.max_p99_increase / 100:
             problems.append(f"p99 latency rose {rise:.0f} ms ({before.p99_ms:.0f} → {after.p99_ms:.0f} ms; at most "
                             f"+{t.max_p99_increase:g}% allowed)")
-    if mtls_mode == "STRICT" and after.mtls_share < t.min_mtls_share:
+    if mtls_mode == "STRICT" and after.mtls_share is not None and after.mtls_share < t.min_mtls_share:
         problems.append(f"only {after.mtls_share:.1f}% of requests were mutual TLS after STRICT (at least "
                         f"{t.min_mtls_share:g}% expected)")
-    if mtls_mode == "PERMISSIVE" and after.mtls_share + 1e-9 < before.mtls_share - t.max_success_drop:
+    if mtls_mode == "PERMISSIVE" and None not in (before.mtls_share, after.mtls_share) and \
+            after.mtls_share + 1e-9 < before.mtls_share - t.max_success_drop:
         problems.append(f"the mutual-TLS share fell ({before.mtls_share:.1f}% → {after.mtls_share:.1f}%)")
     return problems

@@ -57,8 +57,15 @@ def test_a_switch_that_moves_all_traffic_to_hbone_passes_with_the_share_shown(pr
     after = next(line for line in result.lines if line.strip().startswith("after:") and "HBONE" in line)
     assert "HBONE 100.0% of 900 connections ztunnel accepted" in after
     assert any("no pod of shop still served by a sidecar" in line for line in result.lines)
-    # ztunnel counts connections, not requests: what it cannot say is said, not passed off as a 100% success rate.
-    assert any("success rate and p99 not compared" in line for line in result.lines), result.lines
+    # ztunnel counts connections, not requests: the ingress gateway's requests to frontend are compared on its own
+    # count (reporter=source) in both windows; frontend's to orders, whose sender lost its sidecar too, are named.
+    assert not any("success rate and p99 not compared" in line for line in result.lines), result.lines
+    assert result.before.requests == pytest.approx(6000, rel=0.02) == result.after.caller_requests
+    assert result.after.mtls_share is None  # a caller's count says nothing of mTLS: HBONE's share does
+    assert any("compared on their caller's own count" in line and f"istio-system/istio-ingressgateway → {FRONTEND}"
+               in line for line in result.lines), result.lines
+    [left] = result.to_json()["not_compared"]
+    assert left.startswith(f"shop/frontend → {ORDERS} (") and "connections after" in left, left
     shown = result.to_json()
     assert shown["after"]["hbone_share"] == 100.0 and shown["before"]["hbone_share"] is None
 
@@ -200,23 +207,32 @@ def test_a_waypoint_that_reports_no_request_is_not_passed(prometheus):
                      ("ambient-policies", "shop")).status == "passed"
 
 
-def test_calls_counted_at_l7_before_and_by_ztunnel_alone_after_are_left_out_of_the_comparison(prometheus):
+def test_calls_ztunnel_alone_counts_after_are_compared_on_their_caller_s_count_or_named(prometheus):
     """frontend's pod restarted into ambient (ztunnel counts its connections: L4, no requests, no response codes);
-    orders' not yet: its sidecar still counts its requests, 5% of them 503 before and after alike. Comparing every
-    request each window counted at L7 read a fall from 98.4% (frontend's and orders' before) to 95.2% (orders' alone
-    after): the proxy that counted frontend's calls changed, not their success. Like with like: orders' calls with
-    orders' calls, and frontend's named as not compared."""
+    orders' not yet: its sidecar still counts its requests, 5% of them 503 before and after alike. The ingress
+    gateway counts the requests it sends to frontend itself (reporter=source), in both windows: compared on that
+    count, like with like. A caller outside the mesh counted by frontend's sidecar before and by ztunnel alone after
+    has no count of its own: named as not compared, with why, instead of read as a change in success."""
     applied = now_minute() - 1200
     failing = Flow(("shop", "frontend"), ("shop", "orders"), ORDERS, 0.25, code="503", pod=ORDERS_POD)
-    flows = [*_sidecars(applied, orders_until=float("inf")), *_ztunnel(applied, orders=False), failing]
+    outside = [Flow(None, ("shop", "frontend"), FRONTEND, 1, pod=FRONTEND_POD, reporters=("destination",),
+                    stop=applied),
+               Flow(None, ("shop", "frontend"), FRONTEND, 0.5, protocol="tcp", proxy="ztunnel",
+                    reporters=("destination",), start=applied)]
+    flows = [*_sidecars(applied, orders_until=float("inf")), *_ztunnel(applied, orders=False), failing, *outside]
     result = _verified(prometheus(flows), applied)
     assert not result.problems, result.problems
     assert result.status == "insufficient", result.lines  # orders' pod still on its sidecar: the switch not done
-    assert result.before.requests == pytest.approx(5.25 * 600, rel=0.02)  # orders' calls alone, in both windows
+    # orders' calls as its sidecar counted them, the gateway's as it counted them, in both windows
+    assert result.before.requests == pytest.approx(15.25 * 600, rel=0.02)
+    assert result.after.requests == pytest.approx(15.25 * 600, rel=0.02)
+    assert result.after.caller_requests == pytest.approx(10 * 600, rel=0.02)
     assert result.before.success_rate == pytest.approx(result.after.success_rate, abs=0.1)
-    [left] = [line for line in result.lines if "not compared" in line and "ingressgateway" in line]
-    assert f"istio-system/istio-ingressgateway → {FRONTEND}" in left and "ztunnel" in left, left
-    assert result.to_json()["not_compared"] == [f"istio-system/istio-ingressgateway → {FRONTEND}"]
+    assert any("compared on their caller's own count" in line and f"istio-system/istio-ingressgateway → {FRONTEND}"
+               in line for line in result.lines), result.lines
+    [left] = result.to_json()["not_compared"]
+    assert left.startswith(f"unknown/unknown → {FRONTEND} (") and "requests before, only" in left, left
+    assert left in result.not_compared
 
 
 def test_calls_a_waypoint_does_not_carry_are_compared_as_their_sidecar_counted_them(prometheus):
