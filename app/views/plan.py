@@ -72,6 +72,10 @@ def traffic_before_after(stage) -> None:
             }, height=200)
     if problems := v.get("problems"):
         st.error("\n".join(f"- {safe.md_message(p)}" for p in problems), icon=":material/error:")
+    if not_compared := v.get("not_compared"):
+        st.info("Not compared: counted at L7 in one window and by ztunnel alone in the other (it counts connections, "
+                "not requests, their response codes or latency), with no count of their caller's own:\n"
+                + "\n".join(f"- {safe.md(call)}" for call in not_compared), icon=":material/info:")
     if v["status"] == "insufficient":
         st.warning(safe.md_message(next((line for line in v["lines"] if any(w in line for w in _WAITING)),
                                         v["lines"][-1])), icon=":material/help:")

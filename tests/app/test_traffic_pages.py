@@ -10,6 +10,7 @@ import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
+from app import safe
 from benchmarks.istio_metrics import Flow, free_port, openmetrics
 from state.store import Store
 from telemetry.edges import mtls_share_over_time
@@ -246,3 +247,32 @@ def test_plan_page_charts_the_hbone_share_of_an_ambient_switch_and_names_the_pod
     # (the page's other warnings are the demo's analysis findings)
     [waiting] = [w.value for w in app.warning if "still served by sidecars" in w.value]
     assert ORDERS_POD in waiting and "shop/orders" in waiting
+
+
+def test_plan_page_lists_the_calls_a_verification_could_not_compare_and_why(app, store, prometheus):  # noqa: F811
+    """A namespace switched to ambient: callers outside the mesh were counted by frontend's sidecar before and by
+    ztunnel alone after, and report nothing themselves; the page names each such call with its counts, its names
+    (as telemetry gave them) shown literally."""
+    from telemetry.ambient import AmbientStage
+    from tests.telemetry.test_hbone import FRONTEND, FRONTEND_POD, _sidecars, _ztunnel
+
+    sign_in(app)
+    open_page(app, "plan")
+    app.button(key="FormSubmitter:new_plan-Create the plan").click().run()
+    applied = now_minute() - 1200
+    outside = [flow for caller in (("batch", "nightly"), ("batch", "**all**_[x](y)")) for flow in (
+        Flow(caller, ("shop", "frontend"), FRONTEND, 1, pod=FRONTEND_POD, reporters=("destination",), stop=applied),
+        Flow(caller, ("shop", "frontend"), FRONTEND, 0.5, protocol="tcp", proxy="ztunnel",
+             reporters=("destination",), start=applied))]
+    tel = Prometheus(HTTPTransport(prometheus([*_sidecars(applied), *_ztunnel(applied), *outside])))
+    v = verify(tel, ["shop"], applied, ambient=AmbientStage(("shop",), switched=True))
+    assert len(v.not_compared) == 3, v.not_compared  # the two outside callers, and frontend's calls to orders
+    order = _stage_with(store, v.to_json())
+    open_page(app, "plan")
+    assert any(m.value.startswith(f"**Stage {order}:") for m in app.markdown)
+    [info] = [i.value for i in app.info if i.value.startswith("Not compared")]
+    assert "ztunnel alone" in info
+    for call in v.not_compared:
+        assert f"- {safe.md(call)}" in info.splitlines(), info
+    assert f"batch/nightly → {FRONTEND} (" in info and "connections after)" in info
+    assert "**all**" not in info and "[x](y)" not in info  # the hostile name shown literally, not as Markdown
