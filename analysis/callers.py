@@ -298,7 +298,7 @@ def _strict_destinations(ctx: Context, t: Traffic) -> list[tuple[Edge, Plaintext
         out = []
         for e in plain:
             namespace, w = e.destination.namespace or "", workload_of(after, e.destination)
-            pods = [p for name in w.pods if (p := after.pod(namespace, name))] if w is not None else []
+            pods = after.pods_of_workload(w) if w is not None else []
             template = w.template.labels if w is not None and w.template is not None else {}
             verdict = servers_refuse(after, namespace, enforcing(after, pods, template))
             if verdict.refused is not False:

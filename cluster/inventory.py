@@ -213,6 +213,10 @@ class Inventory:
     def pods_of_service(self, svc: Service) -> list[Pod]:
         return self.pods_matching(svc.namespace, svc.selector)
 
+    def pods_of_workload(self, w: Workload) -> list[Pod]:
+        """The workload's pods the source holds."""
+        return [p for n in w.pods if (p := self.pod(w.namespace, n))]
+
     def service(self, namespace: str, name: str) -> Service | None:
         return self._services_by_key.get((namespace, name))
 
@@ -393,7 +397,7 @@ FACETS: dict[str, tuple[str, ...]] = {
                          "mesh_configs", "mesh_networks", "mesh_override")},
     **dict.fromkeys(("objects", "_by_key", "istio_config", "_owned_as_before"), ("kind:*",)),
     **dict.fromkeys(("pods_by_namespace", "_pods_by_key", "_pods_by_label", "pod", "pods_matching",
-                     "pods_of_service"), ("pods",)),
+                     "pods_of_service", "pods_of_workload"), ("pods",)),
     **dict.fromkeys(("services_by_namespace", "_services_by_key", "service"), ("services",)),
     **dict.fromkeys(("_workloads_by_key", "workload"), ("workloads",)),
     **dict.fromkeys(("components", "components_by_id", "_components_by_ref", "component", "_recognised"),

@@ -155,7 +155,7 @@ def explain_pod(inv: Inventory, pod: Pod) -> Explanation:
 
 def explain_workload(inv: Inventory, w: Workload) -> Explanation:
     """A workload: from its first pod when the source has pods, else from its pod template."""
-    pods = [p for n in w.pods if (p := inv.pod(w.namespace, n))]
+    pods = inv.pods_of_workload(w)
     spec = pods[0].spec if pods else w.template
     if spec is None:
         raise NameNotFound(f"{w.ref}: the source has neither its pod template nor its pods")

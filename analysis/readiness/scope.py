@@ -138,11 +138,10 @@ def _units(inv: Inventory) -> dict[str, list[Unit]]:
     CronJob's Jobs), and keeps a workload whose controller is something else (an operator's custom resource)."""
     out: dict[str, list[Unit]] = defaultdict(list)
     proxies = proxy_pods(inv)
-    by_name = {(p.namespace, p.name): p for p in inv.pods}
     for w in inv.workloads:
         if w.template is None and not w.pods:
             continue
-        pods = tuple(by_name[(w.namespace, n)] for n in w.pods if (w.namespace, n) in by_name)
+        pods = tuple(inv.pods_of_workload(w))
         if any((p.namespace, p.name) in proxies for p in pods):
             continue
         template = w.template or pods[0].spec
