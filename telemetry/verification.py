@@ -242,6 +242,11 @@ class Counted:
                        sum(v for lb, v in rows if lb["reporter"] == "source"))
 
 
+# Why a call is named instead of compared (Verification.not_compared), as the verification's lines and the app say it.
+NOT_COMPARED = ("counted at L7 in one window and by ztunnel alone in the other (it counts connections, not requests, "
+                "their response codes or latency), with no count of their caller's own")
+
+
 def counted(tel: Telemetry, match: Matchers, start: float, end: float, ambient: bool) -> Counted:
     """The window's traffic by call (`ambient`: waypoints' requests, ztunnel's connections and the requests callers
     reported too)."""
@@ -306,20 +311,19 @@ def verify(tel: Telemetry, namespaces: list[str] | None, applied_at: float, mtls
     # Like with like: a call ztunnel alone counted at its destination in a window is compared on its caller's own
     # count (an ingress gateway's, a sidecar's: reporter=source) when the caller reported it in both; else, counted
     # at L7 in one window and by ztunnel alone in the other, it is compared in neither.
-    by_caller = {c for c in (*first.connections, *last.connections) if c in first.by_caller & last.by_caller}
+    by_caller = (first.connections.keys() | last.connections.keys()) & first.by_caller & last.by_caller
     unlike = {c: how for c, how in _unlike(first, last).items() if c not in by_caller}
     before, after = first.figures(unlike, by_caller), last.figures(unlike, by_caller)
+    named = tuple(f"{_call_text(c)} ({how})" for c, how in unlike.items())
     head = (f"traffic {where} (requests the workloads' {'sidecars and waypoints' if ambient else 'sidecars'} "
             f"served, {tel.label}):", f"  before: {before.text()}", f"  after:  {after.text()}",
-            *(("  not compared (counted at L7 in one window, by ztunnel alone in the other: it counts connections, "
-               "not requests, their response codes or latency): "
-               + "; ".join(f"{_call_text(c)} ({how})" for c, how in unlike.items()),) if unlike else ()),
+            *((f"  not compared ({NOT_COMPARED}): " + "; ".join(named),) if named else ()),
             *(("  compared on their caller's own count (reporter=source: ztunnel alone counted them at the "
                "destination): " + "; ".join(_call_text(c) for c in sorted(by_caller)),) if by_caller else ()),
             *(moved.lines() if moved else ()),
             *(("  judged on the latest window: pods were still served by sidecars in the first one after the "
                "switch, and were restarted since",) if later else ()))
-    kept = dict(thresholds=t, moved=moved, not_compared=tuple(f"{_call_text(c)} ({how})" for c, how in unlike.items()))
+    kept = dict(thresholds=t, moved=moved, not_compared=named)
     if low := _quiet(first, last, t):
         return Verification("insufficient", (*head, f"too little traffic to judge: {' and '.join(low)} (at least "
                                              f"{t.min_requests} needed; --verify min_requests=N)",

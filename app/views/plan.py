@@ -17,7 +17,7 @@ from planner.waves import WAVES_ABOVE
 from state.models import PlanMode
 from telemetry.edges import count_text
 from telemetry.series import duration_text, window_seconds
-from telemetry.verification import Thresholds
+from telemetry.verification import NOT_COMPARED, Thresholds
 
 # What a stage's verification compared (moves.advance keeps it in the stage's record): each figure before and after.
 _FIGURES = (("success_rate", "Success rate", "%", "non-5xx share of the requests served"),
@@ -73,9 +73,8 @@ def traffic_before_after(stage) -> None:
     if problems := v.get("problems"):
         st.error("\n".join(f"- {safe.md_message(p)}" for p in problems), icon=":material/error:")
     if not_compared := v.get("not_compared"):
-        st.info("Not compared: counted at L7 in one window and by ztunnel alone in the other (it counts connections, "
-                "not requests, their response codes or latency), with no count of their caller's own:\n"
-                + "\n".join(f"- {safe.md(call)}" for call in not_compared), icon=":material/info:")
+        st.info(f"Not compared: {NOT_COMPARED}:\n" + "\n".join(f"- {safe.md(call)}" for call in not_compared),
+                icon=":material/info:")
     if v["status"] == "insufficient":
         st.warning(safe.md_message(next((line for line in v["lines"] if any(w in line for w in _WAITING)),
                                         v["lines"][-1])), icon=":material/help:")
