@@ -61,22 +61,24 @@ def where(scopes: Iterable[str]) -> str:
     return ", ".join((["mesh-wide"] if MESH in scopes else []) + said)
 
 
-def feature_summary(rows: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str, str]]:
-    """Each feature once, from the rows of each feature and scope (feature, scope, observed, recorded: a flag's
-    state or "—", drift: its kind or ""): where detection finds it on, where each recorded state is, and where each
-    kind of drift is."""
-    observed: dict[str, list[str]] = defaultdict(list)
-    recorded: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    drift: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        feature, scope = r["feature"], r["scope"]
-        observed[feature] += [scope] if r["observed"] else []
-        if r["recorded"] != "—":
-            recorded[feature][r["recorded"]].append(scope)
-        if r["drift"]:
-            drift[feature][r["drift"]].append(scope)
+def feature_summary(observed: Iterable[tuple[str, str]], recorded: Mapping[tuple[str, str], str],
+                    drift: Mapping[tuple[str, str], str]) -> list[tuple[str, str, str, str]]:
+    """Each feature once, from the (feature, scope) pairs detection finds on, the state recorded for each pair and
+    the kind of drift of each: where it is observed, where each recorded state is, and where each kind of drift is."""
+    seen: dict[str, list[str]] = defaultdict(list)
+    for feature, scope in observed:
+        seen[feature].append(scope)
+    states, kinds = _by_feature(recorded), _by_feature(drift)
 
-    def by(kinds: Mapping[str, list[str]]) -> str:
-        return "; ".join(f"{kind}: {where(scopes)}" for kind, scopes in sorted(kinds.items())) or "—"
+    def said(scopes: Mapping[str, list[str]]) -> str:
+        return "; ".join(f"{what}: {where(s)}" for what, s in sorted(scopes.items())) or "—"
 
-    return [(f, where(observed[f]) or "—", by(recorded[f]), by(drift[f])) for f in sorted(observed)]
+    return [(f, where(seen[f]) or "—", said(states[f]), said(kinds[f])) for f in sorted(seen.keys() | states.keys())]
+
+
+def _by_feature(pairs: Mapping[tuple[str, str], str]) -> defaultdict[str, defaultdict[str, list[str]]]:
+    """feature → what each of its scopes has (a recorded state, a kind of drift) → those scopes."""
+    out: defaultdict[str, defaultdict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for (feature, scope), what in pairs.items():
+        out[feature][what].append(scope)
+    return out

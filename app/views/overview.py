@@ -184,7 +184,8 @@ rows = [{"feature": f, "scope": s, "observed": (f, s) in evidence, "recorded": r
          else "",
          "evidence": "; ".join(evidence.get((f, s), ())[:2])} for f, s in sorted(set(evidence) | set(recorded))]
 if rows:
-    st.markdown(safe.md_table(("feature", "observed", "recorded", "drift"), rows_.feature_summary(rows)))
+    st.markdown(safe.md_table(("feature", "observed", "recorded", "drift"), rows_.feature_summary(
+        evidence.keys(), recorded, {k: d["kind"] for k, d in drifting.items()})))
     if st.toggle(f"Each feature and scope ({len(rows)}), with what detection found",
                  key="overview-feature-scopes"):
         frame = pd.DataFrame(safe.cells(rows))

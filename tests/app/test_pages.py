@@ -464,14 +464,12 @@ def test_overview_says_each_feature_once_and_each_scope_on_demand(app, demo_inve
 
 
 def test_a_feature_s_summary_says_where_each_recorded_state_and_each_drift_is():
-    def row(feature, scope, observed, recorded="—", drift=""):
-        return {"feature": feature, "scope": scope, "observed": observed, "recorded": recorded, "drift": drift}
-
-    rows = [row("mtls-strict", "mesh", True, "on"), row("mtls-strict", "shop", True, "on"),
-            row("mtls-strict", "orders", True, drift="observed, not recorded"),
-            row("mtls-strict", "payments", False, "on", "recorded on, not observed"),
-            row("tracing", "legacy", False, "off")]
-    assert feature_summary(rows) == [
+    observed = [("mtls-strict", "mesh"), ("mtls-strict", "shop"), ("mtls-strict", "orders")]
+    recorded = {("mtls-strict", "mesh"): "on", ("mtls-strict", "shop"): "on", ("mtls-strict", "payments"): "on",
+                ("tracing", "legacy"): "off"}
+    drift = {("mtls-strict", "orders"): "observed, not recorded",
+             ("mtls-strict", "payments"): "recorded on, not observed"}
+    assert feature_summary(observed, recorded, drift) == [
         ("mtls-strict", "mesh-wide, 2 namespaces", "on: mesh-wide, 2 namespaces",
          "observed, not recorded: orders; recorded on, not observed: payments"),
         ("tracing", "—", "off: legacy", "—")]
